@@ -1,0 +1,31 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from integrations.api import errors
+from integrations.views import health
+
+admin.site.site_header = "Integration Hub admin"
+admin.site.site_title = "Integration Hub"
+admin.site.index_title = "Providers, calls, webhooks and domain records"
+
+api_v1 = [
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("integrations/", include("integrations.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("", include("django_prometheus.urls")),
+    # Anything else under /api/ is a JSON 404, also with DEBUG on.
+    re_path(r"^api/", errors.api_not_found),
+]
+
+handler404 = "integrations.api.errors.handler404"
+handler500 = "integrations.api.errors.handler500"

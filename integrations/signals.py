@@ -1,0 +1,33 @@
+"""Celery signal handlers: request-id propagation and the worker heartbeat."""
+
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready
+
+from .context import get_request_id, new_request_id, reset_request_id, set_request_id
+
+_tokens = {}
+
+
+@before_task_publish.connect
+def add_request_id_header(headers=None, **kwargs):
+    if headers is not None and not headers.get("request_id"):
+        headers["request_id"] = get_request_id() or new_request_id()
+
+
+@task_prerun.connect
+def bind_request_id(task_id=None, task=None, **kwargs):
+    request_id = getattr(task.request, "request_id", None) or new_request_id()
+    _tokens[task_id] = set_request_id(request_id)
+
+
+@task_postrun.connect
+def unbind_request_id(task_id=None, **kwargs):
+    token = _tokens.pop(task_id, None)
+    if token is not None:
+        reset_request_id(token)
+
+
+@worker_ready.connect
+def stamp_heartbeat_on_start(sender=None, **kwargs):
+    from .services import heartbeat_stamp
+
+    heartbeat_stamp(hostname=sender.hostname)

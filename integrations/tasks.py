@@ -1,0 +1,9 @@
+from celery import shared_task
+
+from .services import heartbeat_stamp
+
+
+@shared_task(name="integrations.ping", ignore_result=True)
+def ping():
+    """Beat sends this every HEARTBEAT_INTERVAL_SECONDS; a worker that runs it proves it is alive."""
+    heartbeat_stamp(hostname=ping.request.hostname or "unknown")

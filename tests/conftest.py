@@ -1,0 +1,112 @@
+"""Shared fixtures and the rule for tests that need real servers.
+
+Tests marked `postgres` or `redis` run against DATABASE_URL / REDIS_URL. Without
+them they skip with the reason; with REQUIRE_SERVICES=1 (as .ci/run sets) a
+missing server fails the run instead.
+"""
+
+import os
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import UserFactory
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def _postgres_available():
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://", "pgsql://")):
+        return "DATABASE_URL does not point at PostgreSQL"
+    return None
+
+
+def _redis_available():
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        return "REDIS_URL is not set"
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        return f"Redis at REDIS_URL does not answer ({exc})"
+    return None
+
+
+_PROBES = {"postgres": _postgres_available, "redis": _redis_available}
+_probe_results = {}
+
+
+def _unavailable(name):
+    if name not in _probe_results:
+        _probe_results[name] = _PROBES[name]()
+    return _probe_results[name]
+
+
+def pytest_sessionstart(session):
+    if REQUIRE_SERVICES:
+        problems = [f"{n}: {why}" for n in _PROBES if (why := _unavailable(n))]
+        if problems:
+            pytest.exit("REQUIRE_SERVICES=1 but " + "; ".join(problems), returncode=3)
+
+
+def pytest_runtest_setup(item):
+    for name in _PROBES:
+        if item.get_closest_marker(name) and (why := _unavailable(name)):
+            if REQUIRE_SERVICES:
+                pytest.fail(f"needs {name}: {why} (REQUIRE_SERVICES=1)")
+            pytest.skip(f"needs {name}: {why}")
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def staff_user(db):
+    return UserFactory(is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def client_for():
+    """An API client authenticated with a real token for the given user."""
+    from rest_framework.authtoken.models import Token
+
+    def make(u):
+        token, _ = Token.objects.get_or_create(user=u)
+        c = APIClient()
+        c.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return c
+
+    return make
+
+
+@pytest.fixture
+def user_client(user, client_for):
+    return client_for(user)
+
+
+@pytest.fixture
+def staff_client(staff_user, client_for):
+    return client_for(staff_user)
