@@ -285,6 +285,102 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# --- Outbound call gateway (integrations.gateway) -------------------------
+# Each table below can be adjusted from the environment with a JSON object of
+# the same shape (e.g. RATE_LIMITS_JSON='{"twilio": {"requests": {"rate": 10}}}'),
+# merged over these defaults per provider.
+
+
+def _merged(defaults, env_name):
+    overrides = env.json(env_name, default={})
+    if not isinstance(overrides, dict):
+        raise ImproperlyConfigured(f"{env_name} must be a JSON object")
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in defaults.items()}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# Token buckets: "rate" tokens per second, "burst" the bucket's size. A scope
+# (Stripe account, Gmail user, Twilio sender number) gets its own bucket with
+# the provider's limit unless "scopes" names another for it.
+RATE_LIMITS = _merged(
+    {
+        "stripe": {"requests": {"rate": 25, "burst": 25}},
+        "s3": {"requests": {"rate": 100, "burst": 200}},
+        # Gmail: 250 quota units per user per second (callers pass the units as cost).
+        "gmail": {"requests": {"rate": 250, "burst": 250}},
+        "outlook": {"requests": {"rate": 4, "burst": 10}},
+        # Twilio: 1 message/s per long-code sender; short codes and messaging services go faster.
+        "twilio": {"requests": {"rate": 1, "burst": 1}},
+        "openai": {"requests": {"rate": 8, "burst": 20}, "tokens": {"rate": 5000, "burst": 100000}},
+        "anthropic": {"requests": {"rate": 8, "burst": 20}, "tokens": {"rate": 5000, "burst": 100000}},
+        "openrouter": {"requests": {"rate": 5, "burst": 10}},
+        "xai": {"requests": {"rate": 5, "burst": 10}},
+        "gemini": {"requests": {"rate": 5, "burst": 10}},
+        "github_models": {"requests": {"rate": 0.25, "burst": 5}},
+        "duffel": {"requests": {"rate": 2, "burst": 5}},
+        "google_calendar": {"requests": {"rate": 10, "burst": 20}},
+        "microsoft_calendar": {"requests": {"rate": 4, "burst": 10}},
+        "zoom": {"requests": {"rate": 10, "burst": 10}},
+        "webex": {"requests": {"rate": 5, "burst": 10}},
+    },
+    "RATE_LIMITS_JSON",
+)
+# A task may book a token at most this far ahead; beyond it the task is simply deferred.
+RATE_LIMIT_MAX_RESERVE_SECONDS = env.float("RATE_LIMIT_MAX_RESERVE_SECONDS", default=3600.0)
+
+CIRCUIT_BREAKER = {
+    "failure_threshold": env.int("CIRCUIT_FAILURE_THRESHOLD", default=5),
+    "cooldown_seconds": env.float("CIRCUIT_COOLDOWN_SECONDS", default=30.0),
+    "probe_timeout_seconds": env.float("CIRCUIT_PROBE_TIMEOUT_SECONDS", default=30.0),
+}
+CIRCUIT_BREAKER_OVERRIDES = _merged({}, "CIRCUIT_BREAKER_JSON")
+
+# SDK timeouts in seconds: short inside a web request, longer in a worker.
+PROVIDER_TIMEOUTS = _merged(
+    {
+        "default": {"web": 10.0, "task": 30.0},
+        "s3": {"web": 30.0, "task": 300.0},
+        "openai": {"web": 60.0, "task": 120.0},
+        "anthropic": {"web": 60.0, "task": 120.0},
+    },
+    "PROVIDER_TIMEOUTS_JSON",
+)
+
+# Celery retries: exponential backoff with full jitter, base * 2**n capped at cap seconds.
+PROVIDER_RETRY = _merged(
+    {
+        "default": {"base": 2.0, "cap": 300.0, "max_retries": 6},
+        "stripe": {"base": 2.0, "cap": 120.0, "max_retries": 8},
+        "twilio": {"base": 2.0, "cap": 300.0, "max_retries": 6},
+    },
+    "PROVIDER_RETRY_JSON",
+)
+
+# Price table in USD: per operation ("*" for any), a fixed "per_call" and
+# "per_unit" prices for the units the adapter reports. Adapters that learn the
+# real price (Stripe's fee, Twilio's price) pass it and it wins.
+PROVIDER_PRICES = _merged(
+    {
+        "stripe": {"charge": {"per_call": "0.30", "per_unit": {"amount_usd": "0.029"}}},
+        "s3": {
+            "*": {"per_call": "0.000005", "per_unit": {"bytes_in": "0", "bytes_out": "0.00000000009"}},
+            "get": {"per_call": "0.0000004"},
+        },
+        "twilio": {"sms.send": {"per_unit": {"segments": "0.0083"}}, "call.create": {"per_unit": {"minutes": "0.014"}}},
+        "duffel": {"*": {"per_call": "0"}},
+    },
+    "PROVIDER_PRICES_JSON",
+)
+
+# provider_failure_rate alert: at least this many calls in the hour, and this error share.
+FAILURE_ALERT_MIN_CALLS = env.int("FAILURE_ALERT_MIN_CALLS", default=20)
+FAILURE_ALERT_RATE = env.float("FAILURE_ALERT_RATE", default=0.5)
+
 # --- Providers ------------------------------------------------------------
 # One block per provider; integrations.registry names the settings each needs.
 # Unset means "not configured": the gateway refuses calls, it never fakes them.

@@ -22,3 +22,4 @@ LOG_JSON = False
 LOGGING["handlers"]["console"]["formatter"] = "plain"  # noqa: F405
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405

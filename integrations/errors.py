@@ -1,42 +1,120 @@
 """The hub's own error types for provider work.
 
-Every adapter translates its vendor's exceptions into these, so retry logic
-never guesses: `retryable` errors may be tried again (after `retry_after`
-seconds at least), everything else is permanent.
+Every adapter translates its vendor's exceptions into these (usually through
+`error_from_http`), so retry logic never guesses: `retryable` errors may be
+tried again, no sooner than `retry_after` seconds; everything else is
+permanent and is not retried anywhere.
 """
+
+import email.utils
+import time
 
 from .api.errors import ApiError
 
 
 class ProviderError(Exception):
     retryable = False
+    outcome = "error"
     api_status = 502
     api_code = "provider_error"
 
     def __init__(self, provider, message="", *, code=None, http_status=None, retry_after=None, request_id=None):
         super().__init__(message or self.__class__.__name__)
         self.provider = provider
-        self.message = message
+        self.message = message or self.__class__.__name__
         self.code = code
         self.http_status = http_status
         self.retry_after = retry_after
         self.request_id = request_id
 
     def as_api_error(self):
-        headers = {}
-        extra = {"provider": self.provider}
+        headers, extra = {}, {"provider": self.provider}
         if self.retry_after:
-            headers["Retry-After"] = str(int(self.retry_after + 0.999))
-            extra["retry_after"] = int(self.retry_after + 0.999)
+            seconds = int(self.retry_after + 0.999)
+            headers["Retry-After"] = str(seconds)
+            extra["retry_after"] = seconds
         if self.code:
             extra["provider_code"] = self.code
         return ApiError(self.api_status, self.api_code, self.detail_sentence(), headers=headers, **extra)
 
     def detail_sentence(self):
-        return f"{self.provider} failed: {self.message}"
+        return f"{self.provider}: {self.message}"
 
 
-class ProviderNotConfigured(ProviderError):
+class RetryableError(ProviderError):
+    """Network trouble, timeouts, 429 and 5xx: worth another attempt later."""
+
+    retryable = True
+
+
+class PermanentError(ProviderError):
+    """Validation, auth, not found, card declined, quota exhausted: retrying cannot help."""
+
+    api_code = "provider_rejected"
+
+
+class ProviderUnavailable(RetryableError):
+    api_code = "provider_unavailable"
+
+    def detail_sentence(self):
+        return f"{self.provider} is unavailable right now ({self.message}); try again later."
+
+
+class ProviderTimeout(RetryableError):
+    outcome = "timeout"
+    api_status = 504
+    api_code = "provider_timeout"
+
+    def detail_sentence(self):
+        return f"{self.provider} did not answer in time; try again later."
+
+
+class ProviderRateLimited(RetryableError):
+    """The provider answered 429 (not a quota problem): its Retry-After is a floor."""
+
+    outcome = "rate_limited"
+    api_status = 503
+    api_code = "provider_rate_limited"
+
+    def detail_sentence(self):
+        return f"{self.provider} is rate limiting the hub; retry after the time given."
+
+
+class QuotaExceeded(PermanentError):
+    """A 429 that means 'out of credit or quota' (OpenAI insufficient_quota): never retried here."""
+
+    api_status = 503
+    api_code = "provider_quota_exceeded"
+
+
+class RateLimited(RetryableError):
+    """Our own outbound limiter has no token for this scope yet; nothing was sent."""
+
+    outcome = "rate_limited"
+    api_status = 503
+    api_code = "rate_limited_outbound"
+
+    def __init__(self, provider, scope, wait, *, reserved=False):
+        super().__init__(provider, f"outbound limit for {scope or 'default'} scope", retry_after=wait)
+        self.scope = scope
+        self.reserved = reserved
+
+    def detail_sentence(self):
+        return f"The hub is pacing calls to {self.provider}; retry in {self.retry_after:.1f} s."
+
+
+class CircuitOpen(RetryableError):
+    """The provider failed repeatedly; calls fail fast until the cooldown lets a probe through."""
+
+    outcome = "circuit_open"
+    api_status = 503
+    api_code = "circuit_open"
+
+    def detail_sentence(self):
+        return f"{self.provider} is failing; the hub stopped calling it for a while. Retry after the time given."
+
+
+class ProviderNotConfigured(PermanentError):
     api_status = 503
     api_code = "provider_not_configured"
 
@@ -46,3 +124,45 @@ class ProviderNotConfigured(ProviderError):
 
     def as_api_error(self):
         return ApiError(503, self.api_code, self.message, provider=self.provider, missing=self.missing)
+
+
+def parse_retry_after(value):
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "quota_exceeded", "credit_balance_too_low"})
+
+
+def error_from_http(provider, status, *, headers=None, code=None, message="", request_id=None):
+    """Build the right error for an HTTP failure, the one classification every adapter shares.
+
+    Retryable: 408, 409 lock timeouts are left to the adapter; 429 and 5xx. Quota
+    429s are permanent. Stripe's `Stripe-Should-Retry` overrides the status.
+    """
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    kwargs = dict(code=code, http_status=status, retry_after=retry_after, request_id=request_id)
+    should_retry = headers.get("stripe-should-retry")
+    if status == 429:
+        if code in QUOTA_CODES:
+            return QuotaExceeded(provider, message or "quota exhausted", **kwargs)
+        return ProviderRateLimited(provider, message or "rate limited", **kwargs)
+    if should_retry == "false":
+        return PermanentError(provider, message or f"HTTP {status}", **kwargs)
+    if should_retry == "true" or status == 408 or (status is not None and status >= 500):
+        return ProviderUnavailable(provider, message or f"HTTP {status}", **kwargs)
+    return PermanentError(provider, message or f"HTTP {status}", **kwargs)

@@ -61,11 +61,30 @@ def pytest_runtest_setup(item):
 
 
 @pytest.fixture(autouse=True)
-def _clean_cache():
+def _clean_shared_state(settings, tmp_path):
+    """Every test starts with an empty cache, limiter and breaker (Redis or var/state files)."""
     from django.core.cache import cache
 
+    settings.VAR_DIR = tmp_path
     cache.clear()
     yield
+
+
+@pytest.fixture
+def fake_provider(settings, monkeypatch):
+    """A registered provider `acme` for gateway tests: configured, limited, priced."""
+    from integrations import registry
+
+    monkeypatch.setitem(
+        registry.PROVIDERS, "acme", registry.Provider("acme", "Acme", "Acme test provider", ("ACME_API_KEY",))
+    )
+    settings.ACME_API_KEY = "acme_secret_key_value_123"
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "acme": {"requests": {"rate": 1000, "burst": 1000}}}
+    settings.PROVIDER_PRICES = {
+        **settings.PROVIDER_PRICES,
+        "acme": {"send": {"per_call": "0.01", "per_unit": {"segments": "0.005"}}},
+    }
+    return "acme"
 
 
 @pytest.fixture

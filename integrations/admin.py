@@ -1,0 +1,113 @@
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connection
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from . import breaker
+from .models import Alert, Budget, ProviderCall, UsageRollup
+from .registry import all_providers
+from .usage import dashboard_rows
+
+
+class EstimatedCountPaginator(Paginator):
+    """An unfiltered changelist of millions of rows must not COUNT(*) them: use PostgreSQL's estimate."""
+
+    @cached_property
+    def count(self):
+        query = self.object_list.query
+        if connection.vendor == "postgresql" and not query.where:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [query.model._meta.db_table])
+                row = cursor.fetchone()
+            if row and row[0] > 10000:
+                return row[0]
+        return super().count
+
+
+@admin.register(ProviderCall)
+class ProviderCallAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "provider", "operation", "outcome", "http_status", "latency_ms", "attempt", "cost_usd", "owner"]
+    list_filter = ["provider", "outcome"]
+    search_fields = ["=provider_request_id", "=idempotency_key", "=related_id", "=request_id"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        dashboard = path(
+            "dashboard/", self.admin_site.admin_view(self.dashboard_view), name="integrations_dashboard"
+        )
+        return [dashboard, *super().get_urls()]
+
+    def dashboard_view(self, request):
+        """Per provider, last 24 h: calls, error rate, p95 latency, cost; open alerts; failed webhooks."""
+        stats = {r["provider"]: r for r in dashboard_rows(hours=24)}
+        providers = [
+            {"spec": p, "circuit": breaker.state(p.name), "stats": stats.get(p.name)} for p in all_providers()
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Provider dashboard (last 24 h)",
+            "providers": providers,
+            "alerts": Alert.objects.filter(resolved_at__isnull=True)[:50],
+            "failed_webhooks": _failed_webhooks(),
+            "now": timezone.now(),
+        }
+        return TemplateResponse(request, "admin/integrations/dashboard.html", context)
+
+
+def _failed_webhooks():
+    from . import models
+
+    WebhookEvent = getattr(models, "WebhookEvent", None)
+    if WebhookEvent is None:
+        return []
+    return WebhookEvent.objects.filter(status="failed").order_by("-received_at")[:20]
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "severity", "kind", "provider", "message", "occurrences", "last_seen_at", "resolved_at"]
+    list_filter = ["kind", "severity", "provider", ("resolved_at", admin.EmptyFieldListFilter)]
+    search_fields = ["message", "dedupe_key"]
+    readonly_fields = ["kind", "severity", "provider", "message", "dedupe_key", "occurrences", "created_at", "last_seen_at"]
+    actions = ["resolve"]
+
+    @admin.action(description="Resolve selected alerts")
+    def resolve(self, request, queryset):
+        count = queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
+        messages.success(request, f"Resolved {count} alert(s).")
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ["provider", "owner", "monthly_limit_usd"]
+    list_filter = ["provider"]
+    raw_id_fields = ["owner"]
+
+
+@admin.register(UsageRollup)
+class UsageRollupAdmin(admin.ModelAdmin):
+    list_display = ["hour", "provider", "owner", "calls", "errors", "units", "cost_usd"]
+    list_filter = ["provider"]
+    date_hierarchy = "hour"
+    show_full_result_count = False
+    raw_id_fields = ["owner"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,281 @@
+"""The one path for every outbound provider call.
+
+    with gateway.attempt("stripe", "payment_intent.create", owner=user, idempotency_key=key) as call:
+        intent = client.payment_intents.create(...)   # the adapter's SDK call
+        call.record(http_status=200, request_id=intent.last_response.request_id, units={"requests": 1})
+
+or, for a one-liner, `gateway.call(provider, operation, fn, meter=...)`.
+
+Each attempt: the provider must be configured (else ProviderNotConfigured);
+the outbound limiter must give a token (else RateLimited, nothing sent); the
+circuit must allow it (else CircuitOpen, recorded); then the block runs, timed,
+and exactly one ProviderCall row is written with its outcome, units, cost and
+a redacted error. Errors leave as the hub's own types (integrations.errors):
+adapters translate vendor exceptions; network errors and timeouts the adapter
+did not translate are classified here. Anything else is re-raised untouched
+after being recorded, and is treated as permanent.
+
+The gateway never retries or sleeps: Celery tasks built on
+`integrations.tasks.ProviderTask` are the one retry loop, and web requests
+get a 502/503 with Retry-After instead.
+
+Call providers outside `transaction.atomic()` blocks: a rollback would take the
+call's log row with it, though the provider was called.
+"""
+
+import contextlib
+import contextvars
+import logging
+import time
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from . import breaker, limiter, metrics
+from .errors import (
+    CircuitOpen,
+    ProviderError,
+    ProviderNotConfigured,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from .models import ProviderCall
+from .redaction import redact
+from .registry import get_provider
+from .usage import budget_check, failure_rate_check, rollup_record
+
+logger = logging.getLogger(__name__)
+
+# Set by ProviderTask while a task runs: attempt number, and the (provider,
+# scope) rate tokens booked by an earlier deferral of this task.
+_task_context = contextvars.ContextVar("gateway_task_context", default=None)
+
+
+class TaskContext:
+    def __init__(self, attempt=1, prepaid=()):
+        self.attempt = attempt
+        self.prepaid = set(prepaid)
+        self.reserved = set()
+
+
+@contextlib.contextmanager
+def task_context(attempt=1, prepaid=()):
+    ctx = TaskContext(attempt, prepaid)
+    token = _task_context.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _task_context.reset(token)
+
+
+def in_task():
+    return _task_context.get() is not None
+
+
+def timeout_for(provider):
+    """Seconds for an SDK timeout: short inside a web request, longer in a worker."""
+    conf = settings.PROVIDER_TIMEOUTS.get(provider, settings.PROVIDER_TIMEOUTS["default"])
+    return conf["task"] if in_task() else conf["web"]
+
+
+def _price(provider, operation, units):
+    table = settings.PROVIDER_PRICES.get(provider, {})
+    entry = table.get(operation) or table.get("*")
+    if not entry:
+        return Decimal(0)
+    cost = Decimal(str(entry.get("per_call", 0)))
+    for unit, price in entry.get("per_unit", {}).items():
+        if unit in (units or {}):
+            cost += Decimal(str(units[unit])) * Decimal(str(price))
+    return cost
+
+
+_TIMEOUT_NAMES = ("Timeout", "TimeoutError", "ReadTimeout", "ConnectTimeout", "TimeoutException")
+_CONNECTION_NAMES = ("ConnectionError", "ConnectError", "TransportError", "RemoteDisconnected", "NetworkError")
+
+
+def classify(provider, exc):
+    """A ProviderError for `exc`, or None if it is not a provider failure we recognise."""
+    if isinstance(exc, ProviderError):
+        return exc
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, TimeoutError) or names.intersection(_TIMEOUT_NAMES):
+        return ProviderTimeout(provider, redact(str(exc)) or "timed out")
+    if isinstance(exc, ConnectionError) or names.intersection(_CONNECTION_NAMES):
+        return ProviderUnavailable(provider, redact(str(exc)) or "connection failed")
+    return None
+
+
+class Attempt:
+    """What the caller learns during one attempt and hands to the call log."""
+
+    def __init__(self, provider, operation, *, owner_id, scope, idempotency_key, related, attempt_no):
+        self.provider = provider
+        self.operation = operation
+        self.owner_id = owner_id
+        self.scope = scope or ""
+        self.idempotency_key = idempotency_key or ""
+        self.related_type, self.related_id = related or ("", "")
+        self.attempt_no = attempt_no
+        self.http_status = None
+        self.request_id = ""
+        self.units = {}
+        self.cost_usd = None
+        self.row = None
+
+    def record(self, *, http_status=None, request_id=None, units=None, cost_usd=None):
+        if http_status is not None:
+            self.http_status = http_status
+        if request_id:
+            self.request_id = str(request_id)[:128]
+        if units:
+            self.units.update(units)
+        if cost_usd is not None:
+            self.cost_usd = Decimal(str(cost_usd))
+
+
+def _owner_id(owner):
+    if owner is None:
+        return None
+    return getattr(owner, "pk", owner)
+
+
+def _related(related):
+    if related is None:
+        return None
+    if isinstance(related, tuple):
+        return related
+    return (related._meta.label_lower, str(related.pk))
+
+
+def _write(att, *, outcome, latency_ms, error=None, retryable=None):
+    from .context import get_request_id
+
+    ok = outcome == ProviderCall.Outcome.OK
+    if att.cost_usd is not None:
+        cost = att.cost_usd
+    else:
+        cost = _price(att.provider, att.operation, att.units) if ok else Decimal(0)
+    now = timezone.now()
+    att.row = ProviderCall.objects.create(
+        provider=att.provider,
+        operation=att.operation[:64],
+        owner_id=att.owner_id,
+        outcome=outcome,
+        http_status=att.http_status or getattr(error, "http_status", None),
+        latency_ms=round(latency_ms, 3),
+        attempt=att.attempt_no,
+        scope=att.scope[:128],
+        provider_request_id=att.request_id or (getattr(error, "request_id", None) or "")[:128],
+        idempotency_key=att.idempotency_key[:255],
+        units=att.units,
+        cost_usd=cost,
+        error_code=(getattr(error, "code", None) or (type(error).__name__ if error else ""))[:64],
+        error_message=redact(getattr(error, "message", None) or (str(error) if error else "")),
+        retryable=retryable,
+        related_type=att.related_type[:64],
+        related_id=att.related_id[:64],
+        request_id=(get_request_id() or "")[:128],
+        created_at=now,
+    )
+    rollup_record(
+        provider=att.provider, owner_id=att.owner_id, at=now, ok=ok, latency_ms=latency_ms, units=att.units, cost_usd=cost
+    )
+    metrics.provider_calls.labels(att.provider, att.operation, outcome).inc()
+    metrics.provider_latency.labels(att.provider).observe(latency_ms / 1000.0)
+    if cost:
+        metrics.provider_cost.labels(att.provider).inc(float(cost))
+        budget_check(provider=att.provider, owner_id=att.owner_id, now=now)
+    if not ok and outcome != ProviderCall.Outcome.CIRCUIT_OPEN:
+        failure_rate_check(provider=att.provider, now=now)
+
+
+def _take_token(provider, scope, rate_cost):
+    ctx = _task_context.get()
+    if ctx is not None and (provider, scope or "") in ctx.prepaid:
+        ctx.prepaid.discard((provider, scope or ""))  # the token booked by the last deferral
+        return
+    decision = limiter.take(provider, scope, cost=rate_cost, reserve=ctx is not None)
+    if decision.granted:
+        return
+    if decision.reserved:
+        ctx.reserved.add((provider, scope or ""))
+    metrics.provider_calls.labels(provider, "-", "deferred").inc()
+    raise RateLimited(provider, scope, decision.wait, reserved=decision.reserved)
+
+
+@contextlib.contextmanager
+def attempt(
+    provider,
+    operation,
+    *,
+    owner=None,
+    scope=None,
+    idempotency_key=None,
+    related=None,
+    rate_cost=1,
+    attempt_no=None,
+):
+    """Run one attempt at a provider call; see the module docstring."""
+    spec = get_provider(provider)
+    missing = spec.missing()
+    if missing:
+        raise ProviderNotConfigured(provider, missing)
+
+    _take_token(provider, scope, rate_cost)
+
+    ctx = _task_context.get()
+    att = Attempt(
+        provider,
+        operation,
+        owner_id=_owner_id(owner),
+        scope=scope,
+        idempotency_key=idempotency_key,
+        related=_related(related),
+        attempt_no=attempt_no or (ctx.attempt if ctx else 1),
+    )
+
+    permit = breaker.before_call(provider)
+    if not permit.allowed:
+        error = CircuitOpen(provider, "circuit open", retry_after=permit.wait)
+        _write(att, outcome=ProviderCall.Outcome.CIRCUIT_OPEN, latency_ms=0.0, error=error, retryable=True)
+        raise error
+
+    started = time.perf_counter()
+    try:
+        yield att
+    except BaseException as exc:
+        latency_ms = (time.perf_counter() - started) * 1000
+        error = classify(provider, exc) if isinstance(exc, Exception) else None
+        if error is None:
+            # Not a provider failure we understand (a bug, or an untranslated
+            # vendor error): record it, leave the circuit alone, re-raise as is.
+            _write(att, outcome=ProviderCall.Outcome.ERROR, latency_ms=latency_ms, error=exc, retryable=False)
+            raise
+        if error.retry_after and error.http_status == 429:
+            limiter.block(provider, scope, error.retry_after)
+        _write(att, outcome=error.outcome, latency_ms=latency_ms, error=error, retryable=error.retryable)
+        if error.outcome == ProviderCall.Outcome.RATE_LIMITED:
+            pass  # a busy provider is not a broken one
+        elif error.retryable:
+            breaker.after_call(provider, healthy=False)
+        elif permit.state != breaker.CLOSED or permit.failures:
+            breaker.after_call(provider, healthy=True)  # it answered (a 4xx): it is up
+        if error is exc:
+            raise
+        raise error from exc
+    latency_ms = (time.perf_counter() - started) * 1000
+    _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
+    if permit.state != breaker.CLOSED or permit.failures:
+        breaker.after_call(provider, healthy=True)
+
+
+def call(provider, operation, fn, *, meter=None, **options):
+    """`fn()` as one attempt; `meter(result)` may return record() keyword arguments."""
+    with attempt(provider, operation, **options) as att:
+        result = fn()
+        if meter is not None:
+            att.record(**meter(result))
+    return result

@@ -1,0 +1,161 @@
+"""Outbound rate limiter: a token bucket per (provider, bucket, scope).
+
+With Redis, one Lua script refills and takes atomically (Redis's own clock, so
+workers on different machines agree). Without Redis, the same arithmetic runs
+under a file lock (integrations.localstate) for one machine.
+
+`take` never sleeps. It answers now / later:
+- granted: a token was taken, call now;
+- reserved: a Celery task may book a future token (the bucket goes negative)
+  and run again after `wait` seconds with it prepaid, so a burst of 500 SMS is
+  paced at the bucket's rate with one deferral each, not a retry storm;
+- denied: no token; retry after `wait`.
+A provider's 429 with Retry-After blocks the scope (`block`) for that long.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from . import localstate
+from .redis import get_client, key
+
+_TAKE_LUA = """
+local block_ms = redis.call('PTTL', KEYS[2])
+if block_ms > 0 then return {0, block_ms} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1]) / 1000.0
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil then tokens = burst; ts = now end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local granted = 0
+local wait = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  granted = 1
+else
+  wait = math.ceil((cost - tokens) / rate)
+  if ARGV[4] == '1' and wait <= tonumber(ARGV[5]) then
+    tokens = tokens - cost
+    granted = 2
+  end
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - math.min(tokens, 0)) / rate) + 1000)
+return {granted, wait}
+"""
+
+GRANTED, RESERVED = 1, 2
+
+
+@dataclass(frozen=True)
+class Decision:
+    granted: bool
+    reserved: bool = False
+    wait: float = 0.0  # seconds
+
+
+@dataclass(frozen=True)
+class Limit:
+    rate: float  # tokens per second
+    burst: float
+
+
+def limit_for(provider, bucket="requests", scope=None):
+    """The configured limit, or None when this provider/bucket is not limited."""
+    conf = settings.RATE_LIMITS.get(provider, {})
+    scoped = conf.get("scopes", {}).get(scope or "", {}).get(bucket)
+    raw = scoped or conf.get(bucket)
+    if not raw:
+        return None
+    return Limit(rate=float(raw["rate"]), burst=float(raw.get("burst", max(1.0, raw["rate"]))))
+
+
+def _keys(provider, bucket, scope):
+    scope = scope or "_"
+    return key("rl", provider, bucket, scope), key("rlblock", provider, scope)
+
+
+_script = None
+
+
+def _redis_take(client, keys, limit, cost, reserve, max_wait):
+    global _script
+    if _script is None:
+        _script = client.register_script(_TAKE_LUA)
+    granted, wait_ms = _script(
+        keys=list(keys),
+        args=[limit.rate, limit.burst, cost, "1" if reserve else "0", int(max_wait * 1000)],
+        client=client,
+    )
+    return int(granted), int(wait_ms) / 1000.0
+
+
+def _local_take(keys, limit, cost, reserve, max_wait):
+    blocked = localstate.read(keys[1]).get("until", 0) - time.time()
+    if blocked > 0:
+        return 0, blocked
+    with localstate.locked(keys[0]) as state:
+        # Read the clock under the lock: a time taken before waiting for it
+        # would be older than the last writer's and refill the bucket twice.
+        now = time.time()
+        tokens = state.get("tokens", limit.burst)
+        ts = state.get("ts", now)
+        tokens = min(limit.burst, tokens + max(0.0, now - ts) * limit.rate)
+        granted, wait = 0, 0.0
+        if tokens >= cost:
+            tokens -= cost
+            granted = GRANTED
+        else:
+            wait = math.ceil((cost - tokens) / limit.rate * 1000) / 1000.0
+            if reserve and wait <= max_wait:
+                tokens -= cost
+                granted = RESERVED
+        state.update(tokens=tokens, ts=now)
+    return granted, wait
+
+
+def take(provider, scope=None, *, bucket="requests", cost=1, reserve=False, max_wait=None):
+    limit = limit_for(provider, bucket, scope)
+    if limit is None:
+        blocked = blocked_for(provider, scope)
+        return Decision(False, wait=blocked) if blocked > 0 else Decision(True)
+    max_wait = settings.RATE_LIMIT_MAX_RESERVE_SECONDS if max_wait is None else max_wait
+    keys = _keys(provider, bucket, scope)
+    client = get_client()
+    if client is not None:
+        granted, wait = _redis_take(client, keys, limit, cost, reserve, max_wait)
+    else:
+        granted, wait = _local_take(keys, limit, cost, reserve, max_wait)
+    return Decision(granted == GRANTED, reserved=granted == RESERVED, wait=wait)
+
+
+def block(provider, scope, seconds):
+    """Stop calls to this scope for `seconds` (a provider's Retry-After); never shortens a longer block."""
+    if not seconds or seconds <= 0:
+        return
+    _, block_key = _keys(provider, "requests", scope)
+    client = get_client()
+    ms = int(math.ceil(seconds * 1000))
+    if client is not None:
+        current = client.pttl(block_key)
+        if current < ms:
+            client.set(block_key, "1", px=ms)
+        return
+    with localstate.locked(block_key) as state:
+        state["until"] = max(state.get("until", 0), time.time() + seconds)
+
+
+def blocked_for(provider, scope=None):
+    _, block_key = _keys(provider, "requests", scope)
+    client = get_client()
+    if client is not None:
+        return max(0, client.pttl(block_key)) / 1000.0
+    return max(0.0, localstate.read(block_key).get("until", 0) - time.time())
