@@ -1,7 +1,70 @@
-"""Benchmarks entry point (`make bench`). Suites land with the issues that define them."""
+"""`make bench`: run every bench/bench_*.py suite and write bench/RESULTS.md.
 
+Each suite module defines `TITLE` and `run()`, which returns markdown (its
+tables and the notes a reader needs). Suites measure side by side in one run
+and report ratios and medians; the machine is shared and noisy. Suites that
+need PostgreSQL and Redis read DATABASE_URL / REDIS_URL (default: the local
+standard ports) and say so when those are not reachable.
+
+    .venv/bin/python bench/run.py              # all suites
+    .venv/bin/python bench/run.py gateway      # suites whose name contains "gateway"
+"""
+
+import datetime as dt
+import importlib
+import os
+import platform
 import sys
+import time
+import traceback
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+
+def machine():
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GiB memory, {platform.platform()}, Python {platform.python_version()}"
+
+
+def main(argv):
+    wanted = argv[1:]
+    suites = sorted(p.stem for p in BENCH.glob("bench_*.py"))
+    if wanted:
+        suites = [s for s in suites if any(w in s for w in wanted)]
+    sections = []
+    for name in suites:
+        module = importlib.import_module(f"bench.{name}")
+        print(f"== {name}: {module.TITLE}", flush=True)
+        started = time.monotonic()
+        try:
+            body = module.run()
+        except Exception:  # noqa: BLE001 - one broken suite must not hide the others' figures
+            body = "Failed:\n\n```\n" + traceback.format_exc() + "```\n"
+        sections.append(f"## {module.TITLE}\n\n_suite `{name}`, {time.monotonic() - started:.0f} s_\n\n{body}\n")
+        print(body, flush=True)
+    header = (
+        "# Benchmark results\n\n"
+        f"- command: `make bench` (`python bench/run.py {' '.join(wanted)}`)\n"
+        f"- machine: {machine()}\n"
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}\n\n"
+    )
+    out = BENCH / "RESULTS.md"
+    if wanted and out.exists():
+        # A partial run replaces only its own sections.
+        kept = [s for s in out.read_text().split("\n## ")[1:] if not any(f"_suite `{n}`" in s for n in suites)]
+        sections = ["## " + s.rstrip() + "\n" for s in kept] + sections
+    out.write_text(header + "\n".join(sections))
+    print(f"wrote {out}")
+
 
 if __name__ == "__main__":
-    print("No benchmark suites yet; see bench/RESULTS.md.")
-    sys.exit(0)
+    main(sys.argv)
