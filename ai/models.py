@@ -1,1 +1,83 @@
-# Models arrive with this app's issue.
+from django.conf import settings
+from django.db import models
+
+
+class AiRequest(models.Model):
+    """One completion a client asked for (the attempts behind it are ProviderCall rows with the same request_id)."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok"
+        CACHED = "cached"
+        FAILED = "failed"  # every candidate failed, or a permanent error
+        CLIENT_CLOSED = "client_closed"  # a streaming client went away before the end
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ai_requests")
+    request_id = models.CharField(max_length=128, blank=True, help_text="The hub's request id (X-Request-ID).")
+    task = models.CharField(max_length=32, blank=True)
+    requested_model = models.CharField(max_length=128, blank=True)
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=128, blank=True)
+    stream = models.BooleanField(default=False)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error_code = models.CharField(max_length=64, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    latency_ms = models.FloatField(default=0)
+    fallbacks = models.JSONField(default=list, blank=True)
+    # Only with AI_LOG_PROMPTS=true: prompts and answers may hold personal data.
+    prompt = models.JSONField(null=True, blank=True)
+    response_text = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="aireq_owner_created")]
+
+    def __str__(self):
+        return f"AI request {self.pk} {self.provider}/{self.model} {self.outcome}"
+
+
+class AiUsageMonthly(models.Model):
+    """Tokens and cost per user, month, provider and model, kept current as requests finish.
+
+    The usage endpoint and the budget check read this small table, never a
+    scan of the call log.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ai_usage")
+    month = models.DateField(help_text="First day of the month (UTC).")
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=128)
+    requests = models.PositiveIntegerField(default=0)
+    cached_requests = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+
+    class Meta:
+        verbose_name = "AI usage (monthly)"
+        verbose_name_plural = "AI usage (monthly)"
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "month", "provider", "model"], name="aiusage_unique_key")
+        ]
+
+    def __str__(self):
+        return f"{self.owner_id} {self.month:%Y-%m} {self.provider}/{self.model}: ${self.cost_usd}"
+
+
+class AiBudget(models.Model):
+    """A user's own monthly AI budget, overriding AI_USER_MONTHLY_BUDGET_USD."""
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ai_budget")
+    monthly_limit_usd = models.DecimalField(max_digits=12, decimal_places=2)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = "AI budget"
+
+    def __str__(self):
+        return f"AI budget for {self.owner}: ${self.monthly_limit_usd}/month"

@@ -1,0 +1,44 @@
+from django.conf import settings
+from django.contrib import admin
+
+from .models import AiBudget, AiRequest, AiUsageMonthly
+
+
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AiRequest)
+class AiRequestAdmin(_ReadOnly):
+    list_display = ["created_at", "owner", "provider", "model", "outcome", "stream", "input_tokens", "output_tokens", "cost_usd", "latency_ms"]
+    list_filter = ["outcome", "provider", "stream"]
+    search_fields = ["=request_id", "model"]
+    date_hierarchy = "created_at"
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]
+    show_full_result_count = False
+
+    def get_exclude(self, request, obj=None):
+        # Prompts and answers are personal data: shown only where the operator chose to keep them.
+        return [] if settings.AI_LOG_PROMPTS else ["prompt", "response_text"]
+
+
+@admin.register(AiUsageMonthly)
+class AiUsageMonthlyAdmin(_ReadOnly):
+    list_display = ["month", "owner", "provider", "model", "requests", "cached_requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd"]
+    list_filter = ["month", "provider", "model"]
+    search_fields = ["owner__username", "owner__email"]
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]
+
+
+@admin.register(AiBudget)
+class AiBudgetAdmin(admin.ModelAdmin):
+    list_display = ["owner", "monthly_limit_usd", "note"]
+    search_fields = ["owner__username", "owner__email"]
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]

@@ -1,0 +1,92 @@
+from rest_framework import serializers
+
+from .messages import MessageError, parse_request
+from .providers import PROVIDERS
+
+
+class CompletionRequestSerializer(serializers.Serializer):
+    """One request shape for every provider; messages and tools in OpenAI's or Anthropic's format."""
+
+    messages = serializers.ListField(
+        child=serializers.DictField(),
+        min_length=1,
+        help_text="system/user/assistant/tool messages (OpenAI chat format, or Anthropic content blocks).",
+    )
+    task = serializers.CharField(required=False, help_text="A route name from AI_ROUTES, e.g. simple, writing, reasoning.")
+    model = serializers.CharField(required=False, max_length=128)
+    provider = serializers.ChoiceField(choices=PROVIDERS, required=False, help_text="Pin the model to one provider.")
+    max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=200_000)
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+    tools = serializers.ListField(child=serializers.DictField(), required=False, help_text="JSON-schema function definitions.")
+    tool_choice = serializers.JSONField(required=False, help_text='"auto", "none", "required", or a tool\'s name.')
+    stream = serializers.BooleanField(required=False, default=False)
+    cache = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="true: answer from the cache when possible; false: never; absent: only when temperature is 0.",
+    )
+
+    def validate(self, attrs):
+        try:
+            attrs["request"] = parse_request(attrs)
+        except MessageError as exc:
+            raise serializers.ValidationError({"messages": [str(exc)]}) from None
+        return attrs
+
+
+class ToolCallSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    arguments = serializers.DictField()
+
+
+class TokenUsageSerializer(serializers.Serializer):
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cached_tokens = serializers.IntegerField()
+
+
+class FallbackSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    http_status = serializers.IntegerField(required=False)
+    provider_code = serializers.CharField(required=False)
+    retry_after = serializers.FloatField(required=False)
+
+
+class CompletionSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    content = serializers.CharField(allow_blank=True)
+    tool_calls = ToolCallSerializer(many=True)
+    finish_reason = serializers.CharField()
+    usage = TokenUsageSerializer()
+    cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
+    cached = serializers.BooleanField()
+    fallbacks = FallbackSerializer(many=True)
+
+
+class ModelUsageSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    requests = serializers.IntegerField()
+    cached_requests = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cached_tokens = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
+
+
+class AiUsageSerializer(serializers.Serializer):
+    month = serializers.CharField()
+    budget_usd = serializers.DecimalField(max_digits=12, decimal_places=2)
+    spent_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
+    remaining_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
+    requests = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cached_tokens = serializers.IntegerField()
+    by_model = ModelUsageSerializer(many=True)
