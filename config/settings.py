@@ -178,6 +178,7 @@ HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=15)
 HEARTBEAT_MAX_AGE_SECONDS = env.int("HEARTBEAT_MAX_AGE_SECONDS", default=90)
 CELERY_BEAT_SCHEDULE = {
     "integrations.ping": {"task": "integrations.ping", "schedule": float(HEARTBEAT_INTERVAL_SECONDS)},
+    "integrations.idempotency_purge": {"task": "integrations.idempotency_purge", "schedule": 3600.0},
 }
 
 # --- Auth, API ------------------------------------------------------------
@@ -217,6 +218,9 @@ SPECTACULAR_SETTINGS = {
 
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
+
+# Idempotency-Key records are kept this long (integrations.api.idempotency).
+IDEMPOTENCY_TTL_SECONDS = env.int("IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
 
 # Inbound API limits (django-ratelimit); the cache above counts them.
 RATELIMIT_ENABLE = _bool("RATELIMIT_ENABLE", True)

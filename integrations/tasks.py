@@ -7,3 +7,11 @@ from .services import heartbeat_stamp
 def ping():
     """Beat sends this every HEARTBEAT_INTERVAL_SECONDS; a worker that runs it proves it is alive."""
     heartbeat_stamp(hostname=ping.request.hostname or "unknown")
+
+
+@shared_task(name="integrations.idempotency_purge", ignore_result=True)
+def idempotency_purge():
+    """Hourly: forget Idempotency-Key records past their 24 h."""
+    from .api.idempotency import idempotency_purge as purge
+
+    return purge()
