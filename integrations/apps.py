@@ -6,4 +6,10 @@ class IntegrationsConfig(AppConfig):
     verbose_name = "Integrations (gateway, webhooks, health)"
 
     def ready(self):
+        from django.utils.module_loading import autodiscover_modules
+
         from . import signals  # noqa: F401  (Celery request-id propagation, worker heartbeat)
+
+        # Each app's webhooks.py registers its verifiers and handlers; web and
+        # worker processes must both see them.
+        autodiscover_modules("webhooks")

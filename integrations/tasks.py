@@ -7,3 +7,7 @@ from .services import heartbeat_stamp
 def ping():
     """Beat sends this every HEARTBEAT_INTERVAL_SECONDS; a worker that runs it proves it is alive."""
     heartbeat_stamp(hostname=ping.request.hostname or "unknown")
+
+
+# The webhook inbox's tasks live beside it; importing them here registers them with Celery.
+from .webhooks.tasks import webhook_process, webhook_requeue_stale_task  # noqa: E402,F401
