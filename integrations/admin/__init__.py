@@ -1,2 +1,2 @@
 # One module per area; importing registers the ModelAdmins.
-from . import webhooks  # noqa: F401
+from . import credentials, webhooks  # noqa: F401

@@ -3,7 +3,8 @@ from .health import WorkerHeartbeat
 
 __all__ = ["Alert", "Budget", "WorkerHeartbeat"]
 
-# Webhook inbox (branch inbox)
+# Webhook inbox and encrypted credentials (branch inbox)
+from .credentials import Connection  # noqa: E402
 from .webhooks import WebhookEvent  # noqa: E402
 
-__all__ += ["WebhookEvent"]
+__all__ += ["Connection", "WebhookEvent"]

@@ -1,7 +1,8 @@
 import factory
 from django.utils import timezone
 
-from integrations.models import WebhookEvent
+from integrations.models import Connection, WebhookEvent
+from tests.factories import UserFactory
 
 
 class WebhookEventFactory(factory.django.DjangoModelFactory):
@@ -16,3 +17,14 @@ class WebhookEventFactory(factory.django.DjangoModelFactory):
     signature_verified = True
     next_attempt_at = factory.LazyFunction(timezone.now)
 
+
+class ConnectionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Connection
+
+    owner = factory.SubFactory(UserFactory)
+    provider = "google_oauth"
+    account = factory.Sequence(lambda n: f"person{n}@example.com")
+    scopes = factory.LazyFunction(lambda: ["https://www.googleapis.com/auth/gmail.readonly"])
+    access_token = factory.Sequence(lambda n: f"ya29.access-token-{n}")
+    refresh_token = factory.Sequence(lambda n: f"1//refresh-token-{n}")
