@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from ..models import Connection
+from .models import Connection
 
 
 def _state(value):

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from ..models import WebhookEvent
-from ..webhooks import webhook_mark_ignored, webhook_replay
+from .processing import webhook_mark_ignored, webhook_replay
 
 
 @admin.register(WebhookEvent)
