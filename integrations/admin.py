@@ -111,3 +111,8 @@ class UsageRollupAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# The webhook inbox's and credentials' ModelAdmins live beside their code; importing registers them.
+from .connections_admin import ConnectionAdmin  # noqa: E402,F401
+from .webhooks.admin import WebhookEventAdmin  # noqa: E402,F401

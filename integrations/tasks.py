@@ -15,3 +15,7 @@ def idempotency_purge():
     from .api.idempotency import idempotency_purge as purge
 
     return purge()
+
+
+# The webhook inbox's tasks live beside it; importing them here registers them with Celery.
+from .webhooks.tasks import webhook_process, webhook_requeue_stale_task  # noqa: E402,F401
