@@ -76,10 +76,13 @@ class ProviderTask(Task):
         if self.request.is_eager:
             # Eager mode (tests) runs inline, so honour the booking but do not sleep.
             return self.apply(args=args, kwargs={**kwargs, PREPAID_KWARG: prepaid}, retries=self.request.retries)
-        options = {"countdown": max(0.0, countdown), "task_id": self.request.id, "retries": self.request.retries}
-        if self.request.delivery_info:
-            options["queue"] = self.request.delivery_info.get("routing_key")
-        self.apply_async(args=args, kwargs={**kwargs, PREPAID_KWARG: prepaid}, **options)
+        self.apply_async(
+            args=args,
+            kwargs={**kwargs, PREPAID_KWARG: prepaid},
+            countdown=max(0.0, countdown),
+            task_id=self.request.id,
+            retries=self.request.retries,  # a deferral is not an attempt
+        )
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         kwargs = {k: v for k, v in (kwargs or {}).items() if k != PREPAID_KWARG}
