@@ -67,7 +67,8 @@ def test_a_reservation_books_the_next_slots_in_order(backend):
     waits = [limiter.take("acme", "r", reserve=True) for _ in range(3)]
     assert all(d.reserved and not d.granted for d in waits)
     assert waits[0].wait < waits[1].wait < waits[2].wait
-    assert waits[2].wait == pytest.approx(3 / 50, abs=0.01)
+    # the third booking waits for three tokens at 50/s, less whatever refilled meanwhile
+    assert 2 / 50 < waits[2].wait <= 3 / 50 + 0.001
 
 
 def test_a_reservation_too_far_ahead_is_denied_instead(backend):
