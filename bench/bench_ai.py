@@ -1,0 +1,310 @@
+"""AI gateway overhead: /api/v1/ai/completions/ (gunicorn, PostgreSQL, Redis) vs the openai SDK called directly.
+
+Both talk to the same local fake OpenAI-compatible server (stdlib, HTTP/1.1,
+TCP_NODELAY, answering at once), in the same run, interleaved in rounds so
+machine noise hits both sides alike. Reported: median and p99 latency per
+completion and the difference (what the hub adds: auth, rate limits, budget,
+breaker and limiter in Redis, call log and roll-ups in PostgreSQL), requests/s
+with concurrent clients, and a streamed completion's time to first delta.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/wt_ai REDIS_URL=redis://127.0.0.1:6379/3 \\
+        .venv/bin/python bench/run.py ai
+"""
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+TITLE = "AI gateway: added latency, throughput and streamed time to first byte"
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+ROUNDS = int(os.environ.get("BENCH_AI_ROUNDS", "5"))
+PER_ROUND = 60
+CONCURRENCY = 8
+THROUGHPUT_SECONDS = 4.0
+# Sync workers, as docker-compose runs them. (gthread with keep-alive measured
+# ~40 ms more per request here, and a fraction of the throughput.)
+WORKERS = int(os.environ.get("BENCH_AI_WORKERS", "4"))
+WORKER_CLASS = os.environ.get("BENCH_AI_WORKER_CLASS", "sync")
+
+
+# --- the fake provider (run in its own process) ------------------------------------
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's pool expects
+
+    def setup(self):
+        super().setup()
+        # Without this, Nagle + delayed ACK stall each small response ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        model = body.get("model", "gpt-4o-mini")
+        usage = {"prompt_tokens": 20, "completion_tokens": 8, "total_tokens": 28}
+        if body.get("stream"):
+            chunks = [
+                {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+                *[
+                    {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
+                    for w in ("Hello", " from", " the", " fake")
+                ],
+                {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [], "usage": usage},
+            ]
+            payload = ("".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n").encode()
+            ctype = "text/event-stream"
+        else:
+            payload = json.dumps(
+                {
+                    "id": "chatcmpl-bench",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the fake"}, "finish_reason": "stop"}],
+                    "usage": usage,
+                }
+            ).encode()
+            ctype = "application/json"
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-request-id", "req_bench")
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def serve_fake(port):
+    server = ThreadingHTTPServer(("127.0.0.1", port), FakeOpenAI)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def _ms(seconds):
+    return f"{seconds * 1000:.2f}"
+
+
+def _hub_env(fake_port):
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "SECRET_KEY": "bench-secret-key-not-for-production-0123456789",
+            "FIELD_ENCRYPTION_KEYS": "q8yF3v2bJm0nN4r6rU1oYbq2j8c8V2mZr1aXlN0l0Ws=",
+            "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wt_ai"),
+            "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/3"),
+            "CACHE_KEY_PREFIX": "bench-ai",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "false",
+            "LOG_LEVEL": "WARNING",
+            "OPENAI_API_KEY": "sk-bench-not-a-real-key",
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
+            "AI_ROUTES_JSON": json.dumps({"bench": [["openai", "gpt-4o-mini"]]}),
+            "AI_DEFAULT_TASK": "bench",
+            "RATE_LIMITS_JSON": json.dumps(
+                {"openai": {"requests": {"rate": 1000000, "burst": 1000000}, "tokens": {"rate": 1e9, "burst": 1e9}}}
+            ),
+            "AI_USER_RATE": "100000000/m",
+            "AI_USER_MONTHLY_BUDGET_USD": "1000000",
+            "DJANGO_ENV_FILE": "",
+        }
+    )
+    return env
+
+
+_SETUP = """
+import django; django.setup()
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+u, _ = get_user_model().objects.get_or_create(username="bench-ai")
+print(Token.objects.get_or_create(user=u)[0].key)
+"""
+
+
+# --- the measurement -----------------------------------------------------------------
+
+
+def run():
+    import httpx2
+    import openai
+
+    if not os.environ.get("DATABASE_URL", "postgres").startswith("postgres"):
+        return "Skipped: needs DATABASE_URL pointing at PostgreSQL (the hub is measured on PostgreSQL + Redis)."
+    fake_port, hub_port = _free_port(), _free_port()
+    procs = []
+    try:
+        procs.append(subprocess.Popen([PY, __file__, "--fake-server", str(fake_port)], cwd=ROOT))
+        env = _hub_env(fake_port)
+        subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+        token = subprocess.run([PY, "-c", _SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.strip()
+        procs.append(
+            subprocess.Popen(
+                [PY, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{hub_port}", "-w", str(WORKERS), "-k", WORKER_CLASS, "--log-level", "warning"],
+                cwd=ROOT,
+                env=env,
+            )
+        )
+        _wait_port(fake_port)
+        _wait_port(hub_port)
+
+        direct = openai.OpenAI(api_key="sk-bench", base_url=f"http://127.0.0.1:{fake_port}/v1", max_retries=0)
+        hub = httpx2.Client(base_url=f"http://127.0.0.1:{hub_port}", headers={"Authorization": f"Token {token}"}, timeout=30)
+        counter = iter(range(10**9))
+
+        def body(stream=False):
+            # A different prompt each time: no cache hits (and no temperature 0).
+            return {"messages": [{"role": "user", "content": f"Say hello #{next(counter)}"}], "max_tokens": 16, "stream": stream}
+
+        def call_direct():
+            msg = body()
+            t = time.perf_counter()
+            r = direct.chat.completions.create(model="gpt-4o-mini", messages=msg["messages"], max_completion_tokens=16)
+            assert r.choices[0].message.content
+            return time.perf_counter() - t
+
+        def call_hub():
+            t = time.perf_counter()
+            r = hub.post("/api/v1/ai/completions/", json=body())
+            assert r.status_code == 200, r.text
+            return time.perf_counter() - t
+
+        def ttfb_direct():
+            msg = body()
+            t = time.perf_counter()
+            s = direct.chat.completions.create(model="gpt-4o-mini", messages=msg["messages"], stream=True, stream_options={"include_usage": True})
+            first = None
+            for chunk in s:
+                if first is None and chunk.choices and chunk.choices[0].delta.content:
+                    first = time.perf_counter() - t
+            s.close()
+            return first
+
+        def ttfb_hub():
+            t = time.perf_counter()
+            first = None
+            with hub.stream("POST", "/api/v1/ai/completions/", json=body(stream=True)) as r:
+                assert r.status_code == 200
+                for line in r.iter_lines():
+                    if first is None and line.startswith("event: delta"):
+                        first = time.perf_counter() - t
+            return first
+
+        for fn in (call_direct, call_hub, ttfb_direct, ttfb_hub):  # warm pools, workers, DB connections
+            for _ in range(10):
+                fn()
+
+        lat = {"direct": [], "hub": []}
+        ttfb = {"direct": [], "hub": []}
+        round_medians = {"direct": [], "hub": [], "added": []}
+        for _ in range(ROUNDS):
+            d = [call_direct() for _ in range(PER_ROUND)]
+            h = [call_hub() for _ in range(PER_ROUND)]
+            lat["direct"] += d
+            lat["hub"] += h
+            round_medians["direct"].append(statistics.median(d))
+            round_medians["hub"].append(statistics.median(h))
+            round_medians["added"].append(statistics.median(h) - statistics.median(d))
+            ttfb["direct"] += [ttfb_direct() for _ in range(PER_ROUND // 2)]
+            ttfb["hub"] += [ttfb_hub() for _ in range(PER_ROUND // 2)]
+
+        def throughput(fn):
+            stop = time.monotonic() + THROUGHPUT_SECONDS
+            done = [0] * CONCURRENCY
+
+            def worker(i):
+                while time.monotonic() < stop:
+                    fn()
+                    done[i] += 1
+
+            started = time.monotonic()
+            with ThreadPoolExecutor(CONCURRENCY) as pool:
+                list(pool.map(worker, range(CONCURRENCY)))
+            return sum(done) / (time.monotonic() - started)
+
+        rps_direct = throughput(call_direct)
+        rps_hub = throughput(call_hub)
+        hub.close()
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    md, mh = statistics.median(lat["direct"]), statistics.median(lat["hub"])
+    pd, ph = _pct(lat["direct"], 99), _pct(lat["hub"], 99)
+    td, th = statistics.median(ttfb["direct"]), statistics.median(ttfb["hub"])
+    tpd, tph = _pct(ttfb["direct"], 99), _pct(ttfb["hub"], 99)
+    n = ROUNDS * PER_ROUND
+    return f"""Fake OpenAI-compatible server: stdlib `ThreadingHTTPServer`, HTTP/1.1 keep-alive, TCP_NODELAY, answers at once
+(its own process). Hub: gunicorn ({WORKERS} {WORKER_CLASS} workers) on PostgreSQL + Redis, route `bench` = openai/gpt-4o-mini,
+token auth; each completion writes a ProviderCall, the hourly and monthly roll-ups and an AiRequest row, and takes the
+user rate limit, request and token buckets and breaker state in Redis. Direct: the `openai` SDK (max_retries=0) to the
+same fake. Same run, {ROUNDS} interleaved rounds of {PER_ROUND} sequential calls each side ({n} per side); no cache hits.
+
+| per completion (sequential) | direct SDK | through the hub | added by the hub |
+|---|---|---|---|
+| median latency ms | {_ms(md)} | {_ms(mh)} | {_ms(mh - md)} |
+| p99 latency ms | {_ms(pd)} | {_ms(ph)} | {_ms(ph - pd)} |
+| median of the {ROUNDS} round medians ms | {_ms(statistics.median(round_medians['direct']))} | {_ms(statistics.median(round_medians['hub']))} | {_ms(statistics.median(round_medians['added']))} |
+
+| throughput ({CONCURRENCY} concurrent clients, {THROUGHPUT_SECONDS:.0f} s each) | direct SDK | through the hub | hub / direct |
+|---|---|---|---|
+| requests/s | {rps_direct:.0f} | {rps_hub:.0f} | {rps_hub / rps_direct:.2f} |
+
+| streamed completion, time to first delta | direct SDK | through the hub | added by the hub |
+|---|---|---|---|
+| median ms | {_ms(td)} | {_ms(th)} | {_ms(th - td)} |
+| p99 ms | {_ms(tpd)} | {_ms(tph)} | {_ms(tph - tpd)} |
+
+The client, the fake and gunicorn share this machine's cores, so requests/s is bounded by the machine as much as by
+the hub; the added latency is the figure to watch.
+"""
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--fake-server":
+        serve_fake(int(sys.argv[2]))
+    else:
+        sys.path.insert(0, str(ROOT))
+        print(run())
