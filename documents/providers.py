@@ -170,7 +170,8 @@ def _storage():
             transfer_config=_transfer_config(),
             max_memory_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE,
         )
-        _storages.clear()  # settings changed (tests, a reload): drop the old clients
+        if len(_storages) >= 4:
+            _storages.clear()  # settings changed (tests, a reload): drop the old clients
         _storages[key] = storage
     return storage
 
