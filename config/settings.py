@@ -178,6 +178,23 @@ HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=15)
 HEARTBEAT_MAX_AGE_SECONDS = env.int("HEARTBEAT_MAX_AGE_SECONDS", default=90)
 CELERY_BEAT_SCHEDULE = {
     "integrations.ping": {"task": "integrations.ping", "schedule": float(HEARTBEAT_INTERVAL_SECONDS)},
+    "integrations.idempotency_purge": {"task": "integrations.idempotency_purge", "schedule": 3600.0},
+}
+
+# --- Webhook inbox (integrations.webhooks) ----------------------------------
+# Bodies above this many bytes are refused with 413 before anything parses them.
+WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=1024 * 1024)
+# Handler attempts per event before it is left `failed` and an alert is raised.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+# Retry delay: full jitter over min(MAX, BASE * 2**(attempt-1)) seconds.
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=10)
+WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=3600)
+# An event whose processing is this overdue is enqueued again by the beat task.
+WEBHOOK_REQUEUE_AFTER_SECONDS = env.int("WEBHOOK_REQUEUE_AFTER_SECONDS", default=120)
+WEBHOOK_REQUEUE_INTERVAL_SECONDS = env.int("WEBHOOK_REQUEUE_INTERVAL_SECONDS", default=60)
+CELERY_BEAT_SCHEDULE["integrations.webhook_requeue_stale"] = {
+    "task": "integrations.webhook_requeue_stale",
+    "schedule": float(WEBHOOK_REQUEUE_INTERVAL_SECONDS),
 }
 
 # --- Auth, API ------------------------------------------------------------
@@ -217,6 +234,9 @@ SPECTACULAR_SETTINGS = {
 
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
+
+# Idempotency-Key records are kept this long (integrations.api.idempotency).
+IDEMPOTENCY_TTL_SECONDS = env.int("IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
 
 # Inbound API limits (django-ratelimit); the cache above counts them.
 RATELIMIT_ENABLE = _bool("RATELIMIT_ENABLE", True)

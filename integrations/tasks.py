@@ -7,3 +7,15 @@ from .services import heartbeat_stamp
 def ping():
     """Beat sends this every HEARTBEAT_INTERVAL_SECONDS; a worker that runs it proves it is alive."""
     heartbeat_stamp(hostname=ping.request.hostname or "unknown")
+
+
+@shared_task(name="integrations.idempotency_purge", ignore_result=True)
+def idempotency_purge():
+    """Hourly: forget Idempotency-Key records past their 24 h."""
+    from .api.idempotency import idempotency_purge as purge
+
+    return purge()
+
+
+# The webhook inbox's tasks live beside it; importing them here registers them with Celery.
+from .webhooks.tasks import webhook_process, webhook_requeue_stale_task  # noqa: E402,F401

@@ -1,5 +1,18 @@
 from .alerts import Alert, Budget
 from .calls import LATENCY_BUCKETS_MS, ProviderCall, UsageRollup
+from .credentials import Connection
 from .health import WorkerHeartbeat
+from .idempotency import IdempotencyRecord
+from .webhooks import WebhookEvent
 
-__all__ = ["Alert", "Budget", "LATENCY_BUCKETS_MS", "ProviderCall", "UsageRollup", "WorkerHeartbeat"]
+__all__ = [
+    "Alert",
+    "Budget",
+    "Connection",
+    "IdempotencyRecord",
+    "LATENCY_BUCKETS_MS",
+    "ProviderCall",
+    "UsageRollup",
+    "WebhookEvent",
+    "WorkerHeartbeat",
+]

@@ -1,0 +1,111 @@
+"""Client retries are safe: the `Idempotency-Key` header on side-effect POSTs.
+
+    class PayView(APIView):
+        @ratelimit(group="payments.pay", rate="5/m")
+        @idempotent
+        def post(self, request, pk): ...
+
+The first request with a key runs and its response (any status below 500) is
+stored for IDEMPOTENCY_TTL_SECONDS (24 h). A repeat with the same key and the
+same request returns that response again, marked `Idempotent-Replayed: true`,
+without running the view (so without a second provider side effect). The same
+key with a different method, path or body is a 422; a repeat while the first
+is still running is a 409. Keys are scoped to the user. A 5xx or an exception
+leaves no record, so the client may retry with the same key.
+"""
+
+import datetime as dt
+import functools
+import hashlib
+import json
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.response import Response
+
+from integrations.models import IdempotencyRecord
+
+from .errors import ApiError
+
+HEADER = "Idempotency-Key"
+
+
+def _fingerprint(request):
+    digest = hashlib.sha256()
+    digest.update(f"{request.method} {request.path}\n".encode())
+    files = getattr(request, "FILES", {}) or {}
+    data = {k: v for k, v in request.data.items() if k not in files} if hasattr(request.data, "items") else request.data
+    if hasattr(data, "lists"):  # QueryDict: keep repeated fields
+        data = {k: v for k, v in data.lists()}
+    digest.update(json.dumps(data, sort_keys=True, default=str).encode())
+    for name in sorted(files):
+        upload = files[name]
+        digest.update(f"\n{name}:{upload.name}:{upload.size}:".encode())
+        for chunk in upload.chunks():
+            digest.update(chunk)
+        upload.seek(0)
+    return digest.hexdigest()
+
+
+def _claim(owner, key, fingerprint):
+    """The stored record for a repeat, or None after claiming the key for this request."""
+    cutoff = timezone.now() - dt.timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
+    IdempotencyRecord.objects.filter(owner=owner, key=key, created_at__lt=cutoff).delete()
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(owner=owner, key=key, fingerprint=fingerprint)
+        return None
+    except IntegrityError:
+        return IdempotencyRecord.objects.get(owner=owner, key=key)
+
+
+def idempotent(view_method):
+    @functools.wraps(view_method)
+    def wrapper(view, request, *args, **kwargs):
+        key = request.headers.get(HEADER)
+        if not key or not request.user.is_authenticated:
+            return view_method(view, request, *args, **kwargs)
+        if len(key) > 255 or not key.isprintable():
+            raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be printable and at most 255 characters.")
+        fingerprint = _fingerprint(request)
+        existing = _claim(request.user, key, fingerprint)
+        if existing is not None:
+            if existing.fingerprint != fingerprint:
+                raise ApiError(
+                    422,
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was already used for a different request; use a new key for a new request.",
+                )
+            if existing.status == IdempotencyRecord.Status.IN_PROGRESS:
+                raise ApiError(
+                    409,
+                    "idempotency_key_in_progress",
+                    "A request with this Idempotency-Key is still being processed; retry shortly.",
+                    headers={"Retry-After": "1"},
+                )
+            return Response(existing.response_body, status=existing.response_status, headers={"Idempotent-Replayed": "true"})
+
+        records = IdempotencyRecord.objects.filter(owner=request.user, key=key)
+        try:
+            response = view_method(view, request, *args, **kwargs)
+        except BaseException:
+            records.delete()
+            raise
+        if response.status_code >= 500 or not hasattr(response, "data"):
+            records.delete()  # nothing replayable (a failure, or a stream)
+        else:
+            records.update(
+                status=IdempotencyRecord.Status.DONE,
+                response_status=response.status_code,
+                response_body=json.loads(json.dumps(response.data, default=str)),
+            )
+        return response
+
+    return wrapper
+
+
+def idempotency_purge(*, older_than=None):
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than or settings.IDEMPOTENCY_TTL_SECONDS)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

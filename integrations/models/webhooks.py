@@ -1,0 +1,50 @@
+from django.db import models
+
+
+class WebhookEvent(models.Model):
+    """One inbound webhook delivery, stored before any processing.
+
+    `(provider, event_id)` is unique, so a provider's retry of the same event
+    inserts nothing. The raw payload is kept as received; handlers read it.
+    """
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        PROCESSING = "processing"
+        PROCESSED = "processed"
+        FAILED = "failed"
+        IGNORED = "ignored"
+
+    provider = models.CharField(max_length=32)
+    event_id = models.CharField(max_length=255, help_text="The provider's id for the event (our de-duplication key).")
+    type = models.CharField(max_length=128, blank=True)
+    payload = models.JSONField(default=dict)
+    # A safe subset chosen by the provider's verifier: never Authorization,
+    # cookies or shared secrets (see integrations.webhooks.safe_headers).
+    headers = models.JSONField(default=dict, blank=True)
+    signature_verified = models.BooleanField(default=False)
+    received_at = models.DateTimeField(auto_now_add=True)
+    # The provider's own event time; handlers use it to ignore stale events.
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    # When the next processing attempt is due (set on receipt, on retry, on
+    # replay; cleared when done). The requeue beat task re-enqueues events whose
+    # attempt is overdue, so a lost task message never loses the event.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="webhookevent_unique_provider_event"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="webhookevent_status_idx"),
+            models.Index(fields=["provider", "type"], name="webhookevent_type_idx"),
+            models.Index(fields=["status", "next_attempt_at"], name="webhookevent_due_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.provider} {self.type or '?'} {self.event_id} ({self.status})"

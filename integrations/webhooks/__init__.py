@@ -1,0 +1,53 @@
+"""The webhook inbox: one verified, de-duplicated path for every provider callback.
+
+Public API for domain apps (see registry.py for a full example):
+
+- ``@webhook_verifier(provider)``: verify(request) -> InboundEvent for POST /webhooks/<provider>/
+- ``@webhook_handler(provider, *types)``: handler(event) run by the worker ("*" = fallback)
+- ``receive_webhook(request, *, provider, verify, respond=None)`` / ``webhook_view(...)``: custom routes
+- ``record_webhook(*, provider, inbound) -> (event, created)``: store-and-respond views (Twilio voice)
+- ``webhook_replay(*, event)``, ``webhook_mark_ignored(*, event)``: admin services
+- ``InboundEvent``, ``WebhookRejected``, ``WebhookIgnored``, ``WebhookPermanentError``
+- helpers: ``safe_headers``, ``webhook_secret``, ``json_body``, ``hmac_sha256_hex``, ``signatures_match``
+"""
+
+from .inbox import receive_webhook, record_webhook, webhook_view
+from .processing import (
+    WebhookIgnored,
+    WebhookPermanentError,
+    webhook_event_process,
+    webhook_mark_ignored,
+    webhook_replay,
+    webhook_requeue_stale,
+)
+from .registry import webhook_handler, webhook_verifier
+from .verify import (
+    InboundEvent,
+    WebhookRejected,
+    hmac_sha256_hex,
+    json_body,
+    safe_headers,
+    signatures_match,
+    webhook_secret,
+)
+
+__all__ = [
+    "InboundEvent",
+    "WebhookIgnored",
+    "WebhookPermanentError",
+    "WebhookRejected",
+    "hmac_sha256_hex",
+    "json_body",
+    "receive_webhook",
+    "record_webhook",
+    "safe_headers",
+    "signatures_match",
+    "webhook_event_process",
+    "webhook_handler",
+    "webhook_mark_ignored",
+    "webhook_replay",
+    "webhook_requeue_stale",
+    "webhook_secret",
+    "webhook_verifier",
+    "webhook_view",
+]

@@ -1,0 +1,185 @@
+"""Receiving: verify, store once, enqueue on commit, answer 200 fast.
+
+Nothing slow happens in the request: providers time out (Stripe after ~10 s,
+Twilio after 15 s) and retry, so all real work waits for the Celery task.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import connection, transaction
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from ..metrics import webhook_events
+from ..models import WebhookEvent
+from .registry import verifier_for
+from .verify import InboundEvent, WebhookRejected
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(status, code, detail, **headers):
+    response = JsonResponse({"error": code, "detail": detail}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def _too_big(request):
+    """Refuse oversized bodies before anything parses them: first by the declared length, then the real one."""
+    limit = settings.WEBHOOK_MAX_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return True
+    try:
+        return len(request.body) > limit
+    except RequestDataTooBig:  # above DATA_UPLOAD_MAX_MEMORY_SIZE
+        return True
+
+
+def _check(inbound):
+    if not isinstance(inbound, InboundEvent):
+        raise TypeError(f"a webhook verifier must return InboundEvent, not {type(inbound).__name__}")
+    if not isinstance(inbound.event_id, str) or not inbound.event_id or len(inbound.event_id) > 255:
+        raise WebhookRejected(400, "malformed_event", "The event has no usable id.")
+    if not isinstance(inbound.type, str) or len(inbound.type) > 128:
+        raise WebhookRejected(400, "malformed_event", "The event type is missing or too long.")
+
+
+def _insert_once(event):
+    """INSERT ... ON CONFLICT (provider, event_id) DO NOTHING RETURNING id: the new id, or None for a duplicate.
+
+    The ORM's bulk_create(ignore_conflicts=True) cannot say whether it inserted,
+    and create() + IntegrityError makes PostgreSQL log an error for every
+    duplicate delivery. Works on PostgreSQL and SQLite >= 3.35.
+    """
+    fields = [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in fields]
+    qn = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {qn(WebhookEvent._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({qn('provider')}, {qn('event_id')}) DO NOTHING RETURNING {qn(WebhookEvent._meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _enqueue(event_id):
+    from .tasks import webhook_process
+
+    try:
+        webhook_process.delay(event_id)
+    except Exception:
+        # The row is committed; the requeue beat task sends it again once the broker is back.
+        logger.exception("could not enqueue webhook processing", extra={"webhook_event": event_id})
+
+
+def enqueue_processing(event):
+    """Send the event to a worker once the surrounding transaction commits."""
+    transaction.on_commit(lambda: _enqueue(event.pk))
+
+
+def record_webhook(*, provider, inbound):
+    """Store a verified event once and enqueue its processing: returns (event, created).
+
+    For views that must answer synchronously (Twilio voice TwiML): they call
+    this with their verifier's InboundEvent, then build their own response.
+    A duplicate delivery returns the existing row and created=False.
+    """
+    _check(inbound)
+    now = timezone.now()
+    event = WebhookEvent(
+        provider=provider,
+        event_id=inbound.event_id,
+        type=inbound.type,
+        payload=inbound.payload,
+        headers=inbound.headers,
+        signature_verified=inbound.signature_verified,
+        occurred_at=inbound.occurred_at,
+        next_attempt_at=now,
+    )
+    with transaction.atomic():
+        pk = _insert_once(event)
+        if pk is not None:
+            event.pk = pk
+            event._state.adding = False
+            event._state.db = connection.alias
+            enqueue_processing(event)
+        else:
+            event = WebhookEvent.objects.get(provider=provider, event_id=inbound.event_id)
+    created = pk is not None
+    webhook_events.labels(provider, "received" if created else "duplicate").inc()
+    logger.info(
+        "webhook %s",
+        "received" if created else "duplicate",
+        extra={"provider": provider, "event_id": inbound.event_id, "event_type": inbound.type},
+    )
+    return event, created
+
+
+def receive_webhook(request, *, provider, verify, respond=None):
+    """The whole inbox contract for one request; provider views call this (or use webhook_view).
+
+    POST only (JSON 405), body at most WEBHOOK_MAX_BYTES (JSON 413), verify()
+    may raise WebhookRejected (JSON 400/403/503, nothing stored), then each
+    event is stored once and processed after commit. Answers 200
+    {"status": "received" | "duplicate", ...}; `respond(event, created)`, if
+    given, builds the response instead (single-event synchronous webhooks).
+    """
+    if request.method != "POST":
+        return error_response(405, "method_not_allowed", f"Webhooks accept POST only, not {request.method}.", Allow="POST")
+    if _too_big(request):
+        webhook_events.labels(provider, "rejected").inc()
+        return error_response(
+            413, "payload_too_large", f"The body exceeds the hub's webhook limit of {settings.WEBHOOK_MAX_BYTES} bytes."
+        )
+    try:
+        inbound = verify(request)
+        events = list(inbound) if isinstance(inbound, list | tuple) else [inbound]
+        for item in events:
+            _check(item)
+    except WebhookRejected as exc:
+        webhook_events.labels(provider, "rejected").inc()
+        logger.warning("webhook rejected", extra={"provider": provider, "reason": exc.code, "status": exc.status})
+        return error_response(exc.status, exc.code, exc.detail)
+
+    results = [record_webhook(provider=provider, inbound=item) for item in events]
+    if respond is not None:
+        if len(results) != 1:
+            raise TypeError("respond= needs a verifier that returns exactly one event")
+        return respond(*results[0])
+    if len(results) == 1:
+        event, created = results[0]
+        return JsonResponse({"status": "received" if created else "duplicate", "event_id": event.event_id})
+    # Batched deliveries (Microsoft Graph sends several notifications per POST).
+    received = sum(1 for _, created in results if created)
+    return JsonResponse({"status": "received", "received": received, "duplicate": len(results) - received})
+
+
+def webhook_view(*, provider, verify, respond=None):
+    """A ready view for urls.py: path("webhooks/acme/", webhook_view(provider="acme", verify=acme_verify))."""
+
+    @csrf_exempt  # providers cannot send a CSRF token; the signature is the authentication
+    def view(request, *args, **kwargs):
+        return receive_webhook(request, provider=provider, verify=verify, respond=respond)
+
+    view.__name__ = f"{provider}_webhook"
+    return view
+
+
+@csrf_exempt
+def inbox(request, provider):
+    """POST /webhooks/<provider>/ for every provider whose app registered a @webhook_verifier."""
+    verify = verifier_for(provider)
+    if verify is None:
+        return error_response(404, "unknown_webhook", f"No webhook is registered for provider {provider!r}.")
+    return receive_webhook(request, provider=provider, verify=verify)

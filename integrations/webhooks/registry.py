@@ -1,0 +1,76 @@
+"""Who verifies each provider's deliveries and who handles each event type.
+
+Domain apps register both in their own `webhooks.py`, which the integrations
+app imports at start-up (`autodiscover_modules("webhooks")`), so a web process
+and a worker see the same registry:
+
+    from integrations.webhooks import webhook_handler, webhook_verifier
+
+    @webhook_verifier("stripe")
+    def verify(request): ...               # -> InboundEvent, or raise WebhookRejected
+
+    @webhook_handler("stripe", "invoice.paid", "invoice.payment_failed")
+    def on_invoice(event): ...             # event is the locked WebhookEvent
+
+    @webhook_handler("stripe", "*")        # optional fallback for other types
+    def on_other(event): ...
+"""
+
+from django.core.exceptions import ImproperlyConfigured
+
+FALLBACK = "*"
+
+# (provider, event type or "*") -> handler(event)
+HANDLERS = {}
+# provider -> verify(request) for the generic route POST /webhooks/<provider>/
+VERIFIERS = {}
+
+
+def _register(table, key, fn, what):
+    existing = table.get(key)
+    # The same function registered twice is a module imported twice (autoreload), not a clash.
+    if existing is not None and _qualname(existing) != _qualname(fn):
+        raise ImproperlyConfigured(f"Two {what}s registered for {key}: {_qualname(existing)} and {_qualname(fn)}.")
+    table[key] = fn
+
+
+def _qualname(fn):
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def webhook_handler(provider, *event_types):
+    """Register the decorated function as the handler of these event types ("*" = any other type).
+
+    A handler receives the WebhookEvent (row locked, inside a savepoint). It
+    must be idempotent and tolerate events out of order (compare
+    `event.occurred_at` with what the row already holds). Raise WebhookIgnored
+    to mark the event ignored, WebhookPermanentError to fail without retries;
+    any other exception fails this attempt and is retried with backoff.
+    """
+    if not event_types:
+        raise TypeError("webhook_handler needs at least one event type (or '*').")
+
+    def decorator(fn):
+        for event_type in event_types:
+            _register(HANDLERS, (provider, event_type), fn, "webhook handler")
+        return fn
+
+    return decorator
+
+
+def webhook_verifier(provider):
+    """Register the decorated verify(request) -> InboundEvent for POST /webhooks/<provider>/."""
+
+    def decorator(fn):
+        _register(VERIFIERS, provider, fn, "webhook verifier")
+        return fn
+
+    return decorator
+
+
+def handler_for(provider, event_type):
+    return HANDLERS.get((provider, event_type)) or HANDLERS.get((provider, FALLBACK))
+
+
+def verifier_for(provider):
+    return VERIFIERS.get(provider)

@@ -1,0 +1,109 @@
+import datetime as dt
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import path
+from django.utils import timezone
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from integrations.api.errors import ApiError
+from integrations.api.idempotency import idempotency_purge, idempotent
+from integrations.models import IdempotencyRecord
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
+
+side_effects = []
+
+
+class ChargeView(APIView):
+    @idempotent
+    def post(self, request):
+        if request.data.get("fail") == "server":
+            return Response({"error": "upstream"}, status=502)
+        if request.data.get("fail") == "raise":
+            raise ApiError(400, "bad", "Bad request.")
+        side_effects.append(dict(request.data))
+        return Response({"charge": len(side_effects)}, status=201)
+
+
+urlpatterns = [path("charge/", ChargeView.as_view()), path("other/", ChargeView.as_view())]
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    side_effects.clear()
+
+
+def _post(client, body, key="key-1", url="/charge/", **kw):
+    return client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY=key, **kw)
+
+
+def test_a_repeat_with_the_same_key_and_body_replays_without_a_second_side_effect(user_client):
+    first = _post(user_client, {"amount": 100})
+    again = _post(user_client, {"amount": 100})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json() == again.json() == {"charge": 1}
+    assert again["Idempotent-Replayed"] == "true"
+    assert len(side_effects) == 1
+
+
+def test_the_same_key_with_a_different_body_is_a_422(user_client):
+    _post(user_client, {"amount": 100})
+    resp = _post(user_client, {"amount": 999})
+    assert resp.status_code == 422 and resp.json()["error"] == "idempotency_key_reused"
+    assert len(side_effects) == 1
+
+
+def test_the_same_key_on_another_endpoint_is_a_422(user_client):
+    _post(user_client, {"amount": 100})
+    assert _post(user_client, {"amount": 100}, url="/other/").status_code == 422
+
+
+def test_keys_are_scoped_to_the_user(user_client, client_for, other_user):
+    _post(user_client, {"amount": 100})
+    resp = _post(client_for(other_user), {"amount": 100})
+    assert resp.status_code == 201 and resp.json() == {"charge": 2}
+
+
+def test_a_request_still_running_answers_409(user_client):
+    _post(user_client, {"amount": 100})
+    IdempotencyRecord.objects.update(status="in_progress", response_status=None, response_body=None)
+    resp = _post(user_client, {"amount": 100})
+    assert resp.status_code == 409 and resp["Retry-After"] == "1"
+    assert len(side_effects) == 1
+
+
+def test_a_server_error_or_exception_leaves_the_key_free_for_a_retry(user_client):
+    assert _post(user_client, {"fail": "server"}).status_code == 502
+    assert _post(user_client, {"fail": "raise"}, key="key-2").status_code == 400
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_without_the_header_nothing_is_stored(user_client):
+    user_client.post("/charge/", {"amount": 1}, format="json")
+    user_client.post("/charge/", {"amount": 1}, format="json")
+    assert len(side_effects) == 2 and not IdempotencyRecord.objects.exists()
+
+
+def test_keys_expire_after_24_hours(user, user_client):
+    _post(user_client, {"amount": 100})
+    IdempotencyRecord.objects.update(created_at=timezone.now() - dt.timedelta(hours=25))
+    assert _post(user_client, {"amount": 100}).json() == {"charge": 2}
+    IdempotencyRecord.objects.update(created_at=timezone.now() - dt.timedelta(hours=25))
+    assert idempotency_purge() == 1
+
+
+def test_uploads_are_fingerprinted_by_content(user_client):
+    def upload(content):
+        return user_client.post(
+            "/charge/", {"file": SimpleUploadedFile("a.txt", content)}, format="multipart", HTTP_IDEMPOTENCY_KEY="up"
+        )
+
+    assert upload(b"hello").status_code == 201
+    assert upload(b"hello").status_code == 201 and len(side_effects) == 1
+    assert upload(b"HELLO").status_code == 422
+
+
+def test_an_overlong_key_is_a_400(user_client):
+    assert _post(user_client, {}, key="k" * 300).status_code == 400

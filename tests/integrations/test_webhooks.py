@@ -1,0 +1,523 @@
+"""The webhook inbox: verify, store once, process once, never lose an event."""
+
+import json
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.http import HttpResponse
+from django.test import Client, RequestFactory
+from django.utils import timezone
+from prometheus_client import REGISTRY
+
+from integrations.models import Alert, WebhookEvent, WorkerHeartbeat
+from integrations.webhooks import (
+    InboundEvent,
+    WebhookIgnored,
+    WebhookPermanentError,
+    receive_webhook,
+    record_webhook,
+    webhook_event_process,
+    webhook_handler,
+    webhook_mark_ignored,
+    webhook_replay,
+    webhook_requeue_stale,
+    webhook_view,
+)
+from integrations.webhooks.processing import retry_delay
+from integrations.webhooks.registry import HANDLERS, VERIFIERS
+from integrations.webhooks.tasks import webhook_process
+from tests.integrations import webhook_provider as hubtest
+from tests.integrations.factories import WebhookEventFactory
+
+URL = "/webhooks/hubtest/"
+Status = WebhookEvent.Status
+
+
+def metric(result, provider="hubtest"):
+    return REGISTRY.get_sample_value("hub_webhook_events_total", {"provider": provider, "result": result}) or 0
+
+
+def post(client, body, signature=None, **extra):
+    headers = {} if signature is None else {"HTTP_X_HUBTEST_SIGNATURE": signature}
+    return client.post(URL, body, content_type="application/json", **headers, **extra)
+
+
+@pytest.fixture
+def hubtest_provider(monkeypatch, settings):
+    """Mount the signing test provider on the generic route, for this test only."""
+    settings.HUBTEST_WEBHOOK_SECRET = hubtest.SECRET
+    monkeypatch.setitem(VERIFIERS, hubtest.PROVIDER, hubtest.verify)
+
+
+@pytest.fixture
+def handled(monkeypatch):
+    """Register a recording handler for hubtest `thing.updated`; returns the list of handled event ids."""
+    calls = []
+    lock = threading.Lock()
+
+    def handler(event):
+        with lock:
+            calls.append(event.event_id)
+
+    monkeypatch.setitem(HANDLERS, ("hubtest", "thing.updated"), handler)
+    return calls
+
+
+@pytest.fixture
+def register(monkeypatch):
+    def add(event_type, fn, provider="hubtest"):
+        monkeypatch.setitem(HANDLERS, (provider, event_type), fn)
+
+    return add
+
+
+@pytest.fixture
+def celery_eager():
+    """Run tasks in-process when enqueued (a real Celery mode), so on_commit enqueues process at once."""
+    from config.celery import app
+
+    old = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = old
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("hubtest_provider")
+class TestReceiving:
+    def test_a_signed_event_is_stored_and_answered_200(self, client):
+        before = metric("received")
+        body = hubtest.event_body("evt_1")
+        resp = post(client, body, hubtest.sign(body), HTTP_AUTHORIZATION="Bearer do-not-store")
+
+        assert resp.status_code == 200
+        assert resp.json() == {"status": "received", "event_id": "evt_1"}
+        event = WebhookEvent.objects.get()
+        assert (event.provider, event.event_id, event.type) == ("hubtest", "evt_1", "thing.updated")
+        assert event.status == Status.RECEIVED and event.signature_verified
+        assert event.payload["id"] == "evt_1" and event.occurred_at is not None
+        assert metric("received") == before + 1
+
+    def test_secrets_in_headers_are_never_stored_but_the_signature_is_kept_for_audit(self, client):
+        body = hubtest.event_body("evt_h")
+        post(client, body, hubtest.sign(body), HTTP_AUTHORIZATION="Bearer do-not-store", HTTP_COOKIE="s=1")
+        headers = WebhookEvent.objects.get().headers
+        assert "Authorization" not in headers and "Cookie" not in headers
+        assert "do-not-store" not in str(headers)
+        assert headers[hubtest.SIGNATURE_HEADER].startswith("t=")
+
+    def test_a_bad_signature_is_403_and_nothing_is_stored(self, client):
+        before = metric("rejected")
+        body = hubtest.event_body()
+        resp = post(client, body, hubtest.sign(body, secret="whsec_wrong"))
+        assert resp.status_code == 403
+        assert resp.json()["error"] == "bad_signature" and resp.json()["detail"]
+        assert not WebhookEvent.objects.exists()
+        assert metric("rejected") == before + 1
+
+    def test_a_body_changed_after_signing_is_403(self, client):
+        signature = hubtest.sign(hubtest.event_body("evt_1"))
+        resp = post(client, hubtest.event_body("evt_2"), signature)
+        assert resp.status_code == 403
+        assert not WebhookEvent.objects.exists()
+
+    def test_a_missing_signature_is_400_and_nothing_is_stored(self, client):
+        resp = post(client, hubtest.event_body())
+        assert resp.status_code == 400
+        assert resp.json()["error"] == "missing_signature"
+        assert not WebhookEvent.objects.exists()
+
+    def test_a_stale_signature_timestamp_is_403(self, client):
+        body = hubtest.event_body()
+        resp = post(client, body, hubtest.sign(body, timestamp=time.time() - 301))
+        assert resp.status_code == 403 and resp.json()["error"] == "stale_signature"
+
+    def test_a_malformed_body_is_400_and_nothing_is_stored(self, client):
+        body = b'{"id": "evt_1", "type": '
+        resp = post(client, body, hubtest.sign(body))
+        assert resp.status_code == 400
+        assert resp.json()["error"] == "malformed_body"
+        assert not WebhookEvent.objects.exists()
+
+    def test_a_json_body_that_is_not_an_object_is_400(self, client):
+        body = b'["evt_1"]'
+        assert post(client, body, hubtest.sign(body)).status_code == 400
+        assert not WebhookEvent.objects.exists()
+
+    def test_an_oversized_body_is_413_and_nothing_is_stored(self, client, settings):
+        settings.WEBHOOK_MAX_BYTES = 200
+        body = hubtest.event_body(padding="x" * 300)
+        resp = post(client, body, hubtest.sign(body))
+        assert resp.status_code == 413
+        assert resp.json()["error"] == "payload_too_large"
+        assert not WebhookEvent.objects.exists()
+
+    def test_an_unconfigured_webhook_secret_is_503_naming_the_setting(self, client, settings):
+        settings.HUBTEST_WEBHOOK_SECRET = ""
+        body = hubtest.event_body()
+        resp = post(client, body, hubtest.sign(body))
+        assert resp.status_code == 503
+        assert resp.json()["error"] == "webhook_not_configured"
+        assert "HUBTEST_WEBHOOK_SECRET" in resp.json()["detail"]
+
+    def test_only_post_is_accepted_with_a_json_405(self, client):
+        resp = client.get(URL)
+        assert resp.status_code == 405
+        assert resp.json()["error"] == "method_not_allowed"
+        assert resp["Allow"] == "POST"
+
+    def test_no_csrf_token_is_needed(self):
+        body = hubtest.event_body()
+        resp = post(Client(enforce_csrf_checks=True), body, hubtest.sign(body))
+        assert resp.status_code == 200
+
+    def test_a_duplicate_delivery_answers_200_and_stores_one_row(self, client):
+        before = metric("duplicate")
+        body = hubtest.event_body("evt_dup")
+        assert post(client, body, hubtest.sign(body)).json()["status"] == "received"
+        resp = post(client, body, hubtest.sign(body))
+        assert resp.status_code == 200
+        assert resp.json() == {"status": "duplicate", "event_id": "evt_dup"}
+        assert WebhookEvent.objects.count() == 1
+        assert metric("duplicate") == before + 1
+
+    def test_processing_is_enqueued_on_commit_for_a_new_event_only(self, client, django_capture_on_commit_callbacks):
+        body = hubtest.event_body("evt_q")
+        with django_capture_on_commit_callbacks() as first:
+            post(client, body, hubtest.sign(body))
+        with django_capture_on_commit_callbacks() as second:
+            post(client, body, hubtest.sign(body))
+        assert len(first) == 1 and len(second) == 0
+
+    def test_an_unknown_provider_is_a_json_404(self, client):
+        resp = client.post("/webhooks/nosuch/", b"{}", content_type="application/json")
+        assert resp.status_code == 404
+        assert resp.json()["error"] == "unknown_webhook"
+
+
+@pytest.mark.django_db
+def test_production_urls_do_not_expose_the_test_provider(client):
+    assert "hubtest" not in VERIFIERS
+    body = hubtest.event_body()
+    assert post(client, body, hubtest.sign(body)).status_code == 404
+
+
+@pytest.mark.django_db
+class TestCustomViews:
+    def test_record_webhook_returns_created_then_the_existing_row(self):
+        inbound = InboundEvent(event_id="CA123", type="voice.incoming", payload={"CallSid": "CA123"})
+        first, created = record_webhook(provider="twilio", inbound=inbound)
+        again, created_again = record_webhook(provider="twilio", inbound=inbound)
+        assert created and not created_again
+        assert first.pk == again.pk and WebhookEvent.objects.count() == 1
+
+    def test_a_synchronous_webhook_builds_its_own_response_after_storing(self):
+        def verify(request):
+            return InboundEvent(event_id=request.POST["CallSid"], type="voice.incoming", payload=dict(request.POST))
+
+        def respond(event, created):
+            return HttpResponse(f"<Response><Say>{event.event_id} {created}</Say></Response>", content_type="text/xml")
+
+        request = RequestFactory().post("/webhooks/twilio/voice/", {"CallSid": "CA9"})
+        resp = receive_webhook(request, provider="twilio", verify=verify, respond=respond)
+        assert resp.status_code == 200 and b"CA9 True" in resp.content
+        assert WebhookEvent.objects.filter(provider="twilio", event_id="CA9").exists()
+
+    def test_a_batched_delivery_stores_each_event_once(self):
+        def verify(request):
+            return [InboundEvent(event_id=f"n{i}", type="changed", payload={"i": i}) for i in (1, 2)]
+
+        view = webhook_view(provider="outlook", verify=verify)
+        request = RequestFactory().post("/webhooks/outlook/", b"{}", content_type="application/json")
+        assert json.loads(view(request).content) == {"status": "received", "received": 2, "duplicate": 0}
+        assert json.loads(view(request).content) == {"status": "received", "received": 0, "duplicate": 2}
+        assert WebhookEvent.objects.filter(provider="outlook").count() == 2
+
+    def test_an_event_without_an_id_is_400(self):
+        view = webhook_view(provider="outlook", verify=lambda r: InboundEvent(event_id="", type="x", payload={}))
+        resp = view(RequestFactory().post("/webhooks/outlook/", b"{}", content_type="application/json"))
+        assert resp.status_code == 400 and json.loads(resp.content)["error"] == "malformed_event"
+        assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.django_db
+class TestProcessing:
+    @pytest.mark.usefixtures("hubtest_provider", "celery_eager")
+    def test_a_received_event_is_handled_and_marked_processed(self, client, handled, django_capture_on_commit_callbacks):
+        body = hubtest.event_body("evt_p")
+        with django_capture_on_commit_callbacks(execute=True):
+            post(client, body, hubtest.sign(body))
+        event = WebhookEvent.objects.get()
+        assert handled == ["evt_p"]
+        assert event.status == Status.PROCESSED
+        assert event.processed_at is not None and event.attempts == 1 and event.next_attempt_at is None
+
+    def test_a_processed_event_is_never_handled_again(self, handled):
+        event = WebhookEventFactory()
+        assert webhook_event_process(event_id=event.pk).status == "processed"
+        assert webhook_event_process(event_id=event.pk).status == "skipped"
+        webhook_process(event.pk)  # a redelivered task
+        assert handled == [event.event_id]
+
+    def test_a_failing_handler_marks_the_event_failed_and_rolls_back_its_writes(self, register):
+        def handler(event):
+            WorkerHeartbeat.objects.create(hostname=f"written-by-{event.event_id}", seen_at=timezone.now())
+            raise RuntimeError("provider object not found yet")
+
+        register("thing.updated", handler)
+        before = metric("failed")
+        event = WebhookEventFactory()
+        result = webhook_event_process(event_id=event.pk)
+
+        event.refresh_from_db()
+        assert result.status == "failed" and result.retry_in is not None
+        assert event.status == Status.FAILED and event.attempts == 1
+        assert event.last_error == "RuntimeError: provider object not found yet"
+        assert event.next_attempt_at is not None and event.processed_at is None
+        assert not WorkerHeartbeat.objects.filter(hostname__startswith="written-by-").exists()
+        assert metric("failed") == before + 1
+        assert not Alert.objects.exists()
+
+    def test_a_failed_event_is_retried_and_the_last_attempt_raises_an_alert(self, register, settings):
+        settings.WEBHOOK_MAX_ATTEMPTS = 3
+        outcomes = iter([RuntimeError("down"), RuntimeError("down"), RuntimeError("still down")])
+
+        def handler(event):
+            raise next(outcomes)
+
+        register("thing.updated", handler)
+        event = WebhookEventFactory()
+        results = [webhook_event_process(event_id=event.pk) for _ in range(4)]
+
+        assert [r.status for r in results] == ["failed", "failed", "failed", "skipped"]
+        assert results[0].retry_in is not None and results[2].retry_in is None
+        event.refresh_from_db()
+        assert event.attempts == 3 and event.next_attempt_at is None
+        alert = Alert.objects.get()
+        assert alert.kind == Alert.Kind.WEBHOOK_FAILED and alert.provider == "hubtest"
+        assert event.event_id in alert.message
+
+    def test_the_task_retries_a_failed_attempt_through_celery_after_the_backoff(self, register):
+        from celery.exceptions import Retry
+
+        register("thing.updated", lambda e: 1 / 0)
+        event = WebhookEventFactory()
+        # As a worker runs it (not called directly, not eager); the memory broker takes the retry.
+        webhook_process.push_request(
+            id="task-1", args=[event.pk], kwargs={}, retries=0, called_directly=False, is_eager=False
+        )
+        try:
+            with pytest.raises(Retry) as retry:
+                webhook_process.run(event.pk)
+        finally:
+            webhook_process.pop_request()
+        event.refresh_from_db()
+        assert event.status == Status.FAILED and event.attempts == 1
+        assert 0 <= retry.value.when <= 10  # WEBHOOK_RETRY_BASE_SECONDS for the first retry
+
+    def test_a_permanent_error_fails_at_once_and_raises_an_alert(self, register):
+        register("thing.updated", lambda e: (_ for _ in ()).throw(WebhookPermanentError("unknown customer")))
+        event = WebhookEventFactory()
+        result = webhook_event_process(event_id=event.pk)
+        assert result.status == "failed" and result.retry_in is None
+        assert Alert.objects.filter(kind=Alert.Kind.WEBHOOK_FAILED).count() == 1
+
+    def test_a_failed_event_that_is_retried_and_succeeds_is_processed(self, register):
+        outcomes = iter([RuntimeError("once"), None])
+
+        def handler(event):
+            if (exc := next(outcomes)) is not None:
+                raise exc
+
+        register("thing.updated", handler)
+        event = WebhookEventFactory()
+        webhook_event_process(event_id=event.pk)
+        assert webhook_event_process(event_id=event.pk).status == "processed"
+        event.refresh_from_db()
+        assert event.attempts == 2 and event.last_error == ""
+
+    def test_an_unknown_type_is_ignored(self, handled):
+        before = metric("ignored")
+        event = WebhookEventFactory(type="thing.unheard_of")
+        assert webhook_event_process(event_id=event.pk).status == "ignored"
+        event.refresh_from_db()
+        assert event.status == Status.IGNORED and "thing.unheard_of" in event.last_error
+        assert handled == []
+        assert metric("ignored") == before + 1
+
+    def test_a_fallback_handler_takes_types_without_their_own(self, register, handled):
+        seen = []
+        register("*", lambda e: seen.append(e.type))
+        WebhookEventFactory(type="thing.updated")
+        other = WebhookEventFactory(type="thing.other")
+        for event in WebhookEvent.objects.all():
+            webhook_event_process(event_id=event.pk)
+        assert seen == [other.type] and len(handled) == 1
+
+    def test_a_handler_can_ignore_an_out_of_order_event(self, register):
+        def handler(event):
+            raise WebhookIgnored("older than the state we hold")
+
+        register("thing.updated", handler)
+        event = WebhookEventFactory()
+        assert webhook_event_process(event_id=event.pk).status == "ignored"
+        event.refresh_from_db()
+        assert event.last_error == "older than the state we hold"
+
+    def test_the_retry_delay_is_full_jitter_under_an_exponential_cap(self, settings):
+        settings.WEBHOOK_RETRY_BASE_SECONDS = 10
+        settings.WEBHOOK_RETRY_MAX_SECONDS = 60
+        delays = [retry_delay(attempts=n) for n in (1, 2, 3, 10) for _ in range(200)]
+        assert all(0 <= d <= 60 for d in delays)
+        assert max(retry_delay(attempts=1) for _ in range(200)) <= 10
+        assert len({round(d, 3) for d in delays}) > 100  # jittered, not a fixed schedule
+
+    def test_registering_a_second_handler_for_one_type_is_an_error(self, monkeypatch):
+        from django.core.exceptions import ImproperlyConfigured
+
+        def first(event):
+            pass
+
+        def second(event):
+            pass
+
+        monkeypatch.setitem(HANDLERS, ("hubtest", "x"), first)
+        webhook_handler("hubtest", "x")(first)  # the same function again (a re-import) is fine
+        with pytest.raises(ImproperlyConfigured, match="Two webhook handlers"):
+            webhook_handler("hubtest", "x")(second)
+
+
+@pytest.mark.django_db
+class TestReplayAndRequeue:
+    def test_replay_puts_a_failed_event_back_and_processes_it(self, handled, celery_eager, django_capture_on_commit_callbacks):
+        event = WebhookEventFactory(status=Status.FAILED, attempts=8, next_attempt_at=None, last_error="boom")
+        assert webhook_event_process(event_id=event.pk).status == "skipped"  # out of retries
+        with django_capture_on_commit_callbacks(execute=True):
+            webhook_replay(event=event)
+        event.refresh_from_db()
+        assert event.status == Status.PROCESSED and handled == [event.event_id]
+        assert event.attempts == 1
+
+    def test_mark_ignored_leaves_processed_events_alone(self):
+        pending = WebhookEventFactory()
+        done = WebhookEventFactory(status=Status.PROCESSED)
+        assert webhook_mark_ignored(event=pending) and not webhook_mark_ignored(event=done)
+        pending.refresh_from_db()
+        done.refresh_from_db()
+        assert pending.status == Status.IGNORED and done.status == Status.PROCESSED
+        assert webhook_event_process(event_id=pending.pk).status == "skipped"
+
+    def test_stale_events_are_requeued_and_fresh_or_finished_ones_are_not(self, settings, handled, celery_eager):
+        settings.WEBHOOK_REQUEUE_AFTER_SECONDS = 120
+        old = timezone.now() - timedelta(seconds=600)
+        stale = WebhookEventFactory(next_attempt_at=old)
+        lost_retry = WebhookEventFactory(status=Status.FAILED, attempts=1, next_attempt_at=old)
+        WebhookEventFactory()  # just received; its task is still on the way
+        WebhookEventFactory(status=Status.PROCESSED, next_attempt_at=None)
+        WebhookEventFactory(status=Status.FAILED, attempts=8, next_attempt_at=None)  # out of retries
+
+        assert webhook_requeue_stale() == 2
+        assert sorted(handled) == sorted([stale.event_id, lost_retry.event_id])
+        assert webhook_requeue_stale() == 0
+
+    def test_requeue_stamps_events_so_the_next_tick_does_not_send_them_again(self):
+        stale = WebhookEventFactory(next_attempt_at=timezone.now() - timedelta(seconds=600))
+        assert webhook_requeue_stale() == 1  # memory broker: nothing consumes it
+        stale.refresh_from_db()
+        assert stale.status == Status.RECEIVED
+        assert webhook_requeue_stale() == 0
+
+    def test_the_beat_schedule_runs_the_requeue_task(self, settings):
+        from config.celery import app
+
+        entry = settings.CELERY_BEAT_SCHEDULE["integrations.webhook_requeue_stale"]
+        assert entry["task"] in app.tasks
+        assert "integrations.webhook_process" in app.tasks
+
+
+@pytest.mark.django_db
+class TestAdmin:
+    @pytest.fixture
+    def admin_client(self, client, staff_user):
+        client.force_login(staff_user)
+        return client
+
+    def test_the_list_filters_and_the_pretty_payload_render(self, admin_client):
+        event = WebhookEventFactory(payload={"id": "evt_x", "data": {"amount": 4200}})
+        resp = admin_client.get("/admin/integrations/webhookevent/?status=received&provider=hubtest")
+        assert resp.status_code == 200 and event.event_id.encode() in resp.content
+        resp = admin_client.get(f"/admin/integrations/webhookevent/?q={event.event_id}")
+        assert resp.status_code == 200 and event.event_id.encode() in resp.content
+        detail = admin_client.get(f"/admin/integrations/webhookevent/{event.pk}/change/")
+        assert detail.status_code == 200
+        assert b"&quot;amount&quot;: 4200" in detail.content
+
+    def test_the_replay_action_queues_events_again(self, admin_client):
+        event = WebhookEventFactory(status=Status.FAILED, attempts=8, next_attempt_at=None)
+        resp = admin_client.post(
+            "/admin/integrations/webhookevent/", {"action": "replay", "_selected_action": [event.pk]}, follow=True
+        )
+        assert resp.status_code == 200
+        event.refresh_from_db()
+        assert event.status == Status.RECEIVED and event.attempts == 0
+
+    def test_the_mark_ignored_action(self, admin_client):
+        event = WebhookEventFactory()
+        admin_client.post("/admin/integrations/webhookevent/", {"action": "mark_ignored", "_selected_action": [event.pk]})
+        event.refresh_from_db()
+        assert event.status == Status.IGNORED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("hubtest_provider", "celery_eager")
+def test_fifty_concurrent_deliveries_store_one_event_and_run_the_handler_once(register):
+    """The same webhook delivered 50 times at once, each delivery also running the processing task."""
+    calls = []
+    calls_lock = threading.Lock()
+
+    def handler(event):
+        with calls_lock:
+            calls.append(event.event_id)
+        WorkerHeartbeat.objects.create(hostname=f"handled-{event.event_id}", seen_at=timezone.now())
+        time.sleep(0.05)  # hold the row lock while other threads try to process
+
+    register("thing.updated", handler)
+    body = hubtest.event_body("evt_storm")
+    signature = hubtest.sign(body)
+    n = 50
+    barrier = threading.Barrier(n)
+    answers, outcomes, errors = [], [], []
+
+    def deliver():
+        try:
+            barrier.wait(timeout=30)
+            resp = post(Client(), body, signature)
+            answers.append((resp.status_code, resp.json()["status"]))
+            # Process again from every thread, after the delivery committed,
+            # as redelivered or requeued tasks would.
+            pk = WebhookEvent.objects.get(provider="hubtest", event_id="evt_storm").pk
+            outcomes.append(webhook_event_process(event_id=pk).status)
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert errors == []
+    assert len(answers) == n and all(code == 200 for code, _ in answers)
+    assert sorted(s for _, s in answers).count("received") == 1
+    assert WebhookEvent.objects.filter(event_id="evt_storm").count() == 1
+    assert calls == ["evt_storm"]
+    assert WorkerHeartbeat.objects.filter(hostname="handled-evt_storm").count() == 1
+    event = WebhookEvent.objects.get(event_id="evt_storm")
+    assert event.status == Status.PROCESSED and event.attempts == 1
+    assert set(outcomes) <= {"processed", "skipped"}
