@@ -256,7 +256,7 @@ class CallLog(models.Model):
     error_message = models.TextField(blank=True)
     # Recording and transcription
     recording_sid = models.CharField(max_length=64, blank=True)
-    recording_url = models.URLField(max_length=500, blank=True)
+    recording_url = models.CharField(max_length=500, blank=True)
     recording_duration = models.PositiveIntegerField(null=True, blank=True)
     transcription_sid = models.CharField(max_length=64, blank=True)
     transcription_status = models.CharField(max_length=16, blank=True)
