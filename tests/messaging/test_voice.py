@@ -192,3 +192,10 @@ class TestOutboundCalls:
         call = CallFactory(status="dialing")
         assert call_place.apply(args=[call.pk]).get() == "in_doubt"
         assert len(http.calls) == 0
+
+
+def test_a_repeated_voice_webhook_answers_again_and_logs_one_call(twilio, office, call_in):
+    ForwardingRuleFactory(target_number="+14155550111")
+    assert call_in().find("Dial/Number").text == "+14155550111"
+    assert call_in().find("Dial/Number").text == "+14155550111"
+    assert CallLog.objects.count() == 1 and WebhookEvent.objects.count() == 1

@@ -204,3 +204,11 @@ def test_a_price_twilio_never_reports_is_booked_from_the_price_table_on_the_last
     assert (sms.cost_recorded, sms.price_final, sms.price_usd) == (True, False, Decimal("0.0166"))
     assert ProviderCall.objects.filter(operation="sms.price").count() == 11  # ten polls, then the estimate
     assert sum(ProviderCall.objects.values_list("cost_usd", flat=True)) == Decimal("0.0166")
+
+
+def test_a_callback_without_a_sid_is_deduplicated_on_twilios_idempotency_token(twilio, post):
+    params = {"RecordingStatus": "completed", "CallSid": "CA5"}
+    first = post("/webhooks/twilio/voice/recording/", params, **{"I-Twilio-Idempotency-Token": "tok-1"})
+    again = post("/webhooks/twilio/voice/recording/", params, **{"I-Twilio-Idempotency-Token": "tok-1"})
+    assert (first.json()["status"], again.json()["status"]) == ("received", "duplicate")
+    assert WebhookEvent.objects.get().event_id == "recording.status:tok-1"
