@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations.api.errors import ApiError
+from integrations.api.idempotency import idempotent
 from integrations.api.ratelimit import ratelimit
 
 from . import selectors, services
@@ -69,6 +70,7 @@ class DocumentListView(StreamingUploadMixin, generics.ListAPIView):
         summary="Upload a document (private; type checked from content; size limited while streaming)",
     )
     @ratelimit(group="documents.upload", rate=upload_rate)
+    @idempotent
     def post(self, request):
         upload, sniffed = self.received_upload(request)
         document = services.document_create(owner=request.user, upload=upload, sniffed=sniffed)
@@ -100,6 +102,7 @@ class DocumentVersionListView(StreamingUploadMixin, generics.ListAPIView):
         summary="Upload a new version of a document; it becomes the current one",
     )
     @ratelimit(group="documents.upload", rate=upload_rate)
+    @idempotent
     def post(self, request, pk):
         document = selectors.document_get_for_owner(owner=request.user, pk=pk)
         upload, sniffed = self.received_upload(request)
