@@ -153,3 +153,13 @@ def test_the_31st_upload_in_a_minute_is_a_json_429(user_client, client_for, othe
 
 def test_uploads_need_authentication(api_client):
     assert post(api_client, "a.txt", b"x", "text/plain").status_code == 401
+
+
+def test_a_retried_upload_with_the_same_idempotency_key_stores_one_document(user_client, settings):
+    first = user_client.post(URL, {"file": upload_file("a.txt", b"hello\n", "text/plain")}, format="multipart", HTTP_IDEMPOTENCY_KEY="up-1")
+    again = user_client.post(URL, {"file": upload_file("a.txt", b"hello\n", "text/plain")}, format="multipart", HTTP_IDEMPOTENCY_KEY="up-1")
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"] and again["Idempotent-Replayed"] == "true"
+    assert Document.objects.count() == 1 and len(stored_files(settings)) == 1
+    other = user_client.post(URL, {"file": upload_file("a.txt", b"other\n", "text/plain")}, format="multipart", HTTP_IDEMPOTENCY_KEY="up-1")
+    assert other.status_code == 422
