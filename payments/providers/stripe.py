@@ -83,7 +83,8 @@ def _run(operation, fn, *, owner=None, related=None, idempotency_key=None, units
             raise _translate(exc) from exc
         data = obj.to_dict() if hasattr(obj, "to_dict") else obj
         extra = meter(data) if meter else {}
-        call.record(http_status=200, request_id=_request_id(obj), units=units or {"requests": 1}, **extra)
+        units = extra.pop("units", None) or units or {"requests": 1}
+        call.record(http_status=200, request_id=_request_id(obj), units=units, **extra)
     return data
 
 
