@@ -282,6 +282,8 @@ def webhook_event_parse(payload, signature_header, secret, *, tolerance=WEBHOOK_
     """
     try:
         stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance)
+    except UnicodeDecodeError:
+        raise SignatureError("the body is not UTF-8, so it cannot carry a valid signature") from None
     except stripe.SignatureVerificationError as exc:
         message = exc.user_message or "invalid signature"
         raise SignatureError(message, stale="tolerance" in message.lower()) from None

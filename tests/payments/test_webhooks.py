@@ -68,6 +68,11 @@ class TestSignature:
         evt["data"]["object"]["amount"] = 1
         assert deliver(client, evt, signature=signature).status_code == 400
 
+    def test_a_body_that_is_not_utf8_answers_400(self, client):
+        body = b"\xff\xfe not json"
+        response = client.post(URL, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=fakes.sign(body))
+        assert response.status_code == 400
+
     def test_a_missing_signature_header_answers_400(self, client, payment):
         body = fakes.body_of(fakes.event("payment_intent.succeeded", fakes.intent(payment)))
         response = client.post(URL, body, content_type="application/json")
