@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-export DJANGO_SETTINGS_MODULE ?= config.settings
 
 .PHONY: run test bench install install-dev check-python migrate lint-schema clean
 
@@ -33,7 +32,7 @@ run: install
 	$(VENV)/bin/honcho -f Procfile.dev start
 
 test: install-dev
-	$(VENV)/bin/pytest
+	DJANGO_SETTINGS_MODULE=config.test_settings $(VENV)/bin/pytest
 
 bench: install-dev
 	$(PY) bench/run.py

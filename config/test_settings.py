@@ -22,4 +22,6 @@ LOG_JSON = False
 LOGGING["handlers"]["console"]["formatter"] = "plain"  # noqa: F405
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
+# The in-memory broker polls once a second by default; workers started in tests should not wait.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01}
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405

@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
+from django.http import HttpResponseRedirect
 from django.db import connection
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -52,7 +53,16 @@ class ProviderCallAdmin(admin.ModelAdmin):
         return [dashboard, *super().get_urls()]
 
     def dashboard_view(self, request):
-        """Per provider, last 24 h: calls, error rate, p95 latency, cost; open alerts; failed webhooks."""
+        """Per provider, last 24 h: calls, error rate, p95 latency, cost; open alerts; failed webhooks.
+
+        POST `close_circuit=<provider>` closes a breaker by hand (after a provider's outage is over).
+        """
+        if request.method == "POST" and request.POST.get("close_circuit"):
+            name = request.POST["close_circuit"]
+            if name in {p.name for p in all_providers()}:
+                breaker.reset(name)
+                messages.success(request, f"Closed the circuit for {name}.")
+            return HttpResponseRedirect(request.path)
         stats = {r["provider"]: r for r in dashboard_rows(hours=24)}
         providers = [
             {"spec": p, "circuit": breaker.state(p.name), "stats": stats.get(p.name)} for p in all_providers()

