@@ -335,7 +335,11 @@ RATE_LIMITS = _merged(
         "gmail": {"requests": {"rate": 250, "burst": 250}},
         "outlook": {"requests": {"rate": 4, "burst": 10}},
         # Twilio: 1 message/s per long-code sender; short codes and messaging services go faster.
-        "twilio": {"requests": {"rate": 1, "burst": 1}},
+        "twilio": {
+            "requests": {"rate": 1, "burst": 1},
+            # Reads (price and status fetches) share the account's REST budget, not a sender's.
+            "scopes": {"rest": {"requests": {"rate": 10, "burst": 20}}},
+        },
         "openai": {"requests": {"rate": 8, "burst": 20}, "tokens": {"rate": 5000, "burst": 100000}},
         "anthropic": {"requests": {"rate": 8, "burst": 20}, "tokens": {"rate": 5000, "burst": 100000}},
         "openrouter": {"requests": {"rate": 5, "burst": 10}},
@@ -391,7 +395,12 @@ PROVIDER_PRICES = _merged(
             "*": {"per_call": "0.000005", "per_unit": {"bytes_in": "0", "bytes_out": "0.00000000009"}},
             "get": {"per_call": "0.0000004"},
         },
-        "twilio": {"sms.send": {"per_unit": {"segments": "0.0083"}}, "call.create": {"per_unit": {"minutes": "0.014"}}},
+        "twilio": {
+            # Estimates until Twilio reports the billed price (sms.price / call.price record it).
+            "sms.send": {"per_unit": {"segments": "0.0083"}},
+            "call.create": {"per_unit": {"minutes": "0.014"}},
+            "call.price": {"per_unit": {"minutes": "0.014"}},
+        },
         "duffel": {"*": {"per_call": "0"}},
     },
     "PROVIDER_PRICES_JSON",
@@ -446,6 +455,14 @@ TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_PHONE_NUMBER = env.str("TWILIO_PHONE_NUMBER", default="")
 TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
 TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="")
+# Inbound calls: business hours when no BusinessHours row is active in admin.
+TWILIO_BUSINESS_TIME_ZONE = env.str("TWILIO_BUSINESS_TIME_ZONE", default="UTC")
+TWILIO_BUSINESS_HOURS = env.str("TWILIO_BUSINESS_HOURS", default="mon-fri 09:00-17:00")
+TWILIO_BUSINESS_HOLIDAYS = env.list("TWILIO_BUSINESS_HOLIDAYS", default=[])
+TWILIO_VOICEMAIL_GREETING = env.str(
+    "TWILIO_VOICEMAIL_GREETING",
+    default="Sorry, we cannot take your call right now. Please leave a message after the tone.",
+)
 
 # AI providers
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")

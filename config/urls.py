@@ -14,6 +14,7 @@ api_v1 = [
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("integrations/", include("integrations.urls")),
     path("payments/", include("payments.urls")),
+    path("messaging/", include("messaging.urls")),
 ]
 
 urlpatterns = [
@@ -21,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("webhooks/twilio/", include("messaging.webhook_urls")),
     # The webhook inbox: POST /webhooks/<provider>/ for each registered verifier.
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),
