@@ -62,7 +62,6 @@ class PaymentAdmin(admin.ModelAdmin):
     list_select_related = ["invoice"]
     inlines = [RefundInline]
     actions = ["refund_in_full"]
-    exclude = []
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Payment._meta.fields]

@@ -443,9 +443,17 @@ def refund_send(*, refund_id):
 
 
 def refund_give_up(*, refund_id, error):
-    Refund.objects.filter(pk=refund_id, status=Refund.Status.PENDING, external_id="").update(
-        status=Refund.Status.FAILED, failure_reason=str(error)[:2000]
-    )
+    """The task's last attempt failed. Stripe refused it: failed. Stripe never answered: it may exist there.
+
+    An unconfirmed refund stays `pending` (still counted against the
+    remainder, so nobody refunds the same money twice); the refund webhook or
+    reconciliation settles it by the hub_refund_id in its metadata.
+    """
+    rows = Refund.objects.filter(pk=refund_id, status=Refund.Status.PENDING, external_id="")
+    if getattr(error, "retryable", False):
+        rows.update(failure_reason=f"Stripe did not confirm this refund ({error}); reconciliation will settle it."[:2000])
+    else:
+        rows.update(status=Refund.Status.FAILED, failure_reason=str(error)[:2000])
 
 
 def refund_apply(*, refund, stripe_refund, occurred_at=None):
@@ -626,7 +634,9 @@ def subscription_give_up(*, subscription_id, error):
     if sub is None:
         return
     Subscription.objects.filter(pk=sub.pk).update(pending_operation="", pending_price_id="", last_error=str(error)[:2000])
-    if sub.pending_operation == Subscription.Operation.CREATE:
+    # Only a refusal proves Stripe has no subscription; after timeouts it may
+    # exist, and its webhook (carrying hub_subscription_id) will fill the row in.
+    if sub.pending_operation == Subscription.Operation.CREATE and not getattr(error, "retryable", False):
         transition(Subscription, sub.pk, Subscription.Status.FAILED)
 
 

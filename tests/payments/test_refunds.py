@@ -123,6 +123,25 @@ def test_a_refund_stripe_refuses_is_not_retried_and_is_marked_failed(staff_clien
     assert Alert.objects.filter(kind="task_failed").exists()
 
 
+def test_a_refund_stripe_never_confirmed_stays_pending_and_counted_until_a_webhook_settles_it(staff_client, client, payment, http, run_on_commit):
+    from .test_webhooks import deliver
+
+    for _ in range(4):  # the first attempt and three retries
+        http.post(REFUNDS_URL, json={"error": {"type": "api_error", "message": "boom"}}, status=503)
+    with run_on_commit():
+        staff_client.post(refunds_url(payment), {"amount": 600}, format="json")
+    refund = Refund.objects.get()
+    assert refund.status == "pending" and "did not confirm" in refund.failure_reason
+    assert len(http.calls) == 4
+    # Still counted: the remaining 400 is all that can be refunded meanwhile.
+    assert staff_client.post(refunds_url(payment), {"amount": 401}, format="json").status_code == 400
+    # Stripe had in fact made it; its webhook carries our id in the metadata.
+    with run_on_commit():
+        deliver(client, fakes.event("charge.refund.updated", fakes.refund("re_late", amount=600, payment_intent="pi_paid1", hub_refund_id=refund.pk)))
+    refund.refresh_from_db()
+    assert (refund.status, refund.external_id) == ("succeeded", "re_late")
+
+
 def test_a_redelivered_refund_task_after_success_does_nothing(payment, http):
     from payments.tasks import refund_send
 

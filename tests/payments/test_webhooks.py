@@ -4,7 +4,6 @@ import threading
 import time
 
 import pytest
-import responses
 from django.core import mail
 from django.db import connection
 from django.test import Client
@@ -172,7 +171,7 @@ class TestPaymentFlow:
         message = mail.outbox[0]
         assert message.to == [user.email] and payment.invoice.number in message.subject
         assert "Your card has insufficient funds." in message.body
-        page = admin_client.get(f"/admin/payments/payment/?failure_code=insufficient_funds")
+        page = admin_client.get("/admin/payments/payment/?failure_code=insufficient_funds")
         assert page.status_code == 200 and payment.invoice.number in page.content.decode()
 
     def test_a_failed_invoice_can_still_be_paid_afterwards(self, client, payment, fee_lookup, run_on_commit):
