@@ -14,6 +14,7 @@ api_v1 = [
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("integrations/", include("integrations.urls")),
     path("documents/", include("documents.urls")),
+    path("payments/", include("payments.urls")),
     path("messaging/", include("messaging.urls")),
 ]
 
