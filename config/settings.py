@@ -335,7 +335,11 @@ RATE_LIMITS = _merged(
         "gmail": {"requests": {"rate": 250, "burst": 250}},
         "outlook": {"requests": {"rate": 4, "burst": 10}},
         # Twilio: 1 message/s per long-code sender; short codes and messaging services go faster.
-        "twilio": {"requests": {"rate": 1, "burst": 1}},
+        "twilio": {
+            "requests": {"rate": 1, "burst": 1},
+            # Reads (price and status fetches) share the account's REST budget, not a sender's.
+            "scopes": {"rest": {"requests": {"rate": 10, "burst": 20}}},
+        },
         "openai": {"requests": {"rate": 8, "burst": 20}, "tokens": {"rate": 5000, "burst": 100000}},
         "anthropic": {"requests": {"rate": 8, "burst": 20}, "tokens": {"rate": 5000, "burst": 100000}},
         "openrouter": {"requests": {"rate": 5, "burst": 10}},
@@ -387,11 +391,32 @@ PROVIDER_RETRY = _merged(
 PROVIDER_PRICES = _merged(
     {
         "stripe": {"charge": {"per_call": "0.30", "per_unit": {"amount_usd": "0.029"}}},
+        # S3: PUT/COPY/POST/LIST $0.005 and GET/HEAD $0.0004 per 1,000 requests
+        # (a multipart upload is several), transfer out $0.09/GB, DELETE free;
+        # "storage" is not an operation but the GB-month price per storage class.
         "s3": {
-            "*": {"per_call": "0.000005", "per_unit": {"bytes_in": "0", "bytes_out": "0.00000000009"}},
-            "get": {"per_call": "0.0000004"},
+            "*": {"per_unit": {"requests": "0.000005", "bytes_in": "0", "bytes_out": "0.00000000009"}},
+            "get": {"per_unit": {"requests": "0.0000004", "bytes_out": "0.00000000009"}},
+            "head": {"per_unit": {"requests": "0.0000004"}},
+            "delete": {"per_call": "0"},
+            "storage": {
+                "per_gb_month": {
+                    "STANDARD": "0.023",
+                    "INTELLIGENT_TIERING": "0.023",
+                    "STANDARD_IA": "0.0125",
+                    "ONEZONE_IA": "0.01",
+                    "GLACIER_IR": "0.004",
+                    "GLACIER": "0.0036",
+                    "DEEP_ARCHIVE": "0.00099",
+                }
+            },
         },
-        "twilio": {"sms.send": {"per_unit": {"segments": "0.0083"}}, "call.create": {"per_unit": {"minutes": "0.014"}}},
+        "twilio": {
+            # Estimates until Twilio reports the billed price (sms.price / call.price record it).
+            "sms.send": {"per_unit": {"segments": "0.0083"}},
+            "call.create": {"per_unit": {"minutes": "0.014"}},
+            "call.price": {"per_unit": {"minutes": "0.014"}},
+        },
         "duffel": {"*": {"per_call": "0"}},
     },
     "PROVIDER_PRICES_JSON",
@@ -410,6 +435,19 @@ STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# Where Stripe Checkout sends the customer back (fixed here, never taken from the client: no open redirect).
+STRIPE_CHECKOUT_SUCCESS_URL = env.str("STRIPE_CHECKOUT_SUCCESS_URL", default="") or (
+    f"{APP_URL}/payments/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"
+)
+STRIPE_CHECKOUT_CANCEL_URL = env.str("STRIPE_CHECKOUT_CANCEL_URL", default="") or f"{APP_URL}/payments/checkout/cancel"
+# The reconciliation beat task: how often, and how far back it lists PaymentIntents and refunds.
+STRIPE_RECONCILE_INTERVAL_SECONDS = env.int("STRIPE_RECONCILE_INTERVAL_SECONDS", default=3600)
+STRIPE_RECONCILE_HOURS = env.int("STRIPE_RECONCILE_HOURS", default=72)
+CELERY_BEAT_SCHEDULE["payments.reconcile_stripe"] = {
+    "task": "payments.reconcile_stripe",
+    "schedule": float(STRIPE_RECONCILE_INTERVAL_SECONDS),
+    "kwargs": {"hours": STRIPE_RECONCILE_HOURS},
+}
 
 # AWS S3
 S3_BUCKET = env.str("S3_BUCKET", default="")
@@ -417,6 +455,54 @@ AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="")
 AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="")
 AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default="us-east-1")
 AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default="")
+# "path" for MinIO and other S3-compatible servers that have no virtual-host names.
+AWS_S3_ADDRESSING_STYLE = env.str("AWS_S3_ADDRESSING_STYLE", default="") or None
+# Objects are private and encrypted at rest: the canned ACL (empty for buckets
+# with ACLs disabled, which are private anyway) and SSE (AES256 or aws:kms).
+S3_OBJECT_ACL = env.str("S3_OBJECT_ACL", default="private")
+S3_SSE = env.str("S3_SSE", default="AES256")
+S3_SSE_KMS_KEY_ID = env.str("S3_SSE_KMS_KEY_ID", default="")
+S3_STORAGE_CLASS = env.str("S3_STORAGE_CLASS", default="STANDARD")
+# Multipart: files from the threshold up go in parts; memory per upload stays
+# near concurrency x part size, whatever the file's size. S3 parts are >= 5 MiB.
+S3_MULTIPART_THRESHOLD_BYTES = env.int("S3_MULTIPART_THRESHOLD_BYTES", default=8 * 1024 * 1024)
+S3_MULTIPART_CHUNK_BYTES = env.int("S3_MULTIPART_CHUNK_BYTES", default=8 * 1024 * 1024)
+S3_MAX_CONCURRENCY = env.int("S3_MAX_CONCURRENCY", default=2)
+if S3_MULTIPART_CHUNK_BYTES < 5 * 1024 * 1024:
+    raise ImproperlyConfigured("S3_MULTIPART_CHUNK_BYTES must be at least 5 MiB (5242880), S3's smallest part.")
+if S3_MAX_CONCURRENCY < 1:
+    raise ImproperlyConfigured("S3_MAX_CONCURRENCY must be at least 1.")
+# Bucket lifecycle (manage.py configure_bucket_lifecycle); 0 days switches a rule off.
+S3_LIFECYCLE_IA_DAYS = env.int("S3_LIFECYCLE_IA_DAYS", default=30)
+S3_LIFECYCLE_IA_CLASS = env.str("S3_LIFECYCLE_IA_CLASS", default="STANDARD_IA")
+S3_LIFECYCLE_ARCHIVE_DAYS = env.int("S3_LIFECYCLE_ARCHIVE_DAYS", default=180)
+S3_LIFECYCLE_ARCHIVE_CLASS = env.str("S3_LIFECYCLE_ARCHIVE_CLASS", default="GLACIER_IR")
+S3_LIFECYCLE_ABORT_MULTIPART_DAYS = env.int("S3_LIFECYCLE_ABORT_MULTIPART_DAYS", default=7)
+S3_LIFECYCLE_NONCURRENT_DAYS = env.int("S3_LIFECYCLE_NONCURRENT_DAYS", default=30)
+
+# Documents (S3 when S3_BUCKET is set, else the filesystem under MEDIA_ROOT)
+DOCUMENT_MAX_BYTES = env.int("DOCUMENT_MAX_BYTES", default=50 * 1024 * 1024)
+# Bytes each user may keep (all versions); 0 = no quota.
+DOCUMENT_USER_QUOTA_BYTES = env.int("DOCUMENT_USER_QUOTA_BYTES", default=0)
+# Inbound uploads (new documents and new versions together) per user.
+DOCUMENT_UPLOAD_RATE = env.str("DOCUMENT_UPLOAD_RATE", default="30/m")
+DOCUMENT_URL_TTL_SECONDS = env.int("DOCUMENT_URL_TTL_SECONDS", default=300)
+# true: no download until a clean virus scan (so also none while CLAMD_URL is unset).
+DOCUMENT_REQUIRE_SCAN = _bool("DOCUMENT_REQUIRE_SCAN", False)
+# Stored objects without a row are removed once older than this (an upload in
+# flight has its object before its row).
+DOCUMENT_ORPHAN_GRACE_SECONDS = env.int("DOCUMENT_ORPHAN_GRACE_SECONDS", default=3600)
+DOCUMENT_ORPHAN_SWEEP_SECONDS = env.int("DOCUMENT_ORPHAN_SWEEP_SECONDS", default=3600)
+# ClamAV daemon: tcp://host:3310 or unix:///run/clamav/clamd.ctl; empty = no scanning.
+CLAMD_URL = env.str("CLAMD_URL", default="")
+CLAMD_TIMEOUT_SECONDS = env.float("CLAMD_TIMEOUT_SECONDS", default=60.0)
+# Uploads above this spool to a temporary file instead of memory (Django's
+# default, stated here because the documents upload path depends on it).
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=2621440)
+CELERY_BEAT_SCHEDULE["documents.sweep_orphans"] = {
+    "task": "documents.sweep_orphans",
+    "schedule": float(DOCUMENT_ORPHAN_SWEEP_SECONDS),
+}
 
 # Google (OAuth, Gmail, Calendar, Meet share one OAuth client)
 GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID", default="")
@@ -433,6 +519,14 @@ TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_PHONE_NUMBER = env.str("TWILIO_PHONE_NUMBER", default="")
 TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
 TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="")
+# Inbound calls: business hours when no BusinessHours row is active in admin.
+TWILIO_BUSINESS_TIME_ZONE = env.str("TWILIO_BUSINESS_TIME_ZONE", default="UTC")
+TWILIO_BUSINESS_HOURS = env.str("TWILIO_BUSINESS_HOURS", default="mon-fri 09:00-17:00")
+TWILIO_BUSINESS_HOLIDAYS = env.list("TWILIO_BUSINESS_HOLIDAYS", default=[])
+TWILIO_VOICEMAIL_GREETING = env.str(
+    "TWILIO_VOICEMAIL_GREETING",
+    default="Sorry, we cannot take your call right now. Please leave a message after the tone.",
+)
 
 # AI providers
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")

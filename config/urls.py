@@ -13,6 +13,9 @@ admin.site.index_title = "Providers, calls, webhooks and domain records"
 api_v1 = [
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("integrations/", include("integrations.urls")),
+    path("documents/", include("documents.urls")),
+    path("payments/", include("payments.urls")),
+    path("messaging/", include("messaging.urls")),
     path("ai/", include("ai.urls")),
 ]
 
@@ -21,6 +24,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("webhooks/twilio/", include("messaging.webhook_urls")),
     # The webhook inbox: POST /webhooks/<provider>/ for each registered verifier.
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),

@@ -1,0 +1,90 @@
+"""Staff see every document with its versions, sizes, types, scan status and
+storage class. There is deliberately no link to any file: a download always
+goes through a short-lived signed URL, never a permanent public one."""
+
+from django.contrib import admin, messages
+from django.db.models import Count
+
+from integrations.errors import ProviderError
+
+from . import services
+from .models import Document, DocumentVersion
+
+
+class VersionInline(admin.TabularInline):
+    model = DocumentVersion
+    extra = 0
+    can_delete = False
+    fields = ["number", "filename", "content_type", "size", "scan_status", "scan_detail", "storage_class", "backend", "created_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = ["id", "owner", "filename", "content_type", "size", "scan_status", "versions", "storage_class", "state", "created_at"]
+    list_filter = ["state", "current_version__scan_status", "current_version__storage_class"]
+    search_fields = ["owner__username", "versions__filename", "versions__sha256"]
+    readonly_fields = ["owner", "current_version", "state", "created_at", "updated_at", "deleted_at"]
+    inlines = [VersionInline]
+    list_select_related = ["owner", "current_version"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(versions_total=Count("versions"))
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="file name")
+    def filename(self, obj):
+        return obj.current_version.filename if obj.current_version else "-"
+
+    @admin.display(description="type")
+    def content_type(self, obj):
+        return obj.current_version.content_type if obj.current_version else "-"
+
+    @admin.display(description="size (bytes)")
+    def size(self, obj):
+        return obj.current_version.size if obj.current_version else "-"
+
+    @admin.display(description="scan")
+    def scan_status(self, obj):
+        return obj.current_version.scan_status if obj.current_version else "-"
+
+    @admin.display(description="storage class")
+    def storage_class(self, obj):
+        return obj.current_version.storage_class if obj.current_version else "-"
+
+    @admin.display(description="versions", ordering="versions_total")
+    def versions(self, obj):
+        return obj.versions_total
+
+
+@admin.register(DocumentVersion)
+class DocumentVersionAdmin(admin.ModelAdmin):
+    list_display = ["id", "document", "number", "filename", "content_type", "size", "scan_status", "storage_class", "backend", "created_at"]
+    list_filter = ["scan_status", "storage_class", "backend", "content_type"]
+    search_fields = ["filename", "sha256", "document__owner__username"]
+    readonly_fields = [f.name for f in DocumentVersion._meta.fields]
+    actions = ["rescan", "refresh_storage_class"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Scan again (unscanned or failed scans)")
+    def rescan(self, request, queryset):
+        count = sum(1 for version in queryset if services.version_rescan(version=version))
+        self.message_user(request, f"{count} version(s) queued for scanning.")
+
+    @admin.action(description="Read the storage class back from S3")
+    def refresh_storage_class(self, request, queryset):
+        try:
+            for version in queryset.select_related("document"):
+                services.version_refresh_storage_class(version=version)
+        except ProviderError as exc:
+            self.message_user(request, f"S3 did not answer: {exc}", level=messages.ERROR)
+            return
+        self.message_user(request, f"Storage class refreshed for {queryset.count()} version(s).")

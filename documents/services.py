@@ -1,0 +1,422 @@
+"""What the documents app does: store, version, restore, delete, scan, link, sweep.
+
+Views, tasks, admin actions and the management command all call these.
+Provider calls (S3 through the gateway, clamd) never run inside
+transaction.atomic(): the object is stored first and its row written after,
+so a failure in between leaves an orphan object, which the sweep removes,
+never a row without its object.
+"""
+
+import datetime as dt
+import logging
+import secrets
+import time
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.db.models import Max, Sum
+from django.utils import timezone
+from django.utils.http import content_disposition_header
+
+from integrations.alerts import alert_raise
+from integrations.api.errors import ApiError
+from integrations.errors import ProviderError, ProviderUnavailable, RateLimited
+from integrations.models import Alert
+
+from . import clamd
+from .content import ContentRejected, classify_upload, filename_sanitise
+from .models import Document, DocumentVersion
+from .providers import PREFIX, LocalBackend, S3Backend, backend_for, current_backend
+from .uploads import UploadTooLarge
+
+logger = logging.getLogger(__name__)
+
+Scan = DocumentVersion.ScanStatus
+LINK_SALT = "documents.local-download"
+# A document left in `deleting` this long had its purge task lost (broker down, worker died).
+STUCK_PURGE_AFTER = dt.timedelta(minutes=15)
+
+
+def _new_storage_key():
+    # Random, and never derived from the file name or anything else the client sent.
+    return f"{PREFIX}{secrets.token_hex(1)}/{uuid.uuid4().hex}"
+
+
+# --- Limits -------------------------------------------------------------------
+
+
+def storage_used(*, owner):
+    total = DocumentVersion.objects.filter(
+        document__owner=owner, document__state=Document.State.ACTIVE
+    ).aggregate(total=Sum("size"))["total"]
+    return total or 0
+
+
+def upload_limit_for(user):
+    """(bytes this user may upload now, "max_bytes" or "quota")."""
+    max_bytes = settings.DOCUMENT_MAX_BYTES
+    quota = settings.DOCUMENT_USER_QUOTA_BYTES
+    if quota and getattr(user, "is_authenticated", False):
+        remaining = max(0, quota - storage_used(owner=user))
+        if remaining < max_bytes:
+            return remaining, "quota"
+    return max_bytes, "max_bytes"
+
+
+# --- Upload, versions, restore -------------------------------------------------
+
+
+def _store(*, owner, upload, sniffed):
+    """Check the upload's content and store it under a new random key; the version's fields."""
+    filename = filename_sanitise(upload.name)
+    try:
+        content_type = classify_upload(
+            fileobj=upload, sniffed=sniffed, filename=filename, claimed_content_type=upload.content_type
+        )
+    except ContentRejected as exc:
+        raise ApiError(415, exc.code, exc.detail, **exc.extra) from None
+    limit, reason = upload_limit_for(owner)
+    if upload.size > limit:  # a concurrent upload may have used the quota meanwhile
+        raise UploadTooLarge(limit, reason)
+
+    backend = current_backend()
+    key = _new_storage_key()
+    upload.seek(0)
+    storage_class = backend.save(key, upload, content_type=content_type, size=upload.size, owner=owner)
+    return {
+        "filename": filename,
+        "content_type": content_type,
+        "size": upload.size,
+        "sha256": sniffed.sha256,
+        "backend": backend.name,
+        "storage_key": key,
+        "storage_class": storage_class,
+    }
+
+
+def _enqueue_scan(version_id):
+    from .tasks import version_scan
+
+    transaction.on_commit(lambda: version_scan.delay(version_id))
+
+
+def document_create(*, owner, upload, sniffed):
+    fields = _store(owner=owner, upload=upload, sniffed=sniffed)
+    with transaction.atomic():
+        document = Document.objects.create(owner=owner)
+        version = DocumentVersion.objects.create(document=document, number=1, **fields)
+        document.current_version = version
+        document.save(update_fields=["current_version", "updated_at"])
+        _enqueue_scan(version.pk)
+    return document
+
+
+def version_add(*, document, upload, sniffed):
+    fields = _store(owner=document.owner, upload=upload, sniffed=sniffed)
+    with transaction.atomic():
+        # The lock numbers concurrent versions of one document one after another.
+        locked = Document.objects.select_for_update().filter(pk=document.pk, state=Document.State.ACTIVE).first()
+        if locked is None:
+            raise ApiError(404, "not_found", "This document was deleted.")  # its stored object is swept
+        number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        version = DocumentVersion.objects.create(document=locked, number=number, **fields)
+        locked.current_version = version
+        locked.save(update_fields=["current_version", "updated_at"])
+        _enqueue_scan(version.pk)
+    return version
+
+
+def version_restore(*, document, version):
+    """Make an older version current again (no copy: versions are immutable)."""
+    if version.scan_status == Scan.INFECTED:
+        raise ApiError(
+            403,
+            "document_infected",
+            f"Version {version.number} is quarantined ({version.scan_detail}); it cannot be restored.",
+        )
+    Document.objects.filter(pk=document.pk, state=Document.State.ACTIVE).update(
+        current_version=version, updated_at=timezone.now()
+    )
+    document.refresh_from_db()
+    return document
+
+
+# --- Delete and purge -----------------------------------------------------------
+
+
+def document_delete(*, document):
+    """Gone for the client now; the stored objects are removed by a task with retries."""
+    from .tasks import document_purge
+
+    updated = Document.objects.filter(pk=document.pk, state=Document.State.ACTIVE).update(
+        state=Document.State.DELETING, deleted_at=timezone.now()
+    )
+    if updated:
+        transaction.on_commit(lambda: document_purge.delay(document.pk))
+
+
+def document_purge(*, document_id):
+    """Delete every stored object of a deleted document, then its rows. Safe to repeat."""
+    document = Document.objects.filter(pk=document_id, state=Document.State.DELETING).first()
+    if document is None:
+        return "skipped"
+    for version in document.versions.all():
+        backend_for(version.backend).delete(version.storage_key, owner=document.owner_id, related=version)
+        # Row by row: a retry after a failure starts from the objects still left.
+        version.delete()
+    document.delete()
+    return "purged"
+
+
+def orphans_sweep(*, now=None):
+    """Re-enqueue lost purges and remove stored objects that no version row names."""
+    from .tasks import document_purge
+
+    now = now or timezone.now()
+    stuck = list(
+        Document.objects.filter(state=Document.State.DELETING, deleted_at__lt=now - STUCK_PURGE_AFTER).values_list(
+            "pk", flat=True
+        )
+    )
+    for pk in stuck:
+        transaction.on_commit(lambda pk=pk: document_purge.delay(pk))
+
+    # Younger objects may belong to an upload whose row is not committed yet.
+    cutoff = now - dt.timedelta(seconds=settings.DOCUMENT_ORPHAN_GRACE_SECONDS)
+    backends = [LocalBackend()]
+    if settings.S3_BUCKET:
+        backends.append(S3Backend())
+    removed = []
+    for backend in backends:
+        batch = []
+        for key, modified in backend.list_objects(PREFIX):
+            if modified >= cutoff:
+                continue
+            batch.append(key)
+            if len(batch) >= 500:
+                removed += _remove_unknown(backend, batch)
+                batch = []
+        removed += _remove_unknown(backend, batch)
+    if removed:
+        logger.info("documents: removed %d orphaned objects", len(removed))
+    return {"requeued": stuck, "removed": removed}
+
+
+def _remove_unknown(backend, keys):
+    if not keys:
+        return []
+    known = set(DocumentVersion.objects.filter(storage_key__in=keys).values_list("storage_key", flat=True))
+    gone = [key for key in keys if key not in known]
+    for key in gone:
+        backend.delete(key)
+    return gone
+
+
+# --- Scanning -------------------------------------------------------------------
+
+
+def scan_move(version_id, frm, to, **fields):
+    """Apply a scan transition only from the expected status; False if another run got there first."""
+    if to not in DocumentVersion.SCAN_TRANSITIONS[frm]:
+        raise ValueError(f"scan status cannot go from {frm} to {to}")
+    return DocumentVersion.objects.filter(pk=version_id, scan_status=frm).update(scan_status=to, **fields) == 1
+
+
+def version_scan(*, version_id):
+    version = DocumentVersion.objects.select_related("document").filter(pk=version_id).first()
+    if version is None or version.scan_status not in (Scan.PENDING, Scan.SCANNING):
+        return "skipped"
+    if not settings.CLAMD_URL:
+        scan_move(version_id, Scan.PENDING, Scan.UNSCANNED)
+        return Scan.UNSCANNED
+    # A redelivered task finds `scanning`; scanning has no side effect, so it simply scans again.
+    if version.scan_status == Scan.PENDING and not scan_move(version_id, Scan.PENDING, Scan.SCANNING):
+        return "skipped"
+
+    def scan(chunks):
+        return clamd.instream(chunks, url=settings.CLAMD_URL, timeout=settings.CLAMD_TIMEOUT_SECONDS)
+
+    try:
+        result = backend_for(version.backend).read_into(
+            version.storage_key, scan, owner=version.document.owner_id, related=version
+        )
+    except clamd.ClamdError as exc:
+        scan_move(version_id, Scan.SCANNING, Scan.PENDING, scan_detail=str(exc)[:255])
+        raise ProviderUnavailable("clamav", str(exc)) from exc
+    except (RateLimited, ProviderError):
+        scan_move(version_id, Scan.SCANNING, Scan.PENDING)  # the task retries
+        raise
+    if result.infected:
+        scan_move(version_id, Scan.SCANNING, Scan.INFECTED, scan_detail=result.signature[:255], scanned_at=timezone.now())
+        alert_raise(
+            kind=Alert.Kind.SECURITY,
+            provider="clamav",
+            severity=Alert.Severity.CRITICAL,
+            message=(
+                f"Document {version.document_id} version {version.number} ({version.filename}) of user "
+                f"{version.document.owner_id} is infected with {result.signature}; downloads are refused."
+            ),
+            dedupe_key=f"document_infected:{version.pk}",
+        )
+        return Scan.INFECTED
+    scan_move(version_id, Scan.SCANNING, Scan.CLEAN, scan_detail="", scanned_at=timezone.now())
+    return Scan.CLEAN
+
+
+def version_scan_failed(*, version_id, error):
+    DocumentVersion.objects.filter(pk=version_id, scan_status__in=[Scan.PENDING, Scan.SCANNING]).update(
+        scan_status=Scan.ERROR, scan_detail=str(error)[:255]
+    )
+
+
+def version_rescan(*, version):
+    """Admin: scan again a version that was unscanned or whose scan failed."""
+    if version.scan_status in (Scan.UNSCANNED, Scan.ERROR) and scan_move(version.pk, version.scan_status, Scan.PENDING):
+        _enqueue_scan(version.pk)
+        return True
+    return False
+
+
+# --- Download links ---------------------------------------------------------------
+
+
+def _check_downloadable(version):
+    if version.scan_status == Scan.INFECTED:
+        raise ApiError(
+            403,
+            "document_infected",
+            f"This file is quarantined: the virus scanner found {version.scan_detail or 'malware'}.",
+            scan_status=version.scan_status,
+        )
+    if settings.DOCUMENT_REQUIRE_SCAN and version.scan_status != Scan.CLEAN:
+        raise ApiError(
+            403,
+            "document_not_scanned",
+            f"This file has no clean virus scan yet (scan status: {version.scan_status}); try again later.",
+            scan_status=version.scan_status,
+        )
+
+
+def download_link(*, version, build_absolute_uri):
+    """A short-lived URL for one version: S3 presigned, or a signed hub URL for local files."""
+    _check_downloadable(version)
+    ttl = settings.DOCUMENT_URL_TTL_SECONDS
+    expires_at = int(time.time()) + ttl
+    if version.backend == DocumentVersion.Backend.S3:
+        url = S3Backend().signed_url(
+            version.storage_key,
+            filename_disposition=content_disposition_header(True, version.filename),
+            content_type=version.content_type,
+            ttl=ttl,
+        )
+    else:
+        from django.urls import reverse
+
+        token = signing.dumps({"v": version.pk, "e": expires_at}, salt=LINK_SALT)
+        url = build_absolute_uri(reverse("documents:file", args=[token]))
+    return {
+        "url": url,
+        "expires_at": dt.datetime.fromtimestamp(expires_at, tz=dt.timezone.utc),
+        "version": version.number,
+        "filename": version.filename,
+        "content_type": version.content_type,
+        "size": version.size,
+    }
+
+
+def local_link_resolve(*, token):
+    """The version a hub-signed link names, if the link is genuine, unexpired and the file downloadable."""
+    try:
+        payload = signing.loads(token, salt=LINK_SALT)
+        version_id, expires_at = int(payload["v"]), int(payload["e"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise ApiError(403, "link_invalid", "This download link is not valid; ask for a new one.") from None
+    if time.time() > expires_at:
+        raise ApiError(403, "link_expired", "This download link has expired; ask for a new one.")
+    version = (
+        DocumentVersion.objects.select_related("document")
+        .filter(pk=version_id, document__state=Document.State.ACTIVE, backend=DocumentVersion.Backend.LOCAL)
+        .first()
+    )
+    if version is None:
+        raise ApiError(404, "not_found", "This file no longer exists.")
+    _check_downloadable(version)
+    return version
+
+
+# --- Storage class, lifecycle, usage ---------------------------------------------
+
+
+def version_refresh_storage_class(*, version):
+    """Read the object's storage class back from S3 (lifecycle rules move objects on S3's side)."""
+    storage_class = backend_for(version.backend).head_storage_class(
+        version.storage_key, owner=version.document.owner_id, related=version
+    )
+    if storage_class != version.storage_class:
+        DocumentVersion.objects.filter(pk=version.pk).update(storage_class=storage_class)
+        version.storage_class = storage_class
+    return storage_class
+
+
+class LifecycleError(ValueError):
+    pass
+
+
+def lifecycle_rules():
+    """The bucket's lifecycle rules for documents/, from settings."""
+    ia_days, archive_days = settings.S3_LIFECYCLE_IA_DAYS, settings.S3_LIFECYCLE_ARCHIVE_DAYS
+    if ia_days and settings.S3_LIFECYCLE_IA_CLASS in ("STANDARD_IA", "ONEZONE_IA") and ia_days < 30:
+        raise LifecycleError(f"S3 moves objects to {settings.S3_LIFECYCLE_IA_CLASS} after 30 days at the earliest; S3_LIFECYCLE_IA_DAYS is {ia_days}.")
+    if ia_days and archive_days and archive_days <= ia_days:
+        raise LifecycleError(
+            f"S3_LIFECYCLE_ARCHIVE_DAYS ({archive_days}) must be later than S3_LIFECYCLE_IA_DAYS ({ia_days})."
+        )
+    rule = {"ID": "hub-documents", "Filter": {"Prefix": PREFIX}, "Status": "Enabled"}
+    transitions = []
+    if ia_days:
+        transitions.append({"Days": ia_days, "StorageClass": settings.S3_LIFECYCLE_IA_CLASS})
+    if archive_days:
+        transitions.append({"Days": archive_days, "StorageClass": settings.S3_LIFECYCLE_ARCHIVE_CLASS})
+    if transitions:
+        rule["Transitions"] = transitions
+    if settings.S3_LIFECYCLE_ABORT_MULTIPART_DAYS:
+        rule["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": settings.S3_LIFECYCLE_ABORT_MULTIPART_DAYS}
+    if settings.S3_LIFECYCLE_NONCURRENT_DAYS:
+        rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": settings.S3_LIFECYCLE_NONCURRENT_DAYS}
+    if len(rule) == 4:
+        raise LifecycleError("Every lifecycle rule is switched off (all S3_LIFECYCLE_*_DAYS are 0).")
+    return [rule]
+
+
+def bucket_lifecycle_configure():
+    rules = lifecycle_rules()
+    S3Backend().lifecycle_put(rules)
+    return rules
+
+
+def usage_for_owner(*, owner):
+    """Bytes stored (all versions), the quota, and the month's storage cost estimate by storage class."""
+    rows = (
+        DocumentVersion.objects.filter(document__owner=owner, document__state=Document.State.ACTIVE)
+        .values("storage_class")
+        .annotate(bytes=Sum("size"))
+        .order_by("storage_class")
+    )
+    prices = settings.PROVIDER_PRICES.get("s3", {}).get("storage", {}).get("per_gb_month", {})
+    by_class, total_bytes, cost = [], 0, Decimal(0)
+    for row in rows:
+        price = Decimal(str(prices.get(row["storage_class"], 0)))
+        row_cost = Decimal(row["bytes"]) / Decimal(10**9) * price
+        by_class.append({"storage_class": row["storage_class"], "bytes": row["bytes"], "monthly_cost_usd": row_cost})
+        total_bytes += row["bytes"]
+        cost += row_cost
+    return {
+        "bytes": total_bytes,
+        "quota_bytes": settings.DOCUMENT_USER_QUOTA_BYTES or None,
+        "max_upload_bytes": upload_limit_for(owner)[0],
+        "monthly_cost_usd": cost.quantize(Decimal("0.000001")),
+        "by_storage_class": by_class,
+    }

@@ -1,0 +1,225 @@
+"""Thin adapters over the twilio SDK's REST client, each one gateway attempt.
+
+- TWILIO_API_BASE (a local emulator) is honoured by an HTTP client that
+  rewrites the host of every *.twilio.com URL the SDK builds, so every
+  Twilio domain (api, messaging, ...) goes to the same place.
+- The SDK's default HTTP client does not retry (requests' adapters default
+  to max_retries=0), and we never pass max_retries: the gateway and the
+  Celery task base are the one retry loop.
+- The timeout comes from gateway.timeout_for("twilio") on every call.
+- TwilioRestException carries no headers; the client keeps the last response
+  so Retry-After and Twilio-Request-Id reach error_from_http.
+"""
+
+import threading
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from integrations import gateway
+from integrations.errors import error_from_http
+
+PROVIDER = "twilio"
+# Twilio's error for "the recipient replied STOP": permanent, and an opt-out to record.
+UNSUBSCRIBED_RECIPIENT = "21610"
+
+
+class HubTwilioHttpClient(TwilioHttpClient):
+    def __init__(self, *, api_base="", **kwargs):
+        super().__init__(**kwargs)
+        self.api_base = urlsplit(api_base) if api_base else None
+        self.last_response = None
+
+    def request(self, method, url, *args, **kwargs):
+        self.last_response = None
+        if self.api_base is not None:
+            parts = urlsplit(url)
+            if parts.hostname and parts.hostname.endswith(".twilio.com"):
+                url = urlunsplit((self.api_base.scheme, self.api_base.netloc, parts.path, parts.query, parts.fragment))
+        self.last_response = super().request(method, url, *args, **kwargs)
+        return self.last_response
+
+
+_local = threading.local()
+
+
+def _client():
+    """One client per thread and configuration (keeps the connection pool; a rotated token makes a new one)."""
+    key = (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_API_BASE)
+    cached = getattr(_local, "client", None)
+    if cached is None or cached[0] != key:
+        http = HubTwilioHttpClient(api_base=settings.TWILIO_API_BASE)
+        # environment={} so stray TWILIO_* process variables never override settings.
+        client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, http_client=http, environment={})
+        cached = (key, client)
+        _local.client = cached
+    client = cached[1]
+    client.http_client.timeout = gateway.timeout_for(PROVIDER)
+    return client
+
+
+def _translate(exc, client):
+    """A TwilioRestException as the hub's own error, with the response's headers."""
+    response = client.http_client.last_response
+    headers = dict(response.headers) if response is not None and response.headers else {}
+    if isinstance(exc, TwilioServiceException):
+        message = exc.detail or exc.title
+    else:
+        message = exc.msg
+    return error_from_http(
+        PROVIDER,
+        exc.status,
+        headers=headers,
+        code=str(exc.code) if exc.code else None,
+        message=str(message or ""),
+        request_id=headers.get("Twilio-Request-Id") or headers.get("twilio-request-id"),
+    )
+
+
+def _request_id(headers):
+    headers = headers or {}
+    return headers.get("Twilio-Request-Id") or headers.get("twilio-request-id")
+
+
+def price_usd(price, unit):
+    """Twilio reports what it charged as a negative decimal string; None until it is known."""
+    if price in (None, "") or (unit or "USD").upper() != "USD":
+        return None
+    try:
+        return abs(Decimal(str(price)))
+    except InvalidOperation:
+        return None
+
+
+@dataclass(frozen=True)
+class MessageResult:
+    sid: str
+    status: str
+    segments: int
+    price_usd: Decimal | None
+    error_code: str
+    error_message: str
+
+
+@dataclass(frozen=True)
+class CallResult:
+    sid: str
+    status: str
+    duration_seconds: int | None
+    price_usd: Decimal | None
+
+
+def _message_result(m):
+    return MessageResult(
+        sid=m.sid,
+        status=m.status or "",
+        segments=int(m.num_segments or 0),
+        price_usd=price_usd(m.price, m.price_unit),
+        error_code=str(m.error_code or ""),
+        error_message=m.error_message or "",
+    )
+
+
+def sender_kwargs(sender):
+    """A messaging service SID (MG...) picks the number itself; anything else is the From number."""
+    if sender.startswith("MG"):
+        return {"messaging_service_sid": sender}
+    return {"from_": sender}
+
+
+def message_send(*, to, body, sender, status_callback, segments_estimate, owner=None, related=None):
+    """Send one SMS; the sender is the rate-limit scope (Twilio queues per number)."""
+    client = _client()
+    with gateway.attempt(PROVIDER, "sms.send", owner=owner, scope=sender, related=related) as call:
+        try:
+            response = client.messages.create_with_http_info(
+                to=to, body=body, status_callback=status_callback, **sender_kwargs(sender)
+            )
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _translate(exc, client) from exc
+        result = _message_result(response.data)
+        # A messaging service reports 0 segments until it picks a sender: use our count.
+        # The cost is booked once Twilio has priced the message (message_fetch).
+        call.record(
+            http_status=response.status_code,
+            request_id=_request_id(response.headers),
+            units={"segments": result.segments or segments_estimate},
+            cost_usd=0,
+        )
+    return result, call
+
+
+def message_fetch(*, sid, owner=None, related=None, cost=None):
+    """Fetch a message (its billed price); `cost(result)` returns the cost to book on this call."""
+    client = _client()
+    with gateway.attempt(PROVIDER, "sms.price", owner=owner, scope="rest", related=related) as call:
+        try:
+            response = client.messages(sid).fetch_with_http_info()
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _translate(exc, client) from exc
+        result = _message_result(response.data)
+        call.record(
+            http_status=response.status_code,
+            request_id=_request_id(response.headers),
+            cost_usd=cost(result) if cost else 0,
+        )
+    return result
+
+
+def _call_result(c):
+    return CallResult(
+        sid=c.sid,
+        status=c.status or "",
+        duration_seconds=int(c.duration) if c.duration not in (None, "") else None,
+        price_usd=price_usd(c.price, c.price_unit),
+    )
+
+
+def call_place(*, to, sender, twiml, status_callback, recording_callback=None, record=False, owner=None, related=None):
+    client = _client()
+    extra = {}
+    if record:
+        extra = {"record": True, "recording_status_callback": recording_callback}
+    with gateway.attempt(PROVIDER, "call.create", owner=owner, scope=f"voice:{sender}", related=related) as call:
+        try:
+            response = client.calls.create_with_http_info(
+                to=to,
+                from_=sender,
+                twiml=twiml,
+                status_callback=status_callback,
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                **extra,
+            )
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _translate(exc, client) from exc
+        call.record(http_status=response.status_code, request_id=_request_id(response.headers))
+    return _call_result(response.data)
+
+
+def call_fetch(*, sid, owner=None, related=None, cost=None):
+    """Fetch a finished call: its duration and price. `cost(result)` returns (units, cost_usd) to record."""
+    client = _client()
+    with gateway.attempt(PROVIDER, "call.price", owner=owner, scope="rest", related=related) as call:
+        try:
+            response = client.calls(sid).fetch_with_http_info()
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _translate(exc, client) from exc
+        result = _call_result(response.data)
+        units, cost_usd = cost(result) if cost else ({}, None)
+        call.record(
+            http_status=response.status_code, request_id=_request_id(response.headers), units=units, cost_usd=cost_usd
+        )
+    return result
+
+
+def signature_valid(*, url, params, signature):
+    """X-Twilio-Signature over the public URL and the POST parameters, checked by the SDK's validator."""
+    if not signature or not settings.TWILIO_AUTH_TOKEN:
+        return False
+    return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, params, signature)

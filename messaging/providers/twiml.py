@@ -1,0 +1,44 @@
+"""TwiML documents, built with the SDK's VoiceResponse / MessagingResponse."""
+
+from twilio.twiml.messaging_response import MessagingResponse
+from twilio.twiml.voice_response import VoiceResponse
+
+
+def say(text):
+    response = VoiceResponse()
+    response.say(text)
+    return str(response)
+
+
+def forward(*, number, ring_timeout, action_url, caller_id=None):
+    """Ring `number`; Twilio then posts DialCallStatus to `action_url`, which decides what follows."""
+    response = VoiceResponse()
+    dial = response.dial(timeout=ring_timeout, action=action_url, method="POST", caller_id=caller_id)
+    dial.number(number)
+    return str(response)
+
+
+def voicemail(*, greeting, recording_url, transcription_url, max_length=120):
+    response = VoiceResponse()
+    response.say(greeting)
+    response.record(
+        max_length=max_length,
+        play_beep=True,
+        transcribe=True,
+        transcribe_callback=transcription_url,
+        recording_status_callback=recording_url,
+        recording_status_callback_method="POST",
+    )
+    response.hangup()
+    return str(response)
+
+
+def hangup():
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)
+
+
+def empty_messaging():
+    """An inbound SMS answered with no reply (Twilio's own opt-out handling replies to STOP/HELP)."""
+    return str(MessagingResponse())

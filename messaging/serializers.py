@@ -1,0 +1,77 @@
+from rest_framework import serializers
+
+from .models import CallLog, SmsMessage
+from .services import E164_RE, MAX_BODY
+
+
+def _e164(value):
+    if not E164_RE.match(value or ""):
+        raise serializers.ValidationError("Use E.164 format: + then country code and number, e.g. +14155550100.")
+    return value
+
+
+class SmsCreateSerializer(serializers.Serializer):
+    to = serializers.CharField(max_length=20, validators=[_e164])
+    body = serializers.CharField(max_length=MAX_BODY, trim_whitespace=False)
+
+    def validate_body(self, value):
+        if not value.strip():
+            raise serializers.ValidationError("The message is empty.")
+        return value
+
+
+class SmsSerializer(serializers.ModelSerializer):
+    sid = serializers.CharField(source="external_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = SmsMessage
+        fields = [
+            "id",
+            "direction",
+            "to_number",
+            "from_number",
+            "body",
+            "status",
+            "sid",
+            "segments",
+            "price_usd",
+            "price_final",
+            "error_code",
+            "error_message",
+            "created_at",
+            "sent_at",
+            "delivered_at",
+        ]
+        read_only_fields = fields
+
+
+class CallCreateSerializer(serializers.Serializer):
+    to = serializers.CharField(max_length=20, validators=[_e164])
+    say = serializers.CharField(max_length=1000, help_text="What the call says when answered.")
+    record = serializers.BooleanField(default=False)
+
+
+class CallSerializer(serializers.ModelSerializer):
+    sid = serializers.CharField(source="external_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = CallLog
+        fields = [
+            "id",
+            "direction",
+            "from_number",
+            "to_number",
+            "status",
+            "twilio_status",
+            "sid",
+            "duration_seconds",
+            "price_usd",
+            "price_final",
+            "recording_url",
+            "recording_duration",
+            "transcript",
+            "error_code",
+            "error_message",
+            "created_at",
+        ]
+        read_only_fields = fields

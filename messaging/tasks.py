@@ -1,0 +1,45 @@
+"""Thin Celery tasks over messaging.services; ids only, enqueued on commit."""
+
+from celery import shared_task
+
+from integrations.task_base import ProviderTask
+
+from . import services
+
+# Twilio prices a message or call some seconds to minutes after it ends.
+PRICE_POLL_SECONDS = 60
+PRICE_POLL_TRIES = 10
+
+
+def _sms_give_up(task, exc, sms_id, *args, **kwargs):
+    services.sms_give_up(sms_id=sms_id, error=exc)
+
+
+def _call_give_up(task, exc, call_id, *args, **kwargs):
+    services.call_give_up(call_id=call_id, error=exc)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="twilio", give_up=_sms_give_up, name="messaging.sms_send")
+def sms_send(self, sms_id):
+    return services.sms_send(sms_id=sms_id, redelivered_first_attempt=self.request.retries == 0)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="twilio", name="messaging.sms_price_fetch")
+def sms_price_fetch(self, sms_id):
+    outcome = services.sms_price_record(sms_id=sms_id, final_try=self.request.retries >= PRICE_POLL_TRIES)
+    if outcome == "pending" and self.request.retries < PRICE_POLL_TRIES:
+        raise self.retry(countdown=PRICE_POLL_SECONDS, max_retries=PRICE_POLL_TRIES)
+    return outcome
+
+
+@shared_task(bind=True, base=ProviderTask, provider="twilio", give_up=_call_give_up, name="messaging.call_place")
+def call_place(self, call_id):
+    return services.call_place_run(call_id=call_id, redelivered_first_attempt=self.request.retries == 0)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="twilio", name="messaging.call_price_fetch")
+def call_price_fetch(self, call_id):
+    outcome = services.call_price_record(call_id=call_id, final_try=self.request.retries >= PRICE_POLL_TRIES)
+    if outcome == "pending" and self.request.retries < PRICE_POLL_TRIES:
+        raise self.retry(countdown=PRICE_POLL_SECONDS, max_retries=PRICE_POLL_TRIES)
+    return outcome

@@ -1,0 +1,177 @@
+"""Twilio callbacks through the shared inbox: verify X-Twilio-Signature, store once, handle.
+
+Twilio signs the exact URL it called plus the sorted POST parameters with the
+account's auth token. We rebuild that URL from APP_URL (what Twilio sees)
+rather than from the request's Host and scheme, which a proxy rewrites.
+
+Status callbacks are de-duplicated on (SID, status): Twilio's retries of one
+callback and a second copy of the same status insert nothing. Voice webhooks
+answer TwiML in the request but are verified and stored the same way.
+"""
+
+import logging
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from integrations.webhooks import (
+    InboundEvent,
+    WebhookIgnored,
+    WebhookRejected,
+    receive_webhook,
+    safe_headers,
+    webhook_handler,
+)
+
+from . import services
+from .providers import twilio_rest, twiml
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = "twilio"
+SIGNATURE_HEADER = "X-Twilio-Signature"
+KEPT_HEADERS = [SIGNATURE_HEADER, "I-Twilio-Idempotency-Token", "User-Agent", "Content-Type"]
+
+
+def signed_url(request):
+    """The URL Twilio requested, as Twilio saw it: APP_URL + path + the raw query string."""
+    query = request.META.get("QUERY_STRING", "")
+    return settings.APP_URL + request.path_info + (f"?{query}" if query else "")
+
+
+def _payload(request):
+    payload = {k: v for k, v in request.POST.items()}
+    if request.GET:
+        payload["_query"] = {k: v for k, v in request.GET.items()}
+    return payload
+
+
+# (event type, fields naming one event). The last field is the status, so a
+# new status is a new event and a repeated one is a duplicate.
+KINDS = {
+    "sms.status": ("MessageSid", "MessageStatus"),
+    "call.status": ("CallSid", "CallStatus"),
+    "sms.inbound": ("MessageSid",),
+    "voice.inbound": ("CallSid",),
+    "voice.dial": ("CallSid", "DialCallStatus"),
+    "recording.status": ("RecordingSid", "RecordingStatus"),
+    "transcription": ("TranscriptionSid", "TranscriptionStatus"),
+}
+
+
+def verifier(event_type):
+    fields = KINDS[event_type]
+
+    def verify(request):
+        if not settings.TWILIO_AUTH_TOKEN:
+            raise WebhookRejected(503, "webhook_not_configured", "Twilio webhooks need TWILIO_AUTH_TOKEN on the hub.")
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not signature:
+            raise WebhookRejected(403, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
+        if not twilio_rest.signature_valid(url=signed_url(request), params=request.POST, signature=signature):
+            raise WebhookRejected(
+                403,
+                "bad_signature",
+                "The X-Twilio-Signature does not match; check TWILIO_AUTH_TOKEN and that APP_URL is the public URL.",
+            )
+        payload = _payload(request)
+        values = [payload.get(f) for f in fields]
+        if event_type == "voice.dial":
+            values.append((payload.get("_query") or {}).get("stage", ""))
+        if not all(values[:1]):
+            token = request.headers.get("I-Twilio-Idempotency-Token")
+            if not token:
+                raise WebhookRejected(400, "malformed_event", f"The callback has no {fields[0]}.")
+            values = [token]
+        return InboundEvent(
+            event_id=":".join([event_type, *[str(v or "") for v in values]])[:255],
+            type=event_type,
+            payload=payload,
+            headers=safe_headers(request, KEPT_HEADERS),
+        )
+
+    return verify
+
+
+def _xml(body):
+    return HttpResponse(body, content_type="text/xml; charset=utf-8")
+
+
+def _view(event_type, respond=None):
+    verify = verifier(event_type)
+
+    @csrf_exempt  # Twilio cannot send a CSRF token; the signature authenticates it
+    def view(request):
+        return receive_webhook(request, provider=PROVIDER, verify=verify, respond=respond)
+
+    view.__name__ = f"twilio_{event_type.replace('.', '_')}_webhook"
+    return view
+
+
+def _voice_respond(event, created):
+    return _xml(services.voice_answer(payload=event.payload))
+
+
+def _dial_respond(event, created):
+    return _xml(services.voice_dial_result(payload=event.payload))
+
+
+def _sms_respond(event, created):
+    return _xml(twiml.empty_messaging())
+
+
+sms_status = _view("sms.status")
+call_status = _view("call.status")
+sms_inbound = _view("sms.inbound", respond=_sms_respond)
+voice_inbound = _view("voice.inbound", respond=_voice_respond)
+voice_dial = _view("voice.dial", respond=_dial_respond)
+recording = _view("recording.status")
+transcription = _view("transcription")
+
+
+def _run(fn, event):
+    try:
+        return fn(payload=event.payload)
+    except services.StaleEvent as exc:
+        raise WebhookIgnored(str(exc)) from exc
+
+
+@webhook_handler(PROVIDER, "sms.status")
+def on_sms_status(event):
+    try:
+        _run(services.sms_status_apply, event)
+    except services.UnknownObject as exc:
+        if not (event.payload.get("_query") or {}).get("sms"):
+            raise WebhookIgnored(f"{exc} (not sent by the hub)") from exc
+        raise  # ours, but the send task has not stored the SID yet: retried with backoff
+
+
+@webhook_handler(PROVIDER, "call.status")
+def on_call_status(event):
+    try:
+        _run(services.call_status_apply, event)
+    except services.UnknownObject as exc:
+        if not (event.payload.get("_query") or {}).get("call"):
+            raise WebhookIgnored(f"{exc} (not placed or answered by the hub)") from exc
+        raise
+
+
+@webhook_handler(PROVIDER, "sms.inbound")
+def on_sms_inbound(event):
+    services.sms_inbound_record(payload=event.payload)
+
+
+@webhook_handler(PROVIDER, "voice.inbound", "voice.dial")
+def on_voice(event):
+    """The TwiML answer already did the work in the request; the event is the audit record."""
+
+
+@webhook_handler(PROVIDER, "recording.status")
+def on_recording(event):
+    _run(services.recording_attach, event)
+
+
+@webhook_handler(PROVIDER, "transcription")
+def on_transcription(event):
+    _run(services.transcription_attach, event)

@@ -1,0 +1,144 @@
+from django.contrib import admin, messages
+
+from . import services
+from .models import Customer, Invoice, Payment, ReconciliationRun, Refund, Subscription
+
+
+class PaymentInline(admin.TabularInline):
+    model = Payment
+    extra = 0
+    can_delete = False
+    fields = ["attempt", "method", "status", "amount", "currency", "amount_refunded", "payment_intent_id", "failure_code", "failure_message"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    list_display = ["number", "owner", "amount", "currency", "status", "due_date", "paid_at", "amount_refunded"]
+    list_filter = ["status", "currency"]
+    search_fields = ["number", "=external_id", "owner__username", "owner__email"]
+    raw_id_fields = ["owner", "subscription"]
+    readonly_fields = ["status", "paid_at", "amount_refunded", "external_id", "created_at", "updated_at"]
+    inlines = [PaymentInline]
+    actions = ["void_invoices"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Money and owner are fixed once a payment may exist.
+        fixed = ["owner", "amount", "currency"] if obj and obj.pk else []
+        return [*self.readonly_fields, *fixed]
+
+    @admin.action(description="Void selected invoices (cancels live Stripe payments)")
+    def void_invoices(self, request, queryset):
+        done = 0
+        for invoice in queryset:
+            try:
+                services.invoice_void(invoice=invoice)
+                done += 1
+            except services.PaymentsError as exc:
+                self.message_user(request, exc.detail, messages.WARNING)
+        self.message_user(request, f"{done} invoice(s) voided.")
+
+
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    fields = ["amount", "reason", "status", "external_id", "failure_reason", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    list_display = ["id", "invoice", "attempt", "method", "status", "amount", "currency", "amount_refunded", "failure_code", "disputed_at"]
+    list_filter = ["status", "method", "failure_code"]
+    search_fields = ["=payment_intent_id", "=checkout_session_id", "=charge_id", "invoice__number"]
+    list_select_related = ["invoice"]
+    inlines = [RefundInline]
+    actions = ["refund_in_full"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Payment._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Refund the remaining amount of selected payments (as a task)")
+    def refund_in_full(self, request, queryset):
+        done = 0
+        for payment in queryset:
+            try:
+                services.refund_request(payment_id=payment.pk, reason="requested_by_customer", requested_by=request.user)
+                done += 1
+            except services.PaymentsError as exc:
+                self.message_user(request, f"Payment {payment.pk}: {exc.detail}", messages.WARNING)
+        self.message_user(request, f"{done} refund(s) queued; they show pending until Stripe confirms.")
+
+
+@admin.register(Refund)
+class RefundAdmin(admin.ModelAdmin):
+    list_display = ["id", "payment", "amount", "status", "external_id", "requested_by", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["=external_id"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Refund._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["id", "owner", "price_id", "status", "current_period_end", "cancel_at_period_end", "pending_operation", "last_error"]
+    list_filter = ["status", "pending_operation", "cancel_at_period_end"]
+    search_fields = ["=external_id", "owner__username", "price_id"]
+    actions = ["cancel_now", "cancel_at_period_end"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Subscription._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def _cancel(self, request, queryset, at_period_end):
+        done = 0
+        for sub in queryset:
+            try:
+                services.subscription_cancel(subscription_id=sub.pk, at_period_end=at_period_end)
+                done += 1
+            except services.PaymentsError as exc:
+                self.message_user(request, f"Subscription {sub.pk}: {exc.detail}", messages.WARNING)
+        self.message_user(request, f"{done} cancellation(s) queued; they show pending until Stripe confirms.")
+
+    @admin.action(description="Cancel selected subscriptions now")
+    def cancel_now(self, request, queryset):
+        self._cancel(request, queryset, at_period_end=False)
+
+    @admin.action(description="Cancel selected subscriptions at period end")
+    def cancel_at_period_end(self, request, queryset):
+        self._cancel(request, queryset, at_period_end=True)
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["user", "external_id", "created_at"]
+    search_fields = ["=external_id", "user__username", "user__email"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(admin.ModelAdmin):
+    list_display = ["started_at", "finished_at", "checked", "fixed", "error"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in ReconciliationRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,301 @@
+"""The only module that imports the Stripe SDK.
+
+Each function is one Stripe request run as one gateway attempt: the call is
+logged, rate limited and circuit-broken by `integrations.gateway`, Stripe's
+exceptions leave as the hub's own error types, and results come back as
+plain dicts (the SDK's objects never escape this module).
+
+The SDK's own retries are off (`max_network_retries=0`): the gateway plus the
+Celery task base are the one retry loop, and every retry of a write reuses
+the same `Idempotency-Key`, so Stripe applies it once.
+"""
+
+import functools
+import json
+
+import stripe
+from django.conf import settings
+
+from integrations import gateway
+from integrations.errors import ProviderTimeout, ProviderUnavailable, error_from_http
+
+PROVIDER = "stripe"
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+
+class SignatureError(Exception):
+    """A webhook whose Stripe-Signature does not verify; `stale` when only its timestamp is too old."""
+
+    def __init__(self, message, *, stale=False):
+        super().__init__(message)
+        self.stale = stale
+
+
+@functools.lru_cache(maxsize=8)
+def _client(api_key, api_base, timeout):
+    base_addresses = {"api": api_base} if api_base else None
+    return stripe.StripeClient(
+        api_key,
+        base_addresses=base_addresses,
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=timeout),
+    )
+
+
+def client():
+    return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE or "", gateway.timeout_for(PROVIDER))
+
+
+def _translate(exc):
+    """A Stripe exception as the hub's error type (retryable or permanent)."""
+    if isinstance(exc, stripe.APIConnectionError):
+        text = str(exc)
+        if "timed out" in text.lower() or "timeout" in text.lower():
+            return ProviderTimeout(PROVIDER, "Stripe did not answer in time")
+        return ProviderUnavailable(PROVIDER, "could not reach Stripe")
+    headers = dict(exc.headers or {})
+    code = exc.code
+    if isinstance(exc, stripe.CardError):
+        decline = getattr(exc.error, "decline_code", None) if exc.error else None
+        code = decline or code or "card_error"
+    return error_from_http(
+        PROVIDER,
+        exc.http_status or 0,
+        headers=headers,
+        code=code,
+        message=exc.user_message or "",
+        request_id=exc.request_id,
+    )
+
+
+def _request_id(obj):
+    response = getattr(obj, "last_response", None)
+    return getattr(response, "request_id", None) if response is not None else None
+
+
+def _run(operation, fn, *, owner=None, related=None, idempotency_key=None, units=None, meter=None):
+    """One Stripe request as one gateway attempt; returns the result as a plain dict."""
+    with gateway.attempt(PROVIDER, operation, owner=owner, related=related, idempotency_key=idempotency_key) as call:
+        options = {"idempotency_key": idempotency_key} if idempotency_key else None
+        try:
+            obj = fn(client().v1, options)
+        except stripe.StripeError as exc:
+            raise _translate(exc) from exc
+        data = obj.to_dict() if hasattr(obj, "to_dict") else obj
+        extra = meter(data) if meter else {}
+        units = extra.pop("units", None) or units or {"requests": 1}
+        call.record(http_status=200, request_id=_request_id(obj), units=units, **extra)
+    return data
+
+
+# --- Customers ------------------------------------------------------------
+
+
+def customer_create(*, email, name, user_id, idempotency_key, owner=None):
+    params = {"email": email or None, "name": name or None, "metadata": {"hub_user_id": str(user_id)}}
+    params = {k: v for k, v in params.items() if v is not None}
+    return _run(
+        "customer.create",
+        lambda v1, o: v1.customers.create(params, o),
+        owner=owner,
+        idempotency_key=idempotency_key,
+    )
+
+
+# --- Payments -------------------------------------------------------------
+
+
+def payment_intent_create(*, amount, currency, customer, metadata, description, idempotency_key, owner=None, related=None):
+    params = {
+        "amount": amount,
+        "currency": currency,
+        "customer": customer,
+        "metadata": metadata,
+        "automatic_payment_methods": {"enabled": True},
+    }
+    if description:
+        params["description"] = description
+    return _run(
+        "payment_intent.create",
+        lambda v1, o: v1.payment_intents.create(params, o),
+        owner=owner,
+        related=related,
+        idempotency_key=idempotency_key,
+    )
+
+
+def payment_intent_cancel(intent_id, *, idempotency_key, owner=None, related=None):
+    return _run(
+        "payment_intent.cancel",
+        lambda v1, o: v1.payment_intents.cancel(intent_id, None, o),
+        owner=owner,
+        related=related,
+        idempotency_key=idempotency_key,
+    )
+
+
+def checkout_session_create(
+    *, amount, currency, customer, product_name, metadata, success_url, cancel_url, idempotency_key, owner=None, related=None
+):
+    params = {
+        "mode": "payment",
+        "customer": customer,
+        "line_items": [{"quantity": 1, "price_data": {"currency": currency, "unit_amount": amount, "product_data": {"name": product_name}}}],
+        "payment_intent_data": {"metadata": metadata},
+        "metadata": metadata,
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+    }
+    return _run(
+        "checkout.session.create",
+        lambda v1, o: v1.checkout.sessions.create(params, o),
+        owner=owner,
+        related=related,
+        idempotency_key=idempotency_key,
+    )
+
+
+def checkout_session_expire(session_id, *, idempotency_key, owner=None, related=None):
+    return _run(
+        "checkout.session.expire",
+        lambda v1, o: v1.checkout.sessions.expire(session_id, None, o),
+        owner=owner,
+        related=related,
+        idempotency_key=idempotency_key,
+    )
+
+
+def _fee_meter(fallback_amount, currency):
+    """Stripe's real fee from the balance transaction (USD only); otherwise the price table prices it."""
+
+    def meter(intent):
+        charge = intent.get("latest_charge") if isinstance(intent.get("latest_charge"), dict) else None
+        txn = charge.get("balance_transaction") if charge else None
+        units = {"amount_usd": fallback_amount / 100} if currency == "usd" else {"amount_minor": fallback_amount}
+        if isinstance(txn, dict) and txn.get("fee") is not None and txn.get("currency") == "usd":
+            return {"units": units, "cost_usd": f"{txn['fee'] / 100:.2f}"}
+        return {"units": units}
+
+    return meter
+
+
+def charge_fee_record(intent_id, *, amount, currency, owner=None, related=None):
+    """Look up a succeeded intent's charge; the ProviderCall of operation `charge` carries Stripe's fee."""
+    return _run(
+        "charge",
+        lambda v1, o: v1.payment_intents.retrieve(intent_id, {"expand": ["latest_charge.balance_transaction"]}, o),
+        owner=owner,
+        related=related,
+        meter=_fee_meter(amount, currency),
+    )
+
+
+def payment_intent_list(*, created_gte, starting_after=None, limit=100):
+    params = {"created": {"gte": int(created_gte)}, "limit": limit}
+    if starting_after:
+        params["starting_after"] = starting_after
+    return _run("payment_intent.list", lambda v1, o: v1.payment_intents.list(params, o))
+
+
+def refund_list(*, created_gte, starting_after=None, limit=100):
+    params = {"created": {"gte": int(created_gte)}, "limit": limit}
+    if starting_after:
+        params["starting_after"] = starting_after
+    return _run("refund.list", lambda v1, o: v1.refunds.list(params, o))
+
+
+# --- Refunds --------------------------------------------------------------
+
+
+def refund_create(*, payment_intent, amount, reason, metadata, idempotency_key, owner=None, related=None):
+    params = {"payment_intent": payment_intent, "amount": amount, "metadata": metadata}
+    if reason:
+        params["reason"] = reason
+    return _run(
+        "refund.create",
+        lambda v1, o: v1.refunds.create(params, o),
+        owner=owner,
+        related=related,
+        idempotency_key=idempotency_key,
+    )
+
+
+# --- Subscriptions --------------------------------------------------------
+
+
+def subscription_create(*, customer, price_id, metadata, idempotency_key, owner=None, related=None):
+    params = {"customer": customer, "items": [{"price": price_id}], "metadata": metadata}
+    return _run(
+        "subscription.create",
+        lambda v1, o: v1.subscriptions.create(params, o),
+        owner=owner,
+        related=related,
+        idempotency_key=idempotency_key,
+    )
+
+
+def subscription_retrieve(subscription_id, *, owner=None, related=None):
+    return _run(
+        "subscription.retrieve", lambda v1, o: v1.subscriptions.retrieve(subscription_id, None, o), owner=owner, related=related
+    )
+
+
+def subscription_change_price(subscription_id, *, item_id, price_id, idempotency_key, owner=None, related=None):
+    params = {"items": [{"id": item_id, "price": price_id}], "proration_behavior": "create_prorations"}
+    return _run(
+        "subscription.update",
+        lambda v1, o: v1.subscriptions.update(subscription_id, params, o),
+        owner=owner,
+        related=related,
+        idempotency_key=idempotency_key,
+    )
+
+
+def subscription_cancel_at_period_end(subscription_id, *, idempotency_key, owner=None, related=None):
+    return _run(
+        "subscription.update",
+        lambda v1, o: v1.subscriptions.update(subscription_id, {"cancel_at_period_end": True}, o),
+        owner=owner,
+        related=related,
+        idempotency_key=idempotency_key,
+    )
+
+
+def subscription_cancel_now(subscription_id, *, idempotency_key, owner=None, related=None):
+    return _run(
+        "subscription.cancel",
+        lambda v1, o: v1.subscriptions.cancel(subscription_id, None, o),
+        owner=owner,
+        related=related,
+        idempotency_key=idempotency_key,
+    )
+
+
+# --- Webhooks -------------------------------------------------------------
+
+
+def webhook_event_parse(payload, signature_header, secret, *, tolerance=WEBHOOK_TOLERANCE_SECONDS):
+    """Verify `Stripe-Signature` with the SDK's own verifier, then return the event as a dict.
+
+    Raises SignatureError (stale=True when the signature is right but its
+    timestamp is older than the tolerance).
+    """
+    try:
+        stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance)
+    except UnicodeDecodeError:
+        raise SignatureError("the body is not UTF-8, so it cannot carry a valid signature") from None
+    except stripe.SignatureVerificationError as exc:
+        message = exc.user_message or "invalid signature"
+        raise SignatureError(message, stale="tolerance" in message.lower()) from None
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"the body is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError("the body is not a JSON object")
+    return data
+
+
+def subscription_item_id(subscription):
+    items = (subscription.get("items") or {}).get("data") or []
+    return items[0]["id"] if items else None

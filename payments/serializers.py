@@ -1,0 +1,109 @@
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from .models import Invoice, Payment, Refund, Subscription
+
+
+def _status(model):
+    # A plain string, not an enum: several models have a `status` with different
+    # choices, and one schema enum per name keeps the OpenAPI schema unambiguous.
+    return serializers.CharField(read_only=True, help_text="One of: " + ", ".join(model.Status.values))
+
+
+class PaymentSerializer(serializers.ModelSerializer):
+    status = _status(Payment)
+    method = serializers.CharField(read_only=True, help_text="intent or checkout")
+    class Meta:
+        model = Payment
+        fields = [
+            "id", "method", "attempt", "status", "amount", "currency", "amount_refunded",
+            "payment_intent_id", "checkout_session_id", "failure_code", "failure_message", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class InvoiceSerializer(serializers.ModelSerializer):
+    status = _status(Invoice)
+    class Meta:
+        model = Invoice
+        fields = [
+            "id", "number", "description", "amount", "currency", "status", "due_date", "paid_at",
+            "amount_refunded", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class StaffInvoiceSerializer(InvoiceSerializer):
+    owner = serializers.PrimaryKeyRelatedField(read_only=True)
+    payments = PaymentSerializer(many=True, read_only=True)
+
+    class Meta(InvoiceSerializer.Meta):
+        fields = [*InvoiceSerializer.Meta.fields, "owner", "payments"]
+        read_only_fields = fields
+
+
+class InvoiceCreateSerializer(serializers.Serializer):
+    owner = serializers.PrimaryKeyRelatedField(queryset=get_user_model().objects.all())
+    amount = serializers.IntegerField(min_value=1, help_text="Minor units (cents).")
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", default="usd")
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    due_date = serializers.DateField(required=False, allow_null=True, default=None)
+    draft = serializers.BooleanField(default=False, help_text="Create as draft (not yet payable).")
+
+
+class PayRequestSerializer(serializers.Serializer):
+    method = serializers.ChoiceField(choices=Payment.Method.choices, default=Payment.Method.INTENT)
+
+
+class PayResponseSerializer(serializers.Serializer):
+    invoice = serializers.IntegerField()
+    payment = serializers.IntegerField()
+    method = serializers.CharField()
+    attempt = serializers.IntegerField()
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    publishable_key = serializers.CharField()
+    client_secret = serializers.CharField(required=False, help_text="For method=intent: confirm it with Stripe.js.")
+    payment_intent_id = serializers.CharField(required=False)
+    checkout_url = serializers.URLField(required=False, help_text="For method=checkout: send the customer here.")
+    checkout_session_id = serializers.CharField(required=False)
+
+
+class RefundSerializer(serializers.ModelSerializer):
+    status = _status(Refund)
+    class Meta:
+        model = Refund
+        fields = ["id", "payment", "amount", "reason", "status", "external_id", "failure_reason", "created_at"]
+        read_only_fields = fields
+
+
+class RefundCreateSerializer(serializers.Serializer):
+    amount = serializers.IntegerField(min_value=1, required=False, help_text="Minor units; omit for the full remainder.")
+    reason = serializers.ChoiceField(
+        choices=["duplicate", "fraudulent", "requested_by_customer"], required=False, allow_blank=True, default=""
+    )
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    status = _status(Subscription)
+    pending_operation = serializers.CharField(read_only=True, help_text="The change waiting for Stripe, if any.")
+    class Meta:
+        model = Subscription
+        fields = [
+            "id", "owner", "external_id", "price_id", "status", "current_period_end", "cancel_at_period_end",
+            "pending_operation", "pending_price_id", "last_error", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class SubscriptionCreateSerializer(serializers.Serializer):
+    owner = serializers.PrimaryKeyRelatedField(queryset=get_user_model().objects.all())
+    price_id = serializers.CharField(max_length=128)
+
+
+class SubscriptionChangePriceSerializer(serializers.Serializer):
+    price_id = serializers.CharField(max_length=128)
+
+
+class SubscriptionCancelSerializer(serializers.Serializer):
+    at_period_end = serializers.BooleanField(default=True)

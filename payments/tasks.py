@@ -1,0 +1,47 @@
+"""Celery tasks: thin wrappers that run one service each, by id, on the payments queue.
+
+Every task is safe to run twice: the row's state (pending operation, empty
+Stripe id) is checked first, and every write to Stripe carries an
+Idempotency-Key fixed before the first attempt, so a retry or a redelivery
+after a lost worker makes Stripe return the first result instead of acting again.
+"""
+
+from celery import shared_task
+
+from integrations.task_base import ProviderTask
+
+from . import services
+
+
+def _refund_give_up(task, exc, refund_id, **kwargs):
+    services.refund_give_up(refund_id=refund_id, error=exc)
+
+
+def _subscription_give_up(task, exc, subscription_id, **kwargs):
+    services.subscription_give_up(subscription_id=subscription_id, error=exc)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="stripe", give_up=_refund_give_up, name="payments.refund_send")
+def refund_send(self, refund_id):
+    return services.refund_send(refund_id=refund_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="stripe", give_up=_subscription_give_up, name="payments.subscription_send")
+def subscription_send(self, subscription_id):
+    return services.subscription_send(subscription_id=subscription_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="stripe", name="payments.payment_cancel")
+def payment_cancel(self, payment_id):
+    return services.payment_cancel(payment_id=payment_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="stripe", name="payments.payment_fee_record")
+def payment_fee_record(self, payment_id):
+    return services.payment_fee_record(payment_id=payment_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="stripe", name="payments.reconcile_stripe")
+def reconcile_stripe(self, hours=72):
+    run = services.reconcile_stripe(hours=hours)
+    return {"checked": run.checked, "fixed": run.fixed}

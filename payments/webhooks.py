@@ -1,0 +1,114 @@
+"""Stripe webhooks through the shared inbox: POST /webhooks/stripe/.
+
+The verifier checks `Stripe-Signature` with the SDK's own verifier (300 s
+tolerance) before anything is stored; the inbox de-duplicates on the event id
+and a worker runs the handler below for the event's type. Handlers are
+idempotent and safe out of order: each passes the event's `created` to the
+state machines, so an older event never overwrites what a newer one set, and
+a late `payment_intent.payment_failed` never takes a paid invoice back.
+Types without a handler are stored and marked ignored by the inbox.
+"""
+
+import datetime as dt
+
+from django.conf import settings
+
+from integrations.webhooks import InboundEvent, WebhookRejected, safe_headers, webhook_handler, webhook_verifier
+
+from . import services
+from .models import Payment
+from .providers import stripe as stripe_api
+
+PROVIDER = "stripe"
+SIGNATURE_HEADER = "Stripe-Signature"
+
+
+@webhook_verifier(PROVIDER)
+def verify(request):
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        raise WebhookRejected(503, "webhook_not_configured", "Stripe webhooks are not configured; set STRIPE_WEBHOOK_SECRET.")
+    header = request.headers.get(SIGNATURE_HEADER)
+    if not header:
+        raise WebhookRejected(400, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
+    try:
+        data = stripe_api.webhook_event_parse(request.body, header, secret)
+    except stripe_api.SignatureError as exc:
+        if exc.stale:
+            raise WebhookRejected(
+                400, "stale_signature", f"The signature timestamp is older than {stripe_api.WEBHOOK_TOLERANCE_SECONDS} s."
+            ) from None
+        raise WebhookRejected(400, "bad_signature", "The Stripe-Signature does not match the body and secret.") from None
+    except ValueError as exc:
+        raise WebhookRejected(400, "malformed_body", f"The event is not a JSON object: {exc}.") from None
+    if not data.get("id") or not data.get("type") or not isinstance((data.get("data") or {}).get("object"), dict):
+        raise WebhookRejected(400, "malformed_event", "A Stripe event needs an id, a type and data.object.")
+    created = data.get("created")
+    return InboundEvent(
+        event_id=str(data["id"]),
+        type=str(data["type"]),
+        payload=data,
+        occurred_at=dt.datetime.fromtimestamp(created, tz=dt.UTC) if isinstance(created, int) else None,
+        headers=safe_headers(request, [SIGNATURE_HEADER, "User-Agent", "Content-Type"]),
+    )
+
+
+def _object(event):
+    return event.payload["data"]["object"]
+
+
+@webhook_handler(PROVIDER, "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled")
+def on_payment_intent(event):
+    forced = {
+        "payment_intent.succeeded": Payment.Status.SUCCEEDED,
+        "payment_intent.payment_failed": Payment.Status.FAILED,
+        "payment_intent.canceled": Payment.Status.CANCELED,
+    }[event.type]
+    services.payment_apply_intent(intent=_object(event), occurred_at=event.occurred_at, forced_status=forced)
+
+
+@webhook_handler(PROVIDER, "checkout.session.completed", "checkout.session.expired")
+def on_checkout_session(event):
+    session = _object(event)
+    payment = services.payment_for_stripe_object(session)
+    if payment is None:
+        return
+    intent = session.get("payment_intent")
+    intent = intent.get("id") if isinstance(intent, dict) else (intent or "")
+    if event.type == "checkout.session.expired":
+        to = Payment.Status.CANCELED
+    elif session.get("payment_status") in ("paid", "no_payment_required"):
+        to = Payment.Status.SUCCEEDED
+    else:
+        to = Payment.Status.PROCESSING  # an asynchronous method (bank debit): payment_intent.* follows
+    services.payment_apply(payment=payment, to=to, occurred_at=event.occurred_at, intent_id=intent)
+
+
+@webhook_handler(PROVIDER, "charge.refunded")
+def on_charge_refunded(event):
+    services.charge_refunded_apply(charge=_object(event), occurred_at=event.occurred_at)
+
+
+@webhook_handler(PROVIDER, "charge.refund.updated")
+def on_refund_updated(event):
+    services.refund_upsert(stripe_refund=_object(event), occurred_at=event.occurred_at)
+
+
+@webhook_handler(PROVIDER, "charge.dispute.created")
+def on_dispute_created(event):
+    services.dispute_record(dispute=_object(event))
+
+
+@webhook_handler(
+    PROVIDER, "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"
+)
+def on_subscription(event):
+    data = dict(_object(event))
+    if event.type == "customer.subscription.deleted":
+        data["status"] = "canceled"
+    services.subscription_upsert(data=data, occurred_at=event.occurred_at)
+
+
+@webhook_handler(PROVIDER, "invoice.paid", "invoice.payment_failed")
+def on_stripe_invoice(event):
+    services.stripe_invoice_apply(data=_object(event), paid=event.type == "invoice.paid", occurred_at=event.occurred_at)

@@ -1,0 +1,241 @@
+"""The S3 backend on moto: the real django-storages and boto3 code, HTTP answered in-process."""
+
+import datetime as dt
+from decimal import Decimal
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from django.core.management import CommandError, call_command
+
+from documents import providers, services
+from documents.models import Document, DocumentVersion
+from integrations.models import ProviderCall
+
+from .conftest import BUCKET, EICAR, PDF
+from .helpers import URL, post, post_version
+
+pytestmark = pytest.mark.django_db
+
+
+class _Raw:
+    def __init__(self, body):
+        self.body = body
+
+    def stream(self, **kwargs):
+        yield self.body
+
+
+def s3_error(request, status, code="InternalError"):
+    body = f"<Error><Code>{code}</Code><Message>injected {status}</Message><RequestId>REQ{status}</RequestId></Error>"
+    return AWSResponse(request.url, status, {"x-amz-request-id": f"REQ{status}"}, _Raw(body.encode()))
+
+
+def s3_clients():
+    """The hub's boto3 clients for web requests and for tasks (they differ in timeouts)."""
+    from integrations import gateway
+
+    web = providers._storage().connection.meta.client
+    with gateway.task_context():
+        task = providers._storage().connection.meta.client
+    return [web, task]
+
+
+def test_an_upload_is_stored_private_and_encrypted_with_the_type_from_content(user_client, s3):
+    resp = post(user_client, "report.pdf", PDF, "application/octet-stream")
+    assert resp.status_code == 201, resp.json()
+    version = DocumentVersion.objects.get()
+    assert version.backend == "s3" and version.storage_class == "STANDARD"
+    head = s3.head_object(Bucket=BUCKET, Key=version.storage_key)
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["ContentType"] == "application/pdf"
+    assert s3.get_object(Bucket=BUCKET, Key=version.storage_key)["Body"].read() == PDF
+    grants = s3.get_object_acl(Bucket=BUCKET, Key=version.storage_key)["Grants"]
+    assert [g["Permission"] for g in grants] == ["FULL_CONTROL"]  # the owner only
+    assert not any("AllUsers" in g["Grantee"].get("URI", "") for g in grants)
+
+
+def test_each_s3_request_is_logged_by_the_gateway_with_bytes_and_cost(user_client, user, s3):
+    post(user_client, "report.pdf", PDF, "application/pdf")
+    call = ProviderCall.objects.get()
+    assert (call.provider, call.operation, call.outcome, call.owner) == ("s3", "put", "ok", user)
+    assert call.units == {"bytes_in": len(PDF), "requests": 1}
+    assert call.cost_usd == Decimal("0.000005")
+
+
+def test_large_files_go_up_in_multipart_parts(user_client, s3, settings):
+    settings.S3_MULTIPART_THRESHOLD_BYTES = 5 * 1024 * 1024
+    settings.S3_MULTIPART_CHUNK_BYTES = 5 * 1024 * 1024
+    settings.DOCUMENT_MAX_BYTES = 20 * 1024 * 1024
+    data = b"a,b,c\n" * (2 * 1024 * 1024)  # 12 MiB of CSV -> 3 parts
+    resp = post(user_client, "big.csv", data, "text/csv")
+    assert resp.status_code == 201, resp.json()
+    version = DocumentVersion.objects.get()
+    head = s3.head_object(Bucket=BUCKET, Key=version.storage_key)
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"].strip('"').endswith("-3")  # S3's mark of a 3-part upload
+    assert ProviderCall.objects.get().units == {"bytes_in": len(data), "requests": 5}
+
+
+def test_the_transfer_config_bounds_memory_to_the_part_size(settings, s3):
+    settings.S3_MAX_CONCURRENCY = 2
+    config = providers._storage().transfer_config
+    assert config.multipart_chunksize == settings.S3_MULTIPART_CHUNK_BYTES
+    assert config.max_request_concurrency == 2 and config.max_in_memory_upload_chunks == 2
+
+
+def test_the_download_link_is_presigned_with_the_ttl_and_the_original_filename(user_client, s3, settings):
+    settings.DOCUMENT_URL_TTL_SECONDS = 120
+    doc = post(user_client, "Budget 2030 ü.pdf", PDF, "application/pdf").json()
+    body = user_client.get(f"{URL}{doc['id']}/download/").json()
+    query = parse_qs(urlparse(body["url"]).query)
+    assert query["X-Amz-Expires"] == ["120"]
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+    assert query["response-content-disposition"][0].startswith("attachment;")
+    assert "filename*=utf-8''Budget%202030%20%C3%BC.pdf" in query["response-content-disposition"][0]
+    assert query["response-content-type"] == ["application/pdf"]
+    assert DocumentVersion.objects.get().storage_key in urlparse(body["url"]).path
+    # the URL is not a permanent public one: the object itself refuses anonymous reads
+    assert parse_qs(urlparse(body["url"]).query).get("X-Amz-Signature")
+
+
+def test_the_endpoint_url_setting_points_the_client_elsewhere(settings, s3):
+    settings.AWS_S3_ENDPOINT_URL = "http://127.0.0.1:5999"
+    settings.AWS_S3_ADDRESSING_STYLE = "path"
+    url = providers.S3Backend().signed_url("documents/aa/x", filename_disposition="attachment", content_type="text/plain", ttl=60)
+    assert url.startswith(f"http://127.0.0.1:5999/{BUCKET}/documents/aa/x?")
+
+
+def test_boto3_makes_one_attempt_only_the_gateway_and_celery_retry(user_client, s3):
+    """A 500 from S3 is sent once, logged once, and answered 502 with nothing left behind."""
+    client = providers._storage().connection.meta.client
+    sent = []
+
+    def fail(request, **kwargs):
+        sent.append(request.url)
+        return s3_error(request, 500)
+
+    client.meta.events.register_first("before-send.s3.PutObject", fail)
+    try:
+        resp = post(user_client, "report.pdf", PDF, "application/pdf")
+    finally:
+        client.meta.events.unregister("before-send.s3.PutObject", fail)
+    assert len(sent) == 1
+    assert resp.status_code == 502 and resp.json()["provider"] == "s3"
+    call = ProviderCall.objects.get()
+    assert (call.outcome, call.http_status, call.retryable) == ("error", 500, True)
+    assert Document.objects.count() == 0
+
+
+def test_an_unconfigured_s3_is_a_503_naming_the_missing_settings(user_client, settings):
+    settings.S3_BUCKET = "hub-documents"  # S3 chosen, but no credentials
+    resp = post(user_client, "report.pdf", PDF, "application/pdf")
+    assert resp.status_code == 503
+    assert resp.json()["error"] == "provider_not_configured"
+    assert resp.json()["missing"] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+
+
+def test_versions_and_restore_work_on_s3(user_client, s3):
+    doc = post(user_client, "a.txt", b"one\n", "text/plain").json()
+    post_version(user_client, doc["id"], "a.txt", b"two\n", "text/plain")
+    user_client.post(f"{URL}{doc['id']}/versions/1/restore/")
+    key = Document.objects.get().current_version.storage_key
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"one\n"
+
+
+def test_delete_removes_every_object_from_the_bucket(user_client, s3, django_capture_on_commit_callbacks):
+    doc = post(user_client, "a.txt", b"one\n", "text/plain").json()
+    post_version(user_client, doc["id"], "a.txt", b"two\n", "text/plain")
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        assert user_client.delete(f"{URL}{doc['id']}/").status_code == 204
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    assert Document.objects.count() == 0
+    assert ProviderCall.objects.filter(operation="delete", outcome="ok").count() == 2
+
+
+def test_a_failed_purge_is_retried_by_celery(user_client, s3, settings, django_capture_on_commit_callbacks):
+    settings.PROVIDER_RETRY = {**settings.PROVIDER_RETRY, "s3": {"base": 0.001, "cap": 0.001, "max_retries": 3}}
+    doc = post(user_client, "a.txt", b"one\n", "text/plain").json()
+    [client] = s3_clients()[1:]
+    failures = [503]
+
+    def flaky(request, **kwargs):
+        if failures:
+            return s3_error(request, failures.pop(), "SlowDown")
+        return None
+
+    client.meta.events.register_first("before-send.s3.DeleteObject", flaky)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            user_client.delete(f"{URL}{doc['id']}/")
+    finally:
+        client.meta.events.unregister("before-send.s3.DeleteObject", flaky)
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    assert list(ProviderCall.objects.filter(operation="delete").order_by("id").values_list("attempt", "outcome")) == [
+        (1, "error"),
+        (2, "ok"),
+    ]
+
+
+def test_the_orphan_sweep_removes_old_unknown_objects_from_the_bucket(user_client, s3, settings):
+    post(user_client, "a.txt", b"one\n", "text/plain")
+    s3.put_object(Bucket=BUCKET, Key="documents/zz/orphan", Body=b"x")
+    s3.put_object(Bucket=BUCKET, Key="elsewhere/not-ours", Body=b"x")
+    # every object is younger than the grace period: nothing goes
+    assert services.orphans_sweep()["removed"] == []
+    result = services.orphans_sweep(now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
+    assert result["removed"] == ["documents/zz/orphan"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert keys == {DocumentVersion.objects.get().storage_key, "elsewhere/not-ours"}
+
+
+def test_eicar_on_s3_is_streamed_from_the_bucket_and_quarantined(
+    user_client, s3, clamd_server, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        doc = post(user_client, "eicar.txt", EICAR, "text/plain").json()
+    assert DocumentVersion.objects.get().scan_status == "infected"
+    assert clamd_server.streams == [EICAR]
+    get = ProviderCall.objects.get(operation="get")
+    assert get.units == {"bytes_out": len(EICAR), "requests": 1}
+    assert user_client.get(f"{URL}{doc['id']}/download/").status_code == 403
+
+
+class TestLifecycle:
+    def test_the_command_applies_the_rules_from_settings(self, s3, settings, capsys):
+        settings.S3_LIFECYCLE_IA_DAYS = 45
+        settings.S3_LIFECYCLE_ARCHIVE_DAYS = 365
+        settings.S3_LIFECYCLE_ABORT_MULTIPART_DAYS = 3
+        settings.S3_LIFECYCLE_NONCURRENT_DAYS = 60
+        call_command("configure_bucket_lifecycle")
+        [rule] = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+        assert rule["Filter"] == {"Prefix": "documents/"} and rule["Status"] == "Enabled"
+        assert [(t["Days"], t["StorageClass"]) for t in rule["Transitions"]] == [(45, "STANDARD_IA"), (365, "GLACIER_IR")]
+        assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 3}
+        assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 60
+        assert ProviderCall.objects.get().operation == "lifecycle.put"
+
+    def test_an_impossible_transition_is_refused_before_calling_s3(self, s3, settings):
+        settings.S3_LIFECYCLE_IA_DAYS = 7
+        with pytest.raises(CommandError, match="30 days"):
+            call_command("configure_bucket_lifecycle")
+        assert ProviderCall.objects.count() == 0
+
+    def test_without_s3_the_command_says_what_is_missing(self):
+        with pytest.raises(CommandError, match="S3_BUCKET"):
+            call_command("configure_bucket_lifecycle")
+
+    def test_rows_show_the_storage_class_s3_reports(self, user_client, s3):
+        doc = post(user_client, "a.txt", b"one\n", "text/plain").json()
+        assert doc["storage_class"] == "STANDARD"
+        version = DocumentVersion.objects.get()
+        # what a lifecycle transition does on S3's side
+        s3.copy_object(
+            Bucket=BUCKET, Key=version.storage_key, CopySource={"Bucket": BUCKET, "Key": version.storage_key},
+            StorageClass="STANDARD_IA", ServerSideEncryption="AES256",
+        )
+        assert services.version_refresh_storage_class(version=version) == "STANDARD_IA"
+        assert user_client.get(f"{URL}{doc['id']}/").json()["storage_class"] == "STANDARD_IA"
+        usage = user_client.get(f"{URL}usage/").json()
+        assert usage["by_storage_class"][0]["storage_class"] == "STANDARD_IA"

@@ -1,0 +1,38 @@
+import pytest
+from django.urls import reverse
+
+from messaging.models import SmsMessage
+
+from .factories import CallFactory, ForwardingRuleFactory, SmsFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("model", ["smsmessage", "calllog", "optout", "businesshours", "forwardingrule", "conversation"])
+def test_staff_see_every_messaging_changelist(client, staff_user, model):
+    SmsFactory(error_code="30003", status="undelivered")
+    CallFactory(recording_url="https://api.twilio.com/rec/RE1", recording_sid="RE1", transcript="hello")
+    ForwardingRuleFactory()
+    client.force_login(staff_user)
+    assert client.get(reverse(f"admin:messaging_{model}_changelist")).status_code == 200
+
+
+def test_a_call_page_links_its_recording_and_shows_the_transcript(client, staff_user):
+    call = CallFactory(recording_url="https://api.twilio.com/rec/RE1", recording_sid="RE1", transcript="Call me back")
+    client.force_login(staff_user)
+    page = client.get(reverse("admin:messaging_calllog_change", args=[call.pk])).content.decode()
+    assert 'href="https://api.twilio.com/rec/RE1"' in page and "Call me back" in page
+
+
+def test_staff_can_queue_a_failed_unsent_message_again(client, staff_user, twilio, django_capture_on_commit_callbacks):
+    failed = SmsFactory(status="failed", error_code="20429")
+    delivered = SmsFactory(status="delivered", external_id="SM1")
+    client.force_login(staff_user)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        client.post(
+            reverse("admin:messaging_smsmessage_changelist"),
+            {"action": "requeue_failed", "_selected_action": [failed.pk, delivered.pk]},
+        )
+    assert SmsMessage.objects.get(pk=failed.pk).status == "queued"
+    assert SmsMessage.objects.get(pk=delivered.pk).status == "delivered"
+    assert len(callbacks) == 1

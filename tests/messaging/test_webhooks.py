@@ -1,0 +1,214 @@
+"""Twilio callbacks through the inbox: signatures, de-duplication, forward-only status, inbound SMS."""
+
+from decimal import Decimal
+
+import pytest
+
+from integrations.models import ProviderCall, WebhookEvent
+from messaging.models import CallLog, OptOut, SmsMessage
+from messaging.services import CALL_STATUS
+
+from .conftest import API, AUTH_TOKEN, HUB_NUMBER, MESSAGES_URL, message_json, sign, twilio_post
+from .factories import CallFactory, SmsFactory
+
+pytestmark = pytest.mark.django_db
+
+STATUS = "/webhooks/twilio/sms-status/"
+
+
+@pytest.fixture
+def post(client, django_capture_on_commit_callbacks, eager):
+    """Deliver a signed callback and run what it enqueued (inbox processing, follow-up tasks)."""
+
+    def deliver(path, params, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return twilio_post(client, path, params, **kwargs)
+
+    return deliver
+
+
+def status_params(sid, status, **extra):
+    return {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "AccountSid": "AC1", "From": HUB_NUMBER, "To": "+15005550006", **extra}
+
+
+class TestSignatures:
+    def test_a_bad_signature_is_refused_with_403_and_nothing_is_stored(self, twilio, client):
+        response = twilio_post(client, STATUS, status_params("SM1", "sent"), token="not-the-auth-token")
+        assert response.status_code == 403 and response.json()["error"] == "bad_signature"
+        assert WebhookEvent.objects.count() == 0
+
+    def test_a_missing_signature_is_refused_with_403(self, twilio, client):
+        response = twilio_post(client, STATUS, status_params("SM1", "sent"), signature=None)
+        assert response.status_code == 403 and response.json()["error"] == "missing_signature"
+        assert WebhookEvent.objects.count() == 0
+
+    def test_a_tampered_parameter_breaks_the_signature(self, twilio, client):
+        params = status_params("SM1", "sent")
+        signature = sign(STATUS, params)
+        response = twilio_post(client, STATUS, {**params, "MessageStatus": "delivered"}, signature=signature)
+        assert response.status_code == 403
+
+    def test_the_signature_is_checked_against_the_public_url_behind_a_proxy(self, twilio, client):
+        """The proxy forwards http://testserver/...; Twilio signed https://hub.example.com/..."""
+        SmsFactory(external_id="SM1", status="sending")
+        params = status_params("SM1", "sent")
+        assert twilio_post(client, STATUS, params, base="http://testserver").status_code == 403
+        ok = twilio_post(client, STATUS, params, HTTP_X_FORWARDED_PROTO="http", HTTP_X_FORWARDED_HOST="10.0.0.5:8000")
+        assert ok.status_code == 200
+
+    def test_a_signed_url_with_a_query_string_verifies(self, twilio, client):
+        response = twilio_post(client, f"{STATUS}?sms=12", status_params("SM1", "sent"))
+        assert response.status_code == 200
+
+    def test_without_an_auth_token_webhooks_answer_503(self, twilio, client):
+        params = status_params("SM1", "sent")
+        signature = sign(STATUS, params)
+        twilio.TWILIO_AUTH_TOKEN = ""
+        response = twilio_post(client, STATUS, params, signature=signature)
+        assert response.status_code == 503 and response.json()["error"] == "webhook_not_configured"
+
+
+def test_send_then_duplicated_out_of_order_callbacks_end_delivered_with_the_billed_price(
+    twilio, http, post, user_client, django_capture_on_commit_callbacks
+):
+    http.post(MESSAGES_URL, json=message_json(sid="SM1"), status=201)
+    http.get(f"{API}/Messages/SM1.json", json=message_json(sid="SM1", status="delivered", price="-0.00790"))
+    with django_capture_on_commit_callbacks(execute=True):
+        sms_id = user_client.post("/api/v1/messaging/sms/", {"to": "+15005550006", "body": "hi"}, format="json").json()["id"]
+    path = f"{STATUS}?sms={sms_id}"
+    answers = [
+        post(path, status_params("SM1", "sent")).json()["status"],
+        post(path, status_params("SM1", "delivered")).json()["status"],
+        post(path, status_params("SM1", "sent")).json()["status"],  # Twilio's retry of an old one
+        post(path, status_params("SM1", "sending")).json()["status"],  # late and out of order
+        post(path, status_params("SM1", "delivered")).json()["status"],
+    ]
+    assert answers == ["received", "received", "duplicate", "received", "duplicate"]
+    sms = SmsMessage.objects.get()
+    assert sms.status == "delivered" and sms.delivered_at is not None
+    assert WebhookEvent.objects.filter(provider="twilio").count() == 3
+    assert WebhookEvent.objects.get(event_id="sms.status:SM1:sending").status == "ignored"
+    # The billed price replaces the estimate and is booked once, on the fetch made at "sent".
+    assert (sms.price_usd, sms.price_final, sms.cost_recorded) == (Decimal("0.00790"), True, True)
+    calls = list(ProviderCall.objects.order_by("id").values_list("operation", "units", "cost_usd"))
+    assert calls == [("sms.send", {"segments": 1}, Decimal(0)), ("sms.price", {}, Decimal("0.0079"))]
+
+
+def test_an_undelivered_message_records_the_error_and_never_moves_back(twilio, http, post):
+    sms = SmsFactory(external_id="SM2", status="sending")
+    http.get(f"{API}/Messages/SM2.json", json=message_json(sid="SM2", status="undelivered", price="-0.00790"))
+    post(STATUS, status_params("SM2", "undelivered", ErrorCode="30003"))
+    post(STATUS, status_params("SM2", "sent"))
+    sms.refresh_from_db()
+    assert (sms.status, sms.error_code) == ("undelivered", "30003")
+
+
+def test_a_callback_that_beats_the_send_task_finds_the_message_by_its_reference(twilio, http, post):
+    sms = SmsFactory(status="sending")  # the task has not written the SID yet
+    http.get(f"{API}/Messages/SM3.json", json=message_json(sid="SM3", status="sent", price="-0.0079"))
+    post(f"{STATUS}?sms={sms.pk}", status_params("SM3", "sent"))
+    sms.refresh_from_db()
+    assert (sms.status, sms.external_id) == ("sent", "SM3")
+
+
+def test_a_status_for_a_message_the_hub_never_sent_is_ignored(twilio, post):
+    post(STATUS, status_params("SMforeign", "delivered"))
+    assert WebhookEvent.objects.get().status == "ignored"
+
+
+class TestInboundSms:
+    def inbound(self, post, body, sid="SMin1", sender="+15005550006", **extra):
+        params = {"MessageSid": sid, "SmsSid": sid, "From": sender, "To": HUB_NUMBER, "Body": body, "NumSegments": "1", **extra}
+        return post("/webhooks/twilio/sms/", params)
+
+    def test_an_inbound_sms_is_stored_and_linked_to_the_conversation(self, twilio, post, user):
+        SmsFactory(owner=user, to_number="+15005550006")
+        from messaging.models import Conversation
+
+        conversation = Conversation.objects.create(owner=user, remote_number="+15005550006")
+        response = self.inbound(post, "See you at 8")
+        assert response.status_code == 200 and response["Content-Type"].startswith("text/xml")
+        assert b"<Response" in response.content
+        sms = SmsMessage.objects.get(direction="inbound")
+        assert (sms.body, sms.conversation, sms.owner, sms.status) == ("See you at 8", conversation, user, "received")
+
+    def test_a_duplicate_delivery_stores_one_message(self, twilio, post):
+        self.inbound(post, "hello")
+        self.inbound(post, "hello")
+        assert SmsMessage.objects.filter(direction="inbound").count() == 1
+
+    def test_stop_blocks_sends_until_start(self, twilio, post, user_client):
+        self.inbound(post, " stop ", sid="SMa")
+        assert OptOut.objects.get(phone_number="+15005550006").active
+        refused = user_client.post("/api/v1/messaging/sms/", {"to": "+15005550006", "body": "hi"}, format="json")
+        assert refused.status_code == 409 and refused.json()["error"] == "recipient_opted_out"
+        self.inbound(post, "START", sid="SMb")
+        assert not OptOut.objects.get(phone_number="+15005550006").active
+        assert user_client.post("/api/v1/messaging/sms/", {"to": "+15005550006", "body": "hi"}, format="json").status_code == 202
+
+    def test_help_is_stored_and_changes_nothing(self, twilio, post):
+        self.inbound(post, "HELP")
+        assert SmsMessage.objects.get().body == "HELP" and not OptOut.objects.exists()
+
+    def test_a_sentence_containing_stop_is_not_an_opt_out(self, twilio, post):
+        self.inbound(post, "Please don't stop the music")
+        assert not OptOut.objects.exists()
+
+
+class TestCallCallbacks:
+    @pytest.mark.parametrize("twilio_status,ours", sorted(CALL_STATUS.items()))
+    def test_every_twilio_call_status_is_mapped(self, twilio, http, post, twilio_status, ours):
+        call = CallFactory(external_id="CA1", status="dialing")
+        http.get(f"{API}/Calls/CA1.json", json={"sid": "CA1", "status": twilio_status, "duration": "0", "price": "0"})
+        post("/webhooks/twilio/call-status/", {"CallSid": "CA1", "CallStatus": twilio_status})
+        call.refresh_from_db()
+        assert call.status == ours and call.twilio_status == twilio_status
+
+    def test_call_statuses_only_move_forward(self, twilio, http, post):
+        call = CallFactory(external_id="CA2", status="dialing")
+        http.get(f"{API}/Calls/CA2.json", json={"sid": "CA2", "status": "completed", "duration": "61", "price": "-0.028"})
+        for status in ["ringing", "completed", "in-progress", "ringing"]:
+            post("/webhooks/twilio/call-status/", {"CallSid": "CA2", "CallStatus": status, "CallDuration": "61"})
+        call.refresh_from_db()
+        assert (call.status, call.duration_seconds) == ("completed", 61)
+        assert (call.price_usd, call.price_final) == (Decimal("0.028"), True)
+        priced = ProviderCall.objects.get(operation="call.price")
+        assert priced.units == {"minutes": 2} and priced.cost_usd == Decimal("0.028")
+
+    def test_recording_and_transcription_attach_to_the_call(self, twilio, post):
+        call = CallFactory(external_id="CA3", direction="inbound", owner=None)
+        rec = {
+            "CallSid": "CA3",
+            "RecordingSid": "RE1",
+            "RecordingUrl": "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1",
+            "RecordingDuration": "17",
+            "RecordingStatus": "completed",
+        }
+        post("/webhooks/twilio/voice/recording/", rec)
+        post(
+            "/webhooks/twilio/voice/transcription/",
+            {"CallSid": "CA3", "TranscriptionSid": "TR1", "TranscriptionStatus": "completed", "TranscriptionText": "Call me back please", "RecordingSid": "RE1"},
+        )
+        call.refresh_from_db()
+        assert (call.recording_sid, call.recording_duration) == ("RE1", 17)
+        assert call.recording_url.endswith("/Recordings/RE1")
+        assert (call.transcript, call.transcription_status) == ("Call me back please", "completed")
+        assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_a_price_twilio_never_reports_is_booked_from_the_price_table_on_the_last_try(twilio, http, post):
+    sms = SmsFactory(external_id="SM7", status="sending", segments=2, price_usd=Decimal("0.0166"))
+    http.get(f"{API}/Messages/SM7.json", json=message_json(sid="SM7", status="delivered", segments="2", price=None))
+    post(STATUS, status_params("SM7", "delivered"))
+    sms.refresh_from_db()
+    assert (sms.cost_recorded, sms.price_final, sms.price_usd) == (True, False, Decimal("0.0166"))
+    assert ProviderCall.objects.filter(operation="sms.price").count() == 11  # ten polls, then the estimate
+    assert sum(ProviderCall.objects.values_list("cost_usd", flat=True)) == Decimal("0.0166")
+
+
+def test_a_callback_without_a_sid_is_deduplicated_on_twilios_idempotency_token(twilio, post):
+    params = {"RecordingStatus": "completed", "CallSid": "CA5"}
+    first = post("/webhooks/twilio/voice/recording/", params, **{"I-Twilio-Idempotency-Token": "tok-1"})
+    again = post("/webhooks/twilio/voice/recording/", params, **{"I-Twilio-Idempotency-Token": "tok-1"})
+    assert (first.json()["status"], again.json()["status"]) == ("received", "duplicate")
+    assert WebhookEvent.objects.get().event_id == "recording.status:tok-1"

@@ -1,0 +1,266 @@
+"""Paying an invoice: PaymentIntent or Checkout, through the real stripe SDK with HTTP intercepted."""
+
+import json
+import time
+
+import pytest
+import responses
+
+from integrations.models import ProviderCall
+from payments.models import Customer, Invoice, Payment
+
+from . import stripe_fakes as fakes
+from .factories import InvoiceFactory, PaymentFactory
+
+pytestmark = pytest.mark.django_db
+
+PI_URL = f"{fakes.API}/v1/payment_intents"
+CUSTOMERS_URL = f"{fakes.API}/v1/customers"
+CHECKOUT_URL = f"{fakes.API}/v1/checkout/sessions"
+
+
+def pay_url(invoice):
+    return f"/api/v1/payments/invoices/{invoice.pk}/pay/"
+
+
+@pytest.fixture
+def invoice(user):
+    return InvoiceFactory(owner=user, amount=2500)
+
+
+def stripe_customer(http):
+    """Stripe creates one customer per distinct Idempotency-Key (the key names the user)."""
+    ids = {}
+
+    def callback(request):
+        key = request.headers["Idempotency-Key"]
+        ids.setdefault(key, f"cus_new{len(ids) + 1}")
+        return (200, {"Request-Id": "req_cus"}, json.dumps({"id": ids[key], "object": "customer"}))
+
+    http.add_callback(responses.POST, CUSTOMERS_URL, callback=callback)
+
+
+def stripe_intent(http):
+    """Like Stripe: a repeated Idempotency-Key returns the same intent, a new key a new one."""
+    ids = {}
+
+    def callback(request):
+        key = request.headers["Idempotency-Key"]
+        pi_id = ids.setdefault(key, f"pi_live{len(ids) + 1}")
+        body = {"id": pi_id, "object": "payment_intent", "amount": 2500, "currency": "usd",
+                "status": "requires_payment_method", "client_secret": f"{pi_id}_secret_xyz", "metadata": {}}
+        return (200, {"Request-Id": "req_pi"}, json.dumps(body))
+
+    http.add_callback(responses.POST, PI_URL, callback=callback)
+
+
+def form(call):
+    from urllib.parse import parse_qs
+
+    return {k: v[0] for k, v in parse_qs(call.request.body).items()}
+
+
+def test_paying_an_open_invoice_returns_a_payment_intent_client_secret(user_client, invoice, http, user):
+    stripe_customer(http)
+    stripe_intent(http)
+    response = user_client.post(pay_url(invoice), {}, format="json")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["client_secret"] == "pi_live1_secret_xyz"
+    assert (body["method"], body["amount"], body["currency"], body["publishable_key"]) == ("intent", 2500, "usd", "pk_test_hub")
+    payment = Payment.objects.get()
+    assert (payment.status, payment.payment_intent_id, payment.attempt) == ("pending", "pi_live1", 1)
+    assert Customer.objects.get(user=user).external_id == "cus_new1"
+    sent = form(http.calls[-1])
+    assert (sent["amount"], sent["currency"], sent["customer"]) == ("2500", "usd", "cus_new1")
+    assert sent["metadata[hub_payment_id]"] == str(payment.pk)
+    assert http.calls[-1].request.headers["Authorization"] == f"Bearer {fakes.SECRET_KEY}"
+    assert http.calls[-1].request.headers["Idempotency-Key"] == f"hub-invoice-{invoice.pk}-attempt-1"
+    calls = ProviderCall.objects.order_by("id")
+    assert [(c.operation, c.outcome, c.owner_id) for c in calls] == [
+        ("customer.create", "ok", user.pk),
+        ("payment_intent.create", "ok", user.pk),
+    ]
+    assert calls[1].idempotency_key == f"hub-invoice-{invoice.pk}-attempt-1"
+    assert calls[1].provider_request_id == "req_pi"
+
+
+def test_a_double_click_reuses_the_same_attempt_and_idempotency_key(user_client, invoice, http):
+    stripe_customer(http)
+    stripe_intent(http)  # Stripe answers a repeated Idempotency-Key with the same intent
+    first = user_client.post(pay_url(invoice), {}, format="json").json()
+    second = user_client.post(pay_url(invoice), {}, format="json").json()
+    assert first["client_secret"] == second["client_secret"]
+    assert Payment.objects.count() == 1
+    keys = [c.request.headers["Idempotency-Key"] for c in http.calls if c.request.url == PI_URL]
+    assert keys == [f"hub-invoice-{invoice.pk}-attempt-1"] * 2
+    assert len([c for c in http.calls if c.request.url == CUSTOMERS_URL]) == 1  # the customer is created once
+
+
+def test_a_failed_attempt_is_resumed_with_the_same_intent(user_client, invoice, http):
+    PaymentFactory(invoice=invoice, attempt=1, status="failed", payment_intent_id="pi_live1")
+    Invoice.objects.filter(pk=invoice.pk).update(status="failed")
+    stripe_customer(http)
+    stripe_intent(http)
+    response = user_client.post(pay_url(invoice), {}, format="json")
+    assert response.status_code == 200 and response.json()["attempt"] == 1
+
+
+def test_checkout_returns_a_session_url(user_client, invoice, http, settings):
+    settings.STRIPE_CHECKOUT_SUCCESS_URL = "https://hub.example/ok?s={CHECKOUT_SESSION_ID}"
+    stripe_customer(http)
+    http.post(CHECKOUT_URL, json={"id": "cs_test_1", "object": "checkout.session", "url": "https://checkout.stripe.com/c/pay/cs_test_1"})
+    response = user_client.post(pay_url(invoice), {"method": "checkout"}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["checkout_url"] == "https://checkout.stripe.com/c/pay/cs_test_1"
+    payment = Payment.objects.get()
+    assert (payment.method, payment.checkout_session_id, payment.status) == ("checkout", "cs_test_1", "pending")
+    sent = form(http.calls[-1])
+    assert sent["mode"] == "payment" and sent["line_items[0][price_data][unit_amount]"] == "2500"
+    assert sent["success_url"] == "https://hub.example/ok?s={CHECKOUT_SESSION_ID}"
+    assert sent["payment_intent_data[metadata][hub_payment_id]"] == str(payment.pk)
+
+
+def test_switching_to_checkout_cancels_the_live_intent_first(user_client, invoice, http):
+    live = PaymentFactory(invoice=invoice, attempt=1, payment_intent_id="pi_old")
+    http.post(f"{PI_URL}/pi_old/cancel", json={"id": "pi_old", "object": "payment_intent", "status": "canceled"})
+    stripe_customer(http)
+    http.post(CHECKOUT_URL, json={"id": "cs_test_2", "object": "checkout.session", "url": "https://checkout.stripe.com/x"})
+    assert user_client.post(pay_url(invoice), {"method": "checkout"}, format="json").status_code == 200
+    live.refresh_from_db()
+    assert live.status == "canceled"
+    assert list(invoice.payments.order_by("attempt").values_list("attempt", "status")) == [(1, "canceled"), (2, "pending")]
+
+
+@pytest.mark.parametrize("status", ["paid", "void", "refunded", "draft"])
+def test_an_invoice_that_is_not_payable_answers_409(user_client, user, http, status):
+    invoice = InvoiceFactory(owner=user, status=status)
+    response = user_client.post(pay_url(invoice), {}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"] == "invoice_not_payable"
+    assert len(http.calls) == 0
+
+
+def test_another_users_invoice_is_404_for_reading_and_paying(user_client, other_user, http):
+    theirs = InvoiceFactory(owner=other_user)
+    assert user_client.get(f"/api/v1/payments/invoices/{theirs.pk}/").status_code == 404
+    assert user_client.post(pay_url(theirs), {}, format="json").status_code == 404
+    assert len(http.calls) == 0
+
+
+def test_the_invoice_list_shows_only_your_own(user_client, user, other_user):
+    mine = InvoiceFactory(owner=user)
+    InvoiceFactory(owner=other_user)
+    results = user_client.get("/api/v1/payments/invoices/").json()["results"]
+    assert [r["id"] for r in results] == [mine.pk]
+    assert results[0]["amount"] == 2500 and isinstance(results[0]["amount"], int)
+
+
+def test_pay_is_limited_to_five_requests_a_minute_per_user(user_client, client_for, other_user, invoice, http):
+    import time_machine
+
+    stripe_customer(http)
+    stripe_intent(http)
+    # Frozen clock: the limiter's one-minute window cannot roll over between the fifth and sixth request.
+    with time_machine.travel(time.time(), tick=False):
+        for _ in range(5):
+            assert user_client.post(pay_url(invoice), {}, format="json").status_code == 200
+        sixth = user_client.post(pay_url(invoice), {}, format="json")
+    assert sixth.status_code == 429
+    assert sixth.json()["error"] == "rate_limited" and int(sixth["Retry-After"]) >= 1
+    # Another user has their own budget.
+    theirs = InvoiceFactory(owner=other_user)
+    assert client_for(other_user).post(pay_url(theirs), {}, format="json").status_code == 200
+
+
+def test_an_unconfigured_stripe_answers_503_naming_the_setting(user_client, invoice, settings, http):
+    settings.STRIPE_SECRET_KEY = ""
+    response = user_client.post(pay_url(invoice), {}, format="json")
+    assert response.status_code == 503
+    assert response.json()["missing"] == ["STRIPE_SECRET_KEY"]
+    assert Payment.objects.count() == 0 and len(http.calls) == 0
+
+
+def test_stripe_rate_limiting_the_hub_answers_503_with_retry_after_and_pauses_further_calls(user_client, invoice, http):
+    stripe_customer(http)
+    http.post(PI_URL, json={"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many requests"}},
+              status=429, headers={"Retry-After": "30"})
+    response = user_client.post(pay_url(invoice), {}, format="json")
+    assert response.status_code == 503
+    assert response.json()["error"] == "provider_rate_limited" and response["Retry-After"] == "30"
+    assert Payment.objects.get().status == "creating"  # nothing final: the client retries
+    again = user_client.post(pay_url(invoice), {}, format="json")
+    assert again.status_code == 503 and again.json()["error"] == "rate_limited_outbound"
+    assert len([c for c in http.calls if c.request.url == PI_URL]) == 1  # the pause held: Stripe was not asked again
+
+
+def test_a_stripe_500_answers_502_and_the_clients_retry_reuses_the_idempotency_key(user_client, invoice, http):
+    stripe_customer(http)
+    http.post(PI_URL, json={"error": {"type": "api_error", "message": "Something went wrong"}}, status=500)
+    response = user_client.post(pay_url(invoice), {}, format="json")
+    assert response.status_code == 502 and response.json()["error"] == "provider_unavailable"
+    http.replace(responses.POST, PI_URL, json={"id": "pi_r", "object": "payment_intent", "client_secret": "pi_r_secret", "status": "requires_payment_method"})
+    assert user_client.post(pay_url(invoice), {}, format="json").json()["client_secret"] == "pi_r_secret"
+    keys = [c.request.headers["Idempotency-Key"] for c in http.calls if c.request.url == PI_URL]
+    assert keys == [f"hub-invoice-{invoice.pk}-attempt-1"] * 2
+    assert Payment.objects.count() == 1
+
+
+def test_a_card_decline_is_permanent_recorded_and_not_retried(user_client, invoice, http):
+    stripe_customer(http)
+    http.post(PI_URL, json=fakes.card_error_body(), status=402, headers={"Request-Id": "req_decl"})
+    response = user_client.post(pay_url(invoice), {}, format="json")
+    assert response.status_code == 502
+    assert response.json()["error"] == "provider_rejected" and response.json()["provider_code"] == "generic_decline"
+    payment = Payment.objects.get()
+    assert (payment.status, payment.failure_code) == ("failed", "generic_decline")
+    call = ProviderCall.objects.get(operation="payment_intent.create")
+    assert (call.outcome, call.http_status, call.retryable, call.provider_request_id) == ("error", 402, False, "req_decl")
+    assert len([c for c in http.calls if c.request.url == PI_URL]) == 1
+
+
+def test_a_repeated_idempotency_key_replays_the_first_response(user_client, invoice, http):
+    stripe_customer(http)
+    stripe_intent(http)
+    headers = {"HTTP_IDEMPOTENCY_KEY": "click-1"}
+    first = user_client.post(pay_url(invoice), {}, format="json", **headers)
+    second = user_client.post(pay_url(invoice), {}, format="json", **headers)
+    assert second.json() == first.json() and second["Idempotent-Replayed"] == "true"
+    assert len([c for c in http.calls if c.request.url == PI_URL]) == 1
+
+
+def test_the_api_base_setting_points_the_sdk_elsewhere(user_client, invoice, http, settings):
+    settings.STRIPE_API_BASE = "http://stripe-mock.local:12111"
+    http.post("http://stripe-mock.local:12111/v1/customers", json={"id": "cus_m", "object": "customer"})
+    http.post("http://stripe-mock.local:12111/v1/payment_intents", json={"id": "pi_m", "object": "payment_intent", "client_secret": "pi_m_secret", "status": "requires_payment_method"})
+    assert user_client.post(pay_url(invoice), {}, format="json").status_code == 200
+
+
+class TestStaffInvoices:
+    def test_staff_create_an_invoice_for_a_user(self, staff_client, user):
+        response = staff_client.post(
+            "/api/v1/payments/invoices/", {"owner": user.pk, "amount": 1999, "currency": "EUR", "description": "Setup"}, format="json"
+        )
+        assert response.status_code == 201, response.json()
+        invoice = Invoice.objects.get()
+        assert (invoice.owner, invoice.amount, invoice.currency, invoice.status) == (user, 1999, "eur", "open")
+
+    def test_a_client_cannot_create_or_void_invoices(self, user_client, user):
+        assert user_client.post("/api/v1/payments/invoices/", {"owner": user.pk, "amount": 1}, format="json").status_code == 403
+        invoice = InvoiceFactory(owner=user)
+        assert user_client.post(f"/api/v1/payments/invoices/{invoice.pk}/void/").status_code == 403
+
+    def test_voiding_cancels_the_live_intent_on_stripe(self, staff_client, http, run_on_commit):
+        payment = PaymentFactory(payment_intent_id="pi_void")
+        http.post(f"{PI_URL}/pi_void/cancel", json={"id": "pi_void", "object": "payment_intent", "status": "canceled"})
+        with run_on_commit():
+            response = staff_client.post(f"/api/v1/payments/invoices/{payment.invoice_id}/void/")
+        assert response.status_code == 200 and response.json()["status"] == "void"
+        payment.refresh_from_db()
+        assert payment.status == "canceled"
+        assert http.calls[0].request.headers["Idempotency-Key"] == f"{payment.idempotency_key}-cancel"
+
+    def test_a_paid_invoice_cannot_be_voided(self, staff_client):
+        invoice = InvoiceFactory(status="paid")
+        response = staff_client.post(f"/api/v1/payments/invoices/{invoice.pk}/void/")
+        assert response.status_code == 409 and response.json()["error"] == "invalid_state"

@@ -1,0 +1,314 @@
+"""Stripe webhooks through the inbox: signed like Stripe signs them, de-duplicated, applied in any order."""
+
+import threading
+import time
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.test import Client
+
+from integrations.models import Alert, ProviderCall, WebhookEvent
+from integrations.webhooks import webhook_event_process
+from payments.models import Invoice, Payment
+
+from . import stripe_fakes as fakes
+from .factories import CustomerFactory, InvoiceFactory, PaymentFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/webhooks/stripe/"
+PI_URL = f"{fakes.API}/v1/payment_intents"
+
+
+def deliver(client, evt, *, signature=None, secret=fakes.WEBHOOK_SECRET, timestamp=None):
+    body = fakes.body_of(evt)
+    sig = signature if signature is not None else fakes.sign(body, secret, timestamp)
+    return client.post(URL, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sig)
+
+
+@pytest.fixture
+def payment(user):
+    return PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id="pi_hook1")
+
+
+@pytest.fixture
+def fee_lookup(http):
+    """The fee task retrieves the intent with its charge's balance transaction."""
+    http.get(
+        f"{PI_URL}/pi_hook1",
+        json={
+            "id": "pi_hook1", "object": "payment_intent", "status": "succeeded",
+            "latest_charge": {
+                "id": "ch_1", "object": "charge",
+                "balance_transaction": {"id": "txn_1", "object": "balance_transaction", "fee": 103, "currency": "usd"},
+            },
+        },
+        headers={"Request-Id": "req_fee"},
+    )
+    return http
+
+
+class TestSignature:
+    def test_a_missing_webhook_secret_answers_503_and_stores_nothing(self, client, settings, payment):
+        settings.STRIPE_WEBHOOK_SECRET = ""
+        response = deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded")))
+        assert response.status_code == 503 and response.json()["error"] == "webhook_not_configured"
+        assert WebhookEvent.objects.count() == 0
+
+    def test_a_bad_signature_answers_400(self, client, payment):
+        response = deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment)), secret="whsec_wrong")
+        assert response.status_code == 400 and response.json()["error"] == "bad_signature"
+        assert WebhookEvent.objects.count() == 0
+
+    def test_a_tampered_body_answers_400(self, client, payment):
+        evt = fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"))
+        signature = fakes.sign(fakes.body_of(evt))
+        evt["data"]["object"]["amount"] = 1
+        assert deliver(client, evt, signature=signature).status_code == 400
+
+    def test_a_body_that_is_not_utf8_answers_400(self, client):
+        body = b"\xff\xfe not json"
+        response = client.post(URL, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=fakes.sign(body))
+        assert response.status_code == 400
+
+    def test_a_missing_signature_header_answers_400(self, client, payment):
+        body = fakes.body_of(fakes.event("payment_intent.succeeded", fakes.intent(payment)))
+        response = client.post(URL, body, content_type="application/json")
+        assert response.status_code == 400 and response.json()["error"] == "missing_signature"
+
+    def test_a_timestamp_older_than_the_tolerance_answers_400(self, client, payment):
+        response = deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment)), timestamp=time.time() - 301)
+        assert response.status_code == 400 and response.json()["error"] == "stale_signature"
+        assert WebhookEvent.objects.count() == 0
+
+    def test_a_timestamp_within_the_tolerance_is_accepted(self, client, payment):
+        response = deliver(client, fakes.event("payment_intent.canceled", fakes.intent(payment)), timestamp=time.time() - 290)
+        assert response.status_code == 200
+
+    def test_a_rotated_secret_is_verified_with_the_new_one(self, client, settings, payment):
+        settings.STRIPE_WEBHOOK_SECRET = "whsec_rotated_1"
+        evt = fakes.event("payment_intent.canceled", fakes.intent(payment))
+        assert deliver(client, evt).status_code == 400
+        assert deliver(client, evt, secret="whsec_rotated_1").status_code == 200
+
+
+class TestPaymentFlow:
+    def test_pay_then_succeeded_webhook_marks_the_invoice_paid_and_records_stripes_fee(
+        self, client, user_client, user, http, run_on_commit
+    ):
+        invoice = InvoiceFactory(owner=user, amount=2500)
+        http.post(f"{fakes.API}/v1/customers", json={"id": "cus_flow", "object": "customer"})
+        http.post(PI_URL, json={"id": "pi_hook1", "object": "payment_intent", "client_secret": "pi_hook1_secret", "status": "requires_payment_method"})
+        assert user_client.post(f"/api/v1/payments/invoices/{invoice.pk}/pay/", {}, format="json").status_code == 200
+        payment = Payment.objects.get()
+        http.get(f"{PI_URL}/pi_hook1", json={"id": "pi_hook1", "object": "payment_intent", "status": "succeeded", "latest_charge": {
+            "id": "ch_1", "object": "charge", "balance_transaction": {"id": "txn_1", "object": "balance_transaction", "fee": 103, "currency": "usd"}}})
+
+        with run_on_commit():
+            response = deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded", charge="ch_1")))
+        assert response.status_code == 200 and response.json()["status"] == "received"
+        invoice.refresh_from_db()
+        payment.refresh_from_db()
+        assert (invoice.status, payment.status, payment.charge_id) == ("paid", "succeeded", "ch_1")
+        assert invoice.paid_at is not None
+        assert WebhookEvent.objects.get().status == "processed"
+        fee = ProviderCall.objects.get(operation="charge")
+        assert (fee.outcome, fee.related_id, str(fee.cost_usd)) == ("ok", str(payment.pk), "1.030000")
+        assert payment.fee_recorded is True
+        assert http.calls[-1].request.url == f"{PI_URL}/pi_hook1?expand%5B0%5D=latest_charge.balance_transaction"
+
+    def test_without_a_balance_transaction_the_fee_comes_from_the_price_table(self, client, payment, http, run_on_commit):
+        http.get(f"{PI_URL}/pi_hook1", json={"id": "pi_hook1", "object": "payment_intent", "status": "succeeded", "latest_charge": None})
+        with run_on_commit():
+            deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded")))
+        fee = ProviderCall.objects.get(operation="charge")
+        # 0.30 per charge + 2.9 % of 25.00 USD
+        assert str(fee.cost_usd) == "1.025000" and fee.units == {"amount_usd": 25.0}
+
+    def test_the_same_event_delivered_twice_is_applied_once(self, client, payment, fee_lookup, run_on_commit):
+        evt = fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"))
+        with run_on_commit():
+            first = deliver(client, evt)
+            second = deliver(client, evt)
+        assert (first.json()["status"], second.json()["status"]) == ("received", "duplicate")
+        assert WebhookEvent.objects.count() == 1
+        assert ProviderCall.objects.filter(operation="charge").count() == 1
+
+    def test_a_late_payment_failed_after_succeeded_leaves_the_invoice_paid(self, client, payment, fee_lookup, run_on_commit):
+        now = int(time.time())
+        succeeded = fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now)
+        failed = fakes.event(
+            "payment_intent.payment_failed",
+            fakes.intent(payment, error=fakes.decline_error()),
+            created=now - 30,
+        )
+        with run_on_commit():
+            deliver(client, succeeded)
+            deliver(client, failed)
+        payment.refresh_from_db()
+        payment.invoice.refresh_from_db()
+        assert (payment.status, payment.invoice.status) == ("succeeded", "paid")
+        assert payment.failure_code == "" and len(mail.outbox) == 0
+        assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+    def test_an_event_older_than_the_last_applied_one_changes_nothing_even_when_the_move_is_legal(self, client, payment, run_on_commit):
+        now = int(time.time())
+        with run_on_commit():
+            deliver(client, fakes.event("payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now))
+            # failed -> canceled is a legal move, but this event predates the failure.
+            deliver(client, fakes.event("payment_intent.canceled", fakes.intent(payment, status="canceled"), created=now - 60))
+        payment.refresh_from_db()
+        assert payment.status == "failed"
+
+    def test_a_failed_payment_emails_the_owner_with_the_reason_and_shows_in_admin(self, client, payment, user, run_on_commit, admin_client):
+        with run_on_commit():
+            deliver(client, fakes.event("payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error())))
+        payment.refresh_from_db()
+        payment.invoice.refresh_from_db()
+        assert (payment.status, payment.failure_code, payment.invoice.status) == ("failed", "insufficient_funds", "failed")
+        assert len(mail.outbox) == 1
+        message = mail.outbox[0]
+        assert message.to == [user.email] and payment.invoice.number in message.subject
+        assert "Your card has insufficient funds." in message.body
+        page = admin_client.get("/admin/payments/payment/?failure_code=insufficient_funds")
+        assert page.status_code == 200 and payment.invoice.number in page.content.decode()
+
+    def test_a_failed_invoice_can_still_be_paid_afterwards(self, client, payment, fee_lookup, run_on_commit):
+        now = int(time.time())
+        with run_on_commit():
+            deliver(client, fakes.event("payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now - 5))
+            deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now))
+        payment.invoice.refresh_from_db()
+        assert payment.invoice.status == "paid"
+
+    def test_payment_intent_canceled_cancels_the_attempt_but_leaves_the_invoice_open(self, client, payment, run_on_commit):
+        with run_on_commit():
+            deliver(client, fakes.event("payment_intent.canceled", fakes.intent(payment, status="canceled")))
+        payment.refresh_from_db()
+        payment.invoice.refresh_from_db()
+        assert (payment.status, payment.invoice.status) == ("canceled", "open")
+
+    def test_checkout_completed_marks_the_invoice_paid(self, client, user, http, run_on_commit):
+        payment = PaymentFactory(invoice=InvoiceFactory(owner=user), method="checkout", payment_intent_id="", checkout_session_id="cs_1")
+        http.get(f"{PI_URL}/pi_from_cs", json={"id": "pi_from_cs", "object": "payment_intent", "latest_charge": None})
+        session = {"id": "cs_1", "object": "checkout.session", "payment_status": "paid", "status": "complete", "payment_intent": "pi_from_cs", "metadata": {}}
+        with run_on_commit():
+            deliver(client, fakes.event("checkout.session.completed", session))
+        payment.refresh_from_db()
+        payment.invoice.refresh_from_db()
+        assert (payment.status, payment.payment_intent_id, payment.invoice.status) == ("succeeded", "pi_from_cs", "paid")
+        assert ProviderCall.objects.filter(operation="charge").count() == 1
+
+    def test_checkout_expired_cancels_the_attempt(self, client, user, run_on_commit):
+        payment = PaymentFactory(invoice=InvoiceFactory(owner=user), method="checkout", payment_intent_id="", checkout_session_id="cs_2")
+        session = {"id": "cs_2", "object": "checkout.session", "payment_status": "unpaid", "status": "expired", "metadata": {"hub_payment_id": str(payment.pk)}}
+        with run_on_commit():
+            deliver(client, fakes.event("checkout.session.expired", session))
+        payment.refresh_from_db()
+        assert payment.status == "canceled"
+
+    def test_a_dispute_raises_a_critical_alert(self, client, payment, run_on_commit):
+        Payment.objects.filter(pk=payment.pk).update(status="succeeded", charge_id="ch_d")
+        dispute = {"id": "dp_1", "object": "dispute", "charge": "ch_d", "payment_intent": "pi_hook1", "amount": 2500, "currency": "usd", "reason": "fraudulent"}
+        with run_on_commit():
+            deliver(client, fakes.event("charge.dispute.created", dispute))
+        alert = Alert.objects.get(kind="dispute")
+        assert alert.severity == "critical" and "dp_1" in alert.message and payment.invoice.number in alert.message
+        payment.refresh_from_db()
+        assert payment.disputed_at is not None
+
+    def test_an_unknown_event_type_is_stored_and_ignored(self, client, run_on_commit):
+        with run_on_commit():
+            response = deliver(client, fakes.event("balance.available", {"id": "bal", "object": "balance"}))
+        assert response.status_code == 200
+        assert WebhookEvent.objects.get().status == "ignored"
+
+    def test_an_event_for_a_payment_we_do_not_know_is_processed_as_a_no_op(self, client, run_on_commit):
+        stray = {"id": "pi_elsewhere", "object": "payment_intent", "status": "succeeded", "metadata": {}}
+        with run_on_commit():
+            deliver(client, fakes.event("payment_intent.succeeded", stray))
+        assert WebhookEvent.objects.get().status == "processed"
+        assert Invoice.objects.count() == 0
+
+
+class TestStripeInvoices:
+    def test_invoice_paid_mirrors_a_subscription_invoice_as_paid(self, client, run_on_commit):
+        customer = CustomerFactory(external_id="cus_sub")
+        stripe_invoice = {"id": "in_1", "object": "invoice", "customer": "cus_sub", "number": "ABC-0001", "amount_due": 900, "currency": "usd", "subscription": None}
+        with run_on_commit():
+            deliver(client, fakes.event("invoice.paid", stripe_invoice))
+        invoice = Invoice.objects.get(external_id="in_1")
+        assert (invoice.owner, invoice.number, invoice.amount, invoice.status) == (customer.user, "ABC-0001", 900, "paid")
+
+    def test_invoice_payment_failed_notifies_the_owner_and_a_later_paid_wins(self, client, run_on_commit):
+        customer = CustomerFactory(external_id="cus_sub2")
+        stripe_invoice = {"id": "in_2", "object": "invoice", "customer": "cus_sub2", "number": "ABC-0002", "amount_due": 900, "currency": "usd"}
+        now = int(time.time())
+        with run_on_commit():
+            deliver(client, fakes.event("invoice.payment_failed", stripe_invoice, created=now - 10))
+            deliver(client, fakes.event("invoice.paid", stripe_invoice, created=now))
+            deliver(client, fakes.event("invoice.payment_failed", stripe_invoice, created=now - 5))  # a late retry notice
+        assert Invoice.objects.get(external_id="in_2").status == "paid"
+        assert [m.to for m in mail.outbox] == [[customer.user.email]]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_same_event_delivered_concurrently_is_stored_and_applied_once(payment, http, celery_eager):
+    http.get(f"{PI_URL}/pi_hook1", json={"id": "pi_hook1", "object": "payment_intent", "latest_charge": None})
+    evt = fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"))
+    body = fakes.body_of(evt)
+    signature = fakes.sign(body)
+    barrier = threading.Barrier(8)
+    statuses = []
+
+    def post():
+        try:
+            barrier.wait()
+            response = Client().post(URL, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature)
+            statuses.append(response.json()["status"])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == ["duplicate"] * 7 + ["received"]
+    event = WebhookEvent.objects.get()
+    # And a worker racing the eager run over the same row finds nothing left to do.
+    assert webhook_event_process(event_id=event.pk).status == "skipped"
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("processed", 1)
+    payment.refresh_from_db()
+    assert payment.status == "succeeded"
+    assert ProviderCall.objects.filter(operation="charge").count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_processing_the_same_event_apply_it_once(payment):
+    """Processing locks the row with SKIP LOCKED: the second worker skips it instead of applying it again."""
+    from integrations.webhooks import InboundEvent, record_webhook
+
+    evt = fakes.event("payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()))
+    event, _ = record_webhook(provider="stripe", inbound=InboundEvent(event_id=evt["id"], type=evt["type"], payload=evt))
+    barrier = threading.Barrier(4)
+    results = []
+
+    def work():
+        try:
+            barrier.wait()
+            results.append(webhook_event_process(event_id=event.pk).status)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results).count("failed") == 0 and results.count("processed") == 1
+    assert len(mail.outbox) == 1  # one failure notice, not four
