@@ -7,6 +7,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integrations.api.idempotency import idempotent
 from integrations.api.ratelimit import ratelimit
 
 from . import services
@@ -45,6 +46,10 @@ class CompletionView(APIView):
         },
     )
     @ratelimit(group="ai.completions", rate=_user_rate)
+    # A repeat with the same Idempotency-Key gets the first answer without a
+    # second provider call (and charge). A stream cannot be replayed: a
+    # repeated streamed request runs again.
+    @idempotent
     def post(self, request):
         serializer = CompletionRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

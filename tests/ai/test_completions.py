@@ -246,3 +246,16 @@ def test_bad_requests_are_refused_before_any_provider_is_called(fake_ai, complet
 
 def test_completions_need_authentication(api_client, db):
     assert api_client.post("/api/v1/ai/completions/", {}, format="json").status_code == 401
+
+
+def test_a_repeat_with_the_same_idempotency_key_replays_the_answer_without_a_second_call(fake_ai, user_client):
+    fake_ai.add("openai", openai_chat("once"))
+    body = {"messages": [{"role": "user", "content": "Say hello"}]}
+    first = user_client.post("/api/v1/ai/completions/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = user_client.post("/api/v1/ai/completions/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert again.status_code == 200 and again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert len(fake_ai.to("openai")) == 1
+    assert ProviderCall.objects.get().idempotency_key == "k-1"
+    other = user_client.post("/api/v1/ai/completions/", {**body, "max_tokens": 5}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert other.status_code == 422
