@@ -161,6 +161,7 @@ def run():
 
     owner, _ = get_user_model().objects.get_or_create(username=OWNER)
     breaker.reset("stripe")
+    load = common.machine_load()
     try:
         _time_gateway(WARMUP, owner)  # connections, script loads, the hour's roll-up row
         runs = []
@@ -205,7 +206,7 @@ def run():
         f"`gateway.call(\"stripe\", \"charge\", fake, meter=..., owner=user)` against calling `fake()` bare, "
         f"{RUNS} runs x {PAIRS} rounds of {BATCH}-call batches (bare and each variant in rotating order; "
         f"{RUNS * PAIRS * BATCH} calls per variant) after {WARMUP} warm-up calls. One thread, in-process. "
-        f"{where}; the call log held ~{max(log_rows, 0):,} rows.",
+        f"{where}; the call log held ~{max(log_rows, 0):,} rows; machine at start: {load}.",
         "",
         f"**Median added time per call: {headline:.3f} ms** (target < {TARGET_MS} ms: {verdict}); "
         f"p99 added: {med(AS_IS, 'over_p99'):.3f} ms; the bare call takes {bare_med * 1000:.2f} us.",

@@ -16,7 +16,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -171,6 +173,76 @@ def table(headers, rows):
     return "\n".join(out)
 
 
+# --- Where the CPU goes --------------------------------------------------------
+
+
+def _proc_stats():
+    """{pid: (comm, process group, utime + stime in clock ticks)} for every process we can read."""
+    out = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # fields[0] is field 3 (state): pgrp is field 5, utime 14, stime 15.
+        out[int(entry.name)] = (comm, int(fields[2]), int(fields[11]) + int(fields[12]))
+    return out
+
+
+def _busy_ticks():
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values[:8]) - idle
+
+
+class CpuMeter:
+    """CPU seconds spent between start() and stop() by gunicorn, Celery, PostgreSQL, Redis, this process, and the rest.
+
+    Reads /proc (Linux): our children by process group, the servers by name;
+    "rest of the machine" is everything else that ran meanwhile.
+    """
+
+    def __init__(self, groups):
+        self.groups = groups  # {label: process group id}
+        self.hz = os.sysconf("SC_CLK_TCK")
+
+    def _classify(self, stats):
+        totals = Counter()
+        me = os.getpid()
+        for pid, (comm, pgrp, ticks) in stats.items():
+            label = next((name for name, group in self.groups.items() if pgrp == group), None)
+            if label is None:
+                if pid == me:
+                    label = "load generator"
+                elif comm.startswith("postgres"):
+                    label = "PostgreSQL"
+                elif comm.startswith("redis-server"):
+                    label = "Redis"
+                else:
+                    continue
+            totals[label] += ticks
+        return totals
+
+    def start(self):
+        self._before = _proc_stats()
+        self._busy = _busy_ticks()
+        return self
+
+    def stop(self):
+        after = _proc_stats()
+        busy = _busy_ticks() - self._busy
+        # Processes that started or ended meanwhile count from zero / are lost; both are small here.
+        before = {pid: v for pid, v in self._before.items() if pid in after and after[pid][0] == v[0]}
+        delta = {pid: (c, g, t - (before[pid][2] if pid in before else 0)) for pid, (c, g, t) in after.items()}
+        totals = self._classify(delta)
+        totals["rest of the machine"] = max(0, busy - sum(totals.values()))
+        return {label: ticks / self.hz for label, ticks in totals.items()}
+
+
 # --- Child processes ---------------------------------------------------------
 
 
@@ -220,7 +292,7 @@ class Child:
 
 @contextlib.contextmanager
 def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=30):
-    """Serve config.wsgi on 127.0.0.1 with the bench settings; yields the base URL once /healthz answers."""
+    """Serve config.wsgi on 127.0.0.1 with the bench settings; once /healthz answers, yields .url and .pgid."""
     port = free_port()
     argv = [
         str(BIN / "gunicorn"),
@@ -245,7 +317,7 @@ def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=30):
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_http(child, url + "/healthz", ready_timeout, hits=workers * 4)
-            yield url
+            yield SimpleNamespace(url=url, pgid=child.proc.pid)
         finally:
             child.stop()
 
@@ -269,21 +341,31 @@ def _wait_http(child, url, timeout, hits=1):
 
 
 @contextlib.contextmanager
-def celery_worker(*, concurrency=2, queues="default", ready_timeout=60):
-    """A Celery worker (prefork) on the bench settings; yields the seconds it took to be ready."""
+def celery_worker(*, concurrency=2, queues="default", loglevel="INFO", pool="prefork", ready_timeout=60):
+    """A Celery worker (prefork) on the bench settings; yields .ready_s (seconds until ready) and .pgid.
+
+    Ready means the worker stamped its WorkerHeartbeat row (integrations.signals
+    does on worker_ready), the hub's own signal that a worker is consuming.
+    """
+    from integrations.models import WorkerHeartbeat
+
+    hostname = f"bench-{os.getpid()}@{socket.gethostname()}"
+    WorkerHeartbeat.objects.filter(hostname=hostname).delete()
     argv = [
         str(BIN / "celery"),
         "-A",
         "config",
         "worker",
         "--loglevel",
-        "INFO",
+        loglevel,
         "--concurrency",
         str(concurrency),
         "--queues",
         queues,
         "--hostname",
-        f"bench-{os.getpid()}@%h",
+        hostname,
+        "--pool",
+        pool,
         "--without-gossip",
         "--without-mingle",
     ]
@@ -292,11 +374,11 @@ def celery_worker(*, concurrency=2, queues="default", ready_timeout=60):
         child = Child("celery", argv, logdir)
         try:
             deadline = started + ready_timeout
-            while "ready." not in child.log_path.read_text(errors="replace"):
+            while not WorkerHeartbeat.objects.filter(hostname=hostname).exists():
                 child.check_alive()
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the Celery worker was not ready within {ready_timeout} s:\n{child.log_tail()}")
                 time.sleep(0.05)
-            yield time.monotonic() - started
+            yield SimpleNamespace(ready_s=time.monotonic() - started, pgid=child.proc.pid)
         finally:
             child.stop()
