@@ -1,5 +1,6 @@
 """Helpers the benchmark suites share: Django on the bench settings, the bench
-database, gunicorn and Celery as child processes, and percentiles.
+database, gunicorn and Celery as child processes, where the CPU went, and
+percentiles.
 
 Every suite calls `setup()` first; it answers a markdown sentence instead of
 raising when PostgreSQL or Redis is not reachable, so `make bench` on a
