@@ -28,14 +28,30 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+class ProviderFilter(admin.SimpleListFilter):
+    """Choices from the registry: the default filter would SELECT DISTINCT over millions of calls."""
+
+    title = "provider"
+    parameter_name = "provider"
+
+    def lookups(self, request, model_admin):
+        return [(p.name, p.label) for p in all_providers()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(provider=self.value()) if self.value() else queryset
+
+
 @admin.register(ProviderCall)
 class ProviderCallAdmin(admin.ModelAdmin):
     list_display = ["created_at", "provider", "operation", "outcome", "http_status", "latency_ms", "attempt", "cost_usd", "owner"]
-    list_filter = ["provider", "outcome"]
+    # No date_hierarchy: it runs SELECT DISTINCT date_trunc(...) over the whole
+    # log on every page (~0.3-0.5 s at a million rows); the date filter's fixed
+    # ranges (today, past 7 days, this month) use the created_at index instead.
+    list_filter = [ProviderFilter, "outcome", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["=provider_request_id", "=idempotency_key", "=related_id", "=request_id"]
-    date_hierarchy = "created_at"
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    list_per_page = 50
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     ordering = ["-created_at"]
@@ -111,8 +127,7 @@ class BudgetAdmin(admin.ModelAdmin):
 @admin.register(UsageRollup)
 class UsageRollupAdmin(admin.ModelAdmin):
     list_display = ["hour", "provider", "owner", "calls", "errors", "units", "cost_usd"]
-    list_filter = ["provider"]
-    date_hierarchy = "hour"
+    list_filter = ["provider", ("hour", admin.DateFieldListFilter)]
     show_full_result_count = False
     raw_id_fields = ["owner"]
 

@@ -44,7 +44,7 @@ from .errors import (
 from .models import ProviderCall
 from .redaction import redact
 from .registry import get_provider
-from .usage import budget_check, failure_rate_check, rollup_record
+from .usage import budget_check, call_record, failure_rate_check
 
 logger = logging.getLogger(__name__)
 
@@ -159,29 +159,29 @@ def _write(att, *, outcome, latency_ms, error=None, retryable=None):
     else:
         cost = _price(att.provider, att.operation, att.units) if ok else Decimal(0)
     now = timezone.now()
-    att.row = ProviderCall.objects.create(
-        provider=att.provider,
-        operation=att.operation[:64],
-        owner_id=att.owner_id,
-        outcome=outcome,
-        http_status=att.http_status or getattr(error, "http_status", None),
-        latency_ms=round(latency_ms, 3),
-        attempt=att.attempt_no,
-        scope=att.scope[:128],
-        provider_request_id=att.request_id or (getattr(error, "request_id", None) or "")[:128],
-        idempotency_key=att.idempotency_key[:255],
-        units=att.units,
-        cost_usd=cost,
-        error_code=(getattr(error, "code", None) or (type(error).__name__ if error else ""))[:64],
-        error_message=redact(getattr(error, "message", None) or (str(error) if error else "")),
-        retryable=retryable,
-        related_type=att.related_type[:64],
-        related_id=att.related_id[:64],
-        request_id=(get_request_id() or "")[:128],
-        created_at=now,
-    )
-    rollup_record(
-        provider=att.provider, owner_id=att.owner_id, at=now, ok=ok, latency_ms=latency_ms, units=att.units, cost_usd=cost
+    att.row = call_record(
+        ProviderCall(
+            provider=att.provider,
+            operation=att.operation[:64],
+            owner_id=att.owner_id,
+            outcome=outcome,
+            http_status=att.http_status or getattr(error, "http_status", None),
+            latency_ms=round(latency_ms, 3),
+            attempt=att.attempt_no,
+            scope=att.scope[:128],
+            provider_request_id=att.request_id or (getattr(error, "request_id", None) or "")[:128],
+            idempotency_key=att.idempotency_key[:255],
+            units=att.units,
+            cost_usd=cost,
+            error_code=(getattr(error, "code", None) or (type(error).__name__ if error else ""))[:64],
+            error_message=redact(getattr(error, "message", None) or (str(error) if error else "")),
+            retryable=retryable,
+            related_type=att.related_type[:64],
+            related_id=att.related_id[:64],
+            request_id=(get_request_id() or "")[:128],
+            created_at=now,
+        ),
+        ok=ok,
     )
     metrics.provider_calls.labels(att.provider, att.operation, outcome).inc()
     metrics.provider_latency.labels(att.provider).observe(latency_ms / 1000.0)

@@ -1,6 +1,7 @@
 """Celery signal handlers: request-id propagation and the worker heartbeat."""
 
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready
+from django.db.models.signals import post_delete, post_save
 
 from .context import get_request_id, new_request_id, reset_request_id, set_request_id
 
@@ -31,3 +32,14 @@ def stamp_heartbeat_on_start(sender=None, **kwargs):
     from .services import heartbeat_stamp
 
     heartbeat_stamp(hostname=sender.hostname)
+
+
+def _connect_budget_signals():
+    from .models import Budget
+    from .usage import budgets_forget
+
+    post_save.connect(budgets_forget, sender=Budget, dispatch_uid="budgets_forget_save")
+    post_delete.connect(budgets_forget, sender=Budget, dispatch_uid="budgets_forget_delete")
+
+
+_connect_budget_signals()
