@@ -290,7 +290,8 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
         return False
     invoice = payment.invoice
     if to == Payment.Status.SUCCEEDED:
-        transition(Invoice, invoice.pk, Invoice.Status.PAID, paid_at=occurred_at or timezone.now())
+        if not transition(Invoice, invoice.pk, Invoice.Status.PAID, paid_at=occurred_at or timezone.now()):
+            _alert_money_on_settled_invoice(payment=payment, invoice_id=invoice.pk)
         from .tasks import payment_fee_record
 
         transaction.on_commit(lambda: payment_fee_record.delay(payment.pk))
@@ -298,6 +299,24 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
         transition(Invoice, invoice.pk, Invoice.Status.FAILED)
         transaction.on_commit(lambda: payment_failed_notify(invoice_id=invoice.pk, reason=failure_message or failure_code))
     return True
+
+
+def _alert_money_on_settled_invoice(*, payment, invoice_id):
+    """Money arrived for an invoice that is already paid (by another payment) or void: staff must refund one."""
+    invoice = Invoice.objects.get(pk=invoice_id)
+    other_paid = Payment.objects.filter(invoice_id=invoice_id, status=Payment.Status.SUCCEEDED).exclude(pk=payment.pk)
+    if invoice.status != Invoice.Status.VOID and not other_paid.exists():
+        return  # paid by this very payment earlier (a replay): nothing wrong
+    alert_raise(
+        kind=Alert.Kind.PAYMENT_ANOMALY,
+        provider="stripe",
+        severity=Alert.Severity.CRITICAL,
+        message=(
+            f"Invoice {invoice.number} is {invoice.status} but payment {payment.pk} "
+            f"({payment.payment_intent_id or payment.checkout_session_id}) also succeeded; refund the extra payment."
+        ),
+        dedupe_key=f"payment_anomaly:{payment.pk}",
+    )
 
 
 def payment_apply_intent(*, intent, occurred_at=None, forced_status=None):

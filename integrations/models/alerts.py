@@ -13,6 +13,7 @@ class Alert(models.Model):
         TASK_FAILED = "task_failed"
         QUOTA = "quota"
         DISPUTE = "dispute"
+        PAYMENT_ANOMALY = "payment_anomaly"
         SECURITY = "security"
 
     class Severity(models.TextChoices):

@@ -152,6 +152,26 @@ class TestPaymentFlow:
         assert payment.failure_code == "" and len(mail.outbox) == 0
         assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
 
+    def test_a_second_payment_succeeding_on_a_paid_invoice_raises_a_critical_alert(self, client, payment, http, run_on_commit):
+        second = PaymentFactory(invoice=payment.invoice, payment_intent_id="pi_hook2")
+        for pi in ("pi_hook1", "pi_hook2"):
+            http.get(f"{PI_URL}/{pi}", json={"id": pi, "object": "payment_intent", "status": "succeeded"})
+        with run_on_commit():
+            deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded")))
+            deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(second, status="succeeded")))
+        second.refresh_from_db()
+        assert second.status == "succeeded"
+        alert = Alert.objects.get(kind="payment_anomaly")
+        assert alert.severity == "critical" and "pi_hook2" in alert.message
+
+    def test_a_replayed_success_for_the_same_payment_raises_nothing(self, client, payment, fee_lookup, run_on_commit):
+        evt = fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"))
+        with run_on_commit():
+            deliver(client, evt)
+        WebhookEvent.objects.update(status="received")
+        webhook_event_process(event_id=WebhookEvent.objects.get().pk)
+        assert not Alert.objects.filter(kind="payment_anomaly").exists()
+
     def test_an_event_older_than_the_last_applied_one_changes_nothing_even_when_the_move_is_legal(self, client, payment, run_on_commit):
         now = int(time.time())
         with run_on_commit():
