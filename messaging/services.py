@@ -5,6 +5,7 @@ happen only in tasks (never inside transaction.atomic()); webhook handlers
 only write rows and enqueue follow-up tasks on commit.
 """
 
+import datetime as dt
 import logging
 import math
 import re
@@ -545,3 +546,27 @@ def transcription_attach(*, payload):
     if not call.recording_url and payload.get("RecordingUrl"):
         fields.update(recording_sid=payload.get("RecordingSid", ""), recording_url=payload["RecordingUrl"])
     CallLog.objects.filter(pk=call.pk).update(**fields)
+
+
+def costs_unbooked_sweep(*, older_than_seconds=3600, limit=500):
+    """Messages and calls Twilio accepted whose cost was never booked (no status callback came):
+    fetch their price now. Booking is claimed once per row, so a repeat sweep cannot double it."""
+    from .tasks import call_price_fetch, sms_price_fetch
+
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than_seconds)
+    sms_ids = list(
+        SmsMessage.objects.filter(
+            direction=SmsMessage.Direction.OUTBOUND, cost_recorded=False, updated_at__lt=cutoff, external_id__gt=""
+        )
+        .exclude(status__in=[SmsMessage.Status.QUEUED, SmsMessage.Status.FAILED])
+        .values_list("pk", flat=True)[:limit]
+    )
+    call_ids = list(
+        CallLog.objects.filter(cost_recorded=False, updated_at__lt=cutoff, status__in=CallLog.FINAL, external_id__gt="")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in sms_ids:
+        transaction.on_commit(lambda pk=pk: sms_price_fetch.delay(pk))
+    for pk in call_ids:
+        transaction.on_commit(lambda pk=pk: call_price_fetch.delay(pk))
+    return {"sms": len(sms_ids), "calls": len(call_ids)}

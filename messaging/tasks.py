@@ -1,6 +1,7 @@
 """Thin Celery tasks over messaging.services; ids only, enqueued on commit."""
 
 from celery import shared_task
+from django.conf import settings
 
 from integrations.task_base import ProviderTask
 
@@ -43,3 +44,9 @@ def call_price_fetch(self, call_id):
     if outcome == "pending" and self.request.retries < PRICE_POLL_TRIES:
         raise self.retry(countdown=PRICE_POLL_SECONDS, max_retries=PRICE_POLL_TRIES)
     return outcome
+
+
+@shared_task(name="messaging.costs_unbooked_sweep", ignore_result=True)
+def costs_unbooked_sweep():
+    """Beat: book the price of messages and calls whose status callback never came."""
+    return services.costs_unbooked_sweep(older_than_seconds=settings.TWILIO_COST_SWEEP_AFTER_SECONDS)
