@@ -1,7 +1,10 @@
+import datetime as dt
+
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.http import HttpResponseRedirect
 from django.db import connection
+from django.db.models import Max, Min, QuerySet
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
@@ -41,13 +44,40 @@ class ProviderFilter(admin.SimpleListFilter):
         return queryset.filter(provider=self.value()) if self.value() else queryset
 
 
+class CalendarQuerySet(QuerySet):
+    """The call list's queryset, for the admin date hierarchy only.
+
+    The hierarchy asks `datetimes(field, "month"/"day")`, a SELECT DISTINCT
+    date_trunc(...) over every matching row (0.3-0.5 s at a million calls).
+    Here the periods come from MIN/MAX, which the created_at indexes answer
+    at once, and every period in between is offered: calls happen daily, so an
+    empty day is rare and simply lists nothing.
+    """
+
+    def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
+        bounds = self.aggregate(first=Min(field_name), last=Max(field_name))
+        if not bounds["first"]:
+            return []
+        first, last = (timezone.localtime(bounds[k]) for k in ("first", "last"))
+        periods, current = [], first.replace(hour=0, minute=0, second=0, microsecond=0)
+        current = current.replace(day=1) if kind in ("month", "year") else current
+        current = current.replace(month=1) if kind == "year" else current
+        while current <= last:
+            periods.append(current)
+            if kind == "day":
+                current = timezone.localtime(current + dt.timedelta(days=1)).replace(hour=0)
+            elif kind == "month":
+                current = current.replace(year=current.year + current.month // 12, month=current.month % 12 + 1)
+            else:
+                current = current.replace(year=current.year + 1)
+        return periods if order == "ASC" else periods[::-1]
+
+
 @admin.register(ProviderCall)
 class ProviderCallAdmin(admin.ModelAdmin):
     list_display = ["created_at", "provider", "operation", "outcome", "http_status", "latency_ms", "attempt", "cost_usd", "owner"]
-    # No date_hierarchy: it runs SELECT DISTINCT date_trunc(...) over the whole
-    # log on every page (~0.3-0.5 s at a million rows); the date filter's fixed
-    # ranges (today, past 7 days, this month) use the created_at index instead.
     list_filter = [ProviderFilter, "outcome", ("created_at", admin.DateFieldListFilter)]
+    date_hierarchy = "created_at"  # periods from MIN/MAX: see CalendarQuerySet
     search_fields = ["=provider_request_id", "=idempotency_key", "=related_id", "=request_id"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -55,6 +85,11 @@ class ProviderCallAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     ordering = ["-created_at"]
+
+    def get_queryset(self, request):
+        calls = super().get_queryset(request)
+        calls.__class__ = CalendarQuerySet
+        return calls
 
     def has_add_permission(self, request):
         return False

@@ -151,6 +151,25 @@ class TestDashboard:
         choices = [c["display"] for c in resp.context["cl"].filter_specs[0].choices(resp.context["cl"])]
         assert "Stripe" in choices  # from the registry, not from the rows
 
+    def test_the_date_hierarchy_drills_down_by_periods_from_min_and_max(self, fake_provider, staff_user, client):
+        _calls(None, 2)
+        ProviderCall.objects.filter(pk=ProviderCall.objects.first().pk).update(
+            created_at=timezone.now() - dt.timedelta(days=40)
+        )
+        client.force_login(staff_user)
+        from django.test.utils import CaptureQueriesContext
+        from django.db import connection
+
+        with CaptureQueriesContext(connection) as queries:
+            resp = client.get("/admin/integrations/providercall/")
+        assert resp.status_code == 200
+        assert not any("DISTINCT" in q["sql"] for q in queries.captured_queries)
+        now = timezone.localtime()
+        html = resp.content.decode()
+        assert f"created_at__month={now.month}" in html or f"created_at__year={now.year}" in html
+        year = client.get(f"/admin/integrations/providercall/?created_at__year={now.year}&created_at__month={now.month}")
+        assert year.status_code == 200 and f"created_at__day={now.day}" in year.content.decode()
+
 
 def test_percentile_from_histogram_returns_the_bucket_bound():
     counts = [0, 90, 5, 5] + [0] * 8  # 5ms:0, 10ms:90, 25ms:5, 50ms:5
