@@ -22,7 +22,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(SmsMessage)
 class SmsMessageAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "direction", "to_number", "from_number", "status", "segments", "price_usd", "error_code", "owner"]
-    list_filter = ["direction", "status", "price_final"]
+    list_filter = ["direction", "status", "price_final", "send_doubt"]
     search_fields = ["=external_id", "=to_number", "=from_number"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]

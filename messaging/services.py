@@ -14,12 +14,20 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import DateTimeField, Q, Value
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
 from integrations.api.errors import ApiError
-from integrations.errors import ProviderError, ProviderNotConfigured, ProviderRateLimited, RateLimited
+from integrations.errors import (
+    CircuitOpen,
+    PermanentError,
+    ProviderError,
+    ProviderNotConfigured,
+    ProviderRateLimited,
+    RateLimited,
+)
 from integrations.registry import get_provider
 
 from . import business_hours
@@ -134,19 +142,68 @@ def sms_create(*, owner, to, body):
     return sms
 
 
-def sms_send(*, sms_id, redelivered_first_attempt):
-    """The send task's work: at most one successful Twilio call per message."""
+# How far Twilio's clock may run behind ours when a lookup matches a message by its date_created.
+LOOKUP_CLOCK_SKEW = dt.timedelta(seconds=120)
+# After a create call's own timeout, how long before a redelivered run treats it as over.
+IN_FLIGHT_MARGIN_SECONDS = 5.0
+
+
+class SendInFlight(Exception):
+    """A redelivered run while the last create call may still be running; look it up after `wait` seconds."""
+
+    def __init__(self, wait):
+        super().__init__(f"the last create call may still be running; check again in {wait:.0f} s")
+        self.wait = wait
+
+
+def _nothing_sent(exc):
+    """Twilio answered a clean refusal, or the call never left the hub: no message can exist."""
+    return isinstance(exc, (RateLimited, ProviderRateLimited, CircuitOpen, PermanentError))
+
+
+def sms_send(*, sms_id):
+    """The send task's work: at most one message on Twilio per row.
+
+    Twilio's Messages API takes no idempotency key, so every create call is
+    recorded on the row before it starts (send_doubt=in_flight). Only a clean
+    answer clears it: a SID, a 4xx, or a refusal before anything was sent. A
+    run that finds the doubt still set (a timeout, a connection error, a 5xx,
+    or a worker that died mid-call) looks the message up on Twilio and adopts
+    it instead of creating it again.
+    """
     sms = SmsMessage.objects.filter(pk=sms_id).first()
     if sms is None or sms.external_id or sms.status not in ("queued", "sending"):
         return "skipped"
-    if sms.status == "sending" and redelivered_first_attempt:
-        # The worker died during the call: Twilio may have the message. Never
-        # send twice; its status callback (which carries our id) settles it.
-        return "in_doubt"
+    if sms.send_doubt:
+        # Queued too: staff may re-queue a message that gave up while in doubt.
+        if sms.send_doubt == SmsMessage.SendDoubt.IN_FLIGHT:
+            wait = _in_flight_wait(sms)
+            if wait > 0:
+                raise SendInFlight(wait)
+        found = sms_lookup(sms=sms)
+        if found is not None:
+            if sms.status == "queued":
+                sms_transition(sms_id, "queued", "sending")
+            return "found" if _sms_accepted(sms, found) else "skipped"
     if opted_out(sms.to_number):
         sms_transition(sms_id, sms.status, "failed", error_code="opted_out", error_message="The recipient replied STOP.")
         return "opted_out"
     if sms.status == "queued" and not sms_transition(sms_id, "queued", "sending"):
+        return "skipped"
+    # Claim this attempt against what we read, so two concurrent runs never both create.
+    now = timezone.now()
+    claimed = SmsMessage.objects.filter(
+        pk=sms_id,
+        status="sending",
+        external_id__isnull=True,
+        send_doubt=sms.send_doubt,
+        send_attempted_at=sms.send_attempted_at,
+    ).update(
+        send_doubt=SmsMessage.SendDoubt.IN_FLIGHT,
+        send_attempted_at=now,
+        send_started_at=Coalesce("send_started_at", Value(now, output_field=DateTimeField())),
+    )
+    if not claimed:
         return "skipped"
     try:
         result, _ = twilio_rest.message_send(
@@ -158,23 +215,91 @@ def sms_send(*, sms_id, redelivered_first_attempt):
             owner=sms.owner_id,
             related=sms,
         )
-    except (RateLimited, ProviderRateLimited):
-        sms_transition(sms_id, "sending", "queued")  # refused before sending: nothing went out
+    except Exception as exc:
+        if _nothing_sent(exc):
+            # No message exists: nothing to look up, and the lookup window starts at the next real attempt.
+            settled = {"send_doubt": SmsMessage.SendDoubt.NONE, "send_started_at": sms.send_started_at}
+        else:
+            settled = {"send_doubt": SmsMessage.SendDoubt.AMBIGUOUS}
+        SmsMessage.objects.filter(pk=sms_id, send_attempted_at=now).update(**settled)
+        if isinstance(exc, (RateLimited, ProviderRateLimited)):
+            sms_transition(sms_id, "sending", "queued")  # refused before sending: nothing went out
+        elif isinstance(exc, ProviderError):
+            if exc.code == twilio_rest.UNSUBSCRIBED_RECIPIENT:
+                optout_apply(number=sms.to_number, keyword="21610", opt_out=True)
+            if not exc.retryable:
+                sms_transition(sms_id, "sending", "failed", error_code=str(exc.code or ""), error_message=exc.message)
         raise
-    except ProviderError as exc:
-        if exc.code == twilio_rest.UNSUBSCRIBED_RECIPIENT:
-            optout_apply(number=sms.to_number, keyword="21610", opt_out=True)
-        if not exc.retryable:
-            sms_transition(sms_id, "sending", "failed", error_code=str(exc.code or ""), error_message=exc.message)
-        raise
+    _sms_accepted(sms, result)
+    return "sent"
+
+
+def _in_flight_wait(sms):
+    """Seconds until a create call that started at send_attempted_at must have ended (0 if it has)."""
+    if sms.send_attempted_at is None:
+        return 0.0
+    conf = settings.PROVIDER_TIMEOUTS.get("twilio", settings.PROVIDER_TIMEOUTS["default"])
+    longest = max(conf["web"], conf["task"])  # whichever the call that started ran with
+    over = sms.send_attempted_at + dt.timedelta(seconds=longest + IN_FLIGHT_MARGIN_SECONDS)
+    return max(0.0, (over - timezone.now()).total_seconds())
+
+
+def _sms_accepted(sms, result):
+    """Twilio has the message (created now, or found by a lookup): store its SID and move the row on."""
     segments = result.segments or sms.segments
-    fields = {"external_id": result.sid, "segments": segments, "price_usd": price_estimate("sms.send", segments=segments)}
+    fields = {
+        "external_id": result.sid,
+        "segments": segments,
+        "price_usd": price_estimate("sms.send", segments=segments),
+        "send_doubt": SmsMessage.SendDoubt.NONE,
+    }
     # A callback that raced the response may already have stamped the SID and moved the status on.
-    SmsMessage.objects.filter(pk=sms_id).filter(Q(external_id__isnull=True) | Q(external_id=result.sid)).update(**fields)
+    stamped = (
+        SmsMessage.objects.filter(pk=sms.pk)
+        .filter(Q(external_id__isnull=True) | Q(external_id=result.sid))
+        .update(**fields)
+    )
     target = _SMS_STATUS.get(result.status, "sending")
     if target != "sending":
-        sms_transition(sms_id, "sending", target, error_code=result.error_code, error_message=result.error_message)
-    return "sent"
+        sms_transition(sms.pk, "sending", target, error_code=result.error_code, error_message=result.error_message)
+    return bool(stamped)
+
+
+def sms_lookup(*, sms):
+    """The message a lost create call left on Twilio, or None.
+
+    Same To and sender, the exact body, outbound, created no earlier than our
+    first create call started (less LOOKUP_CLOCK_SKEW), and not a SID another
+    row already holds; the oldest such message if several. First with
+    DateSent on or after that day, then, if nothing matched, without it: a
+    message Twilio accepted but has not sent yet has no DateSent.
+    """
+    since = (sms.send_started_at or sms.created_at) - LOOKUP_CLOCK_SKEW
+    for sent_on_or_after in (since.astimezone(dt.UTC).date(), None):
+        listed = twilio_rest.messages_list(
+            to=sms.to_number,
+            sender=sms.from_number,
+            sent_on_or_after=sent_on_or_after,
+            owner=sms.owner_id,
+            related=sms,
+        )
+        candidates = [
+            m
+            for m in listed
+            if m.body == sms.body
+            and m.direction.startswith("outbound")
+            and m.date_created is not None
+            and m.date_created >= since
+        ]
+        taken = set(
+            SmsMessage.objects.filter(external_id__in=[m.sid for m in candidates])
+            .exclude(pk=sms.pk)
+            .values_list("external_id", flat=True)
+        )
+        candidates = [m for m in candidates if m.sid not in taken]
+        if candidates:
+            return min(candidates, key=lambda m: m.date_created)
+    return None
 
 
 def sms_give_up(*, sms_id, error):

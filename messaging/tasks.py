@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from integrations.task_base import ProviderTask
+from integrations.task_base import ProviderTask, retry_policy
 
 from . import services
 
@@ -22,7 +22,11 @@ def _call_give_up(task, exc, call_id, *args, **kwargs):
 
 @shared_task(bind=True, base=ProviderTask, provider="twilio", give_up=_sms_give_up, name="messaging.sms_send")
 def sms_send(self, sms_id):
-    return services.sms_send(sms_id=sms_id, redelivered_first_attempt=self.request.retries == 0)
+    try:
+        return services.sms_send(sms_id=sms_id)
+    except services.SendInFlight as exc:
+        # Redelivered while the last create call may still be running: look it up once that call is over.
+        raise self.retry(countdown=exc.wait, max_retries=retry_policy("twilio")["max_retries"]) from exc
 
 
 @shared_task(bind=True, base=ProviderTask, provider="twilio", name="messaging.sms_price_fetch")

@@ -11,13 +11,15 @@
   so Retry-After and Twilio-Request-Id reach error_from_http.
 """
 
+import json
 import threading
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
@@ -105,6 +107,11 @@ class MessageResult:
     price_usd: Decimal | None
     error_code: str
     error_message: str
+    # What a lookup matches a lost message on.
+    body: str = ""
+    direction: str = ""
+    messaging_service_sid: str = ""
+    date_created: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,10 @@ def _message_result(m):
         price_usd=price_usd(m.price, m.price_unit),
         error_code=str(m.error_code or ""),
         error_message=m.error_message or "",
+        body=m.body or "",
+        direction=m.direction or "",
+        messaging_service_sid=m.messaging_service_sid or "",
+        date_created=m.date_created,
     )
 
 
@@ -153,6 +164,58 @@ def message_send(*, to, body, sender, status_callback, segments_estimate, owner=
             cost_usd=0,
         )
     return result, call
+
+
+# A lookup reads one page: To + From + a day narrow it to a handful of messages.
+LOOKUP_PAGE_SIZE = 1000
+
+
+def _translate_page(exc, client):
+    """The SDK's page loader raises a bare TwilioException("Unable to fetch page", response)."""
+    response = client.http_client.last_response
+    if response is None:
+        return None
+    try:
+        body = json.loads(response.text or "{}")
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    headers = dict(response.headers or {})
+    return error_from_http(
+        PROVIDER,
+        response.status_code,
+        headers=headers,
+        code=str(body["code"]) if body.get("code") else None,
+        message=str(body.get("message") or ""),
+        request_id=_request_id(headers),
+    )
+
+
+def messages_list(*, to, sender, sent_on_or_after: date | None = None, owner=None, related=None):
+    """Messages to `to` from `sender` (a number, or a messaging service matched on the results),
+    optionally with DateSent on or after a day (GMT); newest first, one page."""
+    client = _client()
+    filters = {"to": to, "page_size": LOOKUP_PAGE_SIZE}
+    if not sender.startswith("MG"):
+        filters["from_"] = sender
+    if sent_on_or_after is not None:
+        # The SDK passes a string through: the API's "DateSent>=YYYY-MM-DD".
+        filters["date_sent_after"] = sent_on_or_after.isoformat()
+    with gateway.attempt(PROVIDER, "sms.lookup", owner=owner, scope="rest", related=related) as call:
+        try:
+            response = client.messages.page_with_http_info(**filters)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _translate(exc, client) from exc
+        except TwilioException as exc:
+            error = _translate_page(exc, client)
+            if error is None:
+                raise
+            raise error from exc
+        call.record(http_status=response.status_code, request_id=_request_id(response.headers), cost_usd=0)
+        results = [_message_result(m) for m in response.data]
+    if sender.startswith("MG"):
+        results = [r for r in results if r.messaging_service_sid == sender]
+    return results
 
 
 def message_fetch(*, sid, owner=None, related=None, cost=None):
