@@ -10,7 +10,7 @@ from documents import services
 from documents.models import Document, DocumentVersion
 from documents.providers import LocalBackend
 
-from .conftest import PDF, docx_bytes
+from .conftest import docx_bytes
 from .helpers import URL, post, post_version
 
 pytestmark = pytest.mark.django_db

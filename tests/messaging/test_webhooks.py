@@ -5,10 +5,10 @@ from decimal import Decimal
 import pytest
 
 from integrations.models import ProviderCall, WebhookEvent
-from messaging.models import CallLog, OptOut, SmsMessage
+from messaging.models import OptOut, SmsMessage
 from messaging.services import CALL_STATUS
 
-from .conftest import API, AUTH_TOKEN, HUB_NUMBER, MESSAGES_URL, message_json, sign, twilio_post
+from .conftest import API, HUB_NUMBER, MESSAGES_URL, message_json, sign, twilio_post
 from .factories import CallFactory, SmsFactory
 
 pytestmark = pytest.mark.django_db
