@@ -169,6 +169,8 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
     so one invoice never has two live intents. Switching method cancels the
     other live attempt first.
     """
+    if not Invoice.objects.filter(pk=invoice_id, owner=owner).exists():
+        raise Invoice.DoesNotExist  # another user's invoice is 404 whatever the configuration
     _require_stripe()
     invoice, payment, stale = _choose_attempt(invoice_id=invoice_id, owner=owner, method=method)
     for old in stale:

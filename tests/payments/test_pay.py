@@ -264,3 +264,11 @@ class TestStaffInvoices:
         invoice = InvoiceFactory(status="paid")
         response = staff_client.post(f"/api/v1/payments/invoices/{invoice.pk}/void/")
         assert response.status_code == 409 and response.json()["error"] == "invalid_state"
+
+
+def test_another_users_invoice_is_404_even_when_stripe_is_not_configured(user_client, other_user, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    theirs = InvoiceFactory(owner=other_user)
+    response = user_client.post(pay_url(theirs), {}, format="json")
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+    assert user_client.post("/api/v1/payments/invoices/999999/pay/", {}, format="json").status_code == 404
