@@ -500,6 +500,20 @@ DOCUMENT_REQUIRE_SCAN = _bool("DOCUMENT_REQUIRE_SCAN", False)
 # flight has its object before its row).
 DOCUMENT_ORPHAN_GRACE_SECONDS = env.int("DOCUMENT_ORPHAN_GRACE_SECONDS", default=3600)
 DOCUMENT_ORPHAN_SWEEP_SECONDS = env.int("DOCUMENT_ORPHAN_SWEEP_SECONDS", default=3600)
+# Infected objects are moved under this key prefix (S3 and MEDIA_ROOT alike), so
+# a presigned URL handed out before the scan finished stops working.
+DOCUMENT_QUARANTINE_PREFIX = env.str("DOCUMENT_QUARANTINE_PREFIX", default="quarantine/")
+if (
+    not DOCUMENT_QUARANTINE_PREFIX.endswith("/")
+    or DOCUMENT_QUARANTINE_PREFIX.startswith(("/", "documents/"))
+    or ".." in DOCUMENT_QUARANTINE_PREFIX.split("/")
+    or len(DOCUMENT_QUARANTINE_PREFIX) > 150  # storage_key holds prefix + the original key
+):
+    raise ImproperlyConfigured(
+        "DOCUMENT_QUARANTINE_PREFIX must be a relative key prefix of at most 150 characters, ending in '/' "
+        "and outside documents/ "
+        f"(got {DOCUMENT_QUARANTINE_PREFIX!r})."
+    )
 # ClamAV daemon: tcp://host:3310 or unix:///run/clamav/clamd.ctl; empty = no scanning.
 CLAMD_URL = env.str("CLAMD_URL", default="")
 CLAMD_TIMEOUT_SECONDS = env.float("CLAMD_TIMEOUT_SECONDS", default=60.0)

@@ -15,7 +15,10 @@ class VersionInline(admin.TabularInline):
     model = DocumentVersion
     extra = 0
     can_delete = False
-    fields = ["number", "filename", "content_type", "size", "scan_status", "scan_detail", "storage_class", "backend", "created_at"]
+    fields = [
+        "number", "filename", "content_type", "size", "scan_status", "scan_detail",
+        "storage_class", "backend", "storage_key", "quarantined_at", "created_at",
+    ]
     readonly_fields = fields
     show_change_link = True
 
@@ -65,8 +68,13 @@ class DocumentAdmin(admin.ModelAdmin):
 
 @admin.register(DocumentVersion)
 class DocumentVersionAdmin(admin.ModelAdmin):
-    list_display = ["id", "document", "number", "filename", "content_type", "size", "scan_status", "storage_class", "backend", "created_at"]
-    list_filter = ["scan_status", "storage_class", "backend", "content_type"]
+    list_display = [
+        "id", "document", "number", "filename", "content_type", "size", "scan_status",
+        "quarantined_at", "storage_class", "backend", "created_at",
+    ]
+    list_filter = [
+        "scan_status", ("quarantined_at", admin.EmptyFieldListFilter), "storage_class", "backend", "content_type",
+    ]
     search_fields = ["filename", "sha256", "document__owner__username"]
     readonly_fields = [f.name for f in DocumentVersion._meta.fields]
     actions = ["rescan", "refresh_storage_class"]

@@ -77,11 +77,22 @@ class DocumentVersion(models.Model):
     scan_status = models.CharField(max_length=16, choices=ScanStatus.choices, default=ScanStatus.PENDING)
     scan_detail = models.CharField(max_length=255, blank=True)
     scanned_at = models.DateTimeField(null=True, blank=True)
+    # Set when an infected object has been moved under DOCUMENT_QUARANTINE_PREFIX
+    # (storage_key then names the quarantined object); services.version_quarantine.
+    quarantined_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["document_id", "-number"]
         constraints = [models.UniqueConstraint(fields=["document", "number"], name="document_version_number_unique")]
+        indexes = [
+            # The sweep's look-up of infected versions whose quarantine task was lost.
+            models.Index(
+                fields=["scanned_at"],
+                name="docversion_unquarantined_idx",
+                condition=models.Q(scan_status="infected", quarantined_at__isnull=True),
+            )
+        ]
 
     def __str__(self):
         return f"{self.filename} v{self.number}"

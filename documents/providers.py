@@ -8,6 +8,7 @@ finds files stored before a switch. Both backends offer the same operations:
     save(key, upload, content_type=, size=, ...)  -> storage class
     read_into(key, consume, ...)                  -> consume(iterator of chunks)
     delete(key, ...)   list_objects(prefix)   head_storage_class(key)
+    quarantine(key, dest, tags=, ...)             -> "moved" | "already" | "missing"
 
 Every S3 request goes through the gateway (calls, latency, failures, bytes
 and cost land in the call log). boto3 makes exactly one attempt per request
@@ -18,7 +19,9 @@ import contextlib
 import datetime as dt
 import math
 import os
+import re
 from pathlib import Path
+from urllib.parse import urlencode
 
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
@@ -36,11 +39,24 @@ from django.core.files.storage import FileSystemStorage
 from storages.backends.s3 import S3Storage
 
 from integrations import gateway
-from integrations.errors import ProviderNotConfigured, ProviderTimeout, ProviderUnavailable, error_from_http
+from integrations.errors import (
+    PermanentError,
+    ProviderNotConfigured,
+    ProviderTimeout,
+    ProviderUnavailable,
+    error_from_http,
+)
 from integrations.registry import get_provider
 
 PREFIX = "documents/"
 READ_CHUNK = 64 * 1024
+# S3 tag values allow letters, digits, spaces and + - = . _ : / @, up to 256 characters.
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9 +\-=._:/@]")
+
+
+def tag_value(text):
+    """`text` as a valid S3 tag value (a clamd signature name is not always one)."""
+    return _TAG_UNSAFE.sub("_", text or "")[:256]
 
 
 class SourceReadError(Exception):
@@ -276,6 +292,53 @@ class S3Backend:
             call.record(http_status=200, units={"requests": 1})
         return resp
 
+    def _exists(self, key, *, owner=None, related=None):
+        try:
+            with _attempt("head", owner=owner, related=related) as call:
+                self._client().head_object(Bucket=settings.S3_BUCKET, Key=key)
+                call.record(http_status=200, units={"requests": 1})
+        except PermanentError as exc:
+            if exc.http_status == 404:
+                return False
+            raise
+        return True
+
+    def quarantine(self, key, dest, *, tags, size, owner=None, related=None):
+        """Move `key` to `dest`: server-side copy (private, encrypted as configured, tagged), then delete.
+
+        A repeat after a crash is harmless: a copy whose source is gone finds the
+        object already at `dest` ("already"), or nowhere ("missing").
+        """
+        params = {
+            "Bucket": settings.S3_BUCKET,
+            "Key": dest,
+            "CopySource": {"Bucket": settings.S3_BUCKET, "Key": key},
+            "MetadataDirective": "COPY",
+            "TaggingDirective": "REPLACE",
+            "Tagging": urlencode({name: tag_value(value) for name, value in tags.items()}),
+        }
+        # A copy is a new object: S3 applies neither the source's ACL nor (unless asked) its encryption.
+        if settings.S3_OBJECT_ACL:
+            params["ACL"] = settings.S3_OBJECT_ACL
+        if settings.S3_SSE:
+            params["ServerSideEncryption"] = settings.S3_SSE
+            if settings.S3_SSE == "aws:kms" and settings.S3_SSE_KMS_KEY_ID:
+                params["SSEKMSKeyId"] = settings.S3_SSE_KMS_KEY_ID
+        try:
+            with _attempt("copy", owner=owner, related=related) as call:
+                resp = self._client().copy_object(**params)
+                call.record(
+                    http_status=resp["ResponseMetadata"].get("HTTPStatusCode"),
+                    request_id=resp["ResponseMetadata"].get("RequestId"),
+                    units={"requests": 1, "bytes_copied": size},
+                )
+        except PermanentError as exc:
+            if exc.http_status != 404:
+                raise
+            return "already" if self._exists(dest, owner=owner, related=related) else "missing"
+        self.delete(key, owner=owner, related=related)
+        return "moved"
+
     def signed_url(self, key, *, filename_disposition, content_type, ttl):
         """A presigned GET. Signing is local (no request), so it is not a gateway call."""
         missing = get_provider("s3").missing()
@@ -334,6 +397,16 @@ class LocalBackend:
 
     def delete(self, key, *, owner=None, related=None):
         self._storage().delete(key)  # a missing file is not an error
+
+    def quarantine(self, key, dest, *, tags, size, owner=None, related=None):
+        """Move the file to `dest` under MEDIA_ROOT (a rename: same filesystem, no copy)."""
+        storage = self._storage()
+        src_path, dest_path = Path(storage.path(key)), Path(storage.path(dest))
+        if not src_path.exists():
+            return "already" if dest_path.exists() else "missing"
+        dest_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.replace(src_path, dest_path)
+        return "moved"
 
     def list_objects(self, prefix=PREFIX):
         root = Path(settings.MEDIA_ROOT)

@@ -36,13 +36,20 @@ logger = logging.getLogger(__name__)
 
 Scan = DocumentVersion.ScanStatus
 LINK_SALT = "documents.local-download"
-# A document left in `deleting` this long had its purge task lost (broker down, worker died).
+# A document left in `deleting` this long had its purge task lost (broker down, worker died);
+# so had an infected version still not moved to quarantine this long after its scan.
 STUCK_PURGE_AFTER = dt.timedelta(minutes=15)
 
 
 def _new_storage_key():
     # Random, and never derived from the file name or anything else the client sent.
     return f"{PREFIX}{secrets.token_hex(1)}/{uuid.uuid4().hex}"
+
+
+def quarantine_key_for(storage_key):
+    # Derived from the original key, so a retried move goes to the same place and
+    # the sweep can tell an object caught mid-move from an orphan.
+    return f"{settings.DOCUMENT_QUARANTINE_PREFIX}{storage_key}"
 
 
 # --- Limits -------------------------------------------------------------------
@@ -101,6 +108,12 @@ def _enqueue_scan(version_id):
     from .tasks import version_scan
 
     transaction.on_commit(lambda: version_scan.delay(version_id))
+
+
+def _enqueue_quarantine(version_id):
+    from .tasks import version_quarantine
+
+    transaction.on_commit(lambda: version_quarantine.delay(version_id))
 
 
 def document_create(*, owner, upload, sniffed):
@@ -164,7 +177,11 @@ def document_purge(*, document_id):
     if document is None:
         return "skipped"
     for version in document.versions.all():
-        backend_for(version.backend).delete(version.storage_key, owner=document.owner_id, related=version)
+        backend = backend_for(version.backend)
+        backend.delete(version.storage_key, owner=document.owner_id, related=version)
+        if version.scan_status == Scan.INFECTED and version.quarantined_at is None:
+            # A quarantine move may have copied the object without recording it yet.
+            backend.delete(quarantine_key_for(version.storage_key), owner=document.owner_id, related=version)
         # Row by row: a retry after a failure starts from the objects still left.
         version.delete()
     document.delete()
@@ -183,6 +200,16 @@ def orphans_sweep(*, now=None):
     )
     for pk in stuck:
         transaction.on_commit(lambda pk=pk: document_purge.delay(pk))
+    unmoved = list(
+        DocumentVersion.objects.filter(
+            scan_status=Scan.INFECTED,
+            quarantined_at__isnull=True,
+            scanned_at__lt=now - STUCK_PURGE_AFTER,
+            document__state=Document.State.ACTIVE,
+        ).values_list("pk", flat=True)
+    )
+    for pk in unmoved:
+        _enqueue_quarantine(pk)
 
     # Younger objects may belong to an upload whose row is not committed yet.
     cutoff = now - dt.timedelta(seconds=settings.DOCUMENT_ORPHAN_GRACE_SECONDS)
@@ -191,25 +218,34 @@ def orphans_sweep(*, now=None):
         backends.append(S3Backend())
     removed = []
     for backend in backends:
-        batch = []
-        for key, modified in backend.list_objects(PREFIX):
-            if modified >= cutoff:
-                continue
-            batch.append(key)
-            if len(batch) >= 500:
-                removed += _remove_unknown(backend, batch)
-                batch = []
-        removed += _remove_unknown(backend, batch)
+        for prefix in (PREFIX, settings.DOCUMENT_QUARANTINE_PREFIX):
+            batch = []
+            for key, modified in backend.list_objects(prefix):
+                if modified >= cutoff:
+                    continue
+                batch.append(key)
+                if len(batch) >= 500:
+                    removed += _remove_unknown(backend, batch)
+                    batch = []
+            removed += _remove_unknown(backend, batch)
     if removed:
         logger.info("documents: removed %d orphaned objects", len(removed))
-    return {"requeued": stuck, "removed": removed}
+    return {"requeued": stuck, "requarantined": unmoved, "removed": removed}
 
 
 def _remove_unknown(backend, keys):
     if not keys:
         return []
-    known = set(DocumentVersion.objects.filter(storage_key__in=keys).values_list("storage_key", flat=True))
-    gone = [key for key in keys if key not in known]
+    qprefix = settings.DOCUMENT_QUARANTINE_PREFIX
+    # A quarantined object belongs to its row by its new key, or by its original
+    # key while the move that copied it has not recorded it yet.
+    originals = {key: key[len(qprefix) :] for key in keys if key.startswith(qprefix)}
+    known = set(
+        DocumentVersion.objects.filter(storage_key__in=[*keys, *originals.values()]).values_list(
+            "storage_key", flat=True
+        )
+    )
+    gone = [key for key in keys if key not in known and originals.get(key) not in known]
     for key in gone:
         backend.delete(key)
     return gone
@@ -250,20 +286,61 @@ def version_scan(*, version_id):
         scan_move(version_id, Scan.SCANNING, Scan.PENDING)  # the task retries
         raise
     if result.infected:
-        scan_move(version_id, Scan.SCANNING, Scan.INFECTED, scan_detail=result.signature[:255], scanned_at=timezone.now())
+        if scan_move(
+            version_id, Scan.SCANNING, Scan.INFECTED, scan_detail=result.signature[:255], scanned_at=timezone.now()
+        ):
+            _enqueue_quarantine(version_id)
         alert_raise(
             kind=Alert.Kind.SECURITY,
             provider="clamav",
             severity=Alert.Severity.CRITICAL,
             message=(
                 f"Document {version.document_id} version {version.number} ({version.filename}) of user "
-                f"{version.document.owner_id} is infected with {result.signature}; downloads are refused."
+                f"{version.document.owner_id} is infected with {result.signature}; downloads are refused "
+                "and the object is being moved to quarantine."
             ),
             dedupe_key=f"document_infected:{version.pk}",
         )
         return Scan.INFECTED
     scan_move(version_id, Scan.SCANNING, Scan.CLEAN, scan_detail="", scanned_at=timezone.now())
     return Scan.CLEAN
+
+
+def version_quarantine(*, version_id):
+    """Move an infected version's object under DOCUMENT_QUARANTINE_PREFIX. Safe to repeat.
+
+    Refusing downloads is not enough: a presigned S3 URL handed out before the
+    scan finished stays valid until it expires, and the bytes would sit beside
+    clean ones. Once the object is moved, such a URL names a key that is gone.
+    The row's storage_key changes only after the original is deleted, so a retry
+    always starts from the original key and finds whatever the last run left.
+    """
+    version = DocumentVersion.objects.select_related("document").filter(pk=version_id).first()
+    if (
+        version is None
+        or version.scan_status != Scan.INFECTED
+        or version.quarantined_at is not None
+        or version.document.state != Document.State.ACTIVE  # the purge removes it
+    ):
+        return "skipped"
+    src = version.storage_key
+    dest = quarantine_key_for(src)
+    outcome = backend_for(version.backend).quarantine(
+        src,
+        dest,
+        tags={"hub-scan": "infected", "hub-signature": version.scan_detail or "unknown"},
+        size=version.size,
+        owner=version.document.owner_id,
+        related=version,
+    )
+    if outcome == "missing":
+        # Neither key exists: a purge removed it meanwhile, or it was lost on the backend's side.
+        logger.warning("documents: infected version %s has no object at %s or %s", version_id, src, dest)
+        return outcome
+    DocumentVersion.objects.filter(pk=version_id, storage_key=src, quarantined_at__isnull=True).update(
+        storage_key=dest, quarantined_at=timezone.now()
+    )
+    return outcome
 
 
 def version_scan_failed(*, version_id, error):
