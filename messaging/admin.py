@@ -47,7 +47,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
 @admin.register(CallLog)
 class CallLogAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "direction", "from_number", "to_number", "status", "routing", "duration_seconds", "price_usd", "has_recording"]
-    list_filter = ["direction", "status", "routing", "voicemail"]
+    list_filter = ["direction", "status", "routing", "voicemail", "send_doubt"]
     search_fields = ["=external_id", "=from_number", "=to_number"]
     date_hierarchy = "created_at"
     raw_id_fields = ["owner"]

@@ -29,7 +29,30 @@ class Conversation(models.Model):
         return f"{self.remote_number} ({self.owner_id})"
 
 
-class SmsMessage(models.Model):
+class SendDoubt(models.TextChoices):
+    """Whether Twilio may hold the message or call though we have no SID (its Messages and
+    Calls APIs take no idempotency key)."""
+
+    NONE = "", "none"
+    IN_FLIGHT = "in_flight", "a create call started and has not come back"
+    AMBIGUOUS = "ambiguous", "a create call timed out, lost its connection or got a 5xx"
+
+
+class CreateAttempt(models.Model):
+    """Set just before each create call on Twilio; a retry looks the message or call up on
+    Twilio before creating it again when the last call's outcome is unknown."""
+
+    SendDoubt = SendDoubt
+
+    send_doubt = models.CharField(max_length=16, choices=SendDoubt.choices, default=SendDoubt.NONE, blank=True)
+    send_started_at = models.DateTimeField(null=True, blank=True, help_text="When the first create call started.")
+    send_attempted_at = models.DateTimeField(null=True, blank=True, help_text="When the latest create call started.")
+
+    class Meta:
+        abstract = True
+
+
+class SmsMessage(CreateAttempt):
     class Direction(models.TextChoices):
         OUTBOUND = "outbound"
         INBOUND = "inbound"
@@ -58,13 +81,6 @@ class SmsMessage(models.Model):
     }
     FINAL = frozenset({"delivered", "undelivered", "failed", "canceled", "received"})
 
-    class SendDoubt(models.TextChoices):
-        """Whether Twilio may hold this message though we have no SID (its Messages API takes no idempotency key)."""
-
-        NONE = "", "none"
-        IN_FLIGHT = "in_flight", "a create call started and has not come back"
-        AMBIGUOUS = "ambiguous", "a create call timed out, lost its connection or got a 5xx"
-
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="sms_messages"
     )
@@ -89,11 +105,6 @@ class SmsMessage(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
-    # Set just before each create call; a retry looks the message up on Twilio
-    # before creating it again when the last call's outcome is unknown.
-    send_doubt = models.CharField(max_length=16, choices=SendDoubt.choices, default=SendDoubt.NONE, blank=True)
-    send_started_at = models.DateTimeField(null=True, blank=True, help_text="When the first create call started.")
-    send_attempted_at = models.DateTimeField(null=True, blank=True, help_text="When the latest create call started.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -214,7 +225,7 @@ class ForwardingRule(models.Model):
         return f"{self.name} -> {self.target_number}"
 
 
-class CallLog(models.Model):
+class CallLog(CreateAttempt):
     class Direction(models.TextChoices):
         OUTBOUND = "outbound"
         INBOUND = "inbound"

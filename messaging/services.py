@@ -31,7 +31,7 @@ from integrations.errors import (
 from integrations.registry import get_provider
 
 from . import business_hours
-from .models import CallLog, Conversation, OptOut, SmsMessage
+from .models import CallLog, Conversation, OptOut, SendDoubt, SmsMessage
 from .providers import twilio_rest, twiml
 
 logger = logging.getLogger(__name__)
@@ -161,6 +161,66 @@ def _nothing_sent(exc):
     return isinstance(exc, (RateLimited, ProviderRateLimited, CircuitOpen, PermanentError))
 
 
+# --- Create attempts without an idempotency key (SMS and calls) ----------------
+# Twilio's Messages and Calls APIs take no idempotency key. Each create call is
+# recorded on the row (send_doubt=in_flight) with a conditional UPDATE against
+# what the run read, so two runs never both create; only a clean answer clears
+# it. A run that finds the doubt still set looks the row up on Twilio first.
+
+
+def _attempt_claim(model, row, *, status):
+    """Record that a create call starts now; None if another run changed the row since we read it."""
+    now = timezone.now()
+    claimed = model.objects.filter(
+        pk=row.pk,
+        status=status,
+        external_id__isnull=True,
+        send_doubt=row.send_doubt,
+        send_attempted_at=row.send_attempted_at,
+    ).update(
+        send_doubt=SendDoubt.IN_FLIGHT,
+        send_attempted_at=now,
+        send_started_at=Coalesce("send_started_at", Value(now, output_field=DateTimeField())),
+    )
+    return now if claimed else None
+
+
+def _attempt_settle(model, row, *, started, exc):
+    """A create call that raised: cleared if nothing can exist on Twilio, else left ambiguous."""
+    if _nothing_sent(exc):
+        # Nothing to look up, and the lookup window starts at the next real attempt.
+        settled = {"send_doubt": SendDoubt.NONE, "send_started_at": row.send_started_at}
+    else:
+        settled = {"send_doubt": SendDoubt.AMBIGUOUS}
+    model.objects.filter(pk=row.pk, send_attempted_at=started).update(**settled)
+
+
+def _in_flight_wait(row):
+    """Seconds until a create call that started at send_attempted_at must have ended (0 if it has)."""
+    if row.send_attempted_at is None:
+        return 0.0
+    conf = settings.PROVIDER_TIMEOUTS.get("twilio", settings.PROVIDER_TIMEOUTS["default"])
+    longest = max(conf["web"], conf["task"])  # whichever the call that started ran with
+    over = row.send_attempted_at + dt.timedelta(seconds=longest + IN_FLIGHT_MARGIN_SECONDS)
+    return max(0.0, (over - timezone.now()).total_seconds())
+
+
+def _lookup_since(row):
+    """The earliest date_created a lost create call can have left on Twilio."""
+    return (row.send_started_at or row.created_at) - LOOKUP_CLOCK_SKEW
+
+
+def _lookup_pick(model, row, candidates):
+    """The oldest candidate whose SID no other row holds, or None."""
+    taken = set(
+        model.objects.filter(external_id__in=[c.sid for c in candidates])
+        .exclude(pk=row.pk)
+        .values_list("external_id", flat=True)
+    )
+    candidates = [c for c in candidates if c.sid not in taken]
+    return min(candidates, key=lambda c: c.date_created) if candidates else None
+
+
 def sms_send(*, sms_id):
     """The send task's work: at most one message on Twilio per row.
 
@@ -191,19 +251,8 @@ def sms_send(*, sms_id):
     if sms.status == "queued" and not sms_transition(sms_id, "queued", "sending"):
         return "skipped"
     # Claim this attempt against what we read, so two concurrent runs never both create.
-    now = timezone.now()
-    claimed = SmsMessage.objects.filter(
-        pk=sms_id,
-        status="sending",
-        external_id__isnull=True,
-        send_doubt=sms.send_doubt,
-        send_attempted_at=sms.send_attempted_at,
-    ).update(
-        send_doubt=SmsMessage.SendDoubt.IN_FLIGHT,
-        send_attempted_at=now,
-        send_started_at=Coalesce("send_started_at", Value(now, output_field=DateTimeField())),
-    )
-    if not claimed:
+    now = _attempt_claim(SmsMessage, sms, status="sending")
+    if now is None:
         return "skipped"
     try:
         result, _ = twilio_rest.message_send(
@@ -216,12 +265,7 @@ def sms_send(*, sms_id):
             related=sms,
         )
     except Exception as exc:
-        if _nothing_sent(exc):
-            # No message exists: nothing to look up, and the lookup window starts at the next real attempt.
-            settled = {"send_doubt": SmsMessage.SendDoubt.NONE, "send_started_at": sms.send_started_at}
-        else:
-            settled = {"send_doubt": SmsMessage.SendDoubt.AMBIGUOUS}
-        SmsMessage.objects.filter(pk=sms_id, send_attempted_at=now).update(**settled)
+        _attempt_settle(SmsMessage, sms, started=now, exc=exc)
         if isinstance(exc, (RateLimited, ProviderRateLimited)):
             sms_transition(sms_id, "sending", "queued")  # refused before sending: nothing went out
         elif isinstance(exc, ProviderError):
@@ -232,16 +276,6 @@ def sms_send(*, sms_id):
         raise
     _sms_accepted(sms, result)
     return "sent"
-
-
-def _in_flight_wait(sms):
-    """Seconds until a create call that started at send_attempted_at must have ended (0 if it has)."""
-    if sms.send_attempted_at is None:
-        return 0.0
-    conf = settings.PROVIDER_TIMEOUTS.get("twilio", settings.PROVIDER_TIMEOUTS["default"])
-    longest = max(conf["web"], conf["task"])  # whichever the call that started ran with
-    over = sms.send_attempted_at + dt.timedelta(seconds=longest + IN_FLIGHT_MARGIN_SECONDS)
-    return max(0.0, (over - timezone.now()).total_seconds())
 
 
 def _sms_accepted(sms, result):
@@ -274,7 +308,7 @@ def sms_lookup(*, sms):
     DateSent on or after that day, then, if nothing matched, without it: a
     message Twilio accepted but has not sent yet has no DateSent.
     """
-    since = (sms.send_started_at or sms.created_at) - LOOKUP_CLOCK_SKEW
+    since = _lookup_since(sms)
     for sent_on_or_after in (since.astimezone(dt.UTC).date(), None):
         listed = twilio_rest.messages_list(
             to=sms.to_number,
@@ -291,14 +325,9 @@ def sms_lookup(*, sms):
             and m.date_created is not None
             and m.date_created >= since
         ]
-        taken = set(
-            SmsMessage.objects.filter(external_id__in=[m.sid for m in candidates])
-            .exclude(pk=sms.pk)
-            .values_list("external_id", flat=True)
-        )
-        candidates = [m for m in candidates if m.sid not in taken]
-        if candidates:
-            return min(candidates, key=lambda m: m.date_created)
+        found = _lookup_pick(SmsMessage, sms, candidates)
+        if found is not None:
+            return found
     return None
 
 
@@ -459,13 +488,32 @@ def call_create(*, owner, to, say, record=False):
     return call
 
 
-def call_place_run(*, call_id, redelivered_first_attempt):
+def call_place_run(*, call_id):
+    """The place task's work: at most one call on Twilio per row (a second phone call is worse than a second SMS).
+
+    Twilio's Calls API takes no idempotency key, so this follows sms_send: each
+    create call is recorded on the row before it starts, only a clean answer
+    clears it, and a run that finds the doubt still set looks the call up on
+    Twilio and adopts it instead of dialing again.
+    """
     call = CallLog.objects.filter(pk=call_id).first()
     if call is None or call.external_id or call.status not in ("queued", "dialing"):
         return "skipped"
-    if call.status == "dialing" and redelivered_first_attempt:
-        return "in_doubt"
+    if call.send_doubt:
+        # Queued too: a call deferred by a limiter after an ambiguous attempt is still in doubt.
+        if call.send_doubt == SendDoubt.IN_FLIGHT:
+            wait = _in_flight_wait(call)
+            if wait > 0:
+                raise SendInFlight(wait)
+        found = call_lookup(call=call)
+        if found is not None:
+            if call.status == "queued":
+                call_transition(call_id, "queued", "dialing")
+            return "found" if _call_accepted(call, found) else "skipped"
     if call.status == "queued" and not call_transition(call_id, "queued", "dialing"):
+        return "skipped"
+    now = _attempt_claim(CallLog, call, status="dialing")
+    if now is None:
         return "skipped"
     try:
         result = twilio_rest.call_place(
@@ -478,17 +526,62 @@ def call_place_run(*, call_id, redelivered_first_attempt):
             owner=call.owner_id,
             related=call,
         )
-    except (RateLimited, ProviderRateLimited):
-        call_transition(call_id, "dialing", "queued")
-        raise
-    except ProviderError as exc:
-        if not exc.retryable:
+    except Exception as exc:
+        _attempt_settle(CallLog, call, started=now, exc=exc)
+        if isinstance(exc, (RateLimited, ProviderRateLimited)):
+            call_transition(call_id, "dialing", "queued")  # refused before dialing: no call exists
+        elif isinstance(exc, ProviderError) and not exc.retryable:
             call_transition(call_id, "dialing", "failed", error_code=str(exc.code or ""), error_message=exc.message)
         raise
-    CallLog.objects.filter(pk=call_id).filter(Q(external_id__isnull=True) | Q(external_id=result.sid)).update(
-        external_id=result.sid, twilio_status=result.status
-    )
+    _call_accepted(call, result)
     return "placed"
+
+
+def _call_accepted(call, result):
+    """Twilio has the call (placed now, or found by a lookup): store its SID and move the row on."""
+    fields = {"external_id": result.sid, "twilio_status": result.status, "send_doubt": SendDoubt.NONE}
+    if result.duration_seconds is not None:
+        fields["duration_seconds"] = result.duration_seconds
+    # A status callback that raced the response may already have stamped the SID and moved the status on.
+    stamped = (
+        CallLog.objects.filter(pk=call.pk)
+        .filter(Q(external_id__isnull=True) | Q(external_id=result.sid))
+        .update(**fields)
+    )
+    # A found call may be long over; its price is then booked by costs_unbooked_sweep.
+    target = CALL_STATUS.get(result.status, "dialing")
+    if stamped and target != "dialing":
+        call_transition(call.pk, "dialing", target)
+    return bool(stamped)
+
+
+def call_lookup(*, call):
+    """The call a lost create call left on Twilio, or None.
+
+    Same To and From, outbound-api, created no earlier than our first create
+    call started (less LOOKUP_CLOCK_SKEW), and not a SID another row already
+    holds; the oldest such call if several. First with StartTime on or after
+    that day, then, if nothing matched, without it: a call Twilio has queued
+    but not dialed yet has no StartTime. A call carries no body to compare, so
+    another call to the same number from the same number in that window, made
+    outside the hub or by a row that has not stored its SID, can match too.
+    """
+    since = _lookup_since(call)
+    for started_on_or_after in (since.astimezone(dt.UTC).date(), None):
+        listed = twilio_rest.calls_list(
+            to=call.to_number,
+            sender=call.from_number,
+            started_on_or_after=started_on_or_after,
+            owner=call.owner_id,
+            related=call,
+        )
+        candidates = [
+            c for c in listed if c.direction == "outbound-api" and c.date_created is not None and c.date_created >= since
+        ]
+        found = _lookup_pick(CallLog, call, candidates)
+        if found is not None:
+            return found
+    return None
 
 
 def call_give_up(*, call_id, error):
@@ -525,7 +618,7 @@ def call_status_apply(*, payload):
     if call is None and ref and str(ref).isdigit():
         call = CallLog.objects.select_for_update().filter(pk=int(ref), external_id__isnull=True).first()
         if call is not None:
-            CallLog.objects.filter(pk=call.pk).update(external_id=sid)
+            CallLog.objects.filter(pk=call.pk).update(external_id=sid, send_doubt=SendDoubt.NONE)
     if call is None:
         raise UnknownObject(f"no call with CallSid {sid}")
     fields = {"twilio_status": twilio_status, "raw": payload}

@@ -39,7 +39,11 @@ def sms_price_fetch(self, sms_id):
 
 @shared_task(bind=True, base=ProviderTask, provider="twilio", give_up=_call_give_up, name="messaging.call_place")
 def call_place(self, call_id):
-    return services.call_place_run(call_id=call_id, redelivered_first_attempt=self.request.retries == 0)
+    try:
+        return services.call_place_run(call_id=call_id)
+    except services.SendInFlight as exc:
+        # Redelivered while the last create call may still be running: look it up once that call is over.
+        raise self.retry(countdown=exc.wait, max_retries=retry_policy("twilio")["max_retries"]) from exc
 
 
 @shared_task(bind=True, base=ProviderTask, provider="twilio", name="messaging.call_price_fetch")

@@ -120,6 +120,9 @@ class CallResult:
     status: str
     duration_seconds: int | None
     price_usd: Decimal | None
+    # What a lookup matches a lost call on.
+    direction: str = ""
+    date_created: datetime | None = None
 
 
 def _message_result(m):
@@ -241,6 +244,8 @@ def _call_result(c):
         status=c.status or "",
         duration_seconds=int(c.duration) if c.duration not in (None, "") else None,
         price_usd=price_usd(c.price, c.price_unit),
+        direction=c.direction or "",
+        date_created=c.date_created,
     )
 
 
@@ -263,6 +268,27 @@ def call_place(*, to, sender, twiml, status_callback, recording_callback=None, r
             raise _translate(exc, client) from exc
         call.record(http_status=response.status_code, request_id=_request_id(response.headers))
     return _call_result(response.data)
+
+
+def calls_list(*, to, sender, started_on_or_after: date | None = None, owner=None, related=None):
+    """Calls to `to` from `sender`, optionally with StartTime on or after a day (GMT); newest first, one page."""
+    client = _client()
+    filters = {"to": to, "from_": sender, "page_size": LOOKUP_PAGE_SIZE}
+    if started_on_or_after is not None:
+        # The SDK passes a string through: the API's "StartTime>=YYYY-MM-DD".
+        filters["start_time_after"] = started_on_or_after.isoformat()
+    with gateway.attempt(PROVIDER, "call.lookup", owner=owner, scope="rest", related=related) as call:
+        try:
+            response = client.calls.page_with_http_info(**filters)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _translate(exc, client) from exc
+        except TwilioException as exc:
+            error = _translate_page(exc, client)
+            if error is None:
+                raise
+            raise error from exc
+        call.record(http_status=response.status_code, request_id=_request_id(response.headers), cost_usd=0)
+        return [_call_result(c) for c in response.data]
 
 
 def call_fetch(*, sid, owner=None, related=None, cost=None):

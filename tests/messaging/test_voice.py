@@ -186,12 +186,21 @@ class TestOutboundCalls:
         assert user_client.get(f"{self.URL}{theirs.pk}/").status_code == 404
         assert user_client.get(self.URL).json()["results"] == []
 
-    def test_a_redelivered_call_task_never_dials_twice(self, twilio, http):
+    def test_a_redelivered_call_task_after_a_worker_died_mid_call_never_dials_twice(self, twilio, http):
+        from django.utils import timezone
+
         from messaging.tasks import call_place
 
-        call = CallFactory(status="dialing")
-        assert call_place.apply(args=[call.pk]).get() == "in_doubt"
-        assert len(http.calls) == 0
+        # The row a dead worker left behind: it had started the create call a while ago.
+        started = timezone.now() - dt.timedelta(minutes=5)
+        call = CallFactory(status="dialing", send_doubt="in_flight", send_started_at=started, send_attempted_at=started)
+        created = started.strftime("%a, %d %b %Y %H:%M:%S +0000")
+        listed = call_json(sid="CAdead", direction="outbound-api", date_created=created)
+        http.get(CALLS_URL, json={"calls": [listed], "uri": "/x"})
+        assert call_place.apply(args=[call.pk]).get() == "found"
+        assert [c.request.method for c in http.calls] == ["GET"]  # looked up, never dialed again
+        assert CallLog.objects.get(pk=call.pk).external_id == "CAdead"
+        assert call_place.acks_late and call_place.reject_on_worker_lost
 
 
 def test_a_repeated_voice_webhook_answers_again_and_logs_one_call(twilio, office, call_in):
