@@ -210,8 +210,24 @@ def _lookup_since(row):
     return (row.send_started_at or row.created_at) - LOOKUP_CLOCK_SKEW
 
 
+def _lookup_until(row):
+    """The latest date_created a lost create call can have left: its start, its timeout and the clock skew."""
+    if row.send_attempted_at is None:
+        return None
+    conf = settings.PROVIDER_TIMEOUTS.get("twilio", settings.PROVIDER_TIMEOUTS["default"])
+    longest = max(conf["web"], conf["task"])
+    return row.send_attempted_at + dt.timedelta(seconds=longest + IN_FLIGHT_MARGIN_SECONDS) + LOOKUP_CLOCK_SKEW
+
+
 def _lookup_pick(model, row, candidates):
-    """The oldest candidate whose SID no other row holds, or None."""
+    """The oldest candidate created before our last create call could have ended whose SID no other row holds.
+
+    The upper bound keeps a later, unrelated message or call to the same
+    number (the console, another system on the account) from being adopted.
+    """
+    until = _lookup_until(row)
+    if until is not None:
+        candidates = [c for c in candidates if c.date_created is None or c.date_created <= until]
     taken = set(
         model.objects.filter(external_id__in=[c.sid for c in candidates])
         .exclude(pk=row.pk)

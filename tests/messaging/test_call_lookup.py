@@ -170,6 +170,15 @@ class TestRetryAfterALostAnswer:
         assert call_place.apply(args=[call.pk]).get() == "found"
         assert CallLog.objects.get(pk=call.pk).external_id == "CAolder" and not posts(http)
 
+    def test_a_call_created_after_our_last_attempt_could_have_ended_is_not_adopted(self, twilio, http):
+        started = timezone.now() - dt.timedelta(minutes=20)
+        call = CallFactory(status="dialing", send_doubt="ambiguous", send_started_at=started, send_attempted_at=started)
+        http.get(CALLS_URL, json=page(listed("CAlater", created=started + dt.timedelta(minutes=10))))
+        http.post(CALLS_URL, json=call_json(sid="CAours"), status=201)
+        call_place.apply(args=[call.pk])
+        call.refresh_from_db()
+        assert call.external_id == "CAours" and len(posts(http)) == 1
+
     def test_the_window_starts_at_the_first_attempt_not_the_latest(self, twilio, http):
         started = timezone.now() - dt.timedelta(minutes=30)
         call = CallFactory(status="dialing", send_doubt="ambiguous", send_started_at=started, send_attempted_at=timezone.now())
