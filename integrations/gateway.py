@@ -39,9 +39,11 @@ from .errors import (
     ProviderNotConfigured,
     ProviderTimeout,
     ProviderUnavailable,
+    QuotaExceeded,
     RateLimited,
 )
-from .models import ProviderCall
+from .alerts import alert_raise
+from .models import Alert, ProviderCall
 from .redaction import redact
 from .registry import get_provider
 from .usage import budget_check, call_record, failure_rate_check
@@ -257,6 +259,14 @@ def attempt(
         if error.retry_after and error.http_status == 429:
             limiter.block(provider, scope, error.retry_after)
         _write(att, outcome=error.outcome, latency_ms=latency_ms, error=error, retryable=error.retryable)
+        if isinstance(error, QuotaExceeded):
+            # Every call to this provider fails until someone tops up the account: tell staff once.
+            alert_raise(
+                kind=Alert.Kind.QUOTA,
+                provider=provider,
+                severity=Alert.Severity.CRITICAL,
+                message=f"{provider} refuses calls for quota or billing ({error.code or error.http_status}): {redact(error.message)}",
+            )
         if error.outcome == ProviderCall.Outcome.RATE_LIMITED:
             pass  # a busy provider is not a broken one
         elif error.retryable:

@@ -172,3 +172,15 @@ class TestInsideAWebRequest:
         resp = user_client.post("/send/", {}, format="json")
         assert resp.status_code == 502
         assert resp.json()["error"] == "provider_unavailable"
+
+
+def test_a_quota_refusal_raises_one_critical_quota_alert(fake_provider, http):
+    from integrations.models import Alert
+
+    for _ in range(2):
+        http.post(acme.URL, json={"code": "insufficient_quota", "message": "You exceeded your quota"}, status=429)
+        with pytest.raises(QuotaExceeded):
+            acme.send({})
+    alert = Alert.objects.get(kind="quota")
+    assert (alert.provider, alert.severity, alert.occurrences) == ("acme", "critical", 2)
+    assert "insufficient_quota" in alert.message
