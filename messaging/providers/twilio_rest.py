@@ -194,6 +194,22 @@ def _translate_page(exc, client):
     )
 
 
+def _list_page(client, resource, operation, filters, *, owner=None, related=None):
+    """One page of a list resource (messages, calls) through the gateway; reads cost nothing."""
+    with gateway.attempt(PROVIDER, operation, owner=owner, scope="rest", related=related) as call:
+        try:
+            response = resource.page_with_http_info(**filters)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _translate(exc, client) from exc
+        except TwilioException as exc:
+            error = _translate_page(exc, client)
+            if error is None:
+                raise
+            raise error from exc
+        call.record(http_status=response.status_code, request_id=_request_id(response.headers), cost_usd=0)
+    return response
+
+
 def messages_list(*, to, sender, sent_on_or_after: date | None = None, owner=None, related=None):
     """Messages to `to` from `sender` (a number, or a messaging service matched on the results),
     optionally with DateSent on or after a day (GMT); newest first, one page."""
@@ -204,18 +220,8 @@ def messages_list(*, to, sender, sent_on_or_after: date | None = None, owner=Non
     if sent_on_or_after is not None:
         # The SDK passes a string through: the API's "DateSent>=YYYY-MM-DD".
         filters["date_sent_after"] = sent_on_or_after.isoformat()
-    with gateway.attempt(PROVIDER, "sms.lookup", owner=owner, scope="rest", related=related) as call:
-        try:
-            response = client.messages.page_with_http_info(**filters)
-        except (TwilioRestException, TwilioServiceException) as exc:
-            raise _translate(exc, client) from exc
-        except TwilioException as exc:
-            error = _translate_page(exc, client)
-            if error is None:
-                raise
-            raise error from exc
-        call.record(http_status=response.status_code, request_id=_request_id(response.headers), cost_usd=0)
-        results = [_message_result(m) for m in response.data]
+    response = _list_page(client, client.messages, "sms.lookup", filters, owner=owner, related=related)
+    results = [_message_result(m) for m in response.data]
     if sender.startswith("MG"):
         results = [r for r in results if r.messaging_service_sid == sender]
     return results
@@ -277,18 +283,8 @@ def calls_list(*, to, sender, started_on_or_after: date | None = None, owner=Non
     if started_on_or_after is not None:
         # The SDK passes a string through: the API's "StartTime>=YYYY-MM-DD".
         filters["start_time_after"] = started_on_or_after.isoformat()
-    with gateway.attempt(PROVIDER, "call.lookup", owner=owner, scope="rest", related=related) as call:
-        try:
-            response = client.calls.page_with_http_info(**filters)
-        except (TwilioRestException, TwilioServiceException) as exc:
-            raise _translate(exc, client) from exc
-        except TwilioException as exc:
-            error = _translate_page(exc, client)
-            if error is None:
-                raise
-            raise error from exc
-        call.record(http_status=response.status_code, request_id=_request_id(response.headers), cost_usd=0)
-        return [_call_result(c) for c in response.data]
+    response = _list_page(client, client.calls, "call.lookup", filters, owner=owner, related=related)
+    return [_call_result(c) for c in response.data]
 
 
 def call_fetch(*, sid, owner=None, related=None, cost=None):
