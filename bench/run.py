@@ -49,7 +49,8 @@ def main(argv):
             body = module.run()
         except Exception:  # noqa: BLE001 - one broken suite must not hide the others' figures
             body = "Failed:\n\n```\n" + traceback.format_exc() + "```\n"
-        sections.append(f"## {module.TITLE}\n\n_suite `{name}`, {time.monotonic() - started:.0f} s_\n\n{body}\n")
+        when = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}"
+        sections.append(f"## {module.TITLE}\n\n_suite `{name}`, {time.monotonic() - started:.0f} s, measured {when}_\n\n{body}\n")
         print(body, flush=True)
     header = (
         "# Benchmark results\n\n"

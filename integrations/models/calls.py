@@ -44,6 +44,8 @@ class ProviderCall(models.Model):
             models.Index(fields=["provider", "-created_at"], name="pcall_provider_created"),
             models.Index(fields=["owner", "-created_at"], name="pcall_owner_created"),
             models.Index(fields=["-created_at"], name="pcall_created"),
+            # the admin's outcome filter ("errors, newest first") on a large log
+            models.Index(fields=["outcome", "-created_at"], name="pcall_outcome_created"),
             models.Index(fields=["related_type", "related_id"], name="pcall_related"),
         ]
 
