@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test bench install install-dev check-python migrate lint-schema clean
+.PHONY: run test lint bench install install-dev check-python migrate lint-schema clean
 
 check-python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
@@ -33,6 +33,11 @@ run: install
 
 test: install-dev
 	DJANGO_SETTINGS_MODULE=config.test_settings $(VENV)/bin/pytest
+
+# ruff: pyflakes, bugbear, pyupgrade, django, simplify, isort (ruff.toml); formatting checked, not applied.
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: install-dev
 	$(PY) bench/run.py

@@ -14,7 +14,18 @@ class _ReadOnly(admin.ModelAdmin):
 
 @admin.register(AiRequest)
 class AiRequestAdmin(_ReadOnly):
-    list_display = ["created_at", "owner", "provider", "model", "outcome", "stream", "input_tokens", "output_tokens", "cost_usd", "latency_ms"]
+    list_display = [
+        "created_at",
+        "owner",
+        "provider",
+        "model",
+        "outcome",
+        "stream",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "latency_ms",
+    ]
     list_filter = ["outcome", "provider", "stream"]
     search_fields = ["=request_id", "model"]
     date_hierarchy = "created_at"
@@ -29,7 +40,18 @@ class AiRequestAdmin(_ReadOnly):
 
 @admin.register(AiUsageMonthly)
 class AiUsageMonthlyAdmin(_ReadOnly):
-    list_display = ["month", "owner", "provider", "model", "requests", "cached_requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd"]
+    list_display = [
+        "month",
+        "owner",
+        "provider",
+        "model",
+        "requests",
+        "cached_requests",
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cost_usd",
+    ]
     list_filter = ["month", "provider", "model"]
     search_fields = ["owner__username", "owner__email"]
     list_select_related = ["owner"]

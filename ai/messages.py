@@ -120,7 +120,8 @@ def _tool_call(raw, where):
 
 def _tool_result_text(content, where):
     if isinstance(content, (dict, list)) and not (
-        isinstance(content, list) and all(isinstance(p, (str, dict)) and (isinstance(p, str) or p.get("type") == "text") for p in content)
+        isinstance(content, list)
+        and all(isinstance(p, (str, dict)) and (isinstance(p, str) or p.get("type") == "text") for p in content)
     ):
         return json.dumps(content)
     return _text(content, where)
@@ -135,12 +136,16 @@ def _from_anthropic_blocks(role, blocks, where):
         if kind == "text" or isinstance(block, str):
             text.append(block if isinstance(block, str) else _text([block], here))
         elif kind == "tool_use" and role == "assistant":
-            calls.append(_tool_call({"id": block.get("id"), "name": block.get("name"), "input": block.get("input")}, here))
+            calls.append(
+                _tool_call({"id": block.get("id"), "name": block.get("name"), "input": block.get("input")}, here)
+            )
         elif kind == "tool_result" and role == "user":
             call_id = block.get("tool_use_id")
             if not isinstance(call_id, str) or not call_id:
                 raise MessageError(f"{here}: a tool_result needs tool_use_id.")
-            out.append({"role": "tool", "tool_call_id": call_id, "content": _tool_result_text(block.get("content"), here)})
+            out.append(
+                {"role": "tool", "tool_call_id": call_id, "content": _tool_result_text(block.get("content"), here)}
+            )
         else:
             raise MessageError(f"{here}: unsupported content block {kind!r} for a {role} message.")
     if calls:
@@ -180,9 +185,11 @@ def parse_messages(raw):
         else:
             messages.append({"role": role, "content": _text(content, where)})
     known = {c["id"] for m in messages for c in m.get("tool_calls", ())}
-    for i, m in enumerate(messages):
+    for m in messages:
         if m["role"] == "tool" and m["tool_call_id"] not in known:
-            raise MessageError(f"A tool result answers {m['tool_call_id']!r}, which no assistant tool call in messages has.")
+            raise MessageError(
+                f"A tool result answers {m['tool_call_id']!r}, which no assistant tool call in messages has."
+            )
     return messages
 
 

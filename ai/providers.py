@@ -164,7 +164,10 @@ def openai_params(provider, model, req):
     params = {"model": model, "messages": _openai_messages(req.messages)}
     if req.tools:
         params["tools"] = [
-            {"type": "function", "function": {"name": t["name"], "description": t["description"], "parameters": t["parameters"]}}
+            {
+                "type": "function",
+                "function": {"name": t["name"], "description": t["description"], "parameters": t["parameters"]},
+            }
             for t in req.tools
         ]
     if isinstance(req.tool_choice, dict):
@@ -369,7 +372,9 @@ def _anthropic_complete(provider, model, req, timeout):
         if block.type == "text":
             text.append(block.text)
         elif block.type == "tool_use":
-            calls.append({"id": block.id, "name": block.name, "arguments": block.input if isinstance(block.input, dict) else {}})
+            calls.append(
+                {"id": block.id, "name": block.name, "arguments": block.input if isinstance(block.input, dict) else {}}
+            )
     inp, out, cached = _anthropic_usage(msg.usage)
     return Completion(
         provider=provider,

@@ -10,7 +10,9 @@ from .providers import PROVIDERS
 def chain_for(*, task=None, model=None, provider=None):
     """The ordered chain for a request: a task's route, or the entries serving a named model."""
     if task and task not in settings.AI_ROUTES:
-        raise ApiError(400, "unknown_task", f"Unknown task {task!r}; use one of {', '.join(sorted(settings.AI_ROUTES))}.")
+        raise ApiError(
+            400, "unknown_task", f"Unknown task {task!r}; use one of {', '.join(sorted(settings.AI_ROUTES))}."
+        )
     if provider and provider not in PROVIDERS:
         raise ApiError(400, "unknown_provider", f"Unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}.")
     route = [tuple(e) for e in settings.AI_ROUTES[task or settings.AI_DEFAULT_TASK]]
@@ -32,6 +34,10 @@ def chain_for(*, task=None, model=None, provider=None):
     if provider:
         chain = [e for e in route if e[0] == provider]
         if not chain:
-            raise ApiError(400, "unknown_model", f"The {task or settings.AI_DEFAULT_TASK!r} route has no {provider} model; name a model.")
+            raise ApiError(
+                400,
+                "unknown_model",
+                f"The {task or settings.AI_DEFAULT_TASK!r} route has no {provider} model; name a model.",
+            )
         return chain
     return route

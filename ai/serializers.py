@@ -12,12 +12,16 @@ class CompletionRequestSerializer(serializers.Serializer):
         min_length=1,
         help_text="system/user/assistant/tool messages (OpenAI chat format, or Anthropic content blocks).",
     )
-    task = serializers.CharField(required=False, help_text="A route name from AI_ROUTES, e.g. simple, writing, reasoning.")
+    task = serializers.CharField(
+        required=False, help_text="A route name from AI_ROUTES, e.g. simple, writing, reasoning."
+    )
     model = serializers.CharField(required=False, max_length=128)
     provider = serializers.ChoiceField(choices=PROVIDERS, required=False, help_text="Pin the model to one provider.")
     max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=200_000)
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
-    tools = serializers.ListField(child=serializers.DictField(), required=False, help_text="JSON-schema function definitions.")
+    tools = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="JSON-schema function definitions."
+    )
     tool_choice = serializers.JSONField(required=False, help_text='"auto", "none", "required", or a tool\'s name.')
     stream = serializers.BooleanField(required=False, default=False)
     cache = serializers.BooleanField(

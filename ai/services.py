@@ -81,7 +81,9 @@ def walk(chain, attempt_fn, *, deadline):
     for provider, model in chain:
         missing = get_provider(provider).missing()
         if missing:
-            skipped.append({"provider": provider, "model": model, "error": "provider_not_configured", "missing": missing})
+            skipped.append(
+                {"provider": provider, "model": model, "error": "provider_not_configured", "missing": missing}
+            )
         else:
             candidates.append((provider, model))
     for pass_no in (1, 2):
@@ -89,7 +91,14 @@ def walk(chain, attempt_fn, *, deadline):
         for provider, model in candidates:
             left = deadline - time.monotonic()
             if left <= 0:
-                tried.append({"provider": provider, "model": model, "error": "deadline", "detail": "The request's deadline passed."})
+                tried.append(
+                    {
+                        "provider": provider,
+                        "model": model,
+                        "error": "deadline",
+                        "detail": "The request's deadline passed.",
+                    }
+                )
                 break
             try:
                 return attempt_fn(provider, model, left), tried
@@ -237,8 +246,21 @@ def _finish(*, user, params, result, cost, tried, limit, spent, started, key, st
     budget_after(user.pk, limit=limit, before=spent, cost=cost)
     payload = _payload(result, cost=cost, cached=False, fallbacks=tried)
     if key:
-        cache.set(key, {k: v for k, v in payload.items() if k not in ("cached", "fallbacks", "cost_usd")}, settings.AI_CACHE_TTL_SECONDS)
-    _log(user=user, params=params, outcome=AiRequest.Outcome.OK, started=started, result=result, cost=cost, fallbacks=tried, stream=stream)
+        cache.set(
+            key,
+            {k: v for k, v in payload.items() if k not in ("cached", "fallbacks", "cost_usd")},
+            settings.AI_CACHE_TTL_SECONDS,
+        )
+    _log(
+        user=user,
+        params=params,
+        outcome=AiRequest.Outcome.OK,
+        started=started,
+        result=result,
+        cost=cost,
+        fallbacks=tried,
+        stream=stream,
+    )
     return payload
 
 
@@ -264,19 +286,41 @@ def _api_error(exc, *, user, params, started, stream=False):
     if isinstance(exc, ChainRefused):
         error = exc.error.as_api_error()
         error.extra["tried"] = exc.tried
-        _log(user=user, params=params, outcome=AiRequest.Outcome.FAILED, started=started, fallbacks=exc.tried, error_code=exc.error.api_code, stream=stream)
+        _log(
+            user=user,
+            params=params,
+            outcome=AiRequest.Outcome.FAILED,
+            started=started,
+            fallbacks=exc.tried,
+            error_code=exc.error.api_code,
+            stream=stream,
+        )
         return error
     waits = [t["retry_after"] for t in exc.tried if t.get("retry_after")]
     headers = {"Retry-After": str(int(min(waits) + 0.999))} if waits else {}
     if exc.tried:
         code = "ai_unavailable"
-        detail = "No AI provider could answer: " + "; ".join(f"{t['provider']} ({t['error']})" for t in exc.tried) + ". Try again later."
+        detail = (
+            "No AI provider could answer: "
+            + "; ".join(f"{t['provider']} ({t['error']})" for t in exc.tried)
+            + ". Try again later."
+        )
     else:
         code = "ai_not_configured"
-        detail = "No AI provider on this route is configured; set the API key of one of: " + ", ".join(
-            sorted({s["provider"] for s in exc.skipped})
-        ) + "."
-    _log(user=user, params=params, outcome=AiRequest.Outcome.FAILED, started=started, fallbacks=exc.tried, error_code=code, stream=stream)
+        detail = (
+            "No AI provider on this route is configured; set the API key of one of: "
+            + ", ".join(sorted({s["provider"] for s in exc.skipped}))
+            + "."
+        )
+    _log(
+        user=user,
+        params=params,
+        outcome=AiRequest.Outcome.FAILED,
+        started=started,
+        fallbacks=exc.tried,
+        error_code=code,
+        stream=stream,
+    )
     return ApiError(503, code, detail, headers=headers, tried=exc.tried, skipped=exc.skipped)
 
 
@@ -295,7 +339,17 @@ def completion_create(*, user, params, idempotency_key=""):
         )
     except (ChainExhausted, ChainRefused) as exc:
         raise _api_error(exc, user=user, params=params, started=started) from None
-    return _finish(user=user, params=params, result=result, cost=cost, tried=tried, limit=limit, spent=spent, started=started, key=key)
+    return _finish(
+        user=user,
+        params=params,
+        result=result,
+        cost=cost,
+        tried=tried,
+        limit=limit,
+        spent=spent,
+        started=started,
+        key=key,
+    )
 
 
 # --- streaming -------------------------------------------------------------------
@@ -384,7 +438,16 @@ def _relay(opened, *, user, params, tried, limit, spent, started, key, request_i
             opened.call.record(http_status=200, request_id=result.request_id, units=result.units(), cost_usd=cost)
             opened.exit_attempt()
             payload = _finish(
-                user=user, params=params, result=result, cost=cost, tried=tried, limit=limit, spent=spent, started=started, key=key, stream=True
+                user=user,
+                params=params,
+                result=result,
+                cost=cost,
+                tried=tried,
+                limit=limit,
+                spent=spent,
+                started=started,
+                key=key,
+                stream=True,
             )
         finished = True
         yield sse("done", payload)
@@ -416,7 +479,16 @@ def _relay(opened, *, user, params, tried, limit, spent, started, key, request_i
                     cost_usd=cost,
                 )
                 budget_after(user.pk, limit=limit, before=spent, cost=cost)
-                _log(user=user, params=params, outcome=AiRequest.Outcome.CLIENT_CLOSED, started=started, result=partial, cost=cost, fallbacks=tried, stream=True)
+                _log(
+                    user=user,
+                    params=params,
+                    outcome=AiRequest.Outcome.CLIENT_CLOSED,
+                    started=started,
+                    result=partial,
+                    cost=cost,
+                    fallbacks=tried,
+                    stream=True,
+                )
         raise
     except Exception as exc:  # noqa: BLE001 - after the first byte the only way to tell the client is an event
         opened.close_upstream()
@@ -427,7 +499,15 @@ def _relay(opened, *, user, params, tried, limit, spent, started, key, request_i
             else:
                 logger.exception("AI stream failed")
                 body = {"error": "server_error", "detail": "The hub failed while streaming; the error is logged."}
-            _log(user=user, params=params, outcome=AiRequest.Outcome.FAILED, started=started, fallbacks=tried, error_code=body["error"], stream=True)
+            _log(
+                user=user,
+                params=params,
+                outcome=AiRequest.Outcome.FAILED,
+                started=started,
+                fallbacks=tried,
+                error_code=body["error"],
+                stream=True,
+            )
         yield sse("error", body)
     finally:
         if not opened.exited:
@@ -452,9 +532,19 @@ def completion_stream(*, user, params, idempotency_key=""):
         return _replay(hit)
     limit, spent = budget_guard(user.pk)
     try:
-        opened, tried = walk(chain, _attempt_stream(user, req, idempotency_key), deadline=started + settings.AI_DEADLINE_SECONDS)
+        opened, tried = walk(
+            chain, _attempt_stream(user, req, idempotency_key), deadline=started + settings.AI_DEADLINE_SECONDS
+        )
     except (ChainExhausted, ChainRefused) as exc:
         raise _api_error(exc, user=user, params=params, started=started, stream=True) from None
     return _relay(
-        opened, user=user, params=params, tried=tried, limit=limit, spent=spent, started=started, key=key, request_id=get_request_id()
+        opened,
+        user=user,
+        params=params,
+        tried=tried,
+        limit=limit,
+        spent=spent,
+        started=started,
+        key=key,
+        request_id=get_request_id(),
     )

@@ -39,7 +39,9 @@ def month_of(now=None):
     return now.date().replace(day=1)
 
 
-def usage_record(*, owner_id, provider, model, input_tokens=0, output_tokens=0, cached_tokens=0, cost_usd=0, cached=False, now=None):
+def usage_record(
+    *, owner_id, provider, model, input_tokens=0, output_tokens=0, cached_tokens=0, cost_usd=0, cached=False, now=None
+):
     """Add one request to its monthly row: one UPDATE, an INSERT only for the month's first."""
     month = month_of(now)
     changes = {
@@ -121,7 +123,16 @@ def usage_for_user(*, owner, now=None):
     rows = list(
         AiUsageMonthly.objects.filter(owner=owner, month=month)
         .order_by("provider", "model")
-        .values("provider", "model", "requests", "cached_requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd")
+        .values(
+            "provider",
+            "model",
+            "requests",
+            "cached_requests",
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "cost_usd",
+        )
     )
     total = sum((r["cost_usd"] for r in rows), Decimal(0))
     limit = budget_limit(owner.pk)

@@ -56,13 +56,38 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": 20, "completion_tokens": 8, "total_tokens": 28}
         if body.get("stream"):
             chunks = [
-                {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+                {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                },
                 *[
-                    {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
+                    {
+                        "id": "c",
+                        "object": "chat.completion.chunk",
+                        "created": 1,
+                        "model": model,
+                        "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}],
+                    }
                     for w in ("Hello", " from", " the", " fake")
                 ],
-                {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-                {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [], "usage": usage},
+                {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                },
+                {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                },
             ]
             payload = ("".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n").encode()
             ctype = "text/event-stream"
@@ -73,7 +98,13 @@ class FakeOpenAI(BaseHTTPRequestHandler):
                     "object": "chat.completion",
                     "created": 1,
                     "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the fake"}, "finish_reason": "stop"}],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "Hello from the fake"},
+                            "finish_reason": "stop",
+                        }
+                    ],
                     "usage": usage,
                 }
             ).encode()
@@ -173,10 +204,25 @@ def run():
         procs.append(subprocess.Popen([PY, __file__, "--fake-server", str(fake_port)], cwd=ROOT))
         env = _hub_env(fake_port)
         subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        token = subprocess.run([PY, "-c", _SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.strip()
+        token = subprocess.run(
+            [PY, "-c", _SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
         procs.append(
             subprocess.Popen(
-                [PY, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{hub_port}", "-w", str(WORKERS), "-k", WORKER_CLASS, "--log-level", "warning"],
+                [
+                    PY,
+                    "-m",
+                    "gunicorn",
+                    "config.wsgi",
+                    "-b",
+                    f"127.0.0.1:{hub_port}",
+                    "-w",
+                    str(WORKERS),
+                    "-k",
+                    WORKER_CLASS,
+                    "--log-level",
+                    "warning",
+                ],
                 cwd=ROOT,
                 env=env,
             )
@@ -185,12 +231,18 @@ def run():
         _wait_port(hub_port)
 
         direct = openai.OpenAI(api_key="sk-bench", base_url=f"http://127.0.0.1:{fake_port}/v1", max_retries=0)
-        hub = httpx2.Client(base_url=f"http://127.0.0.1:{hub_port}", headers={"Authorization": f"Token {token}"}, timeout=30)
+        hub = httpx2.Client(
+            base_url=f"http://127.0.0.1:{hub_port}", headers={"Authorization": f"Token {token}"}, timeout=30
+        )
         counter = iter(range(10**9))
 
         def body(stream=False):
             # A different prompt each time: no cache hits (and no temperature 0).
-            return {"messages": [{"role": "user", "content": f"Say hello #{next(counter)}"}], "max_tokens": 16, "stream": stream}
+            return {
+                "messages": [{"role": "user", "content": f"Say hello #{next(counter)}"}],
+                "max_tokens": 16,
+                "stream": stream,
+            }
 
         def call_direct():
             msg = body()
@@ -208,7 +260,9 @@ def run():
         def ttfb_direct():
             msg = body()
             t = time.perf_counter()
-            s = direct.chat.completions.create(model="gpt-4o-mini", messages=msg["messages"], stream=True, stream_options={"include_usage": True})
+            s = direct.chat.completions.create(
+                model="gpt-4o-mini", messages=msg["messages"], stream=True, stream_options={"include_usage": True}
+            )
             first = None
             for chunk in s:
                 if first is None and chunk.choices and chunk.choices[0].delta.content:
@@ -285,7 +339,7 @@ same fake. Same run, {ROUNDS} interleaved rounds of {PER_ROUND} sequential calls
 |---|---|---|---|
 | median latency ms | {_ms(md)} | {_ms(mh)} | {_ms(mh - md)} |
 | p99 latency ms | {_ms(pd)} | {_ms(ph)} | {_ms(ph - pd)} |
-| median of the {ROUNDS} round medians ms | {_ms(statistics.median(round_medians['direct']))} | {_ms(statistics.median(round_medians['hub']))} | {_ms(statistics.median(round_medians['added']))} |
+| median of the {ROUNDS} round medians ms | {_ms(statistics.median(round_medians["direct"]))} | {_ms(statistics.median(round_medians["hub"]))} | {_ms(statistics.median(round_medians["added"]))} |
 
 | throughput ({CONCURRENCY} concurrent clients, {THROUGHPUT_SECONDS:.0f} s each) | direct SDK | through the hub | hub / direct |
 |---|---|---|---|

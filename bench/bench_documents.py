@@ -104,7 +104,7 @@ def _stream_upload(port, token, path, filename, content_type):
     """POST multipart/form-data, the file sent in 64 KiB pieces (no whole body in memory)."""
     boundary = "----hubbench7MA4YWxkTrZu0gW"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
         f"Content-Type: {content_type}\r\n\r\n"
     ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
@@ -183,21 +183,25 @@ def run():
         procs.append(moto)
         env = _env(tmp, s3_port)
         subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        token = subprocess.run(
-            [
-                PY,
-                "manage.py",
-                "shell",
-                "-c",
-                "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
-                "u = User.objects.create_user('bench', password='x'); print(Token.objects.create(user=u).key)",
-            ],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip().splitlines()[-1]
+        token = (
+            subprocess.run(
+                [
+                    PY,
+                    "manage.py",
+                    "shell",
+                    "-c",
+                    "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
+                    "u = User.objects.create_user('bench', password='x'); print(Token.objects.create(user=u).key)",
+                ],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         _wait_port(s3_port)
         import boto3
 
@@ -282,8 +286,11 @@ def run():
             + "; boto3: "
             + ", ".join(f"{r['base_kb'] / 1024:.0f}/{r['peak_kb'] / 1024:.0f}" for r in boto)
             + ".",
-            "- per run hub seconds: " + ", ".join(f"{r['seconds']:.2f}" for r in hub)
-            + "; boto3 seconds: " + ", ".join(f"{r['seconds']:.2f}" for r in boto) + ".",
+            "- per run hub seconds: "
+            + ", ".join(f"{r['seconds']:.2f}" for r in hub)
+            + "; boto3 seconds: "
+            + ", ".join(f"{r['seconds']:.2f}" for r in boto)
+            + ".",
         ]
         return "\n".join(lines)
     finally:

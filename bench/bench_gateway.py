@@ -112,8 +112,13 @@ def _components(owner):
 
     def rollup():
         rollup_record(
-            provider="stripe", owner_id=owner.pk, at=timezone.now(), ok=True, latency_ms=0.01,
-            units={"amount_usd": 10}, cost_usd=Decimal("0.59"),
+            provider="stripe",
+            owner_id=owner.pk,
+            at=timezone.now(),
+            ok=True,
+            latency_ms=0.01,
+            units={"amount_usd": 10},
+            cost_usd=Decimal("0.59"),
         )
 
     def prom():
@@ -203,7 +208,7 @@ def run():
     headline = med(AS_IS, "over_med")
     verdict = "met" if headline < TARGET_MS else "**missed**"
     lines = [
-        f"`gateway.call(\"stripe\", \"charge\", fake, meter=..., owner=user)` against calling `fake()` bare, "
+        f'`gateway.call("stripe", "charge", fake, meter=..., owner=user)` against calling `fake()` bare, '
         f"{RUNS} runs x {PAIRS} rounds of {BATCH}-call batches (bare and each variant in rotating order; "
         f"{RUNS * PAIRS * BATCH} calls per variant) after {WARMUP} warm-up calls. One thread, in-process. "
         f"{where}; the call log held ~{max(log_rows, 0):,} rows; machine at start: {load}.",
@@ -214,14 +219,38 @@ def run():
         "Per run, the gateway as it is:",
         "",
         common.table(
-            ["run", "bare median (ms)", "gateway median (ms)", "gateway p99 (ms)", "added median (ms)", "added p99 (ms)", "calls/s"],
             [
-                [i + 1, f"{r['bare_med']:.5f}", f"{r[AS_IS]['gw_med']:.3f}", f"{r[AS_IS]['gw_p99']:.3f}",
-                 f"{r[AS_IS]['over_med']:.3f}", f"{r[AS_IS]['over_p99']:.3f}", f"{r[AS_IS]['calls_per_s']:.0f}"]
+                "run",
+                "bare median (ms)",
+                "gateway median (ms)",
+                "gateway p99 (ms)",
+                "added median (ms)",
+                "added p99 (ms)",
+                "calls/s",
+            ],
+            [
+                [
+                    i + 1,
+                    f"{r['bare_med']:.5f}",
+                    f"{r[AS_IS]['gw_med']:.3f}",
+                    f"{r[AS_IS]['gw_p99']:.3f}",
+                    f"{r[AS_IS]['over_med']:.3f}",
+                    f"{r[AS_IS]['over_p99']:.3f}",
+                    f"{r[AS_IS]['calls_per_s']:.0f}",
+                ]
                 for i, r in enumerate(runs)
             ]
-            + [["**median**", f"{bare_med:.5f}", f"{med(AS_IS, 'gw_med'):.3f}", f"{med(AS_IS, 'gw_p99'):.3f}",
-                f"**{headline:.3f}**", f"{med(AS_IS, 'over_p99'):.3f}", f"{med(AS_IS, 'calls_per_s'):.0f}"]],
+            + [
+                [
+                    "**median**",
+                    f"{bare_med:.5f}",
+                    f"{med(AS_IS, 'gw_med'):.3f}",
+                    f"{med(AS_IS, 'gw_p99'):.3f}",
+                    f"**{headline:.3f}**",
+                    f"{med(AS_IS, 'over_p99'):.3f}",
+                    f"{med(AS_IS, 'calls_per_s'):.0f}",
+                ]
+            ],
         ),
         "",
         "What-if variants measured in the same runs (medians of runs). They change only how the two "
@@ -232,8 +261,13 @@ def run():
         common.table(
             ["variant", "added median (ms)", "added p99 (ms)", "calls/s", "vs as is"],
             [
-                [name, f"{med(name, 'over_med'):.3f}", f"{med(name, 'over_p99'):.3f}", f"{med(name, 'calls_per_s'):.0f}",
-                 f"{med(name, 'over_med') / headline:.2f}x"]
+                [
+                    name,
+                    f"{med(name, 'over_med'):.3f}",
+                    f"{med(name, 'over_p99'):.3f}",
+                    f"{med(name, 'calls_per_s'):.0f}",
+                    f"{med(name, 'over_med') / headline:.2f}x",
+                ]
                 for name in VARIANTS
             ],
         ),
@@ -241,8 +275,10 @@ def run():
         f"Where the time goes: each step timed alone ({COMPONENT_SAMPLES} calls, median). "
         f"Round-trip floor from this process: PostgreSQL `SELECT 1` {pg_rtt:.3f} ms, Redis PING {redis_rtt:.3f} ms.",
         "",
-        common.table(["step", "median (ms)"], [[n, f"{ms:.3f}"] for n, ms in components]
-                     + [["sum of steps", f"{sum(ms for _, ms in components):.3f}"]]),
+        common.table(
+            ["step", "median (ms)"],
+            [[n, f"{ms:.3f}"] for n, ms in components] + [["sum of steps", f"{sum(ms for _, ms in components):.3f}"]],
+        ),
         "",
         "Each ProviderCall INSERT and UsageRollup UPDATE is its own autocommit transaction and waits for "
         "its own WAL flush; with four Redis round trips (token, breaker, budget lookup) they make up the "

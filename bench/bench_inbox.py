@@ -103,7 +103,8 @@ class RawHTTP:
             reader, writer = conn
             head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             writer.write(
-                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body
+                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode()
+                + body
             )
             status = int((await reader.readline()).split()[1])
             length, chunked, close = None, False, False
@@ -428,7 +429,14 @@ def run():
         "own count in Redis:",
         "",
         common.table(
-            ["server", "worker ready after", "all processed after", "stored rows", "handled once / more / never", "exactly once"],
+            [
+                "server",
+                "worker ready after",
+                "all processed after",
+                "stored rows",
+                "handled once / more / never",
+                "exactly once",
+            ],
             checks,
         ),
         "",

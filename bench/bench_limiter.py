@@ -131,11 +131,7 @@ def run():
                                     f"{ratio:.3f}" if close else f"**{ratio:.3f}**",
                                 ]
                             )
-    verdict = (
-        "met in every trial"
-        if not failures
-        else "**missed** in " + "; ".join(failures)
-    )
+    verdict = "met in every trial" if not failures else "**missed** in " + "; ".join(failures)
     lines = [
         f"Each trial: a fresh bucket, callers in a tight `limiter.take()` loop for {SECONDS:.0f} s, {REPEATS} runs per "
         f"setting. span = first grant's call to last grant's return; bound = rate x span + burst; steady rate = "
@@ -144,7 +140,19 @@ def run():
         f"Target: granted never above the bound, steady rate within {TOLERANCE:.0%} below the configured rate: {verdict}.",
         "",
         common.table(
-            ["backend", "limit", "callers", "run", "span (s)", "take() calls/s", "granted", "bound", "<= bound", "steady rate (/s)", "steady / configured"],
+            [
+                "backend",
+                "limit",
+                "callers",
+                "run",
+                "span (s)",
+                "take() calls/s",
+                "granted",
+                "bound",
+                "<= bound",
+                "steady rate (/s)",
+                "steady / configured",
+            ],
             rows,
         ),
     ]

@@ -61,7 +61,12 @@ class _FakeStripe(BaseHTTPRequestHandler):
                 "latest_charge": {
                     "id": f"ch_{pi}",
                     "object": "charge",
-                    "balance_transaction": {"id": f"txn_{pi}", "object": "balance_transaction", "fee": 103, "currency": "usd"},
+                    "balance_transaction": {
+                        "id": f"txn_{pi}",
+                        "object": "balance_transaction",
+                        "fee": 103,
+                        "currency": "usd",
+                    },
                 },
             }
         ).encode()
@@ -135,7 +140,17 @@ def _plan(payments, n_events, rng):
             "object": "event",
             "type": "payment_intent.payment_failed",
             "created": base + i % 50,
-            "data": {"object": {**intent, "status": "requires_payment_method", "last_payment_error": {"code": "card_declined", "decline_code": "insufficient_funds", "message": "Insufficient funds."}}},
+            "data": {
+                "object": {
+                    **intent,
+                    "status": "requires_payment_method",
+                    "last_payment_error": {
+                        "code": "card_declined",
+                        "decline_code": "insufficient_funds",
+                        "message": "Insufficient funds.",
+                    },
+                }
+            },
         }
         succeeded = {
             "id": f"evt_bench_s{p.pk}",
@@ -189,13 +204,21 @@ def _one_run(n_events, rng, port):
     owner, _ = get_user_model().objects.get_or_create(username="bench-payer", defaults={"email": "payer@bench.local"})
     n_pairs = n_events // 2
     invoices = Invoice.objects.bulk_create(
-        [Invoice(owner=owner, amount=1000 + i, currency="usd", number=f"BENCH-{i:06d}-{rng.randint(0, 10**9)}") for i in range(n_pairs)]
+        [
+            Invoice(owner=owner, amount=1000 + i, currency="usd", number=f"BENCH-{i:06d}-{rng.randint(0, 10**9)}")
+            for i in range(n_pairs)
+        ]
     )
     payments = Payment.objects.bulk_create(
         [
             Payment(
-                invoice=inv, attempt=1, status="pending", amount=inv.amount, currency="usd",
-                payment_intent_id=f"pi_bench_{inv.pk}", idempotency_key=f"hub-invoice-{inv.pk}-attempt-1",
+                invoice=inv,
+                attempt=1,
+                status="pending",
+                amount=inv.amount,
+                currency="usd",
+                payment_intent_id=f"pi_bench_{inv.pk}",
+                idempotency_key=f"hub-invoice-{inv.pk}-attempt-1",
             )
             for inv in invoices
         ]
@@ -211,7 +234,9 @@ def _one_run(n_events, rng, port):
     def send(body):
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
-        r = session.post(url, data=body, headers={"Content-Type": "application/json", "Stripe-Signature": _sign(body)}, timeout=30)
+        r = session.post(
+            url, data=body, headers={"Content-Type": "application/json", "Stripe-Signature": _sign(body)}, timeout=30
+        )
         with lock:
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
@@ -267,7 +292,21 @@ def run():
     fake = ThreadingHTTPServer(("127.0.0.1", stripe_port), _FakeStripe)
     threading.Thread(target=fake.serve_forever, daemon=True).start()
     env = _env(stripe_port)
-    os.environ.update({k: env[k] for k in ("DJANGO_SETTINGS_MODULE", "SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL", "CACHE_KEY_PREFIX", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")})
+    os.environ.update(
+        {
+            k: env[k]
+            for k in (
+                "DJANGO_SETTINGS_MODULE",
+                "SECRET_KEY",
+                "FIELD_ENCRYPTION_KEYS",
+                "DATABASE_URL",
+                "REDIS_URL",
+                "CACHE_KEY_PREFIX",
+                "STRIPE_SECRET_KEY",
+                "STRIPE_WEBHOOK_SECRET",
+            )
+        }
+    )
     try:
         _ensure_database(env["DATABASE_URL"])
     except Exception as exc:  # noqa: BLE001
@@ -290,15 +329,44 @@ def run():
     try:
         procs.append(
             subprocess.Popen(
-                [str(BIN / "gunicorn"), "config.wsgi", "-b", f"127.0.0.1:{web_port}", "-w", str(web_workers), "--log-level", "warning"],
-                cwd=ROOT, env=env, stdout=open(logs / "web.log", "w"), stderr=subprocess.STDOUT,
+                [
+                    str(BIN / "gunicorn"),
+                    "config.wsgi",
+                    "-b",
+                    f"127.0.0.1:{web_port}",
+                    "-w",
+                    str(web_workers),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=open(logs / "web.log", "w"),
+                stderr=subprocess.STDOUT,
             )
         )
         procs.append(
             subprocess.Popen(
-                [str(BIN / "celery"), "-A", "config", "worker", "-Q", "default,payments", "--concurrency", str(concurrency),
-                 "--loglevel", "WARNING", "-n", f"benchpay{web_port}@%h", "--without-gossip", "--without-mingle"],
-                cwd=ROOT, env=env, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "config",
+                    "worker",
+                    "-Q",
+                    "default,payments",
+                    "--concurrency",
+                    str(concurrency),
+                    "--loglevel",
+                    "WARNING",
+                    "-n",
+                    f"benchpay{web_port}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=open(logs / "worker.log", "w"),
+                stderr=subprocess.STDOUT,
             )
         )
         if not _wait_port(web_port):
@@ -319,7 +387,11 @@ def run():
 
     rows = []
     for i, r in enumerate(results, 1):
-        done = f"{r['processed_seconds']:.1f}" if r["processed_seconds"] is not None else f"not within {DEADLINE_SECONDS:.0f}"
+        done = (
+            f"{r['processed_seconds']:.1f}"
+            if r["processed_seconds"] is not None
+            else f"not within {DEADLINE_SECONDS:.0f}"
+        )
         ok = all(r["checks"].values())
         rows.append(
             f"| {i} | {r['unique']} | {r['deliveries']} | {r['late']} | {r['duplicates']} | {r['acks_per_s']:.0f} | "
@@ -343,7 +415,9 @@ def run():
         *rows,
         "",
         f"Median acks/s: **{acks:.0f}**; median time until every event is processed: "
-        f"**{statistics.median(done_times):.1f} s**" if done_times else f"Median acks/s: **{acks:.0f}**; processing did not finish in time.",
+        f"**{statistics.median(done_times):.1f} s**"
+        if done_times
+        else f"Median acks/s: **{acks:.0f}**; processing did not finish in time.",
         "",
         f"HTTP answers (last run): {dict(sorted(last['statuses'].items()))}. End-state checks (last run):",
         "",

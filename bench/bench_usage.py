@@ -30,9 +30,7 @@ STAFF = "bench_staff"
 
 
 def _owner_ids(cur):
-    cur.execute(
-        "SELECT array_agg(id ORDER BY username) FROM auth_user WHERE username LIKE %s", ["bench\\_owner\\_%"]
-    )
+    cur.execute("SELECT array_agg(id ORDER BY username) FROM auth_user WHERE username LIKE %s", ["bench\\_owner\\_%"])
     return cur.fetchone()[0] or []
 
 
@@ -163,12 +161,37 @@ def _clients(heavy_owner_id):
 def _endpoints(api, staff_api, admin, week_ago):
     return [
         ("GET /api/v1/integrations/usage/ (heavy owner, token)", api, "/api/v1/integrations/usage/", True),
-        ("admin dashboard /admin/integrations/providercall/dashboard/", admin, "/admin/integrations/providercall/dashboard/", True),
+        (
+            "admin dashboard /admin/integrations/providercall/dashboard/",
+            admin,
+            "/admin/integrations/providercall/dashboard/",
+            True,
+        ),
         ("admin ProviderCall changelist, unfiltered", admin, "/admin/integrations/providercall/", True),
-        ("admin ProviderCall changelist, ?provider=stripe", admin, "/admin/integrations/providercall/?provider=stripe", False),
-        ("admin ProviderCall changelist, ?outcome__exact=error", admin, "/admin/integrations/providercall/?outcome__exact=error", False),
-        ("admin ProviderCall changelist, last 7 days", admin, f"/admin/integrations/providercall/?created_at__gte={week_ago}", False),
-        ("admin ProviderCall changelist, date hierarchy (this month)", admin, f"/admin/integrations/providercall/?created_at__year={week_ago.year}&created_at__month={week_ago.month}", False),
+        (
+            "admin ProviderCall changelist, ?provider=stripe",
+            admin,
+            "/admin/integrations/providercall/?provider=stripe",
+            False,
+        ),
+        (
+            "admin ProviderCall changelist, ?outcome__exact=error",
+            admin,
+            "/admin/integrations/providercall/?outcome__exact=error",
+            False,
+        ),
+        (
+            "admin ProviderCall changelist, last 7 days",
+            admin,
+            f"/admin/integrations/providercall/?created_at__gte={week_ago}",
+            False,
+        ),
+        (
+            "admin ProviderCall changelist, date hierarchy (this month)",
+            admin,
+            f"/admin/integrations/providercall/?created_at__year={week_ago.year}&created_at__month={week_ago.month}",
+            False,
+        ),
         ("GET /api/v1/integrations/calls/ (heavy owner, first page)", api, "/api/v1/integrations/calls/", False),
         ("GET /api/v1/integrations/status/ (staff)", staff_api, "/api/v1/integrations/status/", False),
     ]
@@ -231,7 +254,9 @@ def run():
             [heavy],
         )
         month_rows, month_calls = cur.fetchone()
-        cur.execute("SELECT count(*), coalesce(sum(calls), 0) FROM integrations_usagerollup WHERE hour >= now() - interval '24 hours'")
+        cur.execute(
+            "SELECT count(*), coalesce(sum(calls), 0) FROM integrations_usagerollup WHERE hour >= now() - interval '24 hours'"
+        )
         day_rows, day_calls = cur.fetchone()
         cur.execute("SELECT count(*) FROM integrations_providercall WHERE owner_id = %s", [heavy])
         heavy_calls = cur.fetchone()[0]
@@ -250,8 +275,15 @@ def run():
             if not ok:
                 misses.append(label)
         rows.append(
-            [label + mark, f"{p50:.1f}", f"**{p95:.1f}**" if required else f"{p95:.1f}", len(samples[label]), n,
-             f"{slow_ms:.1f}", f"`{slow_sql}`"]
+            [
+                label + mark,
+                f"{p50:.1f}",
+                f"**{p95:.1f}**" if required else f"{p95:.1f}",
+                len(samples[label]),
+                n,
+                f"{slow_ms:.1f}",
+                f"`{slow_sql}`",
+            ]
         )
     verdict = "met" if not misses else "**missed** for " + "; ".join(misses)
     lines = [
@@ -267,7 +299,9 @@ def run():
         f"Target p95 < {TARGET_P95_MS} ms for the usage API, the admin dashboard and the admin ProviderCall "
         f"changelist (rows marked target): {verdict}.",
         "",
-        common.table(["page", "p50 (ms)", "p95 (ms)", "samples", "SQL queries", "slowest query (ms)", "slowest query"], rows),
+        common.table(
+            ["page", "p50 (ms)", "p95 (ms)", "samples", "SQL queries", "slowest query (ms)", "slowest query"], rows
+        ),
         "",
         "The changelist has no full-table scan: the provider filter's choices come from integrations.registry, "
         "the date hierarchy takes its periods from MIN/MAX (integrations.admin.CalendarQuerySet), and an "

@@ -49,14 +49,16 @@ def main(argv):
             body = module.run()
         except Exception:  # noqa: BLE001 - one broken suite must not hide the others' figures
             body = "Failed:\n\n```\n" + traceback.format_exc() + "```\n"
-        when = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}"
-        sections.append(f"## {module.TITLE}\n\n_suite `{name}`, {time.monotonic() - started:.0f} s, measured {when}_\n\n{body}\n")
+        when = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}"
+        sections.append(
+            f"## {module.TITLE}\n\n_suite `{name}`, {time.monotonic() - started:.0f} s, measured {when}_\n\n{body}\n"
+        )
         print(body, flush=True)
     header = (
         "# Benchmark results\n\n"
         f"- command: `make bench` (`python bench/run.py {' '.join(wanted)}`)\n"
         f"- machine: {machine()}\n"
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}\n\n"
+        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}\n\n"
     )
     out = BENCH / "RESULTS.md"
     if wanted and out.exists():

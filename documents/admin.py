@@ -16,8 +16,17 @@ class VersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = [
-        "number", "filename", "content_type", "size", "scan_status", "scan_detail",
-        "storage_class", "backend", "storage_key", "quarantined_at", "created_at",
+        "number",
+        "filename",
+        "content_type",
+        "size",
+        "scan_status",
+        "scan_detail",
+        "storage_class",
+        "backend",
+        "storage_key",
+        "quarantined_at",
+        "created_at",
     ]
     readonly_fields = fields
     show_change_link = True
@@ -28,7 +37,18 @@ class VersionInline(admin.TabularInline):
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ["id", "owner", "filename", "content_type", "size", "scan_status", "versions", "storage_class", "state", "created_at"]
+    list_display = [
+        "id",
+        "owner",
+        "filename",
+        "content_type",
+        "size",
+        "scan_status",
+        "versions",
+        "storage_class",
+        "state",
+        "created_at",
+    ]
     list_filter = ["state", "current_version__scan_status", "current_version__storage_class"]
     search_fields = ["owner__username", "versions__filename", "versions__sha256"]
     readonly_fields = ["owner", "current_version", "state", "created_at", "updated_at", "deleted_at"]
@@ -69,11 +89,24 @@ class DocumentAdmin(admin.ModelAdmin):
 @admin.register(DocumentVersion)
 class DocumentVersionAdmin(admin.ModelAdmin):
     list_display = [
-        "id", "document", "number", "filename", "content_type", "size", "scan_status",
-        "quarantined_at", "storage_class", "backend", "created_at",
+        "id",
+        "document",
+        "number",
+        "filename",
+        "content_type",
+        "size",
+        "scan_status",
+        "quarantined_at",
+        "storage_class",
+        "backend",
+        "created_at",
     ]
     list_filter = [
-        "scan_status", ("quarantined_at", admin.EmptyFieldListFilter), "storage_class", "backend", "content_type",
+        "scan_status",
+        ("quarantined_at", admin.EmptyFieldListFilter),
+        "storage_class",
+        "backend",
+        "content_type",
     ]
     search_fields = ["filename", "sha256", "document__owner__username"]
     readonly_fields = [f.name for f in DocumentVersion._meta.fields]

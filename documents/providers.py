@@ -416,7 +416,7 @@ class LocalBackend:
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
                 full = Path(dirpath) / name
-                modified = dt.datetime.fromtimestamp(full.stat().st_mtime, tz=dt.timezone.utc)
+                modified = dt.datetime.fromtimestamp(full.stat().st_mtime, tz=dt.UTC)
                 yield full.relative_to(root).as_posix(), modified
 
     def head_storage_class(self, key, **kwargs):

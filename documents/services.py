@@ -56,9 +56,9 @@ def quarantine_key_for(storage_key):
 
 
 def storage_used(*, owner):
-    total = DocumentVersion.objects.filter(
-        document__owner=owner, document__state=Document.State.ACTIVE
-    ).aggregate(total=Sum("size"))["total"]
+    total = DocumentVersion.objects.filter(document__owner=owner, document__state=Document.State.ACTIVE).aggregate(
+        total=Sum("size")
+    )["total"]
     return total or 0
 
 
@@ -396,7 +396,7 @@ def download_link(*, version, build_absolute_uri):
         url = build_absolute_uri(reverse("documents:file", args=[token]))
     return {
         "url": url,
-        "expires_at": dt.datetime.fromtimestamp(expires_at, tz=dt.timezone.utc),
+        "expires_at": dt.datetime.fromtimestamp(expires_at, tz=dt.UTC),
         "version": version.number,
         "filename": version.filename,
         "content_type": version.content_type,
@@ -446,7 +446,9 @@ def lifecycle_rules():
     """The bucket's lifecycle rules for documents/, from settings."""
     ia_days, archive_days = settings.S3_LIFECYCLE_IA_DAYS, settings.S3_LIFECYCLE_ARCHIVE_DAYS
     if ia_days and settings.S3_LIFECYCLE_IA_CLASS in ("STANDARD_IA", "ONEZONE_IA") and ia_days < 30:
-        raise LifecycleError(f"S3 moves objects to {settings.S3_LIFECYCLE_IA_CLASS} after 30 days at the earliest; S3_LIFECYCLE_IA_DAYS is {ia_days}.")
+        raise LifecycleError(
+            f"S3 moves objects to {settings.S3_LIFECYCLE_IA_CLASS} after 30 days at the earliest; S3_LIFECYCLE_IA_DAYS is {ia_days}."
+        )
     if ia_days and archive_days and archive_days <= ia_days:
         raise LifecycleError(
             f"S3_LIFECYCLE_ARCHIVE_DAYS ({archive_days}) must be later than S3_LIFECYCLE_IA_DAYS ({ia_days})."

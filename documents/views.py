@@ -22,7 +22,13 @@ from integrations.api.ratelimit import ratelimit
 
 from . import selectors, services
 from .providers import LocalBackend
-from .serializers import DocumentSerializer, DownloadLinkSerializer, UploadSerializer, DocumentUsageSerializer, VersionSerializer
+from .serializers import (
+    DocumentSerializer,
+    DocumentUsageSerializer,
+    DownloadLinkSerializer,
+    UploadSerializer,
+    VersionSerializer,
+)
 from .uploads import SizeLimitUploadHandler
 
 
@@ -148,7 +154,9 @@ class DocumentVersionRestoreView(APIView):
 
 
 class DocumentUsageView(APIView):
-    @extend_schema(responses={200: DocumentUsageSerializer}, summary="Bytes stored, quota and monthly storage cost estimate")
+    @extend_schema(
+        responses={200: DocumentUsageSerializer}, summary="Bytes stored, quota and monthly storage cost estimate"
+    )
     def get(self, request):
         return Response(DocumentUsageSerializer(services.usage_for_owner(owner=request.user)).data)
 
@@ -176,5 +184,3 @@ class DocumentFileView(APIView):
         # Even if a browser were talked into rendering it, the file runs in a sandbox.
         response["Content-Security-Policy"] = "sandbox"
         return response
-
-

@@ -24,7 +24,9 @@ class EstimatedCountPaginator(Paginator):
         query = self.object_list.query
         if connection.vendor == "postgresql" and not query.where:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [query.model._meta.db_table])
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [query.model._meta.db_table]
+                )
                 row = cursor.fetchone()
             if row and row[0] > 10000:
                 return row[0]
@@ -75,7 +77,17 @@ class CalendarQuerySet(QuerySet):
 
 @admin.register(ProviderCall)
 class ProviderCallAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "provider", "operation", "outcome", "http_status", "latency_ms", "attempt", "cost_usd", "owner"]
+    list_display = [
+        "created_at",
+        "provider",
+        "operation",
+        "outcome",
+        "http_status",
+        "latency_ms",
+        "attempt",
+        "cost_usd",
+        "owner",
+    ]
     list_filter = [ProviderFilter, "outcome", ("created_at", admin.DateFieldListFilter)]
     date_hierarchy = "created_at"  # periods from MIN/MAX: see CalendarQuerySet
     search_fields = ["=provider_request_id", "=idempotency_key", "=related_id", "=request_id"]
@@ -98,9 +110,7 @@ class ProviderCallAdmin(admin.ModelAdmin):
         return False
 
     def get_urls(self):
-        dashboard = path(
-            "dashboard/", self.admin_site.admin_view(self.dashboard_view), name="integrations_dashboard"
-        )
+        dashboard = path("dashboard/", self.admin_site.admin_view(self.dashboard_view), name="integrations_dashboard")
         return [dashboard, *super().get_urls()]
 
     def dashboard_view(self, request):
@@ -115,9 +125,7 @@ class ProviderCallAdmin(admin.ModelAdmin):
                 messages.success(request, f"Closed the circuit for {name}.")
             return HttpResponseRedirect(request.path)
         stats = {r["provider"]: r for r in dashboard_rows(hours=24)}
-        providers = [
-            {"spec": p, "circuit": breaker.state(p.name), "stats": stats.get(p.name)} for p in all_providers()
-        ]
+        providers = [{"spec": p, "circuit": breaker.state(p.name), "stats": stats.get(p.name)} for p in all_providers()]
         context = {
             **self.admin_site.each_context(request),
             "title": "Provider dashboard (last 24 h)",
@@ -140,10 +148,28 @@ def _failed_webhooks():
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "severity", "kind", "provider", "message", "occurrences", "last_seen_at", "resolved_at"]
+    list_display = [
+        "created_at",
+        "severity",
+        "kind",
+        "provider",
+        "message",
+        "occurrences",
+        "last_seen_at",
+        "resolved_at",
+    ]
     list_filter = ["kind", "severity", "provider", ("resolved_at", admin.EmptyFieldListFilter)]
     search_fields = ["message", "dedupe_key"]
-    readonly_fields = ["kind", "severity", "provider", "message", "dedupe_key", "occurrences", "created_at", "last_seen_at"]
+    readonly_fields = [
+        "kind",
+        "severity",
+        "provider",
+        "message",
+        "dedupe_key",
+        "occurrences",
+        "created_at",
+        "last_seen_at",
+    ]
     actions = ["resolve"]
 
     @admin.action(description="Resolve selected alerts")

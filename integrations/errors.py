@@ -9,7 +9,28 @@ permanent and is not retried anywhere.
 import email.utils
 import time
 
-from .api.errors import ApiError
+
+class DomainError(Exception):
+    """What a service raises when the caller must be told no: one HTTP status, a stable code, a sentence.
+
+    Services, tasks and admin actions raise it; the API's one exception handler
+    (`integrations.api.errors.exception_handler`) turns it into
+    `{"error": code, "detail": detail, **extra}` with `headers` set. Services
+    never import DRF.
+
+    >>> raise DomainError(409, "invoice_not_payable", "This invoice is already paid.")
+    """
+
+    def __init__(self, status, code, detail, *, headers=None, **extra):
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def as_dict(self):
+        return {"error": self.code, "detail": self.detail, **self.extra}
 
 
 class ProviderError(Exception):
@@ -35,7 +56,7 @@ class ProviderError(Exception):
             extra["retry_after"] = seconds
         if self.code:
             extra["provider_code"] = self.code
-        return ApiError(self.api_status, self.api_code, self.detail_sentence(), headers=headers, **extra)
+        return DomainError(self.api_status, self.api_code, self.detail_sentence(), headers=headers, **extra)
 
     def detail_sentence(self):
         return f"{self.provider}: {self.message}"
@@ -123,7 +144,7 @@ class ProviderNotConfigured(PermanentError):
         self.missing = list(missing)
 
     def as_api_error(self):
-        return ApiError(503, self.api_code, self.message, provider=self.provider, missing=self.missing)
+        return DomainError(503, self.api_code, self.message, provider=self.provider, missing=self.missing)
 
 
 def parse_retry_after(value):
@@ -144,7 +165,9 @@ def parse_retry_after(value):
     return max(0.0, when.timestamp() - time.time())
 
 
-QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "quota_exceeded", "credit_balance_too_low"})
+QUOTA_CODES = frozenset(
+    {"insufficient_quota", "billing_hard_limit_reached", "quota_exceeded", "credit_balance_too_low"}
+)
 
 
 def error_from_http(provider, status, *, headers=None, code=None, message="", request_id=None):

@@ -106,11 +106,7 @@ def encrypted_fields():
 
     found = []
     for model in apps.get_models():
-        names = [
-            f.name
-            for f in model._meta.concrete_fields
-            if isinstance(f, EncryptedTextField)
-        ]
+        names = [f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
         if names:
             found.append((model, names))
     return found

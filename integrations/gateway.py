@@ -33,19 +33,18 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import breaker, limiter, metrics
+from .alerts import alert_raise
 from .errors import (
     CircuitOpen,
     ProviderError,
-    ProviderNotConfigured,
     ProviderTimeout,
     ProviderUnavailable,
     QuotaExceeded,
     RateLimited,
 )
-from .alerts import alert_raise
 from .models import Alert, ProviderCall
 from .redaction import redact
-from .registry import get_provider
+from .registry import require
 from .usage import budget_check, call_record, failure_rate_check
 
 logger = logging.getLogger(__name__)
@@ -221,10 +220,7 @@ def attempt(
     attempt_no=None,
 ):
     """Run one attempt at a provider call; see the module docstring."""
-    spec = get_provider(provider)
-    missing = spec.missing()
-    if missing:
-        raise ProviderNotConfigured(provider, missing)
+    require(provider)
 
     _take_token(provider, scope, rate_cost)
 

@@ -44,7 +44,7 @@ def locked(name):
 def read(name):
     """The state for `name` without changing it (under a shared lock, so never half-written)."""
     try:
-        fh = open(_path(name))
+        fh = open(_path(name))  # noqa: SIM115 - closed by the `with fh` below, after the existence check
     except FileNotFoundError:
         return {}
     with fh:

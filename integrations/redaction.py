@@ -1,6 +1,7 @@
 """Keep secrets out of anything the hub stores or logs about a call."""
 
 import re
+
 from django.conf import settings
 
 from .registry import all_providers
@@ -14,7 +15,9 @@ _PATTERNS = [
     re.compile(r"\bya29\.[A-Za-z0-9_\-\.]+"),  # Google access tokens
     re.compile(r"\bAKIA[0-9A-Z]{16}\b"),  # AWS access key ids
     re.compile(r"(?i)(bearer|token|basic)\s+[A-Za-z0-9_\-\.=:+/]{8,}"),
-    re.compile(r"(?i)((?:api[_-]?key|access[_-]?token|refresh[_-]?token|secret|password|auth[_-]?token)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"),
+    re.compile(
+        r"(?i)((?:api[_-]?key|access[_-]?token|refresh[_-]?token|secret|password|auth[_-]?token)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
+    ),
 ]
 REDACTED = "[redacted]"
 

@@ -81,3 +81,14 @@ def get_provider(name):
 
 def all_providers():
     return list(PROVIDERS.values())
+
+
+def require(name):
+    """The provider's entry, or ProviderNotConfigured naming the missing settings: the one "is it configured?" check."""
+    from .errors import ProviderNotConfigured
+
+    spec = get_provider(name)
+    missing = spec.missing()
+    if missing:
+        raise ProviderNotConfigured(name, missing)
+    return spec

@@ -16,11 +16,13 @@
   (to store it on the domain row) and raises a `task_failed` Alert.
 """
 
+import functools
 import logging
 import random
 
 from celery import Task
 from django.conf import settings
+from django.db import transaction
 
 from .alerts import alert_raise
 from .errors import ProviderError, RateLimited
@@ -75,7 +77,9 @@ class ProviderTask(Task):
                 countdown = backoff_seconds(
                     self.request.retries, base=policy["base"], cap=policy["cap"], retry_after=exc.retry_after
                 )
-                raise self.retry(args=args, kwargs=kwargs, exc=exc, countdown=countdown, max_retries=policy["max_retries"])
+                raise self.retry(
+                    args=args, kwargs=kwargs, exc=exc, countdown=countdown, max_retries=policy["max_retries"]
+                )
 
     def _defer(self, args, kwargs, *, countdown, prepaid):
         """Send the same task again for when its token is due; this run ends without error."""
@@ -105,3 +109,12 @@ class ProviderTask(Task):
                 self.give_up(exc, *args, **kwargs)
             except Exception:  # noqa: BLE001 - the alert above is already raised; log and carry on
                 logger.exception("give_up hook of %s failed", self.name)
+
+
+def enqueue_on_commit(task, *args, **kwargs):
+    """Queue `task(*args, **kwargs)` (ids only) once the current transaction commits: the one way to enqueue work.
+
+    Outside a transaction it is sent at once. Sending after commit means a
+    worker never looks for a row that is not there yet.
+    """
+    transaction.on_commit(functools.partial(task.apply_async, args=args, kwargs=kwargs))

@@ -24,7 +24,9 @@ def units_total(units):
     return sum(Decimal(str(v)) for v in (units or {}).values() if isinstance(v, (int, float, Decimal)))
 
 
-_ROLLUP_SUMS = ["errors", "units", "cost_usd", "latency_ms_sum"] + [f"lat_b{i}" for i in range(len(LATENCY_BUCKETS_MS) + 1)]
+_ROLLUP_SUMS = ["errors", "units", "cost_usd", "latency_ms_sum"] + [
+    f"lat_b{i}" for i in range(len(LATENCY_BUCKETS_MS) + 1)
+]
 
 
 def _pg_call_and_rollup_sql(with_owner):

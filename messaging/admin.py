@@ -21,7 +21,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(SmsMessage)
 class SmsMessageAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "direction", "to_number", "from_number", "status", "segments", "price_usd", "error_code", "owner"]
+    list_display = [
+        "created_at",
+        "direction",
+        "to_number",
+        "from_number",
+        "status",
+        "segments",
+        "price_usd",
+        "error_code",
+        "owner",
+    ]
     list_filter = ["direction", "status", "price_final", "send_doubt"]
     search_fields = ["=external_id", "=to_number", "=from_number"]
     date_hierarchy = "created_at"
@@ -35,10 +45,14 @@ class SmsMessageAdmin(ReadOnlyAdmin):
         from .tasks import sms_send
 
         ids = list(
-            queryset.filter(direction="outbound", status="failed", external_id__isnull=True).values_list("pk", flat=True)
+            queryset.filter(direction="outbound", status="failed", external_id__isnull=True).values_list(
+                "pk", flat=True
+            )
         )
         with transaction.atomic():
-            SmsMessage.objects.filter(pk__in=ids, status="failed").update(status="queued", error_code="", error_message="")
+            SmsMessage.objects.filter(pk__in=ids, status="failed").update(
+                status="queued", error_code="", error_message=""
+            )
             for pk in ids:
                 transaction.on_commit(lambda pk=pk: sms_send.delay(pk))
         self.message_user(request, f"{len(ids)} message(s) queued again.", messages.SUCCESS)
@@ -46,7 +60,17 @@ class SmsMessageAdmin(ReadOnlyAdmin):
 
 @admin.register(CallLog)
 class CallLogAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "direction", "from_number", "to_number", "status", "routing", "duration_seconds", "price_usd", "has_recording"]
+    list_display = [
+        "created_at",
+        "direction",
+        "from_number",
+        "to_number",
+        "status",
+        "routing",
+        "duration_seconds",
+        "price_usd",
+        "has_recording",
+    ]
     list_filter = ["direction", "status", "routing", "voicemail", "send_doubt"]
     search_fields = ["=external_id", "=from_number", "=to_number"]
     date_hierarchy = "created_at"
@@ -98,6 +122,16 @@ class BusinessHoursAdmin(admin.ModelAdmin):
 
 @admin.register(ForwardingRule)
 class ForwardingRuleAdmin(admin.ModelAdmin):
-    list_display = ["name", "priority", "is_active", "caller_prefix", "start_time", "end_time", "target_number", "ring_timeout", "fallback_number"]
+    list_display = [
+        "name",
+        "priority",
+        "is_active",
+        "caller_prefix",
+        "start_time",
+        "end_time",
+        "target_number",
+        "ring_timeout",
+        "fallback_number",
+    ]
     list_editable = ["priority", "is_active"]
     list_filter = ["is_active"]

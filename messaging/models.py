@@ -150,6 +150,9 @@ class BusinessHours(models.Model):
             models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_hours")
         ]
 
+    def __str__(self):
+        return f"{self.name} ({self.time_zone})"
+
     def clean(self):
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -159,9 +162,6 @@ class BusinessHours(models.Model):
             ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValidationError({"time_zone": f"Unknown time zone {self.time_zone!r}."}) from None
-
-    def __str__(self):
-        return f"{self.name} ({self.time_zone})"
 
 
 class WeeklyHours(models.Model):
@@ -268,7 +268,9 @@ class CallLog(CreateAttempt):
     # Inbound routing
     forwarded_to = models.CharField(max_length=20, blank=True)
     forwarding_rule = models.ForeignKey(ForwardingRule, null=True, blank=True, on_delete=models.SET_NULL)
-    routing = models.CharField(max_length=32, blank=True, help_text="forward, fallback, voicemail, after_hours, holiday")
+    routing = models.CharField(
+        max_length=32, blank=True, help_text="forward, fallback, voicemail, after_hours, holiday"
+    )
     voicemail = models.BooleanField(default=False)
     # Outcome and cost
     duration_seconds = models.PositiveIntegerField(null=True, blank=True)

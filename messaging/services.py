@@ -262,7 +262,9 @@ def sms_send(*, sms_id):
                 sms_transition(sms_id, "queued", "sending")
             return "found" if _sms_accepted(sms, found) else "skipped"
     if opted_out(sms.to_number):
-        sms_transition(sms_id, sms.status, "failed", error_code="opted_out", error_message="The recipient replied STOP.")
+        sms_transition(
+            sms_id, sms.status, "failed", error_code="opted_out", error_message="The recipient replied STOP."
+        )
         return "opted_out"
     if sms.status == "queued" and not sms_transition(sms_id, "queued", "sending"):
         return "skipped"
@@ -487,8 +489,13 @@ def call_transition(call_id, frm, to, **fields):
 def call_create(*, owner, to, say, record=False):
     _require_twilio()
     if not settings.TWILIO_PHONE_NUMBER:
-        raise ApiError(503, "provider_not_configured", "Calls need TWILIO_PHONE_NUMBER (a messaging service cannot call).",
-                       provider="twilio", missing=["TWILIO_PHONE_NUMBER"])
+        raise ApiError(
+            503,
+            "provider_not_configured",
+            "Calls need TWILIO_PHONE_NUMBER (a messaging service cannot call).",
+            provider="twilio",
+            missing=["TWILIO_PHONE_NUMBER"],
+        )
     from .tasks import call_place
 
     with transaction.atomic():
@@ -592,7 +599,9 @@ def call_lookup(*, call):
             related=call,
         )
         candidates = [
-            c for c in listed if c.direction == "outbound-api" and c.date_created is not None and c.date_created >= since
+            c
+            for c in listed
+            if c.direction == "outbound-api" and c.date_created is not None and c.date_created >= since
         ]
         found = _lookup_pick(CallLog, call, candidates)
         if found is not None:
@@ -796,8 +805,9 @@ def costs_unbooked_sweep(*, older_than_seconds=3600, limit=500):
         .values_list("pk", flat=True)[:limit]
     )
     call_ids = list(
-        CallLog.objects.filter(cost_recorded=False, updated_at__lt=cutoff, status__in=CallLog.FINAL, external_id__gt="")
-        .values_list("pk", flat=True)[:limit]
+        CallLog.objects.filter(
+            cost_recorded=False, updated_at__lt=cutoff, status__in=CallLog.FINAL, external_id__gt=""
+        ).values_list("pk", flat=True)[:limit]
     )
     for pk in sms_ids:
         transaction.on_commit(lambda pk=pk: sms_price_fetch.delay(pk))

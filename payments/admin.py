@@ -8,7 +8,17 @@ class PaymentInline(admin.TabularInline):
     model = Payment
     extra = 0
     can_delete = False
-    fields = ["attempt", "method", "status", "amount", "currency", "amount_refunded", "payment_intent_id", "failure_code", "failure_message"]
+    fields = [
+        "attempt",
+        "method",
+        "status",
+        "amount",
+        "currency",
+        "amount_refunded",
+        "payment_intent_id",
+        "failure_code",
+        "failure_message",
+    ]
     readonly_fields = fields
     show_change_link = True
 
@@ -56,7 +66,18 @@ class RefundInline(admin.TabularInline):
 
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
-    list_display = ["id", "invoice", "attempt", "method", "status", "amount", "currency", "amount_refunded", "failure_code", "disputed_at"]
+    list_display = [
+        "id",
+        "invoice",
+        "attempt",
+        "method",
+        "status",
+        "amount",
+        "currency",
+        "amount_refunded",
+        "failure_code",
+        "disputed_at",
+    ]
     list_filter = ["status", "method", "failure_code"]
     search_fields = ["=payment_intent_id", "=checkout_session_id", "=charge_id", "invoice__number"]
     list_select_related = ["invoice"]
@@ -74,7 +95,9 @@ class PaymentAdmin(admin.ModelAdmin):
         done = 0
         for payment in queryset:
             try:
-                services.refund_request(payment_id=payment.pk, reason="requested_by_customer", requested_by=request.user)
+                services.refund_request(
+                    payment_id=payment.pk, reason="requested_by_customer", requested_by=request.user
+                )
                 done += 1
             except services.PaymentsError as exc:
                 self.message_user(request, f"Payment {payment.pk}: {exc.detail}", messages.WARNING)
@@ -96,7 +119,16 @@ class RefundAdmin(admin.ModelAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ["id", "owner", "price_id", "status", "current_period_end", "cancel_at_period_end", "pending_operation", "last_error"]
+    list_display = [
+        "id",
+        "owner",
+        "price_id",
+        "status",
+        "current_period_end",
+        "cancel_at_period_end",
+        "pending_operation",
+        "last_error",
+    ]
     list_filter = ["status", "pending_operation", "cancel_at_period_end"]
     search_fields = ["=external_id", "owner__username", "price_id"]
     actions = ["cancel_now", "cancel_at_period_end"]

@@ -28,7 +28,9 @@ class Customer(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["external_id"], condition=~Q(external_id=""), name="customer_unique_external")
+            models.UniqueConstraint(
+                fields=["external_id"], condition=~Q(external_id=""), name="customer_unique_external"
+            )
         ]
 
     def __str__(self):
@@ -68,16 +70,24 @@ class Invoice(models.Model):
     paid_at = models.DateTimeField(null=True, blank=True)
     amount_refunded = models.PositiveBigIntegerField(default=0)
     # Set for invoices Stripe issued itself (subscriptions); blank for the hub's own.
-    external_id = models.CharField(max_length=64, blank=True, help_text="Stripe invoice id (in_...), if Stripe issued it.")
-    subscription = models.ForeignKey("Subscription", null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices")
+    external_id = models.CharField(
+        max_length=64, blank=True, help_text="Stripe invoice id (in_...), if Stripe issued it."
+    )
+    subscription = models.ForeignKey(
+        "Subscription", null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["external_id"], condition=~Q(external_id=""), name="invoice_unique_external"),
-            models.CheckConstraint(condition=Q(amount_refunded__lte=models.F("amount")), name="invoice_refund_le_amount"),
+            models.UniqueConstraint(
+                fields=["external_id"], condition=~Q(external_id=""), name="invoice_unique_external"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__lte=models.F("amount")), name="invoice_refund_le_amount"
+            ),
         ]
         indexes = [models.Index(fields=["owner", "-created_at"], name="invoice_owner_created")]
 
@@ -245,7 +255,9 @@ class Subscription(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["external_id"], condition=~Q(external_id=""), name="subscription_unique_external")
+            models.UniqueConstraint(
+                fields=["external_id"], condition=~Q(external_id=""), name="subscription_unique_external"
+            )
         ]
 
     def __str__(self):

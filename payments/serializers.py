@@ -13,22 +13,42 @@ def _status(model):
 class PaymentSerializer(serializers.ModelSerializer):
     status = _status(Payment)
     method = serializers.CharField(read_only=True, help_text="intent or checkout")
+
     class Meta:
         model = Payment
         fields = [
-            "id", "method", "attempt", "status", "amount", "currency", "amount_refunded",
-            "payment_intent_id", "checkout_session_id", "failure_code", "failure_message", "created_at",
+            "id",
+            "method",
+            "attempt",
+            "status",
+            "amount",
+            "currency",
+            "amount_refunded",
+            "payment_intent_id",
+            "checkout_session_id",
+            "failure_code",
+            "failure_message",
+            "created_at",
         ]
         read_only_fields = fields
 
 
 class InvoiceSerializer(serializers.ModelSerializer):
     status = _status(Invoice)
+
     class Meta:
         model = Invoice
         fields = [
-            "id", "number", "description", "amount", "currency", "status", "due_date", "paid_at",
-            "amount_refunded", "created_at",
+            "id",
+            "number",
+            "description",
+            "amount",
+            "currency",
+            "status",
+            "due_date",
+            "paid_at",
+            "amount_refunded",
+            "created_at",
         ]
         read_only_fields = fields
 
@@ -71,6 +91,7 @@ class PayResponseSerializer(serializers.Serializer):
 
 class RefundSerializer(serializers.ModelSerializer):
     status = _status(Refund)
+
     class Meta:
         model = Refund
         fields = ["id", "payment", "amount", "reason", "status", "external_id", "failure_reason", "created_at"]
@@ -78,7 +99,9 @@ class RefundSerializer(serializers.ModelSerializer):
 
 
 class RefundCreateSerializer(serializers.Serializer):
-    amount = serializers.IntegerField(min_value=1, required=False, help_text="Minor units; omit for the full remainder.")
+    amount = serializers.IntegerField(
+        min_value=1, required=False, help_text="Minor units; omit for the full remainder."
+    )
     reason = serializers.ChoiceField(
         choices=["duplicate", "fraudulent", "requested_by_customer"], required=False, allow_blank=True, default=""
     )
@@ -87,11 +110,21 @@ class RefundCreateSerializer(serializers.Serializer):
 class SubscriptionSerializer(serializers.ModelSerializer):
     status = _status(Subscription)
     pending_operation = serializers.CharField(read_only=True, help_text="The change waiting for Stripe, if any.")
+
     class Meta:
         model = Subscription
         fields = [
-            "id", "owner", "external_id", "price_id", "status", "current_period_end", "cancel_at_period_end",
-            "pending_operation", "pending_price_id", "last_error", "created_at",
+            "id",
+            "owner",
+            "external_id",
+            "price_id",
+            "status",
+            "current_period_end",
+            "cancel_at_period_end",
+            "pending_operation",
+            "pending_price_id",
+            "last_error",
+            "created_at",
         ]
         read_only_fields = fields
 

@@ -130,11 +130,15 @@ def _choose_attempt(*, invoice_id, owner, method):
         if invoice is None:
             raise Invoice.DoesNotExist
         if invoice.status not in Invoice.PAYABLE:
-            raise InvoiceNotPayable(f"Invoice {invoice.number} is {invoice.status}; there is nothing to pay.", status=invoice.status)
+            raise InvoiceNotPayable(
+                f"Invoice {invoice.number} is {invoice.status}; there is nothing to pay.", status=invoice.status
+            )
         fresh_after = timezone.now() - INTENT_REUSE_WINDOW
         reuse, stale = None, []
         for payment in invoice.payments.filter(status__in=Payment.LIVE).order_by("-attempt"):
-            same = payment.method == method and payment.amount == invoice.amount and payment.currency == invoice.currency
+            same = (
+                payment.method == method and payment.amount == invoice.amount and payment.currency == invoice.currency
+            )
             if reuse is None and same and payment.created_at > fresh_after:
                 reuse = payment
             else:
@@ -155,7 +159,9 @@ def _choose_attempt(*, invoice_id, owner, method):
 def _payment_cancel_on_stripe(payment, *, owner=None):
     key = f"{payment.idempotency_key}-cancel"
     if payment.checkout_session_id:
-        stripe_api.checkout_session_expire(payment.checkout_session_id, idempotency_key=key, owner=owner, related=payment)
+        stripe_api.checkout_session_expire(
+            payment.checkout_session_id, idempotency_key=key, owner=owner, related=payment
+        )
     elif payment.payment_intent_id:
         stripe_api.payment_intent_cancel(payment.payment_intent_id, idempotency_key=key, owner=owner, related=payment)
     transition(Payment, payment.pk, Payment.Status.CANCELED)
@@ -176,7 +182,11 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
     for old in stale:
         _payment_cancel_on_stripe(old, owner=owner)
     customer = customer_ensure(user=owner)
-    metadata = {"hub_invoice_id": str(invoice.pk), "hub_payment_id": str(payment.pk), "hub_invoice_number": invoice.number}
+    metadata = {
+        "hub_invoice_id": str(invoice.pk),
+        "hub_payment_id": str(payment.pk),
+        "hub_invoice_number": invoice.number,
+    }
     try:
         if method == Payment.Method.CHECKOUT:
             data = stripe_api.checkout_session_create(
@@ -211,7 +221,9 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
     except PermanentError as exc:
         # A refusal (card declined, invalid request) is final for this attempt;
         # the next click starts a new attempt with a new key.
-        transition(Payment, payment.pk, Payment.Status.FAILED, failure_code=(exc.code or "")[:64], failure_message=exc.message)
+        transition(
+            Payment, payment.pk, Payment.Status.FAILED, failure_code=(exc.code or "")[:64], failure_message=exc.message
+        )
         raise
     payment.refresh_from_db()
     return payment, {
@@ -299,7 +311,9 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
         transaction.on_commit(lambda: payment_fee_record.delay(payment.pk))
     elif to == Payment.Status.FAILED:
         transition(Invoice, invoice.pk, Invoice.Status.FAILED)
-        transaction.on_commit(lambda: payment_failed_notify(invoice_id=invoice.pk, reason=failure_message or failure_code))
+        transaction.on_commit(
+            lambda: payment_failed_notify(invoice_id=invoice.pk, reason=failure_message or failure_code)
+        )
     return True
 
 
@@ -367,7 +381,12 @@ def payment_failed_notify(*, invoice_id, reason):
 def payment_fee_record(*, payment_id):
     """Task body: record Stripe's fee for a succeeded payment on a `charge` ProviderCall (once)."""
     payment = Payment.objects.select_related("invoice").filter(pk=payment_id).first()
-    if payment is None or payment.fee_recorded or payment.status != Payment.Status.SUCCEEDED or not payment.payment_intent_id:
+    if (
+        payment is None
+        or payment.fee_recorded
+        or payment.status != Payment.Status.SUCCEEDED
+        or not payment.payment_intent_id
+    ):
         return "skipped"
     data = stripe_api.charge_fee_record(
         payment.payment_intent_id,
@@ -426,7 +445,9 @@ def refund_request(*, payment_id, amount=None, reason="", requested_by=None):
     with transaction.atomic():
         payment = Payment.objects.select_for_update().select_related("invoice").get(pk=payment_id)
         if payment.status != Payment.Status.SUCCEEDED:
-            raise InvalidTransition(f"Payment {payment.pk} is {payment.status}; only a succeeded payment can be refunded.")
+            raise InvalidTransition(
+                f"Payment {payment.pk} is {payment.status}; only a succeeded payment can be refunded."
+            )
         taken = payment.refunds.filter(status__in=Refund.COUNTED).aggregate(s=Sum("amount"))["s"] or 0
         remaining = payment.amount - taken
         if amount is None:
@@ -436,7 +457,9 @@ def refund_request(*, payment_id, amount=None, reason="", requested_by=None):
                 f"At most {remaining} ({payment.currency.upper()} minor units) remains refundable on this payment.",
                 remaining=remaining,
             )
-        refund = Refund.objects.create(payment=payment, amount=amount, reason=reason, requested_by=requested_by, idempotency_key="")
+        refund = Refund.objects.create(
+            payment=payment, amount=amount, reason=reason, requested_by=requested_by, idempotency_key=""
+        )
         Refund.objects.filter(pk=refund.pk).update(idempotency_key=f"hub-refund-{refund.pk}")
         refund.idempotency_key = f"hub-refund-{refund.pk}"
         transaction.on_commit(lambda: refund_send.delay(refund.pk))
@@ -472,7 +495,9 @@ def refund_give_up(*, refund_id, error):
     """
     rows = Refund.objects.filter(pk=refund_id, status=Refund.Status.PENDING, external_id="")
     if getattr(error, "retryable", False):
-        rows.update(failure_reason=f"Stripe did not confirm this refund ({error}); reconciliation will settle it."[:2000])
+        rows.update(
+            failure_reason=f"Stripe did not confirm this refund ({error}); reconciliation will settle it."[:2000]
+        )
     else:
         rows.update(status=Refund.Status.FAILED, failure_reason=str(error)[:2000])
 
@@ -516,7 +541,9 @@ def _refunded_totals(*, payment_id, stripe_amount_refunded=None):
     done = min(payment.amount, max(done, stripe_amount_refunded or 0))
     Payment.objects.filter(pk=payment.pk).update(amount_refunded=done)
     invoice = payment.invoice
-    total = min(invoice.amount, (invoice.payments.exclude(pk=payment.pk).aggregate(s=Sum("amount_refunded"))["s"] or 0) + done)
+    total = min(
+        invoice.amount, (invoice.payments.exclude(pk=payment.pk).aggregate(s=Sum("amount_refunded"))["s"] or 0) + done
+    )
     Invoice.objects.filter(pk=invoice.pk).update(amount_refunded=total)
     if total >= invoice.amount and total > 0:
         transition(Invoice, invoice.pk, Invoice.Status.REFUNDED)
@@ -637,12 +664,16 @@ def subscription_send(*, subscription_id):
         )
         Subscription.objects.filter(pk=sub.pk, external_id="").update(external_id=data["id"])
     elif op == Subscription.Operation.CHANGE_PRICE:
-        item = sub.item_id or stripe_api.subscription_item_id(stripe_api.subscription_retrieve(sub.external_id, owner=owner))
+        item = sub.item_id or stripe_api.subscription_item_id(
+            stripe_api.subscription_retrieve(sub.external_id, owner=owner)
+        )
         data = stripe_api.subscription_change_price(
             sub.external_id, item_id=item, price_id=sub.pending_price_id, idempotency_key=key, owner=owner, related=sub
         )
     elif op == Subscription.Operation.CANCEL_AT_PERIOD_END:
-        data = stripe_api.subscription_cancel_at_period_end(sub.external_id, idempotency_key=key, owner=owner, related=sub)
+        data = stripe_api.subscription_cancel_at_period_end(
+            sub.external_id, idempotency_key=key, owner=owner, related=sub
+        )
     else:
         data = stripe_api.subscription_cancel_now(sub.external_id, idempotency_key=key, owner=owner, related=sub)
     subscription_apply(sub=sub, data=data)
@@ -654,7 +685,9 @@ def subscription_give_up(*, subscription_id, error):
     sub = Subscription.objects.filter(pk=subscription_id).first()
     if sub is None:
         return
-    Subscription.objects.filter(pk=sub.pk).update(pending_operation="", pending_price_id="", last_error=str(error)[:2000])
+    Subscription.objects.filter(pk=sub.pk).update(
+        pending_operation="", pending_price_id="", last_error=str(error)[:2000]
+    )
     # Only a refusal proves Stripe has no subscription; after timeouts it may
     # exist, and its webhook (carrying hub_subscription_id) will fill the row in.
     if sub.pending_operation == Subscription.Operation.CREATE and not getattr(error, "retryable", False):
@@ -674,7 +707,10 @@ def subscription_upsert(*, data, occurred_at=None):
         if customer is None:
             return None, False
         sub = Subscription.objects.create(
-            owner=customer.user, external_id=data["id"], price_id=_price_of(data) or "", status=Subscription.Status.PENDING
+            owner=customer.user,
+            external_id=data["id"],
+            price_id=_price_of(data) or "",
+            status=Subscription.Status.PENDING,
         )
     return sub, subscription_apply(sub=sub, data=data, occurred_at=occurred_at)
 
@@ -749,13 +785,17 @@ def reconcile_stripe(*, hours=72, max_pages=50):
             refund, changed = refund_upsert(stripe_refund=stripe_refund)
             if changed:
                 refund.refresh_from_db()
-                fixes.append({"refund": refund.pk, "stripe_refund": stripe_refund["id"], "from": old, "to": refund.status})
+                fixes.append(
+                    {"refund": refund.pk, "stripe_refund": stripe_refund["id"], "from": old, "to": refund.status}
+                )
     except Exception as exc:
         ReconciliationRun.objects.filter(pk=run.pk).update(
             finished_at=timezone.now(), checked=checked, fixed=len(fixes), fixes=fixes, error=str(exc)[:2000]
         )
         raise
-    ReconciliationRun.objects.filter(pk=run.pk).update(finished_at=timezone.now(), checked=checked, fixed=len(fixes), fixes=fixes)
+    ReconciliationRun.objects.filter(pk=run.pk).update(
+        finished_at=timezone.now(), checked=checked, fixed=len(fixes), fixes=fixes
+    )
     run.refresh_from_db()
     if fixes:
         logger.warning("stripe reconciliation repaired local state", extra={"fixed": len(fixes)})

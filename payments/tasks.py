@@ -26,7 +26,9 @@ def refund_send(self, refund_id):
     return services.refund_send(refund_id=refund_id)
 
 
-@shared_task(bind=True, base=ProviderTask, provider="stripe", give_up=_subscription_give_up, name="payments.subscription_send")
+@shared_task(
+    bind=True, base=ProviderTask, provider="stripe", give_up=_subscription_give_up, name="payments.subscription_send"
+)
 def subscription_send(self, subscription_id):
     return services.subscription_send(subscription_id=subscription_id)
 

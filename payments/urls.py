@@ -12,6 +12,10 @@ urlpatterns = [
     path("payments/<int:pk>/refunds/", views.PaymentRefundsView.as_view(), name="payment-refunds"),
     path("subscriptions/", views.SubscriptionListCreateView.as_view(), name="subscriptions"),
     path("subscriptions/<int:pk>/", views.SubscriptionDetailView.as_view(), name="subscription"),
-    path("subscriptions/<int:pk>/change-price/", views.SubscriptionChangePriceView.as_view(), name="subscription-change-price"),
+    path(
+        "subscriptions/<int:pk>/change-price/",
+        views.SubscriptionChangePriceView.as_view(),
+        name="subscription-change-price",
+    ),
     path("subscriptions/<int:pk>/cancel/", views.SubscriptionCancelView.as_view(), name="subscription-cancel"),
 ]

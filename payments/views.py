@@ -167,7 +167,9 @@ class SubscriptionListCreateView(generics.ListAPIView):
     def post(self, request):
         data = SubscriptionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        sub = services.subscription_request(owner=data.validated_data["owner"], price_id=data.validated_data["price_id"])
+        sub = services.subscription_request(
+            owner=data.validated_data["owner"], price_id=data.validated_data["price_id"]
+        )
         sub.refresh_from_db()
         return Response(SubscriptionSerializer(sub).data, status=status.HTTP_202_ACCEPTED)
 

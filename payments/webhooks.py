@@ -27,7 +27,9 @@ SIGNATURE_HEADER = "Stripe-Signature"
 def verify(request):
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
-        raise WebhookRejected(503, "webhook_not_configured", "Stripe webhooks are not configured; set STRIPE_WEBHOOK_SECRET.")
+        raise WebhookRejected(
+            503, "webhook_not_configured", "Stripe webhooks are not configured; set STRIPE_WEBHOOK_SECRET."
+        )
     header = request.headers.get(SIGNATURE_HEADER)
     if not header:
         raise WebhookRejected(400, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
@@ -36,9 +38,13 @@ def verify(request):
     except stripe_api.SignatureError as exc:
         if exc.stale:
             raise WebhookRejected(
-                400, "stale_signature", f"The signature timestamp is older than {stripe_api.WEBHOOK_TOLERANCE_SECONDS} s."
+                400,
+                "stale_signature",
+                f"The signature timestamp is older than {stripe_api.WEBHOOK_TOLERANCE_SECONDS} s.",
             ) from None
-        raise WebhookRejected(400, "bad_signature", "The Stripe-Signature does not match the body and secret.") from None
+        raise WebhookRejected(
+            400, "bad_signature", "The Stripe-Signature does not match the body and secret."
+        ) from None
     except ValueError as exc:
         raise WebhookRejected(400, "malformed_body", f"The event is not a JSON object: {exc}.") from None
     if not data.get("id") or not data.get("type") or not isinstance((data.get("data") or {}).get("object"), dict):

@@ -8,6 +8,8 @@ from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from integrations.errors import DomainError, ProviderError
+
 logger = logging.getLogger(__name__)
 
 _DEFAULT_DETAILS = {
@@ -42,12 +44,20 @@ def _first_message(detail):
     return str(detail)
 
 
-def exception_handler(exc, context):
-    from integrations.errors import ProviderError  # late: domain errors are optional here
+def domain_error_response(exc):
+    """The JSON response for a DomainError (also used outside DRF views)."""
+    response = JsonResponse(exc.as_dict(), status=exc.status)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
 
+
+def exception_handler(exc, context):
     if isinstance(exc, ProviderError):
         exc = exc.as_api_error()
-    elif isinstance(exc, Http404):
+    if isinstance(exc, DomainError):
+        return domain_error_response(exc)
+    if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()

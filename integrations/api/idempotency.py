@@ -67,7 +67,9 @@ def idempotent(view_method):
         if not key or not request.user.is_authenticated:
             return view_method(view, request, *args, **kwargs)
         if len(key) > 255 or not key.isprintable():
-            raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be printable and at most 255 characters.")
+            raise ApiError(
+                400, "invalid_idempotency_key", "Idempotency-Key must be printable and at most 255 characters."
+            )
         fingerprint = _fingerprint(request)
         existing = _claim(request.user, key, fingerprint)
         if existing is not None:
@@ -84,7 +86,9 @@ def idempotent(view_method):
                     "A request with this Idempotency-Key is still being processed; retry shortly.",
                     headers={"Retry-After": "1"},
                 )
-            return Response(existing.response_body, status=existing.response_status, headers={"Idempotent-Replayed": "true"})
+            return Response(
+                existing.response_body, status=existing.response_status, headers={"Idempotent-Replayed": "true"}
+            )
 
         records = IdempotencyRecord.objects.filter(owner=request.user, key=key)
         try:

@@ -49,5 +49,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark selected events ignored", permissions=["change"])
     def mark_ignored(self, request, queryset):
-        count = sum(webhook_mark_ignored(event=event, reason=f"Marked ignored by {request.user}.") for event in queryset)
+        count = sum(
+            webhook_mark_ignored(event=event, reason=f"Marked ignored by {request.user}.") for event in queryset
+        )
         self.message_user(request, f"{count} event(s) marked ignored (processed events are left as they are).")

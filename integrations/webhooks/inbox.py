@@ -136,7 +136,9 @@ def receive_webhook(request, *, provider, verify, respond=None):
     given, builds the response instead (single-event synchronous webhooks).
     """
     if request.method != "POST":
-        return error_response(405, "method_not_allowed", f"Webhooks accept POST only, not {request.method}.", Allow="POST")
+        return error_response(
+            405, "method_not_allowed", f"Webhooks accept POST only, not {request.method}.", Allow="POST"
+        )
     if _too_big(request):
         webhook_events.labels(provider, "rejected").inc()
         return error_response(

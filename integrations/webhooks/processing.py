@@ -138,8 +138,10 @@ def webhook_replay(*, event):
 
 
 def webhook_mark_ignored(*, event, reason="Marked ignored by staff."):
-    updated = WebhookEvent.objects.filter(pk=event.pk).exclude(status=Status.PROCESSED).update(
-        status=Status.IGNORED, next_attempt_at=None, last_error=reason
+    updated = (
+        WebhookEvent.objects.filter(pk=event.pk)
+        .exclude(status=Status.PROCESSED)
+        .update(status=Status.IGNORED, next_attempt_at=None, last_error=reason)
     )
     event.refresh_from_db()
     return bool(updated)
@@ -157,7 +159,9 @@ def webhook_requeue_stale(*, limit=500):
 
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.WEBHOOK_REQUEUE_AFTER_SECONDS)
-    pending = Q(status__in=[Status.RECEIVED, Status.PROCESSING]) | Q(status=Status.FAILED, next_attempt_at__isnull=False)
+    pending = Q(status__in=[Status.RECEIVED, Status.PROCESSING]) | Q(
+        status=Status.FAILED, next_attempt_at__isnull=False
+    )
     overdue = Q(next_attempt_at__lt=cutoff) | Q(next_attempt_at__isnull=True, received_at__lt=cutoff)
     ids = list(
         WebhookEvent.objects.filter(pending & overdue).order_by("received_at").values_list("pk", flat=True)[:limit]

@@ -105,7 +105,9 @@ def customer_create(*, email, name, user_id, idempotency_key, owner=None):
 # --- Payments -------------------------------------------------------------
 
 
-def payment_intent_create(*, amount, currency, customer, metadata, description, idempotency_key, owner=None, related=None):
+def payment_intent_create(
+    *, amount, currency, customer, metadata, description, idempotency_key, owner=None, related=None
+):
     params = {
         "amount": amount,
         "currency": currency,
@@ -135,12 +137,27 @@ def payment_intent_cancel(intent_id, *, idempotency_key, owner=None, related=Non
 
 
 def checkout_session_create(
-    *, amount, currency, customer, product_name, metadata, success_url, cancel_url, idempotency_key, owner=None, related=None
+    *,
+    amount,
+    currency,
+    customer,
+    product_name,
+    metadata,
+    success_url,
+    cancel_url,
+    idempotency_key,
+    owner=None,
+    related=None,
 ):
     params = {
         "mode": "payment",
         "customer": customer,
-        "line_items": [{"quantity": 1, "price_data": {"currency": currency, "unit_amount": amount, "product_data": {"name": product_name}}}],
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {"currency": currency, "unit_amount": amount, "product_data": {"name": product_name}},
+            }
+        ],
         "payment_intent_data": {"metadata": metadata},
         "metadata": metadata,
         "success_url": success_url,
@@ -236,7 +253,10 @@ def subscription_create(*, customer, price_id, metadata, idempotency_key, owner=
 
 def subscription_retrieve(subscription_id, *, owner=None, related=None):
     return _run(
-        "subscription.retrieve", lambda v1, o: v1.subscriptions.retrieve(subscription_id, None, o), owner=owner, related=related
+        "subscription.retrieve",
+        lambda v1, o: v1.subscriptions.retrieve(subscription_id, None, o),
+        owner=owner,
+        related=related,
     )
 
 

@@ -70,11 +70,24 @@ class FakeAI:
 # --- answers --------------------------------------------------------------------
 
 
-def openai_chat(content="Hello!", *, tool_calls=None, finish_reason=None, usage=(12, 5, 0), model="gpt-4o-mini", refusal=None, request_id="req_openai_1"):
+def openai_chat(
+    content="Hello!",
+    *,
+    tool_calls=None,
+    finish_reason=None,
+    usage=(12, 5, 0),
+    model="gpt-4o-mini",
+    refusal=None,
+    request_id="req_openai_1",
+):
     message = {"role": "assistant", "content": content, "refusal": refusal}
     if tool_calls:
         message["tool_calls"] = [
-            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+            }
             for c in tool_calls
         ]
     body = {
@@ -82,7 +95,9 @@ def openai_chat(content="Hello!", *, tool_calls=None, finish_reason=None, usage=
         "object": "chat.completion",
         "created": 1700000000,
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason or ("tool_calls" if tool_calls else "stop")}],
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": finish_reason or ("tool_calls" if tool_calls else "stop")}
+        ],
         "usage": {
             "prompt_tokens": usage[0],
             "completion_tokens": usage[1],
@@ -93,9 +108,19 @@ def openai_chat(content="Hello!", *, tool_calls=None, finish_reason=None, usage=
     return httpx2.Response(200, json=body, headers={"x-request-id": request_id})
 
 
-def anthropic_message(text="Hello!", *, tool_uses=None, stop_reason=None, usage=(12, 5, 0), model="claude-haiku-4-5-20251001", request_id="req_ant_1"):
+def anthropic_message(
+    text="Hello!",
+    *,
+    tool_uses=None,
+    stop_reason=None,
+    usage=(12, 5, 0),
+    model="claude-haiku-4-5-20251001",
+    request_id="req_ant_1",
+):
     content = [{"type": "text", "text": text}] if text else []
-    content += [{"type": "tool_use", "id": t["id"], "name": t["name"], "input": t["arguments"]} for t in tool_uses or ()]
+    content += [
+        {"type": "tool_use", "id": t["id"], "name": t["name"], "input": t["arguments"]} for t in tool_uses or ()
+    ]
     body = {
         "id": "msg_1",
         "type": "message",
@@ -136,14 +161,33 @@ class Body(httpx2.SyncByteStream):
 
 def openai_sse_chunks(texts, *, usage=(12, 5, 0), model="gpt-4o-mini", tool_calls=None):
     def chunk(delta, finish=None):
-        return {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
 
     events = [chunk({"role": "assistant", "content": ""})]
     events += [chunk({"content": t}) for t in texts]
     for i, c in enumerate(tool_calls or ()):
         args = json.dumps(c["arguments"])
         half = len(args) // 2
-        events.append(chunk({"tool_calls": [{"index": i, "id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": args[:half]}}]}))
+        events.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": args[:half]},
+                        }
+                    ]
+                }
+            )
+        )
         events.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]}))
     events.append(chunk({}, "tool_calls" if tool_calls else "stop"))
     events.append(
@@ -153,19 +197,49 @@ def openai_sse_chunks(texts, *, usage=(12, 5, 0), model="gpt-4o-mini", tool_call
             "created": 1,
             "model": model,
             "choices": [],
-            "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": usage[0] + usage[1], "prompt_tokens_details": {"cached_tokens": usage[2]}},
+            "usage": {
+                "prompt_tokens": usage[0],
+                "completion_tokens": usage[1],
+                "total_tokens": usage[0] + usage[1],
+                "prompt_tokens_details": {"cached_tokens": usage[2]},
+            },
         }
     )
     return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
 
 
-def anthropic_sse_chunks(texts, *, usage=(12, 5, 0), model="claude-haiku-4-5-20251001", tool_uses=None, error_after=None):
+def anthropic_sse_chunks(
+    texts, *, usage=(12, 5, 0), model="claude-haiku-4-5-20251001", tool_uses=None, error_after=None
+):
     events = [
-        ("message_start", {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": usage[0], "output_tokens": 1, "cache_read_input_tokens": usage[2]}}}),
-        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": usage[0], "output_tokens": 1, "cache_read_input_tokens": usage[2]},
+                },
+            },
+        ),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
     ]
     for i, t in enumerate(texts):
-        events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}))
+        events.append(
+            (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}},
+            )
+        )
         if error_after is not None and i + 1 == error_after:
             events.append(("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
             return [f"event: {e}\ndata: {json.dumps(d)}\n\n".encode() for e, d in events]
@@ -173,13 +247,41 @@ def anthropic_sse_chunks(texts, *, usage=(12, 5, 0), model="claude-haiku-4-5-202
     for j, t in enumerate(tool_uses or (), start=1):
         args = json.dumps(t["arguments"])
         events += [
-            ("content_block_start", {"type": "content_block_start", "index": j, "content_block": {"type": "tool_use", "id": t["id"], "name": t["name"], "input": {}}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": j, "delta": {"type": "input_json_delta", "partial_json": args[:3]}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": j, "delta": {"type": "input_json_delta", "partial_json": args[3:]}}),
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": j,
+                    "content_block": {"type": "tool_use", "id": t["id"], "name": t["name"], "input": {}},
+                },
+            ),
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": j,
+                    "delta": {"type": "input_json_delta", "partial_json": args[:3]},
+                },
+            ),
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": j,
+                    "delta": {"type": "input_json_delta", "partial_json": args[3:]},
+                },
+            ),
             ("content_block_stop", {"type": "content_block_stop", "index": j}),
         ]
     events += [
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use" if tool_uses else "end_turn", "stop_sequence": None}, "usage": {"output_tokens": usage[1]}}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use" if tool_uses else "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": usage[1]},
+            },
+        ),
         ("message_stop", {"type": "message_stop"}),
     ]
     return [f"event: {e}\ndata: {json.dumps(d)}\n\n".encode() for e, d in events]
@@ -187,7 +289,11 @@ def anthropic_sse_chunks(texts, *, usage=(12, 5, 0), model="claude-haiku-4-5-202
 
 def sse_response(chunks, *, request_id="req_stream_1"):
     body = Body(chunks)
-    response = httpx2.Response(200, stream=body, headers={"content-type": "text/event-stream", "x-request-id": request_id, "request-id": request_id})
+    response = httpx2.Response(
+        200,
+        stream=body,
+        headers={"content-type": "text/event-stream", "x-request-id": request_id, "request-id": request_id},
+    )
     response.body_stream = body
     return response
 

@@ -37,7 +37,9 @@ def test_a_spent_budget_answers_402_without_calling_a_provider(fake_ai, complete
     assert fake_ai.sent == []
 
 
-def test_the_request_that_reaches_100_percent_raises_a_critical_alert_and_the_next_is_refused(fake_ai, complete, user, dear_openai, settings):
+def test_the_request_that_reaches_100_percent_raises_a_critical_alert_and_the_next_is_refused(
+    fake_ai, complete, user, dear_openai, settings
+):
     settings.AI_USER_MONTHLY_BUDGET_USD = "1.00"
     fake_ai.add("openai", openai_chat("pricey", usage=(1500, 1, 0)))
     assert complete().status_code == 200
@@ -54,14 +56,18 @@ def test_a_per_user_override_in_admin_wins_over_the_default(fake_ai, complete, u
     assert complete().status_code == 200
 
 
-def test_usage_sums_this_months_tokens_and_cost_by_provider_and_model(fake_ai, complete, user_client, user, other_user, settings):
+def test_usage_sums_this_months_tokens_and_cost_by_provider_and_model(
+    fake_ai, complete, user_client, user, other_user, settings
+):
     settings.AI_USER_MONTHLY_BUDGET_USD = "10.00"
     fake_ai.add("openai", openai_chat("a", usage=(1000, 100, 200)), openai_chat("b", usage=(3000, 300, 0)))
     fake_ai.add("anthropic", anthropic_message("c", usage=(50, 5, 0)))
     complete()
     complete()
     complete(task="writing")
-    usage_record(owner_id=other_user.pk, provider="openai", model="gpt-4o-mini", input_tokens=999, cost_usd=Decimal("3"))
+    usage_record(
+        owner_id=other_user.pk, provider="openai", model="gpt-4o-mini", input_tokens=999, cost_usd=Decimal("3")
+    )
     body = user_client.get("/api/v1/ai/usage/").json()
     assert (body["requests"], body["input_tokens"], body["output_tokens"], body["cached_tokens"]) == (3, 4050, 405, 200)
     by_model = {(r["provider"], r["model"]): r for r in body["by_model"]}

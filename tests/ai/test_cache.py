@@ -61,7 +61,10 @@ def test_the_cache_ttl_comes_from_settings(fake_ai, complete, settings):
 
 
 def test_cache_keys_hold_no_key_material(fake_ai, settings):
-    params = {"task": "simple", "request": parse_request({"messages": [{"role": "user", "content": "hi"}], "temperature": 0})}
+    params = {
+        "task": "simple",
+        "request": parse_request({"messages": [{"role": "user", "content": "hi"}], "temperature": 0}),
+    }
     key = services.cache_key(owner_id=1, params=params)
     settings.OPENAI_API_KEY = "sk-rotated-key"
     assert services.cache_key(owner_id=1, params=params) == key

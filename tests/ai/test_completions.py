@@ -43,7 +43,9 @@ def test_openai_answers_in_the_one_response_shape(fake_ai, complete, user):
 
 def test_anthropic_answers_in_the_same_shape(fake_ai, complete):
     fake_ai.add("anthropic", anthropic_message("Bonjour", usage=(100, 20, 50)))
-    resp = complete(task="writing", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+    resp = complete(
+        task="writing", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    )
     body = resp.json()
     assert resp.status_code == 200, body
     assert (body["provider"], body["model"], body["content"], body["finish_reason"]) == (
@@ -96,7 +98,9 @@ def test_a_500_falls_through_to_the_next_provider(fake_ai, complete):
     fake_ai.add("anthropic", anthropic_message("ok"))
     body = complete().json()
     assert body["provider"] == "anthropic"
-    assert [(f["provider"], f["error"], f["http_status"]) for f in body["fallbacks"]] == [("openai", "provider_unavailable", 500)]
+    assert [(f["provider"], f["error"], f["http_status"]) for f in body["fallbacks"]] == [
+        ("openai", "provider_unavailable", 500)
+    ]
     # The SDK's own retries are off: one request to openai, one ProviderCall each.
     assert len(fake_ai.to("openai")) == 1
     assert ProviderCall.objects.count() == 2
@@ -134,11 +138,23 @@ def test_a_retry_after_beyond_the_wait_limit_answers_503_with_retry_after(fake_a
 
 
 def test_a_permanent_400_is_not_retried_anywhere(fake_ai, complete):
-    fake_ai.add("openai", error(400, "This model's maximum context length is 128000 tokens.", code="context_length_exceeded", type_="invalid_request_error"))
+    fake_ai.add(
+        "openai",
+        error(
+            400,
+            "This model's maximum context length is 128000 tokens.",
+            code="context_length_exceeded",
+            type_="invalid_request_error",
+        ),
+    )
     resp = complete()
     assert resp.status_code == 502
     body = resp.json()
-    assert (body["error"], body["provider"], body["provider_code"]) == ("provider_rejected", "openai", "context_length_exceeded")
+    assert (body["error"], body["provider"], body["provider_code"]) == (
+        "provider_rejected",
+        "openai",
+        "context_length_exceeded",
+    )
     assert [t["provider"] for t in body["tried"]] == ["openai"]
     assert fake_ai.to("anthropic") == [] and fake_ai.to("gemini") == []
     assert AiRequest.objects.get().outcome == "failed"
@@ -147,14 +163,25 @@ def test_a_permanent_400_is_not_retried_anywhere(fake_ai, complete):
 def test_a_refusal_is_an_answer_and_is_not_retried_elsewhere(fake_ai, complete):
     fake_ai.add("openai", openai_chat(None, refusal="I can't help with that."))
     body = complete().json()
-    assert (body["provider"], body["finish_reason"], body["content"]) == ("openai", "refusal", "I can't help with that.")
+    assert (body["provider"], body["finish_reason"], body["content"]) == (
+        "openai",
+        "refusal",
+        "I can't help with that.",
+    )
     assert fake_ai.to("anthropic") == []
 
 
 def test_insufficient_quota_falls_through_and_is_never_retried_on_the_same_provider(fake_ai, complete, settings):
     settings.AI_ROUTES = {"simple": [["openai", "gpt-4o-mini"], ["anthropic", "claude-haiku-4-5"]]}
-    fake_ai.add("openai", error(429, "You exceeded your current quota", code="insufficient_quota", headers={"retry-after": "0.1"}))
-    fake_ai.add("anthropic", error(429, "busy", anthropic=True, type_="rate_limit_error", headers={"retry-after": "0.1"}), anthropic_message("ok"))
+    fake_ai.add(
+        "openai",
+        error(429, "You exceeded your current quota", code="insufficient_quota", headers={"retry-after": "0.1"}),
+    )
+    fake_ai.add(
+        "anthropic",
+        error(429, "busy", anthropic=True, type_="rate_limit_error", headers={"retry-after": "0.1"}),
+        anthropic_message("ok"),
+    )
     body = complete().json()
     assert body["provider"] == "anthropic"
     assert [(f["provider"], f["error"]) for f in body["fallbacks"]] == [
@@ -183,7 +210,14 @@ def test_all_providers_down_answers_json_503_listing_what_was_tried(fake_ai, com
     assert body["error"] == "ai_unavailable"
     assert "openai (provider_unavailable); anthropic (provider_unavailable)" in body["detail"]
     assert [(t["provider"], t["http_status"]) for t in body["tried"]] == [("openai", 503), ("anthropic", 529)]
-    assert body["skipped"] == [{"provider": "gemini", "model": "gemini-2.5-flash-lite", "error": "provider_not_configured", "missing": ["GEMINI_API_KEY"]}]
+    assert body["skipped"] == [
+        {
+            "provider": "gemini",
+            "model": "gemini-2.5-flash-lite",
+            "error": "provider_not_configured",
+            "missing": ["GEMINI_API_KEY"],
+        }
+    ]
     assert resp["Retry-After"] == "40"
     assert AiRequest.objects.get().error_code == "ai_unavailable"
 
@@ -257,5 +291,7 @@ def test_a_repeat_with_the_same_idempotency_key_replays_the_answer_without_a_sec
     assert again["Idempotent-Replayed"] == "true"
     assert len(fake_ai.to("openai")) == 1
     assert ProviderCall.objects.get().idempotency_key == "k-1"
-    other = user_client.post("/api/v1/ai/completions/", {**body, "max_tokens": 5}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    other = user_client.post(
+        "/api/v1/ai/completions/", {**body, "max_tokens": 5}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
     assert other.status_code == 422

@@ -32,9 +32,16 @@ def test_openai_streams_deltas_then_a_final_event_with_usage_and_cost(fake_ai, c
 
 def test_anthropic_streams_deltas_tool_calls_and_usage(fake_ai, complete):
     tool = {"id": "toolu_1", "name": "lookup", "arguments": {"q": "paris"}}
-    fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["Let me ", "look."], usage=(40, 9, 10), tool_uses=[tool])))
-    events = _read(complete(task="writing", stream=True, tools=[{"name": "lookup", "input_schema": {"type": "object"}}]))
-    assert [e for e in events if e[0] == "delta"] == [("delta", {"content": "Let me "}), ("delta", {"content": "look."})]
+    fake_ai.add(
+        "anthropic", sse_response(anthropic_sse_chunks(["Let me ", "look."], usage=(40, 9, 10), tool_uses=[tool]))
+    )
+    events = _read(
+        complete(task="writing", stream=True, tools=[{"name": "lookup", "input_schema": {"type": "object"}}])
+    )
+    assert [e for e in events if e[0] == "delta"] == [
+        ("delta", {"content": "Let me "}),
+        ("delta", {"content": "look."}),
+    ]
     kind, done = events[-1]
     assert kind == "done"
     assert done["content"] == "Let me look."

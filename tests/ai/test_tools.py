@@ -32,7 +32,9 @@ def test_openai_tool_calls_come_back_with_parsed_arguments(fake_ai, complete):
 
 def test_anthropic_tool_use_comes_back_in_the_same_shape(fake_ai, complete):
     fake_ai.add("anthropic", anthropic_message("Let me check.", tool_uses=[{**CALL, "id": "toolu_1"}]))
-    body = complete(task="writing", tools=[WEATHER_OPENAI], tool_choice={"type": "function", "function": {"name": "get_weather"}}).json()
+    body = complete(
+        task="writing", tools=[WEATHER_OPENAI], tool_choice={"type": "function", "function": {"name": "get_weather"}}
+    ).json()
     assert body["tool_calls"] == [{**CALL, "id": "toolu_1"}]
     assert (body["content"], body["finish_reason"]) == ("Let me check.", "tool_calls")
     sent = fake_ai.to("anthropic")[0].json
@@ -49,8 +51,16 @@ def test_openai_format_tool_results_reach_anthropic_as_tool_result_blocks(fake_a
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
-                {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'}},
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+                {
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'},
+                },
             ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
@@ -89,7 +99,12 @@ def test_anthropic_format_tool_results_reach_openai_as_tool_messages(fake_ai, co
                 {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
             ],
         },
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "sunny"}]}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "sunny"}]}
+            ],
+        },
     ]
     body = complete(messages=messages, tools=[WEATHER_ANTHROPIC], tool_choice={"type": "any"}).json()
     assert body["content"] == "Sunny."
@@ -99,7 +114,13 @@ def test_anthropic_format_tool_results_reach_openai_as_tool_messages(fake_ai, co
         {
             "role": "assistant",
             "content": "Checking.",
-            "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}],
+            "tool_calls": [
+                {
+                    "id": "toolu_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
         },
         {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
     ]
@@ -128,7 +149,11 @@ def test_tool_calls_the_hub_returned_can_be_sent_back_as_they_are(fake_ai, compl
         ([{"role": "tool", "tool_call_id": "nobody", "content": "x"}], [WEATHER_OPENAI], None),
         ([{"role": "user", "content": "x"}], [WEATHER_OPENAI], {"type": "tool", "name": "other"}),
         ([{"role": "user", "content": "x"}], [{"type": "function", "function": {}}], None),
-        ([{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{broken"}}]}], [], None),
+        (
+            [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{broken"}}]}],
+            [],
+            None,
+        ),
     ],
 )
 def test_malformed_tool_messages_are_refused_with_400(fake_ai, complete, messages, tools, tool_choice):

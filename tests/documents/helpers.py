@@ -8,4 +8,6 @@ def post(client, name, content, content_type="application/octet-stream"):
 
 
 def post_version(client, doc_id, name, content, content_type="application/octet-stream"):
-    return client.post(f"{URL}{doc_id}/versions/", {"file": upload_file(name, content, content_type)}, format="multipart")
+    return client.post(
+        f"{URL}{doc_id}/versions/", {"file": upload_file(name, content, content_type)}, format="multipart"
+    )

@@ -5,8 +5,7 @@ import io
 
 import pytest
 
-from documents.content import ContentRejected, classify_upload, filename_sanitise
-from documents.content import Sniffed
+from documents.content import ContentRejected, Sniffed, classify_upload, filename_sanitise
 
 from .conftest import EXE, HTML, PDF, PNG, docx_bytes
 
@@ -17,11 +16,15 @@ def sniff(data):
         utf8 = True
     except UnicodeDecodeError:
         utf8 = False
-    return Sniffed(head=data[:8192], size=len(data), sha256=hashlib.sha256(data).hexdigest(), has_nul=b"\0" in data, utf8=utf8)
+    return Sniffed(
+        head=data[:8192], size=len(data), sha256=hashlib.sha256(data).hexdigest(), has_nul=b"\0" in data, utf8=utf8
+    )
 
 
 def classify(data, filename, claimed="application/octet-stream"):
-    return classify_upload(fileobj=io.BytesIO(data), sniffed=sniff(data), filename=filename, claimed_content_type=claimed)
+    return classify_upload(
+        fileobj=io.BytesIO(data), sniffed=sniff(data), filename=filename, claimed_content_type=claimed
+    )
 
 
 class TestFilenames:

@@ -42,12 +42,12 @@ def test_a_signed_link_serves_the_file_as_an_attachment_without_login(user_clien
 
 def test_the_link_expires_after_its_ttl(user_client, api_client, document, settings):
     settings.DOCUMENT_URL_TTL_SECONDS = 60
-    with time_machine.travel(dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc), tick=False):
+    with time_machine.travel(dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC), tick=False):
         body = link(user_client, document["id"])
         assert body["expires_at"].startswith("2030-01-01T12:01:00")
-    with time_machine.travel(dt.datetime(2030, 1, 1, 12, 0, 59, tzinfo=dt.timezone.utc), tick=False):
+    with time_machine.travel(dt.datetime(2030, 1, 1, 12, 0, 59, tzinfo=dt.UTC), tick=False):
         assert api_client.get(path_of(body["url"])).status_code == 200
-    with time_machine.travel(dt.datetime(2030, 1, 1, 12, 1, 1, tzinfo=dt.timezone.utc), tick=False):
+    with time_machine.travel(dt.datetime(2030, 1, 1, 12, 1, 1, tzinfo=dt.UTC), tick=False):
         resp = api_client.get(path_of(body["url"]))
     assert resp.status_code == 403 and resp.json()["error"] == "link_expired"
 

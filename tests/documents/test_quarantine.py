@@ -99,7 +99,9 @@ class TestOnS3:
 
     def test_a_move_interrupted_after_the_delete_is_finished_by_the_next_run(self, user_client, s3, clamd_server):
         post(user_client, "eicar.txt", EICAR, "text/plain")  # on-commit callbacks dropped: no scan, no move
-        DocumentVersion.objects.update(scan_status="infected", scan_detail="Eicar-Test-Signature", scanned_at=timezone.now())
+        DocumentVersion.objects.update(
+            scan_status="infected", scan_detail="Eicar-Test-Signature", scanned_at=timezone.now()
+        )
         version = DocumentVersion.objects.get()
         dest = f"quarantine/{version.storage_key}"
         # what a run that died after copying and deleting, before writing the row, leaves behind
@@ -196,7 +198,9 @@ class TestOnTheFilesystem:
         assert DocumentVersion.objects.get().storage_key == version.storage_key
         assert files_under(settings.MEDIA_ROOT) == [version.storage_key]
 
-    def test_the_setting_chooses_the_prefix(self, user_client, clamd_server, settings, django_capture_on_commit_callbacks):
+    def test_the_setting_chooses_the_prefix(
+        self, user_client, clamd_server, settings, django_capture_on_commit_callbacks
+    ):
         settings.DOCUMENT_QUARANTINE_PREFIX = "infected-files/"
         upload_infected(user_client, django_capture_on_commit_callbacks)
         assert files_under(settings.MEDIA_ROOT) == [DocumentVersion.objects.get().storage_key]
@@ -225,7 +229,9 @@ class TestOnTheFilesystem:
     ):
         post(user_client, "eicar.txt", EICAR, "text/plain")  # on-commit callbacks dropped
         DocumentVersion.objects.update(
-            scan_status="infected", scan_detail="Eicar-Test-Signature", scanned_at=timezone.now() - dt.timedelta(hours=1)
+            scan_status="infected",
+            scan_detail="Eicar-Test-Signature",
+            scanned_at=timezone.now() - dt.timedelta(hours=1),
         )
         with django_capture_on_commit_callbacks(execute=True):
             result = services.orphans_sweep()

@@ -102,7 +102,9 @@ def test_the_download_link_is_presigned_with_the_ttl_and_the_original_filename(u
 def test_the_endpoint_url_setting_points_the_client_elsewhere(settings, s3):
     settings.AWS_S3_ENDPOINT_URL = "http://127.0.0.1:5999"
     settings.AWS_S3_ADDRESSING_STYLE = "path"
-    url = providers.S3Backend().signed_url("documents/aa/x", filename_disposition="attachment", content_type="text/plain", ttl=60)
+    url = providers.S3Backend().signed_url(
+        "documents/aa/x", filename_disposition="attachment", content_type="text/plain", ttl=60
+    )
     assert url.startswith(f"http://127.0.0.1:5999/{BUCKET}/documents/aa/x?")
 
 
@@ -184,7 +186,7 @@ def test_the_orphan_sweep_removes_old_unknown_objects_from_the_bucket(user_clien
     s3.put_object(Bucket=BUCKET, Key="elsewhere/not-ours", Body=b"x")
     # every object is younger than the grace period: nothing goes
     assert services.orphans_sweep()["removed"] == []
-    result = services.orphans_sweep(now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
+    result = services.orphans_sweep(now=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
     assert result["removed"] == ["documents/zz/orphan"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert keys == {DocumentVersion.objects.get().storage_key, "elsewhere/not-ours"}
@@ -211,7 +213,10 @@ class TestLifecycle:
         call_command("configure_bucket_lifecycle")
         [rule] = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
         assert rule["Filter"] == {"Prefix": "documents/"} and rule["Status"] == "Enabled"
-        assert [(t["Days"], t["StorageClass"]) for t in rule["Transitions"]] == [(45, "STANDARD_IA"), (365, "GLACIER_IR")]
+        assert [(t["Days"], t["StorageClass"]) for t in rule["Transitions"]] == [
+            (45, "STANDARD_IA"),
+            (365, "GLACIER_IR"),
+        ]
         assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 3}
         assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 60
         assert ProviderCall.objects.get().operation == "lifecycle.put"
@@ -232,8 +237,11 @@ class TestLifecycle:
         version = DocumentVersion.objects.get()
         # what a lifecycle transition does on S3's side
         s3.copy_object(
-            Bucket=BUCKET, Key=version.storage_key, CopySource={"Bucket": BUCKET, "Key": version.storage_key},
-            StorageClass="STANDARD_IA", ServerSideEncryption="AES256",
+            Bucket=BUCKET,
+            Key=version.storage_key,
+            CopySource={"Bucket": BUCKET, "Key": version.storage_key},
+            StorageClass="STANDARD_IA",
+            ServerSideEncryption="AES256",
         )
         assert services.version_refresh_storage_class(version=version) == "STANDARD_IA"
         assert user_client.get(f"{URL}{doc['id']}/").json()["storage_class"] == "STANDARD_IA"

@@ -61,9 +61,7 @@ def test_big_files_are_streamed_in_chunks(user_client, clamd_server, settings, d
     assert clamd_server.max_chunk_seen <= clamd.MAX_CHUNK
 
 
-def test_an_unreachable_scanner_is_retried_then_marked_error(
-    user_client, settings, django_capture_on_commit_callbacks
-):
+def test_an_unreachable_scanner_is_retried_then_marked_error(user_client, settings, django_capture_on_commit_callbacks):
     settings.CLAMD_URL = "tcp://127.0.0.1:9"  # nothing listens on discard
     settings.PROVIDER_RETRY = {**settings.PROVIDER_RETRY, "s3": {"base": 0.001, "cap": 0.001, "max_retries": 2}}
     doc = upload(user_client, django_capture_on_commit_callbacks, "a.txt", b"x\n", "text/plain")

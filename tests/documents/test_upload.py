@@ -33,7 +33,12 @@ def test_a_pdf_is_stored_privately_under_a_random_key(user_client, user, setting
     resp = post(user_client, "report.pdf", PDF, "application/pdf")
     assert resp.status_code == 201, resp.json()
     body = resp.json()
-    assert (body["filename"], body["content_type"], body["size"], body["version"]) == ("report.pdf", "application/pdf", len(PDF), 1)
+    assert (body["filename"], body["content_type"], body["size"], body["version"]) == (
+        "report.pdf",
+        "application/pdf",
+        len(PDF),
+        1,
+    )
     version = DocumentVersion.objects.get()
     assert version.document.owner == user and version.backend == "local" and version.storage_class == "LOCAL"
     assert "report" not in version.storage_key and version.storage_key.startswith("documents/")
@@ -79,7 +84,9 @@ class TestSizeLimit:
         original = disk.receive_data_chunk
         disk.receive_data_chunk = lambda data, start: received.append(len(data)) or original(data, start)
         meta = {"CONTENT_TYPE": MULTIPART_CONTENT, "CONTENT_LENGTH": "1000"}  # the lie
-        post_data, files = MultiPartParser(meta, io.BytesIO(body), [limiter, MemoryFileUploadHandler(request), disk]).parse()
+        post_data, files = MultiPartParser(
+            meta, io.BytesIO(body), [limiter, MemoryFileUploadHandler(request), disk]
+        ).parse()
         assert isinstance(limiter.exceeded, UploadTooLarge)
         assert "file" not in files
         assert sum(received) <= limit  # nothing past the limit was written anywhere
@@ -129,7 +136,9 @@ class TestSpoofedTypes:
 
 class TestFilenames:
     @pytest.mark.parametrize("name", ["../../../etc/passwd.txt", "..\\..\\boot.txt", "/tmp/x/../../y.txt"])
-    def test_path_traversal_names_are_reduced_to_a_plain_name_and_never_reach_the_disk(self, user_client, settings, name):
+    def test_path_traversal_names_are_reduced_to_a_plain_name_and_never_reach_the_disk(
+        self, user_client, settings, name
+    ):
         resp = post(user_client, name, b"hello\n", "text/plain")
         assert resp.status_code == 201
         assert "/" not in resp.json()["filename"] and "\\" not in resp.json()["filename"]
@@ -156,10 +165,16 @@ def test_uploads_need_authentication(api_client):
 
 
 def test_a_retried_upload_with_the_same_idempotency_key_stores_one_document(user_client, settings):
-    first = user_client.post(URL, {"file": upload_file("a.txt", b"hello\n", "text/plain")}, format="multipart", HTTP_IDEMPOTENCY_KEY="up-1")
-    again = user_client.post(URL, {"file": upload_file("a.txt", b"hello\n", "text/plain")}, format="multipart", HTTP_IDEMPOTENCY_KEY="up-1")
+    first = user_client.post(
+        URL, {"file": upload_file("a.txt", b"hello\n", "text/plain")}, format="multipart", HTTP_IDEMPOTENCY_KEY="up-1"
+    )
+    again = user_client.post(
+        URL, {"file": upload_file("a.txt", b"hello\n", "text/plain")}, format="multipart", HTTP_IDEMPOTENCY_KEY="up-1"
+    )
     assert first.status_code == again.status_code == 201
     assert again.json()["id"] == first.json()["id"] and again["Idempotent-Replayed"] == "true"
     assert Document.objects.count() == 1 and len(stored_files(settings)) == 1
-    other = user_client.post(URL, {"file": upload_file("a.txt", b"other\n", "text/plain")}, format="multipart", HTTP_IDEMPOTENCY_KEY="up-1")
+    other = user_client.post(
+        URL, {"file": upload_file("a.txt", b"other\n", "text/plain")}, format="multipart", HTTP_IDEMPOTENCY_KEY="up-1"
+    )
     assert other.status_code == 422

@@ -116,7 +116,9 @@ class TestOrphanSweep:
         assert result["removed"] == ["documents/ff/orphan-old"]
         assert files_under(settings.MEDIA_ROOT) == sorted([version_key, "documents/ff/orphan-new"])
 
-    def test_it_requeues_a_purge_that_was_lost(self, user_client, document, settings, django_capture_on_commit_callbacks):
+    def test_it_requeues_a_purge_that_was_lost(
+        self, user_client, document, settings, django_capture_on_commit_callbacks
+    ):
         with django_capture_on_commit_callbacks(execute=False):
             user_client.delete(f"{URL}{document['id']}/")  # the purge task never ran
         Document.objects.update(deleted_at=timezone.now() - dt.timedelta(hours=1))

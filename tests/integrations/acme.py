@@ -14,7 +14,10 @@ URL = "https://api.acme.test/v1/send"
 def send(body, *, owner=None, scope=None, related=None):
     with gateway.attempt("acme", "send", owner=owner, scope=scope, related=related, idempotency_key="k1") as call:
         resp = requests.post(
-            URL, json=body, headers={"Authorization": f"Bearer {settings.ACME_API_KEY}"}, timeout=gateway.timeout_for("acme")
+            URL,
+            json=body,
+            headers={"Authorization": f"Bearer {settings.ACME_API_KEY}"},
+            timeout=gateway.timeout_for("acme"),
         )
         data = resp.json() if resp.content else {}
         if resp.status_code >= 400:

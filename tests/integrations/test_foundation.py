@@ -166,9 +166,8 @@ class TestCelery:
         assert app.conf.task_acks_late and app.conf.worker_prefetch_multiplier == 1
 
     def test_request_id_travels_into_tasks(self):
-        from integrations.signals import add_request_id_header, bind_request_id, unbind_request_id
-
         from integrations.context import reset_request_id, set_request_id
+        from integrations.signals import add_request_id_header, bind_request_id, unbind_request_id
 
         token = set_request_id("req-42")
         headers = {}

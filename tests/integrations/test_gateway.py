@@ -110,9 +110,8 @@ def test_timeouts_and_connection_errors_are_retryable(fake_provider, http):
 def test_an_unknown_exception_is_recorded_and_reraised_untouched(fake_provider):
     from integrations import gateway
 
-    with pytest.raises(KeyError):
-        with gateway.attempt("acme", "send"):
-            raise KeyError("bug")
+    with pytest.raises(KeyError), gateway.attempt("acme", "send"):
+        raise KeyError("bug")
     call = ProviderCall.objects.get()
     assert (call.outcome, call.retryable, call.error_code) == ("error", False, "KeyError")
 

@@ -18,7 +18,10 @@ def backend(request, settings):
         settings.REDIS_URL = os.environ["REDIS_URL"]
     # "acme" is fast, for the contention test; "slow" refills one token a second,
     # so the exact tests below do not depend on how loaded the machine is.
-    settings.RATE_LIMITS = {"acme": {"requests": {"rate": 50, "burst": 10}}, "slow": {"requests": {"rate": 1, "burst": 10}}}
+    settings.RATE_LIMITS = {
+        "acme": {"requests": {"rate": 50, "burst": 10}},
+        "slow": {"requests": {"rate": 1, "burst": 10}},
+    }
     return request.param
 
 

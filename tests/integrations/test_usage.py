@@ -157,8 +157,8 @@ class TestDashboard:
             created_at=timezone.now() - dt.timedelta(days=40)
         )
         client.force_login(staff_user)
-        from django.test.utils import CaptureQueriesContext
         from django.db import connection
+        from django.test.utils import CaptureQueriesContext
 
         with CaptureQueriesContext(connection) as queries:
             resp = client.get("/admin/integrations/providercall/")
@@ -167,7 +167,9 @@ class TestDashboard:
         now = timezone.localtime()
         html = resp.content.decode()
         assert f"created_at__month={now.month}" in html or f"created_at__year={now.year}" in html
-        year = client.get(f"/admin/integrations/providercall/?created_at__year={now.year}&created_at__month={now.month}")
+        year = client.get(
+            f"/admin/integrations/providercall/?created_at__year={now.year}&created_at__month={now.month}"
+        )
         assert year.status_code == 200 and f"created_at__day={now.day}" in year.content.decode()
 
 

@@ -246,7 +246,9 @@ class TestCustomViews:
 @pytest.mark.django_db
 class TestProcessing:
     @pytest.mark.usefixtures("hubtest_provider", "celery_eager")
-    def test_a_received_event_is_handled_and_marked_processed(self, client, handled, django_capture_on_commit_callbacks):
+    def test_a_received_event_is_handled_and_marked_processed(
+        self, client, handled, django_capture_on_commit_callbacks
+    ):
         body = hubtest.event_body("evt_p")
         with django_capture_on_commit_callbacks(execute=True):
             post(client, body, hubtest.sign(body))
@@ -392,7 +394,9 @@ class TestProcessing:
 
 @pytest.mark.django_db
 class TestReplayAndRequeue:
-    def test_replay_puts_a_failed_event_back_and_processes_it(self, handled, celery_eager, django_capture_on_commit_callbacks):
+    def test_replay_puts_a_failed_event_back_and_processes_it(
+        self, handled, celery_eager, django_capture_on_commit_callbacks
+    ):
         event = WebhookEventFactory(status=Status.FAILED, attempts=8, next_attempt_at=None, last_error="boom")
         assert webhook_event_process(event_id=event.pk).status == "skipped"  # out of retries
         with django_capture_on_commit_callbacks(execute=True):
@@ -466,7 +470,9 @@ class TestAdmin:
 
     def test_the_mark_ignored_action(self, admin_client):
         event = WebhookEventFactory()
-        admin_client.post("/admin/integrations/webhookevent/", {"action": "mark_ignored", "_selected_action": [event.pk]})
+        admin_client.post(
+            "/admin/integrations/webhookevent/", {"action": "mark_ignored", "_selected_action": [event.pk]}
+        )
         event.refresh_from_db()
         assert event.status == Status.IGNORED
 

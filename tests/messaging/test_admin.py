@@ -8,7 +8,9 @@ from .factories import CallFactory, ForwardingRuleFactory, SmsFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("model", ["smsmessage", "calllog", "optout", "businesshours", "forwardingrule", "conversation"])
+@pytest.mark.parametrize(
+    "model", ["smsmessage", "calllog", "optout", "businesshours", "forwardingrule", "conversation"]
+)
 def test_staff_see_every_messaging_changelist(client, staff_user, model):
     SmsFactory(error_code="30003", status="undelivered")
     CallFactory(recording_url="https://api.twilio.com/rec/RE1", recording_sid="RE1", transcript="hello")

@@ -32,7 +32,9 @@ def rfc2822(when):
 
 
 def listed(sid, *, created=None, status="ringing", direction="outbound-api", **extra):
-    return call_json(sid=sid, status=status, direction=direction, date_created=rfc2822(created or timezone.now()), **extra)
+    return call_json(
+        sid=sid, status=status, direction=direction, date_created=rfc2822(created or timezone.now()), **extra
+    )
 
 
 def page(*calls):
@@ -76,11 +78,18 @@ class TestRetryAfterALostAnswer:
         http.post(CALLS_URL, **TIMEOUT)
         http.get(CALLS_URL, json=page(listed("CAlost")), match=lookup_query())
         with django_capture_on_commit_callbacks(execute=True):
-            response = user_client.post("/api/v1/messaging/calls/", {"to": TO, "say": "Your order shipped."}, format="json")
+            response = user_client.post(
+                "/api/v1/messaging/calls/", {"to": TO, "say": "Your order shipped."}, format="json"
+            )
         assert response.status_code == 202, response.content
         call = CallLog.objects.get()
         assert len(posts(http)) == 1 and len(gets(http)) == 1
-        assert (call.status, call.external_id, call.twilio_status, call.send_doubt) == ("ringing", "CAlost", "ringing", "")
+        assert (call.status, call.external_id, call.twilio_status, call.send_doubt) == (
+            "ringing",
+            "CAlost",
+            "ringing",
+            "",
+        )
         assert operations() == [("call.create", "timeout"), ("call.lookup", "ok")]
 
     @pytest.mark.parametrize(
@@ -122,7 +131,9 @@ class TestRetryAfterALostAnswer:
         http.post(CALLS_URL, **TIMEOUT)
         http.get(CALLS_URL, json=page(), match=lookup_query())
         http.get(
-            CALLS_URL, json=page(listed("CAqueued", status="queued", start_time=None)), match=lookup_query(started=False)
+            CALLS_URL,
+            json=page(listed("CAqueued", status="queued", start_time=None)),
+            match=lookup_query(started=False),
         )
         call = CallFactory()
         assert call_place.apply(args=[call.pk]).get() == "found"
@@ -181,7 +192,9 @@ class TestRetryAfterALostAnswer:
 
     def test_the_window_starts_at_the_first_attempt_not_the_latest(self, twilio, http):
         started = timezone.now() - dt.timedelta(minutes=30)
-        call = CallFactory(status="dialing", send_doubt="ambiguous", send_started_at=started, send_attempted_at=timezone.now())
+        call = CallFactory(
+            status="dialing", send_doubt="ambiguous", send_started_at=started, send_attempted_at=timezone.now()
+        )
         http.get(CALLS_URL, json=page(listed("CAfirst", created=started + dt.timedelta(seconds=1))))
         assert call_place.apply(args=[call.pk]).get() == "found"
         assert CallLog.objects.get(pk=call.pk).external_id == "CAfirst" and not posts(http)
@@ -207,7 +220,9 @@ class TestRetryAfterALostAnswer:
 
 class TestCleanAnswersNeedNoLookup:
     def test_a_400_fails_permanently_without_a_lookup(self, twilio, http):
-        http.post(CALLS_URL, json={"code": 21211, "message": "The 'To' number is not a valid phone number."}, status=400)
+        http.post(
+            CALLS_URL, json={"code": 21211, "message": "The 'To' number is not a valid phone number."}, status=400
+        )
         call = CallFactory()
         call_place.apply(args=[call.pk])
         call.refresh_from_db()
@@ -235,14 +250,18 @@ class TestCleanAnswersNeedNoLookup:
 class TestRedelivery:
     def test_a_redelivery_after_the_in_flight_call_timed_out_looks_it_up(self, twilio, http):
         long_ago = timezone.now() - dt.timedelta(minutes=5)
-        call = CallFactory(status="dialing", send_doubt="in_flight", send_started_at=long_ago, send_attempted_at=long_ago)
+        call = CallFactory(
+            status="dialing", send_doubt="in_flight", send_started_at=long_ago, send_attempted_at=long_ago
+        )
         http.get(CALLS_URL, json=page(listed("CAdead", created=long_ago)), match=lookup_query(since=long_ago))
         assert call_place.apply(args=[call.pk]).get() == "found"
         assert CallLog.objects.get(pk=call.pk).external_id == "CAdead" and not posts(http)
 
     def test_a_redelivery_places_the_call_when_twilio_never_got_it(self, twilio, http):
         long_ago = timezone.now() - dt.timedelta(minutes=5)
-        call = CallFactory(status="dialing", send_doubt="in_flight", send_started_at=long_ago, send_attempted_at=long_ago)
+        call = CallFactory(
+            status="dialing", send_doubt="in_flight", send_started_at=long_ago, send_attempted_at=long_ago
+        )
         http.get(CALLS_URL, json=page())
         http.post(CALLS_URL, json=call_json(sid="CAnew"), status=201)
         assert call_place.apply(args=[call.pk]).get() == "placed"

@@ -43,7 +43,9 @@ def test_a_finished_call_without_a_callback_is_priced_and_a_live_one_is_left(
     live = CallFactory(status="in_progress", external_id="CAlive1")
     _age(CallLog, done.pk)
     _age(CallLog, live.pk)
-    http.get(f"{API}/Calls/CAlost1.json", json=call_json(sid="CAlost1", status="completed", duration="61", price="-0.02800"))
+    http.get(
+        f"{API}/Calls/CAlost1.json", json=call_json(sid="CAlost1", status="completed", duration="61", price="-0.02800")
+    )
     with django_capture_on_commit_callbacks(execute=True):
         assert costs_unbooked_sweep(older_than_seconds=3600) == {"sms": 0, "calls": 1}
     done.refresh_from_db()

@@ -122,7 +122,11 @@ class TestRetryAfterALostAnswer:
     def test_a_message_twilio_has_not_sent_yet_is_found_without_the_date_sent_filter(self, twilio, http):
         http.post(MESSAGES_URL, body=requests.exceptions.ReadTimeout("read timed out"))
         http.get(MESSAGES_URL, json=page(), match=lookup_query())
-        http.get(MESSAGES_URL, json=page(listed("SMqueued", status="queued", date_sent=None)), match=lookup_query(dated=False))
+        http.get(
+            MESSAGES_URL,
+            json=page(listed("SMqueued", status="queued", date_sent=None)),
+            match=lookup_query(dated=False),
+        )
         sms = SmsFactory()
         assert sms_send.apply(args=[sms.pk]).get() == "found"
         sms.refresh_from_db()
@@ -194,7 +198,6 @@ class TestRetryAfterALostAnswer:
         assert len(posts(http)) == 1 and sms.external_id == "SMlost"
         assert operations() == [("sms.send", "timeout"), ("sms.lookup", "error"), ("sms.lookup", "ok")]
 
-
     def test_a_message_staff_requeue_after_giving_up_in_doubt_is_looked_up_first(self, twilio, http):
         started = timezone.now() - dt.timedelta(hours=1)
         sms = SmsFactory(status="queued", send_doubt="ambiguous", send_started_at=started, send_attempted_at=started)
@@ -206,7 +209,9 @@ class TestRetryAfterALostAnswer:
 
 class TestCleanAnswersNeedNoLookup:
     def test_a_400_fails_permanently_without_a_lookup(self, twilio, http):
-        http.post(MESSAGES_URL, json={"code": 21211, "message": "The 'To' number is not a valid phone number."}, status=400)
+        http.post(
+            MESSAGES_URL, json={"code": 21211, "message": "The 'To' number is not a valid phone number."}, status=400
+        )
         sms = SmsFactory()
         sms_send.apply(args=[sms.pk])
         sms.refresh_from_db()

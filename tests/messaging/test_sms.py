@@ -49,13 +49,20 @@ class TestSend:
         assert sent["StatusCallback"] == f"https://hub.example.com/webhooks/twilio/sms-status/?sms={sms.pk}"
         assert http.calls[0].request.headers["Authorization"].startswith("Basic ")
         call = ProviderCall.objects.get()
-        assert (call.operation, call.outcome, call.scope, call.provider_request_id) == ("sms.send", "ok", HUB_NUMBER, "RQ123")
+        assert (call.operation, call.outcome, call.scope, call.provider_request_id) == (
+            "sms.send",
+            "ok",
+            HUB_NUMBER,
+            "RQ123",
+        )
         # Segments now; the cost is booked when Twilio has priced it (the estimate shows meanwhile).
         assert call.units == {"segments": 1} and call.cost_usd == 0
         assert (call.related_type, call.related_id) == ("messaging.smsmessage", str(sms.pk))
         assert sms.price_usd == Decimal("0.0083") and not sms.price_final
 
-    def test_a_messaging_service_sends_without_a_from_number(self, twilio, http, eager, user_client, django_capture_on_commit_callbacks):
+    def test_a_messaging_service_sends_without_a_from_number(
+        self, twilio, http, eager, user_client, django_capture_on_commit_callbacks
+    ):
         twilio.TWILIO_MESSAGING_SERVICE_SID = "MG" + "c" * 32
         http.post(MESSAGES_URL, json=message_json(sid="SM2", segments="0"), status=201)
         send(user_client, django_capture_on_commit_callbacks, body="x" * 200)
@@ -65,17 +72,29 @@ class TestSend:
         assert ProviderCall.objects.get().units == {"segments": 2}
         assert ProviderCall.objects.get().scope == "MG" + "c" * 32
 
-    def test_twilio_api_base_points_the_sdk_at_an_emulator(self, twilio, http, eager, user_client, django_capture_on_commit_callbacks):
+    def test_twilio_api_base_points_the_sdk_at_an_emulator(
+        self, twilio, http, eager, user_client, django_capture_on_commit_callbacks
+    ):
         twilio.TWILIO_API_BASE = "http://127.0.0.1:4010"
-        http.post(f"http://127.0.0.1:4010/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json", json=message_json(sid="SM3"), status=201)
+        http.post(
+            f"http://127.0.0.1:4010/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json",
+            json=message_json(sid="SM3"),
+            status=201,
+        )
         send(user_client, django_capture_on_commit_callbacks)
         assert SmsMessage.objects.get().external_id == "SM3"
 
-    def test_an_idempotency_key_repeat_queues_one_message(self, twilio, http, eager, user_client, django_capture_on_commit_callbacks):
+    def test_an_idempotency_key_repeat_queues_one_message(
+        self, twilio, http, eager, user_client, django_capture_on_commit_callbacks
+    ):
         http.post(MESSAGES_URL, json=message_json(sid="SM4"), status=201)
         with django_capture_on_commit_callbacks(execute=True):
-            first = user_client.post(URL, {"to": "+15005550006", "body": "hi"}, format="json", headers={"Idempotency-Key": "k-1"})
-            again = user_client.post(URL, {"to": "+15005550006", "body": "hi"}, format="json", headers={"Idempotency-Key": "k-1"})
+            first = user_client.post(
+                URL, {"to": "+15005550006", "body": "hi"}, format="json", headers={"Idempotency-Key": "k-1"}
+            )
+            again = user_client.post(
+                URL, {"to": "+15005550006", "body": "hi"}, format="json", headers={"Idempotency-Key": "k-1"}
+            )
         assert first.status_code == again.status_code == 202
         assert first.json()["id"] == again.json()["id"]
         assert SmsMessage.objects.count() == 1 and len(http.calls) == 1
@@ -101,7 +120,9 @@ class TestValidation:
         settings.TWILIO_ACCOUNT_SID = ""
         response = user_client.post(URL, {"to": "+15005550006", "body": "hi"}, format="json")
         assert response.status_code == 503
-        assert response.json()["error"] == "provider_not_configured" and "TWILIO_ACCOUNT_SID" in response.json()["missing"]
+        assert (
+            response.json()["error"] == "provider_not_configured" and "TWILIO_ACCOUNT_SID" in response.json()["missing"]
+        )
         assert SmsMessage.objects.count() == 0
 
     def test_a_number_that_sent_stop_cannot_be_messaged(self, twilio, http, user_client):
@@ -151,7 +172,12 @@ class TestTaskSafety:
     def test_a_429_with_retry_after_pauses_the_sender_and_nothing_counts_as_sent(self, twilio, http):
         from integrations.errors import ProviderRateLimited
 
-        http.post(MESSAGES_URL, json={"code": 20429, "message": "Too Many Requests"}, status=429, headers={"Retry-After": "30"})
+        http.post(
+            MESSAGES_URL,
+            json={"code": 20429, "message": "Too Many Requests"},
+            status=429,
+            headers={"Retry-After": "30"},
+        )
         sms = SmsFactory()
         with pytest.raises(ProviderRateLimited) as err:
             sms_send.run(sms.pk)
@@ -161,7 +187,9 @@ class TestTaskSafety:
         assert sms.status == "queued"  # Twilio refused it: back in our queue, nothing in doubt
 
     def test_an_invalid_number_fails_permanently_without_retries(self, twilio, http):
-        http.post(MESSAGES_URL, json={"code": 21211, "message": "The 'To' number is not a valid phone number."}, status=400)
+        http.post(
+            MESSAGES_URL, json={"code": 21211, "message": "The 'To' number is not a valid phone number."}, status=400
+        )
         sms = SmsFactory()
         sms_send.apply(args=[sms.pk])
         sms.refresh_from_db()
@@ -170,7 +198,9 @@ class TestTaskSafety:
         assert ProviderCall.objects.count() == 1 and Alert.objects.filter(kind="task_failed").count() == 1
 
     def test_twilio_refusing_an_unsubscribed_recipient_records_the_opt_out(self, twilio, http):
-        http.post(MESSAGES_URL, json={"code": 21610, "message": "Attempt to send to unsubscribed recipient"}, status=400)
+        http.post(
+            MESSAGES_URL, json={"code": 21610, "message": "Attempt to send to unsubscribed recipient"}, status=400
+        )
         sms = SmsFactory()
         sms_send.apply(args=[sms.pk])
         assert SmsMessage.objects.get().status == "failed"
@@ -184,7 +214,17 @@ class TestTaskSafety:
         # The row a dead worker left behind: it had started the create call a while ago.
         started = timezone.now() - dt.timedelta(minutes=5)
         sms = SmsFactory(status="sending", send_doubt="in_flight", send_started_at=started, send_attempted_at=started)
-        http.get(MESSAGES_URL, json={"messages": [message_json(sid="SMdead", body=sms.body, date_created=started.strftime("%a, %d %b %Y %H:%M:%S +0000"))], "uri": "/x"})
+        http.get(
+            MESSAGES_URL,
+            json={
+                "messages": [
+                    message_json(
+                        sid="SMdead", body=sms.body, date_created=started.strftime("%a, %d %b %Y %H:%M:%S +0000")
+                    )
+                ],
+                "uri": "/x",
+            },
+        )
         assert sms_send.apply(args=[sms.pk]).get() == "found"
         assert [c.request.method for c in http.calls] == ["GET"]  # looked up, never created again
         assert sms_send.acks_late and sms_send.reject_on_worker_lost
@@ -232,7 +272,19 @@ def test_a_burst_of_500_is_paced_per_sender_without_dropping_one(twilio, http, m
 
 @pytest.mark.parametrize(
     "body,segments",
-    [("hi", 1), ("x" * 160, 1), ("x" * 161, 2), ("x" * 306, 2), ("x" * 307, 3), ("é" * 160, 1), ("€" * 80, 1), ("€" * 81, 2), ("😀" * 35, 1), ("😀" * 36, 2), ("ж" * 71, 2)],
+    [
+        ("hi", 1),
+        ("x" * 160, 1),
+        ("x" * 161, 2),
+        ("x" * 306, 2),
+        ("x" * 307, 3),
+        ("é" * 160, 1),
+        ("€" * 80, 1),
+        ("€" * 81, 2),
+        ("😀" * 35, 1),
+        ("😀" * 36, 2),
+        ("ж" * 71, 2),
+    ],
 )
 def test_segments_are_counted_like_twilio(body, segments):
     assert segments_estimate(body) == segments

@@ -60,7 +60,12 @@ class TestInboundTwiml:
         assert dial.get("action").startswith("https://hub.example.com/webhooks/twilio/voice/dial-status/?")
         assert dial_action_query(root) == {"rule": str(rule.pk), "stage": "primary"}
         call = CallLog.objects.get(external_id="CA100")
-        assert (call.direction, call.routing, call.forwarded_to, call.forwarding_rule) == ("inbound", "forward", "+14155550111", rule)
+        assert (call.direction, call.routing, call.forwarded_to, call.forwarding_rule) == (
+            "inbound",
+            "forward",
+            "+14155550111",
+            rule,
+        )
         assert WebhookEvent.objects.get(event_id="voice.inbound:CA100").status == "processed"
 
     def test_after_hours_the_caller_gets_voicemail_with_transcription(self, twilio, office, call_in):
@@ -85,11 +90,15 @@ class TestInboundTwiml:
         rule = ForwardingRuleFactory(target_number="+14155550111", fallback_number="+14155550122")
         call_in()
         query = f"?rule={rule.pk}&stage=primary"
-        root = call_in(path=f"/webhooks/twilio/voice/dial-status/{query}", DialCallStatus="no-answer", CallStatus="in-progress")
+        root = call_in(
+            path=f"/webhooks/twilio/voice/dial-status/{query}", DialCallStatus="no-answer", CallStatus="in-progress"
+        )
         assert root.find("Dial/Number").text == "+14155550122"
         assert dial_action_query(root)["stage"] == "fallback"
         root = call_in(
-            path=f"/webhooks/twilio/voice/dial-status/?rule={rule.pk}&stage=fallback", DialCallStatus="busy", CallStatus="in-progress"
+            path=f"/webhooks/twilio/voice/dial-status/?rule={rule.pk}&stage=fallback",
+            DialCallStatus="busy",
+            CallStatus="in-progress",
         )
         assert root.find("Record") is not None
         call = CallLog.objects.get()
@@ -98,13 +107,17 @@ class TestInboundTwiml:
     def test_no_answer_without_a_fallback_goes_to_voicemail(self, twilio, office, call_in):
         rule = ForwardingRuleFactory()
         call_in()
-        root = call_in(path=f"/webhooks/twilio/voice/dial-status/?rule={rule.pk}&stage=primary", DialCallStatus="no-answer")
+        root = call_in(
+            path=f"/webhooks/twilio/voice/dial-status/?rule={rule.pk}&stage=primary", DialCallStatus="no-answer"
+        )
         assert root.find("Record") is not None
 
     def test_an_answered_forward_just_hangs_up_afterwards(self, twilio, office, call_in):
         rule = ForwardingRuleFactory(fallback_number="+14155550122")
         call_in()
-        root = call_in(path=f"/webhooks/twilio/voice/dial-status/?rule={rule.pk}&stage=primary", DialCallStatus="completed")
+        root = call_in(
+            path=f"/webhooks/twilio/voice/dial-status/?rule={rule.pk}&stage=primary", DialCallStatus="completed"
+        )
         assert root.find("Hangup") is not None and root.find("Dial") is None
 
     def test_rules_match_by_caller_prefix_and_time_window_in_priority_order(self, twilio, office, call_in):
@@ -152,10 +165,14 @@ class TestSchedule:
 class TestOutboundCalls:
     URL = "/api/v1/messaging/calls/"
 
-    def test_a_call_is_placed_by_a_task_with_status_callbacks(self, twilio, http, eager, user_client, django_capture_on_commit_callbacks):
+    def test_a_call_is_placed_by_a_task_with_status_callbacks(
+        self, twilio, http, eager, user_client, django_capture_on_commit_callbacks
+    ):
         http.post(CALLS_URL, json=call_json(sid="CA7"), status=201)
         with django_capture_on_commit_callbacks(execute=True):
-            response = user_client.post(self.URL, {"to": "+15005550006", "say": "Your order shipped.", "record": True}, format="json")
+            response = user_client.post(
+                self.URL, {"to": "+15005550006", "say": "Your order shipped.", "record": True}, format="json"
+            )
         assert response.status_code == 202, response.content
         call = CallLog.objects.get()
         assert (call.external_id, call.status, call.direction) == ("CA7", "dialing", "outbound")
@@ -167,13 +184,26 @@ class TestOutboundCalls:
         assert sent["Record"] == ["true"]
         assert ProviderCall.objects.get().operation == "call.create"
 
-    def test_a_completed_call_books_its_minutes_and_billed_price(self, twilio, http, eager, client, django_capture_on_commit_callbacks):
+    def test_a_completed_call_books_its_minutes_and_billed_price(
+        self, twilio, http, eager, client, django_capture_on_commit_callbacks
+    ):
         call = CallFactory(external_id="CA8", status="dialing")
-        http.get(f"{API}/Calls/CA8.json", json=call_json(sid="CA8", status="completed", duration="125", price="-0.04200"))
+        http.get(
+            f"{API}/Calls/CA8.json", json=call_json(sid="CA8", status="completed", duration="125", price="-0.04200")
+        )
         with django_capture_on_commit_callbacks(execute=True):
-            twilio_post(client, "/webhooks/twilio/call-status/", {"CallSid": "CA8", "CallStatus": "completed", "CallDuration": "125"})
+            twilio_post(
+                client,
+                "/webhooks/twilio/call-status/",
+                {"CallSid": "CA8", "CallStatus": "completed", "CallDuration": "125"},
+            )
         call.refresh_from_db()
-        assert (call.status, call.duration_seconds, call.price_usd, call.price_final) == ("completed", 125, Decimal("0.042"), True)
+        assert (call.status, call.duration_seconds, call.price_usd, call.price_final) == (
+            "completed",
+            125,
+            Decimal("0.042"),
+            True,
+        )
         booked = ProviderCall.objects.get(operation="call.price")
         assert booked.units == {"minutes": 3} and booked.cost_usd == Decimal("0.042")
 

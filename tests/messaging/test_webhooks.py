@@ -28,7 +28,15 @@ def post(client, django_capture_on_commit_callbacks, eager):
 
 
 def status_params(sid, status, **extra):
-    return {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "AccountSid": "AC1", "From": HUB_NUMBER, "To": "+15005550006", **extra}
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "AccountSid": "AC1",
+        "From": HUB_NUMBER,
+        "To": "+15005550006",
+        **extra,
+    }
 
 
 class TestSignatures:
@@ -74,7 +82,9 @@ def test_send_then_duplicated_out_of_order_callbacks_end_delivered_with_the_bill
     http.post(MESSAGES_URL, json=message_json(sid="SM1"), status=201)
     http.get(f"{API}/Messages/SM1.json", json=message_json(sid="SM1", status="delivered", price="-0.00790"))
     with django_capture_on_commit_callbacks(execute=True):
-        sms_id = user_client.post("/api/v1/messaging/sms/", {"to": "+15005550006", "body": "hi"}, format="json").json()["id"]
+        sms_id = user_client.post("/api/v1/messaging/sms/", {"to": "+15005550006", "body": "hi"}, format="json").json()[
+            "id"
+        ]
     path = f"{STATUS}?sms={sms_id}"
     answers = [
         post(path, status_params("SM1", "sent")).json()["status"],
@@ -118,7 +128,15 @@ def test_a_status_for_a_message_the_hub_never_sent_is_ignored(twilio, post):
 
 class TestInboundSms:
     def inbound(self, post, body, sid="SMin1", sender="+15005550006", **extra):
-        params = {"MessageSid": sid, "SmsSid": sid, "From": sender, "To": HUB_NUMBER, "Body": body, "NumSegments": "1", **extra}
+        params = {
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "From": sender,
+            "To": HUB_NUMBER,
+            "Body": body,
+            "NumSegments": "1",
+            **extra,
+        }
         return post("/webhooks/twilio/sms/", params)
 
     def test_an_inbound_sms_is_stored_and_linked_to_the_conversation(self, twilio, post, user):
@@ -144,7 +162,10 @@ class TestInboundSms:
         assert refused.status_code == 409 and refused.json()["error"] == "recipient_opted_out"
         self.inbound(post, "START", sid="SMb")
         assert not OptOut.objects.get(phone_number="+15005550006").active
-        assert user_client.post("/api/v1/messaging/sms/", {"to": "+15005550006", "body": "hi"}, format="json").status_code == 202
+        assert (
+            user_client.post("/api/v1/messaging/sms/", {"to": "+15005550006", "body": "hi"}, format="json").status_code
+            == 202
+        )
 
     def test_help_is_stored_and_changes_nothing(self, twilio, post):
         self.inbound(post, "HELP")
@@ -166,7 +187,9 @@ class TestCallCallbacks:
 
     def test_call_statuses_only_move_forward(self, twilio, http, post):
         call = CallFactory(external_id="CA2", status="dialing")
-        http.get(f"{API}/Calls/CA2.json", json={"sid": "CA2", "status": "completed", "duration": "61", "price": "-0.028"})
+        http.get(
+            f"{API}/Calls/CA2.json", json={"sid": "CA2", "status": "completed", "duration": "61", "price": "-0.028"}
+        )
         for status in ["ringing", "completed", "in-progress", "ringing"]:
             post("/webhooks/twilio/call-status/", {"CallSid": "CA2", "CallStatus": status, "CallDuration": "61"})
         call.refresh_from_db()
@@ -187,7 +210,13 @@ class TestCallCallbacks:
         post("/webhooks/twilio/voice/recording/", rec)
         post(
             "/webhooks/twilio/voice/transcription/",
-            {"CallSid": "CA3", "TranscriptionSid": "TR1", "TranscriptionStatus": "completed", "TranscriptionText": "Call me back please", "RecordingSid": "RE1"},
+            {
+                "CallSid": "CA3",
+                "TranscriptionSid": "TR1",
+                "TranscriptionStatus": "completed",
+                "TranscriptionText": "Call me back please",
+                "RecordingSid": "RE1",
+            },
         )
         call.refresh_from_db()
         assert (call.recording_sid, call.recording_duration) == ("RE1", 17)

@@ -76,7 +76,16 @@ def refund(refund_id, *, amount, status="succeeded", payment_intent="pi_x", hub_
     }
 
 
-def subscription(sub_id, *, customer, status="active", price="price_basic", period_end=1_900_000_000, cancel_at_period_end=False, hub_id=None):
+def subscription(
+    sub_id,
+    *,
+    customer,
+    status="active",
+    price="price_basic",
+    period_end=1_900_000_000,
+    cancel_at_period_end=False,
+    hub_id=None,
+):
     return {
         "id": sub_id,
         "object": "subscription",
@@ -87,7 +96,12 @@ def subscription(sub_id, *, customer, status="active", price="price_basic", peri
         "items": {
             "object": "list",
             "data": [
-                {"id": f"si_{sub_id}", "object": "subscription_item", "price": {"id": price, "object": "price"}, "current_period_end": period_end}
+                {
+                    "id": f"si_{sub_id}",
+                    "object": "subscription_item",
+                    "price": {"id": price, "object": "price"},
+                    "current_period_end": period_end,
+                }
             ],
         },
     }

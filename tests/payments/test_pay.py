@@ -47,8 +47,15 @@ def stripe_intent(http):
     def callback(request):
         key = request.headers["Idempotency-Key"]
         pi_id = ids.setdefault(key, f"pi_live{len(ids) + 1}")
-        body = {"id": pi_id, "object": "payment_intent", "amount": 2500, "currency": "usd",
-                "status": "requires_payment_method", "client_secret": f"{pi_id}_secret_xyz", "metadata": {}}
+        body = {
+            "id": pi_id,
+            "object": "payment_intent",
+            "amount": 2500,
+            "currency": "usd",
+            "status": "requires_payment_method",
+            "client_secret": f"{pi_id}_secret_xyz",
+            "metadata": {},
+        }
         return (200, {"Request-Id": "req_pi"}, json.dumps(body))
 
     http.add_callback(responses.POST, PI_URL, callback=callback)
@@ -67,7 +74,12 @@ def test_paying_an_open_invoice_returns_a_payment_intent_client_secret(user_clie
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["client_secret"] == "pi_live1_secret_xyz"
-    assert (body["method"], body["amount"], body["currency"], body["publishable_key"]) == ("intent", 2500, "usd", "pk_test_hub")
+    assert (body["method"], body["amount"], body["currency"], body["publishable_key"]) == (
+        "intent",
+        2500,
+        "usd",
+        "pk_test_hub",
+    )
     payment = Payment.objects.get()
     assert (payment.status, payment.payment_intent_id, payment.attempt) == ("pending", "pi_live1", 1)
     assert Customer.objects.get(user=user).external_id == "cus_new1"
@@ -109,7 +121,10 @@ def test_a_failed_attempt_is_resumed_with_the_same_intent(user_client, invoice, 
 def test_checkout_returns_a_session_url(user_client, invoice, http, settings):
     settings.STRIPE_CHECKOUT_SUCCESS_URL = "https://hub.example/ok?s={CHECKOUT_SESSION_ID}"
     stripe_customer(http)
-    http.post(CHECKOUT_URL, json={"id": "cs_test_1", "object": "checkout.session", "url": "https://checkout.stripe.com/c/pay/cs_test_1"})
+    http.post(
+        CHECKOUT_URL,
+        json={"id": "cs_test_1", "object": "checkout.session", "url": "https://checkout.stripe.com/c/pay/cs_test_1"},
+    )
     response = user_client.post(pay_url(invoice), {"method": "checkout"}, format="json")
     assert response.status_code == 200, response.json()
     assert response.json()["checkout_url"] == "https://checkout.stripe.com/c/pay/cs_test_1"
@@ -125,11 +140,16 @@ def test_switching_to_checkout_cancels_the_live_intent_first(user_client, invoic
     live = PaymentFactory(invoice=invoice, attempt=1, payment_intent_id="pi_old")
     http.post(f"{PI_URL}/pi_old/cancel", json={"id": "pi_old", "object": "payment_intent", "status": "canceled"})
     stripe_customer(http)
-    http.post(CHECKOUT_URL, json={"id": "cs_test_2", "object": "checkout.session", "url": "https://checkout.stripe.com/x"})
+    http.post(
+        CHECKOUT_URL, json={"id": "cs_test_2", "object": "checkout.session", "url": "https://checkout.stripe.com/x"}
+    )
     assert user_client.post(pay_url(invoice), {"method": "checkout"}, format="json").status_code == 200
     live.refresh_from_db()
     assert live.status == "canceled"
-    assert list(invoice.payments.order_by("attempt").values_list("attempt", "status")) == [(1, "canceled"), (2, "pending")]
+    assert list(invoice.payments.order_by("attempt").values_list("attempt", "status")) == [
+        (1, "canceled"),
+        (2, "pending"),
+    ]
 
 
 @pytest.mark.parametrize("status", ["paid", "void", "refunded", "draft"])
@@ -183,8 +203,12 @@ def test_an_unconfigured_stripe_answers_503_naming_the_setting(user_client, invo
 
 def test_stripe_rate_limiting_the_hub_answers_503_with_retry_after_and_pauses_further_calls(user_client, invoice, http):
     stripe_customer(http)
-    http.post(PI_URL, json={"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many requests"}},
-              status=429, headers={"Retry-After": "30"})
+    http.post(
+        PI_URL,
+        json={"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many requests"}},
+        status=429,
+        headers={"Retry-After": "30"},
+    )
     response = user_client.post(pay_url(invoice), {}, format="json")
     assert response.status_code == 503
     assert response.json()["error"] == "provider_rate_limited" and response["Retry-After"] == "30"
@@ -199,7 +223,16 @@ def test_a_stripe_500_answers_502_and_the_clients_retry_reuses_the_idempotency_k
     http.post(PI_URL, json={"error": {"type": "api_error", "message": "Something went wrong"}}, status=500)
     response = user_client.post(pay_url(invoice), {}, format="json")
     assert response.status_code == 502 and response.json()["error"] == "provider_unavailable"
-    http.replace(responses.POST, PI_URL, json={"id": "pi_r", "object": "payment_intent", "client_secret": "pi_r_secret", "status": "requires_payment_method"})
+    http.replace(
+        responses.POST,
+        PI_URL,
+        json={
+            "id": "pi_r",
+            "object": "payment_intent",
+            "client_secret": "pi_r_secret",
+            "status": "requires_payment_method",
+        },
+    )
     assert user_client.post(pay_url(invoice), {}, format="json").json()["client_secret"] == "pi_r_secret"
     keys = [c.request.headers["Idempotency-Key"] for c in http.calls if c.request.url == PI_URL]
     assert keys == [f"hub-invoice-{invoice.pk}-attempt-1"] * 2
@@ -215,7 +248,12 @@ def test_a_card_decline_is_permanent_recorded_and_not_retried(user_client, invoi
     payment = Payment.objects.get()
     assert (payment.status, payment.failure_code) == ("failed", "generic_decline")
     call = ProviderCall.objects.get(operation="payment_intent.create")
-    assert (call.outcome, call.http_status, call.retryable, call.provider_request_id) == ("error", 402, False, "req_decl")
+    assert (call.outcome, call.http_status, call.retryable, call.provider_request_id) == (
+        "error",
+        402,
+        False,
+        "req_decl",
+    )
     assert len([c for c in http.calls if c.request.url == PI_URL]) == 1
 
 
@@ -232,21 +270,34 @@ def test_a_repeated_idempotency_key_replays_the_first_response(user_client, invo
 def test_the_api_base_setting_points_the_sdk_elsewhere(user_client, invoice, http, settings):
     settings.STRIPE_API_BASE = "http://stripe-mock.local:12111"
     http.post("http://stripe-mock.local:12111/v1/customers", json={"id": "cus_m", "object": "customer"})
-    http.post("http://stripe-mock.local:12111/v1/payment_intents", json={"id": "pi_m", "object": "payment_intent", "client_secret": "pi_m_secret", "status": "requires_payment_method"})
+    http.post(
+        "http://stripe-mock.local:12111/v1/payment_intents",
+        json={
+            "id": "pi_m",
+            "object": "payment_intent",
+            "client_secret": "pi_m_secret",
+            "status": "requires_payment_method",
+        },
+    )
     assert user_client.post(pay_url(invoice), {}, format="json").status_code == 200
 
 
 class TestStaffInvoices:
     def test_staff_create_an_invoice_for_a_user(self, staff_client, user):
         response = staff_client.post(
-            "/api/v1/payments/invoices/", {"owner": user.pk, "amount": 1999, "currency": "EUR", "description": "Setup"}, format="json"
+            "/api/v1/payments/invoices/",
+            {"owner": user.pk, "amount": 1999, "currency": "EUR", "description": "Setup"},
+            format="json",
         )
         assert response.status_code == 201, response.json()
         invoice = Invoice.objects.get()
         assert (invoice.owner, invoice.amount, invoice.currency, invoice.status) == (user, 1999, "eur", "open")
 
     def test_a_client_cannot_create_or_void_invoices(self, user_client, user):
-        assert user_client.post("/api/v1/payments/invoices/", {"owner": user.pk, "amount": 1}, format="json").status_code == 403
+        assert (
+            user_client.post("/api/v1/payments/invoices/", {"owner": user.pk, "amount": 1}, format="json").status_code
+            == 403
+        )
         invoice = InvoiceFactory(owner=user)
         assert user_client.post(f"/api/v1/payments/invoices/{invoice.pk}/void/").status_code == 403
 

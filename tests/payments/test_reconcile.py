@@ -20,9 +20,15 @@ def test_a_missed_succeeded_webhook_is_repaired_by_reconcile_stripe(http, run_on
     missed = PaymentFactory(invoice=InvoiceFactory(amount=2500), payment_intent_id="pi_missed")
     in_step = PaymentFactory(invoice=InvoiceFactory(), payment_intent_id="pi_fine")
     paid = SucceededPaymentFactory(invoice__amount=1000, payment_intent_id="pi_paid")
-    http.get(PI_LIST, json=fakes.stripe_list([fakes.intent(missed, status="succeeded")], url="/v1/payment_intents", has_more=True))
+    http.get(
+        PI_LIST,
+        json=fakes.stripe_list([fakes.intent(missed, status="succeeded")], url="/v1/payment_intents", has_more=True),
+    )
     http.get(PI_LIST, json=fakes.stripe_list([fakes.intent(in_step)], url="/v1/payment_intents"))
-    http.get(REFUND_LIST, json=fakes.stripe_list([fakes.refund("re_missed", amount=1000, payment_intent="pi_paid")], url="/v1/refunds"))
+    http.get(
+        REFUND_LIST,
+        json=fakes.stripe_list([fakes.refund("re_missed", amount=1000, payment_intent="pi_paid")], url="/v1/refunds"),
+    )
     http.get(f"{PI_LIST}/pi_missed", json={"id": "pi_missed", "object": "payment_intent", "latest_charge": None})
     out = StringIO()
     with run_on_commit():
@@ -44,7 +50,13 @@ def test_a_missed_succeeded_webhook_is_repaired_by_reconcile_stripe(http, run_on
 
 def test_reconciliation_never_takes_a_paid_invoice_back(http, run_on_commit):
     paid = SucceededPaymentFactory(payment_intent_id="pi_done")
-    http.get(PI_LIST, json=fakes.stripe_list([fakes.intent(paid, status="requires_payment_method", error=fakes.decline_error())], url="/v1/payment_intents"))
+    http.get(
+        PI_LIST,
+        json=fakes.stripe_list(
+            [fakes.intent(paid, status="requires_payment_method", error=fakes.decline_error())],
+            url="/v1/payment_intents",
+        ),
+    )
     http.get(REFUND_LIST, json=fakes.stripe_list([], url="/v1/refunds"))
     with run_on_commit():
         call_command("reconcile_stripe", stdout=StringIO())

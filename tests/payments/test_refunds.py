@@ -36,23 +36,36 @@ def stripe_refunds(http, status="succeeded"):
         form = {k: v[0] for k, v in parse_qs(request.body).items()}
         key = request.headers["Idempotency-Key"]
         made.setdefault(key, f"re_{len(made) + 1}")
-        body = fakes.refund(made[key], amount=int(form["amount"]), status=status, payment_intent=form["payment_intent"],
-                            hub_refund_id=form["metadata[hub_refund_id]"])
+        body = fakes.refund(
+            made[key],
+            amount=int(form["amount"]),
+            status=status,
+            payment_intent=form["payment_intent"],
+            hub_refund_id=form["metadata[hub_refund_id]"],
+        )
         return (200, {"Request-Id": f"req_{made[key]}"}, json.dumps(body))
 
     http.add_callback(responses.POST, REFUNDS_URL, callback=callback)
     return made
 
 
-def test_a_partial_then_a_full_refund_moves_the_invoice_to_partially_refunded_then_refunded(staff_client, payment, http, run_on_commit):
+def test_a_partial_then_a_full_refund_moves_the_invoice_to_partially_refunded_then_refunded(
+    staff_client, payment, http, run_on_commit
+):
     stripe_refunds(http)
     with run_on_commit():
-        response = staff_client.post(refunds_url(payment), {"amount": 300, "reason": "requested_by_customer"}, format="json")
+        response = staff_client.post(
+            refunds_url(payment), {"amount": 300, "reason": "requested_by_customer"}, format="json"
+        )
     assert response.status_code == 202, response.json()
     assert response.json()["status"] == "pending"  # what the client sees before Stripe confirmed
     payment.refresh_from_db()
     payment.invoice.refresh_from_db()
-    assert (payment.amount_refunded, payment.invoice.status, payment.invoice.amount_refunded) == (300, "partially_refunded", 300)
+    assert (payment.amount_refunded, payment.invoice.status, payment.invoice.amount_refunded) == (
+        300,
+        "partially_refunded",
+        300,
+    )
 
     with run_on_commit():
         response = staff_client.post(refunds_url(payment), {}, format="json")  # no amount: the rest
@@ -92,7 +105,9 @@ def test_clients_cannot_refund(user_client, payment):
     assert user_client.post(refunds_url(payment), {"amount": 1}, format="json").status_code == 403
 
 
-def test_stripe_429_and_500_are_retried_with_backoff_and_the_same_idempotency_key(staff_client, payment, http, run_on_commit, monkeypatch):
+def test_stripe_429_and_500_are_retried_with_backoff_and_the_same_idempotency_key(
+    staff_client, payment, http, run_on_commit, monkeypatch
+):
     from integrations import task_base
 
     delays = []
@@ -108,13 +123,27 @@ def test_stripe_429_and_500_are_retried_with_backoff_and_the_same_idempotency_ke
     keys = {c.request.headers["Idempotency-Key"] for c in http.calls}
     assert keys == {f"hub-refund-{refund.pk}"} and len(http.calls) == 3
     calls = ProviderCall.objects.filter(operation="refund.create").order_by("id")
-    assert [(c.attempt, c.outcome, c.http_status) for c in calls] == [(1, "rate_limited", 429), (2, "error", 500), (3, "ok", 200)]
+    assert [(c.attempt, c.outcome, c.http_status) for c in calls] == [
+        (1, "rate_limited", 429),
+        (2, "error", 500),
+        (3, "ok", 200),
+    ]
     assert all(c.idempotency_key == f"hub-refund-{refund.pk}" for c in calls)
     assert [a[0] for a, _ in delays] == [0, 1]  # exponential: the retry count grows the envelope
 
 
 def test_a_refund_stripe_refuses_is_not_retried_and_is_marked_failed(staff_client, payment, http, run_on_commit):
-    http.post(REFUNDS_URL, json={"error": {"type": "invalid_request_error", "code": "charge_already_refunded", "message": "Charge has already been refunded."}}, status=400)
+    http.post(
+        REFUNDS_URL,
+        json={
+            "error": {
+                "type": "invalid_request_error",
+                "code": "charge_already_refunded",
+                "message": "Charge has already been refunded.",
+            }
+        },
+        status=400,
+    )
     with run_on_commit():
         staff_client.post(refunds_url(payment), {"amount": 100}, format="json")
     refund = Refund.objects.get()
@@ -123,7 +152,9 @@ def test_a_refund_stripe_refuses_is_not_retried_and_is_marked_failed(staff_clien
     assert Alert.objects.filter(kind="task_failed").exists()
 
 
-def test_a_refund_stripe_never_confirmed_stays_pending_and_counted_until_a_webhook_settles_it(staff_client, client, payment, http, run_on_commit):
+def test_a_refund_stripe_never_confirmed_stays_pending_and_counted_until_a_webhook_settles_it(
+    staff_client, client, payment, http, run_on_commit
+):
     from .test_webhooks import deliver
 
     for _ in range(4):  # the first attempt and three retries
@@ -137,7 +168,13 @@ def test_a_refund_stripe_never_confirmed_stays_pending_and_counted_until_a_webho
     assert staff_client.post(refunds_url(payment), {"amount": 401}, format="json").status_code == 400
     # Stripe had in fact made it; its webhook carries our id in the metadata.
     with run_on_commit():
-        deliver(client, fakes.event("charge.refund.updated", fakes.refund("re_late", amount=600, payment_intent="pi_paid1", hub_refund_id=refund.pk)))
+        deliver(
+            client,
+            fakes.event(
+                "charge.refund.updated",
+                fakes.refund("re_late", amount=600, payment_intent="pi_paid1", hub_refund_id=refund.pk),
+            ),
+        )
     refund.refresh_from_db()
     assert (refund.status, refund.external_id) == ("succeeded", "re_late")
 
@@ -145,7 +182,9 @@ def test_a_refund_stripe_never_confirmed_stays_pending_and_counted_until_a_webho
 def test_a_redelivered_refund_task_after_success_does_nothing(payment, http):
     from payments.tasks import refund_send
 
-    refund = Refund.objects.create(payment=payment, amount=100, status="succeeded", external_id="re_done", idempotency_key="k")
+    refund = Refund.objects.create(
+        payment=payment, amount=100, status="succeeded", external_id="re_done", idempotency_key="k"
+    )
     assert refund_send.apply(args=[refund.pk]).get() == "skipped"
     assert len(http.calls) == 0
 
@@ -154,7 +193,11 @@ def test_charge_refunded_webhook_records_a_refund_made_in_the_dashboard(client, 
     from .test_webhooks import deliver
 
     charge = {
-        "id": "ch_paid1", "object": "charge", "payment_intent": "pi_paid1", "amount": 1000, "amount_refunded": 1000,
+        "id": "ch_paid1",
+        "object": "charge",
+        "payment_intent": "pi_paid1",
+        "amount": 1000,
+        "amount_refunded": 1000,
         "refunds": {"object": "list", "data": [fakes.refund("re_dash", amount=1000, payment_intent="pi_paid1")]},
     }
     with run_on_commit():
@@ -168,11 +211,27 @@ def test_charge_refunded_webhook_records_a_refund_made_in_the_dashboard(client, 
 def test_charge_refund_updated_confirms_a_pending_refund_and_ignores_an_older_update(client, payment, run_on_commit):
     from .test_webhooks import deliver
 
-    refund = Refund.objects.create(payment=payment, amount=400, status="pending", external_id="re_p", idempotency_key="k")
+    refund = Refund.objects.create(
+        payment=payment, amount=400, status="pending", external_id="re_p", idempotency_key="k"
+    )
     now = int(time.time())
     with run_on_commit():
-        deliver(client, fakes.event("charge.refund.updated", fakes.refund("re_p", amount=400, status="succeeded", payment_intent="pi_paid1"), created=now))
-        deliver(client, fakes.event("charge.refund.updated", fakes.refund("re_p", amount=400, status="canceled", payment_intent="pi_paid1"), created=now - 20))
+        deliver(
+            client,
+            fakes.event(
+                "charge.refund.updated",
+                fakes.refund("re_p", amount=400, status="succeeded", payment_intent="pi_paid1"),
+                created=now,
+            ),
+        )
+        deliver(
+            client,
+            fakes.event(
+                "charge.refund.updated",
+                fakes.refund("re_p", amount=400, status="canceled", payment_intent="pi_paid1"),
+                created=now - 20,
+            ),
+        )
     refund.refresh_from_db()
     assert refund.status == "succeeded"
     payment.invoice.refresh_from_db()

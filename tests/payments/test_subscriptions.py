@@ -24,7 +24,9 @@ def test_the_subscription_lifecycle_create_change_price_cancel_at_period_end_the
 
     # Staff subscribe the user: the row is pending until the task hears from Stripe.
     with django_capture_on_commit_callbacks() as queued:
-        response = staff_client.post("/api/v1/payments/subscriptions/", {"owner": user.pk, "price_id": "price_basic"}, format="json")
+        response = staff_client.post(
+            "/api/v1/payments/subscriptions/", {"owner": user.pk, "price_id": "price_basic"}, format="json"
+        )
     assert response.status_code == 202 and response.json()["status"] == "pending"
     assert response.json()["pending_operation"] == "create" and len(queued) == 1
     with run_on_commit():
@@ -36,23 +38,46 @@ def test_the_subscription_lifecycle_create_change_price_cancel_at_period_end_the
     # The first invoice is paid: Stripe activates it.
     now = int(time.time())
     with run_on_commit():
-        deliver(client, fakes.event("customer.subscription.updated", fakes.subscription("sub_1", customer="cus_life", status="active"), created=now))
+        deliver(
+            client,
+            fakes.event(
+                "customer.subscription.updated",
+                fakes.subscription("sub_1", customer="cus_life", status="active"),
+                created=now,
+            ),
+        )
         # An older past_due (before the payment went through) arrives late: active -> past_due is legal, but stale.
-        deliver(client, fakes.event("customer.subscription.updated", fakes.subscription("sub_1", customer="cus_life", status="past_due", period_end=1), created=now - 5))
+        deliver(
+            client,
+            fakes.event(
+                "customer.subscription.updated",
+                fakes.subscription("sub_1", customer="cus_life", status="past_due", period_end=1),
+                created=now - 5,
+            ),
+        )
     sub.refresh_from_db()
     assert sub.status == "active" and sub.current_period_end.timestamp() == 1_900_000_000
 
     # Change price.
     http.post(f"{SUBS_URL}/sub_1", json=fakes.subscription("sub_1", customer="cus_life", price="price_pro"))
     with run_on_commit():
-        response = staff_client.post(f"/api/v1/payments/subscriptions/{sub.pk}/change-price/", {"price_id": "price_pro"}, format="json")
+        response = staff_client.post(
+            f"/api/v1/payments/subscriptions/{sub.pk}/change-price/", {"price_id": "price_pro"}, format="json"
+        )
     assert response.status_code == 202
     sub.refresh_from_db()
     assert (sub.price_id, sub.pending_operation) == ("price_pro", "")
-    assert "items[0][id]=si_sub_1" in http.calls[-1].request.body and "items[0][price]=price_pro" in http.calls[-1].request.body
+    assert (
+        "items[0][id]=si_sub_1" in http.calls[-1].request.body
+        and "items[0][price]=price_pro" in http.calls[-1].request.body
+    )
 
     # Cancel at period end.
-    http.replace("POST", f"{SUBS_URL}/sub_1", json=fakes.subscription("sub_1", customer="cus_life", price="price_pro", cancel_at_period_end=True))
+    http.replace(
+        "POST",
+        f"{SUBS_URL}/sub_1",
+        json=fakes.subscription("sub_1", customer="cus_life", price="price_pro", cancel_at_period_end=True),
+    )
     with run_on_commit():
         staff_client.post(f"/api/v1/payments/subscriptions/{sub.pk}/cancel/", {"at_period_end": True}, format="json")
     sub.refresh_from_db()
@@ -61,8 +86,22 @@ def test_the_subscription_lifecycle_create_change_price_cancel_at_period_end_the
 
     # The period ends: Stripe deletes it. A late `updated` from before cannot bring it back.
     with run_on_commit():
-        deliver(client, fakes.event("customer.subscription.deleted", fakes.subscription("sub_1", customer="cus_life", status="canceled"), created=now + 10))
-        deliver(client, fakes.event("customer.subscription.updated", fakes.subscription("sub_1", customer="cus_life", status="past_due"), created=now + 5))
+        deliver(
+            client,
+            fakes.event(
+                "customer.subscription.deleted",
+                fakes.subscription("sub_1", customer="cus_life", status="canceled"),
+                created=now + 10,
+            ),
+        )
+        deliver(
+            client,
+            fakes.event(
+                "customer.subscription.updated",
+                fakes.subscription("sub_1", customer="cus_life", status="past_due"),
+                created=now + 5,
+            ),
+        )
     sub.refresh_from_db()
     assert sub.status == "canceled"
     keys = [c.request.headers.get("Idempotency-Key") for c in http.calls]
@@ -73,7 +112,9 @@ def test_cancel_now_cancels_on_stripe_immediately(staff_client, http, run_on_com
     sub = SubscriptionFactory(external_id="sub_now")
     http.delete(f"{SUBS_URL}/sub_now", json=fakes.subscription("sub_now", customer="cus_x", status="canceled"))
     with run_on_commit():
-        response = staff_client.post(f"/api/v1/payments/subscriptions/{sub.pk}/cancel/", {"at_period_end": False}, format="json")
+        response = staff_client.post(
+            f"/api/v1/payments/subscriptions/{sub.pk}/cancel/", {"at_period_end": False}, format="json"
+        )
     assert response.status_code == 202
     sub.refresh_from_db()
     assert (sub.status, sub.pending_operation) == ("canceled", "")
@@ -89,7 +130,9 @@ def test_a_card_decline_on_create_is_permanent_recorded_and_not_retried(staff_cl
     CustomerFactory(user=user, external_id="cus_decl")
     http.post(SUBS_URL, json=fakes.card_error_body("Your card was declined.", "do_not_honor"), status=402)
     with run_on_commit():
-        staff_client.post("/api/v1/payments/subscriptions/", {"owner": user.pk, "price_id": "price_basic"}, format="json")
+        staff_client.post(
+            "/api/v1/payments/subscriptions/", {"owner": user.pk, "price_id": "price_basic"}, format="json"
+        )
     sub = Subscription.objects.get()
     assert sub.status == "failed" and "declined" in sub.last_error and sub.pending_operation == ""
     call = ProviderCall.objects.get(operation="subscription.create")
@@ -101,7 +144,9 @@ def test_a_customer_is_created_once_for_a_user_without_one(staff_client, user, h
     http.post(f"{fakes.API}/v1/customers", json={"id": "cus_lazy", "object": "customer"})
     http.post(SUBS_URL, json=fakes.subscription("sub_lazy", customer="cus_lazy", status="active"))
     with run_on_commit():
-        staff_client.post("/api/v1/payments/subscriptions/", {"owner": user.pk, "price_id": "price_basic"}, format="json")
+        staff_client.post(
+            "/api/v1/payments/subscriptions/", {"owner": user.pk, "price_id": "price_basic"}, format="json"
+        )
     assert Customer.objects.get(user=user).external_id == "cus_lazy"
     assert http.calls[0].request.headers["Idempotency-Key"] == f"hub-customer-user-{user.pk}"
     assert Subscription.objects.get().status == "active"
@@ -110,9 +155,19 @@ def test_a_customer_is_created_once_for_a_user_without_one(staff_client, user, h
 def test_a_subscription_made_in_the_dashboard_is_recorded_for_its_customer(client, run_on_commit):
     customer = CustomerFactory(external_id="cus_dash")
     with run_on_commit():
-        deliver(client, fakes.event("customer.subscription.created", fakes.subscription("sub_dash", customer="cus_dash", status="trialing")))
+        deliver(
+            client,
+            fakes.event(
+                "customer.subscription.created", fakes.subscription("sub_dash", customer="cus_dash", status="trialing")
+            ),
+        )
     sub = Subscription.objects.get()
-    assert (sub.owner, sub.external_id, sub.status, sub.price_id) == (customer.user, "sub_dash", "trialing", "price_basic")
+    assert (sub.owner, sub.external_id, sub.status, sub.price_id) == (
+        customer.user,
+        "sub_dash",
+        "trialing",
+        "price_basic",
+    )
 
 
 def test_clients_see_only_their_own_subscriptions_and_cannot_change_them(user_client, user, other_user):
@@ -127,6 +182,10 @@ def test_admin_cancel_action_queues_a_cancellation(admin_client, http, run_on_co
     sub = SubscriptionFactory(external_id="sub_adm")
     http.post(f"{SUBS_URL}/sub_adm", json=fakes.subscription("sub_adm", customer="cus_x", cancel_at_period_end=True))
     with run_on_commit():
-        admin_client.post("/admin/payments/subscription/", {"action": "cancel_at_period_end", "_selected_action": [sub.pk]}, follow=True)
+        admin_client.post(
+            "/admin/payments/subscription/",
+            {"action": "cancel_at_period_end", "_selected_action": [sub.pk]},
+            follow=True,
+        )
     sub.refresh_from_db()
     assert sub.cancel_at_period_end is True

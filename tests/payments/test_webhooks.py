@@ -38,9 +38,12 @@ def fee_lookup(http):
     http.get(
         f"{PI_URL}/pi_hook1",
         json={
-            "id": "pi_hook1", "object": "payment_intent", "status": "succeeded",
+            "id": "pi_hook1",
+            "object": "payment_intent",
+            "status": "succeeded",
             "latest_charge": {
-                "id": "ch_1", "object": "charge",
+                "id": "ch_1",
+                "object": "charge",
                 "balance_transaction": {"id": "txn_1", "object": "balance_transaction", "fee": 103, "currency": "usd"},
             },
         },
@@ -78,12 +81,16 @@ class TestSignature:
         assert response.status_code == 400 and response.json()["error"] == "missing_signature"
 
     def test_a_timestamp_older_than_the_tolerance_answers_400(self, client, payment):
-        response = deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment)), timestamp=time.time() - 301)
+        response = deliver(
+            client, fakes.event("payment_intent.succeeded", fakes.intent(payment)), timestamp=time.time() - 301
+        )
         assert response.status_code == 400 and response.json()["error"] == "stale_signature"
         assert WebhookEvent.objects.count() == 0
 
     def test_a_timestamp_within_the_tolerance_is_accepted(self, client, payment):
-        response = deliver(client, fakes.event("payment_intent.canceled", fakes.intent(payment)), timestamp=time.time() - 290)
+        response = deliver(
+            client, fakes.event("payment_intent.canceled", fakes.intent(payment)), timestamp=time.time() - 290
+        )
         assert response.status_code == 200
 
     def test_a_rotated_secret_is_verified_with_the_new_one(self, client, settings, payment):
@@ -99,14 +106,41 @@ class TestPaymentFlow:
     ):
         invoice = InvoiceFactory(owner=user, amount=2500)
         http.post(f"{fakes.API}/v1/customers", json={"id": "cus_flow", "object": "customer"})
-        http.post(PI_URL, json={"id": "pi_hook1", "object": "payment_intent", "client_secret": "pi_hook1_secret", "status": "requires_payment_method"})
+        http.post(
+            PI_URL,
+            json={
+                "id": "pi_hook1",
+                "object": "payment_intent",
+                "client_secret": "pi_hook1_secret",
+                "status": "requires_payment_method",
+            },
+        )
         assert user_client.post(f"/api/v1/payments/invoices/{invoice.pk}/pay/", {}, format="json").status_code == 200
         payment = Payment.objects.get()
-        http.get(f"{PI_URL}/pi_hook1", json={"id": "pi_hook1", "object": "payment_intent", "status": "succeeded", "latest_charge": {
-            "id": "ch_1", "object": "charge", "balance_transaction": {"id": "txn_1", "object": "balance_transaction", "fee": 103, "currency": "usd"}}})
+        http.get(
+            f"{PI_URL}/pi_hook1",
+            json={
+                "id": "pi_hook1",
+                "object": "payment_intent",
+                "status": "succeeded",
+                "latest_charge": {
+                    "id": "ch_1",
+                    "object": "charge",
+                    "balance_transaction": {
+                        "id": "txn_1",
+                        "object": "balance_transaction",
+                        "fee": 103,
+                        "currency": "usd",
+                    },
+                },
+            },
+        )
 
         with run_on_commit():
-            response = deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded", charge="ch_1")))
+            response = deliver(
+                client,
+                fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded", charge="ch_1")),
+            )
         assert response.status_code == 200 and response.json()["status"] == "received"
         invoice.refresh_from_db()
         payment.refresh_from_db()
@@ -118,8 +152,13 @@ class TestPaymentFlow:
         assert payment.fee_recorded is True
         assert http.calls[-1].request.url == f"{PI_URL}/pi_hook1?expand%5B0%5D=latest_charge.balance_transaction"
 
-    def test_without_a_balance_transaction_the_fee_comes_from_the_price_table(self, client, payment, http, run_on_commit):
-        http.get(f"{PI_URL}/pi_hook1", json={"id": "pi_hook1", "object": "payment_intent", "status": "succeeded", "latest_charge": None})
+    def test_without_a_balance_transaction_the_fee_comes_from_the_price_table(
+        self, client, payment, http, run_on_commit
+    ):
+        http.get(
+            f"{PI_URL}/pi_hook1",
+            json={"id": "pi_hook1", "object": "payment_intent", "status": "succeeded", "latest_charge": None},
+        )
         with run_on_commit():
             deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded")))
         fee = ProviderCall.objects.get(operation="charge")
@@ -135,7 +174,9 @@ class TestPaymentFlow:
         assert WebhookEvent.objects.count() == 1
         assert ProviderCall.objects.filter(operation="charge").count() == 1
 
-    def test_a_late_payment_failed_after_succeeded_leaves_the_invoice_paid(self, client, payment, fee_lookup, run_on_commit):
+    def test_a_late_payment_failed_after_succeeded_leaves_the_invoice_paid(
+        self, client, payment, fee_lookup, run_on_commit
+    ):
         now = int(time.time())
         succeeded = fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now)
         failed = fakes.event(
@@ -152,7 +193,9 @@ class TestPaymentFlow:
         assert payment.failure_code == "" and len(mail.outbox) == 0
         assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
 
-    def test_a_second_payment_succeeding_on_a_paid_invoice_raises_a_critical_alert(self, client, payment, http, run_on_commit):
+    def test_a_second_payment_succeeding_on_a_paid_invoice_raises_a_critical_alert(
+        self, client, payment, http, run_on_commit
+    ):
         second = PaymentFactory(invoice=payment.invoice, payment_intent_id="pi_hook2")
         for pi in ("pi_hook1", "pi_hook2"):
             http.get(f"{PI_URL}/{pi}", json={"id": pi, "object": "payment_intent", "status": "succeeded"})
@@ -172,21 +215,39 @@ class TestPaymentFlow:
         webhook_event_process(event_id=WebhookEvent.objects.get().pk)
         assert not Alert.objects.filter(kind="payment_anomaly").exists()
 
-    def test_an_event_older_than_the_last_applied_one_changes_nothing_even_when_the_move_is_legal(self, client, payment, run_on_commit):
+    def test_an_event_older_than_the_last_applied_one_changes_nothing_even_when_the_move_is_legal(
+        self, client, payment, run_on_commit
+    ):
         now = int(time.time())
         with run_on_commit():
-            deliver(client, fakes.event("payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now))
+            deliver(
+                client,
+                fakes.event(
+                    "payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now
+                ),
+            )
             # failed -> canceled is a legal move, but this event predates the failure.
-            deliver(client, fakes.event("payment_intent.canceled", fakes.intent(payment, status="canceled"), created=now - 60))
+            deliver(
+                client,
+                fakes.event("payment_intent.canceled", fakes.intent(payment, status="canceled"), created=now - 60),
+            )
         payment.refresh_from_db()
         assert payment.status == "failed"
 
-    def test_a_failed_payment_emails_the_owner_with_the_reason_and_shows_in_admin(self, client, payment, user, run_on_commit, admin_client):
+    def test_a_failed_payment_emails_the_owner_with_the_reason_and_shows_in_admin(
+        self, client, payment, user, run_on_commit, admin_client
+    ):
         with run_on_commit():
-            deliver(client, fakes.event("payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error())))
+            deliver(
+                client, fakes.event("payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()))
+            )
         payment.refresh_from_db()
         payment.invoice.refresh_from_db()
-        assert (payment.status, payment.failure_code, payment.invoice.status) == ("failed", "insufficient_funds", "failed")
+        assert (payment.status, payment.failure_code, payment.invoice.status) == (
+            "failed",
+            "insufficient_funds",
+            "failed",
+        )
         assert len(mail.outbox) == 1
         message = mail.outbox[0]
         assert message.to == [user.email] and payment.invoice.number in message.subject
@@ -197,12 +258,21 @@ class TestPaymentFlow:
     def test_a_failed_invoice_can_still_be_paid_afterwards(self, client, payment, fee_lookup, run_on_commit):
         now = int(time.time())
         with run_on_commit():
-            deliver(client, fakes.event("payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now - 5))
-            deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now))
+            deliver(
+                client,
+                fakes.event(
+                    "payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now - 5
+                ),
+            )
+            deliver(
+                client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now)
+            )
         payment.invoice.refresh_from_db()
         assert payment.invoice.status == "paid"
 
-    def test_payment_intent_canceled_cancels_the_attempt_but_leaves_the_invoice_open(self, client, payment, run_on_commit):
+    def test_payment_intent_canceled_cancels_the_attempt_but_leaves_the_invoice_open(
+        self, client, payment, run_on_commit
+    ):
         with run_on_commit():
             deliver(client, fakes.event("payment_intent.canceled", fakes.intent(payment, status="canceled")))
         payment.refresh_from_db()
@@ -210,19 +280,40 @@ class TestPaymentFlow:
         assert (payment.status, payment.invoice.status) == ("canceled", "open")
 
     def test_checkout_completed_marks_the_invoice_paid(self, client, user, http, run_on_commit):
-        payment = PaymentFactory(invoice=InvoiceFactory(owner=user), method="checkout", payment_intent_id="", checkout_session_id="cs_1")
+        payment = PaymentFactory(
+            invoice=InvoiceFactory(owner=user), method="checkout", payment_intent_id="", checkout_session_id="cs_1"
+        )
         http.get(f"{PI_URL}/pi_from_cs", json={"id": "pi_from_cs", "object": "payment_intent", "latest_charge": None})
-        session = {"id": "cs_1", "object": "checkout.session", "payment_status": "paid", "status": "complete", "payment_intent": "pi_from_cs", "metadata": {}}
+        session = {
+            "id": "cs_1",
+            "object": "checkout.session",
+            "payment_status": "paid",
+            "status": "complete",
+            "payment_intent": "pi_from_cs",
+            "metadata": {},
+        }
         with run_on_commit():
             deliver(client, fakes.event("checkout.session.completed", session))
         payment.refresh_from_db()
         payment.invoice.refresh_from_db()
-        assert (payment.status, payment.payment_intent_id, payment.invoice.status) == ("succeeded", "pi_from_cs", "paid")
+        assert (payment.status, payment.payment_intent_id, payment.invoice.status) == (
+            "succeeded",
+            "pi_from_cs",
+            "paid",
+        )
         assert ProviderCall.objects.filter(operation="charge").count() == 1
 
     def test_checkout_expired_cancels_the_attempt(self, client, user, run_on_commit):
-        payment = PaymentFactory(invoice=InvoiceFactory(owner=user), method="checkout", payment_intent_id="", checkout_session_id="cs_2")
-        session = {"id": "cs_2", "object": "checkout.session", "payment_status": "unpaid", "status": "expired", "metadata": {"hub_payment_id": str(payment.pk)}}
+        payment = PaymentFactory(
+            invoice=InvoiceFactory(owner=user), method="checkout", payment_intent_id="", checkout_session_id="cs_2"
+        )
+        session = {
+            "id": "cs_2",
+            "object": "checkout.session",
+            "payment_status": "unpaid",
+            "status": "expired",
+            "metadata": {"hub_payment_id": str(payment.pk)},
+        }
         with run_on_commit():
             deliver(client, fakes.event("checkout.session.expired", session))
         payment.refresh_from_db()
@@ -230,7 +321,15 @@ class TestPaymentFlow:
 
     def test_a_dispute_raises_a_critical_alert(self, client, payment, run_on_commit):
         Payment.objects.filter(pk=payment.pk).update(status="succeeded", charge_id="ch_d")
-        dispute = {"id": "dp_1", "object": "dispute", "charge": "ch_d", "payment_intent": "pi_hook1", "amount": 2500, "currency": "usd", "reason": "fraudulent"}
+        dispute = {
+            "id": "dp_1",
+            "object": "dispute",
+            "charge": "ch_d",
+            "payment_intent": "pi_hook1",
+            "amount": 2500,
+            "currency": "usd",
+            "reason": "fraudulent",
+        }
         with run_on_commit():
             deliver(client, fakes.event("charge.dispute.created", dispute))
         alert = Alert.objects.get(kind="dispute")
@@ -255,20 +354,42 @@ class TestPaymentFlow:
 class TestStripeInvoices:
     def test_invoice_paid_mirrors_a_subscription_invoice_as_paid(self, client, run_on_commit):
         customer = CustomerFactory(external_id="cus_sub")
-        stripe_invoice = {"id": "in_1", "object": "invoice", "customer": "cus_sub", "number": "ABC-0001", "amount_due": 900, "currency": "usd", "subscription": None}
+        stripe_invoice = {
+            "id": "in_1",
+            "object": "invoice",
+            "customer": "cus_sub",
+            "number": "ABC-0001",
+            "amount_due": 900,
+            "currency": "usd",
+            "subscription": None,
+        }
         with run_on_commit():
             deliver(client, fakes.event("invoice.paid", stripe_invoice))
         invoice = Invoice.objects.get(external_id="in_1")
-        assert (invoice.owner, invoice.number, invoice.amount, invoice.status) == (customer.user, "ABC-0001", 900, "paid")
+        assert (invoice.owner, invoice.number, invoice.amount, invoice.status) == (
+            customer.user,
+            "ABC-0001",
+            900,
+            "paid",
+        )
 
     def test_invoice_payment_failed_notifies_the_owner_and_a_later_paid_wins(self, client, run_on_commit):
         customer = CustomerFactory(external_id="cus_sub2")
-        stripe_invoice = {"id": "in_2", "object": "invoice", "customer": "cus_sub2", "number": "ABC-0002", "amount_due": 900, "currency": "usd"}
+        stripe_invoice = {
+            "id": "in_2",
+            "object": "invoice",
+            "customer": "cus_sub2",
+            "number": "ABC-0002",
+            "amount_due": 900,
+            "currency": "usd",
+        }
         now = int(time.time())
         with run_on_commit():
             deliver(client, fakes.event("invoice.payment_failed", stripe_invoice, created=now - 10))
             deliver(client, fakes.event("invoice.paid", stripe_invoice, created=now))
-            deliver(client, fakes.event("invoice.payment_failed", stripe_invoice, created=now - 5))  # a late retry notice
+            deliver(
+                client, fakes.event("invoice.payment_failed", stripe_invoice, created=now - 5)
+            )  # a late retry notice
         assert Invoice.objects.get(external_id="in_2").status == "paid"
         assert [m.to for m in mail.outbox] == [[customer.user.email]]
 
@@ -314,7 +435,9 @@ def test_two_workers_processing_the_same_event_apply_it_once(payment):
     from integrations.webhooks import InboundEvent, record_webhook
 
     evt = fakes.event("payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()))
-    event, _ = record_webhook(provider="stripe", inbound=InboundEvent(event_id=evt["id"], type=evt["type"], payload=evt))
+    event, _ = record_webhook(
+        provider="stripe", inbound=InboundEvent(event_id=evt["id"], type=evt["type"], payload=evt)
+    )
     barrier = threading.Barrier(4)
     results = []
 

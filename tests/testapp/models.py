@@ -5,7 +5,12 @@ from django.db import models
 
 
 class Shipment(models.Model):
-    TRANSITIONS = {"queued": {"sending", "failed"}, "sending": {"sent", "failed", "queued"}, "sent": set(), "failed": set()}
+    TRANSITIONS = {
+        "queued": {"sending", "failed"},
+        "sending": {"sent", "failed", "queued"},
+        "sent": set(),
+        "failed": set(),
+    }
 
     state = models.CharField(max_length=16, default="queued")
     body = models.JSONField(default=dict)

@@ -31,7 +31,9 @@ def shipment_send(self, shipment_id):
         if shipment.state == "queued" and not _move(shipment_id, "queued", "sending"):
             return "skipped"
     try:
-        result = acme.send(shipment.body, scope=shipment.body.get("from"), related=("testapp.shipment", str(shipment_id)))
+        result = acme.send(
+            shipment.body, scope=shipment.body.get("from"), related=("testapp.shipment", str(shipment_id))
+        )
     except RateLimited:
         Shipment.objects.filter(pk=shipment_id, state="sending").update(state="queued")  # nothing was sent
         raise

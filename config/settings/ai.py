@@ -1,0 +1,111 @@
+"""AI providers and the AI gateway's routes, prices and budgets."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ._env import env, env_bool, merged_table
+
+# AI providers
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
+OPENROUTER_BASE_URL = env.str("OPENROUTER_BASE_URL", default="https://openrouter.ai/api/v1")
+XAI_API_KEY = env.str("XAI_API_KEY", default="")
+XAI_BASE_URL = env.str("XAI_BASE_URL", default="https://api.x.ai/v1")
+GEMINI_API_KEY = env.str("GEMINI_API_KEY", default="")
+GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com/v1beta/openai/")
+GITHUB_MODELS_TOKEN = env.str("GITHUB_MODELS_TOKEN", default="")
+GITHUB_MODELS_BASE_URL = env.str("GITHUB_MODELS_BASE_URL", default="https://models.github.ai/inference")
+
+# AI gateway (ai app). A `task` names an ordered chain of (provider, model):
+# the gateway tries them in order, falling through on retryable errors.
+# Cheap models first for `simple`, as the old review recommended.
+AI_ROUTES = merged_table(
+    {
+        "simple": [
+            ["gemini", "gemini-2.5-flash-lite"],
+            ["openai", "gpt-4o-mini"],
+            ["anthropic", "claude-haiku-4-5"],
+            ["xai", "grok-3-mini"],
+            ["openrouter", "meta-llama/llama-3.3-70b-instruct"],
+            ["github_models", "openai/gpt-4o-mini"],
+        ],
+        "writing": [
+            ["anthropic", "claude-sonnet-4-6"],
+            ["openai", "gpt-4.1"],
+            ["gemini", "gemini-2.5-pro"],
+            ["openrouter", "anthropic/claude-sonnet-4.5"],
+            ["github_models", "openai/gpt-4.1"],
+        ],
+        # Reasoning models accept no temperature: a request that sets one is refused by OpenAI (400).
+        "reasoning": [
+            ["openai", "gpt-5-mini"],
+            ["anthropic", "claude-sonnet-4-6"],
+            ["gemini", "gemini-2.5-pro"],
+            ["xai", "grok-4"],
+            ["openrouter", "deepseek/deepseek-r1"],
+        ],
+    },
+    "AI_ROUTES_JSON",
+)
+for _task, _chain in AI_ROUTES.items():
+    if not isinstance(_chain, list) or not all(
+        isinstance(e, (list, tuple)) and len(e) == 2 and all(isinstance(x, str) and x for x in e) for e in _chain
+    ):
+        raise ImproperlyConfigured(f"AI_ROUTES_JSON: task {_task!r} must be a list of [provider, model] pairs")
+AI_DEFAULT_TASK = env.str("AI_DEFAULT_TASK", default="simple")
+if AI_DEFAULT_TASK not in AI_ROUTES:
+    raise ImproperlyConfigured(f"AI_DEFAULT_TASK {AI_DEFAULT_TASK!r} is not a task in AI_ROUTES")
+# USD per 1M tokens: input, output and cached input, per provider and model
+# ("*" prices any other model of that provider). A model without a price costs 0 and logs a warning.
+AI_MODEL_PRICES = merged_table(
+    {
+        "openai": {
+            "gpt-4o-mini": {"input": "0.15", "output": "0.60", "cached_input": "0.075"},
+            "gpt-4.1": {"input": "2.00", "output": "8.00", "cached_input": "0.50"},
+            "gpt-5-mini": {"input": "0.25", "output": "2.00", "cached_input": "0.025"},
+        },
+        "anthropic": {
+            "claude-haiku-4-5": {"input": "1.00", "output": "5.00", "cached_input": "0.10"},
+            "claude-sonnet-4-6": {"input": "3.00", "output": "15.00", "cached_input": "0.30"},
+        },
+        "gemini": {
+            "gemini-2.5-flash-lite": {"input": "0.10", "output": "0.40", "cached_input": "0.025"},
+            "gemini-2.5-pro": {"input": "1.25", "output": "10.00", "cached_input": "0.31"},
+        },
+        "xai": {
+            "grok-3-mini": {"input": "0.30", "output": "0.50", "cached_input": "0.075"},
+            "grok-4": {"input": "3.00", "output": "15.00", "cached_input": "0.75"},
+        },
+        "openrouter": {
+            "meta-llama/llama-3.3-70b-instruct": {"input": "0.12", "output": "0.30"},
+            "anthropic/claude-sonnet-4.5": {"input": "3.00", "output": "15.00", "cached_input": "0.30"},
+            "deepseek/deepseek-r1": {"input": "0.55", "output": "2.19"},
+        },
+        # Free within GitHub's per-account rate limits.
+        "github_models": {"*": {"input": "0", "output": "0"}},
+    },
+    "AI_MODEL_PRICES_JSON",
+)
+# Per-user monthly spend (USD) across every AI provider; staff override it per user in admin.
+AI_USER_MONTHLY_BUDGET_USD = env.str("AI_USER_MONTHLY_BUDGET_USD", default="10.00")
+try:
+    if float(AI_USER_MONTHLY_BUDGET_USD) < 0:
+        raise ValueError
+except ValueError:
+    raise ImproperlyConfigured(
+        f"AI_USER_MONTHLY_BUDGET_USD must be a non-negative amount, got {AI_USER_MONTHLY_BUDGET_USD!r}"
+    ) from None
+AI_BUDGET_ALERT_PERCENT = env.int("AI_BUDGET_ALERT_PERCENT", default=80)
+AI_CACHE_TTL_SECONDS = env.int("AI_CACHE_TTL_SECONDS", default=3600)
+# Store prompt and answer text on AI request rows (admin); off by default: they may hold personal data.
+AI_LOG_PROMPTS = env_bool("AI_LOG_PROMPTS", False)
+# Completions per user (django-ratelimit rate, e.g. 30/m).
+AI_USER_RATE = env.str("AI_USER_RATE", default="30/m")
+# A completion walks its chain for at most this long; a provider's Retry-After
+# is waited out (once) only when it is below AI_RETRY_WAIT_MAX_SECONDS and fits.
+AI_DEADLINE_SECONDS = env.float("AI_DEADLINE_SECONDS", default=90.0)
+AI_RETRY_WAIT_MAX_SECONDS = env.float("AI_RETRY_WAIT_MAX_SECONDS", default=2.0)
+# Anthropic requires max_tokens; this is sent when the client gives none.
+AI_DEFAULT_MAX_TOKENS = env.int("AI_DEFAULT_MAX_TOKENS", default=1024)

@@ -1,0 +1,61 @@
+"""Celery (broker, queues, beat) and the webhook inbox's processing settings."""
+
+from ._env import VAR_DIR, env
+from .base import REDIS_URL
+
+# --- Celery ---------------------------------------------------------------
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("out", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+        # The default 1 s poll makes a worker take about one task a second.
+        "polling_interval": 0.05,
+    }
+elif CELERY_BROKER_URL.startswith("redis"):
+    # acks_late tasks that outlive this are redelivered; longer than any task.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES_NAMES = ["default", "payments", "messaging", "ai", "documents", "scheduling", "travel"]
+CELERY_TASK_ROUTES = ("config.celery.route_by_module",)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=15)
+# /readyz fails when no worker has answered for this long.
+HEARTBEAT_MAX_AGE_SECONDS = env.int("HEARTBEAT_MAX_AGE_SECONDS", default=90)
+CELERY_BEAT_SCHEDULE = {
+    "integrations.ping": {"task": "integrations.ping", "schedule": float(HEARTBEAT_INTERVAL_SECONDS)},
+    "integrations.idempotency_purge": {"task": "integrations.idempotency_purge", "schedule": 3600.0},
+}
+
+# --- Webhook inbox (integrations.webhooks) ----------------------------------
+# Bodies above this many bytes are refused with 413 before anything parses them.
+WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=1024 * 1024)
+# Handler attempts per event before it is left `failed` and an alert is raised.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+# Retry delay: full jitter over min(MAX, BASE * 2**(attempt-1)) seconds.
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=10)
+WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=3600)
+# An event whose processing is this overdue is enqueued again by the beat task.
+WEBHOOK_REQUEUE_AFTER_SECONDS = env.int("WEBHOOK_REQUEUE_AFTER_SECONDS", default=120)
+WEBHOOK_REQUEUE_INTERVAL_SECONDS = env.int("WEBHOOK_REQUEUE_INTERVAL_SECONDS", default=60)
+CELERY_BEAT_SCHEDULE["integrations.webhook_requeue_stale"] = {
+    "task": "integrations.webhook_requeue_stale",
+    "schedule": float(WEBHOOK_REQUEUE_INTERVAL_SECONDS),
+}
