@@ -1,0 +1,61 @@
+"""The one way a row with a state machine changes state.
+
+Every model with a state machine declares its table once, as
+`TRANSITIONS = {state: {allowed next states}}`, on a `status` field (or the
+field named by `STATE_FIELD`). `transition(Model, pk, to, ...)` applies a move
+only if the model's TRANSITIONS allow it from the state the row is in *now*, with a conditional
+UPDATE (`WHERE status = <what we read>`), so two workers, a redelivered task
+and a late webhook can race and the row still only moves forward. With
+`occurred_at` (a Stripe event's `created`), an event older than the newest one
+already applied to the row is stale and changes nothing.
+"""
+
+from django.db.models import Q
+
+
+class IllegalTransition(Exception):
+    def __init__(self, model, frm, to):
+        super().__init__(f"{model.__name__} cannot go from {frm!r} to {to!r}")
+        self.frm, self.to = frm, to
+
+
+def allowed(model, frm, to):
+    return to in model.TRANSITIONS.get(frm, set())
+
+
+def state_field(model):
+    return getattr(model, "STATE_FIELD", "status")
+
+
+def transition(model, pk, to, *, occurred_at=None, strict=False, **fields):
+    """Move row `pk` to `to`; True if it moved. A no-op (already there, stale, not allowed) is False.
+
+    strict=True raises IllegalTransition for a move the machine forbids (staff
+    actions want to know); webhooks and reconciliation pass strict=False and
+    simply leave the row alone.
+    """
+    field = state_field(model)
+    for _ in range(3):
+        current = model.objects.filter(pk=pk).values(field).first()
+        if current is None:
+            return False
+        frm = current[field]
+        if frm == to:
+            return False
+        if not allowed(model, frm, to):
+            if strict:
+                raise IllegalTransition(model, frm, to)
+            return False
+        rows = model.objects.filter(pk=pk, **{field: frm})
+        if occurred_at is not None:
+            rows = rows.filter(Q(last_event_at__isnull=True) | Q(last_event_at__lte=occurred_at))
+            fields["last_event_at"] = occurred_at
+        if rows.update(**{field: to}, **fields) == 1:
+            return True
+        if (
+            occurred_at is not None
+            and model.objects.filter(pk=pk, **{field: frm}, last_event_at__gt=occurred_at).exists()
+        ):
+            return False  # a newer event was already applied: this one is stale
+        # Someone else moved the row between our read and our update: decide again.
+    return False
