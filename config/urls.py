@@ -13,6 +13,7 @@ admin.site.index_title = "Providers, calls, webhooks and domain records"
 api_v1 = [
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("integrations/", include("integrations.urls")),
+    path("connections/", include("integrations.oauth.urls")),
     path("documents/", include("documents.urls")),
     path("payments/", include("payments.urls")),
     path("messaging/", include("messaging.urls")),
