@@ -23,6 +23,17 @@ def google(settings):
 
 
 @pytest.fixture
+def eager():
+    """Tasks run inline when enqueued (after commit), as a worker would run them."""
+    from config.celery import app as celery_app
+
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
 def idp(settings, tmp_path):
     from integrations.oauth.providers import microsoft
 

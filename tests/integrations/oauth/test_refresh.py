@@ -11,11 +11,10 @@ from django.utils import timezone
 
 from integrations import oauth
 from integrations.errors import DomainError, ProviderUnavailable
-from integrations.models import Connection, ProviderCall
+from integrations.models import Alert, Connection, ProviderCall
 from tests.integrations.factories import ConnectionFactory
 
 from .conftest import GMAIL, GOOGLE_TOKEN_URL
-from .fake_idp import CLIENT_ID
 
 
 def ms_connection(user, *, expires_in, refresh_token="M.R_0"):
@@ -155,36 +154,33 @@ class TestRefreshBeforeCalls:
 
 @pytest.mark.django_db
 class TestBeat:
-    def test_the_sweep_refreshes_tokens_expiring_within_fifteen_minutes_only(self, idp, user, settings):
+    def test_the_sweep_refreshes_tokens_expiring_within_fifteen_minutes_only(
+        self, idp, user, eager, django_capture_on_commit_callbacks
+    ):
         from integrations.oauth.tasks import oauth_refresh_due
 
-        settings.CELERY_TASK_ALWAYS_EAGER = True
         soon = ms_connection(user, expires_in=600)
         later = ConnectionFactory(
             owner=user, provider="microsoft_oauth", expires_at=timezone.now() + timedelta(hours=1)
         )
         idp.token_responses = [RotatingTokenEndpoint("M.R_0")]
-        with self._capture_on_commit():
+        with django_capture_on_commit_callbacks(execute=True):
             assert oauth_refresh_due() == 1
         soon.refresh_from_db()
         later.refresh_from_db()
         assert soon.access_token == "access-1" and soon.refresh_token == "M.R_1"
         assert later.access_token.startswith("ya29.")
 
-    def _capture_on_commit(self):
-        from django.test import TestCase
-
-        return TestCase.captureOnCommitCallbacks(execute=True)
-
-    def test_a_refused_grant_in_the_sweep_is_recorded_not_retried(self, idp, user, settings):
+    def test_a_refused_grant_in_the_sweep_is_recorded_not_retried(self, idp, user):
         from integrations.oauth.tasks import oauth_connection_refresh
 
-        settings.CELERY_TASK_ALWAYS_EAGER = True
         conn = ms_connection(user, expires_in=600, refresh_token="M.R_dead")
         idp.token_responses = [RotatingTokenEndpoint("M.R_0")]
-        oauth_connection_refresh.delay(conn.pk)
+        oauth_connection_refresh.apply(args=[conn.pk]).get()
         conn.refresh_from_db()
         assert conn.status == "needs_reauth"
+        assert not Alert.objects.filter(kind="task_failed").exists()
+        assert Alert.objects.filter(kind="connection_reauth").count() == 1
 
 
 @pytest.mark.django_db
@@ -236,6 +232,3 @@ def test_admin_shows_connections_without_token_values(google, user, staff_client
         assert page.status_code == 200
         assert b"ya29.old" not in page.content and b"google-refresh" not in page.content
         assert b"ada@example.com" in page.content
-
-
-_ = CLIENT_ID
