@@ -464,6 +464,9 @@ def lifecycle_rules():
         rule["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": settings.S3_LIFECYCLE_ABORT_MULTIPART_DAYS}
     if settings.S3_LIFECYCLE_NONCURRENT_DAYS:
         rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": settings.S3_LIFECYCLE_NONCURRENT_DAYS}
+        # On a versioned bucket a deleted document leaves a delete marker; once its noncurrent
+        # versions have expired the marker is all that is left and would stay forever.
+        rule["Expiration"] = {"ExpiredObjectDeleteMarker": True}
     if len(rule) == 4:
         raise LifecycleError("Every lifecycle rule is switched off (all S3_LIFECYCLE_*_DAYS are 0).")
     return [rule]

@@ -25,8 +25,8 @@ HEAD_BYTES = 8192
 MULTIPART_SLACK_BYTES = 64 * 1024
 
 
-def _mb(n):
-    return f"{n / (1024 * 1024):.1f}".rstrip("0").rstrip(".") + " MB"
+def _mib(n):
+    return f"{n / (1024 * 1024):.1f}".rstrip("0").rstrip(".") + " MiB"
 
 
 class UploadTooLarge(DomainError):
@@ -39,14 +39,14 @@ class UploadTooLarge(DomainError):
             super().__init__(
                 413,
                 "storage_quota_exceeded",
-                f"This upload does not fit in your storage quota ({_mb(limit)} left); delete documents or versions first.",
+                f"This upload does not fit in your storage quota ({_mib(limit)} left); delete documents or versions first.",
                 limit_bytes=limit,
             )
         else:
             super().__init__(
                 413,
                 "file_too_large",
-                f"The file is larger than the {_mb(limit)} limit; upload a smaller file.",
+                f"The file is larger than the {_mib(limit)} limit; upload a smaller file.",
                 limit_bytes=limit,
             )
 

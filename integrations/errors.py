@@ -52,8 +52,15 @@ class ProviderError(Exception):
 
     def as_api_error(self):
         headers, extra = {}, {"provider": self.provider}
-        if self.retry_after:
-            seconds = int(self.retry_after + 0.999)
+        retry_after = self.retry_after
+        if self.retryable and not retry_after:
+            # A transient failure with no hint from the provider still tells the client when
+            # to come back, so a well-behaved client does not retry in a tight loop.
+            from django.conf import settings
+
+            retry_after = settings.PROVIDER_RETRY_AFTER_DEFAULT_SECONDS
+        if retry_after:
+            seconds = int(retry_after + 0.999)
             headers["Retry-After"] = str(seconds)
             extra["retry_after"] = seconds
         if self.code:

@@ -223,6 +223,7 @@ def test_a_stripe_500_answers_502_and_the_clients_retry_reuses_the_idempotency_k
     http.post(PI_URL, json={"error": {"type": "api_error", "message": "Something went wrong"}}, status=500)
     response = user_client.post(pay_url(invoice), {}, format="json")
     assert response.status_code == 502 and response.json()["error"] == "provider_unavailable"
+    assert response["Retry-After"] == "5" and response.json()["retry_after"] == 5
     http.replace(
         responses.POST,
         PI_URL,
@@ -323,3 +324,16 @@ def test_another_users_invoice_is_404_even_when_stripe_is_not_configured(user_cl
     response = user_client.post(pay_url(theirs), {}, format="json")
     assert response.status_code == 404 and response.json()["error"] == "not_found"
     assert user_client.post("/api/v1/payments/invoices/999999/pay/", {}, format="json").status_code == 404
+
+
+def test_while_stripes_circuit_is_open_pay_answers_503_with_the_remaining_open_time(
+    user_client, invoice, http, settings
+):
+    from integrations import breaker
+
+    settings.CIRCUIT_BREAKER = {**settings.CIRCUIT_BREAKER, "failure_threshold": 1, "cooldown_seconds": 40.0}
+    breaker.after_call("stripe", healthy=False)
+    response = user_client.post(pay_url(invoice), {}, format="json")
+    assert response.status_code == 503 and response.json()["error"] == "circuit_open"
+    assert 38 <= int(response["Retry-After"]) <= 40
+    assert len(http.calls) == 0
