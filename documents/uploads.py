@@ -16,7 +16,7 @@ import hashlib
 
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
-from integrations.api.errors import ApiError
+from integrations.errors import DomainError
 
 from .content import Sniffed
 
@@ -29,7 +29,7 @@ def _mib(n):
     return f"{n / (1024 * 1024):.1f}".rstrip("0").rstrip(".") + " MiB"
 
 
-class UploadTooLarge(ApiError):
+class UploadTooLarge(DomainError):
     """413 JSON. `reason` is "max_bytes" (DOCUMENT_MAX_BYTES) or "quota" (what is left of the user's quota)."""
 
     def __init__(self, limit, reason):

@@ -21,7 +21,9 @@ class DomainError(Exception):
     >>> raise DomainError(409, "invoice_not_payable", "This invoice is already paid.")
     """
 
-    def __init__(self, status, code, detail, *, headers=None, **extra):
+    # Positional-only, so `extra` may carry a field named status, code or detail
+    # (InvoiceNotPayable reports the invoice's `status`).
+    def __init__(self, status, code, detail, /, *, headers=None, **extra):
         super().__init__(detail)
         self.status = status
         self.code = code
