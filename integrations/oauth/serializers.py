@@ -13,6 +13,15 @@ class StartSerializer(serializers.Serializer):
     )
 
 
+class CallbackSerializer(serializers.Serializer):
+    """The provider's redirect parameters, as it sent them."""
+
+    state = serializers.CharField(required=False)
+    code = serializers.CharField(required=False)
+    error = serializers.CharField(required=False)
+    error_description = serializers.CharField(required=False)
+
+
 class StartResponseSerializer(serializers.Serializer):
     authorization_url = serializers.URLField()
 

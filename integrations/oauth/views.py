@@ -12,7 +12,13 @@ from rest_framework.views import APIView
 
 from ..models import Connection
 from . import services
-from .serializers import ConnectionSerializer, DeleteResponseSerializer, StartResponseSerializer, StartSerializer
+from .serializers import (
+    CallbackSerializer,
+    ConnectionSerializer,
+    DeleteResponseSerializer,
+    StartResponseSerializer,
+    StartSerializer,
+)
 
 
 class ConnectionListView(generics.ListAPIView):
@@ -51,13 +57,16 @@ class AuthorizationStartView(APIView):
 
 
 class AuthorizationCallbackView(APIView):
-    @extend_schema(responses={200: ConnectionSerializer, 400: OpenApiResponse(description="bad state or denied")})
+    @extend_schema(
+        parameters=[CallbackSerializer],
+        responses={200: ConnectionSerializer, 400: OpenApiResponse(description="bad state or denied")},
+    )
     def get(self, request, provider):
         """The provider's redirect: exchanges the code and stores the connection."""
         conn = services.authorization_complete(owner=request.user, provider_key=provider, params=request.query_params)
         return Response(ConnectionSerializer(conn).data)
 
-    @extend_schema(responses={200: ConnectionSerializer})
+    @extend_schema(request=CallbackSerializer, responses={200: ConnectionSerializer})
     def post(self, request, provider):
         """The same, for an app that received the redirect itself and relays its query parameters."""
         params = request.data if hasattr(request.data, "items") else {}
