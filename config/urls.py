@@ -23,6 +23,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Stripe Checkout sends customers back here (STRIPE_CHECKOUT_SUCCESS_URL / _CANCEL_URL default to these).
+    path("payments/", include("payments.page_urls")),
     path("webhooks/twilio/", include("messaging.webhook_urls")),
     # The webhook inbox: POST /webhooks/<provider>/ for each registered verifier.
     path("webhooks/", include("integrations.webhooks.urls")),

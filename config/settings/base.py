@@ -176,6 +176,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="hub@localhost")
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_JSON = env_bool("LOG_JSON", not DEBUG)
+# One `hub.access` line per request with its request id (the server's own access log cannot know it).
+ACCESS_LOG = env_bool("ACCESS_LOG", True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
