@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from integrations import prometheus
 from integrations.api import errors
 from integrations.views import health
 
@@ -30,7 +31,7 @@ urlpatterns = [
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", prometheus.metrics_view, name="prometheus-django-metrics"),
     # Anything else under /api/ is a JSON 404, also with DEBUG on.
     re_path(r"^api/", errors.api_not_found),
 ]
