@@ -31,6 +31,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.cache import cache
 
+from integrations import gateway
 from integrations.errors import DomainError, ProviderError
 
 from ..providers import SearchQuery, SliceQuery, get_flight_provider
@@ -179,15 +180,16 @@ def _fetch(query, key, *, user, refresh, max_age=None):
         if entry:
             return entry, True
     lock, token = _lock_key(key), uuid.uuid4().hex
-    lock_ttl = int(settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS) + 5
+    lock_ttl = int(max(settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS, gateway.timeout_for("duffel"))) + 5
     deadline = time.monotonic() + settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS
     while True:
         if cache.add(lock, token, timeout=lock_ttl):
             try:
-                # The caller before us may have answered between our read and the lock.
-                entry = _usable(cache.get(ck), time.time(), not_before=not_before or started)
-                if entry:
-                    return entry, True
+                if not refresh:
+                    # The caller before us may have answered between our read and the lock.
+                    entry = _usable(cache.get(ck), time.time(), not_before=not_before or started)
+                    if entry:
+                        return entry, True
                 try:
                     result = get_flight_provider().search(query, owner=user)
                 except (ProviderError, DomainError) as exc:
@@ -198,8 +200,9 @@ def _fetch(query, key, *, user, refresh, max_age=None):
                 cache.set(ck, entry, _ttl(entry, now))
                 return entry, False
             finally:
-                if cache.get(lock) == token:
-                    cache.delete(lock)
+                # Only the holder gets here, and the provider call's timeout is shorter than the
+                # lock's TTL, so the lock is still ours: delete it without reading it first.
+                cache.delete(lock)
         # Someone else is asking the provider: wait for what they leave.
         time.sleep(POLL_SECONDS)
         if cache.get(lock) is None:
