@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from integrations.api import errors
 from integrations.views import health
@@ -11,7 +10,7 @@ admin.site.site_title = "Integration Hub"
 admin.site.index_title = "Providers, calls, webhooks and domain records"
 
 api_v1 = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/", include("integrations.auth.urls")),
     path("integrations/", include("integrations.urls")),
     path("documents/", include("documents.urls")),
     path("payments/", include("payments.urls")),
