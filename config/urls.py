@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.views import landing
 from integrations import prometheus
 from integrations.api import errors
 from integrations.views import health
@@ -17,9 +18,12 @@ api_v1 = [
     path("payments/", include("payments.urls")),
     path("messaging/", include("messaging.urls")),
     path("ai/", include("ai.urls")),
+    path("travel/", include("travel.urls")),
 ]
 
 urlpatterns = [
+    # A person opening the hub's address (or admin's "View site") lands on links, not a 404.
+    path("", landing, name="landing"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
