@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "payments",
     "documents",
     "messaging",
+    "messaging.mail",
     "ai",
     "scheduling",
     "travel",
