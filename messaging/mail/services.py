@@ -331,7 +331,8 @@ def mailbox_sync(*, connection_id):
     adapter = _adapter(conn)
     if conn.provider == "google_oauth":
         result = None
-        if mailbox.history_id:
+        # Incremental only from a cursor a full sync established; a first sync lists the newest messages.
+        if mailbox.history_id and mailbox.full_sync_at is not None:
             try:
                 result = adapter.history_sync(conn, start_history_id=mailbox.history_id)
             except NotFound:
@@ -340,6 +341,7 @@ def mailbox_sync(*, connection_id):
             result = adapter.full_sync(conn, limit=settings.MAIL_FULL_SYNC_MESSAGES)
         fields = {"history_id": result.cursor}
     else:
+        # Without a delta link, delta returns the whole inbox (a full sync) and the link to continue from.
         result = adapter.delta_sync(conn, delta_link=mailbox.delta_link)
         fields = {"delta_link": result.cursor}
     now = timezone.now()

@@ -18,8 +18,10 @@ def _ids(*names):
     return [CONNECTION, *[OpenApiParameter(n, str, OpenApiParameter.PATH) for n in names]]
 
 
-def _doc(*names, request=None, query=(), responses=OpenApiTypes.OBJECT):
-    return extend_schema(parameters=[*_ids(*names), *query], request=request, responses=responses)
+def _doc(*names, request=None, query=(), responses=OpenApiTypes.OBJECT, operation_id=None):
+    return extend_schema(
+        parameters=[*_ids(*names), *query], request=request, responses=responses, operation_id=operation_id
+    )
 
 
 def _out(request, item):
@@ -39,7 +41,8 @@ class MessageListView(APIView):
             OpenApiParameter("filter", str, description="Outlook only: an OData $filter"),
             OpenApiParameter("label", str, description="Gmail label id / Outlook folder id"),
             OpenApiParameter("page_token", str),
-        ]
+        ],
+        operation_id="mail_messages_list",
     )
     def get(self, request, connection):
         p = request.query_params
