@@ -17,6 +17,7 @@ api_v1 = [
     path("payments/", include("payments.urls")),
     path("messaging/", include("messaging.urls")),
     path("ai/", include("ai.urls")),
+    path("travel/", include("travel.urls")),
 ]
 
 urlpatterns = [

@@ -15,6 +15,7 @@ class Alert(models.Model):
         DISPUTE = "dispute"
         PAYMENT_ANOMALY = "payment_anomaly"
         SECURITY = "security"
+        PRICE_DROP = "price_drop"
 
     class Severity(models.TextChoices):
         INFO = "info"
