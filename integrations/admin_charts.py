@@ -15,7 +15,7 @@ from .admin_console import nice_ceiling
 from .admin_format import count, latency, usd
 
 WIDTH, HEIGHT = 560, 220
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 28, 34
+LEFT, RIGHT, TOP, BOTTOM = 64, 12, 44, 34
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#475569"]
 OTHER = "#94a3b8"
 
@@ -31,12 +31,11 @@ def _frame(title, body, legend=()):
         f"<title>{escape(title)}</title>",
         f'<text x="{LEFT}" y="16" font-size="13" font-weight="bold" fill="#1e293b">{escape(title)}</text>',
     ]
-    x = WIDTH - RIGHT
-    for name, colour in reversed(legend):
-        width = 14 + 6.2 * len(name)
-        x -= width
-        parts.append(f'<rect x="{x:.1f}" y="7" width="9" height="9" fill="{colour}"/>')
-        parts.append(f'<text x="{x + 12:.1f}" y="15" fill="#334155">{escape(name)}</text>')
+    x = LEFT
+    for name, colour in legend:  # one row under the title
+        parts.append(f'<rect x="{x:.1f}" y="24" width="9" height="9" fill="{colour}"/>')
+        parts.append(f'<text x="{x + 12:.1f}" y="32" fill="#334155">{escape(name)}</text>')
+        x += 22 + 6.2 * len(name)
     parts.extend(body)
     parts.append("</svg>")
     return mark_safe("".join(parts))

@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
@@ -23,6 +23,7 @@ from .usage import LATENCY_COLUMNS, latency_bucket, latency_percentile, month_st
 
 WINDOWS = {"1h": ("last 1 h", 1), "24h": ("last 24 h", 24), "7d": ("last 7 d", 24 * 7), "30d": ("last 30 d", 24 * 30)}
 DEFAULT_WINDOW = "24h"
+CIRCUIT_LABELS = {"closed": "Closed", "open": "Open", "half_open": "Half-open (probing)"}
 OUTCOMES = [o.value for o in ProviderCall.Outcome]
 _SUMS = ["calls", *OUTCOMES, "cost_usd", "latency_ms_sum", *UNIT_COLUMNS, *LATENCY_COLUMNS]
 
@@ -112,6 +113,8 @@ def overview(*, window=DEFAULT_WINDOW, now=None):
             {"name": name, "label": name, "configured": False, "missing": [], "circuit": "closed"}
             | stats_from_sums(sums[name])
         )
+    for row in rows:
+        row["circuit_label"] = CIRCUIT_LABELS.get(row["circuit"], row["circuit"])
     # Providers with traffic first (busiest first), then the quiet ones in registry order.
     rows.sort(key=lambda r: (-r["calls"], not r["configured"]))
     total = _empty()
@@ -311,11 +314,6 @@ def series_latency(window, now=None, *, max_providers=6):
             per[provider][index[at]] = latency_percentile([v[c] for c in LATENCY_COLUMNS], 95)
     order = sorted(volume, key=lambda p: -volume[p])[:max_providers]
     return {"size": size, "bins": bins, "series": [(p, per[p]) for p in order]}
-
-
-def calls_count_by_outcome(*, since):
-    """Outcome counts from the call log (used by tests to cross-check the roll-up)."""
-    return dict(ProviderCall.objects.filter(created_at__gte=since).values_list("outcome").annotate(n=Count("id")))
 
 
 def nice_ceiling(value):
