@@ -29,13 +29,15 @@ provider_defaults(
         "xai": {"requests": {"rate": 5, "burst": 10}},
         "gemini": {"requests": {"rate": 5, "burst": 10}},
         "github_models": {"requests": {"rate": 0.25, "burst": 5}},
-        "duffel": {"requests": {"rate": 2, "burst": 5}},
         "google_calendar": {"requests": {"rate": 10, "burst": 20}},
         "microsoft_calendar": {"requests": {"rate": 4, "burst": 10}},
         "zoom": {"requests": {"rate": 10, "burst": 10}},
         "webex": {"requests": {"rate": 5, "burst": 10}},
     }
 )
+# Retry-After sent with a 502/503/504 for a transient provider failure that gave no hint of its own
+# (an open circuit sends its remaining open time instead).
+PROVIDER_RETRY_AFTER_DEFAULT_SECONDS = env.int("PROVIDER_RETRY_AFTER_DEFAULT_SECONDS", default=5)
 # A task may book a token at most this far ahead; beyond it the task is simply deferred.
 RATE_LIMIT_MAX_RESERVE_SECONDS = env.float("RATE_LIMIT_MAX_RESERVE_SECONDS", default=3600.0)
 
@@ -97,7 +99,6 @@ provider_defaults(
             "call.create": {"per_unit": {"minutes": "0.014"}},
             "call.price": {"per_unit": {"minutes": "0.014"}},
         },
-        "duffel": {"*": {"per_call": "0"}},
     }
 )
 

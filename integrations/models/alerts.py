@@ -15,6 +15,8 @@ class Alert(models.Model):
         DISPUTE = "dispute"
         PAYMENT_ANOMALY = "payment_anomaly"
         SECURITY = "security"
+        PRICE_DROP = "price_drop"
+        CONNECTION_REAUTH = "connection_reauth"
 
     class Severity(models.TextChoices):
         INFO = "info"

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from ..metrics import webhook_events
 from ..models import Alert, WebhookEvent
+from ..states import transition
 from .registry import handler_for
 
 logger = logging.getLogger(__name__)
@@ -135,22 +136,19 @@ def webhook_replay(*, event):
     from .inbox import enqueue_processing
 
     with transaction.atomic():
-        WebhookEvent.objects.filter(pk=event.pk).update(
-            status=Status.RECEIVED, attempts=0, processed_at=None, next_attempt_at=timezone.now()
-        )
+        fresh = {"attempts": 0, "processed_at": None, "next_attempt_at": timezone.now()}
+        if not transition(WebhookEvent, event.pk, Status.RECEIVED, **fresh):
+            # Already received (never processed yet): a fresh budget all the same.
+            WebhookEvent.objects.filter(pk=event.pk, status=Status.RECEIVED).update(**fresh)
         enqueue_processing(event)
     event.refresh_from_db()
     return event
 
 
 def webhook_mark_ignored(*, event, reason="Marked ignored by staff."):
-    updated = (
-        WebhookEvent.objects.filter(pk=event.pk)
-        .exclude(status=Status.PROCESSED)
-        .update(status=Status.IGNORED, next_attempt_at=None, last_error=reason)
-    )
+    moved = transition(WebhookEvent, event.pk, Status.IGNORED, next_attempt_at=None, last_error=reason)
     event.refresh_from_db()
-    return bool(updated)
+    return moved
 
 
 def webhook_requeue_stale(*, limit=500):

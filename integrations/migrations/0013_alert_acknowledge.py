@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integrations', '0009_rollup_units_and_provider_rollup'),
+        ('integrations', '0012_rollup_units_and_provider_rollup'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

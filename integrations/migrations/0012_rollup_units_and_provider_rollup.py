@@ -126,7 +126,7 @@ def rebuild_from_call_log(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("integrations", "0008_call_outcome_index"),
+        ("integrations", "0011_oauth_connections"),
     ]
 
     operations = [
