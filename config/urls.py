@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.views import landing
+from integrations import prometheus
 from integrations.api import errors
 from integrations.views import health
 
@@ -13,6 +14,7 @@ admin.site.index_title = "Providers, calls, webhooks and domain records"
 api_v1 = [
     path("auth/", include("integrations.auth.urls")),
     path("integrations/", include("integrations.urls")),
+    path("connections/", include("integrations.oauth.urls")),
     path("documents/", include("documents.urls")),
     path("payments/", include("payments.urls")),
     path("messaging/", include("messaging.urls")),
@@ -34,7 +36,7 @@ urlpatterns = [
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", prometheus.metrics_view, name="prometheus-django-metrics"),
     # Anything else under /api/ is a JSON 404, also with DEBUG on.
     re_path(r"^api/", errors.api_not_found),
 ]

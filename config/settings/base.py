@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "axes",
     "integrations",
+    "integrations.audit",
     "payments",
     "documents",
     "messaging",

@@ -1,6 +1,6 @@
 from .alerts import Alert, Budget
 from .calls import LATENCY_BUCKETS_MS, ProviderCall, UsageRollup
-from .credentials import Connection
+from .credentials import Connection, OAuthState
 from .health import WorkerHeartbeat
 from .idempotency import IdempotencyRecord
 from .tokens import ApiToken
@@ -13,6 +13,7 @@ __all__ = [
     "Connection",
     "IdempotencyRecord",
     "LATENCY_BUCKETS_MS",
+    "OAuthState",
     "ProviderCall",
     "UsageRollup",
     "WebhookEvent",

@@ -16,6 +16,7 @@ class Alert(models.Model):
         PAYMENT_ANOMALY = "payment_anomaly"
         SECURITY = "security"
         PRICE_DROP = "price_drop"
+        CONNECTION_REAUTH = "connection_reauth"
 
     class Severity(models.TextChoices):
         INFO = "info"
