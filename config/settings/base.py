@@ -25,11 +25,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc assets served by the hub: /api/docs/ works offline
     "corsheaders",
     "django_celery_beat",
     "django_prometheus",
     "axes",
     "integrations",
+    "integrations.audit",
     "payments",
     "documents",
     "messaging",
@@ -144,6 +146,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The one place where the platform talks to providers: payments, documents, messaging, AI, scheduling, travel.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from the pinned drf-spectacular-sidecar package, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Several models have a `status` with different choices: one named enum each.
     "ENUM_NAME_OVERRIDES": {

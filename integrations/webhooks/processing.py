@@ -78,6 +78,7 @@ def webhook_event_process(*, event_id):
         event.status = Status.PROCESSING  # only visible inside this transaction, to the handler
         event.attempts += 1
         retry_in = None
+        recovered = False
         try:
             with transaction.atomic():
                 handler(event)
@@ -102,6 +103,7 @@ def webhook_event_process(*, event_id):
                 extra={"provider": event.provider, "event_id": event.event_id, "attempts": event.attempts},
             )
         else:
+            recovered = bool(event.last_error)  # it had failed before: a retry or a replay worked
             event.status = Status.PROCESSED
             event.processed_at = timezone.now()
             event.next_attempt_at = None
@@ -109,6 +111,10 @@ def webhook_event_process(*, event_id):
         event.save(update_fields=["status", "attempts", "last_error", "processed_at", "next_attempt_at"])
 
     webhook_events.labels(event.provider, event.status).inc()
+    if event.status == Status.PROCESSED and recovered:
+        from ..alerts import webhook_alert_resolve_if_clear
+
+        webhook_alert_resolve_if_clear(provider=event.provider, event_type=event.type)
     if final_failure is not None:
         from ..alerts import alert_raise
 
