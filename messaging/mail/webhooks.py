@@ -7,6 +7,10 @@ from the stored historyId, Graph delta from the stored link), so duplicates,
 replays and notifications out of order are harmless: the last sync wins and
 is always complete.
 
+Handlers only queue tasks: the inbox runs them inside its batch transaction,
+and provider calls belong outside transactions (a rollback would take the call
+log row with it while the provider was called).
+
 The verifiers follow integrations.webhooks.verify's function shape
 (`verify(request) -> InboundEvent | list`, WebhookRejected otherwise); h10's
 verifier base class had not landed when this was written.
@@ -22,11 +26,13 @@ from django.core.cache import cache
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from integrations.task_base import enqueue_on_commit
 from integrations.webhooks import webhook_handler, webhook_verifier
 from integrations.webhooks.inbox import receive_webhook
 from integrations.webhooks.verify import InboundEvent, WebhookRejected, json_body, signatures_match
 
 from .models import Mailbox
+from .tasks import mail_sync, mail_watch_renew
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +91,12 @@ def verify_gmail(request):
 
 @webhook_handler("gmail", "gmail.history")
 def on_gmail_history(event):
-    from .services import mailbox_sync
-
     address = event.payload["data"]["emailAddress"]
-    mailboxes = Mailbox.objects.filter(connection__provider="google_oauth", connection__account__iexact=address)
-    for mailbox in mailboxes.select_related("connection"):
-        if mailbox.connection.status == "active":
-            mailbox_sync(connection_id=mailbox.connection_id)
+    mailboxes = Mailbox.objects.filter(
+        connection__provider="google_oauth", connection__account__iexact=address, connection__status="active"
+    )
+    for connection_id in mailboxes.values_list("connection_id", flat=True):
+        enqueue_on_commit(mail_sync, connection_id)
 
 
 # --- Outlook (Graph change notifications) ------------------------------------------------
@@ -147,15 +152,11 @@ def outlook_webhook(request):
     "outlook", "outlook.created", "outlook.updated", "outlook.deleted", "outlook.missed", "outlook.changed"
 )
 def on_outlook_change(event):
-    from .services import mailbox_sync
-
-    mailbox_sync(connection_id=event.payload["connection_id"])
+    enqueue_on_commit(mail_sync, event.payload["connection_id"])
 
 
 @webhook_handler("outlook", "outlook.reauthorizationRequired", "outlook.subscriptionRemoved")
 def on_outlook_lifecycle(event):
     """Graph wants the subscription renewed (or removed it): renew or re-create it, then catch up."""
-    from .services import mailbox_sync, mailbox_watch
-
-    mailbox_watch(connection_id=event.payload["connection_id"])
-    mailbox_sync(connection_id=event.payload["connection_id"])
+    enqueue_on_commit(mail_watch_renew, event.payload["connection_id"])
+    enqueue_on_commit(mail_sync, event.payload["connection_id"])

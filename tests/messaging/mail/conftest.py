@@ -62,10 +62,11 @@ def ms_conn(user, *, scopes=("Mail.ReadWrite", "Mail.Send", "User.Read"), **kw):
 def eager():
     from config.celery import app as celery_app
 
-    previous = celery_app.conf.task_always_eager
+    previous = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
     celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True  # a failing task fails the test instead of vanishing
     yield
-    celery_app.conf.task_always_eager = previous
+    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = previous
 
 
 __all__ = ["make_message"]

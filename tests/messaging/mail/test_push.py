@@ -95,7 +95,7 @@ def post_gmail(client, body, bearer):
 
 class TestGmailPush:
     def test_a_signed_push_is_stored_once_and_syncs_from_the_stored_history(
-        self, push, keys, gmail, user, client, django_capture_on_commit_callbacks
+        self, push, keys, gmail, user, client, eager, django_capture_on_commit_callbacks
     ):
         conn = google_conn(user)
         Mailbox.objects.create(connection=conn, history_id="4500", full_sync_at=timezone.now())
@@ -108,7 +108,8 @@ class TestGmailPush:
         assert response.status_code == 200, response.content
         assert post_gmail(client, delivery(), good).json()["status"] == "duplicate"
         event = WebhookEvent.objects.get(provider="gmail")
-        webhook_process(event.pk)
+        with django_capture_on_commit_callbacks(execute=True):
+            webhook_process(event.pk)
         event.refresh_from_db()
         assert event.status == "processed", event.last_error
         assert ("GET", "/gmail/v1/users/me/history") in gmail.requests
@@ -211,7 +212,9 @@ class TestGraphPush:
         assert client.post("/webhooks/outlook/", body, content_type="application/json").status_code == 403
         assert WebhookEvent.objects.count() == 0
 
-    def test_a_notification_runs_a_delta_sync(self, respx_mock, graph_settings, user, client):
+    def test_a_notification_runs_a_delta_sync(
+        self, respx_mock, graph_settings, user, client, eager, django_capture_on_commit_callbacks
+    ):
         mailbox = self._mailbox(user)
         respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
             return_value=httpx.Response(
@@ -241,14 +244,17 @@ class TestGraphPush:
         assert response.status_code == 200, response.content
         event = WebhookEvent.objects.get(provider="outlook")
         assert "clientState" not in event.payload  # the shared secret is not kept
-        webhook_process(event.pk)
+        with django_capture_on_commit_callbacks(execute=True):
+            webhook_process(event.pk)
         event.refresh_from_db()
         assert event.status == "processed", event.last_error
         assert list(MailMessage.objects.values_list("external_id", flat=True)) == ["AAMk1"]
         mailbox.refresh_from_db()
         assert mailbox.delta_link.endswith("$deltatoken=next")
 
-    def test_reauthorization_required_renews_the_subscription(self, respx_mock, graph_settings, user, client):
+    def test_reauthorization_required_renews_the_subscription(
+        self, respx_mock, graph_settings, user, client, eager, django_capture_on_commit_callbacks
+    ):
         self._mailbox(user)
         renew = respx_mock.patch("/subscriptions/sub-1").mock(
             return_value=httpx.Response(200, json={"id": "sub-1", "expirationDateTime": "2026-12-05T10:00:00Z"})
@@ -272,7 +278,8 @@ class TestGraphPush:
         assert client.post("/webhooks/outlook/", body, content_type="application/json").status_code == 200
         event = WebhookEvent.objects.get(provider="outlook")
         assert event.type == "outlook.reauthorizationRequired"
-        webhook_process(event.pk)
+        with django_capture_on_commit_callbacks(execute=True):
+            webhook_process(event.pk)
         event.refresh_from_db()
         assert event.status == "processed", event.last_error
         assert renew.called
