@@ -15,7 +15,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ..metrics import webhook_events
 from ..models import WebhookEvent
-from .registry import verifier_for
+from .dispatch import request_drain_on_commit
+from .registry import ordering_key_for, verifier_for
 from .verify import InboundEvent, WebhookRejected
 
 logger = logging.getLogger(__name__)
@@ -73,19 +74,20 @@ def _insert_once(event):
     return row[0] if row else None
 
 
-def _enqueue(event_id):
-    from .tasks import webhook_process
-
-    try:
-        webhook_process.delay(event_id)
-    except Exception:
-        # The row is committed; the requeue beat task sends it again once the broker is back.
-        logger.exception("could not enqueue webhook processing", extra={"webhook_event": event_id})
-
-
 def enqueue_processing(event):
-    """Send the event to a worker once the surrounding transaction commits."""
-    transaction.on_commit(lambda: _enqueue(event.pk))
+    """Have the event's provider drained once the surrounding transaction commits (coalesced: see dispatch.py)."""
+    request_drain_on_commit(event.provider)
+
+
+def _object_key(provider, payload):
+    key_of = ordering_key_for(provider)
+    if key_of is None:
+        return ""
+    try:
+        return str(key_of(payload) or "")[:255]
+    except Exception:  # noqa: BLE001 - a key function's bug must not cost the provider its 200; order is then arrival's
+        logger.warning("webhook ordering key failed", exc_info=True, extra={"provider": provider})
+        return ""
 
 
 def record_webhook(*, provider, inbound):
@@ -106,6 +108,7 @@ def record_webhook(*, provider, inbound):
         signature_verified=inbound.signature_verified,
         occurred_at=inbound.occurred_at,
         next_attempt_at=now,
+        object_key=_object_key(provider, inbound.payload),
     )
     with transaction.atomic():
         pk = _insert_once(event)
