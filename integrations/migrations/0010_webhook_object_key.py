@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integrations', '0008_call_outcome_index'),
+        ('integrations', '0009_api_tokens'),
     ]
 
     operations = [
