@@ -15,6 +15,17 @@ class WebhookEvent(models.Model):
         FAILED = "failed"
         IGNORED = "ignored"
 
+    # Applied by integrations.states.transition (replay, mark ignored) and, under
+    # the row lock, by the processing loop. `processing` is only ever seen inside
+    # the processing transaction; replay brings any finished event back to received.
+    TRANSITIONS = {
+        Status.RECEIVED: {Status.PROCESSING, Status.PROCESSED, Status.FAILED, Status.IGNORED},
+        Status.PROCESSING: {Status.PROCESSED, Status.FAILED, Status.IGNORED, Status.RECEIVED},
+        Status.FAILED: {Status.PROCESSING, Status.PROCESSED, Status.IGNORED, Status.RECEIVED},
+        Status.PROCESSED: {Status.RECEIVED},
+        Status.IGNORED: {Status.RECEIVED},
+    }
+
     provider = models.CharField(max_length=32)
     event_id = models.CharField(max_length=255, help_text="The provider's id for the event (our de-duplication key).")
     type = models.CharField(max_length=128, blank=True)

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from ..metrics import webhook_events
 from ..models import Alert, WebhookEvent
+from ..states import transition
 from . import dispatch
 from .registry import handler_for
 
@@ -173,6 +174,7 @@ def _run_handler(event, now):
         retry_in = retry_delay(event.attempts)
         event.next_attempt_at = now + timedelta(seconds=retry_in)
         return ProcessResult("failed", retry_in), False
+    event.recovered = bool(event.last_error)  # it had failed before: a retry or a replay worked
     event.status = Status.PROCESSED
     event.processed_at = now
     event.next_attempt_at = None
@@ -228,14 +230,20 @@ def _process(batch, *, deadline=None):
             if event.status == Status.PROCESSED:
                 event.processed_at = finished_at  # what commits with the batch; handlers' writes commit then too
         _save(touched)
-    return results, final_failures
+    recovered = {(e.provider, e.type) for e in touched if e.status == Status.PROCESSED and getattr(e, "recovered", 0)}
+    return results, final_failures, recovered
 
 
-def _after_commit(provider_of, results, final_failures):
+def _after_commit(provider_of, results, final_failures, recovered=()):
     counts = Counter(r.status for r in results)
     for status in ("processed", "failed", "ignored"):
         if counts[status]:
             webhook_events.labels(provider_of, status).inc(counts[status])
+    if recovered:
+        from ..alerts import webhook_alert_resolve_if_clear
+
+        for provider, event_type in sorted(recovered):
+            webhook_alert_resolve_if_clear(provider=provider, event_type=event_type)
     if final_failures:
         from ..alerts import alert_raise
 
@@ -273,8 +281,8 @@ def webhook_drain(*, provider, limit=None, on_full_batch=None):
             return DrainResult(0)
         if len(batch) == limit and on_full_batch is not None:
             on_full_batch()
-        results, final_failures = _process(batch, deadline=deadline)
-    counts = _after_commit(provider, results, final_failures)
+        results, final_failures, recovered = _process(batch, deadline=deadline)
+    counts = _after_commit(provider, results, final_failures, recovered)
     retries = [r.retry_in for r in results if r.retry_in is not None]
     # Events held for another drainer's event are that drainer's to wake (it looks again after its commit);
     # counting them here would spin a drain on them until it commits.
@@ -299,17 +307,18 @@ def webhook_event_process(*, event_id):
         )
         if event is None:
             return ProcessResult("skipped")
-        results, final_failures = _process([event])
-    _after_commit(event.provider, results, final_failures)
+        results, final_failures, recovered = _process([event])
+    _after_commit(event.provider, results, final_failures, recovered)
     return results[0]
 
 
 def webhook_replay(*, event):
     """Process an event again from scratch (admin "Replay"): a fresh retry budget, drained after commit."""
     with transaction.atomic():
-        WebhookEvent.objects.filter(pk=event.pk).update(
-            status=Status.RECEIVED, attempts=0, processed_at=None, next_attempt_at=timezone.now()
-        )
+        fresh = {"attempts": 0, "processed_at": None, "next_attempt_at": timezone.now()}
+        if not transition(WebhookEvent, event.pk, Status.RECEIVED, **fresh):
+            # Already received (never processed yet): a fresh budget all the same.
+            WebhookEvent.objects.filter(pk=event.pk, status=Status.RECEIVED).update(**fresh)
         dispatch.request_drain_on_commit(event.provider)
     event.refresh_from_db()
     return event
@@ -317,16 +326,12 @@ def webhook_replay(*, event):
 
 def webhook_mark_ignored(*, event, reason="Marked ignored by staff."):
     with transaction.atomic():
-        updated = (
-            WebhookEvent.objects.filter(pk=event.pk)
-            .exclude(status=Status.PROCESSED)
-            .update(status=Status.IGNORED, next_attempt_at=None, last_error=reason)
-        )
-        if updated:
+        moved = transition(WebhookEvent, event.pk, Status.IGNORED, next_attempt_at=None, last_error=reason)
+        if moved:
             # Later events of its object may have been waiting for it.
             dispatch.request_drain_on_commit(event.provider)
     event.refresh_from_db()
-    return bool(updated)
+    return moved
 
 
 def webhook_requeue_stale(*, limit=500):

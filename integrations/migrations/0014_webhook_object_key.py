@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integrations', '0009_api_tokens'),
+        ('integrations', '0013_alert_acknowledge'),
     ]
 
     operations = [
