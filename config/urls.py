@@ -7,6 +7,7 @@ from integrations import prometheus
 from integrations.api import errors
 from integrations.views import health
 from messaging.mail import webhooks as mail_webhooks
+from scheduling import webhooks as zoom_webhooks
 
 admin.site.site_header = "Integration Hub admin"
 admin.site.site_title = "Integration Hub"
@@ -22,6 +23,7 @@ api_v1 = [
     path("messaging/", include("messaging.urls")),
     path("ai/", include("ai.urls")),
     path("travel/", include("travel.urls")),
+    path("scheduling/", include("scheduling.urls")),
 ]
 
 urlpatterns = [
@@ -37,6 +39,7 @@ urlpatterns = [
     path("webhooks/twilio/", include("messaging.webhook_urls")),
     # Graph's validation handshake answers text/plain, so Outlook has its own view in front of the inbox.
     path("webhooks/outlook/", mail_webhooks.outlook_webhook, name="mail-outlook-webhook"),
+    path("webhooks/zoom/", zoom_webhooks.zoom_webhook, name="zoom-webhook"),
     # The webhook inbox: POST /webhooks/<provider>/ for each registered verifier.
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+app_name = "scheduling"
+
+urlpatterns = [
+    path("providers/", views.ProviderListView.as_view(), name="providers"),
+    path("meetings/", views.MeetingListCreateView.as_view(), name="meetings"),
+    path("meetings/<int:pk>/", views.MeetingDetailView.as_view(), name="meeting"),
+    path("meetings/<int:pk>/recordings/", views.MeetingRecordingsView.as_view(), name="meeting-recordings"),
+    path("recording-links/<str:token>/", views.RecordingLinkView.as_view(), name="recording-link"),
+]

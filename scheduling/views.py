@@ -1,0 +1,126 @@
+"""Thin DRF views for meetings: validate, call one service, return. Everything is owner-scoped."""
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from integrations import registry
+from integrations.api.idempotency import idempotent
+from integrations.api.ratelimit import ratelimit
+
+from . import capabilities, services
+from .models import Meeting
+from .serializers import (
+    MeetingCreateSerializer,
+    MeetingSerializer,
+    MeetingUpdateSerializer,
+    ProviderSerializer,
+    RecordingSerializer,
+)
+
+
+class ProviderListView(APIView):
+    @extend_schema(responses={200: ProviderSerializer(many=True)})
+    def get(self, request):
+        rows = []
+        for name, spec in capabilities.PROVIDERS.items():
+            missing = registry.get_provider(spec["registry"]).missing()
+            rows.append(
+                {
+                    "provider": name,
+                    "available": spec["available"],
+                    "configured": spec["available"] and not missing,
+                    "missing": missing,
+                    "capabilities": sorted(spec["capabilities"]),
+                }
+            )
+        return Response(ProviderSerializer(rows, many=True).data)
+
+
+class MeetingListCreateView(generics.ListAPIView):
+    serializer_class = MeetingSerializer
+
+    def get_queryset(self):
+        return (
+            Meeting.objects.filter(owner=self.request.user)
+            .prefetch_related("participants")
+            .order_by("-start_time", "-id")
+        )
+
+    @extend_schema(request=MeetingCreateSerializer, responses={201: MeetingSerializer})
+    @ratelimit(group="scheduling.meeting_create", rate="30/m")
+    @idempotent
+    def post(self, request):
+        data = MeetingCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        values["meeting_settings"] = values.pop("settings")
+        meeting = services.meeting_create(owner=request.user, **values)
+        return Response(MeetingSerializer(meeting).data, status=status.HTTP_201_CREATED)
+
+
+class MeetingDetailView(generics.RetrieveAPIView):
+    serializer_class = MeetingSerializer
+
+    def get_queryset(self):
+        return Meeting.objects.filter(owner=self.request.user).prefetch_related("participants")
+
+    @extend_schema(request=MeetingUpdateSerializer, responses={200: MeetingSerializer})
+    def patch(self, request, pk):
+        meeting = self.get_object()
+        data = MeetingUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        meeting = services.meeting_update(meeting=meeting, **data.validated_data)
+        return Response(MeetingSerializer(meeting).data)
+
+    @extend_schema(responses={200: MeetingSerializer})
+    def delete(self, request, pk):
+        meeting = services.meeting_cancel(
+            meeting=self.get_object(), notify=request.query_params.get("notify") != "false"
+        )
+        return Response(MeetingSerializer(meeting).data)
+
+
+class MeetingRecordingsView(generics.GenericAPIView):
+    serializer_class = RecordingSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return Meeting.objects.filter(owner=self.request.user)
+
+    @extend_schema(responses={200: RecordingSerializer(many=True)})
+    def get(self, request, pk):
+        recordings = services.recordings_refresh(meeting=self.get_object())
+        return Response(RecordingSerializer(recordings, many=True, context={"request": request}).data)
+
+
+class RecordingLinkView(APIView):
+    """The link is the credential (signed, short-lived); the file streams from the provider."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, token):
+        recording = services.recording_from_token(token)
+        upstream = services.recording_open(recording=recording)
+
+        def chunks():
+            try:
+                yield from upstream.iter_bytes(64 * 1024)
+            finally:
+                upstream.close()
+
+        response = StreamingHttpResponse(
+            chunks(), content_type=upstream.headers.get("content-type", "application/octet-stream")
+        )
+        if upstream.headers.get("content-length"):
+            response["Content-Length"] = upstream.headers["content-length"]
+        response["Content-Disposition"] = (
+            f'attachment; filename="recording-{recording.pk}.{recording.file_type.lower() or "bin"}"'
+        )
+        response["Cache-Control"] = "private, no-store"
+        return response
