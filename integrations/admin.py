@@ -209,6 +209,10 @@ class ProviderCallAdmin(AppendOnlyAdmin):
         calls.__class__ = CalendarQuerySet
         return calls
 
+    def lookup_allowed(self, lookup, value, request=None):
+        # "All calls of this owner" links (money page, call detail): no filter lists every user.
+        return lookup in ("owner__id__exact", "owner__id") or super().lookup_allowed(lookup, value, request)
+
     @admin.display(description="time", ordering="created_at")
     def time(self, obj):
         return when(obj.created_at)

@@ -122,16 +122,29 @@ def test_close_an_open_circuit(page, staff_login, fake_provider):
 
 
 def test_read_this_months_total_on_the_money_page(page, staff_login, screenshot, user):
+    from django.db.models import Sum
+
+    from integrations.admin_format import usd
+    from integrations.management.commands.seed_demo import Command
+    from integrations.models import Budget
+    from integrations.usage import month_start
+
+    owners = Command()._owners()
+    Command()._calls(random.Random(3), owners, 400, 45, timezone.now())
+    Budget.objects.create(provider="twilio", monthly_limit_usd=Decimal("20.00"))
     for _ in range(3):
-        _call("twilio", cost="1.50", owner=user)
-    _call("openai", cost="0.000035", owner=user)
+        _call("twilio", cost="1.50", owner=user, ago_minutes=1)
+    expected = ProviderCall.objects.filter(created_at__gte=month_start()).aggregate(s=Sum("cost_usd"))["s"]
     staff_login()
     page.get_by_role("link", name="Money", exact=True).click()
     total = page.inner_text("#money-total")
-    assert "This month so far" in total and "$4.50" in total
-    assert "Twilio" in page.inner_text("#money-providers")
+    assert "This month so far" in total and usd(expected, total=True) in total  # e.g. "$12.34", to the cent
+    assert "Twilio" in page.inner_text("#money-providers") and "$20.00" in page.inner_text("#money-providers")
     assert user.username in page.inner_text("#money-top")
     screenshot(page, "money")
+    page.locator("#money-top").get_by_role("link", name=user.username).click()  # a spender's calls
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list tbody tr").count() == 3
     _no_trouble(page)
 
 
