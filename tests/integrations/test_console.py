@@ -314,3 +314,37 @@ class TestFormats:
         counts[20] = 100  # every call between 2**(19/4) and 2**5 ms
         assert 26.9 < latency_percentile(counts, 50) < 32
         assert latency_percentile([0] * 70, 95) is None
+
+
+class TestOtherAdmins:
+    def test_invoice_amounts_are_currency_not_cents(self, staff, user):
+        from payments.models import Invoice
+
+        Invoice.objects.create(owner=user, amount=4900, currency="usd")
+        Invoice.objects.create(owner=user, amount=500, currency="jpy")
+        text = _text(staff.get("/admin/payments/invoice/"))
+        assert "$49.00" in text and "¥500" in text and "4900" not in text
+
+    def test_a_staff_action_on_rows_is_logged_per_row(self, staff, staff_user, user):
+        from payments.models import Invoice
+
+        invoice = Invoice.objects.create(owner=user, amount=4900, currency="usd")
+        staff.post(
+            "/admin/payments/invoice/", {"action": "void_invoices", "_selected_action": [invoice.pk]}, follow=True
+        )
+        invoice.refresh_from_db()
+        assert invoice.status == "void"
+        entry = LogEntry.objects.get(object_id=str(invoice.pk))
+        assert entry.user == staff_user and entry.change_message.startswith("Void selected invoices")
+
+    def test_ai_usage_has_totals_and_dollar_costs(self, staff, user):
+        from ai.models import AiUsageMonthly
+
+        month = timezone.now().date().replace(day=1)
+        for model, cost in [("gpt-4o-mini", "0.000035"), ("gpt-4o", "1.25")]:
+            AiUsageMonthly.objects.create(
+                owner=user, month=month, provider="openai", model=model, requests=2, input_tokens=100, cost_usd=cost
+            )
+        text = _text(staff.get("/admin/ai/aiusagemonthly/"))
+        assert "Totals of the rows selected by the filters" in text
+        assert "$1.25" in text and "$0.00004" in text and "200" in text  # 2 x 100 input tokens
