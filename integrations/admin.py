@@ -317,12 +317,12 @@ class ProviderCallAdmin(AppendOnlyAdmin):
         return TemplateResponse(request, "admin/integrations/money.html", context)
 
     def chart_view(self, request, name):
-        window = admin_console.window_key(request.GET.get("window"))
+        window = admin_console.chart_window(request.GET.get("window") or ("30d" if name == "cost" else None))
         label = admin_console.WINDOWS[window][0]
         if name == "calls":
             svg = admin_charts.chart_calls(admin_console.series_calls(window), label)
         elif name == "cost":
-            svg = admin_charts.chart_cost(admin_console.series_cost(request.GET.get("window") or "30d"), label)
+            svg = admin_charts.chart_cost(admin_console.series_cost(window), label)
         elif name == "latency":
             svg = admin_charts.chart_latency(admin_console.series_latency(window), label)
         else:
