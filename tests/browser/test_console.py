@@ -69,6 +69,11 @@ def test_from_the_overview_to_a_failed_calls_error_in_three_clicks(page, staff_l
     twilio.locator("td").nth(1).get_by_role("link").click()  # 1: the failure count
     page.wait_for_selector("#result_list")
     assert "21610" in page.inner_text("#result_list")
+    screenshot(page, "calls")
+    # Every column fits at 1280 px: neither the page nor the list scrolls sideways.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.evaluate("(r => r.scrollWidth <= r.clientWidth)(document.querySelector('.results'))")
+    assert page.locator("#result_list thead th").last.bounding_box()["x"] < 1280
     page.locator("#result_list tbody tr").filter(has_text="21610").first.locator("th a, td a").first.click()  # 2
     body = page.inner_text("#content")
     assert "Attempt to send to unsubscribed recipient" in body
