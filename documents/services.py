@@ -25,6 +25,7 @@ from integrations.alerts import alert_raise
 from integrations.errors import DomainError, ProviderError, ProviderUnavailable, RateLimited
 from integrations.models import Alert
 from integrations.states import transition
+from integrations.task_base import enqueue_on_commit
 
 from . import clamd
 from .content import ContentRejected, classify_upload, filename_sanitise
@@ -107,13 +108,13 @@ def _store(*, owner, upload, sniffed):
 def _enqueue_scan(version_id):
     from .tasks import version_scan
 
-    transaction.on_commit(lambda: version_scan.delay(version_id))
+    enqueue_on_commit(version_scan, version_id)
 
 
 def _enqueue_quarantine(version_id):
     from .tasks import version_quarantine
 
-    transaction.on_commit(lambda: version_quarantine.delay(version_id))
+    enqueue_on_commit(version_quarantine, version_id)
 
 
 def document_create(*, owner, upload, sniffed):
@@ -168,7 +169,7 @@ def document_delete(*, document):
         state=Document.State.DELETING, deleted_at=timezone.now()
     )
     if updated:
-        transaction.on_commit(lambda: document_purge.delay(document.pk))
+        enqueue_on_commit(document_purge, document.pk)
 
 
 def document_purge(*, document_id):
@@ -199,7 +200,7 @@ def orphans_sweep(*, now=None):
         )
     )
     for pk in stuck:
-        transaction.on_commit(lambda pk=pk: document_purge.delay(pk))
+        enqueue_on_commit(document_purge, pk)
     unmoved = list(
         DocumentVersion.objects.filter(
             scan_status=Scan.INFECTED,

@@ -166,7 +166,7 @@ def message_send(*, to, body, sender, status_callback, segments_estimate, owner=
             units={"segments": result.segments or segments_estimate},
             cost_usd=0,
         )
-    return result, call
+    return result
 
 
 # A lookup reads one page: To + From + a day narrow it to a handful of messages.
@@ -228,7 +228,7 @@ def messages_list(*, to, sender, sent_on_or_after: date | None = None, owner=Non
 
 
 def message_fetch(*, sid, owner=None, related=None, cost=None):
-    """Fetch a message (its billed price); `cost(result)` returns the cost to book on this call."""
+    """Fetch a message (its billed price). `cost(result)` returns (units, cost_usd) to record."""
     client = _client()
     with gateway.attempt(PROVIDER, "sms.price", owner=owner, scope="rest", related=related) as call:
         try:
@@ -236,10 +236,9 @@ def message_fetch(*, sid, owner=None, related=None, cost=None):
         except (TwilioRestException, TwilioServiceException) as exc:
             raise _translate(exc, client) from exc
         result = _message_result(response.data)
+        units, cost_usd = cost(result) if cost else ({}, 0)
         call.record(
-            http_status=response.status_code,
-            request_id=_request_id(response.headers),
-            cost_usd=cost(result) if cost else 0,
+            http_status=response.status_code, request_id=_request_id(response.headers), units=units, cost_usd=cost_usd
         )
     return result
 
