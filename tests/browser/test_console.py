@@ -67,7 +67,8 @@ def test_from_the_overview_to_a_failed_calls_error_in_three_clicks(page, staff_l
     assert page.get_by_text("Calls and failures, last 24 h").count() >= 1
 
     twilio.locator("td").nth(1).get_by_role("link").click()  # 1: the failure count
-    page.wait_for_selector("#result_list")
+    page.wait_for_url(re.compile(r"outcome=failed"))
+    page.wait_for_load_state("load")
     assert "21610" in page.inner_text("#result_list")
     screenshot(page, "calls")
     # Every column fits at 1280 px: neither the page nor the list scrolls sideways.
@@ -75,6 +76,8 @@ def test_from_the_overview_to_a_failed_calls_error_in_three_clicks(page, staff_l
     assert page.evaluate("(r => r.scrollWidth <= r.clientWidth)(document.querySelector('.results'))")
     assert page.locator("#result_list thead th").last.bounding_box()["x"] < 1280
     page.locator("#result_list tbody tr").filter(has_text="21610").first.locator("th a, td a").first.click()  # 2
+    page.wait_for_url(re.compile(r"/providercall/\d+/change/"))
+    page.wait_for_load_state("load")
     body = page.inner_text("#content")
     assert "Attempt to send to unsubscribed recipient" in body
     assert "The recipient unsubscribed (replied STOP)" in body  # the vendor's meaning of 21610
@@ -105,6 +108,8 @@ def test_replay_a_failed_webhook_from_its_page_and_its_alert_is_resolved(page, s
     page.get_by_role("button", name="Replay").click()  # 2
     assert "Replayed: the event was processed." in page.inner_text("ul.messagelist")
     page.get_by_role("link", name="Open alerts").click()  # 3
+    page.wait_for_url(re.compile(r"/alert/\?state=open"))
+    page.wait_for_load_state("load")
     assert "evt_browser_1" not in page.inner_text("#content")
     page.goto(f"{page.base}/admin/integrations/alert/{alert.pk}/change/")
     assert "resolved" in page.inner_text("#content")
@@ -148,7 +153,8 @@ def test_read_this_months_total_on_the_money_page(page, staff_login, screenshot,
     assert user.username in page.inner_text("#money-top")
     screenshot(page, "money")
     page.locator("#money-top").get_by_role("link", name=user.username).click()  # a spender's calls
-    page.wait_for_selector("#result_list")
+    page.wait_for_url(re.compile(r"owner__id__exact="))
+    page.wait_for_load_state("load")
     assert page.locator("#result_list tbody tr").count() == 3
     _no_trouble(page)
 
