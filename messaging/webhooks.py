@@ -69,7 +69,9 @@ def verifier(event_type):
         signature = request.headers.get(SIGNATURE_HEADER)
         if not signature:
             raise WebhookRejected(403, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
-        if not twilio_rest.signature_valid(url=signed_url(request), params=request.POST, signature=signature):
+        if not twilio_rest.signature_valid(
+            url=signed_url(request), params=request.POST, signature=signature, token=settings.TWILIO_AUTH_TOKEN
+        ):
             raise WebhookRejected(
                 403,
                 "bad_signature",

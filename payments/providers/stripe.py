@@ -10,7 +10,6 @@ Celery task base are the one retry loop, and every retry of a write reuses
 the same `Idempotency-Key`, so Stripe applies it once.
 """
 
-import functools
 import json
 
 import stripe
@@ -18,6 +17,7 @@ from django.conf import settings
 
 from integrations import gateway
 from integrations.errors import ProviderTimeout, ProviderUnavailable, error_from_http
+from integrations.providers import ClientCache, ProviderAdapter, credentials_key
 
 PROVIDER = "stripe"
 WEBHOOK_TOLERANCE_SECONDS = 300
@@ -31,19 +31,26 @@ class SignatureError(Exception):
         self.stale = stale
 
 
-@functools.lru_cache(maxsize=8)
-def _client(api_key, api_base, timeout):
-    base_addresses = {"api": api_base} if api_base else None
-    return stripe.StripeClient(
-        api_key,
-        base_addresses=base_addresses,
-        max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=timeout),
-    )
+_clients = ClientCache(size=8)
 
 
 def client():
-    return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE or "", gateway.timeout_for(PROVIDER))
+    """A StripeClient for the current key, base URL and timeout (cached by a hash of them)."""
+    api_key, api_base, timeout = (
+        settings.STRIPE_SECRET_KEY,
+        settings.STRIPE_API_BASE or "",
+        gateway.timeout_for(PROVIDER),
+    )
+
+    def build():
+        return stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+
+    return _clients.get(credentials_key(api_key, api_base, timeout), build)
 
 
 def _translate(exc):
@@ -68,6 +75,17 @@ def _translate(exc):
     )
 
 
+class StripeAdapter(ProviderAdapter):
+    provider = PROVIDER
+    sdk_errors = (stripe.StripeError,)
+
+    def translate(self, exc):
+        return _translate(exc)
+
+
+STRIPE = StripeAdapter()
+
+
 def _request_id(obj):
     response = getattr(obj, "last_response", None)
     return getattr(response, "request_id", None) if response is not None else None
@@ -75,12 +93,9 @@ def _request_id(obj):
 
 def _run(operation, fn, *, owner=None, related=None, idempotency_key=None, units=None, meter=None):
     """One Stripe request as one gateway attempt; returns the result as a plain dict."""
-    with gateway.attempt(PROVIDER, operation, owner=owner, related=related, idempotency_key=idempotency_key) as call:
+    with STRIPE.attempt(operation, owner=owner, related=related, idempotency_key=idempotency_key) as call:
         options = {"idempotency_key": idempotency_key} if idempotency_key else None
-        try:
-            obj = fn(client().v1, options)
-        except stripe.StripeError as exc:
-            raise _translate(exc) from exc
+        obj = fn(client().v1, options)
         data = obj.to_dict() if hasattr(obj, "to_dict") else obj
         extra = meter(data) if meter else {}
         units = extra.pop("units", None) or units or {"requests": 1}

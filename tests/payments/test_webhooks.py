@@ -255,6 +255,10 @@ class TestPaymentFlow:
         message = mail.outbox[0]
         assert message.to == [user.email] and payment.invoice.number in message.subject
         assert "Your card has insufficient funds." in message.body
+        # The notice is sent by a task through the gateway: one email ProviderCall, tied to the invoice.
+        sent = ProviderCall.objects.get(provider="email")
+        assert (sent.operation, sent.outcome, sent.units) == ("mail.send", "ok", {"messages": 1})
+        assert sent.related_id == str(payment.invoice.pk)
         page = admin_client.get("/admin/payments/payment/?failure_code=insufficient_funds")
         assert page.status_code == 200 and payment.invoice.number in page.content.decode()
 
@@ -433,7 +437,7 @@ def test_the_same_event_delivered_concurrently_is_stored_and_applied_once(paymen
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_processing_the_same_event_apply_it_once(payment):
+def test_two_workers_processing_the_same_event_apply_it_once(payment, request):
     """Processing locks the row with SKIP LOCKED: the second worker skips it instead of applying it again."""
     from integrations.webhooks import InboundEvent, record_webhook
 
@@ -441,6 +445,8 @@ def test_two_workers_processing_the_same_event_apply_it_once(payment):
     event, _ = record_webhook(
         provider="stripe", inbound=InboundEvent(event_id=evt["id"], type=evt["type"], payload=evt)
     )
+    # The failure notice is a task: run tasks inline from here on, as soon as a worker's transaction commits.
+    request.getfixturevalue("celery_eager")
     barrier = threading.Barrier(4)
     results = []
 
