@@ -35,12 +35,15 @@ INSTALLED_APPS = [
     "payments",
     "documents",
     "messaging",
+    "messaging.mail",
     "ai",
     "scheduling",
     "travel",
 ]
 
 MIDDLEWARE = [
+    # First: provider callbacks under /webhooks/ run through WEBHOOK_MIDDLEWARE only (the lean ack path).
+    "integrations.webhooks.fastpath.WebhookFastPathMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "integrations.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
