@@ -152,6 +152,9 @@ def _prepare():
         if not reused:
             _generate(cur, owner_ids)
     if not reused:
+        from integrations.admin_console import console_cache_reset
+
+        console_cache_reset()  # the console's cached hours and days describe the old rows
         # What autovacuum would have done by now: statistics and the visibility map.
         with connection.cursor() as cur:
             cur.execute("VACUUM ANALYZE integrations_providercall")

@@ -10,6 +10,7 @@ window's first, partial hour from the call log (at most one hour of rows).
 import datetime as dt
 import heapq
 import math
+import uuid
 from collections import defaultdict
 from decimal import Decimal
 
@@ -71,11 +72,11 @@ def _day(value):
     return value.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-# A day's per-provider totals never change once it is over (every call is
-# written with the time it was written), so 7- and 30-day windows read closed
-# days from the cache: one get_many instead of summing ~90 columns over 24
-# hourly rows per provider per day. SETTLE covers calls still being written as
-# the day ends.
+# An hour's or a day's per-provider totals never change once it is over
+# (every call is written with the time it was written), so windows read closed
+# hours (1 h, 24 h) and closed days (7 d, 30 d) from the cache: one get_many
+# instead of summing ~90 roll-up columns again on every page view. SETTLE
+# covers calls still being written as the period ends.
 DAY_CACHE_SECONDS = 40 * 86400
 SETTLE = dt.timedelta(minutes=15)
 
@@ -107,25 +108,47 @@ def _grouped(start, end, by):
     return {(r[group], r["provider"]): [r[f"s_{c}"] or 0 for c in _SUMS] for r in rows}
 
 
-def _closed_days(days):
-    """{(day, provider): sums} for closed days, from the cache, computing (and caching) the missing ones."""
+def console_cache_reset():
+    """Forget every cached hour and day: for whoever writes calls into the past (seed_demo, a backfill)."""
     from django.core.cache import cache
 
-    if not days:
+    cache.set("console:generation", uuid.uuid4().hex[:8], None)
+
+
+def _generation():
+    from django.core.cache import cache
+
+    generation = cache.get("console:generation")
+    if generation is None:
+        generation = uuid.uuid4().hex[:8]
+        cache.add("console:generation", generation, None)
+        generation = cache.get("console:generation", generation)
+    return generation
+
+
+def _closed_bins(bins, by):
+    """{(bin, provider): sums} for closed hours or days, from the cache, computing (and caching) the missing ones."""
+    from django.core.cache import cache
+
+    if not bins:
         return {}
-    keys = {f"console:day:{d:%Y-%m-%d}": d for d in days}
+    step = dt.timedelta(hours=1) if by == "hour" else dt.timedelta(days=1)
+    generation = _generation()
+
+    def key_of(at):
+        return f"console:{generation}:{by}:{at:%Y-%m-%dT%H}"
+
+    keys = {key_of(b): b for b in bins}
     found = cache.get_many(list(keys))
-    missing = sorted(d for k, d in keys.items() if k not in found)
+    missing = sorted(b for k, b in keys.items() if k not in found)
     if missing:
-        fresh = _grouped(missing[0], missing[-1] + dt.timedelta(days=1), "day")
-        computed = {f"console:day:{d:%Y-%m-%d}": {} for d in missing}
-        for (day, provider), values in fresh.items():
-            key = f"console:day:{day:%Y-%m-%d}"
-            if key in computed:
-                computed[key][provider] = values
+        computed = {key_of(b): {} for b in missing}
+        for (at, provider), values in _grouped(missing[0], missing[-1] + step, by).items():
+            if key_of(at) in computed:
+                computed[key_of(at)][provider] = values
         cache.set_many(computed, DAY_CACHE_SECONDS)
         found.update(computed)
-    return {(d, provider): values for key, d in keys.items() for provider, values in (found.get(key) or {}).items()}
+    return {(b, provider): values for key, b in keys.items() for provider, values in (found.get(key) or {}).items()}
 
 
 def _add_into(cells, key, values):
@@ -174,13 +197,17 @@ def window_cells(window, now=None):
         while at <= now:
             bins.append(at)
             at += dt.timedelta(hours=1)
-        cells = _grouped(first_full, after_now, "hour")
+        closed = [h for h in bins if h >= first_full and h + dt.timedelta(hours=1) <= now - SETTLE]
+        cells = {k: list(v) for k, v in _closed_bins(closed, "hour").items()}
+        open_from = closed[-1] + dt.timedelta(hours=1) if closed else first_full
+        for key, values in _grouped(open_from, after_now, "hour").items():
+            _add_into(cells, key, values)
         _partial_hour(cells, _hour(since), since, min(first_full, now))
         return "hour", bins, cells
     first_day, today = _day(since), _day(now)
     bins = [first_day + dt.timedelta(days=i) for i in range((today - first_day).days + 1)]
     closed = [d for d in bins[1:] if d + dt.timedelta(days=1) <= now - SETTLE]
-    cells = _closed_days(closed)
+    cells = {k: list(v) for k, v in _closed_bins(closed, "day").items()}
     open_from = closed[-1] + dt.timedelta(days=1) if closed else first_day + dt.timedelta(days=1)
     # The first day from its first whole hour, and the days not closed yet, from the hourly roll-up.
     for key, values in _grouped(first_full, first_day + dt.timedelta(days=1), "day").items():
@@ -361,7 +388,8 @@ def _owner_days(days):
     """[{owner_id: (micros, calls)}] for closed days, from the cache (computed once per day)."""
     from django.core.cache import cache
 
-    keys = [f"console:owners:{d:%Y-%m-%d}" for d in days]
+    generation = _generation()
+    keys = [f"console:{generation}:owners:{d:%Y-%m-%d}" for d in days]
     found = cache.get_many(keys)
     fresh = {}
     for key, d in zip(keys, days, strict=True):
