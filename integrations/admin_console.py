@@ -17,7 +17,9 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import TruncDay
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 
 from .models import Budget, ProviderCall, ProviderRollup, UsageRollup
 from .registry import all_providers
@@ -238,15 +240,17 @@ def overview(*, window=DEFAULT_WINDOW, now=None, cells=None):
 
     providers = all_providers()
     known = {p.name for p in providers}
+    circuits = breaker.states([p.name for p in providers])
     rows = []
     for spec in providers:
+        missing = spec.missing()
         rows.append(
             {
                 "name": spec.name,
                 "label": spec.label,
-                "configured": spec.configured,
-                "missing": spec.missing(),
-                "circuit": breaker.state(spec.name),
+                "configured": not missing,
+                "missing": missing,
+                "circuit": circuits[spec.name],
                 **stats_from_sums(sums.get(spec.name) or _as_dict(_empty())),
             }
         )
@@ -255,8 +259,17 @@ def overview(*, window=DEFAULT_WINDOW, now=None, cells=None):
             {"name": name, "label": name, "configured": False, "missing": [], "circuit": "closed"}
             | stats_from_sums(sums[name])
         )
+    base = reverse("admin:integrations_providercall_changelist")
     for row in rows:
         row["circuit_label"] = CIRCUIT_LABELS.get(row["circuit"], row["circuit"])
+        # The cells' links, built here once rather than by a template tag per cell.
+        calls = f"{base}?{urlencode({'provider': row['name'], 'since': window})}"
+        row["links"] = {
+            "calls": calls,
+            "failed": f"{calls}&outcome=failed",
+            "slowest": f"{calls}&o=-7",
+            "costliest": f"{calls}&o=-8",
+        }
     # Providers with traffic first (busiest first), then the quiet ones in registry order.
     rows.sort(key=lambda r: (-r["calls"], not r["configured"]))
     total = _empty()
