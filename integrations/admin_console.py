@@ -158,25 +158,62 @@ def _add_into(cells, key, values):
     cells[key] = list(values) if current is None else [a + b for a, b in zip(current, values, strict=True)]
 
 
+def _partial_hour_sql(since, until):
+    """[(provider, outcome, bucket, calls, cost, latency sum, *unit sums)] for calls in [since, until) (PostgreSQL)."""
+    qn = connection.ops.quote_name
+    # bisect_left over LATENCY_BOUNDS_MS (2 ** (i / 4)): the first bound >= the latency.
+    last = len(LATENCY_COLUMNS) - 1
+    bucket = f"CASE WHEN latency_ms <= 1 THEN 0 ELSE LEAST(CEIL(4 * LN(latency_ms) / LN(2)), {last})::int END"
+    units = []
+    for unit in UNITS:
+        parts = " + ".join(
+            f"CASE WHEN jsonb_typeof(units -> '{k}') = 'number' THEN (units ->> '{k}')::numeric ELSE 0 END"
+            for k in unit.keys
+        )
+        units.append(f"SUM({parts})" if unit.money else f"FLOOR(SUM({parts}))::bigint")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT provider, outcome, {bucket}, COUNT(*), SUM(cost_usd), SUM(latency_ms), {', '.join(units)} "
+            f"FROM {qn(ProviderCall._meta.db_table)} WHERE created_at >= %s AND created_at < %s GROUP BY 1, 2, 3",
+            [since, until],
+        )
+        return cursor.fetchall()
+
+
 def _partial_hour(cells, bin_at, since, until):
     """Calls in [since, until) (less than an hour) from the call log, added to the bin at `bin_at`."""
     if since >= until:
         return
-    partial = ProviderCall.objects.filter(created_at__gte=since, created_at__lt=until)
     extra = {}
-    for provider, outcome, latency_ms, cost, units in partial.values_list(
-        "provider", "outcome", "latency_ms", "cost_usd", "units"
-    ).iterator():
-        row = extra.get(provider)
-        if row is None:
-            row = extra[provider] = _empty()
-        row[_INDEX["calls"]] += 1
-        row[_INDEX[outcome]] += 1
-        row[_INDEX["cost_usd"]] += cost
-        row[_INDEX["latency_ms_sum"]] += latency_ms
-        row[_INDEX[f"l{latency_bucket(latency_ms)}"]] += 1
-        for column, amount in units_split(units).items():
-            row[_INDEX[column]] += amount
+
+    def row_for(provider):
+        if provider not in extra:
+            extra[provider] = _empty()
+        return extra[provider]
+
+    if connection.vendor == "postgresql":
+        for provider, outcome, bucket, n, cost, latency_sum, *unit_sums in _partial_hour_sql(since, until):
+            row = row_for(provider)
+            row[_INDEX["calls"]] += n
+            row[_INDEX[outcome]] += n
+            row[_INDEX["cost_usd"]] += cost or 0
+            row[_INDEX["latency_ms_sum"]] += latency_sum or 0
+            row[_INDEX[f"l{bucket}"]] += n
+            for unit, amount in zip(UNITS, unit_sums, strict=True):
+                row[_INDEX[unit.column]] += amount or 0
+    else:
+        partial = ProviderCall.objects.filter(created_at__gte=since, created_at__lt=until)
+        for provider, outcome, latency_ms, cost, units in partial.values_list(
+            "provider", "outcome", "latency_ms", "cost_usd", "units"
+        ).iterator():
+            row = row_for(provider)
+            row[_INDEX["calls"]] += 1
+            row[_INDEX[outcome]] += 1
+            row[_INDEX["cost_usd"]] += cost
+            row[_INDEX["latency_ms_sum"]] += latency_ms
+            row[_INDEX[f"l{latency_bucket(latency_ms)}"]] += 1
+            for column, amount in units_split(units).items():
+                row[_INDEX[column]] += amount
     for provider, values in extra.items():
         _add_into(cells, (bin_at, provider), values)
 
