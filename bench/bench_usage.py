@@ -351,5 +351,8 @@ def run():
         "The changelist has no full-table scan: the provider filter's choices come from integrations.registry, "
         "the date hierarchy takes its periods from MIN/MAX (integrations.admin.CalendarQuerySet), and an "
         "unfiltered page counts with PostgreSQL's row estimate.",
+        "",
+        "The console caches closed hours and days (their totals never change; integrations.admin_console), so "
+        "these figures are the steady state: the first view after an hour or a day closes sums that period once.",
     ]
     return "\n".join(lines)
