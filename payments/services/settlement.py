@@ -1,6 +1,5 @@
 """What Stripe tells us about a payment (webhooks and reconciliation share these): status, fee, disputes."""
 
-from django.db import transaction
 from django.utils import timezone
 
 from integrations.alerts import alert_raise
@@ -10,7 +9,7 @@ from integrations.task_base import enqueue_on_commit
 
 from ..models import Invoice, Payment
 from ..providers import stripe as stripe_api
-from .notify import payment_failed_notify
+from .notify import payment_failed_notify_later
 
 INTENT_STATUS = {
     "requires_payment_method": Payment.Status.PENDING,
@@ -74,9 +73,7 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
         enqueue_on_commit(payment_fee_record, payment.pk)
     elif to == Payment.Status.FAILED:
         transition(Invoice, invoice.pk, Invoice.Status.FAILED)
-        transaction.on_commit(
-            lambda: payment_failed_notify(invoice_id=invoice.pk, reason=failure_message or failure_code)
-        )
+        payment_failed_notify_later(invoice_id=invoice.pk, reason=failure_message or failure_code)
     return True
 
 
