@@ -40,5 +40,7 @@ urlpatterns = [
     re_path(r"^api/", errors.api_not_found),
 ]
 
+handler400 = "integrations.api.errors.handler400"
+handler403 = "integrations.api.errors.handler403"
 handler404 = "integrations.api.errors.handler404"
 handler500 = "integrations.api.errors.handler500"

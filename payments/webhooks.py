@@ -9,11 +9,16 @@ a late `payment_intent.payment_failed` never takes a paid invoice back.
 Types without a handler are stored and marked ignored by the inbox.
 """
 
-import datetime as dt
-
 from django.conf import settings
 
-from integrations.webhooks import InboundEvent, WebhookRejected, safe_headers, webhook_handler, webhook_verifier
+from integrations.webhooks import (
+    InboundEvent,
+    WebhookRejected,
+    epoch_datetime,
+    safe_headers,
+    webhook_handler,
+    webhook_verifier,
+)
 
 from . import services
 from .models import Payment
@@ -54,7 +59,7 @@ def verify(request):
         event_id=str(data["id"]),
         type=str(data["type"]),
         payload=data,
-        occurred_at=dt.datetime.fromtimestamp(created, tz=dt.UTC) if isinstance(created, int) else None,
+        occurred_at=epoch_datetime(created),
         headers=safe_headers(request, [SIGNATURE_HEADER, "User-Agent", "Content-Type"]),
     )
 

@@ -8,7 +8,7 @@ Public API for domain apps (see registry.py for a full example):
 - ``record_webhook(*, provider, inbound) -> (event, created)``: store-and-respond views (Twilio voice)
 - ``webhook_replay(*, event)``, ``webhook_mark_ignored(*, event)``: admin services
 - ``InboundEvent``, ``WebhookRejected``, ``WebhookIgnored``, ``WebhookPermanentError``
-- helpers: ``safe_headers``, ``webhook_secret``, ``json_body``, ``hmac_sha256_hex``, ``signatures_match``
+- helpers: ``safe_headers``, ``webhook_secret``, ``json_body``, ``epoch_datetime``, ``hmac_sha256_hex``, ``signatures_match``
 """
 
 from .inbox import receive_webhook, record_webhook, webhook_view
@@ -24,6 +24,7 @@ from .registry import webhook_handler, webhook_verifier
 from .verify import (
     InboundEvent,
     WebhookRejected,
+    epoch_datetime,
     hmac_sha256_hex,
     json_body,
     safe_headers,
@@ -38,6 +39,7 @@ __all__ = [
     "WebhookRejected",
     "hmac_sha256_hex",
     "json_body",
+    "epoch_datetime",
     "receive_webhook",
     "record_webhook",
     "safe_headers",
