@@ -31,3 +31,20 @@ def test_an_out_of_range_created_timestamp_is_a_json_400_and_nothing_is_stored(c
     assert resp.status_code == 400
     assert resp.json()["error"] == "malformed_event"
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.postgres
+def test_a_webhook_while_postgresql_is_down_is_a_503_so_stripe_retries(transactional_db, client, monkeypatch):
+    from django.db import connection
+
+    evt = fakes.event("customer.updated", {"id": "cus_1", "object": "customer"})
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "HOST", "127.0.0.1")
+    monkeypatch.setitem(connection.settings_dict, "PORT", "18897")  # nothing listens there
+    try:
+        resp = deliver(client, evt)
+    finally:
+        connection.close()
+    assert resp.status_code == 503
+    assert resp.json()["error"] == "service_unavailable"
+    assert resp["Retry-After"]
