@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# make run PORT=8010 HOST=0.0.0.0
-HOST ?= 127.0.0.1
+# make run PORT=8010 HOST=0.0.0.0. HOST ignores the environment on purpose: some shells
+# export HOST=<machine name>, which would put the dev hub on the network.
+HOST := 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run superuser test lint bench install install-dev check-python migrate lint-schema clean

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config.views import landing
 from integrations import prometheus
@@ -14,6 +14,7 @@ admin.site.index_title = "Providers, calls, webhooks and domain records"
 api_v1 = [
     path("auth/", include("integrations.auth.urls")),
     path("integrations/", include("integrations.urls")),
+    path("connections/", include("integrations.oauth.urls")),
     path("documents/", include("documents.urls")),
     path("payments/", include("payments.urls")),
     path("messaging/", include("messaging.urls")),
@@ -28,6 +29,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     # Stripe Checkout sends customers back here (STRIPE_CHECKOUT_SUCCESS_URL / _CANCEL_URL default to these).
     path("payments/", include("payments.page_urls")),
     path("webhooks/twilio/", include("messaging.webhook_urls")),

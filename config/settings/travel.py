@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from ._env import env, provider_defaults
-from .base import SPECTACULAR_SETTINGS
+from .base import LOGGING, SPECTACULAR_SETTINGS
 from .celery import CELERY_BEAT_SCHEDULE
 
 # --- Duffel (travel.providers.duffel) ----------------------------------------
@@ -70,6 +70,7 @@ TRAVEL_WATCH_MAX_RANGE_DAYS = env.int("TRAVEL_WATCH_MAX_RANGE_DAYS", default=14)
 TRAVEL_WATCH_MAX_PER_USER = env.int("TRAVEL_WATCH_MAX_PER_USER", default=20)
 # The sweeper runs every minute and enqueues the watches that are due (within the budget).
 CELERY_BEAT_SCHEDULE["travel.watch_check_due"] = {"task": "travel.watch_check_due", "schedule": 60.0}
+LOGGING["filters"]["routine_tasks"]["tasks"].append("travel.watch_check_due")  # every minute: DEBUG, not INFO
 
 # The OpenAPI schema names the watch states' enum (every model has a `status`).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["PriceWatchStatusEnum"] = "travel.models.PriceWatch.Status"

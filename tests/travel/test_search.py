@@ -145,11 +145,13 @@ def test_a_later_page_keeps_the_first_pages_filters(user_client, duffel):
 
 
 def test_a_made_up_cursor_is_a_400_and_an_unknown_search_a_410(user_client, duffel):
-    r = user_client.get("/api/v1/travel/searches/abc/", {"cursor": "not-a-cursor"})
-    assert r.status_code == 400 and r.json()["field"] == "cursor"
     first = search(user_client, one_way(limit=1)).json()
-    r = user_client.get("/api/v1/travel/searches/0000000000/", {"cursor": first["next"]})
+    r = user_client.get(f"/api/v1/travel/searches/{first['search_id']}/", {"cursor": "not-a-cursor"})
+    assert r.status_code == 400 and r.json()["field"] == "cursor"
+    r = user_client.get(f"/api/v1/travel/searches/{'0' * 40}/", {"cursor": first["next"]})
     assert r.status_code == 410 and r.json()["error"] == "search_expired"
+    r = user_client.get("/api/v1/travel/searches/not-an-id/", {"cursor": first["next"]})
+    assert r.status_code == 404
 
 
 def test_duffels_offer_pages_are_followed_with_after(user_client, duffel, settings):
@@ -165,13 +167,20 @@ def test_duffels_offer_pages_are_followed_with_after(user_client, duffel, settin
     assert ProviderCall.objects.filter(provider="duffel", operation="offers.list").count() == 2
 
 
-def test_without_a_token_the_search_is_503_not_configured(user_client, settings):
+def test_without_a_token_the_search_is_503_not_configured(user_client, duffel, settings):
+    search(user_client, one_way())  # cached while configured
     settings.DUFFEL_ACCESS_TOKEN = ""
-    r = search(user_client, one_way())
-    assert r.status_code == 503
-    assert r.json()["error"] == "provider_not_configured"
-    assert r.json()["missing"] == ["DUFFEL_ACCESS_TOKEN"]
-    assert not ProviderCall.objects.exists()
+    for r in (
+        search(user_client, one_way()),
+        user_client.get("/api/v1/travel/places/", {"q": "london"}),
+        user_client.post(
+            "/api/v1/travel/watches/", {"origin": "LHR", "destination": "JFK", "departure_date": day(30)}, format="json"
+        ),
+    ):
+        assert r.status_code == 503
+        assert r.json()["error"] == "provider_not_configured"
+        assert r.json()["missing"] == ["DUFFEL_ACCESS_TOKEN"]
+    assert ProviderCall.objects.count() == 1
 
 
 def test_duffels_422_is_a_422_naming_its_field(user_client, duffel):

@@ -5,6 +5,8 @@ import hashlib
 from django.conf import settings
 from django.core.cache import cache
 
+from integrations.registry import require
+
 from ..providers import get_flight_provider
 
 
@@ -14,6 +16,7 @@ def _key(text):
 
 def places_suggest(*, user, text):
     """{"places": [...], "cache": {"hit": bool}}; one provider call per distinct text per day."""
+    require("duffel")
     text = " ".join(text.split())
     key = _key(text)
     hit = cache.get(key)

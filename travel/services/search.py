@@ -23,6 +23,7 @@ search to learn the same 429).
 import base64
 import hashlib
 import json
+import re
 import time
 import uuid
 from datetime import datetime
@@ -33,10 +34,12 @@ from django.core.cache import cache
 
 from integrations import gateway
 from integrations.errors import DomainError, ProviderError
+from integrations.registry import require
 
 from ..providers import SearchQuery, SliceQuery, get_flight_provider
 
 POLL_SECONDS = 0.02
+_SEARCH_ID = re.compile(r"[0-9a-f]{40}")
 # How long a failed search is shared with the callers who waited on it.
 ERROR_SHARE_SECONDS = 3
 KEY_VERSION = "v1"
@@ -300,6 +303,7 @@ def _answer(key, entry, *, from_cache, filters, offset, limit, now):
 
 def flight_search(*, user, params):
     """Search (or answer from the cache); the first page of the filtered, sorted offers."""
+    require("duffel")  # not configured: 503 before any lock or cache, never an answer from old data
     query = query_from_params(params)
     key = search_key(query)
     entry, from_cache = _fetch(query, key, user=user, refresh=params.get("refresh", False))
@@ -309,6 +313,8 @@ def flight_search(*, user, params):
 
 def flight_search_page(*, search_id, cursor):
     """A later page of a search answer still in the cache (410 once it has expired)."""
+    if not _SEARCH_ID.fullmatch(search_id):
+        raise DomainError(404, "not_found", "No such search; use the search_id of a search answer.")
     data = decode_cursor(cursor)
     entry = _usable(cache.get(_cache_key(search_id)), time.time())
     if entry is None:

@@ -31,8 +31,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.alerts import alert_raise
-from integrations.errors import DomainError
+from integrations.errors import DomainError, ProviderUnavailable
 from integrations.models import Alert
+from integrations.registry import require
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
@@ -60,6 +61,7 @@ def next_check_after(watch_id, now):
 
 
 def watch_create(*, user, params):
+    require("duffel")  # a watch that could never search is refused up front
     active = PriceWatch.objects.filter(owner=user, status__in=[Status.ACTIVE, Status.PAUSED]).count()
     if active >= settings.TRAVEL_WATCH_MAX_PER_USER:
         raise DomainError(
@@ -214,9 +216,17 @@ def watch_check(*, watch_id):
     query = _query(watch, date)
     # Someone's search of the same trip minutes ago is as good as a new one (and costs nothing);
     # an older answer is not what "the price now" means.
-    entry, _ = _fetch(
-        query, search_key(query), user=watch.owner, refresh=False, max_age=settings.TRAVEL_WATCH_MAX_CACHE_AGE_SECONDS
-    )
+    try:
+        entry, _ = _fetch(
+            query,
+            search_key(query),
+            user=watch.owner,
+            refresh=False,
+            max_age=settings.TRAVEL_WATCH_MAX_CACHE_AGE_SECONDS,
+        )
+    except DomainError as exc:
+        # Another caller's failed search, or one still running: the task's retry loop handles both.
+        raise ProviderUnavailable("duffel", exc.detail, retry_after=exc.extra.get("retry_after") or 30) from exc
     picked = _select(
         entry,
         filters={
