@@ -55,8 +55,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    # Under /api/ and /webhooks/, a database or Redis outage is a JSON 503 + Retry-After.
-    "integrations.api.errors.DependencyOutageMiddleware",
     # A NUL in an /api/ query string is a JSON 400 before any filter sees it.
     "integrations.api.guards.QueryStringGuardMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

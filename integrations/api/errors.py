@@ -1,6 +1,7 @@
 """One JSON error shape for the whole API: {"error": code, "detail": sentence, ...}."""
 
 import logging
+import sys
 
 from django.conf import settings
 from django.core.exceptions import (
@@ -177,23 +178,12 @@ def csrf_failure(request, reason=""):
     return csrf_views.csrf_failure(request, reason)
 
 
-class DependencyOutageMiddleware:
-    """Outside DRF (webhooks, plain views): a database or Redis outage is a JSON 503 + Retry-After, not a 500."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        return self.get_response(request)
-
-    def process_exception(self, request, exception):
-        if not _wants_json(request):
-            return None
-        outage = dependency_outage(exception)
-        return domain_error_response(outage) if outage is not None else None
-
-
 def handler500(request):
+    # Django calls this while handling the exception, so it is still in sys.exc_info(): a
+    # database or Redis outage outside DRF (webhooks, plain views) becomes a 503 + Retry-After.
+    outage = dependency_outage(sys.exc_info()[1])
+    if outage is not None and _wants_json(request):
+        return domain_error_response(outage)
     if _wants_json(request):
         return JsonResponse(
             {
