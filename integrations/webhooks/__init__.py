@@ -32,11 +32,8 @@ from .registry import webhook_handler, webhook_ordering_key, webhook_verifier
 from .verify import (
     InboundEvent,
     WebhookRejected,
-<<<<<<< HEAD
-    epoch_datetime,
-=======
     WebhookVerifier,
->>>>>>> main
+    epoch_datetime,
     hmac_sha256_hex,
     json_body,
     safe_headers,
