@@ -93,6 +93,13 @@ def on_checkout_session(event):
     payment = services.payment_for_stripe_object(session)
     if payment is None:
         return
+    if event.type == "checkout.session.completed" and services.money_mismatch(
+        payment=payment,
+        amount=session.get("amount_total"),
+        currency=session.get("currency"),
+        source=f"Checkout Session {session.get('id')}",
+    ):
+        return
     intent = session.get("payment_intent")
     intent = intent.get("id") if isinstance(intent, dict) else (intent or "")
     if event.type == "checkout.session.expired":
