@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "django_celery_beat",
     "django_prometheus",
+    "csp",
     "axes",
     "integrations",
     "integrations.audit",
@@ -59,6 +60,7 @@ MIDDLEWARE = [
     # A NUL in an /api/ query string is a JSON 400 before any filter sees it.
     "integrations.api.guards.QueryStringGuardMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, so a login lockout flagged anywhere inside becomes the 429 answer.
     "axes.middleware.AxesMiddleware",
