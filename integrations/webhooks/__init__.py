@@ -10,12 +10,9 @@ Public API for domain apps (see registry.py for a full example):
 - ``webhook_drain(*, provider)``: one batch (the drain task runs it); ``webhook_event_process(*, event_id)``
 - ``webhook_replay(*, event)``, ``webhook_mark_ignored(*, event)``: admin services
 - ``InboundEvent``, ``WebhookRejected``, ``WebhookIgnored``, ``WebhookPermanentError``
-<<<<<<< HEAD
-- helpers: ``safe_headers``, ``webhook_secret``, ``json_body``, ``epoch_datetime``, ``hmac_sha256_hex``, ``signatures_match``
-=======
 - ``WebhookVerifier``: the base every provider's verifier subclasses (shared checks, one status policy)
-- helpers: ``secrets_from``, ``safe_headers``, ``webhook_secret``, ``json_body``, ``hmac_sha256_hex``, ``signatures_match``
->>>>>>> main
+- helpers: ``secrets_from``, ``safe_headers``, ``webhook_secret``, ``json_body``, ``epoch_datetime``,
+  ``hmac_sha256_hex``, ``signatures_match``
 """
 
 from .inbox import receive_webhook, record_webhook, webhook_view
