@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.http import content_disposition_header
 
 from integrations.alerts import alert_raise
-from integrations.errors import DomainError, ProviderError, ProviderUnavailable, RateLimited
+from integrations.errors import CircuitOpen, DomainError, ProviderError, RateLimited
 from integrations.models import Alert
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
@@ -269,17 +269,17 @@ def version_scan(*, version_id):
         return "skipped"
 
     def scan(chunks):
-        return clamd.instream(chunks, url=settings.CLAMD_URL, timeout=settings.CLAMD_TIMEOUT_SECONDS)
+        return clamd.scan(chunks, owner=version.document.owner_id, related=version)
 
     try:
         result = backend_for(version.backend).read_into(
             version.storage_key, scan, owner=version.document.owner_id, related=version
         )
-    except clamd.ClamdError as exc:
-        transition(DocumentVersion, version_id, Scan.PENDING, frm=Scan.SCANNING, scan_detail=str(exc)[:255])
-        raise ProviderUnavailable("clamav", str(exc)) from exc
-    except (RateLimited, ProviderError):
-        transition(DocumentVersion, version_id, Scan.PENDING, frm=Scan.SCANNING)  # the task retries
+    except (RateLimited, ProviderError) as exc:
+        # The task retries; clamd's own failure (not an open circuit) is kept as the reason.
+        scanner_failed = exc.provider == clamd.PROVIDER and not isinstance(exc, CircuitOpen)
+        fields = {"scan_detail": str(exc)[:255]} if scanner_failed else {}
+        transition(DocumentVersion, version_id, Scan.PENDING, frm=Scan.SCANNING, **fields)
         raise
     if result.infected:
         if transition(
@@ -345,7 +345,9 @@ def version_quarantine(*, version_id):
 
 
 def version_scan_failed(*, version_id, error):
-    transition(DocumentVersion, version_id, Scan.ERROR, scan_detail=str(error)[:255])
+    # An open circuit only says clamd kept failing; the last real failure, kept in scan_detail, says why.
+    fields = {} if isinstance(error, CircuitOpen) else {"scan_detail": str(error)[:255]}
+    transition(DocumentVersion, version_id, Scan.ERROR, **fields)
 
 
 def version_rescan(*, version):

@@ -15,7 +15,7 @@ from ..models import Customer, Invoice, Payment, Subscription
 from ..providers import stripe as stripe_api
 from .customers import customer_ensure
 from .errors import InvalidTransition, InvoiceNotPayable
-from .notify import payment_failed_notify
+from .notify import payment_failed_notify_later
 
 # Stripe keeps an Idempotency-Key for 24 h; reuse an attempt only well within that.
 INTENT_REUSE_WINDOW = dt.timedelta(hours=23)
@@ -205,5 +205,5 @@ def stripe_invoice_apply(*, data, paid, occurred_at=None):
         changed = transition(Invoice, invoice.pk, Invoice.Status.FAILED)
         if changed:
             error = ((data.get("last_finalization_error") or {}).get("message")) or "the card was declined"
-            transaction.on_commit(lambda: payment_failed_notify(invoice_id=invoice.pk, reason=error))
+            payment_failed_notify_later(invoice_id=invoice.pk, reason=error)
     return invoice, changed

@@ -1,9 +1,16 @@
-"""Telling an invoice's owner that a payment failed."""
+"""Telling an invoice's owner that a payment failed: a task, so the send is retried and logged as a ProviderCall."""
 
-from django.conf import settings
-from django.core.mail import send_mail
+from integrations.email import mail_send
+from integrations.task_base import enqueue_on_commit
 
 from ..models import Invoice
+
+
+def payment_failed_notify_later(*, invoice_id, reason):
+    """Queue the notice once the transaction that recorded the failure commits."""
+    from ..tasks import payment_failed_notify as task
+
+    enqueue_on_commit(task, invoice_id, reason)
 
 
 def payment_failed_notify(*, invoice_id, reason):
@@ -12,14 +19,15 @@ def payment_failed_notify(*, invoice_id, reason):
     if invoice is None or not invoice.owner.email:
         return False
     amount = f"{invoice.amount / 100:.2f} {invoice.currency.upper()}"
-    send_mail(
+    mail_send(
         subject=f"Payment failed for invoice {invoice.number}",
         message=(
             f"Your payment of {amount} for invoice {invoice.number} did not go through.\n\n"
             f"Reason: {reason or 'the payment was declined'}.\n\n"
             "Please try again with another payment method; the invoice is still open."
         ),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=[invoice.owner.email],
+        to=[invoice.owner.email],
+        owner=invoice.owner_id,
+        related=invoice,
     )
     return True

@@ -1,6 +1,5 @@
 """What Stripe tells us about a payment (webhooks and reconciliation share these): status, fee, disputes."""
 
-from django.db import transaction
 from django.utils import timezone
 
 from integrations.alerts import alert_raise
@@ -10,7 +9,7 @@ from integrations.task_base import enqueue_on_commit
 
 from ..models import Invoice, Payment
 from ..providers import stripe as stripe_api
-from .notify import payment_failed_notify
+from .notify import payment_failed_notify_later
 
 INTENT_STATUS = {
     "requires_payment_method": Payment.Status.PENDING,
@@ -49,6 +48,31 @@ def payment_for_stripe_object(obj):
     return rows.filter(charge_id=charge).first() if charge else None
 
 
+def money_mismatch(*, payment, amount, currency, source):
+    """True, with a critical payment_anomaly alert, when Stripe's amount or currency is not the payment's.
+
+    A signed event is genuine, but it may be about the wrong money: a
+    PaymentIntent for 1 JPY carrying our metadata must not mark a 1,000.00 USD
+    invoice paid. Nothing is applied; staff look at the alert. A missing amount
+    or currency counts as a mismatch (it cannot be checked).
+    """
+    expected = (payment.amount, payment.currency.lower())
+    got = (amount, (currency or "").lower())
+    if got == expected:
+        return False
+    alert_raise(
+        kind=Alert.Kind.PAYMENT_ANOMALY,
+        provider="stripe",
+        severity=Alert.Severity.CRITICAL,
+        message=(
+            f"Stripe {source} for payment {payment.pk} (invoice {payment.invoice_id}) is for {got[0]} {got[1].upper()} "
+            f"(minor units), the invoice is {expected[0]} {expected[1].upper()}: not applied."
+        ),
+        dedupe_key=f"payment_anomaly:amount:{payment.pk}",
+    )
+    return True
+
+
 def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_message="", intent_id="", charge_id=""):
     """Move a payment (and its invoice) to what Stripe reports; True if anything changed.
 
@@ -74,9 +98,7 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
         enqueue_on_commit(payment_fee_record, payment.pk)
     elif to == Payment.Status.FAILED:
         transition(Invoice, invoice.pk, Invoice.Status.FAILED)
-        transaction.on_commit(
-            lambda: payment_failed_notify(invoice_id=invoice.pk, reason=failure_message or failure_code)
-        )
+        payment_failed_notify_later(invoice_id=invoice.pk, reason=failure_message or failure_code)
     return True
 
 
@@ -103,6 +125,13 @@ def payment_apply_intent(*, intent, occurred_at=None, forced_status=None):
     payment = payment_for_stripe_object(intent)
     if payment is None:
         return None, False
+    if money_mismatch(
+        payment=payment,
+        amount=intent.get("amount"),
+        currency=intent.get("currency"),
+        source=f"PaymentIntent {intent.get('id')}",
+    ):
+        return payment, False
     to = forced_status or INTENT_STATUS.get(intent.get("status"))
     error = intent.get("last_payment_error") or {}
     if forced_status is None and to == Payment.Status.PENDING and error:
