@@ -89,3 +89,26 @@ def test_the_local_code_list_knows_airports_and_metropolitan_areas():
     assert not airports.is_known("XQZ")
     assert {"LHR", "LGW"} <= airports.airports_of("LON")
     assert airports.describe("JFK")["time_zone"] == "America/New_York"
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("DUFFEL_COST_PER_SEARCH_USD", "five cents"),
+        ("DUFFEL_COST_PER_SEARCH_USD", "-1"),
+        ("TRAVEL_SEARCH_USER_RATE", "ten a minute"),
+        ("DUFFEL_OFFERS_PAGE_SIZE", "500"),
+    ],
+)
+def test_a_malformed_setting_stops_start_up_naming_it(name, value, monkeypatch):
+    import importlib
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    import config.settings.travel as travel_settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ImproperlyConfigured, match=name):
+        importlib.reload(travel_settings)
+    monkeypatch.delenv(name)
+    importlib.reload(travel_settings)
