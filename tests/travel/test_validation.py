@@ -112,3 +112,20 @@ def test_a_malformed_setting_stops_start_up_naming_it(name, value, monkeypatch):
         importlib.reload(travel_settings)
     monkeypatch.delenv(name)
     importlib.reload(travel_settings)
+
+
+def test_the_cost_per_search_setting_prices_each_offer_request(monkeypatch):
+    import importlib
+
+    import config.settings.travel as travel_settings
+    from config.settings._env import TABLE_DEFAULTS
+
+    monkeypatch.setenv("DUFFEL_COST_PER_SEARCH_USD", "0.005")
+    importlib.reload(travel_settings)
+    try:
+        prices = TABLE_DEFAULTS["PROVIDER_PRICES"]["duffel"]
+        assert prices["offer_request.create"] == {"per_call": "0.005"}
+        assert prices["*"] == {"per_call": "0"}  # listing offers and places are not searches
+    finally:
+        monkeypatch.delenv("DUFFEL_COST_PER_SEARCH_USD")
+        importlib.reload(travel_settings)
