@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# make run PORT=8010 HOST=0.0.0.0
-HOST ?= 127.0.0.1
+# make run PORT=8010 HOST=0.0.0.0. HOST ignores the environment on purpose: some shells
+# export HOST=<machine name>, which would put the dev hub on the network.
+HOST := 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run superuser test lint bench install install-dev check-python migrate lint-schema clean
@@ -23,6 +24,7 @@ install-dev: check-python
 # REDIS_URL are set; web + worker + beat in the foreground, Ctrl-C stops all (exit 0).
 run: STARTED := $(shell date +%s)
 run: install
+	@echo "Demo data for the staff console (once, development database only): $(PY) manage.py seed_demo"
 	@$(PY) scripts/dev_run.py --host $(HOST) --port $(PORT) --started $(STARTED)
 
 # A new password for the development admin (printed once, like the first one).

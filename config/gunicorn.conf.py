@@ -15,8 +15,14 @@ holds a coroutine, not a process (DESIGN.md, "One path for every outbound call")
 
 import os
 
-bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"]
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+
+def _env(name, default):
+    # An empty value (`HOST=` copied from .env.example) means "unset", not "bind to nothing".
+    return os.environ.get(name) or default
+
+
+bind = [f"{_env('HOST', '127.0.0.1')}:{_env('PORT', '8000')}"]
+workers = int(_env("WEB_CONCURRENCY", "2"))
 worker_class = "uvicorn_worker.UvicornWorker"
 
 # Import Django and every provider SDK once in the arbiter: a fresh worker
@@ -26,13 +32,13 @@ preload_app = True
 
 # Recycle workers now and then so a slow leak never grows without bound; the
 # jitter keeps all workers from restarting at the same moment.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "200"))
+max_requests = int(_env("GUNICORN_MAX_REQUESTS", "2000"))
+max_requests_jitter = int(_env("GUNICORN_MAX_REQUESTS_JITTER", "200"))
 
 # For uvicorn workers this is the heartbeat to the arbiter, not a request
 # deadline: the event loop notifies gunicorn while long streams are open.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+timeout = int(_env("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(_env("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
 
 # Gunicorn 23+ opens a control socket at one fixed path per user
@@ -43,4 +49,4 @@ control_socket_disable = True
 # Logs to stdout/stderr for the container runtime or the terminal to collect.
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+loglevel = _env("GUNICORN_LOG_LEVEL", "info")

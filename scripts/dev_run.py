@@ -59,6 +59,7 @@ def parse_procfile(path):
 def dev_environment(host, port):
     env = dict(os.environ)
     env.setdefault("DJANGO_ENV_FILE", ENV_FILE)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     env.update(
         HOST=host,
         PORT=str(port),
@@ -74,9 +75,18 @@ def dev_environment(host, port):
     return env
 
 
-def manage(env, *args):
-    if subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env).returncode != 0:
-        raise SystemExit(f"manage.py {' '.join(args)} failed (see above)")
+def prepare():
+    """Migrations and the dev admin in one process (run as `dev_run.py --prepare`): Django and every
+    provider SDK are imported once, not once per manage.py command, which is seconds on a busy machine."""
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    say("database: applying migrations")
+    call_command("migrate", interactive=False, verbosity=1)
+    say("dev admin")
+    call_command("dev_admin")
 
 
 class Foreground:
@@ -212,18 +222,21 @@ def main(argv=None):
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--procfile", default="Procfile.dev")
+    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--started", type=float, help="epoch seconds when `make run` began (for the ready line)")
     args = parser.parse_args(argv)
     started = args.started or time.time()
     os.chdir(ROOT)
     env = dev_environment(args.host, args.port)
 
+    if args.prepare:
+        prepare()
+        return 0
+
     say(f"development secrets: {ENV_FILE}")
     subprocess.run([sys.executable, "scripts/dev_env.py", ENV_FILE], cwd=ROOT, check=True)
-    say("database: applying migrations")
-    manage(env, "migrate", "--noinput", "--verbosity", "1")
-    say("dev admin")
-    manage(env, "dev_admin")
+    if subprocess.run([sys.executable, __file__, "--prepare"], cwd=ROOT, env=env).returncode != 0:
+        raise SystemExit("preparing the database failed (see above)")
 
     stopping = False
 

@@ -29,7 +29,7 @@ def check_web():
     first = (os.environ.get("ALLOWED_HOSTS", "") or "localhost").split(",")[0].strip()
     host = "localhost" if first in {"", "*"} else first.lstrip(".")
     request = urllib.request.Request(
-        f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/readyz",
+        f"http://127.0.0.1:{os.environ.get('PORT') or '8000'}/readyz",
         headers={"Host": host, "X-Forwarded-Proto": "https"},
     )
     try:

@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc assets served by the hub: /api/docs/ works offline
     "corsheaders",
     "django_celery_beat",
     "django_prometheus",
@@ -34,12 +35,15 @@ INSTALLED_APPS = [
     "payments",
     "documents",
     "messaging",
+    "messaging.mail",
     "ai",
     "scheduling",
     "travel",
 ]
 
 MIDDLEWARE = [
+    # First: provider callbacks under /webhooks/ run through WEBHOOK_MIDDLEWARE only (the lean ack path).
+    "integrations.webhooks.fastpath.WebhookFastPathMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "integrations.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -144,6 +148,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The one place where the platform talks to providers: payments, documents, messaging, AI, scheduling, travel.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from the pinned drf-spectacular-sidecar package, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Several models have a `status` with different choices: one named enum each.
     "ENUM_NAME_OVERRIDES": {

@@ -50,12 +50,22 @@ CELERY_BEAT_SCHEDULE = {
 # --- Webhook inbox (integrations.webhooks) ----------------------------------
 # Bodies above this many bytes are refused with 413 before anything parses them.
 WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=1024 * 1024)
+# Requests under this prefix skip every middleware but WEBHOOK_MIDDLEWARE (integrations.webhooks.fastpath):
+# providers need no session, user, CSRF, CORS or lockout, and each delivery's CPU is the inbox's throughput.
+WEBHOOK_FAST_PATH_PREFIX = "/webhooks/"
+WEBHOOK_MIDDLEWARE = ["integrations.middleware.RequestIdMiddleware"]
 # Handler attempts per event before it is left `failed` and an alert is raised.
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
 # Retry delay: full jitter over min(MAX, BASE * 2**(attempt-1)) seconds.
 WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=10)
 WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=3600)
-# An event whose processing is this overdue is enqueued again by the beat task.
+# Drains: events claimed per batch (one transaction, a savepoint per handler), the time after which a
+# batch stops taking new events and leaves the rest to the next drain, and how long a "drain queued" flag
+# in Redis suppresses queueing another drain for the same provider.
+WEBHOOK_DRAIN_BATCH_SIZE = env.int("WEBHOOK_DRAIN_BATCH_SIZE", default=100)
+WEBHOOK_DRAIN_MAX_SECONDS = env.float("WEBHOOK_DRAIN_MAX_SECONDS", default=5.0)
+WEBHOOK_DRAIN_COALESCE_SECONDS = env.float("WEBHOOK_DRAIN_COALESCE_SECONDS", default=10.0)
+# An event whose processing is this overdue makes the beat task queue a drain of its provider.
 WEBHOOK_REQUEUE_AFTER_SECONDS = env.int("WEBHOOK_REQUEUE_AFTER_SECONDS", default=120)
 WEBHOOK_REQUEUE_INTERVAL_SECONDS = env.int("WEBHOOK_REQUEUE_INTERVAL_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE["integrations.webhook_requeue_stale"] = {

@@ -1,5 +1,5 @@
 from .alerts import Alert, Budget
-from .calls import LATENCY_BUCKETS_MS, ProviderCall, UsageRollup
+from .calls import LATENCY_BOUNDS_MS, ProviderCall, ProviderRollup, UsageRollup
 from .credentials import Connection, OAuthState
 from .health import WorkerHeartbeat
 from .idempotency import IdempotencyRecord
@@ -12,9 +12,10 @@ __all__ = [
     "Budget",
     "Connection",
     "IdempotencyRecord",
-    "LATENCY_BUCKETS_MS",
+    "LATENCY_BOUNDS_MS",
     "OAuthState",
     "ProviderCall",
+    "ProviderRollup",
     "UsageRollup",
     "WebhookEvent",
     "WorkerHeartbeat",

@@ -4,29 +4,35 @@ Public API for domain apps (see registry.py for a full example):
 
 - ``@webhook_verifier(provider)``: verify(request) -> InboundEvent for POST /webhooks/<provider>/
 - ``@webhook_handler(provider, *types)``: handler(event) run by the worker ("*" = fallback)
+- ``@webhook_ordering_key(provider)``: key(payload) -> the object an event is about (per-object ordering)
 - ``receive_webhook(request, *, provider, verify, respond=None)`` / ``webhook_view(...)``: custom routes
 - ``record_webhook(*, provider, inbound) -> (event, created)``: store-and-respond views (Twilio voice)
+- ``webhook_drain(*, provider)``: one batch (the drain task runs it); ``webhook_event_process(*, event_id)``
 - ``webhook_replay(*, event)``, ``webhook_mark_ignored(*, event)``: admin services
 - ``InboundEvent``, ``WebhookRejected``, ``WebhookIgnored``, ``WebhookPermanentError``
-- helpers: ``safe_headers``, ``webhook_secret``, ``json_body``, ``hmac_sha256_hex``, ``signatures_match``
+- ``WebhookVerifier``: the base every provider's verifier subclasses (shared checks, one status policy)
+- helpers: ``secrets_from``, ``safe_headers``, ``webhook_secret``, ``json_body``, ``hmac_sha256_hex``, ``signatures_match``
 """
 
 from .inbox import receive_webhook, record_webhook, webhook_view
 from .processing import (
     WebhookIgnored,
     WebhookPermanentError,
+    webhook_drain,
     webhook_event_process,
     webhook_mark_ignored,
     webhook_replay,
     webhook_requeue_stale,
 )
-from .registry import webhook_handler, webhook_verifier
+from .registry import webhook_handler, webhook_ordering_key, webhook_verifier
 from .verify import (
     InboundEvent,
     WebhookRejected,
+    WebhookVerifier,
     hmac_sha256_hex,
     json_body,
     safe_headers,
+    secrets_from,
     signatures_match,
     webhook_secret,
 )
@@ -36,15 +42,19 @@ __all__ = [
     "WebhookIgnored",
     "WebhookPermanentError",
     "WebhookRejected",
+    "WebhookVerifier",
     "hmac_sha256_hex",
     "json_body",
     "receive_webhook",
     "record_webhook",
     "safe_headers",
+    "secrets_from",
     "signatures_match",
+    "webhook_drain",
     "webhook_event_process",
     "webhook_handler",
     "webhook_mark_ignored",
+    "webhook_ordering_key",
     "webhook_replay",
     "webhook_requeue_stale",
     "webhook_secret",

@@ -159,6 +159,11 @@ class TestGunicornConfig:
         assert conf["bind"] == ["0.0.0.0:8010"]
         assert conf["workers"] == 3
 
+    def test_empty_values_copied_from_env_example_mean_the_defaults(self, monkeypatch):
+        conf = self._load(monkeypatch, HOST="", PORT="", WEB_CONCURRENCY="")
+        assert conf["bind"] == ["127.0.0.1:8000"]
+        assert conf["workers"] == 2
+
     def test_defaults_are_loopback_and_asgi(self, monkeypatch):
         conf = self._load(monkeypatch)
         assert conf["bind"] == ["127.0.0.1:8000"]
