@@ -1,5 +1,8 @@
 from django.contrib import admin
 
+from integrations.actions import each_row
+
+from . import services
 from .models import PricePoint, PriceWatch
 
 
@@ -37,7 +40,10 @@ class PriceWatchAdmin(admin.ModelAdmin):
     search_fields = ["origin", "destination", "owner__username"]
     raw_id_fields = ["owner"]
     list_select_related = ["owner"]
+    actions = ["pause", "resume", "cancel"]
     readonly_fields = [
+        # The state machine moves only through the actions below (integrations.states), never a form field.
+        "status",
         "last_price",
         "reference_price",
         "currency",
@@ -49,3 +55,19 @@ class PriceWatchAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     inlines = [PricePointInline]
+
+    def _move(self, request, queryset, to, verb):
+        done = each_row(self, request, queryset, lambda watch: services.watch_set_status(watch=watch, to=to))
+        self.message_user(request, f"{done} watch(es) {verb}.")
+
+    @admin.action(description="Pause selected watches")
+    def pause(self, request, queryset):
+        self._move(request, queryset, PriceWatch.Status.PAUSED, "paused")
+
+    @admin.action(description="Resume selected watches")
+    def resume(self, request, queryset):
+        self._move(request, queryset, PriceWatch.Status.ACTIVE, "resumed")
+
+    @admin.action(description="Cancel selected watches")
+    def cancel(self, request, queryset):
+        self._move(request, queryset, PriceWatch.Status.CANCELLED, "cancelled")

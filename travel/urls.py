@@ -10,4 +10,6 @@ urlpatterns = [
     path("places/", views.PlacesView.as_view(), name="places"),
     path("watches/", views.WatchListCreateView.as_view(), name="watch-list"),
     path("watches/<int:pk>/", views.WatchDetailView.as_view(), name="watch-detail"),
+    path("watches/<int:pk>/pause/", views.WatchPauseView.as_view(), name="watch-pause"),
+    path("watches/<int:pk>/resume/", views.WatchResumeView.as_view(), name="watch-resume"),
 ]

@@ -110,3 +110,23 @@ class WatchDetailView(APIView):
     def delete(self, request, pk):
         services.watch_cancel(user=request.user, watch_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WatchPauseView(APIView):
+    """Stop re-searching a watch for now (its history is kept)."""
+
+    @extend_schema(request=None, responses=WatchSerializer)
+    def post(self, request, pk):
+        watch = services.watch_get(user=request.user, watch_id=pk)
+        services.watch_set_status(watch=watch, to=PriceWatch.Status.PAUSED)
+        return Response(WatchSerializer(watch).data)
+
+
+class WatchResumeView(APIView):
+    """Re-search a paused watch again, from its next slot of the hour."""
+
+    @extend_schema(request=None, responses=WatchSerializer)
+    def post(self, request, pk):
+        watch = services.watch_get(user=request.user, watch_id=pk)
+        services.watch_set_status(watch=watch, to=PriceWatch.Status.ACTIVE)
+        return Response(WatchSerializer(watch).data)

@@ -1,5 +1,8 @@
 """Flights (Duffel): search, cache, pacing, price watches."""
 
+import re
+from decimal import Decimal, InvalidOperation
+
 from django.core.exceptions import ImproperlyConfigured
 
 from ._env import env, provider_defaults
@@ -25,6 +28,13 @@ if not 0 <= DUFFEL_OFFERS_PAGE_SIZE <= 200:
 # (1,500 searches per booked order); searches beyond it are billed as excess searches
 # (duffel.com/pricing). Set your effective price per search to see it on each ProviderCall.
 DUFFEL_COST_PER_SEARCH_USD = env.str("DUFFEL_COST_PER_SEARCH_USD", default="0")
+try:
+    if Decimal(DUFFEL_COST_PER_SEARCH_USD) < 0:
+        raise InvalidOperation
+except InvalidOperation:
+    raise ImproperlyConfigured(
+        f"DUFFEL_COST_PER_SEARCH_USD must be a non-negative decimal such as 0.005, got {DUFFEL_COST_PER_SEARCH_USD!r}"
+    ) from None
 # When fewer than this share of the window's requests remain (`ratelimit-remaining` /
 # `ratelimit-limit`), the hub spreads the rest evenly until `ratelimit-reset`.
 DUFFEL_PACE_BELOW_FRACTION = env.float("DUFFEL_PACE_BELOW_FRACTION", default=0.2)
@@ -56,6 +66,9 @@ TRAVEL_PAGE_SIZE = env.int("TRAVEL_PAGE_SIZE", default=50)
 # Inbound limit per user on searches and place suggestions (django-ratelimit rate).
 TRAVEL_SEARCH_USER_RATE = env.str("TRAVEL_SEARCH_USER_RATE", default="10/m")
 TRAVEL_PLACES_USER_RATE = env.str("TRAVEL_PLACES_USER_RATE", default="60/m")
+for _name in ("TRAVEL_SEARCH_USER_RATE", "TRAVEL_PLACES_USER_RATE"):
+    if not re.fullmatch(r"\d+/\d*[smhd]", globals()[_name]):
+        raise ImproperlyConfigured(f"{_name} must be a rate such as 10/m, got {globals()[_name]!r}")
 
 # --- Price watches -------------------------------------------------------------------
 # Each active watch is searched again this often, at its own minute of the hour.
@@ -70,7 +83,8 @@ TRAVEL_WATCH_MAX_RANGE_DAYS = env.int("TRAVEL_WATCH_MAX_RANGE_DAYS", default=14)
 TRAVEL_WATCH_MAX_PER_USER = env.int("TRAVEL_WATCH_MAX_PER_USER", default=20)
 # The sweeper runs every minute and enqueues the watches that are due (within the budget).
 CELERY_BEAT_SCHEDULE["travel.watch_check_due"] = {"task": "travel.watch_check_due", "schedule": 60.0}
-LOGGING["filters"]["routine_tasks"]["tasks"].append("travel.watch_check_due")  # every minute: DEBUG, not INFO
+if "travel.watch_check_due" not in LOGGING["filters"]["routine_tasks"]["tasks"]:
+    LOGGING["filters"]["routine_tasks"]["tasks"].append("travel.watch_check_due")  # every minute: DEBUG, not INFO
 
 # The OpenAPI schema names the watch states' enum (every model has a `status`).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["PriceWatchStatusEnum"] = "travel.models.PriceWatch.Status"

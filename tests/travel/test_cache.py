@@ -105,15 +105,25 @@ def test_the_cache_entry_lives_no_longer_than_its_latest_offer(user_client, duff
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_eight_concurrent_identical_searches_make_one_provider_call(user, client_for, duffel):
-    duffel.delay = 0.3  # the provider is slow enough for all eight to arrive while it works
+    duffel.delay = 1.5  # the provider is slow enough for all eight to arrive while it works, even on a busy machine
     clients = [client_for(user) for _ in range(8)]
+    for c in clients:
+        # Each test client builds its middleware on its first request; django-prometheus registers its
+        # metrics then, and eight threads doing that at once collide. Build them one by one first.
+        c.get("/healthz")
     barrier = threading.Barrier(8)
     answers = [None] * 8
+    errors = []
 
     def run(i):
         try:
+            # Open this thread's database connection (token auth) before the start line, so all eight
+            # reach the search together even when a busy machine makes connecting slow.
+            clients[i].get("/api/v1/travel/watches/")
             barrier.wait()
             answers[i] = search(clients[i], one_way())
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(repr(exc))
         finally:
             connection.close()
 
@@ -121,7 +131,8 @@ def test_eight_concurrent_identical_searches_make_one_provider_call(user, client
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(60)
+    assert errors == []
     assert [a.status_code for a in answers] == [200] * 8
     assert _posts(duffel) == 1
     assert ProviderCall.objects.filter(provider="duffel").count() == 1
@@ -133,7 +144,7 @@ def test_eight_concurrent_identical_searches_make_one_provider_call(user, client
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_searches_share_the_providers_refusal_instead_of_repeating_it(user, client_for, duffel):
-    duffel.delay = 0.3
+    duffel.delay = 1.5
     duffel.fail_next(
         500,
         {
@@ -142,11 +153,14 @@ def test_concurrent_searches_share_the_providers_refusal_instead_of_repeating_it
         },
     )
     clients = [client_for(user) for _ in range(4)]
+    for c in clients:
+        c.get("/healthz")  # middleware built one by one (see above)
     barrier = threading.Barrier(4)
     codes = [None] * 4
 
     def run(i):
         try:
+            clients[i].get("/api/v1/travel/watches/")  # this thread's connection first (see above)
             barrier.wait()
             codes[i] = search(clients[i], one_way()).status_code
         finally:

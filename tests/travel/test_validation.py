@@ -89,3 +89,43 @@ def test_the_local_code_list_knows_airports_and_metropolitan_areas():
     assert not airports.is_known("XQZ")
     assert {"LHR", "LGW"} <= airports.airports_of("LON")
     assert airports.describe("JFK")["time_zone"] == "America/New_York"
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("DUFFEL_COST_PER_SEARCH_USD", "five cents"),
+        ("DUFFEL_COST_PER_SEARCH_USD", "-1"),
+        ("TRAVEL_SEARCH_USER_RATE", "ten a minute"),
+        ("DUFFEL_OFFERS_PAGE_SIZE", "500"),
+    ],
+)
+def test_a_malformed_setting_stops_start_up_naming_it(name, value, monkeypatch):
+    import importlib
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    import config.settings.travel as travel_settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ImproperlyConfigured, match=name):
+        importlib.reload(travel_settings)
+    monkeypatch.delenv(name)
+    importlib.reload(travel_settings)
+
+
+def test_the_cost_per_search_setting_prices_each_offer_request(monkeypatch):
+    import importlib
+
+    import config.settings.travel as travel_settings
+    from config.settings._env import TABLE_DEFAULTS
+
+    monkeypatch.setenv("DUFFEL_COST_PER_SEARCH_USD", "0.005")
+    importlib.reload(travel_settings)
+    try:
+        prices = TABLE_DEFAULTS["PROVIDER_PRICES"]["duffel"]
+        assert prices["offer_request.create"] == {"per_call": "0.005"}
+        assert prices["*"] == {"per_call": "0"}  # listing offers and places are not searches
+    finally:
+        monkeypatch.delenv("DUFFEL_COST_PER_SEARCH_USD")
+        importlib.reload(travel_settings)

@@ -286,3 +286,38 @@ def test_an_expired_or_cancelled_watch_never_comes_back():
     watch = WatchFactory(status="expired")
     with pytest.raises(IllegalTransition):
         transition(PriceWatch, watch.pk, "active", strict=True)
+
+
+def test_the_owner_pauses_and_resumes_a_watch(user_client, user, duffel):
+    watch = WatchFactory(owner=user)
+    r = user_client.post(f"/api/v1/travel/watches/{watch.pk}/pause/")
+    assert r.status_code == 200 and r.json()["status"] == "paused"
+    assert services.watch_check(watch_id=watch.pk) == "skipped"
+    r = user_client.post(f"/api/v1/travel/watches/{watch.pk}/resume/")
+    assert r.status_code == 200 and r.json()["status"] == "active"
+    watch.refresh_from_db()
+    assert watch.next_check_at <= timezone.now() + dt.timedelta(hours=1, seconds=5)  # back on its slot, within the hour
+    assert duffel.requests == []
+
+
+def test_a_cancelled_watch_cannot_resume_and_another_users_is_404(user_client, user, other_user, duffel):
+    watch = WatchFactory(owner=user, status="cancelled")
+    r = user_client.post(f"/api/v1/travel/watches/{watch.pk}/resume/")
+    assert r.status_code == 409 and r.json()["error"] == "illegal_transition"
+    theirs = WatchFactory(owner=other_user)
+    assert user_client.post(f"/api/v1/travel/watches/{theirs.pk}/pause/").status_code == 404
+
+
+def test_staff_pause_watches_from_admin_through_the_state_machine(client, staff_user):
+    active, cancelled = WatchFactory(), WatchFactory(status="cancelled")
+    client.force_login(staff_user)
+    r = client.post(
+        "/admin/travel/pricewatch/",
+        {"action": "pause", "_selected_action": [active.pk, cancelled.pk]},
+        follow=True,
+    )
+    assert r.status_code == 200
+    active.refresh_from_db(), cancelled.refresh_from_db()
+    assert (active.status, cancelled.status) == ("paused", "cancelled")
+    assert "1 watch(es) paused" in r.content.decode()
+    assert "cannot become paused" in r.content.decode()

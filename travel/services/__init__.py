@@ -10,6 +10,7 @@ from .watches import (
     watch_create,
     watch_get,
     watch_history,
+    watch_set_status,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "watch_create",
     "watch_get",
     "watch_history",
+    "watch_set_status",
 ]

@@ -34,7 +34,7 @@ from integrations.alerts import alert_raise
 from integrations.errors import DomainError, ProviderUnavailable
 from integrations.models import Alert
 from integrations.registry import require
-from integrations.states import transition
+from integrations.states import IllegalTransition, transition
 from integrations.task_base import enqueue_on_commit
 
 from ..models import PricePoint, PriceWatch
@@ -97,10 +97,31 @@ def watch_create(*, user, params):
     return watch
 
 
+def watch_set_status(*, watch, to):
+    """Pause, resume or cancel a watch (owner through the API, staff through admin).
+
+    A move the state machine does not allow (resuming an expired watch) is a 409.
+    Resuming puts the watch back on its own slot of the hour, not at once.
+    """
+    fields = {}
+    if to == Status.ACTIVE:
+        if watch.last_departure < timezone.now().date():
+            transition(PriceWatch, watch.pk, Status.EXPIRED)
+            raise DomainError(409, "watch_expired", "This watch's departure dates have passed; it cannot resume.")
+        fields["next_check_at"] = next_check_after(
+            watch.pk, timezone.now() - timedelta(minutes=settings.TRAVEL_WATCH_INTERVAL_MINUTES)
+        )
+    try:
+        moved = transition(PriceWatch, watch.pk, to, strict=True, **fields)
+    except IllegalTransition:
+        raise DomainError(409, "illegal_transition", f"A watch that is {watch.status} cannot become {to}.") from None
+    watch.refresh_from_db()
+    return moved
+
+
 def watch_cancel(*, user, watch_id):
     watch = watch_get(user=user, watch_id=watch_id)
-    transition(PriceWatch, watch.pk, Status.CANCELLED)
-    watch.refresh_from_db()
+    watch_set_status(watch=watch, to=Status.CANCELLED)
     return watch
 
 
