@@ -347,6 +347,16 @@ def _counts(results):
     return f"{received} / {duplicate} / {sum(results.values()) - received - duplicate}"
 
 
+def _configs():
+    """Every configuration; the ASGI rows only where the web server's psycopg pool exists (DATABASE_POOL):
+    without it each ASGI request opens a connection of its own and PostgreSQL runs out of them."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg_pool") is not None:
+        return CONFIGS
+    return [c for c in CONFIGS if c[1] != ASGI]
+
+
 def run():
     reason = common.setup()
     if reason:
@@ -357,8 +367,9 @@ def run():
     # httpx logs every request at INFO (the bench settings keep production's INFO): not the generator's job.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     where = common.where()
-    results = [_one_config(*config, seed=10 * i) for i, config in enumerate(CONFIGS)]
-    for r, config in zip(results, CONFIGS, strict=True):
+    configs = _configs()
+    results = [_one_config(*config, seed=10 * i) for i, config in enumerate(configs)]
+    for r, config in zip(results, configs, strict=True):
         r["worker_during_load"] = config[4]
 
     rows, checks = [], []
@@ -422,8 +433,7 @@ def run():
         f"{PACED_SECONDS} s at {TARGET_ACKS}/s, on a fixed schedule (open loop, latency from each delivery's scheduled time, up to "
         f"{PACED_MAX_CONNECTIONS} connections). {DUPLICATE_SHARE:.0%} of deliveries in each phase are duplicates, "
         f"shuffled in. The load generator is a minimal asyncio HTTP/1.1 client with keep-alive (bench_inbox.RawHTTP; "
-        f"gunicorn's sync workers close each connection), except in the httpx row, which shows what "
-        f"httpx.AsyncClient's own CPU costs on the same two cores. "
+        f"gunicorn's sync workers close each connection). "
         f"gunicorn serves config.asgi with uvicorn workers (the production server, config/gunicorn.conf.py) or "
         f"config.wsgi (gthread, sync) on 127.0.0.1 with the bench settings (DEBUG off, INFO JSON logging as in "
         f"production); {where}. Celery worker: prefork, concurrency 2, INFO logging; it drains in batches.",

@@ -317,9 +317,7 @@ def _hub_side(run, stripe_port):
     paced_ids = [i for i in paced_ids if any(i.encode() in b for b in paced)]
     out = {"side": "hub"}
     with (
-        common.gunicorn(
-            workers=2, worker_class="uvicorn_worker.UvicornWorker", app="config.asgi:application"
-        ) as server,
+        common.gunicorn(workers=2, worker_class="gthread", threads=4) as server,
         # Below gunicorn's CPU priority: on shared cores acks come first (providers time out), processing catches up.
         common.celery_worker(concurrency=2, queues="default,payments", loglevel="WARNING", nice=10) as worker,
     ):
