@@ -20,7 +20,9 @@ database transaction, so a second run of any event would show).
 """
 
 import asyncio
+import contextlib
 import json
+import os
 import random
 import socket
 import time
@@ -42,12 +44,23 @@ TARGET_ACKS = 400
 TARGET_P99_MS = 100
 HALF_RATE = TARGET_ACKS // 2
 PATH = "/webhooks/benchhook/"
-# (label, worker class, workers, threads, Celery worker running during the load, load generator client)
+ASGI = "uvicorn_worker.UvicornWorker"  # what config/gunicorn.conf.py runs in production (config.asgi)
+# (label, worker class, workers, threads, Celery worker running during the load, load generator client, env)
 CONFIGS = [
-    ("sync, 3 workers", "sync", 3, 1, False, "raw"),
-    ("gthread, 2 workers x 4 threads", "gthread", 2, 4, False, "raw"),
-    ("gthread, 2 workers x 4 threads; httpx load generator", "gthread", 2, 4, False, "httpx"),
-    ("gthread, 2 workers x 4 threads + Celery worker running", "gthread", 2, 4, True, "raw"),
+    # DATABASE_POOL as config/gunicorn.conf.py sets it: under ASGI each request runs in a thread of its own.
+    ("ASGI (production server): uvicorn workers x 2", ASGI, 2, 1, False, "raw", {"DATABASE_POOL": "true"}),
+    ("gthread, 2 workers x 4 threads", "gthread", 2, 4, False, "raw", {}),
+    (
+        "gthread, 2 workers x 4 threads; full middleware chain (WEBHOOK_FAST_PATH_PREFIX empty)",
+        "gthread",
+        2,
+        4,
+        False,
+        "raw",
+        {"WEBHOOK_FAST_PATH_PREFIX": ""},
+    ),
+    ("sync, 3 workers", "sync", 3, 1, False, "raw", {}),
+    ("ASGI: uvicorn workers x 2 + Celery worker running", ASGI, 2, 1, True, "raw", {"DATABASE_POOL": "true"}),
 ]
 
 
@@ -263,7 +276,21 @@ def _phase(elapsed, latencies, results, cpu_s):
     }
 
 
-def _one_config(label, worker_class, workers, threads, worker_during_load, client_kind, seed):
+@contextlib.contextmanager
+def _environ(values):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _one_config(label, worker_class, workers, threads, worker_during_load, client_kind, env, seed):
     prefix = f"b{uuid.uuid4().hex[:8]}"
     _reset()
     warm = _deliveries(f"{prefix}w", WARMUP, 0, seed)
@@ -273,7 +300,11 @@ def _one_config(label, worker_class, workers, threads, worker_during_load, clien
     unique_ids = sorted({d[0] for d in warm + saturation + half + paced})
     result = {"label": label, "unique": len(unique_ids)}
     worker_cm = common.celery_worker(concurrency=2) if worker_during_load else None
-    with common.gunicorn(workers=workers, worker_class=worker_class, threads=threads) as server:
+    app = "config.asgi:application" if worker_class == ASGI else "config.wsgi:application"
+    with (
+        _environ(env),  # the server's processes read it at start
+        common.gunicorn(workers=workers, worker_class=worker_class, threads=threads, app=app) as server,
+    ):
         groups = {"gunicorn": server.pgid}
         if worker_cm is not None:
             worker = worker_cm.__enter__()
@@ -316,6 +347,16 @@ def _counts(results):
     return f"{received} / {duplicate} / {sum(results.values()) - received - duplicate}"
 
 
+def _configs():
+    """Every configuration; the ASGI rows only where the web server's psycopg pool exists (DATABASE_POOL):
+    without it each ASGI request opens a connection of its own and PostgreSQL runs out of them."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg_pool") is not None:
+        return CONFIGS
+    return [c for c in CONFIGS if c[1] != ASGI]
+
+
 def run():
     reason = common.setup()
     if reason:
@@ -326,8 +367,9 @@ def run():
     # httpx logs every request at INFO (the bench settings keep production's INFO): not the generator's job.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     where = common.where()
-    results = [_one_config(*config, seed=10 * i) for i, config in enumerate(CONFIGS)]
-    for r, config in zip(results, CONFIGS, strict=True):
+    configs = _configs()
+    results = [_one_config(*config, seed=10 * i) for i, config in enumerate(configs)]
+    for r, config in zip(results, configs, strict=True):
         r["worker_during_load"] = config[4]
 
     rows, checks = [], []
@@ -391,10 +433,10 @@ def run():
         f"{PACED_SECONDS} s at {TARGET_ACKS}/s, on a fixed schedule (open loop, latency from each delivery's scheduled time, up to "
         f"{PACED_MAX_CONNECTIONS} connections). {DUPLICATE_SHARE:.0%} of deliveries in each phase are duplicates, "
         f"shuffled in. The load generator is a minimal asyncio HTTP/1.1 client with keep-alive (bench_inbox.RawHTTP; "
-        f"gunicorn's sync workers close each connection), except in the httpx row, which shows what "
-        f"httpx.AsyncClient's own CPU costs on the same two cores. "
-        f"gunicorn serves config.wsgi on 127.0.0.1 with the bench settings (DEBUG off, INFO JSON logging as in "
-        f"production); {where}. Celery worker: prefork, concurrency 2, INFO logging.",
+        f"gunicorn's sync workers close each connection). "
+        f"gunicorn serves config.asgi with uvicorn workers (the production server, config/gunicorn.conf.py) or "
+        f"config.wsgi (gthread, sync) on 127.0.0.1 with the bench settings (DEBUG off, INFO JSON logging as in "
+        f"production); {where}. Celery worker: prefork, concurrency 2, INFO logging; it drains in batches.",
         "",
         f"**The machine has {os.cpu_count()} cores, shared by gunicorn, the Celery worker (where running), the load "
         "generator (same machine, its CPU is part of the figure), PostgreSQL and Redis**, and on this shared "

@@ -247,10 +247,26 @@ class CpuMeter:
 # --- Child processes ---------------------------------------------------------
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port on 127.0.0.1: within BENCH_PORT_RANGE ("18300-18399") when set (a shared machine hands each
+    engineer a range), else any the kernel picks."""
+    low, _, high = os.environ.get("BENCH_PORT_RANGE", "").partition("-")
+    candidates = range(int(low), int(high) + 1) if low and high else [0]
+    for port in candidates:
+        if port in _handed_out:
+            continue  # given to a server that may not have bound it yet
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            if port:
+                _handed_out.add(port)
+            return s.getsockname()[1]
+    raise RuntimeError(f"no free port in BENCH_PORT_RANGE={os.environ['BENCH_PORT_RANGE']}")
 
 
 class Child:
@@ -292,14 +308,15 @@ class Child:
 
 
 @contextlib.contextmanager
-def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=30, port=None):
-    """Serve config.wsgi on 127.0.0.1 with the bench settings; once /healthz answers, yields .url and .pgid.
+def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=30, port=None, app="config.wsgi:application"):
+    """Serve `app` (config.wsgi; config.asgi with worker_class="uvicorn_worker.UvicornWorker", as production runs)
+    on 127.0.0.1 with the bench settings; once /healthz answers, yields .url and .pgid.
 
     `port`: a fixed port (a shared machine may hand each engineer a range); default any free one."""
     port = port or free_port()
     argv = [
         str(BIN / "gunicorn"),
-        "config.wsgi:application",
+        app,
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
@@ -344,17 +361,22 @@ def _wait_http(child, url, timeout, hits=1):
 
 
 @contextlib.contextmanager
-def celery_worker(*, concurrency=2, queues="default", loglevel="INFO", pool="prefork", ready_timeout=60):
+def celery_worker(
+    *, concurrency=2, queues="default", loglevel="INFO", pool="prefork", ready_timeout=60, nice=0, hostname=None
+):
     """A Celery worker (prefork) on the bench settings; yields .ready_s (seconds until ready) and .pgid.
+
+    `nice` > 0 runs it below the web server's CPU priority (acks first, processing catches up).
 
     Ready means the worker stamped its WorkerHeartbeat row (integrations.signals
     does on worker_ready), the hub's own signal that a worker is consuming.
     """
     from integrations.models import WorkerHeartbeat
 
-    hostname = f"bench-{os.getpid()}@{socket.gethostname()}"
+    hostname = hostname or f"bench-{os.getpid()}@{socket.gethostname()}"
     WorkerHeartbeat.objects.filter(hostname=hostname).delete()
     argv = [
+        *(["nice", "-n", str(nice)] if nice else []),
         str(BIN / "celery"),
         "-A",
         "config",

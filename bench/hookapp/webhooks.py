@@ -25,3 +25,21 @@ webhook_verifier(PROVIDER)(verify)
 @webhook_handler(PROVIDER, EVENT_TYPE)
 def on_thing_updated(event):
     get_client().hincrby(handled_key(), event.event_id, 1)
+
+
+def count_stripe_handlers(count_key):
+    """Wrap every registered Stripe handler: after its batch commits, HINCRBY count_key <event id> 1."""
+    from django.db import transaction
+
+    from integrations.webhooks.registry import HANDLERS
+
+    def counted(handler):
+        def run(event):
+            handler(event)
+            transaction.on_commit(lambda: get_client().hincrby(count_key, event.event_id, 1))
+
+        return run
+
+    for (provider, event_type), handler in list(HANDLERS.items()):
+        if provider == "stripe":
+            HANDLERS[(provider, event_type)] = counted(handler)

@@ -52,7 +52,7 @@ CELERY_BEAT_SCHEDULE = {
 WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=1024 * 1024)
 # Requests under this prefix skip every middleware but WEBHOOK_MIDDLEWARE (integrations.webhooks.fastpath):
 # providers need no session, user, CSRF, CORS or lockout, and each delivery's CPU is the inbox's throughput.
-WEBHOOK_FAST_PATH_PREFIX = "/webhooks/"
+WEBHOOK_FAST_PATH_PREFIX = env.str("WEBHOOK_FAST_PATH_PREFIX", default="/webhooks/")  # empty: off
 WEBHOOK_MIDDLEWARE = ["integrations.middleware.RequestIdMiddleware"]
 # Handler attempts per event before it is left `failed` and an alert is raised.
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
