@@ -9,7 +9,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from integrations.alerts import alert_raise
-from integrations.api.errors import ApiError
+from integrations.errors import DomainError
 from integrations.models import Alert
 
 from .models import AiBudget, AiUsageMonthly
@@ -88,7 +88,7 @@ def budget_guard(owner_id):
     limit = budget_limit(owner_id)
     spent = month_spent(owner_id)
     if spent >= limit:
-        raise ApiError(
+        raise DomainError(
             402,
             "budget_exceeded",
             f"Your AI budget of ${limit:.2f} for this month is used up (${spent:.2f} spent); "

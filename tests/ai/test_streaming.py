@@ -1,4 +1,7 @@
+import asyncio
+
 import pytest
+from asgiref.sync import async_to_sync
 
 from ai.models import AiRequest
 from integrations.models import ProviderCall
@@ -8,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _read(resp):
-    return parse_sse(b"".join(resp.streaming_content))
+    return parse_sse(resp.raw)
 
 
 def test_openai_streams_deltas_then_a_final_event_with_usage_and_cost(fake_ai, complete):
@@ -86,20 +89,27 @@ def test_a_failure_after_the_first_byte_ends_the_stream_with_an_error_event_and_
     assert AiRequest.objects.get().outcome == "failed"
 
 
-# Outside a test transaction: closing the response sends request_finished,
-# which drops a connection whose autocommit the test's atomic block changed.
+# Outside a test transaction: the ASGI handler sends request_started and
+# request_finished, which close a connection whose autocommit the test's atomic
+# block changed.
 @pytest.mark.django_db(transaction=True)
-def test_a_client_that_disconnects_stops_the_upstream_stream(fake_ai, complete, user):
-    upstream = sse_response(openai_sse_chunks(["one ", "two ", "three ", "four"] * 50))
-    fake_ai.add("openai", upstream)
-    resp = complete(stream=True)
-    chunks = iter(resp.streaming_content)
-    assert parse_sse(next(chunks)) == [("delta", {"content": "one "})]
-    resp.close()  # what the WSGI server does when the client goes away
+def test_a_client_that_disconnects_stops_the_upstream_stream(fake_ai, asgi_completion, user):
+    upstream = sse_response(openai_sse_chunks(["one ", "two ", "three ", "four"] * 50), hold_after=3, gate=None)
+
+    async def scenario():
+        upstream.body_stream.gate = asyncio.Event()  # never set: the provider is still "thinking"
+        fake_ai.add("openai", upstream)
+        call = asgi_completion({"stream": True})
+        await call.got_body.wait()
+        assert parse_sse(call.raw)[0] == ("delta", {"content": "one "})
+        call.disconnect()  # what the ASGI server reports when the client goes away
+        await call.task
+
+    async_to_sync(scenario)()
     assert upstream.body_stream.closed
     assert upstream.body_stream.sent < 50
     logged = AiRequest.objects.get()
-    assert (logged.outcome, logged.finish_reason) == ("client_closed", "client_closed")
+    assert (logged.outcome, logged.finish_reason, logged.provider) == ("client_closed", "client_closed", "openai")
     assert logged.input_tokens > 0  # the partial answer is still booked
     assert ProviderCall.objects.get().outcome == "ok"
 
