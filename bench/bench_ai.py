@@ -183,9 +183,9 @@ def _hub_env(fake_port):
 _SETUP = """
 import django; django.setup()
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from integrations.auth.tokens import token_create
 u, _ = get_user_model().objects.get_or_create(username="bench-ai")
-print(Token.objects.get_or_create(user=u)[0].key)
+print(token_create(user=u, name="bench")[1])
 """
 
 

@@ -190,8 +190,8 @@ def run():
                     "manage.py",
                     "shell",
                     "-c",
-                    "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
-                    "u = User.objects.create_user('bench', password='x'); print(Token.objects.create(user=u).key)",
+                    "from django.contrib.auth.models import User; from integrations.auth.tokens import token_create;"
+                    "u = User.objects.create_user('bench', password='x'); print(token_create(user=u)[1])",
                 ],
                 cwd=ROOT,
                 env=env,

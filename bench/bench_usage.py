@@ -141,18 +141,19 @@ def _prepare():
 def _clients(heavy_owner_id):
     from django.contrib.auth import get_user_model
     from django.test import Client
-    from rest_framework.authtoken.models import Token
+
+    from integrations.auth.tokens import token_create
 
     User = get_user_model()
     heavy = User.objects.get(pk=heavy_owner_id)
-    token, _ = Token.objects.get_or_create(user=heavy)
+    _, token = token_create(user=heavy, name="bench")
     staff, created = User.objects.get_or_create(username=STAFF, defaults={"is_staff": True, "is_superuser": True})
     if not (staff.is_staff and staff.is_superuser):
         staff.is_staff = staff.is_superuser = True
         staff.save()
-    staff_token, _ = Token.objects.get_or_create(user=staff)
-    api = Client(SERVER_NAME="127.0.0.1", HTTP_AUTHORIZATION=f"Token {token.key}")
-    staff_api = Client(SERVER_NAME="127.0.0.1", HTTP_AUTHORIZATION=f"Token {staff_token.key}")
+    _, staff_token = token_create(user=staff, name="bench")
+    api = Client(SERVER_NAME="127.0.0.1", HTTP_AUTHORIZATION=f"Token {token}")
+    staff_api = Client(SERVER_NAME="127.0.0.1", HTTP_AUTHORIZATION=f"Token {staff_token}")
     admin = Client(SERVER_NAME="127.0.0.1")
     admin.force_login(staff)
     return api, staff_api, admin

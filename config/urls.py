@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from integrations.api import errors
 from integrations.views import health
@@ -11,7 +10,7 @@ admin.site.site_title = "Integration Hub"
 admin.site.index_title = "Providers, calls, webhooks and domain records"
 
 api_v1 = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/", include("integrations.auth.urls")),
     path("integrations/", include("integrations.urls")),
     path("documents/", include("documents.urls")),
     path("payments/", include("payments.urls")),
@@ -24,6 +23,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Stripe Checkout sends customers back here (STRIPE_CHECKOUT_SUCCESS_URL / _CANCEL_URL default to these).
+    path("payments/", include("payments.page_urls")),
     path("webhooks/twilio/", include("messaging.webhook_urls")),
     # The webhook inbox: POST /webhooks/<provider>/ for each registered verifier.
     path("webhooks/", include("integrations.webhooks.urls")),

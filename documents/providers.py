@@ -41,12 +41,11 @@ from storages.backends.s3 import S3Storage
 from integrations import gateway
 from integrations.errors import (
     PermanentError,
-    ProviderNotConfigured,
     ProviderTimeout,
     ProviderUnavailable,
     error_from_http,
 )
-from integrations.registry import get_provider
+from integrations.registry import require
 
 PREFIX = "documents/"
 READ_CHUNK = 64 * 1024
@@ -341,9 +340,7 @@ class S3Backend:
 
     def signed_url(self, key, *, filename_disposition, content_type, ttl):
         """A presigned GET. Signing is local (no request), so it is not a gateway call."""
-        missing = get_provider("s3").missing()
-        if missing:
-            raise ProviderNotConfigured("s3", missing)
+        require("s3")
         return _storage().url(
             key,
             parameters={"ResponseContentDisposition": filename_disposition, "ResponseContentType": content_type},

@@ -22,8 +22,7 @@ from django.utils import timezone
 from django.utils.http import content_disposition_header
 
 from integrations.alerts import alert_raise
-from integrations.api.errors import ApiError
-from integrations.errors import ProviderError, ProviderUnavailable, RateLimited
+from integrations.errors import DomainError, ProviderError, ProviderUnavailable, RateLimited
 from integrations.models import Alert
 
 from . import clamd
@@ -84,7 +83,7 @@ def _store(*, owner, upload, sniffed):
             fileobj=upload, sniffed=sniffed, filename=filename, claimed_content_type=upload.content_type
         )
     except ContentRejected as exc:
-        raise ApiError(415, exc.code, exc.detail, **exc.extra) from None
+        raise DomainError(415, exc.code, exc.detail, **exc.extra) from None
     limit, reason = upload_limit_for(owner)
     if upload.size > limit:  # a concurrent upload may have used the quota meanwhile
         raise UploadTooLarge(limit, reason)
@@ -133,7 +132,7 @@ def version_add(*, document, upload, sniffed):
         # The lock numbers concurrent versions of one document one after another.
         locked = Document.objects.select_for_update().filter(pk=document.pk, state=Document.State.ACTIVE).first()
         if locked is None:
-            raise ApiError(404, "not_found", "This document was deleted.")  # its stored object is swept
+            raise DomainError(404, "not_found", "This document was deleted.")  # its stored object is swept
         number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
         version = DocumentVersion.objects.create(document=locked, number=number, **fields)
         locked.current_version = version
@@ -145,7 +144,7 @@ def version_add(*, document, upload, sniffed):
 def version_restore(*, document, version):
     """Make an older version current again (no copy: versions are immutable)."""
     if version.scan_status == Scan.INFECTED:
-        raise ApiError(
+        raise DomainError(
             403,
             "document_infected",
             f"Version {version.number} is quarantined ({version.scan_detail}); it cannot be restored.",
@@ -362,14 +361,14 @@ def version_rescan(*, version):
 
 def _check_downloadable(version):
     if version.scan_status == Scan.INFECTED:
-        raise ApiError(
+        raise DomainError(
             403,
             "document_infected",
             f"This file is quarantined: the virus scanner found {version.scan_detail or 'malware'}.",
             scan_status=version.scan_status,
         )
     if settings.DOCUMENT_REQUIRE_SCAN and version.scan_status != Scan.CLEAN:
-        raise ApiError(
+        raise DomainError(
             403,
             "document_not_scanned",
             f"This file has no clean virus scan yet (scan status: {version.scan_status}); try again later.",
@@ -410,16 +409,16 @@ def local_link_resolve(*, token):
         payload = signing.loads(token, salt=LINK_SALT)
         version_id, expires_at = int(payload["v"]), int(payload["e"])
     except (signing.BadSignature, KeyError, TypeError, ValueError):
-        raise ApiError(403, "link_invalid", "This download link is not valid; ask for a new one.") from None
+        raise DomainError(403, "link_invalid", "This download link is not valid; ask for a new one.") from None
     if time.time() > expires_at:
-        raise ApiError(403, "link_expired", "This download link has expired; ask for a new one.")
+        raise DomainError(403, "link_expired", "This download link has expired; ask for a new one.")
     version = (
         DocumentVersion.objects.select_related("document")
         .filter(pk=version_id, document__state=Document.State.ACTIVE, backend=DocumentVersion.Backend.LOCAL)
         .first()
     )
     if version is None:
-        raise ApiError(404, "not_found", "This file no longer exists.")
+        raise DomainError(404, "not_found", "This file no longer exists.")
     _check_downloadable(version)
     return version
 
@@ -465,6 +464,9 @@ def lifecycle_rules():
         rule["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": settings.S3_LIFECYCLE_ABORT_MULTIPART_DAYS}
     if settings.S3_LIFECYCLE_NONCURRENT_DAYS:
         rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": settings.S3_LIFECYCLE_NONCURRENT_DAYS}
+        # On a versioned bucket a deleted document leaves a delete marker; once its noncurrent
+        # versions have expired the marker is all that is left and would stay forever.
+        rule["Expiration"] = {"ExpiredObjectDeleteMarker": True}
     if len(rule) == 4:
         raise LifecycleError("Every lifecycle rule is switched off (all S3_LIFECYCLE_*_DAYS are 0).")
     return [rule]

@@ -16,7 +16,7 @@ import hashlib
 
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
-from integrations.api.errors import ApiError
+from integrations.errors import DomainError
 
 from .content import Sniffed
 
@@ -25,11 +25,11 @@ HEAD_BYTES = 8192
 MULTIPART_SLACK_BYTES = 64 * 1024
 
 
-def _mb(n):
-    return f"{n / (1024 * 1024):.1f}".rstrip("0").rstrip(".") + " MB"
+def _mib(n):
+    return f"{n / (1024 * 1024):.1f}".rstrip("0").rstrip(".") + " MiB"
 
 
-class UploadTooLarge(ApiError):
+class UploadTooLarge(DomainError):
     """413 JSON. `reason` is "max_bytes" (DOCUMENT_MAX_BYTES) or "quota" (what is left of the user's quota)."""
 
     def __init__(self, limit, reason):
@@ -39,14 +39,14 @@ class UploadTooLarge(ApiError):
             super().__init__(
                 413,
                 "storage_quota_exceeded",
-                f"This upload does not fit in your storage quota ({_mb(limit)} left); delete documents or versions first.",
+                f"This upload does not fit in your storage quota ({_mib(limit)} left); delete documents or versions first.",
                 limit_bytes=limit,
             )
         else:
             super().__init__(
                 413,
                 "file_too_large",
-                f"The file is larger than the {_mb(limit)} limit; upload a smaller file.",
+                f"The file is larger than the {_mib(limit)} limit; upload a smaller file.",
                 limit_bytes=limit,
             )
 

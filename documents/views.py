@@ -16,9 +16,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integrations.api.errors import ApiError
 from integrations.api.idempotency import idempotent
 from integrations.api.ratelimit import ratelimit
+from integrations.errors import DomainError
 
 from . import selectors, services
 from .providers import LocalBackend
@@ -60,7 +60,7 @@ class StreamingUploadMixin:
         if self.size_limit.exceeded is not None:
             raise self.size_limit.exceeded
         if upload is None:
-            raise ApiError(400, "file_required", "Send the file as multipart/form-data in a field named `file`.")
+            raise DomainError(400, "file_required", "Send the file as multipart/form-data in a field named `file`.")
         return upload, self.size_limit.sniffed["file"]
 
 
@@ -130,7 +130,7 @@ class DocumentDownloadView(APIView):
             try:
                 version = selectors.version_get(document=document, number=int(number))
             except ValueError:
-                raise ApiError(400, "invalid", "version must be a version number.") from None
+                raise DomainError(400, "invalid", "version must be a version number.") from None
         else:
             version = document.current_version
         link = services.download_link(version=version, build_absolute_uri=request.build_absolute_uri)

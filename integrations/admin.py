@@ -200,5 +200,7 @@ class UsageRollupAdmin(admin.ModelAdmin):
 
 
 # The webhook inbox's and credentials' ModelAdmins live beside their code; importing registers them.
+# API tokens (issue 17): registered here so admin autodiscovery finds them.
+from .auth import admin as _token_admin  # noqa: E402,F401
 from .connections_admin import ConnectionAdmin  # noqa: E402,F401
 from .webhooks.admin import WebhookEventAdmin  # noqa: E402,F401

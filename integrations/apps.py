@@ -9,6 +9,7 @@ class IntegrationsConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         from . import signals  # noqa: F401  (Celery request-id propagation, worker heartbeat)
+        from .auth import throttle  # noqa: F401  (staff alert on a login lockout)
         from .fields import validate_encryption_keys
 
         # A malformed key must stop every process (web, worker, beat, manage.py)

@@ -21,7 +21,9 @@ class DomainError(Exception):
     >>> raise DomainError(409, "invoice_not_payable", "This invoice is already paid.")
     """
 
-    def __init__(self, status, code, detail, *, headers=None, **extra):
+    # Positional-only, so `extra` may carry a field named status, code or detail
+    # (InvoiceNotPayable reports the invoice's `status`).
+    def __init__(self, status, code, detail, /, *, headers=None, **extra):
         super().__init__(detail)
         self.status = status
         self.code = code
@@ -50,8 +52,15 @@ class ProviderError(Exception):
 
     def as_api_error(self):
         headers, extra = {}, {"provider": self.provider}
-        if self.retry_after:
-            seconds = int(self.retry_after + 0.999)
+        retry_after = self.retry_after
+        if self.retryable and not retry_after:
+            # A transient failure with no hint from the provider still tells the client when
+            # to come back, so a well-behaved client does not retry in a tight loop.
+            from django.conf import settings
+
+            retry_after = settings.PROVIDER_RETRY_AFTER_DEFAULT_SECONDS
+        if retry_after:
+            seconds = int(retry_after + 0.999)
             headers["Retry-After"] = str(seconds)
             extra["retry_after"] = seconds
         if self.code:

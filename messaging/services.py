@@ -19,16 +19,15 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations.api.errors import ApiError
 from integrations.errors import (
     CircuitOpen,
+    DomainError,
     PermanentError,
     ProviderError,
-    ProviderNotConfigured,
     ProviderRateLimited,
     RateLimited,
 )
-from integrations.registry import get_provider
+from integrations.registry import require
 
 from . import business_hours
 from .models import CallLog, Conversation, OptOut, SendDoubt, SmsMessage
@@ -76,12 +75,6 @@ def price_estimate(operation, **units):
     return total
 
 
-def _require_twilio():
-    missing = get_provider("twilio").missing()
-    if missing:
-        raise ProviderNotConfigured("twilio", missing)
-
-
 def _sender():
     return settings.TWILIO_MESSAGING_SERVICE_SID or settings.TWILIO_PHONE_NUMBER
 
@@ -102,7 +95,7 @@ def optout_apply(*, number, keyword, opt_out):
 
 def _refuse_opted_out(number):
     if opted_out(number):
-        raise ApiError(
+        raise DomainError(
             409,
             "recipient_opted_out",
             f"{number} replied STOP and cannot be messaged until it texts START.",
@@ -122,7 +115,7 @@ def sms_transition(sms_id, frm, to, **fields):
 
 def sms_create(*, owner, to, body):
     """Queue an SMS; the send task runs after commit."""
-    _require_twilio()
+    require("twilio")
     _refuse_opted_out(to)
     from .tasks import sms_send
 
@@ -487,9 +480,9 @@ def call_transition(call_id, frm, to, **fields):
 
 
 def call_create(*, owner, to, say, record=False):
-    _require_twilio()
+    require("twilio")
     if not settings.TWILIO_PHONE_NUMBER:
-        raise ApiError(
+        raise DomainError(
             503,
             "provider_not_configured",
             "Calls need TWILIO_PHONE_NUMBER (a messaging service cannot call).",

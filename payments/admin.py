@@ -1,4 +1,6 @@
-from django.contrib import admin, messages
+from django.contrib import admin
+
+from integrations.actions import each_row
 
 from . import services
 from .models import Customer, Invoice, Payment, ReconciliationRun, Refund, Subscription
@@ -43,13 +45,7 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Void selected invoices (cancels live Stripe payments)")
     def void_invoices(self, request, queryset):
-        done = 0
-        for invoice in queryset:
-            try:
-                services.invoice_void(invoice=invoice)
-                done += 1
-            except services.PaymentsError as exc:
-                self.message_user(request, exc.detail, messages.WARNING)
+        done = each_row(self, request, queryset, lambda invoice: services.invoice_void(invoice=invoice))
         self.message_user(request, f"{done} invoice(s) voided.")
 
 
@@ -92,15 +88,14 @@ class PaymentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refund the remaining amount of selected payments (as a task)")
     def refund_in_full(self, request, queryset):
-        done = 0
-        for payment in queryset:
-            try:
-                services.refund_request(
-                    payment_id=payment.pk, reason="requested_by_customer", requested_by=request.user
-                )
-                done += 1
-            except services.PaymentsError as exc:
-                self.message_user(request, f"Payment {payment.pk}: {exc.detail}", messages.WARNING)
+        done = each_row(
+            self,
+            request,
+            queryset,
+            lambda payment: services.refund_request(
+                payment_id=payment.pk, reason="requested_by_customer", requested_by=request.user
+            ),
+        )
         self.message_user(request, f"{done} refund(s) queued; they show pending until Stripe confirms.")
 
 
@@ -140,13 +135,12 @@ class SubscriptionAdmin(admin.ModelAdmin):
         return False
 
     def _cancel(self, request, queryset, at_period_end):
-        done = 0
-        for sub in queryset:
-            try:
-                services.subscription_cancel(subscription_id=sub.pk, at_period_end=at_period_end)
-                done += 1
-            except services.PaymentsError as exc:
-                self.message_user(request, f"Subscription {sub.pk}: {exc.detail}", messages.WARNING)
+        done = each_row(
+            self,
+            request,
+            queryset,
+            lambda sub: services.subscription_cancel(subscription_id=sub.pk, at_period_end=at_period_end),
+        )
         self.message_user(request, f"{done} cancellation(s) queued; they show pending until Stripe confirms.")
 
     @admin.action(description="Cancel selected subscriptions now")

@@ -1,6 +1,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from . import currencies
 from .models import Invoice, Payment, Refund, Subscription
 
 
@@ -64,11 +65,29 @@ class StaffInvoiceSerializer(InvoiceSerializer):
 
 class InvoiceCreateSerializer(serializers.Serializer):
     owner = serializers.PrimaryKeyRelatedField(queryset=get_user_model().objects.all())
-    amount = serializers.IntegerField(min_value=1, help_text="Minor units (cents).")
-    currency = serializers.RegexField(r"^[A-Za-z]{3}$", default="usd")
+    amount = serializers.IntegerField(
+        min_value=1,
+        max_value=currencies.MAXIMUM["idr"],
+        help_text="Minor units as Stripe counts them (cents; whole units for zero-decimal currencies such as JPY).",
+    )
+    currency = serializers.CharField(
+        min_length=3, max_length=3, default="usd", help_text="ISO 4217 code that Stripe supports, e.g. usd."
+    )
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     due_date = serializers.DateField(required=False, allow_null=True, default=None)
     draft = serializers.BooleanField(default=False, help_text="Create as draft (not yet payable).")
+
+    def validate_currency(self, value):
+        code = value.lower()
+        if code not in currencies.SUPPORTED:
+            raise serializers.ValidationError(f"{value!r} is not an ISO 4217 currency that Stripe accepts.")
+        return code
+
+    def validate(self, attrs):
+        problem = currencies.amount_problem(attrs["amount"], attrs["currency"])
+        if problem:
+            raise serializers.ValidationError({"amount": problem})
+        return attrs
 
 
 class PayRequestSerializer(serializers.Serializer):

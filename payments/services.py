@@ -16,9 +16,9 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from integrations.alerts import alert_raise
-from integrations.errors import PermanentError, ProviderNotConfigured
+from integrations.errors import DomainError, PermanentError
 from integrations.models import Alert
-from integrations.registry import get_provider
+from integrations.registry import require
 
 from .models import Customer, Invoice, Payment, ReconciliationRun, Refund, Subscription
 from .providers import stripe as stripe_api
@@ -30,16 +30,14 @@ logger = logging.getLogger(__name__)
 INTENT_REUSE_WINDOW = dt.timedelta(hours=23)
 
 
-class PaymentsError(Exception):
-    """A domain refusal the API turns into a 4xx: `status`, stable `code`, and a sentence."""
+class PaymentsError(DomainError):
+    """A payments refusal: the subclass fixes the HTTP status and the stable code; the caller gives the sentence."""
 
     status = 400
     code = "invalid"
 
     def __init__(self, detail, **extra):
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
+        super().__init__(type(self).status, type(self).code, detail, **extra)
 
 
 class InvoiceNotPayable(PaymentsError):
@@ -60,12 +58,6 @@ class RefundTooLarge(PaymentsError):
 class OperationPending(PaymentsError):
     status = 409
     code = "operation_pending"
-
-
-def _require_stripe():
-    missing = get_provider(stripe_api.PROVIDER).missing()
-    if missing:
-        raise ProviderNotConfigured(stripe_api.PROVIDER, missing)
 
 
 def _ts(value):
@@ -119,6 +111,10 @@ def invoice_void(*, invoice):
     return invoice
 
 
+def _no_such_invoice():
+    return DomainError(404, "not_found", "No such invoice of yours.")
+
+
 def _payment_key(invoice, attempt):
     return f"hub-invoice-{invoice.pk}-attempt-{attempt}"
 
@@ -128,7 +124,7 @@ def _choose_attempt(*, invoice_id, owner, method):
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().filter(pk=invoice_id, owner=owner).first()
         if invoice is None:
-            raise Invoice.DoesNotExist
+            raise _no_such_invoice()
         if invoice.status not in Invoice.PAYABLE:
             raise InvoiceNotPayable(
                 f"Invoice {invoice.number} is {invoice.status}; there is nothing to pay.", status=invoice.status
@@ -176,8 +172,8 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
     other live attempt first.
     """
     if not Invoice.objects.filter(pk=invoice_id, owner=owner).exists():
-        raise Invoice.DoesNotExist  # another user's invoice is 404 whatever the configuration
-    _require_stripe()
+        raise _no_such_invoice()  # another user's invoice is 404 whatever the configuration
+    require(stripe_api.PROVIDER)
     invoice, payment, stale = _choose_attempt(invoice_id=invoice_id, owner=owner, method=method)
     for old in stale:
         _payment_cancel_on_stripe(old, owner=owner)
@@ -764,7 +760,7 @@ def _pages(list_fn, *, created_gte, max_pages):
 
 def reconcile_stripe(*, hours=72, max_pages=50):
     """List recent PaymentIntents and refunds on Stripe and repair local state a missed webhook left behind."""
-    _require_stripe()
+    require(stripe_api.PROVIDER)
     since = timezone.now() - dt.timedelta(hours=hours)
     run = ReconciliationRun.objects.create(since=since)
     fixes, checked = [], 0

@@ -13,7 +13,6 @@ from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integrations.api.errors import ApiError
 from integrations.api.idempotency import idempotent
 from integrations.api.ratelimit import ratelimit
 
@@ -32,10 +31,6 @@ from .serializers import (
     SubscriptionCreateSerializer,
     SubscriptionSerializer,
 )
-
-
-def _domain_error(exc):
-    return ApiError(exc.status, exc.code, exc.detail, **exc.extra)
 
 
 class StaffForWrites(IsAuthenticated):
@@ -99,12 +94,7 @@ class InvoicePayView(APIView):
     def post(self, request, pk):
         data = PayRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            _, result = services.invoice_pay(invoice_id=pk, owner=request.user, method=data.validated_data["method"])
-        except Invoice.DoesNotExist:
-            raise ApiError(404, "not_found", "No such invoice of yours.") from None
-        except services.PaymentsError as exc:
-            raise _domain_error(exc) from None
+        _, result = services.invoice_pay(invoice_id=pk, owner=request.user, method=data.validated_data["method"])
         return Response(PayResponseSerializer(result).data)
 
 
@@ -117,10 +107,7 @@ class InvoiceVoidView(APIView):
     @idempotent
     def post(self, request, pk):
         invoice = get_object_or_404(Invoice, pk=pk)
-        try:
-            invoice = services.invoice_void(invoice=invoice)
-        except services.PaymentsError as exc:
-            raise _domain_error(exc) from None
+        invoice = services.invoice_void(invoice=invoice)
         return Response(StaffInvoiceSerializer(invoice).data)
 
 
@@ -140,15 +127,12 @@ class PaymentRefundsView(APIView):
         get_object_or_404(Payment, pk=pk)
         data = RefundCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            refund = services.refund_request(
-                payment_id=pk,
-                amount=data.validated_data.get("amount"),
-                reason=data.validated_data["reason"],
-                requested_by=request.user,
-            )
-        except services.PaymentsError as exc:
-            raise _domain_error(exc) from None
+        refund = services.refund_request(
+            payment_id=pk,
+            amount=data.validated_data.get("amount"),
+            reason=data.validated_data["reason"],
+            requested_by=request.user,
+        )
         refund.refresh_from_db()
         return Response(RefundSerializer(refund).data, status=status.HTTP_202_ACCEPTED)
 
@@ -194,10 +178,7 @@ class SubscriptionChangePriceView(APIView):
         get_object_or_404(Subscription, pk=pk)
         data = SubscriptionChangePriceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            sub = services.subscription_change_price(subscription_id=pk, price_id=data.validated_data["price_id"])
-        except services.PaymentsError as exc:
-            raise _domain_error(exc) from None
+        sub = services.subscription_change_price(subscription_id=pk, price_id=data.validated_data["price_id"])
         return Response(SubscriptionSerializer(sub).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -212,8 +193,5 @@ class SubscriptionCancelView(APIView):
         get_object_or_404(Subscription, pk=pk)
         data = SubscriptionCancelSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            sub = services.subscription_cancel(subscription_id=pk, at_period_end=data.validated_data["at_period_end"])
-        except services.PaymentsError as exc:
-            raise _domain_error(exc) from None
+        sub = services.subscription_cancel(subscription_id=pk, at_period_end=data.validated_data["at_period_end"])
         return Response(SubscriptionSerializer(sub).data, status=status.HTTP_202_ACCEPTED)

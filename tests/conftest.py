@@ -109,13 +109,14 @@ def api_client():
 
 @pytest.fixture
 def client_for():
-    """An API client authenticated with a real token for the given user."""
-    from rest_framework.authtoken.models import Token
+    """An API client authenticated with a real (hashed, expiring) API token for the given user."""
+    from integrations.auth.tokens import token_create
 
     def make(u):
-        token, _ = Token.objects.get_or_create(user=u)
+        # Some tests move the clock years ahead (time-machine); the token must outlive them.
+        _, key = token_create(user=u, name="test", expires_in_days=100 * 365)
         c = APIClient()
-        c.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        c.credentials(HTTP_AUTHORIZATION=f"Token {key}")
         return c
 
     return make

@@ -13,6 +13,7 @@ gateway's tables through `provider_defaults`) and one import line below.
 
 from ._env import BASE_DIR, TABLE_DEFAULTS, VAR_DIR, env, merged_table  # noqa: F401
 from .ai import *  # noqa: F403
+from .auth import *  # noqa: F403
 from .base import *  # noqa: F403
 from .celery import *  # noqa: F403
 from .gateway import *  # noqa: F403

@@ -36,6 +36,9 @@ provider_defaults(
         "webex": {"requests": {"rate": 5, "burst": 10}},
     }
 )
+# Retry-After sent with a 502/503/504 for a transient provider failure that gave no hint of its own
+# (an open circuit sends its remaining open time instead).
+PROVIDER_RETRY_AFTER_DEFAULT_SECONDS = env.int("PROVIDER_RETRY_AFTER_DEFAULT_SECONDS", default=5)
 # A task may book a token at most this far ahead; beyond it the task is simply deferred.
 RATE_LIMIT_MAX_RESERVE_SECONDS = env.float("RATE_LIMIT_MAX_RESERVE_SECONDS", default=3600.0)
 

@@ -33,7 +33,8 @@ S3_LIFECYCLE_IA_DAYS = env.int("S3_LIFECYCLE_IA_DAYS", default=30)
 S3_LIFECYCLE_IA_CLASS = env.str("S3_LIFECYCLE_IA_CLASS", default="STANDARD_IA")
 S3_LIFECYCLE_ARCHIVE_DAYS = env.int("S3_LIFECYCLE_ARCHIVE_DAYS", default=180)
 S3_LIFECYCLE_ARCHIVE_CLASS = env.str("S3_LIFECYCLE_ARCHIVE_CLASS", default="GLACIER_IR")
-S3_LIFECYCLE_ABORT_MULTIPART_DAYS = env.int("S3_LIFECYCLE_ABORT_MULTIPART_DAYS", default=7)
+# An upload that crashed mid-way leaves billed parts behind until this rule aborts it.
+S3_LIFECYCLE_ABORT_MULTIPART_DAYS = env.int("S3_LIFECYCLE_ABORT_MULTIPART_DAYS", default=1)
 S3_LIFECYCLE_NONCURRENT_DAYS = env.int("S3_LIFECYCLE_NONCURRENT_DAYS", default=30)
 
 # Documents (S3 when S3_BUCKET is set, else the filesystem under MEDIA_ROOT)

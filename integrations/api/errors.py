@@ -20,18 +20,10 @@ _DEFAULT_DETAILS = {
 }
 
 
-class ApiError(exceptions.APIException):
-    """An error a view raises on purpose, with a stable code and extra fields.
-
-    >>> raise ApiError(409, "invoice_not_payable", "This invoice is already paid.")
-    """
-
-    def __init__(self, status_code, code, detail, headers=None, **extra):
-        self.status_code = status_code
-        self.code = code
-        self.extra = extra
-        self.headers = headers or {}
-        super().__init__(detail=detail, code=code)
+# Deprecated: the old name of DomainError, kept only while ai/ (owned by another
+# change in flight) still imports it. New code raises integrations.errors.DomainError;
+# delete this alias once nothing imports it.
+ApiError = DomainError
 
 
 def _first_message(detail):
@@ -66,11 +58,7 @@ def exception_handler(exc, context):
     if response is None:
         return None  # a real bug: Django's handler500 answers JSON under /api/
 
-    if isinstance(exc, ApiError):
-        body = {"error": exc.code, "detail": str(exc.detail), **exc.extra}
-        for name, value in exc.headers.items():
-            response[name] = value
-    elif isinstance(exc, exceptions.ValidationError):
+    if isinstance(exc, exceptions.ValidationError):
         body = {
             "error": "invalid",
             "detail": f"The request is invalid: {_first_message(exc.detail)}",

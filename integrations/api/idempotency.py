@@ -24,9 +24,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.response import Response
 
+from integrations.errors import DomainError
 from integrations.models import IdempotencyRecord
-
-from .errors import ApiError
 
 HEADER = "Idempotency-Key"
 
@@ -67,20 +66,20 @@ def idempotent(view_method):
         if not key or not request.user.is_authenticated:
             return view_method(view, request, *args, **kwargs)
         if len(key) > 255 or not key.isprintable():
-            raise ApiError(
+            raise DomainError(
                 400, "invalid_idempotency_key", "Idempotency-Key must be printable and at most 255 characters."
             )
         fingerprint = _fingerprint(request)
         existing = _claim(request.user, key, fingerprint)
         if existing is not None:
             if existing.fingerprint != fingerprint:
-                raise ApiError(
+                raise DomainError(
                     422,
                     "idempotency_key_reused",
                     "This Idempotency-Key was already used for a different request; use a new key for a new request.",
                 )
             if existing.status == IdempotencyRecord.Status.IN_PROGRESS:
-                raise ApiError(
+                raise DomainError(
                     409,
                     "idempotency_key_in_progress",
                     "A request with this Idempotency-Key is still being processed; retry shortly.",

@@ -219,7 +219,14 @@ class TestLifecycle:
         ]
         assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 3}
         assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 60
+        assert rule["Expiration"] == {"ExpiredObjectDeleteMarker": True}
         assert ProviderCall.objects.get().operation == "lifecycle.put"
+
+    def test_by_default_delete_markers_expire_and_crashed_multipart_uploads_are_aborted_after_a_day(self, s3):
+        call_command("configure_bucket_lifecycle")
+        [rule] = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+        assert rule["Expiration"] == {"ExpiredObjectDeleteMarker": True}
+        assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
 
     def test_an_impossible_transition_is_refused_before_calling_s3(self, s3, settings):
         settings.S3_LIFECYCLE_IA_DAYS = 7

@@ -113,6 +113,13 @@ class TestSizeLimit:
         assert post(client_for(other_user), "c.txt", b"c" * 600, "text/plain").status_code == 201
         assert user_client.get(f"{URL}usage/").json()["bytes"] == 600
 
+    def test_sizes_in_messages_are_binary_megabytes_and_say_so(self, user_client, settings):
+        settings.DOCUMENT_USER_QUOTA_BYTES = 3 * 1024 * 1024  # 3 MiB, which is 3.1 MB
+        assert post(user_client, "a.txt", b"a" * (2 * 1024 * 1024), "text/plain").status_code == 201
+        resp = post(user_client, "b.txt", b"b" * (2 * 1024 * 1024), "text/plain")
+        assert resp.status_code == 413
+        assert "(1 MiB left)" in resp.json()["detail"]
+
 
 class TestSpoofedTypes:
     def test_an_executable_named_pdf_is_a_415_naming_both_types(self, user_client, settings):

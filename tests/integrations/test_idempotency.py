@@ -7,8 +7,8 @@ from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integrations.api.errors import ApiError
 from integrations.api.idempotency import idempotency_purge, idempotent
+from integrations.errors import DomainError
 from integrations.models import IdempotencyRecord
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
@@ -22,7 +22,7 @@ class ChargeView(APIView):
         if request.data.get("fail") == "server":
             return Response({"error": "upstream"}, status=502)
         if request.data.get("fail") == "raise":
-            raise ApiError(400, "bad", "Bad request.")
+            raise DomainError(400, "bad", "Bad request.")
         side_effects.append(dict(request.data))
         return Response({"charge": len(side_effects)}, status=201)
 

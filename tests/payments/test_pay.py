@@ -223,6 +223,7 @@ def test_a_stripe_500_answers_502_and_the_clients_retry_reuses_the_idempotency_k
     http.post(PI_URL, json={"error": {"type": "api_error", "message": "Something went wrong"}}, status=500)
     response = user_client.post(pay_url(invoice), {}, format="json")
     assert response.status_code == 502 and response.json()["error"] == "provider_unavailable"
+    assert response["Retry-After"] == "5" and response.json()["retry_after"] == 5
     http.replace(
         responses.POST,
         PI_URL,
@@ -323,3 +324,57 @@ def test_another_users_invoice_is_404_even_when_stripe_is_not_configured(user_cl
     response = user_client.post(pay_url(theirs), {}, format="json")
     assert response.status_code == 404 and response.json()["error"] == "not_found"
     assert user_client.post("/api/v1/payments/invoices/999999/pay/", {}, format="json").status_code == 404
+
+
+def test_while_stripes_circuit_is_open_pay_answers_503_with_the_remaining_open_time(
+    user_client, invoice, http, settings
+):
+    from integrations import breaker
+
+    settings.CIRCUIT_BREAKER = {**settings.CIRCUIT_BREAKER, "failure_threshold": 1, "cooldown_seconds": 40.0}
+    breaker.after_call("stripe", healthy=False)
+    response = user_client.post(pay_url(invoice), {}, format="json")
+    assert response.status_code == 503 and response.json()["error"] == "circuit_open"
+    assert 38 <= int(response["Retry-After"]) <= 40
+    assert len(http.calls) == 0
+
+
+class TestInvoiceAmounts:
+    """An invoice Stripe would refuse is refused when staff create it, naming the field."""
+
+    URL = "/api/v1/payments/invoices/"
+
+    @pytest.mark.parametrize(
+        "amount,currency,field,says",
+        [
+            (1000, "zzz", "currency", "not an ISO 4217 currency"),
+            (2147483647, "usd", "amount", "largest charge in USD is 99,999,999"),
+            (2**63, "usd", "amount", "less than or equal to"),
+            (49, "usd", "amount", "smallest charge in USD is 50"),
+            (20, "gbp", "amount", "smallest charge in GBP is 30"),
+            (49, "jpy", "amount", "whole JPY"),
+            (1005, "kwd", "amount", "must end in 0"),
+            (150, "isk", "amount", "whole krónur"),
+        ],
+    )
+    def test_what_stripe_would_refuse_is_a_400_naming_the_field(
+        self, staff_client, user, amount, currency, field, says
+    ):
+        response = staff_client.post(
+            self.URL, {"owner": user.pk, "amount": amount, "currency": currency}, format="json"
+        )
+        assert response.status_code == 400, response.json()
+        body = response.json()
+        assert body["error"] == "invalid" and field in body["fields"]
+        assert says in body["detail"]
+        assert not Invoice.objects.exists()
+
+    @pytest.mark.parametrize(
+        "amount,currency", [(50, "usd"), (50, "jpy"), (99_999_999, "eur"), (1010, "kwd"), (500, "CLP")]
+    )
+    def test_amounts_stripe_accepts_create_the_invoice(self, staff_client, user, amount, currency):
+        response = staff_client.post(
+            self.URL, {"owner": user.pk, "amount": amount, "currency": currency}, format="json"
+        )
+        assert response.status_code == 201, response.json()
+        assert Invoice.objects.get().currency == currency.lower()
