@@ -31,12 +31,12 @@ import logging
 import time
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 
 from integrations import gateway, limiter
+from integrations.aio import db_hop
 from integrations.context import get_request_id
 from integrations.errors import DomainError, ProviderError, ProviderNotConfigured, QuotaExceeded
 from integrations.redis import aget_client
@@ -401,10 +401,6 @@ class _Booking:
         return DomainError(503, code, detail, headers=headers, tried=exc.tried, skipped=exc.skipped)
 
 
-def _in_thread(fn, *args, **kwargs):
-    return sync_to_async(fn)(*args, **kwargs)
-
-
 async def _start(user, params, *, stream, on_done, on_fail):
     started = time.monotonic()
     chain = chain_for(task=params.get("task"), model=params.get("model"), provider=params.get("provider"))
@@ -412,8 +408,8 @@ async def _start(user, params, *, stream, on_done, on_fail):
     key = cache_key(owner_id=user.pk, params=params) if use_cache(params) else None
     hit = await _cache_get(key) if key else None
     if hit is not None:
-        return booking, chain, key, await _in_thread(booking.cached, hit)
-    await _in_thread(booking.budget)
+        return booking, chain, key, await db_hop(booking.cached, hit)
+    await db_hop(booking.budget)
     return booking, chain, key, None
 
 
@@ -433,8 +429,8 @@ async def completion_create(*, user, params, idempotency_key="", on_done=None, o
             chain, _attempt_complete(user, params["request"], idempotency_key), deadline=deadline
         )
     except (ChainExhausted, ChainRefused) as exc:
-        raise await _in_thread(booking.chain_failed, exc) from None
-    payload = await _in_thread(booking.answered, result, cost=cost, tried=tried)
+        raise await db_hop(booking.chain_failed, exc) from None
+    payload = await db_hop(booking.answered, result, cost=cost, tried=tried)
     if key:
         await _cache_set(key, _cacheable(payload))
     return payload
@@ -541,7 +537,7 @@ async def _relay(opened, *, booking, tried, key):
                 "detail": "The hub failed while streaming; the error is logged.",
                 "provider": opened.provider,
             }
-        await _in_thread(
+        await db_hop(
             booking.failed,
             error_code=body["error"],
             tried=tried,
@@ -552,9 +548,9 @@ async def _relay(opened, *, booking, tried, key):
         yield sse("error", body)
         return
     if closed is not None:
-        await _in_thread(booking.answered, result, cost=cost, tried=tried, outcome=AiRequest.Outcome.CLIENT_CLOSED)
+        await db_hop(booking.answered, result, cost=cost, tried=tried, outcome=AiRequest.Outcome.CLIENT_CLOSED)
         raise closed
-    payload = await _in_thread(booking.answered, result, cost=cost, tried=tried)
+    payload = await db_hop(booking.answered, result, cost=cost, tried=tried)
     if key:
         await _cache_set(key, _cacheable(payload))
     yield sse("done", payload)
@@ -577,5 +573,5 @@ async def completion_stream(*, user, params, idempotency_key="", on_done=None, o
     try:
         opened, tried = await walk(chain, _attempt_stream(user, params["request"], idempotency_key), deadline=deadline)
     except (ChainExhausted, ChainRefused) as exc:
-        raise await _in_thread(booking.chain_failed, exc) from None
+        raise await db_hop(booking.chain_failed, exc) from None
     return _relay(opened, booking=booking, tried=tried, key=key)

@@ -1,7 +1,6 @@
 import asyncio
 import json
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -9,6 +8,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integrations.aio import db_hop
 from integrations.api import idempotency
 from integrations.api.ratelimit import ratelimit_check
 from integrations.errors import DomainError
@@ -53,7 +53,7 @@ class AsyncAPIView(APIView):
         try:
             method = request.method.lower()
             handler = getattr(self, method, None) if method in self.http_method_names else None
-            await sync_to_async(self.prepare)(request, *args, **kwargs)
+            await db_hop(self.prepare, request, *args, **kwargs)
             response = (handler or self.http_method_not_allowed)(request, *args, **kwargs)
             if asyncio.iscoroutine(response):
                 response = await response
@@ -182,7 +182,7 @@ class CompletionView(AsyncAPIView):
             )
         except BaseException:
             if self.idempotency_key:
-                await sync_to_async(self._release)()
+                await db_hop(self._release)
             raise
         return Response(payload)
 

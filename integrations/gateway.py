@@ -30,11 +30,11 @@ import logging
 import time
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from . import breaker, limiter, metrics
+from .aio import db_hop
 from .alerts import alert_raise
 from .errors import (
     CircuitOpen,
@@ -356,8 +356,8 @@ async def aattempt(
     permit = await breaker.abefore_call(provider)
     if not permit.allowed:
         error = CircuitOpen(provider, "circuit open", retry_after=permit.wait)
-        await sync_to_async(_write)(
-            att, outcome=ProviderCall.Outcome.CIRCUIT_OPEN, latency_ms=0.0, error=error, retryable=True
+        await db_hop(
+            _write, att, outcome=ProviderCall.Outcome.CIRCUIT_OPEN, latency_ms=0.0, error=error, retryable=True
         )
         raise error
 
@@ -368,14 +368,14 @@ async def aattempt(
         latency_ms = (time.perf_counter() - started) * 1000
         error = classify(provider, exc) if isinstance(exc, Exception) else None
         if error is None:
-            await sync_to_async(_write)(
-                att, outcome=ProviderCall.Outcome.ERROR, latency_ms=latency_ms, error=exc, retryable=False
+            await db_hop(
+                _write, att, outcome=ProviderCall.Outcome.ERROR, latency_ms=latency_ms, error=exc, retryable=False
             )
             raise
         if error.retry_after and error.http_status == 429:
             await limiter.ablock(provider, scope, error.retry_after)
-        await sync_to_async(_after_failure)(
-            att, outcome=error.outcome, latency_ms=latency_ms, error=error, retryable=error.retryable
+        await db_hop(
+            _after_failure, att, outcome=error.outcome, latency_ms=latency_ms, error=error, retryable=error.retryable
         )
         if error.outcome == ProviderCall.Outcome.RATE_LIMITED:
             pass  # a busy provider is not a broken one
@@ -387,6 +387,6 @@ async def aattempt(
             raise
         raise error from exc
     latency_ms = (time.perf_counter() - started) * 1000
-    await sync_to_async(_write)(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
+    await db_hop(_write, att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
     if permit.state != breaker.CLOSED or permit.failures:
         await breaker.aafter_call(provider, healthy=True)
