@@ -5,6 +5,7 @@ from django.conf import settings
 from integrations.errors import DomainError
 
 from .providers import PROVIDERS
+from .usage import price_entry
 
 
 def chain_for(*, task=None, model=None, provider=None):
@@ -17,6 +18,18 @@ def chain_for(*, task=None, model=None, provider=None):
         raise DomainError(400, "unknown_provider", f"Unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}.")
     route = [tuple(e) for e in settings.AI_ROUTES[task or settings.AI_DEFAULT_TASK]]
     if model and provider:
+        # Only what staff put on a route or priced: anything else could be a
+        # model the hub cannot account for (or one nobody meant to offer).
+        on_route = any(tuple(e) == (provider, model) for chain in settings.AI_ROUTES.values() for e in chain)
+        if not on_route and price_entry(provider, model) is None:
+            raise DomainError(
+                400,
+                "unknown_model",
+                f"{provider}/{model} is on no route and not in the price table; use a task "
+                f"({', '.join(sorted(settings.AI_ROUTES))}) or a model from GET /api/docs/.",
+                provider=provider,
+                model=model,
+            )
         return [(provider, model)]
     if model:
         # Every route entry serving this model, the requested task's first.

@@ -47,7 +47,7 @@ from . import providers
 from .messages import Completion
 from .models import AiRequest
 from .routing import chain_for
-from .usage import budget_after, budget_guard, price, usage_record
+from .usage import budget_after, budget_reserve, budget_settle, max_cost, price, priced_chain, usage_record, user_limits
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,9 @@ def _falls_through(exc):
     return exc.retryable or isinstance(exc, QuotaExceeded) or exc.http_status in _ACCOUNT_STATUSES
 
 
-async def walk(chain, attempt_fn, *, deadline):
+async def walk(chain, attempt_fn, *, deadline, skipped=()):
     """await attempt_fn(provider, model, deadline) for each entry until one answers; see the module docstring."""
-    tried, skipped = [], []
+    tried, skipped = [], list(skipped)
     candidates = []
     for provider, model in chain:
         missing = get_provider(provider).missing()
@@ -288,7 +288,7 @@ def _log(
 
 
 class _Booking:
-    """What a request knows before its answer: who, what, when, and the budget read then."""
+    """What a request knows before its answer: who, what, when, and its hold on the budget."""
 
     def __init__(self, *, user, params, started, stream, on_done=None, on_fail=None):
         self.user = user
@@ -297,10 +297,30 @@ class _Booking:
         self.stream = stream
         self.on_done = on_done  # called with the final payload, in the booking's thread hop
         self.on_fail = on_fail
-        self.limit = self.spent = None
+        self.reservation = None
 
-    def budget(self):
-        self.limit, self.spent = budget_guard(self.user.pk)
+    def reserve(self, chain):
+        """Cap the answer's length, drop unpriced models, and hold the request's largest cost.
+
+        Returns the chain to walk and the entries left out of it."""
+        limit, cap = user_limits(self.user.pk)
+        req = self.params["request"]
+        if req.max_tokens and req.max_tokens > cap:
+            raise DomainError(
+                400,
+                "max_tokens_over_limit",
+                f"max_tokens may be at most {cap} for your account; ask an administrator for more.",
+                max_tokens_limit=cap,
+            )
+        # Every provider gets a cap, so the largest possible cost is known.
+        req.max_tokens = req.max_tokens or min(settings.AI_DEFAULT_MAX_TOKENS, cap)
+        chain, skipped = priced_chain(chain, named=bool(self.params.get("model")))
+        amount = max_cost(chain, input_tokens=req.estimated_input_tokens(), output_tokens=req.max_tokens)
+        self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
+        return chain, skipped
+
+    def release(self):
+        budget_settle(self.reservation, 0)
 
     def answered(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK):
         """Book an answer (or a stream the client closed): roll-up, budget alert, request log."""
@@ -313,7 +333,9 @@ class _Booking:
             cached_tokens=result.cached_tokens,
             cost_usd=cost,
         )
-        budget_after(self.user.pk, limit=self.limit, before=self.spent, cost=cost)
+        budget_settle(self.reservation, cost)
+        if self.reservation is not None:
+            budget_after(self.user.pk, limit=self.reservation.limit, before=self.reservation.spent, cost=cost)
         _log(
             user=self.user,
             params=self.params,
@@ -367,6 +389,7 @@ class _Booking:
             provider=provider,
             model=model,
         )
+        self.release()
         if streaming:
             self._failed()  # before the stream, the caller sees the exception itself
 
@@ -408,9 +431,21 @@ async def _start(user, params, *, stream, on_done, on_fail):
     key = cache_key(owner_id=user.pk, params=params) if use_cache(params) else None
     hit = await _cache_get(key) if key else None
     if hit is not None:
-        return booking, chain, key, await db_hop(booking.cached, hit)
-    await db_hop(booking.budget)
-    return booking, chain, key, None
+        return booking, None, key, await db_hop(booking.cached, hit)
+    # From here the request holds part of the budget: every way out settles it.
+    return booking, await db_hop(booking.reserve, chain), key, None
+
+
+async def _walk(booking, chain_and_skipped, attempt_fn):
+    chain, skipped = chain_and_skipped
+    deadline = booking.started + settings.AI_DEADLINE_SECONDS
+    try:
+        return await walk(chain, attempt_fn, deadline=deadline, skipped=skipped)
+    except (ChainExhausted, ChainRefused) as exc:
+        raise await db_hop(booking.chain_failed, exc) from None
+    except BaseException:
+        await db_hop(booking.release)
+        raise
 
 
 async def completion_create(*, user, params, idempotency_key="", on_done=None, on_fail=None):
@@ -423,13 +458,7 @@ async def completion_create(*, user, params, idempotency_key="", on_done=None, o
     booking, chain, key, hit = await _start(user, params, stream=False, on_done=on_done, on_fail=on_fail)
     if hit is not None:
         return hit
-    deadline = booking.started + settings.AI_DEADLINE_SECONDS
-    try:
-        (result, cost), tried = await walk(
-            chain, _attempt_complete(user, params["request"], idempotency_key), deadline=deadline
-        )
-    except (ChainExhausted, ChainRefused) as exc:
-        raise await db_hop(booking.chain_failed, exc) from None
+    (result, cost), tried = await _walk(booking, chain, _attempt_complete(user, params["request"], idempotency_key))
     payload = await db_hop(booking.answered, result, cost=cost, tried=tried)
     if key:
         await _cache_set(key, _cacheable(payload))
@@ -569,9 +598,5 @@ async def completion_stream(*, user, params, idempotency_key="", on_done=None, o
     booking, chain, key, hit = await _start(user, params, stream=True, on_done=on_done, on_fail=on_fail)
     if hit is not None:
         return replay(hit)
-    deadline = booking.started + settings.AI_DEADLINE_SECONDS
-    try:
-        opened, tried = await walk(chain, _attempt_stream(user, params["request"], idempotency_key), deadline=deadline)
-    except (ChainExhausted, ChainRefused) as exc:
-        raise await db_hop(booking.chain_failed, exc) from None
+    opened, tried = await _walk(booking, chain, _attempt_stream(user, params["request"], idempotency_key))
     return _relay(opened, booking=booking, tried=tried, key=key)

@@ -127,10 +127,10 @@ class AsgiCall:
 def asgi_completion(user_client):
     """Start a completion POST on the ASGI application (call inside a running loop)."""
 
-    def start(body, client=None):
+    def start(body, client=None, headers=()):
         body.setdefault("messages", [{"role": "user", "content": "Say hello"}])
         auth = auth_headers(client or user_client)["Authorization"]
-        headers = [("content-type", "application/json"), ("authorization", auth)]
+        headers = [("content-type", "application/json"), ("authorization", auth), *headers]
         return AsgiCall("POST", URL, body=json.dumps(body).encode(), headers=headers).start()
 
     return start

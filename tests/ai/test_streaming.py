@@ -121,3 +121,58 @@ def test_a_cached_answer_is_replayed_as_a_stream(fake_ai, complete):
     assert second[0] == ("delta", {"content": "same"})
     assert second[-1][1]["cached"] is True and first[-1][1]["cached"] is False
     assert len(fake_ai.to("openai")) == 1
+
+
+def test_a_repeated_stream_with_the_same_idempotency_key_is_replayed_not_billed_again(fake_ai, complete):
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["Hel", "lo"], usage=(1000, 3, 0))))
+    first = complete(stream=True, headers={"Idempotency-Key": "stream-1"})
+    again = complete(stream=True, headers={"Idempotency-Key": "stream-1"})
+    first_events, replayed = _read(first), _read(again)
+    assert again["Idempotent-Replayed"] == "true" and again["Content-Type"] == "text/event-stream"
+    # The same final answer, as a short stream: one delta with the whole text, then the same `done`.
+    assert replayed == [("delta", {"content": "Hello"}), ("done", first_events[-1][1])]
+    assert len(fake_ai.to("openai")) == 1
+    assert ProviderCall.objects.count() == 1 and AiRequest.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repeat_while_the_first_stream_is_still_running_is_a_409(fake_ai, asgi_completion):
+    gate = asyncio.Event()
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["slow ", "answer"]), hold_after=2, gate=gate))
+    key = [("idempotency-key", "stream-2")]
+
+    async def scenario():
+        first = asgi_completion({"stream": True}, headers=key)
+        await first.got_body.wait()
+        second = asgi_completion({"stream": True}, headers=key)
+        await second.task
+        gate.set()
+        await first.task
+        return first, second
+
+    first, second = async_to_sync(scenario)()
+    assert second.status == 409 and second.json()["error"] == "idempotency_key_in_progress"
+    assert second.headers["retry-after"] == "1"
+    assert parse_sse(first.raw)[-1][1]["content"] == "slow answer"
+    assert len(fake_ai.to("openai")) == 1
+
+
+def test_a_stream_that_failed_leaves_its_key_free_for_a_retry(fake_ai, complete):
+    fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["partial"], error_after=1)))
+    fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["whole answer"])))
+    failed = _read(complete(task="writing", stream=True, headers={"Idempotency-Key": "stream-3"}))
+    assert failed[-1][0] == "error"
+    retried = _read(complete(task="writing", stream=True, headers={"Idempotency-Key": "stream-3"}))
+    assert retried[-1] == ("done", retried[-1][1]) and retried[-1][1]["content"] == "whole answer"
+    assert len(fake_ai.to("anthropic")) == 2
+
+
+def test_a_stream_failing_mid_way_is_logged_with_its_provider(fake_ai, complete, caplog):
+    fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["partial"], error_after=1)))
+    with caplog.at_level("WARNING", logger="ai.services"):
+        events = _read(complete(task="writing", stream=True))
+    assert events[-1][1]["provider"] == "anthropic"
+    logged = AiRequest.objects.get()
+    assert (logged.outcome, logged.provider, logged.model) == ("failed", "anthropic", "claude-sonnet-4-6")
+    record = next(r for r in caplog.records if r.name == "ai.services")
+    assert record.provider == "anthropic" and "anthropic" in record.getMessage()
