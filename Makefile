@@ -2,34 +2,36 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(VENV)/bin/pip
+# make run PORT=8010 HOST=0.0.0.0. HOST ignores the environment on purpose: some shells
+# export HOST=<machine name>, which would put the dev hub on the network.
+HOST := 127.0.0.1
+PORT ?= 8000
 
-.PHONY: run test lint bench install install-dev check-python migrate lint-schema clean
+.PHONY: run superuser test lint bench install install-dev check-python migrate lint-schema clean
 
 check-python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
 
-$(VENV)/.installed: requirements.txt | check-python
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements.txt
-	touch $@
+# scripts/install.py: uv (bootstrapped from PyPI when absent, pip as the fallback),
+# one status line per step, and nothing at all when the requirements' hash is unchanged.
+install: check-python
+	@$(PYTHON) scripts/install.py requirements.txt --venv $(VENV)
 
-$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
-	$(PIP) install --quiet -r requirements-dev.txt
-	touch $@
-
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install-dev: check-python
+	@$(PYTHON) scripts/install.py requirements-dev.txt --venv $(VENV)
 
 # Development: SQLite and the filesystem broker under var/ unless DATABASE_URL /
-# REDIS_URL are set; web + worker + beat in the foreground, Ctrl-C stops all.
-run: export DJANGO_ENV_FILE := var/dev.env
+# REDIS_URL are set; web + worker + beat in the foreground, Ctrl-C stops all (exit 0).
+run: STARTED := $(shell date +%s)
 run: install
-	$(PY) scripts/dev_env.py var/dev.env
+	@$(PY) scripts/dev_run.py --host $(HOST) --port $(PORT) --started $(STARTED)
+
+# A new password for the development admin (printed once, like the first one).
+superuser: install
+	@$(PY) manage.py dev_admin --reset
+
+migrate: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py create_dev_superuser
-	$(VENV)/bin/honcho -f Procfile.dev start
 
 test: install-dev
 	DJANGO_SETTINGS_MODULE=config.test_settings $(VENV)/bin/pytest
@@ -46,4 +48,4 @@ lint-schema: install
 	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var staticfiles

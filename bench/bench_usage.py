@@ -58,11 +58,11 @@ def _present(cur, owner_ids):
 
 
 def _generate(cur, owner_ids):
-    from integrations.models import LATENCY_BUCKETS_MS
+    from integrations.models import LATENCY_BOUNDS_MS
     from integrations.registry import PROVIDERS
 
     # The bench database is the suites' own: start the call log and roll-up afresh.
-    cur.execute("TRUNCATE integrations_providercall, integrations_usagerollup")
+    cur.execute("TRUNCATE integrations_providercall, integrations_usagerollup, integrations_providerrollup")
     cur.execute(
         """
         WITH s AS (
@@ -96,24 +96,37 @@ def _generate(cur, owner_ids):
             "owner_ids": owner_ids,
         },
     )
-    # The roll-up exactly as usage.rollup_record would have built it, call by call.
-    buckets, low = [], None
-    for i, bound in enumerate(LATENCY_BUCKETS_MS):
-        cond = f"latency_ms <= {bound}" if low is None else f"latency_ms > {low} AND latency_ms <= {bound}"
-        buckets.append(f"count(*) FILTER (WHERE {cond})")
-        low = bound
-    buckets.append(f"count(*) FILTER (WHERE latency_ms > {low})")
-    columns = ", ".join(f"lat_b{i}" for i in range(len(buckets)))
+    # The roll-ups exactly as usage.call_record would have built them, call by call.
     cur.execute(
-        f"""
-        INSERT INTO integrations_usagerollup
-            (hour, provider, owner_id, calls, errors, units, cost_usd, latency_ms_sum, {columns})
+        """
+        INSERT INTO integrations_usagerollup (hour, provider, owner_id, calls, errors, requests, cost_usd, latency_ms_sum)
         SELECT date_trunc('hour', created_at), provider, owner_id, count(*),
-               count(*) FILTER (WHERE outcome <> 'ok'), sum((units ->> 'requests')::numeric),
-               sum(cost_usd), sum(latency_ms), {", ".join(buckets)}
+               count(*) FILTER (WHERE outcome <> 'ok'), sum((units ->> 'requests')::bigint),
+               sum(cost_usd), sum(latency_ms)
         FROM integrations_providercall
         WHERE operation = %s
         GROUP BY 1, 2, 3
+        """,
+        [OPERATION],
+    )
+    buckets, low = [], None
+    for i, bound in enumerate(LATENCY_BOUNDS_MS):
+        cond = f"latency_ms <= {bound!r}" if low is None else f"latency_ms > {low!r} AND latency_ms <= {bound!r}"
+        buckets.append(f"count(*) FILTER (WHERE {cond})")
+        low = bound
+    buckets.append(f"count(*) FILTER (WHERE latency_ms > {low!r})")
+    columns = ", ".join(f"l{i}" for i in range(len(buckets)))
+    cur.execute(
+        f"""
+        INSERT INTO integrations_providerrollup
+            (hour, provider, calls, ok, error, rate_limited, timeout, circuit_open, requests, cost_usd,
+             latency_ms_sum, {columns})
+        SELECT date_trunc('hour', created_at), provider, count(*), count(*) FILTER (WHERE outcome = 'ok'),
+               count(*) FILTER (WHERE outcome = 'error'), 0, 0, 0, sum((units ->> 'requests')::bigint),
+               sum(cost_usd), sum(latency_ms), {", ".join(buckets)}
+        FROM integrations_providercall
+        WHERE operation = %s
+        GROUP BY 1, 2
         """,
         [OPERATION],
     )
@@ -135,6 +148,7 @@ def _prepare():
         with connection.cursor() as cur:
             cur.execute("VACUUM ANALYZE integrations_providercall")
             cur.execute("VACUUM ANALYZE integrations_usagerollup")
+            cur.execute("VACUUM ANALYZE integrations_providerrollup")
     return owner_ids, time.monotonic() - started, reused
 
 

@@ -292,9 +292,11 @@ class Child:
 
 
 @contextlib.contextmanager
-def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=30):
-    """Serve config.wsgi on 127.0.0.1 with the bench settings; once /healthz answers, yields .url and .pgid."""
-    port = free_port()
+def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=30, port=None):
+    """Serve config.wsgi on 127.0.0.1 with the bench settings; once /healthz answers, yields .url and .pgid.
+
+    `port`: a fixed port (a shared machine may hand each engineer a range); default any free one."""
+    port = port or free_port()
     argv = [
         str(BIN / "gunicorn"),
         "config.wsgi:application",

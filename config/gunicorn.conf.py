@@ -1,66 +1,65 @@
-"""The one web-server configuration (Dockerfile, docker-compose.yml, Procfile, `make`):
+"""The one web-server configuration: `gunicorn -c config/gunicorn.conf.py config.asgi:application`.
 
-    gunicorn -c config/gunicorn.conf.py config.asgi:application
+`make run` (Procfile.dev), the Dockerfile, docker-compose.yml and deploy/k8s/
+all run exactly that command; only the environment differs between them:
 
-Uvicorn workers under gunicorn: gunicorn supervises (restarts a dead worker,
-recycles workers, graceful reloads on HUP), each worker runs one asyncio loop
-(uvloop + httptools) serving many connections, so a 60 s AI stream costs a
-coroutine rather than a whole worker. Measured against granian and sync
-workers in bench/bench_serving.py (bench/RESULTS.md).
+    HOST, PORT          where to listen (127.0.0.1:8000; the image sets HOST=0.0.0.0)
+    WEB_CONCURRENCY     worker processes (make run uses 1: its rate-limit cache is per process)
+    GUNICORN_TIMEOUT    seconds a worker may go silent before it is replaced
+    FORWARDED_ALLOW_IPS proxies trusted for X-Forwarded-Proto / X-Forwarded-For (gunicorn reads it itself)
 
-Every value can be overridden from the environment (names below) or on the
-command line.
+Gunicorn is the process manager (signals, restarts, max_requests); each worker
+runs uvicorn (uvloop + httptools), so the web tier speaks ASGI and an AI
+stream that lasts a minute holds a coroutine, not a process (DESIGN.md, "One
+path for every outbound call"). Chosen against granian by measurement:
+bench/bench_serving.py, figures in bench/RESULTS.md.
 """
 
 import os
 
 
-def _int(name, default):
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+def _env(name, default):
+    # An empty value (`HOST=` copied from .env.example) means "unset", not "bind to nothing".
+    return os.environ.get(name) or default
 
 
-# Read by config/settings when the app loads (below, preload): a connection pool
-# per worker instead of one connection per request thread (see config/settings/base.py).
+# Read by config/settings when the app loads (preload, below): one psycopg pool
+# per worker instead of one connection per request thread (config/settings/base.py).
 os.environ.setdefault("DATABASE_POOL", "true")
 
-bind = os.environ.get("WEB_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
+bind = [f"{_env('HOST', '127.0.0.1')}:{_env('PORT', '8000')}"]
+# One event loop per core serves hundreds of streams; more workers than cores
+# only adds memory and context switches (bench_serving).
+workers = int(_env("WEB_CONCURRENCY", "2"))
 worker_class = "uvicorn_worker.UvicornWorker"
-# One event loop per core: an async worker is CPU-bound, not blocked on I/O.
-workers = _int("WEB_CONCURRENCY", max(2, os.cpu_count() or 1))
 
-# Import the app (and every provider SDK, see config/warmup.py) once in the
-# master before forking: workers start warm, the first request costs what the
-# hundredth does, and a busy machine cannot push a cold worker past `timeout`.
-preload_app = os.environ.get("WEB_PRELOAD", "true").lower() not in ("0", "false", "no")
+# Import Django and every provider SDK once in the arbiter (config/warmup.py also
+# dry-runs the AI SDKs and freezes the heap): a fresh worker forks ready, so the
+# first request is not the slow one and a busy machine does not trip the timeout
+# while a worker is still importing (DESIGN.md pitfalls). Each worker then warms
+# its own connections at ASGI lifespan startup (config/asgi.py).
+preload_app = _env("GUNICORN_PRELOAD", "true").lower() not in ("0", "false", "no")
 
-# Recycle workers so a slow leak in any library cannot grow without bound; the
-# jitter keeps workers from all restarting at the same moment.
-max_requests = _int("WEB_MAX_REQUESTS", 5000)
-max_requests_jitter = _int("WEB_MAX_REQUESTS_JITTER", 500)
+# Recycle workers now and then so a slow leak never grows without bound; the
+# jitter keeps all workers from restarting at the same moment.
+max_requests = int(_env("GUNICORN_MAX_REQUESTS", "2000"))
+max_requests_jitter = int(_env("GUNICORN_MAX_REQUESTS_JITTER", "200"))
 
-# A worker whose loop stops answering gunicorn's heartbeat for this long is
-# killed. Streams do not count: they are awaits, the loop keeps beating.
-timeout = _int("WEB_TIMEOUT", 30)
-# On restart or recycle, open streams get this long to finish (the AI deadline).
-graceful_timeout = _int("WEB_GRACEFUL_TIMEOUT", 90)
-keepalive = _int("WEB_KEEPALIVE", 5)
+# For uvicorn workers this is the heartbeat to the arbiter, not a request
+# deadline: the event loop notifies gunicorn while long streams are open.
+timeout = int(_env("GUNICORN_TIMEOUT", "30"))
+# A recycled or restarted worker stops accepting and lets open streams finish:
+# as long as the AI deadline (AI_DEADLINE_SECONDS), so recycling cuts no answer.
+graceful_timeout = int(_env("GUNICORN_GRACEFUL_TIMEOUT", "90"))
+keepalive = 5
 
-# The hub writes its own access line with the request id (hub.access logger).
-accesslog = None
+# Gunicorn 23+ opens a control socket at one fixed path per user
+# (~/.gunicorn/gunicorn.ctl): two servers on one machine would fight over it,
+# and nothing here uses it.
+control_socket_disable = True
+
+# The hub writes one access line per request itself, with its request id
+# (logger hub.access); the server's own line would be a second, id-less copy.
+accesslog = _env("GUNICORN_ACCESS_LOG", None)
 errorlog = "-"
-loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
-# gunicorn's control socket has one default path per user: two servers on one
-# machine (a bench beside a dev server) would fight over it. Off unless asked for.
-if os.environ.get("WEB_CONTROL_SOCKET"):
-    control_socket = os.environ["WEB_CONTROL_SOCKET"]
-else:
-    control_socket_disable = True
-
-# Behind a proxy, set FORWARDED_ALLOW_IPS to its address so X-Forwarded-* is trusted.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+loglevel = _env("GUNICORN_LOG_LEVEL", "info")

@@ -24,4 +24,7 @@ LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
 # The in-memory broker polls once a second by default; workers started in tests should not wait.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01}
+# Tests run with DEBUG off and no collectstatic: plain storage, so admin pages
+# render without a manifest (the image's collectstatic checks the real one).
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405

@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from config.views import landing
+from integrations import prometheus
 from integrations.api import errors
 from integrations.views import health
 
@@ -12,17 +14,22 @@ admin.site.index_title = "Providers, calls, webhooks and domain records"
 api_v1 = [
     path("auth/", include("integrations.auth.urls")),
     path("integrations/", include("integrations.urls")),
+    path("connections/", include("integrations.oauth.urls")),
     path("documents/", include("documents.urls")),
     path("payments/", include("payments.urls")),
     path("messaging/", include("messaging.urls")),
     path("ai/", include("ai.urls")),
+    path("travel/", include("travel.urls")),
 ]
 
 urlpatterns = [
+    # A person opening the hub's address (or admin's "View site") lands on links, not a 404.
+    path("", landing, name="landing"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     # Stripe Checkout sends customers back here (STRIPE_CHECKOUT_SUCCESS_URL / _CANCEL_URL default to these).
     path("payments/", include("payments.page_urls")),
     path("webhooks/twilio/", include("messaging.webhook_urls")),
@@ -30,7 +37,7 @@ urlpatterns = [
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", prometheus.metrics_view, name="prometheus-django-metrics"),
     # Anything else under /api/ is a JSON 404, also with DEBUG on.
     re_path(r"^api/", errors.api_not_found),
 ]

@@ -52,9 +52,11 @@ class DocumentVersion(models.Model):
         # The scanner could not be reached after every retry.
         ERROR = "error"
 
-    # Allowed scan transitions; services.scan_move applies them.
-    SCAN_TRANSITIONS = {
-        ScanStatus.PENDING: {ScanStatus.SCANNING, ScanStatus.UNSCANNED},
+    # The scan's state machine, applied by integrations.states.transition.
+    STATE_FIELD = "scan_status"
+    TRANSITIONS = {
+        # to error: the scan task gave up (the scanner stayed unreachable through every retry)
+        ScanStatus.PENDING: {ScanStatus.SCANNING, ScanStatus.UNSCANNED, ScanStatus.ERROR},
         # back to pending: the scanner was unreachable, the task retries
         ScanStatus.SCANNING: {ScanStatus.CLEAN, ScanStatus.INFECTED, ScanStatus.PENDING, ScanStatus.ERROR},
         ScanStatus.CLEAN: set(),

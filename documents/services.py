@@ -24,6 +24,7 @@ from django.utils.http import content_disposition_header
 from integrations.alerts import alert_raise
 from integrations.errors import DomainError, ProviderError, ProviderUnavailable, RateLimited
 from integrations.models import Alert
+from integrations.states import transition
 
 from . import clamd
 from .content import ContentRejected, classify_upload, filename_sanitise
@@ -253,22 +254,17 @@ def _remove_unknown(backend, keys):
 # --- Scanning -------------------------------------------------------------------
 
 
-def scan_move(version_id, frm, to, **fields):
-    """Apply a scan transition only from the expected status; False if another run got there first."""
-    if to not in DocumentVersion.SCAN_TRANSITIONS[frm]:
-        raise ValueError(f"scan status cannot go from {frm} to {to}")
-    return DocumentVersion.objects.filter(pk=version_id, scan_status=frm).update(scan_status=to, **fields) == 1
-
-
 def version_scan(*, version_id):
     version = DocumentVersion.objects.select_related("document").filter(pk=version_id).first()
     if version is None or version.scan_status not in (Scan.PENDING, Scan.SCANNING):
         return "skipped"
     if not settings.CLAMD_URL:
-        scan_move(version_id, Scan.PENDING, Scan.UNSCANNED)
+        transition(DocumentVersion, version_id, Scan.UNSCANNED, frm=Scan.PENDING)
         return Scan.UNSCANNED
     # A redelivered task finds `scanning`; scanning has no side effect, so it simply scans again.
-    if version.scan_status == Scan.PENDING and not scan_move(version_id, Scan.PENDING, Scan.SCANNING):
+    if version.scan_status == Scan.PENDING and not transition(
+        DocumentVersion, version_id, Scan.SCANNING, frm=Scan.PENDING
+    ):
         return "skipped"
 
     def scan(chunks):
@@ -279,14 +275,19 @@ def version_scan(*, version_id):
             version.storage_key, scan, owner=version.document.owner_id, related=version
         )
     except clamd.ClamdError as exc:
-        scan_move(version_id, Scan.SCANNING, Scan.PENDING, scan_detail=str(exc)[:255])
+        transition(DocumentVersion, version_id, Scan.PENDING, frm=Scan.SCANNING, scan_detail=str(exc)[:255])
         raise ProviderUnavailable("clamav", str(exc)) from exc
     except (RateLimited, ProviderError):
-        scan_move(version_id, Scan.SCANNING, Scan.PENDING)  # the task retries
+        transition(DocumentVersion, version_id, Scan.PENDING, frm=Scan.SCANNING)  # the task retries
         raise
     if result.infected:
-        if scan_move(
-            version_id, Scan.SCANNING, Scan.INFECTED, scan_detail=result.signature[:255], scanned_at=timezone.now()
+        if transition(
+            DocumentVersion,
+            version_id,
+            Scan.INFECTED,
+            frm=Scan.SCANNING,
+            scan_detail=result.signature[:255],
+            scanned_at=timezone.now(),
         ):
             _enqueue_quarantine(version_id)
         alert_raise(
@@ -301,7 +302,7 @@ def version_scan(*, version_id):
             dedupe_key=f"document_infected:{version.pk}",
         )
         return Scan.INFECTED
-    scan_move(version_id, Scan.SCANNING, Scan.CLEAN, scan_detail="", scanned_at=timezone.now())
+    transition(DocumentVersion, version_id, Scan.CLEAN, frm=Scan.SCANNING, scan_detail="", scanned_at=timezone.now())
     return Scan.CLEAN
 
 
@@ -343,14 +344,14 @@ def version_quarantine(*, version_id):
 
 
 def version_scan_failed(*, version_id, error):
-    DocumentVersion.objects.filter(pk=version_id, scan_status__in=[Scan.PENDING, Scan.SCANNING]).update(
-        scan_status=Scan.ERROR, scan_detail=str(error)[:255]
-    )
+    transition(DocumentVersion, version_id, Scan.ERROR, scan_detail=str(error)[:255])
 
 
 def version_rescan(*, version):
     """Admin: scan again a version that was unscanned or whose scan failed."""
-    if version.scan_status in (Scan.UNSCANNED, Scan.ERROR) and scan_move(version.pk, version.scan_status, Scan.PENDING):
+    if version.scan_status in (Scan.UNSCANNED, Scan.ERROR) and transition(
+        DocumentVersion, version.pk, Scan.PENDING, frm=version.scan_status
+    ):
         _enqueue_scan(version.pk)
         return True
     return False

@@ -37,3 +37,22 @@ def alert_resolve(*, alert):
         alert.resolved_at = timezone.now()
         alert.save(update_fields=["resolved_at"])
     return alert
+
+
+def webhook_alert_resolve_if_clear(*, provider, event_type):
+    """Resolve the webhook_failed alert for (provider, type) once no event of that kind is left failed.
+
+    Called when a failed event is processed after all (a replay or a retry),
+    so the alert stays open while any of its events still needs a replay.
+    """
+    from .models import WebhookEvent
+
+    key = f"webhook_failed:{provider}:{event_type}"
+    if not Alert.objects.filter(dedupe_key=key, resolved_at__isnull=True).exists():
+        return 0
+    if WebhookEvent.objects.filter(provider=provider, type=event_type, status=WebhookEvent.Status.FAILED).exists():
+        return 0
+    resolved = Alert.objects.filter(dedupe_key=key, resolved_at__isnull=True).update(resolved_at=timezone.now())
+    if resolved:
+        logger.info("alert resolved", extra={"alert_kind": Alert.Kind.WEBHOOK_FAILED, "provider": provider})
+    return resolved

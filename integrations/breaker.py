@@ -172,6 +172,20 @@ def reset(provider):
     metrics.breaker_state.labels(provider).set(0)
 
 
+def trip(provider):
+    """Open the circuit by hand (console): calls fail fast until the cooldown lets a probe through."""
+    client = get_client()
+    if client is not None:
+        seconds, micros = client.time()  # Redis's clock, as the Lua transitions use
+        client.hset(
+            _key(provider), mapping={"state": OPEN, "opened_at": seconds * 1000 + micros // 1000, "failures": 0}
+        )
+    else:
+        with localstate.locked(_key(provider)) as s:
+            s.update(state=OPEN, opened_at=time.time() * 1000, failures=0)
+    metrics.breaker_state.labels(provider).set(_GAUGE[OPEN])
+
+
 # --- the same breaker from async code (the AI request path) -------------------------
 
 _async_scripts = weakref.WeakKeyDictionary()  # client -> {name: registered script}

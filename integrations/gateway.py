@@ -183,8 +183,7 @@ def _write(att, *, outcome, latency_ms, error=None, retryable=None):
             related_id=att.related_id[:64],
             request_id=(get_request_id() or "")[:128],
             created_at=now,
-        ),
-        ok=ok,
+        )
     )
     metrics.provider_calls.labels(att.provider, att.operation, outcome).inc()
     metrics.provider_latency.labels(att.provider).observe(latency_ms / 1000.0)

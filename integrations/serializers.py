@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from .models import ProviderCall
+from .units import UNITS
 
 
 class ProviderStatusSerializer(serializers.Serializer):
@@ -18,11 +19,23 @@ class StaffProviderStatusSerializer(ProviderStatusSerializer):
     error_rate_24h = serializers.FloatField()
 
 
+class UnitsSerializer(serializers.Serializer):
+    """Each unit apart (integrations.units): requests, tokens, segments, minutes, bytes and money never add up."""
+
+    for _unit in UNITS:
+        locals()[_unit.column] = (
+            serializers.DecimalField(max_digits=18, decimal_places=2, help_text=_unit.label)
+            if _unit.money
+            else serializers.IntegerField(help_text=_unit.label)
+        )
+    del _unit
+
+
 class ProviderUsageSerializer(serializers.Serializer):
     provider = serializers.CharField()
     calls = serializers.IntegerField()
     errors = serializers.IntegerField()
-    units = serializers.DecimalField(max_digits=20, decimal_places=4)
+    units = UnitsSerializer()
     cost_usd = serializers.DecimalField(max_digits=16, decimal_places=6)
 
 

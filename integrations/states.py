@@ -7,7 +7,10 @@ only if the model's TRANSITIONS allow it from the state the row is in *now*, wit
 UPDATE (`WHERE status = <what we read>`), so two workers, a redelivered task
 and a late webhook can race and the row still only moves forward. With
 `occurred_at` (a Stripe event's `created`), an event older than the newest one
-already applied to the row is stale and changes nothing.
+already applied to the row is stale and changes nothing. With `frm`, the move
+happens only from that state (a task that read `sending` must not move a row
+another run has since put elsewhere); `where` adds conditions of its own
+(`Q(external_id__isnull=True)`: only a row Twilio never saw).
 """
 
 from django.db.models import Q
@@ -27,7 +30,7 @@ def state_field(model):
     return getattr(model, "STATE_FIELD", "status")
 
 
-def transition(model, pk, to, *, occurred_at=None, strict=False, **fields):
+def transition(model, pk, to, *, frm=None, where=None, occurred_at=None, strict=False, **fields):
     """Move row `pk` to `to`; True if it moved. A no-op (already there, stale, not allowed) is False.
 
     strict=True raises IllegalTransition for a move the machine forbids (staff
@@ -35,11 +38,13 @@ def transition(model, pk, to, *, occurred_at=None, strict=False, **fields):
     simply leave the row alone.
     """
     field = state_field(model)
+    expected = frm
     for _ in range(3):
-        current = model.objects.filter(pk=pk).values(field).first()
-        if current is None:
-            return False
-        frm = current[field]
+        if expected is None:
+            current = model.objects.filter(pk=pk).values(field).first()
+            if current is None:
+                return False
+            frm = current[field]
         if frm == to:
             return False
         if not allowed(model, frm, to):
@@ -47,6 +52,8 @@ def transition(model, pk, to, *, occurred_at=None, strict=False, **fields):
                 raise IllegalTransition(model, frm, to)
             return False
         rows = model.objects.filter(pk=pk, **{field: frm})
+        if where is not None:
+            rows = rows.filter(where)
         if occurred_at is not None:
             rows = rows.filter(Q(last_event_at__isnull=True) | Q(last_event_at__lte=occurred_at))
             fields["last_event_at"] = occurred_at
@@ -57,5 +64,7 @@ def transition(model, pk, to, *, occurred_at=None, strict=False, **fields):
             and model.objects.filter(pk=pk, **{field: frm}, last_event_at__gt=occurred_at).exists()
         ):
             return False  # a newer event was already applied: this one is stale
+        if expected is not None or where is not None:
+            return False  # not in the state the caller read, or not a row the condition allows
         # Someone else moved the row between our read and our update: decide again.
     return False

@@ -18,4 +18,5 @@ def idempotency_purge():
 
 
 # The webhook inbox's tasks live beside it; importing them here registers them with Celery.
-from .webhooks.tasks import webhook_process, webhook_requeue_stale_task  # noqa: E402,F401
+from .oauth.tasks import oauth_connection_refresh, oauth_refresh_due, oauth_states_purge  # noqa: E402,F401
+from .webhooks.tasks import webhook_drain_task, webhook_process, webhook_requeue_stale_task  # noqa: E402,F401

@@ -5,9 +5,9 @@ for what staff may repair (re-queue a failed send).
 """
 
 from django.contrib import admin, messages
-from django.db import transaction
 from django.utils.html import format_html
 
+from . import services
 from .models import BusinessHours, CallLog, Conversation, ForwardingRule, Holiday, OptOut, SmsMessage, WeeklyHours
 
 
@@ -42,20 +42,11 @@ class SmsMessageAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Send failed outbound messages again (never sent by Twilio)")
     def requeue_failed(self, request, queryset):
-        from .tasks import sms_send
-
-        ids = list(
-            queryset.filter(direction="outbound", status="failed", external_id__isnull=True).values_list(
-                "pk", flat=True
-            )
+        ids = queryset.filter(direction="outbound", status="failed", external_id__isnull=True).values_list(
+            "pk", flat=True
         )
-        with transaction.atomic():
-            SmsMessage.objects.filter(pk__in=ids, status="failed").update(
-                status="queued", error_code="", error_message=""
-            )
-            for pk in ids:
-                transaction.on_commit(lambda pk=pk: sms_send.delay(pk))
-        self.message_user(request, f"{len(ids)} message(s) queued again.", messages.SUCCESS)
+        done = sum(1 for pk in ids if services.sms_requeue(sms_id=pk))
+        self.message_user(request, f"{done} message(s) queued again.", messages.SUCCESS)
 
 
 @admin.register(CallLog)

@@ -68,14 +68,16 @@ class SmsMessage(CreateAttempt):
         RECEIVED = "received"
 
     # Forward-only: a late or duplicated callback never moves a row back.
-    # sending -> queued is only our own limiter deferral (nothing was sent).
+    # sending -> queued is only our own limiter deferral (nothing was sent);
+    # failed -> queued only staff's re-queue of a message Twilio never accepted
+    # (services.sms_requeue; no Twilio status maps to queued).
     TRANSITIONS = {
         "queued": {"sending", "failed", "canceled"},
         "sending": {"queued", "sent", "delivered", "undelivered", "failed", "canceled"},
         "sent": {"delivered", "undelivered", "failed"},
         "undelivered": {"delivered"},  # a carrier's late delivery receipt wins
         "delivered": set(),
-        "failed": set(),
+        "failed": {"queued"},
         "canceled": set(),
         "received": set(),
     }

@@ -28,6 +28,8 @@ from integrations.errors import (
     RateLimited,
 )
 from integrations.registry import require
+from integrations.states import transition
+from integrations.task_base import enqueue_on_commit
 
 from . import business_hours
 from .models import CallLog, Conversation, OptOut, SendDoubt, SmsMessage
@@ -104,13 +106,6 @@ def _refuse_opted_out(number):
 
 
 # --- SMS ---------------------------------------------------------------------
-
-
-def sms_transition(sms_id, frm, to, **fields):
-    """Apply one transition with a conditional UPDATE; False if it is not allowed or another run got there first."""
-    if to not in SmsMessage.TRANSITIONS[frm]:
-        return False
-    return SmsMessage.objects.filter(pk=sms_id, status=frm).update(status=to, **fields) == 1
 
 
 def sms_create(*, owner, to, body):
@@ -252,14 +247,19 @@ def sms_send(*, sms_id):
         found = sms_lookup(sms=sms)
         if found is not None:
             if sms.status == "queued":
-                sms_transition(sms_id, "queued", "sending")
+                transition(SmsMessage, sms_id, "sending", frm="queued")
             return "found" if _sms_accepted(sms, found) else "skipped"
     if opted_out(sms.to_number):
-        sms_transition(
-            sms_id, sms.status, "failed", error_code="opted_out", error_message="The recipient replied STOP."
+        transition(
+            SmsMessage,
+            sms_id,
+            "failed",
+            frm=sms.status,
+            error_code="opted_out",
+            error_message="The recipient replied STOP.",
         )
         return "opted_out"
-    if sms.status == "queued" and not sms_transition(sms_id, "queued", "sending"):
+    if sms.status == "queued" and not transition(SmsMessage, sms_id, "sending", frm="queued"):
         return "skipped"
     # Claim this attempt against what we read, so two concurrent runs never both create.
     now = _attempt_claim(SmsMessage, sms, status="sending")
@@ -278,12 +278,19 @@ def sms_send(*, sms_id):
     except Exception as exc:
         _attempt_settle(SmsMessage, sms, started=now, exc=exc)
         if isinstance(exc, (RateLimited, ProviderRateLimited)):
-            sms_transition(sms_id, "sending", "queued")  # refused before sending: nothing went out
+            transition(SmsMessage, sms_id, "queued", frm="sending")  # refused before sending: nothing went out
         elif isinstance(exc, ProviderError):
             if exc.code == twilio_rest.UNSUBSCRIBED_RECIPIENT:
                 optout_apply(number=sms.to_number, keyword="21610", opt_out=True)
             if not exc.retryable:
-                sms_transition(sms_id, "sending", "failed", error_code=str(exc.code or ""), error_message=exc.message)
+                transition(
+                    SmsMessage,
+                    sms_id,
+                    "failed",
+                    frm="sending",
+                    error_code=str(exc.code or ""),
+                    error_message=exc.message,
+                )
         raise
     _sms_accepted(sms, result)
     return "sent"
@@ -306,7 +313,9 @@ def _sms_accepted(sms, result):
     )
     target = _SMS_STATUS.get(result.status, "sending")
     if target != "sending":
-        sms_transition(sms.pk, "sending", target, error_code=result.error_code, error_message=result.error_message)
+        transition(
+            SmsMessage, sms.pk, target, frm="sending", error_code=result.error_code, error_message=result.error_message
+        )
     return bool(stamped)
 
 
@@ -342,10 +351,34 @@ def sms_lookup(*, sms):
     return None
 
 
+def sms_requeue(*, sms_id):
+    """Staff: send again a failed outbound message Twilio never accepted (failed -> queued, a declared move)."""
+    from .tasks import sms_send
+
+    with transaction.atomic():
+        moved = transition(
+            SmsMessage,
+            sms_id,
+            "queued",
+            frm="failed",
+            where=Q(direction=SmsMessage.Direction.OUTBOUND, external_id__isnull=True),
+            error_code="",
+            error_message="",
+        )
+        if moved:
+            enqueue_on_commit(sms_send, sms_id)
+    return moved
+
+
 def sms_give_up(*, sms_id, error):
     code = str(getattr(error, "code", "") or "")
-    SmsMessage.objects.filter(pk=sms_id, status__in=["queued", "sending"], external_id__isnull=True).update(
-        status="failed", error_code=code[:16], error_message=str(getattr(error, "message", error))[:2000]
+    transition(
+        SmsMessage,
+        sms_id,
+        "failed",
+        where=Q(status__in=["queued", "sending"], external_id__isnull=True),
+        error_code=code[:16],
+        error_message=str(getattr(error, "message", error))[:2000],
     )
 
 
@@ -400,7 +433,7 @@ def sms_status_apply(*, payload):
         fields["sent_at"] = now
     if target == "delivered":
         fields["delivered_at"] = now
-    if not sms_transition(sms.pk, sms.status, target, **fields):
+    if not transition(SmsMessage, sms.pk, target, frm=sms.status, **fields):
         raise StaleEvent(f"{sms.status} -> {target} is not a forward move")
     # Twilio prices a message once it has left ("sent"); ask then, or at the final status.
     if (target == "sent" or target in SmsMessage.FINAL) and not sms.cost_recorded:
@@ -473,12 +506,6 @@ def sms_inbound_record(*, payload):
 # --- Calls -------------------------------------------------------------------
 
 
-def call_transition(call_id, frm, to, **fields):
-    if to not in CallLog.TRANSITIONS[frm]:
-        return False
-    return CallLog.objects.filter(pk=call_id, status=frm).update(status=to, **fields) == 1
-
-
 def call_create(*, owner, to, say, record=False):
     require("twilio")
     if not settings.TWILIO_PHONE_NUMBER:
@@ -524,9 +551,9 @@ def call_place_run(*, call_id):
         found = call_lookup(call=call)
         if found is not None:
             if call.status == "queued":
-                call_transition(call_id, "queued", "dialing")
+                transition(CallLog, call_id, "dialing", frm="queued")
             return "found" if _call_accepted(call, found) else "skipped"
-    if call.status == "queued" and not call_transition(call_id, "queued", "dialing"):
+    if call.status == "queued" and not transition(CallLog, call_id, "dialing", frm="queued"):
         return "skipped"
     now = _attempt_claim(CallLog, call, status="dialing")
     if now is None:
@@ -545,9 +572,11 @@ def call_place_run(*, call_id):
     except Exception as exc:
         _attempt_settle(CallLog, call, started=now, exc=exc)
         if isinstance(exc, (RateLimited, ProviderRateLimited)):
-            call_transition(call_id, "dialing", "queued")  # refused before dialing: no call exists
+            transition(CallLog, call_id, "queued", frm="dialing")  # refused before dialing: no call exists
         elif isinstance(exc, ProviderError) and not exc.retryable:
-            call_transition(call_id, "dialing", "failed", error_code=str(exc.code or ""), error_message=exc.message)
+            transition(
+                CallLog, call_id, "failed", frm="dialing", error_code=str(exc.code or ""), error_message=exc.message
+            )
         raise
     _call_accepted(call, result)
     return "placed"
@@ -567,7 +596,7 @@ def _call_accepted(call, result):
     # A found call may be long over; its price is then booked by costs_unbooked_sweep.
     target = CALL_STATUS.get(result.status, "dialing")
     if stamped and target != "dialing":
-        call_transition(call.pk, "dialing", target)
+        transition(CallLog, call.pk, target, frm="dialing")
     return bool(stamped)
 
 
@@ -603,8 +632,11 @@ def call_lookup(*, call):
 
 
 def call_give_up(*, call_id, error):
-    CallLog.objects.filter(pk=call_id, status__in=["queued", "dialing"], external_id__isnull=True).update(
-        status="failed",
+    transition(
+        CallLog,
+        call_id,
+        "failed",
+        where=Q(status__in=["queued", "dialing"], external_id__isnull=True),
         error_code=str(getattr(error, "code", "") or "")[:16],
         error_message=str(getattr(error, "message", error))[:2000],
     )
@@ -648,7 +680,7 @@ def call_status_apply(*, payload):
         # queued -> initiated are both "dialing" to us: keep Twilio's word for it.
         CallLog.objects.filter(pk=call.pk).update(**fields)
         return target
-    if not call_transition(call.pk, call.status, target, **fields):
+    if not transition(CallLog, call.pk, target, frm=call.status, **fields):
         raise StaleEvent(f"{call.status} -> {target} is not a forward move")
     if target in CallLog.FINAL and not call.cost_recorded:
         from .tasks import call_price_fetch

@@ -12,17 +12,17 @@ import logging
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from integrations.alerts import alert_raise
 from integrations.errors import DomainError, PermanentError
 from integrations.models import Alert
 from integrations.registry import require
+from integrations.states import transition
 
 from .models import Customer, Invoice, Payment, ReconciliationRun, Refund, Subscription
 from .providers import stripe as stripe_api
-from .states import transition
 
 logger = logging.getLogger(__name__)
 
@@ -495,7 +495,14 @@ def refund_give_up(*, refund_id, error):
             failure_reason=f"Stripe did not confirm this refund ({error}); reconciliation will settle it."[:2000]
         )
     else:
-        rows.update(status=Refund.Status.FAILED, failure_reason=str(error)[:2000])
+        transition(
+            Refund,
+            refund_id,
+            Refund.Status.FAILED,
+            frm=Refund.Status.PENDING,
+            where=Q(external_id=""),
+            failure_reason=str(error)[:2000],
+        )
 
 
 def refund_apply(*, refund, stripe_refund, occurred_at=None):

@@ -13,7 +13,14 @@ import datetime as dt
 
 from django.conf import settings
 
-from integrations.webhooks import InboundEvent, WebhookRejected, safe_headers, webhook_handler, webhook_verifier
+from integrations.webhooks import (
+    InboundEvent,
+    WebhookRejected,
+    safe_headers,
+    webhook_handler,
+    webhook_ordering_key,
+    webhook_verifier,
+)
 
 from . import services
 from .models import Payment
@@ -57,6 +64,23 @@ def verify(request):
         occurred_at=dt.datetime.fromtimestamp(created, tz=dt.UTC) if isinstance(created, int) else None,
         headers=safe_headers(request, [SIGNATURE_HEADER, "User-Agent", "Content-Type"]),
     )
+
+
+@webhook_ordering_key(PROVIDER)
+def ordering_key(payload):
+    """Events about one payment are applied in Stripe's `created` order: keyed by the PaymentIntent.
+
+    Charges, refunds and Checkout Sessions name their PaymentIntent, so a
+    `charge.refunded` waits for the `payment_intent.succeeded` before it; other
+    objects (subscriptions, invoices, disputes) are keyed by their own id.
+    """
+    obj = payload["data"]["object"]
+    intent = obj.get("payment_intent")
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    if obj.get("object") == "payment_intent":
+        intent = obj.get("id")
+    return intent or obj.get("id") or ""
 
 
 def _object(event):

@@ -19,6 +19,7 @@ from .celery import *  # noqa: F403
 from .gateway import *  # noqa: F403
 from .messaging import *  # noqa: F403
 from .oauth import *  # noqa: F403
+from .ops import *  # noqa: F403
 from .payments import *  # noqa: F403
 from .scheduling import *  # noqa: F403
 from .security import *  # noqa: F403

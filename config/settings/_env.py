@@ -3,6 +3,8 @@
 Everything comes from the environment through django-environ (and an optional
 `.env` file, plus the file named by DJANGO_ENV_FILE, which `make run` uses for
 its generated development secrets). Every variable is listed in `.env.example`.
+Any of them may instead come from a file (`NAME_FILE`) or from AWS Secrets
+Manager (`SECRETS_MANAGER_ARN`): see `_secrets.py`.
 
 Production is the default: DEBUG is off unless DJANGO_DEBUG=true, and a
 missing SECRET_KEY or FIELD_ENCRYPTION_KEYS stops start-up.
@@ -13,16 +15,21 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from ._secrets import SecretsMapping, apply_secrets_manager
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
+env.ENVIRON = SecretsMapping()
 # Values already in the environment win over both files.
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
 _env_file = env.str("DJANGO_ENV_FILE", default="")
 if _env_file:
     environ.Env.read_env(BASE_DIR / _env_file)
+# Last, so the environment, the env files and NAME_FILE all win over it.
+SECRETS_FROM_MANAGER = apply_secrets_manager()
 
 
 def env_bool(name, default):

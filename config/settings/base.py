@@ -25,11 +25,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc assets served by the hub: /api/docs/ works offline
     "corsheaders",
     "django_celery_beat",
     "django_prometheus",
     "axes",
     "integrations",
+    "integrations.audit",
     "payments",
     "documents",
     "messaging",
@@ -39,9 +41,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: provider callbacks under /webhooks/ run through WEBHOOK_MIDDLEWARE only (the lean ack path).
+    "integrations.webhooks.fastpath.WebhookFastPathMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "integrations.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight after security headers, before sessions and
+    # auth touch the request: admin CSS and Swagger UI cost no database work.
+    "config.staticfiles.AsgiWhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -152,6 +159,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "The one place where the platform talks to providers: payments, documents, messaging, AI, scheduling, travel.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from the pinned drf-spectacular-sidecar package, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Several models have a `status` with different choices: one named enum each.
     "ENUM_NAME_OVERRIDES": {
@@ -179,6 +190,13 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves what collectstatic gathered (the Dockerfile runs it):
+# gzip/brotli copies and content-hashed names, so browsers cache them for a
+# year. With DEBUG on (make run) it serves from the apps' folders unhashed.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 MEDIA_ROOT = VAR_DIR / "media"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
@@ -193,7 +211,14 @@ ACCESS_LOG = env_bool("ACCESS_LOG", True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "integrations.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "integrations.logging.RequestIdFilter"},
+        # Beat's frequent housekeeping (heartbeat, sweepers) logs at DEBUG, not INFO.
+        "routine_tasks": {
+            "()": "config.log_filters.RoutineTasksAtDebug",
+            "tasks": ["integrations.ping", "integrations.webhook_requeue_stale"],
+        },
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -205,10 +230,14 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "filters": ["request_id"],
+            "filters": ["request_id", "routine_tasks"],
             "formatter": "json" if LOG_JSON else "plain",
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own console handler (DEBUG only) would print every django.* line a second time.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }

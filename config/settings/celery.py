@@ -5,16 +5,19 @@ from .base import REDIS_URL
 
 # --- Celery ---------------------------------------------------------------
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
+# The filesystem broker names a host only so kombu does not warn "No hostname was supplied".
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://localhost/"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
-    for _sub in ("out", "processed"):
+    for _sub in ("out", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Exchange bindings (kombu's default is ./control in the working directory).
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         # The default 1 s poll makes a worker take about one task a second.
         "polling_interval": 0.05,
@@ -47,12 +50,22 @@ CELERY_BEAT_SCHEDULE = {
 # --- Webhook inbox (integrations.webhooks) ----------------------------------
 # Bodies above this many bytes are refused with 413 before anything parses them.
 WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=1024 * 1024)
+# Requests under this prefix skip every middleware but WEBHOOK_MIDDLEWARE (integrations.webhooks.fastpath):
+# providers need no session, user, CSRF, CORS or lockout, and each delivery's CPU is the inbox's throughput.
+WEBHOOK_FAST_PATH_PREFIX = "/webhooks/"
+WEBHOOK_MIDDLEWARE = ["integrations.middleware.RequestIdMiddleware"]
 # Handler attempts per event before it is left `failed` and an alert is raised.
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
 # Retry delay: full jitter over min(MAX, BASE * 2**(attempt-1)) seconds.
 WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=10)
 WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=3600)
-# An event whose processing is this overdue is enqueued again by the beat task.
+# Drains: events claimed per batch (one transaction, a savepoint per handler), the time after which a
+# batch stops taking new events and leaves the rest to the next drain, and how long a "drain queued" flag
+# in Redis suppresses queueing another drain for the same provider.
+WEBHOOK_DRAIN_BATCH_SIZE = env.int("WEBHOOK_DRAIN_BATCH_SIZE", default=100)
+WEBHOOK_DRAIN_MAX_SECONDS = env.float("WEBHOOK_DRAIN_MAX_SECONDS", default=5.0)
+WEBHOOK_DRAIN_COALESCE_SECONDS = env.float("WEBHOOK_DRAIN_COALESCE_SECONDS", default=10.0)
+# An event whose processing is this overdue makes the beat task queue a drain of its provider.
 WEBHOOK_REQUEUE_AFTER_SECONDS = env.int("WEBHOOK_REQUEUE_AFTER_SECONDS", default=120)
 WEBHOOK_REQUEUE_INTERVAL_SECONDS = env.int("WEBHOOK_REQUEUE_INTERVAL_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE["integrations.webhook_requeue_stale"] = {

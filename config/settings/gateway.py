@@ -29,7 +29,6 @@ provider_defaults(
         "xai": {"requests": {"rate": 5, "burst": 10}},
         "gemini": {"requests": {"rate": 5, "burst": 10}},
         "github_models": {"requests": {"rate": 0.25, "burst": 5}},
-        "duffel": {"requests": {"rate": 2, "burst": 5}},
         "google_calendar": {"requests": {"rate": 10, "burst": 20}},
         "microsoft_calendar": {"requests": {"rate": 4, "burst": 10}},
         "zoom": {"requests": {"rate": 10, "burst": 10}},
@@ -100,7 +99,6 @@ provider_defaults(
             "call.create": {"per_unit": {"minutes": "0.014"}},
             "call.price": {"per_unit": {"minutes": "0.014"}},
         },
-        "duffel": {"*": {"per_call": "0"}},
     }
 )
 

@@ -1,6 +1,6 @@
 from .alerts import Alert, Budget
-from .calls import LATENCY_BUCKETS_MS, ProviderCall, UsageRollup
-from .credentials import Connection
+from .calls import LATENCY_BOUNDS_MS, ProviderCall, ProviderRollup, UsageRollup
+from .credentials import Connection, OAuthState
 from .health import WorkerHeartbeat
 from .idempotency import IdempotencyRecord
 from .tokens import ApiToken
@@ -12,8 +12,10 @@ __all__ = [
     "Budget",
     "Connection",
     "IdempotencyRecord",
-    "LATENCY_BUCKETS_MS",
+    "LATENCY_BOUNDS_MS",
+    "OAuthState",
     "ProviderCall",
+    "ProviderRollup",
     "UsageRollup",
     "WebhookEvent",
     "WorkerHeartbeat",

@@ -15,6 +15,8 @@ class Alert(models.Model):
         DISPUTE = "dispute"
         PAYMENT_ANOMALY = "payment_anomaly"
         SECURITY = "security"
+        PRICE_DROP = "price_drop"
+        CONNECTION_REAUTH = "connection_reauth"
 
     class Severity(models.TextChoices):
         INFO = "info"
@@ -30,6 +32,14 @@ class Alert(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Who took it (acknowledged) and who closed it, from the console; empty when the hub resolved it itself.
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]

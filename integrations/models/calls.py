@@ -1,8 +1,17 @@
 from django.conf import settings
 from django.db import models
 
-# Latency histogram buckets of the roll-up (upper bounds in ms); the last is +inf.
-LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+from ..units import BY_COLUMN, UNIT_COLUMNS
+
+# Latency histogram of ProviderRollup: upper bounds in ms, a quarter octave
+# apart from 1 ms to ~131 s (2 ** (i / 4)); one more bucket holds anything slower.
+LATENCY_BOUNDS_MS = tuple(2 ** (i / 4) for i in range(69))
+
+
+def _unit_field(column):
+    if BY_COLUMN[column].money:
+        return models.DecimalField(max_digits=18, decimal_places=2, default=0)
+    return models.PositiveBigIntegerField(default=0)
 
 
 class ProviderCall(models.Model):
@@ -56,24 +65,21 @@ class ProviderCall(models.Model):
 class UsageRollup(models.Model):
     """Hourly totals per (provider, owner), kept current as calls are recorded.
 
-    Usage figures and the dashboard read this, never a scan of the call log,
-    so they stay fast with millions of ProviderCall rows. Latency is kept as a
-    histogram (one counter per bucket) so percentiles can be estimated.
+    Per-owner usage (the usage API, budgets, top spenders) reads this, never a
+    scan of the call log, so it stays fast with millions of ProviderCall rows.
+    Each unit of integrations.units has its own column: units never add up.
     """
 
     hour = models.DateTimeField()
     provider = models.CharField(max_length=32)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
     calls = models.PositiveBigIntegerField(default=0)
-    errors = models.PositiveBigIntegerField(default=0)
-    units = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    errors = models.PositiveBigIntegerField(default=0, help_text="Calls whose outcome was not ok.")
     cost_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
     latency_ms_sum = models.FloatField(default=0)
-    # One counter per latency bucket (LATENCY_BUCKETS_MS, then +inf): plain
-    # columns, so recording a call is a single atomic `UPDATE ... SET b = b + 1`.
-    for _i in range(len(LATENCY_BUCKETS_MS) + 1):
-        locals()[f"lat_b{_i}"] = models.PositiveBigIntegerField(default=0)
-    del _i
+    for _column in UNIT_COLUMNS:
+        locals()[_column] = _unit_field(_column)
+    del _column
 
     class Meta:
         constraints = [
@@ -86,6 +92,41 @@ class UsageRollup(models.Model):
             models.Index(fields=["owner", "hour"], name="rollup_owner_hour"),
             models.Index(fields=["hour", "provider"], name="rollup_hour_provider"),
         ]
+
+    def __str__(self):
+        return f"{self.provider} {self.hour:%Y-%m-%d %H}:00 {self.calls} calls"
+
+
+class ProviderRollup(models.Model):
+    """Hourly totals per provider (all owners), kept current as calls are recorded.
+
+    The console's overview, money page and charts read this: a 30-day window
+    is at most 720 rows per provider, whatever the call volume. Calls are
+    counted per outcome, and latency is a fine histogram (LATENCY_BOUNDS_MS,
+    a quarter octave per bucket), so p50 / p95 come out in milliseconds,
+    interpolated within one bucket, instead of as a coarse bucket's bound.
+    """
+
+    hour = models.DateTimeField()
+    provider = models.CharField(max_length=32)
+    calls = models.PositiveBigIntegerField(default=0)
+    ok = models.PositiveBigIntegerField(default=0)
+    error = models.PositiveBigIntegerField(default=0)
+    rate_limited = models.PositiveBigIntegerField(default=0)
+    timeout = models.PositiveBigIntegerField(default=0)
+    circuit_open = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
+    latency_ms_sum = models.FloatField(default=0)
+    for _column in UNIT_COLUMNS:
+        locals()[_column] = _unit_field(_column)
+    # One counter per latency bucket (LATENCY_BOUNDS_MS, then +inf): plain
+    # columns, so recording a call is one atomic `UPDATE ... SET l7 = l7 + 1`.
+    for _i in range(len(LATENCY_BOUNDS_MS) + 1):
+        locals()[f"l{_i}"] = models.PositiveBigIntegerField(default=0)
+    del _i, _column
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "provider"], name="provider_rollup_unique")]
 
     def __str__(self):
         return f"{self.provider} {self.hour:%Y-%m-%d %H}:00 {self.calls} calls"

@@ -15,6 +15,17 @@ class WebhookEvent(models.Model):
         FAILED = "failed"
         IGNORED = "ignored"
 
+    # Applied by integrations.states.transition (replay, mark ignored) and, under
+    # the row lock, by the processing loop. `processing` is only ever seen inside
+    # the processing transaction; replay brings any finished event back to received.
+    TRANSITIONS = {
+        Status.RECEIVED: {Status.PROCESSING, Status.PROCESSED, Status.FAILED, Status.IGNORED},
+        Status.PROCESSING: {Status.PROCESSED, Status.FAILED, Status.IGNORED, Status.RECEIVED},
+        Status.FAILED: {Status.PROCESSING, Status.PROCESSED, Status.IGNORED, Status.RECEIVED},
+        Status.PROCESSED: {Status.RECEIVED},
+        Status.IGNORED: {Status.RECEIVED},
+    }
+
     provider = models.CharField(max_length=32)
     event_id = models.CharField(max_length=255, help_text="The provider's id for the event (our de-duplication key).")
     type = models.CharField(max_length=128, blank=True)
@@ -34,6 +45,11 @@ class WebhookEvent(models.Model):
     # replay; cleared when done). The requeue beat task re-enqueues events whose
     # attempt is overdue, so a lost task message never loses the event.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The provider object the event is about (a Stripe PaymentIntent id, ...),
+    # from the provider's registered ordering key; "" = no ordering constraint.
+    # Events of one object are applied in event-time order: one waits while an
+    # earlier event of its object is unprocessed or failed-but-retrying.
+    object_key = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         ordering = ["-received_at"]
@@ -44,6 +60,13 @@ class WebhookEvent(models.Model):
             models.Index(fields=["status", "received_at"], name="webhookevent_status_idx"),
             models.Index(fields=["provider", "type"], name="webhookevent_type_idx"),
             models.Index(fields=["status", "next_attempt_at"], name="webhookevent_due_idx"),
+            # The drain asks "does an earlier event of this object still wait?" for every claimed event:
+            # only pending rows with a key, so the index stays as small as the backlog.
+            models.Index(
+                fields=["provider", "object_key"],
+                condition=models.Q(status__in=["received", "processing", "failed"]) & ~models.Q(object_key=""),
+                name="webhookevent_pending_obj_idx",
+            ),
         ]
 
     def __str__(self):

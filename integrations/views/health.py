@@ -1,5 +1,6 @@
 """/healthz: the process serves. /readyz: database, cache, broker and a live worker."""
 
+import logging
 import time
 
 from django.conf import settings
@@ -11,6 +12,8 @@ from django.views.decorators.http import require_GET
 
 from config.celery import app as celery_app
 from integrations.selectors import heartbeat_age_seconds
+
+logger = logging.getLogger(__name__)
 
 
 @never_cache
@@ -56,9 +59,26 @@ CHECKS = {
 }
 
 
+def _is_staff(request):
+    """Staff by session or API token (the view is plain Django, so DRF's authentication is asked directly)."""
+    if request.user.is_authenticated:
+        return request.user.is_staff
+    from rest_framework.exceptions import AuthenticationFailed
+    from rest_framework.request import Request
+
+    from integrations.auth.authentication import ApiTokenAuthentication
+
+    try:
+        found = ApiTokenAuthentication().authenticate(Request(request))
+    except AuthenticationFailed:
+        return False
+    return bool(found and found[0].is_staff)
+
+
 @never_cache
 @require_GET
 def readyz(request):
+    """Anonymous callers learn only which checks failed; the reasons (hosts, ports, errors) go to the log and to staff."""
     results, failed = {}, []
     for name, check in CHECKS.items():
         started = time.monotonic()
@@ -68,6 +88,9 @@ def readyz(request):
         except Exception as exc:  # noqa: BLE001 - readiness reports any failure by name
             failed.append(name)
             results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            logger.warning("readiness check %s failed: %s", name, results[name]["error"])
         results[name]["ms"] = round((time.monotonic() - started) * 1000, 1)
-    body = {"status": "ok" if not failed else "unavailable", "failed": failed, "checks": results}
+    body = {"status": "ok" if not failed else "unavailable", "failed": failed}
+    if _is_staff(request):
+        body["checks"] = results
     return JsonResponse(body, status=200 if not failed else 503)

@@ -4,8 +4,10 @@ Public API for domain apps (see registry.py for a full example):
 
 - ``@webhook_verifier(provider)``: verify(request) -> InboundEvent for POST /webhooks/<provider>/
 - ``@webhook_handler(provider, *types)``: handler(event) run by the worker ("*" = fallback)
+- ``@webhook_ordering_key(provider)``: key(payload) -> the object an event is about (per-object ordering)
 - ``receive_webhook(request, *, provider, verify, respond=None)`` / ``webhook_view(...)``: custom routes
 - ``record_webhook(*, provider, inbound) -> (event, created)``: store-and-respond views (Twilio voice)
+- ``webhook_drain(*, provider)``: one batch (the drain task runs it); ``webhook_event_process(*, event_id)``
 - ``webhook_replay(*, event)``, ``webhook_mark_ignored(*, event)``: admin services
 - ``InboundEvent``, ``WebhookRejected``, ``WebhookIgnored``, ``WebhookPermanentError``
 - helpers: ``safe_headers``, ``webhook_secret``, ``json_body``, ``hmac_sha256_hex``, ``signatures_match``
@@ -15,12 +17,13 @@ from .inbox import receive_webhook, record_webhook, webhook_view
 from .processing import (
     WebhookIgnored,
     WebhookPermanentError,
+    webhook_drain,
     webhook_event_process,
     webhook_mark_ignored,
     webhook_replay,
     webhook_requeue_stale,
 )
-from .registry import webhook_handler, webhook_verifier
+from .registry import webhook_handler, webhook_ordering_key, webhook_verifier
 from .verify import (
     InboundEvent,
     WebhookRejected,
@@ -42,9 +45,11 @@ __all__ = [
     "record_webhook",
     "safe_headers",
     "signatures_match",
+    "webhook_drain",
     "webhook_event_process",
     "webhook_handler",
     "webhook_mark_ignored",
+    "webhook_ordering_key",
     "webhook_replay",
     "webhook_requeue_stale",
     "webhook_secret",

@@ -1,35 +1,119 @@
 import json
 
 from django.contrib import admin, messages
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 
+from ..admin_format import when
 from ..models import WebhookEvent
 from .processing import webhook_mark_ignored, webhook_replay
 
 
+class WebhookSinceFilter(admin.SimpleListFilter):
+    title = "received"
+    parameter_name = "since"
+
+    def lookups(self, request, model_admin):
+        from ..admin_console import WINDOWS
+
+        return [(key, label.capitalize()) for key, (label, _) in WINDOWS.items()]
+
+    def queryset(self, request, queryset):
+        from ..admin_console import WINDOWS, window_since
+
+        if self.value() in WINDOWS:
+            return queryset.filter(received_at__gte=window_since(self.value()))
+        return queryset
+
+
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
-    list_display = ("received_at", "provider", "type", "event_id", "status", "attempts", "signature_verified")
-    list_filter = ("provider", "status", "type")
-    search_fields = ("=event_id",)
+    """Events are evidence of what a provider sent: staff replay or ignore them, never add, edit or delete."""
+
+    list_display = (
+        "received",
+        "provider",
+        "type",
+        "event_id_short",
+        "status",
+        "error_short",
+        "attempts",
+        "next_attempt",
+        "signature_verified",
+    )
+    list_display_links = ("received", "event_id_short")
+    list_filter = ("status", "provider", WebhookSinceFilter, "type")
+    search_fields = ("=event_id", "last_error")
+    search_help_text = "The provider's event id, or words of the last error."
     date_hierarchy = "received_at"
     ordering = ("-received_at",)
     show_full_result_count = False  # COUNT(*) over the whole inbox is slow on a big table
     list_per_page = 100
     actions = ("replay", "mark_ignored")
-    # Events are evidence of what a provider sent: staff replay or ignore them, never edit.
+    change_form_template = "admin/integrations/webhookevent/change_form.html"
     fields = (
         ("provider", "type", "event_id"),
         ("status", "attempts", "signature_verified"),
-        ("received_at", "occurred_at", "processed_at", "next_attempt_at"),
+        ("received", "occurred", "processed", "next_attempt"),
         "last_error",
         "pretty_headers",
         "pretty_payload",
     )
-    readonly_fields = fields[0] + fields[1] + fields[2] + ("last_error", "pretty_headers", "pretty_payload")
+    readonly_fields = (
+        "provider",
+        "type",
+        "event_id",
+        "status",
+        "attempts",
+        "signature_verified",
+        "received",
+        "occurred",
+        "processed",
+        "next_attempt",
+        "last_error",
+        "pretty_headers",
+        "pretty_payload",
+    )
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_replay_permission(self, request):
+        return request.user.has_perm("integrations.change_webhookevent")
+
+    @admin.display(description="received", ordering="received_at")
+    def received(self, obj):
+        return when(obj.received_at)
+
+    @admin.display(description="occurred (provider's time)")
+    def occurred(self, obj):
+        return when(obj.occurred_at)
+
+    @admin.display(description="processed")
+    def processed(self, obj):
+        return when(obj.processed_at)
+
+    @admin.display(description="next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj):
+        return when(obj.next_attempt_at) if obj.next_attempt_at else "—"
+
+    @admin.display(description="event id", ordering="event_id")
+    def event_id_short(self, obj):
+        return format_html('<span class="console-clip" title="{}">{}</span>', obj.event_id, obj.event_id)
+
+    @admin.display(description="error")
+    def error_short(self, obj):
+        if not obj.last_error:
+            return ""
+        text = obj.last_error if len(obj.last_error) <= 60 else obj.last_error[:59] + "…"
+        return format_html('<span class="console-clip" title="{}">{}</span>', obj.last_error[:500], text)
 
     @admin.display(description="Payload")
     def pretty_payload(self, obj):
@@ -39,17 +123,58 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def pretty_headers(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.headers, indent=2, sort_keys=True))
 
-    @admin.action(description="Replay selected events", permissions=["change"])
+    def _replay(self, request, event):
+        from ..admin import log_staff_action
+
+        webhook_replay(event=event)
+        log_staff_action(request, "Replayed.", event)
+
+    @admin.action(description="Replay selected events", permissions=["replay"])
     def replay(self, request, queryset):
         count = 0
         for event in queryset:
-            webhook_replay(event=event)
+            self._replay(request, event)
             count += 1
         self.message_user(request, f"{count} event(s) queued for processing again.", messages.SUCCESS)
 
-    @admin.action(description="Mark selected events ignored", permissions=["change"])
+    @admin.action(description="Mark selected events ignored", permissions=["replay"])
     def mark_ignored(self, request, queryset):
-        count = sum(
-            webhook_mark_ignored(event=event, reason=f"Marked ignored by {request.user}.") for event in queryset
-        )
+        from ..admin import log_staff_action
+
+        count = 0
+        for event in queryset:
+            if webhook_mark_ignored(event=event, reason=f"Marked ignored by {request.user}."):
+                log_staff_action(request, "Marked ignored.", event)
+                count += 1
         self.message_user(request, f"{count} event(s) marked ignored (processed events are left as they are).")
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/replay/",
+                self.admin_site.admin_view(self.replay_view),
+                name="integrations_webhookevent_replay",
+            ),
+            *super().get_urls(),
+        ]
+
+    def replay_view(self, request, pk):
+        """The Replay button of an event's page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_replay_permission(request):
+            raise Http404
+        event = WebhookEvent.objects.filter(pk=pk).first()
+        if event is None:
+            raise Http404
+        self._replay(request, event)
+        event.refresh_from_db()
+        if event.status == WebhookEvent.Status.PROCESSED:
+            self.message_user(request, "Replayed: the event was processed.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"Replay queued: the event is {event.status} now.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:integrations_webhookevent_change", args=[pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = {"can_replay": self.has_replay_permission(request), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra)

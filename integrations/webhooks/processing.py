@@ -1,17 +1,41 @@
-"""Processing stored events: one handler run per event, retried with backoff, never lost."""
+"""Processing stored events in batches: claimed under SKIP LOCKED, each handler in its own savepoint, never lost.
+
+A drain (one per provider at a time, see dispatch.py) claims up to
+WEBHOOK_DRAIN_BATCH_SIZE due events in the provider's event-time order with
+SELECT ... FOR UPDATE SKIP LOCKED, so concurrent drainers split a backlog
+instead of queueing behind each other's locks. Each event's handler runs in
+its own savepoint inside the batch's one transaction: a handler that raises
+rolls back its own writes only, its event is marked failed (with backoff) and
+the batch goes on. The batch commits once, so a worker that dies mid-batch
+rolls every event of it back to where it was, handler writes included: the
+event is neither lost nor applied twice (handlers' effects outside the
+database go through on_commit, like every task's).
+
+Per-object ordering: events carry the provider object they are about
+(`object_key`, from the provider's @webhook_ordering_key). An event waits
+while an earlier event (by the provider's event time) of the same object is
+still unprocessed, being processed by another drainer, or failed with retries
+left; an event that failed for good, or was ignored, no longer holds the
+object back. Events without a key are never held.
+"""
 
 import logging
 import random
-from dataclasses import dataclass
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ..metrics import webhook_events
 from ..models import Alert, WebhookEvent
+from ..states import transition
+from . import dispatch
 from .registry import handler_for
 
 logger = logging.getLogger(__name__)
@@ -29,14 +53,62 @@ class WebhookPermanentError(Exception):
 
 @dataclass(frozen=True)
 class ProcessResult:
-    status: str  # processed, failed, ignored, or skipped (locked elsewhere, already done, gone)
+    # processed, failed, ignored; skipped (locked elsewhere, already done, gone); waiting (an earlier
+    # event of its object is not done yet); deferred (the batch ran out of time before reaching it)
+    status: str
     retry_in: float | None = None  # seconds until the next attempt, for a failure that will be retried
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    claimed: int
+    counts: dict = field(default_factory=dict)  # ProcessResult.status -> events
+    more: bool = False  # events are ready right now: drain again at once
+    retry_in: float | None = None  # the earliest retry of an event that failed in this batch
 
 
 def _processable():
     # A failed event with no next attempt has used its retries (or failed
     # permanently); only a replay brings it back.
     return Q(status=Status.RECEIVED) | Q(status=Status.FAILED, next_attempt_at__isnull=False)
+
+
+def _unfinished():
+    # What holds later events of the same object back. PROCESSING is never
+    # committed (it is set inside the batch's transaction), listed for safety.
+    return Q(status__in=[Status.RECEIVED, Status.PROCESSING]) | Q(status=Status.FAILED, next_attempt_at__isnull=False)
+
+
+def _event_time():
+    # The provider's event time orders events; arrival time stands in where a provider gives none.
+    return Coalesce("occurred_at", "received_at")
+
+
+def ready_events(*, now, provider=None):
+    """Events a drain may take now: received, or failed with the retry due; not held by a retrying earlier event.
+
+    Held in SQL: an earlier event of the same object waiting for its retry
+    (the long wait). Held after claiming (see _process): an earlier event of
+    the object that another drainer holds right now, or that failed in this
+    batch.
+    """
+    retrying_earlier = (
+        WebhookEvent.objects.filter(
+            provider=OuterRef("provider"),
+            object_key=OuterRef("object_key"),
+            status=Status.FAILED,
+            next_attempt_at__gt=now,
+        )
+        .exclude(object_key="")
+        .annotate(t=_event_time())
+        .filter(Q(t__lt=OuterRef("t")) | Q(t=OuterRef("t"), pk__lt=OuterRef("pk")))
+    )
+    events = WebhookEvent.objects.all() if provider is None else WebhookEvent.objects.filter(provider=provider)
+    return (
+        events.filter(Q(status=Status.RECEIVED) | Q(status=Status.FAILED, next_attempt_at__lte=now))
+        .annotate(t=_event_time())
+        .filter(Q(object_key="") | ~Exists(retrying_earlier))
+    )
 
 
 def retry_delay(attempts):
@@ -49,128 +121,238 @@ def _error_text(exc):
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def webhook_event_process(*, event_id):
-    """Run the registered handler for one event, at most once at a time and never after it succeeded.
+def _held_from_outside(batch):
+    """{object_key: (time, pk) of the earliest unfinished event of that object that is not in this batch}."""
+    keys = {e.object_key for e in batch if e.object_key}
+    if not keys:
+        return {}
+    rows = (
+        WebhookEvent.objects.filter(_unfinished(), provider__in={e.provider for e in batch}, object_key__in=keys)
+        .exclude(pk__in=[e.pk for e in batch])
+        .annotate(t=_event_time())
+        .values_list("provider", "object_key", "t", "pk")
+    )
+    first = {}
+    for provider, key, t, pk in rows:
+        if (provider, key) not in first or (t, pk) < first[(provider, key)]:
+            first[(provider, key)] = (t, pk)
+    return first
 
-    The row is locked with SELECT ... FOR UPDATE SKIP LOCKED inside one
-    transaction: a second worker given the same event skips it instead of
-    waiting, then sees it processed. The handler runs in a savepoint, so its
-    writes commit together with `processed`, or roll back while the failure is
-    still recorded on the row.
+
+def _run_handler(event, now):
+    """Run one event's handler in a savepoint; set its new state on `event`. Returns (ProcessResult, final failure)."""
+    handler = handler_for(event.provider, event.type)
+    if handler is None:
+        event.status = Status.IGNORED
+        event.last_error = f"No handler is registered for {event.provider} {event.type!r}."
+        event.next_attempt_at = None
+        event.processed_at = now
+        return ProcessResult("ignored"), False
+
+    event.status = Status.PROCESSING  # only visible inside this transaction, to the handler
+    event.attempts += 1
+    try:
+        with transaction.atomic():
+            handler(event)
+    except WebhookIgnored as exc:
+        event.status = Status.IGNORED
+        event.last_error = str(exc)[:2000]
+        event.processed_at = now
+        event.next_attempt_at = None
+        return ProcessResult("ignored"), False
+    except Exception as exc:
+        event.status = Status.FAILED
+        event.last_error = _error_text(exc)
+        logger.warning(
+            "webhook handler failed",
+            exc_info=True,
+            extra={"provider": event.provider, "event_id": event.event_id, "attempts": event.attempts},
+        )
+        if isinstance(exc, WebhookPermanentError) or event.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            event.next_attempt_at = None
+            return ProcessResult("failed"), True
+        retry_in = retry_delay(event.attempts)
+        event.next_attempt_at = now + timedelta(seconds=retry_in)
+        return ProcessResult("failed", retry_in), False
+    event.recovered = bool(event.last_error)  # it had failed before: a retry or a replay worked
+    event.status = Status.PROCESSED
+    event.processed_at = now
+    event.next_attempt_at = None
+    event.last_error = ""
+    return ProcessResult("processed"), False
+
+
+def _save(events):
+    """Write the batch's new states: one UPDATE per distinct outcome (all successes share one), not one per event."""
+    groups = defaultdict(list)
+    for event in events:
+        values = (event.status, event.last_error, event.processed_at, event.next_attempt_at, event.attempts)
+        groups[values].append(event.pk)
+    for (status, last_error, processed_at, next_attempt_at, attempts), pks in groups.items():
+        WebhookEvent.objects.filter(pk__in=pks).update(
+            status=status, last_error=last_error, processed_at=processed_at, next_attempt_at=next_attempt_at,
+            attempts=attempts,
+        )  # fmt: skip
+
+
+def _process(batch, *, deadline=None):
+    """Handle claimed events in order inside the caller's transaction: [ProcessResult per event], final failures.
+
+    An event is held ("waiting", left untouched) when an earlier event of its
+    object is unfinished outside this batch (another drainer holds it) or
+    failed or was held earlier in this batch. Past the deadline the rest of
+    the batch is left untouched ("deferred") for the next drain, so one slow
+    handler delays at most the events after it in this batch.
     """
-    final_failure = None
-    with transaction.atomic():
-        event = WebhookEvent.objects.select_for_update(skip_locked=True).filter(_processable(), pk=event_id).first()
-        if event is None:
-            return ProcessResult("skipped")
-        now = timezone.now()
-        handler = handler_for(event.provider, event.type)
-        if handler is None:
-            event.status = Status.IGNORED
-            event.last_error = f"No handler is registered for {event.provider} {event.type!r}."
-            event.next_attempt_at = None
-            event.processed_at = now
-            event.save(update_fields=["status", "last_error", "next_attempt_at", "processed_at"])
-            webhook_events.labels(event.provider, "ignored").inc()
-            return ProcessResult("ignored")
+    now = timezone.now()
+    outside = _held_from_outside(batch)
+    held = set()
+    results, touched, final_failures = [], [], []
+    for event in batch:
+        if deadline is not None and time.monotonic() > deadline:
+            results.append(ProcessResult("deferred"))
+            continue
+        key = (event.provider, event.object_key)
+        if event.object_key and (key in held or (key in outside and outside[key] < (event.t, event.pk))):
+            held.add(key)
+            results.append(ProcessResult("waiting"))
+            continue
+        result, final = _run_handler(event, now)
+        if event.object_key and result.status == "failed" and result.retry_in is not None:
+            held.add(key)
+        results.append(result)
+        touched.append(event)
+        if final:
+            final_failures.append(event)
+    if touched:
+        finished_at = timezone.now()
+        for event in touched:
+            if event.status == Status.PROCESSED:
+                event.processed_at = finished_at  # what commits with the batch; handlers' writes commit then too
+        _save(touched)
+    recovered = {(e.provider, e.type) for e in touched if e.status == Status.PROCESSED and getattr(e, "recovered", 0)}
+    return results, final_failures, recovered
 
-        event.status = Status.PROCESSING  # only visible inside this transaction, to the handler
-        event.attempts += 1
-        retry_in = None
-        try:
-            with transaction.atomic():
-                handler(event)
-        except WebhookIgnored as exc:
-            event.status = Status.IGNORED
-            event.last_error = str(exc)[:2000]
-            event.processed_at = now
-            event.next_attempt_at = None
-        except Exception as exc:
-            event.status = Status.FAILED
-            event.last_error = _error_text(exc)
-            permanent = isinstance(exc, WebhookPermanentError)
-            if permanent or event.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
-                event.next_attempt_at = None
-                final_failure = event
-            else:
-                retry_in = retry_delay(event.attempts)
-                event.next_attempt_at = now + timedelta(seconds=retry_in)
-            logger.warning(
-                "webhook handler failed",
-                exc_info=True,
-                extra={"provider": event.provider, "event_id": event.event_id, "attempts": event.attempts},
-            )
-        else:
-            event.status = Status.PROCESSED
-            event.processed_at = timezone.now()
-            event.next_attempt_at = None
-            event.last_error = ""
-        event.save(update_fields=["status", "attempts", "last_error", "processed_at", "next_attempt_at"])
 
-    webhook_events.labels(event.provider, event.status).inc()
-    if final_failure is not None:
+def _after_commit(provider_of, results, final_failures, recovered=()):
+    counts = Counter(r.status for r in results)
+    for status in ("processed", "failed", "ignored"):
+        if counts[status]:
+            webhook_events.labels(provider_of, status).inc(counts[status])
+    if recovered:
+        from ..alerts import webhook_alert_resolve_if_clear
+
+        for provider, event_type in sorted(recovered):
+            webhook_alert_resolve_if_clear(provider=provider, event_type=event_type)
+    if final_failures:
         from ..alerts import alert_raise
 
-        alert_raise(
-            kind=Alert.Kind.WEBHOOK_FAILED,
-            provider=event.provider,
-            severity=Alert.Severity.CRITICAL,
-            message=(
-                f"Webhook {event.provider} {event.type} {event.event_id} failed after {event.attempts} "
-                f"attempt(s): {event.last_error[:300]}. Fix the cause, then replay it in admin."
-            ),
-            dedupe_key=f"webhook_failed:{event.provider}:{event.type}",
+        for event in final_failures:
+            alert_raise(
+                kind=Alert.Kind.WEBHOOK_FAILED,
+                provider=event.provider,
+                severity=Alert.Severity.CRITICAL,
+                message=(
+                    f"Webhook {event.provider} {event.type} {event.event_id} failed after {event.attempts} "
+                    f"attempt(s): {event.last_error[:300]}. Fix the cause, then replay it in admin."
+                ),
+                dedupe_key=f"webhook_failed:{event.provider}:{event.type}",
+            )
+    return counts
+
+
+def webhook_drain(*, provider, limit=None, on_full_batch=None):
+    """Claim and process one batch of `provider`'s ready events; returns a DrainResult.
+
+    `on_full_batch()` is called once the batch is claimed if it is full, while
+    this batch is still being processed: the drain task uses it to queue the
+    next drain at once, so another worker takes the next batch in parallel.
+    """
+    limit = limit or settings.WEBHOOK_DRAIN_BATCH_SIZE
+    deadline = time.monotonic() + settings.WEBHOOK_DRAIN_MAX_SECONDS
+    with transaction.atomic():
+        batch = list(
+            ready_events(now=timezone.now(), provider=provider)
+            .select_for_update(skip_locked=True)
+            .order_by("t", "pk")[:limit]
         )
-    return ProcessResult(event.status, retry_in)
+        if not batch:
+            # Nothing, or all of it locked by other drainers, whose own follow-up covers what remains.
+            return DrainResult(0)
+        if len(batch) == limit and on_full_batch is not None:
+            on_full_batch()
+        results, final_failures, recovered = _process(batch, deadline=deadline)
+    counts = _after_commit(provider, results, final_failures, recovered)
+    retries = [r.retry_in for r in results if r.retry_in is not None]
+    # Events held for another drainer's event are that drainer's to wake (it looks again after its commit);
+    # counting them here would spin a drain on them until it commits.
+    held = [e.pk for e, r in zip(batch, results, strict=True) if r.status == "waiting"]
+    more = ready_events(now=timezone.now(), provider=provider).exclude(pk__in=held).exists()
+    return DrainResult(len(batch), dict(counts), more, min(retries) if retries else None)
+
+
+def webhook_event_process(*, event_id):
+    """Process one event now, whether its retry is due or not (a shell, a test, a message queued before drains).
+
+    It is locked like a drain's batch (a second caller skips it, then finds it
+    done) and held like one: it waits while an earlier event of its object is
+    unfinished.
+    """
+    with transaction.atomic():
+        event = (
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(_processable(), pk=event_id)
+            .annotate(t=_event_time())
+            .first()
+        )
+        if event is None:
+            return ProcessResult("skipped")
+        results, final_failures, recovered = _process([event])
+    _after_commit(event.provider, results, final_failures, recovered)
+    return results[0]
 
 
 def webhook_replay(*, event):
-    """Process an event again from scratch (admin "Replay"): a fresh retry budget, enqueued on commit."""
-    from .inbox import enqueue_processing
-
+    """Process an event again from scratch (admin "Replay"): a fresh retry budget, drained after commit."""
     with transaction.atomic():
-        WebhookEvent.objects.filter(pk=event.pk).update(
-            status=Status.RECEIVED, attempts=0, processed_at=None, next_attempt_at=timezone.now()
-        )
-        enqueue_processing(event)
+        fresh = {"attempts": 0, "processed_at": None, "next_attempt_at": timezone.now()}
+        if not transition(WebhookEvent, event.pk, Status.RECEIVED, **fresh):
+            # Already received (never processed yet): a fresh budget all the same.
+            WebhookEvent.objects.filter(pk=event.pk, status=Status.RECEIVED).update(**fresh)
+        dispatch.request_drain_on_commit(event.provider)
     event.refresh_from_db()
     return event
 
 
 def webhook_mark_ignored(*, event, reason="Marked ignored by staff."):
-    updated = (
-        WebhookEvent.objects.filter(pk=event.pk)
-        .exclude(status=Status.PROCESSED)
-        .update(status=Status.IGNORED, next_attempt_at=None, last_error=reason)
-    )
+    with transaction.atomic():
+        moved = transition(WebhookEvent, event.pk, Status.IGNORED, next_attempt_at=None, last_error=reason)
+        if moved:
+            # Later events of its object may have been waiting for it.
+            dispatch.request_drain_on_commit(event.provider)
     event.refresh_from_db()
-    return bool(updated)
+    return moved
 
 
 def webhook_requeue_stale(*, limit=500):
-    """Enqueue again every event whose processing is overdue by WEBHOOK_REQUEUE_AFTER_SECONDS.
+    """Drain again every provider with events ready for longer than WEBHOOK_REQUEUE_AFTER_SECONDS.
 
     Covers a broker that was down when the event arrived, a worker that died
-    mid-task (its transaction rolled back, so the row is `received` again) and
-    a lost retry message. Re-sending is safe: processing skips locked and
-    finished rows. Returns how many were enqueued.
+    mid-batch (its transaction rolled back, so the events are ready again) and
+    a lost drain message. A drain is harmless when there is nothing to do, so
+    this sends one per provider whatever the coalescing flag says (the flag
+    may belong to the lost message). Returns how many events were overdue.
     """
-    from .inbox import _enqueue
-
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.WEBHOOK_REQUEUE_AFTER_SECONDS)
-    pending = Q(status__in=[Status.RECEIVED, Status.PROCESSING]) | Q(
-        status=Status.FAILED, next_attempt_at__isnull=False
-    )
     overdue = Q(next_attempt_at__lt=cutoff) | Q(next_attempt_at__isnull=True, received_at__lt=cutoff)
-    ids = list(
-        WebhookEvent.objects.filter(pending & overdue).order_by("received_at").values_list("pk", flat=True)[:limit]
-    )
-    if not ids:
+    rows = list(ready_events(now=now).filter(overdue).order_by("received_at").values_list("pk", "provider")[:limit])
+    if not rows:
         return 0
-    # Stamp first, so the next beat tick does not send them again before a worker had its chance.
-    WebhookEvent.objects.filter(pk__in=ids).update(next_attempt_at=now)
-    for pk in ids:
-        _enqueue(pk)
-    logger.info("requeued stale webhook events", extra={"count": len(ids)})
-    return len(ids)
+    # Stamp first, so the next beat tick does not count them again before a drain had its chance.
+    WebhookEvent.objects.filter(pk__in=[pk for pk, _ in rows]).update(next_attempt_at=now)
+    providers = sorted({provider for _, provider in rows})
+    for provider in providers:
+        dispatch.request_drain(provider, force=True)
+    logger.info("requeued stale webhook events", extra={"count": len(rows), "providers": providers})
+    return len(rows)

@@ -14,6 +14,9 @@ and a worker see the same registry:
 
     @webhook_handler("stripe", "*")        # optional fallback for other types
     def on_other(event): ...
+
+    @webhook_ordering_key("stripe")        # optional: events of one object in event-time order
+    def object_of(payload): ...            # -> "pi_123" (or "" for no constraint)
 """
 
 from django.core.exceptions import ImproperlyConfigured
@@ -24,6 +27,8 @@ FALLBACK = "*"
 HANDLERS = {}
 # provider -> verify(request) for the generic route POST /webhooks/<provider>/
 VERIFIERS = {}
+# provider -> key(payload) -> the object an event is about, for per-object ordering
+ORDERING_KEYS = {}
 
 
 def _register(table, key, fn, what):
@@ -66,6 +71,26 @@ def webhook_verifier(provider):
         return fn
 
     return decorator
+
+
+def webhook_ordering_key(provider):
+    """Register key(payload) -> str naming the provider object an event is about ("" = none).
+
+    The drain applies the events of one object in the provider's event-time
+    order: an event waits while an earlier event of the same object is still
+    unprocessed or failed with retries left. It runs in the webhook request, on
+    the verified payload, so it must be cheap and must not raise.
+    """
+
+    def decorator(fn):
+        _register(ORDERING_KEYS, provider, fn, "webhook ordering key")
+        return fn
+
+    return decorator
+
+
+def ordering_key_for(provider):
+    return ORDERING_KEYS.get(provider)
 
 
 def handler_for(provider, event_type):

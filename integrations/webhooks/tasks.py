@@ -1,22 +1,40 @@
 from celery import shared_task
 
-from .processing import webhook_event_process, webhook_requeue_stale
+from .dispatch import drain_started, request_drain
+from .processing import webhook_drain, webhook_event_process, webhook_requeue_stale
+
+
+@shared_task(
+    name="integrations.webhook_drain",
+    bind=True,
+    acks_late=True,  # a worker that dies mid-batch leaves the message; its batch rolled back, so nothing is lost
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def webhook_drain_task(self, provider):
+    """Process ready events of one provider in batches until none is left (one batch per run, then re-queued)."""
+    inline = self.request.called_directly or self.request.is_eager
+    drain_started(provider)  # before claiming: an event stored from here on queues the next drain
+    # A full batch queues the next drain at once, so another worker takes the next batch beside this one.
+    # Inline (tests, a shell) that drain would run inside this batch's transaction: queue it after instead.
+    result = webhook_drain(provider=provider, on_full_batch=None if inline else lambda: request_drain(provider))
+    if result.more:
+        request_drain(provider)
+    elif result.retry_in is not None and not inline:
+        # The earliest retry of this batch's failures; inline, the beat sweeper picks it up instead.
+        self.apply_async((provider,), countdown=result.retry_in)
+    return result.claimed
 
 
 @shared_task(
     name="integrations.webhook_process",
-    bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=None,  # the budget is WEBHOOK_MAX_ATTEMPTS, counted on the row
     ignore_result=True,
 )
-def webhook_process(self, event_id):
-    result = webhook_event_process(event_id=event_id)
-    # Called directly or eagerly (tests, a shell) there is no broker to retry
-    # through; the requeue beat task picks up the overdue attempt instead.
-    if result.retry_in is not None and not (self.request.called_directly or self.request.is_eager):
-        raise self.retry(countdown=result.retry_in)
+def webhook_process(event_id):
+    """One event at once: kept for messages queued before drains existed (a rolling deploy) and for shells."""
+    return webhook_event_process(event_id=event_id).status
 
 
 @shared_task(name="integrations.webhook_requeue_stale", ignore_result=True)

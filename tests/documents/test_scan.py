@@ -79,13 +79,6 @@ def test_a_scan_task_for_a_finished_version_does_nothing(user_client, clamd_serv
     assert len(clamd_server.streams) == 1
 
 
-def test_illegal_scan_transitions_are_refused():
-    with pytest.raises(ValueError):
-        services.scan_move(1, "infected", "clean")
-    with pytest.raises(ValueError):
-        services.scan_move(1, "clean", "pending")
-
-
 def test_clamd_replies_are_parsed():
     assert clamd.parse_reply("stream: OK") == clamd.ScanResult(False, "", "stream: OK")
     assert clamd.parse_reply("stream: Win.Test.EICAR_HDB-1 FOUND").signature == "Win.Test.EICAR_HDB-1"

@@ -126,29 +126,30 @@ class TestHealth:
     def test_healthz(self, client):
         assert client.get("/healthz").json() == {"status": "ok"}
 
-    def test_readyz_fails_naming_the_worker_when_none_answered(self, client):
-        resp = client.get("/readyz")
+    def test_readyz_fails_naming_the_worker_when_none_answered(self, staff_client):
+        resp = staff_client.get("/readyz")
         assert resp.status_code == 503
         body = resp.json()
         assert body["failed"] == ["worker"]
         assert body["checks"]["database"]["ok"] and body["checks"]["cache"]["ok"] and body["checks"]["broker"]["ok"]
 
-    def test_readyz_is_green_after_the_ping_task_ran(self, client):
+    def test_readyz_is_green_after_the_ping_task_ran(self, staff_client):
         ping.apply()
-        resp = client.get("/readyz")
+        resp = staff_client.get("/readyz")
         assert resp.status_code == 200, resp.json()
         assert resp.json()["checks"]["worker"]["last_seen_seconds"] < 5
 
-    def test_readyz_reports_a_stale_heartbeat(self, client):
+    def test_readyz_reports_a_stale_heartbeat(self, staff_client):
         WorkerHeartbeat.objects.create(
             hostname="w1", seen_at=timezone.now() - timedelta(seconds=settings.HEARTBEAT_MAX_AGE_SECONDS + 5)
         )
-        resp = client.get("/readyz")
+        resp = staff_client.get("/readyz")
         assert resp.status_code == 503
         assert "heartbeat" in resp.json()["checks"]["worker"]["error"]
 
-    def test_metrics_exposes_prometheus_text(self, client):
-        resp = client.get("/metrics")
+    def test_metrics_exposes_prometheus_text(self, client, settings):
+        settings.METRICS_TOKEN = "metrics-test-token"
+        resp = client.get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-test-token")
         assert resp.status_code == 200
         assert b"django_http_requests" in resp.content
 

@@ -49,7 +49,13 @@ def test_a_successful_call_is_logged_with_units_cost_and_request_id(fake_provide
     assert call.owner == user and call.attempt == 1 and call.latency_ms > 0
     assert (call.related_type, call.related_id) == ("messaging.sms", "42")
     rollup = UsageRollup.objects.get()
-    assert (rollup.calls, rollup.errors, rollup.cost_usd, rollup.units) == (1, 0, Decimal("0.02"), Decimal(2))
+    assert (rollup.calls, rollup.errors, rollup.cost_usd, rollup.sms_segments, rollup.requests) == (
+        1,
+        0,
+        Decimal("0.02"),
+        2,
+        0,
+    )
 
 
 def test_an_explicit_cost_wins_over_the_price_table(fake_provider, user):

@@ -28,7 +28,7 @@ from integrations.webhooks import (
 )
 from integrations.webhooks.processing import retry_delay
 from integrations.webhooks.registry import HANDLERS, VERIFIERS
-from integrations.webhooks.tasks import webhook_process
+from integrations.webhooks.tasks import webhook_drain_task, webhook_process
 from tests.integrations import webhook_provider as hubtest
 from tests.integrations.factories import WebhookEventFactory
 
@@ -302,23 +302,27 @@ class TestProcessing:
         assert alert.kind == Alert.Kind.WEBHOOK_FAILED and alert.provider == "hubtest"
         assert event.event_id in alert.message
 
-    def test_the_task_retries_a_failed_attempt_through_celery_after_the_backoff(self, register):
-        from celery.exceptions import Retry
-
+    def test_the_drain_task_drains_again_when_the_earliest_retry_is_due(self, register, monkeypatch):
         register("thing.updated", lambda e: 1 / 0)
         event = WebhookEventFactory()
-        # As a worker runs it (not called directly, not eager); the memory broker takes the retry.
-        webhook_process.push_request(
-            id="task-1", args=[event.pk], kwargs={}, retries=0, called_directly=False, is_eager=False
+        queued = []
+        monkeypatch.setattr(
+            webhook_drain_task, "apply_async", lambda args, countdown=None: queued.append((args, countdown))
         )
+        # As a worker runs it (not called directly, not eager).
+        webhook_drain_task.push_request(id="task-1", args=["hubtest"], kwargs={}, called_directly=False, is_eager=False)
         try:
-            with pytest.raises(Retry) as retry:
-                webhook_process.run(event.pk)
+            assert webhook_drain_task.run("hubtest") == 1
         finally:
-            webhook_process.pop_request()
+            webhook_drain_task.pop_request()
         event.refresh_from_db()
         assert event.status == Status.FAILED and event.attempts == 1
-        assert 0 <= retry.value.when <= 10  # WEBHOOK_RETRY_BASE_SECONDS for the first retry
+        [(args, countdown)] = queued
+        assert args == ("hubtest",)
+        assert 0 <= countdown <= 10  # WEBHOOK_RETRY_BASE_SECONDS for the first retry
+        assert event.next_attempt_at == pytest.approx(
+            timezone.now() + timedelta(seconds=countdown), abs=timedelta(seconds=2)
+        )
 
     def test_a_permanent_error_fails_at_once_and_raises_an_alert(self, register):
         register("thing.updated", lambda e: (_ for _ in ()).throw(WebhookPermanentError("unknown customer")))
@@ -419,12 +423,15 @@ class TestReplayAndRequeue:
         old = timezone.now() - timedelta(seconds=600)
         stale = WebhookEventFactory(next_attempt_at=old)
         lost_retry = WebhookEventFactory(status=Status.FAILED, attempts=1, next_attempt_at=old)
-        WebhookEventFactory()  # just received; its task is still on the way
+        fresh = WebhookEventFactory()  # just received; its drain is still on the way
         WebhookEventFactory(status=Status.PROCESSED, next_attempt_at=None)
         WebhookEventFactory(status=Status.FAILED, attempts=8, next_attempt_at=None)  # out of retries
+        WebhookEventFactory(provider="other", next_attempt_at=timezone.now())  # not overdue: its drain is not sent
 
         assert webhook_requeue_stale() == 2
-        assert sorted(handled) == sorted([stale.event_id, lost_retry.event_id])
+        # The drain it sends takes the provider's whole backlog, the fresh event too.
+        assert sorted(handled) == sorted([stale.event_id, lost_retry.event_id, fresh.event_id])
+        assert WebhookEvent.objects.get(provider="other").status == Status.RECEIVED
         assert webhook_requeue_stale() == 0
 
     def test_requeue_stamps_events_so_the_next_tick_does_not_send_them_again(self):
@@ -439,7 +446,8 @@ class TestReplayAndRequeue:
 
         entry = settings.CELERY_BEAT_SCHEDULE["integrations.webhook_requeue_stale"]
         assert entry["task"] in app.tasks
-        assert "integrations.webhook_process" in app.tasks
+        assert "integrations.webhook_drain" in app.tasks
+        assert "integrations.webhook_process" in app.tasks  # for messages queued before drains
 
 
 @pytest.mark.django_db

@@ -27,14 +27,19 @@ def test_a_call_page_links_its_recording_and_shows_the_transcript(client, staff_
 
 
 def test_staff_can_queue_a_failed_unsent_message_again(client, staff_user, twilio, django_capture_on_commit_callbacks):
+    """failed -> queued is a declared move (SmsMessage.TRANSITIONS), made by services.sms_requeue."""
     failed = SmsFactory(status="failed", error_code="20429")
     delivered = SmsFactory(status="delivered", external_id="SM1")
+    failed_at_twilio = SmsFactory(status="failed", external_id="SM2")  # Twilio had it: sending again would repeat it
     client.force_login(staff_user)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         client.post(
             reverse("admin:messaging_smsmessage_changelist"),
-            {"action": "requeue_failed", "_selected_action": [failed.pk, delivered.pk]},
+            {"action": "requeue_failed", "_selected_action": [failed.pk, delivered.pk, failed_at_twilio.pk]},
         )
-    assert SmsMessage.objects.get(pk=failed.pk).status == "queued"
+    assert "queued" in SmsMessage.TRANSITIONS["failed"]
+    failed.refresh_from_db()
+    assert (failed.status, failed.error_code) == ("queued", "")
     assert SmsMessage.objects.get(pk=delivered.pk).status == "delivered"
+    assert SmsMessage.objects.get(pk=failed_at_twilio.pk).status == "failed"
     assert len(callbacks) == 1

@@ -224,6 +224,7 @@ def test_charge_refund_updated_confirms_a_pending_refund_and_ignores_an_older_up
                 created=now,
             ),
         )
+    with run_on_commit():  # arriving after the newer update was applied
         deliver(
             client,
             fakes.event(

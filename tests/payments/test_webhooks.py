@@ -184,8 +184,10 @@ class TestPaymentFlow:
             fakes.intent(payment, error=fakes.decline_error()),
             created=now - 30,
         )
+        # Arriving after the success was applied (delivered together, the drain would apply them in `created` order).
         with run_on_commit():
             deliver(client, succeeded)
+        with run_on_commit():
             deliver(client, failed)
         payment.refresh_from_db()
         payment.invoice.refresh_from_db()
@@ -226,7 +228,8 @@ class TestPaymentFlow:
                     "payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now
                 ),
             )
-            # failed -> canceled is a legal move, but this event predates the failure.
+        with run_on_commit():
+            # failed -> canceled is a legal move, but this event predates the failure (and arrives after it).
             deliver(
                 client,
                 fakes.event("payment_intent.canceled", fakes.intent(payment, status="canceled"), created=now - 60),

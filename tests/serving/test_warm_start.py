@@ -102,12 +102,11 @@ def _start_server(tmp_path, provider_url):
         "AI_ROUTES_JSON": json.dumps({"simple": [["openai", "gpt-4o-mini"]]}),
         "RATELIMIT_ENABLE": "false",
         "WEB_CONCURRENCY": "1",
-        "WEB_BIND": f"unix:{sock}",
         "VAR_DIR": str(tmp_path),
     }
     log = open(tmp_path / "web.log", "wb")  # noqa: SIM115 - closed by the caller's finally
     proc = subprocess.Popen(
-        [str(GUNICORN), "-c", "config/gunicorn.conf.py", "config.asgi:application"],
+        [str(GUNICORN), "-c", "config/gunicorn.conf.py", "--bind", f"unix:{sock}", "config.asgi:application"],
         cwd=ROOT,
         env=env,
         stdout=log,

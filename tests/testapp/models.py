@@ -5,6 +5,7 @@ from django.db import models
 
 
 class Shipment(models.Model):
+    STATE_FIELD = "state"
     TRANSITIONS = {
         "queued": {"sending", "failed"},
         "sending": {"sent", "failed", "queued"},

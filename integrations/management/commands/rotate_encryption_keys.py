@@ -8,6 +8,7 @@ encrypted fields are covered without touching this command.
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from integrations.audit.services import audit_record
 from integrations.fields import encrypted_fields
 
 
@@ -40,4 +41,5 @@ class Command(BaseCommand):
                 last_pk = rows[-1].pk
             total += count
             self.stdout.write(f"{label}: re-encrypted {count} row(s)")
+        audit_record(action="encryption.rotate_keys", target=("encryption", "FIELD_ENCRYPTION_KEYS"), rows=total)
         self.stdout.write(self.style.SUCCESS(f"Done: {total} row(s) re-encrypted with the first key."))

@@ -1,0 +1,333 @@
+"""Flight search: a cached search through the API, and what a fresh search adds over the provider's own time.
+
+A local fake of Duffel's API (the test suite's fake, `tests/travel/duffel_fake.py`,
+served by a stdlib `ThreadingHTTPServer` speaking HTTP/1.1 with TCP_NODELAY in
+its own process) answers offer requests in Duffel's shape. The hub runs under
+gunicorn on PostgreSQL + Redis (bench.settings).
+
+- fresh: `POST /api/v1/travel/searches/` with `refresh=true` (the full path:
+  auth, inbound limit, validation, single-flight lock, gateway with limiter and
+  breaker, ProviderCall row, normalisation, cache write, JSON) against the same
+  request sent straight to the fake with httpx, interleaved in rounds; the
+  difference of the medians is what the hub adds.
+- cached: the same search without `refresh` (answered from Redis), p50/p95/p99.
+
+    .venv/bin/python bench/run.py travel
+"""
+
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+TITLE = "Flight search: cached answers, and the hub's cost on a fresh search"
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUNDS = int(os.environ.get("BENCH_TRAVEL_ROUNDS", "5"))
+PER_ROUND = int(os.environ.get("BENCH_TRAVEL_PER_ROUND", "40"))
+SIZES = [int(n) for n in os.environ.get("BENCH_TRAVEL_OFFERS", "20,100").split(",")]
+WORKERS = 2
+# Fixed ports (the shared bench machine gives each engineer a range); BENCH_TRAVEL_PORT moves them.
+PORT_BASE = int(os.environ.get("BENCH_TRAVEL_PORT", "18510"))
+TOKEN = "duffel_test_bench_token"
+
+
+# --- the fake provider (its own process) ----------------------------------------------------
+
+
+def serve_fake(port, offers):
+    sys.path.insert(0, str(ROOT))
+    from tests.travel.duffel_fake import FakeDuffel, make_offer
+
+    built = {}
+
+    def offers_for(slices):
+        key = tuple(slices)
+        if key not in built:
+            built[key] = [
+                make_offer(
+                    slices,
+                    offer_id=f"off_{i:06d}",
+                    total=f"{300 + 7 * i}.00",
+                    airline=("BA", "AA", "VS", "AF")[i % 4],
+                    via=None if i % 3 else "BOS",
+                    number=str(100 + i),
+                    expires_in=3600,
+                )
+                for i in range(offers)
+            ]
+        return built[key]
+
+    fake = FakeDuffel(token=TOKEN, rate_limit=10**9)
+    fake.offers_for = offers_for
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            # Without this, Nagle + delayed ACK stall each small response ~40 ms.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_message(self, *args):
+            pass
+
+        def _serve(self, method):
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            status, payload, headers = fake.handle(
+                method, url.path, dict(parse_qsl(url.query)), body, dict(self.headers)
+            )
+            fake.requests.clear()  # a long run must not grow the fake's memory
+            raw = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_POST(self):
+            self._serve("POST")
+
+        def do_GET(self):
+            self._serve("GET")
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+# --- measurement -------------------------------------------------------------------------
+
+
+def _ms(seconds):
+    return f"{seconds * 1000:.2f}"
+
+
+def _measure(hub_url, fake_url, token, offers):
+    import datetime as dt
+
+    import httpx
+
+    from bench import common
+
+    date = (dt.date.today() + dt.timedelta(days=45)).isoformat()
+    search = {"slices": [{"origin": "LHR", "destination": "JFK", "departure_date": date}], "limit": 50}
+    duffel_body = {
+        "data": {
+            "slices": [{"origin": "LHR", "destination": "JFK", "departure_date": date}],
+            "passengers": [{"type": "adult"}],
+            "cabin_class": "economy",
+        }
+    }
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the load generator's own request log is noise here
+    hub = httpx.Client(base_url=hub_url, headers={"Authorization": f"Token {token}"}, timeout=30)
+    direct = httpx.Client(
+        base_url=fake_url,
+        headers={"Authorization": f"Bearer {TOKEN}", "Duffel-Version": "v2", "Accept": "application/json"},
+        timeout=30,
+    )
+
+    def call_direct():
+        t = time.perf_counter()
+        r = direct.post(
+            "/air/offer_requests", params={"return_offers": "true", "supplier_timeout": 20000}, json=duffel_body
+        )
+        data = r.json()
+        assert r.status_code == 201 and len(data["data"]["offers"]) == offers
+        return time.perf_counter() - t
+
+    def call_hub(refresh):
+        t = time.perf_counter()
+        r = hub.post("/api/v1/travel/searches/", json={**search, "refresh": refresh})
+        data = r.json()
+        assert r.status_code == 200, r.text
+        assert data["cache"]["hit"] is (not refresh)
+        return time.perf_counter() - t
+
+    for _ in range(10):  # warm pools, workers, connections
+        call_direct(), call_hub(True), call_hub(False)
+    fresh, plain, cached, added = [], [], [], []
+    for _ in range(ROUNDS):
+        d = [call_direct() for _ in range(PER_ROUND)]
+        f = [call_hub(True) for _ in range(PER_ROUND)]
+        c = [call_hub(False) for _ in range(PER_ROUND)]
+        plain += d
+        fresh += f
+        cached += c
+        added.append(statistics.median(f) - statistics.median(d))
+    hub.close()
+    direct.close()
+    return {
+        "direct": plain,
+        "fresh": fresh,
+        "cached": cached,
+        "added_rounds": added,
+        "pct": common.percentile,
+    }
+
+
+def _breakdown(fake_url, offers, user):
+    """In-process, against the same fake: where a fresh search's time goes inside the hub."""
+    import datetime as dt
+
+    import httpx
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from integrations.models import ProviderCall
+    from travel.providers import SearchQuery, SliceQuery, get_flight_provider
+    from travel.providers.duffel import normalise_offer
+    from travel.services import search as search_service
+
+    settings.DUFFEL_ACCESS_TOKEN = TOKEN
+    settings.DUFFEL_API_BASE = fake_url
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "duffel": {"requests": {"rate": 1e6, "burst": 1e6}}}
+    date = (dt.date.today() + dt.timedelta(days=46)).isoformat()
+    query = SearchQuery(slices=(SliceQuery("LHR", "JFK", date),))
+    provider = get_flight_provider()
+    raw = httpx.post(
+        f"{fake_url}/air/offer_requests",
+        params={"return_offers": "true"},
+        json={
+            "data": {
+                "slices": [{"origin": "LHR", "destination": "JFK", "departure_date": date}],
+                "passengers": [{"type": "adult"}],
+                "cabin_class": "economy",
+            }
+        },
+        headers={"Authorization": f"Bearer {TOKEN}", "Duffel-Version": "v2"},
+    ).json()["data"]["offers"]
+    parts = {k: [] for k in ("adapter", "provider", "normalise", "entry", "cache_set", "lock")}
+    for i in range(ROUNDS * PER_ROUND // 2 + 10):
+        t = time.perf_counter()
+        result = provider.search(query, owner=user)
+        parts["adapter"].append(time.perf_counter() - t)
+        parts["provider"].append(
+            ProviderCall.objects.filter(owner=user).order_by("-id").values_list("latency_ms", flat=True)[0] / 1000
+        )
+        t = time.perf_counter()
+        [normalise_offer(o) for o in raw]
+        parts["normalise"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        entry = search_service._entry(result, time.time())
+        parts["entry"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        cache.set(f"travel:bench:{i % 4}", entry, 60)
+        parts["cache_set"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        cache.add("travel:bench:lock", "x", 30)
+        cache.delete("travel:bench:lock")
+        parts["lock"].append(time.perf_counter() - t)
+    return {k: statistics.median(v[10:]) for k, v in parts.items()}
+
+
+def run():
+    from bench import common
+
+    reason = common.setup()
+    if reason:
+        return reason
+    import subprocess
+
+    from django.contrib.auth import get_user_model
+
+    from integrations.auth.tokens import token_create
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-travel")
+    _, token = token_create(user=user, name="bench")
+    load_before = common.machine_load()
+    sections = []
+    for n, offers in enumerate(SIZES):
+        port = PORT_BASE + 2 * n
+        fake = subprocess.Popen([sys.executable, __file__, "--fake-server", str(port), str(offers)], cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            os.environ.update(
+                {
+                    "DUFFEL_ACCESS_TOKEN": TOKEN,
+                    "DUFFEL_API_BASE": f"http://127.0.0.1:{port}",
+                    "RATE_LIMITS_JSON": json.dumps({"duffel": {"requests": {"rate": 1000000, "burst": 1000000}}}),
+                    "TRAVEL_SEARCH_USER_RATE": "100000000/m",
+                    "LOG_LEVEL": "WARNING",
+                }
+            )
+            common.redis_delete_prefix("hubbench:1:travel:")
+            with common.gunicorn(workers=WORKERS, port=port + 1) as server:
+                m = _measure(server.url, f"http://127.0.0.1:{port}", token, offers)
+            parts = _breakdown(f"http://127.0.0.1:{port}", offers, user)
+        finally:
+            fake.terminate()
+            fake.wait(10)
+        from integrations.models import ProviderCall
+
+        # The gateway's own timing of each Duffel request (HTTP, JSON decode, pacing): the provider as the hub saw it.
+        inside = list(
+            ProviderCall.objects.filter(provider="duffel", owner=user, operation="offer_request.create")
+            .order_by("-id")
+            .values_list("latency_ms", flat=True)[: ROUNDS * PER_ROUND]
+        )
+        m["inside"] = [v / 1000 for v in inside]
+        p = m["pct"]
+        md, mf = statistics.median(m["direct"]), statistics.median(m["fresh"])
+        sections.append(
+            f"""**{offers} offers per search** (answer of about {offers * 5.3:.0f} kB from Duffel; the hub returns the first 50)
+
+| per search, sequential | Duffel fake, direct (httpx) | hub, fresh (`refresh=true`) | hub, cached |
+|---|---|---|---|
+| median ms | {_ms(md)} | {_ms(mf)} | {_ms(statistics.median(m["cached"]))} |
+| p95 ms | {_ms(p(m["direct"], 95))} | {_ms(p(m["fresh"], 95))} | {_ms(p(m["cached"], 95))} |
+| p99 ms | {_ms(p(m["direct"], 99))} | {_ms(p(m["fresh"], 99))} | {_ms(p(m["cached"], 99))} |
+
+Added by the hub on a fresh search: **{_ms(mf - md)} ms** (difference of medians over {ROUNDS * PER_ROUND} calls each);
+median of the {ROUNDS} per-round differences {_ms(statistics.median(m["added_rounds"]))} ms
+(rounds: {", ".join(_ms(a) for a in m["added_rounds"])}). Of a fresh search, the Duffel request inside the gateway
+(ProviderCall.latency_ms: HTTP, JSON decode, pacing) took a median {_ms(statistics.median(m["inside"]))} ms; the
+cached answer's median ({_ms(statistics.median(m["cached"]))} ms) is the floor every authenticated search request
+pays here (HTTP to gunicorn, middleware, token auth, inbound limit, validation, rendering).
+
+Inside the hub (in-process, same fake, medians): the adapter's call {_ms(parts["adapter"])} ms, of which Duffel's
+request as the gateway times it {_ms(parts["provider"])} ms, so the gateway's own work around it (limiter, breaker,
+ProviderCall row and roll-up) {_ms(parts["adapter"] - parts["provider"] - parts["normalise"])} ms; travel's own work:
+normalising the offers {_ms(parts["normalise"])} ms, building the cache entry {_ms(parts["entry"])} ms, writing it
+{_ms(parts["cache_set"])} ms, the single-flight lock {_ms(parts["lock"])} ms — together
+**{_ms(parts["normalise"] + parts["entry"] + parts["cache_set"] + parts["lock"])} ms**.
+"""
+        )
+    return f"""Hub: gunicorn ({WORKERS} sync workers, bench.settings) on {common.where()}; token auth. The fake Duffel is the
+test suite's fake served by a stdlib HTTP/1.1 server (TCP_NODELAY) in its own process; "direct" sends the identical
+offer request to it with httpx, so its latency is the provider's own time as the hub sees it. Each of {ROUNDS} rounds
+runs {PER_ROUND} direct, {PER_ROUND} fresh and {PER_ROUND} cached searches in turn. A fresh search pays, on top of the
+provider: token auth, the inbound limit and single-flight lock in Redis, validation against the airport list, the
+gateway (limiter Lua, breaker, one ProviderCall row and roll-up in PostgreSQL), parsing and normalising every offer,
+writing the cache entry and rendering the JSON answer.
+Machine load before the run: {load_before}; after: {common.machine_load()} (the machine is shared with other
+engineers' test runs; figures are noisy).
+
+""" + "\n".join(sections)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--fake-server":
+        serve_fake(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        sys.path.insert(0, str(ROOT))
+        print(run())

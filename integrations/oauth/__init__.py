@@ -1,0 +1,56 @@
+"""OAuth connections: the authorization flow, encrypted tokens that refresh themselves, revocation.
+
+What other apps use (mail, calendars, meetings):
+
+    from integrations import oauth
+
+    conn = oauth.connection_for(owner=request.user, connection_id=pk, capability="mail", need=[...scopes])
+        # 404 connection_not_found (unknown or another user's), 403 missing_scope (names them),
+        # 409 connection_needs_reauth (with authorization_url)
+    token = oauth.access_token(connection=conn)      # fresh: refreshed first if < 5 minutes remain
+    creds = oauth.google_credentials(connection=conn)  # google.oauth2 Credentials for googleapiclient
+    auth = oauth.bearer_auth(connection=conn)        # httpx.Auth for Microsoft Graph (or any bearer API)
+
+A new provider registers its endpoints and scopes as data:
+
+    oauth.register(oauth.OAuthProvider(key=..., provider=..., ...))   # see integrations/oauth/config.py
+"""
+
+from .config import OAuthProvider, get, register
+
+
+def connection_for(**kwargs):
+    from .services import connection_for as impl
+
+    return impl(**kwargs)
+
+
+def access_token(*, connection):
+    from .services import access_token as impl
+
+    return impl(connection=connection)
+
+
+def google_credentials(*, connection):
+    """An authorized google.oauth2.credentials.Credentials for googleapiclient, without a refresh token."""
+    from .providers.google import google_credentials as impl
+
+    return impl(access_token(connection=connection), scopes=connection.scopes)
+
+
+def bearer_auth(*, connection):
+    """An httpx.Auth that sends the connection's fresh access token (refreshing it when due) on every request."""
+    from .auth import BearerAuth
+
+    return BearerAuth(connection)
+
+
+__all__ = [
+    "OAuthProvider",
+    "access_token",
+    "bearer_auth",
+    "connection_for",
+    "get",
+    "google_credentials",
+    "register",
+]

@@ -1,0 +1,88 @@
+"""Adapters that speak OAuth to each provider; each returns TokenSet and raises the hub's errors.
+
+An adapter implements:
+    authorization_url(config, *, state, code_verifier, scopes, redirect_uri, offline, login_hint) -> (url, flow)
+    exchange(config, *, code, params, state, redirect_uri, owner) -> TokenSet
+    refresh(config, *, connection) -> TokenSet
+    revoke(config, *, connection) -> bool      (False: the provider has no revocation; deleted locally only)
+Every HTTP request they make runs inside integrations.gateway.attempt.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+
+from integrations.errors import PermanentError, error_from_http
+
+
+class InvalidGrant(PermanentError):
+    """The provider refused the grant (revoked consent, expired or reused refresh token): only the user can fix it."""
+
+    api_status = 409
+    api_code = "connection_needs_reauth"
+
+
+@dataclass
+class TokenSet:
+    access_token: str
+    expires_at: datetime | None
+    # Empty when the provider did not send one (Google on a refresh, or without access_type=offline).
+    refresh_token: str = ""
+    # As granted; None when the response did not say (then the previous grant stands).
+    scopes: list | None = None
+    account: str = ""
+    account_id: str = ""
+    claims: dict = field(default_factory=dict)
+
+
+def recording(session=None):
+    """`session` (a new requests.Session by default) remembering its responses, so status and headers reach the
+    call log and error_from_http.
+
+    OAUTH_CA_BUNDLE (a local identity provider with its own certificate) turns
+    off trust_env: otherwise REQUESTS_CA_BUNDLE in the environment would win
+    over `verify`.
+    """
+    session = session if session is not None else requests.Session()
+    session.responses = []
+    session.hooks["response"].append(lambda response, *args, **kwargs: session.responses.append(response))
+    bundle = getattr(settings, "OAUTH_CA_BUNDLE", "")
+    if bundle:
+        session.verify = bundle
+        session.trust_env = False
+    return session
+
+
+def last_response(session):
+    return session.responses[-1] if session.responses else None
+
+
+def expiry(seconds):
+    """An aware UTC expiry from a token response's expires_in (None when absent or unreadable)."""
+    try:
+        return timezone.now() + timedelta(seconds=int(seconds))
+    except (TypeError, ValueError):
+        return None
+
+
+def response_error(provider, session, *, error="", description=""):
+    """The hub's error for a failed token-endpoint response: invalid_grant is InvalidGrant, the rest by HTTP status."""
+    response = last_response(session)
+    status = response.status_code if response is not None else None
+    headers = dict(response.headers) if response is not None else {}
+    if error == "invalid_grant":
+        return InvalidGrant(provider, description or error, code=error, http_status=status)
+    if status is None or status < 400:
+        status = 400  # an error body on a 200 is still a refusal
+    return error_from_http(provider, status, headers=headers, code=error or None, message=description or error)
+
+
+def scope_list(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [s for s in value.split() if s]
+    return [str(s) for s in value]

@@ -1,0 +1,76 @@
+"""Template filters and the overview tag of the staff console (see integrations.admin)."""
+
+from django import template
+
+from .. import admin_charts, admin_console, admin_format
+
+register = template.Library()
+
+
+@register.filter
+def usd(value):
+    return admin_format.usd(value)
+
+
+@register.filter
+def usd_total(value):
+    return admin_format.usd(value, total=True)
+
+
+@register.filter
+def latency_ms(value):
+    return admin_format.latency(value)
+
+
+@register.filter
+def percent(value):
+    return admin_format.percent(value)
+
+
+@register.filter
+def count(value):
+    return admin_format.count(value)
+
+
+@register.filter
+def when(value):
+    return admin_format.when(value)
+
+
+@register.filter
+def minor_units(amount, currency):
+    return admin_format.minor_units(amount, currency)
+
+
+@register.simple_tag
+def calls_url(**params):
+    from ..admin import calls_url as url
+
+    return url(**params)
+
+
+@register.inclusion_tag("admin/integrations/overview.html", takes_context=True)
+def console_overview(context):
+    """The overview on the admin index: per provider for the chosen window, totals, charts, what needs a look."""
+    from ..models import Alert, WebhookEvent
+
+    request = context["request"]
+    window = admin_console.window_key(request.GET.get("window"))
+    data = admin_console.overview(window=window)
+    label = data["window_label"]
+    return {
+        "request": request,
+        "csrf_token": context.get("csrf_token"),
+        "overview": data,
+        "windows": [(key, text) for key, (text, _) in admin_console.WINDOWS.items()],
+        "charts": [
+            admin_charts.chart_calls(admin_console.series_calls(window), label),
+            admin_charts.chart_latency(admin_console.series_latency(window), label),
+            admin_charts.chart_cost(admin_console.series_cost("30d"), "last 30 days"),
+        ],
+        "open_alerts": list(Alert.objects.filter(resolved_at__isnull=True).order_by("-created_at")[:8]),
+        "open_alert_count": Alert.objects.filter(resolved_at__isnull=True).count(),
+        "failed_webhooks": list(
+            WebhookEvent.objects.filter(status=WebhookEvent.Status.FAILED).order_by("-received_at")[:8]
+        ),
+    }

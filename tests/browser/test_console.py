@@ -1,0 +1,146 @@
+"""The console's three-click paths in a real browser, asserting on what an operator sees."""
+
+import datetime as dt
+import random
+import re
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from integrations import breaker
+from integrations.alerts import alert_raise
+from integrations.models import Alert, ProviderCall
+from integrations.usage import call_record
+from tests.integrations.factories import WebhookEventFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def _call(provider, *, outcome="ok", cost="0", code="", message="", owner=None, ago_minutes=5, latency=120.0):
+    return call_record(
+        ProviderCall(
+            provider=provider,
+            operation="sms.send" if provider == "twilio" else "send",
+            owner=owner,
+            outcome=outcome,
+            http_status=200 if outcome == "ok" else 400,
+            latency_ms=latency,
+            cost_usd=Decimal(cost),
+            error_code=code,
+            error_message=message,
+            units={"segments": 1} if outcome == "ok" else {},
+            created_at=timezone.now() - dt.timedelta(minutes=ago_minutes),
+        )
+    )
+
+
+def _no_trouble(page):
+    assert page.outside_requests == [], f"the page reached outside the hub: {page.outside_requests}"
+    assert page.js_errors == [], f"JavaScript errors: {page.js_errors}"
+
+
+@pytest.fixture
+def eager_tasks():
+    from config.celery import app
+
+    old = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = old
+
+
+def test_from_the_overview_to_a_failed_calls_error_in_three_clicks(page, staff_login, screenshot):
+    from integrations.management.commands.seed_demo import Command
+
+    owners = Command()._owners()
+    Command()._calls(random.Random(7), owners, 400, 30, timezone.now())  # a month of varied traffic for the charts
+    for _ in range(6):
+        _call("twilio", cost="0.0083")
+    _call("twilio", outcome="error", code="21610", message="Attempt to send to unsubscribed recipient", ago_minutes=1)
+    staff_login()
+
+    twilio = page.locator('tr[data-provider="twilio"]')
+    assert "Twilio" in twilio.inner_text()
+    assert re.search(r"\d+ ms", twilio.locator("td").nth(4).inner_text())  # p95 in ms, not a bucket bound
+    screenshot(page, "overview")
+    assert page.get_by_text("Calls and failures, last 24 h").count() >= 1
+
+    twilio.locator("td").nth(1).get_by_role("link").click()  # 1: the failure count
+    page.wait_for_selector("#result_list")
+    assert "21610" in page.inner_text("#result_list")
+    page.locator("#result_list tbody tr").filter(has_text="21610").first.locator("th a, td a").first.click()  # 2
+    body = page.inner_text("#content")
+    assert "Attempt to send to unsubscribed recipient" in body
+    assert "The recipient unsubscribed (replied STOP)" in body  # the vendor's meaning of 21610
+    assert page.locator('input[name="_save"]').count() == 0  # the call log is read-only
+    _no_trouble(page)
+
+
+def test_replay_a_failed_webhook_from_its_page_and_its_alert_is_resolved(page, staff_login, eager_tasks, monkeypatch):
+    from integrations.webhooks.registry import HANDLERS
+
+    event = WebhookEventFactory(
+        event_id="evt_browser_1", status="failed", attempts=5, last_error="KeyError: 'customer'", next_attempt_at=None
+    )
+    alert = alert_raise(
+        kind=Alert.Kind.WEBHOOK_FAILED,
+        provider="hubtest",
+        severity=Alert.Severity.CRITICAL,
+        message="Webhook hubtest thing.updated evt_browser_1 failed after 5 attempt(s)",
+        dedupe_key="webhook_failed:hubtest:thing.updated",
+    )
+    monkeypatch.setitem(HANDLERS, ("hubtest", "thing.updated"), lambda e: None)  # the cause is fixed
+    staff_login()
+
+    page.get_by_role(
+        "link", name="hubtest thing.updated evt_browser_1", exact=True
+    ).click()  # 1: from "Failed webhooks"
+    assert "KeyError: 'customer'" in page.inner_text("#content")
+    page.get_by_role("button", name="Replay").click()  # 2
+    assert "Replayed: the event was processed." in page.inner_text("ul.messagelist")
+    page.get_by_role("link", name="Open alerts").click()  # 3
+    assert "evt_browser_1" not in page.inner_text("#content")
+    page.goto(f"{page.base}/admin/integrations/alert/{alert.pk}/change/")
+    assert "resolved" in page.inner_text("#content")
+    event.refresh_from_db()
+    assert event.status == "processed"
+    _no_trouble(page)
+
+
+def test_close_an_open_circuit(page, staff_login, fake_provider):
+    breaker.trip("acme")
+    staff_login()
+    row = page.locator('tr[data-provider="acme"]')
+    assert "Open" in row.locator(".console-circuit").inner_text()
+    row.get_by_role("button", name="Close").click()
+    assert "Closed the circuit for acme." in page.inner_text("ul.messagelist")
+    assert "Closed" in page.locator('tr[data-provider="acme"] .console-circuit').inner_text()
+    assert breaker.state("acme") == "closed"
+    assert "Circuit acme" in page.inner_text("#recent-actions-module")  # who did what
+    _no_trouble(page)
+
+
+def test_read_this_months_total_on_the_money_page(page, staff_login, screenshot, user):
+    for _ in range(3):
+        _call("twilio", cost="1.50", owner=user)
+    _call("openai", cost="0.000035", owner=user)
+    staff_login()
+    page.get_by_role("link", name="Money", exact=True).click()
+    total = page.inner_text("#money-total")
+    assert "This month so far" in total and "$4.50" in total
+    assert "Twilio" in page.inner_text("#money-providers")
+    assert user.username in page.inner_text("#money-top")
+    screenshot(page, "money")
+    _no_trouble(page)
+
+
+@pytest.mark.parametrize(
+    "path, expect", [("/api/docs/", "/api/v1/integrations/usage/"), ("/api/redoc/", "Integration Hub API")]
+)
+def test_api_docs_render_with_no_network(page, path, expect, transactional_db):
+    page.goto(f"{page.base}{path}")
+    page.get_by_text(expect).first.wait_for(timeout=20000)
+    # ReDoc's bundle always asks its CDN for a footer logo; the page's policy refuses it (reported on the console).
+    page.js_errors[:] = [e for e in page.js_errors if "cdn.redoc.ly" not in e]
+    _no_trouble(page)

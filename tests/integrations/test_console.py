@@ -1,0 +1,316 @@
+"""The staff console in admin: overview, triage lists, append-only records, staff actions, money, charts, formats."""
+
+import datetime as dt
+import re
+from decimal import Decimal
+from html import unescape
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.utils import timezone
+
+from integrations import breaker, gateway
+from integrations.admin_format import minor_units, usd
+from integrations.alerts import alert_raise
+from integrations.models import Alert, Budget, ProviderCall, ProviderRollup, UsageRollup
+from integrations.usage import latency_percentile
+from tests.integrations.factories import WebhookEventFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _calls(owner, n, *, cost="0.10", fail=0, provider="acme", units=None):
+    for i in range(n):
+        try:
+            with gateway.attempt(provider, "send", owner=owner) as call:
+                if i >= n - fail:  # failures come last
+                    raise ConnectionError("down")
+                call.record(cost_usd=cost, units=units or {"segments": 1})
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _text(resp):
+    """The page's visible words, roughly: tags dropped, whitespace collapsed."""
+    html = re.sub(r"<(script|style|title)[^>]*>.*?</\1>", " ", resp.content.decode(), flags=re.S)
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+@pytest.fixture
+def staff(staff_user, client):
+    client.force_login(staff_user)
+    return client
+
+
+class TestOverview:
+    def test_the_admin_index_shows_each_provider_with_figures_that_link_to_their_calls(self, fake_provider, staff):
+        _calls(None, 4, fail=1)
+        resp = staff.get("/admin/")
+        assert resp.status_code == 200
+        text = _text(resp)
+        assert "Providers, last 24 h" in text and "Acme test provider" in text
+        html = resp.content.decode()
+        row = re.search(r'<tr data-provider="acme">(.*?)</tr>', html, re.S).group(1)
+        assert ">4</a>" in row and ">1</a>" in row and "25 %" in row and "$0.30" in row
+        assert "/admin/integrations/providercall/?provider=acme&amp;since=24h&amp;outcome=failed" in row
+        # and the link lists exactly the failure counted
+        listed = staff.get("/admin/integrations/providercall/?provider=acme&since=24h&outcome=failed")
+        assert listed.context["cl"].result_count == 1
+
+    def test_p50_and_p95_are_milliseconds_not_bucket_bounds(self, fake_provider, staff):
+        hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+        counts = {"l20": 50, "l26": 45, "l30": 5}  # 32 ms, 90.5 ms, 181 ms buckets
+        ProviderRollup.objects.create(hour=hour, provider="acme", calls=100, ok=100, **counts)
+        row = next(r for r in staff.get("/admin/?window=1h").context["overview"]["rows"] if r["name"] == "acme")
+        assert 27 < row["p50_ms"] <= 32 and row["p50_ms"] != 32
+        assert 76 < row["p95_ms"] < 90.6
+        assert "ms" in _text(staff.get("/admin/?window=1h")) and "≤" not in _text(staff.get("/admin/?window=1h"))
+
+    def test_windows_count_back_from_now_exactly(self, fake_provider, staff):
+        _calls(None, 3)
+        old = ProviderCall.objects.order_by("id").first()
+        # One call 2 h ago: in the 24 h window, not in the 1 h one (the roll-up moves with it).
+        two_hours_ago = timezone.now() - dt.timedelta(hours=2)
+        ProviderCall.objects.filter(pk=old.pk).update(created_at=two_hours_ago)
+        ProviderRollup.objects.all().delete()
+        from integrations.usage import rollup_record
+
+        for call in ProviderCall.objects.all():
+            rollup_record(
+                provider=call.provider,
+                owner_id=None,
+                at=call.created_at,
+                outcome=call.outcome,
+                latency_ms=call.latency_ms,
+                units=call.units,
+                cost_usd=call.cost_usd,
+            )
+        rows = {w: staff.get(f"/admin/?window={w}").context["overview"]["total"]["calls"] for w in ("1h", "24h")}
+        assert rows == {"1h": 2, "24h": 3}
+        assert staff.get("/admin/integrations/providercall/?since=1h").context["cl"].result_count == 2
+
+    def test_staff_open_and_close_a_circuit_and_it_is_logged(self, fake_provider, staff, staff_user):
+        resp = staff.post("/admin/integrations/providercall/circuit/", {"provider": "acme", "action": "open"})
+        assert resp.status_code == 302 and breaker.state("acme") == "open"
+        assert "Close" in _text(staff.get("/admin/"))
+        staff.post("/admin/integrations/providercall/circuit/", {"provider": "acme", "action": "close"})
+        assert breaker.state("acme") == "closed"
+        assert list(LogEntry.objects.order_by("id").values_list("change_message", flat=True)) == [
+            "Opened the circuit for acme by hand.",
+            "Closed the circuit for acme by hand.",
+        ]
+        assert LogEntry.objects.filter(user=staff_user).count() == 2
+        assert "Circuit acme" in _text(staff.get("/admin/"))  # "Recent actions"
+
+    def test_non_staff_are_sent_to_login(self, user, client):
+        client.force_login(user)
+        assert client.get("/admin/").status_code == 302
+        assert client.post("/admin/integrations/providercall/circuit/", {"provider": "acme"}).status_code == 302
+
+    def test_the_old_dashboard_address_leads_to_the_overview(self, staff):
+        assert staff.get("/admin/integrations/providercall/dashboard/")["Location"] == "/admin/"
+
+    def test_an_empty_hub_says_so_in_words(self, staff):
+        text = _text(staff.get("/admin/"))
+        assert "No calls in this period." in text and "No open alerts." in text and "No failed webhooks." in text
+
+
+class TestCallList:
+    def test_columns_show_error_code_meaning_and_money(self, fake_provider, staff, user):
+        ProviderCall.objects.create(
+            provider="twilio",
+            operation="sms.send",
+            owner=user,
+            outcome="error",
+            http_status=400,
+            error_code="21610",
+            error_message="Attempt to send to unsubscribed recipient",
+            latency_ms=123.4,
+            cost_usd=Decimal("0.000035"),
+            created_at=timezone.now(),
+        )
+        resp = staff.get("/admin/integrations/providercall/?outcome=failed&since=1h")
+        text = _text(resp)
+        assert "21610" in text and "Attempt to send to unsubscribed recipient" in text and "123 ms" in text
+        assert "$0.00004" in text and user.username in text
+        assert "recipient unsubscribed" in resp.content.decode()  # the vendor's meaning, on hover
+        detail = staff.get(f"/admin/integrations/providercall/{ProviderCall.objects.get().pk}/change/")
+        body = _text(detail)
+        assert "The recipient unsubscribed (replied STOP)" in body and "UTC" in body
+        assert 'name="_save"' not in detail.content.decode()
+
+    def test_any_failure_means_error_rate_limited_and_timeout(self, staff):
+        now = timezone.now()
+        for outcome in ["ok", "error", "rate_limited", "timeout", "circuit_open"]:
+            ProviderCall.objects.create(provider="acme", operation="x", outcome=outcome, created_at=now)
+        cl = staff.get("/admin/integrations/providercall/?outcome=failed").context["cl"]
+        assert sorted(c.outcome for c in cl.result_list) == ["error", "rate_limited", "timeout"]
+
+    def test_search_by_request_id_owner_and_error_text(self, staff, user):
+        now = timezone.now()
+        ProviderCall.objects.create(
+            provider="stripe", operation="a", outcome="ok", provider_request_id="req_123", created_at=now
+        )
+        ProviderCall.objects.create(provider="stripe", operation="b", outcome="ok", owner=user, created_at=now)
+        ProviderCall.objects.create(
+            provider="stripe", operation="c", outcome="error", error_message="Your card was declined.", created_at=now
+        )
+        for term, op in [("req_123", "a"), (user.username, "b"), ("declined", "c")]:
+            cl = staff.get("/admin/integrations/providercall/", {"q": term}).context["cl"]
+            assert [c.operation for c in cl.result_list] == [op], term
+
+    def test_calls_and_rollups_cannot_be_added_changed_or_deleted(self, fake_provider, staff):
+        _calls(None, 1)
+        call = ProviderCall.objects.get()
+        rollup = UsageRollup.objects.get()
+        assert staff.get("/admin/integrations/providercall/add/").status_code == 403
+        assert staff.post(f"/admin/integrations/providercall/{call.pk}/delete/").status_code == 403
+        assert staff.post(f"/admin/integrations/usagerollup/{rollup.pk}/delete/").status_code == 403
+        page = staff.get(f"/admin/integrations/usagerollup/{rollup.pk}/change/").content.decode()
+        assert 'name="_save"' not in page
+        assert ProviderCall.objects.count() == 1 and UsageRollup.objects.count() == 1
+        listing = staff.get("/admin/integrations/usagerollup/")
+        assert "SMS segments: 1" in _text(listing)
+
+
+class TestWebhooksAndAlerts:
+    def test_the_event_page_replays_and_a_success_resolves_its_alert(
+        self, staff, staff_user, monkeypatch, django_capture_on_commit_callbacks
+    ):
+        from integrations.webhooks.registry import HANDLERS
+
+        event = WebhookEventFactory(
+            status="failed", attempts=5, last_error="KeyError: 'customer'", next_attempt_at=None
+        )
+        alert = alert_raise(
+            kind=Alert.Kind.WEBHOOK_FAILED,
+            provider="hubtest",
+            message="Webhook hubtest thing.updated failed",
+            dedupe_key="webhook_failed:hubtest:thing.updated",
+        )
+        monkeypatch.setitem(HANDLERS, ("hubtest", "thing.updated"), lambda e: None)
+        page = staff.get(f"/admin/integrations/webhookevent/{event.pk}/change/")
+        assert "Replay" in _text(page) and 'name="_save"' not in page.content.decode()
+        assert "KeyError" in _text(staff.get("/admin/integrations/webhookevent/?status__exact=failed"))
+        from config.celery import app
+
+        app.conf.task_always_eager = True
+        try:
+            with django_capture_on_commit_callbacks(execute=True):
+                resp = staff.post(f"/admin/integrations/webhookevent/{event.pk}/replay/", follow=True)
+        finally:
+            app.conf.task_always_eager = False
+        event.refresh_from_db()
+        alert.refresh_from_db()
+        assert event.status == "processed" and alert.resolved_at is not None
+        assert "Replay" in _text(resp)
+        assert LogEntry.objects.get(object_id=str(event.pk)).change_message == "Replayed."
+        assert staff.post(f"/admin/integrations/webhookevent/{event.pk}/delete/").status_code == 403
+
+    def test_the_alert_stays_open_while_another_event_of_its_kind_is_still_failed(self, monkeypatch, db):
+        from integrations.webhooks.processing import webhook_event_process
+        from integrations.webhooks.registry import HANDLERS
+
+        first = WebhookEventFactory(status="failed", attempts=1, last_error="boom", next_attempt_at=timezone.now())
+        WebhookEventFactory(status="failed", attempts=5, last_error="boom", next_attempt_at=None)
+        alert = alert_raise(
+            kind="webhook_failed", provider="hubtest", message="m", dedupe_key="webhook_failed:hubtest:thing.updated"
+        )
+        monkeypatch.setitem(HANDLERS, ("hubtest", "thing.updated"), lambda e: None)
+        webhook_event_process(event_id=first.pk)
+        alert.refresh_from_db()
+        assert alert.resolved_at is None
+
+    def test_alerts_are_acknowledged_then_resolved_by_buttons_and_link_to_their_source(self, staff, staff_user):
+        alert = alert_raise(kind="quota", provider="openai", message="openai refuses calls for quota")
+        page = staff.get(f"/admin/integrations/alert/{alert.pk}/change/")
+        text = _text(page)
+        assert "Acknowledge" in text and "Resolve" in text and "openai's failed calls" in text
+        assert "/admin/integrations/providercall/?provider=openai&amp;outcome=failed" in page.content.decode()
+        staff.post(f"/admin/integrations/alert/{alert.pk}/act/", {"action": "acknowledge"})
+        alert.refresh_from_db()
+        assert alert.acknowledged_by == staff_user and alert.resolved_at is None
+        staff.post(f"/admin/integrations/alert/{alert.pk}/act/", {"action": "resolve"})
+        alert.refresh_from_db()
+        assert alert.resolved_by == staff_user and alert.resolved_at is not None
+        assert list(LogEntry.objects.order_by("id").values_list("change_message", flat=True)) == [
+            "Acknowledged.",
+            "Resolved.",
+        ]
+        assert staff.post(f"/admin/integrations/alert/{alert.pk}/delete/").status_code == 403
+        assert staff.get("/admin/integrations/alert/add/").status_code == 403
+
+
+class TestMoney:
+    def test_this_month_last_month_projection_budget_and_top_spenders(self, fake_provider, staff, user, other_user):
+        Budget.objects.create(provider="acme", monthly_limit_usd=Decimal("10.00"))
+        _calls(user, 3, cost="1.50")
+        _calls(other_user, 1, cost="0.25")
+        last_month = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=3)
+        ProviderRollup.objects.create(hour=last_month, provider="acme", calls=7, ok=7, cost_usd=Decimal("3.10"))
+        resp = staff.get("/admin/integrations/providercall/money/")
+        assert resp.status_code == 200
+        money = resp.context["money"]
+        assert money["total"] == Decimal("4.75") and money["last_total"] == Decimal("3.10")
+        assert money["projected"] >= money["total"]
+        text = _text(resp)
+        assert "$4.75" in text and "$3.10" in text and "$10.00" in text and "48 %" in text
+        html = resp.content.decode()
+        assert f'href="/admin/integrations/providercall/?owner__id__exact={user.pk}"' in html
+        top = money["top_spenders"]
+        assert [(s["owner_id"], s["cost"]) for s in top] == [
+            (user.pk, Decimal("4.50")),
+            (other_user.pk, Decimal("0.25")),
+        ]
+
+    def test_an_empty_month_says_so(self, staff):
+        text = _text(staff.get("/admin/integrations/providercall/money/"))
+        assert "No spend recorded" in text and "No spend in this period." in text
+
+
+class TestCharts:
+    @pytest.mark.parametrize("name", ["calls", "latency", "cost"])
+    @pytest.mark.parametrize("window", ["1h", "24h", "7d", "30d"])
+    def test_each_chart_is_svg_with_figures_on_hover(self, fake_provider, staff, name, window):
+        _calls(None, 3, fail=1)
+        resp = staff.get(f"/admin/integrations/providercall/charts/{name}.svg?window={window}")
+        assert resp.status_code == 200 and resp["Content-Type"].startswith("image/svg+xml")
+        svg = resp.content.decode()
+        assert svg.startswith("<svg") and "http://" not in svg.replace("http://www.w3.org/2000/svg", "")
+        assert "<title>" in svg and ("acme" in svg or "failed" in svg)
+
+    def test_an_empty_chart_says_so(self, staff):
+        svg = staff.get("/admin/integrations/providercall/charts/latency.svg").content.decode()
+        assert "No calls in this period" in svg
+
+
+class TestFormats:
+    @pytest.mark.parametrize(
+        "value, text",
+        [
+            ("0.000035", "$0.00004"),
+            ("0.0083", "$0.008"),
+            ("0.0000096", "$0.00001"),
+            ("0.30", "$0.30"),
+            ("1234.5", "$1,234.50"),
+            ("0", "$0.00"),
+        ],
+    )
+    def test_usd(self, value, text):
+        assert usd(Decimal(value)) == text
+
+    def test_totals_are_cents(self):
+        assert usd(Decimal("12.345678"), total=True) == "$12.35"
+        assert usd(Decimal("0.0004"), total=True) == "< $0.01"
+
+    @pytest.mark.parametrize(
+        "amount, currency, text", [(4900, "usd", "$49.00"), (500, "jpy", "¥500"), (1050, "chf", "10.50 CHF")]
+    )
+    def test_minor_units(self, amount, currency, text):
+        assert minor_units(amount, currency) == text
+
+    def test_percentile_interpolates_inside_the_bucket(self):
+        counts = [0] * 70
+        counts[20] = 100  # every call between 2**(19/4) and 2**5 ms
+        assert 26.9 < latency_percentile(counts, 50) < 32
+        assert latency_percentile([0] * 70, 95) is None

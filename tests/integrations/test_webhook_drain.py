@@ -1,0 +1,372 @@
+"""Batch draining: events claimed in batches, in event-time order per object, each applied exactly once."""
+
+import multiprocessing
+import os
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from integrations.models import WebhookEvent
+from integrations.webhooks import InboundEvent, WebhookPermanentError, record_webhook, webhook_drain, webhook_replay
+from integrations.webhooks.registry import HANDLERS, ORDERING_KEYS
+from integrations.webhooks.tasks import webhook_drain_task
+from tests.integrations import webhook_provider as hubtest
+from tests.testapp.models import Shipment
+
+Status = WebhookEvent.Status
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def ordering(monkeypatch):
+    """hubtest events name their object in payload["object"], like Stripe's data.object."""
+    monkeypatch.setitem(ORDERING_KEYS, "hubtest", lambda payload: payload.get("object", ""))
+
+
+@pytest.fixture
+def applied(monkeypatch):
+    """A handler that records (object, event id) in call order and writes one row per run (its own count)."""
+    calls = []
+    lock = threading.Lock()
+    poison = set()
+
+    def handler(event):
+        Shipment.objects.create(external_id=event.event_id, state="sent")
+        if event.event_id in poison:
+            raise RuntimeError(f"cannot apply {event.event_id}")
+        with lock:
+            calls.append((event.payload.get("object", ""), event.event_id))
+
+    monkeypatch.setitem(HANDLERS, ("hubtest", "thing.updated"), handler)
+    handler.calls = calls
+    handler.poison = poison
+    return handler
+
+
+def store(event_id, obj="", seconds=0, provider="hubtest"):
+    """Store an event as the inbox does (verified delivery -> record_webhook), Stripe time T0 + seconds."""
+    payload = {"id": event_id, "type": "thing.updated", "object": obj}
+    inbound = InboundEvent(
+        event_id=event_id, type="thing.updated", payload=payload, occurred_at=T0 + timedelta(seconds=seconds)
+    )
+    event, _ = record_webhook(provider=provider, inbound=inbound)
+    return event
+
+
+def statuses():
+    return dict(WebhookEvent.objects.values_list("event_id", "status"))
+
+
+def rows_per_event():
+    from collections import Counter
+
+    return Counter(Shipment.objects.values_list("external_id", flat=True))
+
+
+@pytest.mark.django_db
+class TestOneDrain:
+    def test_a_batch_applies_events_of_one_object_in_event_time_order_whatever_the_arrival(self, applied):
+        store("a3", "pi_A", 30)
+        store("b1", "pi_B", 5)
+        store("a1", "pi_A", 10)
+        store("n1", "", 1)  # no object: no constraint, still in time order
+        store("a2", "pi_A", 20)
+
+        result = webhook_drain(provider="hubtest")
+
+        assert result.claimed == 5 and result.counts == {"processed": 5} and not result.more
+        assert [e for _, e in applied.calls] == ["n1", "b1", "a1", "a2", "a3"]
+        assert set(statuses().values()) == {Status.PROCESSED}
+        assert WebhookEvent.objects.get(event_id="a1").object_key == "pi_A"
+
+    def test_events_with_the_same_time_keep_their_arrival_order(self, applied):
+        for name in ("x1", "x2", "x3"):
+            store(name, "pi_X", 0)
+        webhook_drain(provider="hubtest")
+        assert [e for _, e in applied.calls] == ["x1", "x2", "x3"]
+
+    def test_a_poisoned_event_fails_alone_and_holds_back_only_later_events_of_its_object(self, applied):
+        applied.poison.add("a1")
+        store("a1", "pi_A", 10)
+        store("a2", "pi_A", 20)
+        store("b1", "pi_B", 15)
+        store("c1", "", 30)
+
+        result = webhook_drain(provider="hubtest")
+
+        assert result.counts == {"processed": 2, "failed": 1, "waiting": 1}
+        assert result.retry_in is not None and not result.more
+        assert [e for _, e in applied.calls] == ["b1", "c1"]
+        assert statuses() == {"a1": "failed", "a2": "received", "b1": "processed", "c1": "processed"}
+        # The failed handler's write rolled back with its savepoint; the others' committed.
+        assert rows_per_event() == {"b1": 1, "c1": 1}
+        a1 = WebhookEvent.objects.get(event_id="a1")
+        assert a1.attempts == 1 and "cannot apply a1" in a1.last_error and a1.next_attempt_at > timezone.now()
+        assert WebhookEvent.objects.get(event_id="a2").attempts == 0
+
+        # Until its retry is due, the object stays held: nothing is claimed, nothing spins.
+        assert webhook_drain(provider="hubtest").claimed == 0
+
+        applied.poison.clear()
+        WebhookEvent.objects.filter(event_id="a1").update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+        result = webhook_drain(provider="hubtest")
+        assert result.counts == {"processed": 2}
+        assert [e for _, e in applied.calls][-2:] == ["a1", "a2"]
+        assert rows_per_event() == {"a1": 1, "a2": 1, "b1": 1, "c1": 1}
+
+    def test_an_event_that_failed_for_good_no_longer_holds_its_object(self, applied, register_permanent):
+        register_permanent("thing.broken")
+        store("a2", "pi_A", 20)
+        event = InboundEvent(event_id="a1", type="thing.broken", payload={"object": "pi_A"}, occurred_at=T0)
+        record_webhook(provider="hubtest", inbound=event)
+
+        result = webhook_drain(provider="hubtest")
+
+        assert result.counts == {"failed": 1, "processed": 1}
+        assert statuses() == {"a1": "failed", "a2": "processed"}
+
+    def test_a_slow_batch_stops_taking_events_and_leaves_the_rest_to_the_next_drain(self, applied, settings):
+        settings.WEBHOOK_DRAIN_MAX_SECONDS = 0.05
+        original = HANDLERS[("hubtest", "thing.updated")]
+
+        def slow(event):
+            original(event)
+            time.sleep(0.06)
+
+        HANDLERS[("hubtest", "thing.updated")] = slow
+        for i in range(4):
+            store(f"s{i}", f"pi_{i}", i)
+
+        first = webhook_drain(provider="hubtest")
+        assert first.counts == {"processed": 1, "deferred": 3} and first.more
+        assert statuses() == {"s0": "processed", "s1": "received", "s2": "received", "s3": "received"}
+
+        settings.WEBHOOK_DRAIN_MAX_SECONDS = 30
+        assert webhook_drain(provider="hubtest").counts == {"processed": 3}
+        assert rows_per_event() == {f"s{i}": 1 for i in range(4)}
+
+    def test_a_full_batch_says_more_is_ready(self, applied, settings):
+        for i in range(5):
+            store(f"e{i}", "", i)
+        result = webhook_drain(provider="hubtest", limit=3)
+        assert result.claimed == 3 and result.more
+        assert webhook_drain(provider="hubtest", limit=3).claimed == 2
+
+    def test_the_drain_task_drains_the_whole_backlog_batch_after_batch(self, applied, settings, celery_eager):
+        settings.WEBHOOK_DRAIN_BATCH_SIZE = 4
+        for i in range(10):
+            store(f"e{i}", f"pi_{i % 3}", i)
+        webhook_drain_task.delay("hubtest")
+        assert set(statuses().values()) == {Status.PROCESSED}
+        assert [e for _, e in applied.calls] == [f"e{i}" for i in range(10)]
+
+    def test_another_providers_events_are_left_to_its_own_drain(self, applied):
+        store("h1", "pi_A", 0)
+        store("o1", "pi_A", 0, provider="other")
+        webhook_drain(provider="hubtest")
+        assert statuses() == {"h1": "processed", "o1": "received"}
+
+    def test_a_replayed_event_is_drained_again(self, applied, celery_eager, django_capture_on_commit_callbacks):
+        event = store("r1", "pi_R", 0)
+        webhook_drain(provider="hubtest")
+        with django_capture_on_commit_callbacks(execute=True):
+            webhook_replay(event=event)
+        event.refresh_from_db()
+        assert event.status == Status.PROCESSED and event.attempts == 1
+        assert [e for _, e in applied.calls] == ["r1", "r1"]  # a replay is a deliberate second run
+
+    def test_a_replayed_old_event_holds_later_pending_events_of_its_object(self, applied):
+        old = store("p1", "pi_P", 0)
+        webhook_drain(provider="hubtest")
+        applied.poison.add("p1")
+        webhook_replay(event=old)
+        store("p2", "pi_P", 10)
+        assert webhook_drain(provider="hubtest").counts == {"failed": 1, "waiting": 1}
+        assert statuses() == {"p1": "failed", "p2": "received"}
+
+
+@pytest.fixture
+def register_permanent(monkeypatch):
+    def add(event_type):
+        def handler(event):
+            raise WebhookPermanentError("this can never apply")
+
+        monkeypatch.setitem(HANDLERS, ("hubtest", event_type), handler)
+
+    return add
+
+
+@pytest.fixture
+def celery_eager():
+    from config.celery import app
+
+    old = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = old
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("applied")
+class TestCoalescing:
+    @pytest.fixture
+    def sent(self, monkeypatch):
+        sent = []
+        monkeypatch.setattr(webhook_drain_task, "apply_async", lambda args, **kw: sent.append(args))
+        return sent
+
+    @pytest.fixture
+    def deliver(self, client, settings, monkeypatch, django_capture_on_commit_callbacks):
+        settings.HUBTEST_WEBHOOK_SECRET = hubtest.SECRET
+        from integrations.webhooks.registry import VERIFIERS
+
+        monkeypatch.setitem(VERIFIERS, hubtest.PROVIDER, hubtest.verify)
+
+        def deliver(event_id):
+            body = hubtest.event_body(event_id)
+            with django_capture_on_commit_callbacks(execute=True):
+                resp = client.post(
+                    "/webhooks/hubtest/",
+                    body,
+                    content_type="application/json",
+                    HTTP_X_HUBTEST_SIGNATURE=hubtest.sign(body),
+                )
+            assert resp.status_code == 200
+
+        return deliver
+
+    @pytest.mark.redis
+    def test_a_burst_of_deliveries_queues_one_drain_until_a_drain_starts(self, deliver, sent):
+        from integrations.webhooks.dispatch import drain_started
+
+        for i in range(20):
+            deliver(f"burst{i}")
+        assert sent == [("hubtest",)]
+        drain_started("hubtest")  # a worker took the drain: the next event needs a new one
+        deliver("after")
+        assert sent == [("hubtest",), ("hubtest",)]
+
+    @pytest.mark.redis
+    def test_the_flag_expires_so_a_lost_drain_message_is_not_trusted_for_long(self, deliver, sent, settings):
+        settings.WEBHOOK_DRAIN_COALESCE_SECONDS = 0.05
+        deliver("one")
+        time.sleep(0.1)
+        deliver("two")
+        assert len(sent) == 2
+
+    def test_without_redis_every_delivery_queues_a_drain(self, deliver, sent, settings):
+        settings.REDIS_URL = ""
+        for i in range(3):
+            deliver(f"solo{i}")
+        assert len(sent) == 3
+
+    def test_a_broker_that_refuses_the_drain_still_answers_200_and_the_sweeper_finds_it(
+        self, deliver, monkeypatch, settings
+    ):
+        def refuse(*args, **kwargs):
+            raise ConnectionError("broker down")
+
+        monkeypatch.setattr(webhook_drain_task, "apply_async", refuse)
+        deliver("lost")
+        settings.WEBHOOK_REQUEUE_AFTER_SECONDS = 0
+        sent = []
+        monkeypatch.setattr(webhook_drain_task, "apply_async", lambda args, **kw: sent.append(args))
+        from integrations.webhooks import webhook_requeue_stale
+
+        time.sleep(0.01)
+        assert webhook_requeue_stale() == 1 and sent == [("hubtest",)]
+
+
+def _drain_until_idle(provider, errors, idle_rounds=5):
+    """Drain as a worker would, until several rounds in a row find nothing ready."""
+    try:
+        idle = 0
+        while idle < idle_rounds:
+            if webhook_drain(provider=provider, limit=7).claimed:
+                idle = 0
+            else:
+                idle += 1
+                time.sleep(0.01)
+    except Exception as exc:  # surfaced by the assertion in the test
+        errors.append(exc)
+    finally:
+        connection.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_drainers_apply_every_event_once_and_each_object_in_order(applied, monkeypatch):
+    """Four drainers in threads over 120 events of 12 objects arriving shuffled: SKIP LOCKED splits the work."""
+    original = HANDLERS[("hubtest", "thing.updated")]
+
+    def handler(event):
+        original(event)
+        time.sleep(random.uniform(0, 0.003))  # hold locks long enough for the drainers to meet
+
+    monkeypatch.setitem(HANDLERS, ("hubtest", "thing.updated"), handler)
+    rng = random.Random(11)
+    plan = [(f"o{i % 12}", i) for i in range(120)]
+    rng.shuffle(plan)
+    for obj, t in plan:
+        store(f"ev{t:03d}", obj, t)
+
+    errors = []
+    threads = [threading.Thread(target=_drain_until_idle, args=("hubtest", errors)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert errors == []
+    assert set(statuses().values()) == {Status.PROCESSED}
+    assert rows_per_event() == {f"ev{t:03d}": 1 for t in range(120)}
+    by_object = {}
+    for obj, event_id in applied.calls:
+        by_object.setdefault(obj, []).append(event_id)
+    assert len(applied.calls) == 120
+    assert all(ids == sorted(ids) for ids in by_object.values()), by_object
+    assert set(WebhookEvent.objects.values_list("attempts", flat=True)) == {1}
+
+
+def _crash_in_the_middle(crash_at):
+    """Child process: drain one batch and die (no cleanup, like a killed worker) inside the crash_at-th handler."""
+    connection.close()  # a connection of its own, not the parent's socket
+    original = HANDLERS[("hubtest", "thing.updated")]
+    seen = []
+
+    def handler(event):
+        original(event)
+        seen.append(event.event_id)
+        if len(seen) == crash_at:
+            os._exit(17)
+
+    HANDLERS[("hubtest", "thing.updated")] = handler
+    webhook_drain(provider="hubtest")
+    os._exit(0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_dying_mid_batch_loses_no_event_and_applies_none_twice(applied):
+    for i in range(10):
+        store(f"c{i}", f"pi_{i % 3}", i)
+    connection.close()  # the child must not share this connection's socket
+
+    child = multiprocessing.get_context("fork").Process(target=_crash_in_the_middle, args=(6,))
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == 17  # it died inside the sixth handler
+
+    # Its transaction died with it: every event is as it was, no handler write survived.
+    assert set(statuses().values()) == {Status.RECEIVED}
+    assert set(WebhookEvent.objects.values_list("attempts", flat=True)) == {0}
+    assert Shipment.objects.count() == 0
+
+    # The redelivered drain (acks_late) or the sweeper's applies each event once.
+    assert webhook_drain(provider="hubtest").counts == {"processed": 10}
+    assert rows_per_event() == {f"c{i}": 1 for i in range(10)}

@@ -1,0 +1,161 @@
+"""Identical searches are answered from the cache, never with an expired offer; concurrent ones make one call."""
+
+import threading
+
+import pytest
+import time_machine
+from django.core.cache import cache
+from django.db import connection
+
+from integrations.models import ProviderCall
+from travel.services import search as search_service
+
+from .conftest import one_way, search
+from .duffel_fake import default_offers, make_offer
+
+pytestmark = pytest.mark.django_db
+
+
+def _posts(duffel):
+    return len(duffel.calls("POST", "/air/offer_requests"))
+
+
+def test_an_identical_search_is_answered_from_the_cache(user_client, duffel):
+    first = search(user_client, one_way())
+    second = search(user_client, one_way())
+    assert _posts(duffel) == 1
+    assert first.json()["cache"]["hit"] is False and first["X-Cache"] == "MISS"
+    assert second.json()["cache"]["hit"] is True and second["X-Cache"] == "HIT"
+    assert second.json()["cache"]["age_seconds"] >= 0
+    assert second.json()["offers"] == first.json()["offers"]
+    assert ProviderCall.objects.filter(provider="duffel").count() == 1
+
+
+def test_the_cache_is_shared_across_users_and_filters(user_client, other_user, client_for, duffel):
+    search(user_client, one_way(sort="duration"))
+    r = search(client_for(other_user), one_way(include_airlines=["BA"], cabin_class="economy"))
+    assert r.json()["cache"]["hit"] is True
+    assert [o["id"] for o in r.json()["offers"]] == ["off_0000BA"]
+    assert _posts(duffel) == 1
+
+
+def test_a_different_search_is_not_the_same_cache_entry(user_client, duffel):
+    search(user_client, one_way())
+    search(user_client, one_way(cabin_class="business"))
+    search(user_client, one_way(passengers={"adults": 2}))
+    search(user_client, one_way(days=31))
+    assert _posts(duffel) == 4
+
+
+def test_refresh_asks_the_provider_again(user_client, duffel):
+    search(user_client, one_way())
+    r = search(user_client, one_way(refresh=True))
+    assert r.json()["cache"]["hit"] is False
+    assert _posts(duffel) == 2
+    assert search(user_client, one_way()).json()["cache"]["hit"] is True  # the refreshed answer is cached
+
+
+def test_the_age_of_a_cached_answer_is_reported(user_client, duffel):
+    with time_machine.travel("2026-12-02 12:00:00+00:00", tick=False) as clock:
+        duffel.offers_for = lambda slices: [make_offer(slices, offer_id="off_1", total="100", expires_in=10**8)]
+        search(user_client, one_way())
+        clock.shift(600)
+        assert search(user_client, one_way()).json()["cache"]["age_seconds"] == 600
+
+
+def test_an_offer_is_never_shown_past_its_expires_at(user_client, duffel):
+    duffel.offers_for = lambda slices: [
+        make_offer(slices, offer_id="off_short", total="100", expires_in=60),
+        make_offer(slices, offer_id="off_long", total="200", expires_in=1800),
+    ]
+    search(user_client, one_way())
+    with time_machine.travel(search_service.time.time() + 120):
+        r = search(user_client, one_way())
+    assert r.json()["cache"]["hit"] is True
+    assert [o["id"] for o in r.json()["offers"]] == ["off_long"]
+    assert _posts(duffel) == 1
+
+
+def test_once_every_cached_offer_has_expired_the_search_runs_again(user_client, duffel):
+    duffel.offers_for = lambda slices: [make_offer(slices, offer_id="off_short", total="100", expires_in=60)]
+    search(user_client, one_way())
+    with time_machine.travel(search_service.time.time() + 120):
+        r = search(user_client, one_way())
+    assert r.json()["cache"]["hit"] is False
+    assert _posts(duffel) == 2
+
+
+@pytest.mark.redis
+def test_the_cache_entry_lives_no_longer_than_its_latest_offer(user_client, duffel, settings):
+    from integrations.redis import get_client
+
+    settings.TRAVEL_CACHE_TTL_SECONDS = 3600
+    duffel.offers_for = lambda slices: [make_offer(slices, offer_id="off_1", total="100", expires_in=300)]
+    data = search(user_client, one_way()).json()
+    key = cache.make_key(search_service._cache_key(data["search_id"]))
+    assert 250 <= get_client().ttl(key) <= 300
+    duffel.offers_for = default_offers  # 1800 s offers: the configured TTL wins
+    data = search(user_client, one_way(days=40)).json()
+    settings.TRAVEL_CACHE_TTL_SECONDS = 1200
+    data = search(user_client, one_way(days=41)).json()
+    assert 1100 <= get_client().ttl(cache.make_key(search_service._cache_key(data["search_id"]))) <= 1200
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_eight_concurrent_identical_searches_make_one_provider_call(user, client_for, duffel):
+    duffel.delay = 0.3  # the provider is slow enough for all eight to arrive while it works
+    clients = [client_for(user) for _ in range(8)]
+    barrier = threading.Barrier(8)
+    answers = [None] * 8
+
+    def run(i):
+        try:
+            barrier.wait()
+            answers[i] = search(clients[i], one_way())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [a.status_code for a in answers] == [200] * 8
+    assert _posts(duffel) == 1
+    assert ProviderCall.objects.filter(provider="duffel").count() == 1
+    assert sorted(a.json()["cache"]["hit"] for a in answers) == [False] + [True] * 7
+    assert len({tuple(o["id"] for o in a.json()["offers"]) for a in answers}) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_searches_share_the_providers_refusal_instead_of_repeating_it(user, client_for, duffel):
+    duffel.delay = 0.3
+    duffel.fail_next(
+        500,
+        {
+            "errors": [{"type": "api_error", "code": "internal", "title": "Oops", "message": "x"}],
+            "meta": {"status": 500, "request_id": "r"},
+        },
+    )
+    clients = [client_for(user) for _ in range(4)]
+    barrier = threading.Barrier(4)
+    codes = [None] * 4
+
+    def run(i):
+        try:
+            barrier.wait()
+            codes[i] = search(clients[i], one_way()).status_code
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert codes == [502] * 4
+    assert _posts(duffel) == 1

@@ -1,0 +1,226 @@
+"""Searching flights through the API: what Duffel is sent, what the client gets back."""
+
+from decimal import Decimal
+
+import pytest
+
+from integrations.models import ProviderCall
+
+from .conftest import day, one_way, search
+from .duffel_fake import error_body, make_offer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_one_way_search_sends_an_offer_request_with_version_and_token(user_client, duffel):
+    r = search(
+        user_client,
+        one_way(passengers={"adults": 2, "children": [7], "infants": 1}, cabin_class="business", max_connections=1),
+    )
+    assert r.status_code == 200, r.json()
+    (method, path, query, body, headers) = duffel.calls("POST", "/air/offer_requests")[0]
+    assert query["return_offers"] == "true"
+    assert headers["duffel-version"] == "v2"
+    assert headers["authorization"] == "Bearer duffel_test_fake_token"
+    assert body["data"] == {
+        "slices": [{"origin": "LHR", "destination": "JFK", "departure_date": day(30)}],
+        "passengers": [{"type": "adult"}, {"type": "adult"}, {"age": 7}, {"type": "infant_without_seat"}],
+        "cabin_class": "business",
+        "max_connections": 1,
+    }
+
+
+def test_offers_come_back_normalised_cheapest_first(user_client, duffel):
+    data = search(user_client, one_way()).json()
+    assert data["provider"] == "duffel"
+    assert data["offer_count"] == 4
+    assert [o["id"] for o in data["offers"]] == ["off_0000AA", "off_0000BA", "off_0000VS", "off_0000AF"]
+    ba = data["offers"][1]
+    assert ba["total_amount"] == "450.00" and ba["total_currency"] == "GBP"
+    assert ba["base_amount"] == "315.00" and ba["tax_amount"] == "135.00"
+    assert ba["owner"] == {"iata_code": "BA", "name": "British Airways"}
+    assert ba["refundable"] is True and ba["changeable"] is False
+    assert ba["emissions_kg"] == "460"
+    assert ba["expires_at"].endswith("Z")
+    (sl,) = ba["slices"]
+    assert (sl["origin"], sl["destination"], sl["stops"], sl["duration_minutes"]) == ("LHR", "JFK", 0, 420)
+    (seg,) = sl["segments"]
+    assert seg["flight_number"] == "BA117"
+    assert seg["aircraft"] == "Boeing 777-300ER"
+    assert seg["departing_at"] == f"{day(30)}T09:30:00"
+    assert seg["origin_time_zone"] == "Europe/London" and seg["destination_time_zone"] == "America/New_York"
+    assert seg["duration_minutes"] == 420
+    assert {"type": "checked", "quantity": 1} in seg["baggage"]
+    aa = data["offers"][0]
+    assert aa["slices"][0]["stops"] == 1
+    assert [s["destination"] for s in aa["slices"][0]["segments"]] == ["BOS", "JFK"]
+
+
+def test_a_multi_city_search_normalises_every_slice_in_order(user_client, duffel):
+    body = {
+        "slices": [
+            {"origin": "LHR", "destination": "JFK", "departure_date": day(20)},
+            {
+                "origin": "JFK",
+                "destination": "MAD",
+                "departure_date": day(25),
+                "departure_time_from": "08:00",
+                "departure_time_to": "12:00",
+            },
+            {"origin": "MAD", "destination": "LHR", "departure_date": day(31)},
+        ]
+    }
+    data = search(user_client, body).json()
+    sent = duffel.calls("POST", "/air/offer_requests")[0][3]["data"]["slices"]
+    assert sent[1]["departure_time"] == {"from": "08:00", "to": "12:00"}
+    offer = data["offers"][0]
+    assert [(s["origin"], s["destination"]) for s in offer["slices"]] == [
+        ("LHR", "JFK"),
+        ("JFK", "MAD"),
+        ("MAD", "LHR"),
+    ]
+    assert [s["segments"][0]["departing_at"][:10] for s in offer["slices"]] == [day(20), day(25), day(31)]
+    assert offer["slices"][1]["segments"][0]["origin_time_zone"] == "America/New_York"
+    assert all(s["stops"] == 1 for s in offer["slices"])  # AA connects in Boston on each slice
+
+
+def test_every_search_is_a_provider_call_priced_per_search(user_client, user, duffel, settings):
+    settings.PROVIDER_PRICES = {
+        **settings.PROVIDER_PRICES,
+        "duffel": {"offer_request.create": {"per_call": "0.005"}, "*": {"per_call": "0"}},
+    }
+    search(user_client, one_way())
+    call = ProviderCall.objects.get(provider="duffel")
+    assert call.operation == "offer_request.create"
+    assert call.owner_id == user.pk
+    assert call.outcome == "ok" and call.http_status == 201
+    assert call.cost_usd == Decimal("0.005")
+    assert call.units == {"offers": 4}
+    assert call.provider_request_id.startswith("FZW0H3HdJwKk5HM")
+
+
+@pytest.mark.parametrize(
+    "filters,expected",
+    [
+        ({"include_airlines": ["BA", "VS"]}, ["off_0000BA", "off_0000VS"]),
+        ({"exclude_airlines": ["aa"]}, ["off_0000BA", "off_0000VS", "off_0000AF"]),
+        ({"max_price": "500"}, ["off_0000AA", "off_0000BA"]),
+        ({"sort": "duration"}, ["off_0000BA", "off_0000VS", "off_0000AA", "off_0000AF"]),
+        ({"sort": "departure"}, ["off_0000VS", "off_0000BA", "off_0000AA", "off_0000AF"]),
+        ({"include_airlines": ["AF"], "max_price": "600"}, []),
+    ],
+)
+def test_filters_and_sorts_apply_to_the_offers(user_client, duffel, filters, expected):
+    data = search(user_client, one_way(**filters)).json()
+    assert [o["id"] for o in data["offers"]] == expected
+    assert data["offer_count"] == len(expected)
+
+
+def test_an_excluded_airline_also_removes_offers_it_only_operates(user_client, duffel):
+    def codeshare(slices):
+        offer = make_offer(slices, offer_id="off_0000CS", total="300", airline="BA")
+        offer["slices"][0]["segments"][0]["operating_carrier"]["iata_code"] = "AA"
+        return [offer, make_offer(slices, offer_id="off_0000VS", total="400", airline="VS")]
+
+    duffel.offers_for = codeshare
+    data = search(user_client, one_way(exclude_airlines=["AA"])).json()
+    assert [o["id"] for o in data["offers"]] == ["off_0000VS"]
+
+
+def test_large_answers_are_paginated_with_a_cursor(user_client, duffel):
+    first = search(user_client, one_way(limit=3)).json()
+    assert [o["id"] for o in first["offers"]] == ["off_0000AA", "off_0000BA", "off_0000VS"]
+    assert first["next"]
+    r = user_client.get(f"/api/v1/travel/searches/{first['search_id']}/", {"cursor": first["next"]})
+    assert r.status_code == 200
+    assert [o["id"] for o in r.json()["offers"]] == ["off_0000AF"]
+    assert r.json()["next"] is None
+    assert len(duffel.calls("POST", "/air/offer_requests")) == 1
+
+
+def test_a_later_page_keeps_the_first_pages_filters(user_client, duffel):
+    first = search(user_client, one_way(limit=1, exclude_airlines=["AA"], sort="duration")).json()
+    r = user_client.get(f"/api/v1/travel/searches/{first['search_id']}/", {"cursor": first["next"]})
+    assert [o["id"] for o in r.json()["offers"]] == ["off_0000VS"]
+
+
+def test_a_made_up_cursor_is_a_400_and_an_unknown_search_a_410(user_client, duffel):
+    first = search(user_client, one_way(limit=1)).json()
+    r = user_client.get(f"/api/v1/travel/searches/{first['search_id']}/", {"cursor": "not-a-cursor"})
+    assert r.status_code == 400 and r.json()["field"] == "cursor"
+    r = user_client.get(f"/api/v1/travel/searches/{'0' * 40}/", {"cursor": first["next"]})
+    assert r.status_code == 410 and r.json()["error"] == "search_expired"
+    r = user_client.get("/api/v1/travel/searches/not-an-id/", {"cursor": first["next"]})
+    assert r.status_code == 404
+
+
+def test_duffels_offer_pages_are_followed_with_after(user_client, duffel, settings):
+    settings.DUFFEL_OFFERS_PAGE_SIZE = 2
+    data = search(user_client, one_way()).json()
+    assert data["offer_count"] == 4
+    (create,) = duffel.calls("POST", "/air/offer_requests")
+    assert create[2]["return_offers"] == "false"
+    pages = duffel.calls("GET", "/air/offers")
+    assert len(pages) == 2
+    assert "after" not in pages[0][2] and pages[1][2]["after"]
+    assert {p[2]["offer_request_id"] for p in pages} == {"orq_0000000000"}
+    assert ProviderCall.objects.filter(provider="duffel", operation="offers.list").count() == 2
+
+
+def test_without_a_token_the_search_is_503_not_configured(user_client, duffel, settings):
+    search(user_client, one_way())  # cached while configured
+    settings.DUFFEL_ACCESS_TOKEN = ""
+    for r in (
+        search(user_client, one_way()),
+        user_client.get("/api/v1/travel/places/", {"q": "london"}),
+        user_client.post(
+            "/api/v1/travel/watches/", {"origin": "LHR", "destination": "JFK", "departure_date": day(30)}, format="json"
+        ),
+    ):
+        assert r.status_code == 503
+        assert r.json()["error"] == "provider_not_configured"
+        assert r.json()["missing"] == ["DUFFEL_ACCESS_TOKEN"]
+    assert ProviderCall.objects.count() == 1
+
+
+def test_duffels_422_is_a_422_naming_its_field(user_client, duffel):
+    duffel.fail_next(
+        422,
+        error_body(
+            422,
+            type_="validation_error",
+            code="invalid_date",
+            title="Invalid date",
+            message="departure_date must be after today",
+            field="departure_date",
+        ),
+    )
+    r = search(user_client, one_way())
+    assert r.status_code == 422
+    assert r.json()["error"] == "search_rejected"
+    assert r.json()["field"] == "departure_date"
+    assert r.json()["provider_code"] == "invalid_date"
+    call = ProviderCall.objects.get(provider="duffel")
+    assert call.outcome == "error" and call.retryable is False and call.http_status == 422
+
+
+def test_a_duffel_outage_is_a_502_with_nothing_cached(user_client, duffel):
+    duffel.fail_next(
+        503, error_body(503, type_="api_error", code="service_unavailable", title="Unavailable", message="Please retry")
+    )
+    r = search(user_client, one_way())
+    assert r.status_code == 502 and r.json()["error"] == "provider_unavailable"
+    assert search(user_client, one_way()).status_code == 200
+    assert len(duffel.calls("POST", "/air/offer_requests")) == 2
+
+
+def test_a_rejected_token_is_a_permanent_error(user_client, duffel, settings):
+    settings.DUFFEL_ACCESS_TOKEN = "duffel_test_wrong"
+    r = search(user_client, one_way())
+    assert r.status_code == 502 and r.json()["error"] == "provider_rejected"
+    assert r.json()["provider_code"] == "access_token_not_found"
+
+
+def test_searching_needs_a_login(api_client, duffel):
+    assert search(api_client, one_way()).status_code == 401
+    assert duffel.requests == []

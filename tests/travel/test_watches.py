@@ -1,0 +1,288 @@
+"""Price watches: created by the owner, re-searched on a budgeted schedule, notifying on a drop only."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+
+from integrations.models import Alert
+from integrations.states import IllegalTransition, transition
+from travel import services
+from travel.models import PricePoint, PriceWatch
+from travel.services.watches import next_check_after, slot_seconds
+
+from .conftest import day
+from .duffel_fake import make_offer
+from .factories import WatchFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def priced(*totals):
+    """The fake answers these prices, one search after another (the last one repeats)."""
+    queue = list(totals)
+
+    def offers(slices):
+        total = queue.pop(0) if len(queue) > 1 else queue[0]
+        return [make_offer(slices, offer_id=f"off_{total}", total=total, airline="BA")]
+
+    return offers
+
+
+def check(watch, *, minutes_later=0):
+    """Run one check as the task would, `minutes_later` after now (past the re-check guard)."""
+    with time_machine.travel(timezone.now() + dt.timedelta(minutes=minutes_later)):
+        return services.watch_check(watch_id=watch.pk)
+
+
+def test_creating_a_watch_records_its_first_price_right_away(
+    user_client, user, duffel, eager, django_capture_on_commit_callbacks
+):
+    duffel.offers_for = priced("450.00")
+    with django_capture_on_commit_callbacks(execute=True):
+        r = user_client.post(
+            "/api/v1/travel/watches/",
+            {
+                "origin": "LHR",
+                "destination": "JFK",
+                "departure_date": day(30),
+                "return_date": day(37),
+                "passengers": {"adults": 2},
+                "cabin_class": "premium_economy",
+            },
+            format="json",
+        )
+    assert r.status_code == 201, r.json()
+    assert r.json()["notify_on"] == "any_drop"
+    watch = PriceWatch.objects.get(pk=r.json()["id"])
+    assert watch.owner == user and watch.status == "active"
+    assert watch.last_price == Decimal("450.00") and watch.reference_price == Decimal("450.00")
+    assert watch.currency == "GBP"
+    sent = duffel.calls("POST", "/air/offer_requests")[0][3]["data"]
+    assert [(s["origin"], s["destination"], s["departure_date"]) for s in sent["slices"]] == [
+        ("LHR", "JFK", day(30)),
+        ("JFK", "LHR", day(37)),
+    ]
+    assert sent["cabin_class"] == "premium_economy" and len(sent["passengers"]) == 2
+    assert watch.next_check_at > timezone.now() + dt.timedelta(minutes=300)
+    assert mail.outbox == []
+
+
+def test_a_drop_by_the_percentage_notifies_the_owner_by_email_and_alert(duffel, settings):
+    settings.TRAVEL_WATCH_DROP_PERCENT = 5
+    watch = WatchFactory()
+    duffel.offers_for = priced("400.00", "390.00", "378.00")
+    assert check(watch) == "recorded"  # baseline 400
+    assert check(watch, minutes_later=20) == "recorded"  # -2.5 %: not enough
+    assert check(watch, minutes_later=40) == "notified"  # -5.5 % from 400
+    watch.refresh_from_db()
+    assert watch.reference_price == Decimal("378.00") and watch.last_notified_at
+    (email,) = mail.outbox
+    assert email.to == [watch.owner.email]
+    assert "378.00 GBP" in email.subject and "LHR → JFK" in email.subject
+    alert = Alert.objects.get(kind=Alert.Kind.PRICE_DROP)
+    assert alert.severity == "info" and f"#{watch.pk}" in alert.message
+    assert list(PricePoint.objects.filter(watch=watch).values_list("notified", flat=True)) == [False, False, True]
+
+
+def test_a_rise_never_notifies(duffel):
+    watch = WatchFactory()
+    duffel.offers_for = priced("400.00", "450.00", "520.00")
+    assert [check(watch, minutes_later=20 * i) for i in range(3)] == ["recorded"] * 3
+    assert mail.outbox == [] and not Alert.objects.filter(kind=Alert.Kind.PRICE_DROP).exists()
+    watch.refresh_from_db()
+    assert watch.last_price == Decimal("520.00") and watch.reference_price == Decimal("400.00")
+
+
+def test_a_target_price_notifies_below_it_and_again_only_lower_or_after_a_new_crossing(duffel):
+    watch = WatchFactory(target_price=Decimal("400.00"))
+    duffel.offers_for = priced("450.00", "380.00", "370.00", "390.00", "450.00", "390.00")
+    outcomes = [check(watch, minutes_later=20 * i) for i in range(6)]
+    assert outcomes == ["recorded", "notified", "notified", "recorded", "recorded", "notified"]
+    assert len(mail.outbox) == 3
+    assert "below your target of 400.00 GBP" in mail.outbox[0].body
+
+
+def test_an_owner_without_email_still_gets_the_alert(duffel):
+    watch = WatchFactory(target_price=Decimal("500.00"), owner__email="")
+    duffel.offers_for = priced("450.00")
+    assert check(watch) == "notified"
+    assert mail.outbox == [] and Alert.objects.filter(kind=Alert.Kind.PRICE_DROP).count() == 1
+
+
+def test_a_date_range_searches_one_date_per_check_and_tracks_the_cheapest(duffel):
+    start = dt.date.today() + dt.timedelta(days=20)
+    watch = WatchFactory(departure_date=start, departure_date_to=start + dt.timedelta(days=2), nights=7)
+    duffel.offers_for = priced("500.00", "420.00", "460.00")
+    for i in range(3):
+        check(watch, minutes_later=20 * i)
+    sent = [c[3]["data"]["slices"] for c in duffel.calls("POST", "/air/offer_requests")]
+    assert [s[0]["departure_date"] for s in sent] == [(start + dt.timedelta(days=i)).isoformat() for i in range(3)]
+    assert [s[1]["departure_date"] for s in sent] == [(start + dt.timedelta(days=7 + i)).isoformat() for i in range(3)]
+    watch.refresh_from_db()
+    assert watch.last_price == Decimal("420.00")
+
+
+def test_a_watch_stops_after_its_departure_date(duffel):
+    watch = WatchFactory(departure_date=dt.date.today() + dt.timedelta(days=2))
+    with time_machine.travel(timezone.now() + dt.timedelta(days=3)):
+        services.watch_check_due()
+        assert services.watch_check(watch_id=watch.pk) == "skipped"
+    watch.refresh_from_db()
+    assert watch.status == "expired"
+    assert duffel.requests == []
+
+
+def test_the_sweeper_enqueues_due_watches_within_the_hourly_budget(
+    duffel, settings, eager, django_capture_on_commit_callbacks
+):
+    settings.TRAVEL_WATCH_MAX_SEARCHES_PER_HOUR = 120  # two a minute
+    past = timezone.now() - dt.timedelta(minutes=1)
+    watches = [WatchFactory(next_check_at=past - dt.timedelta(seconds=i)) for i in range(5)]
+    WatchFactory(next_check_at=timezone.now() + dt.timedelta(hours=1))  # not due
+    WatchFactory(next_check_at=past, status="paused")  # not active
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.watch_check_due() == 2
+    checked = set(PricePoint.objects.values_list("watch_id", flat=True))
+    assert checked == {watches[4].pk, watches[3].pk}  # the most overdue first
+    assert len(duffel.calls("POST", "/air/offer_requests")) == 1  # same route and date: the cache served the second
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.watch_check_due() == 2  # the rest wait for the next minute, none is skipped
+
+
+def test_checks_are_spread_over_the_hour():
+    now = timezone.now()
+    minutes = {next_check_after(pk, now).minute for pk in range(1, 61)}
+    assert len(minutes) >= 35
+    assert len({slot_seconds(pk) for pk in range(1, 1001)}) > 900
+    for pk in range(1, 50):
+        when = next_check_after(pk, now)
+        assert dt.timedelta(minutes=299) <= when - now <= dt.timedelta(minutes=421)
+
+
+def test_the_history_is_a_chart_ready_series(user_client, user, duffel):
+    start = dt.date.today() + dt.timedelta(days=20)
+    watch = WatchFactory(
+        owner=user, departure_date=start, departure_date_to=start + dt.timedelta(days=1), target_price=Decimal("300")
+    )
+    duffel.offers_for = priced("500.00", "420.00", "410.00")
+    for i in range(3):
+        check(watch, minutes_later=20 * i)
+    r = user_client.get(f"/api/v1/travel/watches/{watch.pk}/")
+    assert r.status_code == 200
+    history = r.json()["history"]
+    assert history["currency"] == "GBP" and history["target_price"] == "300.00"
+    assert [s["departure_date"] for s in history["series"]] == [
+        start.isoformat(),
+        (start + dt.timedelta(days=1)).isoformat(),
+    ]
+    assert [p["price"] for p in history["series"][0]["points"]] == ["500.00", "410.00"]
+    assert [p["price"] for p in history["best"]] == ["500.00", "420.00", "410.00"]
+    assert all(p["t"] for p in history["best"])
+
+
+def test_watches_are_private_to_their_owner(user_client, other_user, user, duffel):
+    mine, theirs = WatchFactory(owner=user), WatchFactory(owner=other_user)
+    assert [w["id"] for w in user_client.get("/api/v1/travel/watches/").json()["results"]] == [mine.pk]
+    assert user_client.get(f"/api/v1/travel/watches/{theirs.pk}/").status_code == 404
+    assert user_client.delete(f"/api/v1/travel/watches/{theirs.pk}/").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status == "active"
+
+
+def test_a_cancelled_watch_is_never_searched_again(user_client, user, duffel):
+    watch = WatchFactory(owner=user)
+    assert user_client.delete(f"/api/v1/travel/watches/{watch.pk}/").status_code == 204
+    watch.refresh_from_db()
+    assert watch.status == "cancelled"
+    assert services.watch_check(watch_id=watch.pk) == "skipped"
+    assert duffel.requests == []
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"origin": "LHR", "destination": "XQZ", "departure_date": day(30)}, "destination"),
+        ({"origin": "LHR", "destination": "JFK", "departure_date": day(-2)}, "departure_date"),
+        (
+            {"origin": "LHR", "destination": "JFK", "departure_date": day(30), "departure_date_to": day(60)},
+            "departure_date_to",
+        ),
+        (
+            {
+                "origin": "LHR",
+                "destination": "JFK",
+                "departure_date": day(30),
+                "departure_date_to": day(32),
+                "return_date": day(40),
+            },
+            "return_date",
+        ),
+        ({"origin": "LHR", "destination": "JFK", "departure_date": day(30), "nights": 3}, "nights"),
+        ({"origin": "LHR", "destination": "JFK", "departure_date": day(30), "return_date": day(20)}, "return_date"),
+        (
+            {
+                "origin": "LHR",
+                "destination": "JFK",
+                "departure_date": day(30),
+                "target_price": "300",
+                "drop_percent": "10",
+            },
+            "drop_percent",
+        ),
+        (
+            {
+                "origin": "LHR",
+                "destination": "JFK",
+                "departure_date": day(30),
+                "passengers": {"adults": 1, "infants": 2},
+            },
+            "passengers.infants",
+        ),
+    ],
+)
+def test_a_bad_watch_is_a_400_naming_the_field(user_client, duffel, body, field):
+    r = user_client.post("/api/v1/travel/watches/", body, format="json")
+    assert r.status_code == 400 and field in r.json()["fields"], r.json()
+    assert not PriceWatch.objects.exists() and duffel.requests == []
+
+
+def test_a_user_has_a_limited_number_of_watches(user_client, user, duffel, settings):
+    settings.TRAVEL_WATCH_MAX_PER_USER = 1
+    WatchFactory(owner=user)
+    r = user_client.post(
+        "/api/v1/travel/watches/", {"origin": "LHR", "destination": "JFK", "departure_date": day(30)}, format="json"
+    )
+    assert r.status_code == 409 and r.json()["error"] == "too_many_watches"
+
+
+def test_a_check_that_gives_up_keeps_the_reason_and_waits_for_its_next_slot(duffel, eager):
+    from travel.tasks import watch_check
+
+    watch = WatchFactory()
+    duffel.fail_next(
+        400,
+        {
+            "errors": [{"type": "invalid_request_error", "code": "bad", "title": "Bad", "message": "nope"}],
+            "meta": {"status": 400, "request_id": "r"},
+        },
+    )
+    watch_check.apply(args=[watch.pk])
+    watch.refresh_from_db()
+    assert "nope" in watch.last_error
+    assert watch.next_check_at > timezone.now() + dt.timedelta(minutes=200)
+    assert Alert.objects.filter(kind=Alert.Kind.TASK_FAILED).exists()
+
+
+# The watch state machine's full matrix (every listed move applied, every other refused) is generated by
+# tests/contracts/test_state_machines.py from PriceWatch.TRANSITIONS and tests/travel/factories.py.
+
+
+def test_an_expired_or_cancelled_watch_never_comes_back():
+    assert PriceWatch.TRANSITIONS["expired"] == set() and PriceWatch.TRANSITIONS["cancelled"] == set()
+    watch = WatchFactory(status="expired")
+    with pytest.raises(IllegalTransition):
+        transition(PriceWatch, watch.pk, "active", strict=True)

@@ -1,0 +1,133 @@
+"""The flight provider interface: what travel.services needs from any flight API.
+
+A provider is a small object with two methods:
+
+    search(query: SearchQuery) -> SearchResult     # one search, every offer normalised
+    places(text: str) -> list[Place]               # airport / city suggestions
+
+Each runs its HTTP calls inside `integrations.gateway.attempt` and raises the
+hub's own errors (integrations.errors). Duffel is the only one today
+(`travel.providers.duffel`); a second API is one more module here and one entry
+in PROVIDERS, with nothing above this package changing. The dataclasses below
+are the hub's language: the services, the cache and the API never see a
+vendor's field names.
+"""
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SliceQuery:
+    origin: str
+    destination: str
+    departure_date: str  # ISO date
+    departure_time_from: str | None = None  # "HH:MM", local to the origin
+    departure_time_to: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """What is sent to the provider: it decides the offers, so it is also the cache key."""
+
+    slices: tuple[SliceQuery, ...]
+    adults: int = 1
+    child_ages: tuple[int, ...] = ()
+    infants: int = 0
+    cabin_class: str = "economy"
+    max_connections: int | None = None
+
+    def canonical(self):
+        return asdict(self)
+
+
+@dataclass
+class Segment:
+    carrier: dict  # {"iata_code", "name"} of the marketing carrier
+    operating_carrier: dict
+    flight_number: str
+    aircraft: str | None
+    origin: str
+    destination: str
+    departing_at: str  # local time at the origin, ISO without offset
+    arriving_at: str
+    origin_time_zone: str | None
+    destination_time_zone: str | None
+    duration_minutes: int | None
+    cabin_class: str | None = None
+    baggage: list = field(default_factory=list)  # [{"type": "checked", "quantity": 1}] for the first passenger
+
+    def as_dict(self):
+        return dict(vars(self))
+
+
+@dataclass
+class Slice:
+    origin: str
+    destination: str
+    duration_minutes: int | None
+    stops: int
+    segments: list[Segment]
+    fare_brand: str | None = None
+
+    def as_dict(self):
+        return {**vars(self), "segments": [s.as_dict() for s in self.segments]}
+
+
+@dataclass
+class Offer:
+    id: str
+    total_amount: str  # decimal string, as the provider prices it
+    total_currency: str
+    base_amount: str | None
+    tax_amount: str | None
+    owner: dict  # {"iata_code", "name"}
+    slices: list[Slice]
+    expires_at: str  # ISO datetime (UTC)
+    refundable: bool | None = None
+    changeable: bool | None = None
+    conditions: dict | None = None
+    emissions_kg: str | None = None
+
+    def as_dict(self):
+        # By hand: dataclasses.asdict deep-copies recursively and was a third of a fresh search's own time.
+        return {**vars(self), "slices": [s.as_dict() for s in self.slices]}
+
+
+@dataclass
+class SearchResult:
+    offers: list[Offer]
+    provider: str
+    search_id: str = ""  # the provider's id for the search (Duffel's offer request id)
+
+
+@dataclass
+class Place:
+    type: str  # "airport" or "city"
+    iata_code: str
+    name: str
+    city_name: str | None = None
+    country: str | None = None
+    time_zone: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    airports: list = field(default_factory=list)  # for a city: its airports' IATA codes
+
+    def as_dict(self):
+        return asdict(self)
+
+
+class FlightProvider(Protocol):
+    name: str
+
+    def search(self, query: SearchQuery, *, owner=None) -> SearchResult: ...
+
+    def places(self, text: str, *, owner=None) -> list[Place]: ...
+
+
+def get_flight_provider(name="duffel") -> FlightProvider:
+    if name == "duffel":
+        from .duffel import DuffelProvider
+
+        return DuffelProvider()
+    raise LookupError(f"no flight provider {name!r}")

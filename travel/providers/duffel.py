@@ -1,0 +1,376 @@
+"""Duffel's flights API over httpx: the only module that speaks Duffel.
+
+Calls: `POST /air/offer_requests` (the search; `return_offers=true` answers the
+offers inline, or with DUFFEL_OFFERS_PAGE_SIZE set the request is created
+without them and `GET /air/offers?offer_request_id=...` is read page by page,
+following `meta.after`), and `GET /places/suggestions`. Every HTTP request is
+one `gateway.attempt` (one ProviderCall row, the shared limiter, the breaker),
+with `Duffel-Version` and the bearer token on it, and no retries of its own.
+
+Duffel's answers shape what the hub does next:
+- `ratelimit-limit` / `ratelimit-remaining` / `ratelimit-reset` on every answer
+  feed the shared limiter (`_pace`): with nothing left the endpoint's scope is
+  blocked until the reset; with little left, the rest are spread evenly over the
+  time to the reset, so the hub slows down before Duffel has to refuse it.
+- A 429 (`rate_limit_exceeded`) is retryable no sooner than its reset.
+- Errors arrive as `{"errors": [{type, title, message, code, source}], "meta":
+  {status, request_id}}`; a 422 `validation_error` is the search's fault (the
+  hub's 422, naming Duffel's field), other 4xx are permanent, 5xx retryable.
+"""
+
+import email.utils
+import functools
+import re
+import time
+from datetime import datetime
+
+import httpx
+from django.conf import settings
+
+from integrations import gateway, limiter
+from integrations.errors import (
+    PermanentError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    error_from_http,
+    parse_retry_after,
+)
+
+from . import Offer, Place, SearchQuery, SearchResult, Segment, Slice
+
+PROVIDER = "duffel"
+
+
+class SearchRejected(PermanentError):
+    """Duffel's 422: it refused the search itself (a field our validation let through)."""
+
+    api_status = 422
+    api_code = "search_rejected"
+
+    def __init__(self, *args, field=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.field = field
+
+    def as_api_error(self):
+        error = super().as_api_error()
+        if self.field:
+            error.extra["field"] = self.field
+        return error
+
+    def detail_sentence(self):
+        return f"Duffel refused the search: {self.message}"
+
+
+@functools.cache
+def _client(base_url):
+    # One pooled client per base URL: connections to Duffel are reused across requests.
+    return httpx.Client(base_url=base_url, headers={"Accept": "application/json", "Accept-Encoding": "gzip"})
+
+
+def _headers():
+    return {
+        "Authorization": f"Bearer {settings.DUFFEL_ACCESS_TOKEN}",
+        "Duffel-Version": settings.DUFFEL_API_VERSION,
+        "User-Agent": "integration-hub",
+    }
+
+
+# --- pacing ------------------------------------------------------------------------
+
+
+def reset_seconds(value, *, now=None):
+    """Seconds until `ratelimit-reset`: an HTTP date (Duffel's form), an epoch, an ISO time or delta seconds."""
+    if value is None or str(value).strip() == "":
+        return None
+    raw = str(value).strip()
+    now = time.time() if now is None else now
+    try:
+        number = float(raw)
+    except ValueError:
+        number = None
+    if number is not None:
+        # Large numbers are a moment (epoch seconds), small ones a delay.
+        return max(0.0, number - now) if number > 1e9 else max(0.0, number)
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        when = None
+    if when is None:
+        try:
+            when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            return parse_retry_after(raw)
+    return max(0.0, when.timestamp() - now)
+
+
+def _int(value):
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def pace(scope, headers):
+    """Feed Duffel's rate-limit headers into the shared limiter for this endpoint's scope."""
+    limit = _int(headers.get("ratelimit-limit"))
+    remaining = _int(headers.get("ratelimit-remaining"))
+    reset = reset_seconds(headers.get("ratelimit-reset"))
+    if remaining is None or not reset:
+        return None
+    if remaining <= 0:
+        wait = reset
+    elif limit and remaining < limit * settings.DUFFEL_PACE_BELOW_FRACTION:
+        # Spread what is left of the window evenly until it resets.
+        wait = reset / (remaining + 1)
+    else:
+        return None
+    limiter.block(PROVIDER, scope, wait)
+    return wait
+
+
+# --- errors --------------------------------------------------------------------------
+
+
+def _error(response):
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    first = (body.get("errors") or [{}])[0] if isinstance(body, dict) else {}
+    meta = body.get("meta") or {} if isinstance(body, dict) else {}
+    code = first.get("code") or first.get("type")
+    message = ": ".join(p for p in (first.get("title"), first.get("message")) if p) or f"HTTP {response.status_code}"
+    request_id = meta.get("request_id") or response.headers.get("x-request-id")
+    status = response.status_code
+    if status == 422 and first.get("type") == "validation_error":
+        source = first.get("source") or {}
+        return SearchRejected(
+            PROVIDER,
+            message,
+            code=code,
+            http_status=status,
+            request_id=request_id,
+            field=source.get("field") or source.get("pointer"),
+        )
+    error = error_from_http(
+        PROVIDER, status, headers=dict(response.headers), code=code, message=message, request_id=request_id
+    )
+    if status == 429:
+        # Duffel says when its window resets; Retry-After (if any) stays a floor.
+        reset = reset_seconds(response.headers.get("ratelimit-reset"))
+        if reset is not None:
+            error.retry_after = max(error.retry_after or 0.0, reset)
+    return error
+
+
+def _request(method, path, *, operation, scope, owner=None, params=None, json=None, units=None):
+    """One HTTP request as one gateway attempt; the decoded JSON body."""
+    with gateway.attempt(PROVIDER, operation, owner=owner, scope=scope) as att:
+        try:
+            response = _client(settings.DUFFEL_API_BASE).request(
+                method,
+                path,
+                params=params,
+                json=json,
+                headers=_headers(),
+                timeout=gateway.timeout_for(PROVIDER),
+            )
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout(PROVIDER, "Duffel did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(PROVIDER, f"connection to Duffel failed ({type(exc).__name__})") from exc
+        pace(scope, response.headers)
+        if response.status_code >= 400:
+            raise _error(response)
+        body = response.json()
+        att.record(
+            http_status=response.status_code,
+            request_id=response.headers.get("x-request-id") or "",
+            units=units(body) if units else None,
+        )
+    return body
+
+
+# --- normalisation ----------------------------------------------------------------------
+
+_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:[\d.]+S)?)?$")
+
+
+def duration_minutes(value):
+    """Minutes in an ISO 8601 duration such as PT02H26M or P1DT2H; None when absent or odd."""
+    match = _DURATION.match(value or "")
+    if not match or value in ("P", "PT"):
+        return None
+    days, hours, minutes = (int(g or 0) for g in match.groups())
+    return days * 1440 + hours * 60 + minutes
+
+
+def _carrier(raw):
+    raw = raw or {}
+    return {"iata_code": raw.get("iata_code"), "name": raw.get("name")}
+
+
+def _segment(raw):
+    marketing = raw.get("marketing_carrier") or {}
+    origin, destination = raw.get("origin") or {}, raw.get("destination") or {}
+    passenger = (raw.get("passengers") or [{}])[0]
+    return Segment(
+        carrier=_carrier(marketing),
+        operating_carrier=_carrier(raw.get("operating_carrier")),
+        flight_number=f"{marketing.get('iata_code') or ''}{raw.get('marketing_carrier_flight_number') or ''}",
+        aircraft=(raw.get("aircraft") or {}).get("name"),
+        origin=origin.get("iata_code"),
+        destination=destination.get("iata_code"),
+        departing_at=raw.get("departing_at"),
+        arriving_at=raw.get("arriving_at"),
+        origin_time_zone=origin.get("time_zone"),
+        destination_time_zone=destination.get("time_zone"),
+        duration_minutes=duration_minutes(raw.get("duration")),
+        cabin_class=passenger.get("cabin_class"),
+        baggage=[{"type": b.get("type"), "quantity": b.get("quantity")} for b in passenger.get("baggages") or []],
+    )
+
+
+def _slice(raw):
+    segments = [_segment(s) for s in raw.get("segments") or []]
+    technical_stops = sum(len(s.get("stops") or []) for s in raw.get("segments") or [])
+    return Slice(
+        origin=(raw.get("origin") or {}).get("iata_code"),
+        destination=(raw.get("destination") or {}).get("iata_code"),
+        duration_minutes=duration_minutes(raw.get("duration")),
+        stops=max(0, len(segments) - 1) + technical_stops,
+        segments=segments,
+        fare_brand=raw.get("fare_brand_name"),
+    )
+
+
+def _condition(raw):
+    if not raw:
+        return None
+    return {
+        "allowed": raw.get("allowed"),
+        "penalty_amount": raw.get("penalty_amount"),
+        "penalty_currency": raw.get("penalty_currency"),
+    }
+
+
+def normalise_offer(raw):
+    conditions = raw.get("conditions") or {}
+    refund = _condition(conditions.get("refund_before_departure"))
+    change = _condition(conditions.get("change_before_departure"))
+    return Offer(
+        id=raw["id"],
+        total_amount=raw["total_amount"],
+        total_currency=raw["total_currency"],
+        base_amount=raw.get("base_amount"),
+        tax_amount=raw.get("tax_amount"),
+        owner=_carrier(raw.get("owner")),
+        slices=[_slice(s) for s in raw.get("slices") or []],
+        expires_at=raw.get("expires_at"),
+        refundable=refund["allowed"] if refund else None,
+        changeable=change["allowed"] if change else None,
+        conditions={"refund_before_departure": refund, "change_before_departure": change}
+        if (refund or change)
+        else None,
+        emissions_kg=raw.get("total_emissions_kg"),
+    )
+
+
+def normalise_place(raw):
+    return Place(
+        type=raw.get("type") or "airport",
+        iata_code=raw.get("iata_code"),
+        name=raw.get("name"),
+        city_name=raw.get("city_name") or (raw.get("city") or {}).get("name"),
+        country=raw.get("iata_country_code"),
+        time_zone=raw.get("time_zone"),
+        latitude=raw.get("latitude"),
+        longitude=raw.get("longitude"),
+        airports=[a.get("iata_code") for a in raw.get("airports") or [] if a.get("iata_code")],
+    )
+
+
+# --- the provider ---------------------------------------------------------------------------
+
+
+def offer_request_body(query: SearchQuery):
+    slices = []
+    for s in query.slices:
+        item = {"origin": s.origin, "destination": s.destination, "departure_date": s.departure_date}
+        if s.departure_time_from or s.departure_time_to:
+            item["departure_time"] = {"from": s.departure_time_from or "00:00", "to": s.departure_time_to or "23:59"}
+        slices.append(item)
+    passengers = (
+        [{"type": "adult"}] * query.adults
+        + [{"age": age} for age in query.child_ages]
+        + [{"type": "infant_without_seat"}] * query.infants
+    )
+    data = {"slices": slices, "passengers": passengers, "cabin_class": query.cabin_class}
+    if query.max_connections is not None:
+        data["max_connections"] = query.max_connections
+    return {"data": data}
+
+
+def _offer_count(body):
+    data = body.get("data")
+    offers = data.get("offers") if isinstance(data, dict) else data
+    return {"offers": len(offers or [])}
+
+
+class DuffelProvider:
+    name = PROVIDER
+
+    def search(self, query, *, owner=None):
+        page_size = settings.DUFFEL_OFFERS_PAGE_SIZE
+        body = _request(
+            "POST",
+            "/air/offer_requests",
+            operation="offer_request.create",
+            scope="offer_requests",
+            owner=owner,
+            params={
+                "return_offers": "false" if page_size else "true",
+                "supplier_timeout": settings.DUFFEL_SUPPLIER_TIMEOUT_MS,
+            },
+            json=offer_request_body(query),
+            units=_offer_count,
+        )
+        data = body["data"]
+        raw_offers = data.get("offers") or []
+        if page_size:
+            raw_offers = self._all_offers(data["id"], page_size, owner=owner)
+        return SearchResult(offers=[normalise_offer(o) for o in raw_offers], provider=PROVIDER, search_id=data["id"])
+
+    def _all_offers(self, offer_request_id, page_size, *, owner):
+        """Every offer of a request, one /air/offers page (one gateway attempt) at a time."""
+        offers, after = [], None
+        while len(offers) < settings.TRAVEL_MAX_OFFERS:
+            params = {"offer_request_id": offer_request_id, "limit": page_size, "sort": "total_amount"}
+            if after:
+                params["after"] = after
+            page = _request(
+                "GET",
+                "/air/offers",
+                operation="offers.list",
+                scope="offers",
+                owner=owner,
+                params=params,
+                units=_offer_count,
+            )
+            offers.extend(page.get("data") or [])
+            after = (page.get("meta") or {}).get("after")
+            if not after:
+                break
+        return offers[: settings.TRAVEL_MAX_OFFERS]
+
+    def places(self, text, *, owner=None):
+        body = _request(
+            "GET",
+            "/places/suggestions",
+            operation="places.suggest",
+            scope="places",
+            owner=owner,
+            # `query` is deprecated in favour of `name`.
+            params={"name": text},
+        )
+        return [normalise_place(p) for p in body.get("data") or []]

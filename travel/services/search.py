@@ -1,0 +1,327 @@
+"""Flight search: one provider call per distinct search, cached, shared, filtered locally.
+
+    flight_search(user=..., params=...)      -> the first page of normalised offers
+    flight_search_page(search_id=..., cursor=...) -> a later page of the same answer
+
+The cache key is the part of the request the provider sees (slices,
+passengers, cabin, max connections: `SearchQuery`). Airline lists, max price
+and sort are applied to the cached offers on every answer, so two users who
+filter the same route differently share one provider call.
+
+A cached answer lives TRAVEL_CACHE_TTL_SECONDS, never longer than its
+latest-expiring offer, and each answer drops offers whose `expires_at` has
+passed; when every cached offer has expired, the search runs again.
+`refresh=true` skips the cache.
+
+Single flight: identical searches that arrive together make one provider
+call. The first takes a lock (`cache.add`, atomic SET NX on Redis) and calls;
+the others poll the lock every POLL_SECONDS and read the answer it leaves (or
+the error it leaves, for a few seconds, so eight callers do not each spend a
+search to learn the same 429).
+"""
+
+import base64
+import hashlib
+import json
+import re
+import time
+import uuid
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.core.cache import cache
+
+from integrations import gateway
+from integrations.errors import DomainError, ProviderError
+from integrations.registry import require
+
+from ..providers import SearchQuery, SliceQuery, get_flight_provider
+
+POLL_SECONDS = 0.02
+_SEARCH_ID = re.compile(r"[0-9a-f]{40}")
+# How long a failed search is shared with the callers who waited on it.
+ERROR_SHARE_SECONDS = 3
+KEY_VERSION = "v1"
+
+
+def query_from_params(params):
+    """The provider-facing part of a validated search request."""
+    passengers = params["passengers"]
+    return SearchQuery(
+        slices=tuple(
+            SliceQuery(
+                origin=s["origin"],
+                destination=s["destination"],
+                departure_date=s["departure_date"].isoformat(),
+                departure_time_from=s.get("departure_time_from"),
+                departure_time_to=s.get("departure_time_to"),
+            )
+            for s in params["slices"]
+        ),
+        adults=passengers["adults"],
+        child_ages=tuple(sorted(passengers.get("children") or ())),
+        infants=passengers.get("infants", 0),
+        cabin_class=params["cabin_class"],
+        max_connections=params.get("max_connections"),
+    )
+
+
+def search_key(query):
+    blob = json.dumps(query.canonical(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:40]
+
+
+def _cache_key(key):
+    return f"travel:search:{KEY_VERSION}:{key}"
+
+
+def _lock_key(key):
+    return f"travel:search:lock:{key}"
+
+
+def _error_key(key):
+    return f"travel:search:error:{key}"
+
+
+# --- entries -------------------------------------------------------------------
+
+
+def _ts(iso):
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _decimal(value):
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, TypeError):
+        return None
+
+
+def _facts(offer):
+    """What filters and sorts read, computed once when the answer is stored."""
+    carriers = {offer["owner"]["iata_code"]}
+    durations = []
+    for s in offer["slices"]:
+        durations.append(s["duration_minutes"] or 0)
+        for seg in s["segments"]:
+            carriers.add(seg["carrier"]["iata_code"])
+            carriers.add(seg["operating_carrier"]["iata_code"])
+    first = (
+        offer["slices"][0]["segments"][0]["departing_at"] if offer["slices"] and offer["slices"][0]["segments"] else ""
+    )
+    price = _decimal(offer["total_amount"])
+    return {
+        "expires": _ts(offer["expires_at"]),
+        "price": float(price) if price is not None else float("inf"),
+        "duration": sum(durations),
+        "departure": first or "",
+        "owner": offer["owner"]["iata_code"],
+        "carriers": sorted(c for c in carriers if c),
+    }
+
+
+def _entry(result, now):
+    offers = [o.as_dict() for o in result.offers]
+    facts = [_facts(o) for o in offers]
+    order = sorted(range(len(offers)), key=lambda i: facts[i]["price"])[: settings.TRAVEL_MAX_OFFERS]
+    return {
+        "cached_at": now,
+        "provider": result.provider,
+        "provider_search_id": result.search_id,
+        "offers": [offers[i] for i in order],
+        "facts": [facts[i] for i in order],
+    }
+
+
+def _ttl(entry, now):
+    expiries = [f["expires"] for f in entry["facts"] if f["expires"]]
+    ttl = settings.TRAVEL_CACHE_TTL_SECONDS
+    if expiries:
+        ttl = min(ttl, max(expiries) - now)
+    return max(1, int(ttl))
+
+
+def _usable(entry, now, *, not_before=None):
+    """The entry if it still has something to show (and is newer than not_before), else None."""
+    if not entry:
+        return None
+    if not_before is not None and entry["cached_at"] < not_before:
+        return None
+    if entry["offers"] and not any(f["expires"] is None or f["expires"] > now for f in entry["facts"]):
+        return None  # every offer has expired: search again
+    return entry
+
+
+# --- single flight ------------------------------------------------------------------
+
+
+def _shared_error(exc):
+    api = exc.as_api_error() if isinstance(exc, ProviderError) else exc
+    return {"status": api.status, "code": api.code, "detail": api.detail, "headers": api.headers, "extra": api.extra}
+
+
+def _raise_shared(err):
+    raise DomainError(err["status"], err["code"], err["detail"], headers=err["headers"], **err["extra"])
+
+
+def _fetch(query, key, *, user, refresh, max_age=None):
+    """(entry, from_cache): the cached answer, or one provider call shared by every identical caller.
+
+    `max_age` (seconds) refuses cached answers older than that (a price watch wants today's price).
+    """
+    started = time.time()
+    ck = _cache_key(key)
+    not_before = started if refresh else (started - max_age if max_age is not None else None)
+    if not refresh:
+        entry = _usable(cache.get(ck), started, not_before=not_before)
+        if entry:
+            return entry, True
+    lock, token = _lock_key(key), uuid.uuid4().hex
+    lock_ttl = int(max(settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS, gateway.timeout_for("duffel"))) + 5
+    deadline = time.monotonic() + settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS
+    while True:
+        if cache.add(lock, token, timeout=lock_ttl):
+            try:
+                if not refresh:
+                    # The caller before us may have answered between our read and the lock.
+                    entry = _usable(cache.get(ck), time.time(), not_before=not_before or started)
+                    if entry:
+                        return entry, True
+                try:
+                    result = get_flight_provider().search(query, owner=user)
+                except (ProviderError, DomainError) as exc:
+                    cache.set(_error_key(key), {"at": time.time(), **_shared_error(exc)}, ERROR_SHARE_SECONDS)
+                    raise
+                now = time.time()
+                entry = _entry(result, now)
+                cache.set(ck, entry, _ttl(entry, now))
+                return entry, False
+            finally:
+                # Only the holder gets here, and the provider call's timeout is shorter than the
+                # lock's TTL, so the lock is still ours: delete it without reading it first.
+                cache.delete(lock)
+        # Someone else is asking the provider: wait for what they leave.
+        time.sleep(POLL_SECONDS)
+        if cache.get(lock) is None:
+            entry = _usable(cache.get(ck), time.time(), not_before=not_before)
+            if entry:
+                return entry, True
+            err = cache.get(_error_key(key))
+            if err and err["at"] >= started:
+                _raise_shared(err)
+            # Neither: the holder died or its answer expired already; take the lock ourselves.
+        if time.monotonic() > deadline:
+            raise DomainError(
+                503,
+                "search_busy",
+                "An identical search is still running at the provider; retry in a few seconds.",
+                headers={"Retry-After": "5"},
+                retry_after=5,
+            )
+
+
+# --- answers -----------------------------------------------------------------------------
+
+SORTS = {
+    "price": lambda f: (f["price"], f["duration"]),
+    "duration": lambda f: (f["duration"], f["price"]),
+    "departure": lambda f: (f["departure"], f["price"]),
+}
+
+
+def _select(entry, *, filters, now):
+    """Indexes of the visible offers, filtered and sorted."""
+    include = set(filters.get("include_airlines") or ())
+    exclude = set(filters.get("exclude_airlines") or ())
+    max_price = filters.get("max_price")
+    max_price = float(max_price) if max_price is not None else None
+    picked = []
+    for i, f in enumerate(entry["facts"]):
+        if f["expires"] is not None and f["expires"] <= now:
+            continue  # never show an offer past its expires_at
+        if include and f["owner"] not in include:
+            continue
+        if exclude and exclude.intersection(f["carriers"]):
+            continue
+        if max_price is not None and f["price"] > max_price:
+            continue
+        picked.append(i)
+    key = SORTS[filters.get("sort") or "price"]
+    picked.sort(key=lambda i: key(entry["facts"][i]))
+    return picked
+
+
+def _encode_cursor(data):
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(token):
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(data, dict) or not isinstance(data.get("o"), int) or not isinstance(data.get("f"), dict):
+            raise ValueError
+        filters = data["f"]
+        if filters.get("sort", "price") not in SORTS:
+            raise ValueError
+        if filters.get("max_price") is not None:
+            float(filters["max_price"])
+        return data
+    except (ValueError, TypeError):
+        raise DomainError(
+            400, "invalid", "The cursor is not one this API gave out; use `next` from a search answer.", field="cursor"
+        ) from None
+
+
+def _filters(params):
+    return {
+        "include_airlines": sorted(params.get("include_airlines") or []),
+        "exclude_airlines": sorted(params.get("exclude_airlines") or []),
+        "max_price": str(params["max_price"]) if params.get("max_price") is not None else None,
+        "sort": params.get("sort") or "price",
+    }
+
+
+def _answer(key, entry, *, from_cache, filters, offset, limit, now):
+    picked = _select(entry, filters=filters, now=now)
+    page = picked[offset : offset + limit]
+    nxt = offset + limit
+    return {
+        "search_id": key,
+        "provider": entry["provider"],
+        "cache": {"hit": from_cache, "age_seconds": round(max(0.0, now - entry["cached_at"]), 3)},
+        "offer_count": len(picked),
+        "offers": [entry["offers"][i] for i in page],
+        "next": _encode_cursor({"o": nxt, "l": limit, "f": filters}) if nxt < len(picked) else None,
+    }
+
+
+def flight_search(*, user, params):
+    """Search (or answer from the cache); the first page of the filtered, sorted offers."""
+    require("duffel")  # not configured: 503 before any lock or cache, never an answer from old data
+    query = query_from_params(params)
+    key = search_key(query)
+    entry, from_cache = _fetch(query, key, user=user, refresh=params.get("refresh", False))
+    limit = params.get("limit") or settings.TRAVEL_PAGE_SIZE
+    return _answer(key, entry, from_cache=from_cache, filters=_filters(params), offset=0, limit=limit, now=time.time())
+
+
+def flight_search_page(*, search_id, cursor):
+    """A later page of a search answer still in the cache (410 once it has expired)."""
+    if not _SEARCH_ID.fullmatch(search_id):
+        raise DomainError(404, "not_found", "No such search; use the search_id of a search answer.")
+    data = decode_cursor(cursor)
+    entry = _usable(cache.get(_cache_key(search_id)), time.time())
+    if entry is None:
+        raise DomainError(
+            410, "search_expired", "This search's offers have expired or left the cache; run the search again."
+        )
+    limit = max(1, min(200, int(data.get("l") or settings.TRAVEL_PAGE_SIZE)))
+    return _answer(
+        search_id, entry, from_cache=True, filters=data["f"], offset=max(0, data["o"]), limit=limit, now=time.time()
+    )

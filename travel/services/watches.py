@@ -1,0 +1,340 @@
+"""Price watches: a route searched again on a schedule, its price history, and a
+note to the owner when the price drops.
+
+Budget: each active watch is searched once per TRAVEL_WATCH_INTERVAL_MINUTES
+(a date range: one date per check, in turn), at its own second of the hour
+(derived from its id), so a thousand watches spread over the hour instead of
+all firing at :00. The beat sweeper (`watch_check_due`, every minute) enqueues
+at most TRAVEL_WATCH_MAX_SEARCHES_PER_HOUR / 60 due watches per run; the rest
+wait a minute, they are never skipped. Watches whose last departure date has
+passed become `expired` and are never searched again. Searches go through the
+search cache, so a watch on a route someone just searched costs nothing.
+
+Notification, in the offers' currency:
+- with a target price: when the price is below the target and below the price
+  last told (after the price climbs back over the target, the next crossing
+  notifies again);
+- "any drop": when the price is at least drop_percent below the reference (the
+  price last told, or the first price seen).
+A rise never notifies. A notification is an email to the owner (Django's email
+backend) and an info `Alert` for staff.
+"""
+
+import logging
+import math
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.alerts import alert_raise
+from integrations.errors import DomainError, ProviderUnavailable
+from integrations.models import Alert
+from integrations.registry import require
+from integrations.states import transition
+from integrations.task_base import enqueue_on_commit
+
+from ..models import PricePoint, PriceWatch
+from ..providers import SearchQuery, SliceQuery
+from .search import _fetch, _select, search_key
+
+logger = logging.getLogger(__name__)
+Status = PriceWatch.Status
+# A check that ran this recently is not run again (a redelivered or doubly enqueued task).
+RECHECK_GUARD_SECONDS = 60
+
+
+def slot_seconds(watch_id):
+    """This watch's second of the hour: Fibonacci hashing spreads consecutive ids evenly over 0..3599."""
+    return (((watch_id * 2654435761) & 0xFFFFFFFF) * 3600) >> 32
+
+
+def next_check_after(watch_id, now):
+    """About one interval from now, moved to the watch's own second of that hour."""
+    target = now + timedelta(minutes=settings.TRAVEL_WATCH_INTERVAL_MINUTES)
+    hour = target.replace(minute=0, second=0, microsecond=0)
+    when = hour + timedelta(seconds=slot_seconds(watch_id))
+    return when if when > now else when + timedelta(hours=1)
+
+
+def watch_create(*, user, params):
+    require("duffel")  # a watch that could never search is refused up front
+    active = PriceWatch.objects.filter(owner=user, status__in=[Status.ACTIVE, Status.PAUSED]).count()
+    if active >= settings.TRAVEL_WATCH_MAX_PER_USER:
+        raise DomainError(
+            409,
+            "too_many_watches",
+            f"You already have {active} watches (the limit is {settings.TRAVEL_WATCH_MAX_PER_USER}); cancel one first.",
+        )
+    passengers = params["passengers"]
+    with transaction.atomic():
+        watch = PriceWatch.objects.create(
+            owner=user,
+            origin=params["origin"],
+            destination=params["destination"],
+            departure_date=params["departure_date"],
+            departure_date_to=params.get("departure_date_to"),
+            return_date=params.get("return_date"),
+            nights=params.get("nights"),
+            adults=passengers["adults"],
+            child_ages=sorted(passengers.get("children") or []),
+            infants=passengers.get("infants", 0),
+            cabin_class=params["cabin_class"],
+            max_connections=params.get("max_connections"),
+            include_airlines=params.get("include_airlines") or [],
+            exclude_airlines=params.get("exclude_airlines") or [],
+            target_price=params.get("target_price"),
+            drop_percent=params.get("drop_percent"),
+            # The first price comes from the check queued below; the next at the watch's slot.
+            next_check_at=timezone.now() + timedelta(minutes=settings.TRAVEL_WATCH_INTERVAL_MINUTES),
+        )
+        from ..tasks import watch_check
+
+        enqueue_on_commit(watch_check, watch.pk)
+    return watch
+
+
+def watch_cancel(*, user, watch_id):
+    watch = watch_get(user=user, watch_id=watch_id)
+    transition(PriceWatch, watch.pk, Status.CANCELLED)
+    watch.refresh_from_db()
+    return watch
+
+
+def watch_get(*, user, watch_id):
+    watch = PriceWatch.objects.filter(owner=user, pk=watch_id).first()
+    if watch is None:
+        raise DomainError(404, "not_found", "No such watch; check the id and that the watch is yours.")
+    return watch
+
+
+# --- the schedule ---------------------------------------------------------------------
+
+
+def _expire_past(today):
+    expired = 0
+    stale = PriceWatch.objects.filter(status__in=[Status.ACTIVE, Status.PAUSED]).filter(
+        departure_date__lt=today, departure_date_to__isnull=True
+    ) | PriceWatch.objects.filter(status__in=[Status.ACTIVE, Status.PAUSED], departure_date_to__lt=today)
+    for pk in stale.values_list("pk", flat=True):
+        expired += transition(PriceWatch, pk, Status.EXPIRED)
+    return expired
+
+
+def watch_check_due(*, now=None):
+    """Beat, every minute: expire finished watches, enqueue due ones within the search budget."""
+    from ..tasks import watch_check
+
+    now = now or timezone.now()
+    _expire_past(now.date())
+    budget = max(1, math.ceil(settings.TRAVEL_WATCH_MAX_SEARCHES_PER_HOUR / 60))
+    due = list(
+        PriceWatch.objects.filter(status=Status.ACTIVE, next_check_at__lte=now)
+        .order_by("next_check_at")
+        .values_list("pk", flat=True)[:budget]
+    )
+    queued = 0
+    for pk in due:
+        # Claim it: push its next check out so the next sweep does not queue it again;
+        # the check itself sets the real next slot.
+        claimed = PriceWatch.objects.filter(pk=pk, status=Status.ACTIVE, next_check_at__lte=now).update(
+            next_check_at=now + timedelta(minutes=15)
+        )
+        if claimed:
+            enqueue_on_commit(watch_check, pk)
+            queued += 1
+    return queued
+
+
+# --- one check -------------------------------------------------------------------------------
+
+
+def _query(watch, date):
+    slices = [SliceQuery(origin=watch.origin, destination=watch.destination, departure_date=date.isoformat())]
+    back = (
+        watch.return_date
+        if watch.departure_date_to is None
+        else (date + timedelta(days=watch.nights) if watch.nights else None)
+    )
+    if back is not None:
+        slices.append(SliceQuery(origin=watch.destination, destination=watch.origin, departure_date=back.isoformat()))
+    return SearchQuery(
+        slices=tuple(slices),
+        adults=watch.adults,
+        child_ages=tuple(sorted(watch.child_ages or ())),
+        infants=watch.infants,
+        cabin_class=watch.cabin_class,
+        max_connections=watch.max_connections,
+    )
+
+
+def _current_price(watch, today):
+    """The cheapest of the latest price seen for each date still ahead."""
+    latest = {}
+    for point in watch.points.filter(departure_date__gte=today).order_by("-checked_at", "-id")[:500]:
+        latest.setdefault(point.departure_date, point)
+    prices = [(p.price, p.currency) for p in latest.values() if p.price is not None]
+    if not prices:
+        return None, ""
+    return min(prices)
+
+
+def _decide(watch, current):
+    """(notify?, new reference price) for the watch's current price; see the module docstring."""
+    ref = watch.reference_price
+    if watch.target_price is not None:
+        if current >= watch.target_price:
+            return False, None  # above the target: the next crossing notifies again
+        if ref is None or current < ref:
+            return True, current
+        return False, ref
+    pct = Decimal(str(watch.drop_percent if watch.drop_percent is not None else settings.TRAVEL_WATCH_DROP_PERCENT))
+    if ref is None:
+        return False, current  # the first price seen is the baseline
+    if current <= ref * (1 - pct / 100):
+        return True, current
+    return False, ref
+
+
+def watch_check(*, watch_id):
+    """Search the watch's next date once, record the price, notify on a drop. Returns what happened."""
+    watch = PriceWatch.objects.filter(pk=watch_id).select_related("owner").first()
+    if watch is None or watch.status != Status.ACTIVE:
+        return "skipped"
+    now = timezone.now()
+    today = now.date()
+    if watch.last_departure < today:
+        transition(PriceWatch, watch.pk, Status.EXPIRED)
+        return "expired"
+    if watch.last_checked_at and (now - watch.last_checked_at).total_seconds() < RECHECK_GUARD_SECONDS:
+        return "skipped"
+    dates = [d for d in watch.watched_dates() if d >= today]
+    date = dates[watch.next_date_index % len(dates)]
+    query = _query(watch, date)
+    # Someone's search of the same trip minutes ago is as good as a new one (and costs nothing);
+    # an older answer is not what "the price now" means.
+    try:
+        entry, _ = _fetch(
+            query,
+            search_key(query),
+            user=watch.owner,
+            refresh=False,
+            max_age=settings.TRAVEL_WATCH_MAX_CACHE_AGE_SECONDS,
+        )
+    except DomainError as exc:
+        # Another caller's failed search, or one still running: the task's retry loop handles both.
+        raise ProviderUnavailable("duffel", exc.detail, retry_after=exc.extra.get("retry_after") or 30) from exc
+    picked = _select(
+        entry,
+        filters={
+            "include_airlines": watch.include_airlines,
+            "exclude_airlines": watch.exclude_airlines,
+            "sort": "price",
+        },
+        now=now.timestamp(),
+    )
+    best = entry["offers"][picked[0]] if picked else None
+
+    with transaction.atomic():
+        watch = PriceWatch.objects.select_for_update().get(pk=watch.pk)
+        point = PricePoint.objects.create(
+            watch=watch,
+            checked_at=now,
+            departure_date=date,
+            price=Decimal(best["total_amount"]) if best else None,
+            currency=best["total_currency"] if best else "",
+            offer_id=best["id"] if best else "",
+            airline=(best["owner"]["iata_code"] or "") if best else "",
+            offer_count=len(picked),
+        )
+        current, currency = _current_price(watch, today)
+        notify = False
+        if current is not None:
+            if watch.currency and currency != watch.currency:
+                # The account's selling currency changed: start again from this price.
+                watch.reference_price = None
+            watch.currency = currency
+            notify, watch.reference_price = _decide(watch, current)
+        watch.last_price = current
+        watch.last_checked_at = now
+        watch.last_error = ""
+        watch.next_date_index = (watch.next_date_index + 1) % max(1, len(dates))
+        watch.next_check_at = next_check_after(watch.pk, now)
+        if notify:
+            watch.last_notified_at = now
+            point.notified = True
+            point.save(update_fields=["notified"])
+        watch.save()
+    if notify:
+        _notify(watch, point, current)
+        return "notified"
+    return "recorded"
+
+
+def watch_check_failed(*, watch_id, error):
+    """The check task gave up (ProviderTask.give_up): keep the reason on the watch, try at the next slot."""
+    PriceWatch.objects.filter(pk=watch_id).update(
+        last_error=str(error)[:255], next_check_at=next_check_after(watch_id, timezone.now())
+    )
+
+
+def _describe(watch):
+    trip = f"{watch.origin} → {watch.destination} on {watch.departure_date}"
+    if watch.departure_date_to:
+        trip = f"{watch.origin} → {watch.destination}, departing {watch.departure_date} to {watch.departure_date_to}"
+    if watch.return_date:
+        trip += f", back {watch.return_date}"
+    return trip
+
+
+def _notify(watch, point, current):
+    trip = _describe(watch)
+    why = (
+        f"below your target of {watch.target_price} {watch.currency}"
+        if watch.target_price is not None
+        else "down from the last price we told you"
+    )
+    message = f"Price watch #{watch.pk} ({trip}): now {current} {watch.currency}, {why}."
+    alert_raise(
+        kind=Alert.Kind.PRICE_DROP,
+        provider="duffel",
+        severity=Alert.Severity.INFO,
+        message=message,
+        dedupe_key=f"price_drop:watch:{watch.pk}:{point.pk}",
+    )
+    if not watch.owner.email:
+        logger.info("price watch %s: owner has no email address", watch.pk)
+        return
+    try:
+        send_mail(
+            subject=f"Flight price drop: {watch.origin} → {watch.destination} now {current} {watch.currency}",
+            message=(
+                f"{message}\n\nCheapest offer on {point.departure_date}: {point.price} {point.currency}"
+                f" ({point.airline or 'airline n/a'}). Offers change quickly; search again to book.\n"
+            ),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[watch.owner.email],
+        )
+    except Exception:  # noqa: BLE001 - the price is recorded and the alert raised; a mail outage must not undo that
+        logger.exception("price watch %s: notification email failed", watch.pk)
+
+
+def watch_history(*, watch):
+    """The price history as chart-ready series: one per departure date, plus the watch's best price over time."""
+    series, best, running = {}, [], {}
+    for p in watch.points.order_by("checked_at", "id"):
+        key = p.departure_date.isoformat()
+        price = str(p.price) if p.price is not None else None
+        series.setdefault(key, []).append({"t": p.checked_at.isoformat(), "price": price, "notified": p.notified})
+        running[key] = p.price
+        known = [v for v in running.values() if v is not None]
+        best.append({"t": p.checked_at.isoformat(), "price": str(min(known)) if known else None})
+    return {
+        "currency": watch.currency,
+        "target_price": str(watch.target_price) if watch.target_price is not None else None,
+        "best": best,
+        "series": [{"departure_date": k, "points": v} for k, v in series.items()],
+    }
