@@ -23,9 +23,11 @@ def _env(name, default):
     return os.environ.get(name) or default
 
 
-# Read by config/settings when the app loads (preload, below): one psycopg pool
-# per worker instead of one connection per request thread (config/settings/base.py).
-os.environ.setdefault("DATABASE_POOL", "true")
+# Set in the environment before the app loads (gunicorn applies raw_env before the
+# preload below), read by config/settings: one psycopg pool per worker instead of
+# one connection per request thread (config/settings/base.py). An explicit
+# DATABASE_POOL in the environment wins.
+raw_env = [] if "DATABASE_POOL" in os.environ else ["DATABASE_POOL=true"]
 
 bind = [f"{_env('HOST', '127.0.0.1')}:{_env('PORT', '8000')}"]
 # One event loop per core serves hundreds of streams; more workers than cores
