@@ -25,6 +25,7 @@ deadline allows. Every attempt is one gateway attempt (one ProviderCall).
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 
 from integrations import gateway, limiter
 from integrations.aio import db_hop
@@ -86,7 +88,7 @@ def _falls_through(exc):
 
 
 async def walk(chain, attempt_fn, *, deadline, skipped=()):
-    """await attempt_fn(provider, model, deadline) for each entry until one answers; see the module docstring."""
+    """await attempt_fn(provider, model, deadline, tried) for each entry until one answers; see the module docstring."""
     tried, skipped = [], list(skipped)
     candidates = []
     for provider, model in chain:
@@ -111,7 +113,7 @@ async def walk(chain, attempt_fn, *, deadline, skipped=()):
                 )
                 break
             try:
-                return await attempt_fn(provider, model, deadline), tried
+                return await attempt_fn(provider, model, deadline, tried), tried
             except ProviderNotConfigured as exc:
                 skipped.append({"provider": provider, "model": model, "error": exc.api_code, "missing": exc.missing})
             except ProviderError as exc:
@@ -160,11 +162,17 @@ def _cost(result):
     )
 
 
-def _attempt_complete(user, req, idempotency_key):
-    async def attempt(provider, model, deadline):
+def _attempt_complete(booking, idempotency_key):
+    req = booking.params["request"]
+
+    async def attempt(provider, model, deadline, tried):
         await _take_tokens(provider, req, deadline)
         async with gateway.aattempt(
-            provider, "completion", owner=user, idempotency_key=idempotency_key, deadline=_wait_deadline(deadline)
+            provider,
+            "completion",
+            owner=booking.user,
+            idempotency_key=idempotency_key,
+            deadline=_wait_deadline(deadline),
         ) as call:
             # The SDK's timeout bounds each read; this bounds the whole answer by the request's deadline.
             seconds = _timeout(provider, deadline)
@@ -173,7 +181,9 @@ def _attempt_complete(user, req, idempotency_key):
             result.price_model = model
             cost = _cost(result)
             call.record(http_status=200, request_id=result.request_id, units=result.units(), cost_usd=cost)
-        return result, cost
+            # Booked with the call's row: one thread hop and one commit for both.
+            call.then = functools.partial(booking.answered, result, cost=cost, tried=list(tried))
+        return call.then_result
 
     return attempt
 
@@ -322,8 +332,9 @@ class _Booking:
     def release(self):
         budget_settle(self.reservation, 0)
 
+    @transaction.atomic
     def answered(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK):
-        """Book an answer (or a stream the client closed): roll-up, budget alert, request log."""
+        """Book an answer (or a stream the client closed): roll-up, budget, request log (one commit)."""
         usage_record(
             owner_id=self.user.pk,
             provider=result.provider,
@@ -354,6 +365,7 @@ class _Booking:
             self.on_done(payload)
         return payload
 
+    @transaction.atomic
     def cached(self, hit):
         result = Completion(
             provider=hit["provider"],
@@ -377,6 +389,7 @@ class _Booking:
             self.on_done(payload)
         return payload
 
+    @transaction.atomic
     def failed(self, *, error_code, tried, provider="", model="", streaming=False):
         _log(
             user=self.user,
@@ -458,8 +471,7 @@ async def completion_create(*, user, params, idempotency_key="", on_done=None, o
     booking, chain, key, hit = await _start(user, params, stream=False, on_done=on_done, on_fail=on_fail)
     if hit is not None:
         return hit
-    (result, cost), tried = await _walk(booking, chain, _attempt_complete(user, params["request"], idempotency_key))
-    payload = await db_hop(booking.answered, result, cost=cost, tried=tried)
+    payload, _ = await _walk(booking, chain, _attempt_complete(booking, idempotency_key))
     if key:
         await _cache_set(key, _cacheable(payload))
     return payload
@@ -490,7 +502,7 @@ class _OpenStream:
 
 
 def _attempt_stream(user, req, idempotency_key):
-    async def attempt(provider, model, deadline):
+    async def attempt(provider, model, deadline, tried):
         await _take_tokens(provider, req, deadline)
         async with contextlib.AsyncExitStack() as stack:
             call = await stack.enter_async_context(
@@ -546,6 +558,9 @@ async def _relay(opened, *, booking, tried, key):
             result.price_model = opened.model
             cost = _cost(result)
             opened.call.record(http_status=200, request_id=result.request_id, units=result.units(), cost_usd=cost)
+            outcome = AiRequest.Outcome.CLIENT_CLOSED if closed is not None else AiRequest.Outcome.OK
+            # Booked with the call's row when the stack closes the attempt: one hop, one commit.
+            opened.call.then = functools.partial(booking.answered, result, cost=cost, tried=tried, outcome=outcome)
     except Exception as exc:  # noqa: BLE001 - after the first byte the only way to tell the client is an event
         if closed is not None:
             raise
@@ -577,9 +592,8 @@ async def _relay(opened, *, booking, tried, key):
         yield sse("error", body)
         return
     if closed is not None:
-        await db_hop(booking.answered, result, cost=cost, tried=tried, outcome=AiRequest.Outcome.CLIENT_CLOSED)
         raise closed
-    payload = await db_hop(booking.answered, result, cost=cost, tried=tried)
+    payload = opened.call.then_result
     if key:
         await _cache_set(key, _cacheable(payload))
     yield sse("done", payload)

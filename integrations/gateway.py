@@ -31,6 +31,7 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from . import breaker, limiter, metrics
@@ -127,6 +128,9 @@ class Attempt:
         self.units = {}
         self.cost_usd = None
         self.row = None
+        # Async callers only: a booking to run with the call's row on success (aattempt).
+        self.then = None
+        self.then_result = None
 
     def record(self, *, http_status=None, request_id=None, units=None, cost_usd=None):
         if http_status is not None:
@@ -386,6 +390,25 @@ async def aattempt(
             raise
         raise error from exc
     latency_ms = (time.perf_counter() - started) * 1000
-    await db_hop(_write, att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
+    await db_hop(_write_ok_then, att, latency_ms=latency_ms)
     if permit.state != breaker.CLOSED or permit.failures:
         await breaker.aafter_call(provider, healthy=True)
+
+
+def _write_ok_then(att, *, latency_ms):
+    """The call's row and, in the same thread hop and commit, the caller's own booking (`att.then`).
+
+    The booking runs in a savepoint: if it fails, the call's row is still kept
+    (the provider was called), and the error goes on to the caller."""
+    with transaction.atomic():
+        _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
+        if att.then is None:
+            return
+        try:
+            with transaction.atomic():
+                att.then_result = att.then()
+        except Exception as exc:  # noqa: BLE001 - re-raised once the call's row is committed
+            failure = exc
+        else:
+            return
+    raise failure
