@@ -123,9 +123,7 @@ def _start_server(tmp_path, provider_url):
     return proc, log, sock
 
 
-def test_the_first_request_to_a_fresh_server_costs_what_later_ones_do(tmp_path, provider):
-    user = UserFactory()
-    _, key = token_create(user=user, name="warm", expires_in_days=1)
+def _first_and_median(tmp_path, provider, key):
     proc, log, sock = _start_server(tmp_path, provider)
     try:
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://localhost") as client:
@@ -150,5 +148,20 @@ def test_the_first_request_to_a_fresh_server_costs_what_later_ones_do(tmp_path, 
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
-    median = statistics.median(rest)
-    assert first <= FIRST_TO_MEDIAN_MAX * median, f"first {first * 1000:.1f} ms, median {median * 1000:.1f} ms"
+    return first, statistics.median(rest)
+
+
+def test_the_first_request_to_a_fresh_server_costs_what_later_ones_do(tmp_path, provider):
+    """Two fresh servers, the better of the two: on a shared machine the scheduler can stall
+    any one request, while a cold worker (seconds of imports) is slow on every start."""
+    user = UserFactory()
+    _, key = token_create(user=user, name="warm", expires_in_days=1)
+    seen = []
+    for attempt in range(2):
+        run_dir = tmp_path / f"run{attempt}"
+        run_dir.mkdir()
+        first, median = _first_and_median(run_dir, provider, key)
+        seen.append(f"first {first * 1000:.1f} ms, median {median * 1000:.1f} ms")
+        if first <= FIRST_TO_MEDIAN_MAX * median:
+            return
+    raise AssertionError("the first request cost more than 3x the median of the next 20: " + "; ".join(seen))
