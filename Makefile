@@ -24,6 +24,7 @@ install-dev: check-python
 # REDIS_URL are set; web + worker + beat in the foreground, Ctrl-C stops all (exit 0).
 run: STARTED := $(shell date +%s)
 run: install
+	@echo "Demo data for the staff console (once, development database only): $(PY) manage.py seed_demo"
 	@$(PY) scripts/dev_run.py --host $(HOST) --port $(PORT) --started $(STARTED)
 
 # A new password for the development admin (printed once, like the first one).

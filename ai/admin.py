@@ -1,5 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
+from django.db.models import Sum
+
+from integrations.admin_format import latency, usd
 
 from .models import AiBudget, AiFreeModel, AiRequest, AiSpend, AiUsageMonthly
 
@@ -7,6 +10,10 @@ from .models import AiBudget, AiFreeModel, AiRequest, AiSpend, AiUsageMonthly
 class _ReadOnly(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost(self, obj):
+        return usd(obj.cost_usd)
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -23,8 +30,8 @@ class AiRequestAdmin(_ReadOnly):
         "stream",
         "input_tokens",
         "output_tokens",
-        "cost_usd",
-        "latency_ms",
+        "cost",
+        "latency",
     ]
     list_filter = ["outcome", "provider", "stream"]
     search_fields = ["=request_id", "model"]
@@ -32,6 +39,10 @@ class AiRequestAdmin(_ReadOnly):
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     show_full_result_count = False
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, obj):
+        return latency(obj.latency_ms)
 
     def get_exclude(self, request, obj=None):
         # Prompts and answers are personal data: shown only where the operator chose to keep them.
@@ -50,9 +61,20 @@ class AiUsageMonthlyAdmin(_ReadOnly):
         "input_tokens",
         "output_tokens",
         "cached_tokens",
-        "cost_usd",
+        "cost",
     ]
     list_filter = ["month", "provider", "model"]
+    # Totals of the filtered rows above the list: templates/admin/ai/aiusagemonthly/change_list.html.
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        cl = getattr(response, "context_data", {}).get("cl")
+        if cl is not None:
+            columns = ["requests", "cached_requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd"]
+            totals = cl.queryset.aggregate(**{c: Sum(c) for c in columns})
+            response.context_data["totals"] = {c: totals[c] or 0 for c in columns}
+        return response
+
     search_fields = ["owner__username", "owner__email"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]

@@ -34,3 +34,5 @@ INSTALLED_APPS = [*INSTALLED_APPS, "bench.hookapp"]  # noqa: F405
 RATE_LIMITS = {**RATE_LIMITS, "stripe": {"requests": {"rate": 1_000_000, "burst": 1_000_000}}}  # noqa: F405
 # The secret bench.hookapp's verifier checks (tests/integrations/webhook_provider.py's scheme).
 HUBTEST_WEBHOOK_SECRET = env.str("HUBTEST_WEBHOOK_SECRET")  # noqa: F405
+# Pages are rendered in-process without `collectstatic` (as in the tests): plain static URLs, no manifest.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

@@ -6,6 +6,7 @@ from config.views import landing
 from integrations import prometheus
 from integrations.api import errors
 from integrations.views import health
+from messaging.mail import webhooks as mail_webhooks
 
 admin.site.site_header = "Integration Hub admin"
 admin.site.site_title = "Integration Hub"
@@ -15,6 +16,7 @@ api_v1 = [
     path("auth/", include("integrations.auth.urls")),
     path("integrations/", include("integrations.urls")),
     path("connections/", include("integrations.oauth.urls")),
+    path("mail/", include("messaging.mail.urls")),
     path("documents/", include("documents.urls")),
     path("payments/", include("payments.urls")),
     path("messaging/", include("messaging.urls")),
@@ -33,6 +35,8 @@ urlpatterns = [
     # Stripe Checkout sends customers back here (STRIPE_CHECKOUT_SUCCESS_URL / _CANCEL_URL default to these).
     path("payments/", include("payments.page_urls")),
     path("webhooks/twilio/", include("messaging.webhook_urls")),
+    # Graph's validation handshake answers text/plain, so Outlook has its own view in front of the inbox.
+    path("webhooks/outlook/", mail_webhooks.outlook_webhook, name="mail-outlook-webhook"),
     # The webhook inbox: POST /webhooks/<provider>/ for each registered verifier.
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),

@@ -14,6 +14,13 @@ import struct
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from django.conf import settings
+
+from integrations.errors import ProviderUnavailable
+from integrations.providers import ProviderAdapter
+
+PROVIDER = "clamav"
+
 MAX_CHUNK = 64 * 1024
 
 
@@ -95,3 +102,32 @@ def ping(*, url, timeout):
         raise ClamdError(f"clamd did not answer PING: {exc}") from exc
     finally:
         sock.close()
+
+
+class ClamdAdapter(ProviderAdapter):
+    """A scan is an outbound call like any other: limiter, breaker, one ProviderCall with its latency."""
+
+    provider = PROVIDER
+    sdk_errors = (ClamdError,)
+
+    def translate(self, exc):
+        # Unreachable, timed out or refused the stream: no verdict, worth another try later.
+        return ProviderUnavailable(PROVIDER, str(exc))
+
+
+CLAMD = ClamdAdapter()
+
+
+def scan(chunks, *, owner=None, related=None):
+    """Scan the bytes from `chunks` with the clamd at CLAMD_URL as one gateway attempt; a ScanResult."""
+    counted = [0]
+
+    def counting():
+        for chunk in chunks:
+            counted[0] += len(chunk)
+            yield chunk
+
+    with CLAMD.attempt("scan", owner=owner, related=related) as call:
+        result = instream(counting(), url=settings.CLAMD_URL, timeout=settings.CLAMD_TIMEOUT_SECONDS)
+        call.record(units={"bytes": counted[0]})
+    return result

@@ -15,7 +15,6 @@ and cost land in the call log). boto3 makes exactly one attempt per request
 (`total_max_attempts=1`): the gateway and Celery are the one retry loop.
 """
 
-import contextlib
 import datetime as dt
 import math
 import os
@@ -45,6 +44,7 @@ from integrations.errors import (
     ProviderUnavailable,
     error_from_http,
 )
+from integrations.providers import ProviderAdapter, credentials_key
 from integrations.registry import require
 
 PREFIX = "documents/"
@@ -102,16 +102,16 @@ def _translate(exc):
     return None
 
 
-@contextlib.contextmanager
-def _attempt(operation, **options):
-    with gateway.attempt("s3", operation, **options) as call:
-        try:
-            yield call
-        except (ClientError, BotoCoreError) as exc:
-            translated = _translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+class S3Adapter(ProviderAdapter):
+    provider = "s3"
+    sdk_errors = (ClientError, BotoCoreError)
+
+    def translate(self, exc):
+        return _translate(exc)
+
+
+S3 = S3Adapter()
+_attempt = S3.attempt
 
 
 _storages = {}
@@ -135,7 +135,7 @@ def _transfer_config():
 def _storage():
     """A django-storages S3Storage for the current settings and timeout (cached per both)."""
     timeout = gateway.timeout_for("s3")
-    key = (
+    key = credentials_key(
         settings.S3_BUCKET,
         settings.AWS_ACCESS_KEY_ID,
         settings.AWS_SECRET_ACCESS_KEY,

@@ -22,9 +22,10 @@ from django.utils import timezone
 from django.utils.http import content_disposition_header
 
 from integrations.alerts import alert_raise
-from integrations.errors import DomainError, ProviderError, ProviderUnavailable, RateLimited
+from integrations.errors import CircuitOpen, DomainError, ProviderError, RateLimited
 from integrations.models import Alert
 from integrations.states import transition
+from integrations.task_base import enqueue_on_commit
 
 from . import clamd
 from .content import ContentRejected, classify_upload, filename_sanitise
@@ -107,13 +108,13 @@ def _store(*, owner, upload, sniffed):
 def _enqueue_scan(version_id):
     from .tasks import version_scan
 
-    transaction.on_commit(lambda: version_scan.delay(version_id))
+    enqueue_on_commit(version_scan, version_id)
 
 
 def _enqueue_quarantine(version_id):
     from .tasks import version_quarantine
 
-    transaction.on_commit(lambda: version_quarantine.delay(version_id))
+    enqueue_on_commit(version_quarantine, version_id)
 
 
 def document_create(*, owner, upload, sniffed):
@@ -168,7 +169,7 @@ def document_delete(*, document):
         state=Document.State.DELETING, deleted_at=timezone.now()
     )
     if updated:
-        transaction.on_commit(lambda: document_purge.delay(document.pk))
+        enqueue_on_commit(document_purge, document.pk)
 
 
 def document_purge(*, document_id):
@@ -199,7 +200,7 @@ def orphans_sweep(*, now=None):
         )
     )
     for pk in stuck:
-        transaction.on_commit(lambda pk=pk: document_purge.delay(pk))
+        enqueue_on_commit(document_purge, pk)
     unmoved = list(
         DocumentVersion.objects.filter(
             scan_status=Scan.INFECTED,
@@ -268,17 +269,17 @@ def version_scan(*, version_id):
         return "skipped"
 
     def scan(chunks):
-        return clamd.instream(chunks, url=settings.CLAMD_URL, timeout=settings.CLAMD_TIMEOUT_SECONDS)
+        return clamd.scan(chunks, owner=version.document.owner_id, related=version)
 
     try:
         result = backend_for(version.backend).read_into(
             version.storage_key, scan, owner=version.document.owner_id, related=version
         )
-    except clamd.ClamdError as exc:
-        transition(DocumentVersion, version_id, Scan.PENDING, frm=Scan.SCANNING, scan_detail=str(exc)[:255])
-        raise ProviderUnavailable("clamav", str(exc)) from exc
-    except (RateLimited, ProviderError):
-        transition(DocumentVersion, version_id, Scan.PENDING, frm=Scan.SCANNING)  # the task retries
+    except (RateLimited, ProviderError) as exc:
+        # The task retries; clamd's own failure (not an open circuit) is kept as the reason.
+        scanner_failed = exc.provider == clamd.PROVIDER and not isinstance(exc, CircuitOpen)
+        fields = {"scan_detail": str(exc)[:255]} if scanner_failed else {}
+        transition(DocumentVersion, version_id, Scan.PENDING, frm=Scan.SCANNING, **fields)
         raise
     if result.infected:
         if transition(
@@ -344,7 +345,9 @@ def version_quarantine(*, version_id):
 
 
 def version_scan_failed(*, version_id, error):
-    transition(DocumentVersion, version_id, Scan.ERROR, scan_detail=str(error)[:255])
+    # An open circuit only says clamd kept failing; the last real failure, kept in scan_detail, says why.
+    fields = {} if isinstance(error, CircuitOpen) else {"scan_detail": str(error)[:255]}
+    transition(DocumentVersion, version_id, Scan.ERROR, **fields)
 
 
 def version_rescan(*, version):

@@ -15,8 +15,19 @@ from django.contrib import messages
 from .errors import DomainError
 
 
+def _action_label(modeladmin, request):
+    name = request.POST.get("action", "")
+    action = modeladmin.get_actions(request).get(name) if name else None
+    return str(action[2]) if action else name or "admin action"
+
+
 def each_row(modeladmin, request, rows, run):
-    """`run(row)` for every row; a DomainError is shown as a warning and the next row goes on. How many ran."""
+    """`run(row)` for every row; a DomainError is shown as a warning and the next row goes on. How many ran.
+
+    Each row the action ran on gets a LogEntry (its history and "Recent actions"
+    say which staff member refunded, voided or cancelled it).
+    """
+    label = None
     done = 0
     for row in rows:
         try:
@@ -27,4 +38,6 @@ def each_row(modeladmin, request, rows, run):
             )
         else:
             done += 1
+            label = label or _action_label(modeladmin, request)
+            modeladmin.log_change(request, row, f"{label} (done).")
     return done

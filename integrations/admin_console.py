@@ -8,17 +8,19 @@ window's first, partial hour from the call log (at most one hour of rows).
 """
 
 import datetime as dt
+import heapq
 import math
 from collections import defaultdict
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
 from .models import Budget, ProviderCall, ProviderRollup, UsageRollup
 from .registry import all_providers
-from .units import UNIT_COLUMNS, units_split
+from .units import UNIT_COLUMNS, UNITS, units_split
 from .usage import LATENCY_COLUMNS, latency_bucket, latency_percentile, month_start, stats_from_sums
 
 WINDOWS = {"1h": ("last 1 h", 1), "24h": ("last 24 h", 24), "7d": ("last 7 d", 24 * 7), "30d": ("last 30 d", 24 * 30)}
@@ -52,46 +54,159 @@ def _hour(value):
     return value.replace(minute=0, second=0, microsecond=0)
 
 
+_INDEX = {c: i for i, c in enumerate(_SUMS)}
+_MONEY = {_INDEX["cost_usd"], *(_INDEX[u.column] for u in UNITS if u.money)}
+_FLOAT = {_INDEX["latency_ms_sum"]}
+
+
 def _empty():
-    return {c: (Decimal(0) if c == "cost_usd" else 0) for c in _SUMS}
+    return [Decimal(0) if i in _MONEY else 0.0 if i in _FLOAT else 0 for i in range(len(_SUMS))]
 
 
-def window_sums(*, since, now=None):
-    """{provider: summed ProviderRollup columns} for calls in [since, now]."""
+def _as_dict(values):
+    return dict(zip(_SUMS, values, strict=True))
+
+
+def _day(value):
+    return value.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# A day's per-provider totals never change once it is over (every call is
+# written with the time it was written), so 7- and 30-day windows read closed
+# days from the cache: one get_many instead of summing ~90 columns over 24
+# hourly rows per provider per day. SETTLE covers calls still being written as
+# the day ends.
+DAY_CACHE_SECONDS = 40 * 86400
+SETTLE = dt.timedelta(minutes=15)
+
+
+def _grouped(start, end, by):
+    """{(hour or UTC day, provider): [sums in _SUMS order]} for roll-up hours in [start, end)."""
+    if start >= end:
+        return {}
+    if connection.vendor == "postgresql":
+        # Raw SQL: ~90 sums per group, and the ORM would turn every bigint SUM
+        # (a numeric in PostgreSQL) into a Decimal and back into an int.
+        qn = connection.ops.quote_name
+        key = "hour" if by == "hour" else "date_trunc('day', hour, 'UTC')"
+        sums = ", ".join(
+            f"SUM({qn(c)})" if _INDEX[c] in _MONEY or _INDEX[c] in _FLOAT else f"SUM({qn(c)})::bigint" for c in _SUMS
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {key}, provider, {sums} FROM {qn(ProviderRollup._meta.db_table)} "
+                "WHERE hour >= %s AND hour < %s GROUP BY 1, 2",
+                [start, end],
+            )
+            return {(row[0], row[1]): list(row[2:]) for row in cursor.fetchall()}
+    rows = ProviderRollup.objects.filter(hour__gte=start, hour__lt=end)
+    if by == "day":
+        rows = rows.annotate(bin=TruncDay("hour", tzinfo=dt.UTC))
+    group = "hour" if by == "hour" else "bin"
+    rows = rows.values(group, "provider").annotate(**{f"s_{c}": Sum(c) for c in _SUMS}).order_by()
+    return {(r[group], r["provider"]): [r[f"s_{c}"] or 0 for c in _SUMS] for r in rows}
+
+
+def _closed_days(days):
+    """{(day, provider): sums} for closed days, from the cache, computing (and caching) the missing ones."""
+    from django.core.cache import cache
+
+    if not days:
+        return {}
+    keys = {f"console:day:{d:%Y-%m-%d}": d for d in days}
+    found = cache.get_many(list(keys))
+    missing = sorted(d for k, d in keys.items() if k not in found)
+    if missing:
+        fresh = _grouped(missing[0], missing[-1] + dt.timedelta(days=1), "day")
+        computed = {f"console:day:{d:%Y-%m-%d}": {} for d in missing}
+        for (day, provider), values in fresh.items():
+            key = f"console:day:{day:%Y-%m-%d}"
+            if key in computed:
+                computed[key][provider] = values
+        cache.set_many(computed, DAY_CACHE_SECONDS)
+        found.update(computed)
+    return {(d, provider): values for key, d in keys.items() for provider, values in (found.get(key) or {}).items()}
+
+
+def _add_into(cells, key, values):
+    current = cells.get(key)
+    cells[key] = list(values) if current is None else [a + b for a, b in zip(current, values, strict=True)]
+
+
+def _partial_hour(cells, bin_at, since, until):
+    """Calls in [since, until) (less than an hour) from the call log, added to the bin at `bin_at`."""
+    if since >= until:
+        return
+    partial = ProviderCall.objects.filter(created_at__gte=since, created_at__lt=until)
+    extra = {}
+    for provider, outcome, latency_ms, cost, units in partial.values_list(
+        "provider", "outcome", "latency_ms", "cost_usd", "units"
+    ).iterator():
+        row = extra.get(provider)
+        if row is None:
+            row = extra[provider] = _empty()
+        row[_INDEX["calls"]] += 1
+        row[_INDEX[outcome]] += 1
+        row[_INDEX["cost_usd"]] += cost
+        row[_INDEX["latency_ms_sum"]] += latency_ms
+        row[_INDEX[f"l{latency_bucket(latency_ms)}"]] += 1
+        for column, amount in units_split(units).items():
+            row[_INDEX[column]] += amount
+    for provider, values in extra.items():
+        _add_into(cells, (bin_at, provider), values)
+
+
+def window_cells(window, now=None):
+    """The window's figures per (bin, provider), exact to the second: (bin size, bins, cells).
+
+    1 h and 24 h windows are binned by hour, 7 d and 30 d by UTC day. Whole
+    hours come from ProviderRollup, closed days from the day cache, and the
+    calls of the window's first, partial hour from the call log. Each cell is
+    a list of sums in _SUMS order.
+    """
     now = now or timezone.now()
+    window = window_key(window)
+    since = window_since(window, now)
     first_full = _hour(since) if since == _hour(since) else _hour(since) + dt.timedelta(hours=1)
-    out = defaultdict(_empty)
-    rows = (
-        ProviderRollup.objects.filter(hour__gte=first_full, hour__lte=now)
-        .values("provider")
-        .annotate(**{f"s_{c}": Sum(c) for c in _SUMS})
-        .order_by()
-    )
-    for r in rows:
-        out[r["provider"]] = {c: r[f"s_{c}"] or 0 for c in _SUMS}
-    if since < first_full:
-        # The window's first, partial hour: its calls from the call log.
-        partial = ProviderCall.objects.filter(created_at__gte=since, created_at__lt=min(first_full, now))
-        for provider, outcome, latency_ms, cost, units in partial.values_list(
-            "provider", "outcome", "latency_ms", "cost_usd", "units"
-        ).iterator():
-            row = out[provider]
-            row["calls"] += 1
-            row[outcome] += 1
-            row["cost_usd"] += cost
-            row["latency_ms_sum"] += latency_ms
-            row[f"l{latency_bucket(latency_ms)}"] += 1
-            for column, amount in units_split(units).items():
-                row[column] += amount
-    return dict(out)
+    after_now = now + dt.timedelta(microseconds=1)
+    if WINDOWS[window][1] <= 24:
+        bins, at = [], _hour(since)
+        while at <= now:
+            bins.append(at)
+            at += dt.timedelta(hours=1)
+        cells = _grouped(first_full, after_now, "hour")
+        _partial_hour(cells, _hour(since), since, min(first_full, now))
+        return "hour", bins, cells
+    first_day, today = _day(since), _day(now)
+    bins = [first_day + dt.timedelta(days=i) for i in range((today - first_day).days + 1)]
+    closed = [d for d in bins[1:] if d + dt.timedelta(days=1) <= now - SETTLE]
+    cells = _closed_days(closed)
+    open_from = closed[-1] + dt.timedelta(days=1) if closed else first_day + dt.timedelta(days=1)
+    # The first day from its first whole hour, and the days not closed yet, from the hourly roll-up.
+    for key, values in _grouped(first_full, first_day + dt.timedelta(days=1), "day").items():
+        _add_into(cells, key, values)
+    for key, values in _grouped(max(open_from, first_full), after_now, "day").items():
+        _add_into(cells, key, values)
+    _partial_hour(cells, first_day, since, min(first_full, now))
+    return "day", bins, cells
 
 
-def overview(*, window=DEFAULT_WINDOW, now=None):
+def provider_sums(cells):
+    """{provider: [sums]} over every bin."""
+    out = {}
+    for (_, provider), values in cells.items():
+        _add_into(out, provider, values)
+    return out
+
+
+def overview(*, window=DEFAULT_WINDOW, now=None, cells=None):
     """Rows per registered provider (plus any other provider with calls) and a totals row."""
     now = now or timezone.now()
     window = window_key(window)
     since = window_since(window, now)
-    sums = window_sums(since=since, now=now)
+    if cells is None:
+        cells = window_cells(window, now)
+    sums = {provider: _as_dict(values) for provider, values in provider_sums(cells[2]).items()}
     from . import breaker
 
     providers = all_providers()
@@ -105,7 +220,7 @@ def overview(*, window=DEFAULT_WINDOW, now=None):
                 "configured": spec.configured,
                 "missing": spec.missing(),
                 "circuit": breaker.state(spec.name),
-                **stats_from_sums(sums.get(spec.name) or _empty()),
+                **stats_from_sums(sums.get(spec.name) or _as_dict(_empty())),
             }
         )
     for name in sorted(set(sums) - known):  # calls to a provider since removed from the registry
@@ -118,16 +233,15 @@ def overview(*, window=DEFAULT_WINDOW, now=None):
     # Providers with traffic first (busiest first), then the quiet ones in registry order.
     rows.sort(key=lambda r: (-r["calls"], not r["configured"]))
     total = _empty()
-    for values in sums.values():
-        for column in _SUMS:
-            total[column] += values[column]
+    for values in provider_sums(cells[2]).values():
+        total = [a + b for a, b in zip(total, values, strict=True)]
     return {
         "window": window,
         "window_label": WINDOWS[window][0],
         "since": since,
         "now": now,
         "rows": rows,
-        "total": stats_from_sums(total),
+        "total": stats_from_sums(_as_dict(total)),
     }
 
 
@@ -220,23 +334,64 @@ def money(*, month=None, now=None, top=10):
         "providers": providers,
         "kinds": sorted(({"kind": k, **v} for k, v in kinds.items()), key=lambda k: -k["spent"]),
         "owner_budgets": owner_budgets(start=start, end=end),
-        "top_spenders": top_spenders(start=start, end=end, limit=top),
+        "top_spenders": top_spenders(start=start, end=end, limit=top, now=now),
     }
 
 
-def top_spenders(*, start, end, limit=10):
-    """The owners who spent most in [start, end): cost and calls, from the per-owner roll-up."""
+MICRO = Decimal("0.000001")
+
+
+def _owner_totals(start, end):
+    """{owner_id: (cost in millionths of a dollar, calls)} from the per-owner roll-up for hours in [start, end).
+
+    Integers, so a cached day unpickles and adds up fast (cost_usd has six decimals: exact).
+    """
+    if start >= end:
+        return {}
+    rows = (
+        UsageRollup.objects.filter(hour__gte=start, hour__lt=end, owner__isnull=False)
+        .values_list("owner_id")
+        .annotate(cost=Sum("cost_usd"), calls=Sum("calls"))
+        .order_by()
+    )
+    return {owner: (int((cost or 0) / MICRO), calls or 0) for owner, cost, calls in rows}
+
+
+def _owner_days(days):
+    """[{owner_id: (micros, calls)}] for closed days, from the cache (computed once per day)."""
+    from django.core.cache import cache
+
+    keys = [f"console:owners:{d:%Y-%m-%d}" for d in days]
+    found = cache.get_many(keys)
+    fresh = {}
+    for key, d in zip(keys, days, strict=True):
+        if key not in found:
+            found[key] = fresh[key] = _owner_totals(d, d + dt.timedelta(days=1))
+    if fresh:
+        cache.set_many(fresh, DAY_CACHE_SECONDS)
+    return [found[k] for k in keys]
+
+
+def top_spenders(*, start, end, limit=10, now=None):
+    """The owners who spent most in [start, end): cost and calls, from the per-owner roll-up.
+
+    Closed days come from the day cache; the days still open are summed live.
+    """
     from django.contrib.auth import get_user_model
 
-    rows = list(
-        UsageRollup.objects.filter(hour__gte=start, hour__lt=end, owner__isnull=False)
-        .values("owner_id")
-        .annotate(cost=Sum("cost_usd"), calls=Sum("calls"))
-        .filter(cost__gt=0)
-        .order_by("-cost")[:limit]
-    )
-    users = get_user_model().objects.in_bulk([r["owner_id"] for r in rows])
-    return [{"owner": users.get(r["owner_id"]), "owner_id": r["owner_id"], **r} for r in rows]
+    now = now or timezone.now()
+    days, day = [], _day(start)
+    while day + dt.timedelta(days=1) <= min(end, now - SETTLE):
+        days.append(day)
+        day += dt.timedelta(days=1)
+    cost, calls = defaultdict(int), defaultdict(int)
+    for per_owner in [*_owner_days(days), _owner_totals(day, end)]:
+        for owner_id, (micros, n) in per_owner.items():
+            cost[owner_id] += micros
+            calls[owner_id] += n
+    ranked = heapq.nlargest(limit, (o for o in cost if cost[o] > 0), key=lambda o: (cost[o], -o))
+    users = get_user_model().objects.in_bulk(ranked)
+    return [{"owner": users.get(o), "owner_id": o, "cost": Decimal(cost[o]) * MICRO, "calls": calls[o]} for o in ranked]
 
 
 def owner_budgets(*, start, end):
@@ -255,65 +410,52 @@ def owner_budgets(*, start, end):
 # --- Chart series ---------------------------------------------------------
 
 
-def chart_bins(window, now=None):
-    """(bin size, bin starts) for a window: hours for 1 h and 24 h, days for 7 d and 30 d."""
-    now = now or timezone.now()
+def chart_window(window):
+    """Charts show hours for the last 24 h (also when the table shows the last hour), else days."""
     window = window_key(window)
-    if WINDOWS[window][1] <= 24:
-        last = _hour(now)
-        return "hour", [last - dt.timedelta(hours=i) for i in range(23, -1, -1)]
-    days = WINDOWS[window][1] // 24
-    last = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return "day", [last - dt.timedelta(days=i) for i in range(days - 1, -1, -1)]
+    return "24h" if window == "1h" else window
 
 
-def _binned(window, now, columns, by_provider):
-    size, bins = chart_bins(window, now)
-    rows = ProviderRollup.objects.filter(hour__gte=bins[0])
-    key = "hour" if size == "hour" else "bin"
-    if size == "day":
-        rows = rows.annotate(bin=TruncDay("hour", tzinfo=dt.UTC))
-    group = [key, "provider"] if by_provider else [key]
-    rows = rows.values(*group).annotate(**{f"s_{c}": Sum(c) for c in columns}).order_by()
-    return size, bins, [(r[key], r.get("provider"), {c: r[f"s_{c}"] or 0 for c in columns}) for r in rows]
-
-
-def series_calls(window, now=None):
+def series_calls(window, now=None, data=None):
     """Calls and failures per bin."""
-    size, bins, rows = _binned(window, now, ["calls", "error", "rate_limited", "timeout"], False)
+    size, bins, cells = data or window_cells(chart_window(window), now)
     index = {b: i for i, b in enumerate(bins)}
     calls, failures = [0] * len(bins), [0] * len(bins)
-    for at, _, v in rows:
+    i_calls, i_fail = _INDEX["calls"], [_INDEX[o] for o in ("error", "rate_limited", "timeout")]
+    for (at, _), v in cells.items():
         if at in index:
-            calls[index[at]] = v["calls"]
-            failures[index[at]] = v["error"] + v["rate_limited"] + v["timeout"]
+            calls[index[at]] += v[i_calls]
+            failures[index[at]] += sum(v[i] for i in i_fail)
     return {"size": size, "bins": bins, "calls": calls, "failures": failures}
 
 
-def series_cost(window="30d", now=None):
+def series_cost(window="30d", now=None, data=None):
     """Cost per bin, per provider (for a stacked chart)."""
-    size, bins, rows = _binned(window, now, ["cost_usd"], True)
+    size, bins, cells = data or window_cells(chart_window(window), now)
     index = {b: i for i, b in enumerate(bins)}
     per = defaultdict(lambda: [Decimal(0)] * len(bins))
-    for at, provider, v in rows:
-        if at in index and v["cost_usd"]:
-            per[provider][index[at]] += v["cost_usd"]
+    i_cost = _INDEX["cost_usd"]
+    for (at, provider), v in cells.items():
+        if at in index and v[i_cost]:
+            per[provider][index[at]] += v[i_cost]
     order = sorted(per, key=lambda p: -sum(per[p]))
     return {"size": size, "bins": bins, "series": [(p, per[p]) for p in order]}
 
 
-def series_latency(window, now=None, *, max_providers=6):
+def series_latency(window, now=None, data=None, *, max_providers=6):
     """p95 latency (ms) per bin for the busiest providers; None where a bin has no calls."""
-    size, bins, rows = _binned(window, now, ["calls", *LATENCY_COLUMNS], True)
+    size, bins, cells = data or window_cells(chart_window(window), now)
     index = {b: i for i, b in enumerate(bins)}
     volume = defaultdict(int)
-    per = defaultdict(lambda: [None] * len(bins))
-    for at, provider, v in rows:
-        if at in index:
-            volume[provider] += v["calls"]
-            per[provider][index[at]] = latency_percentile([v[c] for c in LATENCY_COLUMNS], 95)
-    order = sorted(volume, key=lambda p: -volume[p])[:max_providers]
-    return {"size": size, "bins": bins, "series": [(p, per[p]) for p in order]}
+    i_calls, lat = _INDEX["calls"], slice(_INDEX[LATENCY_COLUMNS[0]], _INDEX[LATENCY_COLUMNS[-1]] + 1)
+    for (_, provider), v in cells.items():
+        volume[provider] += v[i_calls]
+    busiest = [p for p in sorted(volume, key=lambda p: -volume[p]) if volume[p]][:max_providers]
+    per = {p: [None] * len(bins) for p in busiest}
+    for (at, provider), v in cells.items():
+        if provider in per and at in index and v[i_calls]:
+            per[provider][index[at]] = latency_percentile(v[lat], 95)
+    return {"size": size, "bins": bins, "series": [(p, per[p]) for p in busiest]}
 
 
 def nice_ceiling(value):

@@ -84,7 +84,12 @@ def timeout_for(provider):
     return conf["task"] if in_task() else conf["web"]
 
 
-def _price(provider, operation, units):
+def price_estimate(provider, operation, units):
+    """What the price table (PROVIDER_PRICES) says a call with these units costs, in USD.
+
+    The cost of every ProviderCall that reports no cost of its own, and the
+    estimate a domain app shows until the provider bills (Twilio prices later).
+    """
     table = settings.PROVIDER_PRICES.get(provider, {})
     entry = table.get(operation) or table.get("*")
     if not entry:
@@ -92,7 +97,7 @@ def _price(provider, operation, units):
     cost = Decimal(str(entry.get("per_call", 0)))
     for unit, price in entry.get("per_unit", {}).items():
         if unit in (units or {}):
-            cost += Decimal(str(units[unit])) * Decimal(str(price))
+            cost += Decimal(str(units[unit] or 0)) * Decimal(str(price))
     return cost
 
 
@@ -164,7 +169,7 @@ def _write(att, *, outcome, latency_ms, error=None, retryable=None):
     if att.cost_usd is not None:
         cost = att.cost_usd
     else:
-        cost = _price(att.provider, att.operation, att.units) if ok else Decimal(0)
+        cost = price_estimate(att.provider, att.operation, att.units) if ok else Decimal(0)
     now = timezone.now()
     att.row = call_record(
         ProviderCall(

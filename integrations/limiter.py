@@ -163,6 +163,66 @@ def blocked_for(provider, scope=None):
     return max(0.0, localstate.read(block_key).get("until", 0) - time.time())
 
 
+_SLOT_ACQUIRE_LUA = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+return 1
+"""
+
+
+class concurrency_slot:
+    """At most `limit` calls in flight per (provider, scope) across all workers (Graph: 4 per mailbox).
+
+    Without a free slot it raises RateLimited (retry shortly) instead of waiting:
+    a task is re-sent, a web request gets 503 with Retry-After. The counter
+    expires after `ttl` seconds, so a worker killed mid-call cannot hold a slot
+    for ever. Without Redis, slots are counted in a file lock for this machine.
+    """
+
+    def __init__(self, provider, scope, limit, *, ttl=120, wait=0.5):
+        self.provider, self.scope, self.limit, self.ttl, self.wait = provider, scope, limit, ttl, wait
+        self.name = key("slots", provider, scope or "_")
+
+    def __enter__(self):
+        from .errors import RateLimited
+
+        if not self.limit:
+            return self
+        client = get_client()
+        if client is not None:
+            granted = client.eval(_SLOT_ACQUIRE_LUA, 1, self.name, self.limit, int(self.ttl * 1000))
+        else:
+            with localstate.locked(self.name) as state:
+                now = time.time()
+                held = [t for t in state.get("held", []) if t > now]
+                granted = len(held) < self.limit
+                if granted:
+                    held.append(now + self.ttl)
+                state["held"] = held
+        if not granted:
+            raise RateLimited(self.provider, self.scope, self.wait)
+        self.acquired = True
+        return self
+
+    def __exit__(self, *exc):
+        if not getattr(self, "acquired", False):
+            return False
+        client = get_client()
+        if client is not None:
+            client.decr(self.name)
+        else:
+            with localstate.locked(self.name) as state:
+                held = sorted(state.get("held", []))
+                if held:
+                    held.pop(0)
+                state["held"] = held
+        return False
+
+
 # --- the same bucket from async code (the AI request path) -------------------------
 #
 # One Lua round trip on the asyncio Redis client; without Redis the file-locked

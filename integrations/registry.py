@@ -68,6 +68,9 @@ PROVIDERS = {
         Provider("google_meet", "Video", "Google Meet", _GOOGLE, "scheduling"),
         Provider("teams", "Video", "Microsoft Teams", _MICROSOFT, "scheduling"),
         Provider("webex", "Video", "Webex", ("WEBEX_CLIENT_ID", "WEBEX_CLIENT_SECRET"), "scheduling"),
+        # Not vendors of their own, but outbound calls all the same: each send or scan is a ProviderCall.
+        Provider("email", "Email", "Outgoing email (Django's email backend)", ("EMAIL_BACKEND",), "messaging"),
+        Provider("clamav", "Malware scanning", "ClamAV (clamd)", ("CLAMD_URL",), "documents"),
     ]
 }
 

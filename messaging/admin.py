@@ -7,6 +7,8 @@ for what staff may repair (re-queue a failed send).
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from integrations.admin_format import usd
+
 from . import services
 from .models import BusinessHours, CallLog, Conversation, ForwardingRule, Holiday, OptOut, SmsMessage, WeeklyHours
 
@@ -18,6 +20,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="price", ordering="price_usd")
+    def price(self, obj):
+        return usd(obj.price_usd) if obj.price_usd is not None else "—"
+
 
 @admin.register(SmsMessage)
 class SmsMessageAdmin(ReadOnlyAdmin):
@@ -28,7 +34,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
         "from_number",
         "status",
         "segments",
-        "price_usd",
+        "price",
         "error_code",
         "owner",
     ]
@@ -59,7 +65,7 @@ class CallLogAdmin(ReadOnlyAdmin):
         "status",
         "routing",
         "duration_seconds",
-        "price_usd",
+        "price",
         "has_recording",
     ]
     list_filter = ["direction", "status", "routing", "voicemail", "send_doubt"]

@@ -19,8 +19,10 @@ from integrations.webhooks import (
     InboundEvent,
     WebhookIgnored,
     WebhookRejected,
+    WebhookVerifier,
     receive_webhook,
     safe_headers,
+    secrets_from,
     webhook_handler,
 )
 
@@ -60,38 +62,52 @@ KINDS = {
 }
 
 
-def verifier(event_type):
-    fields = KINDS[event_type]
+class TwilioVerifier(WebhookVerifier):
+    """`X-Twilio-Signature` over the public URL and the POST parameters, checked by the SDK's validator.
 
-    def verify(request):
-        if not settings.TWILIO_AUTH_TOKEN:
-            raise WebhookRejected(503, "webhook_not_configured", "Twilio webhooks need TWILIO_AUTH_TOKEN on the hub.")
-        signature = request.headers.get(SIGNATURE_HEADER)
-        if not signature:
-            raise WebhookRejected(403, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
-        if not twilio_rest.signature_valid(url=signed_url(request), params=request.POST, signature=signature):
-            raise WebhookRejected(
-                403,
-                "bad_signature",
-                "The X-Twilio-Signature does not match; check TWILIO_AUTH_TOKEN and that APP_URL is the public URL.",
-            )
+    Twilio signs with the account's auth token; during a rotation
+    TWILIO_WEBHOOK_PREVIOUS_AUTH_TOKENS (comma-separated) are accepted too.
+    Twilio signs no timestamp, so there is no replay window: duplicates are
+    caught by the inbox's (SID, status) event ids instead.
+    """
+
+    provider = PROVIDER
+    secret_setting = "TWILIO_AUTH_TOKEN"
+    signature_header = SIGNATURE_HEADER
+    content_types = ("application/x-www-form-urlencoded",)
+
+    def __init__(self, event_type):
+        self.event_type = event_type
+        self.fields = KINDS[event_type]
+
+    def secrets(self):
+        current = [settings.TWILIO_AUTH_TOKEN] if settings.TWILIO_AUTH_TOKEN else []
+        return current + secrets_from("TWILIO_WEBHOOK_PREVIOUS_AUTH_TOKENS") if current else []
+
+    def bad_signature_detail(self):
+        return "The X-Twilio-Signature does not match; check TWILIO_AUTH_TOKEN and that APP_URL is the public URL."
+
+    def signature_matches(self, request, signature, secret):
+        return twilio_rest.signature_valid(
+            url=signed_url(request), params=request.POST, signature=signature, token=secret
+        )
+
+    def parse(self, request):
         payload = _payload(request)
-        values = [payload.get(f) for f in fields]
-        if event_type == "voice.dial":
+        values = [payload.get(f) for f in self.fields]
+        if self.event_type == "voice.dial":
             values.append((payload.get("_query") or {}).get("stage", ""))
         if not all(values[:1]):
             token = request.headers.get("I-Twilio-Idempotency-Token")
             if not token:
-                raise WebhookRejected(400, "malformed_event", f"The callback has no {fields[0]}.")
+                raise WebhookRejected(400, "malformed_event", f"The callback has no {self.fields[0]}.")
             values = [token]
         return InboundEvent(
-            event_id=":".join([event_type, *[str(v or "") for v in values]])[:255],
-            type=event_type,
+            event_id=":".join([self.event_type, *[str(v or "") for v in values]])[:255],
+            type=self.event_type,
             payload=payload,
             headers=safe_headers(request, KEPT_HEADERS),
         )
-
-    return verify
 
 
 def _xml(body):
@@ -99,7 +115,7 @@ def _xml(body):
 
 
 def _view(event_type, respond=None):
-    verify = verifier(event_type)
+    verify = TwilioVerifier(event_type)
 
     @csrf_exempt  # Twilio cannot send a CSRF token; the signature authenticates it
     def view(request):

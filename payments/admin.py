@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from integrations.actions import each_row
+from integrations.admin_format import minor_units
 
 from . import services
 from .models import Customer, Invoice, Payment, ReconciliationRun, Refund, Subscription
@@ -28,9 +29,21 @@ class PaymentInline(admin.TabularInline):
         return False
 
 
+class MoneyColumns:
+    """Amounts in currency units (4900 usd -> $49.00), never raw minor units."""
+
+    @admin.display(description="amount", ordering="amount")
+    def money(self, obj):
+        return minor_units(obj.amount, obj.currency)
+
+    @admin.display(description="refunded", ordering="amount_refunded")
+    def money_refunded(self, obj):
+        return minor_units(obj.amount_refunded, obj.currency) if obj.amount_refunded else "—"
+
+
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["number", "owner", "amount", "currency", "status", "due_date", "paid_at", "amount_refunded"]
+class InvoiceAdmin(MoneyColumns, admin.ModelAdmin):
+    list_display = ["number", "owner", "money", "status", "due_date", "paid_at", "money_refunded"]
     list_filter = ["status", "currency"]
     search_fields = ["number", "=external_id", "owner__username", "owner__email"]
     raw_id_fields = ["owner", "subscription"]
@@ -61,16 +74,15 @@ class RefundInline(admin.TabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(MoneyColumns, admin.ModelAdmin):
     list_display = [
         "id",
         "invoice",
         "attempt",
         "method",
         "status",
-        "amount",
-        "currency",
-        "amount_refunded",
+        "money",
+        "money_refunded",
         "failure_code",
         "disputed_at",
     ]
@@ -101,7 +113,13 @@ class PaymentAdmin(admin.ModelAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(admin.ModelAdmin):
-    list_display = ["id", "payment", "amount", "status", "external_id", "requested_by", "created_at"]
+    list_display = ["id", "payment", "money", "status", "external_id", "requested_by", "created_at"]
+    list_select_related = ["payment"]
+
+    @admin.display(description="amount", ordering="amount")
+    def money(self, obj):
+        return minor_units(obj.amount, obj.payment.currency)
+
     list_filter = ["status"]
     search_fields = ["=external_id"]
 

@@ -47,3 +47,8 @@ def payment_fee_record(self, payment_id):
 def reconcile_stripe(self, hours=72):
     run = services.reconcile_stripe(hours=hours)
     return {"checked": run.checked, "fixed": run.fixed}
+
+
+@shared_task(bind=True, base=ProviderTask, provider="email", name="payments.payment_failed_notify")
+def payment_failed_notify(self, invoice_id, reason=""):
+    return services.payment_failed_notify(invoice_id=invoice_id, reason=reason)

@@ -1,7 +1,9 @@
 """Stripe webhooks through the shared inbox: POST /webhooks/stripe/.
 
-The verifier checks `Stripe-Signature` with the SDK's own verifier (300 s
-tolerance) before anything is stored; the inbox de-duplicates on the event id
+The verifier (a WebhookVerifier: the shared checks and status policy) checks
+`Stripe-Signature` with the SDK's own verifier and a 300 s replay window before
+anything is stored, against each secret in STRIPE_WEBHOOK_SECRET (two,
+comma-separated, while a rotation overlaps); the inbox de-duplicates on the event id
 and a worker runs the handler below for the event's type. Handlers are
 idempotent and safe out of order: each passes the event's `created` to the
 state machines, so an older event never overwrites what a newer one set, and
@@ -10,15 +12,14 @@ Types without a handler are stored and marked ignored by the inbox.
 """
 
 import datetime as dt
-
-from django.conf import settings
+import json
 
 from integrations.webhooks import (
     InboundEvent,
     WebhookRejected,
+    WebhookVerifier,
     safe_headers,
     webhook_handler,
-    webhook_ordering_key,
     webhook_verifier,
 )
 
@@ -30,57 +31,46 @@ PROVIDER = "stripe"
 SIGNATURE_HEADER = "Stripe-Signature"
 
 
-@webhook_verifier(PROVIDER)
-def verify(request):
-    secret = settings.STRIPE_WEBHOOK_SECRET
-    if not secret:
-        raise WebhookRejected(
-            503, "webhook_not_configured", "Stripe webhooks are not configured; set STRIPE_WEBHOOK_SECRET."
-        )
-    header = request.headers.get(SIGNATURE_HEADER)
-    if not header:
-        raise WebhookRejected(400, "missing_signature", f"The {SIGNATURE_HEADER} header is missing.")
-    try:
-        data = stripe_api.webhook_event_parse(request.body, header, secret)
-    except stripe_api.SignatureError as exc:
-        if exc.stale:
+class StripeVerifier(WebhookVerifier):
+    """`Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">` checked by the SDK; 300 s replay window."""
+
+    provider = PROVIDER
+    secret_setting = "STRIPE_WEBHOOK_SECRET"
+    signature_header = SIGNATURE_HEADER
+    content_types = ("application/json",)
+    tolerance_seconds = stripe_api.WEBHOOK_TOLERANCE_SECONDS
+
+    def signature_matches(self, request, signature, secret):
+        try:
+            return stripe_api.webhook_signature_valid(request.body, signature, secret)
+        except UnicodeDecodeError:
             raise WebhookRejected(
-                400,
-                "stale_signature",
-                f"The signature timestamp is older than {stripe_api.WEBHOOK_TOLERANCE_SECONDS} s.",
+                400, "malformed_body", "The body is not UTF-8, so it is not a Stripe event."
             ) from None
-        raise WebhookRejected(
-            400, "bad_signature", "The Stripe-Signature does not match the body and secret."
-        ) from None
-    except ValueError as exc:
-        raise WebhookRejected(400, "malformed_body", f"The event is not a JSON object: {exc}.") from None
-    if not data.get("id") or not data.get("type") or not isinstance((data.get("data") or {}).get("object"), dict):
-        raise WebhookRejected(400, "malformed_event", "A Stripe event needs an id, a type and data.object.")
-    created = data.get("created")
-    return InboundEvent(
-        event_id=str(data["id"]),
-        type=str(data["type"]),
-        payload=data,
-        occurred_at=dt.datetime.fromtimestamp(created, tz=dt.UTC) if isinstance(created, int) else None,
-        headers=safe_headers(request, [SIGNATURE_HEADER, "User-Agent", "Content-Type"]),
-    )
+
+    def signed_at(self, request, signature):
+        return stripe_api.webhook_signed_at(signature)
+
+    def parse(self, request):
+        try:
+            data = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WebhookRejected(400, "malformed_body", f"The event is not JSON: {exc}.") from None
+        if not isinstance(data, dict) or not data.get("id") or not data.get("type"):
+            raise WebhookRejected(400, "malformed_event", "A Stripe event needs an id, a type and data.object.")
+        if not isinstance((data.get("data") or {}).get("object"), dict):
+            raise WebhookRejected(400, "malformed_event", "A Stripe event needs an id, a type and data.object.")
+        created = data.get("created")
+        return InboundEvent(
+            event_id=str(data["id"]),
+            type=str(data["type"]),
+            payload=data,
+            occurred_at=dt.datetime.fromtimestamp(created, tz=dt.UTC) if isinstance(created, int) else None,
+            headers=safe_headers(request, [SIGNATURE_HEADER, "User-Agent", "Content-Type"]),
+        )
 
 
-@webhook_ordering_key(PROVIDER)
-def ordering_key(payload):
-    """Events about one payment are applied in Stripe's `created` order: keyed by the PaymentIntent.
-
-    Charges, refunds and Checkout Sessions name their PaymentIntent, so a
-    `charge.refunded` waits for the `payment_intent.succeeded` before it; other
-    objects (subscriptions, invoices, disputes) are keyed by their own id.
-    """
-    obj = payload["data"]["object"]
-    intent = obj.get("payment_intent")
-    if isinstance(intent, dict):
-        intent = intent.get("id")
-    if obj.get("object") == "payment_intent":
-        intent = obj.get("id")
-    return intent or obj.get("id") or ""
+verify = webhook_verifier(PROVIDER)(StripeVerifier())
 
 
 def _object(event):

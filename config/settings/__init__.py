@@ -17,6 +17,7 @@ from .auth import *  # noqa: F403
 from .base import *  # noqa: F403
 from .celery import *  # noqa: F403
 from .gateway import *  # noqa: F403
+from .mail import *  # noqa: F403
 from .messaging import *  # noqa: F403
 from .oauth import *  # noqa: F403
 from .ops import *  # noqa: F403

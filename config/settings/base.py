@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "payments",
     "documents",
     "messaging",
+    "messaging.mail",
     "ai",
     "scheduling",
     "travel",

@@ -6,6 +6,9 @@ from .celery import CELERY_BEAT_SCHEDULE
 # Twilio
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+# While an auth token is being rotated: the previous token(s), comma-separated, still accepted on
+# webhooks (never used for REST calls). Remove once Twilio signs with the new token only.
+TWILIO_WEBHOOK_PREVIOUS_AUTH_TOKENS = env.str("TWILIO_WEBHOOK_PREVIOUS_AUTH_TOKENS", default="")
 TWILIO_PHONE_NUMBER = env.str("TWILIO_PHONE_NUMBER", default="")
 TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
 TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="")

@@ -56,17 +56,19 @@ def console_overview(context):
 
     request = context["request"]
     window = admin_console.window_key(request.GET.get("window"))
-    data = admin_console.overview(window=window)
-    label = data["window_label"]
+    cells = admin_console.window_cells(window)
+    chart_window = admin_console.chart_window(window)
+    chart_cells = cells if chart_window == window else admin_console.window_cells(chart_window)
+    data = admin_console.overview(window=window, cells=cells)
+    label = admin_console.WINDOWS[chart_window][0]
     return {
         "request": request,
         "csrf_token": context.get("csrf_token"),
         "overview": data,
         "windows": [(key, text) for key, (text, _) in admin_console.WINDOWS.items()],
         "charts": [
-            admin_charts.chart_calls(admin_console.series_calls(window), label),
-            admin_charts.chart_latency(admin_console.series_latency(window), label),
-            admin_charts.chart_cost(admin_console.series_cost("30d"), "last 30 days"),
+            admin_charts.chart_calls(admin_console.series_calls(window, data=chart_cells), label),
+            admin_charts.chart_latency(admin_console.series_latency(window, data=chart_cells), label),
         ],
         "open_alerts": list(Alert.objects.filter(resolved_at__isnull=True).order_by("-created_at")[:8]),
         "open_alert_count": Alert.objects.filter(resolved_at__isnull=True).count(),

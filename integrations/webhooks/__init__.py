@@ -10,7 +10,8 @@ Public API for domain apps (see registry.py for a full example):
 - ``webhook_drain(*, provider)``: one batch (the drain task runs it); ``webhook_event_process(*, event_id)``
 - ``webhook_replay(*, event)``, ``webhook_mark_ignored(*, event)``: admin services
 - ``InboundEvent``, ``WebhookRejected``, ``WebhookIgnored``, ``WebhookPermanentError``
-- helpers: ``safe_headers``, ``webhook_secret``, ``json_body``, ``hmac_sha256_hex``, ``signatures_match``
+- ``WebhookVerifier``: the base every provider's verifier subclasses (shared checks, one status policy)
+- helpers: ``secrets_from``, ``safe_headers``, ``webhook_secret``, ``json_body``, ``hmac_sha256_hex``, ``signatures_match``
 """
 
 from .inbox import receive_webhook, record_webhook, webhook_view
@@ -27,9 +28,11 @@ from .registry import webhook_handler, webhook_ordering_key, webhook_verifier
 from .verify import (
     InboundEvent,
     WebhookRejected,
+    WebhookVerifier,
     hmac_sha256_hex,
     json_body,
     safe_headers,
+    secrets_from,
     signatures_match,
     webhook_secret,
 )
@@ -39,11 +42,13 @@ __all__ = [
     "WebhookIgnored",
     "WebhookPermanentError",
     "WebhookRejected",
+    "WebhookVerifier",
     "hmac_sha256_hex",
     "json_body",
     "receive_webhook",
     "record_webhook",
     "safe_headers",
+    "secrets_from",
     "signatures_match",
     "webhook_drain",
     "webhook_event_process",

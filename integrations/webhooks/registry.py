@@ -40,7 +40,9 @@ def _register(table, key, fn, what):
 
 
 def _qualname(fn):
-    return f"{fn.__module__}.{fn.__qualname__}"
+    # A verifier may be a WebhookVerifier instance: name it by its class.
+    named = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{named.__module__}.{named.__qualname__}"
 
 
 def webhook_handler(provider, *event_types):

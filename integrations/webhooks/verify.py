@@ -2,12 +2,15 @@
 
 A verifier is `verify(request) -> InboundEvent | list[InboundEvent]`. It checks
 the signature (constant-time), parses the body and normalises the event; on
-any problem it raises WebhookRejected and nothing is stored.
+any problem it raises WebhookRejected and nothing is stored. Every provider's
+verifier subclasses `WebhookVerifier`, which runs the shared checks in one
+order with one status policy; tests/contracts/webhooks.py holds each one to it.
 """
 
 import hashlib
 import hmac
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +23,7 @@ SECRET_HEADERS = frozenset(
 
 
 class WebhookRejected(Exception):
-    """The delivery is refused: 400 malformed, 403 bad signature, 503 webhook secret not configured."""
+    """The delivery is refused: 400 malformed, 403 bad/missing/stale signature, 413 too big, 503 not configured."""
 
     def __init__(self, status, code, detail):
         super().__init__(detail)
@@ -88,3 +91,89 @@ def json_body(request):
     if not isinstance(data, dict):
         raise WebhookRejected(400, "malformed_body", "The body must be a JSON object.")
     return data
+
+
+def secrets_from(setting_name):
+    """The secrets in a setting: one, or several separated by commas while a rotation overlaps (newest first)."""
+    value = getattr(settings, setting_name, "") or ""
+    return [s.strip() for s in value.split(",") if s.strip()]
+
+
+class WebhookVerifier:
+    """The base of every provider's webhook verifier: the shared checks and one status policy.
+
+    An instance is the `verify(request)` the inbox calls. It runs, in order:
+
+    1. size: a body above WEBHOOK_MAX_BYTES                   -> 413 payload_too_large
+    2. content type: not one of `content_types`               -> 400 unsupported_content_type
+    3. secret lookup: no secret configured                    -> 503 webhook_not_configured
+    4. signature header missing                               -> 403 missing_signature
+    5. signature checked against each configured secret (a rotation keeps the old
+       and the new one side by side, comma-separated)         -> 403 bad_signature
+    6. replay window, where the provider signs a timestamp    -> 403 stale_signature
+    7. `parse(request)` into InboundEvent(s); anything malformed -> 400 (WebhookRejected from parse)
+
+    A subclass sets `provider`, `secret_setting`, `signature_header`,
+    `content_types`, `tolerance_seconds` (None: no timestamp is signed) and
+    implements `signature_matches(request, signature, secret)`, `parse(request)`
+    and, with a tolerance, `signed_at(request, signature)` (Unix seconds or None).
+    Secrets are compared by the SDK's validator or `signatures_match` (constant time).
+    """
+
+    provider = ""
+    secret_setting = ""
+    signature_header = ""
+    content_types = ("application/json",)
+    tolerance_seconds = None
+
+    def __call__(self, request):
+        from .inbox import _too_big  # the inbox's own size check (it runs it first too)
+
+        if _too_big(request):
+            raise WebhookRejected(
+                413,
+                "payload_too_large",
+                f"The body exceeds the hub's webhook limit of {settings.WEBHOOK_MAX_BYTES} bytes.",
+            )
+        media_type = (request.content_type or "").split(";")[0].strip().lower()
+        if self.content_types and media_type not in self.content_types:
+            raise WebhookRejected(
+                400,
+                "unsupported_content_type",
+                f"{self.provider} webhooks are sent as {' or '.join(self.content_types)}, not {media_type or 'nothing'}.",
+            )
+        secrets = self.secrets()
+        if not secrets:
+            raise WebhookRejected(
+                503, "webhook_not_configured", f"This webhook is not configured; set {self.secret_setting} on the hub."
+            )
+        signature = request.headers.get(self.signature_header)
+        if not signature:
+            raise WebhookRejected(403, "missing_signature", f"The {self.signature_header} header is missing.")
+        if not any(self.signature_matches(request, signature, secret) for secret in secrets):
+            raise WebhookRejected(403, "bad_signature", self.bad_signature_detail())
+        if self.tolerance_seconds is not None:
+            signed_at = self.signed_at(request, signature)
+            if signed_at is None or abs(time.time() - signed_at) > self.tolerance_seconds:
+                raise WebhookRejected(
+                    403,
+                    "stale_signature",
+                    f"The signature's timestamp is more than {self.tolerance_seconds} s away from now; "
+                    "a replayed or delayed delivery is refused.",
+                )
+        return self.parse(request)
+
+    def secrets(self):
+        return secrets_from(self.secret_setting)
+
+    def bad_signature_detail(self):
+        return f"The {self.signature_header} does not match the body and {self.secret_setting}."
+
+    def signature_matches(self, request, signature, secret):
+        raise NotImplementedError
+
+    def signed_at(self, request, signature):
+        raise NotImplementedError
+
+    def parse(self, request):
+        raise NotImplementedError

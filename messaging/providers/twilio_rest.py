@@ -26,6 +26,7 @@ from twilio.rest import Client
 
 from integrations import gateway
 from integrations.errors import error_from_http
+from integrations.providers import ProviderAdapter, credentials_key, record_cost
 
 PROVIDER = "twilio"
 # Twilio's error for "the recipient replied STOP": permanent, and an opt-out to record.
@@ -53,7 +54,7 @@ _local = threading.local()
 
 def _client():
     """One client per thread and configuration (keeps the connection pool; a rotated token makes a new one)."""
-    key = (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_API_BASE)
+    key = credentials_key(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_API_BASE)
     cached = getattr(_local, "client", None)
     if cached is None or cached[0] != key:
         http = HubTwilioHttpClient(api_base=settings.TWILIO_API_BASE)
@@ -82,6 +83,44 @@ def _translate(exc, client):
         message=str(message or ""),
         request_id=headers.get("Twilio-Request-Id") or headers.get("twilio-request-id"),
     )
+
+
+def _translate_page(exc, client):
+    """The SDK's page loader raises a bare TwilioException("Unable to fetch page", response)."""
+    response = client.http_client.last_response
+    if response is None:
+        return None
+    try:
+        body = json.loads(response.text or "{}")
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    headers = dict(response.headers or {})
+    return error_from_http(
+        PROVIDER,
+        response.status_code,
+        headers=headers,
+        code=str(body["code"]) if body.get("code") else None,
+        message=str(body.get("message") or ""),
+        request_id=_request_id(headers),
+    )
+
+
+class TwilioAdapter(ProviderAdapter):
+    """Twilio's errors, translated once with the headers of the response the SDK kept."""
+
+    provider = PROVIDER
+    sdk_errors = (TwilioException,)
+
+    def translate(self, exc):
+        client = _client()
+        if isinstance(exc, (TwilioRestException, TwilioServiceException)):
+            return _translate(exc, client)
+        # The SDK's page loader raises a bare TwilioException("Unable to fetch page", response).
+        return _translate_page(exc, client)
+
+
+TWILIO = TwilioAdapter()
 
 
 def _request_id(headers):
@@ -150,13 +189,10 @@ def sender_kwargs(sender):
 def message_send(*, to, body, sender, status_callback, segments_estimate, owner=None, related=None):
     """Send one SMS; the sender is the rate-limit scope (Twilio queues per number)."""
     client = _client()
-    with gateway.attempt(PROVIDER, "sms.send", owner=owner, scope=sender, related=related) as call:
-        try:
-            response = client.messages.create_with_http_info(
-                to=to, body=body, status_callback=status_callback, **sender_kwargs(sender)
-            )
-        except (TwilioRestException, TwilioServiceException) as exc:
-            raise _translate(exc, client) from exc
+    with TWILIO.attempt("sms.send", owner=owner, scope=sender, related=related) as call:
+        response = client.messages.create_with_http_info(
+            to=to, body=body, status_callback=status_callback, **sender_kwargs(sender)
+        )
         result = _message_result(response.data)
         # A messaging service reports 0 segments until it picks a sender: use our count.
         # The cost is booked once Twilio has priced the message (message_fetch).
@@ -166,46 +202,17 @@ def message_send(*, to, body, sender, status_callback, segments_estimate, owner=
             units={"segments": result.segments or segments_estimate},
             cost_usd=0,
         )
-    return result, call
+    return result
 
 
 # A lookup reads one page: To + From + a day narrow it to a handful of messages.
 LOOKUP_PAGE_SIZE = 1000
 
 
-def _translate_page(exc, client):
-    """The SDK's page loader raises a bare TwilioException("Unable to fetch page", response)."""
-    response = client.http_client.last_response
-    if response is None:
-        return None
-    try:
-        body = json.loads(response.text or "{}")
-    except ValueError:
-        body = {}
-    body = body if isinstance(body, dict) else {}
-    headers = dict(response.headers or {})
-    return error_from_http(
-        PROVIDER,
-        response.status_code,
-        headers=headers,
-        code=str(body["code"]) if body.get("code") else None,
-        message=str(body.get("message") or ""),
-        request_id=_request_id(headers),
-    )
-
-
 def _list_page(client, resource, operation, filters, *, owner=None, related=None):
     """One page of a list resource (messages, calls) through the gateway; reads cost nothing."""
-    with gateway.attempt(PROVIDER, operation, owner=owner, scope="rest", related=related) as call:
-        try:
-            response = resource.page_with_http_info(**filters)
-        except (TwilioRestException, TwilioServiceException) as exc:
-            raise _translate(exc, client) from exc
-        except TwilioException as exc:
-            error = _translate_page(exc, client)
-            if error is None:
-                raise
-            raise error from exc
+    with TWILIO.attempt(operation, owner=owner, scope="rest", related=related) as call:
+        response = resource.page_with_http_info(**filters)
         call.record(http_status=response.status_code, request_id=_request_id(response.headers), cost_usd=0)
     return response
 
@@ -228,19 +235,13 @@ def messages_list(*, to, sender, sent_on_or_after: date | None = None, owner=Non
 
 
 def message_fetch(*, sid, owner=None, related=None, cost=None):
-    """Fetch a message (its billed price); `cost(result)` returns the cost to book on this call."""
+    """Fetch a message (its billed price). `cost(result)` returns (units, cost_usd) to record."""
     client = _client()
-    with gateway.attempt(PROVIDER, "sms.price", owner=owner, scope="rest", related=related) as call:
-        try:
-            response = client.messages(sid).fetch_with_http_info()
-        except (TwilioRestException, TwilioServiceException) as exc:
-            raise _translate(exc, client) from exc
+    with TWILIO.attempt("sms.price", owner=owner, scope="rest", related=related) as call:
+        response = client.messages(sid).fetch_with_http_info()
         result = _message_result(response.data)
-        call.record(
-            http_status=response.status_code,
-            request_id=_request_id(response.headers),
-            cost_usd=cost(result) if cost else 0,
-        )
+        call.record(http_status=response.status_code, request_id=_request_id(response.headers))
+        record_cost(call, cost, result)
     return result
 
 
@@ -260,18 +261,15 @@ def call_place(*, to, sender, twiml, status_callback, recording_callback=None, r
     extra = {}
     if record:
         extra = {"record": True, "recording_status_callback": recording_callback}
-    with gateway.attempt(PROVIDER, "call.create", owner=owner, scope=f"voice:{sender}", related=related) as call:
-        try:
-            response = client.calls.create_with_http_info(
-                to=to,
-                from_=sender,
-                twiml=twiml,
-                status_callback=status_callback,
-                status_callback_event=["initiated", "ringing", "answered", "completed"],
-                **extra,
-            )
-        except (TwilioRestException, TwilioServiceException) as exc:
-            raise _translate(exc, client) from exc
+    with TWILIO.attempt("call.create", owner=owner, scope=f"voice:{sender}", related=related) as call:
+        response = client.calls.create_with_http_info(
+            to=to,
+            from_=sender,
+            twiml=twiml,
+            status_callback=status_callback,
+            status_callback_event=["initiated", "ringing", "answered", "completed"],
+            **extra,
+        )
         call.record(http_status=response.status_code, request_id=_request_id(response.headers))
     return _call_result(response.data)
 
@@ -290,21 +288,16 @@ def calls_list(*, to, sender, started_on_or_after: date | None = None, owner=Non
 def call_fetch(*, sid, owner=None, related=None, cost=None):
     """Fetch a finished call: its duration and price. `cost(result)` returns (units, cost_usd) to record."""
     client = _client()
-    with gateway.attempt(PROVIDER, "call.price", owner=owner, scope="rest", related=related) as call:
-        try:
-            response = client.calls(sid).fetch_with_http_info()
-        except (TwilioRestException, TwilioServiceException) as exc:
-            raise _translate(exc, client) from exc
+    with TWILIO.attempt("call.price", owner=owner, scope="rest", related=related) as call:
+        response = client.calls(sid).fetch_with_http_info()
         result = _call_result(response.data)
-        units, cost_usd = cost(result) if cost else ({}, None)
-        call.record(
-            http_status=response.status_code, request_id=_request_id(response.headers), units=units, cost_usd=cost_usd
-        )
+        call.record(http_status=response.status_code, request_id=_request_id(response.headers))
+        record_cost(call, cost, result)
     return result
 
 
-def signature_valid(*, url, params, signature):
+def signature_valid(*, url, params, signature, token):
     """X-Twilio-Signature over the public URL and the POST parameters, checked by the SDK's validator."""
-    if not signature or not settings.TWILIO_AUTH_TOKEN:
+    if not signature or not token:
         return False
-    return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, params, signature)
+    return RequestValidator(token).validate(url, params, signature)

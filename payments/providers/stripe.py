@@ -10,40 +10,37 @@ Celery task base are the one retry loop, and every retry of a write reuses
 the same `Idempotency-Key`, so Stripe applies it once.
 """
 
-import functools
-import json
-
 import stripe
 from django.conf import settings
 
 from integrations import gateway
 from integrations.errors import ProviderTimeout, ProviderUnavailable, error_from_http
+from integrations.providers import ClientCache, ProviderAdapter, credentials_key
 
 PROVIDER = "stripe"
 WEBHOOK_TOLERANCE_SECONDS = 300
 
 
-class SignatureError(Exception):
-    """A webhook whose Stripe-Signature does not verify; `stale` when only its timestamp is too old."""
-
-    def __init__(self, message, *, stale=False):
-        super().__init__(message)
-        self.stale = stale
-
-
-@functools.lru_cache(maxsize=8)
-def _client(api_key, api_base, timeout):
-    base_addresses = {"api": api_base} if api_base else None
-    return stripe.StripeClient(
-        api_key,
-        base_addresses=base_addresses,
-        max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=timeout),
-    )
+_clients = ClientCache(size=8)
 
 
 def client():
-    return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE or "", gateway.timeout_for(PROVIDER))
+    """A StripeClient for the current key, base URL and timeout (cached by a hash of them)."""
+    api_key, api_base, timeout = (
+        settings.STRIPE_SECRET_KEY,
+        settings.STRIPE_API_BASE or "",
+        gateway.timeout_for(PROVIDER),
+    )
+
+    def build():
+        return stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+
+    return _clients.get(credentials_key(api_key, api_base, timeout), build)
 
 
 def _translate(exc):
@@ -68,6 +65,17 @@ def _translate(exc):
     )
 
 
+class StripeAdapter(ProviderAdapter):
+    provider = PROVIDER
+    sdk_errors = (stripe.StripeError,)
+
+    def translate(self, exc):
+        return _translate(exc)
+
+
+STRIPE = StripeAdapter()
+
+
 def _request_id(obj):
     response = getattr(obj, "last_response", None)
     return getattr(response, "request_id", None) if response is not None else None
@@ -75,12 +83,9 @@ def _request_id(obj):
 
 def _run(operation, fn, *, owner=None, related=None, idempotency_key=None, units=None, meter=None):
     """One Stripe request as one gateway attempt; returns the result as a plain dict."""
-    with gateway.attempt(PROVIDER, operation, owner=owner, related=related, idempotency_key=idempotency_key) as call:
+    with STRIPE.attempt(operation, owner=owner, related=related, idempotency_key=idempotency_key) as call:
         options = {"idempotency_key": idempotency_key} if idempotency_key else None
-        try:
-            obj = fn(client().v1, options)
-        except stripe.StripeError as exc:
-            raise _translate(exc) from exc
+        obj = fn(client().v1, options)
         data = obj.to_dict() if hasattr(obj, "to_dict") else obj
         extra = meter(data) if meter else {}
         units = extra.pop("units", None) or units or {"requests": 1}
@@ -294,26 +299,27 @@ def subscription_cancel_now(subscription_id, *, idempotency_key, owner=None, rel
 # --- Webhooks -------------------------------------------------------------
 
 
-def webhook_event_parse(payload, signature_header, secret, *, tolerance=WEBHOOK_TOLERANCE_SECONDS):
-    """Verify `Stripe-Signature` with the SDK's own verifier, then return the event as a dict.
+def webhook_signature_valid(payload, signature_header, secret):
+    """Whether `Stripe-Signature` signs this body with this secret, by the SDK's own verifier.
 
-    Raises SignatureError (stale=True when the signature is right but its
-    timestamp is older than the tolerance).
+    The timestamp is not judged here: the shared verifier base checks the
+    replay window (WEBHOOK_TOLERANCE_SECONDS) for every provider the same way.
+    UnicodeDecodeError for a body that is not UTF-8 (it cannot be a Stripe event).
     """
     try:
-        stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance)
-    except UnicodeDecodeError:
-        raise SignatureError("the body is not UTF-8, so it cannot carry a valid signature") from None
-    except stripe.SignatureVerificationError as exc:
-        message = exc.user_message or "invalid signature"
-        raise SignatureError(message, stale="tolerance" in message.lower()) from None
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"the body is not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError("the body is not a JSON object")
-    return data
+        stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance=None)
+    except stripe.SignatureVerificationError:
+        return False
+    return True
+
+
+def webhook_signed_at(signature_header):
+    """The `t=` Unix timestamp Stripe signed, or None."""
+    for item in signature_header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t" and value.isdigit():
+            return int(value)
+    return None
 
 
 def subscription_item_id(subscription):

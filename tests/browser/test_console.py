@@ -67,9 +67,17 @@ def test_from_the_overview_to_a_failed_calls_error_in_three_clicks(page, staff_l
     assert page.get_by_text("Calls and failures, last 24 h").count() >= 1
 
     twilio.locator("td").nth(1).get_by_role("link").click()  # 1: the failure count
-    page.wait_for_selector("#result_list")
+    page.wait_for_url(re.compile(r"outcome=failed"))
+    page.wait_for_load_state("load")
     assert "21610" in page.inner_text("#result_list")
+    screenshot(page, "calls")
+    # Every column fits at 1280 px: neither the page nor the list scrolls sideways.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.evaluate("(r => r.scrollWidth <= r.clientWidth)(document.querySelector('.results'))")
+    assert page.locator("#result_list thead th").last.bounding_box()["x"] < 1280
     page.locator("#result_list tbody tr").filter(has_text="21610").first.locator("th a, td a").first.click()  # 2
+    page.wait_for_url(re.compile(r"/providercall/\d+/change/"))
+    page.wait_for_load_state("load")
     body = page.inner_text("#content")
     assert "Attempt to send to unsubscribed recipient" in body
     assert "The recipient unsubscribed (replied STOP)" in body  # the vendor's meaning of 21610
@@ -100,6 +108,8 @@ def test_replay_a_failed_webhook_from_its_page_and_its_alert_is_resolved(page, s
     page.get_by_role("button", name="Replay").click()  # 2
     assert "Replayed: the event was processed." in page.inner_text("ul.messagelist")
     page.get_by_role("link", name="Open alerts").click()  # 3
+    page.wait_for_url(re.compile(r"/alert/\?state=open"))
+    page.wait_for_load_state("load")
     assert "evt_browser_1" not in page.inner_text("#content")
     page.goto(f"{page.base}/admin/integrations/alert/{alert.pk}/change/")
     assert "resolved" in page.inner_text("#content")
@@ -122,16 +132,30 @@ def test_close_an_open_circuit(page, staff_login, fake_provider):
 
 
 def test_read_this_months_total_on_the_money_page(page, staff_login, screenshot, user):
+    from django.db.models import Sum
+
+    from integrations.admin_format import usd
+    from integrations.management.commands.seed_demo import Command
+    from integrations.models import Budget
+    from integrations.usage import month_start
+
+    owners = Command()._owners()
+    Command()._calls(random.Random(3), owners, 400, 45, timezone.now())
+    Budget.objects.create(provider="twilio", monthly_limit_usd=Decimal("20.00"))
     for _ in range(3):
-        _call("twilio", cost="1.50", owner=user)
-    _call("openai", cost="0.000035", owner=user)
+        _call("twilio", cost="1.50", owner=user, ago_minutes=1)
+    expected = ProviderCall.objects.filter(created_at__gte=month_start()).aggregate(s=Sum("cost_usd"))["s"]
     staff_login()
     page.get_by_role("link", name="Money", exact=True).click()
     total = page.inner_text("#money-total")
-    assert "This month so far" in total and "$4.50" in total
-    assert "Twilio" in page.inner_text("#money-providers")
+    assert "This month so far" in total and usd(expected, total=True) in total  # e.g. "$12.34", to the cent
+    assert "Twilio" in page.inner_text("#money-providers") and "$20.00" in page.inner_text("#money-providers")
     assert user.username in page.inner_text("#money-top")
     screenshot(page, "money")
+    page.locator("#money-top").get_by_role("link", name=user.username).click()  # a spender's calls
+    page.wait_for_url(re.compile(r"owner__id__exact="))
+    page.wait_for_load_state("load")
+    assert page.locator("#result_list tbody tr").count() == 3
     _no_trouble(page)
 
 

@@ -184,7 +184,14 @@ class TestOnTheFilesystem:
         assert path.read_bytes() == EICAR
         assert path.stat().st_mode & 0o077 == 0 and path.parent.stat().st_mode & 0o077 == 0
         assert user_client.get(f"{URL}{doc['id']}/download/").status_code == 403
-        assert ProviderCall.objects.count() == 0  # the filesystem is not a provider
+        # The filesystem is not a provider; the scan is (one clamav call with the bytes it read).
+        scan = ProviderCall.objects.get()
+        assert (scan.provider, scan.operation, scan.outcome, scan.units) == (
+            "clamav",
+            "scan",
+            "ok",
+            {"bytes": len(EICAR)},
+        )
 
     def test_running_the_quarantine_task_again_does_nothing(
         self, user_client, clamd_server, settings, django_capture_on_commit_callbacks

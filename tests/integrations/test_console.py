@@ -12,7 +12,7 @@ from django.utils import timezone
 from integrations import breaker, gateway
 from integrations.admin_format import minor_units, usd
 from integrations.alerts import alert_raise
-from integrations.models import Alert, Budget, ProviderCall, ProviderRollup, UsageRollup
+from integrations.models import Alert, Budget, ProviderCall, ProviderRollup, UsageRollup, WebhookEvent
 from integrations.usage import latency_percentile
 from tests.integrations.factories import WebhookEventFactory
 
@@ -314,3 +314,68 @@ class TestFormats:
         counts[20] = 100  # every call between 2**(19/4) and 2**5 ms
         assert 26.9 < latency_percentile(counts, 50) < 32
         assert latency_percentile([0] * 70, 95) is None
+
+
+class TestOtherAdmins:
+    def test_invoice_amounts_are_currency_not_cents(self, staff, user):
+        from payments.models import Invoice
+
+        Invoice.objects.create(owner=user, amount=4900, currency="usd")
+        Invoice.objects.create(owner=user, amount=500, currency="jpy")
+        text = _text(staff.get("/admin/payments/invoice/"))
+        assert "$49.00" in text and "¥500" in text and "4900" not in text
+
+    def test_a_staff_action_on_rows_is_logged_per_row(self, staff, staff_user, user):
+        from payments.models import Invoice
+
+        invoice = Invoice.objects.create(owner=user, amount=4900, currency="usd")
+        staff.post(
+            "/admin/payments/invoice/", {"action": "void_invoices", "_selected_action": [invoice.pk]}, follow=True
+        )
+        invoice.refresh_from_db()
+        assert invoice.status == "void"
+        entry = LogEntry.objects.get(object_id=str(invoice.pk))
+        assert entry.user == staff_user and entry.change_message.startswith("Void selected invoices")
+
+    def test_ai_usage_has_totals_and_dollar_costs(self, staff, user):
+        from ai.models import AiUsageMonthly
+
+        month = timezone.now().date().replace(day=1)
+        for model, cost in [("gpt-4o-mini", "0.000035"), ("gpt-4o", "1.25")]:
+            AiUsageMonthly.objects.create(
+                owner=user, month=month, provider="openai", model=model, requests=2, input_tokens=100, cost_usd=cost
+            )
+        text = _text(staff.get("/admin/ai/aiusagemonthly/"))
+        assert "Totals of the rows selected by the filters" in text
+        assert "$1.25" in text and "$0.00004" in text and "200" in text  # 2 x 100 input tokens
+
+
+class TestSeedDemo:
+    def test_it_refuses_when_debug_is_off(self, settings):
+        from django.core.management import CommandError, call_command
+
+        settings.DEBUG = False
+        with pytest.raises(CommandError, match="DEBUG"):
+            call_command("seed_demo")
+        assert not ProviderCall.objects.exists()
+
+    def test_it_fills_every_part_of_the_console_once(self, settings, staff):
+        from io import StringIO
+
+        from django.core.management import CommandError, call_command
+
+        settings.DEBUG = True
+        out, err = StringIO(), StringIO()
+        call_command("seed_demo", "--calls", "300", stdout=out, stderr=err)
+        assert err.getvalue() == ""  # every app's demo rows were made
+        assert ProviderCall.objects.count() == 300
+        assert ProviderRollup.objects.values("provider").distinct().count() >= 5
+        days = {c.date() for c in ProviderCall.objects.values_list("created_at", flat=True)}
+        assert len(days) > 10  # spread over the month, not all now
+        rolled = sum(ProviderRollup.objects.values_list("calls", flat=True))
+        assert rolled == 300 and UsageRollup.objects.exists()
+        assert WebhookEvent.objects.filter(status="failed").exists()
+        assert Alert.objects.filter(resolved_at__isnull=True).count() >= 3
+        assert "Failed webhooks" in _text(staff.get("/admin/?window=30d"))
+        with pytest.raises(CommandError, match="already"):
+            call_command("seed_demo", "--calls", "10", stdout=out)

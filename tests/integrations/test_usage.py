@@ -141,3 +141,34 @@ def test_staff_status_has_last_success_and_error_rate(fake_provider, staff_clien
     _calls(None, 4, fail=1)
     acme = next(r for r in staff_client.get("/api/v1/integrations/status/").json() if r["name"] == "acme")
     assert acme["calls_24h"] == 4 and acme["error_rate_24h"] == 0.25 and acme["last_success_at"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_splits_existing_rollups_by_unit_from_the_call_log():
+    """Issue 18.5: roll-ups written before the split get their units back, each in its own column."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("integrations", "0011_oauth_connections")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("integrations")
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps
+        Call, Rollup = old.get_model("integrations", "ProviderCall"), old.get_model("integrations", "UsageRollup")
+        at = timezone.now().replace(minute=10, second=0, microsecond=0)
+        hour = at.replace(minute=0)
+        for units in [{"requests": 1}] * 17 + [{"amount_usd": 55}, {"input_tokens": 10, "cached_tokens": 8}]:
+            Call.objects.create(provider="stripe", operation="x", outcome="ok", units=units, created_at=at)
+        Rollup.objects.create(hour=hour, provider="stripe", owner=None, calls=19, units=Decimal("90"))
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+        rollup = UsageRollup.objects.get(hour=hour, provider="stripe")
+        assert (rollup.calls, rollup.requests, rollup.money_moved_usd) == (19, 17, Decimal("55.00"))
+        assert (rollup.input_tokens, rollup.cached_tokens, rollup.output_tokens) == (10, 8, 0)
+        from integrations.models import ProviderRollup
+
+        per_provider = ProviderRollup.objects.get(hour=hour, provider="stripe")
+        assert (per_provider.calls, per_provider.ok, per_provider.requests) == (19, 19, 17)
+    finally:
+        MigrationExecutor(connection).migrate(latest)

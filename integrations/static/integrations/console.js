@@ -4,9 +4,9 @@
   function localise() {
     var format;
     try {
+      // Compact (lists must fit at 1280 px): "2 Dec, 18:38:10"; the UTC time is on hover.
       format = new Intl.DateTimeFormat(undefined, {
-        year: "numeric", month: "2-digit", day: "2-digit",
-        hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZoneName: "short"
+        month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false
       });
     } catch (e) {
       return; // no Intl: the UTC text stays

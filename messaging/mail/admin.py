@@ -1,0 +1,21 @@
+from django.contrib import admin
+
+from .models import Mailbox, MailMessage
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(admin.ModelAdmin):
+    list_display = ("connection", "last_synced_at", "watch_expires_at", "subscription_expires_at", "full_sync_at")
+    raw_id_fields = ("connection",)
+    # The Graph clientState is a shared secret: never on a page.
+    exclude = ("client_state",)
+    readonly_fields = ("history_id", "delta_link", "subscription_id", "last_synced_at", "full_sync_at")
+
+
+@admin.register(MailMessage)
+class MailMessageAdmin(admin.ModelAdmin):
+    list_display = ("external_id", "mailbox", "subject", "sent_at", "unread")
+    list_filter = ("unread", "starred")
+    search_fields = ("external_id", "thread_id", "subject")
+    raw_id_fields = ("mailbox",)
+    show_full_result_count = False

@@ -1,0 +1,62 @@
+"""MIME for both providers: Gmail sends raw RFC 5322, and Graph accepts the same as base64 MIME.
+
+A reply carries `In-Reply-To: <original Message-ID>` and `References:` the
+original's References followed by its Message-ID (RFC 5322 3.6.4), which is
+what both Gmail and Outlook thread on; the subject gets one "Re: ".
+"""
+
+import email.utils
+from email import policy
+from email.message import EmailMessage
+
+
+def reply_headers(original_headers):
+    message_id = original_headers.get("message-id", "")
+    if not message_id:
+        return {}
+    references = (original_headers.get("references", "") + " " + message_id).strip()
+    return {"In-Reply-To": message_id, "References": references}
+
+
+def reply_subject(subject):
+    return subject if subject.lower().startswith("re:") else f"Re: {subject}"
+
+
+def build(outgoing, *, sender="", reply_to=None):
+    """An EmailMessage for `outgoing` (types.Outgoing); `reply_to` is the original's headers when replying."""
+    msg = EmailMessage(policy=policy.SMTP)
+    if sender:
+        msg["From"] = sender
+    msg["To"] = ", ".join(outgoing.to)
+    if outgoing.cc:
+        msg["Cc"] = ", ".join(outgoing.cc)
+    if outgoing.bcc:
+        # Kept in the MIME we hand to the provider: both strip Bcc when delivering and use it as a recipient.
+        msg["Bcc"] = ", ".join(outgoing.bcc)
+    msg["Subject"] = outgoing.subject
+    msg["Date"] = email.utils.formatdate(localtime=False)
+    msg["Message-ID"] = email.utils.make_msgid(domain="hub.local")
+    for name, value in (reply_to or {}).items():
+        msg[name] = value
+    msg.set_content(outgoing.text or "")
+    if outgoing.html:
+        msg.add_alternative(outgoing.html, subtype="html")
+    for filename, mime_type, data in outgoing.attachments:
+        maintype, _, subtype = (mime_type or "application/octet-stream").partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
+    return msg
+
+
+def parse(raw):
+    """Parse RFC 5322 bytes back (tests, and providers that hand back raw MIME)."""
+    return email.message_from_bytes(raw, policy=policy.default)
+
+
+def address(value):
+    """{"name", "email"} from one header value."""
+    name, addr = email.utils.parseaddr(value or "")
+    return {"name": name, "email": addr}
+
+
+def addresses(value):
+    return [{"name": n, "email": a} for n, a in email.utils.getaddresses([value or ""]) if a]

@@ -1,0 +1,86 @@
+"""One message shape for Gmail and Outlook: what every provider adapter returns."""
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class Attachment:
+    id: str
+    filename: str
+    mime_type: str
+    size: int
+
+
+@dataclass
+class Message:
+    id: str
+    thread_id: str
+    subject: str = ""
+    sender: dict = field(default_factory=dict)  # {"name", "email"}
+    to: list = field(default_factory=list)
+    cc: list = field(default_factory=list)
+    bcc: list = field(default_factory=list)
+    snippet: str = ""
+    date: datetime | None = None
+    labels: list = field(default_factory=list)  # Gmail label ids; Graph folder and categories
+    unread: bool = False
+    starred: bool = False
+    attachments: list = field(default_factory=list)  # [Attachment]
+    # Only on a single-message read (bodies are fetched on demand).
+    text: str | None = None
+    html: str | None = None
+    # Message-ID / References / In-Reply-To, for replies.
+    headers: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)
+
+    def as_dict(self, *, staff=False):
+        data = asdict(self)
+        data["date"] = self.date.isoformat() if self.date else None
+        if not staff:
+            data.pop("raw")
+        return data
+
+
+@dataclass
+class Page:
+    messages: list
+    next_page_token: str | None = None
+
+
+@dataclass
+class Label:
+    id: str
+    name: str
+    type: str = "user"  # system / user
+
+
+@dataclass
+class Draft:
+    id: str
+    message: Message | None = None
+
+    def as_dict(self, *, staff=False):
+        return {"id": self.id, "message": self.message.as_dict(staff=staff) if self.message else None}
+
+
+@dataclass
+class Outgoing:
+    """A message to send or save as a draft, validated."""
+
+    to: list
+    cc: list = field(default_factory=list)
+    bcc: list = field(default_factory=list)
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    attachments: list = field(default_factory=list)  # [(filename, mime_type, bytes)]
+    reply_to_message_id: str = ""
+
+
+@dataclass
+class SyncResult:
+    upserted: list = field(default_factory=list)  # [Message]
+    deleted: list = field(default_factory=list)  # [external id]
+    cursor: str = ""  # Gmail historyId / Graph deltaLink
+    full: bool = False

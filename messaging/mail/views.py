@@ -1,0 +1,201 @@
+"""Thin views over messaging.mail.services: one API for Gmail and Outlook under /api/v1/mail/{connection}/."""
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from integrations.api.idempotency import idempotent
+
+from . import services
+from .serializers import LabelSerializer, ModifySerializer, OutgoingSerializer
+
+CONNECTION = OpenApiParameter("connection", int, OpenApiParameter.PATH, description="A mail connection's id")
+
+
+def _ids(*names):
+    return [CONNECTION, *[OpenApiParameter(n, str, OpenApiParameter.PATH) for n in names]]
+
+
+def _doc(*names, request=None, query=(), responses=OpenApiTypes.OBJECT, operation_id=None):
+    return extend_schema(
+        parameters=[*_ids(*names), *query], request=request, responses=responses, operation_id=operation_id
+    )
+
+
+def _out(request, item):
+    return item.as_dict(staff=request.user.is_staff)
+
+
+def _valid(serializer_class, request):
+    data = serializer_class(data=request.data)
+    data.is_valid(raise_exception=True)
+    return data.validated_data
+
+
+class MessageListView(APIView):
+    @_doc(
+        query=[
+            OpenApiParameter("q", str, description="Gmail search syntax; Outlook $search"),
+            OpenApiParameter("filter", str, description="Outlook only: an OData $filter"),
+            OpenApiParameter("label", str, description="Gmail label id / Outlook folder id"),
+            OpenApiParameter("page_token", str),
+        ],
+        operation_id="mail_messages_list",
+    )
+    def get(self, request, connection):
+        p = request.query_params
+        page = services.message_list(
+            owner=request.user,
+            connection_id=connection,
+            q=p.get("q", ""),
+            label=p.get("label", ""),
+            page_token=p.get("page_token", ""),
+            filter_=p.get("filter", ""),
+        )
+        return Response(
+            {
+                "messages": [_out(request, m) for m in page["messages"]],
+                "next_page_token": page["next_page_token"],
+                "source": page["source"],
+            }
+        )
+
+
+class MessageDetailView(APIView):
+    @_doc("message_id")
+    def get(self, request, connection, message_id):
+        return Response(
+            _out(request, services.message_get(owner=request.user, connection_id=connection, message_id=message_id))
+        )
+
+
+class MessageModifyView(APIView):
+    @_doc("message_id", request=ModifySerializer)
+    def post(self, request, connection, message_id):
+        v = _valid(ModifySerializer, request)
+        changes = {
+            "add": v["add_labels"],
+            "remove": v["remove_labels"],
+            "read": v["read"],
+            "starred": v["starred"],
+            "archive": v["archive"],
+            "trash": v["trash"],
+        }
+        result = services.message_modify(
+            owner=request.user, connection_id=connection, message_id=message_id, changes=changes
+        )
+        return Response({"id": result.id, "labels": result.labels})
+
+
+class AttachmentView(APIView):
+    @_doc("message_id", "attachment_id", responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request, connection, message_id, attachment_id):
+        data, meta = services.attachment_get(
+            owner=request.user, connection_id=connection, message_id=message_id, attachment_id=attachment_id
+        )
+        response = HttpResponse(data, content_type=meta["mime_type"])
+        filename = meta["filename"].replace('"', "").replace("\r", "").replace("\n", "")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+class ThreadView(APIView):
+    @_doc("thread_id")
+    def get(self, request, connection, thread_id):
+        messages = services.thread_get(owner=request.user, connection_id=connection, thread_id=thread_id)
+        return Response({"id": thread_id, "messages": [_out(request, m) for m in messages]})
+
+
+class SendView(APIView):
+    @_doc(request=OutgoingSerializer)
+    @idempotent
+    def post(self, request, connection):
+        """Send (to/cc/bcc, subject, text and/or HTML, attachments, reply in a thread). Accepts Idempotency-Key."""
+        sent = services.message_send(
+            owner=request.user, connection_id=connection, data=_valid(OutgoingSerializer, request)
+        )
+        return Response(sent, status=202)
+
+
+class DraftListView(APIView):
+    @_doc(query=[OpenApiParameter("page_token", str)])
+    def get(self, request, connection):
+        page = services.draft_list(
+            owner=request.user, connection_id=connection, page_token=request.query_params.get("page_token", "")
+        )
+        return Response(
+            {"drafts": [_out(request, d) for d in page["drafts"]], "next_page_token": page["next_page_token"]}
+        )
+
+    @_doc(request=OutgoingSerializer)
+    def post(self, request, connection):
+        draft = services.draft_create(
+            owner=request.user, connection_id=connection, data=_valid(OutgoingSerializer, request)
+        )
+        return Response(_out(request, draft), status=201)
+
+
+class DraftDetailView(APIView):
+    @_doc("draft_id", request=OutgoingSerializer)
+    def put(self, request, connection, draft_id):
+        draft = services.draft_update(
+            owner=request.user, connection_id=connection, draft_id=draft_id, data=_valid(OutgoingSerializer, request)
+        )
+        return Response(_out(request, draft))
+
+    @_doc("draft_id", responses={204: None})
+    def delete(self, request, connection, draft_id):
+        services.draft_delete(owner=request.user, connection_id=connection, draft_id=draft_id)
+        return Response(status=204)
+
+
+class DraftSendView(APIView):
+    @_doc("draft_id")
+    @idempotent
+    def post(self, request, connection, draft_id):
+        return Response(
+            services.draft_send(owner=request.user, connection_id=connection, draft_id=draft_id), status=202
+        )
+
+
+class LabelListView(APIView):
+    @_doc()
+    def get(self, request, connection):
+        labels = services.label_list(owner=request.user, connection_id=connection)
+        return Response({"labels": [label.__dict__ for label in labels]})
+
+    @_doc(request=LabelSerializer)
+    def post(self, request, connection):
+        label = services.label_create(
+            owner=request.user, connection_id=connection, name=_valid(LabelSerializer, request)["name"]
+        )
+        return Response(label.__dict__, status=201)
+
+
+class LabelDetailView(APIView):
+    @_doc("label_id", request=LabelSerializer)
+    def patch(self, request, connection, label_id):
+        name = _valid(LabelSerializer, request)["name"]
+        label = services.label_rename(owner=request.user, connection_id=connection, label_id=label_id, name=name)
+        return Response(label.__dict__)
+
+    @_doc("label_id", responses={204: None})
+    def delete(self, request, connection, label_id):
+        services.label_delete(owner=request.user, connection_id=connection, label_id=label_id)
+        return Response(status=204)
+
+
+class SyncView(APIView):
+    @_doc()
+    def post(self, request, connection):
+        """Turn on push for this mailbox (Gmail watch / Graph subscription) and fill the cache."""
+        mailbox = services.push_start(owner=request.user, connection_id=connection)
+        return Response(
+            {
+                "last_synced_at": mailbox.last_synced_at,
+                "push_expires_at": mailbox.watch_expires_at or mailbox.subscription_expires_at,
+            }
+        )

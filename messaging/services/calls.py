@@ -1,0 +1,182 @@
+"""Outbound calls: queue, place once, look up a lost call, status callbacks, billed price, recordings."""
+
+import math
+
+from django.conf import settings
+from django.db import transaction
+
+from integrations.errors import DomainError
+from integrations.registry import require
+from integrations.states import transition
+from integrations.task_base import enqueue_on_commit
+
+from ..models import CallLog
+from ..providers import twilio_rest, twiml
+from .common import StaleEvent, call_by_sid, public_url, row_for_callback
+from .costs import price_estimate, price_record
+from .create_once import CreateOnce, create_once, give_up, lookup_lost, sid_stamp
+
+
+def call_create(*, owner, to, say, record=False):
+    require("twilio")
+    if not settings.TWILIO_PHONE_NUMBER:
+        raise DomainError(
+            503,
+            "provider_not_configured",
+            "Calls need TWILIO_PHONE_NUMBER (a messaging service cannot call).",
+            provider="twilio",
+            missing=["TWILIO_PHONE_NUMBER"],
+        )
+    from ..tasks import call_place
+
+    with transaction.atomic():
+        call = CallLog.objects.create(
+            owner=owner,
+            direction=CallLog.Direction.OUTBOUND,
+            from_number=settings.TWILIO_PHONE_NUMBER,
+            to_number=to,
+            say=say,
+            record=record,
+        )
+        enqueue_on_commit(call_place, call.pk)
+    return call
+
+
+# Every Twilio CallStatus (and the Dial verb's DialCallStatus words) -> our status.
+CALL_STATUS = {
+    "queued": "dialing",
+    "initiated": "dialing",
+    "ringing": "ringing",
+    "in-progress": "in_progress",
+    "answered": "in_progress",
+    "completed": "completed",
+    "busy": "busy",
+    "no-answer": "no_answer",
+    "failed": "failed",
+    "canceled": "canceled",
+}
+
+
+def _place(call):
+    return twilio_rest.call_place(
+        to=call.to_number,
+        sender=call.from_number,
+        twiml=twiml.say(call.say),
+        status_callback=public_url("twilio_webhooks:call-status", call=call.pk),
+        recording_callback=public_url("twilio_webhooks:recording"),
+        record=call.record,
+        owner=call.owner_id,
+        related=call,
+    )
+
+
+def _listed(call, day):
+    return twilio_rest.calls_list(
+        to=call.to_number, sender=call.from_number, started_on_or_after=day, owner=call.owner_id, related=call
+    )
+
+
+def _matches(call, listed):
+    # Same To and From (listed so), placed through the API. A call carries no
+    # body to compare, so another call between the same numbers in the window,
+    # made outside the hub or by a row that has not stored its SID, can match too.
+    return listed.direction == "outbound-api"
+
+
+def _accepted(call, result):
+    """Twilio has the call (placed now, or found by a lookup): store its SID and move the row on."""
+    fields = {"twilio_status": result.status}
+    if result.duration_seconds is not None:
+        fields["duration_seconds"] = result.duration_seconds
+    stamped = sid_stamp(CallLog, call, result.sid, **fields)
+    # A found call may be long over; its price is then booked by costs_unbooked_sweep.
+    target = CALL_STATUS.get(result.status, "dialing")
+    if stamped and target != "dialing":
+        transition(CallLog, call.pk, target, frm="dialing")
+    return stamped
+
+
+# A second phone call is worse than a second SMS: the same create-once path.
+CALL = CreateOnce(
+    model=CallLog, working="dialing", done="placed", create=_place, listed=_listed, matches=_matches, accept=_accepted
+)
+
+
+def call_place_run(*, call_id):
+    """The place task's work: at most one call on Twilio per row (see create_once)."""
+    return create_once(CALL, call_id)
+
+
+def call_lookup(*, call):
+    """The call a lost create call left on Twilio (same To and From, outbound-api), or None."""
+    return lookup_lost(CALL, call)
+
+
+def call_give_up(*, call_id, error):
+    give_up(CallLog, call_id, working="dialing", error=error)
+
+
+def call_status_apply(*, payload):
+    sid = payload.get("CallSid")
+    twilio_status = payload.get("CallStatus", "")
+    target = CALL_STATUS.get(twilio_status)
+    if target is None:
+        raise StaleEvent(f"unknown CallStatus {twilio_status!r}")
+    ref = (payload.get("_query") or {}).get("call")
+    call = row_for_callback(CallLog, sid=sid, ref=ref, what="call with CallSid")
+    fields = {"twilio_status": twilio_status, "raw": payload}
+    if payload.get("CallDuration") not in (None, ""):
+        fields["duration_seconds"] = int(payload["CallDuration"])
+    if target in ("failed",) and payload.get("ErrorCode"):
+        fields["error_code"] = str(payload["ErrorCode"])[:16]
+    if target == call.status:
+        # queued -> initiated are both "dialing" to us: keep Twilio's word for it.
+        CallLog.objects.filter(pk=call.pk).update(**fields)
+        return target
+    if not transition(CallLog, call.pk, target, frm=call.status, **fields):
+        raise StaleEvent(f"{call.status} -> {target} is not a forward move")
+    if target in CallLog.FINAL and not call.cost_recorded:
+        from ..tasks import call_price_fetch
+
+        enqueue_on_commit(call_price_fetch, call.pk)
+    return target
+
+
+def call_price_record(*, call_id, final_try=False):
+    """Book a finished call's minutes and billed price (or, on the final try, the table's estimate)."""
+    return price_record(
+        CallLog,
+        call_id,
+        fetch=lambda call, cost: twilio_rest.call_fetch(
+            sid=call.external_id, owner=call.owner_id, related=call, cost=cost
+        ),
+        units=lambda call, result: {"minutes": math.ceil((result.duration_seconds or call.duration_seconds or 0) / 60)},
+        estimate=lambda call, result, units: price_estimate("call.price", **units),
+        final_try=final_try,
+        stored=lambda call, result: {"duration_seconds": result.duration_seconds},
+    )
+
+
+def recording_attach(*, payload):
+    call = call_by_sid(payload)
+    if payload.get("RecordingStatus", "completed") != "completed":
+        raise StaleEvent(f"recording {payload.get('RecordingStatus')}")
+    duration = payload.get("RecordingDuration")
+    CallLog.objects.filter(pk=call.pk).update(
+        recording_sid=payload.get("RecordingSid", ""),
+        recording_url=payload.get("RecordingUrl", ""),
+        recording_duration=int(duration) if str(duration or "").isdigit() else None,
+    )
+
+
+def transcription_attach(*, payload):
+    call = call_by_sid(payload)
+    fields = {
+        "transcription_sid": payload.get("TranscriptionSid", ""),
+        "transcription_status": payload.get("TranscriptionStatus", ""),
+        "transcript": payload.get("TranscriptionText", "") or "",
+    }
+    # The transcription callback also names the recording; keep it if that callback was lost.
+    if not call.recording_url and payload.get("RecordingUrl"):
+        fields.update(recording_sid=payload.get("RecordingSid", ""), recording_url=payload["RecordingUrl"])
+    CallLog.objects.filter(pk=call.pk).update(**fields)

@@ -1,0 +1,205 @@
+"""Create a message or a call on Twilio at most once, though Twilio takes no idempotency key.
+
+Twilio's Messages and Calls APIs accept no idempotency key. Each create call is
+recorded on the row (send_doubt=in_flight) with a conditional UPDATE against
+what the run read, so two runs never both create; only a clean answer clears
+it: a SID, a 4xx, or a refusal before anything was sent. A run that finds the
+doubt still set (a timeout, a connection error, a 5xx, or a worker that died
+mid-call) looks the row up on Twilio first and adopts what it finds instead of
+creating it again. SMS and calls differ only in what a `CreateOnce` names.
+"""
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import DateTimeField, Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from integrations.errors import CircuitOpen, PermanentError, ProviderError, ProviderRateLimited, RateLimited
+from integrations.states import transition
+
+from ..models import SendDoubt
+
+# How far Twilio's clock may run behind ours when a lookup matches a row by its date_created.
+LOOKUP_CLOCK_SKEW = dt.timedelta(seconds=120)
+# After a create call's own timeout, how long before a redelivered run treats it as over.
+IN_FLIGHT_MARGIN_SECONDS = 5.0
+
+
+class SendInFlight(Exception):
+    """A redelivered run while the last create call may still be running; look it up after `wait` seconds."""
+
+    def __init__(self, wait):
+        super().__init__(f"the last create call may still be running; check again in {wait:.0f} s")
+        self.wait = wait
+
+
+@dataclass(frozen=True)
+class CreateOnce:
+    """What differs between creating an SMS and placing a call."""
+
+    model: type
+    working: str  # the status of a row handed to Twilio: "sending", "dialing"
+    done: str  # what a run that created it returns: "sent", "placed"
+    create: Callable  # create(row) -> result with .sid: the one create call
+    listed: Callable  # listed(row, day) -> results of one list page; day=None lists without a date filter
+    matches: Callable  # matches(row, result) -> bool: a listed result that our create call may have left
+    accept: Callable  # accept(row, result) -> bool: store the SID and move the row on (False: another row won)
+    before_create: Callable | None = None  # before_create(row) -> an outcome that stops the run, or None
+    refused: Callable | None = None  # refused(row, exc): what a ProviderError from the create call also means
+
+
+def _nothing_sent(exc):
+    """Twilio answered a clean refusal, or the call never left the hub: nothing can exist."""
+    return isinstance(exc, (RateLimited, ProviderRateLimited, CircuitOpen, PermanentError))
+
+
+def _longest_call():
+    conf = settings.PROVIDER_TIMEOUTS.get("twilio", settings.PROVIDER_TIMEOUTS["default"])
+    # Whichever the call that started ran with, plus the margin.
+    return dt.timedelta(seconds=max(conf["web"], conf["task"]) + IN_FLIGHT_MARGIN_SECONDS)
+
+
+def _attempt_claim(model, row, *, status):
+    """Record that a create call starts now; None if another run changed the row since we read it."""
+    now = timezone.now()
+    claimed = model.objects.filter(
+        pk=row.pk,
+        status=status,
+        external_id__isnull=True,
+        send_doubt=row.send_doubt,
+        send_attempted_at=row.send_attempted_at,
+    ).update(
+        send_doubt=SendDoubt.IN_FLIGHT,
+        send_attempted_at=now,
+        send_started_at=Coalesce("send_started_at", Value(now, output_field=DateTimeField())),
+    )
+    return now if claimed else None
+
+
+def _attempt_settle(model, row, *, started, exc):
+    """A create call that raised: cleared if nothing can exist on Twilio, else left ambiguous."""
+    if _nothing_sent(exc):
+        # Nothing to look up, and the lookup window starts at the next real attempt.
+        settled = {"send_doubt": SendDoubt.NONE, "send_started_at": row.send_started_at}
+    else:
+        settled = {"send_doubt": SendDoubt.AMBIGUOUS}
+    model.objects.filter(pk=row.pk, send_attempted_at=started).update(**settled)
+
+
+def in_flight_wait(row):
+    """Seconds until a create call that started at send_attempted_at must have ended (0 if it has)."""
+    if row.send_attempted_at is None:
+        return 0.0
+    over = row.send_attempted_at + _longest_call()
+    return max(0.0, (over - timezone.now()).total_seconds())
+
+
+def _lookup_pick(model, row, candidates):
+    """The oldest candidate created before our last create call could have ended whose SID no other row holds.
+
+    The upper bound keeps a later, unrelated message or call to the same
+    number (the console, another system on the account) from being adopted.
+    """
+    if row.send_attempted_at is not None:
+        until = row.send_attempted_at + _longest_call() + LOOKUP_CLOCK_SKEW
+        candidates = [c for c in candidates if c.date_created is None or c.date_created <= until]
+    taken = set(
+        model.objects.filter(external_id__in=[c.sid for c in candidates])
+        .exclude(pk=row.pk)
+        .values_list("external_id", flat=True)
+    )
+    candidates = [c for c in candidates if c.sid not in taken]
+    return min(candidates, key=lambda c: c.date_created) if candidates else None
+
+
+def lookup_lost(spec, row):
+    """What a lost create call left on Twilio, or None.
+
+    A listed result that `spec.matches`, created no earlier than our first
+    create call started (less LOOKUP_CLOCK_SKEW) and no later than our last one
+    could have ended, whose SID no other row holds; the oldest if several.
+    First listed with a date filter from that day on, then, if nothing
+    matched, without it: Twilio sets DateSent / StartTime only once it has
+    sent or dialed, so an accepted but queued one is found only unfiltered.
+    """
+    since = (row.send_started_at or row.created_at) - LOOKUP_CLOCK_SKEW
+    for day in (since.astimezone(dt.UTC).date(), None):
+        candidates = [
+            c
+            for c in spec.listed(row, day)
+            if c.date_created is not None and c.date_created >= since and spec.matches(row, c)
+        ]
+        found = _lookup_pick(spec.model, row, candidates)
+        if found is not None:
+            return found
+    return None
+
+
+def create_once(spec, pk):
+    """The send task's work: at most one message or call on Twilio per row."""
+    model = spec.model
+    row = model.objects.filter(pk=pk).first()
+    if row is None or row.external_id or row.status not in ("queued", spec.working):
+        return "skipped"
+    if row.send_doubt:
+        # Queued too: a row re-queued (staff, a limiter deferral) after an ambiguous attempt is still in doubt.
+        if row.send_doubt == SendDoubt.IN_FLIGHT:
+            wait = in_flight_wait(row)
+            if wait > 0:
+                raise SendInFlight(wait)
+        found = lookup_lost(spec, row)
+        if found is not None:
+            if row.status == "queued":
+                transition(model, pk, spec.working, frm="queued")
+            return "found" if spec.accept(row, found) else "skipped"
+    if spec.before_create is not None:
+        stopped = spec.before_create(row)
+        if stopped:
+            return stopped
+    if row.status == "queued" and not transition(model, pk, spec.working, frm="queued"):
+        return "skipped"
+    # Claim this attempt against what we read, so two concurrent runs never both create.
+    started = _attempt_claim(model, row, status=spec.working)
+    if started is None:
+        return "skipped"
+    try:
+        result = spec.create(row)
+    except Exception as exc:
+        _attempt_settle(model, row, started=started, exc=exc)
+        if isinstance(exc, (RateLimited, ProviderRateLimited)):
+            transition(model, pk, "queued", frm=spec.working)  # refused before sending: nothing went out
+        elif isinstance(exc, ProviderError):
+            if spec.refused is not None:
+                spec.refused(row, exc)
+            if not exc.retryable:
+                fields = {"error_code": str(exc.code or ""), "error_message": exc.message}
+                transition(model, pk, "failed", frm=spec.working, **fields)
+        raise
+    spec.accept(row, result)
+    return spec.done
+
+
+def sid_stamp(model, row, sid, **fields):
+    """Store Twilio's SID on the row (and clear the doubt); False if another SID got there first.
+
+    A callback that raced the create call's response may already have stamped
+    the same SID and moved the status on: that still counts as ours.
+    """
+    rows = model.objects.filter(pk=row.pk).filter(Q(external_id__isnull=True) | Q(external_id=sid))
+    return bool(rows.update(external_id=sid, send_doubt=SendDoubt.NONE, **fields))
+
+
+def give_up(model, pk, *, working, error):
+    """The task's last attempt failed: the row fails, unless Twilio has it (a SID) or it moved on."""
+    transition(
+        model,
+        pk,
+        "failed",
+        where=Q(status__in=["queued", working], external_id__isnull=True),
+        error_code=str(getattr(error, "code", "") or "")[:16],
+        error_message=str(getattr(error, "message", error))[:2000],
+    )

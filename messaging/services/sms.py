@@ -1,0 +1,254 @@
+"""SMS: queue, send once, look up a lost send, status callbacks, billed price, inbound messages."""
+
+import math
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations.registry import require
+from integrations.states import transition
+from integrations.task_base import enqueue_on_commit
+
+from ..models import Conversation, SmsMessage
+from ..providers import twilio_rest
+from .common import MAX_BODY, StaleEvent, public_url, row_for_callback
+from .costs import price_estimate, price_record
+from .create_once import CreateOnce, create_once, give_up, lookup_lost, sid_stamp
+from .optouts import opted_out, optout_apply, optout_keyword_apply, refuse_opted_out
+
+# GSM-7 basic set and the extension characters that cost two septets.
+_GSM = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXT = set("^{}\\[~]|€\f")
+
+
+def segments_estimate(body):
+    """How many SMS segments Twilio will bill (GSM-7: 160 / 153 per part; UCS-2: 70 / 67 code units)."""
+    if all(c in _GSM or c in _GSM_EXT for c in body):
+        length = sum(2 if c in _GSM_EXT else 1 for c in body)
+        return 1 if length <= 160 else math.ceil(length / 153)
+    length = len(body.encode("utf-16-le")) // 2
+    return 1 if length <= 70 else math.ceil(length / 67)
+
+
+def _sender():
+    return settings.TWILIO_MESSAGING_SERVICE_SID or settings.TWILIO_PHONE_NUMBER
+
+
+def sms_create(*, owner, to, body):
+    """Queue an SMS; the send task runs after commit."""
+    require("twilio")
+    refuse_opted_out(to)
+    from ..tasks import sms_send
+
+    with transaction.atomic():
+        conversation, _ = Conversation.objects.get_or_create(owner=owner, remote_number=to)
+        sms = SmsMessage.objects.create(
+            owner=owner,
+            conversation=conversation,
+            direction=SmsMessage.Direction.OUTBOUND,
+            to_number=to,
+            from_number=_sender(),
+            body=body,
+            segments=segments_estimate(body),
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(last_message_at=sms.created_at)
+        enqueue_on_commit(sms_send, sms.pk)
+    return sms
+
+
+# Twilio MessageStatus -> our status. Twilio's own queue states are all "sending" to us.
+_SMS_STATUS = {
+    "accepted": "sending",
+    "scheduled": "sending",
+    "queued": "sending",
+    "sending": "sending",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "partially_delivered": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "canceled",
+}
+
+
+def _send(sms):
+    return twilio_rest.message_send(
+        to=sms.to_number,
+        body=sms.body,
+        sender=sms.from_number,
+        status_callback=public_url("twilio_webhooks:sms-status", sms=sms.pk),
+        segments_estimate=sms.segments or segments_estimate(sms.body),
+        owner=sms.owner_id,
+        related=sms,
+    )
+
+
+def _listed(sms, day):
+    return twilio_rest.messages_list(
+        to=sms.to_number, sender=sms.from_number, sent_on_or_after=day, owner=sms.owner_id, related=sms
+    )
+
+
+def _matches(sms, message):
+    # Same To and sender (listed so), the exact body, outbound.
+    return message.body == sms.body and message.direction.startswith("outbound")
+
+
+def _accepted(sms, result):
+    """Twilio has the message (created now, or found by a lookup): store its SID and move the row on."""
+    segments = result.segments or sms.segments
+    stamped = sid_stamp(
+        SmsMessage, sms, result.sid, segments=segments, price_usd=price_estimate("sms.send", segments=segments)
+    )
+    target = _SMS_STATUS.get(result.status, "sending")
+    if target != "sending":
+        transition(
+            SmsMessage, sms.pk, target, frm="sending", error_code=result.error_code, error_message=result.error_message
+        )
+    return stamped
+
+
+def _stop_if_opted_out(sms):
+    if not opted_out(sms.to_number):
+        return None
+    transition(
+        SmsMessage,
+        sms.pk,
+        "failed",
+        frm=sms.status,
+        error_code="opted_out",
+        error_message="The recipient replied STOP.",
+    )
+    return "opted_out"
+
+
+def _record_unsubscribed(sms, exc):
+    if exc.code == twilio_rest.UNSUBSCRIBED_RECIPIENT:
+        optout_apply(number=sms.to_number, keyword="21610", opt_out=True)
+
+
+SMS = CreateOnce(
+    model=SmsMessage,
+    working="sending",
+    done="sent",
+    create=_send,
+    listed=_listed,
+    matches=_matches,
+    accept=_accepted,
+    before_create=_stop_if_opted_out,
+    refused=_record_unsubscribed,
+)
+
+
+def sms_send(*, sms_id):
+    """The send task's work: at most one message on Twilio per row (see create_once)."""
+    return create_once(SMS, sms_id)
+
+
+def sms_lookup(*, sms):
+    """The message a lost create call left on Twilio (same To, sender and body, outbound), or None."""
+    return lookup_lost(SMS, sms)
+
+
+def sms_requeue(*, sms_id):
+    """Staff: send again a failed outbound message Twilio never accepted (failed -> queued, a declared move)."""
+    from ..tasks import sms_send
+
+    with transaction.atomic():
+        moved = transition(
+            SmsMessage,
+            sms_id,
+            "queued",
+            frm="failed",
+            where=Q(direction=SmsMessage.Direction.OUTBOUND, external_id__isnull=True),
+            error_code="",
+            error_message="",
+        )
+        if moved:
+            enqueue_on_commit(sms_send, sms_id)
+    return moved
+
+
+def sms_give_up(*, sms_id, error):
+    give_up(SmsMessage, sms_id, working="sending", error=error)
+
+
+def sms_status_apply(*, payload):
+    """A MessageStatus callback: forward-only; the final status queues the billed-price fetch."""
+    sid = payload.get("MessageSid") or payload.get("SmsSid")
+    twilio_status = payload.get("MessageStatus") or payload.get("SmsStatus") or ""
+    target = _SMS_STATUS.get(twilio_status)
+    if target is None:
+        raise StaleEvent(f"unknown MessageStatus {twilio_status!r}")
+    ref = (payload.get("_query") or {}).get("sms")
+    sms = row_for_callback(SmsMessage, sid=sid, ref=ref, what="SMS with MessageSid")
+    if target == sms.status:
+        raise StaleEvent(f"already {sms.status}")
+    now = timezone.now()
+    fields = {"raw": payload}
+    if target in ("undelivered", "failed"):
+        fields["error_code"] = str(payload.get("ErrorCode") or "")[:16]
+        fields["error_message"] = payload.get("ErrorMessage", "")
+    if target == "sent":
+        fields["sent_at"] = now
+    if target == "delivered":
+        fields["delivered_at"] = now
+    if not transition(SmsMessage, sms.pk, target, frm=sms.status, **fields):
+        raise StaleEvent(f"{sms.status} -> {target} is not a forward move")
+    # Twilio prices a message once it has left ("sent"); ask then, or at the final status.
+    if (target == "sent" or target in SmsMessage.FINAL) and not sms.cost_recorded:
+        from ..tasks import sms_price_fetch
+
+        enqueue_on_commit(sms_price_fetch, sms.pk)
+    return target
+
+
+def sms_price_record(*, sms_id, final_try=False):
+    """Fetch Twilio's billed price and book it, once, on the fetch's ProviderCall (see costs.price_record)."""
+    return price_record(
+        SmsMessage,
+        sms_id,
+        fetch=lambda sms, cost: twilio_rest.message_fetch(
+            sid=sms.external_id, owner=sms.owner_id, related=sms, cost=cost
+        ),
+        # The segments were booked on the send's own ProviderCall.
+        units=lambda sms, result: {},
+        estimate=lambda sms, result, units: (
+            sms.price_usd or price_estimate("sms.send", segments=result.segments or sms.segments)
+        ),
+        final_try=final_try,
+        stored=lambda sms, result: {"segments": result.segments or sms.segments},
+    )
+
+
+def sms_inbound_record(*, payload):
+    """An inbound SMS: stored once, linked to the latest conversation with that number, keywords honoured."""
+    sid = payload.get("MessageSid") or payload.get("SmsSid")
+    sender = payload.get("From", "")
+    body = payload.get("Body", "")
+    if SmsMessage.objects.filter(external_id=sid).exists():
+        return None
+    conversation = Conversation.objects.filter(remote_number=sender).order_by("-last_message_at", "-id").first()
+    sms = SmsMessage.objects.create(
+        owner=conversation.owner if conversation else None,
+        conversation=conversation,
+        direction=SmsMessage.Direction.INBOUND,
+        to_number=payload.get("To", ""),
+        from_number=sender,
+        body=body[:MAX_BODY],
+        status=SmsMessage.Status.RECEIVED,
+        external_id=sid,
+        segments=int(payload.get("NumSegments") or 1),
+        raw=payload,
+    )
+    if conversation:
+        Conversation.objects.filter(pk=conversation.pk).update(last_message_at=sms.created_at)
+    # HELP: Twilio answers it with the account's help text; it is stored like any message.
+    optout_keyword_apply(number=sender, text=payload.get("OptOutType") or body)
+    return sms

@@ -1,0 +1,33 @@
+"""Payments refusals: DomainErrors whose class fixes the HTTP status and the stable code."""
+
+from integrations.errors import DomainError
+
+
+class PaymentsError(DomainError):
+    """A payments refusal: the subclass fixes the HTTP status and the stable code; the caller gives the sentence."""
+
+    status = 400
+    code = "invalid"
+
+    def __init__(self, detail, **extra):
+        super().__init__(type(self).status, type(self).code, detail, **extra)
+
+
+class InvoiceNotPayable(PaymentsError):
+    status = 409
+    code = "invoice_not_payable"
+
+
+class InvalidTransition(PaymentsError):
+    status = 409
+    code = "invalid_state"
+
+
+class RefundTooLarge(PaymentsError):
+    status = 400
+    code = "refund_exceeds_remaining"
+
+
+class OperationPending(PaymentsError):
+    status = 409
+    code = "operation_pending"

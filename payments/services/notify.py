@@ -1,0 +1,33 @@
+"""Telling an invoice's owner that a payment failed: a task, so the send is retried and logged as a ProviderCall."""
+
+from integrations.email import mail_send
+from integrations.task_base import enqueue_on_commit
+
+from ..models import Invoice
+
+
+def payment_failed_notify_later(*, invoice_id, reason):
+    """Queue the notice once the transaction that recorded the failure commits."""
+    from ..tasks import payment_failed_notify as task
+
+    enqueue_on_commit(task, invoice_id, reason)
+
+
+def payment_failed_notify(*, invoice_id, reason):
+    """Tell the invoice's owner the payment failed and why (Django's email backend; console in development)."""
+    invoice = Invoice.objects.select_related("owner").filter(pk=invoice_id).first()
+    if invoice is None or not invoice.owner.email:
+        return False
+    amount = f"{invoice.amount / 100:.2f} {invoice.currency.upper()}"
+    mail_send(
+        subject=f"Payment failed for invoice {invoice.number}",
+        message=(
+            f"Your payment of {amount} for invoice {invoice.number} did not go through.\n\n"
+            f"Reason: {reason or 'the payment was declined'}.\n\n"
+            "Please try again with another payment method; the invoice is still open."
+        ),
+        to=[invoice.owner.email],
+        owner=invoice.owner_id,
+        related=invoice,
+    )
+    return True

@@ -1,0 +1,154 @@
+"""Refunds: requested here, created on Stripe by a task, settled by webhooks or reconciliation."""
+
+from django.db import transaction
+from django.db.models import Q, Sum
+
+from integrations.states import transition
+from integrations.task_base import enqueue_on_commit
+
+from ..models import Invoice, Payment, Refund
+from ..providers import stripe as stripe_api
+from .common import adopt
+from .errors import InvalidTransition, RefundTooLarge
+from .settlement import payment_for_stripe_object
+
+REFUND_STATUS = {
+    "pending": Refund.Status.PENDING,
+    "requires_action": Refund.Status.PENDING,
+    "succeeded": Refund.Status.SUCCEEDED,
+    "failed": Refund.Status.FAILED,
+    "canceled": Refund.Status.CANCELED,
+}
+
+
+def refund_request(*, payment_id, amount=None, reason="", requested_by=None):
+    """Create a pending refund (full when amount is None) and send it to Stripe from a task.
+
+    The payment row is locked while the remainder is checked, so two refunds
+    racing cannot together exceed what was paid.
+    """
+    from ..tasks import refund_send
+
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().select_related("invoice").get(pk=payment_id)
+        if payment.status != Payment.Status.SUCCEEDED:
+            raise InvalidTransition(
+                f"Payment {payment.pk} is {payment.status}; only a succeeded payment can be refunded."
+            )
+        taken = payment.refunds.filter(status__in=Refund.COUNTED).aggregate(s=Sum("amount"))["s"] or 0
+        remaining = payment.amount - taken
+        if amount is None:
+            amount = remaining
+        if amount <= 0 or amount > remaining:
+            raise RefundTooLarge(
+                f"At most {remaining} ({payment.currency.upper()} minor units) remains refundable on this payment.",
+                remaining=remaining,
+            )
+        refund = Refund.objects.create(
+            payment=payment, amount=amount, reason=reason, requested_by=requested_by, idempotency_key=""
+        )
+        Refund.objects.filter(pk=refund.pk).update(idempotency_key=f"hub-refund-{refund.pk}")
+        refund.idempotency_key = f"hub-refund-{refund.pk}"
+        enqueue_on_commit(refund_send, refund.pk)
+    return refund
+
+
+def refund_send(*, refund_id):
+    """Task body: create the refund on Stripe. Safe to run twice: the same Idempotency-Key returns the same refund."""
+    refund = Refund.objects.select_related("payment__invoice").filter(pk=refund_id).first()
+    if refund is None or refund.external_id or refund.status != Refund.Status.PENDING:
+        return "skipped"
+    payment = refund.payment
+    data = stripe_api.refund_create(
+        payment_intent=payment.payment_intent_id,
+        amount=refund.amount,
+        reason=refund.reason,
+        metadata={"hub_refund_id": str(refund.pk), "hub_payment_id": str(payment.pk)},
+        idempotency_key=refund.idempotency_key,
+        owner=payment.invoice.owner_id,
+        related=refund,
+    )
+    Refund.objects.filter(pk=refund.pk, external_id="").update(external_id=data["id"])
+    refund_apply(refund=refund, stripe_refund=data)
+    return "sent"
+
+
+def refund_give_up(*, refund_id, error):
+    """The task's last attempt failed. Stripe refused it: failed. Stripe never answered: it may exist there.
+
+    An unconfirmed refund stays `pending` (still counted against the
+    remainder, so nobody refunds the same money twice); the refund webhook or
+    reconciliation settles it by the hub_refund_id in its metadata.
+    """
+    rows = Refund.objects.filter(pk=refund_id, status=Refund.Status.PENDING, external_id="")
+    if getattr(error, "retryable", False):
+        rows.update(
+            failure_reason=f"Stripe did not confirm this refund ({error}); reconciliation will settle it."[:2000]
+        )
+    else:
+        transition(
+            Refund,
+            refund_id,
+            Refund.Status.FAILED,
+            frm=Refund.Status.PENDING,
+            where=Q(external_id=""),
+            failure_reason=str(error)[:2000],
+        )
+
+
+def refund_apply(*, refund, stripe_refund, occurred_at=None):
+    to = REFUND_STATUS.get(stripe_refund.get("status"))
+    changed = False
+    if to is not None:
+        fields = {"failure_reason": stripe_refund.get("failure_reason") or ""} if to == Refund.Status.FAILED else {}
+        changed = transition(Refund, refund.pk, to, occurred_at=occurred_at, **fields)
+    _refunded_totals(payment_id=refund.payment_id)
+    return changed
+
+
+def refund_upsert(*, stripe_refund, occurred_at=None):
+    """A refund Stripe reports (ours, or one made in the Dashboard): find or create its row, apply its status."""
+    refund = adopt(
+        Refund, external_id=stripe_refund["id"], metadata=stripe_refund.get("metadata"), meta_key="hub_refund_id"
+    )
+    if refund is None:
+        payment = payment_for_stripe_object(stripe_refund)
+        if payment is None:
+            return None, False
+        refund = Refund.objects.create(
+            payment=payment,
+            amount=stripe_refund.get("amount") or 0,
+            reason=stripe_refund.get("reason") or "",
+            external_id=stripe_refund["id"],
+            idempotency_key=f"stripe-{stripe_refund['id']}",
+        )
+    return refund, refund_apply(refund=refund, stripe_refund=stripe_refund, occurred_at=occurred_at)
+
+
+def _refunded_totals(*, payment_id, stripe_amount_refunded=None):
+    """Recompute what is refunded on a payment and its invoice, and move the invoice accordingly."""
+    payment = Payment.objects.select_related("invoice").get(pk=payment_id)
+    done = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(s=Sum("amount"))["s"] or 0
+    done = min(payment.amount, max(done, stripe_amount_refunded or 0))
+    Payment.objects.filter(pk=payment.pk).update(amount_refunded=done)
+    invoice = payment.invoice
+    total = min(
+        invoice.amount, (invoice.payments.exclude(pk=payment.pk).aggregate(s=Sum("amount_refunded"))["s"] or 0) + done
+    )
+    Invoice.objects.filter(pk=invoice.pk).update(amount_refunded=total)
+    if total >= invoice.amount and total > 0:
+        transition(Invoice, invoice.pk, Invoice.Status.REFUNDED)
+    elif total > 0:
+        transition(Invoice, invoice.pk, Invoice.Status.PARTIALLY_REFUNDED)
+
+
+def charge_refunded_apply(*, charge, occurred_at=None):
+    payment = payment_for_stripe_object(charge)
+    if payment is None:
+        return None
+    if charge.get("id"):
+        Payment.objects.filter(pk=payment.pk, charge_id="").update(charge_id=charge["id"])
+    for stripe_refund in (charge.get("refunds") or {}).get("data") or []:
+        refund_upsert(stripe_refund=stripe_refund, occurred_at=occurred_at)
+    _refunded_totals(payment_id=payment.pk, stripe_amount_refunded=charge.get("amount_refunded"))
+    return payment

@@ -1,0 +1,164 @@
+"""What Stripe tells us about a payment (webhooks and reconciliation share these): status, fee, disputes."""
+
+from django.utils import timezone
+
+from integrations.alerts import alert_raise
+from integrations.models import Alert
+from integrations.states import transition
+from integrations.task_base import enqueue_on_commit
+
+from ..models import Invoice, Payment
+from ..providers import stripe as stripe_api
+from .notify import payment_failed_notify_later
+
+INTENT_STATUS = {
+    "requires_payment_method": Payment.Status.PENDING,
+    "requires_confirmation": Payment.Status.PENDING,
+    "requires_action": Payment.Status.PENDING,
+    "processing": Payment.Status.PROCESSING,
+    "requires_capture": Payment.Status.PROCESSING,
+    "succeeded": Payment.Status.SUCCEEDED,
+    "canceled": Payment.Status.CANCELED,
+}
+
+
+def payment_for_stripe_object(obj):
+    """The Payment a PaymentIntent / Checkout Session / charge belongs to, by our metadata or Stripe's ids."""
+    meta = obj.get("metadata") or {}
+    rows = Payment.objects.select_related("invoice__owner")
+    if meta.get("hub_payment_id", "").isdigit():
+        found = rows.filter(pk=int(meta["hub_payment_id"])).first()
+        if found:
+            return found
+    object_type = obj.get("object")
+    if object_type == "payment_intent":
+        return rows.filter(payment_intent_id=obj.get("id")).first()
+    if object_type == "checkout.session":
+        return rows.filter(checkout_session_id=obj.get("id")).first()
+    intent = obj.get("payment_intent")
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    if intent:
+        found = rows.filter(payment_intent_id=intent).first()
+        if found:
+            return found
+    if object_type == "charge":
+        return rows.filter(charge_id=obj.get("id")).first()
+    charge = obj.get("charge")
+    return rows.filter(charge_id=charge).first() if charge else None
+
+
+def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_message="", intent_id="", charge_id=""):
+    """Move a payment (and its invoice) to what Stripe reports; True if anything changed.
+
+    Never backwards: the state machine refuses succeeded -> failed, and an
+    event older than the newest one applied is stale.
+    """
+    if intent_id:
+        Payment.objects.filter(pk=payment.pk, payment_intent_id="").update(payment_intent_id=intent_id)
+    if charge_id:
+        Payment.objects.filter(pk=payment.pk, charge_id="").update(charge_id=charge_id)
+    fields = {}
+    if to == Payment.Status.FAILED:
+        fields = {"failure_code": (failure_code or "")[:64], "failure_message": failure_message or ""}
+    moved = transition(Payment, payment.pk, to, occurred_at=occurred_at, **fields)
+    if not moved:
+        return False
+    invoice = payment.invoice
+    if to == Payment.Status.SUCCEEDED:
+        if not transition(Invoice, invoice.pk, Invoice.Status.PAID, paid_at=occurred_at or timezone.now()):
+            _alert_money_on_settled_invoice(payment=payment, invoice_id=invoice.pk)
+        from ..tasks import payment_fee_record
+
+        enqueue_on_commit(payment_fee_record, payment.pk)
+    elif to == Payment.Status.FAILED:
+        transition(Invoice, invoice.pk, Invoice.Status.FAILED)
+        payment_failed_notify_later(invoice_id=invoice.pk, reason=failure_message or failure_code)
+    return True
+
+
+def _alert_money_on_settled_invoice(*, payment, invoice_id):
+    """Money arrived for an invoice that is already paid (by another payment) or void: staff must refund one."""
+    invoice = Invoice.objects.get(pk=invoice_id)
+    other_paid = Payment.objects.filter(invoice_id=invoice_id, status=Payment.Status.SUCCEEDED).exclude(pk=payment.pk)
+    if invoice.status != Invoice.Status.VOID and not other_paid.exists():
+        return  # paid by this very payment earlier (a replay): nothing wrong
+    alert_raise(
+        kind=Alert.Kind.PAYMENT_ANOMALY,
+        provider="stripe",
+        severity=Alert.Severity.CRITICAL,
+        message=(
+            f"Invoice {invoice.number} is {invoice.status} but payment {payment.pk} "
+            f"({payment.payment_intent_id or payment.checkout_session_id}) also succeeded; refund the extra payment."
+        ),
+        dedupe_key=f"payment_anomaly:{payment.pk}",
+    )
+
+
+def payment_apply_intent(*, intent, occurred_at=None, forced_status=None):
+    """Apply a PaymentIntent object (from an event or a list) to its Payment."""
+    payment = payment_for_stripe_object(intent)
+    if payment is None:
+        return None, False
+    to = forced_status or INTENT_STATUS.get(intent.get("status"))
+    error = intent.get("last_payment_error") or {}
+    if forced_status is None and to == Payment.Status.PENDING and error:
+        to = Payment.Status.FAILED  # requires_payment_method after a decline
+    if to is None:
+        return payment, False
+    charge = intent.get("latest_charge")
+    changed = payment_apply(
+        payment=payment,
+        to=to,
+        occurred_at=occurred_at,
+        failure_code=error.get("decline_code") or error.get("code") or "",
+        failure_message=error.get("message") or "",
+        intent_id=intent.get("id", ""),
+        charge_id=charge.get("id") if isinstance(charge, dict) else (charge or ""),
+    )
+    return payment, changed
+
+
+def payment_fee_record(*, payment_id):
+    """Task body: record Stripe's fee for a succeeded payment on a `charge` ProviderCall (once)."""
+    payment = Payment.objects.select_related("invoice").filter(pk=payment_id).first()
+    if (
+        payment is None
+        or payment.fee_recorded
+        or payment.status != Payment.Status.SUCCEEDED
+        or not payment.payment_intent_id
+    ):
+        return "skipped"
+    data = stripe_api.charge_fee_record(
+        payment.payment_intent_id,
+        amount=payment.amount,
+        currency=payment.currency,
+        owner=payment.invoice.owner_id,
+        related=payment,
+    )
+    charge = data.get("latest_charge")
+    charge_id = charge.get("id") if isinstance(charge, dict) else (charge or "")
+    Payment.objects.filter(pk=payment.pk).update(fee_recorded=True)
+    if charge_id:
+        Payment.objects.filter(pk=payment.pk, charge_id="").update(charge_id=charge_id)
+    return "recorded"
+
+
+def dispute_record(*, dispute):
+    payment = payment_for_stripe_object(dispute)
+    if payment is not None:
+        Payment.objects.filter(pk=payment.pk, disputed_at__isnull=True).update(disputed_at=timezone.now())
+    where = f"invoice {payment.invoice.number}" if payment else f"charge {dispute.get('charge')}"
+    amount = dispute.get("amount")
+    currency = (dispute.get("currency") or "").upper()
+    alert_raise(
+        kind=Alert.Kind.DISPUTE,
+        provider=stripe_api.PROVIDER,
+        severity=Alert.Severity.CRITICAL,
+        message=(
+            f"Stripe dispute {dispute.get('id')} on {where}: {amount} {currency} (minor units), "
+            f"reason {dispute.get('reason') or 'unknown'}. Respond in the Stripe Dashboard before the deadline."
+        ),
+        dedupe_key=f"dispute:{dispute.get('id')}",
+    )
+    return payment

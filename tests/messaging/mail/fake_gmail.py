@@ -1,0 +1,326 @@
+"""A local Gmail API for google-api-python-client (GMAIL_API_BASE points at it).
+
+Stdlib HTTP/1.1 server on 127.0.0.1 (Nagle off), speaking the Gmail REST
+paths the hub uses, including the multipart batch endpoint. Every HTTP request
+is recorded, so tests count what reached "Gmail". It plays Gmail's per-user
+quota: a token bucket of `rate` units per second with bursts up to `burst`,
+each method costing its documented units; over it, 429 rateLimitExceeded.
+"""
+
+import base64
+import json
+import random
+import re
+import socket
+import threading
+import time
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+PORTS = range(18400, 18500)
+COST = {
+    "list": 5,
+    "get": 5,
+    "send": 100,
+    "history": 2,
+    "profile": 1,
+    "watch": 100,
+    "modify": 5,
+    "draft": 10,
+    "label": 5,
+}
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def make_message(n, *, labels=("INBOX", "UNREAD"), thread=None, attachment=False):
+    mid = f"m{n:05d}"
+    headers = [
+        {"name": "From", "value": f"Sender {n} <sender{n}@example.com>"},
+        {"name": "To", "value": "ada@example.com"},
+        {"name": "Subject", "value": f"Message {n}"},
+        {"name": "Date", "value": "Tue, 01 Dec 2026 10:00:00 +0100"},
+        {"name": "Message-ID", "value": f"<{mid}@mail.example.com>"},
+    ]
+    parts = [{"partId": "0", "mimeType": "text/plain", "body": {"size": 5, "data": b64url(f"Body {n}".encode())}}]
+    if attachment:
+        parts.append(
+            {
+                "partId": "1",
+                "mimeType": "application/pdf",
+                "filename": "report.pdf",
+                "body": {"attachmentId": f"att-{mid}", "size": 9},
+            }
+        )
+    return {
+        "id": mid,
+        "threadId": thread or f"t{n:05d}",
+        "labelIds": list(labels),
+        "snippet": f"Snippet {n}",
+        "historyId": str(1000 + n),
+        "internalDate": str(1796115600000 + n * 1000),
+        "payload": {"mimeType": "multipart/mixed", "headers": headers, "parts": parts},
+    }
+
+
+class FakeGmail:
+    def __init__(self, *, rate=250.0, burst=500.0):
+        self.messages = {}
+        self.order = []
+        self.labels = {"INBOX": {"id": "INBOX", "name": "INBOX", "type": "system"}}
+        self.drafts = {}
+        self.sent = []
+        self.history = []  # (historyId, record)
+        self.history_id = 5000
+        self.oldest_history = 4000
+        self.requests = []  # (method, path)
+        self.batch_parts = []
+        self.rejected = 0
+        self.rate, self.burst = rate, burst
+        self.buckets = {}
+        self.lock = threading.Lock()
+        self.server = self._bind()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def _bind(self):
+        for port in random.sample(PORTS, len(PORTS)):
+            try:
+                return ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+            except OSError:
+                continue
+        raise RuntimeError("no free port in 18400-18499")
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add(self, message):
+        self.messages[message["id"]] = message
+        self.order.insert(0, message["id"])
+
+    def http_requests(self):
+        return [r for r in self.requests]
+
+    # Gmail's quota, played: a token bucket per user (bearer token).
+    def spend(self, user, units):
+        if self.rate is None:
+            return True
+        with self.lock:
+            now = time.time()
+            tokens, ts = self.buckets.get(user, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - ts) * self.rate)
+            if tokens < units:
+                self.buckets[user] = (tokens, now)
+                self.rejected += 1
+                return False
+            self.buckets[user] = (tokens - units, now)
+            return True
+
+    # --- routes: (status, body) --------------------------------------------------------
+    def route(self, method, path, query, body, user):
+        q = {k: v[0] if len(v) == 1 else v for k, v in query.items()}
+        m = re.fullmatch(r"/gmail/v1/users/me/(.*)", path)
+        if not m:
+            return 404, {"error": {"code": 404, "message": "no route"}}
+        rest = m.group(1)
+        if rest == "messages" and method == "GET":
+            cost, result = COST["list"], self._list(q)
+        elif rest == "messages/send" and method == "POST":
+            cost, result = COST["send"], self._send(body)
+        elif rest == "profile":
+            cost, result = (
+                COST["profile"],
+                (200, {"emailAddress": "ada@example.com", "historyId": str(self.history_id)}),
+            )
+        elif rest == "history":
+            cost, result = COST["history"], self._history(q)
+        elif rest == "watch" and method == "POST":
+            cost, result = (
+                COST["watch"],
+                (200, {"historyId": str(self.history_id), "expiration": str(int((time.time() + 7 * 86400) * 1000))}),
+            )
+        elif (mm := re.fullmatch(r"messages/([^/]+)/attachments/([^/]+)", rest)) and method == "GET":
+            cost, result = COST["get"], (200, {"size": 9, "data": b64url(b"%PDF-1.4\n")})
+        elif (mm := re.fullmatch(r"messages/([^/]+)/modify", rest)) and method == "POST":
+            cost, result = COST["modify"], self._modify(mm.group(1), body)
+        elif (mm := re.fullmatch(r"messages/([^/]+)/trash", rest)) and method == "POST":
+            cost, result = (
+                COST["modify"],
+                self._modify(mm.group(1), {"addLabelIds": ["TRASH"], "removeLabelIds": ["INBOX"]}),
+            )
+        elif (mm := re.fullmatch(r"messages/([^/]+)", rest)) and method == "GET":
+            msg = self.messages.get(mm.group(1))
+            cost, result = (
+                COST["get"],
+                (200, msg) if msg else (404, {"error": {"code": 404, "message": "Requested entity was not found."}}),
+            )
+        elif (mm := re.fullmatch(r"threads/([^/]+)", rest)) and method == "GET":
+            msgs = [m for m in self.messages.values() if m["threadId"] == mm.group(1)]
+            cost, result = 10, (200, {"id": mm.group(1), "messages": msgs}) if msgs else (404, {"error": {"code": 404}})
+        elif rest == "labels" and method == "GET":
+            cost, result = 1, (200, {"labels": list(self.labels.values())})
+        elif rest == "labels" and method == "POST":
+            label = {"id": f"Label_{len(self.labels)}", "name": body["name"], "type": "user"}
+            self.labels[label["id"]] = label
+            cost, result = COST["label"], (200, label)
+        elif (mm := re.fullmatch(r"labels/([^/]+)", rest)) and method == "PATCH":
+            self.labels[mm.group(1)]["name"] = body["name"]
+            cost, result = COST["label"], (200, self.labels[mm.group(1)])
+        elif (mm := re.fullmatch(r"labels/([^/]+)", rest)) and method == "DELETE":
+            self.labels.pop(mm.group(1), None)
+            cost, result = COST["label"], (204, None)
+        elif rest == "drafts" and method == "POST":
+            did = f"r{len(self.drafts) + 1}"
+            self.drafts[did] = body["message"]
+            cost, result = (
+                COST["draft"],
+                (200, {"id": did, "message": {"id": f"dm{did}", "threadId": body["message"].get("threadId", "tnew")}}),
+            )
+        elif rest == "drafts" and method == "GET":
+            cost, result = COST["get"], (200, {"drafts": [{"id": d, "message": {"id": f"dm{d}"}} for d in self.drafts]})
+        elif (mm := re.fullmatch(r"drafts/([^/]+)", rest)) and method == "GET":
+            cost, result = (
+                COST["get"],
+                (200, {"id": mm.group(1), "message": {**make_message(1), "id": f"dm{mm.group(1)}"}}),
+            )
+        elif (mm := re.fullmatch(r"drafts/([^/]+)", rest)) and method == "PUT":
+            self.drafts[mm.group(1)] = body["message"]
+            cost, result = 15, (200, {"id": mm.group(1), "message": {"id": f"dm{mm.group(1)}"}})
+        elif (mm := re.fullmatch(r"drafts/([^/]+)", rest)) and method == "DELETE":
+            self.drafts.pop(mm.group(1), None)
+            cost, result = COST["draft"], (204, None)
+        elif rest == "drafts/send" and method == "POST":
+            message = self.drafts.pop(body["id"], None)
+            if message is None:
+                cost, result = COST["send"], (404, {"error": {"code": 404}})
+            else:
+                self.sent.append(base64.urlsafe_b64decode(message["raw"] + "=="))
+                cost, result = COST["send"], (200, {"id": "sent-draft", "threadId": "tnew", "labelIds": ["SENT"]})
+        else:
+            return 404, {"error": {"code": 404, "message": f"no route {method} {rest}"}}
+        if not self.spend(user, cost):
+            return 429, {
+                "error": {
+                    "code": 429,
+                    "message": "User-rate limit exceeded",
+                    "errors": [{"reason": "rateLimitExceeded"}],
+                }
+            }
+        return result
+
+    def _list(self, q):
+        ids = self.order
+        if "labelIds" in q:
+            ids = [i for i in ids if q["labelIds"] in self.messages[i]["labelIds"]]
+        size = int(q.get("maxResults", 100))
+        start = int(q.get("pageToken", 0) or 0)
+        page = ids[start : start + size]
+        out = {
+            "messages": [{"id": i, "threadId": self.messages[i]["threadId"]} for i in page],
+            "resultSizeEstimate": len(ids),
+        }
+        if start + size < len(ids):
+            out["nextPageToken"] = str(start + size)
+        return 200, out
+
+    def _send(self, body):
+        raw = base64.urlsafe_b64decode(body["raw"] + "=" * (-len(body["raw"]) % 4))
+        self.sent.append(raw)
+        return 200, {
+            "id": f"sent{len(self.sent)}",
+            "threadId": body.get("threadId") or f"tsent{len(self.sent)}",
+            "labelIds": ["SENT"],
+        }
+
+    def _history(self, q):
+        start = int(q["startHistoryId"])
+        if start < self.oldest_history:
+            return 404, {
+                "error": {"code": 404, "message": "Requested entity was not found.", "errors": [{"reason": "notFound"}]}
+            }
+        records = [r for hid, r in self.history if hid > start]
+        return 200, {"history": records, "historyId": str(self.history_id)}
+
+    def _modify(self, mid, body):
+        msg = self.messages.get(mid)
+        if msg is None:
+            return 404, {"error": {"code": 404}}
+        labels = [x for x in msg["labelIds"] if x not in body.get("removeLabelIds", [])]
+        labels += [x for x in body.get("addLabelIds", []) if x not in labels]
+        msg["labelIds"] = labels
+        return 200, {"id": mid, "threadId": msg["threadId"], "labelIds": labels}
+
+    def batch(self, body, content_type, user):
+        parsed = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+        out, boundary = [], "batch_fake_boundary"
+        for part in parsed.iter_parts():
+            inner = part.get_payload(decode=False)
+            inner = inner if isinstance(inner, str) else inner.decode()
+            request_line = inner.split("\n", 1)[0].strip()
+            method, target, _ = request_line.split(" ", 2)
+            url = urlsplit(target)
+            self.batch_parts.append((method, url.path))
+            status, payload = self.route(method, url.path, parse_qs(url.query), None, user)
+            cid = part["Content-ID"].strip("<>")
+            text = json.dumps(payload) if payload is not None else ""
+            out.append(
+                f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <response-{cid}>\r\n\r\n"
+                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\r\n{text}\r\n"
+            )
+        out.append(f"--{boundary}--\r\n")
+        return "".join(out).encode(), f"multipart/mixed; boundary={boundary}"
+
+
+def _handler(gmail):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_message(self, *args):
+            pass
+
+        def _respond(self, status, data, content_type="application/json"):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _handle(self, method):
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            user = self.headers.get("Authorization", "")
+            with gmail.lock:
+                gmail.requests.append((method, url.path))
+            if url.path == "/batch/gmail/v1":
+                data, content_type = gmail.batch(raw, self.headers["Content-Type"], user)
+                return self._respond(200, data, content_type)
+            body = json.loads(raw) if raw else None
+            status, payload = gmail.route(method, url.path, parse_qs(url.query), body, user)
+            self._respond(status, json.dumps(payload).encode() if payload is not None else b"")
+
+        def do_GET(self):
+            self._handle("GET")
+
+        def do_POST(self):
+            self._handle("POST")
+
+        def do_PUT(self):
+            self._handle("PUT")
+
+        def do_PATCH(self):
+            self._handle("PATCH")
+
+        def do_DELETE(self):
+            self._handle("DELETE")
+
+    return Handler

@@ -1,0 +1,205 @@
+"""Gmail through google-api-python-client against a local Gmail (GMAIL_API_BASE): the one mail API."""
+
+import base64
+
+import pytest
+
+from integrations.models import ProviderCall
+from messaging.mail import mime
+from messaging.mail.models import MailMessage
+
+from .conftest import ALL_GMAIL, GMAIL, google_conn
+from .fake_gmail import make_message
+
+pytestmark = pytest.mark.django_db
+
+
+def url(conn, rest=""):
+    return f"/api/v1/mail/{conn.pk}/{rest}"
+
+
+class TestReading:
+    def test_a_page_of_50_costs_two_http_requests_and_fills_the_cache(self, gmail, user, user_client):
+        for n in range(60):
+            gmail.add(make_message(n, attachment=n == 59))
+        conn = google_conn(user)
+        response = user_client.get(url(conn, "messages/"))
+        assert response.status_code == 200, response.content
+        body = response.json()
+        assert len(body["messages"]) == 50 and body["next_page_token"] == "50"
+        assert len(gmail.requests) == 2  # messages.list + one batch of 50 metadata gets
+        assert gmail.requests[1] == ("POST", "/batch/gmail/v1") and len(gmail.batch_parts) == 50
+        first = body["messages"][0]
+        assert first["id"] == "m00059" and first["subject"] == "Message 59"
+        assert first["sender"] == {"name": "Sender 59", "email": "sender59@example.com"}
+        assert first["date"].endswith("+00:00") and first["unread"] is True
+        assert first["attachments"] == [
+            {"id": "att-m00059", "filename": "report.pdf", "mime_type": "application/pdf", "size": 9}
+        ]
+        assert "raw" not in first  # the provider payload is for staff
+        assert MailMessage.objects.count() == 50
+        calls = ProviderCall.objects.filter(provider="gmail").order_by("id")
+        assert [c.operation for c in calls] == ["messages.list", "messages.get.batch"]
+        assert [c.units["quota_units"] for c in calls] == [5, 250]
+
+    def test_staff_see_the_raw_provider_payload(self, gmail, staff_user, staff_client):
+        gmail.add(make_message(1))
+        conn = google_conn(staff_user)
+        body = staff_client.get(url(conn, "messages/m00001/")).json()
+        assert body["raw"]["id"] == "m00001" and body["text"] == "Body 1"
+
+    def test_thread_and_attachment_download(self, gmail, user, user_client):
+        gmail.add(make_message(1, thread="tx"))
+        gmail.add(make_message(2, thread="tx", attachment=True))
+        conn = google_conn(user)
+        thread = user_client.get(url(conn, "threads/tx/")).json()
+        assert [m["id"] for m in thread["messages"]] == ["m00001", "m00002"]
+        user_client.get(url(conn, "messages/"))  # caches the attachment's name
+        response = user_client.get(url(conn, "messages/m00002/attachments/att-m00002/"))
+        assert response.status_code == 200 and response.content == b"%PDF-1.4\n"
+        assert response["Content-Type"] == "application/pdf"
+        assert 'filename="report.pdf"' in response["Content-Disposition"]
+
+    def test_an_unknown_message_is_a_404(self, gmail, user, user_client):
+        conn = google_conn(user)
+        response = user_client.get(url(conn, "messages/nope/"))
+        assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
+class TestSending:
+    def test_a_reply_with_an_attachment_threads_and_parses_back(self, gmail, user, user_client):
+        original = make_message(7, thread="t-orig")
+        original["payload"]["headers"].append({"name": "References", "value": "<root@mail.example.com>"})
+        gmail.add(original)
+        conn = google_conn(user)
+        pdf = b"%PDF-1.4 tiny"
+        response = user_client.post(
+            url(conn, "messages/send/"),
+            {
+                "to": ["Sender 7 <sender7@example.com>"],
+                "cc": ["boss@example.com"],
+                "text": "Thanks!",
+                "html": "<p>Thanks!</p>",
+                "attachments": [
+                    {
+                        "filename": "a.pdf",
+                        "content_type": "application/pdf",
+                        "content_base64": base64.b64encode(pdf).decode(),
+                    }
+                ],
+                "reply_to_message_id": "m00007",
+            },
+            format="json",
+        )
+        assert response.status_code == 202, response.content
+        assert response.json()["thread_id"] == "t-orig"
+        sent = mime.parse(gmail.sent[-1])
+        assert sent["In-Reply-To"] == "<m00007@mail.example.com>"
+        assert sent["References"] == "<root@mail.example.com> <m00007@mail.example.com>"
+        assert sent["Subject"] == "Re: Message 7" and sent["From"] == "ada@example.com"
+        assert sent["Cc"] == "boss@example.com"
+        assert sent.get_body(preferencelist=("plain",)).get_content().strip() == "Thanks!"
+        assert sent.get_body(preferencelist=("html",)).get_content().strip() == "<p>Thanks!</p>"
+        [attachment] = list(sent.iter_attachments())
+        assert attachment.get_filename() == "a.pdf" and attachment.get_content() == pdf
+        call = ProviderCall.objects.get(provider="gmail", operation="messages.send")
+        assert call.units["quota_units"] == 100
+
+    @pytest.mark.parametrize("field", ["to", "cc", "bcc"])
+    def test_a_malformed_address_is_a_400_naming_the_field_and_nothing_is_sent(self, field, gmail, user, user_client):
+        conn = google_conn(user)
+        body = {"to": ["ok@example.com"], "text": "x", field: ["ok@example.com", "not an address"]}
+        response = user_client.post(url(conn, "messages/send/"), body, format="json")
+        assert response.status_code == 400
+        assert response.json()["field"] == field and f"{field}[1]" in response.json()["detail"]
+        assert gmail.requests == []
+
+    def test_an_attachment_over_the_limit_is_a_413_before_any_upload(self, gmail, user, user_client, settings):
+        settings.MAIL_MAX_ATTACHMENT_BYTES = {"gmail": 1000, "outlook": 1000}
+        conn = google_conn(user)
+        big = base64.b64encode(b"x" * 1001).decode()
+        response = user_client.post(
+            url(conn, "messages/send/"),
+            {"to": ["a@example.com"], "attachments": [{"filename": "big.bin", "content_base64": big}]},
+            format="json",
+        )
+        assert response.status_code == 413 and response.json()["error"] == "attachment_too_large"
+        assert gmail.requests == []
+
+    def test_without_the_send_scope_it_is_a_403_naming_it(self, gmail, user, user_client):
+        conn = google_conn(user, scopes=[f"{GMAIL}readonly"])  # gmail.modify would allow sending too
+        response = user_client.post(url(conn, "messages/send/"), {"to": ["a@example.com"], "text": "x"}, format="json")
+        assert response.status_code == 403
+        assert response.json()["error"] == "missing_scope" and f"{GMAIL}send" in response.json()["detail"]
+        # Reading still works with what was granted.
+        assert user_client.get(url(conn, "labels/")).status_code == 200
+
+    def test_another_users_connection_is_a_404(self, gmail, user, other_user, client_for):
+        conn = google_conn(other_user)
+        assert client_for(user).get(url(conn, "messages/")).status_code == 404
+        assert client_for(user).get("/api/v1/mail/999999/messages/").status_code == 404
+        assert gmail.requests == []
+
+    def test_not_configured_is_a_503(self, gmail, user, user_client, settings):
+        conn = google_conn(user)
+        settings.GOOGLE_CLIENT_ID = ""
+        response = user_client.get(url(conn, "messages/"))
+        assert response.status_code == 503 and response.json()["error"] == "provider_not_configured"
+
+
+class TestDraftsLabelsModify:
+    def test_drafts_create_list_update_send_delete(self, gmail, user, user_client):
+        conn = google_conn(user)
+        created = user_client.post(
+            url(conn, "drafts/"), {"to": ["a@example.com"], "subject": "Hi", "text": "one"}, format="json"
+        )
+        assert created.status_code == 201, created.content
+        draft_id = created.json()["id"]
+        assert mime.parse(base64.urlsafe_b64decode(gmail.drafts[draft_id]["raw"] + "=="))["Subject"] == "Hi"
+        listed = user_client.get(url(conn, "drafts/")).json()
+        assert [d["id"] for d in listed["drafts"]] == [draft_id]
+        updated = user_client.put(
+            url(conn, f"drafts/{draft_id}/"), {"to": ["a@example.com"], "subject": "Hi 2", "text": "two"}, format="json"
+        )
+        assert updated.status_code == 200
+        assert mime.parse(base64.urlsafe_b64decode(gmail.drafts[draft_id]["raw"] + "=="))["Subject"] == "Hi 2"
+        assert user_client.post(url(conn, f"drafts/{draft_id}/send/")).status_code == 202
+        assert mime.parse(gmail.sent[-1])["Subject"] == "Hi 2" and draft_id not in gmail.drafts
+        second = user_client.post(url(conn, "drafts/"), {"text": "scratch"}, format="json").json()["id"]
+        assert user_client.delete(url(conn, f"drafts/{second}/")).status_code == 204
+        assert second not in gmail.drafts
+
+    def test_labels_list_create_rename_delete(self, gmail, user, user_client):
+        conn = google_conn(user)
+        created = user_client.post(url(conn, "labels/"), {"name": "Receipts"}, format="json").json()
+        assert created["name"] == "Receipts"
+        assert (
+            user_client.patch(url(conn, f"labels/{created['id']}/"), {"name": "Bills"}, format="json").json()["name"]
+            == "Bills"
+        )
+        names = [lb["name"] for lb in user_client.get(url(conn, "labels/")).json()["labels"]]
+        assert "Bills" in names
+        assert user_client.delete(url(conn, f"labels/{created['id']}/")).status_code == 204
+        assert created["id"] not in gmail.labels
+        assert user_client.post(url(conn, "labels/"), {"name": ""}, format="json").status_code == 400
+
+    def test_modify_read_star_archive_label_and_trash(self, gmail, user, user_client):
+        gmail.add(make_message(3))
+        conn = google_conn(user)
+        r = user_client.post(
+            url(conn, "messages/m00003/modify/"),
+            {"read": True, "starred": True, "archive": True, "add_labels": ["Label_9"]},
+            format="json",
+        )
+        assert r.status_code == 200, r.content
+        assert set(gmail.messages["m00003"]["labelIds"]) == {"STARRED", "Label_9"}
+        user_client.post(url(conn, "messages/m00003/modify/"), {"trash": True}, format="json")
+        assert "TRASH" in gmail.messages["m00003"]["labelIds"]
+        bad = user_client.post(url(conn, "messages/m00003/modify/"), {}, format="json")
+        assert bad.status_code == 400
+
+
+def test_all_gmail_scopes_constant_matches_the_oauth_config():
+    from integrations.oauth import get
+
+    assert list(get("google").capabilities["mail"]) == ALL_GMAIL

@@ -1,0 +1,325 @@
+"""Push: Gmail Pub/Sub deliveries verified by their OIDC token; Graph notifications by handshake and clientState."""
+
+import base64
+import datetime
+import json
+import time
+
+import httpx
+import pytest
+import responses
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from django.utils import timezone
+from google.auth import crypt
+from google.auth import jwt as google_jwt
+
+from integrations.models import WebhookEvent
+from integrations.webhooks.tasks import webhook_process
+from messaging.mail.models import Mailbox, MailMessage
+
+from .conftest import GRAPH, google_conn, ms_conn
+from .fake_gmail import make_message
+
+pytestmark = pytest.mark.django_db
+
+CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+AUDIENCE = "https://hub.example.com/webhooks/gmail/"
+SERVICE_ACCOUNT = "gmail-push@hub-project.iam.gserviceaccount.com"
+
+
+def signing_key(kid):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, kid)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return crypt.RSASigner.from_string(pem_key, key_id=kid), cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return {"good": signing_key("kid-good"), "rogue": signing_key("kid-rogue")}
+
+
+@pytest.fixture
+def push(settings, keys, gmail):
+    settings.GMAIL_PUSH_AUDIENCE = AUDIENCE
+    settings.GMAIL_PUSH_SERVICE_ACCOUNT = SERVICE_ACCOUNT
+    settings.GMAIL_PUBSUB_TOPIC = "projects/hub-project/topics/gmail"
+    settings.GOOGLE_OIDC_CERTS_URL = CERTS_URL
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.GET, CERTS_URL, json={"kid-good": keys["good"][1]})
+        yield rsps
+
+
+def token(signer, **claims):
+    now = int(time.time())
+    payload = {
+        "iss": "https://accounts.google.com",
+        "aud": AUDIENCE,
+        "email": SERVICE_ACCOUNT,
+        "email_verified": True,
+        "sub": "1234",
+        "iat": now,
+        "exp": now + 600,
+        **claims,
+    }
+    return google_jwt.encode(signer, payload).decode()
+
+
+def delivery(message_id="pubsub-1", history_id=5001, address="ada@example.com"):
+    data = base64.b64encode(json.dumps({"emailAddress": address, "historyId": history_id}).encode()).decode()
+    return {
+        "message": {"data": data, "messageId": message_id, "publishTime": "2026-12-02T10:00:00Z"},
+        "subscription": "projects/p/subscriptions/s",
+    }
+
+
+def post_gmail(client, body, bearer):
+    return client.post("/webhooks/gmail/", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {bearer}")
+
+
+class TestGmailPush:
+    def test_a_signed_push_is_stored_once_and_syncs_from_the_stored_history(
+        self, push, keys, gmail, user, client, eager, django_capture_on_commit_callbacks
+    ):
+        conn = google_conn(user)
+        Mailbox.objects.create(connection=conn, history_id="4500", full_sync_at=timezone.now())
+        new = make_message(42)
+        gmail.add(new)
+        gmail.history = [(5001, {"id": "5001", "messagesAdded": [{"message": {"id": new["id"]}}]})]
+        gmail.history_id = 5001
+        good = token(keys["good"][0])
+        response = post_gmail(client, delivery(), good)
+        assert response.status_code == 200, response.content
+        assert post_gmail(client, delivery(), good).json()["status"] == "duplicate"
+        event = WebhookEvent.objects.get(provider="gmail")
+        with django_capture_on_commit_callbacks(execute=True):
+            webhook_process(event.pk)
+        event.refresh_from_db()
+        assert event.status == "processed", event.last_error
+        assert ("GET", "/gmail/v1/users/me/history") in gmail.requests
+        assert MailMessage.objects.get().external_id == "m00042"
+        assert Mailbox.objects.get().history_id == "5001"
+
+    @pytest.mark.parametrize("case", ["rogue_key", "wrong_audience", "wrong_account", "expired", "missing", "garbage"])
+    def test_a_bad_token_is_403_and_stores_nothing(self, case, push, keys, client):
+        signer = keys["rogue" if case == "rogue_key" else "good"][0]
+        claims = {
+            "wrong_audience": {"aud": "https://other.example/push"},
+            "wrong_account": {"email": "someone@evil.iam.gserviceaccount.com"},
+            "expired": {"iat": int(time.time()) - 7200, "exp": int(time.time()) - 3600},
+        }.get(case, {})
+        bearer = (
+            {"missing": "", "garbage": "not.a.jwt"}.get(case)
+            if case in ("missing", "garbage")
+            else token(signer, **claims)
+        )
+        if case == "missing":
+            response = client.post("/webhooks/gmail/", delivery(), content_type="application/json")
+        else:
+            response = post_gmail(client, delivery(), bearer)
+        assert response.status_code == 403, response.content
+        assert WebhookEvent.objects.count() == 0
+
+    def test_a_malformed_body_with_a_good_token_is_400(self, push, keys, client):
+        response = post_gmail(client, {"message": {"messageId": "x", "data": "!!!"}}, token(keys["good"][0]))
+        assert response.status_code == 400
+
+    def test_history_gone_means_a_full_resync(self, gmail, user):
+        from messaging.mail import services
+
+        conn = google_conn(user)
+        mailbox = Mailbox.objects.create(
+            connection=conn, history_id="100", full_sync_at=timezone.now()
+        )  # older than Gmail keeps (4000)
+        MailMessage.objects.create(mailbox=mailbox, external_id="stale", subject="gone")
+        for n in range(3):
+            gmail.add(make_message(n))
+        result = services.mailbox_sync(connection_id=conn.pk)
+        assert result.full
+        assert ("GET", "/gmail/v1/users/me/history") in gmail.requests and (
+            "GET",
+            "/gmail/v1/users/me/profile",
+        ) in gmail.requests
+        assert sorted(MailMessage.objects.values_list("external_id", flat=True)) == ["m00000", "m00001", "m00002"]
+        mailbox.refresh_from_db()
+        assert mailbox.history_id == str(gmail.history_id) and mailbox.full_sync_at is not None
+
+    def test_watch_starts_push_and_the_list_then_reads_the_cache(self, push, gmail, user, user_client):
+        for n in range(3):
+            gmail.add(make_message(n))
+        conn = google_conn(user)
+        response = user_client.post(f"/api/v1/mail/{conn.pk}/sync/")
+        assert response.status_code == 200, response.content
+        assert ("POST", "/gmail/v1/users/me/watch") in gmail.requests
+        before = len(gmail.requests)
+        listed = user_client.get(f"/api/v1/mail/{conn.pk}/messages/").json()
+        assert listed["source"] == "cache" and len(listed["messages"]) == 3
+        assert len(gmail.requests) == before  # answered from the cache
+
+
+@pytest.mark.respx(base_url=GRAPH, assert_all_called=False)
+class TestGraphPush:
+    def _mailbox(self, user):
+        conn = ms_conn(user)
+        return Mailbox.objects.create(
+            connection=conn,
+            subscription_id="sub-1",
+            client_state="s3cret-state",
+            delta_link=f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=abc",
+        )
+
+    def test_the_validation_handshake_echoes_the_token_as_plain_text(self, client):
+        response = client.post(
+            "/webhooks/outlook/?validationToken=Validation%3A+Testing+client+application",
+            data="",
+            content_type="text/plain",
+        )
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith("text/plain")
+        assert response.content == b"Validation: Testing client application"
+
+    def test_a_wrong_client_state_is_403_and_stores_nothing(self, graph_settings, user, client):
+        self._mailbox(user)
+        body = {
+            "value": [
+                {
+                    "subscriptionId": "sub-1",
+                    "clientState": "guess",
+                    "changeType": "created",
+                    "resource": "x",
+                    "resourceData": {"id": "AAMk1"},
+                }
+            ]
+        }
+        assert client.post("/webhooks/outlook/", body, content_type="application/json").status_code == 403
+        body["value"][0]["subscriptionId"] = "unknown"
+        assert client.post("/webhooks/outlook/", body, content_type="application/json").status_code == 403
+        assert WebhookEvent.objects.count() == 0
+
+    def test_a_notification_runs_a_delta_sync(
+        self, respx_mock, graph_settings, user, client, eager, django_capture_on_commit_callbacks
+    ):
+        mailbox = self._mailbox(user)
+        respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
+            return_value=httpx.Response(
+                200,
+                json={
+                    "value": [
+                        {"id": "AAMk1", "subject": "New", "receivedDateTime": "2026-12-01T10:00:00Z", "isRead": False},
+                        {"id": "AAMk-old", "@removed": {"reason": "deleted"}},
+                    ],
+                    "@odata.deltaLink": f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=next",
+                },
+            )
+        )
+        MailMessage.objects.create(mailbox=mailbox, external_id="AAMk-old")
+        body = {
+            "value": [
+                {
+                    "subscriptionId": "sub-1",
+                    "clientState": "s3cret-state",
+                    "changeType": "created",
+                    "resource": "Users/x/Messages/AAMk1",
+                    "resourceData": {"id": "AAMk1"},
+                }
+            ]
+        }
+        response = client.post("/webhooks/outlook/", body, content_type="application/json")
+        assert response.status_code == 200, response.content
+        event = WebhookEvent.objects.get(provider="outlook")
+        assert "clientState" not in event.payload  # the shared secret is not kept
+        with django_capture_on_commit_callbacks(execute=True):
+            webhook_process(event.pk)
+        event.refresh_from_db()
+        assert event.status == "processed", event.last_error
+        assert list(MailMessage.objects.values_list("external_id", flat=True)) == ["AAMk1"]
+        mailbox.refresh_from_db()
+        assert mailbox.delta_link.endswith("$deltatoken=next")
+
+    def test_reauthorization_required_renews_the_subscription(
+        self, respx_mock, graph_settings, user, client, eager, django_capture_on_commit_callbacks
+    ):
+        self._mailbox(user)
+        renew = respx_mock.patch("/subscriptions/sub-1").mock(
+            return_value=httpx.Response(200, json={"id": "sub-1", "expirationDateTime": "2026-12-05T10:00:00Z"})
+        )
+        respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
+            return_value=httpx.Response(
+                200,
+                json={"value": [], "@odata.deltaLink": f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=n2"},
+            )
+        )
+        body = {
+            "value": [
+                {
+                    "subscriptionId": "sub-1",
+                    "clientState": "s3cret-state",
+                    "lifecycleEvent": "reauthorizationRequired",
+                    "resource": "x",
+                }
+            ]
+        }
+        assert client.post("/webhooks/outlook/", body, content_type="application/json").status_code == 200
+        event = WebhookEvent.objects.get(provider="outlook")
+        assert event.type == "outlook.reauthorizationRequired"
+        with django_capture_on_commit_callbacks(execute=True):
+            webhook_process(event.pk)
+        event.refresh_from_db()
+        assert event.status == "processed", event.last_error
+        assert renew.called
+        assert Mailbox.objects.get().subscription_expires_at.isoformat().startswith("2026-12-05")
+
+    def test_starting_push_creates_a_subscription_with_a_secret_client_state(
+        self, respx_mock, graph_settings, user, user_client
+    ):
+        create = respx_mock.post("/subscriptions").mock(
+            return_value=httpx.Response(201, json={"id": "sub-new", "expirationDateTime": "2026-12-04T10:00:00Z"})
+        )
+        respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
+            return_value=httpx.Response(
+                200,
+                json={"value": [], "@odata.deltaLink": f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=1"},
+            )
+        )
+        conn = ms_conn(user)
+        assert user_client.post(f"/api/v1/mail/{conn.pk}/sync/").status_code == 200
+        sent = json.loads(create.calls[0].request.content)
+        assert sent["notificationUrl"] == "https://hub.example.com/webhooks/outlook/"
+        assert sent["lifecycleNotificationUrl"] == sent["notificationUrl"]
+        mailbox = Mailbox.objects.get(connection=conn)
+        assert (
+            mailbox.subscription_id == "sub-new"
+            and mailbox.client_state == sent["clientState"]
+            and len(sent["clientState"]) >= 32
+        )
+
+
+def test_the_daily_beat_renews_watches_that_end_within_a_day(
+    push, gmail, user, eager, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from messaging.mail.tasks import mail_watch_renew_due
+
+    soon = Mailbox.objects.create(connection=google_conn(user), watch_expires_at=timezone.now() + timedelta(hours=12))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert mail_watch_renew_due() == 1
+    assert ("POST", "/gmail/v1/users/me/watch") in gmail.requests
+    soon.refresh_from_db()
+    assert soon.watch_expires_at > timezone.now() + timedelta(days=6)
