@@ -163,8 +163,8 @@ async def _one_stream(client, target):
     chunks = 0
     async with client.stream("POST", target.completions, json={**BODY, "stream": True}) as resp:
         if resp.status_code != 200:
-            await resp.aread()
-            return None
+            body = await resp.aread()
+            return f"HTTP {resp.status_code} {body[:120]!r}"
         async for _ in resp.aiter_bytes():
             chunks += 1
     return time.perf_counter() - started
@@ -175,7 +175,7 @@ async def _streams(target):
     timeout = httpx.Timeout(STREAM_SECONDS * 5, connect=30)
     async with httpx.AsyncClient(base_url=target.base, headers=target.headers, limits=limits, timeout=timeout) as c:
         results = await asyncio.gather(*(_one_stream(c, target) for _ in range(STREAMS)), return_exceptions=True)
-    return [r if isinstance(r, float) else None for r in results]
+    return [r if isinstance(r, float) else (r if isinstance(r, str) else type(r).__name__) for r in results]
 
 
 def measure_streams(target):
@@ -187,9 +187,13 @@ def measure_streams(target):
     wall = time.perf_counter() - started
     stop.set()
     prober.join()
-    done = [t for t in times if t is not None]
+    done = [t for t in times if isinstance(t, float)]
+    failures = {}
+    for t in times:
+        if not isinstance(t, float):
+            failures[t] = failures.get(t, 0) + 1
     row = {
-        "done": f"{len(done)}/{STREAMS}",
+        "done": f"{len(done)}/{STREAMS}" + "".join(f"; {n} x {why}" for why, n in failures.items()),
         "median": statistics.median(done) if done else None,
         "max": max(done) if done else None,
         "wall": wall,
@@ -444,6 +448,8 @@ def run():
         finally:
             for child in reversed(children):
                 child.stop()
+                keep = common.ROOT / "var" / "bench" / f"ai-serving-{child.name}.log"
+                keep.write_bytes(child.log_path.read_bytes())
 
     base = statistics.median(lat["direct"])
     added = {t.name: statistics.median(lat[t.name]) - base for t in targets}
