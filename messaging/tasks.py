@@ -20,38 +20,40 @@ def _call_give_up(task, exc, call_id, *args, **kwargs):
     services.call_give_up(call_id=call_id, error=exc)
 
 
-@shared_task(bind=True, base=ProviderTask, provider="twilio", give_up=_sms_give_up, name="messaging.sms_send")
-def sms_send(self, sms_id):
+def _create_once(task, run):
     try:
-        return services.sms_send(sms_id=sms_id)
+        return run()
     except services.SendInFlight as exc:
         # Redelivered while the last create call may still be running: look it up once that call is over.
-        raise self.retry(countdown=exc.wait, max_retries=retry_policy("twilio")["max_retries"]) from exc
+        raise task.retry(countdown=exc.wait, max_retries=retry_policy("twilio")["max_retries"]) from exc
+
+
+def _price_poll(task, record):
+    """Ask until Twilio has priced it; the last try books the price table's estimate instead."""
+    outcome = record(final_try=task.request.retries >= PRICE_POLL_TRIES)
+    if outcome == "pending" and task.request.retries < PRICE_POLL_TRIES:
+        raise task.retry(countdown=PRICE_POLL_SECONDS, max_retries=PRICE_POLL_TRIES)
+    return outcome
+
+
+@shared_task(bind=True, base=ProviderTask, provider="twilio", give_up=_sms_give_up, name="messaging.sms_send")
+def sms_send(self, sms_id):
+    return _create_once(self, lambda: services.sms_send(sms_id=sms_id))
 
 
 @shared_task(bind=True, base=ProviderTask, provider="twilio", name="messaging.sms_price_fetch")
 def sms_price_fetch(self, sms_id):
-    outcome = services.sms_price_record(sms_id=sms_id, final_try=self.request.retries >= PRICE_POLL_TRIES)
-    if outcome == "pending" and self.request.retries < PRICE_POLL_TRIES:
-        raise self.retry(countdown=PRICE_POLL_SECONDS, max_retries=PRICE_POLL_TRIES)
-    return outcome
+    return _price_poll(self, lambda final_try: services.sms_price_record(sms_id=sms_id, final_try=final_try))
 
 
 @shared_task(bind=True, base=ProviderTask, provider="twilio", give_up=_call_give_up, name="messaging.call_place")
 def call_place(self, call_id):
-    try:
-        return services.call_place_run(call_id=call_id)
-    except services.SendInFlight as exc:
-        # Redelivered while the last create call may still be running: look it up once that call is over.
-        raise self.retry(countdown=exc.wait, max_retries=retry_policy("twilio")["max_retries"]) from exc
+    return _create_once(self, lambda: services.call_place_run(call_id=call_id))
 
 
 @shared_task(bind=True, base=ProviderTask, provider="twilio", name="messaging.call_price_fetch")
 def call_price_fetch(self, call_id):
-    outcome = services.call_price_record(call_id=call_id, final_try=self.request.retries >= PRICE_POLL_TRIES)
-    if outcome == "pending" and self.request.retries < PRICE_POLL_TRIES:
-        raise self.retry(countdown=PRICE_POLL_SECONDS, max_retries=PRICE_POLL_TRIES)
-    return outcome
+    return _price_poll(self, lambda final_try: services.call_price_record(call_id=call_id, final_try=final_try))
 
 
 @shared_task(name="messaging.costs_unbooked_sweep", ignore_result=True)

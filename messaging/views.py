@@ -12,48 +12,56 @@ from .models import CallLog, SmsMessage
 from .serializers import CallCreateSerializer, CallSerializer, SmsCreateSerializer, SmsSerializer
 
 
-class SmsListCreateView(generics.ListAPIView):
-    serializer_class = SmsSerializer
+class _OwnedMixin:
+    """The signed-in user's rows of `model`, newest first (another user's row is a 404)."""
+
+    model = None
 
     def get_queryset(self):
-        return SmsMessage.objects.filter(owner=self.request.user).order_by("-created_at", "-id")
+        return self.model.objects.filter(owner=self.request.user).order_by("-created_at", "-id")
+
+
+class _QueuedListView(_OwnedMixin, generics.ListAPIView):
+    create_serializer_class = None
+
+    def queue(self, request, create):
+        """Validate, queue with one service (the task runs after commit), answer 202 with the row."""
+        data = self.create_serializer_class(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = create(owner=request.user, **data.validated_data)
+        return Response(self.serializer_class(row).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SmsListCreateView(_QueuedListView):
+    model = SmsMessage
+    serializer_class = SmsSerializer
+    create_serializer_class = SmsCreateSerializer
 
     @extend_schema(request=SmsCreateSerializer, responses={202: SmsSerializer})
     @ratelimit(group="messaging.sms_send", rate="60/m")
     @idempotent
     def post(self, request):
-        data = SmsCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        sms = services.sms_create(owner=request.user, **data.validated_data)
         # 202: queued; the send is paced per sender number and reported by status callbacks.
-        return Response(SmsSerializer(sms).data, status=status.HTTP_202_ACCEPTED)
+        return self.queue(request, services.sms_create)
 
 
-class SmsDetailView(generics.RetrieveAPIView):
+class SmsDetailView(_OwnedMixin, generics.RetrieveAPIView):
+    model = SmsMessage
     serializer_class = SmsSerializer
 
-    def get_queryset(self):
-        return SmsMessage.objects.filter(owner=self.request.user)
 
-
-class CallListCreateView(generics.ListAPIView):
+class CallListCreateView(_QueuedListView):
+    model = CallLog
     serializer_class = CallSerializer
-
-    def get_queryset(self):
-        return CallLog.objects.filter(owner=self.request.user).order_by("-created_at", "-id")
+    create_serializer_class = CallCreateSerializer
 
     @extend_schema(request=CallCreateSerializer, responses={202: CallSerializer})
     @ratelimit(group="messaging.call_place", rate="20/m")
     @idempotent
     def post(self, request):
-        data = CallCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        call = services.call_create(owner=request.user, **data.validated_data)
-        return Response(CallSerializer(call).data, status=status.HTTP_202_ACCEPTED)
+        return self.queue(request, services.call_create)
 
 
-class CallDetailView(generics.RetrieveAPIView):
+class CallDetailView(_OwnedMixin, generics.RetrieveAPIView):
+    model = CallLog
     serializer_class = CallSerializer
-
-    def get_queryset(self):
-        return CallLog.objects.filter(owner=self.request.user)

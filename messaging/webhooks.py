@@ -153,24 +153,24 @@ def _run(fn, event):
         raise WebhookIgnored(str(exc)) from exc
 
 
+def _status_callback(apply, event, *, ref, not_ours):
+    """A status callback for a row the hub may not have stamped with Twilio's SID yet."""
+    try:
+        _run(apply, event)
+    except services.UnknownObject as exc:
+        if not (event.payload.get("_query") or {}).get(ref):
+            raise WebhookIgnored(f"{exc} ({not_ours})") from exc
+        raise  # ours (the URL names our row), but the task has not stored the SID yet: retried with backoff
+
+
 @webhook_handler(PROVIDER, "sms.status")
 def on_sms_status(event):
-    try:
-        _run(services.sms_status_apply, event)
-    except services.UnknownObject as exc:
-        if not (event.payload.get("_query") or {}).get("sms"):
-            raise WebhookIgnored(f"{exc} (not sent by the hub)") from exc
-        raise  # ours, but the send task has not stored the SID yet: retried with backoff
+    _status_callback(services.sms_status_apply, event, ref="sms", not_ours="not sent by the hub")
 
 
 @webhook_handler(PROVIDER, "call.status")
 def on_call_status(event):
-    try:
-        _run(services.call_status_apply, event)
-    except services.UnknownObject as exc:
-        if not (event.payload.get("_query") or {}).get("call"):
-            raise WebhookIgnored(f"{exc} (not placed or answered by the hub)") from exc
-        raise
+    _status_callback(services.call_status_apply, event, ref="call", not_ours="not placed or answered by the hub")
 
 
 @webhook_handler(PROVIDER, "sms.inbound")

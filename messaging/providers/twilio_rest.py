@@ -217,16 +217,16 @@ def _list_page(client, resource, operation, filters, *, owner=None, related=None
     return response
 
 
-def messages_list(*, to, sender, sent_on_or_after: date | None = None, owner=None, related=None):
+def messages_list(*, to, sender, on_or_after: date | None = None, owner=None, related=None):
     """Messages to `to` from `sender` (a number, or a messaging service matched on the results),
     optionally with DateSent on or after a day (GMT); newest first, one page."""
     client = _client()
     filters = {"to": to, "page_size": LOOKUP_PAGE_SIZE}
     if not sender.startswith("MG"):
         filters["from_"] = sender
-    if sent_on_or_after is not None:
+    if on_or_after is not None:
         # The SDK passes a string through: the API's "DateSent>=YYYY-MM-DD".
-        filters["date_sent_after"] = sent_on_or_after.isoformat()
+        filters["date_sent_after"] = on_or_after.isoformat()
     response = _list_page(client, client.messages, "sms.lookup", filters, owner=owner, related=related)
     results = [_message_result(m) for m in response.data]
     if sender.startswith("MG"):
@@ -234,15 +234,19 @@ def messages_list(*, to, sender, sent_on_or_after: date | None = None, owner=Non
     return results
 
 
-def message_fetch(*, sid, owner=None, related=None, cost=None):
-    """Fetch a message (its billed price). `cost(result)` returns (units, cost_usd) to record."""
-    client = _client()
-    with TWILIO.attempt("sms.price", owner=owner, scope="rest", related=related) as call:
-        response = client.messages(sid).fetch_with_http_info()
-        result = _message_result(response.data)
+def _fetch(operation, resource, to_result, *, owner=None, related=None, cost=None):
+    """Fetch one message or call (its billed price) as one gateway read; `cost(result)` -> (units, cost_usd)."""
+    with TWILIO.attempt(operation, owner=owner, scope="rest", related=related) as call:
+        response = resource.fetch_with_http_info()
+        result = to_result(response.data)
         call.record(http_status=response.status_code, request_id=_request_id(response.headers))
         record_cost(call, cost, result)
     return result
+
+
+def message_fetch(*, sid, owner=None, related=None, cost=None):
+    """Fetch a message: its status and billed price."""
+    return _fetch("sms.price", _client().messages(sid), _message_result, owner=owner, related=related, cost=cost)
 
 
 def _call_result(c):
@@ -274,26 +278,20 @@ def call_place(*, to, sender, twiml, status_callback, recording_callback=None, r
     return _call_result(response.data)
 
 
-def calls_list(*, to, sender, started_on_or_after: date | None = None, owner=None, related=None):
+def calls_list(*, to, sender, on_or_after: date | None = None, owner=None, related=None):
     """Calls to `to` from `sender`, optionally with StartTime on or after a day (GMT); newest first, one page."""
     client = _client()
     filters = {"to": to, "from_": sender, "page_size": LOOKUP_PAGE_SIZE}
-    if started_on_or_after is not None:
+    if on_or_after is not None:
         # The SDK passes a string through: the API's "StartTime>=YYYY-MM-DD".
-        filters["start_time_after"] = started_on_or_after.isoformat()
+        filters["start_time_after"] = on_or_after.isoformat()
     response = _list_page(client, client.calls, "call.lookup", filters, owner=owner, related=related)
     return [_call_result(c) for c in response.data]
 
 
 def call_fetch(*, sid, owner=None, related=None, cost=None):
-    """Fetch a finished call: its duration and price. `cost(result)` returns (units, cost_usd) to record."""
-    client = _client()
-    with TWILIO.attempt("call.price", owner=owner, scope="rest", related=related) as call:
-        response = client.calls(sid).fetch_with_http_info()
-        result = _call_result(response.data)
-        call.record(http_status=response.status_code, request_id=_request_id(response.headers))
-        record_cost(call, cost, result)
-    return result
+    """Fetch a finished call: its duration and billed price."""
+    return _fetch("call.price", _client().calls(sid), _call_result, owner=owner, related=related, cost=cost)
 
 
 def signature_valid(*, url, params, signature, token):

@@ -14,7 +14,7 @@ from ..models import CallLog
 from ..providers import twilio_rest, twiml
 from .common import StaleEvent, call_by_sid, public_url, row_for_callback
 from .costs import price_estimate, price_record
-from .create_once import CreateOnce, create_once, give_up, lookup_lost, sid_stamp
+from .create_once import CreateOnce, create_once, give_up, lookup_lost
 
 
 def call_create(*, owner, to, say, record=False):
@@ -70,12 +70,6 @@ def _place(call):
     )
 
 
-def _listed(call, day):
-    return twilio_rest.calls_list(
-        to=call.to_number, sender=call.from_number, started_on_or_after=day, owner=call.owner_id, related=call
-    )
-
-
 def _matches(call, listed):
     # Same To and From (listed so), placed through the API. A call carries no
     # body to compare, so another call between the same numbers in the window,
@@ -83,22 +77,23 @@ def _matches(call, listed):
     return listed.direction == "outbound-api"
 
 
-def _accepted(call, result):
-    """Twilio has the call (placed now, or found by a lookup): store its SID and move the row on."""
+def _stamped_fields(call, result):
     fields = {"twilio_status": result.status}
     if result.duration_seconds is not None:
         fields["duration_seconds"] = result.duration_seconds
-    stamped = sid_stamp(CallLog, call, result.sid, **fields)
-    # A found call may be long over; its price is then booked by costs_unbooked_sweep.
-    target = CALL_STATUS.get(result.status, "dialing")
-    if stamped and target != "dialing":
-        transition(CallLog, call.pk, target, frm="dialing")
-    return stamped
+    return fields
 
 
 # A second phone call is worse than a second SMS: the same create-once path.
 CALL = CreateOnce(
-    model=CallLog, working="dialing", done="placed", create=_place, listed=_listed, matches=_matches, accept=_accepted
+    model=CallLog,
+    working="dialing",
+    done="placed",
+    statuses=CALL_STATUS,
+    create=_place,
+    list_page=twilio_rest.calls_list,
+    matches=_matches,
+    stamped_fields=_stamped_fields,
 )
 
 

@@ -44,10 +44,11 @@ class CreateOnce:
     model: type
     working: str  # the status of a row handed to Twilio: "sending", "dialing"
     done: str  # what a run that created it returns: "sent", "placed"
-    create: Callable  # create(row) -> result with .sid: the one create call
-    listed: Callable  # listed(row, day) -> results of one list page; day=None lists without a date filter
+    statuses: dict  # Twilio's status -> ours
+    create: Callable  # create(row) -> result with .sid and .status: the one create call
+    list_page: Callable  # the adapter's list: (to=, sender=, on_or_after=, owner=, related=) -> results
     matches: Callable  # matches(row, result) -> bool: a listed result that our create call may have left
-    accept: Callable  # accept(row, result) -> bool: store the SID and move the row on (False: another row won)
+    stamped_fields: Callable  # stamped_fields(row, result) -> what to store beside the SID
     before_create: Callable | None = None  # before_create(row) -> an outcome that stops the run, or None
     refused: Callable | None = None  # refused(row, exc): what a ProviderError from the create call also means
 
@@ -128,10 +129,11 @@ def lookup_lost(spec, row):
     """
     since = (row.send_started_at or row.created_at) - LOOKUP_CLOCK_SKEW
     for day in (since.astimezone(dt.UTC).date(), None):
+        listed = spec.list_page(
+            to=row.to_number, sender=row.from_number, on_or_after=day, owner=row.owner_id, related=row
+        )
         candidates = [
-            c
-            for c in spec.listed(row, day)
-            if c.date_created is not None and c.date_created >= since and spec.matches(row, c)
+            c for c in listed if c.date_created is not None and c.date_created >= since and spec.matches(row, c)
         ]
         found = _lookup_pick(spec.model, row, candidates)
         if found is not None:
@@ -155,7 +157,7 @@ def create_once(spec, pk):
         if found is not None:
             if row.status == "queued":
                 transition(model, pk, spec.working, frm="queued")
-            return "found" if spec.accept(row, found) else "skipped"
+            return "found" if accept(spec, row, found) else "skipped"
     if spec.before_create is not None:
         stopped = spec.before_create(row)
         if stopped:
@@ -179,8 +181,22 @@ def create_once(spec, pk):
                 fields = {"error_code": str(exc.code or ""), "error_message": exc.message}
                 transition(model, pk, "failed", frm=spec.working, **fields)
         raise
-    spec.accept(row, result)
+    accept(spec, row, result)
     return spec.done
+
+
+def accept(spec, row, result):
+    """Twilio has it (created now, or found by a lookup): store its SID and move the row on.
+
+    False if the row already holds another SID. A found row may be long over;
+    its price is then booked by costs_unbooked_sweep.
+    """
+    stamped = sid_stamp(spec.model, row, result.sid, **spec.stamped_fields(row, result))
+    target = spec.statuses.get(result.status, spec.working)
+    if stamped and target != spec.working:
+        errors = {k: getattr(result, k) for k in ("error_code", "error_message") if hasattr(result, k)}
+        transition(spec.model, row.pk, target, frm=spec.working, **errors)
+    return stamped
 
 
 def sid_stamp(model, row, sid, **fields):

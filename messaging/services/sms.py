@@ -15,7 +15,7 @@ from ..models import Conversation, SmsMessage
 from ..providers import twilio_rest
 from .common import MAX_BODY, StaleEvent, public_url, row_for_callback
 from .costs import price_estimate, price_record
-from .create_once import CreateOnce, create_once, give_up, lookup_lost, sid_stamp
+from .create_once import CreateOnce, create_once, give_up, lookup_lost
 from .optouts import opted_out, optout_apply, optout_keyword_apply, refuse_opted_out
 
 # GSM-7 basic set and the extension characters that cost two septets.
@@ -89,29 +89,14 @@ def _send(sms):
     )
 
 
-def _listed(sms, day):
-    return twilio_rest.messages_list(
-        to=sms.to_number, sender=sms.from_number, sent_on_or_after=day, owner=sms.owner_id, related=sms
-    )
-
-
 def _matches(sms, message):
     # Same To and sender (listed so), the exact body, outbound.
     return message.body == sms.body and message.direction.startswith("outbound")
 
 
-def _accepted(sms, result):
-    """Twilio has the message (created now, or found by a lookup): store its SID and move the row on."""
+def _stamped_fields(sms, result):
     segments = result.segments or sms.segments
-    stamped = sid_stamp(
-        SmsMessage, sms, result.sid, segments=segments, price_usd=price_estimate("sms.send", segments=segments)
-    )
-    target = _SMS_STATUS.get(result.status, "sending")
-    if target != "sending":
-        transition(
-            SmsMessage, sms.pk, target, frm="sending", error_code=result.error_code, error_message=result.error_message
-        )
-    return stamped
+    return {"segments": segments, "price_usd": price_estimate("sms.send", segments=segments)}
 
 
 def _stop_if_opted_out(sms):
@@ -137,10 +122,11 @@ SMS = CreateOnce(
     model=SmsMessage,
     working="sending",
     done="sent",
+    statuses=_SMS_STATUS,
     create=_send,
-    listed=_listed,
+    list_page=twilio_rest.messages_list,
     matches=_matches,
-    accept=_accepted,
+    stamped_fields=_stamped_fields,
     before_create=_stop_if_opted_out,
     refused=_record_unsubscribed,
 )
