@@ -1,3 +1,5 @@
+from csp.constants import SELF, UNSAFE_INLINE
+from csp.decorators import csp_replace
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -31,7 +33,16 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # ReDoc's bundle injects its CSS as <style> elements (styled-components) that cannot carry
+    # the nonce, and runs its search in a worker built from a blob: URL. This page alone allows
+    # inline styles and blob: workers; scripts stay nonce-only.
+    path(
+        "api/redoc/",
+        csp_replace({"style-src": [SELF, UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})(
+            SpectacularRedocView.as_view(url_name="schema")
+        ),
+        name="redoc",
+    ),
     # Stripe Checkout sends customers back here (STRIPE_CHECKOUT_SUCCESS_URL / _CANCEL_URL default to these).
     path("payments/", include("payments.page_urls")),
     path("webhooks/twilio/", include("messaging.webhook_urls")),
@@ -46,5 +57,7 @@ urlpatterns = [
     re_path(r"^api/", errors.api_not_found),
 ]
 
+handler400 = "integrations.api.errors.handler400"
+handler403 = "integrations.api.errors.handler403"
 handler404 = "integrations.api.errors.handler404"
 handler500 = "integrations.api.errors.handler500"

@@ -10,13 +10,16 @@ window's first, partial hour from the call log (at most one hour of rows).
 import datetime as dt
 import heapq
 import math
+import uuid
 from collections import defaultdict
 from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import TruncDay
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 
 from .models import Budget, ProviderCall, ProviderRollup, UsageRollup
 from .registry import all_providers
@@ -71,11 +74,11 @@ def _day(value):
     return value.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-# A day's per-provider totals never change once it is over (every call is
-# written with the time it was written), so 7- and 30-day windows read closed
-# days from the cache: one get_many instead of summing ~90 columns over 24
-# hourly rows per provider per day. SETTLE covers calls still being written as
-# the day ends.
+# An hour's or a day's per-provider totals never change once it is over
+# (every call is written with the time it was written), so windows read closed
+# hours (1 h, 24 h) and closed days (7 d, 30 d) from the cache: one get_many
+# instead of summing ~90 roll-up columns again on every page view. SETTLE
+# covers calls still being written as the period ends.
 DAY_CACHE_SECONDS = 40 * 86400
 SETTLE = dt.timedelta(minutes=15)
 
@@ -107,25 +110,47 @@ def _grouped(start, end, by):
     return {(r[group], r["provider"]): [r[f"s_{c}"] or 0 for c in _SUMS] for r in rows}
 
 
-def _closed_days(days):
-    """{(day, provider): sums} for closed days, from the cache, computing (and caching) the missing ones."""
+def console_cache_reset():
+    """Forget every cached hour and day: for whoever writes calls into the past (seed_demo, a backfill)."""
     from django.core.cache import cache
 
-    if not days:
+    cache.set("console:generation", uuid.uuid4().hex[:8], None)
+
+
+def _generation():
+    from django.core.cache import cache
+
+    generation = cache.get("console:generation")
+    if generation is None:
+        generation = uuid.uuid4().hex[:8]
+        cache.add("console:generation", generation, None)
+        generation = cache.get("console:generation", generation)
+    return generation
+
+
+def _closed_bins(bins, by):
+    """{(bin, provider): sums} for closed hours or days, from the cache, computing (and caching) the missing ones."""
+    from django.core.cache import cache
+
+    if not bins:
         return {}
-    keys = {f"console:day:{d:%Y-%m-%d}": d for d in days}
+    step = dt.timedelta(hours=1) if by == "hour" else dt.timedelta(days=1)
+    generation = _generation()
+
+    def key_of(at):
+        return f"console:{generation}:{by}:{at:%Y-%m-%dT%H}"
+
+    keys = {key_of(b): b for b in bins}
     found = cache.get_many(list(keys))
-    missing = sorted(d for k, d in keys.items() if k not in found)
+    missing = sorted(b for k, b in keys.items() if k not in found)
     if missing:
-        fresh = _grouped(missing[0], missing[-1] + dt.timedelta(days=1), "day")
-        computed = {f"console:day:{d:%Y-%m-%d}": {} for d in missing}
-        for (day, provider), values in fresh.items():
-            key = f"console:day:{day:%Y-%m-%d}"
-            if key in computed:
-                computed[key][provider] = values
+        computed = {key_of(b): {} for b in missing}
+        for (at, provider), values in _grouped(missing[0], missing[-1] + step, by).items():
+            if key_of(at) in computed:
+                computed[key_of(at)][provider] = values
         cache.set_many(computed, DAY_CACHE_SECONDS)
         found.update(computed)
-    return {(d, provider): values for key, d in keys.items() for provider, values in (found.get(key) or {}).items()}
+    return {(b, provider): values for key, b in keys.items() for provider, values in (found.get(key) or {}).items()}
 
 
 def _add_into(cells, key, values):
@@ -133,25 +158,62 @@ def _add_into(cells, key, values):
     cells[key] = list(values) if current is None else [a + b for a, b in zip(current, values, strict=True)]
 
 
+def _partial_hour_sql(since, until):
+    """[(provider, outcome, bucket, calls, cost, latency sum, *unit sums)] for calls in [since, until) (PostgreSQL)."""
+    qn = connection.ops.quote_name
+    # bisect_left over LATENCY_BOUNDS_MS (2 ** (i / 4)): the first bound >= the latency.
+    last = len(LATENCY_COLUMNS) - 1
+    bucket = f"CASE WHEN latency_ms <= 1 THEN 0 ELSE LEAST(CEIL(4 * LN(latency_ms) / LN(2)), {last})::int END"
+    units = []
+    for unit in UNITS:
+        parts = " + ".join(
+            f"CASE WHEN jsonb_typeof(units -> '{k}') = 'number' THEN (units ->> '{k}')::numeric ELSE 0 END"
+            for k in unit.keys
+        )
+        units.append(f"SUM({parts})" if unit.money else f"FLOOR(SUM({parts}))::bigint")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT provider, outcome, {bucket}, COUNT(*), SUM(cost_usd), SUM(latency_ms), {', '.join(units)} "
+            f"FROM {qn(ProviderCall._meta.db_table)} WHERE created_at >= %s AND created_at < %s GROUP BY 1, 2, 3",
+            [since, until],
+        )
+        return cursor.fetchall()
+
+
 def _partial_hour(cells, bin_at, since, until):
     """Calls in [since, until) (less than an hour) from the call log, added to the bin at `bin_at`."""
     if since >= until:
         return
-    partial = ProviderCall.objects.filter(created_at__gte=since, created_at__lt=until)
     extra = {}
-    for provider, outcome, latency_ms, cost, units in partial.values_list(
-        "provider", "outcome", "latency_ms", "cost_usd", "units"
-    ).iterator():
-        row = extra.get(provider)
-        if row is None:
-            row = extra[provider] = _empty()
-        row[_INDEX["calls"]] += 1
-        row[_INDEX[outcome]] += 1
-        row[_INDEX["cost_usd"]] += cost
-        row[_INDEX["latency_ms_sum"]] += latency_ms
-        row[_INDEX[f"l{latency_bucket(latency_ms)}"]] += 1
-        for column, amount in units_split(units).items():
-            row[_INDEX[column]] += amount
+
+    def row_for(provider):
+        if provider not in extra:
+            extra[provider] = _empty()
+        return extra[provider]
+
+    if connection.vendor == "postgresql":
+        for provider, outcome, bucket, n, cost, latency_sum, *unit_sums in _partial_hour_sql(since, until):
+            row = row_for(provider)
+            row[_INDEX["calls"]] += n
+            row[_INDEX[outcome]] += n
+            row[_INDEX["cost_usd"]] += cost or 0
+            row[_INDEX["latency_ms_sum"]] += latency_sum or 0
+            row[_INDEX[f"l{bucket}"]] += n
+            for unit, amount in zip(UNITS, unit_sums, strict=True):
+                row[_INDEX[unit.column]] += amount or 0
+    else:
+        partial = ProviderCall.objects.filter(created_at__gte=since, created_at__lt=until)
+        for provider, outcome, latency_ms, cost, units in partial.values_list(
+            "provider", "outcome", "latency_ms", "cost_usd", "units"
+        ).iterator():
+            row = row_for(provider)
+            row[_INDEX["calls"]] += 1
+            row[_INDEX[outcome]] += 1
+            row[_INDEX["cost_usd"]] += cost
+            row[_INDEX["latency_ms_sum"]] += latency_ms
+            row[_INDEX[f"l{latency_bucket(latency_ms)}"]] += 1
+            for column, amount in units_split(units).items():
+                row[_INDEX[column]] += amount
     for provider, values in extra.items():
         _add_into(cells, (bin_at, provider), values)
 
@@ -174,13 +236,17 @@ def window_cells(window, now=None):
         while at <= now:
             bins.append(at)
             at += dt.timedelta(hours=1)
-        cells = _grouped(first_full, after_now, "hour")
+        closed = [h for h in bins if h >= first_full and h + dt.timedelta(hours=1) <= now - SETTLE]
+        cells = {k: list(v) for k, v in _closed_bins(closed, "hour").items()}
+        open_from = closed[-1] + dt.timedelta(hours=1) if closed else first_full
+        for key, values in _grouped(open_from, after_now, "hour").items():
+            _add_into(cells, key, values)
         _partial_hour(cells, _hour(since), since, min(first_full, now))
         return "hour", bins, cells
     first_day, today = _day(since), _day(now)
     bins = [first_day + dt.timedelta(days=i) for i in range((today - first_day).days + 1)]
     closed = [d for d in bins[1:] if d + dt.timedelta(days=1) <= now - SETTLE]
-    cells = _closed_days(closed)
+    cells = {k: list(v) for k, v in _closed_bins(closed, "day").items()}
     open_from = closed[-1] + dt.timedelta(days=1) if closed else first_day + dt.timedelta(days=1)
     # The first day from its first whole hour, and the days not closed yet, from the hourly roll-up.
     for key, values in _grouped(first_full, first_day + dt.timedelta(days=1), "day").items():
@@ -211,15 +277,17 @@ def overview(*, window=DEFAULT_WINDOW, now=None, cells=None):
 
     providers = all_providers()
     known = {p.name for p in providers}
+    circuits = breaker.states([p.name for p in providers])
     rows = []
     for spec in providers:
+        missing = spec.missing()
         rows.append(
             {
                 "name": spec.name,
                 "label": spec.label,
-                "configured": spec.configured,
-                "missing": spec.missing(),
-                "circuit": breaker.state(spec.name),
+                "configured": not missing,
+                "missing": missing,
+                "circuit": circuits[spec.name],
                 **stats_from_sums(sums.get(spec.name) or _as_dict(_empty())),
             }
         )
@@ -228,8 +296,17 @@ def overview(*, window=DEFAULT_WINDOW, now=None, cells=None):
             {"name": name, "label": name, "configured": False, "missing": [], "circuit": "closed"}
             | stats_from_sums(sums[name])
         )
+    base = reverse("admin:integrations_providercall_changelist")
     for row in rows:
         row["circuit_label"] = CIRCUIT_LABELS.get(row["circuit"], row["circuit"])
+        # The cells' links, built here once rather than by a template tag per cell.
+        calls = f"{base}?{urlencode({'provider': row['name'], 'since': window})}"
+        row["links"] = {
+            "calls": calls,
+            "failed": f"{calls}&outcome=failed",
+            "slowest": f"{calls}&o=-7",
+            "costliest": f"{calls}&o=-8",
+        }
     # Providers with traffic first (busiest first), then the quiet ones in registry order.
     rows.sort(key=lambda r: (-r["calls"], not r["configured"]))
     total = _empty()
@@ -361,7 +438,8 @@ def _owner_days(days):
     """[{owner_id: (micros, calls)}] for closed days, from the cache (computed once per day)."""
     from django.core.cache import cache
 
-    keys = [f"console:owners:{d:%Y-%m-%d}" for d in days]
+    generation = _generation()
+    keys = [f"console:{generation}:owners:{d:%Y-%m-%d}" for d in days]
     found = cache.get_many(keys)
     fresh = {}
     for key, d in zip(keys, days, strict=True):

@@ -161,6 +161,24 @@ def state(provider):
     return current
 
 
+def states(providers):
+    """{provider: state} for many providers in one Redis round trip (the console's overview)."""
+    client = get_client()
+    if client is None:
+        return {p: state(p) for p in providers}
+    pipe = client.pipeline(transaction=False)
+    for provider in providers:
+        pipe.hmget(_key(provider), "state", "opened_at")
+    now = time.time() * 1000  # only for display; transitions use Redis's clock
+    out = {}
+    for provider, raw in zip(providers, pipe.execute(), strict=True):
+        current = (raw[0] or b"closed").decode()
+        if current == OPEN and now >= float(raw[1] or 0) + _conf(provider)["cooldown_seconds"] * 1000:
+            current = HALF_OPEN
+        out[provider] = current
+    return out
+
+
 def reset(provider):
     """Close the circuit by hand (admin action)."""
     client = get_client()

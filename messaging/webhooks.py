@@ -9,6 +9,7 @@ callback and a second copy of the same status insert nothing. Voice webhooks
 answer TwiML in the request but are verified and stored the same way.
 """
 
+import hashlib
 import logging
 
 from django.conf import settings
@@ -98,16 +99,28 @@ class TwilioVerifier(WebhookVerifier):
         if self.event_type == "voice.dial":
             values.append((payload.get("_query") or {}).get("stage", ""))
         if not all(values[:1]):
-            token = request.headers.get("I-Twilio-Idempotency-Token")
-            if not token:
+            # No SID of its own (a recording callback before the recording has one): it must at least
+            # name its call or message, and it is de-duplicated on what Twilio signed (the URL and every
+            # POST parameter), never on the unsigned I-Twilio-Idempotency-Token header, which a
+            # replayer can change at will.
+            if not (payload.get("CallSid") or payload.get("MessageSid")):
                 raise WebhookRejected(400, "malformed_event", f"The callback has no {self.fields[0]}.")
-            values = [token]
+            values = ["signed", _signed_digest(request)]
         return InboundEvent(
             event_id=":".join([self.event_type, *[str(v or "") for v in values]])[:255],
             type=self.event_type,
             payload=payload,
             headers=safe_headers(request, KEPT_HEADERS),
         )
+
+
+def _signed_digest(request):
+    """SHA-256 over exactly what X-Twilio-Signature covers: the public URL, then each parameter name+value, sorted."""
+    digest = hashlib.sha256(signed_url(request).encode())
+    for name in sorted(request.POST):
+        for value in request.POST.getlist(name):
+            digest.update(f"\0{name}\0{value}".encode())
+    return digest.hexdigest()
 
 
 def _xml(body):

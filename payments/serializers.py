@@ -119,7 +119,10 @@ class RefundSerializer(serializers.ModelSerializer):
 
 class RefundCreateSerializer(serializers.Serializer):
     amount = serializers.IntegerField(
-        min_value=1, required=False, help_text="Minor units; omit for the full remainder."
+        min_value=1,
+        max_value=currencies.MAXIMUM["idr"],
+        required=False,
+        help_text="Minor units; omit for the full remainder.",
     )
     reason = serializers.ChoiceField(
         choices=["duplicate", "fraudulent", "requested_by_customer"], required=False, allow_blank=True, default=""

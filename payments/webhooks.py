@@ -11,13 +11,13 @@ a late `payment_intent.payment_failed` never takes a paid invoice back.
 Types without a handler are stored and marked ignored by the inbox.
 """
 
-import datetime as dt
 import json
 
 from integrations.webhooks import (
     InboundEvent,
     WebhookRejected,
     WebhookVerifier,
+    epoch_datetime,
     safe_headers,
     webhook_handler,
     webhook_verifier,
@@ -65,7 +65,7 @@ class StripeVerifier(WebhookVerifier):
             event_id=str(data["id"]),
             type=str(data["type"]),
             payload=data,
-            occurred_at=dt.datetime.fromtimestamp(created, tz=dt.UTC) if isinstance(created, int) else None,
+            occurred_at=epoch_datetime(created),
             headers=safe_headers(request, [SIGNATURE_HEADER, "User-Agent", "Content-Type"]),
         )
 
@@ -92,6 +92,13 @@ def on_checkout_session(event):
     session = _object(event)
     payment = services.payment_for_stripe_object(session)
     if payment is None:
+        return
+    if event.type == "checkout.session.completed" and services.money_mismatch(
+        payment=payment,
+        amount=session.get("amount_total"),
+        currency=session.get("currency"),
+        source=f"Checkout Session {session.get('id')}",
+    ):
         return
     intent = session.get("payment_intent")
     intent = intent.get("id") if isinstance(intent, dict) else (intent or "")

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "django_celery_beat",
     "django_prometheus",
+    "csp",
     "axes",
     "integrations",
     "integrations.audit",
@@ -56,7 +57,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # A NUL in an /api/ query string is a JSON 400 before any filter sees it.
+    "integrations.api.guards.QueryStringGuardMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, so a login lockout flagged anywhere inside becomes the 429 answer.
     "axes.middleware.AxesMiddleware",
@@ -145,6 +149,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON bodies with NUL or lone surrogates anywhere are a 400 (PostgreSQL cannot store them).
+    "DEFAULT_PARSER_CLASSES": [
+        "integrations.api.guards.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "integrations.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -165,6 +175,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation documents its error responses with the one Error component.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "integrations.api.schema.document_errors",
+    ],
     # Several models have a `status` with different choices: one named enum each.
     "ENUM_NAME_OVERRIDES": {
         "InvoiceStatusEnum": "payments.models.Invoice.Status",
@@ -173,6 +188,9 @@ SPECTACULAR_SETTINGS = {
         "SubscriptionStatusEnum": "payments.models.Subscription.Status",
     },
 }
+
+# A CSRF failure under /api/ is the JSON error shape (elsewhere Django's page).
+CSRF_FAILURE_VIEW = "integrations.api.errors.csrf_failure"
 
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"

@@ -1,5 +1,6 @@
 """HTTPS, cookies, headers and the keys that encrypt stored credentials."""
 
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from ._env import env, env_bool
@@ -28,3 +29,25 @@ if not FIELD_ENCRYPTION_KEYS:
         "FIELD_ENCRYPTION_KEYS is not set; generate one with "
         "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
     )
+
+# Content-Security-Policy (django-csp) on every HTML page: admin, the browsable
+# API, Swagger UI and ReDoc. Scripts and styles come from the hub itself; the
+# few inline <script>/<style> blocks the docs templates need carry the
+# per-response nonce (templates/drf_spectacular/). Style *attributes* are
+# allowed (Django admin and the console's charts set widths inline); they
+# cannot run code. Nothing may frame the hub, and forms post only to it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}

@@ -1,10 +1,20 @@
 """One JSON error shape for the whole API: {"error": code, "detail": sentence, ...}."""
 
 import logging
+import sys
 
+from django.conf import settings
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from django.views import csrf as csrf_views
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -38,7 +48,37 @@ def domain_error_response(exc):
     return response
 
 
+# Seconds a client is told to wait when the database or Redis is unreachable.
+OUTAGE_RETRY_AFTER = 5
+
+
+def dependency_outage(exc):
+    """A 503 DomainError for a database, Redis or broker outage (`exc` is what the driver raised), else None."""
+    import kombu.exceptions
+    import redis.exceptions
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        which = "database"
+    elif isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        which = "cache"
+    elif isinstance(exc, kombu.exceptions.OperationalError):
+        which = "task queue"
+    else:
+        return None
+    # The reason (host, port, driver message) goes to the log, never to the client.
+    logger.error("dependency outage: %s unavailable", which, exc_info=exc)
+    return DomainError(
+        503,
+        "service_unavailable",
+        f"The hub's {which} is unavailable right now; retry in {OUTAGE_RETRY_AFTER} seconds.",
+        headers={"Retry-After": str(OUTAGE_RETRY_AFTER)},
+        retry_after=OUTAGE_RETRY_AFTER,
+    )
+
+
 def exception_handler(exc, context):
+    exc = dependency_outage(exc) or exc
     if isinstance(exc, ProviderError):
         exc = exc.as_api_error()
     if isinstance(exc, DomainError):
@@ -81,6 +121,7 @@ def _wants_json(request):
     return request.path.startswith(("/api/", "/webhooks/"))
 
 
+@csrf_exempt  # a 404 is the answer whatever the method; a CSRF 403 would hide it
 def api_not_found(request, *args, **kwargs):
     return JsonResponse(
         {"error": "not_found", "detail": f"No API endpoint at {request.path}; see /api/docs/."},
@@ -94,7 +135,49 @@ def handler404(request, exception=None):
     return defaults.page_not_found(request, exception)
 
 
+def _json_error(status_code, code, detail):
+    return JsonResponse({"error": code, "detail": detail}, status=status_code)
+
+
+def handler400(request, exception=None):
+    """Django's SuspiciousOperation family (oversized body, bad Host, too many fields) as the JSON error shape."""
+    if not _wants_json(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return _json_error(
+            413, "payload_too_large", f"The body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes, the API's limit."
+        )
+    if isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
+        return _json_error(400, "too_many_fields", "The request has too many form fields or files.")
+    if isinstance(exception, DisallowedHost):
+        return _json_error(400, "bad_host", "The Host header names a host this hub does not serve.")
+    return _json_error(400, "bad_request", "The request is malformed.")
+
+
+def handler403(request, exception=None):
+    if _wants_json(request):
+        return _json_error(403, "permission_denied", _DEFAULT_DETAILS["permission_denied"])
+    return defaults.permission_denied(request, exception)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a session-authenticated write without its CSRF token."""
+    if _wants_json(request):
+        return _json_error(
+            403,
+            "csrf_failed",
+            f"CSRF check failed ({reason}). Session requests must send the X-CSRFToken header; "
+            "API clients should use `Authorization: Token <key>` instead of a session cookie.",
+        )
+    return csrf_views.csrf_failure(request, reason)
+
+
 def handler500(request):
+    # Django calls this while handling the exception, so it is still in sys.exc_info(): a
+    # database or Redis outage outside DRF (webhooks, plain views) becomes a 503 + Retry-After.
+    outage = dependency_outage(sys.exc_info()[1])
+    if outage is not None and _wants_json(request):
+        return domain_error_response(outage)
     if _wants_json(request):
         return JsonResponse(
             {

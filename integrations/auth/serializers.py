@@ -6,7 +6,8 @@ from integrations.models import ApiToken
 
 class _TokenOptions(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    expires_in_days = serializers.IntegerField(required=False, min_value=1)
+    # A hard ceiling in the schema; API_TOKEN_MAX_TTL_DAYS (at most this) is checked below.
+    expires_in_days = serializers.IntegerField(required=False, min_value=1, max_value=3650)
 
     def validate_expires_in_days(self, value):
         if value > settings.API_TOKEN_MAX_TTL_DAYS:

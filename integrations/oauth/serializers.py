@@ -9,7 +9,10 @@ class StartSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=32), min_length=1, max_length=10, help_text="mail, calendar, meetings"
     )
     connection = serializers.IntegerField(
-        required=False, min_value=1, help_text="An existing connection to add capabilities to (incremental)."
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,  # a bigint id: anything larger is a 400, never a database error
+        help_text="An existing connection to add capabilities to (incremental).",
     )
 
 

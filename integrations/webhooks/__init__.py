@@ -11,7 +11,8 @@ Public API for domain apps (see registry.py for a full example):
 - ``webhook_replay(*, event)``, ``webhook_mark_ignored(*, event)``: admin services
 - ``InboundEvent``, ``WebhookRejected``, ``WebhookIgnored``, ``WebhookPermanentError``
 - ``WebhookVerifier``: the base every provider's verifier subclasses (shared checks, one status policy)
-- helpers: ``secrets_from``, ``safe_headers``, ``webhook_secret``, ``json_body``, ``hmac_sha256_hex``, ``signatures_match``
+- helpers: ``secrets_from``, ``safe_headers``, ``webhook_secret``, ``json_body``, ``epoch_datetime``,
+  ``hmac_sha256_hex``, ``signatures_match``
 """
 
 from .inbox import receive_webhook, record_webhook, webhook_view
@@ -29,6 +30,7 @@ from .verify import (
     InboundEvent,
     WebhookRejected,
     WebhookVerifier,
+    epoch_datetime,
     hmac_sha256_hex,
     json_body,
     safe_headers,
@@ -45,6 +47,7 @@ __all__ = [
     "WebhookVerifier",
     "hmac_sha256_hex",
     "json_body",
+    "epoch_datetime",
     "receive_webhook",
     "record_webhook",
     "safe_headers",

@@ -14,6 +14,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from ..api.guards import strip_unstorable
 from ..metrics import webhook_events
 from ..models import WebhookEvent
 from .dispatch import request_drain_on_commit
@@ -48,6 +49,14 @@ def _too_big(request):
 def _check(inbound):
     if not isinstance(inbound, InboundEvent):
         raise TypeError(f"a webhook verifier must return InboundEvent, not {type(inbound).__name__}")
+    # A signed delivery is genuine even with a NUL in a field (a Twilio SMS body
+    # can carry one): refusing it would make the provider retry forever, storing
+    # it fails in PostgreSQL. Strip what cannot be stored; the signature was
+    # already checked over the bytes as sent.
+    inbound.event_id = strip_unstorable(inbound.event_id)
+    inbound.type = strip_unstorable(inbound.type)
+    inbound.payload = strip_unstorable(inbound.payload)
+    inbound.headers = strip_unstorable(inbound.headers)
     if not isinstance(inbound.event_id, str) or not inbound.event_id or len(inbound.event_id) > 255:
         raise WebhookRejected(400, "malformed_event", "The event has no usable id.")
     if not isinstance(inbound.type, str) or len(inbound.type) > 128:

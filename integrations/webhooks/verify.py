@@ -12,7 +12,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 
@@ -80,6 +80,19 @@ def hmac_sha256_hex(secret, message):
 def signatures_match(expected, received):
     """Constant-time comparison, so timing does not reveal how much of a forged signature was right."""
     return hmac.compare_digest(str(expected).encode(), str(received).encode())
+
+
+def epoch_datetime(value):
+    """A provider's Unix timestamp as an aware datetime; None when absent, a 400 when out of range."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        when = datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        when = None
+    if when is None or not 1970 <= when.year <= 9000:
+        raise WebhookRejected(400, "malformed_event", f"The event timestamp {value!r} is out of range.")
+    return when
 
 
 def json_body(request):

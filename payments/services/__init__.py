@@ -42,6 +42,7 @@ from .refunds import (
 from .settlement import (
     INTENT_STATUS,
     dispute_record,
+    money_mismatch,
     payment_apply,
     payment_apply_intent,
     payment_fee_record,
@@ -76,6 +77,7 @@ __all__ = [
     "invoice_void",
     "payment_apply",
     "payment_apply_intent",
+    "money_mismatch",
     "payment_cancel",
     "payment_failed_notify",
     "payment_fee_record",

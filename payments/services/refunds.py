@@ -3,6 +3,8 @@
 from django.db import transaction
 from django.db.models import Q, Sum
 
+from integrations.alerts import alert_raise
+from integrations.models import Alert
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
@@ -96,7 +98,29 @@ def refund_give_up(*, refund_id, error):
         )
 
 
+def _refund_money_mismatch(*, refund, stripe_refund):
+    """A Stripe refund whose amount or currency is not our row's: a critical alert, nothing applied."""
+    payment = refund.payment
+    expected = (refund.amount, payment.currency.lower())
+    got = (stripe_refund.get("amount"), (stripe_refund.get("currency") or "").lower())
+    if got == expected:
+        return False
+    alert_raise(
+        kind=Alert.Kind.PAYMENT_ANOMALY,
+        provider="stripe",
+        severity=Alert.Severity.CRITICAL,
+        message=(
+            f"Stripe refund {stripe_refund.get('id')} is for {got[0]} {got[1].upper()} (minor units); refund "
+            f"{refund.pk} of payment {payment.pk} is {expected[0]} {expected[1].upper()}: not applied."
+        ),
+        dedupe_key=f"payment_anomaly:refund:{refund.pk}",
+    )
+    return True
+
+
 def refund_apply(*, refund, stripe_refund, occurred_at=None):
+    if _refund_money_mismatch(refund=refund, stripe_refund=stripe_refund):
+        return False
     to = REFUND_STATUS.get(stripe_refund.get("status"))
     changed = False
     if to is not None:
@@ -114,6 +138,22 @@ def refund_upsert(*, stripe_refund, occurred_at=None):
     if refund is None:
         payment = payment_for_stripe_object(stripe_refund)
         if payment is None:
+            return None, False
+        if (stripe_refund.get("currency") or "").lower() != payment.currency.lower() or not (
+            0 < (stripe_refund.get("amount") or 0) <= payment.amount
+        ):
+            # A refund made outside the hub (Dashboard) is adopted only if it fits the payment.
+            alert_raise(
+                kind=Alert.Kind.PAYMENT_ANOMALY,
+                provider="stripe",
+                severity=Alert.Severity.CRITICAL,
+                message=(
+                    f"Stripe refund {stripe_refund.get('id')} of {stripe_refund.get('amount')} "
+                    f"{stripe_refund.get('currency')} does not fit payment {payment.pk} "
+                    f"({payment.amount} {payment.currency}): not recorded."
+                ),
+                dedupe_key=f"payment_anomaly:refund:{stripe_refund.get('id')}",
+            )
             return None, False
         refund = Refund.objects.create(
             payment=payment,

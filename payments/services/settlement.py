@@ -48,6 +48,31 @@ def payment_for_stripe_object(obj):
     return rows.filter(charge_id=charge).first() if charge else None
 
 
+def money_mismatch(*, payment, amount, currency, source):
+    """True, with a critical payment_anomaly alert, when Stripe's amount or currency is not the payment's.
+
+    A signed event is genuine, but it may be about the wrong money: a
+    PaymentIntent for 1 JPY carrying our metadata must not mark a 1,000.00 USD
+    invoice paid. Nothing is applied; staff look at the alert. A missing amount
+    or currency counts as a mismatch (it cannot be checked).
+    """
+    expected = (payment.amount, payment.currency.lower())
+    got = (amount, (currency or "").lower())
+    if got == expected:
+        return False
+    alert_raise(
+        kind=Alert.Kind.PAYMENT_ANOMALY,
+        provider="stripe",
+        severity=Alert.Severity.CRITICAL,
+        message=(
+            f"Stripe {source} for payment {payment.pk} (invoice {payment.invoice_id}) is for {got[0]} {got[1].upper()} "
+            f"(minor units), the invoice is {expected[0]} {expected[1].upper()}: not applied."
+        ),
+        dedupe_key=f"payment_anomaly:amount:{payment.pk}",
+    )
+    return True
+
+
 def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_message="", intent_id="", charge_id=""):
     """Move a payment (and its invoice) to what Stripe reports; True if anything changed.
 
@@ -100,6 +125,13 @@ def payment_apply_intent(*, intent, occurred_at=None, forced_status=None):
     payment = payment_for_stripe_object(intent)
     if payment is None:
         return None, False
+    if money_mismatch(
+        payment=payment,
+        amount=intent.get("amount"),
+        currency=intent.get("currency"),
+        source=f"PaymentIntent {intent.get('id')}",
+    ):
+        return payment, False
     to = forced_status or INTENT_STATUS.get(intent.get("status"))
     error = intent.get("last_payment_error") or {}
     if forced_status is None and to == Payment.Status.PENDING and error:

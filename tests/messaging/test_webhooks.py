@@ -235,9 +235,12 @@ def test_a_price_twilio_never_reports_is_booked_from_the_price_table_on_the_last
     assert sum(ProviderCall.objects.values_list("cost_usd", flat=True)) == Decimal("0.0166")
 
 
-def test_a_callback_without_a_sid_is_deduplicated_on_twilios_idempotency_token(twilio, post):
+def test_a_callback_without_a_sid_is_deduplicated_on_its_signed_parameters(twilio, post):
+    # #17.8: the unsigned I-Twilio-Idempotency-Token header plays no part: a replay with a new token is a duplicate.
     params = {"RecordingStatus": "completed", "CallSid": "CA5"}
     first = post("/webhooks/twilio/voice/recording/", params, **{"I-Twilio-Idempotency-Token": "tok-1"})
-    again = post("/webhooks/twilio/voice/recording/", params, **{"I-Twilio-Idempotency-Token": "tok-1"})
+    again = post("/webhooks/twilio/voice/recording/", params, **{"I-Twilio-Idempotency-Token": "tok-2"})
     assert (first.json()["status"], again.json()["status"]) == ("received", "duplicate")
-    assert WebhookEvent.objects.get().event_id == "recording.status:tok-1"
+    assert WebhookEvent.objects.get().event_id.startswith("recording.status:signed:")
+    other = post("/webhooks/twilio/voice/recording/", {**params, "RecordingStatus": "failed"})
+    assert other.json()["status"] == "received"

@@ -297,6 +297,8 @@ class TestPaymentFlow:
             "payment_status": "paid",
             "status": "complete",
             "payment_intent": "pi_from_cs",
+            "amount_total": payment.amount,
+            "currency": payment.currency,
             "metadata": {},
         }
         with run_on_commit():

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.admin_console import console_cache_reset
 from integrations.alerts import alert_raise
 from integrations.models import Alert, Budget, ProviderCall, WebhookEvent
 from integrations.usage import rollup_record
@@ -113,6 +114,7 @@ class Command(BaseCommand):
             made = self._calls(rng, owners, calls, days, now)
             webhooks = self._webhooks(rng, now)
             self._alerts_and_budgets(owners)
+        console_cache_reset()  # the calls went into past hours the console may have cached already
         domain = [self._domain(name, fn, rng, owners, now) for name, fn in self._domain_seeders()]
         self.stdout.write(
             self.style.SUCCESS(

@@ -1,0 +1,67 @@
+"""Input the database cannot store is refused at the door, as the JSON error shape.
+
+PostgreSQL rejects NUL in text and jsonb, and a lone UTF-16 surrogate (which
+JSON's \\ud800 escape can produce) cannot be encoded at all: both used to
+reach the database and come back as 500s. DRF's CharField already refuses
+them in declared fields; these guards cover query strings (filters,
+cursors) and every string anywhere in a JSON body (JSONField payloads).
+"""
+
+import re
+
+from django.http import JsonResponse
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable(text):
+    return bool(_UNSTORABLE.search(text))
+
+
+def _first_unstorable(value, depth=0):
+    if isinstance(value, str):
+        return unstorable(value)
+    if depth > 100:
+        return False
+    if isinstance(value, dict):
+        return any(_first_unstorable(k, depth + 1) or _first_unstorable(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_first_unstorable(v, depth + 1) for v in value)
+    return False
+
+
+def strip_unstorable(value):
+    """The same data with NUL and lone surrogates removed from every string (for signed webhook payloads)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("", value)
+    if isinstance(value, dict):
+        return {strip_unstorable(k): strip_unstorable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip_unstorable(v) for v in value]
+    return value
+
+
+class StrictJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        if _first_unstorable(data):
+            raise ParseError("The body contains a NUL character or an unpaired surrogate (\\u0000, \\ud800...).")
+        return data
+
+
+class QueryStringGuardMiddleware:
+    """A NUL anywhere in the query string of an /api/ request is a 400, before any filter sees it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/") and any(
+            unstorable(k) or any(unstorable(v) for v in values) for k, values in request.GET.lists()
+        ):
+            return JsonResponse(
+                {"error": "invalid", "detail": "A query parameter contains a NUL character."}, status=400
+            )
+        return self.get_response(request)

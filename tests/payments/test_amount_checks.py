@@ -1,0 +1,102 @@
+"""#17.6 (issue table row 6): Stripe's amount and currency must match the invoice before anything is applied."""
+
+import pytest
+
+from integrations.models import Alert
+from payments.models import Payment, Refund
+
+from . import stripe_fakes as fakes
+from .factories import InvoiceFactory, PaymentFactory, SucceededPaymentFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/webhooks/stripe/"
+
+
+def deliver(client, evt):
+    body = fakes.body_of(evt)
+    return client.post(URL, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=fakes.sign(body))
+
+
+@pytest.fixture
+def payment(user):
+    invoice = InvoiceFactory(owner=user, amount=100000, currency="usd")
+    return PaymentFactory(invoice=invoice, amount=100000, currency="usd", payment_intent_id="pi_big")
+
+
+def _anomaly():
+    return Alert.objects.filter(kind=Alert.Kind.PAYMENT_ANOMALY, severity=Alert.Severity.CRITICAL).first()
+
+
+@pytest.mark.parametrize("amount, currency", [(1, "jpy"), (1, "usd"), (100000, "jpy"), (100000, None), (None, "usd")])
+def test_a_succeeded_intent_for_other_money_changes_nothing_and_alerts(
+    client, payment, run_on_commit, amount, currency
+):
+    intent = fakes.intent(payment, status="succeeded")
+    intent.update(amount=amount, currency=currency)
+    with run_on_commit():
+        assert deliver(client, fakes.event("payment_intent.succeeded", intent)).status_code == 200
+    payment.refresh_from_db()
+    payment.invoice.refresh_from_db()
+    assert payment.status == Payment.Status.PENDING
+    assert payment.invoice.status != "paid"
+    alert = _anomaly()
+    assert alert is not None and str(payment.pk) in alert.message
+
+
+def test_the_right_money_is_applied(client, payment, run_on_commit, http):
+    http.get(f"{fakes.API}/v1/payment_intents/pi_big", json={"id": "pi_big", "object": "payment_intent"})
+    with run_on_commit():
+        deliver(client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded")))
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED
+    assert _anomaly() is None
+
+
+def test_a_checkout_session_for_other_money_changes_nothing(client, user, run_on_commit):
+    invoice = InvoiceFactory(owner=user, amount=100000, currency="usd")
+    payment = PaymentFactory(invoice=invoice, amount=100000, method="checkout", checkout_session_id="cs_x")
+    session = {
+        "id": "cs_x",
+        "object": "checkout.session",
+        "payment_status": "paid",
+        "amount_total": 1,
+        "currency": "jpy",
+        "metadata": {"hub_payment_id": str(payment.pk)},
+    }
+    with run_on_commit():
+        deliver(client, fakes.event("checkout.session.completed", session))
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.PENDING
+    assert _anomaly() is not None
+
+
+class TestRefunds:
+    def test_a_refund_update_in_another_currency_changes_nothing(self, client, run_on_commit):
+        payment = SucceededPaymentFactory(currency="usd")
+        refund = Refund.objects.create(payment=payment, amount=500, external_id="re_1", status="pending")
+        stripe_refund = fakes.refund("re_1", amount=500, hub_refund_id=refund.pk)
+        stripe_refund["currency"] = "jpy"
+        with run_on_commit():
+            deliver(client, fakes.event("charge.refund.updated", stripe_refund))
+        refund.refresh_from_db()
+        assert refund.status == "pending"
+        assert _anomaly() is not None
+
+    def test_a_refund_update_for_another_amount_changes_nothing(self, client, run_on_commit):
+        payment = SucceededPaymentFactory(currency="usd")
+        refund = Refund.objects.create(payment=payment, amount=500, external_id="re_2", status="pending")
+        with run_on_commit():
+            deliver(client, fakes.event("charge.refund.updated", fakes.refund("re_2", amount=50000)))
+        refund.refresh_from_db()
+        assert refund.status == "pending"
+        assert _anomaly() is not None
+
+    def test_the_matching_refund_is_applied(self, client, run_on_commit):
+        payment = SucceededPaymentFactory(currency="usd")
+        refund = Refund.objects.create(payment=payment, amount=500, external_id="re_3", status="pending")
+        with run_on_commit():
+            deliver(client, fakes.event("charge.refund.updated", fakes.refund("re_3", amount=500)))
+        refund.refresh_from_db()
+        assert refund.status == "succeeded"
+        assert _anomaly() is None
