@@ -35,6 +35,8 @@ UNITS = (
     Unit("bytes_out", "Bytes downloaded", ("bytes_out",)),
     Unit("bytes_copied", "Bytes copied", ("bytes_copied",)),
     Unit("money_moved_usd", "Money moved (USD)", ("amount_usd",), money=True),
+    # Gmail's own quota units (send 100, get 5, ...): what its 250-per-user-per-second limit counts.
+    Unit("quota_units", "Provider quota units", ("quota_units",)),
 )
 
 UNIT_COLUMNS = tuple(u.column for u in UNITS)

@@ -35,6 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = "var/dev.env"
 STOP_GRACE_SECONDS = 20
+# Celery's "celery@host ready." line: /readyz is probed only after it (each earlier probe logs a failed
+# worker check), or after WORKER_READY_WAIT_SECONDS if the line never shows.
+WORKER_READY = re.compile(rb"celery@\S+ ready\.")
+WORKER_READY_WAIT_SECONDS = 60
 COLOURS = ["36", "33", "35", "32", "34", "31"]
 
 
@@ -141,6 +145,7 @@ class Processes:
         self.colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         self.output_lost = False
         self.partial = {}
+        self.worker_ready = False
 
     def prefix(self, name):
         label = f"{time.strftime('%H:%M:%S')} {name.ljust(self.width)} | "
@@ -174,6 +179,8 @@ class Processes:
                 self.selector.unregister(key.fileobj)
                 chunk = b"\n" if self.partial.get(name) else b""
             *lines, self.partial[name] = (self.partial.get(name, b"") + chunk).split(b"\n")
+            if name == "worker" and any(WORKER_READY.search(line) for line in lines):
+                self.worker_ready = True
             self.write(name, lines)
 
     def write(self, name, lines):
@@ -253,6 +260,7 @@ def main(argv=None):
     with Foreground():
         say(f"starting {', '.join(name for name, _ in processes.specs)} (Ctrl-C stops them all)")
         processes.start()
+        launched = time.monotonic()
         announced = web_up = False
         next_probe = 0.0
         failed = []
@@ -266,7 +274,8 @@ def main(argv=None):
                 # second: each 503 is a logged error, so few of them.
                 web_up = web_up or ready(f"{base}/healthz")
                 next_probe = time.monotonic() + (1.0 if web_up else 0.3)
-                if web_up and ready(f"{base}/readyz"):
+                worker_up = processes.worker_ready or time.monotonic() - launched > WORKER_READY_WAIT_SECONDS
+                if web_up and worker_up and ready(f"{base}/readyz"):
                     announced = True
                     say(
                         f"ready in {time.time() - started:.0f} s: {base}/  "

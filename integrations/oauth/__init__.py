@@ -11,12 +11,16 @@ What other apps use (mail, calendars, meetings):
     creds = oauth.google_credentials(connection=conn)  # google.oauth2 Credentials for googleapiclient
     auth = oauth.bearer_auth(connection=conn)        # httpx.Auth for Microsoft Graph (or any bearer API)
 
+An app that holds provider-side state for a connection cleans it up before the tokens go:
+
+    oauth.on_disconnect(fn)          # fn(connection), called by DELETE /api/v1/connections/{id}/
+
 A new provider registers its endpoints and scopes as data:
 
     oauth.register(oauth.OAuthProvider(key=..., provider=..., ...))   # see integrations/oauth/config.py
 """
 
-from .config import OAuthProvider, get, register
+from .config import OAuthProvider, get, on_disconnect, register
 
 
 def connection_for(**kwargs):
@@ -52,5 +56,6 @@ __all__ = [
     "connection_for",
     "get",
     "google_credentials",
+    "on_disconnect",
     "register",
 ]

@@ -161,3 +161,13 @@ register(
         scope_prefixes=("https://graph.microsoft.com/",),
     )
 )
+
+
+# Called with the Connection just before its tokens are revoked and deleted, while they still work
+# (mail stops its Gmail watch / deletes its Graph subscription). A failing hook is logged, never blocks the delete.
+DISCONNECT_HOOKS = {}
+
+
+def on_disconnect(fn):
+    DISCONNECT_HOOKS[f"{fn.__module__}.{fn.__qualname__}"] = fn
+    return fn

@@ -394,6 +394,11 @@ def connection_delete(*, owner, connection_id):
     revoked = False
     if conn.refresh_token or conn.access_token:
         require(cfg.provider)
+        for name, hook in list(oauth_config.DISCONNECT_HOOKS.items()):
+            try:
+                hook(conn)
+            except Exception:  # noqa: BLE001 - provider-side leftovers expire by themselves; the delete goes on
+                logger.exception("disconnect hook failed", extra={"hook": name, "connection": conn.pk})
         revoked = cfg.client().revoke(cfg, connection=conn)
     conn.delete()
     if revoked:

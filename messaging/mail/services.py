@@ -437,3 +437,18 @@ def messages_fetch_paced(*, connection_id, message_ids):
     for chunk in chunks:
         enqueue_on_commit(mail_fetch, connection_id, chunk)
     return len(chunks)
+
+
+def mailbox_unwatch(conn):
+    """Before a connection's tokens go: stop Gmail's watch / delete the Graph subscription (oauth.on_disconnect)."""
+    mailbox = Mailbox.objects.filter(connection=conn).first()
+    if mailbox is None or conn.provider not in MAIL_PROVIDERS or conn.status != Connection.Status.ACTIVE:
+        return
+    adapter = _adapter(conn)
+    try:
+        if conn.provider == "google_oauth" and mailbox.watch_expires_at and mailbox.watch_expires_at > timezone.now():
+            adapter.stop(conn)
+        elif conn.provider == "microsoft_oauth" and mailbox.subscription_id:
+            adapter.subscription_delete(conn, mailbox.subscription_id)
+    except NotFound:
+        pass  # already gone: what we wanted

@@ -420,3 +420,8 @@ def watch(conn, *, topic):
     result = _call(conn, "watch", svc.users().watch(userId="me", body=body))
     expires = datetime.fromtimestamp(int(result["expiration"]) / 1000, tz=UTC) if result.get("expiration") else None
     return str(result.get("historyId", "")), expires
+
+
+def stop(conn):
+    svc = _service(conn)
+    _call(conn, "stop", svc.users().stop(userId="me"))

@@ -144,6 +144,8 @@ class FakeGmail:
                 COST["watch"],
                 (200, {"historyId": str(self.history_id), "expiration": str(int((time.time() + 7 * 86400) * 1000))}),
             )
+        elif rest == "stop" and method == "POST":
+            cost, result = 50, (204, None)
         elif (mm := re.fullmatch(r"messages/([^/]+)/attachments/([^/]+)", rest)) and method == "GET":
             cost, result = COST["get"], (200, {"size": 9, "data": b64url(b"%PDF-1.4\n")})
         elif (mm := re.fullmatch(r"messages/([^/]+)/modify", rest)) and method == "POST":

@@ -203,3 +203,13 @@ def test_all_gmail_scopes_constant_matches_the_oauth_config():
     from integrations.oauth import get
 
     assert list(get("google").capabilities["mail"]) == ALL_GMAIL
+
+
+def test_a_users_gmail_quota_use_shows_in_their_usage(gmail, user, user_client):
+    for n in range(50):
+        gmail.add(make_message(n))
+    conn = google_conn(user)
+    user_client.get(url(conn, "messages/"))
+    providers = {p["provider"]: p for p in user_client.get("/api/v1/integrations/usage/").json()["providers"]}
+    assert providers["gmail"]["units"]["quota_units"] == 255  # list 5 + 50 gets x 5
+    assert providers["gmail"]["units"]["requests"] == 2

@@ -173,6 +173,18 @@ class TestGmailPush:
         assert len(gmail.requests) == before  # answered from the cache
 
 
+def test_deleting_a_connection_stops_the_gmail_watch_before_revoking(push, gmail, user, user_client):
+    from datetime import timedelta
+
+    conn = google_conn(user, refresh_token="1//to-revoke")
+    Mailbox.objects.create(connection=conn, watch_expires_at=timezone.now() + timedelta(days=3))
+    push.add(responses.POST, "https://oauth2.googleapis.com/revoke", status=200)
+    response = user_client.delete(f"/api/v1/connections/{conn.pk}/")
+    assert response.status_code == 200 and response.json()["revoked"] is True
+    assert ("POST", "/gmail/v1/users/me/stop") in gmail.requests
+    assert not Mailbox.objects.exists()
+
+
 @pytest.mark.respx(base_url=GRAPH, assert_all_called=False)
 class TestGraphPush:
     def _mailbox(self, user):
@@ -183,6 +195,13 @@ class TestGraphPush:
             client_state="s3cret-state",
             delta_link=f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=abc",
         )
+
+    def test_deleting_a_connection_deletes_its_graph_subscription(self, respx_mock, graph_settings, user, user_client):
+        mailbox = self._mailbox(user)
+        delete = respx_mock.delete("/subscriptions/sub-1").mock(return_value=httpx.Response(204))
+        response = user_client.delete(f"/api/v1/connections/{mailbox.connection_id}/")
+        assert response.status_code == 200 and response.json()["revoked"] is False
+        assert delete.called and not Mailbox.objects.exists()
 
     def test_the_validation_handshake_echoes_the_token_as_plain_text(self, client):
         response = client.post(
