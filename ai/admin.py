@@ -4,7 +4,7 @@ from django.db.models import Sum
 
 from integrations.admin_format import latency, usd
 
-from .models import AiBudget, AiRequest, AiUsageMonthly
+from .models import AiBudget, AiFreeModel, AiRequest, AiSpend, AiUsageMonthly
 
 
 class _ReadOnly(admin.ModelAdmin):
@@ -82,7 +82,24 @@ class AiUsageMonthlyAdmin(_ReadOnly):
 
 @admin.register(AiBudget)
 class AiBudgetAdmin(admin.ModelAdmin):
-    list_display = ["owner", "monthly_limit_usd", "note"]
+    list_display = ["owner", "monthly_limit_usd", "max_tokens", "note"]
     search_fields = ["owner__username", "owner__email"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
+
+
+@admin.register(AiSpend)
+class AiSpendAdmin(_ReadOnly):
+    list_display = ["owner", "month", "spent_usd", "reserved_usd"]
+    list_filter = ["month"]
+    search_fields = ["owner__username", "owner__email"]
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]
+
+
+@admin.register(AiFreeModel)
+class AiFreeModelAdmin(admin.ModelAdmin):
+    """Staff accept an unpriced model as free here; until then requests naming it are refused."""
+
+    list_display = ["provider", "model", "note", "created_at"]
+    search_fields = ["provider", "model"]

@@ -70,10 +70,13 @@ class AiUsageMonthly(models.Model):
 
 
 class AiBudget(models.Model):
-    """A user's own monthly AI budget, overriding AI_USER_MONTHLY_BUDGET_USD."""
+    """A user's own monthly AI budget and answer-length cap, overriding the AI_USER_* defaults."""
 
     owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ai_budget")
     monthly_limit_usd = models.DecimalField(max_digits=12, decimal_places=2)
+    max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Largest max_tokens this user may ask for; empty: AI_USER_MAX_TOKENS."
+    )
     note = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -81,3 +84,44 @@ class AiBudget(models.Model):
 
     def __str__(self):
         return f"AI budget for {self.owner}: ${self.monthly_limit_usd}/month"
+
+
+class AiSpend(models.Model):
+    """A user's AI spend this month and the cost held back for requests still running.
+
+    The budget check is one conditional UPDATE on this row: a request reserves
+    its largest possible cost (the prompt's estimate plus max_tokens of
+    answer, at the dearest model it may use) only while spent + reserved +
+    that stays within the budget, then settles to what it really cost. So
+    twenty concurrent requests cannot each see the same remaining budget.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ai_spend")
+    month = models.DateField(help_text="First day of the month (UTC).")
+    spent_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    reserved_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+
+    class Meta:
+        verbose_name = "AI spend (monthly)"
+        verbose_name_plural = "AI spend (monthly)"
+        constraints = [models.UniqueConstraint(fields=["owner", "month"], name="aispend_unique_owner_month")]
+
+    def __str__(self):
+        return f"{self.owner_id} {self.month:%Y-%m}: ${self.spent_usd} spent, ${self.reserved_usd} reserved"
+
+
+class AiFreeModel(models.Model):
+    """A (provider, model) with no price that staff accept as free; any other unpriced model is refused."""
+
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=128)
+    note = models.CharField(max_length=200, blank=True, help_text="Why it is free (e.g. a provider's free tier).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "AI model marked free"
+        verbose_name_plural = "AI models marked free"
+        constraints = [models.UniqueConstraint(fields=["provider", "model"], name="aifreemodel_unique")]
+
+    def __str__(self):
+        return f"{self.provider}/{self.model} (free)"

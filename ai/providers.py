@@ -8,14 +8,22 @@ pointed at their `base_url`. Each adapter renders the hub's canonical request
 
 The SDKs' own retries are off (max_retries=0): the gateway's fallback chain is
 the one retry loop, and every attempt is one ProviderCall row.
+
+Only the SDKs' async clients (`AsyncOpenAI`, `AsyncAnthropic`) are used: a
+completion is served from the event loop of an ASGI worker, where a blocking
+call would stall every other open stream.
 """
 
+import asyncio
+import functools
 import hashlib
 import json
 import logging
-import threading
+import ssl
+import weakref
 
 import anthropic
+import certifi
 import openai
 from django.conf import settings
 
@@ -36,38 +44,49 @@ CREDENTIALS = {
 }
 PROVIDERS = tuple(CREDENTIALS)
 
-# A callable returning the `httpx2.Client` the SDKs send through; None means
-# the SDK's default client. Tests set it to one on an httpx2.MockTransport, so
-# the real SDKs build requests and parse answers while nothing leaves the process.
+# A callable returning the `httpx2.AsyncClient` the SDKs send through; None
+# means the SDK's default client. Tests set it to one on an
+# httpx2.MockTransport, so the real SDKs build requests and parse answers
+# while nothing leaves the process.
 http_client_factory = None
 
-_clients = {}
-_clients_lock = threading.Lock()
+# An async client's connection pool belongs to the event loop it was opened on:
+# clients are kept per loop (an ASGI worker has one loop for its whole life).
+_clients = weakref.WeakKeyDictionary()
 
 
 def _sdk_client(provider):
-    """One SDK client per provider and process (its connection pool is reused across requests)."""
+    """One SDK client per provider and event loop (its connection pool is reused across requests)."""
     key_name, base_name = CREDENTIALS[provider]
     api_key = getattr(settings, key_name)
     base_url = getattr(settings, base_name) or None
     # A digest, so the registry of clients never holds the key as such; a
     # rotated key or base URL gets a fresh client.
     fingerprint = (provider, hashlib.sha256(api_key.encode()).hexdigest(), base_url, http_client_factory)
-    client = _clients.get(fingerprint)
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = per_loop.get(fingerprint)
     if client is None:
-        with _clients_lock:
-            client = _clients.get(fingerprint)
-            if client is None:
-                http_client = http_client_factory() if http_client_factory else None
-                cls = anthropic.Anthropic if provider == "anthropic" else openai.OpenAI
-                client = cls(api_key=api_key, base_url=base_url, max_retries=0, http_client=http_client)
-                _clients[fingerprint] = client
+        # No await between the lookup and the store: one loop, so no race.
+        sdk = anthropic if provider == "anthropic" else openai
+        if http_client_factory:
+            http_client = http_client_factory()
+        else:
+            # The SDK's own defaults (timeouts, pool limits), with one shared TLS
+            # context: building one loads the CA bundle, ~70 ms a client.
+            http_client = sdk.DefaultAsyncHttpxClient(verify=tls_context())
+        cls = anthropic.AsyncAnthropic if provider == "anthropic" else openai.AsyncOpenAI
+        client = per_loop[fingerprint] = cls(api_key=api_key, base_url=base_url, max_retries=0, http_client=http_client)
     return client
 
 
 def reset_clients():
-    with _clients_lock:
-        _clients.clear()
+    _clients.clear()
+
+
+@functools.cache
+def tls_context():
+    """The TLS settings every provider client shares (certifi's CA bundle, as httpx would use)."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 # --- errors ----------------------------------------------------------------
@@ -196,10 +215,10 @@ def _openai_usage(usage):
     return usage.prompt_tokens or 0, usage.completion_tokens or 0, cached
 
 
-def _openai_complete(provider, model, req, timeout):
+async def _openai_complete(provider, model, req, timeout):
     client = _sdk_client(provider)
     with _translating(provider):
-        resp = client.chat.completions.create(**openai_params(provider, model, req), timeout=timeout)
+        resp = await client.chat.completions.create(**openai_params(provider, model, req), timeout=timeout)
     if not resp.choices:
         raise ProviderUnavailable(provider, "answer without choices")
     choice = resp.choices[0]
@@ -225,7 +244,7 @@ def _openai_complete(provider, model, req, timeout):
 
 
 class _Stream:
-    """Iterating yields text deltas as they arrive; `result` is the Completion once exhausted."""
+    """`async for` yields text deltas as they arrive; `result` is the Completion once exhausted."""
 
     def __init__(self, provider, model, sdk_stream):
         self.provider = provider
@@ -236,19 +255,21 @@ class _Stream:
         headers = getattr(getattr(sdk_stream, "response", None), "headers", {}) or {}
         self.request_id = headers.get("x-request-id") or headers.get("request-id") or ""
 
-    def __iter__(self):
+    async def __aiter__(self):
         with _translating(self.provider):
-            yield from self._events()
+            async for text in self._events():
+                yield text
 
-    def close(self):
-        self._sdk.close()
+    async def aclose(self):
+        """Stop reading and release the connection: the provider sees the stream closed."""
+        await self._sdk.close()
 
 
 class OpenAIStream(_Stream):
-    def _events(self):
+    async def _events(self):
         calls = {}  # index -> {"id", "name", "args": [parts]}
         finish, refusal, usage, model = None, [], None, self.model
-        for chunk in self._sdk:
+        async for chunk in self._sdk:
             model = chunk.model or model
             if chunk.usage is not None:
                 usage = chunk.usage
@@ -290,10 +311,10 @@ class OpenAIStream(_Stream):
         )
 
 
-def _openai_stream(provider, model, req, timeout):
+async def _openai_stream(provider, model, req, timeout):
     client = _sdk_client(provider)
     with _translating(provider):
-        sdk_stream = client.chat.completions.create(
+        sdk_stream = await client.chat.completions.create(
             **openai_params(provider, model, req), stream=True, stream_options={"include_usage": True}, timeout=timeout
         )
     return OpenAIStream(provider, model, sdk_stream)
@@ -363,10 +384,10 @@ def _anthropic_usage(usage):
     return (usage.input_tokens or 0) + read + created, usage.output_tokens or 0, read
 
 
-def _anthropic_complete(provider, model, req, timeout):
+async def _anthropic_complete(provider, model, req, timeout):
     client = _sdk_client(provider)
     with _translating(provider):
-        msg = client.messages.create(**anthropic_params(model, req), timeout=timeout)
+        msg = await client.messages.create(**anthropic_params(model, req), timeout=timeout)
     text, calls = [], []
     for block in msg.content:
         if block.type == "text":
@@ -390,10 +411,10 @@ def _anthropic_complete(provider, model, req, timeout):
 
 
 class AnthropicStream(_Stream):
-    def _events(self):
+    async def _events(self):
         calls = {}  # block index -> {"id", "name", "args": [parts]}
         stop, model, start_usage, out_tokens = None, self.model, None, 0
-        for event in self._sdk:
+        async for event in self._sdk:
             kind = event.type
             if kind == "message_start":
                 model = event.message.model or model
@@ -429,25 +450,25 @@ class AnthropicStream(_Stream):
         )
 
 
-def _anthropic_stream(provider, model, req, timeout):
+async def _anthropic_stream(provider, model, req, timeout):
     client = _sdk_client(provider)
     with _translating(provider):
-        sdk_stream = client.messages.create(**anthropic_params(model, req), stream=True, timeout=timeout)
+        sdk_stream = await client.messages.create(**anthropic_params(model, req), stream=True, timeout=timeout)
     return AnthropicStream(provider, model, sdk_stream)
 
 
 # --- entry points ----------------------------------------------------------------
 
 
-def complete(provider, model, req, *, timeout):
+async def complete(provider, model, req, *, timeout):
     """One completion from one provider (raises integrations.errors types)."""
     if provider == "anthropic":
-        return _anthropic_complete(provider, model, req, timeout)
-    return _openai_complete(provider, model, req, timeout)
+        return await _anthropic_complete(provider, model, req, timeout)
+    return await _openai_complete(provider, model, req, timeout)
 
 
-def stream(provider, model, req, *, timeout):
-    """Open a streamed completion: the HTTP status is known on return; iterate for text deltas."""
+async def stream(provider, model, req, *, timeout):
+    """Open a streamed completion: the HTTP status is known on return; `async for` the text deltas."""
     if provider == "anthropic":
-        return _anthropic_stream(provider, model, req, timeout)
-    return _openai_stream(provider, model, req, timeout)
+        return await _anthropic_stream(provider, model, req, timeout)
+    return await _openai_stream(provider, model, req, timeout)

@@ -5,24 +5,30 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from integrations.alerts import alert_raise
-from integrations.api.errors import ApiError
+from integrations.errors import DomainError
 from integrations.models import Alert
 
-from .models import AiBudget, AiUsageMonthly
+from .models import AiBudget, AiFreeModel, AiSpend, AiUsageMonthly
 
 logger = logging.getLogger(__name__)
 
 _MILLION = Decimal(1_000_000)
 
 
-def price(provider, model, *, input_tokens, output_tokens, cached_tokens):
-    """USD for one answer from the AI_MODEL_PRICES table (per 1M tokens)."""
+def price_entry(provider, model):
+    """The model's row in AI_MODEL_PRICES (or its provider's "*" row), or None."""
     table = settings.AI_MODEL_PRICES.get(provider, {})
-    entry = table.get(model) or table.get("*")
+    return table.get(model) or table.get("*")
+
+
+def price(provider, model, *, input_tokens, output_tokens, cached_tokens):
+    """USD for one answer from the AI_MODEL_PRICES table (per 1M tokens); 0 for a model staff marked free."""
+    entry = price_entry(provider, model)
     if entry is None:
         logger.warning("no AI price for model", extra={"provider": provider, "model": model})
         return Decimal(0)
@@ -78,25 +84,155 @@ def month_spent(owner_id, now=None):
     return spent or Decimal(0)
 
 
+def _override(owner_id):
+    return AiBudget.objects.filter(owner_id=owner_id).values("monthly_limit_usd", "max_tokens").first() or {}
+
+
+def user_limits(owner_id):
+    """(monthly budget in USD, largest max_tokens) for a user: their override in admin, else the defaults."""
+    override = _override(owner_id)
+    limit = override.get("monthly_limit_usd")
+    limit = Decimal(limit) if limit is not None else Decimal(settings.AI_USER_MONTHLY_BUDGET_USD)
+    return limit, override.get("max_tokens") or settings.AI_USER_MAX_TOKENS
+
+
 def budget_limit(owner_id):
-    override = AiBudget.objects.filter(owner_id=owner_id).values_list("monthly_limit_usd", flat=True).first()
-    return Decimal(override) if override is not None else Decimal(settings.AI_USER_MONTHLY_BUDGET_USD)
+    return user_limits(owner_id)[0]
 
 
-def budget_guard(owner_id):
-    """Refuse a completion once this month's spend has reached the user's budget."""
-    limit = budget_limit(owner_id)
-    spent = month_spent(owner_id)
-    if spent >= limit:
-        raise ApiError(
-            402,
-            "budget_exceeded",
-            f"Your AI budget of ${limit:.2f} for this month is used up (${spent:.2f} spent); "
-            "it renews on the first of next month, or ask an administrator to raise it.",
-            limit_usd=str(limit),
-            spent_usd=str(spent.quantize(Decimal("0.000001"))),
+# --- model checks -------------------------------------------------------------------
+
+
+def priced_chain(chain, *, named):
+    """The chain without models that have no price, unless staff marked them free.
+
+    A model without a price would be booked at $0 and never touch the budget, so
+    it is not called. When the client named the model itself (`named`), that is
+    a 400; on a route, the entry is left out (and listed as skipped).
+    """
+    unpriced = [(p, m) for p, m in chain if price_entry(p, m) is None]
+    if not unpriced:
+        return chain, []
+    free = set(
+        AiFreeModel.objects.filter(
+            provider__in={p for p, _ in unpriced}, model__in={m for _, m in unpriced}
+        ).values_list("provider", "model")
+    )
+    refused = [(p, m) for p, m in unpriced if (p, m) not in free]
+    if refused and named and len(refused) == len(chain):
+        provider, model = refused[0]
+        raise DomainError(
+            400,
+            "model_not_priced",
+            f"{provider}/{model} has no price in the hub's price table, so its cost could not be counted "
+            "against your budget; use a priced model, or ask staff to add its price or mark it free.",
+            provider=provider,
+            model=model,
         )
-    return limit, spent
+    skipped = [
+        {
+            "provider": p,
+            "model": m,
+            "error": "model_not_priced",
+            "detail": "No price for this model; staff can add one or mark it free.",
+        }
+        for p, m in refused
+    ]
+    return [e for e in chain if e not in refused], skipped
+
+
+def max_cost(chain, *, input_tokens, output_tokens):
+    """The dearest this request can be, over every model it may end up on."""
+    return max(
+        (
+            price(p, m, input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=0)
+            for p, m in chain
+            if price_entry(p, m) is not None
+        ),
+        default=Decimal(0),
+    )
+
+
+# --- budget reservations ---------------------------------------------------------------
+
+
+class Reservation:
+    def __init__(self, *, owner_id, month, amount, limit, spent):
+        self.owner_id = owner_id
+        self.month = month
+        self.amount = amount
+        self.limit = limit
+        self.spent = spent  # this month's spend when the request started
+        self.settled = False
+
+
+def _spend_rows(owner_id, month):
+    return AiSpend.objects.filter(owner_id=owner_id, month=month)
+
+
+def _ensure_spend_row(owner_id, month):
+    """The month's ledger row, started from the roll-up (a month's first request, or spend from before it)."""
+    if _spend_rows(owner_id, month).exists():
+        return
+    try:
+        with transaction.atomic():
+            AiSpend.objects.create(owner_id=owner_id, month=month, spent_usd=month_spent(owner_id))
+    except IntegrityError:
+        pass  # a concurrent request created it
+
+
+def budget_reserve(owner_id, amount, *, limit=None, now=None):
+    """Hold `amount` of the user's monthly budget for a request, or refuse it with 402.
+
+    One conditional UPDATE: it succeeds only while spent + reserved + amount is
+    within the limit, so concurrent requests cannot each spend the same remainder
+    (PostgreSQL re-checks the condition on the row it waited for)."""
+    limit = budget_limit(owner_id) if limit is None else limit
+    month = month_of(now)
+    amount = Decimal(amount)
+    rows = _spend_rows(owner_id, month)
+    fits = dict(spent_usd__lt=limit, spent_usd__lte=Value(limit - amount) - F("reserved_usd"))
+    updated = rows.filter(**fits).update(reserved_usd=F("reserved_usd") + amount)
+    if not updated:
+        _ensure_spend_row(owner_id, month)
+        updated = rows.filter(**fits).update(reserved_usd=F("reserved_usd") + amount)
+    row = rows.values("spent_usd", "reserved_usd").get()
+    spent = row["spent_usd"]
+    if not updated:
+        _refuse(limit=limit, spent=spent, reserved=row["reserved_usd"], amount=amount)
+    return Reservation(owner_id=owner_id, month=month, amount=amount, limit=limit, spent=spent)
+
+
+def _refuse(*, limit, spent, reserved, amount):
+    extra = {
+        "limit_usd": str(limit),
+        "spent_usd": str(spent.quantize(Decimal("0.000001"))),
+        "reserved_usd": str(reserved.quantize(Decimal("0.000001"))),
+        "request_max_usd": str(amount.quantize(Decimal("0.000001"))),
+    }
+    if spent >= limit:
+        detail = (
+            f"Your AI budget of ${limit:.2f} for this month is used up (${spent:.2f} spent); "
+            "it renews on the first of next month, or ask an administrator to raise it."
+        )
+    else:
+        detail = (
+            f"This request could cost up to ${amount:.4f}; with ${spent:.4f} spent and ${reserved:.4f} held for "
+            f"your requests still running, that would pass your AI budget of ${limit:.2f} for this month. "
+            "Ask for fewer max_tokens, use a cheaper model, or retry when your running requests finish."
+        )
+    raise DomainError(402, "budget_exceeded", detail, **extra)
+
+
+def budget_settle(reservation, cost=0):
+    """Replace the hold with what the request really cost (0 when nothing was answered)."""
+    if reservation is None or reservation.settled:
+        return
+    reservation.settled = True
+    _spend_rows(reservation.owner_id, reservation.month).update(
+        reserved_usd=Greatest(F("reserved_usd") - reservation.amount, Value(Decimal(0))),
+        spent_usd=F("spent_usd") + Decimal(cost),
+    )
 
 
 def budget_after(owner_id, *, limit, before, cost, now=None):

@@ -1,14 +1,18 @@
+import asyncio
 import json
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integrations.api.idempotency import idempotent
-from integrations.api.ratelimit import ratelimit
+from integrations.aio import db_hop
+from integrations.api import idempotency
+from integrations.api.ratelimit import ratelimit_check
+from integrations.errors import DomainError
+from integrations.models import IdempotencyRecord
 
 from . import services
 from .serializers import AiUsageSerializer, CompletionRequestSerializer, CompletionSerializer
@@ -26,14 +30,124 @@ class EventStreamRenderer(BaseRenderer):
         return f"event: error\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
+class AsyncAPIView(APIView):
+    """An APIView whose handlers are coroutines, for endpoints that wait on providers.
+
+    DRF's dispatch is synchronous; this one runs DRF's checks (authentication,
+    permissions, content negotiation) plus the view's own `prepare` in one hop
+    to a thread, since they read the database, then awaits the handler on the
+    event loop. A DRF Response is rendered here and handed on as a plain
+    HttpResponse, which saves Django another thread hop to render it.
+    """
+
+    def prepare(self, request, *args, **kwargs):
+        """Synchronous work before the handler (runs in a thread): DRF's checks, then the view's own."""
+        self.initial(request, *args, **kwargs)
+
+    async def dispatch(self, request, *args, **kwargs):
+        self.args = args
+        self.kwargs = kwargs
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        try:
+            method = request.method.lower()
+            handler = getattr(self, method, None) if method in self.http_method_names else None
+            await db_hop(self.prepare, request, *args, **kwargs)
+            response = (handler or self.http_method_not_allowed)(request, *args, **kwargs)
+            if asyncio.iscoroutine(response):
+                response = await response
+        except Exception as exc:  # noqa: BLE001 - DRF's handler decides, as APIView.dispatch does
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        if isinstance(self.response, Response):
+            self.response.render()
+            plain = HttpResponse(self.response.rendered_content, status=self.response.status_code)
+            for name, value in self.response.items():
+                plain[name] = value
+            return plain
+        return self.response
+
+
 def _user_rate(group, request):
     return settings.AI_USER_RATE
 
 
-class CompletionView(APIView):
-    """One completion over whichever configured provider answers first on the route."""
+def _sse_response(events, **headers):
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+class CompletionView(AsyncAPIView):
+    """One completion over whichever configured provider answers first on the route.
+
+    Async end to end (see ai.services): a streamed answer that lasts a minute
+    holds a coroutine, not a worker.
+    """
 
     renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    def prepare(self, request, *args, **kwargs):
+        """Auth, the per-user rate, validation and the Idempotency-Key claim: one thread hop."""
+        super().prepare(request, *args, **kwargs)
+        ratelimit_check(request, group="ai.completions", rate=_user_rate)
+        serializer = CompletionRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.params = serializer.validated_data
+        self.idempotency_key = request.headers.get(idempotency.HEADER, "")
+        self.replayed = None
+        if self.idempotency_key:
+            self.replayed = self._claim(request)
+
+    def _claim(self, request):
+        """The finished record to replay, or None once this request holds the key.
+
+        A repeat with the same key and body gets the first answer without a second
+        provider call or charge, streamed or not: a stream is replayed as a short
+        stream of the recorded answer (the same `delta` and `done` events). A repeat
+        while the first is still running is a 409."""
+        key = self.idempotency_key
+        if len(key) > 255 or not key.isprintable():
+            raise DomainError(
+                400, "invalid_idempotency_key", "Idempotency-Key must be printable and at most 255 characters."
+            )
+        fingerprint = idempotency._fingerprint(request)
+        existing = idempotency._claim(request.user, key, fingerprint)
+        if existing is None:
+            return None
+        if existing.fingerprint != fingerprint:
+            raise DomainError(
+                422,
+                "idempotency_key_reused",
+                "This Idempotency-Key was already used for a different request; use a new key for a new request.",
+            )
+        if existing.status == IdempotencyRecord.Status.IN_PROGRESS:
+            raise DomainError(
+                409,
+                "idempotency_key_in_progress",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+        return existing
+
+    def _record(self):
+        return IdempotencyRecord.objects.filter(owner=self.request.user, key=self.idempotency_key)
+
+    def _store(self, payload):
+        """The answer as the key's replay (runs inside the service's booking hop)."""
+        self._record().update(
+            status=IdempotencyRecord.Status.DONE,
+            response_status=200,
+            response_body=json.loads(json.dumps(payload, default=str)),
+        )
+
+    def _release(self):
+        """Nothing replayable (a failure, a closed stream): the client may retry with the same key."""
+        self._record().delete()
 
     @extend_schema(
         request=CompletionRequestSerializer,
@@ -41,27 +155,36 @@ class CompletionView(APIView):
             200: OpenApiResponse(
                 CompletionSerializer,
                 description="The completion; with stream=true, Server-Sent Events instead: `delta` events "
-                "({content}) then one `done` event carrying this object (or an `error` event).",
+                "({content}) then one `done` event carrying this object (or an `error` event). "
+                "A repeat with the same Idempotency-Key replays the first answer (as a short stream when "
+                "streamed), marked `Idempotent-Replayed: true`.",
             ),
         },
     )
-    @ratelimit(group="ai.completions", rate=_user_rate)
-    # A repeat with the same Idempotency-Key gets the first answer without a
-    # second provider call (and charge). A stream cannot be replayed: a
-    # repeated streamed request runs again.
-    @idempotent
-    def post(self, request):
-        serializer = CompletionRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        params = serializer.validated_data
-        key = request.headers.get("Idempotency-Key", "")
-        if params["stream"]:
-            events = services.completion_stream(user=request.user, params=params, idempotency_key=key)
-            response = StreamingHttpResponse(events, content_type="text/event-stream")
-            response["Cache-Control"] = "no-cache"
-            response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
-            return response
-        return Response(services.completion_create(user=request.user, params=params, idempotency_key=key))
+    async def post(self, request):
+        params = self.params
+        if self.replayed is not None:
+            body, status = self.replayed.response_body, self.replayed.response_status
+            if params["stream"]:
+                return _sse_response(services.replay(body), **{"Idempotent-Replayed": "true"})
+            return Response(body, status=status, headers={"Idempotent-Replayed": "true"})
+        hooks = {}
+        if self.idempotency_key:
+            hooks = {"on_done": self._store, "on_fail": self._release}
+        try:
+            if params["stream"]:
+                events = await services.completion_stream(
+                    user=request.user, params=params, idempotency_key=self.idempotency_key, **hooks
+                )
+                return _sse_response(events)
+            payload = await services.completion_create(
+                user=request.user, params=params, idempotency_key=self.idempotency_key, **hooks
+            )
+        except BaseException:
+            if self.idempotency_key:
+                await db_hop(self._release)
+            raise
+        return Response(payload)
 
 
 class AiUsageView(APIView):

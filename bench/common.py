@@ -272,12 +272,18 @@ def free_port():
 class Child:
     """A child process in its own process group, its output in a log file; stop() ends the group."""
 
-    def __init__(self, name, argv, logdir):
+    def __init__(self, name, argv, logdir, *, env=None, unset=()):
+        """`env`: variables set on top of the bench environment (e.g. a provider's base URL); `unset`: removed."""
         self.name = name
         self.log_path = Path(logdir) / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=_env(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=ROOT,
+            env={k: v for k, v in {**_env(), **(env or {})}.items() if k not in unset},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log_tail(self, lines=30):

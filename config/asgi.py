@@ -1,6 +1,40 @@
+"""The hub's web entry point: `gunicorn -c config/gunicorn.conf.py config.asgi:application`.
+
+ASGI, so that the async AI endpoints hold a coroutine, not a worker, while a
+provider streams for a minute; every other endpoint runs as usual (Django runs
+sync views in a thread).
+
+Warm workers: the modules every request needs are imported when this module
+loads (config.warmup.warm; once, in gunicorn's master, with preload), and each
+worker's event loop warms its own connections at ASGI lifespan startup, before
+the server accepts a request.
+"""
+
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from config.warmup import warm, warm_loop  # noqa: E402 - needs the apps loaded above
+
+warm()
+
+
+async def _lifespan(receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await warm_loop(django_application)
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    await django_application(scope, receive, send)

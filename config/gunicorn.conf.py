@@ -9,8 +9,10 @@ all run exactly that command; only the environment differs between them:
     FORWARDED_ALLOW_IPS proxies trusted for X-Forwarded-Proto / X-Forwarded-For (gunicorn reads it itself)
 
 Gunicorn is the process manager (signals, restarts, max_requests); each worker
-runs uvicorn, so the web tier speaks ASGI and an AI stream that lasts a minute
-holds a coroutine, not a process (DESIGN.md, "One path for every outbound call").
+runs uvicorn (uvloop + httptools), so the web tier speaks ASGI and an AI
+stream that lasts a minute holds a coroutine, not a process (DESIGN.md, "One
+path for every outbound call"). Chosen against granian by measurement:
+bench/bench_serving.py, figures in bench/RESULTS.md.
 """
 
 import os
@@ -21,14 +23,24 @@ def _env(name, default):
     return os.environ.get(name) or default
 
 
+# Set in the environment before the app loads (gunicorn applies raw_env before the
+# preload below), read by config/settings: one psycopg pool per worker instead of
+# one connection per request thread (config/settings/base.py). An explicit
+# DATABASE_POOL in the environment wins.
+raw_env = [] if "DATABASE_POOL" in os.environ else ["DATABASE_POOL=true"]
+
 bind = [f"{_env('HOST', '127.0.0.1')}:{_env('PORT', '8000')}"]
+# One event loop per core serves hundreds of streams; more workers than cores
+# only adds memory and context switches (bench_serving).
 workers = int(_env("WEB_CONCURRENCY", "2"))
 worker_class = "uvicorn_worker.UvicornWorker"
 
-# Import Django and every provider SDK once in the arbiter: a fresh worker
-# forks ready, so the first request is not the slow one and a busy machine does
-# not trip the timeout while a worker is still importing (DESIGN.md pitfalls).
-preload_app = True
+# Import Django and every provider SDK once in the arbiter (config/warmup.py also
+# dry-runs the AI SDKs and freezes the heap): a fresh worker forks ready, so the
+# first request is not the slow one and a busy machine does not trip the timeout
+# while a worker is still importing (DESIGN.md pitfalls). Each worker then warms
+# its own connections at ASGI lifespan startup (config/asgi.py).
+preload_app = _env("GUNICORN_PRELOAD", "true").lower() not in ("0", "false", "no")
 
 # Recycle workers now and then so a slow leak never grows without bound; the
 # jitter keeps all workers from restarting at the same moment.
@@ -38,7 +50,9 @@ max_requests_jitter = int(_env("GUNICORN_MAX_REQUESTS_JITTER", "200"))
 # For uvicorn workers this is the heartbeat to the arbiter, not a request
 # deadline: the event loop notifies gunicorn while long streams are open.
 timeout = int(_env("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(_env("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+# A recycled or restarted worker stops accepting and lets open streams finish:
+# as long as the AI deadline (AI_DEADLINE_SECONDS), so recycling cuts no answer.
+graceful_timeout = int(_env("GUNICORN_GRACEFUL_TIMEOUT", "90"))
 keepalive = 5
 
 # Gunicorn 23+ opens a control socket at one fixed path per user
@@ -46,7 +60,8 @@ keepalive = 5
 # and nothing here uses it.
 control_socket_disable = True
 
-# Logs to stdout/stderr for the container runtime or the terminal to collect.
-accesslog = "-"
+# The hub writes one access line per request itself, with its request id
+# (logger hub.access); the server's own line would be a second, id-less copy.
+accesslog = _env("GUNICORN_ACCESS_LOG", None)
 errorlog = "-"
 loglevel = _env("GUNICORN_LOG_LEVEL", "info")

@@ -12,12 +12,14 @@ it the same logic runs under a file lock for one machine.
 """
 
 import time
+import weakref
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from . import localstate, metrics
-from .redis import get_client, key
+from .redis import aget_client, get_client, key
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 _GAUGE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
@@ -200,3 +202,45 @@ def trip(provider):
         with localstate.locked(_key(provider)) as s:
             s.update(state=OPEN, opened_at=time.time() * 1000, failures=0)
     metrics.breaker_state.labels(provider).set(_GAUGE[OPEN])
+
+
+# --- the same breaker from async code (the AI request path) -------------------------
+
+_async_scripts = weakref.WeakKeyDictionary()  # client -> {name: registered script}
+
+
+def _ascript(client, name, source):
+    scripts = _async_scripts.setdefault(client, {})
+    if name not in scripts:
+        scripts[name] = client.register_script(source)
+    return scripts[name]
+
+
+async def abefore_call(provider):
+    """`before_call` for async callers (asyncio Redis; the file-locked fallback in a thread)."""
+    client = aget_client()
+    if client is None:
+        return await sync_to_async(before_call, thread_sensitive=False)(provider)
+    conf = _conf(provider)
+    allowed, wait_ms, state, failures = await _ascript(client, "before", _BEFORE_LUA)(
+        keys=[_key(provider)],
+        args=[int(conf["cooldown_seconds"] * 1000), int(conf["probe_timeout_seconds"] * 1000)],
+        client=client,
+    )
+    state = state.decode() if isinstance(state, bytes) else state
+    return Permit(bool(allowed), state, int(wait_ms) / 1000.0, int(failures))
+
+
+async def aafter_call(provider, *, healthy):
+    """`after_call` for async callers."""
+    client = aget_client()
+    if client is None:
+        return await sync_to_async(after_call, thread_sensitive=False)(provider, healthy=healthy)
+    state = await _ascript(client, "after", _AFTER_LUA)(
+        keys=[_key(provider)],
+        args=["ok" if healthy else "fail", _conf(provider)["failure_threshold"]],
+        client=client,
+    )
+    state = state.decode() if isinstance(state, bytes) else state
+    metrics.breaker_state.labels(provider).set(_GAUGE[state])
+    return state

@@ -23,6 +23,7 @@ Call providers outside `transaction.atomic()` blocks: a rollback would take the
 call's log row with it, though the provider was called.
 """
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -30,9 +31,11 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from . import breaker, limiter, metrics
+from .aio import db_hop
 from .alerts import alert_raise
 from .errors import (
     CircuitOpen,
@@ -130,6 +133,9 @@ class Attempt:
         self.units = {}
         self.cost_usd = None
         self.row = None
+        # Async callers only: a booking to run with the call's row on success (aattempt).
+        self.then = None
+        self.then_result = None
 
     def record(self, *, http_status=None, request_id=None, units=None, cost_usd=None):
         if http_status is not None:
@@ -289,3 +295,125 @@ def call(provider, operation, fn, *, meter=None, **options):
         if meter is not None:
             att.record(**meter(result))
     return result
+
+
+# --- the same attempt from async code (the AI request path) ----------------------------
+#
+# Same rules, same ProviderCall row, same breaker and limiter state; what differs
+# is only how it waits. Redis is asked through the asyncio client, the call-log
+# write (and the alerts it may raise) runs in a thread, and a missing rate token
+# is awaited when it comes before the caller's deadline: a web request is not a
+# Celery task that could come back later, and an await holds no worker.
+
+
+def _after_failure(att, *, outcome, latency_ms, error, retryable):
+    _write(att, outcome=outcome, latency_ms=latency_ms, error=error, retryable=retryable)
+    if isinstance(error, QuotaExceeded):
+        alert_raise(
+            kind=Alert.Kind.QUOTA,
+            provider=att.provider,
+            severity=Alert.Severity.CRITICAL,
+            message=f"{att.provider} refuses calls for quota or billing ({error.code or error.http_status}): {redact(error.message)}",
+        )
+
+
+async def atake_token(provider, scope=None, *, bucket="requests", cost=1, deadline=None):
+    """A token now, or after an await that ends before `deadline` (a time.monotonic() value); else RateLimited."""
+    left = None if deadline is None else deadline - time.monotonic()
+    max_wait = min(settings.RATE_LIMIT_MAX_RESERVE_SECONDS, left) if left is not None else 0.0
+    decision = await limiter.atake(provider, scope, bucket=bucket, cost=cost, reserve=max_wait > 0, max_wait=max_wait)
+    if decision.granted:
+        return
+    if decision.reserved:
+        # The bucket booked a future token for this call (so waiters queue in
+        # order instead of polling); the wait fits inside the deadline.
+        await asyncio.sleep(decision.wait)
+        return
+    metrics.provider_calls.labels(provider, "-", "deferred").inc()
+    raise RateLimited(provider, scope, decision.wait)
+
+
+@contextlib.asynccontextmanager
+async def aattempt(
+    provider,
+    operation,
+    *,
+    owner=None,
+    scope=None,
+    idempotency_key=None,
+    related=None,
+    rate_cost=1,
+    attempt_no=1,
+    deadline=None,
+):
+    """`attempt` for async callers; a rate token is awaited up to `deadline` (time.monotonic())."""
+    require(provider)
+
+    await atake_token(provider, scope, cost=rate_cost, deadline=deadline)
+
+    att = Attempt(
+        provider,
+        operation,
+        owner_id=_owner_id(owner),
+        scope=scope,
+        idempotency_key=idempotency_key,
+        related=_related(related),
+        attempt_no=attempt_no,
+    )
+
+    permit = await breaker.abefore_call(provider)
+    if not permit.allowed:
+        error = CircuitOpen(provider, "circuit open", retry_after=permit.wait)
+        await db_hop(
+            _write, att, outcome=ProviderCall.Outcome.CIRCUIT_OPEN, latency_ms=0.0, error=error, retryable=True
+        )
+        raise error
+
+    started = time.perf_counter()
+    try:
+        yield att
+    except BaseException as exc:
+        latency_ms = (time.perf_counter() - started) * 1000
+        error = classify(provider, exc) if isinstance(exc, Exception) else None
+        if error is None:
+            await db_hop(
+                _write, att, outcome=ProviderCall.Outcome.ERROR, latency_ms=latency_ms, error=exc, retryable=False
+            )
+            raise
+        if error.retry_after and error.http_status == 429:
+            await limiter.ablock(provider, scope, error.retry_after)
+        await db_hop(
+            _after_failure, att, outcome=error.outcome, latency_ms=latency_ms, error=error, retryable=error.retryable
+        )
+        if error.outcome == ProviderCall.Outcome.RATE_LIMITED:
+            pass  # a busy provider is not a broken one
+        elif error.retryable:
+            await breaker.aafter_call(provider, healthy=False)
+        elif permit.state != breaker.CLOSED or permit.failures:
+            await breaker.aafter_call(provider, healthy=True)
+        if error is exc:
+            raise
+        raise error from exc
+    latency_ms = (time.perf_counter() - started) * 1000
+    await db_hop(_write_ok_then, att, latency_ms=latency_ms)
+    if permit.state != breaker.CLOSED or permit.failures:
+        await breaker.aafter_call(provider, healthy=True)
+
+
+def _write_ok_then(att, *, latency_ms):
+    """The call's row and, in the same thread hop and commit, the caller's own booking (`att.then`).
+
+    The booking runs in a savepoint: if it fails, the call's row is still kept
+    (the provider was called), and the error goes on to the caller."""
+    with transaction.atomic():
+        _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
+        if att.then is None:
+            return
+        try:
+            with transaction.atomic():
+                att.then_result = att.then()
+        except Exception as exc:  # noqa: BLE001 - re-raised once the call's row is committed
+            failure = exc
+        else:
+            return
+    raise failure

@@ -15,12 +15,14 @@ A provider's 429 with Retry-After blocks the scope (`block`) for that long.
 
 import math
 import time
+import weakref
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from . import localstate
-from .redis import get_client, key
+from .redis import aget_client, get_client, key
 
 _TAKE_LUA = """
 local block_ms = redis.call('PTTL', KEYS[2])
@@ -219,3 +221,60 @@ class concurrency_slot:
                     held.pop(0)
                 state["held"] = held
         return False
+
+
+# --- the same bucket from async code (the AI request path) -------------------------
+#
+# One Lua round trip on the asyncio Redis client; without Redis the file-locked
+# fallback runs in a thread, since flock may wait on another process.
+
+_async_scripts = weakref.WeakKeyDictionary()  # client -> registered script
+
+
+async def _aredis_take(client, keys, limit, cost, reserve, max_wait):
+    script = _async_scripts.get(client)
+    if script is None:
+        script = _async_scripts[client] = client.register_script(_TAKE_LUA)
+    granted, wait_ms = await script(
+        keys=list(keys),
+        args=[limit.rate, limit.burst, cost, "1" if reserve else "0", int(max_wait * 1000)],
+        client=client,
+    )
+    return int(granted), int(wait_ms) / 1000.0
+
+
+async def atake(provider, scope=None, *, bucket="requests", cost=1, reserve=False, max_wait=None):
+    """`take` for async callers: same bucket, same answers."""
+    limit = limit_for(provider, bucket, scope)
+    client = aget_client()
+    if client is None:
+        return await sync_to_async(take, thread_sensitive=False)(
+            provider, scope, bucket=bucket, cost=cost, reserve=reserve, max_wait=max_wait
+        )
+    if limit is None:
+        blocked = await ablocked_for(provider, scope)
+        return Decision(False, wait=blocked) if blocked > 0 else Decision(True)
+    max_wait = settings.RATE_LIMIT_MAX_RESERVE_SECONDS if max_wait is None else max_wait
+    granted, wait = await _aredis_take(client, _keys(provider, bucket, scope), limit, cost, reserve, max_wait)
+    return Decision(granted == GRANTED, reserved=granted == RESERVED, wait=wait)
+
+
+async def ablock(provider, scope, seconds):
+    """`block` for async callers."""
+    client = aget_client()
+    if client is None:
+        return await sync_to_async(block, thread_sensitive=False)(provider, scope, seconds)
+    if not seconds or seconds <= 0:
+        return
+    _, block_key = _keys(provider, "requests", scope)
+    ms = int(math.ceil(seconds * 1000))
+    if await client.pttl(block_key) < ms:
+        await client.set(block_key, "1", px=ms)
+
+
+async def ablocked_for(provider, scope=None):
+    client = aget_client()
+    if client is None:
+        return await sync_to_async(blocked_for, thread_sensitive=False)(provider, scope)
+    _, block_key = _keys(provider, "requests", scope)
+    return max(0, await client.pttl(block_key)) / 1000.0

@@ -1,6 +1,10 @@
-"""One shared Redis connection pool for the limiter and the breakers (None without REDIS_URL)."""
+"""One shared Redis connection pool for the limiter and the breakers (None without REDIS_URL).
+
+`get_client` is the blocking client (workers, sync views); `aget_client` the asyncio one
+(the async AI path, where a blocking call would stall every open stream)."""
 
 import functools
+import weakref
 
 from django.conf import settings
 
@@ -19,3 +23,25 @@ def get_client():
 
 def key(*parts):
     return ":".join([settings.CACHE_KEY_PREFIX, *[str(p) for p in parts]])
+
+
+# redis.asyncio connections belong to the event loop that opened them: one
+# client per loop (the ASGI worker has one loop for its life; tests make many).
+_async_clients = weakref.WeakKeyDictionary()
+
+
+def aget_client():
+    """The asyncio Redis client for the running loop (None without REDIS_URL), for the async request path."""
+    url = settings.REDIS_URL
+    if not url:
+        return None
+    import asyncio
+
+    import redis.asyncio
+
+    loop = asyncio.get_running_loop()
+    entry = _async_clients.get(loop)
+    if entry is None or entry[0] != url:
+        client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+        entry = _async_clients[loop] = (url, client)
+    return entry[1]

@@ -58,7 +58,8 @@ AI_DEFAULT_TASK = env.str("AI_DEFAULT_TASK", default="simple")
 if AI_DEFAULT_TASK not in AI_ROUTES:
     raise ImproperlyConfigured(f"AI_DEFAULT_TASK {AI_DEFAULT_TASK!r} is not a task in AI_ROUTES")
 # USD per 1M tokens: input, output and cached input, per provider and model
-# ("*" prices any other model of that provider). A model without a price costs 0 and logs a warning.
+# ("*" prices any other model of that provider). A model without a price is not called (its
+# cost could not be counted against a budget) unless staff mark it free in admin (AI models marked free).
 AI_MODEL_PRICES = merged_table(
     {
         "openai": {
@@ -107,5 +108,8 @@ AI_USER_RATE = env.str("AI_USER_RATE", default="30/m")
 # is waited out (once) only when it is below AI_RETRY_WAIT_MAX_SECONDS and fits.
 AI_DEADLINE_SECONDS = env.float("AI_DEADLINE_SECONDS", default=90.0)
 AI_RETRY_WAIT_MAX_SECONDS = env.float("AI_RETRY_WAIT_MAX_SECONDS", default=2.0)
-# Anthropic requires max_tokens; this is sent when the client gives none.
+# The answer's length cap sent when the client gives none (every provider gets one,
+# so that a request's largest possible cost is known and can be reserved).
 AI_DEFAULT_MAX_TOKENS = env.int("AI_DEFAULT_MAX_TOKENS", default=1024)
+# The largest max_tokens a user may ask for (400 above it); staff override it per user in admin.
+AI_USER_MAX_TOKENS = env.int("AI_USER_MAX_TOKENS", default=16384)

@@ -30,12 +30,6 @@ _DEFAULT_DETAILS = {
 }
 
 
-# Deprecated: the old name of DomainError, kept only while ai/ (owned by another
-# change in flight) still imports it. New code raises integrations.errors.DomainError;
-# delete this alias once nothing imports it.
-ApiError = DomainError
-
-
 def _first_message(detail):
     if isinstance(detail, dict):
         for key, value in detail.items():

@@ -142,20 +142,29 @@ def error(status, message="boom", *, code=None, type_=None, headers=None, anthro
     return httpx2.Response(status, json=body, headers=headers or {})
 
 
-class Body(httpx2.SyncByteStream):
-    """A response body sent chunk by chunk, which notes whether the client closed it."""
+class Body(httpx2.AsyncByteStream):
+    """A response body sent chunk by chunk, which notes whether the client closed it.
 
-    def __init__(self, chunks):
+    `gate` (an asyncio.Event factory's product, set from the test) holds the
+    stream after `hold_after` chunks, like a provider still thinking: the test
+    decides when it goes on, so nothing depends on timing.
+    """
+
+    def __init__(self, chunks, *, hold_after=None, gate=None):
         self.chunks = chunks
         self.sent = 0
         self.closed = False
+        self.hold_after = hold_after
+        self.gate = gate
 
-    def __iter__(self):
+    async def __aiter__(self):
         for chunk in self.chunks:
+            if self.hold_after is not None and self.sent == self.hold_after:
+                await self.gate.wait()
             self.sent += 1
             yield chunk
 
-    def close(self):
+    async def aclose(self):
         self.closed = True
 
 
@@ -287,8 +296,8 @@ def anthropic_sse_chunks(
     return [f"event: {e}\ndata: {json.dumps(d)}\n\n".encode() for e, d in events]
 
 
-def sse_response(chunks, *, request_id="req_stream_1"):
-    body = Body(chunks)
+def sse_response(chunks, *, request_id="req_stream_1", hold_after=None, gate=None):
+    body = Body(chunks, hold_after=hold_after, gate=gate)
     response = httpx2.Response(
         200,
         stream=body,

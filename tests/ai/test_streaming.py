@@ -1,4 +1,7 @@
+import asyncio
+
 import pytest
+from asgiref.sync import async_to_sync
 
 from ai.models import AiRequest
 from integrations.models import ProviderCall
@@ -8,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _read(resp):
-    return parse_sse(b"".join(resp.streaming_content))
+    return parse_sse(resp.raw)
 
 
 def test_openai_streams_deltas_then_a_final_event_with_usage_and_cost(fake_ai, complete):
@@ -86,20 +89,27 @@ def test_a_failure_after_the_first_byte_ends_the_stream_with_an_error_event_and_
     assert AiRequest.objects.get().outcome == "failed"
 
 
-# Outside a test transaction: closing the response sends request_finished,
-# which drops a connection whose autocommit the test's atomic block changed.
+# Outside a test transaction: the ASGI handler sends request_started and
+# request_finished, which close a connection whose autocommit the test's atomic
+# block changed.
 @pytest.mark.django_db(transaction=True)
-def test_a_client_that_disconnects_stops_the_upstream_stream(fake_ai, complete, user):
-    upstream = sse_response(openai_sse_chunks(["one ", "two ", "three ", "four"] * 50))
-    fake_ai.add("openai", upstream)
-    resp = complete(stream=True)
-    chunks = iter(resp.streaming_content)
-    assert parse_sse(next(chunks)) == [("delta", {"content": "one "})]
-    resp.close()  # what the WSGI server does when the client goes away
+def test_a_client_that_disconnects_stops_the_upstream_stream(fake_ai, asgi_completion, user):
+    upstream = sse_response(openai_sse_chunks(["one ", "two ", "three ", "four"] * 50), hold_after=3, gate=None)
+
+    async def scenario():
+        upstream.body_stream.gate = asyncio.Event()  # never set: the provider is still "thinking"
+        fake_ai.add("openai", upstream)
+        call = asgi_completion({"stream": True})
+        await call.got_body.wait()
+        assert parse_sse(call.raw)[0] == ("delta", {"content": "one "})
+        call.disconnect()  # what the ASGI server reports when the client goes away
+        await call.task
+
+    async_to_sync(scenario)()
     assert upstream.body_stream.closed
     assert upstream.body_stream.sent < 50
     logged = AiRequest.objects.get()
-    assert (logged.outcome, logged.finish_reason) == ("client_closed", "client_closed")
+    assert (logged.outcome, logged.finish_reason, logged.provider) == ("client_closed", "client_closed", "openai")
     assert logged.input_tokens > 0  # the partial answer is still booked
     assert ProviderCall.objects.get().outcome == "ok"
 
@@ -111,3 +121,58 @@ def test_a_cached_answer_is_replayed_as_a_stream(fake_ai, complete):
     assert second[0] == ("delta", {"content": "same"})
     assert second[-1][1]["cached"] is True and first[-1][1]["cached"] is False
     assert len(fake_ai.to("openai")) == 1
+
+
+def test_a_repeated_stream_with_the_same_idempotency_key_is_replayed_not_billed_again(fake_ai, complete):
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["Hel", "lo"], usage=(1000, 3, 0))))
+    first = complete(stream=True, headers={"Idempotency-Key": "stream-1"})
+    again = complete(stream=True, headers={"Idempotency-Key": "stream-1"})
+    first_events, replayed = _read(first), _read(again)
+    assert again["Idempotent-Replayed"] == "true" and again["Content-Type"] == "text/event-stream"
+    # The same final answer, as a short stream: one delta with the whole text, then the same `done`.
+    assert replayed == [("delta", {"content": "Hello"}), ("done", first_events[-1][1])]
+    assert len(fake_ai.to("openai")) == 1
+    assert ProviderCall.objects.count() == 1 and AiRequest.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repeat_while_the_first_stream_is_still_running_is_a_409(fake_ai, asgi_completion):
+    gate = asyncio.Event()
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["slow ", "answer"]), hold_after=2, gate=gate))
+    key = [("idempotency-key", "stream-2")]
+
+    async def scenario():
+        first = asgi_completion({"stream": True}, headers=key)
+        await first.got_body.wait()
+        second = asgi_completion({"stream": True}, headers=key)
+        await second.task
+        gate.set()
+        await first.task
+        return first, second
+
+    first, second = async_to_sync(scenario)()
+    assert second.status == 409 and second.json()["error"] == "idempotency_key_in_progress"
+    assert second.headers["retry-after"] == "1"
+    assert parse_sse(first.raw)[-1][1]["content"] == "slow answer"
+    assert len(fake_ai.to("openai")) == 1
+
+
+def test_a_stream_that_failed_leaves_its_key_free_for_a_retry(fake_ai, complete):
+    fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["partial"], error_after=1)))
+    fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["whole answer"])))
+    failed = _read(complete(task="writing", stream=True, headers={"Idempotency-Key": "stream-3"}))
+    assert failed[-1][0] == "error"
+    retried = _read(complete(task="writing", stream=True, headers={"Idempotency-Key": "stream-3"}))
+    assert retried[-1] == ("done", retried[-1][1]) and retried[-1][1]["content"] == "whole answer"
+    assert len(fake_ai.to("anthropic")) == 2
+
+
+def test_a_stream_failing_mid_way_is_logged_with_its_provider(fake_ai, complete, caplog):
+    fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["partial"], error_after=1)))
+    with caplog.at_level("WARNING", logger="ai.services"):
+        events = _read(complete(task="writing", stream=True))
+    assert events[-1][1]["provider"] == "anthropic"
+    logged = AiRequest.objects.get()
+    assert (logged.outcome, logged.provider, logged.model) == ("failed", "anthropic", "claude-sonnet-4-6")
+    record = next(r for r in caplog.records if r.name == "ai.services")
+    assert record.provider == "anthropic" and "anthropic" in record.getMessage()

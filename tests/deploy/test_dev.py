@@ -146,7 +146,7 @@ class TestProcfile:
 
 class TestGunicornConfig:
     def _load(self, monkeypatch, **env):
-        for key in ("HOST", "PORT", "WEB_CONCURRENCY"):
+        for key in ("HOST", "PORT", "WEB_CONCURRENCY", "DATABASE_POOL"):
             monkeypatch.delenv(key, raising=False)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -170,7 +170,9 @@ class TestGunicornConfig:
         assert conf["worker_class"] == "uvicorn_worker.UvicornWorker"
         assert conf["preload_app"] is True
         assert conf["max_requests"] > 0 and conf["max_requests_jitter"] > 0
-        assert conf["accesslog"] == "-"
+        # The hub's own access line (hub.access, with the request id) replaces the server's.
+        assert conf["accesslog"] is None
+        assert conf["raw_env"] == ["DATABASE_POOL=true"]
 
 
 class TestRoutineTaskLines:

@@ -1,0 +1,236 @@
+"""Import at start what the first request would otherwise import.
+
+A fresh worker that imports every provider SDK and view module on its first
+request spends seconds of CPU there (tens of seconds on a loaded machine, past
+the server's worker timeout). `warm()` runs when config.asgi / config.wsgi is
+loaded; with gunicorn's `preload_app` (config/gunicorn.conf.py) that is once,
+in the master, before the workers fork, so every worker starts warm and shares
+those pages copy-on-write.
+
+Nothing here opens a connection: sockets opened before a fork would be shared
+by every worker.
+"""
+
+import asyncio
+import gc
+import importlib
+import logging
+import threading
+import time
+
+from django.apps import apps
+from django.urls import get_resolver
+
+logger = logging.getLogger(__name__)
+
+# Modules that the URL conf does not import but a request may: lazily loaded SDK
+# parts (the async clients' resources), and per-app modules loaded on demand.
+EXTRA_MODULES = (
+    "anyio._backends._asyncio",  # httpx's async transport loads its event-loop backend on first use
+    "anyio.streams.memory",
+    "anyio.streams.stapled",
+    "django.contrib.messages.storage.fallback",
+    "django.contrib.sessions.serializers",
+    "googleapiclient.discovery",
+    "msal",
+    "redis.asyncio",
+    "rest_framework.authentication",
+    "rest_framework.parsers",
+    "rest_framework.renderers",
+    "rest_framework.negotiation",
+    "rest_framework.metadata",
+)
+APP_MODULES = ("providers", "services", "tasks", "webhooks", "serializers", "selectors")
+
+
+def warm():
+    started = time.perf_counter()
+    get_resolver().url_patterns  # noqa: B018 - resolving the URL conf imports every view, and so every SDK
+    names = list(EXTRA_MODULES)
+    for config in apps.get_app_configs():
+        if config.name.startswith("django."):
+            continue
+        names += [f"{config.name}.{module}" for module in APP_MODULES]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module exists but imports something missing: a real error
+                raise
+    _sdk_resources()
+    _ai_request_path()
+    _model_metadata()
+    # Everything imported so far lives as long as the process: move it out of the
+    # collector's reach. Otherwise the first full collection, due soon after
+    # start, scans it all during some early request (~100 ms); with preload it
+    # also keeps workers from touching, and so copying, the master's pages.
+    gc.collect()
+    gc.freeze()
+    logger.info("warm: modules imported in %.2f s", time.perf_counter() - started)
+
+
+def _sdk_resources():
+    """What the AI SDKs load on first use: each API resource (~1 s of pydantic models), the
+    request transformers' type hints, the response models' validators, anyio's asyncio
+    backend and the shared TLS context. A dry run of each SDK against an in-process
+    transport walks all of it; nothing leaves the process."""
+    import anthropic
+    import httpx2
+    import openai
+
+    from ai.providers import tls_context
+
+    tls_context()
+    openai.DefaultAsyncHttpxClient(verify=tls_context())  # imports the real transport (httpcore2, h11)
+    openai_answer = {
+        "id": "warm",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "warm",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+    anthropic_answer = {
+        "id": "warm",
+        "type": "message",
+        "role": "assistant",
+        "model": "warm",
+        "content": [{"type": "text", "text": ""}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+    }
+
+    def answer(request):
+        if request.url.path.endswith("/messages"):
+            return httpx2.Response(200, json=anthropic_answer)
+        return httpx2.Response(200, json=openai_answer)
+
+    async def dry_run():
+        transport = httpx2.MockTransport(answer)
+        messages = [{"role": "user", "content": "warm"}]
+        async with httpx2.AsyncClient(transport=transport) as http:
+            client = openai.AsyncOpenAI(api_key="warm-up", base_url="http://warm.invalid/v1", http_client=http)
+            await client.chat.completions.create(model="warm", messages=messages, max_completion_tokens=1)
+            client = anthropic.AsyncAnthropic(api_key="warm-up", base_url="http://warm.invalid", http_client=http)
+            await client.messages.create(model="warm", messages=messages, max_tokens=1)
+        # Stream parsing is lazy too: its event models are built on first use.
+        from anthropic.types import RawMessageStreamEvent  # noqa: F401
+        from openai.types.chat import ChatCompletionChunk
+
+        ChatCompletionChunk.model_rebuild()
+
+    # In a thread of its own: this may be imported from a running event loop (tests do).
+    runner = threading.Thread(target=asyncio.run, args=(dry_run(),), name="warm-up")
+    runner.start()
+    runner.join()
+
+
+def _ai_request_path():
+    """Run the pure parts of a completion once (validation, routing, pricing, rendering): the
+    interpreter specialises code on its first runs, and the first client should not pay for it."""
+    from rest_framework.renderers import JSONRenderer
+
+    from ai import services
+    from ai.routing import chain_for
+    from ai.serializers import CompletionRequestSerializer
+    from ai.usage import price
+
+    serializer = CompletionRequestSerializer(data={"messages": [{"role": "user", "content": "warm"}], "temperature": 0})
+    if not serializer.is_valid():
+        return
+    params = serializer.validated_data
+    for provider, model in chain_for():
+        price(provider, model, input_tokens=10, output_tokens=10, cached_tokens=0)
+    services.cache_key(owner_id=0, params=params)
+    payload = {"content": "warm", "usage": {"input_tokens": 1}, "fallbacks": []}
+    JSONRenderer().render(payload)
+    services.sse("done", payload)
+
+
+def _model_metadata():
+    """Django builds each model's field maps on first use (every query needs them)."""
+    for model in apps.get_models():
+        meta = model._meta
+        meta.get_fields()
+        meta.concrete_fields  # noqa: B018
+        meta.local_concrete_fields  # noqa: B018
+        meta.db_returning_fields  # noqa: B018
+        meta.fields_map  # noqa: B018
+        meta._forward_fields_map  # noqa: B018
+        meta._property_names  # noqa: B018
+
+
+def warm_worker():
+    """After the fork, in each worker: open its database pool, so the first request does not wait for it."""
+    from django.db import connections
+
+    for conn in connections.all():
+        if conn.settings_dict.get("OPTIONS", {}).get("pool"):
+            conn.ensure_connection()
+            conn.close()  # back to the pool, which keeps it (and min_size others) open
+
+
+async def warm_loop(app):
+    """At ASGI lifespan startup, on the worker's own event loop: the database pool, the
+    asyncio Redis connection, and one pass through the middleware, DRF and the async
+    view (an anonymous request, answered 401), so the first client is not the one who
+    pays for them. A failure here is logged, never fatal: the worker still serves."""
+    from django.conf import settings
+
+    from integrations.aio import db_hop
+    from integrations.redis import aget_client
+
+    started = time.perf_counter()
+    try:
+        await db_hop(warm_worker)
+        client = aget_client()
+        if client is not None:
+            await client.ping()
+        _ai_clients()
+        host = next((h.lstrip(".") for h in settings.ALLOWED_HOSTS if h != "*"), "localhost")
+        for method, path in (("GET", "/healthz"), ("POST", "/api/v1/ai/completions/")):
+            await _self_request(app, method, path, host)
+    except Exception:  # noqa: BLE001 - warming is an optimisation; the worker must start regardless
+        logger.warning("warm: event-loop warm-up failed", exc_info=True)
+        return
+    gc.collect()
+    gc.freeze()  # the worker's own long-lived objects (pools, clients), as warm() does for the master's
+    logger.info("warm: event loop ready in %.3f s", time.perf_counter() - started)
+
+
+def _ai_clients():
+    """This loop's SDK client for every configured AI provider (building one costs ~10 ms)."""
+    from ai import providers
+    from integrations.registry import get_provider
+
+    for name in providers.PROVIDERS:
+        if not get_provider(name).missing():
+            providers._sdk_client(name)
+
+
+async def _self_request(app, method, path, host):
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "https",  # no SSL redirect in production settings
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", host.encode()), (b"content-type", b"application/json"), (b"content-length", b"2")],
+        "client": ("127.0.0.1", 0),
+        "server": (host, 443),
+    }
+    body = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def receive():
+        if body:
+            return body.pop()
+        await asyncio.Event().wait()  # never a disconnect: the answer is short
+
+    async def send(message):
+        pass
+
+    await app(scope, receive, send)

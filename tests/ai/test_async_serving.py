@@ -1,0 +1,160 @@
+"""The AI endpoints are async end to end: a long stream holds a coroutine, not a worker.
+
+These drive config.asgi.application as an ASGI server would (tests/ai/conftest.AsgiCall),
+with provider streams the test holds open and releases itself, so nothing here depends
+on timing.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from integrations.models import ProviderCall
+from tests.ai.conftest import AsgiCall, auth_headers
+from tests.ai.fakes import (
+    anthropic_message,
+    anthropic_sse_chunks,
+    openai_chat,
+    openai_sse_chunks,
+    parse_sse,
+    sse_response,
+)
+
+# The ASGI handler sends request_started/finished, which close a connection
+# inside a test transaction: these tests run outside one.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_health_and_api_reads_answer_while_streams_are_held_open(fake_ai, asgi_completion, user_client):
+    gate = asyncio.Event()
+    upstreams = [sse_response(openai_sse_chunks(["a", "b", "c"]), hold_after=2, gate=gate) for _ in range(3)]
+    fake_ai.add("openai", *upstreams)
+    token = auth_headers(user_client)["Authorization"]
+
+    async def scenario():
+        streams = [asgi_completion({"stream": True}) for _ in upstreams]
+        await asyncio.gather(*(s.got_body.wait() for s in streams))
+        # Three streams are open and their provider is silent: the same process still answers.
+        health = AsgiCall("GET", "/healthz").start()
+        usage = AsgiCall("GET", "/api/v1/ai/usage/", headers=[("authorization", token)]).start()
+        await asyncio.gather(health.task, usage.task)
+        assert not any(s.finished.is_set() for s in streams)
+        gate.set()
+        await asyncio.gather(*(s.task for s in streams))
+        return streams, health, usage
+
+    streams, health, usage = async_to_sync(scenario)()
+    assert (health.status, usage.status) == (200, 200)
+    assert usage.json()["requests"] == 0  # read while the three were still streaming
+    for s in streams:
+        events = parse_sse(s.raw)
+        assert events[-1][0] == "done" and events[-1][1]["content"] == "abc"
+    assert ProviderCall.objects.filter(outcome="ok").count() == 3
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_no_callback_blocks_the_event_loop_for_100_ms(fake_ai, asgi_completion, monkeypatch):
+    """asyncio's debug mode logs every callback that holds the loop longer than
+    slow_callback_duration; a sync database, Redis or SDK call on the loop, or
+    a time.sleep, would show up here (and time.sleep is refused outright)."""
+    fake_ai.add("openai", openai_chat("warm"))  # the first request imports lazily-loaded SDK modules
+    fake_ai.add("openai", openai_chat("plain"), sse_response(openai_sse_chunks(["str", "eamed"])))
+    loop_threads = set()
+    real_sleep = time.sleep
+
+    def sleep(seconds):
+        assert threading.get_ident() not in loop_threads, "time.sleep on the event loop"
+        real_sleep(seconds)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        await asgi_completion({}).task
+        loop_threads.add(threading.get_ident())
+        monkeypatch.setattr(time, "sleep", sleep)
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.1
+        plain = asgi_completion({})
+        streamed = asgi_completion({"stream": True})
+        await asyncio.gather(plain.task, streamed.task)
+        loop.set_debug(False)
+        return plain, streamed
+
+    slow_log = _Collect()
+    logging.getLogger("asyncio").addHandler(slow_log)
+    try:
+        plain, streamed = async_to_sync(scenario)()
+    finally:
+        logging.getLogger("asyncio").removeHandler(slow_log)
+    assert plain.json()["content"] == "plain"
+    assert parse_sse(streamed.raw)[-1][1]["content"] == "streamed"
+    assert [m for m in slow_log.messages if "took" in m] == []
+
+
+def test_a_provider_that_does_not_answer_in_time_falls_through(fake_ai, complete, settings):
+    settings.PROVIDER_TIMEOUTS = {**settings.PROVIDER_TIMEOUTS, "openai": {"web": 0.2, "task": 1.0}}
+
+    async def silent(request):
+        await asyncio.Event().wait()  # never answers; only the hub's own deadline ends this
+
+    fake_ai.add("openai", silent)
+    fake_ai.add("anthropic", anthropic_message("in time"))
+    body = complete().json()
+    assert (body["provider"], body["fallbacks"][0]["error"]) == ("anthropic", "provider_timeout")
+    assert ProviderCall.objects.get(provider="openai").outcome == "timeout"
+
+
+def test_a_stream_whose_first_delta_misses_the_deadline_falls_through(fake_ai, complete, settings):
+    settings.PROVIDER_TIMEOUTS = {**settings.PROVIDER_TIMEOUTS, "openai": {"web": 0.2, "task": 1.0}}
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["late"]), hold_after=0, gate=asyncio.Event()))
+    fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["on time"])))
+    events = parse_sse(complete(stream=True).raw)
+    done = events[-1][1]
+    assert (done["provider"], done["content"]) == ("anthropic", "on time")
+    assert done["fallbacks"][0]["error"] == "provider_timeout"
+
+
+def test_a_rate_token_due_before_the_deadline_is_awaited_not_refused(fake_ai, complete, settings):
+    settings.AI_ROUTES = {"simple": [["openai", "gpt-4o-mini"]]}
+    # One request per 0.2 s, no burst: the second request's token is 0.2 s away.
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "openai": {"requests": {"rate": 5, "burst": 1}}}
+    fake_ai.add("openai", openai_chat("first"), openai_chat("second"))
+    assert complete().json()["content"] == "first"
+    second = complete()
+    assert second.status_code == 200 and second.json()["content"] == "second"
+    assert ProviderCall.objects.filter(outcome="rate_limited").count() == 0
+
+
+def test_a_rate_token_beyond_the_wait_limit_moves_on_to_the_next_provider(fake_ai, complete, settings):
+    settings.AI_RETRY_WAIT_MAX_SECONDS = 0.5
+    # One request per 10 s: the second openai token is far beyond what a request may wait.
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "openai": {"requests": {"rate": 0.1, "burst": 1}}}
+    fake_ai.add("openai", openai_chat("first"))
+    fake_ai.add("anthropic", anthropic_message("next provider"))
+    assert complete().json()["provider"] == "openai"
+    body = complete().json()
+    assert body["provider"] == "anthropic"
+    assert body["fallbacks"][0]["error"] == "rate_limited_outbound"
+
+
+def test_with_every_token_beyond_the_wait_limit_the_client_gets_503_and_retry_after(fake_ai, complete, settings):
+    settings.AI_RETRY_WAIT_MAX_SECONDS = 0.5
+    settings.AI_ROUTES = {"simple": [["openai", "gpt-4o-mini"]]}
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "openai": {"requests": {"rate": 0.1, "burst": 1}}}
+    fake_ai.add("openai", openai_chat("first"))
+    complete()
+    resp = complete()
+    assert resp.status_code == 503
+    assert resp.json()["error"] == "ai_unavailable"
+    assert 5 <= int(resp["Retry-After"]) <= 10
