@@ -1,7 +1,7 @@
 """What each meeting provider can do through the hub (GET /api/v1/scheduling/providers/).
 
 A provider listed as not available has no adapter in the hub yet: asking for it
-answers 501 naming it, never a made-up meeting.
+answers 422 provider_not_available naming it, never a made-up meeting.
 """
 
 ZOOM = frozenset(

@@ -29,7 +29,7 @@ def _check_provider(provider, data):
         raise DomainError(400, "unknown_provider", f"Unknown meeting provider {provider!r}.")
     if not spec["available"]:
         raise DomainError(
-            501,
+            422,
             "provider_not_available",
             f"{provider} meetings are not available through the hub yet; use one of "
             f"{', '.join(p for p, s in capabilities.PROVIDERS.items() if s['available'])}.",

@@ -98,10 +98,10 @@ def test_bad_input_is_a_400_naming_the_field_and_nothing_reaches_zoom(user_clien
     assert zoom.requests == [] and not Meeting.objects.exists()
 
 
-def test_a_provider_the_hub_has_no_adapter_for_is_501_not_a_fake_meeting(user_client, zoom, settings):
+def test_a_provider_the_hub_has_no_adapter_for_is_422_not_a_fake_meeting(user_client, zoom, settings):
     settings.WEBEX_CLIENT_ID = settings.WEBEX_CLIENT_SECRET = "x"
     response = user_client.post(URL, body(provider="webex"), format="json")
-    assert response.status_code == 501 and response.json()["error"] == "provider_not_available"
+    assert response.status_code == 422 and response.json()["error"] == "provider_not_available"
     assert not Meeting.objects.exists()
 
 

@@ -1,0 +1,20 @@
+import datetime as dt
+
+import factory
+
+from scheduling.models import Meeting
+
+from ..factories import UserFactory
+
+
+class MeetingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Meeting
+
+    owner = factory.SubFactory(UserFactory)
+    provider = Meeting.Provider.ZOOM
+    external_id = factory.Sequence(lambda n: str(85746000000 + n))
+    topic = "Weekly sync"
+    start_time = factory.LazyFunction(lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=3))
+    duration_minutes = 30
+    join_url = factory.LazyAttribute(lambda m: f"https://us02web.zoom.us/j/{m.external_id}")
