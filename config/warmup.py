@@ -188,8 +188,16 @@ async def warm_loop(app):
             await client.ping()
         _ai_clients()
         host = next((h.lstrip(".") for h in settings.ALLOWED_HOSTS if h != "*"), "localhost")
-        for method, path in (("GET", "/healthz"), ("POST", "/api/v1/ai/completions/")):
-            await _self_request(app, method, path, host)
+        # The anonymous completion is answered 401 on purpose; it is not a client's failure, so
+        # Django's request logger must not warn about it at every start.
+        request_log = logging.getLogger("django.request")
+        previous = request_log.level
+        request_log.setLevel(logging.ERROR)
+        try:
+            for method, path in (("GET", "/healthz"), ("POST", "/api/v1/ai/completions/")):
+                await _self_request(app, method, path, host)
+        finally:
+            request_log.setLevel(previous)
     except Exception:  # noqa: BLE001 - warming is an optimisation; the worker must start regardless
         logger.warning("warm: event-loop warm-up failed", exc_info=True)
         return
