@@ -202,7 +202,8 @@ def meeting_cancel(*, meeting, notify=True):
     return meeting
 
 
-def _when(value):
+def parse_time(value):
+    """An ISO 8601 time from a provider (a trailing Z included), or None."""
     if not value:
         return None
     try:
@@ -223,8 +224,8 @@ def recordings_upsert(*, meeting, files):
                 "recording_type": f.recording_type,
                 "size_bytes": f.size_bytes,
                 "download_url": f.download_url,
-                "recording_start": _when(f.recording_start),
-                "recording_end": _when(f.recording_end),
+                "recording_start": parse_time(f.recording_start),
+                "recording_end": parse_time(f.recording_end),
             },
         )
 

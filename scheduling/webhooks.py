@@ -107,7 +107,7 @@ def _meeting(event):
 
 
 def _time(value):
-    return services._when(value)
+    return services.parse_time(value)
 
 
 @webhook_handler(PROVIDER, "meeting.started")

@@ -13,7 +13,6 @@ retryable (Retry-After honoured), other 4xx permanent.
 """
 
 import functools
-import hashlib
 from dataclasses import dataclass, field
 
 import httpx
@@ -21,7 +20,8 @@ from django.conf import settings
 from django.core.cache import cache
 
 from integrations import gateway
-from integrations.errors import ProviderTimeout, ProviderUnavailable, error_from_http
+from integrations.errors import PermanentError, ProviderTimeout, ProviderUnavailable, error_from_http
+from integrations.providers import ProviderAdapter, credentials_key
 
 PROVIDER = "zoom"
 # Zoom's code for "Meeting does not exist": deleting what is already gone is success.
@@ -59,25 +59,34 @@ class RecordingFile:
     recording_end: str
 
 
+class ZoomAdapter(ProviderAdapter):
+    provider = PROVIDER
+    sdk_errors = (httpx.TimeoutException, httpx.TransportError)
+
+    def translate(self, exc):
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeout(PROVIDER, "Zoom did not answer in time")
+        return ProviderUnavailable(PROVIDER, f"connection to Zoom failed ({type(exc).__name__})")
+
+
+ZOOM = ZoomAdapter()
+
+
 @functools.cache
 def _client():
     return httpx.Client(headers={"Accept": "application/json", "User-Agent": "integration-hub"})
 
 
 def _credentials_key():
-    material = f"{settings.ZOOM_ACCOUNT_ID}:{settings.ZOOM_CLIENT_ID}:{settings.ZOOM_CLIENT_SECRET}"
-    return "zoom:token:" + hashlib.sha256(material.encode()).hexdigest()[:32]
+    return "zoom:token:" + credentials_key(
+        settings.ZOOM_ACCOUNT_ID, settings.ZOOM_CLIENT_ID, settings.ZOOM_CLIENT_SECRET
+    )
 
 
 def _send(method, url, *, operation, owner=None, **kwargs):
     """One HTTP request as one gateway attempt; the response (status < 400) or our error."""
-    with gateway.attempt(PROVIDER, operation, owner=owner) as att:
-        try:
-            response = _client().request(method, url, timeout=gateway.timeout_for(PROVIDER), **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(PROVIDER, "Zoom did not answer in time") from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(PROVIDER, f"connection to Zoom failed ({type(exc).__name__})") from exc
+    with ZOOM.attempt(operation, owner=owner) as att:
+        response = _client().request(method, url, timeout=gateway.timeout_for(PROVIDER), **kwargs)
         request_id = response.headers.get("x-zm-trackingid", "")
         att.record(http_status=response.status_code, request_id=request_id)
         if response.status_code >= 400:
@@ -170,8 +179,8 @@ def meeting_delete(*, meeting_id, notify=True, owner=None):
     params = {"schedule_for_reminder": "true", "cancel_meeting_reminder": "true"} if notify else {}
     try:
         _api("DELETE", f"/meetings/{meeting_id}", operation="meeting.delete", owner=owner, params=params)
-    except Exception as exc:
-        if getattr(exc, "http_status", None) == 404 and str(getattr(exc, "code", "")) == str(MEETING_NOT_FOUND):
+    except PermanentError as exc:
+        if exc.http_status == 404 and exc.code == str(MEETING_NOT_FOUND):
             return False
         raise
     return True
@@ -188,9 +197,9 @@ def recordings_list(*, meeting_id, owner=None):
     """GET /meetings/{id}/recordings: the cloud recording files (an empty list when none yet)."""
     try:
         response = _api("GET", f"/meetings/{meeting_id}/recordings", operation="recordings.list", owner=owner)
-    except Exception as exc:
+    except PermanentError as exc:
         # 3301 "This recording does not exist": nothing recorded (yet) is not a failure.
-        if getattr(exc, "http_status", None) == 404 and str(getattr(exc, "code", "")) == "3301":
+        if exc.http_status == 404 and exc.code == "3301":
             return []
         raise
     return [recording_file(f) for f in response.json().get("recording_files") or []]
@@ -211,14 +220,9 @@ def recording_file(data):
 def recording_stream(*, download_url, owner=None):
     """Open the recording's download (Zoom redirects to its storage); the caller iterates and closes it."""
     headers = {"Authorization": f"Bearer {access_token()}"}
-    with gateway.attempt(PROVIDER, "recording.download", owner=owner) as att:
+    with ZOOM.attempt("recording.download", owner=owner) as att:
         request = _client().build_request("GET", download_url, headers=headers, timeout=gateway.timeout_for(PROVIDER))
-        try:
-            response = _client().send(request, stream=True, follow_redirects=True)
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(PROVIDER, "Zoom did not answer in time") from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(PROVIDER, f"connection to Zoom failed ({type(exc).__name__})") from exc
+        response = _client().send(request, stream=True, follow_redirects=True)
         att.record(http_status=response.status_code)
         if response.status_code >= 400:
             response.read()

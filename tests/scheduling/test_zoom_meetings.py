@@ -172,3 +172,13 @@ def test_providers_lists_capabilities_and_configuration(user_client, zoom):
     rows = {r["provider"]: r for r in user_client.get("/api/v1/scheduling/providers/").json()}
     assert rows["zoom"]["configured"] and "breakout_rooms" in rows["zoom"]["capabilities"]
     assert rows["teams"]["available"] is False and rows["teams"]["configured"] is False
+
+
+def test_zoom_unreachable_is_a_502_with_retry_after_and_a_failed_call_row(user_client, zoom):
+    import httpx
+
+    zoom.fail_next.append(httpx.ConnectError("connection refused"))
+    response = user_client.post(URL, body(), format="json")
+    assert response.status_code == 502 and response.json()["error"] == "provider_unavailable"
+    assert response["Retry-After"] and not Meeting.objects.exists()
+    assert ProviderCall.objects.filter(provider="zoom", operation="meeting.create", outcome="error").count() == 1

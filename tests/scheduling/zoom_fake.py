@@ -20,7 +20,7 @@ class FakeZoom:
         self.recordings = {}
         self.tokens_issued = 0
         self.requests = []
-        self.fail_next = []  # (status, body, headers) answered to the next API request
+        self.fail_next = []  # (status, body, headers) or an httpx exception for the next API request
         self._ids = itertools.count(85746065000)
 
     def routes(self, router):
@@ -55,6 +55,8 @@ class FakeZoom:
         if not request.headers.get("authorization", "").startswith("Bearer tok"):
             return httpx.Response(401, json={"code": 124, "message": "Invalid access token."})
         if self.fail_next:
+            if isinstance(self.fail_next[0], Exception):
+                raise self.fail_next.pop(0)  # the connection itself fails
             status, body, headers = self.fail_next.pop(0)
             return httpx.Response(status, json=body, headers=headers)
         path = request.url.path.removeprefix("/v2")
