@@ -62,3 +62,10 @@ def test_an_unknown_or_malformed_session_is_a_404_page_that_claims_nothing(clien
 def test_the_cancel_page_says_nothing_was_charged(client):
     response = client.get("/payments/checkout/cancel")
     assert response.status_code == 200 and "nothing was charged" in response.content.decode()
+
+
+def test_the_page_style_is_allowed_by_the_content_security_policy(client):
+    response = client.get("/payments/checkout/cancel")
+    text = response.content.decode()
+    nonce = text.split('<style nonce="', 1)[1].split('"', 1)[0]
+    assert nonce and f"'nonce-{nonce}'" in response["Content-Security-Policy"]
