@@ -71,6 +71,17 @@ def _clean_shared_state(settings, tmp_path):
 
 
 @pytest.fixture
+def still_clock():
+    """A clock that does not tick: django-ratelimit's fixed one-minute window cannot roll over mid-test."""
+    import time
+
+    import time_machine
+
+    with time_machine.travel(time.time(), tick=False) as clock:
+        yield clock
+
+
+@pytest.fixture
 def fake_provider(settings, monkeypatch):
     """A registered provider `acme` for gateway tests: configured, limited, priced."""
     from integrations import registry

@@ -81,7 +81,7 @@ def test_usage_sums_this_months_tokens_and_cost_by_provider_and_model(
     assert (body["budget_usd"], Decimal(body["remaining_usd"])) == ("10.00", Decimal("10") - spent)
 
 
-def test_users_are_rate_limited_with_json_429(fake_ai, complete, settings):
+def test_users_are_rate_limited_with_json_429(fake_ai, complete, settings, still_clock):
     settings.AI_USER_RATE = "2/m"
     fake_ai.add("openai", openai_chat("a"), openai_chat("b"))
     assert complete().status_code == 200

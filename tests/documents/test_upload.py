@@ -159,7 +159,7 @@ def test_a_request_without_a_file_is_a_400(user_client):
     assert resp.status_code == 400 and resp.json()["error"] == "file_required"
 
 
-def test_the_31st_upload_in_a_minute_is_a_json_429(user_client, client_for, other_user):
+def test_the_31st_upload_in_a_minute_is_a_json_429(user_client, client_for, other_user, still_clock):
     codes = [post(user_client, f"n{i}.txt", b"x\n", "text/plain").status_code for i in range(31)]
     assert codes[:30] == [201] * 30
     assert codes[30] == 429
