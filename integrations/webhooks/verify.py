@@ -140,21 +140,7 @@ class WebhookVerifier:
     tolerance_seconds = None
 
     def __call__(self, request):
-        from .inbox import _too_big  # the inbox's own size check (it runs it first too)
-
-        if _too_big(request):
-            raise WebhookRejected(
-                413,
-                "payload_too_large",
-                f"The body exceeds the hub's webhook limit of {settings.WEBHOOK_MAX_BYTES} bytes.",
-            )
-        media_type = (request.content_type or "").split(";")[0].strip().lower()
-        if self.content_types and media_type not in self.content_types:
-            raise WebhookRejected(
-                400,
-                "unsupported_content_type",
-                f"{self.provider} webhooks are sent as {' or '.join(self.content_types)}, not {media_type or 'nothing'}.",
-            )
+        self.check_envelope(request)
         secrets = self.secrets()
         if not secrets:
             raise WebhookRejected(
@@ -175,6 +161,24 @@ class WebhookVerifier:
                     "a replayed or delayed delivery is refused.",
                 )
         return self.parse(request)
+
+    def check_envelope(self, request):
+        """Steps 1 and 2 (size, content type): verifiers whose secret is not a header reuse them."""
+        from .inbox import _too_big  # the inbox's own size check (it runs it first too)
+
+        if _too_big(request):
+            raise WebhookRejected(
+                413,
+                "payload_too_large",
+                f"The body exceeds the hub's webhook limit of {settings.WEBHOOK_MAX_BYTES} bytes.",
+            )
+        media_type = (request.content_type or "").split(";")[0].strip().lower()
+        if self.content_types and media_type not in self.content_types:
+            raise WebhookRejected(
+                400,
+                "unsupported_content_type",
+                f"{self.provider} webhooks are sent as {' or '.join(self.content_types)}, not {media_type or 'nothing'}.",
+            )
 
     def secrets(self):
         return secrets_from(self.secret_setting)

@@ -11,25 +11,35 @@ Handlers only queue tasks: the inbox runs them inside its batch transaction,
 and provider calls belong outside transactions (a rollback would take the call
 log row with it while the provider was called).
 
-The verifiers follow integrations.webhooks.verify's function shape
-(`verify(request) -> InboundEvent | list`, WebhookRejected otherwise); h10's
-verifier base class had not landed when this was written.
+Both verifiers subclass integrations.webhooks.WebhookVerifier (Gmail directly,
+Outlook through integrations.webhooks.graph, shared with calendars) and are
+held to tests/contracts/webhooks.py.
 """
 
 import base64
-import hashlib
 import json
 import logging
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from integrations.task_base import enqueue_on_commit
-from integrations.webhooks import webhook_handler, webhook_verifier
-from integrations.webhooks.inbox import receive_webhook
-from integrations.webhooks.verify import InboundEvent, WebhookRejected, json_body, signatures_match
+from integrations.webhooks import (
+    InboundEvent,
+    WebhookRejected,
+    WebhookVerifier,
+    json_body,
+    safe_headers,
+    secrets_from,
+    webhook_handler,
+    webhook_verifier,
+)
+from integrations.webhooks.graph import (
+    GraphNotificationVerifier,
+    GraphSubscriptionRef,
+    change_types,
+    graph_webhook_view,
+)
 
 from .models import Mailbox
 from .tasks import mail_sync, mail_watch_renew
@@ -54,39 +64,67 @@ def _google_certs():
     return certs
 
 
-@webhook_verifier("gmail")
-def verify_gmail(request):
-    if not settings.GMAIL_PUSH_AUDIENCE or not settings.GMAIL_PUSH_SERVICE_ACCOUNT:
-        raise WebhookRejected(
-            503,
-            "webhook_not_configured",
-            "Gmail push is not configured; set GMAIL_PUSH_AUDIENCE and GMAIL_PUSH_SERVICE_ACCOUNT on the hub.",
-        )
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        raise WebhookRejected(403, "missing_token", "The push has no OIDC bearer token.")
-    from .providers.push import verify_google_token
+class GmailPushVerifier(WebhookVerifier):
+    """A Pub/Sub push: `Authorization: Bearer <OIDC JWT>` signed by Google for our audience and service account.
 
-    claims = verify_google_token(header[7:], certs=_google_certs, audience=settings.GMAIL_PUSH_AUDIENCE)
-    if claims.get("iss") not in GOOGLE_ISSUERS:
-        raise WebhookRejected(403, "invalid_token", "The push token was not issued by Google.")
-    if claims.get("email") != settings.GMAIL_PUSH_SERVICE_ACCOUNT or not claims.get("email_verified"):
-        raise WebhookRejected(403, "invalid_token", "The push token is not for the configured service account.")
-    body = json_body(request)
-    message = body.get("message")
-    if not isinstance(message, dict) or not message.get("messageId") or not message.get("data"):
-        raise WebhookRejected(400, "malformed_body", "A Pub/Sub push needs message.messageId and message.data.")
-    try:
-        data = json.loads(base64.b64decode(message["data"]))
-    except (ValueError, TypeError):
-        raise WebhookRejected(400, "malformed_body", "message.data is not base64-encoded JSON.") from None
-    if not isinstance(data, dict) or not data.get("emailAddress"):
-        raise WebhookRejected(400, "malformed_body", "message.data has no emailAddress.")
-    return InboundEvent(
-        event_id=str(message["messageId"]),
-        type="gmail.history",
-        payload={"data": data, "message": message, "subscription": body.get("subscription", "")},
-    )
+    The "secret" of the base class is the audience (GMAIL_PUSH_AUDIENCE; comma-separated while a push
+    subscription's audience changes): a token verifies when Google's certificates check its signature,
+    it is current, its audience is one configured, its issuer is Google and its email is
+    GMAIL_PUSH_SERVICE_ACCOUNT (verified). Google signs `iat`/`exp` and google-auth checks them, so the
+    token's own lifetime is the replay window; duplicates are the inbox's (Pub/Sub messageId).
+    """
+
+    provider = "gmail"
+    secret_setting = "GMAIL_PUSH_AUDIENCE"
+    signature_header = "Authorization"
+    content_types = ("application/json",)
+
+    def secrets(self):
+        if not settings.GMAIL_PUSH_SERVICE_ACCOUNT:
+            return []  # 503 naming GMAIL_PUSH_AUDIENCE; the README names both settings
+        return secrets_from(self.secret_setting)
+
+    def bad_signature_detail(self):
+        return (
+            "The push's OIDC token does not verify: not signed by Google, expired, or not for "
+            "GMAIL_PUSH_AUDIENCE and GMAIL_PUSH_SERVICE_ACCOUNT."
+        )
+
+    def signature_matches(self, request, signature, secret):
+        from .providers.push import verify_google_token
+
+        if not signature.startswith("Bearer "):
+            return False
+        try:
+            claims = verify_google_token(signature[7:], certs=_google_certs, audience=secret)
+        except WebhookRejected:
+            return False
+        return (
+            claims.get("iss") in GOOGLE_ISSUERS
+            and claims.get("email") == settings.GMAIL_PUSH_SERVICE_ACCOUNT
+            and claims.get("email_verified") is True
+        )
+
+    def parse(self, request):
+        body = json_body(request)
+        message = body.get("message")
+        if not isinstance(message, dict) or not message.get("messageId") or not message.get("data"):
+            raise WebhookRejected(400, "malformed_body", "A Pub/Sub push needs message.messageId and message.data.")
+        try:
+            data = json.loads(base64.b64decode(message["data"], validate=True))
+        except (ValueError, TypeError):
+            raise WebhookRejected(400, "malformed_body", "message.data is not base64-encoded JSON.") from None
+        if not isinstance(data, dict) or not isinstance(data.get("emailAddress"), str) or not data["emailAddress"]:
+            raise WebhookRejected(400, "malformed_body", "message.data has no emailAddress.")
+        return InboundEvent(
+            event_id=str(message["messageId"])[:255],
+            type="gmail.history",
+            payload={"data": data, "message": message, "subscription": body.get("subscription", "")},
+            headers=safe_headers(request, ["Content-Type", "User-Agent"]),
+        )
+
+
+verify_gmail = webhook_verifier("gmail")(GmailPushVerifier())
 
 
 @webhook_handler("gmail", "gmail.history")
@@ -102,55 +140,28 @@ def on_gmail_history(event):
 # --- Outlook (Graph change notifications) ------------------------------------------------
 
 
-def _notification_id(item):
-    # Graph notifications carry no id of their own; a redelivery is byte-for-byte the same notification.
-    return hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()
+class OutlookMailVerifier(GraphNotificationVerifier):
+    """Notifications of the inbox subscriptions (Mailbox.subscription_id), checked against Mailbox.client_state."""
 
+    provider = "outlook"
 
-def verify_outlook(request):
-    body = json_body(request)
-    items = body.get("value")
-    if not isinstance(items, list) or not items:
-        raise WebhookRejected(400, "malformed_body", "A Graph notification has a non-empty `value` list.")
-    events = []
-    for item in items:
-        if not isinstance(item, dict) or not item.get("subscriptionId"):
-            raise WebhookRejected(400, "malformed_body", "Each notification needs a subscriptionId.")
-        mailbox = Mailbox.objects.filter(subscription_id=item["subscriptionId"]).first()
-        # An unknown subscription and a wrong clientState look the same: neither proves the sender is Graph.
-        if (
-            mailbox is None
-            or not mailbox.client_state
-            or not signatures_match(mailbox.client_state, item.get("clientState", ""))
-        ):
-            raise WebhookRejected(403, "invalid_client_state", "The clientState does not match this subscription.")
-        kind = item.get("lifecycleEvent") or item.get("changeType") or "changed"
-        events.append(
-            InboundEvent(
-                event_id=_notification_id(item),
-                type=f"outlook.{kind}",
-                payload={
-                    **{k: v for k, v in item.items() if k != "clientState"},
-                    "connection_id": mailbox.connection_id,
-                },
-            )
+    def lookup(self, subscription_id):
+        mailbox = (
+            Mailbox.objects.filter(subscription_id=subscription_id, connection__provider="microsoft_oauth")
+            .only("client_state", "connection_id")
+            .first()
         )
-    return events
+        if mailbox is None:
+            return None
+        return GraphSubscriptionRef([mailbox.client_state], {"connection_id": mailbox.connection_id})
 
 
-@csrf_exempt
-def outlook_webhook(request):
-    """POST /webhooks/outlook/: the validation handshake (echo validationToken as text/plain), else notifications."""
-    token = request.GET.get("validationToken")
-    if token is not None and request.method == "POST":
-        # Graph checks that the URL answers within 10 seconds with the token, as plain text.
-        return HttpResponse(token[:1024], content_type="text/plain", status=200)
-    return receive_webhook(request, provider="outlook", verify=verify_outlook)
+verify_outlook = OutlookMailVerifier()
+# POST /webhooks/outlook/: the validationToken handshake (text/plain echo), else the inbox.
+outlook_webhook = graph_webhook_view(verify_outlook)
 
 
-@webhook_handler(
-    "outlook", "outlook.created", "outlook.updated", "outlook.deleted", "outlook.missed", "outlook.changed"
-)
+@webhook_handler("outlook", *change_types("outlook"), "outlook.missed")
 def on_outlook_change(event):
     enqueue_on_commit(mail_sync, event.payload["connection_id"])
 

@@ -1,69 +1,23 @@
 """Push: Gmail Pub/Sub deliveries verified by their OIDC token; Graph notifications by handshake and clientState."""
 
 import base64
-import datetime
 import json
 import time
 
 import httpx
 import pytest
 import responses
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from django.utils import timezone
-from google.auth import crypt
 from google.auth import jwt as google_jwt
 
 from integrations.models import WebhookEvent
 from integrations.webhooks.tasks import webhook_process
 from messaging.mail.models import Mailbox, MailMessage
 
-from .conftest import GRAPH, google_conn, ms_conn
+from .conftest import AUDIENCE, GRAPH, SERVICE_ACCOUNT, google_conn, ms_conn
 from .fake_gmail import make_message
 
 pytestmark = pytest.mark.django_db
-
-CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
-AUDIENCE = "https://hub.example.com/webhooks/gmail/"
-SERVICE_ACCOUNT = "gmail-push@hub-project.iam.gserviceaccount.com"
-
-
-def signing_key(kid):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, kid)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return crypt.RSASigner.from_string(pem_key, key_id=kid), cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-@pytest.fixture(scope="module")
-def keys():
-    return {"good": signing_key("kid-good"), "rogue": signing_key("kid-rogue")}
-
-
-@pytest.fixture
-def push(settings, keys, gmail):
-    settings.GMAIL_PUSH_AUDIENCE = AUDIENCE
-    settings.GMAIL_PUSH_SERVICE_ACCOUNT = SERVICE_ACCOUNT
-    settings.GMAIL_PUBSUB_TOPIC = "projects/hub-project/topics/gmail"
-    settings.GOOGLE_OIDC_CERTS_URL = CERTS_URL
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add(responses.GET, CERTS_URL, json={"kid-good": keys["good"][1]})
-        yield rsps
 
 
 def token(signer, **claims):
