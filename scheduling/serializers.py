@@ -102,3 +102,125 @@ class ProviderSerializer(serializers.Serializer):
     configured = serializers.BooleanField()
     missing = serializers.ListField(child=serializers.CharField())
     capabilities = serializers.ListField(child=serializers.CharField())
+
+
+# --- Availability ------------------------------------------------------------------
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 instant that must carry its offset: a bare local time means nothing across several zones."""
+
+    def to_internal_value(self, value):
+        from django.utils.dateparse import parse_datetime
+
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+        if parsed is not None and parsed.tzinfo is None:
+            self.fail("naive")
+        return super().to_internal_value(value)
+
+    default_error_messages = {"naive": "Give an offset or Z, e.g. 2026-12-07T09:00:00+01:00."}
+
+
+def _time_zone(value):
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise serializers.ValidationError(f"Unknown IANA time zone {value!r}.") from None
+    return value
+
+
+class WorkingHoursSerializer(serializers.Serializer):
+    time_zone = serializers.CharField(
+        max_length=64, required=False, validators=[_time_zone], help_text="IANA name, e.g. Europe/Berlin."
+    )
+    days = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=7),
+        min_length=1,
+        max_length=7,
+        required=False,
+        help_text="ISO weekdays, 1 = Monday.",
+    )
+    start = serializers.TimeField(required=False, help_text="Wall-clock time, e.g. 09:00.")
+    end = serializers.TimeField(required=False, help_text="Wall-clock time; at or before start runs past midnight.")
+
+
+class AvailabilityUserSerializer(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1)
+    working_hours = WorkingHoursSerializer(required=False, allow_null=True, default=None)
+
+
+class AvailabilityRequestSerializer(serializers.Serializer):
+    users = AvailabilityUserSerializer(many=True, allow_empty=False)
+    start = AwareDateTimeField()
+    end = AwareDateTimeField()
+    duration_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60)
+    time_zone = serializers.CharField(
+        max_length=64,
+        required=False,
+        default="",
+        validators=[_time_zone],
+        help_text="Default zone for participants whose working hours name none.",
+    )
+    working_hours = WorkingHoursSerializer(
+        required=False, default=dict, help_text="Default days and hours (Mon-Fri 09:00-17:00)."
+    )
+    granularity_minutes = serializers.ChoiceField(choices=[5, 10, 15, 30, 60], default=15)
+    working_hours_policy = serializers.ChoiceField(choices=["required", "preferred", "any"], default="preferred")
+    max_results = serializers.IntegerField(min_value=1, max_value=200, default=20)
+
+    def validate_users(self, value):
+        from django.conf import settings
+
+        if len(value) > settings.AVAILABILITY_MAX_USERS:
+            raise serializers.ValidationError(f"At most {settings.AVAILABILITY_MAX_USERS} users per question.")
+        return value
+
+    def validate(self, attrs):
+        from datetime import timedelta
+
+        from django.conf import settings
+
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": "The window must end after it starts."})
+        days = settings.AVAILABILITY_MAX_WINDOW_DAYS
+        if attrs["end"] - attrs["start"] > timedelta(days=days):
+            raise serializers.ValidationError({"end": f"The window may span at most {days} days."})
+        if timedelta(minutes=attrs["duration_minutes"]) > attrs["end"] - attrs["start"]:
+            raise serializers.ValidationError({"duration_minutes": "Longer than the window."})
+        return attrs
+
+
+class AvailabilityWorkingHoursOutSerializer(serializers.Serializer):
+    time_zone = serializers.CharField()
+    days = serializers.ListField(child=serializers.IntegerField())
+    start = serializers.CharField()
+    end = serializers.CharField()
+    source = serializers.ChoiceField(choices=["request", "microsoft", "default"])
+
+
+class AvailabilityUserOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    working_hours = AvailabilityWorkingHoursOutSerializer()
+
+
+class AvailabilitySlotSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    score = serializers.FloatField(help_text="Mean share of the slot inside each participant's working hours (0-1).")
+    inside_working_hours = serializers.IntegerField(help_text="Participants whose working hours hold all of it.")
+    outside_working_hours_of = serializers.ListField(child=serializers.IntegerField())
+
+
+class AvailabilitySerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    duration_minutes = serializers.IntegerField()
+    granularity_minutes = serializers.IntegerField()
+    working_hours_policy = serializers.CharField()
+    ranking = serializers.CharField()
+    users = AvailabilityUserOutSerializer(many=True)
+    slots = AvailabilitySlotSerializer(many=True)
+    connections = serializers.DictField(child=serializers.IntegerField())
+    warnings = serializers.ListField(child=serializers.DictField())

@@ -5,6 +5,7 @@ from . import views
 app_name = "scheduling"
 
 urlpatterns = [
+    path("availability/", views.AvailabilityView.as_view(), name="availability"),
     path("providers/", views.ProviderListView.as_view(), name="providers"),
     path("meetings/", views.MeetingListCreateView.as_view(), name="meetings"),
     path("meetings/<int:pk>/", views.MeetingDetailView.as_view(), name="meeting"),

@@ -11,9 +11,11 @@ from integrations import registry
 from integrations.api.idempotency import idempotent
 from integrations.api.ratelimit import ratelimit
 
-from . import capabilities, services
+from . import availability, capabilities, services
 from .models import Meeting
 from .serializers import (
+    AvailabilityRequestSerializer,
+    AvailabilitySerializer,
     MeetingCreateSerializer,
     MeetingSerializer,
     MeetingUpdateSerializer,
@@ -124,3 +126,15 @@ class RecordingLinkView(APIView):
         )
         response["Cache-Control"] = "private, no-store"
         return response
+
+
+class AvailabilityView(APIView):
+    """The common free slots of several people, ranked by their working hours (scheduling.availability)."""
+
+    @extend_schema(request=AvailabilityRequestSerializer, responses={200: AvailabilitySerializer})
+    @ratelimit(group="scheduling.availability", rate="60/m")
+    def post(self, request):
+        data = AvailabilityRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        answer = availability.availability_find(caller=request.user, **data.validated_data)
+        return Response(AvailabilitySerializer(answer).data)

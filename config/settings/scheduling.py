@@ -17,3 +17,16 @@ MEETING_RECORDING_LINK_TTL_SECONDS = env.int("MEETING_RECORDING_LINK_TTL_SECONDS
 
 WEBEX_CLIENT_ID = env.str("WEBEX_CLIENT_ID", default="")
 WEBEX_CLIENT_SECRET = env.str("WEBEX_CLIENT_SECRET", default="")
+
+# --- Availability (scheduling.availability) ---------------------------------
+# Google Calendar API base with its service path ("" = https://www.googleapis.com/calendar/v3/), for an emulator.
+GOOGLE_CALENDAR_API_BASE = env.str("GOOGLE_CALENDAR_API_BASE", default="")
+# Free/busy answers are cached per connection and window this long (a calendar push drops them sooner).
+AVAILABILITY_CACHE_SECONDS = env.int("AVAILABILITY_CACHE_SECONDS", default=45)
+# Free/busy requests in flight at once for one availability question.
+AVAILABILITY_CONCURRENCY = env.int("AVAILABILITY_CONCURRENCY", default=8)
+# The longest window one question may span (Graph's getSchedule takes less than 42 days).
+AVAILABILITY_MAX_WINDOW_DAYS = env.int("AVAILABILITY_MAX_WINDOW_DAYS", default=31)
+AVAILABILITY_MAX_USERS = env.int("AVAILABILITY_MAX_USERS", default=20)
+# How long a question may wait for an outbound rate token before answering 503 with Retry-After.
+AVAILABILITY_RATE_WAIT_SECONDS = env.float("AVAILABILITY_RATE_WAIT_SECONDS", default=1.0)

@@ -1,0 +1,361 @@
+"""POST /api/v1/scheduling/availability/ against a local Google + Graph free/busy provider (real SDK HTTP)."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from integrations.models import Connection, ProviderCall
+from scheduling.availability import busy_cache_invalidate
+from tests.factories import UserFactory
+from tests.integrations.factories import ConnectionFactory
+
+from .freebusy_fake import FakeFreeBusy
+
+URL = "/api/v1/scheduling/availability/"
+GCAL = "https://www.googleapis.com/auth/calendar."
+# Monday 7 December 2026: Berlin is UTC+1, New York UTC-5; their 09-17 overlap is 14:00-16:00 UTC.
+MONDAY = {"start": "2026-12-07T00:00:00Z", "end": "2026-12-08T00:00:00Z"}
+
+pytestmark = [pytest.mark.django_db, pytest.mark.redis]
+
+
+@pytest.fixture
+def fb(settings):
+    fake = FakeFreeBusy()
+    settings.GOOGLE_CLIENT_ID, settings.GOOGLE_CLIENT_SECRET = "google-client-id", "google-client-secret"
+    settings.MICROSOFT_CLIENT_ID, settings.MICROSOFT_CLIENT_SECRET = "ms-client-id", "ms-client-secret"
+    settings.APP_URL = "https://hub.example.com"
+    settings.GOOGLE_CALENDAR_API_BASE = fake.google_base
+    settings.GRAPH_API_BASE = fake.graph_base
+    yield fake
+    fake.stop()
+
+
+def calendar(fb, user, kind, account, **kw):
+    token = f"token-{account}"
+    fb.account(token, account)
+    google = kind == "google"
+    return ConnectionFactory(
+        owner=user,
+        provider="google_oauth" if google else "microsoft_oauth",
+        account=account,
+        capabilities=["calendar"],
+        scopes=[f"{GCAL}events", f"{GCAL}readonly"] if google else ["Calendars.ReadWrite", "User.Read"],
+        access_token=token,
+        expires_at=timezone.now() + timedelta(hours=1),
+        **kw,
+    )
+
+
+@pytest.fixture
+def team(db, fb):
+    """Ada (Berlin; two Google accounts) and Bo (New York; a Microsoft and a Google account) share a group."""
+    group = Group.objects.create(name="acme")
+    ada, bo = UserFactory(username="ada"), UserFactory(username="bo")
+    for person in (ada, bo):
+        person.groups.add(group)
+    calendar(fb, ada, "google", "ada@gmail.test")
+    calendar(fb, ada, "google", "ada@work.test")
+    calendar(fb, bo, "microsoft", "bo@contoso.test")
+    calendar(fb, bo, "google", "bo@gmail.test")
+    return ada, bo
+
+
+def ask(client, users, **extra):
+    body = {"users": users, "duration_minutes": 60, "granularity_minutes": 60, **MONDAY, **extra}
+    return client.post(URL, body, format="json")
+
+
+def hours(tz):
+    return {"time_zone": tz}
+
+
+def starts(response):
+    return [s["start"] for s in response.json()["slots"]]
+
+
+class TestCommonSlots:
+    def test_mixed_providers_and_zones_give_the_common_slots_inside_everyones_hours(self, fb, team, client_for):
+        ada, bo = team
+        fb.busy("ada@work.test", "2026-12-07T14:00:00Z", "2026-12-07T14:30:00Z")  # Ada's second Google account
+        fb.busy("bo@contoso.test", "2026-12-07T16:00:00Z", "2026-12-07T17:00:00Z")  # Bo's Outlook
+        fb.busy("bo@gmail.test", "2026-12-07T15:00:00Z", "2026-12-07T15:15:00Z")  # Bo's Gmail calendar
+
+        response = ask(
+            client_for(ada),
+            [
+                {"id": ada.pk, "working_hours": hours("Europe/Berlin")},
+                {"id": bo.pk, "working_hours": hours("America/New_York")},
+            ],
+            working_hours_policy="required",
+            granularity_minutes=15,
+            duration_minutes=30,
+        )
+
+        assert response.status_code == 200, response.content
+        # 14:00-16:00 UTC is everyone's working time; 14:00-14:30 and 15:00-15:15 are taken.
+        assert starts(response) == ["2026-12-07T14:30:00Z", "2026-12-07T15:15:00Z", "2026-12-07T15:30:00Z"]
+        assert response.json()["slots"][0] == {
+            "start": "2026-12-07T14:30:00Z",
+            "end": "2026-12-07T15:00:00Z",
+            "score": 1.0,
+            "inside_working_hours": 2,
+            "outside_working_hours_of": [],
+        }
+
+    def test_each_connection_is_asked_once_with_one_request(self, fb, team, client_for):
+        ada, bo = team
+        response = ask(client_for(ada), [{"id": ada.pk}, {"id": bo.pk}])
+        assert response.status_code == 200, response.content
+        assert fb.count("google") == 3 and fb.count("graph") == 1
+        calls = ProviderCall.objects.order_by("provider").values_list("provider", "operation", "outcome")
+        assert sorted(calls) == [
+            ("google_calendar", "freebusy.query", "ok"),
+            ("google_calendar", "freebusy.query", "ok"),
+            ("google_calendar", "freebusy.query", "ok"),
+            ("microsoft_calendar", "calendar.getSchedule", "ok"),
+        ]
+        google = [r for r in fb.requests if r[1].endswith("freeBusy")]
+        assert {r[3] for r in google} == {"token-ada@gmail.test", "token-ada@work.test", "token-bo@gmail.test"}
+        assert all(r[2]["items"] == [{"id": "primary"}] for r in google)
+        graph = next(r for r in fb.requests if r[1].endswith("getSchedule"))
+        assert graph[2]["schedules"] == ["bo@contoso.test"] and graph[3] == "token-bo@contoso.test"
+
+    def test_a_repeated_question_is_answered_from_the_cache_until_a_push_invalidates_it(self, fb, team, client_for):
+        ada, bo = team
+        client = client_for(ada)
+        first = ask(client, [{"id": ada.pk}, {"id": bo.pk}])
+        again = ask(client, [{"id": ada.pk}, {"id": bo.pk}], duration_minutes=30)
+        assert first.json()["connections"] == {"asked": 4, "cached": 0}
+        assert again.json()["connections"] == {"asked": 0, "cached": 4}
+        assert len(fb.requests) == 4
+
+        bo_outlook = Connection.objects.get(account="bo@contoso.test")
+        fb.busy("bo@contoso.test", "2026-12-07T09:00:00Z", "2026-12-07T18:00:00Z")
+        busy_cache_invalidate(bo_outlook.pk)
+        third = ask(client, [{"id": ada.pk}, {"id": bo.pk}], working_hours_policy="any")
+        assert third.json()["connections"] == {"asked": 1, "cached": 3}
+        assert starts(third) and all(not ("09:00" <= s[11:16] < "18:00") for s in starts(third))
+
+    def test_graph_tentative_and_oof_block_but_free_and_working_elsewhere_do_not(self, fb, team, client_for):
+        ada, bo = team
+        fb.busy("bo@contoso.test", "2026-12-07T14:00:00Z", "2026-12-07T15:00:00Z", status="tentative")
+        fb.busy("bo@contoso.test", "2026-12-07T15:00:00Z", "2026-12-07T16:00:00Z", status="free")
+        fb.busy("bo@contoso.test", "2026-12-07T16:00:00Z", "2026-12-07T17:00:00Z", status="workingElsewhere")
+        fb.busy("bo@contoso.test", "2026-12-07T17:00:00Z", "2026-12-07T18:00:00Z", status="oof")
+        response = ask(client_for(ada), [{"id": bo.pk}], working_hours_policy="any")
+        taken = {s[11:16] for s in starts(response)}
+        assert "14:00" not in taken and "17:00" not in taken
+        assert {"15:00", "16:00"} <= taken
+
+    def test_microsoft_working_hours_are_the_default_and_windows_zones_are_mapped(self, fb, team, client_for):
+        ada, bo = team
+        fb.working_hours["bo@contoso.test"] = {
+            "daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+            "startTime": "08:00:00.0000000",
+            "endTime": "16:00:00.0000000",
+            "timeZone": {"name": "Pacific Standard Time"},
+        }
+        response = ask(client_for(ada), [{"id": bo.pk}], working_hours_policy="required")
+        assert response.status_code == 200, response.content
+        used = response.json()["users"][0]["working_hours"]
+        assert used == {
+            "time_zone": "America/Los_Angeles",
+            "days": [1, 2, 3, 4, 5],
+            "start": "08:00",
+            "end": "16:00",
+            "source": "microsoft",
+        }
+        # 08:00-16:00 Pacific (UTC-8) is 16:00-24:00 UTC.
+        assert [s[11:16] for s in starts(response)][:1] == ["16:00"]
+        assert sorted(s[11:16] for s in starts(response)) == [f"{h}:00" for h in range(16, 24)]
+
+    def test_the_request_overrides_stored_hours_and_defaults_fill_the_rest(self, fb, team, client_for):
+        ada, bo = team
+        response = ask(
+            client_for(ada),
+            [{"id": ada.pk, "working_hours": {"time_zone": "Asia/Tokyo", "start": "10:00"}}, {"id": bo.pk}],
+            time_zone="America/New_York",
+            working_hours={"days": [1, 2, 3], "end": "12:00"},
+        )
+        used = {u["id"]: u["working_hours"] for u in response.json()["users"]}
+        assert used[ada.pk] == {
+            "time_zone": "Asia/Tokyo", "days": [1, 2, 3], "start": "10:00", "end": "12:00", "source": "request",
+        }  # fmt: skip
+        assert used[bo.pk] == {
+            "time_zone": "America/New_York", "days": [1, 2, 3], "start": "09:00", "end": "12:00", "source": "default",
+        }  # fmt: skip
+
+    def test_ranking_prefers_slots_inside_more_peoples_hours(self, fb, team, client_for):
+        ada, bo = team
+        response = ask(
+            client_for(ada),
+            [
+                {"id": ada.pk, "working_hours": hours("Europe/Berlin")},
+                {"id": bo.pk, "working_hours": hours("America/New_York")},
+            ],
+        )
+        slots = response.json()["slots"]
+        assert [s["start"][11:16] for s in slots[:2]] == ["14:00", "15:00"]
+        assert [s["inside_working_hours"] for s in slots[:2]] == [2, 2]
+        assert slots[2]["inside_working_hours"] == 1 and slots[2]["start"][11:16] == "08:00"
+        assert slots[2]["outside_working_hours_of"] == [bo.pk]
+        assert "working hours" in response.json()["ranking"]
+
+    def test_nothing_of_another_users_calendar_leaks(self, fb, team, client_for):
+        ada, bo = team
+        fb.busy("bo@contoso.test", "2026-12-07T14:00:00Z", "2026-12-07T15:00:00Z")
+        response = ask(client_for(ada), [{"id": ada.pk}, {"id": bo.pk}])
+        text = json.dumps(response.json())
+        assert "bo@" not in text and "Private" not in text and "token" not in text
+        assert set(response.json()) == {
+            "start", "end", "duration_minutes", "granularity_minutes", "working_hours_policy", "ranking",
+            "users", "slots", "connections", "warnings",
+        }  # fmt: skip
+
+    def test_a_calendar_google_no_longer_knows_is_left_out_with_a_warning(self, fb, team, client_for):
+        ada, _ = team
+        fb.calendar_errors[("ada@work.test", "ada@work.test")] = "notFound"
+        response = ask(client_for(ada), [{"id": ada.pk}])
+        assert response.status_code == 200
+        [warning] = response.json()["warnings"]
+        assert warning["connection"] == Connection.objects.get(account="ada@work.test").pk
+
+
+class TestWhoMayBeAskedAbout:
+    def test_a_user_outside_the_callers_groups_is_404_like_one_that_does_not_exist(self, fb, team, client_for):
+        ada, _ = team
+        stranger = UserFactory()
+        calendar(fb, stranger, "google", "stranger@gmail.test")
+        for unknown in (stranger.pk, 999999):
+            response = ask(client_for(ada), [{"id": ada.pk}, {"id": unknown}])
+            assert response.status_code == 404
+            assert response.json()["error"] == "user_not_found" and response.json()["user"] == unknown
+        assert fb.requests == []  # nothing was asked before the refusal
+
+    def test_staff_may_ask_about_anyone(self, fb, team, client_for, staff_user):
+        ada, bo = team
+        response = ask(client_for(staff_user), [{"id": ada.pk}, {"id": bo.pk}])
+        assert response.status_code == 200, response.content
+
+    def test_an_inactive_user_is_not_found(self, fb, team, client_for):
+        ada, bo = team
+        bo.is_active = False
+        bo.save()
+        assert ask(client_for(ada), [{"id": bo.pk}]).status_code == 404
+
+    def test_someone_without_a_calendar_is_a_clear_422(self, fb, team, client_for):
+        ada, _ = team
+        mate = UserFactory()
+        mate.groups.add(*ada.groups.all())
+        response = ask(client_for(ada), [{"id": mate.pk}])
+        assert response.status_code == 422
+        assert response.json()["error"] == "no_calendar_connected" and response.json()["user"] == mate.pk
+
+    def test_anonymous_callers_are_refused(self, fb, team, api_client):
+        assert ask(api_client, [{"id": team[0].pk}]).status_code == 401
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        "change, field",
+        [
+            ({"end": "2026-12-06T00:00:00Z"}, "end"),
+            ({"end": "2027-01-15T00:00:00Z"}, "end"),
+            ({"time_zone": "Mars/Olympus"}, "time_zone"),
+            ({"duration_minutes": 0}, "duration_minutes"),
+            ({"duration_minutes": -30}, "duration_minutes"),
+            ({"start": "2026-12-07T00:00:00"}, "start"),
+            ({"granularity_minutes": 7}, "granularity_minutes"),
+            ({"working_hours_policy": "sometimes"}, "working_hours_policy"),
+            ({"users": []}, "users"),
+        ],
+    )
+    def test_it_answers_400_naming_the_field(self, fb, team, client_for, change, field):
+        ada, _ = team
+        body = {"users": [{"id": ada.pk}], "duration_minutes": 60, **MONDAY, **change}
+        response = client_for(ada).post(URL, body, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["error"] == "invalid"
+        assert field in response.json()["fields"], response.json()
+        assert f"{field}:" in response.json()["detail"]
+        assert fb.requests == []
+
+    def test_an_unknown_zone_in_one_users_hours_is_400(self, fb, team, client_for):
+        ada, _ = team
+        response = ask(client_for(ada), [{"id": ada.pk, "working_hours": {"time_zone": "Europe/Atlantis"}}])
+        assert response.status_code == 400
+        assert "time_zone" in json.dumps(response.json()["fields"])
+
+    def test_too_many_users_is_400(self, fb, team, client_for, settings):
+        settings.AVAILABILITY_MAX_USERS = 1
+        ada, bo = team
+        response = ask(client_for(ada), [{"id": ada.pk}, {"id": bo.pk}])
+        assert response.status_code == 400 and "users" in response.json()["fields"]
+
+
+class TestProviderTrouble:
+    def test_graph_429_is_503_with_its_retry_after(self, fb, team, client_for):
+        ada, bo = team
+        Connection.objects.filter(provider="google_oauth", owner=bo).delete()
+        fb.fail_next(429, headers={"Retry-After": "7"}, body={"error": {"code": "TooManyRequests", "message": "slow"}})
+        response = ask(client_for(ada), [{"id": bo.pk}])
+        assert response.status_code == 503
+        assert response.json()["error"] == "provider_rate_limited"
+        assert response["Retry-After"] == "7"
+        assert ProviderCall.objects.get().outcome == "rate_limited"
+
+    def test_google_403_rate_limit_exceeded_is_503_with_retry_after(self, fb, team, client_for):
+        ada, _ = team
+        Connection.objects.filter(account="ada@work.test").delete()
+        fb.fail_next(
+            403,
+            body={
+                "error": {"code": 403, "message": "Rate Limit Exceeded", "errors": [{"reason": "rateLimitExceeded"}]}
+            },
+        )
+        response = ask(client_for(ada), [{"id": ada.pk}])
+        assert response.status_code == 503
+        assert response.json()["error"] == "provider_rate_limited"
+        assert int(response["Retry-After"]) >= 1
+
+    def test_a_failed_answer_is_not_cached(self, fb, team, client_for):
+        ada, _ = team
+        Connection.objects.filter(account="ada@work.test").delete()
+        fb.fail_next(500)
+        assert ask(client_for(ada), [{"id": ada.pk}]).status_code == 502
+        again = ask(client_for(ada), [{"id": ada.pk}])
+        assert again.status_code == 200 and again.json()["connections"] == {"asked": 1, "cached": 0}
+
+    def test_the_callers_connection_needing_reauth_is_409_naming_it_with_the_repair_url(self, fb, team, client_for):
+        ada, _ = team
+        broken = Connection.objects.get(account="ada@work.test")
+        broken.status, broken.status_detail = Connection.Status.NEEDS_REAUTH, "invalid_grant"
+        broken.save()
+        response = ask(client_for(ada), [{"id": ada.pk}])
+        assert response.status_code == 409
+        body = response.json()
+        assert body["error"] == "connection_needs_reauth" and body["connection"] == broken.pk
+        assert body["authorization_url"].startswith("https://accounts.google.com/")
+        assert fb.requests == []
+
+    def test_another_users_connection_needing_reauth_is_409_without_their_repair_url(self, fb, team, client_for):
+        ada, bo = team
+        broken = Connection.objects.get(account="bo@contoso.test")
+        broken.status = Connection.Status.NEEDS_REAUTH
+        broken.save()
+        response = ask(client_for(ada), [{"id": ada.pk}, {"id": bo.pk}])
+        assert response.status_code == 409
+        body = response.json()
+        assert body["connection"] == broken.pk and body["user"] == bo.pk
+        assert "authorization_url" not in body
+
+    def test_an_unconfigured_provider_is_503_provider_not_configured(self, fb, team, client_for, settings):
+        settings.MICROSOFT_CLIENT_SECRET = ""
+        ada, bo = team
+        response = ask(client_for(ada), [{"id": bo.pk}])
+        assert response.status_code == 503
+        assert response.json()["error"] == "provider_not_configured"
