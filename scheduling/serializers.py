@@ -147,7 +147,7 @@ class WorkingHoursSerializer(serializers.Serializer):
 
 
 class AvailabilityUserSerializer(serializers.Serializer):
-    id = serializers.IntegerField(min_value=1)
+    id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     working_hours = WorkingHoursSerializer(required=False, allow_null=True, default=None)
 
 
@@ -182,6 +182,9 @@ class AvailabilityRequestSerializer(serializers.Serializer):
 
         from django.conf import settings
 
+        for name in ("start", "end"):
+            if not 2000 <= attrs[name].year <= 2200:
+                raise serializers.ValidationError({name: "Must fall between the years 2000 and 2200."})
         if attrs["end"] <= attrs["start"]:
             raise serializers.ValidationError({"end": "The window must end after it starts."})
         days = settings.AVAILABILITY_MAX_WINDOW_DAYS

@@ -29,7 +29,7 @@ def _clip(intervals, start, end):
 
 
 class FakeFreeBusy:
-    def __init__(self, *, latency=0.0):
+    def __init__(self, *, latency=0.0, port=0):
         self.latency = latency
         self.tokens = {}  # access token -> account
         self.calendars = {}  # (account, calendar id) -> [(start, end, status)]
@@ -38,7 +38,7 @@ class FakeFreeBusy:
         self.requests = []  # (method, path, body dict, token)
         self.failures = []  # queued (status, body, headers) answered before anything else
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.server.request_queue_size = 128
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -265,6 +265,7 @@ class TestBadInput:
         [
             ({"end": "2026-12-06T00:00:00Z"}, "end"),
             ({"end": "2027-01-15T00:00:00Z"}, "end"),
+            ({"start": "9999-12-31T00:00:00Z", "end": "9999-12-31T23:00:00Z"}, "start"),
             ({"time_zone": "Mars/Olympus"}, "time_zone"),
             ({"duration_minutes": 0}, "duration_minutes"),
             ({"duration_minutes": -30}, "duration_minutes"),

@@ -177,7 +177,7 @@ def problems(draw):
     )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(problems())
 def test_property_slots_are_free_inside_the_window_and_of_the_duration(problem):
     slots = free_slots(**problem)
@@ -191,7 +191,7 @@ def test_property_slots_are_free_inside_the_window_and_of_the_duration(problem):
     assert keys == sorted(keys)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(problems())
 def test_property_required_slots_sit_inside_everyones_local_working_hours(problem):
     problem["policy"] = "required"
@@ -221,7 +221,7 @@ def _working_at(local, wh):
     return evening or morning
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(hours(), st.integers(min_value=0, max_value=60 * 24 * 60))
 def test_property_working_intervals_are_local_working_time(wh, offset):
     start = BASE + offset * M
