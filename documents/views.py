@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from integrations.api.idempotency import idempotent
 from integrations.api.ratelimit import ratelimit
+from integrations.audit.services import audit_record
 from integrations.errors import DomainError
 
 from . import selectors, services
@@ -134,6 +135,8 @@ class DocumentDownloadView(APIView):
         else:
             version = document.current_version
         link = services.download_link(version=version, build_absolute_uri=request.build_absolute_uri)
+        # Issuing the signed link is the download (and the share): whoever holds it can fetch the file.
+        audit_record(action="document.download", request=request, target=document, version=version.number)
         return Response(DownloadLinkSerializer(link).data)
 
 

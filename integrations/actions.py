@@ -12,6 +12,8 @@ no admin action catches domain errors itself.
 
 from django.contrib import messages
 
+from .audit.models import AuditEvent
+from .audit.services import audit_record
 from .errors import DomainError
 
 
@@ -25,14 +27,17 @@ def each_row(modeladmin, request, rows, run):
     """`run(row)` for every row; a DomainError is shown as a warning and the next row goes on. How many ran.
 
     Each row the action ran on gets a LogEntry (its history and "Recent actions"
-    say which staff member refunded, voided or cancelled it).
+    say which staff member refunded, voided or cancelled it) and an AuditEvent
+    `admin.<action name>` (outcome denied when the service refused).
     """
     label = None
     done = 0
+    action = f"admin.{request.POST.get('action', '') or 'action'}"[:64]
     for row in rows:
         try:
             run(row)
         except DomainError as exc:
+            audit_record(action=action, request=request, target=row, outcome=AuditEvent.Outcome.DENIED, error=exc.code)
             modeladmin.message_user(
                 request, f"{row._meta.verbose_name.capitalize()} {row.pk}: {exc.detail}", messages.WARNING
             )
@@ -40,4 +45,5 @@ def each_row(modeladmin, request, rows, run):
             done += 1
             label = label or _action_label(modeladmin, request)
             modeladmin.log_change(request, row, f"{label} (done).")
+            audit_record(action=action, request=request, target=row)
     return done

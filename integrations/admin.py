@@ -26,6 +26,9 @@ from django.utils.http import urlencode
 
 from . import admin_charts, admin_console, breaker
 from .admin_format import error_meaning, latency, usd, when
+from .alerts import alert_resolve
+from .audit.mixins import AuditedAdminMixin
+from .audit.services import audit_record
 from .models import Alert, Budget, ProviderCall, ProviderRollup, UsageRollup
 from .registry import all_providers
 from .units import UNITS
@@ -304,10 +307,12 @@ class ProviderCallAdmin(AppendOnlyAdmin):
         elif action == "close":
             breaker.reset(name)
             log_staff_action(request, f"Closed the circuit for {name} by hand.", repr_=f"Circuit {name}")
+            audit_record(action="circuit.close", request=request, target=("provider", name))
             messages.success(request, f"Closed the circuit for {name}.")
         else:
             breaker.trip(name)
             log_staff_action(request, f"Opened the circuit for {name} by hand.", repr_=f"Circuit {name}")
+            audit_record(action="circuit.open", request=request, target=("provider", name))
             messages.success(request, f"Opened the circuit for {name}: calls to it fail fast until it closes.")
         back = request.POST.get("next") or ""
         return HttpResponseRedirect(back if back.startswith("/admin/") else reverse("admin:index"))
@@ -428,14 +433,17 @@ class AlertAdmin(AppendOnlyAdmin):
         )
         if updated:
             log_staff_action(request, "Acknowledged.", alert)
+            audit_record(action="alert.acknowledge", request=request, target=alert)
         return updated
 
     def _resolve(self, request, alert):
-        updated = Alert.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(
-            resolved_at=timezone.now(), resolved_by=request.user
-        )
+        if alert.resolved_at is not None:
+            return 0
+        alert_resolve(alert=alert, by=request.user)
+        updated = int(alert.resolved_by_id == request.user.pk)
         if updated:
             log_staff_action(request, "Resolved.", alert)
+            audit_record(action="alert.resolve", request=request, target=alert)
         return updated
 
     @admin.action(description="Acknowledge selected alerts", permissions=["alert_action"])
@@ -479,7 +487,7 @@ class AlertAdmin(AppendOnlyAdmin):
 
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):
+class BudgetAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["provider", "owner", "limit"]
     list_filter = ["provider"]
     raw_id_fields = ["owner"]
@@ -518,6 +526,8 @@ class ProviderRollupAdmin(_RollupAdmin):
 
 # The webhook inbox's and credentials' ModelAdmins live beside their code; importing registers them.
 # API tokens (issue 17): registered here so admin autodiscovery finds them.
+# Operations (issue 14): alert channels and deliveries, retention runs, audit archives.
+from . import ops_admin as _ops_admin  # noqa: E402,F401
 from .auth import admin as _token_admin  # noqa: E402,F401
 from .connections_admin import ConnectionAdmin  # noqa: E402,F401
 from .webhooks.admin import WebhookEventAdmin  # noqa: E402,F401

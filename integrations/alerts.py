@@ -1,4 +1,8 @@
-"""Raising and resolving alerts. One open alert per `dedupe_key`; repeats count up."""
+"""Raising and resolving alerts. One open alert per `dedupe_key`; repeats count up.
+
+Opening and resolving tell the alert channels (integrations.alerting.notify):
+once per alert, however often it recurs while open.
+"""
 
 import logging
 
@@ -26,17 +30,33 @@ def alert_raise(*, kind, message, provider="", severity=Alert.Severity.WARNING, 
                     kind=kind, severity=severity, provider=provider, message=message, dedupe_key=key
                 )
             logger.warning("alert raised", extra={"alert_kind": kind, "provider": provider, "alert_message": message})
+            _notify("notify_opened", alert)
             return alert
         except IntegrityError:
             continue  # another process opened it first; count on it instead
     return Alert.objects.get(dedupe_key=key, resolved_at__isnull=True)
 
 
-def alert_resolve(*, alert):
-    if alert.resolved_at is None:
-        alert.resolved_at = timezone.now()
-        alert.save(update_fields=["resolved_at"])
+def alert_resolve(*, alert, by=None):
+    """Resolve an open alert (once: a second call changes nothing) and send the resolution notice."""
+    now = timezone.now()
+    updated = Alert.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(resolved_at=now, resolved_by=by)
+    if updated:
+        alert.resolved_at, alert.resolved_by = now, by
+        _notify("notify_resolved", [alert.pk])
     return alert
+
+
+def _notify(name, arg):
+    # A notice that cannot be queued must not cost the caller its own work (a provider call's log row,
+    # a webhook's answer): the alert itself is in the database, staff see it in admin.
+    from .alerting import notify  # the senders import the gateway, which imports this module
+
+    try:
+        with transaction.atomic():
+            getattr(notify, name)(arg)
+    except Exception:  # noqa: BLE001
+        logger.exception("alert notice not queued")
 
 
 def webhook_alert_resolve_if_clear(*, provider, event_type):
@@ -52,7 +72,9 @@ def webhook_alert_resolve_if_clear(*, provider, event_type):
         return 0
     if WebhookEvent.objects.filter(provider=provider, type=event_type, status=WebhookEvent.Status.FAILED).exists():
         return 0
-    resolved = Alert.objects.filter(dedupe_key=key, resolved_at__isnull=True).update(resolved_at=timezone.now())
+    ids = list(Alert.objects.filter(dedupe_key=key, resolved_at__isnull=True).values_list("pk", flat=True))
+    resolved = Alert.objects.filter(pk__in=ids, resolved_at__isnull=True).update(resolved_at=timezone.now())
     if resolved:
+        _notify("notify_resolved", ids)
         logger.info("alert resolved", extra={"alert_kind": Alert.Kind.WEBHOOK_FAILED, "provider": provider})
     return resolved

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from .audit.mixins import AuditedAdminMixin
 from .models import Connection
 
 
@@ -8,7 +9,7 @@ def _state(value):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = (
         "owner",
         "provider",

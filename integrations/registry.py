@@ -71,6 +71,15 @@ PROVIDERS = {
         # Not vendors of their own, but outbound calls all the same: each send or scan is a ProviderCall.
         Provider("email", "Email", "Outgoing email (Django's email backend)", ("EMAIL_BACKEND",), "messaging"),
         Provider("clamav", "Malware scanning", "ClamAV (clamd)", ("CLAMD_URL",), "documents"),
+        # Operations (issue 14): alert notices to Slack / signed webhooks (their URLs are per channel),
+        # and the audit trail's daily archive in its own bucket.
+        Provider("alert_webhook", "Alerts", "Alert channels (Slack, signed webhooks)", ()),
+        Provider(
+            "audit_archive",
+            "Audit archive",
+            "Audit archive (S3)",
+            ("AUDIT_ARCHIVE_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+        ),
     ]
 }
 

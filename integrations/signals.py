@@ -1,5 +1,7 @@
 """Celery signal handlers: request-id propagation and the worker heartbeat."""
 
+import time
+
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready
 from django.db.models.signals import post_delete, post_save
 
@@ -12,6 +14,9 @@ _tokens = {}
 def add_request_id_header(headers=None, **kwargs):
     if headers is not None and not headers.get("request_id"):
         headers["request_id"] = get_request_id() or new_request_id()
+    if headers is not None:
+        # When it entered the queue (each retry is a new entry): the queue-age threshold reads it.
+        headers["hub_enqueued_at"] = time.time()
 
 
 @task_prerun.connect

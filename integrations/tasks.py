@@ -18,5 +18,22 @@ def idempotency_purge():
 
 
 # The webhook inbox's tasks live beside it; importing them here registers them with Celery.
+from .alerting.tasks import alert_deliver, alerts_evaluate  # noqa: E402,F401
 from .oauth.tasks import oauth_connection_refresh, oauth_refresh_due, oauth_states_purge  # noqa: E402,F401
 from .webhooks.tasks import webhook_drain_task, webhook_process, webhook_requeue_stale_task  # noqa: E402,F401
+
+
+@shared_task(name="integrations.audit_archive", ignore_result=True)
+def audit_archive():
+    """Nightly: yesterday's (and any missed day's) audit events to S3, verified; then the verified prune."""
+    from .audit.archive import audit_archive_run
+
+    return audit_archive_run()
+
+
+@shared_task(name="integrations.retention_enforce", ignore_result=True)
+def retention_enforce():
+    """Nightly: every retention policy, in small batches (integrations.retention)."""
+    from .retention import retention_enforce_all
+
+    return retention_enforce_all()

@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from integrations.actions import each_row
 from integrations.admin_format import minor_units
+from integrations.audit.mixins import AuditedAdminMixin
 
 from . import services
 from .models import Customer, Invoice, Payment, ReconciliationRun, Refund, Subscription
@@ -42,7 +43,7 @@ class MoneyColumns:
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(MoneyColumns, admin.ModelAdmin):
+class InvoiceAdmin(AuditedAdminMixin, MoneyColumns, admin.ModelAdmin):
     list_display = ["number", "owner", "money", "status", "due_date", "paid_at", "money_refunded"]
     list_filter = ["status", "currency"]
     search_fields = ["number", "=external_id", "owner__username", "owner__email"]
@@ -131,7 +132,7 @@ class RefundAdmin(admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "owner",

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from integrations.api.idempotency import idempotent
 from integrations.api.ratelimit import ratelimit
+from integrations.audit.services import audit_record
 
 from . import selectors, services
 from .models import Invoice, Payment, Subscription
@@ -94,7 +95,10 @@ class InvoicePayView(APIView):
     def post(self, request, pk):
         data = PayRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        _, result = services.invoice_pay(invoice_id=pk, owner=request.user, method=data.validated_data["method"])
+        payment, result = services.invoice_pay(invoice_id=pk, owner=request.user, method=data.validated_data["method"])
+        audit_record(
+            action="invoice.pay", request=request, target=payment, invoice=pk, method=data.validated_data["method"]
+        )
         return Response(PayResponseSerializer(result).data)
 
 
@@ -108,6 +112,7 @@ class InvoiceVoidView(APIView):
     def post(self, request, pk):
         invoice = get_object_or_404(Invoice, pk=pk)
         invoice = services.invoice_void(invoice=invoice)
+        audit_record(action="invoice.void", request=request, target=invoice)
         return Response(StaffInvoiceSerializer(invoice).data)
 
 
@@ -134,6 +139,7 @@ class PaymentRefundsView(APIView):
             requested_by=request.user,
         )
         refund.refresh_from_db()
+        audit_record(action="payment.refund", request=request, target=refund, payment=pk, amount=refund.amount)
         return Response(RefundSerializer(refund).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -154,6 +160,7 @@ class SubscriptionListCreateView(generics.ListAPIView):
         sub = services.subscription_request(
             owner=data.validated_data["owner"], price_id=data.validated_data["price_id"]
         )
+        audit_record(action="subscription.create", request=request, target=sub, price_id=sub.price_id)
         sub.refresh_from_db()
         return Response(SubscriptionSerializer(sub).data, status=status.HTTP_202_ACCEPTED)
 
@@ -179,6 +186,9 @@ class SubscriptionChangePriceView(APIView):
         data = SubscriptionChangePriceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         sub = services.subscription_change_price(subscription_id=pk, price_id=data.validated_data["price_id"])
+        audit_record(
+            action="subscription.change_price", request=request, target=sub, price_id=data.validated_data["price_id"]
+        )
         return Response(SubscriptionSerializer(sub).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -194,4 +204,10 @@ class SubscriptionCancelView(APIView):
         data = SubscriptionCancelSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         sub = services.subscription_cancel(subscription_id=pk, at_period_end=data.validated_data["at_period_end"])
+        audit_record(
+            action="subscription.cancel",
+            request=request,
+            target=sub,
+            at_period_end=data.validated_data["at_period_end"],
+        )
         return Response(SubscriptionSerializer(sub).data, status=status.HTTP_202_ACCEPTED)

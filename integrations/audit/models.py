@@ -47,3 +47,38 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit events are append-only.")
+
+
+class AuditArchive(models.Model):
+    """One archived slice of the trail: the events of one day (part n) as a gzip JSON-lines object in S3.
+
+    Rows are pruned from the database only when this says the object was read
+    back and its SHA-256 matched (`verified_at`); on PostgreSQL the trigger
+    checks that too, so no session can delete an event no verified archive holds.
+    """
+
+    day = models.DateField()
+    part = models.PositiveSmallIntegerField(default=1)
+    bucket = models.CharField(max_length=255)
+    key = models.CharField(max_length=512)
+    version_id = models.CharField(max_length=255, blank=True)
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    rows = models.PositiveIntegerField()
+    bytes = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64, help_text="Hex SHA-256 of the stored (compressed) object.")
+    lock_mode = models.CharField(
+        max_length=16, blank=True, help_text="GOVERNANCE / COMPLIANCE, empty without Object Lock."
+    )
+    retain_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    pruned_at = models.DateTimeField(null=True, blank=True)
+    pruned_rows = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "-part"]
+        constraints = [models.UniqueConstraint(fields=["day", "part"], name="audit_archive_day_part")]
+
+    def __str__(self):
+        return f"{self.day} part {self.part}: {self.rows} events in s3://{self.bucket}/{self.key}"

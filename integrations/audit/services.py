@@ -33,7 +33,7 @@ def audit_record(*, action, actor=None, target=None, outcome=AuditEvent.Outcome.
         target_id=target_id,
         target_label=target_label,
         outcome=outcome,
-        ip=request.META.get("REMOTE_ADDR") if request is not None else None,
+        ip=_client_ip(request),
         request_id=getattr(request, "request_id", "") if request is not None else _current_request_id(),
         details=details,
     )
@@ -43,3 +43,17 @@ def _current_request_id():
     from integrations.context import get_request_id
 
     return get_request_id() or ""
+
+
+def _client_ip(request):
+    """The caller's address as our own proxies saw it (TRUSTED_PROXY_COUNT), or None."""
+    if request is None:
+        return None
+    import ipaddress
+
+    from ..auth.throttle import client_ip
+
+    try:
+        return str(ipaddress.ip_address(client_ip(request)))
+    except ValueError:
+        return None

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from ..fields import EncryptedTextField
+
 
 class Alert(models.Model):
     """Something staff should look at. De-duplicated while open by `dedupe_key`."""
@@ -17,6 +19,14 @@ class Alert(models.Model):
         SECURITY = "security"
         PRICE_DROP = "price_drop"
         CONNECTION_REAUTH = "connection_reauth"
+        # Raised (and resolved) by the beat task integrations.alerting.thresholds:
+        RATE_LIMITED = "rate_limited"
+        WEBHOOK_SIGNATURE = "webhook_signature"
+        OAUTH_REFRESH = "oauth_refresh"
+        QUEUE_BACKLOG = "queue_backlog"
+        WORKER_DOWN = "worker_down"
+        COST_PROJECTION = "cost_projection"
+        OPERATIONS = "operations"
 
     class Severity(models.TextChoices):
         INFO = "info"
@@ -40,6 +50,9 @@ class Alert(models.Model):
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # When channels were last told about it (opened or reminded): the reminder clock.
+    notified_at = models.DateTimeField(null=True, blank=True)
+    reminders_sent = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -76,3 +89,80 @@ class Budget(models.Model):
     def __str__(self):
         who = self.owner or "everyone"
         return f"{self.provider} budget for {who}: ${self.monthly_limit_usd}/month"
+
+
+SEVERITY_RANK = {Alert.Severity.INFO: 0, Alert.Severity.WARNING: 1, Alert.Severity.CRITICAL: 2}
+
+
+class AlertChannel(models.Model):
+    """Somewhere alerts are sent: an email list, a Slack-compatible incoming webhook, or a signed webhook.
+
+    Channels from settings (ALERT_EMAIL_TO, ALERT_SLACK_WEBHOOK_URL,
+    ALERT_WEBHOOK_URL) work without a row; rows add more, each with its own
+    severity floor and, optionally, the kinds it wants.
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email"
+        SLACK = "slack"
+        WEBHOOK = "webhook"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    target = models.CharField(
+        max_length=1000, help_text="Email: addresses separated by commas. Slack / webhook: the https URL."
+    )
+    secret = EncryptedTextField(blank=True, help_text="Webhook only: the HMAC-SHA256 signing secret.")
+    min_severity = models.CharField(max_length=16, choices=Alert.Severity.choices, default=Alert.Severity.WARNING)
+    kinds = models.JSONField(default=list, blank=True, help_text="Alert kinds to send; empty sends every kind.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.kind})"
+
+    @property
+    def key(self):
+        return f"channel:{self.pk}"
+
+
+class AlertDelivery(models.Model):
+    """One notice (opened, reminder, resolved) of one alert to one channel, sent by a task with retries.
+
+    Unique per (alert, channel, notice, sequence): however many times an open
+    alert recurs, a channel hears of it once, then once per reminder.
+    """
+
+    class Notice(models.TextChoices):
+        OPENED = "opened"
+        REMINDER = "reminder"
+        RESOLVED = "resolved"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel_key = models.CharField(max_length=64, help_text='"settings:email" or "channel:<id>".')
+    notice = models.CharField(max_length=16, choices=Notice.choices)
+    sequence = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["alert", "channel_key", "notice", "sequence"], name="alert_delivery_once")
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="alert_delivery_due")]
+
+    def __str__(self):
+        return f"{self.notice} of alert {self.alert_id} to {self.channel_key}: {self.status}"

@@ -10,6 +10,7 @@ from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..audit.services import audit_record
 from ..models import Connection
 from . import services
 from .serializers import (
@@ -38,7 +39,9 @@ class ConnectionDetailView(APIView):
     @extend_schema(responses=DeleteResponseSerializer)
     def delete(self, request, pk):
         """Revoke at the provider (Google) where possible, then delete the connection and its tokens."""
-        return Response(services.connection_delete(owner=request.user, connection_id=pk))
+        result = services.connection_delete(owner=request.user, connection_id=pk)
+        audit_record(action="connection.remove", request=request, target=("integrations.connection", pk))
+        return Response(result)
 
 
 class AuthorizationStartView(APIView):
@@ -64,6 +67,7 @@ class AuthorizationCallbackView(APIView):
     def get(self, request, provider):
         """The provider's redirect: exchanges the code and stores the connection."""
         conn = services.authorization_complete(owner=request.user, provider_key=provider, params=request.query_params)
+        audit_record(action="connection.add", request=request, target=conn, provider=conn.provider)
         return Response(ConnectionSerializer(conn).data)
 
     @extend_schema(request=CallbackSerializer, responses={200: ConnectionSerializer})
@@ -71,4 +75,5 @@ class AuthorizationCallbackView(APIView):
         """The same, for an app that received the redirect itself and relays its query parameters."""
         params = request.data if hasattr(request.data, "items") else {}
         conn = services.authorization_complete(owner=request.user, provider_key=provider, params=params)
+        audit_record(action="connection.add", request=request, target=conn, provider=conn.provider)
         return Response(ConnectionSerializer(conn).data)

@@ -6,6 +6,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from ..admin_format import when
+from ..audit.services import audit_record
 from ..models import WebhookEvent
 from .processing import webhook_mark_ignored, webhook_replay
 
@@ -128,6 +129,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
         webhook_replay(event=event)
         log_staff_action(request, "Replayed.", event)
+        audit_record(action="webhook.replay", request=request, target=event, provider=event.provider)
 
     @admin.action(description="Replay selected events", permissions=["replay"])
     def replay(self, request, queryset):
@@ -145,6 +147,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         for event in queryset:
             if webhook_mark_ignored(event=event, reason=f"Marked ignored by {request.user}."):
                 log_staff_action(request, "Marked ignored.", event)
+                audit_record(action="webhook.ignore", request=request, target=event, provider=event.provider)
                 count += 1
         self.message_user(request, f"{count} event(s) marked ignored (processed events are left as they are).")
 

@@ -14,11 +14,13 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from ..alerting.counters import signature_failure_count
 from ..api.guards import strip_unstorable
 from ..metrics import webhook_events
 from ..models import WebhookEvent
 from .dispatch import request_drain_on_commit
 from .registry import ordering_key_for, verifier_for
+from .sources import source_allowed
 from .verify import InboundEvent, WebhookRejected
 
 logger = logging.getLogger(__name__)
@@ -164,6 +166,14 @@ def receive_webhook(request, *, provider, verify, respond=None):
         return error_response(
             405, "method_not_allowed", f"Webhooks accept POST only, not {request.method}.", Allow="POST"
         )
+    allowed, address = source_allowed(request, provider)
+    if not allowed:
+        # Before the body is read or any HMAC computed: forged traffic from elsewhere costs nothing.
+        webhook_events.labels(provider, "rejected").inc()
+        logger.warning("webhook source refused", extra={"provider": provider, "source": str(address or "")})
+        return error_response(
+            403, "source_not_allowed", f"Deliveries for {provider} are accepted only from its published networks."
+        )
     if _too_big(request):
         webhook_events.labels(provider, "rejected").inc()
         return error_response(
@@ -177,6 +187,8 @@ def receive_webhook(request, *, provider, verify, respond=None):
     except WebhookRejected as exc:
         webhook_events.labels(provider, "rejected").inc()
         logger.warning("webhook rejected", extra={"provider": provider, "reason": exc.code, "status": exc.status})
+        if exc.status == 403:
+            signature_failure_count(provider=provider)  # a spike alerts staff (integrations.alerting.thresholds)
         return error_response(exc.status, exc.code, exc.detail)
 
     results = [record_webhook(provider=provider, inbound=item) for item in events]

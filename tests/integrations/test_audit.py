@@ -3,8 +3,9 @@
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
-from integrations.audit.models import AuditEvent
+from integrations.audit.models import AuditArchive, AuditEvent
 from integrations.audit.services import audit_record
 from tests.factories import UserFactory
 
@@ -53,8 +54,15 @@ def test_postgresql_rejects_update_and_delete_even_in_raw_sql():
 
 
 @pytest.mark.postgres
-def test_pruning_is_possible_only_when_the_transaction_says_so():
-    audit_record(action="payment.refund", target=("refund", "1"))
+def test_pruning_needs_the_transactions_say_so_and_a_verified_archive():
+    event = audit_record(action="payment.refund", target=("refund", "1"))
+    AuditArchive.objects.create(
+        day=event.at.date(), bucket="b", key="k", first_id=event.pk, last_id=event.pk, rows=1, bytes=1, sha256="0"
+    )
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL hub.audit_prune = 'on'")
+        cur.execute("DELETE FROM audit_auditevent")  # the archive is not verified yet
+    AuditArchive.objects.update(verified_at=timezone.now())
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL hub.audit_prune = 'on'")
         cur.execute("DELETE FROM audit_auditevent")

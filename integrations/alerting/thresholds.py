@@ -1,0 +1,247 @@
+"""The figures beat checks every ALERT_EVALUATE_INTERVAL_SECONDS, and the alerts they raise and resolve.
+
+Each check returns the breaches it sees now; every alert it owns has a
+dedupe key under `threshold:`, so once a figure is back under its threshold
+the evaluation resolves the alert (and the channels get the resolution).
+Budgets at 80 % / 100 % are checked as each priced call is recorded
+(integrations.usage.budget_check); the projection is checked here.
+
+| check                  | figure                                                     | setting                           |
+|------------------------|------------------------------------------------------------|-----------------------------------|
+| provider error rate    | failed / all calls per provider in the window              | ALERT_ERROR_RATE, ALERT_MIN_CALLS |
+| 429 rate               | rate-limited / all calls per provider in the window        | ALERT_429_RATE, ALERT_MIN_CALLS   |
+| webhook signatures     | deliveries refused 403 per provider in the window          | ALERT_WEBHOOK_SIGNATURE_FAILURES  |
+| OAuth refresh failures | failed token.refresh calls per provider in the window      | ALERT_OAUTH_REFRESH_FAILURES      |
+| queue depth / age      | messages waiting per Celery queue, age of the oldest       | ALERT_QUEUE_DEPTH, ..._AGE_SECONDS|
+| worker heartbeat       | newest WorkerHeartbeat older than HEARTBEAT_MAX_AGE_SECONDS| HEARTBEAT_MAX_AGE_SECONDS         |
+| cost projection        | month's spend so far / share of month elapsed vs. Budget   | ALERT_BUDGET_PROJECTION_MIN_ELAPSED |
+"""
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Count, Max, Q, Sum
+from django.utils import timezone
+
+from ..alerts import alert_raise, alert_resolve
+from ..models import Alert, Budget, ProviderCall, UsageRollup, WorkerHeartbeat
+from . import counters
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "threshold:"
+# Stamped on every task message as it is published (integrations.signals): the queue-age check reads it.
+ENQUEUED_AT_HEADER = "hub_enqueued_at"
+
+
+@dataclass(frozen=True)
+class Breach:
+    key: str
+    kind: str
+    message: str
+    provider: str = ""
+    severity: str = Alert.Severity.WARNING
+
+
+def _window(now):
+    return now - dt.timedelta(minutes=settings.ALERT_WINDOW_MINUTES)
+
+
+def call_rates(now):
+    failed = Q(outcome__in=[ProviderCall.Outcome.ERROR, ProviderCall.Outcome.TIMEOUT])
+    rows = (
+        ProviderCall.objects.filter(created_at__gte=_window(now))
+        .exclude(outcome=ProviderCall.Outcome.CIRCUIT_OPEN)
+        .values("provider")
+        .annotate(
+            calls=Count("id"),
+            failed=Count("id", filter=failed),
+            limited=Count("id", filter=Q(outcome=ProviderCall.Outcome.RATE_LIMITED)),
+        )
+    )
+    minutes = settings.ALERT_WINDOW_MINUTES
+    for row in rows:
+        calls, provider = row["calls"], row["provider"]
+        if calls < settings.ALERT_MIN_CALLS:
+            continue
+        if row["failed"] / calls >= settings.ALERT_ERROR_RATE:
+            yield Breach(
+                f"{PREFIX}error_rate:{provider}",
+                Alert.Kind.PROVIDER_FAILURE_RATE,
+                f"{provider}: {row['failed']} of {calls} calls failed in the last {minutes} min "
+                f"({row['failed'] / calls:.0%}, threshold {settings.ALERT_ERROR_RATE:.0%}).",
+                provider,
+                Alert.Severity.CRITICAL,
+            )
+        if row["limited"] / calls >= settings.ALERT_429_RATE:
+            yield Breach(
+                f"{PREFIX}rate_limited:{provider}",
+                Alert.Kind.RATE_LIMITED,
+                f"{provider}: {row['limited']} of {calls} calls were rate limited (429) in the last {minutes} min "
+                f"({row['limited'] / calls:.0%}, threshold {settings.ALERT_429_RATE:.0%}).",
+                provider,
+            )
+
+
+def webhook_signatures(now):
+    from ..registry import PROVIDERS
+    from ..webhooks.registry import VERIFIERS
+
+    minutes = settings.ALERT_WINDOW_MINUTES
+    for provider in sorted(set(PROVIDERS) | set(VERIFIERS)):
+        refused = counters.signature_failures(provider=provider, minutes=minutes, now=now.timestamp())
+        if refused >= settings.ALERT_WEBHOOK_SIGNATURE_FAILURES:
+            yield Breach(
+                f"{PREFIX}webhook_signature:{provider}",
+                Alert.Kind.WEBHOOK_SIGNATURE,
+                f"{provider}: {refused} webhook deliveries refused for a bad, missing or stale signature in the "
+                f"last {minutes} min. A spike may be an attack, or a rotated secret the hub does not have yet.",
+                provider,
+                Alert.Severity.CRITICAL,
+            )
+
+
+def oauth_refresh(now):
+    rows = (
+        ProviderCall.objects.filter(created_at__gte=_window(now), operation="token.refresh")
+        .exclude(outcome=ProviderCall.Outcome.OK)
+        .values("provider")
+        .annotate(n=Count("id"))
+    )
+    for row in rows:
+        if row["n"] >= settings.ALERT_OAUTH_REFRESH_FAILURES:
+            yield Breach(
+                f"{PREFIX}oauth_refresh:{row['provider']}",
+                Alert.Kind.OAUTH_REFRESH,
+                f"{row['provider']}: {row['n']} OAuth token refreshes failed in the last "
+                f"{settings.ALERT_WINDOW_MINUTES} min; users' mail and calendars stop syncing.",
+                row["provider"],
+            )
+
+
+def queue_figures(now):
+    """{queue: (depth, oldest age in seconds or None)} from the Redis broker; {} for any other broker."""
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith(("redis://", "rediss://")):
+        return {}
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    figures = {}
+    try:
+        for queue in settings.CELERY_TASK_QUEUES_NAMES:
+            depth = client.llen(queue)
+            age = None
+            if depth:
+                # kombu LPUSHes and BRPOPs: the oldest message is the list's last element.
+                raw = client.lindex(queue, -1)
+                try:
+                    stamped = json.loads(raw)["headers"].get(ENQUEUED_AT_HEADER)
+                    age = max(0.0, now.timestamp() - float(stamped)) if stamped else None
+                except (TypeError, ValueError, KeyError):
+                    age = None
+            figures[queue] = (depth, age)
+    finally:
+        client.close()
+    return figures
+
+
+def queues(now):
+    try:
+        figures = queue_figures(now)
+    except Exception as exc:  # noqa: BLE001 - a broker we cannot read is /readyz's business; say so and go on
+        logger.warning("queue figures unavailable", extra={"error": str(exc)[:200]})
+        return
+    for queue, (depth, age) in sorted(figures.items()):
+        if depth >= settings.ALERT_QUEUE_DEPTH:
+            yield Breach(
+                f"{PREFIX}queue_depth:{queue}",
+                Alert.Kind.QUEUE_BACKLOG,
+                f"Queue {queue!r} holds {depth} tasks (threshold {settings.ALERT_QUEUE_DEPTH}): add workers for it.",
+            )
+        if age is not None and age >= settings.ALERT_QUEUE_AGE_SECONDS:
+            yield Breach(
+                f"{PREFIX}queue_age:{queue}",
+                Alert.Kind.QUEUE_BACKLOG,
+                f"The oldest task in queue {queue!r} has waited {age:.0f} s "
+                f"(threshold {settings.ALERT_QUEUE_AGE_SECONDS} s): no worker is taking it.",
+                severity=Alert.Severity.CRITICAL,
+            )
+
+
+def heartbeat(now):
+    newest = WorkerHeartbeat.objects.aggregate(m=Max("seen_at"))["m"]
+    limit = settings.HEARTBEAT_MAX_AGE_SECONDS
+    if newest is None or (now - newest).total_seconds() > limit:
+        seen = f"last seen {newest:%Y-%m-%d %H:%M:%S} UTC" if newest else "never seen"
+        yield Breach(
+            f"{PREFIX}worker_heartbeat",
+            Alert.Kind.WORKER_DOWN,
+            f"No Celery worker has answered for over {limit} s ({seen}): nothing is being sent or processed.",
+            severity=Alert.Severity.CRITICAL,
+        )
+
+
+def _month_bounds(now):
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+def cost_projection(now):
+    start, end = _month_bounds(now)
+    elapsed = (now - start) / (end - start)
+    if elapsed < settings.ALERT_BUDGET_PROJECTION_MIN_ELAPSED:
+        return  # too early in the month for a projection to mean anything
+    for budget in Budget.objects.all():
+        limit = Decimal(budget.monthly_limit_usd)
+        if limit <= 0:
+            continue
+        rows = UsageRollup.objects.filter(provider=budget.provider, hour__gte=start)
+        if budget.owner_id is not None:
+            rows = rows.filter(owner_id=budget.owner_id)
+        spent = rows.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
+        projected = spent / Decimal(str(elapsed))
+        if projected > limit:
+            who = f"owner {budget.owner_id}" if budget.owner_id else "all owners"
+            yield Breach(
+                f"{PREFIX}cost_projection:{budget.provider}:{budget.owner_id}:{now:%Y-%m}",
+                Alert.Kind.COST_PROJECTION,
+                f"{budget.provider} spend for {who} is on course for ${projected:.2f} in {now:%Y-%m} "
+                f"(${spent:.2f} so far, budget ${limit:.2f}).",
+                budget.provider,
+            )
+
+
+CHECKS = [call_rates, webhook_signatures, oauth_refresh, queues, heartbeat, cost_projection]
+
+
+def thresholds_evaluate(*, now=None, checks=None):
+    """Raise an alert for every breach; resolve this module's open alerts whose figure is back under."""
+    now = now or timezone.now()
+    breached = set()
+    for check in checks or CHECKS:
+        try:
+            found = list(check(now))
+        except Exception:  # noqa: BLE001 - one broken check must not silence the others
+            logger.exception("threshold check failed", extra={"check": check.__name__})
+            continue
+        for breach in found:
+            breached.add(breach.key)
+            alert_raise(
+                kind=breach.kind,
+                provider=breach.provider,
+                severity=breach.severity,
+                message=breach.message,
+                dedupe_key=breach.key,
+            )
+    if checks is not None:
+        return breached  # a partial run cannot tell which other figures are back under
+    for alert in Alert.objects.filter(dedupe_key__startswith=PREFIX, resolved_at__isnull=True):
+        if alert.dedupe_key not in breached:
+            alert_resolve(alert=alert)
+    return breached

@@ -1,0 +1,106 @@
+"""Admin for operations (issue 14): alert channels and their deliveries, retention runs, audit archives."""
+
+from django import forms
+from django.contrib import admin, messages
+
+from .admin import AppendOnlyAdmin
+from .admin_format import when
+from .audit.mixins import AuditedAdminMixin
+from .audit.models import AuditArchive
+from .models import Alert, AlertChannel, AlertDelivery, RetentionRun
+
+
+class AlertChannelForm(forms.ModelForm):
+    # The signing secret is write-only: typed in, never shown again (blank keeps the current one).
+    secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False), help_text="Webhook only. Blank keeps it."
+    )
+    kinds = forms.MultipleChoiceField(choices=Alert.Kind.choices, required=False, help_text="None selected: all.")
+
+    class Meta:
+        model = AlertChannel
+        fields = ["name", "kind", "target", "secret", "min_severity", "kinds", "enabled"]
+
+    def clean(self):
+        data = super().clean()
+        kind, target = data.get("kind"), data.get("target") or ""
+        if kind in (AlertChannel.Kind.SLACK, AlertChannel.Kind.WEBHOOK) and not target.startswith("https://"):
+            self.add_error("target", "Use an https:// URL: alerts carry operational detail.")
+        if kind == AlertChannel.Kind.WEBHOOK and not (data.get("secret") or (self.instance and self.instance.secret)):
+            self.add_error("secret", "A signed webhook needs a secret the receiver can verify with.")
+        return data
+
+    def save(self, commit=True):
+        secret = self.cleaned_data.get("secret")
+        if not secret and self.instance.pk:
+            self.instance.secret = AlertChannel.objects.get(pk=self.instance.pk).secret
+        return super().save(commit)
+
+
+@admin.register(AlertChannel)
+class AlertChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    form = AlertChannelForm
+    list_display = ["name", "kind", "target_shown", "min_severity", "kinds_shown", "enabled"]
+    list_filter = ["kind", "enabled"]
+    actions = ["send_test"]
+
+    @admin.display(description="target")
+    def target_shown(self, obj):
+        # A Slack URL is itself a credential: show where it goes, not the whole path.
+        if obj.kind == AlertChannel.Kind.EMAIL:
+            return obj.target
+        return obj.target.split("/")[2] if obj.target.count("/") >= 2 else obj.target[:20]
+
+    @admin.display(description="kinds")
+    def kinds_shown(self, obj):
+        return ", ".join(obj.kinds) if obj.kinds else "all"
+
+    @admin.action(description="Send a test alert to selected channels")
+    def send_test(self, request, queryset):
+        from .alerting.notify import _deliver
+        from .alerts import alert_raise
+
+        alert = alert_raise(
+            kind=Alert.Kind.OPERATIONS,
+            severity=Alert.Severity.INFO,
+            message=f"Test alert sent by {request.user} from the admin.",
+            dedupe_key=f"operations:test:{request.user.pk}",
+        )
+        made = _deliver(alert, [c.key for c in queryset], AlertDelivery.Notice.OPENED, sequence=alert.occurrences)
+        self.message_user(request, f"{len(made)} test notice(s) queued; see Alert deliveries.", messages.SUCCESS)
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(AppendOnlyAdmin):
+    list_display = ["created", "alert", "channel_key", "notice", "status", "attempts", "last_error"]
+    list_filter = ["status", "notice", "channel_key"]
+    list_select_related = ["alert"]
+
+    @admin.display(description="queued", ordering="created_at")
+    def created(self, obj):
+        return when(obj.created_at)
+
+
+@admin.register(RetentionRun)
+class RetentionRunAdmin(AppendOnlyAdmin):
+    """What each retention policy removed, newest first: the top rows are last night's run."""
+
+    list_display = ["started", "policy", "removed", "batches", "cutoff", "duration", "error"]
+    list_filter = ["policy"]
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj):
+        return when(obj.started_at)
+
+    @admin.display(description="took")
+    def duration(self, obj):
+        if not obj.finished_at:
+            return "running"
+        return f"{(obj.finished_at - obj.started_at).total_seconds():.1f} s"
+
+
+@admin.register(AuditArchive)
+class AuditArchiveAdmin(AppendOnlyAdmin):
+    list_display = ["day", "part", "rows", "bytes", "lock_mode", "retain_until", "verified_at", "pruned_at", "key"]
+    list_filter = ["lock_mode"]
+    date_hierarchy = "day"

@@ -1,0 +1,194 @@
+"""Alerts reach people: email, Slack and signed-webhook channels, once per alert, reminders, resolution."""
+
+import datetime as dt
+import json
+
+import httpx
+import pytest
+import respx
+from django.core import mail
+from django.utils import timezone
+
+from integrations.alerting.channels import SIGNATURE_HEADER, verify_signature
+from integrations.alerting.notify import deliveries_requeue, delivery_send, reminders_send
+from integrations.alerting.tasks import alert_deliver
+from integrations.alerts import alert_raise, alert_resolve
+from integrations.errors import ProviderUnavailable
+from integrations.models import Alert, AlertChannel, AlertDelivery, ProviderCall
+
+pytestmark = pytest.mark.django_db
+SLACK = "https://hooks.slack.example/services/T000/B000/XXXX"
+HOOK = "https://receiver.example/hub-alerts"
+SECRET = "alert-signing-secret-123"
+Notice, Status = AlertDelivery.Notice, AlertDelivery.Status
+
+
+@pytest.fixture
+def run_tasks(django_capture_on_commit_callbacks):
+    """Deliveries queued on commit are sent in-process, retries included."""
+    from config.celery import app
+
+    old = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = old
+
+
+@pytest.fixture
+def fast_retries(settings):
+    fast = {"base": 0.001, "cap": 0.001, "max_retries": 3}
+    settings.PROVIDER_RETRY = {**settings.PROVIDER_RETRY, "alert_webhook": fast, "email": fast}
+
+
+def raise_alert(message="stripe: 12 of 20 calls failed", severity=Alert.Severity.CRITICAL, kind=None):
+    return alert_raise(
+        kind=kind or Alert.Kind.PROVIDER_FAILURE_RATE, provider="stripe", severity=severity, message=message
+    )
+
+
+def test_an_alert_is_emailed_once_however_often_it_recurs(settings, django_capture_on_commit_callbacks, run_tasks):
+    settings.ALERT_EMAIL_TO = ["ops@example.com", "oncall@example.com"]
+    with django_capture_on_commit_callbacks(execute=True):
+        alert = raise_alert()
+    with django_capture_on_commit_callbacks(execute=True):
+        raise_alert("stripe: 15 of 20 calls failed")
+        raise_alert("stripe: 18 of 20 calls failed")
+
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["ops@example.com", "oncall@example.com"]
+    assert "ALERT critical stripe" in message.subject and "12 of 20" in message.body
+    delivery = AlertDelivery.objects.get()
+    assert (delivery.alert, delivery.notice, delivery.status, delivery.attempts) == (
+        alert,
+        Notice.OPENED,
+        Status.SENT,
+        1,
+    )
+    assert ProviderCall.objects.filter(provider="email", outcome="ok").count() == 1
+
+
+def test_slack_gets_a_text_message(settings, django_capture_on_commit_callbacks, run_tasks):
+    settings.ALERT_SLACK_WEBHOOK_URL = SLACK
+    with respx.mock() as router:
+        route = router.post(SLACK).mock(return_value=httpx.Response(200, text="ok"))
+        with django_capture_on_commit_callbacks(execute=True):
+            raise_alert()
+    body = json.loads(route.calls.last.request.content)
+    assert body["text"].startswith("*[hub] ALERT critical stripe: provider_failure_rate*")
+    assert "12 of 20" in body["text"]
+    assert ProviderCall.objects.get(provider="alert_webhook").operation == "slack.post"
+
+
+def test_the_generic_webhook_is_signed_so_the_receiver_can_verify_it(
+    settings, django_capture_on_commit_callbacks, run_tasks
+):
+    settings.ALERT_WEBHOOK_URL, settings.ALERT_WEBHOOK_SECRET = HOOK, SECRET
+    with respx.mock() as router:
+        route = router.post(HOOK).mock(return_value=httpx.Response(204))
+        with django_capture_on_commit_callbacks(execute=True):
+            alert = raise_alert()
+    request = route.calls.last.request
+    header = request.headers[SIGNATURE_HEADER]
+    assert header.startswith("t=") and ",v1=" in header
+    assert verify_signature(SECRET, request.content, header)
+    assert not verify_signature("another-secret", request.content, header)
+    assert not verify_signature(SECRET, request.content.replace(b"stripe", b"strype"), header)
+    payload = json.loads(request.content)
+    assert payload["notice"] == "opened" and payload["alert"]["id"] == alert.pk
+    assert payload["alert"]["severity"] == "critical"
+
+
+def test_a_failed_delivery_is_retried_until_it_goes_through(settings, fast_retries):
+    settings.ALERT_WEBHOOK_URL, settings.ALERT_WEBHOOK_SECRET = HOOK, SECRET
+    alert = raise_alert()
+    delivery = AlertDelivery.objects.get(alert=alert)
+    with respx.mock() as router:
+        router.post(HOOK).mock(side_effect=[httpx.Response(503), httpx.ConnectError("refused"), httpx.Response(200)])
+        alert_deliver.apply(args=[delivery.pk])
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (Status.SENT, 3)
+    outcomes = list(
+        ProviderCall.objects.filter(provider="alert_webhook").order_by("id").values_list("outcome", flat=True)
+    )
+    assert outcomes == ["error", "error", "ok"]
+
+
+def test_a_refusal_is_not_retried_and_the_delivery_is_left_failed(settings, fast_retries):
+    settings.ALERT_WEBHOOK_URL, settings.ALERT_WEBHOOK_SECRET = HOOK, SECRET
+    delivery = AlertDelivery.objects.get(alert=raise_alert())
+    with respx.mock() as router:
+        route = router.post(HOOK).mock(return_value=httpx.Response(404, text="no such hook"))
+        alert_deliver.apply(args=[delivery.pk])
+    delivery.refresh_from_db()
+    assert route.call_count == 1
+    assert delivery.status == Status.FAILED and "no such hook" in delivery.last_error
+
+
+def test_resolving_tells_the_channels_that_heard_of_it(settings, django_capture_on_commit_callbacks, run_tasks):
+    settings.ALERT_EMAIL_TO = ["ops@example.com"]
+    with django_capture_on_commit_callbacks(execute=True):
+        alert = raise_alert()
+    with django_capture_on_commit_callbacks(execute=True):
+        alert_resolve(alert=alert)
+        alert_resolve(alert=alert)  # a second resolve sends nothing more
+    assert [m.subject.split("]")[1].split()[0] for m in mail.outbox] == ["ALERT", "RESOLVED"]
+    assert AlertDelivery.objects.filter(notice=Notice.RESOLVED).count() == 1
+
+
+def test_an_alert_still_open_after_n_hours_is_reminded_once_per_period(settings):
+    settings.ALERT_EMAIL_TO = ["ops@example.com"]
+    settings.ALERT_REMINDER_HOURS = 4
+    alert = raise_alert()
+    now = timezone.now()
+    assert reminders_send(now=now + dt.timedelta(hours=3)) == 0
+    assert reminders_send(now=now + dt.timedelta(hours=5)) == 1
+    assert reminders_send(now=now + dt.timedelta(hours=6)) == 0  # the clock restarted at the reminder
+    assert reminders_send(now=now + dt.timedelta(hours=9, minutes=1)) == 1
+    reminders = AlertDelivery.objects.filter(alert=alert, notice=Notice.REMINDER).order_by("sequence")
+    assert list(reminders.values_list("sequence", flat=True)) == [1, 2]
+    alert_resolve(alert=alert)
+    assert reminders_send(now=now + dt.timedelta(hours=20)) == 0
+
+
+def test_channels_hear_only_the_severities_and_kinds_they_asked_for(settings):
+    settings.ALERT_EMAIL_TO = ["ops@example.com"]
+    settings.ALERT_MIN_SEVERITY = "critical"
+    AlertChannel.objects.create(
+        name="payments team", kind="email", target="pay@example.com", min_severity="info", kinds=["dispute"]
+    )
+    raise_alert(severity=Alert.Severity.WARNING)
+    assert not AlertDelivery.objects.exists()
+    alert_raise(kind=Alert.Kind.DISPUTE, severity=Alert.Severity.INFO, message="a dispute", dedupe_key="d1")
+    assert list(AlertDelivery.objects.values_list("channel_key", flat=True)) == [
+        f"channel:{AlertChannel.objects.get().pk}"
+    ]
+
+
+def test_a_delivery_whose_task_was_lost_is_sent_again_by_the_sweep(settings, run_tasks):
+    settings.ALERT_EMAIL_TO = ["ops@example.com"]
+    raise_alert()  # its task was "lost": the on-commit callback never ran
+    assert mail.outbox == []
+    assert deliveries_requeue(now=timezone.now() + dt.timedelta(seconds=1)) == 1
+    assert len(mail.outbox) == 1 and AlertDelivery.objects.get().status == Status.SENT
+    assert deliveries_requeue(now=timezone.now() + dt.timedelta(hours=1)) == 0
+
+
+def test_a_delivery_to_a_removed_channel_fails_without_calling_anyone(settings):
+    channel = AlertChannel.objects.create(name="old", kind="email", target="old@example.com")
+    delivery = AlertDelivery.objects.get(alert=raise_alert())
+    channel.delete()
+    delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == Status.FAILED and mail.outbox == []
+
+
+def test_a_failed_send_records_its_error_on_the_delivery(settings):
+    settings.ALERT_WEBHOOK_URL, settings.ALERT_WEBHOOK_SECRET = HOOK, SECRET
+    delivery = AlertDelivery.objects.get(alert=raise_alert())
+    with respx.mock() as router:
+        router.post(HOOK).mock(return_value=httpx.Response(502, text="bad gateway"))
+        with pytest.raises(ProviderUnavailable):
+            delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == Status.PENDING and delivery.attempts == 1 and "bad gateway" in delivery.last_error

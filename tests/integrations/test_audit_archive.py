@@ -1,0 +1,156 @@
+"""The audit trail's daily archive to S3 (moto, Object Lock on) and the prune that only follows verification."""
+
+import datetime as dt
+import gzip
+import json
+from unittest import mock
+
+import boto3
+import pytest
+import time_machine
+from django.db import DatabaseError, connection, transaction
+from moto import mock_aws
+
+from integrations.audit import archive as archive_mod
+from integrations.audit.archive import ArchiveMismatch, archive_read_ids, audit_archive_run, audit_prune
+from integrations.audit.models import AuditArchive, AuditEvent
+from integrations.audit.services import audit_record
+from integrations.models import Alert, ProviderCall
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+BUCKET = "hub-audit"
+DAY1 = dt.datetime(2026, 11, 3, 10, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def s3(settings):
+    with mock_aws():
+        settings.AUDIT_ARCHIVE_BUCKET = BUCKET
+        settings.AWS_ACCESS_KEY_ID = "AKIATESTTESTTESTTEST"
+        settings.AWS_SECRET_ACCESS_KEY = "test-secret-key"
+        settings.AWS_S3_REGION_NAME = "us-east-1"
+        settings.AWS_S3_ENDPOINT_URL = ""
+        settings.AUDIT_DB_RETENTION_DAYS = 20
+        archive_mod._clients.clear()
+        client = boto3.client("s3", region_name="us-east-1")
+        yield client
+        archive_mod._clients.clear()
+
+
+@pytest.fixture
+def locked_bucket(s3):
+    s3.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
+    return s3
+
+
+def _events_on(moment, n, **details):
+    with time_machine.travel(moment, tick=False):
+        return [audit_record(action="payment.refund", target=("refund", str(i)), n=i, **details) for i in range(n)]
+
+
+def _read(s3, key):
+    raw = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    return [json.loads(line) for line in gzip.decompress(raw).splitlines()]
+
+
+def test_each_whole_day_becomes_one_locked_gzip_json_lines_object(locked_bucket, settings):
+    staff = UserFactory(is_staff=True, username="alice")
+    with time_machine.travel(DAY1, tick=False):
+        audit_record(action="circuit.close", actor=staff, target=("provider", "stripe"))
+    _events_on(DAY1 + dt.timedelta(days=1), 3)
+    _events_on(DAY1 + dt.timedelta(days=2, hours=1), 2)  # "today" for the run below: not archived yet
+
+    summary = audit_archive_run(now=DAY1 + dt.timedelta(days=2, hours=2))
+
+    assert summary == {"archived": 2, "pruned": 0, "configured": True, "object_lock": True}
+    first, second = AuditArchive.objects.order_by("day")
+    assert first.key == "audit/date=2026-11-03/events-2026-11-03-part001.jsonl.gz"
+    assert (first.rows, second.rows) == (1, 3)
+    lines = _read(locked_bucket, first.key)
+    assert lines[0]["actor_label"] == "staff:alice" and lines[0]["action"] == "circuit.close"
+    head = locked_bucket.head_object(Bucket=BUCKET, Key=first.key)
+    assert head["ObjectLockMode"] == "GOVERNANCE" == first.lock_mode
+    assert head["ObjectLockRetainUntilDate"].year == 2033  # seven years on
+    assert first.verified_at is not None
+    # A second run finds nothing new to archive.
+    assert audit_archive_run(now=DAY1 + dt.timedelta(days=2, hours=3))["archived"] == 0
+    ops = set(ProviderCall.objects.filter(provider="audit_archive").values_list("operation", flat=True))
+    assert ops == {"bucket.object_lock", "object.put", "object.get"}
+
+
+def test_a_bucket_without_object_lock_still_gets_the_archive_and_staff_a_warning(s3):
+    s3.create_bucket(Bucket=BUCKET)
+    _events_on(DAY1, 2)
+    summary = audit_archive_run(now=DAY1 + dt.timedelta(days=1))
+    assert summary["archived"] == 1 and summary["object_lock"] is False
+    assert AuditArchive.objects.get().lock_mode == ""
+    assert Alert.objects.get(dedupe_key="audit_archive:no_object_lock").resolved_at is None
+
+
+def test_without_a_bucket_the_run_does_nothing(settings):
+    settings.AUDIT_ARCHIVE_BUCKET = ""
+    assert audit_archive_run()["configured"] is False
+
+
+def test_rows_are_pruned_only_after_the_object_reads_back_intact(locked_bucket, settings):
+    old = _events_on(DAY1, 3)
+    recent = _events_on(DAY1 + dt.timedelta(days=25), 2)
+    settings.AUDIT_DB_RETENTION_DAYS = 0  # archive only
+    audit_archive_run(now=DAY1 + dt.timedelta(days=26))
+    assert AuditEvent.objects.count() == 5 and AuditArchive.objects.count() == 2
+
+    settings.AUDIT_DB_RETENTION_DAYS = 20
+    pruned = audit_prune(now=DAY1 + dt.timedelta(days=26))
+
+    assert pruned == 3  # day 1 is past 20 days; day 26's archive is kept in the database too
+    assert set(AuditEvent.objects.values_list("pk", flat=True)) == {e.pk for e in recent}
+    archive = AuditArchive.objects.get(day=DAY1.date())
+    assert archive.pruned_rows == 3 and archive.pruned_at is not None
+    assert [line["id"] for line in _read(locked_bucket, archive.key)] == [e.pk for e in old]
+
+
+def test_a_tampered_archive_blocks_the_prune(s3, settings):
+    s3.create_bucket(Bucket=BUCKET)  # no lock, so the object can be overwritten
+    _events_on(DAY1, 3)
+    audit_archive_run(now=DAY1 + dt.timedelta(days=1))
+    archive = AuditArchive.objects.get()
+    s3.put_object(Bucket=BUCKET, Key=archive.key, Body=gzip.compress(b'{"id": 1}\n'))
+    archive.version_id = ""
+    with pytest.raises(ArchiveMismatch):
+        archive_read_ids(archive=archive)
+    AuditArchive.objects.filter(pk=archive.pk).update(version_id="")
+
+    assert audit_prune(now=DAY1 + dt.timedelta(days=30)) == 0
+    assert AuditEvent.objects.count() == 3
+    assert Alert.objects.filter(dedupe_key="audit_archive:mismatch").exists()
+
+
+def test_a_failed_upload_leaves_no_archive_row_and_prunes_nothing(locked_bucket, settings):
+    _events_on(DAY1, 2)
+    with mock.patch.object(archive_mod, "_client") as client:
+        client.return_value.get_object_lock_configuration.return_value = {
+            "ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled"}
+        }
+        client.return_value.put_object.side_effect = ConnectionError("connection reset")
+        with pytest.raises(Exception, match="connection reset"):
+            audit_archive_run(now=DAY1 + dt.timedelta(days=30))
+    assert not AuditArchive.objects.exists() and AuditEvent.objects.count() == 2
+
+
+@pytest.mark.postgres
+def test_the_trigger_refuses_a_prune_of_rows_no_verified_archive_covers(locked_bucket, settings):
+    unarchived = _events_on(DAY1, 1)[0]
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL hub.audit_prune = 'on'")
+        cur.execute("DELETE FROM audit_auditevent WHERE id = %s", [unarchived.pk])
+    audit_archive_run(now=DAY1 + dt.timedelta(days=1))
+    # Covered by a verified archive, but without the transaction's say-so: still refused.
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("DELETE FROM audit_auditevent WHERE id = %s", [unarchived.pk])
+    # An unverified archive row does not open the door either.
+    AuditArchive.objects.update(verified_at=None)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL hub.audit_prune = 'on'")
+        cur.execute("DELETE FROM audit_auditevent WHERE id = %s", [unarchived.pk])
+    assert AuditEvent.objects.filter(pk=unarchived.pk).exists()
