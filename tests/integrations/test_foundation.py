@@ -93,7 +93,7 @@ class TestStatusApi:
         assert resp.status_code == 200
         rows = {r["name"]: r for r in resp.json()}
         assert set(rows) == set(PROVIDERS)
-        assert len(rows) == 22
+        assert len(rows) == 24  # the twelve services, their members, email, clamav, alert hooks, audit archive
         assert rows["twilio"]["configured"] is False
         assert rows["twilio"]["missing"] == ["TWILIO_AUTH_TOKEN"]
         assert rows["twilio"]["circuit"] == "closed"
