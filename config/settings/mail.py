@@ -1,5 +1,7 @@
 """Mail over Gmail and Outlook (messaging.mail): endpoints, push, quotas, limits."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from ._env import env, provider_defaults
 from .celery import CELERY_BEAT_SCHEDULE
 
@@ -23,12 +25,27 @@ GRAPH_MAILBOX_CONCURRENCY = env.int("GRAPH_MAILBOX_CONCURRENCY", default=4)
 MAIL_CACHE_FRESH_SECONDS = env.int("MAIL_CACHE_FRESH_SECONDS", default=600)
 # A full resync (first sync, or Gmail history gone) caches this many newest messages.
 MAIL_FULL_SYNC_MESSAGES = env.int("MAIL_FULL_SYNC_MESSAGES", default=200)
-# Attachments per message, in bytes, refused with 413 before anything is uploaded: Gmail takes 25 MB;
-# Graph takes 4 MB in one request (MIME is base64, so about 3 MB of files).
+# Attachments per message, in bytes, refused with 413 before anything is uploaded. Gmail: 35 MB for the
+# whole message as sent (files are base64 inside the MIME, so about 25 MB of files). Outlook: 150 MB (a
+# tenant's MaxSendSize may be lower; 35 MB is Exchange Online's default). JSON bodies are capped by
+# DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB): larger files are sent as multipart form files.
 MAIL_MAX_ATTACHMENT_BYTES = {
-    "gmail": env.int("GMAIL_MAX_ATTACHMENT_BYTES", default=25 * 1024 * 1024),
-    "outlook": env.int("OUTLOOK_MAX_ATTACHMENT_BYTES", default=3 * 1024 * 1024),
+    "gmail": env.int("GMAIL_MAX_ATTACHMENT_BYTES", default=35 * 1024 * 1024),
+    "outlook": env.int("OUTLOOK_MAX_ATTACHMENT_BYTES", default=150 * 1024 * 1024),
 }
+# Gmail: a message above this goes up through the media upload endpoint as a resumable upload, in chunks
+# (a multiple of 256 KiB) instead of base64 in a JSON body.
+GMAIL_RESUMABLE_UPLOAD_BYTES = env.int("GMAIL_RESUMABLE_UPLOAD_BYTES", default=5 * 1024 * 1024)
+GMAIL_UPLOAD_CHUNK_BYTES = env.int("GMAIL_UPLOAD_CHUNK_BYTES", default=8 * 1024 * 1024)
+# Graph: files adding up to this travel inside the MIME (a Graph request carries at most 4 MB, MIME is
+# base64); above it each file is added to the draft, those above this size by an upload session in chunks
+# of GRAPH_UPLOAD_CHUNK_BYTES (a multiple of 320 KiB, under 4 MB).
+GRAPH_INLINE_ATTACHMENT_BYTES = env.int("GRAPH_INLINE_ATTACHMENT_BYTES", default=3 * 1024 * 1024)
+GRAPH_UPLOAD_CHUNK_BYTES = env.int("GRAPH_UPLOAD_CHUNK_BYTES", default=12 * 320 * 1024)
+if GRAPH_UPLOAD_CHUNK_BYTES % (320 * 1024) or not 0 < GRAPH_UPLOAD_CHUNK_BYTES < 4 * 1024 * 1024:
+    raise ImproperlyConfigured("GRAPH_UPLOAD_CHUNK_BYTES must be a multiple of 320 KiB (327680) below 4 MB.")
+if GMAIL_UPLOAD_CHUNK_BYTES % (256 * 1024) or GMAIL_UPLOAD_CHUNK_BYTES <= 0:
+    raise ImproperlyConfigured("GMAIL_UPLOAD_CHUNK_BYTES must be a multiple of 256 KiB (262144).")
 
 provider_defaults(
     RATE_LIMITS={

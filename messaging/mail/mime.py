@@ -22,8 +22,11 @@ def reply_subject(subject):
     return subject if subject.lower().startswith("re:") else f"Re: {subject}"
 
 
-def build(outgoing, *, sender="", reply_to=None):
-    """An EmailMessage for `outgoing` (types.Outgoing); `reply_to` is the original's headers when replying."""
+def build(outgoing, *, sender="", reply_to=None, attachments=True):
+    """An EmailMessage for `outgoing` (types.Outgoing); `reply_to` is the original's headers when replying.
+
+    attachments=False leaves the files out (Graph then adds them to the draft one by one: upload sessions).
+    """
     msg = EmailMessage(policy=policy.SMTP)
     if sender:
         msg["From"] = sender
@@ -41,9 +44,9 @@ def build(outgoing, *, sender="", reply_to=None):
     msg.set_content(outgoing.text or "")
     if outgoing.html:
         msg.add_alternative(outgoing.html, subtype="html")
-    for filename, mime_type, data in outgoing.attachments:
-        maintype, _, subtype = (mime_type or "application/octet-stream").partition("/")
-        msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
+    for item in outgoing.attachments if attachments else ():
+        maintype, _, subtype = (item.mime_type or "application/octet-stream").partition("/")
+        msg.add_attachment(item.read(), maintype=maintype, subtype=subtype or "octet-stream", filename=item.filename)
     return msg
 
 

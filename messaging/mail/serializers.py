@@ -26,6 +26,15 @@ class OutgoingSerializer(serializers.Serializer):
     )
 
 
+class OutgoingFormSerializer(serializers.Serializer):
+    """The multipart form of a message (documentation of the form; the view parses it)."""
+
+    message = serializers.CharField(
+        help_text="The message as JSON, in the shape of the JSON body (attachments optional)."
+    )
+    attachments = serializers.ListField(child=serializers.FileField(), required=False, help_text="Files to attach.")
+
+
 class ModifySerializer(serializers.Serializer):
     read = serializers.BooleanField(required=False, allow_null=True, default=None)
     starred = serializers.BooleanField(required=False, allow_null=True, default=None)

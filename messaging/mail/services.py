@@ -12,6 +12,7 @@ MAIL_CACHE_FRESH_SECONDS) and the client asked for the plain newest page.
 import base64
 import binascii
 import email.utils
+import io
 import secrets
 from datetime import timedelta
 
@@ -29,7 +30,7 @@ from integrations.models import Connection
 from . import mime
 from .models import Mailbox, MailMessage
 from .providers import NotFound, for_connection
-from .types import Message, Outgoing
+from .types import Message, Outgoing, OutgoingAttachment
 
 GMAIL = "https://www.googleapis.com/auth/gmail."
 # Per verb and provider: the scopes needed (a tuple: any one of them suffices).
@@ -186,8 +187,25 @@ def _addresses(field, values):
     return cleaned
 
 
-def outgoing_from(data, *, provider):
-    """Validate the client's message: addresses (400 naming the field), attachments (413 before any upload)."""
+def _too_large(provider, limit, what):
+    name = MAIL_PROVIDERS[provider]
+    return DomainError(
+        413,
+        "attachment_too_large",
+        f"{what} more than {limit} bytes, the most {name} accepts (MAIL_MAX_ATTACHMENT_BYTES).",
+        limit_bytes=limit,
+    )
+
+
+def outgoing_from(data, *, provider, files=()):
+    """Validate the client's message: addresses (400 naming the field), attachments (413 before any upload).
+
+    Attachments come as base64 in JSON (`attachments`, bounded by the API's body limit) or as files of a
+    multipart request (`files`, Django uploads, spooled to disk when large). Limits, per message:
+    Gmail 35 MB for the whole message as sent (MIME, files base64-encoded: about 25 MB of files; checked
+    again once composed), Outlook 150 MB (each file above GRAPH_INLINE_ATTACHMENT_BYTES goes up in an
+    upload session). Both are MAIL_MAX_ATTACHMENT_BYTES.
+    """
     to = _addresses("to", data.get("to"))
     cc = _addresses("cc", data.get("cc"))
     bcc = _addresses("bcc", data.get("bcc"))
@@ -202,13 +220,28 @@ def outgoing_from(data, *, provider):
             ) from None
         total += len(content)
         if total > limit:
-            raise DomainError(
-                413,
-                "attachment_too_large",
-                f"Attachments add up to more than {limit} bytes, the most {MAIL_PROVIDERS[provider]} accepts here.",
-                limit_bytes=limit,
+            raise _too_large(provider, limit, "Attachments add up to")
+        attachments.append(
+            OutgoingAttachment(
+                filename=item.get("filename") or f"attachment-{n + 1}",
+                mime_type=item.get("content_type") or "",
+                size=len(content),
+                file=io.BytesIO(content),
             )
-        attachments.append((item.get("filename") or f"attachment-{n + 1}", item.get("content_type") or "", content))
+        )
+    for upload in files:
+        total += upload.size
+        if total > limit:
+            raise _too_large(provider, limit, "Attachments add up to")
+        mime_type = (upload.content_type or "").split(";")[0].strip()
+        attachments.append(
+            OutgoingAttachment(
+                filename=(upload.name or f"attachment-{len(attachments) + 1}")[:255],
+                mime_type=mime_type if "/" in mime_type else "",
+                size=upload.size,
+                file=upload,
+            )
+        )
     return Outgoing(
         to=to,
         cc=cc,
@@ -221,14 +254,16 @@ def outgoing_from(data, *, provider):
     )
 
 
-def _compose(conn, outgoing, *, require_recipient=True):
-    """The MIME message and the thread it belongs to (a reply threads under its original)."""
+def _compose(conn, outgoing, *, require_recipient=True, update=False):
+    """The MIME message, the thread it belongs to (a reply threads under its original), and the attachments
+    the adapter adds apart from the MIME (Graph: above GRAPH_INLINE_ATTACHMENT_BYTES, or on a draft update)."""
     if require_recipient and not (outgoing.to or outgoing.cc or outgoing.bcc):
         raise DomainError(400, "invalid_address", "to: at least one recipient is needed.", field="to")
+    adapter = _adapter(conn)
     reply_headers, thread_id = {}, ""
     if outgoing.reply_to_message_id:
         try:
-            original = _adapter(conn).get(conn, outgoing.reply_to_message_id)
+            original = adapter.get(conn, outgoing.reply_to_message_id)
         except NotFound:
             raise DomainError(
                 400,
@@ -240,27 +275,40 @@ def _compose(conn, outgoing, *, require_recipient=True):
         thread_id = original.thread_id
         if not outgoing.subject:
             outgoing.subject = mime.reply_subject(original.subject)
-    return mime.build(outgoing, sender=conn.account, reply_to=reply_headers), thread_id
+    apart = adapter.attachments_apart(outgoing.attachments, update=update)
+    message = mime.build(outgoing, sender=conn.account, reply_to=reply_headers, attachments=not apart)
+    if conn.provider == "google_oauth":
+        limit = settings.MAIL_MAX_ATTACHMENT_BYTES["gmail"]
+        if len(message.as_bytes()) > limit:
+            raise _too_large(conn.provider, limit, "The message as sent (attachments base64-encoded) is")
+    return message, thread_id, (outgoing.attachments if apart else [])
 
 
-def message_send(*, owner, connection_id, data):
+def message_send(*, owner, connection_id, data, files=()):
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="send")
-    outgoing = outgoing_from(data, provider=conn.provider)
-    message, thread_id = _compose(conn, outgoing)
-    sent = _adapter(conn).send(conn, message, thread_id=thread_id)
-    return {"id": sent.id, "thread_id": sent.thread_id or thread_id, "message_id": message["Message-ID"]}
+    outgoing = outgoing_from(data, provider=conn.provider, files=files)
+    message, thread_id, apart = _compose(conn, outgoing)
+    sent = _adapter(conn).send(conn, message, thread_id=thread_id, attachments=apart)
+    return {
+        "id": sent.id,
+        "thread_id": sent.thread_id or thread_id,
+        "message_id": sent.headers.get("message-id") or message["Message-ID"],
+    }
 
 
-def draft_create(*, owner, connection_id, data):
+def draft_create(*, owner, connection_id, data, files=()):
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="compose")
-    message, thread_id = _compose(conn, outgoing_from(data, provider=conn.provider), require_recipient=False)
-    return _adapter(conn).draft_create(conn, message, thread_id=thread_id)
+    outgoing = outgoing_from(data, provider=conn.provider, files=files)
+    message, thread_id, apart = _compose(conn, outgoing, require_recipient=False)
+    return _adapter(conn).draft_create(conn, message, thread_id=thread_id, attachments=apart)
 
 
-def draft_update(*, owner, connection_id, draft_id, data):
+def draft_update(*, owner, connection_id, draft_id, data, files=()):
+    """Replace the draft (recipients, subject, body and attachments: what is not sent is removed)."""
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="compose")
-    message, thread_id = _compose(conn, outgoing_from(data, provider=conn.provider), require_recipient=False)
-    return _adapter(conn).draft_update(conn, draft_id, message, thread_id=thread_id)
+    outgoing = outgoing_from(data, provider=conn.provider, files=files)
+    message, thread_id, apart = _compose(conn, outgoing, require_recipient=False, update=True)
+    return _adapter(conn).draft_update(conn, draft_id, message, thread_id=thread_id, attachments=apart)
 
 
 def draft_list(*, owner, connection_id, page_token=""):
@@ -272,7 +320,7 @@ def draft_list(*, owner, connection_id, page_token=""):
 def draft_send(*, owner, connection_id, draft_id):
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="send")
     sent = _adapter(conn).draft_send(conn, draft_id)
-    return {"id": sent.id, "thread_id": sent.thread_id}
+    return {"id": sent.id, "thread_id": sent.thread_id, "message_id": sent.headers.get("message-id", "")}
 
 
 def draft_delete(*, owner, connection_id, draft_id):

@@ -65,6 +65,28 @@ class Draft:
 
 
 @dataclass
+class OutgoingAttachment:
+    """A file to send: `file` is a seekable binary file (an upload spooled to disk, or BytesIO for base64 input)."""
+
+    filename: str
+    mime_type: str
+    size: int
+    file: object
+
+    def read(self):
+        self.file.seek(0)
+        return self.file.read()
+
+    def chunks(self, size):
+        """(offset, bytes) pieces of at most `size` bytes, from the start."""
+        self.file.seek(0)
+        offset = 0
+        while piece := self.file.read(size):
+            yield offset, piece
+            offset += len(piece)
+
+
+@dataclass
 class Outgoing:
     """A message to send or save as a draft, validated."""
 
@@ -74,7 +96,7 @@ class Outgoing:
     subject: str = ""
     text: str = ""
     html: str = ""
-    attachments: list = field(default_factory=list)  # [(filename, mime_type, bytes)]
+    attachments: list = field(default_factory=list)  # [OutgoingAttachment]
     reply_to_message_id: str = ""
 
 

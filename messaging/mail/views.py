@@ -1,5 +1,7 @@
 """Thin views over messaging.mail.services: one API for Gmail and Outlook under /api/v1/mail/{connection}/."""
 
+import json
+
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -7,9 +9,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations.api.idempotency import idempotent
+from integrations.errors import DomainError
 
 from . import services
-from .serializers import LabelSerializer, ModifySerializer, OutgoingSerializer
+from .serializers import LabelSerializer, ModifySerializer, OutgoingFormSerializer, OutgoingSerializer
 
 CONNECTION = OpenApiParameter("connection", int, OpenApiParameter.PATH, description="A mail connection's id")
 
@@ -32,6 +35,28 @@ def _valid(serializer_class, request):
     data = serializer_class(data=request.data)
     data.is_valid(raise_exception=True)
     return data.validated_data
+
+
+def _outgoing(request):
+    """The message and its uploaded files: JSON (files base64 in `attachments`), or a multipart form whose
+    `message` field holds that JSON and whose `attachments` fields are files (for files above the JSON
+    body limit, DATA_UPLOAD_MAX_MEMORY_SIZE; uploads spool to disk)."""
+    if not (request.content_type or "").startswith("multipart/"):
+        return _valid(OutgoingSerializer, request), []
+    try:
+        data = json.loads(request.data.get("message") or "{}")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise DomainError(
+            400, "invalid_message", "message: the form field holds the message as a JSON object.", field="message"
+        )
+    serializer = OutgoingSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data, request.FILES.getlist("attachments")
+
+
+OUTGOING_BODY = {"application/json": OutgoingSerializer, "multipart/form-data": OutgoingFormSerializer}
 
 
 class MessageListView(APIView):
@@ -110,13 +135,15 @@ class ThreadView(APIView):
 
 
 class SendView(APIView):
-    @_doc(request=OutgoingSerializer)
+    @_doc(request=OUTGOING_BODY)
     @idempotent
     def post(self, request, connection):
-        """Send (to/cc/bcc, subject, text and/or HTML, attachments, reply in a thread). Accepts Idempotency-Key."""
-        sent = services.message_send(
-            owner=request.user, connection_id=connection, data=_valid(OutgoingSerializer, request)
-        )
+        """Send (to/cc/bcc, subject, text and/or HTML, attachments, reply in a thread). Accepts Idempotency-Key.
+
+        Answers the sent message's id (Outlook: its immutable id in Sent Items; "" for a Mail.Send-only
+        connection), thread id and Message-ID."""
+        data, files = _outgoing(request)
+        sent = services.message_send(owner=request.user, connection_id=connection, data=data, files=files)
         return Response(sent, status=202)
 
 
@@ -130,19 +157,20 @@ class DraftListView(APIView):
             {"drafts": [_out(request, d) for d in page["drafts"]], "next_page_token": page["next_page_token"]}
         )
 
-    @_doc(request=OutgoingSerializer)
+    @_doc(request=OUTGOING_BODY)
     def post(self, request, connection):
-        draft = services.draft_create(
-            owner=request.user, connection_id=connection, data=_valid(OutgoingSerializer, request)
-        )
+        data, files = _outgoing(request)
+        draft = services.draft_create(owner=request.user, connection_id=connection, data=data, files=files)
         return Response(_out(request, draft), status=201)
 
 
 class DraftDetailView(APIView):
-    @_doc("draft_id", request=OutgoingSerializer)
+    @_doc("draft_id", request=OUTGOING_BODY)
     def put(self, request, connection, draft_id):
+        """Replace the draft: recipients, subject, body and attachments (those not sent again are removed)."""
+        data, files = _outgoing(request)
         draft = services.draft_update(
-            owner=request.user, connection_id=connection, draft_id=draft_id, data=_valid(OutgoingSerializer, request)
+            owner=request.user, connection_id=connection, draft_id=draft_id, data=data, files=files
         )
         return Response(_out(request, draft))
 

@@ -15,14 +15,16 @@
 """
 
 import base64
+import io
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 import google_auth_httplib2
 import httplib2
 from django.conf import settings
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
-from googleapiclient.http import BatchHttpRequest
+from googleapiclient.http import BatchHttpRequest, MediaIoBaseUpload
 
 from integrations import gateway, limiter, oauth
 from integrations.errors import QuotaExceeded, RateLimited, error_from_http
@@ -72,7 +74,10 @@ def _base():
 
 def _service(conn):
     creds = oauth.google_credentials(connection=conn)
-    http = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=gateway.timeout_for(PROVIDER)))
+    raw_http = httplib2.Http(timeout=gateway.timeout_for(PROVIDER))
+    # A resumable upload answers 308 between chunks: not a redirect (googleapiclient's build_http does the same).
+    raw_http.redirect_codes = raw_http.redirect_codes - {308}
+    http = google_auth_httplib2.AuthorizedHttp(creds, http=raw_http)
     options = {"api_endpoint": _base() + "/"} if _base() else None
     return build("gmail", "v1", http=http, client_options=options, static_discovery=True, cache_discovery=False)
 
@@ -277,12 +282,39 @@ def _raw(message):
     return base64.urlsafe_b64encode(message.as_bytes()).decode("ascii")
 
 
-def send(conn, message, *, thread_id=""):
+def attachments_apart(attachments, *, update=False):
+    """Gmail takes every file inside the MIME message (one upload); nothing is added apart."""
+    return False
+
+
+def _rebased(request):
+    """googleapiclient keeps https for upload URLs when GMAIL_API_BASE points at a local emulator over http."""
+    if _base():
+        base, uri = urlsplit(_base()), urlsplit(request.uri)
+        request.uri = urlunsplit((base.scheme, base.netloc, uri.path, uri.query, uri.fragment))
+    return request
+
+
+def _message_request(resource, message, *, thread_id="", wrap=False, **kwargs):
+    """A send/create/update request for `message`: the raw MIME in JSON up to GMAIL_RESUMABLE_UPLOAD_BYTES, above
+    that the media upload endpoint (`/upload/gmail/v1/...`, message/rfc822) as a resumable upload in chunks of
+    GMAIL_UPLOAD_CHUNK_BYTES (Gmail accepts up to 35 MB there)."""
+    data = message.as_bytes()
+    meta = {"threadId": thread_id} if thread_id else {}
+    if len(data) <= settings.GMAIL_RESUMABLE_UPLOAD_BYTES:
+        meta = {**meta, "raw": base64.urlsafe_b64encode(data).decode("ascii")}
+        return resource(userId="me", body={"message": meta} if wrap else meta, **kwargs)
+    media = MediaIoBaseUpload(
+        io.BytesIO(data), mimetype="message/rfc822", chunksize=settings.GMAIL_UPLOAD_CHUNK_BYTES, resumable=True
+    )
+    body = ({"message": meta} if meta else None) if wrap else (meta or None)
+    return _rebased(resource(userId="me", body=body, media_body=media, **kwargs))
+
+
+def send(conn, message, *, thread_id="", attachments=()):
     svc = _service(conn)
-    body = {"raw": _raw(message)}
-    if thread_id:
-        body["threadId"] = thread_id
-    sent = _call(conn, "messages.send", svc.users().messages().send(userId="me", body=body))
+    request = _message_request(svc.users().messages().send, message, thread_id=thread_id)
+    sent = _call(conn, "messages.send", request)
     return Message(id=sent["id"], thread_id=sent.get("threadId", ""), labels=sent.get("labelIds", []))
 
 
@@ -291,16 +323,16 @@ def _draft(resource):
     return Draft(id=resource["id"], message=message_from(message) if message.get("id") else None)
 
 
-def draft_create(conn, message, *, thread_id=""):
+def draft_create(conn, message, *, thread_id="", attachments=()):
     svc = _service(conn)
-    body = {"message": {"raw": _raw(message), **({"threadId": thread_id} if thread_id else {})}}
-    return _draft(_call(conn, "drafts.create", svc.users().drafts().create(userId="me", body=body)))
+    request = _message_request(svc.users().drafts().create, message, thread_id=thread_id, wrap=True)
+    return _draft(_call(conn, "drafts.create", request))
 
 
-def draft_update(conn, draft_id, message, *, thread_id=""):
+def draft_update(conn, draft_id, message, *, thread_id="", attachments=()):
     svc = _service(conn)
-    body = {"message": {"raw": _raw(message), **({"threadId": thread_id} if thread_id else {})}}
-    return _draft(_call(conn, "drafts.update", svc.users().drafts().update(userId="me", id=draft_id, body=body)))
+    request = _message_request(svc.users().drafts().update, message, thread_id=thread_id, wrap=True, id=draft_id)
+    return _draft(_call(conn, "drafts.update", request))
 
 
 def draft_list(conn, *, page_token=""):

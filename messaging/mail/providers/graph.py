@@ -15,9 +15,35 @@ attempt = one ProviderCall, and respx intercepts it in tests.
   and fetching several messages by id uses $batch of up to 20.
 - A Graph paging link is only ever followed if it points at GRAPH_API_BASE:
   the token must never be sent anywhere else.
+- Every request asks for immutable ids (`Prefer: IdType="ImmutableId"`): a
+  message keeps its id when it moves between folders, including from Drafts
+  to Sent Items, which is how a send returns the sent message's id.
+
+Sending. Graph's sendMail answers 202 with no body, so the id of what was
+sent is unknown. With Mail.ReadWrite granted the hub instead creates a draft
+from the MIME (POST /me/messages, immutable id), adds the files that did not
+fit in the MIME, and sends the draft (POST /me/messages/{id}/send, 202): the
+draft's immutable id is the sent message's id in Sent Items, and its
+internetMessageId and conversationId are known before sending. (The copy
+lands in Sent Items a moment after the 202, so a GET right away may 404.)
+A connection with Mail.Send only falls back to sendMail: id "" and no files
+above GRAPH_INLINE_ATTACHMENT_BYTES (403 naming Mail.ReadWrite).
+
+Attachments. A request to Graph carries at most 4 MB, so files go inside the
+MIME only while they add up to GRAPH_INLINE_ATTACHMENT_BYTES (3 MB; MIME is
+base64). Above that, each file is added to the draft on its own: up to 3 MB
+as a fileAttachment, larger through an upload session
+(POST .../attachments/createUploadSession, then PUTs of
+GRAPH_UPLOAD_CHUNK_BYTES, a multiple of 320 KiB under 4 MB, with
+Content-Range) to the session's pre-authenticated uploadUrl, which gets no
+Authorization header. Up to 150 MB per message (MAIL_MAX_ATTACHMENT_BYTES;
+a tenant's own MaxSendSize, 35 MB by default in Exchange Online, may be
+lower: Graph's error is passed on). A draft whose files failed to upload is
+deleted, not left behind.
 """
 
 import base64
+import contextlib
 import json
 from datetime import datetime
 from urllib.parse import quote
@@ -26,7 +52,7 @@ import httpx
 from django.conf import settings
 
 from integrations import gateway, limiter, oauth
-from integrations.errors import DomainError, error_from_http
+from integrations.errors import DomainError, PermanentError, error_from_http
 
 from ..types import Attachment, Draft, Label, Message, Page, SyncResult
 from . import NotFound
@@ -44,9 +70,16 @@ def base():
     return (settings.GRAPH_API_BASE or "https://graph.microsoft.com/v1.0").rstrip("/")
 
 
+IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
+
+
 def _client(conn):
     return httpx.Client(
-        base_url=base(), auth=oauth.bearer_auth(connection=conn), timeout=gateway.timeout_for(PROVIDER), trust_env=False
+        base_url=base(),
+        auth=oauth.bearer_auth(connection=conn),
+        headers=IMMUTABLE_IDS,
+        timeout=gateway.timeout_for(PROVIDER),
+        trust_env=False,
     )
 
 
@@ -235,21 +268,124 @@ def _mime_body(message):
     return {"content": base64.b64encode(message.as_bytes()), "headers": {"Content-Type": "text/plain"}}
 
 
-def send(conn, message, *, thread_id=""):
-    # Graph threads a MIME reply on its In-Reply-To/References; it answers 202 without the new message's id.
-    _call(conn, "messages.send", "POST", "/me/sendMail", expect_json=False, **_mime_body(message))
-    return Message(id="", thread_id=thread_id)
+def attachments_apart(attachments, *, update=False):
+    """Whether files go to the draft one by one instead of inside the MIME.
+
+    A draft update cannot carry MIME, so its files are always replaced one by one; otherwise only
+    when they add up to more than GRAPH_INLINE_ATTACHMENT_BYTES.
+    """
+    return bool(attachments) and (update or sum(a.size for a in attachments) > settings.GRAPH_INLINE_ATTACHMENT_BYTES)
 
 
-def draft_create(conn, message, *, thread_id=""):
-    return Draft(
-        id=(m := _call(conn, "drafts.create", "POST", "/me/messages", **_mime_body(message)))["id"],
-        message=message_from(m),
+def _can_write(conn):
+    from integrations.oauth.services import missing_scopes
+
+    return not missing_scopes(conn, ["Mail.ReadWrite"])
+
+
+def _upload(conn, message_id, item):
+    """One file into an upload session: PUTs of GRAPH_UPLOAD_CHUNK_BYTES to the pre-authenticated uploadUrl."""
+    session = _call(
+        conn,
+        "attachments.createUploadSession",
+        "POST",
+        f"/me/messages/{quote(message_id, safe='')}/attachments/createUploadSession",
+        json={
+            "AttachmentItem": {
+                "attachmentType": "file",
+                "name": item.filename,
+                "size": item.size,
+                "contentType": item.mime_type or "application/octet-stream",
+            }
+        },
+    )
+    upload_url = session.get("uploadUrl") or ""
+    if not upload_url.startswith("https://"):
+        raise PermanentError(PROVIDER, "the upload session has no https uploadUrl", code="invalid_upload_session")
+    scope = f"mailbox:{conn.pk}"
+    # No auth on this client: the uploadUrl carries its own token, and ours must not leave for another host.
+    with httpx.Client(timeout=gateway.timeout_for(PROVIDER), trust_env=False) as client:
+        for offset, piece in item.chunks(settings.GRAPH_UPLOAD_CHUNK_BYTES):
+            with (
+                limiter.concurrency_slot(PROVIDER, scope, settings.GRAPH_MAILBOX_CONCURRENCY),
+                gateway.attempt(PROVIDER, "attachments.upload", owner=conn.owner_id, scope=scope) as att,
+            ):
+                response = client.put(
+                    upload_url,
+                    content=piece,
+                    headers={
+                        "Content-Range": f"bytes {offset}-{offset + len(piece) - 1}/{item.size}",
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
+                att.record(http_status=response.status_code, units={"requests": 1, "bytes": len(piece)})
+                if response.status_code >= 400:
+                    raise translate(response)
+
+
+def _add_attachments(conn, message_id, attachments):
+    for item in attachments:
+        if item.size <= settings.GRAPH_INLINE_ATTACHMENT_BYTES:
+            _call(
+                conn,
+                "attachments.add",
+                "POST",
+                f"/me/messages/{quote(message_id, safe='')}/attachments",
+                json={
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "name": item.filename,
+                    "contentType": item.mime_type or "application/octet-stream",
+                    "contentBytes": base64.b64encode(item.read()).decode("ascii"),
+                },
+            )
+        else:
+            _upload(conn, message_id, item)
+
+
+def _new_draft(conn, message, attachments):
+    """A draft from the MIME, then its other files; deleted again if a file fails (no half-made draft left)."""
+    draft = _call(conn, "drafts.create", "POST", "/me/messages", **_mime_body(message))
+    if attachments:
+        try:
+            _add_attachments(conn, draft["id"], attachments)
+        except Exception:
+            with contextlib.suppress(Exception):  # the upload's error is the one to report
+                draft_delete(conn, draft["id"])
+            raise
+    return draft
+
+
+def send(conn, message, *, thread_id="", attachments=()):
+    """Send; the answer carries the sent message's id (see the module docstring for how)."""
+    if not _can_write(conn):
+        if attachments:
+            raise DomainError(
+                403,
+                "missing_scope",
+                "Attachments above GRAPH_INLINE_ATTACHMENT_BYTES go up through a draft, which needs Mail.ReadWrite; "
+                "authorize the connection again with the mail capability.",
+                missing_scopes=["Mail.ReadWrite"],
+            )
+        # Graph threads a MIME reply on its In-Reply-To/References; it answers 202 without the new message's id.
+        _call(conn, "messages.send", "POST", "/me/sendMail", expect_json=False, **_mime_body(message))
+        return Message(id="", thread_id=thread_id)
+    draft = _new_draft(conn, message, attachments)
+    _call(conn, "drafts.send", "POST", f"/me/messages/{quote(draft['id'], safe='')}/send", expect_json=False)
+    return Message(
+        id=draft["id"],
+        thread_id=draft.get("conversationId") or thread_id,
+        headers={"message-id": draft.get("internetMessageId") or ""},
     )
 
 
-def draft_update(conn, draft_id, message, *, thread_id=""):
-    # A draft cannot be replaced by MIME: update its fields (attachments are not changed by an update).
+def draft_create(conn, message, *, thread_id="", attachments=()):
+    draft = _new_draft(conn, message, attachments)
+    return Draft(id=draft["id"], message=message_from(draft))
+
+
+def draft_update(conn, draft_id, message, *, thread_id="", attachments=()):
+    """Replace the draft's fields (a draft cannot be replaced by MIME), then its attachments: the old ones are
+    deleted and `attachments` added (inline or by upload session), so the draft holds what the client sent."""
     body_html = message.get_body(preferencelist=("html",))
     body_text = message.get_body(preferencelist=("plain",))
     body = (
@@ -269,7 +405,19 @@ def draft_update(conn, draft_id, message, *, thread_id=""):
         "ccRecipients": [{"emailAddress": {"address": a["email"]}} for a in mime.addresses(message.get("Cc"))],
         "bccRecipients": [{"emailAddress": {"address": a["email"]}} for a in mime.addresses(message.get("Bcc"))],
     }
-    m = _call(conn, "drafts.update", "PATCH", f"/me/messages/{quote(draft_id, safe='')}", json=patch)
+    path = f"/me/messages/{quote(draft_id, safe='')}"
+    m = _call(conn, "drafts.update", "PATCH", path, json=patch)
+    existing = _call(conn, "attachments.list", "GET", f"{path}/attachments", params={"$select": "id"})
+    for old in existing.get("value", []):
+        with contextlib.suppress(NotFound):  # already gone
+            _call(
+                conn,
+                "attachments.delete",
+                "DELETE",
+                f"{path}/attachments/{quote(old['id'], safe='')}",
+                expect_json=False,
+            )
+    _add_attachments(conn, draft_id, attachments)
     return Draft(id=m["id"], message=message_from(m))
 
 
@@ -284,8 +432,17 @@ def draft_list(conn, *, page_token=""):
 
 
 def draft_send(conn, draft_id):
-    _call(conn, "drafts.send", "POST", f"/me/messages/{quote(draft_id, safe='')}/send", expect_json=False)
-    return Message(id=draft_id, thread_id="")
+    """Send a draft; its immutable id stays the sent message's id (read first: its thread and Message-ID)."""
+    path = f"/me/messages/{quote(draft_id, safe='')}"
+    draft = _call(conn, "drafts.get", "GET", path, params={"$select": "id,conversationId,internetMessageId,isDraft"})
+    if draft.get("isDraft") is False:
+        raise DomainError(409, "not_a_draft", "This message was already sent; it is no longer a draft.")
+    _call(conn, "drafts.send", "POST", f"{path}/send", expect_json=False)
+    return Message(
+        id=draft.get("id") or draft_id,
+        thread_id=draft.get("conversationId", ""),
+        headers={"message-id": draft.get("internetMessageId") or ""},
+    )
 
 
 def draft_delete(conn, draft_id):

@@ -79,6 +79,8 @@ class FakeGmail:
         self.oldest_history = 4000
         self.requests = []  # (method, path)
         self.batch_parts = []
+        self.uploads = {}  # session id -> {"method", "path", "meta", "total", "data", "chunks"}
+        self.upload_log = []  # (path, [chunk sizes]) of completed resumable uploads
         self.rejected = 0
         self.rate, self.burst = rate, burst
         self.buckets = {}
@@ -289,10 +291,12 @@ def _handler(gmail):
         def log_message(self, *args):
             pass
 
-        def _respond(self, status, data, content_type="application/json"):
+        def _respond(self, status, data, content_type="application/json", headers=None):
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
@@ -306,8 +310,49 @@ def _handler(gmail):
             if url.path == "/batch/gmail/v1":
                 data, content_type = gmail.batch(raw, self.headers["Content-Type"], user)
                 return self._respond(200, data, content_type)
+            if url.path.startswith("/upload/"):
+                return self._upload_start(method, url, raw)
+            if url.path.startswith("/upload-session/"):
+                return self._upload_chunk(url.path.rsplit("/", 1)[1], raw, user)
             body = json.loads(raw) if raw else None
             status, payload = gmail.route(method, url.path, parse_qs(url.query), body, user)
+            self._respond(status, json.dumps(payload).encode() if payload is not None else b"")
+
+        # Gmail's resumable media upload: start (uploadType=resumable), then PUT chunks with Content-Range.
+        def _upload_start(self, method, url, raw):
+            query = parse_qs(url.query)
+            if query.get("uploadType") != ["resumable"]:
+                return self._respond(400, b'{"error": {"code": 400, "message": "only resumable uploads here"}}')
+            sid = f"s{len(gmail.uploads) + 1}"
+            gmail.uploads[sid] = {
+                "method": method,
+                "path": url.path[len("/upload") :],
+                "meta": json.loads(raw) if raw else {},
+                "total": int(self.headers.get("X-Upload-Content-Length") or -1),
+                "type": self.headers.get("X-Upload-Content-Type", ""),
+                "data": b"",
+                "chunks": [],
+            }
+            self._respond(200, b"", headers={"Location": f"{gmail.base}/upload-session/{sid}"})
+
+        def _upload_chunk(self, sid, raw, user):
+            session = gmail.uploads[sid]
+            match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", self.headers.get("Content-Range", ""))
+            if match is None or int(match.group(1)) != len(session["data"]):
+                return self._respond(400, b'{"error": {"code": 400, "message": "bad Content-Range"}}')
+            session["data"] += raw
+            session["chunks"].append(len(raw))
+            if len(session["data"]) < int(match.group(3)):
+                return self._respond(308, b"", headers={"Range": f"bytes=0-{len(session['data']) - 1}"})
+            meta = session["meta"]
+            raw_b64 = b64url(session["data"])
+            body = (
+                {**meta, "message": {**meta.get("message", {}), "raw": raw_b64}}
+                if "message" in meta or "drafts" in session["path"]
+                else {**meta, "raw": raw_b64}
+            )
+            gmail.upload_log.append((session["path"], list(session["chunks"])))
+            status, payload = gmail.route(session["method"], session["path"], {}, body, user)
             self._respond(status, json.dumps(payload).encode() if payload is not None else b"")
 
         def do_GET(self):

@@ -1,8 +1,11 @@
 """Gmail through google-api-python-client against a local Gmail (GMAIL_API_BASE): the one mail API."""
 
 import base64
+import json
+import os
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from integrations.models import ProviderCall
 from messaging.mail import mime
@@ -213,3 +216,84 @@ def test_a_users_gmail_quota_use_shows_in_their_usage(gmail, user, user_client):
     providers = {p["provider"]: p for p in user_client.get("/api/v1/integrations/usage/").json()["providers"]}
     assert providers["gmail"]["units"]["quota_units"] == 255  # list 5 + 50 gets x 5
     assert providers["gmail"]["units"]["requests"] == 2
+
+
+class TestLargeMessages:
+    """Above GMAIL_RESUMABLE_UPLOAD_BYTES a message goes up through the media upload endpoint, resumable, in chunks."""
+
+    @pytest.fixture(autouse=True)
+    def _small_thresholds(self, settings):
+        settings.GMAIL_RESUMABLE_UPLOAD_BYTES = 512 * 1024
+        settings.GMAIL_UPLOAD_CHUNK_BYTES = 256 * 1024
+
+    def _form(self, conn, client, rest, data, files, method="post"):
+        return getattr(client, method)(
+            url(conn, rest),
+            {"message": json.dumps(data), "attachments": files},
+            format="multipart",
+        )
+
+    def test_a_large_message_is_sent_by_resumable_upload_in_chunks_and_parses_back(self, gmail, user, user_client):
+        conn = google_conn(user)
+        blob = os.urandom(700 * 1024)  # ~950 KB once base64-encoded in the MIME
+        upload = SimpleUploadedFile("scan.bin", blob, content_type="application/octet-stream")
+        response = self._form(conn, user_client, "messages/send/", {"to": ["a@example.com"], "text": "big"}, [upload])
+        assert response.status_code == 202, response.content
+        [(path, chunks)] = gmail.upload_log
+        assert path == "/gmail/v1/users/me/messages/send"
+        assert len(chunks) == 4 and all(c == 256 * 1024 for c in chunks[:-1])
+        assert response.json()["id"] == f"sent{len(gmail.sent)}"
+        sent = mime.parse(gmail.sent[-1])
+        [attachment] = list(sent.iter_attachments())
+        assert attachment.get_filename() == "scan.bin" and attachment.get_content() == blob
+        assert ("POST", "/gmail/v1/users/me/messages/send") not in gmail.requests  # not the JSON endpoint
+        call = ProviderCall.objects.get(provider="gmail", operation="messages.send")
+        assert call.units["quota_units"] == 100 and call.outcome == "ok"
+
+    def test_a_small_message_still_goes_as_raw_json(self, gmail, user, user_client):
+        conn = google_conn(user)
+        upload = SimpleUploadedFile("note.txt", b"tiny", content_type="text/plain")
+        response = self._form(conn, user_client, "messages/send/", {"to": ["a@example.com"], "text": "x"}, [upload])
+        assert response.status_code == 202, response.content
+        assert gmail.upload_log == [] and ("POST", "/gmail/v1/users/me/messages/send") in gmail.requests
+        [attachment] = list(mime.parse(gmail.sent[-1]).iter_attachments())
+        assert attachment.get_content() == "tiny"
+
+    def test_a_large_draft_is_created_and_updated_by_upload(self, gmail, user, user_client):
+        conn = google_conn(user)
+        first = SimpleUploadedFile("a.bin", os.urandom(600 * 1024))
+        created = self._form(conn, user_client, "drafts/", {"to": ["a@example.com"], "subject": "v1"}, [first])
+        assert created.status_code == 201, created.content
+        draft_id = created.json()["id"]
+        second = SimpleUploadedFile("b.bin", os.urandom(600 * 1024))
+        updated = self._form(
+            conn, user_client, f"drafts/{draft_id}/", {"to": ["a@example.com"], "subject": "v2"}, [second], "put"
+        )
+        assert updated.status_code == 200, updated.content
+        assert [p for p, _ in gmail.upload_log] == [
+            "/gmail/v1/users/me/drafts",
+            f"/gmail/v1/users/me/drafts/{draft_id}",
+        ]
+        saved = mime.parse(base64.urlsafe_b64decode(gmail.drafts[draft_id]["raw"] + "=="))
+        assert saved["Subject"] == "v2" and [a.get_filename() for a in saved.iter_attachments()] == ["b.bin"]
+
+    def test_a_message_over_35_mb_as_sent_is_a_413_before_any_upload(self, gmail, user, user_client, settings):
+        # Scaled down: the limit is on the message as sent, so files under it can still exceed it once encoded.
+        settings.MAIL_MAX_ATTACHMENT_BYTES = {"gmail": 1_000_000, "outlook": 1_000_000}
+        conn = google_conn(user)
+        upload = SimpleUploadedFile("x.bin", os.urandom(900_000))  # under the limit, ~1.2 MB as base64
+        response = self._form(conn, user_client, "messages/send/", {"to": ["a@example.com"]}, [upload])
+        assert response.status_code == 413 and response.json()["error"] == "attachment_too_large"
+        assert "as sent" in response.json()["detail"]
+        assert gmail.requests == []
+
+    def test_the_default_limits_are_the_providers(self):
+        from django.conf import settings
+
+        assert settings.MAIL_MAX_ATTACHMENT_BYTES == {"gmail": 35 * 1024 * 1024, "outlook": 150 * 1024 * 1024}
+
+    def test_a_form_without_a_json_message_is_a_400(self, gmail, user, user_client):
+        conn = google_conn(user)
+        response = user_client.post(url(conn, "messages/send/"), {"message": "not json"}, format="multipart")
+        assert response.status_code == 400 and response.json()["field"] == "message"
+        assert gmail.requests == []

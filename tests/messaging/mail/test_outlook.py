@@ -2,9 +2,11 @@
 
 import base64
 import json
+import os
 
 import httpx
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from integrations.models import ProviderCall
 from messaging.mail import mime
@@ -103,7 +105,12 @@ class TestGraph:
             internetMessageHeaders=[{"name": "References", "value": "<root@contoso.com>"}],
         )
         respx_mock.get("/me/messages/AAMk0005").mock(return_value=httpx.Response(200, json=original))
-        send = respx_mock.post("/me/sendMail").mock(return_value=httpx.Response(202))
+        create = respx_mock.post("/me/messages").mock(
+            return_value=httpx.Response(
+                201, json={"id": "AAMkDraft", "conversationId": "conv5", "internetMessageId": "<draft@contoso.com>"}
+            )
+        )
+        send = respx_mock.post("/me/messages/AAMkDraft/send").mock(return_value=httpx.Response(202))
         response = user_client.post(
             url(ms_conn(user), "messages/send/"),
             {
@@ -121,8 +128,12 @@ class TestGraph:
             format="json",
         )
         assert response.status_code == 202, response.content
-        request = send.calls[0].request
+        # Created as a draft with an immutable id, then sent: that id is the sent message's in Sent Items.
+        assert response.json() == {"id": "AAMkDraft", "thread_id": "conv5", "message_id": "<draft@contoso.com>"}
+        assert send.called
+        request = create.calls[0].request
         assert request.headers["Content-Type"] == "text/plain"
+        assert request.headers["Prefer"] == 'IdType="ImmutableId"'
         sent = mime.parse(base64.b64decode(request.content))
         assert sent["In-Reply-To"] == "<5@contoso.com>" and sent["References"] == "<root@contoso.com> <5@contoso.com>"
         assert sent["Subject"] == "Re: Hello 5"
@@ -210,3 +221,176 @@ def test_no_more_than_four_requests_in_flight_per_mailbox():
         pass
     for slot in slots[1:4]:
         slot.__exit__(None, None, None)
+
+
+UPLOAD_URL = "https://outlook.office.test/api/v2.0/Users('u1')/Messages('AAMkDraft')/AttachmentSessions('s1')?authtoken=eyJ-session"
+
+
+@pytest.mark.respx(assert_all_called=False)  # Graph and the upload host: full URLs
+class TestLargeAttachments:
+    """Above GRAPH_INLINE_ATTACHMENT_BYTES files go to the draft one by one; large ones by upload session."""
+
+    @pytest.fixture(autouse=True)
+    def _small_thresholds(self, settings):
+        settings.GRAPH_INLINE_ATTACHMENT_BYTES = 100 * 1024
+        settings.GRAPH_UPLOAD_CHUNK_BYTES = 320 * 1024
+
+    @pytest.fixture
+    def graph(self, respx_mock, graph_settings):
+        state = {"puts": [], "posted": []}
+        state["create"] = respx_mock.post(f"{GRAPH}/me/messages").mock(
+            return_value=httpx.Response(
+                201,
+                json={"id": "AAMkDraft", "conversationId": "conv-9", "internetMessageId": "<d9@contoso.com>"},
+            )
+        )
+
+        def attachment_added(request):
+            state["posted"].append(json.loads(request.content))
+            return httpx.Response(201, json={"id": f"att{len(state['posted'])}"})
+
+        state["add"] = respx_mock.post(f"{GRAPH}/me/messages/AAMkDraft/attachments").mock(side_effect=attachment_added)
+        state["session"] = respx_mock.post(f"{GRAPH}/me/messages/AAMkDraft/attachments/createUploadSession").mock(
+            return_value=httpx.Response(
+                201,
+                json={
+                    "uploadUrl": UPLOAD_URL,
+                    "expirationDateTime": "2026-12-03T10:00:00Z",
+                    "nextExpectedRanges": ["0-"],
+                },
+            )
+        )
+
+        def chunk(request):
+            state["puts"].append((request.headers["Content-Range"], len(request.content), request))
+            start, end_total = request.headers["Content-Range"][len("bytes ") :].split("-")
+            end, total = (int(x) for x in end_total.split("/"))
+            if end + 1 == total:
+                return httpx.Response(201, headers={"Location": "https://outlook.office.test/attachments/att-big"})
+            return httpx.Response(200, json={"nextExpectedRanges": [f"{end + 1}-"]})
+
+        state["put"] = respx_mock.put(url__startswith="https://outlook.office.test/").mock(side_effect=chunk)
+        state["send"] = respx_mock.post(f"{GRAPH}/me/messages/AAMkDraft/send").mock(return_value=httpx.Response(202))
+        state["delete"] = respx_mock.delete(f"{GRAPH}/me/messages/AAMkDraft").mock(return_value=httpx.Response(204))
+        return state
+
+    def _form(self, client, path, data, files, method="post"):
+        return getattr(client, method)(path, {"message": json.dumps(data), "attachments": files}, format="multipart")
+
+    def test_a_large_file_goes_up_in_320_kib_chunks_without_our_token_and_the_sent_id_comes_back(
+        self, graph, user, user_client
+    ):
+        blob = os.urandom(700 * 1024)
+        files = [
+            SimpleUploadedFile("big.bin", blob, content_type="application/octet-stream"),
+            SimpleUploadedFile("note.txt", b"hello", content_type="text/plain"),
+        ]
+        response = self._form(
+            user_client, url(ms_conn(user), "messages/send/"), {"to": ["a@example.com"], "text": "x"}, files
+        )
+        assert response.status_code == 202, response.content
+        assert response.json() == {"id": "AAMkDraft", "thread_id": "conv-9", "message_id": "<d9@contoso.com>"}
+        ranges = [r for r, _, _ in graph["puts"]]
+        assert ranges == [
+            f"bytes 0-327679/{len(blob)}",
+            f"bytes 327680-655359/{len(blob)}",
+            f"bytes 655360-716799/{len(blob)}",
+        ]
+        assert all("authorization" not in req.headers for _, _, req in graph["puts"])
+        assert b"".join(req.content for _, _, req in graph["puts"]) == blob
+        session = json.loads(graph["session"].calls[0].request.content)
+        assert session == {
+            "AttachmentItem": {
+                "attachmentType": "file",
+                "name": "big.bin",
+                "size": len(blob),
+                "contentType": "application/octet-stream",
+            }
+        }
+        # The small file was added as a fileAttachment; the draft's MIME carried neither.
+        [small] = graph["posted"]
+        assert small["name"] == "note.txt" and base64.b64decode(small["contentBytes"]) == b"hello"
+        draft_mime = mime.parse(base64.b64decode(graph["create"].calls[0].request.content))
+        assert list(draft_mime.iter_attachments()) == []
+        assert graph["send"].called and not graph["delete"].called
+        assert ProviderCall.objects.filter(provider="outlook", operation="attachments.upload").count() == 3
+
+    def test_files_that_fit_stay_inside_the_mime_in_one_request(self, graph, user, user_client):
+        files = [SimpleUploadedFile("a.txt", b"a" * 1000), SimpleUploadedFile("b.txt", b"b" * 1000)]
+        response = self._form(user_client, url(ms_conn(user), "messages/send/"), {"to": ["a@example.com"]}, files)
+        assert response.status_code == 202, response.content
+        assert not graph["add"].called and not graph["session"].called
+        draft_mime = mime.parse(base64.b64decode(graph["create"].calls[0].request.content))
+        assert [a.get_filename() for a in draft_mime.iter_attachments()] == ["a.txt", "b.txt"]
+
+    def test_a_failed_upload_deletes_the_draft_and_nothing_is_sent(self, graph, respx_mock, user, user_client):
+        graph["put"].mock(side_effect=None, return_value=httpx.Response(400, json={"error": {"code": "InvalidRange"}}))
+        files = [SimpleUploadedFile("big.bin", os.urandom(400 * 1024))]
+        response = self._form(user_client, url(ms_conn(user), "messages/send/"), {"to": ["a@example.com"]}, files)
+        assert response.status_code >= 400
+        assert graph["delete"].called and not graph["send"].called
+
+    def test_over_150_mb_is_a_413_before_any_upload(self, graph, respx_mock, user, user_client, settings):
+        settings.MAIL_MAX_ATTACHMENT_BYTES = {"gmail": 1000, "outlook": 500 * 1024}  # scaled down
+        files = [
+            SimpleUploadedFile("a.bin", os.urandom(300 * 1024)),
+            SimpleUploadedFile("b.bin", os.urandom(300 * 1024)),
+        ]
+        response = self._form(user_client, url(ms_conn(user), "messages/send/"), {"to": ["a@example.com"]}, files)
+        assert response.status_code == 413 and response.json()["error"] == "attachment_too_large"
+        assert len(respx_mock.calls) == 0
+
+    def test_a_draft_update_replaces_its_attachments(self, graph, respx_mock, user, user_client):
+        patch = respx_mock.patch(f"{GRAPH}/me/messages/AAMkDraft").mock(
+            return_value=httpx.Response(200, json={"id": "AAMkDraft", "subject": "v2", "conversationId": "conv-9"})
+        )
+        respx_mock.get(f"{GRAPH}/me/messages/AAMkDraft/attachments").mock(
+            return_value=httpx.Response(200, json={"value": [{"id": "old-1"}, {"id": "old-2"}]})
+        )
+        removed = respx_mock.delete(url__regex=r".*/me/messages/AAMkDraft/attachments/old-\d$").mock(
+            return_value=httpx.Response(204)
+        )
+        files = [
+            SimpleUploadedFile("new.txt", b"fresh", content_type="text/plain"),
+            SimpleUploadedFile("big.bin", os.urandom(200 * 1024)),
+        ]
+        response = self._form(
+            user_client,
+            url(ms_conn(user), "drafts/AAMkDraft/"),
+            {"to": ["a@example.com"], "subject": "v2", "text": "t"},
+            files,
+            "put",
+        )
+        assert response.status_code == 200, response.content
+        assert json.loads(patch.calls[0].request.content)["subject"] == "v2"
+        assert removed.call_count == 2
+        assert [p["name"] for p in graph["posted"]] == ["new.txt"]
+        assert graph["session"].called and len(graph["puts"]) == 1
+
+    def test_a_mail_send_only_connection_uses_send_mail_and_cannot_send_large_files(
+        self, graph, respx_mock, user, user_client
+    ):
+        conn = ms_conn(user, scopes=("Mail.Send", "Mail.Read"))
+        send_mail = respx_mock.post(f"{GRAPH}/me/sendMail").mock(return_value=httpx.Response(202))
+        small = user_client.post(url(conn, "messages/send/"), {"to": ["a@example.com"], "text": "x"}, format="json")
+        assert small.status_code == 202 and small.json()["id"] == "" and send_mail.called
+        files = [SimpleUploadedFile("big.bin", os.urandom(200 * 1024))]
+        large = self._form(user_client, url(conn, "messages/send/"), {"to": ["a@example.com"]}, files)
+        assert large.status_code == 403 and large.json()["missing_scopes"] == ["Mail.ReadWrite"]
+
+    def test_sending_a_draft_returns_its_id_thread_and_message_id(self, graph, respx_mock, user, user_client):
+        respx_mock.get(f"{GRAPH}/me/messages/AAMkDraft").mock(
+            return_value=httpx.Response(
+                200,
+                json={
+                    "id": "AAMkDraft",
+                    "conversationId": "conv-9",
+                    "internetMessageId": "<d9@contoso.com>",
+                    "isDraft": True,
+                },
+            )
+        )
+        response = user_client.post(url(ms_conn(user), "drafts/AAMkDraft/send/"))
+        assert response.status_code == 202, response.content
+        assert response.json() == {"id": "AAMkDraft", "thread_id": "conv-9", "message_id": "<d9@contoso.com>"}
+        assert graph["send"].called
