@@ -26,6 +26,7 @@ api_v1 = [
     path("ai/", include("ai.urls")),
     path("travel/", include("travel.urls")),
     path("scheduling/", include("scheduling.urls")),
+    path("privacy/", include("privacy.urls")),
 ]
 
 urlpatterns = [

@@ -22,6 +22,7 @@ from .messaging import *  # noqa: F403
 from .oauth import *  # noqa: F403
 from .ops import *  # noqa: F403
 from .payments import *  # noqa: F403
+from .privacy import *  # noqa: F403
 from .scheduling import *  # noqa: F403
 from .security import *  # noqa: F403
 from .storage import *  # noqa: F403

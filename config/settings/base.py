@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "ai",
     "scheduling",
     "travel",
+    "privacy",
 ]
 
 MIDDLEWARE = [

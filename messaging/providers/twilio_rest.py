@@ -299,3 +299,83 @@ def signature_valid(*, url, params, signature, token):
     if not signature or not token:
         return False
     return RequestValidator(token).validate(url, params, signature)
+
+
+# --- Recordings and transcriptions (privacy export and erasure) ---------------------------------
+
+
+def _media_url(recording_sid):
+    url = f"https://api.twilio.com/2010-04-01/Accounts/{settings.TWILIO_ACCOUNT_SID}/Recordings/{recording_sid}.mp3"
+    if settings.TWILIO_API_BASE:
+        base = urlsplit(settings.TWILIO_API_BASE)
+        parts = urlsplit(url)
+        url = urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def recording_media(*, sid, consume, owner=None, related=None):
+    """consume(chunks) with the recording's MP3 streamed from Twilio (one gateway attempt); returns its result.
+
+    The SDK decodes every answer as text, so the media is read with `requests` (already the SDK's transport),
+    streamed in chunks rather than held whole.
+    """
+    import requests
+
+    with TWILIO.attempt("recording.media", owner=owner, scope="rest", related=related) as call:
+        try:
+            response = requests.get(
+                _media_url(sid),
+                auth=(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN),
+                stream=True,
+                timeout=gateway.timeout_for(PROVIDER),
+            )
+        except requests.Timeout as exc:
+            from integrations.errors import ProviderTimeout
+
+            raise ProviderTimeout(PROVIDER, str(exc)) from exc
+        except requests.RequestException as exc:
+            from integrations.errors import ProviderUnavailable
+
+            raise ProviderUnavailable(PROVIDER, str(exc)) from exc
+        with response:
+            if response.status_code >= 400:
+                raise error_from_http(
+                    PROVIDER, response.status_code, headers=dict(response.headers), message=response.text[:200]
+                )
+            counted = [0]
+
+            def chunks():
+                for chunk in response.iter_content(64 * 1024):
+                    counted[0] += len(chunk)
+                    yield chunk
+
+            result = consume(chunks())
+            call.record(
+                http_status=response.status_code,
+                request_id=_request_id(response.headers),
+                units={"requests": 1, "bytes_out": counted[0]},
+            )
+    return result
+
+
+def _delete(operation, resource, *, owner=None, related=None):
+    """DELETE one Twilio resource; True when deleted, False when Twilio no longer had it (404: already gone)."""
+    from integrations.errors import PermanentError
+
+    try:
+        with TWILIO.attempt(operation, owner=owner, scope="rest", related=related) as call:
+            resource.delete()
+            call.record(http_status=204, units={"requests": 1})
+    except PermanentError as exc:
+        if exc.http_status == 404:
+            return False
+        raise
+    return True
+
+
+def recording_delete(*, sid, owner=None, related=None):
+    return _delete("recording.delete", _client().recordings(sid), owner=owner, related=related)
+
+
+def transcription_delete(*, sid, owner=None, related=None):
+    return _delete("transcription.delete", _client().transcriptions(sid), owner=owner, related=related)

@@ -1,0 +1,49 @@
+"""What the AI gateway holds about a user (privacy registry): requests (prompts and answers when logged), usage."""
+
+from privacy.registry import PrivacyHolder, register
+from privacy.writer import rows
+
+from .models import AiBudget, AiRequest, AiSpend, AiUsageMonthly
+
+ACCOUNTING = "accounting: tokens and cost per month, owner replaced by a pseudonym"
+
+
+def export_ai(user, out):
+    out.json(
+        "ai",
+        {
+            "requests": rows(AiRequest.objects.filter(owner=user), exclude=("owner",)),
+            "usage_monthly": rows(AiUsageMonthly.objects.filter(owner=user), exclude=("owner",)),
+            "spend_monthly": rows(AiSpend.objects.filter(owner=user), exclude=("owner",)),
+            "budget": rows(AiBudget.objects.filter(owner=user), exclude=("owner",)),
+        },
+        description="Your AI requests (model, tokens, cost, and the prompt and answer when they were logged), usage.",
+    )
+
+
+def erase_ai(user, report):
+    pseudonym = report.pseudonym_user
+    report.count(
+        "ai.AiRequest.prompts_deleted",
+        AiRequest.objects.filter(owner=user).update(prompt=None, response_text="", owner=pseudonym),
+    )
+    report.count("ai.AiUsageMonthly.pseudonymised", AiUsageMonthly.objects.filter(owner=user).update(owner=pseudonym))
+    report.count("ai.AiSpend.pseudonymised", AiSpend.objects.filter(owner=user).update(owner=pseudonym))
+    report.count("ai.AiBudget", AiBudget.objects.filter(owner=user).delete()[0])
+
+
+register(
+    PrivacyHolder(
+        app="ai",
+        models=("ai.AiRequest", "ai.AiUsageMonthly", "ai.AiBudget", "ai.AiSpend"),
+        export=export_ai,
+        erase=erase_ai,
+        keep={
+            "ai.AiRequest": "accounting: model, tokens and cost; the prompt and answer are deleted",
+            "ai.AiUsageMonthly": ACCOUNTING,
+            "ai.AiSpend": ACCOUNTING,
+        },
+        description="AI requests (prompts and answers only when prompt logging is on), monthly usage, your budget.",
+        retention="prompts per the retention policy; usage for accounting (pseudonymised at erasure).",
+    )
+)

@@ -1,0 +1,145 @@
+"""What the shared machinery holds about a user (privacy registry): connections, API tokens, the call
+log and its roll-ups, budgets, idempotency records, OAuth states, alerts a staff user handled."""
+
+import logging
+
+from privacy.registry import PrivacyHolder, register
+from privacy.writer import rows
+
+from .errors import PermanentError, RetryableError
+from .models import (
+    Alert,
+    ApiToken,
+    Budget,
+    Connection,
+    IdempotencyRecord,
+    OAuthState,
+    ProviderCall,
+    UsageRollup,
+)
+
+logger = logging.getLogger(__name__)
+
+CONNECTION_FIELDS = (
+    "id",
+    "provider",
+    "account",
+    "account_id",
+    "capabilities",
+    "requested_scopes",
+    "scopes",
+    "expires_at",
+    "status",
+    "status_detail",
+    "last_used_at",
+    "last_refreshed_at",
+    "created_at",
+    "updated_at",
+)  # never access_token / refresh_token
+
+
+def export_integrations(user, out):
+    out.json(
+        "integrations",
+        {
+            "connections": rows(Connection.objects.filter(owner=user), CONNECTION_FIELDS),
+            "api_tokens": rows(
+                ApiToken.objects.filter(user=user), ("id", "name", "prefix", "created_at", "expires_at", "last_used_at")
+            ),
+            "provider_calls": rows(ProviderCall.objects.filter(owner=user), exclude=("owner", "idempotency_key")),
+            "usage_hourly": rows(UsageRollup.objects.filter(owner=user), exclude=("owner",)),
+            "budgets": rows(Budget.objects.filter(owner=user), exclude=("owner",)),
+            "idempotency_records": rows(
+                IdempotencyRecord.objects.filter(owner=user), ("key", "status", "response_status", "created_at")
+            ),
+        },
+        description=(
+            "Connections to your accounts at providers (metadata only, never tokens), your API tokens (names and "
+            "prefixes), the call log of every provider call made for you with its cost, hourly usage totals, budgets."
+        ),
+    )
+
+
+def _delete_connection(conn, report):
+    """Revoke at the provider (Google) and delete; an unconfigured provider or a refusal still deletes our copy."""
+    from .errors import ProviderNotConfigured
+    from .oauth.services import connection_delete
+
+    try:
+        result = connection_delete(owner=conn.owner, connection_id=conn.pk)
+        report.provider(f"{conn.provider}.revoke", "revoked" if result["revoked"] else "deleted_locally")
+    except RetryableError:
+        raise  # provider down or limited: the erasure retries; the tokens stay until the revoke has been tried
+    except (ProviderNotConfigured, PermanentError) as exc:
+        logger.warning("connection %s deleted without revoking: %s", conn.pk, exc)
+        conn.delete()
+        report.provider(f"{conn.provider}.revoke", f"deleted_locally ({type(exc).__name__})")
+
+
+def revoke_access(user, report):
+    """At once: API tokens, connections (revoked at the provider where it can be), OAuth flows in progress."""
+    report.count("integrations.ApiToken", ApiToken.objects.filter(user=user).delete()[0])
+    report.count("integrations.OAuthState", OAuthState.objects.filter(owner=user).delete()[0])
+    failed = []
+    for conn in Connection.objects.filter(owner=user).select_related("owner"):
+        try:
+            _delete_connection(conn, report)
+        except RetryableError as exc:
+            failed.append(exc)
+    if failed:
+        raise failed[0]
+
+
+def erase_integrations(user, report):
+    revoke_access(user, report)
+    report.count("integrations.IdempotencyRecord", IdempotencyRecord.objects.filter(owner=user).delete()[0])
+    report.count("integrations.Budget", Budget.objects.filter(owner=user).delete()[0])
+    # The call log and its hourly roll-ups stay for accounting, handed to the pseudonym; error texts can
+    # quote what the user sent (a phone number, a file name), so they go.
+    report.count(
+        "integrations.ProviderCall.pseudonymised",
+        ProviderCall.objects.filter(owner=user).update(owner=report.pseudonym_user, error_message=""),
+    )
+    report.count(
+        "integrations.UsageRollup.pseudonymised",
+        UsageRollup.objects.filter(owner=user).update(owner=report.pseudonym_user),
+    )
+    Alert.objects.filter(acknowledged_by=user).update(acknowledged_by=None)
+    Alert.objects.filter(resolved_by=user).update(resolved_by=None)
+
+
+def references(user):
+    """Accounts at providers appear in push payloads (Gmail's emailAddress)."""
+    return [a for a in Connection.objects.filter(owner=user).values_list("account", flat=True) if a]
+
+
+register(
+    PrivacyHolder(
+        app="integrations",
+        models=(
+            "integrations.Connection",
+            "integrations.OAuthState",
+            "integrations.ApiToken",
+            "integrations.IdempotencyRecord",
+            "integrations.Budget",
+            "integrations.ProviderCall",
+            "integrations.UsageRollup",
+            "integrations.Alert",
+        ),
+        export=export_integrations,
+        erase=erase_integrations,
+        disconnect=revoke_access,
+        references=references,
+        keep={
+            "integrations.ProviderCall": "accounting: the call log and its costs, owner replaced by a pseudonym",
+            "integrations.UsageRollup": "accounting: hourly totals, owner replaced by a pseudonym",
+        },
+        description=(
+            "OAuth connections (encrypted tokens), API tokens (digests only), the provider call log with costs, "
+            "hourly usage, budgets, idempotency records (24 h)."
+        ),
+        retention="connections and tokens until removed; the call log per the retention policy, pseudonymised "
+        "at erasure so totals still add up.",
+        order=900,
+    )
+)

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
+
+
+class PrivacyConfig(AppConfig):
+    name = "privacy"
+    verbose_name = "Privacy (exports and erasures)"
+
+    def ready(self):
+        # Each installed app's `privacy.py` registers its holder; Django's own apps
+        # (auth, admin, sessions) and axes are declared here, since they are not ours to edit.
+        from . import contrib  # noqa: F401
+
+        autodiscover_modules("privacy")

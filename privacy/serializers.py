@@ -1,0 +1,72 @@
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from .models import Erasure, Export
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    user = serializers.PrimaryKeyRelatedField(
+        queryset=get_user_model().objects.all(), required=False, help_text="Staff only: whose data to export."
+    )
+    include_all_versions = serializers.BooleanField(
+        default=False, help_text="Every stored version of each document, not only the current one."
+    )
+
+
+class ExportSerializer(serializers.ModelSerializer):
+    user = serializers.IntegerField(source="owner_id", read_only=True)
+    download = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Export
+        fields = [
+            "id",
+            "user",
+            "status",
+            "progress",
+            "step",
+            "include_all_versions",
+            "size",
+            "sha256",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "expires_at",
+            "download",
+        ]
+        read_only_fields = fields
+
+    def get_download(self, obj) -> dict | None:
+        """A signed link valid 24 h (never past the export's expiry), once the export is ready."""
+        link = self.context.get("links", {}).get(obj.pk)
+        if link is None:
+            return None
+        return {"url": link["url"], "expires_at": link["expires_at"].isoformat(), "filename": link["filename"]}
+
+
+class EraseRequestSerializer(serializers.Serializer):
+    user = serializers.PrimaryKeyRelatedField(
+        queryset=get_user_model().objects.all(), required=False, help_text="Staff only: whom to erase."
+    )
+    password = serializers.CharField(
+        required=False, write_only=True, trim_whitespace=False, help_text="Your password (erasing your own account)."
+    )
+    expedite = serializers.BooleanField(default=False, help_text="Staff only: skip the grace period.")
+
+
+class ErasureSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Erasure
+        fields = [
+            "id",
+            "status",
+            "requested_at",
+            "scheduled_for",
+            "started_at",
+            "finished_at",
+            "attempts",
+            "last_error",
+            "report",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,96 @@
+"""Where export zips live, and deleting every version of an S3 object.
+
+With S3_BUCKET set, zips go to the documents bucket under PRIVACY_EXPORT_PREFIX through the documents
+app's S3 backend (so every request is a gateway attempt in the call log); otherwise to the filesystem
+under PRIVACY_EXPORT_ROOT, served by a hub-signed link.
+"""
+
+import os
+import secrets
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
+
+from documents import providers as documents_providers
+
+
+def uses_s3():
+    return bool(settings.S3_BUCKET)
+
+
+def new_key():
+    return f"{settings.PRIVACY_EXPORT_PREFIX}{secrets.token_urlsafe(24)}.zip"
+
+
+def _local():
+    return FileSystemStorage(location=str(settings.PRIVACY_EXPORT_ROOT))
+
+
+def save(key, fileobj, *, size, owner=None):
+    if uses_s3():
+        documents_providers.S3Backend().save(key, fileobj, content_type="application/zip", size=size, owner=owner)
+    else:
+        storage = _local()
+        path = storage.path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as out:
+            while chunk := fileobj.read(1024 * 1024):
+                out.write(chunk)
+
+
+def open_local(key):
+    return _local().open(key, "rb")
+
+
+def exists_local(key):
+    return _local().exists(key)
+
+
+def signed_url(key, *, filename, ttl):
+    """A presigned S3 URL, or None for the filesystem (the caller signs a hub link instead)."""
+    if not uses_s3():
+        return None
+    return documents_providers.S3Backend().signed_url(
+        key, filename_disposition=f'attachment; filename="{filename}"', content_type="application/zip", ttl=ttl
+    )
+
+
+def delete(key, *, owner=None):
+    """Delete the zip; on S3 every version and delete marker too (the documents bucket is versioned)."""
+    if not key:
+        return 0
+    if uses_s3():
+        return s3_delete_all_versions(key, owner=owner)
+    _local().delete(key)
+    return 1
+
+
+def s3_delete_all_versions(key, *, owner=None, related=None):
+    """Delete every version and delete marker of exactly `key`; returns how many were deleted.
+
+    A plain DeleteObject on a versioned bucket only adds a delete marker: the bytes stay as a noncurrent
+    version. Erasure must remove those too. A key already gone counts as done.
+    """
+    backend = documents_providers.S3Backend()
+    client = backend._client()
+    deleted = 0
+    while True:
+        with documents_providers.S3.attempt("versions.list", owner=owner, related=related) as call:
+            page = client.list_object_versions(Bucket=settings.S3_BUCKET, Prefix=key, MaxKeys=1000)
+            call.record(http_status=200, units={"requests": 1})
+        items = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            if v["Key"] == key
+        ]
+        if not items:
+            return deleted
+        with documents_providers.S3.attempt("versions.delete", owner=owner, related=related) as call:
+            resp = client.delete_objects(Bucket=settings.S3_BUCKET, Delete={"Objects": items, "Quiet": True})
+            call.record(http_status=200, units={"requests": 1})
+        errors = resp.get("Errors") or []
+        if errors:
+            from integrations.errors import RetryableError
+
+            raise RetryableError("s3", f"{len(errors)} object version(s) could not be deleted: {errors[0].get('Code')}")
+        deleted += len(items)

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+app_name = "privacy"
+
+urlpatterns = [
+    path("export/", views.ExportCreateView.as_view(), name="export"),
+    path("exports/", views.ExportListView.as_view(), name="exports"),
+    path("exports/files/<str:token>/", views.ExportFileView.as_view(), name="export-file"),
+    path("exports/<int:pk>/", views.ExportDetailView.as_view(), name="export-detail"),
+]

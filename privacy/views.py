@@ -1,0 +1,89 @@
+"""Thin views over privacy.exports and privacy.erasure."""
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from integrations.errors import DomainError
+
+from . import exports, storage
+from .models import Export
+from .serializers import ExportRequestSerializer, ExportSerializer
+
+
+def _export_context(request, items):
+    links = {}
+    for export in items:
+        if export.status == Export.Status.READY:
+            links[export.pk] = exports.export_link(export=export, build_absolute_uri=request.build_absolute_uri)
+    return {"request": request, "links": links}
+
+
+def _exports_for(user):
+    qs = Export.objects.all()
+    return qs if user.is_staff else qs.filter(owner=user)
+
+
+class ExportCreateView(APIView):
+    @extend_schema(request=ExportRequestSerializer, responses={202: ExportSerializer}, summary="Export your data")
+    def post(self, request):
+        """Queue a zip of everything the hub holds about you (staff: about `user`); poll the export for progress."""
+        data = ExportRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        subject = data.validated_data.get("user") or request.user
+        export, _ = exports.export_request(
+            subject=subject,
+            requested_by=request.user,
+            include_all_versions=data.validated_data["include_all_versions"],
+            request=request,
+        )
+        return Response(ExportSerializer(export, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ExportListView(generics.ListAPIView):
+    """Your exports, newest first (staff: everyone's)."""
+
+    serializer_class = ExportSerializer
+
+    def get_queryset(self):
+        return _exports_for(self.request.user).order_by("-created_at", "-pk")
+
+    def get_serializer_context(self):
+        return {"request": self.request, "links": {}}
+
+
+class ExportDetailView(APIView):
+    @extend_schema(responses=ExportSerializer, summary="An export's progress, and its download link once ready")
+    def get(self, request, pk):
+        export = _exports_for(request.user).filter(pk=pk).first()
+        if export is None:
+            raise DomainError(404, "not_found", "No such export.")
+        return Response(ExportSerializer(export, context=_export_context(request, [export])).data)
+
+
+class ExportFileView(APIView):
+    """Serves an export zip (filesystem storage) to whoever holds a genuine, unexpired signed link."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        auth=[],
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        summary="Download an export through a hub-signed link (filesystem storage only)",
+    )
+    def get(self, request, token):
+        export = exports.export_link_resolve(token=token)
+        response = FileResponse(
+            storage.open_local(export.storage_key),
+            as_attachment=True,
+            filename=f"export-{export.pk}-{export.created_at:%Y%m%d}.zip",
+            content_type="application/zip",
+        )
+        response["Cache-Control"] = "private, no-store"
+        response["Content-Security-Policy"] = "sandbox"
+        return response

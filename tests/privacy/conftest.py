@@ -1,0 +1,228 @@
+"""Privacy test kit: a user with data in every app (factories), Twilio over `responses`, S3 on moto."""
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+
+import boto3
+import pytest
+import responses
+from django.utils import timezone
+from moto import mock_aws
+
+from ai.models import AiBudget, AiRequest, AiSpend, AiUsageMonthly
+from config.celery import app as celery_app
+from documents import providers as documents_providers
+from documents.models import DocumentVersion
+from integrations.auth.tokens import token_create
+from integrations.models import Budget, IdempotencyRecord, OAuthState, ProviderCall, UsageRollup
+from messaging.mail.models import Mailbox, MailMessage
+from messaging.models import Conversation
+from scheduling.models import MeetingParticipant, MeetingRecording
+from tests.documents.factories import DocumentFactory, DocumentVersionFactory
+from tests.integrations.factories import ConnectionFactory, WebhookEventFactory
+from tests.messaging.conftest import ACCOUNT_SID, AUTH_TOKEN, HUB_NUMBER
+from tests.messaging.factories import CallFactory, SmsFactory
+from tests.payments.factories import CustomerFactory, RefundFactory, SubscriptionFactory
+from tests.scheduling.factories import MeetingFactory
+from tests.travel.factories import WatchFactory
+from travel.models import PricePoint
+
+BUCKET = "hub-documents"
+API = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}"
+
+
+@pytest.fixture(autouse=True)
+def privacy_settings(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.PRIVACY_EXPORT_ROOT = tmp_path / "exports"
+    settings.S3_BUCKET = ""
+    settings.TWILIO_ACCOUNT_SID = ACCOUNT_SID
+    settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
+    settings.TWILIO_PHONE_NUMBER = HUB_NUMBER
+    settings.TWILIO_API_BASE = ""
+    settings.GOOGLE_CLIENT_ID = "google-client-id.apps.googleusercontent.com"
+    settings.GOOGLE_CLIENT_SECRET = "google-client-secret-value"
+    fast = {"base": 0.01, "cap": 0.01, "max_retries": 2}
+    settings.PROVIDER_RETRY = {**settings.PROVIDER_RETRY, "twilio": fast, "s3": fast, "google_oauth": fast}
+    documents_providers.reset()
+    yield settings
+    documents_providers.reset()
+
+
+@pytest.fixture
+def eager():
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def http():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def s3(settings):
+    with mock_aws():
+        settings.S3_BUCKET = BUCKET
+        settings.AWS_ACCESS_KEY_ID = "AKIATESTTESTTESTTEST"
+        settings.AWS_SECRET_ACCESS_KEY = "test-secret-key"
+        settings.AWS_S3_REGION_NAME = "us-east-1"
+        documents_providers.reset()
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield client
+        documents_providers.reset()
+
+
+@dataclass
+class Holdings:
+    """What `populate` gave a user, and strings that must never survive their erasure."""
+
+    user: object
+    files: dict = field(default_factory=dict)  # storage_key -> bytes
+    recordings: list = field(default_factory=list)  # (recording sid, transcription sid, media bytes)
+    markers: set = field(default_factory=set)
+    events: list = field(default_factory=list)
+
+
+def _store(key, content):
+    """Put `content` where the current backend keeps documents (S3 on moto, or MEDIA_ROOT)."""
+    import io
+
+    backend = documents_providers.current_backend()
+    backend.save(key, io.BytesIO(content), content_type="text/plain", size=len(content))
+    return backend.name
+
+
+def populate(user, *, tag):
+    """Rows in every app for `user` (factories), each carrying `tag` somewhere a leak would show."""
+    h = Holdings(user=user)
+    user.first_name, user.last_name = f"Ada{tag}", f"Lovelace{tag}"
+    user.save()
+    h.markers |= {user.username, user.email, f"Ada{tag}", f"Lovelace{tag}"}
+    # payments
+    customer = CustomerFactory(user=user, external_id=f"cus_{tag}")
+    refund = RefundFactory(
+        payment__invoice__owner=user,
+        payment__invoice__description=f"Invoice text {tag}",
+        payment__payment_intent_id=f"pi_{tag}",
+        payment__failure_message=f"card of {tag} declined",
+    )
+    SubscriptionFactory(owner=user, external_id=f"sub_{tag}", last_error=f"sub error {tag}")
+    h.markers |= {f"Invoice text {tag}", f"card of {tag} declined", f"sub error {tag}"}
+    # documents: two versions of one document, one of another
+    for d in range(2):
+        doc = DocumentFactory(owner=user)
+        for n in range(1, 3 - d):
+            content = f"document {d} version {n} of {tag}\n".encode() * 10
+            key = f"documents/{tag}/{d}-{n}-{hashlib.md5(content).hexdigest()}"
+            backend = _store(key, content)
+            v = DocumentVersionFactory(
+                document=doc,
+                number=n,
+                filename=f"secret-{tag}-{d}-{n}.txt",
+                size=len(content),
+                sha256=hashlib.sha256(content).hexdigest(),
+                backend=backend,
+                storage_key=key,
+            )
+            h.files[key] = content
+            h.markers.add(v.filename)
+        doc.current_version = v
+        doc.save()
+    # messaging
+    conv = Conversation.objects.create(owner=user, remote_number="+15005550199")
+    SmsFactory(owner=user, conversation=conv, body=f"sms body {tag}", external_id=f"SM{tag:0>32}"[:34])
+    SmsFactory(owner=user, body=f"queued sms {tag}")  # still queued: erasure cancels it at once
+    rec_sid, tr_sid = f"RE{tag:0>32}"[:34], f"TR{tag:0>32}"[:34]
+    CallFactory(
+        owner=user,
+        status="completed",
+        say=f"call script {tag}",
+        external_id=f"CA{tag:0>32}"[:34],
+        recording_sid=rec_sid,
+        recording_url=f"{API}/Recordings/{rec_sid}",
+        transcription_sid=tr_sid,
+        transcript=f"transcript {tag}",
+    )
+    h.recordings.append((rec_sid, tr_sid, f"ID3 mp3 of {tag}".encode() * 100))
+    h.markers |= {f"sms body {tag}", f"queued sms {tag}", f"call script {tag}", f"transcript {tag}"}
+    # integrations: a Google connection with a mailbox cache, API token, calls, roll-ups, budget...
+    conn = ConnectionFactory(owner=user, account=f"{tag}@gmail.example", refresh_token=f"1//refresh-{tag}")
+    mailbox = Mailbox.objects.create(connection=conn, history_id="1")
+    MailMessage.objects.create(mailbox=mailbox, external_id=f"m-{tag}", subject=f"mail subject {tag}")
+    OAuthState.objects.create(
+        state=f"state-{tag}", owner=user, provider="google_oauth", expires_at=timezone.now() + dt.timedelta(minutes=5)
+    )
+    token_create(user=user, name=f"token {tag}", expires_in_days=30)
+    IdempotencyRecord.objects.create(owner=user, key=f"idem-{tag}", fingerprint="0" * 64)
+    Budget.objects.create(provider="twilio", owner=user, monthly_limit_usd=10)
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    for i in range(3):
+        ProviderCall.objects.create(
+            provider="twilio",
+            operation="sms.send",
+            owner=user,
+            outcome="ok",
+            cost_usd="0.0079",
+            error_message=f"error about {tag}" if i == 0 else "",
+        )
+    UsageRollup.objects.create(hour=hour, provider="twilio", owner=user, calls=3, cost_usd="0.0237")
+    h.markers |= {conn.account, f"1//refresh-{tag}", f"mail subject {tag}", f"token {tag}", f"error about {tag}"}
+    # ai
+    AiRequest.objects.create(
+        owner=user,
+        outcome="ok",
+        provider="openai",
+        model="gpt-4o-mini",
+        prompt=[{"role": "user", "content": f"prompt {tag}"}],
+        response_text=f"answer {tag}",
+        cost_usd="0.0100",
+    )
+    month = timezone.now().date().replace(day=1)
+    AiUsageMonthly.objects.create(owner=user, month=month, provider="openai", model="gpt-4o-mini", requests=1)
+    AiSpend.objects.create(owner=user, month=month, spent_usd="0.0100")
+    AiBudget.objects.create(owner=user, monthly_limit_usd=5, note=f"budget note {tag}")
+    h.markers |= {f"prompt {tag}", f"answer {tag}", f"budget note {tag}"}
+    # travel, scheduling
+    watch = WatchFactory(owner=user)
+    PricePoint.objects.create(watch=watch, checked_at=timezone.now(), departure_date=watch.departure_date, price=100)
+    meeting = MeetingFactory(owner=user, topic=f"meeting {tag}", external_id=f"9{abs(hash(tag)) % 10**9}")
+    MeetingParticipant.objects.create(meeting=meeting, email=f"guest-{tag}@example.org", name=f"Guest {tag}")
+    MeetingRecording.objects.create(meeting=meeting, external_id=f"rec-{tag}", download_url="https://zoom.us/rec/x")
+    h.markers |= {f"meeting {tag}", f"guest-{tag}@example.org"}
+    # webhooks that name the user's objects
+    h.events.append(
+        WebhookEventFactory(
+            provider="stripe",
+            event_id=f"evt_{tag}",
+            type="payment_intent.succeeded",
+            payload={"data": {"object": {"id": f"pi_{tag}", "receipt_email": user.email}}},
+            object_key=f"pi_{tag}",
+        )
+    )
+    h.events.append(
+        WebhookEventFactory(
+            provider="twilio",
+            event_id=f"tw_{tag}",
+            type="sms.status",
+            payload={"MessageSid": f"SM{tag:0>32}"[:34], "Body": f"inbound text {tag}"},
+        )
+    )
+    h.markers.add(f"inbound text {tag}")
+    h.customer, h.refund = customer, refund
+    return h
+
+
+def twilio_media(http, holdings):
+    for rec_sid, _, media in holdings.recordings:
+        http.add(responses.GET, f"{API}/Recordings/{rec_sid}.mp3", body=media, content_type="audio/mpeg")
+
+
+def version_keys(user):
+    return set(DocumentVersion.objects.filter(document__owner=user).values_list("storage_key", flat=True))
