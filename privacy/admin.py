@@ -22,6 +22,16 @@ class ErasureAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("=subject_id", "pseudonym")
     readonly_fields = [f.name for f in Erasure._meta.fields]
+    actions = ["run_now"]
+
+    @admin.action(description="Run now (expedite a scheduled erasure, or retry a failed one)")
+    def run_now(self, request, queryset):
+        from integrations.actions import each_row
+
+        from .erasure import erasure_retry
+
+        done = each_row(self, request, queryset, lambda row: erasure_retry(erasure_id=row.pk))
+        self.message_user(request, f"{done} erasure(s) queued.")
 
     def has_add_permission(self, request):
         return False

@@ -1,9 +1,323 @@
-"""Erasure (issue 14 point 2): filled in by the next change."""
+"""Erasure: deactivate at once, delete after the grace period, keep a report without personal data.
+
+    erase_request  -> at once: account deactivated, sessions ended, API tokens deleted, OAuth grants
+                      revoked at the provider (Google) or deleted (Microsoft), watches and subscriptions
+                      stopped (oauth.on_disconnect hooks), queued SMS / calls / price watches cancelled.
+    erasure_run    -> after PRIVACY_ERASE_GRACE_DAYS (or at once when staff expedite): webhook payloads
+                      that name the user's provider ids redacted, then every holder's `erase` in order,
+                      the account row last. Rows kept for the law or for accounting go to a pseudonym.
+
+Each holder's erase is idempotent and recorded as done in `Erasure.report` as soon as it finishes, so a
+retry (a provider down, a worker killed) runs only what is left. Provider deletions that keep failing
+end in status `failed` and a staff alert naming the app and the error.
+"""
+
+import datetime as dt
+import logging
+import random
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from integrations.alerts import alert_raise
+from integrations.audit.services import audit_record
+from integrations.errors import DomainError, PermanentError
+from integrations.models import Alert, WebhookEvent
+from integrations.states import transition
+from integrations.task_base import enqueue_on_commit
+
+from . import registry
+from .models import Erasure
+
+logger = logging.getLogger(__name__)
+
+RUNNABLE = (Erasure.Status.SCHEDULED, Erasure.Status.RETRYING)
+# Shorter strings would match unrelated payloads; provider ids and emails are longer.
+MIN_REF_LENGTH = 6
+STALE_RUN = dt.timedelta(hours=1)
 
 
-def erasure_run(*, erasure_id):
-    return None
+class EraseReport:
+    """What holders write to: counts per model, provider outcomes, and the pseudonym for kept rows."""
+
+    def __init__(self, erasure, pseudonym_user=None, section="apps"):
+        self.erasure = erasure
+        self.pseudonym_user = pseudonym_user
+        self.data = erasure.report
+        self.section = section
+        self.app = None
+
+    def _bucket(self):
+        apps = self.data.setdefault(self.section, {})
+        return apps.setdefault(self.app or "-", {})
+
+    def count(self, label, n):
+        counts = self._bucket().setdefault("counts", {})
+        counts[label] = counts.get(label, 0) + int(n or 0)
+
+    def provider(self, key, value):
+        self.data.setdefault("providers", {})[key] = value
+
+    def provider_count(self, key, outcome):
+        counts = self.data.setdefault("providers", {}).setdefault(key, {})
+        counts[outcome] = counts.get(outcome, 0) + 1
 
 
-def erasures_enqueue_due():
-    return 0
+def _pseudonym():
+    return f"erased-{secrets.token_hex(8)}"
+
+
+def _save(erasure, **fields):
+    fields.setdefault("report", erasure.report)
+    Erasure.objects.filter(pk=erasure.pk).update(**fields)
+
+
+# --- Request ----------------------------------------------------------------------------------
+
+
+def erase_request(*, subject, requested_by, password=None, expedite=False, request=None):
+    """Deactivate `subject` at once and schedule the deletion; a second request returns the open erasure.
+
+    Returns (erasure, created). Users erase themselves with their password; staff may erase anyone and
+    may expedite (no grace period).
+    """
+    own = requested_by.pk == subject.pk
+    if not own and not requested_by.is_staff:
+        raise DomainError(403, "forbidden", "Only staff may erase another user's account.")
+    if expedite and not requested_by.is_staff:
+        raise DomainError(403, "forbidden", "Only staff may skip the grace period.")
+    if own:
+        if not password:
+            raise DomainError(400, "password_required", "Confirm the erasure with your password.")
+        if not subject.check_password(password):
+            audit_record(
+                action="privacy.erase",
+                actor=requested_by,
+                target=("auth.user", subject.pk),
+                outcome="denied",
+                request=request,
+                reason="password",
+            )
+            raise DomainError(403, "password_incorrect", "That password is not correct; nothing was erased.")
+    now = timezone.now()
+    scheduled_for = now if expedite else now + dt.timedelta(days=settings.PRIVACY_ERASE_GRACE_DAYS)
+    created = False
+    with transaction.atomic():
+        erasure = Erasure.objects.select_for_update().filter(subject_id=subject.pk, status__in=Erasure.OPEN).first()
+        if erasure is None:
+            try:
+                with transaction.atomic():
+                    erasure = Erasure.objects.create(
+                        subject_id=subject.pk,
+                        pseudonym=_pseudonym(),
+                        requested_by_staff=not own,
+                        scheduled_for=scheduled_for,
+                        next_attempt_at=scheduled_for,
+                        report={"requested": {"by": "staff" if not own else "self", "expedite": bool(expedite)}},
+                    )
+                created = True
+            except IntegrityError:  # a concurrent request created it first
+                erasure = Erasure.objects.get(subject_id=subject.pk, status__in=Erasure.OPEN)
+        elif expedite and erasure.status == Erasure.Status.SCHEDULED:
+            Erasure.objects.filter(pk=erasure.pk).update(scheduled_for=now, next_attempt_at=now)
+        get_user_model().objects.filter(pk=subject.pk).update(is_active=False)
+        audit_record(
+            action="privacy.erase",
+            actor=requested_by,
+            target=("auth.user", subject.pk),
+            request=request,
+            erasure=erasure.pk,
+            expedite=bool(expedite),
+            repeat=not created,
+        )
+    if created:
+        erasure_disconnect(erasure_id=erasure.pk)
+    if expedite:
+        from .tasks import erasure_run as erasure_run_task
+
+        enqueue_on_commit(erasure_run_task, erasure.pk)
+    erasure.refresh_from_db()
+    return erasure, created
+
+
+def erasure_disconnect(*, erasure_id):
+    """The immediate part: every holder's `disconnect` (tokens, grants, watches, queued work).
+
+    Provider calls happen here, outside any transaction. One that fails is left for the sweep to try
+    again (and the deletion run repeats it before deleting anything).
+    """
+    erasure = Erasure.objects.get(pk=erasure_id)
+    user = get_user_model().objects.filter(pk=erasure.subject_id).first()
+    if user is None:
+        return erasure
+    report = EraseReport(erasure, section="disconnect")
+    pending = []
+    for holder in registry.holders():
+        if holder.disconnect is None:
+            continue
+        report.app = holder.app
+        try:
+            holder.disconnect(user, report)
+        except Exception as exc:  # noqa: BLE001 - one provider down must not stop the others
+            logger.warning("privacy disconnect of %s failed: %s", holder.app, exc)
+            pending.append(holder.app)
+            report._bucket()["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        else:
+            report._bucket().pop("error", None)
+    erasure.report["disconnect_pending"] = pending
+    _save(erasure)
+    return erasure
+
+
+# --- The deletion run ---------------------------------------------------------------------------
+
+
+def _references(user):
+    refs = {user.email} if user.email else set()
+    for holder in registry.holders():
+        if holder.references is not None:
+            refs |= {str(r) for r in holder.references(user) if r}
+    return sorted(r for r in refs if len(r) >= MIN_REF_LENGTH)
+
+
+def webhooks_redact(*, refs, pseudonym, batch=50):
+    """Replace the payload of every webhook event that names one of `refs`; the row stays for de-duplication."""
+    redacted = 0
+    texts = WebhookEvent.objects.annotate(_payload=Cast("payload", TextField()))
+    for i in range(0, len(refs), batch):
+        chunk = refs[i : i + batch]
+        match = Q(object_key__in=chunk)
+        for ref in chunk:
+            match |= Q(_payload__contains=ref)
+        pks = list(texts.filter(match).values_list("pk", flat=True))
+        if pks:
+            redacted += WebhookEvent.objects.filter(pk__in=pks).update(
+                payload={"redacted": f"privacy erasure of {pseudonym}"}, headers={}, last_error=""
+            )
+    return redacted
+
+
+def _pseudonym_user(erasure):
+    user, _ = get_user_model().objects.get_or_create(
+        username=erasure.pseudonym, defaults={"is_active": False, "password": "!"}
+    )
+    return user
+
+
+def _retry_delay(attempts):
+    cap = settings.PRIVACY_ERASE_RETRY_MAX_SECONDS
+    return random.uniform(0.5, 1.0) * min(cap, settings.PRIVACY_ERASE_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+
+
+def erasure_run(*, erasure_id, now=None):
+    """Delete what the user's erasure covers. Returns the erasure's new status (or None if not due)."""
+    now = now or timezone.now()
+    erasure = Erasure.objects.filter(pk=erasure_id).first()
+    if erasure is None or erasure.status not in RUNNABLE or erasure.scheduled_for > now:
+        return None
+    if not transition(Erasure, erasure.pk, Erasure.Status.RUNNING, frm=erasure.status, started_at=now):
+        return None  # another worker has it
+    erasure.refresh_from_db()
+    erasure.attempts += 1
+    _save(erasure, attempts=erasure.attempts)
+    user = get_user_model().objects.filter(pk=erasure.subject_id).first()
+    done = erasure.report.setdefault("done", [])
+    failures = {}
+    if user is not None:
+        report = EraseReport(erasure, pseudonym_user=_pseudonym_user(erasure))
+        if "references" not in done:
+            erasure.pending_refs = _references(user)
+            done.append("references")
+            _save(erasure, pending_refs=erasure.pending_refs)
+        if "webhooks" not in done:
+            erasure.report["webhooks_redacted"] = webhooks_redact(
+                refs=erasure.pending_refs, pseudonym=erasure.pseudonym
+            )
+            done.append("webhooks")
+            _save(erasure)
+        for holder in registry.holders():
+            if holder.erase is None or holder.app in done:
+                continue
+            if holder.app == "auth" and failures:
+                break  # the account row goes last, only once everything else is gone
+            report.app = holder.app
+            try:
+                holder.erase(user, report)
+            except Exception as exc:  # noqa: BLE001 - recorded, retried, alerted; the other apps go on
+                logger.warning("privacy erase of %s failed: %s", holder.app, exc)
+                failures[holder.app] = exc
+                report._bucket()["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            else:
+                report._bucket().pop("error", None)
+                done.append(holder.app)
+            _save(erasure)
+    if failures:
+        return _failed(erasure, failures)
+    erasure.report["finished"] = True
+    _save(erasure, pending_refs=[], last_error="", next_attempt_at=None, finished_at=timezone.now())
+    transition(Erasure, erasure.pk, Erasure.Status.DONE, frm=Erasure.Status.RUNNING)
+    audit_record(action="privacy.erase.done", target=("auth.user", erasure.subject_id), erasure=erasure.pk)
+    return Erasure.Status.DONE
+
+
+def _failed(erasure, failures):
+    summary = "; ".join(f"{app}: {type(exc).__name__}: {str(exc)[:200]}" for app, exc in failures.items())
+    permanent = any(isinstance(exc, PermanentError) for exc in failures.values())
+    if permanent or erasure.attempts >= settings.PRIVACY_ERASE_MAX_ATTEMPTS:
+        _save(erasure, last_error=summary[:2000], next_attempt_at=None)
+        transition(Erasure, erasure.pk, Erasure.Status.FAILED, frm=Erasure.Status.RUNNING)
+        alert_raise(
+            kind=Alert.Kind.TASK_FAILED,
+            severity=Alert.Severity.CRITICAL,
+            message=(
+                f"Erasure {erasure.pk} (user {erasure.subject_id}) could not delete everything after "
+                f"{erasure.attempts} attempt(s): {summary}. Fix the cause, then run it again from admin."
+            )[:1000],
+            dedupe_key=f"privacy_erasure:{erasure.pk}",
+        )
+        return Erasure.Status.FAILED
+    delay = _retry_delay(erasure.attempts)
+    _save(erasure, last_error=summary[:2000], next_attempt_at=timezone.now() + dt.timedelta(seconds=delay))
+    transition(Erasure, erasure.pk, Erasure.Status.RETRYING, frm=Erasure.Status.RUNNING)
+    return Erasure.Status.RETRYING
+
+
+def erasure_retry(*, erasure_id):
+    """Staff, after fixing the cause of a failed erasure (or to expedite a scheduled one): run it now."""
+    now = timezone.now()
+    erasure = Erasure.objects.get(pk=erasure_id)
+    if erasure.status == Erasure.Status.FAILED:
+        transition(Erasure, erasure.pk, Erasure.Status.RUNNING, frm=Erasure.Status.FAILED)
+        transition(Erasure, erasure.pk, Erasure.Status.RETRYING, frm=Erasure.Status.RUNNING, attempts=0)
+    Erasure.objects.filter(pk=erasure.pk, status__in=RUNNABLE).update(scheduled_for=now, next_attempt_at=now)
+    from .tasks import erasure_run as erasure_run_task
+
+    enqueue_on_commit(erasure_run_task, erasure.pk)
+
+
+def erasures_enqueue_due(*, now=None):
+    """Beat: run erasures whose grace period or retry delay is over; retry disconnects that failed."""
+    from .tasks import erasure_run as erasure_run_task
+
+    now = now or timezone.now()
+    for erasure in Erasure.objects.filter(status=Erasure.Status.SCHEDULED).only("pk", "report"):
+        if erasure.report.get("disconnect_pending"):
+            erasure_disconnect(erasure_id=erasure.pk)
+    # A run whose worker died mid-way is still `running`: every step is idempotent, so run it again.
+    for pk in Erasure.objects.filter(status=Erasure.Status.RUNNING, started_at__lt=now - STALE_RUN).values_list(
+        "pk", flat=True
+    ):
+        transition(Erasure, pk, Erasure.Status.RETRYING, frm=Erasure.Status.RUNNING, next_attempt_at=now)
+    due = list(
+        Erasure.objects.filter(status__in=RUNNABLE, next_attempt_at__lte=now, scheduled_for__lte=now).values_list(
+            "pk", flat=True
+        )
+    )
+    for pk in due:
+        enqueue_on_commit(erasure_run_task, pk)
+    return len(due)

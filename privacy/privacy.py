@@ -38,6 +38,6 @@ register(
         erase=erase_exports,
         description="Your data exports (zip files) and when they expire.",
         retention="zips 7 days (PRIVACY_EXPORT_RETENTION_DAYS); erasure reports forever, without personal data.",
-        order=950,
+        order=850,  # before integrations re-points the call log (deleting a zip on S3 is a logged call)
     )
 )

@@ -4,10 +4,21 @@ from rest_framework import serializers
 from .models import Erasure, Export
 
 
-class ExportRequestSerializer(serializers.Serializer):
-    user = serializers.PrimaryKeyRelatedField(
-        queryset=get_user_model().objects.all(), required=False, help_text="Staff only: whose data to export."
-    )
+def UserIdField(**kwargs):  # noqa: N802 - reads as a field class
+    """A user's id, bounded (a number the database cannot hold is a 400); `validate_user` turns it into the row."""
+    return serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False, **kwargs)
+
+
+class UserLookup:
+    def validate_user(self, value):
+        user = get_user_model().objects.filter(pk=value).first()
+        if user is None:
+            raise serializers.ValidationError("No such user.")
+        return user
+
+
+class ExportRequestSerializer(UserLookup, serializers.Serializer):
+    user = UserIdField(help_text="Staff only: whose data to export.")
     include_all_versions = serializers.BooleanField(
         default=False, help_text="Every stored version of each document, not only the current one."
     )
@@ -45,10 +56,8 @@ class ExportSerializer(serializers.ModelSerializer):
         return {"url": link["url"], "expires_at": link["expires_at"].isoformat(), "filename": link["filename"]}
 
 
-class EraseRequestSerializer(serializers.Serializer):
-    user = serializers.PrimaryKeyRelatedField(
-        queryset=get_user_model().objects.all(), required=False, help_text="Staff only: whom to erase."
-    )
+class EraseRequestSerializer(UserLookup, serializers.Serializer):
+    user = UserIdField(help_text="Staff only: whom to erase.")
     password = serializers.CharField(
         required=False, write_only=True, trim_whitespace=False, help_text="Your password (erasing your own account)."
     )

@@ -9,4 +9,6 @@ urlpatterns = [
     path("exports/", views.ExportListView.as_view(), name="exports"),
     path("exports/files/<str:token>/", views.ExportFileView.as_view(), name="export-file"),
     path("exports/<int:pk>/", views.ExportDetailView.as_view(), name="export-detail"),
+    path("erase/", views.EraseView.as_view(), name="erase"),
+    path("erasures/<int:pk>/", views.ErasureDetailView.as_view(), name="erasure-detail"),
 ]

@@ -10,9 +10,14 @@ from rest_framework.views import APIView
 
 from integrations.errors import DomainError
 
-from . import exports, storage
-from .models import Export
-from .serializers import ExportRequestSerializer, ExportSerializer
+from . import erasure, exports, storage
+from .models import Erasure, Export
+from .serializers import (
+    EraseRequestSerializer,
+    ErasureSerializer,
+    ExportRequestSerializer,
+    ExportSerializer,
+)
 
 
 def _export_context(request, items):
@@ -87,3 +92,36 @@ class ExportFileView(APIView):
         response["Cache-Control"] = "private, no-store"
         response["Content-Security-Policy"] = "sandbox"
         return response
+
+
+class EraseView(APIView):
+    @extend_schema(
+        request=EraseRequestSerializer,
+        responses={202: ErasureSerializer, 200: ErasureSerializer},
+        summary="Erase your account (or, staff, a user's)",
+    )
+    def post(self, request):
+        """Deactivate the account at once (tokens revoked, watches stopped, queued work cancelled) and delete its
+        data after PRIVACY_ERASE_GRACE_DAYS. Your own account needs your password; staff may pass `user` and
+        `expedite`. Asking again returns the erasure already under way (200)."""
+        data = EraseRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        subject = data.validated_data.get("user") or request.user
+        row, created = erasure.erase_request(
+            subject=subject,
+            requested_by=request.user,
+            password=data.validated_data.get("password"),
+            expedite=data.validated_data["expedite"],
+            request=request,
+        )
+        return Response(ErasureSerializer(row).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+class ErasureDetailView(APIView):
+    @extend_schema(responses=ErasureSerializer, summary="An erasure's state and report (staff)")
+    def get(self, request, pk):
+        """Staff only: the erased user can no longer sign in. The report counts what was deleted where."""
+        row = Erasure.objects.filter(pk=pk).first() if request.user.is_staff else None
+        if row is None:
+            raise DomainError(404, "not_found", "No such erasure.")
+        return Response(ErasureSerializer(row).data)

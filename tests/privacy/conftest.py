@@ -137,7 +137,9 @@ def populate(user, *, tag):
         doc.save()
     # messaging
     conv = Conversation.objects.create(owner=user, remote_number="+15005550199")
-    SmsFactory(owner=user, conversation=conv, body=f"sms body {tag}", external_id=f"SM{tag:0>32}"[:34])
+    SmsFactory(
+        owner=user, conversation=conv, status="delivered", body=f"sms body {tag}", external_id=f"SM{tag:0>32}"[:34]
+    )
     SmsFactory(owner=user, body=f"queued sms {tag}")  # still queued: erasure cancels it at once
     rec_sid, tr_sid = f"RE{tag:0>32}"[:34], f"TR{tag:0>32}"[:34]
     CallFactory(
@@ -165,14 +167,14 @@ def populate(user, *, tag):
     hour = timezone.now().replace(minute=0, second=0, microsecond=0)
     for i in range(3):
         ProviderCall.objects.create(
-            provider="twilio",
-            operation="sms.send",
+            provider="openai",
+            operation="chat.completions",
             owner=user,
             outcome="ok",
             cost_usd="0.0079",
             error_message=f"error about {tag}" if i == 0 else "",
         )
-    UsageRollup.objects.create(hour=hour, provider="twilio", owner=user, calls=3, cost_usd="0.0237")
+    UsageRollup.objects.create(hour=hour, provider="openai", owner=user, calls=3, cost_usd="0.0237")
     h.markers |= {conn.account, f"1//refresh-{tag}", f"mail subject {tag}", f"token {tag}", f"error about {tag}"}
     # ai
     AiRequest.objects.create(
