@@ -125,6 +125,9 @@ register(
             "integrations.ProviderCall",
             "integrations.UsageRollup",
             "integrations.Alert",
+            # Deliveries of an alert to a channel: tied to users only through the staff member who
+            # acknowledged or resolved the alert (cleared at erasure); they hold nothing of theirs.
+            "integrations.AlertDelivery",
         ),
         export=export_integrations,
         erase=erase_integrations,
