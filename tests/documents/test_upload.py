@@ -94,13 +94,13 @@ class TestSizeLimit:
     def test_big_uploads_spool_to_disk_instead_of_memory(self, user_client, settings, monkeypatch):
         settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
         seen = {}
-        original = services._store
+        original = services.versions._store
 
         def spy(*, owner, upload, sniffed):
             seen["type"] = type(upload)
             return original(owner=owner, upload=upload, sniffed=sniffed)
 
-        monkeypatch.setattr(services, "_store", spy)
+        monkeypatch.setattr(services.versions, "_store", spy)
         assert post(user_client, "big.txt", b"line\n" * 100_000, "text/plain").status_code == 201
         assert seen["type"] is TemporaryUploadedFile
 

@@ -1,0 +1,88 @@
+"""Upload a document, add a version, restore an older one.
+
+The object is stored first and its row written after (never inside
+transaction.atomic()), so a failure in between leaves an orphan object, which
+the sweep removes, never a row without its object.
+"""
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from integrations.errors import DomainError
+
+from ..content import ContentRejected, classify_upload, filename_sanitise
+from ..models import Document, DocumentVersion
+from ..providers import current_backend
+from ..uploads import UploadTooLarge
+from .common import Scan, _enqueue_scan, _new_storage_key
+from .quota import upload_limit_for
+
+
+def _store(*, owner, upload, sniffed):
+    """Check the upload's content and store it under a new random key; the version's fields."""
+    filename = filename_sanitise(upload.name)
+    try:
+        content_type = classify_upload(
+            fileobj=upload, sniffed=sniffed, filename=filename, claimed_content_type=upload.content_type
+        )
+    except ContentRejected as exc:
+        raise DomainError(415, exc.code, exc.detail, **exc.extra) from None
+    limit, reason = upload_limit_for(owner)
+    if upload.size > limit:  # a concurrent upload may have used the quota meanwhile
+        raise UploadTooLarge(limit, reason)
+
+    backend = current_backend()
+    key = _new_storage_key()
+    upload.seek(0)
+    storage_class = backend.save(key, upload, content_type=content_type, size=upload.size, owner=owner)
+    return {
+        "filename": filename,
+        "content_type": content_type,
+        "size": upload.size,
+        "sha256": sniffed.sha256,
+        "backend": backend.name,
+        "storage_key": key,
+        "storage_class": storage_class,
+    }
+
+
+def document_create(*, owner, upload, sniffed):
+    fields = _store(owner=owner, upload=upload, sniffed=sniffed)
+    with transaction.atomic():
+        document = Document.objects.create(owner=owner)
+        version = DocumentVersion.objects.create(document=document, number=1, **fields)
+        document.current_version = version
+        document.save(update_fields=["current_version", "updated_at"])
+        _enqueue_scan(version.pk)
+    return document
+
+
+def version_add(*, document, upload, sniffed):
+    fields = _store(owner=document.owner, upload=upload, sniffed=sniffed)
+    with transaction.atomic():
+        # The lock numbers concurrent versions of one document one after another.
+        locked = Document.objects.select_for_update().filter(pk=document.pk, state=Document.State.ACTIVE).first()
+        if locked is None:
+            raise DomainError(404, "not_found", "This document was deleted.")  # its stored object is swept
+        number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        version = DocumentVersion.objects.create(document=locked, number=number, **fields)
+        locked.current_version = version
+        locked.save(update_fields=["current_version", "updated_at"])
+        _enqueue_scan(version.pk)
+    return version
+
+
+def version_restore(*, document, version):
+    """Make an older version current again (no copy: versions are immutable)."""
+    if version.scan_status == Scan.INFECTED:
+        raise DomainError(
+            403,
+            "document_infected",
+            f"Version {version.number} is quarantined ({version.scan_detail}); it cannot be restored.",
+        )
+    Document.objects.filter(pk=document.pk, state=Document.State.ACTIVE).update(
+        current_version=version, updated_at=timezone.now()
+    )
+    document.refresh_from_db()
+    return document
