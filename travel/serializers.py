@@ -65,6 +65,33 @@ def _airlines(values, field):
     return sorted(set(codes))
 
 
+def _optional(field, **kwargs):
+    """A field the client may leave out or send as null (then None)."""
+    return field(required=False, allow_null=True, default=None, **kwargs)
+
+
+def _price(help_text):
+    """An optional amount in the offers' currency."""
+    return _optional(serializers.DecimalField, max_digits=12, decimal_places=2, min_value=0, help_text=help_text)
+
+
+def _route(data):
+    """Normalise origin and destination to known IATA codes; they must differ."""
+    data["origin"] = _code(data["origin"], "origin")
+    data["destination"] = _code(data["destination"], "destination")
+    if data["origin"] == data["destination"]:
+        raise serializers.ValidationError({"destination": "The destination must differ from the origin."})
+
+
+def _on_sale(day, field="departure_date"):
+    """A departure date airlines sell: not past, at most MAX_DAYS_AHEAD ahead."""
+    last = today() + timedelta(days=MAX_DAYS_AHEAD)
+    if day < today():
+        raise serializers.ValidationError({field: "The departure date is in the past."})
+    if day > last:
+        raise serializers.ValidationError({field: f"Airlines sell at most {MAX_DAYS_AHEAD} days ahead (until {last})."})
+
+
 class PassengersSerializer(serializers.Serializer):
     adults = serializers.IntegerField(min_value=1, max_value=MAX_PASSENGERS, default=1)
     children = serializers.ListField(
@@ -92,14 +119,11 @@ class SliceSerializer(serializers.Serializer):
     origin = serializers.CharField(max_length=8)
     destination = serializers.CharField(max_length=8)
     departure_date = serializers.DateField()
-    departure_time_from = serializers.CharField(required=False, allow_null=True, default=None, help_text="HH:MM, local")
-    departure_time_to = serializers.CharField(required=False, allow_null=True, default=None, help_text="HH:MM, local")
+    departure_time_from = _optional(serializers.CharField, help_text="HH:MM, local")
+    departure_time_to = _optional(serializers.CharField, help_text="HH:MM, local")
 
     def validate(self, data):
-        data["origin"] = _code(data["origin"], "origin")
-        data["destination"] = _code(data["destination"], "destination")
-        if data["origin"] == data["destination"]:
-            raise serializers.ValidationError({"destination": "The destination must differ from the origin."})
+        _route(data)
         for name in ("departure_time_from", "departure_time_to"):
             if data[name] is not None and not _TIME.match(data[name]):
                 raise serializers.ValidationError({name: "Use a 24-hour time such as 07:30."})
@@ -109,38 +133,40 @@ class SliceSerializer(serializers.Serializer):
             and data["departure_time_from"] > data["departure_time_to"]
         ):
             raise serializers.ValidationError({"departure_time_to": "The time window ends before it starts."})
-        first, last = today(), today() + timedelta(days=MAX_DAYS_AHEAD)
-        if data["departure_date"] < first:
-            raise serializers.ValidationError({"departure_date": "The departure date is in the past."})
-        if data["departure_date"] > last:
-            raise serializers.ValidationError(
-                {"departure_date": f"Airlines sell at most {MAX_DAYS_AHEAD} days ahead (until {last})."}
-            )
+        _on_sale(data["departure_date"])
         return data
 
 
-class SearchRequestSerializer(serializers.Serializer):
-    slices = SliceSerializer(
-        many=True, help_text="One slice for one-way, two for a return, up to six for multi-city; in travel order."
-    )
+class _OfferFilters(serializers.Serializer):
+    """Who travels and which offers count: the fields a search and a price watch share."""
+
     passengers = PassengersSerializer(required=False, default=dict)
     cabin_class = serializers.ChoiceField(choices=CABIN_CLASSES, default="economy")
-    max_connections = serializers.IntegerField(min_value=0, max_value=2, required=False, allow_null=True, default=None)
+    max_connections = _optional(serializers.IntegerField, min_value=0, max_value=2)
     include_airlines = serializers.ListField(
         child=serializers.CharField(max_length=32), required=False, default=list, max_length=50
     )
     exclude_airlines = serializers.ListField(
         child=serializers.CharField(max_length=32), required=False, default=list, max_length=50
     )
-    max_price = serializers.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        min_value=0,
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="In the offers' currency.",
+
+    def filters_validate(self, data):
+        if "passengers" not in self.initial_data:
+            data["passengers"] = {"adults": 1, "children": [], "infants": 0}
+        data["include_airlines"] = _airlines(data["include_airlines"], "include_airlines")
+        data["exclude_airlines"] = _airlines(data["exclude_airlines"], "exclude_airlines")
+        both = set(data["include_airlines"]) & set(data["exclude_airlines"])
+        if both:
+            raise serializers.ValidationError(
+                {"exclude_airlines": f"{', '.join(sorted(both))} is both included and excluded."}
+            )
+
+
+class SearchRequestSerializer(_OfferFilters):
+    slices = SliceSerializer(
+        many=True, help_text="One slice for one-way, two for a return, up to six for multi-city; in travel order."
     )
+    max_price = _price("In the offers' currency.")
     sort = serializers.ChoiceField(choices=SORTS, default="price")
     refresh = serializers.BooleanField(default=False, help_text="Skip the cache and ask the provider again.")
     limit = serializers.IntegerField(min_value=1, max_value=200, required=False)
@@ -161,15 +187,7 @@ class SearchRequestSerializer(serializers.Serializer):
                     "departure_date": ["Slices must be in travel order: this one departs before the previous one."]
                 }
                 raise serializers.ValidationError({"slices": errors})
-        if "passengers" not in self.initial_data:
-            data["passengers"] = {"adults": 1, "children": [], "infants": 0}
-        data["include_airlines"] = _airlines(data["include_airlines"], "include_airlines")
-        data["exclude_airlines"] = _airlines(data["exclude_airlines"], "exclude_airlines")
-        both = set(data["include_airlines"]) & set(data["exclude_airlines"])
-        if both:
-            raise serializers.ValidationError(
-                {"exclude_airlines": f"{', '.join(sorted(both))} is both included and excluded."}
-            )
+        self.filters_validate(data)
         return data
 
 
@@ -260,63 +278,32 @@ class PlacesResponseSerializer(serializers.Serializer):
 # --- watches -------------------------------------------------------------------------
 
 
-class WatchCreateSerializer(serializers.Serializer):
+class WatchCreateSerializer(_OfferFilters):
     origin = serializers.CharField(max_length=8)
     destination = serializers.CharField(max_length=8)
     departure_date = serializers.DateField()
-    departure_date_to = serializers.DateField(
-        required=False, allow_null=True, default=None, help_text="Watch every departure date up to this one."
-    )
-    return_date = serializers.DateField(required=False, allow_null=True, default=None)
-    nights = serializers.IntegerField(
+    departure_date_to = _optional(serializers.DateField, help_text="Watch every departure date up to this one.")
+    return_date = _optional(serializers.DateField)
+    nights = _optional(
+        serializers.IntegerField,
         min_value=1,
         max_value=60,
-        required=False,
-        allow_null=True,
-        default=None,
         help_text="With a date range: return this many nights after each departure.",
     )
-    passengers = PassengersSerializer(required=False, default=dict)
-    cabin_class = serializers.ChoiceField(choices=CABIN_CLASSES, default="economy")
-    max_connections = serializers.IntegerField(min_value=0, max_value=2, required=False, allow_null=True, default=None)
-    include_airlines = serializers.ListField(
-        child=serializers.CharField(max_length=32), required=False, default=list, max_length=50
-    )
-    exclude_airlines = serializers.ListField(
-        child=serializers.CharField(max_length=32), required=False, default=list, max_length=50
-    )
-    target_price = serializers.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        min_value=0,
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="Notify when the price falls below this (offers' currency). Omit for any drop.",
-    )
-    drop_percent = serializers.DecimalField(
+    target_price = _price("Notify when the price falls below this (offers' currency). Omit for any drop.")
+    drop_percent = _optional(
+        serializers.DecimalField,
         max_digits=5,
         decimal_places=2,
         min_value=1,
         max_value=90,
-        required=False,
-        allow_null=True,
-        default=None,
         help_text="Without a target: notify on a drop of this many percent (default TRAVEL_WATCH_DROP_PERCENT).",
     )
 
     def validate(self, data):
-        data["origin"] = _code(data["origin"], "origin")
-        data["destination"] = _code(data["destination"], "destination")
-        if data["origin"] == data["destination"]:
-            raise serializers.ValidationError({"destination": "The destination must differ from the origin."})
-        if "passengers" not in self.initial_data:
-            data["passengers"] = {"adults": 1, "children": [], "infants": 0}
+        _route(data)
         start, end = data["departure_date"], data["departure_date_to"]
-        if start < today():
-            raise serializers.ValidationError({"departure_date": "The departure date is in the past."})
-        if start > today() + timedelta(days=MAX_DAYS_AHEAD):
-            raise serializers.ValidationError({"departure_date": f"Airlines sell at most {MAX_DAYS_AHEAD} days ahead."})
+        _on_sale(start)
         if end is not None:
             if end < start:
                 raise serializers.ValidationError({"departure_date_to": "The range ends before it starts."})
@@ -330,8 +317,7 @@ class WatchCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({"nights": "`nights` goes with a date range; give return_date instead."})
         if data["return_date"] is not None and data["return_date"] < start:
             raise serializers.ValidationError({"return_date": "The return date is before the departure date."})
-        data["include_airlines"] = _airlines(data["include_airlines"], "include_airlines")
-        data["exclude_airlines"] = _airlines(data["exclude_airlines"], "exclude_airlines")
+        self.filters_validate(data)
         if data["target_price"] is not None and data["drop_percent"] is not None:
             raise serializers.ValidationError({"drop_percent": "Give a target price or a drop percentage, not both."})
         return data

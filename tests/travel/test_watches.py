@@ -242,6 +242,16 @@ def test_a_cancelled_watch_is_never_searched_again(user_client, user, duffel):
             },
             "passengers.infants",
         ),
+        (
+            {
+                "origin": "LHR",
+                "destination": "JFK",
+                "departure_date": day(30),
+                "include_airlines": ["BA"],
+                "exclude_airlines": ["ba"],
+            },
+            "exclude_airlines",
+        ),
     ],
 )
 def test_a_bad_watch_is_a_400_naming_the_field(user_client, duffel, body, field):
