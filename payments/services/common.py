@@ -1,6 +1,11 @@
-"""What the payments services share: Stripe timestamps, and adopting a Stripe object's row."""
+"""What the payments services share: Stripe timestamps, adopting a Stripe object's row, money anomalies."""
 
 import datetime as dt
+
+from integrations.alerts import alert_raise
+from integrations.models import Alert
+
+from ..providers.stripe import PROVIDER
 
 
 def _ts(value):
@@ -20,3 +25,34 @@ def adopt(model, *, external_id, metadata, meta_key):
         if row is not None:
             model.objects.filter(pk=row.pk, external_id="").update(external_id=external_id)
     return row
+
+
+def anomaly_alert(*, message, dedupe_key):
+    """A critical payment_anomaly alert: staff look at it; the caller applies nothing."""
+    alert_raise(
+        kind=Alert.Kind.PAYMENT_ANOMALY,
+        provider=PROVIDER,
+        severity=Alert.Severity.CRITICAL,
+        message=message,
+        dedupe_key=dedupe_key,
+    )
+
+
+def money_differs(*, expected, got, subject, ours, dedupe_key):
+    """True, with an anomaly alert, when Stripe's (amount, currency) is not our row's.
+
+    A signed event is genuine, but it may be about the wrong money. A missing
+    amount or currency counts as a difference (it cannot be checked).
+    """
+    expected = (expected[0], (expected[1] or "").lower())
+    got = (got[0], (got[1] or "").lower())
+    if got == expected:
+        return False
+    anomaly_alert(
+        message=(
+            f"{subject} is for {got[0]} {got[1].upper()} (minor units); {ours} is "
+            f"{expected[0]} {expected[1].upper()}: not applied."
+        ),
+        dedupe_key=dedupe_key,
+    )
+    return True

@@ -3,14 +3,12 @@
 from django.db import transaction
 from django.db.models import Q, Sum
 
-from integrations.alerts import alert_raise
-from integrations.models import Alert
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
 from ..models import Invoice, Payment, Refund
 from ..providers import stripe as stripe_api
-from .common import adopt
+from .common import adopt, anomaly_alert, money_differs
 from .errors import InvalidTransition, RefundTooLarge
 from .settlement import payment_for_stripe_object
 
@@ -101,21 +99,13 @@ def refund_give_up(*, refund_id, error):
 def _refund_money_mismatch(*, refund, stripe_refund):
     """A Stripe refund whose amount or currency is not our row's: a critical alert, nothing applied."""
     payment = refund.payment
-    expected = (refund.amount, payment.currency.lower())
-    got = (stripe_refund.get("amount"), (stripe_refund.get("currency") or "").lower())
-    if got == expected:
-        return False
-    alert_raise(
-        kind=Alert.Kind.PAYMENT_ANOMALY,
-        provider="stripe",
-        severity=Alert.Severity.CRITICAL,
-        message=(
-            f"Stripe refund {stripe_refund.get('id')} is for {got[0]} {got[1].upper()} (minor units); refund "
-            f"{refund.pk} of payment {payment.pk} is {expected[0]} {expected[1].upper()}: not applied."
-        ),
+    return money_differs(
+        expected=(refund.amount, payment.currency),
+        got=(stripe_refund.get("amount"), stripe_refund.get("currency")),
+        subject=f"Stripe refund {stripe_refund.get('id')}",
+        ours=f"refund {refund.pk} of payment {payment.pk}",
         dedupe_key=f"payment_anomaly:refund:{refund.pk}",
     )
-    return True
 
 
 def refund_apply(*, refund, stripe_refund, occurred_at=None):
@@ -143,10 +133,7 @@ def refund_upsert(*, stripe_refund, occurred_at=None):
             0 < (stripe_refund.get("amount") or 0) <= payment.amount
         ):
             # A refund made outside the hub (Dashboard) is adopted only if it fits the payment.
-            alert_raise(
-                kind=Alert.Kind.PAYMENT_ANOMALY,
-                provider="stripe",
-                severity=Alert.Severity.CRITICAL,
+            anomaly_alert(
                 message=(
                     f"Stripe refund {stripe_refund.get('id')} of {stripe_refund.get('amount')} "
                     f"{stripe_refund.get('currency')} does not fit payment {payment.pk} "

@@ -9,6 +9,7 @@ from integrations.task_base import enqueue_on_commit
 
 from ..models import Invoice, Payment
 from ..providers import stripe as stripe_api
+from .common import anomaly_alert, money_differs
 from .notify import payment_failed_notify_later
 
 INTENT_STATUS = {
@@ -56,21 +57,13 @@ def money_mismatch(*, payment, amount, currency, source):
     invoice paid. Nothing is applied; staff look at the alert. A missing amount
     or currency counts as a mismatch (it cannot be checked).
     """
-    expected = (payment.amount, payment.currency.lower())
-    got = (amount, (currency or "").lower())
-    if got == expected:
-        return False
-    alert_raise(
-        kind=Alert.Kind.PAYMENT_ANOMALY,
-        provider="stripe",
-        severity=Alert.Severity.CRITICAL,
-        message=(
-            f"Stripe {source} for payment {payment.pk} (invoice {payment.invoice_id}) is for {got[0]} {got[1].upper()} "
-            f"(minor units), the invoice is {expected[0]} {expected[1].upper()}: not applied."
-        ),
+    return money_differs(
+        expected=(payment.amount, payment.currency),
+        got=(amount, currency),
+        subject=f"Stripe {source}",
+        ours=f"payment {payment.pk} (invoice {payment.invoice_id})",
         dedupe_key=f"payment_anomaly:amount:{payment.pk}",
     )
-    return True
 
 
 def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_message="", intent_id="", charge_id=""):
@@ -108,10 +101,7 @@ def _alert_money_on_settled_invoice(*, payment, invoice_id):
     other_paid = Payment.objects.filter(invoice_id=invoice_id, status=Payment.Status.SUCCEEDED).exclude(pk=payment.pk)
     if invoice.status != Invoice.Status.VOID and not other_paid.exists():
         return  # paid by this very payment earlier (a replay): nothing wrong
-    alert_raise(
-        kind=Alert.Kind.PAYMENT_ANOMALY,
-        provider="stripe",
-        severity=Alert.Severity.CRITICAL,
+    anomaly_alert(
         message=(
             f"Invoice {invoice.number} is {invoice.status} but payment {payment.pk} "
             f"({payment.payment_intent_id or payment.checkout_session_id}) also succeeded; refund the extra payment."
