@@ -14,7 +14,7 @@ from ..models import CallLog
 from ..providers import twilio_rest, twiml
 from .common import StaleEvent, call_by_sid, public_url, row_for_callback
 from .costs import price_estimate, price_record
-from .create_once import CreateOnce, create_once, give_up, lookup_lost
+from .create_once import CreateOnce
 
 
 def call_create(*, owner, to, say, record=False):
@@ -57,58 +57,48 @@ CALL_STATUS = {
 }
 
 
-def _place(call):
-    return twilio_rest.call_place(
-        to=call.to_number,
-        sender=call.from_number,
-        twiml=twiml.say(call.say),
-        status_callback=public_url("twilio_webhooks:call-status", call=call.pk),
-        recording_callback=public_url("twilio_webhooks:recording"),
-        record=call.record,
-        owner=call.owner_id,
-        related=call,
-    )
+class _CallCreate(CreateOnce):
+    # A second phone call is worse than a second SMS: the same create-once path.
+
+    def create(self, call, **addressed):
+        return twilio_rest.call_place(
+            twiml=twiml.say(call.say),
+            status_callback=public_url("twilio_webhooks:call-status", call=call.pk),
+            recording_callback=public_url("twilio_webhooks:recording"),
+            record=call.record,
+            **addressed,
+        )
+
+    def list_page(self, **filters):
+        return twilio_rest.calls_list(**filters)
+
+    def matches(self, call, listed):
+        # Same To and From (listed so), placed through the API. A call carries no
+        # body to compare, so another call between the same numbers in the window,
+        # made outside the hub or by a row that has not stored its SID, can match too.
+        return listed.direction == "outbound-api"
+
+    def stamped_fields(self, call, result):
+        fields = {"twilio_status": result.status}
+        if result.duration_seconds is not None:
+            fields["duration_seconds"] = result.duration_seconds
+        return fields
 
 
-def _matches(call, listed):
-    # Same To and From (listed so), placed through the API. A call carries no
-    # body to compare, so another call between the same numbers in the window,
-    # made outside the hub or by a row that has not stored its SID, can match too.
-    return listed.direction == "outbound-api"
-
-
-def _stamped_fields(call, result):
-    fields = {"twilio_status": result.status}
-    if result.duration_seconds is not None:
-        fields["duration_seconds"] = result.duration_seconds
-    return fields
-
-
-# A second phone call is worse than a second SMS: the same create-once path.
-CALL = CreateOnce(
-    model=CallLog,
-    working="dialing",
-    done="placed",
-    statuses=CALL_STATUS,
-    create=_place,
-    list_page=twilio_rest.calls_list,
-    matches=_matches,
-    stamped_fields=_stamped_fields,
-)
+CALL = _CallCreate(CallLog, working="dialing", done="placed", statuses=CALL_STATUS)
 
 
 def call_place_run(*, call_id):
     """The place task's work: at most one call on Twilio per row (see create_once)."""
-    return create_once(CALL, call_id)
+    return CALL.run(call_id)
 
 
-def call_lookup(*, call):
-    """The call a lost create call left on Twilio (same To and From, outbound-api), or None."""
-    return lookup_lost(CALL, call)
+# The call a lost create call left on Twilio (same To and From, outbound-api), or None.
+call_lookup = CALL.lookup
 
 
 def call_give_up(*, call_id, error):
-    give_up(CallLog, call_id, working="dialing", error=error)
+    CALL.give_up(call_id, error)
 
 
 def call_status_apply(*, payload):

@@ -6,12 +6,10 @@ what the run read, so two runs never both create; only a clean answer clears
 it: a SID, a 4xx, or a refusal before anything was sent. A run that finds the
 doubt still set (a timeout, a connection error, a 5xx, or a worker that died
 mid-call) looks the row up on Twilio first and adopts what it finds instead of
-creating it again. SMS and calls differ only in what a `CreateOnce` names.
+creating it again. SMS and calls differ only in what their `CreateOnce` subclass names.
 """
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import DateTimeField, Q, Value
@@ -37,20 +35,62 @@ class SendInFlight(Exception):
         self.wait = wait
 
 
-@dataclass(frozen=True)
 class CreateOnce:
-    """What differs between creating an SMS and placing a call."""
+    """What differs between creating an SMS and placing a call: a subclass names it, the rest is shared.
 
-    model: type
-    working: str  # the status of a row handed to Twilio: "sending", "dialing"
-    done: str  # what a run that created it returns: "sent", "placed"
-    statuses: dict  # Twilio's status -> ours
-    create: Callable  # create(row) -> result with .sid and .status: the one create call
-    list_page: Callable  # the adapter's list: (to=, sender=, on_or_after=, owner=, related=) -> results
-    matches: Callable  # matches(row, result) -> bool: a listed result that our create call may have left
-    stamped_fields: Callable  # stamped_fields(row, result) -> what to store beside the SID
-    before_create: Callable | None = None  # before_create(row) -> an outcome that stops the run, or None
-    refused: Callable | None = None  # refused(row, exc): what a ProviderError from the create call also means
+    An instance names the model, `working` (the status of a row handed to
+    Twilio: "sending", "dialing"), `done` (what a run that created it returns:
+    "sent", "placed") and `statuses` (Twilio's status -> ours); its subclass
+    implements the one create call, the adapter's list and what a listed
+    result must match.
+    Its public entry points are `run`, `lookup` and `give_up`.
+    """
+
+    def __init__(self, model, *, working, done, statuses):
+        self.model, self.working, self.done, self.statuses = model, working, done, statuses
+
+    def create(self, row, **addressed):
+        """The one create call: a result with .sid and .status.
+
+        `addressed` is what the base passes to both the create and the list
+        call: to=, sender= and the ProviderCall's owner= and related=.
+        """
+        raise NotImplementedError
+
+    def list_page(self, *, on_or_after, **addressed):
+        """The adapter's list of results sent (on or after a day, or any day) with these addresses."""
+        raise NotImplementedError
+
+    def matches(self, row, listed):
+        """A listed result that our create call may have left."""
+        raise NotImplementedError
+
+    def stamped_fields(self, row, result):
+        """What to store beside the SID."""
+        return {}
+
+    def before_create(self, row):
+        """An outcome that stops the run before anything is sent, or None."""
+        return None
+
+    def refused(self, row, exc):
+        """What a ProviderError from the create call also means (nothing by default)."""
+
+    def run(self, pk):
+        """The send task's work: at most one on Twilio per row."""
+        return create_once(self, pk)
+
+    def lookup(self, row):
+        """What a lost create call left on Twilio, or None."""
+        return lookup_lost(self, row)
+
+    def give_up(self, pk, error):
+        give_up(self.model, pk, working=self.working, error=error)
+
+
+def _addressed(row):
+    """To, sender, and whom the ProviderCall is booked to: the same for the create call and the lookup."""
+    return {"to": row.to_number, "sender": row.from_number, "owner": row.owner_id, "related": row}
 
 
 def _nothing_sent(exc):
@@ -129,9 +169,7 @@ def lookup_lost(spec, row):
     """
     since = (row.send_started_at or row.created_at) - LOOKUP_CLOCK_SKEW
     for day in (since.astimezone(dt.UTC).date(), None):
-        listed = spec.list_page(
-            to=row.to_number, sender=row.from_number, on_or_after=day, owner=row.owner_id, related=row
-        )
+        listed = spec.list_page(on_or_after=day, **_addressed(row))
         candidates = [
             c for c in listed if c.date_created is not None and c.date_created >= since and spec.matches(row, c)
         ]
@@ -158,10 +196,9 @@ def create_once(spec, pk):
             if row.status == "queued":
                 transition(model, pk, spec.working, frm="queued")
             return "found" if accept(spec, row, found) else "skipped"
-    if spec.before_create is not None:
-        stopped = spec.before_create(row)
-        if stopped:
-            return stopped
+    stopped = spec.before_create(row)
+    if stopped:
+        return stopped
     if row.status == "queued" and not transition(model, pk, spec.working, frm="queued"):
         return "skipped"
     # Claim this attempt against what we read, so two concurrent runs never both create.
@@ -169,14 +206,13 @@ def create_once(spec, pk):
     if started is None:
         return "skipped"
     try:
-        result = spec.create(row)
+        result = spec.create(row, **_addressed(row))
     except Exception as exc:
         _attempt_settle(model, row, started=started, exc=exc)
         if isinstance(exc, (RateLimited, ProviderRateLimited)):
             transition(model, pk, "queued", frm=spec.working)  # refused before sending: nothing went out
         elif isinstance(exc, ProviderError):
-            if spec.refused is not None:
-                spec.refused(row, exc)
+            spec.refused(row, exc)
             if not exc.retryable:
                 fields = {"error_code": str(exc.code or ""), "error_message": exc.message}
                 transition(model, pk, "failed", frm=spec.working, **fields)

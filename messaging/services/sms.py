@@ -15,7 +15,7 @@ from ..models import Conversation, SmsMessage
 from ..providers import twilio_rest
 from .common import MAX_BODY, StaleEvent, public_url, row_for_callback
 from .costs import price_estimate, price_record
-from .create_once import CreateOnce, create_once, give_up, lookup_lost
+from .create_once import CreateOnce
 from .optouts import opted_out, optout_apply, optout_keyword_apply, refuse_opted_out
 
 # GSM-7 basic set and the extension characters that cost two septets.
@@ -77,69 +77,54 @@ _SMS_STATUS = {
 }
 
 
-def _send(sms):
-    return twilio_rest.message_send(
-        to=sms.to_number,
-        body=sms.body,
-        sender=sms.from_number,
-        status_callback=public_url("twilio_webhooks:sms-status", sms=sms.pk),
-        segments_estimate=sms.segments or segments_estimate(sms.body),
-        owner=sms.owner_id,
-        related=sms,
-    )
+class _SmsCreate(CreateOnce):
+    def create(self, sms, **addressed):
+        return twilio_rest.message_send(
+            body=sms.body,
+            status_callback=public_url("twilio_webhooks:sms-status", sms=sms.pk),
+            segments_estimate=sms.segments or segments_estimate(sms.body),
+            **addressed,
+        )
+
+    def list_page(self, **filters):
+        return twilio_rest.messages_list(**filters)
+
+    def matches(self, sms, message):
+        # Same To and sender (listed so), the exact body, outbound.
+        return message.body == sms.body and message.direction.startswith("outbound")
+
+    def stamped_fields(self, sms, result):
+        segments = result.segments or sms.segments
+        return {"segments": segments, "price_usd": price_estimate("sms.send", segments=segments)}
+
+    def before_create(self, sms):
+        if not opted_out(sms.to_number):
+            return None
+        transition(
+            SmsMessage,
+            sms.pk,
+            "failed",
+            frm=sms.status,
+            error_code="opted_out",
+            error_message="The recipient replied STOP.",
+        )
+        return "opted_out"
+
+    def refused(self, sms, exc):
+        if exc.code == twilio_rest.UNSUBSCRIBED_RECIPIENT:
+            optout_apply(number=sms.to_number, keyword="21610", opt_out=True)
 
 
-def _matches(sms, message):
-    # Same To and sender (listed so), the exact body, outbound.
-    return message.body == sms.body and message.direction.startswith("outbound")
-
-
-def _stamped_fields(sms, result):
-    segments = result.segments or sms.segments
-    return {"segments": segments, "price_usd": price_estimate("sms.send", segments=segments)}
-
-
-def _stop_if_opted_out(sms):
-    if not opted_out(sms.to_number):
-        return None
-    transition(
-        SmsMessage,
-        sms.pk,
-        "failed",
-        frm=sms.status,
-        error_code="opted_out",
-        error_message="The recipient replied STOP.",
-    )
-    return "opted_out"
-
-
-def _record_unsubscribed(sms, exc):
-    if exc.code == twilio_rest.UNSUBSCRIBED_RECIPIENT:
-        optout_apply(number=sms.to_number, keyword="21610", opt_out=True)
-
-
-SMS = CreateOnce(
-    model=SmsMessage,
-    working="sending",
-    done="sent",
-    statuses=_SMS_STATUS,
-    create=_send,
-    list_page=twilio_rest.messages_list,
-    matches=_matches,
-    stamped_fields=_stamped_fields,
-    before_create=_stop_if_opted_out,
-    refused=_record_unsubscribed,
-)
+SMS = _SmsCreate(SmsMessage, working="sending", done="sent", statuses=_SMS_STATUS)
 
 
 def sms_send(*, sms_id):
     """The send task's work: at most one message on Twilio per row (see create_once)."""
-    return create_once(SMS, sms_id)
+    return SMS.run(sms_id)
 
 
-def sms_lookup(*, sms):
-    """The message a lost create call left on Twilio (same To, sender and body, outbound), or None."""
-    return lookup_lost(SMS, sms)
+# The message a lost create call left on Twilio (same To, sender and body, outbound), or None.
+sms_lookup = SMS.lookup
 
 
 def sms_requeue(*, sms_id):
@@ -162,7 +147,7 @@ def sms_requeue(*, sms_id):
 
 
 def sms_give_up(*, sms_id, error):
-    give_up(SmsMessage, sms_id, working="sending", error=error)
+    SMS.give_up(sms_id, error)
 
 
 def sms_status_apply(*, payload):
