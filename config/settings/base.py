@@ -17,7 +17,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 APP_URL = env.str("APP_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "integrations.admin_site.ConsoleAdminConfig",  # django.contrib.admin, with the console's display rules
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

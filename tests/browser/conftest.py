@@ -57,6 +57,9 @@ def browser():
 def page(browser, live_server):
     """A 1280 px wide page that may only talk to the live server; outside requests and JS errors are collected."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="Europe/Paris")
+    # A live server on a busy two-core machine (CI runs the suite beside nothing, developers beside each
+    # other) can take longer than Playwright's 30 s default to answer the first page.
+    context.set_default_timeout(90_000)
     page = context.new_page()
     page.outside_requests = []
     page.js_errors = []

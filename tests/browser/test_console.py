@@ -168,3 +168,17 @@ def test_api_docs_render_with_no_network(page, path, expect, transactional_db):
     # ReDoc's bundle always asks its CDN for a footer logo; the page's policy refuses it (reported on the console).
     page.js_errors[:] = [e for e in page.js_errors if "cdn.redoc.ly" not in e]
     _no_trouble(page)
+
+
+def test_every_apps_admin_shows_times_in_the_readers_zone_with_utc_on_hover(page, staff_login):
+    from documents.models import Document
+    from tests.documents.factories import DocumentFactory
+
+    document = DocumentFactory()
+    Document.objects.filter(pk=document.pk).update(created_at=dt.datetime(2026, 3, 1, 12, 34, 56, tzinfo=dt.UTC))
+    staff_login()
+    page.goto(f"{page.base}/admin/documents/document/")
+    cell = page.locator("#result_list td.field-created_at time")
+    assert "13:34:56" in cell.inner_text()  # the page's zone is Europe/Paris: UTC+1 on 1 March
+    assert cell.get_attribute("title") == "2026-03-01 12:34:56 UTC"
+    _no_trouble(page)
