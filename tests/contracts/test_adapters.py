@@ -1,0 +1,54 @@
+"""Every vendor adapter is held to the one adapter contract (integrations/providers.py).
+
+An adapter is a concrete `ProviderAdapter` subclass naming its `provider`.
+Each must name a registry entry, say which SDK exceptions it translates and
+translate them itself, and refuse a call to its provider while that provider
+is not configured (503 provider_not_configured, before the block runs and
+before anything is booked). A new adapter is covered here by existing.
+"""
+
+import pytest
+
+from integrations.errors import ProviderNotConfigured
+from integrations.models import ProviderCall
+from integrations.providers import ProviderAdapter
+from integrations.registry import PROVIDERS
+
+pytestmark = pytest.mark.django_db
+
+
+def _adapters():
+    found, todo = [], list(ProviderAdapter.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.provider and not cls.__module__.startswith(("tests.", "bench.")):
+            found.append(cls)
+    return sorted(found, key=lambda cls: cls.provider)
+
+
+ADAPTERS = _adapters()
+
+
+def test_the_hub_has_the_adapters_it_should():
+    assert {"stripe", "twilio", "s3", "clamav", "email"} <= {cls.provider for cls in ADAPTERS}
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS, ids=lambda cls: cls.__name__)
+def test_an_adapter_names_a_registered_provider_and_translates_its_own_sdk_errors(adapter):
+    assert adapter.provider in PROVIDERS, f"{adapter.__name__}: add {adapter.provider!r} to integrations.registry"
+    assert isinstance(adapter.sdk_errors, tuple) and adapter.sdk_errors, f"{adapter.__name__} names no SDK errors"
+    assert all(isinstance(e, type) and issubclass(e, BaseException) for e in adapter.sdk_errors)
+    assert adapter.translate is not ProviderAdapter.translate, f"{adapter.__name__} must implement translate()"
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS, ids=lambda cls: cls.__name__)
+def test_an_unconfigured_provider_is_refused_before_the_call_runs(adapter, settings):
+    for item in PROVIDERS[adapter.provider].requires:
+        for name in item if isinstance(item, tuple) else (item,):
+            setattr(settings, name, "")
+    ran = []
+    with pytest.raises(ProviderNotConfigured) as refused, adapter().attempt("contract.probe"):
+        ran.append(True)
+    assert refused.value.as_api_error().status == 503 and refused.value.provider == adapter.provider
+    assert ran == [] and not ProviderCall.objects.filter(provider=adapter.provider).exists()
