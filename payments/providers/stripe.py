@@ -8,6 +8,18 @@ plain dicts (the SDK's objects never escape this module).
 The SDK's own retries are off (`max_network_retries=0`): the gateway plus the
 Celery task base are the one retry loop, and every retry of a write reuses
 the same `Idempotency-Key`, so Stripe applies it once.
+
+Why dicts here when other adapters return dataclasses (the adapter contract's
+one exception, decided on purpose): every Stripe object the services read
+reaches them three ways, as the answer to our request, as `data.object` of a
+signed webhook event, and as a page item in reconciliation, and one service
+function applies all three (`payment_apply_intent`, `refund_upsert`,
+`subscription_apply`, `stripe_invoice_apply`). Stripe's API answers in exactly
+the shape its events carry, so the plain dict (`to_dict()`) is that one shape;
+a dataclass would need a second conversion in every webhook handler and the
+reconcile pages, or two code paths per service. What holds instead: no SDK
+object leaves this module, and services read fields with `.get()` (absent is
+None, as in an event from an older API version).
 """
 
 import stripe
