@@ -202,7 +202,13 @@ def run():
             }
         )
         common.redis_delete_prefix("hubbench:1:availability:")
-        with common.gunicorn(workers=2, worker_class="uvicorn_worker.UvicornWorker", port=PORT + 1) as server:
+        with common.gunicorn(
+            workers=2,
+            worker_class="uvicorn_worker.UvicornWorker",
+            app="config.asgi:application",
+            port=PORT + 1,
+            ready_timeout=180,
+        ) as server:
             for r in range(ROUNDS):
                 # Every round's windows are new to the cache: whole hours past the last round's.
                 rounds.append(_measure(server.url, key, users, shift=r * PER_ROUND))
