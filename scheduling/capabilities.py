@@ -1,7 +1,9 @@
 """What each meeting provider can do through the hub (GET /api/v1/scheduling/providers/).
 
-A provider listed as not available has no adapter in the hub yet: asking for it
-answers 422 provider_not_available naming it, never a made-up meeting.
+A capability a provider lacks answers 422 unsupported_by_provider naming it,
+before anything reaches the provider. `needs_grant` names capabilities that
+depend on what the user's connection was granted (the OAuth capability to add):
+without it the hub answers 403 missing_scope naming the scopes, never a guess.
 """
 
 ZOOM = frozenset(
@@ -12,16 +14,46 @@ ZOOM = frozenset(
         "waiting_room",
         "mute_on_entry",
         "auto_recording",
+        "local_recording",
+        "cloud_recordings",
+        "lifecycle_webhooks",
+    }
+)
+# Calendar API conferenceData: a Meet link on an event with attendees. Breakout rooms, the lobby, muting and
+# auto-recording are not settable through Google's APIs.
+GOOGLE_MEET = frozenset({"participants", "cloud_recordings", "transcripts"})
+# Graph: event attendees; the onlineMeeting's lobbyBypassSettings and recordAutomatically. Breakout rooms and
+# mute-on-entry have no Graph API.
+TEAMS = frozenset({"participants", "waiting_room", "auto_recording", "cloud_recordings", "transcripts"})
+WEBEX = frozenset(
+    {
+        "participants",
+        "breakout_rooms",
+        "waiting_room",
+        "mute_on_entry",
+        "auto_recording",
         "cloud_recordings",
         "lifecycle_webhooks",
     }
 )
 
 PROVIDERS = {
-    "zoom": {"registry": "zoom", "available": True, "capabilities": ZOOM},
-    "google_meet": {"registry": "google_meet", "available": False, "capabilities": frozenset()},
-    "teams": {"registry": "teams", "available": False, "capabilities": frozenset()},
-    "webex": {"registry": "webex", "available": False, "capabilities": frozenset()},
+    "zoom": {"registry": "zoom", "available": True, "capabilities": ZOOM, "oauth": None, "needs_grant": {}},
+    "google_meet": {
+        "registry": "google_meet",
+        "available": True,
+        "capabilities": GOOGLE_MEET,
+        "oauth": "google_oauth",
+        "needs_grant": {"cloud_recordings": "meeting_records", "transcripts": "meeting_records"},
+    },
+    "teams": {
+        "registry": "teams",
+        "available": True,
+        "capabilities": TEAMS,
+        "oauth": "microsoft_oauth",
+        "needs_grant": {"cloud_recordings": "meeting_records", "transcripts": "meeting_records"},
+    },
+    "webex": {"registry": "webex", "available": True, "capabilities": WEBEX, "oauth": "webex", "needs_grant": {}},
 }
 
 # What a create/update request asks for, by the capability it needs.
@@ -31,4 +63,6 @@ REQUESTED = {
     "waiting_room": lambda data: (data.get("settings") or {}).get("waiting_room") is not None,
     "mute_on_entry": lambda data: (data.get("settings") or {}).get("mute_on_entry") is not None,
     "auto_recording": lambda data: (data.get("settings") or {}).get("auto_recording") not in (None, "none"),
+    # Recording to the host's own computer is Zoom's alone; the others record to their cloud.
+    "local_recording": lambda data: (data.get("settings") or {}).get("auto_recording") == "local",
 }

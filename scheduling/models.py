@@ -34,8 +34,14 @@ class Meeting(models.Model):
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="meetings")
     provider = models.CharField(max_length=16, choices=Provider.choices)
-    external_id = models.CharField(max_length=128, blank=True)
-    external_uuid = models.CharField(max_length=128, blank=True)
+    # The owner's OAuth connection the meeting lives on (Google Meet, Teams, Webex); Zoom uses the hub's account.
+    connection = models.ForeignKey(
+        "integrations.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="meetings"
+    )
+    # The provider's meeting id (Zoom meeting id, Google/Graph calendar event id, Webex meeting series id) and its
+    # second id where it has one (Zoom uuid, Meet meeting code, Teams onlineMeeting id, Webex meeting number).
+    external_id = models.CharField(max_length=255, blank=True)
+    external_uuid = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     topic = models.CharField(max_length=200)
     agenda = models.TextField(blank=True)
@@ -85,7 +91,7 @@ class MeetingParticipant(models.Model):
 
 class MeetingRecording(models.Model):
     meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="recordings")
-    external_id = models.CharField(max_length=128)
+    external_id = models.CharField(max_length=255)
     file_type = models.CharField(max_length=32, blank=True)
     recording_type = models.CharField(max_length=64, blank=True)
     size_bytes = models.PositiveBigIntegerField(default=0)

@@ -33,6 +33,13 @@ class MeetingCreateSerializer(serializers.Serializer):
     participants = ParticipantInSerializer(many=True, required=False, default=list, max_length=300)
     settings = MeetingSettingsSerializer(required=False, default=dict)
     breakout_rooms = BreakoutRoomSerializer(many=True, required=False, default=list, max_length=50)
+    connection = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Google Meet, Teams, Webex: the id of your OAuth connection to make it on "
+        "(default: your one connection of that provider with the meetings capability).",
+    )
 
 
 class MeetingUpdateSerializer(serializers.Serializer):
@@ -60,6 +67,7 @@ class MeetingSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "provider",
+            "connection",
             "meeting_id",
             "status",
             "topic",
@@ -98,6 +106,12 @@ class RecordingSerializer(serializers.ModelSerializer):
 
 class ProviderSerializer(serializers.Serializer):
     provider = serializers.CharField()
+    connection = serializers.CharField(
+        allow_null=True, help_text="The OAuth provider users connect for it (null: the hub's own account)."
+    )
+    needs_grant = serializers.DictField(
+        child=serializers.CharField(), help_text="Capabilities that need this extra OAuth capability on the connection."
+    )
     available = serializers.BooleanField()
     configured = serializers.BooleanField()
     missing = serializers.ListField(child=serializers.CharField())

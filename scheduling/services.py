@@ -5,6 +5,7 @@ row always carries the provider's real join URL and id; nothing is invented.
 """
 
 import datetime as dt
+import logging
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -12,13 +13,18 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from integrations import registry
-from integrations.errors import DomainError
+from integrations import oauth, registry, webhooks
+from integrations.errors import DomainError, ProviderError
+from integrations.models import Connection
+from integrations.oauth.config import by_registry_name
 from integrations.states import transition
 
 from . import capabilities
 from .models import Meeting, MeetingParticipant, MeetingRecording
-from .providers import zoom
+from .providers import google_meet, teams, webex, zoom
+from .providers.common import MeetingSpec
+
+logger = logging.getLogger(__name__)
 
 _LINK_SALT = "scheduling.recording-link"
 
@@ -52,6 +58,63 @@ def _zone(name):
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise DomainError(400, "invalid", f"time_zone: unknown IANA time zone {name!r}.", field="time_zone") from None
+
+
+def _connection(*, owner, provider, connection_id, capability="meetings"):
+    """The owner's OAuth connection a provider's meeting is made on (None for Zoom, which uses the hub's account).
+
+    Without `connection_id` the owner's one connection of that provider with the capability is used; none or
+    several is a 400 naming `connection`. Another user's connection is 404 (oauth.connection_for).
+    """
+    oauth_provider = capabilities.PROVIDERS[provider]["oauth"]
+    if oauth_provider is None:
+        if connection_id is not None:
+            raise DomainError(
+                400, "invalid", f"connection: {provider} meetings use the hub's own account.", field="connection"
+            )
+        return None
+    cfg = by_registry_name(oauth_provider)
+    if connection_id is None:
+        candidates = [
+            c.pk
+            for c in Connection.objects.filter(owner=owner, provider=oauth_provider).order_by("pk")
+            if capability in (c.capabilities or [])
+        ]
+        if not candidates:
+            raise DomainError(
+                400,
+                "invalid",
+                f"connection: connect a {cfg.label} account with the {capability!r} capability first "
+                f"(POST /api/v1/connections/{cfg.key}/start/).",
+                field="connection",
+            )
+        if len(candidates) > 1:
+            raise DomainError(
+                400,
+                "invalid",
+                f"connection: you have {len(candidates)} {cfg.label} connections; name one ({candidates}).",
+                field="connection",
+            )
+        connection_id = candidates[0]
+    conn = oauth.connection_for(owner=owner, connection_id=connection_id, capability=capability)
+    if conn.provider != oauth_provider:
+        raise DomainError(
+            400, "invalid", f"connection: {connection_id} is not a {cfg.label} connection.", field="connection"
+        )
+    return conn
+
+
+def _meeting_connection(meeting, capability="meetings"):
+    if capabilities.PROVIDERS[meeting.provider]["oauth"] is None:
+        return None
+    if meeting.connection_id is None:
+        raise DomainError(
+            409,
+            "connection_gone",
+            f"The {meeting.provider} connection this meeting was made on was removed; "
+            "connect the account again and manage the meeting at the provider.",
+        )
+    return oauth.connection_for(owner=meeting.owner, connection_id=meeting.connection_id, capability=capability)
 
 
 def _zoom_payload(data):
@@ -90,13 +153,49 @@ def _zoom_payload(data):
     return payload
 
 
-def _stamp(meeting, zm):
-    meeting.external_id = zm.id
-    meeting.external_uuid = zm.uuid
-    meeting.join_url = zm.join_url
-    meeting.passcode = zm.passcode
-    meeting.dial_in = zm.dial_in
-    meeting.raw = zm.raw
+def _stamp(meeting, pm):
+    meeting.external_id = pm.id
+    meeting.external_uuid = pm.uuid
+    meeting.join_url = pm.join_url
+    meeting.passcode = pm.passcode
+    meeting.dial_in = pm.dial_in
+    meeting.raw = pm.raw
+
+
+def _provider_settings(provider, asked):
+    """Settings as the request gave them, minus defaults that ask for nothing (so they reach no provider)."""
+    asked = dict(asked or {})
+    if provider != "zoom":
+        asked.pop("registration", None)
+        if asked.get("auto_recording") == "none":
+            asked.pop("auto_recording")
+    return asked
+
+
+def _create_on_provider(provider, *, owner, conn, data, spec):
+    if provider == "zoom":
+        return zoom.meeting_create(payload=_zoom_payload(data), owner=owner)
+    if provider == "google_meet":
+        return google_meet.meeting_create(conn=conn, spec=spec)
+    if provider == "teams":
+        return teams.meeting_create(conn=conn, spec=spec)
+    created = webex.meeting_create(conn=conn, spec=spec)
+    _webex_webhooks(conn)
+    return created
+
+
+def _webex_webhooks(conn):
+    """Make sure Webex sends this user's meeting events to the hub (needs WEBEX_WEBHOOK_SECRET and APP_URL)."""
+    secrets = webhooks.secrets_from("WEBEX_WEBHOOK_SECRET")
+    if not secrets or not settings.APP_URL:
+        return
+    try:
+        webex.webhooks_ensure(
+            conn=conn, target_url=settings.APP_URL.rstrip("/") + "/webhooks/webex/", secret=secrets[0]
+        )
+    except ProviderError:
+        # The meeting exists at Webex already; the next create tries the registration again.
+        logger.warning("webex webhook registration failed", extra={"connection": conn.pk}, exc_info=True)
 
 
 def meeting_create(
@@ -111,7 +210,8 @@ def meeting_create(
     participants=(),
     meeting_settings=None,
     breakout_rooms=(),
-):  # noqa: E501
+    connection=None,
+):
     data = {
         "topic": topic,
         "start_time": start_time,
@@ -135,13 +235,24 @@ def meeting_create(
                 f"breakout_rooms: {', '.join(strangers)} in room {room['name']!r} is not a participant.",
                 field="breakout_rooms",
             )
-
-    zm = zoom.meeting_create(payload=_zoom_payload(data), owner=owner)
+    conn = _connection(owner=owner, provider=provider, connection_id=connection)
+    spec = MeetingSpec(
+        topic=topic,
+        agenda=agenda,
+        start_time=start_time,
+        duration_minutes=duration_minutes,
+        time_zone=time_zone,
+        participants=tuple(participants),
+        settings=_provider_settings(provider, data["settings"]),
+        breakout_rooms=tuple(breakout_rooms),
+    )
+    pm = _create_on_provider(provider, owner=owner, conn=conn, data=data, spec=spec)
     rooms = {e.lower(): r["name"] for r in breakout_rooms for e in r.get("participants", [])}
     with transaction.atomic():
         meeting = Meeting(
             owner=owner,
             provider=provider,
+            connection=conn,
             topic=topic,
             agenda=agenda,
             start_time=start_time,
@@ -149,7 +260,7 @@ def meeting_create(
             time_zone=time_zone,
             meeting_settings=data["settings"],
         )
-        _stamp(meeting, zm)
+        _stamp(meeting, pm)
         meeting.save()
         for p in participants:
             MeetingParticipant.objects.create(
@@ -158,7 +269,7 @@ def meeting_create(
                 name=p.get("name", ""),
                 breakout_room=rooms.get(p["email"].lower(), ""),
             )
-    if data["settings"].get("registration"):
+    if provider == "zoom" and data["settings"].get("registration"):
         for participant in meeting.participants.all():
             first, _, last = (participant.name or "").partition(" ")
             reg = zoom.registrant_add(
@@ -169,7 +280,33 @@ def meeting_create(
     return meeting
 
 
-def meeting_update(*, meeting, **changes):
+def _update_on_provider(meeting, conn, changes, *, notify=True):
+    if meeting.provider == "zoom":
+        payload = _zoom_payload(changes)
+        payload.pop("type")
+        if payload:
+            zoom.meeting_update(meeting_id=meeting.external_id, payload=payload, owner=meeting.owner)
+        return zoom.meeting_get(meeting_id=meeting.external_id, owner=meeting.owner)
+    timing = {"start_time", "duration_minutes", "time_zone"} & set(changes)
+    spec = MeetingSpec(
+        topic=changes.get("topic"),
+        agenda=changes.get("agenda"),
+        # Calendar events and Webex meetings store a start and an end: a change to either moves both.
+        start_time=changes.get("start_time", meeting.start_time) if timing else None,
+        duration_minutes=changes.get("duration_minutes", meeting.duration_minutes) if timing else None,
+        time_zone=changes.get("time_zone", meeting.time_zone) if timing else None,
+        settings=_provider_settings(meeting.provider, changes.get("settings")),
+    )
+    if meeting.provider == "google_meet":
+        return google_meet.meeting_update(conn=conn, external_id=meeting.external_id, spec=spec, notify=notify)
+    if meeting.provider == "teams":
+        return teams.meeting_update(
+            conn=conn, external_id=meeting.external_id, online_id=meeting.external_uuid, spec=spec
+        )
+    return webex.meeting_update(conn=conn, external_id=meeting.external_id, spec=spec, notify=notify)
+
+
+def meeting_update(*, meeting, notify=True, **changes):
     if meeting.status == Meeting.Status.CANCELLED:
         raise DomainError(409, "meeting_cancelled", "This meeting was cancelled; create a new one.")
     _check_provider(meeting.provider, changes)
@@ -177,11 +314,8 @@ def meeting_update(*, meeting, **changes):
         _zone(changes["time_zone"])
     if "start_time" in changes and changes["start_time"] <= timezone.now():
         raise DomainError(400, "invalid", "start_time: a meeting must start in the future.", field="start_time")
-    payload = _zoom_payload(changes)
-    payload.pop("type")
-    if payload:
-        zoom.meeting_update(meeting_id=meeting.external_id, payload=payload, owner=meeting.owner)
-    fresh = zoom.meeting_get(meeting_id=meeting.external_id, owner=meeting.owner)
+    conn = _meeting_connection(meeting)
+    fresh = _update_on_provider(meeting, conn, changes, notify=notify)
     for name in ("topic", "agenda", "start_time", "duration_minutes", "time_zone"):
         if name in changes:
             setattr(meeting, name, changes[name])
@@ -193,10 +327,18 @@ def meeting_update(*, meeting, **changes):
 
 
 def meeting_cancel(*, meeting, notify=True):
-    """Delete it on the provider (which tells registrants when `notify`), then mark it cancelled. Idempotent."""
+    """Delete it on the provider (which tells participants when `notify`), then mark it cancelled. Idempotent."""
     if meeting.status == Meeting.Status.CANCELLED:
         return meeting
-    zoom.meeting_delete(meeting_id=meeting.external_id, notify=notify, owner=meeting.owner)
+    conn = _meeting_connection(meeting)
+    if meeting.provider == "zoom":
+        zoom.meeting_delete(meeting_id=meeting.external_id, notify=notify, owner=meeting.owner)
+    elif meeting.provider == "google_meet":
+        google_meet.meeting_cancel(conn=conn, external_id=meeting.external_id, notify=notify)
+    elif meeting.provider == "teams":
+        teams.meeting_cancel(conn=conn, external_id=meeting.external_id, notify=notify)
+    else:
+        webex.meeting_cancel(conn=conn, external_id=meeting.external_id, notify=notify)
     transition(Meeting, meeting.pk, Meeting.Status.CANCELLED)
     meeting.refresh_from_db()
     return meeting
@@ -231,7 +373,19 @@ def recordings_upsert(*, meeting, files):
 
 
 def recordings_refresh(*, meeting):
-    recordings_upsert(meeting=meeting, files=zoom.recordings_list(meeting_id=meeting.external_id, owner=meeting.owner))
+    """Ask the provider for the meeting's recordings (and transcripts) and book them; the booked list."""
+    spec = capabilities.PROVIDERS[meeting.provider]
+    # Meet and Teams recordings need a grant beyond making meetings: 403 missing_scope names it otherwise.
+    conn = _meeting_connection(meeting, spec["needs_grant"].get("cloud_recordings", "meetings"))
+    if meeting.provider == "zoom":
+        files = zoom.recordings_list(meeting_id=meeting.external_id, owner=meeting.owner)
+    elif meeting.provider == "google_meet":
+        files = google_meet.recordings_list(conn=conn, meeting_code=meeting.external_uuid)
+    elif meeting.provider == "teams":
+        files = teams.recordings_list(conn=conn, online_id=meeting.external_uuid) if meeting.external_uuid else []
+    else:
+        files = webex.recordings_list(conn=conn, external_id=meeting.external_id)
+    recordings_upsert(meeting=meeting, files=files)
     return list(meeting.recordings.all())
 
 
@@ -253,7 +407,24 @@ def recording_from_token(token):
 
 
 def recording_open(*, recording):
-    return zoom.recording_stream(download_url=recording.download_url, owner=recording.meeting.owner)
+    meeting = recording.meeting
+    if meeting.provider == "zoom":
+        return zoom.recording_stream(download_url=recording.download_url, owner=meeting.owner)
+    if meeting.provider == "google_meet":
+        # Meet writes recordings to the organizer's Drive; reading them needs a Drive grant the hub does not ask for.
+        raise DomainError(
+            422,
+            "unsupported_by_provider",
+            "Google Meet keeps recordings as files in the organizer's Google Drive; open drive_url.",
+            provider="google_meet",
+            capability="recording_download",
+            drive_url=recording.download_url,
+        )
+    capability = capabilities.PROVIDERS[meeting.provider]["needs_grant"].get("cloud_recordings", "meetings")
+    conn = _meeting_connection(meeting, capability)
+    if meeting.provider == "teams":
+        return teams.recording_stream(conn=conn, download_url=recording.download_url)
+    return webex.recording_stream(conn=conn, download_url=recording.download_url)
 
 
 # --- webhooks ---------------------------------------------------------------------------

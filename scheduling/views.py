@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from integrations import registry
 from integrations.api.idempotency import idempotent
 from integrations.api.ratelimit import ratelimit
+from integrations.oauth.config import by_registry_name
 
 from . import availability, capabilities, services
 from .models import Meeting
@@ -37,6 +38,8 @@ class ProviderListView(APIView):
                     "configured": spec["available"] and not missing,
                     "missing": missing,
                     "capabilities": sorted(spec["capabilities"]),
+                    "connection": by_registry_name(spec["oauth"]).key if spec["oauth"] else None,
+                    "needs_grant": spec["needs_grant"],
                 }
             )
         return Response(ProviderSerializer(rows, many=True).data)

@@ -1,6 +1,6 @@
 """Video meetings (Zoom, Webex; Meet and Teams ride on the Google and Microsoft OAuth clients)."""
 
-from ._env import env
+from ._env import env, provider_defaults
 
 # Zoom: a Server-to-Server OAuth app (Zoom App Marketplace -> Develop -> Server-to-Server OAuth).
 ZOOM_ACCOUNT_ID = env.str("ZOOM_ACCOUNT_ID", default="")
@@ -30,3 +30,22 @@ AVAILABILITY_MAX_WINDOW_DAYS = env.int("AVAILABILITY_MAX_WINDOW_DAYS", default=3
 AVAILABILITY_MAX_USERS = env.int("AVAILABILITY_MAX_USERS", default=20)
 # How long a question may wait for an outbound rate token before answering 503 with Retry-After.
 AVAILABILITY_RATE_WAIT_SECONDS = env.float("AVAILABILITY_RATE_WAIT_SECONDS", default=1.0)
+# Webex: an OAuth integration (developer.webex.com -> My Webex Apps -> Create an Integration); users connect
+# their own Webex account through /api/v1/connections/webex/start/.
+WEBEX_API_BASE = env.str("WEBEX_API_BASE", default="https://webexapis.com/v1").rstrip("/")
+# The secret the hub gives Webex when it registers its webhooks; Webex signs each delivery with it
+# (X-Spark-Signature, HMAC-SHA1 of the body). Comma-separated while a rotation overlaps (newest first).
+WEBEX_WEBHOOK_SECRET = env.str("WEBEX_WEBHOOK_SECRET", default="")
+
+# Google Meet and Teams ride on the Google and Microsoft OAuth connections (config/settings/oauth.py); Meet's
+# Calendar calls use GOOGLE_CALENDAR_API_BASE above. Meet REST API base with its path ("" = Google's), for an emulator.
+GOOGLE_MEET_API_BASE = env.str("GOOGLE_MEET_API_BASE", default="")
+
+provider_defaults(
+    RATE_LIMITS={
+        # Calendar API: 600 requests per minute per user by default.
+        "google_meet": {"requests": {"rate": 10, "burst": 20}},
+        # Graph: the calendar/onlineMeetings budget of a mailbox is the same as mail's (4 concurrent, 10k per 10 min).
+        "teams": {"requests": {"rate": 4, "burst": 10}},
+    }
+)

@@ -135,6 +135,8 @@ register(
             "calendar": (f"{GOOGLE_CALENDAR}events", f"{GOOGLE_CALENDAR}readonly"),
             # Meet links are created as conferenceData on calendar events.
             "meetings": (f"{GOOGLE_CALENDAR}events",),
+            # Meet REST API v2: conference records, their recordings and transcripts.
+            "meeting_records": ("https://www.googleapis.com/auth/meetings.space.readonly",),
         },
     )
 )
@@ -156,7 +158,9 @@ register(
         capabilities={
             "mail": ("Mail.ReadWrite", "Mail.Send"),
             "calendar": ("Calendars.ReadWrite",),
-            "meetings": ("OnlineMeetings.ReadWrite",),
+            # A Teams meeting is an event with isOnlineMeeting (it sends the invitations); its lobby is the onlineMeeting.
+            "meetings": ("OnlineMeetings.ReadWrite", "Calendars.ReadWrite"),
+            "meeting_records": ("OnlineMeetingRecording.Read.All", "OnlineMeetingTranscript.Read.All"),
         },
         scope_prefixes=("https://graph.microsoft.com/",),
     )

@@ -23,6 +23,8 @@ from integrations import gateway
 from integrations.errors import PermanentError, ProviderTimeout, ProviderUnavailable, error_from_http
 from integrations.providers import ProviderAdapter, credentials_key
 
+from .common import RecordingFile
+
 PROVIDER = "zoom"
 # Zoom's code for "Meeting does not exist": deleting what is already gone is success.
 MEETING_NOT_FOUND = 3001
@@ -46,17 +48,6 @@ class ZoomMeeting:
 class Registrant:
     id: str
     join_url: str
-
-
-@dataclass(frozen=True)
-class RecordingFile:
-    id: str
-    file_type: str
-    recording_type: str
-    size_bytes: int
-    download_url: str
-    recording_start: str
-    recording_end: str
 
 
 class ZoomAdapter(ProviderAdapter):

@@ -19,3 +19,90 @@ def zoom(settings):
     with respx.mock(assert_all_called=False) as router:
         fake.routes(router)
         yield fake
+
+
+def _connection(owner, provider, account, token, scopes, capabilities=("meetings",)):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.integrations.factories import ConnectionFactory
+
+    return ConnectionFactory(
+        owner=owner,
+        provider=provider,
+        account=account,
+        capabilities=list(capabilities),
+        scopes=list(scopes),
+        access_token=token,
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+
+
+@pytest.fixture
+def graph(settings):
+    """Microsoft configured, Graph answered by the fake at httpx's transport."""
+    from .fakes import GRAPH, FakeGraph
+
+    settings.MICROSOFT_CLIENT_ID, settings.MICROSOFT_CLIENT_SECRET = "ms-client-id", "ms-client-secret"
+    settings.GRAPH_API_BASE = GRAPH
+    fake = FakeGraph()
+    with respx.mock(assert_all_called=False) as router:
+        fake.routes(router)
+        yield fake
+
+
+@pytest.fixture
+def teams_conn(user, graph):
+    return _connection(
+        user,
+        "microsoft_oauth",
+        "grace@contoso.com",
+        graph.token,
+        ["OnlineMeetings.ReadWrite", "Calendars.ReadWrite", "User.Read"],
+    )
+
+
+@pytest.fixture
+def webex_api(settings):
+    from .fakes import WEBEX, FakeWebex
+
+    settings.WEBEX_CLIENT_ID, settings.WEBEX_CLIENT_SECRET = "webex-client-id", "webex-client-secret"
+    settings.WEBEX_API_BASE = WEBEX
+    settings.WEBEX_WEBHOOK_SECRET = "webex-webhook-secret"
+    settings.APP_URL = "https://hub.example.com"
+    fake = FakeWebex()
+    with respx.mock(assert_all_called=False) as router:
+        fake.routes(router)
+        yield fake
+
+
+@pytest.fixture
+def webex_conn(user, webex_api):
+    from scheduling.oauth_providers import WEBEX_MEETINGS
+
+    return _connection(user, "webex", "ana@webex.example", webex_api.token, ["spark:people_read", *WEBEX_MEETINGS])
+
+
+@pytest.fixture
+def google(settings, monkeypatch):
+    """Google configured; Calendar and Meet answered by the fake httplib2 transport."""
+    import httplib2
+
+    from .fakes import FakeGoogle
+
+    settings.GOOGLE_CLIENT_ID, settings.GOOGLE_CLIENT_SECRET = "google-client-id", "google-client-secret"
+    fake = FakeGoogle()
+    monkeypatch.setattr(httplib2, "Http", fake)
+    return fake
+
+
+@pytest.fixture
+def meet_conn(user, google):
+    return _connection(
+        user,
+        "google_oauth",
+        "ada@example.com",
+        google.token,
+        ["https://www.googleapis.com/auth/calendar.events", "openid"],
+    )

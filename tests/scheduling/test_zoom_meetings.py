@@ -98,10 +98,10 @@ def test_bad_input_is_a_400_naming_the_field_and_nothing_reaches_zoom(user_clien
     assert zoom.requests == [] and not Meeting.objects.exists()
 
 
-def test_a_provider_the_hub_has_no_adapter_for_is_422_not_a_fake_meeting(user_client, zoom, settings):
+def test_a_provider_on_a_users_connection_without_one_is_400_not_a_fake_meeting(user_client, zoom, settings):
     settings.WEBEX_CLIENT_ID = settings.WEBEX_CLIENT_SECRET = "x"
     response = user_client.post(URL, body(provider="webex"), format="json")
-    assert response.status_code == 422 and response.json()["error"] == "provider_not_available"
+    assert response.status_code == 400 and "connection" in response.json()["detail"]
     assert not Meeting.objects.exists()
 
 
@@ -171,7 +171,9 @@ def test_recordings_are_listed_with_short_lived_hub_links_that_stream_the_file(u
 def test_providers_lists_capabilities_and_configuration(user_client, zoom):
     rows = {r["provider"]: r for r in user_client.get("/api/v1/scheduling/providers/").json()}
     assert rows["zoom"]["configured"] and "breakout_rooms" in rows["zoom"]["capabilities"]
-    assert rows["teams"]["available"] is False and rows["teams"]["configured"] is False
+    assert rows["teams"]["available"] is True and rows["teams"]["configured"] is False
+    assert rows["teams"]["connection"] == "microsoft" and "breakout_rooms" not in rows["teams"]["capabilities"]
+    assert rows["google_meet"]["needs_grant"]["cloud_recordings"] == "meeting_records"
 
 
 def test_zoom_unreachable_is_a_502_with_retry_after_and_a_failed_call_row(user_client, zoom):

@@ -1,0 +1,251 @@
+"""Google Meet over google-api-python-client: the only module that speaks Calendar and Meet for meetings.
+
+A Meet meeting is a Google Calendar event on the user's primary calendar with
+`conferenceData.createRequest` (`conferenceSolutionKey.type = hangoutsMeet`,
+inserted with `conferenceDataVersion=1`); the attendees are the participants,
+and `sendUpdates=all` makes Google mail them the invitation, every change and
+the cancellation. Google may answer with the conference still `pending`; the
+event is then read back once, and a link Google has not given stays empty,
+never invented.
+
+Recordings and transcripts come from the Meet REST API v2 (`conferenceRecords`
+found by the space's meeting code, then `.../recordings` and
+`.../transcripts`): it needs `meetings.space.readonly`, which a connection has
+only when the user granted the `meeting_records` capability; without it the
+hub says so (403 missing_scope) instead of calling.
+
+Services are built from the library's bundled discovery documents (no
+discovery request) over google-auth-httplib2 with the connection's fresh token
+(no refresh token inside: the library never refreshes behind the hub's lock).
+GOOGLE_CALENDAR_API_BASE / GOOGLE_MEET_API_BASE point them at an emulator.
+`execute(num_retries=0)`: the gateway and the task base are the one retry loop.
+"""
+
+import json
+import uuid
+
+import google_auth_httplib2
+import httplib2
+from django.conf import settings
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+
+from integrations import gateway, oauth
+from integrations.errors import PermanentError, ProviderTimeout, ProviderUnavailable, error_from_http
+from integrations.providers import ProviderAdapter
+
+from .common import ProviderMeeting, RecordingFile, utc_z
+
+PROVIDER = "google_meet"
+MEET_READONLY = "https://www.googleapis.com/auth/meetings.space.readonly"
+# 403s Google uses for per-user rate limits (retryable, a 429 to us).
+RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
+
+httplib2.RETRIES = 1  # httplib2 retries a failed connection once by default; ours is the only retry loop
+
+
+def _reason(content):
+    try:
+        error = json.loads(content).get("error", {})
+    except (ValueError, AttributeError, TypeError):
+        return "", ""
+    if not isinstance(error, dict):
+        return "", ""
+    errors = error.get("errors") or [{}]
+    return errors[0].get("reason", "") or error.get("status", ""), error.get("message", "")
+
+
+def translate_http_error(exc):
+    status = int(exc.resp.status)
+    reason, message = _reason(exc.content)
+    if status == 403 and reason in RATE_REASONS:
+        status = 429
+    return error_from_http(PROVIDER, status, headers=dict(exc.resp), code=reason or None, message=message)
+
+
+class GoogleMeetAdapter(ProviderAdapter):
+    provider = PROVIDER
+    sdk_errors = (HttpError, httplib2.HttpLib2Error, TimeoutError, OSError)
+
+    def translate(self, exc):
+        if isinstance(exc, HttpError):
+            return translate_http_error(exc)
+        if isinstance(exc, TimeoutError):
+            return ProviderTimeout(PROVIDER, "Google did not answer in time")
+        return ProviderUnavailable(PROVIDER, f"connection to Google failed ({type(exc).__name__})")
+
+
+MEET = GoogleMeetAdapter()
+
+
+def _http(conn):
+    creds = oauth.google_credentials(connection=conn)
+    return google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=gateway.timeout_for(PROVIDER)))
+
+
+def _service(conn, api, version, base):
+    options = {"api_endpoint": base.rstrip("/") + "/"} if base else None
+    return build(api, version, http=_http(conn), client_options=options, static_discovery=True, cache_discovery=False)
+
+
+def calendar(conn):
+    return _service(conn, "calendar", "v3", settings.GOOGLE_CALENDAR_API_BASE)
+
+
+def meet(conn):
+    return _service(conn, "meet", "v2", settings.GOOGLE_MEET_API_BASE)
+
+
+def _execute(conn, operation, request):
+    with MEET.attempt(operation, owner=conn.owner_id, scope=f"user:{conn.pk}") as att:
+        result = request.execute(num_retries=0)
+        att.record(http_status=200, units={"requests": 1})
+    return result
+
+
+def _event_body(spec):
+    body = {}
+    if spec.topic is not None:
+        body["summary"] = spec.topic
+    if spec.agenda is not None:
+        body["description"] = spec.agenda
+    if spec.start_time is not None:
+        body["start"] = {"dateTime": utc_z(spec.start_time), "timeZone": spec.time_zone or "UTC"}
+    if spec.end_time is not None:
+        body["end"] = {"dateTime": utc_z(spec.end_time), "timeZone": spec.time_zone or "UTC"}
+    if spec.participants:
+        body["attendees"] = [
+            {"email": p["email"], **({"displayName": p["name"]} if p.get("name") else {})} for p in spec.participants
+        ]
+    return body
+
+
+def _meeting(event):
+    conference = event.get("conferenceData") or {}
+    video = next((e for e in conference.get("entryPoints") or [] if e.get("entryPointType") == "video"), {})
+    dial_in = [
+        {
+            "country": e.get("regionCode", ""),
+            "number": e.get("label") or e.get("uri", "").removeprefix("tel:"),
+            "type": "toll",
+            "pin": e.get("pin", ""),
+        }
+        for e in conference.get("entryPoints") or []
+        if e.get("entryPointType") == "phone"
+    ]
+    return ProviderMeeting(
+        id=event["id"],
+        uuid=conference.get("conferenceId") or video.get("meetingCode") or "",
+        join_url=video.get("uri") or event.get("hangoutLink") or "",
+        passcode=video.get("passcode") or video.get("password") or "",
+        dial_in=dial_in,
+        raw=event,
+    )
+
+
+def _pending(event):
+    status = (((event.get("conferenceData") or {}).get("createRequest") or {}).get("status") or {}).get("statusCode")
+    return status == "pending"
+
+
+def meeting_create(*, conn, spec, notify=True):
+    body = _event_body(spec)
+    body["conferenceData"] = {
+        "createRequest": {"requestId": uuid.uuid4().hex, "conferenceSolutionKey": {"type": "hangoutsMeet"}}
+    }
+    events = calendar(conn).events()
+    event = _execute(
+        conn,
+        "event.insert",
+        events.insert(
+            calendarId="primary", body=body, conferenceDataVersion=1, sendUpdates="all" if notify else "none"
+        ),
+    )
+    if _pending(event):
+        event = _execute(conn, "event.get", calendar(conn).events().get(calendarId="primary", eventId=event["id"]))
+    return _meeting(event)
+
+
+def meeting_update(*, conn, external_id, spec, notify=True):
+    body = _event_body(spec)
+    events = calendar(conn).events()
+    if body:
+        event = _execute(
+            conn,
+            "event.patch",
+            events.patch(
+                calendarId="primary",
+                eventId=external_id,
+                body=body,
+                conferenceDataVersion=1,
+                sendUpdates="all" if notify else "none",
+            ),
+        )
+    else:
+        event = _execute(conn, "event.get", events.get(calendarId="primary", eventId=external_id))
+    return _meeting(event)
+
+
+def meeting_cancel(*, conn, external_id, notify=True):
+    """Delete the event; `sendUpdates=all` mails the attendees the cancellation. Gone already (404/410) = done."""
+    try:
+        _execute(
+            conn,
+            "event.delete",
+            calendar(conn)
+            .events()
+            .delete(calendarId="primary", eventId=external_id, sendUpdates="all" if notify else "none"),
+        )
+    except PermanentError as exc:
+        if exc.http_status in (404, 410):
+            return False
+        raise
+    return True
+
+
+def recordings_list(*, conn, meeting_code):
+    """Recordings and transcripts of every conference held in the meeting's space (Meet REST API v2)."""
+    if not meeting_code:
+        return []
+    api = meet(conn)
+    records = _execute(
+        conn,
+        "conferenceRecords.list",
+        api.conferenceRecords().list(filter=f'space.meeting_code = "{meeting_code}"'),
+    )
+    files = []
+    for record in records.get("conferenceRecords") or []:
+        parent = record["name"]
+        found = _execute(conn, "recordings.list", api.conferenceRecords().recordings().list(parent=parent))
+        for r in found.get("recordings") or []:
+            drive = r.get("driveDestination") or {}
+            if r.get("state") != "FILE_GENERATED" or not drive.get("exportUri"):
+                continue
+            files.append(
+                RecordingFile(
+                    id=r["name"],
+                    file_type="MP4",
+                    recording_type="recording",
+                    size_bytes=0,
+                    download_url=drive["exportUri"],
+                    recording_start=r.get("startTime", ""),
+                    recording_end=r.get("endTime", ""),
+                )
+            )
+        found = _execute(conn, "transcripts.list", api.conferenceRecords().transcripts().list(parent=parent))
+        for t in found.get("transcripts") or []:
+            docs = t.get("docsDestination") or {}
+            if t.get("state") != "FILE_GENERATED" or not docs.get("exportUri"):
+                continue
+            files.append(
+                RecordingFile(
+                    id=t["name"],
+                    file_type="DOC",
+                    recording_type="transcript",
+                    size_bytes=0,
+                    download_url=docs["exportUri"],
+                    recording_start=t.get("startTime", ""),
+                    recording_end=t.get("endTime", ""),
+                )
+            )
+    return files
