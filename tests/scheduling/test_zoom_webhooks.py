@@ -78,6 +78,26 @@ class TestVerification:
         assert response.json() == {"plainToken": "qgg8vlvZRS6UYooatFL8Aw", "encryptedToken": expected}
         assert not WebhookEvent.objects.exists()
 
+    def test_during_a_rotation_the_challenge_is_answered_with_the_token_that_signed_it(self, client, zoom, settings):
+        settings.ZOOM_WEBHOOK_SECRET_TOKEN = f"new_token,{zoom.webhook_secret}"
+        body = json.dumps({"event": "endpoint.url_validation", "payload": {"plainToken": "abc"}}).encode()
+        ts = str(int(time.time()))
+        response = client.post(
+            URL, body, content_type="application/json",
+            HTTP_X_ZM_SIGNATURE=sign(body, zoom.webhook_secret, ts), HTTP_X_ZM_REQUEST_TIMESTAMP=ts,
+        )  # fmt: skip
+        expected = hmac.new(zoom.webhook_secret.encode(), b"abc", hashlib.sha256).hexdigest()
+        assert response.status_code == 200 and response.json()["encryptedToken"] == expected
+
+    def test_a_stale_url_validation_is_refused(self, client, zoom):
+        body = json.dumps({"event": "endpoint.url_validation", "payload": {"plainToken": "abc"}}).encode()
+        ts = str(int(time.time()) - 3600)
+        response = client.post(
+            URL, body, content_type="application/json",
+            HTTP_X_ZM_SIGNATURE=sign(body, zoom.webhook_secret, ts), HTTP_X_ZM_REQUEST_TIMESTAMP=ts,
+        )  # fmt: skip
+        assert response.status_code == 403 and response.json()["error"] == "stale_signature"
+
     def test_an_unsigned_url_validation_is_refused(self, client, zoom):
         body = json.dumps({"event": "endpoint.url_validation", "payload": {"plainToken": "abc"}}).encode()
         response = client.post(URL, body, content_type="application/json")
@@ -85,7 +105,7 @@ class TestVerification:
 
     def test_a_bad_signature_is_403_and_stores_nothing(self, deliver, meeting):
         response = deliver("meeting.started", {"id": 85746065001}, secret="wrong")
-        assert response.status_code == 403 and response.json()["error"] == "invalid_signature"
+        assert response.status_code == 403 and response.json()["error"] == "bad_signature"
         assert not WebhookEvent.objects.exists()
 
     def test_a_missing_signature_is_403(self, deliver, meeting):

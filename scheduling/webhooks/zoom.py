@@ -1,6 +1,8 @@
 """Zoom's webhooks: verified, stored once in the inbox, then applied to meetings.
 
-Verification (https://developers.zoom.us/docs/api/webhooks/): Zoom signs
+Verification (https://developers.zoom.us/docs/api/webhooks/), a WebhookVerifier
+(the shared checks and status policy; ZOOM_WEBHOOK_SECRET_TOKEN may hold two
+tokens, comma-separated, while a rotation overlaps): Zoom signs
 `v0:{x-zm-request-timestamp}:{raw body}` with HMAC-SHA256 keyed by the app's
 Secret Token and sends `x-zm-signature: v0=<hex>`. A delivery older than
 ZOOM_WEBHOOK_TOLERANCE_SECONDS is a replay (403). The `endpoint.url_validation`
@@ -14,9 +16,7 @@ never reopens a meeting that ended or was cancelled, and participant times only
 ever widen the attendance window. A meeting the hub did not create is ignored.
 """
 
-import datetime as dt
 import hashlib
-import time
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -26,6 +26,8 @@ from integrations.webhooks import (
     InboundEvent,
     WebhookIgnored,
     WebhookRejected,
+    WebhookVerifier,
+    epoch_datetime,
     hmac_sha256_hex,
     json_body,
     receive_webhook,
@@ -33,48 +35,64 @@ from integrations.webhooks import (
     signatures_match,
     webhook_handler,
     webhook_ordering_key,
-    webhook_secret,
+    webhook_verifier,
 )
 
-from . import services
-from .models import Meeting
-from .providers import zoom
+from .. import services
+from ..models import Meeting
+from ..providers import zoom
 
 PROVIDER = "zoom"
 
 
-def _check_signature(request):
-    secret = webhook_secret("ZOOM_WEBHOOK_SECRET_TOKEN")
-    stamp = request.headers.get("x-zm-request-timestamp", "")
-    received = request.headers.get("x-zm-signature", "")
-    if not stamp or not received:
-        raise WebhookRejected(403, "missing_signature", "x-zm-signature and x-zm-request-timestamp are required.")
-    try:
-        age = abs(time.time() - int(stamp))
-    except ValueError:
-        raise WebhookRejected(403, "invalid_signature", "x-zm-request-timestamp is not a Unix time.") from None
-    expected = "v0=" + hmac_sha256_hex(secret, b"v0:" + stamp.encode() + b":" + request.body)
-    if not signatures_match(expected, received):
-        raise WebhookRejected(403, "invalid_signature", "The x-zm-signature does not match this body.")
-    if age > settings.ZOOM_WEBHOOK_TOLERANCE_SECONDS:
-        raise WebhookRejected(403, "stale_signature", "The delivery is older than the hub accepts; it may be a replay.")
-    return secret
+class ZoomVerifier(WebhookVerifier):
+    """`x-zm-signature: v0=<hex HMAC-SHA256(secret, "v0:{x-zm-request-timestamp}:{body}")>`; a replay window."""
+
+    provider = PROVIDER
+    secret_setting = "ZOOM_WEBHOOK_SECRET_TOKEN"
+    signature_header = "x-zm-signature"
+    content_types = ("application/json",)
+
+    @property
+    def tolerance_seconds(self):
+        return settings.ZOOM_WEBHOOK_TOLERANCE_SECONDS
+
+    def signature_matches(self, request, signature, secret):
+        stamp = request.headers.get("x-zm-request-timestamp", "")
+        if not stamp:
+            return False
+        expected = "v0=" + hmac_sha256_hex(secret, b"v0:" + stamp.encode() + b":" + request.body)
+        return signatures_match(expected, signature)
+
+    def signed_at(self, request, signature):
+        try:
+            return int(request.headers.get("x-zm-request-timestamp", ""))
+        except ValueError:
+            return None
+
+    def matching_secret(self, request):
+        """The configured secret that signed this request (the URL validation answers with it), or None."""
+        signature = request.headers.get(self.signature_header, "")
+        return next((s for s in self.secrets() if signature and self.signature_matches(request, signature, s)), None)
+
+    def parse(self, request):
+        body = json_body(request)
+        event, payload = body.get("event"), body.get("payload")
+        if not isinstance(event, str) or not isinstance(payload, dict):
+            raise WebhookRejected(400, "malformed_body", "A Zoom event has an `event` name and a `payload` object.")
+        ts = body.get("event_ts")
+        return InboundEvent(
+            # Zoom events carry no id of their own; a redelivery is the same body.
+            event_id=hashlib.sha256(request.body).hexdigest(),
+            type=event,
+            payload=body,
+            occurred_at=epoch_datetime(ts / 1000) if isinstance(ts, int) and not isinstance(ts, bool) else None,
+            headers=safe_headers(request, ["x-zm-request-timestamp", "x-zm-signature", "x-zm-trackingid"]),
+        )
 
 
-def verify_zoom(request):
-    _check_signature(request)
-    body = json_body(request)
-    event, payload = body.get("event"), body.get("payload")
-    if not isinstance(event, str) or not isinstance(payload, dict):
-        raise WebhookRejected(400, "malformed_body", "A Zoom event has an `event` name and a `payload` object.")
-    ts = body.get("event_ts")
-    return InboundEvent(
-        event_id=hashlib.sha256(request.body).hexdigest(),
-        type=event,
-        payload=body,
-        occurred_at=dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC) if isinstance(ts, int) else None,
-        headers=safe_headers(request, ["x-zm-request-timestamp", "x-zm-signature", "x-zm-trackingid"]),
-    )
+VERIFIER = ZoomVerifier()
+verify_zoom = webhook_verifier(PROVIDER)(VERIFIER)
 
 
 @csrf_exempt
@@ -82,12 +100,12 @@ def zoom_webhook(request):
     """POST /webhooks/zoom/: the URL validation challenge is answered here; every other event goes to the inbox."""
     if request.method == "POST" and b"endpoint.url_validation" in request.body[:200]:
         try:
-            secret = _check_signature(request)
-            body = json_body(request)
+            event = VERIFIER(request)  # the same checks, in the same order, as any delivery
         except WebhookRejected as exc:
             return JsonResponse({"error": exc.code, "detail": exc.detail}, status=exc.status)
-        plain = (body.get("payload") or {}).get("plainToken")
-        if body.get("event") == "endpoint.url_validation" and isinstance(plain, str) and plain:
+        plain = (event.payload.get("payload") or {}).get("plainToken")
+        secret = VERIFIER.matching_secret(request)
+        if event.type == "endpoint.url_validation" and isinstance(plain, str) and plain and secret:
             return JsonResponse({"plainToken": plain, "encryptedToken": hmac_sha256_hex(secret, plain)})
     return receive_webhook(request, provider=PROVIDER, verify=verify_zoom)
 
