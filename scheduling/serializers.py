@@ -34,6 +34,8 @@ class MeetingCreateSerializer(serializers.Serializer):
     settings = MeetingSettingsSerializer(required=False, default=dict)
     breakout_rooms = BreakoutRoomSerializer(many=True, required=False, default=list, max_length=50)
     connection = serializers.IntegerField(
+        min_value=1,
+        max_value=2**63 - 1,
         required=False,
         allow_null=True,
         default=None,
