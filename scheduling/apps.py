@@ -6,4 +6,4 @@ class SchedulingConfig(AppConfig):
     verbose_name = "Scheduling (calendar, video)"
 
     def ready(self):
-        from . import oauth_providers  # noqa: F401 - registers Webex with the connections flow
+        from . import consistency, oauth_providers  # noqa: F401 - the calendar hook; Webex in the connections flow

@@ -38,6 +38,13 @@ class Meeting(models.Model):
     connection = models.ForeignKey(
         "integrations.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="meetings"
     )
+    # A calendar event the meeting is attached to (issue 19 point 6), by the provider's ids: the connection the
+    # calendar belongs to and the event's id there. Moving or cancelling that event moves or cancels the meeting.
+    # (Google Meet and Teams meetings are calendar events themselves: `connection` + `external_id`.)
+    calendar_connection = models.ForeignKey(
+        "integrations.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    calendar_event_id = models.CharField(max_length=255, blank=True)
     # The provider's meeting id (Zoom meeting id, Google/Graph calendar event id, Webex meeting series id) and its
     # second id where it has one (Zoom uuid, Meet meeting code, Teams onlineMeeting id, Webex meeting number).
     external_id = models.CharField(max_length=255, blank=True)
@@ -66,6 +73,7 @@ class Meeting(models.Model):
                 fields=["provider", "external_id"], condition=~Q(external_id=""), name="meeting_unique_external"
             )
         ]
+        indexes = [models.Index(fields=["calendar_connection", "calendar_event_id"], name="meeting_calendar_event")]
 
     def __str__(self):
         return f"{self.provider} {self.external_id or '-'} {self.topic}"

@@ -23,6 +23,13 @@ class MeetingSettingsSerializer(serializers.Serializer):
     )
 
 
+class CalendarEventRefSerializer(serializers.Serializer):
+    connection = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, help_text="Your Google or Microsoft connection."
+    )
+    event_id = serializers.CharField(max_length=255, help_text="The event's id at Google Calendar or Graph.")
+
+
 class MeetingCreateSerializer(serializers.Serializer):
     provider = serializers.ChoiceField(choices=sorted(capabilities.PROVIDERS))
     topic = serializers.CharField(max_length=200)
@@ -41,6 +48,12 @@ class MeetingCreateSerializer(serializers.Serializer):
         default=None,
         help_text="Google Meet, Teams, Webex: the id of your OAuth connection to make it on "
         "(default: your one connection of that provider with the meetings capability).",
+    )
+    calendar_event = CalendarEventRefSerializer(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Zoom, Webex: a calendar event to attach to; moving or cancelling it moves or cancels the meeting.",
     )
 
 
@@ -63,6 +76,7 @@ class MeetingSerializer(serializers.ModelSerializer):
     participants = ParticipantSerializer(many=True, read_only=True)
     meeting_id = serializers.CharField(source="external_id", read_only=True)
     settings = serializers.JSONField(source="meeting_settings", read_only=True)
+    calendar_event = serializers.SerializerMethodField()
 
     class Meta:
         model = Meeting
@@ -81,12 +95,20 @@ class MeetingSerializer(serializers.ModelSerializer):
             "passcode",
             "dial_in",
             "settings",
+            "calendar_event",
             "participants",
             "started_at",
             "ended_at",
             "created_at",
         ]
         read_only_fields = fields
+
+    def get_calendar_event(self, obj) -> dict | None:
+        if obj.provider in ("google_meet", "teams") and obj.connection_id:
+            return {"connection": obj.connection_id, "event_id": obj.external_id}
+        if obj.calendar_event_id and obj.calendar_connection_id:
+            return {"connection": obj.calendar_connection_id, "event_id": obj.calendar_event_id}
+        return None
 
 
 class RecordingSerializer(serializers.ModelSerializer):

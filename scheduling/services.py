@@ -104,6 +104,25 @@ def _connection(*, owner, provider, connection_id, capability="meetings"):
     return conn
 
 
+def _calendar_connection(*, owner, provider, ref):
+    """The Google/Microsoft connection of the calendar event a Zoom or Webex meeting attaches to (None: none)."""
+    if not ref:
+        return None
+    if capabilities.PROVIDERS[provider]["oauth"] in ("google_oauth", "microsoft_oauth"):
+        raise DomainError(
+            400,
+            "invalid",
+            f"calendar_event: a {provider} meeting is a calendar event itself; attach only Zoom or Webex meetings.",
+            field="calendar_event",
+        )
+    conn = oauth.connection_for(owner=owner, connection_id=ref["connection"], capability="calendar")
+    if conn.provider not in ("google_oauth", "microsoft_oauth"):
+        raise DomainError(
+            400, "invalid", "calendar_event: the connection must be a Google or Microsoft one.", field="calendar_event"
+        )
+    return conn
+
+
 def _meeting_connection(meeting, capability="meetings"):
     if capabilities.PROVIDERS[meeting.provider]["oauth"] is None:
         return None
@@ -211,6 +230,7 @@ def meeting_create(
     meeting_settings=None,
     breakout_rooms=(),
     connection=None,
+    calendar_event=None,
 ):
     data = {
         "topic": topic,
@@ -236,6 +256,7 @@ def meeting_create(
                 field="breakout_rooms",
             )
     conn = _connection(owner=owner, provider=provider, connection_id=connection)
+    calendar_conn = _calendar_connection(owner=owner, provider=provider, ref=calendar_event)
     spec = MeetingSpec(
         topic=topic,
         agenda=agenda,
@@ -253,6 +274,8 @@ def meeting_create(
             owner=owner,
             provider=provider,
             connection=conn,
+            calendar_connection=calendar_conn,
+            calendar_event_id=calendar_event["event_id"] if calendar_conn else "",
             topic=topic,
             agenda=agenda,
             start_time=start_time,
