@@ -46,6 +46,7 @@ def graph(settings):
 
     settings.MICROSOFT_CLIENT_ID, settings.MICROSOFT_CLIENT_SECRET = "ms-client-id", "ms-client-secret"
     settings.GRAPH_API_BASE = GRAPH
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "teams": {"requests": {"rate": 1000, "burst": 1000}}}
     fake = FakeGraph()
     with respx.mock(assert_all_called=False) as router:
         fake.routes(router)
@@ -71,6 +72,8 @@ def webex_api(settings):
     settings.WEBEX_API_BASE = WEBEX
     settings.WEBEX_WEBHOOK_SECRET = "webex-webhook-secret"
     settings.APP_URL = "https://hub.example.com"
+    # A first meeting is eight calls (the meeting, the webhook listing and six registrations): above Webex's burst.
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "webex": {"requests": {"rate": 1000, "burst": 1000}}}
     fake = FakeWebex()
     with respx.mock(assert_all_called=False) as router:
         fake.routes(router)
@@ -92,6 +95,7 @@ def google(settings, monkeypatch):
     from .fakes import FakeGoogle
 
     settings.GOOGLE_CLIENT_ID, settings.GOOGLE_CLIENT_SECRET = "google-client-id", "google-client-secret"
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "google_meet": {"requests": {"rate": 1000, "burst": 1000}}}
     fake = FakeGoogle()
     monkeypatch.setattr(httplib2, "Http", fake)
     return fake
