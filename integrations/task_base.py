@@ -14,6 +14,11 @@
   using up a retry and without a worker sleeping.
 - The final failure calls the task's `give_up(task, exc, *args, **kwargs)`
   (to store it on the domain row) and raises a `task_failed` Alert.
+- Running past the soft time limit is a retryable timeout, like an SDK's own.
+- A task registered in the outbox (integrations.outbox) leases its row while
+  it runs, moves the row's next_attempt_at to its retry, and takes the row out
+  of the outbox when it ends: a message lost anywhere on the way is re-sent by
+  the sweeper, never waited for.
 """
 
 import functools
@@ -21,11 +26,15 @@ import logging
 import random
 
 from celery import Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
+from . import outbox
 from .alerts import alert_raise
-from .errors import ProviderError, RateLimited
+from .errors import ProviderError, ProviderTimeout, RateLimited
 from .gateway import task_context
 from .models import Alert
 
@@ -61,25 +70,47 @@ class ProviderTask(Task):
         booked = getattr(self.request, PREPAID_HEADER, None) or (self.request.headers or {}).get(PREPAID_HEADER)
         return [tuple(p) for p in booked or ()]
 
+    def _outbox_row(self, args):
+        """(kind, pk) when this task is the outbox's work for a row, else None."""
+        kind = outbox.kind_for(self)
+        return (kind, args[0]) if kind is not None and args else None
+
     def __call__(self, *args, **kwargs):
+        row = self._outbox_row(args)
+        if row is not None:
+            outbox.lease(*row)
         prepaid = self._prepaid()
         with task_context(attempt=self.request.retries + 1, prepaid=prepaid) as ctx:
             try:
-                return self.run(*args, **kwargs)
+                result = self.run(*args, **kwargs)
             except RateLimited as exc:
                 booked = [list(p) for p in ctx.reserved]
+                if row is not None:
+                    outbox.due_in(*row, exc.retry_after or 0)
                 self._defer(args, kwargs, countdown=exc.retry_after, prepaid=booked)
                 return None
-            except ProviderError as exc:
+            except Retry as exc:
+                # The task's own retry (a Twilio create call still in flight, a price not billed yet).
+                if row is not None:
+                    outbox.due_in(*row, _retry_seconds(exc))
+                raise
+            except (ProviderError, SoftTimeLimitExceeded) as exc:
+                if isinstance(exc, SoftTimeLimitExceeded):
+                    exc = ProviderTimeout(self.provider or "", f"{self.name} ran past its soft time limit")
                 policy = retry_policy(self.provider or exc.provider)
                 if not exc.retryable or self.request.retries >= policy["max_retries"]:
-                    raise
+                    raise exc
                 countdown = backoff_seconds(
                     self.request.retries, base=policy["base"], cap=policy["cap"], retry_after=exc.retry_after
                 )
+                if row is not None:
+                    outbox.due_in(*row, countdown)
                 raise self.retry(
                     args=args, kwargs=kwargs, exc=exc, countdown=countdown, max_retries=policy["max_retries"]
                 )
+        if row is not None:
+            outbox.finished(*row)
+        return result
 
     def _defer(self, args, kwargs, *, countdown, prepaid):
         """Send the same task again for when its token is due; this run ends without error."""
@@ -97,6 +128,12 @@ class ProviderTask(Task):
         )
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
+        row = self._outbox_row(args)
+        if row is not None:
+            try:
+                outbox.gave_up(*row)
+            except Exception:  # noqa: BLE001 - the lease runs out and the sweeper sends it again: harmless
+                logger.exception("could not take %s %s out of the outbox", row[0].label, row[1])
         provider = getattr(exc, "provider", None) or self.provider or ""
         alert_raise(
             kind=Alert.Kind.TASK_FAILED,
@@ -111,10 +148,41 @@ class ProviderTask(Task):
                 logger.exception("give_up hook of %s failed", self.name)
 
 
+def _retry_seconds(exc):
+    when = exc.when
+    if when is None:
+        return 0.0
+    if hasattr(when, "timestamp"):
+        return max(0.0, (when - timezone.now()).total_seconds())
+    return float(when)
+
+
+def _send(task, args, kwargs, kind):
+    try:
+        task.apply_async(args=args, kwargs=kwargs)
+    except BrokerError:
+        if task.app.conf.task_always_eager:
+            raise
+        # The row is committed: the caller answers 202 with it, and the sweeper sends the task.
+        logger.exception(
+            "the broker refused %s%s; %s",
+            task.name,
+            tuple(args),
+            "the outbox sweeper sends it" if kind is not None else "it is not in the outbox: nothing re-sends it",
+        )
+        if kind is not None and args:
+            outbox.mark_send_failed(kind, args[0])
+
+
 def enqueue_on_commit(task, *args, **kwargs):
     """Queue `task(*args, **kwargs)` (ids only) once the current transaction commits: the one way to enqueue work.
 
     Outside a transaction it is sent at once. Sending after commit means a
-    worker never looks for a row that is not there yet.
+    worker never looks for a row that is not there yet. A task registered in
+    the outbox also sets its row's next_attempt_at in this transaction, so a
+    message the broker refuses or loses is sent again by the sweeper.
     """
-    transaction.on_commit(functools.partial(task.apply_async, args=args, kwargs=kwargs))
+    kind = outbox.kind_for(task)
+    if kind is not None and args:
+        outbox.mark_enqueued(kind, args[0])
+    transaction.on_commit(functools.partial(_send, task, args, kwargs, kind))

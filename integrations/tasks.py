@@ -17,6 +17,15 @@ def idempotency_purge():
     return purge()
 
 
+@shared_task(name="integrations.outbox_sweep", ignore_result=True)
+def outbox_sweep():
+    """Beat, every OUTBOX_SWEEP_INTERVAL_SECONDS: send again the task of every row whose task is overdue."""
+    from .outbox import outbox_sweep as sweep
+
+    result = sweep()
+    return {"sent": result["sent"], "cleared": result["cleared"], "stuck": result["stuck"]}
+
+
 # The webhook inbox's tasks live beside it; importing them here registers them with Celery.
 from .alerting.tasks import alert_deliver, alerts_evaluate  # noqa: E402,F401
 from .oauth.tasks import oauth_connection_refresh, oauth_refresh_due, oauth_states_purge  # noqa: E402,F401

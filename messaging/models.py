@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
+from integrations.outbox import OutboxMixin
+
 E164 = RegexValidator(r"^\+[1-9]\d{1,14}$", "Use E.164 format: + then country code and number, e.g. +14155550100.")
 
 
@@ -52,7 +54,7 @@ class CreateAttempt(models.Model):
         abstract = True
 
 
-class SmsMessage(CreateAttempt):
+class SmsMessage(OutboxMixin, CreateAttempt):
     class Direction(models.TextChoices):
         OUTBOUND = "outbound"
         INBOUND = "inbound"

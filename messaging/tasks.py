@@ -2,10 +2,13 @@
 
 from celery import shared_task
 from django.conf import settings
+from django.db.models import Q
 
+from integrations import outbox
 from integrations.task_base import ProviderTask, retry_policy
 
 from . import services
+from .models import SmsMessage
 
 # Twilio prices a message or call some seconds to minutes after it ends.
 PRICE_POLL_SECONDS = 60
@@ -39,6 +42,15 @@ def _price_poll(task, record):
 @shared_task(bind=True, base=ProviderTask, provider="twilio", give_up=_sms_give_up, name="messaging.sms_send")
 def sms_send(self, sms_id):
     return _create_once(self, lambda: services.sms_send(sms_id=sms_id))
+
+
+# Until Twilio has it (a SID) or the row fails: a lost send is sent again, and create_once never sends twice.
+outbox.register(
+    SmsMessage,
+    sms_send,
+    due_states=("queued", "sending"),
+    where=Q(direction=SmsMessage.Direction.OUTBOUND, external_id__isnull=True),
+)
 
 
 @shared_task(bind=True, base=ProviderTask, provider="twilio", name="messaging.sms_price_fetch")

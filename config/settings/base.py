@@ -239,7 +239,7 @@ LOGGING = {
         # Beat's frequent housekeeping (heartbeat, sweepers) logs at DEBUG, not INFO.
         "routine_tasks": {
             "()": "config.log_filters.RoutineTasksAtDebug",
-            "tasks": ["integrations.ping", "integrations.webhook_requeue_stale"],
+            "tasks": ["integrations.ping", "integrations.webhook_requeue_stale", "integrations.outbox_sweep"],
         },
     },
     "formatters": {

@@ -23,8 +23,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "polling_interval": 0.05,
     }
 elif CELERY_BROKER_URL.startswith("redis"):
-    # acks_late tasks that outlive this are redelivered; longer than any task.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Redis hands an unacknowledged message (a worker died) to another worker after this; set below.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": None}
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -42,6 +42,30 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=15)
 # /readyz fails when no worker has answered for this long.
 HEARTBEAT_MAX_AGE_SECONDS = env.int("HEARTBEAT_MAX_AGE_SECONDS", default=90)
+
+# --- Time limits: every task has one ----------------------------------------
+# Soft: the task gets SoftTimeLimitExceeded (ProviderTask retries it like a timeout); hard: its process is
+# killed. Per-task overrides below, for the tasks that stream files or walk a whole account.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=90)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=120)
+_LONG_TASK_LIMITS = {"soft_time_limit": 600, "time_limit": 660}
+CELERY_TASK_ANNOTATIONS = {
+    # S3 calls time out after 300 s in a worker; a scan streams the whole object through clamd.
+    "documents.version_scan": _LONG_TASK_LIMITS,
+    "documents.version_quarantine": _LONG_TASK_LIMITS,
+    "documents.document_purge": _LONG_TASK_LIMITS,
+    "documents.sweep_orphans": {"soft_time_limit": 1200, "time_limit": 1260},
+    # Walks every Stripe object of the last days, page by page.
+    "payments.reconcile_stripe": {"soft_time_limit": 1200, "time_limit": 1260},
+}
+# Slightly more than the longest hard limit: a message whose worker died comes back once its run cannot be
+# alive any more, never an hour later; the outbox sweeper usually sends it again sooner (integrations.outbox).
+CELERY_VISIBILITY_TIMEOUT_SECONDS = (
+    max([CELERY_TASK_TIME_LIMIT, *(a["time_limit"] for a in CELERY_TASK_ANNOTATIONS.values())]) + 60
+)
+if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS:
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = CELERY_VISIBILITY_TIMEOUT_SECONDS
+
 CELERY_BEAT_SCHEDULE = {
     "integrations.ping": {"task": "integrations.ping", "schedule": float(HEARTBEAT_INTERVAL_SECONDS)},
     "integrations.idempotency_purge": {"task": "integrations.idempotency_purge", "schedule": 3600.0},
@@ -71,4 +95,21 @@ WEBHOOK_REQUEUE_INTERVAL_SECONDS = env.int("WEBHOOK_REQUEUE_INTERVAL_SECONDS", d
 CELERY_BEAT_SCHEDULE["integrations.webhook_requeue_stale"] = {
     "task": "integrations.webhook_requeue_stale",
     "schedule": float(WEBHOOK_REQUEUE_INTERVAL_SECONDS),
+}
+
+# --- Outbox (integrations.outbox): no task stalls or is lost ----------------------
+# A row's task is sent again when nothing finished it this long after it was enqueued.
+OUTBOX_GRACE_SECONDS = env.int("OUTBOX_GRACE_SECONDS", default=30)
+# The sweeper's period: the longest a refused or lost message waits beyond the grace.
+OUTBOX_SWEEP_INTERVAL_SECONDS = env.int("OUTBOX_SWEEP_INTERVAL_SECONDS", default=30)
+# Rows claimed per kind per batch, and the time after which a sweep leaves the rest to the next one.
+OUTBOX_BATCH_SIZE = env.int("OUTBOX_BATCH_SIZE", default=500)
+OUTBOX_SWEEP_MAX_SECONDS = env.float("OUTBOX_SWEEP_MAX_SECONDS", default=10.0)
+# A row swept again waits grace * 2**sweeps, at most this long, before the next sweep.
+OUTBOX_BACKOFF_MAX_SECONDS = env.int("OUTBOX_BACKOFF_MAX_SECONDS", default=900)
+# Rows still due after this many sweeps raise a task_failed alert for their kind.
+OUTBOX_ALERT_AFTER_SWEEPS = env.int("OUTBOX_ALERT_AFTER_SWEEPS", default=5)
+CELERY_BEAT_SCHEDULE["integrations.outbox_sweep"] = {
+    "task": "integrations.outbox_sweep",
+    "schedule": float(OUTBOX_SWEEP_INTERVAL_SECONDS),
 }

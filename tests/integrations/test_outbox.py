@@ -1,0 +1,193 @@
+"""The outbox mechanism: one sweeper, claims under SKIP LOCKED, backoff, the stuck alert, time limits."""
+
+import datetime as dt
+import importlib
+import threading
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from config.celery import app as celery_app
+from integrations import outbox
+from integrations.models import Alert
+from messaging.models import SmsMessage
+from tests.integrations.outbox_kit import make_overdue, next_attempt
+from tests.messaging.factories import SmsFactory
+from tests.testapp.models import Shipment
+
+SMS = "messaging.sms_send"
+
+
+def hard_limit(task):
+    return task.time_limit or celery_app.conf.task_time_limit
+
+
+def soft_limit(task):
+    return task.soft_time_limit or celery_app.conf.task_soft_time_limit
+
+
+class TestTimeLimits:
+    def test_every_task_has_a_soft_limit_below_its_hard_limit(self):
+        celery_app.loader.import_default_modules()
+        tasks = {name: t for name, t in celery_app.tasks.items() if not name.startswith("celery.")}
+        assert len(tasks) > 20
+        for name, task in tasks.items():
+            assert hard_limit(task), name
+            assert 0 < soft_limit(task) < hard_limit(task), name
+
+    def test_the_visibility_timeout_is_slightly_more_than_the_longest_hard_limit(self, settings):
+        celery_app.loader.import_default_modules()
+        longest = max(hard_limit(t) for name, t in celery_app.tasks.items() if not name.startswith("celery."))
+        assert longest < settings.CELERY_VISIBILITY_TIMEOUT_SECONDS <= longest + 120
+        # A retry's countdown never outlasts it either (a held countdown message would be handed out twice).
+        assert max(p["cap"] for p in settings.PROVIDER_RETRY.values()) < settings.CELERY_VISIBILITY_TIMEOUT_SECONDS
+
+    def test_a_redis_broker_gets_that_visibility_timeout(self, monkeypatch):
+        from config.settings import celery as celery_settings
+
+        monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+        try:
+            reloaded = importlib.reload(celery_settings)
+            assert reloaded.CELERY_BROKER_TRANSPORT_OPTIONS == {
+                "visibility_timeout": reloaded.CELERY_VISIBILITY_TIMEOUT_SECONDS
+            }
+            assert reloaded.CELERY_VISIBILITY_TIMEOUT_SECONDS < 3600
+        finally:
+            monkeypatch.undo()
+            importlib.reload(celery_settings)
+
+    def test_the_sweeper_runs_at_least_once_a_minute(self, settings):
+        entry = settings.CELERY_BEAT_SCHEDULE["integrations.outbox_sweep"]
+        assert entry["task"] == "integrations.outbox_sweep" and entry["schedule"] <= 60
+
+
+@pytest.mark.django_db
+class TestRegistry:
+    def test_a_model_without_the_mixin_cannot_be_registered(self):
+        from tests.testapp.tasks import shipment_send
+
+        with pytest.raises(TypeError, match="OutboxMixin"):
+            outbox.register(Shipment, shipment_send, due_states=("queued",))
+
+    def test_every_registered_kind_is_known_by_its_task(self):
+        names = {kind.name for kind in outbox.kinds()}
+        assert SMS in names
+        assert outbox.kind_for(SMS).model is SmsMessage
+
+
+@pytest.mark.django_db
+class TestSweep:
+    def test_a_row_not_yet_due_is_left_alone(self):
+        sms = SmsFactory(status="queued")
+        SmsMessage.objects.filter(pk=sms.pk).update(next_attempt_at=timezone.now() + dt.timedelta(seconds=20))
+        assert outbox.outbox_sweep()["sent"] == {}
+
+    def test_a_row_without_a_next_attempt_is_not_in_the_outbox(self):
+        SmsFactory(status="queued")
+        assert outbox.outbox_sweep()["sent"] == {}
+
+    def test_each_sweep_backs_off_and_counts(self, settings):
+        sms = SmsFactory(status="queued")
+        make_overdue(sms)
+        now = timezone.now()
+        # The test broker is never consumed here: every sent message is lost.
+        assert outbox.outbox_sweep(now=now)["sent"] == {SMS: 1}
+        sms.refresh_from_db()
+        assert sms.outbox_sweeps == 1
+        assert sms.next_attempt_at == now + dt.timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
+        assert outbox.outbox_sweep(now=now + dt.timedelta(seconds=1))["sent"] == {}
+        later = sms.next_attempt_at
+        assert outbox.outbox_sweep(now=later)["sent"] == {SMS: 1}
+        sms.refresh_from_db()
+        assert sms.next_attempt_at == later + dt.timedelta(seconds=2 * settings.OUTBOX_GRACE_SECONDS)
+
+    def test_the_backoff_is_capped(self, settings):
+        assert outbox.backoff_seconds(50) == settings.OUTBOX_BACKOFF_MAX_SECONDS
+
+    def test_rows_still_overdue_after_n_sweeps_raise_one_alert_per_kind(self, settings):
+        settings.OUTBOX_ALERT_AFTER_SWEEPS = 3
+        rows = [SmsFactory(status="queued") for _ in range(2)]
+        now = timezone.now()
+        for row in rows:
+            make_overdue(row)
+        for _ in range(3):
+            result = outbox.outbox_sweep(now=now)
+            now = max(next_attempt(row) for row in rows)
+        assert result["stuck"] == {SMS: 2}
+        alert = Alert.objects.get()
+        assert alert.kind == Alert.Kind.TASK_FAILED and alert.dedupe_key == f"outbox_stuck:{SMS}"
+        assert "2 " in alert.message and SMS in alert.message
+        outbox.outbox_sweep(now=now)
+        assert Alert.objects.get().occurrences == 2
+
+    def test_the_counts_show_waiting_overdue_and_stuck(self, settings):
+        settings.OUTBOX_ALERT_AFTER_SWEEPS = 2
+        waiting, overdue, stuck = (SmsFactory(status="queued") for _ in range(3))
+        SmsMessage.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now() + dt.timedelta(seconds=30))
+        make_overdue(overdue)
+        SmsMessage.objects.filter(pk=stuck.pk).update(next_attempt_at=timezone.now(), outbox_sweeps=2)
+        counts = {c.name: c for c in outbox.outbox_counts()}
+        assert (counts[SMS].waiting, counts[SMS].overdue, counts[SMS].stuck) == (1, 2, 1)
+        assert counts[SMS].label == "messaging.smsmessage"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestTwoSweepers:
+    def test_a_row_locked_by_one_sweeper_is_skipped_by_the_other(self):
+        held, free = SmsFactory(status="queued"), SmsFactory(status="queued")
+        make_overdue(held)
+        make_overdue(free)
+        locked, release, result = threading.Event(), threading.Event(), {}
+
+        def first_sweeper():
+            try:
+                with transaction.atomic():
+                    list(SmsMessage.objects.select_for_update().filter(pk=held.pk))
+                    locked.set()
+                    release.wait(10)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=first_sweeper)
+        thread.start()
+        try:
+            assert locked.wait(10)
+            result = outbox.outbox_sweep()
+        finally:
+            release.set()
+            thread.join()
+        assert result["sent"] == {SMS: 1}
+        assert SmsMessage.objects.get(pk=free.pk).outbox_sweeps == 1
+        assert SmsMessage.objects.get(pk=held.pk).outbox_sweeps == 0
+
+    def test_concurrent_sweeps_send_each_row_once(self, monkeypatch, settings):
+        settings.OUTBOX_BATCH_SIZE = 5
+        from messaging.tasks import sms_send
+
+        rows = [SmsFactory(status="queued") for _ in range(40)]
+        for row in rows:
+            make_overdue(row)
+        sent, lock = [], threading.Lock()
+
+        def record(args=None, **kwargs):
+            with lock:
+                sent.append(args[0])
+
+        monkeypatch.setattr(sms_send, "apply_async", record)
+        start = threading.Barrier(3)
+
+        def sweeper():
+            try:
+                start.wait(10)
+                outbox.outbox_sweep()
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=sweeper) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(sent) == sorted(r.pk for r in rows)
