@@ -9,8 +9,10 @@ switching the hub from the filesystem to S3 leaves older files readable.
 from django.conf import settings
 from django.db import models
 
+from integrations.outbox import OutboxMixin
 
-class Document(models.Model):
+
+class Document(OutboxMixin, models.Model):
     class State(models.TextChoices):
         ACTIVE = "active"
         # Gone for the client; the purge task is removing the stored objects.
@@ -37,7 +39,7 @@ class Document(models.Model):
         return f"{name} (#{self.pk})"
 
 
-class DocumentVersion(models.Model):
+class DocumentVersion(OutboxMixin, models.Model):
     class Backend(models.TextChoices):
         S3 = "s3"
         LOCAL = "local"

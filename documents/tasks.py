@@ -1,10 +1,13 @@
 """Thin Celery tasks over documents.services; ids only, safe to run twice."""
 
 from celery import shared_task
+from django.db.models import Q
 
+from integrations import outbox
 from integrations.task_base import ProviderTask
 
 from . import services
+from .models import Document, DocumentVersion
 
 
 def scan_give_up(task, exc, version_id):
@@ -26,6 +29,19 @@ def version_quarantine(self, version_id):
 @shared_task(bind=True, base=ProviderTask, provider="s3", name="documents.document_purge")
 def document_purge(self, document_id):
     return services.document_purge(document_id=document_id)
+
+
+Scan = DocumentVersion.ScanStatus
+outbox.register(DocumentVersion, version_scan, due_states=(Scan.PENDING, Scan.SCANNING))
+# Moving or deleting stored objects is always safe to repeat: one that gave up is tried again later too.
+outbox.register(
+    DocumentVersion,
+    version_quarantine,
+    due_states=(Scan.INFECTED,),
+    where=Q(quarantined_at__isnull=True, document__state=Document.State.ACTIVE),
+    resweep_after_give_up=True,
+)
+outbox.register(Document, document_purge, where=Q(state=Document.State.DELETING), resweep_after_give_up=True)
 
 
 @shared_task(bind=True, base=ProviderTask, provider="s3", name="documents.sweep_orphans")

@@ -229,7 +229,7 @@ class ForwardingRule(models.Model):
         return f"{self.name} -> {self.target_number}"
 
 
-class CallLog(CreateAttempt):
+class CallLog(OutboxMixin, CreateAttempt):
     class Direction(models.TextChoices):
         OUTBOUND = "outbound"
         INBOUND = "inbound"

@@ -8,7 +8,7 @@ from integrations import outbox
 from integrations.task_base import ProviderTask, retry_policy
 
 from . import services
-from .models import SmsMessage
+from .models import CallLog, SmsMessage
 
 # Twilio prices a message or call some seconds to minutes after it ends.
 PRICE_POLL_SECONDS = 60
@@ -61,6 +61,14 @@ def sms_price_fetch(self, sms_id):
 @shared_task(bind=True, base=ProviderTask, provider="twilio", give_up=_call_give_up, name="messaging.call_place")
 def call_place(self, call_id):
     return _create_once(self, lambda: services.call_place_run(call_id=call_id))
+
+
+outbox.register(
+    CallLog,
+    call_place,
+    due_states=("queued", "dialing"),
+    where=Q(direction=CallLog.Direction.OUTBOUND, external_id__isnull=True),
+)
 
 
 @shared_task(bind=True, base=ProviderTask, provider="twilio", name="messaging.call_price_fetch")

@@ -14,6 +14,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from integrations.outbox import OutboxMixin
+
 
 def _invoice_number():
     return f"INV-{timezone.now():%Y%m}-{secrets.token_hex(4).upper()}"
@@ -95,7 +97,7 @@ class Invoice(models.Model):
         return f"{self.number} {self.amount} {self.currency} ({self.status})"
 
 
-class Payment(models.Model):
+class Payment(OutboxMixin, models.Model):
     """One attempt at paying an invoice: a PaymentIntent, or a Checkout Session and the intent behind it."""
 
     class Method(models.TextChoices):
@@ -164,7 +166,7 @@ class Payment(models.Model):
         return max(0, self.amount - taken)
 
 
-class Refund(models.Model):
+class Refund(OutboxMixin, models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
         SUCCEEDED = "succeeded"
@@ -203,7 +205,7 @@ class Refund(models.Model):
         return f"refund {self.amount} of {self.payment_id} ({self.status})"
 
 
-class Subscription(models.Model):
+class Subscription(OutboxMixin, models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"  # created here, Stripe not yet confirmed
         INCOMPLETE = "incomplete"

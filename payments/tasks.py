@@ -7,10 +7,13 @@ after a lost worker makes Stripe return the first result instead of acting again
 """
 
 from celery import shared_task
+from django.db.models import Q
 
+from integrations import outbox
 from integrations.task_base import ProviderTask
 
 from . import services
+from .models import Invoice, Payment, Refund, Subscription
 
 
 def _refund_give_up(task, exc, refund_id, **kwargs):
@@ -41,6 +44,19 @@ def payment_cancel(self, payment_id):
 @shared_task(bind=True, base=ProviderTask, provider="stripe", name="payments.payment_fee_record")
 def payment_fee_record(self, payment_id):
     return services.payment_fee_record(payment_id=payment_id)
+
+
+# The outbox re-sends each of these until its row leaves the state that needs it; Stripe's Idempotency-Key
+# (fixed before the first attempt) makes a re-sent write return the first result.
+outbox.register(Refund, refund_send, due_states=(Refund.Status.PENDING,), where=Q(external_id=""))
+outbox.register(Subscription, subscription_send, where=~Q(pending_operation=""))
+outbox.register(
+    Payment,
+    payment_fee_record,
+    due_states=(Payment.Status.SUCCEEDED,),
+    where=Q(fee_recorded=False) & ~Q(payment_intent_id=""),
+)
+outbox.register(Payment, payment_cancel, due_states=Payment.LIVE, where=Q(invoice__status=Invoice.Status.VOID))
 
 
 @shared_task(bind=True, base=ProviderTask, provider="stripe", name="payments.reconcile_stripe")

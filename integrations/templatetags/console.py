@@ -75,4 +75,22 @@ def console_overview(context):
         "failed_webhooks": list(
             WebhookEvent.objects.filter(status=WebhookEvent.Status.FAILED).order_by("-received_at")[:8]
         ),
+        "outbox": _outbox_rows(),
     }
+
+
+def _outbox_rows():
+    """The task outbox per kind: rows whose task is pending, overdue (the next sweep sends it) or stuck."""
+    from django.urls import NoReverseMatch, reverse
+
+    from .. import outbox
+
+    rows = []
+    for count in outbox.outbox_counts():
+        app_label, model_name = count.label.split(".")
+        try:
+            link = reverse(f"admin:{app_label}_{model_name}_changelist") + "?next_attempt_at__isnull=False"
+        except NoReverseMatch:
+            link = ""
+        rows.append({"count": count, "link": link})
+    return rows

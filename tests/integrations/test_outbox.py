@@ -2,6 +2,7 @@
 
 import datetime as dt
 import importlib
+import re
 import threading
 
 import pytest
@@ -124,7 +125,7 @@ class TestSweep:
     def test_the_counts_show_waiting_overdue_and_stuck(self, settings):
         settings.OUTBOX_ALERT_AFTER_SWEEPS = 2
         waiting, overdue, stuck = (SmsFactory(status="queued") for _ in range(3))
-        SmsMessage.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now() + dt.timedelta(seconds=30))
+        SmsMessage.objects.filter(pk=waiting.pk).update(next_attempt_at=timezone.now() + dt.timedelta(hours=1))
         make_overdue(overdue)
         SmsMessage.objects.filter(pk=stuck.pk).update(next_attempt_at=timezone.now(), outbox_sweeps=2)
         counts = {c.name: c for c in outbox.outbox_counts()}
@@ -191,3 +192,19 @@ class TestTwoSweepers:
         for t in threads:
             t.join()
         assert sorted(sent) == sorted(r.pk for r in rows)
+
+
+@pytest.mark.django_db
+class TestConsole:
+    def test_the_overview_shows_overdue_rows_per_kind(self, staff_user, client):
+        client.force_login(staff_user)
+        make_overdue(SmsFactory(status="queued"))
+        SmsMessage.objects.filter(pk=SmsFactory(status="queued").pk).update(
+            next_attempt_at=timezone.now() + dt.timedelta(hours=1)
+        )
+        html = client.get("/admin/").content.decode()
+        assert "Task outbox" in html
+        row = re.search(rf'<tr data-kind="{SMS}">(.*?)</tr>', html, re.S).group(1)
+        assert [int(n) for n in re.findall(r'class="num[^"]*">(\d+)<', row)] == [1, 1, 0]
+        assert "/admin/messaging/smsmessage/?next_attempt_at__isnull=False" in row
+        assert client.get("/admin/messaging/smsmessage/?next_attempt_at__isnull=False").status_code == 200
