@@ -208,3 +208,51 @@ class TestConsole:
         assert [int(n) for n in re.findall(r'class="num[^"]*">(\d+)<', row)] == [1, 1, 0]
         assert "/admin/messaging/smsmessage/?next_attempt_at__isnull=False" in row
         assert client.get("/admin/messaging/smsmessage/?next_attempt_at__isnull=False").status_code == 200
+
+
+def _due_and_done():
+    """Per kind: (make a row that needs the task, how the row looks once its task is done)."""
+    from tests.documents.factories import DocumentFactory, DocumentVersionFactory
+    from tests.messaging.factories import CallFactory
+    from tests.payments.factories import PaymentFactory, RefundFactory, SubscriptionFactory, SucceededPaymentFactory
+
+    return {
+        "messaging.sms_send": (lambda: SmsFactory(status="queued"), {"status": "sent", "external_id": "SMdone"}),
+        "messaging.call_place": (lambda: CallFactory(status="queued"), {"status": "ringing", "external_id": "CAdone"}),
+        "payments.refund_send": (lambda: RefundFactory(), {"status": "succeeded", "external_id": "re_done"}),
+        "payments.subscription_send": (
+            lambda: SubscriptionFactory(pending_operation="cancel_now"),
+            {"pending_operation": ""},
+        ),
+        "payments.payment_fee_record": (lambda: SucceededPaymentFactory(), {"fee_recorded": True}),
+        "payments.payment_cancel": (
+            lambda: PaymentFactory(invoice__status="void"),
+            {"status": "canceled"},
+        ),
+        "documents.version_scan": (lambda: DocumentVersionFactory(), {"scan_status": "clean"}),
+        "documents.version_quarantine": (
+            lambda: DocumentVersionFactory(scan_status="infected"),
+            {"quarantined_at": timezone.now()},
+        ),
+        "documents.document_purge": (lambda: DocumentFactory(state="deleting"), {"state": "active"}),
+    }
+
+
+@pytest.mark.django_db
+class TestEveryKind:
+    def test_every_kind_is_covered_here(self):
+        assert {kind.name for kind in outbox.kinds()} == set(_due_and_done())
+
+    @pytest.mark.parametrize("name", sorted(_due_and_done()))
+    def test_an_overdue_row_is_sent_and_a_finished_one_leaves_the_outbox(self, name, monkeypatch):
+        kind = outbox.kind_for(name)
+        make, done = _due_and_done()[name]
+        due, finished = make(), make()
+        sent = []
+        monkeypatch.setattr(kind.task, "apply_async", lambda args=None, **kw: sent.append(args))
+        make_overdue(due)
+        make_overdue(finished)
+        type(finished).objects.filter(pk=finished.pk).update(**done)
+        result = outbox.outbox_sweep()
+        assert sent == [(due.pk,)] and result["sent"] == {name: 1}
+        assert next_attempt(finished) is None and next_attempt(due) > timezone.now()
