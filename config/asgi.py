@@ -12,7 +12,7 @@ the server accepts a request.
 
 import os
 
-from django.core.asgi import get_asgi_application
+from config.asgi_handler import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()

@@ -9,6 +9,7 @@ cursors) and every string anywhere in a JSON body (JSONField payloads).
 
 import re
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import JsonResponse
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
@@ -52,16 +53,36 @@ class StrictJSONParser(JSONParser):
 
 
 class QueryStringGuardMiddleware:
-    """A NUL anywhere in the query string of an /api/ request is a 400, before any filter sees it."""
+    """A NUL anywhere in the query string of an /api/ request is a 400, before any filter sees it.
+
+    Sync and async alike: one sync-only middleware makes Django run the whole chain
+    (and every async view through it) in its one thread-sensitive worker thread.
+    """
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        refused = self._refused(request)
+        if self.is_async:
+            return self._acall(request, refused)
+        return refused or self.get_response(request)
+
+    async def _acall(self, request, refused):
+        return refused or await self.get_response(request)
+
+    @staticmethod
+    def _refused(request):
         if request.path.startswith("/api/") and any(
             unstorable(k) or any(unstorable(v) for v in values) for k, values in request.GET.lists()
         ):
             return JsonResponse(
                 {"error": "invalid", "detail": "A query parameter contains a NUL character."}, status=400
             )
-        return self.get_response(request)
+        return None

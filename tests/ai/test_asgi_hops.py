@@ -1,0 +1,114 @@
+"""The ASGI middleware chain stays async and crosses to Django's shared thread only for real work.
+
+One sync-only middleware made Django run the whole chain, and so every async AI
+request, inside its one thread-sensitive worker thread; each MiddlewareMixin
+method also crossed on its own (about twenty crossings a request, queued behind
+every other request's). config.asgi_handler runs the no-I/O ones on the loop.
+"""
+
+import collections
+import json
+import re
+
+import asgiref.sync
+import pytest
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from tests.ai.conftest import AsgiCall
+from tests.ai.fakes import openai_chat
+
+# The ASGI handler sends request_started/finished, which close a connection
+# inside a test transaction: these tests run outside one.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_every_middleware_is_async_capable_so_the_chain_stays_async():
+    sync_only = [path for path in settings.MIDDLEWARE if not getattr(import_string(path), "async_capable", False)]
+    assert sync_only == []
+
+
+@pytest.fixture
+def crossings(monkeypatch):
+    """What each request hands to a thread through sync_to_async, by function name."""
+    seen = collections.Counter()
+    real_init = asgiref.sync.SyncToAsync.__init__
+
+    def counting_init(self, func, *args, **kwargs):
+        seen[getattr(func, "__qualname__", repr(func))] += 1
+        real_init(self, func, *args, **kwargs)
+
+    monkeypatch.setattr(asgiref.sync.SyncToAsync, "__init__", counting_init)
+    return seen
+
+
+def test_a_completion_crosses_to_a_thread_only_for_its_database_work(fake_ai, asgi_completion, crossings):
+    fake_ai.add("openai", openai_chat("warm"), openai_chat("hello"))
+
+    async def two():
+        await asgi_completion({}).task  # the first request builds the middleware chain
+        crossings.clear()
+        call = asgi_completion({})
+        await call.task
+        return call
+
+    call = async_to_sync(two)()
+    assert call.status == 200 and json.loads(call.raw)["content"] == "hello"
+    middleware = {name: n for name, n in crossings.items() if "Middleware" in name}
+    assert middleware == {}, middleware
+    assert sum(crossings.values()) <= 6, crossings  # DRF checks, the spend reservation, the booking
+
+
+class Call(AsgiCall):
+    """AsgiCall keeping every Set-Cookie header (its `headers` dict keeps one per name)."""
+
+    async def _send(self, message):
+        if message["type"] == "http.response.start":
+            self.cookies = dict(
+                re.match(rb"(\w+)=([^;]*)", value).groups()
+                for name, value in message["headers"]
+                if name.lower() == b"set-cookie"
+            )
+        await super()._send(message)
+
+
+def _cookies(call):
+    return {k.decode(): v.decode() for k, v in call.cookies.items()}
+
+
+def test_an_admin_login_over_asgi_saves_its_session_and_checks_csrf(staff_user):
+    staff_user.set_password("s3cret-pass-for-test")
+    staff_user.save()
+
+    async def login(token_in_form):
+        page = Call("GET", "/admin/login/").start()
+        await page.task
+        csrf_cookie = _cookies(page)["csrftoken"]
+        form_token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.raw).group(1).decode()
+        body = (
+            f"csrfmiddlewaretoken={form_token if token_in_form else 'x' * 64}"
+            f"&username={staff_user.username}&password=s3cret-pass-for-test&next=/admin/"
+        ).encode()
+        post = Call(
+            "POST",
+            "/admin/login/",
+            body=body,
+            headers=[("content-type", "application/x-www-form-urlencoded"), ("cookie", f"csrftoken={csrf_cookie}")],
+        ).start()
+        await post.task
+        return post
+
+    refused = async_to_sync(login)(False)
+    assert refused.status == 403
+    logged_in = async_to_sync(login)(True)
+    assert logged_in.status == 302 and logged_in.headers["location"] == "/admin/"
+    session = _cookies(logged_in)["sessionid"]
+
+    async def index():
+        call = Call("GET", "/admin/", headers=[("cookie", f"sessionid={session}")]).start()
+        await call.task
+        return call
+
+    page = async_to_sync(index)()
+    assert page.status == 200 and b"login-form" not in page.raw and b"/admin/logout/" in page.raw
