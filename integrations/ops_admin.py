@@ -75,6 +75,16 @@ class AlertDeliveryAdmin(AppendOnlyAdmin):
     list_display = ["created", "alert", "channel_key", "notice", "status", "attempts", "last_error"]
     list_filter = ["status", "notice", "channel_key"]
     list_select_related = ["alert"]
+    actions = ["resend"]
+
+    @admin.action(description="Send selected failed deliveries again")
+    def resend(self, request, queryset):
+        from .actions import each_row
+        from .alerting.notify import delivery_resend
+
+        # each_row writes the AuditEvent (admin.resend) and a LogEntry per row, and shows a refusal per row.
+        done = each_row(self, request, queryset, lambda row: delivery_resend(delivery_id=row.pk))
+        self.message_user(request, f"{done} delivery(ies) queued again.", messages.SUCCESS if done else messages.INFO)
 
     @admin.display(description="queued", ordering="created_at")
     def created(self, obj):

@@ -4,6 +4,7 @@ from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
 
 from .models import Customer, Invoice, Payment, Refund, Subscription
+from .services import subscriptions_cancel_for_erasure
 
 LAW = (
     "tax and accounting law (e.g. 10 years in Germany, 6 in the UK): amounts, currency, dates, status and Stripe "
@@ -26,6 +27,10 @@ def export_payments(user, out):
 
 
 def erase_payments(user, report):
+    # First, while the rows still name the user: Stripe must stop billing before anything is minimised.
+    for outcome, n in subscriptions_cancel_for_erasure(owner=user).items():
+        for _ in range(n):
+            report.provider_count("stripe.subscriptions", outcome)
     pseudonym = report.pseudonym_user
     report.count("payments.Customer", Customer.objects.filter(user=user).delete()[0])
     report.count(
@@ -78,7 +83,10 @@ register(
             "payments.Refund": LAW,
             "payments.Subscription": LAW,
         },
-        description="Your Stripe customer id, invoices, payments, refunds and subscriptions. Card details stay at Stripe.",
+        description=(
+            "Your Stripe customer id, invoices, payments, refunds and subscriptions (cancelled at Stripe when you "
+            "are erased). Card details stay at Stripe."
+        ),
         retention="invoices and payments as tax law requires (minimised at erasure); the customer link until erasure.",
     )
 )

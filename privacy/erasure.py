@@ -174,6 +174,48 @@ def erasure_disconnect(*, erasure_id):
     return erasure
 
 
+# What the immediate part of an erasure took away, and a cancellation does not give back.
+NOT_RESTORED = (
+    "API tokens stay revoked (sign in again for a new one); provider connections stay revoked or deleted "
+    "(connect them again); SMS and calls that were queued stay cancelled, and price watches stay stopped."
+)
+
+
+def erasure_cancel(*, subject, requested_by, request=None):
+    """During the grace period: the erasure is cancelled and the account is active again.
+
+    Nothing has been deleted yet, so nothing is lost but what the immediate part stopped (NOT_RESTORED):
+    tokens and grants revoked at a provider cannot be un-revoked. Once the deletion run has started the
+    erasure can no longer be cancelled (409): a conditional move from `scheduled` decides the race with
+    the run. `requested_by` is the user (already re-authenticated with their password) or staff.
+    """
+    if requested_by.pk != subject.pk and not requested_by.is_staff:
+        raise DomainError(403, "forbidden", "Only staff may cancel another user's erasure.")
+    erasure = Erasure.objects.filter(subject_id=subject.pk, status__in=Erasure.OPEN).first()
+    if erasure is None:
+        raise DomainError(404, "no_pending_erasure", "This account has no erasure waiting to run.")
+    with transaction.atomic():
+        if not transition(Erasure, erasure.pk, Erasure.Status.CANCELLED, frm=Erasure.Status.SCHEDULED):
+            raise DomainError(
+                409,
+                "erasure_under_way",
+                "The deletion has already started; it can no longer be cancelled. Staff can read its report.",
+                status=Erasure.objects.get(pk=erasure.pk).status,
+            )
+        erasure.report["cancelled"] = {"by": "self" if requested_by.pk == subject.pk else "staff"}
+        _save(erasure, next_attempt_at=None, finished_at=timezone.now())
+        get_user_model().objects.filter(pk=subject.pk).update(is_active=True)
+        audit_record(
+            action="privacy.erase.cancel",
+            actor=requested_by,
+            target=("auth.user", subject.pk),
+            request=request,
+            erasure=erasure.pk,
+        )
+    erasure.refresh_from_db()
+    return erasure
+
+
 # --- The deletion run ---------------------------------------------------------------------------
 
 

@@ -79,3 +79,13 @@ class ErasureSerializer(serializers.ModelSerializer):
             "report",
         ]
         read_only_fields = fields
+
+
+class EraseCancelSerializer(UserLookup, serializers.Serializer):
+    user = UserIdField(help_text="Staff only: whose erasure to cancel.")
+    username = serializers.CharField(
+        required=False, max_length=150, trim_whitespace=False, help_text="Your username (your own erasure)."
+    )
+    password = serializers.CharField(
+        required=False, max_length=4096, write_only=True, trim_whitespace=False, help_text="Your password."
+    )

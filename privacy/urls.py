@@ -10,5 +10,6 @@ urlpatterns = [
     path("exports/files/<str:token>/", views.ExportFileView.as_view(), name="export-file"),
     path("exports/<int:pk>/", views.ExportDetailView.as_view(), name="export-detail"),
     path("erase/", views.EraseView.as_view(), name="erase"),
+    path("erase/cancel/", views.EraseCancelView.as_view(), name="erase-cancel"),
     path("erasures/<int:pk>/", views.ErasureDetailView.as_view(), name="erasure-detail"),
 ]

@@ -8,11 +8,14 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integrations.audit.services import audit_record
+from integrations.auth.throttle import password_check
 from integrations.errors import DomainError
 
 from . import erasure, exports, storage
 from .models import Erasure, Export
 from .serializers import (
+    EraseCancelSerializer,
     EraseRequestSerializer,
     ErasureSerializer,
     ExportRequestSerializer,
@@ -115,6 +118,47 @@ class EraseView(APIView):
             request=request,
         )
         return Response(ErasureSerializer(row).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+class EraseCancelView(APIView):
+    """Cancel a pending erasure during its grace period and reactivate the account."""
+
+    # The account being erased is inactive and its API tokens are gone, so its owner proves who they are
+    # with username and password in the body (throttled and counted like a login); staff use their token.
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=EraseCancelSerializer,
+        responses={200: ErasureSerializer},
+        summary="Cancel a pending erasure (your own, with username and password; staff: any user's)",
+    )
+    def post(self, request):
+        """While the erasure still waits out its grace period: it is cancelled and the account is active again.
+        What was stopped at once stays stopped: API tokens stay revoked (sign in again), provider connections
+        must be connected again, queued SMS/calls stay cancelled and price watches stay stopped. Once the
+        deletion has started the answer is 409 `erasure_under_way`."""
+        data = EraseCancelSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if values.get("user") is not None:
+            if not request.user.is_authenticated:
+                raise DomainError(401, "not_authenticated", "Staff cancel another user's erasure with their token.")
+            subject = values["user"]
+            actor = request.user
+        else:
+            if not values.get("username") or not values.get("password"):
+                raise DomainError(
+                    400, "credentials_required", "Give your username and password to cancel your erasure."
+                )
+            subject = password_check(request._request, username=values["username"], password=values["password"])
+            if subject is None:
+                audit_record(action="privacy.erase.cancel", outcome="denied", request=request, reason="password")
+                raise DomainError(
+                    403, "password_incorrect", "That username and password do not match; nothing changed."
+                )
+            actor = subject
+        row = erasure.erasure_cancel(subject=subject, requested_by=actor, request=request)
+        return Response({**ErasureSerializer(row).data, "not_restored": erasure.NOT_RESTORED})
 
 
 class ErasureDetailView(APIView):

@@ -15,8 +15,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ..errors import DomainError
 from ..models import Alert, AlertChannel, AlertDelivery
 from ..models.alerts import SEVERITY_RANK
+from ..states import transition
 from .channels import Channel
 
 logger = logging.getLogger(__name__)
@@ -171,6 +173,35 @@ def delivery_fail(*, delivery_id, error):
         status=AlertDelivery.Status.FAILED, last_error=str(error)[:500], next_attempt_at=None
     )
     logger.warning("alert delivery failed", extra={"delivery": delivery_id, "error": str(error)[:200]})
+
+
+def delivery_resend(*, delivery_id):
+    """Staff, once the channel is fixed: send a failed notice again, with a fresh budget of attempts."""
+    from ..task_base import enqueue_on_commit
+    from .tasks import alert_deliver
+
+    delivery = AlertDelivery.objects.filter(pk=delivery_id).first()
+    if delivery is None:
+        raise DomainError(404, "not_found", "No such alert delivery.")
+    if channel_by_key(delivery.channel_key) is None:
+        raise DomainError(
+            409, "channel_gone", "Its channel was removed or disabled; enable the channel first, then send again."
+        )
+    # The stall clock is set as it moves, so the sweep does not also send it while the task is on its way.
+    moved = transition(
+        AlertDelivery,
+        delivery.pk,
+        AlertDelivery.Status.PENDING,
+        frm=AlertDelivery.Status.FAILED,
+        attempts=0,
+        next_attempt_at=timezone.now() + dt.timedelta(seconds=STALL_SECONDS),
+    )
+    if not moved:
+        raise DomainError(
+            409, "delivery_not_failed", f"Only a failed delivery can be sent again; this one is {delivery.status}."
+        )
+    enqueue_on_commit(alert_deliver, delivery.pk)
+    return delivery
 
 
 def deliveries_requeue(*, now=None):

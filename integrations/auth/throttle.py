@@ -14,10 +14,13 @@ import logging
 from axes.helpers import get_cool_off
 from axes.signals import user_locked_out
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_login_failed
 from django.dispatch import receiver
 from django.http import HttpResponse, JsonResponse
 
 from integrations.alerts import alert_raise
+from integrations.errors import DomainError
 from integrations.models import Alert
 
 logger = logging.getLogger(__name__)
@@ -54,6 +57,36 @@ def client_ip(request):
         if len(hops) >= count:
             return hops[-count]
     return request.META.get("REMOTE_ADDR", "")
+
+
+def password_check(request, *, username, password):
+    """The account whose password this is, or None, counted by django-axes exactly like a login.
+
+    For the one place a password is checked outside `authenticate()`: an account deactivated by a pending
+    erasure confirming that it wants to stay (Django's backends refuse inactive accounts, and a correct
+    password there would count as a failed login). A locked-out address or username is refused first (429),
+    and a wrong password or unknown username is a failure django-axes counts towards the same lockout.
+    """
+    from axes.handlers.proxy import AxesProxyHandler
+
+    credentials = {"username": username}
+    if not AxesProxyHandler.is_allowed(request, credentials):
+        seconds = retry_after_seconds(request)
+        raise DomainError(
+            429,
+            "login_locked",
+            f"Too many failed logins from this address or for this user; retry in {seconds} seconds.",
+            headers={"Retry-After": str(seconds)},
+            retry_after=seconds,
+        )
+    User = get_user_model()  # noqa: N806
+    user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
+    if user is None:
+        User().set_password(password)  # as slow as a real check, so timing does not tell which names exist
+    elif user.check_password(password):
+        return user
+    user_login_failed.send(sender=__name__, credentials=credentials, request=request)
+    return None
 
 
 @receiver(user_locked_out)

@@ -146,6 +146,13 @@ class AlertDelivery(models.Model):
         SENT = "sent"
         FAILED = "failed"
 
+    # A failed notice goes back to pending only when staff send it again (after fixing the channel).
+    TRANSITIONS = {
+        "pending": {"sent", "failed"},
+        "sent": set(),
+        "failed": {"pending"},
+    }
+
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
     channel_key = models.CharField(max_length=64, help_text='"settings:email" or "channel:<id>".')
     notice = models.CharField(max_length=16, choices=Notice.choices)

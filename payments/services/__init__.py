@@ -57,6 +57,7 @@ from .subscriptions import (
     subscription_request,
     subscription_send,
     subscription_upsert,
+    subscriptions_cancel_for_erasure,
 )
 
 __all__ = [
@@ -96,4 +97,5 @@ __all__ = [
     "subscription_request",
     "subscription_send",
     "subscription_upsert",
+    "subscriptions_cancel_for_erasure",
 ]

@@ -1,7 +1,9 @@
 """Subscriptions: each change is a pending operation a task carries out on Stripe, once."""
 
 from django.db import transaction
+from django.db.models import F
 
+from integrations.errors import PermanentError
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
@@ -12,6 +14,8 @@ from .customers import customer_ensure
 from .errors import InvalidTransition, OperationPending
 
 SUBSCRIPTION_STATUS = {s.value for s in Subscription.Status} - {"pending", "failed"}
+# Nothing left to cancel at Stripe in these.
+ENDED = (Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED, Subscription.Status.FAILED)
 
 
 def subscription_request(*, owner, price_id):
@@ -154,3 +158,41 @@ def subscription_upsert(*, data, occurred_at=None):
             status=Subscription.Status.PENDING,
         )
     return sub, subscription_apply(sub=sub, data=data, occurred_at=occurred_at)
+
+
+def subscriptions_cancel_for_erasure(*, owner):
+    """Erasure (privacy): cancel every live subscription of `owner` at Stripe now, not at the period's end.
+
+    Runs inside the erasure task, synchronously, through the same pending operation and task body as a
+    staff cancel (`subscription_send`: the gateway, the call log, one Idempotency-Key per operation), so
+    the erasure does not go on to minimise the rows while Stripe still bills the card; an error leaves
+    the erasure to retry (retryable) or to alert staff (permanent, e.g. Stripe not configured). A pending
+    change of price is replaced by the cancel. Returns {"cancelled": n, "already_gone": n, "create_dropped": n}.
+    """
+    counts = {"cancelled": 0, "already_gone": 0, "create_dropped": 0}
+    # Creates Stripe never confirmed: the outbox must not create them after the user is gone.
+    for sub in Subscription.objects.filter(
+        owner=owner, external_id="", pending_operation=Subscription.Operation.CREATE
+    ):
+        Subscription.objects.filter(pk=sub.pk, external_id="").update(pending_operation="", pending_price_id="")
+        transition(Subscription, sub.pk, Subscription.Status.FAILED)
+        counts["create_dropped"] += 1
+    live = Subscription.objects.filter(owner=owner).exclude(external_id="").exclude(status__in=ENDED)
+    for pk in live.values_list("pk", flat=True):
+        Subscription.objects.filter(pk=pk).exclude(pending_operation=Subscription.Operation.CANCEL_NOW).update(
+            pending_operation=Subscription.Operation.CANCEL_NOW,
+            pending_price_id="",
+            operation_seq=F("operation_seq") + 1,
+        )
+        try:
+            subscription_send(subscription_id=pk)
+        except PermanentError as exc:
+            if exc.http_status != 404:
+                raise
+            # Stripe no longer has it (deleted with its customer, or cancelled long ago): nothing bills.
+            Subscription.objects.filter(pk=pk).update(pending_operation="", pending_price_id="")
+            transition(Subscription, pk, Subscription.Status.CANCELED)
+            counts["already_gone"] += 1
+        else:
+            counts["cancelled"] += 1
+    return counts

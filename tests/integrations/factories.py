@@ -1,7 +1,7 @@
 import factory
 from django.utils import timezone
 
-from integrations.models import Connection, WebhookEvent
+from integrations.models import Alert, AlertDelivery, Connection, WebhookEvent
 from tests.factories import UserFactory
 
 
@@ -28,3 +28,22 @@ class ConnectionFactory(factory.django.DjangoModelFactory):
     scopes = factory.LazyFunction(lambda: ["https://www.googleapis.com/auth/gmail.readonly"])
     access_token = factory.Sequence(lambda n: f"ya29.access-token-{n}")
     refresh_token = factory.Sequence(lambda n: f"1//refresh-token-{n}")
+
+
+class AlertFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Alert
+
+    kind = Alert.Kind.OPERATIONS
+    severity = Alert.Severity.CRITICAL
+    message = "queue depth 500 on payments"
+    dedupe_key = factory.Sequence(lambda n: f"operations:test:{n}")
+
+
+class AlertDeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AlertDelivery
+
+    alert = factory.SubFactory(AlertFactory)
+    channel_key = "settings:email"
+    notice = AlertDelivery.Notice.OPENED

@@ -192,3 +192,70 @@ def test_a_failed_send_records_its_error_on_the_delivery(settings):
             delivery_send(delivery_id=delivery.pk)
     delivery.refresh_from_db()
     assert delivery.status == Status.PENDING and delivery.attempts == 1 and "bad gateway" in delivery.last_error
+
+
+class TestResendFromAdmin:
+    """Staff send a failed notice again from the admin once the channel is fixed; each resend is audited."""
+
+    URL = "/admin/integrations/alertdelivery/"
+
+    def _resend(self, admin_client, *rows):
+        return admin_client.post(self.URL, {"action": "resend", "_selected_action": [r.pk for r in rows]}, follow=True)
+
+    def test_a_failed_delivery_is_sent_again_with_fresh_attempts_and_an_audit_event(
+        self, admin_client, settings, django_capture_on_commit_callbacks, run_tasks
+    ):
+        from integrations.audit.models import AuditEvent
+        from tests.integrations.factories import AlertDeliveryFactory
+
+        settings.ALERT_EMAIL_TO = ["ops@example.com"]
+        failed = AlertDeliveryFactory(status=Status.FAILED, attempts=5, last_error="SMTP refused")
+
+        with django_capture_on_commit_callbacks(execute=True):
+            response = self._resend(admin_client, failed)
+
+        assert response.status_code == 200
+        failed.refresh_from_db()
+        assert (failed.status, failed.attempts, failed.last_error) == (Status.SENT, 1, "")
+        assert len(mail.outbox) == 1 and "queue depth 500" in mail.outbox[0].body
+        event = AuditEvent.objects.get(action="admin.resend")
+        assert (event.target_type, event.target_id, event.outcome) == (
+            "integrations.alertdelivery",
+            str(failed.pk),
+            "ok",
+        )
+
+    def test_only_failed_deliveries_to_live_channels_are_sent_again(self, admin_client, settings, run_tasks):
+        from integrations.audit.models import AuditEvent
+        from tests.integrations.factories import AlertDeliveryFactory
+
+        settings.ALERT_EMAIL_TO = ["ops@example.com"]
+        sent = AlertDeliveryFactory(status=Status.SENT, attempts=1)
+        pending = AlertDeliveryFactory(status=Status.PENDING)
+        orphan = AlertDeliveryFactory(status=Status.FAILED, channel_key="channel:999")
+
+        response = self._resend(admin_client, sent, pending, orphan)
+
+        assert b"Only a failed delivery can be sent again" in response.content
+        assert b"enable the channel first" in response.content
+        assert len(mail.outbox) == 0
+        assert {d.status for d in AlertDelivery.objects.filter(pk__in=[sent.pk, pending.pk, orphan.pk])} == {
+            Status.SENT,
+            Status.PENDING,
+            Status.FAILED,
+        }
+        assert AuditEvent.objects.filter(action="admin.resend", outcome="denied").count() == 3
+
+    def test_a_resend_that_fails_again_is_left_failed_for_the_next_try(
+        self, admin_client, settings, django_capture_on_commit_callbacks, run_tasks, fast_retries
+    ):
+        from tests.integrations.factories import AlertDeliveryFactory
+
+        channel = AlertChannel.objects.create(name="hook", kind="webhook", target=HOOK, secret=SECRET)
+        failed = AlertDeliveryFactory(status=Status.FAILED, channel_key=channel.key)
+        with respx.mock() as router:
+            router.post(HOOK).mock(return_value=httpx.Response(400, text="bad"))
+            with django_capture_on_commit_callbacks(execute=True):
+                self._resend(admin_client, failed)
+        failed.refresh_from_db()
+        assert failed.status == Status.FAILED and failed.attempts == 1 and failed.last_error

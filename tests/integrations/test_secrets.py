@@ -9,10 +9,11 @@ from pathlib import Path
 import boto3
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from moto import mock_aws
 
 from config.settings._secrets import SecretsMapping, apply_secrets_manager
+from integrations.audit.models import AuditEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,6 +66,7 @@ def test_a_secret_that_is_not_a_json_object_stops_start_up(secret_arn):
         apply_secrets_manager({"SECRETS_MANAGER_ARN": arn})
 
 
+@pytest.mark.django_db
 def test_refresh_secrets_names_what_changed_but_never_a_value(secret_arn, settings, monkeypatch, capsys):
     client, arn = secret_arn
     monkeypatch.setenv("SECRETS_MANAGER_ARN", arn)
@@ -76,3 +78,29 @@ def test_refresh_secrets_names_what_changed_but_never_a_value(secret_arn, settin
     out = capsys.readouterr().out
     assert "changed: STRIPE_SECRET_KEY" in out and "Restart" in out
     assert "sk_rotated" not in out and "sk_from_sm" not in out
+
+
+@pytest.mark.django_db
+def test_refresh_secrets_leaves_an_audit_event_with_names_never_values(secret_arn, settings, monkeypatch):
+    client, arn = secret_arn
+    monkeypatch.setenv("SECRETS_MANAGER_ARN", arn)
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_from_sm")
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    settings.SECRETS_FROM_MANAGER = ["STRIPE_SECRET_KEY"]
+    client.put_secret_value(SecretId=arn, SecretString=json.dumps({"STRIPE_SECRET_KEY": "sk_rotated", "NEW_ONE": "v"}))
+
+    call_command("refresh_secrets")
+
+    event = AuditEvent.objects.get(action="secrets.refresh")
+    assert (event.outcome, event.actor_label, event.target_type) == ("ok", "system", "secrets")
+    assert event.details["changed"] == ["STRIPE_SECRET_KEY"] and event.details["added"] == ["NEW_ONE"]
+    assert "sk_rotated" not in json.dumps(event.details) and "sk_from_sm" not in json.dumps(event.details)
+
+
+@pytest.mark.django_db
+def test_a_refresh_that_cannot_read_the_secret_is_audited_as_failed(secret_arn, monkeypatch):
+    _, arn = secret_arn
+    monkeypatch.setenv("SECRETS_MANAGER_ARN", arn.replace("hub/prod", "hub/missing"))
+    with pytest.raises(CommandError):
+        call_command("refresh_secrets")
+    assert AuditEvent.objects.get(action="secrets.refresh").outcome == "failed"

@@ -23,6 +23,7 @@ from tests.documents.factories import DocumentFactory, DocumentVersionFactory
 from tests.integrations.factories import ConnectionFactory, WebhookEventFactory
 from tests.messaging.conftest import ACCOUNT_SID, AUTH_TOKEN, HUB_NUMBER
 from tests.messaging.factories import CallFactory, SmsFactory
+from tests.payments import stripe_fakes
 from tests.payments.factories import CustomerFactory, RefundFactory, SubscriptionFactory
 from tests.scheduling.factories import MeetingFactory
 from tests.travel.factories import WatchFactory
@@ -43,8 +44,16 @@ def privacy_settings(settings, tmp_path):
     settings.TWILIO_API_BASE = ""
     settings.GOOGLE_CLIENT_ID = "google-client-id.apps.googleusercontent.com"
     settings.GOOGLE_CLIENT_SECRET = "google-client-secret-value"
+    settings.STRIPE_SECRET_KEY = stripe_fakes.SECRET_KEY
+    settings.STRIPE_API_BASE = ""
     fast = {"base": 0.01, "cap": 0.01, "max_retries": 2}
-    settings.PROVIDER_RETRY = {**settings.PROVIDER_RETRY, "twilio": fast, "s3": fast, "google_oauth": fast}
+    settings.PROVIDER_RETRY = {
+        **settings.PROVIDER_RETRY,
+        "twilio": fast,
+        "s3": fast,
+        "google_oauth": fast,
+        "stripe": fast,
+    }
     documents_providers.reset()
     yield settings
     documents_providers.reset()
@@ -88,6 +97,7 @@ class Holdings:
     recordings: list = field(default_factory=list)  # (recording sid, transcription sid, media bytes)
     markers: set = field(default_factory=set)
     events: list = field(default_factory=list)
+    subscriptions: list = field(default_factory=list)  # live Stripe subscription ids
 
 
 def _store(key, content):
@@ -114,6 +124,7 @@ def populate(user, *, tag):
         payment__failure_message=f"card of {tag} declined",
     )
     SubscriptionFactory(owner=user, external_id=f"sub_{tag}", last_error=f"sub error {tag}")
+    h.subscriptions = [f"sub_{tag}"]
     h.markers |= {f"Invoice text {tag}", f"card of {tag} declined", f"sub error {tag}"}
     # documents: two versions of one document, one of another
     for d in range(2):
@@ -219,6 +230,13 @@ def populate(user, *, tag):
     h.markers.add(f"inbound text {tag}")
     h.customer, h.refund = customer, refund
     return h
+
+
+def stripe_cancels(http, holdings, status=200):
+    """Stripe answers the cancel of each live subscription `populate` gave the user."""
+    for sub_id in holdings.subscriptions:
+        body = stripe_fakes.subscription(sub_id, customer=holdings.customer.external_id, status="canceled")
+        http.add(responses.DELETE, f"{stripe_fakes.API}/v1/subscriptions/{sub_id}", json=body, status=status)
 
 
 def twilio_media(http, holdings):

@@ -17,12 +17,12 @@ from ai.models import AiSpend, AiUsageMonthly
 from integrations.audit.models import AuditEvent
 from integrations.models import Alert, ApiToken, Connection, ProviderCall, UsageRollup, WebhookEvent
 from messaging.models import SmsMessage
-from payments.models import Invoice
+from payments.models import Invoice, Subscription
 from privacy import erasure as erasure_service
 from privacy.models import Erasure
 from travel.models import PriceWatch
 
-from .conftest import API, BUCKET, populate, twilio_media
+from .conftest import API, BUCKET, populate, stripe_cancels, twilio_media
 
 pytestmark = pytest.mark.django_db
 
@@ -135,6 +135,7 @@ def test_nothing_of_the_user_remains_after_the_grace_period_and_totals_are_uncha
     theirs = populate(other_user, tag="stays")
     http.add(responses.POST, GOOGLE_REVOKE, status=200)
     _twilio_deletes(http, mine)
+    stripe_cancels(http, mine)
     # an export of the user's, still within its 7 days
     from privacy.exports import export_build, export_request
 
@@ -168,6 +169,11 @@ def test_nothing_of_the_user_remains_after_the_grace_period_and_totals_are_uncha
     deleted = {c.request.url for c in http.calls if c.request.method == "DELETE"}
     rec_sid, tr_sid, _ = mine.recordings[0]
     assert {f"{API}/Recordings/{rec_sid}.json", f"{API}/Transcriptions/{tr_sid}.json"} <= deleted
+    # Stripe: the subscription cancelled there (not only minimised here); the other user's still bills
+    assert "https://api.stripe.com/v1/subscriptions/sub_gone" in deleted
+    assert Subscription.objects.get(external_id="sub_gone").status == "canceled"
+    assert Subscription.objects.get(external_id="sub_stays").status == "active"
+    assert row.report["providers"]["stripe.subscriptions"] == {"cancelled": 1}
     # no row of any model holds anything of the user (the audit trail excepted, documented)
     for label, text in _everything_stored_as_text(exclude=KEPT_WITH_IDENTITY):
         for marker in mine.markers:
@@ -209,6 +215,7 @@ def test_a_provider_deletion_that_fails_is_retried_and_then_alerts_staff(
     mine = populate(user, tag="retry")
     http.add(responses.POST, GOOGLE_REVOKE, status=200)
     _twilio_deletes(http, mine, status=503)
+    stripe_cancels(http, mine)
 
     erasure_id = post(client_for(staff_user), {"user": user.pk, "expedite": True}).json()["id"]
 
@@ -240,3 +247,69 @@ def test_staff_can_read_the_report(post, user, staff_user, client_for, eager, ht
     assert body["status"] == "done" and body["report"]["finished"] is True
     outsider = get_user_model().objects.create_user("outsider", password=PASSWORD)
     assert client_for(outsider).get(f"/api/v1/privacy/erasures/{erasure_id}/").status_code == 404
+
+
+def test_a_subscription_stripe_cannot_cancel_yet_keeps_the_erasure_retrying_and_the_row_the_users(
+    post, user, staff_user, client_for, eager, http
+):
+    mine = populate(user, tag="billing")
+    http.add(responses.POST, GOOGLE_REVOKE, status=200)
+    _twilio_deletes(http, mine)
+    stripe_cancels(http, mine, status=500)
+
+    erasure_id = post(client_for(staff_user), {"user": user.pk, "expedite": True}).json()["id"]
+
+    row = Erasure.objects.get(pk=erasure_id)
+    assert row.status == "retrying" and "payments" in row.last_error
+    sub = Subscription.objects.get(external_id="sub_billing")
+    assert (sub.owner_id, sub.status) == (user.pk, "active")  # not minimised while Stripe may still bill
+    assert ProviderCall.objects.filter(provider="stripe", operation="subscription.cancel", outcome="error").exists()
+
+    # Stripe answers again: the same operation (same Idempotency-Key) goes through and the erasure finishes
+    http.replace(
+        responses.DELETE,
+        "https://api.stripe.com/v1/subscriptions/sub_billing",
+        json={"id": "sub_billing", "object": "subscription", "status": "canceled", "customer": "cus_billing"},
+    )
+    assert erasure_service.erasure_run(erasure_id=erasure_id, now=row.next_attempt_at) == "done"
+    sub.refresh_from_db()
+    assert sub.status == "canceled" and sub.owner.username == row.pseudonym
+    keys = {c.request.headers["Idempotency-Key"] for c in http.calls if "subscriptions" in c.request.url}
+    assert len(keys) == 1
+
+
+def test_a_subscription_stripe_no_longer_has_counts_as_cancelled(post, user, staff_user, client_for, eager, http):
+    mine = populate(user, tag="gone404")
+    http.add(responses.POST, GOOGLE_REVOKE, status=200)
+    _twilio_deletes(http, mine)
+    http.add(
+        responses.DELETE,
+        "https://api.stripe.com/v1/subscriptions/sub_gone404",
+        status=404,
+        json={
+            "error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such subscription"}
+        },
+    )
+
+    erasure_id = post(client_for(staff_user), {"user": user.pk, "expedite": True}).json()["id"]
+
+    row = Erasure.objects.get(pk=erasure_id)
+    assert row.status == "done", row.last_error
+    assert row.report["providers"]["stripe.subscriptions"] == {"already_gone": 1}
+    assert Subscription.objects.get(external_id="sub_gone404").status == "canceled"
+
+
+def test_without_stripe_configured_the_erasure_stops_and_tells_staff(
+    post, user, staff_user, client_for, eager, http, settings
+):
+    settings.STRIPE_SECRET_KEY = ""
+    mine = populate(user, tag="nostripe")
+    http.add(responses.POST, GOOGLE_REVOKE, status=200)
+    _twilio_deletes(http, mine)
+
+    erasure_id = post(client_for(staff_user), {"user": user.pk, "expedite": True}).json()["id"]
+
+    row = Erasure.objects.get(pk=erasure_id)
+    assert row.status == "failed" and "STRIPE_SECRET_KEY" in row.last_error
+    assert Alert.objects.filter(dedupe_key=f"privacy_erasure:{erasure_id}", resolved_at__isnull=True).exists()
+    assert Subscription.objects.get(external_id="sub_nostripe").owner_id == user.pk

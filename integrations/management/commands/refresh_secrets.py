@@ -7,6 +7,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from config.settings._secrets import fetch_secrets_manager
+from integrations.audit.models import AuditEvent
+from integrations.audit.services import audit_record
+
+# The actor is "system": a management command runs as a shell user, not as a hub account.
+TARGET = ("secrets", "SECRETS_MANAGER_ARN")
 
 
 class Command(BaseCommand):
@@ -22,12 +27,24 @@ class Command(BaseCommand):
         try:
             fresh = fetch_secrets_manager(arn)
         except ImproperlyConfigured as exc:
+            audit_record(
+                action="secrets.refresh", target=TARGET, outcome=AuditEvent.Outcome.FAILED, error=str(exc)[:300]
+            )
             raise CommandError(str(exc)) from None
         loaded = set(settings.SECRETS_FROM_MANAGER)
         changed = sorted(n for n in loaded & fresh.keys() if os.environ.get(n) != fresh[n])
         added = sorted(n for n in fresh.keys() - loaded if n not in os.environ and f"{n}_FILE" not in os.environ)
         removed = sorted(loaded - fresh.keys())
         overridden = sorted(n for n in fresh.keys() - loaded if n in os.environ or f"{n}_FILE" in os.environ)
+        # Names only, never a value: the audit trail is kept for years.
+        audit_record(
+            action="secrets.refresh",
+            target=TARGET,
+            changed=changed,
+            added=added,
+            removed=removed,
+            overridden=overridden,
+        )
         for label, names in (("changed", changed), ("new", added), ("removed", removed)):
             if names:
                 self.stdout.write(f"{label}: {', '.join(names)}")
