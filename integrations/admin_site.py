@@ -7,10 +7,20 @@
 member's own time zone, with the UTC time on hover), whichever app it belongs
 to and whether or not its author remembered. Nothing else about an admin
 changes: ordering by the column, its header and its CSS class stay as they were.
+
+Detail pages follow the same rule. Django renders a read-only model field
+itself (`display_for_field`: UTC, unmarked) with no hook per field type, so
+just before a change page renders, every DateTimeField that Django decided to
+show read-only (named in `readonly_fields`, or any field of a page the staff
+member may only view), on the page and in its inlines, is swapped for the same
+`when()` callable in the fieldsets and the read-only list. The form itself is
+built from the field names as before, and an editable date-time field keeps
+its widget.
 """
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
@@ -25,8 +35,49 @@ def _time_column(field):
     return admin.display(description=field.verbose_name, ordering=field.name)(column)
 
 
+def _localised(model, names, columns):
+    """`names` with each DateTimeField of `model` replaced by its when() column (kept in `columns`)."""
+    out = []
+    for name in names:
+        if isinstance(name, str) and (model, name) not in columns:
+            try:
+                field = model._meta.get_field(name)
+            except FieldDoesNotExist:
+                field = None
+            columns[model, name] = _time_column(field) if isinstance(field, models.DateTimeField) else None
+        out.append((columns.get((model, name)) or name) if isinstance(name, str) else name)
+    return type(names)(out) if isinstance(names, list | tuple) else out
+
+
+def _localise_read_only(shown, model, columns, *, all_read_only=False):
+    """Swap the read-only date-time fields of an AdminForm or InlineAdminFormSet for when() columns.
+
+    Only names in its read-only list are swapped, there and in its fieldsets:
+    an editable field named in the fieldsets keeps its widget. `all_read_only`
+    says every field shown is read-only (an inline with no form to edit).
+    """
+    read_only = list(shown.readonly_fields)
+    if all_read_only:
+        read_only += [name for name in flatten_fieldsets(shown.fieldsets) if name not in read_only]
+    swapped = dict(zip(read_only, _localised(model, read_only, columns), strict=True))
+    swapped = {name: column for name, column in swapped.items() if column is not name}
+    if not swapped:
+        return
+
+    def line(names):
+        if isinstance(names, list | tuple):
+            return type(names)(swapped.get(name, name) for name in names)
+        return swapped.get(names, names)
+
+    shown.readonly_fields = type(shown.readonly_fields)(line(read_only))
+    shown.fieldsets = [
+        (title, {**options, "fields": [line(names) for names in options.get("fields", ())]})
+        for title, options in shown.fieldsets
+    ]
+
+
 class LocalTimes:
-    """ModelAdmin mixin: a DateTimeField named in list_display renders as `when(value)`."""
+    """ModelAdmin mixin: a DateTimeField in list_display, or shown read-only on a detail page, renders as `when()`."""
 
     def _time_columns(self):
         columns = self.__dict__.get("_local_time_columns")
@@ -38,17 +89,7 @@ class LocalTimes:
     def _localise(self, names):
         if names is None:
             return None
-        columns = self._time_columns()
-        out = []
-        for name in names:
-            if isinstance(name, str) and name not in columns:
-                try:
-                    field = self.model._meta.get_field(name)
-                except FieldDoesNotExist:
-                    field = None
-                columns[name] = _time_column(field) if isinstance(field, models.DateTimeField) else None
-            out.append((columns.get(name) or name) if isinstance(name, str) else name)
-        return type(names)(out) if isinstance(names, list | tuple) else out
+        return _localised(self.model, names, self._time_columns())
 
     def get_list_display(self, request):
         return self._localise(super().get_list_display(request))
@@ -59,6 +100,17 @@ class LocalTimes:
 
     def get_sortable_by(self, request):
         return self._localise(super().get_sortable_by(request))
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        # By now Django has decided what is read-only (declared, or the whole page when it may only be viewed).
+        columns = self._time_columns()
+        if context.get("adminform") is not None:
+            _localise_read_only(context["adminform"], self.model, columns)
+        for inline in context.get("inline_admin_formsets") or ():
+            # Django shows an inline's rows read-only without listing them when nothing in it may be edited.
+            frozen = not (inline.has_change_permission or inline.has_add_permission or inline.formset.extra_forms)
+            _localise_read_only(inline, inline.opts.model, columns, all_read_only=frozen)
+        return super().render_change_form(request, context, *args, **kwargs)
 
 
 class ConsoleSite(admin.AdminSite):

@@ -164,7 +164,7 @@ def test_read_this_months_total_on_the_money_page(page, staff_login, screenshot,
 )
 def test_api_docs_render_with_no_network(page, path, expect, transactional_db):
     page.goto(f"{page.base}{path}")
-    page.get_by_text(expect).first.wait_for(timeout=20000)
+    page.get_by_text(expect).first.wait_for()  # the page's default timeout: generous on a busy machine
     # ReDoc's bundle always asks its CDN for a footer logo; the page's policy refuses it (reported on the console).
     page.js_errors[:] = [e for e in page.js_errors if "cdn.redoc.ly" not in e]
     _no_trouble(page)
@@ -181,4 +181,10 @@ def test_every_apps_admin_shows_times_in_the_readers_zone_with_utc_on_hover(page
     cell = page.locator("#result_list td.field-created_at time")
     assert "13:34:56" in cell.inner_text()  # the page's zone is Europe/Paris: UTC+1 on 1 March
     assert cell.get_attribute("title") == "2026-03-01 12:34:56 UTC"
+    _no_trouble(page)
+    # The detail page too: its read-only times (the document's, and its versions' in the inline).
+    page.goto(f"{page.base}/admin/documents/document/{document.pk}/change/")
+    detail = page.locator(".form-row.field-created_at time")
+    assert "13:34:56" in detail.inner_text()
+    assert detail.get_attribute("title") == "2026-03-01 12:34:56 UTC"
     _no_trouble(page)
