@@ -258,6 +258,7 @@ class FakeDuffel:
         self.remaining = rate_limit
         self.window = window
         self.delay = 0.0
+        self.gate = None  # a threading.Event: when set, every request waits for it before answering
         self.failures = []  # [(status, body, headers)] served before normal answers
         self.requests = []  # (method, path, query, body, headers)
         self.offer_requests = {}
@@ -298,6 +299,8 @@ class FakeDuffel:
         """(status, json body, headers) for one request."""
         if self.delay:
             time.sleep(self.delay)
+        if self.gate is not None and not self.gate.wait(300):
+            raise AssertionError("the test never opened the fake Duffel's gate")
         with self._lock:
             self._n += 1
             self.requests.append((method, path, dict(query), body, {k.lower(): v for k, v in headers.items()}))

@@ -1,6 +1,7 @@
 """Identical searches are answered from the cache, never with an expired offer; concurrent ones make one call."""
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 import time_machine
@@ -101,11 +102,35 @@ def test_the_cache_entry_lives_no_longer_than_its_latest_offer(user_client, duff
     assert 1100 <= get_client().ttl(cache.make_key(search_service._cache_key(data["search_id"]))) <= 1200
 
 
+@pytest.fixture
+def waiting(monkeypatch, settings):
+    """Counts the searches waiting for an identical one's answer (threads in the single-flight poll loop)."""
+    settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS = 300  # a waiter's patience is not what these tests measure
+    real = search_service.time
+    pollers, lock = set(), threading.Lock()
+
+    def sleep(seconds):
+        with lock:
+            pollers.add(threading.get_ident())
+        real.sleep(seconds)
+
+    monkeypatch.setattr(search_service, "time", SimpleNamespace(time=real.time, monotonic=real.monotonic, sleep=sleep))
+
+    def until(n, timeout=240):
+        deadline = real.monotonic() + timeout
+        while len(pollers) < n:
+            assert real.monotonic() < deadline, f"only {len(pollers)} of {n} searches waited for the first"
+            real.sleep(0.01)
+
+    return SimpleNamespace(until=until)
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
-def test_eight_concurrent_identical_searches_make_one_provider_call(user, client_for, duffel):
-    duffel.delay = 1.5  # the provider is slow enough for all eight to arrive while it works, even on a busy machine
+def test_eight_concurrent_identical_searches_make_one_provider_call(user, client_for, duffel, waiting):
+    # The provider answers only once the other seven are waiting for its answer, however busy the machine.
+    duffel.gate = threading.Event()
     clients = [client_for(user) for _ in range(8)]
     for c in clients:
         # Each test client builds its middleware on its first request; django-prometheus registers its
@@ -130,8 +155,10 @@ def test_eight_concurrent_identical_searches_make_one_provider_call(user, client
     threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
+    waiting.until(7)
+    duffel.gate.set()
     for t in threads:
-        t.join(60)
+        t.join(120)
     assert errors == []
     assert [a.status_code for a in answers] == [200] * 8
     assert _posts(duffel) == 1
@@ -143,8 +170,8 @@ def test_eight_concurrent_identical_searches_make_one_provider_call(user, client
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_searches_share_the_providers_refusal_instead_of_repeating_it(user, client_for, duffel):
-    duffel.delay = 1.5
+def test_concurrent_searches_share_the_providers_refusal_instead_of_repeating_it(user, client_for, duffel, waiting):
+    duffel.gate = threading.Event()  # refused only once the other three wait for the answer
     duffel.fail_next(
         500,
         {
@@ -169,7 +196,9 @@ def test_concurrent_searches_share_the_providers_refusal_instead_of_repeating_it
     threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
+    waiting.until(3)
+    duffel.gate.set()
     for t in threads:
-        t.join(30)
+        t.join(120)
     assert codes == [502] * 4
     assert _posts(duffel) == 1
