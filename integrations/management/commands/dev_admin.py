@@ -35,3 +35,6 @@ class Command(BaseCommand):
             user.save(update_fields=["password", "is_active", "is_staff", "is_superuser"])
             verb = "password reset"
         self.stdout.write(self.style.SUCCESS(f"Dev admin {verb}: username={username} password={password}"))
+        self.stdout.write(
+            "Shown only now. Lost it? `make superuser` (or `python manage.py dev_admin --reset`) sets a new one."
+        )
