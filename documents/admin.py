@@ -2,10 +2,10 @@
 storage class. There is deliberately no link to any file: a download always
 goes through a short-lived signed URL, never a permanent public one."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Count
 
-from integrations.errors import ProviderError
+from integrations.actions import each_row
 
 from . import services
 from .models import Document, DocumentVersion
@@ -117,15 +117,15 @@ class DocumentVersionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Scan again (unscanned or failed scans)")
     def rescan(self, request, queryset):
-        count = sum(1 for version in queryset if services.version_rescan(version=version))
-        self.message_user(request, f"{count} version(s) queued for scanning.")
+        done = each_row(self, request, queryset, lambda version: services.version_rescan(version=version))
+        self.message_user(request, f"{done} version(s) queued for scanning.")
 
     @admin.action(description="Read the storage class back from S3")
     def refresh_storage_class(self, request, queryset):
-        try:
-            for version in queryset.select_related("document"):
-                services.version_refresh_storage_class(version=version)
-        except ProviderError as exc:
-            self.message_user(request, f"S3 did not answer: {exc}", level=messages.ERROR)
-            return
-        self.message_user(request, f"Storage class refreshed for {queryset.count()} version(s).")
+        done = each_row(
+            self,
+            request,
+            queryset.select_related("document"),
+            lambda version: services.version_refresh_storage_class(version=version),
+        )
+        self.message_user(request, f"Storage class refreshed for {done} version(s).")

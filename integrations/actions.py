@@ -1,8 +1,10 @@
 """Admin actions call the same services as the API, one selected row at a time.
 
-A service refuses with a DomainError; here, in one place, that refusal becomes
-a warning naming the row (the API's exception handler is the other place), so
-no admin action catches domain errors itself.
+A service refuses with a DomainError, or a provider fails it with a
+ProviderError; here, in one place, either becomes a warning naming the row
+(the API's exception handler is the other place, with the same sentence), so
+no admin action catches errors itself. A service that answers False found
+nothing to do for that row (not eligible): it is neither counted nor logged.
 
     @admin.action(description="Void selected invoices")
     def void_invoices(self, request, queryset):
@@ -14,7 +16,7 @@ from django.contrib import messages
 
 from .audit.models import AuditEvent
 from .audit.services import audit_record
-from .errors import DomainError
+from .errors import DomainError, ProviderError
 
 
 def _action_label(modeladmin, request):
@@ -24,7 +26,7 @@ def _action_label(modeladmin, request):
 
 
 def each_row(modeladmin, request, rows, run):
-    """`run(row)` for every row; a DomainError is shown as a warning and the next row goes on. How many ran.
+    """`run(row)` for every row; a refusal is shown as a warning and the next row goes on. How many were done.
 
     Each row the action ran on gets a LogEntry (its history and "Recent actions"
     say which staff member refunded, voided or cancelled it) and an AuditEvent
@@ -35,13 +37,18 @@ def each_row(modeladmin, request, rows, run):
     action = f"admin.{request.POST.get('action', '') or 'action'}"[:64]
     for row in rows:
         try:
-            run(row)
-        except DomainError as exc:
-            audit_record(action=action, request=request, target=row, outcome=AuditEvent.Outcome.DENIED, error=exc.code)
+            result = run(row)
+        except (DomainError, ProviderError) as exc:
+            refusal = exc.as_api_error() if isinstance(exc, ProviderError) else exc
+            audit_record(
+                action=action, request=request, target=row, outcome=AuditEvent.Outcome.DENIED, error=refusal.code
+            )
             modeladmin.message_user(
-                request, f"{row._meta.verbose_name.capitalize()} {row.pk}: {exc.detail}", messages.WARNING
+                request, f"{row._meta.verbose_name.capitalize()} {row.pk}: {refusal.detail}", messages.WARNING
             )
         else:
+            if result is False:
+                continue
             done += 1
             label = label or _action_label(modeladmin, request)
             modeladmin.log_change(request, row, f"{label} (done).")

@@ -7,6 +7,7 @@ for what staff may repair (re-queue a failed send).
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from integrations.actions import each_row
 from integrations.admin_format import usd
 
 from . import services
@@ -48,10 +49,8 @@ class SmsMessageAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Send failed outbound messages again (never sent by Twilio)")
     def requeue_failed(self, request, queryset):
-        ids = queryset.filter(direction="outbound", status="failed", external_id__isnull=True).values_list(
-            "pk", flat=True
-        )
-        done = sum(1 for pk in ids if services.sms_requeue(sms_id=pk))
+        never_sent = queryset.filter(direction="outbound", status="failed", external_id__isnull=True)
+        done = each_row(self, request, never_sent, lambda sms: services.sms_requeue(sms_id=sms.pk))
         self.message_user(request, f"{done} message(s) queued again.", messages.SUCCESS)
 
 

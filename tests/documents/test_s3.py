@@ -254,3 +254,36 @@ class TestLifecycle:
         assert user_client.get(f"{URL}{doc['id']}/").json()["storage_class"] == "STANDARD_IA"
         usage = user_client.get(f"{URL}usage/").json()
         assert usage["by_storage_class"][0]["storage_class"] == "STANDARD_IA"
+
+
+class TestAdminActions:
+    def test_refreshing_storage_classes_goes_on_past_an_object_s3_no_longer_has(
+        self, user_client, client, staff_user, s3
+    ):
+        """A provider failure on one row is a warning naming that row; the others are refreshed and logged."""
+        from django.contrib.admin.models import LogEntry
+        from django.contrib.messages import get_messages
+
+        for name in ("kept.txt", "gone.txt"):
+            post(user_client, name, b"one\n", "text/plain")
+        kept, gone = DocumentVersion.objects.order_by("pk")
+        s3.copy_object(
+            Bucket=BUCKET,
+            Key=kept.storage_key,
+            CopySource={"Bucket": BUCKET, "Key": kept.storage_key},
+            StorageClass="STANDARD_IA",
+            ServerSideEncryption="AES256",
+        )
+        s3.delete_object(Bucket=BUCKET, Key=gone.storage_key)
+        client.force_login(staff_user)
+        resp = client.post(
+            "/admin/documents/documentversion/",
+            {"action": "refresh_storage_class", "_selected_action": [kept.pk, gone.pk]},
+        )
+        assert resp.status_code == 302
+        shown = [str(m) for m in get_messages(resp.wsgi_request)]
+        assert any(text.startswith(f"Document version {gone.pk}: ") for text in shown), shown
+        assert "Storage class refreshed for 1 version(s)." in shown
+        assert DocumentVersion.objects.get(pk=kept.pk).storage_class == "STANDARD_IA"
+        logged = LogEntry.objects.filter(object_id__in=[str(kept.pk), str(gone.pk)])
+        assert [entry.object_id for entry in logged] == [str(kept.pk)]  # who refreshed what, for the row done

@@ -1,4 +1,5 @@
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
 from messaging.models import SmsMessage
@@ -43,3 +44,5 @@ def test_staff_can_queue_a_failed_unsent_message_again(client, staff_user, twili
     assert SmsMessage.objects.get(pk=delivered.pk).status == "delivered"
     assert SmsMessage.objects.get(pk=failed_at_twilio.pk).status == "failed"
     assert len(callbacks) == 1
+    # Recent actions say who sent which message again, for that message only.
+    assert list(LogEntry.objects.values_list("object_id", "user_id")) == [(str(failed.pk), staff_user.pk)]
