@@ -38,7 +38,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 from integrations import gateway, limiter
-from integrations.aio import db_hop
+from integrations.aio import commit_without_flush_wait, db_hop
 from integrations.context import get_request_id
 from integrations.errors import DomainError, ProviderError, ProviderNotConfigured, QuotaExceeded
 from integrations.redis import aget_client
@@ -326,13 +326,15 @@ class _Booking:
         req.max_tokens = req.max_tokens or min(settings.AI_DEFAULT_MAX_TOKENS, cap)
         chain, skipped = priced_chain(chain, named=bool(self.params.get("model")))
         amount = max_cost(chain, input_tokens=req.estimated_input_tokens(), output_tokens=req.max_tokens)
-        self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
+        with transaction.atomic():
+            commit_without_flush_wait()  # a lost hold only frees budget; the client waits on this commit
+            self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
         return chain, skipped
 
     def release(self):
         budget_settle(self.reservation, 0)
 
-    @transaction.atomic
+    @transaction.atomic(savepoint=False)  # inside the gateway's savepoint for it: one is enough
     def answered(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK):
         """Book an answer (or a stream the client closed): roll-up, budget, request log (one commit)."""
         usage_record(

@@ -35,7 +35,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import breaker, limiter, metrics
-from .aio import db_hop
+from .aio import commit_without_flush_wait, db_hop
 from .alerts import alert_raise
 from .errors import (
     CircuitOpen,
@@ -404,8 +404,11 @@ def _write_ok_then(att, *, latency_ms):
     """The call's row and, in the same thread hop and commit, the caller's own booking (`att.then`).
 
     The booking runs in a savepoint: if it fails, the call's row is still kept
-    (the provider was called), and the error goes on to the caller."""
+    (the provider was called), and the error goes on to the caller. A client
+    waits on this path (the async endpoints), so the commit does not wait for
+    the disk flush (aio.commit_without_flush_wait)."""
     with transaction.atomic():
+        commit_without_flush_wait()
         _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
         if att.then is None:
             return

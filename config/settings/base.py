@@ -89,6 +89,8 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# integrations.aio.db_hop's own threads; 0 = Django's one shared thread (SQLite, persistent connections).
+DB_HOP_THREADS = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # web, worker and beat share the file: WAL lets readers run beside the one
     # writer, IMMEDIATE transactions avoid "database is locked" on upgrade.
@@ -107,6 +109,10 @@ elif env_bool("DATABASE_POOL", False):
         "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
+    # integrations.aio.db_hop: a request's database work runs on threads of its own, one
+    # connection from the pool per hop, so one slow hop (a commit, a locked row) never queues
+    # every other request's behind Django's one shared thread (sync views keep two connections).
+    DB_HOP_THREADS = env.int("DB_HOP_THREADS", default=max(1, DATABASES["default"]["OPTIONS"]["pool"]["max_size"] - 2))
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

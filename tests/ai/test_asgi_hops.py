@@ -6,9 +6,11 @@ method also crossed on its own (about twenty crossings a request, queued behind
 every other request's). config.asgi_handler runs the no-I/O ones on the loop.
 """
 
+import asyncio
 import collections
 import json
 import re
+import threading
 
 import asgiref.sync
 import pytest
@@ -16,6 +18,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from ai import services as ai_services
 from tests.ai.conftest import AsgiCall
 from tests.ai.fakes import openai_chat
 
@@ -112,3 +115,34 @@ def test_an_admin_login_over_asgi_saves_its_session_and_checks_csrf(staff_user):
 
     page = async_to_sync(index)()
     assert page.status == 200 and b"login-form" not in page.raw and b"/admin/logout/" in page.raw
+
+
+def test_with_hop_threads_one_stuck_database_hop_does_not_hold_up_another_request(
+    fake_ai, asgi_completion, settings, monkeypatch
+):
+    """On Django's one shared thread, every request's database work queues behind a slow one."""
+    settings.DB_HOP_THREADS = 4
+    fake_ai.add("openai", openai_chat("one"), openai_chat("two"))
+    entered, release = threading.Event(), threading.Event()
+    real_reserve = ai_services._Booking.reserve
+
+    def reserve(self, chain):  # before any row lock: the two requests share a budget row and a roll-up row
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30), "the second request never finished"
+        return real_reserve(self, chain)
+
+    monkeypatch.setattr(ai_services._Booking, "reserve", reserve)
+
+    async def both():
+        first = asgi_completion({})
+        await asyncio.to_thread(entered.wait, 30)  # the first request is stuck inside its first database hop
+        second = asgi_completion({})
+        await second.task
+        release.set()
+        await first.task
+        return first, second
+
+    first, second = async_to_sync(both)()
+    assert (first.status, second.status) == (200, 200)
+    assert {first.json()["content"], second.json()["content"]} == {"one", "two"}
