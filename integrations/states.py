@@ -30,17 +30,23 @@ def state_field(model):
     return getattr(model, "STATE_FIELD", "status")
 
 
-def transition(model, pk, to, *, frm=None, where=None, occurred_at=None, strict=False, **fields):
+def transition(model, pk, to, *, frm=None, where=None, occurred_at=None, strict=False, seen=None, **fields):
     """Move row `pk` to `to`; True if it moved. A no-op (already there, stale, not allowed) is False.
 
     strict=True raises IllegalTransition for a move the machine forbids (staff
     actions want to know); webhooks and reconciliation pass strict=False and
-    simply leave the row alone.
+    simply leave the row alone. `seen` is the state the caller read a moment
+    ago: when it allows the move, the conditional UPDATE is tried from it
+    without reading the row first (one query instead of two for a batch of
+    webhook events); every other outcome is decided on a fresh read.
     """
     field = state_field(model)
     expected = frm
+    guess = seen if seen is not None and seen != to and allowed(model, seen, to) else None
     for _ in range(3):
-        if expected is None:
+        if guess is not None:
+            frm, guess = guess, None
+        elif expected is None:
             current = model.objects.filter(pk=pk).values(field).first()
             if current is None:
                 return False

@@ -72,25 +72,27 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
     Never backwards: the state machine refuses succeeded -> failed, and an
     event older than the newest one applied is stale.
     """
-    if intent_id:
+    # `payment` was read in this transaction: an id it already has is never taken away, so no UPDATE for it.
+    if intent_id and not payment.payment_intent_id:
         Payment.objects.filter(pk=payment.pk, payment_intent_id="").update(payment_intent_id=intent_id)
-    if charge_id:
+    if charge_id and not payment.charge_id:
         Payment.objects.filter(pk=payment.pk, charge_id="").update(charge_id=charge_id)
     fields = {}
     if to == Payment.Status.FAILED:
         fields = {"failure_code": (failure_code or "")[:64], "failure_message": failure_message or ""}
-    moved = transition(Payment, payment.pk, to, occurred_at=occurred_at, **fields)
+    moved = transition(Payment, payment.pk, to, occurred_at=occurred_at, seen=payment.status, **fields)
     if not moved:
         return False
     invoice = payment.invoice
     if to == Payment.Status.SUCCEEDED:
-        if not transition(Invoice, invoice.pk, Invoice.Status.PAID, paid_at=occurred_at or timezone.now()):
+        paid_at = occurred_at or timezone.now()
+        if not transition(Invoice, invoice.pk, Invoice.Status.PAID, paid_at=paid_at, seen=invoice.status):
             _alert_money_on_settled_invoice(payment=payment, invoice_id=invoice.pk)
         from ..tasks import payment_fee_record
 
         enqueue_on_commit(payment_fee_record, payment.pk)
     elif to == Payment.Status.FAILED:
-        transition(Invoice, invoice.pk, Invoice.Status.FAILED)
+        transition(Invoice, invoice.pk, Invoice.Status.FAILED, seen=invoice.status)
         payment_failed_notify_later(invoice_id=invoice.pk, reason=failure_message or failure_code)
     return True
 

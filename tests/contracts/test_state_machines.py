@@ -116,3 +116,21 @@ def test_a_move_from_a_state_the_row_has_left_is_refused(model, frm, to):
     assert transition(model, row.pk, to, frm=frm) is False
     row.refresh_from_db()
     assert getattr(row, state_field(model)) == to
+
+
+@pytest.mark.parametrize("model,frm,to", _moves(legal=True))
+def test_a_move_from_a_state_the_caller_has_seen_takes_one_query(model, frm, to, django_assert_num_queries):
+    row = _row(model, frm)
+    with django_assert_num_queries(1):
+        assert transition(model, row.pk, to, seen=frm) is True
+    row.refresh_from_db()
+    assert getattr(row, state_field(model)) == to
+
+
+@pytest.mark.parametrize("model,frm,to", _moves(legal=True))
+def test_a_state_seen_before_the_row_moved_on_is_checked_again(model, frm, to):
+    """The caller's `seen` is only a first guess: a row that has moved since is decided on a fresh read."""
+    row = _row(model, to)
+    assert transition(model, row.pk, to, seen=frm) is False
+    row.refresh_from_db()
+    assert getattr(row, state_field(model)) == to
