@@ -1,0 +1,54 @@
+"""The Redis cache backend: Django's behaviour, fewer round trips (integrations/cache.py)."""
+
+import pytest
+from django.core.cache import cache, caches
+
+from integrations.cache import RedisCache, set_and_delete
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_cache():
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        pytest.skip("REDIS_URL is not set: the local-memory cache is in use")
+    return backend
+
+
+def test_incr_adds_to_a_key_and_keeps_its_expiry(redis_cache):
+    cache.set("t:incr", 5, 300)
+    assert cache.incr("t:incr") == 6
+    assert cache.incr("t:incr", 10) == 16
+    assert cache.get("t:incr") == 16
+    key = redis_cache.make_and_validate_key("t:incr")
+    assert 0 < redis_cache._cache.get_client(key).ttl(key) <= 300
+
+
+def test_incr_of_a_missing_key_is_a_value_error_and_creates_nothing(redis_cache):
+    cache.delete("t:missing")
+    with pytest.raises(ValueError):
+        cache.incr("t:missing")
+    assert cache.get("t:missing") is None
+
+
+def test_set_and_delete_stores_one_key_and_drops_the_other(redis_cache):
+    cache.set("t:lock", "held", 30)
+    set_and_delete(redis_cache, "t:answer", {"offers": [1, 2]}, 60, "t:lock")
+    assert cache.get("t:answer") == {"offers": [1, 2]}
+    assert cache.get("t:lock") is None
+
+
+def test_set_and_delete_works_on_any_backend(settings):
+    settings.CACHES = {**settings.CACHES, "other": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    other = caches["other"]
+    other.set("lock", "held")
+    set_and_delete(other, "answer", 1, 60, "lock")
+    assert other.get("answer") == 1 and other.get("lock") is None
+
+
+def test_the_inbound_limit_still_counts_on_it(user_client, settings):
+    settings.TRAVEL_SEARCH_USER_RATE = "2/m"
+    # Counted before validation: two refused bodies, then the limit.
+    answers = [user_client.post("/api/v1/travel/searches/", {}, format="json").status_code for _ in range(3)]
+    assert answers == [400, 400, 429]
