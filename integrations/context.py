@@ -1,10 +1,15 @@
-"""The request id of the work in hand, carried from HTTP into logs and Celery tasks."""
+"""The request id of the work in hand, carried from HTTP into logs and Celery tasks,
+and the work a request leaves for after its answer has gone out (`after_response`)."""
 
 import contextvars
+import logging
 import re
 import uuid
 
+logger = logging.getLogger(__name__)
+
 _request_id = contextvars.ContextVar("request_id", default=None)
+_after_response = contextvars.ContextVar("after_response", default=None)
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -29,3 +34,58 @@ def set_request_id(value):
 
 def reset_request_id(token):
     _request_id.reset(token)
+
+
+# --- work left for after the answer ----------------------------------------------------
+#
+# Bookkeeping the client does not need to wait for (a provider call's log row
+# on the search path) runs once the response has been sent. RequestIdMiddleware
+# opens a scope for each request and hands its `run` to the response as a
+# resource closer: the server closes the response after its last byte went out
+# (WSGI and ASGI alike; the test client closes it before returning), and Django
+# runs the closers then. Work added outside any request, or after the scope has
+# run, runs at once: nothing is left waiting on a close that never comes.
+
+
+class ResponseScope:
+    def __init__(self):
+        self.pending = []
+        self.open = True
+
+    def run(self):
+        if not self.open:
+            return
+        self.open = False  # anything added from now on runs at once
+        if not self.pending:
+            return
+        from django.db import close_old_connections, connection  # this module loads with the logging config
+
+        for fn in self.pending:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - the answer is sent; a failure here must not hide the rest
+                logger.exception("after-response work failed")
+        self.pending = []
+        if not connection.in_atomic_block:
+            # Django's request_finished handler has not run yet or did before this work
+            # took a connection: give it back the same way (a pool, or CONN_MAX_AGE).
+            close_old_connections()
+
+
+def open_response_scope():
+    """A new scope for the request in hand (RequestIdMiddleware); returns (scope, token to reset)."""
+    scope = ResponseScope()
+    return scope, _after_response.set(scope)
+
+
+def reset_response_scope(token):
+    _after_response.reset(token)
+
+
+def after_response(fn):
+    """Run `fn()` once the current response has been sent; at once outside a request."""
+    scope = _after_response.get()
+    if scope is None or not scope.open:
+        fn()
+    else:
+        scope.pending.append(fn)

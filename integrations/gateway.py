@@ -37,6 +37,7 @@ from django.utils import timezone
 from . import breaker, limiter, metrics
 from .aio import commit_without_flush_wait, db_hop
 from .alerts import alert_raise
+from .context import after_response, get_request_id
 from .errors import (
     CircuitOpen,
     ProviderError,
@@ -162,9 +163,8 @@ def _related(related):
     return (related._meta.label_lower, str(related.pk))
 
 
-def _write(att, *, outcome, latency_ms, error=None, retryable=None):
-    from .context import get_request_id
-
+def _write(att, *, outcome, latency_ms, error=None, retryable=None, request_id=None):
+    request_id = request_id if request_id is not None else get_request_id()
     ok = outcome == ProviderCall.Outcome.OK
     if att.cost_usd is not None:
         cost = att.cost_usd
@@ -190,7 +190,7 @@ def _write(att, *, outcome, latency_ms, error=None, retryable=None):
             retryable=retryable,
             related_type=att.related_type[:64],
             related_id=att.related_id[:64],
-            request_id=(get_request_id() or "")[:128],
+            request_id=(request_id or "")[:128],
             created_at=now,
         )
     )
@@ -228,8 +228,16 @@ def attempt(
     related=None,
     rate_cost=1,
     attempt_no=None,
+    log_after_response=False,
 ):
-    """Run one attempt at a provider call; see the module docstring."""
+    """Run one attempt at a provider call; see the module docstring.
+
+    `log_after_response`: inside a web request, a successful call's row (and the
+    roll-ups and budget check that go with it) is written once the answer has
+    been sent, not while the client waits (a flight search: the client is
+    waiting on the provider already). Failures are always written at once, and
+    outside a request the row is written before the block returns. The row is
+    not readable through `att.row` until then."""
     require(provider)
 
     _take_token(provider, scope, rate_cost)
@@ -283,7 +291,13 @@ def attempt(
             raise
         raise error from exc
     latency_ms = (time.perf_counter() - started) * 1000
-    _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
+    if log_after_response:
+        request_id = get_request_id() or ""
+        after_response(
+            lambda: _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms, request_id=request_id)
+        )
+    else:
+        _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
     if permit.state != breaker.CLOSED or permit.failures:
         breaker.after_call(provider, healthy=True)
 

@@ -1,10 +1,10 @@
 import logging
 import time
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 
-from .context import clean_request_id, reset_request_id, set_request_id
+from .context import clean_request_id, open_response_scope, reset_request_id, reset_response_scope, set_request_id
 
 access_log = logging.getLogger("hub.access")
 
@@ -30,19 +30,29 @@ class RequestIdMiddleware:
         if self.is_async:
             return self._acall(request)
         request_id, token, started = self._begin(request)
+        scope, scope_token = open_response_scope()
         try:
             response = self.get_response(request)
-            self._end(request, response, request_id, started)
+            self._end(request, response, request_id, started, scope)
+        except BaseException:
+            scope.run()
+            raise
         finally:
+            reset_response_scope(scope_token)
             reset_request_id(token)
         return response
 
     async def _acall(self, request):
         request_id, token, started = self._begin(request)
+        scope, scope_token = open_response_scope()
         try:
             response = await self.get_response(request)
-            self._end(request, response, request_id, started)
+            self._end(request, response, request_id, started, scope)
+        except BaseException:
+            await sync_to_async(scope.run)()
+            raise
         finally:
+            reset_response_scope(scope_token)
             reset_request_id(token)
         return response
 
@@ -53,8 +63,11 @@ class RequestIdMiddleware:
         return request_id, set_request_id(request_id), time.perf_counter()
 
     @staticmethod
-    def _end(request, response, request_id, started):
+    def _end(request, response, request_id, started, scope):
         response["X-Request-ID"] = request_id
+        # Work left for after the answer (integrations.context.after_response) runs when the
+        # server closes the response, after sending it.
+        response._resource_closers.append(scope.run)
         if settings.ACCESS_LOG:
             access_log.info(
                 "%s %s %s",

@@ -224,3 +224,71 @@ def test_a_rejected_token_is_a_permanent_error(user_client, duffel, settings):
 def test_searching_needs_a_login(api_client, duffel):
     assert search(api_client, one_way()).status_code == 401
     assert duffel.requests == []
+
+
+class TestTheCallLogLeavesTheRequestPath:
+    """A fresh search's ProviderCall row is written once the answer has gone out, not while the client waits."""
+
+    @staticmethod
+    def served_but_not_closed(client_for, user, body):
+        """What a WSGI server holds after sending the answer and before closing it (which fires request_finished)."""
+        from django.core.signals import request_finished, request_started
+        from django.db import close_old_connections
+        from django.test import RequestFactory
+        from django.test.client import ClientHandler
+
+        handler = ClientHandler(enforce_csrf_checks=False)
+        handler.load_middleware()
+        request = RequestFactory().post(
+            "/api/v1/travel/searches/",
+            body,
+            content_type="application/json",
+            headers={"Authorization": client_for(user)._credentials["HTTP_AUTHORIZATION"]},
+        )
+        # The test database lives in one transaction: keep Django from closing its connection.
+        request_started.disconnect(close_old_connections)
+        try:
+            request_started.send(sender=ClientHandler, environ=request.environ)
+        finally:
+            request_started.connect(close_old_connections)
+        response = handler.get_response(request)
+
+        def close():
+            request_finished.disconnect(close_old_connections)
+            try:
+                response.close()
+            finally:
+                request_finished.connect(close_old_connections)
+
+        return response, close
+
+    def test_the_row_is_written_when_the_server_closes_the_answer(self, client_for, user, duffel):
+        import json
+
+        response, close = self.served_but_not_closed(client_for, user, json.dumps(one_way()))
+        assert response.status_code == 200
+        assert json.loads(response.content)["offer_count"] == 4
+        assert not ProviderCall.objects.filter(provider="duffel").exists()
+        close()
+        call = ProviderCall.objects.get(provider="duffel")
+        assert call.operation == "offer_request.create" and call.outcome == "ok" and call.owner_id == user.pk
+        assert call.request_id == response["X-Request-ID"]
+        assert call.units == {"offers": 4}
+
+    def test_a_refused_search_is_logged_before_the_answer(self, client_for, user, duffel):
+        import json
+
+        duffel.fail_next(
+            500, error_body(500, type_="api_error", code="internal_server_error", title="Boom", message="Try again")
+        )
+        response, close = self.served_but_not_closed(client_for, user, json.dumps(one_way()))
+        assert response.status_code == 502
+        assert ProviderCall.objects.get(provider="duffel").outcome == "error"
+        close()
+        assert ProviderCall.objects.filter(provider="duffel").count() == 1
+
+    def test_outside_a_request_the_row_is_written_at_once(self, user, duffel):
+        from travel.providers import SearchQuery, SliceQuery, get_flight_provider
+
+        get_flight_provider().search(SearchQuery(slices=(SliceQuery("LHR", "JFK", day(30)),)), owner=user)
+        assert ProviderCall.objects.get(provider="duffel").outcome == "ok"

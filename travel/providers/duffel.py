@@ -164,8 +164,11 @@ def _error(response):
 
 
 def _request(method, path, *, operation, scope, owner=None, params=None, json=None, units=None):
-    """One HTTP request as one gateway attempt; the decoded JSON body."""
-    with gateway.attempt(PROVIDER, operation, owner=owner, scope=scope) as att:
+    """One HTTP request as one gateway attempt; the decoded JSON body.
+
+    The call's log row is written after the answer is sent: a searching client
+    waits on Duffel already and should not also wait on our bookkeeping."""
+    with gateway.attempt(PROVIDER, operation, owner=owner, scope=scope, log_after_response=True) as att:
         try:
             response = _client(settings.DUFFEL_API_BASE).request(
                 method,

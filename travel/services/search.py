@@ -30,9 +30,10 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 
 from integrations import gateway
+from integrations.cache import set_and_delete
 from integrations.errors import DomainError, ProviderError
 from integrations.registry import require
 
@@ -187,6 +188,7 @@ def _fetch(query, key, *, user, refresh, max_age=None):
     deadline = time.monotonic() + settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS
     while True:
         if cache.add(lock, token, timeout=lock_ttl):
+            released = False
             try:
                 if not refresh:
                     # The caller before us may have answered between our read and the lock.
@@ -200,12 +202,15 @@ def _fetch(query, key, *, user, refresh, max_age=None):
                     raise
                 now = time.time()
                 entry = _entry(result, now)
-                cache.set(ck, entry, _ttl(entry, now))
+                # The answer and the lock's release in one round trip: waiters see both at once.
+                set_and_delete(caches["default"], ck, entry, _ttl(entry, now), lock)
+                released = True
                 return entry, False
             finally:
                 # Only the holder gets here, and the provider call's timeout is shorter than the
                 # lock's TTL, so the lock is still ours: delete it without reading it first.
-                cache.delete(lock)
+                if not released:
+                    cache.delete(lock)
         # Someone else is asking the provider: wait for what they leave.
         time.sleep(POLL_SECONDS)
         if cache.get(lock) is None:
