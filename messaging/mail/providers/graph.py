@@ -45,7 +45,7 @@ deleted, not left behind.
 import base64
 import contextlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
@@ -252,7 +252,8 @@ def thread(conn, thread_id):
     }
     page = _call(conn, "threads.get", "GET", "/me/messages", params=params)
     messages = [message_from(m, full=True) for m in page.get("value", [])]
-    return sorted(messages, key=lambda m: m.date or datetime.min.replace(tzinfo=None).astimezone())
+    # An undated message (a draft) first; the oldest aware moment, not the local one (before year 1 east of UTC).
+    return sorted(messages, key=lambda m: m.date or datetime.min.replace(tzinfo=UTC))
 
 
 def attachment(conn, message_id, attachment_id):

@@ -297,3 +297,49 @@ class TestLargeMessages:
         response = user_client.post(url(conn, "messages/send/"), {"message": "not json"}, format="multipart")
         assert response.status_code == 400 and response.json()["field"] == "message"
         assert gmail.requests == []
+
+
+class TestSentIdsAndDraftAttachments:
+    def test_a_send_answers_the_sent_message_id_thread_and_message_id(self, gmail, user, user_client):
+        response = user_client.post(
+            url(google_conn(user), "messages/send/"), {"to": ["a@example.com"], "text": "hi"}, format="json"
+        )
+        assert response.status_code == 202, response.content
+        body = response.json()
+        sent = mime.parse(gmail.sent[-1])
+        assert body == {"id": "sent1", "thread_id": "tsent1", "message_id": sent["Message-ID"]}
+        assert body["message_id"].startswith("<") and body["message_id"].endswith(">")
+
+    def test_a_draft_keeps_its_attachment_through_create_update_and_send(self, gmail, user, user_client):
+        conn = google_conn(user)
+
+        def attached(draft_id):
+            message = mime.parse(base64.urlsafe_b64decode(gmail.drafts[draft_id]["raw"] + "=="))
+            return [(a.get_filename(), a.get_content()) for a in message.iter_attachments()]
+
+        def body(text, content):
+            return {
+                "to": ["a@example.com"],
+                "subject": "Plan",
+                "text": text,
+                "attachments": [
+                    {
+                        "filename": "plan.txt",
+                        "content_type": "text/plain",
+                        "content_base64": base64.b64encode(content).decode(),
+                    }
+                ],
+            }
+
+        created = user_client.post(url(conn, "drafts/"), body("v1", b"first"), format="json")
+        assert created.status_code == 201, created.content
+        draft_id = created.json()["id"]
+        assert attached(draft_id) == [("plan.txt", "first")]
+        updated = user_client.put(url(conn, f"drafts/{draft_id}/"), body("v2", b"second"), format="json")
+        assert updated.status_code == 200, updated.content
+        assert attached(draft_id) == [("plan.txt", "second")]
+        sent = user_client.post(url(conn, f"drafts/{draft_id}/send/"))
+        assert sent.status_code == 202
+        assert sent.json()["id"] and sent.json()["thread_id"]
+        [attachment] = list(mime.parse(gmail.sent[-1]).iter_attachments())
+        assert attachment.get_content() == "second"

@@ -258,6 +258,61 @@ class TestGraphPush:
         assert renew.called
         assert Mailbox.objects.get().subscription_expires_at.isoformat().startswith("2026-12-05")
 
+    def _lifecycle(self, client, event, django_capture_on_commit_callbacks):
+        body = {
+            "value": [
+                {"subscriptionId": "sub-1", "clientState": "s3cret-state", "lifecycleEvent": event, "resource": "x"}
+            ]
+        }
+        assert client.post("/webhooks/outlook/", body, content_type="application/json").status_code == 200
+        stored = WebhookEvent.objects.get(provider="outlook")
+        assert stored.type == f"outlook.{event}"
+        with django_capture_on_commit_callbacks(execute=True):
+            webhook_process(stored.pk)
+        stored.refresh_from_db()
+        assert stored.status == "processed", stored.last_error
+
+    def test_subscription_removed_creates_a_new_subscription_with_a_new_client_state(
+        self, respx_mock, graph_settings, user, client, eager, django_capture_on_commit_callbacks
+    ):
+        self._mailbox(user)
+        gone = respx_mock.patch("/subscriptions/sub-1").mock(
+            return_value=httpx.Response(404, json={"error": {"code": "ResourceNotFound", "message": "gone"}})
+        )
+        create = respx_mock.post("/subscriptions").mock(
+            return_value=httpx.Response(201, json={"id": "sub-2", "expirationDateTime": "2026-12-06T10:00:00Z"})
+        )
+        respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
+            return_value=httpx.Response(
+                200,
+                json={"value": [], "@odata.deltaLink": f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=n3"},
+            )
+        )
+        self._lifecycle(client, "subscriptionRemoved", django_capture_on_commit_callbacks)
+        assert gone.called and create.called
+        mailbox = Mailbox.objects.get()
+        sent = json.loads(create.calls[0].request.content)
+        assert mailbox.subscription_id == "sub-2" and mailbox.client_state == sent["clientState"] != "s3cret-state"
+
+    def test_missed_notifications_run_a_delta_sync(
+        self, respx_mock, graph_settings, user, client, eager, django_capture_on_commit_callbacks
+    ):
+        mailbox = self._mailbox(user)
+        delta = respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
+            return_value=httpx.Response(
+                200,
+                json={
+                    "value": [{"id": "AAMk7", "subject": "Missed", "receivedDateTime": "2026-12-01T10:00:00Z"}],
+                    "@odata.deltaLink": f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=n4",
+                },
+            )
+        )
+        self._lifecycle(client, "missed", django_capture_on_commit_callbacks)
+        assert delta.calls[0].request.url.params["$deltatoken"] == "abc"  # from where the mailbox was
+        assert list(MailMessage.objects.values_list("external_id", flat=True)) == ["AAMk7"]
+        mailbox.refresh_from_db()
+        assert mailbox.delta_link.endswith("$deltatoken=n4")
+
     def test_starting_push_creates_a_subscription_with_a_secret_client_state(
         self, respx_mock, graph_settings, user, user_client
     ):

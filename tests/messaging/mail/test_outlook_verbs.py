@@ -1,0 +1,172 @@
+"""The rest of the one mail API on Outlook: read one message, a thread, an attachment, drafts, folders, modify."""
+
+import base64
+import json
+import time
+
+import httpx
+import pytest
+
+from messaging.mail import mime
+
+from .conftest import GRAPH, ms_conn
+from .test_outlook import graph_message, url
+
+pytestmark = [pytest.mark.django_db, pytest.mark.respx(base_url=GRAPH, assert_all_called=False)]
+
+
+def test_a_message_is_read_with_its_body_and_reply_headers(respx_mock, graph_settings, user, user_client):
+    route = respx_mock.get("/me/messages/AAMk0003").mock(
+        return_value=httpx.Response(
+            200,
+            json=graph_message(
+                3,
+                body={"contentType": "html", "content": "<p>Body 3</p>"},
+                internetMessageHeaders=[{"name": "References", "value": "<root@contoso.com>"}],
+                hasAttachments=True,
+                attachments=[{"id": "att1", "name": "r.pdf", "contentType": "application/pdf", "size": 12}],
+            ),
+        )
+    )
+    response = user_client.get(url(ms_conn(user), "messages/AAMk0003/"))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["html"] == "<p>Body 3</p>" and body["text"] is None
+    assert body["headers"] == {"message-id": "<3@contoso.com>", "references": "<root@contoso.com>"}
+    assert body["date"] == "2026-12-01T10:00:00+00:00" and body["unread"] is True
+    assert body["attachments"] == [{"id": "att1", "filename": "r.pdf", "mime_type": "application/pdf", "size": 12}]
+    assert "raw" not in body  # the provider's payload is for staff
+    assert "body" in route.calls[0].request.url.params["$select"]
+
+
+def test_a_thread_is_the_conversation_oldest_first_even_with_an_undated_draft(
+    respx_mock, graph_settings, user, user_client, monkeypatch
+):
+    # East of UTC, the oldest possible local time is before year 1: an undated message must still sort.
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        later = graph_message(2, conversationId="conv1", receivedDateTime="2026-12-02T09:00:00Z")
+        earlier = graph_message(1, conversationId="conv1", receivedDateTime="2026-12-01T09:00:00Z")
+        draft = graph_message(9, conversationId="conv1", receivedDateTime=None)
+        route = respx_mock.get("/me/messages").mock(
+            return_value=httpx.Response(200, json={"value": [later, draft, earlier]})
+        )
+        response = user_client.get(url(ms_conn(user), "threads/conv1/"))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert response.status_code == 200, response.content
+    assert [m["id"] for m in response.json()["messages"]] == ["AAMk0009", "AAMk0001", "AAMk0002"]
+    assert route.calls[0].request.url.params["$filter"] == "conversationId eq 'conv1'"
+
+
+def test_an_attachment_downloads_with_the_name_and_type_the_list_saw(respx_mock, graph_settings, user, user_client):
+    conn = ms_conn(user)
+    respx_mock.get("/me/messages").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "value": [
+                    graph_message(
+                        4,
+                        hasAttachments=True,
+                        attachments=[{"id": "att7", "name": "plan.pdf", "contentType": "application/pdf", "size": 9}],
+                    )
+                ]
+            },
+        )
+    )
+    respx_mock.get("/me/messages/AAMk0004/attachments/att7/$value").mock(
+        return_value=httpx.Response(200, content=b"%PDF-1.4\n")
+    )
+    assert user_client.get(url(conn, "messages/")).status_code == 200
+    response = user_client.get(url(conn, "messages/AAMk0004/attachments/att7/"))
+    assert response.status_code == 200
+    assert response.content == b"%PDF-1.4\n"
+    assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"] == 'attachment; filename="plan.pdf"'
+
+
+def test_drafts_are_created_with_attachments_listed_and_deleted(respx_mock, graph_settings, user, user_client):
+    conn = ms_conn(user)
+    create = respx_mock.post("/me/messages").mock(
+        return_value=httpx.Response(
+            201, json={"id": "AAMkD1", "conversationId": "convD", "subject": "Plan", "isDraft": True}
+        )
+    )
+    listed = respx_mock.get("/me/mailFolders/drafts/messages").mock(
+        return_value=httpx.Response(200, json={"value": [graph_message(11, id="AAMkD1", subject="Plan")]})
+    )
+    deleted = respx_mock.delete("/me/messages/AAMkD1").mock(return_value=httpx.Response(204))
+    response = user_client.post(
+        url(conn, "drafts/"),
+        {
+            "to": ["a@example.com"],
+            "subject": "Plan",
+            "text": "See attached",
+            "attachments": [
+                {"filename": "p.txt", "content_type": "text/plain", "content_base64": base64.b64encode(b"p1").decode()}
+            ],
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["id"] == "AAMkD1"
+    made = mime.parse(base64.b64decode(create.calls[0].request.content))
+    assert made["Subject"] == "Plan" and made["To"] == "a@example.com"
+    [attachment] = list(made.iter_attachments())
+    assert attachment.get_filename() == "p.txt" and attachment.get_content() == "p1"
+    drafts = user_client.get(url(conn, "drafts/")).json()
+    assert [d["id"] for d in drafts["drafts"]] == ["AAMkD1"] and listed.called
+    assert user_client.delete(url(conn, "drafts/AAMkD1/")).status_code == 204
+    assert deleted.called
+
+
+def test_a_folder_is_renamed_and_deleted(respx_mock, graph_settings, user, user_client):
+    conn = ms_conn(user)
+    rename = respx_mock.patch("/me/mailFolders/f2").mock(
+        return_value=httpx.Response(200, json={"id": "f2", "displayName": "Receipts"})
+    )
+    delete = respx_mock.delete("/me/mailFolders/f2").mock(return_value=httpx.Response(204))
+    response = user_client.patch(url(conn, "labels/f2/"), {"name": "Receipts"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json() == {"id": "f2", "name": "Receipts", "type": "user"}
+    assert json.loads(rename.calls[0].request.content) == {"displayName": "Receipts"}
+    assert user_client.delete(url(conn, "labels/f2/")).status_code == 204
+    assert delete.called
+
+
+@pytest.mark.parametrize(
+    "changes,patch,destination",
+    [
+        ({"read": False, "trash": True}, {"isRead": False}, "deleteditems"),
+        ({"starred": False}, {"flag": {"flagStatus": "notFlagged"}}, None),
+        ({"add_labels": ["f2"]}, None, "f2"),
+        ({"remove_labels": ["f2"]}, None, "inbox"),
+        ({"trash": False}, None, "inbox"),
+    ],
+)
+def test_modify_unread_unflag_trash_and_labels_as_folders(
+    changes, patch, destination, respx_mock, graph_settings, user, user_client
+):
+    patched = respx_mock.patch("/me/messages/AAMk0001").mock(return_value=httpx.Response(200, json=graph_message(1)))
+    moved = respx_mock.post("/me/messages/AAMk0001/move").mock(
+        return_value=httpx.Response(201, json=graph_message(1, id="AAMk-new", parentFolderId=destination or "x"))
+    )
+    response = user_client.post(url(ms_conn(user), "messages/AAMk0001/modify/"), changes, format="json")
+    assert response.status_code == 200, response.content
+    assert [json.loads(c.request.content) for c in patched.calls] == ([patch] if patch else [])
+    assert [json.loads(c.request.content) for c in moved.calls] == (
+        [{"destinationId": destination}] if destination else []
+    )
+    assert response.json()["id"] == ("AAMk-new" if destination else "AAMk0001")
+
+
+def test_another_users_outlook_connection_is_404_and_graph_is_not_called(
+    respx_mock, graph_settings, user, other_user, client_for
+):
+    conn = ms_conn(user)
+    response = client_for(other_user).get(url(conn, "messages/AAMk0001/"))
+    assert response.status_code == 404
+    assert not respx_mock.calls
