@@ -9,7 +9,7 @@ from integrations import prometheus
 from integrations.api import errors
 from integrations.views import health
 from messaging.mail import webhooks as mail_webhooks
-from scheduling import webhooks as zoom_webhooks
+from scheduling import webhooks as scheduling_webhooks
 
 admin.site.site_header = "Integration Hub admin"
 admin.site.site_title = "Integration Hub"
@@ -26,6 +26,7 @@ api_v1 = [
     path("ai/", include("ai.urls")),
     path("travel/", include("travel.urls")),
     path("scheduling/", include("scheduling.urls")),
+    path("calendars/", include("scheduling.calendars.urls")),
     path("privacy/", include("privacy.urls")),
 ]
 
@@ -51,7 +52,10 @@ urlpatterns = [
     path("webhooks/twilio/", include("messaging.webhook_urls")),
     # Graph's validation handshake answers text/plain, so Outlook has its own view in front of the inbox.
     path("webhooks/outlook/", mail_webhooks.outlook_webhook, name="mail-outlook-webhook"),
-    path("webhooks/zoom/", zoom_webhooks.zoom_webhook, name="zoom-webhook"),
+    path("webhooks/zoom/", scheduling_webhooks.zoom_webhook, name="zoom-webhook"),
+    # Calendar push: Google channels (headers only) and Graph subscriptions (validation handshake first).
+    path("webhooks/google-calendar/", scheduling_webhooks.google_calendar_webhook, name="google-calendar-webhook"),
+    path("webhooks/outlook-calendar/", scheduling_webhooks.outlook_calendar_webhook, name="outlook-calendar-webhook"),
     # The webhook inbox: POST /webhooks/<provider>/ for each registered verifier.
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Meeting, MeetingParticipant, MeetingRecording
+from .models import Calendar, CalendarEvent, Meeting, MeetingParticipant, MeetingRecording
 
 
 class ParticipantInline(admin.TabularInline):
@@ -28,3 +28,52 @@ class MeetingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # meetings are created through the API, on the provider first
+
+
+class CalendarEventInline(admin.TabularInline):
+    model = CalendarEvent
+    extra = 0
+    fields = ["external_id", "title", "status", "start", "start_date", "time_zone", "recurring_event_id"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Calendar)
+class CalendarAdmin(admin.ModelAdmin):
+    """Provider data, read-only: calendars come from the provider's list, events from sync."""
+
+    list_display = [
+        "name",
+        "kind",
+        "owner",
+        "primary",
+        "time_zone",
+        "last_synced_at",
+        "channel_expires_at",
+        "subscription_expires_at",
+    ]
+    list_filter = ["kind", "primary"]
+    search_fields = ["name", "external_id", "owner__username"]
+    exclude = ["client_state"]  # a subscription's shared secret is never shown
+    readonly_fields = [f.name for f in Calendar._meta.fields if f.name != "client_state"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(CalendarEvent)
+class CalendarEventAdmin(admin.ModelAdmin):
+    list_display = ["title", "calendar", "status", "start", "start_date", "time_zone", "synced_at"]
+    list_filter = ["status", "all_day", "calendar__kind"]
+    search_fields = ["title", "external_id", "calendar__owner__username"]
+    readonly_fields = [f.name for f in CalendarEvent._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -6,4 +6,6 @@ class SchedulingConfig(AppConfig):
     verbose_name = "Scheduling (calendar, video)"
 
     def ready(self):
-        from . import consistency, oauth_providers  # noqa: F401 - the calendar hook; Webex in the connections flow
+        # The meeting <-> calendar hook; Webex in the connections flow; calendar push closed on disconnect.
+        from . import consistency, oauth_providers  # noqa: F401
+        from .calendars import sync  # noqa: F401

@@ -9,6 +9,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from integrations.fields import EncryptedTextField
+from integrations.outbox import OutboxMixin
+
 
 class Meeting(models.Model):
     class Provider(models.TextChoices):
@@ -114,3 +117,106 @@ class MeetingRecording(models.Model):
 
     def __str__(self):
         return f"{self.file_type} {self.external_id} of {self.meeting_id}"
+
+
+# --- Calendars (issue 19 points 1-3): the user's Google and Microsoft calendars, kept in sync ----------------
+
+
+class Calendar(OutboxMixin):
+    """One calendar of an OAuth connection, with what keeps its events in sync (cursor and push registration).
+
+    `sync_due` is set by a push notification (and by the API after a write) and cleared when a sync starts;
+    with the outbox mixin a notification whose task message was lost is still synced by the sweeper.
+    """
+
+    class Kind(models.TextChoices):
+        GOOGLE = "google"
+        MICROSOFT = "microsoft"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendars")
+    connection = models.ForeignKey("integrations.Connection", on_delete=models.CASCADE, related_name="calendars")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    external_id = models.CharField(max_length=512, help_text="The provider's calendar id.")
+    name = models.CharField(max_length=255, blank=True)
+    primary = models.BooleanField(default=False)
+    time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA zone (Graph's Windows names mapped).")
+    # Google: owner / writer / reader / freeBusyReader; Graph: canEdit -> writer, else reader.
+    access_role = models.CharField(max_length=32, blank=True)
+    # Google's nextSyncToken; Graph's @odata.deltaLink (a URL with its own state token).
+    sync_token = models.TextField(blank=True)
+    delta_link = models.TextField(blank=True)
+    sync_due = models.BooleanField(default=False)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    full_sync_at = models.DateTimeField(null=True, blank=True)
+    # Google events.watch channel: our channel id, Google's resource id, when it lapses.
+    channel_id = models.CharField(max_length=64, blank=True, db_index=True)
+    channel_resource_id = models.CharField(max_length=255, blank=True)
+    channel_expires_at = models.DateTimeField(null=True, blank=True)
+    # Graph subscription on /me/calendars/{id}/events with its clientState (encrypted).
+    subscription_id = models.CharField(max_length=128, blank=True, db_index=True)
+    subscription_expires_at = models.DateTimeField(null=True, blank=True)
+    client_state = EncryptedTextField(blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-primary", "name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "external_id"], name="calendar_unique_external"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} calendar {self.name or self.external_id}"
+
+
+class CalendarEvent(models.Model):
+    """One event as the provider last said: a single event, a series master (with its RRULE), or one
+    occurrence of a series (`recurring_event_id` + `original_start`) that was changed or cancelled.
+
+    Timed events: `start`/`end` are UTC instants and `time_zone` the IANA zone the event is kept in (its
+    wall-clock for recurrence across DST). All-day events: `start_date`/`end_date` (end exclusive, as both
+    providers give it), never converted through a zone, so they never shift by a day.
+    """
+
+    class Status(models.TextChoices):
+        CONFIRMED = "confirmed"
+        TENTATIVE = "tentative"
+        CANCELLED = "cancelled"
+
+    calendar = models.ForeignKey(Calendar, on_delete=models.CASCADE, related_name="events")
+    external_id = models.CharField(max_length=1024)
+    etag = models.CharField(max_length=255, blank=True)
+    ical_uid = models.CharField(max_length=1024, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONFIRMED)
+    title = models.CharField(max_length=1024, blank=True)
+    description = models.TextField(blank=True)
+    location = models.CharField(max_length=1024, blank=True)
+    all_day = models.BooleanField(default=False)
+    start = models.DateTimeField(null=True, blank=True)
+    end = models.DateTimeField(null=True, blank=True)
+    start_date = models.DateField(null=True, blank=True)
+    end_date = models.DateField(null=True, blank=True)
+    time_zone = models.CharField(max_length=64, default="UTC")
+    # [{"email", "name", "response_status": needsAction|accepted|declined|tentative, "optional", "organizer"}]
+    attendees = models.JSONField(default=list, blank=True)
+    # {"use_default": bool, "overrides": [{"method": "popup"|"email", "minutes": int}]}
+    reminders = models.JSONField(default=dict, blank=True)
+    visibility = models.CharField(max_length=16, default="default")
+    # RFC 5545 lines: "RRULE:FREQ=WEEKLY;BYDAY=MO", "EXDATE;TZID=Europe/Berlin:20260309T090000".
+    recurrence = models.JSONField(default=list, blank=True)
+    recurring_event_id = models.CharField(max_length=1024, blank=True, db_index=True)
+    original_start = models.DateTimeField(null=True, blank=True)
+    html_link = models.URLField(max_length=2000, blank=True)
+    provider_updated_at = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    synced_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["start", "start_date", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["calendar", "external_id"], name="calendarevent_unique_external"),
+        ]
+        indexes = [models.Index(fields=["calendar", "start"], name="calendarevent_window")]
+
+    def __str__(self):
+        return f"{self.title or self.external_id} ({self.status})"

@@ -1,6 +1,7 @@
 """Video meetings (Zoom, Webex; Meet and Teams ride on the Google and Microsoft OAuth clients)."""
 
 from ._env import env, provider_defaults
+from .celery import CELERY_BEAT_SCHEDULE
 
 # Zoom: a Server-to-Server OAuth app (Zoom App Marketplace -> Develop -> Server-to-Server OAuth).
 ZOOM_ACCOUNT_ID = env.str("ZOOM_ACCOUNT_ID", default="")
@@ -49,3 +50,23 @@ provider_defaults(
         "teams": {"requests": {"rate": 4, "burst": 10}},
     }
 )
+
+# --- Calendars (scheduling.calendars) -----------------------------------------
+# Signs the token of every Google Calendar push channel (X-Goog-Channel-Token = HMAC of the channel id).
+# Comma-separated while a rotation overlaps (newest first); channels are renewed daily, so after a day
+# the old secret can go.
+GOOGLE_CALENDAR_CHANNEL_SECRET = env.str("GOOGLE_CALENDAR_CHANNEL_SECRET", default="")
+# Lifetime asked of a Google channel (Google may grant less) and of a Graph subscription on events
+# (Graph allows under 3 days for events: 4230 minutes).
+CALENDAR_WATCH_TTL_SECONDS = env.int("CALENDAR_WATCH_TTL_SECONDS", default=7 * 24 * 3600)
+CALENDAR_GRAPH_SUBSCRIPTION_MINUTES = env.int("CALENDAR_GRAPH_SUBSCRIPTION_MINUTES", default=4200)
+# Channels and subscriptions that end within this many hours are renewed by the hourly beat.
+CALENDAR_WATCH_RENEW_BEFORE_HOURS = env.int("CALENDAR_WATCH_RENEW_BEFORE_HOURS", default=24)
+# Graph delta reads a window of the calendar (calendarView): this many days back and ahead of the first sync.
+CALENDAR_GRAPH_WINDOW_DAYS_BACK = env.int("CALENDAR_GRAPH_WINDOW_DAYS_BACK", default=30)
+CALENDAR_GRAPH_WINDOW_DAYS_AHEAD = env.int("CALENDAR_GRAPH_WINDOW_DAYS_AHEAD", default=365)
+
+CELERY_BEAT_SCHEDULE["scheduling.calendar_watch_renew_due"] = {
+    "task": "scheduling.calendar_watch_renew_due",
+    "schedule": 3600.0,
+}

@@ -110,3 +110,43 @@ def meet_conn(user, google):
         google.token,
         ["https://www.googleapis.com/auth/calendar.events", "openid"],
     )
+
+
+# --- Calendars ---------------------------------------------------------------------------------
+
+CALENDAR_SCOPES = [
+    "https://www.googleapis.com/auth/calendar.events",
+    "https://www.googleapis.com/auth/calendar.readonly",
+]
+
+
+@pytest.fixture
+def gcal(settings, monkeypatch):
+    """Google configured; Calendar answered by the fake httplib2 transport (with a change log)."""
+    import httplib2
+
+    from .calendar_fakes import FakeGoogleCalendar
+
+    settings.GOOGLE_CLIENT_ID, settings.GOOGLE_CLIENT_SECRET = "google-client-id", "google-client-secret"
+    settings.GOOGLE_CALENDAR_CHANNEL_SECRET = "channel-secret-0123456789"
+    settings.APP_URL = "https://hub.example.com"
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "google_calendar": {"requests": {"rate": 1000, "burst": 1000}}}
+    fake = FakeGoogleCalendar()
+    monkeypatch.setattr(httplib2, "Http", fake)
+    return fake
+
+
+@pytest.fixture
+def gcal_conn(user, gcal):
+    return _connection(user, "google_oauth", "ada@example.com", gcal.token, CALENDAR_SCOPES, capabilities=("calendar",))
+
+
+@pytest.fixture
+def calendars_eager():
+    from config.celery import app as celery_app
+
+    previous = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = previous

@@ -1,0 +1,11 @@
+"""Calendars (issue 19 points 1-3): the user's Google and Microsoft calendars, their events, sync and push.
+
+A subpackage of `scheduling` rather than an app of its own: the meeting half
+listens to its events (`scheduling.signals.calendar_event_changed`,
+consistency.py) and availability reads the same connections, so the models
+live in scheduling/models.py (one app, one migration history). It is a package
+because scheduling/services.py is already near the ~400-line mark; the
+calendar verbs (services.py), the two adapters (google.py over
+google-api-python-client, graph.py over httpx), recurrence and time-zone
+translation (recurrence.py, times.py) and sync (sync.py) each have a module.
+"""

@@ -1,0 +1,201 @@
+"""Keeping a calendar's rows current: incremental sync from the stored cursor, and push registration.
+
+Google: `events.list` with the stored syncToken (a 410 Gone means the token
+expired: the cursor is wiped and everything is listed again, removing rows the
+provider no longer has). Graph: the `events/delta` link (graph.py). Only a
+sync with no cursor at all is full; push notifications always run the
+incremental one, so duplicates and notifications out of order cost one cheap
+request and change nothing.
+
+Push: a Google `events.watch` channel (webhook at /webhooks/google-calendar/,
+its token derived from GOOGLE_CALENDAR_CHANNEL_SECRET and the channel id) or a
+Graph subscription on /me/calendars/{id}/events (clientState per
+subscription, integrations.webhooks.graph). Both lapse (Google: the ttl we
+ask, at most Google's limit; Graph: under 3 days for events), so a beat task
+renews those that end within CALENDAR_WATCH_RENEW_BEFORE_HOURS.
+"""
+
+import datetime as dt
+import logging
+import secrets
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from integrations.errors import DomainError
+from integrations.oauth import on_disconnect
+from integrations.webhooks import hmac_sha256_hex
+from integrations.webhooks.graph import new_client_state
+
+from ..models import Calendar, CalendarEvent
+from .services import adapter_for, announce, event_store
+
+logger = logging.getLogger(__name__)
+LOCK_SECONDS = 300
+
+
+def _lock_key(calendar_id):
+    return f"calendars:sync-lock:{calendar_id}"
+
+
+def calendar_sync(*, calendar_id):
+    """Bring the calendar's rows up to date; returns the rows that changed. A sync already running for the
+    calendar makes this one a no-op that leaves the calendar due (the outbox sends it again)."""
+    calendar = Calendar.objects.select_related("connection").filter(pk=calendar_id).first()
+    if calendar is None:
+        return []
+    if not cache.add(_lock_key(calendar_id), 1, LOCK_SECONDS):
+        Calendar.objects.filter(pk=calendar_id).update(sync_due=True)
+        return []
+    try:
+        # Cleared before reading: a notification that arrives during the read makes the calendar due again.
+        Calendar.objects.filter(pk=calendar_id).update(sync_due=False)
+        conn, adapter = calendar.connection, adapter_for(calendar)
+        cursor = calendar.sync_token if calendar.kind == Calendar.Kind.GOOGLE else calendar.delta_link
+        try:
+            result = adapter.events_sync(conn, calendar, sync_token=cursor)
+        except adapter.SyncTokenExpired:
+            logger.info("calendar sync token expired: full resync", extra={"calendar": calendar_id})
+            result = adapter.events_sync(conn, calendar, sync_token="")
+        changed = []
+        with transaction.atomic():
+            seen = set()
+            for data in result.events:
+                row, did_change = event_store(calendar, data)
+                seen.add(row.external_id)
+                if did_change:
+                    changed.append(row)
+            gone = CalendarEvent.objects.filter(calendar=calendar, external_id__in=result.removed)
+            if result.full:
+                gone = CalendarEvent.objects.filter(calendar=calendar).exclude(external_id__in=seen)
+            for row in gone.exclude(status=CalendarEvent.Status.CANCELLED):
+                row.status = CalendarEvent.Status.CANCELLED
+                row.save(update_fields=["status", "synced_at"])
+                changed.append(row)
+            now = timezone.now()
+            cursor_field = "sync_token" if calendar.kind == Calendar.Kind.GOOGLE else "delta_link"
+            fields = {cursor_field: result.cursor, "last_synced_at": now}
+            if result.full:
+                fields["full_sync_at"] = now
+            Calendar.objects.filter(pk=calendar_id).update(**fields)
+        # Outside the transaction: meetings that follow an event call their providers.
+        announce(calendar, changed, origin="sync")
+        return changed
+    finally:
+        cache.delete(_lock_key(calendar_id))
+
+
+def calendar_mark_due(*, calendar_ids):
+    """A notification said these calendars changed: mark them due and queue their sync (after commit)."""
+    from integrations.task_base import enqueue_on_commit
+
+    from ..tasks import calendar_sync_task
+
+    for pk in calendar_ids:
+        Calendar.objects.filter(pk=pk).update(sync_due=True)
+        enqueue_on_commit(calendar_sync_task, pk)
+
+
+# --- Push ---------------------------------------------------------------------------------------
+
+
+def channel_token(channel_id, secret=None):
+    """The token a Google channel carries: HMAC of its id with the channel secret (one leaked token opens no
+    other channel; a rotation keeps old and new secrets side by side until every channel was renewed)."""
+    secret = secret or settings.GOOGLE_CALENDAR_CHANNEL_SECRET.split(",")[0].strip()
+    return hmac_sha256_hex(secret, f"google-calendar-channel:{channel_id}")
+
+
+def _google_watch(calendar):
+    if not settings.GOOGLE_CALENDAR_CHANNEL_SECRET:
+        raise DomainError(
+            503,
+            "push_not_configured",
+            "Google Calendar push is not configured; set GOOGLE_CALENDAR_CHANNEL_SECRET.",
+            missing=["GOOGLE_CALENDAR_CHANNEL_SECRET"],
+        )
+    adapter = adapter_for(calendar)
+    old_channel, old_resource = calendar.channel_id, calendar.channel_resource_id
+    channel_id = secrets.token_hex(16)
+    address = settings.APP_URL.rstrip("/") + reverse("google-calendar-webhook")
+    resource_id, expires = adapter.watch(
+        calendar.connection,
+        calendar,
+        channel_id=channel_id,
+        token=channel_token(channel_id),
+        address=address,
+        ttl_seconds=settings.CALENDAR_WATCH_TTL_SECONDS,
+    )
+    Calendar.objects.filter(pk=calendar.pk).update(
+        channel_id=channel_id, channel_resource_id=resource_id, channel_expires_at=expires
+    )
+    if old_channel:
+        # Google channels cannot be extended: the new one is open, the old one is closed (gone already = fine).
+        adapter.channel_stop(calendar.connection, channel_id=old_channel, resource_id=old_resource)
+
+
+def _graph_watch(calendar):
+    adapter = adapter_for(calendar)
+    expires_at = timezone.now() + dt.timedelta(minutes=settings.CALENDAR_GRAPH_SUBSCRIPTION_MINUTES)
+    if calendar.subscription_id:
+        renewed = adapter.subscription_renew(calendar.connection, calendar.subscription_id, expires_at=expires_at)
+        if renewed is not None:
+            Calendar.objects.filter(pk=calendar.pk).update(subscription_expires_at=renewed)
+            return
+    client_state = new_client_state()
+    url = settings.APP_URL.rstrip("/") + reverse("outlook-calendar-webhook")
+    subscription_id, expires = adapter.subscribe(
+        calendar.connection, calendar, notification_url=url, client_state=client_state, expires_at=expires_at
+    )
+    calendar.subscription_id, calendar.subscription_expires_at, calendar.client_state = (
+        subscription_id,
+        expires,
+        client_state,
+    )
+    calendar.save(update_fields=["subscription_id", "subscription_expires_at", "client_state"])
+
+
+def calendar_watch(*, calendar_id):
+    """Start or renew push for the calendar (Google channel / Graph subscription)."""
+    calendar = Calendar.objects.select_related("connection").get(pk=calendar_id)
+    if calendar.kind == Calendar.Kind.GOOGLE:
+        _google_watch(calendar)
+    else:
+        _graph_watch(calendar)
+    return Calendar.objects.get(pk=calendar_id)
+
+
+def calendars_renew_due(*, now=None):
+    """Beat: queue the renewal of channels and subscriptions that end within CALENDAR_WATCH_RENEW_BEFORE_HOURS."""
+    from integrations.task_base import enqueue_on_commit
+
+    from ..tasks import calendar_watch_task
+
+    horizon = (now or timezone.now()) + dt.timedelta(hours=settings.CALENDAR_WATCH_RENEW_BEFORE_HOURS)
+    due = Calendar.objects.filter(connection__status="active")
+    ids = set(due.filter(channel_expires_at__lt=horizon).exclude(channel_id="").values_list("pk", flat=True))
+    ids |= set(due.filter(subscription_expires_at__lt=horizon).exclude(subscription_id="").values_list("pk", flat=True))
+    for pk in sorted(ids):
+        enqueue_on_commit(calendar_watch_task, pk)
+    return len(ids)
+
+
+def calendar_unwatch(calendar):
+    """Before a connection's tokens go: close the channel / delete the subscription (gone already = done)."""
+    adapter = adapter_for(calendar)
+    if calendar.kind == Calendar.Kind.GOOGLE and calendar.channel_id:
+        adapter.channel_stop(
+            calendar.connection, channel_id=calendar.channel_id, resource_id=calendar.channel_resource_id
+        )
+    elif calendar.kind == Calendar.Kind.MICROSOFT and calendar.subscription_id:
+        adapter.subscription_delete(calendar.connection, calendar.subscription_id)
+
+
+@on_disconnect
+def calendars_unwatch(connection):
+    """oauth.on_disconnect: close the connection's channels and subscriptions while its tokens still work."""
+    for calendar in Calendar.objects.filter(connection=connection).select_related("connection"):
+        calendar_unwatch(calendar)

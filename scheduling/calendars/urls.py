@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+app_name = "calendars"
+
+urlpatterns = [
+    path("", views.CalendarListView.as_view(), name="calendars"),
+    path("<int:pk>/events/", views.EventListCreateView.as_view(), name="events"),
+    path("<int:pk>/events/<int:event>/", views.EventDetailView.as_view(), name="event"),
+]

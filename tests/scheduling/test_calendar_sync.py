@@ -1,0 +1,210 @@
+"""Google calendar sync and push: syncToken increments, 410 -> full resync, channels, the meeting that follows."""
+
+import datetime as dt
+
+import pytest
+
+from integrations.models import WebhookEvent
+from integrations.webhooks.tasks import webhook_process
+from scheduling.calendars.sync import calendar_sync, calendar_watch, calendars_renew_due, channel_token
+from scheduling.models import Calendar, CalendarEvent, Meeting
+
+from .helpers import URL, body
+from .test_calendar_google import calendar_id, events_url
+
+pytestmark = pytest.mark.django_db
+ADA = "ada@example.com"
+HOOK = "/webhooks/google-calendar/"
+
+
+def timed(start, minutes=30, zone="Europe/Berlin", **extra):
+    end = start + dt.timedelta(minutes=minutes)
+    return {
+        "summary": "Review",
+        "start": {"dateTime": start.isoformat(), "timeZone": zone},
+        "end": {"dateTime": end.isoformat(), "timeZone": zone},
+        **extra,
+    }
+
+
+def notify(client, calendar, number, state="exists", token=None):
+    return client.post(
+        HOOK,
+        b"",
+        content_type="application/json; utf-8",
+        CONTENT_TYPE="application/json; utf-8",  # the test client drops it for an empty body otherwise
+        HTTP_X_GOOG_CHANNEL_ID=calendar.channel_id,
+        HTTP_X_GOOG_CHANNEL_TOKEN=token or channel_token(calendar.channel_id),
+        HTTP_X_GOOG_RESOURCE_ID=calendar.channel_resource_id,
+        HTTP_X_GOOG_RESOURCE_STATE=state,
+        HTTP_X_GOOG_MESSAGE_NUMBER=str(number),
+    )
+
+
+@pytest.fixture
+def ada_calendar(user_client, gcal_conn, gcal):
+    return Calendar.objects.get(pk=calendar_id(user_client))
+
+
+def test_the_first_sync_is_full_and_later_ones_read_only_the_changes(ada_calendar, gcal):
+    start = dt.datetime(2026, 5, 4, 10, tzinfo=dt.UTC)
+    keep = gcal.add(ADA, **timed(start))
+    gone = gcal.add(ADA, **timed(start + dt.timedelta(days=1)))
+    calendar_sync(calendar_id=ada_calendar.pk)
+    assert set(CalendarEvent.objects.values_list("external_id", flat=True)) == {keep, gone}
+    ada_calendar.refresh_from_db()
+    assert ada_calendar.sync_token and ada_calendar.full_sync_at is not None
+    gcal.edit(
+        ADA,
+        keep,
+        summary="Review (moved)",
+        **{k: v for k, v in timed(start + dt.timedelta(hours=2)).items() if k != "summary"},
+    )
+    gcal.remove(ADA, gone)
+    changed = calendar_sync(calendar_id=ada_calendar.pk)
+    assert {r.external_id for r in changed} == {keep, gone}
+    assert gcal.requests[-1]["params"]["syncToken"] == ada_calendar.sync_token
+    row = CalendarEvent.objects.get(external_id=keep)
+    assert row.title == "Review (moved)" and row.start == start + dt.timedelta(hours=2)
+    assert CalendarEvent.objects.get(external_id=gone).status == "cancelled"
+    assert CalendarEvent.objects.get(external_id=gone).title == "Review"  # the cancelled stub keeps what we knew
+    assert calendar_sync(calendar_id=ada_calendar.pk) == []  # nothing new: nothing changes
+
+
+def test_a_sync_token_google_expired_means_a_full_resync(ada_calendar, gcal):
+    first = gcal.add(ADA, **timed(dt.datetime(2026, 5, 4, 10, tzinfo=dt.UTC)))
+    calendar_sync(calendar_id=ada_calendar.pk)
+    ada_calendar.refresh_from_db()
+    gcal.expired.add(ada_calendar.sync_token)
+    del gcal.events[ADA][first]  # gone while we could not see it
+    second = gcal.add(ADA, **timed(dt.datetime(2026, 5, 5, 10, tzinfo=dt.UTC)))
+    calendar_sync(calendar_id=ada_calendar.pk)
+    listed = [r for r in gcal.requests if r["path"].endswith(f"{ADA}/events") and r["method"] == "GET"]
+    assert "syncToken" in listed[-2]["params"] and "syncToken" not in listed[-1]["params"]
+    assert CalendarEvent.objects.get(external_id=first).status == "cancelled"
+    assert CalendarEvent.objects.get(external_id=second).status == "confirmed"
+
+
+def test_pages_are_followed_to_the_sync_token(ada_calendar, gcal):
+    gcal.page_size = 2
+    for n in range(5):
+        gcal.add(ADA, **timed(dt.datetime(2026, 5, 4, 10 + n, tzinfo=dt.UTC)))
+    calendar_sync(calendar_id=ada_calendar.pk)
+    assert CalendarEvent.objects.count() == 5
+    ada_calendar.refresh_from_db()
+    assert ada_calendar.sync_token == f"tok-{gcal.log[-1][0]}"
+
+
+def test_listing_events_syncs_a_calendar_never_synced(user_client, ada_calendar, gcal):
+    gcal.add(ADA, **timed(dt.datetime(2026, 5, 4, 10, tzinfo=dt.UTC)))
+    response = user_client.get(events_url(ada_calendar.pk))
+    assert response.status_code == 200 and [e["title"] for e in response.json()["results"]] == ["Review"]
+    window = user_client.get(events_url(ada_calendar.pk) + "?start=2026-06-01T00:00:00Z&end=2026-06-02T00:00:00Z")
+    assert window.json()["results"] == []
+
+
+class TestPush:
+    def test_watch_opens_a_channel_with_a_token_bound_to_its_id(self, ada_calendar, gcal):
+        calendar = calendar_watch(calendar_id=ada_calendar.pk)
+        channel = gcal.channels[calendar.channel_id]
+        assert channel["address"] == "https://hub.example.com/webhooks/google-calendar/"
+        assert channel["token"] == channel_token(calendar.channel_id) and channel["type"] == "web_hook"
+        assert calendar.channel_resource_id == channel["resourceId"] and calendar.channel_expires_at > dt.datetime.now(
+            dt.UTC
+        )
+
+    def test_renewal_opens_a_new_channel_and_closes_the_old_one(self, ada_calendar, gcal):
+        old = calendar_watch(calendar_id=ada_calendar.pk)
+        new = calendar_watch(calendar_id=ada_calendar.pk)
+        assert new.channel_id != old.channel_id and list(gcal.channels) == [new.channel_id]
+        assert gcal.stopped == [{"id": old.channel_id, "resourceId": old.channel_resource_id}]
+
+    def test_the_beat_renews_channels_that_end_within_a_day(
+        self, ada_calendar, gcal, calendars_eager, django_capture_on_commit_callbacks
+    ):
+        old = calendar_watch(calendar_id=ada_calendar.pk)
+        assert calendars_renew_due() == 0
+        Calendar.objects.filter(pk=old.pk).update(channel_expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=3))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert calendars_renew_due() == 1
+        assert Calendar.objects.get(pk=old.pk).channel_id != old.channel_id
+
+    def test_a_notification_runs_an_incremental_sync_once(
+        self, client, ada_calendar, gcal, calendars_eager, django_capture_on_commit_callbacks
+    ):
+        calendar_sync(calendar_id=ada_calendar.pk)
+        calendar = calendar_watch(calendar_id=ada_calendar.pk)
+        assert notify(client, calendar, 1, state="sync").status_code == 200
+        eid = gcal.add(ADA, **timed(dt.datetime(2026, 5, 4, 10, tzinfo=dt.UTC)))
+        assert notify(client, calendar, 2).status_code == 200
+        assert notify(client, calendar, 2).json()["status"] == "duplicate"
+        for event in WebhookEvent.objects.filter(provider="google_calendar").order_by("pk"):
+            with django_capture_on_commit_callbacks(execute=True):
+                webhook_process(event.pk)
+            event.refresh_from_db()
+            assert event.status == "processed", event.last_error
+        lists = [r for r in gcal.requests if r["path"].endswith(f"{ADA}/events") and r["method"] == "GET"]
+        assert len(lists) == 2 and "syncToken" in lists[-1]["params"]  # the push's sync was incremental
+        assert CalendarEvent.objects.filter(external_id=eid).exists()
+        assert Calendar.objects.get(pk=calendar.pk).sync_due is False
+
+    def test_a_token_for_another_channel_or_an_unknown_channel_is_403(self, client, ada_calendar, gcal):
+        calendar = calendar_watch(calendar_id=ada_calendar.pk)
+        response = notify(client, calendar, 3, token=channel_token("some-other-channel"))
+        assert response.status_code == 403 and response.json()["error"] == "bad_signature"
+        Calendar.objects.filter(pk=calendar.pk).update(channel_id="renewed-since")
+        response = notify(client, calendar, 4)
+        assert response.status_code == 403 and response.json()["error"] == "unknown_channel"
+        assert not WebhookEvent.objects.exists()
+
+    def test_a_lost_sync_message_is_sent_again_by_the_outbox(self, client, ada_calendar, gcal):
+        from integrations import outbox
+        from scheduling.tasks import calendar_sync_task
+
+        calendar = calendar_watch(calendar_id=ada_calendar.pk)
+        notify(client, calendar, 5)
+        event = WebhookEvent.objects.get(provider="google_calendar")
+        webhook_process(event.pk)  # the handler queued the sync; the message is never delivered
+        row = Calendar.objects.get(pk=calendar.pk)
+        assert row.sync_due and row.next_attempt_at is not None
+        assert outbox.kind_for(calendar_sync_task).model is Calendar
+
+
+def test_moving_a_zoom_meetings_event_in_google_reschedules_the_meeting_through_the_sync(
+    user_client, ada_calendar, gcal, zoom, calendars_eager, django_capture_on_commit_callbacks, client
+):
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).replace(microsecond=0)
+    eid = gcal.add(ADA, **timed(start, minutes=45))
+    calendar_sync(calendar_id=ada_calendar.pk)
+    ref = {"connection": ada_calendar.connection_id, "event_id": eid}
+    meeting = user_client.post(
+        URL, body("zoom", start_time=start.isoformat(), calendar_event=ref), format="json"
+    ).json()
+    calendar = calendar_watch(calendar_id=ada_calendar.pk)
+    later = start + dt.timedelta(days=1, hours=2)
+    gcal.edit(ADA, eid, **{k: v for k, v in timed(later, minutes=60).items() if k != "summary"})
+    notify(client, calendar, 7)
+    with django_capture_on_commit_callbacks(execute=True):
+        webhook_process(WebhookEvent.objects.get(provider="google_calendar").pk)
+    row = Meeting.objects.get(pk=meeting["id"])
+    assert row.start_time == later and row.duration_minutes == 60
+    assert zoom.meetings[meeting["meeting_id"]]["start_time"] == later.strftime("%Y-%m-%dT%H:%M:%SZ")
+    gcal.remove(ADA, eid)
+    notify(client, calendar, 8)
+    with django_capture_on_commit_callbacks(execute=True):
+        webhook_process(WebhookEvent.objects.filter(provider="google_calendar").latest("pk").pk)
+    assert Meeting.objects.get(pk=meeting["id"]).status == "cancelled"
+
+
+def test_a_write_through_the_api_drops_the_connections_cached_free_busy(user_client, ada_calendar, gcal):
+    from django.core.cache import cache
+
+    from scheduling.availability import _version_key
+
+    before = cache.get(_version_key(ada_calendar.connection_id))
+    user_client.post(
+        events_url(ada_calendar.pk),
+        {"title": "x", "start": "2026-05-04T10:00:00Z", "end": "2026-05-04T11:00:00Z"},
+        format="json",
+    )
+    assert cache.get(_version_key(ada_calendar.connection_id)) != before
