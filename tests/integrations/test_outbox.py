@@ -215,6 +215,7 @@ def _due_and_done():
     from tests.documents.factories import DocumentFactory, DocumentVersionFactory
     from tests.messaging.factories import CallFactory
     from tests.payments.factories import PaymentFactory, RefundFactory, SubscriptionFactory, SucceededPaymentFactory
+    from tests.scheduling.factories import CalendarFactory
 
     return {
         "messaging.sms_send": (lambda: SmsFactory(status="queued"), {"status": "sent", "external_id": "SMdone"}),
@@ -235,6 +236,8 @@ def _due_and_done():
             {"quarantined_at": timezone.now()},
         ),
         "documents.document_purge": (lambda: DocumentFactory(state="deleting"), {"state": "active"}),
+        # A push marked the calendar due; a sync that started clears it.
+        "scheduling.calendar_sync": (lambda: CalendarFactory(sync_due=True), {"sync_due": False}),
     }
 
 

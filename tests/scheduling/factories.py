@@ -2,7 +2,7 @@ import datetime as dt
 
 import factory
 
-from scheduling.models import Meeting
+from scheduling.models import Calendar, Meeting
 
 from ..factories import UserFactory
 
@@ -18,3 +18,17 @@ class MeetingFactory(factory.django.DjangoModelFactory):
     start_time = factory.LazyFunction(lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=3))
     duration_minutes = 30
     join_url = factory.LazyAttribute(lambda m: f"https://us02web.zoom.us/j/{m.external_id}")
+
+
+class CalendarFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Calendar
+
+    connection = factory.SubFactory(
+        "tests.integrations.factories.ConnectionFactory", provider="google_oauth", capabilities=["calendar"]
+    )
+    owner = factory.LazyAttribute(lambda c: c.connection.owner)
+    kind = Calendar.Kind.GOOGLE
+    external_id = factory.Sequence(lambda n: f"person{n}@example.com")
+    name = "Personal"
+    time_zone = "Europe/Berlin"
