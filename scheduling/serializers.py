@@ -151,7 +151,10 @@ class AwareDateTimeField(serializers.DateTimeField):
     def to_internal_value(self, value):
         from django.utils.dateparse import parse_datetime
 
-        parsed = parse_datetime(value) if isinstance(value, str) else None
+        try:
+            parsed = parse_datetime(value) if isinstance(value, str) else None
+        except ValueError:
+            parsed = None  # well formatted but not a date (minute 99): the parent's "invalid" message says so
         if parsed is not None and parsed.tzinfo is None:
             self.fail("naive")
         return super().to_internal_value(value)

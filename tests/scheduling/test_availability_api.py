@@ -270,6 +270,7 @@ class TestBadInput:
             ({"duration_minutes": 0}, "duration_minutes"),
             ({"duration_minutes": -30}, "duration_minutes"),
             ({"start": "2026-12-07T00:00:00"}, "start"),
+            ({"start": "2026-12-07T12:99:00Z"}, "start"),  # shaped like a date-time, but no minute 99 (was a 500)
             ({"granularity_minutes": 7}, "granularity_minutes"),
             ({"working_hours_policy": "sometimes"}, "working_hours_policy"),
             ({"users": []}, "users"),
