@@ -25,7 +25,6 @@ its first occurrence shows up. An expired delta token is 410 Gone
 
 import datetime as dt
 import functools
-from zoneinfo import ZoneInfo
 
 import httpx
 from django.conf import settings
@@ -160,8 +159,7 @@ def event_data(item, *, calendar_zone="UTC"):
             )
             data.end = times.parse_instant(end["dateTime"], times.from_provider_zone(end.get("timeZone"), tz_name))
     if item.get("recurrence"):
-        first = data.start_date if all_day else data.start.astimezone(ZoneInfo(tz_name)).time()
-        parts = recurrence.from_graph(item["recurrence"], tz_name=tz_name, all_day=all_day, start_time=first)
+        parts = recurrence.from_graph(item["recurrence"], tz_name=tz_name, all_day=all_day)
         data.recurrence = [recurrence.format_rule(parts)]
     return data
 
@@ -170,7 +168,7 @@ def _wall(moment, tz_name):
     return times.wall(moment, tz_name).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def event_body(write, *, first_day=None, tz_name=None):
+def event_body(write, *, first_day=None, tz_name=None, start_time=dt.time(0, 0)):
     """The Graph body; a recurrence Graph cannot express is a 400 naming it (before anything is sent)."""
     body = {}
     if write.title is not None:
@@ -211,7 +209,10 @@ def event_body(write, *, first_day=None, tz_name=None):
             if write.moves:
                 tz_name = write.time_zone
                 first_day = write.start_date if write.all_day else times.wall(write.start, tz_name).date()
-            body["recurrence"] = recurrence.to_graph(rule, first_day=first_day, tz_name=tz_name)
+                start_time = (
+                    dt.time(0, 0) if write.all_day else times.wall(write.start, tz_name).time().replace(tzinfo=None)
+                )
+            body["recurrence"] = recurrence.to_graph(rule, first_day=first_day, tz_name=tz_name, start_time=start_time)
     return body, exdates
 
 
@@ -227,7 +228,7 @@ def _pages(conn, operation, url, **kwargs):
 
 
 def calendars_list(conn):
-    out = []
+    out, zone = [], _mailbox_zone(conn)
     for page in _pages(conn, "calendars.list", "/me/calendars", params={"$top": "100"}):
         for item in page.get("value") or []:
             out.append(
@@ -235,7 +236,7 @@ def calendars_list(conn):
                     external_id=item["id"],
                     name=item.get("name") or item["id"],
                     primary=bool(item.get("isDefaultCalendar")),
-                    time_zone=_mailbox_zone(conn),
+                    time_zone=zone,
                     access_role="owner"
                     if item.get("isDefaultCalendar")
                     else ("writer" if item.get("canEdit") else "reader"),
@@ -245,18 +246,13 @@ def calendars_list(conn):
     return out
 
 
-@functools.lru_cache(maxsize=256)
-def _zone_of(conn_pk, setting):
-    return times.from_provider_zone(setting)
-
-
 def _mailbox_zone(conn):
     """The mailbox's own time zone (mailboxSettings.timeZone, Windows or IANA), for events without one."""
     try:
         answer = _call(conn, "mailboxSettings.get", "GET", "/me/mailboxSettings/timeZone")
     except PermanentError:
         return "UTC"  # MailboxSettings.Read not granted: UTC, each event still carries its own zone
-    return _zone_of(conn.pk, answer.get("value") or "UTC")
+    return times.from_provider_zone(answer.get("value") or "UTC")
 
 
 def _exclude(conn, calendar, series_id, exdates, tz_name):
@@ -277,11 +273,16 @@ def event_insert(conn, calendar, write, *, notify=True):
 
 def event_patch(conn, calendar, event_id, write, *, notify=True):
     first_day = tz_name = None
+    start_time = dt.time(0, 0)
     if write.recurrence is not None and not write.moves:
         current = event_get(conn, calendar, event_id)
         tz_name = current.time_zone
-        first_day = current.start_date if current.all_day else times.wall(current.start, tz_name).date()
-    body, exdates = event_body(write, first_day=first_day, tz_name=tz_name)
+        if current.all_day:
+            first_day = current.start_date
+        else:
+            local = times.wall(current.start, tz_name)
+            first_day, start_time = local.date(), local.time().replace(tzinfo=None)
+    body, exdates = event_body(write, first_day=first_day, tz_name=tz_name, start_time=start_time)
     answer = _call(conn, "event.update", "PATCH", f"/me/events/{event_id}", json=body)
     if exdates:
         _exclude(conn, calendar, event_id, exdates, write.time_zone or tz_name)

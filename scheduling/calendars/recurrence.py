@@ -30,6 +30,8 @@ KNOWN = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHDAY", "BYMONTH",
 UNSUPPORTED_BY_GRAPH = {"BYHOUR", "BYMINUTE", "BYSECOND", "BYWEEKNO", "BYYEARDAY"}
 FREQS = {"SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
 _BYDAY = re.compile(r"^([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
+_NUMBERS = re.compile(r"^[+-]?\d{1,3}(,[+-]?\d{1,3})*$")
+NUMERIC = {"BYMONTHDAY", "BYMONTH", "BYSETPOS", "BYHOUR", "BYMINUTE", "BYSECOND", "BYWEEKNO", "BYYEARDAY"}
 MAX_LINES = 50
 
 
@@ -68,6 +70,11 @@ def parse_rule(line):
     for day in parts.get("BYDAY", "").split(",") if "BYDAY" in parts else []:
         if not _BYDAY.match(day):
             raise invalid(f"BYDAY value {day!r} is not a weekday such as MO or 2TU.")
+    for key in NUMERIC & set(parts):
+        if not _NUMBERS.match(parts[key]):
+            raise invalid(f"{key} takes whole numbers separated by commas, not {parts[key][:40]!r}.")
+    if parts.get("WKST", "MO") not in DAYS:
+        raise invalid(f"WKST {parts['WKST'][:10]!r} is not a weekday such as MO.")
     if "UNTIL" in parts:
         until_value(parts["UNTIL"])
     return parts
@@ -164,8 +171,10 @@ def _index(ordinal, part):
     return INDEX[ordinal]
 
 
-def to_graph(parts, *, first_day, tz_name):
-    """RRULE parts -> Graph's {"pattern", "range"} for a series starting on `first_day` (a local date)."""
+def to_graph(parts, *, first_day, tz_name, start_time=dt.time(0, 0)):
+    """RRULE parts -> Graph's {"pattern", "range"} for a series starting on `first_day` (a local date) at
+    `start_time` (local; Graph's endDate includes that whole day, so an UNTIL earlier in the day than the
+    occurrences ends the series the day before)."""
     for key in parts:
         if key in UNSUPPORTED_BY_GRAPH:
             raise unsupported(key, "Outlook repeats by day, week, month or year only")
@@ -231,14 +240,17 @@ def to_graph(parts, *, first_day, tz_name):
     elif "UNTIL" in parts:
         until = until_value(parts["UNTIL"])
         if isinstance(until, dt.datetime):
-            until = until.astimezone(ZoneInfo(tz_name)).date()
+            local = until.astimezone(ZoneInfo(tz_name))
+            until = (
+                local.date() if local.time().replace(tzinfo=None) >= start_time else local.date() - dt.timedelta(days=1)
+            )
         rng.update(type="endDate", endDate=until.isoformat())
     else:
         rng.update(type="noEnd")
     return {"pattern": pattern, "range": rng}
 
 
-def from_graph(recurrence, *, tz_name, all_day, start_time=dt.time(0, 0)):
+def from_graph(recurrence, *, tz_name, all_day):
     """Graph's {"pattern", "range"} -> RRULE parts. endDate (inclusive, local) becomes UNTIL: a date for all-day
     events, else the last moment of that day in the series' zone, in UTC."""
     pattern, rng = recurrence.get("pattern") or {}, recurrence.get("range") or {}

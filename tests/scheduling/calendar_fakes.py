@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import httplib2
+import httpx
 from dateutil import rrule
 
 GRAPH = "https://graph.microsoft.test/v1.0"
@@ -238,3 +239,247 @@ class FakeGoogleCalendar:
     def _answer(status, payload, extra=None):
         response = httplib2.Response({"status": str(status), "content-type": "application/json", **(extra or {})})
         return response, (json.dumps(payload).encode() if payload is not None else b"")
+
+
+GRAPH_DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+class FakeGraphCalendar:
+    """Graph calendars on respx: events with Windows time zones, series with occurrences, calendarView delta.
+
+    Occurrences of a series are computed from its pattern (daily/weekly here) as Graph lists them: ids
+    `<series>-occ-<YYYYMMDD>`, `type: occurrence`, `seriesMasterId`, `originalStart` (UTC). Writing to an
+    occurrence makes it an exception; deleting it removes it from the series. The delta keeps a change log:
+    a deltatoken returns what changed after it (`@removed` for deletions); one in `expired` is 410 Gone.
+    """
+
+    token = "eyJ-graph-calendar-token"
+
+    def __init__(self):
+        self.calendars = {"AAMkCal1": {"name": "Calendar", "isDefaultCalendar": True, "canEdit": True}}
+        self.events = {}
+        self.deleted_occurrences = set()
+        self.log = []
+        self.expired = set()
+        self.requests = []
+        self.subscriptions = {}
+        self.fail_next = []
+        self.mailbox_zone = "Pacific Standard Time"
+        self._ids = itertools.count(1)
+        self._seq = itertools.count(1)
+
+    def routes(self, router):
+        router.route(url__startswith=GRAPH).mock(side_effect=self._handle)
+
+    def _change(self, eid, removed=False):
+        self.log.append((next(self._seq), eid, removed))
+
+    # --- what a person does in Outlook --------------------------------------------------------------
+
+    def add(self, calendar="AAMkCal1", **fields):
+        eid = f"AAMkEv{next(self._ids)}="
+        self.events[eid] = {"id": eid, "calendar": calendar, "type": "singleInstance", **fields}
+        self._etag(eid)
+        return eid
+
+    def _etag(self, eid):
+        n = next(self._ids)
+        self.events[eid]["@odata.etag"] = f'W/"DwAAABYAAA{n}"'
+        self.events[eid]["lastModifiedDateTime"] = "2026-01-01T00:00:00Z"
+        self._change(eid)
+
+    def remove(self, eid):
+        self.events.pop(eid)
+        self._change(eid, removed=True)
+
+    # --- transport --------------------------------------------------------------------------------------
+
+    def _handle(self, request):
+        self.requests.append(request)
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return httpx.Response(401, json={"error": {"code": "InvalidAuthenticationToken", "message": "bad token"}})
+        if self.fail_next:
+            status, body, headers = self.fail_next.pop(0)
+            return httpx.Response(status, json=body, headers=headers)
+        parts = [unquote(p) for p in request.url.path.removeprefix("/v1.0").strip("/").split("/")]
+        body = json.loads(request.content) if request.content else {}
+        params = dict(request.url.params)
+        if parts == ["me", "calendars"]:
+            return httpx.Response(200, json={"value": [{"id": k, **v} for k, v in self.calendars.items()]})
+        if parts == ["me", "mailboxSettings", "timeZone"]:
+            return httpx.Response(200, json={"value": self.mailbox_zone})
+        if parts[:1] == ["subscriptions"]:
+            return self._subscriptions(request.method, parts[1:], body)
+        if parts[:2] == ["me", "calendars"] and parts[3:] == ["events"] and request.method == "POST":
+            return self._create(parts[2], body)
+        if parts[:2] == ["me", "calendars"] and parts[3:] == ["calendarView", "delta"]:
+            return self._delta(parts[2], params)
+        if parts[:2] == ["me", "events"] and len(parts) >= 3:
+            return self._event(request.method, parts[2], parts[3:], body, params)
+        return httpx.Response(404, json={"error": {"code": "NotFound", "message": "/".join(parts)}})
+
+    def _create(self, calendar, body):
+        eid = f"AAMkEv{next(self._ids)}="
+        event = {
+            "id": eid,
+            "calendar": calendar,
+            "type": "seriesMaster" if body.get("recurrence") else "singleInstance",
+            "iCalUId": f"040000008200E{eid}",
+            "webLink": f"https://outlook.office365.com/owa/?itemid={eid}",
+            "originalStartTimeZone": (body.get("start") or {}).get("timeZone"),
+            "originalEndTimeZone": (body.get("end") or {}).get("timeZone"),
+            **body,
+        }
+        self.events[eid] = event
+        self._etag(eid)
+        return httpx.Response(201, json=self._public(event))
+
+    @staticmethod
+    def _public(event):
+        return {k: v for k, v in event.items() if k != "calendar"}
+
+    def _series_occurrences(self, master):
+        pattern, rng = master["recurrence"]["pattern"], master["recurrence"]["range"]
+        from tzlocal.windows_tz import win_tz
+
+        name = rng.get("recurrenceTimeZone") or "UTC"
+        zone = ZoneInfo(win_tz.get(name, name))
+        local = dt.datetime.fromisoformat(master["start"]["dateTime"][:19]).replace(tzinfo=zone)
+        length = dt.datetime.fromisoformat(master["end"]["dateTime"][:19]) - dt.datetime.fromisoformat(
+            master["start"]["dateTime"][:19]
+        )
+        kwargs = {"interval": pattern.get("interval", 1), "dtstart": local}
+        if rng["type"] == "numbered":
+            kwargs["count"] = rng["numberOfOccurrences"]
+        elif rng["type"] == "endDate":
+            kwargs["until"] = dt.datetime.fromisoformat(rng["endDate"] + "T23:59:59").replace(tzinfo=zone)
+        else:
+            kwargs["until"] = local + dt.timedelta(days=800)
+        if pattern["type"] == "weekly":
+            days = [rrule.weekday(GRAPH_DAYS.index(d)) for d in pattern["daysOfWeek"]]
+            starts = rrule.rrule(rrule.WEEKLY, byweekday=days, **kwargs)
+        elif pattern["type"] == "daily":
+            starts = rrule.rrule(rrule.DAILY, **kwargs)
+        else:
+            raise NotImplementedError(pattern["type"])
+        out = []
+        for start in starts:
+            oid = f"{master['id']}-occ-{start:%Y%m%d}"
+            if oid in self.deleted_occurrences:
+                continue
+            own = self.events.get(oid)
+            if own is not None:
+                out.append(own)
+                continue
+            out.append(
+                {
+                    "id": oid,
+                    "type": "occurrence",
+                    "seriesMasterId": master["id"],
+                    "subject": master.get("subject"),
+                    "start": {
+                        "dateTime": start.strftime("%Y-%m-%dT%H:%M:%S.0000000"),
+                        "timeZone": master["start"]["timeZone"],
+                    },
+                    "end": {
+                        "dateTime": (start + length).strftime("%Y-%m-%dT%H:%M:%S.0000000"),
+                        "timeZone": master["start"]["timeZone"],
+                    },
+                    "originalStart": start.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "originalStartTimeZone": master.get("originalStartTimeZone"),
+                    "isAllDay": master.get("isAllDay", False),
+                    "@odata.etag": master["@odata.etag"],
+                }
+            )
+        return out
+
+    def _find(self, eid):
+        if eid in self.events:
+            return self.events[eid]
+        if "-occ-" in eid and eid not in self.deleted_occurrences:
+            master = self.events.get(eid.split("-occ-")[0])
+            if master is not None:
+                return next((o for o in self._series_occurrences(master) if o["id"] == eid), None)
+        return None
+
+    def _event(self, method, eid, rest, body, params):
+        event = self._find(eid)
+        if event is None:
+            return httpx.Response(404, json={"error": {"code": "ErrorItemNotFound", "message": "not found"}})
+        if rest == ["instances"]:
+            lo = dt.datetime.fromisoformat(params["startDateTime"].replace("Z", "+00:00"))
+            hi = dt.datetime.fromisoformat(params["endDateTime"].replace("Z", "+00:00"))
+            found = [
+                o
+                for o in self._series_occurrences(event)
+                if lo <= dt.datetime.fromisoformat(o["originalStart"].replace("Z", "+00:00")) < hi
+            ]
+            return httpx.Response(200, json={"value": found})
+        if rest:
+            return httpx.Response(400, json={"error": {"code": "BadRequest", "message": "/".join(rest)}})
+        if method == "GET":
+            return httpx.Response(200, json=self._public(event))
+        if method == "PATCH":
+            if event["id"] not in self.events:  # an occurrence becomes an exception
+                event = {**event, "type": "exception", "calendar": self.events[event["seriesMasterId"]]["calendar"]}
+                self.events[event["id"]] = event
+            event.update(body)
+            self._etag(event["id"])
+            return httpx.Response(200, json=self._public(event))
+        if method == "DELETE":
+            if "-occ-" in eid:
+                self.deleted_occurrences.add(eid)
+                self.events.pop(eid, None)
+                self._change(eid, removed=True)
+            else:
+                self.remove(eid)
+            return httpx.Response(204)
+        return httpx.Response(405, json={"error": {"code": "MethodNotAllowed", "message": ""}})
+
+    def _instances_of(self, calendar):
+        out = []
+        for event in list(self.events.values()):
+            if event.get("calendar") != calendar or event["type"] == "exception":
+                continue
+            if event["type"] == "seriesMaster":
+                out += self._series_occurrences(event)
+            else:
+                out.append(event)
+        return out
+
+    def _delta(self, calendar, params):
+        token = params.get("$deltatoken")
+        if token in self.expired:
+            return httpx.Response(
+                410, json={"error": {"code": "SyncStateNotFound", "message": "The sync state is gone."}}
+            )
+        last = self.log[-1][0] if self.log else 0
+        if token is None:
+            value = [self._public(e) for e in self._instances_of(calendar)]
+        else:
+            value, instances = [], {o["id"]: o for o in self._instances_of(calendar)}
+            for _, eid, removed in [entry for entry in self.log if entry[0] > int(token)]:
+                if removed:
+                    value.append({"id": eid, "@removed": {"reason": "deleted"}})
+                elif eid in self.events and self.events[eid]["type"] == "seriesMaster":
+                    value += [self._public(o) for o in self._series_occurrences(self.events[eid])]
+                elif eid in instances:
+                    value.append(self._public(instances[eid]))
+        link = f"{GRAPH}/me/calendars/{calendar}/calendarView/delta?$deltatoken={last}"
+        return httpx.Response(200, json={"value": value, "@odata.deltaLink": link})
+
+    def _subscriptions(self, method, rest, body):
+        if method == "POST" and not rest:
+            sid = f"sub-{next(self._ids)}"
+            self.subscriptions[sid] = {"id": sid, **body}
+            return httpx.Response(201, json=self.subscriptions[sid])
+        sid = rest[0] if rest else ""
+        if sid not in self.subscriptions:
+            return httpx.Response(404, json={"error": {"code": "ResourceNotFound", "message": "no subscription"}})
+        if method == "PATCH":
+            self.subscriptions[sid].update(body)
+            return httpx.Response(200, json=self.subscriptions[sid])
+        if method == "DELETE":
+            del self.subscriptions[sid]
+            return httpx.Response(204)
+        return httpx.Response(405, json={"error": {"code": "MethodNotAllowed", "message": ""}})

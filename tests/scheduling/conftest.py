@@ -150,3 +150,30 @@ def calendars_eager():
     celery_app.conf.task_eager_propagates = True
     yield
     celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = previous
+
+
+@pytest.fixture
+def mscal(settings):
+    """Microsoft configured; Graph calendars answered by the fake at httpx's transport."""
+    from .calendar_fakes import GRAPH, FakeGraphCalendar
+
+    settings.MICROSOFT_CLIENT_ID, settings.MICROSOFT_CLIENT_SECRET = "ms-client-id", "ms-client-secret"
+    settings.GRAPH_API_BASE = GRAPH
+    settings.APP_URL = "https://hub.example.com"
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "microsoft_calendar": {"requests": {"rate": 1000, "burst": 1000}}}
+    fake = FakeGraphCalendar()
+    with respx.mock(assert_all_called=False) as router:
+        fake.routes(router)
+        yield fake
+
+
+@pytest.fixture
+def mscal_conn(user, mscal):
+    return _connection(
+        user,
+        "microsoft_oauth",
+        "grace@contoso.com",
+        mscal.token,
+        ["Calendars.ReadWrite", "User.Read"],
+        capabilities=("calendar",),
+    )
