@@ -56,6 +56,9 @@ provider_defaults(
 # Comma-separated while a rotation overlaps (newest first); channels are renewed daily, so after a day
 # the old secret can go.
 GOOGLE_CALENDAR_CHANNEL_SECRET = env.str("GOOGLE_CALENDAR_CHANNEL_SECRET", default="")
+# Start push by itself for each newly listed calendar (only when APP_URL is HTTPS, and for Google with the
+# channel secret set); otherwise POST /api/v1/calendars/{id}/watch/ turns it on.
+CALENDAR_PUSH_AUTO = env.bool("CALENDAR_PUSH_AUTO", default=True)
 # Lifetime asked of a Google channel (Google may grant less) and of a Graph subscription on events
 # (Graph allows under 3 days for events: 4230 minutes).
 CALENDAR_WATCH_TTL_SECONDS = env.int("CALENDAR_WATCH_TTL_SECONDS", default=7 * 24 * 3600)

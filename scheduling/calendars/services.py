@@ -18,6 +18,7 @@ master, `this` and `following` name the occurrence by `original_start`.
 
 import datetime as dt
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
@@ -26,6 +27,7 @@ from django.utils import timezone
 from integrations import oauth
 from integrations.errors import DomainError
 from integrations.models import Connection
+from integrations.task_base import enqueue_on_commit
 
 from .. import availability
 from ..models import Calendar, CalendarEvent
@@ -79,9 +81,10 @@ def calendars_refresh(*, connection):
     """Upsert the connection's calendars from the provider; calendars it no longer lists are removed."""
     kind = KINDS[connection.provider]
     found = adapter_for(Calendar(kind=kind)).calendars_list(connection)
+    new = []
     with transaction.atomic():
         for item in found:
-            Calendar.objects.update_or_create(
+            row, created = Calendar.objects.update_or_create(
                 connection=connection,
                 external_id=item.external_id,
                 defaults={
@@ -94,8 +97,23 @@ def calendars_refresh(*, connection):
                     "raw": item.raw,
                 },
             )
+            if created:
+                new.append(row.pk)
         Calendar.objects.filter(connection=connection).exclude(external_id__in=[c.external_id for c in found]).delete()
+        if push_automatic(kind):
+            from ..tasks import calendar_watch_task
+
+            for pk in new:
+                enqueue_on_commit(calendar_watch_task, pk)
     cache.set(_listed_key(connection.pk), True, LIST_FRESH_SECONDS)
+
+
+def push_automatic(kind):
+    """Push starts by itself for a newly listed calendar when the provider can reach the hub: an HTTPS APP_URL
+    (both providers refuse anything else) and, for Google, the channel secret. Else POST .../watch/ says why."""
+    if not settings.CALENDAR_PUSH_AUTO or not settings.APP_URL.startswith("https://"):
+        return False
+    return kind != Calendar.Kind.GOOGLE or bool(settings.GOOGLE_CALENDAR_CHANNEL_SECRET)
 
 
 def calendar_list(*, owner, refresh=False):
@@ -110,6 +128,23 @@ def calendar_list(*, owner, refresh=False):
         if refresh or not cache.get(_listed_key(conn.pk)):
             calendars_refresh(connection=_connection(owner=owner, connection_id=conn.pk, verb="read"))
     return Calendar.objects.filter(owner=owner, connection__in=connections).select_related("connection")
+
+
+def calendar_push_start(*, owner, calendar_id):
+    """Start (or renew) push for the calendar and bring it up to date: what POST .../watch/ runs."""
+    from .sync import calendar_sync, calendar_watch
+
+    calendar = calendar_get(owner=owner, calendar_id=calendar_id)
+    _calendar_conn(calendar, "read")
+    if not settings.APP_URL.startswith("https://"):
+        raise DomainError(
+            409,
+            "push_unreachable",
+            f"Google and Microsoft deliver notifications to HTTPS URLs only; APP_URL is {settings.APP_URL}.",
+        )
+    calendar_watch(calendar_id=calendar.pk)
+    calendar_sync(calendar_id=calendar.pk)
+    return Calendar.objects.select_related("connection").get(pk=calendar.pk)
 
 
 def calendar_get(*, owner, calendar_id):

@@ -80,3 +80,12 @@ class EventDetailView(APIView):
         query.is_valid(raise_exception=True)
         services.event_delete(owner=request.user, calendar_id=pk, event_id=event, **query.validated_data)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CalendarWatchView(APIView):
+    """Turn on push for one calendar (done by itself for new calendars when the hub is reachable)."""
+
+    @extend_schema(request=None, responses={200: CalendarSerializer})
+    @ratelimit(group="scheduling.calendar_watch", rate="10/m")
+    def post(self, request, pk):
+        return Response(CalendarSerializer(services.calendar_push_start(owner=request.user, calendar_id=pk)).data)

@@ -208,3 +208,39 @@ def test_a_write_through_the_api_drops_the_connections_cached_free_busy(user_cli
         format="json",
     )
     assert cache.get(_version_key(ada_calendar.connection_id)) != before
+
+
+class TestStartingPush:
+    def test_watch_opens_the_channel_and_syncs(self, user_client, ada_calendar, gcal):
+        gcal.add(ADA, **timed(dt.datetime(2026, 5, 4, 10, tzinfo=dt.UTC)))
+        response = user_client.post(f"/api/v1/calendars/{ada_calendar.pk}/watch/")
+        assert response.status_code == 200, response.content
+        assert response.json()["push"]["active"] is True and CalendarEvent.objects.count() == 1
+        assert list(gcal.channels) == [Calendar.objects.get(pk=ada_calendar.pk).channel_id]
+
+    def test_watch_needs_an_https_app_url_and_the_channel_secret(self, user_client, ada_calendar, gcal, settings):
+        settings.APP_URL = "http://127.0.0.1:8000"
+        response = user_client.post(f"/api/v1/calendars/{ada_calendar.pk}/watch/")
+        assert response.status_code == 409 and response.json()["error"] == "push_unreachable"
+        settings.APP_URL, settings.GOOGLE_CALENDAR_CHANNEL_SECRET = "https://hub.example.com", ""
+        response = user_client.post(f"/api/v1/calendars/{ada_calendar.pk}/watch/")
+        assert response.status_code == 503 and response.json()["missing"] == ["GOOGLE_CALENDAR_CHANNEL_SECRET"]
+        assert not gcal.channels
+
+    def test_another_users_calendar_cannot_be_watched(self, client_for, ada_calendar, gcal):
+        from ..factories import UserFactory
+
+        assert client_for(UserFactory()).post(f"/api/v1/calendars/{ada_calendar.pk}/watch/").status_code == 404
+        assert not gcal.channels
+
+    def test_new_calendars_start_push_by_themselves_when_the_hub_is_reachable(
+        self, user_client, gcal_conn, gcal, calendars_eager, django_capture_on_commit_callbacks, settings
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert user_client.get("/api/v1/calendars/?refresh=1").status_code == 200
+        assert len(gcal.channels) == 2  # both calendars
+        settings.CALENDAR_PUSH_AUTO = False
+        Calendar.objects.all().delete()
+        with django_capture_on_commit_callbacks(execute=True):
+            user_client.get("/api/v1/calendars/?refresh=1")
+        assert len(gcal.channels) == 2 and not Calendar.objects.exclude(channel_id="").exists()
