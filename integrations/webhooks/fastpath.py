@@ -13,11 +13,13 @@ through handler500).
 
 import functools
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import Resolver404, get_urlconf, resolve
 from django.utils.module_loading import import_string
+
+from ..aio import db_hop
 
 
 @functools.lru_cache(maxsize=256)
@@ -45,7 +47,7 @@ class WebhookFastPathMiddleware:
             markcoroutinefunction(self)
         self.prefix = settings.WEBHOOK_FAST_PATH_PREFIX
         # The short chain is built once, synchronous: the inbox's views are sync (under ASGI the whole
-        # chain runs in one thread hop, as Django would run the sync view alone).
+        # chain runs in one thread hop, integrations.aio.db_hop).
         handler = convert_exception_to_response(_call_view)
         for path in reversed(settings.WEBHOOK_MIDDLEWARE):
             handler = convert_exception_to_response(import_string(path)(handler))
@@ -69,5 +71,6 @@ class WebhookFastPathMiddleware:
 
     async def _acall(self, request):
         if self._fast_match(request):
-            return await sync_to_async(self.fast, thread_sensitive=True)(request)
+            # With the connection pool on DB_HOP_THREADS threads (deliveries overlap), else Django's one thread.
+            return await db_hop(self.fast, request)
         return await self.get_response(request)

@@ -73,7 +73,9 @@ def test_a_crash_in_a_webhook_view_is_the_json_500(monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_under_asgi_a_delivery_takes_the_same_short_path():
+@pytest.mark.parametrize("hop_threads", [0, 4], ids=["django-thread", "db-hop-threads"])
+def test_under_asgi_a_delivery_takes_the_same_short_path(settings, hop_threads):
+    settings.DB_HOP_THREADS = hop_threads  # the web server's pool runs deliveries on threads of their own
     body = hubtest.event_body("evt_async")
 
     async def post():
