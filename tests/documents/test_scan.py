@@ -4,7 +4,7 @@ import pytest
 
 from documents import clamd, services
 from documents.models import DocumentVersion
-from integrations.models import Alert
+from integrations.models import Alert, ProviderCall
 
 from .conftest import EICAR, PDF
 from .helpers import URL, post, post_version
@@ -84,3 +84,23 @@ def test_clamd_replies_are_parsed():
     assert clamd.parse_reply("stream: Win.Test.EICAR_HDB-1 FOUND").signature == "Win.Test.EICAR_HDB-1"
     with pytest.raises(clamd.ClamdError):
         clamd.parse_reply("INSTREAM size limit exceeded. ERROR")
+
+
+def test_every_scan_is_a_provider_call_with_its_outcome_latency_and_owner(
+    user_client, user, clamd_server, settings, django_capture_on_commit_callbacks
+):
+    """#10 point 3: a malware scan is an outbound call like any other, logged once per attempt."""
+    upload(user_client, django_capture_on_commit_callbacks, "a.txt", b"fine\n", "text/plain")
+    upload(user_client, django_capture_on_commit_callbacks, "eicar.txt", EICAR, "text/plain")
+    scans = ProviderCall.objects.filter(provider=clamd.PROVIDER).order_by("pk")
+    versions = list(DocumentVersion.objects.order_by("pk").values_list("pk", flat=True))
+    assert [(c.operation, c.outcome, c.owner_id) for c in scans] == [("scan", "ok", user.pk)] * 2
+    assert [c.related_id for c in scans] == [str(pk) for pk in versions]  # each row names the version it scanned
+    assert all(c.latency_ms > 0 for c in scans)
+
+    settings.CLAMD_URL = "tcp://127.0.0.1:9"  # nothing listens on discard
+    upload(user_client, django_capture_on_commit_callbacks, "b.txt", b"x\n", "text/plain")
+    failed = ProviderCall.objects.filter(provider=clamd.PROVIDER).exclude(outcome="ok")
+    assert failed.filter(outcome="error").exists()
+    assert all("clamd" in c.error_message for c in failed.filter(outcome="error"))
+    assert set(failed.values_list("outcome", flat=True)) <= {"error", "circuit_open"}  # the breaker opened too
