@@ -98,9 +98,9 @@ class DocumentVersionAdmin(admin.ModelAdmin):
         "scan_status",
         "quarantined_at",
         "storage_class",
-        "backend",
         "created_at",
     ]
+    # The backend (S3 or local) is a filter and on the detail page, not a column: the list must fit 1280 px.
     list_filter = [
         "scan_status",
         ("quarantined_at", admin.EmptyFieldListFilter),

@@ -188,3 +188,36 @@ def test_every_apps_admin_shows_times_in_the_readers_zone_with_utc_on_hover(page
     assert "13:34:56" in detail.inner_text()
     assert detail.get_attribute("title") == "2026-03-01 12:34:56 UTC"
     _no_trouble(page)
+
+
+def test_every_admin_list_fits_1280_px_beside_its_filters_with_clipped_values_whole_on_hover(
+    page, staff_login, settings
+):
+    """#15 point 6 for every list, with the demo seeder's realistic rows (long names, errors, ids)."""
+    from django.contrib import admin
+    from django.urls import reverse
+
+    from tests.integrations.test_admin_times import _seeded_admin
+
+    _seeded_admin(settings)
+    staff_login()
+    wide, clipped = {}, 0
+    for model in admin.site._registry:
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        page.goto(f"{page.base}{url}")
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        results = page.evaluate(
+            "(r => r ? [r.scrollWidth, r.clientWidth] : [0, 0])(document.querySelector('.results'))"
+        )
+        if page_width > 1280 or results[0] > results[1]:
+            wide[url] = (page_width, results)
+        cut = page.evaluate(
+            "Array.from(document.querySelectorAll('#result_list tbody td'))"
+            ".filter(td => td.scrollWidth > td.clientWidth)"
+            ".map(td => [td.title, td.textContent.trim()])"
+        )
+        assert all(title == text for title, text in cut), cut  # the full text on hover
+        clipped += len(cut)
+        _no_trouble(page)
+    assert wide == {}, f"lists that scroll sideways at 1280 px: {wide}"
+    assert clipped > 0  # the seeded rows do have values longer than their column

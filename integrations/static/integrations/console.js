@@ -1,4 +1,5 @@
 // Staff console: show every <time class="console-time"> in the reader's own time zone; the UTC time stays on hover.
+// Clipped list cells get their full text on hover.
 (function () {
   "use strict";
   function localise() {
@@ -19,9 +20,22 @@
       }
     }
   }
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", localise);
-  } else {
+  // A list cell too long for its column is clipped by console.css; its full text shows on hover.
+  function titleClipped() {
+    var cells = document.querySelectorAll("#result_list tbody td");
+    for (var i = 0; i < cells.length; i++) {
+      if (cells[i].scrollWidth > cells[i].clientWidth && !cells[i].title) {
+        cells[i].title = cells[i].textContent.trim();
+      }
+    }
+  }
+  function ready() {
     localise();
+    titleClipped();
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", ready);
+  } else {
+    ready();
   }
 })();
