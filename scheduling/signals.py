@@ -9,7 +9,9 @@ event (a push or an incremental sync), with the provider's ids:
     )
 
 `origin="hub"` marks a change the hub itself just made through its own API; it
-is ignored here, so a meeting moved by the hub never bounces back. Receivers
+is ignored here, so a meeting moved by the hub never bounces back.
+`origin="api"` is a person's change through the calendar API
+(/api/v1/calendars/.../events/): meetings follow it like a synced change. Receivers
 must be idempotent: duplicates and out-of-order notifications arrive.
 """
 

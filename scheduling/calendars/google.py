@@ -213,13 +213,18 @@ def event_insert(conn, calendar, write, *, notify=True):
 
 
 def event_patch(conn, calendar, event_id, write, *, notify=True):
+    body = event_body(write)
+    if write.moves:
+        # A patch merges into start/end: a move between timed and all-day must clear the other key (null).
+        other = "dateTime" if write.all_day else "date"
+        body["start"][other] = body["end"][other] = None
     request = (
         service(conn)
         .events()
         .patch(
             calendarId=calendar.external_id,
             eventId=event_id,
-            body=event_body(write),
+            body=body,
             sendUpdates="all" if notify else "none",
         )
     )

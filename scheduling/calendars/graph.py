@@ -342,6 +342,10 @@ def events_sync(conn, calendar, *, sync_token=""):
             }
         }
     events, removed, cursor, masters = [], [], "", set()
+    window = None
+    if not sync_token:
+        params = kwargs["params"]
+        window = (times.parse_instant(params["startDateTime"]), times.parse_instant(params["endDateTime"]))
     try:
         for page in _pages(conn, "events.delta", url, **kwargs):
             for item in page.get("value") or []:
@@ -368,7 +372,7 @@ def events_sync(conn, calendar, *, sync_token=""):
         except PermanentError as exc:
             if not _gone(exc):
                 raise
-    return SyncResult(events=events, removed=removed, cursor=cursor, full=not sync_token)
+    return SyncResult(events=events, removed=removed, cursor=cursor, full=not sync_token, window=window)
 
 
 def subscribe(conn, calendar, *, notification_url, client_state, expires_at):

@@ -4,8 +4,11 @@ Every write goes to the provider first through the connection's adapter
 (google.py or graph.py: one gateway attempt per request), and the local row is
 then updated from the provider's answer, so a row always says what the provider
 says. After a write the availability cache of that connection is dropped and
-`calendar_event_changed` is sent with origin="hub" (meetings ignore their own
-echo). Sync (sync.py) keeps the rows current when the change comes from
+`calendar_event_changed` is sent with origin="api": a person moved or
+cancelled the event through the hub, so an attached Zoom/Webex meeting follows
+(only origin="hub", a meeting's own echo, is ignored by scheduling.consistency).
+The sync that later reads the same change finds the etag it stored and sends
+nothing. Sync (sync.py) keeps the rows current when the change comes from
 elsewhere.
 
 Recurring events: a series master row carries the RRULE/EXDATE lines; an
@@ -280,7 +283,7 @@ def announce(calendar, rows, *, origin):
 
 def _stored(calendar, data):
     row, _ = event_store(calendar, data)
-    announce(calendar, [row], origin="hub")
+    announce(calendar, [row], origin="api")
     return row
 
 
@@ -477,4 +480,4 @@ def event_delete(*, owner, calendar_id, event_id, scope=None, original_start=Non
         status=CalendarEvent.Status.CANCELLED, synced_at=timezone.now()
     )
     occurrence.status = CalendarEvent.Status.CANCELLED
-    announce(calendar, [occurrence], origin="hub")
+    announce(calendar, [occurrence], origin="api")

@@ -22,6 +22,7 @@ import secrets
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -71,6 +72,13 @@ def calendar_sync(*, calendar_id):
             gone = CalendarEvent.objects.filter(calendar=calendar, external_id__in=result.removed)
             if result.full:
                 gone = CalendarEvent.objects.filter(calendar=calendar).exclude(external_id__in=seen)
+                if result.window is not None:
+                    # Only what the window covered is known to be gone; a series shows through its occurrences.
+                    lo, hi = result.window
+                    inside = Q(all_day=False, start__gte=lo, start__lt=hi) | Q(
+                        all_day=True, start_date__gte=lo.date(), start_date__lt=hi.date()
+                    )
+                    gone = gone.filter(inside, recurrence=[])
             for row in gone.exclude(status=CalendarEvent.Status.CANCELLED):
                 row.status = CalendarEvent.Status.CANCELLED
                 row.save(update_fields=["status", "synced_at"])

@@ -82,3 +82,5 @@ class SyncResult:
     removed: list
     cursor: str
     full: bool
+    # Graph reads a window (calendarView): a full sync says nothing about rows outside it. None = everything.
+    window: tuple | None = None

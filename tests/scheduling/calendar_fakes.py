@@ -447,6 +447,14 @@ class FakeGraphCalendar:
                 out.append(event)
         return out
 
+    @staticmethod
+    def _start(event):
+        from tzlocal.windows_tz import win_tz
+
+        name = event["start"].get("timeZone") or "UTC"
+        local = dt.datetime.fromisoformat(event["start"]["dateTime"][:19])
+        return local.replace(tzinfo=ZoneInfo(win_tz.get(name, name)))
+
     def _delta(self, calendar, params):
         token = params.get("$deltatoken")
         if token in self.expired:
@@ -455,7 +463,9 @@ class FakeGraphCalendar:
             )
         last = self.log[-1][0] if self.log else 0
         if token is None:
-            value = [self._public(e) for e in self._instances_of(calendar)]
+            lo = dt.datetime.fromisoformat(params["startDateTime"].replace("Z", "+00:00"))
+            hi = dt.datetime.fromisoformat(params["endDateTime"].replace("Z", "+00:00"))
+            value = [self._public(e) for e in self._instances_of(calendar) if lo <= self._start(e) < hi]
         else:
             value, instances = [], {o["id"]: o for o in self._instances_of(calendar)}
             for _, eid, removed in [entry for entry in self.log if entry[0] > int(token)]:

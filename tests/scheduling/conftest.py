@@ -161,6 +161,7 @@ def mscal(settings):
     settings.GRAPH_API_BASE = GRAPH
     settings.APP_URL = "https://hub.example.com"
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "microsoft_calendar": {"requests": {"rate": 1000, "burst": 1000}}}
+    settings.CALENDAR_GRAPH_WINDOW_DAYS_BACK = 3650  # the tests' fixed 2026 dates stay inside the synced window
     fake = FakeGraphCalendar()
     with respx.mock(assert_all_called=False) as router:
         fake.routes(router)

@@ -137,7 +137,23 @@ class TestWrites:
         assert gcal.requests[-1]["body"]["start"] == {
             "dateTime": "2026-02-24T10:00:00-05:00",
             "timeZone": "America/New_York",
+            "date": None,
         }
+
+    def test_a_timed_event_made_all_day_clears_its_times_at_google(self, user_client, gcal_conn, gcal):
+        cid = calendar_id(user_client)
+        event = user_client.post(events_url(cid), weekly(recurrence=[]), format="json").json()
+        body = {"all_day": True, "start_date": "2026-02-23", "end_date": "2026-02-24"}
+        response = user_client.patch(events_url(cid, event["id"]), body, format="json")
+        assert response.status_code == 200, response.content
+        assert gcal.requests[-1]["body"]["start"] == {
+            "date": "2026-02-23",
+            "dateTime": None,
+            "timeZone": "America/New_York",
+        }
+        stored = gcal.events["ada@example.com"][event["event_id"]]
+        assert stored["start"] == {"date": "2026-02-23", "timeZone": "America/New_York"}
+        assert response.json()["all_day"] and response.json()["start"] is None
 
     def test_a_patch_of_only_the_title_sends_only_the_title(self, user_client, gcal_conn, gcal):
         cid = calendar_id(user_client)

@@ -298,3 +298,10 @@ class TestSubscriptions:
 
 def test_another_users_microsoft_calendar_is_404(client_for, cal):
     assert client_for(UserFactory()).get(url(cal)).status_code == 404
+
+
+def test_a_full_sync_leaves_rows_outside_its_window_alone(user_client, cal, mscal):
+    far = {"title": "Far ahead", "start": "2030-01-07T09:00:00Z", "end": "2030-01-07T10:00:00Z"}
+    made = user_client.post(url(cal), far, format="json").json()
+    calendar_sync(calendar_id=cal.pk)  # the first sync reads a year around now: the 2030 event is not in it
+    assert CalendarEvent.objects.get(pk=made["id"]).status == "confirmed"

@@ -244,3 +244,26 @@ class TestStartingPush:
         with django_capture_on_commit_callbacks(execute=True):
             user_client.get("/api/v1/calendars/?refresh=1")
         assert len(gcal.channels) == 2 and not Calendar.objects.exclude(channel_id="").exists()
+
+
+def test_moving_or_cancelling_the_event_through_the_calendar_api_moves_or_cancels_the_zoom_meeting(
+    user_client, ada_calendar, gcal, zoom
+):
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).replace(microsecond=0)
+    eid = gcal.add(ADA, **timed(start, minutes=45))
+    calendar_sync(calendar_id=ada_calendar.pk)
+    row = CalendarEvent.objects.get(external_id=eid)
+    ref = {"connection": ada_calendar.connection_id, "event_id": eid}
+    meeting = user_client.post(
+        URL, body("zoom", start_time=start.isoformat(), calendar_event=ref), format="json"
+    ).json()
+    later = start + dt.timedelta(hours=3)
+    response = user_client.patch(events_url(ada_calendar.pk, row.pk), {"start": later.isoformat()}, format="json")
+    assert response.status_code == 200, response.content
+    assert Meeting.objects.get(pk=meeting["id"]).start_time == later
+    assert zoom.meetings[meeting["meeting_id"]]["start_time"] == later.strftime("%Y-%m-%dT%H:%M:%SZ")
+    patches = len([r for r in zoom.requests if r.method == "PATCH"])
+    calendar_sync(calendar_id=ada_calendar.pk)  # the sync reads our own change back: nothing moves again
+    assert len([r for r in zoom.requests if r.method == "PATCH"]) == patches
+    assert user_client.delete(events_url(ada_calendar.pk, row.pk)).status_code == 204
+    assert Meeting.objects.get(pk=meeting["id"]).status == "cancelled"
