@@ -79,3 +79,31 @@ def test_gmail_403_rate_limit_is_retryable_and_daily_quota_is_not():
         resp(403), b'{"error": {"code": 403, "errors": [{"reason": "dailyLimitExceeded"}], "message": "done"}}'
     )
     assert isinstance(daily, QuotaExceeded) and not daily.retryable
+
+
+def test_the_per_project_daily_budget_is_shared_by_every_user_and_refuses_before_gmail_is_called(
+    gmail, user, other_user, client_for, settings
+):
+    # A project budget with room for one send (100 units) and a daily refill far below a second one.
+    settings.RATE_LIMITS = {
+        **settings.RATE_LIMITS,
+        "gmail": {
+            "requests": {"rate": 250, "burst": 300},
+            "scopes": {"project": {"requests": {"rate": 100 / 86400, "burst": 150}}},
+        },
+    }
+    first = client_for(user).post(
+        f"/api/v1/mail/{google_conn(user).pk}/messages/send/", {"to": ["a@example.com"], "text": "1"}, format="json"
+    )
+    assert first.status_code == 202, first.content
+    # Another user's connection draws on the same project budget: refused, and Gmail never sees it.
+    second = client_for(other_user).post(
+        f"/api/v1/mail/{google_conn(other_user).pk}/messages/send/",
+        {"to": ["b@example.com"], "text": "2"},
+        format="json",
+    )
+    assert second.status_code == 503, second.content
+    assert second.json()["error"] == "rate_limited_outbound" and second.json()["provider"] == "gmail"
+    assert int(second["Retry-After"]) > 3600  # the 50 units missing come back at 100 a day
+    assert len(gmail.sent) == 1
+    assert ProviderCall.objects.filter(provider="gmail", operation="messages.send", outcome="ok").count() == 1
