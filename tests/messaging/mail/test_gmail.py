@@ -218,6 +218,18 @@ def test_a_users_gmail_quota_use_shows_in_their_usage(gmail, user, user_client):
     assert providers["gmail"]["units"]["requests"] == 2
 
 
+def test_staff_see_each_users_gmail_quota_use_in_the_console(gmail, user, user_client, client, staff_user):
+    for n in range(50):
+        gmail.add(make_message(n))
+    user_client.get(url(google_conn(user), "messages/"))
+    client.force_login(staff_user)
+    listing = client.get("/admin/integrations/usagerollup/", {"provider": "gmail"})
+    assert listing.status_code == 200
+    [row] = listing.context["cl"].result_list
+    assert row.owner == user and row.quota_units == 255
+    assert "Provider quota units: 255" in listing.content.decode()
+
+
 class TestLargeMessages:
     """Above GMAIL_RESUMABLE_UPLOAD_BYTES a message goes up through the media upload endpoint, resumable, in chunks."""
 
