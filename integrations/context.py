@@ -56,20 +56,14 @@ class ResponseScope:
         if not self.open:
             return
         self.open = False  # anything added from now on runs at once
-        if not self.pending:
-            return
-        from django.db import close_old_connections, connection  # this module loads with the logging config
-
+        # Django runs the closers before sending request_finished, whose handler then
+        # returns this work's database connection as it would the view's (pool, CONN_MAX_AGE).
         for fn in self.pending:
             try:
                 fn()
             except Exception:  # noqa: BLE001 - the answer is sent; a failure here must not hide the rest
                 logger.exception("after-response work failed")
         self.pending = []
-        if not connection.in_atomic_block:
-            # Django's request_finished handler has not run yet or did before this work
-            # took a connection: give it back the same way (a pool, or CONN_MAX_AGE).
-            close_old_connections()
 
 
 def open_response_scope():
