@@ -66,7 +66,18 @@ def delete(key, *, owner=None):
 
 
 def s3_delete_all_versions(key, *, owner=None, related=None):
-    """Delete every version and delete marker of exactly `key`; returns how many were deleted.
+    return _s3_delete_versions(key, exact=True, owner=owner, related=related)
+
+
+def s3_delete_prefix_all_versions(prefix, *, owner=None):
+    """Every version and delete marker of every key under `prefix` (a user's own folder); how many."""
+    if not prefix.endswith("/"):
+        raise ValueError("a prefix to erase must end with '/' so it cannot match another user's folder")
+    return _s3_delete_versions(prefix, exact=False, owner=owner)
+
+
+def _s3_delete_versions(key, *, exact, owner=None, related=None):
+    """Delete every version and delete marker of exactly `key` (`exact=False`: of every key under it); how many.
 
     A plain DeleteObject on a versioned bucket only adds a delete marker: the bytes stay as a noncurrent
     version. Erasure must remove those too. A key already gone counts as done.
@@ -81,7 +92,7 @@ def s3_delete_all_versions(key, *, owner=None, related=None):
         items = [
             {"Key": v["Key"], "VersionId": v["VersionId"]}
             for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-            if v["Key"] == key
+            if v["Key"] == key or not exact
         ]
         if not items:
             return deleted

@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from .models import Calendar, CalendarEvent, Meeting, MeetingParticipant, MeetingRecording
+from integrations.actions import each_row
+
+from .models import Calendar, CalendarEvent, Meeting, MeetingAttendance, MeetingParticipant, MeetingRecording
 
 
 class ParticipantInline(admin.TabularInline):
@@ -10,10 +12,28 @@ class ParticipantInline(admin.TabularInline):
     can_delete = False
 
 
+class AttendanceInline(admin.TabularInline):
+    model = MeetingAttendance
+    extra = 0
+    fields = ["participant_key", "email", "name", "joined_at", "left_at"]
+    readonly_fields = fields
+    can_delete = False
+
+
 class RecordingInline(admin.TabularInline):
     model = MeetingRecording
     extra = 0
-    fields = ["external_id", "file_type", "recording_type", "size_bytes", "recording_start", "recording_end"]
+    fields = [
+        "external_id",
+        "file_type",
+        "recording_type",
+        "size_bytes",
+        "recording_start",
+        "recording_end",
+        "copy_status",
+        "stored_bytes",
+        "copy_error",
+    ]
     readonly_fields = fields
     can_delete = False
 
@@ -24,7 +44,7 @@ class MeetingAdmin(admin.ModelAdmin):
     list_filter = ["provider", "status"]
     search_fields = ["topic", "external_id", "owner__username"]
     readonly_fields = [f.name for f in Meeting._meta.fields]
-    inlines = [ParticipantInline, RecordingInline]
+    inlines = [ParticipantInline, AttendanceInline, RecordingInline]
 
     def has_add_permission(self, request):
         return False  # meetings are created through the API, on the provider first
@@ -76,4 +96,28 @@ class CalendarEventAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MeetingRecording)
+class MeetingRecordingAdmin(admin.ModelAdmin):
+    """Recordings and their copies in the hub's storage; a failed copy can be tried again."""
+
+    list_display = ["external_id", "meeting", "file_type", "copy_status", "stored_bytes", "copied_at"]
+    list_filter = ["copy_status", "meeting__provider"]
+    search_fields = ["external_id", "meeting__external_id"]
+    readonly_fields = [f.name for f in MeetingRecording._meta.fields]
+    actions = ["copy_again"]
+
+    @admin.action(description="Copy selected failed recordings again")
+    def copy_again(self, request, queryset):
+        from .recordings import recording_copy_retry
+
+        done = each_row(self, request, queryset, lambda row: recording_copy_retry(recording=row))
+        self.message_user(request, f"{done} copy(ies) queued again.")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -100,7 +100,28 @@ class MeetingParticipant(models.Model):
         return f"{self.email} in {self.meeting_id}"
 
 
-class MeetingRecording(models.Model):
+class MeetingRecording(OutboxMixin, models.Model):
+    """A recording file the provider reported (recording-completed webhook, or the recordings list).
+
+    With the owner's opt-in (SchedulingPreference.copy_recordings) the file is also copied to the hub's
+    storage (the documents app's backend: S3, or the filesystem) by the `scheduling.recording_copy` task;
+    the S3 request and its bytes land in the call log, and the stored bytes are priced per GB-month.
+    """
+
+    class Copy(models.TextChoices):
+        NONE = "none"  # not asked for (no opt-in), or not copyable (Meet: the file lives in Drive)
+        QUEUED = "queued"  # the task copies it; `storage_key` is chosen before the first byte moves
+        COPIED = "copied"
+        FAILED = "failed"  # gave up; `copy_error` says why (staff or a refresh may queue it again)
+
+    STATE_FIELD = "copy_status"
+    TRANSITIONS = {
+        "none": {"queued"},
+        "queued": {"copied", "failed"},
+        "copied": set(),
+        "failed": {"queued"},
+    }
+
     meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="recordings")
     external_id = models.CharField(max_length=255)
     file_type = models.CharField(max_length=32, blank=True)
@@ -109,6 +130,13 @@ class MeetingRecording(models.Model):
     download_url = models.URLField(max_length=2000, help_text="The provider's URL; needs the provider's token.")
     recording_start = models.DateTimeField(null=True, blank=True)
     recording_end = models.DateTimeField(null=True, blank=True)
+    copy_status = models.CharField(max_length=16, choices=Copy.choices, default=Copy.NONE)
+    storage_backend = models.CharField(max_length=8, blank=True, help_text='"s3" or "local" (the documents backend).')
+    storage_key = models.CharField(max_length=255, blank=True)
+    storage_class = models.CharField(max_length=32, blank=True)
+    stored_bytes = models.PositiveBigIntegerField(default=0)
+    copied_at = models.DateTimeField(null=True, blank=True)
+    copy_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -117,6 +145,57 @@ class MeetingRecording(models.Model):
 
     def __str__(self):
         return f"{self.file_type} {self.external_id} of {self.meeting_id}"
+
+
+class MeetingAttendance(models.Model):
+    """One stretch of one person in one meeting, from the provider's participant joined / left events.
+
+    Someone who drops out and rejoins has two rows. Both events carry the join time (Zoom's and Webex's
+    left events repeat it), so a left that arrives before its joined, a duplicate, or a replay all land
+    on the same row. `participant_key` is the provider's id for the person in this meeting (Zoom's
+    participant_uuid / user id, Webex's participant id), or their email: guests without an email count too.
+    """
+
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="attendance")
+    participant = models.ForeignKey(
+        MeetingParticipant, null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
+    )
+    participant_key = models.CharField(max_length=255)
+    email = models.EmailField(blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    joined_at = models.DateTimeField(null=True, blank=True)
+    left_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["joined_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meeting", "participant_key", "joined_at"],
+                condition=Q(joined_at__isnull=False),
+                name="attendance_one_row_per_join",
+            )
+        ]
+        indexes = [models.Index(fields=["meeting", "participant_key"], name="attendance_person")]
+
+    def __str__(self):
+        return f"{self.participant_key} in {self.meeting_id} {self.joined_at}-{self.left_at}"
+
+
+class SchedulingPreference(models.Model):
+    """A user's choices about their meetings; no row means the defaults."""
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scheduling_preference"
+    )
+    copy_recordings = models.BooleanField(
+        default=False,
+        help_text="Copy each completed recording to the hub's storage (S3), at the storage price per GB-month.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"scheduling preferences of {self.owner_id}"
 
 
 # --- Calendars (issue 19 points 1-3): the user's Google and Microsoft calendars, kept in sync ----------------

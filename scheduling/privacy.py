@@ -1,38 +1,91 @@
-"""What scheduling holds about a user (privacy registry): meetings, participants, recording metadata, and the
-calendars and events synced from their Google and Microsoft connections."""
+"""What scheduling holds about a user (privacy registry): meetings, participants, attendance, recordings (metadata,
+and the copies in the hub's storage when the user opted in), preferences, and the calendars and events synced from
+their Google and Microsoft connections."""
 
+from django.conf import settings
+
+from documents.providers import backend_for
 from privacy.registry import PrivacyHolder, register
-from privacy.writer import rows
+from privacy.storage import s3_delete_all_versions, s3_delete_prefix_all_versions
+from privacy.writer import rows, safe_name
 
-from .models import Calendar, CalendarEvent, Meeting, MeetingParticipant, MeetingRecording
+from .models import (
+    Calendar,
+    CalendarEvent,
+    Meeting,
+    MeetingAttendance,
+    MeetingParticipant,
+    MeetingRecording,
+    SchedulingPreference,
+)
+from .recordings import storage_prefix_for
 
 
 def export_scheduling(user, out):
+    recordings = MeetingRecording.objects.filter(meeting__owner=user)
     out.json(
         "scheduling",
         {
             "meetings": rows(Meeting.objects.filter(owner=user), exclude=("owner",)),
             "participants": rows(MeetingParticipant.objects.filter(meeting__owner=user)),
-            "recordings": rows(MeetingRecording.objects.filter(meeting__owner=user)),
+            "attendance": rows(MeetingAttendance.objects.filter(meeting__owner=user)),
+            "recordings": rows(recordings, exclude=("storage_key", "next_attempt_at", "outbox_sweeps")),
+            "preferences": rows(SchedulingPreference.objects.filter(owner=user), exclude=("owner",)),
             "calendars": rows(
                 Calendar.objects.filter(owner=user),
                 exclude=("owner", "client_state", "sync_token", "delta_link", "raw"),
             ),
             "calendar_events": rows(CalendarEvent.objects.filter(calendar__owner=user), exclude=("raw",)),
         },
-        description="Your video meetings (topic, times, join links), participants, the recordings' metadata, "
-        "and your calendars with the events synced from them.",
+        description=(
+            "Your video meetings (topic, times, join links), participants, attendance (who joined and left when), "
+            "the recordings' metadata, your preferences, and your calendars with the events synced from them."
+        ),
     )
+    copied = recordings.filter(copy_status=MeetingRecording.Copy.COPIED).order_by("meeting_id", "pk")
+    for recording in copied.iterator(chunk_size=100):
+        kind = safe_name(recording.file_type.lower() or "bin")
+        name = f"meeting-recordings/{recording.meeting_id}/{recording.pk}.{kind}"
+        backend_for(recording.storage_backend).read_into(
+            recording.storage_key, lambda chunks, name=name: out.file(name, chunks), owner=user
+        )
+    if copied.exists():
+        out.files.append(
+            ("meeting-recordings/", "Meeting recordings the hub copied for you: <meeting id>/<recording id>.<type>.")
+        )
+
+
+def _erase_recording_copies(user):
+    """Every copy the rows name (on S3 every version and delete marker), then anything an interrupted copy left
+    under the user's own folder. How many objects were deleted."""
+    objects = 0
+    for recording in MeetingRecording.objects.filter(meeting__owner=user).exclude(storage_key=""):
+        if recording.storage_backend == "s3":
+            objects += s3_delete_all_versions(recording.storage_key, owner=user)
+        else:
+            backend_for(recording.storage_backend or "local").delete(recording.storage_key, owner=user)
+            objects += 1
+    prefix = storage_prefix_for(user.pk)
+    if settings.S3_BUCKET:
+        objects += s3_delete_prefix_all_versions(prefix, owner=user)
+    local = backend_for("local")
+    for key, _ in local.list_objects(prefix):
+        local.delete(key)
+        objects += 1
+    return objects
 
 
 def erase_scheduling(user, report):
+    report.provider("scheduling.recording_copies_deleted", _erase_recording_copies(user))
     # Local copies only: the events live in the user's own Google/Microsoft account (the connection's
     # disconnect hook closes the push channels while its tokens still work).
     report.count("scheduling.CalendarEvent", CalendarEvent.objects.filter(calendar__owner=user).delete()[0])
     report.count("scheduling.Calendar", Calendar.objects.filter(owner=user).delete()[0])
+    report.count("scheduling.MeetingAttendance", MeetingAttendance.objects.filter(meeting__owner=user).delete()[0])
     report.count("scheduling.MeetingRecording", MeetingRecording.objects.filter(meeting__owner=user).delete()[0])
     report.count("scheduling.MeetingParticipant", MeetingParticipant.objects.filter(meeting__owner=user).delete()[0])
     report.count("scheduling.Meeting", Meeting.objects.filter(owner=user).delete()[0])
+    report.count("scheduling.SchedulingPreference", SchedulingPreference.objects.filter(owner=user).delete()[0])
 
 
 def references(user):
@@ -52,7 +105,9 @@ register(
         models=(
             "scheduling.Meeting",
             "scheduling.MeetingParticipant",
+            "scheduling.MeetingAttendance",
             "scheduling.MeetingRecording",
+            "scheduling.SchedulingPreference",
             "scheduling.Calendar",
             "scheduling.CalendarEvent",
         ),
@@ -60,8 +115,9 @@ register(
         erase=erase_scheduling,
         references=references,
         description=(
-            "Meetings you created on Zoom, Meet, Teams or Webex, their participants and recordings' metadata; "
-            "your Google and Microsoft calendars and the events synced from them."
+            "Meetings you created on Zoom, Meet, Teams or Webex, their participants and attendance, the recordings' "
+            "metadata and the copies of your recordings in the hub's storage if you asked for them; your Google and "
+            "Microsoft calendars and the events synced from them."
         ),
         retention="until erasure (the meetings themselves live in your provider account).",
     )

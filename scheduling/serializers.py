@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from . import capabilities
-from .models import Meeting, MeetingParticipant, MeetingRecording
+from .models import Meeting, MeetingAttendance, MeetingParticipant, MeetingRecording, SchedulingPreference
 
 
 class ParticipantInSerializer(serializers.Serializer):
@@ -116,7 +116,19 @@ class RecordingSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = MeetingRecording
-        fields = ["id", "file_type", "recording_type", "size_bytes", "recording_start", "recording_end", "link"]
+        fields = [
+            "id",
+            "file_type",
+            "recording_type",
+            "size_bytes",
+            "recording_start",
+            "recording_end",
+            "link",
+            "copy_status",
+            "stored_bytes",
+            "copied_at",
+            "copy_error",
+        ]
 
     def get_link(self, obj) -> str:
         from django.urls import reverse
@@ -268,3 +280,34 @@ class AvailabilitySerializer(serializers.Serializer):
     slots = AvailabilitySlotSerializer(many=True)
     connections = serializers.DictField(child=serializers.IntegerField())
     warnings = serializers.ListField(child=serializers.DictField())
+
+
+class AttendanceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MeetingAttendance
+        fields = ["participant_key", "email", "name", "joined_at", "left_at"]
+
+
+class PreferenceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SchedulingPreference
+        fields = ["copy_recordings", "updated_at"]
+        read_only_fields = ["updated_at"]
+
+
+class PreferenceUpdateSerializer(serializers.Serializer):
+    copy_recordings = serializers.BooleanField(
+        help_text="Copy each recording booked from now on to the hub's storage (S3), priced per GB-month."
+    )
+
+
+class StorageClassUsageSerializer(serializers.Serializer):
+    storage_class = serializers.CharField()
+    bytes = serializers.IntegerField()
+    monthly_cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
+
+
+class RecordingUsageSerializer(serializers.Serializer):
+    bytes = serializers.IntegerField(help_text="Bytes of your recordings the hub holds.")
+    monthly_cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
+    by_storage_class = StorageClassUsageSerializer(many=True)

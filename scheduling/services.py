@@ -378,10 +378,13 @@ def parse_time(value):
 
 
 def recordings_upsert(*, meeting, files):
+    """Book the provider's recording files (a repeat updates them); a new one is copied if its owner opted in."""
+    from .recordings import recording_booked
+
     for f in files:
         if not f.id or not f.download_url:
             continue
-        MeetingRecording.objects.update_or_create(
+        recording, created = MeetingRecording.objects.update_or_create(
             meeting=meeting,
             external_id=f.id,
             defaults={
@@ -393,6 +396,7 @@ def recordings_upsert(*, meeting, files):
                 "recording_end": parse_time(f.recording_end),
             },
         )
+        recording_booked(recording=recording, created=created)
 
 
 def recordings_refresh(*, meeting):
@@ -448,27 +452,3 @@ def recording_open(*, recording):
     if meeting.provider == "teams":
         return teams.recording_stream(conn=conn, download_url=recording.download_url)
     return webex.recording_stream(conn=conn, download_url=recording.download_url)
-
-
-# --- webhooks ---------------------------------------------------------------------------
-
-
-def meeting_for_event(provider, external_id):
-    return Meeting.objects.filter(provider=provider, external_id=str(external_id)).first()
-
-
-def meeting_moved(*, meeting, status, occurred_at, when=None):
-    fields = {"started_at": when} if status == Meeting.Status.STARTED else {"ended_at": when}
-    fields = {k: v for k, v in fields.items() if v is not None}
-    return transition(Meeting, meeting.pk, status, occurred_at=occurred_at, **fields)
-
-
-def attendance_record(*, meeting, email, name, joined_at=None, left_at=None):
-    if not email:
-        return  # a guest without an email cannot be matched to an invitee; the raw event stays in the inbox
-    participant, _ = MeetingParticipant.objects.get_or_create(meeting=meeting, email=email, defaults={"name": name})
-    if joined_at and (participant.joined_at is None or joined_at < participant.joined_at):
-        participant.joined_at = joined_at
-    if left_at and (participant.left_at is None or left_at > participant.left_at):
-        participant.left_at = left_at
-    participant.save(update_fields=["joined_at", "left_at"])

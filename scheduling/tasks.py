@@ -1,4 +1,4 @@
-"""Calendar tasks: thin wrappers over scheduling.calendars.sync, ids only."""
+"""Thin Celery tasks over scheduling services (calendar sync, recording copies); ids only, safe to run twice."""
 
 from celery import shared_task
 from django.db.models import Q
@@ -6,7 +6,8 @@ from django.db.models import Q
 from integrations import outbox
 from integrations.task_base import ProviderTask
 
-from .models import Calendar
+from . import recordings
+from .models import Calendar, MeetingRecording
 
 
 @shared_task(bind=True, base=ProviderTask, name="scheduling.calendar_sync", ignore_result=True)
@@ -34,3 +35,16 @@ def calendar_watch_renew_due():
 
 # A calendar a notification marked due is synced until a sync has started since: a lost message is re-sent.
 outbox.register(Calendar, calendar_sync_task, where=Q(sync_due=True))
+
+
+def _copy_give_up(task, exc, recording_id):
+    recordings.recording_copy_give_up(recording_id=recording_id, error=exc)
+
+
+# No fixed provider: a download error retries on the meeting provider's policy, an upload error on S3's.
+@shared_task(bind=True, base=ProviderTask, give_up=_copy_give_up, name="scheduling.recording_copy")
+def recording_copy(self, recording_id):
+    return recordings.recording_copy(recording_id=recording_id)
+
+
+outbox.register(MeetingRecording, recording_copy, due_states=(MeetingRecording.Copy.QUEUED,))

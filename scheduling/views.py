@@ -12,16 +12,20 @@ from integrations.api.idempotency import idempotent
 from integrations.api.ratelimit import ratelimit
 from integrations.oauth.config import by_registry_name
 
-from . import availability, capabilities, services
-from .models import Meeting
+from . import availability, capabilities, recordings, services
+from .models import Meeting, MeetingAttendance
 from .serializers import (
+    AttendanceSerializer,
     AvailabilityRequestSerializer,
     AvailabilitySerializer,
     MeetingCreateSerializer,
     MeetingSerializer,
     MeetingUpdateSerializer,
+    PreferenceSerializer,
+    PreferenceUpdateSerializer,
     ProviderSerializer,
     RecordingSerializer,
+    RecordingUsageSerializer,
 )
 
 
@@ -100,6 +104,36 @@ class MeetingRecordingsView(generics.GenericAPIView):
     def get(self, request, pk):
         recordings = services.recordings_refresh(meeting=self.get_object())
         return Response(RecordingSerializer(recordings, many=True, context={"request": request}).data)
+
+
+class MeetingAttendanceView(generics.ListAPIView):
+    """Who was in the meeting when: one row per stretch (a rejoin is a new row), from the provider's webhooks."""
+
+    serializer_class = AttendanceSerializer
+
+    def get_queryset(self):
+        meeting = generics.get_object_or_404(Meeting.objects.filter(owner=self.request.user), pk=self.kwargs["pk"])
+        return MeetingAttendance.objects.filter(meeting=meeting).order_by("joined_at", "pk")
+
+
+class PreferenceView(APIView):
+    @extend_schema(responses=PreferenceSerializer, summary="Your scheduling preferences")
+    def get(self, request):
+        return Response(PreferenceSerializer(recordings.preference_for(request.user)).data)
+
+    @extend_schema(request=PreferenceUpdateSerializer, responses=PreferenceSerializer)
+    def patch(self, request):
+        """`copy_recordings: true` copies each recording booked from now on to the hub's storage, at its cost."""
+        data = PreferenceUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        pref = recordings.preference_update(owner=request.user, **data.validated_data)
+        return Response(PreferenceSerializer(pref).data)
+
+
+class RecordingUsageView(APIView):
+    @extend_schema(responses=RecordingUsageSerializer, summary="Bytes of your recording copies and their monthly cost")
+    def get(self, request):
+        return Response(RecordingUsageSerializer(recordings.recordings_storage_usage(owner=request.user)).data)
 
 
 class RecordingLinkView(APIView):

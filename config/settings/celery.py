@@ -55,6 +55,8 @@ CELERY_TASK_ANNOTATIONS = {
     "documents.version_quarantine": _LONG_TASK_LIMITS,
     "documents.document_purge": _LONG_TASK_LIMITS,
     "documents.sweep_orphans": {"soft_time_limit": 1200, "time_limit": 1260},
+    # Streams a whole recording (an hour of video is ~1 GB) from the provider, then up to S3.
+    "scheduling.recording_copy": _LONG_TASK_LIMITS,
     # Walks every Stripe object of the last days, page by page.
     "payments.reconcile_stripe": {"soft_time_limit": 1200, "time_limit": 1260},
 }

@@ -32,7 +32,7 @@ from integrations.webhooks import (
     webhook_verifier,
 )
 
-from .. import services
+from .. import lifecycle, services
 from ..models import Meeting
 from ..providers import webex
 
@@ -88,7 +88,7 @@ def _meeting_of(payload):
 
 def _meeting(event):
     data = event.payload.get("data") or {}
-    meeting = services.meeting_for_event(PROVIDER, _series(data))
+    meeting = lifecycle.meeting_for_event(PROVIDER, _series(data))
     if meeting is None:
         raise WebhookIgnored(f"no hub meeting with Webex id {_series(data)!r}")
     return meeting, data
@@ -97,7 +97,7 @@ def _meeting(event):
 @webhook_handler(PROVIDER, "meetings.started")
 def on_started(event):
     meeting, data = _meeting(event)
-    services.meeting_moved(
+    lifecycle.meeting_moved(
         meeting=meeting,
         status=Meeting.Status.STARTED,
         occurred_at=event.occurred_at,
@@ -108,7 +108,7 @@ def on_started(event):
 @webhook_handler(PROVIDER, "meetings.ended")
 def on_ended(event):
     meeting, data = _meeting(event)
-    services.meeting_moved(
+    lifecycle.meeting_moved(
         meeting=meeting,
         status=Meeting.Status.ENDED,
         occurred_at=event.occurred_at,
@@ -119,18 +119,19 @@ def on_ended(event):
 @webhook_handler(PROVIDER, "meetings.deleted")
 def on_deleted(event):
     meeting, _ = _meeting(event)
-    services.meeting_moved(meeting=meeting, status=Meeting.Status.CANCELLED, occurred_at=event.occurred_at)
+    lifecycle.meeting_moved(meeting=meeting, status=Meeting.Status.CANCELLED, occurred_at=event.occurred_at)
 
 
 @webhook_handler(PROVIDER, "meetingParticipants.joined", "meetingParticipants.left")
 def on_participant(event):
     meeting, data = _meeting(event)
-    services.attendance_record(
+    lifecycle.attendance_record(
         meeting=meeting,
-        email=(data.get("email") or "").lower(),
-        name=data.get("displayName", ""),
+        key=data.get("id") or data.get("email"),
+        email=data.get("email") or "",
+        name=data.get("displayName") or "",
         joined_at=services.parse_time(data.get("joinedTime")),
-        left_at=services.parse_time(data.get("leftTime")),
+        left_at=services.parse_time(data.get("leftTime")) if event.type == "meetingParticipants.left" else None,
     )
 
 

@@ -38,7 +38,7 @@ from integrations.webhooks import (
     webhook_verifier,
 )
 
-from .. import services
+from .. import lifecycle, services
 from ..models import Meeting
 from ..providers import zoom
 
@@ -118,7 +118,7 @@ def _meeting_of(payload):
 
 def _meeting(event):
     obj = (event.payload.get("payload") or {}).get("object") or {}
-    meeting = services.meeting_for_event(PROVIDER, obj.get("id", ""))
+    meeting = lifecycle.meeting_for_event(PROVIDER, obj.get("id", ""))
     if meeting is None:
         raise WebhookIgnored(f"no hub meeting with Zoom id {obj.get('id')!r}")
     return meeting, obj
@@ -131,7 +131,7 @@ def _time(value):
 @webhook_handler(PROVIDER, "meeting.started")
 def on_started(event):
     meeting, obj = _meeting(event)
-    services.meeting_moved(
+    lifecycle.meeting_moved(
         meeting=meeting, status=Meeting.Status.STARTED, occurred_at=event.occurred_at, when=_time(obj.get("start_time"))
     )
 
@@ -139,7 +139,7 @@ def on_started(event):
 @webhook_handler(PROVIDER, "meeting.ended")
 def on_ended(event):
     meeting, obj = _meeting(event)
-    services.meeting_moved(
+    lifecycle.meeting_moved(
         meeting=meeting, status=Meeting.Status.ENDED, occurred_at=event.occurred_at, when=_time(obj.get("end_time"))
     )
 
@@ -147,19 +147,21 @@ def on_ended(event):
 @webhook_handler(PROVIDER, "meeting.deleted")
 def on_deleted(event):
     meeting, _ = _meeting(event)
-    services.meeting_moved(meeting=meeting, status=Meeting.Status.CANCELLED, occurred_at=event.occurred_at)
+    lifecycle.meeting_moved(meeting=meeting, status=Meeting.Status.CANCELLED, occurred_at=event.occurred_at)
 
 
 @webhook_handler(PROVIDER, "meeting.participant_joined", "meeting.participant_left")
 def on_participant(event):
     meeting, obj = _meeting(event)
     person = obj.get("participant") or {}
-    services.attendance_record(
+    lifecycle.attendance_record(
         meeting=meeting,
-        email=(person.get("email") or "").lower(),
-        name=person.get("user_name", ""),
+        # participant_uuid is stable across a person's rejoins; older payloads have only the ids.
+        key=person.get("participant_uuid") or person.get("id") or person.get("email") or person.get("user_id"),
+        email=person.get("email") or "",
+        name=person.get("user_name") or "",
         joined_at=_time(person.get("join_time")),
-        left_at=_time(person.get("leave_time")),
+        left_at=_time(person.get("leave_time")) if event.type == "meeting.participant_left" else None,
     )
 
 

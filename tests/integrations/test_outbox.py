@@ -215,7 +215,7 @@ def _due_and_done():
     from tests.documents.factories import DocumentFactory, DocumentVersionFactory
     from tests.messaging.factories import CallFactory
     from tests.payments.factories import PaymentFactory, RefundFactory, SubscriptionFactory, SucceededPaymentFactory
-    from tests.scheduling.factories import CalendarFactory
+    from tests.scheduling.factories import CalendarFactory, MeetingRecordingFactory
 
     return {
         "messaging.sms_send": (lambda: SmsFactory(status="queued"), {"status": "sent", "external_id": "SMdone"}),
@@ -238,6 +238,10 @@ def _due_and_done():
         "documents.document_purge": (lambda: DocumentFactory(state="deleting"), {"state": "active"}),
         # A push marked the calendar due; a sync that started clears it.
         "scheduling.calendar_sync": (lambda: CalendarFactory(sync_due=True), {"sync_due": False}),
+        "scheduling.recording_copy": (
+            lambda: MeetingRecordingFactory(copy_status="queued", storage_key="recordings/1/x"),
+            {"copy_status": "copied"},
+        ),
     }
 
 

@@ -18,7 +18,8 @@ from integrations.auth.tokens import token_create
 from integrations.models import Budget, IdempotencyRecord, OAuthState, ProviderCall, UsageRollup
 from messaging.mail.models import Mailbox, MailMessage
 from messaging.models import Conversation
-from scheduling.models import MeetingParticipant, MeetingRecording
+from scheduling.models import MeetingAttendance, MeetingParticipant, MeetingRecording, SchedulingPreference
+from scheduling.recordings import storage_prefix_for
 from tests.documents.factories import DocumentFactory, DocumentVersionFactory
 from tests.integrations.factories import ConnectionFactory, WebhookEventFactory
 from tests.messaging.conftest import ACCOUNT_SID, AUTH_TOKEN, HUB_NUMBER
@@ -98,6 +99,7 @@ class Holdings:
     markers: set = field(default_factory=set)
     events: list = field(default_factory=list)
     subscriptions: list = field(default_factory=list)  # live Stripe subscription ids
+    recording_copies: dict = field(default_factory=dict)  # storage_key -> bytes (meeting recordings the hub keeps)
 
 
 def _store(key, content):
@@ -206,9 +208,36 @@ def populate(user, *, tag):
     watch = WatchFactory(owner=user)
     PricePoint.objects.create(watch=watch, checked_at=timezone.now(), departure_date=watch.departure_date, price=100)
     meeting = MeetingFactory(owner=user, topic=f"meeting {tag}", external_id=f"9{abs(hash(tag)) % 10**9}")
-    MeetingParticipant.objects.create(meeting=meeting, email=f"guest-{tag}@example.org", name=f"Guest {tag}")
+    guest = MeetingParticipant.objects.create(meeting=meeting, email=f"guest-{tag}@example.org", name=f"Guest {tag}")
+    MeetingAttendance.objects.create(
+        meeting=meeting,
+        participant=guest,
+        participant_key=f"zoom-uuid-{tag}",
+        email=guest.email,
+        name=f"Attendee {tag}",
+        joined_at=timezone.now(),
+    )
+    SchedulingPreference.objects.create(owner=user, copy_recordings=True)
     MeetingRecording.objects.create(meeting=meeting, external_id=f"rec-{tag}", download_url="https://zoom.us/rec/x")
-    h.markers |= {f"meeting {tag}", f"guest-{tag}@example.org"}
+    # a recording the user asked the hub to keep: a copy in the hub's storage, under the user's own folder
+    copy = f"meeting recording of {tag}".encode() * 50
+    copy_key = f"{storage_prefix_for(user.pk)}copy-{tag}"
+    MeetingRecording.objects.create(
+        meeting=meeting,
+        external_id=f"rec-copied-{tag}",
+        file_type="MP4",
+        download_url="https://zoom.us/rec/y",
+        copy_status="copied",
+        storage_backend=_store(copy_key, copy),
+        storage_key=copy_key,
+        stored_bytes=len(copy),
+    )
+    h.recording_copies[copy_key] = copy
+    # ... and one an interrupted copy left behind without a row that names it
+    stray_key = f"{storage_prefix_for(user.pk)}stray-{tag}"
+    _store(stray_key, b"half a recording")
+    h.recording_copies[stray_key] = b"half a recording"
+    h.markers |= {f"meeting {tag}", f"guest-{tag}@example.org", f"Attendee {tag}", f"zoom-uuid-{tag}"}
     # webhooks that name the user's objects
     h.events.append(
         WebhookEventFactory(

@@ -147,6 +147,9 @@ def test_nothing_of_the_user_remains_after_the_grace_period_and_totals_are_uncha
     key = next(iter(mine.files))
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"newer bytes of the same key")
     s3.delete_object(Bucket=BUCKET, Key=key)
+    copy_key = next(k for k in mine.recording_copies if "/copy-" in k)
+    s3.put_object(Bucket=BUCKET, Key=copy_key, Body=b"a second version of the copy")
+    s3.delete_object(Bucket=BUCKET, Key=copy_key)
     before = _totals()
     user_id = user.pk
 
@@ -165,6 +168,10 @@ def test_nothing_of_the_user_remains_after_the_grace_period_and_totals_are_uncha
     keys = _all_s3_keys(s3)
     assert not keys & (set(mine.files) | {export_key})
     assert set(theirs.files) <= keys
+    # ... nor of their meeting recordings' copies: not one version under the user's recordings folder
+    assert not {k for k in keys if k.startswith(f"recordings/{user_id}/")}
+    assert set(theirs.recording_copies) <= keys
+    assert row.report["providers"]["scheduling.recording_copies_deleted"] >= 2
     # Twilio: the recording and its transcription deleted through the gateway
     deleted = {c.request.url for c in http.calls if c.request.method == "DELETE"}
     rec_sid, tr_sid, _ = mine.recordings[0]

@@ -15,6 +15,7 @@ from documents.models import DocumentVersion
 from integrations.audit.models import AuditEvent
 from privacy import exports
 from privacy.models import Export
+from scheduling.models import MeetingRecording
 from tests.documents.factories import DocumentFactory, DocumentVersionFactory
 
 from .conftest import BUCKET, populate, twilio_media
@@ -83,6 +84,12 @@ def test_it_exports_what_every_app_holds_about_the_user_and_nothing_of_others(
     # the recording, fetched through the gateway
     rec_sid, _, media = mine.recordings[0]
     assert zf.read(f"recordings/call-{user.call_logs.get().pk}-{rec_sid}.mp3") == media
+    # the meeting recording the hub copied for the user, with its bytes; the attendance rows
+    copied = MeetingRecording.objects.get(meeting__owner=user, copy_status="copied")
+    assert (
+        zf.read(f"meeting-recordings/{copied.meeting_id}/{copied.pk}.mp4") == mine.recording_copies[copied.storage_key]
+    )
+    assert json.loads(zf.read("scheduling.json"))["attendance"][0]["name"] == "Attendee mine"
     readme = zf.read("README.txt").decode()
     assert "payments.json" in readme and "Credentials are never exported" in readme
     export = Export.objects.get()

@@ -1,6 +1,8 @@
 import pytest
 import respx
 
+from tests.privacy.conftest import eager, s3  # noqa: F401 - fixtures: tasks inline; a versioned bucket on moto
+
 from .zoom_fake import API, OAUTH, FakeZoom
 
 

@@ -2,7 +2,7 @@ import datetime as dt
 
 import factory
 
-from scheduling.models import Calendar, Meeting
+from scheduling.models import Calendar, Meeting, MeetingRecording
 
 from ..factories import UserFactory
 
@@ -32,3 +32,13 @@ class CalendarFactory(factory.django.DjangoModelFactory):
     external_id = factory.Sequence(lambda n: f"person{n}@example.com")
     name = "Personal"
     time_zone = "Europe/Berlin"
+
+
+class MeetingRecordingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MeetingRecording
+
+    meeting = factory.SubFactory(MeetingFactory)
+    external_id = factory.Sequence(lambda n: f"rec-{n}")
+    file_type = "MP4"
+    download_url = "https://zoom-storage.test/rec/download/1"

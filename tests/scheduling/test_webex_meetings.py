@@ -206,3 +206,32 @@ def test_deleted_at_webex_cancels_and_an_unknown_meeting_is_ignored(deliver, mee
     meeting.refresh_from_db()
     assert meeting.status == "cancelled"
     assert WebhookEvent.objects.filter(status="ignored").count() == 1
+
+
+def test_a_rejoin_is_a_second_attendance_row_and_a_late_joined_lands_on_its_own_row(deliver, meeting):
+    base = {"meetingId": f"{meeting.external_id}_I_1", "email": "bo@example.com", "displayName": "Bo", "id": "p2"}
+    first = {"joinedTime": "2030-01-10T15:02:00Z"}
+    second = {"joinedTime": "2030-01-10T15:20:00Z"}
+    deliver("meetingParticipants", "left", {**base, **first, "leftTime": "2030-01-10T15:10:00Z"})
+    deliver("meetingParticipants", "joined", {**base, **second})
+    deliver("meetingParticipants", "joined", {**base, **first})  # late: belongs to the first stretch
+    deliver("meetingParticipants", "left", {**base, **second, "leftTime": "2030-01-10T15:45:00Z"})
+    rows = list(meeting.attendance.values_list("participant_key", "joined_at__minute", "left_at__minute"))
+    assert sorted(rows) == [("p2", 2, 10), ("p2", 20, 45)]
+
+
+def test_with_the_opt_in_a_created_recording_is_copied_to_the_hubs_storage(
+    deliver, meeting, webex_api, client_for, settings, tmp_path
+):
+    settings.S3_BUCKET, settings.MEDIA_ROOT = "", tmp_path / "media"
+    client_for(meeting.owner).patch("/api/v1/scheduling/preferences/", {"copy_recordings": True}, format="json")
+    webex_api.record(meeting.external_id)
+    item = webex_api.recordings[0]
+
+    deliver("recordings", "created", {**item, "meetingSeriesId": meeting.external_id})
+
+    rec = MeetingRecording.objects.get()
+    assert (rec.copy_status, rec.storage_backend, rec.stored_bytes) == ("copied", "local", 80)
+    stored = tmp_path / "media" / rec.storage_key
+    assert stored.read_bytes() == b"WEBEXMP4" * 10 and rec.storage_key.startswith(f"recordings/{meeting.owner_id}/")
+    assert ProviderCall.objects.filter(provider="webex", operation="recording.download").count() == 1

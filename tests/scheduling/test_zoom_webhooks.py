@@ -171,3 +171,88 @@ class TestLifecycle:
         meeting.refresh_from_db()
         assert meeting.status == "cancelled"
         assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed", "ignored"}
+
+
+class TestAttendance:
+    """One row per stretch of a person in the meeting; duplicates and out-of-order events land on the same row."""
+
+    def _joined(self, deliver, person, minute, **kw):
+        return deliver(
+            "meeting.participant_joined",
+            {"id": 85746065001, "participant": {**person, "join_time": f"2030-01-10T15:{minute:02d}:00Z"}},
+            **kw,
+        )
+
+    def _left(self, deliver, person, joined, left, **kw):
+        participant = {**person, "join_time": f"2030-01-10T15:{joined:02d}:00Z",
+                       "leave_time": f"2030-01-10T15:{left:02d}:00Z"}  # fmt: skip
+        return deliver("meeting.participant_left", {"id": 85746065001, "participant": participant}, **kw)
+
+    def test_a_rejoin_is_a_second_stretch_and_the_invitee_window_spans_both(self, deliver, meeting):
+        ana = {"user_name": "Ana Lima", "email": "Ana@Example.com", "participant_uuid": "uuid-ana"}
+        self._joined(deliver, ana, 2)
+        self._left(deliver, ana, 2, 10)
+        self._joined(deliver, ana, 12)
+        self._left(deliver, ana, 12, 40)
+
+        rows = list(meeting.attendance.order_by("joined_at").values_list("joined_at__minute", "left_at__minute"))
+        assert rows == [(2, 10), (12, 40)]
+        [invitee] = meeting.participants.all()
+        assert (invitee.email, invitee.joined_at.minute, invitee.left_at.minute) == ("ana@example.com", 2, 40)
+        assert set(meeting.attendance.values_list("participant_key", "participant")) == {("uuid-ana", invitee.pk)}
+
+    def test_a_left_before_its_joined_and_duplicates_make_one_row(self, deliver, meeting):
+        bo = {"user_name": "Bo", "email": "bo@example.com", "participant_uuid": "uuid-bo"}
+        self._left(deliver, bo, 5, 30, event_ts=ms(30))
+        self._joined(deliver, bo, 5, event_ts=ms(5))
+        self._joined(deliver, bo, 5, event_ts=ms(5))  # a redelivery: the inbox stores it once
+        self._left(deliver, bo, 5, 30, event_ts=ms(31))  # the same left, sent again with a new event time
+
+        [row] = meeting.attendance.all()
+        assert (row.joined_at.minute, row.left_at.minute, row.name) == (5, 30, "Bo")
+
+    def test_a_left_without_its_join_time_closes_the_open_stretch(self, deliver, meeting):
+        guest = {"user_name": "Dial-in guest", "participant_uuid": "uuid-phone"}
+        self._joined(deliver, guest, 3)
+        deliver(
+            "meeting.participant_left",
+            {"id": 85746065001, "participant": {**guest, "leave_time": "2030-01-10T15:20:00Z"}},
+        )
+        [row] = meeting.attendance.all()
+        assert (row.participant_key, row.email, row.joined_at.minute, row.left_at.minute) == ("uuid-phone", "", 3, 20)
+        assert not meeting.participants.exists()  # a guest without an email is attendance, not an invitee
+
+    def test_the_owner_reads_attendance_and_another_user_gets_404(self, deliver, meeting, client_for):
+        self._joined(deliver, {"user_name": "Ana", "participant_uuid": "u1"}, 2)
+        url = f"/api/v1/scheduling/meetings/{meeting.pk}/attendance/"
+        body = client_for(meeting.owner).get(url).json()
+        rows = body["results"] if isinstance(body, dict) else body
+        assert [(r["participant_key"], r["name"]) for r in rows] == [("u1", "Ana")]
+        assert client_for(UserFactory()).get(url).status_code == 404
+
+
+class TestStateOrdering:
+    def test_an_ended_before_its_started_stays_ended(self, deliver, meeting):
+        deliver("meeting.ended", {"id": 85746065001, "end_time": "2030-01-10T15:44:00Z"}, event_ts=ms(44))
+        deliver("meeting.started", {"id": 85746065001, "start_time": "2030-01-10T15:01:00Z"}, event_ts=ms(1))
+        meeting.refresh_from_db()
+        assert (meeting.status, meeting.ended_at.minute) == ("ended", 44)
+
+    def test_a_started_without_an_event_time_never_reopens_an_ended_meeting(self, deliver, meeting):
+        deliver("meeting.ended", {"id": 85746065001, "end_time": "2030-01-10T15:44:00Z"}, event_ts=ms(44))
+        deliver("meeting.started", {"id": 85746065001, "start_time": "2030-01-10T15:50:00Z"}, event_ts="late")
+        meeting.refresh_from_db()
+        assert meeting.status == "ended"
+
+    def test_a_restart_after_the_end_starts_it_again(self, deliver, meeting):
+        deliver("meeting.started", {"id": 85746065001, "start_time": "2030-01-10T15:01:00Z"}, event_ts=ms(1))
+        deliver("meeting.ended", {"id": 85746065001, "end_time": "2030-01-10T15:20:00Z"}, event_ts=ms(20))
+        deliver("meeting.started", {"id": 85746065001, "start_time": "2030-01-10T15:30:00Z"}, event_ts=ms(30))
+        meeting.refresh_from_db()
+        assert (meeting.status, meeting.started_at.minute) == ("started", 30)
+
+    def test_a_cancelled_meeting_stays_cancelled(self, deliver, meeting):
+        deliver("meeting.deleted", {"id": 85746065001}, event_ts=ms(0))
+        deliver("meeting.started", {"id": 85746065001, "start_time": "2030-01-10T15:01:00Z"}, event_ts=ms(1))
+        meeting.refresh_from_db()
+        assert meeting.status == "cancelled"

@@ -21,14 +21,18 @@ class FakeZoom:
         self.tokens_issued = 0
         self.requests = []
         self.fail_next = []  # (status, body, headers) or an httpx exception for the next API request
+        self.storage_fail = []  # httpx.Response answers for the next recording downloads
         self._ids = itertools.count(85746065000)
 
     def routes(self, router):
         router.post(OAUTH).mock(side_effect=self._token)
         router.route(url__startswith=API).mock(side_effect=self._api)
-        router.get(url__startswith="https://zoom-storage.test/").mock(
-            return_value=httpx.Response(200, content=b"MP4DATA" * 1000, headers={"content-type": "video/mp4"})
-        )
+        router.get(url__startswith="https://zoom-storage.test/").mock(side_effect=self._storage)
+
+    def _storage(self, request):
+        if self.storage_fail:
+            return self.storage_fail.pop(0)
+        return httpx.Response(200, content=b"MP4DATA" * 1000, headers={"content-type": "video/mp4"})
 
     def _token(self, request):
         expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()

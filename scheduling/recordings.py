@@ -1,0 +1,200 @@
+"""Recording copies: with the owner's opt-in, each completed recording is copied to the hub's storage.
+
+Why copy at all: providers delete cloud recordings (Zoom's trash, Webex's retention) and their download
+links need the provider's token, so a user who wants to keep a recording asks the hub to hold it
+(`PATCH /api/v1/scheduling/preferences/ {"copy_recordings": true}`). The copy goes through the documents
+app's storage backend (S3 with every request in the call log, or the filesystem in development) under
+RECORDING_PREFIX, never under the documents' prefix (whose orphan sweep would remove it).
+
+    recording_copy_request -> the row moves none/failed -> queued with its storage key chosen first,
+                              so a crash mid-copy leaves an object the row names (erasure finds it)
+    recording_copy         -> task body: stream from the provider (gateway) into a spool, store it
+                              (an S3 PUT through the gateway, bytes_in booked), stamp `copied`
+    recordings_storage_usage -> the stored bytes and their monthly cost from PROVIDER_PRICES["s3"]["storage"]
+
+Google Meet keeps recordings as files in the organizer's Google Drive, which the hub has no grant to
+read: those are never queued, and `copy_error` says why.
+"""
+
+import secrets
+import tempfile
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from documents.providers import backend_for, current_backend
+from integrations.errors import DomainError, RetryableError
+from integrations.states import transition
+from integrations.task_base import enqueue_on_commit
+
+from .models import Meeting, MeetingRecording, SchedulingPreference
+
+RECORDING_PREFIX = "recordings/"
+SPOOL_BYTES = 8 * 1024 * 1024
+CHUNK = 64 * 1024
+NOT_COPYABLE = {
+    Meeting.Provider.GOOGLE_MEET: (
+        "Google Meet keeps recordings in the organizer's Google Drive; the hub has no Drive grant to copy them."
+    ),
+}
+CONTENT_TYPES = {
+    "MP4": "video/mp4",
+    "M4A": "audio/mp4",
+    "MP3": "audio/mpeg",
+    "VTT": "text/vtt",
+    "TRANSCRIPT": "text/vtt",
+    "CC": "text/vtt",
+    "TXT": "text/plain",
+    "CHAT": "text/plain",
+    "JSON": "application/json",
+}
+
+
+def copies_wanted(owner_id):
+    return SchedulingPreference.objects.filter(owner_id=owner_id, copy_recordings=True).exists()
+
+
+def preference_for(owner):
+    return SchedulingPreference.objects.filter(owner=owner).first() or SchedulingPreference(owner=owner)
+
+
+def preference_update(*, owner, copy_recordings):
+    """Turn recording copies on or off. Turning them on copies recordings booked from now on, not older ones."""
+    pref, _ = SchedulingPreference.objects.update_or_create(owner=owner, defaults={"copy_recordings": copy_recordings})
+    return pref
+
+
+def storage_prefix_for(owner_id):
+    return f"{RECORDING_PREFIX}{owner_id}/"
+
+
+def recording_copy_request(*, recording):
+    """Queue the copy of one recording (a no-op when it is queued or copied already). True if queued."""
+    from .tasks import recording_copy as recording_copy_task
+
+    reason = NOT_COPYABLE.get(recording.meeting.provider)
+    if reason:
+        MeetingRecording.objects.filter(pk=recording.pk, copy_status=MeetingRecording.Copy.NONE).update(
+            copy_error=reason
+        )
+        return False
+    # A copy tried again keeps its key: one object per recording, whatever happened before.
+    key = (
+        recording.storage_key
+        or f"{storage_prefix_for(recording.meeting.owner_id)}{recording.pk}-{secrets.token_hex(8)}"
+    )
+    backend = recording.storage_backend or current_backend().name
+    with transaction.atomic():
+        moved = transition(
+            MeetingRecording,
+            recording.pk,
+            MeetingRecording.Copy.QUEUED,
+            frm=recording.copy_status,
+            storage_key=key,
+            storage_backend=backend,
+            copy_error="",
+        )
+        if moved:
+            enqueue_on_commit(recording_copy_task, recording.pk)
+    return moved
+
+
+def recording_booked(*, recording, created):
+    """A recording just booked from a webhook or a refresh: copy it if its owner asked for copies."""
+    if created and copies_wanted(recording.meeting.owner_id):
+        recording_copy_request(recording=recording)
+
+
+def _content_type(recording):
+    return CONTENT_TYPES.get((recording.file_type or "").upper(), "application/octet-stream")
+
+
+def recording_copy(*, recording_id):
+    """Task body: stream the provider's file into the hub's storage. Returns the new state (or "skipped")."""
+    from . import services
+
+    recording = MeetingRecording.objects.select_related("meeting__owner").filter(pk=recording_id).first()
+    if recording is None or recording.copy_status != MeetingRecording.Copy.QUEUED:
+        return "skipped"
+    owner = recording.meeting.owner
+    try:
+        upstream = services.recording_open(recording=recording)
+    except DomainError as exc:  # the connection lacks the grant, or the provider cannot hand the file out
+        recording_copy_give_up(recording_id=recording.pk, error=exc.detail)
+        return MeetingRecording.Copy.FAILED
+    # Spooled: small files stay in memory, a long video goes to a temporary file, never whole in memory.
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        size = 0
+        try:
+            for chunk in upstream.iter_bytes(CHUNK):
+                spool.write(chunk)
+                size += len(chunk)
+        except Exception as exc:  # noqa: BLE001 - the provider's stream broke after its call was logged ok
+            raise RetryableError(recording.meeting.provider, f"the recording download broke off: {exc}") from exc
+        finally:
+            upstream.close()
+        spool.seek(0)
+        storage_class = backend_for(recording.storage_backend).save(
+            recording.storage_key,
+            spool,
+            content_type=_content_type(recording),
+            size=size,
+            owner=owner,
+            related=recording,
+        )
+    transition(
+        MeetingRecording,
+        recording.pk,
+        MeetingRecording.Copy.COPIED,
+        frm=MeetingRecording.Copy.QUEUED,
+        stored_bytes=size,
+        storage_class=storage_class,
+        copied_at=timezone.now(),
+        copy_error="",
+    )
+    return MeetingRecording.Copy.COPIED
+
+
+def recording_copy_give_up(*, recording_id, error):
+    """The task's last attempt failed: the row says why; the object (if any) stays named for erasure."""
+    transition(
+        MeetingRecording,
+        recording_id,
+        MeetingRecording.Copy.FAILED,
+        frm=MeetingRecording.Copy.QUEUED,
+        copy_error=str(error)[:2000],
+    )
+
+
+def recording_copy_retry(*, recording):
+    """Staff or the owner: queue a failed copy again."""
+    if recording.copy_status != MeetingRecording.Copy.FAILED:
+        raise DomainError(
+            409, "copy_not_failed", f"Only a failed copy can be tried again; this one is {recording.copy_status}."
+        )
+    recording_copy_request(recording=recording)
+
+
+def recordings_storage_usage(*, owner):
+    """Bytes of the owner's copies and what they cost a month, by storage class (the documents' price table)."""
+    rows = (
+        MeetingRecording.objects.filter(meeting__owner=owner, copy_status=MeetingRecording.Copy.COPIED)
+        .values("storage_class")
+        .annotate(bytes=Sum("stored_bytes"))
+        .order_by("storage_class")
+    )
+    prices = settings.PROVIDER_PRICES.get("s3", {}).get("storage", {}).get("per_gb_month", {})
+    by_class, total, cost = [], 0, Decimal(0)
+    for row in rows:
+        row_cost = Decimal(row["bytes"]) / Decimal(10**9) * Decimal(str(prices.get(row["storage_class"], 0)))
+        by_class.append({"storage_class": row["storage_class"], "bytes": row["bytes"], "monthly_cost_usd": row_cost})
+        total += row["bytes"]
+        cost += row_cost
+    return {
+        "bytes": total,
+        "monthly_cost_usd": cost.quantize(Decimal("0.000001")),
+        "by_storage_class": by_class,
+    }

@@ -1,0 +1,184 @@
+"""Recording copies (issue 19 point 7): a recording-completed webhook books the recording, and with the
+owner's opt-in the file is copied to the hub's storage (S3 on moto) and its storage is priced."""
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from integrations.models import ProviderCall
+from scheduling.models import Meeting, MeetingRecording
+
+from ..factories import UserFactory
+from ..privacy.conftest import BUCKET
+
+pytestmark = pytest.mark.django_db
+MEETING_ID = 85746065001
+FILES = [
+    {"id": "f-video", "file_type": "MP4", "file_size": 7000, "recording_type": "shared_screen_with_speaker_view",
+     "download_url": f"https://zoom-storage.test/rec/download/{MEETING_ID}",
+     "recording_start": "2030-01-10T15:00:05Z", "recording_end": "2030-01-10T15:40:00Z"},
+]  # fmt: skip
+
+
+@pytest.fixture
+def completed(client, zoom, eager, django_capture_on_commit_callbacks):
+    """Zoom tells the hub a meeting's recording is ready (signed as Zoom signs it)."""
+
+    def send(files=FILES, meeting_id=MEETING_ID):
+        raw = json.dumps(
+            {
+                "event": "recording.completed",
+                "event_ts": int(time.time() * 1000),
+                "payload": {"account_id": "acct", "object": {"id": meeting_id, "recording_files": files}},
+            }
+        ).encode()
+        ts = str(int(time.time()))
+        sig = "v0=" + hmac.new(zoom.webhook_secret.encode(), f"v0:{ts}:".encode() + raw, hashlib.sha256).hexdigest()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(
+                "/webhooks/zoom/", raw, content_type="application/json",
+                HTTP_X_ZM_SIGNATURE=sig, HTTP_X_ZM_REQUEST_TIMESTAMP=ts,
+            )  # fmt: skip
+        assert response.status_code == 200, response.content
+        return response
+
+    return send
+
+
+@pytest.fixture
+def meeting(user):
+    return Meeting.objects.create(
+        owner=user,
+        provider="zoom",
+        external_id=str(MEETING_ID),
+        topic="Review",
+        start_time=dt.datetime(2030, 1, 10, 15, tzinfo=dt.UTC),
+        duration_minutes=45,
+        join_url=f"https://us02web.zoom.us/j/{MEETING_ID}",
+    )
+
+
+def _opt_in(client, on=True):
+    response = client.patch("/api/v1/scheduling/preferences/", {"copy_recordings": on}, format="json")
+    assert response.status_code == 200 and response.json()["copy_recordings"] is on
+    return response
+
+
+def _versions(s3, prefix="recordings/"):
+    listed = s3.list_object_versions(Bucket=BUCKET, Prefix=prefix)
+    return [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]
+
+
+def test_without_the_opt_in_the_recording_is_booked_and_nothing_is_copied(user_client, meeting, completed, s3):
+    assert user_client.get("/api/v1/scheduling/preferences/").json()["copy_recordings"] is False
+
+    completed()
+
+    rec = MeetingRecording.objects.get()
+    assert (rec.meeting, rec.copy_status, rec.storage_key) == (meeting, "none", "")
+    assert _versions(s3) == [] and not ProviderCall.objects.filter(provider="s3").exists()
+
+
+def test_with_the_opt_in_the_recording_is_copied_to_s3_and_its_storage_is_priced(
+    user, user_client, meeting, completed, s3, settings
+):
+    _opt_in(user_client)
+
+    completed()
+    completed()  # Zoom sends it again: booked once, copied once
+
+    rec = MeetingRecording.objects.get()
+    assert rec.copy_status == "copied" and rec.stored_bytes == 7000 and rec.copied_at
+    assert rec.storage_backend == "s3" and rec.storage_key.startswith(f"recordings/{user.pk}/")
+    body = s3.get_object(Bucket=BUCKET, Key=rec.storage_key)
+    assert body["Body"].read() == b"MP4DATA" * 1000 and body["ContentType"] == "video/mp4"
+    assert len(_versions(s3)) == 1
+    # the download from Zoom and the upload to S3 are both in the call log, on the owner's account
+    put = ProviderCall.objects.get(provider="s3", operation="put")
+    assert (put.owner, put.outcome, put.units["bytes_in"]) == (user, "ok", 7000)
+    assert ProviderCall.objects.filter(provider="zoom", operation="recording.download", owner=user).count() == 1
+    # the stored bytes at the price table's GB-month price
+    usage = user_client.get("/api/v1/scheduling/recordings/usage/").json()
+    price = Decimal(settings.PROVIDER_PRICES["s3"]["storage"]["per_gb_month"]["STANDARD"])
+    assert usage["bytes"] == 7000
+    assert Decimal(usage["monthly_cost_usd"]) == (Decimal(7000) / 10**9 * price).quantize(Decimal("0.000001"))
+
+
+def test_another_users_usage_is_their_own(user_client, client_for, meeting, completed, s3):
+    _opt_in(user_client)
+    completed()
+    other = client_for(UserFactory())
+    assert other.get("/api/v1/scheduling/recordings/usage/").json()["bytes"] == 0
+    assert other.get("/api/v1/scheduling/preferences/").json()["copy_recordings"] is False
+
+
+def test_a_download_that_fails_for_good_leaves_the_copy_failed_with_the_reason(
+    user_client, meeting, completed, s3, zoom
+):
+    _opt_in(user_client)
+    zoom.storage_fail.append(httpx.Response(404, json={"code": 3301, "message": "This recording does not exist."}))
+
+    completed()
+
+    rec = MeetingRecording.objects.get()
+    assert rec.copy_status == "failed" and "does not exist" in rec.copy_error
+    assert rec.next_attempt_at is None  # out of the outbox: it waits for a retry, never re-sent behind our back
+    assert _versions(s3) == []
+
+
+def test_a_google_meet_recording_is_not_copied_and_says_why(user, user_client, s3):
+    from scheduling.providers.common import RecordingFile
+    from scheduling.services import recordings_upsert
+
+    _opt_in(user_client)
+    meet = Meeting.objects.create(
+        owner=user, provider="google_meet", external_id="evt1", topic="t",
+        start_time=dt.datetime(2030, 1, 10, 15, tzinfo=dt.UTC), duration_minutes=30,
+    )  # fmt: skip
+    recordings_upsert(
+        meeting=meet,
+        files=[RecordingFile("conferenceRecords/a/recordings/b", "MP4", "", 0, "https://drive.google.com/x", "", "")],
+    )
+    rec = MeetingRecording.objects.get()
+    assert rec.copy_status == "none" and "Google Drive" in rec.copy_error
+
+
+def test_bad_preference_input_is_a_400_that_changes_nothing(user_client):
+    assert (
+        user_client.patch("/api/v1/scheduling/preferences/", {"copy_recordings": "maybe"}, format="json").status_code
+        == 400
+    )
+    assert user_client.patch("/api/v1/scheduling/preferences/", {}, format="json").status_code == 400
+    assert user_client.get("/api/v1/scheduling/preferences/").json()["copy_recordings"] is False
+
+
+def test_staff_copy_a_failed_recording_again_from_admin(
+    admin_client, user_client, meeting, completed, s3, zoom, django_capture_on_commit_callbacks
+):
+    from integrations.audit.models import AuditEvent
+
+    _opt_in(user_client)
+    zoom.storage_fail.append(httpx.Response(404, json={"code": 3301, "message": "This recording does not exist."}))
+    completed()
+    rec = MeetingRecording.objects.get()
+    assert rec.copy_status == "failed"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/scheduling/meetingrecording/", {"action": "copy_again", "_selected_action": [rec.pk]}, follow=True
+        )
+
+    assert response.status_code == 200
+    rec.refresh_from_db()
+    assert rec.copy_status == "copied" and rec.copy_error == "" and len(_versions(s3)) == 1
+    assert AuditEvent.objects.filter(action="admin.copy_again", target_id=str(rec.pk)).exists()
+    # a copied recording is refused (and the refusal audited), nothing is copied twice
+    admin_client.post("/admin/scheduling/meetingrecording/", {"action": "copy_again", "_selected_action": [rec.pk]})
+    assert len(_versions(s3)) == 1
+    assert AuditEvent.objects.filter(action="admin.copy_again", outcome="denied").exists()
