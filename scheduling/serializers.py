@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from documents.serializers import StorageClassUsageSerializer  # the same shape as a document's storage usage
+
 from . import capabilities
 from .models import Meeting, MeetingAttendance, MeetingParticipant, MeetingRecording, SchedulingPreference
 
@@ -299,12 +301,6 @@ class PreferenceUpdateSerializer(serializers.Serializer):
     copy_recordings = serializers.BooleanField(
         help_text="Copy each recording booked from now on to the hub's storage (S3), priced per GB-month."
     )
-
-
-class StorageClassUsageSerializer(serializers.Serializer):
-    storage_class = serializers.CharField()
-    bytes = serializers.IntegerField()
-    monthly_cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
 
 
 class RecordingUsageSerializer(serializers.Serializer):
