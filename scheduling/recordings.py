@@ -178,6 +178,26 @@ def recording_copy_retry(*, recording):
     recording_copy_request(recording=recording)
 
 
+def recording_copy_source(*, recording, ttl):
+    """Where a hub link fetches a copied recording: ("redirect", presigned S3 URL) or ("file", open file).
+
+    The copy is served in preference to the provider's file: it is why the owner asked for it (providers delete
+    cloud recordings). S3 is a presigned GET valid `ttl` seconds (the link itself is the credential, as for
+    documents); the filesystem is opened for the view to stream.
+    """
+    filename = f"recording-{recording.pk}.{(recording.file_type or 'bin').lower()}"
+    backend = backend_for(recording.storage_backend)
+    if hasattr(backend, "signed_url"):
+        url = backend.signed_url(
+            recording.storage_key,
+            filename_disposition=f'attachment; filename="{filename}"',
+            content_type=_content_type(recording),
+            ttl=ttl,
+        )
+        return "redirect", url, filename
+    return "file", backend.open(recording.storage_key), filename
+
+
 def recordings_storage_usage(*, owner):
     """Bytes of the owner's copies and what they cost a month, by storage class (the documents' price table)."""
     rows = (

@@ -291,6 +291,8 @@ class AttendanceSerializer(serializers.ModelSerializer):
 
 
 class PreferenceSerializer(serializers.ModelSerializer):
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Null until first changed.")
+
     class Meta:
         model = SchedulingPreference
         fields = ["copy_recordings", "updated_at"]

@@ -1,6 +1,7 @@
 """Thin DRF views for meetings: validate, call one service, return. Everything is owner-scoped."""
 
-from django.http import StreamingHttpResponse
+from django.conf import settings
+from django.http import FileResponse, HttpResponseRedirect, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import AllowAny
@@ -145,6 +146,8 @@ class RecordingLinkView(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request, token):
         recording = services.recording_from_token(token)
+        if recording.copy_status == recording.Copy.COPIED:
+            return self._copy(recording)
         upstream = services.recording_open(recording=recording)
 
         def chunks():
@@ -161,6 +164,18 @@ class RecordingLinkView(APIView):
         response["Content-Disposition"] = (
             f'attachment; filename="recording-{recording.pk}.{recording.file_type.lower() or "bin"}"'
         )
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    def _copy(self, recording):
+        """The hub's own copy (the owner opted in): a short presigned S3 redirect, or the file streamed."""
+        kind, source, filename = recordings.recording_copy_source(
+            recording=recording, ttl=settings.MEETING_RECORDING_LINK_TTL_SECONDS
+        )
+        if kind == "redirect":
+            response = HttpResponseRedirect(source)
+        else:
+            response = FileResponse(source, as_attachment=True, filename=filename)
         response["Cache-Control"] = "private, no-store"
         return response
 

@@ -1,7 +1,7 @@
 """Scheduling's webhooks (found by the inbox's autodiscovery of `<app>.webhooks`): Zoom, Webex, and calendar push
 (Google Calendar channels, Graph calendar subscriptions: calendars.py).
 
-Both apply events through `scheduling.lifecycle` (state with the event's time,
+Zoom and Webex apply events through `scheduling.lifecycle` (state with the event's time,
 attendance stretches) and book recordings through `services.recordings_upsert`
 (copied to the hub's storage with the owner's opt-in, `scheduling.recordings`).
 

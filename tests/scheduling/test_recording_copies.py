@@ -20,7 +20,7 @@ from ..privacy.conftest import BUCKET
 pytestmark = pytest.mark.django_db
 MEETING_ID = 85746065001
 FILES = [
-    {"id": "f-video", "file_type": "MP4", "file_size": 7000, "recording_type": "shared_screen_with_speaker_view",
+    {"id": "rec-file-1", "file_type": "MP4", "file_size": 7000, "recording_type": "shared_screen_with_speaker_view",
      "download_url": f"https://zoom-storage.test/rec/download/{MEETING_ID}",
      "recording_start": "2030-01-10T15:00:05Z", "recording_end": "2030-01-10T15:40:00Z"},
 ]  # fmt: skip
@@ -182,3 +182,21 @@ def test_staff_copy_a_failed_recording_again_from_admin(
     admin_client.post("/admin/scheduling/meetingrecording/", {"action": "copy_again", "_selected_action": [rec.pk]})
     assert len(_versions(s3)) == 1
     assert AuditEvent.objects.filter(action="admin.copy_again", outcome="denied").exists()
+
+
+def test_the_hub_link_serves_the_copy_not_the_providers_file(user_client, api_client, meeting, completed, s3, zoom):
+    from scheduling.services import recording_link_token
+
+    _opt_in(user_client)
+    completed()
+    stored = MeetingRecording.objects.get()
+
+    # the link the recordings list hands out (RecordingSerializer.link)
+    response = api_client.get(f"/api/v1/scheduling/recording-links/{recording_link_token(stored)}/")
+
+    assert response.status_code == 302 and response["Cache-Control"] == "private, no-store"
+    location = response["Location"]
+    assert stored.storage_key in location and BUCKET in location
+    assert "X-Amz-Signature=" in location and "X-Amz-Expires=" in location
+    # Zoom was asked once, for the copy; the link did not go back to it
+    assert ProviderCall.objects.filter(provider="zoom", operation="recording.download").count() == 1

@@ -235,3 +235,9 @@ def test_with_the_opt_in_a_created_recording_is_copied_to_the_hubs_storage(
     stored = tmp_path / "media" / rec.storage_key
     assert stored.read_bytes() == b"WEBEXMP4" * 10 and rec.storage_key.startswith(f"recordings/{meeting.owner_id}/")
     assert ProviderCall.objects.filter(provider="webex", operation="recording.download").count() == 1
+    # the hub link now streams the hub's copy (the filesystem here), not Webex's file
+    owner = client_for(meeting.owner)
+    [listed] = owner.get(f"{URL}{meeting.pk}/recordings/").json()
+    download = owner.get(listed["link"].replace("http://testserver", ""))
+    assert download.status_code == 200 and b"".join(download.streaming_content) == b"WEBEXMP4" * 10
+    assert ProviderCall.objects.filter(provider="webex", operation="recording.download").count() == 1
