@@ -124,7 +124,7 @@ def test_with_hop_threads_one_stuck_database_hop_does_not_hold_up_another_reques
     settings.DB_HOP_THREADS = 4
     fake_ai.add("openai", openai_chat("one"), openai_chat("two"))
     entered, release = threading.Event(), threading.Event()
-    real_reserve = ai_services._Booking.reserve
+    real_reserve = ai_services.Booking.reserve
 
     def reserve(self, chain):  # before any row lock: the two requests share a budget row and a roll-up row
         if not entered.is_set():
@@ -132,7 +132,7 @@ def test_with_hop_threads_one_stuck_database_hop_does_not_hold_up_another_reques
             assert release.wait(30), "the second request never finished"
         return real_reserve(self, chain)
 
-    monkeypatch.setattr(ai_services._Booking, "reserve", reserve)
+    monkeypatch.setattr(ai_services.Booking, "reserve", reserve)
 
     async def both():
         first = asgi_completion({})

@@ -1,0 +1,240 @@
+"""A request's database work: the budget hold, the answer's booking, the request log (each one thread hop)."""
+
+import time
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+
+from integrations.aio import commit_without_flush_wait, db_hop
+from integrations.context import get_request_id
+from integrations.errors import DomainError
+
+from ..messages import Completion
+from ..models import AiRequest
+from ..routing import chain_for
+from ..usage import budget_after, budget_reserve, budget_settle, max_cost, priced_chain, usage_record, user_limits
+from .cache import cache_get, cache_key, use_cache
+from .chain import ChainExhausted, ChainRefused, walk
+
+
+def payload_for(result, *, cost, cached, fallbacks):
+    return {
+        "provider": result.provider,
+        "model": result.model,
+        "content": result.content,
+        "tool_calls": result.tool_calls,
+        "finish_reason": result.finish_reason,
+        "usage": {
+            "input_tokens": result.input_tokens,
+            "output_tokens": result.output_tokens,
+            "cached_tokens": result.cached_tokens,
+        },
+        "cost_usd": str(Decimal(cost).quantize(Decimal("0.000001"))),
+        "cached": cached,
+        "fallbacks": fallbacks,
+    }
+
+
+def request_log(
+    *,
+    user,
+    params,
+    outcome,
+    started,
+    result=None,
+    cost=0,
+    fallbacks=(),
+    error_code="",
+    stream=False,
+    provider="",
+    model="",
+):
+    log_prompts = settings.AI_LOG_PROMPTS
+    counted = result is not None and outcome != AiRequest.Outcome.CACHED
+    return AiRequest.objects.create(
+        owner=user,
+        request_id=(get_request_id() or "")[:128],
+        task=params.get("task") or "",
+        requested_model=(params.get("model") or "")[:128],
+        provider=result.provider if result else provider,
+        model=(result.model if result else model)[:128],
+        stream=stream,
+        outcome=outcome,
+        error_code=error_code[:64],
+        finish_reason=(result.finish_reason if result else "")[:32],
+        input_tokens=result.input_tokens if counted else 0,
+        output_tokens=result.output_tokens if counted else 0,
+        cached_tokens=result.cached_tokens if counted else 0,
+        cost_usd=cost,
+        latency_ms=round((time.monotonic() - started) * 1000, 3),
+        fallbacks=list(fallbacks),
+        prompt=params["request"].canonical() if log_prompts else None,
+        response_text=(result.content if result else "") if log_prompts else "",
+    )
+
+
+class Booking:
+    """What a request knows before its answer: who, what, when, and its hold on the budget."""
+
+    def __init__(self, *, user, params, started, stream, on_done=None, on_fail=None):
+        self.user = user
+        self.params = params
+        self.started = started
+        self.stream = stream
+        self.on_done = on_done  # called with the final payload, in the booking's thread hop
+        self.on_fail = on_fail
+        self.reservation = None
+
+    def reserve(self, chain):
+        """Cap the answer's length, drop unpriced models, and hold the request's largest cost.
+
+        Returns the chain to walk and the entries left out of it."""
+        limit, cap = user_limits(self.user.pk)
+        req = self.params["request"]
+        if req.max_tokens and req.max_tokens > cap:
+            raise DomainError(
+                400,
+                "max_tokens_over_limit",
+                f"max_tokens may be at most {cap} for your account; ask an administrator for more.",
+                max_tokens_limit=cap,
+            )
+        # Every provider gets a cap, so the largest possible cost is known.
+        req.max_tokens = req.max_tokens or min(settings.AI_DEFAULT_MAX_TOKENS, cap)
+        chain, skipped = priced_chain(chain, named=bool(self.params.get("model")))
+        amount = max_cost(chain, input_tokens=req.estimated_input_tokens(), output_tokens=req.max_tokens)
+        with transaction.atomic():
+            commit_without_flush_wait()  # a lost hold only frees budget; the client waits on this commit
+            self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
+        return chain, skipped
+
+    def release(self):
+        budget_settle(self.reservation, 0)
+
+    @transaction.atomic(savepoint=False)  # inside the gateway's savepoint for it: one is enough
+    def answered(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK):
+        """Book an answer (or a stream the client closed): roll-up, budget, request log (one commit)."""
+        usage_record(
+            owner_id=self.user.pk,
+            provider=result.provider,
+            model=result.model,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cached_tokens=result.cached_tokens,
+            cost_usd=cost,
+        )
+        budget_settle(self.reservation, cost)
+        if self.reservation is not None:
+            budget_after(self.user.pk, limit=self.reservation.limit, before=self.reservation.spent, cost=cost)
+        request_log(
+            user=self.user,
+            params=self.params,
+            outcome=outcome,
+            started=self.started,
+            result=result,
+            cost=cost,
+            fallbacks=tried,
+            stream=self.stream,
+        )
+        if outcome != AiRequest.Outcome.OK:
+            self._failed()
+            return None
+        payload = payload_for(result, cost=cost, cached=False, fallbacks=tried)
+        if self.on_done:
+            self.on_done(payload)
+        return payload
+
+    @transaction.atomic
+    def cached(self, hit):
+        result = Completion(
+            provider=hit["provider"],
+            model=hit["model"],
+            content=hit["content"],
+            tool_calls=hit["tool_calls"],
+            finish_reason=hit["finish_reason"],
+        )
+        usage_record(owner_id=self.user.pk, provider=result.provider, model=result.model, cached=True)
+        request_log(
+            user=self.user,
+            params=self.params,
+            outcome=AiRequest.Outcome.CACHED,
+            started=self.started,
+            result=result,
+            stream=self.stream,
+        )
+        # Nothing was sent to a provider: no tokens, no cost.
+        payload = payload_for(result, cost=0, cached=True, fallbacks=[])
+        if self.on_done:
+            self.on_done(payload)
+        return payload
+
+    @transaction.atomic
+    def failed(self, *, error_code, tried, provider="", model="", streaming=False):
+        request_log(
+            user=self.user,
+            params=self.params,
+            outcome=AiRequest.Outcome.FAILED,
+            started=self.started,
+            fallbacks=tried,
+            error_code=error_code,
+            stream=self.stream,
+            provider=provider,
+            model=model,
+        )
+        self.release()
+        if streaming:
+            self._failed()  # before the stream, the caller sees the exception itself
+
+    def _failed(self):
+        if self.on_fail:
+            self.on_fail()
+
+    def chain_failed(self, exc):
+        """The JSON error for a chain that did not answer (and its request log row)."""
+        if isinstance(exc, ChainRefused):
+            error = exc.error.as_api_error()
+            error.extra["tried"] = exc.tried
+            self.failed(error_code=exc.error.api_code, tried=exc.tried)
+            return error
+        waits = [t["retry_after"] for t in exc.tried if t.get("retry_after")]
+        headers = {"Retry-After": str(int(min(waits) + 0.999))} if waits else {}
+        if exc.tried:
+            code = "ai_unavailable"
+            detail = (
+                "No AI provider could answer: "
+                + "; ".join(f"{t['provider']} ({t['error']})" for t in exc.tried)
+                + ". Try again later."
+            )
+        else:
+            code = "ai_not_configured"
+            detail = (
+                "No AI provider on this route is configured; set the API key of one of: "
+                + ", ".join(sorted({s["provider"] for s in exc.skipped}))
+                + "."
+            )
+        self.failed(error_code=code, tried=exc.tried)
+        return DomainError(503, code, detail, headers=headers, tried=exc.tried, skipped=exc.skipped)
+
+
+async def start(user, params, *, stream, on_done, on_fail):
+    started = time.monotonic()
+    chain = chain_for(task=params.get("task"), model=params.get("model"), provider=params.get("provider"))
+    booking = Booking(user=user, params=params, started=started, stream=stream, on_done=on_done, on_fail=on_fail)
+    key = cache_key(owner_id=user.pk, params=params) if use_cache(params) else None
+    hit = await cache_get(key) if key else None
+    if hit is not None:
+        return booking, None, key, await db_hop(booking.cached, hit)
+    # From here the request holds part of the budget: every way out settles it.
+    return booking, await db_hop(booking.reserve, chain), key, None
+
+
+async def walk_booked(booking, chain_and_skipped, attempt_fn):
+    chain, skipped = chain_and_skipped
+    deadline = booking.started + settings.AI_DEADLINE_SECONDS
+    try:
+        return await walk(chain, attempt_fn, deadline=deadline, skipped=skipped)
+    except (ChainExhausted, ChainRefused) as exc:
+        raise await db_hop(booking.chain_failed, exc) from None
+    except BaseException:
+        await db_hop(booking.release)
+        raise

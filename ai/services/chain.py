@@ -1,0 +1,120 @@
+"""The route's chain of (provider, model): walked with fallback, each attempt bounded by the request's deadline."""
+
+import asyncio
+import time
+
+from django.conf import settings
+
+from integrations import gateway, limiter
+from integrations.errors import ProviderError, ProviderNotConfigured, QuotaExceeded
+from integrations.registry import get_provider
+
+from ..usage import price
+
+# Permanent errors that are about the provider account rather than the
+# request: another provider may well answer, this one will not.
+_ACCOUNT_STATUSES = {401, 403, 404}
+
+
+class ChainExhausted(Exception):
+    def __init__(self, tried, skipped):
+        super().__init__("no provider answered")
+        self.tried = tried
+        self.skipped = skipped
+
+
+class ChainRefused(Exception):
+    def __init__(self, error, tried):
+        super().__init__(str(error))
+        self.error = error
+        self.tried = tried
+
+
+def _why(provider, model, exc):
+    entry = {"provider": provider, "model": model, "error": exc.api_code, "detail": exc.detail_sentence()}
+    if exc.http_status:
+        entry["http_status"] = exc.http_status
+    if exc.code:
+        entry["provider_code"] = exc.code
+    if exc.retry_after:
+        entry["retry_after"] = round(exc.retry_after, 3)
+    return entry
+
+
+def _falls_through(exc):
+    return exc.retryable or isinstance(exc, QuotaExceeded) or exc.http_status in _ACCOUNT_STATUSES
+
+
+async def walk(chain, attempt_fn, *, deadline, skipped=()):
+    """await attempt_fn(provider, model, deadline, tried) for each entry until one answers; see the module docstring."""
+    tried, skipped = [], list(skipped)
+    candidates = []
+    for provider, model in chain:
+        missing = get_provider(provider).missing()
+        if missing:
+            skipped.append(
+                {"provider": provider, "model": model, "error": "provider_not_configured", "missing": missing}
+            )
+        else:
+            candidates.append((provider, model))
+    for pass_no in (1, 2):
+        again = []
+        for provider, model in candidates:
+            if deadline - time.monotonic() <= 0:
+                tried.append(
+                    {
+                        "provider": provider,
+                        "model": model,
+                        "error": "deadline",
+                        "detail": "The request's deadline passed.",
+                    }
+                )
+                break
+            try:
+                return await attempt_fn(provider, model, deadline, tried), tried
+            except ProviderNotConfigured as exc:
+                skipped.append({"provider": provider, "model": model, "error": exc.api_code, "missing": exc.missing})
+            except ProviderError as exc:
+                tried.append(_why(provider, model, exc))
+                if not _falls_through(exc):
+                    raise ChainRefused(exc, tried) from exc
+                if exc.retryable and exc.retry_after and exc.retry_after <= settings.AI_RETRY_WAIT_MAX_SECONDS:
+                    again.append((provider, model, exc.retry_after))
+        if pass_no == 2 or not again:
+            break
+        # Honour Retry-After: never call a provider before it said we may. An
+        # await, not a sleep: the worker serves other requests meanwhile.
+        wait = max(seconds for _, _, seconds in again) + 0.02
+        if time.monotonic() + wait >= deadline:
+            break
+        await asyncio.sleep(wait)
+        candidates = [(p, m) for p, m, _ in again]
+    raise ChainExhausted(tried, skipped)
+
+
+def wait_deadline(deadline):
+    """How long an attempt may await a rate token: briefly, since the next provider may answer at once."""
+    return min(deadline, time.monotonic() + settings.AI_RETRY_WAIT_MAX_SECONDS)
+
+
+async def take_tokens(provider, req, deadline):
+    """The provider's tokens-per-minute bucket on the shared limiter (prompt estimate + the answer's cap)."""
+    limit = limiter.limit_for(provider, "tokens")
+    if limit is None:
+        return
+    cost = min(limit.burst, req.estimated_input_tokens() + (req.max_tokens or settings.AI_DEFAULT_MAX_TOKENS))
+    await gateway.atake_token(provider, None, bucket="tokens", cost=cost, deadline=wait_deadline(deadline))
+
+
+def attempt_timeout(provider, deadline):
+    return max(0.1, min(gateway.timeout_for(provider), deadline - time.monotonic()))
+
+
+def answer_cost(result):
+    return price(
+        result.provider,
+        result.price_model or result.model,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cached_tokens=result.cached_tokens,
+    )

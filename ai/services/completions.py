@@ -1,0 +1,53 @@
+"""Non-streamed completions: one answer as a dict."""
+
+import asyncio
+import functools
+
+from integrations import gateway
+
+from .. import providers
+from .booking import start, walk_booked
+from .cache import cache_set, cacheable
+from .chain import answer_cost, attempt_timeout, take_tokens, wait_deadline
+
+
+def _attempt_complete(booking, idempotency_key):
+    req = booking.params["request"]
+
+    async def attempt(provider, model, deadline, tried):
+        await take_tokens(provider, req, deadline)
+        async with gateway.aattempt(
+            provider,
+            "completion",
+            owner=booking.user,
+            idempotency_key=idempotency_key,
+            deadline=wait_deadline(deadline),
+        ) as call:
+            # The SDK's timeout bounds each read; this bounds the whole answer by the request's deadline.
+            seconds = attempt_timeout(provider, deadline)
+            async with asyncio.timeout(seconds):
+                result = await providers.complete(provider, model, req, timeout=seconds)
+            result.price_model = model
+            cost = answer_cost(result)
+            call.record(http_status=200, request_id=result.request_id, units=result.units(), cost_usd=cost)
+            # Booked with the call's row: one thread hop and one commit for both.
+            call.then = functools.partial(booking.answered, result, cost=cost, tried=list(tried))
+        return call.then_result
+
+    return attempt
+
+
+async def completion_create(*, user, params, idempotency_key="", on_done=None, on_fail=None):
+    """One answer as a dict.
+
+    `on_done(payload)` runs in the thread hop that books the answer (the view
+    stores its idempotent replay there); `on_fail()` when a stream that had
+    started ends without an answer. An exception raised from here is the
+    caller's to clean up after."""
+    booking, chain, key, hit = await start(user, params, stream=False, on_done=on_done, on_fail=on_fail)
+    if hit is not None:
+        return hit
+    payload, _ = await walk_booked(booking, chain, _attempt_complete(booking, idempotency_key))
+    if key:
+        await cache_set(key, cacheable(payload))
+    return payload

@@ -1,0 +1,158 @@
+"""Streamed completions: SSE bytes, fallback until the first delta, the answer booked when the stream ends."""
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from integrations import gateway
+from integrations.aio import db_hop
+from integrations.errors import ProviderError
+
+from .. import providers
+from ..messages import Completion
+from ..models import AiRequest
+from .booking import start, walk_booked
+from .cache import cache_set, cacheable
+from .chain import answer_cost, attempt_timeout, take_tokens, wait_deadline
+
+logger = logging.getLogger("ai.services")  # the name operators filter on
+
+
+def sse(event, data):
+    return f"event: {event}\ndata: {json.dumps(data, cls=DjangoJSONEncoder)}\n\n".encode()
+
+
+class _OpenStream:
+    """A provider stream that has produced its first delta (or finished): past the point of fallback.
+
+    `stack` owns the upstream stream and the gateway attempt: leaving it closes
+    the upstream, then writes the attempt's ProviderCall.
+    """
+
+    def __init__(self, provider, model, call, handle, events, first, stack):
+        self.provider = provider
+        self.model = model
+        self.call = call
+        self.handle = handle
+        self.events = events
+        self.first = first
+        self.stack = stack
+
+
+def _attempt_stream(user, req, idempotency_key):
+    async def attempt(provider, model, deadline, tried):
+        await take_tokens(provider, req, deadline)
+        async with contextlib.AsyncExitStack() as stack:
+            call = await stack.enter_async_context(
+                gateway.aattempt(
+                    provider,
+                    "completion.stream",
+                    owner=user,
+                    idempotency_key=idempotency_key,
+                    deadline=wait_deadline(deadline),
+                )
+            )
+            seconds = attempt_timeout(provider, deadline)
+            # Up to the first delta the walk may still fall back, so that wait is bounded by the deadline too.
+            async with asyncio.timeout(seconds):
+                handle = await providers.stream(provider, model, req, timeout=seconds)
+                stack.push_async_callback(handle.aclose)
+                events = aiter(handle)
+                stack.push_async_callback(events.aclose)
+                first = await anext(events, None)
+            # From here the relay owns the upstream and the attempt.
+            return _OpenStream(provider, model, call, handle, events, first, stack.pop_all())
+
+    return attempt
+
+
+async def _relay(opened, *, booking, tried, key):
+    """SSE bytes from an open provider stream: deltas, then `done` with usage and cost (or `error`)."""
+    req = booking.params["request"]
+    closed = None  # the GeneratorExit / CancelledError of a client that went away
+    try:
+        async with opened.stack:
+            try:
+                if opened.first is not None:
+                    yield sse("delta", {"content": opened.first})
+                async for text in opened.events:
+                    yield sse("delta", {"content": text})
+            except (GeneratorExit, asyncio.CancelledError) as exc:
+                # The client went away: leaving the stack stops the provider.
+                # Book what it produced so far (estimated: its usage never came).
+                closed = exc
+                text = "".join(opened.handle.text)
+                result = Completion(
+                    provider=opened.provider,
+                    model=opened.model,
+                    content=text,
+                    tool_calls=[],
+                    finish_reason="client_closed",
+                    input_tokens=req.estimated_input_tokens(),
+                    output_tokens=len(text) // 4,
+                )
+            else:
+                result = opened.handle.result
+            result.price_model = opened.model
+            cost = answer_cost(result)
+            opened.call.record(http_status=200, request_id=result.request_id, units=result.units(), cost_usd=cost)
+            outcome = AiRequest.Outcome.CLIENT_CLOSED if closed is not None else AiRequest.Outcome.OK
+            # Booked with the call's row when the stack closes the attempt: one hop, one commit.
+            opened.call.then = functools.partial(booking.answered, result, cost=cost, tried=tried, outcome=outcome)
+    except Exception as exc:  # noqa: BLE001 - after the first byte the only way to tell the client is an event
+        if closed is not None:
+            raise
+        if isinstance(exc, ProviderError):
+            logger.warning(
+                "AI stream from %s failed after the first delta: %s",
+                opened.provider,
+                exc.api_code,
+                extra={"provider": opened.provider, "model": opened.model},
+            )
+            body = {"error": exc.api_code, "detail": exc.detail_sentence(), "provider": exc.provider}
+        else:
+            logger.exception(
+                "AI stream from %s failed", opened.provider, extra={"provider": opened.provider, "model": opened.model}
+            )
+            body = {
+                "error": "server_error",
+                "detail": "The hub failed while streaming; the error is logged.",
+                "provider": opened.provider,
+            }
+        await db_hop(
+            booking.failed,
+            error_code=body["error"],
+            tried=tried,
+            provider=opened.provider,
+            model=opened.model,
+            streaming=True,
+        )
+        yield sse("error", body)
+        return
+    if closed is not None:
+        raise closed
+    payload = opened.call.then_result
+    if key:
+        await cache_set(key, cacheable(payload))
+    yield sse("done", payload)
+
+
+async def replay(payload):
+    """A recorded answer as a short stream: the same `delta` and `done` events a live one ends with."""
+    if payload["content"]:
+        yield sse("delta", {"content": payload["content"]})
+    yield sse("done", payload)
+
+
+async def completion_stream(*, user, params, idempotency_key="", on_done=None, on_fail=None):
+    """Open a streamed completion. Errors before the first delta are raised (JSON
+    answers, with fallback); after it, they arrive as an `error` event."""
+    booking, chain, key, hit = await start(user, params, stream=True, on_done=on_done, on_fail=on_fail)
+    if hit is not None:
+        return replay(hit)
+    opened, tried = await walk_booked(booking, chain, _attempt_stream(user, params["request"], idempotency_key))
+    return _relay(opened, booking=booking, tried=tried, key=key)
