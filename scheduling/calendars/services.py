@@ -336,6 +336,12 @@ def _scope(row, scope, original_start):
             "original_start: name the occurrence of the series (its planned start) for scope=this or following.",
             "original_start",
         )
+    if original_start is not None and not row.all_day and not isinstance(original_start, dt.datetime):
+        raise _bad(
+            "invalid",
+            "original_start: this series is timed; give the occurrence's date-time with its offset.",
+            "original_start",
+        )
     return scope
 
 

@@ -197,6 +197,13 @@ class TestRecurringScopes:
         response = user_client.patch(events_url(cid, master["id"]) + "?scope=this", {"title": "x"}, format="json")
         assert response.status_code == 400 and response.json()["field"] == "original_start"
 
+    def test_a_date_for_an_occurrence_of_a_timed_series_is_400(self, user_client, gcal, series):
+        cid, master = series
+        for scope in ("this", "following"):
+            url = events_url(cid, master["id"]) + f"?scope={scope}&original_start=2026-03-16"
+            response = user_client.patch(url, {"title": "x"}, format="json")
+            assert response.status_code == 400 and response.json()["field"] == "original_start"
+
     def test_an_occurrence_that_is_not_planned_is_404(self, user_client, gcal, series):
         cid, master = series
         url = events_url(cid, master["id"]) + "?scope=this&original_start=2026-03-17T13:00:00Z"
