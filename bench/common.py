@@ -314,7 +314,7 @@ class Child:
 
 
 @contextlib.contextmanager
-def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=30, port=None, app="config.wsgi:application"):
+def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=120, port=None, app="config.wsgi:application"):
     """Serve `app` (config.wsgi; config.asgi with worker_class="uvicorn_worker.UvicornWorker", as production runs)
     on 127.0.0.1 with the bench settings; once /healthz answers, yields .url and .pgid.
 
