@@ -9,9 +9,11 @@ message, is the record of the work, as it is for webhook events:
   in the caller's transaction, so the row and its promise commit together,
   and sends after commit. A broker error there is logged and makes the row due
   at once: the client still gets its 202, the next sweep sends the task.
-- A run leases its row: `next_attempt_at = now + the task's hard time limit +
-  grace`. A worker that dies mid-run leaves the lease to run out, then the
-  sweeper sends the task again. A run that retries or is deferred moves the
+- A run leases its row: `next_attempt_at = now + OUTBOX_LEASE_SECONDS`,
+  renewed every third of that by a thread of the run's own (LeaseKeeper) for
+  as long as the run lives, however long the task may take. A worker that
+  dies mid-run stops renewing: the lease runs out, then the sweeper sends the
+  task again (within the lease plus one sweep interval). A run that retries or is deferred moves the
   row to when that retry is due, so the sweeper never races its own retries.
 - A run that ends clears `next_attempt_at` unless the row is still due for one
   of its model's kinds. Giving up (the task's last attempt failed) clears it
@@ -39,6 +41,7 @@ import datetime as dt
 import functools
 import logging
 import operator
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -85,9 +88,8 @@ class Kind:
         return self.model._meta.label_lower
 
     def lease_seconds(self):
-        """How long a run may last: its hard time limit (or Celery's default) plus the grace."""
-        limit = getattr(self.task, "time_limit", None) or settings.CELERY_TASK_TIME_LIMIT
-        return float(limit) + settings.OUTBOX_GRACE_SECONDS
+        """How long a run's row stays its own without a renewal (LeaseKeeper renews it while the run lives)."""
+        return float(settings.OUTBOX_LEASE_SECONDS)
 
 
 _KINDS = {}  # task name -> Kind
@@ -158,6 +160,42 @@ def mark_send_failed(kind, pk):
 def lease(kind, pk):
     """A run starts: if it dies, the sweeper sends the task again once the run could no longer be alive."""
     kind.model.objects.filter(pk=pk).filter(kind.due).update(next_attempt_at=_at(kind.lease_seconds()))
+
+
+class LeaseKeeper:
+    """Renews a running task's lease every third of OUTBOX_LEASE_SECONDS, from a thread of its own.
+
+    A live run keeps its row however long it takes (a big scan); a killed
+    worker's thread dies with it, so its row is due again within one lease.
+    Leaving the block stops and joins the thread before the run's own outcome
+    (finished, retry due_in) is written, so a late renewal never overwrites it.
+    """
+
+    def __init__(self, kind, pk):
+        self.kind, self.pk = kind, pk
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"outbox-lease:{kind.name}:{pk}", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+    def _renew(self):
+        from django.db import connections
+
+        try:
+            while not self._stop.wait(self.kind.lease_seconds() / 3):
+                try:
+                    lease(self.kind, self.pk)
+                except Exception:  # noqa: BLE001 - the next renewal tries again; the run goes on
+                    logger.exception("outbox: could not renew the lease of %s %s", self.kind.label, self.pk)
+        finally:
+            connections.close_all()  # this thread's own connections
 
 
 def due_in(kind, pk, seconds):

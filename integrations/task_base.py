@@ -24,6 +24,7 @@
 import functools
 import logging
 import random
+from contextlib import nullcontext
 
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
@@ -80,9 +81,12 @@ class ProviderTask(Task):
         if row is not None:
             outbox.lease(*row)
         prepaid = self._prepaid()
+        # A worker renews the lease while the run lives; an eager run (tests, inline) needs no thread.
+        keeper = outbox.LeaseKeeper(*row) if row is not None and not self.request.is_eager else nullcontext()
         with task_context(attempt=self.request.retries + 1, prepaid=prepaid) as ctx:
             try:
-                result = self.run(*args, **kwargs)
+                with keeper:
+                    result = self.run(*args, **kwargs)
             except RateLimited as exc:
                 booked = [list(p) for p in ctx.reserved]
                 if row is not None:

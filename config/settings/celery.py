@@ -102,6 +102,9 @@ CELERY_BEAT_SCHEDULE["integrations.webhook_requeue_stale"] = {
 # --- Outbox (integrations.outbox): no task stalls or is lost ----------------------
 # A row's task is sent again when nothing finished it this long after it was enqueued.
 OUTBOX_GRACE_SECONDS = env.int("OUTBOX_GRACE_SECONDS", default=30)
+# A run's lease on its row, renewed every third of it while the run lives: a worker killed mid-run
+# leaves its row due again after at most this (plus a sweep).
+OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=24.0)
 # The sweeper's period: the longest a refused or lost message waits beyond the grace.
 OUTBOX_SWEEP_INTERVAL_SECONDS = env.int("OUTBOX_SWEEP_INTERVAL_SECONDS", default=30)
 # Rows claimed per kind per batch, and the time after which a sweep leaves the rest to the next one.

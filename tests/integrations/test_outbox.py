@@ -263,3 +263,34 @@ class TestEveryKind:
         result = outbox.outbox_sweep()
         assert sent == [(due.pk,)] and result["sent"] == {name: 1}
         assert next_attempt(finished) is None and next_attempt(due) > timezone.now()
+
+
+@pytest.mark.django_db(transaction=True)  # the keeper renews from a thread with its own connection
+class TestLeases:
+    def test_a_live_run_keeps_renewing_its_lease_and_stops_when_it_ends(self, settings):
+        settings.OUTBOX_LEASE_SECONDS = 0.6  # renewed every 0.2 s
+        sms = SmsFactory(status="queued")
+        kind = outbox.kind_for(SMS)
+        outbox.lease(kind, sms.pk)
+        first = next_attempt(sms)
+        seen = {first}
+        with outbox.LeaseKeeper(kind, sms.pk):
+            deadline = timezone.now() + dt.timedelta(seconds=30)
+            while len(seen) < 3 and timezone.now() < deadline:
+                seen.add(next_attempt(sms))
+                threading.Event().wait(0.05)
+        assert len(seen) >= 3, "the lease was not renewed while the run lived"
+        assert max(seen) > first
+        ended = next_attempt(sms)
+        threading.Event().wait(0.5)  # more than two renewal periods
+        assert next_attempt(sms) == ended  # the thread stopped with the run
+
+    def test_a_killed_runs_row_is_due_again_within_one_lease_and_a_sweep(self, settings):
+        """Issue 17 point 5: a killed worker delays its work by at most a minute."""
+        assert settings.OUTBOX_LEASE_SECONDS + settings.OUTBOX_SWEEP_INTERVAL_SECONDS <= 60
+        sms = SmsFactory(status="queued")
+        started = timezone.now()
+        outbox.lease(outbox.kind_for(SMS), sms.pk)  # the run started, then its worker died: no renewal
+        assert next_attempt(sms) <= started + dt.timedelta(seconds=settings.OUTBOX_LEASE_SECONDS + 1)
+        later = started + dt.timedelta(seconds=settings.OUTBOX_LEASE_SECONDS + 1)
+        assert outbox.outbox_sweep(now=later)["sent"] == {SMS: 1}
