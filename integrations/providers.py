@@ -33,7 +33,11 @@ functions, one per operation, each of which is one gateway attempt:
 import contextlib
 import hashlib
 
+import httpx
+from django.conf import settings
+
 from . import gateway
+from .errors import ProviderTimeout, ProviderUnavailable
 
 
 def credentials_key(*values):
@@ -93,3 +97,20 @@ class ProviderAdapter:
                 if error is None:
                     raise
                 raise error from exc
+
+
+class HttpxAdapter(ProviderAdapter):
+    """An adapter for a REST API called over httpx (Zoom, Webex, Microsoft Graph): its transport failures translated once."""
+
+    sdk_errors = (httpx.TimeoutException, httpx.TransportError)
+    vendor = ""  # how messages name the service: "Zoom", "Microsoft Graph"
+
+    def translate(self, exc):
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeout(self.provider, f"{self.vendor} did not answer in time")
+        return ProviderUnavailable(self.provider, f"connection to {self.vendor} failed ({type(exc).__name__})")
+
+
+def graph_base():
+    """Microsoft Graph's API root (GRAPH_API_BASE points tests and national clouds elsewhere)."""
+    return (settings.GRAPH_API_BASE or "https://graph.microsoft.com/v1.0").rstrip("/")

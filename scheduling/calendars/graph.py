@@ -30,8 +30,8 @@ import httpx
 from django.conf import settings
 
 from integrations import gateway, oauth
-from integrations.errors import PermanentError, ProviderTimeout, ProviderUnavailable
-from integrations.providers import ProviderAdapter
+from integrations.errors import PermanentError
+from integrations.providers import HttpxAdapter, graph_base
 from integrations.webhooks.graph import subscription_body
 
 from ..providers.freebusy import graph_translate
@@ -55,21 +55,16 @@ class SyncTokenExpired(Exception):
     """Graph answered 410 Gone to a delta link: start over without one."""
 
 
-class GraphCalendarAdapter(ProviderAdapter):
+class GraphCalendarAdapter(HttpxAdapter):
     provider = PROVIDER
-    sdk_errors = (httpx.TimeoutException, httpx.TransportError)
-
-    def translate(self, exc):
-        if isinstance(exc, httpx.TimeoutException):
-            return ProviderTimeout(PROVIDER, "Microsoft Graph did not answer in time")
-        return ProviderUnavailable(PROVIDER, f"connection to Microsoft Graph failed ({type(exc).__name__})")
+    vendor = "Microsoft Graph"
 
 
 GRAPH = GraphCalendarAdapter()
 
 
 def base():
-    return (settings.GRAPH_API_BASE or "https://graph.microsoft.com/v1.0").rstrip("/")
+    return graph_base()
 
 
 @functools.cache

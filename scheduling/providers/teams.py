@@ -20,11 +20,10 @@ import datetime as dt
 import functools
 
 import httpx
-from django.conf import settings
 
 from integrations import gateway, oauth
-from integrations.errors import DomainError, PermanentError, ProviderTimeout, ProviderUnavailable, error_from_http
-from integrations.providers import ProviderAdapter
+from integrations.errors import DomainError, PermanentError, error_from_http
+from integrations.providers import HttpxAdapter, graph_base
 
 from .common import ProviderMeeting, RecordingFile
 
@@ -34,21 +33,16 @@ RECORDING_SCOPES = ("OnlineMeetingRecording.Read.All",)
 TRANSCRIPT_SCOPES = ("OnlineMeetingTranscript.Read.All",)
 
 
-class TeamsAdapter(ProviderAdapter):
+class TeamsAdapter(HttpxAdapter):
     provider = PROVIDER
-    sdk_errors = (httpx.TimeoutException, httpx.TransportError)
-
-    def translate(self, exc):
-        if isinstance(exc, httpx.TimeoutException):
-            return ProviderTimeout(PROVIDER, "Microsoft Graph did not answer in time")
-        return ProviderUnavailable(PROVIDER, f"connection to Microsoft Graph failed ({type(exc).__name__})")
+    vendor = "Microsoft Graph"
 
 
 TEAMS = TeamsAdapter()
 
 
 def base():
-    return (settings.GRAPH_API_BASE or "https://graph.microsoft.com/v1.0").rstrip("/")
+    return graph_base()
 
 
 def _error(response):

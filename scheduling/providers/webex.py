@@ -29,9 +29,9 @@ from django.conf import settings
 from django.core.cache import cache
 
 from integrations import gateway, oauth
-from integrations.errors import PermanentError, ProviderTimeout, ProviderUnavailable, error_from_http
+from integrations.errors import PermanentError, error_from_http
 from integrations.oauth.providers.oauth2 import StandardOAuth2
-from integrations.providers import ProviderAdapter
+from integrations.providers import HttpxAdapter
 
 from .common import ProviderMeeting, RecordingFile, utc_z
 
@@ -47,14 +47,9 @@ WEBHOOK_EVENTS = (
 )
 
 
-class WebexAdapter(ProviderAdapter):
+class WebexAdapter(HttpxAdapter):
     provider = PROVIDER
-    sdk_errors = (httpx.TimeoutException, httpx.TransportError)
-
-    def translate(self, exc):
-        if isinstance(exc, httpx.TimeoutException):
-            return ProviderTimeout(PROVIDER, "Webex did not answer in time")
-        return ProviderUnavailable(PROVIDER, f"connection to Webex failed ({type(exc).__name__})")
+    vendor = "Webex"
 
 
 WEBEX = WebexAdapter()

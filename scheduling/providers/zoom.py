@@ -20,8 +20,8 @@ from django.conf import settings
 from django.core.cache import cache
 
 from integrations import gateway
-from integrations.errors import PermanentError, ProviderTimeout, ProviderUnavailable, error_from_http
-from integrations.providers import ProviderAdapter, credentials_key
+from integrations.errors import PermanentError, error_from_http
+from integrations.providers import HttpxAdapter, credentials_key
 
 from .common import RecordingFile
 
@@ -50,14 +50,9 @@ class Registrant:
     join_url: str
 
 
-class ZoomAdapter(ProviderAdapter):
+class ZoomAdapter(HttpxAdapter):
     provider = PROVIDER
-    sdk_errors = (httpx.TimeoutException, httpx.TransportError)
-
-    def translate(self, exc):
-        if isinstance(exc, httpx.TimeoutException):
-            return ProviderTimeout(PROVIDER, "Zoom did not answer in time")
-        return ProviderUnavailable(PROVIDER, f"connection to Zoom failed ({type(exc).__name__})")
+    vendor = "Zoom"
 
 
 ZOOM = ZoomAdapter()

@@ -53,6 +53,7 @@ from django.conf import settings
 
 from integrations import gateway, limiter, oauth
 from integrations.errors import DomainError, PermanentError, error_from_http
+from integrations.providers import graph_base
 
 from ..types import Attachment, Draft, Label, Message, Page, SyncResult
 from . import NotFound
@@ -67,7 +68,7 @@ EXPAND_ATTACHMENTS = "attachments($select=id,name,contentType,size)"
 
 
 def base():
-    return (settings.GRAPH_API_BASE or "https://graph.microsoft.com/v1.0").rstrip("/")
+    return graph_base()
 
 
 IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
