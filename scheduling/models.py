@@ -182,6 +182,50 @@ class MeetingAttendance(models.Model):
         return f"{self.participant_key} in {self.meeting_id} {self.joined_at}-{self.left_at}"
 
 
+class MeetingSubscription(models.Model):
+    """A push subscription the hub holds at a provider for one meeting's lifecycle events.
+
+    Zoom and Webex send lifecycle webhooks app-wide; Google Meet and Teams need one subscription per
+    meeting: a Google Workspace Events subscription on the Meet space (delivered through Pub/Sub), or a
+    Microsoft Graph subscription on the online meeting's resources. `external_id` is the provider's
+    subscription name / id; `kind` says which resource it watches. They expire: the renewal sweep
+    extends the ones whose meeting may still produce events and lets the rest lapse.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        FAILED = "failed"
+        ENDED = "ended"
+
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="subscriptions")
+    provider = models.CharField(max_length=16, choices=Meeting.Provider.choices)
+    kind = models.CharField(max_length=32, help_text="Which resource it watches, e.g. meet_space or graph_recordings.")
+    external_id = models.CharField(max_length=255, blank=True, db_index=True)
+    resource = models.CharField(max_length=1000, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    client_state = EncryptedTextField(blank=True)
+    last_error = models.TextField(blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["meeting", "kind"], name="meeting_subscription_one_per_kind"),
+            models.UniqueConstraint(
+                fields=["provider", "external_id"],
+                condition=~Q(external_id=""),
+                name="meeting_subscription_unique_external",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"], name="meeting_subscription_due")]
+
+    def __str__(self):
+        return f"{self.provider} {self.kind} subscription of meeting {self.meeting_id}"
+
+
 class SchedulingPreference(models.Model):
     """A user's choices about their meetings; no row means the defaults."""
 

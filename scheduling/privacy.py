@@ -16,6 +16,7 @@ from .models import (
     MeetingAttendance,
     MeetingParticipant,
     MeetingRecording,
+    MeetingSubscription,
     SchedulingPreference,
 )
 from .recordings import storage_prefix_for
@@ -30,6 +31,9 @@ def export_scheduling(user, out):
             "participants": rows(MeetingParticipant.objects.filter(meeting__owner=user)),
             "attendance": rows(MeetingAttendance.objects.filter(meeting__owner=user)),
             "recordings": rows(recordings, exclude=("storage_key", "next_attempt_at", "outbox_sweeps")),
+            "lifecycle_subscriptions": rows(
+                MeetingSubscription.objects.filter(meeting__owner=user), exclude=("client_state", "raw")
+            ),
             "preferences": rows(SchedulingPreference.objects.filter(owner=user), exclude=("owner",)),
             "calendars": rows(
                 Calendar.objects.filter(owner=user),
@@ -83,6 +87,7 @@ def erase_scheduling(user, report):
     report.count("scheduling.Calendar", Calendar.objects.filter(owner=user).delete()[0])
     report.count("scheduling.MeetingAttendance", MeetingAttendance.objects.filter(meeting__owner=user).delete()[0])
     report.count("scheduling.MeetingRecording", MeetingRecording.objects.filter(meeting__owner=user).delete()[0])
+    report.count("scheduling.MeetingSubscription", MeetingSubscription.objects.filter(meeting__owner=user).delete()[0])
     report.count("scheduling.MeetingParticipant", MeetingParticipant.objects.filter(meeting__owner=user).delete()[0])
     report.count("scheduling.Meeting", Meeting.objects.filter(owner=user).delete()[0])
     report.count("scheduling.SchedulingPreference", SchedulingPreference.objects.filter(owner=user).delete()[0])
@@ -92,6 +97,7 @@ def references(user):
     refs = set()
     for ext, uuid in Meeting.objects.filter(owner=user).values_list("external_id", "external_uuid"):
         refs |= {ext, uuid}
+    refs |= set(MeetingSubscription.objects.filter(meeting__owner=user).values_list("external_id", flat=True))
     for ext, channel, sub in Calendar.objects.filter(owner=user).values_list(
         "external_id", "channel_id", "subscription_id"
     ):
@@ -107,6 +113,7 @@ register(
             "scheduling.MeetingParticipant",
             "scheduling.MeetingAttendance",
             "scheduling.MeetingRecording",
+            "scheduling.MeetingSubscription",
             "scheduling.SchedulingPreference",
             "scheduling.Calendar",
             "scheduling.CalendarEvent",
