@@ -65,3 +65,18 @@ control_socket_disable = True
 accesslog = _env("GUNICORN_ACCESS_LOG", None)
 errorlog = "-"
 loglevel = _env("GUNICORN_LOG_LEVEL", "info")
+
+
+# Prometheus multiprocess mode (integrations.gunicorn_hooks): the master empties the samples
+# directory before any worker starts, so a restart never adds the last run's counts in, and a dead
+# worker's live gauges are dropped. Imported when called: by then gunicorn has put the project on sys.path.
+def on_starting(server):
+    from integrations.gunicorn_hooks import on_starting as empty_samples
+
+    empty_samples(server)
+
+
+def child_exit(server, worker):
+    from integrations.gunicorn_hooks import child_exit as drop_gauges
+
+    drop_gauges(server, worker)

@@ -1,6 +1,6 @@
 """Gunicorn server hooks the hub needs; the gunicorn config imports them:
 
-    from integrations.gunicorn_hooks import child_exit, on_starting  # noqa: F401
+    def on_starting(server): ...  (see config/gunicorn.conf.py, which calls the two below)
 
 Prometheus multiprocess mode: the samples directory is emptied once, in the
 master, before any worker starts (files of a previous run would be added in),

@@ -101,6 +101,13 @@ class TestMultiprocess:
             "DJANGO_SETTINGS_MODULE": "config.test_settings",
             "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
             "METRICS_TOKEN": "tok",
+            # The production server exactly as shipped (config/gunicorn.conf.py, uvicorn workers, preload):
+            # its hooks, not a test's, must empty stale samples and count every worker.
+            "WEB_CONCURRENCY": "3",
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "GUNICORN_TIMEOUT": "90",
+            "DATABASE_POOL": "false",  # the test settings' database is SQLite
         }
         # Stale samples from a "previous run" must not be added in: on_starting empties the directory.
         prom_dir.mkdir()
@@ -110,17 +117,9 @@ class TestMultiprocess:
                 sys.executable,
                 "-m",
                 "gunicorn",
-                "config.wsgi:application",
                 "-c",
-                "python:integrations.gunicorn_hooks",
-                "--workers",
-                "3",
-                "--preload",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--timeout",
-                "90",
-                "--no-control-socket",
+                "config/gunicorn.conf.py",
+                "config.asgi:application",
             ],  # fmt: skip
             cwd=ROOT,
             env=env,
@@ -141,21 +140,23 @@ class TestMultiprocess:
                     pass
                 assert time.monotonic() < deadline, "gunicorn did not start"
                 time.sleep(0.2)
-            # Requests in rounds until at least two workers have served some (on a busy machine one worker
-            # can take a whole round while the others are not scheduled); then every one of them is counted.
-            n = 0
+
+            # Each worker's ASGI lifespan warm-up serves itself one /healthz before its first client
+            # (config/warmup.py), so once all three have warmed up, three processes hold a count each.
+            def workers_counted():
+                return {p.name.split("_")[-1] for p in prom_dir.glob("counter_*.db")} - {"999999.db"}
+
+            while len(workers_counted()) < 3:
+                assert time.monotonic() < deadline + 240, f"only {len(workers_counted())} workers started"
+                time.sleep(0.2)
+            n = 30
             with ThreadPoolExecutor(max_workers=9) as pool:
-                while True:
-                    codes = list(pool.map(lambda _: requests.get(f"{base}/healthz", timeout=90).status_code, range(30)))
-                    assert codes == [200] * 30
-                    n += 30
-                    served_by = {p.name.split("_")[-1] for p in prom_dir.glob("counter_*.db")}
-                    if len(served_by) >= 2:
-                        break
-                    assert time.monotonic() < deadline + 240, "every request went to one worker"
-            assert "999999.db" not in served_by
+                codes = list(pool.map(lambda _: requests.get(f"{base}/healthz", timeout=90).status_code, range(n)))
+            assert codes == [200] * n
+            assert not (prom_dir / "counter_999999.db").exists()
             text = requests.get(f"{base}/metrics", headers=auth, timeout=90).text
-            assert _healthz_count(text) == n
+            # The sum over every worker's file: their three warm-ups and the n requests, wherever they went.
+            assert _healthz_count(text) == n + 3
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
