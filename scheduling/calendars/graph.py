@@ -11,26 +11,41 @@ Time"); they are mapped to IANA on the way in and IANA to Windows on the way
 out. An event's own zone is `originalStartTimeZone`. All-day events are
 midnight-to-midnight dateTimes with isAllDay: only their dates are kept.
 
-Recurrence: recurrence.to_graph / from_graph. An EXDATE is an occurrence
-deleted right after the series is made (Graph has no exclusion list).
+Recurrence: recurrence.to_graph / from_graph. Graph keeps no exclusion list:
+on a write, an EXDATE must name a planned occurrence of the series (else a 400
+naming it, before anything is sent), and that occurrence is deleted right
+after the series is written (found through /instances by its originalStart;
+one already gone counts as done). On a read, a series master's deleted
+occurrences come back as EXDATE lines: Graph lists them in
+`cancelledOccurrences` ("OID.{seriesMasterId}.{yyyy-mm-dd}", the occurrence's
+date in the series' own zone), which it returns only on a GET of the master
+that names it in `$select` (EVENT_SELECT), so every read of one event uses it
+and a write that answers a series master is read back that way. A timed
+series gets that date at its own wall-clock start time (in the event's zone,
+so the EXDATE is right across a DST change), an all-day series the date.
+Leaving an EXDATE out of a later write does not bring a deleted occurrence back
+(Graph cannot restore one); the answer shows what Graph keeps.
 
 Sync: `/me/calendars/{id}/calendarView/delta` over a window around now
 (Graph's delta for events works on a calendar view): the first round returns
 every instance (singles, occurrences, exceptions) and a deltaLink, later
 rounds only changes (`@removed` for deleted ones). A series master is not part
-of a calendar view, so it is read once (GET /me/events/{seriesMasterId}) when
-its first occurrence shows up. An expired delta token is 410 Gone
+of a calendar view, so it is read (GET /me/events/{seriesMasterId}) whenever a
+round shows one of its occurrences new, changed or removed (a deleted
+occurrence changes only the master's cancelledOccurrences); a master that is
+gone by then was deleted with its series. An expired delta token is 410 Gone
 (syncStateNotFound): SyncTokenExpired, the caller starts over.
 """
 
 import datetime as dt
 import functools
+import logging
 
 import httpx
 from django.conf import settings
 
 from integrations import gateway, oauth
-from integrations.errors import PermanentError
+from integrations.errors import DomainError, PermanentError
 from integrations.providers import HttpxAdapter, graph_base
 from integrations.webhooks.graph import subscription_body
 
@@ -38,7 +53,42 @@ from ..providers.freebusy import graph_translate
 from . import recurrence, times
 from .types import CalendarData, EventData, SyncResult
 
+logger = logging.getLogger(__name__)
+
 PROVIDER = "microsoft_calendar"
+# What a GET of one event asks for. `$select` is the only way to get cancelledOccurrences, and Graph then
+# answers only what is named, so this names everything event_data reads (and what staff see in `raw`).
+EVENT_SELECT = ",".join(
+    (
+        "id",
+        "type",
+        "subject",
+        "body",
+        "location",
+        "start",
+        "end",
+        "isAllDay",
+        "isCancelled",
+        "originalStart",
+        "originalStartTimeZone",
+        "originalEndTimeZone",
+        "seriesMasterId",
+        "recurrence",
+        "cancelledOccurrences",
+        "attendees",
+        "organizer",
+        "isReminderOn",
+        "reminderMinutesBeforeStart",
+        "sensitivity",
+        "showAs",
+        "isOnlineMeeting",
+        "onlineMeeting",
+        "iCalUId",
+        "changeKey",
+        "webLink",
+        "lastModifiedDateTime",
+    )
+)
 RESPONSES = {
     "none": "needsAction",
     "notResponded": "needsAction",
@@ -137,7 +187,7 @@ def event_data(item, *, calendar_zone="UTC"):
         reminders=_reminders(item),
         visibility=SENSITIVITY.get(item.get("sensitivity") or "normal", "default"),
         recurring_event_id=item.get("seriesMasterId") or "",
-        original_start=times.parse_instant(item["originalStart"]) if item.get("originalStart") else None,
+        original_start=_original_start(item, tz_name, all_day),
         html_link=item.get("webLink") or "",
         provider_updated_at=times.parse_instant(item["lastModifiedDateTime"])
         if item.get("lastModifiedDateTime")
@@ -155,16 +205,56 @@ def event_data(item, *, calendar_zone="UTC"):
             data.end = times.parse_instant(end["dateTime"], times.from_provider_zone(end.get("timeZone"), tz_name))
     if item.get("recurrence"):
         parts = recurrence.from_graph(item["recurrence"], tz_name=tz_name, all_day=all_day)
-        data.recurrence = [recurrence.format_rule(parts)]
+        data.recurrence = [recurrence.format_rule(parts), *_cancelled_exdates(item, data)]
     return data
+
+
+def _original_start(item, tz_name, all_day):
+    """The occurrence's planned start (UTC). For an all-day series the hub keeps the planned date at 00:00 UTC
+    (Google's form): Graph's instant is read as that date whether it is the local midnight or the UTC one."""
+    if not item.get("originalStart"):
+        return None
+    moment = times.parse_instant(item["originalStart"])
+    if not all_day:
+        return moment
+    local = times.wall(moment, tz_name)
+    day = local.date() if local.time().replace(tzinfo=None) == dt.time(0, 0) else moment.date()
+    return dt.datetime.combine(day, dt.time(0, 0), tzinfo=dt.UTC)
+
+
+def _cancelled_exdates(item, data):
+    """EXDATE lines for a series master's cancelledOccurrences ("OID.{seriesMasterId}.{yyyy-mm-dd}").
+
+    The date is the occurrence's day in the series' zone: an all-day series excludes that date, a timed one
+    that day at the series' own wall-clock start (so 09:00 New York is 13:00 or 14:00 UTC, as DST has it).
+    """
+    days = []
+    for oid in item.get("cancelledOccurrences") or []:
+        try:
+            days.append(dt.date.fromisoformat(str(oid).rsplit(".", 1)[1]))
+        except (IndexError, ValueError):
+            logger.warning("unreadable cancelledOccurrences entry left out", extra={"event": item.get("id")})
+    if not days:
+        return []
+    if data.all_day:
+        return recurrence.exdate_line(days, data.time_zone)
+    if data.start is None:
+        return []
+    zone, local = times.zone(data.time_zone), times.wall(data.start, data.time_zone)
+    moments = [dt.datetime.combine(day, local.time().replace(tzinfo=None), tzinfo=zone) for day in days]
+    return recurrence.exdate_line([m.astimezone(dt.UTC) for m in moments], data.time_zone)
 
 
 def _wall(moment, tz_name):
     return times.wall(moment, tz_name).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def event_body(write, *, first_day=None, tz_name=None, start_time=dt.time(0, 0)):
-    """The Graph body; a recurrence Graph cannot express is a 400 naming it (before anything is sent)."""
+def event_body(write, *, first_day=None, tz_name=None, start_time=dt.time(0, 0), series_start=None, all_day=None):
+    """The Graph body and the EXDATEs to delete after it is written; a recurrence Graph cannot express, or an
+    EXDATE that is not an occurrence of the series, is a 400 naming it (before anything is sent).
+
+    `first_day`, `tz_name`, `start_time`, `series_start` and `all_day` describe the stored series when the
+    write changes the recurrence without moving the event."""
     body = {}
     if write.title is not None:
         body["subject"] = write.title
@@ -202,13 +292,47 @@ def event_body(write, *, first_day=None, tz_name=None, start_time=dt.time(0, 0))
             body["recurrence"] = None
         else:
             if write.moves:
-                tz_name = write.time_zone
+                tz_name, all_day = write.time_zone, write.all_day
+                series_start = write.start_date if write.all_day else write.start
                 first_day = write.start_date if write.all_day else times.wall(write.start, tz_name).date()
                 start_time = (
                     dt.time(0, 0) if write.all_day else times.wall(write.start, tz_name).time().replace(tzinfo=None)
                 )
             body["recurrence"] = recurrence.to_graph(rule, first_day=first_day, tz_name=tz_name, start_time=start_time)
+            _check_exdates(rule, exdates, series_start=series_start, tz_name=tz_name, all_day=all_day)
     return body, exdates
+
+
+def _check_exdates(rule, exdates, *, series_start, tz_name, all_day):
+    """Each EXDATE must be a planned occurrence: Graph keeps no exclusion list, so one that names no occurrence
+    could only be dropped without a word (the answer would not carry it)."""
+    lines = [recurrence.format_rule(rule)]
+    for value in exdates:
+        timed = isinstance(value, dt.datetime)
+        found = series_start is not None and timed != bool(all_day)
+        if found:
+            found = bool(
+                recurrence.occurrences(
+                    lines,
+                    start=series_start,
+                    tz_name=tz_name,
+                    all_day=bool(all_day),
+                    window_start=value,
+                    window_end=value,
+                    limit=1,
+                )
+            )
+        if not found:
+            label = times.wall(value, tz_name).strftime("%Y-%m-%dT%H:%M:%S") if timed else value.isoformat()
+            raise DomainError(
+                400,
+                "invalid_recurrence",
+                f"recurrence: EXDATE {label} ({tz_name}) is not an occurrence of this series. Microsoft calendars "
+                "keep no list of exclusions: an EXDATE must name a planned occurrence (its start in the event's "
+                "zone, or its date for an all-day series), which is then deleted.",
+                field="recurrence",
+                part=f"EXDATE {label}",
+            )
 
 
 # --- Calls ---------------------------------------------------------------------------------------
@@ -250,7 +374,7 @@ def _mailbox_zone(conn):
     return times.from_provider_zone(answer.get("value") or "UTC")
 
 
-def _exclude(conn, calendar, series_id, exdates, tz_name):
+def _exclude(conn, calendar, series_id, exdates):
     for moment in exdates:
         found = instance_at(conn, calendar, series_id, moment)
         if found is not None:
@@ -261,31 +385,36 @@ def event_insert(conn, calendar, write, *, notify=True):
     body, exdates = event_body(write)
     created = _call(conn, "event.create", "POST", f"/me/calendars/{calendar.external_id}/events", json=body)
     if exdates:
-        _exclude(conn, calendar, created["id"], exdates, write.time_zone)
-        created = _call(conn, "event.get", "GET", f"/me/events/{created['id']}")
+        _exclude(conn, calendar, created["id"], exdates)
+        return event_get(conn, calendar, created["id"])  # read back: the deletions as cancelledOccurrences
     return event_data(created, calendar_zone=calendar.time_zone)
 
 
 def event_patch(conn, calendar, event_id, write, *, notify=True):
-    first_day = tz_name = None
-    start_time = dt.time(0, 0)
+    series = {}
     if write.recurrence is not None and not write.moves:
         current = event_get(conn, calendar, event_id)
-        tz_name = current.time_zone
+        series = {"tz_name": current.time_zone, "all_day": current.all_day}
         if current.all_day:
-            first_day = current.start_date
+            series.update(first_day=current.start_date, series_start=current.start_date)
         else:
-            local = times.wall(current.start, tz_name)
-            first_day, start_time = local.date(), local.time().replace(tzinfo=None)
-    body, exdates = event_body(write, first_day=first_day, tz_name=tz_name, start_time=start_time)
+            local = times.wall(current.start, current.time_zone)
+            series.update(
+                first_day=local.date(), start_time=local.time().replace(tzinfo=None), series_start=current.start
+            )
+    body, exdates = event_body(write, **series)
     answer = _call(conn, "event.update", "PATCH", f"/me/events/{event_id}", json=body)
     if exdates:
-        _exclude(conn, calendar, event_id, exdates, write.time_zone or tz_name)
+        _exclude(conn, calendar, event_id, exdates)
+    if exdates or answer.get("type") == "seriesMaster":
+        # A PATCH answers no cancelledOccurrences: read the series back, or its EXDATEs would be lost.
+        return event_get(conn, calendar, event_id)
     return event_data(answer, calendar_zone=calendar.time_zone)
 
 
 def event_get(conn, calendar, event_id):
-    return event_data(_call(conn, "event.get", "GET", f"/me/events/{event_id}"), calendar_zone=calendar.time_zone)
+    answer = _call(conn, "event.get", "GET", f"/me/events/{event_id}", params={"$select": EVENT_SELECT})
+    return event_data(answer, calendar_zone=calendar.time_zone)
 
 
 def event_delete(conn, calendar, event_id, *, notify=True):
@@ -358,15 +487,19 @@ def events_sync(conn, calendar, *, sync_token=""):
         raise
     from ..models import CalendarEvent
 
-    known = set(
-        CalendarEvent.objects.filter(calendar=calendar, external_id__in=masters).values_list("external_id", flat=True)
+    # A removed occurrence of a series is a new entry in its master's cancelledOccurrences (an EXDATE).
+    masters |= set(
+        CalendarEvent.objects.filter(calendar=calendar, external_id__in=removed)
+        .exclude(recurring_event_id="")
+        .values_list("recurring_event_id", flat=True)
     )
-    for master_id in sorted(masters - known - {e.external_id for e in events}):
+    for master_id in sorted(masters - {e.external_id for e in events}):
         try:
             events.insert(0, event_get(conn, calendar, master_id))
         except PermanentError as exc:
             if not _gone(exc):
                 raise
+            removed.append(master_id)  # the whole series was deleted: its row goes with its occurrences
     return SyncResult(events=events, removed=removed, cursor=cursor, full=not sync_token, window=window)
 
 

@@ -370,6 +370,30 @@ def truncated_before(lines, *, original_start, tz_name, all_day, series_start):
     return [format_rule(parts), *exdate_line(kept, tz_name)]
 
 
+def exdates_moved(lines, *, old_first, old_zone, new_first, new_zone):
+    """The lines with each EXDATE moved as the series' first occurrence moved (from `old_first` to `new_first`,
+    aware instants or dates for all-day series): an excluded occurrence stays excluded when "this and
+    following" moves the series to another time, day or zone (an EXDATE at the old time would exclude nothing)."""
+    rule, exdates = split(lines)
+    if not exdates:
+        return lines
+
+    def local(value, zone):
+        if isinstance(value, dt.datetime):
+            return value.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+        return dt.datetime.combine(value, dt.time(0, 0))
+
+    delta = local(new_first, new_zone) - local(old_first, old_zone)
+    moved = []
+    for value in exdates:
+        wall = local(value, old_zone) + delta
+        if isinstance(new_first, dt.datetime):
+            moved.append(wall.replace(tzinfo=ZoneInfo(new_zone)).astimezone(dt.UTC))
+        else:
+            moved.append(wall.date())
+    return [format_rule(rule), *exdate_line(moved, new_zone)]
+
+
 def remaining(lines, *, original_start, tz_name, all_day, series_start):
     """The lines for the new series that takes over from `original_start` (COUNT reduced by those before)."""
     rule, exdates = split(lines)

@@ -19,6 +19,7 @@ master ends before it, a new series takes over) or `all` (the master). On a
 master, `this` and `following` name the occurrence by `original_start`.
 """
 
+import dataclasses
 import datetime as dt
 
 from django.conf import settings
@@ -435,6 +436,15 @@ def _split(calendar, conn, master, original, data, *, notify):
         moved = _instant(data["start"], fields["time_zone"], "start")
         fields["end"] = moved + (master.end - master.start)
     write = event_write(fields, calendar=calendar)
+    if "recurrence" not in data:
+        lines = recurrence.exdates_moved(
+            fields["recurrence"],
+            old_first=original,
+            old_zone=master.time_zone,
+            new_first=write.start_date if write.all_day else write.start,
+            new_zone=write.time_zone,
+        )
+        write = dataclasses.replace(write, recurrence=lines)
     created = adapter.event_insert(conn, calendar, write, notify=notify)
     ended = EventWrite(recurrence=recurrence.truncated_before(master.recurrence, original_start=original, **kwargs))
     _stored(calendar, adapter.event_patch(conn, calendar, master.external_id, ended, notify=notify))

@@ -249,7 +249,9 @@ class FakeGraphCalendar:
 
     Occurrences of a series are computed from its pattern (daily/weekly here) as Graph lists them: ids
     `<series>-occ-<YYYYMMDD>`, `type: occurrence`, `seriesMasterId`, `originalStart` (UTC). Writing to an
-    occurrence makes it an exception; deleting it removes it from the series. The delta keeps a change log:
+    occurrence makes it an exception; deleting it removes it from the series and lists it in the master's
+    `cancelledOccurrences`, which a GET answers only when `$select` names it (and a `$select` answers only
+    what it names). The delta keeps a change log:
     a deltatoken returns what changed after it (`@removed` for deletions); one in `expired` is 410 Gone.
     """
 
@@ -289,8 +291,25 @@ class FakeGraphCalendar:
         self._change(eid)
 
     def remove(self, eid):
+        """Delete an event; a series goes with its occurrences, which are what the calendar view's delta reports
+        removed (a series master is never part of a calendar view)."""
+        event = self.events[eid]
+        if event["type"] == "seriesMaster":
+            for occurrence in self._series_occurrences(event):
+                self.events.pop(occurrence["id"], None)
+                self._change(occurrence["id"], removed=True)
+            self.events.pop(eid)
+            return
         self.events.pop(eid)
         self._change(eid, removed=True)
+
+    def cancel_occurrence(self, series_id, day):
+        """Delete one occurrence of a series (planned on `day`, local): Graph lists it in the master's
+        cancelledOccurrences from then on, and the delta reports the occurrence as removed."""
+        oid = f"{series_id}-occ-{day:%Y%m%d}"
+        self.deleted_occurrences.add(oid)
+        self.events.pop(oid, None)
+        self._change(oid, removed=True)
 
     # --- transport --------------------------------------------------------------------------------------
 
@@ -337,6 +356,20 @@ class FakeGraphCalendar:
     @staticmethod
     def _public(event):
         return {k: v for k, v in event.items() if k != "calendar"}
+
+    def _selected(self, event, params):
+        """A GET of one event: with $select only what it names (id and etag always), and a series master's
+        cancelledOccurrences ("OID.{master id}.{yyyy-mm-dd}") only when named, as Graph answers."""
+        public = self._public(event)
+        select = params.get("$select")
+        if not select:
+            return public
+        if event.get("type") == "seriesMaster":
+            prefix = f"{event['id']}-occ-"
+            days = sorted(oid.removeprefix(prefix) for oid in self.deleted_occurrences if oid.startswith(prefix))
+            public["cancelledOccurrences"] = [f"OID.{event['id']}.{d[:4]}-{d[4:6]}-{d[6:]}" for d in days]
+        names = {*select.split(","), "id", "@odata.etag"}
+        return {k: v for k, v in public.items() if k in names}
 
     def _series_occurrences(self, master):
         pattern, rng = master["recurrence"]["pattern"], master["recurrence"]["range"]
@@ -418,7 +451,7 @@ class FakeGraphCalendar:
         if rest:
             return httpx.Response(400, json={"error": {"code": "BadRequest", "message": "/".join(rest)}})
         if method == "GET":
-            return httpx.Response(200, json=self._public(event))
+            return httpx.Response(200, json=self._selected(event, params))
         if method == "PATCH":
             if event["id"] not in self.events:  # an occurrence becomes an exception
                 event = {**event, "type": "exception", "calendar": self.events[event["seriesMasterId"]]["calendar"]}
@@ -428,9 +461,8 @@ class FakeGraphCalendar:
             return httpx.Response(200, json=self._public(event))
         if method == "DELETE":
             if "-occ-" in eid:
-                self.deleted_occurrences.add(eid)
-                self.events.pop(eid, None)
-                self._change(eid, removed=True)
+                series_id, day = eid.split("-occ-")
+                self.cancel_occurrence(series_id, dt.datetime.strptime(day, "%Y%m%d").date())
             else:
                 self.remove(eid)
             return httpx.Response(204)

@@ -147,6 +147,11 @@ def test_an_exdate_is_an_occurrence_deleted_after_the_series_is_made(user_client
     master = response.json()["event_id"]
     assert f"{master}-occ-20260316" in mscal.deleted_occurrences
     assert [r.url.path for r in mscal.requests if r.method == "DELETE"] == [f"/v1.0/me/events/{master}-occ-20260316"]
+    # Read back from the series' cancelledOccurrences: the answer says what Graph keeps.
+    assert response.json()["recurrence"] == [
+        "RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=4",
+        "EXDATE;TZID=Europe/Berlin:20260316T090000",
+    ]
 
 
 def test_following_ends_the_series_before_the_occurrence_and_starts_a_new_one(user_client, cal, mscal):
