@@ -7,8 +7,13 @@
 How it works
 - Each participant's busy time comes from every calendar Connection they hold
   (capability "calendar"; any number of Google and Microsoft accounts each):
-  Google `freebusy.query` with all of the connection's calendars in one
-  request, Graph `getSchedule` for the mailbox, never event-by-event scans.
+  Google `freebusy.query` with the connection's own calendars in one request
+  (the primary plus those the user owns and shows, `_calendar_ids`; never
+  subscribed or shared ones), Graph `getSchedule` for the mailbox, never
+  event-by-event scans. getSchedule answers the mailbox's free/busy, which
+  Exchange keeps from the mailbox's default calendar: events on other calendars
+  of that Outlook account do not make the user busy (as in Outlook's own
+  Scheduling Assistant); put them in the default calendar to count.
   All connections are asked at once (bounded by AVAILABILITY_CONCURRENCY),
   each request one gateway attempt (scheduling.providers.freebusy).
 - Each connection's answer is cached for AVAILABILITY_CACHE_SECONDS per
@@ -63,6 +68,7 @@ from integrations import oauth
 from integrations.errors import DomainError, ProviderError, ProviderRateLimited, RateLimited
 from integrations.models import Connection
 
+from .models import Calendar
 from .providers import freebusy
 from .providers.freebusy import Busy, merge
 
@@ -246,13 +252,36 @@ class Source:
     calendar_ids: tuple
 
 
-def _calendar_ids(conn):
-    """The calendars of a Google connection to ask about: its primary calendar.
+def _own_busy_time(calendar, account):
+    """Whether a Google calendar's events are the account holder's own busy time (see `_calendar_ids`)."""
+    raw = calendar.raw or {}
+    if calendar.primary:
+        return True
+    if calendar.access_role != "owner" or raw.get("deleted"):
+        return False
+    # "owner" is also what "make changes and manage sharing" grants on someone else's calendar; Google names the
+    # calendar's owner in dataOwner (secondary calendars only).
+    if raw.get("dataOwner") and raw["dataOwner"].lower() != (account or "").lower():
+        return False
+    # calendarList leaves `selected` out when false (Google's documented default); a row with no calendarList
+    # entry behind it says nothing either way and counts.
+    return bool(raw.get("selected", not raw))
 
-    When the calendars app keeps Calendar rows per connection, its selected
-    calendars go here (one freebusy.query still asks them all at once).
+
+def _calendar_ids(conn, rows):
+    """The calendars of one Google connection to ask about, from its synced Calendar rows.
+
+    The user's own busy time: the primary calendar plus the calendars the user
+    owns (calendarList accessRole "owner", and dataOwner the account itself where
+    Google names one) that are selected (shown in their Google Calendar). Never a
+    calendar they only read or that someone else owns: subscribed holidays, a
+    colleague's calendar, a shared team calendar they may write to ("writer" is
+    someone else's calendar they help keep, not their time). No rows yet (GET /api/v1/calendars/ reads them from
+    Google, at most every 5 minutes): the primary calendar alone. One
+    freebusy.query still asks them all at once, and the cache key holds the ids.
     """
-    return ("primary",)
+    others = sorted(c.external_id for c in rows if not c.primary and _own_busy_time(c, conn.account))
+    return ("primary", *others)
 
 
 def _sources(users):
@@ -263,12 +292,18 @@ def _sources(users):
         .defer("access_token", "refresh_token")
         .order_by("owner_id", "pk")
     )
+    rows = {}
+    for calendar in Calendar.objects.filter(connection__in=conns, kind=Calendar.Kind.GOOGLE).only(
+        "connection_id", "external_id", "primary", "access_role", "raw"
+    ):
+        rows.setdefault(calendar.connection_id, []).append(calendar)
     for conn in conns:
         # Filtered here, not in SQL: JSON containment is not portable to SQLite (make run).
         if "calendar" not in (conn.capabilities or []):
             continue
         kind = CALENDAR_PROVIDERS[conn.provider]
-        ids = _calendar_ids(conn) if kind == "google" else (conn.account,)
+        # Microsoft: getSchedule answers for the mailbox (see the module docstring), so its address is the one id.
+        ids = _calendar_ids(conn, rows.get(conn.pk, [])) if kind == "google" else (conn.account,)
         by_user[conn.owner_id].append(Source(conn.owner_id, conn, kind, tuple(ids)))
     for user in users:
         if not by_user[user.pk]:

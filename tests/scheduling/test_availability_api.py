@@ -12,6 +12,7 @@ from scheduling.availability import busy_cache_invalidate
 from tests.factories import UserFactory
 from tests.integrations.factories import ConnectionFactory
 
+from .factories import CalendarFactory
 from .freebusy_fake import FakeFreeBusy
 
 URL = "/api/v1/scheduling/availability/"
@@ -223,6 +224,74 @@ class TestCommonSlots:
         assert response.status_code == 200
         [warning] = response.json()["warnings"]
         assert warning["connection"] == Connection.objects.get(account="ada@work.test").pk
+
+
+def listed(conn, calendar_id, role, *, primary=False, **entry):
+    """A synced Calendar row of the connection, its raw the calendarList entry Google gave."""
+    raw = {"kind": "calendar#calendarListEntry", "id": calendar_id, "accessRole": role, **entry}
+    if primary:
+        raw["primary"] = True
+    return CalendarFactory(connection=conn, external_id=calendar_id, primary=primary, access_role=role, raw=raw)
+
+
+class TestWhichGoogleCalendarsCount:
+    SIDE = "side-project@group.calendar.google.com"
+    HOLIDAYS = "en.usa#holiday@group.v.calendar.google.com"
+    TEAM = "team@group.calendar.google.com"
+    ARCHIVE = "archive@group.calendar.google.com"
+    BOSS = "boss-travel@group.calendar.google.com"
+
+    def test_an_owned_selected_calendar_blocks_and_read_only_shared_or_hidden_ones_do_not(self, fb, client_for):
+        ada = UserFactory(username="ada")
+        conn = calendar(fb, ada, "google", "ada@gmail.test")
+        listed(conn, "ada@gmail.test", "owner", primary=True, selected=True)
+        listed(conn, self.SIDE, "owner", selected=True)
+        listed(conn, self.HOLIDAYS, "reader", selected=True)
+        listed(conn, self.TEAM, "writer", selected=True)
+        listed(conn, self.ARCHIVE, "owner")  # calendarList leaves out selected: false
+        # Someone else's calendar shared with "make changes and manage sharing" is "owner" too.
+        listed(conn, self.BOSS, "owner", selected=True, dataOwner="boss@gmail.test")
+        fb.busy("ada@gmail.test", "2026-12-07T11:00:00Z", "2026-12-07T12:00:00Z")  # primary
+        fb.busy("ada@gmail.test", "2026-12-07T14:00:00Z", "2026-12-07T15:00:00Z", calendar=self.SIDE)
+        fb.busy("ada@gmail.test", "2026-12-07T00:00:00Z", "2026-12-08T00:00:00Z", calendar=self.HOLIDAYS)
+        fb.busy("ada@gmail.test", "2026-12-07T09:00:00Z", "2026-12-07T10:00:00Z", calendar=self.TEAM)
+        fb.busy("ada@gmail.test", "2026-12-07T16:00:00Z", "2026-12-07T17:00:00Z", calendar=self.ARCHIVE)
+        fb.busy("ada@gmail.test", "2026-12-07T12:00:00Z", "2026-12-07T13:00:00Z", calendar=self.BOSS)
+
+        response = ask(
+            client_for(ada), [{"id": ada.pk, "working_hours": hours("UTC")}], working_hours_policy="required"
+        )
+
+        assert response.status_code == 200, response.content
+        # 09-17 UTC: the primary's 11:00 and the side calendar's 14:00 are taken; the holiday, the team
+        # calendar, the hidden archive and the boss's calendar take nothing.
+        assert starts(response) == [f"2026-12-07T{h}:00:00Z" for h in ("09", "10", "12", "13", "15", "16")]
+        [query] = [r for r in fb.requests if r[1].endswith("freeBusy")]
+        assert query[2]["items"] == [{"id": "primary"}, {"id": self.SIDE}]  # one request for both
+        assert ProviderCall.objects.filter(operation="freebusy.query").count() == 1
+
+    def test_a_calendar_synced_later_is_asked_about_instead_of_the_cached_answer(self, fb, client_for):
+        ada = UserFactory(username="ada")
+        conn = calendar(fb, ada, "google", "ada@gmail.test")
+        fb.busy("ada@gmail.test", "2026-12-07T14:00:00Z", "2026-12-07T15:00:00Z", calendar=self.SIDE)
+        me = [{"id": ada.pk, "working_hours": hours("UTC")}]
+        first = ask(client_for(ada), me, working_hours_policy="required")
+        assert "2026-12-07T14:00:00Z" in starts(first)  # only the primary was known
+
+        listed(conn, "ada@gmail.test", "owner", primary=True, selected=True)
+        listed(conn, self.SIDE, "owner", selected=True)
+        again = ask(client_for(ada), me, working_hours_policy="required")
+
+        assert again.json()["connections"] == {"asked": 1, "cached": 0}
+        assert "2026-12-07T14:00:00Z" not in starts(again)
+
+    def test_a_microsoft_account_is_asked_for_its_mailbox_whatever_calendars_it_lists(self, fb, client_for):
+        bo = UserFactory(username="bo")
+        conn = calendar(fb, bo, "microsoft", "bo@contoso.test")
+        CalendarFactory(connection=conn, kind="microsoft", external_id="AAMkSide", access_role="owner", raw={})
+        assert ask(client_for(bo), [{"id": bo.pk}]).status_code == 200
+        [graph] = [r for r in fb.requests if r[1].endswith("getSchedule")]
+        assert graph[2]["schedules"] == ["bo@contoso.test"]
 
 
 class TestWhoMayBeAskedAbout:
