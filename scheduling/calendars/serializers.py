@@ -102,6 +102,7 @@ class EventQuerySerializer(serializers.Serializer):
 class WindowSerializer(serializers.Serializer):
     start = serializers.DateTimeField(required=False, default=None, allow_null=True)
     end = serializers.DateTimeField(required=False, default=None, allow_null=True)
+    expand = serializers.BooleanField(required=False, default=False)
 
     def validate(self, attrs):
         if (attrs["start"] is None) != (attrs["end"] is None):
@@ -154,3 +155,34 @@ class EventSerializer(serializers.ModelSerializer):
 
     def get_end_local(self, row) -> str | None:
         return self._local(row.end, row)
+
+
+class OccurrenceSerializer(serializers.Serializer):
+    """One event or one occurrence of a series in a window (GET .../events/?expand=true)."""
+
+    event = serializers.IntegerField(
+        help_text="The event row that answers for it: the series' own for a planned occurrence, else its own row."
+    )
+    series = serializers.IntegerField(source="series_id", allow_null=True, help_text="The series' event id, if any.")
+    recurring_event_id = serializers.CharField(help_text="The provider's id of the series ('' for a single event).")
+    original_start = serializers.CharField(
+        allow_null=True,
+        help_text="The occurrence's planned start (UTC date-time, or the date for all-day series): what PATCH and "
+        "DELETE take as original_start with scope=this.",
+    )
+    event_id = serializers.CharField(source="row.external_id", help_text="The provider's id of the answering row.")
+    status = serializers.CharField(source="row.status")
+    title = serializers.CharField(source="row.title")
+    description = serializers.CharField(source="row.description")
+    location = serializers.CharField(source="row.location")
+    all_day = serializers.BooleanField()
+    start = serializers.DateTimeField(allow_null=True)
+    end = serializers.DateTimeField(allow_null=True)
+    start_local = serializers.CharField(allow_null=True, help_text="The start as wall-clock time in time_zone.")
+    end_local = serializers.CharField(allow_null=True)
+    start_date = serializers.DateField(allow_null=True)
+    end_date = serializers.DateField(allow_null=True, help_text="All-day: the day after the last (exclusive).")
+    time_zone = serializers.CharField(source="row.time_zone")
+    attendees = serializers.JSONField(source="row.attendees")
+    visibility = serializers.CharField(source="row.visibility")
+    html_link = serializers.CharField(source="row.html_link")

@@ -1,6 +1,7 @@
 """Thin DRF views for calendars and their events: validate, call one service, return. Owner-scoped (404)."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -8,8 +9,15 @@ from rest_framework.views import APIView
 from integrations.api.idempotency import idempotent
 from integrations.api.ratelimit import ratelimit
 
-from . import services
-from .serializers import CalendarSerializer, EventInSerializer, EventQuerySerializer, EventSerializer, WindowSerializer
+from . import expand, services
+from .serializers import (
+    CalendarSerializer,
+    EventInSerializer,
+    EventQuerySerializer,
+    EventSerializer,
+    OccurrenceSerializer,
+    WindowSerializer,
+)
 
 SCOPE_PARAMS = [
     OpenApiParameter("scope", str, enum=["this", "following", "all"], description="What a recurring change touches."),
@@ -30,17 +38,60 @@ class CalendarListView(generics.ListAPIView):
         return services.calendar_list(owner=self.request.user, refresh=refresh)
 
 
+LIST_PARAMS = [
+    OpenApiParameter(
+        "start",
+        OpenApiTypes.DATETIME,
+        description="Window start (ISO 8601 with an offset); with end. Required with expand=true.",
+    ),
+    OpenApiParameter("end", OpenApiTypes.DATETIME, description="Window end; with start. Required with expand=true."),
+    OpenApiParameter(
+        "expand",
+        bool,
+        description=(
+            "true: every recurring series in the window is expanded into its occurrences (each with its own "
+            "start/end and its series), computed from the synced rows in the event's own zone (wall-clock times "
+            "survive DST), EXDATEs and cancelled occurrences left out, changed occurrences as changed. Needs "
+            f"start and end at most {expand.MAX_WINDOW_DAYS} days apart. Default false: single events and "
+            "series rows as stored."
+        ),
+    ),
+]
+LIST_RESPONSE = PolymorphicProxySerializer(
+    component_name="EventOrOccurrence",
+    serializers=[EventSerializer, OccurrenceSerializer],
+    resource_type_field_name=None,
+    many=True,
+)
+
+
 class EventListCreateView(generics.ListAPIView):
     serializer_class = EventSerializer
 
-    @extend_schema(parameters=[OpenApiParameter("start", str), OpenApiParameter("end", str)])
+    @extend_schema(
+        parameters=LIST_PARAMS,
+        responses=LIST_RESPONSE,
+        description="The calendar's events (Event), or with expand=true its events and occurrences (Occurrence).",
+    )
     def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+        window = self._window()
+        if not window["expand"]:
+            return super().get(request, *args, **kwargs)
+        found = expand.event_occurrences(
+            owner=request.user, calendar_id=self.kwargs["pk"], start=window["start"], end=window["end"]
+        )
+        return self.get_paginated_response(OccurrenceSerializer(self.paginate_queryset(found), many=True).data)
 
-    def get_queryset(self):
+    def _window(self):
         window = WindowSerializer(data=self.request.query_params)
         window.is_valid(raise_exception=True)
-        return services.event_list(owner=self.request.user, calendar_id=self.kwargs["pk"], **window.validated_data)
+        return window.validated_data
+
+    def get_queryset(self):
+        window = self._window()
+        return services.event_list(
+            owner=self.request.user, calendar_id=self.kwargs["pk"], start=window["start"], end=window["end"]
+        )
 
     @extend_schema(request=EventInSerializer, responses={201: EventSerializer})
     @ratelimit(group="scheduling.calendar_event_write", rate="60/m")
