@@ -1,14 +1,17 @@
 """Price watches: created by the owner, re-searched on a budgeted schedule, notifying on a drop only."""
 
 import datetime as dt
+import smtplib
 from decimal import Decimal
 
 import pytest
 import time_machine
 from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend
+from django.test import TestCase
 from django.utils import timezone
 
-from integrations.models import Alert
+from integrations.models import Alert, ProviderCall
 from integrations.states import IllegalTransition, transition
 from travel import services
 from travel.models import PricePoint, PriceWatch
@@ -18,7 +21,8 @@ from .conftest import day
 from .duffel_fake import make_offer
 from .factories import WatchFactory
 
-pytestmark = pytest.mark.django_db
+# Tasks run inline when enqueued, as a worker would run them: the price-drop email is its own task.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager")]
 
 
 def priced(*totals):
@@ -33,9 +37,33 @@ def priced(*totals):
 
 
 def check(watch, *, minutes_later=0):
-    """Run one check as the task would, `minutes_later` after now (past the re-check guard)."""
-    with time_machine.travel(timezone.now() + dt.timedelta(minutes=minutes_later)):
+    """Run one check as the task would, `minutes_later` after now (past the re-check guard), and what it enqueued."""
+    with (
+        time_machine.travel(timezone.now() + dt.timedelta(minutes=minutes_later)),
+        TestCase.captureOnCommitCallbacks(execute=True),
+    ):
         return services.watch_check(watch_id=watch.pk)
+
+
+class FlakyMail(EmailBackend):
+    """Django's test mailbox behind a mail server that answers the next `failures` sends with an SMTP error."""
+
+    failures = []
+
+    def send_messages(self, messages):
+        if FlakyMail.failures:
+            raise FlakyMail.failures.pop(0)
+        return super().send_messages(messages)
+
+
+@pytest.fixture
+def flaky_mail(settings):
+    settings.EMAIL_BACKEND = f"{__name__}.FlakyMail"
+    fast = {"base": 0.001, "cap": 0.001, "max_retries": 2}
+    settings.PROVIDER_RETRY = {**settings.PROVIDER_RETRY, "email": fast}
+    FlakyMail.failures = []
+    yield FlakyMail.failures
+    FlakyMail.failures = []
 
 
 def test_creating_a_watch_records_its_first_price_right_away(
@@ -86,6 +114,40 @@ def test_a_drop_by_the_percentage_notifies_the_owner_by_email_and_alert(duffel, 
     alert = Alert.objects.get(kind=Alert.Kind.PRICE_DROP)
     assert alert.severity == "info" and f"#{watch.pk}" in alert.message
     assert list(PricePoint.objects.filter(watch=watch).values_list("notified", flat=True)) == [False, False, True]
+
+
+def test_the_price_drop_email_goes_through_the_gateway_as_a_provider_call(duffel):
+    watch = WatchFactory(target_price=Decimal("400.00"))
+    duffel.offers_for = priced("380.00")
+    assert check(watch) == "notified"
+    (email,) = mail.outbox
+    assert email.to == [watch.owner.email] and "380.00 GBP" in email.subject
+    sent = ProviderCall.objects.get(provider="email")
+    assert (sent.operation, sent.outcome, sent.units) == ("mail.send", "ok", {"messages": 1})
+    assert (sent.owner_id, sent.related_type, sent.related_id) == (watch.owner_id, "travel.pricewatch", str(watch.pk))
+
+
+def test_a_mail_server_hiccup_is_retried_and_every_attempt_logged(duffel, flaky_mail):
+    flaky_mail.append(smtplib.SMTPServerDisconnected("Connection unexpectedly closed"))
+    watch = WatchFactory(target_price=Decimal("400.00"))
+    duffel.offers_for = priced("380.00")
+    assert check(watch) == "notified"
+    assert len(mail.outbox) == 1
+    calls = ProviderCall.objects.filter(provider="email").order_by("attempt")
+    assert [(c.outcome, c.attempt) for c in calls] == [("error", 1), ("ok", 2)]
+
+
+def test_an_email_that_keeps_failing_is_kept_on_the_watch_and_alerted_not_lost(duffel, flaky_mail):
+    flaky_mail.extend(smtplib.SMTPResponseException(451, b"try again later") for _ in range(3))
+    watch = WatchFactory(target_price=Decimal("400.00"))
+    duffel.offers_for = priced("380.00")
+    assert check(watch) == "notified"
+    assert mail.outbox == [] and ProviderCall.objects.filter(provider="email", outcome="error").count() == 3
+    watch.refresh_from_db()
+    assert watch.last_price == Decimal("380.00") and watch.points.get().notified
+    assert watch.last_error.startswith("price-drop email not sent:") and "try again later" in watch.last_error
+    assert Alert.objects.filter(kind=Alert.Kind.TASK_FAILED, message__contains="travel.watch_notify").exists()
+    assert Alert.objects.filter(kind=Alert.Kind.PRICE_DROP).count() == 1
 
 
 def test_a_rise_never_notifies(duffel):

@@ -10,6 +10,8 @@ from .watches import (
     watch_create,
     watch_get,
     watch_history,
+    watch_notify,
+    watch_notify_failed,
     watch_set_status,
 )
 
@@ -24,5 +26,7 @@ __all__ = [
     "watch_create",
     "watch_get",
     "watch_history",
+    "watch_notify",
+    "watch_notify_failed",
     "watch_set_status",
 ]

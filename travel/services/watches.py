@@ -16,8 +16,11 @@ Notification, in the offers' currency:
   notifies again);
 - "any drop": when the price is at least drop_percent below the reference (the
   price last told, or the first price seen).
-A rise never notifies. A notification is an email to the owner (Django's email
-backend) and an info `Alert` for staff.
+A rise never notifies. A notification is an info `Alert` for staff and an
+email to the owner, sent by its own task (`travel.watch_notify`) through the
+hub's mail path (`integrations.email.mail_send`): a `ProviderCall` per attempt,
+an SMTP hiccup retried with backoff, and a final failure kept on the watch and
+raised as an Alert, instead of a send inside the check that a mail outage lost.
 """
 
 import logging
@@ -26,11 +29,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from integrations.alerts import alert_raise
+from integrations.email import mail_send
 from integrations.errors import DomainError, ProviderUnavailable
 from integrations.models import Alert
 from integrations.registry import require
@@ -192,10 +195,13 @@ def _query(watch, date):
     )
 
 
-def _current_price(watch, today):
-    """The cheapest of the latest price seen for each date still ahead."""
+def _current_price(watch, today, upto=None):
+    """The cheapest of the latest price seen for each date still ahead (as of the point `upto`, if given)."""
     latest = {}
-    for point in watch.points.filter(departure_date__gte=today).order_by("-checked_at", "-id")[:500]:
+    points = watch.points.filter(departure_date__gte=today)
+    if upto is not None:
+        points = points.filter(checked_at__lte=upto.checked_at, id__lte=upto.pk)
+    for point in points.order_by("-checked_at", "-id")[:500]:
         latest.setdefault(point.departure_date, point)
     prices = [(p.price, p.currency) for p in latest.values() if p.price is not None]
     if not prices:
@@ -312,35 +318,56 @@ def _describe(watch):
 
 
 def _notify(watch, point, current):
-    trip = _describe(watch)
-    why = (
-        f"below your target of {watch.target_price} {watch.currency}"
-        if watch.target_price is not None
-        else "down from the last price we told you"
-    )
-    message = f"Price watch #{watch.pk} ({trip}): now {current} {watch.currency}, {why}."
     alert_raise(
         kind=Alert.Kind.PRICE_DROP,
         provider="duffel",
         severity=Alert.Severity.INFO,
-        message=message,
+        message=_notice(watch, current),
         dedupe_key=f"price_drop:watch:{watch.pk}:{point.pk}",
     )
     if not watch.owner.email:
         logger.info("price watch %s: owner has no email address", watch.pk)
         return
-    try:
-        send_mail(
-            subject=f"Flight price drop: {watch.origin} → {watch.destination} now {current} {watch.currency}",
-            message=(
-                f"{message}\n\nCheapest offer on {point.departure_date}: {point.price} {point.currency}"
-                f" ({point.airline or 'airline n/a'}). Offers change quickly; search again to book.\n"
-            ),
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=[watch.owner.email],
-        )
-    except Exception:  # noqa: BLE001 - the price is recorded and the alert raised; a mail outage must not undo that
-        logger.exception("price watch %s: notification email failed", watch.pk)
+    # The email leaves the check: the price is recorded and the alert raised
+    # whatever the mail server does, and the send gets the email task's retries.
+    from ..tasks import watch_notify as task
+
+    enqueue_on_commit(task, point.pk)
+
+
+def _notice(watch, current):
+    why = (
+        f"below your target of {watch.target_price} {watch.currency}"
+        if watch.target_price is not None
+        else "down from the last price we told you"
+    )
+    return f"Price watch #{watch.pk} ({_describe(watch)}): now {current} {watch.currency}, {why}."
+
+
+def watch_notify(*, point_id):
+    """Email the owner about the price drop recorded at this point (the `watch_notify` task)."""
+    point = PricePoint.objects.select_related("watch__owner").filter(pk=point_id, notified=True).first()
+    if point is None or not point.watch.owner.email:
+        return False
+    watch = point.watch
+    # The price the check told about, not whatever later checks found.
+    current, _ = _current_price(watch, point.checked_at.date(), upto=point)
+    mail_send(
+        subject=f"Flight price drop: {watch.origin} → {watch.destination} now {current} {watch.currency}",
+        message=(
+            f"{_notice(watch, current)}\n\nCheapest offer on {point.departure_date}: {point.price} {point.currency}"
+            f" ({point.airline or 'airline n/a'}). Offers change quickly; search again to book.\n"
+        ),
+        to=[watch.owner.email],
+        owner=watch.owner_id,
+        related=watch,
+    )
+    return True
+
+
+def watch_notify_failed(*, point_id, error):
+    """The email task gave up: say so on the watch (the task's Alert tells staff)."""
+    PriceWatch.objects.filter(points=point_id).update(last_error=f"price-drop email not sent: {error}"[:255])
 
 
 def watch_history(*, watch):
