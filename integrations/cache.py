@@ -10,7 +10,21 @@ connections). Behaviour is Django's: a missing key is a ValueError.
 `set_and_delete(cache, key, value, timeout, delete)` stores one key and drops
 another in one round trip here (a single-flight answer and its lock), in two
 calls on any other backend.
+
+`wake(cache, key, ttl)` / `wait_woken(cache, key, timeout)`: a waiter blocks
+until someone wakes `key`, instead of polling for what they leave. On Redis the
+key is a stream: `wake` adds an entry, `wait_woken` is `XREAD BLOCK` from the
+start, so every waiter wakes at once (a list and BLPOP would wake only one) and
+one that arrives after the wake returns at once, for `ttl` seconds. Any other
+backend is the local-memory cache of a single process (make run, tests without
+REDIS_URL), where a process-local `threading.Event` per key is exact: the lock
+and the answer live in that process too. A cache shared between processes
+without Redis is not a configuration the hub has; there a waiter would sleep
+to its timeout and then look again (slow, never wrong).
 """
+
+import threading
+import time
 
 from django.core.cache.backends import redis as django_redis
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -56,6 +70,17 @@ class RedisCacheClient(django_redis.RedisCacheClient):
         pipe.delete(delete)
         pipe.execute()
 
+    def wake(self, key, ttl):
+        pipe = self.get_client(key, write=True).pipeline(transaction=False)
+        pipe.xadd(key, {"w": 1}, maxlen=1)
+        pipe.expire(key, ttl)
+        pipe.execute()
+
+    def wait_woken(self, key, timeout):
+        # XREAD BLOCK 0 would wait forever: at least a millisecond.
+        got = self.get_client(key, write=True).xread({key: "0"}, count=1, block=max(1, int(timeout * 1000)))
+        return bool(got)
+
 
 class RedisCache(django_redis.RedisCache):
     def __init__(self, server, params):
@@ -66,6 +91,54 @@ class RedisCache(django_redis.RedisCache):
         key = self.make_and_validate_key(key, version=version)
         delete = self.make_and_validate_key(delete, version=version)
         self._cache.set_and_delete(key, value, self.get_backend_timeout(timeout), delete)
+
+    def wake(self, key, ttl, version=None):
+        self._cache.wake(self.make_and_validate_key(key, version=version), max(1, int(ttl)))
+
+    def wait_woken(self, key, timeout, version=None):
+        return self._cache.wait_woken(self.make_and_validate_key(key, version=version), timeout)
+
+
+class _LocalWakes:
+    """One threading.Event per key for a process-local cache; a key is forgotten once nobody can need it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._events = {}  # key -> (event, monotonic time after which nobody waits on it)
+
+    def _event(self, key, linger):
+        now = time.monotonic()
+        with self._lock:
+            for stale in [k for k, (_, until) in self._events.items() if until < now]:
+                del self._events[stale]
+            event, until = self._events.get(key, (None, 0.0))
+            event = event or threading.Event()
+            self._events[key] = (event, max(until, now + linger))
+            return event
+
+    def wake(self, key, ttl):
+        self._event(key, ttl).set()
+
+    def wait_woken(self, key, timeout):
+        return self._event(key, timeout + 1).wait(max(0.0, timeout))
+
+
+_local_wakes = _LocalWakes()
+
+
+def wake(cache, key, ttl):
+    """Wake everyone waiting on `key`, and anyone who starts waiting on it in the next `ttl` seconds."""
+    if isinstance(cache, RedisCache):
+        cache.wake(key, ttl)
+    else:
+        _local_wakes.wake((id(cache), key), ttl)
+
+
+def wait_woken(cache, key, timeout):
+    """Block until `key` is woken (True) or `timeout` seconds pass (False); never polls."""
+    if isinstance(cache, RedisCache):
+        return cache.wait_woken(key, timeout)
+    return _local_wakes.wait_woken((id(cache), key), timeout)
 
 
 def set_and_delete(cache, key, value, timeout, delete):

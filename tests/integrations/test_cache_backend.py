@@ -1,9 +1,11 @@
 """The Redis cache backend: Django's behaviour, fewer round trips (integrations/cache.py)."""
 
+import threading
+
 import pytest
 from django.core.cache import cache, caches
 
-from integrations.cache import RedisCache, set_and_delete
+from integrations.cache import RedisCache, set_and_delete, wait_woken, wake
 
 pytestmark = pytest.mark.redis
 
@@ -52,3 +54,28 @@ def test_the_inbound_limit_still_counts_on_it(user_client, settings):
     # Counted before validation: two refused bodies, then the limit.
     answers = [user_client.post("/api/v1/travel/searches/", {}, format="json").status_code for _ in range(3)]
     assert answers == [400, 400, 429]
+
+
+@pytest.fixture(params=["redis", "locmem"])
+def any_cache(request, settings):
+    """The Redis cache (XREAD BLOCK) and the local-memory one of `make run` (a thread event): same behaviour."""
+    if request.param == "redis":
+        return request.getfixturevalue("redis_cache")
+    settings.CACHES = {**settings.CACHES, "other": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    return caches["other"]
+
+
+def test_a_waiter_is_woken_by_wake_and_one_arriving_later_returns_at_once(any_cache):
+    woken = []
+    waiters = [threading.Thread(target=lambda: woken.append(wait_woken(any_cache, "t:flight", 300))) for _ in range(3)]
+    for t in waiters:
+        t.start()
+    wake(any_cache, "t:flight", 5)
+    for t in waiters:
+        t.join(30)  # a waiter that was not woken would sit 300 s
+    assert woken == [True] * 3
+    assert wait_woken(any_cache, "t:flight", 300) is True
+
+
+def test_a_wait_nobody_ends_returns_false_after_its_timeout(any_cache):
+    assert wait_woken(any_cache, "t:nobody", 0.05) is False

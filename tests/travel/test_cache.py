@@ -1,13 +1,15 @@
 """Identical searches are answered from the cache, never with an expired offer; concurrent ones make one call."""
 
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 import time_machine
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection
 
+from integrations.cache import RedisCache
 from integrations.models import ProviderCall
 from travel.services import search as search_service
 
@@ -102,27 +104,71 @@ def test_the_cache_entry_lives_no_longer_than_its_latest_offer(user_client, duff
     assert 1100 <= get_client().ttl(cache.make_key(search_service._cache_key(data["search_id"]))) <= 1200
 
 
+def _blocked(client, db):
+    """Connections of this test database's Redis blocked in XREAD: searches waiting on a flight."""
+    return [c for c in client.client_list() if c.get("db") == str(db) and c.get("cmd") == "xread"]
+
+
 @pytest.fixture
 def waiting(monkeypatch, settings):
-    """Counts the searches waiting for an identical one's answer (threads in the single-flight poll loop)."""
+    """Counts the searches blocked waiting for an identical one's answer, and fails one that sleeps instead."""
     settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS = 300  # a waiter's patience is not what these tests measure
-    real = search_service.time
-    pollers, lock = set(), threading.Lock()
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        pytest.skip("REDIS_URL is not set: the local-memory cache is in use")
+    redis = backend._cache.get_client(write=True)
+    db = redis.connection_pool.connection_kwargs.get("db", 0)
+    real, slept = search_service.time, []
 
     def sleep(seconds):
-        with lock:
-            pollers.add(threading.get_ident())
-        real.sleep(seconds)
+        slept.append(seconds)
+        raise AssertionError("a search slept in the request instead of waiting to be woken")
 
     monkeypatch.setattr(search_service, "time", SimpleNamespace(time=real.time, monotonic=real.monotonic, sleep=sleep))
 
     def until(n, timeout=240):
         deadline = real.monotonic() + timeout
-        while len(pollers) < n:
-            assert real.monotonic() < deadline, f"only {len(pollers)} of {n} searches waited for the first"
+        while len(_blocked(redis, db)) < n:
+            assert not slept, "a search slept in the request instead of waiting to be woken"
+            assert real.monotonic() < deadline, f"only {len(_blocked(redis, db))} of {n} searches waited for the first"
             real.sleep(0.01)
 
-    return SimpleNamespace(until=until)
+    return SimpleNamespace(until=until, count=lambda: len(_blocked(redis, db)), slept=slept)
+
+
+def _until_locked(timeout=120):
+    """Until a search holds the single-flight lock (it is at the provider, held by the fake's gate)."""
+    redis = caches["default"]._cache.get_client(write=True)
+    deadline = time.monotonic() + timeout
+    while not any(redis.scan_iter(match="*travel:search:lock:*")):
+        assert time.monotonic() < deadline, "the first search never reached the provider"
+        time.sleep(0.01)
+
+
+def _in_thread(client, body):
+    """Search in a thread of its own (its own database connection); .join() returns the response."""
+    out = {}
+
+    def run():
+        try:
+            client.get("/api/v1/travel/watches/")  # this thread's connection first (see below)
+            out["response"] = search(client, body)
+        except Exception as exc:  # noqa: BLE001 - re-raised by join
+            out["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def join(timeout=120):
+        thread.join(timeout)
+        assert not thread.is_alive(), "the search is still waiting"
+        if "error" in out:
+            raise out["error"]
+        return out["response"]
+
+    return SimpleNamespace(join=join)
 
 
 @pytest.mark.postgres
@@ -201,4 +247,74 @@ def test_concurrent_searches_share_the_providers_refusal_instead_of_repeating_it
     for t in threads:
         t.join(120)
     assert codes == [502] * 4
+    assert _posts(duffel) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_search_is_woken_the_moment_the_first_one_answers(user, client_for, duffel, waiting, settings):
+    # The first search's call may last 300 s and the second would wait that long: only a wake-up ends it sooner.
+    settings.PROVIDER_TIMEOUTS = {**settings.PROVIDER_TIMEOUTS, "duffel": {"web": 300.0, "task": 300.0}}
+    duffel.gate = threading.Event()
+    first, second = client_for(user), client_for(user)
+    for c in (first, second):
+        c.get("/healthz")  # middleware built one by one (see above)
+    leader = _in_thread(first, one_way())
+    _until_locked()
+    follower = _in_thread(second, one_way())
+    waiting.until(1)
+    duffel.gate.set()
+    answers = [leader.join(60), follower.join(60)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.json()["cache"]["hit"] for a in answers] == [False, True]
+    assert _posts(duffel) == 1 and waiting.count() == 0 and waiting.slept == []
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_search_whose_wait_would_outlast_its_deadline_is_told_when_to_come_back_at_once(
+    user, client_for, duffel, waiting, settings
+):
+    # The first search's call may last 25 s; the second may wait 2 s: it answers 503 now instead of waiting.
+    settings.PROVIDER_TIMEOUTS = {**settings.PROVIDER_TIMEOUTS, "duffel": {"web": 25.0, "task": 60.0}}
+    duffel.gate = threading.Event()
+    first, second = client_for(user), client_for(user)
+    for c in (first, second):
+        c.get("/healthz")
+    leader = _in_thread(first, one_way())
+    _until_locked()
+    settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS = 2
+    busy = search(second, one_way())
+    assert busy.status_code == 503 and busy.json()["error"] == "search_busy"
+    assert 20 <= int(busy["Retry-After"]) <= 25
+    assert waiting.count() == 0 and waiting.slept == []
+    duffel.gate.set()
+    assert leader.join(60).status_code == 200
+    again = search(second, one_way())
+    assert again.status_code == 200 and again.json()["cache"]["hit"] is True
+    assert _posts(duffel) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_search_left_waiting_past_its_deadline_answers_503_and_frees_its_worker(
+    user, client_for, duffel, waiting, settings
+):
+    # The first search runs past its own call's time (0.3 s); the second gives up at its 1 s deadline.
+    settings.PROVIDER_TIMEOUTS = {**settings.PROVIDER_TIMEOUTS, "duffel": {"web": 0.3, "task": 60.0}}
+    duffel.gate = threading.Event()
+    first, second = client_for(user), client_for(user)
+    for c in (first, second):
+        c.get("/healthz")
+    leader = _in_thread(first, one_way())
+    _until_locked()
+    settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS = 1
+    busy = search(second, one_way())
+    assert busy.status_code == 503 and busy["Retry-After"] == "1"
+    assert waiting.slept == []
+    duffel.gate.set()
+    assert leader.join(60).status_code == 200
     assert _posts(duffel) == 1

@@ -14,15 +14,25 @@ passed; when every cached offer has expired, the search runs again.
 `refresh=true` skips the cache.
 
 Single flight: identical searches that arrive together make one provider
-call. The first takes a lock (`cache.add`, atomic SET NX on Redis) and calls;
-the others poll the lock every POLL_SECONDS and read the answer it leaves (or
-the error it leaves, for a few seconds, so eight callers do not each spend a
-search to learn the same 429).
+call. The first (the leader) takes a lock (`cache.add`, atomic SET NX on Redis)
+naming its flight and when its provider call must have ended, calls, leaves the
+answer (or the error, for a few seconds, so eight callers do not each spend a
+search to learn the same 429), drops the lock and wakes its flight
+(`integrations.cache.wake`). The others (followers) block on that flight
+(`wait_woken`: XREAD BLOCK on Redis, a thread event on the local-memory cache
+of `make run`) and read the answer the moment it is written; nobody sleeps or
+polls in the request. A follower waits at most until its own deadline
+(TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS after it arrived): when the leader's call
+may run past that, it answers 503 with a Retry-After of the leader's time left
+at once instead of holding a server worker for nothing. A leader that died
+without waking anyone is noticed when its call's time is up (plus
+WAKE_GRACE_SECONDS): the lock expires and a follower takes it.
 """
 
 import base64
 import hashlib
 import json
+import math
 import re
 import time
 import uuid
@@ -33,13 +43,15 @@ from django.conf import settings
 from django.core.cache import cache, caches
 
 from integrations import gateway
-from integrations.cache import set_and_delete
+from integrations.cache import set_and_delete, wait_woken, wake
 from integrations.errors import DomainError, ProviderError
 from integrations.registry import require
 
 from ..providers import SearchQuery, SliceQuery, get_flight_provider
 
-POLL_SECONDS = 0.02
+# How long after the leader's call must have ended a follower looks again by itself (a leader that died
+# between leaving its answer and waking its flight); a live leader wakes its followers at once.
+WAKE_GRACE_SECONDS = 1.0
 _SEARCH_ID = re.compile(r"[0-9a-f]{40}")
 # How long a failed search is shared with the callers who waited on it.
 ERROR_SHARE_SECONDS = 3
@@ -83,6 +95,10 @@ def _lock_key(key):
 
 def _error_key(key):
     return f"travel:search:error:{key}"
+
+
+def _flight_key(key, token):
+    return f"travel:search:flight:{key}:{token}"
 
 
 # --- entries -------------------------------------------------------------------
@@ -171,6 +187,17 @@ def _raise_shared(err):
     raise DomainError(err["status"], err["code"], err["detail"], headers=err["headers"], **err["extra"])
 
 
+def _busy(retry_after):
+    seconds = max(1, math.ceil(retry_after))
+    return DomainError(
+        503,
+        "search_busy",
+        "An identical search is still running at the provider; retry in a few seconds.",
+        headers={"Retry-After": str(seconds)},
+        retry_after=seconds,
+    )
+
+
 def _fetch(query, key, *, user, refresh, max_age=None):
     """(entry, from_cache): the cached answer, or one provider call shared by every identical caller.
 
@@ -184,10 +211,11 @@ def _fetch(query, key, *, user, refresh, max_age=None):
         if entry:
             return entry, True
     lock, token = _lock_key(key), uuid.uuid4().hex
-    lock_ttl = int(max(settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS, gateway.timeout_for("duffel"))) + 5
+    call_seconds = gateway.timeout_for("duffel")
+    lock_ttl = int(max(settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS, call_seconds)) + 5
     deadline = time.monotonic() + settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS
     while True:
-        if cache.add(lock, token, timeout=lock_ttl):
+        if cache.add(lock, {"token": token, "until": time.time() + call_seconds}, timeout=lock_ttl):
             released = False
             try:
                 if not refresh:
@@ -211,8 +239,22 @@ def _fetch(query, key, *, user, refresh, max_age=None):
                 # lock's TTL, so the lock is still ours: delete it without reading it first.
                 if not released:
                     cache.delete(lock)
-        # Someone else is asking the provider: wait for what they leave.
-        time.sleep(POLL_SECONDS)
+                # Answer or error left (or nothing, if we failed otherwise): the followers look now.
+                wake(caches["default"], _flight_key(key, token), ERROR_SHARE_SECONDS + WAKE_GRACE_SECONDS)
+        # Someone else is asking the provider: block until they wake us, within our deadline.
+        holder = cache.get(lock)
+        if holder is not None:
+            left = deadline - time.monotonic()
+            # A holder from before flights had names (a rolling deploy) never wakes anyone: look again soon.
+            if not isinstance(holder, dict):
+                holder = {"token": str(holder), "until": time.time()}
+            due = holder["until"] - time.time()
+            if due > left:
+                # Its call may outlast our deadline: say when to come back instead of holding this worker.
+                raise _busy(due)
+            wait_woken(
+                caches["default"], _flight_key(key, holder["token"]), min(left, max(0.0, due) + WAKE_GRACE_SECONDS)
+            )
         if cache.get(lock) is None:
             entry = _usable(cache.get(ck), time.time(), not_before=not_before)
             if entry:
@@ -220,15 +262,10 @@ def _fetch(query, key, *, user, refresh, max_age=None):
             err = cache.get(_error_key(key))
             if err and err["at"] >= started:
                 _raise_shared(err)
-            # Neither: the holder died or its answer expired already; take the lock ourselves.
-        if time.monotonic() > deadline:
-            raise DomainError(
-                503,
-                "search_busy",
-                "An identical search is still running at the provider; retry in a few seconds.",
-                headers={"Retry-After": "5"},
-                retry_after=5,
-            )
+            # Neither: the holder died or its answer expired already; take the lock ourselves (in time).
+        if time.monotonic() >= deadline:
+            holder = cache.get(lock)
+            raise _busy(holder["until"] - time.time() if isinstance(holder, dict) else 5)
 
 
 # --- answers -----------------------------------------------------------------------------
