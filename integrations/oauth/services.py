@@ -187,10 +187,16 @@ def authorization_complete(*, owner, provider_key, params):
         if tokens.refresh_token:
             conn.refresh_token = tokens.refresh_token
         conn.expires_at = tokens.expires_at
-        conn.status = Connection.Status.ACTIVE
-        conn.status_detail = ""
         conn.last_refreshed_at = timezone.now()
-        conn.save()
+        if conn.pk is None or conn.status == Connection.Status.ACTIVE:
+            conn.status_detail = ""  # a new connection starts active; an active one stays so
+            conn.save()
+        else:
+            # needs_reauth / expired / error / revoked -> active is a declared move of Connection's
+            # machine; the row is locked, so the state just read is the one the UPDATE is guarded by.
+            conn.save()
+            transition(Connection, conn.pk, Connection.Status.ACTIVE, frm=conn.status, strict=True, status_detail="")
+            conn.status, conn.status_detail = Connection.Status.ACTIVE, ""
     _resolve_reauth_alert(conn)
     return conn
 

@@ -10,6 +10,7 @@ from django.db import connection as db
 from django.utils import timezone
 
 from integrations.models import Connection, OAuthState, ProviderCall
+from integrations.states import IllegalTransition, transition
 
 from .conftest import APP_URL, GMAIL, GOOGLE_TOKEN_URL, google_id_token, query, s256
 
@@ -141,6 +142,29 @@ class TestCallback:
         conn.refresh_from_db()
         assert conn.access_token == "ya29.second" and conn.refresh_token == "1//refresh-first"
         assert conn.capabilities == ["mail", "calendar"]
+
+    @responses.activate
+    def test_authorizing_again_moves_a_connection_back_to_active_through_its_state_machine(
+        self, google, user, user_client, monkeypatch
+    ):
+        token_answer(responses)
+        user_client.get(CALLBACK, {"state": query(start(user_client))["state"], "code": "c1"})
+        conn = Connection.objects.get(owner=user)
+        assert conn.status == "active"
+        transition(Connection, conn.pk, Connection.Status.NEEDS_REAUTH, status_detail="refresh token revoked")
+        # The move back is the table's needs_reauth -> active: without it, authorizing again changes nothing.
+        monkeypatch.setitem(Connection.TRANSITIONS, Connection.Status.NEEDS_REAUTH, {Connection.Status.REVOKED})
+        with pytest.raises(IllegalTransition):
+            user_client.get(CALLBACK, {"state": query(start(user_client, connection=conn.pk))["state"], "code": "c2"})
+        conn.refresh_from_db()
+        assert (conn.status, conn.status_detail) == ("needs_reauth", "refresh token revoked")
+        monkeypatch.undo()
+        response = user_client.get(
+            CALLBACK, {"state": query(start(user_client, connection=conn.pk))["state"], "code": "c3"}
+        )
+        assert response.status_code == 200 and response.json()["status"] == "active"
+        conn.refresh_from_db()
+        assert (conn.status, conn.status_detail) == ("active", "")
 
     @pytest.mark.parametrize("case", ["missing", "wrong", "expired", "reused", "other_user", "provider_error"])
     @responses.activate
