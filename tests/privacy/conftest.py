@@ -18,7 +18,16 @@ from integrations.auth.tokens import token_create
 from integrations.models import Budget, IdempotencyRecord, OAuthState, ProviderCall, UsageRollup
 from messaging.mail.models import Mailbox, MailMessage
 from messaging.models import Conversation
-from scheduling.models import MeetingAttendance, MeetingParticipant, MeetingRecording, SchedulingPreference
+from scheduling.models import (
+    Calendar,
+    CalendarEvent,
+    Meeting,
+    MeetingAttendance,
+    MeetingParticipant,
+    MeetingRecording,
+    MeetingSubscription,
+    SchedulingPreference,
+)
 from scheduling.recordings import storage_prefix_for
 from tests.documents.factories import DocumentFactory, DocumentVersionFactory
 from tests.integrations.factories import ConnectionFactory, WebhookEventFactory
@@ -26,7 +35,7 @@ from tests.messaging.conftest import ACCOUNT_SID, AUTH_TOKEN, HUB_NUMBER
 from tests.messaging.factories import CallFactory, SmsFactory
 from tests.payments import stripe_fakes
 from tests.payments.factories import CustomerFactory, RefundFactory, SubscriptionFactory
-from tests.scheduling.factories import MeetingFactory
+from tests.scheduling.factories import CalendarFactory, MeetingFactory
 from tests.travel.factories import WatchFactory
 from travel.models import PricePoint
 
@@ -100,6 +109,8 @@ class Holdings:
     events: list = field(default_factory=list)
     subscriptions: list = field(default_factory=list)  # live Stripe subscription ids
     recording_copies: dict = field(default_factory=dict)  # storage_key -> bytes (meeting recordings the hub keeps)
+    # Sync cursors and push secrets: never exported, and gone with the user like every marker.
+    secrets: set = field(default_factory=set)
 
 
 def _store(key, content):
@@ -238,6 +249,51 @@ def populate(user, *, tag):
     _store(stray_key, b"half a recording")
     h.recording_copies[stray_key] = b"half a recording"
     h.markers |= {f"meeting {tag}", f"guest-{tag}@example.org", f"Attendee {tag}", f"zoom-uuid-{tag}"}
+    # a Teams meeting's lifecycle subscription at Graph (its clientState signs the notifications)
+    teams = MeetingFactory(owner=user, provider=Meeting.Provider.TEAMS, topic=f"teams meeting {tag}")
+    MeetingSubscription.objects.create(
+        meeting=teams,
+        provider=Meeting.Provider.TEAMS,
+        kind="graph_recordings",
+        external_id=f"sub-teams-{tag}",
+        resource=f"communications/onlineMeetings/{tag}/recordings",
+        expires_at=timezone.now() + dt.timedelta(days=2),
+        client_state=f"meeting-client-state-{tag}",
+        raw={"id": f"sub-teams-{tag}", "notificationUrl": "https://hub.example/webhooks/teams/"},
+    )
+    h.markers |= {f"teams meeting {tag}", f"sub-teams-{tag}"}
+    h.secrets |= {f"meeting-client-state-{tag}"}
+    # calendars synced from the user's Google connection (a sync token) and a Microsoft one (a delta link and
+    # the Graph subscription's clientState); no push channel open, so disconnecting calls no provider
+    google_calendar = CalendarFactory(
+        connection=conn, name=f"calendar {tag}", external_id=f"cal-{tag}@example.org", sync_token=f"sync-token-{tag}"
+    )
+    outlook = ConnectionFactory(
+        owner=user, provider="microsoft_oauth", account=f"{tag}@outlook.example", capabilities=["calendar"]
+    )
+    outlook_calendar = CalendarFactory(
+        connection=outlook,
+        kind=Calendar.Kind.MICROSOFT,
+        name=f"outlook calendar {tag}",
+        external_id=f"AAMk-{tag}",
+        delta_link=f"https://graph.microsoft.com/v1.0/me/calendars/AAMk-{tag}/events/delta?$deltatoken=delta-{tag}",
+        client_state=f"calendar-client-state-{tag}",
+    )
+    for calendar in (google_calendar, outlook_calendar):
+        CalendarEvent.objects.create(
+            calendar=calendar,
+            external_id=f"evt-{calendar.kind}-{tag}",
+            title=f"{calendar.kind} event {tag}",
+            description=f"agenda of {tag}",
+            location=f"room of {tag}",
+            start=timezone.now() + dt.timedelta(days=1),
+            end=timezone.now() + dt.timedelta(days=1, hours=1),
+            attendees=[{"email": f"colleague-{tag}@example.org", "name": f"Colleague {tag}"}],
+            raw={"id": f"evt-{calendar.kind}-{tag}", "summary": f"{calendar.kind} event {tag}"},
+        )
+    h.markers |= {f"calendar {tag}", f"outlook calendar {tag}", f"google event {tag}", f"microsoft event {tag}"}
+    h.markers |= {f"agenda of {tag}", f"colleague-{tag}@example.org", outlook.account}
+    h.secrets |= {f"sync-token-{tag}", f"delta-{tag}", f"calendar-client-state-{tag}"}
     # webhooks that name the user's objects
     h.events.append(
         WebhookEventFactory(

@@ -20,6 +20,7 @@ from messaging.models import SmsMessage
 from payments.models import Invoice, Subscription
 from privacy import erasure as erasure_service
 from privacy.models import Erasure
+from scheduling.models import Calendar, CalendarEvent, MeetingSubscription
 from travel.models import PriceWatch
 
 from .conftest import API, BUCKET, populate, stripe_cancels, twilio_media
@@ -111,6 +112,8 @@ def test_at_once_the_account_is_deactivated_disconnected_and_queued_work_cancell
     assert not ApiToken.objects.filter(user=user).exists()
     assert client.get("/api/v1/privacy/exports/").status_code == 401  # the token is gone
     assert not Connection.objects.filter(owner=user).exists()
+    # the calendars synced through those connections went with them: nothing syncs them any more
+    assert not Calendar.objects.filter(owner=user).exists() and not CalendarEvent.objects.exists()
     revoke = [c for c in http.calls if c.request.url == GOOGLE_REVOKE]
     assert parse_qs(revoke[0].request.body)["token"] == ["1//refresh-now"]
     assert set(SmsMessage.objects.filter(owner=user).values_list("status", flat=True)) == {"delivered", "canceled"}
@@ -181,9 +184,17 @@ def test_nothing_of_the_user_remains_after_the_grace_period_and_totals_are_uncha
     assert Subscription.objects.get(external_id="sub_gone").status == "canceled"
     assert Subscription.objects.get(external_id="sub_stays").status == "active"
     assert row.report["providers"]["stripe.subscriptions"] == {"cancelled": 1}
+    # calendars, their events and the meetings' lifecycle subscriptions are gone; the other user's stay
+    assert not Calendar.objects.filter(owner_id=user_id).exists()
+    assert not CalendarEvent.objects.filter(calendar__owner_id=user_id).exists()
+    assert not MeetingSubscription.objects.filter(meeting__owner_id=user_id).exists()
+    assert Calendar.objects.filter(owner=other_user).count() == 2
+    assert CalendarEvent.objects.filter(calendar__owner=other_user).count() == 2
+    assert MeetingSubscription.objects.filter(meeting__owner=other_user).count() == 1
+    assert row.report["apps"]["scheduling"]["counts"]["scheduling.MeetingSubscription"] == 1
     # no row of any model holds anything of the user (the audit trail excepted, documented)
     for label, text in _everything_stored_as_text(exclude=KEPT_WITH_IDENTITY):
-        for marker in mine.markers:
+        for marker in mine.markers | mine.secrets:
             assert marker not in text, f"{marker!r} survives in {label}: {text[:200]}"
     # ... while the other user's data is all there (the check can fail)
     found = " ".join(text for _, text in _everything_stored_as_text())

@@ -89,7 +89,16 @@ def test_it_exports_what_every_app_holds_about_the_user_and_nothing_of_others(
     assert (
         zf.read(f"meeting-recordings/{copied.meeting_id}/{copied.pk}.mp4") == mine.recording_copies[copied.storage_key]
     )
-    assert json.loads(zf.read("scheduling.json"))["attendance"][0]["name"] == "Attendee mine"
+    scheduling = json.loads(zf.read("scheduling.json"))
+    assert scheduling["attendance"][0]["name"] == "Attendee mine"
+    # the calendars and their events, the meetings' lifecycle subscriptions; never a sync cursor or push secret
+    assert {c["name"] for c in scheduling["calendars"]} == {"calendar mine", "outlook calendar mine"}
+    assert {e["title"] for e in scheduling["calendar_events"]} == {"google event mine", "microsoft event mine"}
+    assert [s["external_id"] for s in scheduling["lifecycle_subscriptions"]] == ["sub-teams-mine"]
+    for row in scheduling["calendars"] + scheduling["lifecycle_subscriptions"]:
+        assert not {"client_state", "sync_token", "delta_link", "raw"} & set(row)
+    for secret in mine.secrets:
+        assert secret not in everything, secret
     readme = zf.read("README.txt").decode()
     assert "payments.json" in readme and "Credentials are never exported" in readme
     export = Export.objects.get()
