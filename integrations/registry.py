@@ -60,8 +60,8 @@ PROVIDERS = {
         Provider("gemini", "Google Gemini", "Google Gemini", ("GEMINI_API_KEY",), "ai"),
         Provider("github_models", "GitHub Models", "GitHub Models (Copilot)", ("GITHUB_MODELS_TOKEN",), "ai"),
         Provider("duffel", "Flights", "Duffel flights", ("DUFFEL_ACCESS_TOKEN",), "travel"),
-        Provider("google_oauth", "OAuth2", "Google OAuth", _GOOGLE),
-        Provider("microsoft_oauth", "OAuth2", "Microsoft OAuth", _MICROSOFT),
+        Provider("google_oauth", "OAuth2", "Google OAuth", _GOOGLE, "oauth"),
+        Provider("microsoft_oauth", "OAuth2", "Microsoft OAuth", _MICROSOFT, "oauth"),
         Provider("google_calendar", "Calendar", "Google Calendar", _GOOGLE, "scheduling"),
         Provider("microsoft_calendar", "Calendar", "Microsoft Calendar", _MICROSOFT, "scheduling"),
         Provider("zoom", "Video", "Zoom", ("ZOOM_ACCOUNT_ID", "ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET"), "scheduling"),
@@ -73,12 +73,13 @@ PROVIDERS = {
         Provider("clamav", "Malware scanning", "ClamAV (clamd)", ("CLAMD_URL",), "documents"),
         # Operations (issue 14): alert notices to Slack / signed webhooks (their URLs are per channel),
         # and the audit trail's daily archive in its own bucket.
-        Provider("alert_webhook", "Alerts", "Alert channels (Slack, signed webhooks)", ()),
+        Provider("alert_webhook", "Alerts", "Alert channels (Slack, signed webhooks)", (), "operations"),
         Provider(
             "audit_archive",
             "Audit archive",
             "Audit archive (S3)",
             ("AUDIT_ARCHIVE_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+            "operations",
         ),
     ]
 }

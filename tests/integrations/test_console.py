@@ -278,6 +278,46 @@ class TestMoney:
             (other_user.pk, Decimal("0.25")),
         ]
 
+    def test_spend_is_split_by_kind_of_service_and_a_provider_in_no_kind_is_other(self, staff):
+        hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+        last_month = hour.replace(day=1, hour=0) - dt.timedelta(days=3)
+        this_month = {
+            "openai": "2.00",
+            "anthropic": "1.00",  # AI: both model vendors
+            "twilio": "0.50",
+            "email": "0.00",  # SMS, voice and mail
+            "stripe": "0.30",
+            "s3": "0.20",
+            "clamav": "0.00",
+            "google_oauth": "0.00",
+            "audit_archive": "0.05",  # the audit trail's bucket: operations, not sign-in
+            "alert_webhook": "0.00",
+            "retired_vendor": "0.10",  # rows of a provider no longer registered
+        }
+        for provider, cost in this_month.items():
+            ProviderRollup.objects.create(hour=hour, provider=provider, calls=1, ok=1, cost_usd=Decimal(cost))
+        ProviderRollup.objects.create(hour=last_month, provider="openai", calls=4, ok=4, cost_usd=Decimal("1.25"))
+        resp = staff.get("/admin/integrations/providercall/money/")
+        money = resp.context["money"]
+        kinds = {k["kind"]: k for k in money["kinds"]}
+        assert {name: k["spent"] for name, k in kinds.items()} == {
+            "AI tokens": Decimal("3.00"),
+            "SMS, voice and mail": Decimal("0.50"),
+            "Payment fees": Decimal("0.30"),
+            "Storage and transfer": Decimal("0.20"),
+            "Other": Decimal("0.10"),
+            "Operations (alerts, audit archive)": Decimal("0.05"),
+            "Sign-in (OAuth)": Decimal("0.00"),
+        }
+        assert list(kinds)[:2] == ["AI tokens", "SMS, voice and mail"]  # largest first
+        assert kinds["AI tokens"]["last"] == Decimal("1.25") and kinds["Payment fees"]["last"] == 0
+        assert sum(k["spent"] for k in kinds.values()) == money["total"] == Decimal("4.15")
+        cent = Decimal("0.01")  # the projection multiplies by a long fraction: equal up to its last digits
+        assert sum(k["projected"] for k in kinds.values()).quantize(cent) == money["projected"].quantize(cent)
+        assert kinds["AI tokens"]["projected"] >= Decimal("3.00")
+        text = _text(resp)
+        assert "AI tokens $3.00 $1.25" in text and "Other $0.10" in text
+
     def test_an_empty_month_says_so(self, staff):
         text = _text(staff.get("/admin/integrations/providercall/money/"))
         assert "No spend recorded" in text and "No spend in this period." in text
