@@ -351,3 +351,50 @@ def test_the_daily_beat_renews_watches_that_end_within_a_day(
     assert ("POST", "/gmail/v1/users/me/watch") in gmail.requests
     soon.refresh_from_db()
     assert soon.watch_expires_at > timezone.now() + timedelta(days=6)
+
+
+@pytest.mark.respx(base_url=GRAPH, assert_all_called=False)
+def test_the_daily_beat_renews_an_outlook_subscription_that_ends_within_a_day_and_leaves_a_far_one_alone(
+    respx_mock, graph_settings, user, other_user, eager, django_capture_on_commit_callbacks
+):
+    from datetime import datetime, timedelta
+
+    from integrations.models import ProviderCall
+    from messaging.mail.tasks import mail_watch_renew_due
+
+    now = timezone.now()
+    soon = Mailbox.objects.create(
+        connection=ms_conn(user),
+        subscription_id="sub-soon",
+        client_state="state-soon",
+        subscription_expires_at=now + timedelta(hours=12),
+    )
+    far_expiry = now + timedelta(days=2)
+    far = Mailbox.objects.create(
+        connection=ms_conn(other_user, account="lin@contoso.com"),
+        subscription_id="sub-far",
+        client_state="state-far",
+        subscription_expires_at=far_expiry,
+    )
+    granted = (now + timedelta(days=2, hours=20)).replace(microsecond=0)  # Graph may grant less than asked
+
+    renew = respx_mock.patch("/subscriptions/sub-soon").mock(
+        return_value=httpx.Response(
+            200, json={"id": "sub-soon", "expirationDateTime": granted.isoformat().replace("+00:00", "Z")}
+        )
+    )
+    untouched = respx_mock.patch("/subscriptions/sub-far").mock(return_value=httpx.Response(500))
+    created = respx_mock.post("/subscriptions").mock(return_value=httpx.Response(500))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert mail_watch_renew_due() == 1
+
+    assert renew.call_count == 1 and not untouched.called and not created.called
+    asked = datetime.fromisoformat(json.loads(renew.calls[0].request.content)["expirationDateTime"])
+    assert abs((asked - now).total_seconds() - graph_settings.GRAPH_SUBSCRIPTION_MINUTES * 60) < 120
+    soon.refresh_from_db()
+    assert soon.subscription_expires_at == granted  # what Graph granted, not what we asked for
+    assert (soon.subscription_id, soon.client_state) == ("sub-soon", "state-soon")  # extended, not replaced
+    far.refresh_from_db()
+    assert far.subscription_expires_at == far_expiry
+    assert ProviderCall.objects.filter(operation="subscriptions.renew", outcome="ok").count() == 1
