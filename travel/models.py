@@ -90,6 +90,8 @@ class PricePoint(models.Model):
     airline = models.CharField(max_length=3, blank=True)
     offer_count = models.PositiveIntegerField(default=0)
     notified = models.BooleanField(default=False)
+    # When the owner's email about this drop went out: a redelivered notice task sends nothing twice.
+    emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["checked_at", "id"]

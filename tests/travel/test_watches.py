@@ -127,6 +127,18 @@ def test_the_price_drop_email_goes_through_the_gateway_as_a_provider_call(duffel
     assert (sent.owner_id, sent.related_type, sent.related_id) == (watch.owner_id, "travel.pricewatch", str(watch.pk))
 
 
+def test_a_redelivered_notice_task_sends_nothing_twice(duffel):
+    from travel.tasks import watch_notify
+
+    watch = WatchFactory(target_price=Decimal("400.00"))
+    duffel.offers_for = priced("380.00")
+    assert check(watch) == "notified"
+    point = watch.points.get()
+    assert point.emailed_at is not None
+    watch_notify.apply(args=[point.pk])  # the broker delivers the same message again
+    assert len(mail.outbox) == 1 and ProviderCall.objects.filter(provider="email").count() == 1
+
+
 def test_a_mail_server_hiccup_is_retried_and_every_attempt_logged(duffel, flaky_mail):
     flaky_mail.append(smtplib.SMTPServerDisconnected("Connection unexpectedly closed"))
     watch = WatchFactory(target_price=Decimal("400.00"))

@@ -347,7 +347,7 @@ def _notice(watch, current):
 def watch_notify(*, point_id):
     """Email the owner about the price drop recorded at this point (the `watch_notify` task)."""
     point = PricePoint.objects.select_related("watch__owner").filter(pk=point_id, notified=True).first()
-    if point is None or not point.watch.owner.email:
+    if point is None or point.emailed_at is not None or not point.watch.owner.email:
         return False
     watch = point.watch
     # The price the check told about, not whatever later checks found.
@@ -362,6 +362,7 @@ def watch_notify(*, point_id):
         owner=watch.owner_id,
         related=watch,
     )
+    PricePoint.objects.filter(pk=point.pk).update(emailed_at=timezone.now())
     return True
 
 
