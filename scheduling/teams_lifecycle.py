@@ -1,0 +1,479 @@
+"""Teams meeting lifecycle through Microsoft Graph change notifications (issue 19 point 7).
+
+What Graph offers, and with which permission (Microsoft Graph docs: "Get change notifications for meeting
+transcripts and recordings", "... for Microsoft Teams meeting call event updates", meetingAttendanceReport):
+
+| Event                          | Graph source                                              | Permission                         |
+|--------------------------------|-----------------------------------------------------------|------------------------------------|
+| recording available            | subscription `communications/onlineMeetings/{id}/recordings`  | delegated OnlineMeetingRecording.Read.All |
+| transcript available           | subscription `communications/onlineMeetings/{id}/transcripts` | delegated OnlineMeetingTranscript.Read.All (only if made before transcription starts) |
+| joins / leaves, start and end  | GET `/me/onlineMeetings/{id}/attendanceReports` (after the call) | delegated OnlineMeetingArtifact.Read.All |
+| call started / ended / roster, live | subscription `communications/onlineMeetings(joinWebUrl='...')/meetingCallEvents` | application only (OnlineMeetings.Read.All), beta; only rich (encrypted) notifications carry the event |
+| call records                   | subscription `communications/callRecords`                 | application only (CallRecords.Read.All), tenant-wide |
+
+The hub uses what a delegated app can do with the organizer's own connection: one subscription per meeting and
+artifact kind (MeetingSubscription rows, kind `graph_recordings` / `graph_transcripts`), made by a task right
+after the meeting is created (so a transcript started later is still announced), renewed by the hourly beat
+while the meeting may still produce artifacts (until TEAMS_LISTEN_AFTER_END_HOURS after it ended or was due to
+end), deleted when the meeting is cancelled and when the connection is removed (also on erasure) while its
+token works. A notification names the recording or transcript; a task reads its metadata and books it with
+`services.recordings_upsert` (copied to the hub's storage when the owner opted in). Attendance and the
+meeting's real start and end come from the attendance report, read after a recording or transcript arrives
+and once more when the hub stops listening.
+
+Live call events (kind `graph_call_events`) need what a delegated app cannot have: the hub app's own token in
+one tenant (MICROSOFT_APP_TENANT_ID, client credentials through msal, an admin's consent to
+OnlineMeetings.Read.All) and a certificate, since only rich notifications (encrypted to it) say what happened.
+With all of it set they are subscribed for organizers in that tenant and applied by the webhook handler
+(`call_event_apply`); without it GET /api/v1/scheduling/providers/ lists them under `unavailable` with what is
+missing, and nothing is attempted. Call records (`communications/callRecords`, tenant-wide, application
+CallRecords.Read.All) are not used: the attendance report says the same per meeting.
+
+Every Graph request is one gateway attempt (one ProviderCall) in a task, never in a request or in the inbox's
+batch transaction. Everything here is idempotent: a task run twice renews instead of creating twice, a
+recording booked twice is one row, attendance intervals land on one row per join.
+"""
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from integrations.errors import PermanentError, ProviderError
+from integrations.oauth import on_disconnect
+from integrations.oauth.services import missing_scopes
+from integrations.task_base import enqueue_on_commit
+from integrations.webhooks.graph import encryption_certificate, new_client_state, subscription_body
+
+from . import lifecycle
+from .calendars.times import parse_instant
+from .models import Meeting, MeetingAttendance, MeetingSubscription
+from .providers import teams
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = Meeting.Provider.TEAMS
+ATTENDANCE_SCOPES = ("OnlineMeetingArtifact.Read.All",)
+JOIN_SNAP = dt.timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class SubscriptionKind:
+    kind: str  # MeetingSubscription.kind
+    collection: str  # recordings / transcripts of the onlineMeeting; "" for call events
+    scopes: tuple  # the delegated scopes Graph needs for the subscription and the GET
+    change_type: str = "created"
+    app_only: bool = False
+
+    def resource(self, meeting):
+        if self.app_only:
+            # The join URL as the value of an OData function argument: URL-encoded once more (Graph's example).
+            return f"communications/onlineMeetings(joinWebUrl='{quote(meeting.join_url, safe='')}')/meetingCallEvents"
+        return f"communications/onlineMeetings/{meeting.external_uuid}/{self.collection}"
+
+
+CALL_EVENTS = "graph_call_events"
+KINDS = {
+    k.kind: k
+    for k in (
+        SubscriptionKind("graph_recordings", "recordings", teams.RECORDING_SCOPES),
+        SubscriptionKind("graph_transcripts", "transcripts", teams.TRANSCRIPT_SCOPES),
+        SubscriptionKind(CALL_EVENTS, "", (), change_type="updated", app_only=True),
+    )
+}
+ARTIFACT_KINDS = ("graph_recordings", "graph_transcripts")
+CALL_EVENT_SETTINGS = ("MICROSOFT_APP_TENANT_ID", "TEAMS_CALL_EVENTS_CERTIFICATE", "TEAMS_CALL_EVENTS_PRIVATE_KEY")
+
+
+def call_events_missing():
+    """The settings live call events still need ([] = the hub holds an application permission and a key)."""
+    return [name for name in CALL_EVENT_SETTINGS if not getattr(settings, name, "")]
+
+
+def _tenant_of(conn):
+    # Microsoft connections store "<object id>.<tenant id>" (integrations.oauth.providers.microsoft).
+    return (conn.account_id or "").rpartition(".")[2].lower() if conn is not None else ""
+
+
+def call_events_for(conn):
+    """Live call events for this organizer's meetings: configured, and the organizer in the configured tenant
+    (an app token of one tenant sees that tenant's meetings only)."""
+    return (
+        not call_events_missing()
+        and _usable(conn)
+        and _tenant_of(conn) == settings.MICROSOFT_APP_TENANT_ID.strip().lower()
+    )
+
+
+def notification_url():
+    """Where Graph delivers (it accepts only HTTPS); None when the hub has no public HTTPS address."""
+    if not settings.APP_URL.startswith("https://") or not settings.MICROSOFT_CLIENT_ID:
+        return None
+    return settings.APP_URL.rstrip("/") + reverse("teams-webhook")
+
+
+def _usable(conn):
+    return conn is not None and conn.status == "active"
+
+
+def granted(conn, scopes):
+    return _usable(conn) and not missing_scopes(conn, list(scopes))
+
+
+def wanted_kinds(conn):
+    """What this organizer's meetings may subscribe to: artifacts as their grant allows, call events when the
+    hub holds the application permission for their tenant. Nothing is attempted without it."""
+    return [k for k in KINDS.values() if (call_events_for(conn) if k.app_only else granted(conn, k.scopes))]
+
+
+def _end_of(meeting):
+    return meeting.ended_at or meeting.start_time + dt.timedelta(minutes=meeting.duration_minutes)
+
+
+def listening(meeting, now=None):
+    """Whether the meeting may still produce artifacts: not cancelled, and not long past its end."""
+    if meeting.status == Meeting.Status.CANCELLED:
+        return False
+    after = dt.timedelta(hours=settings.TEAMS_LISTEN_AFTER_END_HOURS)
+    return (now or timezone.now()) < _end_of(meeting) + after
+
+
+def _meeting(meeting_id):
+    return Meeting.objects.select_related("connection", "owner").filter(pk=meeting_id, provider=PROVIDER).first()
+
+
+# --- The service side: what meeting_create / meeting_cancel / the beat call ---------------------------------
+
+
+def meeting_created(meeting):
+    """A Teams meeting was just made: subscribe to its artifacts (a task) when the hub can receive them."""
+    from .tasks import teams_subscribe_task
+
+    if meeting.external_uuid and notification_url() and wanted_kinds(meeting.connection):
+        enqueue_on_commit(teams_subscribe_task, meeting.pk)
+
+
+def meeting_cancelled(meeting):
+    from .tasks import teams_unsubscribe_task
+
+    if MeetingSubscription.objects.filter(meeting=meeting, status=MeetingSubscription.Status.ACTIVE).exists():
+        enqueue_on_commit(teams_unsubscribe_task, meeting.pk)
+
+
+def _store(meeting, kind, old, **values):
+    """Save the subscription Graph just made; False when another run stored one first (ours is then surplus)."""
+    if old is None:
+        try:
+            with transaction.atomic():
+                MeetingSubscription.objects.create(meeting=meeting, kind=kind, provider=PROVIDER, **values)
+            return True
+        except IntegrityError:
+            return False
+    # Conditional on the id we read: a concurrent run that replaced it wins, and ours is deleted.
+    moved = MeetingSubscription.objects.filter(pk=old.pk, external_id=old.external_id).update(
+        updated_at=timezone.now(), **values
+    )
+    return bool(moved)
+
+
+def _subscription_body(meeting, kind, url, client_state, expires_at):
+    body = subscription_body(
+        resource=kind.resource(meeting),
+        notification_url=url,
+        client_state=client_state,
+        expires_at=expires_at.astimezone(dt.UTC),
+        change_type=kind.change_type,
+    )
+    if kind.app_only:
+        # Basic notifications of call events carry nothing but an id Graph offers no API for: only rich
+        # (encrypted) ones say what happened, so Graph encrypts them to the hub's certificate.
+        certificate, certificate_id = encryption_certificate(settings.TEAMS_CALL_EVENTS_CERTIFICATE)
+        body.update(includeResourceData=True, encryptionCertificate=certificate, encryptionCertificateId=certificate_id)
+    return body
+
+
+def _subscribe_one(meeting, conn, kind, url, now):
+    row = MeetingSubscription.objects.filter(meeting=meeting, kind=kind.kind).first()
+    expires_at = now + dt.timedelta(minutes=settings.TEAMS_SUBSCRIPTION_MINUTES)
+    tenant = settings.MICROSOFT_APP_TENANT_ID if kind.app_only else None
+    if row is not None and row.external_id and row.status == MeetingSubscription.Status.ACTIVE:
+        renewed = teams.subscription_renew(conn, row.external_id, expires_at=expires_at, tenant=tenant)
+        if renewed is not None:
+            MeetingSubscription.objects.filter(pk=row.pk).update(
+                expires_at=parse_instant(renewed), last_error="", updated_at=timezone.now()
+            )
+            return "renewed"
+    client_state = new_client_state()
+    body = _subscription_body(meeting, kind, url, client_state, expires_at)
+    resource = body["resource"]
+    try:
+        subscription_id, granted_until = teams.subscription_create(conn, body=body, tenant=tenant)
+    except PermanentError as exc:
+        # Graph refused (no Teams licence, no consent, a meeting it no longer has): said on the row, not retried.
+        values = {"status": MeetingSubscription.Status.FAILED, "last_error": str(exc)[:2000], "resource": resource}
+        if row is None:
+            MeetingSubscription.objects.get_or_create(
+                meeting=meeting, kind=kind.kind, defaults={"provider": PROVIDER, **values}
+            )
+        else:
+            MeetingSubscription.objects.filter(pk=row.pk).update(updated_at=timezone.now(), **values)
+        return "failed"
+    stored = _store(
+        meeting,
+        kind.kind,
+        row,
+        external_id=subscription_id,
+        resource=resource,
+        status=MeetingSubscription.Status.ACTIVE,
+        expires_at=parse_instant(granted_until),
+        client_state=client_state,
+        last_error="",
+        raw={"resource": resource, "changeType": kind.change_type, "notificationUrl": url, "app_only": kind.app_only},
+    )
+    if not stored:
+        teams.subscription_delete(conn, subscription_id, tenant=tenant)
+        return "surplus"
+    return "created"
+
+
+def meeting_subscribe(*, meeting_id, now=None):
+    """Task body: make (or renew) the meeting's artifact subscriptions. {kind: outcome}."""
+    meeting = _meeting(meeting_id)
+    url = notification_url()
+    now = now or timezone.now()
+    if meeting is None or not meeting.external_uuid or not url or not listening(meeting, now):
+        return {}
+    conn = meeting.connection
+    kinds = wanted_kinds(conn)
+    # A kind no longer wanted (a grant or the app permission withdrawn) lapses at Graph: stop renewing it.
+    MeetingSubscription.objects.filter(
+        meeting=meeting, status=MeetingSubscription.Status.ACTIVE, expires_at__lt=now
+    ).exclude(kind__in=[k.kind for k in kinds]).update(status=MeetingSubscription.Status.ENDED, updated_at=now)
+    return {kind.kind: _subscribe_one(meeting, conn, kind, url, now) for kind in kinds}
+
+
+def meeting_unsubscribe(*, meeting_id):
+    """Task body (and the disconnect hook): delete the meeting's subscriptions at Graph while the token works."""
+    meeting = _meeting(meeting_id)
+    if meeting is None:
+        return 0
+    rows = MeetingSubscription.objects.filter(meeting=meeting, status=MeetingSubscription.Status.ACTIVE)
+    done = 0
+    for row in rows:
+        if row.external_id and KINDS.get(row.kind, KINDS[ARTIFACT_KINDS[0]]).app_only:
+            if not call_events_missing():  # the app's own token works whatever became of the connection
+                teams.subscription_delete(None, row.external_id, tenant=settings.MICROSOFT_APP_TENANT_ID)
+        elif row.external_id and _usable(meeting.connection):
+            teams.subscription_delete(meeting.connection, row.external_id)
+        MeetingSubscription.objects.filter(pk=row.pk).update(
+            status=MeetingSubscription.Status.ENDED, updated_at=timezone.now()
+        )
+        done += 1
+    return done
+
+
+def subscriptions_renew_due(*, now=None):
+    """Beat: renew what lapses within TEAMS_SUBSCRIPTION_RENEW_BEFORE_HOURS while its meeting may still produce
+    artifacts; let the rest lapse (marked ended) and read the final attendance of those meetings."""
+    from .tasks import teams_attendance_task, teams_subscribe_task
+
+    now = now or timezone.now()
+    horizon = now + dt.timedelta(hours=settings.TEAMS_SUBSCRIPTION_RENEW_BEFORE_HOURS)
+    due = MeetingSubscription.objects.filter(
+        provider=PROVIDER, status=MeetingSubscription.Status.ACTIVE, expires_at__lt=horizon
+    ).select_related("meeting")
+    renew, finished = set(), set()
+    for sub in due:
+        if listening(sub.meeting, now):
+            renew.add(sub.meeting_id)
+        else:
+            MeetingSubscription.objects.filter(pk=sub.pk).update(
+                status=MeetingSubscription.Status.ENDED, updated_at=now
+            )
+            if sub.meeting.status != Meeting.Status.CANCELLED:
+                finished.add(sub.meeting_id)
+    for meeting_id in sorted(renew):
+        enqueue_on_commit(teams_subscribe_task, meeting_id)
+    for meeting_id in sorted(finished):
+        enqueue_on_commit(teams_attendance_task, meeting_id)
+    return {"renew": len(renew), "ended": len(finished)}
+
+
+def subscriptions_close_for_owner(owner):
+    """Erasure: delete at Graph every subscription still open for the owner's meetings (a failure raises, and
+    the erasure is tried again). How many were closed."""
+    ids = (
+        MeetingSubscription.objects.filter(
+            meeting__owner=owner, provider=PROVIDER, status=MeetingSubscription.Status.ACTIVE
+        )
+        .values_list("meeting_id", flat=True)
+        .distinct()
+    )
+    return sum(meeting_unsubscribe(meeting_id=meeting_id) for meeting_id in list(ids))
+
+
+@on_disconnect
+def teams_unsubscribe_connection(connection):
+    """oauth.on_disconnect (also run by erasure): delete this connection's meeting subscriptions at Graph."""
+    ids = (
+        MeetingSubscription.objects.filter(
+            meeting__connection=connection, provider=PROVIDER, status=MeetingSubscription.Status.ACTIVE
+        )
+        .values_list("meeting_id", flat=True)
+        .distinct()
+    )
+    for meeting_id in list(ids):
+        try:
+            meeting_unsubscribe(meeting_id=meeting_id)
+        except ProviderError:
+            # The connection is going either way; Graph drops a subscription whose token stops working.
+            logger.warning("teams subscription delete failed", extra={"meeting": meeting_id}, exc_info=True)
+
+
+# --- What notifications lead to (task bodies) -----------------------------------------------------------------
+
+
+def artifact_book(*, meeting_id, kind, artifact_id):
+    """A recording or transcript became available: read its metadata and book it (a repeat changes nothing)."""
+    from . import services
+    from .tasks import teams_attendance_task
+
+    meeting = _meeting(meeting_id)
+    spec = KINDS.get(kind) if kind in ARTIFACT_KINDS else None
+    if meeting is None or spec is None or not meeting.external_uuid:
+        return "skipped"
+    if not granted(meeting.connection, spec.scopes):
+        return "not_granted"
+    file = teams.artifact_get(
+        conn=meeting.connection, online_id=meeting.external_uuid, kind=spec.collection, artifact_id=artifact_id
+    )
+    if file is None:
+        return "gone"
+    services.recordings_upsert(meeting=meeting, files=[file])
+    # An artifact exists only after the call ended: its attendance report is ready too.
+    enqueue_on_commit(teams_attendance_task, meeting.pk)
+    return "booked"
+
+
+def artifacts_catch_up(*, meeting_id):
+    """Graph says notifications were missed: list the meeting's recordings and transcripts and book them, and
+    read its attendance report again (what missed call events would have said)."""
+    from . import services
+    from .tasks import teams_attendance_task
+
+    meeting = _meeting(meeting_id)
+    if meeting is None or not meeting.external_uuid:
+        return 0
+    conn = meeting.connection
+    enqueue_on_commit(teams_attendance_task, meeting.pk)
+    if not granted(conn, teams.RECORDING_SCOPES):
+        return 0
+    files = teams.recordings_list(
+        conn=conn, online_id=meeting.external_uuid, transcripts=granted(conn, teams.TRANSCRIPT_SCOPES)
+    )
+    services.recordings_upsert(meeting=meeting, files=files)
+    return len(files)
+
+
+def _instant(value):
+    return parse_instant(value) if value else None
+
+
+def _participant(entry):
+    """(key, name) of a roster entry: the Graph identity's id (user, guest, phone...), else the call's participant id."""
+    identity = (entry.get("info") or {}).get("identity") or {}
+    person = next((v for v in identity.values() if isinstance(v, dict) and v.get("id")), {})
+    return str(person.get("id") or entry.get("id") or ""), person.get("displayName") or ""
+
+
+def _within_known_stretch(meeting, key, when):
+    """`when` falls in a stretch already booked for this person (open, or closed after it)."""
+    rows = MeetingAttendance.objects.filter(meeting=meeting, participant_key=key[:255])
+    return rows.filter(joined_at__lte=when).filter(Q(left_at__isnull=True) | Q(left_at__gte=when)).exists() or (
+        rows.filter(left_at=when).exists()
+    )
+
+
+def call_event_apply(*, meeting, resource):
+    """A decrypted meetingCallEvents notification: callStarted / callEnded move the meeting with the event's
+    own time; rosterUpdated books joins and leaves keyed by the participant's Graph identity id. Roster updates
+    repeat people already present, and deliveries come twice or out of order: a join or leave inside a stretch
+    already booked changes nothing, a leave before its join waits in a row its join fills."""
+    from .tasks import teams_attendance_task
+
+    kind, when = resource.get("eventType"), _instant(resource.get("eventDateTime"))
+    if when is None:
+        return None
+    if kind == "callStarted":
+        lifecycle.meeting_moved(meeting=meeting, status=Meeting.Status.STARTED, occurred_at=when, when=when)
+    elif kind == "callEnded":
+        lifecycle.meeting_moved(meeting=meeting, status=Meeting.Status.ENDED, occurred_at=when, when=when)
+        # The attendance report (delegated) has the whole story once the call is over.
+        enqueue_on_commit(teams_attendance_task, meeting.pk)
+    elif kind == "rosterUpdated":
+        for entry in resource.get("participants@delta") or []:
+            key, name = _participant(entry)
+            if not key or entry.get("isInLobby") or _within_known_stretch(meeting, key, when):
+                continue  # waiting in the lobby is not attending; a repeat is not a new stretch
+            left = bool(entry.get("removedState"))
+            lifecycle.attendance_record(
+                meeting=meeting, key=key, name=name, joined_at=None if left else when, left_at=when if left else None
+            )
+    else:
+        return None
+    return kind
+
+
+def _report_join(meeting, key, joined):
+    """A report's join time, snapped to a live roster join of the same person within JOIN_SNAP (the two sources
+    stamp the same join a moment apart; one stretch must stay one row)."""
+    if joined is None:
+        return None
+    near = (
+        MeetingAttendance.objects.filter(
+            meeting=meeting, participant_key=key[:255], joined_at__range=(joined - JOIN_SNAP, joined + JOIN_SNAP)
+        )
+        .order_by("joined_at")
+        .first()
+    )
+    return near.joined_at if near else joined
+
+
+def attendance_fetch(*, meeting_id):
+    """Read the meeting's attendance reports: its real start and end, and every join/leave interval.
+
+    Idempotent and order-free: the state machine takes the report's own times (an ended meeting is not
+    reopened by an older start), and each interval lands on the attendance row of its join time.
+    """
+    meeting = _meeting(meeting_id)
+    if meeting is None or not meeting.external_uuid:
+        return "skipped"
+    if not granted(meeting.connection, ATTENDANCE_SCOPES):
+        return "not_granted"
+    reports = teams.attendance_reports(conn=meeting.connection, online_id=meeting.external_uuid)
+    reports.sort(key=lambda r: r.meeting_start or "")
+    with transaction.atomic():
+        for report in reports:
+            started, ended = _instant(report.meeting_start), _instant(report.meeting_end)
+            if started:
+                lifecycle.meeting_moved(
+                    meeting=meeting, status=Meeting.Status.STARTED, occurred_at=started, when=started
+                )
+            if ended:
+                lifecycle.meeting_moved(meeting=meeting, status=Meeting.Status.ENDED, occurred_at=ended, when=ended)
+            for interval in report.intervals:
+                lifecycle.attendance_record(
+                    meeting=meeting,
+                    key=interval.key,
+                    email=interval.email,
+                    name=interval.name,
+                    joined_at=_report_join(meeting, interval.key, _instant(interval.joined_at)),
+                    left_at=_instant(interval.left_at),
+                )
+    return f"{len(reports)} reports"
