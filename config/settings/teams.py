@@ -2,6 +2,10 @@
 transcripts, with the organizer's delegated Microsoft connection (MICROSOFT_CLIENT_ID, config/settings/oauth.py).
 Subscriptions are made only when APP_URL is HTTPS (Graph delivers nowhere else)."""
 
+import uuid
+
+from django.core.exceptions import ImproperlyConfigured
+
 from ._env import env
 from .celery import CELERY_BEAT_SCHEDULE
 
@@ -27,3 +31,33 @@ MICROSOFT_APP_TENANT_ID = env.str("MICROSOFT_APP_TENANT_ID", default="").strip()
 # (a secret: prefer TEAMS_CALL_EVENTS_PRIVATE_KEY_FILE). Newlines may be written as \n.
 TEAMS_CALL_EVENTS_CERTIFICATE = env.str("TEAMS_CALL_EVENTS_CERTIFICATE", default="", multiline=True).strip()
 TEAMS_CALL_EVENTS_PRIVATE_KEY = env.str("TEAMS_CALL_EVENTS_PRIVATE_KEY", default="", multiline=True).strip()
+
+if MICROSOFT_APP_TENANT_ID:
+    try:
+        uuid.UUID(MICROSOFT_APP_TENANT_ID)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"MICROSOFT_APP_TENANT_ID must be the directory (tenant) id, a GUID; got {MICROSOFT_APP_TENANT_ID!r} "
+            "(common / organizations / a domain cannot issue the app-only token live call events need)."
+        ) from None
+
+
+def _check_pem(name, value, load):
+    if not value:
+        return
+    try:
+        load(value.encode())
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"{name} is not a PEM {load.__name__.split('_', 2)[-1]}: {exc}") from None
+
+
+if TEAMS_CALL_EVENTS_CERTIFICATE or TEAMS_CALL_EVENTS_PRIVATE_KEY:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    _check_pem("TEAMS_CALL_EVENTS_CERTIFICATE", TEAMS_CALL_EVENTS_CERTIFICATE, x509.load_pem_x509_certificate)
+    _check_pem(
+        "TEAMS_CALL_EVENTS_PRIVATE_KEY",
+        TEAMS_CALL_EVENTS_PRIVATE_KEY,
+        lambda data: serialization.load_pem_private_key(data, password=None),
+    )
