@@ -27,8 +27,8 @@ from integrations.webhooks.graph import (
     lifecycle_types,
 )
 
-from .. import teams_lifecycle
 from ..models import Meeting, MeetingSubscription
+from ..teams_call_events import call_event_apply
 from ..teams_lifecycle import CALL_EVENTS
 
 PROVIDER = "teams"
@@ -106,7 +106,7 @@ def on_call_event(event):
     if meeting is None:
         raise WebhookIgnored("the meeting is gone")
     data = event.payload.get("resourceData") if isinstance(event.payload.get("resourceData"), dict) else {}
-    if not teams_lifecycle.call_event_apply(meeting=meeting, resource=data):
+    if not call_event_apply(meeting=meeting, resource=data):
         raise WebhookIgnored(f"a call event the hub does not act on ({data.get('eventType') or 'no eventType'})")
 
 
