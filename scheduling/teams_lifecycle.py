@@ -259,7 +259,8 @@ def meeting_unsubscribe(*, meeting_id):
 
 def subscriptions_renew_due(*, now=None):
     """Beat: renew what lapses within TEAMS_SUBSCRIPTION_RENEW_BEFORE_HOURS while its meeting may still produce
-    artifacts; let the rest lapse (marked ended) and read the final attendance of those meetings."""
+    artifacts; let the rest lapse (marked ended) and read the final attendance of those meetings; subscribe the
+    meetings that could have a subscription now but hold none."""
     from .tasks import teams_attendance_task, teams_subscribe_task
 
     now = now or timezone.now()
@@ -277,11 +278,33 @@ def subscriptions_renew_due(*, now=None):
             )
             if sub.meeting.status != Meeting.Status.CANCELLED:
                 finished.add(sub.meeting_id)
-    for meeting_id in sorted(renew):
+    new = _unsubscribed(now) - renew
+    for meeting_id in sorted(renew | new):
         enqueue_on_commit(teams_subscribe_task, meeting_id)
     for meeting_id in sorted(finished):
         enqueue_on_commit(teams_attendance_task, meeting_id)
-    return {"renew": len(renew), "ended": len(finished)}
+    return {"renew": len(renew), "new": len(new), "ended": len(finished)}
+
+
+def _unsubscribed(now):
+    """Meetings that may still produce artifacts but hold no subscription of a kind they could have now (the
+    grant, or the app permission, came after the meeting was made). A refused one (failed) is not retried here."""
+    if not notification_url():
+        return set()
+    since = now - dt.timedelta(hours=settings.TEAMS_LISTEN_AFTER_END_HOURS, days=1)
+    meetings = (
+        Meeting.objects.filter(provider=PROVIDER, start_time__gte=since, connection__status="active")
+        .exclude(status=Meeting.Status.CANCELLED)
+        .exclude(external_uuid="")
+        .select_related("connection")
+        .prefetch_related("subscriptions")
+    )
+    found = set()
+    for meeting in meetings:
+        held = {sub.kind for sub in meeting.subscriptions.all()}
+        if listening(meeting, now) and any(k.kind not in held for k in wanted_kinds(meeting.connection)):
+            found.add(meeting.pk)
+    return found
 
 
 def subscriptions_close_for_owner(owner):

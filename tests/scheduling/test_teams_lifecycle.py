@@ -130,6 +130,22 @@ def test_without_the_recordings_grant_nothing_is_subscribed(hub, teams_conn, gra
     assert _ops("subscription.create") == []
 
 
+def test_a_grant_given_after_the_meeting_was_made_subscribes_it_at_the_next_beat(
+    hub, teams_conn, graph, create, committed
+):
+    meeting = create()
+    assert not MeetingSubscription.objects.exists()
+    teams_conn.scopes += ["OnlineMeetingRecording.Read.All"]
+    teams_conn.capabilities += ["meeting_records"]
+    teams_conn.save()
+    with committed():
+        assert tasks.teams_subscriptions_renew_due() == {"renew": 0, "new": 1, "ended": 0}
+    [sub] = MeetingSubscription.objects.filter(meeting=meeting)
+    assert sub.kind == "graph_recordings" and sub.external_id in graph.subscriptions
+    with committed():
+        assert tasks.teams_subscriptions_renew_due() == {"renew": 0, "new": 0, "ended": 0}
+
+
 def test_without_a_public_https_address_nothing_is_subscribed(hub, granted, graph, create):
     hub.APP_URL = "http://127.0.0.1:8000"
     create()
@@ -158,12 +174,12 @@ def test_the_beat_renews_what_lapses_soon_while_the_meeting_may_still_produce_ar
     MeetingSubscription.objects.update(expires_at=soon)
     ids = set(MeetingSubscription.objects.values_list("external_id", flat=True))
     with committed():
-        assert tasks.teams_subscriptions_renew_due() == {"renew": 1, "ended": 0}
+        assert tasks.teams_subscriptions_renew_due() == {"renew": 1, "new": 0, "ended": 0}
     for sub in MeetingSubscription.objects.filter(meeting=meeting):
         assert sub.external_id in ids and sub.expires_at > soon + dt.timedelta(hours=24)
         assert graph.subscriptions[sub.external_id]["expirationDateTime"] == sub.expires_at.isoformat()
     assert _ops("subscription.renew") == ["subscription.renew"] * 2
-    assert tasks.teams_subscriptions_renew_due() == {"renew": 0, "ended": 0}  # nothing due any more
+    assert tasks.teams_subscriptions_renew_due() == {"renew": 0, "new": 0, "ended": 0}  # nothing due any more
 
 
 def test_a_subscription_graph_lost_is_made_again_on_renewal(hub, granted, graph, create):
@@ -187,7 +203,7 @@ def test_long_after_the_meeting_the_beat_lets_them_lapse_and_reads_the_final_att
                 [_person("u-ana", "Ana Lima", "ana@contoso.com", ("2030-01-10T15:01:00Z", "2030-01-10T15:39:00Z"))])
     ]  # fmt: skip
     with committed():
-        assert tasks.teams_subscriptions_renew_due() == {"renew": 0, "ended": 1}
+        assert tasks.teams_subscriptions_renew_due() == {"renew": 0, "new": 0, "ended": 1}
     assert set(MeetingSubscription.objects.values_list("status", flat=True)) == {"ended"}
     assert _ops("subscription.renew") == [] and MeetingAttendance.objects.get().participant_key == "u-ana"
 
@@ -200,7 +216,7 @@ def test_cancelling_the_meeting_deletes_its_subscriptions_at_graph(hub, granted,
     assert graph.subscriptions == {}
     assert set(MeetingSubscription.objects.values_list("status", flat=True)) == {"ended"}
     assert _ops("subscription.delete") == ["subscription.delete"] * 2
-    assert tasks.teams_subscriptions_renew_due() == {"renew": 0, "ended": 0}
+    assert tasks.teams_subscriptions_renew_due() == {"renew": 0, "new": 0, "ended": 0}
 
 
 def test_disconnecting_the_account_deletes_them_while_its_token_works(hub, granted, graph, create, user_client):
