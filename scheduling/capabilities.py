@@ -98,7 +98,7 @@ TEAMS_CALL_EVENTS_NEED = (
 def unavailable(provider):
     """Capabilities the provider has that the hub does not offer as configured: {capability: what it needs}."""
     if provider == "teams":
-        from .teams_call_events import call_events_missing
+        from .teams_lifecycle import call_events_missing
 
         missing = call_events_missing()
         if missing:

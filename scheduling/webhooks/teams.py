@@ -28,8 +28,7 @@ from integrations.webhooks.graph import (
 )
 
 from ..models import Meeting, MeetingSubscription
-from ..teams_call_events import call_event_apply
-from ..teams_lifecycle import CALL_EVENTS
+from ..teams_lifecycle import CALL_EVENTS, call_event_apply
 
 PROVIDER = "teams"
 # communications/onlineMeetings('{meeting}')/recordings('{id}') (Graph's own spelling of the resource)

@@ -1,38 +1,4 @@
-"""Teams meeting lifecycle through Microsoft Graph change notifications (issue 19 point 7).
-
-What Graph offers, and with which permission (Microsoft Graph docs: "Get change notifications for meeting
-transcripts and recordings", "... for Microsoft Teams meeting call event updates", meetingAttendanceReport):
-
-| Event                          | Graph source                                              | Permission                         |
-|--------------------------------|-----------------------------------------------------------|------------------------------------|
-| recording available            | subscription `communications/onlineMeetings/{id}/recordings`  | delegated OnlineMeetingRecording.Read.All |
-| transcript available           | subscription `communications/onlineMeetings/{id}/transcripts` | delegated OnlineMeetingTranscript.Read.All (only if made before transcription starts) |
-| joins / leaves, start and end  | GET `/me/onlineMeetings/{id}/attendanceReports` (after the call) | delegated OnlineMeetingArtifact.Read.All |
-| call started / ended / roster, live | subscription `communications/onlineMeetings(joinWebUrl='...')/meetingCallEvents` | application only (OnlineMeetings.Read.All), beta; only rich (encrypted) notifications carry the event |
-| call records                   | subscription `communications/callRecords`                 | application only (CallRecords.Read.All), tenant-wide |
-
-The hub uses what a delegated app can do with the organizer's own connection: one subscription per meeting and
-artifact kind (MeetingSubscription rows, kind `graph_recordings` / `graph_transcripts`), made by a task right
-after the meeting is created (so a transcript started later is still announced), renewed by the hourly beat
-while the meeting may still produce artifacts (until TEAMS_LISTEN_AFTER_END_HOURS after it ended or was due to
-end), deleted when the meeting is cancelled and when the connection is removed (also on erasure) while its
-token works. A notification names the recording or transcript; a task reads its metadata and books it with
-`services.recordings_upsert` (copied to the hub's storage when the owner opted in). Attendance and the
-meeting's real start and end come from the attendance report, read after a recording or transcript arrives
-and once more when the hub stops listening.
-
-Live call events (kind `graph_call_events`) need what a delegated app cannot have: the hub app's own token in
-one tenant (MICROSOFT_APP_TENANT_ID, client credentials through msal, an admin's consent to
-OnlineMeetings.Read.All) and a certificate, since only rich notifications (encrypted to it) say what happened.
-With all of it set they are subscribed for organizers in that tenant and applied by the webhook handler
-(scheduling.teams_call_events); without it GET /api/v1/scheduling/providers/ lists them under `unavailable` with what is
-missing, and nothing is attempted. Call records (`communications/callRecords`, tenant-wide, application
-CallRecords.Read.All) are not used: the attendance report says the same per meeting.
-
-Every Graph request is one gateway attempt (one ProviderCall) in a task, never in a request or in the inbox's
-batch transaction. Everything here is idempotent: a task run twice renews instead of creating twice, a
-recording booked twice is one row, attendance intervals land on one row per join.
-"""
+"""Teams meeting subscriptions at Graph: which kinds, made, renewed, let lapse and deleted (see the package)."""
 
 import datetime as dt
 import logging
@@ -50,17 +16,14 @@ from integrations.oauth.services import missing_scopes
 from integrations.task_base import enqueue_on_commit
 from integrations.webhooks.graph import encryption_certificate, new_client_state, subscription_body
 
-from . import lifecycle
-from .calendars.times import parse_instant
-from .models import Meeting, MeetingAttendance, MeetingSubscription
-from .providers import teams
-from .teams_call_events import call_events_for, call_events_missing
+from ..calendars.times import parse_instant
+from ..models import Meeting, MeetingSubscription
+from ..providers import teams
+from .call_events import call_events_for, call_events_missing
 
 logger = logging.getLogger(__name__)
 
 PROVIDER = Meeting.Provider.TEAMS
-ATTENDANCE_SCOPES = ("OnlineMeetingArtifact.Read.All",)
-JOIN_SNAP = dt.timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -132,14 +95,14 @@ def _meeting(meeting_id):
 
 def meeting_created(meeting):
     """A Teams meeting was just made: subscribe to its artifacts (a task) when the hub can receive them."""
-    from .tasks import teams_subscribe_task
+    from ..tasks import teams_subscribe_task
 
     if meeting.external_uuid and notification_url() and wanted_kinds(meeting.connection):
         enqueue_on_commit(teams_subscribe_task, meeting.pk)
 
 
 def meeting_cancelled(meeting):
-    from .tasks import teams_unsubscribe_task
+    from ..tasks import teams_unsubscribe_task
 
     if MeetingSubscription.objects.filter(meeting=meeting, status=MeetingSubscription.Status.ACTIVE).exists():
         enqueue_on_commit(teams_unsubscribe_task, meeting.pk)
@@ -261,7 +224,7 @@ def subscriptions_renew_due(*, now=None):
     """Beat: renew what lapses within TEAMS_SUBSCRIPTION_RENEW_BEFORE_HOURS while its meeting may still produce
     artifacts; let the rest lapse (marked ended) and read the final attendance of those meetings; subscribe the
     meetings that could have a subscription now but hold none."""
-    from .tasks import teams_attendance_task, teams_subscribe_task
+    from ..tasks import teams_attendance_task, teams_subscribe_task
 
     now = now or timezone.now()
     horizon = now + dt.timedelta(hours=settings.TEAMS_SUBSCRIPTION_RENEW_BEFORE_HOURS)
@@ -336,101 +299,3 @@ def teams_unsubscribe_connection(connection):
         except ProviderError:
             # The connection is going either way; Graph drops a subscription whose token stops working.
             logger.warning("teams subscription delete failed", extra={"meeting": meeting_id}, exc_info=True)
-
-
-# --- What notifications lead to (task bodies) -----------------------------------------------------------------
-
-
-def artifact_book(*, meeting_id, kind, artifact_id):
-    """A recording or transcript became available: read its metadata and book it (a repeat changes nothing)."""
-    from . import services
-    from .tasks import teams_attendance_task
-
-    meeting = _meeting(meeting_id)
-    spec = KINDS.get(kind) if kind in ARTIFACT_KINDS else None
-    if meeting is None or spec is None or not meeting.external_uuid:
-        return "skipped"
-    if not granted(meeting.connection, spec.scopes):
-        return "not_granted"
-    file = teams.artifact_get(
-        conn=meeting.connection, online_id=meeting.external_uuid, kind=spec.collection, artifact_id=artifact_id
-    )
-    if file is None:
-        return "gone"
-    services.recordings_upsert(meeting=meeting, files=[file])
-    # An artifact exists only after the call ended: its attendance report is ready too.
-    enqueue_on_commit(teams_attendance_task, meeting.pk)
-    return "booked"
-
-
-def artifacts_catch_up(*, meeting_id):
-    """Graph says notifications were missed: list the meeting's recordings and transcripts and book them, and
-    read its attendance report again (what missed call events would have said)."""
-    from . import services
-    from .tasks import teams_attendance_task
-
-    meeting = _meeting(meeting_id)
-    if meeting is None or not meeting.external_uuid:
-        return 0
-    conn = meeting.connection
-    enqueue_on_commit(teams_attendance_task, meeting.pk)
-    if not granted(conn, teams.RECORDING_SCOPES):
-        return 0
-    files = teams.recordings_list(
-        conn=conn, online_id=meeting.external_uuid, transcripts=granted(conn, teams.TRANSCRIPT_SCOPES)
-    )
-    services.recordings_upsert(meeting=meeting, files=files)
-    return len(files)
-
-
-def _instant(value):
-    return parse_instant(value) if value else None
-
-
-def _report_join(meeting, key, joined):
-    """A report's join time, snapped to a live roster join of the same person within JOIN_SNAP (the two sources
-    stamp the same join a moment apart; one stretch must stay one row)."""
-    if joined is None:
-        return None
-    near = (
-        MeetingAttendance.objects.filter(
-            meeting=meeting, participant_key=key[:255], joined_at__range=(joined - JOIN_SNAP, joined + JOIN_SNAP)
-        )
-        .order_by("joined_at")
-        .first()
-    )
-    return near.joined_at if near else joined
-
-
-def attendance_fetch(*, meeting_id):
-    """Read the meeting's attendance reports: its real start and end, and every join/leave interval.
-
-    Idempotent and order-free: the state machine takes the report's own times (an ended meeting is not
-    reopened by an older start), and each interval lands on the attendance row of its join time.
-    """
-    meeting = _meeting(meeting_id)
-    if meeting is None or not meeting.external_uuid:
-        return "skipped"
-    if not granted(meeting.connection, ATTENDANCE_SCOPES):
-        return "not_granted"
-    reports = teams.attendance_reports(conn=meeting.connection, online_id=meeting.external_uuid)
-    reports.sort(key=lambda r: r.meeting_start or "")
-    with transaction.atomic():
-        for report in reports:
-            started, ended = _instant(report.meeting_start), _instant(report.meeting_end)
-            if started:
-                lifecycle.meeting_moved(
-                    meeting=meeting, status=Meeting.Status.STARTED, occurred_at=started, when=started
-                )
-            if ended:
-                lifecycle.meeting_moved(meeting=meeting, status=Meeting.Status.ENDED, occurred_at=ended, when=ended)
-            for interval in report.intervals:
-                lifecycle.attendance_record(
-                    meeting=meeting,
-                    key=interval.key,
-                    email=interval.email,
-                    name=interval.name,
-                    joined_at=_report_join(meeting, interval.key, _instant(interval.joined_at)),
-                    left_at=_instant(interval.left_at),
-                )
-    return f"{len(reports)} reports"

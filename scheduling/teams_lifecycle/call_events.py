@@ -1,6 +1,6 @@
 """Live Teams call events (Graph's meetingCallEvents): when the hub may subscribe to them, and what one does.
 
-They need what a delegated app cannot have (scheduling.teams_lifecycle subscribes with the hub app's own token
+They need what a delegated app cannot have (teams_lifecycle.subscriptions subscribes with the hub app's own token
 in MICROSOFT_APP_TENANT_ID, and Graph encrypts each event to TEAMS_CALL_EVENTS_CERTIFICATE; the webhook
 decrypts it). Applied in the inbox handler, with no provider call: the event says what happened and when.
 """
@@ -10,9 +10,9 @@ from django.db.models import Q
 
 from integrations.task_base import enqueue_on_commit
 
-from . import lifecycle
-from .calendars.times import parse_instant
-from .models import Meeting, MeetingAttendance
+from .. import lifecycle
+from ..calendars.times import parse_instant
+from ..models import Meeting, MeetingAttendance
 
 CALL_EVENT_SETTINGS = ("MICROSOFT_APP_TENANT_ID", "TEAMS_CALL_EVENTS_CERTIFICATE", "TEAMS_CALL_EVENTS_PRIVATE_KEY")
 
@@ -62,7 +62,7 @@ def call_event_apply(*, meeting, resource):
     own time; rosterUpdated books joins and leaves keyed by the participant's Graph identity id. Roster updates
     repeat people already present, and deliveries come twice or out of order: a join or leave inside a stretch
     already booked changes nothing, a leave before its join waits in a row its join fills."""
-    from .tasks import teams_attendance_task
+    from ..tasks import teams_attendance_task
 
     kind, when = resource.get("eventType"), _instant(resource.get("eventDateTime"))
     if when is None:
