@@ -56,6 +56,8 @@ urlpatterns = [
     # Calendar push: Google channels (headers only) and Graph subscriptions (validation handshake first).
     path("webhooks/google-calendar/", scheduling_webhooks.google_calendar_webhook, name="google-calendar-webhook"),
     path("webhooks/outlook-calendar/", scheduling_webhooks.outlook_calendar_webhook, name="outlook-calendar-webhook"),
+    # Teams meeting recordings/transcripts (Graph subscriptions per meeting; validation handshake first).
+    path("webhooks/teams/", scheduling_webhooks.teams_webhook, name="teams-webhook"),
     # The webhook inbox: POST /webhooks/<provider>/ for each registered verifier.
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),

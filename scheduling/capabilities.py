@@ -24,7 +24,20 @@ ZOOM = frozenset(
 GOOGLE_MEET = frozenset({"participants", "cloud_recordings", "transcripts"})
 # Graph: event attendees; the onlineMeeting's lobbyBypassSettings and recordAutomatically. Breakout rooms and
 # mute-on-entry have no Graph API.
-TEAMS = frozenset({"participants", "waiting_room", "auto_recording", "cloud_recordings", "transcripts"})
+# Lifecycle (scheduling.teams_lifecycle): Graph notifies a delegated app of a meeting's recordings and transcripts
+# (recording_webhooks); who joined and left, and the call's real start and end, come from its attendance report
+# after the call (attendance). Live call events are Graph's meetingCallEvents: application permission only.
+TEAMS = frozenset(
+    {
+        "participants",
+        "waiting_room",
+        "auto_recording",
+        "cloud_recordings",
+        "transcripts",
+        "recording_webhooks",
+        "attendance",
+    }
+)
 WEBEX = frozenset(
     {
         "participants",
@@ -51,7 +64,12 @@ PROVIDERS = {
         "available": True,
         "capabilities": TEAMS,
         "oauth": "microsoft_oauth",
-        "needs_grant": {"cloud_recordings": "meeting_records", "transcripts": "meeting_records"},
+        "needs_grant": {
+            "cloud_recordings": "meeting_records",
+            "transcripts": "meeting_records",
+            "recording_webhooks": "meeting_records",
+            "attendance": "meeting_attendance",
+        },
     },
     "webex": {"registry": "webex", "available": True, "capabilities": WEBEX, "oauth": "webex", "needs_grant": {}},
 }
@@ -66,3 +84,31 @@ REQUESTED = {
     # Recording to the host's own computer is Zoom's alone; the others record to their cloud.
     "local_recording": lambda data: (data.get("settings") or {}).get("auto_recording") == "local",
 }
+
+# What live Teams call events need (scheduling.teams_lifecycle); the hub offers them only once configured.
+TEAMS_CALL_EVENTS_NEED = (
+    "Live call started/ended and participant joined/left events are Graph's meetingCallEvents notifications: "
+    "application permission OnlineMeetings.Read.All with admin consent in one tenant (MICROSOFT_APP_TENANT_ID), "
+    "and a certificate Graph encrypts them to (TEAMS_CALL_EVENTS_CERTIFICATE, TEAMS_CALL_EVENTS_PRIVATE_KEY). "
+    "Without them attendance and the real start and end are read from the attendance report after the call "
+    "(capability 'attendance')."
+)
+
+
+def unavailable(provider):
+    """Capabilities the provider has that the hub does not offer as configured: {capability: what it needs}."""
+    if provider == "teams":
+        from .teams_lifecycle import call_events_missing
+
+        missing = call_events_missing()
+        if missing:
+            return {"lifecycle_webhooks": f"{TEAMS_CALL_EVENTS_NEED} Not set: {', '.join(missing)}."}
+    return {}
+
+
+def offered(provider):
+    """The provider's capabilities through the hub as configured now."""
+    found = set(PROVIDERS[provider]["capabilities"])
+    if provider == "teams" and not unavailable(provider):
+        found.add("lifecycle_webhooks")  # for organizers in MICROSOFT_APP_TENANT_ID
+    return found

@@ -20,6 +20,7 @@ from .models import (
     SchedulingPreference,
 )
 from .recordings import storage_prefix_for
+from .teams_lifecycle import subscriptions_close_for_owner
 
 
 def export_scheduling(user, out):
@@ -81,6 +82,8 @@ def _erase_recording_copies(user):
 
 def erase_scheduling(user, report):
     report.provider("scheduling.recording_copies_deleted", _erase_recording_copies(user))
+    # Teams meeting subscriptions the disconnect hooks did not reach (live call events use the app's own token).
+    report.provider("scheduling.teams_subscriptions_deleted", subscriptions_close_for_owner(user))
     # Local copies only: the events live in the user's own Google/Microsoft account (the connection's
     # disconnect hook closes the push channels while its tokens still work).
     report.count("scheduling.CalendarEvent", CalendarEvent.objects.filter(calendar__owner=user).delete()[0])

@@ -154,6 +154,10 @@ class ProviderSerializer(serializers.Serializer):
     configured = serializers.BooleanField()
     missing = serializers.ListField(child=serializers.CharField())
     capabilities = serializers.ListField(child=serializers.CharField())
+    unavailable = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="Capabilities the provider has that the hub does not offer as configured, with what they need.",
+    )
 
 
 # --- Availability ------------------------------------------------------------------

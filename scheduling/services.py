@@ -19,7 +19,7 @@ from integrations.models import Connection
 from integrations.oauth.config import by_registry_name
 from integrations.states import transition
 
-from . import capabilities
+from . import capabilities, teams_lifecycle
 from .models import Meeting, MeetingParticipant, MeetingRecording
 from .providers import google_meet, teams, webex, zoom
 from .providers.common import MeetingSpec
@@ -300,6 +300,8 @@ def meeting_create(
             )
             participant.registrant_id, participant.join_url = reg.id, reg.join_url
             participant.save(update_fields=["registrant_id", "join_url"])
+    if provider == "teams":
+        teams_lifecycle.meeting_created(meeting)
     return meeting
 
 
@@ -363,6 +365,8 @@ def meeting_cancel(*, meeting, notify=True):
     else:
         webex.meeting_cancel(conn=conn, external_id=meeting.external_id, notify=notify)
     transition(Meeting, meeting.pk, Meeting.Status.CANCELLED)
+    if meeting.provider == "teams":
+        teams_lifecycle.meeting_cancelled(meeting)
     meeting.refresh_from_db()
     return meeting
 

@@ -48,3 +48,48 @@ def recording_copy(self, recording_id):
 
 
 outbox.register(MeetingRecording, recording_copy, due_states=(MeetingRecording.Copy.QUEUED,))
+
+
+# --- Teams lifecycle (scheduling.teams_lifecycle): Graph subscriptions per meeting, artifacts, attendance -------
+
+
+@shared_task(bind=True, base=ProviderTask, provider="teams", name="scheduling.teams_subscribe", ignore_result=True)
+def teams_subscribe_task(self, meeting_id):
+    from .teams_lifecycle import meeting_subscribe
+
+    meeting_subscribe(meeting_id=meeting_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="teams", name="scheduling.teams_unsubscribe", ignore_result=True)
+def teams_unsubscribe_task(self, meeting_id):
+    from .teams_lifecycle import meeting_unsubscribe
+
+    meeting_unsubscribe(meeting_id=meeting_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="teams", name="scheduling.teams_artifact", ignore_result=True)
+def teams_artifact_task(self, meeting_id, kind, artifact_id):
+    from .teams_lifecycle import artifact_book
+
+    return artifact_book(meeting_id=meeting_id, kind=kind, artifact_id=artifact_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="teams", name="scheduling.teams_catch_up", ignore_result=True)
+def teams_catch_up_task(self, meeting_id):
+    from .teams_lifecycle import artifacts_catch_up
+
+    artifacts_catch_up(meeting_id=meeting_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="teams", name="scheduling.teams_attendance", ignore_result=True)
+def teams_attendance_task(self, meeting_id):
+    from .teams_lifecycle import attendance_fetch
+
+    return attendance_fetch(meeting_id=meeting_id)
+
+
+@shared_task(name="scheduling.teams_subscriptions_renew_due", ignore_result=True)
+def teams_subscriptions_renew_due():
+    from .teams_lifecycle import subscriptions_renew_due
+
+    return subscriptions_renew_due()

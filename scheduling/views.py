@@ -42,9 +42,10 @@ class ProviderListView(APIView):
                     "available": spec["available"],
                     "configured": spec["available"] and not missing,
                     "missing": missing,
-                    "capabilities": sorted(spec["capabilities"]),
+                    "capabilities": sorted(capabilities.offered(name)),
                     "connection": by_registry_name(spec["oauth"]).key if spec["oauth"] else None,
                     "needs_grant": spec["needs_grant"],
+                    "unavailable": capabilities.unavailable(name),
                 }
             )
         return Response(ProviderSerializer(rows, many=True).data)

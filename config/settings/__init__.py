@@ -26,6 +26,7 @@ from .privacy import *  # noqa: F403
 from .scheduling import *  # noqa: F403
 from .security import *  # noqa: F403
 from .storage import *  # noqa: F403
+from .teams import *  # noqa: F403
 from .travel import *  # noqa: F403
 
 # The gateway's tables, with the *_JSON environment overrides merged over every

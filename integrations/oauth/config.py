@@ -161,6 +161,8 @@ register(
             # A Teams meeting is an event with isOnlineMeeting (it sends the invitations); its lobby is the onlineMeeting.
             "meetings": ("OnlineMeetings.ReadWrite", "Calendars.ReadWrite"),
             "meeting_records": ("OnlineMeetingRecording.Read.All", "OnlineMeetingTranscript.Read.All"),
+            # Teams attendance reports (who joined and left when; the call's real start and end).
+            "meeting_attendance": ("OnlineMeetingArtifact.Read.All",),
         },
         scope_prefixes=("https://graph.microsoft.com/",),
     )

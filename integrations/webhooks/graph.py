@@ -57,7 +57,9 @@ Usage (one subclass per notification URL):
     @webhook_handler("outlook", *lifecycle_types("outlook"))       # outlook.reauthorizationRequired / ...
 """
 
+import base64
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -109,6 +111,46 @@ def subscription_body(*, resource, notification_url, client_state, expires_at, c
         "expirationDateTime": expires_at.isoformat(),
         "clientState": client_state,
     }
+
+
+def encryption_certificate(certificate_pem):
+    """(encryptionCertificate, encryptionCertificateId) for a subscription with resource data: the X.509
+    certificate as base64 DER (public key only) and an id naming it (its SHA-1 thumbprint), so a notification
+    says which key decrypts it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    cert = x509.load_pem_x509_certificate(certificate_pem.encode())
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return base64.b64encode(der).decode(), "hub-" + cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - Graph's id
+
+
+def decrypt_resource_data(encrypted, private_key_pem):
+    """The resource of a rich notification's `encryptedContent`, as Graph documents it (change notifications
+    with resource data): the data key is RSA-OAEP (SHA-1) under our certificate; the data is checked against
+    `dataSignature` (HMAC-SHA256 with that key) before it is decrypted (AES-CBC, PKCS7, the IV being the key's
+    first 16 bytes). ValueError when any step fails: nothing undecrypted or tampered is ever parsed."""
+    from cryptography.hazmat.primitives import hashes, padding, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding as asymmetric
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    try:
+        private_key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+        oaep = asymmetric.OAEP(mgf=asymmetric.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
+        key = private_key.decrypt(base64.b64decode(encrypted["dataKey"]), oaep)
+        data = base64.b64decode(encrypted["data"])
+        expected = base64.b64encode(hmac.new(key, data, hashlib.sha256).digest()).decode()
+        if not signatures_match(expected, encrypted.get("dataSignature") or ""):
+            raise ValueError("dataSignature does not match the data")
+        decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+        unpadder = padding.PKCS7(128).unpadder()
+        plain = unpadder.update(decryptor.update(data) + decryptor.finalize()) + unpadder.finalize()
+        resource = json.loads(plain)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"undecryptable resource data: {exc}") from exc
+    if not isinstance(resource, dict):
+        raise ValueError("the resource data is not a JSON object")
+    return resource
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,19 @@ GRAPH_API_BASE: it carries the user's token.
 
 import datetime as dt
 import functools
+import hashlib
+from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
 
 from integrations import gateway, oauth
 from integrations.errors import DomainError, PermanentError, error_from_http
+from integrations.fields import decrypt_str, encrypt_str
+from integrations.oauth.config import by_registry_name
 from integrations.providers import HttpxAdapter, graph_base
 
 from .common import ProviderMeeting, RecordingFile
@@ -210,42 +218,206 @@ def _content_url(link):
     return link[len(base()) :]
 
 
+def _content_link(online_id, kind, item, field):
+    """The item's content URL on the hub's Graph base (Graph may answer one relative to its root, or none)."""
+    link = item.get(field) or ""
+    if link.startswith(base() + "/"):
+        return link
+    return f"{base()}/me/onlineMeetings/{online_id}/{kind}/{item['id']}/content"
+
+
+def _recording_file(online_id, r):
+    return RecordingFile(
+        id=r["id"],
+        file_type="MP4",
+        recording_type="recording",
+        size_bytes=0,
+        download_url=_content_link(online_id, "recordings", r, "recordingContentUrl"),
+        recording_start=r.get("createdDateTime") or "",
+        recording_end=r.get("endDateTime") or "",
+    )
+
+
+def _transcript_file(online_id, t):
+    return RecordingFile(
+        id=t["id"],
+        file_type="VTT",
+        recording_type="transcript",
+        size_bytes=0,
+        download_url=_content_link(online_id, "transcripts", t, "transcriptContentUrl") + "?$format=text/vtt",
+        recording_start=t.get("createdDateTime") or "",
+        recording_end=t.get("endDateTime") or "",
+    )
+
+
 def recordings_list(*, conn, online_id, transcripts=True):
     """Recordings (and transcripts, where the grant allows) of the meeting's Teams onlineMeeting."""
-    files = []
     page = _json(_call(conn, "recordings.list", "GET", f"/me/onlineMeetings/{online_id}/recordings"))
-    for r in page.get("value") or []:
-        files.append(
-            RecordingFile(
-                id=r["id"],
-                file_type="MP4",
-                recording_type="recording",
-                size_bytes=0,
-                download_url=r.get("recordingContentUrl")
-                or f"{base()}/me/onlineMeetings/{online_id}/recordings/{r['id']}/content",
-                recording_start=r.get("createdDateTime", ""),
-                recording_end=r.get("endDateTime", ""),
-            )
-        )
+    files = [_recording_file(online_id, r) for r in page.get("value") or []]
     if transcripts:
         page = _json(_call(conn, "transcripts.list", "GET", f"/me/onlineMeetings/{online_id}/transcripts"))
-        for t in page.get("value") or []:
-            files.append(
-                RecordingFile(
-                    id=t["id"],
-                    file_type="VTT",
-                    recording_type="transcript",
-                    size_bytes=0,
-                    download_url=(
-                        t.get("transcriptContentUrl")
-                        or f"{base()}/me/onlineMeetings/{online_id}/transcripts/{t['id']}/content"
-                    )
-                    + "?$format=text/vtt",
-                    recording_start=t.get("createdDateTime", ""),
-                    recording_end=t.get("endDateTime", ""),
-                )
-            )
+        files += [_transcript_file(online_id, t) for t in page.get("value") or []]
     return files
+
+
+def artifact_get(*, conn, online_id, kind, artifact_id):
+    """One recording or transcript's metadata (what a change notification names), or None when it is gone."""
+    path = f"/me/onlineMeetings/{online_id}/{kind}/{quote(artifact_id, safe='=')}"
+    try:
+        item = _json(_call(conn, f"{kind[:-1]}.get", "GET", path))
+    except PermanentError as exc:
+        if exc.http_status == 404:
+            return None
+        raise
+    return _recording_file(online_id, item) if kind == "recordings" else _transcript_file(online_id, item)
+
+
+@dataclass(frozen=True)
+class AttendanceInterval:
+    key: str
+    email: str
+    name: str
+    joined_at: str
+    left_at: str
+
+
+@dataclass(frozen=True)
+class AttendanceReport:
+    id: str
+    meeting_start: str
+    meeting_end: str
+    intervals: tuple
+
+
+def _identity_key(record):
+    identity = record.get("identity") or {}
+    return identity.get("id") or record.get("emailAddress") or identity.get("displayName") or ""
+
+
+def attendance_reports(*, conn, online_id):
+    """The meeting's attendance reports (one per occurrence of the call), each with every join/leave interval.
+
+    Graph builds a report once the call ends; a meeting never held has none. Records are read in line
+    (`$expand=attendanceRecords`), following Graph's next links.
+    """
+    page = _json(_call(conn, "attendanceReports.list", "GET", f"/me/onlineMeetings/{online_id}/attendanceReports"))
+    reports = []
+    for summary in page.get("value") or []:
+        path = f"/me/onlineMeetings/{online_id}/attendanceReports/{summary['id']}"
+        report = _json(_call(conn, "attendanceReport.get", "GET", path, params={"$expand": "attendanceRecords"}))
+        records = list(report.get("attendanceRecords") or [])
+        link = report.get("attendanceRecords@odata.nextLink")
+        while link:
+            more = _json(_call(conn, "attendanceRecords.list", "GET", _content_url(link)))
+            records += more.get("value") or []
+            link = more.get("@odata.nextLink")
+        intervals = []
+        for record in records:
+            key = _identity_key(record)
+            name = (record.get("identity") or {}).get("displayName") or ""
+            for interval in record.get("attendanceIntervals") or []:
+                intervals.append(
+                    AttendanceInterval(
+                        key=key,
+                        email=record.get("emailAddress") or "",
+                        name=name,
+                        joined_at=interval.get("joinDateTime") or "",
+                        left_at=interval.get("leaveDateTime") or "",
+                    )
+                )
+        reports.append(
+            AttendanceReport(
+                id=summary["id"],
+                meeting_start=report.get("meetingStartDateTime") or summary.get("meetingStartDateTime") or "",
+                meeting_end=report.get("meetingEndDateTime") or summary.get("meetingEndDateTime") or "",
+                intervals=tuple(intervals),
+            )
+        )
+    return reports
+
+
+# --- Change-notification subscriptions (scheduling.teams_lifecycle) -----------------------------------------
+# Per meeting, with the organizer's delegated token (recordings, transcripts), or with the hub app's own token
+# in MICROSOFT_APP_TENANT_ID (meetingCallEvents: application permission only, on Graph's beta endpoint).
+
+
+def beta_base():
+    return base().rsplit("/", 1)[0] + "/beta"
+
+
+def app_token(*, tenant):
+    """The hub app's client-credentials token in `tenant`, kept (encrypted) in the cache until 5 minutes before
+    it expires: the token request is one call on microsoft_oauth, not one per Graph request."""
+    key = "teams:app-token:" + hashlib.sha256(f"{tenant}:{settings.MICROSOFT_CLIENT_ID}".encode()).hexdigest()[:32]
+    cached = cache.get(key)
+    if cached:
+        return decrypt_str(cached)
+    config = by_registry_name("microsoft_oauth")
+    tokens = config.client().app_token(config, tenant=tenant)
+    ttl = int((tokens.expires_at - timezone.now()).total_seconds()) - 300 if tokens.expires_at else 0
+    if ttl > 0:
+        cache.set(key, encrypt_str(tokens.access_token), ttl)
+    return tokens.access_token
+
+
+def _app_call(operation, method, path, *, tenant, **kwargs):
+    token = app_token(tenant=tenant)
+    with TEAMS.attempt(operation, scope=f"app:{tenant}") as att:
+        request = _client().build_request(
+            method,
+            beta_base() + path,
+            timeout=gateway.timeout_for(PROVIDER),
+            headers={"Authorization": f"Bearer {token}"},
+            **kwargs,
+        )
+        response = _client().send(request)
+        att.record(
+            http_status=response.status_code, request_id=response.headers.get("request-id"), units={"requests": 1}
+        )
+        if response.status_code >= 400:
+            raise _error(response)
+    return response
+
+
+def _subscription_call(conn, tenant, operation, method, path, **kwargs):
+    if tenant:
+        return _app_call(operation, method, path, tenant=tenant, **kwargs)
+    return _call(conn, operation, method, path, **kwargs)
+
+
+def subscription_create(conn, *, body, tenant=None):
+    """POST /subscriptions (the organizer's token, or the app's in `tenant`); (id, expiry Graph granted)."""
+    answer = _json(_subscription_call(conn, tenant, "subscription.create", "POST", "/subscriptions", json=body))
+    return answer["id"], answer.get("expirationDateTime") or body["expirationDateTime"]
+
+
+def subscription_renew(conn, subscription_id, *, expires_at, tenant=None):
+    """The new expiry, or None when Graph no longer has the subscription (make a new one)."""
+    try:
+        answer = _json(
+            _subscription_call(
+                conn,
+                tenant,
+                "subscription.renew",
+                "PATCH",
+                f"/subscriptions/{subscription_id}",
+                json={"expirationDateTime": expires_at.isoformat()},
+            )
+        )
+    except PermanentError as exc:
+        if exc.http_status == 404:
+            return None
+        raise
+    return answer.get("expirationDateTime") or expires_at.isoformat()
+
+
+def subscription_delete(conn, subscription_id, *, tenant=None):
+    """Delete it at Graph; gone already is done."""
+    try:
+        _subscription_call(conn, tenant, "subscription.delete", "DELETE", f"/subscriptions/{subscription_id}")
+    except PermanentError as exc:
+        if exc.http_status != 404:
+            raise
 
 
 def recording_stream(*, conn, download_url):

@@ -5,20 +5,25 @@ Zoom and Webex apply events through `scheduling.lifecycle` (state with the event
 attendance stretches) and book recordings through `services.recordings_upsert`
 (copied to the hub's storage with the owner's opt-in, `scheduling.recordings`).
 
-Google Meet and Teams send no meeting lifecycle webhooks to a delegated app
-(Google's Workspace Events API delivers through a Pub/Sub topic; Graph's
-meetingCallEvents and callRecords notifications need application permissions);
-their recordings are read on demand.
+Teams (teams.py, POST /webhooks/teams/; scheduling.teams_lifecycle): Graph subscriptions per meeting on its
+recordings and transcripts with the organizer's delegated connection; attendance and the real start/end from
+the attendance report after the call. Graph's live meetingCallEvents need an application permission and
+encrypted rich notifications: subscribed with the hub app's own token only when MICROSOFT_APP_TENANT_ID and
+the TEAMS_CALL_EVENTS_* certificate are set. callRecords (application, tenant-wide) are not used.
+Google Meet's Workspace Events API delivers through a Pub/Sub topic; Meet recordings are read on demand.
 """
 
-from . import calendars, webex, zoom
+from . import calendars, teams, webex, zoom
 from .calendars import google_calendar_webhook, outlook_calendar_webhook
+from .teams import teams_webhook
 from .zoom import zoom_webhook
 
 __all__ = [
     "calendars",
     "google_calendar_webhook",
     "outlook_calendar_webhook",
+    "teams",
+    "teams_webhook",
     "webex",
     "zoom",
     "zoom_webhook",

@@ -20,6 +20,7 @@ WEBEX = "https://webexapis.test/v1"
 
 class FakeGraph:
     token = "eyJ-graph-token"
+    app_token = "eyJ-app-only-token"  # the hub app's client-credentials token (Teams call events, beta)
 
     def __init__(self):
         self.events = {}
@@ -29,25 +30,30 @@ class FakeGraph:
         self.requests = []
         self.fail_next = []
         self.cancelled = []
+        self.subscriptions = {}
+        self.attendance = {}
         self._ids = itertools.count(1)
 
     def routes(self, router):
-        router.route(url__startswith=GRAPH).mock(side_effect=self._handle)
+        router.route(url__startswith=GRAPH.removesuffix("/v1.0")).mock(side_effect=self._handle)
 
     def _handle(self, request):
         self.requests.append(request)
-        if request.headers.get("authorization") != f"Bearer {self.token}":
+        beta = request.url.path.startswith("/beta/")
+        if request.headers.get("authorization") != f"Bearer {self.app_token if beta else self.token}":
             return httpx.Response(401, json={"error": {"code": "InvalidAuthenticationToken", "message": "bad token"}})
         if self.fail_next:
             status, body, headers = self.fail_next.pop(0)
             return httpx.Response(status, json=body, headers=headers)
-        path = request.url.path.removeprefix("/v1.0")
+        path = request.url.path.removeprefix("/beta" if beta else "/v1.0")
         parts = path.strip("/").split("/")
         body = json.loads(request.content) if request.content else {}
         if parts[:2] == ["me", "events"]:
             return self._events(request, parts[2:], body)
         if parts[:2] == ["me", "onlineMeetings"]:
             return self._online(request, parts[2:], body)
+        if parts[0] == "subscriptions":
+            return self._subscriptions(request, parts[1:], body)
         return httpx.Response(404, json={"error": {"code": "NotFound", "message": path}})
 
     def _events(self, request, rest, body):
@@ -103,9 +109,38 @@ class FakeGraph:
             return httpx.Response(200, json={"value": self.recordings.get(oid, [])})
         if rest[1:] == ["transcripts"]:
             return httpx.Response(200, json={"value": self.transcripts.get(oid, [])})
+        if len(rest) == 3 and rest[1] in ("recordings", "transcripts") and request.method == "GET":
+            found = [r for r in getattr(self, rest[1]).get(oid, []) if r["id"] == unquote(rest[2])]
+            if not found:
+                return httpx.Response(404, json={"error": {"code": "NotFound", "message": "no such item"}})
+            return httpx.Response(200, json=found[0])
+        if rest[1:] == ["attendanceReports"]:
+            summaries = [{k: v for k, v in r.items() if k != "attendanceRecords"} for r in self.attendance.get(oid, [])]
+            return httpx.Response(200, json={"value": summaries})
+        if len(rest) == 3 and rest[1] == "attendanceReports":
+            found = [r for r in self.attendance.get(oid, []) if r["id"] == rest[2]]
+            if not found or request.url.params.get("$expand") != "attendanceRecords":
+                return httpx.Response(404, json={"error": {"code": "NotFound", "message": "no such report"}})
+            return httpx.Response(200, json=found[0])
         if len(rest) == 4 and rest[1] == "recordings" and rest[3] == "content":
             return httpx.Response(200, content=b"TEAMSMP4" * 100, headers={"content-type": "video/mp4"})
         return httpx.Response(404, json={"error": {"code": "NotFound", "message": "/".join(rest)}})
+
+    def _subscriptions(self, request, rest, body):
+        if not rest and request.method == "POST":
+            sid = f"sub-{next(self._ids)}"
+            self.subscriptions[sid] = {"id": sid, **body, "_endpoint": request.url.path.split("/")[1]}
+            return httpx.Response(201, json=self.subscriptions[sid])
+        sid = rest[0] if rest else ""
+        if sid not in self.subscriptions:
+            return httpx.Response(404, json={"error": {"code": "ResourceNotFound", "message": "no subscription"}})
+        if request.method == "PATCH":
+            self.subscriptions[sid].update(body)
+            return httpx.Response(200, json=self.subscriptions[sid])
+        if request.method == "DELETE":
+            del self.subscriptions[sid]
+            return httpx.Response(204)
+        return httpx.Response(405, json={"error": {"code": "MethodNotAllowed", "message": ""}})
 
     def record(self, oid):
         rid = f"rec-{oid}"

@@ -33,13 +33,16 @@ RESERVED = frozenset({"openid", "profile", "offline_access"})
 _http_caches = {}
 
 
-def _authority():
-    return f"{settings.MICROSOFT_AUTHORITY_HOST.rstrip('/')}/{settings.MICROSOFT_TENANT}"
+GRAPH_APP_SCOPE = "https://graph.microsoft.com/.default"
+
+
+def _authority(tenant=None):
+    return f"{settings.MICROSOFT_AUTHORITY_HOST.rstrip('/')}/{tenant or settings.MICROSOFT_TENANT}"
 
 
 class MicrosoftOAuth:
-    def app(self, config, session):
-        authority = _authority()
+    def app(self, config, session, tenant=None):
+        authority = _authority(tenant)
         cache = _http_caches.setdefault(authority, {})
         return msal.ConfidentialClientApplication(
             config.client_id,
@@ -56,12 +59,12 @@ class MicrosoftOAuth:
             token_cache=msal.TokenCache(),
         )
 
-    def _run(self, config, operation, owner, fn):
+    def _run(self, config, operation, owner, fn, tenant=None):
         """fn(app) inside one gateway attempt; the app is built inside it, as building it may fetch discovery."""
         session = recording()
         with gateway.attempt(config.provider, operation, owner=owner) as att:
             try:
-                result = fn(self.app(config, session))
+                result = fn(self.app(config, session, tenant))
             except ValueError as exc:
                 # msal raises ValueError for a discovery failure and for a callback that does not match the flow.
                 response = last_response(session)
@@ -146,3 +149,15 @@ class MicrosoftOAuth:
 
     def revoke(self, config, *, connection):
         return False
+
+    def app_token(self, config, *, tenant):
+        """A token of the hub's own app in `tenant` (client credentials), for the application permissions that
+        tenant's admin consented to. A named tenant only: "common" or "organizations" cannot issue one."""
+        result = self._run(
+            config,
+            "token.app_only",
+            None,
+            lambda app: app.acquire_token_for_client(scopes=[GRAPH_APP_SCOPE]),
+            tenant=tenant,
+        )
+        return TokenSet(access_token=result.get("access_token") or "", expires_at=expiry(result.get("expires_in")))

@@ -1,0 +1,301 @@
+"""Teams meeting subscriptions at Graph: which kinds, made, renewed, let lapse and deleted (see the package)."""
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from integrations.errors import PermanentError, ProviderError
+from integrations.oauth import on_disconnect
+from integrations.oauth.services import missing_scopes
+from integrations.task_base import enqueue_on_commit
+from integrations.webhooks.graph import encryption_certificate, new_client_state, subscription_body
+
+from ..calendars.times import parse_instant
+from ..models import Meeting, MeetingSubscription
+from ..providers import teams
+from .call_events import call_events_for, call_events_missing
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = Meeting.Provider.TEAMS
+
+
+@dataclass(frozen=True)
+class SubscriptionKind:
+    kind: str  # MeetingSubscription.kind
+    collection: str  # recordings / transcripts of the onlineMeeting; "" for call events
+    scopes: tuple  # the delegated scopes Graph needs for the subscription and the GET
+    change_type: str = "created"
+    app_only: bool = False
+
+    def resource(self, meeting):
+        if self.app_only:
+            # The join URL as the value of an OData function argument: URL-encoded once more (Graph's example).
+            return f"communications/onlineMeetings(joinWebUrl='{quote(meeting.join_url, safe='')}')/meetingCallEvents"
+        return f"communications/onlineMeetings/{meeting.external_uuid}/{self.collection}"
+
+
+CALL_EVENTS = "graph_call_events"
+KINDS = {
+    k.kind: k
+    for k in (
+        SubscriptionKind("graph_recordings", "recordings", teams.RECORDING_SCOPES),
+        SubscriptionKind("graph_transcripts", "transcripts", teams.TRANSCRIPT_SCOPES),
+        SubscriptionKind(CALL_EVENTS, "", (), change_type="updated", app_only=True),
+    )
+}
+ARTIFACT_KINDS = ("graph_recordings", "graph_transcripts")
+
+
+def notification_url():
+    """Where Graph delivers (it accepts only HTTPS); None when the hub has no public HTTPS address."""
+    if not settings.APP_URL.startswith("https://") or not settings.MICROSOFT_CLIENT_ID:
+        return None
+    return settings.APP_URL.rstrip("/") + reverse("teams-webhook")
+
+
+def _usable(conn):
+    return conn is not None and conn.status == "active"
+
+
+def granted(conn, scopes):
+    return _usable(conn) and not missing_scopes(conn, list(scopes))
+
+
+def wanted_kinds(conn):
+    """What this organizer's meetings may subscribe to: artifacts as their grant allows, call events when the
+    hub holds the application permission for their tenant. Nothing is attempted without it."""
+    return [k for k in KINDS.values() if (call_events_for(conn) if k.app_only else granted(conn, k.scopes))]
+
+
+def _end_of(meeting):
+    return meeting.ended_at or meeting.start_time + dt.timedelta(minutes=meeting.duration_minutes)
+
+
+def listening(meeting, now=None):
+    """Whether the meeting may still produce artifacts: not cancelled, and not long past its end."""
+    if meeting.status == Meeting.Status.CANCELLED:
+        return False
+    after = dt.timedelta(hours=settings.TEAMS_LISTEN_AFTER_END_HOURS)
+    return (now or timezone.now()) < _end_of(meeting) + after
+
+
+def _meeting(meeting_id):
+    return Meeting.objects.select_related("connection", "owner").filter(pk=meeting_id, provider=PROVIDER).first()
+
+
+# --- The service side: what meeting_create / meeting_cancel / the beat call ---------------------------------
+
+
+def meeting_created(meeting):
+    """A Teams meeting was just made: subscribe to its artifacts (a task) when the hub can receive them."""
+    from ..tasks import teams_subscribe_task
+
+    if meeting.external_uuid and notification_url() and wanted_kinds(meeting.connection):
+        enqueue_on_commit(teams_subscribe_task, meeting.pk)
+
+
+def meeting_cancelled(meeting):
+    from ..tasks import teams_unsubscribe_task
+
+    if MeetingSubscription.objects.filter(meeting=meeting, status=MeetingSubscription.Status.ACTIVE).exists():
+        enqueue_on_commit(teams_unsubscribe_task, meeting.pk)
+
+
+def _store(meeting, kind, old, **values):
+    """Save the subscription Graph just made; False when another run stored one first (ours is then surplus)."""
+    if old is None:
+        try:
+            with transaction.atomic():
+                MeetingSubscription.objects.create(meeting=meeting, kind=kind, provider=PROVIDER, **values)
+            return True
+        except IntegrityError:
+            return False
+    # Conditional on the id we read: a concurrent run that replaced it wins, and ours is deleted.
+    moved = MeetingSubscription.objects.filter(pk=old.pk, external_id=old.external_id).update(
+        updated_at=timezone.now(), **values
+    )
+    return bool(moved)
+
+
+def _subscription_body(meeting, kind, url, client_state, expires_at):
+    body = subscription_body(
+        resource=kind.resource(meeting),
+        notification_url=url,
+        client_state=client_state,
+        expires_at=expires_at.astimezone(dt.UTC),
+        change_type=kind.change_type,
+    )
+    if kind.app_only:
+        # Basic notifications of call events carry nothing but an id Graph offers no API for: only rich
+        # (encrypted) ones say what happened, so Graph encrypts them to the hub's certificate.
+        certificate, certificate_id = encryption_certificate(settings.TEAMS_CALL_EVENTS_CERTIFICATE)
+        body.update(includeResourceData=True, encryptionCertificate=certificate, encryptionCertificateId=certificate_id)
+    return body
+
+
+def _subscribe_one(meeting, conn, kind, url, now):
+    row = MeetingSubscription.objects.filter(meeting=meeting, kind=kind.kind).first()
+    expires_at = now + dt.timedelta(minutes=settings.TEAMS_SUBSCRIPTION_MINUTES)
+    tenant = settings.MICROSOFT_APP_TENANT_ID if kind.app_only else None
+    if row is not None and row.external_id and row.status == MeetingSubscription.Status.ACTIVE:
+        renewed = teams.subscription_renew(conn, row.external_id, expires_at=expires_at, tenant=tenant)
+        if renewed is not None:
+            MeetingSubscription.objects.filter(pk=row.pk).update(
+                expires_at=parse_instant(renewed), last_error="", updated_at=timezone.now()
+            )
+            return "renewed"
+    client_state = new_client_state()
+    body = _subscription_body(meeting, kind, url, client_state, expires_at)
+    resource = body["resource"]
+    try:
+        subscription_id, granted_until = teams.subscription_create(conn, body=body, tenant=tenant)
+    except PermanentError as exc:
+        # Graph refused (no Teams licence, no consent, a meeting it no longer has): said on the row, not retried.
+        values = {"status": MeetingSubscription.Status.FAILED, "last_error": str(exc)[:2000], "resource": resource}
+        if row is None:
+            MeetingSubscription.objects.get_or_create(
+                meeting=meeting, kind=kind.kind, defaults={"provider": PROVIDER, **values}
+            )
+        else:
+            MeetingSubscription.objects.filter(pk=row.pk).update(updated_at=timezone.now(), **values)
+        return "failed"
+    stored = _store(
+        meeting,
+        kind.kind,
+        row,
+        external_id=subscription_id,
+        resource=resource,
+        status=MeetingSubscription.Status.ACTIVE,
+        expires_at=parse_instant(granted_until),
+        client_state=client_state,
+        last_error="",
+        raw={"resource": resource, "changeType": kind.change_type, "notificationUrl": url, "app_only": kind.app_only},
+    )
+    if not stored:
+        teams.subscription_delete(conn, subscription_id, tenant=tenant)
+        return "surplus"
+    return "created"
+
+
+def meeting_subscribe(*, meeting_id, now=None):
+    """Task body: make (or renew) the meeting's artifact subscriptions. {kind: outcome}."""
+    meeting = _meeting(meeting_id)
+    url = notification_url()
+    now = now or timezone.now()
+    if meeting is None or not meeting.external_uuid or not url or not listening(meeting, now):
+        return {}
+    conn = meeting.connection
+    kinds = wanted_kinds(conn)
+    # A kind no longer wanted (a grant or the app permission withdrawn) lapses at Graph: stop renewing it.
+    MeetingSubscription.objects.filter(
+        meeting=meeting, status=MeetingSubscription.Status.ACTIVE, expires_at__lt=now
+    ).exclude(kind__in=[k.kind for k in kinds]).update(status=MeetingSubscription.Status.ENDED, updated_at=now)
+    return {kind.kind: _subscribe_one(meeting, conn, kind, url, now) for kind in kinds}
+
+
+def meeting_unsubscribe(*, meeting_id):
+    """Task body (and the disconnect hook): delete the meeting's subscriptions at Graph while the token works."""
+    meeting = _meeting(meeting_id)
+    if meeting is None:
+        return 0
+    rows = MeetingSubscription.objects.filter(meeting=meeting, status=MeetingSubscription.Status.ACTIVE)
+    done = 0
+    for row in rows:
+        if row.external_id and KINDS.get(row.kind, KINDS[ARTIFACT_KINDS[0]]).app_only:
+            if not call_events_missing():  # the app's own token works whatever became of the connection
+                teams.subscription_delete(None, row.external_id, tenant=settings.MICROSOFT_APP_TENANT_ID)
+        elif row.external_id and _usable(meeting.connection):
+            teams.subscription_delete(meeting.connection, row.external_id)
+        MeetingSubscription.objects.filter(pk=row.pk).update(
+            status=MeetingSubscription.Status.ENDED, updated_at=timezone.now()
+        )
+        done += 1
+    return done
+
+
+def subscriptions_renew_due(*, now=None):
+    """Beat: renew what lapses within TEAMS_SUBSCRIPTION_RENEW_BEFORE_HOURS while its meeting may still produce
+    artifacts; let the rest lapse (marked ended) and read the final attendance of those meetings; subscribe the
+    meetings that could have a subscription now but hold none."""
+    from ..tasks import teams_attendance_task, teams_subscribe_task
+
+    now = now or timezone.now()
+    horizon = now + dt.timedelta(hours=settings.TEAMS_SUBSCRIPTION_RENEW_BEFORE_HOURS)
+    due = MeetingSubscription.objects.filter(
+        provider=PROVIDER, status=MeetingSubscription.Status.ACTIVE, expires_at__lt=horizon
+    ).select_related("meeting")
+    renew, finished = set(), set()
+    for sub in due:
+        if listening(sub.meeting, now):
+            renew.add(sub.meeting_id)
+        else:
+            MeetingSubscription.objects.filter(pk=sub.pk).update(
+                status=MeetingSubscription.Status.ENDED, updated_at=now
+            )
+            if sub.meeting.status != Meeting.Status.CANCELLED:
+                finished.add(sub.meeting_id)
+    new = _unsubscribed(now) - renew
+    for meeting_id in sorted(renew | new):
+        enqueue_on_commit(teams_subscribe_task, meeting_id)
+    for meeting_id in sorted(finished):
+        enqueue_on_commit(teams_attendance_task, meeting_id)
+    return {"renew": len(renew), "new": len(new), "ended": len(finished)}
+
+
+def _unsubscribed(now):
+    """Meetings that may still produce artifacts but hold no subscription of a kind they could have now (the
+    grant, or the app permission, came after the meeting was made). A refused one (failed) is not retried here."""
+    if not notification_url():
+        return set()
+    since = now - dt.timedelta(hours=settings.TEAMS_LISTEN_AFTER_END_HOURS, days=1)
+    meetings = (
+        Meeting.objects.filter(provider=PROVIDER, start_time__gte=since, connection__status="active")
+        .exclude(status=Meeting.Status.CANCELLED)
+        .exclude(external_uuid="")
+        .select_related("connection")
+        .prefetch_related("subscriptions")
+    )
+    found = set()
+    for meeting in meetings:
+        held = {sub.kind for sub in meeting.subscriptions.all()}
+        if listening(meeting, now) and any(k.kind not in held for k in wanted_kinds(meeting.connection)):
+            found.add(meeting.pk)
+    return found
+
+
+def subscriptions_close_for_owner(owner):
+    """Erasure: delete at Graph every subscription still open for the owner's meetings (a failure raises, and
+    the erasure is tried again). How many were closed."""
+    ids = (
+        MeetingSubscription.objects.filter(
+            meeting__owner=owner, provider=PROVIDER, status=MeetingSubscription.Status.ACTIVE
+        )
+        .values_list("meeting_id", flat=True)
+        .distinct()
+    )
+    return sum(meeting_unsubscribe(meeting_id=meeting_id) for meeting_id in list(ids))
+
+
+@on_disconnect
+def teams_unsubscribe_connection(connection):
+    """oauth.on_disconnect (also run by erasure): delete this connection's meeting subscriptions at Graph."""
+    ids = (
+        MeetingSubscription.objects.filter(
+            meeting__connection=connection, provider=PROVIDER, status=MeetingSubscription.Status.ACTIVE
+        )
+        .values_list("meeting_id", flat=True)
+        .distinct()
+    )
+    for meeting_id in list(ids):
+        try:
+            meeting_unsubscribe(meeting_id=meeting_id)
+        except ProviderError:
+            # The connection is going either way; Graph drops a subscription whose token stops working.
+            logger.warning("teams subscription delete failed", extra={"meeting": meeting_id}, exc_info=True)
