@@ -56,6 +56,8 @@ urlpatterns = [
     # Calendar push: Google channels (headers only) and Graph subscriptions (validation handshake first).
     path("webhooks/google-calendar/", scheduling_webhooks.google_calendar_webhook, name="google-calendar-webhook"),
     path("webhooks/outlook-calendar/", scheduling_webhooks.outlook_calendar_webhook, name="outlook-calendar-webhook"),
+    # Google Meet lifecycle events: Workspace Events through a Pub/Sub push (OIDC-signed).
+    path("webhooks/google-meet/", scheduling_webhooks.google_meet_webhook, name="google-meet-webhook"),
     # The webhook inbox: POST /webhooks/<provider>/ for each registered verifier.
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),

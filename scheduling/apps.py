@@ -6,6 +6,7 @@ class SchedulingConfig(AppConfig):
     verbose_name = "Scheduling (calendar, video)"
 
     def ready(self):
-        # The meeting <-> calendar hook; Webex in the connections flow; calendar push closed on disconnect.
-        from . import consistency, oauth_providers  # noqa: F401
+        # The meeting <-> calendar hook; Webex in the connections flow; calendar push and Meet event
+        # subscriptions closed on disconnect.
+        from . import consistency, meet_events, oauth_providers  # noqa: F401
         from .calendars import sync  # noqa: F401

@@ -20,8 +20,9 @@ ZOOM = frozenset(
     }
 )
 # Calendar API conferenceData: a Meet link on an event with attendees. Breakout rooms, the lobby, muting and
-# auto-recording are not settable through Google's APIs.
-GOOGLE_MEET = frozenset({"participants", "cloud_recordings", "transcripts"})
+# auto-recording are not settable through Google's APIs. Lifecycle events come from a Workspace Events
+# subscription per space (scheduling.meet_events): they need the grant and the hub's Pub/Sub settings.
+GOOGLE_MEET = frozenset({"participants", "cloud_recordings", "transcripts", "lifecycle_webhooks"})
 # Graph: event attendees; the onlineMeeting's lobbyBypassSettings and recordAutomatically. Breakout rooms and
 # mute-on-entry have no Graph API.
 TEAMS = frozenset({"participants", "waiting_room", "auto_recording", "cloud_recordings", "transcripts"})
@@ -44,7 +45,11 @@ PROVIDERS = {
         "available": True,
         "capabilities": GOOGLE_MEET,
         "oauth": "google_oauth",
-        "needs_grant": {"cloud_recordings": "meeting_records", "transcripts": "meeting_records"},
+        "needs_grant": {
+            "cloud_recordings": "meeting_records",
+            "transcripts": "meeting_records",
+            "lifecycle_webhooks": "meeting_records",
+        },
     },
     "teams": {
         "registry": "teams",
@@ -55,6 +60,31 @@ PROVIDERS = {
     },
     "webex": {"registry": "webex", "available": True, "capabilities": WEBEX, "oauth": "webex", "needs_grant": {}},
 }
+
+# Capabilities that also need settings of the hub's own (beyond the provider's registry entry): the providers
+# endpoint lists those still missing under `not_configured`, so nothing is claimed that cannot work.
+NEEDS_SETTINGS = {
+    "google_meet": {
+        "lifecycle_webhooks": (
+            "GOOGLE_MEET_EVENTS_TOPIC",
+            "GOOGLE_MEET_PUSH_AUDIENCE",
+            "GOOGLE_MEET_PUSH_SERVICE_ACCOUNT",
+        ),
+    },
+}
+
+
+def not_configured(provider):
+    """{capability: [missing settings]} for the provider's capabilities that the hub's settings do not enable yet."""
+    from django.conf import settings
+
+    missing = {}
+    for capability, names in NEEDS_SETTINGS.get(provider, {}).items():
+        absent = [name for name in names if not getattr(settings, name, "")]
+        if absent:
+            missing[capability] = absent
+    return missing
+
 
 # What a create/update request asks for, by the capability it needs.
 REQUESTED = {

@@ -150,6 +150,10 @@ class ProviderSerializer(serializers.Serializer):
     needs_grant = serializers.DictField(
         child=serializers.CharField(), help_text="Capabilities that need this extra OAuth capability on the connection."
     )
+    not_configured = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Capabilities that the hub's settings do not enable yet, with the settings they still need.",
+    )
     available = serializers.BooleanField()
     configured = serializers.BooleanField()
     missing = serializers.ListField(child=serializers.CharField())

@@ -48,3 +48,42 @@ def recording_copy(self, recording_id):
 
 
 outbox.register(MeetingRecording, recording_copy, due_states=(MeetingRecording.Copy.QUEUED,))
+
+
+# --- Google Meet lifecycle events (scheduling.meet_events) ---------------------------------------------
+
+
+@shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_subscribe", ignore_result=True)
+def meet_subscribe(self, meeting_id):
+    from . import meet_events
+
+    return meet_events.meet_subscription_ensure(meeting_id=meeting_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_subscription_renew")
+def meet_subscription_renew_task(self, subscription_id):
+    from . import meet_events
+
+    return meet_events.meet_subscription_renew(subscription_id=subscription_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_subscription_close")
+def meet_subscription_close_task(self, subscription_id):
+    from . import meet_events
+
+    return meet_events.meet_subscription_close(subscription_id=subscription_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_event_apply")
+def meet_event_apply(self, event_id):
+    """One stored Meet event (the inbox handler queued it: provider reads stay out of the batch transaction)."""
+    from . import meet_events
+
+    return meet_events.meet_event_apply(event_id=event_id)
+
+
+@shared_task(name="scheduling.meet_subscriptions_due", ignore_result=True)
+def meet_subscriptions_due():
+    from . import meet_events
+
+    return meet_events.meet_subscriptions_due()

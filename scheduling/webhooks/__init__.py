@@ -1,23 +1,30 @@
-"""Scheduling's webhooks (found by the inbox's autodiscovery of `<app>.webhooks`): Zoom, Webex, and calendar push
-(Google Calendar channels, Graph calendar subscriptions: calendars.py).
+"""Scheduling's webhooks (found by the inbox's autodiscovery of `<app>.webhooks`): Zoom, Webex, Google Meet, and
+calendar push (Google Calendar channels, Graph calendar subscriptions: calendars.py).
 
 Zoom and Webex apply events through `scheduling.lifecycle` (state with the event's time,
 attendance stretches) and book recordings through `services.recordings_upsert`
 (copied to the hub's storage with the owner's opt-in, `scheduling.recordings`).
 
-Google Meet and Teams send no meeting lifecycle webhooks to a delegated app
-(Google's Workspace Events API delivers through a Pub/Sub topic; Graph's
-meetingCallEvents and callRecords notifications need application permissions);
-their recordings are read on demand.
+Google Meet (google_meet.py): a Google Workspace Events subscription per Meet space
+(scheduling.meet_events), delivered through the hub's Pub/Sub topic as an OIDC-signed
+push; the worker reads what each event names from the Meet REST API and applies it the
+same way. It needs GOOGLE_MEET_EVENTS_TOPIC, the push settings and the connection's
+`meeting_records` grant; without them Meet recordings are read on demand only.
+
+Teams sends no meeting lifecycle webhooks to a delegated app (Graph's meetingCallEvents
+and callRecords notifications need application permissions); its recordings are read on demand.
 """
 
-from . import calendars, webex, zoom
+from . import calendars, google_meet, webex, zoom
 from .calendars import google_calendar_webhook, outlook_calendar_webhook
+from .google_meet import google_meet_webhook
 from .zoom import zoom_webhook
 
 __all__ = [
     "calendars",
     "google_calendar_webhook",
+    "google_meet",
+    "google_meet_webhook",
     "outlook_calendar_webhook",
     "webex",
     "zoom",
