@@ -183,6 +183,14 @@ class TestSubscribing:
         assert ("DELETE", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
         assert MeetingSubscription.objects.get().status == "ended"
 
+    def test_erasure_deletes_the_users_subscriptions_at_once(self, meeting, gmeet, user, client_for, inline):
+        gmeet.http.add(responses.POST, "https://oauth2.googleapis.com/revoke", status=200)
+        erase = {"password": "correct horse battery staple"}
+        response = inline(client_for(user).post, "/api/v1/privacy/erase/", erase, format="json")
+        assert response.status_code == 202, response.content
+        assert ("DELETE", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
+        assert MeetingSubscription.objects.get().status == "ended"
+
 
 # --- Receiving ----------------------------------------------------------------------------------------
 
