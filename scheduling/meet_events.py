@@ -13,7 +13,9 @@ settings or the grant, a Meet meeting simply has no lifecycle events and the pro
     meet_subscription_close    task: DELETE it once the meeting is cancelled (also on disconnect and erasure,
                                while the tokens still work: `meet_subscriptions_disconnect`)
     meet_subscriptions_due     beat: renew what ends soon, close what a cancel left, subscribe what a lost
-                               message left unsubscribed, mark lapsed ones ended
+                               message left unsubscribed, mark lapsed ones ended, reconcile meetings that met
+    meet_meeting_reconcile     task: read the space's conferences, sessions and recordings and apply them (what
+                               a lost event message would have left out)
     meet_event_apply           task: read what an event names (Meet REST API) and apply it
 
 Events carry only the name of the resource that changed, so the task reads the resource's current state and
@@ -38,6 +40,7 @@ from integrations.task_base import enqueue_on_commit
 
 from . import capabilities, lifecycle, services
 from .models import Meeting, MeetingSubscription
+from .providers import google_meet
 from .providers import google_meet_events as events
 
 logger = logging.getLogger(__name__)
@@ -212,7 +215,7 @@ def meet_subscriptions_disconnect(connection):
 
 def meet_subscriptions_due(*, now=None):
     """Beat: queue renewals, closes and missing subscriptions; mark lapsed ones ended. How many were queued."""
-    from .tasks import meet_subscribe, meet_subscription_close_task, meet_subscription_renew_task
+    from .tasks import meet_reconcile, meet_subscribe, meet_subscription_close_task, meet_subscription_renew_task
 
     now = now or timezone.now()
     subs = MeetingSubscription.objects.filter(provider=PROVIDER, kind=KIND)
@@ -228,6 +231,12 @@ def meet_subscriptions_due(*, now=None):
     for sub in due:
         if _wanted(sub.meeting, now):
             enqueue_on_commit(meet_subscription_renew_task, sub.pk)
+            queued += 1
+    # What a lost event message would leave behind: read the spaces of meetings that may have met by now.
+    held = subs.filter(status=Status.ACTIVE, meeting__start_time__lte=now).exclude(resource="")
+    for sub in held.select_related("meeting"):
+        if _wanted(sub.meeting, now):
+            enqueue_on_commit(meet_reconcile, sub.meeting_id)
             queued += 1
     if missing_settings():
         return queued
@@ -296,30 +305,15 @@ def _apply(event, sub, meeting, conn):
         record = events.conference_record_get(conn=conn, name=name) if name else None
         if record is None or events.TARGET_PREFIX + record.get("space", "") != sub.resource:
             return "ignored"
-        started = kind == "conference.v2.started"
-        moved = lifecycle.meeting_moved(
-            meeting=meeting,
-            status=Meeting.Status.STARTED if started else Meeting.Status.ENDED,
-            occurred_at=event.occurred_at,
-            when=services.parse_time(record.get("startTime" if started else "endTime")),
-        )
+        moved = _conference_moved(meeting, record, started=kind == "conference.v2.started", at=event.occurred_at)
         return "moved" if moved else "stale"
     if kind in ("participant.v2.joined", "participant.v2.left"):
         name = _resource_name(data, "participantSession")
         if name is None:
             return "ignored"
         session, participant = events.participant_session_get(conn=conn, name=name)
-        who = participant.get("signedinUser") or participant.get("anonymousUser") or participant.get("phoneUser") or {}
-        row = lifecycle.attendance_record(
-            meeting=meeting,
-            # The participant's resource name is stable across one person's sessions in a conference.
-            key=participant.get("name") or name.rsplit("/participantSessions/", 1)[0],
-            name=who.get("displayName") or "",
-            joined_at=services.parse_time(session.get("startTime")),
-            # The session as Google holds it now: a `joined` read after the person left carries the end too.
-            left_at=services.parse_time(session.get("endTime")),
-        )
-        return "attendance" if row is not None else "ignored"
+        participant.setdefault("name", name.rsplit("/participantSessions/", 1)[0])
+        return "attendance" if _session_booked(meeting, participant, session) is not None else "ignored"
     if kind in ("recording.v2.fileGenerated", "transcript.v2.fileGenerated"):
         recording = kind.startswith("recording")
         name = _resource_name(data, "recording" if recording else "transcript")
@@ -331,3 +325,59 @@ def _apply(event, sub, meeting, conn):
         services.recordings_upsert(meeting=meeting, files=[found])
         return "booked"
     return "ignored"
+
+
+def _conference_moved(meeting, record, *, started, at):
+    return lifecycle.meeting_moved(
+        meeting=meeting,
+        status=Meeting.Status.STARTED if started else Meeting.Status.ENDED,
+        occurred_at=at,
+        when=services.parse_time(record.get("startTime" if started else "endTime")),
+    )
+
+
+def _session_booked(meeting, participant, session):
+    who = participant.get("signedinUser") or participant.get("anonymousUser") or participant.get("phoneUser") or {}
+    return lifecycle.attendance_record(
+        meeting=meeting,
+        # The participant's resource name is stable across one person's sessions in a conference.
+        key=participant["name"],
+        name=who.get("displayName") or "",
+        joined_at=services.parse_time(session.get("startTime")),
+        # The session as Google holds it now: a `joined` read after the person left carries the end too.
+        left_at=services.parse_time(session.get("endTime")),
+    )
+
+
+def meet_meeting_reconcile(*, meeting_id):
+    """Task body: read every conference of the meeting's space and apply it, as its events would have.
+
+    Events reach the worker as a task queued on commit; a task message lost on the way (a broker outage,
+    a killed worker) would leave the meeting behind. The hourly beat therefore reads the space once per
+    hour while the meeting can still produce events: conferences with their own start and end times as the
+    event times (so nothing newer is ever undone), every participant session, every generated recording.
+    """
+    sub = (
+        MeetingSubscription.objects.filter(meeting_id=meeting_id, provider=PROVIDER, kind=KIND)
+        .exclude(resource="")
+        .select_related("meeting__owner")
+        .first()
+    )
+    if sub is None:
+        return "skipped"
+    meeting = sub.meeting
+    conn = _connection(meeting)
+    if conn is None:
+        return "no_grant"
+    records = events.conferences_of(conn=conn, space=sub.resource.removeprefix(events.TARGET_PREFIX))
+    for record in sorted(records, key=lambda r: r.get("startTime", "")):
+        for started, field in ((True, "startTime"), (False, "endTime")):
+            at = services.parse_time(record.get(field))
+            if at is not None:
+                _conference_moved(meeting, record, started=started, at=at)
+        for participant in record.get("participants") or []:
+            for session in participant.get("sessions") or []:
+                _session_booked(meeting, participant, session)
+    files = google_meet.recordings_list(conn=conn, meeting_code=_meeting_code(meeting)) if records else []
+    services.recordings_upsert(meeting=meeting, files=files)
+    return "reconciled"

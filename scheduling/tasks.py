@@ -82,6 +82,13 @@ def meet_event_apply(self, event_id):
     return meet_events.meet_event_apply(event_id=event_id)
 
 
+@shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_reconcile")
+def meet_reconcile(self, meeting_id):
+    from . import meet_events
+
+    return meet_events.meet_meeting_reconcile(meeting_id=meeting_id)
+
+
 @shared_task(name="scheduling.meet_subscriptions_due", ignore_result=True)
 def meet_subscriptions_due():
     from . import meet_events

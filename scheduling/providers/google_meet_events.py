@@ -147,6 +147,42 @@ def participant_session_get(*, conn, name):
     return session, participant
 
 
+def _pages(conn, operation, request_for, key):
+    """Every item of a paged Meet list (nextPageToken), one ProviderCall per page."""
+    items, token = [], None
+    while True:
+        page = _execute(conn, operation, request_for(token))
+        items += page.get(key) or []
+        token = page.get("nextPageToken")
+        if not token:
+            return items
+
+
+def conferences_of(*, conn, space):
+    """Every conference held in the space, each with its participants and their sessions (for a reconcile)."""
+    records_api = meet(conn).conferenceRecords()
+    records = _pages(
+        conn,
+        "conferenceRecords.list",
+        lambda t: records_api.list(filter=f'space.name = "{space}"', pageToken=t),
+        "conferenceRecords",
+    )
+    people = records_api.participants()
+    sessions = people.participantSessions()
+    for record in records:
+        record["participants"] = _pages(
+            conn, "participants.list", lambda t, r=record: people.list(parent=r["name"], pageToken=t), "participants"
+        )
+        for person in record["participants"]:
+            person["sessions"] = _pages(
+                conn,
+                "participantSessions.list",
+                lambda t, p=person: sessions.list(parent=p["name"], pageToken=t),
+                "participantSessions",
+            )
+    return records
+
+
 def recording_get(*, conn, name):
     """A RecordingFile when the file is generated in Drive, else None."""
     found = _execute(conn, "recordings.get", meet(conn).conferenceRecords().recordings().get(name=name))

@@ -157,7 +157,8 @@ class FakeMeetEvents(FakeGoogle):
         if url.netloc not in ("workspaceevents.googleapis.com", "meet.googleapis.com"):
             return super().request(uri, method, body, headers, redirections, connection_type)
         path = url.path.removeprefix("/v2/").removeprefix("/v1/")
-        listing = path == "conferenceRecords" or path.endswith(("/recordings", "/transcripts"))
+        by_space = path == "conferenceRecords" and "space.name" in parse_qs(url.query).get("filter", [""])[0]
+        listing = (path == "conferenceRecords" and not by_space) or path.endswith(("/recordings", "/transcripts"))
         if url.netloc == "meet.googleapis.com" and listing:
             return super().request(uri, method, body, headers, redirections, connection_type)
         headers = {k.lower(): v for k, v in (headers or {}).items()}
@@ -172,6 +173,15 @@ class FakeMeetEvents(FakeGoogle):
             if path.startswith("spaces/"):
                 code = path.removeprefix("spaces/")
                 return self._answer(200, {"name": self.space_of(code), "meetingCode": code})
+            if by_space:
+                space = params["filter"].split('"')[1]
+                found = [r for n, r in self.resources.items() if n.count("/") == 1 and r.get("space") == space]
+                return self._answer(200, {"conferenceRecords": found})
+            for kind in ("participants", "participantSessions"):
+                if path.endswith("/" + kind):
+                    found = [r for n, r in self.resources.items() if n.rsplit("/", 2)[0] == path.rsplit("/", 1)[0]
+                             and n.rsplit("/", 2)[1] == kind]  # fmt: skip
+                    return self._answer(200, {kind: found})
             found = self.resources.get(path)
             return self._answer(200, found) if found else self._answer(404, NOT_FOUND)
         return self._events(method, path, params, data)

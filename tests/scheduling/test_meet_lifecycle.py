@@ -335,3 +335,38 @@ class TestEvents:
         push(payload)
         sub = MeetingSubscription.objects.get()
         assert sub.status == "failed" and "USER_SCOPE_REVOKED" in sub.last_error
+
+
+class TestReconcile:
+    """The hourly sweep reads the spaces of meetings that may have met, so a lost event message loses nothing."""
+
+    def test_a_meeting_whose_event_messages_were_lost_is_caught_up_by_the_sweep(self, meeting, gmeet, inline):
+        record = gmeet.conference(CODE, start="2030-01-10T15:00:07Z", end="2030-01-10T15:44:00Z")
+        gmeet.session(record, start="2030-01-10T15:01:00Z", end="2030-01-10T15:30:00Z")
+        gmeet.session(
+            record, person="p2", start="2030-01-10T15:05:00Z", who={"anonymousUser": {"displayName": "Guest"}}
+        )
+        gmeet.record(CODE)  # a recording and a transcript in Drive
+        Meeting.objects.filter(pk=meeting.pk).update(start_time=timezone.now() - dt.timedelta(hours=1))
+        inline(meet_subscriptions_due.delay)
+        meeting.refresh_from_db()
+        assert meeting.status == "ended" and meeting.ended_at == dt.datetime(2030, 1, 10, 15, 44, tzinfo=dt.UTC)
+        assert sorted(MeetingAttendance.objects.values_list("name", flat=True)) == ["Ana Lima", "Guest"]
+        assert sorted(MeetingRecording.objects.values_list("recording_type", flat=True)) == ["recording", "transcript"]
+        listing = next(r for r in gmeet.requests if r["path"] == "/v2/conferenceRecords")
+        assert listing["params"]["filter"] == f'space.name = "spaces/sp-{CODE}"'
+
+    def test_the_sweep_undoes_nothing_a_newer_event_applied(self, meeting, gmeet, push, inline):
+        record = gmeet.conference(CODE, start="2030-01-10T15:00:07Z")
+        data = {"conferenceRecord": {"name": record}}
+        push(delivery("conference.v2.started", data, ce_id="e1", ce_time="2030-01-10T15:00:08Z"))
+        gmeet.resources[record]["endTime"] = "2030-01-10T15:44:00Z"
+        push(delivery("conference.v2.ended", data, ce_id="e2", ce_time="2030-01-10T15:44:01Z"))
+        Meeting.objects.filter(pk=meeting.pk).update(start_time=timezone.now() - dt.timedelta(hours=1))
+        inline(meet_subscriptions_due.delay)
+        meeting.refresh_from_db()
+        assert meeting.status == "ended" and meeting.last_event_at == dt.datetime(2030, 1, 10, 15, 44, 1, tzinfo=dt.UTC)
+
+    def test_a_meeting_that_has_not_begun_is_not_read(self, meeting, gmeet, inline):
+        inline(meet_subscriptions_due.delay)
+        assert not [r for r in gmeet.requests if r["path"] == "/v2/conferenceRecords"]
