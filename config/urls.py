@@ -58,6 +58,8 @@ urlpatterns = [
     path("webhooks/outlook-calendar/", scheduling_webhooks.outlook_calendar_webhook, name="outlook-calendar-webhook"),
     # Teams meeting recordings/transcripts (Graph subscriptions per meeting; validation handshake first).
     path("webhooks/teams/", scheduling_webhooks.teams_webhook, name="teams-webhook"),
+    # Google Meet lifecycle events: Workspace Events through a Pub/Sub push (OIDC-signed).
+    path("webhooks/google-meet/", scheduling_webhooks.google_meet_webhook, name="google-meet-webhook"),
     # The webhook inbox: POST /webhooks/<provider>/ for each registered verifier.
     path("webhooks/", include("integrations.webhooks.urls")),
     path("healthz", health.healthz, name="healthz"),

@@ -6,7 +6,7 @@ class SchedulingConfig(AppConfig):
     verbose_name = "Scheduling (calendar, video)"
 
     def ready(self):
-        # The meeting <-> calendar hook; Webex in the connections flow; calendar push and Teams meeting
-        # subscriptions closed on disconnect.
-        from . import consistency, oauth_providers, teams_lifecycle  # noqa: F401
+        # The meeting <-> calendar hook; Webex in the connections flow; calendar push, Teams meeting
+        # subscriptions and Meet event subscriptions closed on disconnect.
+        from . import consistency, meet_events, oauth_providers, teams_lifecycle  # noqa: F401
         from .calendars import sync  # noqa: F401

@@ -20,8 +20,9 @@ ZOOM = frozenset(
     }
 )
 # Calendar API conferenceData: a Meet link on an event with attendees. Breakout rooms, the lobby, muting and
-# auto-recording are not settable through Google's APIs.
-GOOGLE_MEET = frozenset({"participants", "cloud_recordings", "transcripts"})
+# auto-recording are not settable through Google's APIs. Lifecycle events come from a Workspace Events
+# subscription per space (scheduling.meet_events): they need the grant and the hub's Pub/Sub settings.
+GOOGLE_MEET = frozenset({"participants", "cloud_recordings", "transcripts", "lifecycle_webhooks"})
 # Graph: event attendees; the onlineMeeting's lobbyBypassSettings and recordAutomatically. Breakout rooms and
 # mute-on-entry have no Graph API.
 # Lifecycle (scheduling.teams_lifecycle): Graph notifies a delegated app of a meeting's recordings and transcripts
@@ -57,7 +58,11 @@ PROVIDERS = {
         "available": True,
         "capabilities": GOOGLE_MEET,
         "oauth": "google_oauth",
-        "needs_grant": {"cloud_recordings": "meeting_records", "transcripts": "meeting_records"},
+        "needs_grant": {
+            "cloud_recordings": "meeting_records",
+            "transcripts": "meeting_records",
+            "lifecycle_webhooks": "meeting_records",
+        },
     },
     "teams": {
         "registry": "teams",
@@ -74,6 +79,49 @@ PROVIDERS = {
     "webex": {"registry": "webex", "available": True, "capabilities": WEBEX, "oauth": "webex", "needs_grant": {}},
 }
 
+# Capabilities that also need settings of the hub's own (beyond the provider's registry entry). Until they are
+# all set the capability is not offered: the providers endpoint lists it under `not_configured` with the settings
+# still missing, so nothing is claimed that cannot work.
+# - Google Meet lifecycle events: a Workspace Events subscription per space pushes through the hub's Pub/Sub topic.
+# - Teams live call events (started/ended, joined/left as they happen) are Graph's meetingCallEvents: application
+#   permission OnlineMeetings.Read.All with admin consent in one tenant, and a certificate Graph encrypts them to.
+#   Without them attendance and the real start and end come from the attendance report after the call.
+NEEDS_SETTINGS = {
+    "google_meet": {
+        "lifecycle_webhooks": (
+            "GOOGLE_MEET_EVENTS_TOPIC",
+            "GOOGLE_MEET_PUSH_AUDIENCE",
+            "GOOGLE_MEET_PUSH_SERVICE_ACCOUNT",
+        ),
+    },
+    "teams": {
+        "lifecycle_webhooks": (
+            "MICROSOFT_APP_TENANT_ID",
+            "TEAMS_CALL_EVENTS_CERTIFICATE",
+            "TEAMS_CALL_EVENTS_PRIVATE_KEY",
+        ),
+    },
+}
+
+
+def not_configured(provider):
+    """{capability: [missing settings]} for the provider's capabilities that the hub's settings do not enable yet."""
+    from django.conf import settings
+
+    missing = {}
+    for capability, names in NEEDS_SETTINGS.get(provider, {}).items():
+        absent = [name for name in names if not getattr(settings, name, "")]
+        if absent:
+            missing[capability] = absent
+    return missing
+
+
+def offered(provider):
+    """The provider's capabilities through the hub as configured now."""
+    found = set(PROVIDERS[provider]["capabilities"]) | set(NEEDS_SETTINGS.get(provider, {}))
+    return found - set(not_configured(provider))
+
+
 # What a create/update request asks for, by the capability it needs.
 REQUESTED = {
     "breakout_rooms": lambda data: bool(data.get("breakout_rooms")),
@@ -84,31 +132,3 @@ REQUESTED = {
     # Recording to the host's own computer is Zoom's alone; the others record to their cloud.
     "local_recording": lambda data: (data.get("settings") or {}).get("auto_recording") == "local",
 }
-
-# What live Teams call events need (scheduling.teams_lifecycle); the hub offers them only once configured.
-TEAMS_CALL_EVENTS_NEED = (
-    "Live call started/ended and participant joined/left events are Graph's meetingCallEvents notifications: "
-    "application permission OnlineMeetings.Read.All with admin consent in one tenant (MICROSOFT_APP_TENANT_ID), "
-    "and a certificate Graph encrypts them to (TEAMS_CALL_EVENTS_CERTIFICATE, TEAMS_CALL_EVENTS_PRIVATE_KEY). "
-    "Without them attendance and the real start and end are read from the attendance report after the call "
-    "(capability 'attendance')."
-)
-
-
-def unavailable(provider):
-    """Capabilities the provider has that the hub does not offer as configured: {capability: what it needs}."""
-    if provider == "teams":
-        from .teams_lifecycle import call_events_missing
-
-        missing = call_events_missing()
-        if missing:
-            return {"lifecycle_webhooks": f"{TEAMS_CALL_EVENTS_NEED} Not set: {', '.join(missing)}."}
-    return {}
-
-
-def offered(provider):
-    """The provider's capabilities through the hub as configured now."""
-    found = set(PROVIDERS[provider]["capabilities"])
-    if provider == "teams" and not unavailable(provider):
-        found.add("lifecycle_webhooks")  # for organizers in MICROSOFT_APP_TENANT_ID
-    return found

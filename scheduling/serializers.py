@@ -150,14 +150,14 @@ class ProviderSerializer(serializers.Serializer):
     needs_grant = serializers.DictField(
         child=serializers.CharField(), help_text="Capabilities that need this extra OAuth capability on the connection."
     )
+    not_configured = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Capabilities that the hub's settings do not enable yet, with the settings they still need.",
+    )
     available = serializers.BooleanField()
     configured = serializers.BooleanField()
     missing = serializers.ListField(child=serializers.CharField())
     capabilities = serializers.ListField(child=serializers.CharField())
-    unavailable = serializers.DictField(
-        child=serializers.CharField(),
-        help_text="Capabilities the provider has that the hub does not offer as configured, with what they need.",
-    )
 
 
 # --- Availability ------------------------------------------------------------------

@@ -292,6 +292,10 @@ def meeting_create(
                 name=p.get("name", ""),
                 breakout_room=rooms.get(p["email"].lower(), ""),
             )
+    if provider == "google_meet":
+        from .meet_events import meeting_subscribe_later
+
+        meeting_subscribe_later(meeting)  # lifecycle events, when the hub and the connection can have them
     if provider == "zoom" and data["settings"].get("registration"):
         for participant in meeting.participants.all():
             first, _, last = (participant.name or "").partition(" ")
@@ -367,6 +371,10 @@ def meeting_cancel(*, meeting, notify=True):
     transition(Meeting, meeting.pk, Meeting.Status.CANCELLED)
     if meeting.provider == "teams":
         teams_lifecycle.meeting_cancelled(meeting)
+    if meeting.provider == "google_meet":
+        from .meet_events import meeting_unsubscribe_later
+
+        meeting_unsubscribe_later(meeting)
     meeting.refresh_from_db()
     return meeting
 

@@ -1,5 +1,7 @@
 """Thin Celery tasks over scheduling services (calendar sync, recording copies); ids only, safe to run twice."""
 
+import logging
+
 from celery import shared_task
 from django.db.models import Q
 
@@ -8,6 +10,8 @@ from integrations.task_base import ProviderTask
 
 from . import recordings
 from .models import Calendar, MeetingRecording
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, base=ProviderTask, name="scheduling.calendar_sync", ignore_result=True)
@@ -93,3 +97,63 @@ def teams_subscriptions_renew_due():
     from .teams_lifecycle import subscriptions_renew_due
 
     return subscriptions_renew_due()
+
+
+# --- Google Meet lifecycle events (scheduling.meet_events) ---------------------------------------------
+
+
+@shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_subscribe", ignore_result=True)
+def meet_subscribe(self, meeting_id):
+    from . import meet_events
+
+    return meet_events.meet_subscription_ensure(meeting_id=meeting_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_subscription_renew")
+def meet_subscription_renew_task(self, subscription_id):
+    from . import meet_events
+
+    return meet_events.meet_subscription_renew(subscription_id=subscription_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_subscription_close")
+def meet_subscription_close_task(self, subscription_id):
+    from . import meet_events
+
+    return meet_events.meet_subscription_close(subscription_id=subscription_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_event_apply")
+def meet_event_apply(self, event_id):
+    """One stored Meet event (the inbox handler queued it: provider reads stay out of the batch transaction)."""
+    from . import meet_events
+
+    return meet_events.meet_event_apply(event_id=event_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_reconcile")
+def meet_reconcile(self, meeting_id):
+    from . import meet_events
+
+    return meet_events.meet_meeting_reconcile(meeting_id=meeting_id)
+
+
+@shared_task(name="scheduling.meet_subscriptions_due", ignore_result=True)
+def meet_subscriptions_due():
+    from . import meet_events
+
+    return meet_events.meet_subscriptions_due()
+
+
+@shared_task(name="scheduling.meeting_subscriptions_due", ignore_result=True)
+def meeting_subscriptions_due():
+    """The hourly upkeep of every MeetingSubscription, by each provider's own rules (renew while the meeting may
+    still produce events, re-create what the provider lost, let the rest lapse). One provider's failure is logged
+    and does not keep the other's from running."""
+    done = {}
+    for provider, sweep in (("google_meet", meet_subscriptions_due), ("teams", teams_subscriptions_renew_due)):
+        try:
+            done[provider] = sweep()
+        except Exception:  # noqa: BLE001 - the next hour tries again; the other provider's sweep must still run
+            logger.exception("meeting subscription upkeep failed", extra={"provider": provider})
+    return done

@@ -45,7 +45,7 @@ class ProviderListView(APIView):
                     "capabilities": sorted(capabilities.offered(name)),
                     "connection": by_registry_name(spec["oauth"]).key if spec["oauth"] else None,
                     "needs_grant": spec["needs_grant"],
-                    "unavailable": capabilities.unavailable(name),
+                    "not_configured": capabilities.not_configured(name),
                 }
             )
         return Response(ProviderSerializer(rows, many=True).data)

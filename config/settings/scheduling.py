@@ -73,3 +73,26 @@ CELERY_BEAT_SCHEDULE["scheduling.calendar_watch_renew_due"] = {
     "task": "scheduling.calendar_watch_renew_due",
     "schedule": 3600.0,
 }
+
+# --- Google Meet lifecycle events (scheduling.meet_events) ---------------------
+# Workspace Events API subscriptions on each Meet space publish to this Pub/Sub topic
+# (projects/<project>/topics/<topic>; meet-api-event-push@system.gserviceaccount.com must be a publisher).
+# Its push subscription POSTs to APP_URL/webhooks/google-meet/ with an OIDC token for this audience,
+# signed for this service account. Without all three, Meet meetings have no lifecycle events (the providers
+# endpoint says which are missing).
+GOOGLE_MEET_EVENTS_TOPIC = env.str("GOOGLE_MEET_EVENTS_TOPIC", default="")
+GOOGLE_MEET_PUSH_AUDIENCE = env.str("GOOGLE_MEET_PUSH_AUDIENCE", default="")
+GOOGLE_MEET_PUSH_SERVICE_ACCOUNT = env.str("GOOGLE_MEET_PUSH_SERVICE_ACCOUNT", default="")
+# Workspace Events API root ("" = https://workspaceevents.googleapis.com/), for an emulator.
+GOOGLE_WORKSPACE_EVENTS_API_BASE = env.str("GOOGLE_WORKSPACE_EVENTS_API_BASE", default="")
+# Subscriptions that end within this many hours are renewed by the hourly beat, while the meeting can still
+# produce events: until it is cancelled, or this many hours after its scheduled end (recordings and
+# transcripts are generated after the conference ends).
+GOOGLE_MEET_SUBSCRIPTION_RENEW_BEFORE_HOURS = env.int("GOOGLE_MEET_SUBSCRIPTION_RENEW_BEFORE_HOURS", default=24)
+GOOGLE_MEET_EVENTS_AFTER_END_HOURS = env.int("GOOGLE_MEET_EVENTS_AFTER_END_HOURS", default=48)
+
+# One hourly upkeep of every meeting lifecycle subscription (Google Meet's and Teams'; scheduling.tasks).
+CELERY_BEAT_SCHEDULE["scheduling.meeting_subscriptions_due"] = {
+    "task": "scheduling.meeting_subscriptions_due",
+    "schedule": 3600.0,
+}

@@ -7,7 +7,6 @@ import uuid
 from django.core.exceptions import ImproperlyConfigured
 
 from ._env import env
-from .celery import CELERY_BEAT_SCHEDULE
 
 # Lifetime asked of each subscription (Graph allows under 3 days for Teams recordings and transcripts).
 TEAMS_SUBSCRIPTION_MINUTES = env.int("TEAMS_SUBSCRIPTION_MINUTES", default=4200)
@@ -16,11 +15,6 @@ TEAMS_SUBSCRIPTION_RENEW_BEFORE_HOURS = env.int("TEAMS_SUBSCRIPTION_RENEW_BEFORE
 # ...while their meeting may still produce a recording or transcript: until this many hours after it ended
 # (or was due to end). Then they lapse and the meeting's attendance report is read one last time.
 TEAMS_LISTEN_AFTER_END_HOURS = env.int("TEAMS_LISTEN_AFTER_END_HOURS", default=48)
-
-CELERY_BEAT_SCHEDULE["scheduling.teams_subscriptions_renew_due"] = {
-    "task": "scheduling.teams_subscriptions_renew_due",
-    "schedule": 3600.0,
-}
 
 # Live call events (started / ended / joined / left) are Graph's meetingCallEvents notifications: an application
 # permission (OnlineMeetings.Read.All, admin consent) in one named tenant, and rich notifications encrypted to

@@ -203,6 +203,38 @@ def meeting_cancel(*, conn, external_id, notify=True):
     return True
 
 
+def recording_file(r):
+    """A Meet recording as the hub's RecordingFile once its file is in Drive (None before: still processing)."""
+    drive = r.get("driveDestination") or {}
+    if r.get("state") != "FILE_GENERATED" or not drive.get("exportUri"):
+        return None
+    return RecordingFile(
+        id=r["name"],
+        file_type="MP4",
+        recording_type="recording",
+        size_bytes=0,
+        download_url=drive["exportUri"],
+        recording_start=r.get("startTime", ""),
+        recording_end=r.get("endTime", ""),
+    )
+
+
+def transcript_file(t):
+    """A Meet transcript (a Google Doc) as a RecordingFile once generated, else None."""
+    docs = t.get("docsDestination") or {}
+    if t.get("state") != "FILE_GENERATED" or not docs.get("exportUri"):
+        return None
+    return RecordingFile(
+        id=t["name"],
+        file_type="DOC",
+        recording_type="transcript",
+        size_bytes=0,
+        download_url=docs["exportUri"],
+        recording_start=t.get("startTime", ""),
+        recording_end=t.get("endTime", ""),
+    )
+
+
 def recordings_list(*, conn, meeting_code):
     """Recordings and transcripts of every conference held in the meeting's space (Meet REST API v2)."""
     if not meeting_code:
@@ -217,35 +249,7 @@ def recordings_list(*, conn, meeting_code):
     for record in records.get("conferenceRecords") or []:
         parent = record["name"]
         found = _execute(conn, "recordings.list", api.conferenceRecords().recordings().list(parent=parent))
-        for r in found.get("recordings") or []:
-            drive = r.get("driveDestination") or {}
-            if r.get("state") != "FILE_GENERATED" or not drive.get("exportUri"):
-                continue
-            files.append(
-                RecordingFile(
-                    id=r["name"],
-                    file_type="MP4",
-                    recording_type="recording",
-                    size_bytes=0,
-                    download_url=drive["exportUri"],
-                    recording_start=r.get("startTime", ""),
-                    recording_end=r.get("endTime", ""),
-                )
-            )
+        files += [f for f in map(recording_file, found.get("recordings") or []) if f is not None]
         found = _execute(conn, "transcripts.list", api.conferenceRecords().transcripts().list(parent=parent))
-        for t in found.get("transcripts") or []:
-            docs = t.get("docsDestination") or {}
-            if t.get("state") != "FILE_GENERATED" or not docs.get("exportUri"):
-                continue
-            files.append(
-                RecordingFile(
-                    id=t["name"],
-                    file_type="DOC",
-                    recording_type="transcript",
-                    size_bytes=0,
-                    download_url=docs["exportUri"],
-                    recording_start=t.get("startTime", ""),
-                    recording_end=t.get("endTime", ""),
-                )
-            )
+        files += [f for f in map(transcript_file, found.get("transcripts") or []) if f is not None]
     return files

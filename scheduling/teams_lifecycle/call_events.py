@@ -12,9 +12,10 @@ from integrations.task_base import enqueue_on_commit
 
 from .. import lifecycle
 from ..calendars.times import parse_instant
+from ..capabilities import NEEDS_SETTINGS
 from ..models import Meeting, MeetingAttendance
 
-CALL_EVENT_SETTINGS = ("MICROSOFT_APP_TENANT_ID", "TEAMS_CALL_EVENTS_CERTIFICATE", "TEAMS_CALL_EVENTS_PRIVATE_KEY")
+CALL_EVENT_SETTINGS = NEEDS_SETTINGS["teams"]["lifecycle_webhooks"]
 
 
 def call_events_missing():

@@ -262,4 +262,4 @@ def test_cancelling_deletes_the_call_events_subscription_with_the_apps_token(
 
 def test_the_providers_endpoint_offers_live_events_once_configured(user_client, app_only):
     teams = {r["provider"]: r for r in user_client.get("/api/v1/scheduling/providers/").json()}["teams"]
-    assert "lifecycle_webhooks" in teams["capabilities"] and teams["unavailable"] == {}
+    assert "lifecycle_webhooks" in teams["capabilities"] and teams["not_configured"] == {}

@@ -396,4 +396,8 @@ def test_the_providers_endpoint_tells_what_teams_can_and_cannot_do(user_client, 
     assert {"recording_webhooks", "attendance"} <= set(teams["capabilities"])
     assert "lifecycle_webhooks" not in teams["capabilities"]
     assert teams["needs_grant"]["attendance"] == "meeting_attendance"
-    assert "OnlineMeetings.Read.All" in teams["unavailable"]["lifecycle_webhooks"]
+    assert teams["not_configured"]["lifecycle_webhooks"] == [
+        "MICROSOFT_APP_TENANT_ID",
+        "TEAMS_CALL_EVENTS_CERTIFICATE",
+        "TEAMS_CALL_EVENTS_PRIVATE_KEY",
+    ]

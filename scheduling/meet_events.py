@@ -1,0 +1,383 @@
+"""Google Meet lifecycle events (issue 19 point 7): a Workspace Events subscription per Meet space, and what
+its events do to the hub's meetings, attendance and recordings.
+
+Google sends Meet events only to a subscription on the meeting's space, made with the organizer's token
+(scope meetings.space.readonly, the connection's `meeting_records` capability) and delivered through the
+hub's Pub/Sub topic (GOOGLE_MEET_EVENTS_TOPIC) to POST /webhooks/google-meet/. Without the topic, the push
+settings or the grant, a Meet meeting simply has no lifecycle events and the providers endpoint says why.
+
+    meeting_subscribe_later    a Meet meeting was created: queue its subscription (a task, outside the request)
+    meet_subscription_ensure   task: find the space by its meeting code, create the subscription (an Operation:
+                               read again until done; a 409 adopts the existing one), store it
+    meet_subscription_renew    task: PATCH ttl=0s (Google's longest) while the meeting may still produce events
+    meet_subscription_close    task: DELETE it once the meeting is cancelled (also on disconnect and erasure,
+                               while the tokens still work: `meet_subscriptions_disconnect`)
+    meet_subscriptions_due     beat: renew what ends soon, close what a cancel left, subscribe what a lost
+                               message left unsubscribed, mark lapsed ones ended, reconcile meetings that met
+    meet_meeting_reconcile     task: read the space's conferences, sessions and recordings and apply them (what
+                               a lost event message would have left out)
+    meet_event_apply           task: read what an event names (Meet REST API) and apply it
+
+Events carry only the name of the resource that changed, so the task reads the resource's current state and
+applies it with scheduling.lifecycle: a conference moves the meeting with the event's own time (an `ended`
+is never reopened by a late `started`), a participant session is one attendance stretch keyed by the
+participant's resource name and its start time (duplicates and a `left` before its `joined` land on one row),
+a generated recording or transcript is booked by services.recordings_upsert. Every step is idempotent.
+"""
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations import oauth
+from integrations.errors import DomainError, PermanentError, ProviderError, RetryableError
+from integrations.models import WebhookEvent
+from integrations.oauth import on_disconnect
+from integrations.task_base import enqueue_on_commit
+
+from . import capabilities, lifecycle, services
+from .models import Meeting, MeetingSubscription
+from .providers import google_meet
+from .providers import google_meet_events as events
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = Meeting.Provider.GOOGLE_MEET
+KIND = "meet_space"
+GRANT = "meeting_records"
+Status = MeetingSubscription.Status
+
+
+def missing_settings():
+    """The settings lifecycle events for Meet still need (empty when the hub can subscribe and receive)."""
+    return capabilities.not_configured(PROVIDER).get("lifecycle_webhooks", [])
+
+
+def _connection(meeting):
+    """The meeting's connection when it still works and carries the Meet grant, else None."""
+    if meeting.connection_id is None:
+        return None
+    try:
+        return oauth.connection_for(owner=meeting.owner, connection_id=meeting.connection_id, capability=GRANT)
+    except DomainError:
+        return None
+
+
+def _wanted(meeting, now=None):
+    """Can this meeting still produce events? Until cancelled; while started; else until the grace after its end."""
+    if meeting.provider != PROVIDER or meeting.status == Meeting.Status.CANCELLED:
+        return False
+    if meeting.status == Meeting.Status.STARTED:
+        return True
+    end = meeting.start_time + dt.timedelta(minutes=meeting.duration_minutes)
+    if meeting.ended_at and meeting.ended_at > end:
+        end = meeting.ended_at
+    return (now or timezone.now()) < end + dt.timedelta(hours=settings.GOOGLE_MEET_EVENTS_AFTER_END_HOURS)
+
+
+def _meeting_code(meeting):
+    if meeting.external_uuid:
+        return meeting.external_uuid
+    # https://meet.google.com/abc-mnop-xyz: the code is the path.
+    return meeting.join_url.rstrip("/").rsplit("/", 1)[-1] if meeting.join_url else ""
+
+
+def meeting_subscribe_later(meeting):
+    """A Meet meeting was just created: queue its subscription when the hub can receive its events. True if queued."""
+    from .tasks import meet_subscribe
+
+    if meeting.provider != PROVIDER or missing_settings() or _connection(meeting) is None:
+        return False
+    enqueue_on_commit(meet_subscribe, meeting.pk)
+    return True
+
+
+def _stamp(sub, found):
+    state = found.get("state", "ACTIVE")
+    sub.external_id = found.get("name", "")
+    sub.expires_at = services.parse_time(found.get("expireTime"))
+    sub.status = Status.FAILED if state == "SUSPENDED" else Status.ACTIVE
+    sub.last_error = f"Google suspended it: {found.get('suspensionReason', '')}" if state == "SUSPENDED" else ""
+    sub.raw = found
+    sub.save(update_fields=["external_id", "expires_at", "status", "last_error", "raw", "updated_at"])
+
+
+def _failed(sub, error):
+    # raw is cleared too: a failed operation is not read again, a later attempt starts afresh.
+    MeetingSubscription.objects.filter(pk=sub.pk).update(status=Status.FAILED, last_error=str(error)[:2000], raw={})
+
+
+def meet_subscription_ensure(*, meeting_id):
+    """Task body: the meeting's space subscription exists at Google and here. Returns what happened."""
+    meeting = Meeting.objects.select_related("owner").filter(pk=meeting_id, provider=PROVIDER).first()
+    if meeting is None or not _wanted(meeting) or missing_settings():
+        return "skipped"
+    conn = _connection(meeting)
+    if conn is None:
+        return "no_grant"
+    sub, _ = MeetingSubscription.objects.get_or_create(meeting=meeting, kind=KIND, defaults={"provider": PROVIDER})
+    if sub.status == Status.ACTIVE and sub.external_id and sub.expires_at and sub.expires_at > timezone.now():
+        return "active"
+    try:
+        if not sub.resource:
+            code = _meeting_code(meeting)
+            if not code:
+                _failed(sub, "Google gave this meeting no meeting code; its space cannot be found.")
+                return "failed"
+            sub.resource = events.TARGET_PREFIX + events.space_for_code(conn=conn, meeting_code=code)
+            sub.save(update_fields=["resource", "updated_at"])
+        pending = (sub.raw or {}).get("operation")
+        if pending:
+            found = events.operation_get(conn=conn, name=pending)
+        else:
+            found = events.subscription_create(
+                conn=conn,
+                space=sub.resource.removeprefix(events.TARGET_PREFIX),
+                topic=settings.GOOGLE_MEET_EVENTS_TOPIC,
+            )
+    except events.OperationPending as exc:
+        # Google is still making it: keep the operation's name and read it again on the task's retry.
+        MeetingSubscription.objects.filter(pk=sub.pk).update(raw={"operation": exc.name})
+        raise RetryableError(PROVIDER, "the subscription is still being created", retry_after=5) from None
+    except PermanentError as exc:
+        _failed(sub, exc)
+        return "failed"
+    _stamp(sub, found)
+    return "created"
+
+
+def meet_subscription_renew(*, subscription_id):
+    """Task body: extend an active subscription to Google's longest lifetime; re-create one Google let go."""
+    sub = MeetingSubscription.objects.select_related("meeting__owner").filter(pk=subscription_id).first()
+    if sub is None or sub.status != Status.ACTIVE or not sub.external_id or not _wanted(sub.meeting):
+        return "skipped"
+    conn = _connection(sub.meeting)
+    if conn is None:
+        _failed(sub, "The meeting's Google connection no longer has the meeting_records grant.")
+        return "no_grant"
+    try:
+        found = events.subscription_renew(conn=conn, name=sub.external_id)
+    except events.OperationPending:
+        return "renewing"  # Google applies it shortly; the next sweep sees the new expiry (or patches again)
+    if found is None:
+        MeetingSubscription.objects.filter(pk=sub.pk).update(status=Status.ENDED, external_id="", raw={})
+        return meet_subscription_ensure(meeting_id=sub.meeting_id)
+    _stamp(sub, found)
+    return "renewed"
+
+
+def _delete_at_google(sub, conn):
+    # The answer is an Operation; accepted is enough (Google finishes the deletion itself), gone is done.
+    events.subscription_delete(conn=conn, name=sub.external_id)
+    MeetingSubscription.objects.filter(pk=sub.pk).update(status=Status.ENDED)
+
+
+def meet_subscription_close(*, subscription_id):
+    """Task body: the meeting was cancelled, so its subscription goes (at Google too, while the grant works)."""
+    sub = MeetingSubscription.objects.select_related("meeting__owner").filter(pk=subscription_id).first()
+    if sub is None or sub.status == Status.ENDED:
+        return "skipped"
+    conn = _connection(sub.meeting)
+    if not sub.external_id or conn is None:
+        # Nothing at Google, or no token to reach it: the subscription lapses there by itself.
+        MeetingSubscription.objects.filter(pk=sub.pk).update(status=Status.ENDED)
+        return "ended"
+    _delete_at_google(sub, conn)
+    return "deleted"
+
+
+def meeting_unsubscribe_later(meeting):
+    """A Meet meeting was cancelled: queue the deletion of its subscriptions."""
+    from .tasks import meet_subscription_close_task
+
+    for pk in (
+        MeetingSubscription.objects.filter(meeting=meeting, provider=PROVIDER)
+        .exclude(status=Status.ENDED)
+        .values_list("pk", flat=True)
+    ):
+        enqueue_on_commit(meet_subscription_close_task, pk)
+
+
+@on_disconnect
+def meet_subscriptions_disconnect(connection):
+    """oauth.on_disconnect (disconnect and erasure): delete the connection's subscriptions while its token works."""
+    subs = MeetingSubscription.objects.filter(meeting__connection=connection, provider=PROVIDER, status=Status.ACTIVE)
+    for sub in subs.exclude(external_id=""):
+        try:
+            _delete_at_google(sub, connection)
+        except ProviderError:
+            logger.warning("meet subscription delete failed", extra={"subscription": sub.pk}, exc_info=True)
+    subs.update(status=Status.ENDED)
+
+
+def meet_subscriptions_due(*, now=None):
+    """Beat: queue renewals, closes and missing subscriptions; mark lapsed ones ended. How many were queued."""
+    from .tasks import meet_reconcile, meet_subscribe, meet_subscription_close_task, meet_subscription_renew_task
+
+    now = now or timezone.now()
+    subs = MeetingSubscription.objects.filter(provider=PROVIDER, kind=KIND)
+    subs.filter(status=Status.ACTIVE, expires_at__lt=now).update(status=Status.ENDED)
+    queued = 0
+    for pk in (
+        subs.filter(meeting__status=Meeting.Status.CANCELLED).exclude(status=Status.ENDED).values_list("pk", flat=True)
+    ):
+        enqueue_on_commit(meet_subscription_close_task, pk)
+        queued += 1
+    horizon = now + dt.timedelta(hours=settings.GOOGLE_MEET_SUBSCRIPTION_RENEW_BEFORE_HOURS)
+    due = subs.filter(status=Status.ACTIVE, expires_at__lt=horizon).exclude(external_id="").select_related("meeting")
+    for sub in due:
+        if _wanted(sub.meeting, now):
+            enqueue_on_commit(meet_subscription_renew_task, sub.pk)
+            queued += 1
+    # What a lost event message would leave behind: read the spaces of meetings that may have met by now.
+    held = subs.filter(status=Status.ACTIVE, meeting__start_time__lte=now).exclude(resource="")
+    for sub in held.select_related("meeting"):
+        if _wanted(sub.meeting, now):
+            enqueue_on_commit(meet_reconcile, sub.meeting_id)
+            queued += 1
+    if missing_settings():
+        return queued
+    # A meeting whose subscribe message was lost (or whose expired subscription Google deleted) is subscribed here.
+    earliest = now - dt.timedelta(hours=settings.GOOGLE_MEET_EVENTS_AFTER_END_HOURS, days=1)
+    candidates = (
+        Meeting.objects.filter(provider=PROVIDER, start_time__gte=earliest, connection__status="active")
+        .exclude(status=Meeting.Status.CANCELLED)
+        .exclude(subscriptions__kind=KIND, subscriptions__status__in=[Status.ACTIVE, Status.FAILED])
+        .select_related("connection")
+    )
+    for meeting in candidates:
+        if _wanted(meeting, now) and GRANT in (meeting.connection.capabilities or []):
+            enqueue_on_commit(meet_subscribe, meeting.pk)
+            queued += 1
+    return queued
+
+
+# --- Events ------------------------------------------------------------------------------------------
+
+
+def subscription_for(payload):
+    """The hub's subscription an event came through (by the subscription's name, or the space it watches)."""
+    attributes = payload.get("attributes") or {}
+    name = (attributes.get("ce-source") or "").removeprefix("//workspaceevents.googleapis.com/")
+    subject = attributes.get("ce-subject") or ""
+    match = Q(external_id=name) if name.startswith("subscriptions/") else Q(pk__in=[])
+    if subject.startswith(events.TARGET_PREFIX + "spaces/"):
+        match |= Q(resource=subject)
+    return (
+        MeetingSubscription.objects.filter(match, provider=PROVIDER, kind=KIND)
+        .select_related("meeting__owner")
+        .order_by("-pk")
+        .first()
+    )
+
+
+def _resource_name(data, key):
+    value = (data.get(key) or {}).get("name")
+    return value if isinstance(value, str) and value else None
+
+
+def meet_event_apply(*, event_id):
+    """Task body: apply one stored Meet event (read what it names, then update the meeting). Returns what it did."""
+    event = WebhookEvent.objects.filter(pk=event_id, provider=PROVIDER).first()
+    sub = subscription_for(event.payload) if event is not None else None
+    if sub is None:
+        return "unknown"
+    meeting = sub.meeting
+    conn = _connection(meeting)
+    if conn is None:
+        return "no_grant"
+    try:
+        return _apply(event, sub, meeting, conn)
+    except PermanentError as exc:
+        if exc.http_status in (404, 410):
+            return "gone"  # the resource was deleted at Google since (a conference record expires): nothing to apply
+        raise
+
+
+def _apply(event, sub, meeting, conn):
+    data = event.payload.get("data") or {}
+    kind = event.type.removeprefix("google.workspace.meet.")
+    if kind in ("conference.v2.started", "conference.v2.ended"):
+        name = _resource_name(data, "conferenceRecord")
+        record = events.conference_record_get(conn=conn, name=name) if name else None
+        if record is None or events.TARGET_PREFIX + record.get("space", "") != sub.resource:
+            return "ignored"
+        moved = _conference_moved(meeting, record, started=kind == "conference.v2.started", at=event.occurred_at)
+        return "moved" if moved else "stale"
+    if kind in ("participant.v2.joined", "participant.v2.left"):
+        name = _resource_name(data, "participantSession")
+        if name is None:
+            return "ignored"
+        session, participant = events.participant_session_get(conn=conn, name=name)
+        participant.setdefault("name", name.rsplit("/participantSessions/", 1)[0])
+        return "attendance" if _session_booked(meeting, participant, session) is not None else "ignored"
+    if kind in ("recording.v2.fileGenerated", "transcript.v2.fileGenerated"):
+        recording = kind.startswith("recording")
+        name = _resource_name(data, "recording" if recording else "transcript")
+        if name is None:
+            return "ignored"
+        found = (events.recording_get if recording else events.transcript_get)(conn=conn, name=name)
+        if found is None:
+            return "ignored"
+        services.recordings_upsert(meeting=meeting, files=[found])
+        return "booked"
+    return "ignored"
+
+
+def _conference_moved(meeting, record, *, started, at):
+    return lifecycle.meeting_moved(
+        meeting=meeting,
+        status=Meeting.Status.STARTED if started else Meeting.Status.ENDED,
+        occurred_at=at,
+        when=services.parse_time(record.get("startTime" if started else "endTime")),
+    )
+
+
+def _session_booked(meeting, participant, session):
+    who = participant.get("signedinUser") or participant.get("anonymousUser") or participant.get("phoneUser") or {}
+    return lifecycle.attendance_record(
+        meeting=meeting,
+        # The participant's resource name is stable across one person's sessions in a conference.
+        key=participant["name"],
+        name=who.get("displayName") or "",
+        joined_at=services.parse_time(session.get("startTime")),
+        # The session as Google holds it now: a `joined` read after the person left carries the end too.
+        left_at=services.parse_time(session.get("endTime")),
+    )
+
+
+def meet_meeting_reconcile(*, meeting_id):
+    """Task body: read every conference of the meeting's space and apply it, as its events would have.
+
+    Events reach the worker as a task queued on commit; a task message lost on the way (a broker outage,
+    a killed worker) would leave the meeting behind. The hourly beat therefore reads the space once per
+    hour while the meeting can still produce events: conferences with their own start and end times as the
+    event times (so nothing newer is ever undone), every participant session, every generated recording.
+    """
+    sub = (
+        MeetingSubscription.objects.filter(meeting_id=meeting_id, provider=PROVIDER, kind=KIND)
+        .exclude(resource="")
+        .select_related("meeting__owner")
+        .first()
+    )
+    if sub is None:
+        return "skipped"
+    meeting = sub.meeting
+    conn = _connection(meeting)
+    if conn is None:
+        return "no_grant"
+    records = events.conferences_of(conn=conn, space=sub.resource.removeprefix(events.TARGET_PREFIX))
+    for record in sorted(records, key=lambda r: r.get("startTime", "")):
+        for started, field in ((True, "startTime"), (False, "endTime")):
+            at = services.parse_time(record.get(field))
+            if at is not None:
+                _conference_moved(meeting, record, started=started, at=at)
+        for participant in record.get("participants") or []:
+            for session in participant.get("sessions") or []:
+                _session_booked(meeting, participant, session)
+    files = google_meet.recordings_list(conn=conn, meeting_code=_meeting_code(meeting)) if records else []
+    services.recordings_upsert(meeting=meeting, files=files)
+    return "reconciled"

@@ -1,0 +1,372 @@
+"""Google Meet lifecycle events (issue 19 point 7): a Workspace Events subscription per Meet space, Pub/Sub
+pushes verified by Google's OIDC token, and the worker applying what each event names to the meeting."""
+
+import datetime as dt
+import json
+import time
+
+import pytest
+import responses
+from django.utils import timezone
+
+from integrations.models import ProviderCall, WebhookEvent
+from scheduling.models import Meeting, MeetingAttendance, MeetingRecording, MeetingSubscription, SchedulingPreference
+from scheduling.tasks import meet_subscribe, meet_subscriptions_due
+
+from .conftest import _connection
+from .helpers import URL, body
+from .meet_events_fake import CERTS_URL, CODE, SOURCE, SPACE, TOPIC, WEBHOOK, delivery, token
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def inline(eager, django_capture_on_commit_callbacks):
+    """Run what a request or a handler queues (tasks on commit, eagerly), as a worker would."""
+
+    def run(fn, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def meeting(user_client, records_conn, inline):
+    response = inline(user_client.post, URL, body("google_meet"), format="json")
+    assert response.status_code == 201, response.json()
+    return Meeting.objects.get(pk=response.json()["id"])
+
+
+@pytest.fixture
+def push(client, meet_push_keys, inline):
+    def send(payload, *, bearer=None):
+        bearer = bearer if bearer is not None else token(meet_push_keys["good"][0])
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        return inline(client.post, WEBHOOK, json.dumps(payload), content_type="application/json", headers=headers)
+
+    return send
+
+
+def meet_requests(fake, host="workspaceevents.googleapis.com"):
+    return [(r["method"], r["path"]) for r in fake.requests if r["host"] == host]
+
+
+# --- Subscribing ---------------------------------------------------------------------------------------
+
+
+class TestSubscribing:
+    def test_creating_a_meet_meeting_subscribes_its_space_to_every_lifecycle_event(self, meeting, gmeet, user):
+        [space_get] = [r for r in gmeet.requests if r["path"].startswith("/v2/spaces/")]
+        assert space_get["path"] == f"/v2/spaces/{CODE}" and space_get["host"] == "meet.googleapis.com"
+        [create] = [r for r in gmeet.requests if r["host"] == "workspaceevents.googleapis.com"]
+        assert (create["method"], create["path"]) == ("POST", "/v1/subscriptions")
+        assert create["body"]["targetResource"] == SPACE
+        assert create["body"]["notificationEndpoint"] == {"pubsubTopic": TOPIC}
+        assert create["body"]["payloadOptions"] == {"includeResource": False}
+        assert sorted(create["body"]["eventTypes"]) == sorted(
+            f"google.workspace.meet.{t}"
+            for t in (
+                "conference.v2.started",
+                "conference.v2.ended",
+                "participant.v2.joined",
+                "participant.v2.left",
+                "recording.v2.fileGenerated",
+                "transcript.v2.fileGenerated",
+            )
+        )
+        sub = MeetingSubscription.objects.get(meeting=meeting)
+        assert (sub.kind, sub.provider, sub.status) == ("meet_space", "google_meet", "active")
+        assert sub.external_id == "subscriptions/sub-1" and sub.resource == SPACE
+        assert sub.expires_at == dt.datetime(2030, 1, 17, 15, tzinfo=dt.UTC)
+        calls = ProviderCall.objects.filter(provider="google_meet", owner=user)
+        assert sorted(calls.values_list("operation", flat=True)) == [
+            "event.insert",
+            "spaces.get",
+            "subscriptions.create",
+        ]
+
+    def test_a_long_running_operation_is_read_again_until_google_finishes(
+        self, user_client, records_conn, gmeet, inline
+    ):
+        gmeet.pending_operations = 1
+        response = inline(user_client.post, URL, body("google_meet"), format="json")
+        assert response.status_code == 201
+        meeting = Meeting.objects.get()
+        sub = MeetingSubscription.objects.get(meeting=meeting)
+        if not sub.external_id:  # the eager retry did not run it again yet: the next run reads the operation
+            assert sub.raw["operation"].startswith("operations/")
+            inline(meet_subscribe.delay, meeting.pk)
+            sub.refresh_from_db()
+        assert sub.external_id == "subscriptions/sub-1" and sub.status == "active"
+        assert ("GET", "/v1/operations/op-1") in meet_requests(gmeet)
+        assert [m for m, p in meet_requests(gmeet) if p == "/v1/subscriptions"] == ["POST"]  # created once
+
+    def test_a_subscription_that_exists_already_is_adopted_not_duplicated(
+        self, user_client, records_conn, gmeet, inline
+    ):
+        gmeet.subscriptions["subscriptions/old"] = {
+            "name": "subscriptions/old",
+            "targetResource": SPACE,
+            "state": "ACTIVE",
+            "expireTime": "2030-01-12T00:00:00Z",
+        }
+        gmeet.already_exists = True
+        inline(user_client.post, URL, body("google_meet"), format="json")
+        sub = MeetingSubscription.objects.get()
+        assert sub.external_id == "subscriptions/old" and sub.status == "active"
+        assert ("GET", "/v1/subscriptions") in meet_requests(gmeet)
+
+    def test_without_the_meet_grant_nothing_is_subscribed_and_the_providers_list_says_so(
+        self, user_client, user, gmeet, inline
+    ):
+        _connection(
+            user, "google_oauth", "ada@example.com", gmeet.token, ["https://www.googleapis.com/auth/calendar.events"]
+        )
+        assert inline(user_client.post, URL, body("google_meet"), format="json").status_code == 201
+        assert meet_requests(gmeet) == [] and not MeetingSubscription.objects.exists()
+        rows = {r["provider"]: r for r in user_client.get("/api/v1/scheduling/providers/").json()}
+        assert "lifecycle_webhooks" in rows["google_meet"]["capabilities"]
+        assert rows["google_meet"]["needs_grant"]["lifecycle_webhooks"] == "meeting_records"
+        assert rows["google_meet"]["not_configured"] == {}
+
+    def test_without_the_topic_nothing_is_subscribed_and_the_providers_list_names_it(
+        self, user_client, records_conn, gmeet, inline, settings
+    ):
+        settings.GOOGLE_MEET_EVENTS_TOPIC = ""
+        assert inline(user_client.post, URL, body("google_meet"), format="json").status_code == 201
+        assert meet_requests(gmeet) == [] and not MeetingSubscription.objects.exists()
+        rows = {r["provider"]: r for r in user_client.get("/api/v1/scheduling/providers/").json()}
+        assert rows["google_meet"]["not_configured"] == {"lifecycle_webhooks": ["GOOGLE_MEET_EVENTS_TOPIC"]}
+        assert rows["zoom"]["not_configured"] == {}
+
+    def test_the_sweep_renews_what_ends_soon_to_googles_longest_lifetime(self, meeting, gmeet, inline):
+        MeetingSubscription.objects.update(expires_at=timezone.now() + dt.timedelta(hours=2))
+        gmeet.expire_time = "2030-01-20T09:00:00Z"
+        inline(meet_subscriptions_due.delay)
+        [patch] = [r for r in gmeet.requests if r["method"] == "PATCH"]
+        assert patch["path"] == "/v1/subscriptions/sub-1"
+        assert patch["params"]["updateMask"] == "ttl" and patch["body"] == {"ttl": "0s"}
+        sub = MeetingSubscription.objects.get()
+        assert sub.expires_at == dt.datetime(2030, 1, 20, 9, tzinfo=dt.UTC) and sub.status == "active"
+
+    def test_the_sweep_lets_a_long_past_meeting_lapse(self, meeting, gmeet, inline):
+        Meeting.objects.filter(pk=meeting.pk).update(start_time=timezone.now() - dt.timedelta(days=10))
+        MeetingSubscription.objects.update(expires_at=timezone.now() + dt.timedelta(hours=2))
+        inline(meet_subscriptions_due.delay)
+        assert [r for r in gmeet.requests if r["method"] == "PATCH"] == []
+
+    def test_the_sweep_subscribes_a_meeting_whose_message_was_lost(self, meeting, gmeet, inline):
+        MeetingSubscription.objects.all().delete()
+        gmeet.subscriptions.clear()
+        inline(meet_subscriptions_due.delay)
+        assert MeetingSubscription.objects.get(meeting=meeting).external_id == "subscriptions/sub-2"
+
+    def test_a_subscription_google_let_go_is_made_again_on_renewal(self, meeting, gmeet, inline):
+        gmeet.subscriptions.clear()  # expired and deleted at Google
+        MeetingSubscription.objects.update(expires_at=timezone.now() + dt.timedelta(hours=2))
+        inline(meet_subscriptions_due.delay)
+        sub = MeetingSubscription.objects.get()
+        assert sub.external_id == "subscriptions/sub-2" and sub.status == "active"
+
+    def test_cancelling_the_meeting_deletes_its_subscription(self, meeting, gmeet, user_client, inline):
+        assert inline(user_client.delete, f"{URL}{meeting.pk}/").json()["status"] == "cancelled"
+        assert ("DELETE", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
+        assert MeetingSubscription.objects.get().status == "ended" and not gmeet.subscriptions
+
+    def test_disconnecting_the_account_deletes_its_subscriptions_while_the_token_works(
+        self, meeting, gmeet, records_conn, user_client
+    ):
+        gmeet.http.add(responses.POST, "https://oauth2.googleapis.com/revoke", status=200)
+        response = user_client.delete(f"/api/v1/connections/{records_conn.pk}/")
+        assert response.status_code == 200, response.content
+        assert ("DELETE", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
+        assert MeetingSubscription.objects.get().status == "ended"
+
+    def test_erasure_deletes_the_users_subscriptions_at_once(self, meeting, gmeet, user, client_for, inline):
+        gmeet.http.add(responses.POST, "https://oauth2.googleapis.com/revoke", status=200)
+        erase = {"password": "correct horse battery staple"}
+        response = inline(client_for(user).post, "/api/v1/privacy/erase/", erase, format="json")
+        assert response.status_code == 202, response.content
+        assert ("DELETE", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
+        assert MeetingSubscription.objects.get().status == "ended"
+
+
+# --- Receiving ----------------------------------------------------------------------------------------
+
+
+class TestPushAuthentication:
+    @pytest.mark.parametrize(
+        "case", ["rogue_key", "wrong_audience", "wrong_account", "unverified_email", "expired", "missing", "garbage"]
+    )
+    def test_a_push_without_a_good_google_token_is_403_and_stores_nothing(self, case, gmeet, meet_push_keys, client):
+        signer = meet_push_keys["rogue" if case == "rogue_key" else "good"][0]
+        claims = {
+            "wrong_audience": {"aud": "https://other.example/push"},
+            "wrong_account": {"email": "someone@evil.iam.gserviceaccount.com"},
+            "unverified_email": {"email_verified": False},
+            "expired": {"iat": int(time.time()) - 7200, "exp": int(time.time()) - 3600},
+        }.get(case, {})
+        headers = {"missing": {}, "garbage": {"Authorization": "Bearer not.a.jwt"}}.get(
+            case, {"Authorization": f"Bearer {token(signer, **claims)}"}
+        )
+        payload = json.dumps(delivery("conference.v2.started", {"conferenceRecord": {"name": "conferenceRecords/c1"}}))
+        response = client.post(WEBHOOK, payload, content_type="application/json", headers=headers)
+        assert response.status_code == 403, response.content
+        assert response.json()["error"] in ("bad_signature", "missing_signature")
+        assert not WebhookEvent.objects.exists()
+
+    def test_googles_certificates_are_fetched_once_through_the_gateway(self, gmeet, meet_push_keys, push):
+        for n in range(2):
+            payload = delivery("conference.v2.started", {"conferenceRecord": {"name": "x"}}, ce_id=f"e{n}")
+            assert push(payload, bearer=token(meet_push_keys["good"][0])).status_code == 200
+        assert ProviderCall.objects.filter(provider="google_meet", operation="push.certs").count() == 1
+
+    def test_certificates_google_does_not_serve_make_pubsub_deliver_again(self, gmeet, meet_push_keys, client):
+        gmeet.http.replace(responses.GET, CERTS_URL, status=503)
+        payload = json.dumps(delivery("conference.v2.started", {"conferenceRecord": {"name": "x"}}))
+        headers = {"Authorization": f"Bearer {token(meet_push_keys['good'][0])}"}
+        response = client.post(WEBHOOK, payload, content_type="application/json", headers=headers)
+        assert response.status_code == 503 and not WebhookEvent.objects.exists()
+
+    def test_without_the_push_settings_the_endpoint_is_503(self, gmeet, push, settings):
+        settings.GOOGLE_MEET_PUSH_SERVICE_ACCOUNT = ""
+        response = push(delivery("conference.v2.started", {"conferenceRecord": {"name": "x"}}))
+        assert response.status_code == 503 and response.json()["error"] == "webhook_not_configured"
+
+
+class TestEvents:
+    def test_started_then_ended_moves_the_meeting_with_googles_times(self, meeting, gmeet, push):
+        record = gmeet.conference(CODE, start="2030-01-10T15:00:07Z", end="2030-01-10T15:44:00Z")
+        data = {"conferenceRecord": {"name": record}}
+        assert (
+            push(delivery("conference.v2.started", data, ce_id="e1", ce_time="2030-01-10T15:00:08Z")).status_code == 200
+        )
+        meeting.refresh_from_db()
+        assert meeting.status == "started" and meeting.started_at == dt.datetime(2030, 1, 10, 15, 0, 7, tzinfo=dt.UTC)
+        assert (
+            push(delivery("conference.v2.ended", data, ce_id="e2", ce_time="2030-01-10T15:44:01Z")).status_code == 200
+        )
+        meeting.refresh_from_db()
+        assert meeting.status == "ended" and meeting.ended_at == dt.datetime(2030, 1, 10, 15, 44, tzinfo=dt.UTC)
+        assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
+        assert ProviderCall.objects.filter(operation="conferenceRecords.get").count() == 2
+
+    def test_a_late_started_never_reopens_an_ended_meeting(self, meeting, gmeet, push):
+        record = gmeet.conference(CODE, end="2030-01-10T15:44:00Z")
+        data = {"conferenceRecord": {"name": record}}
+        push(delivery("conference.v2.ended", data, ce_id="e2", ce_time="2030-01-10T15:44:01Z"))
+        push(delivery("conference.v2.started", data, ce_id="e1", ce_time="2030-01-10T15:00:08Z"))
+        meeting.refresh_from_db()
+        assert meeting.status == "ended"
+
+    def test_joined_and_left_out_of_order_and_twice_make_one_attendance_stretch(self, meeting, gmeet, push):
+        record = gmeet.conference(CODE)
+        session = gmeet.session(record, start="2030-01-10T15:01:00Z", end="2030-01-10T15:30:00Z")
+        data = {"participantSession": {"name": session}}
+        left = delivery("participant.v2.left", data, ce_id="left-1", ce_time="2030-01-10T15:30:01Z")
+        joined = delivery("participant.v2.joined", data, ce_id="join-1", ce_time="2030-01-10T15:01:01Z")
+        assert push(left).json()["status"] == "received"
+        assert push(joined).json()["status"] == "received"
+        assert push(joined).json()["status"] == "duplicate"  # Pub/Sub delivered it again
+        again = delivery("participant.v2.joined", data, ce_id="join-1-republished", ce_time="2030-01-10T15:01:01Z")
+        push(again)
+        [row] = MeetingAttendance.objects.filter(meeting=meeting)
+        assert row.participant_key == f"{record}/participants/p1" and row.name == "Ana Lima"
+        assert row.joined_at == dt.datetime(2030, 1, 10, 15, 1, tzinfo=dt.UTC)
+        assert row.left_at == dt.datetime(2030, 1, 10, 15, 30, tzinfo=dt.UTC)
+
+    def test_a_dial_in_guest_and_a_rejoin_each_count(self, meeting, gmeet, push):
+        record = gmeet.conference(CODE)
+        phone = {"phoneUser": {"displayName": "+1 650-***-**01"}}
+        first = gmeet.session(record, person="p2", session="s1", start="2030-01-10T15:02:00Z", who=phone)
+        second = gmeet.session(record, person="p2", session="s2", start="2030-01-10T15:20:00Z", who=phone)
+        push(delivery("participant.v2.joined", {"participantSession": {"name": first}}, ce_id="a"))
+        push(delivery("participant.v2.joined", {"participantSession": {"name": second}}, ce_id="b"))
+        rows = list(MeetingAttendance.objects.filter(meeting=meeting).values_list("name", "joined_at"))
+        assert [name for name, _ in rows] == ["+1 650-***-**01"] * 2 and rows[0][1] < rows[1][1]
+
+    def test_a_generated_recording_is_booked_with_its_drive_link(self, meeting, gmeet, push, user_client):
+        record = gmeet.conference(CODE)
+        name = gmeet.recording(record)
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec-again"))
+        recording = MeetingRecording.objects.get(meeting=meeting)
+        assert recording.external_id == name and recording.file_type == "MP4"
+        assert recording.download_url == "https://drive.google.com/file/d/1AbC/view"
+        assert recording.recording_start == dt.datetime(2030, 1, 10, 15, tzinfo=dt.UTC)
+        listed = user_client.get(f"{URL}{meeting.pk}/recordings/")
+        assert listed.status_code == 200
+
+    def test_with_copies_opted_in_a_meet_recording_is_booked_and_says_why_it_is_not_copied(
+        self, meeting, gmeet, push, user
+    ):
+        SchedulingPreference.objects.create(owner=user, copy_recordings=True)
+        name = gmeet.recording(gmeet.conference(CODE))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
+        recording = MeetingRecording.objects.get(meeting=meeting)
+        assert recording.copy_status == "none" and "Drive" in recording.copy_error
+        assert not ProviderCall.objects.filter(provider="s3").exists()
+
+    def test_an_event_for_a_space_the_hub_does_not_watch_is_stored_and_ignored(self, meeting, gmeet, push):
+        before = len(gmeet.requests)
+        payload = delivery(
+            "conference.v2.started",
+            {"conferenceRecord": {"name": "conferenceRecords/elsewhere"}},
+            source="//workspaceevents.googleapis.com/subscriptions/not-ours",
+            subject="//meet.googleapis.com/spaces/not-ours",
+        )
+        assert push(payload).status_code == 200
+        assert WebhookEvent.objects.get().status == "ignored"
+        assert len(gmeet.requests) == before
+        meeting.refresh_from_db()
+        assert meeting.status == "scheduled"
+
+    def test_an_expiration_reminder_renews_the_subscription(self, meeting, gmeet, push):
+        payload = delivery("x", {"subscription": {"name": "subscriptions/sub-1"}}, subject=SOURCE, ce_id="rem")
+        payload["message"]["attributes"]["ce-type"] = "google.workspace.events.subscription.v1.expirationReminder"
+        assert push(payload).status_code == 200
+        assert ("PATCH", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
+
+    def test_a_suspension_is_recorded_with_googles_reason(self, meeting, gmeet, push):
+        data = {"subscription": {"name": "subscriptions/sub-1", "suspensionReason": "USER_SCOPE_REVOKED"}}
+        payload = delivery("x", data, subject=SOURCE, ce_id="susp")
+        payload["message"]["attributes"]["ce-type"] = "google.workspace.events.subscription.v1.suspended"
+        push(payload)
+        sub = MeetingSubscription.objects.get()
+        assert sub.status == "failed" and "USER_SCOPE_REVOKED" in sub.last_error
+
+
+class TestReconcile:
+    """The hourly sweep reads the spaces of meetings that may have met, so a lost event message loses nothing."""
+
+    def test_a_meeting_whose_event_messages_were_lost_is_caught_up_by_the_sweep(self, meeting, gmeet, inline):
+        record = gmeet.conference(CODE, start="2030-01-10T15:00:07Z", end="2030-01-10T15:44:00Z")
+        gmeet.session(record, start="2030-01-10T15:01:00Z", end="2030-01-10T15:30:00Z")
+        gmeet.session(
+            record, person="p2", start="2030-01-10T15:05:00Z", who={"anonymousUser": {"displayName": "Guest"}}
+        )
+        gmeet.record(CODE)  # a recording and a transcript in Drive
+        Meeting.objects.filter(pk=meeting.pk).update(start_time=timezone.now() - dt.timedelta(hours=1))
+        inline(meet_subscriptions_due.delay)
+        meeting.refresh_from_db()
+        assert meeting.status == "ended" and meeting.ended_at == dt.datetime(2030, 1, 10, 15, 44, tzinfo=dt.UTC)
+        assert sorted(MeetingAttendance.objects.values_list("name", flat=True)) == ["Ana Lima", "Guest"]
+        assert sorted(MeetingRecording.objects.values_list("recording_type", flat=True)) == ["recording", "transcript"]
+        listing = next(r for r in gmeet.requests if r["path"] == "/v2/conferenceRecords")
+        assert listing["params"]["filter"] == f'space.name = "spaces/sp-{CODE}"'
+
+    def test_the_sweep_undoes_nothing_a_newer_event_applied(self, meeting, gmeet, push, inline):
+        record = gmeet.conference(CODE, start="2030-01-10T15:00:07Z")
+        data = {"conferenceRecord": {"name": record}}
+        push(delivery("conference.v2.started", data, ce_id="e1", ce_time="2030-01-10T15:00:08Z"))
+        gmeet.resources[record]["endTime"] = "2030-01-10T15:44:00Z"
+        push(delivery("conference.v2.ended", data, ce_id="e2", ce_time="2030-01-10T15:44:01Z"))
+        Meeting.objects.filter(pk=meeting.pk).update(start_time=timezone.now() - dt.timedelta(hours=1))
+        inline(meet_subscriptions_due.delay)
+        meeting.refresh_from_db()
+        assert meeting.status == "ended" and meeting.last_event_at == dt.datetime(2030, 1, 10, 15, 44, 1, tzinfo=dt.UTC)
+
+    def test_a_meeting_that_has_not_begun_is_not_read(self, meeting, gmeet, inline):
+        inline(meet_subscriptions_due.delay)
+        assert not [r for r in gmeet.requests if r["path"] == "/v2/conferenceRecords"]
