@@ -2,7 +2,15 @@ from django.contrib import admin
 
 from integrations.actions import each_row
 
-from .models import Calendar, CalendarEvent, Meeting, MeetingAttendance, MeetingParticipant, MeetingRecording
+from .models import (
+    Calendar,
+    CalendarEvent,
+    Meeting,
+    MeetingAttendance,
+    MeetingParticipant,
+    MeetingRecording,
+    MeetingSubscription,
+)
 
 
 class ParticipantInline(admin.TabularInline):
@@ -38,13 +46,23 @@ class RecordingInline(admin.TabularInline):
     can_delete = False
 
 
+class SubscriptionInline(admin.TabularInline):
+    """The meeting's lifecycle subscriptions at its provider (Google Meet, Teams); the clientState is never shown."""
+
+    model = MeetingSubscription
+    extra = 0
+    fields = ["kind", "external_id", "status", "expires_at", "last_error", "updated_at"]
+    readonly_fields = fields
+    can_delete = False
+
+
 @admin.register(Meeting)
 class MeetingAdmin(admin.ModelAdmin):
     list_display = ["topic", "provider", "external_id", "status", "start_time", "owner"]
     list_filter = ["provider", "status"]
     search_fields = ["topic", "external_id", "owner__username"]
     readonly_fields = [f.name for f in Meeting._meta.fields]
-    inlines = [ParticipantInline, AttendanceInline, RecordingInline]
+    inlines = [ParticipantInline, AttendanceInline, RecordingInline, SubscriptionInline]
 
     def has_add_permission(self, request):
         return False  # meetings are created through the API, on the provider first
@@ -120,4 +138,22 @@ class MeetingRecordingAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MeetingSubscription)
+class MeetingSubscriptionAdmin(admin.ModelAdmin):
+    """Lifecycle subscriptions the hub holds at Google (Workspace Events) and Microsoft (Graph), read-only: the
+    hourly upkeep renews, re-creates or lets them lapse; a failed one says why in last_error."""
+
+    list_display = ["meeting", "provider", "kind", "status", "expires_at", "updated_at"]
+    list_filter = ["provider", "kind", "status"]
+    search_fields = ["external_id", "meeting__external_id", "meeting__owner__username"]
+    exclude = ["client_state"]
+    readonly_fields = [f.name for f in MeetingSubscription._meta.fields if f.name != "client_state"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
