@@ -11,6 +11,7 @@ a late `payment_intent.payment_failed` never takes a paid invoice back.
 Types without a handler are stored and marked ignored by the inbox.
 """
 
+import dataclasses
 import json
 
 from integrations.webhooks import (
@@ -26,6 +27,7 @@ from integrations.webhooks import (
 from . import services
 from .models import Payment
 from .providers import stripe as stripe_api
+from .providers.stripe_objects import StripeCheckoutSession, StripePaymentIntent, StripeRefund, StripeSubscription
 
 PROVIDER = "stripe"
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -84,31 +86,30 @@ def on_payment_intent(event):
         "payment_intent.payment_failed": Payment.Status.FAILED,
         "payment_intent.canceled": Payment.Status.CANCELED,
     }[event.type]
-    services.payment_apply_intent(intent=_object(event), occurred_at=event.occurred_at, forced_status=forced)
+    intent = StripePaymentIntent.from_stripe(_object(event))
+    services.payment_apply_intent(intent=intent, occurred_at=event.occurred_at, forced_status=forced)
 
 
 @webhook_handler(PROVIDER, "checkout.session.completed", "checkout.session.expired")
 def on_checkout_session(event):
-    session = _object(event)
-    payment = services.payment_for_stripe_object(session)
+    session = StripeCheckoutSession.from_stripe(_object(event))
+    payment = services.payment_for_stripe_object(metadata=session.metadata, checkout_session=session.id)
     if payment is None:
         return
     if event.type == "checkout.session.completed" and services.money_mismatch(
         payment=payment,
-        amount=session.get("amount_total"),
-        currency=session.get("currency"),
-        source=f"Checkout Session {session.get('id')}",
+        amount=session.amount_total,
+        currency=session.currency,
+        source=f"Checkout Session {session.id}",
     ):
         return
-    intent = session.get("payment_intent")
-    intent = intent.get("id") if isinstance(intent, dict) else (intent or "")
     if event.type == "checkout.session.expired":
         to = Payment.Status.CANCELED
-    elif session.get("payment_status") in ("paid", "no_payment_required"):
+    elif session.payment_status in ("paid", "no_payment_required"):
         to = Payment.Status.SUCCEEDED
     else:
         to = Payment.Status.PROCESSING  # an asynchronous method (bank debit): payment_intent.* follows
-    services.payment_apply(payment=payment, to=to, occurred_at=event.occurred_at, intent_id=intent)
+    services.payment_apply(payment=payment, to=to, occurred_at=event.occurred_at, intent_id=session.payment_intent_id)
 
 
 @webhook_handler(PROVIDER, "charge.refunded")
@@ -118,7 +119,7 @@ def on_charge_refunded(event):
 
 @webhook_handler(PROVIDER, "charge.refund.updated")
 def on_refund_updated(event):
-    services.refund_upsert(stripe_refund=_object(event), occurred_at=event.occurred_at)
+    services.refund_upsert(stripe_refund=StripeRefund.from_stripe(_object(event)), occurred_at=event.occurred_at)
 
 
 @webhook_handler(PROVIDER, "charge.dispute.created")
@@ -130,10 +131,10 @@ def on_dispute_created(event):
     PROVIDER, "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"
 )
 def on_subscription(event):
-    data = dict(_object(event))
+    subscription = StripeSubscription.from_stripe(_object(event))
     if event.type == "customer.subscription.deleted":
-        data["status"] = "canceled"
-    services.subscription_upsert(data=data, occurred_at=event.occurred_at)
+        subscription = dataclasses.replace(subscription, status="canceled")
+    services.subscription_upsert(data=subscription, occurred_at=event.occurred_at)
 
 
 @webhook_handler(PROVIDER, "invoice.paid", "invoice.payment_failed")

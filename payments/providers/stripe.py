@@ -2,24 +2,20 @@
 
 Each function is one Stripe request run as one gateway attempt: the call is
 logged, rate limited and circuit-broken by `integrations.gateway`, Stripe's
-exceptions leave as the hub's own error types, and results come back as
-plain dicts (the SDK's objects never escape this module).
+exceptions leave as the hub's own error types, and results come back as the
+hub's own frozen dataclasses (`stripe_objects`), each built by its type's
+`from_stripe` from the SDK object's JSON shape. No SDK object or raw dict
+leaves this module.
 
 The SDK's own retries are off (`max_network_retries=0`): the gateway plus the
 Celery task base are the one retry loop, and every retry of a write reuses
 the same `Idempotency-Key`, so Stripe applies it once.
 
-Why dicts here when other adapters return dataclasses (the adapter contract's
-one exception, decided on purpose): every Stripe object the services read
-reaches them three ways, as the answer to our request, as `data.object` of a
-signed webhook event, and as a page item in reconciliation, and one service
-function applies all three (`payment_apply_intent`, `refund_upsert`,
-`subscription_apply`, `stripe_invoice_apply`). Stripe's API answers in exactly
-the shape its events carry, so the plain dict (`to_dict()`) is that one shape;
-a dataclass would need a second conversion in every webhook handler and the
-reconcile pages, or two code paths per service. What holds instead: no SDK
-object leaves this module, and services read fields with `.get()` (absent is
-None, as in an event from an older API version).
+Stripe's webhook events carry its objects in the same JSON shape as its API
+answers, so a webhook handler turns `data.object` into the same type through
+the same `from_stripe`: `payment_apply_intent`, `refund_upsert` and
+`subscription_apply` read one type whether the object came from our request,
+a signed event or a reconcile page.
 """
 
 import stripe
@@ -28,6 +24,16 @@ from django.conf import settings
 from integrations import gateway
 from integrations.errors import ProviderTimeout, ProviderUnavailable, error_from_http
 from integrations.providers import ClientCache, ProviderAdapter, credentials_key
+
+from .stripe_objects import (
+    FeeRecord,
+    Page,
+    StripeCheckoutSession,
+    StripeCustomer,
+    StripePaymentIntent,
+    StripeRefund,
+    StripeSubscription,
+)
 
 PROVIDER = "stripe"
 WEBHOOK_TOLERANCE_SECONDS = 300
@@ -93,16 +99,20 @@ def _request_id(obj):
     return getattr(response, "request_id", None) if response is not None else None
 
 
-def _run(operation, fn, *, owner=None, related=None, idempotency_key=None, units=None, meter=None):
-    """One Stripe request as one gateway attempt; returns the result as a plain dict."""
+def _run(operation, fn, build, *, owner=None, related=None, idempotency_key=None, units=None, meter=None):
+    """One Stripe request as one gateway attempt; `build(data)` turns the answer's JSON into the hub's type."""
     with STRIPE.attempt(operation, owner=owner, related=related, idempotency_key=idempotency_key) as call:
         options = {"idempotency_key": idempotency_key} if idempotency_key else None
         obj = fn(client().v1, options)
-        data = obj.to_dict() if hasattr(obj, "to_dict") else obj
-        extra = meter(data) if meter else {}
+        result = build(obj.to_dict())
+        extra = meter(result) if meter else {}
         units = extra.pop("units", None) or units or {"requests": 1}
         call.record(http_status=200, request_id=_request_id(obj), units=units, **extra)
-    return data
+    return result
+
+
+def _page_of(item):
+    return lambda data: Page.from_stripe(data, item)
 
 
 # --- Customers ------------------------------------------------------------
@@ -114,6 +124,7 @@ def customer_create(*, email, name, user_id, idempotency_key, owner=None):
     return _run(
         "customer.create",
         lambda v1, o: v1.customers.create(params, o),
+        StripeCustomer.from_stripe,
         owner=owner,
         idempotency_key=idempotency_key,
     )
@@ -137,6 +148,7 @@ def payment_intent_create(
     return _run(
         "payment_intent.create",
         lambda v1, o: v1.payment_intents.create(params, o),
+        StripePaymentIntent.from_stripe,
         owner=owner,
         related=related,
         idempotency_key=idempotency_key,
@@ -147,6 +159,7 @@ def payment_intent_cancel(intent_id, *, idempotency_key, owner=None, related=Non
     return _run(
         "payment_intent.cancel",
         lambda v1, o: v1.payment_intents.cancel(intent_id, None, o),
+        StripePaymentIntent.from_stripe,
         owner=owner,
         related=related,
         idempotency_key=idempotency_key,
@@ -183,6 +196,7 @@ def checkout_session_create(
     return _run(
         "checkout.session.create",
         lambda v1, o: v1.checkout.sessions.create(params, o),
+        StripeCheckoutSession.from_stripe,
         owner=owner,
         related=related,
         idempotency_key=idempotency_key,
@@ -193,6 +207,7 @@ def checkout_session_expire(session_id, *, idempotency_key, owner=None, related=
     return _run(
         "checkout.session.expire",
         lambda v1, o: v1.checkout.sessions.expire(session_id, None, o),
+        StripeCheckoutSession.from_stripe,
         owner=owner,
         related=related,
         idempotency_key=idempotency_key,
@@ -202,12 +217,10 @@ def checkout_session_expire(session_id, *, idempotency_key, owner=None, related=
 def _fee_meter(fallback_amount, currency):
     """Stripe's real fee from the balance transaction (USD only); otherwise the price table prices it."""
 
-    def meter(intent):
-        charge = intent.get("latest_charge") if isinstance(intent.get("latest_charge"), dict) else None
-        txn = charge.get("balance_transaction") if charge else None
+    def meter(fee):
         units = {"amount_usd": fallback_amount / 100} if currency == "usd" else {"amount_minor": fallback_amount}
-        if isinstance(txn, dict) and txn.get("fee") is not None and txn.get("currency") == "usd":
-            return {"units": units, "cost_usd": f"{txn['fee'] / 100:.2f}"}
+        if fee.fee is not None and fee.fee_currency == "usd":
+            return {"units": units, "cost_usd": f"{fee.fee / 100:.2f}"}
         return {"units": units}
 
     return meter
@@ -218,6 +231,7 @@ def charge_fee_record(intent_id, *, amount, currency, owner=None, related=None):
     return _run(
         "charge",
         lambda v1, o: v1.payment_intents.retrieve(intent_id, {"expand": ["latest_charge.balance_transaction"]}, o),
+        FeeRecord.from_stripe,
         owner=owner,
         related=related,
         meter=_fee_meter(amount, currency),
@@ -228,14 +242,18 @@ def payment_intent_list(*, created_gte, starting_after=None, limit=100):
     params = {"created": {"gte": int(created_gte)}, "limit": limit}
     if starting_after:
         params["starting_after"] = starting_after
-    return _run("payment_intent.list", lambda v1, o: v1.payment_intents.list(params, o))
+    return _run(
+        "payment_intent.list",
+        lambda v1, o: v1.payment_intents.list(params, o),
+        _page_of(StripePaymentIntent.from_stripe),
+    )
 
 
 def refund_list(*, created_gte, starting_after=None, limit=100):
     params = {"created": {"gte": int(created_gte)}, "limit": limit}
     if starting_after:
         params["starting_after"] = starting_after
-    return _run("refund.list", lambda v1, o: v1.refunds.list(params, o))
+    return _run("refund.list", lambda v1, o: v1.refunds.list(params, o), _page_of(StripeRefund.from_stripe))
 
 
 # --- Refunds --------------------------------------------------------------
@@ -248,6 +266,7 @@ def refund_create(*, payment_intent, amount, reason, metadata, idempotency_key, 
     return _run(
         "refund.create",
         lambda v1, o: v1.refunds.create(params, o),
+        StripeRefund.from_stripe,
         owner=owner,
         related=related,
         idempotency_key=idempotency_key,
@@ -262,6 +281,7 @@ def subscription_create(*, customer, price_id, metadata, idempotency_key, owner=
     return _run(
         "subscription.create",
         lambda v1, o: v1.subscriptions.create(params, o),
+        StripeSubscription.from_stripe,
         owner=owner,
         related=related,
         idempotency_key=idempotency_key,
@@ -272,6 +292,7 @@ def subscription_retrieve(subscription_id, *, owner=None, related=None):
     return _run(
         "subscription.retrieve",
         lambda v1, o: v1.subscriptions.retrieve(subscription_id, None, o),
+        StripeSubscription.from_stripe,
         owner=owner,
         related=related,
     )
@@ -282,6 +303,7 @@ def subscription_change_price(subscription_id, *, item_id, price_id, idempotency
     return _run(
         "subscription.update",
         lambda v1, o: v1.subscriptions.update(subscription_id, params, o),
+        StripeSubscription.from_stripe,
         owner=owner,
         related=related,
         idempotency_key=idempotency_key,
@@ -292,6 +314,7 @@ def subscription_cancel_at_period_end(subscription_id, *, idempotency_key, owner
     return _run(
         "subscription.update",
         lambda v1, o: v1.subscriptions.update(subscription_id, {"cancel_at_period_end": True}, o),
+        StripeSubscription.from_stripe,
         owner=owner,
         related=related,
         idempotency_key=idempotency_key,
@@ -302,6 +325,7 @@ def subscription_cancel_now(subscription_id, *, idempotency_key, owner=None, rel
     return _run(
         "subscription.cancel",
         lambda v1, o: v1.subscriptions.cancel(subscription_id, None, o),
+        StripeSubscription.from_stripe,
         owner=owner,
         related=related,
         idempotency_key=idempotency_key,
@@ -332,8 +356,3 @@ def webhook_signed_at(signature_header):
         if key == "t" and value.isdigit():
             return int(value)
     return None
-
-
-def subscription_item_id(subscription):
-    items = (subscription.get("items") or {}).get("data") or []
-    return items[0]["id"] if items else None

@@ -1,15 +1,9 @@
-"""What the payments services share: Stripe timestamps, adopting a Stripe object's row, money anomalies."""
-
-import datetime as dt
+"""What the payments services share: adopting a Stripe object's row, money anomalies."""
 
 from integrations.alerts import alert_raise
 from integrations.models import Alert
 
 from ..providers.stripe import PROVIDER
-
-
-def _ts(value):
-    return dt.datetime.fromtimestamp(value, tz=dt.UTC) if isinstance(value, int | float) and value else None
 
 
 def adopt(model, *, external_id, metadata, meta_key):

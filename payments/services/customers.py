@@ -9,7 +9,7 @@ def customer_ensure(*, user):
     customer, _ = Customer.objects.get_or_create(user=user)
     if customer.external_id:
         return customer.external_id
-    data = stripe_api.customer_create(
+    created = stripe_api.customer_create(
         email=user.email,
         name=user.get_full_name(),
         user_id=user.pk,
@@ -17,6 +17,6 @@ def customer_ensure(*, user):
         idempotency_key=f"hub-customer-user-{user.pk}",
         owner=user,
     )
-    Customer.objects.filter(pk=customer.pk, external_id="").update(external_id=data["id"])
+    Customer.objects.filter(pk=customer.pk, external_id="").update(external_id=created.id)
     customer.refresh_from_db()
     return customer.external_id

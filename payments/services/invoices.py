@@ -118,7 +118,7 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
     }
     try:
         if method == Payment.Method.CHECKOUT:
-            data = stripe_api.checkout_session_create(
+            session = stripe_api.checkout_session_create(
                 amount=payment.amount,
                 currency=payment.currency,
                 customer=customer,
@@ -130,11 +130,11 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
                 owner=owner,
                 related=payment,
             )
-            Payment.objects.filter(pk=payment.pk, checkout_session_id="").update(checkout_session_id=data["id"])
+            Payment.objects.filter(pk=payment.pk, checkout_session_id="").update(checkout_session_id=session.id)
             transition(Payment, payment.pk, Payment.Status.PENDING)
-            result = {"checkout_url": data.get("url"), "checkout_session_id": data["id"]}
+            result = {"checkout_url": session.url, "checkout_session_id": session.id}
         else:
-            data = stripe_api.payment_intent_create(
+            intent = stripe_api.payment_intent_create(
                 amount=payment.amount,
                 currency=payment.currency,
                 customer=customer,
@@ -144,9 +144,9 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
                 owner=owner,
                 related=payment,
             )
-            Payment.objects.filter(pk=payment.pk, payment_intent_id="").update(payment_intent_id=data["id"])
+            Payment.objects.filter(pk=payment.pk, payment_intent_id="").update(payment_intent_id=intent.id)
             transition(Payment, payment.pk, Payment.Status.PENDING)
-            result = {"client_secret": data["client_secret"], "payment_intent_id": data["id"]}
+            result = {"client_secret": intent.client_secret, "payment_intent_id": intent.id}
     except PermanentError as exc:
         # A refusal (card declined, invalid request) is final for this attempt;
         # the next click starts a new attempt with a new key.

@@ -8,6 +8,7 @@ from integrations.task_base import enqueue_on_commit
 
 from ..models import Invoice, Payment, Refund
 from ..providers import stripe as stripe_api
+from ..providers.stripe_objects import StripeRefund, stripe_id
 from .common import adopt, anomaly_alert, money_differs
 from .errors import InvalidTransition, RefundTooLarge
 from .settlement import payment_for_stripe_object
@@ -59,7 +60,7 @@ def refund_send(*, refund_id):
     if refund is None or refund.external_id or refund.status != Refund.Status.PENDING:
         return "skipped"
     payment = refund.payment
-    data = stripe_api.refund_create(
+    created = stripe_api.refund_create(
         payment_intent=payment.payment_intent_id,
         amount=refund.amount,
         reason=refund.reason,
@@ -68,8 +69,8 @@ def refund_send(*, refund_id):
         owner=payment.invoice.owner_id,
         related=refund,
     )
-    Refund.objects.filter(pk=refund.pk, external_id="").update(external_id=data["id"])
-    refund_apply(refund=refund, stripe_refund=data)
+    Refund.objects.filter(pk=refund.pk, external_id="").update(external_id=created.id)
+    refund_apply(refund=refund, stripe_refund=created)
     return "sent"
 
 
@@ -101,53 +102,56 @@ def _refund_money_mismatch(*, refund, stripe_refund):
     payment = refund.payment
     return money_differs(
         expected=(refund.amount, payment.currency),
-        got=(stripe_refund.get("amount"), stripe_refund.get("currency")),
-        subject=f"Stripe refund {stripe_refund.get('id')}",
+        got=(stripe_refund.amount, stripe_refund.currency),
+        subject=f"Stripe refund {stripe_refund.id}",
         ours=f"refund {refund.pk} of payment {payment.pk}",
         dedupe_key=f"payment_anomaly:refund:{refund.pk}",
     )
 
 
 def refund_apply(*, refund, stripe_refund, occurred_at=None):
+    """Apply a StripeRefund's status to our row (after its money is checked), then the payment's refunded totals."""
     if _refund_money_mismatch(refund=refund, stripe_refund=stripe_refund):
         return False
-    to = REFUND_STATUS.get(stripe_refund.get("status"))
+    to = REFUND_STATUS.get(stripe_refund.status)
     changed = False
     if to is not None:
-        fields = {"failure_reason": stripe_refund.get("failure_reason") or ""} if to == Refund.Status.FAILED else {}
+        fields = {"failure_reason": stripe_refund.failure_reason} if to == Refund.Status.FAILED else {}
         changed = transition(Refund, refund.pk, to, occurred_at=occurred_at, **fields)
     _refunded_totals(payment_id=refund.payment_id)
     return changed
 
 
 def refund_upsert(*, stripe_refund, occurred_at=None):
-    """A refund Stripe reports (ours, or one made in the Dashboard): find or create its row, apply its status."""
-    refund = adopt(
-        Refund, external_id=stripe_refund["id"], metadata=stripe_refund.get("metadata"), meta_key="hub_refund_id"
-    )
+    """A StripeRefund (ours, or one made in the Dashboard): find or create its row, apply its status."""
+    refund = adopt(Refund, external_id=stripe_refund.id, metadata=stripe_refund.metadata, meta_key="hub_refund_id")
     if refund is None:
-        payment = payment_for_stripe_object(stripe_refund)
+        payment = payment_for_stripe_object(
+            metadata=stripe_refund.metadata,
+            payment_intent=stripe_refund.payment_intent_id,
+            charge=stripe_refund.charge_id,
+        )
         if payment is None:
             return None, False
-        if (stripe_refund.get("currency") or "").lower() != payment.currency.lower() or not (
-            0 < (stripe_refund.get("amount") or 0) <= payment.amount
+        if (stripe_refund.currency or "").lower() != payment.currency.lower() or not (
+            0 < (stripe_refund.amount or 0) <= payment.amount
         ):
             # A refund made outside the hub (Dashboard) is adopted only if it fits the payment.
             anomaly_alert(
                 message=(
-                    f"Stripe refund {stripe_refund.get('id')} of {stripe_refund.get('amount')} "
-                    f"{stripe_refund.get('currency')} does not fit payment {payment.pk} "
+                    f"Stripe refund {stripe_refund.id} of {stripe_refund.amount} "
+                    f"{stripe_refund.currency} does not fit payment {payment.pk} "
                     f"({payment.amount} {payment.currency}): not recorded."
                 ),
-                dedupe_key=f"payment_anomaly:refund:{stripe_refund.get('id')}",
+                dedupe_key=f"payment_anomaly:refund:{stripe_refund.id}",
             )
             return None, False
         refund = Refund.objects.create(
             payment=payment,
-            amount=stripe_refund.get("amount") or 0,
-            reason=stripe_refund.get("reason") or "",
-            external_id=stripe_refund["id"],
-            idempotency_key=f"stripe-{stripe_refund['id']}",
+            amount=stripe_refund.amount or 0,
+            reason=stripe_refund.reason,
+            external_id=stripe_refund.id,
+            idempotency_key=f"stripe-{stripe_refund.id}",
         )
     return refund, refund_apply(refund=refund, stripe_refund=stripe_refund, occurred_at=occurred_at)
 
@@ -170,12 +174,18 @@ def _refunded_totals(*, payment_id, stripe_amount_refunded=None):
 
 
 def charge_refunded_apply(*, charge, occurred_at=None):
-    payment = payment_for_stripe_object(charge)
+    """A charge.refunded event's charge (the event's own payload: the hub reads charges only from webhooks).
+
+    Its embedded refunds go through refund_upsert as StripeRefunds, like any other refund.
+    """
+    payment = payment_for_stripe_object(
+        metadata=charge.get("metadata"), payment_intent=stripe_id(charge.get("payment_intent")), charge=charge.get("id")
+    )
     if payment is None:
         return None
     if charge.get("id"):
         Payment.objects.filter(pk=payment.pk, charge_id="").update(charge_id=charge["id"])
     for stripe_refund in (charge.get("refunds") or {}).get("data") or []:
-        refund_upsert(stripe_refund=stripe_refund, occurred_at=occurred_at)
+        refund_upsert(stripe_refund=StripeRefund.from_stripe(stripe_refund), occurred_at=occurred_at)
     _refunded_totals(payment_id=payment.pk, stripe_amount_refunded=charge.get("amount_refunded"))
     return payment

@@ -9,6 +9,7 @@ from integrations.task_base import enqueue_on_commit
 
 from ..models import Invoice, Payment
 from ..providers import stripe as stripe_api
+from ..providers.stripe_objects import stripe_id
 from .common import anomaly_alert, money_differs
 from .notify import payment_failed_notify_later
 
@@ -23,30 +24,28 @@ INTENT_STATUS = {
 }
 
 
-def payment_for_stripe_object(obj):
-    """The Payment a PaymentIntent / Checkout Session / charge belongs to, by our metadata or Stripe's ids."""
-    meta = obj.get("metadata") or {}
+def payment_for_stripe_object(*, metadata, payment_intent="", checkout_session="", charge=""):
+    """The Payment a Stripe object belongs to: by our hub_payment_id in its metadata, else by the Stripe ids it names.
+
+    The ids are tried in this order; pass those the object carries (a PaymentIntent its own id, a
+    Checkout Session its own id, a refund, charge or dispute its payment_intent and charge).
+    """
+    meta = metadata or {}
     rows = Payment.objects.select_related("invoice__owner")
     if meta.get("hub_payment_id", "").isdigit():
         found = rows.filter(pk=int(meta["hub_payment_id"])).first()
         if found:
             return found
-    object_type = obj.get("object")
-    if object_type == "payment_intent":
-        return rows.filter(payment_intent_id=obj.get("id")).first()
-    if object_type == "checkout.session":
-        return rows.filter(checkout_session_id=obj.get("id")).first()
-    intent = obj.get("payment_intent")
-    if isinstance(intent, dict):
-        intent = intent.get("id")
-    if intent:
-        found = rows.filter(payment_intent_id=intent).first()
+    for field, value in (
+        ("payment_intent_id", payment_intent),
+        ("checkout_session_id", checkout_session),
+        ("charge_id", charge),
+    ):
+        # Never look up by "": every payment not yet sent to Stripe has that id.
+        found = rows.filter(**{field: value}).first() if value else None
         if found:
             return found
-    if object_type == "charge":
-        return rows.filter(charge_id=obj.get("id")).first()
-    charge = obj.get("charge")
-    return rows.filter(charge_id=charge).first() if charge else None
+    return None
 
 
 def money_mismatch(*, payment, amount, currency, source):
@@ -112,33 +111,34 @@ def _alert_money_on_settled_invoice(*, payment, invoice_id):
     )
 
 
+def payment_for_intent(intent):
+    """The Payment a StripePaymentIntent belongs to."""
+    return payment_for_stripe_object(metadata=intent.metadata, payment_intent=intent.id)
+
+
 def payment_apply_intent(*, intent, occurred_at=None, forced_status=None):
-    """Apply a PaymentIntent object (from an event or a list) to its Payment."""
-    payment = payment_for_stripe_object(intent)
+    """Apply a StripePaymentIntent (from an event or a list) to its Payment."""
+    payment = payment_for_intent(intent)
     if payment is None:
         return None, False
     if money_mismatch(
-        payment=payment,
-        amount=intent.get("amount"),
-        currency=intent.get("currency"),
-        source=f"PaymentIntent {intent.get('id')}",
+        payment=payment, amount=intent.amount, currency=intent.currency, source=f"PaymentIntent {intent.id}"
     ):
         return payment, False
-    to = forced_status or INTENT_STATUS.get(intent.get("status"))
-    error = intent.get("last_payment_error") or {}
+    to = forced_status or INTENT_STATUS.get(intent.status)
+    error = intent.last_payment_error
     if forced_status is None and to == Payment.Status.PENDING and error:
         to = Payment.Status.FAILED  # requires_payment_method after a decline
     if to is None:
         return payment, False
-    charge = intent.get("latest_charge")
     changed = payment_apply(
         payment=payment,
         to=to,
         occurred_at=occurred_at,
-        failure_code=error.get("decline_code") or error.get("code") or "",
-        failure_message=error.get("message") or "",
-        intent_id=intent.get("id", ""),
-        charge_id=charge.get("id") if isinstance(charge, dict) else (charge or ""),
+        failure_code=error.code if error else "",
+        failure_message=error.message if error else "",
+        intent_id=intent.id,
+        charge_id=intent.charge_id,
     )
     return payment, changed
 
@@ -153,23 +153,26 @@ def payment_fee_record(*, payment_id):
         or not payment.payment_intent_id
     ):
         return "skipped"
-    data = stripe_api.charge_fee_record(
+    fee = stripe_api.charge_fee_record(
         payment.payment_intent_id,
         amount=payment.amount,
         currency=payment.currency,
         owner=payment.invoice.owner_id,
         related=payment,
     )
-    charge = data.get("latest_charge")
-    charge_id = charge.get("id") if isinstance(charge, dict) else (charge or "")
     Payment.objects.filter(pk=payment.pk).update(fee_recorded=True)
-    if charge_id:
-        Payment.objects.filter(pk=payment.pk, charge_id="").update(charge_id=charge_id)
+    if fee.charge_id:
+        Payment.objects.filter(pk=payment.pk, charge_id="").update(charge_id=fee.charge_id)
     return "recorded"
 
 
 def dispute_record(*, dispute):
-    payment = payment_for_stripe_object(dispute)
+    """A dispute opened on a charge (the event's own payload: disputes reach the hub only by webhook)."""
+    payment = payment_for_stripe_object(
+        metadata=dispute.get("metadata"),
+        payment_intent=stripe_id(dispute.get("payment_intent")),
+        charge=stripe_id(dispute.get("charge")),
+    )
     if payment is not None:
         Payment.objects.filter(pk=payment.pk, disputed_at__isnull=True).update(disputed_at=timezone.now())
     where = f"invoice {payment.invoice.number}" if payment else f"charge {dispute.get('charge')}"

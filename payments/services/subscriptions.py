@@ -9,7 +9,7 @@ from integrations.task_base import enqueue_on_commit
 
 from ..models import Customer, Subscription
 from ..providers import stripe as stripe_api
-from .common import _ts, adopt
+from .common import adopt
 from .customers import customer_ensure
 from .errors import InvalidTransition, OperationPending
 
@@ -58,37 +58,19 @@ def subscription_cancel(*, subscription_id, at_period_end):
     return _subscription_operation(subscription_id=subscription_id, operation=op)
 
 
-def _period_end(data):
-    end = data.get("current_period_end")
-    if end is None:  # newer API versions keep it per item
-        items = (data.get("items") or {}).get("data") or []
-        end = items[0].get("current_period_end") if items else None
-    return _ts(end)
-
-
-def _price_of(data):
-    items = (data.get("items") or {}).get("data") or []
-    price = items[0].get("price") if items else None
-    return price.get("id") if isinstance(price, dict) else price
-
-
 def subscription_apply(*, sub, data, occurred_at=None):
-    """Apply a Stripe subscription object to our row: status by the state machine, fields unless stale."""
+    """Apply a StripeSubscription to our row: status by the state machine, fields unless stale."""
     changed = False
-    to = data.get("status")
-    if to in SUBSCRIPTION_STATUS:
-        changed = transition(Subscription, sub.pk, to, occurred_at=occurred_at)
+    if data.status in SUBSCRIPTION_STATUS:
+        changed = transition(Subscription, sub.pk, data.status, occurred_at=occurred_at)
     rows = Subscription.objects.filter(pk=sub.pk)
     if occurred_at is not None:
         rows = rows.exclude(last_event_at__gt=occurred_at)
-    fields = {
-        "current_period_end": _period_end(data),
-        "cancel_at_period_end": bool(data.get("cancel_at_period_end")),
-    }
-    if _price_of(data):
-        fields["price_id"] = _price_of(data)
-    if stripe_api.subscription_item_id(data):
-        fields["item_id"] = stripe_api.subscription_item_id(data)
+    fields = {"current_period_end": data.current_period_end, "cancel_at_period_end": data.cancel_at_period_end}
+    if data.price_id:
+        fields["price_id"] = data.price_id
+    if data.item_id:
+        fields["item_id"] = data.item_id
     if occurred_at is not None:
         fields["last_event_at"] = occurred_at
     changed = bool(rows.update(**fields)) or changed
@@ -112,11 +94,9 @@ def subscription_send(*, subscription_id):
             owner=owner,
             related=sub,
         )
-        Subscription.objects.filter(pk=sub.pk, external_id="").update(external_id=data["id"])
+        Subscription.objects.filter(pk=sub.pk, external_id="").update(external_id=data.id)
     elif op == Subscription.Operation.CHANGE_PRICE:
-        item = sub.item_id or stripe_api.subscription_item_id(
-            stripe_api.subscription_retrieve(sub.external_id, owner=owner)
-        )
+        item = sub.item_id or stripe_api.subscription_retrieve(sub.external_id, owner=owner).item_id
         data = stripe_api.subscription_change_price(
             sub.external_id, item_id=item, price_id=sub.pending_price_id, idempotency_key=key, owner=owner, related=sub
         )
@@ -145,16 +125,16 @@ def subscription_give_up(*, subscription_id, error):
 
 
 def subscription_upsert(*, data, occurred_at=None):
-    """A subscription Stripe reports: ours by id or metadata, or one created elsewhere for a known customer."""
-    sub = adopt(Subscription, external_id=data["id"], metadata=data.get("metadata"), meta_key="hub_subscription_id")
+    """A StripeSubscription: ours by id or metadata, or one created elsewhere for a known customer."""
+    sub = adopt(Subscription, external_id=data.id, metadata=data.metadata, meta_key="hub_subscription_id")
     if sub is None:
-        customer = Customer.objects.filter(external_id=data.get("customer") or "-").select_related("user").first()
+        customer = Customer.objects.filter(external_id=data.customer_id or "-").select_related("user").first()
         if customer is None:
             return None, False
         sub = Subscription.objects.create(
             owner=customer.user,
-            external_id=data["id"],
-            price_id=_price_of(data) or "",
+            external_id=data.id,
+            price_id=data.price_id,
             status=Subscription.Status.PENDING,
         )
     return sub, subscription_apply(sub=sub, data=data, occurred_at=occurred_at)
