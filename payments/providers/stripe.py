@@ -23,7 +23,7 @@ from django.conf import settings
 
 from integrations import gateway
 from integrations.errors import ProviderTimeout, ProviderUnavailable, error_from_http
-from integrations.providers import ClientCache, ProviderAdapter, credentials_key
+from integrations.providers import ClientCache, ProviderAdapter, credentials_key, record_cost
 
 from .stripe_objects import (
     FeeRecord,
@@ -99,15 +99,20 @@ def _request_id(obj):
     return getattr(response, "request_id", None) if response is not None else None
 
 
-def _run(operation, fn, build, *, owner=None, related=None, idempotency_key=None, units=None, meter=None):
-    """One Stripe request as one gateway attempt; `build(data)` turns the answer's JSON into the hub's type."""
+def _run(operation, fn, build, *, owner=None, related=None, idempotency_key=None, cost=None):
+    """One Stripe request as one gateway attempt; `build(data)` turns the answer's JSON into the hub's type.
+
+    `cost(result) -> (units, cost_usd)` as every adapter's (integrations.providers.record_cost); without it the
+    call is one request, priced by the price table."""
     with STRIPE.attempt(operation, owner=owner, related=related, idempotency_key=idempotency_key) as call:
         options = {"idempotency_key": idempotency_key} if idempotency_key else None
         obj = fn(client().v1, options)
         result = build(obj.to_dict())
-        extra = meter(result) if meter else {}
-        units = extra.pop("units", None) or units or {"requests": 1}
-        call.record(http_status=200, request_id=_request_id(obj), units=units, **extra)
+        if cost is None:
+            call.record(http_status=200, request_id=_request_id(obj), units={"requests": 1})
+        else:
+            call.record(http_status=200, request_id=_request_id(obj))
+            record_cost(call, cost, result)
     return result
 
 
@@ -214,16 +219,16 @@ def checkout_session_expire(session_id, *, idempotency_key, owner=None, related=
     )
 
 
-def _fee_meter(fallback_amount, currency):
-    """Stripe's real fee from the balance transaction (USD only); otherwise the price table prices it."""
+def _fee_cost(fallback_amount, currency):
+    """Stripe's real fee from the balance transaction (USD only); otherwise the price table prices the amount."""
 
-    def meter(fee):
+    def cost(fee):
         units = {"amount_usd": fallback_amount / 100} if currency == "usd" else {"amount_minor": fallback_amount}
         if fee.fee is not None and fee.fee_currency == "usd":
-            return {"units": units, "cost_usd": f"{fee.fee / 100:.2f}"}
-        return {"units": units}
+            return units, f"{fee.fee / 100:.2f}"
+        return units, None
 
-    return meter
+    return cost
 
 
 def charge_fee_record(intent_id, *, amount, currency, owner=None, related=None):
@@ -234,7 +239,7 @@ def charge_fee_record(intent_id, *, amount, currency, owner=None, related=None):
         FeeRecord.from_stripe,
         owner=owner,
         related=related,
-        meter=_fee_meter(amount, currency),
+        cost=_fee_cost(amount, currency),
     )
 
 
