@@ -38,6 +38,11 @@ from .common import ProviderMeeting, RecordingFile, utc_z
 
 PROVIDER = "google_meet"
 MEET_READONLY = "https://www.googleapis.com/auth/meetings.space.readonly"
+DRIVE_MEET_READONLY = "https://www.googleapis.com/auth/drive.meet.readonly"
+# What reading records needs, and what downloading their files needs: both are `meeting_records`, asked for
+# separately so a connection granted before the Drive scope existed here keeps its listing and events.
+RECORDS_SCOPES = (MEET_READONLY,)
+DOWNLOAD_SCOPES = (DRIVE_MEET_READONLY,)
 # 403s Google uses for per-user rate limits (retryable, a 429 to us).
 RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
 
