@@ -453,17 +453,12 @@ def recording_open(*, recording):
     meeting = recording.meeting
     if meeting.provider == "zoom":
         return zoom.recording_stream(download_url=recording.download_url, owner=meeting.owner)
-    if meeting.provider == "google_meet":
-        # Meet writes recordings to the organizer's Drive; reading them needs a Drive grant the hub does not ask for.
-        raise DomainError(
-            422,
-            "unsupported_by_provider",
-            "Google Meet keeps recordings as files in the organizer's Google Drive; open drive_url.",
-            provider="google_meet",
-            capability="recording_download",
-            drive_url=recording.download_url,
-        )
     capability = capabilities.PROVIDERS[meeting.provider]["needs_grant"].get("cloud_recordings", "meetings")
+    if meeting.provider == "google_meet":
+        # The files are in the organizer's Drive: drive.meet.readonly, which connections granted meeting_records
+        # before the hub downloaded them lack; the 403 missing_scope names it, nothing is called.
+        conn = _meeting_connection(meeting, capability, need=google_meet.DOWNLOAD_SCOPES)
+        return google_meet.recording_stream(conn=conn, download_url=recording.download_url)
     conn = _meeting_connection(meeting, capability)
     if meeting.provider == "teams":
         return teams.recording_stream(conn=conn, download_url=recording.download_url)
