@@ -61,7 +61,13 @@ def _connection(meeting):
     if meeting.connection_id is None:
         return None
     try:
-        return oauth.connection_for(owner=meeting.owner, connection_id=meeting.connection_id, capability=GRANT)
+        # Only the Meet scope of the grant: events and records do not need its Drive scope (downloads do).
+        return oauth.connection_for(
+            owner=meeting.owner,
+            connection_id=meeting.connection_id,
+            capability=GRANT,
+            need=google_meet.RECORDS_SCOPES,
+        )
     except DomainError:
         return None
 

@@ -109,7 +109,7 @@ class MeetingRecording(OutboxMixin, models.Model):
     """
 
     class Copy(models.TextChoices):
-        NONE = "none"  # not asked for (no opt-in), or not copyable (Meet: the file lives in Drive)
+        NONE = "none"  # not asked for (no opt-in when it was booked)
         QUEUED = "queued"  # the task copies it; `storage_key` is chosen before the first byte moves
         COPIED = "copied"
         FAILED = "failed"  # gave up; `copy_error` says why (staff or a refresh may queue it again)

@@ -12,8 +12,9 @@ RECORDING_PREFIX, never under the documents' prefix (whose orphan sweep would re
                               (an S3 PUT through the gateway, bytes_in booked), stamp `copied`
     recordings_storage_usage -> the stored bytes and their monthly cost from PROVIDER_PRICES["s3"]["storage"]
 
-Google Meet keeps recordings as files in the organizer's Google Drive, which the hub has no grant to
-read: those are never queued, and `copy_error` says why.
+Every provider's files are copyable. Google Meet's are in the organizer's Google Drive: the copy needs the
+connection's drive.meet.readonly (part of `meeting_records`); a connection granted before the hub asked for
+it fails the copy with the 403 missing_scope detail naming the scope, never a copy that did not happen.
 """
 
 import secrets
@@ -30,16 +31,11 @@ from integrations.errors import DomainError, RetryableError
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
-from .models import Meeting, MeetingRecording, SchedulingPreference
+from .models import MeetingRecording, SchedulingPreference
 
 RECORDING_PREFIX = "recordings/"
 SPOOL_BYTES = 8 * 1024 * 1024
 CHUNK = 64 * 1024
-NOT_COPYABLE = {
-    Meeting.Provider.GOOGLE_MEET: (
-        "Google Meet keeps recordings in the organizer's Google Drive; the hub has no Drive grant to copy them."
-    ),
-}
 CONTENT_TYPES = {
     "MP4": "video/mp4",
     "M4A": "audio/mp4",
@@ -75,12 +71,6 @@ def recording_copy_request(*, recording):
     """Queue the copy of one recording (a no-op when it is queued or copied already). True if queued."""
     from .tasks import recording_copy as recording_copy_task
 
-    reason = NOT_COPYABLE.get(recording.meeting.provider)
-    if reason:
-        MeetingRecording.objects.filter(pk=recording.pk, copy_status=MeetingRecording.Copy.NONE).update(
-            copy_error=reason
-        )
-        return False
     # A copy tried again keeps its key: one object per recording, whatever happened before.
     key = (
         recording.storage_key

@@ -123,7 +123,7 @@ def _calendar_connection(*, owner, provider, ref):
     return conn
 
 
-def _meeting_connection(meeting, capability="meetings"):
+def _meeting_connection(meeting, capability="meetings", need=None):
     if capabilities.PROVIDERS[meeting.provider]["oauth"] is None:
         return None
     if meeting.connection_id is None:
@@ -133,7 +133,9 @@ def _meeting_connection(meeting, capability="meetings"):
             f"The {meeting.provider} connection this meeting was made on was removed; "
             "connect the account again and manage the meeting at the provider.",
         )
-    return oauth.connection_for(owner=meeting.owner, connection_id=meeting.connection_id, capability=capability)
+    return oauth.connection_for(
+        owner=meeting.owner, connection_id=meeting.connection_id, capability=capability, need=need
+    )
 
 
 def _zoom_payload(data):
@@ -415,7 +417,9 @@ def recordings_refresh(*, meeting):
     """Ask the provider for the meeting's recordings (and transcripts) and book them; the booked list."""
     spec = capabilities.PROVIDERS[meeting.provider]
     # Meet and Teams recordings need a grant beyond making meetings: 403 missing_scope names it otherwise.
-    conn = _meeting_connection(meeting, spec["needs_grant"].get("cloud_recordings", "meetings"))
+    # Listing Meet's needs only the Meet scope of that grant (the Drive one is for downloads, recording_open).
+    need = google_meet.RECORDS_SCOPES if meeting.provider == "google_meet" else None
+    conn = _meeting_connection(meeting, spec["needs_grant"].get("cloud_recordings", "meetings"), need=need)
     if meeting.provider == "zoom":
         files = zoom.recordings_list(meeting_id=meeting.external_id, owner=meeting.owner)
     elif meeting.provider == "google_meet":
@@ -449,17 +453,12 @@ def recording_open(*, recording):
     meeting = recording.meeting
     if meeting.provider == "zoom":
         return zoom.recording_stream(download_url=recording.download_url, owner=meeting.owner)
-    if meeting.provider == "google_meet":
-        # Meet writes recordings to the organizer's Drive; reading them needs a Drive grant the hub does not ask for.
-        raise DomainError(
-            422,
-            "unsupported_by_provider",
-            "Google Meet keeps recordings as files in the organizer's Google Drive; open drive_url.",
-            provider="google_meet",
-            capability="recording_download",
-            drive_url=recording.download_url,
-        )
     capability = capabilities.PROVIDERS[meeting.provider]["needs_grant"].get("cloud_recordings", "meetings")
+    if meeting.provider == "google_meet":
+        # The files are in the organizer's Drive: drive.meet.readonly, which connections granted meeting_records
+        # before the hub downloaded them lack; the 403 missing_scope names it, nothing is called.
+        conn = _meeting_connection(meeting, capability, need=google_meet.DOWNLOAD_SCOPES)
+        return google_meet.recording_stream(conn=conn, download_url=recording.download_url)
     conn = _meeting_connection(meeting, capability)
     if meeting.provider == "teams":
         return teams.recording_stream(conn=conn, download_url=recording.download_url)

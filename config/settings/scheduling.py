@@ -41,6 +41,9 @@ WEBEX_WEBHOOK_SECRET = env.str("WEBEX_WEBHOOK_SECRET", default="")
 # Google Meet and Teams ride on the Google and Microsoft OAuth connections (config/settings/oauth.py); Meet's
 # Calendar calls use GOOGLE_CALENDAR_API_BASE above. Meet REST API base with its path ("" = Google's), for an emulator.
 GOOGLE_MEET_API_BASE = env.str("GOOGLE_MEET_API_BASE", default="")
+# Drive API root with its path ("" = https://www.googleapis.com/drive/v3), where Meet recordings and transcripts
+# are downloaded from; only to point the hub at an emulator.
+GOOGLE_DRIVE_API_BASE = env.str("GOOGLE_DRIVE_API_BASE", default="")
 
 provider_defaults(
     RATE_LIMITS={

@@ -135,8 +135,12 @@ register(
             "calendar": (f"{GOOGLE_CALENDAR}events", f"{GOOGLE_CALENDAR}readonly"),
             # Meet links are created as conferenceData on calendar events.
             "meetings": (f"{GOOGLE_CALENDAR}events",),
-            # Meet REST API v2: conference records, their recordings and transcripts.
-            "meeting_records": ("https://www.googleapis.com/auth/meetings.space.readonly",),
+            # Meet REST API v2: conference records, their recordings and transcripts; and the files themselves,
+            # which Meet writes to the organizer's Drive (drive.meet.readonly reaches only the files Meet made).
+            "meeting_records": (
+                "https://www.googleapis.com/auth/meetings.space.readonly",
+                "https://www.googleapis.com/auth/drive.meet.readonly",
+            ),
         },
     )
 )

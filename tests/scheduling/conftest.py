@@ -3,6 +3,7 @@ import respx
 
 from tests.privacy.conftest import eager, s3  # noqa: F401 - fixtures: tasks inline; a versioned bucket on moto
 
+from .drive_fake import drive  # noqa: F401 - fixture: Meet's files in Google Drive
 from .meet_events_fake import gmeet, meet_push_keys, records_conn  # noqa: F401 - fixtures: Meet lifecycle events
 from .zoom_fake import API, OAUTH, FakeZoom
 

@@ -387,7 +387,7 @@ class FakeGoogle:
                     "startTime": "2030-01-10T15:00:00Z",
                     "endTime": "2030-01-10T15:40:00Z",
                     "driveDestination": {
-                        "file": "files/1AbC",
+                        "file": "1AbC",
                         "exportUri": "https://drive.google.com/file/d/1AbC/view",
                     },
                 },

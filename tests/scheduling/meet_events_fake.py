@@ -146,7 +146,18 @@ class FakeMeetEvents(FakeGoogle):
             "state": "FILE_GENERATED",
             "startTime": "2030-01-10T15:00:00Z",
             "endTime": "2030-01-10T15:40:00Z",
-            "driveDestination": {"file": "files/1AbC", "exportUri": "https://drive.google.com/file/d/1AbC/view"},
+            "driveDestination": {"file": "1AbC", "exportUri": "https://drive.google.com/file/d/1AbC/view"},
+        }
+        return name
+
+    def transcript(self, record, tid="t1"):
+        name = f"{record}/transcripts/{tid}"
+        self.resources[name] = {
+            "name": name,
+            "state": "FILE_GENERATED",
+            "startTime": "2030-01-10T15:00:00Z",
+            "endTime": "2030-01-10T15:40:00Z",
+            "docsDestination": {"document": "1DoC", "exportUri": "https://docs.google.com/document/d/1DoC/view"},
         }
         return name
 

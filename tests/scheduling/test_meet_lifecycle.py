@@ -5,15 +5,19 @@ import datetime as dt
 import json
 import time
 
+import httpx
 import pytest
 import responses
 from django.utils import timezone
 
 from integrations.models import ProviderCall, WebhookEvent
 from scheduling.models import Meeting, MeetingAttendance, MeetingRecording, MeetingSubscription, SchedulingPreference
+from scheduling.services import recording_link_token
 from scheduling.tasks import meet_subscribe, meet_subscriptions_due
+from tests.privacy.conftest import BUCKET
 
 from .conftest import _connection
+from .drive_fake import DRIVE, DRIVE_MEET_READONLY, MP4, insufficient_scope
 from .helpers import URL, body
 from .meet_events_fake import CERTS_URL, CODE, SOURCE, SPACE, TOPIC, WEBHOOK, delivery, token
 
@@ -293,20 +297,10 @@ class TestEvents:
         push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec-again"))
         recording = MeetingRecording.objects.get(meeting=meeting)
         assert recording.external_id == name and recording.file_type == "MP4"
-        assert recording.download_url == "https://drive.google.com/file/d/1AbC/view"
+        assert recording.download_url == "https://www.googleapis.com/drive/v3/files/1AbC?alt=media"
         assert recording.recording_start == dt.datetime(2030, 1, 10, 15, tzinfo=dt.UTC)
         listed = user_client.get(f"{URL}{meeting.pk}/recordings/")
         assert listed.status_code == 200
-
-    def test_with_copies_opted_in_a_meet_recording_is_booked_and_says_why_it_is_not_copied(
-        self, meeting, gmeet, push, user
-    ):
-        SchedulingPreference.objects.create(owner=user, copy_recordings=True)
-        name = gmeet.recording(gmeet.conference(CODE))
-        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
-        recording = MeetingRecording.objects.get(meeting=meeting)
-        assert recording.copy_status == "none" and "Drive" in recording.copy_error
-        assert not ProviderCall.objects.filter(provider="s3").exists()
 
     def test_an_event_for_a_space_the_hub_does_not_watch_is_stored_and_ignored(self, meeting, gmeet, push):
         before = len(gmeet.requests)
@@ -335,6 +329,164 @@ class TestEvents:
         push(payload)
         sub = MeetingSubscription.objects.get()
         assert sub.status == "failed" and "USER_SCOPE_REVOKED" in sub.last_error
+
+
+# --- Recording copies: Meet's files in Google Drive ---------------------------------------------------------
+
+
+def _versions(s3):
+    listed = s3.list_object_versions(Bucket=BUCKET, Prefix="recordings/")
+    return [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]
+
+
+class TestRecordingCopies:
+    """With the owner's opt-in a Meet recording is copied from the organizer's Drive (drive.meet.readonly)."""
+
+    # s3 (moto) is started before the Meet fixtures: its own requests mock would otherwise hide the push certificates.
+
+    @pytest.fixture
+    def drive_granted(self, records_conn):
+        records_conn.scopes += [DRIVE_MEET_READONLY]
+        records_conn.save()
+        return records_conn
+
+    @pytest.fixture
+    def opted_in(self, user):
+        return SchedulingPreference.objects.create(owner=user, copy_recordings=True)
+
+    def test_a_generated_recording_is_copied_from_drive_to_s3(
+        self, s3, meeting, drive_granted, opted_in, gmeet, drive, push, user
+    ):
+        name = gmeet.recording(gmeet.conference(CODE))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec-again"))
+
+        recording = MeetingRecording.objects.get(meeting=meeting)
+        assert recording.copy_status == "copied" and recording.copy_error == ""
+        assert recording.stored_bytes == len(MP4) and recording.storage_key.startswith(f"recordings/{user.pk}/")
+        stored = s3.get_object(Bucket=BUCKET, Key=recording.storage_key)
+        assert stored["Body"].read() == MP4 and stored["ContentType"] == "video/mp4"
+        assert len(_versions(s3)) == 1
+        [request] = drive.requests  # Google sent the event twice: downloaded once
+        assert str(request.url) == f"{DRIVE}/files/1AbC?alt=media"
+        [call] = ProviderCall.objects.filter(provider="google_meet", operation="recording.download")
+        assert (call.owner, call.outcome, call.http_status) == (user, "ok", 200)
+        assert call.units["bytes_out"] == len(MP4)
+        assert ProviderCall.objects.get(provider="s3", operation="put").units["bytes_in"] == len(MP4)
+
+    def test_a_transcript_is_copied_as_the_text_of_its_google_doc(
+        self, s3, meeting, drive_granted, opted_in, gmeet, drive, push
+    ):
+        name = gmeet.transcript(gmeet.conference(CODE))
+        push(delivery("transcript.v2.fileGenerated", {"transcript": {"name": name}}, ce_id="tr"))
+
+        transcript = MeetingRecording.objects.get(meeting=meeting)
+        assert (transcript.recording_type, transcript.file_type, transcript.copy_status) == (
+            "transcript",
+            "TXT",
+            "copied",
+        )
+        stored = s3.get_object(Bucket=BUCKET, Key=transcript.storage_key)
+        assert stored["Body"].read() == drive.docs["1DoC"].encode() and stored["ContentType"] == "text/plain"
+        [request] = drive.requests
+        assert request.url.path == "/drive/v3/files/1DoC/export" and request.url.params["mimeType"] == "text/plain"
+        assert ProviderCall.objects.filter(provider="google_meet", operation="transcript.export").count() == 1
+
+    def test_a_connection_granted_before_the_drive_scope_fails_the_copy_naming_it(
+        self, s3, meeting, records_conn, opted_in, gmeet, drive, push
+    ):
+        name = gmeet.recording(gmeet.conference(CODE))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
+
+        recording = MeetingRecording.objects.get(meeting=meeting)  # booked: listing needs only the Meet scope
+        assert recording.copy_status == "failed" and DRIVE_MEET_READONLY in recording.copy_error
+        assert "meeting_records" in recording.copy_error
+        assert drive.requests == [] and _versions(s3) == []
+        assert not ProviderCall.objects.filter(provider__in=["s3", "google_meet"], operation="recording.download")
+
+    def test_a_token_google_says_lacks_the_scope_fails_the_copy_for_good(
+        self, s3, meeting, drive_granted, opted_in, gmeet, drive, push
+    ):
+        drive.fail.append(insufficient_scope())
+        name = gmeet.recording(gmeet.conference(CODE))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
+
+        recording = MeetingRecording.objects.get(meeting=meeting)
+        assert recording.copy_status == "failed" and DRIVE_MEET_READONLY in recording.copy_error
+        assert len(drive.requests) == 1 and _versions(s3) == []  # permanent: not retried
+        call = ProviderCall.objects.get(provider="google_meet", operation="recording.download")
+        assert (call.http_status, call.error_code, call.retryable) == (403, "insufficient_scope", False)
+
+    def test_a_file_gone_from_drive_fails_the_copy_with_the_reason(
+        self, s3, meeting, drive_granted, opted_in, gmeet, drive, push
+    ):
+        del drive.files["1AbC"]
+        name = gmeet.recording(gmeet.conference(CODE))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
+
+        recording = MeetingRecording.objects.get(meeting=meeting)
+        assert recording.copy_status == "failed" and "gone from Google Drive" in recording.copy_error
+        assert recording.next_attempt_at is None and _versions(s3) == []
+        assert len(drive.requests) == 1
+        assert ProviderCall.objects.get(provider="google_meet", operation="recording.download").retryable is False
+
+    def test_the_hub_link_streams_the_recording_from_drive(
+        self, meeting, drive_granted, gmeet, drive, push, api_client
+    ):
+        name = gmeet.recording(gmeet.conference(CODE))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
+        recording = MeetingRecording.objects.get(meeting=meeting)
+        assert recording.copy_status == "none"  # no opt-in: the link goes to Drive each time
+
+        response = api_client.get(f"/api/v1/scheduling/recording-links/{recording_link_token(recording)}/")
+
+        assert response.status_code == 200 and response["Content-Type"] == "video/mp4"
+        assert b"".join(response.streaming_content) == MP4
+        assert response["Content-Disposition"] == f'attachment; filename="recording-{recording.pk}.mp4"'
+        assert ProviderCall.objects.filter(provider="google_meet", operation="recording.download").count() == 1
+
+    def test_a_recording_booked_with_its_browser_link_is_still_served_from_drive(
+        self, meeting, drive_granted, gmeet, drive, push, api_client
+    ):
+        name = gmeet.recording(gmeet.conference(CODE))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
+        # what rows booked before the hub downloaded Meet files hold: Meet's exportUri
+        MeetingRecording.objects.update(download_url="https://drive.google.com/file/d/1AbC/view")
+
+        token = recording_link_token(MeetingRecording.objects.get(meeting=meeting))
+        response = api_client.get(f"/api/v1/scheduling/recording-links/{token}/")
+
+        assert response.status_code == 200 and b"".join(response.streaming_content) == MP4
+        [request] = drive.requests
+        assert str(request.url) == f"{DRIVE}/files/1AbC?alt=media"
+
+    @pytest.mark.parametrize(
+        ("status", "answer"), [(429, (503, "provider_rate_limited")), (503, (502, "provider_unavailable"))]
+    )
+    def test_a_busy_drive_is_a_retryable_failure_of_the_link(
+        self, status, answer, meeting, drive_granted, gmeet, drive, push, api_client
+    ):
+        name = gmeet.recording(gmeet.conference(CODE))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
+        drive.fail.append(httpx.Response(status, json={"error": {"code": status, "message": "Backend Error"}}))
+
+        token = recording_link_token(MeetingRecording.objects.get(meeting=meeting))
+        response = api_client.get(f"/api/v1/scheduling/recording-links/{token}/")
+
+        assert (response.status_code, response.json()["error"]) == answer and "Retry-After" in response
+        assert ProviderCall.objects.get(provider="google_meet", operation="recording.download").retryable is True
+
+    def test_without_the_drive_scope_the_hub_link_answers_403_naming_it(
+        self, meeting, records_conn, gmeet, drive, push, api_client
+    ):
+        name = gmeet.recording(gmeet.conference(CODE))
+        push(delivery("recording.v2.fileGenerated", {"recording": {"name": name}}, ce_id="rec"))
+
+        token = recording_link_token(MeetingRecording.objects.get(meeting=meeting))
+        response = api_client.get(f"/api/v1/scheduling/recording-links/{token}/")
+
+        assert response.status_code == 403 and response.json()["error"] == "missing_scope"
+        assert response.json()["missing_scopes"] == [DRIVE_MEET_READONLY] and drive.requests == []
 
 
 class TestReconcile:

@@ -6,6 +6,7 @@ from integrations.models import ProviderCall
 from scheduling.models import Meeting
 
 from ..factories import UserFactory
+from .drive_fake import DRIVE_MEET_READONLY, MP4
 from .helpers import URL, body, later
 
 pytestmark = pytest.mark.django_db
@@ -109,16 +110,19 @@ def test_recordings_without_the_meet_scope_are_reported_not_available(user_clien
     assert response.json()["missing_scopes"] == ["https://www.googleapis.com/auth/meetings.space.readonly"]
 
 
-def test_recordings_and_transcripts_come_from_the_meet_rest_api(user_client, api_client, meet_conn, google):
-    meet_conn.scopes += ["https://www.googleapis.com/auth/meetings.space.readonly"]
+def test_recordings_and_transcripts_come_from_the_meet_rest_api(user_client, api_client, meet_conn, google, drive):
+    meet_conn.scopes += ["https://www.googleapis.com/auth/meetings.space.readonly", DRIVE_MEET_READONLY]
     meet_conn.capabilities += ["meeting_records"]
     meet_conn.save()
     meeting = user_client.post(URL, body("google_meet"), format="json").json()
     google.record(Meeting.objects.get().external_uuid)
     rows = user_client.get(f"{URL}{meeting['id']}/recordings/").json()
-    assert sorted((r["recording_type"], r["file_type"]) for r in rows) == [("recording", "MP4"), ("transcript", "DOC")]
+    assert sorted((r["recording_type"], r["file_type"]) for r in rows) == [("recording", "MP4"), ("transcript", "TXT")]
     [listing] = [r for r in google.requests if r["path"] == "/v2/conferenceRecords"]
     assert listing["host"] == "meet.googleapis.com" and "space.meeting_code" in listing["params"]["filter"]
     rec = next(r for r in rows if r["recording_type"] == "recording")
     download = api_client.get(rec["link"].replace("http://testserver", ""))
-    assert download.status_code == 422 and download.json()["drive_url"].startswith("https://drive.google.com/")
+    assert download.status_code == 200 and b"".join(download.streaming_content) == MP4  # the MP4 in Drive
+    transcript = next(r for r in rows if r["recording_type"] == "transcript")
+    download = api_client.get(transcript["link"].replace("http://testserver", ""))
+    assert download.status_code == 200 and b"".join(download.streaming_content) == drive.docs["1DoC"].encode()

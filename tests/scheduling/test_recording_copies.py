@@ -132,23 +132,6 @@ def test_a_download_that_fails_for_good_leaves_the_copy_failed_with_the_reason(
     assert _versions(s3) == []
 
 
-def test_a_google_meet_recording_is_not_copied_and_says_why(user, user_client, s3):
-    from scheduling.providers.common import RecordingFile
-    from scheduling.services import recordings_upsert
-
-    _opt_in(user_client)
-    meet = Meeting.objects.create(
-        owner=user, provider="google_meet", external_id="evt1", topic="t",
-        start_time=dt.datetime(2030, 1, 10, 15, tzinfo=dt.UTC), duration_minutes=30,
-    )  # fmt: skip
-    recordings_upsert(
-        meeting=meet,
-        files=[RecordingFile("conferenceRecords/a/recordings/b", "MP4", "", 0, "https://drive.google.com/x", "", "")],
-    )
-    rec = MeetingRecording.objects.get()
-    assert rec.copy_status == "none" and "Google Drive" in rec.copy_error
-
-
 def test_bad_preference_input_is_a_400_that_changes_nothing(user_client):
     assert (
         user_client.patch("/api/v1/scheduling/preferences/", {"copy_recordings": "maybe"}, format="json").status_code
