@@ -4,7 +4,8 @@ Calls: `POST /air/offer_requests` (the search; `return_offers=true` answers the
 offers inline, or with DUFFEL_OFFERS_PAGE_SIZE set the request is created
 without them and `GET /air/offers?offer_request_id=...` is read page by page,
 following `meta.after`), and `GET /places/suggestions`. Every HTTP request is
-one `gateway.attempt` (one ProviderCall row, the shared limiter, the breaker),
+one `DUFFEL.attempt` (gateway.attempt: one ProviderCall row, the shared limiter, the breaker;
+httpx's timeouts and transport failures translated once by `HttpxAdapter`),
 with `Duffel-Version` and the bearer token on it, and no retries of its own.
 
 Duffel's answers shape what the hub does next:
@@ -28,13 +29,8 @@ import httpx
 from django.conf import settings
 
 from integrations import gateway, limiter
-from integrations.errors import (
-    PermanentError,
-    ProviderTimeout,
-    ProviderUnavailable,
-    error_from_http,
-    parse_retry_after,
-)
+from integrations.errors import PermanentError, error_from_http, parse_retry_after
+from integrations.providers import HttpxAdapter
 
 from . import Offer, Place, SearchQuery, SearchResult, Segment, Slice
 
@@ -59,6 +55,14 @@ class SearchRejected(PermanentError):
 
     def detail_sentence(self):
         return f"Duffel refused the search: {self.message}"
+
+
+class DuffelAdapter(HttpxAdapter):
+    provider = PROVIDER
+    vendor = "Duffel"
+
+
+DUFFEL = DuffelAdapter()
 
 
 @functools.cache
@@ -168,20 +172,15 @@ def _request(method, path, *, operation, scope, owner=None, params=None, json=No
 
     The call's log row is written after the answer is sent: a searching client
     waits on Duffel already and should not also wait on our bookkeeping."""
-    with gateway.attempt(PROVIDER, operation, owner=owner, scope=scope, log_after_response=True) as att:
-        try:
-            response = _client(settings.DUFFEL_API_BASE).request(
-                method,
-                path,
-                params=params,
-                json=json,
-                headers=_headers(),
-                timeout=gateway.timeout_for(PROVIDER),
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(PROVIDER, "Duffel did not answer in time") from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(PROVIDER, f"connection to Duffel failed ({type(exc).__name__})") from exc
+    with DUFFEL.attempt(operation, owner=owner, scope=scope, log_after_response=True) as att:
+        response = _client(settings.DUFFEL_API_BASE).request(
+            method,
+            path,
+            params=params,
+            json=json,
+            headers=_headers(),
+            timeout=gateway.timeout_for(PROVIDER),
+        )
         pace(scope, response.headers)
         if response.status_code >= 400:
             raise _error(response)
