@@ -7,6 +7,8 @@
   it (and the batch endpoint) at a local emulator.
 - `execute(num_retries=0)` and httplib2.RETRIES = 1: the gateway and the
   Celery task base are the one retry loop.
+- One wrapper: every request runs inside `GMAIL.attempt` (gateway.attempt),
+  which translates googleapiclient's HttpError once (`translate`).
 - Quota: every request is an attempt on the "gmail" limiter scope of the
   user, costing the method's quota units (GMAIL_QUOTA_UNITS); a batch costs
   the sum of its parts. ProviderCall.units carries {"quota_units": n}.
@@ -28,6 +30,7 @@ from googleapiclient.http import BatchHttpRequest, MediaIoBaseUpload
 
 from integrations import gateway, limiter, oauth
 from integrations.errors import QuotaExceeded, RateLimited, error_from_http
+from integrations.providers import ProviderAdapter
 
 from .. import mime
 from ..types import Attachment, Draft, Label, Message, Page, SyncResult
@@ -110,6 +113,17 @@ def translate(resp, content):
     return error_from_http(PROVIDER, status, headers=headers, code=reason or None, message=message)
 
 
+class GmailAdapter(ProviderAdapter):
+    provider = PROVIDER
+    sdk_errors = (HttpError,)
+
+    def translate(self, exc):
+        return translate(exc.resp, exc.content)
+
+
+GMAIL = GmailAdapter()
+
+
 def _project_budget(cost):
     """The per-project daily units, shared by every user (the gateway's own bucket is the user's)."""
     decision = limiter.take(PROVIDER, "project", cost=cost)
@@ -120,11 +134,8 @@ def _project_budget(cost):
 def _call(conn, operation, request, *, units=None):
     cost = units if units is not None else UNITS[operation]
     _project_budget(cost)
-    with gateway.attempt(PROVIDER, operation, owner=conn.owner_id, scope=f"user:{conn.pk}", rate_cost=cost) as att:
-        try:
-            result = request.execute(num_retries=0)
-        except HttpError as exc:
-            raise translate(exc.resp, exc.content) from exc
+    with GMAIL.attempt(operation, owner=conn.owner_id, scope=f"user:{conn.pk}", rate_cost=cost) as att:
+        result = request.execute(num_retries=0)
         att.record(http_status=200, units={"quota_units": cost, "requests": 1})
     return result
 
@@ -148,20 +159,12 @@ def _batch(conn, operation, requests, unit_each):
             batch.add(request, request_id=request_id)
         cost = unit_each * len(chunk)
         _project_budget(cost)
-        with gateway.attempt(
-            PROVIDER, f"{operation}.batch", owner=conn.owner_id, scope=f"user:{conn.pk}", rate_cost=cost
-        ) as att:
-            try:
-                batch.execute()
-            except HttpError as exc:
-                raise translate(exc.resp, exc.content) from exc
+        with GMAIL.attempt(f"{operation}.batch", owner=conn.owner_id, scope=f"user:{conn.pk}", rate_cost=cost) as att:
+            batch.execute()
             att.record(http_status=200, units={"quota_units": cost, "requests": 1, "parts": len(chunk)})
             if failures:
                 # One rate-limited part fails the attempt: the whole page is retried after the wait.
-                first = failures[0]
-                if isinstance(first, HttpError):
-                    raise translate(first.resp, first.content) from first
-                raise first
+                raise failures[0]
     return results
 
 

@@ -7,9 +7,11 @@ from google.auth import jwt as google_jwt
 from integrations import gateway
 from integrations.webhooks.verify import WebhookRejected
 
+from .gmail import GMAIL
+
 
 def fetch_google_certs(url):
-    with gateway.attempt("gmail", "push.certs") as att:
+    with GMAIL.attempt("push.certs") as att:
         response = requests.get(url, timeout=gateway.timeout_for("gmail"))
         att.record(http_status=response.status_code, units={"requests": 1})
         response.raise_for_status()
