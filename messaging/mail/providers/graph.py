@@ -6,7 +6,9 @@ the hub already holds and refreshes its own tokens (integrations.oauth); its
 middleware retries 429/503 by itself, which would hide attempts from the call
 log and multiply them under our one retry loop; and its models add little over
 the JSON we normalise anyway. Plain httpx keeps one request = one gateway
-attempt = one ProviderCall, and respx intercepts it in tests.
+attempt = one ProviderCall, and respx intercepts it in tests. Every request runs
+inside `GRAPH.attempt` (an `HttpxAdapter`: httpx's timeouts and transport
+failures translated once); Graph's error answers are translated by `translate`.
 
 - Per mailbox, at most GRAPH_MAILBOX_CONCURRENCY requests at a time (Graph
   allows 4 concurrent requests per app per mailbox) on the shared limiter;
@@ -53,7 +55,7 @@ from django.conf import settings
 
 from integrations import gateway, limiter, oauth
 from integrations.errors import DomainError, PermanentError, error_from_http
-from integrations.providers import graph_base
+from integrations.providers import HttpxAdapter, graph_base
 
 from ..types import Attachment, Draft, Label, Message, Page, SyncResult
 from . import NotFound
@@ -84,7 +86,16 @@ def _client(conn):
     )
 
 
+class GraphMailAdapter(HttpxAdapter):
+    provider = PROVIDER
+    vendor = "Microsoft Graph"
+
+
+GRAPH = GraphMailAdapter()
+
+
 def translate(response):
+    """The hub's error for a Graph error answer (its `{"error": {code, message}}` body): 404 is NotFound."""
     try:
         error = response.json().get("error", {})
     except ValueError:
@@ -108,7 +119,7 @@ def _call(conn, operation, method, url, *, expect_json=True, **kwargs):
     oauth.access_token(connection=conn)
     with (
         limiter.concurrency_slot(PROVIDER, scope, settings.GRAPH_MAILBOX_CONCURRENCY),
-        gateway.attempt(PROVIDER, operation, owner=conn.owner_id, scope=scope) as att,
+        GRAPH.attempt(operation, owner=conn.owner_id, scope=scope) as att,
         _client(conn) as client,
     ):
         response = client.request(method, url, **kwargs)
@@ -310,7 +321,7 @@ def _upload(conn, message_id, item):
         for offset, piece in item.chunks(settings.GRAPH_UPLOAD_CHUNK_BYTES):
             with (
                 limiter.concurrency_slot(PROVIDER, scope, settings.GRAPH_MAILBOX_CONCURRENCY),
-                gateway.attempt(PROVIDER, "attachments.upload", owner=conn.owner_id, scope=scope) as att,
+                GRAPH.attempt("attachments.upload", owner=conn.owner_id, scope=scope) as att,
             ):
                 response = client.put(
                     upload_url,
