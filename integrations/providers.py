@@ -18,7 +18,8 @@ functions, one per operation, each of which is one gateway attempt:
   translates the SDK's own exceptions once, in `translate()`, into the hub's
   errors (`integrations.errors`: retryable or permanent, with Retry-After and
   the provider's request id). Network errors and timeouts it leaves untranslated
-  are classified by the gateway.
+  are classified by the gateway. `aattempt()` is the same over
+  `gateway.aattempt` for async callers (`async with AI.aattempt(...) as call`).
 - Costs: an operation whose price is known only from the answer takes
   `cost=`, a callable `cost(result) -> (units, cost_usd)`; `cost_usd=None`
   lets the price table (`PROVIDER_PRICES`, `gateway.price_estimate`) price the
@@ -90,6 +91,18 @@ class ProviderAdapter:
     def attempt(self, operation, **options):
         """One gateway attempt whose SDK exceptions leave as the hub's own errors."""
         with gateway.attempt(self.provider, operation, **options) as call:
+            try:
+                yield call
+            except self.sdk_errors as exc:
+                error = self.translate(exc)
+                if error is None:
+                    raise
+                raise error from exc
+
+    @contextlib.asynccontextmanager
+    async def aattempt(self, operation, **options):
+        """`attempt` for async callers (the AI path): `gateway.aattempt`, its options (deadline ...) passed on."""
+        async with gateway.aattempt(self.provider, operation, **options) as call:
             try:
                 yield call
             except self.sdk_errors as exc:
