@@ -3,8 +3,11 @@
 OpenAI and Anthropic through their official SDKs; OpenRouter, xAI, Gemini
 (its OpenAI-compatible endpoint) and GitHub Models through the `openai` SDK
 pointed at their `base_url`. Each adapter renders the hub's canonical request
-(ai.messages) in its vendor's format, parses the answer back into a
-`Completion`, and translates vendor exceptions into integrations.errors types.
+(ai.messages) in its vendor's format and parses the answer back into a
+`Completion`. `ADAPTERS[provider]` (an `AIAdapter`, integrations.providers'
+contract) is the one call wrapper: callers run `complete()` / `stream()` inside
+its `aattempt()`, which translates the SDK's exceptions into integrations.errors
+types once (`translate`).
 
 The SDKs' own retries are off (max_retries=0): the gateway's fallback chain is
 the one retry loop, and every attempt is one ProviderCall row.
@@ -28,6 +31,7 @@ import openai
 from django.conf import settings
 
 from integrations.errors import ProviderError, ProviderTimeout, ProviderUnavailable, QuotaExceeded, error_from_http
+from integrations.providers import ProviderAdapter
 
 from .messages import Completion, MessageError, parse_arguments
 
@@ -127,20 +131,45 @@ def translate(provider, exc):
     return None
 
 
-class _translating:
-    def __init__(self, provider):
-        self.provider = provider
+class AIAdapter(ProviderAdapter):
+    """One AI provider's call wrapper: `aattempt()` (gateway.aattempt) around the SDK call, and around reading
+    the stream it opens, with the SDKs' exceptions translated once by `translate` above."""
 
-    def __enter__(self):
-        return self
+    sdk_errors = _SDK_ERRORS
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc is None or not isinstance(exc, Exception):
-            return False
-        error = translate(self.provider, exc)
-        if error is None or error is exc:
-            return False
-        raise error from exc
+    def translate(self, exc):
+        return translate(self.provider, exc)
+
+
+class OpenAIAdapter(AIAdapter):
+    provider = "openai"
+
+
+class AnthropicAdapter(AIAdapter):
+    provider = "anthropic"
+
+
+class OpenRouterAdapter(AIAdapter):
+    provider = "openrouter"
+
+
+class XAIAdapter(AIAdapter):
+    provider = "xai"
+
+
+class GeminiAdapter(AIAdapter):
+    provider = "gemini"
+
+
+class GitHubModelsAdapter(AIAdapter):
+    provider = "github_models"
+
+
+# One instance per provider: `ADAPTERS[provider].aattempt("completion", ...)`.
+ADAPTERS = {
+    cls.provider: cls()
+    for cls in (OpenAIAdapter, AnthropicAdapter, OpenRouterAdapter, XAIAdapter, GeminiAdapter, GitHubModelsAdapter)
+}
 
 
 def _arguments(raw):
@@ -217,8 +246,7 @@ def _openai_usage(usage):
 
 async def _openai_complete(provider, model, req, timeout):
     client = _sdk_client(provider)
-    with _translating(provider):
-        resp = await client.chat.completions.create(**openai_params(provider, model, req), timeout=timeout)
+    resp = await client.chat.completions.create(**openai_params(provider, model, req), timeout=timeout)
     if not resp.choices:
         raise ProviderUnavailable(provider, "answer without choices")
     choice = resp.choices[0]
@@ -256,9 +284,9 @@ class _Stream:
         self.request_id = headers.get("x-request-id") or headers.get("request-id") or ""
 
     async def __aiter__(self):
-        with _translating(self.provider):
-            async for text in self._events():
-                yield text
+        # Read inside the caller's AIAdapter.aattempt, which translates the SDK's errors.
+        async for text in self._events():
+            yield text
 
     async def aclose(self):
         """Stop reading and release the connection: the provider sees the stream closed."""
@@ -313,10 +341,9 @@ class OpenAIStream(_Stream):
 
 async def _openai_stream(provider, model, req, timeout):
     client = _sdk_client(provider)
-    with _translating(provider):
-        sdk_stream = await client.chat.completions.create(
-            **openai_params(provider, model, req), stream=True, stream_options={"include_usage": True}, timeout=timeout
-        )
+    sdk_stream = await client.chat.completions.create(
+        **openai_params(provider, model, req), stream=True, stream_options={"include_usage": True}, timeout=timeout
+    )
     return OpenAIStream(provider, model, sdk_stream)
 
 
@@ -386,8 +413,7 @@ def _anthropic_usage(usage):
 
 async def _anthropic_complete(provider, model, req, timeout):
     client = _sdk_client(provider)
-    with _translating(provider):
-        msg = await client.messages.create(**anthropic_params(model, req), timeout=timeout)
+    msg = await client.messages.create(**anthropic_params(model, req), timeout=timeout)
     text, calls = [], []
     for block in msg.content:
         if block.type == "text":
@@ -452,8 +478,7 @@ class AnthropicStream(_Stream):
 
 async def _anthropic_stream(provider, model, req, timeout):
     client = _sdk_client(provider)
-    with _translating(provider):
-        sdk_stream = await client.messages.create(**anthropic_params(model, req), stream=True, timeout=timeout)
+    sdk_stream = await client.messages.create(**anthropic_params(model, req), stream=True, timeout=timeout)
     return AnthropicStream(provider, model, sdk_stream)
 
 
@@ -461,14 +486,17 @@ async def _anthropic_stream(provider, model, req, timeout):
 
 
 async def complete(provider, model, req, *, timeout):
-    """One completion from one provider (raises integrations.errors types)."""
+    """One completion from one provider; call it inside `ADAPTERS[provider].aattempt(...)`, which turns the SDK's
+    exceptions into integrations.errors types."""
     if provider == "anthropic":
         return await _anthropic_complete(provider, model, req, timeout)
     return await _openai_complete(provider, model, req, timeout)
 
 
 async def stream(provider, model, req, *, timeout):
-    """Open a streamed completion: the HTTP status is known on return; `async for` the text deltas."""
+    """Open a streamed completion: the HTTP status is known on return; `async for` the text deltas.
+
+    Open and read it inside `ADAPTERS[provider].aattempt(...)` (the SDK's exceptions are translated there)."""
     if provider == "anthropic":
         return await _anthropic_stream(provider, model, req, timeout)
     return await _openai_stream(provider, model, req, timeout)

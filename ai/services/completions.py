@@ -3,8 +3,6 @@
 import asyncio
 import functools
 
-from integrations import gateway
-
 from .. import providers
 from .booking import start, walk_booked
 from .cache import cache_set, cacheable
@@ -16,8 +14,7 @@ def _attempt_complete(booking, idempotency_key):
 
     async def attempt(provider, model, deadline, tried):
         await take_tokens(provider, req, deadline)
-        async with gateway.aattempt(
-            provider,
+        async with providers.ADAPTERS[provider].aattempt(
             "completion",
             owner=booking.user,
             idempotency_key=idempotency_key,

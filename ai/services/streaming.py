@@ -8,7 +8,6 @@ import logging
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from integrations import gateway
 from integrations.aio import db_hop
 from integrations.errors import ProviderError
 
@@ -48,8 +47,7 @@ def _attempt_stream(user, req, idempotency_key):
         await take_tokens(provider, req, deadline)
         async with contextlib.AsyncExitStack() as stack:
             call = await stack.enter_async_context(
-                gateway.aattempt(
-                    provider,
+                providers.ADAPTERS[provider].aattempt(
                     "completion.stream",
                     owner=user,
                     idempotency_key=idempotency_key,
