@@ -5,9 +5,14 @@ An adapter implements:
     exchange(config, *, code, params, state, redirect_uri, owner) -> TokenSet
     refresh(config, *, connection) -> TokenSet
     revoke(config, *, connection) -> bool      (False: the provider has no revocation; deleted locally only)
-Every HTTP request they make runs inside integrations.gateway.attempt.
+Every HTTP request they make runs inside the attempt of a `TokenEndpointAdapter`
+(integrations.providers' contract: gateway.attempt plus the library's errors
+translated once): `oauth2.OAuth2Adapter` for requests-oauthlib (Google's
+`GOOGLE_OAUTH`, and any RFC provider such as Webex), `microsoft.MICROSOFT_OAUTH`
+for msal.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -16,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from integrations.errors import PermanentError, error_from_http
+from integrations.providers import ProviderAdapter
 
 
 class InvalidGrant(PermanentError):
@@ -70,7 +76,11 @@ def expiry(seconds):
 
 def response_error(provider, session, *, error="", description=""):
     """The hub's error for a failed token-endpoint response: invalid_grant is InvalidGrant, the rest by HTTP status."""
-    response = last_response(session)
+    return refusal(provider, last_response(session), error=error, description=description)
+
+
+def refusal(provider, response, *, error="", description=""):
+    """response_error for the answer itself (None: no answer was recorded)."""
     status = response.status_code if response is not None else None
     headers = dict(response.headers) if response is not None else {}
     if error == "invalid_grant":
@@ -86,3 +96,36 @@ def scope_list(value):
     if isinstance(value, str):
         return [s for s in value.split() if s]
     return [str(s) for s in value]
+
+
+class TokenEndpointAdapter(ProviderAdapter):
+    """Token-endpoint requests over a `recording()` session (requests-oauthlib, msal).
+
+    `attempt(operation, session=...)` is one gateway attempt whose call log gets
+    the status of the session's last answer and how many requests it took. The
+    libraries raise without the HTTP answer (oauthlib's errors carry only the
+    `error` code), so the answer is attached to the exception as
+    `token_response` for `translate` to decide by status and headers.
+    An instance serves one registry name; `for_provider` gives one for another
+    provider with the same library (an RFC provider such as Webex).
+    """
+
+    def __init__(self, provider=None):
+        if provider:
+            self.provider = provider
+
+    def for_provider(self, provider):
+        return self if provider == self.provider else type(self)(provider)
+
+    @contextlib.contextmanager
+    def attempt(self, operation, *, session=None, **options):
+        with super().attempt(operation, **options) as att:
+            try:
+                yield att
+            except self.sdk_errors as exc:
+                exc.token_response = last_response(session) if session is not None else None
+                raise
+            finally:
+                response = last_response(session) if session is not None else None
+                if response is not None:
+                    att.record(http_status=response.status_code, units={"requests": len(session.responses)})

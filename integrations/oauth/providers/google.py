@@ -17,7 +17,7 @@ from google_auth_oauthlib.flow import Flow
 from integrations import gateway
 
 from . import recording
-from .oauth2 import StandardOAuth2
+from .oauth2 import OAuth2Adapter, StandardOAuth2
 
 
 def _client_config(config):
@@ -31,7 +31,18 @@ def _client_config(config):
     }
 
 
+class GoogleOAuthAdapter(OAuth2Adapter):
+    """Google's token endpoint through google-auth-oauthlib (requests-oauthlib inside: oauthlib's errors)."""
+
+    provider = "google_oauth"
+
+
+GOOGLE_OAUTH = GoogleOAuthAdapter()
+
+
 class GoogleOAuth(StandardOAuth2):
+    adapter = GOOGLE_OAUTH
+
     def flow(self, config, *, scopes, redirect_uri, code_verifier, state=None):
         flow = Flow.from_client_config(
             _client_config(config),

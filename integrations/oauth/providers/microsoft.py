@@ -7,7 +7,9 @@
   tokens live only in the Connection row, never in a process-wide msal cache
   shared between users. The OpenID discovery document is cached per process
   (msal's http_cache), so only the first call of a process fetches it.
-- msal never retries a token request; every request runs in a gateway attempt.
+- msal never retries a token request; every request runs in one attempt of
+  `MICROSOFT_OAUTH`, which translates msal's refusals once (its ValueError, and
+  the error dict it answers with instead of raising).
 - Microsoft rotates refresh tokens: every refresh answers with a new one,
   which the caller stores at once.
 - There is no endpoint that revokes a single refresh token (only an admin can
@@ -24,7 +26,7 @@ from django.conf import settings
 from integrations import gateway
 from integrations.errors import ProviderUnavailable
 
-from . import TokenSet, expiry, last_response, recording, response_error, scope_list
+from . import TokenEndpointAdapter, TokenSet, expiry, recording, refusal, scope_list
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 # msal adds these to every request and refuses them in `scopes`.
@@ -36,11 +38,43 @@ _http_caches = {}
 GRAPH_APP_SCOPE = "https://graph.microsoft.com/.default"
 
 
+class MsalRefusal(Exception):
+    """msal answered an error dict (`{"error": ..., "error_description": ...}`) instead of raising."""
+
+    def __init__(self, result):
+        super().__init__(result.get("error", ""))
+        self.result = result
+
+
+class MicrosoftOAuthAdapter(TokenEndpointAdapter):
+    provider = "microsoft_oauth"
+    # msal raises ValueError for a discovery failure and for a callback that does not match the flow.
+    sdk_errors = (MsalRefusal, ValueError)
+
+    def translate(self, exc):
+        response = exc.token_response
+        if isinstance(exc, MsalRefusal):
+            return refusal(
+                self.provider,
+                response,
+                error=exc.result["error"],
+                description=exc.result.get("error_description", ""),
+            )
+        if response is not None and response.status_code >= 400:
+            return refusal(self.provider, response, description=str(exc)[:200])
+        return None  # not the provider's refusal (a callback that does not match the flow): left as it is
+
+
+MICROSOFT_OAUTH = MicrosoftOAuthAdapter()
+
+
 def _authority(tenant=None):
     return f"{settings.MICROSOFT_AUTHORITY_HOST.rstrip('/')}/{tenant or settings.MICROSOFT_TENANT}"
 
 
 class MicrosoftOAuth:
+    adapter = MICROSOFT_OAUTH
+
     def app(self, config, session, tenant=None):
         authority = _authority(tenant)
         cache = _http_caches.setdefault(authority, {})
@@ -62,25 +96,12 @@ class MicrosoftOAuth:
     def _run(self, config, operation, owner, fn, tenant=None):
         """fn(app) inside one gateway attempt; the app is built inside it, as building it may fetch discovery."""
         session = recording()
-        with gateway.attempt(config.provider, operation, owner=owner) as att:
-            try:
-                result = fn(self.app(config, session, tenant))
-            except ValueError as exc:
-                # msal raises ValueError for a discovery failure and for a callback that does not match the flow.
-                response = last_response(session)
-                if response is not None and response.status_code >= 400:
-                    raise response_error(config.provider, session, description=str(exc)[:200]) from exc
-                raise
-            finally:
-                response = last_response(session)
-                if response is not None:
-                    att.record(http_status=response.status_code, units={"requests": len(session.responses)})
+        with self.adapter.for_provider(config.provider).attempt(operation, owner=owner, session=session):
+            result = fn(self.app(config, session, tenant))
             if not isinstance(result, dict):
                 raise ProviderUnavailable(config.provider, "no answer from the token endpoint")
             if "error" in result:
-                raise response_error(
-                    config.provider, session, error=result["error"], description=result.get("error_description", "")
-                )
+                raise MsalRefusal(result)
         return result
 
     def _scopes(self, scopes):
@@ -91,11 +112,8 @@ class MicrosoftOAuth:
         authority = _authority()
         if not _http_caches.get(authority):
             # The first use in this process fetches the discovery document: log it as a call.
-            with gateway.attempt(config.provider, "discovery") as att:
+            with self.adapter.for_provider(config.provider).attempt("discovery", session=session):
                 app = self.app(config, session)
-                response = last_response(session)
-                if response is not None:
-                    att.record(http_status=response.status_code, units={"requests": len(session.responses)})
         else:
             app = self.app(config, session)
         with warnings.catch_warnings():

@@ -3,7 +3,8 @@
 Google builds on this (providers.google); a provider such as Webex can use it
 as it is, by naming it as the `adapter` of its OAuthProvider.
 
-requests-oauthlib never retries; every request runs inside one gateway attempt.
+requests-oauthlib never retries; every request runs inside one attempt of an
+`OAuth2Adapter`, which translates oauthlib's errors once.
 """
 
 import base64
@@ -14,7 +15,7 @@ from requests_oauthlib import OAuth2Session
 
 from integrations import gateway
 
-from . import TokenSet, expiry, last_response, recording, response_error, scope_list
+from . import TokenEndpointAdapter, TokenSet, expiry, recording, refusal, response_error, scope_list
 
 
 def code_challenge(verifier):
@@ -23,7 +24,27 @@ def code_challenge(verifier):
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+class OAuth2Adapter(TokenEndpointAdapter):
+    """Token-endpoint calls over requests-oauthlib: an OAuth2Error (invalid_grant, invalid_client ...) becomes the
+    hub's error by its code and the HTTP answer behind it."""
+
+    sdk_errors = (OAuth2Error,)
+
+    def translate(self, exc):
+        return refusal(self.provider, exc.token_response, error=exc.error or "", description=exc.description or "")
+
+
+# The RFC flow for whichever provider names StandardOAuth2 (Webex): `OAUTH2.for_provider(config.provider)`.
+OAUTH2 = OAuth2Adapter()
+
+
 class StandardOAuth2:
+    # The call wrapper for this flow's token requests (a subclass names its provider's own).
+    adapter = OAUTH2
+
+    def token_adapter(self, config):
+        return self.adapter.for_provider(config.provider)
+
     def session(self, config, *, scopes=None, redirect_uri=None, state=None):
         return recording(OAuth2Session(config.client_id, scope=scopes, redirect_uri=redirect_uri, state=state))
 
@@ -45,7 +66,7 @@ class StandardOAuth2:
 
     def fetch(self, config, session, operation, owner, fn):
         """Run one token-endpoint request as a gateway attempt; returns the token dict."""
-        with gateway.attempt(config.provider, operation, owner=owner) as att:
+        with self.token_adapter(config).attempt(operation, owner=owner, session=session):
             try:
                 token = fn()
             except Warning as warning:
@@ -54,14 +75,6 @@ class StandardOAuth2:
                 token = getattr(warning, "token", None)
                 if token is None:
                     raise
-            except OAuth2Error as exc:
-                raise response_error(
-                    config.provider, session, error=exc.error or "", description=exc.description or ""
-                ) from exc
-            finally:
-                response = last_response(session)
-                if response is not None:
-                    att.record(http_status=response.status_code, units={"requests": len(session.responses)})
         return dict(token)
 
     def token_set(self, config, token):
@@ -116,7 +129,7 @@ class StandardOAuth2:
         if not token:
             return True
         session = recording()
-        with gateway.attempt(config.provider, "token.revoke", owner=connection.owner_id) as att:
+        with self.token_adapter(config).attempt("token.revoke", owner=connection.owner_id) as att:
             response = session.post(
                 config.url("revoke"),
                 data={"token": token},
