@@ -1,0 +1,82 @@
+"""Reading: list, fetch by ids ($batch), one message, a thread, an attachment's bytes."""
+
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from integrations.errors import error_from_http
+
+from ...types import Page
+from .client import BATCH_SIZE, EXPAND_ATTACHMENTS, PROVIDER, SELECT, _call, _follow, decode_token, encode_token
+from .shapes import message_from
+
+
+def list_page(conn, *, q="", label="", page_token="", page_size=50, filter_=""):
+    if page_token:
+        page = _call(conn, "messages.list", "GET", _follow(decode_token(page_token)))
+    else:
+        params = {"$top": page_size, "$select": SELECT, "$expand": EXPAND_ATTACHMENTS}
+        if q:
+            params["$search"] = f'"{q}"'  # $search cannot be combined with $orderby
+        else:
+            params["$orderby"] = "receivedDateTime desc"
+        if filter_:
+            params["$filter"] = filter_
+        url = f"/me/mailFolders/{quote(label, safe='')}/messages" if label else "/me/messages"
+        page = _call(conn, "messages.list", "GET", url, params=params)
+    return Page(
+        messages=[message_from(m) for m in page.get("value", [])],
+        next_page_token=encode_token(page.get("@odata.nextLink", "")),
+    )
+
+
+def get_many(conn, ids):
+    """Metadata of these messages by $batch requests of up to 20 (Graph's limit)."""
+    found = {}
+    for start in range(0, len(ids), BATCH_SIZE):
+        chunk = ids[start : start + BATCH_SIZE]
+        body = {
+            "requests": [
+                {
+                    "id": str(n),
+                    "method": "GET",
+                    "url": f"/me/messages/{quote(i, safe='')}?$select={SELECT}&$expand={EXPAND_ATTACHMENTS}",
+                }
+                for n, i in enumerate(chunk)
+            ]
+        }
+        answer = _call(conn, "messages.get.batch", "POST", "/$batch", json=body)
+        for part in answer.get("responses", []):
+            status = int(part.get("status", 500))
+            if status == 404:
+                continue  # deleted since it changed
+            if status >= 400:
+                # The batch as a whole failed for this page: retry it after the wait Graph asked for.
+                raise error_from_http(
+                    PROVIDER, status, headers=part.get("headers") or {}, message="a $batch part failed"
+                )
+            found[chunk[int(part["id"])]] = part["body"]
+    return [message_from(found[i]) for i in ids if i in found]
+
+
+def get(conn, message_id):
+    params = {"$select": SELECT + ",body,internetMessageHeaders", "$expand": EXPAND_ATTACHMENTS}
+    return message_from(
+        _call(conn, "messages.get", "GET", f"/me/messages/{quote(message_id, safe='')}", params=params), full=True
+    )
+
+
+def thread(conn, thread_id):
+    params = {
+        "$filter": f"conversationId eq '{thread_id.replace(chr(39), chr(39) * 2)}'",
+        "$select": SELECT + ",body,internetMessageHeaders",
+        "$top": 50,
+    }
+    page = _call(conn, "threads.get", "GET", "/me/messages", params=params)
+    messages = [message_from(m, full=True) for m in page.get("value", [])]
+    # An undated message (a draft) first; the oldest aware moment, not the local one (before year 1 east of UTC).
+    return sorted(messages, key=lambda m: m.date or datetime.min.replace(tzinfo=UTC))
+
+
+def attachment(conn, message_id, attachment_id):
+    url = f"/me/messages/{quote(message_id, safe='')}/attachments/{quote(attachment_id, safe='')}/$value"
+    return _call(conn, "messages.attachments.get", "GET", url, expect_json=False).content

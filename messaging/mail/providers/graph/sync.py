@@ -1,0 +1,59 @@
+"""Sync and push: the inbox delta query, change-notification subscriptions."""
+
+from urllib.parse import quote
+
+from ...types import SyncResult
+from .client import SELECT, _call, _follow
+from .shapes import _date, message_from
+
+
+def delta_sync(conn, *, delta_link=""):
+    """Inbox changes since `delta_link` (all of the inbox without one); returns the next delta link as the cursor."""
+    upserted, deleted = [], []
+    if delta_link:
+        url, params = _follow(delta_link), None
+    else:
+        url, params = "/me/mailFolders/inbox/messages/delta", {"$select": SELECT}
+    while True:
+        page = _call(conn, "messages.delta", "GET", url, params=params)
+        for item in page.get("value", []):
+            if "@removed" in item:
+                deleted.append(item["id"])
+            else:
+                upserted.append(message_from(item))
+        if page.get("@odata.nextLink"):
+            url, params = _follow(page["@odata.nextLink"]), None
+            continue
+        return SyncResult(
+            upserted=upserted, deleted=deleted, cursor=page.get("@odata.deltaLink", ""), full=not delta_link
+        )
+
+
+def subscribe(conn, *, notification_url, client_state, expires_at):
+    body = {
+        "changeType": "created,updated,deleted",
+        "notificationUrl": notification_url,
+        "lifecycleNotificationUrl": notification_url,
+        "resource": "me/mailFolders('inbox')/messages",
+        "expirationDateTime": expires_at.isoformat(),
+        "clientState": client_state,
+    }
+    result = _call(conn, "subscriptions.create", "POST", "/subscriptions", json=body)
+    return result["id"], _date(result.get("expirationDateTime"))
+
+
+def subscription_renew(conn, subscription_id, *, expires_at):
+    result = _call(
+        conn,
+        "subscriptions.renew",
+        "PATCH",
+        f"/subscriptions/{quote(subscription_id, safe='')}",
+        json={"expirationDateTime": expires_at.isoformat()},
+    )
+    return _date(result.get("expirationDateTime"))
+
+
+def subscription_delete(conn, subscription_id):
+    _call(
+        conn, "subscriptions.delete", "DELETE", f"/subscriptions/{quote(subscription_id, safe='')}", expect_json=False
+    )
