@@ -1,0 +1,54 @@
+"""Reading: a page of messages (metadata by batch), one message, a thread, an attachment's bytes."""
+
+from ...types import Page
+from .client import METADATA_HEADERS, UNITS, _batch, _call, _service
+from .shapes import _decode, message_from
+
+
+def list_page(conn, *, q="", label="", page_token="", page_size=50):
+    svc = _service(conn)
+    kwargs = {"userId": "me", "maxResults": page_size}
+    if q:
+        kwargs["q"] = q
+    if label:
+        kwargs["labelIds"] = [label]
+    if page_token:
+        kwargs["pageToken"] = page_token
+    listed = _call(conn, "messages.list", svc.users().messages().list(**kwargs))
+    ids = [m["id"] for m in listed.get("messages", [])]
+    return Page(messages=get_many(conn, ids, svc=svc), next_page_token=listed.get("nextPageToken"))
+
+
+def get_many(conn, ids, *, svc=None):
+    """Metadata of these messages, in the order given, by batch requests of up to 50."""
+    svc = svc or _service(conn)
+    ids = list(dict.fromkeys(ids))  # a batch refuses two parts with one id
+    requests = [
+        (i, svc.users().messages().get(userId="me", id=i, format="metadata", metadataHeaders=METADATA_HEADERS))
+        for i in ids
+    ]
+    found = _batch(conn, "messages.get", requests, UNITS["messages.get"])
+    return [message_from(found[i]) for i in ids if i in found]
+
+
+def get(conn, message_id):
+    svc = _service(conn)
+    return message_from(
+        _call(conn, "messages.get", svc.users().messages().get(userId="me", id=message_id, format="full")), full=True
+    )
+
+
+def thread(conn, thread_id):
+    svc = _service(conn)
+    resource = _call(conn, "threads.get", svc.users().threads().get(userId="me", id=thread_id, format="full"))
+    return [message_from(m, full=True) for m in resource.get("messages", [])]
+
+
+def attachment(conn, message_id, attachment_id):
+    svc = _service(conn)
+    resource = _call(
+        conn,
+        "messages.attachments.get",
+        svc.users().messages().attachments().get(userId="me", messageId=message_id, id=attachment_id),
+    )
+    return _decode(resource.get("data", ""))
