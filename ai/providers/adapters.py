@@ -1,0 +1,83 @@
+"""The AI call wrapper (integrations.providers' contract) and the one translation of the SDKs' errors."""
+
+import anthropic
+import openai
+
+from integrations.errors import ProviderError, ProviderTimeout, ProviderUnavailable, QuotaExceeded, error_from_http
+from integrations.providers import ProviderAdapter
+
+_STATUS_ERRORS = (openai.APIStatusError, anthropic.APIStatusError)
+_TIMEOUTS = (openai.APITimeoutError, anthropic.APITimeoutError)
+_CONNECTION = (openai.APIConnectionError, anthropic.APIConnectionError)
+_SDK_ERRORS = (openai.OpenAIError, anthropic.AnthropicError)
+
+
+def translate(provider, exc):
+    """The hub's error for a vendor SDK exception."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, _TIMEOUTS):
+        return ProviderTimeout(provider, "timed out")
+    if isinstance(exc, _CONNECTION):
+        return ProviderUnavailable(provider, f"connection failed ({exc.message})")
+    if isinstance(exc, _STATUS_ERRORS):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        if isinstance(exc, anthropic.APIStatusError):
+            code = exc.error_code or exc.type
+            message = exc.api_message or exc.message
+        else:
+            code = exc.code or body.get("type")
+            message = body.get("message") or exc.message
+        headers = dict(exc.response.headers)
+        status = exc.status_code
+        if code == "billing_error":  # Anthropic: out of credit, whatever the status
+            return QuotaExceeded(provider, message, code=code, http_status=status, request_id=exc.request_id)
+        if status < 400:
+            # An error event inside a 200 stream (Anthropic's overloaded_error mid-stream).
+            status = 529 if code in ("overloaded_error", "api_error") else 400
+        return error_from_http(provider, status, headers=headers, code=code, message=message, request_id=exc.request_id)
+    if isinstance(exc, _SDK_ERRORS):
+        # The provider answered something the SDK could not read: treat it as a provider fault.
+        return ProviderUnavailable(provider, f"unreadable response ({type(exc).__name__})")
+    return None
+
+
+class AIAdapter(ProviderAdapter):
+    """One AI provider's call wrapper: `aattempt()` (gateway.aattempt) around the SDK call, and around reading
+    the stream it opens, with the SDKs' exceptions translated once by `translate` above."""
+
+    sdk_errors = _SDK_ERRORS
+
+    def translate(self, exc):
+        return translate(self.provider, exc)
+
+
+class OpenAIAdapter(AIAdapter):
+    provider = "openai"
+
+
+class AnthropicAdapter(AIAdapter):
+    provider = "anthropic"
+
+
+class OpenRouterAdapter(AIAdapter):
+    provider = "openrouter"
+
+
+class XAIAdapter(AIAdapter):
+    provider = "xai"
+
+
+class GeminiAdapter(AIAdapter):
+    provider = "gemini"
+
+
+class GitHubModelsAdapter(AIAdapter):
+    provider = "github_models"
+
+
+# One instance per provider: `ADAPTERS[provider].aattempt("completion", ...)`.
+ADAPTERS = {
+    cls.provider: cls()
+    for cls in (OpenAIAdapter, AnthropicAdapter, OpenRouterAdapter, XAIAdapter, GeminiAdapter, GitHubModelsAdapter)
+}

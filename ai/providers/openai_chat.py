@@ -1,0 +1,148 @@
+"""OpenAI chat completions (OpenAI, OpenRouter, xAI, Gemini, GitHub Models): the request, the answer, the stream."""
+
+import json
+
+from integrations.errors import ProviderUnavailable
+
+from ..messages import Completion
+from .streams import _arguments, _Stream
+
+
+def _openai_messages(messages):
+    out = []
+    for m in messages:
+        if m["role"] == "tool":
+            out.append({"role": "tool", "tool_call_id": m["tool_call_id"], "content": m["content"]})
+        elif m.get("tool_calls"):
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": m["content"] or None,
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+                        }
+                        for c in m["tool_calls"]
+                    ],
+                }
+            )
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def openai_params(provider, model, req):
+    params = {"model": model, "messages": _openai_messages(req.messages)}
+    if req.tools:
+        params["tools"] = [
+            {
+                "type": "function",
+                "function": {"name": t["name"], "description": t["description"], "parameters": t["parameters"]},
+            }
+            for t in req.tools
+        ]
+    if isinstance(req.tool_choice, dict):
+        params["tool_choice"] = {"type": "function", "function": {"name": req.tool_choice["name"]}}
+    elif req.tool_choice:
+        params["tool_choice"] = req.tool_choice
+    if req.max_tokens:
+        # OpenAI's reasoning models accept only max_completion_tokens; the compatible APIs know max_tokens.
+        params["max_completion_tokens" if provider == "openai" else "max_tokens"] = req.max_tokens
+    if req.temperature is not None:
+        params["temperature"] = req.temperature
+    return params
+
+
+def _openai_finish(reason, refusal):
+    if refusal:
+        return "refusal"
+    return reason or "stop"
+
+
+def _openai_usage(usage):
+    if usage is None:
+        return 0, 0, 0
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = (getattr(details, "cached_tokens", None) or 0) if details else 0
+    return usage.prompt_tokens or 0, usage.completion_tokens or 0, cached
+
+
+async def _openai_complete(client, provider, model, req, timeout):
+    resp = await client.chat.completions.create(**openai_params(provider, model, req), timeout=timeout)
+    if not resp.choices:
+        raise ProviderUnavailable(provider, "answer without choices")
+    choice = resp.choices[0]
+    msg = choice.message
+    calls = [
+        {"id": c.id, "name": c.function.name, "arguments": _arguments(c.function.arguments)}
+        for c in (msg.tool_calls or [])
+        if getattr(c, "function", None) is not None
+    ]
+    refusal = getattr(msg, "refusal", None)
+    inp, out, cached = _openai_usage(resp.usage)
+    return Completion(
+        provider=provider,
+        model=resp.model or model,
+        content=msg.content or refusal or "",
+        tool_calls=calls,
+        finish_reason=_openai_finish(choice.finish_reason, refusal),
+        input_tokens=inp,
+        output_tokens=out,
+        cached_tokens=cached,
+        request_id=getattr(resp, "_request_id", None) or "",
+    )
+
+
+class OpenAIStream(_Stream):
+    async def _events(self):
+        calls = {}  # index -> {"id", "name", "args": [parts]}
+        finish, refusal, usage, model = None, [], None, self.model
+        async for chunk in self._sdk:
+            model = chunk.model or model
+            if chunk.usage is not None:
+                usage = chunk.usage
+            for choice in chunk.choices or ():
+                delta = choice.delta
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+                if delta is None:
+                    continue
+                if getattr(delta, "refusal", None):
+                    refusal.append(delta.refusal)
+                for tc in delta.tool_calls or ():
+                    entry = calls.setdefault(tc.index, {"id": "", "name": "", "args": []})
+                    if tc.id:
+                        entry["id"] = tc.id
+                    if tc.function is not None:
+                        if tc.function.name:
+                            entry["name"] += tc.function.name
+                        if tc.function.arguments:
+                            entry["args"].append(tc.function.arguments)
+                if delta.content:
+                    self.text.append(delta.content)
+                    yield delta.content
+        inp, out, cached = _openai_usage(usage)
+        refusal_text = "".join(refusal)
+        self.result = Completion(
+            provider=self.provider,
+            model=model,
+            content="".join(self.text) or refusal_text,
+            tool_calls=[
+                {"id": c["id"], "name": c["name"], "arguments": _arguments("".join(c["args"]))}
+                for _, c in sorted(calls.items())
+            ],
+            finish_reason=_openai_finish(finish, refusal_text),
+            input_tokens=inp,
+            output_tokens=out,
+            cached_tokens=cached,
+            request_id=self.request_id,
+        )
+
+
+async def _openai_stream(client, provider, model, req, timeout):
+    sdk_stream = await client.chat.completions.create(
+        **openai_params(provider, model, req), stream=True, stream_options={"include_usage": True}, timeout=timeout
+    )
+    return OpenAIStream(provider, model, sdk_stream)
