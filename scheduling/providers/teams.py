@@ -9,7 +9,7 @@ auto-recording, recordings and transcripts) is the `onlineMeeting` found by its
 join URL (`GET /me/onlineMeetings?$filter=JoinWebUrl eq '...'`), which Graph
 documents for exactly this case.
 
-Same client choice as mail (messaging/mail/providers/graph.py): plain httpx with
+Same client choice as mail (messaging/mail/providers/graph/): plain httpx with
 the connection's token (`integrations.oauth.bearer_auth`), one request = one
 gateway attempt = one ProviderCall, no retries of its own; 429/503 Retry-After
 is honoured by the gateway. A content link is only followed if it points at
