@@ -121,13 +121,13 @@ def classify(provider, exc):
 class Attempt:
     """What the caller learns during one attempt and hands to the call log."""
 
-    def __init__(self, provider, operation, *, owner_id, scope, idempotency_key, related, attempt_no):
+    def __init__(self, provider, operation, *, owner, scope, idempotency_key, related, attempt_no):
         self.provider = provider
         self.operation = operation
-        self.owner_id = owner_id
+        self.owner_id = _owner_id(owner)
         self.scope = scope or ""
         self.idempotency_key = idempotency_key or ""
-        self.related_type, self.related_id = related or ("", "")
+        self.related_type, self.related_id = _related(related) or ("", "")
         self.attempt_no = attempt_no
         self.http_status = None
         self.request_id = ""
@@ -217,6 +217,63 @@ def _take_token(provider, scope, rate_cost):
     raise RateLimited(provider, scope, decision.wait, reserved=decision.reserved)
 
 
+def _refused(att, permit):
+    """The CircuitOpen for an attempt the breaker refused, recorded as one row."""
+    error = CircuitOpen(att.provider, "circuit open", retry_after=permit.wait)
+    _write(att, outcome=ProviderCall.Outcome.CIRCUIT_OPEN, latency_ms=0.0, error=error, retryable=True)
+    return error
+
+
+def _breaker_waits_on_news(permit):
+    """Whether the breaker needs to hear that the provider answered (it is probing, or counting failures)."""
+    return permit.state != breaker.CLOSED or permit.failures
+
+
+class Failure:
+    """What a failed attempt means, decided once for `attempt` and `aattempt` (which differ only in how they wait).
+
+    `error` is what leaves the block (the exception itself when it is already
+    ours or not a provider failure we understand); `pause` the seconds a 429's
+    Retry-After blocks the (provider, scope) bucket, or 0; `healthy` what the
+    breaker is told (None: nothing); `log()` writes the call's row and alerts.
+    """
+
+    def __init__(self, att, exc, permit, started):
+        self.att = att
+        self.latency_ms = (time.perf_counter() - started) * 1000
+        error = classify(att.provider, exc) if isinstance(exc, Exception) else None
+        self.known = error is not None
+        self.error = error if self.known else exc
+        self.pause = error.retry_after if self.known and error.retry_after and error.http_status == 429 else 0
+        if not self.known:
+            # Not a provider failure we understand (a bug, or an untranslated
+            # vendor error): record it, leave the circuit alone, re-raise as is.
+            self.healthy = None
+        elif error.outcome == ProviderCall.Outcome.RATE_LIMITED:
+            self.healthy = None  # a busy provider is not a broken one
+        elif error.retryable:
+            self.healthy = False
+        elif _breaker_waits_on_news(permit):
+            self.healthy = True  # it answered (a 4xx): it is up
+        else:
+            self.healthy = None
+
+    def log(self):
+        att, error = self.att, self.error
+        if not self.known:
+            _write(att, outcome=ProviderCall.Outcome.ERROR, latency_ms=self.latency_ms, error=error, retryable=False)
+            return
+        _write(att, outcome=error.outcome, latency_ms=self.latency_ms, error=error, retryable=error.retryable)
+        if isinstance(error, QuotaExceeded):
+            # Every call to this provider fails until someone tops up the account: tell staff once.
+            alert_raise(
+                kind=Alert.Kind.QUOTA,
+                provider=att.provider,
+                severity=Alert.Severity.CRITICAL,
+                message=f"{att.provider} refuses calls for quota or billing ({error.code or error.http_status}): {redact(error.message)}",
+            )
+
+
 @contextlib.contextmanager
 def attempt(
     provider,
@@ -246,50 +303,30 @@ def attempt(
     att = Attempt(
         provider,
         operation,
-        owner_id=_owner_id(owner),
+        owner=owner,
         scope=scope,
         idempotency_key=idempotency_key,
-        related=_related(related),
+        related=related,
         attempt_no=attempt_no or (ctx.attempt if ctx else 1),
     )
 
     permit = breaker.before_call(provider)
     if not permit.allowed:
-        error = CircuitOpen(provider, "circuit open", retry_after=permit.wait)
-        _write(att, outcome=ProviderCall.Outcome.CIRCUIT_OPEN, latency_ms=0.0, error=error, retryable=True)
-        raise error
+        raise _refused(att, permit)
 
     started = time.perf_counter()
     try:
         yield att
     except BaseException as exc:
-        latency_ms = (time.perf_counter() - started) * 1000
-        error = classify(provider, exc) if isinstance(exc, Exception) else None
-        if error is None:
-            # Not a provider failure we understand (a bug, or an untranslated
-            # vendor error): record it, leave the circuit alone, re-raise as is.
-            _write(att, outcome=ProviderCall.Outcome.ERROR, latency_ms=latency_ms, error=exc, retryable=False)
+        failure = Failure(att, exc, permit, started)
+        if failure.pause:
+            limiter.block(provider, scope, failure.pause)
+        failure.log()
+        if failure.healthy is not None:
+            breaker.after_call(provider, healthy=failure.healthy)
+        if failure.error is exc:
             raise
-        if error.retry_after and error.http_status == 429:
-            limiter.block(provider, scope, error.retry_after)
-        _write(att, outcome=error.outcome, latency_ms=latency_ms, error=error, retryable=error.retryable)
-        if isinstance(error, QuotaExceeded):
-            # Every call to this provider fails until someone tops up the account: tell staff once.
-            alert_raise(
-                kind=Alert.Kind.QUOTA,
-                provider=provider,
-                severity=Alert.Severity.CRITICAL,
-                message=f"{provider} refuses calls for quota or billing ({error.code or error.http_status}): {redact(error.message)}",
-            )
-        if error.outcome == ProviderCall.Outcome.RATE_LIMITED:
-            pass  # a busy provider is not a broken one
-        elif error.retryable:
-            breaker.after_call(provider, healthy=False)
-        elif permit.state != breaker.CLOSED or permit.failures:
-            breaker.after_call(provider, healthy=True)  # it answered (a 4xx): it is up
-        if error is exc:
-            raise
-        raise error from exc
+        raise failure.error from exc
     latency_ms = (time.perf_counter() - started) * 1000
     if log_after_response:
         request_id = get_request_id() or ""
@@ -298,7 +335,7 @@ def attempt(
         )
     else:
         _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
-    if permit.state != breaker.CLOSED or permit.failures:
+    if _breaker_waits_on_news(permit):
         breaker.after_call(provider, healthy=True)
 
 
@@ -318,17 +355,6 @@ def call(provider, operation, fn, *, meter=None, **options):
 # write (and the alerts it may raise) runs in a thread, and a missing rate token
 # is awaited when it comes before the caller's deadline: a web request is not a
 # Celery task that could come back later, and an await holds no worker.
-
-
-def _after_failure(att, *, outcome, latency_ms, error, retryable):
-    _write(att, outcome=outcome, latency_ms=latency_ms, error=error, retryable=retryable)
-    if isinstance(error, QuotaExceeded):
-        alert_raise(
-            kind=Alert.Kind.QUOTA,
-            provider=att.provider,
-            severity=Alert.Severity.CRITICAL,
-            message=f"{att.provider} refuses calls for quota or billing ({error.code or error.http_status}): {redact(error.message)}",
-        )
 
 
 async def atake_token(provider, scope=None, *, bucket="requests", cost=1, deadline=None):
@@ -368,49 +394,33 @@ async def aattempt(
     att = Attempt(
         provider,
         operation,
-        owner_id=_owner_id(owner),
+        owner=owner,
         scope=scope,
         idempotency_key=idempotency_key,
-        related=_related(related),
+        related=related,
         attempt_no=attempt_no,
     )
 
     permit = await breaker.abefore_call(provider)
     if not permit.allowed:
-        error = CircuitOpen(provider, "circuit open", retry_after=permit.wait)
-        await db_hop(
-            _write, att, outcome=ProviderCall.Outcome.CIRCUIT_OPEN, latency_ms=0.0, error=error, retryable=True
-        )
-        raise error
+        raise await db_hop(_refused, att, permit)
 
     started = time.perf_counter()
     try:
         yield att
     except BaseException as exc:
-        latency_ms = (time.perf_counter() - started) * 1000
-        error = classify(provider, exc) if isinstance(exc, Exception) else None
-        if error is None:
-            await db_hop(
-                _write, att, outcome=ProviderCall.Outcome.ERROR, latency_ms=latency_ms, error=exc, retryable=False
-            )
+        failure = Failure(att, exc, permit, started)
+        if failure.pause:
+            await limiter.ablock(provider, scope, failure.pause)
+        await db_hop(failure.log)
+        if failure.healthy is not None:
+            await breaker.aafter_call(provider, healthy=failure.healthy)
+        if failure.error is exc:
             raise
-        if error.retry_after and error.http_status == 429:
-            await limiter.ablock(provider, scope, error.retry_after)
-        await db_hop(
-            _after_failure, att, outcome=error.outcome, latency_ms=latency_ms, error=error, retryable=error.retryable
-        )
-        if error.outcome == ProviderCall.Outcome.RATE_LIMITED:
-            pass  # a busy provider is not a broken one
-        elif error.retryable:
-            await breaker.aafter_call(provider, healthy=False)
-        elif permit.state != breaker.CLOSED or permit.failures:
-            await breaker.aafter_call(provider, healthy=True)
-        if error is exc:
-            raise
-        raise error from exc
+        raise failure.error from exc
     latency_ms = (time.perf_counter() - started) * 1000
     await db_hop(_write_ok_then, att, latency_ms=latency_ms)
-    if permit.state != breaker.CLOSED or permit.failures:
+    if _breaker_waits_on_news(permit):
         await breaker.aafter_call(provider, healthy=True)
 
 
