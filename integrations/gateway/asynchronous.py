@@ -59,15 +59,7 @@ async def aattempt(
 
     await atake_token(provider, scope, cost=rate_cost, deadline=deadline)
 
-    att = Attempt(
-        provider,
-        operation,
-        owner=owner,
-        scope=scope,
-        idempotency_key=idempotency_key,
-        related=related,
-        attempt_no=attempt_no,
-    )
+    att = Attempt(provider, operation, owner, scope, idempotency_key, related, attempt_no)
 
     permit = await breaker.abefore_call(provider)
     if not permit.allowed:

@@ -56,7 +56,7 @@ def classify(provider, exc):
 class Attempt:
     """What the caller learns during one attempt and hands to the call log."""
 
-    def __init__(self, provider, operation, *, owner, scope, idempotency_key, related, attempt_no):
+    def __init__(self, provider, operation, owner, scope, idempotency_key, related, attempt_no):
         self.provider = provider
         self.operation = operation
         self.owner_id = _owner_id(owner)

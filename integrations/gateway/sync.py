@@ -57,15 +57,8 @@ def attempt(
     _take_token(provider, scope, rate_cost)
 
     ctx = _task_context.get()
-    att = Attempt(
-        provider,
-        operation,
-        owner=owner,
-        scope=scope,
-        idempotency_key=idempotency_key,
-        related=related,
-        attempt_no=attempt_no or (ctx.attempt if ctx else 1),
-    )
+    attempt_no = attempt_no or (ctx.attempt if ctx else 1)
+    att = Attempt(provider, operation, owner, scope, idempotency_key, related, attempt_no)
 
     permit = breaker.before_call(provider)
     if not permit.allowed:
