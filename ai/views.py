@@ -11,7 +11,6 @@ from rest_framework.views import APIView
 from integrations.aio import db_hop
 from integrations.api import idempotency
 from integrations.api.ratelimit import ratelimit_check
-from integrations.errors import DomainError
 from integrations.models import IdempotencyRecord
 
 from . import services
@@ -101,38 +100,10 @@ class CompletionView(AsyncAPIView):
         self.idempotency_key = request.headers.get(idempotency.HEADER, "")
         self.replayed = None
         if self.idempotency_key:
-            self.replayed = self._claim(request)
-
-    def _claim(self, request):
-        """The finished record to replay, or None once this request holds the key.
-
-        A repeat with the same key and body gets the first answer without a second
-        provider call or charge, streamed or not: a stream is replayed as a short
-        stream of the recorded answer (the same `delta` and `done` events). A repeat
-        while the first is still running is a 409."""
-        key = self.idempotency_key
-        if len(key) > 255 or not key.isprintable():
-            raise DomainError(
-                400, "invalid_idempotency_key", "Idempotency-Key must be printable and at most 255 characters."
-            )
-        fingerprint = idempotency._fingerprint(request)
-        existing = idempotency._claim(request.user, key, fingerprint)
-        if existing is None:
-            return None
-        if existing.fingerprint != fingerprint:
-            raise DomainError(
-                422,
-                "idempotency_key_reused",
-                "This Idempotency-Key was already used for a different request; use a new key for a new request.",
-            )
-        if existing.status == IdempotencyRecord.Status.IN_PROGRESS:
-            raise DomainError(
-                409,
-                "idempotency_key_in_progress",
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-                headers={"Retry-After": "1"},
-            )
-        return existing
+            # A repeat with the same key and body gets the first answer without a second
+            # provider call or charge, streamed or not: a stream is replayed as a short
+            # stream of the recorded answer (the same `delta` and `done` events).
+            self.replayed = idempotency.claim(request, self.idempotency_key)
 
     def _record(self):
         return IdempotencyRecord.objects.filter(owner=self.request.user, key=self.idempotency_key)

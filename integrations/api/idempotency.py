@@ -59,32 +59,45 @@ def _claim(owner, key, fingerprint):
         return IdempotencyRecord.objects.get(owner=owner, key=key)
 
 
+def claim(request, key):
+    """The finished record to replay for this key, or None once this request holds the key.
+
+    The one place that checks a key and decides between running, replaying and
+    refusing: an unusable key is a 400, the same key with a different request a
+    422, and a repeat while the first is still running a 409 (with Retry-After),
+    whether the view is a plain DRF one (`idempotent`) or async (the AI stream)."""
+    if len(key) > 255 or not key.isprintable():
+        raise DomainError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be printable and at most 255 characters."
+        )
+    fingerprint = _fingerprint(request)
+    existing = _claim(request.user, key, fingerprint)
+    if existing is None:
+        return None
+    if existing.fingerprint != fingerprint:
+        raise DomainError(
+            422,
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used for a different request; use a new key for a new request.",
+        )
+    if existing.status == IdempotencyRecord.Status.IN_PROGRESS:
+        raise DomainError(
+            409,
+            "idempotency_key_in_progress",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+    return existing
+
+
 def idempotent(view_method):
     @functools.wraps(view_method)
     def wrapper(view, request, *args, **kwargs):
         key = request.headers.get(HEADER)
         if not key or not request.user.is_authenticated:
             return view_method(view, request, *args, **kwargs)
-        if len(key) > 255 or not key.isprintable():
-            raise DomainError(
-                400, "invalid_idempotency_key", "Idempotency-Key must be printable and at most 255 characters."
-            )
-        fingerprint = _fingerprint(request)
-        existing = _claim(request.user, key, fingerprint)
+        existing = claim(request, key)
         if existing is not None:
-            if existing.fingerprint != fingerprint:
-                raise DomainError(
-                    422,
-                    "idempotency_key_reused",
-                    "This Idempotency-Key was already used for a different request; use a new key for a new request.",
-                )
-            if existing.status == IdempotencyRecord.Status.IN_PROGRESS:
-                raise DomainError(
-                    409,
-                    "idempotency_key_in_progress",
-                    "A request with this Idempotency-Key is still being processed; retry shortly.",
-                    headers={"Retry-After": "1"},
-                )
             return Response(
                 existing.response_body, status=existing.response_status, headers={"Idempotent-Replayed": "true"}
             )

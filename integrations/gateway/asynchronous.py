@@ -1,0 +1,106 @@
+"""The same attempt from async code (the AI request path).
+
+Same rules, same ProviderCall row, same breaker and limiter state; what differs
+is only how it waits. Redis is asked through the asyncio client, the call-log
+write (and the alerts it may raise) runs in a thread, and a missing rate token
+is awaited when it comes before the caller's deadline: a web request is not a
+Celery task that could come back later, and an await holds no worker.
+"""
+
+import asyncio
+import contextlib
+import time
+
+from django.conf import settings
+from django.db import transaction
+
+from .. import breaker, limiter, metrics
+from ..aio import commit_without_flush_wait, db_hop
+from ..errors import (
+    RateLimited,
+)
+from ..models import ProviderCall
+from ..registry import require
+from .calllog import Attempt, _write
+from .outcome import Failure, _breaker_waits_on_news, _refused
+
+
+async def atake_token(provider, scope=None, *, bucket="requests", cost=1, deadline=None):
+    """A token now, or after an await that ends before `deadline` (a time.monotonic() value); else RateLimited."""
+    left = None if deadline is None else deadline - time.monotonic()
+    max_wait = min(settings.RATE_LIMIT_MAX_RESERVE_SECONDS, left) if left is not None else 0.0
+    decision = await limiter.atake(provider, scope, bucket=bucket, cost=cost, reserve=max_wait > 0, max_wait=max_wait)
+    if decision.granted:
+        return
+    if decision.reserved:
+        # The bucket booked a future token for this call (so waiters queue in
+        # order instead of polling); the wait fits inside the deadline.
+        await asyncio.sleep(decision.wait)
+        return
+    metrics.provider_calls.labels(provider, "-", "deferred").inc()
+    raise RateLimited(provider, scope, decision.wait)
+
+
+@contextlib.asynccontextmanager
+async def aattempt(
+    provider,
+    operation,
+    *,
+    owner=None,
+    scope=None,
+    idempotency_key=None,
+    related=None,
+    rate_cost=1,
+    attempt_no=1,
+    deadline=None,
+):
+    """`attempt` for async callers; a rate token is awaited up to `deadline` (time.monotonic())."""
+    require(provider)
+
+    await atake_token(provider, scope, cost=rate_cost, deadline=deadline)
+
+    att = Attempt(provider, operation, owner, scope, idempotency_key, related, attempt_no)
+
+    permit = await breaker.abefore_call(provider)
+    if not permit.allowed:
+        raise await db_hop(_refused, att, permit)
+
+    started = time.perf_counter()
+    try:
+        yield att
+    except BaseException as exc:
+        failure = Failure(att, exc, permit, started)
+        if failure.pause:
+            await limiter.ablock(provider, scope, failure.pause)
+        await db_hop(failure.log)
+        if failure.healthy is not None:
+            await breaker.aafter_call(provider, healthy=failure.healthy)
+        if failure.error is exc:
+            raise
+        raise failure.error from exc
+    latency_ms = (time.perf_counter() - started) * 1000
+    await db_hop(_write_ok_then, att, latency_ms=latency_ms)
+    if _breaker_waits_on_news(permit):
+        await breaker.aafter_call(provider, healthy=True)
+
+
+def _write_ok_then(att, *, latency_ms):
+    """The call's row and, in the same thread hop and commit, the caller's own booking (`att.then`).
+
+    The booking runs in a savepoint: if it fails, the call's row is still kept
+    (the provider was called), and the error goes on to the caller. A client
+    waits on this path (the async endpoints), so the commit does not wait for
+    the disk flush (aio.commit_without_flush_wait)."""
+    with transaction.atomic():
+        commit_without_flush_wait()
+        _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
+        if att.then is None:
+            return
+        try:
+            with transaction.atomic():
+                att.then_result = att.then()
+        except Exception as exc:  # noqa: BLE001 - re-raised once the call's row is committed
+            failure = exc
+        else:
+            return
+    raise failure

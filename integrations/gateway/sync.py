@@ -1,0 +1,98 @@
+"""`attempt` and `call` for synchronous callers (tasks, views, admin): a missing rate token is
+RateLimited at once, never slept on (the task defers itself).
+"""
+
+import contextlib
+import time
+
+from .. import breaker, limiter, metrics
+from ..context import after_response, get_request_id
+from ..errors import (
+    RateLimited,
+)
+from ..models import ProviderCall
+from ..registry import require
+from .calllog import Attempt, _write
+from .outcome import Failure, _breaker_waits_on_news, _refused
+from .runtime import _task_context
+
+
+def _take_token(provider, scope, rate_cost):
+    ctx = _task_context.get()
+    if ctx is not None and (provider, scope or "") in ctx.prepaid:
+        ctx.prepaid.discard((provider, scope or ""))  # the token booked by the last deferral
+        return
+    decision = limiter.take(provider, scope, cost=rate_cost, reserve=ctx is not None)
+    if decision.granted:
+        return
+    if decision.reserved:
+        ctx.reserved.add((provider, scope or ""))
+    metrics.provider_calls.labels(provider, "-", "deferred").inc()
+    raise RateLimited(provider, scope, decision.wait, reserved=decision.reserved)
+
+
+@contextlib.contextmanager
+def attempt(
+    provider,
+    operation,
+    *,
+    owner=None,
+    scope=None,
+    idempotency_key=None,
+    related=None,
+    rate_cost=1,
+    attempt_no=None,
+    log_after_response=False,
+):
+    """Run one attempt at a provider call; see the module docstring.
+
+    `log_after_response`: inside a web request, a successful call's row (and the
+    roll-ups and budget check that go with it) is written once the answer has
+    been sent, not while the client waits (a flight search: the client is
+    waiting on the provider already). Failures are always written at once, and
+    outside a request the row is written before the block returns. The row is
+    not readable through `att.row` until then."""
+    require(provider)
+
+    _take_token(provider, scope, rate_cost)
+
+    ctx = _task_context.get()
+    attempt_no = attempt_no or (ctx.attempt if ctx else 1)
+    att = Attempt(provider, operation, owner, scope, idempotency_key, related, attempt_no)
+
+    permit = breaker.before_call(provider)
+    if not permit.allowed:
+        raise _refused(att, permit)
+
+    started = time.perf_counter()
+    try:
+        yield att
+    except BaseException as exc:
+        failure = Failure(att, exc, permit, started)
+        if failure.pause:
+            limiter.block(provider, scope, failure.pause)
+        failure.log()
+        if failure.healthy is not None:
+            breaker.after_call(provider, healthy=failure.healthy)
+        if failure.error is exc:
+            raise
+        raise failure.error from exc
+    latency_ms = (time.perf_counter() - started) * 1000
+    if log_after_response:
+        request_id = get_request_id() or ""
+        after_response(
+            lambda: _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms, request_id=request_id)
+        )
+    else:
+        _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
+    if _breaker_waits_on_news(permit):
+        breaker.after_call(provider, healthy=True)
+
+
+def call(provider, operation, fn, *, meter=None, **options):
+    """`fn()` as one attempt; `meter(result)` may return record() keyword arguments."""
+    with attempt(provider, operation, **options) as att:
+        result = fn()
+        if meter is not None:
+            att.record(**meter(result))
+    return result

@@ -1,0 +1,86 @@
+"""The one way other apps get a usable connection (owned, the capability's scopes granted, not
+waiting for reauthorization), and deleting one with its provider-side grant and disconnect hooks.
+"""
+
+import logging
+
+from ...errors import DomainError
+from ...models import Connection
+from ...registry import require
+from .. import config as oauth_config
+from .authorize import _owned, needs_reauth_error
+
+logger = logging.getLogger(__name__)
+
+
+def missing_scopes(conn, scopes):
+    """Scopes of `scopes` the connection was not granted (each item a scope or a tuple of which one suffices)."""
+    cfg = oauth_config.by_registry_name(conn.provider)
+    granted = {cfg.normalise_scope(s) for s in conn.scopes}
+    missing = []
+    for item in scopes:
+        options = item if isinstance(item, tuple | list) else (item,)
+        if not any(cfg.normalise_scope(s) in granted for s in options):
+            missing.append(options[0])
+    return missing
+
+
+def connection_for(*, owner, connection_id, capability, need=None):
+    """The owner's connection, checked for use: the one entry point for mail, calendar and meeting code.
+
+    404 connection_not_found: unknown, or another user's.
+    403 missing_scope: the connection lacks the capability or one of `need`
+        (scopes; a tuple means any one of them), naming the missing scopes.
+    409 connection_needs_reauth: the user must authorize again (the body has the URL).
+    """
+    conn = _owned(owner, connection_id)
+    cfg = oauth_config.by_registry_name(conn.provider)
+    if capability not in cfg.capabilities:
+        raise DomainError(403, "missing_capability", f"{cfg.label} connections have no {capability!r} capability.")
+    needed = list(need) if need is not None else list(cfg.capabilities[capability])
+    missing = missing_scopes(conn, needed)
+    if capability not in conn.capabilities and not missing and need is None:
+        missing = list(cfg.capabilities[capability])
+    if missing:
+        raise DomainError(
+            403,
+            "missing_scope",
+            f"This {cfg.label} connection was not granted {', '.join(missing)}; authorize it again with the "
+            f"{capability!r} capability (POST /api/v1/connections/{cfg.key}/start/ with its id).",
+            missing_scopes=missing,
+            capability=capability,
+        )
+    if conn.status == Connection.Status.NEEDS_REAUTH:
+        raise needs_reauth_error(conn)
+    if conn.status != Connection.Status.ACTIVE:
+        raise DomainError(409, "connection_inactive", f"This connection is {conn.status}; authorize it again.")
+    return conn
+
+
+def connection_delete(*, owner, connection_id):
+    """Revoke at the provider where it can be revoked, then delete the row and its tokens.
+
+    Returns {"revoked": bool, "detail": ...}. Google's revoke endpoint ends the
+    grant; Microsoft has no endpoint that revokes a refresh token, so the hub
+    deletes its copy and says so.
+    """
+    conn = _owned(owner, connection_id)
+    cfg = oauth_config.by_registry_name(conn.provider)
+    revoked = False
+    if conn.refresh_token or conn.access_token:
+        require(cfg.provider)
+        for name, hook in list(oauth_config.DISCONNECT_HOOKS.items()):
+            try:
+                hook(conn)
+            except Exception:  # noqa: BLE001 - provider-side leftovers expire by themselves; the delete goes on
+                logger.exception("disconnect hook failed", extra={"hook": name, "connection": conn.pk})
+        revoked = cfg.client().revoke(cfg, connection=conn)
+    conn.delete()
+    if revoked:
+        detail = f"Revoked at {cfg.label} and deleted."
+    else:
+        detail = (
+            f"{cfg.label} has no endpoint to revoke a refresh token; the hub deleted its tokens. "
+            "To withdraw the app's access entirely, remove it from the account's app permissions at the provider."
+        )
+    return {"revoked": revoked, "detail": detail}

@@ -1,0 +1,131 @@
+"""Refreshing tokens, serialised per connection across every worker (a Redis lock, or a file lock
+without Redis) and re-reading the row once the lock is held; a refused grant moves the connection to
+needs_reauth with one alert.
+"""
+
+import contextlib
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from ... import localstate
+from ...alerts import alert_raise
+from ...errors import ProviderUnavailable
+from ...models import Alert, Connection
+from ...redis import get_client, key
+from ...states import transition
+from .. import config as oauth_config
+from ..providers import InvalidGrant
+from .authorize import needs_reauth_error
+
+logger = logging.getLogger(__name__)
+
+# How long a refresh may hold the lock (longer than a worker's token-request timeout), and how long others wait.
+LOCK_SECONDS = 60
+LOCK_WAIT_SECONDS = 45
+
+
+@contextlib.contextmanager
+def _refresh_lock(connection_id):
+    """One refresh per connection at a time across every process (Redis), or across this machine (a file lock)."""
+    client = get_client()
+    if client is None:
+        with localstate.locked(f"oauth-refresh:{connection_id}"):
+            yield
+        return
+    lock = client.lock(key("oauth-refresh", connection_id), timeout=LOCK_SECONDS, blocking_timeout=LOCK_WAIT_SECONDS)
+    if not lock.acquire():
+        raise ProviderUnavailable("oauth", "another worker is refreshing this connection", retry_after=1)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # expired under us: the next refresh re-reads the row anyway
+            lock.release()
+
+
+def _due(conn, margin_seconds):
+    return conn.expires_at is None or conn.expires_at - timezone.now() < timedelta(seconds=margin_seconds)
+
+
+def connection_refresh(*, connection_id, margin_seconds=None, force=False, raise_on_reauth=True):
+    """Refresh the access token if fewer than `margin_seconds` remain (or `force`); returns the fresh row."""
+    margin = settings.OAUTH_REFRESH_MARGIN_SECONDS if margin_seconds is None else margin_seconds
+    with _refresh_lock(connection_id):
+        # Re-read under the lock: the worker that held it before may have refreshed already.
+        conn = Connection.objects.select_related("owner").get(pk=connection_id)
+        if conn.status == Connection.Status.NEEDS_REAUTH:
+            if raise_on_reauth:
+                raise needs_reauth_error(conn)
+            return conn
+        if not force and not _due(conn, margin):
+            return conn
+        cfg = oauth_config.by_registry_name(conn.provider)
+        if not conn.refresh_token:
+            _mark_needs_reauth(conn, "no refresh token is held")
+            if raise_on_reauth:
+                raise needs_reauth_error(conn)
+            return conn
+        try:
+            tokens = cfg.client().refresh(cfg, connection=conn)
+        except InvalidGrant as exc:
+            _mark_needs_reauth(conn, exc.message)
+            if raise_on_reauth:
+                raise needs_reauth_error(conn) from exc
+            return conn
+        conn.access_token = tokens.access_token
+        fields = ["access_token", "expires_at", "last_refreshed_at", "updated_at"]
+        if tokens.refresh_token and tokens.refresh_token != conn.refresh_token:
+            conn.refresh_token = tokens.refresh_token  # rotated: the old one is dead from now on
+            fields.append("refresh_token")
+        if tokens.scopes is not None:
+            conn.scopes = [cfg.normalise_scope(s) for s in tokens.scopes]
+            fields.append("scopes")
+        conn.expires_at = tokens.expires_at
+        conn.last_refreshed_at = timezone.now()
+        conn.save(update_fields=fields)
+        return conn
+
+
+def _mark_needs_reauth(conn, reason):
+    moved = transition(Connection, conn.pk, Connection.Status.NEEDS_REAUTH, status_detail=str(reason)[:500])
+    conn.status = Connection.Status.NEEDS_REAUTH
+    conn.status_detail = str(reason)[:500]
+    if moved:
+        alert_raise(
+            kind=Alert.Kind.CONNECTION_REAUTH,
+            provider=conn.provider,
+            message=f"Connection {conn.pk} ({conn.provider}, user {conn.owner_id}) needs authorizing again: {reason}"[
+                :1000
+            ],
+            dedupe_key=f"connection_reauth:{conn.pk}",
+        )
+        logger.warning("connection needs reauthorization", extra={"connection": conn.pk, "provider": conn.provider})
+
+
+def access_token(*, connection):
+    """A usable access token for this connection: refreshed first when fewer than the margin's seconds remain."""
+    conn = connection
+    if _due(conn, settings.OAUTH_REFRESH_MARGIN_SECONDS):
+        fresh = connection_refresh(connection_id=conn.pk)
+        conn.access_token, conn.expires_at, conn.scopes = fresh.access_token, fresh.expires_at, fresh.scopes
+        conn.refresh_token = fresh.refresh_token
+    now = timezone.now()
+    Connection.objects.filter(pk=conn.pk).update(last_used_at=now)
+    conn.last_used_at = now
+    return conn.access_token
+
+
+def connections_refresh_due():
+    """Beat: queue a refresh for every active connection whose token expires within OAUTH_REFRESH_AHEAD_SECONDS."""
+    from ...task_base import enqueue_on_commit
+    from ..tasks import oauth_connection_refresh
+
+    horizon = timezone.now() + timedelta(seconds=settings.OAUTH_REFRESH_AHEAD_SECONDS)
+    ids = list(
+        Connection.objects.filter(status=Connection.Status.ACTIVE, expires_at__lt=horizon).values_list("pk", flat=True)
+    )
+    for pk in ids:
+        enqueue_on_commit(oauth_connection_refresh, pk)
+    return len(ids)

@@ -1,0 +1,49 @@
+"""Reading verbs: the message list (from the cache when fresh), a message, a thread, an attachment."""
+
+from integrations.errors import DomainError
+
+from ..models import MailMessage
+from .access import _adapter, mail_connection, mailbox_for
+from .cache import _fresh, _from_cache, cache_upsert
+
+
+def message_list(*, owner, connection_id, q="", label="", page_token="", filter_=""):
+    conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
+    mailbox = mailbox_for(conn)
+    if not (q or page_token or filter_) and _fresh(mailbox):
+        rows = mailbox.messages.all()
+        if label:
+            rows = rows.filter(labels__contains=[label])
+        return {"messages": [_from_cache(r) for r in rows[:50]], "next_page_token": None, "source": "cache"}
+    kwargs = {"q": q, "label": label, "page_token": page_token}
+    if filter_:
+        if conn.provider != "microsoft_oauth":
+            raise DomainError(400, "invalid_filter", "filter ($filter) is for Outlook; use q with Gmail search syntax.")
+        kwargs["filter_"] = filter_
+    page = _adapter(conn).list_page(conn, **kwargs)
+    cache_upsert(mailbox, page.messages)
+    return {"messages": page.messages, "next_page_token": page.next_page_token, "source": "provider"}
+
+
+def message_get(*, owner, connection_id, message_id):
+    conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
+    return _adapter(conn).get(conn, message_id)
+
+
+def thread_get(*, owner, connection_id, thread_id):
+    conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
+    messages = _adapter(conn).thread(conn, thread_id)
+    if not messages:
+        raise DomainError(404, "not_found", "No such thread.")
+    return messages
+
+
+def attachment_get(*, owner, connection_id, message_id, attachment_id):
+    conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
+    data = _adapter(conn).attachment(conn, message_id, attachment_id)
+    meta = {"filename": "attachment", "mime_type": "application/octet-stream"}
+    row = MailMessage.objects.filter(mailbox__connection=conn, external_id=message_id).first()
+    for a in row.attachments if row else []:
+        if a.get("id") == attachment_id:
+            meta = {"filename": a.get("filename") or "attachment", "mime_type": a.get("mime_type") or meta["mime_type"]}
+    return data, meta

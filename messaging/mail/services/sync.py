@@ -1,0 +1,150 @@
+"""Sync and push: the incremental mailbox sync, the provider's watch (start, renew, stop) and
+fetching the messages a push named.
+"""
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from integrations.errors import DomainError
+from integrations.models import Connection
+
+from ..models import Mailbox
+from ..providers import NotFound
+from .access import MAIL_PROVIDERS, _adapter, mail_connection, mailbox_for
+from .cache import cache_delete, cache_upsert
+
+
+def mailbox_sync(*, connection_id):
+    """Bring the cache up to date: Gmail history since the stored historyId (a full resync when Gmail answers
+    404, history gone), Graph delta from the stored delta link. Idempotent; push handlers and tasks call it."""
+    conn = Connection.objects.get(pk=connection_id)
+    mailbox = mailbox_for(conn)
+    adapter = _adapter(conn)
+    if conn.provider == "google_oauth":
+        result = None
+        # Incremental only from a cursor a full sync established; a first sync lists the newest messages.
+        if mailbox.history_id and mailbox.full_sync_at is not None:
+            try:
+                result = adapter.history_sync(conn, start_history_id=mailbox.history_id)
+            except NotFound:
+                result = None  # history older than Gmail keeps (about a week): start over
+        if result is None:
+            result = adapter.full_sync(conn, limit=settings.MAIL_FULL_SYNC_MESSAGES)
+        fields = {"history_id": result.cursor}
+    else:
+        # Without a delta link, delta returns the whole inbox (a full sync) and the link to continue from.
+        result = adapter.delta_sync(conn, delta_link=mailbox.delta_link)
+        fields = {"delta_link": result.cursor}
+    now = timezone.now()
+    with transaction.atomic():
+        if result.full and conn.provider == "google_oauth":
+            mailbox.messages.exclude(external_id__in=[m.id for m in result.upserted]).delete()
+        cache_upsert(mailbox, result.upserted)
+        cache_delete(mailbox, result.deleted)
+        fields["last_synced_at"] = now
+        if result.full:
+            fields["full_sync_at"] = now
+        Mailbox.objects.filter(pk=mailbox.pk).update(**fields)
+    return result
+
+
+def push_start(*, owner, connection_id):
+    """Register push for this mailbox (Gmail watch / Graph subscription) and sync it."""
+    conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
+    mailbox_watch(connection_id=conn.pk)
+    mailbox_sync(connection_id=conn.pk)
+    return Mailbox.objects.get(connection=conn)
+
+
+def mailbox_watch(*, connection_id):
+    """Start or renew push: Gmail users.watch (lapses after 7 days); a Graph subscription (created or extended)."""
+    conn = Connection.objects.get(pk=connection_id)
+    mailbox = mailbox_for(conn)
+    adapter = _adapter(conn)
+    if conn.provider == "google_oauth":
+        if not settings.GMAIL_PUBSUB_TOPIC:
+            raise DomainError(
+                503,
+                "push_not_configured",
+                "Gmail push is not configured; set GMAIL_PUBSUB_TOPIC.",
+                missing=["GMAIL_PUBSUB_TOPIC"],
+            )
+        history_id, expires = adapter.watch(conn, topic=settings.GMAIL_PUBSUB_TOPIC)
+        update = {"watch_expires_at": expires}
+        if not mailbox.history_id:
+            update["history_id"] = history_id
+        Mailbox.objects.filter(pk=mailbox.pk).update(**update)
+        return
+    expires_at = timezone.now() + timedelta(minutes=settings.GRAPH_SUBSCRIPTION_MINUTES)
+    if mailbox.subscription_id:
+        try:
+            expires = adapter.subscription_renew(conn, mailbox.subscription_id, expires_at=expires_at)
+            Mailbox.objects.filter(pk=mailbox.pk).update(subscription_expires_at=expires)
+            return
+        except NotFound:
+            pass  # Graph removed it: create a new one
+    client_state = secrets.token_urlsafe(32)
+    url = settings.APP_URL + reverse("mail-outlook-webhook")
+    subscription_id, expires = adapter.subscribe(
+        conn, notification_url=url, client_state=client_state, expires_at=expires_at
+    )
+    mailbox.subscription_id, mailbox.subscription_expires_at, mailbox.client_state = (
+        subscription_id,
+        expires,
+        client_state,
+    )
+    mailbox.save(update_fields=["subscription_id", "subscription_expires_at", "client_state"])
+
+
+def mailboxes_renew_due():
+    """Beat (daily is enough; runs hourly): renew Gmail watches and Graph subscriptions that end within a day."""
+    from integrations.task_base import enqueue_on_commit
+
+    from ..tasks import mail_watch_renew
+
+    horizon = timezone.now() + timedelta(days=1)
+    ids = set(Mailbox.objects.filter(watch_expires_at__lt=horizon).values_list("connection_id", flat=True))
+    ids |= set(Mailbox.objects.filter(subscription_expires_at__lt=horizon).values_list("connection_id", flat=True))
+    for pk in sorted(ids):
+        enqueue_on_commit(mail_watch_renew, pk)
+    return len(ids)
+
+
+def messages_fetch(*, connection_id, message_ids):
+    conn = Connection.objects.get(pk=connection_id)
+    messages = _adapter(conn).get_many(conn, list(message_ids))
+    cache_upsert(mailbox_for(conn), messages)
+    return len(messages)
+
+
+def messages_fetch_paced(*, connection_id, message_ids):
+    """Queue the fetch of many messages as tasks of one batch each; the limiter paces them at the user's quota."""
+    from integrations.task_base import enqueue_on_commit
+
+    from ..tasks import mail_fetch
+
+    size = 50
+    chunks = [list(message_ids[i : i + size]) for i in range(0, len(message_ids), size)]
+    for chunk in chunks:
+        enqueue_on_commit(mail_fetch, connection_id, chunk)
+    return len(chunks)
+
+
+def mailbox_unwatch(conn):
+    """Before a connection's tokens go: stop Gmail's watch / delete the Graph subscription (oauth.on_disconnect)."""
+    mailbox = Mailbox.objects.filter(connection=conn).first()
+    if mailbox is None or conn.provider not in MAIL_PROVIDERS or conn.status != Connection.Status.ACTIVE:
+        return
+    adapter = _adapter(conn)
+    try:
+        if conn.provider == "google_oauth" and mailbox.watch_expires_at and mailbox.watch_expires_at > timezone.now():
+            adapter.stop(conn)
+        elif conn.provider == "microsoft_oauth" and mailbox.subscription_id:
+            adapter.subscription_delete(conn, mailbox.subscription_id)
+    except NotFound:
+        pass  # already gone: what we wanted
