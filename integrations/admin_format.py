@@ -169,6 +169,14 @@ ERROR_MEANINGS = {
 }
 
 
+def clipped(text, *, width=60):
+    """A long text cut to `width` characters in a list cell, the whole of it (up to 500) on hover."""
+    if not text:
+        return ""
+    short = text if len(text) <= width else text[: width - 1] + "…"
+    return format_html('<span class="console-clip" title="{}">{}</span>', text[:500], short)
+
+
 def error_meaning(provider, code):
     """The vendor's meaning of an error code, or "" when the vendor documents none we know."""
     return ERROR_MEANINGS.get(provider, {}).get(str(code or ""), "")

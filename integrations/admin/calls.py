@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from .. import admin_charts, admin_console, breaker
-from ..admin_format import error_meaning, latency, usd, when
+from ..admin_format import clipped, error_meaning, latency, usd, when
 from ..audit.services import audit_record
 from ..models import ProviderCall
 from ..registry import all_providers
@@ -107,10 +107,7 @@ class ProviderCallAdmin(AppendOnlyAdmin):
 
     @admin.display(description="error")
     def error_short(self, obj):
-        if not obj.error_message:
-            return ""
-        text = obj.error_message if len(obj.error_message) <= 60 else obj.error_message[:59] + "…"
-        return format_html('<span class="console-clip" title="{}">{}</span>', obj.error_message[:500], text)
+        return clipped(obj.error_message)
 
     @admin.display(description="latency", ordering="latency_ms")
     def latency(self, obj):

@@ -5,7 +5,7 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from ..admin_format import when
+from ..admin_format import clipped, when
 from ..audit.services import audit_record
 from ..models import WebhookEvent
 from .processing import webhook_mark_ignored, webhook_replay
@@ -111,10 +111,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="error")
     def error_short(self, obj):
-        if not obj.last_error:
-            return ""
-        text = obj.last_error if len(obj.last_error) <= 60 else obj.last_error[:59] + "…"
-        return format_html('<span class="console-clip" title="{}">{}</span>', obj.last_error[:500], text)
+        return clipped(obj.last_error)
 
     @admin.display(description="Payload")
     def pretty_payload(self, obj):

@@ -434,3 +434,15 @@ class TestSeedDemo:
         assert "Failed webhooks" in _text(staff.get("/admin/?window=30d"))
         with pytest.raises(CommandError, match="already"):
             call_command("seed_demo", "--calls", "10", stdout=out)
+
+
+def test_a_long_error_is_clipped_in_lists_and_whole_on_hover_escaped():
+    from integrations.admin_format import clipped
+
+    text = "<b>Stripe</b> said " + "x" * 80
+    cell = str(clipped(text))
+    assert "&lt;b&gt;Stripe&lt;/b&gt;" in cell and "<b>" not in cell
+    shown = cell.split(">", 1)[1].rsplit("<", 1)[0]
+    assert shown.endswith("…") and len(shown.replace("&lt;", "<").replace("&gt;", ">")) == 60
+    assert f'title="{text.replace("<", "&lt;").replace(">", "&gt;")}"' in cell
+    assert clipped("") == "" and "short" in str(clipped("short"))
