@@ -7,6 +7,7 @@ permanent and is not retried anywhere.
 """
 
 import email.utils
+import json
 import time
 
 
@@ -177,6 +178,22 @@ def parse_retry_after(value):
 QUOTA_CODES = frozenset(
     {"insufficient_quota", "billing_hard_limit_reached", "quota_exceeded", "credit_balance_too_low"}
 )
+
+
+# 403s Google's APIs (Gmail, Calendar, Meet, Drive) use for per-user rate limits: a 429 to the hub.
+GOOGLE_RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+
+
+def google_reason(content):
+    """(reason, message) from a Google API error body ({"error": {"errors": [{"reason"}], "status", "message"}})."""
+    try:
+        error = json.loads(content).get("error", {})
+    except (ValueError, AttributeError, TypeError):
+        return "", ""
+    if not isinstance(error, dict):
+        return "", ""
+    errors = error.get("errors") or [{}]
+    return errors[0].get("reason", "") or error.get("status", ""), error.get("message", "")
 
 
 def error_from_http(provider, status, *, headers=None, code=None, message="", request_id=None):

@@ -24,7 +24,6 @@ because slots computed without someone's calendar would be wrong.
 
 import asyncio
 import functools
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,12 +38,11 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from integrations import gateway
-from integrations.errors import PermanentError, QuotaExceeded, error_from_http
+from integrations.errors import GOOGLE_RATE_REASONS, PermanentError, QuotaExceeded, error_from_http, google_reason
 
 GOOGLE = "google_calendar"
 GRAPH = "microsoft_calendar"
 GOOGLE_MAX_CALENDARS = 50  # freebusy.query's calendarExpansionMax
-GOOGLE_RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
 GOOGLE_QUOTA_REASONS = {"dailyLimitExceeded", "quotaExceeded"}
 # getSchedule statuses that block a slot. Tentative blocks too: the person said they might be there.
 GRAPH_BUSY = {"busy", "tentative", "oof"}
@@ -113,18 +111,9 @@ def _pool():
         return pool
 
 
-def _google_reason(content):
-    try:
-        error = json.loads(content).get("error", {})
-    except (ValueError, AttributeError):
-        return "", ""
-    errors = error.get("errors") or [{}]
-    return errors[0].get("reason", "") or error.get("status", ""), error.get("message", "")
-
-
 def google_translate(resp, content):
     status = int(resp.status)
-    reason, message = _google_reason(content)
+    reason, message = google_reason(content)
     if reason in GOOGLE_QUOTA_REASONS:
         return QuotaExceeded(GOOGLE, message or reason, code=reason, http_status=status)
     if status == 403 and reason in GOOGLE_RATE_REASONS:

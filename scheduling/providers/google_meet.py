@@ -32,7 +32,6 @@ GOOGLE_CALENDAR_API_BASE / GOOGLE_MEET_API_BASE point them at an emulator.
 """
 
 import functools
-import json
 import re
 import uuid
 from urllib.parse import quote
@@ -45,7 +44,14 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from integrations import gateway, oauth
-from integrations.errors import PermanentError, ProviderTimeout, ProviderUnavailable, error_from_http
+from integrations.errors import (
+    GOOGLE_RATE_REASONS,
+    PermanentError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    error_from_http,
+    google_reason,
+)
 from integrations.providers import HttpxAdapter, ProviderAdapter
 
 from .common import ProviderMeeting, RecordingFile, utc_z
@@ -57,27 +63,14 @@ DRIVE_MEET_READONLY = "https://www.googleapis.com/auth/drive.meet.readonly"
 # separately so a connection granted before the Drive scope existed here keeps its listing and events.
 RECORDS_SCOPES = (MEET_READONLY,)
 DOWNLOAD_SCOPES = (DRIVE_MEET_READONLY,)
-# 403s Google uses for per-user rate limits (retryable, a 429 to us).
-RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
 
 httplib2.RETRIES = 1  # httplib2 retries a failed connection once by default; ours is the only retry loop
 
 
-def _reason(content):
-    try:
-        error = json.loads(content).get("error", {})
-    except (ValueError, AttributeError, TypeError):
-        return "", ""
-    if not isinstance(error, dict):
-        return "", ""
-    errors = error.get("errors") or [{}]
-    return errors[0].get("reason", "") or error.get("status", ""), error.get("message", "")
-
-
 def translate_http_error(exc):
     status = int(exc.resp.status)
-    reason, message = _reason(exc.content)
-    if status == 403 and reason in RATE_REASONS:
+    reason, message = google_reason(exc.content)
+    if status == 403 and reason in GOOGLE_RATE_REASONS:
         status = 429
     return error_from_http(PROVIDER, status, headers=dict(exc.resp), code=reason or None, message=message)
 
@@ -333,7 +326,7 @@ def _drive_url(download_url):
 def _drive_error(response):
     response.read()
     response.close()
-    reason, message = _reason(response.content)
+    reason, message = google_reason(response.content)
     try:
         details = response.json().get("error", {}).get("details") or []
         reasons = {reason, *(d.get("reason", "") for d in details if isinstance(d, dict))}
@@ -360,7 +353,7 @@ def _drive_error(response):
             code="file_gone",
             http_status=404,
         )
-    if status == 403 and reason in RATE_REASONS:
+    if status == 403 and reason in GOOGLE_RATE_REASONS:
         status = 429
     return error_from_http(PROVIDER, status, headers=dict(response.headers), code=reason or None, message=message)
 

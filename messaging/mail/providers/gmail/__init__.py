@@ -32,7 +32,6 @@ from .client import (  # noqa: F401
     _batch_uri,
     _call,
     _project_budget,
-    _reason,
     _service,
     translate,
 )

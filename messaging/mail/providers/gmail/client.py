@@ -1,7 +1,5 @@
 """Gmail's one call path: the service, quota units, error translation, one request (or batch) = one attempt."""
 
-import json
-
 import google_auth_httplib2
 import httplib2
 from django.conf import settings
@@ -10,7 +8,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
 from integrations import gateway, limiter, oauth
-from integrations.errors import QuotaExceeded, RateLimited, error_from_http
+from integrations.errors import GOOGLE_RATE_REASONS, QuotaExceeded, RateLimited, error_from_http, google_reason
 from integrations.providers import ProviderAdapter
 
 from .. import NotFound
@@ -44,7 +42,7 @@ UNITS = {
     "stop": 50,
 }
 # 403s that Gmail uses for rate limits (retryable) and for exhausted quotas (not).
-RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "concurrentLimitExceeded"}
+RATE_REASONS = GOOGLE_RATE_REASONS | {"concurrentLimitExceeded"}
 QUOTA_REASONS = {"dailyLimitExceeded", "quotaExceeded"}
 
 httplib2.RETRIES = 1  # httplib2 retries a failed connection once by default; ours is the only retry loop
@@ -68,18 +66,9 @@ def _batch_uri():
     return f"{_base() or 'https://gmail.googleapis.com'}/batch/gmail/v1"
 
 
-def _reason(content):
-    try:
-        error = json.loads(content).get("error", {})
-    except (ValueError, AttributeError):
-        return "", ""
-    errors = error.get("errors") or [{}]
-    return errors[0].get("reason", "") or error.get("status", ""), error.get("message", "")
-
-
 def translate(resp, content):
     status = int(resp.status)
-    reason, message = _reason(content)
+    reason, message = google_reason(content)
     headers = dict(resp)
     if status == 404:
         return NotFound(PROVIDER, message or "not found", code="notFound", http_status=404)
