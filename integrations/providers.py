@@ -123,6 +123,17 @@ class HttpxAdapter(ProviderAdapter):
             return ProviderTimeout(self.provider, f"{self.vendor} did not answer in time")
         return ProviderUnavailable(self.provider, f"connection to {self.vendor} failed ({type(exc).__name__})")
 
+    def answered(self, att, response, *, error, request_id=None, stream=False):
+        """Book one HTTP answer on the attempt (one request); a 4xx/5xx leaves as `error(response)`, after a
+        streamed answer's body has been read (the error is in it) and the connection given back."""
+        att.record(http_status=response.status_code, request_id=request_id, units={"requests": 1})
+        if response.status_code >= 400:
+            if stream:
+                response.read()
+                response.close()
+            raise error(response)
+        return response
+
 
 def graph_base():
     """Microsoft Graph's API root (GRAPH_API_BASE points tests and national clouds elsewhere)."""

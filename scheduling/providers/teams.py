@@ -81,14 +81,7 @@ def _call(conn, operation, method, path, *, stream=False, **kwargs):
         response = _client().send(
             request, auth=oauth.bearer_auth(connection=conn), stream=stream, follow_redirects=stream
         )
-        att.record(
-            http_status=response.status_code, request_id=response.headers.get("request-id"), units={"requests": 1}
-        )
-        if response.status_code >= 400:
-            if stream:
-                response.read()
-                response.close()
-            raise _error(response)
+        TEAMS.answered(att, response, error=_error, request_id=response.headers.get("request-id"), stream=stream)
     return response
 
 

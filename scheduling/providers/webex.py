@@ -91,14 +91,7 @@ def _send(operation, method, url, *, token, owner=None, scope=None, stream=False
             **kwargs,
         )
         response = _client().send(request, stream=stream, follow_redirects=stream)
-        att.record(
-            http_status=response.status_code, request_id=response.headers.get("trackingid"), units={"requests": 1}
-        )
-        if response.status_code >= 400:
-            if stream:
-                response.read()
-                response.close()
-            raise _error(response)
+        WEBEX.answered(att, response, error=_error, request_id=response.headers.get("trackingid"), stream=stream)
     return response
 
 
