@@ -341,6 +341,22 @@ def occurrences(lines, *, start, tz_name, all_day, window_start, window_end, lim
     return out
 
 
+def _count_before(lines, *, original_start, tz_name, all_day, series_start):
+    """How many occurrences the series has before `original_start`, excluded ones included: COUNT counts them too
+    (RFC 5545 3.8.5.1)."""
+    return len(
+        occurrences(
+            lines,
+            start=series_start,
+            tz_name=tz_name,
+            all_day=all_day,
+            window_start=series_start,
+            window_end=original_start - (dt.timedelta(days=1) if all_day else dt.timedelta(seconds=1)),
+            keep_excluded=True,
+        )
+    )
+
+
 def truncated_before(lines, *, original_start, tz_name, all_day, series_start):
     """The series' lines ending just before the occurrence at `original_start` ("this and following")."""
     rule, exdates = split(lines)
@@ -351,16 +367,8 @@ def truncated_before(lines, *, original_start, tz_name, all_day, series_start):
     else:
         until = (original_start - dt.timedelta(seconds=1)).astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     if "COUNT" in parts:
-        before = len(
-            occurrences(
-                lines,
-                start=series_start,
-                tz_name=tz_name,
-                all_day=all_day,
-                window_start=series_start,
-                window_end=original_start - (dt.timedelta(days=1) if all_day else dt.timedelta(seconds=1)),
-                keep_excluded=True,  # COUNT counts the excluded occurrences too (RFC 5545 3.8.5.1)
-            )
+        before = _count_before(
+            lines, original_start=original_start, tz_name=tz_name, all_day=all_day, series_start=series_start
         )
         parts["COUNT"] = str(max(1, before))
     else:
@@ -399,16 +407,8 @@ def remaining(lines, *, original_start, tz_name, all_day, series_start):
     rule, exdates = split(lines)
     parts = dict(rule)
     if "COUNT" in parts:
-        before = len(
-            occurrences(
-                lines,
-                start=series_start,
-                tz_name=tz_name,
-                all_day=all_day,
-                window_start=series_start,
-                window_end=original_start - (dt.timedelta(days=1) if all_day else dt.timedelta(seconds=1)),
-                keep_excluded=True,  # COUNT counts the excluded occurrences too (RFC 5545 3.8.5.1)
-            )
+        before = _count_before(
+            lines, original_start=original_start, tz_name=tz_name, all_day=all_day, series_start=series_start
         )
         parts["COUNT"] = str(max(1, int(parts["COUNT"]) - before))
     kept = [e for e in exdates if e >= original_start]
