@@ -92,15 +92,7 @@ def call_record(call):
     """
     if connection.vendor != "postgresql":
         call.save(force_insert=True)
-        rollup_record(
-            provider=call.provider,
-            owner_id=call.owner_id,
-            at=call.created_at,
-            outcome=call.outcome,
-            latency_ms=call.latency_ms,
-            units=call.units,
-            cost_usd=call.cost_usd,
-        )
+        rollup_record_call(call)
         return call
     sql, call_fields = _pg_call_and_rollup_sql(call.owner_id is not None)
     call_values = [f.get_db_prep_save(f.pre_save(call, add=True), connection) for f in call_fields]
@@ -132,6 +124,19 @@ def _add(model, keys, amounts):
             model.objects.create(**keys, **amounts)
     except IntegrityError:
         rows.update(**changes)  # another process created the hour's row first
+
+
+def rollup_record_call(call):
+    """Add a saved ProviderCall to its hourly roll-ups (the ORM path)."""
+    rollup_record(
+        provider=call.provider,
+        owner_id=call.owner_id,
+        at=call.created_at,
+        outcome=call.outcome,
+        latency_ms=call.latency_ms,
+        units=call.units,
+        cost_usd=call.cost_usd,
+    )
 
 
 def rollup_record(*, provider, owner_id, at, outcome, latency_ms, units, cost_usd):

@@ -21,7 +21,7 @@ from django.utils import timezone
 from integrations.admin_console import console_cache_reset
 from integrations.alerts import alert_raise
 from integrations.models import Alert, Budget, ProviderCall, WebhookEvent
-from integrations.usage import rollup_record
+from integrations.usage import rollup_record_call
 
 # (provider, operation, share of calls, failure rate, latency median ms, price per call, units)
 PROFILES = [
@@ -168,15 +168,7 @@ class Command(BaseCommand):
             call.created_at = at
         ProviderCall.objects.bulk_update(calls, ["created_at"], batch_size=500)
         for call in calls:
-            rollup_record(
-                provider=call.provider,
-                owner_id=call.owner_id,
-                at=call.created_at,
-                outcome=call.outcome,
-                latency_ms=call.latency_ms,
-                units=call.units,
-                cost_usd=call.cost_usd,
-            )
+            rollup_record_call(call)
         return count
 
     def _webhooks(self, rng, now):
