@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from ..metrics import webhook_events
 from ..models import Alert, WebhookEvent
-from ..states import transition
+from ..states import IllegalTransition, allowed, transition
 from . import dispatch
 from .registry import handler_for
 
@@ -183,9 +183,20 @@ def _run_handler(event, now):
 
 
 def _save(events):
-    """Write the batch's new states: one UPDATE per distinct outcome (all successes share one), not one per event."""
+    """Write the batch's new states: one UPDATE per distinct outcome (all successes share one), not one per event.
+
+    The batch's rows are locked (SKIP LOCKED), so no conditional UPDATE per row is needed, but each move is still
+    one WebhookEvent.TRANSITIONS allows (integrations.states): the table governs the drain like every writer."""
     groups = defaultdict(list)
     for event in events:
+        frm, to = event.claimed_status, event.status
+        # A handler runs the event through PROCESSING (visible only inside the batch); an event without one
+        # moves straight to IGNORED.
+        through_processing = allowed(WebhookEvent, frm, Status.PROCESSING) and allowed(
+            WebhookEvent, Status.PROCESSING, to
+        )
+        if not (allowed(WebhookEvent, frm, to) or through_processing):
+            raise IllegalTransition(WebhookEvent, frm, to)
         values = (event.status, event.last_error, event.processed_at, event.next_attempt_at, event.attempts)
         groups[values].append(event.pk)
     for (status, last_error, processed_at, next_attempt_at, attempts), pks in groups.items():
@@ -217,6 +228,7 @@ def _process(batch, *, deadline=None):
             held.add(key)
             results.append(ProcessResult("waiting"))
             continue
+        event.claimed_status = event.status
         result, final = _run_handler(event, now)
         if event.object_key and result.status == "failed" and result.retry_in is not None:
             held.add(key)

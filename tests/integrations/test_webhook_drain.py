@@ -13,6 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from integrations.models import WebhookEvent
+from integrations.states import IllegalTransition
 from integrations.webhooks import (
     InboundEvent,
     WebhookPermanentError,
@@ -91,6 +92,20 @@ class TestOneDrain:
         assert [e for _, e in applied.calls] == ["n1", "b1", "a1", "a2", "a3"]
         assert set(statuses().values()) == {Status.PROCESSED}
         assert WebhookEvent.objects.get(event_id="a1").object_key == "pi_A"
+
+    def test_the_drain_moves_events_only_as_their_transition_table_allows(self, applied, monkeypatch):
+        """The batch's bulk write is governed by WebhookEvent.TRANSITIONS like every other writer: a move the
+        table does not allow is refused and the whole batch rolls back, handler writes included."""
+        store("evt_a", obj="pi_1")
+        table = {
+            **WebhookEvent.TRANSITIONS,
+            Status.RECEIVED: WebhookEvent.TRANSITIONS[Status.RECEIVED] - {Status.PROCESSED},
+            Status.PROCESSING: WebhookEvent.TRANSITIONS[Status.PROCESSING] - {Status.PROCESSED},
+        }
+        monkeypatch.setattr(WebhookEvent, "TRANSITIONS", table)
+        with pytest.raises(IllegalTransition):
+            webhook_drain(provider="hubtest")
+        assert statuses() == {"evt_a": Status.RECEIVED} and not Shipment.objects.exists()
 
     def test_events_with_the_same_time_keep_their_arrival_order(self, applied):
         for name in ("x1", "x2", "x3"):
