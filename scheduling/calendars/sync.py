@@ -2,7 +2,7 @@
 
 Google: `events.list` with the stored syncToken (a 410 Gone means the token
 expired: the cursor is wiped and everything is listed again, removing rows the
-provider no longer has). Graph: the `events/delta` link (graph.py). Only a
+provider no longer has). Graph: the `events/delta` link (graph/delta.py). Only a
 sync with no cursor at all is full; push notifications always run the
 incremental one, so duplicates and notifications out of order cost one cheap
 request and change nothing.
