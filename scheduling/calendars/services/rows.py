@@ -1,0 +1,61 @@
+"""The local row of a provider's event: upsert it and announce the change after commit."""
+
+import datetime as dt
+
+from ... import availability
+from ...models import CalendarEvent
+from ...signals import calendar_event_changed
+from .. import times
+
+
+def event_store(calendar, data):
+    """Upsert the row for the provider's event; returns (row, changed). A cancelled stub keeps the known fields."""
+    row = CalendarEvent.objects.filter(calendar=calendar, external_id=data.external_id).first()
+    if data.status == "cancelled" and data.start is None and data.start_date is None:
+        if row is None:
+            fields = data.row_fields()
+        else:
+            fields = {"status": "cancelled", "etag": data.etag or row.etag, "raw": data.raw}
+            if data.recurring_event_id:
+                fields.update(recurring_event_id=data.recurring_event_id, original_start=data.original_start)
+    else:
+        fields = data.row_fields()
+    if row is None:
+        row = CalendarEvent.objects.create(calendar=calendar, external_id=data.external_id, **fields)
+        return row, True
+    changed = (
+        (row.etag != fields.get("etag", row.etag)) or row.status != fields.get("status", row.status) or not row.etag
+    )
+    for key, value in fields.items():
+        setattr(row, key, value)
+    row.save()
+    return row, changed
+
+
+def announce(calendar, rows, *, origin):
+    """After commit: tell the meetings (scheduling.consistency) and drop the connection's cached free/busy."""
+    if not rows:
+        return
+    availability.busy_cache_invalidate(calendar.connection_id)
+    for row in rows:
+        cancelled = row.status == CalendarEvent.Status.CANCELLED
+        start, end = row.start, row.end
+        if row.all_day and row.start_date:
+            zone = times.zone(row.time_zone or "UTC")
+            start = dt.datetime.combine(row.start_date, dt.time(0, 0), tzinfo=zone)
+            end = dt.datetime.combine(row.end_date or row.start_date, dt.time(0, 0), tzinfo=zone)
+        calendar_event_changed.send(
+            sender=CalendarEvent,
+            connection_id=calendar.connection_id,
+            event_id=row.external_id,
+            start=None if cancelled else start,
+            end=None if cancelled else end,
+            cancelled=cancelled,
+            origin=origin,
+        )
+
+
+def _stored(calendar, data):
+    row, _ = event_store(calendar, data)
+    announce(calendar, [row], origin="api")
+    return row
