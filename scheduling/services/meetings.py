@@ -1,141 +1,24 @@
-"""Meetings on video providers: create, change, cancel, recordings, and what webhooks tell us.
-
-The provider is called first and its answer stamped on our row, so a meeting
-row always carries the provider's real join URL and id; nothing is invented.
-"""
+"""Meetings on the provider first, then on our row: create, change, cancel."""
 
 import datetime as dt
 import logging
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from integrations import oauth, registry, webhooks
+from integrations import webhooks
 from integrations.errors import DomainError, ProviderError
-from integrations.models import Connection
-from integrations.oauth.config import by_registry_name
 from integrations.states import transition
 
-from . import capabilities, teams_lifecycle
-from .models import Meeting, MeetingParticipant, MeetingRecording
-from .providers import google_meet, teams, webex, zoom
-from .providers.common import MeetingSpec
+from .. import teams_lifecycle
+from ..models import Meeting, MeetingParticipant
+from ..providers import google_meet, teams, webex, zoom
+from ..providers.common import MeetingSpec
+from .connections import _calendar_connection, _check_provider, _connection, _meeting_connection, _zone
 
-logger = logging.getLogger(__name__)
-
-_LINK_SALT = "scheduling.recording-link"
-
-
-def _check_provider(provider, data):
-    spec = capabilities.PROVIDERS.get(provider)
-    if spec is None:
-        raise DomainError(400, "unknown_provider", f"Unknown meeting provider {provider!r}.")
-    if not spec["available"]:
-        raise DomainError(
-            422,
-            "provider_not_available",
-            f"{provider} meetings are not available through the hub yet; use one of "
-            f"{', '.join(p for p, s in capabilities.PROVIDERS.items() if s['available'])}.",
-            provider=provider,
-        )
-    registry.require(spec["registry"])
-    for capability, asked in capabilities.REQUESTED.items():
-        if asked(data) and capability not in spec["capabilities"]:
-            raise DomainError(
-                422,
-                "unsupported_by_provider",
-                f"{provider} does not support {capability.replace('_', ' ')} through its API.",
-                provider=provider,
-                capability=capability,
-            )
-
-
-def _zone(name):
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise DomainError(400, "invalid", f"time_zone: unknown IANA time zone {name!r}.", field="time_zone") from None
-
-
-def _connection(*, owner, provider, connection_id, capability="meetings"):
-    """The owner's OAuth connection a provider's meeting is made on (None for Zoom, which uses the hub's account).
-
-    Without `connection_id` the owner's one connection of that provider with the capability is used; none or
-    several is a 400 naming `connection`. Another user's connection is 404 (oauth.connection_for).
-    """
-    oauth_provider = capabilities.PROVIDERS[provider]["oauth"]
-    if oauth_provider is None:
-        if connection_id is not None:
-            raise DomainError(
-                400, "invalid", f"connection: {provider} meetings use the hub's own account.", field="connection"
-            )
-        return None
-    cfg = by_registry_name(oauth_provider)
-    if connection_id is None:
-        candidates = [
-            c.pk
-            for c in Connection.objects.filter(owner=owner, provider=oauth_provider).order_by("pk")
-            if capability in (c.capabilities or [])
-        ]
-        if not candidates:
-            raise DomainError(
-                400,
-                "invalid",
-                f"connection: connect a {cfg.label} account with the {capability!r} capability first "
-                f"(POST /api/v1/connections/{cfg.key}/start/).",
-                field="connection",
-            )
-        if len(candidates) > 1:
-            raise DomainError(
-                400,
-                "invalid",
-                f"connection: you have {len(candidates)} {cfg.label} connections; name one ({candidates}).",
-                field="connection",
-            )
-        connection_id = candidates[0]
-    conn = oauth.connection_for(owner=owner, connection_id=connection_id, capability=capability)
-    if conn.provider != oauth_provider:
-        raise DomainError(
-            400, "invalid", f"connection: {connection_id} is not a {cfg.label} connection.", field="connection"
-        )
-    return conn
-
-
-def _calendar_connection(*, owner, provider, ref):
-    """The Google/Microsoft connection of the calendar event a Zoom or Webex meeting attaches to (None: none)."""
-    if not ref:
-        return None
-    if capabilities.PROVIDERS[provider]["oauth"] in ("google_oauth", "microsoft_oauth"):
-        raise DomainError(
-            400,
-            "invalid",
-            f"calendar_event: a {provider} meeting is a calendar event itself; attach only Zoom or Webex meetings.",
-            field="calendar_event",
-        )
-    conn = oauth.connection_for(owner=owner, connection_id=ref["connection"], capability="calendar")
-    if conn.provider not in ("google_oauth", "microsoft_oauth"):
-        raise DomainError(
-            400, "invalid", "calendar_event: the connection must be a Google or Microsoft one.", field="calendar_event"
-        )
-    return conn
-
-
-def _meeting_connection(meeting, capability="meetings", need=None):
-    if capabilities.PROVIDERS[meeting.provider]["oauth"] is None:
-        return None
-    if meeting.connection_id is None:
-        raise DomainError(
-            409,
-            "connection_gone",
-            f"The {meeting.provider} connection this meeting was made on was removed; "
-            "connect the account again and manage the meeting at the provider.",
-        )
-    return oauth.connection_for(
-        owner=meeting.owner, connection_id=meeting.connection_id, capability=capability, need=need
-    )
+# The package's name, as before the split: log filters and readers see the same logger.
+logger = logging.getLogger(__package__)
 
 
 def _zoom_payload(data):
@@ -295,7 +178,7 @@ def meeting_create(
                 breakout_room=rooms.get(p["email"].lower(), ""),
             )
     if provider == "google_meet":
-        from .meet_events import meeting_subscribe_later
+        from ..meet_events import meeting_subscribe_later
 
         meeting_subscribe_later(meeting)  # lifecycle events, when the hub and the connection can have them
     if provider == "zoom" and data["settings"].get("registration"):
@@ -374,92 +257,8 @@ def meeting_cancel(*, meeting, notify=True):
     if meeting.provider == "teams":
         teams_lifecycle.meeting_cancelled(meeting)
     if meeting.provider == "google_meet":
-        from .meet_events import meeting_unsubscribe_later
+        from ..meet_events import meeting_unsubscribe_later
 
         meeting_unsubscribe_later(meeting)
     meeting.refresh_from_db()
     return meeting
-
-
-def parse_time(value):
-    """An ISO 8601 time from a provider (a trailing Z included), or None."""
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def recordings_upsert(*, meeting, files):
-    """Book the provider's recording files (a repeat updates them); a new one is copied if its owner opted in."""
-    from .recordings import recording_booked
-
-    for f in files:
-        if not f.id or not f.download_url:
-            continue
-        recording, created = MeetingRecording.objects.update_or_create(
-            meeting=meeting,
-            external_id=f.id,
-            defaults={
-                "file_type": f.file_type,
-                "recording_type": f.recording_type,
-                "size_bytes": f.size_bytes,
-                "download_url": f.download_url,
-                "recording_start": parse_time(f.recording_start),
-                "recording_end": parse_time(f.recording_end),
-            },
-        )
-        recording_booked(recording=recording, created=created)
-
-
-def recordings_refresh(*, meeting):
-    """Ask the provider for the meeting's recordings (and transcripts) and book them; the booked list."""
-    spec = capabilities.PROVIDERS[meeting.provider]
-    # Meet and Teams recordings need a grant beyond making meetings: 403 missing_scope names it otherwise.
-    # Listing Meet's needs only the Meet scope of that grant (the Drive one is for downloads, recording_open).
-    need = google_meet.RECORDS_SCOPES if meeting.provider == "google_meet" else None
-    conn = _meeting_connection(meeting, spec["needs_grant"].get("cloud_recordings", "meetings"), need=need)
-    if meeting.provider == "zoom":
-        files = zoom.recordings_list(meeting_id=meeting.external_id, owner=meeting.owner)
-    elif meeting.provider == "google_meet":
-        files = google_meet.recordings_list(conn=conn, meeting_code=meeting.external_uuid)
-    elif meeting.provider == "teams":
-        files = teams.recordings_list(conn=conn, online_id=meeting.external_uuid) if meeting.external_uuid else []
-    else:
-        files = webex.recordings_list(conn=conn, external_id=meeting.external_id)
-    recordings_upsert(meeting=meeting, files=files)
-    return list(meeting.recordings.all())
-
-
-def recording_link_token(recording):
-    return signing.dumps({"r": recording.pk}, salt=_LINK_SALT)
-
-
-def recording_from_token(token):
-    try:
-        data = signing.loads(token, salt=_LINK_SALT, max_age=settings.MEETING_RECORDING_LINK_TTL_SECONDS)
-    except signing.SignatureExpired:
-        raise DomainError(410, "link_expired", "This recording link has expired; ask the hub for a new one.") from None
-    except signing.BadSignature:
-        raise DomainError(404, "not_found", "No recording at this link.") from None
-    recording = MeetingRecording.objects.select_related("meeting__owner").filter(pk=data.get("r")).first()
-    if recording is None:
-        raise DomainError(404, "not_found", "No recording at this link.")
-    return recording
-
-
-def recording_open(*, recording):
-    meeting = recording.meeting
-    if meeting.provider == "zoom":
-        return zoom.recording_stream(download_url=recording.download_url, owner=meeting.owner)
-    capability = capabilities.PROVIDERS[meeting.provider]["needs_grant"].get("cloud_recordings", "meetings")
-    if meeting.provider == "google_meet":
-        # The files are in the organizer's Drive: drive.meet.readonly, which connections granted meeting_records
-        # before the hub downloaded them lack; the 403 missing_scope names it, nothing is called.
-        conn = _meeting_connection(meeting, capability, need=google_meet.DOWNLOAD_SCOPES)
-        return google_meet.recording_stream(conn=conn, download_url=recording.download_url)
-    conn = _meeting_connection(meeting, capability)
-    if meeting.provider == "teams":
-        return teams.recording_stream(conn=conn, download_url=recording.download_url)
-    return webex.recording_stream(conn=conn, download_url=recording.download_url)
