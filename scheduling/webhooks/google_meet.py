@@ -20,10 +20,6 @@ ordering guarantees). An event for a space the hub does not hold a subscription 
 Subscription lifecycle events renew (expirationReminder), re-create (expired) or flag (suspended) it.
 """
 
-import base64
-import json
-
-from django.conf import settings
 from django.views.decorators.csrf import csrf_exempt
 
 from integrations.task_base import enqueue_on_commit
@@ -31,14 +27,12 @@ from integrations.webhooks import (
     InboundEvent,
     WebhookIgnored,
     WebhookRejected,
-    WebhookVerifier,
-    json_body,
     receive_webhook,
     safe_headers,
-    secrets_from,
     webhook_handler,
     webhook_verifier,
 )
+from integrations.webhooks.pubsub import PubSubPushVerifier
 
 from .. import meet_events, services
 from ..models import MeetingSubscription
@@ -58,57 +52,28 @@ MEET_EVENTS = tuple(
 LIFECYCLE = "google.workspace.events.subscription.v1."
 
 
-class GoogleMeetPushVerifier(WebhookVerifier):
+class GoogleMeetPushVerifier(PubSubPushVerifier):
     """A Pub/Sub push whose OIDC token Google signed for our audience and push service account."""
 
     provider = PROVIDER
     secret_setting = "GOOGLE_MEET_PUSH_AUDIENCE"
-    signature_header = "Authorization"
-    content_types = ("application/json",)
+    service_account_setting = "GOOGLE_MEET_PUSH_SERVICE_ACCOUNT"
 
-    def secrets(self):
-        if not settings.GOOGLE_MEET_PUSH_SERVICE_ACCOUNT:
-            return []  # 503 naming the audience setting; the README names both
-        return secrets_from(self.secret_setting)
-
-    def bad_signature_detail(self):
-        return (
-            "The push's OIDC token does not verify: not signed by Google, expired, or not for "
-            "GOOGLE_MEET_PUSH_AUDIENCE and GOOGLE_MEET_PUSH_SERVICE_ACCOUNT."
-        )
-
-    def signature_matches(self, request, signature, secret):
+    def claims(self, token, audience):
         from ..providers.google_meet_events import CertsUnavailable, push_claims
 
-        scheme, _, token = signature.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return False
         try:
-            claims = push_claims(token.strip(), audience=secret)
+            return push_claims(token, audience=audience)
         except CertsUnavailable:
             raise WebhookRejected(
                 503, "certificates_unavailable", "Google's token certificates cannot be read now; deliver again."
             ) from None
-        return (
-            claims is not None
-            and claims.get("email") == settings.GOOGLE_MEET_PUSH_SERVICE_ACCOUNT
-            and claims.get("email_verified") is True
-        )
 
     def parse(self, request):
-        body = json_body(request)
-        message = body.get("message")
-        if not isinstance(message, dict) or not message.get("messageId") or not message.get("data"):
-            raise WebhookRejected(400, "malformed_body", "A Pub/Sub push needs message.messageId and message.data.")
+        body, message, data = self.envelope(request)
         attributes = message.get("attributes") or {}
         if not isinstance(attributes, dict) or not isinstance(attributes.get("ce-type"), str):
             raise WebhookRejected(400, "malformed_body", "A Workspace event carries its type in the ce-type attribute.")
-        try:
-            data = json.loads(base64.b64decode(message["data"], validate=True))
-        except (ValueError, TypeError):
-            raise WebhookRejected(400, "malformed_body", "message.data is not base64-encoded JSON.") from None
-        if not isinstance(data, dict):
-            raise WebhookRejected(400, "malformed_body", "message.data must be a JSON object.")
         return InboundEvent(
             event_id=str(attributes.get("ce-id") or message["messageId"])[:255],
             type=attributes["ce-type"],
