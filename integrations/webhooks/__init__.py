@@ -11,6 +11,8 @@ Public API for domain apps (see registry.py for a full example):
 - ``webhook_replay(*, event)``, ``webhook_mark_ignored(*, event)``: admin services
 - ``InboundEvent``, ``WebhookRejected``, ``WebhookIgnored``, ``WebhookPermanentError``
 - ``WebhookVerifier``: the base every provider's verifier subclasses (shared checks, one status policy)
+- bases for families of providers: ``webhooks.graph`` (Microsoft Graph subscriptions: handshake, clientState,
+  lifecycle) and ``webhooks.pubsub.PubSubPushVerifier`` (Google Pub/Sub pushes: OIDC token, envelope)
 - helpers: ``secrets_from``, ``safe_headers``, ``webhook_secret``, ``json_body``, ``epoch_datetime``,
   ``hmac_sha256_hex``, ``signatures_match``
 """
