@@ -13,24 +13,29 @@ from .models import (
 )
 
 
-class ParticipantInline(admin.TabularInline):
-    model = MeetingParticipant
+class ProviderRecordsInline(admin.TabularInline):
+    """Rows the provider's answers and events made: shown on the meeting, never added or deleted by hand."""
+
     extra = 0
-    readonly_fields = ["email", "name", "registrant_id", "join_url", "breakout_room", "joined_at", "left_at"]
     can_delete = False
 
+    def has_add_permission(self, request, obj=None):
+        return False
 
-class AttendanceInline(admin.TabularInline):
+
+class ParticipantInline(ProviderRecordsInline):
+    model = MeetingParticipant
+    readonly_fields = ["email", "name", "registrant_id", "join_url", "breakout_room", "joined_at", "left_at"]
+
+
+class AttendanceInline(ProviderRecordsInline):
     model = MeetingAttendance
-    extra = 0
     fields = ["participant_key", "email", "name", "joined_at", "left_at"]
     readonly_fields = fields
-    can_delete = False
 
 
-class RecordingInline(admin.TabularInline):
+class RecordingInline(ProviderRecordsInline):
     model = MeetingRecording
-    extra = 0
     fields = [
         "external_id",
         "file_type",
@@ -43,17 +48,14 @@ class RecordingInline(admin.TabularInline):
         "copy_error",
     ]
     readonly_fields = fields
-    can_delete = False
 
 
-class SubscriptionInline(admin.TabularInline):
+class SubscriptionInline(ProviderRecordsInline):
     """The meeting's lifecycle subscriptions at its provider (Google Meet, Teams); the clientState is never shown."""
 
     model = MeetingSubscription
-    extra = 0
     fields = ["kind", "external_id", "status", "expires_at", "last_error", "updated_at"]
     readonly_fields = fields
-    can_delete = False
 
 
 @admin.register(Meeting)

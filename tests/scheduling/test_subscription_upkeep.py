@@ -47,3 +47,6 @@ def test_staff_see_a_meetings_subscriptions_in_admin_without_their_secret(admin_
     detail = admin_client.get(f"/admin/scheduling/meetingsubscription/{MeetingSubscription.objects.get().pk}/change/")
     assert detail.status_code == 200 and "sub-7d1e" in detail.text
     assert all("never-shown-3f9a" not in r.text for r in (listing, page, detail))
+    # Provider records on a meeting are shown, never made by hand: no "Add another" row in any inline.
+    for inline in ("subscriptions", "participants", "attendance", "recordings"):
+        assert f'name="{inline}-MAX_NUM_FORMS" value="0"' in page.text, inline
