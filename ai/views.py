@@ -91,19 +91,28 @@ class CompletionView(AsyncAPIView):
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     def prepare(self, request, *args, **kwargs):
-        """Auth, the per-user rate, validation and the Idempotency-Key claim: one thread hop."""
+        """Auth, the per-user rate, validation, the Idempotency-Key claim and the budget hold: one thread hop."""
         super().prepare(request, *args, **kwargs)
         ratelimit_check(request, group="ai.completions", rate=_user_rate)
         serializer = CompletionRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         self.params = serializer.validated_data
         self.idempotency_key = request.headers.get(idempotency.HEADER, "")
-        self.replayed = None
+        self.replayed = self.begun = None
         if self.idempotency_key:
             # A repeat with the same key and body gets the first answer without a second
             # provider call or charge, streamed or not: a stream is replayed as a short
             # stream of the recorded answer (the same `delta` and `done` events).
             self.replayed = idempotency.claim(request, self.idempotency_key)
+            if self.replayed is not None:
+                return
+        hooks = {"on_done": self._store, "on_fail": self._release} if self.idempotency_key else {}
+        try:
+            self.begun = services.begin(request.user, self.params, stream=self.params["stream"], **hooks)
+        except BaseException:
+            if self.idempotency_key:
+                self._release()  # refused before any provider call: the key may be used again
+            raise
 
     def _record(self):
         return IdempotencyRecord.objects.filter(owner=self.request.user, key=self.idempotency_key)
@@ -139,17 +148,14 @@ class CompletionView(AsyncAPIView):
             if params["stream"]:
                 return _sse_response(services.replay(body), **{"Idempotent-Replayed": "true"})
             return Response(body, status=status, headers={"Idempotent-Replayed": "true"})
-        hooks = {}
-        if self.idempotency_key:
-            hooks = {"on_done": self._store, "on_fail": self._release}
         try:
             if params["stream"]:
                 events = await services.completion_stream(
-                    user=request.user, params=params, idempotency_key=self.idempotency_key, **hooks
+                    user=request.user, params=params, idempotency_key=self.idempotency_key, begun=self.begun
                 )
                 return _sse_response(events)
             payload = await services.completion_create(
-                user=request.user, params=params, idempotency_key=self.idempotency_key, **hooks
+                user=request.user, params=params, idempotency_key=self.idempotency_key, begun=self.begun
             )
         except BaseException:
             if self.idempotency_key:

@@ -10,6 +10,7 @@ worker's event loop warms its own connections at ASGI lifespan startup, before
 the server accepts a request.
 """
 
+import asyncio
 import os
 
 from config.asgi_handler import get_asgi_application
@@ -17,7 +18,10 @@ from config.asgi_handler import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+
 from config.warmup import warm, warm_loop  # noqa: E402 - needs the apps loaded above
+from integrations.aio import serve_on, settle  # noqa: E402
 
 warm()
 
@@ -26,9 +30,12 @@ async def _lifespan(receive, send):
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            serve_on(asyncio.get_running_loop())  # this loop outlives requests: bookings may follow answers
             await warm_loop(django_application)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            # Bookings of answers already sent (integrations.aio.in_background) are written before the worker exits.
+            await settle(timeout=settings.AI_DEADLINE_SECONDS)
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -7,14 +7,21 @@ thread (Django's thread-sensitive `sync_to_async`), then hands the connection
 back to the pool when the web server runs with one (DATABASE_POOL): a stream
 that lasts a minute then holds a database connection only for the
 milliseconds its bookings take, not for the whole minute.
+
+`in_background` runs such work without the request awaiting it: the
+bookkeeping of an answer that is already on its way to the client.
 """
 
+import asyncio
 import functools
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
+
+logger = logging.getLogger(__name__)
 
 
 def release_connections():
@@ -76,3 +83,53 @@ def commit_without_flush_wait():
     if connection.vendor == "postgresql" and connection.in_atomic_block:
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+# --- work the answer does not wait for ------------------------------------------------
+#
+# A non-streamed AI answer is sent as soon as the provider has answered; its
+# call row, roll-ups, budget settlement and request log (one commit) follow in a
+# task of their own, so the client's latency holds no database write. That
+# needs a loop that outlives the request: the ASGI server's, marked at lifespan
+# startup (config.asgi). Anywhere else (a sync server running the async view
+# in a loop of its own, the test client) the work is awaited as before. The
+# tasks are kept here until they end (asyncio holds only weak references to
+# tasks), a failure is logged (the client already has its answer; the caller's
+# `then_failed` undoes what it must, e.g. the budget hold), and the lifespan's
+# shutdown waits for what is still pending.
+
+_pending = set()
+_server_loop = None
+
+
+def serve_on(loop):
+    """Mark `loop` as the server's (ASGI lifespan startup): work may outlive a request on it."""
+    global _server_loop
+    _server_loop = loop
+
+
+async def in_background(fn, /, *args, **kwargs):
+    """`db_hop(fn, *args, **kwargs)` without waiting for it on the server's loop; awaited elsewhere."""
+    loop = asyncio.get_running_loop()
+    if loop is not _server_loop:
+        await db_hop(fn, *args, **kwargs)
+        return
+    task = loop.create_task(db_hop(fn, *args, **kwargs))
+    _pending.add(task)
+    task.add_done_callback(_finished)
+
+
+def _finished(task):
+    _pending.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        logger.error("background database work failed: %r", exc, exc_info=(type(exc), exc, exc.__traceback__))
+
+
+async def settle(timeout=None):
+    """Wait (up to `timeout` seconds) for the background work started on this loop; returns how many are left."""
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _pending if task.get_loop() is loop]
+    if mine:
+        await asyncio.wait(mine, timeout=timeout)
+    return sum(1 for task in mine if not task.done())

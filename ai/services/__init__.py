@@ -27,7 +27,7 @@ cache.py (the answer cache), booking.py (the database work of a request),
 completions.py and streaming.py (the two ways to answer).
 """
 
-from .booking import Booking
+from .booking import Booking, begin
 from .cache import cache_key, use_cache
 from .chain import ChainExhausted, ChainRefused, walk
 from .completions import completion_create
@@ -35,6 +35,7 @@ from .streaming import completion_stream, replay, sse
 
 __all__ = [
     "Booking",
+    "begin",
     "ChainExhausted",
     "ChainRefused",
     "cache_key",

@@ -111,9 +111,16 @@ class Booking:
     def release(self):
         budget_settle(self.reservation, 0)
 
+    def abandon(self):
+        """An answer whose booking failed after it was sent: free the hold and the Idempotency-Key."""
+        self.release()
+        self._failed()
+
     @transaction.atomic(savepoint=False)  # inside the gateway's savepoint for it: one is enough
-    def answered(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK):
-        """Book an answer (or a stream the client closed): roll-up, budget, request log (one commit)."""
+    def answered(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK, payload=None):
+        """Book an answer (or a stream the client closed): roll-up, budget, request log (one commit).
+
+        Returns the answer's payload (`payload` when the caller built it already)."""
         usage_record(
             owner_id=self.user.pk,
             provider=result.provider,
@@ -139,7 +146,7 @@ class Booking:
         if outcome != AiRequest.Outcome.OK:
             self._failed()
             return None
-        payload = payload_for(result, cost=cost, cached=False, fallbacks=tried)
+        payload = payload or payload_for(result, cost=cost, cached=False, fallbacks=tried)
         if self.on_done:
             self.on_done(payload)
         return payload
@@ -216,16 +223,35 @@ class Booking:
         return DomainError(503, code, detail, headers=headers, tried=exc.tried, skipped=exc.skipped)
 
 
-async def start(user, params, *, stream, on_done, on_fail):
+class Begun:
+    """A request's booking before its provider call: the chain, its answer-cache key, and its hold if taken."""
+
+    def __init__(self, booking, chain, key, held):
+        self.booking = booking
+        self.chain = chain
+        self.key = key
+        self.held = held  # (chain, skipped) once the budget hold is taken
+
+
+def begin(user, params, *, stream, on_done=None, on_fail=None):
+    """Synchronous, in the caller's thread hop (the view's checks): the booking, and the budget hold
+    of a request the answer cache cannot serve, so its provider call needs no hop of its own first."""
     started = time.monotonic()
     chain = chain_for(task=params.get("task"), model=params.get("model"), provider=params.get("provider"))
     booking = Booking(user=user, params=params, started=started, stream=stream, on_done=on_done, on_fail=on_fail)
     key = cache_key(owner_id=user.pk, params=params) if use_cache(params) else None
+    # A cacheable request looks in the cache first (a hit holds nothing): its hold waits for start().
+    return Begun(booking, chain, key, None if key else booking.reserve(chain))
+
+
+async def start(begun):
+    """(booking, (chain, skipped), cache key, cached payload or None) for a begun request."""
+    booking, key = begun.booking, begun.key
     hit = await cache_get(key) if key else None
     if hit is not None:
         return booking, None, key, await db_hop(booking.cached, hit)
     # From here the request holds part of the budget: every way out settles it.
-    return booking, await db_hop(booking.reserve, chain), key, None
+    return booking, begun.held or await db_hop(booking.reserve, begun.chain), key, None
 
 
 async def walk_booked(booking, chain_and_skipped, attempt_fn):

@@ -3,8 +3,10 @@
 import asyncio
 import functools
 
+from integrations.aio import db_hop
+
 from .. import providers
-from .booking import start, walk_booked
+from .booking import begin, payload_for, start, walk_booked
 from .cache import cache_set, cacheable
 from .chain import answer_cost, attempt_timeout, take_tokens, wait_deadline
 
@@ -27,21 +29,27 @@ def _attempt_complete(booking, idempotency_key):
             result.price_model = model
             cost = answer_cost(result)
             call.record(http_status=200, request_id=result.request_id, units=result.units(), cost_usd=cost)
-            # Booked with the call's row: one thread hop and one commit for both.
-            call.then = functools.partial(booking.answered, result, cost=cost, tried=list(tried))
-        return call.then_result
+            payload = payload_for(result, cost=cost, cached=False, fallbacks=list(tried))
+            # Booked with the call's row (one thread hop, one commit) while the answer goes out:
+            # the client does not wait on the database (integrations.aio.in_background).
+            call.then = functools.partial(booking.answered, result, cost=cost, tried=list(tried), payload=payload)
+            call.then_failed = booking.abandon
+            call.book_later = True
+        return payload
 
     return attempt
 
 
-async def completion_create(*, user, params, idempotency_key="", on_done=None, on_fail=None):
+async def completion_create(*, user, params, idempotency_key="", on_done=None, on_fail=None, begun=None):
     """One answer as a dict.
 
     `on_done(payload)` runs in the thread hop that books the answer (the view
     stores its idempotent replay there); `on_fail()` when a stream that had
-    started ends without an answer. An exception raised from here is the
+    started ends without an answer; `begun`, the request as the caller's own
+    thread hop began it (booking.begin). An exception raised from here is the
     caller's to clean up after."""
-    booking, chain, key, hit = await start(user, params, stream=False, on_done=on_done, on_fail=on_fail)
+    begun = begun or await db_hop(begin, user, params, stream=False, on_done=on_done, on_fail=on_fail)
+    booking, chain, key, hit = await start(begun)
     if hit is not None:
         return hit
     payload, _ = await walk_booked(booking, chain, _attempt_complete(booking, idempotency_key))

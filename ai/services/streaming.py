@@ -14,7 +14,7 @@ from integrations.errors import ProviderError
 from .. import providers
 from ..messages import Completion
 from ..models import AiRequest
-from .booking import start, walk_booked
+from .booking import begin, start, walk_booked
 from .cache import cache_set, cacheable
 from .chain import answer_cost, attempt_timeout, take_tokens, wait_deadline
 
@@ -146,10 +146,11 @@ async def replay(payload):
     yield sse("done", payload)
 
 
-async def completion_stream(*, user, params, idempotency_key="", on_done=None, on_fail=None):
+async def completion_stream(*, user, params, idempotency_key="", on_done=None, on_fail=None, begun=None):
     """Open a streamed completion. Errors before the first delta are raised (JSON
     answers, with fallback); after it, they arrive as an `error` event."""
-    booking, chain, key, hit = await start(user, params, stream=True, on_done=on_done, on_fail=on_fail)
+    begun = begun or await db_hop(begin, user, params, stream=True, on_done=on_done, on_fail=on_fail)
+    booking, chain, key, hit = await start(begun)
     if hit is not None:
         return replay(hit)
     opened, tried = await walk_booked(booking, chain, _attempt_stream(user, params["request"], idempotency_key))

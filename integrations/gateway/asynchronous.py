@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from .. import breaker, limiter, metrics
-from ..aio import commit_without_flush_wait, db_hop
+from ..aio import commit_without_flush_wait, db_hop, in_background
 from ..errors import (
     RateLimited,
 )
@@ -79,7 +79,11 @@ async def aattempt(
             raise
         raise failure.error from exc
     latency_ms = (time.perf_counter() - started) * 1000
-    await db_hop(_write_ok_then, att, latency_ms=latency_ms)
+    if att.book_later:
+        # The caller answers from what it holds; the row and its booking are written meanwhile.
+        await in_background(_write_ok_then, att, latency_ms=latency_ms)
+    else:
+        await db_hop(_write_ok_then, att, latency_ms=latency_ms)
     if _breaker_waits_on_news(permit):
         await breaker.aafter_call(provider, healthy=True)
 
@@ -88,7 +92,8 @@ def _write_ok_then(att, *, latency_ms):
     """The call's row and, in the same thread hop and commit, the caller's own booking (`att.then`).
 
     The booking runs in a savepoint: if it fails, the call's row is still kept
-    (the provider was called), and the error goes on to the caller. A client
+    (the provider was called), `att.then_failed()` runs after the rollback, and
+    the error goes on to the caller (or to the log, when `att.book_later`). A client
     waits on this path (the async endpoints), so the commit does not wait for
     the disk flush (aio.commit_without_flush_wait)."""
     with transaction.atomic():
@@ -103,4 +108,6 @@ def _write_ok_then(att, *, latency_ms):
             failure = exc
         else:
             return
+    if att.then_failed is not None:
+        att.then_failed()
     raise failure

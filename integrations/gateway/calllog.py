@@ -69,9 +69,12 @@ class Attempt:
         self.units = {}
         self.cost_usd = None
         self.row = None
-        # Async callers only: a booking to run with the call's row on success (aattempt).
+        # Async callers only: a booking to run with the call's row on success (aattempt),
+        # what to undo if it fails, and whether the caller answers before both are written.
         self.then = None
         self.then_result = None
+        self.then_failed = None
+        self.book_later = False
 
     def record(self, *, http_status=None, request_id=None, units=None, cost_usd=None):
         if http_status is not None:

@@ -11,8 +11,11 @@ import threading
 import time
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 
+from ai.models import AiRequest, AiSpend
+from ai.services.booking import Booking
+from integrations import aio
 from integrations.models import ProviderCall
 from tests.ai.conftest import AsgiCall, auth_headers
 from tests.ai.fakes import (
@@ -158,3 +161,98 @@ def test_with_every_token_beyond_the_wait_limit_the_client_gets_503_and_retry_af
     assert resp.status_code == 503
     assert resp.json()["error"] == "ai_unavailable"
     assert 5 <= int(resp["Retry-After"]) <= 10
+
+
+@pytest.fixture
+def server_loop(settings):
+    """What config.asgi's lifespan startup does: this test's loop is the server's (bookings may follow answers)."""
+    settings.DB_HOP_THREADS = 2  # the hops run on threads of their own, as under the production server
+
+    def mark():
+        aio.serve_on(asyncio.get_running_loop())
+
+    yield mark
+    aio.serve_on(None)
+
+
+def test_on_the_servers_loop_the_answer_is_sent_before_its_booking_is_written(
+    fake_ai, asgi_completion, server_loop, monkeypatch
+):
+    fake_ai.add("openai", openai_chat("hello"))
+    gate = threading.Event()
+    answered = Booking.answered
+
+    def held(self, *args, **kwargs):
+        assert gate.wait(10), "the test never released the booking"
+        return answered(self, *args, **kwargs)
+
+    monkeypatch.setattr(Booking, "answered", held)
+    count = sync_to_async(lambda: (AiRequest.objects.count(), ProviderCall.objects.count()), thread_sensitive=False)
+
+    async def scenario():
+        server_loop()
+        call = asgi_completion({})
+        await asyncio.wait_for(call.finished.wait(), 5)  # the whole answer is out while its booking waits
+        before = await count()
+        gate.set()
+        await call.task
+        left = await aio.settle(timeout=10)
+        return call, before, left, await count()
+
+    call, before, left, after = async_to_sync(scenario)()
+    assert call.status == 200 and call.json()["content"] == "hello"
+    assert before == (0, 0)
+    assert left == 0 and after == (1, 1)
+
+
+def test_a_booking_that_fails_after_the_answer_frees_the_budget_hold_and_is_logged(
+    fake_ai, asgi_completion, server_loop, monkeypatch, caplog
+):
+    fake_ai.add("openai", openai_chat("hello"))
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("roll-up table is gone")
+
+    monkeypatch.setattr(Booking, "answered", broken)
+
+    async def scenario():
+        server_loop()
+        call = asgi_completion({})
+        await call.task
+        await aio.settle(timeout=10)
+        return call
+
+    with caplog.at_level(logging.ERROR, logger="integrations.aio"):
+        call = async_to_sync(scenario)()
+    assert call.status == 200
+    assert ProviderCall.objects.count() == 1  # the provider was called: its row stays
+    assert AiRequest.objects.count() == 0
+    assert [str(row.reserved_usd) for row in AiSpend.objects.all()] == ["0.000000"]
+    assert "roll-up table is gone" in caplog.text
+
+
+def test_the_lifespan_shutdown_waits_for_bookings_still_being_written(server_loop):
+    from config.asgi import application
+
+    written = threading.Event()
+
+    def booking():
+        time.sleep(0.3)  # still running when the shutdown message arrives
+        written.set()
+
+    async def scenario():
+        server_loop()
+        await aio.in_background(booking)
+        messages = iter([{"type": "lifespan.shutdown"}])
+        sent = []
+
+        async def receive():
+            return next(messages)
+
+        async def send(message):
+            sent.append((message["type"], written.is_set()))
+
+        await application({"type": "lifespan"}, receive, send)
+        return sent
+
+    assert async_to_sync(scenario)() == [("lifespan.shutdown.complete", True)]
