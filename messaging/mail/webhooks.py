@@ -18,9 +18,6 @@ held to tests/contracts/webhooks.py.
 
 import logging
 
-from django.conf import settings
-from django.core.cache import cache
-
 from integrations.task_base import enqueue_on_commit
 from integrations.webhooks import (
     InboundEvent,
@@ -42,22 +39,7 @@ from .tasks import mail_sync, mail_watch_renew
 
 logger = logging.getLogger(__name__)
 
-GOOGLE_ISSUERS = {"accounts.google.com", "https://accounts.google.com"}
-CERTS_CACHE_KEY = "mail:google-oidc-certs"
-
-
 # --- Gmail (Pub/Sub push with an OIDC token) ------------------------------------------
-
-
-def _google_certs():
-    """Google's token-signing certificates, cached for an hour (they rotate daily, overlapping)."""
-    certs = cache.get(CERTS_CACHE_KEY)
-    if certs is None:
-        from .providers.push import fetch_google_certs
-
-        certs = fetch_google_certs(settings.GOOGLE_OIDC_CERTS_URL)
-        cache.set(CERTS_CACHE_KEY, certs, 3600)
-    return certs
 
 
 class GmailPushVerifier(PubSubPushVerifier):
@@ -66,22 +48,18 @@ class GmailPushVerifier(PubSubPushVerifier):
     The "secret" of the base class is the audience (GMAIL_PUSH_AUDIENCE; comma-separated while a push
     subscription's audience changes): a token verifies when Google's certificates check its signature,
     it is current, its audience is one configured, its issuer is Google and its email is
-    GMAIL_PUSH_SERVICE_ACCOUNT (verified). Google signs `iat`/`exp` and google-auth checks them, so the
-    token's own lifetime is the replay window; duplicates are the inbox's (Pub/Sub messageId).
+    GMAIL_PUSH_SERVICE_ACCOUNT (verified); see integrations.webhooks.pubsub. Duplicates are the inbox's
+    (Pub/Sub messageId).
     """
 
     provider = "gmail"
     secret_setting = "GMAIL_PUSH_AUDIENCE"
     service_account_setting = "GMAIL_PUSH_SERVICE_ACCOUNT"
 
-    def claims(self, token, audience):
-        from .providers.push import verify_google_token
+    def certs_adapter(self):
+        from .providers.gmail import GMAIL
 
-        try:
-            claims = verify_google_token(token, certs=_google_certs, audience=audience)
-        except WebhookRejected:
-            return None
-        return claims if claims.get("iss") in GOOGLE_ISSUERS else None
+        return GMAIL
 
     def parse(self, request):
         body, message, data = self.envelope(request)

@@ -9,27 +9,17 @@ long-running Operation: done at once (its `response` is the Subscription), or to
 `operations.get` until it is. A second create for the same space, events and topic is 409 ALREADY_EXISTS:
 the hub then adopts the existing one from `subscriptions.list` (create has no idempotency key).
 
-Push (https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions): each delivery carries
-`Authorization: Bearer <OIDC JWT>` signed by Google; google-auth's `id_token.verify_token` checks the
-signature against Google's certificates (GOOGLE_OIDC_CERTS_URL, fetched through the gateway and cached for
-an hour), the expiry and the audience.
+Push (https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions): each delivery's OIDC token is
+checked by integrations.webhooks.pubsub (shared with Gmail's watch).
 
 GOOGLE_WORKSPACE_EVENTS_API_BASE points the subscriptions client at an emulator.
 """
 
-import json
-
-import requests
 from django.conf import settings
-from django.core.cache import cache
-from google.auth import exceptions as google_exceptions
-from google.auth import transport
-from google.oauth2 import id_token
 
-from integrations import gateway
-from integrations.errors import PermanentError, ProviderError, error_from_http
+from integrations.errors import PermanentError
 
-from .google_meet import MEET, PROVIDER, _execute, _service, meet, recording_file, transcript_file
+from .google_meet import PROVIDER, _execute, _service, meet, recording_file, transcript_file
 
 EVENT_TYPES = (
     "google.workspace.meet.conference.v2.started",
@@ -40,8 +30,6 @@ EVENT_TYPES = (
     "google.workspace.meet.transcript.v2.fileGenerated",
 )
 TARGET_PREFIX = "//meet.googleapis.com/"
-GOOGLE_ISSUERS = {"accounts.google.com", "https://accounts.google.com"}
-CERTS_CACHE_KEY = "scheduling:google-oidc-certs"
 
 
 class OperationPending(Exception):
@@ -192,67 +180,3 @@ def recording_get(*, conn, name):
 def transcript_get(*, conn, name):
     found = _execute(conn, "transcripts.get", meet(conn).conferenceRecords().transcripts().get(name=name))
     return transcript_file(found)
-
-
-# --- Pub/Sub push authentication -------------------------------------------------------------------
-
-
-class _Response(transport.Response):
-    def __init__(self, status, data):
-        self._status, self._data = status, data
-
-    @property
-    def status(self):
-        return self._status
-
-    @property
-    def headers(self):
-        return {}
-
-    @property
-    def data(self):
-        return self._data
-
-
-class _CertsRequest(transport.Request):
-    """google-auth's transport for the certificate fetch: through the gateway (a ProviderCall), cached an hour."""
-
-    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
-        key = f"{CERTS_CACHE_KEY}:{url}"
-        data = cache.get(key)
-        if data is not None:
-            return _Response(200, data)
-        with MEET.attempt("push.certs") as att:
-            response = requests.get(url, timeout=gateway.timeout_for(PROVIDER))
-            att.record(http_status=response.status_code, units={"requests": 1})
-            if response.status_code != 200:
-                raise error_from_http(PROVIDER, response.status_code, headers=dict(response.headers))
-        # They rotate daily with overlap, so an hour-old copy still verifies every current token.
-        cache.set(key, response.content, 3600)
-        return _Response(200, response.content)
-
-
-class CertsUnavailable(Exception):
-    pass
-
-
-def push_claims(token, *, audience):
-    """The token's claims when Google signed it for `audience` and it is current; None when it does not verify.
-
-    CertsUnavailable when Google's certificates cannot be read (the delivery should be retried, not refused).
-    """
-    try:
-        claims = id_token.verify_token(
-            token,
-            _CertsRequest(),
-            audience=audience,
-            certs_url=settings.GOOGLE_OIDC_CERTS_URL,
-            clock_skew_in_seconds=10,
-        )
-    except ProviderError as exc:
-        raise CertsUnavailable(str(exc)) from exc
-    except google_exceptions.TransportError as exc:
-        raise CertsUnavailable(str(exc)) from exc
-    except (ValueError, json.JSONDecodeError, google_exceptions.GoogleAuthError):
-        return None
-    return claims if claims.get("iss") in GOOGLE_ISSUERS else None

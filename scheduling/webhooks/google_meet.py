@@ -59,15 +59,10 @@ class GoogleMeetPushVerifier(PubSubPushVerifier):
     secret_setting = "GOOGLE_MEET_PUSH_AUDIENCE"
     service_account_setting = "GOOGLE_MEET_PUSH_SERVICE_ACCOUNT"
 
-    def claims(self, token, audience):
-        from ..providers.google_meet_events import CertsUnavailable, push_claims
+    def certs_adapter(self):
+        from ..providers.google_meet import MEET
 
-        try:
-            return push_claims(token, audience=audience)
-        except CertsUnavailable:
-            raise WebhookRejected(
-                503, "certificates_unavailable", "Google's token certificates cannot be read now; deliver again."
-            ) from None
+        return MEET
 
     def parse(self, request):
         body, message, data = self.envelope(request)

@@ -10,11 +10,11 @@ import responses
 from django.utils import timezone
 from google.auth import jwt as google_jwt
 
-from integrations.models import WebhookEvent
+from integrations.models import ProviderCall, WebhookEvent
 from integrations.webhooks.tasks import webhook_process
 from messaging.mail.models import Mailbox, MailMessage
 
-from .conftest import AUDIENCE, GRAPH, SERVICE_ACCOUNT, google_conn, ms_conn
+from .conftest import AUDIENCE, CERTS_URL, GRAPH, SERVICE_ACCOUNT, google_conn, ms_conn
 from .fake_gmail import make_message
 
 pytestmark = pytest.mark.django_db
@@ -88,6 +88,17 @@ class TestGmailPush:
         else:
             response = post_gmail(client, delivery(), bearer)
         assert response.status_code == 403, response.content
+        assert WebhookEvent.objects.count() == 0
+
+    def test_googles_certificates_are_fetched_once_through_the_gateway(self, push, keys, client):
+        for n in range(2):
+            assert post_gmail(client, delivery(message_id=f"p{n}"), token(keys["good"][0])).status_code == 200
+        assert ProviderCall.objects.filter(provider="gmail", operation="push.certs").count() == 1
+
+    def test_certificates_google_does_not_serve_make_pubsub_deliver_again(self, push, keys, client):
+        push.replace(responses.GET, CERTS_URL, status=503)
+        response = post_gmail(client, delivery(), token(keys["good"][0]))
+        assert response.status_code == 503 and response.json()["error"] == "certificates_unavailable"
         assert WebhookEvent.objects.count() == 0
 
     def test_a_malformed_body_with_a_good_token_is_400(self, push, keys, client):
