@@ -1,4 +1,4 @@
-"""Celery signal handlers: request-id propagation and the worker heartbeat."""
+"""Signal handlers: request-id propagation and the worker heartbeat (Celery); cache invalidation (models)."""
 
 import time
 
@@ -48,3 +48,17 @@ def _connect_budget_signals():
 
 
 _connect_budget_signals()
+
+
+def _connect_token_signals():
+    from django.contrib.auth import get_user_model
+
+    from .auth.tokens import tokens_forget
+    from .models import ApiToken
+
+    for model in (ApiToken, get_user_model()):
+        post_save.connect(tokens_forget, sender=model, dispatch_uid=f"tokens_forget_save_{model.__name__}")
+        post_delete.connect(tokens_forget, sender=model, dispatch_uid=f"tokens_forget_delete_{model.__name__}")
+
+
+_connect_token_signals()

@@ -2,11 +2,20 @@
 
 Only the first characters of a key (its prefix) and a SHA-256 digest of the
 whole key are stored, so a database dump or the admin shows no usable token.
+
+A token found once is kept in the shared cache under its digest for
+TOKEN_CACHE_SECONDS, so an API request reads no database row to authenticate.
+Deleting a token (revoked by its owner or staff, erased with its user) or
+saving its user (deactivated, staff rights changed) forgets it at once in
+every process (signals, integrations.signals); its expiry is checked on every
+request. Only a bulk UPDATE of users, which sends no signal, waits out the
+cache time.
 """
 
 import datetime as dt
 
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from integrations.errors import DomainError
@@ -16,6 +25,11 @@ from integrations.models.tokens import PREFIX_LENGTH, ApiToken, new_token_key, t
 # not turn every read into a database write.
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
 MAX_KEY_LENGTH = 200
+TOKEN_CACHE_SECONDS = 60
+
+
+def _cache_key(digest):
+    return f"auth:token:{digest}"
 
 
 def token_create(*, user, name="", expires_in_days=None):
@@ -33,21 +47,42 @@ def token_create(*, user, name="", expires_in_days=None):
 
 
 def token_authenticate(*, key):
-    """The live token for `key`, or a DomainError 401 (unknown, malformed or expired)."""
+    """The live token for `key` (its user loaded), or a DomainError 401 (unknown, malformed or expired)."""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise DomainError(401, "authentication_failed", "The token is invalid; get one from POST /api/v1/auth/token/.")
+    digest = token_digest(key)
+    token = cache.get(_cache_key(digest))
+    if token is None:
+        token = _token_found(key)
+        cache.set(_cache_key(digest), token, TOKEN_CACHE_SECONDS)
+    if token.expires_at is not None and token.expires_at <= timezone.now():
+        raise DomainError(401, "token_expired", "The token has expired; get a new one from POST /api/v1/auth/token/.")
+    return token
+
+
+def _token_found(key):
     # Found by its clear prefix, then the digest compared in constant time.
     candidates = ApiToken.objects.select_related("user").filter(prefix=key[:PREFIX_LENGTH])
     token = next((t for t in candidates if t.matches(key)), None)
     if token is None or not token.user.is_active:
         raise DomainError(401, "authentication_failed", "The token is invalid; get one from POST /api/v1/auth/token/.")
     now = timezone.now()
-    if token.expires_at is not None and token.expires_at <= now:
-        raise DomainError(401, "token_expired", "The token has expired; get a new one from POST /api/v1/auth/token/.")
+    # Written when the token is read from the database: at most once per LAST_USED_RESOLUTION
+    # (the cache time is no longer), so an API client does not turn every read into a write.
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+def tokens_forget(sender, instance, **kwargs):
+    """Signal receiver: a deleted or edited token, or a saved user's tokens, leave the cache at once."""
+    if isinstance(instance, ApiToken):
+        digests = [instance.digest]
+    else:
+        digests = list(ApiToken.objects.filter(user_id=instance.pk).values_list("digest", flat=True))
+    if digests:
+        cache.delete_many([_cache_key(digest) for digest in digests])
 
 
 def token_list_for_user(*, user):

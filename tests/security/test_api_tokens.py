@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from integrations.auth.tokens import token_authenticate
 from integrations.models import ApiToken
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +110,43 @@ class TestOwnTokens:
     def test_revoking_needs_authentication(self, user):
         body = _login(user)
         assert APIClient().delete(f"/api/v1/auth/tokens/{body['id']}/").status_code == 401
+
+
+class TestCachedTokens:
+    """A token is read from the database once, then from the cache; revoking or deactivating acts at once."""
+
+    def test_a_token_in_use_reads_no_database_row_to_authenticate(self, user, django_assert_num_queries):
+        key = _login(user)["token"]
+        token_authenticate(key=key)
+        with django_assert_num_queries(0):
+            assert token_authenticate(key=key).user == user
+
+    def test_a_revoked_token_is_refused_at_once_though_it_was_just_used(self, user):
+        key = _login(user, name="first")["token"]
+        body = _client(key).post("/api/v1/auth/tokens/", {"name": "ci"}, format="json").json()
+        assert _client(body["token"]).get(STATUS_URL).status_code == 200  # now cached
+        assert _client(key).delete(f"/api/v1/auth/tokens/{body['id']}/").status_code == 204
+        assert _client(body["token"]).get(STATUS_URL).status_code == 401
+
+    def test_a_deactivated_users_tokens_are_refused_at_once(self, user):
+        key = _login(user)["token"]
+        assert _client(key).get(STATUS_URL).status_code == 200
+        user.is_active = False
+        user.save()
+        assert _client(key).get(STATUS_URL).status_code == 401
+
+    def test_a_token_staff_delete_in_admin_is_refused_at_once(self, user):
+        key = _login(user)["token"]
+        assert _client(key).get(STATUS_URL).status_code == 200
+        ApiToken.objects.filter(user=user).delete()
+        assert _client(key).get(STATUS_URL).status_code == 401
+
+    def test_a_cached_token_still_expires_on_time(self, user):
+        body = _login(user, expires_in_days=1)
+        assert _client(body["token"]).get(STATUS_URL).status_code == 200
+        with time_machine.travel(timezone.now() + dt.timedelta(days=1, seconds=5), tick=False):
+            resp = _client(body["token"]).get(STATUS_URL)
+        assert resp.status_code == 401 and resp.json()["error"] == "token_expired"
 
 
 class TestAdmin:
