@@ -13,10 +13,12 @@ cache time.
 """
 
 import datetime as dt
+import logging
 
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from integrations.errors import DomainError
 from integrations.models.tokens import PREFIX_LENGTH, ApiToken, new_token_key, token_digest
@@ -26,10 +28,23 @@ from integrations.models.tokens import PREFIX_LENGTH, ApiToken, new_token_key, t
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
 MAX_KEY_LENGTH = 200
 TOKEN_CACHE_SECONDS = 60
+# Without Redis a request authenticates from the database as before; a forget that fails is logged
+# (the entry then lives out its TOKEN_CACHE_SECONDS).
+_CACHE_ERRORS = (RedisError, OSError)
+
+logger = logging.getLogger(__name__)
 
 
 def _cache_key(digest):
     return f"auth:token:{digest}"
+
+
+def _cache(operation, *args):
+    try:
+        return getattr(cache, operation)(*args)
+    except _CACHE_ERRORS as exc:
+        logger.warning("API token cache %s failed: %r", operation, exc)
+        return None
 
 
 def token_create(*, user, name="", expires_in_days=None):
@@ -51,10 +66,10 @@ def token_authenticate(*, key):
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise DomainError(401, "authentication_failed", "The token is invalid; get one from POST /api/v1/auth/token/.")
     digest = token_digest(key)
-    token = cache.get(_cache_key(digest))
+    token = _cache("get", _cache_key(digest))
     if token is None:
         token = _token_found(key)
-        cache.set(_cache_key(digest), token, TOKEN_CACHE_SECONDS)
+        _cache("set", _cache_key(digest), token, TOKEN_CACHE_SECONDS)
     if token.expires_at is not None and token.expires_at <= timezone.now():
         raise DomainError(401, "token_expired", "The token has expired; get a new one from POST /api/v1/auth/token/.")
     return token
@@ -82,7 +97,7 @@ def tokens_forget(sender, instance, **kwargs):
     else:
         digests = list(ApiToken.objects.filter(user_id=instance.pk).values_list("digest", flat=True))
     if digests:
-        cache.delete_many([_cache_key(digest) for digest in digests])
+        _cache("delete_many", [_cache_key(digest) for digest in digests])
 
 
 def token_list_for_user(*, user):

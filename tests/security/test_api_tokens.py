@@ -141,6 +141,21 @@ class TestCachedTokens:
         ApiToken.objects.filter(user=user).delete()
         assert _client(key).get(STATUS_URL).status_code == 401
 
+    def test_without_the_cache_a_token_authenticates_from_the_database(self, user, monkeypatch):
+        from django.core.cache import cache
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        key = _login(user)["token"]
+
+        def down(*args, **kwargs):
+            raise RedisConnectionError("Redis is down")
+
+        for operation in ("get", "set", "delete_many"):
+            monkeypatch.setattr(cache, operation, down)
+        assert _client(key).get("/api/v1/auth/tokens/").status_code == 200
+        token_id = ApiToken.objects.get(user=user).pk
+        assert _client(key).delete(f"/api/v1/auth/tokens/{token_id}/").status_code == 204
+
     def test_a_cached_token_still_expires_on_time(self, user):
         body = _login(user, expires_in_days=1)
         assert _client(body["token"]).get(STATUS_URL).status_code == 200
