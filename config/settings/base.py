@@ -268,5 +268,9 @@ LOGGING = {
         # Django's own console handler (DEBUG only) would print every django.* line a second time.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
+        # httpx (and the OpenAI SDK's httpx2) log every request's full URL at INFO: one line per provider
+        # call that the ProviderCall log already holds, and a query string may carry a credential.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
     },
 }
