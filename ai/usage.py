@@ -157,12 +157,11 @@ def max_cost(chain, *, input_tokens, output_tokens):
 
 
 class Reservation:
-    def __init__(self, *, owner_id, month, amount, limit, spent):
+    def __init__(self, *, owner_id, month, amount, limit):
         self.owner_id = owner_id
         self.month = month
         self.amount = amount
         self.limit = limit
-        self.spent = spent  # this month's spend when the request started
         self.settled = False
 
 
@@ -186,7 +185,8 @@ def budget_reserve(owner_id, amount, *, limit=None, now=None):
 
     One conditional UPDATE: it succeeds only while spent + reserved + amount is
     within the limit, so concurrent requests cannot each spend the same remainder
-    (PostgreSQL re-checks the condition on the row it waited for)."""
+    (PostgreSQL re-checks the condition on the row it waited for). The row is
+    read back only to explain a refusal."""
     limit = budget_limit(owner_id) if limit is None else limit
     month = month_of(now)
     amount = Decimal(amount)
@@ -196,11 +196,10 @@ def budget_reserve(owner_id, amount, *, limit=None, now=None):
     if not updated:
         _ensure_spend_row(owner_id, month)
         updated = rows.filter(**fits).update(reserved_usd=F("reserved_usd") + amount)
-    row = rows.values("spent_usd", "reserved_usd").get()
-    spent = row["spent_usd"]
     if not updated:
-        _refuse(limit=limit, spent=spent, reserved=row["reserved_usd"], amount=amount)
-    return Reservation(owner_id=owner_id, month=month, amount=amount, limit=limit, spent=spent)
+        row = rows.values("spent_usd", "reserved_usd").get()
+        _refuse(limit=limit, spent=row["spent_usd"], reserved=row["reserved_usd"], amount=amount)
+    return Reservation(owner_id=owner_id, month=month, amount=amount, limit=limit)
 
 
 def _refuse(*, limit, spent, reserved, amount):
@@ -225,14 +224,18 @@ def _refuse(*, limit, spent, reserved, amount):
 
 
 def budget_settle(reservation, cost=0):
-    """Replace the hold with what the request really cost (0 when nothing was answered)."""
+    """Replace the hold with what the request really cost (0 when nothing was answered).
+
+    Returns the month's spend after it when the request cost something (else None)."""
     if reservation is None or reservation.settled:
-        return
+        return None
     reservation.settled = True
-    _spend_rows(reservation.owner_id, reservation.month).update(
+    rows = _spend_rows(reservation.owner_id, reservation.month)
+    rows.update(
         reserved_usd=Greatest(F("reserved_usd") - reservation.amount, Value(Decimal(0))),
         spent_usd=F("spent_usd") + Decimal(cost),
     )
+    return rows.values_list("spent_usd", flat=True).first() if cost > 0 else None
 
 
 def budget_after(owner_id, *, limit, before, cost, now=None):

@@ -130,9 +130,10 @@ class Booking:
             cached_tokens=result.cached_tokens,
             cost_usd=cost,
         )
-        budget_settle(self.reservation, cost)
-        if self.reservation is not None:
-            budget_after(self.user.pk, limit=self.reservation.limit, before=self.reservation.spent, cost=cost)
+        spent = budget_settle(self.reservation, cost)
+        if spent is not None:
+            # What this request's own cost carried the spend from and to (concurrent ones book their own).
+            budget_after(self.user.pk, limit=self.reservation.limit, before=spent - Decimal(cost), cost=cost)
         request_log(
             user=self.user,
             params=self.params,
