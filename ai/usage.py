@@ -12,6 +12,7 @@ from django.utils import timezone
 from integrations.alerts import alert_raise
 from integrations.errors import DomainError
 from integrations.models import Alert
+from integrations.redis import cache_best_effort
 
 from .models import AiBudget, AiFreeModel, AiSpend, AiUsageMonthly
 
@@ -84,8 +85,25 @@ def month_spent(owner_id, now=None):
     return spent or Decimal(0)
 
 
+# A user's override is read on every completion: kept in the shared cache, forgotten in every
+# process as soon as staff save or delete it (limits_forget, a signal receiver).
+LIMITS_CACHE_SECONDS = 300
+
+
+def _limits_key(owner_id):
+    return f"ai:limits:{owner_id}"
+
+
 def _override(owner_id):
-    return AiBudget.objects.filter(owner_id=owner_id).values("monthly_limit_usd", "max_tokens").first() or {}
+    override = cache_best_effort("get", _limits_key(owner_id))
+    if override is None:
+        override = AiBudget.objects.filter(owner_id=owner_id).values("monthly_limit_usd", "max_tokens").first() or {}
+        cache_best_effort("set", _limits_key(owner_id), override, LIMITS_CACHE_SECONDS)
+    return override
+
+
+def limits_forget(sender, instance, **kwargs):
+    cache_best_effort("delete", _limits_key(instance.owner_id))
 
 
 def user_limits(owner_id):

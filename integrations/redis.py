@@ -1,12 +1,16 @@
 """One shared Redis connection pool for the limiter and the breakers (None without REDIS_URL).
 
 `get_client` is the blocking client (workers, sync views); `aget_client` the asyncio one
-(the async AI path, where a blocking call would stall every open stream)."""
+(the async AI path, where a blocking call would stall every open stream). `cache_best_effort`
+is for the Django cache in front of rows the database holds anyway."""
 
 import functools
+import logging
 import weakref
 
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -45,3 +49,18 @@ def aget_client():
         client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
         entry = _async_clients[loop] = (url, client)
     return entry[1]
+
+
+def cache_best_effort(operation, *args):
+    """`cache.<operation>(*args)` on Django's cache, or None (logged) when Redis cannot be reached.
+
+    For caches whose source of truth is the database (API tokens, AI limits): an outage then costs
+    a query, not the request; a forget that fails leaves the entry to its timeout."""
+    from django.core.cache import cache
+    from redis.exceptions import RedisError
+
+    try:
+        return getattr(cache, operation)(*args)
+    except (RedisError, OSError) as exc:
+        logger.warning("cache %s failed: %r", operation, exc)
+        return None

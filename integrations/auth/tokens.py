@@ -13,38 +13,23 @@ cache time.
 """
 
 import datetime as dt
-import logging
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from integrations.errors import DomainError
 from integrations.models.tokens import PREFIX_LENGTH, ApiToken, new_token_key, token_digest
+from integrations.redis import cache_best_effort as _cache
 
 # last_used_at is written at most this often per token, so an API client does
 # not turn every read into a database write.
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
 MAX_KEY_LENGTH = 200
-TOKEN_CACHE_SECONDS = 60
-# Without Redis a request authenticates from the database as before; a forget that fails is logged
-# (the entry then lives out its TOKEN_CACHE_SECONDS).
-_CACHE_ERRORS = (RedisError, OSError)
-
-logger = logging.getLogger(__name__)
+TOKEN_CACHE_SECONDS = 60  # without Redis a request authenticates from the database as before
 
 
 def _cache_key(digest):
     return f"auth:token:{digest}"
-
-
-def _cache(operation, *args):
-    try:
-        return getattr(cache, operation)(*args)
-    except _CACHE_ERRORS as exc:
-        logger.warning("API token cache %s failed: %r", operation, exc)
-        return None
 
 
 def token_create(*, user, name="", expires_in_days=None):

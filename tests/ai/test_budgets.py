@@ -56,6 +56,22 @@ def test_a_per_user_override_in_admin_wins_over_the_default(fake_ai, complete, u
     assert complete().status_code == 200
 
 
+def test_a_lowered_or_removed_override_applies_to_the_very_next_request(fake_ai, complete, user, settings):
+    settings.AI_USER_MONTHLY_BUDGET_USD = "1.00"
+    usage_record(owner_id=user.pk, provider="openai", model="gpt-4o-mini", cost_usd=Decimal("2"))
+    budget = AiBudget.objects.create(owner=user, monthly_limit_usd=Decimal("50"))
+    fake_ai.add("openai", openai_chat("ok"), openai_chat("again"))
+    assert complete().status_code == 200  # the override is now cached
+    budget.monthly_limit_usd = Decimal("2.00")
+    budget.save()
+    assert complete().status_code == 402
+    budget.monthly_limit_usd = Decimal("50")
+    budget.save()
+    assert complete().status_code == 200
+    budget.delete()
+    assert complete().status_code == 402  # back to the default of $1
+
+
 def test_usage_sums_this_months_tokens_and_cost_by_provider_and_model(
     fake_ai, complete, user_client, user, other_user, settings
 ):
