@@ -14,7 +14,7 @@ from integrations.errors import ProviderError
 from .. import providers
 from ..messages import Completion
 from ..models import AiRequest
-from .booking import begin, start, walk_booked
+from .booking import begin, payload_for, start, walk_booked
 from .cache import cache_set, cacheable
 from .chain import answer_cost, attempt_timeout, take_tokens, wait_deadline
 
@@ -99,8 +99,14 @@ async def _relay(opened, *, booking, tried, key):
             cost = answer_cost(result)
             opened.call.record(http_status=200, request_id=result.request_id, units=result.units(), cost_usd=cost)
             outcome = AiRequest.Outcome.CLIENT_CLOSED if closed is not None else AiRequest.Outcome.OK
-            # Booked with the call's row when the stack closes the attempt: one hop, one commit.
-            opened.call.then = functools.partial(booking.answered, result, cost=cost, tried=tried, outcome=outcome)
+            payload = payload_for(result, cost=cost, cached=False, fallbacks=tried)
+            # Booked with the call's row when the stack closes the attempt (one hop, one commit), while
+            # the `done` event goes out: the stream's end does not wait on the database.
+            opened.call.then = functools.partial(
+                booking.answered, result, cost=cost, tried=tried, outcome=outcome, payload=payload
+            )
+            opened.call.then_failed = booking.abandon
+            opened.call.book_later = True
     except Exception as exc:  # noqa: BLE001 - after the first byte the only way to tell the client is an event
         if closed is not None:
             raise
@@ -133,7 +139,6 @@ async def _relay(opened, *, booking, tried, key):
         return
     if closed is not None:
         raise closed
-    payload = opened.call.then_result
     if key:
         await cache_set(key, cacheable(payload))
     yield sse("done", payload)

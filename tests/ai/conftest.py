@@ -7,6 +7,7 @@ from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
 from ai import providers
+from integrations import aio
 from tests.ai.fakes import BASE_URLS, KEYS, FakeAI
 
 URL = "/api/v1/ai/completions/"
@@ -134,3 +135,16 @@ def asgi_completion(user_client):
         return AsgiCall("POST", URL, body=json.dumps(body).encode(), headers=headers).start()
 
     return start
+
+
+@pytest.fixture
+def server_loop(settings):
+    """`mark()` in a running loop does what config.asgi's lifespan startup does: the loop is the server's
+    (bookings may follow answers), its hops on threads of their own as under the production server."""
+
+    def mark():
+        settings.DB_HOP_THREADS = 2
+        aio.serve_on(asyncio.get_running_loop())
+
+    yield mark
+    aio.serve_on(None)

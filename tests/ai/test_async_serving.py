@@ -163,22 +163,11 @@ def test_with_every_token_beyond_the_wait_limit_the_client_gets_503_and_retry_af
     assert 5 <= int(resp["Retry-After"]) <= 10
 
 
-@pytest.fixture
-def server_loop(settings):
-    """What config.asgi's lifespan startup does: this test's loop is the server's (bookings may follow answers)."""
-    settings.DB_HOP_THREADS = 2  # the hops run on threads of their own, as under the production server
-
-    def mark():
-        aio.serve_on(asyncio.get_running_loop())
-
-    yield mark
-    aio.serve_on(None)
-
-
+@pytest.mark.parametrize("stream", [False, True])
 def test_on_the_servers_loop_the_answer_is_sent_before_its_booking_is_written(
-    fake_ai, asgi_completion, server_loop, monkeypatch
+    fake_ai, asgi_completion, server_loop, monkeypatch, stream
 ):
-    fake_ai.add("openai", openai_chat("hello"))
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["hel", "lo"])) if stream else openai_chat("hello"))
     gate = threading.Event()
     answered = Booking.answered
 
@@ -191,7 +180,7 @@ def test_on_the_servers_loop_the_answer_is_sent_before_its_booking_is_written(
 
     async def scenario():
         server_loop()
-        call = asgi_completion({})
+        call = asgi_completion({"stream": stream})
         await asyncio.wait_for(call.finished.wait(), 5)  # the whole answer is out while its booking waits
         before = await count()
         gate.set()
@@ -200,7 +189,8 @@ def test_on_the_servers_loop_the_answer_is_sent_before_its_booking_is_written(
         return call, before, left, await count()
 
     call, before, left, after = async_to_sync(scenario)()
-    assert call.status == 200 and call.json()["content"] == "hello"
+    answer = parse_sse(call.raw)[-1][1] if stream else call.json()
+    assert call.status == 200 and answer["content"] == "hello"
     assert before == (0, 0)
     assert left == 0 and after == (1, 1)
 

@@ -4,6 +4,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from ai.models import AiRequest
+from integrations import aio
 from integrations.models import ProviderCall
 from tests.ai.fakes import anthropic_sse_chunks, error, openai_sse_chunks, parse_sse, sse_response
 
@@ -93,10 +94,15 @@ def test_a_failure_after_the_first_byte_ends_the_stream_with_an_error_event_and_
 # request_finished, which close a connection whose autocommit the test's atomic
 # block changed.
 @pytest.mark.django_db(transaction=True)
-def test_a_client_that_disconnects_stops_the_upstream_stream(fake_ai, asgi_completion, user):
+@pytest.mark.parametrize("on_server_loop", [False, True], ids=["booked-inline", "booked-after"])
+def test_a_client_that_disconnects_stops_the_upstream_stream(
+    fake_ai, asgi_completion, user, server_loop, on_server_loop
+):
     upstream = sse_response(openai_sse_chunks(["one ", "two ", "three ", "four"] * 50), hold_after=3, gate=None)
 
     async def scenario():
+        if on_server_loop:
+            server_loop()
         upstream.body_stream.gate = asyncio.Event()  # never set: the provider is still "thinking"
         fake_ai.add("openai", upstream)
         call = asgi_completion({"stream": True})
@@ -104,6 +110,7 @@ def test_a_client_that_disconnects_stops_the_upstream_stream(fake_ai, asgi_compl
         assert parse_sse(call.raw)[0] == ("delta", {"content": "one "})
         call.disconnect()  # what the ASGI server reports when the client goes away
         await call.task
+        await aio.settle(timeout=10)
 
     async_to_sync(scenario)()
     assert upstream.body_stream.closed
