@@ -8,7 +8,6 @@ import functools
 import logging
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
@@ -21,7 +20,7 @@ from ..models import WebhookEvent
 from .dispatch import request_drain_on_commit
 from .registry import ordering_key_for, verifier_for
 from .sources import source_allowed
-from .verify import InboundEvent, WebhookRejected
+from .verify import InboundEvent, WebhookRejected, body_too_big
 
 logger = logging.getLogger(__name__)
 
@@ -31,21 +30,6 @@ def error_response(status, code, detail, **headers):
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
-
-
-def _too_big(request):
-    """Refuse oversized bodies before anything parses them: first by the declared length, then the real one."""
-    limit = settings.WEBHOOK_MAX_BYTES
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        return True
-    try:
-        return len(request.body) > limit
-    except RequestDataTooBig:  # above DATA_UPLOAD_MAX_MEMORY_SIZE
-        return True
 
 
 def _check(inbound):
@@ -174,7 +158,7 @@ def receive_webhook(request, *, provider, verify, respond=None):
         return error_response(
             403, "source_not_allowed", f"Deliveries for {provider} are accepted only from its published networks."
         )
-    if _too_big(request):
+    if body_too_big(request):
         webhook_events.labels(provider, "rejected").inc()
         return error_response(
             413, "payload_too_large", f"The body exceeds the hub's webhook limit of {settings.WEBHOOK_MAX_BYTES} bytes."
