@@ -16,9 +16,10 @@ request_finished's receivers) start a new thread and join it, and it races the
 view against a disconnect listener in two tasks. Those cost more CPU than the
 delivery's own work. A resolved webhook route is served here instead: the body
 read into memory, request_started, the short chain and the view in one hop off
-the loop (integrations.aio.db_hop, the connection pool's threads), the answer
-sent, then the response closed (request_finished, after-response work) in a
-second hop. A client that disconnects meanwhile changes nothing: the delivery is
+the loop (integrations.aio.db_hop, the connection pool's threads), where the
+response is also closed (request_finished) when closing it runs no
+after-response work, then the answer sent; a response with such work (or
+streamed) is closed after sending, in a second hop, as Django does. A client that disconnects meanwhile changes nothing: the delivery is
 stored and acknowledged to no one, as under Django's handler, whose sync view
 cannot be cancelled either.
 """
@@ -32,6 +33,9 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.urls import set_script_prefix
+
+from integrations.aio import db_hop
+from integrations.context import nothing_left_after
 
 FAST_PATH = "integrations.webhooks.fastpath.WebhookFastPathMiddleware"
 
@@ -99,13 +103,12 @@ class HubASGIHandler(ASGIHandler):
             cls.__acall__ = _acall_inline
         SessionMiddleware.__acall__ = _session_acall
         super().load_middleware(is_async=is_async)
-        # Imported now, after django.setup(), not per request.
-        from integrations.aio import db_hop
+        # Imported now, after django.setup() (the webhooks package loads models), not per request.
         from integrations.webhooks.fastpath import short_chain, webhook_route
 
         # Only where the chain itself takes the fast path: with it switched off, webhooks go the full way.
         self.webhook_chain = short_chain() if FAST_PATH in settings.MIDDLEWARE else None
-        self.webhook_route, self.db_hop = webhook_route, db_hop
+        self.webhook_route = webhook_route
 
     def adapt_method_mode(self, is_async, method, method_is_async=None, debug=False, name=None):
         owner = getattr(method, "__self__", None)
@@ -122,7 +125,6 @@ class HubASGIHandler(ASGIHandler):
         await super().__call__(scope, receive, send)
 
     async def handle_webhook(self, scope, receive, send, match):
-        db_hop = self.db_hop
         try:
             body_file = await self._read_webhook_body(receive)
         except RequestAborted:
@@ -134,16 +136,21 @@ class HubASGIHandler(ASGIHandler):
             response = await db_hop(self._webhook_response, scope, request)
         else:  # Django's own 400 / 413 for a request it cannot build
             await db_hop(signals.request_started.send, sender=self.__class__, scope=scope)
-        response._handler_class = self.__class__
+            response._handler_class = self.__class__
         try:
             await self.send_response(response, send)
         finally:
             body_file.close()
-            await db_hop(response.close)
+            if not response.closed:
+                await db_hop(response.close)
 
     def _webhook_response(self, scope, request):
         signals.request_started.send(sender=self.__class__, scope=scope)
-        return self.webhook_chain(request)
+        response = self.webhook_chain(request)
+        response._handler_class = self.__class__
+        if not response.streaming and nothing_left_after(response):
+            response.close()  # request_finished, on the thread that holds the connection
+        return response
 
     async def _read_webhook_body(self, receive):
         """The body in memory when it came in one message (a webhook's usually does), else Django's spooled file."""

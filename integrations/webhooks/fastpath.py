@@ -21,7 +21,7 @@ import functools
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.handlers.exception import convert_exception_to_response
-from django.urls import Resolver404, get_urlconf, resolve
+from django.urls import Resolver404, resolve
 from django.utils.module_loading import import_string
 
 from ..aio import db_hop
@@ -42,7 +42,8 @@ def webhook_route(path_info):
     prefix = settings.WEBHOOK_FAST_PATH_PREFIX
     if not prefix or not path_info.startswith(prefix):
         return None
-    return _resolve(path_info, get_urlconf() or settings.ROOT_URLCONF)
+    # ROOT_URLCONF: this runs before any middleware could set a request's own urlconf.
+    return _resolve(path_info, settings.ROOT_URLCONF)
 
 
 def _call_view(request):

@@ -9,6 +9,7 @@ from asgiref.sync import async_to_sync
 from django.core.signals import request_finished
 from django.test import AsyncClient, Client
 
+from integrations.context import after_response
 from integrations.logging import RequestIdFilter
 from integrations.models import WebhookEvent
 from integrations.webhooks.registry import VERIFIERS
@@ -166,7 +167,7 @@ def access_lines():
 
 @pytest.mark.django_db(transaction=True)  # request_started/finished close a connection inside a test transaction
 class TestUnderTheAsgiServer:
-    def test_a_delivery_is_stored_and_answered_in_two_hops_off_the_loop(self, crossings, access_lines):
+    def test_a_delivery_is_stored_and_answered_in_one_hop_off_the_loop(self, crossings, access_lines):
         asgi_deliver("evt_warm")  # the first request builds the middleware chain
         crossings.clear()
         access_lines.clear()
@@ -183,10 +184,30 @@ class TestUnderTheAsgiServer:
         assert call.status == 200 and call.json() == {"status": "received", "event_id": "evt_asgi"}
         assert call.headers["x-request-id"] == "req-asgi-1" and "x-frame-options" not in call.headers
         assert WebhookEvent.objects.filter(provider=hubtest.PROVIDER, event_id="evt_asgi").count() == 1
-        # The view's hop and the close's: no thread per request for request_started/finished, no middleware hop.
-        assert crossings == {"_hop": 2}, crossings
+        # One hop for request_started, the chain and request_finished: no thread per request, no middleware hop.
+        assert crossings == {"_hop": 1}, crossings
         assert len(finished) == 1
         assert access_lines == ["POST /webhooks/hubtest/ 200 req-asgi-1"]
+
+    def test_after_response_work_runs_once_the_answer_is_sent(self, monkeypatch, crossings):
+        asgi_deliver("evt_warm")
+        crossings.clear()
+        seen = []
+
+        def verify(request):
+            after_response(lambda: seen.append(("after", sent.status)))
+            return hubtest.verify(request)
+
+        monkeypatch.setitem(VERIFIERS, hubtest.PROVIDER, verify)
+        body = hubtest.event_body("evt_after")
+        sent = Delivery("/webhooks/hubtest/", body, headers=[("x-hubtest-signature", hubtest.sign(body))])
+
+        async def run():
+            await sent.start().task
+
+        async_to_sync(run)()
+        assert sent.status == 200 and seen == [("after", 200)]
+        assert crossings == {"_hop": 2}, crossings  # the close waits for the answer: a hop of its own
 
     def test_a_duplicate_is_acknowledged_and_stored_once(self):
         body = hubtest.event_body("evt_twice")
