@@ -66,6 +66,15 @@ class ResponseScope:
         self.pending = []
 
 
+def nothing_left_after(response):
+    """True when closing `response` runs no work the client should not wait for: its only closers are
+    response scopes with nothing pending (a server may then close it before sending, in the same hop)."""
+    return all(
+        isinstance(getattr(closer, "__self__", None), ResponseScope) and not closer.__self__.pending
+        for closer in response._resource_closers
+    )
+
+
 def open_response_scope():
     """A new scope for the request in hand (RequestIdMiddleware); returns (scope, token to reset)."""
     scope = ResponseScope()

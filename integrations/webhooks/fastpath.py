@@ -9,6 +9,11 @@ resolves runs through WEBHOOK_MIDDLEWARE only (request id and access log) to
 its view; every other request goes down the full chain, untouched. Errors are
 turned into responses exactly as Django does for the full chain (JSON 500
 through handler500).
+
+Under ASGI the hub's handler (config.asgi_handler) takes a resolved webhook
+route before Django's request machinery: `webhook_route` and `short_chain`
+below are what it runs, so both servers answer a delivery through the same
+chain.
 """
 
 import functools
@@ -16,7 +21,7 @@ import functools
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.handlers.exception import convert_exception_to_response
-from django.urls import Resolver404, get_urlconf, resolve
+from django.urls import Resolver404, resolve
 from django.utils.module_loading import import_string
 
 from ..aio import db_hop
@@ -31,9 +36,28 @@ def _resolve(path, urlconf):
         return None
 
 
+def webhook_route(path_info):
+    """The resolved route of a path under WEBHOOK_FAST_PATH_PREFIX, or None: the full chain answers it
+    (its 404, or CommonMiddleware's slash redirect)."""
+    prefix = settings.WEBHOOK_FAST_PATH_PREFIX
+    if not prefix or not path_info.startswith(prefix):
+        return None
+    # ROOT_URLCONF: this runs before any middleware could set a request's own urlconf.
+    return _resolve(path_info, settings.ROOT_URLCONF)
+
+
 def _call_view(request):
     match = request.resolver_match
     return match.func(request, *match.args, **match.kwargs)
+
+
+def short_chain():
+    """WEBHOOK_MIDDLEWARE around the resolved view, synchronous (the inbox's views are sync), with Django's
+    exception-to-response conversion at every layer as in the full chain."""
+    handler = convert_exception_to_response(_call_view)
+    for path in reversed(settings.WEBHOOK_MIDDLEWARE):
+        handler = convert_exception_to_response(import_string(path)(handler))
+    return handler
 
 
 class WebhookFastPathMiddleware:
@@ -45,20 +69,13 @@ class WebhookFastPathMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
-        self.prefix = settings.WEBHOOK_FAST_PATH_PREFIX
-        # The short chain is built once, synchronous: the inbox's views are sync (under ASGI the whole
-        # chain runs in one thread hop, integrations.aio.db_hop).
-        handler = convert_exception_to_response(_call_view)
-        for path in reversed(settings.WEBHOOK_MIDDLEWARE):
-            handler = convert_exception_to_response(import_string(path)(handler))
-        self.fast = handler
+        # Built once; under ASGI the whole short chain runs in one thread hop (integrations.aio.db_hop).
+        self.fast = short_chain()
 
     def _fast_match(self, request):
-        if not self.prefix or not request.path_info.startswith(self.prefix):
-            return False
-        match = _resolve(request.path_info, get_urlconf() or settings.ROOT_URLCONF)
+        match = webhook_route(request.path_info)
         if match is None:
-            return False  # the full chain answers (its 404, or CommonMiddleware's slash redirect)
+            return False
         request.resolver_match = match
         return True
 

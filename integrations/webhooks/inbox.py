@@ -7,8 +7,8 @@ Twilio after 15 s) and retry, so all real work waits for the Celery task.
 import functools
 import logging
 
+import orjson
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
@@ -21,7 +21,7 @@ from ..models import WebhookEvent
 from .dispatch import request_drain_on_commit
 from .registry import ordering_key_for, verifier_for
 from .sources import source_allowed
-from .verify import InboundEvent, WebhookRejected
+from .verify import InboundEvent, WebhookRejected, body_too_big
 
 logger = logging.getLogger(__name__)
 
@@ -33,21 +33,6 @@ def error_response(status, code, detail, **headers):
     return response
 
 
-def _too_big(request):
-    """Refuse oversized bodies before anything parses them: first by the declared length, then the real one."""
-    limit = settings.WEBHOOK_MAX_BYTES
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        return True
-    try:
-        return len(request.body) > limit
-    except RequestDataTooBig:  # above DATA_UPLOAD_MAX_MEMORY_SIZE
-        return True
-
-
 def _check(inbound):
     if not isinstance(inbound, InboundEvent):
         raise TypeError(f"a webhook verifier must return InboundEvent, not {type(inbound).__name__}")
@@ -57,12 +42,28 @@ def _check(inbound):
     # already checked over the bytes as sent.
     inbound.event_id = strip_unstorable(inbound.event_id)
     inbound.type = strip_unstorable(inbound.type)
-    inbound.payload = strip_unstorable(inbound.payload)
+    inbound.payload = _storable(inbound.payload)
     inbound.headers = strip_unstorable(inbound.headers)
     if not isinstance(inbound.event_id, str) or not inbound.event_id or len(inbound.event_id) > 255:
         raise WebhookRejected(400, "malformed_event", "The event has no usable id.")
     if not isinstance(inbound.type, str) or len(inbound.type) > 128:
         raise WebhookRejected(400, "malformed_event", "The event type is missing or too long.")
+
+
+def _storable(payload):
+    """The payload without NUL or lone surrogates, walked only when it holds one.
+
+    orjson refuses a lone surrogate and writes NUL as \\u0000, so one C-speed
+    serialisation says whether the Python walk of strip_unstorable is needed
+    (for a 2.5 kB Stripe event, 2 us instead of 57). Anything orjson cannot
+    write (an integer beyond 64 bits) is simply walked.
+    """
+    try:
+        if b"\\u0000" not in orjson.dumps(payload):
+            return payload
+    except TypeError:  # orjson.JSONEncodeError
+        pass
+    return strip_unstorable(payload)
 
 
 def _insert_once(event):
@@ -117,6 +118,15 @@ def record_webhook(*, provider, inbound):
     A duplicate delivery returns the existing row and created=False.
     """
     _check(inbound)
+    event, created = _store(provider, inbound)
+    if not created:
+        event = WebhookEvent.objects.get(provider=provider, event_id=inbound.event_id)
+    return event, created
+
+
+def _store(provider, inbound):
+    """Insert a checked event once: (event, created). For a duplicate, `event` is the unsaved delivery,
+    not the stored row (receive_webhook answers with its event id alone; record_webhook reads the row)."""
     now = timezone.now()
     event = WebhookEvent(
         provider=provider,
@@ -133,14 +143,12 @@ def record_webhook(*, provider, inbound):
     # COMMIT round trips on the ack path), inside a caller's transaction it is part of it, and either
     # way the drain is requested once the row is committed.
     pk = _insert_once(event)
-    if pk is not None:
+    created = pk is not None
+    if created:
         event.pk = pk
         event._state.adding = False
         event._state.db = connection.alias
         enqueue_processing(event)
-    else:
-        event = WebhookEvent.objects.get(provider=provider, event_id=inbound.event_id)
-    created = pk is not None
     webhook_events.labels(provider, "received" if created else "duplicate").inc()
     # A new event is recorded by its row, the metric and the access log line; a log line of its own
     # costs every delivery ~5 % of its CPU, so only duplicates (a provider retrying) are logged at INFO.
@@ -174,7 +182,7 @@ def receive_webhook(request, *, provider, verify, respond=None):
         return error_response(
             403, "source_not_allowed", f"Deliveries for {provider} are accepted only from its published networks."
         )
-    if _too_big(request):
+    if body_too_big(request):
         webhook_events.labels(provider, "rejected").inc()
         return error_response(
             413, "payload_too_large", f"The body exceeds the hub's webhook limit of {settings.WEBHOOK_MAX_BYTES} bytes."
@@ -191,11 +199,15 @@ def receive_webhook(request, *, provider, verify, respond=None):
             signature_failure_count(provider=provider)  # a spike alerts staff (integrations.alerting.thresholds)
         return error_response(exc.status, exc.code, exc.detail)
 
-    results = [record_webhook(provider=provider, inbound=item) for item in events]
     if respond is not None:
-        if len(results) != 1:
+        if len(events) != 1:
             raise TypeError("respond= needs a verifier that returns exactly one event")
-        return respond(*results[0])
+        event, created = _store(provider, events[0])
+        if not created:
+            event = WebhookEvent.objects.get(provider=provider, event_id=event.event_id)
+        return respond(event, created)
+    # Checked above, so stored without a second check; a duplicate's row is not read back (only its id is answered).
+    results = [_store(provider, item) for item in events]
     if len(results) == 1:
         event, created = results[0]
         return JsonResponse({"status": "received" if created else "duplicate", "event_id": event.event_id})

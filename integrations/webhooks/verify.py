@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 
 # Never stored, whatever a verifier asks for: credentials, not evidence.
 SECRET_HEADERS = frozenset(
@@ -59,6 +60,24 @@ def safe_headers(request, names):
         if value is not None:
             kept[name] = value
     return kept
+
+
+def body_too_big(request):
+    """Refuse oversized bodies before anything parses them: first by the declared length, then the real one.
+
+    The inbox runs it first, and check_envelope again for verifiers whose view calls them directly.
+    """
+    limit = settings.WEBHOOK_MAX_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return True
+    try:
+        return len(request.body) > limit
+    except RequestDataTooBig:  # above DATA_UPLOAD_MAX_MEMORY_SIZE
+        return True
 
 
 def webhook_secret(setting_name):
@@ -164,9 +183,7 @@ class WebhookVerifier:
 
     def check_envelope(self, request):
         """Steps 1 and 2 (size, content type): verifiers whose secret is not a header reuse them."""
-        from .inbox import _too_big  # the inbox's own size check (it runs it first too)
-
-        if _too_big(request):
+        if body_too_big(request):
             raise WebhookRejected(
                 413,
                 "payload_too_large",

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
@@ -17,6 +18,7 @@ from integrations.webhooks import (
     InboundEvent,
     WebhookIgnored,
     WebhookPermanentError,
+    inbox,
     receive_webhook,
     record_webhook,
     webhook_event_process,
@@ -183,6 +185,50 @@ class TestReceiving:
         assert resp.json() == {"status": "duplicate", "event_id": "evt_dup"}
         assert WebhookEvent.objects.count() == 1
         assert metric("duplicate") == before + 1
+
+    def test_a_duplicate_costs_its_insert_alone(self, client):
+        body = hubtest.event_body("evt_dup_q")
+        post(client, body, hubtest.sign(body))
+        with CaptureQueriesContext(connection) as queries:
+            resp = post(client, body, hubtest.sign(body))
+        assert resp.json() == {"status": "duplicate", "event_id": "evt_dup_q"}
+        # The stored row is not read back: the answer needs only the event id.
+        assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
+
+    def test_a_clean_payload_is_stored_without_a_walk_over_it(self, client, monkeypatch):
+        walked = []
+        real = inbox.strip_unstorable
+
+        def counting(value):
+            if isinstance(value, dict) and "id" in value:
+                walked.append(value["id"])
+            return real(value)
+
+        monkeypatch.setattr(inbox, "strip_unstorable", counting)
+        body = hubtest.event_body("evt_clean", data={"object": {"name": "Zoë", "n": 1.5}})
+        assert post(client, body, hubtest.sign(body)).json()["status"] == "received"
+        assert walked == []
+        assert WebhookEvent.objects.get(event_id="evt_clean").payload["data"]["object"] == {"name": "Zoë", "n": 1.5}
+
+    @pytest.mark.parametrize(
+        "fragment",
+        [
+            {"name": "Ann\x00e"},
+            {"na\x00me": "Anne"},
+            {"name": "Ann\ud800e"},
+            {"name": "Ann\x00e", "big": 10**30},  # beyond what orjson writes: walked anyway
+            {"name": "a backslash and u0000: \\u0000"},  # text, not a NUL: kept as sent
+        ],
+        ids=["nul-value", "nul-key", "lone-surrogate", "nul-beside-a-big-int", "escaped-backslash"],
+    )
+    def test_what_postgresql_cannot_store_is_stripped_from_a_signed_payload(self, client, fragment):
+        body = json.dumps({"id": "evt_strip", "type": "thing.updated", "data": {"object": fragment}}).encode()
+        assert post(client, body, hubtest.sign(body)).json()["status"] == "received"
+        stored = WebhookEvent.objects.get(event_id="evt_strip").payload["data"]["object"]
+        assert stored == {
+            k.replace("\x00", ""): (v.replace("\x00", "").replace("\ud800", "") if isinstance(v, str) else v)
+            for k, v in fragment.items()
+        }
 
     def test_processing_is_enqueued_on_commit_for_a_new_event_only(self, client, django_capture_on_commit_callbacks):
         body = hubtest.event_body("evt_q")
