@@ -7,6 +7,13 @@ fewer. Django also builds a new `redis.Redis` object for every operation; one
 per connection pool is enough (the client is thread-safe, the pool holds the
 connections). Behaviour is Django's: a missing key is a ValueError.
 
+One connection pool per process and server, shared by every instance of the
+backend: Django keeps a cache instance per async context, so under ASGI (the
+production server) each request built its own backend, pool and Redis
+connection (a TCP connect and a handshake of several round trips: HELLO, CLIENT
+SETINFO, SELECT) and dropped it at the end. redis-py's pool is thread-safe and
+starts afresh in a forked child.
+
 `set_and_delete(cache, key, value, timeout, delete)` stores one key and drops
 another in one round trip here (a single-flight answer and its lock), in two
 calls on any other backend.
@@ -38,25 +45,45 @@ return false
 """
 
 
+_shared_lock = threading.Lock()
+# (server URL, pool class, pool options) -> (pool, client, INCR script); entries live as long as the process.
+_shared = {}
+
+
+def _shared_entry(url, pool_class, options, client_class):
+    key = (url, pool_class, repr(sorted(options.items())))
+    entry = _shared.get(key)
+    if entry is None:
+        with _shared_lock:
+            entry = _shared.get(key)
+            if entry is None:
+                client = client_class(connection_pool=pool_class.from_url(url, **options))
+                entry = _shared[key] = (client.connection_pool, client, client.register_script(_INCR_IF_EXISTS))
+    return entry
+
+
 class RedisCacheClient(django_redis.RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._clients = {}
-        self._incr_scripts = {}
+        self._entries = {}  # server index -> this process's shared (pool, client, script)
+
+    def _pooled(self, write):
+        index = self._get_connection_pool_index(write)
+        entry = self._entries.get(index)
+        if entry is None:
+            entry = self._entries[index] = _shared_entry(
+                self._servers[index], self._pool_class, self._pool_options, self._client
+            )
+        return entry
+
+    def _get_connection_pool(self, write):
+        return self._pooled(write)[0]
 
     def get_client(self, key=None, *, write=False):
-        pool = self._get_connection_pool(write)
-        client = self._clients.get(id(pool))
-        if client is None:
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)
-        return client
+        return self._pooled(write)[1]
 
     def incr(self, key, delta):
-        client = self.get_client(key, write=True)
-        script = self._incr_scripts.get(id(client))
-        if script is None:
-            script = self._incr_scripts[id(client)] = client.register_script(_INCR_IF_EXISTS)
-        value = script(keys=[key], args=[delta])
+        value = self._pooled(True)[2](keys=[key], args=[delta])
         if value is None:
             raise ValueError(f"Key '{key}' not found.")
         return value

@@ -34,6 +34,16 @@ def test_incr_of_a_missing_key_is_a_value_error_and_creates_nothing(redis_cache)
     assert cache.get("t:missing") is None
 
 
+def test_every_instance_of_the_backend_shares_one_connection_pool(redis_cache):
+    # Django builds a cache instance per async context: under ASGI, one per request.
+    other = caches.create_connection("default")
+    assert other is not redis_cache
+    pool = redis_cache._cache.get_client(write=True).connection_pool
+    assert other._cache.get_client(write=True).connection_pool is pool
+    other.set("t:shared", 1, 30)
+    assert cache.get("t:shared") == 1 and other.incr("t:shared") == 2
+
+
 def test_set_and_delete_stores_one_key_and_drops_the_other(redis_cache):
     cache.set("t:lock", "held", 30)
     set_and_delete(redis_cache, "t:answer", {"offers": [1, 2]}, 60, "t:lock")
