@@ -14,8 +14,9 @@ connection (a TCP connect and a handshake of several round trips: HELLO, CLIENT
 SETINFO, SELECT) and dropped it at the end. redis-py's pool is thread-safe and
 starts afresh in a forked child.
 
-`set_and_delete(cache, key, value, timeout, delete)` stores one key and drops
-another in one round trip here (a single-flight answer and its lock), in two
+`set_and_delete(cache, key, value, timeout, delete, and_wake=(flight, ttl))` stores
+one key, drops another and (optionally) wakes a third in one round trip here (a
+single-flight answer, its lock and the callers waiting on it), in separate
 calls on any other backend.
 
 `wake(cache, key, ttl)` / `wait_woken(cache, key, timeout)`: a waiter blocks
@@ -88,19 +89,25 @@ class RedisCacheClient(django_redis.RedisCacheClient):
             raise ValueError(f"Key '{key}' not found.")
         return value
 
-    def set_and_delete(self, key, value, timeout, delete):
+    def set_and_delete(self, key, value, timeout, delete, and_wake=None):
         pipe = self.get_client(key, write=True).pipeline(transaction=False)
         if timeout == 0:
             pipe.delete(key)
         else:
             pipe.set(key, self._serializer.dumps(value), ex=timeout)
         pipe.delete(delete)
+        if and_wake is not None:
+            self._wake(pipe, *and_wake)
         pipe.execute()
+
+    @staticmethod
+    def _wake(pipe, key, ttl):
+        pipe.xadd(key, {"w": 1}, maxlen=1)
+        pipe.expire(key, ttl)
 
     def wake(self, key, ttl):
         pipe = self.get_client(key, write=True).pipeline(transaction=False)
-        pipe.xadd(key, {"w": 1}, maxlen=1)
-        pipe.expire(key, ttl)
+        self._wake(pipe, key, ttl)
         pipe.execute()
 
     def wait_woken(self, key, timeout):
@@ -114,10 +121,12 @@ class RedisCache(django_redis.RedisCache):
         super().__init__(server, params)
         self._class = RedisCacheClient
 
-    def set_and_delete(self, key, value, timeout=DEFAULT_TIMEOUT, delete=None, version=None):
+    def set_and_delete(self, key, value, timeout=DEFAULT_TIMEOUT, delete=None, and_wake=None, version=None):
         key = self.make_and_validate_key(key, version=version)
         delete = self.make_and_validate_key(delete, version=version)
-        self._cache.set_and_delete(key, value, self.get_backend_timeout(timeout), delete)
+        if and_wake is not None:
+            and_wake = (self.make_and_validate_key(and_wake[0], version=version), max(1, int(and_wake[1])))
+        self._cache.set_and_delete(key, value, self.get_backend_timeout(timeout), delete, and_wake)
 
     def wake(self, key, ttl, version=None):
         self._cache.wake(self.make_and_validate_key(key, version=version), max(1, int(ttl)))
@@ -168,10 +177,13 @@ def wait_woken(cache, key, timeout):
     return _local_wakes.wait_woken((id(cache), key), timeout)
 
 
-def set_and_delete(cache, key, value, timeout, delete):
-    """`cache.set(key, value, timeout)` and `cache.delete(delete)`, in one round trip where the backend can."""
+def set_and_delete(cache, key, value, timeout, delete, *, and_wake=None):
+    """`cache.set(key, value, timeout)`, `cache.delete(delete)` and, with `and_wake=(key, ttl)`,
+    `wake(cache, key, ttl)`: in one round trip where the backend can."""
     if isinstance(cache, RedisCache):
-        cache.set_and_delete(key, value, timeout, delete=delete)
-    else:
-        cache.set(key, value, timeout)
-        cache.delete(delete)
+        cache.set_and_delete(key, value, timeout, delete=delete, and_wake=and_wake)
+        return
+    cache.set(key, value, timeout)
+    cache.delete(delete)
+    if and_wake is not None:
+        wake(cache, *and_wake)

@@ -18,7 +18,8 @@ call. The first (the leader) takes a lock (`cache.add`, atomic SET NX on Redis)
 naming its flight and when its provider call must have ended, calls, leaves the
 answer (or the error, for a few seconds, so eight callers do not each spend a
 search to learn the same 429), drops the lock and wakes its flight
-(`integrations.cache.wake`). The others (followers) block on that flight
+(`integrations.cache.wake`; an answer, the release and the wake-up are one
+Redis round trip). The others (followers) block on that flight
 (`wait_woken`: XREAD BLOCK on Redis, a thread event on the local-memory cache
 of `make run`) and read the answer the moment it is written; nobody sleeps or
 polls in the request. A follower waits at most until its own deadline
@@ -211,6 +212,7 @@ def _fetch(query, key, *, user, refresh, max_age=None):
         if entry:
             return entry, True
     lock, token = _lock_key(key), uuid.uuid4().hex
+    flight = (_flight_key(key, token), ERROR_SHARE_SECONDS + WAKE_GRACE_SECONDS)  # what the leader wakes
     call_seconds = gateway.timeout_for("duffel")
     lock_ttl = int(max(settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS, call_seconds)) + 5
     deadline = time.monotonic() + settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS
@@ -230,17 +232,17 @@ def _fetch(query, key, *, user, refresh, max_age=None):
                     raise
                 now = time.time()
                 entry = _entry(result, now)
-                # The answer and the lock's release in one round trip: waiters see both at once.
-                set_and_delete(caches["default"], ck, entry, _ttl(entry, now), lock)
+                # The answer, the lock's release and the followers' wake-up in one round trip.
+                set_and_delete(caches["default"], ck, entry, _ttl(entry, now), lock, and_wake=flight)
                 released = True
                 return entry, False
             finally:
-                # Only the holder gets here, and the provider call's timeout is shorter than the
-                # lock's TTL, so the lock is still ours: delete it without reading it first.
                 if not released:
+                    # Only the holder gets here, and the provider call's timeout is shorter than the
+                    # lock's TTL, so the lock is still ours: delete it without reading it first.
                     cache.delete(lock)
-                # Answer or error left (or nothing, if we failed otherwise): the followers look now.
-                wake(caches["default"], _flight_key(key, token), ERROR_SHARE_SECONDS + WAKE_GRACE_SECONDS)
+                    # The error left (or nothing, if we failed otherwise): the followers look now.
+                    wake(caches["default"], *flight)
         # Someone else is asking the provider: block until they wake us, within our deadline.
         holder = cache.get(lock)
         if holder is not None:
