@@ -3,6 +3,10 @@
     flight_search(user=..., params=...)      -> the first page of normalised offers
     flight_search_page(search_id=..., cursor=...) -> a later page of the same answer
 
+An answer's offers are `orjson.Fragment`s: each offer's JSON, written once when
+the search was cached and copied into every answer as it is (the travel views
+render with integrations.api.renderers.OrjsonRenderer).
+
 The cache key is the part of the request the provider sees (slices,
 passengers, cabin, max connections: `SearchQuery`). Airline lists, max price
 and sort are applied to the cached offers on every answer, so two users who
@@ -40,6 +44,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+import orjson
 from django.conf import settings
 from django.core.cache import cache, caches
 
@@ -56,7 +61,8 @@ WAKE_GRACE_SECONDS = 1.0
 _SEARCH_ID = re.compile(r"[0-9a-f]{40}")
 # How long a failed search is shared with the callers who waited on it.
 ERROR_SHARE_SECONDS = 3
-KEY_VERSION = "v1"
+# v2: offers are stored as their JSON (bytes), not as dicts.
+KEY_VERSION = "v2"
 
 
 def query_from_params(params):
@@ -123,38 +129,41 @@ def _decimal(value):
 
 def _facts(offer):
     """What filters and sorts read, computed once when the answer is stored."""
-    carriers = {offer["owner"]["iata_code"]}
+    carriers = {offer.owner["iata_code"]}
     durations = []
-    for s in offer["slices"]:
-        durations.append(s["duration_minutes"] or 0)
-        for seg in s["segments"]:
-            carriers.add(seg["carrier"]["iata_code"])
-            carriers.add(seg["operating_carrier"]["iata_code"])
-    first = (
-        offer["slices"][0]["segments"][0]["departing_at"] if offer["slices"] and offer["slices"][0]["segments"] else ""
-    )
-    price = _decimal(offer["total_amount"])
+    for s in offer.slices:
+        durations.append(s.duration_minutes or 0)
+        for seg in s.segments:
+            carriers.add(seg.carrier["iata_code"])
+            carriers.add(seg.operating_carrier["iata_code"])
+    first = offer.slices[0].segments[0].departing_at if offer.slices and offer.slices[0].segments else ""
+    price = _decimal(offer.total_amount)
     return {
-        "expires": _ts(offer["expires_at"]),
+        "expires": _ts(offer.expires_at),
         "price": float(price) if price is not None else float("inf"),
         "duration": sum(durations),
         "departure": first or "",
-        "owner": offer["owner"]["iata_code"],
+        "owner": offer.owner["iata_code"],
         "carriers": sorted(c for c in carriers if c),
     }
 
 
 def _entry(result, now):
-    offers = [o.as_dict() for o in result.offers]
-    facts = [_facts(o) for o in offers]
-    order = sorted(range(len(offers)), key=lambda i: facts[i]["price"])[: settings.TRAVEL_MAX_OFFERS]
+    """The cached answer: each kept offer as its JSON (written once, here) beside the facts about it."""
+    facts = [_facts(o) for o in result.offers]
+    order = sorted(range(len(facts)), key=lambda i: facts[i]["price"])[: settings.TRAVEL_MAX_OFFERS]
     return {
         "cached_at": now,
         "provider": result.provider,
         "provider_search_id": result.search_id,
-        "offers": [offers[i] for i in order],
+        "offers": [orjson.dumps(result.offers[i]) for i in order],
         "facts": [facts[i] for i in order],
     }
+
+
+def offer_at(entry, index):
+    """One cached offer as data (the API's offer shape)."""
+    return orjson.loads(entry["offers"][index])
 
 
 def _ttl(entry, now):
@@ -340,7 +349,8 @@ def _answer(key, entry, *, from_cache, filters, offset, limit, now):
         "provider": entry["provider"],
         "cache": {"hit": from_cache, "age_seconds": round(max(0.0, now - entry["cached_at"]), 3)},
         "offer_count": len(picked),
-        "offers": [entry["offers"][i] for i in page],
+        # Each offer's JSON as it was cached, copied into the answer (integrations.api.renderers).
+        "offers": [orjson.Fragment(entry["offers"][i]) for i in page],
         "next": _encode_cursor({"o": nxt, "l": limit, "f": filters}) if nxt < len(picked) else None,
     }
 
