@@ -3,7 +3,10 @@
 A local fake of Duffel's API (the test suite's fake, `tests/travel/duffel_fake.py`,
 served by a stdlib `ThreadingHTTPServer` speaking HTTP/1.1 with TCP_NODELAY in
 its own process) answers offer requests in Duffel's shape. The hub runs under
-gunicorn on PostgreSQL + Redis (bench.settings).
+gunicorn on PostgreSQL + Redis (bench.settings), first as deployed (uvicorn
+workers serving config.asgi, config/gunicorn.conf.py's server), then with sync
+workers serving config.wsgi (the server of this suite's earlier figures);
+BENCH_TRAVEL_SERVERS=asgi (or sync) runs one of them.
 
 - fresh: `POST /api/v1/travel/searches/` with `refresh=true` (the full path:
   auth, inbound limit, validation, single-flight lock, gateway with limiter and
@@ -33,6 +36,17 @@ ROUNDS = int(os.environ.get("BENCH_TRAVEL_ROUNDS", "5"))
 PER_ROUND = int(os.environ.get("BENCH_TRAVEL_PER_ROUND", "40"))
 SIZES = [int(n) for n in os.environ.get("BENCH_TRAVEL_OFFERS", "20,100").split(",")]
 WORKERS = 2
+# (label, common.gunicorn arguments, environment of the server): production's server first.
+SERVERS = {
+    "asgi": (
+        "uvicorn workers (config.asgi, the production server)",
+        {"worker_class": "uvicorn_worker.UvicornWorker", "app": "config.asgi:application"},
+        # As config/gunicorn.conf.py sets it: under ASGI each request runs in a thread of its own.
+        {"DATABASE_POOL": "true"},
+    ),
+    "sync": ("sync workers (config.wsgi)", {}, {}),
+}
+SERVER_NAMES = [n for n in os.environ.get("BENCH_TRAVEL_SERVERS", "asgi,sync").split(",") if n]
 # Fixed ports (the shared bench machine gives each engineer a range); BENCH_TRAVEL_PORT moves them.
 PORT_BASE = int(os.environ.get("BENCH_TRAVEL_PORT", "18510"))
 TOKEN = "duffel_test_bench_token"
@@ -185,10 +199,12 @@ def _breakdown(fake_url, offers, user):
     import datetime as dt
 
     import httpx
+    import orjson
     from django.conf import settings
     from django.core.cache import cache, caches
 
-    from integrations.cache import wake
+    from integrations.api.renderers import OrjsonRenderer
+    from integrations.cache import set_and_delete
     from integrations.models import ProviderCall
     from travel.providers import SearchQuery, SliceQuery, get_flight_provider
     from travel.providers.duffel import normalise_offer
@@ -200,7 +216,7 @@ def _breakdown(fake_url, offers, user):
     date = (dt.date.today() + dt.timedelta(days=46)).isoformat()
     query = SearchQuery(slices=(SliceQuery("LHR", "JFK", date),))
     provider = get_flight_provider()
-    raw = httpx.post(
+    body = httpx.post(
         f"{fake_url}/air/offer_requests",
         params={"return_offers": "true"},
         json={
@@ -211,10 +227,14 @@ def _breakdown(fake_url, offers, user):
             }
         },
         headers={"Authorization": f"Bearer {TOKEN}", "Duffel-Version": "v2"},
-    ).json()["data"]["offers"]
+    ).content
+    raw = orjson.loads(body)["data"]["offers"]
     from integrations.context import open_response_scope, reset_response_scope
 
-    parts = {k: [] for k in ("adapter", "provider", "normalise", "entry", "cache_set", "lock", "call_log")}
+    names = ("adapter", "provider", "parse", "normalise", "entry", "cache_set", "lock", "read", "render", "call_log")
+    parts = {k: [] for k in names}
+    renderer = OrjsonRenderer()
+    filters = search_service._filters({})
     for i in range(ROUNDS * PER_ROUND // 2 + 10):
         # As inside a request: the call's log row waits for the answer to be sent (timed apart).
         scope, token = open_response_scope()
@@ -231,20 +251,88 @@ def _breakdown(fake_url, offers, user):
             ProviderCall.objects.filter(owner=user).order_by("-id").values_list("latency_ms", flat=True)[0] / 1000
         )
         t = time.perf_counter()
+        orjson.loads(body)
+        parts["parse"].append(time.perf_counter() - t)
+        t = time.perf_counter()
         [normalise_offer(o) for o in raw]
         parts["normalise"].append(time.perf_counter() - t)
         t = time.perf_counter()
         entry = search_service._entry(result, time.time())
         parts["entry"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        cache.set(f"travel:bench:{i % 4}", entry, 60)
+        cache.add("travel:bench:lock", "x", 30)
+        parts["lock"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        # The answer, the lock's release and the followers' wake-up: one round trip, as the leader does.
+        set_and_delete(
+            caches["default"], f"travel:bench:{i % 4}", entry, 60, "travel:bench:lock", and_wake=("travel:bench:f", 4)
+        )
         parts["cache_set"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        cache.add("travel:bench:lock", "x", 30)
-        cache.delete("travel:bench:lock")
-        wake(caches["default"], "travel:bench:flight", 4)  # the leader wakes its followers
-        parts["lock"].append(time.perf_counter() - t)
-    return {k: statistics.median(v[10:]) for k, v in parts.items()}
+        cached = cache.get(f"travel:bench:{i % 4}")
+        parts["read"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        renderer.render(
+            search_service._answer(
+                "k" * 40, cached, from_cache=True, filters=filters, offset=0, limit=50, now=time.time()
+            )
+        )
+        parts["render"].append(time.perf_counter() - t)
+    return {**{k: statistics.median(v[10:]) for k, v in parts.items()}, "kB": len(body) / 1000}
+
+
+def _server_rows(results):
+    """One table row per server: direct, fresh and cached latencies and what the hub added."""
+    rows = []
+    for name, m in results.items():
+        p = m["pct"]
+        md, mf = statistics.median(m["direct"]), statistics.median(m["fresh"])
+        rows.append(
+            f"| {SERVERS[name][0]} | {_ms(md)} / {_ms(p(m['direct'], 95))} | {_ms(mf)} / {_ms(p(m['fresh'], 95))} "
+            f"| {_ms(statistics.median(m['cached']))} / {_ms(p(m['cached'], 95))} / {_ms(p(m['cached'], 99))} "
+            f"| **{_ms(statistics.median(m['cached_p95_rounds']))}** "
+            f"| {_ms(mf - md)} | **{_ms(statistics.median(m['added_rounds']))}** "
+            f"| {', '.join(_ms(a) for a in m['added_rounds'])} | {_ms(statistics.median(m['inside']))} |"
+        )
+    return "\n".join(rows)
+
+
+def _goals(results):
+    """Issue 13's two goals, judged on the production server's figures (the first server measured)."""
+    name = "asgi" if "asgi" in results else next(iter(results))
+    m = results[name]
+    cached, added = statistics.median(m["cached_p95_rounds"]), statistics.median(m["added_rounds"])
+    return (
+        f"Goals (issue 13), on {SERVERS[name][0]}: a cached search p95 < 20 ms: "
+        f"**{'met' if cached < 0.020 else 'missed'}** ({_ms(cached)} ms); a fresh search adds <= 5 ms over the provider: "
+        f"**{'met' if added <= 0.005 else 'missed'}** ({_ms(added)} ms, median of the per-round differences)."
+    )
+
+
+def _section(offers, results, parts):
+    travel_own = parts["entry"] + parts["cache_set"] + parts["lock"] + parts["render"]
+    return f"""**{offers} offers per search** (Duffel's answer {parts["kB"]:.0f} kB; the hub returns the first 50)
+
+| server (gunicorn, {WORKERS} workers) | direct median / p95 ms | fresh median / p95 ms | cached median / p95 / p99 ms | cached p95, median of rounds | added: difference of medians ms | added: median of per-round differences ms | per-round differences ms | Duffel request inside the gateway, median ms |
+|---|---|---|---|---|---|---|---|---|
+{_server_rows(results)}
+
+{_goals(results)}
+
+"Duffel request inside the gateway" is ProviderCall.latency_ms (HTTP, JSON parse, pacing): the provider as the hub saw it.
+The cached answer's median is the floor every authenticated search request pays here (HTTP to gunicorn,
+middleware, token auth, inbound limit, validation, reading the entry, rendering).
+
+Inside the hub (in-process, same fake, medians): the adapter's call {_ms(parts["adapter"])} ms: Duffel's request as
+the gateway times it {_ms(parts["provider"])} ms (parsing its JSON with orjson {_ms(parts["parse"])} ms of it),
+normalising the offers {_ms(parts["normalise"])} ms, and the gateway's own work around it (limiter and breaker)
+{_ms(parts["adapter"] - parts["provider"] - parts["normalise"])} ms; the ProviderCall row and roll-ups, written once
+the answer has been sent, {_ms(parts["call_log"])} ms (not in the client's time); travel's own work around the call:
+taking the single-flight lock {_ms(parts["lock"])} ms, building the cache entry (each kept offer's JSON, written
+once) {_ms(parts["entry"])} ms, writing it with the lock's release and the followers' wake-up (one round trip)
+{_ms(parts["cache_set"])} ms, rendering the answer (50 offers copied in as JSON) {_ms(parts["render"])} ms —
+together **{_ms(travel_own)} ms**; a cached answer reads the entry in {_ms(parts["read"])} ms.
+"""
 
 
 def run():
@@ -258,14 +346,16 @@ def run():
     from django.contrib.auth import get_user_model
 
     from integrations.auth.tokens import token_create
+    from integrations.models import ProviderCall
 
     user, _ = get_user_model().objects.get_or_create(username="bench-travel")
     _, token = token_create(user=user, name="bench")
     load_before = common.machine_load()
     sections = []
     for n, offers in enumerate(SIZES):
-        port = PORT_BASE + 2 * n
+        port = PORT_BASE + 3 * n
         fake = subprocess.Popen([sys.executable, __file__, "--fake-server", str(port), str(offers)], cwd=ROOT)
+        results = {}
         try:
             deadline = time.monotonic() + 20
             while True:
@@ -285,61 +375,50 @@ def run():
                     "LOG_LEVEL": "WARNING",
                 }
             )
-            common.redis_delete_prefix("hubbench:1:travel:")
-            # Two workers importing every SDK on a loaded 2-core machine can take longer than the default 30 s.
-            with common.gunicorn(workers=WORKERS, port=port + 1, ready_timeout=120) as server:
-                m = _measure(server.url, f"http://127.0.0.1:{port}", token, offers)
+            for k, name in enumerate(SERVER_NAMES):
+                _, server_args, server_env = SERVERS[name]
+                common.redis_delete_prefix("hubbench:1:travel:")
+                last_call = ProviderCall.objects.order_by("-id").values_list("id", flat=True).first() or 0
+                saved = {key: os.environ.get(key) for key in server_env}
+                os.environ.update(server_env)  # the server's processes read it at start
+                try:
+                    # Two workers importing every SDK on a loaded 2-core machine can take longer than the default 30 s.
+                    with common.gunicorn(
+                        workers=WORKERS, port=port + 1 + k, ready_timeout=120, **server_args
+                    ) as server:
+                        m = _measure(server.url, f"http://127.0.0.1:{port}", token, offers)
+                finally:
+                    for key, value in saved.items():
+                        if value is None:
+                            os.environ.pop(key, None)
+                        else:
+                            os.environ[key] = value
+                # The gateway's own timing of each Duffel request (HTTP, JSON parse, pacing): the provider as the hub saw it.
+                m["inside"] = [
+                    v / 1000
+                    for v in ProviderCall.objects.filter(
+                        provider="duffel", owner=user, operation="offer_request.create", id__gt=last_call
+                    ).values_list("latency_ms", flat=True)
+                ]
+                results[name] = m
             parts = _breakdown(f"http://127.0.0.1:{port}", offers, user)
         finally:
             fake.terminate()
             fake.wait(10)
-        from integrations.models import ProviderCall
-
-        # The gateway's own timing of each Duffel request (HTTP, JSON decode, pacing): the provider as the hub saw it.
-        inside = list(
-            ProviderCall.objects.filter(provider="duffel", owner=user, operation="offer_request.create")
-            .order_by("-id")
-            .values_list("latency_ms", flat=True)[: ROUNDS * PER_ROUND]
-        )
-        m["inside"] = [v / 1000 for v in inside]
-        p = m["pct"]
-        md, mf = statistics.median(m["direct"]), statistics.median(m["fresh"])
-        sections.append(
-            f"""**{offers} offers per search** (answer of about {offers * 5.3:.0f} kB from Duffel; the hub returns the first 50)
-
-| per search, sequential | Duffel fake, direct (httpx) | hub, fresh (`refresh=true`) | hub, cached |
-|---|---|---|---|
-| median ms | {_ms(md)} | {_ms(mf)} | {_ms(statistics.median(m["cached"]))} |
-| p95 ms | {_ms(p(m["direct"], 95))} | {_ms(p(m["fresh"], 95))} | {_ms(p(m["cached"], 95))} |
-| p99 ms | {_ms(p(m["direct"], 99))} | {_ms(p(m["fresh"], 99))} | {_ms(p(m["cached"], 99))} |
-
-Cached p95 per round: {", ".join(_ms(v) for v in m["cached_p95_rounds"])} ms (median
-**{_ms(statistics.median(m["cached_p95_rounds"]))} ms**; a round that met a burst of other engineers' work shows here).
-
-Added by the hub on a fresh search: **{_ms(mf - md)} ms** (difference of medians over {ROUNDS * PER_ROUND} calls each);
-median of the {ROUNDS} per-round differences {_ms(statistics.median(m["added_rounds"]))} ms
-(rounds: {", ".join(_ms(a) for a in m["added_rounds"])}). Of a fresh search, the Duffel request inside the gateway
-(ProviderCall.latency_ms: HTTP, JSON decode, pacing) took a median {_ms(statistics.median(m["inside"]))} ms; the
-cached answer's median ({_ms(statistics.median(m["cached"]))} ms) is the floor every authenticated search request
-pays here (HTTP to gunicorn, middleware, token auth, inbound limit, validation, rendering).
-
-Inside the hub (in-process, same fake, medians): the adapter's call {_ms(parts["adapter"])} ms, of which Duffel's
-request as the gateway times it {_ms(parts["provider"])} ms, so the gateway's own work around it (limiter and
-breaker) {_ms(parts["adapter"] - parts["provider"] - parts["normalise"])} ms; the ProviderCall row and roll-ups, written
-once the answer has been sent, {_ms(parts["call_log"])} ms (not in the client's time); travel's own work:
-normalising the offers {_ms(parts["normalise"])} ms, building the cache entry {_ms(parts["entry"])} ms, writing it
-{_ms(parts["cache_set"])} ms, the single-flight lock {_ms(parts["lock"])} ms — together
-**{_ms(parts["normalise"] + parts["entry"] + parts["cache_set"] + parts["lock"])} ms**.
-"""
-        )
-    return f"""Hub: gunicorn ({WORKERS} sync workers, bench.settings) on {common.where()}; token auth. The fake Duffel is the
-test suite's fake served by a stdlib HTTP/1.1 server (TCP_NODELAY) in its own process; "direct" sends the identical
-offer request to it with httpx, so its latency is the provider's own time as the hub sees it. Each of {ROUNDS} rounds
-runs {PER_ROUND} direct, {PER_ROUND} fresh and {PER_ROUND} cached searches in turn. A fresh search pays, on top of the
-provider: token auth, the inbound limit and single-flight lock in Redis, validation against the airport list, the
-gateway (limiter Lua, breaker), parsing and normalising every offer, writing the cache entry with the lock's
-release and rendering the JSON answer; the ProviderCall row and its roll-ups (PostgreSQL) are written after the
-answer has been sent.
+        sections.append(_section(offers, results, parts))
+    return f"""Hub: gunicorn with {WORKERS} workers on bench.settings, {common.where()}; token auth; first
+with uvicorn workers serving config.asgi (the production server, as config/gunicorn.conf.py runs it: psycopg pool
+on; without its preload, which only speeds up starting), then
+with sync workers serving config.wsgi (this suite's server before 2026-12-03; sync workers close the connection
+after each answer, so each of its searches also opens a TCP connection). The fake Duffel is the test suite's fake
+served by a stdlib HTTP/1.1 server (TCP_NODELAY) in its own process; "direct" sends the identical offer request to
+it with httpx, so its latency is the provider's own time as the hub sees it. Per server, each of {ROUNDS} rounds
+runs {PER_ROUND} direct, {PER_ROUND} fresh and {PER_ROUND} cached searches in turn; "added" is fresh minus direct.
+A fresh search pays, on top of the provider: token auth, the inbound limit and single-flight lock in Redis,
+validation against the airport list, the gateway (limiter Lua, breaker), parsing Duffel's JSON (orjson) and
+normalising every offer, writing each kept offer's JSON once into the cache entry, then the entry, the lock's
+release and the followers' wake-up in one Redis round trip, and rendering the answer with those offers copied in
+(orjson); the ProviderCall row and its roll-ups (PostgreSQL) are written after the answer has been sent.
 Machine load before the run: {load_before}; after: {common.machine_load()} (the machine is shared with other
 engineers' test runs; figures are noisy).
 

@@ -7,8 +7,16 @@ fewer. Django also builds a new `redis.Redis` object for every operation; one
 per connection pool is enough (the client is thread-safe, the pool holds the
 connections). Behaviour is Django's: a missing key is a ValueError.
 
-`set_and_delete(cache, key, value, timeout, delete)` stores one key and drops
-another in one round trip here (a single-flight answer and its lock), in two
+One connection pool per process and server, shared by every instance of the
+backend: Django keeps a cache instance per async context, so under ASGI (the
+production server) each request built its own backend, pool and Redis
+connection (a TCP connect and a handshake of several round trips: HELLO, CLIENT
+SETINFO, SELECT) and dropped it at the end. redis-py's pool is thread-safe and
+starts afresh in a forked child.
+
+`set_and_delete(cache, key, value, timeout, delete, and_wake=(flight, ttl))` stores
+one key, drops another and (optionally) wakes a third in one round trip here (a
+single-flight answer, its lock and the callers waiting on it), in separate
 calls on any other backend.
 
 `wake(cache, key, ttl)` / `wait_woken(cache, key, timeout)`: a waiter blocks
@@ -38,42 +46,68 @@ return false
 """
 
 
+_shared_lock = threading.Lock()
+# (server URL, pool class, pool options) -> (pool, client, INCR script); entries live as long as the process.
+_shared = {}
+
+
+def _shared_entry(url, pool_class, options, client_class):
+    key = (url, pool_class, repr(sorted(options.items())))
+    entry = _shared.get(key)
+    if entry is None:
+        with _shared_lock:
+            entry = _shared.get(key)
+            if entry is None:
+                client = client_class(connection_pool=pool_class.from_url(url, **options))
+                entry = _shared[key] = (client.connection_pool, client, client.register_script(_INCR_IF_EXISTS))
+    return entry
+
+
 class RedisCacheClient(django_redis.RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._clients = {}
-        self._incr_scripts = {}
+        self._entries = {}  # server index -> this process's shared (pool, client, script)
+
+    def _pooled(self, write):
+        index = self._get_connection_pool_index(write)
+        entry = self._entries.get(index)
+        if entry is None:
+            entry = self._entries[index] = _shared_entry(
+                self._servers[index], self._pool_class, self._pool_options, self._client
+            )
+        return entry
+
+    def _get_connection_pool(self, write):
+        return self._pooled(write)[0]
 
     def get_client(self, key=None, *, write=False):
-        pool = self._get_connection_pool(write)
-        client = self._clients.get(id(pool))
-        if client is None:
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)
-        return client
+        return self._pooled(write)[1]
 
     def incr(self, key, delta):
-        client = self.get_client(key, write=True)
-        script = self._incr_scripts.get(id(client))
-        if script is None:
-            script = self._incr_scripts[id(client)] = client.register_script(_INCR_IF_EXISTS)
-        value = script(keys=[key], args=[delta])
+        value = self._pooled(True)[2](keys=[key], args=[delta])
         if value is None:
             raise ValueError(f"Key '{key}' not found.")
         return value
 
-    def set_and_delete(self, key, value, timeout, delete):
+    def set_and_delete(self, key, value, timeout, delete, and_wake=None):
         pipe = self.get_client(key, write=True).pipeline(transaction=False)
         if timeout == 0:
             pipe.delete(key)
         else:
             pipe.set(key, self._serializer.dumps(value), ex=timeout)
         pipe.delete(delete)
+        if and_wake is not None:
+            self._wake(pipe, *and_wake)
         pipe.execute()
+
+    @staticmethod
+    def _wake(pipe, key, ttl):
+        pipe.xadd(key, {"w": 1}, maxlen=1)
+        pipe.expire(key, ttl)
 
     def wake(self, key, ttl):
         pipe = self.get_client(key, write=True).pipeline(transaction=False)
-        pipe.xadd(key, {"w": 1}, maxlen=1)
-        pipe.expire(key, ttl)
+        self._wake(pipe, key, ttl)
         pipe.execute()
 
     def wait_woken(self, key, timeout):
@@ -87,10 +121,12 @@ class RedisCache(django_redis.RedisCache):
         super().__init__(server, params)
         self._class = RedisCacheClient
 
-    def set_and_delete(self, key, value, timeout=DEFAULT_TIMEOUT, delete=None, version=None):
+    def set_and_delete(self, key, value, timeout=DEFAULT_TIMEOUT, delete=None, and_wake=None, version=None):
         key = self.make_and_validate_key(key, version=version)
         delete = self.make_and_validate_key(delete, version=version)
-        self._cache.set_and_delete(key, value, self.get_backend_timeout(timeout), delete)
+        if and_wake is not None:
+            and_wake = (self.make_and_validate_key(and_wake[0], version=version), max(1, int(and_wake[1])))
+        self._cache.set_and_delete(key, value, self.get_backend_timeout(timeout), delete, and_wake)
 
     def wake(self, key, ttl, version=None):
         self._cache.wake(self.make_and_validate_key(key, version=version), max(1, int(ttl)))
@@ -141,10 +177,13 @@ def wait_woken(cache, key, timeout):
     return _local_wakes.wait_woken((id(cache), key), timeout)
 
 
-def set_and_delete(cache, key, value, timeout, delete):
-    """`cache.set(key, value, timeout)` and `cache.delete(delete)`, in one round trip where the backend can."""
+def set_and_delete(cache, key, value, timeout, delete, *, and_wake=None):
+    """`cache.set(key, value, timeout)`, `cache.delete(delete)` and, with `and_wake=(key, ttl)`,
+    `wake(cache, key, ttl)`: in one round trip where the backend can."""
     if isinstance(cache, RedisCache):
-        cache.set_and_delete(key, value, timeout, delete=delete)
-    else:
-        cache.set(key, value, timeout)
-        cache.delete(delete)
+        cache.set_and_delete(key, value, timeout, delete=delete, and_wake=and_wake)
+        return
+    cache.set(key, value, timeout)
+    cache.delete(delete)
+    if and_wake is not None:
+        wake(cache, *and_wake)

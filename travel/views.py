@@ -8,11 +8,13 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations.api.pagination import CreatedCursorPagination
 from integrations.api.ratelimit import ratelimit
+from integrations.api.renderers import OrjsonRenderer
 
 from . import services
 from .models import PriceWatch
@@ -44,6 +46,10 @@ def _places_rate(group, request):
     return settings.TRAVEL_PLACES_USER_RATE
 
 
+# A search answer's offers are JSON already (orjson fragments, see travel.services.search).
+SEARCH_RENDERERS = [OrjsonRenderer, BrowsableAPIRenderer]
+
+
 def _answer(data):
     response = Response(data)
     response["X-Cache"] = "HIT" if data["cache"]["hit"] else "MISS"
@@ -52,6 +58,8 @@ def _answer(data):
 
 class SearchView(APIView):
     """Search flights: one-way, return or multi-city (up to 6 slices); cached, filtered, sorted, paginated."""
+
+    renderer_classes = SEARCH_RENDERERS
 
     @extend_schema(request=SearchRequestSerializer, responses=SearchResponseSerializer)
     @ratelimit(group="travel.search", rate=_search_rate)
@@ -62,6 +70,8 @@ class SearchView(APIView):
 
 class SearchPageView(APIView):
     """A later page of a search, from the cursor in `next` (410 once the search has left the cache)."""
+
+    renderer_classes = SEARCH_RENDERERS
 
     @extend_schema(
         parameters=[OpenApiParameter("cursor", str, required=True)],

@@ -1,6 +1,7 @@
 """The Redis cache backend: Django's behaviour, fewer round trips (integrations/cache.py)."""
 
 import threading
+from unittest import mock
 
 import pytest
 from django.core.cache import cache, caches
@@ -34,6 +35,16 @@ def test_incr_of_a_missing_key_is_a_value_error_and_creates_nothing(redis_cache)
     assert cache.get("t:missing") is None
 
 
+def test_every_instance_of_the_backend_shares_one_connection_pool(redis_cache):
+    # Django builds a cache instance per async context: under ASGI, one per request.
+    other = caches.create_connection("default")
+    assert other is not redis_cache
+    pool = redis_cache._cache.get_client(write=True).connection_pool
+    assert other._cache.get_client(write=True).connection_pool is pool
+    other.set("t:shared", 1, 30)
+    assert cache.get("t:shared") == 1 and other.incr("t:shared") == 2
+
+
 def test_set_and_delete_stores_one_key_and_drops_the_other(redis_cache):
     cache.set("t:lock", "held", 30)
     set_and_delete(redis_cache, "t:answer", {"offers": [1, 2]}, 60, "t:lock")
@@ -41,12 +52,30 @@ def test_set_and_delete_stores_one_key_and_drops_the_other(redis_cache):
     assert cache.get("t:lock") is None
 
 
+def test_set_and_delete_can_wake_a_key_in_the_same_round_trip(redis_cache):
+    cache.set("t:lock", "held", 30)
+    client = redis_cache._cache.get_client(write=True)
+    calls = []
+    real_execute = type(client.pipeline()).execute
+
+    def execute(pipe, *args, **kwargs):
+        calls.append([c[0][0] for c in pipe.command_stack])
+        return real_execute(pipe, *args, **kwargs)
+
+    with mock.patch.object(type(client.pipeline()), "execute", execute):
+        set_and_delete(redis_cache, "t:answer", 1, 60, "t:lock", and_wake=("t:woken", 5))
+    assert calls == [["SET", "DEL", "XADD", "EXPIRE"]]
+    assert cache.get("t:answer") == 1 and cache.get("t:lock") is None
+    assert wait_woken(redis_cache, "t:woken", 0.001) is True
+
+
 def test_set_and_delete_works_on_any_backend(settings):
     settings.CACHES = {**settings.CACHES, "other": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     other = caches["other"]
     other.set("lock", "held")
-    set_and_delete(other, "answer", 1, 60, "lock")
+    set_and_delete(other, "answer", 1, 60, "lock", and_wake=("flight", 5))
     assert other.get("answer") == 1 and other.get("lock") is None
+    assert wait_woken(other, "flight", 0.001) is True
 
 
 def test_the_inbound_limit_still_counts_on_it(user_client, settings):

@@ -4,6 +4,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+import orjson
 import pytest
 import time_machine
 from django.core.cache import cache, caches
@@ -85,6 +86,29 @@ def test_once_every_cached_offer_has_expired_the_search_runs_again(user_client, 
     with time_machine.travel(search_service.time.time() + 120):
         r = search(user_client, one_way())
     assert r.json()["cache"]["hit"] is False
+    assert _posts(duffel) == 2
+
+
+def test_a_cached_answer_copies_in_each_offer_as_it_was_stored(user_client, duffel):
+    first = search(user_client, one_way()).json()
+    key = search_service._cache_key(first["search_id"])
+    entry = cache.get(key)
+    # Each offer was written to JSON once, when the search was cached; answers do not write it again.
+    assert [orjson.loads(o) for o in entry["offers"]] == first["offers"]
+    entry["offers"][0] = entry["offers"][0].replace(b'"total_currency":"GBP"', b'"total_currency":"XTS"')
+    cache.set(key, entry, 60)
+    assert search(user_client, one_way()).json()["offers"][0]["total_currency"] == "XTS"
+
+
+def test_an_entry_stored_before_offers_were_json_is_not_read(user_client, duffel):
+    first = search(user_client, one_way()).json()
+    entry = cache.get(search_service._cache_key(first["search_id"]))
+    cache.delete(search_service._cache_key(first["search_id"]))
+    old = {**entry, "offers": [orjson.loads(o) for o in entry["offers"]]}  # the v1 layout: offers as dicts
+    cache.set(f"travel:search:v1:{first['search_id']}", old, 60)  # left by a server before this one
+    r = search(user_client, one_way())
+    assert r.status_code == 200 and r.json()["cache"]["hit"] is False
+    assert [o["id"] for o in r.json()["offers"]] == [o["id"] for o in first["offers"]]
     assert _posts(duffel) == 2
 
 

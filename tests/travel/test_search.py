@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+from rest_framework.renderers import JSONRenderer
 
 from integrations.models import ProviderCall
 
@@ -292,3 +293,27 @@ class TestTheCallLogLeavesTheRequestPath:
 
         get_flight_provider().search(SearchQuery(slices=(SliceQuery("LHR", "JFK", day(30)),)), owner=user)
         assert ProviderCall.objects.get(provider="duffel").outcome == "ok"
+
+
+def _with_owner_name(offer, name):
+    offer["owner"] = {**offer["owner"], "name": name}
+    return offer
+
+
+def test_the_answer_is_the_json_drf_would_write(user_client, duffel):
+    # Names with non-ASCII letters and U+2028 (a line break to JavaScript, which DRF escapes).
+    duffel.offers_for = lambda slices: [
+        _with_owner_name(make_offer(slices, offer_id="off_1", total="100"), "Aér Lingus\u2028Regional")
+    ]
+    for _ in range(2):  # fresh, then from the cache
+        r = search(user_client, one_way())
+        assert r.status_code == 200
+        assert r.content == JSONRenderer().render(r.json())
+        assert b"A\xc3\xa9r Lingus\\u2028Regional" in r.content
+
+
+def test_an_indented_answer_holds_the_same_offers(user_client, duffel):
+    compact = search(user_client, one_way()).json()
+    r = user_client.post("/api/v1/travel/searches/", one_way(), format="json", HTTP_ACCEPT="application/json; indent=4")
+    assert r.status_code == 200 and r.content.startswith(b'{\n    "search_id"')
+    assert r.json()["offers"] == compact["offers"]

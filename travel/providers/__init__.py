@@ -10,7 +10,8 @@ hub's own errors (integrations.errors). Duffel is the only one today
 (`travel.providers.duffel`); a second API is one more module here and one entry
 in PROVIDERS, with nothing above this package changing. The dataclasses below
 are the hub's language: the services, the cache and the API never see a
-vendor's field names.
+vendor's field names. An `Offer` is the API's offer as it stands: the search
+cache writes it to JSON field by field, in the order declared here (orjson).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -41,7 +42,7 @@ class SearchQuery:
         return asdict(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class Segment:
     carrier: dict  # {"iata_code", "name"} of the marketing carrier
     operating_carrier: dict
@@ -57,11 +58,8 @@ class Segment:
     cabin_class: str | None = None
     baggage: list = field(default_factory=list)  # [{"type": "checked", "quantity": 1}] for the first passenger
 
-    def as_dict(self):
-        return dict(vars(self))
 
-
-@dataclass
+@dataclass(slots=True)
 class Slice:
     origin: str
     destination: str
@@ -70,11 +68,8 @@ class Slice:
     segments: list[Segment]
     fare_brand: str | None = None
 
-    def as_dict(self):
-        return {**vars(self), "segments": [s.as_dict() for s in self.segments]}
 
-
-@dataclass
+@dataclass(slots=True)
 class Offer:
     id: str
     total_amount: str  # decimal string, as the provider prices it
@@ -88,10 +83,6 @@ class Offer:
     changeable: bool | None = None
     conditions: dict | None = None
     emissions_kg: str | None = None
-
-    def as_dict(self):
-        # By hand: dataclasses.asdict deep-copies recursively and was a third of a fresh search's own time.
-        return {**vars(self), "slices": [s.as_dict() for s in self.slices]}
 
 
 @dataclass

@@ -3,6 +3,10 @@
     flight_search(user=..., params=...)      -> the first page of normalised offers
     flight_search_page(search_id=..., cursor=...) -> a later page of the same answer
 
+An answer's offers are `orjson.Fragment`s: each offer's JSON, written once when
+the search was cached and copied into every answer as it is (the travel views
+render with integrations.api.renderers.OrjsonRenderer).
+
 The cache key is the part of the request the provider sees (slices,
 passengers, cabin, max connections: `SearchQuery`). Airline lists, max price
 and sort are applied to the cached offers on every answer, so two users who
@@ -18,7 +22,8 @@ call. The first (the leader) takes a lock (`cache.add`, atomic SET NX on Redis)
 naming its flight and when its provider call must have ended, calls, leaves the
 answer (or the error, for a few seconds, so eight callers do not each spend a
 search to learn the same 429), drops the lock and wakes its flight
-(`integrations.cache.wake`). The others (followers) block on that flight
+(`integrations.cache.wake`; an answer, the release and the wake-up are one
+Redis round trip). The others (followers) block on that flight
 (`wait_woken`: XREAD BLOCK on Redis, a thread event on the local-memory cache
 of `make run`) and read the answer the moment it is written; nobody sleeps or
 polls in the request. A follower waits at most until its own deadline
@@ -39,6 +44,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+import orjson
 from django.conf import settings
 from django.core.cache import cache, caches
 
@@ -55,7 +61,8 @@ WAKE_GRACE_SECONDS = 1.0
 _SEARCH_ID = re.compile(r"[0-9a-f]{40}")
 # How long a failed search is shared with the callers who waited on it.
 ERROR_SHARE_SECONDS = 3
-KEY_VERSION = "v1"
+# v2: offers are stored as their JSON (bytes), not as dicts.
+KEY_VERSION = "v2"
 
 
 def query_from_params(params):
@@ -122,38 +129,41 @@ def _decimal(value):
 
 def _facts(offer):
     """What filters and sorts read, computed once when the answer is stored."""
-    carriers = {offer["owner"]["iata_code"]}
+    carriers = {offer.owner["iata_code"]}
     durations = []
-    for s in offer["slices"]:
-        durations.append(s["duration_minutes"] or 0)
-        for seg in s["segments"]:
-            carriers.add(seg["carrier"]["iata_code"])
-            carriers.add(seg["operating_carrier"]["iata_code"])
-    first = (
-        offer["slices"][0]["segments"][0]["departing_at"] if offer["slices"] and offer["slices"][0]["segments"] else ""
-    )
-    price = _decimal(offer["total_amount"])
+    for s in offer.slices:
+        durations.append(s.duration_minutes or 0)
+        for seg in s.segments:
+            carriers.add(seg.carrier["iata_code"])
+            carriers.add(seg.operating_carrier["iata_code"])
+    first = offer.slices[0].segments[0].departing_at if offer.slices and offer.slices[0].segments else ""
+    price = _decimal(offer.total_amount)
     return {
-        "expires": _ts(offer["expires_at"]),
+        "expires": _ts(offer.expires_at),
         "price": float(price) if price is not None else float("inf"),
         "duration": sum(durations),
         "departure": first or "",
-        "owner": offer["owner"]["iata_code"],
+        "owner": offer.owner["iata_code"],
         "carriers": sorted(c for c in carriers if c),
     }
 
 
 def _entry(result, now):
-    offers = [o.as_dict() for o in result.offers]
-    facts = [_facts(o) for o in offers]
-    order = sorted(range(len(offers)), key=lambda i: facts[i]["price"])[: settings.TRAVEL_MAX_OFFERS]
+    """The cached answer: each kept offer as its JSON (written once, here) beside the facts about it."""
+    facts = [_facts(o) for o in result.offers]
+    order = sorted(range(len(facts)), key=lambda i: facts[i]["price"])[: settings.TRAVEL_MAX_OFFERS]
     return {
         "cached_at": now,
         "provider": result.provider,
         "provider_search_id": result.search_id,
-        "offers": [offers[i] for i in order],
+        "offers": [orjson.dumps(result.offers[i]) for i in order],
         "facts": [facts[i] for i in order],
     }
+
+
+def offer_at(entry, index):
+    """One cached offer as data (the API's offer shape)."""
+    return orjson.loads(entry["offers"][index])
 
 
 def _ttl(entry, now):
@@ -211,6 +221,7 @@ def _fetch(query, key, *, user, refresh, max_age=None):
         if entry:
             return entry, True
     lock, token = _lock_key(key), uuid.uuid4().hex
+    flight = (_flight_key(key, token), ERROR_SHARE_SECONDS + WAKE_GRACE_SECONDS)  # what the leader wakes
     call_seconds = gateway.timeout_for("duffel")
     lock_ttl = int(max(settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS, call_seconds)) + 5
     deadline = time.monotonic() + settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS
@@ -230,17 +241,17 @@ def _fetch(query, key, *, user, refresh, max_age=None):
                     raise
                 now = time.time()
                 entry = _entry(result, now)
-                # The answer and the lock's release in one round trip: waiters see both at once.
-                set_and_delete(caches["default"], ck, entry, _ttl(entry, now), lock)
+                # The answer, the lock's release and the followers' wake-up in one round trip.
+                set_and_delete(caches["default"], ck, entry, _ttl(entry, now), lock, and_wake=flight)
                 released = True
                 return entry, False
             finally:
-                # Only the holder gets here, and the provider call's timeout is shorter than the
-                # lock's TTL, so the lock is still ours: delete it without reading it first.
                 if not released:
+                    # Only the holder gets here, and the provider call's timeout is shorter than the
+                    # lock's TTL, so the lock is still ours: delete it without reading it first.
                     cache.delete(lock)
-                # Answer or error left (or nothing, if we failed otherwise): the followers look now.
-                wake(caches["default"], _flight_key(key, token), ERROR_SHARE_SECONDS + WAKE_GRACE_SECONDS)
+                    # The error left (or nothing, if we failed otherwise): the followers look now.
+                    wake(caches["default"], *flight)
         # Someone else is asking the provider: block until they wake us, within our deadline.
         holder = cache.get(lock)
         if holder is not None:
@@ -338,7 +349,8 @@ def _answer(key, entry, *, from_cache, filters, offset, limit, now):
         "provider": entry["provider"],
         "cache": {"hit": from_cache, "age_seconds": round(max(0.0, now - entry["cached_at"]), 3)},
         "offer_count": len(picked),
-        "offers": [entry["offers"][i] for i in page],
+        # Each offer's JSON as it was cached, copied into the answer (integrations.api.renderers).
+        "offers": [orjson.Fragment(entry["offers"][i]) for i in page],
         "next": _encode_cursor({"o": nxt, "l": limit, "f": filters}) if nxt < len(picked) else None,
     }
 

@@ -42,7 +42,7 @@ from integrations.task_base import enqueue_on_commit
 
 from ..models import PricePoint, PriceWatch
 from ..providers import SearchQuery, SliceQuery
-from .search import _fetch, _select, search_key
+from .search import _fetch, _select, offer_at, search_key
 
 logger = logging.getLogger(__name__)
 Status = PriceWatch.Status
@@ -263,7 +263,7 @@ def watch_check(*, watch_id):
         },
         now=now.timestamp(),
     )
-    best = entry["offers"][picked[0]] if picked else None
+    best = offer_at(entry, picked[0]) if picked else None
 
     with transaction.atomic():
         watch = PriceWatch.objects.select_for_update().get(pk=watch.pk)
