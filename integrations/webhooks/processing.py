@@ -36,7 +36,7 @@ from ..metrics import webhook_events
 from ..models import Alert, WebhookEvent
 from ..states import IllegalTransition, allowed, transition
 from . import dispatch
-from .registry import handler_for
+from .registry import batch_preparer_for, handler_for
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,32 @@ def _held_from_outside(batch):
     return first
 
 
+def _prepare(batch):
+    """Run each provider's batch preparer (registry.webhook_batch_preparer) on its events of the batch.
+
+    In a savepoint: a preparer that fails (a query on a payload it did not
+    expect) is logged and rolled back, and the batch is handled without it,
+    so it can never hold the batch back. Whatever it left on the events is a
+    shortcut the handlers may take, never a state of their own.
+    """
+    by_provider = defaultdict(list)
+    for event in batch:
+        by_provider[event.provider].append(event)
+    for provider, events in by_provider.items():
+        prepare = batch_preparer_for(provider)
+        if prepare is None:
+            continue
+        try:
+            with transaction.atomic():
+                prepare(events)
+        except Exception:
+            logger.warning(
+                "webhook batch preparer failed; handling the batch without it",
+                exc_info=True,
+                extra={"provider": provider},
+            )
+
+
 def _run_handler(event, now):
     """Run one event's handler in a savepoint; set its new state on `event`. Returns (ProcessResult, final failure)."""
     handler = handler_for(event.provider, event.type)
@@ -217,6 +243,7 @@ def _process(batch, *, deadline=None):
     """
     now = timezone.now()
     outside = _held_from_outside(batch)
+    _prepare(batch)
     held = set()
     results, touched, final_failures = [], [], []
     for event in batch:
