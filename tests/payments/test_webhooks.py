@@ -587,3 +587,59 @@ class TestBatchDrain:
         other.refresh_from_db()
         assert other.status == "succeeded"
         assert WebhookEvent.objects.get(payload__data__object__id="pi_hook1").status == "failed"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestBatchDrainSends:
+    """The tasks a drained batch queues (a fee look-up per success) leave for the broker together, after commit."""
+
+    @pytest.fixture
+    def succeeded_events(self, user):
+        payments = [
+            PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id=f"pi_send{i}")
+            for i in range(3)
+        ]
+        for payment in payments:
+            TestBatchDrain.store(fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded")))
+        return payments
+
+    @pytest.mark.redis
+    def test_they_reach_the_payments_queue_through_one_producer(self, succeeded_events, monkeypatch):
+        import os
+
+        import redis
+
+        from integrations.webhooks import webhook_drain
+        from payments.tasks import payment_fee_record
+        from tests.integrations.outbox_kit import broker_at
+
+        producers = []
+        original = payment_fee_record.apply_async
+
+        def spy(*args, **kwargs):
+            producers.append(kwargs.get("producer"))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(payment_fee_record, "apply_async", spy)
+        broker = redis.Redis.from_url(os.environ["REDIS_URL"])
+        broker.delete("payments")
+        try:
+            with broker_at(os.environ["REDIS_URL"]):
+                assert webhook_drain(provider="stripe").counts == {"processed": 3}
+            assert broker.llen("payments") == 3
+        finally:
+            broker.delete("payments")
+        assert len(producers) == 3 and producers[0] is not None and len(set(map(id, producers))) == 1
+
+    def test_a_broker_that_refuses_them_leaves_the_batch_applied_and_the_sweeper_sends_them(self, succeeded_events):
+        from django.utils import timezone
+
+        from integrations.webhooks import webhook_drain
+        from tests.integrations.outbox_kit import broker_down
+
+        with broker_down():
+            assert webhook_drain(provider="stripe").counts == {"processed": 3}
+        rows = Payment.objects.filter(pk__in=[p.pk for p in succeeded_events])
+        assert {p.status for p in rows} == {"succeeded"}
+        assert all(p.next_attempt_at <= timezone.now() for p in rows)  # due now: the next sweep sends them
