@@ -11,6 +11,12 @@ rolls every event of it back to where it was, handler writes included: the
 event is neither lost nor applied twice (handlers' effects outside the
 database go through on_commit, like every task's).
 
+What a batch can do once, it does once (issue 11, CPU per event): the
+provider's batch preparer (registry.webhook_batch_preparer) reads the rows
+its handlers need in one query before the first one runs, the events' new
+states are written with one UPDATE per outcome, and the tasks the handlers
+queue are published together after the commit (task_base.sends_batched).
+
 Per-object ordering: events carry the provider object they are about
 (`object_key`, from the provider's @webhook_ordering_key). An event waits
 while an earlier event (by the provider's event time) of the same object is
