@@ -20,6 +20,7 @@ from integrations.webhooks import (
     WebhookVerifier,
     epoch_datetime,
     safe_headers,
+    webhook_batch_preparer,
     webhook_handler,
     webhook_verifier,
 )
@@ -79,15 +80,50 @@ def _object(event):
     return event.payload["data"]["object"]
 
 
-@webhook_handler(PROVIDER, "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled")
+INTENT_EVENTS = {
+    "payment_intent.succeeded": Payment.Status.SUCCEEDED,
+    "payment_intent.payment_failed": Payment.Status.FAILED,
+    "payment_intent.canceled": Payment.Status.CANCELED,
+}
+
+
+@webhook_batch_preparer(PROVIDER)
+def prefetch_payments(events):
+    """The Payments of a batch's payment_intent.* events in one query, instead of one per event.
+
+    Each Payment is left on the first event of the batch about it
+    (`event.prefetched_payment`); a later event of the same payment in the
+    batch reads it afresh, so it sees what the earlier one changed. A row that
+    another kind of event of the batch moved first (a Checkout Session's) is
+    safe too: transitions update from the state they find, the one read here
+    is only their first guess. An event whose payload cannot be read here is
+    left to its handler (which fails it alone, as without the batch).
+    """
+    intents = {}
+    for event in events:
+        if event.type in INTENT_EVENTS:
+            try:
+                intents[event] = StripePaymentIntent.from_stripe(_object(event))
+            except Exception:  # noqa: BLE001 - its handler meets the same payload and fails that event alone
+                continue
+    found = services.payments_for_intents(intents.values())
+    taken = set()
+    for event, intent in intents.items():
+        payment = found.get(intent.id)
+        if payment is not None and payment.pk not in taken:
+            taken.add(payment.pk)
+            event.prefetched_payment = payment
+
+
+@webhook_handler(PROVIDER, *INTENT_EVENTS)
 def on_payment_intent(event):
-    forced = {
-        "payment_intent.succeeded": Payment.Status.SUCCEEDED,
-        "payment_intent.payment_failed": Payment.Status.FAILED,
-        "payment_intent.canceled": Payment.Status.CANCELED,
-    }[event.type]
     intent = StripePaymentIntent.from_stripe(_object(event))
-    services.payment_apply_intent(intent=intent, occurred_at=event.occurred_at, forced_status=forced)
+    services.payment_apply_intent(
+        intent=intent,
+        occurred_at=event.occurred_at,
+        forced_status=INTENT_EVENTS[event.type],
+        payment=getattr(event, "prefetched_payment", None),
+    )
 
 
 @webhook_handler(PROVIDER, "checkout.session.completed", "checkout.session.expired")

@@ -5,6 +5,7 @@ Public API for domain apps (see registry.py for a full example):
 - ``@webhook_verifier(provider)``: verify(request) -> InboundEvent for POST /webhooks/<provider>/
 - ``@webhook_handler(provider, *types)``: handler(event) run by the worker ("*" = fallback)
 - ``@webhook_ordering_key(provider)``: key(payload) -> the object an event is about (per-object ordering)
+- ``@webhook_batch_preparer(provider)``: prepare(events) once per drained batch (e.g. one query for its rows)
 - ``receive_webhook(request, *, provider, verify, respond=None)`` / ``webhook_view(...)``: custom routes
 - ``record_webhook(*, provider, inbound) -> (event, created)``: store-and-respond views (Twilio voice)
 - ``webhook_drain(*, provider)``: one batch (the drain task runs it); ``webhook_event_process(*, event_id)``
@@ -27,7 +28,7 @@ from .processing import (
     webhook_replay,
     webhook_requeue_stale,
 )
-from .registry import webhook_handler, webhook_ordering_key, webhook_verifier
+from .registry import webhook_batch_preparer, webhook_handler, webhook_ordering_key, webhook_verifier
 from .verify import (
     InboundEvent,
     WebhookRejected,
@@ -55,6 +56,7 @@ __all__ = [
     "safe_headers",
     "secrets_from",
     "signatures_match",
+    "webhook_batch_preparer",
     "webhook_drain",
     "webhook_event_process",
     "webhook_handler",

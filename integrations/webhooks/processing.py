@@ -11,6 +11,12 @@ rolls every event of it back to where it was, handler writes included: the
 event is neither lost nor applied twice (handlers' effects outside the
 database go through on_commit, like every task's).
 
+What a batch can do once, it does once (issue 11, CPU per event): the
+provider's batch preparer (registry.webhook_batch_preparer) reads the rows
+its handlers need in one query before the first one runs, the events' new
+states are written with one UPDATE per outcome, and the tasks the handlers
+queue are published together after the commit (task_base.sends_batched).
+
 Per-object ordering: events carry the provider object they are about
 (`object_key`, from the provider's @webhook_ordering_key). An event waits
 while an earlier event (by the provider's event time) of the same object is
@@ -35,8 +41,9 @@ from django.utils import timezone
 from ..metrics import webhook_events
 from ..models import Alert, WebhookEvent
 from ..states import IllegalTransition, allowed, transition
+from ..task_base import sends_batched
 from . import dispatch
-from .registry import handler_for
+from .registry import batch_preparer_for, handler_for
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +146,32 @@ def _held_from_outside(batch):
     return first
 
 
+def _prepare(batch):
+    """Run each provider's batch preparer (registry.webhook_batch_preparer) on its events of the batch.
+
+    In a savepoint: a preparer that fails (a query on a payload it did not
+    expect) is logged and rolled back, and the batch is handled without it,
+    so it can never hold the batch back. Whatever it left on the events is a
+    shortcut the handlers may take, never a state of their own.
+    """
+    by_provider = defaultdict(list)
+    for event in batch:
+        by_provider[event.provider].append(event)
+    for provider, events in by_provider.items():
+        prepare = batch_preparer_for(provider)
+        if prepare is None:
+            continue
+        try:
+            with transaction.atomic():
+                prepare(events)
+        except Exception:
+            logger.warning(
+                "webhook batch preparer failed; handling the batch without it",
+                exc_info=True,
+                extra={"provider": provider},
+            )
+
+
 def _run_handler(event, now):
     """Run one event's handler in a savepoint; set its new state on `event`. Returns (ProcessResult, final failure)."""
     handler = handler_for(event.provider, event.type)
@@ -217,6 +250,7 @@ def _process(batch, *, deadline=None):
     """
     now = timezone.now()
     outside = _held_from_outside(batch)
+    _prepare(batch)
     held = set()
     results, touched, final_failures = [], [], []
     for event in batch:
@@ -282,7 +316,8 @@ def webhook_drain(*, provider, limit=None, on_full_batch=None):
     """
     limit = limit or settings.WEBHOOK_DRAIN_BATCH_SIZE
     deadline = time.monotonic() + settings.WEBHOOK_DRAIN_MAX_SECONDS
-    with transaction.atomic():
+    # The tasks the handlers queue (after the batch commits) go to the broker in one write, not one per event.
+    with sends_batched(), transaction.atomic():
         batch = list(
             ready_events(now=timezone.now(), provider=provider)
             .select_for_update(skip_locked=True)

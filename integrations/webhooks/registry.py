@@ -17,6 +17,9 @@ and a worker see the same registry:
 
     @webhook_ordering_key("stripe")        # optional: events of one object in event-time order
     def object_of(payload): ...            # -> "pi_123" (or "" for no constraint)
+
+    @webhook_batch_preparer("stripe")      # optional: once per drained batch, before its handlers
+    def prefetch(events): ...              # e.g. one query for the rows the handlers read
 """
 
 from django.core.exceptions import ImproperlyConfigured
@@ -29,6 +32,8 @@ HANDLERS = {}
 VERIFIERS = {}
 # provider -> key(payload) -> the object an event is about, for per-object ordering
 ORDERING_KEYS = {}
+# provider -> prepare(events), run once per drained batch before its handlers
+BATCH_PREPARERS = {}
 
 
 def _register(table, key, fn, what):
@@ -89,6 +94,28 @@ def webhook_ordering_key(provider):
         return fn
 
     return decorator
+
+
+def webhook_batch_preparer(provider):
+    """Register prepare(events), run once per drained batch of this provider's events, before their handlers.
+
+    For what a batch can do once instead of once per event: typically one
+    query for the rows its handlers will read, left on the events for them
+    (`event.<something>`). It runs inside the batch's transaction, in a
+    savepoint of its own; if it raises, the drain logs it and handles the
+    batch without it. So what it leaves must be a shortcut only: every handler
+    still works, with the same effect, on an event it did not prepare.
+    """
+
+    def decorator(fn):
+        _register(BATCH_PREPARERS, provider, fn, "webhook batch preparer")
+        return fn
+
+    return decorator
+
+
+def batch_preparer_for(provider):
+    return BATCH_PREPARERS.get(provider)
 
 
 def ordering_key_for(provider):

@@ -1,5 +1,6 @@
 """What Stripe tells us about a payment (webhooks and reconciliation share these): status, fee, disputes."""
 
+from django.db.models import Q
 from django.utils import timezone
 
 from integrations.alerts import alert_raise
@@ -24,16 +25,26 @@ INTENT_STATUS = {
 }
 
 
+def _payment_rows():
+    return Payment.objects.select_related("invoice__owner")
+
+
+def _hub_payment_pk(metadata):
+    """Our Payment's pk from a Stripe object's metadata (`hub_payment_id`, set when we created it), or None."""
+    value = (metadata or {}).get("hub_payment_id", "")
+    return int(value) if value.isdigit() else None
+
+
 def payment_for_stripe_object(*, metadata, payment_intent="", checkout_session="", charge=""):
     """The Payment a Stripe object belongs to: by our hub_payment_id in its metadata, else by the Stripe ids it names.
 
     The ids are tried in this order; pass those the object carries (a PaymentIntent its own id, a
     Checkout Session its own id, a refund, charge or dispute its payment_intent and charge).
     """
-    meta = metadata or {}
-    rows = Payment.objects.select_related("invoice__owner")
-    if meta.get("hub_payment_id", "").isdigit():
-        found = rows.filter(pk=int(meta["hub_payment_id"])).first()
+    rows = _payment_rows()
+    pk = _hub_payment_pk(metadata)
+    if pk is not None:
+        found = rows.filter(pk=pk).first()
         if found:
             return found
     for field, value in (
@@ -116,9 +127,46 @@ def payment_for_intent(intent):
     return payment_for_stripe_object(metadata=intent.metadata, payment_intent=intent.id)
 
 
-def payment_apply_intent(*, intent, occurred_at=None, forced_status=None):
-    """Apply a StripePaymentIntent (from an event or a list) to its Payment."""
-    payment = payment_for_intent(intent)
+def payments_for_intents(intents):
+    """payment_for_intent of each StripePaymentIntent, in one query: {intent id: Payment} of those found.
+
+    For a batch of webhook events (payments.webhooks.prefetch_payments): the
+    same rows, found the same way (our hub_payment_id first, then the
+    intent's id), as one query per event would find.
+    """
+    wanted = {}
+    for intent in intents:
+        try:
+            pk = _hub_payment_pk(intent.metadata)
+        except AttributeError:  # a hub_payment_id that is not a string: payment_for_intent fails on it alone
+            continue
+        if intent.id:
+            wanted[intent.id] = pk
+    if not wanted:
+        return {}
+    pks = {pk for pk in wanted.values() if pk is not None}
+    rows = _payment_rows().filter(Q(pk__in=pks) | Q(payment_intent_id__in=wanted))
+    by_pk, by_intent = {}, {}
+    for payment in rows:
+        by_pk[payment.pk] = payment
+        if payment.payment_intent_id:
+            by_intent[payment.payment_intent_id] = payment  # unique (payment_unique_intent)
+    found = {}
+    for intent_id, pk in wanted.items():
+        payment = by_pk.get(pk) or by_intent.get(intent_id)
+        if payment is not None:
+            found[intent_id] = payment
+    return found
+
+
+def payment_apply_intent(*, intent, occurred_at=None, forced_status=None, payment=None):
+    """Apply a StripePaymentIntent (from an event or a list) to its Payment.
+
+    `payment`: its Payment when the caller already read it in this
+    transaction (payments_for_intents, for a batch of events); else it is
+    looked up here.
+    """
+    payment = payment or payment_for_intent(intent)
     if payment is None:
         return None, False
     if money_mismatch(

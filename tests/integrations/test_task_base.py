@@ -112,3 +112,43 @@ class TestBackoff:
     def test_retry_after_is_a_floor_never_cut(self):
         assert all(backoff_seconds(0, base=2, cap=60, retry_after=30) >= 30 for _ in range(50))
         assert all(backoff_seconds(0, base=2, cap=60, retry_after=600) == 600 for _ in range(5))
+
+
+class TestSendsBatched:
+    """Tasks enqueued after commit inside sends_batched() are published together when the block ends."""
+
+    @pytest.fixture
+    def published(self, monkeypatch):
+        sent = []
+
+        def apply_async(args=None, kwargs=None, producer=None, **options):
+            sent.append((tuple(args), producer))
+
+        monkeypatch.setattr(shipment_send, "apply_async", apply_async)
+        return sent
+
+    def test_they_wait_for_the_end_of_the_block_and_share_one_producer_even_if_it_raises(self, published):
+        from integrations.task_base import _send, sends_batched
+
+        with pytest.raises(RuntimeError), sends_batched():
+            _send(shipment_send, (1,), {}, None)
+            _send(shipment_send, (2,), {}, None)
+            assert published == []
+            raise RuntimeError("after the commit: its messages must still go out")
+        assert [args for args, _ in published] == [(1,), (2,)]
+        assert published[0][1] is not None and published[0][1] is published[1][1]
+
+    def test_outside_a_block_and_in_eager_runs_each_is_sent_at_once(self, published, settings):
+        from integrations.task_base import _send, sends_batched
+
+        _send(shipment_send, (1,), {}, None)
+        assert published == [((1,), None)]
+        from config.celery import app
+
+        app.conf.task_always_eager, before = True, app.conf.task_always_eager
+        try:
+            with sends_batched():
+                _send(shipment_send, (2,), {}, None)
+                assert published[-1] == ((2,), None)
+        finally:
+            app.conf.task_always_eager = before

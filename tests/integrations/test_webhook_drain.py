@@ -22,7 +22,7 @@ from integrations.webhooks import (
     webhook_drain,
     webhook_replay,
 )
-from integrations.webhooks.registry import HANDLERS, ORDERING_KEYS
+from integrations.webhooks.registry import BATCH_PREPARERS, HANDLERS, ORDERING_KEYS
 from integrations.webhooks.tasks import webhook_drain_task
 from tests.integrations import webhook_provider as hubtest
 from tests.testapp.models import Shipment
@@ -216,6 +216,53 @@ class TestOneDrain:
         store("p2", "pi_P", 10)
         assert webhook_drain(provider="hubtest").counts == {"failed": 1, "waiting": 1}
         assert statuses() == {"p1": "failed", "p2": "received"}
+
+
+@pytest.mark.django_db
+class TestBatchPreparer:
+    """A provider's preparer runs once per batch before its handlers (one query instead of one per event)."""
+
+    def test_it_runs_once_per_batch_before_the_handlers_which_see_what_it_left(self, monkeypatch):
+        seen, batches = [], []
+
+        def prepare(events):
+            batches.append([e.event_id for e in events])
+            for event in events:
+                event.prepared = f"row of {event.event_id}"
+
+        def handler(event):
+            seen.append(getattr(event, "prepared", None))
+
+        monkeypatch.setitem(BATCH_PREPARERS, "hubtest", prepare)
+        monkeypatch.setitem(HANDLERS, ("hubtest", "thing.updated"), handler)
+        for i in range(5):
+            store(f"e{i}", f"pi_{i}", i)
+
+        assert webhook_drain(provider="hubtest", limit=3).counts == {"processed": 3}
+        assert webhook_drain(provider="hubtest", limit=3).counts == {"processed": 2}
+
+        assert batches == [["e0", "e1", "e2"], ["e3", "e4"]]
+        assert seen == [f"row of e{i}" for i in range(5)]
+
+    def test_a_preparer_that_fails_is_rolled_back_and_the_batch_is_handled_without_it(self, applied, monkeypatch):
+        def prepare(events):
+            Shipment.objects.create(external_id="written by the preparer", state="sent")
+            raise RuntimeError("a payload the preparer did not expect")
+
+        monkeypatch.setitem(BATCH_PREPARERS, "hubtest", prepare)
+        store("a1", "pi_A", 0)
+        store("b1", "pi_B", 1)
+
+        assert webhook_drain(provider="hubtest").counts == {"processed": 2}
+        assert [e for _, e in applied.calls] == ["a1", "b1"]
+        assert rows_per_event() == {"a1": 1, "b1": 1}  # the preparer's own write rolled back with its savepoint
+
+    def test_another_providers_preparer_is_not_run(self, applied, monkeypatch):
+        calls = []
+        monkeypatch.setitem(BATCH_PREPARERS, "other", calls.append)
+        store("h1", "pi_A", 0)
+        webhook_drain(provider="hubtest")
+        assert calls == []
 
 
 @pytest.fixture

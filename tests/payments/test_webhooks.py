@@ -466,3 +466,180 @@ def test_two_workers_processing_the_same_event_apply_it_once(payment, request):
         t.join()
     assert sorted(results).count("failed") == 0 and results.count("processed") == 1
     assert len(mail.outbox) == 1  # one failure notice, not four
+
+
+class TestBatchDrain:
+    """A drained batch reads the Payments of its payment_intent.* events in one query, with the same effect."""
+
+    @staticmethod
+    def store(evt):
+        from integrations.webhooks import InboundEvent, epoch_datetime, record_webhook
+
+        inbound = InboundEvent(
+            event_id=evt["id"], type=evt["type"], payload=evt, occurred_at=epoch_datetime(evt["created"])
+        )
+        return record_webhook(provider="stripe", inbound=inbound)[0]
+
+    @staticmethod
+    def payment_reads(queries):
+        return [q["sql"] for q in queries if q["sql"].startswith('SELECT "payments_payment"."id"')]
+
+    def drain(self):
+        from django.test.utils import CaptureQueriesContext
+
+        from integrations.webhooks import webhook_drain
+
+        with CaptureQueriesContext(connection) as queries:
+            result = webhook_drain(provider="stripe")
+        return result, self.payment_reads(queries.captured_queries)
+
+    def test_a_batch_of_events_reads_its_payments_in_one_query(self, user):
+        now = int(time.time())
+        payments = [
+            PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id=f"pi_batch{i}")
+            for i in range(6)
+        ]
+        for i, payment in enumerate(payments):
+            if i % 2:
+                self.store(
+                    fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now)
+                )
+            else:
+                evt = fakes.event("payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()))
+                self.store(evt | {"created": now})
+
+        result, reads = self.drain()
+
+        assert result.counts == {"processed": 6}
+        assert len(reads) == 1  # one per event before the batch read them together
+        rows = Payment.objects.filter(pk__in=[p.pk for p in payments]).order_by("pk")
+        assert [(p.status, p.invoice.status) for p in rows] == [("failed", "failed"), ("succeeded", "paid")] * 3
+        assert [p.failure_code for p in rows][::2] == ["insufficient_funds"] * 3
+
+    def test_a_payment_found_by_its_intent_id_without_our_metadata_is_read_with_the_batch(self, user):
+        payment = PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id="pi_nometa")
+        self.store(
+            fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded") | {"metadata": {}})
+        )
+        result, reads = self.drain()
+        payment.refresh_from_db()
+        assert result.counts == {"processed": 1} and len(reads) == 1 and payment.status == "succeeded"
+
+    def test_a_second_event_of_the_same_payment_in_the_batch_reads_it_afresh(self, payment):
+        now = int(time.time())
+        self.store(
+            fakes.event(
+                "payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now - 5
+            )
+        )
+        self.store(fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now))
+
+        result, reads = self.drain()
+
+        assert result.counts == {"processed": 2} and len(reads) == 2
+        payment.refresh_from_db()
+        payment.invoice.refresh_from_db()
+        assert (payment.status, payment.invoice.status) == ("succeeded", "paid")
+
+    def test_a_payment_another_event_of_the_batch_already_moved_is_not_applied_twice(
+        self, user, django_capture_on_commit_callbacks
+    ):
+        """The batch's read of a Payment can be older than an earlier handler's write: the conditional
+        transitions still apply the success once (one fee look-up queued, no anomaly alert)."""
+        now = int(time.time())
+        payment = PaymentFactory(
+            invoice=InvoiceFactory(owner=user), method="checkout", payment_intent_id="", checkout_session_id="cs_b"
+        )
+        session = {
+            "id": "cs_b",
+            "object": "checkout.session",
+            "payment_status": "paid",
+            "payment_intent": "pi_cs_b",
+            "amount_total": payment.amount,
+            "currency": payment.currency,
+            "metadata": {"hub_payment_id": str(payment.pk)},
+        }
+        self.store(fakes.event("checkout.session.completed", session, created=now - 5))
+        self.store(
+            fakes.event(
+                "payment_intent.succeeded", fakes.intent(payment, status="succeeded", pi_id="pi_cs_b"), created=now
+            )
+        )
+
+        with django_capture_on_commit_callbacks() as callbacks:
+            result, _ = self.drain()
+
+        assert result.counts == {"processed": 2}
+        payment.refresh_from_db()
+        assert (payment.status, payment.payment_intent_id, payment.invoice.status) == ("succeeded", "pi_cs_b", "paid")
+        assert len([c for c in callbacks if "payments.payment_fee_record" in repr(c)]) == 1
+        assert not Alert.objects.exists()
+
+    def test_an_intent_whose_metadata_the_batch_cannot_read_fails_alone(self, payment, user):
+        other = PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id="pi_other")
+        bad = fakes.intent(payment, status="succeeded") | {"metadata": {"hub_payment_id": 12}}
+        self.store(fakes.event("payment_intent.succeeded", bad))
+        self.store(fakes.event("payment_intent.succeeded", fakes.intent(other, status="succeeded")))
+
+        result, _ = self.drain()
+
+        assert result.counts == {"failed": 1, "processed": 1}
+        other.refresh_from_db()
+        assert other.status == "succeeded"
+        assert WebhookEvent.objects.get(payload__data__object__id="pi_hook1").status == "failed"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestBatchDrainSends:
+    """The tasks a drained batch queues (a fee look-up per success) leave for the broker together, after commit."""
+
+    @pytest.fixture
+    def succeeded_events(self, user):
+        payments = [
+            PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id=f"pi_send{i}")
+            for i in range(3)
+        ]
+        for payment in payments:
+            TestBatchDrain.store(fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded")))
+        return payments
+
+    @pytest.mark.redis
+    def test_they_reach_the_payments_queue_through_one_producer(self, succeeded_events, monkeypatch):
+        import os
+
+        import redis
+
+        from integrations.webhooks import webhook_drain
+        from payments.tasks import payment_fee_record
+        from tests.integrations.outbox_kit import broker_at
+
+        producers = []
+        original = payment_fee_record.apply_async
+
+        def spy(*args, **kwargs):
+            producers.append(kwargs.get("producer"))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(payment_fee_record, "apply_async", spy)
+        broker = redis.Redis.from_url(os.environ["REDIS_URL"])
+        broker.delete("payments")
+        try:
+            with broker_at(os.environ["REDIS_URL"]):
+                assert webhook_drain(provider="stripe").counts == {"processed": 3}
+            assert broker.llen("payments") == 3
+        finally:
+            broker.delete("payments")
+        assert len(producers) == 3 and producers[0] is not None and len(set(map(id, producers))) == 1
+
+    def test_a_broker_that_refuses_them_leaves_the_batch_applied_and_the_sweeper_sends_them(self, succeeded_events):
+        from django.utils import timezone
+
+        from integrations.webhooks import webhook_drain
+        from tests.integrations.outbox_kit import broker_down
+
+        with broker_down():
+            assert webhook_drain(provider="stripe").counts == {"processed": 3}
+        rows = Payment.objects.filter(pk__in=[p.pk for p in succeeded_events])
+        assert {p.status for p in rows} == {"succeeded"}
+        assert all(p.next_attempt_at <= timezone.now() for p in rows)  # due now: the next sweep sends them
