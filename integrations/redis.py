@@ -32,6 +32,8 @@ def key(*parts):
 # redis.asyncio connections belong to the event loop that opened them: one
 # client per loop (the ASGI worker has one loop for its life; tests make many).
 _async_clients = weakref.WeakKeyDictionary()
+ASYNC_MAX_CONNECTIONS = 100  # per worker process: each Redis call holds one for its round trip only
+ASYNC_POOL_WAIT_SECONDS = 5
 
 
 def aget_client():
@@ -46,8 +48,17 @@ def aget_client():
     loop = asyncio.get_running_loop()
     entry = _async_clients.get(loop)
     if entry is None or entry[0] != url:
-        client = redis.asyncio.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
-        entry = _async_clients[loop] = (url, client)
+        # A blocking pool: when every connection is in use (a burst of hundreds of streams opening at once) a
+        # call waits for one to come back instead of failing at once, as redis-py's default pool does.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=ASYNC_MAX_CONNECTIONS,
+            timeout=ASYNC_POOL_WAIT_SECONDS,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            health_check_interval=30,
+        )
+        entry = _async_clients[loop] = (url, redis.asyncio.Redis(connection_pool=pool))
     return entry[1]
 
 
