@@ -5,8 +5,10 @@ them they skip with the reason; with REQUIRE_SERVICES=1 (as .ci/run sets) a
 missing server fails the run instead.
 """
 
+import collections
 import os
 
+import asgiref.sync
 import pytest
 from rest_framework.test import APIClient
 
@@ -141,3 +143,17 @@ def user_client(user, client_for):
 @pytest.fixture
 def staff_client(staff_user, client_for):
     return client_for(staff_user)
+
+
+@pytest.fixture
+def crossings(monkeypatch):
+    """What each request hands to a thread through sync_to_async, by function name."""
+    seen = collections.Counter()
+    real_init = asgiref.sync.SyncToAsync.__init__
+
+    def counting_init(self, func, *args, **kwargs):
+        seen[getattr(func, "__qualname__", repr(func))] += 1
+        real_init(self, func, *args, **kwargs)
+
+    monkeypatch.setattr(asgiref.sync.SyncToAsync, "__init__", counting_init)
+    return seen

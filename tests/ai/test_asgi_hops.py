@@ -7,12 +7,10 @@ every other request's). config.asgi_handler runs the no-I/O ones on the loop.
 """
 
 import asyncio
-import collections
 import json
 import re
 import threading
 
-import asgiref.sync
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -30,20 +28,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_every_middleware_is_async_capable_so_the_chain_stays_async():
     sync_only = [path for path in settings.MIDDLEWARE if not getattr(import_string(path), "async_capable", False)]
     assert sync_only == []
-
-
-@pytest.fixture
-def crossings(monkeypatch):
-    """What each request hands to a thread through sync_to_async, by function name."""
-    seen = collections.Counter()
-    real_init = asgiref.sync.SyncToAsync.__init__
-
-    def counting_init(self, func, *args, **kwargs):
-        seen[getattr(func, "__qualname__", repr(func))] += 1
-        real_init(self, func, *args, **kwargs)
-
-    monkeypatch.setattr(asgiref.sync.SyncToAsync, "__init__", counting_init)
-    return seen
 
 
 def test_a_completion_crosses_to_a_thread_only_for_its_database_work(fake_ai, asgi_completion, crossings):

@@ -1,9 +1,7 @@
 """The lean ack path: webhook routes run through WEBHOOK_MIDDLEWARE only; every other route is untouched."""
 
-import collections
 import logging
 
-import asgiref.sync
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.signals import request_finished
@@ -129,20 +127,6 @@ def asgi_deliver(event_id="evt_asgi", *, path="/webhooks/hubtest/", body=None, s
         return call
 
     return async_to_sync(run)()
-
-
-@pytest.fixture
-def crossings(monkeypatch):
-    """What each request hands to a thread through sync_to_async, by function name."""
-    seen = collections.Counter()
-    real_init = asgiref.sync.SyncToAsync.__init__
-
-    def counting_init(self, func, *args, **kwargs):
-        seen[getattr(func, "__qualname__", repr(func))] += 1
-        real_init(self, func, *args, **kwargs)
-
-    monkeypatch.setattr(asgiref.sync.SyncToAsync, "__init__", counting_init)
-    return seen
 
 
 @pytest.fixture
