@@ -93,6 +93,8 @@ class CompletionView(AsyncAPIView):
     def prepare(self, request, *args, **kwargs):
         """Auth, the per-user rate, validation, the Idempotency-Key claim and the budget hold: one thread hop."""
         super().prepare(request, *args, **kwargs)
+        if request.method != "POST":
+            return  # a 405 from dispatch: nothing to claim or hold
         ratelimit_check(request, group="ai.completions", rate=_user_rate)
         serializer = CompletionRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

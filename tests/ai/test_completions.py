@@ -3,9 +3,9 @@ from decimal import Decimal
 import httpx2
 import pytest
 
-from ai.models import AiRequest
+from ai.models import AiRequest, AiSpend
 from integrations import limiter
-from integrations.models import ProviderCall
+from integrations.models import IdempotencyRecord, ProviderCall
 from tests.ai.fakes import KEYS, anthropic_message, error, openai_chat
 
 pytestmark = pytest.mark.django_db
@@ -295,3 +295,13 @@ def test_a_repeat_with_the_same_idempotency_key_replays_the_answer_without_a_sec
         "/api/v1/ai/completions/", {**body, "max_tokens": 5}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
     )
     assert other.status_code == 422
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete"])
+def test_another_method_is_405_and_holds_no_budget_or_key(fake_ai, user_client, method):
+    body = {"messages": [{"role": "user", "content": "Say hello"}]}
+    resp = getattr(user_client, method)("/api/v1/ai/completions/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-9")
+    assert resp.status_code == 405 and resp.json()["error"] == "method_not_allowed"
+    assert not AiSpend.objects.filter(reserved_usd__gt=0).exists()
+    assert not IdempotencyRecord.objects.exists()
+    assert fake_ai.sent == []
