@@ -117,10 +117,9 @@ class Booking:
         self._failed()
 
     @transaction.atomic(savepoint=False)  # inside the gateway's savepoint for it: one is enough
-    def answered(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK, payload=None):
-        """Book an answer (or a stream the client closed): roll-up, budget, request log (one commit).
-
-        Returns the answer's payload (`payload` when the caller built it already)."""
+    def answered(self, result, *, cost, tried, payload, outcome=AiRequest.Outcome.OK):
+        """Book an answer the client was given as `payload` (or a stream it closed): roll-up, budget,
+        request log (one commit), and the payload handed to `on_done` (the Idempotency-Key's replay)."""
         usage_record(
             owner_id=self.user.pk,
             provider=result.provider,
@@ -146,11 +145,8 @@ class Booking:
         )
         if outcome != AiRequest.Outcome.OK:
             self._failed()
-            return None
-        payload = payload or payload_for(result, cost=cost, cached=False, fallbacks=tried)
-        if self.on_done:
+        elif self.on_done:
             self.on_done(payload)
-        return payload
 
     @transaction.atomic
     def cached(self, hit):

@@ -103,7 +103,7 @@ def _write_ok_then(att, *, latency_ms):
             return
         try:
             with transaction.atomic():
-                att.then_result = att.then()
+                att.then()
         except Exception as exc:  # noqa: BLE001 - re-raised once the call's row is committed
             failure = exc
         else:

@@ -72,7 +72,6 @@ class Attempt:
         # Async callers only: a booking to run with the call's row on success (aattempt),
         # what to undo if it fails, and whether the caller answers before both are written.
         self.then = None
-        self.then_result = None
         self.then_failed = None
         self.book_later = False
 

@@ -73,12 +73,15 @@ def _scope(row, scope, original_start):
     return scope
 
 
-def event_update(*, owner, calendar_id, event_id, data, scope=None, original_start=None, notify=True):
+def _changing(owner, calendar_id, event_id, scope, original_start):
+    """(row, calendar, connection, scope, adapter) for a change to one of the owner's events."""
     row = event_get(owner=owner, calendar_id=calendar_id, event_id=event_id)
     calendar = row.calendar
-    conn = _calendar_conn(calendar, "write")
-    scope = _scope(row, scope, original_start)
-    adapter = adapter_for(calendar)
+    return row, calendar, _calendar_conn(calendar, "write"), _scope(row, scope, original_start), adapter_for(calendar)
+
+
+def event_update(*, owner, calendar_id, event_id, data, scope=None, original_start=None, notify=True):
+    row, calendar, conn, scope, adapter = _changing(owner, calendar_id, event_id, scope, original_start)
     if scope == "this" and (row.recurring_event_id or row.recurrence):
         if "recurrence" in data:
             raise _bad("invalid", "recurrence: one occurrence cannot recur; use scope=all or following.", "recurrence")
@@ -97,11 +100,7 @@ def event_update(*, owner, calendar_id, event_id, data, scope=None, original_sta
 
 def event_delete(*, owner, calendar_id, event_id, scope=None, original_start=None, notify=True):
     """Delete (cancel) the event, one occurrence, or the series from an occurrence on. Gone already = done."""
-    row = event_get(owner=owner, calendar_id=calendar_id, event_id=event_id)
-    calendar = row.calendar
-    conn = _calendar_conn(calendar, "write")
-    scope = _scope(row, scope, original_start)
-    adapter = adapter_for(calendar)
+    row, calendar, conn, scope, adapter = _changing(owner, calendar_id, event_id, scope, original_start)
     if scope == "this" and (row.recurring_event_id or row.recurrence):
         target = _occurrence_id(calendar, conn, row, original_start)
         adapter.event_delete(conn, calendar, target, notify=notify)
