@@ -16,13 +16,22 @@ request_finished's receivers) start a new thread and join it, and it races the
 view against a disconnect listener in two tasks: that cost more CPU than the
 delivery's own work (bench_inbox, ~1 ms of ~2 per delivery). A resolved webhook
 route is served here instead: the body read into memory; request_started, the
-short chain and the view in one hop off the loop (integrations.aio.db_hop, the
-connection pool's threads), which also closes the response (request_finished)
+short chain and the view in one hop off the loop (integrations.aio.view_hop with
+the connection pool, else db_hop), which also closes the response (request_finished)
 when closing it runs no after-response work; then the answer is sent. A
 response that has such work, or streams, is closed after sending, in a second
 hop, as Django does. A client that disconnects meanwhile changes nothing: the
 delivery is stored and acknowledged to no one, as under Django's handler,
 whose sync view cannot be cancelled either.
+
+Every other request for a sync view (the REST API, admin, /healthz) is served
+the same way with the connection pool on (the ASGI server, SYNC_VIEW_THREADS > 0):
+Django's synchronous middleware chain and the view run whole in one hop, as
+under WSGI, on threads of their own (integrations.aio.view_hop), so an API call
+does not queue behind a burst of AI bookings on db_hop's. Django's ASGI path
+cost /healthz 1.8 ms of CPU against 0.8 ms this way (bench/RESULTS.md). Async
+views (the AI endpoints) and paths that do not resolve (static files, 404s,
+CommonMiddleware's slash redirects) still take Django's path.
 """
 
 import functools
@@ -33,9 +42,10 @@ from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import BaseHandler
 from django.urls import set_script_prefix
 
-from integrations.aio import db_hop
+from integrations.aio import db_hop, view_hop
 from integrations.context import nothing_left_after
 
 FAST_PATH = "integrations.webhooks.fastpath.WebhookFastPathMiddleware"
@@ -105,11 +115,16 @@ class HubASGIHandler(ASGIHandler):
         SessionMiddleware.__acall__ = _session_acall
         super().load_middleware(is_async=is_async)
         # Imported now, after django.setup() (the webhooks package loads models), not per request.
-        from integrations.webhooks.fastpath import short_chain, webhook_route
+        from integrations.webhooks.fastpath import resolved, short_chain, webhook_route
 
         # Only where the chain itself takes the fast path: with it switched off, webhooks go the full way.
         self.webhook_chain = short_chain() if FAST_PATH in settings.MIDDLEWARE else None
         self.webhook_route = webhook_route
+        self.resolved = resolved
+        # Every other sync view: Django's synchronous chain (as under WSGI), run whole in one hop on the
+        # sync views' own threads (__call__ takes it only with the connection pool: SYNC_VIEW_THREADS).
+        self.sync_chain = BaseHandler()
+        self.sync_chain.load_middleware(is_async=False)
 
     def adapt_method_mode(self, is_async, method, method_is_async=None, debug=False, name=None):
         owner = getattr(method, "__self__", None)
@@ -118,43 +133,62 @@ class HubASGIHandler(ASGIHandler):
         return super().adapt_method_mode(is_async, method, method_is_async, debug, name)
 
     async def __call__(self, scope, receive, send):
-        if self.webhook_chain is not None and scope["type"] == "http":
-            match = self.webhook_route(scope["path"].removeprefix(get_script_prefix(scope)))
+        if scope["type"] == "http":
+            path = scope["path"].removeprefix(get_script_prefix(scope))
+            match = self.webhook_route(path) if self.webhook_chain is not None else None
+            lane = view_hop if settings.SYNC_VIEW_THREADS else None
             if match is not None:
-                await self.handle_webhook(scope, receive, send, match)
+                respond = functools.partial(self._webhook_response, match)
+                await self.handle_in_one_hop(scope, receive, send, respond, lane or db_hop)
+                return
+            if lane is not None and self._sync_view(path):
+                await self.handle_in_one_hop(scope, receive, send, self._sync_response, lane)
                 return
         await super().__call__(scope, receive, send)
 
-    async def handle_webhook(self, scope, receive, send, match):
+    async def handle_in_one_hop(self, scope, receive, send, respond, hop):
+        """Read the body, then `respond(scope, request)` in one `hop` off the loop, then send the answer."""
         try:
-            body_file = await self._read_webhook_body(receive)
+            body_file = await self._read_body_once(receive)
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
         request, response = self.create_request(scope, body_file)
         if request is not None:
-            request.resolver_match = match
-            response = await db_hop(self._webhook_response, scope, request)
+            response = await hop(respond, scope, request)
         else:  # Django's own 400 / 413 for a request it cannot build
-            await db_hop(signals.request_started.send, sender=self.__class__, scope=scope)
+            await hop(signals.request_started.send, sender=self.__class__, scope=scope)
             response._handler_class = self.__class__
         try:
             await self.send_response(response, send)
         finally:
             body_file.close()
             if not response.closed:
-                await db_hop(response.close)
+                await hop(response.close)
 
-    def _webhook_response(self, scope, request):
+    def _sync_view(self, path):
+        """True when `path` resolves to a view that is not a coroutine function (Django would run it in a thread)."""
+        match = self.resolved(path, settings.ROOT_URLCONF)
+        return match is not None and not iscoroutinefunction(match.func)
+
+    def _webhook_response(self, match, scope, request):
         signals.request_started.send(sender=self.__class__, scope=scope)
-        response = self.webhook_chain(request)
+        request.resolver_match = match
+        return self._closed_unless_work_left(self.webhook_chain(request), request)
+
+    def _sync_response(self, scope, request):
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        return self._closed_unless_work_left(self.sync_chain.get_response(request), request)
+
+    def _closed_unless_work_left(self, response, request):
         response._handler_class = self.__class__
-        if not response.streaming and nothing_left_after(response):
+        if not response.streaming and nothing_left_after(response, request):
             response.close()  # request_finished, on the thread that holds the connection
         return response
 
-    async def _read_webhook_body(self, receive):
-        """The body in memory when it came in one message (a webhook's usually does), else Django's spooled file."""
+    async def _read_body_once(self, receive):
+        """The body in memory when it came in one message (a webhook's or an API call's usually does), else
+        Django's spooled file."""
         message = await receive()
         if message["type"] == "http.request" and not message.get("more_body", False):
             return io.BytesIO(message.get("body", b""))

@@ -49,8 +49,8 @@ def _hop_on_own_thread(fn, args, kwargs):
 
 
 @functools.cache
-def _threads(count):
-    return ThreadPoolExecutor(count, thread_name_prefix="db-hop")
+def _threads(count, name="db-hop"):
+    return ThreadPoolExecutor(count, thread_name_prefix=name)
 
 
 async def db_hop(fn, /, *args, **kwargs):
@@ -65,6 +65,16 @@ async def db_hop(fn, /, *args, **kwargs):
         executor = _threads(settings.DB_HOP_THREADS)
         return await sync_to_async(_hop_on_own_thread, thread_sensitive=False, executor=executor)(fn, args, kwargs)
     return await sync_to_async(_hop)(fn, args, kwargs)
+
+
+async def view_hop(fn, /, *args, **kwargs):
+    """`fn(*args, **kwargs)` on the sync views' own SYNC_VIEW_THREADS threads (config.asgi_handler).
+
+    Apart from db_hop's threads: a request waits behind other requests' views, never behind a burst of
+    AI bookings. Only with a connection pool (SYNC_VIEW_THREADS > 0).
+    """
+    executor = _threads(settings.SYNC_VIEW_THREADS, "sync-view")
+    return await sync_to_async(_hop_on_own_thread, thread_sensitive=False, executor=executor)(fn, args, kwargs)
 
 
 def commit_without_flush_wait():

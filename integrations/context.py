@@ -66,11 +66,13 @@ class ResponseScope:
         self.pending = []
 
 
-def nothing_left_after(response):
+def nothing_left_after(response, request=None):
     """True when closing `response` runs no work the client should not wait for: its only closers are
-    response scopes with nothing pending (a server may then close it before sending, in the same hop)."""
+    response scopes with nothing pending, or `request`'s own close (its uploaded files), so a server may
+    close it before sending, in the same hop."""
     return all(
-        isinstance(getattr(closer, "__self__", None), ResponseScope) and not closer.__self__.pending
+        (isinstance(getattr(closer, "__self__", None), ResponseScope) and not closer.__self__.pending)
+        or (request is not None and closer == request.close)
         for closer in response._resource_closers
     )
 
@@ -83,6 +85,12 @@ def open_response_scope():
 
 def reset_response_scope(token):
     _after_response.reset(token)
+
+
+def answering():
+    """True inside a request whose response has not been sent yet (after_response would wait)."""
+    scope = _after_response.get()
+    return scope is not None and scope.open
 
 
 def after_response(fn):

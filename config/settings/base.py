@@ -91,6 +91,10 @@ TEMPLATES = [
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 # integrations.aio.db_hop's own threads; 0 = Django's one shared thread (SQLite, persistent connections).
 DB_HOP_THREADS = 0
+# integrations.aio.view_hop's threads: with the pool (below), config.asgi_handler serves each request for a
+# sync view as WSGI does, Django's synchronous chain and the view in one hop to one of these threads.
+# 0 = Django's own ASGI path (a new thread per request plus a hop per signal).
+SYNC_VIEW_THREADS = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # web, worker and beat share the file: WAL lets readers run beside the one
     # writer, IMMEDIATE transactions avoid "database is locked" on upgrade.
@@ -109,10 +113,16 @@ elif env_bool("DATABASE_POOL", False):
         "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
-    # integrations.aio.db_hop: a request's database work runs on threads of its own, one
+    # integrations.aio.db_hop: an AI request's database work runs on threads of its own, one
     # connection from the pool per hop, so one slow hop (a commit, a locked row) never queues
-    # every other request's behind Django's one shared thread (sync views keep two connections).
-    DB_HOP_THREADS = env.int("DB_HOP_THREADS", default=max(1, DATABASES["default"]["OPTIONS"]["pool"]["max_size"] - 2))
+    # every other request's behind Django's one shared thread. Two: their work is short and
+    # CPU-bound, and with eight a burst of 256 streams opening or ending kept eight threads fighting
+    # for the GIL, and every other request of the worker waited (bench_ai_serving: health probe
+    # p99 140 ms with eight, 35 ms with two).
+    DB_HOP_THREADS = env.int("DB_HOP_THREADS", default=2)
+    # config.asgi_handler's sync views (the REST API, admin, webhooks): a view may wait on a
+    # provider for seconds (a flight search), so more threads, as a gthread worker would have.
+    SYNC_VIEW_THREADS = env.int("SYNC_VIEW_THREADS", default=16)
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

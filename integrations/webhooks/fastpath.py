@@ -27,9 +27,10 @@ from django.utils.module_loading import import_string
 from ..aio import db_hop
 
 
-@functools.lru_cache(maxsize=256)
-def _resolve(path, urlconf):
-    # A provider posts to the same few paths all day: resolve each once (bounded, so arbitrary paths cannot grow it).
+@functools.lru_cache(maxsize=1024)
+def resolved(path, urlconf):
+    """The ResolverMatch of `path`, or None. Providers post to the same few paths all day and clients call the
+    same API paths: each is resolved once (bounded, so arbitrary paths cannot grow it)."""
     try:
         return resolve(path, urlconf)
     except Resolver404:
@@ -43,7 +44,7 @@ def webhook_route(path_info):
     if not prefix or not path_info.startswith(prefix):
         return None
     # ROOT_URLCONF: this runs before any middleware could set a request's own urlconf.
-    return _resolve(path_info, settings.ROOT_URLCONF)
+    return resolved(path_info, settings.ROOT_URLCONF)
 
 
 def _call_view(request):
@@ -88,6 +89,6 @@ class WebhookFastPathMiddleware:
 
     async def _acall(self, request):
         if self._fast_match(request):
-            # With the connection pool on DB_HOP_THREADS threads (deliveries overlap), else Django's one thread.
+            # Django's AsyncClient (tests): with the pool on db_hop's threads, else Django's one thread.
             return await db_hop(self.fast, request)
         return await self.get_response(request)
