@@ -1,8 +1,8 @@
 """The hub's web entry point: `gunicorn -c config/gunicorn.conf.py config.asgi:application`.
 
 ASGI, so that the async AI endpoints hold a coroutine, not a worker, while a
-provider streams for a minute; every other endpoint runs as usual (Django runs
-sync views in a thread).
+provider streams for a minute; a request for any other (sync) view runs whole in
+one hop to a thread (config.asgi_handler).
 
 Warm workers: the modules every request needs are imported when this module
 loads (config.warmup.warm; once, in gunicorn's master, with preload), and each
@@ -13,6 +13,8 @@ the server accepts a request.
 import asyncio
 import os
 
+from asgiref.sync import sync_to_async
+
 from config.asgi_handler import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -22,6 +24,7 @@ from django.conf import settings  # noqa: E402
 
 from config.warmup import warm, warm_loop  # noqa: E402 - needs the apps loaded above
 from integrations.aio import serve_on, settle  # noqa: E402
+from integrations.gateway import batchlog  # noqa: E402
 
 warm()
 
@@ -31,11 +34,14 @@ async def _lifespan(receive, send):
         message = await receive()
         if message["type"] == "lifespan.startup":
             serve_on(asyncio.get_running_loop())  # this loop outlives requests: bookings may follow answers
+            if settings.SYNC_VIEW_THREADS:  # with the pool: call-log rows of answered requests in batches
+                batchlog.start()
             await warm_loop(django_application)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             # Bookings of answers already sent (integrations.aio.in_background) are written before the worker exits.
             await settle(timeout=settings.AI_DEADLINE_SECONDS)
+            await sync_to_async(batchlog.stop, thread_sensitive=False)()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -6,12 +6,13 @@ import contextlib
 import time
 
 from .. import breaker, limiter, metrics
-from ..context import after_response, get_request_id
+from ..context import after_response, answering, get_request_id
 from ..errors import (
     RateLimited,
 )
 from ..models import ProviderCall
 from ..registry import require
+from . import batchlog
 from .calllog import Attempt, _write
 from .outcome import Failure, _breaker_waits_on_news, _refused
 from .runtime import _task_context
@@ -49,9 +50,11 @@ def attempt(
     `log_after_response`: inside a web request, a successful call's row (and the
     roll-ups and budget check that go with it) is written once the answer has
     been sent, not while the client waits (a flight search: the client is
-    waiting on the provider already). Failures are always written at once, and
-    outside a request the row is written before the block returns. The row is
-    not readable through `att.row` until then."""
+    waiting on the provider already); in a web worker under the ASGI server by
+    the process's call-log writer, with other requests' rows (batchlog).
+    Failures are always written at once, and outside a request the row is
+    written before the block returns. The row is not readable through
+    `att.row` until then."""
     require(provider)
 
     _take_token(provider, scope, rate_cost)
@@ -80,9 +83,13 @@ def attempt(
     latency_ms = (time.perf_counter() - started) * 1000
     if log_after_response:
         request_id = get_request_id() or ""
-        after_response(
-            lambda: _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms, request_id=request_id)
-        )
+        batch = batchlog.writer()
+        if batch is not None and answering():  # a web worker under the ASGI server: with others' in a moment
+            batch.put(att, latency_ms, request_id)
+        else:
+            after_response(
+                lambda: _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms, request_id=request_id)
+            )
     else:
         _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
     if _breaker_waits_on_news(permit):

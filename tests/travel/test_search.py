@@ -317,3 +317,23 @@ def test_an_indented_answer_holds_the_same_offers(user_client, duffel):
     r = user_client.post("/api/v1/travel/searches/", one_way(), format="json", HTTP_ACCEPT="application/json; indent=4")
     assert r.status_code == 200 and r.content.startswith(b'{\n    "search_id"')
     assert r.json()["offers"] == compact["offers"]
+
+
+def test_under_the_asgi_server_the_row_is_written_with_the_call_log_batch(user_client, user, duffel, monkeypatch):
+    from integrations.gateway import batchlog
+
+    writer = batchlog.CallLogWriter(interval=3600)  # the web worker's writer, told when to write
+    monkeypatch.setattr(batchlog, "_writer", writer)
+    resp = search(user_client, one_way())
+    assert resp.status_code == 200
+    assert not ProviderCall.objects.exists() and writer.pending() == 1
+    writer.flush()
+    call = ProviderCall.objects.get(provider="duffel")
+    assert (call.owner_id, call.operation, call.outcome, call.http_status) == (
+        user.pk,
+        "offer_request.create",
+        "ok",
+        201,
+    )
+    assert call.request_id == resp["X-Request-ID"]
+    assert writer.pending() == 0

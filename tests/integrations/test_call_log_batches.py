@@ -1,0 +1,187 @@
+"""The call-log writer of a web worker under the ASGI server (integrations.gateway.batchlog).
+
+Rows of calls whose client already has its answer (a flight search) are written in batches
+by one thread: exact rows and roll-ups, one bad row never takes the others, a failing
+database keeps them for the next round, and the worker's shutdown writes what is left.
+"""
+
+import asyncio
+import logging
+import time
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+
+from integrations import gateway
+from integrations.context import open_response_scope, reset_response_scope
+from integrations.gateway import batchlog
+from integrations.models import ProviderCall, ProviderRollup, UsageRollup
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def writer(monkeypatch):
+    """A writer that writes only when told (flush), as the web worker's would every BATCH_INTERVAL."""
+    w = batchlog.CallLogWriter(interval=3600)
+    monkeypatch.setattr(batchlog, "_writer", w)
+    return w
+
+
+@pytest.fixture
+def answering():
+    scope, token = open_response_scope()
+    yield scope
+    scope.run()
+    reset_response_scope(token)
+
+
+def call_answered_later(user, operation="send", units=None):
+    with gateway.attempt("acme", operation, owner=user, log_after_response=True) as att:
+        att.record(http_status=200, units=units)
+
+
+def test_a_batch_keeps_rows_and_roll_ups_exact(writer, answering, fake_provider):
+    alice, bob = UserFactory(), UserFactory()
+    for user in (alice, alice, bob):
+        call_answered_later(user)
+    assert writer.pending() == 3 and answering.pending == []  # nothing left for after the answer
+    writer.flush()
+    assert ProviderCall.objects.filter(provider="acme").count() == 3
+    by_owner = dict(UsageRollup.objects.filter(provider="acme").values_list("owner_id", "calls"))
+    assert by_owner == {alice.pk: 2, bob.pk: 1}
+    assert ProviderRollup.objects.get(provider="acme").calls == 3
+
+
+def test_outside_a_request_the_row_is_written_at_once(writer, fake_provider):
+    call_answered_later(UserFactory())
+    assert ProviderCall.objects.filter(provider="acme").count() == 1 and writer.pending() == 0
+
+
+def test_one_bad_row_does_not_take_the_others_and_is_reported_lost(
+    writer, answering, fake_provider, monkeypatch, caplog
+):
+    real = batchlog._write
+
+    def write(att, **kwargs):
+        if att.operation == "bad.row":
+            raise ValueError("cannot store this one")
+        return real(att, **kwargs)
+
+    monkeypatch.setattr(batchlog, "_write", write)
+    user = UserFactory()
+    call_answered_later(user, "good.one")
+    call_answered_later(user, "bad.row")
+    call_answered_later(user, "good.two")
+    writer.flush()
+    assert set(ProviderCall.objects.values_list("operation", flat=True)) == {"good.one", "good.two"}
+    assert writer.pending() == 1  # tried again next round
+    with caplog.at_level(logging.ERROR, logger="integrations.gateway.batchlog"):
+        for _ in range(batchlog.ATTEMPTS - 1):
+            writer.flush()
+    assert writer.pending() == 0
+    assert "1 ProviderCall rows not written" in caplog.text and "acme bad.row" in caplog.text
+    assert ProviderCall.objects.count() == 2
+
+
+def test_a_failing_database_keeps_the_rows_for_the_next_round(writer, answering, fake_provider, monkeypatch):
+    real, down = batchlog._write, [True]
+
+    def write(att, **kwargs):
+        if down[0]:
+            raise ConnectionError("database unreachable")
+        return real(att, **kwargs)
+
+    monkeypatch.setattr(batchlog, "_write", write)
+    call_answered_later(UserFactory())
+    writer.flush()
+    assert writer.pending() == 1 and not ProviderCall.objects.exists()
+    down[0] = False
+    writer.flush()
+    assert writer.pending() == 0 and ProviderCall.objects.get().cost_usd == Decimal("0.01")  # priced as ever
+
+
+@pytest.mark.django_db(transaction=True)  # the writer's own thread writes with a connection of its own
+class TestTheWritersThread:
+    def test_rows_are_written_within_the_interval(self, monkeypatch, fake_provider):
+        w = batchlog.CallLogWriter(interval=0.02).start()
+        monkeypatch.setattr(batchlog, "_writer", w)
+        scope, token = open_response_scope()
+        try:
+            call_answered_later(UserFactory())
+        finally:
+            scope.run()
+            reset_response_scope(token)
+        deadline = time.monotonic() + 5
+        while not ProviderCall.objects.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        w.stop()
+        assert ProviderCall.objects.filter(provider="acme").count() == 1
+
+    def test_stopping_writes_what_is_left(self, monkeypatch, fake_provider):
+        w = batchlog.CallLogWriter(interval=3600).start()  # asleep: only the stop can write
+        monkeypatch.setattr(batchlog, "_writer", w)
+        scope, token = open_response_scope()
+        try:
+            user = UserFactory()
+            call_answered_later(user)
+            call_answered_later(user)
+        finally:
+            scope.run()
+            reset_response_scope(token)
+        assert batchlog.writer() is w
+        batchlog.stop()
+        assert batchlog.writer() is None and w.pending() == 0
+        assert ProviderCall.objects.filter(provider="acme").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_web_workers_lifespan_runs_the_writer_and_its_shutdown_writes_what_is_left(
+    settings, fake_provider, monkeypatch
+):
+    import config.asgi
+    from integrations import aio
+
+    async def no_warm_up(app):
+        pass
+
+    settings.SYNC_VIEW_THREADS = 2  # the ASGI server with the connection pool
+    monkeypatch.setattr(config.asgi, "warm_loop", no_warm_up)
+    monkeypatch.setattr(batchlog, "BATCH_INTERVAL", 3600)  # asleep: only the shutdown writes
+    monkeypatch.setattr(batchlog, "_writer", None)
+    user = UserFactory()
+
+    def answered_call():
+        scope, token = open_response_scope()
+        try:
+            call_answered_later(user)
+        finally:
+            scope.run()
+            reset_response_scope(token)
+
+    async def scenario():
+        messages, sent = asyncio.Queue(), []
+
+        async def send(message):
+            sent.append(message["type"])
+
+        await messages.put({"type": "lifespan.startup"})
+        server = asyncio.create_task(config.asgi.application({"type": "lifespan"}, messages.get, send))
+        while "lifespan.startup.complete" not in sent:
+            await asyncio.sleep(0.01)
+        running = batchlog.writer()
+        await sync_to_async(answered_call, thread_sensitive=False)()
+        pending = running.pending()
+        await messages.put({"type": "lifespan.shutdown"})
+        await server
+        return running, pending, sent
+
+    try:
+        running, pending, sent = async_to_sync(scenario)()
+    finally:
+        aio.serve_on(None)
+    assert running is not None and pending == 1
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert batchlog.writer() is None and ProviderCall.objects.filter(provider="acme", owner=user).count() == 1
