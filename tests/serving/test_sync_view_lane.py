@@ -92,6 +92,26 @@ def test_a_post_body_reaches_the_view_and_bad_input_is_a_json_400(pool_threads):
     assert "slices" in json.dumps(resp.json())  # the field is named
 
 
+def test_a_body_in_several_messages_is_read_whole(pool_threads):
+    from tests.integrations.test_webhook_fastpath import Delivery
+
+    filler = "x" * 70_000  # over one ASGI message, as a server splits a large body
+    body = json.dumps(
+        {"slices": [{"origin": "ZZZ", "destination": "JFK", "departure_date": "2001-01-01"}], "f": filler}
+    )
+
+    headers = token_header()
+
+    async def run():
+        asgi = Delivery("/api/v1/travel/searches/", body.encode(), parts=4, headers=headers).start()
+        await asgi.task
+        return asgi
+
+    resp = async_to_sync(run)()
+    assert resp.status == 400, resp.raw
+    assert "slices" in json.dumps(resp.json())  # the whole JSON body was parsed: the view named the field
+
+
 def test_after_response_work_runs_once_the_answer_is_sent(pool_threads, crossings, monkeypatch):
     from integrations.views import health
 
