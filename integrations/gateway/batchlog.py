@@ -6,7 +6,8 @@ writer that is a second hop to a thread after each answer, with its own connecti
 and commit, right when the worker starts on the next request (bench_travel: ~1 ms of CPU a
 search). In a web worker under the ASGI server (started at lifespan startup, config.asgi)
 the row goes to this writer instead: every BATCH_INTERVAL seconds, or sooner once MAX_ROWS
-are waiting, one thread writes what has gathered in one transaction. The web process's
+are waiting, one thread writes what has gathered in one statement (usage.calls_record:
+the rows, and each roll-up row they touch added to once). The web process's
 shutdown (lifespan) writes what is left. If the batch fails, each row is tried on its own
 (one bad row does not take the others); a row that still fails is kept for the next
 round, up to ATTEMPTS rounds, then logged as lost (the log line names its provider,
@@ -23,7 +24,8 @@ import threading
 from django.db import connections, transaction
 
 from ..models import ProviderCall
-from .calllog import _write
+from ..usage import budget_check, calls_record
+from .calllog import _write, call_recorded, call_row
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +77,11 @@ class CallLogWriter:
         try:
             try:
                 with transaction.atomic():
-                    for row in rows:
-                        _write_row(row)
+                    written = _write_rows(rows)
             except Exception:  # noqa: BLE001 - one bad row must not take the batch: each on its own
                 self._one_by_one(rows)
+            else:
+                _checks(written)
         finally:
             for conn in connections.all(initialized_only=True):
                 if not conn.in_atomic_block:
@@ -131,6 +134,27 @@ class CallLogWriter:
 def _write_row(row):
     att, latency_ms, request_id, _ = row
     _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms, request_id=request_id)
+
+
+def _write_rows(rows):
+    """All the rows in one statement (usage.calls_record); [(attempt, call)]."""
+    written = [
+        (att, call_row(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms, request_id=request_id))
+        for att, latency_ms, request_id, _ in rows
+    ]
+    calls_record([call for _, call in written])
+    return written
+
+
+def _checks(written):
+    """Metrics for each call; the budget alerts once per provider and owner that spent (after the commit)."""
+    spent = {}
+    for att, call in written:
+        call_recorded(att, call, checks=False)
+        if call.cost_usd:
+            spent[(att.provider, att.owner_id)] = call.created_at
+    for (provider, owner_id), at in spent.items():
+        budget_check(provider=provider, owner_id=owner_id, now=at)
 
 
 def start():

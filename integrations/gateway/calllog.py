@@ -101,40 +101,51 @@ def _related(related):
 
 
 def _write(att, *, outcome, latency_ms, error=None, retryable=None, request_id=None):
+    call = call_row(
+        att, outcome=outcome, latency_ms=latency_ms, error=error, retryable=retryable, request_id=request_id
+    )
+    att.row = call_record(call)
+    call_recorded(att, call, checks=True)
+
+
+def call_row(att, *, outcome, latency_ms, error=None, retryable=None, request_id=None):
+    """The ProviderCall row of one attempt (not saved), priced."""
     request_id = request_id if request_id is not None else get_request_id()
     ok = outcome == ProviderCall.Outcome.OK
     if att.cost_usd is not None:
         cost = att.cost_usd
     else:
         cost = price_estimate(att.provider, att.operation, att.units) if ok else Decimal(0)
-    now = timezone.now()
-    att.row = call_record(
-        ProviderCall(
-            provider=att.provider,
-            operation=att.operation[:64],
-            owner_id=att.owner_id,
-            outcome=outcome,
-            http_status=att.http_status or getattr(error, "http_status", None),
-            latency_ms=round(latency_ms, 3),
-            attempt=att.attempt_no,
-            scope=att.scope[:128],
-            provider_request_id=att.request_id or (getattr(error, "request_id", None) or "")[:128],
-            idempotency_key=att.idempotency_key[:255],
-            units=att.units,
-            cost_usd=cost,
-            error_code=(getattr(error, "code", None) or (type(error).__name__ if error else ""))[:64],
-            error_message=redact(getattr(error, "message", None) or (str(error) if error else "")),
-            retryable=retryable,
-            related_type=att.related_type[:64],
-            related_id=att.related_id[:64],
-            request_id=(request_id or "")[:128],
-            created_at=now,
-        )
+    return ProviderCall(
+        provider=att.provider,
+        operation=att.operation[:64],
+        owner_id=att.owner_id,
+        outcome=outcome,
+        http_status=att.http_status or getattr(error, "http_status", None),
+        latency_ms=round(latency_ms, 3),
+        attempt=att.attempt_no,
+        scope=att.scope[:128],
+        provider_request_id=att.request_id or (getattr(error, "request_id", None) or "")[:128],
+        idempotency_key=att.idempotency_key[:255],
+        units=att.units,
+        cost_usd=cost,
+        error_code=(getattr(error, "code", None) or (type(error).__name__ if error else ""))[:64],
+        error_message=redact(getattr(error, "message", None) or (str(error) if error else "")),
+        retryable=retryable,
+        related_type=att.related_type[:64],
+        related_id=att.related_id[:64],
+        request_id=(request_id or "")[:128],
+        created_at=timezone.now(),
     )
-    metrics.provider_calls.labels(att.provider, att.operation, outcome).inc()
-    metrics.provider_latency.labels(att.provider).observe(latency_ms / 1000.0)
-    if cost:
-        metrics.provider_cost.labels(att.provider).inc(float(cost))
-        budget_check(provider=att.provider, owner_id=att.owner_id, now=now)
-    if not ok and outcome != ProviderCall.Outcome.CIRCUIT_OPEN:
-        failure_rate_check(provider=att.provider, now=now)
+
+
+def call_recorded(att, call, *, checks):
+    """Metrics for a recorded call, and (`checks`) its budget and failure-rate alerts."""
+    metrics.provider_calls.labels(att.provider, att.operation, call.outcome).inc()
+    metrics.provider_latency.labels(att.provider).observe(call.latency_ms / 1000.0)
+    if call.cost_usd:
+        metrics.provider_cost.labels(att.provider).inc(float(call.cost_usd))
+        if checks:
+            budget_check(provider=att.provider, owner_id=att.owner_id, now=call.created_at)
+    if checks and call.outcome not in (ProviderCall.Outcome.OK, ProviderCall.Outcome.CIRCUIT_OPEN):
+        failure_rate_check(provider=att.provider, now=call.created_at)

@@ -60,47 +60,45 @@ def test_outside_a_request_the_row_is_written_at_once(writer, fake_provider):
     assert ProviderCall.objects.filter(provider="acme").count() == 1 and writer.pending() == 0
 
 
-def test_one_bad_row_does_not_take_the_others_and_is_reported_lost(
-    writer, answering, fake_provider, monkeypatch, caplog
-):
-    real = batchlog._write
-
-    def write(att, **kwargs):
-        if att.operation == "bad.row":
-            raise ValueError("cannot store this one")
-        return real(att, **kwargs)
-
-    monkeypatch.setattr(batchlog, "_write", write)
+def test_one_bad_row_does_not_take_the_others_and_is_reported_lost(writer, answering, fake_provider, caplog):
     user = UserFactory()
     call_answered_later(user, "good.one")
-    call_answered_later(user, "bad.row")
+    call_answered_later(user, "bad\x00row")  # PostgreSQL refuses a NUL in text: the batch's statement fails
     call_answered_later(user, "good.two")
     writer.flush()
     assert set(ProviderCall.objects.values_list("operation", flat=True)) == {"good.one", "good.two"}
+    assert UsageRollup.objects.get(provider="acme", owner=user).calls == 2
     assert writer.pending() == 1  # tried again next round
     with caplog.at_level(logging.ERROR, logger="integrations.gateway.batchlog"):
         for _ in range(batchlog.ATTEMPTS - 1):
             writer.flush()
     assert writer.pending() == 0
-    assert "1 ProviderCall rows not written" in caplog.text and "acme bad.row" in caplog.text
+    assert "1 ProviderCall rows not written" in caplog.text and "acme bad" in caplog.text
     assert ProviderCall.objects.count() == 2
 
 
 def test_a_failing_database_keeps_the_rows_for_the_next_round(writer, answering, fake_provider, monkeypatch):
-    real, down = batchlog._write, [True]
+    down = [True]
 
-    def write(att, **kwargs):
-        if down[0]:
-            raise ConnectionError("database unreachable")
-        return real(att, **kwargs)
+    def unreachable(real):
+        def call(*args, **kwargs):
+            if down[0]:
+                raise ConnectionError("database unreachable")
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(batchlog, "_write", write)
+        return call
+
+    monkeypatch.setattr(batchlog, "calls_record", unreachable(batchlog.calls_record))
+    monkeypatch.setattr(batchlog, "_write", unreachable(batchlog._write))
+    call_answered_later(UserFactory())
     call_answered_later(UserFactory())
     writer.flush()
-    assert writer.pending() == 1 and not ProviderCall.objects.exists()
+    assert writer.pending() == 2 and not ProviderCall.objects.exists()
     down[0] = False
     writer.flush()
-    assert writer.pending() == 0 and ProviderCall.objects.get().cost_usd == Decimal("0.01")  # priced as ever
+    assert writer.pending() == 0
+    assert [c.cost_usd for c in ProviderCall.objects.all()] == [Decimal("0.01")] * 2  # priced as ever
+    assert ProviderRollup.objects.get(provider="acme").cost_usd == Decimal("0.02")
 
 
 @pytest.mark.django_db(transaction=True)  # the writer's own thread writes with a connection of its own
@@ -185,3 +183,53 @@ def test_the_web_workers_lifespan_runs_the_writer_and_its_shutdown_writes_what_i
     assert running is not None and pending == 1
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert batchlog.writer() is None and ProviderCall.objects.filter(provider="acme", owner=user).count() == 1
+
+
+def test_one_statement_for_many_calls_adds_up_as_one_at_a_time_does(fake_provider):
+    """usage.calls_record (the batch) against usage.call_record (each call alone): the same rows and roll-ups."""
+    from integrations.usage import call_record, calls_record
+
+    alice, bob = UserFactory(), UserFactory()
+    specs = [
+        ("acme", alice, "ok", 3.2, {"segments": 2}, "0.02"),
+        ("acme", alice, "ok", 250.0, {"segments": 1}, "0.015"),
+        ("acme", None, "ok", 0.4, {}, "0"),
+        ("acme", bob, "ok", 41.0, {"input_tokens": 1200, "output_tokens": 80}, "0.0003"),
+        ("stripe", bob, "ok", 12.5, {}, "0"),
+        ("stripe", None, "ok", 9.0, {}, "0.01"),
+    ]
+
+    def calls():
+        return [
+            ProviderCall(
+                provider=provider,
+                operation="send",
+                owner=owner,
+                outcome=outcome,
+                http_status=200,
+                latency_ms=latency,
+                attempt=1,
+                units=units,
+                cost_usd=Decimal(cost),
+            )
+            for provider, owner, outcome, latency, units, cost in specs
+        ]
+
+    def state():  # every column but the id, in a stable order
+        provider_rows = sorted((row[1:] for row in ProviderRollup.objects.values_list()), key=repr)
+        owner_rows = sorted((row[1:] for row in UsageRollup.objects.values_list()), key=repr)
+        logged = sorted(ProviderCall.objects.values_list("provider", "owner_id", "latency_ms", "cost_usd"), key=repr)
+        return provider_rows, owner_rows, logged
+
+    calls_record(calls())
+    batched = state()
+    ProviderCall.objects.all().delete()
+    ProviderRollup.objects.all().delete()
+    UsageRollup.objects.all().delete()
+    for call in calls():
+        call_record(call)
+    alone = state()
+    assert batched == alone
+    # Two providers; owners alice, bob and none (the hour is the call's: created now).
+    assert len(batched[0]) == 2 and len(batched[1]) == 5 and len(batched[2]) == len(specs)
+    assert [row[2] for row in batched[0]] == [4, 2]  # calls per provider
