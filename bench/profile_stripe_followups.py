@@ -1,0 +1,177 @@
+"""Where the CPU of the Stripe drain's follow-up tasks goes: each run in-process as a worker runs it.
+
+Not a suite (bench/run.py runs bench_*.py only): a tool for issue 11's "CPU
+per event" work, beside profile_stripe_drain.py. Each event the drain applies
+queues one follow-up task: a success the fee look-up (`payments.payment_fee_record`,
+a Stripe request answered by bench_stripe_events' stand-in, started here as
+that suite starts it), a failure the owner's notice (`payments.payment_failed_notify`,
+Django's locmem mail backend). This tool makes N succeeded payments and N
+failed invoices, then runs those tasks in this process through Celery's own
+tracer as a prefork child runs them (`is_eager` false, the signals, the
+Django worker fix-up that runs around every task), and prints the CPU per task
+(time.process_time) and, with --profile, a cProfile by CPU time.
+
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/profile_stripe_followups.py [N] [--profile] [--task fee|notify]
+
+What it leaves out: the worker's own message handling (reading from the
+broker, the pool's hand-over to the child, the ack), which is the same for
+every task.
+"""
+
+import cProfile
+import json
+import os
+import pstats
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+os.environ.setdefault("LOG_LEVEL", "WARNING")  # the bench's worker runs at --loglevel WARNING
+os.environ["RATE_LIMITS_JSON"] = json.dumps({"stripe": {"requests": {"rate": 100000, "burst": 100000}}})
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the Stripe stand-in did not start")
+
+
+def _worker_tracer(app, task):
+    """`run(args)`: the task traced as a prefork child traces it (fast_trace_task), signals and fix-ups included."""
+    from celery.app.trace import build_tracer
+
+    tracer = build_tracer(task.name, task, app=app, eager=False, hostname="profile@localhost")
+
+    def run(args):
+        task_id = str(uuid.uuid4())
+        request = {
+            "id": task_id,
+            "task": task.name,
+            "args": args,
+            "kwargs": {},
+            "retries": 0,
+            "is_eager": False,
+            "hostname": "profile@localhost",
+            "delivery_info": {"exchange": "", "routing_key": "payments", "priority": 0, "redelivered": False},
+            "request_id": uuid.uuid4().hex,
+            "hub_enqueued_at": time.time(),
+        }
+        retval, info, _timing, _ = tracer(task_id, args, {}, request)
+        if info is not None:
+            raise RuntimeError(f"{task.name}{tuple(args)} failed: {info.exception!r}")
+        return retval
+
+    return run
+
+
+def _rows(n, tag):
+    """N succeeded payments waiting for their fee, N failed invoices waiting for their notice: (payment ids, invoice ids)."""
+    from django.utils import timezone
+
+    from bench.bench_stripe_events import _hub_payments
+    from payments.models import Invoice, Payment
+
+    paid = [pk for pk, _pi in _hub_payments(n, tag + "s")]
+    Payment.objects.filter(pk__in=paid).update(status="succeeded")
+    Invoice.objects.filter(payments__pk__in=paid).update(status="paid", paid_at=timezone.now())
+    failed = [pk for pk, _pi in _hub_payments(n, tag + "f")]
+    Payment.objects.filter(pk__in=failed).update(status="failed", failure_code="card_declined")
+    invoices = list(Invoice.objects.filter(payments__pk__in=failed).values_list("pk", flat=True))
+    Invoice.objects.filter(pk__in=invoices).update(status="failed")
+    return paid, invoices
+
+
+def main(argv):
+    port = _free_port()
+    os.environ["STRIPE_API_BASE"] = f"http://127.0.0.1:{port}"
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", f"from bench.bench_stripe_events import serve_stripe; serve_stripe({port})"],
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        _wait_port(port)
+        return _measure(argv)
+    finally:
+        stand_in.terminate()
+        stand_in.wait(10)
+
+
+def _measure(argv):
+    from bench import common
+
+    reason = common.setup()
+    if reason:
+        print(reason)
+        return 1
+    from django.core import mail
+
+    from bench.bench_stripe_events import _hub_reset
+    from config.celery import app
+    from payments import tasks
+    from payments.models import Payment
+
+    count = next((int(a) for a in argv if a.isdigit()), 300)
+    which = argv[argv.index("--task") + 1] if "--task" in argv else "both"
+    _hub_reset()
+    paid, invoices = _rows(count, f"fu{os.getpid()}")
+    # What `celery worker` installs at start (DjangoFixup.on_worker_init): the per-task database and cache hooks.
+    fixup = next(f for f in app._fixups if hasattr(f, "worker_fixup"))
+    fixup.worker_fixup.install()
+    fee, notify = _worker_tracer(app, tasks.payment_fee_record), _worker_tracer(app, tasks.payment_failed_notify)
+    # One warm-up run each (imports, the Stripe client, first connections), as a worker has had by then.
+    fee([paid.pop()])
+    notify([invoices.pop(), "warm-up"])
+    mail.outbox = []
+
+    runs = []
+    if which in ("both", "fee"):
+        runs.append(("payment_fee_record", fee, [[pk] for pk in paid]))
+    if which in ("both", "notify"):
+        runs.append(("payment_failed_notify", notify, [[pk, "Insufficient funds."] for pk in invoices]))
+    profile = cProfile.Profile(time.process_time) if "--profile" in argv else None
+    for name, run, calls in runs:
+        if profile:
+            profile.enable()
+        cpu, wall = time.process_time(), time.perf_counter()
+        results = [run(args) for args in calls]
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        if profile:
+            profile.disable()
+        print(
+            f"{name}: {len(calls)} tasks ({dict(Counter(map(str, results)))}); "
+            f"CPU {cpu * 1000 / len(calls):.3f} ms per task (wall {wall * 1000 / len(calls):.3f} ms)"
+            f"{' with the profiler on' if profile else ''}"
+        )
+    unrecorded = Payment.objects.filter(pk__in=paid, fee_recorded=False).count()
+    print(f"fees left unrecorded: {unrecorded}; notices sent: {len(mail.outbox)}")
+    if profile:
+        stats = pstats.Stats(profile)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(30)
+        if os.environ.get("PROFILE_DUMP"):
+            stats.dump_stats(os.environ["PROFILE_DUMP"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
