@@ -12,10 +12,18 @@ Django worker fix-up that runs around every task), and prints the CPU per task
 (time.process_time) and, with --profile, a cProfile by CPU time.
 
     DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/profile_stripe_followups.py [N] [--profile] [--task fee|notify]
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/profile_stripe_followups.py [N] --worker [--task fee|notify]
 
-What it leaves out: the worker's own message handling (reading from the
-broker, the pool's hand-over to the child, the ack), which is the same for
-every task.
+In-process it leaves out the worker's own message handling (reading from the
+broker, the pool's hand-over to the child, the ack). With --worker the tasks
+go through the broker (REDIS_URL) to a real worker instead (prefork, one child,
+queue payments, as bench_stripe_events starts it but with one child), and the
+CPU per task is that worker's whole process group's, read from /proc (so it
+includes its idle polling while the tasks are sent). Run it with no other
+worker consuming `payments` on that Redis.
+
+The bench's worker runs with --loglevel WARNING; LOG_LEVEL=INFO measures what
+a worker at INFO (docker-compose's) pays for its log lines.
 """
 
 import cProfile
@@ -131,6 +139,8 @@ def _measure(argv):
     from payments.models import Payment
 
     count = next((int(a) for a in argv if a.isdigit()), 300)
+    if "--worker" in argv:
+        return _measure_worker(argv, count)
     which = argv[argv.index("--task") + 1] if "--task" in argv else "both"
     _hub_reset()
     paid, invoices = _rows(count, f"fu{os.getpid()}")
@@ -171,6 +181,58 @@ def _measure(argv):
         if os.environ.get("PROFILE_DUMP"):
             stats.dump_stats(os.environ["PROFILE_DUMP"])
     return 0
+
+
+def _measure_worker(argv, count):
+    from bench import common
+    from bench.bench_stripe_events import _hub_reset
+    from integrations.models import ProviderCall
+    from integrations.redis import get_client
+    from payments import tasks
+    from payments.models import Payment
+
+    which = argv[argv.index("--task") + 1] if "--task" in argv else "both"
+    _hub_reset()
+    paid, invoices = _rows(count, f"fw{os.getpid()}")
+    level = os.environ["LOG_LEVEL"]
+    with common.celery_worker(concurrency=1, queues="payments", loglevel=level) as worker:
+        # One of each first, as in-process: the child's imports and first connections are not per task.
+        tasks.payment_fee_record.delay(paid.pop())
+        tasks.payment_failed_notify.delay(invoices.pop(), "warm-up")
+        calls = ProviderCall.objects.filter(operation__in=("charge", "mail.send"))
+        _wait(lambda: calls.count() >= 2)
+        runs = []
+        if which in ("both", "fee"):
+            runs.append(("payment_fee_record", tasks.payment_fee_record, [(pk,) for pk in paid]))
+        if which in ("both", "notify"):
+            runs.append(
+                ("payment_failed_notify", tasks.payment_failed_notify, [(pk, "Insufficient funds.") for pk in invoices])
+            )
+        for name, task, arglists in runs:
+            before = calls.count()
+            meter = common.CpuMeter({"worker": worker.pgid}).start()
+            started = time.perf_counter()
+            with task.app.producer_or_acquire() as producer, producer.batch():
+                for args in arglists:
+                    task.apply_async(args=args, producer=producer)
+            wanted = before + len(arglists)
+            _wait(lambda wanted=wanted: calls.count() >= wanted)
+            cpu, wall = meter.stop()["worker"], time.perf_counter() - started
+            print(
+                f"{name}: {len(arglists)} tasks through a worker (prefork, 1 child, --loglevel {level}); "
+                f"worker CPU {cpu * 1000 / len(arglists):.3f} ms per task (wall {wall * 1000 / len(arglists):.3f} ms)"
+            )
+    unrecorded = Payment.objects.filter(pk__in=paid, fee_recorded=False).count()
+    print(f"fees left unrecorded: {unrecorded}; left in the queue: {get_client().llen('payments')}")
+    return 0
+
+
+def _wait(done, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the worker did not finish the tasks in time")
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":
