@@ -14,6 +14,9 @@ Django worker fix-up that runs around every task), and prints the CPU per task
     DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/profile_stripe_followups.py [N] [--profile] [--task fee|notify]
     DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/profile_stripe_followups.py [N] --worker [--task fee|notify]
 
+--batch [K]: the fee look-ups go as the drain now sends them, `payments.payment_fees_record`
+messages of K payments each (default task_base.BATCH_SEND_MAX); the CPU is then per payment.
+
 In-process it leaves out the worker's own message handling (reading from the
 broker, the pool's hand-over to the child, the ack). With --worker the tasks
 go through the broker (REDIS_URL) to a real worker instead (prefork, one child,
@@ -138,7 +141,7 @@ def _measure(argv):
     from payments import tasks
     from payments.models import Payment
 
-    count = next((int(a) for a in argv if a.isdigit()), 300)
+    count = next((int(a) for i, a in enumerate(argv) if a.isdigit() and argv[i - 1 : i] != ["--batch"]), 300)
     if "--worker" in argv:
         return _measure_worker(argv, count)
     which = argv[argv.index("--task") + 1] if "--task" in argv else "both"
@@ -148,13 +151,17 @@ def _measure(argv):
     fixup = next(f for f in app._fixups if hasattr(f, "worker_fixup"))
     fixup.worker_fixup.install()
     fee, notify = _worker_tracer(app, tasks.payment_fee_record), _worker_tracer(app, tasks.payment_failed_notify)
+    fees = _worker_tracer(app, tasks.payment_fees_record)
     # One warm-up run each (imports, the Stripe client, first connections), as a worker has had by then.
     fee([paid.pop()])
     notify([invoices.pop(), "warm-up"])
     mail.outbox = []
 
     runs = []
-    if which in ("both", "fee"):
+    size = _batch_size(argv)
+    if which in ("both", "fee") and size:
+        runs.append((f"payment_fees_record (batches of {size})", fees, [[chunk] for chunk in _chunks(paid, size)]))
+    elif which in ("both", "fee"):
         runs.append(("payment_fee_record", fee, [[pk] for pk in paid]))
     if which in ("both", "notify"):
         runs.append(("payment_failed_notify", notify, [[pk, "Insufficient funds."] for pk in invoices]))
@@ -167,9 +174,13 @@ def _measure(argv):
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         if profile:
             profile.disable()
+        if size and name.startswith("payment_fees_record"):
+            results, per = [r for batch in results for r in batch], "payment"
+        else:
+            per = "task"
         print(
-            f"{name}: {len(calls)} tasks ({dict(Counter(map(str, results)))}); "
-            f"CPU {cpu * 1000 / len(calls):.3f} ms per task (wall {wall * 1000 / len(calls):.3f} ms)"
+            f"{name}: {len(calls)} tasks, {len(results)} {per}s ({dict(Counter(map(str, results)))}); "
+            f"CPU {cpu * 1000 / len(results):.3f} ms per {per} (wall {wall * 1000 / len(results):.3f} ms)"
             f"{' with the profiler on' if profile else ''}"
         )
     unrecorded = Payment.objects.filter(pk__in=paid, fee_recorded=False).count()
@@ -197,12 +208,22 @@ def _measure_worker(argv, count):
     level = os.environ["LOG_LEVEL"]
     with common.celery_worker(concurrency=1, queues="payments", loglevel=level) as worker:
         # One of each first, as in-process: the child's imports and first connections are not per task.
+        calls = ProviderCall.objects.filter(operation__in=("charge", "mail.send"))
+        warmed = calls.count() + 2
         tasks.payment_fee_record.delay(paid.pop())
         tasks.payment_failed_notify.delay(invoices.pop(), "warm-up")
-        calls = ProviderCall.objects.filter(operation__in=("charge", "mail.send"))
-        _wait(lambda: calls.count() >= 2)
+        _wait(lambda: calls.count() >= warmed)
         runs = []
-        if which in ("both", "fee"):
+        size = _batch_size(argv)
+        if which in ("both", "fee") and size:
+            runs.append(
+                (
+                    f"payment_fees_record (batches of {size})",
+                    tasks.payment_fees_record,
+                    [(c,) for c in _chunks(paid, size)],
+                )
+            )
+        elif which in ("both", "fee"):
             runs.append(("payment_fee_record", tasks.payment_fee_record, [(pk,) for pk in paid]))
         if which in ("both", "notify"):
             runs.append(
@@ -215,16 +236,33 @@ def _measure_worker(argv, count):
             with task.app.producer_or_acquire() as producer, producer.batch():
                 for args in arglists:
                     task.apply_async(args=args, producer=producer)
-            wanted = before + len(arglists)
-            _wait(lambda wanted=wanted: calls.count() >= wanted)
+            n = sum(len(args[0]) if isinstance(args[0], list) else 1 for args in arglists)
+            _wait(lambda wanted=before + n: calls.count() >= wanted)
             cpu, wall = meter.stop()["worker"], time.perf_counter() - started
+            per = "payment" if n != len(arglists) else "task"
             print(
                 f"{name}: {len(arglists)} tasks through a worker (prefork, 1 child, --loglevel {level}); "
-                f"worker CPU {cpu * 1000 / len(arglists):.3f} ms per task (wall {wall * 1000 / len(arglists):.3f} ms)"
+                f"worker CPU {cpu * 1000 / n:.3f} ms per {per} (wall {wall * 1000 / n:.3f} ms)"
             )
-    unrecorded = Payment.objects.filter(pk__in=paid, fee_recorded=False).count()
-    print(f"fees left unrecorded: {unrecorded}; left in the queue: {get_client().llen('payments')}")
+        _wait(lambda: not Payment.objects.filter(pk__in=paid, fee_recorded=False).exists())  # the last row's UPDATE
+    print(f"every fee recorded; left in the queue: {get_client().llen('payments')}")
     return 0
+
+
+def _batch_size(argv):
+    """Payments per fee look-up message with --batch [K], else 0 (one message per payment)."""
+    if "--batch" not in argv:
+        return 0
+    at = argv.index("--batch") + 1
+    if at < len(argv) and argv[at].isdigit():
+        return int(argv[at])
+    from integrations.task_base import BATCH_SEND_MAX
+
+    return BATCH_SEND_MAX
+
+
+def _chunks(ids, size):
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def _wait(done, timeout=300):

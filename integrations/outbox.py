@@ -222,6 +222,11 @@ def lease(kind, pk):
     _update(("due", kind.name), kind.model, _due_row(kind), pk=pk, at=_at(kind.lease_seconds()))
 
 
+def lease_many(kind, pks):
+    """lease() for several rows at once: those a batch run has yet to run (task_base.ProviderTask.run_each)."""
+    kind.model.objects.filter(pk__in=pks).filter(kind.due).update(next_attempt_at=_at(kind.lease_seconds()))
+
+
 class LeaseKeeper:
     """Renews a running task's lease every third of OUTBOX_LEASE_SECONDS, from a thread of its own.
 
@@ -233,6 +238,7 @@ class LeaseKeeper:
 
     def __init__(self, kind, pk):
         self.kind, self.pk = kind, pk
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name=f"outbox-lease:{kind.name}:{pk}", daemon=True)
 
@@ -251,11 +257,32 @@ class LeaseKeeper:
         try:
             while not self._stop.wait(self.kind.lease_seconds() / 3):
                 try:
-                    lease(self.kind, self.pk)
+                    with self._lock:
+                        self._lease()
                 except Exception:  # noqa: BLE001 - the next renewal tries again; the run goes on
                     logger.exception("outbox: could not renew the lease of %s %s", self.kind.label, self.pk)
         finally:
             connections.close_all()  # this thread's own connections
+
+    def _lease(self):
+        lease(self.kind, self.pk)
+
+
+class BatchLeaseKeeper(LeaseKeeper):
+    """LeaseKeeper for the rows a batch run has yet to finish: a row leaves it (`done`) before its outcome is
+    written, so a late renewal never overwrites that either. Usable without its thread (an eager run)."""
+
+    def __init__(self, kind, pks):
+        super().__init__(kind, f"{len(pks)} rows")
+        self.pending = set(pks)
+
+    def done(self, pk):
+        with self._lock:
+            self.pending.discard(pk)
+
+    def _lease(self):
+        if self.pending:
+            lease_many(self.kind, sorted(self.pending))
 
 
 def due_in(kind, pk, seconds):

@@ -317,6 +317,23 @@ class TestLeases:
         threading.Event().wait(0.5)  # more than two renewal periods
         assert next_attempt(sms) == ended  # the thread stopped with the run
 
+    def test_a_batch_run_renews_the_rows_it_has_yet_to_finish_and_no_other(self, settings):
+        settings.OUTBOX_LEASE_SECONDS = 0.6  # renewed every 0.2 s
+        waiting, finished = SmsFactory(status="queued"), SmsFactory(status="queued")
+        kind = _kind(SMS)
+        outbox.lease_many(kind, [waiting.pk, finished.pk])
+        keeper = outbox.BatchLeaseKeeper(kind, [waiting.pk, finished.pk])
+        keeper.done(finished.pk)
+        outbox.due_in(kind, finished.pk, 60)  # its outcome: a retry a minute from now
+        retry_at, first = next_attempt(finished), next_attempt(waiting)
+        with keeper:
+            deadline = timezone.now() + dt.timedelta(seconds=30)
+            while next_attempt(waiting) == first and timezone.now() < deadline:
+                threading.Event().wait(0.05)
+            threading.Event().wait(0.5)  # more renewals
+        assert next_attempt(waiting) > first, "the waiting row's lease was not renewed"
+        assert next_attempt(finished) == retry_at  # never overwritten by a renewal
+
     def test_a_killed_runs_row_is_due_again_within_one_lease_and_a_sweep(self, settings):
         """Issue 17 point 5: a killed worker delays its work by at most a minute."""
         assert settings.OUTBOX_LEASE_SECONDS + settings.OUTBOX_SWEEP_INTERVAL_SECONDS <= 60
