@@ -151,7 +151,7 @@ def _measure(argv):
     fixup = next(f for f in app._fixups if hasattr(f, "worker_fixup"))
     fixup.worker_fixup.install()
     fee, notify = _worker_tracer(app, tasks.payment_fee_record), _worker_tracer(app, tasks.payment_failed_notify)
-    fees = _worker_tracer(app, tasks.payment_fees_record)
+    fees = _worker_tracer(app, tasks.payment_fees_record) if _batch_size(argv) else None
     # One warm-up run each (imports, the Stripe client, first connections), as a worker has had by then.
     fee([paid.pop()])
     notify([invoices.pop(), "warm-up"])
