@@ -2,15 +2,56 @@
 
 Tasks are routed by the app that defines them, so a slow provider group
 (documents, ai) never starves another; workers choose queues with -Q.
+
+A worker keeps its database connection from task to task for as long as
+CONN_MAX_AGE allows, as a web process does from request to request
+(`KeepConnectionsFixup`).
 """
 
 import os
 
 from celery import Celery
+from celery.fixups.django import DjangoFixup, DjangoWorkerFixup
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("hub")
+
+class KeepConnectionsFixup(DjangoWorkerFixup):
+    """Celery's Django worker fix-up, with Django's own rule for closing connections around each task.
+
+    Celery's closes every database connection before and after every task
+    (unless CELERY_DB_REUSE_MAX is set), so each task opened a new PostgreSQL
+    connection: a fee look-up or a failure notice paid more CPU connecting (in
+    the worker and in a new PostgreSQL backend) than on its own queries
+    (issue 11). Here a connection is closed around a task only when it is
+    broken, left in a transaction, or older than CONN_MAX_AGE, and
+    CONN_HEALTH_CHECKS checks it before its next use: what Django does
+    around every request. A forked child still drops the parent's connection
+    (on_worker_process_init is Celery's).
+    """
+
+    def close_database(self, **kwargs):
+        for conn in self._db.connections.all(initialized_only=True):
+            conn.close_if_unusable_or_obsolete()
+
+
+class HubDjangoFixup(DjangoFixup):
+    """Celery's Django fix-up with KeepConnectionsFixup in workers (built when a worker starts: settings are
+    read then, not while this module is imported from the settings' own import of `config`)."""
+
+    @property
+    def worker_fixup(self):
+        if self._worker_fixup is None:
+            self._worker_fixup = KeepConnectionsFixup(self.app)
+        return self._worker_fixup
+
+
+def django_fixup(app):
+    """What celery.fixups.django.fixup installs (Celery's only built-in fix-up), as HubDjangoFixup."""
+    return HubDjangoFixup(app).install() if os.environ.get("DJANGO_SETTINGS_MODULE") else None
+
+
+app = Celery("hub", fixups=["config.celery:django_fixup"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -19,6 +19,10 @@
   it runs, moves the row's next_attempt_at to its retry, and takes the row out
   of the outbox when it ends: a message lost anywhere on the way is re-sent by
   the sweeper, never waited for.
+- An outbox task may have a batch form (`batch_sends`): the messages of it that
+  a sends_batched() block holds go as one message of the batch task, whose run
+  (`run_each`) does for each row what the task would do alone, one row's
+  failure apart from the others'.
 """
 
 import contextvars
@@ -37,7 +41,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from . import outbox
 from .alerts import alert_raise
 from .errors import ProviderError, ProviderTimeout, RateLimited
-from .gateway import task_context
+from .gateway import current_task_context, task_context
 from .models import Alert
 
 logger = logging.getLogger(__name__)
@@ -117,6 +121,78 @@ class ProviderTask(Task):
             outbox.finished(*row)
         return result
 
+    def run_each(self, single, ids, *, prepare=None):
+        """Run the outbox task `single` for each of `ids` in this one run, as `single(id)` would run alone.
+
+        The rows are leased together first (and kept while the run lives).
+        `prepare(ids)` may read what every row needs in one go and return the
+        function to run for each id instead of `single.run`. Each row ends on
+        its own: finished, or, when it fails, handed on as `single`'s own run
+        would go on after that failure (a retry of its own with backoff, or
+        giving up with its alert and hook), while the rows after it still run.
+        No rate token: this row and the rest are sent again as one message for
+        when the token is due. Past the soft time limit the rest are sent again
+        at once. `single`'s body must not call self.retry (it is not its run).
+        """
+        kind = outbox.kind_for(single)
+        ids = list(ids)
+        if kind is not None:
+            outbox.lease_many(kind, ids)
+        keeper = outbox.BatchLeaseKeeper(kind, ids) if kind is not None else None
+        run_one = prepare(ids) if prepare is not None else single.run
+        results = []
+        with keeper if keeper is not None and not self.request.is_eager else nullcontext():
+            for i, pk in enumerate(ids):
+                try:
+                    results.append(run_one(pk))
+                except RateLimited as exc:
+                    for rest in ids[i:]:
+                        _row_left(keeper, kind, rest, exc.retry_after or 0)
+                    ctx = current_task_context()
+                    booked = [list(p) for p in ctx.reserved] if ctx is not None else []
+                    self._defer((ids[i:],), {}, countdown=exc.retry_after, prepaid=booked)
+                    return results
+                except SoftTimeLimitExceeded:
+                    timeout = ProviderTimeout(single.provider or "", f"{self.name} ran past its soft time limit")
+                    self._hand_over(single, kind, keeper, pk, timeout)
+                    if ids[i + 1 :]:
+                        self._send_rest(kind, ids[i + 1 :])
+                    return results
+                except Exception as exc:  # noqa: BLE001 - this row goes on alone; the others still run
+                    self._hand_over(single, kind, keeper, pk, exc)
+                    results.append(None)
+                else:
+                    if kind is not None:
+                        keeper.done(pk)
+                        outbox.finished(kind, pk)
+        return results
+
+    def _hand_over(self, single, kind, keeper, pk, exc):
+        """A row of run_each failed: what `single`'s own first run would do after that failure."""
+        policy = retry_policy(single.provider or getattr(exc, "provider", None))
+        if isinstance(exc, ProviderError) and exc.retryable and policy["max_retries"] > 0:
+            countdown = backoff_seconds(0, base=policy["base"], cap=policy["cap"], retry_after=exc.retry_after)
+            _row_left(keeper, kind, pk, countdown)
+            try:
+                single.apply_async((pk,), countdown=countdown, retries=1)  # its second attempt
+            except BrokerError:
+                logger.exception("the broker refused the retry of %s(%s); the outbox sweeper sends it", single.name, pk)
+                if kind is not None:
+                    outbox.mark_send_failed(kind, pk)
+            return
+        if keeper is not None:
+            keeper.done(pk)
+        logger.error("%s(%s) failed in %s: %r", single.name, pk, self.name, exc, exc_info=exc)
+        single.on_failure(exc, None, (pk,), {}, None)
+
+    def _send_rest(self, kind, ids):
+        try:
+            self.apply_async((ids,))
+        except BrokerError:
+            logger.exception("the broker refused %s for %d row(s); the outbox sweeper sends them", self.name, len(ids))
+            for pk in ids:
+                outbox.mark_send_failed(kind, pk)
+
     def _defer(self, args, kwargs, *, countdown, prepaid):
         """Send the same task again for when its token is due; this run ends without error."""
         headers = {PREPAID_HEADER: prepaid}
@@ -153,6 +229,13 @@ class ProviderTask(Task):
                 logger.exception("give_up hook of %s failed", self.name)
 
 
+def _row_left(keeper, kind, pk, seconds):
+    """A row of run_each goes on in another message, due in `seconds`."""
+    if kind is not None:
+        keeper.done(pk)
+        outbox.due_in(kind, pk, seconds)
+
+
 def _retry_seconds(exc):
     when = exc.when
     if when is None:
@@ -186,10 +269,44 @@ def sends_batched():
             _send_held(held)
 
 
+# Task name -> the task that runs it for several ids in one message (batch_sends).
+_batch_forms = {}
+BATCH_SEND_MAX = 25  # ids per batch message: a batch's calls stay well inside one task's time limit
+
+
+def batch_sends(single, batch):
+    """Held messages of the outbox task `single(id)` go as `batch([id, ...])` messages (up to BATCH_SEND_MAX ids).
+
+    `batch` runs them with ProviderTask.run_each(single, ids). For the tasks a
+    drained webhook batch queues (a fee look-up per success): one message, one
+    worker hand-over and one read of the rows instead of one per event (issue
+    11). A lone message, and every message sent outside sends_batched(), goes
+    as `single` still; the sweeper always sends `single`.
+    """
+    _batch_forms[single.name] = batch
+
+
+def _merged(held):
+    """(task, args, kwargs) to publish for the held messages: those with a batch form merged by task."""
+    out, ids = [], {}
+    for task, args, kwargs, _kind in held:
+        if task.name in _batch_forms and len(args) == 1 and not kwargs:
+            ids.setdefault(task.name, (task, []))[1].append(args[0])
+        else:
+            out.append((task, args, kwargs))
+    for task, group in ids.values():
+        if len(group) == 1:
+            out.append((task, (group[0],), {}))
+            continue
+        for start in range(0, len(group), BATCH_SEND_MAX):
+            out.append((_batch_forms[task.name], (group[start : start + BATCH_SEND_MAX],), {}))
+    return out
+
+
 def _send_held(held):
     try:
         with held[0][0].app.producer_or_acquire() as producer, producer.batch():
-            for task, args, kwargs, _kind in held:
+            for task, args, kwargs in _merged(held):
                 task.apply_async(args=args, kwargs=kwargs, producer=producer)
     except BrokerError:  # a refused connection, or a pipeline that failed midway (kombu wraps redis' errors)
         # The rows are committed. Some may have reached the broker before the write failed, so none is sent

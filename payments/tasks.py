@@ -10,7 +10,7 @@ from celery import shared_task
 from django.db.models import Q
 
 from integrations import outbox
-from integrations.task_base import ProviderTask
+from integrations.task_base import ProviderTask, batch_sends
 
 from . import services
 from .models import Invoice, Payment, Refund, Subscription
@@ -44,6 +44,20 @@ def payment_cancel(self, payment_id):
 @shared_task(bind=True, base=ProviderTask, provider="stripe", name="payments.payment_fee_record")
 def payment_fee_record(self, payment_id):
     return services.payment_fee_record(payment_id=payment_id)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="stripe", name="payments.payment_fees_record")
+def payment_fees_record(self, payment_ids):
+    """payment_fee_record for the successes of one drained webhook batch: one message, one read of the payments."""
+
+    def prepare(ids):
+        found = services.payments_for_fee_record(payment_ids=ids)
+        return lambda pk: services.payment_fee_record(payment_id=pk, payment=found.get(pk))
+
+    return self.run_each(payment_fee_record, payment_ids, prepare=prepare)
+
+
+batch_sends(payment_fee_record, payment_fees_record)
 
 
 # The outbox re-sends each of these until its row leaves the state that needs it; Stripe's Idempotency-Key

@@ -282,5 +282,8 @@ LOGGING = {
         # call that the ProviderCall log already holds, and a query string may carry a credential.
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
+        # The Stripe SDK logs two INFO lines per request (its URL, then its status): what the call's
+        # ProviderCall row holds, and a few tenths of a millisecond of a worker's CPU per call (issue 11).
+        "stripe": {"level": "WARNING"},
     },
 }

@@ -22,7 +22,7 @@ get a 502/503 with Retry-After instead.
 Call providers outside `transaction.atomic()` blocks: a rollback would take the
 call's log row with it, though the provider was called.
 
-runtime.py       task_context, in_task, timeout_for
+runtime.py       task_context, current_task_context, in_task, timeout_for
 calllog.py       Attempt, classify, price_estimate and the ProviderCall write
 outcome.py       Failure: what a failed attempt means (shared by both paths)
 sync.py          attempt, call
@@ -32,11 +32,12 @@ asynchronous.py  aattempt, atake_token
 from .asynchronous import aattempt, atake_token
 from .calllog import Attempt, classify, price_estimate
 from .outcome import Failure
-from .runtime import TaskContext, in_task, task_context, timeout_for
+from .runtime import TaskContext, current_task_context, in_task, task_context, timeout_for
 from .sync import attempt, call
 
 __all__ = [
     "TaskContext",
+    "current_task_context",
     "in_task",
     "task_context",
     "timeout_for",

@@ -33,6 +33,11 @@ def in_task():
     return _task_context.get() is not None
 
 
+def current_task_context():
+    """The TaskContext of the task running now, or None."""
+    return _task_context.get()
+
+
 def timeout_for(provider):
     """Seconds for an SDK timeout: short inside a web request, longer in a worker."""
     conf = settings.PROVIDER_TIMEOUTS.get(provider, settings.PROVIDER_TIMEOUTS["default"])

@@ -47,6 +47,7 @@ from .settlement import (
     payment_apply_intent,
     payment_fee_record,
     payment_for_stripe_object,
+    payments_for_fee_record,
     payments_for_intents,
 )
 from .subscriptions import (
@@ -84,6 +85,7 @@ __all__ = [
     "payment_failed_notify",
     "payment_fee_record",
     "payment_for_stripe_object",
+    "payments_for_fee_record",
     "payments_for_intents",
     "reconcile_stripe",
     "refund_apply",

@@ -191,9 +191,17 @@ def payment_apply_intent(*, intent, occurred_at=None, forced_status=None, paymen
     return payment, changed
 
 
-def payment_fee_record(*, payment_id):
-    """Task body: record Stripe's fee for a succeeded payment on a `charge` ProviderCall (once)."""
-    payment = Payment.objects.select_related("invoice").filter(pk=payment_id).first()
+def payments_for_fee_record(*, payment_ids):
+    """The payments payment_fee_record reads, in one query: {pk: Payment} of those that exist."""
+    return Payment.objects.select_related("invoice").in_bulk(payment_ids)
+
+
+def payment_fee_record(*, payment_id, payment=None):
+    """Task body: record Stripe's fee for a succeeded payment on a `charge` ProviderCall (once).
+
+    `payment`: the row when the caller read it for this run (payments_for_fee_record, for a batch); else read here.
+    """
+    payment = payment or Payment.objects.select_related("invoice").filter(pk=payment_id).first()
     if (
         payment is None
         or payment.fee_recorded

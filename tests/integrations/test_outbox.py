@@ -4,6 +4,7 @@ import datetime as dt
 import importlib
 import re
 import threading
+import types
 
 import pytest
 from django.db import connection, transaction
@@ -75,6 +76,37 @@ class TestRegistry:
         names = {kind.name for kind in outbox.kinds()}
         assert SMS in names
         assert outbox.kind_for(SMS).model is SmsMessage
+
+
+def _kind(name):
+    return next(kind for kind in outbox.kinds() if kind.name == name)
+
+
+@pytest.mark.django_db
+class TestRunsWriteTheirRow:
+    """lease / finished / mark_enqueued, whose SQL is compiled once per process (outbox._update)."""
+
+    def test_a_finished_run_keeps_its_row_while_a_kind_registered_since_still_needs_it(self, monkeypatch):
+        sms_send = _kind(SMS)  # every app's kinds registered first, in the real table
+        monkeypatch.setattr(outbox, "_KINDS", dict(outbox._KINDS))
+        monkeypatch.setattr(outbox, "_statements", {})
+        first, second = SmsFactory(status="sent", external_id="SM1"), SmsFactory(status="sent", external_id="SM2")
+        for sms in (first, second):
+            outbox.mark_enqueued(sms_send, sms.pk)
+        outbox.finished(sms_send, first.pk)
+        assert next_attempt(first) is None  # sent: no kind of SmsMessage needs it any more
+        outbox.register(SmsMessage, types.SimpleNamespace(name="tests.sms_receipt"), due_states=("sent",))
+        outbox.finished(sms_send, second.pk)
+        assert next_attempt(second) is not None  # the new kind's task has yet to run
+
+    def test_each_run_fills_in_its_own_row_and_time(self, settings):
+        queued, other = SmsFactory(status="queued"), SmsFactory(status="queued")
+        kind = _kind(SMS)
+        outbox.lease(kind, queued.pk)
+        settings.OUTBOX_LEASE_SECONDS = 600
+        started = timezone.now()
+        outbox.lease(kind, other.pk)
+        assert next_attempt(queued) < started + dt.timedelta(seconds=300) < next_attempt(other)
 
 
 @pytest.mark.django_db
@@ -284,6 +316,23 @@ class TestLeases:
         ended = next_attempt(sms)
         threading.Event().wait(0.5)  # more than two renewal periods
         assert next_attempt(sms) == ended  # the thread stopped with the run
+
+    def test_a_batch_run_renews_the_rows_it_has_yet_to_finish_and_no_other(self, settings):
+        settings.OUTBOX_LEASE_SECONDS = 0.6  # renewed every 0.2 s
+        waiting, finished = SmsFactory(status="queued"), SmsFactory(status="queued")
+        kind = _kind(SMS)
+        outbox.lease_many(kind, [waiting.pk, finished.pk])
+        keeper = outbox.BatchLeaseKeeper(kind, [waiting.pk, finished.pk])
+        keeper.done(finished.pk)
+        outbox.due_in(kind, finished.pk, 60)  # its outcome: a retry a minute from now
+        retry_at, first = next_attempt(finished), next_attempt(waiting)
+        with keeper:
+            deadline = timezone.now() + dt.timedelta(seconds=30)
+            while next_attempt(waiting) == first and timezone.now() < deadline:
+                threading.Event().wait(0.05)
+            threading.Event().wait(0.5)  # more renewals
+        assert next_attempt(waiting) > first, "the waiting row's lease was not renewed"
+        assert next_attempt(finished) == retry_at  # never overwritten by a renewal
 
     def test_a_killed_runs_row_is_due_again_within_one_lease_and_a_sweep(self, settings):
         """Issue 17 point 5: a killed worker delays its work by at most a minute."""

@@ -152,3 +152,19 @@ class TestSendsBatched:
                 assert published[-1] == ((2,), None)
         finally:
             app.conf.task_always_eager = before
+
+
+def test_held_messages_of_a_task_with_a_batch_form_leave_as_batch_messages_of_at_most_the_limit(monkeypatch):
+    from types import SimpleNamespace
+
+    from integrations import task_base
+
+    single, batch, other = (SimpleNamespace(name=name) for name in ("t.one", "t.many", "t.other"))
+    monkeypatch.setitem(task_base._batch_forms, "t.one", batch)
+    held = [(single, (pk,), {}, None) for pk in range(task_base.BATCH_SEND_MAX + 5)] + [(other, (7,), {}, None)]
+    assert task_base._merged(held) == [
+        (other, (7,), {}),
+        (batch, (list(range(task_base.BATCH_SEND_MAX)),), {}),
+        (batch, (list(range(task_base.BATCH_SEND_MAX, task_base.BATCH_SEND_MAX + 5)),), {}),
+    ]
+    assert task_base._merged([(single, (3,), {}, None)]) == [(single, (3,), {})]  # alone: as itself

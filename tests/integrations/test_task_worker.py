@@ -6,6 +6,7 @@ import time
 import pytest
 import responses
 from celery.contrib.testing.worker import start_worker
+from django.db import connection
 
 from config.celery import app
 from integrations.models import ProviderCall
@@ -18,9 +19,16 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 @pytest.fixture(scope="module")
 def _running_worker(django_db_blocker):
-    with django_db_blocker.unblock():
-        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10):
-            yield
+    # The worker keeps a connection per pool thread for CONN_MAX_AGE (config.celery.KeepConnectionsFixup):
+    # at 0 each is closed after its task, so none outlives the worker and holds on to the test database.
+    conf = connection.settings_dict
+    max_age, conf["CONN_MAX_AGE"] = conf["CONN_MAX_AGE"], 0
+    try:
+        with django_db_blocker.unblock():
+            with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10):
+                yield
+    finally:
+        conf["CONN_MAX_AGE"] = max_age
 
 
 @pytest.fixture

@@ -605,32 +605,37 @@ class TestBatchDrainSends:
         return payments
 
     @pytest.mark.redis
-    def test_they_reach_the_payments_queue_through_one_producer(self, succeeded_events, monkeypatch):
+    def test_they_reach_the_payments_queue_as_one_batch_message_through_one_producer(
+        self, succeeded_events, monkeypatch
+    ):
         import os
 
         import redis
 
         from integrations.webhooks import webhook_drain
-        from payments.tasks import payment_fee_record
+        from payments.tasks import payment_fee_record, payment_fees_record
         from tests.integrations.outbox_kit import broker_at
 
-        producers = []
-        original = payment_fee_record.apply_async
-
-        def spy(*args, **kwargs):
-            producers.append(kwargs.get("producer"))
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(payment_fee_record, "apply_async", spy)
+        sent = []
+        for task in (payment_fee_record, payment_fees_record):
+            monkeypatch.setattr(
+                task,
+                "apply_async",
+                lambda *args, task=task, original=task.apply_async, **kwargs: (
+                    sent.append((task.name, kwargs.get("args"), kwargs.get("producer"))) or original(*args, **kwargs)
+                ),
+            )
         broker = redis.Redis.from_url(os.environ["REDIS_URL"])
         broker.delete("payments")
         try:
             with broker_at(os.environ["REDIS_URL"]):
                 assert webhook_drain(provider="stripe").counts == {"processed": 3}
-            assert broker.llen("payments") == 3
+            assert broker.llen("payments") == 1
         finally:
             broker.delete("payments")
-        assert len(producers) == 3 and producers[0] is not None and len(set(map(id, producers))) == 1
+        [(name, args, producer)] = sent
+        assert name == "payments.payment_fees_record" and producer is not None
+        assert sorted(args[0]) == sorted(p.pk for p in succeeded_events)
 
     def test_a_broker_that_refuses_them_leaves_the_batch_applied_and_the_sweeper_sends_them(self, succeeded_events):
         from django.utils import timezone
