@@ -16,8 +16,8 @@ request_finished's receivers) start a new thread and join it, and it races the
 view against a disconnect listener in two tasks: that cost more CPU than the
 delivery's own work (bench_inbox, ~1 ms of ~2 per delivery). A resolved webhook
 route is served here instead: the body read into memory; request_started, the
-short chain and the view in one hop off the loop (integrations.aio.view_hop with
-the connection pool, else db_hop), which also closes the response (request_finished)
+short chain and the view in one hop off the loop (integrations.aio.webhook_hop's
+threads with the connection pool, else db_hop), which also closes the response (request_finished)
 when closing it runs no after-response work; then the answer is sent. A
 response that has such work, or streams, is closed after sending, in a second
 hop, as Django does. A client that disconnects meanwhile changes nothing: the
@@ -45,7 +45,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.urls import set_script_prefix
 
-from integrations.aio import db_hop, view_hop
+from integrations.aio import db_hop, view_hop, webhook_hop
 from integrations.context import nothing_left_after
 
 FAST_PATH = "integrations.webhooks.fastpath.WebhookFastPathMiddleware"
@@ -136,13 +136,14 @@ class HubASGIHandler(ASGIHandler):
         if scope["type"] == "http":
             path = scope["path"].removeprefix(get_script_prefix(scope))
             match = self.webhook_route(path) if self.webhook_chain is not None else None
-            lane = view_hop if settings.SYNC_VIEW_THREADS else None
             if match is not None:
                 respond = functools.partial(self._webhook_response, match)
-                await self.handle_in_one_hop(scope, receive, send, respond, lane or db_hop)
+                await self.handle_in_one_hop(
+                    scope, receive, send, respond, webhook_hop if settings.WEBHOOK_THREADS else db_hop
+                )
                 return
-            if lane is not None and self._sync_view(path):
-                await self.handle_in_one_hop(scope, receive, send, self._sync_response, lane)
+            if settings.SYNC_VIEW_THREADS and self._sync_view(path):
+                await self.handle_in_one_hop(scope, receive, send, self._sync_response, view_hop)
                 return
         await super().__call__(scope, receive, send)
 

@@ -77,6 +77,14 @@ async def view_hop(fn, /, *args, **kwargs):
     return await sync_to_async(_hop_on_own_thread, thread_sensitive=False, executor=executor)(fn, args, kwargs)
 
 
+async def webhook_hop(fn, /, *args, **kwargs):
+    """view_hop for webhook deliveries, on WEBHOOK_THREADS threads of their own: a provider's delivery is
+    acknowledged in milliseconds even while every API thread waits on a slow provider call, and a few
+    threads ack a burst with less CPU each than many fighting over the GIL (bench_inbox)."""
+    executor = _threads(settings.WEBHOOK_THREADS, "webhook")
+    return await sync_to_async(_hop_on_own_thread, thread_sensitive=False, executor=executor)(fn, args, kwargs)
+
+
 def commit_without_flush_wait():
     """Inside a transaction: its COMMIT returns before PostgreSQL has flushed it to disk.
 

@@ -95,6 +95,7 @@ DB_HOP_THREADS = 0
 # sync view as WSGI does, Django's synchronous chain and the view in one hop to one of these threads.
 # 0 = Django's own ASGI path (a new thread per request plus a hop per signal).
 SYNC_VIEW_THREADS = 0
+WEBHOOK_THREADS = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # web, worker and beat share the file: WAL lets readers run beside the one
     # writer, IMMEDIATE transactions avoid "database is locked" on upgrade.
@@ -123,6 +124,9 @@ elif env_bool("DATABASE_POOL", False):
     # config.asgi_handler's sync views (the REST API, admin, webhooks): a view may wait on a
     # provider for seconds (a flight search), so more threads, as a gthread worker would have.
     SYNC_VIEW_THREADS = env.int("SYNC_VIEW_THREADS", default=16)
+    # Webhook deliveries (verify, insert, ack: short) on threads of their own, so a slow API view never
+    # delays an ack; four acked a saturating burst faster and with less CPU each than sixteen (bench_inbox).
+    WEBHOOK_THREADS = env.int("WEBHOOK_THREADS", default=4)
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -178,18 +178,41 @@ def test_a_slow_view_does_not_hold_up_the_next_request(pool_threads, monkeypatch
     assert fast.status == 200 and still_waiting and slow.status == 200
 
 
-def test_a_webhook_delivery_takes_the_same_threads(pool_threads, crossings, monkeypatch, settings):
+def test_a_webhook_is_acknowledged_while_every_api_thread_waits(pool_threads, monkeypatch, settings, crossings):
     from integrations.models import WebhookEvent
+    from integrations.views import health
     from integrations.webhooks.registry import VERIFIERS
     from tests.integrations import webhook_provider as hubtest
-    from tests.integrations.test_webhook_fastpath import asgi_deliver
+    from tests.integrations.test_webhook_fastpath import Delivery
 
+    settings.SYNC_VIEW_THREADS = 1  # the one API thread is busy below
+    settings.WEBHOOK_THREADS = 1
     settings.HUBTEST_WEBHOOK_SECRET = hubtest.SECRET
     monkeypatch.setitem(VERIFIERS, hubtest.PROVIDER, hubtest.verify)
-    asgi_deliver("evt_lane_warm")
-    crossings.clear()
-    call = asgi_deliver("evt_lane")
-    assert call.status == 200 and call.json()["status"] == "received"
-    assert "x-frame-options" not in call.headers  # the webhook's short chain, not the full one
-    assert crossings == {"_hop_on_own_thread": 1}, crossings
+    release = threading.Event()
+    answer = health.JsonResponse
+
+    def json_response(data):
+        release.wait(5)  # a view waiting on a provider
+        return answer(data)
+
+    monkeypatch.setattr(health, "JsonResponse", json_response)
+    body = hubtest.event_body("evt_lane")
+
+    async def run():
+        slow = AsgiCall("GET", "/healthz").start()
+        await asyncio.sleep(0.05)
+        crossings.clear()
+        ack = Delivery("/webhooks/hubtest/", body, headers=[("x-hubtest-signature", hubtest.sign(body))]).start()
+        await asyncio.wait_for(ack.task, 4)
+        still_waiting = not slow.task.done()
+        hops = dict(crossings)
+        release.set()
+        await slow.task
+        return ack, still_waiting, hops
+
+    ack, still_waiting, hops = async_to_sync(run)()
+    assert ack.status == 200 and ack.json()["status"] == "received" and still_waiting
+    assert "x-frame-options" not in ack.headers  # the webhook's short chain, not the full one
+    assert hops == {"_hop_on_own_thread": 1}, hops
     assert WebhookEvent.objects.filter(event_id="evt_lane").exists()
