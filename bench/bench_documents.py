@@ -24,6 +24,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from bench import common
+
 TITLE = "Documents: 45 MB upload through the hub vs boto3 upload_fileobj (moto server)"
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,17 +42,6 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait_port(port, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def _status_kb(pid, field):
@@ -202,7 +193,7 @@ def run():
             .stdout.strip()
             .splitlines()[-1]
         )
-        _wait_port(s3_port)
+        common.wait_port(s3_port)
         import boto3
 
         s3 = boto3.client(
@@ -222,7 +213,7 @@ def run():
             stderr=open(Path(tmp) / "gunicorn.log", "w"),
         )
         procs.append(gunicorn)
-        _wait_port(hub_port)
+        common.wait_port(hub_port)
         worker = _children(gunicorn.pid)[0]
 
         path = Path(tmp) / "big.pdf"

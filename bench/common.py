@@ -269,6 +269,18 @@ def free_port():
     raise RuntimeError(f"no free port in BENCH_PORT_RANGE={os.environ['BENCH_PORT_RANGE']}")
 
 
+def wait_port(port, timeout=30, what=None):
+    """Wait until something accepts connections on 127.0.0.1:`port`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what or 'nothing'} did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
 class Child:
     """A child process in its own process group, its output in a log file; stop() ends the group."""
 

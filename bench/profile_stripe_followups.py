@@ -33,7 +33,6 @@ import cProfile
 import json
 import os
 import pstats
-import socket
 import subprocess
 import sys
 import time
@@ -47,23 +46,6 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # the bench's worker runs at --loglevel WARNING
 os.environ["RATE_LIMITS_JSON"] = json.dumps({"stripe": {"requests": {"rate": 100000, "burst": 100000}}})
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the Stripe stand-in did not start")
 
 
 def _worker_tracer(app, task):
@@ -112,7 +94,9 @@ def _rows(n, tag):
 
 
 def main(argv):
-    port = _free_port()
+    from bench import common
+
+    port = common.free_port()
     os.environ["STRIPE_API_BASE"] = f"http://127.0.0.1:{port}"
     stand_in = subprocess.Popen(
         [sys.executable, "-c", f"from bench.bench_stripe_events import serve_stripe; serve_stripe({port})"],
@@ -120,7 +104,7 @@ def main(argv):
         start_new_session=True,
     )
     try:
-        _wait_port(port)
+        common.wait_port(port, 20, "the Stripe stand-in")
         return _measure(argv)
     finally:
         stand_in.terminate()

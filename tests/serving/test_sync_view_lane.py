@@ -151,17 +151,24 @@ def test_without_the_pool_django_serves_it(settings, crossings):
     assert "_hop_on_own_thread" not in crossings and sum(crossings.values()) >= 2, crossings
 
 
-def test_a_slow_view_does_not_hold_up_the_next_request(pool_threads, monkeypatch):
+@pytest.fixture
+def slow_health(monkeypatch):
+    """/healthz waits (like a view waiting on a provider) until the returned event is set, 5 s at most."""
     from integrations.views import health
 
     release = threading.Event()
     answer = health.JsonResponse
 
     def json_response(data):
-        release.wait(5)  # a view waiting on a provider
+        release.wait(5)
         return answer(data)
 
     monkeypatch.setattr(health, "JsonResponse", json_response)
+    return release
+
+
+def test_a_slow_view_does_not_hold_up_the_next_request(pool_threads, slow_health):
+    release = slow_health
     headers = token_header()
 
     async def run():
@@ -178,9 +185,10 @@ def test_a_slow_view_does_not_hold_up_the_next_request(pool_threads, monkeypatch
     assert fast.status == 200 and still_waiting and slow.status == 200
 
 
-def test_a_webhook_is_acknowledged_while_every_api_thread_waits(pool_threads, monkeypatch, settings, crossings):
+def test_a_webhook_is_acknowledged_while_every_api_thread_waits(
+    pool_threads, slow_health, monkeypatch, settings, crossings
+):
     from integrations.models import WebhookEvent
-    from integrations.views import health
     from integrations.webhooks.registry import VERIFIERS
     from tests.integrations import webhook_provider as hubtest
     from tests.integrations.test_webhook_fastpath import Delivery
@@ -189,14 +197,7 @@ def test_a_webhook_is_acknowledged_while_every_api_thread_waits(pool_threads, mo
     settings.WEBHOOK_THREADS = 1
     settings.HUBTEST_WEBHOOK_SECRET = hubtest.SECRET
     monkeypatch.setitem(VERIFIERS, hubtest.PROVIDER, hubtest.verify)
-    release = threading.Event()
-    answer = health.JsonResponse
-
-    def json_response(data):
-        release.wait(5)  # a view waiting on a provider
-        return answer(data)
-
-    monkeypatch.setattr(health, "JsonResponse", json_response)
+    release = slow_health
     body = hubtest.event_body("evt_lane")
 
     async def run():
