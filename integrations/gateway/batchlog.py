@@ -8,9 +8,9 @@ search). In a web worker under the ASGI server (started at lifespan startup, con
 the row goes to this writer instead: every BATCH_INTERVAL seconds, or sooner once MAX_ROWS
 are waiting, one thread writes what has gathered in one statement (usage.calls_record:
 the rows, and each roll-up row they touch added to once). The web process's
-shutdown (lifespan) writes what is left. If the batch fails, each row is tried on its own
-(one bad row does not take the others); a row that still fails is kept for the next
-round, up to ATTEMPTS rounds, then logged as lost (the log line names its provider,
+shutdown (lifespan) writes what is left. If the database is unreachable the rows wait for the
+next round; if the batch fails otherwise, each row is tried on its own (one bad row does not
+take the others). A row that still fails is kept for the next round, up to ATTEMPTS rounds, then logged as lost (the log line names its provider,
 operation and request id): the answer it belongs to was sent long before. A worker killed
 outright loses at most the last BATCH_INTERVAL's rows.
 
@@ -21,7 +21,7 @@ and `writer()` is None: the gateway writes as before.
 import logging
 import threading
 
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 
 from ..models import ProviderCall
 from ..usage import budget_check, calls_record
@@ -78,6 +78,8 @@ class CallLogWriter:
             try:
                 with transaction.atomic():
                     written = _write_rows(rows)
+            except (OperationalError, InterfaceError) as exc:  # the database, not a row: all wait for the next round
+                self._retry_or_drop(rows, exc)
             except Exception:  # noqa: BLE001 - one bad row must not take the batch: each on its own
                 self._one_by_one(rows)
             else:
@@ -88,17 +90,21 @@ class CallLogWriter:
                     conn.close()  # back to the pool between rounds
 
     def _one_by_one(self, rows):
-        failed = []
-        for row in rows:
+        failed, error = [], None
+        for i, row in enumerate(rows):
             try:
                 with transaction.atomic():
                     _write_row(row)
-            except Exception:  # noqa: BLE001 - kept for the next round, or reported as lost
+            except (OperationalError, InterfaceError) as exc:  # the database went away: the rest wait too
+                failed, error = failed + rows[i:], exc
+                break
+            except Exception as exc:  # noqa: BLE001 - kept for the next round, or reported as lost
                 failed.append(row)
+                error = exc
         if failed:
-            self._retry_or_drop(failed)
+            self._retry_or_drop(failed, error)
 
-    def _retry_or_drop(self, rows):
+    def _retry_or_drop(self, rows, error):
         keep, lost = [], []
         for row in rows:
             row[3] += 1
@@ -109,10 +115,10 @@ class CallLogWriter:
                 len(lost),
                 ATTEMPTS,
                 "; ".join(f"{a.provider} {a.operation} request {rid or '-'}" for a, _, rid, _ in lost),
-                exc_info=True,
+                exc_info=error,
             )
-        else:
-            logger.warning("call log: writing %d ProviderCall rows failed; trying again", len(rows), exc_info=True)
+        if keep:
+            logger.warning("call log: writing %d ProviderCall rows failed; trying again: %r", len(keep), error)
         with self._lock:
             self._rows[:0] = keep
 
