@@ -215,6 +215,25 @@ def test_a_duffel_outage_is_a_502_with_nothing_cached(user_client, duffel):
     assert len(duffel.calls("POST", "/air/offer_requests")) == 2
 
 
+def test_an_answer_of_the_wrong_shape_is_a_502_with_nothing_cached(user_client, duffel):
+    # A 201 whose offer has an owner that is not an object: unreadable, not a crash and not an empty result.
+    duffel.fail_next(
+        201,
+        {
+            "data": {
+                "id": "orq_0000x",
+                "offers": [{"id": "off_x", "total_amount": "1.00", "total_currency": "GBP", "owner": "BA"}],
+            }
+        },
+    )
+    r = search(user_client, one_way())
+    assert r.status_code == 502 and r.json()["error"] == "provider_unavailable"
+    assert "could not be read" in r.json()["detail"]
+    assert ProviderCall.objects.get(provider="duffel").outcome == "error"
+    r = search(user_client, one_way())
+    assert r.status_code == 200 and r.json()["cache"]["hit"] is False and r.json()["offer_count"] == 4
+
+
 def test_a_rejected_token_is_a_permanent_error(user_client, duffel, settings):
     settings.DUFFEL_ACCESS_TOKEN = "duffel_test_wrong"
     r = search(user_client, one_way())

@@ -8,14 +8,19 @@ A provider is a small object with two methods:
 Each runs its HTTP calls inside `integrations.gateway.attempt` and raises the
 hub's own errors (integrations.errors). Duffel is the only one today
 (`travel.providers.duffel`); a second API is one more module here and one entry
-in PROVIDERS, with nothing above this package changing. The dataclasses below
-are the hub's language: the services, the cache and the API never see a
-vendor's field names. An `Offer` is the API's offer as it stands: the search
-cache writes it to JSON field by field, in the order declared here (orjson).
+in PROVIDERS, with nothing above this package changing. The types below are
+the hub's language: the services, the cache and the API never see a vendor's
+field names. An `Offer` is the API's offer as it stands: the search cache
+writes it to JSON field by field, in the order declared here. The offer's
+parts are msgspec Structs, so a provider can decode its answer straight into
+the small ones (a carrier, a bag, a fare condition) and the cache encodes a
+whole offer in one C call (`encode_offer`).
 """
 
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+import msgspec
 
 
 @dataclass(frozen=True)
@@ -42,10 +47,30 @@ class SearchQuery:
         return asdict(self)
 
 
-@dataclass(slots=True)
-class Segment:
-    carrier: dict  # {"iata_code", "name"} of the marketing carrier
-    operating_carrier: dict
+class Carrier(msgspec.Struct):
+    iata_code: Any = None
+    name: Any = None
+
+
+class Baggage(msgspec.Struct):
+    type: Any = None  # "checked", "carry_on"
+    quantity: Any = None
+
+
+class Condition(msgspec.Struct):
+    """A fare condition (refund or change before departure)."""
+
+    allowed: Any = None
+    penalty_amount: Any = None  # decimal string
+    penalty_currency: Any = None
+
+
+NO_CARRIER = Carrier()
+
+
+class Segment(msgspec.Struct):
+    carrier: Carrier  # the marketing carrier
+    operating_carrier: Carrier
     flight_number: str
     aircraft: str | None
     origin: str
@@ -56,11 +81,10 @@ class Segment:
     destination_time_zone: str | None
     duration_minutes: int | None
     cabin_class: str | None = None
-    baggage: list = field(default_factory=list)  # [{"type": "checked", "quantity": 1}] for the first passenger
+    baggage: list[Baggage] = []  # what the first passenger may take
 
 
-@dataclass(slots=True)
-class Slice:
+class Slice(msgspec.Struct):
     origin: str
     destination: str
     duration_minutes: int | None
@@ -69,20 +93,22 @@ class Slice:
     fare_brand: str | None = None
 
 
-@dataclass(slots=True)
-class Offer:
+class Offer(msgspec.Struct):
     id: str
     total_amount: str  # decimal string, as the provider prices it
     total_currency: str
     base_amount: str | None
     tax_amount: str | None
-    owner: dict  # {"iata_code", "name"}
+    owner: Carrier
     slices: list[Slice]
     expires_at: str  # ISO datetime (UTC)
     refundable: bool | None = None
     changeable: bool | None = None
-    conditions: dict | None = None
+    conditions: dict[str, Condition | None] | None = None  # refund_before_departure, change_before_departure
     emissions_kg: str | None = None
+
+
+encode_offer = msgspec.json.Encoder().encode
 
 
 @dataclass

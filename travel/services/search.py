@@ -53,7 +53,7 @@ from integrations.cache import set_and_delete, wait_woken, wake
 from integrations.errors import DomainError, ProviderError
 from integrations.registry import require
 
-from ..providers import SearchQuery, SliceQuery, get_flight_provider
+from ..providers import SearchQuery, SliceQuery, encode_offer, get_flight_provider
 
 # How long after the leader's call must have ended a follower looks again by itself (a leader that died
 # between leaving its answer and waking its flight); a live leader wakes its followers at once.
@@ -129,13 +129,13 @@ def _decimal(value):
 
 def _facts(offer):
     """What filters and sorts read, computed once when the answer is stored."""
-    carriers = {offer.owner["iata_code"]}
+    carriers = {offer.owner.iata_code}
     durations = []
     for s in offer.slices:
         durations.append(s.duration_minutes or 0)
         for seg in s.segments:
-            carriers.add(seg.carrier["iata_code"])
-            carriers.add(seg.operating_carrier["iata_code"])
+            carriers.add(seg.carrier.iata_code)
+            carriers.add(seg.operating_carrier.iata_code)
     first = offer.slices[0].segments[0].departing_at if offer.slices and offer.slices[0].segments else ""
     price = _decimal(offer.total_amount)
     return {
@@ -143,7 +143,7 @@ def _facts(offer):
         "price": float(price) if price is not None else float("inf"),
         "duration": sum(durations),
         "departure": first or "",
-        "owner": offer.owner["iata_code"],
+        "owner": offer.owner.iata_code,
         "carriers": sorted(c for c in carriers if c),
     }
 
@@ -156,7 +156,7 @@ def _entry(result, now):
         "cached_at": now,
         "provider": result.provider,
         "provider_search_id": result.search_id,
-        "offers": [orjson.dumps(result.offers[i]) for i in order],
+        "offers": [encode_offer(result.offers[i]) for i in order],
         "facts": [facts[i] for i in order],
     }
 
