@@ -20,7 +20,6 @@ database transaction, so a second run of any event would show).
 """
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -279,20 +278,6 @@ def _phase(elapsed, latencies, results, cpu_s):
     }
 
 
-@contextlib.contextmanager
-def _environ(values):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _one_config(label, worker_class, workers, threads, worker_during_load, client_kind, env, seed):
     prefix = f"b{uuid.uuid4().hex[:8]}"
     _reset()
@@ -305,7 +290,7 @@ def _one_config(label, worker_class, workers, threads, worker_during_load, clien
     worker_cm = common.celery_worker(concurrency=2) if worker_during_load else None
     app = "config.asgi:application" if worker_class == ASGI else "config.wsgi:application"
     with (
-        _environ(env),  # the server's processes read it at start
+        common.environ(env),  # the server's processes read it at start
         common.gunicorn(workers=workers, worker_class=worker_class, threads=threads, app=app) as server,
     ):
         groups = {"gunicorn": server.pgid}

@@ -8,7 +8,8 @@ time). Processed means the event's handler ran and committed: each side counts i
 own handler runs in Redis *after commit* (a handler run that rolled back does not
 count), so "every event once" is read from the handlers' own count.
 
-- hub: gunicorn (config.wsgi, gthread 2 x 4, as dj-stripe) on bench.settings, one Celery worker
+- hub: served as production serves it (gunicorn, 2 uvicorn workers on config.asgi; BENCH_STRIPE_HUB_SERVER=wsgi
+  for gthread 2 x 4 on config.wsgi, as dj-stripe) on bench.settings, one Celery worker
   (prefork, concurrency 2, queues default + payments, `nice 10`) running the whole time; the
   drain applies events to the hub's Payment rows and queues each success's fee
   look-up (a Stripe API call, answered by the local stand-in).
@@ -23,6 +24,7 @@ answers both sides. Knobs: BENCH_STRIPE_EVENTS (unique events per burst, default
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -37,6 +39,21 @@ from pathlib import Path
 from bench import common
 
 TITLE = "Stripe events end to end: the hub's inbox and batch drain vs dj-stripe"
+# How the hub is served: as production runs it (config/gunicorn.conf.py: uvicorn workers on config.asgi, the web
+# processes on a psycopg pool), or BENCH_STRIPE_HUB_SERVER=wsgi for gthread workers on config.wsgi as dj-stripe is.
+HUB_SERVERS = {
+    "asgi": (
+        "gunicorn with 2 uvicorn workers (config.asgi, the production server)",
+        {"worker_class": "uvicorn_worker.UvicornWorker", "app": "config.asgi:application"},
+        {"DATABASE_POOL": "true"},
+    ),
+    "wsgi": (
+        "gunicorn gthread 2 workers x 4 threads (config.wsgi)",
+        {"worker_class": "gthread", "threads": 4},
+        {},
+    ),
+}
+HUB_SERVER = os.environ.get("BENCH_STRIPE_HUB_SERVER", "asgi")
 
 DJSTRIPE_VERSION = "2.11.0"
 EVENTS = int(os.environ.get("BENCH_STRIPE_EVENTS", "1000"))
@@ -316,11 +333,14 @@ def _hub_side(run, stripe_port):
     paced = paced[: PACED_RATE * PACED_SECONDS]
     paced_ids = [i for i in paced_ids if any(i.encode() in b for b in paced)]
     out = {"side": "hub"}
-    with (
-        common.gunicorn(workers=2, worker_class="gthread", threads=4) as server,
+    _, server_args, server_env = HUB_SERVERS[HUB_SERVER]
+    with contextlib.ExitStack() as stack:
+        with common.environ(server_env):  # the web server's processes read it at start; the worker does not
+            server = stack.enter_context(common.gunicorn(workers=2, **server_args))
         # Below gunicorn's CPU priority: on shared cores acks come first (providers time out), processing catches up.
-        common.celery_worker(concurrency=2, queues="default,payments", loglevel="WARNING", nice=10) as worker,
-    ):
+        worker = stack.enter_context(
+            common.celery_worker(concurrency=2, queues="default,payments", loglevel="WARNING", nice=10)
+        )
         _warm(server.url, "/webhooks/stripe/")
         out["load"] = common.machine_load()
         meter = common.CpuMeter({"gunicorn": server.pgid, "Celery worker": worker.pgid}).start()
@@ -689,7 +709,8 @@ def _report(results, skipped):
         f"~{LATE_SHARE:.0%} of events late, {DUPLICATE_SHARE:.0%} more deliveries duplicates) from {SENDERS} "
         f"concurrent senders (closed loop), then {PACED_SECONDS} s at {PACED_RATE} deliveries/s offered (open "
         f"loop). Processed = the side's own handlers ran and committed (counted in Redis after commit). Servers on "
-        f"127.0.0.1, both gunicorn gthread 2 workers x 4 threads (WSGI); the hub's Celery worker (prefork, concurrency 2, nice 10) runs "
+        f"127.0.0.1: the hub on {HUB_SERVERS[HUB_SERVER][0]}, dj-stripe on gunicorn gthread 2 workers x 4 threads "
+        f"(WSGI: its view is synchronous); the hub's Celery worker (prefork, concurrency 2, nice 10) runs "
         f"during the load on the same {os.cpu_count()} cores; {common.where()}. Runs alternate hub, dj-stripe.",
         "",
         "**The machine is shared with other engineers' work** (see the load column): absolute rates drift; the ratio "

@@ -326,6 +326,21 @@ class Child:
 
 
 @contextlib.contextmanager
+def environ(values):
+    """os.environ with `values` set for the block (a server started inside reads them), then as it was."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
 def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=120, port=None, app="config.wsgi:application"):
     """Serve `app` (config.wsgi; config.asgi with worker_class="uvicorn_worker.UvicornWorker", as production runs)
     on 127.0.0.1 with the bench settings; once /healthz answers, yields .url and .pgid.
