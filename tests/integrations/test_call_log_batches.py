@@ -237,3 +237,23 @@ def test_one_statement_for_many_calls_adds_up_as_one_at_a_time_does(fake_provide
     # Two providers; owners alice, bob and none (the hour is the call's: created now).
     assert len(batched[0]) == 2 and len(batched[1]) == 5 and len(batched[2]) == len(specs)
     assert [row[2] for row in batched[0]] == [4, 2]  # calls per provider
+    alice_row = UsageRollup.objects.get(provider="acme", owner=alice)
+    assert (alice_row.calls, alice_row.cost_usd, alice_row.latency_ms_sum) == (2, Decimal("0.035"), 253.2)
+
+
+def test_roll_up_amounts_are_written_as_number_literals_and_nothing_else():
+    """The roll-up sums go into the statement's text (usage.sql_number): numbers only, exact, never a string."""
+    from integrations.usage import sql_number
+
+    assert [sql_number(v) for v in (0, 7, Decimal("0.000300"), Decimal("1E-7"), 12.5, 1e-05)] == [
+        "0",
+        "7",
+        "0.000300",
+        "0.0000001",
+        "12.5",
+        "1e-05",
+    ]
+    assert sql_number(float("nan")) == "'NaN'::float8" and sql_number(float("-inf")) == "'-Infinity'::float8"
+    for bad in ("1; DROP TABLE x", None, True, b"1"):
+        with pytest.raises(TypeError):
+            sql_number(bad)
