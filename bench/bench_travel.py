@@ -174,8 +174,9 @@ def _measure(hub_url, fake_url, token, offers):
         call_direct(), call_hub(True), call_hub(False)
     fresh, plain, cached, added, cached_p95 = [], [], [], [], []
     for _ in range(ROUNDS):
-        d = [call_direct() for _ in range(PER_ROUND)]
-        f = [call_hub(True) for _ in range(PER_ROUND)]
+        # Direct and fresh interleaved, so both see the machine as it is at that moment (it drifts).
+        pairs = [(call_direct(), call_hub(True)) for _ in range(PER_ROUND)]
+        d, f = [p[0] for p in pairs], [p[1] for p in pairs]
         c = [call_hub(False) for _ in range(PER_ROUND)]
         plain += d
         fresh += f
@@ -412,7 +413,7 @@ with sync workers serving config.wsgi (this suite's server before 2026-12-03; sy
 after each answer, so each of its searches also opens a TCP connection). The fake Duffel is the test suite's fake
 served by a stdlib HTTP/1.1 server (TCP_NODELAY) in its own process; "direct" sends the identical offer request to
 it with httpx, so its latency is the provider's own time as the hub sees it. Per server, each of {ROUNDS} rounds
-runs {PER_ROUND} direct, {PER_ROUND} fresh and {PER_ROUND} cached searches in turn; "added" is fresh minus direct.
+runs {PER_ROUND} direct and {PER_ROUND} fresh searches interleaved, then {PER_ROUND} cached; "added" is fresh minus direct.
 A fresh search pays, on top of the provider: token auth, the inbound limit and single-flight lock in Redis,
 validation against the airport list, the gateway (limiter Lua, breaker), reading the fields it uses from Duffel's JSON (msgspec) and
 normalising every offer, writing each kept offer's JSON once into the cache entry, then the entry, the lock's
