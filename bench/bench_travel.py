@@ -379,20 +379,12 @@ def run():
                 _, server_args, server_env = SERVERS[name]
                 common.redis_delete_prefix("hubbench:1:travel:")
                 last_call = ProviderCall.objects.order_by("-id").values_list("id", flat=True).first() or 0
-                saved = {key: os.environ.get(key) for key in server_env}
-                os.environ.update(server_env)  # the server's processes read it at start
-                try:
-                    # Two workers importing every SDK on a loaded 2-core machine can take longer than the default 30 s.
-                    with common.gunicorn(
-                        workers=WORKERS, port=port + 1 + k, ready_timeout=120, **server_args
-                    ) as server:
-                        m = _measure(server.url, f"http://127.0.0.1:{port}", token, offers)
-                finally:
-                    for key, value in saved.items():
-                        if value is None:
-                            os.environ.pop(key, None)
-                        else:
-                            os.environ[key] = value
+                # Two workers importing every SDK on a loaded 2-core machine can take longer than the default 30 s.
+                with (
+                    common.environ(server_env),  # the server's processes read it at start
+                    common.gunicorn(workers=WORKERS, port=port + 1 + k, ready_timeout=120, **server_args) as server,
+                ):
+                    m = _measure(server.url, f"http://127.0.0.1:{port}", token, offers)
                 # The gateway's own timing of each Duffel request (HTTP, JSON parse, pacing): the provider as the hub saw it.
                 m["inside"] = [
                     v / 1000
