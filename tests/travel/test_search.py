@@ -234,6 +234,38 @@ def test_an_answer_of_the_wrong_shape_is_a_502_with_nothing_cached(user_client, 
     assert r.status_code == 200 and r.json()["cache"]["hit"] is False and r.json()["offer_count"] == 4
 
 
+def test_an_offer_with_nulls_missing_parts_and_fields_the_hub_does_not_know_is_still_read(user_client, duffel):
+    """Duffel's answer is decoded into typed structs of the fields the hub reads: what it leaves out, sends as
+    null, adds later or types loosely (a flight number as a number) must not cost the offer."""
+
+    def sparse(slices):
+        offer = make_offer(slices, offer_id="off_sparse", total="250", airline="BA")
+        offer["total_emissions_kg"] = None
+        offer["conditions"] = {"refund_before_departure": None, "change_before_departure": {"allowed": True}}
+        offer["brand_new_field"] = {"nested": [1, 2, {"deeper": None}]}
+        segment = offer["slices"][0]["segments"][0]
+        segment.update(aircraft=None, marketing_carrier_flight_number=117, stops=[{"id": "sto_1", "duration": "PT1H"}])
+        del segment["operating_carrier"], segment["passengers"]
+        return [offer]
+
+    duffel.offers_for = sparse
+    r = search(user_client, one_way())
+    assert r.status_code == 200, r.json()
+    offer = r.json()["offers"][0]
+    assert offer["emissions_kg"] is None and offer["refundable"] is None and offer["changeable"] is True
+    assert offer["conditions"]["change_before_departure"] == {
+        "allowed": True,
+        "penalty_amount": None,
+        "penalty_currency": None,
+    }
+    segment = offer["slices"][0]["segments"][0]
+    assert segment["flight_number"] == "BA117" and segment["aircraft"] is None
+    assert segment["operating_carrier"] == {"iata_code": None, "name": None}
+    assert segment["baggage"] == [] and segment["cabin_class"] is None
+    assert offer["slices"][0]["stops"] == 1  # a direct flight with one technical stop
+    assert "brand_new_field" not in offer
+
+
 def test_a_rejected_token_is_a_permanent_error(user_client, duffel, settings):
     settings.DUFFEL_ACCESS_TOKEN = "duffel_test_wrong"
     r = search(user_client, one_way())
