@@ -1,10 +1,11 @@
 """Prices, the monthly roll-up, and per-user budgets for AI completions."""
 
+import functools
 import logging
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -46,11 +47,45 @@ def month_of(now=None):
     return now.date().replace(day=1)
 
 
+_USAGE_SUMS = ("requests", "cached_requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd")
+
+
+@functools.cache
+def _pg_usage_sql():
+    """The monthly row added to, or created by the month's first request: one upsert (aiusage_unique_key)."""
+    qn = connection.ops.quote_name
+    table = qn(AiUsageMonthly._meta.db_table)
+    columns = ["owner_id", "month", "provider", "model", *_USAGE_SUMS]
+    return (
+        f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({qn('owner_id')}, {qn('month')}, {qn('provider')}, {qn('model')}) DO UPDATE SET "
+        + ", ".join(f"{qn(c)} = {table}.{qn(c)} + EXCLUDED.{qn(c)}" for c in _USAGE_SUMS)
+    )
+
+
+@functools.cache
+def _pg_settle_sql():
+    qn = connection.ops.quote_name
+    return (
+        f"UPDATE {qn(AiSpend._meta.db_table)} SET {qn('reserved_usd')} = GREATEST({qn('reserved_usd')} - %s, 0), "
+        f"{qn('spent_usd')} = {qn('spent_usd')} + %s WHERE {qn('owner_id')} = %s AND {qn('month')} = %s "
+        f"RETURNING {qn('spent_usd')}"
+    )
+
+
 def usage_record(
     *, owner_id, provider, model, input_tokens=0, output_tokens=0, cached_tokens=0, cost_usd=0, cached=False, now=None
 ):
-    """Add one request to its monthly row: one UPDATE, an INSERT only for the month's first."""
+    """Add one request to its monthly row: one UPDATE, an INSERT only for the month's first.
+
+    On PostgreSQL both are one upsert, written once per process: every AI answer books here, and
+    the ORM's compiled UPDATE cost ~2 ms more per request than the statement itself."""
     month = month_of(now)
+    if connection.vendor == "postgresql":
+        amounts = [1, 1 if cached else 0, input_tokens, output_tokens, cached_tokens, Decimal(cost_usd)]
+        with connection.cursor() as cursor:
+            cursor.execute(_pg_usage_sql(), [owner_id, month, provider, model[:128], *amounts])
+        return
     changes = {
         "requests": F("requests") + 1,
         "cached_requests": F("cached_requests") + (1 if cached else 0),
@@ -248,6 +283,14 @@ def budget_settle(reservation, cost=0):
     if reservation is None or reservation.settled:
         return None
     reservation.settled = True
+    if connection.vendor == "postgresql":
+        # The UPDATE and the read of the new spend in one statement (RETURNING), written once per process.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _pg_settle_sql(), [reservation.amount, Decimal(cost), reservation.owner_id, reservation.month]
+            )
+            row = cursor.fetchone()
+        return row[0] if row is not None and cost > 0 else None
     rows = _spend_rows(reservation.owner_id, reservation.month)
     rows.update(
         reserved_usd=Greatest(F("reserved_usd") - reservation.amount, Value(Decimal(0))),

@@ -117,3 +117,38 @@ def test_a_providers_tokens_per_minute_bucket_sends_the_overflow_to_the_next_pro
     assert body["provider"] == "anthropic"
     assert body["fallbacks"][0]["error"] == "rate_limited_outbound"
     assert len(fake_ai.to("openai")) == 1
+
+
+def test_the_monthly_row_is_created_by_the_first_request_and_added_to_by_the_next(user):
+    """usage_record: one row per user, month, provider and model; every column adds up (one upsert on PostgreSQL)."""
+    from ai.models import AiUsageMonthly
+
+    usage_record(
+        owner_id=user.pk,
+        provider="openai",
+        model="gpt-4o-mini",
+        input_tokens=120,
+        output_tokens=30,
+        cached_tokens=100,
+        cost_usd=Decimal("0.000125"),
+    )
+    usage_record(owner_id=user.pk, provider="openai", model="gpt-4o-mini", cached=True)
+    usage_record(
+        owner_id=user.pk,
+        provider="openai",
+        model="gpt-4o-mini",
+        input_tokens=5,
+        output_tokens=7,
+        cost_usd=Decimal("0.5"),
+    )
+    usage_record(owner_id=user.pk, provider="openai", model="gpt-4o", input_tokens=1)
+    row = AiUsageMonthly.objects.get(owner=user, provider="openai", model="gpt-4o-mini")
+    assert (row.requests, row.cached_requests, row.input_tokens, row.output_tokens, row.cached_tokens) == (
+        3,
+        1,
+        125,
+        37,
+        100,
+    )
+    assert row.cost_usd == Decimal("0.500125")
+    assert AiUsageMonthly.objects.filter(owner=user).count() == 2
