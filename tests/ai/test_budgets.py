@@ -123,24 +123,15 @@ def test_the_monthly_row_is_created_by_the_first_request_and_added_to_by_the_nex
     """usage_record: one row per user, month, provider and model; every column adds up (one upsert on PostgreSQL)."""
     from ai.models import AiUsageMonthly
 
-    usage_record(
-        owner_id=user.pk,
-        provider="openai",
-        model="gpt-4o-mini",
-        input_tokens=120,
-        output_tokens=30,
-        cached_tokens=100,
-        cost_usd=Decimal("0.000125"),
-    )
-    usage_record(owner_id=user.pk, provider="openai", model="gpt-4o-mini", cached=True)
-    usage_record(
-        owner_id=user.pk,
-        provider="openai",
-        model="gpt-4o-mini",
-        input_tokens=5,
-        output_tokens=7,
-        cost_usd=Decimal("0.5"),
-    )
+    for model, amounts in [
+        (
+            "gpt-4o-mini",
+            {"input_tokens": 120, "output_tokens": 30, "cached_tokens": 100, "cost_usd": Decimal("0.000125")},
+        ),
+        ("gpt-4o-mini", {"cached": True}),
+        ("gpt-4o-mini", {"input_tokens": 5, "output_tokens": 7, "cost_usd": Decimal("0.5")}),
+    ]:
+        usage_record(owner_id=user.pk, provider="openai", model=model, **amounts)
     usage_record(owner_id=user.pk, provider="openai", model="gpt-4o", input_tokens=1)
     row = AiUsageMonthly.objects.get(owner=user, provider="openai", model="gpt-4o-mini")
     assert (row.requests, row.cached_requests, row.input_tokens, row.output_tokens, row.cached_tokens) == (
