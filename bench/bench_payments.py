@@ -27,6 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+# The same succeeded intent the payment tests answer the fee look-up with (stdlib only; bench/run.py puts the
+# repository on sys.path).
+from tests.payments.stripe_fakes import settled_intent
+
 TITLE = "Payments: a burst of signed Stripe events through the inbox and workers"
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,23 +57,7 @@ class _FakeStripe(BaseHTTPRequestHandler):
 
     def do_GET(self):
         pi = self.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-        body = json.dumps(
-            {
-                "id": pi,
-                "object": "payment_intent",
-                "status": "succeeded",
-                "latest_charge": {
-                    "id": f"ch_{pi}",
-                    "object": "charge",
-                    "balance_transaction": {
-                        "id": f"txn_{pi}",
-                        "object": "balance_transaction",
-                        "fee": 103,
-                        "currency": "usd",
-                    },
-                },
-            }
-        ).encode()
+        body = json.dumps(settled_intent(pi)).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

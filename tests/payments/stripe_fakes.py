@@ -54,6 +54,26 @@ def intent(payment, *, status="requires_payment_method", pi_id=None, error=None,
     return obj
 
 
+def settled_intent(pi_id, *, fee=103, charge_id=None):
+    """A succeeded PaymentIntent as the hub's fee look-up reads it: `latest_charge.balance_transaction` expanded.
+    Also the bench stand-ins' answer (bench/bench_payments.py)."""
+    return {
+        "id": pi_id,
+        "object": "payment_intent",
+        "status": "succeeded",
+        "latest_charge": {
+            "id": charge_id or f"ch_{pi_id}",
+            "object": "charge",
+            "balance_transaction": {
+                "id": f"txn_{pi_id}",
+                "object": "balance_transaction",
+                "fee": fee,
+                "currency": "usd",
+            },
+        },
+    }
+
+
 def decline_error(code="card_declined", decline_code="insufficient_funds", message="Your card has insufficient funds."):
     return {"type": "card_error", "code": code, "decline_code": decline_code, "message": message}
 

@@ -19,17 +19,7 @@ FEE_KIND = "payments.payment_fee_record"
 
 
 def _intent(payment, fee=59):
-    pi = payment.payment_intent_id
-    return {
-        "id": pi,
-        "object": "payment_intent",
-        "status": "succeeded",
-        "latest_charge": {
-            "id": f"ch_{pi}",
-            "object": "charge",
-            "balance_transaction": {"id": f"txn_{pi}", "object": "balance_transaction", "fee": fee, "currency": "usd"},
-        },
-    }
+    return fakes.settled_intent(payment.payment_intent_id, fee=fee)
 
 
 @pytest.fixture

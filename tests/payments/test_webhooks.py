@@ -37,16 +37,7 @@ def fee_lookup(http):
     """The fee task retrieves the intent with its charge's balance transaction."""
     http.get(
         f"{PI_URL}/pi_hook1",
-        json={
-            "id": "pi_hook1",
-            "object": "payment_intent",
-            "status": "succeeded",
-            "latest_charge": {
-                "id": "ch_1",
-                "object": "charge",
-                "balance_transaction": {"id": "txn_1", "object": "balance_transaction", "fee": 103, "currency": "usd"},
-            },
-        },
+        json=fakes.settled_intent("pi_hook1", charge_id="ch_1"),
         headers={"Request-Id": "req_fee"},
     )
     return http
@@ -119,21 +110,7 @@ class TestPaymentFlow:
         payment = Payment.objects.get()
         http.get(
             f"{PI_URL}/pi_hook1",
-            json={
-                "id": "pi_hook1",
-                "object": "payment_intent",
-                "status": "succeeded",
-                "latest_charge": {
-                    "id": "ch_1",
-                    "object": "charge",
-                    "balance_transaction": {
-                        "id": "txn_1",
-                        "object": "balance_transaction",
-                        "fee": 103,
-                        "currency": "usd",
-                    },
-                },
-            },
+            json=fakes.settled_intent("pi_hook1", charge_id="ch_1"),
         )
 
         with run_on_commit():
