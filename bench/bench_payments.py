@@ -1,7 +1,7 @@
 """A burst of signed Stripe events through the running inbox (gunicorn) and workers (Celery).
 
-Starts its own gunicorn and Celery worker against DATABASE_URL (PostgreSQL) and
-REDIS_URL, plus a local stand-in for Stripe's API (the fee look-up after each
+Starts its own gunicorn (as production serves the hub) and Celery worker on the
+bench settings (bench.common), plus a local stand-in for Stripe's API (the fee look-up after each
 success), all on 127.0.0.1. For each of N/2 invoices it sends
 `payment_intent.payment_failed` then `payment_intent.succeeded` (10 s later in
 Stripe's clock); 10 % of all events arrive out of order (the late failure after
@@ -19,13 +19,12 @@ import os
 import random
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+
+from bench import common
 
 # The same succeeded intent the payment tests answer the fee look-up with (stdlib only; bench/run.py puts the
 # repository on sys.path).
@@ -33,17 +32,8 @@ from tests.payments.stripe_fakes import settled_intent
 
 TITLE = "Payments: a burst of signed Stripe events through the inbox and workers"
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-BIN = Path(PY).parent
 WEBHOOK_SECRET = "whsec_bench_payments"
 DEADLINE_SECONDS = float(os.environ.get("BENCH_PAYMENTS_DEADLINE", "240"))
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _FakeStripe(BaseHTTPRequestHandler):
@@ -67,42 +57,6 @@ class _FakeStripe(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def _env(stripe_port):
-    env = dict(os.environ)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "SECRET_KEY": env.get("SECRET_KEY") or "bench-secret-key-0123456789abcdef0123456789",
-            "FIELD_ENCRYPTION_KEYS": env.get("FIELD_ENCRYPTION_KEYS") or "q8yF3v2bJm0nN4r6rU1oYbq2j8c8V2mZr1aXlN0l0Ws=",
-            "DATABASE_URL": env.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/wt_payments",
-            "REDIS_URL": env.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
-            "CACHE_KEY_PREFIX": "benchpay",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "SECURE_SSL_REDIRECT": "false",
-            "LOG_LEVEL": "WARNING",
-            "LOG_JSON": "false",
-            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-            "STRIPE_SECRET_KEY": "sk_test_bench",
-            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
-            # The local stand-in for Stripe is not the real API: do not pace calls to it.
-            "RATE_LIMITS_JSON": json.dumps({"stripe": {"requests": {"rate": 100000, "burst": 100000}}}),
-        }
-    )
-    env.pop("CELERY_BROKER_URL", None)
-    return env
-
-
-def _ensure_database(url):
-    import psycopg
-
-    name = url.rsplit("/", 1)[-1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _sign(body):
@@ -161,18 +115,7 @@ def _plan(payments, n_events, rng):
     return deliveries, len(stream), len(late), len(duplicates)
 
 
-def _wait_port(port, timeout=30):
-    stop = time.monotonic() + timeout
-    while time.monotonic() < stop:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
-def _one_run(n_events, rng, port):
+def _one_run(n_events, rng, base_url):
     import requests
     from django.db import connection
 
@@ -214,7 +157,7 @@ def _one_run(n_events, rng, port):
     deliveries, unique, late, dups = _plan(payments, n_events, rng)
     connection.close()
 
-    url = f"http://127.0.0.1:{port}/webhooks/stripe/"
+    url = f"{base_url}/webhooks/stripe/"
     local = threading.local()
     statuses = {}
     lock = threading.Lock()
@@ -271,106 +214,43 @@ def _one_run(n_events, rng, port):
 
 
 def run():
+    reason = common.setup()
+    if reason:
+        return reason
     n_events = int(os.environ.get("BENCH_PAYMENTS_EVENTS", "5000"))
     runs = int(os.environ.get("BENCH_PAYMENTS_RUNS", "1"))
-    web_workers = int(os.environ.get("BENCH_PAYMENTS_WEB_WORKERS", "4"))
-    concurrency = int(os.environ.get("BENCH_PAYMENTS_WORKER_CONCURRENCY", "4"))
+    web_workers = int(os.environ.get("BENCH_PAYMENTS_WEB_WORKERS", "2"))
+    concurrency = int(os.environ.get("BENCH_PAYMENTS_WORKER_CONCURRENCY", "2"))
 
-    stripe_port, web_port = _free_port(), _free_port()
+    stripe_port = common.free_port()
     fake = ThreadingHTTPServer(("127.0.0.1", stripe_port), _FakeStripe)
     threading.Thread(target=fake.serve_forever, daemon=True).start()
-    env = _env(stripe_port)
-    os.environ.update(
-        {
-            k: env[k]
-            for k in (
-                "DJANGO_SETTINGS_MODULE",
-                "SECRET_KEY",
-                "FIELD_ENCRYPTION_KEYS",
-                "DATABASE_URL",
-                "REDIS_URL",
-                "CACHE_KEY_PREFIX",
-                "STRIPE_SECRET_KEY",
-                "STRIPE_WEBHOOK_SECRET",
-            )
-        }
-    )
-    try:
-        _ensure_database(env["DATABASE_URL"])
-    except Exception as exc:  # noqa: BLE001
-        return f"Skipped: PostgreSQL at DATABASE_URL is not reachable ({exc})."
+    # What the hub's children (gunicorn, Celery) read at start on top of bench.settings.
+    children = {
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
+        # The local stand-in for Stripe is not the real API: do not pace calls to it.
+        "RATE_LIMITS_JSON": json.dumps({"stripe": {"requests": {"rate": 100000, "burst": 100000}}}),
+        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_POOL": "true",  # as config/gunicorn.conf.py serves production
+    }
     import redis
+    from django.conf import settings
 
+    redis.Redis.from_url(settings.REDIS_URL).delete("default", "payments")  # Celery queues an aborted run left
     try:
-        redis.Redis.from_url(env["REDIS_URL"]).flushdb()  # this suite's own Redis db: broker, cache, limiter
-    except redis.RedisError as exc:
-        return f"Skipped: Redis at REDIS_URL is not reachable ({exc})."
-    subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-
-    import django
-
-    django.setup()
-
-    procs = []
-    logs = ROOT / "var" / "bench-payments"
-    logs.mkdir(parents=True, exist_ok=True)
-    try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(BIN / "gunicorn"),
-                    "config.wsgi",
-                    "-b",
-                    f"127.0.0.1:{web_port}",
-                    "-w",
-                    str(web_workers),
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=open(logs / "web.log", "w"),
-                stderr=subprocess.STDOUT,
-            )
-        )
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(BIN / "celery"),
-                    "-A",
-                    "config",
-                    "worker",
-                    "-Q",
-                    "default,payments",
-                    "--concurrency",
-                    str(concurrency),
-                    "--loglevel",
-                    "WARNING",
-                    "-n",
-                    f"benchpay{web_port}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=open(logs / "worker.log", "w"),
-                stderr=subprocess.STDOUT,
-            )
-        )
-        if not _wait_port(web_port):
-            return "Failed: gunicorn did not start; see var/bench-payments/web.log."
-        time.sleep(2)  # let the worker connect to the broker
-        load_before = os.getloadavg()[0]
-        rng = random.Random(7)
-        results = [_one_run(n_events, rng, web_port) for _ in range(runs)]
+        with (
+            common.environ(children),
+            common.gunicorn(
+                workers=web_workers, worker_class="uvicorn_worker.UvicornWorker", app="config.asgi:application"
+            ) as server,
+            common.celery_worker(concurrency=concurrency, queues="default,payments", loglevel="WARNING"),
+        ):
+            load_before = os.getloadavg()[0]
+            rng = random.Random(7)
+            results = [_one_run(n_events, rng, server.url) for _ in range(runs)]
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
         fake.shutdown()
 
     rows = []
@@ -390,8 +270,9 @@ def run():
     last = results[-1]
     lines = [
         f"A burst of {n_events} unique events (`BENCH_PAYMENTS_EVENTS`, default 5,000 as the issue asks), "
-        f"20 % duplicates and 10 % out of order. gunicorn {web_workers} sync workers, one Celery worker "
-        f"(prefork, concurrency {concurrency}), PostgreSQL and Redis on 127.0.0.1; 16 client threads. Each invoice gets "
+        f"20 % duplicates and 10 % out of order. gunicorn {web_workers} uvicorn workers (config.asgi, as production "
+        f"serves it), one Celery worker "
+        f"(prefork, concurrency {concurrency}), {common.where()}; 16 client threads. Each invoice gets "
         f"`payment_failed` then `succeeded` (Stripe `created` 10 s apart); every success also triggers the fee look-up "
         f"task against a local stand-in for Stripe's API.",
         "",
