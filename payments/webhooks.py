@@ -22,6 +22,7 @@ from integrations.webhooks import (
     safe_headers,
     webhook_batch_preparer,
     webhook_handler,
+    webhook_ordering_key,
     webhook_verifier,
 )
 
@@ -78,6 +79,23 @@ verify = webhook_verifier(PROVIDER)(StripeVerifier())
 
 def _object(event):
     return event.payload["data"]["object"]
+
+
+@webhook_ordering_key(PROVIDER)
+def payment_key(payload):
+    """The object an event is about, for the drain's per-object order: the PaymentIntent where there is one.
+
+    A payment's events (payment_intent.*, its Checkout Session, charge, refund and dispute) then go through
+    one drainer at a time in Stripe's event order, so two workers never write its rows at once; anything else
+    (a subscription) is its own object.
+    """
+    obj = payload["data"]["object"]
+    if obj.get("object") == "payment_intent":
+        return obj.get("id")
+    intent = obj.get("payment_intent")
+    if isinstance(intent, dict):  # expanded
+        intent = intent.get("id")
+    return intent or obj.get("id")
 
 
 INTENT_EVENTS = {

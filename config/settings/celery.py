@@ -91,6 +91,8 @@ WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=3600)
 WEBHOOK_DRAIN_BATCH_SIZE = env.int("WEBHOOK_DRAIN_BATCH_SIZE", default=100)
 WEBHOOK_DRAIN_MAX_SECONDS = env.float("WEBHOOK_DRAIN_MAX_SECONDS", default=5.0)
 WEBHOOK_DRAIN_COALESCE_SECONDS = env.float("WEBHOOK_DRAIN_COALESCE_SECONDS", default=10.0)
+# A drain that left events because another drainer's batch holds their object looks again after this.
+WEBHOOK_HELD_RECHECK_SECONDS = env.float("WEBHOOK_HELD_RECHECK_SECONDS", default=1.0)
 # An event whose processing is this overdue makes the beat task queue a drain of its provider.
 WEBHOOK_REQUEUE_AFTER_SECONDS = env.int("WEBHOOK_REQUEUE_AFTER_SECONDS", default=120)
 WEBHOOK_REQUEUE_INTERVAL_SECONDS = env.int("WEBHOOK_REQUEUE_INTERVAL_SECONDS", default=60)

@@ -23,6 +23,16 @@ while an earlier event (by the provider's event time) of the same object is
 still unprocessed, being processed by another drainer, or failed with retries
 left; an event that failed for good, or was ignored, no longer holds the
 object back. Events without a key are never held.
+
+One object, one drainer (PostgreSQL): a batch takes a transaction-scoped
+advisory lock per object it holds events of, without waiting, and leaves the
+events of objects another drainer's batch holds to a later drain. Without it
+a late event (an older failure delivered after the success, in a later batch)
+was handled beside its object's newer event in another drainer: both batches
+wrote the same rows in opposite orders and PostgreSQL broke the deadlock by
+failing one event (bench_payments). A drain that left events for another
+drainer looks again shortly (DrainResult.retry_in), so none waits for the
+sweeper.
 """
 
 import logging
@@ -33,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -71,7 +81,9 @@ class DrainResult:
     claimed: int
     counts: dict = field(default_factory=dict)  # ProcessResult.status -> events
     more: bool = False  # events are ready right now: drain again at once
-    retry_in: float | None = None  # the earliest retry of an event that failed in this batch
+    # Seconds until the provider should be drained again: the earliest retry of an event that failed in this
+    # batch, or a short look again (WEBHOOK_HELD_RECHECK_SECONDS) when events were left for another drainer.
+    retry_in: float | None = None
 
 
 def _processable():
@@ -144,6 +156,24 @@ def _held_from_outside(batch):
         if (provider, key) not in first or (t, pk) < first[(provider, key)]:
             first[(provider, key)] = (t, pk)
     return first
+
+
+def _objects_taken_elsewhere(batch):
+    """{(provider, object_key)} of this batch that another drainer's batch holds; the others are ours until commit.
+
+    One statement: a transaction-scoped advisory lock per object, tried without waiting (so two drainers can
+    never wait on each other here). Only PostgreSQL has them; elsewhere (SQLite, one process) nothing is taken.
+    """
+    keys = {(e.provider, e.object_key) for e in batch if e.object_key}
+    if not keys or connection.vendor != "postgresql":
+        return set()
+    names = {f"webhook-object:{provider}:{key}": (provider, key) for provider, key in keys}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM unnest(%s::text[]) AS name WHERE NOT pg_try_advisory_xact_lock(hashtextextended(name, 0))",
+            [sorted(names)],
+        )
+        return {names[name] for (name,) in cursor.fetchall()}
 
 
 def _prepare(batch):
@@ -242,14 +272,17 @@ def _save(events):
 def _process(batch, *, deadline=None):
     """Handle claimed events in order inside the caller's transaction: [ProcessResult per event], final failures.
 
-    An event is held ("waiting", left untouched) when an earlier event of its
-    object is unfinished outside this batch (another drainer holds it) or
-    failed or was held earlier in this batch. Past the deadline the rest of
-    the batch is left untouched ("deferred") for the next drain, so one slow
-    handler delays at most the events after it in this batch.
+    An event is held ("waiting", left untouched) when another drainer's batch
+    holds its object, when an earlier event of its object is unfinished
+    outside this batch (another drainer holds it), or when one failed or was
+    held earlier in this batch. Past the deadline the rest of the batch is
+    left untouched ("deferred") for the next drain, so one slow handler delays
+    at most the events after it in this batch. The last value says whether
+    events were left for another drainer (the drain looks again shortly).
     """
     now = timezone.now()
     outside = _held_from_outside(batch)
+    elsewhere = _objects_taken_elsewhere(batch)
     _prepare(batch)
     held = set()
     results, touched, final_failures = [], [], []
@@ -258,8 +291,14 @@ def _process(batch, *, deadline=None):
             results.append(ProcessResult("deferred"))
             continue
         key = (event.provider, event.object_key)
-        if event.object_key and (key in held or (key in outside and outside[key] < (event.t, event.pk))):
+        if (
+            event.object_key
+            and key not in held
+            and (key in elsewhere or (key in outside and outside[key] < (event.t, event.pk)))
+        ):
+            elsewhere.add(key)
             held.add(key)
+        if event.object_key and key in held:
             results.append(ProcessResult("waiting"))
             continue
         event.claimed_status = event.status
@@ -277,7 +316,7 @@ def _process(batch, *, deadline=None):
                 event.processed_at = finished_at  # what commits with the batch; handlers' writes commit then too
         _save(touched)
     recovered = {(e.provider, e.type) for e in touched if e.status == Status.PROCESSED and getattr(e, "recovered", 0)}
-    return results, final_failures, recovered
+    return results, final_failures, recovered, bool(elsewhere & held)
 
 
 def _after_commit(provider_of, results, final_failures, recovered=()):
@@ -328,11 +367,14 @@ def webhook_drain(*, provider, limit=None, on_full_batch=None):
             return DrainResult(0)
         if len(batch) == limit and on_full_batch is not None:
             on_full_batch()
-        results, final_failures, recovered = _process(batch, deadline=deadline)
+        results, final_failures, recovered, left_elsewhere = _process(batch, deadline=deadline)
     counts = _after_commit(provider, results, final_failures, recovered)
     retries = [r.retry_in for r in results if r.retry_in is not None]
-    # Events held for another drainer's event are that drainer's to wake (it looks again after its commit);
-    # counting them here would spin a drain on them until it commits.
+    if left_elsewhere:
+        # That drainer's own follow-up may look before our commit made them claimable: look again ourselves.
+        retries.append(settings.WEBHOOK_HELD_RECHECK_SECONDS)
+    # Events held for another drainer's event are not counted here: that would spin a drain on them until it
+    # commits. It looks again after its commit, and so do we, after retry_in.
     held = [e.pk for e, r in zip(batch, results, strict=True) if r.status == "waiting"]
     more = ready_events(now=timezone.now(), provider=provider).exclude(pk__in=held).exists()
     return DrainResult(len(batch), dict(counts), more, min(retries) if retries else None)
@@ -354,7 +396,7 @@ def webhook_event_process(*, event_id):
         )
         if event is None:
             return ProcessResult("skipped")
-        results, final_failures, recovered = _process([event])
+        results, final_failures, recovered, _ = _process([event])
     _after_commit(event.provider, results, final_failures, recovered)
     return results[0]
 

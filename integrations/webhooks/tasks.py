@@ -20,8 +20,10 @@ def webhook_drain_task(self, provider):
     result = webhook_drain(provider=provider, on_full_batch=None if inline else lambda: request_drain(provider))
     if result.more:
         request_drain(provider)
-    elif result.retry_in is not None and not inline:
-        # The earliest retry of this batch's failures; inline, the beat sweeper picks it up instead.
+    if result.retry_in is not None and not inline:
+        # The earliest retry of this batch's failures (or a look at events left for another drainer), also when
+        # more is ready now: the drains that follow know nothing of this batch's failures. Inline, the beat
+        # sweeper picks it up instead.
         self.apply_async((provider,), countdown=result.retry_in)
     return result.claimed
 

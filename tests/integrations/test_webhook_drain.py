@@ -415,6 +415,57 @@ def test_concurrent_drainers_apply_every_event_once_and_each_object_in_order(app
     assert set(WebhookEvent.objects.values_list("attempts", flat=True)) == {1}
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_object_in_another_drainers_batch_waits_so_their_writes_never_deadlock(monkeypatch, settings):
+    """A late event (older, delivered after the newer one was claimed) in a second drainer's batch.
+
+    Each handler writes its object's row. Without one drainer per object, B wrote X then waited for Y (A's),
+    while A went on to X (B's): PostgreSQL failed one of the two events as a deadlock.
+    """
+    for obj in ("X", "Y"):
+        Shipment.objects.create(external_id=obj)
+    a_inside, b_done = threading.Event(), threading.Event()
+
+    def handler(event):
+        Shipment.objects.filter(external_id=event.payload["object"]).update(error=event.event_id)
+        if event.event_id == "y20":  # A's first event: B claims and drains while A holds Y's row
+            a_inside.set()
+            b_done.wait(3)
+
+    monkeypatch.setitem(HANDLERS, ("hubtest", "thing.updated"), handler)
+    store("y20", "Y", 20)
+    store("x30", "X", 30)
+    results, errors = {}, []
+
+    def drain(name, limit):
+        try:
+            results[name] = webhook_drain(provider="hubtest", limit=limit)
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            if name == "B":
+                b_done.set()
+            connection.close()
+
+    a = threading.Thread(target=drain, args=("A", 2))
+    a.start()
+    assert a_inside.wait(10)
+    store("x05", "X", 5)  # late: both older than what A holds
+    store("y10", "Y", 10)
+    b = threading.Thread(target=drain, args=("B", 10))
+    b.start()
+    b.join(10)
+    a.join(10)
+
+    assert errors == []
+    assert results["A"].counts == {"processed": 2}
+    assert results["B"].counts == {"waiting": 2}
+    assert results["B"].retry_in == settings.WEBHOOK_HELD_RECHECK_SECONDS  # it looks again itself
+    assert webhook_drain(provider="hubtest").counts == {"processed": 2}
+    assert set(WebhookEvent.objects.values_list("attempts", flat=True)) == {1}
+
+
 def _crash_in_the_middle(crash_at):
     """Child process: drain one batch and die (no cleanup, like a killed worker) inside the crash_at-th handler."""
     connection.close()  # a connection of its own, not the parent's socket

@@ -370,6 +370,29 @@ class TestProcessing:
             timezone.now() + timedelta(seconds=countdown), abs=timedelta(seconds=2)
         )
 
+    def test_a_full_batch_with_a_failure_drains_on_at_once_and_again_when_the_retry_is_due(
+        self, register, monkeypatch, settings
+    ):
+        """The drains that follow a full batch know nothing of its failure: its retry must be queued anyway."""
+        settings.WEBHOOK_DRAIN_BATCH_SIZE = 1
+        register("thing.updated", lambda e: 1 / 0)
+        failing = WebhookEventFactory()
+        WebhookEventFactory()
+        queued = []
+        monkeypatch.setattr(
+            webhook_drain_task, "apply_async", lambda args, countdown=None: queued.append((args, countdown))
+        )
+        webhook_drain_task.push_request(id="task-1", args=["hubtest"], kwargs={}, called_directly=False, is_eager=False)
+        try:
+            assert webhook_drain_task.run("hubtest") == 1
+        finally:
+            webhook_drain_task.pop_request()
+        failing.refresh_from_db()
+        assert failing.status == Status.FAILED and failing.attempts == 1
+        assert (("hubtest",), None) in queued  # the next batch, now
+        [countdown] = [c for _, c in queued if c is not None]  # and this one's retry
+        assert 0 <= countdown <= 10
+
     def test_a_permanent_error_fails_at_once_and_raises_an_alert(self, register):
         register("thing.updated", lambda e: (_ for _ in ()).throw(WebhookPermanentError("unknown customer")))
         event = WebhookEventFactory()

@@ -445,6 +445,24 @@ def test_two_workers_processing_the_same_event_apply_it_once(payment, request):
     assert len(mail.outbox) == 1  # one failure notice, not four
 
 
+def test_the_events_of_one_payment_are_one_object_for_the_drain_and_a_subscription_its_own(client, payment):
+    """So one drainer at a time applies them, in Stripe's event order (integrations.webhooks.processing)."""
+    charge = {"id": "ch_hook1", "object": "charge", "payment_intent": "pi_hook1", "amount_refunded": 0}
+    expanded = charge | {"id": "ch_hook2", "payment_intent": {"id": "pi_hook1", "object": "payment_intent"}}
+    events = [
+        fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded")),
+        fakes.event("charge.refunded", charge),
+        fakes.event("charge.refunded", expanded),
+        fakes.event("charge.refund.updated", fakes.refund("re_1", amount=100, payment_intent="pi_hook1")),
+        fakes.event("customer.subscription.updated", fakes.subscription("sub_1", customer="cus_1")),
+    ]
+    for evt in events:
+        assert deliver(client, evt).status_code == 200
+
+    keys = dict(WebhookEvent.objects.values_list("event_id", "object_key"))
+    assert [keys[e["id"]] for e in events] == ["pi_hook1"] * 4 + ["sub_1"]
+
+
 class TestBatchDrain:
     """A drained batch reads the Payments of its payment_intent.* events in one query, with the same effect."""
 
