@@ -305,6 +305,15 @@ def finished(kind, pk):
     )
 
 
+def finished_many(kind, pks):
+    """finished() for the rows a batch run finished (ProviderTask.run_each): one UPDATE for all of them."""
+    if pks:
+        model = kind.model
+        model.objects.filter(pk__in=pks, next_attempt_at__isnull=False).exclude(_due_for_any(model)).update(
+            next_attempt_at=None, outbox_sweeps=0
+        )
+
+
 def gave_up(kind, pk):
     """The task's last attempt failed: out of the outbox (staff or reconciliation take over), or back later."""
     rows = kind.model.objects.filter(pk=pk)

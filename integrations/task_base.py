@@ -133,6 +133,10 @@ class ProviderTask(Task):
         No rate token: this row and the rest are sent again as one message for
         when the token is due. Past the soft time limit the rest are sent again
         at once. `single`'s body must not call self.retry (it is not its run).
+
+        The rows that finished leave the outbox together when the run ends (one
+        UPDATE, not one per row). A worker that dies first leaves them leased:
+        they are sent again once the lease runs out and, being done, skip.
         """
         kind = outbox.kind_for(single)
         ids = list(ids)
@@ -140,31 +144,35 @@ class ProviderTask(Task):
             outbox.lease_many(kind, ids)
         keeper = outbox.BatchLeaseKeeper(kind, ids) if kind is not None else None
         run_one = prepare(ids) if prepare is not None else single.run
-        results = []
-        with keeper if keeper is not None and not self.request.is_eager else nullcontext():
-            for i, pk in enumerate(ids):
-                try:
-                    results.append(run_one(pk))
-                except RateLimited as exc:
-                    for rest in ids[i:]:
-                        _row_left(keeper, kind, rest, exc.retry_after or 0)
-                    ctx = current_task_context()
-                    booked = [list(p) for p in ctx.reserved] if ctx is not None else []
-                    self._defer((ids[i:],), {}, countdown=exc.retry_after, prepaid=booked)
-                    return results
-                except SoftTimeLimitExceeded:
-                    timeout = ProviderTimeout(single.provider or "", f"{self.name} ran past its soft time limit")
-                    self._hand_over(single, kind, keeper, pk, timeout)
-                    if ids[i + 1 :]:
-                        self._send_rest(kind, ids[i + 1 :])
-                    return results
-                except Exception as exc:  # noqa: BLE001 - this row goes on alone; the others still run
-                    self._hand_over(single, kind, keeper, pk, exc)
-                    results.append(None)
-                else:
-                    if kind is not None:
-                        keeper.done(pk)
-                        outbox.finished(kind, pk)
+        results, finished = [], []
+        try:
+            with keeper if keeper is not None and not self.request.is_eager else nullcontext():
+                for i, pk in enumerate(ids):
+                    try:
+                        results.append(run_one(pk))
+                    except RateLimited as exc:
+                        for rest in ids[i:]:
+                            _row_left(keeper, kind, rest, exc.retry_after or 0)
+                        ctx = current_task_context()
+                        booked = [list(p) for p in ctx.reserved] if ctx is not None else []
+                        self._defer((ids[i:],), {}, countdown=exc.retry_after, prepaid=booked)
+                        return results
+                    except SoftTimeLimitExceeded:
+                        timeout = ProviderTimeout(single.provider or "", f"{self.name} ran past its soft time limit")
+                        self._hand_over(single, kind, keeper, pk, timeout)
+                        if ids[i + 1 :]:
+                            self._send_rest(kind, ids[i + 1 :])
+                        return results
+                    except Exception as exc:  # noqa: BLE001 - this row goes on alone; the others still run
+                        self._hand_over(single, kind, keeper, pk, exc)
+                        results.append(None)
+                    else:
+                        if kind is not None:
+                            keeper.done(pk)
+                            finished.append(pk)
+        finally:
+            if kind is not None:
+                outbox.finished_many(kind, finished)
         return results
 
     def _hand_over(self, single, kind, keeper, pk, exc):

@@ -1,6 +1,6 @@
 """What Stripe tells us about a payment (webhooks and reconciliation share these): status, fee, disputes."""
 
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from integrations.alerts import alert_raise
@@ -216,9 +216,10 @@ def payment_fee_record(*, payment_id, payment=None):
         owner=payment.invoice.owner_id,
         related=payment,
     )
-    Payment.objects.filter(pk=payment.pk).update(fee_recorded=True)
-    if fee.charge_id:
-        Payment.objects.filter(pk=payment.pk, charge_id="").update(charge_id=fee.charge_id)
+    changes = {"fee_recorded": True}
+    if fee.charge_id:  # only where no charge id is known yet, in the same statement
+        changes["charge_id"] = Case(When(charge_id="", then=Value(fee.charge_id)), default=F("charge_id"))
+    Payment.objects.filter(pk=payment.pk).update(**changes)
     return "recorded"
 
 
