@@ -241,6 +241,66 @@ def test_one_statement_for_many_calls_adds_up_as_one_at_a_time_does(fake_provide
     assert (alice_row.calls, alice_row.cost_usd, alice_row.latency_ms_sum) == (2, Decimal("0.035"), 253.2)
 
 
+def test_calls_add_each_of_their_amounts_to_existing_roll_up_rows_as_the_orm_steps_do(fake_provider):
+    """An existing roll-up row is added only the columns a call has something in (usage._upsert_sql `added`):
+    calls of every outcome, latency bucket and unit, one at a time and in batches, end where the ORM's
+    one-column-at-a-time path (usage.rollup_record_call, the SQLite path) ends."""
+    from integrations.usage import call_record, calls_record, rollup_record_call
+
+    alice = UserFactory()
+    specs = [
+        ("ok", 3.2, {"segments": 2}, "0.02", alice),
+        ("error", 250.0, {}, "0", alice),
+        ("timeout", 30000.0, {}, "0", None),
+        ("rate_limited", 0.0, {}, "0", alice),
+        ("ok", 41.0, {"input_tokens": 1200, "output_tokens": 80}, "0.0003", None),
+        ("circuit_open", 0.1, {}, "0", alice),
+        ("ok", 900.0, {"segments": 1}, "0.015", alice),
+    ]
+
+    def calls():
+        return [
+            ProviderCall(
+                provider="acme",
+                operation="send",
+                owner=owner,
+                outcome=outcome,
+                http_status=200,
+                latency_ms=latency,
+                attempt=1,
+                units=units,
+                cost_usd=Decimal(cost),
+            )
+            for outcome, latency, units, cost, owner in specs
+        ]
+
+    def state():
+        return (
+            sorted((row[1:] for row in ProviderRollup.objects.values_list()), key=repr),
+            sorted((row[1:] for row in UsageRollup.objects.values_list()), key=repr),
+        )
+
+    def reset():
+        ProviderCall.objects.all().delete()
+        ProviderRollup.objects.all().delete()
+        UsageRollup.objects.all().delete()
+
+    for call in calls():
+        call.save(force_insert=True)
+        rollup_record_call(call)
+    expected = state()
+    reset()
+    for call in calls():
+        call_record(call)
+    assert state() == expected
+    reset()
+    first, *rest = calls()
+    call_record(first)  # the rows exist, then the batch adds to them
+    calls_record(rest[:3])
+    calls_record(rest[3:])
+    assert state() == expected
+
+
 def test_roll_up_amounts_are_written_as_number_literals_and_nothing_else():
     """The roll-up sums go into the statement's text (usage.sql_number): numbers only, exact, never a string."""
     from integrations.usage import sql_number
