@@ -72,7 +72,13 @@ def _user_rate(group, request):
     return settings.AI_USER_RATE
 
 
-def _sse_response(events, **headers):
+async def _sse_response(request, events, **headers):
+    if "wsgi.version" in request.META:
+        # A WSGI server (manage.py runserver, gunicorn's sync workers) iterates the response after this
+        # request's event loop has ended, in a new loop where the provider's open stream no longer works:
+        # the client got one delta, then an error. Collect the events while this loop runs; the answer
+        # then arrives whole instead of event by event. config.asgi streams.
+        events = [event async for event in events]
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
@@ -148,14 +154,14 @@ class CompletionView(AsyncAPIView):
         if self.replayed is not None:
             body, status = self.replayed.response_body, self.replayed.response_status
             if params["stream"]:
-                return _sse_response(services.replay(body), **{"Idempotent-Replayed": "true"})
+                return await _sse_response(request, services.replay(body), **{"Idempotent-Replayed": "true"})
             return Response(body, status=status, headers={"Idempotent-Replayed": "true"})
         try:
             if params["stream"]:
                 events = await services.completion_stream(
                     user=request.user, params=params, idempotency_key=self.idempotency_key, begun=self.begun
                 )
-                return _sse_response(events)
+                return await _sse_response(request, events)
             payload = await services.completion_create(
                 user=request.user, params=params, idempotency_key=self.idempotency_key, begun=self.begun
             )

@@ -183,3 +183,23 @@ def test_a_stream_failing_mid_way_is_logged_with_its_provider(fake_ai, complete,
     assert (logged.outcome, logged.provider, logged.model) == ("failed", "anthropic", "claude-sonnet-4-6")
     record = next(r for r in caplog.records if r.name == "ai.services")
     assert record.provider == "anthropic" and "anthropic" in record.getMessage()
+
+
+def test_a_wsgi_server_gets_the_whole_stream_at_once_not_a_broken_one(fake_ai, user_client):
+    """Under WSGI (manage.py runserver, gunicorn sync workers) Django iterates a response only after the view's
+    event loop has ended, in a new one where the provider's open stream no longer works; the view collects
+    the events while its loop runs instead. Django's test client is a WSGI handler."""
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["Hel", "lo"], usage=(10, 2, 0))))
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["Hi"], usage=(10, 1, 0))))
+    body = {"messages": [{"role": "user", "content": "Say hello"}], "stream": True}
+
+    resp = user_client.post("/api/v1/ai/completions/", body, format="json")
+    again = user_client.post("/api/v1/ai/completions/", body | {"temperature": 0.5}, format="json")
+
+    assert resp.status_code == 200 and resp["Content-Type"] == "text/event-stream"
+    events = parse_sse(b"".join(resp))  # as a WSGI server iterates it
+    assert [kind for kind, _ in events] == ["delta", "delta", "done"]
+    assert events[2][1]["content"] == "Hello"
+    assert [kind for kind, _ in parse_sse(b"".join(again))] == ["delta", "done"]
+    assert list(ProviderCall.objects.values_list("outcome", flat=True)) == ["ok", "ok"]
+    assert AiRequest.objects.filter(stream=True).count() == 2
