@@ -30,10 +30,12 @@ ROUNDS = int(os.environ.get("BENCH_AI_ROUNDS", "5"))
 PER_ROUND = 60
 CONCURRENCY = 8
 THROUGHPUT_SECONDS = 4.0
-# Sync workers, as docker-compose runs them. (gthread with keep-alive measured
-# ~40 ms more per request here, and a fraction of the throughput.)
-WORKERS = int(os.environ.get("BENCH_AI_WORKERS", "4"))
-WORKER_CLASS = os.environ.get("BENCH_AI_WORKER_CLASS", "sync")
+# As production serves it (config/gunicorn.conf.py): uvicorn workers on config.asgi. Until 2026-12-03 this
+# suite ran sync workers on config.wsgi, where a stream broke after its first delta (ai/views.py) and its
+# time to first byte was that of an error event; BENCH_AI_WORKER_CLASS=sync measures WSGI again.
+WORKERS = int(os.environ.get("BENCH_AI_WORKERS", "2"))
+WORKER_CLASS = os.environ.get("BENCH_AI_WORKER_CLASS", "uvicorn_worker.UvicornWorker")
+APP = "config.wsgi" if WORKER_CLASS in ("sync", "gthread") else "config.asgi"
 
 
 # --- the fake provider (run in its own process) ------------------------------------
@@ -175,6 +177,7 @@ def _hub_env(fake_port):
             "AI_USER_RATE": "100000000/m",
             "AI_USER_MONTHLY_BUDGET_USD": "1000000",
             "DJANGO_ENV_FILE": "",
+            "DATABASE_POOL": "true" if APP == "config.asgi" else "false",  # as config/gunicorn.conf.py sets it
         }
     )
     return env
@@ -213,7 +216,7 @@ def run():
                     PY,
                     "-m",
                     "gunicorn",
-                    "config.wsgi",
+                    APP,
                     "-b",
                     f"127.0.0.1:{hub_port}",
                     "-w",
@@ -272,12 +275,15 @@ def run():
 
         def ttfb_hub():
             t = time.perf_counter()
-            first = None
+            first, last = None, None
             with hub.stream("POST", "/api/v1/ai/completions/", json=body(stream=True)) as r:
                 assert r.status_code == 200
                 for line in r.iter_lines():
+                    if line.startswith("event: "):
+                        last = line
                     if first is None and line.startswith("event: delta"):
                         first = time.perf_counter() - t
+            assert last == "event: done", f"the stream ended with {last!r}, not its done event"
             return first
 
         for fn in (call_direct, call_hub, ttfb_direct, ttfb_hub):  # warm pools, workers, DB connections
@@ -330,7 +336,7 @@ def run():
     tpd, tph = _pct(ttfb["direct"], 99), _pct(ttfb["hub"], 99)
     n = ROUNDS * PER_ROUND
     return f"""Fake OpenAI-compatible server: stdlib `ThreadingHTTPServer`, HTTP/1.1 keep-alive, TCP_NODELAY, answers at once
-(its own process). Hub: gunicorn ({WORKERS} {WORKER_CLASS} workers) on PostgreSQL + Redis, route `bench` = openai/gpt-4o-mini,
+(its own process). Hub: gunicorn ({WORKERS} {WORKER_CLASS} workers serving {APP}) on PostgreSQL + Redis, route `bench` = openai/gpt-4o-mini,
 token auth; each completion writes a ProviderCall, the hourly and monthly roll-ups and an AiRequest row, and takes the
 user rate limit, request and token buckets and breaker state in Redis. Direct: the `openai` SDK (max_retries=0) to the
 same fake. Same run, {ROUNDS} interleaved rounds of {PER_ROUND} sequential calls each side ({n} per side); no cache hits.

@@ -54,7 +54,8 @@ def main(argv):
     wanted = argv[1:]
     suites = sorted(p.stem for p in BENCH.glob("bench_*.py"))
     if wanted:
-        suites = [s for s in suites if any(w in s for w in wanted)]
+        # A suite's full name picks that suite only (bench_ai, not bench_ai_serving); other words pick by part.
+        suites = [s for s in suites if any(w == s or (w not in suites and w in s) for w in wanted)]
     sections = []
     for name in suites:
         module = importlib.import_module(f"bench.{name}")
