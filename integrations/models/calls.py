@@ -27,7 +27,14 @@ class ProviderCall(models.Model):
     provider = models.CharField(max_length=32)
     operation = models.CharField(max_length=64)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="provider_calls"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="provider_calls",
+        # pcall_owner_created (owner first) serves every lookup by owner; a second index on owner_id alone
+        # cost each provider call's INSERT ~0.04 ms of its ~1.1 on a 1M-row log (bench_gateway).
+        db_index=False,
     )
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
