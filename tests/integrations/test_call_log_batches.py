@@ -189,6 +189,24 @@ def test_the_web_workers_lifespan_runs_the_writer_and_its_shutdown_writes_what_i
     assert batchlog.writer() is None and ProviderCall.objects.filter(provider="acme", owner=user).count() == 1
 
 
+def _calls(specs):
+    """Unsaved ProviderCalls from (provider, owner, outcome, latency_ms, units, cost) tuples."""
+    return [
+        ProviderCall(
+            provider=provider,
+            operation="send",
+            owner=owner,
+            outcome=outcome,
+            http_status=200,
+            latency_ms=latency,
+            attempt=1,
+            units=units,
+            cost_usd=Decimal(cost),
+        )
+        for provider, owner, outcome, latency, units, cost in specs
+    ]
+
+
 def test_one_statement_for_many_calls_adds_up_as_one_at_a_time_does(fake_provider):
     """usage.calls_record (the batch) against usage.call_record (each call alone): the same rows and roll-ups."""
     from integrations.usage import call_record, calls_record
@@ -204,20 +222,7 @@ def test_one_statement_for_many_calls_adds_up_as_one_at_a_time_does(fake_provide
     ]
 
     def calls():
-        return [
-            ProviderCall(
-                provider=provider,
-                operation="send",
-                owner=owner,
-                outcome=outcome,
-                http_status=200,
-                latency_ms=latency,
-                attempt=1,
-                units=units,
-                cost_usd=Decimal(cost),
-            )
-            for provider, owner, outcome, latency, units, cost in specs
-        ]
+        return _calls(specs)
 
     def state():  # every column but the id, in a stable order
         provider_rows = sorted((row[1:] for row in ProviderRollup.objects.values_list()), key=repr)
@@ -249,30 +254,17 @@ def test_calls_add_each_of_their_amounts_to_existing_roll_up_rows_as_the_orm_ste
 
     alice = UserFactory()
     specs = [
-        ("ok", 3.2, {"segments": 2}, "0.02", alice),
-        ("error", 250.0, {}, "0", alice),
-        ("timeout", 30000.0, {}, "0", None),
-        ("rate_limited", 0.0, {}, "0", alice),
-        ("ok", 41.0, {"input_tokens": 1200, "output_tokens": 80}, "0.0003", None),
-        ("circuit_open", 0.1, {}, "0", alice),
-        ("ok", 900.0, {"segments": 1}, "0.015", alice),
+        ("acme", alice, "ok", 3.2, {"segments": 2}, "0.02"),
+        ("acme", alice, "error", 250.0, {}, "0"),
+        ("acme", None, "timeout", 30000.0, {}, "0"),
+        ("acme", alice, "rate_limited", 0.0, {}, "0"),
+        ("acme", None, "ok", 41.0, {"input_tokens": 1200, "output_tokens": 80}, "0.0003"),
+        ("acme", alice, "circuit_open", 0.1, {}, "0"),
+        ("acme", alice, "ok", 900.0, {"segments": 1}, "0.015"),
     ]
 
     def calls():
-        return [
-            ProviderCall(
-                provider="acme",
-                operation="send",
-                owner=owner,
-                outcome=outcome,
-                http_status=200,
-                latency_ms=latency,
-                attempt=1,
-                units=units,
-                cost_usd=Decimal(cost),
-            )
-            for outcome, latency, units, cost, owner in specs
-        ]
+        return _calls(specs)
 
     def state():
         return (

@@ -76,6 +76,21 @@ def register(monkeypatch):
     return add
 
 
+def _drain_as_a_worker(monkeypatch):
+    """One run of the drain task as a worker runs it (not called directly, not eager), one batch claimed;
+    returns what it queued: [(args, countdown)]."""
+    queued = []
+    monkeypatch.setattr(
+        webhook_drain_task, "apply_async", lambda args, countdown=None: queued.append((args, countdown))
+    )
+    webhook_drain_task.push_request(id="task-1", args=["hubtest"], kwargs={}, called_directly=False, is_eager=False)
+    try:
+        assert webhook_drain_task.run("hubtest") == 1
+    finally:
+        webhook_drain_task.pop_request()
+    return queued
+
+
 @pytest.fixture
 def celery_eager():
     """Run tasks in-process when enqueued (a real Celery mode), so on_commit enqueues process at once."""
@@ -351,16 +366,7 @@ class TestProcessing:
     def test_the_drain_task_drains_again_when_the_earliest_retry_is_due(self, register, monkeypatch):
         register("thing.updated", lambda e: 1 / 0)
         event = WebhookEventFactory()
-        queued = []
-        monkeypatch.setattr(
-            webhook_drain_task, "apply_async", lambda args, countdown=None: queued.append((args, countdown))
-        )
-        # As a worker runs it (not called directly, not eager).
-        webhook_drain_task.push_request(id="task-1", args=["hubtest"], kwargs={}, called_directly=False, is_eager=False)
-        try:
-            assert webhook_drain_task.run("hubtest") == 1
-        finally:
-            webhook_drain_task.pop_request()
+        queued = _drain_as_a_worker(monkeypatch)
         event.refresh_from_db()
         assert event.status == Status.FAILED and event.attempts == 1
         [(args, countdown)] = queued
@@ -378,15 +384,7 @@ class TestProcessing:
         register("thing.updated", lambda e: 1 / 0)
         failing = WebhookEventFactory()
         WebhookEventFactory()
-        queued = []
-        monkeypatch.setattr(
-            webhook_drain_task, "apply_async", lambda args, countdown=None: queued.append((args, countdown))
-        )
-        webhook_drain_task.push_request(id="task-1", args=["hubtest"], kwargs={}, called_directly=False, is_eager=False)
-        try:
-            assert webhook_drain_task.run("hubtest") == 1
-        finally:
-            webhook_drain_task.pop_request()
+        queued = _drain_as_a_worker(monkeypatch)
         failing.refresh_from_db()
         assert failing.status == Status.FAILED and failing.attempts == 1
         assert (("hubtest",), None) in queued  # the next batch, now
