@@ -57,7 +57,7 @@ def _upsert_sql(table, keys, sums, conflict, rows=1, added=None):
 
     `added`: the columns an existing row is added to (default all of `sums`). A call adds 0 to most of the
     per-provider roll-up's ~90 columns (one latency bucket, one outcome, the units it used), and adding
-    them all cost PostgreSQL ~0.25 ms of every provider call's ~1.5 (bench_gateway); the new row's INSERT
+    them all cost PostgreSQL ~0.3 ms of every provider call's ~1.6 (bench_gateway); the new row's INSERT
     still names every column."""
     qn = connection.ops.quote_name
     cols = [*keys, *sums]
