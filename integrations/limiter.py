@@ -51,6 +51,10 @@ else
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - math.min(tokens, 0)) / rate) + 1000)
+if KEYS[3] then
+  local cb = redis.call('HMGET', KEYS[3], 'state', 'failures')
+  return {granted, wait, cb[1] or 'closed', tonumber(cb[2] or 0)}
+end
 return {granted, wait}
 """
 
@@ -62,6 +66,9 @@ class Decision:
     granted: bool
     reserved: bool = False
     wait: float = 0.0  # seconds
+    # (state, failures) of the circuit breaker at `breaker_key`, read in the same Redis round trip (the gateway
+    # asks, and skips the breaker's own round trip when it is closed); None when not asked or not read.
+    breaker: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -92,12 +99,24 @@ def _redis_take(client, keys, limit, cost, reserve, max_wait):
     global _script
     if _script is None:
         _script = client.register_script(_TAKE_LUA)
-    granted, wait_ms = _script(
-        keys=list(keys),
-        args=[limit.rate, limit.burst, cost, "1" if reserve else "0", int(max_wait * 1000)],
-        client=client,
+    return _decision(
+        _script(
+            keys=list(keys),
+            args=[limit.rate, limit.burst, cost, "1" if reserve else "0", int(max_wait * 1000)],
+            client=client,
+        )
     )
-    return int(granted), int(wait_ms) / 1000.0
+
+
+def _decision(answer):
+    """The Decision in _TAKE_LUA's answer: {granted, wait ms[, breaker state, failures]}."""
+    granted, wait_ms, *read = answer
+    if read:
+        state = read[0].decode() if isinstance(read[0], bytes) else read[0]
+        read = (state, int(read[1]))
+    return Decision(
+        int(granted) == GRANTED, reserved=int(granted) == RESERVED, wait=int(wait_ms) / 1000.0, breaker=read or None
+    )
 
 
 def _local_take(keys, limit, cost, reserve, max_wait):
@@ -124,7 +143,8 @@ def _local_take(keys, limit, cost, reserve, max_wait):
     return granted, wait
 
 
-def take(provider, scope=None, *, bucket="requests", cost=1, reserve=False, max_wait=None):
+def take(provider, scope=None, *, bucket="requests", cost=1, reserve=False, max_wait=None, breaker_key=None):
+    """`breaker_key`: also read that circuit breaker's state in the same Redis round trip (Decision.breaker)."""
     limit = limit_for(provider, bucket, scope)
     if limit is None:
         blocked = blocked_for(provider, scope)
@@ -133,9 +153,8 @@ def take(provider, scope=None, *, bucket="requests", cost=1, reserve=False, max_
     keys = _keys(provider, bucket, scope)
     client = get_client()
     if client is not None:
-        granted, wait = _redis_take(client, keys, limit, cost, reserve, max_wait)
-    else:
-        granted, wait = _local_take(keys, limit, cost, reserve, max_wait)
+        return _redis_take(client, (*keys, breaker_key) if breaker_key else keys, limit, cost, reserve, max_wait)
+    granted, wait = _local_take(keys, limit, cost, reserve, max_wait)
     return Decision(granted == GRANTED, reserved=granted == RESERVED, wait=wait)
 
 
@@ -235,15 +254,16 @@ async def _aredis_take(client, keys, limit, cost, reserve, max_wait):
     script = _async_scripts.get(client)
     if script is None:
         script = _async_scripts[client] = client.register_script(_TAKE_LUA)
-    granted, wait_ms = await script(
-        keys=list(keys),
-        args=[limit.rate, limit.burst, cost, "1" if reserve else "0", int(max_wait * 1000)],
-        client=client,
+    return _decision(
+        await script(
+            keys=list(keys),
+            args=[limit.rate, limit.burst, cost, "1" if reserve else "0", int(max_wait * 1000)],
+            client=client,
+        )
     )
-    return int(granted), int(wait_ms) / 1000.0
 
 
-async def atake(provider, scope=None, *, bucket="requests", cost=1, reserve=False, max_wait=None):
+async def atake(provider, scope=None, *, bucket="requests", cost=1, reserve=False, max_wait=None, breaker_key=None):
     """`take` for async callers: same bucket, same answers."""
     limit = limit_for(provider, bucket, scope)
     client = aget_client()
@@ -255,8 +275,8 @@ async def atake(provider, scope=None, *, bucket="requests", cost=1, reserve=Fals
         blocked = await ablocked_for(provider, scope)
         return Decision(False, wait=blocked) if blocked > 0 else Decision(True)
     max_wait = settings.RATE_LIMIT_MAX_RESERVE_SECONDS if max_wait is None else max_wait
-    granted, wait = await _aredis_take(client, _keys(provider, bucket, scope), limit, cost, reserve, max_wait)
-    return Decision(granted == GRANTED, reserved=granted == RESERVED, wait=wait)
+    keys = _keys(provider, bucket, scope)
+    return await _aredis_take(client, (*keys, breaker_key) if breaker_key else keys, limit, cost, reserve, max_wait)
 
 
 async def ablock(provider, scope, seconds):

@@ -25,18 +25,23 @@ from .calllog import Attempt, _write
 from .outcome import Failure, _breaker_waits_on_news, _refused
 
 
-async def atake_token(provider, scope=None, *, bucket="requests", cost=1, deadline=None):
-    """A token now, or after an await that ends before `deadline` (a time.monotonic() value); else RateLimited."""
+async def atake_token(provider, scope=None, *, bucket="requests", cost=1, deadline=None, breaker_key=None):
+    """A token now, or after an await that ends before `deadline` (a time.monotonic() value); else RateLimited.
+
+    Returns the Decision when the token was granted at once (with `breaker_key`'s state read in the same round
+    trip), None after a wait (what it read is old by then)."""
     left = None if deadline is None else deadline - time.monotonic()
     max_wait = min(settings.RATE_LIMIT_MAX_RESERVE_SECONDS, left) if left is not None else 0.0
-    decision = await limiter.atake(provider, scope, bucket=bucket, cost=cost, reserve=max_wait > 0, max_wait=max_wait)
+    decision = await limiter.atake(
+        provider, scope, bucket=bucket, cost=cost, reserve=max_wait > 0, max_wait=max_wait, breaker_key=breaker_key
+    )
     if decision.granted:
-        return
+        return decision
     if decision.reserved:
         # The bucket booked a future token for this call (so waiters queue in
         # order instead of polling); the wait fits inside the deadline.
         await asyncio.sleep(decision.wait)
-        return
+        return None
     metrics.provider_calls.labels(provider, "-", "deferred").inc()
     raise RateLimited(provider, scope, decision.wait)
 
@@ -57,11 +62,13 @@ async def aattempt(
     """`attempt` for async callers; a rate token is awaited up to `deadline` (time.monotonic())."""
     require(provider)
 
-    await atake_token(provider, scope, cost=rate_cost, deadline=deadline)
+    decision = await atake_token(
+        provider, scope, cost=rate_cost, deadline=deadline, breaker_key=breaker.state_key(provider)
+    )
 
     att = Attempt(provider, operation, owner, scope, idempotency_key, related, attempt_no)
 
-    permit = await breaker.abefore_call(provider)
+    permit = breaker.closed_permit(decision and decision.breaker) or await breaker.abefore_call(provider)
     if not permit.allowed:
         raise await db_hop(_refused, att, permit)
 

@@ -19,13 +19,16 @@ from .runtime import _task_context
 
 
 def _take_token(provider, scope, rate_cost):
+    """The granted Decision (with the breaker's state read in the same round trip), or None for a prepaid token."""
     ctx = _task_context.get()
     if ctx is not None and (provider, scope or "") in ctx.prepaid:
         ctx.prepaid.discard((provider, scope or ""))  # the token booked by the last deferral
-        return
-    decision = limiter.take(provider, scope, cost=rate_cost, reserve=ctx is not None)
+        return None
+    decision = limiter.take(
+        provider, scope, cost=rate_cost, reserve=ctx is not None, breaker_key=breaker.state_key(provider)
+    )
     if decision.granted:
-        return
+        return decision
     if decision.reserved:
         ctx.reserved.add((provider, scope or ""))
     metrics.provider_calls.labels(provider, "-", "deferred").inc()
@@ -57,13 +60,13 @@ def attempt(
     `att.row` until then."""
     require(provider)
 
-    _take_token(provider, scope, rate_cost)
+    decision = _take_token(provider, scope, rate_cost)
 
     ctx = _task_context.get()
     attempt_no = attempt_no or (ctx.attempt if ctx else 1)
     att = Attempt(provider, operation, owner, scope, idempotency_key, related, attempt_no)
 
-    permit = breaker.before_call(provider)
+    permit = breaker.closed_permit(decision and decision.breaker) or breaker.before_call(provider)
     if not permit.allowed:
         raise _refused(att, permit)
 

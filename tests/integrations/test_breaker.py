@@ -81,3 +81,24 @@ def test_reset_closes_by_hand(backend):
         _fail(http, 3)
     breaker.reset("acme")
     assert breaker.state("acme") == "closed"
+
+
+@pytest.mark.redis
+def test_a_closed_circuit_is_read_with_the_rate_token_and_only_an_open_one_asks_the_breaker(
+    settings, fake_provider, monkeypatch
+):
+    """One Redis round trip fewer per call: the limiter's script reads a closed breaker (breaker.closed_permit)."""
+    settings.REDIS_URL = os.environ["REDIS_URL"]
+    settings.CIRCUIT_BREAKER = {"failure_threshold": 3, "cooldown_seconds": 5, "probe_timeout_seconds": 5}
+    asked = []
+    real = breaker.before_call
+    monkeypatch.setattr(breaker, "before_call", lambda provider: asked.append(provider) or real(provider))
+    with responses.RequestsMock() as http:
+        http.post(acme.URL, json={"units": {}})
+        acme.send({})
+        _fail(http, 3)  # each failure still counts: the third opens the circuit
+        assert asked == [] and breaker.state("acme") == "open"
+        with pytest.raises(CircuitOpen):
+            acme.send({})
+        assert asked == ["acme"]  # open: the breaker itself decides (cooldown, the one probe)
+        assert len(http.calls) == 4
