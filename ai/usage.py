@@ -14,6 +14,7 @@ from integrations.alerts import alert_raise
 from integrations.errors import DomainError
 from integrations.models import Alert
 from integrations.redis import cache_best_effort
+from integrations.usage import sql_number, upsert_sql
 
 from .models import AiBudget, AiFreeModel, AiSpend, AiUsageMonthly
 
@@ -52,15 +53,10 @@ _USAGE_SUMS = ("requests", "cached_requests", "input_tokens", "output_tokens", "
 
 @functools.cache
 def _pg_usage_sql():
-    """The monthly row added to, or created by the month's first request: one upsert (aiusage_unique_key)."""
-    qn = connection.ops.quote_name
-    table = qn(AiUsageMonthly._meta.db_table)
-    columns = ["owner_id", "month", "provider", "model", *_USAGE_SUMS]
-    return (
-        f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({qn('owner_id')}, {qn('month')}, {qn('provider')}, {qn('model')}) DO UPDATE SET "
-        + ", ".join(f"{qn(c)} = {table}.{qn(c)} + EXCLUDED.{qn(c)}" for c in _USAGE_SUMS)
-    )
+    """The monthly row added to, or created by the month's first request: one upsert (aiusage_unique_key),
+    built as the call log's roll-ups are (integrations.usage.upsert_sql: the amounts are number literals)."""
+    keys = ["owner_id", "month", "provider", "model"]
+    return upsert_sql(AiUsageMonthly._meta.db_table, keys, _USAGE_SUMS, f"({', '.join(keys)})")
 
 
 @functools.cache
@@ -84,7 +80,7 @@ def usage_record(
     if connection.vendor == "postgresql":
         amounts = [1, 1 if cached else 0, input_tokens, output_tokens, cached_tokens, Decimal(cost_usd)]
         with connection.cursor() as cursor:
-            cursor.execute(_pg_usage_sql(), [owner_id, month, provider, model[:128], *amounts])
+            cursor.execute(_pg_usage_sql().format(*map(sql_number, amounts)), [owner_id, month, provider, model[:128]])
         return
     changes = {
         "requests": F("requests") + 1,

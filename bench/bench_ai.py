@@ -7,8 +7,11 @@ completion and the difference (what the hub adds: auth, rate limits, budget,
 breaker and limiter in Redis, call log and roll-ups in PostgreSQL), requests/s
 with concurrent clients, and a streamed completion's time to first delta.
 
+Runs on bench.settings (bench.common: its own database and Redis db), the hub
+served as production serves it, ready once every worker answers /healthz.
+
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/wt_ai REDIS_URL=redis://127.0.0.1:6379/3 \\
-        .venv/bin/python bench/run.py ai
+        .venv/bin/python bench/run.py bench_ai
 """
 
 import json
@@ -21,6 +24,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from bench import common
 
 TITLE = "AI gateway: added latency, throughput and streamed time to first byte"
 
@@ -128,23 +133,6 @@ def serve_fake(port):
 # --- helpers -------------------------------------------------------------------------
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
 def _pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -155,41 +143,21 @@ def _ms(seconds):
 
 
 def _hub_env(fake_port):
-    env = dict(os.environ)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "SECRET_KEY": "bench-secret-key-not-for-production-0123456789",
-            "FIELD_ENCRYPTION_KEYS": "q8yF3v2bJm0nN4r6rU1oYbq2j8c8V2mZr1aXlN0l0Ws=",
-            "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wt_ai"),
-            "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/3"),
-            "CACHE_KEY_PREFIX": "bench-ai",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "SECURE_SSL_REDIRECT": "false",
-            "LOG_LEVEL": "WARNING",
-            "OPENAI_API_KEY": "sk-bench-not-a-real-key",
-            "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
-            "AI_ROUTES_JSON": json.dumps({"bench": [["openai", "gpt-4o-mini"]]}),
-            "AI_DEFAULT_TASK": "bench",
-            "RATE_LIMITS_JSON": json.dumps(
-                {"openai": {"requests": {"rate": 1000000, "burst": 1000000}, "tokens": {"rate": 1e9, "burst": 1e9}}}
-            ),
-            "AI_USER_RATE": "100000000/m",
-            "AI_USER_MONTHLY_BUDGET_USD": "1000000",
-            "DJANGO_ENV_FILE": "",
-            "DATABASE_POOL": "true" if APP == "config.asgi" else "false",  # as config/gunicorn.conf.py sets it
-        }
-    )
-    return env
-
-
-_SETUP = """
-import django; django.setup()
-from django.contrib.auth import get_user_model
-from integrations.auth.tokens import token_create
-u, _ = get_user_model().objects.get_or_create(username="bench-ai")
-print(token_create(user=u, name="bench")[1])
-"""
+    """What the hub's servers read at start on top of bench.settings: the fake provider as `openai`, one route,
+    limits and a budget the bench never reaches."""
+    return {
+        "LOG_LEVEL": "WARNING",
+        "OPENAI_API_KEY": "sk-bench-not-a-real-key",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
+        "AI_ROUTES_JSON": json.dumps({"bench": [["openai", "gpt-4o-mini"]]}),
+        "AI_DEFAULT_TASK": "bench",
+        "RATE_LIMITS_JSON": json.dumps(
+            {"openai": {"requests": {"rate": 1000000, "burst": 1000000}, "tokens": {"rate": 1e9, "burst": 1e9}}}
+        ),
+        "AI_USER_RATE": "100000000/m",
+        "AI_USER_MONTHLY_BUDGET_USD": "1000000",
+        "DATABASE_POOL": "true" if APP == "config.asgi" else "false",  # as config/gunicorn.conf.py sets it
+    }
 
 
 # --- the measurement -----------------------------------------------------------------
@@ -199,137 +167,128 @@ def run():
     import httpx2
     import openai
 
-    if not os.environ.get("DATABASE_URL", "postgres").startswith("postgres"):
-        return "Skipped: needs DATABASE_URL pointing at PostgreSQL (the hub is measured on PostgreSQL + Redis)."
-    fake_port, hub_port = _free_port(), _free_port()
-    procs = []
+    reason = common.setup()
+    if reason:
+        return reason
+    from django.contrib.auth import get_user_model
+
+    from integrations.auth.tokens import token_create
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-ai")
+    _, token = token_create(user=user, name="bench")
+    fake_port = common.free_port()
+    fake = subprocess.Popen(
+        [PY, "-c", f"from bench.bench_ai import serve_fake; serve_fake({fake_port})"], cwd=ROOT, env=common._env()
+    )
     try:
-        procs.append(subprocess.Popen([PY, __file__, "--fake-server", str(fake_port)], cwd=ROOT))
-        env = _hub_env(fake_port)
-        subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        token = subprocess.run(
-            [PY, "-c", _SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-        ).stdout.strip()
-        procs.append(
-            subprocess.Popen(
-                [
-                    PY,
-                    "-m",
-                    "gunicorn",
-                    APP,
-                    "-b",
-                    f"127.0.0.1:{hub_port}",
-                    "-w",
-                    str(WORKERS),
-                    "-k",
-                    WORKER_CLASS,
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=ROOT,
-                env=env,
-            )
-        )
-        _wait_port(fake_port)
-        _wait_port(hub_port)
-
-        direct = openai.OpenAI(api_key="sk-bench", base_url=f"http://127.0.0.1:{fake_port}/v1", max_retries=0)
-        hub = httpx2.Client(
-            base_url=f"http://127.0.0.1:{hub_port}", headers={"Authorization": f"Token {token}"}, timeout=30
-        )
-        counter = iter(range(10**9))
-
-        def body(stream=False):
-            # A different prompt each time: no cache hits (and no temperature 0).
-            return {
-                "messages": [{"role": "user", "content": f"Say hello #{next(counter)}"}],
-                "max_tokens": 16,
-                "stream": stream,
-            }
-
-        def call_direct():
-            msg = body()
-            t = time.perf_counter()
-            r = direct.chat.completions.create(model="gpt-4o-mini", messages=msg["messages"], max_completion_tokens=16)
-            assert r.choices[0].message.content
-            return time.perf_counter() - t
-
-        def call_hub():
-            t = time.perf_counter()
-            r = hub.post("/api/v1/ai/completions/", json=body())
-            assert r.status_code == 200, r.text
-            return time.perf_counter() - t
-
-        def ttfb_direct():
-            msg = body()
-            t = time.perf_counter()
-            s = direct.chat.completions.create(
-                model="gpt-4o-mini", messages=msg["messages"], stream=True, stream_options={"include_usage": True}
-            )
-            first = None
-            for chunk in s:
-                if first is None and chunk.choices and chunk.choices[0].delta.content:
-                    first = time.perf_counter() - t
-            s.close()
-            return first
-
-        def ttfb_hub():
-            t = time.perf_counter()
-            first, last = None, None
-            with hub.stream("POST", "/api/v1/ai/completions/", json=body(stream=True)) as r:
-                assert r.status_code == 200
-                for line in r.iter_lines():
-                    if line.startswith("event: "):
-                        last = line
-                    if first is None and line.startswith("event: delta"):
-                        first = time.perf_counter() - t
-            assert last == "event: done", f"the stream ended with {last!r}, not its done event"
-            return first
-
-        for fn in (call_direct, call_hub, ttfb_direct, ttfb_hub):  # warm pools, workers, DB connections
-            for _ in range(10):
-                fn()
-
-        lat = {"direct": [], "hub": []}
-        ttfb = {"direct": [], "hub": []}
-        round_medians = {"direct": [], "hub": [], "added": []}
-        for _ in range(ROUNDS):
-            d = [call_direct() for _ in range(PER_ROUND)]
-            h = [call_hub() for _ in range(PER_ROUND)]
-            lat["direct"] += d
-            lat["hub"] += h
-            round_medians["direct"].append(statistics.median(d))
-            round_medians["hub"].append(statistics.median(h))
-            round_medians["added"].append(statistics.median(h) - statistics.median(d))
-            ttfb["direct"] += [ttfb_direct() for _ in range(PER_ROUND // 2)]
-            ttfb["hub"] += [ttfb_hub() for _ in range(PER_ROUND // 2)]
-
-        def throughput(fn):
-            stop = time.monotonic() + THROUGHPUT_SECONDS
-            done = [0] * CONCURRENCY
-
-            def worker(i):
-                while time.monotonic() < stop:
-                    fn()
-                    done[i] += 1
-
-            started = time.monotonic()
-            with ThreadPoolExecutor(CONCURRENCY) as pool:
-                list(pool.map(worker, range(CONCURRENCY)))
-            return sum(done) / (time.monotonic() - started)
-
-        rps_direct = throughput(call_direct)
-        rps_hub = throughput(call_hub)
-        hub.close()
+        common.wait_port(fake_port, what="the fake OpenAI server")
+        # Ready once every worker answers /healthz (common.gunicorn), not once the port accepts.
+        with (
+            common.environ(_hub_env(fake_port)),
+            common.gunicorn(workers=WORKERS, worker_class=WORKER_CLASS, app=f"{APP}:application") as server,
+        ):
+            measured = _measure(server.url, fake_port, token, httpx2, openai)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        fake.terminate()
+        try:
+            fake.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            fake.kill()
+    return _report(**measured)
 
+
+def _measure(hub_url, fake_port, token, httpx2, openai):
+    """Both sides in interleaved rounds: latency, time to first delta, then throughput."""
+    direct = openai.OpenAI(api_key="sk-bench", base_url=f"http://127.0.0.1:{fake_port}/v1", max_retries=0)
+    hub = httpx2.Client(base_url=hub_url, headers={"Authorization": f"Token {token}"}, timeout=30)
+    counter = iter(range(10**9))
+
+    def body(stream=False):
+        # A different prompt each time: no cache hits (and no temperature 0).
+        return {
+            "messages": [{"role": "user", "content": f"Say hello #{next(counter)}"}],
+            "max_tokens": 16,
+            "stream": stream,
+        }
+
+    def call_direct():
+        msg = body()
+        t = time.perf_counter()
+        r = direct.chat.completions.create(model="gpt-4o-mini", messages=msg["messages"], max_completion_tokens=16)
+        assert r.choices[0].message.content
+        return time.perf_counter() - t
+
+    def call_hub():
+        t = time.perf_counter()
+        r = hub.post("/api/v1/ai/completions/", json=body())
+        assert r.status_code == 200, r.text
+        return time.perf_counter() - t
+
+    def ttfb_direct():
+        msg = body()
+        t = time.perf_counter()
+        s = direct.chat.completions.create(
+            model="gpt-4o-mini", messages=msg["messages"], stream=True, stream_options={"include_usage": True}
+        )
+        first = None
+        for chunk in s:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - t
+        s.close()
+        return first
+
+    def ttfb_hub():
+        t = time.perf_counter()
+        first, last = None, None
+        with hub.stream("POST", "/api/v1/ai/completions/", json=body(stream=True)) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    last = line
+                if first is None and line.startswith("event: delta"):
+                    first = time.perf_counter() - t
+        assert last == "event: done", f"the stream ended with {last!r}, not its done event"
+        return first
+
+    for fn in (call_direct, call_hub, ttfb_direct, ttfb_hub):  # warm pools, workers, DB connections
+        for _ in range(10):
+            fn()
+
+    lat = {"direct": [], "hub": []}
+    ttfb = {"direct": [], "hub": []}
+    round_medians = {"direct": [], "hub": [], "added": []}
+    for _ in range(ROUNDS):
+        d = [call_direct() for _ in range(PER_ROUND)]
+        h = [call_hub() for _ in range(PER_ROUND)]
+        lat["direct"] += d
+        lat["hub"] += h
+        round_medians["direct"].append(statistics.median(d))
+        round_medians["hub"].append(statistics.median(h))
+        round_medians["added"].append(statistics.median(h) - statistics.median(d))
+        ttfb["direct"] += [ttfb_direct() for _ in range(PER_ROUND // 2)]
+        ttfb["hub"] += [ttfb_hub() for _ in range(PER_ROUND // 2)]
+
+    def throughput(fn):
+        stop = time.monotonic() + THROUGHPUT_SECONDS
+        done = [0] * CONCURRENCY
+
+        def worker(i):
+            while time.monotonic() < stop:
+                fn()
+                done[i] += 1
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            list(pool.map(worker, range(CONCURRENCY)))
+        return sum(done) / (time.monotonic() - started)
+
+    rps_direct = throughput(call_direct)
+    rps_hub = throughput(call_hub)
+    hub.close()
+    return {"lat": lat, "ttfb": ttfb, "round_medians": round_medians, "rps_direct": rps_direct, "rps_hub": rps_hub}
+
+
+def _report(*, lat, ttfb, round_medians, rps_direct, rps_hub):
     md, mh = statistics.median(lat["direct"]), statistics.median(lat["hub"])
     pd, ph = _pct(lat["direct"], 99), _pct(lat["hub"], 99)
     td, th = statistics.median(ttfb["direct"]), statistics.median(ttfb["hub"])
@@ -359,11 +318,3 @@ same fake. Same run, {ROUNDS} interleaved rounds of {PER_ROUND} sequential calls
 The client, the fake and gunicorn share this machine's cores, so requests/s is bounded by the machine as much as by
 the hub; the added latency is the figure to watch.
 """
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--fake-server":
-        serve_fake(int(sys.argv[2]))
-    else:
-        sys.path.insert(0, str(ROOT))
-        print(run())

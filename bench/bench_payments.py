@@ -17,46 +17,19 @@ import hmac
 import json
 import os
 import random
-import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench import common
-
-# The same succeeded intent the payment tests answer the fee look-up with (stdlib only; bench/run.py puts the
-# repository on sys.path).
-from tests.payments.stripe_fakes import settled_intent
 
 TITLE = "Payments: a burst of signed Stripe events through the inbox and workers"
 
 WEBHOOK_SECRET = "whsec_bench_payments"
 DEADLINE_SECONDS = float(os.environ.get("BENCH_PAYMENTS_DEADLINE", "240"))
-
-
-class _FakeStripe(BaseHTTPRequestHandler):
-    """GET /v1/payment_intents/<id>: a succeeded intent with its charge's balance transaction."""
-
-    protocol_version = "HTTP/1.1"  # keep-alive; with Nagle off below, no ~40 ms stalls
-
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def do_GET(self):
-        pi = self.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-        body = json.dumps(settled_intent(pi)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Request-Id", f"req_{pi}")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 def _sign(body):
@@ -223,8 +196,12 @@ def run():
     concurrency = int(os.environ.get("BENCH_PAYMENTS_WORKER_CONCURRENCY", "2"))
 
     stripe_port = common.free_port()
-    fake = ThreadingHTTPServer(("127.0.0.1", stripe_port), _FakeStripe)
-    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    # The Stripe stand-in bench_stripe_events serves (the fee look-up's succeeded intent), in its own process.
+    fake = subprocess.Popen(
+        [sys.executable, "-c", f"from bench.bench_stripe_events import serve_stripe; serve_stripe({stripe_port})"],
+        cwd=common.ROOT,
+        env=common._env(),
+    )
     # What the hub's children (gunicorn, Celery) read at start on top of bench.settings.
     children = {
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -240,6 +217,7 @@ def run():
 
     redis.Redis.from_url(settings.REDIS_URL).delete("default", "payments")  # Celery queues an aborted run left
     try:
+        common.wait_port(stripe_port, what="the Stripe stand-in")
         with (
             common.environ(children),
             common.gunicorn(
@@ -251,7 +229,8 @@ def run():
             rng = random.Random(7)
             results = [_one_run(n_events, rng, server.url) for _ in range(runs)]
     finally:
-        fake.shutdown()
+        fake.terminate()
+        fake.wait(timeout=10)
 
     rows = []
     for i, r in enumerate(results, 1):

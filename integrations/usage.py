@@ -51,7 +51,7 @@ def sql_number(value):
     return format(value, "f") if isinstance(value, Decimal) else repr(value)
 
 
-def _upsert_sql(table, keys, sums, conflict, rows=1, added=None):
+def upsert_sql(table, keys, sums, conflict, rows=1, added=None):
     """INSERT ... ON CONFLICT adding `sums`: the key columns are `%s` parameters, the sums `{}` slots for
     sql_number literals (fill with str.format).
 
@@ -77,10 +77,10 @@ def _pg_call_and_rollup_sql(with_owner, usage_added, provider_added):
     qn = connection.ops.quote_name
     call_fields = [f for f in ProviderCall._meta.concrete_fields if not f.primary_key]
     conflict = "(hour, provider, owner_id)" if with_owner else "(hour, provider) WHERE owner_id IS NULL"
-    usage = _upsert_sql(
+    usage = upsert_sql(
         UsageRollup._meta.db_table, ["hour", "provider", "owner_id"], _USAGE_SUMS, conflict, added=usage_added
     )
-    per_provider = _upsert_sql(
+    per_provider = upsert_sql(
         ProviderRollup._meta.db_table, ["hour", "provider"], _PROVIDER_SUMS, "(hour, provider)", added=provider_added
     )
     return (
@@ -171,7 +171,7 @@ def calls_record(calls):
     table = ProviderRollup._meta.db_table
     added = _nonzero_in_any(per_provider.values(), _PROVIDER_SUMS)
     statements.append(
-        _upsert_sql(table, ["hour", "provider"], _PROVIDER_SUMS, "(hour, provider)", len(per_provider), added)
+        upsert_sql(table, ["hour", "provider"], _PROVIDER_SUMS, "(hour, provider)", len(per_provider), added)
     )
     for (hour, provider), row in per_provider.items():
         params += [hour, provider]
@@ -184,7 +184,7 @@ def calls_record(calls):
             continue
         conflict = "(hour, provider, owner_id)" if with_owner else "(hour, provider) WHERE owner_id IS NULL"
         added = _nonzero_in_any((row for _, row in rows), _USAGE_SUMS)
-        statements.append(_upsert_sql(table, ["hour", "provider", "owner_id"], _USAGE_SUMS, conflict, len(rows), added))
+        statements.append(upsert_sql(table, ["hour", "provider", "owner_id"], _USAGE_SUMS, conflict, len(rows), added))
         for key, row in rows:
             params += key
             sums += [row[c] for c in _USAGE_SUMS]

@@ -247,7 +247,7 @@ def test_one_statement_for_many_calls_adds_up_as_one_at_a_time_does(fake_provide
 
 
 def test_calls_add_each_of_their_amounts_to_existing_roll_up_rows_as_the_orm_steps_do(fake_provider):
-    """An existing roll-up row is added only the columns a call has something in (usage._upsert_sql `added`):
+    """An existing roll-up row is added only the columns a call has something in (usage.upsert_sql `added`):
     calls of every outcome, latency bucket and unit, one at a time and in batches, end where the ORM's
     one-column-at-a-time path (usage.rollup_record_call, the SQLite path) ends."""
     from integrations.usage import call_record, calls_record, rollup_record_call

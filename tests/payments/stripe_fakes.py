@@ -55,8 +55,7 @@ def intent(payment, *, status="requires_payment_method", pi_id=None, error=None,
 
 
 def settled_intent(pi_id, *, fee=103, charge_id=None):
-    """A succeeded PaymentIntent as the hub's fee look-up reads it: `latest_charge.balance_transaction` expanded.
-    Also the bench stand-ins' answer (bench/bench_payments.py)."""
+    """A succeeded PaymentIntent as the hub's fee look-up reads it: `latest_charge.balance_transaction` expanded."""
     return {
         "id": pi_id,
         "object": "payment_intent",
