@@ -170,12 +170,7 @@ def run():
     reason = common.setup()
     if reason:
         return reason
-    from django.contrib.auth import get_user_model
-
-    from integrations.auth.tokens import token_create
-
-    user, _ = get_user_model().objects.get_or_create(username="bench-ai")
-    _, token = token_create(user=user, name="bench")
+    _, token = common.api_token("bench-ai")
     fake_port = common.free_port()
     fake = subprocess.Popen(
         [PY, "-c", f"from bench.bench_ai import serve_fake; serve_fake({fake_port})"], cwd=ROOT, env=common._env()

@@ -124,15 +124,6 @@ def _hub_env(provider_url):
     }
 
 
-def _hub_token():
-    from django.contrib.auth import get_user_model
-
-    from integrations.auth.tokens import token_create
-
-    user, _ = get_user_model().objects.get_or_create(username="bench-ai-serving")
-    return token_create(user=user, name="bench", expires_in_days=1)[1]
-
-
 # --- measurements ----------------------------------------------------------------------
 
 
@@ -369,7 +360,7 @@ def run():
             children.append(hub)
             hub_url = f"http://127.0.0.1:{hub_port}"
             _wait(hub_url + "/healthz", hub)
-            token = _hub_token()
+            _, token = common.api_token("bench-ai-serving")
             targets = [
                 Target(
                     "hub",

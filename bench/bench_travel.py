@@ -347,13 +347,9 @@ def run():
         return reason
     import subprocess
 
-    from django.contrib.auth import get_user_model
-
-    from integrations.auth.tokens import token_create
     from integrations.models import ProviderCall
 
-    user, _ = get_user_model().objects.get_or_create(username="bench-travel")
-    _, token = token_create(user=user, name="bench")
+    user, token = common.api_token("bench-travel")
     load_before = common.machine_load()
     sections = []
     for n, offers in enumerate(SIZES):

@@ -101,6 +101,16 @@ def setup():
     return None
 
 
+def api_token(username):
+    """(user, a new API token for it): the bench's client of the hub's API, created once per name."""
+    from django.contrib.auth import get_user_model
+
+    from integrations.auth.tokens import token_create
+
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    return user, token_create(user=user, name="bench", expires_in_days=1)[1]
+
+
 def where():
     """One line naming the servers a suite ran against (no credentials)."""
     from django.conf import settings
