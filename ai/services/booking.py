@@ -6,7 +6,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 
-from integrations.aio import commit_without_flush_wait, db_hop
+from integrations.aio import db_hop
 from integrations.context import get_request_id
 from integrations.errors import DomainError
 
@@ -103,9 +103,8 @@ class Booking:
         req.max_tokens = req.max_tokens or min(settings.AI_DEFAULT_MAX_TOKENS, cap)
         chain, skipped = priced_chain(chain, named=bool(self.params.get("model")))
         amount = max_cost(chain, input_tokens=req.estimated_input_tokens(), output_tokens=req.max_tokens)
-        with transaction.atomic():
-            commit_without_flush_wait()  # a lost hold only frees budget; the client waits on this commit
-            self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
+        # A lost hold only frees budget; the client waits on this commit.
+        self.reservation = budget_reserve(self.user.pk, amount, limit=limit, flush=False)
         return chain, skipped
 
     def release(self):
