@@ -10,7 +10,7 @@ from django.db.models import F, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from integrations.aio import commit_without_flush_wait
+from integrations.aio import NO_FLUSH_WAIT, commit_without_flush_wait
 from integrations.alerts import alert_raise
 from integrations.errors import DomainError
 from integrations.models import Alert
@@ -79,9 +79,9 @@ def usage_record(
     the ORM's compiled UPDATE cost ~2 ms more per request than the statement itself."""
     month = month_of(now)
     if connection.vendor == "postgresql":
-        amounts = [1, 1 if cached else 0, input_tokens, output_tokens, cached_tokens, Decimal(cost_usd)]
+        amounts = [input_tokens, output_tokens, cached_tokens, cost_usd]
         with connection.cursor() as cursor:
-            cursor.execute(_pg_usage_sql().format(*map(sql_number, amounts)), [owner_id, month, provider, model[:128]])
+            cursor.execute(*usage_statement(owner_id, provider, model, *amounts, cached=cached, now=now))
         return
     changes = {
         "requests": F("requests") + 1,
@@ -110,6 +110,16 @@ def usage_record(
             )
     except IntegrityError:
         rows.update(**changes)  # another request created the month's row first
+
+
+def usage_statement(
+    owner_id, provider, model, input_tokens, output_tokens, cached_tokens, cost_usd, *, cached, now=None
+):
+    """usage_record's PostgreSQL upsert as (sql, params), for a caller that sends it with others
+    (integrations.aio.at_once)."""
+    amounts = [1, 1 if cached else 0, input_tokens, output_tokens, cached_tokens, Decimal(cost_usd)]
+    sql = _pg_usage_sql().format(*map(sql_number, amounts))
+    return sql, [owner_id, month_of(now), provider, model[:128]]
 
 
 def month_spent(owner_id, now=None):
@@ -262,7 +272,7 @@ def _pg_hold_sql(flush):
         "RETURNING 1"
     )
     # Two statements in one query string are one implicit transaction, so SET LOCAL holds for its commit.
-    return update if flush else f"SET LOCAL synchronous_commit TO OFF; {update}"
+    return update if flush else f"{NO_FLUSH_WAIT}; {update}"
 
 
 def _hold(owner_id, month, amount, limit, *, flush):
@@ -308,21 +318,29 @@ def budget_settle(reservation, cost=0):
     Returns the month's spend after it when the request cost something (else None)."""
     if reservation is None or reservation.settled:
         return None
-    reservation.settled = True
     if connection.vendor == "postgresql":
         # The UPDATE and the read of the new spend in one statement (RETURNING), written once per process.
         with connection.cursor() as cursor:
-            cursor.execute(
-                _pg_settle_sql(), [reservation.amount, Decimal(cost), reservation.owner_id, reservation.month]
-            )
-            row = cursor.fetchone()
-        return row[0] if row is not None and cost > 0 else None
+            cursor.execute(*settle_statement(reservation, cost))
+            return settled(reservation, cursor.fetchone(), cost)
+    reservation.settled = True
     rows = _spend_rows(reservation.owner_id, reservation.month)
     rows.update(
         reserved_usd=Greatest(F("reserved_usd") - reservation.amount, Value(Decimal(0))),
         spent_usd=F("spent_usd") + Decimal(cost),
     )
     return rows.values_list("spent_usd", flat=True).first() if cost > 0 else None
+
+
+def settle_statement(reservation, cost):
+    """budget_settle's PostgreSQL statement as (sql, params); `settled` takes its result row."""
+    return _pg_settle_sql(), [reservation.amount, Decimal(cost), reservation.owner_id, reservation.month]
+
+
+def settled(reservation, row, cost):
+    """The hold as settled by settle_statement's result `row`: budget_settle's answer."""
+    reservation.settled = True
+    return row[0] if row is not None and cost > 0 else None
 
 
 def budget_after(owner_id, *, limit, before, cost, now=None):

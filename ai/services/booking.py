@@ -1,10 +1,12 @@
 """A request's database work: the budget hold, the answer's booking, the request log (each one thread hop)."""
 
+import functools
 import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from integrations.aio import db_hop
 from integrations.context import get_request_id
@@ -13,7 +15,18 @@ from integrations.errors import DomainError
 from ..messages import Completion
 from ..models import AiRequest
 from ..routing import chain_for
-from ..usage import budget_after, budget_reserve, budget_settle, max_cost, priced_chain, usage_record, user_limits
+from ..usage import (
+    budget_after,
+    budget_reserve,
+    budget_settle,
+    max_cost,
+    priced_chain,
+    settle_statement,
+    settled,
+    usage_record,
+    usage_statement,
+    user_limits,
+)
 from .cache import cache_get, cache_key, use_cache
 from .chain import ChainExhausted, ChainRefused, walk
 
@@ -36,7 +49,34 @@ def payload_for(result, *, cost, cached, fallbacks):
     }
 
 
-def request_log(
+def request_log(**fields):
+    return AiRequest.objects.create(**_request_values(**fields))
+
+
+@functools.cache
+def _request_columns():
+    return [field for field in AiRequest._meta.concrete_fields if not field.primary_key]
+
+
+@functools.cache
+def _pg_request_sql():
+    qn = connection.ops.quote_name
+    columns = _request_columns()
+    return (
+        f"INSERT INTO {qn(AiRequest._meta.db_table)} ({', '.join(qn(f.column) for f in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+
+
+def request_log_statement(**fields):
+    """request_log's row as a PostgreSQL INSERT (sql, params), for the answer's one round trip."""
+    values = {**_request_values(**fields), "created_at": timezone.now()}
+    return _pg_request_sql(), [
+        field.get_db_prep_save(values[field.attname], connection) for field in _request_columns()
+    ]
+
+
+def _request_values(
     *,
     user,
     params,
@@ -52,8 +92,8 @@ def request_log(
 ):
     log_prompts = settings.AI_LOG_PROMPTS
     counted = result is not None and outcome != AiRequest.Outcome.CACHED
-    return AiRequest.objects.create(
-        owner=user,
+    return dict(
+        owner_id=user.pk,
         request_id=(get_request_id() or "")[:128],
         task=params.get("task") or "",
         requested_model=(params.get("model") or "")[:128],
@@ -146,6 +186,43 @@ class Booking:
             self._failed()
         elif self.on_done:
             self.on_done(payload)
+
+    def answered_at_once(self, result, *, cost, tried):
+        """`answered` (outcome OK, nothing to hand to on_done) as statements for the call row's one round
+        trip (integrations.aio.at_once): ([(sql, params)], after(rows)), `after` run once they are committed."""
+        statements = [
+            usage_statement(
+                self.user.pk,
+                result.provider,
+                result.model,
+                result.input_tokens,
+                result.output_tokens,
+                result.cached_tokens,
+                cost,
+                cached=False,
+            ),
+            request_log_statement(
+                user=self.user,
+                params=self.params,
+                outcome=AiRequest.Outcome.OK,
+                started=self.started,
+                result=result,
+                cost=cost,
+                fallbacks=tried,
+                stream=self.stream,
+            ),
+        ]
+        held = self.reservation is not None and not self.reservation.settled
+        if held:
+            statements.append(settle_statement(self.reservation, cost))
+
+        def after(rows):
+            spent = settled(self.reservation, rows[-1], cost) if held else None
+            if spent is not None:
+                before = spent - Decimal(cost)
+                budget_after(self.user.pk, limit=self.reservation.limit, before=before, cost=cost)
+
+        return statements, after
 
     @transaction.atomic
     def cached(self, hit):
