@@ -12,7 +12,7 @@ fake OpenAI-compatible provider (bench/fake_llm.py, asyncio, one process). In on
    fake provider, interleaved in rounds; added latency = median through a server - median
    direct; the goal is the hub's at most half LiteLLM's.
 3. With BENCH_AI_PROFILE=1, a py-spy profile of the hub's workers during (2), summarised as
-   the functions where the time goes.
+   the parts of a completion and the components where the workers' CPU goes.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/hub_bench REDIS_URL=redis://127.0.0.1:6379/9 \\
         BENCH_PORTS=18200-18299 .venv/bin/python bench/run.py ai_serving
@@ -236,6 +236,8 @@ def _py_spy():
 
 
 def _profile_start(pgid, out_dir):
+    """py-spy on each hub worker: only the thread holding the GIL, 500 times a second, so a sample is CPU the
+    worker spent (a thread waiting on a socket or a lock is not sampled) and the shares add up to its busy time."""
     exe = _py_spy()
     if exe is None:
         return []
@@ -243,19 +245,8 @@ def _profile_start(pgid, out_dir):
     workers = [p for p in pids if p != str(pgid)]
     return [
         subprocess.Popen(
-            [
-                str(exe),
-                "record",
-                "-p",
-                pid,
-                "-f",
-                "raw",
-                "-o",
-                str(out_dir / f"{pid}.txt"),
-                "-r",
-                "100",
-                "--nonblocking",
-            ],
+            [str(exe), "record", "-p", pid, "-f", "raw", "-o", str(out_dir / f"{pid}.txt")]
+            + ["-r", "500", "--gil", "--nonblocking", "--threads"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -263,62 +254,76 @@ def _profile_start(pgid, out_dir):
     ]
 
 
-# Frames where a thread waits rather than works (py-spy samples every thread).
-_WAITING = ("wait (", "acquire (", "select (", "poll (", "get (queue.py", "_worker (concurrent", "sleep (", "accept (")
+# Where a sample's time goes, by the innermost frame that belongs to one of these (first match from the leaf).
+_COMPONENTS = [
+    (
+        "provider SDK and its HTTP client (openai, httpx, httpcore, h11, anyio)",
+        ("openai/", "httpx", "httpcore", "h11/", "anyio/"),
+    ),
+    ("PostgreSQL driver (psycopg)", ("psycopg",)),
+    ("Django ORM and database wrappers", ("django/db/",)),
+    ("Redis client (limiter, breaker, caches)", ("redis/",)),
+    ("Django REST framework (auth, validation, rendering)", ("rest_framework/",)),
+    ("thread hops (asgiref, executor, threading)", ("asgiref/", "concurrent/futures", "threading.py")),
+    ("ASGI server (uvicorn)", ("uvicorn", "httptools")),
+    ("logs and metrics", ("logging/", "prometheus")),
+    ("Django request handling and middleware", ("django/", "corsheaders/", "csp/", "axes/", "whitenoise/")),
+    ("the hub's own code (ai/, integrations/, config/)", ("ai/", "integrations/", "config/")),
+]
+# What part of a completion a sample belongs to, by a frame anywhere in its stack (first match). A coroutine
+# resumed by the loop shows only its own frames (py-spy), so the SDK's and the asyncio Redis client's frames
+# name their part too.
+_PHASES = [
+    ("booking after the answer (call row, roll-ups, budget, request log)", ("_write_ok_then (",)),
+    ("request hop: auth, validation, budget hold", ("CompletionView.prepare (", "AsyncAPIView.prepare (")),
+    (
+        "provider call (SDK and its HTTP client)",
+        ("_openai_complete (", "_anthropic_complete (", "openai/", "httpx", "httpcore", "h11/", "anyio/"),
+    ),
+    ("rate tokens and breaker (asyncio Redis)", ("take_tokens (", "atake_token (", "abefore_call (", "redis/asyncio")),
+    ("call-log writer thread", ("CallLogWriter",)),
+]
 
 
-def _profile_summary(procs, out_dir, top=18):
+def _profile_summary(procs, out_dir):
     for proc in procs:
         proc.send_signal(2)  # SIGINT: py-spy writes what it has
     for proc in procs:
         proc.wait(30)
     keep = common.ROOT / "var" / "bench" / "ai-serving-profile"
     keep.mkdir(parents=True, exist_ok=True)
-    inclusive, total = {}, 0
+    components, phases, total = {}, {}, 0
     for path in out_dir.glob("*.txt"):
         (keep / path.name).write_text(path.read_text())
         for line in path.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             if not count.isdigit():
                 continue
-            frames = stack.split(";")
-            if frames[-1].startswith(_WAITING) or "Condition.wait" in frames[-1]:
-                continue  # idle
+            frames = stack.split(";")[1:]  # the first is the thread
             n = int(count)
             total += n
-            for frame in dict.fromkeys(f.rsplit(":", 1)[0] for f in frames):
-                inclusive[frame] = inclusive.get(frame, 0) + n
+            component = next(
+                (name for frame in reversed(frames) for name, parts in _COMPONENTS if any(p in frame for p in parts)),
+                "other (interpreter, stdlib)",
+            )
+            components[component] = components.get(component, 0) + n
+            phase = next(
+                (name for name, parts in _PHASES if any(p in frame for frame in frames for p in parts)),
+                "the rest: the request through the server, middleware, view and response",
+            )
+            phases[phase] = phases.get(phase, 0) + n
     if not total:
         return "py-spy was not available; no profile."
-    ours = [
-        (name, n)
-        for name, n in inclusive.items()
-        if any(
-            part in name
-            for part in (
-                "ai/",
-                "integrations/",
-                "config/",
-                "django/",
-                "openai/",
-                "redis/",
-                "psycopg",
-                "rest_framework/",
-                "logging",
-                "asgiref",
-                "uvicorn",
-                "httpx2",
-                "httpcore2",
-            )
-        )
-    ]
-    rows = sorted(ours, key=lambda kv: -kv[1])[:top]
+
+    def rows(counts):
+        return [(name, f"{n / total:.0%}") for name, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+
     return (
-        f"{total} busy samples (idle waits left out; raw stacks in var/bench/ai-serving-profile/).\n\n"
-        + common.table(
-            ["function (file)", "share of busy samples (inclusive)"],
-            [(f"`{name[:110]}`", f"{n / total:.0%}") for name, n in rows],
-        )
+        f"{total} samples of the thread holding the GIL at 500 Hz (CPU the workers spent; raw stacks in "
+        "var/bench/ai-serving-profile/).\n\n"
+        + common.table(["part of a completion", "share of the workers' CPU"], rows(phases))
+        + "\n\n"
+        + common.table(["component (innermost frame)", "share of the workers' CPU"], rows(components))
     )
 
 
@@ -470,7 +475,12 @@ def run():
     if "LiteLLM" in added and added["LiteLLM"] > 0:
         out += ["", f"Hub's added latency / LiteLLM's: **{added['hub'] / added['LiteLLM']:.2f}** (goal <= 0.5)."]
     if profile:
-        out += ["", "Where a hub worker's time went during the non-streamed rounds (py-spy, all threads):", "", profile]
+        out += [
+            "",
+            "Where the hub workers' CPU went during the non-streamed rounds (py-spy --gil, per completion):",
+            "",
+            profile,
+        ]
     out += [
         "",
         *notes,
