@@ -187,8 +187,13 @@ class Booking:
         elif self.on_done:
             self.on_done(payload)
 
-    def answered_at_once(self, result, *, cost, tried):
-        """`answered` (outcome OK, nothing to hand to on_done) as statements for the call row's one round
+    @property
+    def hooks_free(self):
+        """No Idempotency-Key hooks: its replay is stored with the booking in one transaction, step by step."""
+        return self.on_done is None and self.on_fail is None
+
+    def answered_at_once(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK):
+        """`answered` of a request without hooks (hooks_free) as statements for the call row's one round
         trip (integrations.aio.at_once): ([(sql, params)], after(rows)), `after` run once they are committed."""
         statements = [
             usage_statement(
@@ -204,7 +209,7 @@ class Booking:
             request_log_statement(
                 user=self.user,
                 params=self.params,
-                outcome=AiRequest.Outcome.OK,
+                outcome=outcome,
                 started=self.started,
                 result=result,
                 cost=cost,

@@ -230,11 +230,18 @@ def test_a_booking_that_fails_after_the_answer_frees_the_budget_hold_and_is_logg
     assert "roll-up table is gone" in caplog.text
 
 
-def test_an_answers_booking_is_one_round_trip_that_writes_it_all(fake_ai, asgi_completion, server_loop, monkeypatch):
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answers_booking_is_one_round_trip_that_writes_it_all(
+    fake_ai, asgi_completion, server_loop, monkeypatch, stream
+):
     from ai.models import AiUsageMonthly
     from integrations.gateway import asynchronous
 
-    fake_ai.add("openai", openai_chat("hello", usage=(1000, 100, 0)))
+    usage = (1000, 100, 0)
+    fake_ai.add(
+        "openai",
+        sse_response(openai_sse_chunks(["hel", "lo"], usage=usage)) if stream else openai_chat("hello", usage=usage),
+    )
     sent = []
 
     def counted(statements):
@@ -245,14 +252,16 @@ def test_an_answers_booking_is_one_round_trip_that_writes_it_all(fake_ai, asgi_c
 
     async def scenario():
         server_loop()
-        call = asgi_completion({})
+        call = asgi_completion({"stream": stream})
         await call.task
         await aio.settle(timeout=10)
         return call
 
     call = async_to_sync(scenario)()
     assert call.status == 200
-    cost = call.json()["cost_usd"]
+    answer = parse_sse(call.raw)[-1][1] if stream else call.json()
+    assert answer["content"] == "hello"
+    cost = answer["cost_usd"]
     assert sent == [4]  # the call row with its roll-ups, the month's usage, the request log, the budget's settlement
     row = ProviderCall.objects.get()
     assert (row.outcome, str(row.cost_usd), row.units["input_tokens"]) == ("ok", cost, 1000)
