@@ -79,9 +79,12 @@ def usage_record(
     the ORM's compiled UPDATE cost ~2 ms more per request than the statement itself."""
     month = month_of(now)
     if connection.vendor == "postgresql":
-        amounts = [input_tokens, output_tokens, cached_tokens, cost_usd]
+        amounts = dict(input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=cached_tokens)
+        statement = usage_statement(
+            owner_id=owner_id, provider=provider, model=model, **amounts, cost_usd=cost_usd, cached=cached, now=now
+        )
         with connection.cursor() as cursor:
-            cursor.execute(*usage_statement(owner_id, provider, model, *amounts, cached=cached, now=now))
+            cursor.execute(*statement)
         return
     changes = {
         "requests": F("requests") + 1,
@@ -113,7 +116,7 @@ def usage_record(
 
 
 def usage_statement(
-    owner_id, provider, model, input_tokens, output_tokens, cached_tokens, cost_usd, *, cached, now=None
+    *, owner_id, provider, model, input_tokens=0, output_tokens=0, cached_tokens=0, cost_usd=0, cached=False, now=None
 ):
     """usage_record's PostgreSQL upsert as (sql, params), for a caller that sends it with others
     (integrations.aio.at_once)."""

@@ -159,29 +159,9 @@ class Booking:
     def answered(self, result, *, cost, tried, payload, outcome=AiRequest.Outcome.OK):
         """Book an answer the client was given as `payload` (or a stream it closed): roll-up, budget,
         request log (one commit), and the payload handed to `on_done` (the Idempotency-Key's replay)."""
-        usage_record(
-            owner_id=self.user.pk,
-            provider=result.provider,
-            model=result.model,
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            cached_tokens=result.cached_tokens,
-            cost_usd=cost,
-        )
-        spent = budget_settle(self.reservation, cost)
-        if spent is not None:
-            # What this request's own cost carried the spend from and to (concurrent ones book their own).
-            budget_after(self.user.pk, limit=self.reservation.limit, before=spent - Decimal(cost), cost=cost)
-        request_log(
-            user=self.user,
-            params=self.params,
-            outcome=outcome,
-            started=self.started,
-            result=result,
-            cost=cost,
-            fallbacks=tried,
-            stream=self.stream,
-        )
+        usage_record(**self._usage(result, cost))
+        self._spent(budget_settle(self.reservation, cost), cost)
+        request_log(**self._log(result, cost, tried, outcome))
         if outcome != AiRequest.Outcome.OK:
             self._failed()
         elif self.on_done:
@@ -196,38 +176,47 @@ class Booking:
         """`answered` of a request without hooks (hooks_free) as statements for the call row's one round
         trip (integrations.aio.at_once): ([(sql, params)], after(rows)), `after` run once they are committed."""
         statements = [
-            usage_statement(
-                self.user.pk,
-                result.provider,
-                result.model,
-                result.input_tokens,
-                result.output_tokens,
-                result.cached_tokens,
-                cost,
-                cached=False,
-            ),
-            request_log_statement(
-                user=self.user,
-                params=self.params,
-                outcome=outcome,
-                started=self.started,
-                result=result,
-                cost=cost,
-                fallbacks=tried,
-                stream=self.stream,
-            ),
+            usage_statement(**self._usage(result, cost)),
+            request_log_statement(**self._log(result, cost, tried, outcome)),
         ]
         held = self.reservation is not None and not self.reservation.settled
         if held:
             statements.append(settle_statement(self.reservation, cost))
 
         def after(rows):
-            spent = settled(self.reservation, rows[-1], cost) if held else None
-            if spent is not None:
-                before = spent - Decimal(cost)
-                budget_after(self.user.pk, limit=self.reservation.limit, before=before, cost=cost)
+            if held:
+                self._spent(settled(self.reservation, rows[-1], cost), cost)
 
         return statements, after
+
+    def _usage(self, result, cost):
+        return dict(
+            owner_id=self.user.pk,
+            provider=result.provider,
+            model=result.model,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cached_tokens=result.cached_tokens,
+            cost_usd=cost,
+        )
+
+    def _log(self, result, cost, tried, outcome):
+        return dict(
+            user=self.user,
+            params=self.params,
+            outcome=outcome,
+            started=self.started,
+            result=result,
+            cost=cost,
+            fallbacks=tried,
+            stream=self.stream,
+        )
+
+    def _spent(self, spent, cost):
+        """The month's spend after this answer's settlement (None: nothing was spent): alert on a threshold."""
+        if spent is not None:
+            # What this request's own cost carried the spend from and to (concurrent ones book their own).
+            budget_after(self.user.pk, limit=self.reservation.limit, before=spent - Decimal(cost), cost=cost)
 
     @transaction.atomic
     def cached(self, hit):
