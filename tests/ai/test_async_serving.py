@@ -230,12 +230,14 @@ def test_a_booking_that_fails_after_the_answer_frees_the_budget_hold_and_is_logg
     assert "roll-up table is gone" in caplog.text
 
 
-@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("stream, log_prompts", [(False, False), (True, False), (False, True)])
 def test_an_answers_booking_is_one_round_trip_that_writes_it_all(
-    fake_ai, asgi_completion, server_loop, monkeypatch, stream
+    fake_ai, asgi_completion, server_loop, monkeypatch, settings, stream, log_prompts
 ):
     from ai.models import AiUsageMonthly
     from integrations.gateway import asynchronous
+
+    settings.AI_LOG_PROMPTS = log_prompts
 
     usage = (1000, 100, 0)
     fake_ai.add(
@@ -267,6 +269,11 @@ def test_an_answers_booking_is_one_round_trip_that_writes_it_all(
     assert (row.outcome, str(row.cost_usd), row.units["input_tokens"]) == ("ok", cost, 1000)
     logged = AiRequest.objects.get()
     assert (logged.outcome, logged.input_tokens, logged.output_tokens, str(logged.cost_usd)) == ("ok", 1000, 100, cost)
+    assert (logged.stream, logged.fallbacks, logged.created_at is not None) == (stream, [], True)
+    if log_prompts:  # JSON and text columns through the same statement
+        assert logged.prompt["messages"][0]["content"] == "Say hello" and logged.response_text == "hello"
+    else:
+        assert logged.prompt is None and logged.response_text == ""
     usage = AiUsageMonthly.objects.get()
     assert (usage.requests, usage.input_tokens, str(usage.cost_usd)) == (1, 1000, cost)
     spend = AiSpend.objects.get()
