@@ -10,7 +10,7 @@ from django.db.models import F, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from integrations.aio import NO_FLUSH_WAIT, commit_without_flush_wait
+from integrations.aio import at_once, can_send_at_once, commit_without_flush_wait
 from integrations.alerts import alert_raise
 from integrations.errors import DomainError
 from integrations.models import Alert
@@ -243,22 +243,22 @@ def _ensure_spend_row(owner_id, month):
         pass  # a concurrent request created it
 
 
-def budget_reserve(owner_id, amount, *, limit=None, now=None, flush=True):
+def budget_reserve(owner_id, amount, *, limit=None, now=None):
     """Hold `amount` of the user's monthly budget for a request, or refuse it with 402.
 
     One conditional UPDATE: it succeeds only while spent + reserved + amount is
     within the limit, so concurrent requests cannot each spend the same remainder
     (PostgreSQL re-checks the condition on the row it waited for). The row is
-    read back only to explain a refusal. `flush=False`: the hold's commit does
-    not wait for the disk flush (a lost hold only frees budget; see
-    integrations.aio.commit_without_flush_wait)."""
+    read back only to explain a refusal. The client waits on the hold's commit,
+    so it does not wait for the disk flush: a hold lost in a PostgreSQL crash
+    only frees budget (integrations.aio.commit_without_flush_wait)."""
     limit = budget_limit(owner_id) if limit is None else limit
     month = month_of(now)
     amount = Decimal(amount)
-    held = _hold(owner_id, month, amount, limit, flush=flush)
+    held = _hold(owner_id, month, amount, limit)
     if not held:
         _ensure_spend_row(owner_id, month)
-        held = _hold(owner_id, month, amount, limit, flush=flush)
+        held = _hold(owner_id, month, amount, limit)
     if not held:
         row = _spend_rows(owner_id, month).values("spent_usd", "reserved_usd").get()
         _refuse(limit=limit, spent=row["spent_usd"], reserved=row["reserved_usd"], amount=amount)
@@ -266,31 +266,25 @@ def budget_reserve(owner_id, amount, *, limit=None, now=None, flush=True):
 
 
 @functools.cache
-def _pg_hold_sql(flush):
+def _pg_hold_sql():
     qn = connection.ops.quote_name
     reserved, spent = qn("reserved_usd"), qn("spent_usd")
-    update = (
+    return (
         f"UPDATE {qn(AiSpend._meta.db_table)} SET {reserved} = {reserved} + %s "
         f"WHERE {qn('owner_id')} = %s AND {qn('month')} = %s AND {spent} < %s AND {spent} <= %s - {reserved} "
         "RETURNING 1"
     )
-    # Two statements in one query string are one implicit transaction, so SET LOCAL holds for its commit.
-    return update if flush else f"{NO_FLUSH_WAIT}; {update}"
 
 
-def _hold(owner_id, month, amount, limit, *, flush):
+def _hold(owner_id, month, amount, limit):
     """The conditional UPDATE; True when it held. Outside a transaction on PostgreSQL (the web server's
-    request hop) one round trip, the commit included, instead of four and the ORM's query building."""
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute(_pg_hold_sql(flush), [amount, owner_id, month, limit, limit - amount])
-            if not flush:
-                cursor.nextset()  # past SET's empty result to the UPDATE's
-            return cursor.fetchone() is not None
+    request hop) one round trip with its commit (integrations.aio.at_once), instead of four and the ORM's
+    query building."""
+    if can_send_at_once():
+        return at_once([(_pg_hold_sql(), [amount, owner_id, month, limit, limit - amount])])[0] is not None
     fits = dict(spent_usd__lt=limit, spent_usd__lte=Value(limit - amount) - F("reserved_usd"))
     with transaction.atomic():
-        if not flush:
-            commit_without_flush_wait()
+        commit_without_flush_wait()
         return bool(_spend_rows(owner_id, month).filter(**fits).update(reserved_usd=F("reserved_usd") + amount))
 
 
@@ -326,12 +320,12 @@ def budget_settle(reservation, cost=0):
         with connection.cursor() as cursor:
             cursor.execute(*settle_statement(reservation, cost))
             return settled(reservation, cursor.fetchone(), cost)
-    reservation.settled = True
     rows = _spend_rows(reservation.owner_id, reservation.month)
     rows.update(
         reserved_usd=Greatest(F("reserved_usd") - reservation.amount, Value(Decimal(0))),
         spent_usd=F("spent_usd") + Decimal(cost),
     )
+    reservation.settled = True  # once written: a settlement rolled back leaves the hold for release()
     return rows.values_list("spent_usd", flat=True).first() if cost > 0 else None
 
 

@@ -143,8 +143,7 @@ class Booking:
         req.max_tokens = req.max_tokens or min(settings.AI_DEFAULT_MAX_TOKENS, cap)
         chain, skipped = priced_chain(chain, named=bool(self.params.get("model")))
         amount = max_cost(chain, input_tokens=req.estimated_input_tokens(), output_tokens=req.max_tokens)
-        # A lost hold only frees budget; the client waits on this commit.
-        self.reservation = budget_reserve(self.user.pk, amount, limit=limit, flush=False)
+        self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
         return chain, skipped
 
     def release(self):

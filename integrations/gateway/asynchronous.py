@@ -134,17 +134,26 @@ def _write_ok_at_once(att, latency_ms):
     commit, all or nothing): `att.then_at_once()` gives the booking's statements and what to run once
     they are committed. An answer's booking was nine round trips (BEGIN, SET, the row, SAVEPOINT, three
     statements, RELEASE, COMMIT), each with its cost in this process and in PostgreSQL, on the cores the
-    next request needs. False when nothing was written (the database refused): the caller goes step by step."""
+    next request needs. False when nothing was written (the statements could not be built, or the database refused them): the
+    caller goes step by step."""
     call = call_row(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
-    statements, after = att.then_at_once()
     try:
-        rows = at_once([call_record_statement(call), *statements])
+        statements, after = att.then_at_once()
+        statements = [call_record_statement(call), *statements]
+    except Exception as exc:  # noqa: BLE001 - nothing is written yet: the steps (and their then_failed) follow
+        return _step_by_step(att, exc)
+    try:
+        rows = at_once(statements)
     except DatabaseError as exc:
-        logger.warning(
-            "%s %s: booking in one round trip failed, writing it step by step: %r", att.provider, att.operation, exc
-        )
-        return False
+        return _step_by_step(att, exc)
     att.row = call_recorded_as(call, rows[0])
     call_recorded(att, call, checks=True)
     after(rows[1:])
     return True
+
+
+def _step_by_step(att, exc):
+    logger.warning(
+        "%s %s: booking in one round trip failed, writing it step by step: %r", att.provider, att.operation, exc
+    )
+    return False

@@ -199,19 +199,25 @@ def test_on_the_servers_loop_the_answer_is_sent_before_its_booking_is_written(
     assert left == 0 and after == (1, 1)
 
 
+def _refused_by_the_database(self, *args, **kwargs):
+    return [("UPDATE ai_table_that_is_gone SET n = 1", [])], None
+
+
+def _not_built(self, *args, **kwargs):
+    raise ValueError("a statement could not be built")
+
+
+@pytest.mark.parametrize("at_once", [_refused_by_the_database, _not_built])
 def test_a_booking_that_fails_after_the_answer_frees_the_budget_hold_and_is_logged(
-    fake_ai, asgi_completion, server_loop, monkeypatch, caplog
+    fake_ai, asgi_completion, server_loop, monkeypatch, caplog, at_once
 ):
     fake_ai.add("openai", openai_chat("hello"))
 
     def broken(self, *args, **kwargs):
         raise RuntimeError("roll-up table is gone")
 
-    def refused_by_the_database(self, *args, **kwargs):
-        return [("UPDATE ai_table_that_is_gone SET n = 1", [])], None
-
-    # The one-round-trip booking fails in the database (nothing of it is written), then so does the step by step.
-    monkeypatch.setattr(Booking, "answered_at_once", refused_by_the_database)
+    # The one-round-trip booking fails (nothing of it is written), then so does the step by step.
+    monkeypatch.setattr(Booking, "answered_at_once", at_once)
     monkeypatch.setattr(Booking, "answered", broken)
 
     async def scenario():
