@@ -36,8 +36,10 @@ CommonMiddleware's slash redirects) still take Django's path.
 
 import functools
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
@@ -142,10 +144,26 @@ class HubASGIHandler(ASGIHandler):
                     scope, receive, send, respond, webhook_hop if settings.WEBHOOK_THREADS else db_hop
                 )
                 return
-            if settings.SYNC_VIEW_THREADS and self._sync_view(path):
-                await self.handle_in_one_hop(scope, receive, send, self._sync_response, view_hop)
+            if settings.SYNC_VIEW_THREADS:
+                if self._sync_view(path):
+                    await self.handle_in_one_hop(scope, receive, send, self._sync_response, view_hop)
+                    return
+                # Django's path (an async view, a static file, a 404), with one long-lived thread for its
+                # thread-sensitive calls (request_started's and request_finished's receivers, response.close)
+                # instead of a new thread per request and another to join it: starting each blocked the loop
+                # until the new thread got the GIL, ~2 ms of an AI completion's ~10 (bench/RESULTS.md).
+                async with ThreadSensitiveContext(executor=self._sensitive_thread()):
+                    await self.handle(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    def _sensitive_thread(self):
+        """One thread per worker process (made after the fork: a preloaded master's thread would not exist)."""
+        pid = os.getpid()
+        if getattr(self, "_sensitive_pid", None) != pid:
+            self._sensitive = ThreadPoolExecutor(1, thread_name_prefix="asgi-sensitive")
+            self._sensitive_pid = pid
+        return self._sensitive
 
     async def handle_in_one_hop(self, scope, receive, send, respond, hop):
         """Read the body, then `respond(scope, request)` in one `hop` off the loop, then send the answer."""

@@ -124,6 +124,14 @@ def call_record(call):
         call.save(force_insert=True)
         rollup_record_call(call)
         return call
+    with connection.cursor() as cursor:
+        cursor.execute(*call_record_statement(call))
+        return call_recorded_as(call, cursor.fetchone())
+
+
+def call_record_statement(call):
+    """call_record's one PostgreSQL statement as (sql, params); its one result row is the call's id
+    (call_recorded_as). For a caller that sends it with others in one round trip (integrations.aio.at_once)."""
     usage, per_provider = _rollup_values(
         outcome=call.outcome, latency_ms=call.latency_ms, units=call.units, cost_usd=call.cost_usd
     )
@@ -133,12 +141,13 @@ def call_record(call):
     call_values = [f.get_db_prep_save(f.pre_save(call, add=True), connection) for f in call_fields]
     hour = call.created_at.replace(minute=0, second=0, microsecond=0)
     sums = [*(per_provider[c] for c in _PROVIDER_SUMS), *(usage[c] for c in _USAGE_SUMS)]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql.format(*map(sql_number, sums)),
-            call_values + [hour, call.provider] + [hour, call.provider, call.owner_id],
-        )
-        call.pk = cursor.fetchone()[0]
+    params = call_values + [hour, call.provider] + [hour, call.provider, call.owner_id]
+    return sql.format(*map(sql_number, sums)), params
+
+
+def call_recorded_as(call, row):
+    """`call` as saved, from call_record_statement's result row."""
+    call.pk = row[0]
     call._state.adding = False
     call._state.db = connection.alias
     return call

@@ -1,19 +1,32 @@
 """A request's database work: the budget hold, the answer's booking, the request log (each one thread hop)."""
 
+import functools
 import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
-from integrations.aio import commit_without_flush_wait, db_hop
+from integrations.aio import db_hop
 from integrations.context import get_request_id
 from integrations.errors import DomainError
 
 from ..messages import Completion
 from ..models import AiRequest
 from ..routing import chain_for
-from ..usage import budget_after, budget_reserve, budget_settle, max_cost, priced_chain, usage_record, user_limits
+from ..usage import (
+    budget_after,
+    budget_reserve,
+    budget_settle,
+    max_cost,
+    priced_chain,
+    settle_statement,
+    settled,
+    usage_record,
+    usage_statement,
+    user_limits,
+)
 from .cache import cache_get, cache_key, use_cache
 from .chain import ChainExhausted, ChainRefused, walk
 
@@ -36,7 +49,34 @@ def payload_for(result, *, cost, cached, fallbacks):
     }
 
 
-def request_log(
+def request_log(**fields):
+    return AiRequest.objects.create(**_request_values(**fields))
+
+
+@functools.cache
+def _request_columns():
+    return [field for field in AiRequest._meta.concrete_fields if not field.primary_key]
+
+
+@functools.cache
+def _pg_request_sql():
+    qn = connection.ops.quote_name
+    columns = _request_columns()
+    return (
+        f"INSERT INTO {qn(AiRequest._meta.db_table)} ({', '.join(qn(f.column) for f in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+
+
+def request_log_statement(**fields):
+    """request_log's row as a PostgreSQL INSERT (sql, params), for the answer's one round trip."""
+    values = {**_request_values(**fields), "created_at": timezone.now()}
+    return _pg_request_sql(), [
+        field.get_db_prep_save(values[field.attname], connection) for field in _request_columns()
+    ]
+
+
+def _request_values(
     *,
     user,
     params,
@@ -52,8 +92,8 @@ def request_log(
 ):
     log_prompts = settings.AI_LOG_PROMPTS
     counted = result is not None and outcome != AiRequest.Outcome.CACHED
-    return AiRequest.objects.create(
-        owner=user,
+    return dict(
+        owner_id=user.pk,
         request_id=(get_request_id() or "")[:128],
         task=params.get("task") or "",
         requested_model=(params.get("model") or "")[:128],
@@ -103,9 +143,7 @@ class Booking:
         req.max_tokens = req.max_tokens or min(settings.AI_DEFAULT_MAX_TOKENS, cap)
         chain, skipped = priced_chain(chain, named=bool(self.params.get("model")))
         amount = max_cost(chain, input_tokens=req.estimated_input_tokens(), output_tokens=req.max_tokens)
-        with transaction.atomic():
-            commit_without_flush_wait()  # a lost hold only frees budget; the client waits on this commit
-            self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
+        self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
         return chain, skipped
 
     def release(self):
@@ -120,7 +158,38 @@ class Booking:
     def answered(self, result, *, cost, tried, payload, outcome=AiRequest.Outcome.OK):
         """Book an answer the client was given as `payload` (or a stream it closed): roll-up, budget,
         request log (one commit), and the payload handed to `on_done` (the Idempotency-Key's replay)."""
-        usage_record(
+        usage_record(**self._usage(result, cost))
+        self._spent(budget_settle(self.reservation, cost), cost)
+        request_log(**self._log(result, cost, tried, outcome))
+        if outcome != AiRequest.Outcome.OK:
+            self._failed()
+        elif self.on_done:
+            self.on_done(payload)
+
+    @property
+    def hooks_free(self):
+        """No Idempotency-Key hooks: its replay is stored with the booking in one transaction, step by step."""
+        return self.on_done is None and self.on_fail is None
+
+    def answered_at_once(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK):
+        """`answered` of a request without hooks (hooks_free) as statements for the call row's one round
+        trip (integrations.aio.at_once): ([(sql, params)], after(rows)), `after` run once they are committed."""
+        statements = [
+            usage_statement(**self._usage(result, cost)),
+            request_log_statement(**self._log(result, cost, tried, outcome)),
+        ]
+        held = self.reservation is not None and not self.reservation.settled
+        if held:
+            statements.append(settle_statement(self.reservation, cost))
+
+        def after(rows):
+            if held:
+                self._spent(settled(self.reservation, rows[-1], cost), cost)
+
+        return statements, after
+
+    def _usage(self, result, cost):
+        return dict(
             owner_id=self.user.pk,
             provider=result.provider,
             model=result.model,
@@ -129,11 +198,9 @@ class Booking:
             cached_tokens=result.cached_tokens,
             cost_usd=cost,
         )
-        spent = budget_settle(self.reservation, cost)
-        if spent is not None:
-            # What this request's own cost carried the spend from and to (concurrent ones book their own).
-            budget_after(self.user.pk, limit=self.reservation.limit, before=spent - Decimal(cost), cost=cost)
-        request_log(
+
+    def _log(self, result, cost, tried, outcome):
+        return dict(
             user=self.user,
             params=self.params,
             outcome=outcome,
@@ -143,10 +210,12 @@ class Booking:
             fallbacks=tried,
             stream=self.stream,
         )
-        if outcome != AiRequest.Outcome.OK:
-            self._failed()
-        elif self.on_done:
-            self.on_done(payload)
+
+    def _spent(self, spent, cost):
+        """The month's spend after this answer's settlement (None: nothing was spent): alert on a threshold."""
+        if spent is not None:
+            # What this request's own cost carried the spend from and to (concurrent ones book their own).
+            budget_after(self.user.pk, limit=self.reservation.limit, before=spent - Decimal(cost), cost=cost)
 
     @transaction.atomic
     def cached(self, hit):

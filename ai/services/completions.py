@@ -34,6 +34,8 @@ def _attempt_complete(booking, idempotency_key):
             # the client does not wait on the database (integrations.aio.in_background).
             call.then = functools.partial(booking.answered, result, cost=cost, tried=list(tried), payload=payload)
             call.then_failed = booking.abandon
+            if booking.hooks_free:
+                call.then_at_once = functools.partial(booking.answered_at_once, result, cost=cost, tried=list(tried))
             call.book_later = True
         return payload
 

@@ -106,6 +106,10 @@ async def _relay(opened, *, booking, tried, key):
                 booking.answered, result, cost=cost, tried=tried, outcome=outcome, payload=payload
             )
             opened.call.then_failed = booking.abandon
+            if booking.hooks_free:
+                opened.call.then_at_once = functools.partial(
+                    booking.answered_at_once, result, cost=cost, tried=tried, outcome=outcome
+                )
             opened.call.book_later = True
     except Exception as exc:  # noqa: BLE001 - after the first byte the only way to tell the client is an event
         if closed is not None:

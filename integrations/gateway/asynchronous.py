@@ -9,20 +9,24 @@ Celery task that could come back later, and an await holds no worker.
 
 import asyncio
 import contextlib
+import logging
 import time
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from .. import breaker, limiter, metrics
-from ..aio import commit_without_flush_wait, db_hop, in_background
+from ..aio import at_once, can_send_at_once, commit_without_flush_wait, db_hop, in_background
 from ..errors import (
     RateLimited,
 )
 from ..models import ProviderCall
 from ..registry import require
-from .calllog import Attempt, _write
+from ..usage import call_record_statement, call_recorded_as
+from .calllog import Attempt, _write, call_recorded, call_row
 from .outcome import Failure, _breaker_waits_on_news, _refused
+
+logger = logging.getLogger(__name__)
 
 
 async def atake_token(provider, scope=None, *, bucket="requests", cost=1, deadline=None, breaker_key=None):
@@ -98,11 +102,16 @@ async def aattempt(
 def _write_ok_then(att, *, latency_ms):
     """The call's row and, in the same thread hop and commit, the caller's own booking (`att.then`).
 
+    Where it can (PostgreSQL, `att.then_at_once` given) all of it goes in one round trip first
+    (_write_ok_at_once); if that fails nothing was written, and the steps below follow.
+
     The booking runs in a savepoint: if it fails, the call's row is still kept
     (the provider was called), `att.then_failed()` runs after the rollback, and
     the error goes on to the caller (or to the log, when `att.book_later`). A client
     waits on this path (the async endpoints), so the commit does not wait for
     the disk flush (aio.commit_without_flush_wait)."""
+    if att.then_at_once is not None and can_send_at_once() and _write_ok_at_once(att, latency_ms):
+        return
     with transaction.atomic():
         commit_without_flush_wait()
         _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
@@ -118,3 +127,33 @@ def _write_ok_then(att, *, latency_ms):
     if att.then_failed is not None:
         att.then_failed()
     raise failure
+
+
+def _write_ok_at_once(att, latency_ms):
+    """The call's row and the caller's booking as one query string (aio.at_once: one round trip, one
+    commit, all or nothing): `att.then_at_once()` gives the booking's statements and what to run once
+    they are committed. An answer's booking was nine round trips (BEGIN, SET, the row, SAVEPOINT, three
+    statements, RELEASE, COMMIT), each with its cost in this process and in PostgreSQL, on the cores the
+    next request needs. False when nothing was written (the statements could not be built, or the database refused them): the
+    caller goes step by step."""
+    call = call_row(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
+    try:
+        statements, after = att.then_at_once()
+        statements = [call_record_statement(call), *statements]
+    except Exception as exc:  # noqa: BLE001 - nothing is written yet: the steps (and their then_failed) follow
+        return _step_by_step(att, exc)
+    try:
+        rows = at_once(statements)
+    except DatabaseError as exc:
+        return _step_by_step(att, exc)
+    att.row = call_recorded_as(call, rows[0])
+    call_recorded(att, call, checks=True)
+    after(rows[1:])
+    return True
+
+
+def _step_by_step(att, exc):
+    logger.warning(
+        "%s %s: booking in one round trip failed, writing it step by step: %r", att.provider, att.operation, exc
+    )
+    return False

@@ -73,6 +73,8 @@ class Attempt:
         # what to undo if it fails, and whether the caller answers before both are written.
         self.then = None
         self.then_failed = None
+        # Optional: `then` as statements for the row's one round trip: () -> ([(sql, params)], after(rows)).
+        self.then_at_once = None
         self.book_later = False
 
     def record(self, *, http_status=None, request_id=None, units=None, cost_usd=None):

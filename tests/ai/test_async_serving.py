@@ -169,13 +169,17 @@ def test_on_the_servers_loop_the_answer_is_sent_before_its_booking_is_written(
 ):
     fake_ai.add("openai", sse_response(openai_sse_chunks(["hel", "lo"])) if stream else openai_chat("hello"))
     gate = threading.Event()
-    answered = Booking.answered
 
-    def held(self, *args, **kwargs):
-        assert gate.wait(10), "the test never released the booking"
-        return answered(self, *args, **kwargs)
+    def held(booking):
+        def wait_then(self, *args, **kwargs):
+            assert gate.wait(10), "the test never released the booking"
+            return booking(self, *args, **kwargs)
 
-    monkeypatch.setattr(Booking, "answered", held)
+        return wait_then
+
+    # The booking's two forms: step by step (a stream's), and as statements for the row's round trip.
+    monkeypatch.setattr(Booking, "answered", held(Booking.answered))
+    monkeypatch.setattr(Booking, "answered_at_once", held(Booking.answered_at_once))
     count = sync_to_async(lambda: (AiRequest.objects.count(), ProviderCall.objects.count()), thread_sensitive=False)
 
     async def scenario():
@@ -195,14 +199,25 @@ def test_on_the_servers_loop_the_answer_is_sent_before_its_booking_is_written(
     assert left == 0 and after == (1, 1)
 
 
+def _refused_by_the_database(self, *args, **kwargs):
+    return [("UPDATE ai_table_that_is_gone SET n = 1", [])], None
+
+
+def _not_built(self, *args, **kwargs):
+    raise ValueError("a statement could not be built")
+
+
+@pytest.mark.parametrize("at_once", [_refused_by_the_database, _not_built])
 def test_a_booking_that_fails_after_the_answer_frees_the_budget_hold_and_is_logged(
-    fake_ai, asgi_completion, server_loop, monkeypatch, caplog
+    fake_ai, asgi_completion, server_loop, monkeypatch, caplog, at_once
 ):
     fake_ai.add("openai", openai_chat("hello"))
 
     def broken(self, *args, **kwargs):
         raise RuntimeError("roll-up table is gone")
 
+    # The one-round-trip booking fails (nothing of it is written), then so does the step by step.
+    monkeypatch.setattr(Booking, "answered_at_once", at_once)
     monkeypatch.setattr(Booking, "answered", broken)
 
     async def scenario():
@@ -219,6 +234,56 @@ def test_a_booking_that_fails_after_the_answer_frees_the_budget_hold_and_is_logg
     assert AiRequest.objects.count() == 0
     assert [str(row.reserved_usd) for row in AiSpend.objects.all()] == ["0.000000"]
     assert "roll-up table is gone" in caplog.text
+
+
+@pytest.mark.parametrize("stream, log_prompts", [(False, False), (True, False), (False, True)])
+def test_an_answers_booking_is_one_round_trip_that_writes_it_all(
+    fake_ai, asgi_completion, server_loop, monkeypatch, settings, stream, log_prompts
+):
+    from ai.models import AiUsageMonthly
+    from integrations.gateway import asynchronous
+
+    settings.AI_LOG_PROMPTS = log_prompts
+
+    usage = (1000, 100, 0)
+    fake_ai.add(
+        "openai",
+        sse_response(openai_sse_chunks(["hel", "lo"], usage=usage)) if stream else openai_chat("hello", usage=usage),
+    )
+    sent = []
+
+    def counted(statements):
+        sent.append(len(statements))
+        return aio.at_once(statements)
+
+    monkeypatch.setattr(asynchronous, "at_once", counted)
+
+    async def scenario():
+        server_loop()
+        call = asgi_completion({"stream": stream})
+        await call.task
+        await aio.settle(timeout=10)
+        return call
+
+    call = async_to_sync(scenario)()
+    assert call.status == 200
+    answer = parse_sse(call.raw)[-1][1] if stream else call.json()
+    assert answer["content"] == "hello"
+    cost = answer["cost_usd"]
+    assert sent == [4]  # the call row with its roll-ups, the month's usage, the request log, the budget's settlement
+    row = ProviderCall.objects.get()
+    assert (row.outcome, str(row.cost_usd), row.units["input_tokens"]) == ("ok", cost, 1000)
+    logged = AiRequest.objects.get()
+    assert (logged.outcome, logged.input_tokens, logged.output_tokens, str(logged.cost_usd)) == ("ok", 1000, 100, cost)
+    assert (logged.stream, logged.fallbacks, logged.created_at is not None) == (stream, [], True)
+    if log_prompts:  # JSON and text columns through the same statement
+        assert logged.prompt["messages"][0]["content"] == "Say hello" and logged.response_text == "hello"
+    else:
+        assert logged.prompt is None and logged.response_text == ""
+    usage = AiUsageMonthly.objects.get()
+    assert (usage.requests, usage.input_tokens, str(usage.cost_usd)) == (1, 1000, cost)
+    spend = AiSpend.objects.get()
+    assert (str(spend.spent_usd), str(spend.reserved_usd)) == (cost, "0.000000")
 
 
 def test_the_lifespan_shutdown_waits_for_bookings_still_being_written(server_loop):

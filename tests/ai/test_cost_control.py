@@ -5,9 +5,12 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 
 from ai.models import AiBudget, AiFreeModel, AiRequest, AiSpend
+from ai.usage import budget_reserve
+from integrations.errors import DomainError
 from integrations.models import ProviderCall
 from tests.ai.fakes import error, openai_chat
 
@@ -153,6 +156,24 @@ def test_twenty_concurrent_requests_at_the_edge_never_overshoot_the_budget(
     spend = AiSpend.objects.get(owner=user)
     assert (spend.spent_usd, spend.reserved_usd) == (Decimal("5"), Decimal("0"))
     assert ProviderCall.objects.filter(outcome="ok").count() == 5
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_hold_outside_a_transaction_is_one_statement_and_still_refuses_past_the_limit(user):
+    # The web server's hop is not inside a transaction: the hold and its commit are one round trip there.
+    budget_reserve(user.pk, Decimal("0.60"), limit=Decimal("1.00"))  # the month's row is made first
+    with CaptureQueriesContext(connection) as queries:
+        budget_reserve(user.pk, Decimal("0.30"), limit=Decimal("1.00"))
+    assert len(queries) == 1 and "synchronous_commit" in queries[0]["sql"]
+    with pytest.raises(DomainError) as refused:
+        budget_reserve(user.pk, Decimal("0.20"), limit=Decimal("1.00"))
+    assert refused.value.status == 402 and refused.value.extra["reserved_usd"] == "0.900000"
+    spend = AiSpend.objects.get(owner=user)
+    assert (spend.spent_usd, spend.reserved_usd) == (Decimal("0"), Decimal("0.90"))
+    with connection.cursor() as cursor:  # the setting ended with its statement's transaction
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
 
 
 def test_a_cached_answer_needs_no_budget(fake_ai, complete, user, a_dollar_per_answer):

@@ -141,6 +141,24 @@ def test_a_path_that_does_not_resolve_takes_djangos_path(pool_threads, crossings
     assert "_hop_on_own_thread" not in crossings
 
 
+def test_djangos_path_keeps_one_thread_for_its_thread_sensitive_calls(pool_threads):
+    # Django opens a new thread per request for them (and another to join it): starting each blocked the
+    # loop until the new thread ran. With the pool on, every request's go to one thread of the worker's.
+    seen = []
+
+    def on_finished(sender, **kwargs):
+        seen.append(threading.current_thread())
+
+    request_finished.connect(on_finished, dispatch_uid="test-lane-sensitive")
+    try:
+        for _ in range(3):
+            assert call("GET", "/admin").status == 301  # a redirect: Django's path
+    finally:
+        request_finished.disconnect(dispatch_uid="test-lane-sensitive")
+    assert len(seen) == 3 and len(set(seen)) == 1, seen
+    assert seen[0].name.startswith("asgi-sensitive") and seen[0].is_alive()
+
+
 def test_without_the_pool_django_serves_it(settings, crossings):
     settings.SYNC_VIEW_THREADS = 0
     call("GET", "/healthz")
