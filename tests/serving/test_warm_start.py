@@ -124,7 +124,7 @@ def _start_server(tmp_path, provider_url):
     return proc, log, sock
 
 
-def _first_and_median(tmp_path, provider, key):
+def _first_and_median(tmp_path, provider, key, later=20):
     proc, log, sock = _start_server(tmp_path, provider)
     try:
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://localhost") as client:
@@ -146,7 +146,7 @@ def _first_and_median(tmp_path, provider, key):
             gc.disable()
             try:
                 first = timed()
-                rest = [timed() for _ in range(20)]
+                rest = [timed() for _ in range(later)]
             finally:
                 gc.enable()
     finally:
@@ -156,7 +156,7 @@ def _first_and_median(tmp_path, provider, key):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
-    return first, statistics.median(rest)
+    return first, statistics.median(rest) if rest else None
 
 
 def test_the_first_request_to_a_fresh_server_costs_what_later_ones_do(tmp_path, provider):
@@ -164,6 +164,12 @@ def test_the_first_request_to_a_fresh_server_costs_what_later_ones_do(tmp_path, 
     any one request, while a cold worker (seconds of imports) is slow on every start."""
     user = UserFactory()
     _, key = token_create(user=user, name="warm", expires_in_days=1)
+    # A user's first completion ever writes what their later ones read, whichever worker serves it:
+    # their month's spend row, their token and limits in the shared cache (~30 ms on this path).
+    # That is the user's cost, not a cold worker's, so it is paid on a server that is not measured.
+    primer = tmp_path / "first-use"
+    primer.mkdir()
+    _first_and_median(primer, provider, key, later=0)
     seen = []
     for attempt in range(2):
         run_dir = tmp_path / f"run{attempt}"
