@@ -167,11 +167,12 @@ def warm_worker():
     from django.core.cache import cache
     from django.db import connections
 
-    cache.get("warm-up")  # a miss; what matters is the connection it leaves in the pool
     for conn in connections.all():
         if conn.settings_dict.get("OPTIONS", {}).get("pool"):
             conn.ensure_connection()
             conn.close()  # back to the pool, which keeps it (and min_size others) open
+    # Last: with Redis down this raises (warm_loop logs it and the worker serves), the pool is open by then.
+    cache.get("warm-up")  # a miss; what matters is the connection it leaves in the pool
 
 
 async def warm_loop(app):
