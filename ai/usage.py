@@ -325,7 +325,7 @@ def budget_settle(reservation, cost=0):
         reserved_usd=Greatest(F("reserved_usd") - reservation.amount, Value(Decimal(0))),
         spent_usd=F("spent_usd") + Decimal(cost),
     )
-    reservation.settled = True  # once written: a settlement rolled back leaves the hold for release()
+    reservation.settled = True  # once written; a caller whose transaction then rolls back unmarks it (Booking.answered)
     return rows.values_list("spent_usd", flat=True).first() if cost > 0 else None
 
 

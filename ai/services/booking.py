@@ -157,14 +157,23 @@ class Booking:
     @transaction.atomic(savepoint=False)  # inside the gateway's savepoint for it: one is enough
     def answered(self, result, *, cost, tried, payload, outcome=AiRequest.Outcome.OK):
         """Book an answer the client was given as `payload` (or a stream it closed): roll-up, budget,
-        request log (one commit), and the payload handed to `on_done` (the Idempotency-Key's replay)."""
-        usage_record(**self._usage(result, cost))
-        self._spent(budget_settle(self.reservation, cost), cost)
-        request_log(**self._log(result, cost, tried, outcome))
-        if outcome != AiRequest.Outcome.OK:
-            self._failed()
-        elif self.on_done:
-            self.on_done(payload)
+        request log (one commit), and the payload handed to `on_done` (the Idempotency-Key's replay).
+
+        If any of it fails, the caller's transaction undoes the settlement too: the hold is marked unsettled
+        again, so `abandon()` frees it (it stayed reserved for the rest of the month)."""
+        held = self.reservation is not None and not self.reservation.settled
+        try:
+            usage_record(**self._usage(result, cost))
+            self._spent(budget_settle(self.reservation, cost), cost)
+            request_log(**self._log(result, cost, tried, outcome))
+            if outcome != AiRequest.Outcome.OK:
+                self._failed()
+            elif self.on_done:
+                self.on_done(payload)
+        except BaseException:
+            if held:
+                self.reservation.settled = False
+            raise
 
     @property
     def hooks_free(self):

@@ -236,6 +236,34 @@ def test_a_booking_that_fails_after_the_answer_frees_the_budget_hold_and_is_logg
     assert "roll-up table is gone" in caplog.text
 
 
+def test_a_booking_that_fails_after_settling_the_budget_still_frees_the_hold(
+    fake_ai, asgi_completion, server_loop, monkeypatch, caplog
+):
+    # Step by step, the settlement is written and then the request log fails: the savepoint undoes the
+    # settlement, so the hold must still be there for abandon() to free.
+    fake_ai.add("openai", openai_chat("hello"))
+    monkeypatch.setattr(Booking, "answered_at_once", _not_built)
+
+    def broken(**fields):
+        raise RuntimeError("request log table is gone")
+
+    monkeypatch.setattr("ai.services.booking.request_log", broken)
+
+    async def scenario():
+        server_loop()
+        call = asgi_completion({})
+        await call.task
+        await aio.settle(timeout=10)
+        return call
+
+    with caplog.at_level(logging.ERROR, logger="integrations.aio"):
+        call = async_to_sync(scenario)()
+    assert call.status == 200
+    assert AiRequest.objects.count() == 0
+    assert [(str(row.reserved_usd), str(row.spent_usd)) for row in AiSpend.objects.all()] == [("0.000000", "0.000000")]
+    assert "request log table is gone" in caplog.text
+
+
 @pytest.mark.parametrize("stream, log_prompts", [(False, False), (True, False), (False, True)])
 def test_an_answers_booking_is_one_round_trip_that_writes_it_all(
     fake_ai, asgi_completion, server_loop, monkeypatch, settings, stream, log_prompts
