@@ -207,6 +207,20 @@ def _not_built(self, *args, **kwargs):
     raise ValueError("a statement could not be built")
 
 
+def _answered_then_booked(asgi_completion, server_loop, caplog):
+    """One completion on the server's loop, its background booking awaited; the booking's errors in caplog."""
+
+    async def scenario():
+        server_loop()
+        call = asgi_completion({})
+        await call.task
+        await aio.settle(timeout=10)
+        return call
+
+    with caplog.at_level(logging.ERROR, logger="integrations.aio"):
+        return async_to_sync(scenario)()
+
+
 @pytest.mark.parametrize("at_once", [_refused_by_the_database, _not_built])
 def test_a_booking_that_fails_after_the_answer_frees_the_budget_hold_and_is_logged(
     fake_ai, asgi_completion, server_loop, monkeypatch, caplog, at_once
@@ -220,15 +234,7 @@ def test_a_booking_that_fails_after_the_answer_frees_the_budget_hold_and_is_logg
     monkeypatch.setattr(Booking, "answered_at_once", at_once)
     monkeypatch.setattr(Booking, "answered", broken)
 
-    async def scenario():
-        server_loop()
-        call = asgi_completion({})
-        await call.task
-        await aio.settle(timeout=10)
-        return call
-
-    with caplog.at_level(logging.ERROR, logger="integrations.aio"):
-        call = async_to_sync(scenario)()
+    call = _answered_then_booked(asgi_completion, server_loop, caplog)
     assert call.status == 200
     assert ProviderCall.objects.count() == 1  # the provider was called: its row stays
     assert AiRequest.objects.count() == 0
@@ -249,15 +255,7 @@ def test_a_booking_that_fails_after_settling_the_budget_still_frees_the_hold(
 
     monkeypatch.setattr("ai.services.booking.request_log", broken)
 
-    async def scenario():
-        server_loop()
-        call = asgi_completion({})
-        await call.task
-        await aio.settle(timeout=10)
-        return call
-
-    with caplog.at_level(logging.ERROR, logger="integrations.aio"):
-        call = async_to_sync(scenario)()
+    call = _answered_then_booked(asgi_completion, server_loop, caplog)
     assert call.status == 200
     assert AiRequest.objects.count() == 0
     assert [(str(row.reserved_usd), str(row.spent_usd)) for row in AiSpend.objects.all()] == [("0.000000", "0.000000")]
