@@ -9,6 +9,8 @@ dependency bump. Loaded once per process (~0.1 s), on first use.
 """
 
 import functools
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 
 @functools.cache
@@ -47,3 +49,21 @@ def airports_of(code):
     if code in cities:
         return set(cities[code]["airports"]) | ({code} if code in airports else set())
     return {code}
+
+
+@functools.cache
+def _zone(code):
+    airports, cities = _tables()
+    tz = airports[code]["tz"] if code in airports else None
+    if not tz and code in cities:
+        tz = next((a.get("tz") for a in cities[code]["airports"].values() if a.get("tz")), None)
+    try:
+        return ZoneInfo(tz) if tz else UTC
+    except (KeyError, ValueError):
+        return UTC
+
+
+def local_today(code, now=None):
+    """Today's date at `code` (an airport or city): departure dates are local to the origin."""
+    now = now or datetime.now(UTC)
+    return now.astimezone(_zone(code)).date()

@@ -21,10 +21,6 @@ _IATA_AIRLINE = re.compile(r"^[A-Z0-9]{2}$")
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
-def today():
-    return timezone.now().date()
-
-
 def flatten_errors(detail, prefix=""):
     """DRF's nested errors as {"slices[1].origin": ["..."]}: one name per bad field."""
     out = {}
@@ -83,10 +79,11 @@ def _route(data):
         raise serializers.ValidationError({"destination": "The destination must differ from the origin."})
 
 
-def _on_sale(day, field="departure_date"):
-    """A departure date airlines sell: not past, at most MAX_DAYS_AHEAD ahead."""
-    last = today() + timedelta(days=MAX_DAYS_AHEAD)
-    if day < today():
+def _on_sale(day, origin, field="departure_date"):
+    """A departure date airlines sell: not past at the origin (dates are local), at most MAX_DAYS_AHEAD ahead."""
+    first = airports.local_today(origin, timezone.now())
+    last = first + timedelta(days=MAX_DAYS_AHEAD)
+    if day < first:
         raise serializers.ValidationError({field: "The departure date is in the past."})
     if day > last:
         raise serializers.ValidationError({field: f"Airlines sell at most {MAX_DAYS_AHEAD} days ahead (until {last})."})
@@ -133,7 +130,7 @@ class SliceSerializer(serializers.Serializer):
             and data["departure_time_from"] > data["departure_time_to"]
         ):
             raise serializers.ValidationError({"departure_time_to": "The time window ends before it starts."})
-        _on_sale(data["departure_date"])
+        _on_sale(data["departure_date"], data["origin"])
         return data
 
 
@@ -303,7 +300,7 @@ class WatchCreateSerializer(_OfferFilters):
     def validate(self, data):
         _route(data)
         start, end = data["departure_date"], data["departure_date_to"]
-        _on_sale(start)
+        _on_sale(start, data["origin"])
         if end is not None:
             if end < start:
                 raise serializers.ValidationError({"departure_date_to": "The range ends before it starts."})
@@ -317,6 +314,13 @@ class WatchCreateSerializer(_OfferFilters):
             raise serializers.ValidationError({"nights": "`nights` goes with a date range; give return_date instead."})
         if data["return_date"] is not None and data["return_date"] < start:
             raise serializers.ValidationError({"return_date": "The return date is before the departure date."})
+        # Every date the watch will search must be one a search would accept (on sale).
+        if end is not None:
+            _on_sale(end, data["origin"], "departure_date_to")
+            if data["nights"] is not None:
+                _on_sale(end + timedelta(days=data["nights"]), data["destination"], "nights")
+        if data["return_date"] is not None:
+            _on_sale(data["return_date"], data["destination"], "return_date")
         self.filters_validate(data)
         if data["target_price"] is not None and data["drop_percent"] is not None:
             raise serializers.ValidationError({"drop_percent": "Give a target price or a drop percentage, not both."})

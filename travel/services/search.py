@@ -319,9 +319,15 @@ def decode_cursor(token):
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if not isinstance(data, dict) or not isinstance(data.get("o"), int) or not isinstance(data.get("f"), dict):
             raise ValueError
+        if data.get("l") is not None and not isinstance(data["l"], int):
+            raise ValueError
         filters = data["f"]
         if filters.get("sort", "price") not in SORTS:
             raise ValueError
+        for name in ("include_airlines", "exclude_airlines"):
+            codes = filters.get(name)
+            if codes is not None and not (isinstance(codes, list) and all(isinstance(c, str) for c in codes)):
+                raise ValueError
         if filters.get("max_price") is not None:
             float(filters["max_price"])
         return data

@@ -40,6 +40,7 @@ from integrations.registry import require
 from integrations.states import IllegalTransition, transition
 from integrations.task_base import enqueue_on_commit
 
+from .. import airports
 from ..models import PricePoint, PriceWatch
 from ..providers import SearchQuery, SliceQuery
 from .search import _fetch, _select, offer_at, search_key
@@ -108,7 +109,7 @@ def watch_set_status(*, watch, to):
     """
     fields = {}
     if to == Status.ACTIVE:
-        if watch.last_departure < timezone.now().date():
+        if watch.last_departure < airports.local_today(watch.origin, timezone.now()):
             transition(PriceWatch, watch.pk, Status.EXPIRED)
             raise DomainError(409, "watch_expired", "This watch's departure dates have passed; it cannot resume.")
         fields["next_check_at"] = next_check_after(
@@ -138,13 +139,18 @@ def watch_get(*, user, watch_id):
 # --- the schedule ---------------------------------------------------------------------
 
 
-def _expire_past(today):
+def _expire_past(now):
+    """Expire the watches whose last departure date has passed at their origin (dates are local there)."""
     expired = 0
-    stale = PriceWatch.objects.filter(status__in=[Status.ACTIVE, Status.PAUSED]).filter(
-        departure_date__lt=today, departure_date_to__isnull=True
-    ) | PriceWatch.objects.filter(status__in=[Status.ACTIVE, Status.PAUSED], departure_date_to__lt=today)
-    for pk in stale.values_list("pk", flat=True):
-        expired += transition(PriceWatch, pk, Status.EXPIRED)
+    # Local dates are within a day of UTC's: the candidates depart no later than UTC's today.
+    by = now.date() + timedelta(days=1)
+    live = [Status.ACTIVE, Status.PAUSED]
+    stale = PriceWatch.objects.filter(status__in=live, departure_date__lt=by, departure_date_to__isnull=True) | (
+        PriceWatch.objects.filter(status__in=live, departure_date_to__lt=by)
+    )
+    for pk, origin, first, last in stale.values_list("pk", "origin", "departure_date", "departure_date_to"):
+        if (last or first) < airports.local_today(origin, now):
+            expired += transition(PriceWatch, pk, Status.EXPIRED)
     return expired
 
 
@@ -153,7 +159,7 @@ def watch_check_due(*, now=None):
     from ..tasks import watch_check
 
     now = now or timezone.now()
-    _expire_past(now.date())
+    _expire_past(now)
     budget = max(1, math.ceil(settings.TRAVEL_WATCH_MAX_SEARCHES_PER_HOUR / 60))
     due = list(
         PriceWatch.objects.filter(status=Status.ACTIVE, next_check_at__lte=now)
@@ -232,7 +238,7 @@ def watch_check(*, watch_id):
     if watch is None or watch.status != Status.ACTIVE:
         return "skipped"
     now = timezone.now()
-    today = now.date()
+    today = airports.local_today(watch.origin, now)  # departure dates are local to the origin
     if watch.last_departure < today:
         transition(PriceWatch, watch.pk, Status.EXPIRED)
         return "expired"
@@ -267,6 +273,9 @@ def watch_check(*, watch_id):
 
     with transaction.atomic():
         watch = PriceWatch.objects.select_for_update().get(pk=watch.pk)
+        if watch.status != Status.ACTIVE:
+            # Paused or cancelled while the search ran: the owner asked not to hear about it any more.
+            return "skipped"
         point = PricePoint.objects.create(
             watch=watch,
             checked_at=now,
@@ -351,7 +360,7 @@ def watch_notify(*, point_id):
         return False
     watch = point.watch
     # The price the check told about, not whatever later checks found.
-    current, _ = _current_price(watch, point.checked_at.date(), upto=point)
+    current, _ = _current_price(watch, airports.local_today(watch.origin, point.checked_at), upto=point)
     mail_send(
         subject=f"Flight price drop: {watch.origin} → {watch.destination} now {current} {watch.currency}",
         message=(
