@@ -311,9 +311,17 @@ def watch_check(*, watch_id):
 
 
 def watch_check_failed(*, watch_id, error):
-    """The check task gave up (ProviderTask.give_up): keep the reason on the watch, try at the next slot."""
+    """The check task gave up (ProviderTask.give_up): keep the reason on the watch, try at the next slot.
+
+    A range moves on to its next date, as after a success: a date the provider keeps refusing would
+    otherwise be the only one of the range ever searched."""
+    watch = PriceWatch.objects.filter(pk=watch_id).first()
+    if watch is None:
+        return
     PriceWatch.objects.filter(pk=watch_id).update(
-        last_error=str(error)[:255], next_check_at=next_check_after(watch_id, timezone.now())
+        last_error=str(error)[:255],
+        next_check_at=next_check_after(watch_id, timezone.now()),
+        next_date_index=(watch.next_date_index + 1) % len(watch.watched_dates()),
     )
 
 
