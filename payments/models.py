@@ -56,8 +56,10 @@ class Invoice(models.Model):
         "open": {"paid", "failed", "void"},
         "failed": {"paid", "void", "open"},
         "paid": {"partially_refunded", "refunded"},
-        "partially_refunded": {"refunded"},
-        "refunded": set(),
+        # Back down when Stripe reports a refund failed after it succeeded (the card was closed): the invoice
+        # follows what is really refunded (payments.services.refunds), never a payment's event.
+        "partially_refunded": {"refunded", "paid"},
+        "refunded": {"partially_refunded", "paid"},
         "void": set(),
     }
     PAYABLE = frozenset({"open", "failed"})

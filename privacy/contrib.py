@@ -2,7 +2,9 @@
 
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
+from django.db.models import Q
 from django.utils import timezone
 
 from .registry import PrivacyHolder, register
@@ -57,6 +59,12 @@ def export_admin(user, out):
 
 def erase_admin(user, report):
     report.count("admin.LogEntry", LogEntry.objects.filter(user=user).delete()[0])
+    # Staff members' entries about the user's account or rows name them in object_repr (str(user) is the
+    # user name; str(Customer), str(Subscription) start with it): the entries stay, the names go.
+    about = Q(content_type=ContentType.objects.get_for_model(get_user_model()), object_id=str(user.pk))
+    for name in {user.get_username(), user.email} - {""}:
+        about |= Q(object_repr__contains=name)
+    report.count("admin.LogEntry.redacted", LogEntry.objects.filter(about).update(object_repr="(erased user)"))
 
 
 def _axes_models():

@@ -115,6 +115,9 @@ def erase_request(*, subject, requested_by, password=None, expedite=False, reque
                     erasure = Erasure.objects.create(
                         subject_id=subject.pk,
                         pseudonym=_pseudonym(),
+                        # Collected now: disconnecting (below) deletes connections and what hangs off them
+                        # (mailboxes, calendars), whose provider ids name the user in webhook payloads.
+                        pending_refs=_references(subject),
                         requested_by_staff=not own,
                         scheduled_for=scheduled_for,
                         next_attempt_at=scheduled_for,
@@ -203,7 +206,7 @@ def erasure_cancel(*, subject, requested_by, request=None):
                 status=Erasure.objects.get(pk=erasure.pk).status,
             )
         erasure.report["cancelled"] = {"by": "self" if requested_by.pk == subject.pk else "staff"}
-        _save(erasure, next_attempt_at=None, finished_at=timezone.now())
+        _save(erasure, pending_refs=[], next_attempt_at=None, finished_at=timezone.now())
         get_user_model().objects.filter(pk=subject.pk).update(is_active=True)
         audit_record(
             action="privacy.erase.cancel",
@@ -273,7 +276,7 @@ def erasure_run(*, erasure_id, now=None):
     if user is not None:
         report = EraseReport(erasure, pseudonym_user=_pseudonym_user(erasure))
         if "references" not in done:
-            erasure.pending_refs = _references(user)
+            erasure.pending_refs = sorted(set(erasure.pending_refs or ()) | set(_references(user)))
             done.append("references")
             _save(erasure, pending_refs=erasure.pending_refs)
         if "webhooks" not in done:

@@ -62,6 +62,12 @@ def _choose_attempt(*, invoice_id, owner, method):
             raise InvoiceNotPayable(
                 f"Invoice {invoice.number} is {invoice.status}; there is nothing to pay.", status=invoice.status
             )
+        if invoice.external_id:
+            # Stripe issued it (a subscription) and collects it itself: an intent of ours would charge twice.
+            raise InvoiceNotPayable(
+                f"Invoice {invoice.number} was issued by Stripe, which collects it; pay it on Stripe's invoice page.",
+                status=invoice.status,
+            )
         fresh_after = timezone.now() - INTENT_REUSE_WINDOW
         reuse, stale = None, []
         for payment in invoice.payments.filter(status__in=Payment.LIVE).order_by("-attempt"):

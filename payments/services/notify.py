@@ -3,6 +3,7 @@
 from integrations.email import mail_send
 from integrations.task_base import enqueue_on_commit
 
+from ..currencies import format_amount
 from ..models import Invoice
 
 
@@ -18,7 +19,7 @@ def payment_failed_notify(*, invoice_id, reason):
     invoice = Invoice.objects.select_related("owner").filter(pk=invoice_id).first()
     if invoice is None or not invoice.owner.email:
         return False
-    amount = f"{invoice.amount / 100:.2f} {invoice.currency.upper()}"
+    amount = format_amount(invoice.amount, invoice.currency)
     mail_send(
         subject=f"Payment failed for invoice {invoice.number}",
         message=(

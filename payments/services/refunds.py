@@ -13,6 +13,8 @@ from .common import adopt, anomaly_alert, money_differs
 from .errors import InvalidTransition, RefundTooLarge
 from .settlement import payment_for_stripe_object
 
+REFUNDED_STATES = (Invoice.Status.PARTIALLY_REFUNDED, Invoice.Status.REFUNDED)
+
 REFUND_STATUS = {
     "pending": Refund.Status.PENDING,
     "requires_action": Refund.Status.PENDING,
@@ -37,7 +39,11 @@ def refund_request(*, payment_id, amount=None, reason="", requested_by=None):
                 f"Payment {payment.pk} is {payment.status}; only a succeeded payment can be refunded."
             )
         taken = payment.refunds.filter(status__in=Refund.COUNTED).aggregate(s=Sum("amount"))["s"] or 0
-        remaining = payment.amount - taken
+        # Refunds Stripe reported on the charge (charge.refunded's amount_refunded) that have no row of ours
+        # yet: a Dashboard refund, whose charge event no longer embeds the refunds list. They count too.
+        recorded = payment.refunds.filter(status=Refund.Status.SUCCEEDED).aggregate(s=Sum("amount"))["s"] or 0
+        taken += max(0, payment.amount_refunded - recorded)
+        remaining = max(0, payment.amount - taken)
         if amount is None:
             amount = remaining
         if amount <= 0 or amount > remaining:
@@ -163,14 +169,20 @@ def _refunded_totals(*, payment_id, stripe_amount_refunded=None):
     done = min(payment.amount, max(done, stripe_amount_refunded or 0))
     Payment.objects.filter(pk=payment.pk).update(amount_refunded=done)
     invoice = payment.invoice
-    total = min(
-        invoice.amount, (invoice.payments.exclude(pk=payment.pk).aggregate(s=Sum("amount_refunded"))["s"] or 0) + done
+    # What the invoice has given back is what it no longer holds of its amount: a refund of an extra payment
+    # (an invoice paid twice, which the payment_anomaly alert asks staff to refund) leaves it paid.
+    settled = invoice.payments.filter(status=Payment.Status.SUCCEEDED).aggregate(
+        paid=Sum("amount"), refunded=Sum("amount_refunded")
     )
+    kept = (settled["paid"] or 0) - (settled["refunded"] or 0)
+    total = min(invoice.amount, max(0, invoice.amount - kept))
     Invoice.objects.filter(pk=invoice.pk).update(amount_refunded=total)
     if total >= invoice.amount and total > 0:
         transition(Invoice, invoice.pk, Invoice.Status.REFUNDED)
     elif total > 0:
         transition(Invoice, invoice.pk, Invoice.Status.PARTIALLY_REFUNDED)
+    else:  # every refund failed after all: the invoice is simply paid again
+        transition(Invoice, invoice.pk, Invoice.Status.PAID, where=Q(status__in=REFUNDED_STATES))
 
 
 def charge_refunded_apply(*, charge, occurred_at=None):

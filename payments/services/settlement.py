@@ -96,7 +96,10 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
     invoice = payment.invoice
     if to == Payment.Status.SUCCEEDED:
         paid_at = occurred_at or timezone.now()
-        if not transition(Invoice, invoice.pk, Invoice.Status.PAID, paid_at=paid_at, seen=invoice.status):
+        # Only from a payable state: a refunded invoice may go back to paid (a refund failed), never because
+        # money came in again. Decided on a fresh read (no `seen`): with `where`, a stale guess is not retried.
+        payable = Q(status__in=Invoice.PAYABLE)
+        if not transition(Invoice, invoice.pk, Invoice.Status.PAID, paid_at=paid_at, where=payable):
             _alert_money_on_settled_invoice(payment=payment, invoice_id=invoice.pk)
         from ..tasks import payment_fee_record
 

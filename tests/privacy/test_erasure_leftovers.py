@@ -1,0 +1,65 @@
+"""Erasure leaves no name behind in push payloads of deleted connections nor in staff's admin history."""
+
+import pytest
+import responses
+
+from integrations.models import Connection, WebhookEvent
+from privacy import erasure as erasure_service
+from tests.integrations.factories import ConnectionFactory, WebhookEventFactory
+
+pytestmark = pytest.mark.django_db
+
+GOOGLE_REVOKE = "https://oauth2.googleapis.com/revoke"
+
+
+def test_erasure_redacts_push_payloads_naming_a_connected_account_deleted_at_request_time(
+    user, staff_user, http, eager
+):
+    """A Gmail push payload names the connected mailbox (Connection.account), which need not be the hub email.
+
+    The connection is deleted at once when erasure is requested (disconnect); the deletion run collects the
+    references to redact afterwards, so the address must still be known then.
+    """
+    http.add(responses.POST, GOOGLE_REVOKE, status=200)
+    conn = ConnectionFactory(owner=user, account="private.mailbox@gmail.example")
+    assert conn.account != user.email
+    push = WebhookEventFactory(
+        provider="gmail",
+        event_id="pubsub-msg-1",
+        type="gmail.history",
+        payload={
+            "data": {"emailAddress": "private.mailbox@gmail.example", "historyId": "9876"},
+            "message": {"messageId": "pubsub-msg-1"},
+            "subscription": "projects/hub/subscriptions/gmail",
+        },
+    )
+
+    erasure, created = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+    assert created and not Connection.objects.filter(owner=user).exists()  # gone at once
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "done"
+
+    push.refresh_from_db()
+    assert "private.mailbox@gmail.example" not in str(push.payload), push.payload
+    assert WebhookEvent.objects.filter(pk=push.pk).exists()  # the row stays for de-duplication
+
+
+def test_erasure_leaves_no_admin_history_naming_the_user(user, staff_user, admin_client, eager):
+    """Staff editing the user's rows in Django admin writes LogEntry rows whose object_repr names the user
+    (str(Customer) is "<username> (cus_...)", str(User) is the username). They are the admin history of the
+    *staff* member, so the `admin` holder (which erases only entries the erased user made) leaves them behind."""
+    from django.contrib.admin.models import LogEntry
+
+    from payments.models import Customer
+
+    customer = Customer.objects.create(user=user, external_id="cus_admin_edit")
+    response = admin_client.post(
+        f"/admin/payments/customer/{customer.pk}/change/", {"user": user.pk, "external_id": "cus_admin_edit2"}
+    )
+    assert response.status_code == 302, response.content[:500]
+    assert LogEntry.objects.filter(object_repr__contains=user.username).exists()  # what staff did, naming the user
+
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "done"
+
+    leftover = list(LogEntry.objects.filter(object_repr__contains=user.username).values_list("object_repr", flat=True))
+    assert leftover == []
