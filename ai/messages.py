@@ -230,6 +230,8 @@ def parse_tool_choice(raw, tools):
             choice = {"name": raw.get("name")}
     else:
         raise MessageError("tool_choice must be auto, none, required or name a tool.")
+    if isinstance(choice, dict) and not isinstance(choice["name"], str):
+        raise MessageError("tool_choice must name a tool by a string.")
     if isinstance(choice, dict) and choice["name"] not in {t["name"] for t in tools}:
         raise MessageError("tool_choice names a tool that is not in tools.")
     if choice != "none" and choice is not None and not tools:

@@ -8,7 +8,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integrations.aio import db_hop
+from integrations.aio import db_hop, db_hop_or_undo
 from integrations.api import idempotency
 from integrations.api.ratelimit import ratelimit_check
 from integrations.models import IdempotencyRecord
@@ -19,14 +19,17 @@ from .usage import usage_for_user
 
 
 class EventStreamRenderer(BaseRenderer):
-    """Lets a client ask for `Accept: text/event-stream`; an error before the stream opens is one `error` event."""
+    """Lets a client ask for `Accept: text/event-stream`: an error before the stream opens is one `error` event,
+    a whole (non-streamed or replayed) answer one `done` event, as a stream ends with."""
 
     media_type = "text/event-stream"
     format = "sse"
     charset = "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
-        return f"event: error\ndata: {json.dumps(data, default=str)}\n\n".encode()
+        response = (renderer_context or {}).get("response")
+        event = "done" if response is not None and response.status_code < 400 else "error"
+        return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
 class AsyncAPIView(APIView):
@@ -43,6 +46,9 @@ class AsyncAPIView(APIView):
         """Synchronous work before the handler (runs in a thread): DRF's checks, then the view's own."""
         self.initial(request, *args, **kwargs)
 
+    def prepare_cancelled(self):
+        """Undo what a `prepare` that completed took, when the client went away meanwhile (runs in a thread)."""
+
     async def dispatch(self, request, *args, **kwargs):
         self.args = args
         self.kwargs = kwargs
@@ -52,7 +58,7 @@ class AsyncAPIView(APIView):
         try:
             method = request.method.lower()
             handler = getattr(self, method, None) if method in self.http_method_names else None
-            await db_hop(self.prepare, request, *args, **kwargs)
+            await db_hop_or_undo(self.prepare_cancelled, self.prepare, request, *args, **kwargs)
             response = (handler or self.http_method_not_allowed)(request, *args, **kwargs)
             if asyncio.iscoroutine(response):
                 response = await response
@@ -121,6 +127,13 @@ class CompletionView(AsyncAPIView):
             if self.idempotency_key:
                 self._release()  # refused before any provider call: the key may be used again
             raise
+
+    def prepare_cancelled(self):
+        """The client went away during `prepare`: no provider call will follow, so free the hold and the key."""
+        if getattr(self, "begun", None) is not None:
+            self.begun.booking.release()
+        if getattr(self, "idempotency_key", "") and getattr(self, "replayed", None) is None:
+            self._release()
 
     def _record(self):
         return IdempotencyRecord.objects.filter(owner=self.request.user, key=self.idempotency_key)

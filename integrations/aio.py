@@ -13,6 +13,7 @@ bookkeeping of an answer that is already on its way to the client.
 """
 
 import asyncio
+import contextlib
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +66,21 @@ async def db_hop(fn, /, *args, **kwargs):
         executor = _threads(settings.DB_HOP_THREADS)
         return await sync_to_async(_hop_on_own_thread, thread_sensitive=False, executor=executor)(fn, args, kwargs)
     return await sync_to_async(_hop)(fn, args, kwargs)
+
+
+async def db_hop_or_undo(undo, fn, /, *args, **kwargs):
+    """`db_hop(fn, ...)` that, if the request is cancelled meanwhile (its client went away), still waits
+    for the hop's thread, which runs to its end whatever happens here, and then runs `undo()` in a hop of
+    its own to give back what `fn` took (a budget hold, a claimed Idempotency-Key) before re-raising."""
+    hop = asyncio.ensure_future(db_hop(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(hop)
+    except asyncio.CancelledError:
+        if not hop.cancelled():
+            with contextlib.suppress(Exception):  # fn failed: it took nothing (or gave it back itself)
+                await hop
+                await db_hop(undo)
+        raise
 
 
 async def view_hop(fn, /, *args, **kwargs):

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from integrations.aio import db_hop
+from integrations.aio import db_hop, db_hop_or_undo
 from integrations.context import get_request_id
 from integrations.errors import DomainError
 
@@ -326,7 +326,7 @@ async def start(begun):
     if hit is not None:
         return booking, None, key, await db_hop(booking.cached, hit)
     # From here the request holds part of the budget: every way out settles it.
-    return booking, begun.held or await db_hop(booking.reserve, begun.chain), key, None
+    return booking, begun.held or await db_hop_or_undo(booking.release, booking.reserve, begun.chain), key, None
 
 
 async def walk_booked(booking, chain_and_skipped, attempt_fn):

@@ -45,6 +45,11 @@ def _falls_through(exc):
     return exc.retryable or isinstance(exc, QuotaExceeded) or exc.http_status in _ACCOUNT_STATUSES
 
 
+def _account_refused(exc):
+    """Out of credit, or the key refused: so is every other model of this provider on the route."""
+    return isinstance(exc, QuotaExceeded) or exc.http_status == 401
+
+
 async def walk(chain, attempt_fn, *, deadline, skipped=()):
     """await attempt_fn(provider, model, deadline, tried) for each entry until one answers; see the module docstring."""
     tried, skipped = [], list(skipped)
@@ -57,9 +62,12 @@ async def walk(chain, attempt_fn, *, deadline, skipped=()):
             )
         else:
             candidates.append((provider, model))
+    refused = set()  # providers whose account refused: not asked again for another model
     for pass_no in (1, 2):
         again = []
         for provider, model in candidates:
+            if provider in refused:
+                continue
             if deadline - time.monotonic() <= 0:
                 tried.append(
                     {
@@ -78,6 +86,8 @@ async def walk(chain, attempt_fn, *, deadline, skipped=()):
                 tried.append(_why(provider, model, exc))
                 if not _falls_through(exc):
                     raise ChainRefused(exc, tried) from exc
+                if _account_refused(exc):
+                    refused.add(provider)
                 if exc.retryable and exc.retry_after and exc.retry_after <= settings.AI_RETRY_WAIT_MAX_SECONDS:
                     again.append((provider, model, exc.retry_after))
         if pass_no == 2 or not again:

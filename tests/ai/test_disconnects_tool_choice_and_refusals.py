@@ -1,0 +1,128 @@
+"""A client gone during the hold hop leaves nothing held; tool_choice names by string; SSE success is `done`; a refusing account is asked once."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from ai import services as ai_services
+from ai.models import AiSpend
+from integrations.models import IdempotencyRecord
+from tests.ai.fakes import anthropic_message, error, openai_chat
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("on_server_loop", [False, True], ids=["shared-thread", "hop-threads"])
+def test_a_client_gone_during_the_hold_hop_leaves_no_hold_and_no_stuck_idempotency_key(
+    fake_ai, asgi_completion, monkeypatch, server_loop, on_server_loop
+):
+    """The client disconnects while the view's one thread hop (auth, Idempotency-Key claim, budget hold) runs.
+
+    Django cancels the request's task; the hop's thread still finishes and takes the hold and the key."""
+    taken = threading.Event()
+    real_begin = ai_services.begin
+
+    def slow_begin(*args, **kwargs):
+        begun = real_begin(*args, **kwargs)  # the hold (and, before it, the key's claim) are committed
+        taken.set()
+        time.sleep(0.3)  # the rest of a hop that is slow under load (row lock on AiSpend, a busy pool)
+        return begun
+
+    monkeypatch.setattr(ai_services, "begin", slow_begin)
+    key = [("idempotency-key", "gone-1")]
+
+    async def scenario():
+        if on_server_loop:
+            server_loop()  # as under the production server: hops on DB_HOP_THREADS threads of their own
+        call = asgi_completion({}, headers=key)
+        while not taken.is_set():
+            await asyncio.sleep(0.005)
+        call.disconnect()  # the client went away (a mobile network drop, a client-side timeout)
+        await call.task
+        await asyncio.sleep(0.5)  # the hop's thread has long finished
+
+    async_to_sync(scenario)()
+    assert fake_ai.sent == []  # no provider was called: nothing may stay held
+    assert [str(row.reserved_usd) for row in AiSpend.objects.all()] == ["0.000000"]
+    # The client's retry with the same key must not get 409 "still being processed" for the next 24 h.
+    assert not IdempotencyRecord.objects.filter(key="gone-1").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_gone_during_a_cacheable_requests_hold_hop_leaves_no_hold(fake_ai, asgi_completion, monkeypatch):
+    """A cacheable request (temperature 0) takes its hold in a hop of its own after the cache missed."""
+    from ai.services.booking import Booking
+
+    taken = threading.Event()
+    real_reserve = Booking.reserve
+
+    def slow_reserve(self, chain):
+        held = real_reserve(self, chain)
+        taken.set()
+        time.sleep(0.3)
+        return held
+
+    monkeypatch.setattr(Booking, "reserve", slow_reserve)
+
+    async def scenario():
+        call = asgi_completion({"temperature": 0})
+        while not taken.is_set():
+            await asyncio.sleep(0.005)
+        call.disconnect()
+        await call.task
+        await asyncio.sleep(0.5)
+
+    async_to_sync(scenario)()
+    assert fake_ai.sent == []
+    assert [str(row.reserved_usd) for row in AiSpend.objects.all()] == ["0.000000"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "tool_choice",
+    [
+        {"name": ["lookup"]},
+        {"type": "tool", "name": {"tool": "lookup"}},
+        {"type": "function", "function": {"name": ["lookup"]}},
+    ],
+    ids=["list-name", "object-name", "openai-list-name"],
+)
+def test_a_tool_choice_naming_a_tool_with_a_non_string_is_a_json_400_not_a_500(fake_ai, complete, tool_choice):
+    resp = complete(tools=[{"name": "lookup", "input_schema": {"type": "object"}}], tool_choice=tool_choice)
+    assert resp.status_code == 400, resp.content[:300]
+    assert resp.json()["error"] == "invalid"
+    assert fake_ai.sent == []
+
+
+@pytest.mark.django_db
+def test_a_non_streamed_answer_asked_with_accept_event_stream_is_not_rendered_as_an_error_event(fake_ai, complete):
+    fake_ai.add("openai", openai_chat("hello"))
+    resp = complete(headers={"Accept": "text/event-stream"})
+    assert resp.status_code == 200
+    assert b"event: error" not in resp.content, resp.content[:200]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        lambda: error(429, "You exceeded your current quota", code="insufficient_quota"),
+        lambda: error(401, "Incorrect API key provided", code="invalid_api_key"),
+    ],
+    ids=["quota", "bad-key"],
+)
+def test_a_provider_out_of_quota_or_refusing_its_key_is_not_tried_again_for_another_model(
+    fake_ai, complete, settings, refusal
+):
+    # A route with a cheaper model of the same provider as its second entry.
+    settings.AI_ROUTES = {
+        "simple": [["openai", "gpt-4.1"], ["openai", "gpt-4o-mini"], ["anthropic", "claude-haiku-4-5"]]
+    }
+    fake_ai.add("openai", refusal(), openai_chat("should not be asked"))
+    fake_ai.add("anthropic", anthropic_message("ok"))
+    body = complete().json()
+    assert body["provider"] == "anthropic"
+    assert len(fake_ai.to("openai")) == 1  # the account is out of credit / the key is refused: for every model
+    fake_ai.queues["openai"].clear()
