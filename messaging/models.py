@@ -79,7 +79,9 @@ class SmsMessage(OutboxMixin, CreateAttempt):
         "sent": {"delivered", "undelivered", "failed"},
         "undelivered": {"delivered"},  # a carrier's late delivery receipt wins
         "delivered": set(),
-        "failed": {"queued"},
+        # queued: staff send again a message Twilio never accepted; sent/delivered/undelivered: a message the send
+        # task gave up on in doubt (no SID) whose status callback shows Twilio had it (sms_status_apply guards it).
+        "failed": {"queued", "sent", "delivered", "undelivered"},
         "canceled": set(),
         "received": set(),
     }
@@ -253,7 +255,9 @@ class CallLog(OutboxMixin, CreateAttempt):
         "completed": set(),
         "busy": set(),
         "no_answer": set(),
-        "failed": set(),
+        # A call the place task gave up on in doubt (no SID) whose status callback shows Twilio placed it
+        # (call_status_apply guards it: a call Twilio itself failed stays failed).
+        "failed": {"ringing", "in_progress", "completed", "busy", "no_answer"},
         "canceled": set(),
     }
     FINAL = frozenset({"completed", "busy", "no_answer", "failed", "canceled"})

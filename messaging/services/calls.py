@@ -118,6 +118,12 @@ def call_status_apply(*, payload):
         # queued -> initiated are both "dialing" to us: keep Twilio's word for it.
         CallLog.objects.filter(pk=call.pk).update(**fields)
         return target
+    if call.status == "failed":
+        # Only a call that failed without Twilio's SID (the place task gave up in doubt, read here before the
+        # callback stamped it) is Twilio's to move on; a call Twilio itself failed stays failed.
+        if call.external_id is not None:
+            raise StaleEvent(f"{call.status} -> {target} is not a forward move")
+        fields.update(error_code="", error_message="")
     if not transition(CallLog, call.pk, target, frm=call.status, **fields):
         raise StaleEvent(f"{call.status} -> {target} is not a forward move")
     if target in CallLog.FINAL and not call.cost_recorded:

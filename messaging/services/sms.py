@@ -163,6 +163,12 @@ def sms_status_apply(*, payload):
         raise StaleEvent(f"already {sms.status}")
     now = timezone.now()
     fields = {"raw": payload}
+    if sms.status == "failed":
+        # Only a row that failed without Twilio's SID (the send task gave up in doubt, read here before the
+        # callback stamped it) is Twilio's to move on; a message Twilio itself failed stays failed.
+        if sms.external_id is not None:
+            raise StaleEvent(f"{sms.status} -> {target} is not a forward move")
+        fields.update(error_code="", error_message="")
     if target in ("undelivered", "failed"):
         fields["error_code"] = str(payload.get("ErrorCode") or "")[:16]
         fields["error_message"] = payload.get("ErrorMessage", "")

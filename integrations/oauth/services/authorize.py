@@ -42,7 +42,8 @@ def authorization_start(*, owner, provider_key, capabilities, connection_id=None
 
     With `connection_id` (incremental authorization) the request adds to that
     connection's capabilities and names its account; Google is asked for
-    offline access and consent only when no refresh token is held yet.
+    offline access and consent only when no usable refresh token is held
+    (none yet, or the connection is not active: its refresh token was refused).
     """
     cfg = oauth_config.get(provider_key)
     require(cfg.provider)
@@ -80,7 +81,8 @@ def authorization_start(*, owner, provider_key, capabilities, connection_id=None
         code_verifier=state.code_verifier,
         scopes=scopes,
         redirect_uri=redirect_uri(cfg),
-        offline=connection is None or not connection.refresh_token,
+        # A refresh token the provider refused (needs_reauth and the like) is no refresh token: ask for a new one.
+        offline=connection is None or not connection.refresh_token or connection.status != Connection.Status.ACTIVE,
         login_hint=connection.account if connection else "",
     )
     if flow is not None:

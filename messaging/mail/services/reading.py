@@ -6,15 +6,32 @@ from ..models import MailMessage
 from .access import _adapter, mail_connection, mailbox_for
 from .cache import _fresh, _from_cache, cache_upsert
 
+# Gmail's messages.list leaves these out unless asked for by label (includeSpamTrash=false); the cache holds
+# them too (history sync sees every change, a listing by label caches them), so its answer leaves them out alike.
+GMAIL_LISTED_ONLY_BY_LABEL = frozenset({"SPAM", "TRASH"})
+
+
+def _cached_page(conn, mailbox, label, size=50):
+    rows = mailbox.messages.all()
+    if label:
+        rows = rows.filter(labels__contains=[label])
+    hidden = GMAIL_LISTED_ONLY_BY_LABEL if conn.provider == "google_oauth" and not label else frozenset()
+    page = []
+    for row in rows.iterator(chunk_size=100):
+        if hidden & set(row.labels or []):
+            continue
+        page.append(row)
+        if len(page) == size:
+            break
+    return page
+
 
 def message_list(*, owner, connection_id, q="", label="", page_token="", filter_=""):
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
     mailbox = mailbox_for(conn)
     if not (q or page_token or filter_) and _fresh(mailbox):
-        rows = mailbox.messages.all()
-        if label:
-            rows = rows.filter(labels__contains=[label])
-        return {"messages": [_from_cache(r) for r in rows[:50]], "next_page_token": None, "source": "cache"}
+        rows = _cached_page(conn, mailbox, label)
+        return {"messages": [_from_cache(r) for r in rows], "next_page_token": None, "source": "cache"}
     kwargs = {"q": q, "label": label, "page_token": page_token}
     if filter_:
         if conn.provider != "microsoft_oauth":

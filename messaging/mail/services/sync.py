@@ -42,7 +42,9 @@ def mailbox_sync(*, connection_id):
         fields = {"delta_link": result.cursor}
     now = timezone.now()
     with transaction.atomic():
-        if result.full and conn.provider == "google_oauth":
+        # A full sync lists what exists; anything else cached was deleted meanwhile (Gmail, or a Graph delta that
+        # had to start over because Graph no longer kept the link's sync state).
+        if result.full and (conn.provider == "google_oauth" or mailbox.delta_link):
             mailbox.messages.exclude(external_id__in=[m.id for m in result.upserted]).delete()
         cache_upsert(mailbox, result.upserted)
         cache_delete(mailbox, result.deleted)

@@ -37,6 +37,13 @@ def _addresses(field, values):
     return cleaned
 
 
+def _header_text(field, value):
+    """A value that goes into a MIME header as it is: a line break would end the header (a 400, not a 500)."""
+    if "\r" in value or "\n" in value:
+        raise DomainError(400, "invalid_header", f"{field} must be one line (no line breaks).", field=field)
+    return value
+
+
 def _too_large(provider, limit, what):
     name = MAIL_PROVIDERS[provider]
     return DomainError(
@@ -73,8 +80,8 @@ def outgoing_from(data, *, provider, files=()):
             raise _too_large(provider, limit, "Attachments add up to")
         attachments.append(
             OutgoingAttachment(
-                filename=item.get("filename") or f"attachment-{n + 1}",
-                mime_type=item.get("content_type") or "",
+                filename=_header_text("attachments", item.get("filename") or f"attachment-{n + 1}"),
+                mime_type=_header_text("attachments", item.get("content_type") or ""),
                 size=len(content),
                 file=io.BytesIO(content),
             )
@@ -86,7 +93,7 @@ def outgoing_from(data, *, provider, files=()):
         mime_type = (upload.content_type or "").split(";")[0].strip()
         attachments.append(
             OutgoingAttachment(
-                filename=(upload.name or f"attachment-{len(attachments) + 1}")[:255],
+                filename=_header_text("attachments", (upload.name or f"attachment-{len(attachments) + 1}")[:255]),
                 mime_type=mime_type if "/" in mime_type else "",
                 size=upload.size,
                 file=upload,
@@ -96,7 +103,7 @@ def outgoing_from(data, *, provider, files=()):
         to=to,
         cc=cc,
         bcc=bcc,
-        subject=data.get("subject") or "",
+        subject=_header_text("subject", data.get("subject") or ""),
         text=data.get("text") or "",
         html=data.get("html") or "",
         attachments=attachments,
@@ -212,7 +219,11 @@ def message_modify(*, owner, connection_id, message_id, changes):
     if changes.get("trash") is True:
         cache_delete(mailbox, [message_id])
     elif result.labels:
+        if conn.provider == "google_oauth":  # Gmail says read/starred with its UNREAD / STARRED labels
+            unread, starred = "UNREAD" in result.labels, "STARRED" in result.labels
+        else:  # Outlook's labels are folder ids; the message Graph answered says isRead / flag itself
+            unread, starred = result.unread, result.starred
         MailMessage.objects.filter(mailbox=mailbox, external_id=message_id).update(
-            labels=result.labels, unread="UNREAD" in result.labels, starred="STARRED" in result.labels
+            labels=result.labels, unread=unread, starred=starred
         )
     return result

@@ -2,13 +2,29 @@
 
 from urllib.parse import quote
 
+from integrations.errors import PermanentError
+
 from ...types import SyncResult
 from .client import SELECT, _call, _follow
 from .shapes import _date, message_from
 
 
 def delta_sync(conn, *, delta_link=""):
-    """Inbox changes since `delta_link` (all of the inbox without one); returns the next delta link as the cursor."""
+    """Inbox changes since `delta_link` (all of the inbox without one); returns the next delta link as the cursor.
+
+    Graph answers 410 Gone (syncStateNotFound / resyncRequired) to a delta link whose sync state it no longer
+    keeps (Outlook evicts old ones): the sync starts over without it, a full sync (`full=True`).
+    """
+    if delta_link:
+        try:
+            return _delta(conn, delta_link)
+        except PermanentError as exc:
+            if exc.http_status != 410:
+                raise
+    return _delta(conn, "")
+
+
+def _delta(conn, delta_link):
     upserted, deleted = [], []
     if delta_link:
         url, params = _follow(delta_link), None
