@@ -41,7 +41,7 @@ def meeting_follow_calendar(*, connection_id, event_id, start=None, end=None, ca
                 if is_event:
                     transition(Meeting, meeting.pk, Meeting.Status.CANCELLED)
                 else:
-                    services.meeting_cancel(meeting=meeting, notify=True)
+                    services.meeting_cancel(meeting=meeting, notify=True, follow_calendar=False)
                 changed.append(meeting.pk)
                 continue
             if start is None:
@@ -52,7 +52,9 @@ def meeting_follow_calendar(*, connection_id, event_id, start=None, end=None, ca
             if is_event:
                 Meeting.objects.filter(pk=meeting.pk).update(start_time=start, duration_minutes=max(1, duration))
             else:
-                services.meeting_update(meeting=meeting, start_time=start, duration_minutes=max(1, duration))
+                services.meeting_update(
+                    meeting=meeting, start_time=start, duration_minutes=max(1, duration), follow_calendar=False
+                )
             changed.append(meeting.pk)
         except (DomainError, ProviderError):
             # A move into the past, a revoked connection, a provider outage: the calendar is right, the

@@ -32,9 +32,19 @@ def calendar_watch_task(self, calendar_id):
 
 @shared_task(name="scheduling.calendar_watch_renew_due", ignore_result=True)
 def calendar_watch_renew_due():
-    from .calendars.sync import calendars_renew_due
+    from .calendars.sync import calendars_renew_due, calendars_rewindow_due
 
-    return calendars_renew_due()
+    renewed = calendars_renew_due()
+    calendars_rewindow_due()
+    return renewed
+
+
+@shared_task(bind=True, base=ProviderTask, provider="zoom", name="scheduling.zoom_meeting_delete", ignore_result=True)
+def zoom_meeting_delete_task(self, zoom_meeting_id, owner_id):
+    """Delete at Zoom a meeting whose create the hub took back (services.meetings._undo_create); gone = done."""
+    from .providers import zoom
+
+    zoom.meeting_delete(meeting_id=zoom_meeting_id, notify=False, owner=owner_id)
 
 
 # A calendar a notification marked due is synced until a sync has started since: a lost message is re-sent.

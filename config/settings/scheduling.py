@@ -71,6 +71,9 @@ CALENDAR_WATCH_RENEW_BEFORE_HOURS = env.int("CALENDAR_WATCH_RENEW_BEFORE_HOURS",
 # Graph delta reads a window of the calendar (calendarView): this many days back and ahead of the first sync.
 CALENDAR_GRAPH_WINDOW_DAYS_BACK = env.int("CALENDAR_GRAPH_WINDOW_DAYS_BACK", default=30)
 CALENDAR_GRAPH_WINDOW_DAYS_AHEAD = env.int("CALENDAR_GRAPH_WINDOW_DAYS_AHEAD", default=365)
+# A delta keeps its first window for good: the hourly beat starts a fresh one (a full read of the window) when the
+# last is this many days old, so the window always reaches at least DAYS_AHEAD minus this into the future.
+CALENDAR_GRAPH_WINDOW_RENEW_DAYS = env.int("CALENDAR_GRAPH_WINDOW_RENEW_DAYS", default=30)
 
 CELERY_BEAT_SCHEDULE["scheduling.calendar_watch_renew_due"] = {
     "task": "scheduling.calendar_watch_renew_due",

@@ -46,8 +46,11 @@ def availability_find(
         raise DomainError(400, "invalid", "duration_minutes: longer than the window.", field="duration_minutes")
     if time_zone:
         zone(time_zone, "time_zone")
+    # The request's default hours may name their own zone (a WorkingHours object, like each user's); `time_zone`
+    # is the zone for hours that name none.
+    default_zone = (working_hours or {}).get("time_zone") or time_zone or "UTC"
     default = {
-        "time_zone": time_zone or "UTC",
+        "time_zone": default_zone,
         "days": list((working_hours or {}).get("days") or DEFAULT_DAYS),
         "start": (working_hours or {}).get("start") or DEFAULT_START,
         "end": (working_hours or {}).get("end") or DEFAULT_END,

@@ -191,6 +191,31 @@ def calendars_renew_due(*, now=None):
     return len(ids)
 
 
+def calendars_rewindow_due(*, now=None):
+    """Beat: restart the Graph delta of calendars whose window is getting old.
+
+    A calendarView delta keeps the window of the request that began it (startDateTime/endDateTime are given
+    once, then the delta link carries them): it never reports an event beyond the first window's end, however
+    much time has passed. So every CALENDAR_GRAPH_WINDOW_RENEW_DAYS the cursor is dropped and the calendar marked
+    due; its next sync (through the outbox) reads a fresh window around today, which also tells which rows of
+    that window are gone."""
+    from integrations.task_base import enqueue_on_commit
+
+    from ..tasks import calendar_sync_task
+
+    stale = (now or timezone.now()) - dt.timedelta(days=settings.CALENDAR_GRAPH_WINDOW_RENEW_DAYS)
+    due = (
+        Calendar.objects.filter(kind=Calendar.Kind.MICROSOFT, connection__status="active")
+        .exclude(delta_link="")
+        .filter(Q(full_sync_at__lt=stale) | Q(full_sync_at__isnull=True))
+    )
+    ids = list(due.values_list("pk", flat=True))
+    for pk in ids:
+        Calendar.objects.filter(pk=pk).update(delta_link="", sync_due=True)
+        enqueue_on_commit(calendar_sync_task, pk)
+    return len(ids)
+
+
 def calendar_unwatch(calendar):
     """Before a connection's tokens go: close the channel / delete the subscription (gone already = done)."""
     adapter = adapter_for(calendar)

@@ -182,16 +182,85 @@ def meeting_create(
 
         meeting_subscribe_later(meeting)  # lifecycle events, when the hub and the connection can have them
     if provider == "zoom" and data["settings"].get("registration"):
-        for participant in meeting.participants.all():
-            first, _, last = (participant.name or "").partition(" ")
-            reg = zoom.registrant_add(
-                meeting_id=meeting.external_id, email=participant.email, first_name=first, last_name=last, owner=owner
-            )
-            participant.registrant_id, participant.join_url = reg.id, reg.join_url
-            participant.save(update_fields=["registrant_id", "join_url"])
+        try:
+            for participant in meeting.participants.all():
+                first, _, last = (participant.name or "").partition(" ")
+                reg = zoom.registrant_add(
+                    meeting_id=meeting.external_id,
+                    email=participant.email,
+                    first_name=first,
+                    last_name=last,
+                    owner=owner,
+                )
+                participant.registrant_id, participant.join_url = reg.id, reg.join_url
+                participant.save(update_fields=["registrant_id", "join_url"])
+        except ProviderError:
+            # The client is told the create failed: the meeting must not stay behind at Zoom or here, or its
+            # retry (same Idempotency-Key: an error leaves no record) makes a second one.
+            _undo_create(meeting, owner)
+            raise
     if provider == "teams":
         teams_lifecycle.meeting_created(meeting)
     return meeting
+
+
+def _undo_create(meeting, owner):
+    """Take back a meeting whose create failed half way: its row goes, and Zoom's meeting is deleted now or, when
+    Zoom cannot be asked now (the limiter is pausing after a 429, an outage), by a retrying task."""
+    from integrations.task_base import enqueue_on_commit
+
+    from ..tasks import zoom_meeting_delete_task
+
+    external_id = meeting.external_id
+    meeting.delete()
+    try:
+        zoom.meeting_delete(meeting_id=external_id, notify=False, owner=owner)
+    except ProviderError:
+        logger.warning("zoom meeting of a failed create: deleted later", extra={"zoom_meeting": external_id})
+        enqueue_on_commit(zoom_meeting_delete_task, external_id, owner.pk)
+
+
+def _calendar_event_follow(meeting, *, cancelled=False):
+    """The calendar event a Zoom/Webex meeting is attached to follows the meeting (issue 19 point 6, the other
+    way round from scheduling.consistency): moved with it, cancelled with it. Sent with origin="hub", which
+    consistency ignores, so nothing bounces back. The meeting has changed at its provider already: a calendar
+    that cannot follow (revoked, an outage, the event not synced here) is logged, not an error of the request."""
+    if not (meeting.calendar_connection_id and meeting.calendar_event_id):
+        return
+    from ..calendars.services import _calendar_conn, adapter_for, announce, event_store
+    from ..calendars.types import EventWrite
+    from ..models import CalendarEvent
+
+    row = (
+        CalendarEvent.objects.select_related("calendar__connection", "calendar__owner")
+        .filter(calendar__connection_id=meeting.calendar_connection_id, external_id=meeting.calendar_event_id)
+        .exclude(status=CalendarEvent.Status.CANCELLED)
+        .first()
+    )
+    if row is None or row.all_day or row.recurrence:
+        return
+    calendar = row.calendar
+    try:
+        conn = _calendar_conn(calendar, "write")
+        adapter = adapter_for(calendar)
+        if cancelled:
+            adapter.event_delete(conn, calendar, row.external_id, notify=True)
+            CalendarEvent.objects.filter(pk=row.pk).update(status=CalendarEvent.Status.CANCELLED)
+            row.status = CalendarEvent.Status.CANCELLED
+            announce(calendar, [row], origin="hub")
+            return
+        end = meeting.start_time + dt.timedelta(minutes=meeting.duration_minutes)
+        if row.start == meeting.start_time and row.end == end:
+            return
+        write = EventWrite(all_day=False, start=meeting.start_time, end=end, time_zone=row.time_zone or "UTC")
+        stored, _ = event_store(calendar, adapter.event_patch(conn, calendar, row.external_id, write, notify=True))
+        announce(calendar, [stored], origin="hub")
+    except (DomainError, ProviderError):
+        logger.warning(
+            "calendar event did not follow its meeting",
+            extra={"meeting": meeting.pk, "event": meeting.calendar_event_id},
+            exc_info=True,
+        )
 
 
 def _update_on_provider(meeting, conn, changes, *, notify=True):
@@ -220,7 +289,7 @@ def _update_on_provider(meeting, conn, changes, *, notify=True):
     return webex.meeting_update(conn=conn, external_id=meeting.external_id, spec=spec, notify=notify)
 
 
-def meeting_update(*, meeting, notify=True, **changes):
+def meeting_update(*, meeting, notify=True, follow_calendar=True, **changes):
     if meeting.status == Meeting.Status.CANCELLED:
         raise DomainError(409, "meeting_cancelled", "This meeting was cancelled; create a new one.")
     _check_provider(meeting.provider, changes)
@@ -237,10 +306,12 @@ def meeting_update(*, meeting, notify=True, **changes):
         meeting.meeting_settings = {**meeting.meeting_settings, **changes["settings"]}
     _stamp(meeting, fresh)
     meeting.save()
+    if follow_calendar and {"start_time", "duration_minutes"} & set(changes):
+        _calendar_event_follow(meeting)
     return meeting
 
 
-def meeting_cancel(*, meeting, notify=True):
+def meeting_cancel(*, meeting, notify=True, follow_calendar=True):
     """Delete it on the provider (which tells participants when `notify`), then mark it cancelled. Idempotent."""
     if meeting.status == Meeting.Status.CANCELLED:
         return meeting
@@ -254,6 +325,8 @@ def meeting_cancel(*, meeting, notify=True):
     else:
         webex.meeting_cancel(conn=conn, external_id=meeting.external_id, notify=notify)
     transition(Meeting, meeting.pk, Meeting.Status.CANCELLED)
+    if follow_calendar:
+        _calendar_event_follow(meeting, cancelled=True)
     if meeting.provider == "teams":
         teams_lifecycle.meeting_cancelled(meeting)
     if meeting.provider == "google_meet":

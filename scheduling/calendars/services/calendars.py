@@ -1,11 +1,13 @@
 """The calendars of a connection: the adapter for one, listing and refreshing them, starting push."""
 
+import logging
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
 from integrations import oauth
-from integrations.errors import DomainError
+from integrations.errors import DomainError, ProviderError
 from integrations.models import Connection
 from integrations.task_base import enqueue_on_commit
 
@@ -21,6 +23,7 @@ NEED = {
     "write": {"google_oauth": [f"{CAL}events"], "microsoft_oauth": ["Calendars.ReadWrite"]},
 }
 LIST_FRESH_SECONDS = 300
+logger = logging.getLogger(__name__)
 
 
 def adapter_for(calendar):
@@ -52,6 +55,9 @@ def calendars_refresh(*, connection):
     """Upsert the connection's calendars from the provider; calendars it no longer lists are removed."""
     kind = KINDS[connection.provider]
     found = adapter_for(Calendar(kind=kind)).calendars_list(connection)
+    listed = [c.external_id for c in found]
+    for calendar in Calendar.objects.filter(connection=connection).exclude(external_id__in=listed):
+        _unwatch_quietly(calendar)
     new = []
     with transaction.atomic():
         for item in found:
@@ -70,13 +76,24 @@ def calendars_refresh(*, connection):
             )
             if created:
                 new.append(row.pk)
-        Calendar.objects.filter(connection=connection).exclude(external_id__in=[c.external_id for c in found]).delete()
+        Calendar.objects.filter(connection=connection).exclude(external_id__in=listed).delete()
         if push_automatic(kind):
             from ...tasks import calendar_watch_task
 
             for pk in new:
                 enqueue_on_commit(calendar_watch_task, pk)
     cache.set(_listed_key(connection.pk), True, LIST_FRESH_SECONDS)
+
+
+def _unwatch_quietly(calendar):
+    """A calendar the provider no longer lists: close its channel / subscription before its row goes (gone at the
+    provider already = done), or the provider keeps posting notifications the hub refuses until they lapse."""
+    from ..sync import calendar_unwatch
+
+    try:
+        calendar_unwatch(calendar)
+    except ProviderError:
+        logger.warning("push of a calendar no longer listed left to lapse", extra={"calendar": calendar.pk})
 
 
 def push_automatic(kind):

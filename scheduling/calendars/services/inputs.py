@@ -49,6 +49,10 @@ def event_write(data, *, calendar, existing=None):
             end_date = data.get("end_date") or (existing.end_date if existing and "start_date" not in data else None)
             if start_date is None:
                 raise _bad("invalid", "start_date: an all-day event needs start_date (YYYY-MM-DD).", "start_date")
+            if end_date is None and existing is not None and existing.all_day and existing.start_date:
+                # A move keeps the event's length, as a timed event's does (a three-day event stays three days).
+                length = (existing.end_date or existing.start_date + dt.timedelta(days=1)) - existing.start_date
+                end_date = start_date + length
             end_date = end_date or start_date + dt.timedelta(days=1)
             if end_date <= start_date:
                 raise _bad(
