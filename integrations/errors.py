@@ -8,6 +8,7 @@ permanent and is not retried anywhere.
 
 import email.utils
 import json
+import math
 import time
 
 
@@ -163,9 +164,12 @@ def parse_retry_after(value):
         return None
     value = str(value).strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "inf", "nan", "1e999": no usable hint (an infinite block would overflow, and never end).
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -37,9 +37,17 @@ class AlertChannelForm(forms.ModelForm):
         return super().save(commit)
 
 
+def _where(target):
+    """Where a channel sends, without what makes its URL a credential: the host of a URL, an email list as is."""
+    if not target or "://" not in target:
+        return target
+    return target.split("/")[2] if target.count("/") >= 2 else target[:20]
+
+
 @admin.register(AlertChannel)
 class AlertChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = AlertChannelForm
+    audit_shown = {"target": _where}
     list_display = ["name", "kind", "target_shown", "min_severity", "kinds_shown", "enabled"]
     list_filter = ["kind", "enabled"]
     actions = ["send_test"]

@@ -153,9 +153,11 @@ def queue_figures(now):
 def queues(now):
     try:
         figures = queue_figures(now)
-    except Exception as exc:  # noqa: BLE001 - a broker we cannot read is /readyz's business; say so and go on
+    except Exception as exc:
+        # A broker we cannot read is /readyz's business: say so, and let the evaluation count this check
+        # as not run (depth unknown is not depth back under: its open alerts stay open).
         logger.warning("queue figures unavailable", extra={"error": str(exc)[:200]})
-        return
+        raise
     for queue, (depth, age) in sorted(figures.items()):
         if depth >= settings.ALERT_QUEUE_DEPTH:
             yield Breach(
@@ -218,17 +220,28 @@ def cost_projection(now):
 
 
 CHECKS = [call_rates, webhook_signatures, oauth_refresh, queues, heartbeat, cost_projection]
+# The alerts each check owns (dedupe keys after PREFIX): a check that could not run says nothing about them.
+OWNS = {
+    "call_rates": ("error_rate:", "rate_limited:"),
+    "webhook_signatures": ("webhook_signature:",),
+    "oauth_refresh": ("oauth_refresh:",),
+    "queues": ("queue_depth:", "queue_age:"),
+    "heartbeat": ("worker_heartbeat",),
+    "cost_projection": ("cost_projection:",),
+}
 
 
 def thresholds_evaluate(*, now=None, checks=None):
     """Raise an alert for every breach; resolve this module's open alerts whose figure is back under."""
     now = now or timezone.now()
-    breached = set()
+    breached, unknown = set(), []
     for check in checks or CHECKS:
         try:
             found = list(check(now))
         except Exception:  # noqa: BLE001 - one broken check must not silence the others
             logger.exception("threshold check failed", extra={"check": check.__name__})
+            # Its figures are unknown, not back under: leave its open alerts (None: any alert, owner unknown).
+            unknown.append(OWNS.get(check.__name__))
             continue
         for breach in found:
             breached.add(breach.key)
@@ -239,9 +252,10 @@ def thresholds_evaluate(*, now=None, checks=None):
                 message=breach.message,
                 dedupe_key=breach.key,
             )
-    if checks is not None:
+    if checks is not None or None in unknown:
         return breached  # a partial run cannot tell which other figures are back under
+    unknown = tuple(PREFIX + family for families in unknown for family in families)
     for alert in Alert.objects.filter(dedupe_key__startswith=PREFIX, resolved_at__isnull=True):
-        if alert.dedupe_key not in breached:
+        if alert.dedupe_key not in breached and not (unknown and alert.dedupe_key.startswith(unknown)):
             alert_resolve(alert=alert)
     return breached

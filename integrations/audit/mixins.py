@@ -22,6 +22,8 @@ def _shown(field, value):
 
 class AuditedAdminMixin:
     audit_name = ""
+    # {field name: fn(value) -> what the trail shows}: for a plain field that holds a credential (a Slack URL).
+    audit_shown = {}
 
     def _audit_name(self):
         return self.audit_name or self.model._meta.model_name
@@ -38,7 +40,9 @@ class AuditedAdminMixin:
                 if not getattr(field, "concrete", False) or field.many_to_many:
                     continue
                 old = getattr(before, field.attname, None) if before is not None else None
-                changed[name] = [_shown(field, old), _shown(field, getattr(obj, field.attname))]
+                shown = self.audit_shown.get(name)
+                new = getattr(obj, field.attname)
+                changed[name] = [shown(old), shown(new)] if shown else [_shown(field, old), _shown(field, new)]
         super().save_model(request, obj, form, change)
         audit_record(
             action=f"admin.{self._audit_name()}.{'change' if change else 'add'}",

@@ -66,7 +66,10 @@ class CallLogWriter:
         while not self._stopping:
             self._wake.wait(self.interval)
             self._wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the thread must outlive any one round, or every later row waits for ever
+                logger.exception("call log: a round of the writer failed")
 
     def flush(self):
         """Write what has gathered (called by the writer's thread, and once more at stop)."""
@@ -83,7 +86,10 @@ class CallLogWriter:
             except Exception:  # noqa: BLE001 - one bad row must not take the batch: each on its own
                 self._one_by_one(rows)
             else:
-                _checks(written)
+                try:
+                    _checks(written)
+                except Exception:  # noqa: BLE001 - the rows are committed; a failed alert check must not stop the writer
+                    logger.exception("call log: budget checks after a batch failed")
         finally:
             for conn in connections.all(initialized_only=True):
                 if not conn.in_atomic_block:

@@ -22,7 +22,14 @@ def _take_token(provider, scope, rate_cost):
     """The granted Decision (with the breaker's state read in the same round trip), or None for a prepaid token."""
     ctx = _task_context.get()
     if ctx is not None and (provider, scope or "") in ctx.prepaid:
-        ctx.prepaid.discard((provider, scope or ""))  # the token booked by the last deferral
+        # The token booked by the last deferral: the limiter is not asked again, but a provider's 429 since
+        # then (Retry-After) blocks this scope for booked calls too; the booking is kept for the next run.
+        blocked = limiter.blocked_for(provider, scope)
+        if blocked > 0:
+            ctx.reserved.add((provider, scope or ""))
+            metrics.provider_calls.labels(provider, "-", "deferred").inc()
+            raise RateLimited(provider, scope, blocked, reserved=True)
+        ctx.prepaid.discard((provider, scope or ""))
         return None
     decision = limiter.take(
         provider, scope, cost=rate_cost, reserve=ctx is not None, breaker_key=breaker.state_key(provider)
