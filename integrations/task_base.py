@@ -96,7 +96,16 @@ class ProviderTask(Task):
                 booked = [list(p) for p in ctx.reserved]
                 if row is not None:
                     outbox.due_in(*row, exc.retry_after or 0)
-                self._defer(args, kwargs, countdown=exc.retry_after, prepaid=booked)
+                try:
+                    self._defer(args, kwargs, countdown=exc.retry_after, prepaid=booked)
+                except BrokerError:
+                    if row is None:
+                        raise
+                    # Nothing reached the provider and the row is due when its token is (due_in above): the
+                    # sweeper sends it, as after a refused retry. Not a failure: no give_up, no alert.
+                    logger.exception(
+                        "the broker refused the deferral of %s%s; the outbox sweeper sends it", self.name, tuple(args)
+                    )
                 return None
             except Retry as exc:
                 # The task's own retry (a Twilio create call still in flight, a price not billed yet).

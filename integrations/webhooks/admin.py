@@ -8,7 +8,7 @@ from django.utils.html import format_html
 from ..admin_format import clipped, when
 from ..audit.services import audit_record
 from ..models import WebhookEvent
-from .processing import webhook_mark_ignored, webhook_replay
+from .processing import WebhookReplayRefused, webhook_mark_ignored, webhook_replay
 
 
 class WebhookSinceFilter(admin.SimpleListFilter):
@@ -124,16 +124,20 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def _replay(self, request, event):
         from ..admin import log_staff_action
 
-        webhook_replay(event=event)
+        try:
+            webhook_replay(event=event)
+        except WebhookReplayRefused as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return False
         log_staff_action(request, "Replayed.", event)
         audit_record(action="webhook.replay", request=request, target=event, provider=event.provider)
+        return True
 
     @admin.action(description="Replay selected events", permissions=["replay"])
     def replay(self, request, queryset):
         count = 0
         for event in queryset:
-            self._replay(request, event)
-            count += 1
+            count += self._replay(request, event)
         self.message_user(request, f"{count} event(s) queued for processing again.", messages.SUCCESS)
 
     @admin.action(description="Mark selected events ignored", permissions=["replay"])
@@ -167,7 +171,8 @@ class WebhookEventAdmin(admin.ModelAdmin):
         event = WebhookEvent.objects.filter(pk=pk).first()
         if event is None:
             raise Http404
-        self._replay(request, event)
+        if not self._replay(request, event):
+            return HttpResponseRedirect(reverse("admin:integrations_webhookevent_change", args=[pk]))
         event.refresh_from_db()
         if event.status == WebhookEvent.Status.PROCESSED:
             self.message_user(request, "Replayed: the event was processed.", messages.SUCCESS)

@@ -68,6 +68,10 @@ class WebhookPermanentError(Exception):
     """Raised by a handler when retrying cannot help (the event references something that cannot exist)."""
 
 
+class WebhookReplayRefused(ValueError):
+    """A replay that cannot work: retention (webhook_payloads) removed the payload its handler would read."""
+
+
 @dataclass(frozen=True)
 class ProcessResult:
     # processed, failed, ignored; skipped (locked elsewhere, already done, gone); waiting (an earlier
@@ -402,8 +406,18 @@ def webhook_event_process(*, event_id):
 
 
 def webhook_replay(*, event):
-    """Process an event again from scratch (admin "Replay"): a fresh retry budget, drained after commit."""
+    """Process an event again from scratch (admin "Replay"): a fresh retry budget, drained after commit.
+
+    An event whose payload retention removed is refused (WebhookReplayRefused): its handler could only fail,
+    retry and, being its object's oldest event, hold back every newer event of that object meanwhile.
+    """
     with transaction.atomic():
+        scrubbed = Q(payload={}, headers={}, status__in=[Status.PROCESSED, Status.IGNORED])
+        if WebhookEvent.objects.filter(scrubbed, pk=event.pk).exists():
+            raise WebhookReplayRefused(
+                f"Webhook {event.provider} {event.event_id} cannot be replayed: its payload was removed by the "
+                "retention policy (RETENTION_WEBHOOK_PAYLOAD_DAYS)."
+            )
         fresh = {"attempts": 0, "processed_at": None, "next_attempt_at": timezone.now()}
         if not transition(WebhookEvent, event.pk, Status.RECEIVED, **fresh):
             # Already received (never processed yet): a fresh budget all the same.
@@ -438,8 +452,11 @@ def webhook_requeue_stale(*, limit=500):
     rows = list(ready_events(now=now).filter(overdue).order_by("received_at").values_list("pk", "provider")[:limit])
     if not rows:
         return 0
-    # Stamp first, so the next beat tick does not count them again before a drain had its chance.
-    WebhookEvent.objects.filter(pk__in=[pk for pk, _ in rows]).update(next_attempt_at=now)
+    # Stamp first, so the next beat tick does not count them again before a drain had its chance. Only rows
+    # still ready and overdue: a row in a drain's batch is locked, this UPDATE waits for that batch's commit
+    # and PostgreSQL then re-checks the WHERE on what it committed, so an event the drain just processed,
+    # failed for good (next_attempt_at NULL) or scheduled for a retry keeps what the drain wrote.
+    WebhookEvent.objects.filter(_processable(), overdue, pk__in=[pk for pk, _ in rows]).update(next_attempt_at=now)
     providers = sorted({provider for _, provider in rows})
     for provider in providers:
         dispatch.request_drain(provider, force=True)

@@ -355,9 +355,17 @@ def webhook_signature_valid(payload, signature_header, secret):
 
 
 def webhook_signed_at(signature_header):
-    """The `t=` Unix timestamp Stripe signed, or None."""
-    for item in signature_header.split(","):
-        key, _, value = item.strip().partition("=")
-        if key == "t" and value.isdigit():
-            return int(value)
-    return None
+    """The `t=` Unix timestamp Stripe signed, or None.
+
+    Read exactly as the SDK's verifier reads the one it signs with (the first item whose key is "t", items
+    neither stripped nor skipped), so the replay window judges the timestamp the HMAC covered, never a
+    second `t` a replayer added.
+    """
+    items = [item.split("=", 2) for item in signature_header.split(",")]
+    stamps = [item[1] for item in items if item[0] == "t" and len(item) > 1]
+    if not stamps:
+        return None
+    try:
+        return int(stamps[0])
+    except ValueError:
+        return None
