@@ -34,16 +34,19 @@ def _fingerprint(request):
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
     files = getattr(request, "FILES", {}) or {}
-    data = {k: v for k, v in request.data.items() if k not in files} if hasattr(request.data, "items") else request.data
-    if hasattr(data, "lists"):  # QueryDict: keep repeated fields
-        data = {k: v for k, v in data.lists()}
+    data = request.data
+    if hasattr(data, "lists"):  # QueryDict: every value of a repeated field, not only the last
+        data = {k: v[0] if len(v) == 1 else v for k, v in data.lists() if k not in files}
+    elif hasattr(data, "items"):
+        data = {k: v for k, v in data.items() if k not in files}
     digest.update(json.dumps(data, sort_keys=True, default=str).encode())
     for name in sorted(files):
-        upload = files[name]
-        digest.update(f"\n{name}:{upload.name}:{upload.size}:".encode())
-        for chunk in upload.chunks():
-            digest.update(chunk)
-        upload.seek(0)
+        # Every file sent under the name (the mail send takes several `attachments`), not only the last.
+        for upload in files.getlist(name) if hasattr(files, "getlist") else [files[name]]:
+            digest.update(f"\n{name}:{upload.name}:{upload.size}:".encode())
+            for chunk in upload.chunks():
+                digest.update(chunk)
+            upload.seek(0)
     return digest.hexdigest()
 
 
