@@ -181,6 +181,13 @@ async def in_background(fn, /, *args, **kwargs):
     task.add_done_callback(_finished)
 
 
+def track(task):
+    """Count `task` as background work of its loop: `settle()` waits for it and a failure is logged."""
+    _pending.add(task)
+    task.add_done_callback(_finished)
+    return task
+
+
 def _finished(task):
     _pending.discard(task)
     if not task.cancelled() and task.exception() is not None:

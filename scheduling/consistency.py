@@ -40,6 +40,7 @@ def meeting_follow_calendar(*, connection_id, event_id, start=None, end=None, ca
             if cancelled:
                 if is_event:
                     transition(Meeting, meeting.pk, Meeting.Status.CANCELLED)
+                    services.meeting_stop_listening(meeting)
                 else:
                     services.meeting_cancel(meeting=meeting, notify=True, follow_calendar=False)
                 changed.append(meeting.pk)

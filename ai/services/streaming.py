@@ -8,6 +8,7 @@ import logging
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+from integrations import aio
 from integrations.aio import db_hop
 from integrations.errors import ProviderError
 
@@ -148,6 +149,49 @@ async def _relay(opened, *, booking, tried, key):
     yield sse("done", payload)
 
 
+class _Relay:
+    """The relay's SSE bytes, closable before the first read.
+
+    An async generator that was never started runs nothing when closed, so a
+    client gone between the view's return and the server's first read (while
+    it sends the headers) would leave the upstream open and the budget hold
+    unsettled. The server closes the response then (StreamingHttpResponse
+    calls `close()`, from a thread): the relay is run to its first event and
+    closed there, its own client-closed path (upstream stopped, answer booked).
+    """
+
+    def __init__(self, gen):
+        self._gen = gen
+        self._read = False
+        self._loop = asyncio.get_running_loop()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        self._read = True
+        return await self._gen.__anext__()
+
+    async def aclose(self):
+        if self._read:
+            await self._gen.aclose()
+            return
+        self._read = True
+        try:
+            await self._gen.__anext__()  # the first delta is at hand (or the stream already ended): no wait
+        except StopAsyncIteration:
+            return
+        await self._gen.aclose()
+
+    def close(self):
+        if self._read:
+            return
+        try:
+            self._loop.call_soon_threadsafe(lambda: aio.track(self._loop.create_task(self.aclose())))
+        except RuntimeError:  # the loop is gone: nothing left to run the close on
+            logger.warning("AI stream closed unread after its event loop ended")
+
+
 async def replay(payload):
     """A recorded answer as a short stream: the same `delta` and `done` events a live one ends with."""
     if payload["content"]:
@@ -163,4 +207,4 @@ async def completion_stream(*, user, params, idempotency_key="", on_done=None, o
     if hit is not None:
         return replay(hit)
     opened, tried = await walk_booked(booking, chain, _attempt_stream(user, params["request"], idempotency_key))
-    return _relay(opened, booking=booking, tried=tried, key=key)
+    return _Relay(_relay(opened, booking=booking, tried=tried, key=key))

@@ -14,13 +14,14 @@ What other apps use (mail, calendars, meetings):
 An app that holds provider-side state for a connection cleans it up before the tokens go:
 
     oauth.on_disconnect(fn)          # fn(connection), called by DELETE /api/v1/connections/{id}/
+    oauth.on_reconnect(fn)           # fn(connection), after a broken connection was authorized again
 
 A new provider registers its endpoints and scopes as data:
 
     oauth.register(oauth.OAuthProvider(key=..., provider=..., ...))   # see integrations/oauth/config.py
 """
 
-from .config import OAuthProvider, get, on_disconnect, register
+from .config import OAuthProvider, get, on_disconnect, on_reconnect, register
 
 
 def connection_for(**kwargs):
@@ -57,5 +58,6 @@ __all__ = [
     "get",
     "google_credentials",
     "on_disconnect",
+    "on_reconnect",
     "register",
 ]

@@ -181,3 +181,13 @@ DISCONNECT_HOOKS = {}
 def on_disconnect(fn):
     DISCONNECT_HOOKS[f"{fn.__module__}.{fn.__qualname__}"] = fn
     return fn
+
+
+# Called with the Connection after it was authorized again (needs_reauth, expired, error or revoked -> active),
+# after commit: an app whose background work failed meanwhile catches up (calendars sync what they missed).
+RECONNECT_HOOKS = {}
+
+
+def on_reconnect(fn):
+    RECONNECT_HOOKS[f"{fn.__module__}.{fn.__qualname__}"] = fn
+    return fn

@@ -161,6 +161,15 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
         )
         raise
     payment.refresh_from_db()
+    voided = Invoice.objects.filter(pk=invoice.pk, status=Invoice.Status.VOID).exists()
+    if payment.status == Payment.Status.CANCELED or voided:
+        # Voided (or replaced by another method) while Stripe created it: that cancel found no Stripe id yet
+        # and only cancelled here. Cancel what Stripe just made (same key as that cancel) and hand out nothing.
+        _payment_cancel_on_stripe(payment, owner=owner)
+        raise InvoiceNotPayable(
+            f"Invoice {invoice.number} was voided or its payment replaced meanwhile; there is nothing to pay.",
+            status=Invoice.objects.values_list("status", flat=True).get(pk=invoice.pk),
+        )
     return payment, {
         "invoice": invoice.pk,
         "payment": payment.pk,

@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.errors import DomainError
-from integrations.oauth import on_disconnect
+from integrations.oauth import on_disconnect, on_reconnect
 from integrations.webhooks import hmac_sha256_hex
 from integrations.webhooks.graph import new_client_state
 
@@ -232,3 +232,9 @@ def calendars_unwatch(connection):
     """oauth.on_disconnect: close the connection's channels and subscriptions while its tokens still work."""
     for calendar in Calendar.objects.filter(connection=connection).select_related("connection"):
         calendar_unwatch(calendar)
+
+
+@on_reconnect
+def calendars_catch_up(connection):
+    """oauth.on_reconnect: a sync that failed while the connection needed authorization reads what it missed."""
+    calendar_mark_due(calendar_ids=list(Calendar.objects.filter(connection=connection).values_list("pk", flat=True)))

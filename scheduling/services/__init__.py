@@ -8,7 +8,7 @@ creates, changes and cancels, recording_files.py books and serves recordings.
 """
 
 from .connections import _calendar_connection, _check_provider, _connection, _meeting_connection
-from .meetings import meeting_cancel, meeting_create, meeting_update
+from .meetings import meeting_cancel, meeting_create, meeting_stop_listening, meeting_update
 from .recording_files import (
     parse_time,
     recording_from_token,
@@ -25,6 +25,7 @@ __all__ = [
     "_meeting_connection",
     "meeting_cancel",
     "meeting_create",
+    "meeting_stop_listening",
     "meeting_update",
     "parse_time",
     "recording_from_token",

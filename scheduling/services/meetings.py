@@ -327,11 +327,16 @@ def meeting_cancel(*, meeting, notify=True, follow_calendar=True):
     transition(Meeting, meeting.pk, Meeting.Status.CANCELLED)
     if follow_calendar:
         _calendar_event_follow(meeting, cancelled=True)
+    meeting_stop_listening(meeting)
+    meeting.refresh_from_db()
+    return meeting
+
+
+def meeting_stop_listening(meeting):
+    """A meeting was cancelled (here, or through its calendar event): close its lifecycle subscriptions."""
     if meeting.provider == "teams":
         teams_lifecycle.meeting_cancelled(meeting)
     if meeting.provider == "google_meet":
         from ..meet_events import meeting_unsubscribe_later
 
         meeting_unsubscribe_later(meeting)
-    meeting.refresh_from_db()
-    return meeting

@@ -298,10 +298,10 @@ def test_a_waiting_search_is_woken_the_moment_the_first_one_answers(user, client
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
-def test_a_search_whose_wait_would_outlast_its_deadline_is_told_when_to_come_back_at_once(
+def test_a_search_whose_wait_outlasts_its_deadline_is_told_when_the_first_call_may_end(
     user, client_for, duffel, waiting, settings
 ):
-    # The first search's call may last 25 s; the second may wait 2 s: it answers 503 now instead of waiting.
+    # The first search's call may last 25 s; the second waits its 2 s, then answers 503 with when to come back.
     settings.PROVIDER_TIMEOUTS = {**settings.PROVIDER_TIMEOUTS, "duffel": {"web": 25.0, "task": 60.0}}
     duffel.gate = threading.Event()
     first, second = client_for(user), client_for(user)

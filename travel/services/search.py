@@ -27,9 +27,10 @@ Redis round trip). The others (followers) block on that flight
 (`wait_woken`: XREAD BLOCK on Redis, a thread event on the local-memory cache
 of `make run`) and read the answer the moment it is written; nobody sleeps or
 polls in the request. A follower waits at most until its own deadline
-(TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS after it arrived): when the leader's call
-may run past that, it answers 503 with a Retry-After of the leader's time left
-at once instead of holding a server worker for nothing. A leader that died
+(TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS after it arrived), even when the leader's
+worst case is longer (a price watch's check in a worker may take a minute; Duffel
+usually answers in seconds); if the leader has not answered by then, it answers
+503 with a Retry-After of the leader's time left. A leader that died
 without waking anyone is noticed when its call's time is up (plus
 WAKE_GRACE_SECONDS): the lock expires and a follower takes it.
 """
@@ -259,10 +260,9 @@ def _fetch(query, key, *, user, refresh, max_age=None):
             # A holder from before flights had names (a rolling deploy) never wakes anyone: look again soon.
             if not isinstance(holder, dict):
                 holder = {"token": str(holder), "until": time.time()}
+            # `until` is the holder's worst case (a worker's call may last a minute); the provider usually
+            # answers in seconds, so wait for it within our deadline, and only then say when to come back.
             due = holder["until"] - time.time()
-            if due > left:
-                # Its call may outlast our deadline: say when to come back instead of holding this worker.
-                raise _busy(due)
             wait_woken(
                 caches["default"], _flight_key(key, holder["token"]), min(left, max(0.0, due) + WAKE_GRACE_SECONDS)
             )

@@ -276,6 +276,9 @@ def watch_check(*, watch_id):
         if watch.status != Status.ACTIVE:
             # Paused or cancelled while the search ran: the owner asked not to hear about it any more.
             return "skipped"
+        if watch.last_checked_at and (now - watch.last_checked_at).total_seconds() < RECHECK_GUARD_SECONDS:
+            # Another delivery of this check passed the guard above too and recorded its price first.
+            return "skipped"
         point = PricePoint.objects.create(
             watch=watch,
             checked_at=now,

@@ -4,6 +4,7 @@ whose authorization URL repairs a refused connection, and purging stale states.
 """
 
 import json
+import logging
 import secrets
 from datetime import timedelta
 
@@ -18,6 +19,8 @@ from ...registry import require
 from ...states import transition
 from .. import config as oauth_config
 from ..providers import InvalidGrant
+
+logger = logging.getLogger(__name__)
 
 
 def redirect_uri(cfg):
@@ -176,8 +179,17 @@ def authorization_complete(*, owner, provider_key, params):
             conn.save()
             transition(Connection, conn.pk, Connection.Status.ACTIVE, frm=conn.status, strict=True, status_detail="")
             conn.status, conn.status_detail = Connection.Status.ACTIVE, ""
+            transaction.on_commit(lambda: _reconnected(conn))
     _resolve_reauth_alert(conn)
     return conn
+
+
+def _reconnected(conn):
+    for name, hook in list(oauth_config.RECONNECT_HOOKS.items()):
+        try:
+            hook(conn)
+        except Exception:  # noqa: BLE001 - one app's catch-up must not fail the authorization that already happened
+            logger.exception("reconnect hook failed", extra={"hook": name, "connection": conn.pk})
 
 
 def needs_reauth_error(conn):

@@ -120,11 +120,14 @@ def event_delete(*, owner, calendar_id, event_id, scope=None, original_start=Non
                 calendar,
                 adapter.event_patch(conn, calendar, master.external_id, EventWrite(recurrence=lines), notify=notify),
             )
-            CalendarEvent.objects.filter(calendar=calendar, recurring_event_id=master.external_id).filter(
-                original_start__gte=original
-                if isinstance(original, dt.datetime)
-                else dt.datetime.combine(original, dt.time(0, 0), tzinfo=dt.UTC)
-            ).update(status=CalendarEvent.Status.CANCELLED)
+            _cancelled(
+                calendar,
+                CalendarEvent.objects.filter(calendar=calendar, recurring_event_id=master.external_id).filter(
+                    original_start__gte=original
+                    if isinstance(original, dt.datetime)
+                    else dt.datetime.combine(original, dt.time(0, 0), tzinfo=dt.UTC)
+                ),
+            )
             return
         adapter.event_delete(conn, calendar, master.external_id, notify=notify)
         occurrence = master
@@ -132,11 +135,22 @@ def event_delete(*, owner, calendar_id, event_id, scope=None, original_start=Non
         master = _master(calendar, conn, row)
         adapter.event_delete(conn, calendar, master.external_id, notify=notify)
         occurrence = master
-        CalendarEvent.objects.filter(calendar=calendar, recurring_event_id=master.external_id).update(
-            status=CalendarEvent.Status.CANCELLED
-        )
     CalendarEvent.objects.filter(pk=occurrence.pk).update(
         status=CalendarEvent.Status.CANCELLED, synced_at=timezone.now()
     )
     occurrence.status = CalendarEvent.Status.CANCELLED
     announce(calendar, [occurrence], origin="api")
+    if scope != "this":
+        # The series is gone with its occurrences: each occurrence row may carry a meeting of its own (Graph).
+        _cancelled(calendar, CalendarEvent.objects.filter(calendar=calendar, recurring_event_id=master.external_id))
+
+
+def _cancelled(calendar, rows):
+    """Mark the rows cancelled and announce each one, so the meetings attached to any of them follow."""
+    rows = list(rows.exclude(status=CalendarEvent.Status.CANCELLED))
+    CalendarEvent.objects.filter(pk__in=[r.pk for r in rows]).update(
+        status=CalendarEvent.Status.CANCELLED, synced_at=timezone.now()
+    )
+    for row in rows:
+        row.status = CalendarEvent.Status.CANCELLED
+    announce(calendar, rows, origin="api")
