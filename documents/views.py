@@ -126,8 +126,10 @@ class DocumentDownloadView(APIView):
     )
     def get(self, request, pk, number=None):
         document = selectors.document_get_for_owner(owner=request.user, pk=pk)
-        number = number or request.query_params.get("version")
-        if number:
+        if number is None:
+            # An empty ?version= is no version asked for; a 0 from the path or the query is a version (none has it).
+            number = request.query_params.get("version") or None
+        if number is not None:
             try:
                 version = selectors.version_get(document=document, number=int(number))
             except ValueError:

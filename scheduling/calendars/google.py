@@ -252,6 +252,13 @@ def event_delete(conn, calendar, event_id, *, notify=True):
     return True
 
 
+def is_exception(row):
+    """Whether the occurrence row is an event of its own at Google (an exception), which need not end with its
+    series. Google lists an occurrence apart from its series only once it was changed or cancelled: every such
+    row is one."""
+    return bool(row.recurring_event_id)
+
+
 def instance_at(conn, calendar, series_id, original_start):
     """The occurrence of a series that was planned for `original_start` (documented events.instances filter)."""
     value = (

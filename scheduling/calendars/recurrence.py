@@ -12,6 +12,9 @@ What Graph cannot express (hourly and finer, BYHOUR/BYMINUTE/BYSECOND,
 BYWEEKNO, BYYEARDAY, several or negative BYMONTHDAY, several BYMONTH, ordinals
 in a weekly rule, RDATE/EXRULE, ordinals beyond Graph's first..fourth/last) is
 a 400 `unsupported_recurrence` naming the part, before anything is sent.
+
+Week start: Graph counts an every-n-weeks series' weeks from `firstDayOfWeek` (sunday by default), RFC 5545
+from WKST (MO by default); both directions carry it so that the same occurrences come out (_assumed_week_start).
 """
 
 import datetime as dt
@@ -171,6 +174,19 @@ def _index(ordinal, part):
     return INDEX[ordinal]
 
 
+def _assumed_week_start(*, weekly, interval):
+    """The week start that a rule without WKST stands for on the Graph side (so from_graph writes WKST only
+    when Graph's firstDayOfWeek differs from it).
+
+    An every-n-weeks series counts its weeks from the week start: Graph from firstDayOfWeek (sunday when not
+    named), RFC 5545 from WKST (MO when not given). "Every other week on Wednesday and Sunday" from a Wednesday
+    has its Sunday after that Wednesday in Monday weeks, eleven days later in Sunday weeks. So for such a
+    series no WKST means Monday in both directions. Anywhere else the week start moves no occurrence, and
+    Graph's default (sunday) stands for it, so the lines of other series read from Outlook stay as they were.
+    """
+    return "MO" if weekly and interval > 1 else "SU"
+
+
 def to_graph(parts, *, first_day, tz_name, start_time=dt.time(0, 0)):
     """RRULE parts -> Graph's {"pattern", "range"} for a series starting on `first_day` (a local date) at
     `start_time` (local; Graph's endDate includes that whole day, so an UNTIL earlier in the day than the
@@ -194,7 +210,8 @@ def to_graph(parts, *, first_day, tz_name, start_time=dt.time(0, 0)):
         raise unsupported(f"BYMONTH={parts['BYMONTH']}", "Outlook takes one month")
     if setpos is not None and (freq not in ("MONTHLY", "YEARLY") or not days or "," in setpos):
         raise unsupported(f"BYSETPOS={setpos}", "Outlook takes one position, on weekdays of a month")
-    pattern = {"interval": interval, "firstDayOfWeek": GRAPH_DAYS[DAYS.index(parts.get("WKST", "SU"))]}
+    week_start = parts.get("WKST") or _assumed_week_start(weekly=freq == "WEEKLY", interval=interval)
+    pattern = {"interval": interval, "firstDayOfWeek": GRAPH_DAYS[DAYS.index(week_start)]}
     names = [GRAPH_DAYS[DAYS.index(d)] for _, d in days]
     ordinals = {o for o, _ in days}
     if freq == "DAILY":
@@ -281,9 +298,9 @@ def from_graph(recurrence, *, tz_name, all_day):
         raise ValueError(f"unknown Graph recurrence pattern {kind!r}")
     if interval != 1:
         parts["INTERVAL"] = str(interval)
-    first = (pattern.get("firstDayOfWeek") or "sunday").lower()
-    if first != "sunday":
-        parts["WKST"] = DAYS[GRAPH_DAYS.index(first)]
+    first = DAYS[GRAPH_DAYS.index((pattern.get("firstDayOfWeek") or "sunday").lower())]
+    if first != _assumed_week_start(weekly=kind == "weekly", interval=interval):
+        parts["WKST"] = first
     if rng.get("type") == "numbered":
         parts["COUNT"] = str(rng["numberOfOccurrences"])
     elif rng.get("type") == "endDate" and rng.get("endDate"):

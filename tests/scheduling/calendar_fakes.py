@@ -247,7 +247,8 @@ GRAPH_DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday"
 class FakeGraphCalendar:
     """Graph calendars on respx: events with Windows time zones, series with occurrences, calendarView delta.
 
-    Occurrences of a series are computed from its pattern (daily/weekly here) as Graph lists them: ids
+    Occurrences of a series are computed from its pattern (daily/weekly here, an every-n-weeks one counting weeks
+    from its firstDayOfWeek, sunday by default) as Graph lists them: ids
     `<series>-occ-<YYYYMMDD>`, `type: occurrence`, `seriesMasterId`, `originalStart` (UTC). Writing to an
     occurrence makes it an exception; deleting it removes it from the series and lists it in the master's
     `cancelledOccurrences`, which a GET answers only when `$select` names it (and a `$select` answers only
@@ -390,7 +391,9 @@ class FakeGraphCalendar:
             kwargs["until"] = local + dt.timedelta(days=800)
         if pattern["type"] == "weekly":
             days = [rrule.weekday(GRAPH_DAYS.index(d)) for d in pattern["daysOfWeek"]]
-            starts = rrule.rrule(rrule.WEEKLY, byweekday=days, **kwargs)
+            # Graph counts the weeks of an every-n-weeks series from firstDayOfWeek (sunday unless named).
+            week_start = GRAPH_DAYS.index(pattern.get("firstDayOfWeek") or "sunday")
+            starts = rrule.rrule(rrule.WEEKLY, byweekday=days, wkst=week_start, **kwargs)
         elif pattern["type"] == "daily":
             starts = rrule.rrule(rrule.DAILY, **kwargs)
         else:

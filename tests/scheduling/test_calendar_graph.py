@@ -109,7 +109,7 @@ def test_an_rrule_becomes_a_patterned_recurrence_and_comes_back(user_client, cal
     response = user_client.post(url(cal), body, format="json")
     assert response.status_code == 201, response.content
     assert sent(mscal, "POST")["recurrence"] == {
-        "pattern": {"type": "weekly", "interval": 2, "daysOfWeek": ["monday", "wednesday"], "firstDayOfWeek": "sunday"},
+        "pattern": {"type": "weekly", "interval": 2, "daysOfWeek": ["monday", "wednesday"], "firstDayOfWeek": "monday"},
         "range": {
             "type": "numbered",
             "numberOfOccurrences": 6,

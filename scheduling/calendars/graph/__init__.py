@@ -59,6 +59,7 @@ from .events import (
     event_insert,
     event_patch,
     instance_at,
+    is_exception,
 )
 from .shapes import (
     EVENT_SELECT,
@@ -100,6 +101,7 @@ __all__ = [
     "event_patch",
     "events_sync",
     "instance_at",
+    "is_exception",
     "subscribe",
     "subscription_delete",
     "subscription_renew",

@@ -93,6 +93,12 @@ def event_delete(conn, calendar, event_id, *, notify=True):
     return True
 
 
+def is_exception(row):
+    """Whether the occurrence row is an event of its own at Graph (an exception: a changed occurrence). A plain
+    occurrence (type "occurrence"; the sync stores every one) is computed from the series and ends with it."""
+    return bool(row.recurring_event_id) and (row.raw or {}).get("type") == "exception"
+
+
 def instance_at(conn, calendar, series_id, original_start):
     """The occurrence of the series planned for `original_start` (GET .../instances around it)."""
     if isinstance(original_start, dt.datetime):

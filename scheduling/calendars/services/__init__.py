@@ -15,7 +15,9 @@ Recurring events: a series master row carries the RRULE/EXDATE lines; an
 occurrence that was changed or cancelled has its own row (recurring_event_id +
 original_start). `scope` says what a PATCH or DELETE of a recurring event
 touches: `this` occurrence, `this and following` (the series is split: the
-master ends before it, a new series takes over) or `all` (the master). On a
+master ends before it, a new series takes over, and the old series' rows from
+there on end with it, its exceptions deleted at the provider too) or `all`
+(the master). On a
 master, `this` and `following` name the occurrence by `original_start`.
 """
 

@@ -12,8 +12,8 @@ from .. import recurrence
 from ..types import EventWrite
 from .calendars import _calendar_conn, adapter_for, calendar_get
 from .inputs import _bad, event_write
-from .rows import _stored, announce
-from .series import _master, _occurrence_id, _original, _series_start, _split
+from .rows import _cancelled, _stored, announce
+from .series import _master, _occurrence_id, _original, _series_start, _split, _tail_end
 
 SCOPES = ("this", "following", "all")
 
@@ -120,14 +120,7 @@ def event_delete(*, owner, calendar_id, event_id, scope=None, original_start=Non
                 calendar,
                 adapter.event_patch(conn, calendar, master.external_id, EventWrite(recurrence=lines), notify=notify),
             )
-            _cancelled(
-                calendar,
-                CalendarEvent.objects.filter(calendar=calendar, recurring_event_id=master.external_id).filter(
-                    original_start__gte=original
-                    if isinstance(original, dt.datetime)
-                    else dt.datetime.combine(original, dt.time(0, 0), tzinfo=dt.UTC)
-                ),
-            )
+            _tail_end(calendar, conn, master, original, notify=notify)
             return
         adapter.event_delete(conn, calendar, master.external_id, notify=notify)
         occurrence = master
@@ -143,14 +136,3 @@ def event_delete(*, owner, calendar_id, event_id, scope=None, original_start=Non
     if scope != "this":
         # The series is gone with its occurrences: each occurrence row may carry a meeting of its own (Graph).
         _cancelled(calendar, CalendarEvent.objects.filter(calendar=calendar, recurring_event_id=master.external_id))
-
-
-def _cancelled(calendar, rows):
-    """Mark the rows cancelled and announce each one, so the meetings attached to any of them follow."""
-    rows = list(rows.exclude(status=CalendarEvent.Status.CANCELLED))
-    CalendarEvent.objects.filter(pk__in=[r.pk for r in rows]).update(
-        status=CalendarEvent.Status.CANCELLED, synced_at=timezone.now()
-    )
-    for row in rows:
-        row.status = CalendarEvent.Status.CANCELLED
-    announce(calendar, rows, origin="api")

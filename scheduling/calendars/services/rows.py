@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+from django.utils import timezone
+
 from ... import availability
 from ...models import CalendarEvent
 from ...signals import calendar_event_changed
@@ -59,3 +61,24 @@ def _stored(calendar, data):
     row, _ = event_store(calendar, data)
     announce(calendar, [row], origin="api")
     return row
+
+
+def _cancelled(calendar, rows):
+    """Mark the rows cancelled and announce each one, so the meetings attached to any of them follow."""
+    rows = list(rows.exclude(status=CalendarEvent.Status.CANCELLED))
+    CalendarEvent.objects.filter(pk__in=[r.pk for r in rows]).update(
+        status=CalendarEvent.Status.CANCELLED, synced_at=timezone.now()
+    )
+    for row in rows:
+        row.status = CalendarEvent.Status.CANCELLED
+    announce(calendar, rows, origin="api")
+
+
+def _series_rows_from(calendar, master, original):
+    """The rows of the series' occurrences planned at `original` (a UTC instant, or a date for an all-day
+    series) or later: its moved or edited ones, and on Graph calendars every synced one."""
+    if not isinstance(original, dt.datetime):
+        original = dt.datetime.combine(original, dt.time(0, 0), tzinfo=dt.UTC)  # all-day: the date at 00:00 UTC
+    return CalendarEvent.objects.filter(
+        calendar=calendar, recurring_event_id=master.external_id, original_start__gte=original
+    )

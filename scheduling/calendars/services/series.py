@@ -10,7 +10,7 @@ from .. import recurrence
 from ..types import EventWrite
 from .calendars import adapter_for
 from .inputs import _bad, _instant, event_write
-from .rows import _stored, event_store
+from .rows import _cancelled, _series_rows_from, _stored, event_store
 
 
 def _master(calendar, conn, row):
@@ -93,4 +93,22 @@ def _split(calendar, conn, master, original, data, *, notify):
     created = adapter.event_insert(conn, calendar, write, notify=notify)
     ended = EventWrite(recurrence=recurrence.truncated_before(master.recurrence, original_start=original, **kwargs))
     _stored(calendar, adapter.event_patch(conn, calendar, master.external_id, ended, notify=notify))
+    _tail_end(calendar, conn, master, original, notify=notify)
     return _stored(calendar, created)
+
+
+def _tail_end(calendar, conn, master, original, *, notify):
+    """The rows of a series that now ends before `original` (its occurrences planned from then on) go with it.
+
+    Without this a moved or edited occurrence of the old tail would stay alive beside the occurrence that a new
+    series ("this and following") has at the same place, and on Graph calendars every synced occurrence would.
+    An exception is an event of its own at the provider, which need not end with the shortened series (a sync
+    would then bring it back), so it is deleted there too; gone already counts as done. Each row is announced
+    cancelled, so a meeting attached to one of them follows.
+    """
+    adapter = adapter_for(calendar)
+    rows = _series_rows_from(calendar, master, original).exclude(status=CalendarEvent.Status.CANCELLED)
+    for row in rows:
+        if adapter.is_exception(row):
+            adapter.event_delete(conn, calendar, row.external_id, notify=notify)
+    _cancelled(calendar, rows)
