@@ -2,7 +2,7 @@
 
 Starts the production server exactly as deployed (`gunicorn -c config/gunicorn.conf.py
 config.asgi:application`, one uvicorn worker, on a Unix socket) against the test
-database, with a stdlib fake OpenAI-compatible provider, and compares the first
+database, with a stdlib fake OpenAI-compatible provider in its own process, and compares the first
 authenticated completion with the median of the next twenty. Without preloading,
 the first request paid for importing every provider SDK (seconds of CPU).
 """
@@ -11,13 +11,10 @@ import gc
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -30,60 +27,23 @@ from tests.factories import UserFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).parent / "gunicorn"
+FAKE_PROVIDER = Path(__file__).with_name("fake_openai.py")
 FIRST_TO_MEDIAN_MAX = 3.0
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-class _FakeOpenAI(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stalls
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-        answer = json.dumps(
-            {
-                "id": "c1",
-                "object": "chat.completion",
-                "created": 1,
-                "model": body.get("model", "gpt-4o-mini"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-
-def _provider_server():
-    # The fake provider listens on loopback; any port range agreed for a
-    # machine is tried first (PORTS from the environment), else the OS picks.
-    low, _, high = os.environ.get("TEST_PORT_RANGE", "").partition("-")
-    for port in range(int(low), int(high) + 1) if low and high else [0]:
-        try:
-            return ThreadingHTTPServer(("127.0.0.1", port), _FakeOpenAI)
-        except OSError:
-            continue
-    raise RuntimeError("no free port for the fake provider")
-
-
 @pytest.fixture
 def provider():
-    server = _provider_server()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    # In a process of its own (fake_openai.py says why); it prints its port once it listens.
+    proc = subprocess.Popen([sys.executable, str(FAKE_PROVIDER)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = proc.stdout.readline().strip()
+        assert port.isdigit(), f"the fake provider did not start (exit {proc.poll()})"
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _start_server(tmp_path, provider_url):
@@ -140,8 +100,8 @@ def _first_and_median(tmp_path, provider, key, later=20):
                 assert resp.status_code == 200, resp.text
                 return elapsed
 
-            # The fake provider answers from this (test) process: after thousands of tests its heap is large,
-            # and a full garbage collection here stalled one request by 50+ ms. Time the server, not that.
+            # The client is this (test) process: after thousands of tests its heap is large, and a full
+            # garbage collection here stalled one request by 50+ ms. Time the server, not that.
             gc.collect()
             gc.disable()
             try:
