@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Mailbox, MailMessage
+from .models import Mailbox, MailMessage, MailSend
 
 
 @admin.register(Mailbox)
@@ -18,4 +18,16 @@ class MailMessageAdmin(admin.ModelAdmin):
     list_filter = ("unread", "starred")
     search_fields = ("external_id", "thread_id", "subject")
     raw_id_fields = ("mailbox",)
+    show_full_result_count = False
+
+
+@admin.register(MailSend)
+class MailSendAdmin(admin.ModelAdmin):
+    """Sends made with an Idempotency-Key: "ambiguous" means the next retry looks the Message-ID up in Sent."""
+
+    list_display = ("message_id", "connection", "send_doubt", "external_id", "sent_at", "created_at")
+    list_filter = ("send_doubt",)
+    search_fields = ("message_id", "external_id")
+    raw_id_fields = ("connection",)
+    readonly_fields = ("key_digest", "message_id", "external_id", "thread_id", "sent_at", "created_at", "updated_at")
     show_full_result_count = False

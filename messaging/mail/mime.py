@@ -22,10 +22,15 @@ def reply_subject(subject):
     return subject if subject.lower().startswith("re:") else f"Re: {subject}"
 
 
-def build(outgoing, *, sender="", reply_to=None, attachments=True):
+def new_message_id():
+    return email.utils.make_msgid(domain="hub.local")
+
+
+def build(outgoing, *, sender="", reply_to=None, attachments=True, message_id=""):
     """An EmailMessage for `outgoing` (types.Outgoing); `reply_to` is the original's headers when replying.
 
     attachments=False leaves the files out (Graph then adds them to the draft one by one: upload sessions).
+    `message_id`: the send's stable Message-ID (a retry looks it up in Sent), else a new one.
     """
     msg = EmailMessage(policy=policy.SMTP)
     if sender:
@@ -38,7 +43,7 @@ def build(outgoing, *, sender="", reply_to=None, attachments=True):
         msg["Bcc"] = ", ".join(outgoing.bcc)
     msg["Subject"] = outgoing.subject
     msg["Date"] = email.utils.formatdate(localtime=False)
-    msg["Message-ID"] = email.utils.make_msgid(domain="hub.local")
+    msg["Message-ID"] = message_id or new_message_id()
     for name, value in (reply_to or {}).items():
         msg[name] = value
     msg.set_content(outgoing.text or "")

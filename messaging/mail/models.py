@@ -2,6 +2,7 @@ from django.db import models
 
 from integrations.fields import EncryptedTextField
 from integrations.models import Connection
+from messaging.models import SendDoubt
 
 
 class Mailbox(models.Model):
@@ -52,3 +53,36 @@ class MailMessage(models.Model):
 
     def __str__(self):
         return f"{self.external_id}: {self.subject[:60]}"
+
+
+class MailSend(models.Model):
+    """One send through the API under an Idempotency-Key: the Message-ID every attempt carries, and whether an
+    attempt's outcome is unknown.
+
+    Neither Gmail's messages.send nor Graph's send takes an idempotency key. A send that timed out or lost its
+    connection may have been accepted; the client retries with the same key (the 5xx left no replayable
+    answer), and that retry looks the Message-ID up in Sent before sending again (services.writing).
+    """
+
+    SendDoubt = SendDoubt
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="mail_sends")
+    # sha256 of the client's Idempotency-Key (keys are the owner's; the connection is too).
+    key_digest = models.CharField(max_length=64)
+    # sha256 of what the message says (services.writing._outgoing_digest): a retry must send the same message.
+    content_digest = models.CharField(max_length=64)
+    # RFC 5322 Message-ID, angle brackets included: the same in every attempt's MIME.
+    message_id = models.CharField(max_length=255)
+    send_doubt = models.CharField(max_length=16, choices=SendDoubt.choices, default=SendDoubt.NONE, blank=True)
+    # The provider's id of the sent message once known ("" for Graph's sendMail, which answers none).
+    external_id = models.CharField(max_length=255, blank=True)
+    thread_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "key_digest"], name="mailsend_unique_key")]
+
+    def __str__(self):
+        return f"{self.message_id} ({'sent' if self.sent_at else self.send_doubt or 'not sent'})"

@@ -1,9 +1,10 @@
-"""What the mail cache holds about a user (privacy registry): headers of cached messages per mailbox."""
+"""What the mail app holds about a user (privacy registry): headers of cached messages per mailbox, and the
+record of each send made with an Idempotency-Key (its Message-ID and the provider's id, no content)."""
 
 from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
 
-from .models import Mailbox, MailMessage
+from .models import Mailbox, MailMessage, MailSend
 
 
 def export_mail(user, out):
@@ -22,8 +23,11 @@ def export_mail(user, out):
                 ),
             ),
             "messages": rows(MailMessage.objects.filter(mailbox__connection__owner=user), exclude=("raw",)),
+            # The key itself is kept only as a digest, which means nothing to anyone; left out.
+            "sends": rows(MailSend.objects.filter(connection__owner=user), exclude=("key_digest",)),
         },
-        description="The hub's cache of your mail headers (subject, sender, recipients, snippet, labels).",
+        description="The hub's cache of your mail headers (subject, sender, recipients, snippet, labels), and the "
+        "Message-ID and provider id of each message sent with an Idempotency-Key.",
     )
 
 
@@ -31,6 +35,7 @@ def erase_mail(user, report):
     # Deleting a connection (integrations, at once) cascades to its mailbox and cache; this catches the rest.
     report.count("mail.MailMessage", MailMessage.objects.filter(mailbox__connection__owner=user).delete()[0])
     report.count("mail.Mailbox", Mailbox.objects.filter(connection__owner=user).delete()[0])
+    report.count("mail.MailSend", MailSend.objects.filter(connection__owner=user).delete()[0])
 
 
 def references(user):
@@ -44,7 +49,7 @@ def references(user):
 register(
     PrivacyHolder(
         app="mail",
-        models=("mail.Mailbox", "mail.MailMessage"),
+        models=("mail.Mailbox", "mail.MailMessage", "mail.MailSend"),
         export=export_mail,
         erase=erase_mail,
         references=references,

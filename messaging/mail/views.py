@@ -8,7 +8,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integrations.api.idempotency import idempotent
+from integrations.api.idempotency import HEADER, idempotent
 from integrations.errors import DomainError
 
 from . import services
@@ -141,9 +141,16 @@ class SendView(APIView):
         """Send (to/cc/bcc, subject, text and/or HTML, attachments, reply in a thread). Accepts Idempotency-Key.
 
         Answers the sent message's id (Outlook: its immutable id in Sent Items; "" for a Mail.Send-only
-        connection), thread id and Message-ID."""
+        connection), thread id and Message-ID. A retry with the same Idempotency-Key after a timeout or a 5xx
+        answers the message the first attempt sent, if the provider had it, instead of sending it again."""
         data, files = _outgoing(request)
-        sent = services.message_send(owner=request.user, connection_id=connection, data=data, files=files)
+        sent = services.message_send(
+            owner=request.user,
+            connection_id=connection,
+            data=data,
+            files=files,
+            idempotency_key=request.headers.get(HEADER, ""),
+        )
         return Response(sent, status=202)
 
 

@@ -5,19 +5,24 @@ message changes.
 import base64
 import binascii
 import email.utils
+import hashlib
 import io
+import json
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from integrations.errors import DomainError
+from integrations.errors import CircuitOpen, DomainError, PermanentError, ProviderRateLimited, RateLimited
+from integrations.oauth.services import missing_scopes
 
 from .. import mime
-from ..models import MailMessage
+from ..models import MailMessage, MailSend
 from ..providers import NotFound
 from ..types import Outgoing, OutgoingAttachment
-from .access import MAIL_PROVIDERS, _adapter, mail_connection, mailbox_for
+from .access import MAIL_PROVIDERS, NEED, _adapter, mail_connection, mailbox_for
 from .cache import cache_delete
 
 
@@ -111,7 +116,7 @@ def outgoing_from(data, *, provider, files=()):
     )
 
 
-def _compose(conn, outgoing, *, require_recipient=True, update=False):
+def _compose(conn, outgoing, *, require_recipient=True, update=False, message_id=""):
     """The MIME message, the thread it belongs to (a reply threads under its original), and the attachments
     the adapter adds apart from the MIME (Graph: above GRAPH_INLINE_ATTACHMENT_BYTES, or on a draft update)."""
     if require_recipient and not (outgoing.to or outgoing.cc or outgoing.bcc):
@@ -133,7 +138,9 @@ def _compose(conn, outgoing, *, require_recipient=True, update=False):
         if not outgoing.subject:
             outgoing.subject = mime.reply_subject(original.subject)
     apart = adapter.attachments_apart(outgoing.attachments, update=update)
-    message = mime.build(outgoing, sender=conn.account, reply_to=reply_headers, attachments=not apart)
+    message = mime.build(
+        outgoing, sender=conn.account, reply_to=reply_headers, attachments=not apart, message_id=message_id
+    )
     if conn.provider == "google_oauth":
         limit = settings.MAIL_MAX_ATTACHMENT_BYTES["gmail"]
         if len(message.as_bytes()) > limit:
@@ -141,11 +148,108 @@ def _compose(conn, outgoing, *, require_recipient=True, update=False):
     return message, thread_id, (outgoing.attachments if apart else [])
 
 
-def message_send(*, owner, connection_id, data, files=()):
+def _outgoing_digest(outgoing):
+    """What the message says, before _compose adds to it (files by name, type and size: the API's own
+    Idempotency-Key check has hashed their bytes for as long as it keeps the key)."""
+    files = [(a.filename, a.mime_type, a.size) for a in outgoing.attachments]
+    said = [outgoing.to, outgoing.cc, outgoing.bcc, outgoing.subject, outgoing.text, outgoing.html]
+    said += [outgoing.reply_to_message_id, files]
+    return hashlib.sha256(json.dumps(said).encode()).hexdigest()
+
+
+def _send_row(conn, idempotency_key, outgoing):
+    """The MailSend of this Idempotency-Key on this connection, made by its first attempt; None without a key.
+
+    A failed attempt leaves the API no record of the key (integrations.api.idempotency), so this row is what
+    tells a retry with another message under the same key (a 422, as the API answers while it keeps the key).
+    """
+    if not idempotency_key:
+        return None
+    key_digest, content_digest = hashlib.sha256(idempotency_key.encode()).hexdigest(), _outgoing_digest(outgoing)
+    try:
+        with transaction.atomic():
+            row, _ = MailSend.objects.get_or_create(
+                connection=conn,
+                key_digest=key_digest,
+                defaults={"content_digest": content_digest, "message_id": mime.new_message_id()},
+            )
+    except IntegrityError:  # made by a concurrent first attempt a moment ago
+        row = MailSend.objects.get(connection=conn, key_digest=key_digest)
+    if row.content_digest != content_digest:
+        raise DomainError(
+            422,
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used for a different message; use a new key for a new message.",
+        )
+    return row
+
+
+def _sent_answer(row):
+    return {"id": row.external_id, "thread_id": row.thread_id, "message_id": row.message_id}
+
+
+def _mark_sent(row, sent, *, thread_id=""):
+    row.external_id, row.thread_id = sent.id or "", sent.thread_id or thread_id
+    row.send_doubt, row.sent_at = MailSend.SendDoubt.NONE, timezone.now()
+    MailSend.objects.filter(pk=row.pk).update(
+        external_id=row.external_id, thread_id=row.thread_id, send_doubt=row.send_doubt, sent_at=row.sent_at
+    )
+    return _sent_answer(row)
+
+
+def _sent_before(conn, row):
+    """The answer of an earlier attempt that sent this message, or None if none did.
+
+    An attempt whose outcome is unknown (timed out, lost its connection, a 5xx, or a process that died
+    mid-call) may have been accepted: the message is looked up in Sent by its Message-ID before sending again.
+    """
+    if row.sent_at:
+        return _sent_answer(row)
+    if not row.send_doubt:
+        return None
+    if missing_scopes(conn, NEED["read"][conn.provider]):
+        # Sending again blind could deliver it twice; the client can check Sent and choose.
+        raise DomainError(
+            409,
+            "send_outcome_unknown",
+            "An earlier attempt with this Idempotency-Key may have sent the message, and this connection cannot "
+            "read mail to check: look in the mailbox's Sent folder, and send with a new Idempotency-Key if it is "
+            "not there.",
+        )
+    found = _adapter(conn).sent_lookup(conn, row.message_id)
+    return _mark_sent(row, found) if found is not None else None
+
+
+def _nothing_sent(exc):
+    """The attempt's failure proves nothing went out: refused by the provider, or never left the hub."""
+    return isinstance(exc, (DomainError, PermanentError, RateLimited, ProviderRateLimited, CircuitOpen))
+
+
+def message_send(*, owner, connection_id, data, files=(), idempotency_key=""):
+    """Send; with an Idempotency-Key, at most once however often the client retries.
+
+    Neither Gmail's messages.send nor Graph's send takes an idempotency key, and a retry follows a failure
+    (the failed attempt left no replayable answer, integrations.api.idempotency). So every attempt of one key
+    carries the same Message-ID, and an attempt whose outcome is unknown is marked on the MailSend row: the
+    next one looks that Message-ID up in Sent first and answers what it finds instead of sending again.
+    """
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="send")
     outgoing = outgoing_from(data, provider=conn.provider, files=files)
-    message, thread_id, apart = _compose(conn, outgoing)
-    sent = _adapter(conn).send(conn, message, thread_id=thread_id, attachments=apart)
+    row = _send_row(conn, idempotency_key, outgoing)
+    if row is not None and (earlier := _sent_before(conn, row)) is not None:
+        return earlier
+    message, thread_id, apart = _compose(conn, outgoing, message_id=row.message_id if row else "")
+    if row is not None:
+        MailSend.objects.filter(pk=row.pk).update(send_doubt=MailSend.SendDoubt.IN_FLIGHT)
+    try:
+        sent = _adapter(conn).send(conn, message, thread_id=thread_id, attachments=apart)
+    except Exception as exc:
+        if row is not None:
+            doubt = MailSend.SendDoubt.NONE if _nothing_sent(exc) else MailSend.SendDoubt.AMBIGUOUS
+            MailSend.objects.filter(pk=row.pk).update(send_doubt=doubt)
+        raise
+    if row is not None:
+        return _mark_sent(row, sent, thread_id=thread_id)
     return {
         "id": sent.id,
         "thread_id": sent.thread_id or thread_id,

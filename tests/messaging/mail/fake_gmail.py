@@ -5,9 +5,17 @@ paths the hub uses, including the multipart batch endpoint. Every HTTP request
 is recorded, so tests count what reached "Gmail". It plays Gmail's per-user
 quota: a token bucket of `rate` units per second with bursts up to `burst`,
 each method costing its documented units; over it, 429 rateLimitExceeded.
+
+A sent message is kept with the SENT label and its Message-ID header, so
+messages.list finds it by `q=rfc822msgid:...`. `send_faults` plays what a
+timeout hides: each messages.send takes the next fault, if any ("accept_then_hang":
+Gmail keeps the message and answers only after `hang` seconds, when the client
+has given up; "hang": the same without keeping it; "accept_then_drop": kept,
+then the connection is closed without an answer).
 """
 
 import base64
+import email
 import json
 import random
 import re
@@ -73,7 +81,11 @@ class FakeGmail:
         self.order = []
         self.labels = {"INBOX": {"id": "INBOX", "name": "INBOX", "type": "system"}}
         self.drafts = {}
-        self.sent = []
+        self.sent = []  # the raw MIME of every message Gmail kept for sending
+        self.sent_messages = {}  # id -> message resource (SENT), as messages.get would answer it
+        self.send_attempts = []  # the Message-ID of every messages.send that reached Gmail
+        self.send_faults = []
+        self.hang = 1.5
         self.history = []  # (historyId, record)
         self.history_id = 5000
         self.oldest_history = 4000
@@ -133,7 +145,9 @@ class FakeGmail:
         if rest == "messages" and method == "GET":
             cost, result = COST["list"], self._list(q)
         elif rest == "messages/send" and method == "POST":
-            cost, result = COST["send"], self._send(body)
+            if not self.spend(user, COST["send"]):  # refused before anything is kept, as Gmail does
+                return self._rate_limited()
+            cost, result = 0, self._send(body)
         elif rest == "profile":
             cost, result = (
                 COST["profile"],
@@ -207,17 +221,25 @@ class FakeGmail:
                 cost, result = COST["send"], (200, {"id": "sent-draft", "threadId": "tnew", "labelIds": ["SENT"]})
         else:
             return 404, {"error": {"code": 404, "message": f"no route {method} {rest}"}}
+        if result == (None, None):
+            return result  # no answer: the handler closes the connection
         if not self.spend(user, cost):
-            return 429, {
-                "error": {
-                    "code": 429,
-                    "message": "User-rate limit exceeded",
-                    "errors": [{"reason": "rateLimitExceeded"}],
-                }
-            }
+            return self._rate_limited()
         return result
 
+    @staticmethod
+    def _rate_limited():
+        return 429, {
+            "error": {
+                "code": 429,
+                "message": "User-rate limit exceeded",
+                "errors": [{"reason": "rateLimitExceeded"}],
+            }
+        }
+
     def _list(self, q):
+        if str(q.get("q", "")).startswith("rfc822msgid:"):
+            return self._search_message_id(q)
         ids = self.order
         if "labelIds" in q:
             ids = [i for i in ids if q["labelIds"] in self.messages[i]["labelIds"]]
@@ -232,14 +254,49 @@ class FakeGmail:
             out["nextPageToken"] = str(start + size)
         return 200, out
 
+    def _search_message_id(self, q):
+        """messages.list with q=rfc822msgid:<id> (brackets optional), labelIds and includeSpamTrash as Gmail reads them."""
+        wanted = q["q"].split(":", 1)[1].strip().strip("<>").lower()
+        label = q.get("labelIds")
+        hits = []
+        for message in [*self.sent_messages.values(), *self.messages.values()]:
+            headers = {h["name"].lower(): h["value"] for h in message["payload"]["headers"]}
+            if headers.get("message-id", "").strip("<>").lower() != wanted:
+                continue
+            if label and label not in message["labelIds"]:
+                continue
+            if q.get("includeSpamTrash") != "true" and {"SPAM", "TRASH"} & set(message["labelIds"]):
+                continue
+            hits.append({"id": message["id"], "threadId": message["threadId"]})
+        # Gmail leaves "messages" out altogether when nothing matched.
+        return 200, ({"messages": hits, "resultSizeEstimate": len(hits)} if hits else {"resultSizeEstimate": 0})
+
     def _send(self, body):
         raw = base64.urlsafe_b64decode(body["raw"] + "=" * (-len(body["raw"]) % 4))
+        parsed = email.message_from_bytes(raw)
+        self.send_attempts.append(parsed["Message-ID"])
+        fault = self.send_faults.pop(0) if self.send_faults else None
+        if fault == "hang":
+            time.sleep(self.hang)
+            return None, None
         self.sent.append(raw)
-        return 200, {
-            "id": f"sent{len(self.sent)}",
+        mid = f"sent{len(self.sent)}"
+        message = {
+            "id": mid,
             "threadId": body.get("threadId") or f"tsent{len(self.sent)}",
             "labelIds": ["SENT"],
+            "payload": {
+                "mimeType": parsed.get_content_type(),
+                "headers": [{"name": k, "value": v} for k, v in parsed.items()],
+            },
         }
+        self.sent_messages[mid] = message
+        if fault == "accept_then_hang":
+            time.sleep(self.hang)
+            return None, None
+        if fault == "accept_then_drop":
+            return None, None
+        return 200, {"id": mid, "threadId": message["threadId"], "labelIds": ["SENT"]}
 
     def _history(self, q):
         start = int(q["startHistoryId"])
@@ -316,6 +373,9 @@ def _handler(gmail):
                 return self._upload_chunk(url.path.rsplit("/", 1)[1], raw, user)
             body = json.loads(raw) if raw else None
             status, payload = gmail.route(method, url.path, parse_qs(url.query), body, user)
+            if status is None:
+                self.close_connection = True  # what a timeout or a dropped connection leaves the client with
+                return
             self._respond(status, json.dumps(payload).encode() if payload is not None else b"")
 
         # Gmail's resumable media upload: start (uploadType=resumable), then PUT chunks with Content-Range.

@@ -52,6 +52,34 @@ def send(conn, message, *, thread_id="", attachments=()):
     return Message(id=sent["id"], thread_id=sent.get("threadId", ""), labels=sent.get("labelIds", []))
 
 
+def sent_lookup(conn, message_id):
+    """The message this mailbox sent with `message_id` (RFC 5322, in angle brackets), or None.
+
+    messages.send takes no idempotency key: a retry after a send whose outcome is unknown asks here first.
+    `rfc822msgid:` matches the Message-ID header Gmail keeps from the raw MIME; SENT with spam and trash
+    included, so a sent copy the owner already deleted still counts as sent.
+    """
+    svc = _service(conn)
+    request = (
+        svc.users()
+        .messages()
+        .list(
+            userId="me",
+            q=f"rfc822msgid:{message_id.strip('<>')}",
+            labelIds=["SENT"],
+            includeSpamTrash=True,
+            maxResults=1,
+        )
+    )
+    listed = _call(conn, "messages.sent_lookup", request, units=UNITS["messages.list"])
+    found = listed.get("messages") or []  # no match: no "messages" key at all, only resultSizeEstimate 0
+    if not found:
+        return None
+    return Message(
+        id=found[0]["id"], thread_id=found[0].get("threadId", ""), labels=["SENT"], headers={"message-id": message_id}
+    )
+
+
 def _draft(resource):
     message = resource.get("message") or {}
     return Draft(id=resource["id"], message=message_from(message) if message.get("id") else None)

@@ -29,7 +29,9 @@ draft's immutable id is the sent message's id in Sent Items, and its
 internetMessageId and conversationId are known before sending. (The copy
 lands in Sent Items a moment after the 202, so a GET right away may 404.)
 A connection with Mail.Send only falls back to sendMail: id "" and no files
-above GRAPH_INLINE_ATTACHMENT_BYTES (403 naming Mail.ReadWrite).
+above GRAPH_INLINE_ATTACHMENT_BYTES (403 naming Mail.ReadWrite). Neither send
+takes an idempotency key: a send retried after an unknown outcome is first
+looked up in Sent Items by its Message-ID (`sent_lookup`, services.writing).
 
 Attachments. A request to Graph carries at most 4 MB, so files go inside the
 MIME only while they add up to GRAPH_INLINE_ATTACHMENT_BYTES (3 MB; MIME is
@@ -84,4 +86,5 @@ from .writing import (  # noqa: F401
     labels,
     modify,
     send,
+    sent_lookup,
 )

@@ -131,6 +131,35 @@ def send(conn, message, *, thread_id="", attachments=()):
     )
 
 
+def sent_lookup(conn, message_id):
+    """The message in Sent Items whose internetMessageId is `message_id`, or None.
+
+    Neither sendMail nor a draft's send takes an idempotency key: a retry after a send whose outcome is
+    unknown asks here first. How the Message-ID gets there: Graph documents internetMessageId as writable
+    only while a message is a draft (message-update: "Updatable only if isDraft = true") and names no way to
+    set it on a JSON sendMail, so the hub never relies on the JSON property: both ways of sending here carry
+    the MIME (a draft created from MIME, or sendMail with MIME), whose Message-ID header Exchange keeps as the
+    message's internetMessageId. The sent copy lands in Sent Items a moment after Graph's 202, so a retry
+    within that moment can still miss it.
+    """
+    quoted = message_id.replace("'", "''")  # OData string literal
+    page = _call(
+        conn,
+        "messages.sent_lookup",
+        "GET",
+        "/me/mailFolders/sentitems/messages",
+        params={"$filter": f"internetMessageId eq '{quoted}'", "$select": "id,conversationId,internetMessageId"},
+    )
+    if not page.get("value"):
+        return None
+    found = page["value"][0]
+    return Message(
+        id=found["id"],
+        thread_id=found.get("conversationId", ""),
+        headers={"message-id": found.get("internetMessageId") or message_id},
+    )
+
+
 def draft_create(conn, message, *, thread_id="", attachments=()):
     draft = _new_draft(conn, message, attachments)
     return Draft(id=draft["id"], message=message_from(draft))
