@@ -65,8 +65,10 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", prometheus.metrics_view, name="prometheus-django-metrics"),
-    # Anything else under /api/ is a JSON 404, also with DEBUG on.
+    # Anything else under /api/ is a JSON 404, also with DEBUG on; so is any other /webhooks/.../ path (one
+    # without its final slash is left unmatched, for CommonMiddleware's redirect to the slashed one).
     re_path(r"^api/", errors.api_not_found),
+    re_path(r"^webhooks/(?:.+/)?$", errors.api_not_found),
 ]
 
 handler400 = "integrations.api.errors.handler400"

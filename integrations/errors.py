@@ -12,6 +12,14 @@ import math
 import time
 
 
+def _unpickled(cls, args, fields):
+    """An error rebuilt without its __init__, whose arguments are not its `args`; then every field put back."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(fields)
+    return exc
+
+
 class DomainError(Exception):
     """What a service raises when the caller must be told no: one HTTP status, a stable code, a sentence.
 
@@ -36,6 +44,11 @@ class DomainError(Exception):
     def as_dict(self):
         return {"error": self.code, "detail": self.detail, **self.extra}
 
+    def __reduce__(self):
+        # Pickle rebuilds an exception as cls(*self.args), here cls(detail), which __init__ cannot take: Celery
+        # would hand on a bare Exception instead (see ProviderError.__reduce__).
+        return _unpickled, (type(self), self.args, self.__dict__)
+
 
 class ProviderError(Exception):
     retryable = False
@@ -51,6 +64,14 @@ class ProviderError(Exception):
         self.http_status = http_status
         self.retry_after = retry_after
         self.request_id = request_id
+
+    def __reduce__(self):
+        # Celery pickles a task's exception to pass it from the pool's process to the worker, and swaps one
+        # that does not survive pickle.loads(pickle.dumps(exc)) for a base class that does. The default
+        # rebuilds cls(*self.args) = cls(message), which subclasses with their own __init__
+        # (ProviderNotConfigured, RateLimited) cannot take: a ProviderNotConfigured arrived as a bare
+        # PermanentError without `missing`. Rebuilt without __init__, every subclass keeps its type and fields.
+        return _unpickled, (type(self), self.args, self.__dict__)
 
     def as_api_error(self):
         headers, extra = {}, {"provider": self.provider}

@@ -48,6 +48,9 @@ MIDDLEWARE = [
     "integrations.webhooks.fastpath.WebhookFastPathMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "integrations.middleware.RequestIdMiddleware",
+    # With DEBUG on (make run), /api/ and /webhooks/ still answer errors as JSON, not Django's debug page.
+    # Outside the middleware below, so their own process_exception (metrics, lockouts) sees an error first.
+    "integrations.api.errors.JsonErrorsUnderDebugMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files straight after security headers, before sessions and
     # auth touch the request: admin CSS and Swagger UI cost no database work.

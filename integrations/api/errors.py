@@ -3,15 +3,21 @@
 import logging
 import sys
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.core import signals
 from django.core.exceptions import (
+    BadRequest,
     DisallowedHost,
     RequestDataTooBig,
+    SuspiciousOperation,
     TooManyFieldsSent,
     TooManyFilesSent,
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.utils.log import log_response
 from django.views import csrf as csrf_views
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -175,7 +181,11 @@ def csrf_failure(request, reason=""):
 def handler500(request):
     # Django calls this while handling the exception, so it is still in sys.exc_info(): a
     # database or Redis outage outside DRF (webhooks, plain views) becomes a 503 + Retry-After.
-    outage = dependency_outage(sys.exc_info()[1])
+    return _server_error(request, sys.exc_info()[1])
+
+
+def _server_error(request, exc):
+    outage = dependency_outage(exc)
     if outage is not None and _wants_json(request):
         return domain_error_response(outage)
     if _wants_json(request):
@@ -187,3 +197,58 @@ def handler500(request):
             status=500,
         )
     return defaults.server_error(request)
+
+
+def debug_error_response(request, exc):
+    """With DEBUG on, what the API answers for `exc` under /api/ and /webhooks/: what it answers with DEBUG off.
+
+    Django shows its HTML debug page for an Http404, a bad request and an uncaught exception whenever DEBUG is
+    on, before handler404/handler400/handler500 are asked, and `make run` runs with DEBUG on: the API's clients
+    got HTML where the contract promises the JSON error shape. This answers through the same handlers, logged
+    and signalled as Django does (django.request with the traceback, got_request_exception for error reporters
+    and the test client). None, so Django's own handling goes on, when DEBUG is off (the handlers already
+    answer), for any other path (admin and the landing page keep the debug pages), and for what Django
+    answers through the handlers even under DEBUG.
+    """
+    if not settings.DEBUG or settings.DEBUG_PROPAGATE_EXCEPTIONS or not _wants_json(request):
+        return None
+    if isinstance(exc, DjangoPermissionDenied | MultiPartParserError):
+        return None
+    if isinstance(exc, Http404):
+        return handler404(request, exc)
+    if isinstance(exc, BadRequest | SuspiciousOperation):
+        if isinstance(exc, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
+            request._mark_post_parse_error()  # as Django does: reading POST again would raise again
+        response = handler400(request, exc)
+        if isinstance(exc, SuspiciousOperation):
+            security_logger = logging.getLogger(f"django.security.{exc.__class__.__name__}")
+            log_response(
+                str(exc), exception=exc, request=request, response=response, level="error", logger=security_logger
+            )
+        else:
+            log_response("%s: %s", str(exc), request.path, response=response, request=request, exception=exc)
+        return response
+    signals.got_request_exception.send(sender=None, request=request)
+    response = _server_error(request, exc)
+    log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request, exception=exc)
+    return response
+
+
+class JsonErrorsUnderDebugMiddleware:
+    """debug_error_response for exceptions raised by views in the full chain (the webhook fast path calls it
+    itself). Sync and async alike, so an async view under ASGI is not pushed through a thread for it; with
+    DEBUG off it only passes requests on."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        return debug_error_response(request, exception)

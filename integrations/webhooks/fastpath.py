@@ -25,6 +25,7 @@ from django.urls import Resolver404, resolve
 from django.utils.module_loading import import_string
 
 from ..aio import db_hop
+from ..api.errors import debug_error_response
 
 
 @functools.lru_cache(maxsize=1024)
@@ -49,7 +50,14 @@ def webhook_route(path_info):
 
 def _call_view(request):
     match = request.resolver_match
-    return match.func(request, *match.args, **match.kwargs)
+    try:
+        return match.func(request, *match.args, **match.kwargs)
+    except Exception as exc:
+        # With DEBUG on, the JSON error the full chain's JsonErrorsUnderDebugMiddleware gives, not the HTML page.
+        response = debug_error_response(request, exc)
+        if response is None:
+            raise
+        return response
 
 
 def short_chain():

@@ -70,7 +70,7 @@ def test_the_beat_task_is_scheduled_and_runs_through_the_gateway(http, settings)
     assert settings.CELERY_BEAT_SCHEDULE["payments.reconcile_stripe"]["task"] == "payments.reconcile_stripe"
     http.get(PI_LIST, json=fakes.stripe_list([], url="/v1/payment_intents"))
     http.get(REFUND_LIST, json=fakes.stripe_list([], url="/v1/refunds"))
-    assert reconcile_stripe.apply(kwargs={"hours": 1}).get() == {"checked": 0, "fixed": 0}
+    assert reconcile_stripe.apply(kwargs={"hours": 1}).get() == {"status": "ok", "checked": 0, "fixed": 0}
     from integrations.models import ProviderCall
 
     assert set(ProviderCall.objects.values_list("operation", flat=True)) == {"payment_intent.list", "refund.list"}

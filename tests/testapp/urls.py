@@ -1,4 +1,4 @@
-"""The hub's URLs plus a view that fails, for tests of what a server error looks like."""
+"""The hub's URLs plus views that fail, for tests of what a server error looks like (API and elsewhere)."""
 
 from django.urls import path
 
@@ -10,4 +10,4 @@ def boom(request):
     raise RuntimeError("boom (a test of the server error path)")
 
 
-urlpatterns = [path("api/v1/test-boom/", boom), *hub_urlpatterns]
+urlpatterns = [path("api/v1/test-boom/", boom), path("test-boom/", boom), *hub_urlpatterns]
