@@ -266,6 +266,14 @@ def _retry_seconds(exc):
 _held = contextvars.ContextVar("held_task_sends", default=None)
 
 
+class _Held(list):
+    """The messages a sends_batched() block holds, and the receipts of those that carry one."""
+
+    def __init__(self):
+        super().__init__()
+        self.receipts = []
+
+
 @contextmanager
 def sends_batched():
     """Hold the tasks enqueue_on_commit sends inside the block and publish them together when it ends.
@@ -276,14 +284,14 @@ def sends_batched():
     still sent only after their commit, and sent even if the block raises
     after it. Eager runs (tests, inline) send at once, as everywhere else.
     """
-    held = []
+    held = _Held()
     token = _held.set(held)
     try:
         yield
     finally:
         _held.reset(token)
-        if held:
-            _send_held(held)
+        if held and _send_held(held):
+            _published(held.receipts)
 
 
 # Task name -> the task that runs it for several ids in one message (batch_sends).
@@ -321,27 +329,58 @@ def _merged(held):
 
 
 def _send_held(held):
+    """Publish the held messages in one pipelined write; True if the broker took them all."""
     try:
         with held[0][0].app.producer_or_acquire() as producer, producer.batch():
             for task, args, kwargs in _merged(held):
                 task.apply_async(args=args, kwargs=kwargs, producer=producer)
     except BrokerError:  # a refused connection, or a pipeline that failed midway (kombu wraps redis' errors)
         # The rows are committed. Some may have reached the broker before the write failed, so none is sent
-        # again from here (a notice must not go out twice): the outbox's rows are due now for the sweeper,
-        # whose tasks are safe to repeat.
+        # again from here: the outbox's rows are due now for its sweeper, and the follow-ups a webhook
+        # handler queued stay on their event for the inbox's (both send tasks that are safe to repeat).
         logger.exception(
-            "the broker refused %d task message(s); the outbox sweeper sends those it holds, the others are lost",
+            "the broker refused %d task message(s); the sweepers send those an outbox row or an event keeps",
             len(held),
         )
         for _task, args, _kwargs, kind in held:
             if kind is not None and args:
                 outbox.mark_send_failed(kind, args[0])
+        return False
+    return True
 
 
-def _send(task, args, kwargs, kind):
+class Receipt:
+    """Rides with one enqueue_on_commit message that no outbox row keeps; tells `listener` once the broker took it.
+
+    The webhook drain gives the messages its handlers queued a listener (processing.FollowUps), so a
+    follow-up leaves its event's record only once it is really on its way, never on the commit alone.
+    """
+
+    __slots__ = ("listener", "key")
+
+    def __init__(self):
+        self.listener = None
+        self.key = None
+
+
+def _published(receipts):
+    """Tell each listener, once, which of its receipts' messages the broker has taken."""
+    by_listener = {}
+    for receipt in receipts:
+        if receipt is not None and receipt.listener is not None:
+            by_listener.setdefault(id(receipt.listener), (receipt.listener, []))[1].append(receipt.key)
+    for listener, keys in by_listener.values():
+        try:
+            listener.published(keys)
+        except Exception:  # noqa: BLE001 - the messages went out; the worst left is a harmless second send
+            logger.exception("could not record that %d follow-up message(s) were sent", len(keys))
+
+
+def _send(task, args, kwargs, kind, receipt=None):
     held = _held.get()
     if held is not None and not task.app.conf.task_always_eager:
         held.append((task, args, kwargs, kind))
+        held.receipts.append(receipt)
         return
     try:
         task.apply_async(args=args, kwargs=kwargs)
@@ -353,10 +392,26 @@ def _send(task, args, kwargs, kind):
             "the broker refused %s%s; %s",
             task.name,
             tuple(args),
-            "the outbox sweeper sends it" if kind is not None else "it is not in the outbox: nothing re-sends it",
+            "the outbox sweeper sends it"
+            if kind is not None
+            else "a webhook event keeps it if a handler queued it, else nothing re-sends it",
         )
         if kind is not None and args:
             outbox.mark_send_failed(kind, args[0])
+        return
+    _published([receipt])
+
+
+def unkept_sends(callbacks):
+    """The enqueue_on_commit messages among on_commit `callbacks` that no outbox row keeps:
+    [(task, args, kwargs, Receipt)], for a caller that keeps them itself (the webhook drain)."""
+    found = []
+    for _sids, callback, _robust in callbacks:
+        if isinstance(callback, functools.partial) and callback.func is _send and len(callback.args) == 5:
+            task, args, kwargs, _kind, receipt = callback.args
+            if receipt is not None:
+                found.append((task, args, kwargs, receipt))
+    return found
 
 
 def enqueue_on_commit(task, *args, **kwargs):
@@ -370,4 +425,6 @@ def enqueue_on_commit(task, *args, **kwargs):
     kind = outbox.kind_for(task)
     if kind is not None and args:
         outbox.mark_enqueued(kind, args[0])
-    transaction.on_commit(functools.partial(_send, task, args, kwargs, kind))
+    # No outbox row keeps this message: a receipt lets whoever does (the webhook drain) hear it went out.
+    receipt = Receipt() if kind is None else None
+    transaction.on_commit(functools.partial(_send, task, args, kwargs, kind, receipt))

@@ -68,6 +68,9 @@ class SmsMessage(OutboxMixin, CreateAttempt):
         FAILED = "failed"
         CANCELED = "canceled"
         RECEIVED = "received"
+        # Inbound on a hub number several users text from, and more than one of them talks with the sender:
+        # which user the reply is for cannot be told, so it is given to none (staff read it in admin).
+        UNATTRIBUTED = "unattributed", "received, owner unknown (staff)"
 
     # Forward-only: a late or duplicated callback never moves a row back.
     # sending -> queued is only our own limiter deferral (nothing was sent);
@@ -84,8 +87,9 @@ class SmsMessage(OutboxMixin, CreateAttempt):
         "failed": {"queued", "sent", "delivered", "undelivered"},
         "canceled": set(),
         "received": set(),
+        "unattributed": set(),
     }
-    FINAL = frozenset({"delivered", "undelivered", "failed", "canceled", "received"})
+    FINAL = frozenset({"delivered", "undelivered", "failed", "canceled", "received", "unattributed"})
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="sms_messages"

@@ -50,6 +50,14 @@ class WebhookEvent(models.Model):
     # Events of one object are applied in event-time order: one waits while an
     # earlier event of its object is unprocessed or failed-but-retrying.
     object_key = models.CharField(max_length=255, blank=True, default="")
+    # The tasks its handler queued that no outbox row sends again ([task name, args, kwargs] each), kept
+    # from the batch's commit until the broker has taken them: a worker that dies between the commit and
+    # the publish, or a broker that refuses it, leaves them here for the beat sweeper
+    # (processing.webhook_follow_ups_send), so a processed event never loses its follow-up work.
+    follow_ups = models.JSONField(default=list, blank=True)
+    follow_ups_due_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweeper sends the follow-ups again if the broker has not taken them."
+    )
 
     class Meta:
         ordering = ["-received_at"]
@@ -62,6 +70,12 @@ class WebhookEvent(models.Model):
             models.Index(fields=["status", "next_attempt_at"], name="webhookevent_due_idx"),
             # The drain asks "does an earlier event of this object still wait?" for every claimed event:
             # only pending rows with a key, so the index stays as small as the backlog.
+            # Only the few rows whose follow-ups are not known to be sent: the sweeper's look stays cheap.
+            models.Index(
+                fields=["follow_ups_due_at"],
+                condition=models.Q(follow_ups_due_at__isnull=False),
+                name="webhookevent_followups_idx",
+            ),
             models.Index(
                 fields=["provider", "object_key"],
                 condition=models.Q(status__in=["received", "processing", "failed"]) & ~models.Q(object_key=""),

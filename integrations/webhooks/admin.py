@@ -58,6 +58,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         ("status", "attempts", "signature_verified"),
         ("received", "occurred", "processed", "next_attempt"),
         "last_error",
+        ("follow_ups", "follow_ups_due_at"),
         "pretty_headers",
         "pretty_payload",
     )
@@ -73,6 +74,8 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "processed",
         "next_attempt",
         "last_error",
+        "follow_ups",
+        "follow_ups_due_at",
         "pretty_headers",
         "pretty_payload",
     )

@@ -11,6 +11,17 @@ rolls every event of it back to where it was, handler writes included: the
 event is neither lost nor applied twice (handlers' effects outside the
 database go through on_commit, like every task's).
 
+Follow-up work is never lost after the commit either. A task a handler
+queues whose row is in the outbox is re-sent by the outbox's sweeper; any
+other (a Meet event to apply, a mailbox to sync, a payment-failed notice) has
+no row of its own, so the batch records it on its event (`follow_ups`, due
+after OUTBOX_GRACE_SECONDS) in the same commit and clears it once the broker
+has taken it (task_base.Receipt). A worker that dies between the commit and
+the publish, or a broker that refuses it, leaves it there for the beat
+(webhook_follow_ups_send), so a processed event's work is delayed, never
+lost. Follow-ups of a handler that failed, or of a savepoint it rolled back,
+are discarded with its writes, as on_commit discards their messages.
+
 What a batch can do once, it does once (issue 11, CPU per event): the
 provider's batch preparer (registry.webhook_batch_preparer) reads the rows
 its handlers need in one query before the first one runs, the events' new
@@ -47,11 +58,12 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from ..metrics import webhook_events
 from ..models import Alert, WebhookEvent
 from ..states import IllegalTransition, allowed, transition
-from ..task_base import sends_batched
+from ..task_base import sends_batched, unkept_sends
 from . import dispatch
 from .registry import batch_preparer_for, handler_for
 
@@ -206,8 +218,48 @@ def _prepare(batch):
             )
 
 
-def _run_handler(event, now):
-    """Run one event's handler in a savepoint; set its new state on `event`. Returns (ProcessResult, final failure)."""
+class FollowUps:
+    """The follow-ups of one batch's events (see the module docstring): each event's leave its record once the
+    broker has taken all of them (task_base.Receipt calls `published`)."""
+
+    def __init__(self):
+        self.waiting = {}  # event pk -> its messages the broker has not taken yet
+        self.due_at = None  # what the batch wrote on its events' follow_ups_due_at
+
+    def keep(self, event, sends):
+        """Record what the handler of `event` queued (on_commit messages that survived its savepoint)."""
+        event.follow_ups = [[task.name, list(args), kwargs] for task, args, kwargs, _receipt in sends]
+        self.waiting[event.pk] = len(sends)
+        for *_, receipt in sends:
+            receipt.listener, receipt.key = self, event.pk
+
+    def save(self, events, now):
+        """With the batch: the events' follow-ups, due for the sweeper unless their publish clears them first."""
+        kept = [e for e in events if e.pk in self.waiting and e.status == Status.PROCESSED]
+        if not kept:
+            return
+        self.due_at = now + timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
+        for event in kept:
+            event.follow_ups_due_at = self.due_at
+        WebhookEvent.objects.bulk_update(kept, ["follow_ups", "follow_ups_due_at"])
+
+    def published(self, pks):
+        done = []
+        for pk in pks:
+            self.waiting[pk] -= 1
+            if self.waiting[pk] == 0:
+                done.append(pk)
+        if done and self.due_at is not None:
+            WebhookEvent.objects.filter(pk__in=done, follow_ups_due_at=self.due_at).update(
+                follow_ups=[], follow_ups_due_at=None
+            )
+
+
+def _run_handler(event, now, follow_ups):
+    """Run one event's handler in a savepoint; set its new state on `event`. Returns (ProcessResult, final failure).
+
+    The messages its handler queued that no outbox row keeps go to `follow_ups`.
+    """
     handler = handler_for(event.provider, event.type)
     if handler is None:
         event.status = Status.IGNORED
@@ -218,6 +270,8 @@ def _run_handler(event, now):
 
     event.status = Status.PROCESSING  # only visible inside this transaction, to the handler
     event.attempts += 1
+    # What the handler leaves in on_commit: a savepoint rollback only removes callbacks added after this point.
+    queued_before = len(connection.run_on_commit)
     try:
         with transaction.atomic():
             handler(event)
@@ -241,6 +295,9 @@ def _run_handler(event, now):
         retry_in = retry_delay(event.attempts)
         event.next_attempt_at = now + timedelta(seconds=retry_in)
         return ProcessResult("failed", retry_in), False
+    sends = unkept_sends(connection.run_on_commit[queued_before:])
+    if sends:
+        follow_ups.keep(event, sends)
     event.recovered = bool(event.last_error)  # it had failed before: a retry or a replay worked
     event.status = Status.PROCESSED
     event.processed_at = now
@@ -289,6 +346,7 @@ def _process(batch, *, deadline=None):
     elsewhere = _objects_taken_elsewhere(batch)
     _prepare(batch)
     held = set()
+    follow_ups = FollowUps()
     results, touched, final_failures = [], [], []
     for event in batch:
         if deadline is not None and time.monotonic() > deadline:
@@ -306,7 +364,7 @@ def _process(batch, *, deadline=None):
             results.append(ProcessResult("waiting"))
             continue
         event.claimed_status = event.status
-        result, final = _run_handler(event, now)
+        result, final = _run_handler(event, now, follow_ups)
         if event.object_key and result.status == "failed" and result.retry_in is not None:
             held.add(key)
         results.append(result)
@@ -319,6 +377,7 @@ def _process(batch, *, deadline=None):
             if event.status == Status.PROCESSED:
                 event.processed_at = finished_at  # what commits with the batch; handlers' writes commit then too
         _save(touched)
+        follow_ups.save(touched, finished_at)
     recovered = {(e.provider, e.type) for e in touched if e.status == Status.PROCESSED and getattr(e, "recovered", 0)}
     return results, final_failures, recovered, bool(elsewhere & held)
 
@@ -462,3 +521,47 @@ def webhook_requeue_stale(*, limit=500):
         dispatch.request_drain(provider, force=True)
     logger.info("requeued stale webhook events", extra={"count": len(rows), "providers": providers})
     return len(rows)
+
+
+def webhook_follow_ups_send(*, now=None, limit=500):
+    """Beat: send again the follow-ups of processed events that the broker never took (see the module docstring).
+
+    Claimed under SKIP LOCKED and moved on by OUTBOX_BACKOFF_MAX_SECONDS before anything is sent, so two
+    sweepers never send the same event's and one that dies mid-send costs a delay, not the work. Tasks are
+    safe to repeat (a follow-up that was only slow runs twice and finds nothing left to do). Returns how many
+    events' follow-ups were sent.
+    """
+    from celery import current_app
+    from django.utils.module_loading import autodiscover_modules
+
+    now = now or timezone.now()
+    later = now + timedelta(seconds=settings.OUTBOX_BACKOFF_MAX_SECONDS)
+    with transaction.atomic():
+        rows = list(
+            WebhookEvent.objects.filter(follow_ups_due_at__lte=now)
+            .select_for_update(skip_locked=True)
+            .order_by("follow_ups_due_at", "pk")
+            .values_list("pk", "follow_ups")[:limit]
+        )
+        WebhookEvent.objects.filter(pk__in=[pk for pk, _ in rows]).update(follow_ups_due_at=later)
+    if not rows:
+        return 0
+    autodiscover_modules("tasks")  # a task is looked up by name: every app's tasks must be registered
+    sent = 0
+    for pk, follow_ups in rows:
+        try:
+            for name, args, kwargs in follow_ups:
+                current_app.tasks[name].apply_async(args=args, kwargs=kwargs)
+        except KeyError:
+            logger.error("a webhook follow-up names no known task; tried again later", extra={"event": pk})
+            continue
+        except BrokerError:
+            logger.exception("the broker refused webhook follow-ups; the next sweep sends them", extra={"event": pk})
+            WebhookEvent.objects.filter(pk__in=[p for p, _ in rows], follow_ups_due_at=later).update(
+                follow_ups_due_at=now
+            )
+            return sent
+        WebhookEvent.objects.filter(pk=pk, follow_ups_due_at=later).update(follow_ups=[], follow_ups_due_at=None)
+        sent += 1
+    logger.warning("sent the follow-ups of %d webhook event(s) again", sent)
+    return sent

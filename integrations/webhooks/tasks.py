@@ -1,7 +1,7 @@
 from celery import shared_task
 
 from .dispatch import drain_started, request_drain
-from .processing import webhook_drain, webhook_event_process, webhook_requeue_stale
+from .processing import webhook_drain, webhook_event_process, webhook_follow_ups_send, webhook_requeue_stale
 
 
 @shared_task(
@@ -41,4 +41,7 @@ def webhook_process(event_id):
 
 @shared_task(name="integrations.webhook_requeue_stale", ignore_result=True)
 def webhook_requeue_stale_task():
-    return webhook_requeue_stale()
+    """Beat: nothing received is lost. Events left unprocessed are drained again, and the follow-up tasks
+    of processed events that never reached the broker are sent again."""
+    follow_ups = webhook_follow_ups_send()
+    return {"requeued": webhook_requeue_stale(), "follow_ups": follow_ups}

@@ -205,21 +205,33 @@ def sms_price_record(*, sms_id, final_try=False):
 
 
 def sms_inbound_record(*, payload):
-    """An inbound SMS: stored once, linked to the latest conversation with that number, keywords honoured."""
+    """An inbound SMS: stored once, given to the one user who talks with that number, keywords honoured.
+
+    Users share the hub's number, so the sender's number is all that tells whose reply it is. When
+    several users have a conversation with it, the latest to text it is only a guess, and a wrong one
+    shows one user a message meant for another: the message is stored unattributed, for staff.
+    """
     sid = payload.get("MessageSid") or payload.get("SmsSid")
     sender = payload.get("From", "")
     body = payload.get("Body", "")
     if SmsMessage.objects.filter(external_id=sid).exists():
         return None
-    conversation = Conversation.objects.filter(remote_number=sender).order_by("-last_message_at", "-id").first()
+    conversations = list(Conversation.objects.filter(remote_number=sender).order_by("id")[:2])
+    conversation = conversations[0] if len(conversations) == 1 else None
+    status, error_message = SmsMessage.Status.RECEIVED, ""
+    if len(conversations) > 1:
+        owners = Conversation.objects.filter(remote_number=sender).count()
+        status = SmsMessage.Status.UNATTRIBUTED
+        error_message = f"{owners} users have a conversation with {sender}; staff must tell whose reply this is."
     sms = SmsMessage.objects.create(
-        owner=conversation.owner if conversation else None,
+        owner_id=conversation.owner_id if conversation else None,
         conversation=conversation,
         direction=SmsMessage.Direction.INBOUND,
         to_number=payload.get("To", ""),
         from_number=sender,
         body=body[:MAX_BODY],
-        status=SmsMessage.Status.RECEIVED,
+        status=status,
+        error_message=error_message,
         external_id=sid,
         segments=int(payload.get("NumSegments") or 1),
         raw=payload,
