@@ -4,6 +4,7 @@ from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
 
 from .models import AiBudget, AiRequest, AiSpend, AiUsageMonthly
+from .services.cache import cache_clear_owner
 
 ACCOUNTING = "accounting: tokens and cost per month, owner replaced by a pseudonym"
 
@@ -30,6 +31,9 @@ def erase_ai(user, report):
     report.count("ai.AiUsageMonthly.pseudonymised", AiUsageMonthly.objects.filter(owner=user).update(owner=pseudonym))
     report.count("ai.AiSpend.pseudonymised", AiSpend.objects.filter(owner=user).update(owner=pseudonym))
     report.count("ai.AiBudget", AiBudget.objects.filter(owner=user).delete()[0])
+    # Cached answers expire within AI_CACHE_TTL_SECONDS, long before a grace period ends; an expedited
+    # erasure runs well within it.
+    report.count("ai.cached_answers", cache_clear_owner(owner_id=user.pk))
 
 
 register(

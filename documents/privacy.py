@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db.models import F
 
+from integrations.models import Alert
 from privacy.registry import PrivacyHolder, register
 from privacy.storage import s3_delete_all_versions
 from privacy.writer import rows, safe_name
@@ -51,16 +52,34 @@ def export_documents(user, out):
 def erase_documents(user, report):
     """Every stored object of every version (on S3: every object version and delete marker), then the rows."""
     objects = 0
+    alert_keys = {}
     for version in DocumentVersion.objects.filter(document__owner=user).iterator(chunk_size=200):
+        found = version.scan_detail if version.scan_status == DocumentVersion.ScanStatus.INFECTED else "malware"
+        alert_keys[f"document_infected:{version.pk}"] = (version.document_id, version.number, found)
         if version.backend == DocumentVersion.Backend.S3:
             objects += s3_delete_all_versions(version.storage_key, owner=user)
         else:
             backend_for(version.backend).delete(version.storage_key, owner=user)
             objects += 1
     report.provider("s3.objects_deleted" if settings.S3_BUCKET else "local.files_deleted", objects)
+    report.count("integrations.Alert.redacted", _redact_infected_alerts(alert_keys))
     Document.objects.filter(owner=user).update(current_version=None)
     report.count("documents.DocumentVersion", DocumentVersion.objects.filter(document__owner=user).delete()[0])
     report.count("documents.Document", Document.objects.filter(owner=user).delete()[0])
+
+
+def _redact_infected_alerts(alert_keys):
+    """The infected-file alert (documents.services.version_scan) names the file: the alert stays for staff,
+    the name goes. `alert_keys`: {dedupe key: (document id, version number, what was found)}."""
+    redacted = 0
+    for alert in Alert.objects.filter(dedupe_key__in=list(alert_keys)).only("pk", "dedupe_key"):
+        document_id, number, found = alert_keys[alert.dedupe_key]
+        message = (
+            f"Document {document_id} version {number} of an erased user was infected with {found}; "
+            "the file was deleted with the account."
+        )
+        redacted += Alert.objects.filter(pk=alert.pk).update(message=message)
+    return redacted
 
 
 register(

@@ -37,6 +37,11 @@ def alert_raise(*, kind, message, provider="", severity=Alert.Severity.WARNING, 
     return Alert.objects.get(dedupe_key=key, resolved_at__isnull=True)
 
 
+def alert_test_key(user_id):
+    """The key of the test alerts a staff member sends from the admin (integrations.privacy redacts them)."""
+    return f"operations:test:{user_id}"
+
+
 def alert_resolve(*, alert, by=None):
     """Resolve an open alert (once: a second call changes nothing) and send the resolution notice."""
     now = timezone.now()

@@ -66,13 +66,13 @@ class AlertChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     @admin.action(description="Send a test alert to selected channels")
     def send_test(self, request, queryset):
         from .alerting.notify import _deliver
-        from .alerts import alert_raise
+        from .alerts import alert_raise, alert_test_key
 
         alert = alert_raise(
             kind=Alert.Kind.OPERATIONS,
             severity=Alert.Severity.INFO,
             message=f"Test alert sent by {request.user} from the admin.",
-            dedupe_key=f"operations:test:{request.user.pk}",
+            dedupe_key=alert_test_key(request.user.pk),
         )
         made = _deliver(alert, [c.key for c in queryset], AlertDelivery.Notice.OPENED, sequence=alert.occurrences)
         self.message_user(request, f"{len(made)} test notice(s) queued; see Alert deliveries.", messages.SUCCESS)

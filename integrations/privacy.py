@@ -3,6 +3,8 @@ log and its roll-ups, budgets, idempotency records, OAuth states, alerts a staff
 
 import logging
 
+from django.db.models import Q
+
 from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
 
@@ -106,6 +108,25 @@ def erase_integrations(user, report):
     )
     Alert.objects.filter(acknowledged_by=user).update(acknowledged_by=None)
     Alert.objects.filter(resolved_by=user).update(resolved_by=None)
+    report.count("integrations.Alert.redacted", _redact_alerts(user))
+
+
+def _redact_alerts(user):
+    """Alerts that name the user in their text: the lockout alert (the last locked-out user name and its IP
+    address) and the test alerts a staff member sent. The alerts stay for staff; the names go."""
+    from .alerts import alert_test_key
+    from .auth.throttle import LOCKOUT_ALERT_KEY, lockout_who
+
+    named = Q()
+    for name in {user.get_username(), user.email} - {""}:
+        named |= Q(message__contains=f"{lockout_who(name)} from ")
+    redacted = Alert.objects.filter(named, dedupe_key=LOCKOUT_ALERT_KEY).update(
+        message="Login lockout: too many failed logins (last: an account since erased)."
+    )
+    redacted += Alert.objects.filter(dedupe_key=alert_test_key(user.pk)).update(
+        message="Test alert sent from the admin by a staff member since erased."
+    )
+    return redacted
 
 
 def references(user):

@@ -12,3 +12,9 @@ class PrivacyConfig(AppConfig):
         from . import contrib  # noqa: F401
 
         autodiscover_modules("privacy")
+
+        from integrations.webhooks import webhook_batch_finisher
+
+        from .erasure import webhooks_redact_late
+
+        webhook_batch_finisher("privacy.late_webhooks")(webhooks_redact_late)

@@ -15,6 +15,7 @@ end in status `failed` and a staff alert naming the app and the error.
 import datetime as dt
 import logging
 import random
+import re
 import secrets
 
 from django.conf import settings
@@ -23,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from integrations.alerts import alert_raise
 from integrations.audit.services import audit_record
@@ -32,7 +34,7 @@ from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
 from . import registry
-from .models import Erasure
+from .models import ErasedReference, Erasure
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +249,72 @@ def webhooks_redact(*, refs, pseudonym, batch=50):
     return redacted
 
 
+def _ref_digest(value):
+    # Keyed (SECRET_KEY), so the kept digests cannot be checked against guessed addresses by who reads them.
+    return salted_hmac("privacy.erased-reference", value, algorithm="sha256").hexdigest()
+
+
+def _remember_references(erasure):
+    ErasedReference.objects.bulk_create(
+        [ErasedReference(erasure=erasure, digest=_ref_digest(r)) for r in erasure.pending_refs],
+        ignore_conflicts=True,
+    )
+
+
+# What separates an id or address from its neighbours inside a longer string (a Graph resource path, a URL).
+_SEPARATORS = re.compile(r"[\s/,;:?&=<>()\[\]\"']+")
+_MAX_CANDIDATES = 5000
+
+
+def _candidates(value, out):
+    """Every string in a payload, and its separated parts, long enough to be a reference."""
+    if len(out) >= _MAX_CANDIDATES:
+        return out
+    if isinstance(value, dict):
+        for v in value.values():
+            _candidates(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _candidates(v, out)
+    elif isinstance(value, str) and len(value) >= MIN_REF_LENGTH:
+        out.add(value)
+        if len(value) <= 2000:
+            out.update(part for part in _SEPARATORS.split(value) if len(part) >= MIN_REF_LENGTH)
+    return out
+
+
+def webhooks_redact_late(events):
+    """Redact the payload of every drained event that names an erased user (a webhook batch finisher).
+
+    The erasure redacts the payloads it finds when it runs; a delivery that comes later (a retry, or the
+    provider's answer to the erasure's own cancel) is processed like any other, so kept rows stay current,
+    then redacted here. Matched by the keyed digests the erasure kept (ErasedReference), never the values.
+    """
+    by_digest = {}
+    for event in events:
+        for value in _candidates({"k": event.object_key, "p": event.payload}, set()):
+            by_digest.setdefault(_ref_digest(value), set()).add(event.pk)
+    if not by_digest:
+        return 0
+    named = {}
+    for digest, pseudonym in ErasedReference.objects.filter(digest__in=list(by_digest)).values_list(
+        "digest", "erasure__pseudonym"
+    ):
+        for pk in by_digest[digest]:
+            named[pk] = pseudonym
+    for pk, pseudonym in named.items():
+        WebhookEvent.objects.filter(pk=pk).update(
+            payload={"redacted": f"privacy erasure of {pseudonym}"}, headers={}, last_error=""
+        )
+    return len(named)
+
+
+def erased_references_purge(*, now=None):
+    """Beat: forget the digests of erasures finished more than PRIVACY_LATE_WEBHOOK_DAYS ago."""
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.PRIVACY_LATE_WEBHOOK_DAYS)
+    return ErasedReference.objects.filter(erasure__finished_at__lt=cutoff).delete()[0]
+
+
 def _pseudonym_user(erasure):
     user, _ = get_user_model().objects.get_or_create(
         username=erasure.pseudonym, defaults={"is_active": False, "password": "!"}
@@ -277,6 +345,8 @@ def erasure_run(*, erasure_id, now=None):
         report = EraseReport(erasure, pseudonym_user=_pseudonym_user(erasure))
         if "references" not in done:
             erasure.pending_refs = sorted(set(erasure.pending_refs or ()) | set(_references(user)))
+            # Before the payloads are redacted: a delivery arriving from here on is redacted once processed.
+            _remember_references(erasure)
             done.append("references")
             _save(erasure, pending_refs=erasure.pending_refs)
         if "webhooks" not in done:

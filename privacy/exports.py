@@ -23,7 +23,7 @@ from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
 from . import readme, registry, storage
-from .models import Export
+from .models import Erasure, Export
 from .writer import ExportWriter
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ LINK_SALT = "privacy.export-download"
 ACTIVE = (Export.Status.QUEUED, Export.Status.BUILDING)
 # An export not finished this long after it was queued (a lost task message, a killed worker) is queued again.
 STALE_AFTER = dt.timedelta(minutes=30)
+# An erasure in these states has started deleting (or stopped part-way): nothing of the user may be stored anew.
+ERASING = (Erasure.Status.RUNNING, Erasure.Status.RETRYING, Erasure.Status.FAILED)
+ERASED_DETAIL = "The account is being erased: this export was discarded and its zip deleted."
 
 
 def _enqueue(export_id):
@@ -78,6 +81,9 @@ def export_build(*, export_id):
     export = Export.objects.select_related("owner").filter(pk=export_id).first()
     if export is None or export.status not in ACTIVE:
         return None
+    if _erasure_under_way(export.owner_id):
+        _discard(export.pk, key=None, erased=True)
+        return None
     now = timezone.now()
     transition(Export, export.pk, Export.Status.BUILDING, started_at=now, next_attempt_at=now + STALE_AFTER)
     user = export.owner
@@ -96,10 +102,16 @@ def export_build(*, export_id):
             digest.update(chunk)
         tmp.seek(0)
         key = export.storage_key or storage.new_key()
+        if _erasure_under_way(user.pk):  # it began while the zip was being written: never upload it
+            _discard(export.pk, key=None, erased=True)
+            return None
+        # The key is on the row before the upload starts, so an erasure that deletes the row's zip from
+        # here on deletes this one too, or deletes the row, which the move to `ready` below then notices.
         _progress(export, step="upload", progress=int(100 * len(holders) / (len(holders) + 1)), storage_key=key)
         storage.save(key, tmp, size=size, owner=user)
     manifest = {"files": [name for name, _ in out.files], "rows": out.counts}
-    transition(
+    erased = _erasure_under_way(user.pk)
+    if erased or not transition(
         Export,
         export.pk,
         Export.Status.READY,
@@ -112,8 +124,44 @@ def export_build(*, export_id):
         finished_at=timezone.now(),
         next_attempt_at=None,
         error="",
-    )
+    ):
+        # Erased while uploading, or the row is gone (erasure deleted it) or moved on: a zip that no row
+        # names would outlive every purge, so it goes now.
+        _discard(export.pk, key=key, erased=erased)
+        return None
     return export.pk
+
+
+def _erasure_under_way(owner_id):
+    """True once the owner's erasure has started deleting. A scheduled one (the grace period) does not count:
+    the user may still cancel it, and its run deletes every export that is ready by then."""
+    return Erasure.objects.filter(subject_id=owner_id, status__in=ERASING).exists()
+
+
+def _discard(export_id, *, key, erased):
+    """Delete the zip a build uploaded at `key` that must not be kept; an erased user's export is marked expired.
+
+    A zip the row still names as ready (another run of the same build finished with it) stays, unless the
+    owner is being erased.
+    """
+    row = Export.objects.filter(pk=export_id).values("status", "storage_key").first()
+    keys = {key} if key else set()
+    if erased and row is not None:
+        keys.add(row["storage_key"])
+    elif row is not None and row["status"] == Export.Status.READY:
+        keys.discard(row["storage_key"])
+    for k in keys - {""}:
+        storage.delete(k)  # no owner: the call log must not point at an account being erased
+    if erased and row is not None:
+        transition(
+            Export,
+            export_id,
+            Export.Status.EXPIRED,
+            storage_key="",
+            error=ERASED_DETAIL,
+            finished_at=timezone.now(),
+            next_attempt_at=None,
+        )
 
 
 def export_failed(*, export_id, error):

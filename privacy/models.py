@@ -109,3 +109,21 @@ class Erasure(models.Model):
 
     def __str__(self):
         return f"erasure {self.pk} of user {self.subject_id} ({self.status})"
+
+
+class ErasedReference(models.Model):
+    """A keyed digest of one provider id or address of an erased user (never the value itself).
+
+    Kept PRIVACY_LATE_WEBHOOK_DAYS after the erasure: a webhook that names the user and arrives after the
+    erasure redacted the payloads (Stripe retries for days; the erasure's own cancels make Stripe send
+    events) is processed, then redacted (privacy.erasure.webhooks_redact_late).
+    """
+
+    erasure = models.ForeignKey(Erasure, on_delete=models.CASCADE, related_name="erased_references")
+    digest = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["erasure", "digest"], name="privacy_erased_ref_once")]
+
+    def __str__(self):
+        return f"erased reference of erasure {self.erasure_id}"

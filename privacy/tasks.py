@@ -21,9 +21,10 @@ def erasure_run(self, erasure_id):
 
 @shared_task(name="privacy.sweep")
 def sweep():
-    """Beat: expired exports deleted, lost export builds queued again, due erasures run."""
+    """Beat: expired exports deleted, lost export builds queued again, due erasures run, old digests forgotten."""
     return {
         "exports_purged": exports.exports_purge(),
         "exports_requeued": exports.exports_requeue_stale(),
         "erasures_queued": erasure.erasures_enqueue_due(),
+        "erased_references_purged": erasure.erased_references_purge(),
     }

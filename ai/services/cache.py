@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 
-from integrations.redis import aget_client
+from integrations.redis import aget_client, get_client
 from integrations.redis import key as redis_key
 
 
@@ -33,7 +33,33 @@ def cache_key(*, owner_id, params):
         sort_keys=True,
         separators=(",", ":"),
     )
-    return "ai:completion:" + hashlib.sha256(blob.encode()).hexdigest()
+    # The owner's id leads the digest so that erasure can find (and delete) every answer of theirs.
+    return f"{_owner_prefix(owner_id)}{hashlib.sha256(blob.encode()).hexdigest()}"
+
+
+def _owner_prefix(owner_id):
+    return f"ai:completion:{owner_id}:"
+
+
+def cache_clear_owner(*, owner_id):
+    """Erasure: delete every cached answer of `owner_id` now (an answer quotes what they asked); how many.
+
+    Only Redis can be searched by prefix. Without REDIS_URL (`make run`, one machine) the answers sit in
+    each process's local memory, out of the erasing worker's reach, and expire after AI_CACHE_TTL_SECONDS.
+    """
+    client = get_client()
+    if client is None:
+        return 0
+    deleted = 0
+    batch = []
+    for k in client.scan_iter(match=redis_key(_owner_prefix(owner_id)) + "*", count=500):
+        batch.append(k)
+        if len(batch) >= 500:
+            deleted += client.delete(*batch)
+            batch = []
+    if batch:
+        deleted += client.delete(*batch)
+    return deleted
 
 
 async def cache_get(key):

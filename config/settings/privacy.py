@@ -21,5 +21,8 @@ PRIVACY_ERASE_GRACE_DAYS = env.int("PRIVACY_ERASE_GRACE_DAYS", default=7)
 PRIVACY_ERASE_MAX_ATTEMPTS = env.int("PRIVACY_ERASE_MAX_ATTEMPTS", default=10)
 PRIVACY_ERASE_RETRY_BASE_SECONDS = env.int("PRIVACY_ERASE_RETRY_BASE_SECONDS", default=60)
 PRIVACY_ERASE_RETRY_MAX_SECONDS = env.int("PRIVACY_ERASE_RETRY_MAX_SECONDS", default=6 * 3600)
+# How long after an erasure a late webhook naming the user is still recognised (by a keyed digest of the
+# user's provider ids and email) and redacted once processed. Stripe retries a delivery for 3 days.
+PRIVACY_LATE_WEBHOOK_DAYS = env.int("PRIVACY_LATE_WEBHOOK_DAYS", default=30)
 
 CELERY_BEAT_SCHEDULE["privacy.sweep"] = {"task": "privacy.sweep", "schedule": 600.0}

@@ -89,6 +89,14 @@ def password_check(request, *, username, password):
     return None
 
 
+LOCKOUT_ALERT_KEY = "security:login_lockout"
+
+
+def lockout_who(username):
+    """How the lockout alert names the account (integrations.privacy finds it by this to redact it)."""
+    return f"user {username!r:.80}"
+
+
 @receiver(user_locked_out)
 def alert_staff_on_lockout(sender, request=None, username=None, ip_address=None, **kwargs):
     # One open alert for all lockouts: a spike (credential stuffing) counts up
@@ -97,6 +105,6 @@ def alert_staff_on_lockout(sender, request=None, username=None, ip_address=None,
     alert_raise(
         kind=Alert.Kind.SECURITY,
         severity=Alert.Severity.CRITICAL,
-        message=f"Login lockout: too many failed logins (last: user {username!r:.80} from {ip_address}).",
-        dedupe_key="security:login_lockout",
+        message=f"Login lockout: too many failed logins (last: {lockout_who(username)} from {ip_address}).",
+        dedupe_key=LOCKOUT_ALERT_KEY,
     )

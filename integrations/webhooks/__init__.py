@@ -6,6 +6,7 @@ Public API for domain apps (see registry.py for a full example):
 - ``@webhook_handler(provider, *types)``: handler(event) run by the worker ("*" = fallback)
 - ``@webhook_ordering_key(provider)``: key(payload) -> the object an event is about (per-object ordering)
 - ``@webhook_batch_preparer(provider)``: prepare(events) once per drained batch (e.g. one query for its rows)
+- ``@webhook_batch_finisher(name)``: finish(events) once per drained batch on the events done with their payload
 - ``receive_webhook(request, *, provider, verify, respond=None)`` / ``webhook_view(...)``: custom routes
 - ``record_webhook(*, provider, inbound) -> (event, created)``: store-and-respond views (Twilio voice)
 - ``webhook_drain(*, provider)``: one batch (the drain task runs it); ``webhook_event_process(*, event_id)``
@@ -28,7 +29,13 @@ from .processing import (
     webhook_replay,
     webhook_requeue_stale,
 )
-from .registry import webhook_batch_preparer, webhook_handler, webhook_ordering_key, webhook_verifier
+from .registry import (
+    webhook_batch_finisher,
+    webhook_batch_preparer,
+    webhook_handler,
+    webhook_ordering_key,
+    webhook_verifier,
+)
 from .verify import (
     InboundEvent,
     WebhookRejected,
@@ -56,6 +63,7 @@ __all__ = [
     "safe_headers",
     "secrets_from",
     "signatures_match",
+    "webhook_batch_finisher",
     "webhook_batch_preparer",
     "webhook_drain",
     "webhook_event_process",

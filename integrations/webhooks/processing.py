@@ -65,7 +65,7 @@ from ..models import Alert, WebhookEvent
 from ..states import IllegalTransition, allowed, transition
 from ..task_base import sends_batched, unkept_sends
 from . import dispatch
-from .registry import batch_preparer_for, handler_for
+from .registry import batch_finishers, batch_preparer_for, handler_for
 
 logger = logging.getLogger(__name__)
 
@@ -306,6 +306,18 @@ def _run_handler(event, now, follow_ups):
     return ProcessResult("processed"), False
 
 
+def _finish(events):
+    """The registered finishers (registry.webhook_batch_finisher) on the events done with their payload."""
+    if not events:
+        return
+    for finish in batch_finishers():
+        try:
+            with transaction.atomic():
+                finish(events)
+        except Exception:  # noqa: BLE001 - the batch's outcomes are written; a finisher must not undo them
+            logger.exception("webhook batch finisher %s failed", getattr(finish, "__qualname__", finish))
+
+
 def _save(events):
     """Write the batch's new states: one UPDATE per distinct outcome (all successes share one), not one per event.
 
@@ -378,6 +390,7 @@ def _process(batch, *, deadline=None):
                 event.processed_at = finished_at  # what commits with the batch; handlers' writes commit then too
         _save(touched)
         follow_ups.save(touched, finished_at)
+        _finish([e for e in touched if e.status != Status.FAILED or e.next_attempt_at is None])
     recovered = {(e.provider, e.type) for e in touched if e.status == Status.PROCESSED and getattr(e, "recovered", 0)}
     return results, final_failures, recovered, bool(elsewhere & held)
 

@@ -34,6 +34,8 @@ VERIFIERS = {}
 ORDERING_KEYS = {}
 # provider -> prepare(events), run once per drained batch before its handlers
 BATCH_PREPARERS = {}
+# name -> finish(events): every provider's events that are done with their payload (see webhook_batch_finisher)
+BATCH_FINISHERS = {}
 
 
 def _register(table, key, fn, what):
@@ -112,6 +114,23 @@ def webhook_batch_preparer(provider):
         return fn
 
     return decorator
+
+
+def webhook_batch_finisher(name):
+    """Register finish(events), run once per drained batch (any provider) on the events that no longer need
+    their payload: processed, ignored, or failed for good. For what must not stay in a payload once it has
+    been handled (privacy: an erased user's data in a late delivery). It runs inside the batch's transaction,
+    in a savepoint of its own; if it raises, the drain logs it and commits the batch all the same."""
+
+    def decorator(fn):
+        _register(BATCH_FINISHERS, name, fn, "webhook batch finisher")
+        return fn
+
+    return decorator
+
+
+def batch_finishers():
+    return list(BATCH_FINISHERS.values())
 
 
 def batch_preparer_for(provider):

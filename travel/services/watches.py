@@ -337,13 +337,18 @@ def _describe(watch):
     return trip
 
 
+def price_drop_alert_prefix(watch_id):
+    """Every price-drop alert of a watch has a key starting so (travel.privacy redacts them at erasure)."""
+    return f"price_drop:watch:{watch_id}:"
+
+
 def _notify(watch, point, current):
     alert_raise(
         kind=Alert.Kind.PRICE_DROP,
         provider="duffel",
         severity=Alert.Severity.INFO,
         message=_notice(watch, current),
-        dedupe_key=f"price_drop:watch:{watch.pk}:{point.pk}",
+        dedupe_key=f"{price_drop_alert_prefix(watch.pk)}{point.pk}",
     )
     if not watch.owner.email:
         logger.info("price watch %s: owner has no email address", watch.pk)

@@ -1,0 +1,221 @@
+"""Erasure leaves no personal data in staff alerts (infected file, login lockout, test alert, price drop) nor in
+an export that was still being built when the erasure ran.
+
+Each alert is raised the way the hub raises it (an upload scanned by a fake clamd, failed logins counted by
+django-axes, the admin's "send a test alert" action, a price watch checked against a fake Duffel); the alert
+itself stays for staff, only what named the user goes.
+"""
+
+import datetime as dt
+import os
+
+import pytest
+import responses
+import respx
+import time_machine
+from django.test import Client, TestCase
+from django.utils import timezone
+
+from documents.models import DocumentVersion
+from integrations.models import Alert, AlertChannel
+from privacy import erasure as erasure_service
+from privacy import exports, registry, storage
+from privacy.models import Export
+from tests.documents.conftest import EICAR, FakeClamd
+from tests.documents.helpers import post as upload
+from tests.factories import UserFactory
+from tests.integrations.factories import ConnectionFactory
+from tests.travel.conftest import BASE as DUFFEL_BASE
+from tests.travel.duffel_fake import FakeDuffel, make_offer
+from tests.travel.factories import WatchFactory
+from travel import services as travel_services
+
+pytestmark = pytest.mark.django_db
+
+GOOGLE_REVOKE = "https://oauth2.googleapis.com/revoke"
+
+
+def _erase(subject, staff):
+    """Expedited erasure of `subject`, run to the end."""
+    erasure, _ = erasure_service.erase_request(subject=subject, requested_by=staff, expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "done", erasure.last_error
+    return erasure
+
+
+def _alert_messages():
+    return " ".join(Alert.objects.values_list("message", flat=True))
+
+
+# --- Alerts -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clamd(settings):
+    server = FakeClamd()
+    settings.CLAMD_URL = server.url
+    yield server
+    server.close()
+
+
+def test_the_infected_file_alert_no_longer_names_the_file_once_its_owner_is_erased(
+    user, staff_user, client_for, clamd, eager, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        resp = upload(client_for(user), "ada-lovelace-medical-record.txt", EICAR, "text/plain")
+    assert resp.status_code == 201, resp.json()
+    assert DocumentVersion.objects.get().scan_status == "infected"
+    alert = Alert.objects.get(kind=Alert.Kind.SECURITY, dedupe_key__startswith="document_infected:")
+    assert "ada-lovelace-medical-record.txt" in alert.message  # what the erasure must take away
+
+    _erase(user, staff_user)
+
+    alert.refresh_from_db()
+    assert "ada-lovelace-medical-record" not in alert.message, alert.message
+    assert "Eicar-Test-Signature" in alert.message  # staff still see what was found
+
+
+def test_the_login_lockout_alert_no_longer_names_the_erased_user(user, staff_user, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    client = Client(REMOTE_ADDR="203.0.113.9")
+    for _ in range(4):
+        client.post(
+            "/api/v1/auth/token/", {"username": user.username, "password": "wrong"}, content_type="application/json"
+        )
+    alert = Alert.objects.get(dedupe_key="security:login_lockout")
+    assert user.username in alert.message
+
+    _erase(user, staff_user)
+
+    alert.refresh_from_db()
+    assert user.username not in alert.message, alert.message
+    assert alert.message.startswith("Login lockout")
+
+
+def test_a_test_alert_no_longer_names_the_erased_staff_member_who_sent_it(staff_user):
+    channel = AlertChannel.objects.create(name="ops", kind="email", target="ops@example.org")
+    client = Client()
+    client.force_login(staff_user)
+    response = client.post(
+        "/admin/integrations/alertchannel/", {"action": "send_test", "_selected_action": [channel.pk]}
+    )
+    assert response.status_code == 302
+    alert = Alert.objects.get(kind=Alert.Kind.OPERATIONS)
+    assert staff_user.username in alert.message
+
+    _erase(staff_user, UserFactory(is_staff=True))
+
+    alert.refresh_from_db()
+    assert staff_user.username not in alert.message, alert.message
+
+
+@pytest.fixture
+def duffel(settings):
+    fake = FakeDuffel()
+    settings.DUFFEL_ACCESS_TOKEN = fake.token
+    settings.DUFFEL_API_BASE = DUFFEL_BASE
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "duffel": {"requests": {"rate": 1000, "burst": 1000}}}
+    with respx.mock(assert_all_called=False) as router:
+        fake.respx_routes(router, DUFFEL_BASE)
+        yield fake
+
+
+def test_the_price_drop_alert_no_longer_holds_the_erased_users_trip(user, staff_user, duffel, eager):
+    prices = ["400.00", "300.00"]
+
+    def offers(slices):
+        total = prices.pop(0) if len(prices) > 1 else prices[0]
+        return [make_offer(slices, offer_id=f"off_{total}", total=total)]
+
+    duffel.offers_for = offers
+    watch = WatchFactory(owner=user, origin="LHR", destination="JFK")
+    trip = (f"{watch.origin} → {watch.destination}", watch.departure_date.isoformat())
+    for minutes in (0, 20):
+        with (
+            time_machine.travel(timezone.now() + dt.timedelta(minutes=minutes)),
+            TestCase.captureOnCommitCallbacks(execute=True),
+        ):
+            outcome = travel_services.watch_check(watch_id=watch.pk)
+    assert outcome == "notified"
+    alert = Alert.objects.get(kind=Alert.Kind.PRICE_DROP)
+    assert all(part in alert.message for part in trip), alert.message
+
+    _erase(user, staff_user)
+
+    alert.refresh_from_db()
+    assert not any(part in alert.message for part in trip), alert.message
+
+
+# --- An export still being built when the erasure runs --------------------------------------------
+
+
+def _zips(settings):
+    root = settings.PRIVACY_EXPORT_ROOT
+    return [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
+
+
+def _erase_during(monkeypatch, point, *, subject, staff):
+    """Run `subject`'s whole erasure at `point` of an export build ("writing": while the apps are written;
+    "uploading": once the zip is written and its upload begins), as a second worker would."""
+    done = []
+
+    def erase_now():
+        if not done:
+            done.append(_erase(subject, staff))
+
+    if point == "writing":
+        # One more holder, written last: the build is part-way through the user's data.
+        last = registry.PrivacyHolder(app="zz_race", models=(), export=lambda user, out: erase_now(), order=10_000)
+        monkeypatch.setitem(registry._HOLDERS, last.app, last)
+    else:
+        real_save = storage.save
+
+        def save(*args, **kwargs):
+            erase_now()
+            return real_save(*args, **kwargs)
+
+        monkeypatch.setattr(storage, "save", save)
+    return done
+
+
+@pytest.mark.parametrize("point", ["writing", "uploading"])
+def test_an_export_finishing_after_the_erasure_leaves_no_zip_behind(user, staff_user, settings, monkeypatch, point):
+    export, _ = exports.export_request(subject=user, requested_by=user)
+    erased = _erase_during(monkeypatch, point, subject=user, staff=staff_user)
+
+    exports.export_build(export_id=export.pk)
+
+    assert erased  # the erasure did run in the middle of the build
+    assert _zips(settings) == []
+    assert not Export.objects.filter(pk=export.pk).exists()
+
+
+def test_an_export_requested_while_the_erasure_retries_is_discarded_and_marked(user, staff_user, settings, http):
+    """The erasure has deleted the user's exports and waits to retry a provider (Google's revoke is down). An
+    export built now must leave no zip: deleting the account at the end only drops the row that names it."""
+    http.add(responses.POST, GOOGLE_REVOKE, status=503)
+    ConnectionFactory(owner=user)
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "retrying"
+    erasure.refresh_from_db()
+    assert "privacy" in erasure.report["done"]
+    export, _ = exports.export_request(subject=user, requested_by=staff_user)
+
+    assert exports.export_build(export_id=export.pk) is None
+
+    assert _zips(settings) == []
+    row = Export.objects.get(pk=export.pk)
+    assert (row.status, row.storage_key) == ("expired", "")
+    assert "erased" in row.error
+    http.replace(responses.POST, GOOGLE_REVOKE, status=200)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk, now=erasure.next_attempt_at) == "done"
+    assert _zips(settings) == [] and not Export.objects.filter(pk=export.pk).exists()
+
+
+def test_an_export_built_during_the_grace_period_is_kept_until_the_erasure_runs(user, staff_user, settings):
+    """The fix must not refuse exports while the user may still cancel their erasure."""
+    erasure_service.erase_request(subject=user, requested_by=staff_user)
+    export, _ = exports.export_request(subject=user, requested_by=staff_user)
+
+    assert exports.export_build(export_id=export.pk) == export.pk
+
+    assert Export.objects.get(pk=export.pk).status == "ready" and len(_zips(settings)) == 1
