@@ -22,7 +22,7 @@ from django.conf import settings
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from integrations import gateway, oauth
+from integrations import gateway, google_http, oauth
 from integrations.errors import PermanentError, ProviderTimeout, ProviderUnavailable
 from integrations.providers import ProviderAdapter
 
@@ -32,8 +32,6 @@ from .types import CalendarData, EventData, SyncResult
 
 PROVIDER = "google_calendar"
 PAGE_SIZE = 250
-
-httplib2.RETRIES = 1  # the gateway is the one retry loop
 
 
 class SyncTokenExpired(Exception):
@@ -57,7 +55,8 @@ GOOGLE = GoogleCalendarAdapter()
 
 def service(conn):
     creds = oauth.google_credentials(connection=conn)
-    http = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=gateway.timeout_for(PROVIDER)))
+    # A write goes out once (google_http.OneSendHttp): httplib2 would resend an insert whose answer was lost.
+    http = google_auth_httplib2.AuthorizedHttp(creds, http=google_http.http(timeout=gateway.timeout_for(PROVIDER)))
     base = (settings.GOOGLE_CALENDAR_API_BASE or "").rstrip("/")
     options = {"api_endpoint": base + "/"} if base else None
     return build("calendar", "v3", http=http, client_options=options, static_discovery=True, cache_discovery=False)

@@ -31,13 +31,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import google_auth_httplib2
-import httplib2
 import httpx
 from django.conf import settings
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from integrations import gateway
+from integrations import gateway, google_http
 from integrations.errors import GOOGLE_RATE_REASONS, PermanentError, QuotaExceeded, error_from_http, google_reason
 
 GOOGLE = "google_calendar"
@@ -49,8 +48,6 @@ GRAPH_BUSY = {"busy", "tentative", "oof"}
 # availabilityView digits: 0 free, 1 tentative, 2 busy, 3 oof, 4 working elsewhere.
 GRAPH_VIEW_BUSY = {"1", "2", "3"}
 GRAPH_VIEW_INTERVAL = 15
-
-httplib2.RETRIES = 1  # the gateway is the one retry loop
 
 
 @dataclass
@@ -94,7 +91,7 @@ def google_base():
 def _google_service(base):
     # Built once per process from the bundled discovery document; each request brings its own authorized http.
     options = {"api_endpoint": base + "/"} if base else None
-    return build("calendar", "v3", http=httplib2.Http(), client_options=options, static_discovery=True)
+    return build("calendar", "v3", http=google_http.http(), client_options=options, static_discovery=True)
 
 
 _pool_lock = threading.Lock()
@@ -122,7 +119,7 @@ def google_translate(resp, content):
 
 
 def _google_execute(request, credentials, timeout):
-    http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=timeout))
+    http = google_auth_httplib2.AuthorizedHttp(credentials, http=google_http.http(timeout=timeout))
     try:
         return request.execute(http=http, num_retries=0)
     except HttpError as exc:

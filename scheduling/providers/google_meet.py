@@ -43,7 +43,7 @@ from django.conf import settings
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from integrations import gateway, oauth
+from integrations import gateway, google_http, oauth
 from integrations.errors import (
     GOOGLE_RATE_REASONS,
     PermanentError,
@@ -63,8 +63,6 @@ DRIVE_MEET_READONLY = "https://www.googleapis.com/auth/drive.meet.readonly"
 # separately so a connection granted before the Drive scope existed here keeps its listing and events.
 RECORDS_SCOPES = (MEET_READONLY,)
 DOWNLOAD_SCOPES = (DRIVE_MEET_READONLY,)
-
-httplib2.RETRIES = 1  # httplib2 retries a failed connection once by default; ours is the only retry loop
 
 
 def translate_http_error(exc):
@@ -92,7 +90,8 @@ MEET = GoogleMeetAdapter()
 
 def _http(conn):
     creds = oauth.google_credentials(connection=conn)
-    return google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=gateway.timeout_for(PROVIDER)))
+    # A write goes out once (google_http.OneSendHttp): httplib2 would resend an insert whose answer was lost.
+    return google_auth_httplib2.AuthorizedHttp(creds, http=google_http.http(timeout=gateway.timeout_for(PROVIDER)))
 
 
 def _service(conn, api, version, base):

@@ -94,14 +94,14 @@ def webex_conn(user, webex_api):
 @pytest.fixture
 def google(settings, monkeypatch):
     """Google configured; Calendar and Meet answered by the fake httplib2 transport."""
-    import httplib2
+    from integrations import google_http
 
     from .fakes import FakeGoogle
 
     settings.GOOGLE_CLIENT_ID, settings.GOOGLE_CLIENT_SECRET = "google-client-id", "google-client-secret"
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "google_meet": {"requests": {"rate": 1000, "burst": 1000}}}
     fake = FakeGoogle()
-    monkeypatch.setattr(httplib2, "Http", fake)
+    monkeypatch.setattr(google_http, "OneSendHttp", fake)
     return fake
 
 
@@ -127,7 +127,7 @@ CALENDAR_SCOPES = [
 @pytest.fixture
 def gcal(settings, monkeypatch):
     """Google configured; Calendar answered by the fake httplib2 transport (with a change log)."""
-    import httplib2
+    from integrations import google_http
 
     from .calendar_fakes import FakeGoogleCalendar
 
@@ -136,7 +136,7 @@ def gcal(settings, monkeypatch):
     settings.APP_URL = "https://hub.example.com"
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "google_calendar": {"requests": {"rate": 1000, "burst": 1000}}}
     fake = FakeGoogleCalendar()
-    monkeypatch.setattr(httplib2, "Http", fake)
+    monkeypatch.setattr(google_http, "OneSendHttp", fake)
     return fake
 
 

@@ -3,8 +3,9 @@
 Graph and Webex are mounted on respx (httpx's transport); Google's client
 libraries speak httplib2, so `FakeGoogle` is an httplib2-compatible transport
 (`request(uri, method, body, headers, ...) -> (response, content)`) installed in
-place of httplib2.Http. Every request is recorded, with its token, so tests see
-exactly what reached the "provider".
+place of integrations.google_http.OneSendHttp, the hub's httplib2.Http. Every
+request is recorded, with its token, so tests see exactly what reached the
+"provider".
 """
 
 import itertools
@@ -279,7 +280,7 @@ class FakeGoogle:
         self._ids = itertools.count(1)
         self.timeout = None
 
-    # httplib2.Http(timeout=...) is replaced by this factory in the fixture.
+    # google_http.OneSendHttp(timeout=...) is replaced by this factory in the fixture.
     def __call__(self, *args, **kwargs):
         self.timeout = kwargs.get("timeout")
         return self

@@ -9,12 +9,12 @@ import json
 import time
 from urllib.parse import parse_qs, urlsplit
 
-import httplib2
 import pytest
 import responses
 from django.utils import timezone
 from google.auth import jwt as google_jwt
 
+from integrations import google_http
 from tests.messaging.mail.conftest import signing_key
 
 from .fakes import FakeGoogle
@@ -45,7 +45,7 @@ def gmeet(settings, monkeypatch, meet_push_keys):
     settings.GOOGLE_MEET_PUSH_SERVICE_ACCOUNT = SERVICE_ACCOUNT
     settings.GOOGLE_OIDC_CERTS_URL = CERTS_URL
     fake = FakeMeetEvents()
-    monkeypatch.setattr(httplib2, "Http", fake)
+    monkeypatch.setattr(google_http, "OneSendHttp", fake)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.add(responses.GET, CERTS_URL, json={"kid-good": meet_push_keys["good"][1]})
         fake.http = rsps

@@ -7,10 +7,11 @@
   it (and the batch endpoint) at a local emulator.
 - `execute(num_retries=0)` and httplib2.RETRIES = 1: the gateway and the
   Celery task base are the one retry loop. httplib2 also resends a request
-  whose answer never started, whatever RETRIES says; `_OneSendHttp` stops
-  that for everything but reads (messages.send takes no idempotency key: a
-  send retried after an unknown outcome is first looked up in SENT by its
-  Message-ID, `sent_lookup`, services.writing).
+  whose answer never started, whatever RETRIES says; the shared transport
+  (integrations.google_http.OneSendHttp) stops that for everything but
+  reads (messages.send takes no idempotency key: a send retried after an
+  unknown outcome is first looked up in SENT by its Message-ID,
+  `sent_lookup`, services.writing).
 - One wrapper: every request runs inside `GMAIL.attempt` (gateway.attempt),
   which translates googleapiclient's HttpError once (`translate`).
 - Quota: every request is an attempt on the "gmail" limiter scope of the

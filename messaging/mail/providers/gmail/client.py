@@ -1,13 +1,12 @@
 """Gmail's one call path: the service, quota units, error translation, one request (or batch) = one attempt."""
 
 import google_auth_httplib2
-import httplib2
 from django.conf import settings
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
-from integrations import gateway, limiter, oauth
+from integrations import gateway, google_http, limiter, oauth
 from integrations.errors import GOOGLE_RATE_REASONS, QuotaExceeded, RateLimited, error_from_http, google_reason
 from integrations.providers import ProviderAdapter
 
@@ -45,35 +44,6 @@ UNITS = {
 RATE_REASONS = GOOGLE_RATE_REASONS | {"concurrentLimitExceeded"}
 QUOTA_REASONS = {"dailyLimitExceeded", "quotaExceeded"}
 
-httplib2.RETRIES = 1  # httplib2 retries a failed connection once by default; ours is the only retry loop
-
-
-class _OneSendHttp(httplib2.Http):
-    """An httplib2.Http that sends a request that changes something (POST, PUT, PATCH, DELETE) exactly once.
-
-    When the answer's status line never arrives (the server closed the connection: RemoteDisconnected),
-    httplib2 sends the request again "regardless of the number of RETRIES set", taking the connection for a
-    stale kept-alive one. For messages.send that is a second message to the recipient whenever Gmail had
-    accepted the first. Here the dropped connection is the attempt's error instead: the gateway classifies
-    it as retryable, and a retried send looks its Message-ID up in Sent first (services.writing). Reads keep
-    httplib2's stale-connection retry: sending a GET twice changes nothing.
-    """
-
-    def _conn_request(self, conn, request_uri, method, body, headers):
-        if method in ("GET", "HEAD"):
-            return super()._conn_request(conn, request_uri, method, body, headers)
-        try:
-            if conn.sock is None:
-                conn.connect()
-            conn.request(method, request_uri, body, headers)
-            response = conn.getresponse()
-            content = response.read()
-        except BaseException:
-            conn.close()
-            raise
-        response = httplib2.Response(response)
-        return response, httplib2._decompressContent(response, content, self.limit_kwargs)
-
 
 def _base():
     return settings.GMAIL_API_BASE.rstrip("/") if settings.GMAIL_API_BASE else ""
@@ -81,7 +51,8 @@ def _base():
 
 def _service(conn):
     creds = oauth.google_credentials(connection=conn)
-    raw_http = _OneSendHttp(timeout=gateway.timeout_for(PROVIDER))
+    # Sends a message once: a dropped connection is the attempt's error (see google_http.OneSendHttp).
+    raw_http = google_http.http(timeout=gateway.timeout_for(PROVIDER))
     # A resumable upload answers 308 between chunks: not a redirect (googleapiclient's build_http does the same).
     raw_http.redirect_codes = raw_http.redirect_codes - {308}
     http = google_auth_httplib2.AuthorizedHttp(creds, http=raw_http)
