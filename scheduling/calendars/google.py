@@ -14,7 +14,10 @@ means the token expired and the caller starts a full sync. Push:
 `channels.stop` closes it.
 """
 
+import base64
 import datetime as dt
+import hashlib
+import json
 
 import google_auth_httplib2
 import httplib2
@@ -202,13 +205,36 @@ def calendars_list(conn):
             return out
 
 
-def event_insert(conn, calendar, write, *, notify=True):
+def insert_id(conn, calendar, idempotency_key, body):
+    """The event id a create under this Idempotency-Key asks Google for (base32hex, 52 characters).
+
+    The same for every attempt of one create (same user, calendar, key and event), so an insert that Google
+    applied but whose answer was lost is answered 409 duplicate when the client retries, instead of becoming a
+    second event with a second set of invitations. Another event under a reused key gets another id: it is
+    another create, never answered with the first one's event.
+    """
+    seed = json.dumps([conn.owner_id, calendar.external_id, idempotency_key, body], sort_keys=True, default=str)
+    return base64.b32hexencode(hashlib.sha256(seed.encode()).digest()).decode().rstrip("=").lower()
+
+
+def event_insert(conn, calendar, write, *, notify=True, idempotency_key=""):
+    body = event_body(write)
+    if idempotency_key:
+        body["id"] = insert_id(conn, calendar, idempotency_key, body)
     request = (
         service(conn)
         .events()
-        .insert(calendarId=calendar.external_id, body=event_body(write), sendUpdates="all" if notify else "none")
+        .insert(calendarId=calendar.external_id, body=body, sendUpdates="all" if notify else "none")
     )
-    return event_data(_execute(conn, "event.insert", request), calendar_zone=calendar.time_zone)
+    try:
+        created = _execute(conn, "event.insert", request)
+    except PermanentError as exc:
+        if not (idempotency_key and exc.http_status == 409):
+            raise
+        # The id is taken: an earlier attempt of this same create reached Google and its answer was lost. That
+        # event is this create's result (cancelled if someone deleted it since: the service says so).
+        return event_get(conn, calendar, body["id"])
+    return event_data(created, calendar_zone=calendar.time_zone)
 
 
 def event_patch(conn, calendar, event_id, write, *, notify=True):

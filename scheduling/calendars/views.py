@@ -6,7 +6,7 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integrations.api.idempotency import idempotent
+from integrations.api.idempotency import HEADER, idempotent
 from integrations.api.ratelimit import ratelimit
 
 from . import expand, services
@@ -102,7 +102,11 @@ class EventListCreateView(generics.ListAPIView):
         query = EventQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         row = services.event_create(
-            owner=request.user, calendar_id=pk, data=data.validated_data, notify=query.validated_data["notify"]
+            owner=request.user,
+            calendar_id=pk,
+            data=data.validated_data,
+            notify=query.validated_data["notify"],
+            idempotency_key=request.headers.get(HEADER, ""),
         )
         return Response(EventSerializer(row).data, status=status.HTTP_201_CREATED)
 

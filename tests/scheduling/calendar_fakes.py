@@ -4,14 +4,17 @@
 a syncToken returns what changed after it (deleted events as `cancelled`), a
 token in `expired` answers 410 Gone, `events.instances(originalStart=)` finds
 an occurrence by its planned start (ids `<series>_<YYYYMMDDTHHMMSSZ>` as Google
-makes them), and writes to an occurrence's id make an exception. `edit()` and
-`remove()` are what a person does in Google Calendar's own UI.
+makes them), and writes to an occurrence's id make an exception. An insert may
+choose its id (base32hex, 5-1024 characters); one already taken, even by a
+deleted event, is 409 duplicate. `edit()` and `remove()` are what a person does
+in Google Calendar's own UI.
 """
 
 import copy
 import datetime as dt
 import itertools
 import json
+import re
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -129,7 +132,16 @@ class FakeGoogleCalendar:
         )
 
     def _insert(self, cid, data):
-        eid = f"ev{next(self._ids)}"
+        eid = data.get("id") or f"ev{next(self._ids)}"
+        if data.get("id") and not re.fullmatch(r"[0-9a-v]{5,1024}", eid):
+            return self._answer(400, {"error": {"code": 400, "message": "Invalid resource id value."}})
+        if eid in self.events[cid]:
+            # A client-chosen id is unique per calendar, a deleted event's too.
+            message = "The requested identifier already exists."
+            return self._answer(
+                409,
+                {"error": {"code": 409, "message": message, "errors": [{"reason": "duplicate", "message": message}]}},
+            )
         event = {"kind": "calendar#event", "id": eid, "status": "confirmed", "iCalUID": f"{eid}@google.com"}
         event["htmlLink"] = f"https://www.google.com/calendar/event?eid={eid}"
         self._merge(event, data)

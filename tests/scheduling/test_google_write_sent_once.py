@@ -3,9 +3,13 @@
 httplib2 resends a request whose status line never arrives "regardless of the number of RETRIES set". Google had
 already applied the insert, so the resend made a second event (with a second set of invitations) inside one
 gateway attempt, and the call log showed one successful call. The hub's transport (integrations.google_http)
-sends a write once: the dropped connection is the attempt's error. Driven through the API against the existing
-fakes served on a real socket (google_wire), so httplib2's own connection handling runs.
+sends a write once: the dropped connection is the attempt's error. The client's retry of a calendar event create
+under the same Idempotency-Key then finds the event the lost attempt made (the same client-chosen event id,
+409 duplicate) instead of making another. Driven through the API against the existing fakes served on a real
+socket (google_wire), so httplib2's own connection handling runs.
 """
+
+import re
 
 import pytest
 
@@ -84,8 +88,64 @@ def test_an_event_insert_that_is_answered_is_unchanged(user_client, calendar_wir
 
     assert response.status_code == 201, response.json()
     assert len(_inserts(calendar_wire)) == 1 and len(calendar_wire.fake.events["ada@example.com"]) == 1
+    assert "id" not in _inserts(calendar_wire)[0]["body"]  # without an Idempotency-Key Google chooses the id
     assert CalendarEvent.objects.get().title == "Standup"
     assert _calls("google_calendar", "event.insert") == [(ProviderCall.Outcome.OK, None)]
+
+
+def test_a_create_retried_under_its_idempotency_key_after_a_lost_answer_is_the_event_already_made(
+    user_client, calendar_wire
+):
+    cid = calendar_id(user_client)
+    calendar_wire.drop.append("POST")
+    first = user_client.post(events_url(cid), weekly(recurrence=[]), format="json", HTTP_IDEMPOTENCY_KEY="standup-1")
+    assert first.status_code == 502, first.json()
+
+    retry = user_client.post(events_url(cid), weekly(recurrence=[]), format="json", HTTP_IDEMPOTENCY_KEY="standup-1")
+
+    assert retry.status_code == 201, retry.json()
+    [(eid, event)] = calendar_wire.fake.events["ada@example.com"].items()
+    assert re.fullmatch(r"[0-9a-v]{5,1024}", eid)  # Google's rule for a client-chosen id (base32hex)
+    assert [r["body"]["id"] for r in _inserts(calendar_wire)] == [eid, eid]
+    assert retry.json()["event_id"] == eid and retry.json()["title"] == "Standup"
+    assert CalendarEvent.objects.get().external_id == eid
+    assert _calls("google_calendar", "event.insert") == [
+        (ProviderCall.Outcome.ERROR, True),  # the lost answer
+        (ProviderCall.Outcome.ERROR, False),  # 409 duplicate: the id is taken by that event
+    ]
+    assert _calls("google_calendar", "event.get") == [(ProviderCall.Outcome.OK, None)]
+
+
+def test_another_event_under_a_reused_key_is_another_create(user_client, calendar_wire):
+    """A 5xx leaves no idempotency record, so the key may come back with another event: never answered with the
+    first one's."""
+    cid = calendar_id(user_client)
+    calendar_wire.drop.append("POST")
+    first = user_client.post(events_url(cid), weekly(recurrence=[]), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == 502
+
+    other = user_client.post(
+        events_url(cid), weekly(recurrence=[], title="Retro"), format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+
+    assert other.status_code == 201, other.json()
+    assert other.json()["title"] == "Retro"
+    titles = sorted(e["summary"] for e in calendar_wire.fake.events["ada@example.com"].values())
+    assert titles == ["Retro", "Standup"]
+
+
+def test_a_retry_after_the_event_was_deleted_at_google_says_so_and_makes_nothing(user_client, calendar_wire):
+    cid = calendar_id(user_client)
+    calendar_wire.drop.append("POST")
+    user_client.post(events_url(cid), weekly(recurrence=[]), format="json", HTTP_IDEMPOTENCY_KEY="standup-2")
+    [eid] = calendar_wire.fake.events["ada@example.com"]
+    calendar_wire.fake.remove("ada@example.com", eid)  # someone deleted it in Google Calendar meanwhile
+
+    retry = user_client.post(events_url(cid), weekly(recurrence=[]), format="json", HTTP_IDEMPOTENCY_KEY="standup-2")
+
+    assert retry.status_code == 409 and retry.json()["error"] == "event_deleted", retry.json()
+    assert list(calendar_wire.fake.events["ada@example.com"]) == [eid]
+    assert not CalendarEvent.objects.exists()
 
 
 def test_a_read_whose_answer_is_lost_is_still_asked_again(user_client, calendar_wire):

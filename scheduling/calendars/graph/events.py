@@ -46,7 +46,9 @@ def _exclude(conn, calendar, series_id, exdates):
             event_delete(conn, calendar, found.external_id)
 
 
-def event_insert(conn, calendar, write, *, notify=True):
+def event_insert(conn, calendar, write, *, notify=True, idempotency_key=""):
+    # idempotency_key is not sent yet: Graph's counterpart of Google's client-chosen id is the event's
+    # transactionId, which FakeGraphCalendar does not play.
     body, exdates = event_body(write)
     created = _call(conn, "event.create", "POST", f"/me/calendars/{calendar.external_id}/events", json=body)
     if exdates:

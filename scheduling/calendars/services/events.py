@@ -42,11 +42,21 @@ def event_get(*, owner, calendar_id, event_id):
     return row
 
 
-def event_create(*, owner, calendar_id, data, notify=True):
+def event_create(*, owner, calendar_id, data, notify=True, idempotency_key=""):
+    """Create the event at the provider, then store it. With the client's Idempotency-Key, a retry of a create
+    whose answer was lost (a 502 leaves no idempotency record) finds the event the first attempt made (Google:
+    the same client-chosen id) instead of making a second one."""
     calendar = calendar_get(owner=owner, calendar_id=calendar_id)
     conn = _calendar_conn(calendar, "write")
     write = event_write(data, calendar=calendar)
-    created = adapter_for(calendar).event_insert(conn, calendar, write, notify=notify)
+    created = adapter_for(calendar).event_insert(conn, calendar, write, notify=notify, idempotency_key=idempotency_key)
+    if created.status == CalendarEvent.Status.CANCELLED:
+        raise DomainError(
+            409,
+            "event_deleted",
+            "An earlier attempt of this create (same Idempotency-Key) made the event, and it has been deleted "
+            "since; to make it again, send the create with a new Idempotency-Key.",
+        )
     return _stored(calendar, created)
 
 
