@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations import registry
-from integrations.api.idempotency import idempotent
+from integrations.api.idempotency import HEADER, idempotent
 from integrations.api.ratelimit import ratelimit
 from integrations.oauth.config import by_registry_name
 
@@ -69,7 +69,7 @@ class MeetingListCreateView(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         values["meeting_settings"] = values.pop("settings")
-        meeting = services.meeting_create(owner=request.user, **values)
+        meeting = services.meeting_create(owner=request.user, idempotency_key=request.headers.get(HEADER, ""), **values)
         return Response(MeetingSerializer(meeting).data, status=status.HTTP_201_CREATED)
 
 

@@ -54,6 +54,7 @@ from integrations.errors import (
 )
 from integrations.providers import HttpxAdapter, ProviderAdapter
 
+from ..calendars.google import insert_id
 from .common import ProviderMeeting, RecordingFile, utc_z
 
 PROVIDER = "google_meet"
@@ -159,19 +160,30 @@ def _pending(event):
     return status == "pending"
 
 
-def meeting_create(*, conn, spec, notify=True):
+def meeting_create(*, conn, spec, notify=True, idempotency_key=""):
+    """Insert the meeting's event. With the client's Idempotency-Key the event id is chosen here (the same for a
+    retry of the same create: calendars.google.insert_id), so a retry after a lost answer gets 409 duplicate
+    and reads the event the lost attempt made instead of making a second meeting; the caller refuses it if it
+    was deleted since (its status is cancelled)."""
     body = _event_body(spec)
+    if idempotency_key:
+        body["id"] = insert_id(conn, "primary", idempotency_key, body)
     body["conferenceData"] = {
         "createRequest": {"requestId": uuid.uuid4().hex, "conferenceSolutionKey": {"type": "hangoutsMeet"}}
     }
     events = calendar(conn).events()
-    event = _execute(
-        conn,
-        "event.insert",
-        events.insert(
-            calendarId="primary", body=body, conferenceDataVersion=1, sendUpdates="all" if notify else "none"
-        ),
-    )
+    try:
+        event = _execute(
+            conn,
+            "event.insert",
+            events.insert(
+                calendarId="primary", body=body, conferenceDataVersion=1, sendUpdates="all" if notify else "none"
+            ),
+        )
+    except PermanentError as exc:
+        if not (idempotency_key and exc.http_status == 409):
+            raise
+        event = _execute(conn, "event.get", calendar(conn).events().get(calendarId="primary", eventId=body["id"]))
     if _pending(event):
         event = _execute(conn, "event.get", calendar(conn).events().get(calendarId="primary", eventId=event["id"]))
     return _meeting(event)

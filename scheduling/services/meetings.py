@@ -76,11 +76,20 @@ def _provider_settings(provider, asked):
     return asked
 
 
-def _create_on_provider(provider, *, owner, conn, data, spec):
+def _create_on_provider(provider, *, owner, conn, data, spec, idempotency_key=""):
     if provider == "zoom":
         return zoom.meeting_create(payload=_zoom_payload(data), owner=owner)
     if provider == "google_meet":
-        return google_meet.meeting_create(conn=conn, spec=spec)
+        # The key makes the event's id: a retry after a lost answer finds the meeting the lost attempt made.
+        created = google_meet.meeting_create(conn=conn, spec=spec, idempotency_key=idempotency_key)
+        if (created.raw or {}).get("status") == "cancelled":
+            raise DomainError(
+                409,
+                "meeting_deleted",
+                "An earlier attempt of this create (same Idempotency-Key) made the meeting, and it has been "
+                "deleted since; to make it again, send the create with a new Idempotency-Key.",
+            )
+        return created
     if provider == "teams":
         return teams.meeting_create(conn=conn, spec=spec)
     created = webex.meeting_create(conn=conn, spec=spec)
@@ -116,6 +125,7 @@ def meeting_create(
     breakout_rooms=(),
     connection=None,
     calendar_event=None,
+    idempotency_key="",
 ):
     data = {
         "topic": topic,
@@ -152,7 +162,7 @@ def meeting_create(
         settings=_provider_settings(provider, data["settings"]),
         breakout_rooms=tuple(breakout_rooms),
     )
-    pm = _create_on_provider(provider, owner=owner, conn=conn, data=data, spec=spec)
+    pm = _create_on_provider(provider, owner=owner, conn=conn, data=data, spec=spec, idempotency_key=idempotency_key)
     rooms = {e.lower(): r["name"] for r in breakout_rooms for e in r.get("participants", [])}
     with transaction.atomic():
         meeting = Meeting(

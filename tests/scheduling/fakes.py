@@ -278,6 +278,7 @@ class FakeGoogle:
         self.fail_next = []
         self.pending_first = False
         self._ids = itertools.count(1)
+        self.taken = set()  # every event id ever inserted (Google keeps a deleted event's id)
         self.timeout = None
 
     # google_http.OneSendHttp(timeout=...) is replaced by this factory in the fixture.
@@ -323,8 +324,16 @@ class FakeGoogle:
         return self._answer(405, {"error": {"code": 405, "message": "no"}})
 
     def _insert(self, data, params):
+        if data.get("id") in self.taken:
+            # A client-chosen id is unique per calendar, a deleted event's too.
+            message = "The requested identifier already exists."
+            return self._answer(
+                409,
+                {"error": {"code": 409, "message": message, "errors": [{"reason": "duplicate", "message": message}]}},
+            )
         n = next(self._ids)
-        eid, code = f"evt{n}abc", f"abc-mnop-xy{n}"
+        eid, code = data.get("id") or f"evt{n}abc", f"abc-mnop-xy{n}"
+        self.taken.add(eid)
         create = data.get("conferenceData", {}).get("createRequest") or {}
         pending = self.pending_first
         event = {

@@ -3,9 +3,9 @@
 httplib2 resends a request whose status line never arrives "regardless of the number of RETRIES set". Google had
 already applied the insert, so the resend made a second event (with a second set of invitations) inside one
 gateway attempt, and the call log showed one successful call. The hub's transport (integrations.google_http)
-sends a write once: the dropped connection is the attempt's error. The client's retry of a calendar event create
-under the same Idempotency-Key then finds the event the lost attempt made (the same client-chosen event id,
-409 duplicate) instead of making another. Driven through the API against the existing fakes served on a real
+sends a write once: the dropped connection is the attempt's error. The client's retry of a calendar event or
+Meet meeting create under the same Idempotency-Key then finds the event the lost attempt made (the same
+client-chosen event id, 409 duplicate) instead of making another. Driven through the API against the existing fakes served on a real
 socket (google_wire), so httplib2's own connection handling runs.
 """
 
@@ -170,3 +170,40 @@ def test_a_meet_meeting_whose_insert_answer_is_lost_is_not_created_twice(user_cl
     assert response.status_code == 502 and response.json()["error"] == "provider_unavailable", response.json()
     assert not Meeting.objects.exists()
     assert _calls("google_meet", "event.insert") == [(ProviderCall.Outcome.ERROR, True)]
+
+
+def test_a_meet_create_retried_under_its_idempotency_key_after_a_lost_answer_is_the_meeting_already_made(
+    user_client, meet_wire
+):
+    meet_wire.drop.append("POST")
+    request = body("google_meet")
+    first = user_client.post(URL, request, format="json", HTTP_IDEMPOTENCY_KEY="review-1")
+    assert first.status_code == 502, first.json()
+
+    retry = user_client.post(URL, request, format="json", HTTP_IDEMPOTENCY_KEY="review-1")
+
+    assert retry.status_code == 201, retry.json()
+    [(eid, event)] = meet_wire.fake.events.items()
+    assert re.fullmatch(r"[0-9a-v]{5,1024}", eid)
+    assert [r["body"]["id"] for r in _inserts(meet_wire)] == [eid, eid]
+    code = event["conferenceData"]["conferenceId"]
+    assert retry.json()["meeting_id"] == eid and retry.json()["join_url"] == f"https://meet.google.com/{code}"
+    assert Meeting.objects.get().external_id == eid
+    assert _calls("google_meet", "event.insert") == [
+        (ProviderCall.Outcome.ERROR, True),
+        (ProviderCall.Outcome.ERROR, False),
+    ]
+    assert _calls("google_meet", "event.get") == [(ProviderCall.Outcome.OK, None)]
+
+
+def test_a_meet_retry_after_the_meeting_was_deleted_at_google_says_so_and_makes_nothing(user_client, meet_wire):
+    meet_wire.drop.append("POST")
+    request = body("google_meet")
+    user_client.post(URL, request, format="json", HTTP_IDEMPOTENCY_KEY="review-2")
+    [event] = meet_wire.fake.events.values()
+    event["status"] = "cancelled"  # deleted in Google Calendar meanwhile (Google keeps it, cancelled)
+
+    retry = user_client.post(URL, request, format="json", HTTP_IDEMPOTENCY_KEY="review-2")
+
+    assert retry.status_code == 409 and retry.json()["error"] == "meeting_deleted", retry.json()
+    assert len(meet_wire.fake.events) == 1 and not Meeting.objects.exists()
