@@ -14,10 +14,7 @@ means the token expired and the caller starts a full sync. Push:
 `channels.stop` closes it.
 """
 
-import base64
 import datetime as dt
-import hashlib
-import json
 
 import google_auth_httplib2
 import httplib2
@@ -31,6 +28,7 @@ from integrations.providers import ProviderAdapter
 
 from ..providers.freebusy import google_translate
 from . import times
+from .create_id import create_id
 from .types import CalendarData, EventData, SyncResult
 
 PROVIDER = "google_calendar"
@@ -205,23 +203,10 @@ def calendars_list(conn):
             return out
 
 
-def insert_id(conn, calendar_id, idempotency_key, body):
-    """The event id a create under this Idempotency-Key asks Google for (base32hex, 52 characters).
-
-    The same for every attempt of one create (same user, calendar, key and event), so an insert that Google
-    applied but whose answer was lost is answered 409 duplicate when the client retries, instead of becoming a
-    second event with a second set of invitations. Another event under a reused key gets another id: it is
-    another create, never answered with the first one's event. Meet meetings' events use it too
-    (providers.google_meet.meeting_create).
-    """
-    seed = json.dumps([conn.owner_id, calendar_id, idempotency_key, body], sort_keys=True, default=str)
-    return base64.b32hexencode(hashlib.sha256(seed.encode()).digest()).decode().rstrip("=").lower()
-
-
 def event_insert(conn, calendar, write, *, notify=True, idempotency_key=""):
     body = event_body(write)
     if idempotency_key:
-        body["id"] = insert_id(conn, calendar.external_id, idempotency_key, body)
+        body["id"] = create_id(conn, calendar.external_id, idempotency_key, body)
     request = (
         service(conn)
         .events()

@@ -54,7 +54,7 @@ from integrations.errors import (
 )
 from integrations.providers import HttpxAdapter, ProviderAdapter
 
-from ..calendars.google import insert_id
+from ..calendars.create_id import create_id
 from .common import ProviderMeeting, RecordingFile, utc_z
 
 PROVIDER = "google_meet"
@@ -162,12 +162,12 @@ def _pending(event):
 
 def meeting_create(*, conn, spec, notify=True, idempotency_key=""):
     """Insert the meeting's event. With the client's Idempotency-Key the event id is chosen here (the same for a
-    retry of the same create: calendars.google.insert_id), so a retry after a lost answer gets 409 duplicate
+    retry of the same create: calendars.create_id), so a retry after a lost answer gets 409 duplicate
     and reads the event the lost attempt made instead of making a second meeting; the caller refuses it if it
     was deleted since (its status is cancelled)."""
     body = _event_body(spec)
     if idempotency_key:
-        body["id"] = insert_id(conn, "primary", idempotency_key, body)
+        body["id"] = create_id(conn, "primary", idempotency_key, body)
     body["conferenceData"] = {
         "createRequest": {"requestId": uuid.uuid4().hex, "conferenceSolutionKey": {"type": "hangoutsMeet"}}
     }

@@ -2,9 +2,10 @@
 
 import datetime as dt
 
-from integrations.errors import PermanentError
+from integrations.errors import DomainError, PermanentError
 
 from .. import times
+from ..create_id import create_id
 from ..types import CalendarData
 from .bodies import event_body
 from .client import _call, _gone, _pages
@@ -47,11 +48,31 @@ def _exclude(conn, calendar, series_id, exdates):
 
 
 def event_insert(conn, calendar, write, *, notify=True, idempotency_key=""):
-    # idempotency_key is not sent yet: Graph's counterpart of Google's client-chosen id is the event's
-    # transactionId, which FakeGraphCalendar does not play.
+    """POST the event. With the client's Idempotency-Key it carries a transactionId (calendars.create_id), which
+    Graph keeps "to avoid redundant POST operations in case of client retries to create the same event" (event
+    resource): a retry of a create whose answer was lost is answered with the event that attempt made, not a
+    second one. Graph refuses a transactionId that "has already been used to create a different event"
+    (ErrorDuplicateTransactionId). The id covers the event body, so the hub never sends it with another event;
+    should Graph still say so, the client gets a conflict asking for a new key, not a provider failure."""
     body, exdates = event_body(write)
-    created = _call(conn, "event.create", "POST", f"/me/calendars/{calendar.external_id}/events", json=body)
+    if idempotency_key:
+        body["transactionId"] = create_id(
+            conn, calendar.external_id, idempotency_key, {"event": body, "exdates": exdates}
+        )
+    try:
+        created = _call(conn, "event.create", "POST", f"/me/calendars/{calendar.external_id}/events", json=body)
+    except PermanentError as exc:
+        if not (idempotency_key and exc.code == "ErrorDuplicateTransactionId"):
+            raise
+        raise DomainError(
+            409,
+            "event_conflict",
+            "An earlier attempt of this create (same Idempotency-Key) made an event that Microsoft no longer "
+            "matches to it; to make the event again, send the create with a new Idempotency-Key.",
+        ) from exc
     if exdates:
+        # Also on a retry answered with the event already made: the lost attempt never got to delete them, and
+        # an occurrence already deleted is not found again.
         _exclude(conn, calendar, created["id"], exdates)
         return event_get(conn, calendar, created["id"])  # read back: the deletions as cancelledOccurrences
     return event_data(created, calendar_zone=calendar.time_zone)

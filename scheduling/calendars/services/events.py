@@ -45,7 +45,7 @@ def event_get(*, owner, calendar_id, event_id):
 def event_create(*, owner, calendar_id, data, notify=True, idempotency_key=""):
     """Create the event at the provider, then store it. With the client's Idempotency-Key, a retry of a create
     whose answer was lost (a 502 leaves no idempotency record) finds the event the first attempt made (Google:
-    the same client-chosen id) instead of making a second one."""
+    the same client-chosen id; Graph: the same transactionId) instead of making a second one."""
     calendar = calendar_get(owner=owner, calendar_id=calendar_id)
     conn = _calendar_conn(calendar, "write")
     write = event_write(data, calendar=calendar)
