@@ -25,12 +25,13 @@ def _action_label(modeladmin, request):
     return str(action[2]) if action else name or "admin action"
 
 
-def each_row(modeladmin, request, rows, run):
+def each_row(modeladmin, request, rows, run, **details):
     """`run(row)` for every row; a refusal is shown as a warning and the next row goes on. How many were done.
 
     Each row the action ran on gets a LogEntry (its history and "Recent actions"
     say which staff member refunded, voided or cancelled it) and an AuditEvent
-    `admin.<action name>` (outcome denied when the service refused).
+    `admin.<action name>` (outcome denied when the service refused) carrying
+    `details` (what staff chose on the action's form, e.g. `assigned_to=user.pk`).
     """
     label = None
     done = 0
@@ -41,7 +42,12 @@ def each_row(modeladmin, request, rows, run):
         except (DomainError, ProviderError) as exc:
             refusal = exc.as_api_error() if isinstance(exc, ProviderError) else exc
             audit_record(
-                action=action, request=request, target=row, outcome=AuditEvent.Outcome.DENIED, error=refusal.code
+                action=action,
+                request=request,
+                target=row,
+                outcome=AuditEvent.Outcome.DENIED,
+                error=refusal.code,
+                **details,
             )
             modeladmin.message_user(
                 request, f"{row._meta.verbose_name.capitalize()} {row.pk}: {refusal.detail}", messages.WARNING
@@ -52,5 +58,5 @@ def each_row(modeladmin, request, rows, run):
             done += 1
             label = label or _action_label(modeladmin, request)
             modeladmin.log_change(request, row, f"{label} (done).")
-            audit_record(action=action, request=request, target=row)
+            audit_record(action=action, request=request, target=row, **details)
     return done

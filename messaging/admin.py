@@ -1,10 +1,15 @@
 """Staff views of messages, calls (with recordings and transcripts), opt-outs, hours and forwarding.
 
 Messages and calls are records of what Twilio did: read-only, with actions
-for what staff may repair (re-queue a failed send).
+for what staff may repair (re-queue a failed send, give an unattributed reply
+to the user it was meant for).
 """
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from integrations.actions import each_row
@@ -26,6 +31,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return usd(obj.price_usd) if obj.price_usd is not None else "—"
 
 
+class _AssignForm(forms.Form):
+    """The user to give the messages to: only one who has a conversation with their sender."""
+
+    owner = forms.ModelChoiceField(queryset=get_user_model().objects.none())
+
+    def __init__(self, *args, candidates, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].queryset = get_user_model().objects.filter(pk__in=[c.owner_id for c in candidates])
+
+
 @admin.register(SmsMessage)
 class SmsMessageAdmin(ReadOnlyAdmin):
     list_display = [
@@ -45,13 +60,79 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     list_select_related = ["owner"]
     raw_id_fields = ["owner", "conversation"]
     show_full_result_count = False
-    actions = ["requeue_failed"]
+    actions = ["requeue_failed", "assign_unattributed"]
+
+    def has_assign_permission(self, request):
+        # The admin is read-only (no change form), but giving a message away is a change to it.
+        return request.user.has_perm("messaging.change_smsmessage")
 
     @admin.action(description="Send failed outbound messages again (never sent by Twilio)")
     def requeue_failed(self, request, queryset):
         never_sent = queryset.filter(direction="outbound", status="failed", external_id__isnull=True)
         done = each_row(self, request, never_sent, lambda sms: services.sms_requeue(sms_id=sms.pk))
         self.message_user(request, f"{done} message(s) queued again.", messages.SUCCESS)
+
+    @admin.action(
+        description="Assign unattributed inbound messages to a user who talks with the sender",
+        permissions=["assign"],
+    )
+    def assign_unattributed(self, request, queryset):
+        """A choice page listing only the users who talk with the sender; on its submit, the service per message."""
+        rows = list(queryset.order_by("created_at", "id"))
+        applying = "apply" in request.POST
+        if not applying:
+            taken = [str(sms.pk) for sms in rows if (sms.direction, sms.status) != ("inbound", "unattributed")]
+            if taken:
+                self.message_user(
+                    request,
+                    f"Only unattributed inbound messages can be assigned; SMS {', '.join(taken)} is not one "
+                    "(already assigned, or never unattributed). Select only those. Nothing was changed.",
+                    messages.ERROR,
+                )
+                return None
+        senders = sorted({sms.from_number for sms in rows})
+        if len(senders) != 1:
+            self.message_user(
+                request,
+                f"Select messages from one sender at a time (these came from {', '.join(senders)}). "
+                "Nothing was changed.",
+                messages.ERROR,
+            )
+            return None
+        candidates = list(services.sms_unattributed_candidates(sms=rows[0]))
+        form = _AssignForm(request.POST if applying else None, candidates=candidates)
+        if applying:
+            if form.is_valid():
+                owner = form.cleaned_data["owner"]
+                done = each_row(
+                    self,
+                    request,
+                    rows,
+                    lambda sms: services.sms_unattributed_assign(sms_id=sms.pk, owner=owner),
+                    assigned_to=owner.pk,
+                )
+                if done:
+                    self.message_user(request, f"{done} message(s) assigned to {owner}.", messages.SUCCESS)
+                else:
+                    self.message_user(request, "No message was assigned.", messages.ERROR)
+                return None
+            self.message_user(
+                request,
+                f"That user has no conversation with {senders[0]}: choose one of the users listed. "
+                "Nothing was changed.",
+                messages.ERROR,
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Assign unattributed messages",
+            "opts": self.model._meta,
+            "rows": rows,
+            "sender": senders[0],
+            "candidates": candidates,
+            "action": "assign_unattributed",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/messaging/smsmessage/assign_unattributed.html", context)
 
 
 @admin.register(CallLog)

@@ -87,7 +87,9 @@ class SmsMessage(OutboxMixin, CreateAttempt):
         "failed": {"queued", "sent", "delivered", "undelivered"},
         "canceled": set(),
         "received": set(),
-        "unattributed": set(),
+        # Staff give the message to one of the users who talk with its sender (services.sms_unattributed_assign,
+        # the only writer: no Twilio status maps to received, and it moves only an unowned inbound row).
+        "unattributed": {"received"},
     }
     FINAL = frozenset({"delivered", "undelivered", "failed", "canceled", "received", "unattributed"})
 

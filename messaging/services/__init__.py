@@ -39,6 +39,8 @@ from .sms import (
     sms_requeue,
     sms_send,
     sms_status_apply,
+    sms_unattributed_assign,
+    sms_unattributed_candidates,
 )
 from .voice import ANSWERED, voice_answer, voice_dial_result
 
@@ -76,6 +78,8 @@ __all__ = [
     "sms_requeue",
     "sms_send",
     "sms_status_apply",
+    "sms_unattributed_assign",
+    "sms_unattributed_candidates",
     "transcription_attach",
     "voice_answer",
     "voice_dial_result",

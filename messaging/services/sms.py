@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from integrations.errors import DomainError
 from integrations.registry import require
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
@@ -240,4 +241,61 @@ def sms_inbound_record(*, payload):
         Conversation.objects.filter(pk=conversation.pk).update(last_message_at=sms.created_at)
     # HELP: Twilio answers it with the account's help text; it is stored like any message.
     optout_keyword_apply(number=sender, text=payload.get("OptOutType") or body)
+    return sms
+
+
+def sms_unattributed_candidates(*, sms):
+    """The conversations (with their owners) an unattributed inbound SMS could be given to: every user who talks
+    with its sender's number."""
+    return Conversation.objects.filter(remote_number=sms.from_number).select_related("owner").order_by("owner_id")
+
+
+def sms_unattributed_assign(*, sms_id, owner):
+    """Staff: give an unattributed inbound SMS to `owner`, one of the users who talk with its sender.
+
+    The message then reads as if it had been attributed on arrival: owned, in that user's conversation (whose
+    latest activity it may now be), received. Keywords need nothing more: STOP and START were applied to the
+    sender's number on arrival, and opt-outs are per number, not per user. The row is locked while it is
+    decided, so of two staff members giving the same message away at once, the second is told it is gone.
+    """
+    with transaction.atomic():
+        sms = SmsMessage.objects.select_for_update().filter(pk=sms_id).first()
+        if sms is None:
+            raise DomainError(404, "sms_not_found", f"SMS {sms_id} no longer exists.")
+        if sms.direction != SmsMessage.Direction.INBOUND or sms.status != SmsMessage.Status.UNATTRIBUTED:
+            given = f" (to {sms.owner})" if sms.owner_id else ""
+            raise DomainError(
+                409,
+                "sms_not_unattributed",
+                f"This message is {sms.status}{given}, not unattributed: someone may have assigned it already. "
+                "Nothing was changed.",
+                status=sms.status,
+            )
+        conversation = Conversation.objects.filter(owner=owner, remote_number=sms.from_number).first()
+        if conversation is None:
+            raise DomainError(
+                409,
+                "sms_owner_not_a_candidate",
+                f"{owner} has no conversation with {sms.from_number}; choose one of the users who do. "
+                "Nothing was changed.",
+            )
+        moved = transition(
+            SmsMessage,
+            sms.pk,
+            SmsMessage.Status.RECEIVED,
+            frm=SmsMessage.Status.UNATTRIBUTED,
+            where=Q(direction=SmsMessage.Direction.INBOUND, owner__isnull=True),
+            strict=True,
+            owner=owner,
+            conversation=conversation,
+            # The reason named how many users talk with the sender: not for the new owner's eyes (the API shows it).
+            error_message="",
+        )
+        if not moved:  # an unattributed row that somehow has an owner or is outbound: not ours to decide
+            raise DomainError(409, "sms_not_unattributed", "This message cannot be assigned. Nothing was changed.")
+        # As on arrival, but an older message does not pull the conversation's latest activity back.
+        Conversation.objects.filter(pk=conversation.pk).filter(
+            Q(last_message_at__isnull=True) | Q(last_message_at__lt=sms.created_at)
+        ).update(last_message_at=sms.created_at)
+    sms.refresh_from_db()
     return sms
