@@ -222,3 +222,42 @@ def test_every_admin_list_fits_1280_px_beside_its_filters_with_clipped_values_wh
         _no_trouble(page)
     assert wide == {}, f"lists that scroll sideways at 1280 px: {wide}"
     assert clipped > 0  # the seeded rows do have values longer than their column
+
+
+def test_give_an_unattributed_reply_to_the_user_who_talks_with_its_sender(page, staff_login, screenshot):
+    from messaging.models import Conversation
+    from tests.factories import UserFactory
+    from tests.messaging.factories import SmsFactory
+
+    remote = "+15005550006"
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    for owner in (alice, bob):
+        Conversation.objects.create(owner=owner, remote_number=remote, last_message_at=timezone.now())
+    reply = SmsFactory(
+        owner=None,
+        direction="inbound",
+        from_number=remote,
+        to_number="+14155550100",
+        body="Running late, sorry",
+        status="unattributed",
+        error_message=f"2 users have a conversation with {remote}; staff must tell whose reply this is.",
+    )
+    staff_login()
+
+    page.goto(f"{page.base}/admin/messaging/smsmessage/?status__exact=unattributed")
+    page.locator("#result_list tbody tr").filter(has_text=remote).locator("input.action-select").check()
+    page.select_option("select[name=action]", "assign_unattributed")
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state("load")  # console.js has shown the times in the reader's zone
+    candidates = page.locator("#assign-candidates")
+    assert "alice" in candidates.inner_text() and "bob" in candidates.inner_text()
+    received = page.locator("#assign-messages time")  # times in the reader's zone, UTC on hover, as on every page
+    assert received.get_attribute("title") == f"{reply.created_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+    assert "UTC" not in received.inner_text()
+    screenshot(page, "sms-assign-unattributed")
+    candidates.get_by_label(re.compile(r"^\s*bob")).check()
+    page.get_by_role("button", name="Assign").click()
+    assert "assigned to bob" in page.inner_text("ul.messagelist")
+    reply.refresh_from_db()
+    assert (reply.owner, reply.status, reply.conversation.owner) == (bob, "received", bob)
+    _no_trouble(page)
