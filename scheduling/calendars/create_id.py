@@ -2,12 +2,15 @@
 
 Google takes it as the event's own id (events.insert `id`: 409 duplicate when it is taken), Microsoft Graph as
 the event's `transactionId` (a repeated POST answers the event already made). One derivation serves both, and
-Meet meetings' events too (providers.google_meet.meeting_create).
+Meet and Teams meetings' events too (providers.google_meet / providers.teams meeting_create).
 """
 
 import base64
+import contextlib
 import hashlib
 import json
+
+from integrations.errors import DomainError, PermanentError
 
 
 def create_id(conn, calendar_id, idempotency_key, body):
@@ -21,3 +24,22 @@ def create_id(conn, calendar_id, idempotency_key, body):
     """
     seed = json.dumps([conn.owner_id, calendar_id, idempotency_key, body], sort_keys=True, default=str)
     return base64.b32hexencode(hashlib.sha256(seed.encode()).digest()).decode().rstrip("=").lower()
+
+
+@contextlib.contextmanager
+def graph_transaction_refused(idempotency_key, *, noun="event", error="event_conflict"):
+    """Around a Graph event create that carries a transactionId: Graph refuses an id that "has already been used
+    to create a different event" (ErrorDuplicateTransactionId). The id covers the whole create, so the hub never
+    sends it with another one; should Graph still say so, the client gets a conflict asking for a new key, not a
+    provider failure. Calendar events (calendars.graph.events) and Teams meetings (providers.teams) share it."""
+    try:
+        yield
+    except PermanentError as exc:
+        if not (idempotency_key and exc.code == "ErrorDuplicateTransactionId"):
+            raise
+        raise DomainError(
+            409,
+            error,
+            f"Microsoft says an earlier create under this Idempotency-Key made a different {noun}; to make this "
+            f"{noun}, send the create with a new Idempotency-Key.",
+        ) from exc

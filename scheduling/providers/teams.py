@@ -33,6 +33,7 @@ from integrations.fields import decrypt_str, encrypt_str
 from integrations.oauth.config import by_registry_name
 from integrations.providers import HttpxAdapter, graph_base
 
+from ..calendars.create_id import create_id, graph_transaction_refused
 from .common import ProviderMeeting, RecordingFile
 
 PROVIDER = "teams"
@@ -156,10 +157,22 @@ def _meeting(event, online):
     )
 
 
-def meeting_create(*, conn, spec, notify=True):
+def meeting_create(*, conn, spec, notify=True, idempotency_key=""):
+    """POST the meeting's event, then find its Teams onlineMeeting and apply the settings there.
+
+    With the client's Idempotency-Key the event carries a transactionId (calendars.create_id over the event and
+    the settings), as calendar events on Graph do: a retry of a create whose answer was lost (or that failed
+    after the event was made) is answered 201 with the event that attempt made, not a second meeting with a
+    second set of invitations, and the lookup and settings below run on it again. Another meeting under a reused
+    key gets another id; Graph's refusal of a used id is a conflict asking for a new key."""
     body = _event_body(spec)
     body.update({"isOnlineMeeting": True, "onlineMeetingProvider": "teamsForBusiness", "allowNewTimeProposals": False})
-    event = _json(_call(conn, "event.create", "POST", "/me/events", json=body))
+    patch = online_settings(spec.settings or {})
+    if idempotency_key:
+        # "/me/events": the user's default calendar, where POST /me/events puts it.
+        body["transactionId"] = create_id(conn, "/me/events", idempotency_key, {"event": body, "settings": patch})
+    with graph_transaction_refused(idempotency_key, noun="meeting", error="meeting_conflict"):
+        event = _json(_call(conn, "event.create", "POST", "/me/events", json=body))
     join_url = (event.get("onlineMeeting") or {}).get("joinUrl")
     if not join_url:
         # Graph can return the event before its Teams meeting is attached: read it back once.
@@ -170,7 +183,6 @@ def meeting_create(*, conn, spec, notify=True):
             PROVIDER, "Graph made the event without a Teams meeting (is Teams licensed for this user?)"
         )
     online = _online_meeting(conn, join_url)
-    patch = online_settings(spec.settings or {})
     if online and patch:
         online = _json(_call(conn, "onlineMeeting.update", "PATCH", f"/me/onlineMeetings/{online['id']}", json=patch))
     return _meeting(event, online)

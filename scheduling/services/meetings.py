@@ -91,7 +91,8 @@ def _create_on_provider(provider, *, owner, conn, data, spec, idempotency_key=""
             )
         return created
     if provider == "teams":
-        return teams.meeting_create(conn=conn, spec=spec)
+        # The key makes the event's transactionId: a retry after a lost answer is answered with the meeting made.
+        return teams.meeting_create(conn=conn, spec=spec, idempotency_key=idempotency_key)
     created = webex.meeting_create(conn=conn, spec=spec)
     _webex_webhooks(conn)
     return created

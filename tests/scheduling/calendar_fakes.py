@@ -22,6 +22,8 @@ import httplib2
 import httpx
 from dateutil import rrule
 
+from .graph_fake_base import GraphFakeBase
+
 GRAPH = "https://graph.microsoft.test/v1.0"
 
 
@@ -256,7 +258,7 @@ class FakeGoogleCalendar:
 GRAPH_DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
-class FakeGraphCalendar:
+class FakeGraphCalendar(GraphFakeBase):
     """Graph calendars on respx: events with Windows time zones, series with occurrences, calendarView delta.
 
     Occurrences of a series are computed from its pattern (daily/weekly here, an every-n-weeks one counting weeks
@@ -267,16 +269,13 @@ class FakeGraphCalendar:
     what it names). The delta keeps a change log:
     a deltatoken returns what changed after it (`@removed` for deletions); one in `expired` is 410 Gone.
 
-    A create may carry a `transactionId` ("to avoid redundant POST operations in case of client retries to create
-    the same event", event resource): the same POST again is answered 201 with the event already made, and the
-    id with another event is 400 ErrorDuplicateTransactionId. The event shows its transactionId only when one was
-    set. Graph does not say what a transactionId whose event was deleted does; here it makes a new event. A
-    method in `lose_next` is applied and its answer lost: the client gets a read timeout.
+    Creates under a `transactionId` and lost answers (`lose_next`) are played as GraphFakeBase says.
     """
 
     token = "eyJ-graph-calendar-token"
 
     def __init__(self):
+        super().__init__()
         self.calendars = {"AAMkCal1": {"name": "Calendar", "isDefaultCalendar": True, "canEdit": True}}
         self.events = {}
         self.deleted_occurrences = set()
@@ -285,8 +284,6 @@ class FakeGraphCalendar:
         self.requests = []
         self.subscriptions = {}
         self.fail_next = []
-        self.lose_next = []
-        self.transactions = {}  # transactionId -> (event id, the POST that made it)
         self.mailbox_zone = "Pacific Standard Time"
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
@@ -334,13 +331,6 @@ class FakeGraphCalendar:
 
     # --- transport --------------------------------------------------------------------------------------
 
-    def _handle(self, request):
-        response = self._answer_to(request)
-        if self.lose_next and self.lose_next[0] == request.method:
-            self.lose_next.pop(0)
-            raise httpx.ReadTimeout("The read operation timed out", request=request)
-        return response
-
     def _answer_to(self, request):
         self.requests.append(request)
         if request.headers.get("authorization") != f"Bearer {self.token}":
@@ -366,19 +356,11 @@ class FakeGraphCalendar:
         return httpx.Response(404, json={"error": {"code": "NotFound", "message": "/".join(parts)}})
 
     def _create(self, calendar, body):
-        tid = body.get("transactionId")
-        if tid in self.transactions and self.transactions[tid][0] in self.events:
-            eid, made_by = self.transactions[tid]
-            if body != made_by:
-                message = (
-                    "Your request can't be completed. The TransactionId specified in the request has already been "
-                    "used to create a different event."
-                )
-                return httpx.Response(400, json={"error": {"code": "ErrorDuplicateTransactionId", "message": message}})
-            return httpx.Response(201, json=self._public(self.events[eid]))
+        made = self._made_before(body, self._public)
+        if made is not None:
+            return made
         eid = f"AAMkEv{next(self._ids)}="
-        if tid:
-            self.transactions[tid] = (eid, copy.deepcopy(body))
+        self._remember(body, eid)
         event = {
             "id": eid,
             "calendar": calendar,

@@ -15,15 +15,21 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httplib2
 import httpx
 
+from .graph_fake_base import GraphFakeBase
+
 GRAPH = "https://graph.microsoft.test/v1.0"
 WEBEX = "https://webexapis.test/v1"
 
 
-class FakeGraph:
+class FakeGraph(GraphFakeBase):
+    """Graph for Teams meetings: events with their Teams meeting, onlineMeetings, subscriptions. Creates under a
+    `transactionId` and lost answers (`lose_next`) are played as GraphFakeBase says."""
+
     token = "eyJ-graph-token"
     app_token = "eyJ-app-only-token"  # the hub app's client-credentials token (Teams call events, beta)
 
     def __init__(self):
+        super().__init__()
         self.events = {}
         self.online = {}
         self.recordings = {}
@@ -38,7 +44,7 @@ class FakeGraph:
     def routes(self, router):
         router.route(url__startswith=GRAPH.removesuffix("/v1.0")).mock(side_effect=self._handle)
 
-    def _handle(self, request):
+    def _answer_to(self, request):
         self.requests.append(request)
         beta = request.url.path.startswith("/beta/")
         if request.headers.get("authorization") != f"Bearer {self.app_token if beta else self.token}":
@@ -59,6 +65,9 @@ class FakeGraph:
 
     def _events(self, request, rest, body):
         if not rest and request.method == "POST":
+            made = self._made_before(body)
+            if made is not None:
+                return made
             n = next(self._ids)
             eid, oid = f"AAMkAG{n}=", f"MSo1N2Y5ZGFj{n}"
             join = f"https://teams.microsoft.com/l/meetup-join/19%3ameeting_{n}%40thread.v2/0"
@@ -68,6 +77,7 @@ class FakeGraph:
                 "onlineMeeting": {"joinUrl": join, "conferenceId": f"3{n}4567", "tollNumber": "+1 425-555-0100"},
             }
             self.events[eid] = event
+            self._remember(body, eid)
             self.online[oid] = {
                 "id": oid,
                 "joinWebUrl": join,

@@ -2,10 +2,10 @@
 
 import datetime as dt
 
-from integrations.errors import DomainError, PermanentError
+from integrations.errors import PermanentError
 
 from .. import times
-from ..create_id import create_id
+from ..create_id import create_id, graph_transaction_refused
 from ..types import CalendarData
 from .bodies import event_body
 from .client import _call, _gone, _pages
@@ -59,17 +59,8 @@ def event_insert(conn, calendar, write, *, notify=True, idempotency_key=""):
         body["transactionId"] = create_id(
             conn, calendar.external_id, idempotency_key, {"event": body, "exdates": exdates}
         )
-    try:
+    with graph_transaction_refused(idempotency_key):
         created = _call(conn, "event.create", "POST", f"/me/calendars/{calendar.external_id}/events", json=body)
-    except PermanentError as exc:
-        if not (idempotency_key and exc.code == "ErrorDuplicateTransactionId"):
-            raise
-        raise DomainError(
-            409,
-            "event_conflict",
-            "An earlier attempt of this create (same Idempotency-Key) made an event that Microsoft no longer "
-            "matches to it; to make the event again, send the create with a new Idempotency-Key.",
-        ) from exc
     if exdates:
         # Also on a retry answered with the event already made: the lost attempt never got to delete them, and
         # an occurrence already deleted is not found again.
