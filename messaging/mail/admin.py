@@ -29,5 +29,14 @@ class MailSendAdmin(admin.ModelAdmin):
     list_filter = ("send_doubt",)
     search_fields = ("message_id", "external_id")
     raw_id_fields = ("connection",)
-    readonly_fields = ("key_digest", "message_id", "external_id", "thread_id", "sent_at", "created_at", "updated_at")
+    readonly_fields = (
+        "key_digest",
+        "message_id",
+        "draft_id",
+        "external_id",
+        "thread_id",
+        "sent_at",
+        "created_at",
+        "updated_at",
+    )
     show_full_result_count = False

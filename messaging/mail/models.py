@@ -74,6 +74,9 @@ class MailSend(models.Model):
     # RFC 5322 Message-ID, angle brackets included: the same in every attempt's MIME.
     message_id = models.CharField(max_length=255)
     send_doubt = models.CharField(max_length=16, choices=SendDoubt.choices, default=SendDoubt.NONE, blank=True)
+    # Outlook with Mail.ReadWrite: the draft the message goes out through, stored before its send, so that a
+    # retry asks that draft whether it went out (providers.graph.draft_sent_state) instead of making another.
+    draft_id = models.CharField(max_length=255, blank=True)
     # The provider's id of the sent message once known ("" for Graph's sendMail, which answers none).
     external_id = models.CharField(max_length=255, blank=True)
     thread_id = models.CharField(max_length=255, blank=True)

@@ -21,7 +21,7 @@ from integrations.oauth.services import missing_scopes
 from .. import mime
 from ..models import MailMessage, MailSend
 from ..providers import NotFound
-from ..types import Outgoing, OutgoingAttachment
+from ..types import Message, Outgoing, OutgoingAttachment
 from .access import MAIL_PROVIDERS, NEED, _adapter, mail_connection, mailbox_for
 from .cache import cache_delete
 
@@ -201,10 +201,13 @@ def _sent_before(conn, row):
     """The answer of an earlier attempt that sent this message, or None if none did.
 
     An attempt whose outcome is unknown (timed out, lost its connection, a 5xx, or a process that died
-    mid-call) may have been accepted: the message is looked up in Sent by its Message-ID before sending again.
+    mid-call) may have been accepted. A send made through a draft (Outlook with Mail.ReadWrite) asks that
+    draft; any other is looked up in Sent by its Message-ID before sending again.
     """
     if row.sent_at:
         return _sent_answer(row)
+    if row.draft_id:
+        return _draft_sent_before(conn, row)
     if not row.send_doubt:
         return None
     if missing_scopes(conn, NEED["read"][conn.provider]):
@@ -220,6 +223,39 @@ def _sent_before(conn, row):
     return _mark_sent(row, found) if found is not None else None
 
 
+def _draft_sent_before(conn, row):
+    """Asked of the draft an earlier attempt stored before sending it, also after a clean refusal: a draft
+    still unsent is sent as it is rather than left behind in Drafts beside a second one.
+
+    Why not Sent Items first: Graph puts the sent copy there a moment after its 202, so a retry within that
+    moment would miss it and send again, while the draft answers at once (providers.graph.draft_sent_state).
+    """
+    try:
+        sent = _adapter(conn).draft_sent_state(conn, row.draft_id)
+    except NotFound:
+        if not row.send_doubt:
+            # No attempt reached Graph with a send, so the owner deleted the draft: make a new one.
+            row.draft_id = ""
+            MailSend.objects.filter(pk=row.pk).update(draft_id="")
+            return None
+        # Gone after a send whose outcome is unknown: being sent, its copy not yet in Sent Items. It keeps
+        # the draft's immutable id there, which is the answer, as a send that heard Graph's 202 answers.
+        # (Had the owner deleted an unsent draft in that moment, the client is told "sent" of a message
+        # that was not: sending it again instead would risk the duplicate this row exists to prevent.)
+        return _mark_sent(row, Message(id=row.draft_id, thread_id=row.thread_id))
+    return _mark_sent(row, sent) if sent is not None else None
+
+
+def _keep_draft(row):
+    """Stores the draft on the row before it is sent: what a retry asks (_draft_sent_before)."""
+
+    def keep(draft):
+        row.draft_id, row.thread_id = draft.id, draft.thread_id or row.thread_id
+        MailSend.objects.filter(pk=row.pk).update(draft_id=row.draft_id, thread_id=row.thread_id)
+
+    return keep
+
+
 def _nothing_sent(exc):
     """The attempt's failure proves nothing went out: refused by the provider, or never left the hub."""
     return isinstance(exc, (DomainError, PermanentError, RateLimited, ProviderRateLimited, CircuitOpen))
@@ -231,7 +267,9 @@ def message_send(*, owner, connection_id, data, files=(), idempotency_key=""):
     Neither Gmail's messages.send nor Graph's send takes an idempotency key, and a retry follows a failure
     (the failed attempt left no replayable answer, integrations.api.idempotency). So every attempt of one key
     carries the same Message-ID, and an attempt whose outcome is unknown is marked on the MailSend row: the
-    next one looks that Message-ID up in Sent first and answers what it finds instead of sending again.
+    next one looks that Message-ID up in Sent first and answers what it finds instead of sending again. On
+    Outlook's draft path the row also keeps the draft before it is sent, and the next attempt asks that
+    draft instead (_draft_sent_before): the Sent copy can lag Graph's 202, the draft cannot.
     """
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="send")
     outgoing = outgoing_from(data, provider=conn.provider, files=files)
@@ -239,10 +277,13 @@ def message_send(*, owner, connection_id, data, files=(), idempotency_key=""):
     if row is not None and (earlier := _sent_before(conn, row)) is not None:
         return earlier
     message, thread_id, apart = _compose(conn, outgoing, message_id=row.message_id if row else "")
+    draft = {}
     if row is not None:
         MailSend.objects.filter(pk=row.pk).update(send_doubt=MailSend.SendDoubt.IN_FLIGHT)
+        draft = {"on_draft": _keep_draft(row), "draft_id": row.draft_id}
+        thread_id = row.thread_id or thread_id
     try:
-        sent = _adapter(conn).send(conn, message, thread_id=thread_id, attachments=apart)
+        sent = _adapter(conn).send(conn, message, thread_id=thread_id, attachments=apart, **draft)
     except Exception as exc:
         if row is not None:
             doubt = MailSend.SendDoubt.NONE if _nothing_sent(exc) else MailSend.SendDoubt.AMBIGUOUS

@@ -45,7 +45,8 @@ def _message_request(resource, message, *, thread_id="", wrap=False, **kwargs):
     return _rebased(resource(userId="me", body=body, media_body=media, **kwargs))
 
 
-def send(conn, message, *, thread_id="", attachments=()):
+def send(conn, message, *, thread_id="", attachments=(), on_draft=None, draft_id=""):
+    """messages.send makes no draft: `on_draft` is never called and `draft_id` never given (as in graph.send)."""
     svc = _service(conn)
     request = _message_request(svc.users().messages().send, message, thread_id=thread_id)
     sent = _call(conn, "messages.send", request)

@@ -30,8 +30,12 @@ internetMessageId and conversationId are known before sending. (The copy
 lands in Sent Items a moment after the 202, so a GET right away may 404.)
 A connection with Mail.Send only falls back to sendMail: id "" and no files
 above GRAPH_INLINE_ATTACHMENT_BYTES (403 naming Mail.ReadWrite). Neither send
-takes an idempotency key: a send retried after an unknown outcome is first
-looked up in Sent Items by its Message-ID (`sent_lookup`, services.writing).
+takes an idempotency key. A send retried after an unknown outcome first asks
+the draft it went out through, whose id the hub stored before sending
+(`draft_sent_state`): still a draft, it was not sent and is sent now (no
+second draft); the sent copy, or gone (404, the copy not yet in Sent Items),
+it was sent. A sendMail, which leaves no draft to ask, is looked up in Sent
+Items by its Message-ID (`sent_lookup`, services.writing).
 
 Attachments. A request to Graph carries at most 4 MB, so files go inside the
 MIME only while they add up to GRAPH_INLINE_ATTACHMENT_BYTES (3 MB; MIME is
@@ -79,6 +83,7 @@ from .writing import (  # noqa: F401
     draft_delete,
     draft_list,
     draft_send,
+    draft_sent_state,
     draft_update,
     label_create,
     label_delete,

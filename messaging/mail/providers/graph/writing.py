@@ -108,8 +108,14 @@ def _new_draft(conn, message, attachments):
     return draft
 
 
-def send(conn, message, *, thread_id="", attachments=()):
-    """Send; the answer carries the sent message's id (see the module docstring for how)."""
+def send(conn, message, *, thread_id="", attachments=(), on_draft=None, draft_id=""):
+    """Send; the answer carries the sent message's id (see the module docstring for how).
+
+    `on_draft(draft)` is called with the new draft (its id and conversation) once it is complete and before
+    it is sent: services.writing stores it, so that a retry after an unknown outcome can ask that draft
+    (`draft_sent_state`). `draft_id` is such a draft of an earlier attempt, found still unsent: it is sent
+    instead of making another (which would leave the first behind in Drafts).
+    """
     if not _can_write(conn):
         if attachments:
             raise DomainError(
@@ -122,12 +128,48 @@ def send(conn, message, *, thread_id="", attachments=()):
         # Graph threads a MIME reply on its In-Reply-To/References; it answers 202 without the new message's id.
         _call(conn, "messages.send", "POST", "/me/sendMail", expect_json=False, **_mime_body(message))
         return Message(id="", thread_id=thread_id)
-    draft = _new_draft(conn, message, attachments)
+    if draft_id:
+        draft = {"id": draft_id, "conversationId": thread_id, "internetMessageId": message["Message-ID"]}
+    else:
+        draft = _new_draft(conn, message, attachments)
+        if on_draft is not None:
+            on_draft(Message(id=draft["id"], thread_id=draft.get("conversationId") or thread_id))
     _call(conn, "drafts.send", "POST", f"/me/messages/{quote(draft['id'], safe='')}/send", expect_json=False)
     return Message(
         id=draft["id"],
         thread_id=draft.get("conversationId") or thread_id,
         headers={"message-id": draft.get("internetMessageId") or ""},
+    )
+
+
+def draft_sent_state(conn, draft_id):
+    """Whether the draft a send went out through was sent: the sent message, or None while it is still a draft.
+
+    Raises NotFound when Graph has no message under that id. What Graph documents, and what follows:
+    - A draft keeps its immutable id when sent: "Get the message using the ID from the first step. This is
+      the copy in Sent Items" (outlook-immutable-id, "Immutable ID with sending mail"; every request here
+      asks for immutable ids). So a GET on the id that answers isDraft false is the sent message itself.
+    - isDraft: "A message is a draft if it hasn't been sent yet" (message resource). So isDraft true means
+      the earlier send did not happen, and this draft is the one to send.
+    - "Getting the message in Sent Items may not succeed immediately after sending the message. The copy of
+      the message is not created until the message successfully sends, which may take time." Not documented:
+      the answer in that moment. Assumed: the draft no longer answers isDraft true once Graph accepted its
+      send, so the GET answers 404 (ErrorItemNotFound) until the copy exists. A 404 also follows a draft the
+      owner deleted; the caller decides what it means (services.writing._sent_before).
+    """
+    m = _call(
+        conn,
+        "drafts.sent_check",
+        "GET",
+        f"/me/messages/{quote(draft_id, safe='')}",
+        params={"$select": "id,conversationId,internetMessageId,isDraft"},
+    )
+    if m.get("isDraft", True):
+        return None
+    return Message(
+        id=m.get("id") or draft_id,
+        thread_id=m.get("conversationId", ""),
+        headers={"message-id": m.get("internetMessageId") or ""},
     )
 
 
@@ -140,7 +182,8 @@ def sent_lookup(conn, message_id):
     set it on a JSON sendMail, so the hub never relies on the JSON property: both ways of sending here carry
     the MIME (a draft created from MIME, or sendMail with MIME), whose Message-ID header Exchange keeps as the
     message's internetMessageId. The sent copy lands in Sent Items a moment after Graph's 202, so a retry
-    within that moment can still miss it.
+    within that moment can still miss it: a send made through a draft asks that draft first instead
+    (`draft_sent_state`); only sendMail, which leaves nothing to ask, relies on this lookup alone.
     """
     quoted = message_id.replace("'", "''")  # OData string literal
     page = _call(
