@@ -15,6 +15,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from integrations import oauth
 from integrations.errors import CircuitOpen, DomainError, PermanentError, ProviderRateLimited, RateLimited
 from integrations.oauth.services import missing_scopes
 
@@ -148,10 +149,18 @@ def _compose(conn, outgoing, *, require_recipient=True, update=False, message_id
     return message, thread_id, (outgoing.attachments if apart else [])
 
 
+def _file_digest(attachment):
+    digest = hashlib.sha256()
+    for _, piece in attachment.chunks(1 << 20):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
 def _outgoing_digest(outgoing):
-    """What the message says, before _compose adds to it (files by name, type and size: the API's own
-    Idempotency-Key check has hashed their bytes for as long as it keeps the key)."""
-    files = [(a.filename, a.mime_type, a.size) for a in outgoing.attachments]
+    """What the message says, before _compose adds to it. Files by their bytes too: the retry this row serves
+    follows a 5xx, which leaves the API's own Idempotency-Key check no record, so only this digest tells another
+    file of the same name and size."""
+    files = [(a.filename, a.mime_type, a.size, _file_digest(a)) for a in outgoing.attachments]
     said = [outgoing.to, outgoing.cc, outgoing.bcc, outgoing.subject, outgoing.text, outgoing.html]
     said += [outgoing.reply_to_message_id, files]
     return hashlib.sha256(json.dumps(said).encode()).hexdigest()
@@ -279,6 +288,9 @@ def message_send(*, owner, connection_id, data, files=(), idempotency_key=""):
     message, thread_id, apart = _compose(conn, outgoing, message_id=row.message_id if row else "")
     draft = {}
     if row is not None:
+        # A token refresh that fails (busy elsewhere, timed out) fails before anything leaves: here, so that the
+        # attempt is not taken for one whose send may have happened.
+        oauth.access_token(connection=conn)
         MailSend.objects.filter(pk=row.pk).update(send_doubt=MailSend.SendDoubt.IN_FLIGHT)
         draft = {"on_draft": _keep_draft(row), "draft_id": row.draft_id}
         thread_id = row.thread_id or thread_id
