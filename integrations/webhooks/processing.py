@@ -46,6 +46,7 @@ drainer looks again shortly (DrainResult.retry_in), so none waits for the
 sweeper.
 """
 
+import inspect
 import logging
 import random
 import time
@@ -480,8 +481,9 @@ def webhook_event_process(*, event_id):
 def webhook_replay(*, event):
     """Process an event again from scratch (admin "Replay"): a fresh retry budget, drained after commit.
 
-    An event whose payload retention removed is refused (WebhookReplayRefused): its handler could only fail,
-    retry and, being its object's oldest event, hold back every newer event of that object meanwhile.
+    An event whose payload retention removed, or an erasure redacted, is refused (WebhookReplayRefused): its
+    handler could only fail, retry and, being its object's oldest event, hold back every newer event of that
+    object meanwhile.
     """
     with transaction.atomic():
         scrubbed = Q(payload={}, headers={}, status__in=[Status.PROCESSED, Status.IGNORED])
@@ -489,6 +491,13 @@ def webhook_replay(*, event):
             raise WebhookReplayRefused(
                 f"Webhook {event.provider} {event.event_id} cannot be replayed: its payload was removed by the "
                 "retention policy (RETENTION_WEBHOOK_PAYLOAD_DAYS)."
+            )
+        # A privacy erasure's redaction (privacy.erasure.webhooks_redact and webhooks_redact_late) leaves only
+        # {"redacted": ...} and no headers, whatever the status: nothing a handler can apply either.
+        if WebhookEvent.objects.filter(payload__has_key="redacted", headers={}, pk=event.pk).exists():
+            raise WebhookReplayRefused(
+                f"Webhook {event.provider} {event.event_id} cannot be replayed: its payload was redacted by a "
+                "privacy erasure."
             )
         fresh = {"attempts": 0, "processed_at": None, "next_attempt_at": timezone.now()}
         if not transition(WebhookEvent, event.pk, Status.RECEIVED, **fresh):
@@ -562,12 +571,19 @@ def webhook_follow_ups_send(*, now=None, limit=500):
     autodiscover_modules("tasks")  # a task is looked up by name: every app's tasks must be registered
     sent = 0
     for pk, follow_ups in rows:
+        # Every one checked before any is sent: a follow-up that a deploy left without its task (renamed, or
+        # given other arguments) holds its event back whole, instead of sending the others on every sweep or
+        # raising out of the beat task (which requeues stale events after this).
         try:
-            for name, args, kwargs in follow_ups:
-                current_app.tasks[name].apply_async(args=args, kwargs=kwargs)
-        except KeyError:
-            logger.error("a webhook follow-up names no known task; tried again later", extra={"event": pk})
+            sends = [(current_app.tasks[name], args, kwargs) for name, args, kwargs in follow_ups]
+            for task, args, kwargs in sends:
+                inspect.signature(task.run).bind(*args, **kwargs)
+        except (KeyError, TypeError):
+            logger.exception("a webhook follow-up names no task that takes it; tried again later", extra={"event": pk})
             continue
+        try:
+            for task, args, kwargs in sends:
+                task.apply_async(args=args, kwargs=kwargs)
         except BrokerError:
             logger.exception("the broker refused webhook follow-ups; the next sweep sends them", extra={"event": pk})
             WebhookEvent.objects.filter(pk__in=[p for p, _ in rows], follow_ups_due_at=later).update(
