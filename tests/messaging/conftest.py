@@ -12,6 +12,8 @@ from config.celery import app as celery_app
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "twilio_auth_token_for_tests_0001"
 HUB_NUMBER = "+14155550100"
+# A number several users may text from the shared hub number (inbound attribution tests).
+REPLY_FROM = "+15005550006"
 APP_URL = "https://hub.example.com"
 API = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}"
 MESSAGES_URL = f"{API}/Messages.json"
@@ -87,3 +89,18 @@ def twilio_post(client, path, params, *, signature="sign", token=AUTH_TOKEN, bas
     if signature is not None:
         headers["X-Twilio-Signature"] = signature
     return client.post(path, urlencode(params), content_type="application/x-www-form-urlencoded", headers=headers)
+
+
+@pytest.fixture
+def reply(client, django_capture_on_commit_callbacks, eager, twilio):
+    """Twilio delivers an inbound SMS to the shared hub number, through the real webhook and inbox."""
+    from messaging.models import SmsMessage
+
+    def deliver(body, sid="SMreply1", sender=REPLY_FROM):
+        params = {"MessageSid": sid, "SmsSid": sid, "From": sender, "To": HUB_NUMBER, "Body": body, "NumSegments": "1"}
+        with django_capture_on_commit_callbacks(execute=True):
+            response = twilio_post(client, "/webhooks/twilio/sms/", params)
+        assert response.status_code == 200, response.content
+        return SmsMessage.objects.get(external_id=sid)
+
+    return deliver

@@ -6,28 +6,14 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from messaging.models import Conversation, SmsMessage
+from messaging.models import Conversation
 
-from .conftest import HUB_NUMBER, twilio_post
+from .conftest import REPLY_FROM
 
 pytestmark = pytest.mark.django_db
 
-REMOTE = "+15005550006"
+REMOTE = REPLY_FROM
 SMS_LIST = "/api/v1/messaging/sms/"
-
-
-@pytest.fixture
-def reply(client, django_capture_on_commit_callbacks, eager):
-    """Twilio delivers an inbound SMS from REMOTE to the shared hub number; the inbox drains it."""
-
-    def deliver(body, sid="SMreply1", sender=REMOTE):
-        params = {"MessageSid": sid, "SmsSid": sid, "From": sender, "To": HUB_NUMBER, "Body": body, "NumSegments": "1"}
-        with django_capture_on_commit_callbacks(execute=True):
-            response = twilio_post(client, "/webhooks/twilio/sms/", params)
-        assert response.status_code == 200, response.content
-        return SmsMessage.objects.get(external_id=sid)
-
-    return deliver
 
 
 def talked_with(user, number, when):

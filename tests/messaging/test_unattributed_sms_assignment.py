@@ -19,28 +19,14 @@ from messaging import services
 from messaging.models import Conversation, SmsMessage
 from tests.factories import UserFactory
 
-from .conftest import HUB_NUMBER, twilio_post
+from .conftest import HUB_NUMBER, REPLY_FROM
 
 pytestmark = pytest.mark.django_db
 
-REMOTE = "+15005550006"
+REMOTE = REPLY_FROM
 CHANGELIST = reverse("admin:messaging_smsmessage_changelist")
 SMS_LIST = "/api/v1/messaging/sms/"
 ACTION = "assign_unattributed"
-
-
-@pytest.fixture
-def reply(client, django_capture_on_commit_callbacks, eager, twilio):
-    """Twilio delivers an inbound SMS to the shared hub number, through the real webhook and inbox."""
-
-    def deliver(body, sid="SMreply1", sender=REMOTE):
-        params = {"MessageSid": sid, "SmsSid": sid, "From": sender, "To": HUB_NUMBER, "Body": body, "NumSegments": "1"}
-        with django_capture_on_commit_callbacks(execute=True):
-            response = twilio_post(client, "/webhooks/twilio/sms/", params)
-        assert response.status_code == 200, response.content
-        return SmsMessage.objects.get(external_id=sid)
-
-    return deliver
 
 
 @pytest.fixture

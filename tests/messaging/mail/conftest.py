@@ -120,3 +120,11 @@ def push(settings, keys, gmail):
 
 
 __all__ = ["make_message"]
+
+
+@pytest.fixture
+def short_gmail_timeout(settings, gmail):
+    """Gmail's answer comes after the hub stopped waiting for it."""
+    settings.PROVIDER_TIMEOUTS = {**settings.PROVIDER_TIMEOUTS, "gmail": {"web": 0.4, "task": 0.4}}
+    gmail.hang = 1.0
+    return gmail

@@ -27,14 +27,6 @@ def send(client, conn, key, body=BODY):
     return client.post(f"/api/v1/mail/{conn.pk}/messages/send/", body, format="json", headers={"Idempotency-Key": key})
 
 
-@pytest.fixture
-def short_gmail_timeout(settings, gmail):
-    """Gmail's answer comes after the hub stopped waiting for it."""
-    settings.PROVIDER_TIMEOUTS = {**settings.PROVIDER_TIMEOUTS, "gmail": {"web": 0.4, "task": 0.4}}
-    gmail.hang = 1.0
-    return gmail
-
-
 class TestGmail:
     def test_a_send_that_timed_out_after_gmail_kept_it_is_not_sent_again(self, short_gmail_timeout, user, user_client):
         gmail, conn = short_gmail_timeout, google_conn(user)

@@ -30,13 +30,6 @@ def send(client, conn, key, content):
     return client.post(f"/api/v1/mail/{conn.pk}/messages/send/", body, format="json", headers={"Idempotency-Key": key})
 
 
-@pytest.fixture
-def short_gmail_timeout(settings, gmail):
-    settings.PROVIDER_TIMEOUTS = {**settings.PROVIDER_TIMEOUTS, "gmail": {"web": 0.4, "task": 0.4}}
-    gmail.hang = 1.0
-    return gmail
-
-
 def test_a_retry_with_other_attachment_bytes_under_the_same_key_is_a_422(short_gmail_timeout, user, user_client):
     gmail, conn = short_gmail_timeout, google_conn(user)
     gmail.send_faults = ["accept_then_hang"]
