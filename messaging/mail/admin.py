@@ -23,7 +23,17 @@ class MailMessageAdmin(admin.ModelAdmin):
 
 @admin.register(MailSend)
 class MailSendAdmin(admin.ModelAdmin):
-    """Sends made with an Idempotency-Key: "ambiguous" means the next retry looks the Message-ID up in Sent."""
+    """Sends made with an Idempotency-Key: "ambiguous" means the next retry looks the Message-ID up in Sent.
+
+    View only: the row is what keeps a retry from sending twice; staff editing its doubt or digests, or adding
+    one, could make the next retry send again or refuse a real one. (It still goes with its connection.)
+    """
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
     list_display = ("message_id", "connection", "send_doubt", "external_id", "sent_at", "created_at")
     list_filter = ("send_doubt",)

@@ -1,8 +1,9 @@
-"""Mail send under an Idempotency-Key: a retry whose attachment bytes differ from the first attempt's is refused.
+"""Mail send under an Idempotency-Key: edges of the retry record (MailSend), through the API and admin.
 
 A 5xx (a timeout) leaves the API no record of the key, so the MailSend row alone tells a retry of the same
 message from another message under the same key. Two files with the same name, type and size but other bytes
-are other messages: the retry must not be answered with the first attempt's send.
+are other messages: the retry must not be answered with the first attempt's send. A token refresh that fails
+sent nothing, so it does not make the send "maybe sent". Admin shows the record but never adds or edits one.
 """
 
 import base64
@@ -69,3 +70,21 @@ def test_a_send_that_never_left_for_a_token_refresh_is_sent_on_retry(monkeypatch
     retry = send(user_client, conn, "order-41", b"invoice")
     assert retry.status_code == 202, retry.content
     assert len(gmail.sent) == 1
+
+
+def test_staff_can_view_a_send_record_but_not_add_or_edit_it(admin_client, user):
+    """The row is what keeps a retry from sending twice: admin shows it, and refuses to make or change one."""
+    from django.urls import reverse
+
+    from messaging.mail.models import MailSend
+
+    row = MailSend.objects.create(
+        connection=google_conn(user), key_digest="a" * 64, content_digest="b" * 64, message_id="<1.2.x@hub.local>"
+    )
+    change = reverse("admin:mail_mailsend_change", args=[row.pk])
+    assert admin_client.get(change).status_code == 200
+    assert admin_client.get(reverse("admin:mail_mailsend_add")).status_code == 403
+    posted = admin_client.post(change, {"connection": row.connection_id, "send_doubt": "ambiguous"})
+    assert posted.status_code == 403
+    row.refresh_from_db()
+    assert row.send_doubt == MailSend.SendDoubt.NONE
