@@ -8,6 +8,7 @@ request is recorded, with its token, so tests see exactly what reached the
 "provider".
 """
 
+import datetime as dt
 import itertools
 import json
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -175,6 +176,12 @@ class FakeGraph(GraphFakeBase):
 
 
 class FakeWebex:
+    """Webex meetings, recordings and webhooks. A meeting keeps the `integrationTags` it was made with, and List
+    Meetings finds it by one (`integrationTag`, with `from`/`to` bounding its start); `invitations` is every
+    invitation mailed (sendEmail). `fail_next` answers the next request instead ((status, body, headers), or an
+    httpx exception: nothing reached Webex); `lose_next` applies it and then answers instead (an httpx exception,
+    or (status, body))."""
+
     token = "webex-access-token"
 
     def __init__(self):
@@ -182,7 +189,9 @@ class FakeWebex:
         self.webhooks = []
         self.recordings = []
         self.requests = []
+        self.invitations = []  # (meeting id, email) for each invitation mailed
         self.fail_next = []
+        self.lose_next = []
         self._ids = itertools.count(1)
 
     def routes(self, router):
@@ -196,8 +205,19 @@ class FakeWebex:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return httpx.Response(401, json={"message": "The request requires a valid access token.", "errors": []})
         if self.fail_next:
+            if isinstance(self.fail_next[0], Exception):
+                raise self.fail_next.pop(0)
             status, body, headers = self.fail_next.pop(0)
             return httpx.Response(status, json=body, headers=headers)
+        response = self._answer(request)
+        if self.lose_next:
+            lost = self.lose_next.pop(0)
+            if isinstance(lost, Exception):
+                raise lost
+            return httpx.Response(lost[0], json=lost[1])
+        return response
+
+    def _answer(self, request):
         path = request.url.path.removeprefix("/v1")
         parts = path.strip("/").split("/")
         body = json.loads(request.content) if request.content else {}
@@ -205,6 +225,8 @@ class FakeWebex:
             return httpx.Response(200, json={"id": "Y2lzY29zcGFyazovL3VzL1BFT1BMRS8x", "emails": ["ana@webex.example"]})
         if parts == ["meetings"] and request.method == "POST":
             return self._create(body)
+        if parts == ["meetings"] and request.method == "GET":
+            return self._list(request.url.params)
         if parts[0] == "meetings" and len(parts) == 2:
             mid = parts[1]
             if mid not in self.meetings:
@@ -258,7 +280,21 @@ class FakeWebex:
             **{k: v for k, v in body.items() if k != "sendEmail"},
         }
         self.meetings[mid] = meeting
+        if body.get("sendEmail", True):
+            self.invitations += [(mid, i["email"]) for i in body.get("invitees", [])]
         return httpx.Response(200, json=meeting)
+
+    def _list(self, params):
+        """List Meetings, as far as the hub asks it: meeting series by integration tag, their start in from..to."""
+        tag, first, last = params.get("integrationTag"), params.get("from"), params.get("to")
+        if params.get("meetingType", "meetingSeries") != "meetingSeries" or not (tag and first and last):
+            return httpx.Response(400, json={"message": "the fake lists meeting series by integrationTag, from, to"})
+        items = [
+            m
+            for m in self.meetings.values()
+            if tag in m.get("integrationTags", []) and _instant(first) <= _instant(m["start"]) < _instant(last)
+        ]
+        return httpx.Response(200, json={"items": items})
 
     def record(self, mid):
         self.recordings.append(
@@ -274,6 +310,10 @@ class FakeWebex:
                 "downloadUrl": "https://example.webex.com/recordingservice/...",
             }
         )
+
+
+def _instant(value):
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 class FakeGoogle:

@@ -1,6 +1,14 @@
-"""A stand-in for Zoom's REST API with Zoom's response shapes, mounted on respx (httpx's transport)."""
+"""A stand-in for Zoom's REST API with Zoom's response shapes, mounted on respx (httpx's transport).
+
+Besides meetings, registrants and recordings it lists a host's meetings (`GET /users/me/meetings`: `type`,
+`from`/`to` dates, `page_size` and `next_page_token`; items without settings, as Zoom's List meetings answers),
+at most `page_limit` a page. Zoom answers a registrant added again (the same email on the same meeting) with the
+registrant it has. A request whose answer is in `lose_next` is applied, and the client gets that answer instead:
+an httpx exception raised (a timeout, a reset) or a (status, body) such as a 502.
+"""
 
 import base64
+import datetime as dt
 import itertools
 import json
 
@@ -8,6 +16,8 @@ import httpx
 
 API = "https://api.zoom.test/v2"
 OAUTH = "https://zoom.test/oauth/token"
+# What List meetings shows of each meeting (no settings: those only GET /meetings/{id} answers).
+LISTED = ("id", "uuid", "host_id", "topic", "type", "start_time", "duration", "timezone", "join_url")
 
 
 class FakeZoom:
@@ -21,6 +31,8 @@ class FakeZoom:
         self.tokens_issued = 0
         self.requests = []
         self.fail_next = []  # (status, body, headers) or an httpx exception for the next API request
+        self.lose_next = []  # an httpx exception or (status, body) answered after the next API request is applied
+        self.page_limit = 300
         self.storage_fail = []  # httpx.Response answers for the next recording downloads
         self._ids = itertools.count(85746065000)
 
@@ -63,11 +75,22 @@ class FakeZoom:
                 raise self.fail_next.pop(0)  # the connection itself fails
             status, body, headers = self.fail_next.pop(0)
             return httpx.Response(status, json=body, headers=headers)
+        response = self._answer(request)
+        if self.lose_next:
+            lost = self.lose_next.pop(0)
+            if isinstance(lost, Exception):
+                raise lost
+            return httpx.Response(lost[0], json=lost[1])
+        return response
+
+    def _answer(self, request):
         path = request.url.path.removeprefix("/v2")
         parts = path.strip("/").split("/")
         body = json.loads(request.content) if request.content else {}
         if request.method == "POST" and path == "/users/me/meetings":
             return self._create(body)
+        if request.method == "GET" and path == "/users/me/meetings":
+            return self._list(request.url.params)
         if parts[0] == "meetings" and len(parts) >= 2:
             mid = parts[1]
             if mid not in self.meetings:
@@ -83,7 +106,8 @@ class FakeZoom:
                 del self.meetings[mid]
                 return httpx.Response(204)
             if parts[2:] == ["registrants"] and request.method == "POST":
-                rid = f"reg_{len(self.registrants) + 1}"
+                known = [r for r, v in self.registrants.items() if (v["meeting"], v["email"]) == (mid, body["email"])]
+                rid = known[0] if known else f"reg_{len(self.registrants) + 1}"
                 self.registrants[rid] = {"meeting": mid, **body}
                 return httpx.Response(
                     201,
@@ -98,6 +122,26 @@ class FakeZoom:
                     return httpx.Response(404, json={"code": 3301, "message": "This recording does not exist."})
                 return httpx.Response(200, json={"id": int(mid), "recording_files": self.recordings[mid]})
         return httpx.Response(404, json={"code": 300, "message": f"no route {request.method} {path}"})
+
+    def _list(self, params):
+        """List meetings: the scheduled ones whose start falls on the `from`..`to` dates (UTC here), in pages."""
+        if params.get("type") != "scheduled":
+            return httpx.Response(400, json={"code": 300, "message": "the fake lists only type=scheduled"})
+        first, last = dt.date.fromisoformat(params["from"]), dt.date.fromisoformat(params["to"])
+        items = [
+            {k: m[k] for k in LISTED} | {"created_at": "2026-01-01T00:00:00Z"}
+            for m in self.meetings.values()
+            if first <= dt.date.fromisoformat(m["start_time"][:10]) <= last
+        ]
+        size = min(int(params.get("page_size", 30)), 300, self.page_limit)
+        start = int(params.get("next_page_token") or 0)
+        following = str(start + size) if start + size < len(items) else ""
+        page = {"page_size": size, "total_records": len(items), "next_page_token": following}
+        return httpx.Response(200, json={**page, "meetings": items[start : start + size]})
+
+    def add_meeting(self, **body):
+        """A meeting made at Zoom outside the hub (by hand, in Zoom's own app): its id."""
+        return str(self._create({"type": 2, "duration": 45, **body}).json()["id"])
 
     def _create(self, body):
         mid = str(next(self._ids))
