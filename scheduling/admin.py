@@ -7,6 +7,7 @@ from .models import (
     CalendarEvent,
     Meeting,
     MeetingAttendance,
+    MeetingCreate,
     MeetingParticipant,
     MeetingRecording,
     MeetingSubscription,
@@ -68,6 +69,27 @@ class MeetingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # meetings are created through the API, on the provider first
+
+
+@admin.register(MeetingCreate)
+class MeetingCreateAdmin(admin.ModelAdmin):
+    """Zoom and Webex creates made with an Idempotency-Key: "ambiguous" means the next retry looks the meeting up.
+
+    View only: the row is what keeps a retry from making a second meeting; staff editing its doubt, id or
+    meeting could make the next retry create again or answer with another meeting. (It goes with its meeting.)
+    """
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    list_display = ("create_id", "provider", "owner", "doubt", "meeting", "created_at")
+    list_filter = ("provider", "doubt")
+    search_fields = ("create_id", "meeting__external_id")
+    raw_id_fields = ("owner", "meeting")
+    show_full_result_count = False
 
 
 class CalendarEventInline(admin.TabularInline):

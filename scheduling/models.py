@@ -226,6 +226,43 @@ class MeetingSubscription(models.Model):
         return f"{self.provider} {self.kind} subscription of meeting {self.meeting_id}"
 
 
+class MeetingCreate(models.Model):
+    """One Zoom or Webex meeting create under an Idempotency-Key: its create id, and whether an attempt's outcome
+    is unknown.
+
+    Neither API takes an idempotency key or a client-chosen id. Every attempt's meeting carries the create id
+    where the provider keeps a caller's own value (Zoom: a custom key; Webex: an integration tag). This row is
+    marked before each POST; a retry that finds an attempt in doubt (it timed out, lost its connection, got a
+    5xx, or its process died mid-call) looks the meeting up by that id and adopts it instead of making a second
+    one, so only a create after such a failure pays for the lookup (services.meetings).
+    """
+
+    class Doubt(models.TextChoices):
+        NONE = "", "none"
+        IN_FLIGHT = "in_flight", "a create call started and has not come back"
+        AMBIGUOUS = "ambiguous", "a create call timed out, lost its connection or got a 5xx"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="meeting_creates")
+    provider = models.CharField(max_length=16, choices=Meeting.Provider.choices)
+    # calendars.create_id over owner, connection, key and the whole request: another request under the same key
+    # is another create, never answered with this one's meeting.
+    create_id = models.CharField(max_length=64)
+    doubt = models.CharField(max_length=16, choices=Doubt.choices, default=Doubt.NONE, blank=True)
+    # Set with the meeting's row, in one transaction: a finished create. Goes with the meeting (a create undone
+    # after a failed registration deletes both, so its retry makes the meeting again).
+    meeting = models.OneToOneField(
+        Meeting, null=True, blank=True, on_delete=models.CASCADE, related_name="create_record"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["provider", "create_id"], name="meeting_create_unique_id")]
+
+    def __str__(self):
+        return f"{self.provider} create {self.create_id} ({'made' if self.meeting_id else self.doubt or 'not made'})"
+
+
 class SchedulingPreference(models.Model):
     """A user's choices about their meetings; no row means the defaults."""
 

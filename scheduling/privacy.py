@@ -1,6 +1,6 @@
 """What scheduling holds about a user (privacy registry): meetings, participants, attendance, recordings (metadata,
-and the copies in the hub's storage when the user opted in), preferences, and the calendars and events synced from
-their Google and Microsoft connections."""
+and the copies in the hub's storage when the user opted in), preferences, the calendars and events synced from
+their Google and Microsoft connections, and the record of each Zoom/Webex create made with an Idempotency-Key."""
 
 from django.conf import settings
 
@@ -14,6 +14,7 @@ from .models import (
     CalendarEvent,
     Meeting,
     MeetingAttendance,
+    MeetingCreate,
     MeetingParticipant,
     MeetingRecording,
     MeetingSubscription,
@@ -41,10 +42,13 @@ def export_scheduling(user, out):
                 exclude=("owner", "client_state", "sync_token", "delta_link", "raw"),
             ),
             "calendar_events": rows(CalendarEvent.objects.filter(calendar__owner=user), exclude=("raw",)),
+            # The create id is a digest of the key and the request, which means nothing to anyone; left out.
+            "meeting_creates": rows(MeetingCreate.objects.filter(owner=user), exclude=("owner", "create_id")),
         },
         description=(
             "Your video meetings (topic, times, join links), participants, attendance (who joined and left when), "
-            "the recordings' metadata, your preferences, and your calendars with the events synced from them."
+            "the recordings' metadata, your preferences, your calendars with the events synced from them, and "
+            "which meeting each Zoom or Webex create made with an Idempotency-Key made."
         ),
     )
     copied = recordings.filter(copy_status=MeetingRecording.Copy.COPIED).order_by("meeting_id", "pk")
@@ -92,6 +96,7 @@ def erase_scheduling(user, report):
     report.count("scheduling.MeetingRecording", MeetingRecording.objects.filter(meeting__owner=user).delete()[0])
     report.count("scheduling.MeetingSubscription", MeetingSubscription.objects.filter(meeting__owner=user).delete()[0])
     report.count("scheduling.MeetingParticipant", MeetingParticipant.objects.filter(meeting__owner=user).delete()[0])
+    report.count("scheduling.MeetingCreate", MeetingCreate.objects.filter(owner=user).delete()[0])
     report.count("scheduling.Meeting", Meeting.objects.filter(owner=user).delete()[0])
     report.count("scheduling.SchedulingPreference", SchedulingPreference.objects.filter(owner=user).delete()[0])
 
@@ -117,6 +122,7 @@ register(
             "scheduling.MeetingAttendance",
             "scheduling.MeetingRecording",
             "scheduling.MeetingSubscription",
+            "scheduling.MeetingCreate",
             "scheduling.SchedulingPreference",
             "scheduling.Calendar",
             "scheduling.CalendarEvent",

@@ -8,7 +8,11 @@ and refresh tokens 90; the hub refreshes them like every other connection.
 
 - `POST /meetings` with invitees (`sendEmail` mails them), breakout sessions,
   lobby (`unlockedMeetingJoinSecurity`), mute on entry
-  (`audioConnectionOptions.muteAttendeeUponEntry`) and auto-recording;
+  (`audioConnectionOptions.muteAttendeeUponEntry`) and auto-recording; under
+  the client's Idempotency-Key the meeting carries its create id as an
+  integration tag (`integrationTags`), and `meeting_find` asks List Meetings for
+  that tag (`integrationTag`): how a retry finds what a lost attempt made, since
+  Webex takes no idempotency key (services.meetings decides when to look);
   `PUT /meetings/{id}` takes the whole meeting, so an update reads it first and
   sends it back with the changes; `DELETE /meetings/{id}?sendEmail=true` tells
   the invitees. Deleting what is already gone (404) is success.
@@ -22,6 +26,7 @@ answers errors as `{"message", "errors": [{"description"}], "trackingId"}`,
 429 with Retry-After.
 """
 
+import datetime as dt
 import functools
 
 import httpx
@@ -36,6 +41,7 @@ from integrations.providers import HttpxAdapter
 from .common import ProviderMeeting, RecordingFile, utc_z
 
 PROVIDER = "webex"
+ONE_DAY = dt.timedelta(days=1)
 # What the hub subscribes to per user: meeting lifecycle, attendance, finished recordings.
 WEBHOOK_EVENTS = (
     ("meetings", "started"),
@@ -178,10 +184,27 @@ def _meeting(body):
     )
 
 
-def meeting_create(*, conn, spec, notify=True):
+def meeting_create(*, conn, spec, notify=True, create_id=""):
+    """POST the meeting; with a create id (52 characters: a tag may have 64) it is the meeting's integration tag."""
     body = meeting_body(spec)
     body["sendEmail"] = notify
+    if create_id:
+        body["integrationTags"] = [create_id]
     return _meeting(_json(_call(conn, "meeting.create", "POST", "/meetings", json=body)))
+
+
+def meeting_find(*, conn, spec, create_id):
+    """The meeting series a create under `create_id` made (its integration tag), or None.
+
+    Asked from a day before its start to a day after its end: List Meetings answers within `from`/`to`, and
+    their defaults are relative to now, which a meeting weeks ahead may lie outside. Its items have the shape of
+    a create's answer, so the one found is adopted as it is.
+    """
+    window = {"from": utc_z(spec.start_time - ONE_DAY), "to": utc_z(spec.end_time + ONE_DAY)}
+    params = {"integrationTag": create_id, "meetingType": "meetingSeries", **window, "max": 10}
+    page = _json(_call(conn, "meeting.find", "GET", "/meetings", params=params))
+    made = [item for item in page.get("items") or [] if create_id in (item.get("integrationTags") or [])]
+    return _meeting(made[0]) if made else None
 
 
 def meeting_get(*, conn, external_id):

@@ -10,8 +10,15 @@ Every HTTP request is one `gateway.attempt` (ProviderCall row, shared limiter,
 breaker) with no retries of its own. Zoom answers errors as
 `{"code": 3001, "message": "Meeting does not exist: 123."}`: 429 and 5xx are
 retryable (Retry-After honoured), other 4xx permanent.
+
+Zoom takes no idempotency key. A create under the client's Idempotency-Key
+carries its create id as a custom key (`settings.custom_keys`, CREATE_KEY), and
+`meeting_find` is how a retry finds what a lost attempt made: List meetings shows
+no settings, so it reads each listed meeting of the same topic and start for
+that key (services.meetings decides when to look).
 """
 
+import datetime as dt
 import functools
 from dataclasses import dataclass, field
 
@@ -20,7 +27,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from integrations import gateway
-from integrations.errors import PermanentError, error_from_http
+from integrations.errors import DomainError, PermanentError, error_from_http
 from integrations.providers import HttpxAdapter, credentials_key
 
 from .common import RecordingFile
@@ -28,6 +35,11 @@ from .common import RecordingFile
 PROVIDER = "zoom"
 # Zoom's code for "Meeting does not exist": deleting what is already gone is success.
 MEETING_NOT_FOUND = 3001
+# The custom key (settings.custom_keys: key up to 64 characters, value up to 256) a create's id travels in.
+CREATE_KEY = "integration_hub_create"
+# List meetings pages (300 meetings each, Zoom's most) a lookup reads before it gives up: the hub's meetings all
+# share the account's user, so a busy account can have many on the same days.
+FIND_PAGES = 10
 
 
 @dataclass(frozen=True)
@@ -145,10 +157,53 @@ def _meeting(body):
     )
 
 
-def meeting_create(*, payload, owner=None):
-    """POST /users/me/meetings (a scheduled meeting, type 2); the provider's meeting."""
+def meeting_create(*, payload, owner=None, create_id=""):
+    """POST /users/me/meetings (a scheduled meeting, type 2); the provider's meeting. With a create id the meeting
+    carries it as a custom key, by which `meeting_find` knows it."""
+    if create_id:
+        keys = [{"key": CREATE_KEY, "value": create_id}]
+        payload = {**payload, "settings": {**payload.get("settings", {}), "custom_keys": keys}}
     response = _api("POST", "/users/me/meetings", operation="meeting.create", owner=owner, json=payload)
     return _meeting(response.json())
+
+
+def meeting_find(*, create_id, topic, start_time, owner=None):
+    """The meeting a create under `create_id` made, or None: for a retry whose earlier attempt may have made it.
+
+    The host's scheduled meetings from the day before the start to the day after (List meetings takes whole
+    dates, and a day either side covers whichever zone Zoom reads them in); those with this topic and start are
+    read one by one (the list shows no settings): only the one carrying this create's custom key is taken, never
+    a meeting of the same title and time made by hand or by another create.
+    """
+    day = start_time.astimezone(dt.UTC).date()
+    window = {"from": (day - dt.timedelta(days=1)).isoformat(), "to": (day + dt.timedelta(days=1)).isoformat()}
+    params = {"type": "scheduled", **window, "page_size": 300}
+    for _ in range(FIND_PAGES):
+        page = _api("GET", "/users/me/meetings", operation="meeting.find", owner=owner, params=params).json()
+        for listed in page.get("meetings") or []:
+            if listed.get("topic") == topic and _starts_at(listed, start_time):
+                meeting = meeting_get(meeting_id=listed["id"], owner=owner)
+                if {"key": CREATE_KEY, "value": create_id} in (meeting.settings.get("custom_keys") or []):
+                    return meeting
+        if not page.get("next_page_token"):
+            return None
+        params["next_page_token"] = page["next_page_token"]
+    # Not found within the pages read is not "never made": making it again could be the second meeting.
+    raise DomainError(
+        409,
+        "create_outcome_unknown",
+        "An earlier attempt of this create (same Idempotency-Key) may have made the meeting, and Zoom holds more "
+        f"meetings around {day} than the hub looks through: check the Zoom account, and send the create with a "
+        "new Idempotency-Key if the meeting is not there.",
+    )
+
+
+def _starts_at(listed, start_time):
+    """Within the minute: the custom key is what identifies the meeting, the time only spares reading others."""
+    try:
+        return abs(dt.datetime.fromisoformat(listed.get("start_time") or "") - start_time) < dt.timedelta(minutes=1)
+    except (TypeError, ValueError):  # no start, or one without a zone
+        return False
 
 
 def meeting_get(*, meeting_id, owner=None):

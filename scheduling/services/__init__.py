@@ -4,7 +4,9 @@ The provider is called first and its answer stamped on our row, so a meeting
 row always carries the provider's real join URL and id; nothing is invented.
 
 connections.py checks the provider and picks the OAuth connection, meetings.py
-creates, changes and cancels, recording_files.py books and serves recordings.
+creates, changes and cancels (create_once.py: a Zoom or Webex create retried
+under its Idempotency-Key adopts what a lost attempt made), recording_files.py
+books and serves recordings.
 """
 
 from .connections import _calendar_connection, _check_provider, _connection, _meeting_connection

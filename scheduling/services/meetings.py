@@ -1,4 +1,11 @@
-"""Meetings on the provider first, then on our row: create, change, cancel."""
+"""Meetings on the provider first, then on our row: create, change, cancel.
+
+A create under the client's Idempotency-Key is made once however often the client retries after a lost answer
+(a timeout, a reset, a 5xx: the API keeps no record of those, integrations.api.idempotency). Google Meet and Teams
+take the create id (calendars.create_id) as the event's id / transactionId and answer a retry with what the lost
+attempt made. Zoom and Webex take no such id: their meetings carry it as a custom key / integration tag, and
+create_once.py tells a retry when to look it up first.
+"""
 
 import datetime as dt
 import logging
@@ -16,6 +23,7 @@ from ..models import Meeting, MeetingParticipant
 from ..providers import google_meet, teams, webex, zoom
 from ..providers.common import MeetingSpec
 from .connections import _calendar_connection, _check_provider, _connection, _meeting_connection, _zone
+from .create_once import create_finished, create_once, create_record, made_before
 
 # The package's name, as before the split: log filters and readers see the same logger.
 logger = logging.getLogger(__package__)
@@ -76,9 +84,16 @@ def _provider_settings(provider, asked):
     return asked
 
 
-def _create_on_provider(provider, *, owner, conn, data, spec, idempotency_key=""):
+def _create_on_provider(provider, *, owner, conn, data, spec, idempotency_key="", record=None):
     if provider == "zoom":
-        return zoom.meeting_create(payload=_zoom_payload(data), owner=owner)
+        payload = _zoom_payload(data)
+        return create_once(
+            record,
+            create=lambda made_id: zoom.meeting_create(payload=payload, owner=owner, create_id=made_id),
+            find=lambda made_id: zoom.meeting_find(
+                create_id=made_id, topic=payload["topic"], start_time=data["start_time"], owner=owner
+            ),
+        )
     if provider == "google_meet":
         # The key makes the event's id: a retry after a lost answer finds the meeting the lost attempt made.
         created = google_meet.meeting_create(conn=conn, spec=spec, idempotency_key=idempotency_key)
@@ -93,7 +108,11 @@ def _create_on_provider(provider, *, owner, conn, data, spec, idempotency_key=""
     if provider == "teams":
         # The key makes the event's transactionId: a retry after a lost answer is answered with the meeting made.
         return teams.meeting_create(conn=conn, spec=spec, idempotency_key=idempotency_key)
-    created = webex.meeting_create(conn=conn, spec=spec)
+    created = create_once(
+        record,
+        create=lambda made_id: webex.meeting_create(conn=conn, spec=spec, create_id=made_id),
+        find=lambda made_id: webex.meeting_find(conn=conn, spec=spec, create_id=made_id),
+    )
     _webex_webhooks(conn)
     return created
 
@@ -163,7 +182,13 @@ def meeting_create(
         settings=_provider_settings(provider, data["settings"]),
         breakout_rooms=tuple(breakout_rooms),
     )
-    pm = _create_on_provider(provider, owner=owner, conn=conn, data=data, spec=spec, idempotency_key=idempotency_key)
+    request = {"meeting": data, "participants": list(participants), "calendar_event": calendar_event}
+    record = create_record(provider, owner=owner, conn=conn, idempotency_key=idempotency_key, request=request)
+    if record is not None and record.meeting_id:
+        return made_before(record)
+    pm = _create_on_provider(
+        provider, owner=owner, conn=conn, data=data, spec=spec, idempotency_key=idempotency_key, record=record
+    )
     rooms = {e.lower(): r["name"] for r in breakout_rooms for e in r.get("participants", [])}
     with transaction.atomic():
         meeting = Meeting(
@@ -188,6 +213,7 @@ def meeting_create(
                 name=p.get("name", ""),
                 breakout_room=rooms.get(p["email"].lower(), ""),
             )
+        create_finished(record, meeting)
     if provider == "google_meet":
         from ..meet_events import meeting_subscribe_later
 
@@ -207,7 +233,8 @@ def meeting_create(
                 participant.save(update_fields=["registrant_id", "join_url"])
         except ProviderError:
             # The client is told the create failed: the meeting must not stay behind at Zoom or here, or its
-            # retry (same Idempotency-Key: an error leaves no record) makes a second one.
+            # retry (same Idempotency-Key: an error leaves no record) makes a second one. Its MeetingCreate goes
+            # with the row, so that retry makes the meeting anew rather than adopt the one being deleted.
             _undo_create(meeting, owner)
             raise
     if provider == "teams":

@@ -23,6 +23,7 @@ from scheduling.models import (
     CalendarEvent,
     Meeting,
     MeetingAttendance,
+    MeetingCreate,
     MeetingParticipant,
     MeetingRecording,
     MeetingSubscription,
@@ -220,6 +221,9 @@ def populate(user, *, tag):
     PricePoint.objects.create(watch=watch, checked_at=timezone.now(), departure_date=watch.departure_date, price=100)
     meeting = MeetingFactory(owner=user, topic=f"meeting {tag}", external_id=f"9{abs(hash(tag)) % 10**9}")
     guest = MeetingParticipant.objects.create(meeting=meeting, email=f"guest-{tag}@example.org", name=f"Guest {tag}")
+    # the records of two creates made with an Idempotency-Key: one that made the meeting, one whose outcome is unknown
+    MeetingCreate.objects.create(owner=user, provider="zoom", create_id=f"create-made-{tag}", meeting=meeting)
+    MeetingCreate.objects.create(owner=user, provider="webex", create_id=f"create-lost-{tag}", doubt="ambiguous")
     MeetingAttendance.objects.create(
         meeting=meeting,
         participant=guest,

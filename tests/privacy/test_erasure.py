@@ -20,7 +20,7 @@ from messaging.models import SmsMessage
 from payments.models import Invoice, Subscription
 from privacy import erasure as erasure_service
 from privacy.models import Erasure
-from scheduling.models import Calendar, CalendarEvent, MeetingSubscription
+from scheduling.models import Calendar, CalendarEvent, MeetingCreate, MeetingSubscription
 from travel.models import PriceWatch
 
 from .conftest import API, BUCKET, populate, stripe_cancels, twilio_media
@@ -192,6 +192,9 @@ def test_nothing_of_the_user_remains_after_the_grace_period_and_totals_are_uncha
     assert CalendarEvent.objects.filter(calendar__owner=other_user).count() == 2
     assert MeetingSubscription.objects.filter(meeting__owner=other_user).count() == 1
     assert row.report["apps"]["scheduling"]["counts"]["scheduling.MeetingSubscription"] == 1
+    # the records of the user's creates under an Idempotency-Key, finished or not; the other user's stay
+    assert not MeetingCreate.objects.filter(owner_id=user_id).exists()
+    assert MeetingCreate.objects.filter(owner=other_user).count() == 2
     # no row of any model holds anything of the user (the audit trail excepted, documented)
     for label, text in _everything_stored_as_text(exclude=KEPT_WITH_IDENTITY):
         for marker in mine.markers | mine.secrets:

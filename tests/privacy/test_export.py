@@ -97,6 +97,9 @@ def test_it_exports_what_every_app_holds_about_the_user_and_nothing_of_others(
     assert [s["external_id"] for s in scheduling["lifecycle_subscriptions"]] == ["sub-teams-mine"]
     for row in scheduling["calendars"] + scheduling["lifecycle_subscriptions"]:
         assert not {"client_state", "sync_token", "delta_link", "raw"} & set(row)
+    # which meeting each create under an Idempotency-Key made; its create id (a digest) left out
+    assert sorted(c["doubt"] for c in scheduling["meeting_creates"]) == ["", "ambiguous"]
+    assert not any("create_id" in c for c in scheduling["meeting_creates"])
     for secret in mine.secrets:
         assert secret not in everything, secret
     readme = zf.read("README.txt").decode()
