@@ -6,11 +6,12 @@ a 5xx reply is a refusal (not retried); connection trouble is classified by the
 gateway as retryable.
 """
 
+import contextlib
 import smtplib
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import get_connection, send_mail
 
 from .errors import PermanentError, ProviderUnavailable
 from .providers import ProviderAdapter
@@ -41,9 +42,35 @@ class MailResult:
     sent: int
 
 
-def mail_send(*, subject, message, to, owner=None, related=None):
-    """Send one message to `to` (a list of addresses) as one gateway attempt."""
+def mail_connection():
+    """A backend connection for several mail_send calls (a batch of notices): one SMTP session, not one each.
+
+    Not opened here: the first mail_send that uses it opens it inside its own attempt, so a server that cannot be
+    reached is that message's failure, classified like any other. Close it when the batch ends.
+    """
+    return get_connection()
+
+
+def mail_send(*, subject, message, to, owner=None, related=None, connection=None):
+    """Send one message to `to` (a list of addresses) as one gateway attempt.
+
+    `connection` (mail_connection): kept open for the messages after this one; a failed send closes it, so the
+    next message opens a fresh session instead of writing to a broken one."""
     with EMAIL.attempt("mail.send", owner=owner, related=related) as call:
-        sent = send_mail(subject=subject, message=message, from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=to)
+        try:
+            if connection is not None:
+                connection.open()
+            sent = send_mail(
+                subject=subject,
+                message=message,
+                from_email=settings.DEFAULT_FROM_EMAIL,
+                recipient_list=to,
+                connection=connection,
+            )
+        except Exception:
+            if connection is not None:
+                with contextlib.suppress(Exception):  # the send's own error is the one that matters
+                    connection.close()
+            raise
         call.record(units={"messages": sent})
     return MailResult(sent=sent)

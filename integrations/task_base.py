@@ -19,10 +19,10 @@
   it runs, moves the row's next_attempt_at to its retry, and takes the row out
   of the outbox when it ends: a message lost anywhere on the way is re-sent by
   the sweeper, never waited for.
-- An outbox task may have a batch form (`batch_sends`): the messages of it that
-  a sends_batched() block holds go as one message of the batch task, whose run
-  (`run_each`) does for each row what the task would do alone, one row's
-  failure apart from the others'.
+- An outbox task, or a follow-up task no outbox row keeps, may have a batch
+  form (`batch_sends`): the messages of it that a sends_batched() block holds
+  go as one message of the batch task, whose run (`run_each`) does for each
+  row what the task would do alone, one row's failure apart from the others'.
 """
 
 import contextvars
@@ -34,6 +34,7 @@ from contextlib import contextmanager, nullcontext
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -130,8 +131,11 @@ class ProviderTask(Task):
             outbox.finished(*row)
         return result
 
-    def run_each(self, single, ids, *, prepare=None):
+    def run_each(self, single, ids, *, prepare=None, whole_args=False):
         """Run the outbox task `single` for each of `ids` in this one run, as `single(id)` would run alone.
+
+        With `whole_args`, each of `ids` is the list of one message's arguments (`single(*item)`: a task
+        of several arguments, batch_sends(..., whole_args=True)).
 
         The rows are leased together first (and kept while the run lives).
         `prepare(ids)` may read what every row needs in one go and return the
@@ -145,18 +149,28 @@ class ProviderTask(Task):
 
         The rows that finished leave the outbox together when the run ends (one
         UPDATE, not one per row). A worker that dies first leaves them leased:
-        they are sent again once the lease runs out and, being done, skip.
+        they are sent again once the lease runs out and, being done, skip. A
+        task no outbox row keeps has no row to say it is done: each item that
+        finished is marked in the cache under this message's id instead, and
+        the redelivery of a message whose worker died mid-batch skips those
+        (a notice mailed once, not again with the rest of its batch).
         """
         kind = outbox.kind_for(single)
         ids = list(ids)
         if kind is not None:
             outbox.lease_many(kind, ids)
         keeper = outbox.BatchLeaseKeeper(kind, ids) if kind is not None else None
-        run_one = prepare(ids) if prepare is not None else single.run
+        done_before = _DoneMarks(self.request.id, ids) if kind is None else None
+        run_one = (
+            prepare(ids) if prepare is not None else (lambda item: single.run(*item)) if whole_args else single.run
+        )
         results, finished = [], []
         try:
             with keeper if keeper is not None and not self.request.is_eager else nullcontext():
                 for i, pk in enumerate(ids):
+                    if done_before is not None and done_before.has(i):
+                        results.append(None)
+                        continue
                     try:
                         results.append(run_one(pk))
                     except RateLimited as exc:
@@ -168,30 +182,33 @@ class ProviderTask(Task):
                         return results
                     except SoftTimeLimitExceeded:
                         timeout = ProviderTimeout(single.provider or "", f"{self.name} ran past its soft time limit")
-                        self._hand_over(single, kind, keeper, pk, timeout)
+                        self._hand_over(single, kind, keeper, pk, timeout, whole_args=whole_args)
                         if ids[i + 1 :]:
                             self._send_rest(kind, ids[i + 1 :])
                         return results
                     except Exception as exc:  # noqa: BLE001 - this row goes on alone; the others still run
-                        self._hand_over(single, kind, keeper, pk, exc)
+                        self._hand_over(single, kind, keeper, pk, exc, whole_args=whole_args)
                         results.append(None)
                     else:
                         if kind is not None:
                             keeper.done(pk)
                             finished.append(pk)
+                        else:
+                            done_before.mark(i)
         finally:
             if kind is not None:
                 outbox.finished_many(kind, finished)
         return results
 
-    def _hand_over(self, single, kind, keeper, pk, exc):
+    def _hand_over(self, single, kind, keeper, pk, exc, *, whole_args=False):
         """A row of run_each failed: what `single`'s own first run would do after that failure."""
+        args = tuple(pk) if whole_args else (pk,)
         policy = retry_policy(single.provider or getattr(exc, "provider", None))
         if isinstance(exc, ProviderError) and exc.retryable and policy["max_retries"] > 0:
             countdown = backoff_seconds(0, base=policy["base"], cap=policy["cap"], retry_after=exc.retry_after)
             _row_left(keeper, kind, pk, countdown)
             try:
-                single.apply_async((pk,), countdown=countdown, retries=1)  # its second attempt
+                single.apply_async(args, countdown=countdown, retries=1)  # its second attempt
             except BrokerError:
                 logger.exception("the broker refused the retry of %s(%s); the outbox sweeper sends it", single.name, pk)
                 if kind is not None:
@@ -199,16 +216,17 @@ class ProviderTask(Task):
             return
         if keeper is not None:
             keeper.done(pk)
-        logger.error("%s(%s) failed in %s: %r", single.name, pk, self.name, exc, exc_info=exc)
-        single.on_failure(exc, None, (pk,), {}, None)
+        logger.error("%s%s failed in %s: %r", single.name, args, self.name, exc, exc_info=exc)
+        single.on_failure(exc, None, args, {}, None)
 
     def _send_rest(self, kind, ids):
         try:
             self.apply_async((ids,))
         except BrokerError:
             logger.exception("the broker refused %s for %d row(s); the outbox sweeper sends them", self.name, len(ids))
-            for pk in ids:
-                outbox.mark_send_failed(kind, pk)
+            if kind is not None:
+                for pk in ids:
+                    outbox.mark_send_failed(kind, pk)
 
     def _defer(self, args, kwargs, *, countdown, prepaid):
         """Send the same task again for when its token is due; this run ends without error."""
@@ -244,6 +262,30 @@ class ProviderTask(Task):
                 self.give_up(exc, *args, **kwargs)
             except Exception:  # noqa: BLE001 - the alert above is already raised; log and carry on
                 logger.exception("give_up hook of %s failed", self.name)
+
+
+class _DoneMarks:
+    """The items of one batch message (by position) that a run of it finished: cache keys under the message's id.
+
+    Read once when the run starts, one key written per finished item; kept a day, longer than any redelivery.
+    A cache that lost them makes a redelivery run those items again, as a lone task's redelivery would.
+    """
+
+    TTL = 24 * 3600
+
+    def __init__(self, message_id, items):
+        self.prefix = f"batch-done:{message_id}:" if message_id else None
+        self.done = set()
+        if self.prefix is not None:
+            found = cache.get_many([self.prefix + str(i) for i in range(len(items))])
+            self.done = {int(key[len(self.prefix) :]) for key in found}
+
+    def has(self, i):
+        return i in self.done
+
+    def mark(self, i):
+        if self.prefix is not None:
+            cache.set(self.prefix + str(i), 1, self.TTL)
 
 
 def _row_left(keeper, kind, pk, seconds):
@@ -299,8 +341,11 @@ _batch_forms = {}
 BATCH_SEND_MAX = 25  # ids per batch message: a batch's calls stay well inside one task's time limit
 
 
-def batch_sends(single, batch):
+def batch_sends(single, batch, *, whole_args=False):
     """Held messages of the outbox task `single(id)` go as `batch([id, ...])` messages (up to BATCH_SEND_MAX ids).
+
+    `whole_args`: `single` takes several arguments (a follow-up no outbox row keeps, such as a payment's failure
+    notice with its reason); each item of `batch`'s list is then one message's argument list.
 
     `batch` runs them with ProviderTask.run_each(single, ids). For the tasks a
     drained webhook batch queues (a fee look-up per success): one message, one
@@ -308,23 +353,25 @@ def batch_sends(single, batch):
     11). A lone message, and every message sent outside sends_batched(), goes
     as `single` still; the sweeper always sends `single`.
     """
-    _batch_forms[single.name] = batch
+    _batch_forms[single.name] = (batch, whole_args)
 
 
 def _merged(held):
     """(task, args, kwargs) to publish for the held messages: those with a batch form merged by task."""
     out, ids = [], {}
     for task, args, kwargs, _kind in held:
-        if task.name in _batch_forms and len(args) == 1 and not kwargs:
-            ids.setdefault(task.name, (task, []))[1].append(args[0])
+        batch, whole_args = _batch_forms.get(task.name, (None, False))
+        if batch is not None and not kwargs and (whole_args or len(args) == 1):
+            ids.setdefault(task.name, (task, []))[1].append(list(args) if whole_args else args[0])
         else:
             out.append((task, args, kwargs))
     for task, group in ids.values():
+        batch, whole_args = _batch_forms[task.name]
         if len(group) == 1:
-            out.append((task, (group[0],), {}))
+            out.append((task, tuple(group[0]) if whole_args else (group[0],), {}))
             continue
         for start in range(0, len(group), BATCH_SEND_MAX):
-            out.append((_batch_forms[task.name], (group[start : start + BATCH_SEND_MAX],), {}))
+            out.append((batch, (group[start : start + BATCH_SEND_MAX],), {}))
     return out
 
 

@@ -12,6 +12,7 @@ from celery import shared_task
 from django.db.models import Q
 
 from integrations import outbox
+from integrations.email import mail_connection
 from integrations.registry import get_provider
 from integrations.task_base import ProviderTask, batch_sends
 
@@ -95,3 +96,31 @@ def reconcile_stripe(self, hours=72):
 @shared_task(bind=True, base=ProviderTask, provider="email", name="payments.payment_failed_notify")
 def payment_failed_notify(self, invoice_id, reason=""):
     return services.payment_failed_notify(invoice_id=invoice_id, reason=reason)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="email", name="payments.payment_failed_notices")
+def payment_failed_notices(self, items):
+    """payment_failed_notify for the failures of one drained webhook batch ([invoice_id, reason] each): one
+    message, one read of the invoices and one mail session instead of one each; every notice is still its own
+    send (and ProviderCall), a failed one goes on to its own retry, and one already sent is not sent again when
+    the message is redelivered (ProviderTask.run_each)."""
+    connection = mail_connection()
+
+    def prepare(batch):
+        found = services.invoices_for_notice(invoice_ids=[invoice_id for invoice_id, _reason in batch])
+
+        def notify(item):
+            invoice_id, reason = item[0], item[1] if len(item) > 1 else ""  # as the lone task's default
+            return services.payment_failed_notify(
+                invoice_id=invoice_id, reason=reason, invoice=found.get(invoice_id), connection=connection
+            )
+
+        return notify
+
+    try:
+        return self.run_each(payment_failed_notify, items, prepare=prepare, whole_args=True)
+    finally:
+        connection.close()
+
+
+batch_sends(payment_failed_notify, payment_failed_notices, whole_args=True)

@@ -28,7 +28,7 @@ from .invoices import (
     payment_cancel,
     stripe_invoice_apply,
 )
-from .notify import payment_failed_notify
+from .notify import invoices_for_notice, payment_failed_notify
 from .reconcile import reconcile_stripe
 from .refunds import (
     REFUND_STATUS,
@@ -83,6 +83,7 @@ __all__ = [
     "money_mismatch",
     "payment_cancel",
     "payment_failed_notify",
+    "invoices_for_notice",
     "payment_fee_record",
     "payment_for_stripe_object",
     "payments_for_fee_record",

@@ -14,9 +14,17 @@ def payment_failed_notify_later(*, invoice_id, reason):
     enqueue_on_commit(task, invoice_id, reason)
 
 
-def payment_failed_notify(*, invoice_id, reason):
-    """Tell the invoice's owner the payment failed and why (Django's email backend; console in development)."""
-    invoice = Invoice.objects.select_related("owner").filter(pk=invoice_id).first()
+def invoices_for_notice(*, invoice_ids):
+    """The invoices payment_failed_notify reads, with their owners, in one query: {pk: Invoice} of those that exist."""
+    return Invoice.objects.select_related("owner").in_bulk(invoice_ids)
+
+
+def payment_failed_notify(*, invoice_id, reason, invoice=None, connection=None):
+    """Tell the invoice's owner the payment failed and why (Django's email backend; console in development).
+
+    `invoice`: the row when the caller read it for this run (invoices_for_notice, for a batch); else read here.
+    `connection`: the batch's mail connection (integrations.email.mail_connection)."""
+    invoice = invoice or Invoice.objects.select_related("owner").filter(pk=invoice_id).first()
     if invoice is None or not invoice.owner.email:
         return False
     amount = format_amount(invoice.amount, invoice.currency)
@@ -30,5 +38,6 @@ def payment_failed_notify(*, invoice_id, reason):
         to=[invoice.owner.email],
         owner=invoice.owner_id,
         related=invoice,
+        connection=connection,
     )
     return True

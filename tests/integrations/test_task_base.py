@@ -160,7 +160,7 @@ def test_held_messages_of_a_task_with_a_batch_form_leave_as_batch_messages_of_at
     from integrations import task_base
 
     single, batch, other = (SimpleNamespace(name=name) for name in ("t.one", "t.many", "t.other"))
-    monkeypatch.setitem(task_base._batch_forms, "t.one", batch)
+    monkeypatch.setitem(task_base._batch_forms, "t.one", (batch, False))
     held = [(single, (pk,), {}, None) for pk in range(task_base.BATCH_SEND_MAX + 5)] + [(other, (7,), {}, None)]
     assert task_base._merged(held) == [
         (other, (7,), {}),
