@@ -31,7 +31,7 @@ import logging
 import random
 from contextlib import contextmanager, nullcontext
 
-from celery import Task
+from celery import Task, uuid
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.cache import cache
@@ -178,7 +178,8 @@ class ProviderTask(Task):
                             _row_left(keeper, kind, rest, exc.retry_after or 0)
                         ctx = current_task_context()
                         booked = [list(p) for p in ctx.reserved] if ctx is not None else []
-                        self._defer((ids[i:],), {}, countdown=exc.retry_after, prepaid=booked)
+                        # A message of other items: not under this one's id, whose done marks are by position.
+                        self._defer((ids[i:],), {}, countdown=exc.retry_after, prepaid=booked, task_id=uuid())
                         return results
                     except SoftTimeLimitExceeded:
                         timeout = ProviderTimeout(single.provider or "", f"{self.name} ran past its soft time limit")
@@ -228,7 +229,7 @@ class ProviderTask(Task):
                 for pk in ids:
                     outbox.mark_send_failed(kind, pk)
 
-    def _defer(self, args, kwargs, *, countdown, prepaid):
+    def _defer(self, args, kwargs, *, countdown, prepaid, task_id=None):
         """Send the same task again for when its token is due; this run ends without error."""
         headers = {PREPAID_HEADER: prepaid}
         if self.request.is_eager:
@@ -239,7 +240,7 @@ class ProviderTask(Task):
             kwargs=kwargs,
             headers=headers,
             countdown=max(0.0, countdown),
-            task_id=self.request.id,
+            task_id=task_id or self.request.id,
             retries=self.request.retries,  # a deferral is not an attempt
         )
 

@@ -161,3 +161,37 @@ def test_a_batch_mails_through_one_session(invoices, settings):
     assert len(mail.outbox) == 3
     assert len(SessionCountingBackend.opened) == 1
     assert not SessionCountingBackend.opened[0].is_open  # closed when the batch ended
+
+
+def test_a_batch_deferred_for_a_rate_token_mails_every_notice_it_had_not(invoices, monkeypatch):
+    """A worker's batch finds no limiter token for its second notice and re-sends the rest for later
+    (ProviderTask._defer). That later message must mail the rest: the first run's done marks (by position, under
+    the message id) must not make it skip notices it never mailed."""
+    from celery import uuid
+    from celery.app.trace import build_tracer
+
+    from config.celery import app as celery_app
+    from integrations import limiter
+    from integrations.limiter import Decision
+
+    takes = []
+
+    def second_has_no_token(*args, **kwargs):
+        takes.append(args)
+        return Decision(granted=len(takes) != 2, wait=2.0)
+
+    monkeypatch.setattr(limiter, "take", second_has_no_token)
+    deferred = []
+    monkeypatch.setattr(
+        payment_failed_notices, "apply_async", lambda args=None, **options: deferred.append((args, options))
+    )
+    tracer = build_tracer(payment_failed_notices.name, payment_failed_notices, eager=False, app=celery_app)
+    items, message_id = [[inv.pk, "card declined"] for inv in invoices], uuid()
+    tracer(message_id, (items,), {}, request={"id": message_id, "is_eager": False})
+    [(args, options)] = deferred
+
+    # The deferred message, as a worker receives it when its token is due.
+    task_id = options.get("task_id") or uuid()
+    tracer(task_id, args, {}, request={"id": task_id, "is_eager": False, **options["headers"]})
+
+    assert sorted(m.subject for m in mail.outbox) == sorted(f"Payment failed for invoice {i.number}" for i in invoices)
