@@ -190,6 +190,8 @@ class ProviderTask(Task):
                     except Exception as exc:  # noqa: BLE001 - this row goes on alone; the others still run
                         self._hand_over(single, kind, keeper, pk, exc, whole_args=whole_args)
                         results.append(None)
+                        if done_before is not None:  # its retry (or its give-up) has it now, not a redelivery
+                            done_before.mark(i)
                     else:
                         if kind is not None:
                             keeper.done(pk)

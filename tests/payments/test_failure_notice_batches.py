@@ -195,3 +195,35 @@ def test_a_batch_deferred_for_a_rate_token_mails_every_notice_it_had_not(invoice
     tracer(task_id, args, {}, request={"id": task_id, "is_eager": False, **options["headers"]})
 
     assert sorted(m.subject for m in mail.outbox) == sorted(f"Payment failed for invoice {i.number}" for i in invoices)
+
+
+def test_a_redelivered_batch_does_not_mail_again_a_notice_it_had_handed_to_its_own_retry(
+    invoices, retries_sent, monkeypatch
+):
+    """The second notice's send fails (the mail server went away) and goes on to its own retry; the worker then
+    dies at the third. The redelivered message must leave the second to that retry, as a lone notice's message
+    would have been done with once its retry was sent: else the owner is mailed twice."""
+    from celery import uuid
+    from django.core.mail.backends.locmem import EmailBackend
+
+    real = EmailBackend.send_messages
+    items, message_id = [[inv.pk, "card declined"] for inv in invoices], uuid()
+
+    def second_fails_worker_dies_at_the_third(self, messages):
+        if invoices[1].number in messages[0].subject:
+            raise ConnectionResetError("the mail server went away")
+        if invoices[2].number in messages[0].subject:
+            raise SystemExit("the worker was killed")
+        return real(self, messages)
+
+    monkeypatch.setattr(EmailBackend, "send_messages", second_fails_worker_dies_at_the_third)
+    with pytest.raises(SystemExit):
+        payment_failed_notices.apply(args=[items], task_id=message_id)
+    monkeypatch.setattr(EmailBackend, "send_messages", real)
+
+    payment_failed_notices.apply(args=[items], task_id=message_id)  # the same message, delivered again
+
+    assert sorted(m.subject for m in mail.outbox) == sorted(
+        f"Payment failed for invoice {i.number}" for i in (invoices[0], invoices[2])
+    )
+    assert [args for args, _options in retries_sent] == [(invoices[1].pk, "card declined")]  # its retry, once
