@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httplib2
 import httpx
 
+from .fault_plan import answered
 from .graph_fake_base import GraphFakeBase
 
 GRAPH = "https://graph.microsoft.test/v1.0"
@@ -204,18 +205,7 @@ class FakeWebex:
         self.requests.append(request)
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return httpx.Response(401, json={"message": "The request requires a valid access token.", "errors": []})
-        if self.fail_next:
-            if isinstance(self.fail_next[0], Exception):
-                raise self.fail_next.pop(0)
-            status, body, headers = self.fail_next.pop(0)
-            return httpx.Response(status, json=body, headers=headers)
-        response = self._answer(request)
-        if self.lose_next:
-            lost = self.lose_next.pop(0)
-            if isinstance(lost, Exception):
-                raise lost
-            return httpx.Response(lost[0], json=lost[1])
-        return response
+        return answered(self, request)
 
     def _answer(self, request):
         path = request.url.path.removeprefix("/v1")

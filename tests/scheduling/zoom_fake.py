@@ -14,6 +14,8 @@ import json
 
 import httpx
 
+from .fault_plan import answered
+
 API = "https://api.zoom.test/v2"
 OAUTH = "https://zoom.test/oauth/token"
 # What List meetings shows of each meeting (no settings: those only GET /meetings/{id} answers).
@@ -70,18 +72,7 @@ class FakeZoom:
         self.requests.append(request)
         if not request.headers.get("authorization", "").startswith("Bearer tok"):
             return httpx.Response(401, json={"code": 124, "message": "Invalid access token."})
-        if self.fail_next:
-            if isinstance(self.fail_next[0], Exception):
-                raise self.fail_next.pop(0)  # the connection itself fails
-            status, body, headers = self.fail_next.pop(0)
-            return httpx.Response(status, json=body, headers=headers)
-        response = self._answer(request)
-        if self.lose_next:
-            lost = self.lose_next.pop(0)
-            if isinstance(lost, Exception):
-                raise lost
-            return httpx.Response(lost[0], json=lost[1])
-        return response
+        return answered(self, request)
 
     def _answer(self, request):
         path = request.url.path.removeprefix("/v2")
