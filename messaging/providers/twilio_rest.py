@@ -12,12 +12,14 @@
 """
 
 import json
+import os
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit, urlunsplit
 
+import requests
 from django.conf import settings
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
@@ -34,17 +36,34 @@ UNSUBSCRIBED_RECIPIENT = "21610"
 
 
 class HubTwilioHttpClient(TwilioHttpClient):
+    """The SDK's requests transport, with the environment read once per host instead of on every request.
+
+    The SDK asks its session to merge the environment's settings into every request, which with requests'
+    trust_env scans every environment variable twice (proxy variables, then NO_PROXY for the host): the same
+    per-request cost payments.providers.stripe removed from each Stripe request (issue 11). Here the session
+    trusts no environment; the CA bundle the environment names (REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE, as
+    requests reads them: the SDK passes no `verify`) is set on the session once, and the proxy the environment
+    names for each Twilio host (NO_PROXY honoured) is resolved the first time that host is asked.
+    """
+
     def __init__(self, *, api_base="", **kwargs):
         super().__init__(**kwargs)
         self.api_base = urlsplit(api_base) if api_base else None
         self.last_response = None
+        self.session.trust_env = False
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._proxies = {}  # (scheme, host) -> the environment's proxies for it
 
     def request(self, method, url, *args, **kwargs):
         self.last_response = None
-        if self.api_base is not None:
+        parts = urlsplit(url)
+        if self.api_base is not None and parts.hostname and parts.hostname.endswith(".twilio.com"):
+            url = urlunsplit((self.api_base.scheme, self.api_base.netloc, parts.path, parts.query, parts.fragment))
             parts = urlsplit(url)
-            if parts.hostname and parts.hostname.endswith(".twilio.com"):
-                url = urlunsplit((self.api_base.scheme, self.api_base.netloc, parts.path, parts.query, parts.fragment))
+        where = (parts.scheme, parts.hostname)
+        if where not in self._proxies:
+            self._proxies[where] = requests.utils.get_environ_proxies(url)
+        self.proxy = self._proxies[where]
         self.last_response = super().request(method, url, *args, **kwargs)
         return self.last_response
 
