@@ -101,6 +101,24 @@ def fake_provider(settings, monkeypatch):
 
 
 @pytest.fixture
+def environ_reads(monkeypatch):
+    """`start()` begins recording the names of the environment variables read from then on (into the list it
+    returns): for tests that a client reads its settings from the environment once, not per request."""
+    reads = []
+    real = type(os.environ).__getitem__
+
+    def counting(self, key):
+        reads.append(key.decode() if isinstance(key, bytes) else key)
+        return real(self, key)
+
+    def start():
+        monkeypatch.setattr(type(os.environ), "__getitem__", counting)
+        return reads
+
+    return start
+
+
+@pytest.fixture
 def user(db):
     return UserFactory()
 

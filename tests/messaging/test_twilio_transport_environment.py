@@ -2,8 +2,6 @@
 environment names for a Twilio host still carries every request to it, NO_PROXY still exempts it, the CA bundle the
 environment names is still the one TLS trusts, and a request no longer scans the environment itself (issue 11)."""
 
-import os
-
 import pytest
 
 from messaging.models import SmsMessage
@@ -65,16 +63,9 @@ def test_the_ca_bundle_the_environment_names_is_trusted(twilio, http, fresh_clie
     assert _send(http)["verify"] == "/etc/ssl/corporate-ca.pem"
 
 
-def test_a_request_does_not_read_the_environment(twilio, http, fresh_client, clean_environment, monkeypatch):
+def test_a_request_does_not_read_the_environment(twilio, http, fresh_client, clean_environment, environ_reads):
     _send(http)  # the client is built, and Twilio's host asked once, under the environment of the moment
-    reads = []
-    real = type(os.environ).__getitem__
-
-    def counting(self, key):
-        reads.append(key.decode() if isinstance(key, bytes) else key)
-        return real(self, key)
-
-    monkeypatch.setattr(type(os.environ), "__getitem__", counting)
+    reads = environ_reads()
     _send(http)
 
     assert not [k for k in reads if "proxy" in k.lower() or "ca_bundle" in k.lower()]

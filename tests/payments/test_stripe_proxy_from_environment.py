@@ -2,8 +2,6 @@
 a proxy the environment names for Stripe's host is still used on every request, NO_PROXY still exempts the host,
 and a request no longer scans the environment itself (issue 11: that scan was ~16 % of a fee look-up's CPU)."""
 
-import os
-
 import pytest
 
 from payments.models import Payment
@@ -55,18 +53,11 @@ def test_no_proxy_still_exempts_stripes_host(http, fresh_client, monkeypatch):
     assert "https" not in (sent.get("proxies") or {})
 
 
-def test_a_request_does_not_read_the_environment(http, fresh_client, monkeypatch):
+def test_a_request_does_not_read_the_environment(http, fresh_client, monkeypatch, environ_reads):
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     monkeypatch.delenv("https_proxy", raising=False)
     _look_up_fee(http)  # the worker's client is built, under the environment of the moment
-    reads = []
-    real = type(os.environ).__getitem__
-
-    def counting(self, key):
-        reads.append(key.decode() if isinstance(key, bytes) else key)
-        return real(self, key)
-
-    monkeypatch.setattr(type(os.environ), "__getitem__", counting)
+    reads = environ_reads()
     _look_up_fee(http)
 
     assert not [k for k in reads if "proxy" in k.lower()]
