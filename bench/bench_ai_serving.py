@@ -7,7 +7,7 @@ fake OpenAI-compatible provider (bench/fake_llm.py, asyncio, one process). In on
 
 1. Streams: BENCH_STREAMS (256) concurrent streamed completions, each 20 chunks over
    BENCH_STREAM_SECONDS (20 s); every stream's time against that ideal, while a probe polls
-   the health URL and an authenticated GET every 0.2 s (p50 / p99 / max).
+   the health URL and an authenticated GET every 0.2 s from its own process (p50 / p99 / max).
 2. Non-streamed: sequential completions through the hub, through LiteLLM and straight to the
    fake provider, interleaved in rounds; added latency = median through a server - median
    direct; the goal is the hub's at most half LiteLLM's.
@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -136,17 +135,48 @@ class Target:
         self.headers = headers
 
 
-def _probe(target, stop, samples):
-    with httpx.Client(base_url=target.base, headers=target.headers, timeout=30) as client:
-        while not stop.is_set():
-            for label, path in target.probe:
-                started = time.perf_counter()
-                try:
-                    ok = client.get(path).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                samples.setdefault(label, []).append((time.perf_counter() - started) * 1000 if ok else None)
-            stop.wait(PROBE_EVERY)
+# The probe runs in a process of its own: in the load generator's process its thread would wait for the
+# GIL whenever 256 streams open or end there, and its timings would be the client's, not the server's.
+PROBE_SCRIPT = """
+import json, sys, threading, time
+import httpx
+base, headers, probe, every = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4])
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+samples = {}
+with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+    for label, path in probe:
+        client.get(path)  # connected and imported before the load starts: not a sample
+    print("ready", flush=True)
+    while not stop.is_set():
+        for label, path in probe:
+            started = time.perf_counter()
+            try:
+                ok = client.get(path).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            samples.setdefault(label, []).append((time.perf_counter() - started) * 1000 if ok else None)
+        stop.wait(every)
+print(json.dumps(samples))
+"""
+
+
+class _Prober:
+    """The probe's process: started before the load, asked for its samples after it."""
+
+    def __init__(self, target):
+        args = [target.base, json.dumps(target.headers), json.dumps(target.probe), str(PROBE_EVERY)]
+        self.child = subprocess.Popen(
+            [sys.executable, "-c", PROBE_SCRIPT, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        if self.child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the probe process did not start")
+
+    def samples(self):
+        out, _ = self.child.communicate("", timeout=60)  # stdin closes: the probe stops and reports
+        if self.child.returncode != 0:
+            raise RuntimeError(f"the probe process failed (exit {self.child.returncode})")
+        return json.loads(out)
 
 
 async def _one_stream(client, target):
@@ -170,14 +200,11 @@ async def _streams(target):
 
 
 def measure_streams(target):
-    stop, samples = threading.Event(), {}
-    prober = threading.Thread(target=_probe, args=(target, stop, samples), daemon=True)
-    prober.start()
+    prober = _Prober(target)
     started = time.perf_counter()
     times = asyncio.run(_streams(target))
     wall = time.perf_counter() - started
-    stop.set()
-    prober.join()
+    samples = prober.samples()
     done = [t for t in times if isinstance(t, float)]
     failures = {}
     for t in times:
@@ -460,7 +487,7 @@ def run():
     ]
     out = [
         f"Streams: {STREAMS} concurrent, each 20 chunks over {STREAM_SECONDS:.0f} s (the ideal time); "
-        f"probe every {PROBE_EVERY} s. Latencies in ms: p50 / p99 / max.",
+        f"probe every {PROBE_EVERY} s from a process of its own (not the load generator's). Latencies in ms: p50 / p99 / max.",
         "",
         common.table(
             ["server", "streams done", "median s", "max s", "max / ideal", "health probe ms", "auth GET probe ms"],
