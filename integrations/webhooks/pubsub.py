@@ -17,7 +17,6 @@ delivers it again (it retries every non-2xx answer), never 403.
 import base64
 import json
 
-import requests
 from django.conf import settings
 from django.core.cache import cache
 
@@ -33,7 +32,7 @@ def _certs_request(adapter):
     """google-auth's transport for the certificate fetch: through `adapter` (a ProviderCall), cached."""
     from google.auth import transport
 
-    from .. import gateway
+    from .. import egress, gateway
 
     class Response(transport.Response):
         def __init__(self, data):
@@ -52,7 +51,7 @@ def _certs_request(adapter):
             data = cache.get(key)
             if data is None:
                 with adapter.attempt("push.certs") as att:
-                    response = requests.get(url, timeout=gateway.timeout_for(adapter.provider))
+                    response = egress.session().get(url, timeout=gateway.timeout_for(adapter.provider))
                     att.record(http_status=response.status_code, units={"requests": 1})
                     if response.status_code != 200:
                         raise error_from_http(adapter.provider, response.status_code, headers=dict(response.headers))

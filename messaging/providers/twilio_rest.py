@@ -12,7 +12,6 @@
 """
 
 import json
-import os
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -26,7 +25,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from integrations import gateway
+from integrations import egress, gateway
 from integrations.errors import error_from_http
 from integrations.providers import ProviderAdapter, credentials_key, record_cost
 
@@ -36,34 +35,27 @@ UNSUBSCRIBED_RECIPIENT = "21610"
 
 
 class HubTwilioHttpClient(TwilioHttpClient):
-    """The SDK's requests transport, with the environment read once per host instead of on every request.
+    """The SDK's requests transport, with nothing read from the environment per request.
 
     The SDK asks its session to merge the environment's settings into every request, which with requests'
     trust_env scans every environment variable twice (proxy variables, then NO_PROXY for the host): the same
     per-request cost payments.providers.stripe removed from each Stripe request (issue 11). Here the session
-    trusts no environment; the CA bundle the environment names (REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE, as
-    requests reads them: the SDK passes no `verify`) is set on the session once, and the proxy the environment
-    names for each Twilio host (NO_PROXY honoured) is resolved the first time that host is asked.
+    follows the hub's egress rule (integrations.egress.configure): the proxy the environment names for each
+    Twilio host (NO_PROXY honoured) and the CA bundle it names (REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE, as
+    requests reads them: the SDK passes no `verify`), both read once per process.
     """
 
     def __init__(self, *, api_base="", **kwargs):
         super().__init__(**kwargs)
         self.api_base = urlsplit(api_base) if api_base else None
         self.last_response = None
-        self.session.trust_env = False
-        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        self._proxies = {}  # (scheme, host) -> the environment's proxies for it
+        egress.configure(self.session)
 
     def request(self, method, url, *args, **kwargs):
         self.last_response = None
         parts = urlsplit(url)
         if self.api_base is not None and parts.hostname and parts.hostname.endswith(".twilio.com"):
             url = urlunsplit((self.api_base.scheme, self.api_base.netloc, parts.path, parts.query, parts.fragment))
-            parts = urlsplit(url)
-        where = (parts.scheme, parts.hostname)
-        if where not in self._proxies:
-            self._proxies[where] = requests.utils.get_environ_proxies(url)
-        self.proxy = self._proxies[where]
         self.last_response = super().request(method, url, *args, **kwargs)
         return self.last_response
 
@@ -336,13 +328,11 @@ def recording_media(*, sid, consume, owner=None, related=None):
     """consume(chunks) with the recording's MP3 streamed from Twilio (one gateway attempt); returns its result.
 
     The SDK decodes every answer as text, so the media is read with `requests` (already the SDK's transport),
-    streamed in chunks rather than held whole.
+    streamed in chunks rather than held whole, over a session that follows the egress rule like the SDK's.
     """
-    import requests
-
     with TWILIO.attempt("recording.media", owner=owner, scope="rest", related=related) as call:
         try:
-            response = requests.get(
+            response = egress.session().get(
                 _media_url(sid),
                 auth=(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN),
                 stream=True,

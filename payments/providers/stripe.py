@@ -20,11 +20,10 @@ a signed event or a reconcile page.
 
 from urllib.parse import quote
 
-import requests
 import stripe
 from django.conf import settings
 
-from integrations import gateway
+from integrations import egress, gateway
 from integrations.errors import ProviderTimeout, ProviderUnavailable, error_from_http
 from integrations.providers import ClientCache, ProviderAdapter, credentials_key, record_cost
 
@@ -47,23 +46,18 @@ STRIPE_API = "https://api.stripe.com"
 
 
 class _HttpClient(stripe.RequestsClient):
-    """Stripe's requests transport with the environment read once, when the client is built, not per request.
+    """Stripe's requests transport with nothing read from the environment per request.
 
     A requests session that trusts the environment scans every environment variable twice per request (proxy
     variables, then no_proxy for this host) and looks for a ~/.netrc: ~16 % of the worker's CPU per fee look-up,
-    the Stripe request a drained webhook batch sends for every success (issue 11). The proxy the environment
-    names for Stripe's host (HTTPS_PROXY / ALL_PROXY, unless NO_PROXY covers the host) is resolved at build and
-    passed on every request, so a hub behind a proxy still reaches Stripe; TLS verification is Stripe's own CA
-    bundle either way (the SDK passes it on every request, so REQUESTS_CA_BUNDLE never applied)."""
-
-    def __init__(self, *, timeout, api_base):
-        super().__init__(timeout=timeout, proxy=requests.utils.get_environ_proxies(api_base) or None)
+    the Stripe request a drained webhook batch sends for every success (issue 11). The session follows the hub's
+    egress rule instead (integrations.egress: the proxy the environment names for Stripe's host, NO_PROXY
+    honoured, read once per process); TLS verification is Stripe's own CA bundle either way (the SDK passes it on
+    every request, so REQUESTS_CA_BUNDLE never applied)."""
 
     def _request_internal(self, *args, **kwargs):
         if getattr(self._thread_local, "session", None) is None:
-            session = self.requests.Session()  # one per thread, as the SDK keeps them
-            session.trust_env = False
-            self._thread_local.session = session
+            self._thread_local.session = egress.session()  # one per thread, as the SDK keeps them
         return super()._request_internal(*args, **kwargs)
 
 
@@ -80,7 +74,7 @@ def client():
             api_key,
             base_addresses={"api": api_base} if api_base else None,
             max_network_retries=0,
-            http_client=_HttpClient(timeout=timeout, api_base=api_base or STRIPE_API),
+            http_client=_HttpClient(timeout=timeout),
         )
 
     return _clients.get(credentials_key(api_key, api_base, timeout), build)

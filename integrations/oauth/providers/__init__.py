@@ -20,6 +20,7 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
+from integrations import egress
 from integrations.errors import PermanentError, error_from_http
 from integrations.providers import ProviderAdapter
 
@@ -48,17 +49,16 @@ def recording(session=None):
     """`session` (a new requests.Session by default) remembering its responses, so status and headers reach the
     call log and error_from_http.
 
-    OAUTH_CA_BUNDLE (a local identity provider with its own certificate) turns
-    off trust_env: otherwise REQUESTS_CA_BUNDLE in the environment would win
-    over `verify`.
+    The session follows the egress rule (integrations.egress.configure: the proxy for each token endpoint's host,
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE as requests reads them, nothing read per request). OAUTH_CA_BUNDLE (a
+    local identity provider with its own certificate) wins over the environment's bundle.
     """
-    session = session if session is not None else requests.Session()
+    session = egress.configure(session if session is not None else requests.Session())
     session.responses = []
     session.hooks["response"].append(lambda response, *args, **kwargs: session.responses.append(response))
     bundle = getattr(settings, "OAUTH_CA_BUNDLE", "")
     if bundle:
         session.verify = bundle
-        session.trust_env = False
     return session
 
 
