@@ -4,11 +4,23 @@ Gmail (messaging/mail/providers/gmail), Google Calendar (scheduling/calendars/go
 (scheduling/providers/google_meet.py) and free/busy (scheduling/providers/freebusy.py) build their services over
 `http(timeout=...)`, never over a bare httplib2.Http: one place decides how often a request goes on the wire.
 
+Proxy: httplib2 reaches a proxy only through PySocks, which the hub does not install; without it httplib2 ignores
+HTTPS_PROXY and goes direct (a hub that must leave through a proxy could not reach Google at all). Its connections
+here follow the hub's egress rule instead (integrations.egress.proxy_for, per host): an https host through the
+proxy by CONNECT (the standard library's tunnel), an http one by absolute-form requests to the proxy.
+
 httplib2.RETRIES = 1: httplib2 retries a failed connection once by default; the gateway and the task base are the
 one retry loop. `requirements.txt` pins httplib2 on its own because OneSendHttp overrides a private method.
 """
 
+import base64
+import http.client
+import socket
+from urllib.parse import unquote, urlsplit
+
 import httplib2
+
+from . import egress
 
 httplib2.RETRIES = 1  # httplib2 retries a failed connection once by default; ours is the only retry loop
 
@@ -26,7 +38,26 @@ class OneSendHttp(httplib2.Http):
     records and classifies it (retryable), and whoever retries decides how to do so safely (mail looks its
     Message-ID up in Sent first: messaging.mail.services.writing). Reads keep httplib2's stale-connection retry:
     sending a GET twice changes nothing.
+
+    Its connections follow the egress rule (`CONNECTIONS`); httplib2's own proxy reading is off (proxy_info=None).
     """
+
+    def __init__(self, *args, **kwargs):
+        kwargs["proxy_info"] = None
+        super().__init__(*args, **kwargs)
+
+    def request(
+        self,
+        uri,
+        method="GET",
+        body=None,
+        headers=None,
+        redirections=httplib2.DEFAULT_MAX_REDIRECTS,
+        connection_type=None,
+    ):
+        if connection_type is None:
+            connection_type = CONNECTIONS.get(urlsplit(uri).scheme)
+        return super().request(uri, method, body, headers, redirections, connection_type)
 
     def _conn_request(self, conn, request_uri, method, body, headers):
         if method in READS:
@@ -42,6 +73,58 @@ class OneSendHttp(httplib2.Http):
             raise
         response = httplib2.Response(response)
         return response, httplib2._decompressContent(response, content, self.limit_kwargs)
+
+
+def _proxy_authorization(proxy):
+    if not proxy.username:
+        return {}
+    token = base64.b64encode(f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()).decode()
+    return {"Proxy-Authorization": f"Basic {token}"}
+
+
+class _ProxiedHTTPConnection(httplib2.HTTPConnectionWithTimeout):
+    """httplib2's http connection, sent to the egress proxy for its host (absolute-form) when there is one."""
+
+    def __init__(self, host, port=None, timeout=None, proxy_info=None):
+        super().__init__(host, port=port, timeout=timeout)
+        proxy = egress.proxy_for(f"http://{self.host}:{self.port}")
+        self._proxy = urlsplit(proxy) if proxy else None
+
+    def connect(self):
+        if self._proxy is None:
+            return super().connect()
+        self.sock = socket.create_connection((self._proxy.hostname, self._proxy.port or 80), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def putrequest(self, method, url, *args, **kwargs):
+        if self._proxy is not None and url.startswith("/"):
+            url = f"http://{self.host}:{self.port}{url}"
+        super().putrequest(method, url, *args, **kwargs)
+        if self._proxy is not None:
+            for name, value in _proxy_authorization(self._proxy).items():
+                self.putheader(name, value)
+
+
+class _ProxiedHTTPSConnection(httplib2.HTTPSConnectionWithTimeout):
+    """httplib2's https connection, tunnelled (CONNECT) through the egress proxy for its host when there is one."""
+
+    def __init__(self, host, port=None, **kwargs):
+        kwargs["proxy_info"] = None
+        super().__init__(host, port=port, **kwargs)
+        proxy = egress.proxy_for(f"https://{self.host}:{self.port}")
+        self._proxy = urlsplit(proxy) if proxy else None
+
+    def connect(self):
+        if self._proxy is None:
+            return super().connect()
+        tunnel = http.client.HTTPConnection(self._proxy.hostname, self._proxy.port or 80, timeout=self.timeout)
+        tunnel.set_tunnel(self.host, self.port, headers=_proxy_authorization(self._proxy))
+        tunnel.connect()  # the CONNECT exchange; raises OSError when the proxy refuses
+        tunnel.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self._context.wrap_socket(tunnel.sock, server_hostname=self.host)
+
+
+CONNECTIONS = {"http": _ProxiedHTTPConnection, "https": _ProxiedHTTPSConnection}
 
 
 def http(*, timeout=None):

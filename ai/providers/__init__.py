@@ -34,6 +34,8 @@ import certifi
 import openai
 from django.conf import settings
 
+from integrations import egress
+
 from .adapters import (  # noqa: F401
     _CONNECTION,
     _SDK_ERRORS,
@@ -81,6 +83,8 @@ CREDENTIALS = {
     "github_models": ("GITHUB_MODELS_TOKEN", "GITHUB_MODELS_BASE_URL"),
 }
 PROVIDERS = tuple(CREDENTIALS)
+# Where the SDK sends a provider whose base URL setting is empty (what the egress proxy is decided for).
+SDK_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 
 # A callable returning the `httpx2.AsyncClient` the SDKs send through; None
 # means the SDK's default client. Tests set it to one on an
@@ -110,8 +114,11 @@ def _sdk_client(provider):
             http_client = http_client_factory()
         else:
             # The SDK's own defaults (timeouts, pool limits), with one shared TLS
-            # context: building one loads the CA bundle, ~70 ms a client.
-            http_client = sdk.DefaultAsyncHttpxClient(verify=tls_context())
+            # context: building one loads the CA bundle, ~70 ms a client. One host
+            # per client, so its proxy is the egress rule's for that host
+            # (trust_env=False: httpx2 would read the environment by its own rule).
+            proxy = egress.proxy_for(base_url or SDK_BASE_URLS["anthropic" if sdk is anthropic else "openai"])
+            http_client = sdk.DefaultAsyncHttpxClient(verify=tls_context(), proxy=proxy, trust_env=False)
         cls = anthropic.AsyncAnthropic if provider == "anthropic" else openai.AsyncOpenAI
         client = per_loop[fingerprint] = cls(api_key=api_key, base_url=base_url, max_retries=0, http_client=http_client)
     return client

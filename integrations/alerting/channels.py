@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
-from .. import gateway
+from .. import egress, gateway
 from ..errors import error_from_http
 from ..providers import ProviderAdapter
 
@@ -77,7 +77,8 @@ HOOKS = AlertHookAdapter()
 
 def _post(operation, url, body, headers):
     with HOOKS.attempt(operation) as call:
-        response = httpx.post(url, content=body, headers=headers, timeout=gateway.timeout_for(PROVIDER))
+        with httpx.Client(transport=egress.transport(trust_env=True)) as client:
+            response = client.post(url, content=body, headers=headers, timeout=gateway.timeout_for(PROVIDER))
         call.record(http_status=response.status_code)
         response.raise_for_status()
     return response.status_code

@@ -36,7 +36,7 @@ from django.conf import settings
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from integrations import gateway, google_http
+from integrations import egress, gateway, google_http
 from integrations.errors import GOOGLE_RATE_REASONS, PermanentError, QuotaExceeded, error_from_http, google_reason
 
 GOOGLE = "google_calendar"
@@ -289,8 +289,9 @@ async def graph_busy(*, connection, token, client, start, end, deadline=None):
 
 
 def graph_client():
-    """One AsyncClient for all of a request's Graph calls (its own connection pool, no proxies from the env)."""
-    return httpx.AsyncClient(trust_env=False, limits=httpx.Limits(max_connections=settings.AVAILABILITY_CONCURRENCY))
+    """One AsyncClient for all of a request's Graph calls (its own connection pool, the egress proxy for Graph's host)."""
+    limits = httpx.Limits(max_connections=settings.AVAILABILITY_CONCURRENCY)
+    return httpx.AsyncClient(transport=egress.async_transport(limits=limits))
 
 
 def zone_or_none(name):

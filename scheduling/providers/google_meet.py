@@ -43,7 +43,7 @@ from django.conf import settings
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from integrations import gateway, google_http, oauth
+from integrations import egress, gateway, google_http, oauth
 from integrations.errors import (
     GOOGLE_RATE_REASONS,
     PermanentError,
@@ -319,7 +319,7 @@ def drive_export_url(doc_id):
 
 @functools.cache
 def _drive_client():
-    return httpx.Client(headers={"User-Agent": "integration-hub"}, trust_env=False)
+    return httpx.Client(headers={"User-Agent": "integration-hub"}, transport=egress.transport())
 
 
 def _drive_url(download_url):

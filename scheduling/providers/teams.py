@@ -27,7 +27,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from integrations import gateway, oauth
+from integrations import egress, gateway, oauth
 from integrations.errors import DomainError, PermanentError, error_from_http
 from integrations.fields import decrypt_str, encrypt_str
 from integrations.oauth.config import by_registry_name
@@ -71,7 +71,9 @@ def _error(response):
 
 @functools.cache
 def _client():
-    return httpx.Client(headers={"Accept": "application/json", "User-Agent": "integration-hub"}, trust_env=False)
+    return httpx.Client(
+        headers={"Accept": "application/json", "User-Agent": "integration-hub"}, transport=egress.transport()
+    )
 
 
 def _call(conn, operation, method, path, *, stream=False, **kwargs):

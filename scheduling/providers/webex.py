@@ -33,7 +33,7 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 
-from integrations import gateway, oauth
+from integrations import egress, gateway, oauth
 from integrations.errors import PermanentError, error_from_http
 from integrations.oauth.providers.oauth2 import StandardOAuth2
 from integrations.providers import HttpxAdapter
@@ -67,7 +67,9 @@ def base():
 
 @functools.cache
 def _client():
-    return httpx.Client(headers={"Accept": "application/json", "User-Agent": "integration-hub"}, trust_env=False)
+    return httpx.Client(
+        headers={"Accept": "application/json", "User-Agent": "integration-hub"}, transport=egress.transport()
+    )
 
 
 def _error(response):

@@ -26,7 +26,7 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 
-from integrations import gateway
+from integrations import egress, gateway
 from integrations.errors import DomainError, PermanentError, error_from_http
 from integrations.providers import HttpxAdapter, credentials_key
 
@@ -72,7 +72,12 @@ ZOOM = ZoomAdapter()
 
 @functools.cache
 def _client():
-    return httpx.Client(headers={"Accept": "application/json", "User-Agent": "integration-hub"})
+    # trust_env=True for the transport: the CA bundle SSL_CERT_FILE names, as this client always took (its
+    # proxy is the egress rule's, never the environment's own reading).
+    return httpx.Client(
+        headers={"Accept": "application/json", "User-Agent": "integration-hub"},
+        transport=egress.transport(trust_env=True),
+    )
 
 
 def _credentials_key():

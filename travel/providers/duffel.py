@@ -31,7 +31,7 @@ import msgspec
 import orjson
 from django.conf import settings
 
-from integrations import gateway, limiter
+from integrations import egress, gateway, limiter
 from integrations.errors import PermanentError, ProviderUnavailable, error_from_http, parse_retry_after
 from integrations.providers import HttpxAdapter
 
@@ -70,8 +70,13 @@ DUFFEL = DuffelAdapter()
 
 @functools.cache
 def _client(base_url):
-    # One pooled client per base URL: connections to Duffel are reused across requests.
-    return httpx.Client(base_url=base_url, headers={"Accept": "application/json", "Accept-Encoding": "gzip"})
+    # One pooled client per base URL: connections to Duffel are reused across requests. The transport takes the
+    # CA bundle SSL_CERT_FILE names (trust_env=True), as this client always did; its proxy is the egress rule's.
+    return httpx.Client(
+        base_url=base_url,
+        headers={"Accept": "application/json", "Accept-Encoding": "gzip"},
+        transport=egress.transport(trust_env=True),
+    )
 
 
 def _headers():

@@ -4,7 +4,7 @@ import functools
 
 import httpx
 
-from integrations import gateway, oauth
+from integrations import egress, gateway, oauth
 from integrations.errors import PermanentError
 from integrations.providers import HttpxAdapter, graph_base
 
@@ -31,7 +31,9 @@ def base():
 
 @functools.cache
 def _client():
-    return httpx.Client(headers={"Accept": "application/json", "User-Agent": "integration-hub"}, trust_env=False)
+    return httpx.Client(
+        headers={"Accept": "application/json", "User-Agent": "integration-hub"}, transport=egress.transport()
+    )
 
 
 def _call(conn, operation, method, url, **kwargs):

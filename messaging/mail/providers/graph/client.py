@@ -5,7 +5,7 @@ import base64
 import httpx
 from django.conf import settings
 
-from integrations import gateway, limiter, oauth
+from integrations import egress, gateway, limiter, oauth
 from integrations.errors import DomainError, error_from_http
 from integrations.providers import HttpxAdapter, graph_base
 
@@ -33,7 +33,7 @@ def _client(conn):
         auth=oauth.bearer_auth(connection=conn),
         headers=IMMUTABLE_IDS,
         timeout=gateway.timeout_for(PROVIDER),
-        trust_env=False,
+        transport=egress.transport(),
     )
 
 

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import httpx
 from django.conf import settings
 
-from integrations import gateway, limiter
+from integrations import egress, gateway, limiter
 from integrations.errors import DomainError, PermanentError
 
 from ...types import Draft, Label, Message
@@ -57,7 +57,7 @@ def _upload(conn, message_id, item):
         raise PermanentError(PROVIDER, "the upload session has no https uploadUrl", code="invalid_upload_session")
     scope = f"mailbox:{conn.pk}"
     # No auth on this client: the uploadUrl carries its own token, and ours must not leave for another host.
-    with httpx.Client(timeout=gateway.timeout_for(PROVIDER), trust_env=False) as client:
+    with httpx.Client(timeout=gateway.timeout_for(PROVIDER), transport=egress.transport()) as client:
         for offset, piece in item.chunks(settings.GRAPH_UPLOAD_CHUNK_BYTES):
             with (
                 limiter.concurrency_slot(PROVIDER, scope, settings.GRAPH_MAILBOX_CONCURRENCY),
