@@ -14,8 +14,8 @@ Every client the hub builds takes its proxy from here:
 - requests sessions (Stripe, Twilio, OAuth token endpoints and msal): `session()` / `configure(session)`;
 - httplib2 under the Google API clients: integrations.google_http's connections, by `proxy_for`;
 - the AI SDKs' httpx2 clients: `proxy_for(base_url)` at build (one host per client).
-boto3 reads the same variables by the same rule (botocore's copy of requests' functions) once per client, and is
-left to do so (documents.providers.s3_client).
+- boto3 clients: `botocore_proxies(endpoint)` as their Config's `proxies` (botocore's own reading of the
+  environment is an older copy of requests' rule: no CIDR ranges in NO_PROXY).
 
 Only what the environment names is trusted beyond the proxy itself where it protected something before: the
 httpx transports take no SSL_CERT_FILE/SSL_CERT_DIR (certifi, as with trust_env=False), requests sessions read no
@@ -53,6 +53,13 @@ def proxy_for(url):
 def ca_bundle():
     """The CA bundle requests would take from the environment (REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE), or None."""
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
+def botocore_proxies(endpoint_url):
+    """botocore's `Config(proxies=...)` for a client of `endpoint_url`: {scheme: proxy}, or {} to go direct (botocore
+    then reads nothing from the environment itself; it decides once per client, for its endpoint, as here)."""
+    proxy = proxy_for(endpoint_url)
+    return {urlsplit(endpoint_url).scheme: proxy} if proxy else {}
 
 
 def reset():

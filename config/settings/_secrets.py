@@ -44,10 +44,17 @@ def fetch_secrets_manager(arn):
     parts = arn.split(":")
     if len(parts) < 7 or parts[:3] != ["arn", "aws", "secretsmanager"]:
         raise ImproperlyConfigured(f"SECRETS_MANAGER_ARN is not a Secrets Manager ARN: {arn!r}")
+    from botocore.config import Config
+
+    from integrations import egress
+
+    endpoint = os.environ.get("SECRETS_MANAGER_ENDPOINT_URL") or None
     client = boto3.client(
         "secretsmanager",
         region_name=parts[3],
-        endpoint_url=os.environ.get("SECRETS_MANAGER_ENDPOINT_URL") or None,
+        endpoint_url=endpoint,
+        # The egress proxy, as for every outbound client (botocore's own reading has no CIDR in NO_PROXY).
+        config=Config(proxies=egress.botocore_proxies(endpoint or f"https://secretsmanager.{parts[3]}.amazonaws.com")),
     )
     try:
         raw = client.get_secret_value(SecretId=arn)["SecretString"]

@@ -20,7 +20,7 @@ from botocore.exceptions import (
 from django.conf import settings
 from storages.backends.s3 import S3Storage
 
-from integrations import gateway
+from integrations import egress, gateway
 from integrations.errors import (
     ProviderTimeout,
     ProviderUnavailable,
@@ -80,6 +80,12 @@ def _transfer_config():
     return config
 
 
+def _endpoint():
+    """The endpoint the S3 client is built for (the egress proxy is decided for its host)."""
+    region = settings.AWS_S3_REGION_NAME or "us-east-1"
+    return settings.AWS_S3_ENDPOINT_URL or f"https://s3.{region}.amazonaws.com"
+
+
 def _storage():
     """A django-storages S3Storage for the current settings and timeout (cached per both)."""
     timeout = gateway.timeout_for("s3")
@@ -116,6 +122,7 @@ def _storage():
             signature_version="s3v4",
             s3={"addressing_style": settings.AWS_S3_ADDRESSING_STYLE} if settings.AWS_S3_ADDRESSING_STYLE else None,
             max_pool_connections=max(10, settings.S3_MAX_CONCURRENCY + 2),
+            proxies=egress.botocore_proxies(_endpoint()),
         )
         storage = S3Storage(
             bucket_name=settings.S3_BUCKET,

@@ -37,6 +37,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from .. import egress
 from ..errors import error_from_http
 from ..providers import ClientCache, ProviderAdapter, credentials_key
 from .models import AuditArchive, AuditEvent
@@ -90,7 +91,15 @@ def _client():
             aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
             region_name=settings.AWS_S3_REGION_NAME or None,
             endpoint_url=settings.AWS_S3_ENDPOINT_URL or None,
-            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60),
+            config=Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+                proxies=egress.botocore_proxies(
+                    settings.AWS_S3_ENDPOINT_URL
+                    or f"https://s3.{settings.AWS_S3_REGION_NAME or 'us-east-1'}.amazonaws.com"
+                ),
+            ),
         )
 
     return _clients.get(key, build)
