@@ -12,6 +12,8 @@ import asgiref.sync
 import pytest
 from rest_framework.test import APIClient
 
+from integrations import egress
+from tests.egress_proxy import RecordingProxy, ServedRouter
 from tests.factories import UserFactory
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -69,6 +71,7 @@ def _clean_shared_state(settings, tmp_path):
 
     settings.VAR_DIR = tmp_path
     cache.clear()
+    egress.reset()  # the egress rule is read once per process: here, once per test, under its environment
     yield
 
 
@@ -116,6 +119,75 @@ def environ_reads(monkeypatch):
         return reads
 
     return start
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch):
+    """No proxy variable from the machine's environment: a test sets the ones it is about."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+class EgressRoute:
+    """A recording proxy named by the environment for every target (HTTP_PROXY, HTTPS_PROXY), as on a deployment
+    behind one; `exempt`: the local fakes' host, 127.0.0.1, is in NO_PROXY (as 127.0.0.0/8)."""
+
+    def __init__(self, proxy, exempt):
+        self.proxy, self.exempt = proxy, exempt
+
+    def check(self, *bases):
+        """What went through the proxy: requests to the fakes at `bases` (and nothing else), or nothing at all."""
+        if self.exempt:
+            assert self.proxy.seen == [], "a request went through the proxy although NO_PROXY exempts its host"
+            return
+        assert self.proxy.seen, "no request went through the proxy the environment names"
+        from urllib.parse import urlsplit
+
+        hosts = {urlsplit(base).netloc for base in bases}
+        carried = {urlsplit(t).netloc if "://" in t else t for _, t in self.proxy.seen}
+        assert carried <= hosts, f"the proxy carried requests to {carried - hosts}"
+
+
+@pytest.fixture(params=["proxied", "exempt"])
+def egress_route(request, no_proxy_environment):
+    """Runs a test twice: through a recording proxy (tests.egress_proxy) the environment names, and with the
+    fakes' host in NO_PROXY; the test then asks `egress_route.check(fake base URL)`."""
+    proxy = RecordingProxy()
+    no_proxy_environment.setenv("HTTP_PROXY", proxy.base)
+    no_proxy_environment.setenv("HTTPS_PROXY", proxy.base)
+    if request.param == "exempt":
+        no_proxy_environment.setenv("NO_PROXY", "localhost,127.0.0.0/8")  # a range, as curl and requests read it
+    egress.reset()
+    yield EgressRoute(proxy, exempt=request.param == "exempt")
+    proxy.stop()
+
+
+@pytest.fixture
+def served():
+    """`served(fake, upstream)`: an httpx-level fake (one with `routes(router)`, as respx fixtures use, or a
+    request -> response callable) answering on a real socket; requests for its `.base` reach the fake as
+    `upstream` + path."""
+    import respx
+
+    servers = []
+
+    def serve(fake, upstream):
+        handler = fake
+        if hasattr(fake, "routes"):
+            router = respx.Router(assert_all_called=False)
+            fake.routes(router)
+            handler = router.handler
+        servers.append(ServedRouter(handler, upstream))
+        return servers[-1]
+
+    yield serve
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture
