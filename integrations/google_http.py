@@ -14,7 +14,7 @@ one retry loop. `requirements.txt` pins httplib2 on its own because OneSendHttp 
 """
 
 import base64
-import http.client
+import http.client as http_client  # not `http`: the module's own http() below would shadow it
 import socket
 from urllib.parse import unquote, urlsplit
 
@@ -117,7 +117,7 @@ class _ProxiedHTTPSConnection(httplib2.HTTPSConnectionWithTimeout):
     def connect(self):
         if self._proxy is None:
             return super().connect()
-        tunnel = http.client.HTTPConnection(self._proxy.hostname, self._proxy.port or 80, timeout=self.timeout)
+        tunnel = http_client.HTTPConnection(self._proxy.hostname, self._proxy.port or 80, timeout=self.timeout)
         tunnel.set_tunnel(self.host, self.port, headers=_proxy_authorization(self._proxy))
         tunnel.connect()  # the CONNECT exchange; raises OSError when the proxy refuses
         tunnel.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
