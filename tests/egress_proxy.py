@@ -6,16 +6,26 @@ HTTP_PROXY at it and the provider's base URL at a fake on a real socket (`Served
 or a stdlib fake such as FakeFreeBusy): what the proxy saw is what went through it; with the fake's host in
 NO_PROXY the same call succeeds and the proxy sees nothing. Stdlib servers speaking HTTP/1.1 with Nagle off
 (DESIGN.md: otherwise every request stalls ~40 ms).
+
+For https through the proxy (a CONNECT tunnel, then TLS end to end): `HTTPSOrigin` answers on 127.0.0.1 with a
+certificate for a made-up name from a `ThrowawayCA`, and the proxy's `resolve` sends its tunnels for that name there.
 """
 
+import datetime
 import http.client
 import select
 import socket
+import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HOP_BY_HOP = {
     "connection",
@@ -30,10 +40,13 @@ HOP_BY_HOP = {
 
 
 class _Server:
+    server_class = ThreadingHTTPServer
+
     def __init__(self):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = self.server_class(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.address = self.server.server_address
+        self.base = f"http://127.0.0.1:{self.address[1]}"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self):
@@ -75,11 +88,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class RecordingProxy(_Server):
-    """A forward proxy that records every request it carries: `seen` holds (method, absolute URL or host:port)."""
+    """A forward proxy that records every request it carries: `seen` holds (method, absolute URL or host:port),
+    `received` the same with the request's headers (a CONNECT's are what the proxy alone is told, such as
+    Proxy-Authorization). `resolve` maps a host name to the (address, port) its tunnels go to instead, for names no
+    resolver knows (a test's `HTTPSOrigin`)."""
 
-    def __init__(self):
-        self.seen = []
+    def __init__(self, resolve=None):
+        self.received = []
+        self.resolve = dict(resolve or {})
         super().__init__()
+
+    @property
+    def seen(self):
+        return [(method, target) for method, target, _ in self.received]
 
     def hosts(self):
         return {urlsplit(target if "://" in target else f"//{target}").hostname for _, target in self.seen}
@@ -89,7 +110,7 @@ class RecordingProxy(_Server):
 
         class Handler(_Handler):
             def _forward(self):
-                proxy.seen.append((self.command, self.path))
+                proxy.received.append((self.command, self.path, self.headers))
                 if "://" not in self.path:
                     self.close_connection = True
                     return self._reply(400, [], b"not a proxy request")
@@ -109,9 +130,9 @@ class RecordingProxy(_Server):
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
 
             def do_CONNECT(self):
-                proxy.seen.append(("CONNECT", self.path))
+                proxy.received.append(("CONNECT", self.path, self.headers))
                 host, _, port = self.path.rpartition(":")
-                upstream = socket.create_connection((host, int(port)), timeout=10)
+                upstream = socket.create_connection(proxy.resolve.get(host, (host, int(port))), timeout=10)
                 upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.send_response(200, "Connection established")
                 self.end_headers()
@@ -162,6 +183,120 @@ class ServedRouter(_Server):
                 # The content is decoded already: its Content-Encoding no longer applies.
                 headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"]
                 self._reply(response.status_code, headers, response.content)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
+
+        return Handler
+
+
+class ThrowawayCA:
+    """A certificate authority made for one test in `directory`: `path` is its certificate (the CA bundle a client
+    verifies with), `issue(hostname)` a server certificate for that name, as (certificate file, key file)."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.key = ec.generate_private_key(ec.SECP256R1())  # EC, not RSA: a key in a millisecond
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Integration Hub test CA")])
+        self.certificate = (
+            self._certificate(self.name, self.key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.path = directory / "ca.pem"
+        self.path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+
+    def _certificate(self, subject, public_key):
+        now = datetime.datetime.now(datetime.UTC)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.name)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
+        )
+
+    def issue(self, hostname):
+        key = ec.generate_private_key(ec.SECP256R1())
+        certificate = (
+            self._certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]), key.public_key())
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        certificate_file, key_file = self.directory / f"{hostname}.pem", self.directory / f"{hostname}.key"
+        certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        return certificate_file, key_file
+
+
+def _key_usage(**granted):
+    usages = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    )
+    return x509.KeyUsage(**{usage: granted.get(usage, False) for usage in usages})
+
+
+class _TLSServer(ThreadingHTTPServer):
+    def __init__(self, *args, **kwargs):
+        self.errors = []
+        super().__init__(*args, **kwargs)
+
+    def handle_error(self, request, client_address):
+        # A client refusing the certificate (what some tests are about) ends the handshake: recorded, not printed.
+        self.errors.append(sys.exc_info()[1])
+
+
+class HTTPSOrigin(_Server):
+    """An https server on 127.0.0.1 with a certificate for `hostname` from `ca` (`certificate_for`: another name, for
+    a client that must refuse it). Every request is answered 200 with `body` and recorded in `seen` as (method,
+    path, headers, body), a failed handshake in `errors`; `base` is https://<hostname>:<port>, reached through a proxy that resolves the name here
+    (RecordingProxy(resolve={hostname: origin.address})) or, for `localhost`, directly."""
+
+    server_class = _TLSServer
+
+    def __init__(self, ca, hostname, *, body=b"served over tls", certificate_for=None):
+        self.seen = []
+        self.body = body
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(*ca.issue(certificate_for or hostname))
+        super().__init__()
+        self.errors = self.server.errors
+        self.base = f"https://{hostname}:{self.address[1]}"
+
+    def _handler(self):
+        origin = self
+
+        class Handler(_Handler):
+            def setup(self):
+                self.request = origin.context.wrap_socket(self.request, server_side=True)  # the handshake
+                super().setup()
+
+            def finish(self):
+                super().finish()
+                self.request.close()  # the TLS socket: the server closes only the plain one it accepted
+
+            def _any(self):
+                origin.seen.append((self.command, self.path, self.headers, self._body()))
+                self._reply(200, [("Content-Type", "text/plain")], origin.body)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 
