@@ -17,8 +17,7 @@ import select
 import socket
 import ssl
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.local_http import QuietHandler, serve, stop
 
 HOP_BY_HOP = {
     "connection",
@@ -47,23 +48,13 @@ class _Server:
         self.server.daemon_threads = True
         self.address = self.server.server_address
         self.base = f"http://127.0.0.1:{self.address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        serve(self.server)
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop(self.server)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, *args):
-        pass
-
+class _Handler(QuietHandler):
     def _body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             data = b""

@@ -10,11 +10,12 @@ Retry-After, 403 rateLimitExceeded, 401, 500) and `latency` delays answers.
 """
 
 import json
-import socket
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.local_http import QuietHandler, serve, stop
 
 GOOGLE_PATH = "/calendar/v3/freeBusy"
 GRAPH_PREFIX = "/graph/v1.0"
@@ -39,17 +40,14 @@ class FakeFreeBusy:
         self.failures = []  # queued (status, body, headers) answered before anything else
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
         self.server.request_queue_size = 128
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.google_base = self.base + "/calendar/v3"  # what GOOGLE_CALENDAR_API_BASE names: root + service path
         self.graph_base = self.base + GRAPH_PREFIX
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve(self.server)
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop(self.server)
 
     # --- setting the scene -------------------------------------------------------
 
@@ -124,16 +122,7 @@ class FakeFreeBusy:
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self):
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def _answer(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()
                 self.send_response(status)

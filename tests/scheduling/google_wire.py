@@ -9,10 +9,11 @@ is closed without a status line (the client sees RemoteDisconnected), as when Go
 answer never came back.
 """
 
-import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
+
+from tests.local_http import QuietHandler, serve, stop
 
 GOOGLE_ROOT = "https://www.googleapis.com"
 
@@ -24,13 +25,11 @@ class GoogleOnTheWire:
         self.dropped = []  # (method, path) of every answer withheld
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        serve(self.server)
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop(self.server)
 
     def _withhold(self, method, path):
         with self.lock:
@@ -43,13 +42,7 @@ class GoogleOnTheWire:
     def _handler(self):
         wire = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self):
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class Handler(QuietHandler):
             def _any(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
@@ -69,8 +62,5 @@ class GoogleOnTheWire:
                 self.wfile.write(content)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
-
-            def log_message(self, *args):
-                pass
 
         return Handler

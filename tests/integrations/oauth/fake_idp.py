@@ -9,11 +9,10 @@ import datetime
 import ipaddress
 import json
 import random
-import socket
 import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -21,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.local_http import QuietHandler, serve, stop
 
 PORTS = range(18400, 18500)
 TENANT = "common"
@@ -71,8 +72,7 @@ class FakeIdentityProvider:
         self.server = self._bind()
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.base = f"https://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        self.thread = serve(self.server)
 
     def _bind(self):
         handler = _handler(self)
@@ -84,8 +84,7 @@ class FakeIdentityProvider:
         raise RuntimeError("no free port in 18400-18499")
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop(self.server)
 
     def token_requests(self):
         return [form for method, path, form in self.requests if path.endswith("/oauth2/v2.0/token")]
@@ -108,16 +107,7 @@ class FakeIdentityProvider:
 
 
 def _handler(idp):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self):
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def log_message(self, *args):
-            pass
-
+    class Handler(QuietHandler):
         def _send(self, status, body):
             data = json.dumps(body).encode()
             self.send_response(status)

@@ -19,13 +19,14 @@ import email
 import json
 import random
 import re
-import socket
 import threading
 import time
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.local_http import QuietHandler, serve, stop
 
 PORTS = range(18400, 18500)
 COST = {
@@ -99,7 +100,7 @@ class FakeGmail:
         self.lock = threading.Lock()
         self.server = self._bind()
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        serve(self.server)
 
     def _bind(self):
         for port in random.sample(PORTS, len(PORTS)):
@@ -110,8 +111,7 @@ class FakeGmail:
         raise RuntimeError("no free port in 18400-18499")
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop(self.server)
 
     def add(self, message):
         self.messages[message["id"]] = message
@@ -338,16 +338,7 @@ class FakeGmail:
 
 
 def _handler(gmail):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self):
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def log_message(self, *args):
-            pass
-
+    class Handler(QuietHandler):
         def _respond(self, status, data, content_type="application/json", headers=None):
             self.send_response(status)
             self.send_header("Content-Type", content_type)
