@@ -29,7 +29,9 @@ no `value` / an item without subscriptionId, changeType or lifecycleEvent
 400, MICROSOFT_CLIENT_ID unset 503 (no subscription can exist), an item
 without clientState 403 missing_signature, a clientState that does not match
 its subscription's 403 bad_signature (the whole delivery: Graph never sends a
-wrong one). Items naming a subscription the hub does not know are dropped
+wrong one). A delivery with resource data (`encryptedContent`) must also carry
+validationTokens that verify for its tenants (graph_tokens): else 403, 503 while
+Microsoft's signing keys cannot be read. Items naming a subscription the hub does not know are dropped
 when other items of the delivery verify (a subscription deleted here that
 Graph still serves must not make Graph retry the good ones for hours); when
 none verifies, 403.
@@ -70,6 +72,7 @@ from dataclasses import dataclass, field
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from .graph_tokens import validation_tokens_check
 from .inbox import error_response, receive_webhook
 from .verify import InboundEvent, WebhookRejected, WebhookVerifier, json_body, safe_headers, signatures_match
 
@@ -210,7 +213,8 @@ class GraphNotificationVerifier(WebhookVerifier):
             raise WebhookRejected(
                 503, "webhook_not_configured", f"This webhook is not configured; set {self.secret_setting} on the hub."
             )
-        items = json_body(request).get("value")
+        body = json_body(request)
+        items = body.get("value")
         if not isinstance(items, list) or not items:
             raise WebhookRejected(400, "malformed_body", "A Graph notification has a non-empty `value` list.")
         for n, item in enumerate(items):
@@ -218,6 +222,9 @@ class GraphNotificationVerifier(WebhookVerifier):
                 raise WebhookRejected(400, "malformed_body", f"value[{n}] has no subscriptionId.")
             if not isinstance(item.get("clientState"), str) or not item["clientState"]:
                 raise WebhookRejected(403, "missing_signature", f"value[{n}] has no clientState.")
+        rich = [item for item in items if "encryptedContent" in item]
+        if rich:  # resource data: Graph's validation tokens too (graph_tokens)
+            validation_tokens_check(body.get("validationTokens"), tenants={item.get("tenantId") for item in rich})
         events, unknown = [], []
         headers = safe_headers(request, KEPT_HEADERS)
         for item in items:

@@ -10,6 +10,7 @@ import os
 import uuid
 from types import SimpleNamespace
 
+import jwt
 import pytest
 import responses
 from cryptography import x509
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
 
 from integrations.models import ProviderCall, WebhookEvent
+from integrations.webhooks.graph_tokens import PUBLISHER_APP_ID
 from scheduling.models import Meeting, MeetingAttendance, MeetingSubscription
 
 from .helpers import URL, body
@@ -52,6 +54,30 @@ def keypair():
     return SimpleNamespace(cert=cert, cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem=key_pem)
 
 
+@pytest.fixture(scope="module")
+def identity_platform():
+    """The Microsoft identity platform's token signing key, as its JWKS publishes it (kid "idp-key-1")."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = {**jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "idp-key-1", "use": "sig"}
+    return SimpleNamespace(key=key, jwks={"keys": [jwk]})
+
+
+def validation_token(identity_platform, tenant, *, key=None, kid="idp-key-1", **claims):
+    """A validation token as the identity platform issues it to Graph's notification publisher for our app."""
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    body = {
+        "aud": "ms-client-id",
+        "iss": f"https://sts.windows.net/{tenant}/",
+        "tid": tenant,
+        "azp": PUBLISHER_APP_ID,
+        "iat": now - 60,
+        "nbf": now - 60,
+        "exp": now + 3600,
+        **claims,
+    }
+    return jwt.encode(body, key or identity_platform.key, algorithm="RS256", headers={"kid": kid})
+
+
 def graph_encrypts(resource, cert, *, tamper=False):
     """What Graph sends in `encryptedContent`: AES-CBC under a one-time key (IV = its first 16 bytes), the key
     RSA-OAEP (SHA-1) under our certificate, an HMAC-SHA256 of the ciphertext."""
@@ -72,7 +98,7 @@ def graph_encrypts(resource, cert, *, tamper=False):
 
 
 @pytest.fixture
-def app_only(settings, keypair, graph, eager):
+def app_only(settings, keypair, graph, eager, identity_platform):
     tenant = str(uuid.uuid4())  # a tenant per test: the app token cache never carries over
     settings.APP_URL = APP_URL
     settings.MICROSOFT_APP_TENANT_ID = tenant
@@ -94,7 +120,8 @@ def app_only(settings, keypair, graph, eager):
             f"{base}/oauth2/v2.0/token",
             json={"token_type": "Bearer", "expires_in": 3599, "access_token": graph.app_token},
         )
-        yield SimpleNamespace(tenant=tenant, idp=idp, keypair=keypair)
+        keys = idp.get(f"{IDP}/common/discovery/v2.0/keys", json=identity_platform.jwks)
+        yield SimpleNamespace(tenant=tenant, idp=idp, keypair=keypair, keys=keys, platform=identity_platform)
 
 
 @pytest.fixture
@@ -121,7 +148,7 @@ def create(user_client, django_capture_on_commit_callbacks):
 def event(client, app_only, django_capture_on_commit_callbacks):
     counter = iter(range(1, 10_000))
 
-    def send(meeting, event_type, at, participants=None, *, tamper=False, client_state=None):
+    def send(meeting, event_type, at, participants=None, *, tamper=False, client_state=None, tokens=None):
         sub = MeetingSubscription.objects.get(meeting=meeting, kind="graph_call_events")
         resource = {
             "@odata.type": "#microsoft.graph.callevent",
@@ -147,7 +174,16 @@ def event(client, app_only, django_capture_on_commit_callbacks):
         }
         with django_capture_on_commit_callbacks(execute=True):
             return client.post(
-                HOOK, json.dumps({"value": [item], "validationTokens": ["eyJ.x.y"]}), content_type="application/json"
+                HOOK,
+                json.dumps(
+                    {
+                        "value": [item],
+                        "validationTokens": [validation_token(app_only.platform, app_only.tenant)]
+                        if tokens is None
+                        else tokens,
+                    }
+                ),
+                content_type="application/json",
             )
 
     return send
@@ -263,3 +299,84 @@ def test_cancelling_deletes_the_call_events_subscription_with_the_apps_token(
 def test_the_providers_endpoint_offers_live_events_once_configured(user_client, app_only):
     teams = {r["provider"]: r for r in user_client.get("/api/v1/scheduling/providers/").json()}["teams"]
     assert "lifecycle_webhooks" in teams["capabilities"] and teams["not_configured"] == {}
+
+
+def _other_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no tokens",
+        "signed by another key",
+        "an unknown key id",
+        "expired",
+        "for another app",
+        "not issued to Graph's publisher",
+        "another tenant's",
+        "an issuer that is not its tenant's",
+        "not a JWT",
+        "one good, one bad",
+    ],
+)
+def test_a_call_event_whose_validation_tokens_do_not_verify_is_refused_and_nothing_is_stored(
+    organizer, graph, create, event, app_only, case
+):
+    meeting = create()
+    platform, tenant = app_only.platform, app_only.tenant
+    good = validation_token(platform, tenant)
+    tokens = {
+        "no tokens": [],
+        "signed by another key": [validation_token(platform, tenant, key=_other_key())],
+        "an unknown key id": [validation_token(platform, tenant, key=_other_key(), kid="idp-key-9")],
+        "expired": [validation_token(platform, tenant, exp=int(dt.datetime.now(dt.UTC).timestamp()) - 60)],
+        "for another app": [validation_token(platform, tenant, aud="someone-elses-app")],
+        "not issued to Graph's publisher": [validation_token(platform, tenant, azp=str(uuid.uuid4()))],
+        "another tenant's": [validation_token(platform, str(uuid.uuid4()))],
+        "an issuer that is not its tenant's": [
+            validation_token(platform, tenant, iss=f"https://sts.windows.net/{uuid.uuid4()}/")
+        ],
+        "not a JWT": ["eyJ.x.y"],
+        "one good, one bad": [good, validation_token(platform, tenant, aud="someone-elses-app")],
+    }[case]
+    response = event(meeting, "callStarted", "2030-01-10T15:00:00Z", tokens=tokens)
+    assert response.status_code == 403, response.json()
+    assert response.json()["error"] == ("missing_signature" if case == "no tokens" else "bad_signature")
+    assert not WebhookEvent.objects.exists() and Meeting.objects.get(pk=meeting.pk).status == "scheduled"
+
+
+def test_the_signing_keys_are_read_once_through_the_gateway_and_again_for_a_new_key(
+    organizer, graph, create, event, app_only
+):
+    meeting = create()
+    assert event(meeting, "callStarted", "2030-01-10T15:00:00Z").status_code == 200
+    assert event(meeting, "rosterUpdated", "2030-01-10T15:01:00Z", []).status_code == 200
+    assert app_only.keys.call_count == 1  # cached
+    assert ProviderCall.objects.filter(provider="microsoft_oauth", operation="notifications.keys").count() == 1
+    # Microsoft rolls a new key over: a token naming it fetches the keys again (once, not per delivery).
+    rolled = _other_key()
+    jwk = {**jwt.algorithms.RSAAlgorithm.to_jwk(rolled.public_key(), as_dict=True), "kid": "idp-key-2"}
+    app_only.idp.replace(
+        responses.GET, f"{IDP}/common/discovery/v2.0/keys", json={"keys": [*app_only.platform.jwks["keys"], jwk]}
+    )
+    from django.core.cache import cache
+
+    from integrations.webhooks.graph_tokens import KEYS_CACHE_KEY
+
+    cache.set(KEYS_CACHE_KEY, {**cache.get(KEYS_CACHE_KEY), "at": 0})  # fetched long enough ago
+    token = validation_token(app_only.platform, app_only.tenant, key=rolled, kid="idp-key-2")
+    assert event(meeting, "callEnded", "2030-01-10T15:41:00Z", tokens=[token]).status_code == 200
+    assert Meeting.objects.get(pk=meeting.pk).status == "ended"
+    # Made-up key ids right after a fetch do not fetch again.
+    made_up = validation_token(app_only.platform, app_only.tenant, key=_other_key(), kid="idp-key-777")
+    assert event(meeting, "callStarted", "2030-01-10T16:00:00Z", tokens=[made_up]).status_code == 403
+    assert ProviderCall.objects.filter(provider="microsoft_oauth", operation="notifications.keys").count() == 2
+
+
+def test_a_call_event_waits_for_the_signing_keys_when_they_cannot_be_read(organizer, graph, create, event, app_only):
+    meeting = create()
+    app_only.idp.replace(responses.GET, f"{IDP}/common/discovery/v2.0/keys", status=503)
+    response = event(meeting, "callStarted", "2030-01-10T15:00:00Z")
+    assert response.status_code == 503 and response.json()["error"] == "certificates_unavailable"
+    assert not WebhookEvent.objects.exists()  # Graph delivers it again
