@@ -101,6 +101,8 @@ def parse_arguments(raw, where="tool call"):
             value = json.loads(raw)
         except ValueError:
             raise MessageError(f"{where}: arguments are not valid JSON.") from None
+        except RecursionError:
+            raise MessageError(f"{where}: arguments are nested too deeply.") from None
         if isinstance(value, dict):
             return value
     raise MessageError(f"{where}: arguments must be a JSON object.")

@@ -5,6 +5,9 @@ JSON's \\ud800 escape can produce) cannot be encoded at all: both used to
 reach the database and come back as 500s. DRF's CharField already refuses
 them in declared fields; these guards cover query strings (filters,
 cursors) and every string anywhere in a JSON body (JSONField payloads).
+A body nested deeper than MAX_JSON_DEPTH is refused too: no request shape
+needs it, the NUL scan stops there, and past about a thousand levels the JSON
+decoder itself gives up with a RecursionError (a 500).
 """
 
 import re
@@ -15,6 +18,11 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+MAX_JSON_DEPTH = 100
+
+
+class _TooDeep(Exception):
+    pass
 
 
 def unstorable(text):
@@ -24,8 +32,8 @@ def unstorable(text):
 def _first_unstorable(value, depth=0):
     if isinstance(value, str):
         return unstorable(value)
-    if depth > 100:
-        return False
+    if depth > MAX_JSON_DEPTH:
+        raise _TooDeep
     if isinstance(value, dict):
         return any(_first_unstorable(k, depth + 1) or _first_unstorable(v, depth + 1) for k, v in value.items())
     if isinstance(value, list):
@@ -46,8 +54,12 @@ def strip_unstorable(value):
 
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        data = super().parse(stream, media_type, parser_context)
-        if _first_unstorable(data):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+            found = _first_unstorable(data)
+        except (RecursionError, _TooDeep):
+            raise ParseError(f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.") from None
+        if found:
             raise ParseError("The body contains a NUL character or an unpaired surrogate (\\u0000, \\ud800...).")
         return data
 

@@ -45,7 +45,7 @@ def _outgoing(request):
         return _valid(OutgoingSerializer, request), []
     try:
         data = json.loads(request.data.get("message") or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict):
         raise DomainError(

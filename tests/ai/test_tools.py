@@ -17,6 +17,7 @@ WEATHER_ANTHROPIC = {
     "description": "Weather for a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
+DEEP = "[" * 5000 + "]" * 5000
 CALL = {"id": "call_1", "name": "get_weather", "arguments": {"city": "Paris", "days": 2}}
 
 
@@ -151,6 +152,12 @@ def test_tool_calls_the_hub_returned_can_be_sent_back_as_they_are(fake_ai, compl
         ([{"role": "user", "content": "x"}], [{"type": "function", "function": {}}], None),
         (
             [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{broken"}}]}],
+            [],
+            None,
+        ),
+        # Nested past what the JSON decoder recurses into: a RecursionError, once a 500.
+        (
+            [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": DEEP}}]}],
             [],
             None,
         ),

@@ -78,6 +78,27 @@ class TestUnstorableText:
         assert resp.json()["error"] == "parse_error"
         assert not SmsMessage.objects.exists()
 
+    @pytest.mark.parametrize("path", ["/api/v1/messaging/sms/", "/api/v1/ai/completions/"])
+    def test_a_json_body_nested_past_the_decoders_depth_is_a_json_400(self, user_client, path):
+        """The JSON decoder gives up with a RecursionError (once a 500), in a sync view and the async AI one."""
+        from messaging.models import SmsMessage
+
+        body = '{"to": "+15005550006", "body": "hi", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+        resp = user_client.post(path, body, content_type="application/json")
+        assert resp.status_code == 400, resp.content
+        assert resp.json()["error"] == "parse_error"
+        assert not SmsMessage.objects.exists()
+
+    def test_a_nul_below_a_hundred_levels_is_a_json_400_too(self, user_client):
+        """The NUL scan used to stop at depth 100 and let what lay below it through."""
+        from messaging.models import SmsMessage
+
+        body = '{"to": "+15005550006", "body": "hi", "x": ' + "[" * 150 + '"a\\u0000b"' + "]" * 150 + "}"
+        resp = user_client.post("/api/v1/messaging/sms/", body, content_type="application/json")
+        assert resp.status_code == 400, resp.content
+        assert resp.json()["error"] == "parse_error"
+        assert not SmsMessage.objects.exists()
+
 
 class TestCursors:
     @pytest.mark.parametrize(

@@ -310,6 +310,13 @@ class TestLargeMessages:
         assert response.status_code == 400 and response.json()["field"] == "message"
         assert gmail.requests == []
 
+    def test_a_form_whose_message_is_nested_too_deeply_is_a_400(self, gmail, user, user_client):
+        conn = google_conn(user)
+        deep = "[" * 5000 + "]" * 5000
+        response = user_client.post(url(conn, "messages/send/"), {"message": deep}, format="multipart")
+        assert response.status_code == 400 and response.json()["field"] == "message"
+        assert gmail.requests == []
+
 
 class TestSentIdsAndDraftAttachments:
     def test_a_send_answers_the_sent_message_id_thread_and_message_id(self, gmail, user, user_client):
