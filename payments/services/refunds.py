@@ -3,6 +3,7 @@
 from django.db import transaction
 from django.db.models import Q, Sum
 
+from integrations.registry import require
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
@@ -28,9 +29,11 @@ def refund_request(*, payment_id, amount=None, reason="", requested_by=None):
     """Create a pending refund (full when amount is None) and send it to Stripe from a task.
 
     The payment row is locked while the remainder is checked, so two refunds
-    racing cannot together exceed what was paid.
+    racing cannot together exceed what was paid. Without Stripe configured nothing is created (503).
     """
     from ..tasks import refund_send
+
+    require(stripe_api.PROVIDER)
 
     with transaction.atomic():
         payment = Payment.objects.select_for_update().select_related("invoice").get(pk=payment_id)

@@ -4,6 +4,7 @@ from django.db import transaction
 from django.db.models import F
 
 from integrations.errors import PermanentError
+from integrations.registry import require
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
@@ -19,8 +20,14 @@ ENDED = (Subscription.Status.CANCELED, Subscription.Status.INCOMPLETE_EXPIRED, S
 
 
 def subscription_request(*, owner, price_id):
-    """Create a pending subscription row; a task creates it on Stripe."""
+    """Create a pending subscription row; a task creates it on Stripe.
+
+    Without Stripe configured nothing is created: the caller gets 503 provider_not_configured now, not a
+    row that sits pending until its task fails.
+    """
     from ..tasks import subscription_send
+
+    require(stripe_api.PROVIDER)
 
     with transaction.atomic():
         sub = Subscription.objects.create(
@@ -32,6 +39,8 @@ def subscription_request(*, owner, price_id):
 
 def _subscription_operation(*, subscription_id, operation, price_id=""):
     from ..tasks import subscription_send
+
+    require(stripe_api.PROVIDER)
 
     with transaction.atomic():
         sub = Subscription.objects.select_for_update().get(pk=subscription_id)
