@@ -60,6 +60,8 @@ class StripeVerifier(WebhookVerifier):
             data = json.loads(request.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise WebhookRejected(400, "malformed_body", f"The event is not JSON: {exc}.") from None
+        except RecursionError:
+            raise WebhookRejected(400, "malformed_body", "The event's JSON is nested too deeply.") from None
         if not isinstance(data, dict) or not data.get("id") or not data.get("type"):
             raise WebhookRejected(400, "malformed_event", "A Stripe event needs an id, a type and data.object.")
         if not isinstance((data.get("data") or {}).get("object"), dict):

@@ -149,7 +149,7 @@ def decrypt_resource_data(encrypted, private_key_pem):
         unpadder = padding.PKCS7(128).unpadder()
         plain = unpadder.update(decryptor.update(data) + decryptor.finalize()) + unpadder.finalize()
         resource = json.loads(plain)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"undecryptable resource data: {exc}") from exc
     if not isinstance(resource, dict):
         raise ValueError("the resource data is not a JSON object")

@@ -129,7 +129,7 @@ class PubSubPushVerifier(WebhookVerifier):
             raise WebhookRejected(400, "malformed_body", "A Pub/Sub push needs message.messageId and message.data.")
         try:
             data = json.loads(base64.b64decode(message["data"], validate=True))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             raise WebhookRejected(400, "malformed_body", "message.data is not base64-encoded JSON.") from None
         if not isinstance(data, dict):
             raise WebhookRejected(400, "malformed_body", "message.data must be a JSON object.")

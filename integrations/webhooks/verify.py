@@ -120,6 +120,8 @@ def json_body(request):
         data = json.loads(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookRejected(400, "malformed_body", f"The body is not valid JSON ({exc}).") from None
+    except RecursionError:  # nested deeper than the decoder goes: not an event any provider sends
+        raise WebhookRejected(400, "malformed_body", "The body's JSON is nested too deeply.") from None
     if not isinstance(data, dict):
         raise WebhookRejected(400, "malformed_body", "The body must be a JSON object.")
     return data

@@ -23,6 +23,8 @@ import pytest
 
 from integrations.models import WebhookEvent
 
+# Valid JSON nested deeper than the decoder recurses (it raises RecursionError, once a 500).
+TOO_DEEP = b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
 OLD_SECRET = "whsec_contract_old_0123456789"
 NEW_SECRET = "whsec_contract_new_9876543210"
 
@@ -32,6 +34,8 @@ class WebhookContract:
     url = ""
     secret_setting = ""
     content_type = "application/json"
+    # False for a provider whose deliveries carry no JSON body (Google Calendar's headers-only pings).
+    json_body = True
 
     def event(self, n):
         raise NotImplementedError
@@ -91,6 +95,14 @@ class WebhookContract:
     def test_a_malformed_body_is_400_and_stores_nothing(self, client):
         response = self.post(client, self.malformed(), secret=NEW_SECRET)
         assert response.status_code == 400, response.content
+        assert WebhookEvent.objects.count() == 0
+
+    def test_a_signed_body_nested_too_deeply_is_400_and_stores_nothing(self, client):
+        if self.content_type != "application/json" or not self.json_body:
+            pytest.skip("this provider's deliveries are not JSON")
+        response = self.post(client, TOO_DEEP, secret=NEW_SECRET)
+        assert response.status_code == 400, response.content
+        assert response.json()["error"] == "malformed_body"
         assert WebhookEvent.objects.count() == 0
 
     def test_a_wrong_content_type_is_400(self, client):
@@ -263,6 +275,13 @@ class GraphNotificationContract(WebhookContract):
         forged = {**self.event(20, subscription_id=other), "clientState": NEW_SECRET}
         response = client.post(self.url, json.dumps({"value": [good, forged]}), content_type="application/json")
         assert response.status_code == 403
+        assert WebhookEvent.objects.count() == 0
+
+    def test_a_signed_body_nested_too_deeply_is_400_and_stores_nothing(self, client):
+        # Graph's clientState sits inside the body, so the body is read before anything is verified.
+        response = client.post(self.url, TOO_DEEP, content_type="application/json")
+        assert response.status_code == 400, response.content
+        assert response.json()["error"] == "malformed_body"
         assert WebhookEvent.objects.count() == 0
 
     def test_an_empty_value_list_is_400(self, client):

@@ -19,6 +19,7 @@ def _calendar(kind, **fields):
 class TestGoogleCalendarWebhookContract(WebhookContract):
     url = "/webhooks/google-calendar/"
     secret_setting = "GOOGLE_CALENDAR_CHANNEL_SECRET"
+    json_body = False
 
     @pytest.fixture(autouse=True)
     def _channel(self, _configured):
