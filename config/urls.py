@@ -65,10 +65,13 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", prometheus.metrics_view, name="prometheus-django-metrics"),
-    # Anything else under /api/ is a JSON 404, also with DEBUG on; so is any other /webhooks/.../ path (one
-    # without its final slash is left unmatched, for CommonMiddleware's redirect to the slashed one).
-    re_path(r"^api/", errors.api_not_found),
+    # Anything else under /api/ is a JSON 404, also with DEBUG on; so is any other /webhooks/.../ path. A
+    # /webhooks URL without its final slash redirects a GET to the slashed one, as CommonMiddleware would,
+    # but a POST gets a JSON 404 naming it: a redirected POST loses its body (providers do not follow
+    # redirects), and with DEBUG on CommonMiddleware raised RuntimeError for it, an HTML 500.
+    re_path(r"^api(?:/|$)", errors.api_not_found),
     re_path(r"^webhooks/(?:.+/)?$", errors.api_not_found),
+    re_path(r"^webhooks(?:/.*[^/])?$", errors.slash_missing),
 ]
 
 handler400 = "integrations.api.errors.handler400"

@@ -15,7 +15,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponsePermanentRedirect, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.log import log_response
 from django.views import csrf as csrf_views
@@ -127,12 +127,34 @@ def _wants_json(request):
     return request.path.startswith(("/api/", "/webhooks/"))
 
 
+def _with_slash(path):
+    """Whether `path` + "/" is one of the hub's own routes (every API and webhook URL ends with a slash)."""
+    from django.urls import Resolver404, resolve
+
+    if path.endswith("/"):
+        return False
+    try:
+        return resolve(path + "/").func is not api_not_found
+    except Resolver404:
+        return False
+
+
 @csrf_exempt  # a 404 is the answer whatever the method; a CSRF 403 would hide it
 def api_not_found(request, *args, **kwargs):
-    return JsonResponse(
-        {"error": "not_found", "detail": f"No API endpoint at {request.path}; see /api/docs/."},
-        status=status.HTTP_404_NOT_FOUND,
-    )
+    detail = f"No API endpoint at {request.path}; see /api/docs/."
+    if _with_slash(request.path_info):
+        # Not a redirect: a POST redirected loses its body (and under DEBUG, CommonMiddleware raised instead).
+        detail = f"No API endpoint at {request.path}; the URL ends with a slash: {request.path}/"
+    return JsonResponse({"error": "not_found", "detail": detail}, status=status.HTTP_404_NOT_FOUND)
+
+
+@csrf_exempt
+def slash_missing(request, *args, **kwargs):
+    """A /webhooks URL without its final slash: GET and HEAD redirect as CommonMiddleware does; any other method
+    is the JSON 404 naming the slashed URL (a redirected POST would arrive without its body)."""
+    if request.method in ("GET", "HEAD"):
+        return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    return api_not_found(request)
 
 
 def handler404(request, exception=None):

@@ -108,6 +108,16 @@ def test_a_webhook_path_without_its_slash_is_still_redirected(settings):
     assert Client().get("/webhooks/stripe").status_code == 301
 
 
+def test_a_webhook_post_without_its_slash_is_a_json_404_naming_the_slashed_url():
+    """CommonMiddleware's slash redirect raised RuntimeError for a POST with DEBUG on: an HTML 500 to the provider."""
+    from integrations.models import WebhookEvent
+
+    response = Client().post("/webhooks/stripe", b"{}", "application/json")
+    assert_json_error(response, 404, "not_found")
+    assert response.json()["detail"].endswith("the URL ends with a slash: /webhooks/stripe/")
+    assert not WebhookEvent.objects.exists()
+
+
 @pytest.mark.urls("tests.testapp.urls")
 def test_admin_and_other_pages_keep_djangos_debug_pages(staff_user):
     staff = Client()

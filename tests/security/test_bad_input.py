@@ -131,6 +131,18 @@ class TestDjangoLevelErrors:
         assert resp.status_code == 413
         assert resp.json()["error"] == "payload_too_large"
 
+    @pytest.mark.parametrize("path", ["/webhooks/stripe", "/webhooks/twilio/sms", "/api/v1/auth/token"])
+    def test_a_post_without_the_final_slash_is_a_json_404_naming_the_right_url(self, client, path):
+        """Not CommonMiddleware's 301: a provider does not follow it, and a redirected POST loses its body."""
+        resp = client.post(path, b"{}", content_type="application/json")
+        assert resp.status_code == 404, resp.status_code
+        assert resp.json()["error"] == "not_found"
+        assert resp.json()["detail"].endswith(f"the URL ends with a slash: {path}/")
+
+    def test_a_path_without_a_slash_and_no_slashed_route_gets_no_suggestion(self, client):
+        resp = client.post("/api/v1/no-such-thing", b"{}", content_type="application/json")
+        assert resp.status_code == 404 and "ends with a slash" not in resp.json()["detail"]
+
     def test_a_bad_host_under_api_is_a_json_400(self, user_client):
         resp = user_client.get("/api/v1/integrations/status/", HTTP_HOST="evil.example")
         assert resp.status_code == 400
