@@ -61,6 +61,19 @@ class TestBoundedNumbers:
         resp = user_client.get(f"/api/v1/payments/invoices/{2**70}/")
         assert resp.status_code == 404 and resp.json()["error"] == "not_found"
 
+    @pytest.mark.parametrize("method", ["get", "patch", "delete"])
+    def test_a_huge_calendar_id_beside_an_event_id_is_a_404_never_sent_to_the_database(self, user_client, method):
+        """The event lookup filtered the foreign key column with the raw id: SQLite (make run's database)
+        raised OverflowError, a 500. A lookup through the calendar's own key is range-checked by Django."""
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as queries:
+            resp = getattr(user_client, method)(f"/api/v1/calendars/{2**70}/events/100/", {}, format="json")
+        assert resp.status_code == 404, resp.content
+        assert resp.json()["error"] == "not_found"
+        assert not [q for q in queries.captured_queries if str(2**70) in q["sql"]]
+
 
 class TestUnstorableText:
     def test_a_nul_in_a_filter_is_a_json_400(self, user_client):

@@ -36,7 +36,9 @@ def event_list(*, owner, calendar_id, start=None, end=None):
 
 
 def event_get(*, owner, calendar_id, event_id):
-    row = CalendarEvent.objects.filter(pk=event_id, calendar_id=calendar_id, calendar__owner=owner).first()
+    # calendar__pk, not calendar_id: Django range-checks a key's own lookup, so an id past 2**63 finds nothing
+    # instead of reaching the database (SQLite raises OverflowError on it).
+    row = CalendarEvent.objects.filter(pk=event_id, calendar__pk=calendar_id, calendar__owner=owner).first()
     if row is None:
         raise DomainError(404, "not_found", "No such event in this calendar.")
     return row
