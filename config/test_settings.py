@@ -28,3 +28,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01}
 # render without a manifest (the image's collectstatic checks the real one).
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not Django's shared-cache in-memory database: tests that run the ASGI server, the call-log
+    # writer or outbox leases use threads, and shared-cache SQLite answers "database table is locked" at
+    # once to a second connection (no busy timeout), where a file in WAL mode waits its turn.
+    VAR_DIR.mkdir(exist_ok=True)  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405

@@ -30,6 +30,7 @@ def test_every_middleware_is_async_capable_so_the_chain_stays_async():
     assert sync_only == []
 
 
+@pytest.mark.postgres  # the hop count is the web server's (a connection pool); SQLite keeps Django's own hops
 def test_a_completion_crosses_to_a_thread_only_for_its_database_work(fake_ai, asgi_completion, crossings):
     fake_ai.add("openai", openai_chat("warm"), openai_chat("hello"))
 

@@ -262,6 +262,7 @@ def test_a_booking_that_fails_after_settling_the_budget_still_frees_the_hold(
     assert "request log table is gone" in caplog.text
 
 
+@pytest.mark.postgres  # one query string of several statements (integrations.aio.at_once) is PostgreSQL's
 @pytest.mark.parametrize("stream, log_prompts", [(False, False), (True, False), (False, True)])
 def test_an_answers_booking_is_one_round_trip_that_writes_it_all(
     fake_ai, asgi_completion, server_loop, monkeypatch, settings, stream, log_prompts

@@ -13,7 +13,7 @@ from integrations.redis import key as redis_key
 from privacy import erasure as erasure_service
 from tests.ai.fakes import openai_chat
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.redis]  # the answers it deletes are kept in Redis
 
 # Unique per run: the Redis database outlives the test and answers stay there for the TTL.
 ANSWER = f"Ada Lovelace's diagnosis, summarised ({uuid.uuid4().hex})"

@@ -42,6 +42,7 @@ def test_a_retry_with_other_attachment_bytes_under_the_same_key_is_a_422(short_g
     assert len(gmail.sent) == 1
 
 
+@pytest.mark.redis  # holds the refresh lock, which lives in Redis
 def test_a_send_that_never_left_for_a_token_refresh_is_sent_on_retry(monkeypatch, gmail, user, user_client):
     """The token refresh is busy elsewhere, so the first attempt never reached Gmail: nothing to doubt, and a
     connection that cannot read Sent is not told the outcome is unknown."""
