@@ -6,7 +6,7 @@ import logging
 
 from ...errors import DomainError
 from ...models import Connection
-from ...registry import require
+from ...registry import get_provider
 from .. import config as oauth_config
 from .authorize import _owned, needs_reauth_error
 
@@ -66,21 +66,27 @@ def connection_delete(*, owner, connection_id):
     """
     conn = _owned(owner, connection_id)
     cfg = oauth_config.by_registry_name(conn.provider)
-    revoked = False
+    revoked, configured = False, not get_provider(cfg.provider).missing()
     if conn.refresh_token or conn.access_token:
-        require(cfg.provider)
         for name, hook in list(oauth_config.DISCONNECT_HOOKS.items()):
             try:
                 hook(conn)
             except Exception:  # noqa: BLE001 - provider-side leftovers expire by themselves; the delete goes on
                 logger.exception("disconnect hook failed", extra={"hook": name, "connection": conn.pk})
-        revoked = cfg.client().revoke(cfg, connection=conn)
+        # A hub no longer set up for the provider cannot revoke there, but the owner can still take their tokens
+        # out of it (a 503 here would keep them against the owner's will).
+        revoked = configured and cfg.client().revoke(cfg, connection=conn)
     conn.delete()
     if revoked:
         detail = f"Revoked at {cfg.label} and deleted."
     else:
+        reason = (
+            f"{cfg.label} has no endpoint to revoke a refresh token"
+            if configured
+            else f"The hub is not configured for {cfg.label} now, so nothing was revoked there"
+        )
         detail = (
-            f"{cfg.label} has no endpoint to revoke a refresh token; the hub deleted its tokens. "
+            f"{reason}; the hub deleted its tokens. "
             "To withdraw the app's access entirely, remove it from the account's app permissions at the provider."
         )
     return {"revoked": revoked, "detail": detail}

@@ -235,3 +235,17 @@ class TestListAndDelete:
         assert parse_qs(revoke.body)["token"] == ["1//refresh-first"]
         assert not Connection.objects.filter(pk=conn.pk).exists()
         assert ProviderCall.objects.filter(provider="google_oauth", operation="token.revoke", outcome="ok").exists()
+
+    @responses.activate
+    def test_delete_takes_the_tokens_out_even_when_the_hub_is_no_longer_configured_for_google(
+        self, google, user, user_client
+    ):
+        token_answer(responses)
+        user_client.get(CALLBACK, {"state": query(start(user_client))["state"], "code": "c"})
+        conn = Connection.objects.get(owner=user)
+        google.GOOGLE_CLIENT_SECRET = ""  # the operator took Google out of the hub's settings since
+        response = user_client.delete(f"/api/v1/connections/{conn.pk}/")
+        assert response.status_code == 200, response.json()
+        assert response.json()["revoked"] is False and "not configured for Google" in response.json()["detail"]
+        assert not Connection.objects.filter(pk=conn.pk).exists()
+        assert not ProviderCall.objects.filter(operation="token.revoke").exists()  # nothing was sent
