@@ -35,6 +35,11 @@ PROVIDER = "stripe"
 SIGNATURE_HEADER = "Stripe-Signature"
 
 
+def _text(value):
+    """A non-empty string (Stripe's ids and types are; anything else would be stored under its repr)."""
+    return isinstance(value, str) and value != ""
+
+
 class StripeVerifier(WebhookVerifier):
     """`Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">` checked by the SDK; 300 s replay window."""
 
@@ -62,14 +67,14 @@ class StripeVerifier(WebhookVerifier):
             raise WebhookRejected(400, "malformed_body", f"The event is not JSON: {exc}.") from None
         except RecursionError:
             raise WebhookRejected(400, "malformed_body", "The event's JSON is nested too deeply.") from None
-        if not isinstance(data, dict) or not data.get("id") or not data.get("type"):
+        if not isinstance(data, dict) or not _text(data.get("id")) or not _text(data.get("type")):
             raise WebhookRejected(400, "malformed_event", "A Stripe event needs an id, a type and data.object.")
         if not isinstance((data.get("data") or {}).get("object"), dict):
             raise WebhookRejected(400, "malformed_event", "A Stripe event needs an id, a type and data.object.")
         created = data.get("created")
         return InboundEvent(
-            event_id=str(data["id"]),
-            type=str(data["type"]),
+            event_id=data["id"],
+            type=data["type"],
             payload=data,
             occurred_at=epoch_datetime(created),
             headers=safe_headers(request, [SIGNATURE_HEADER, "User-Agent", "Content-Type"]),

@@ -51,3 +51,13 @@ def test_a_webhook_while_postgresql_is_down_is_a_503_so_stripe_retries(transacti
     assert resp.status_code == 503
     assert resp.json()["error"] == "service_unavailable"
     assert resp["Retry-After"]
+
+
+@pytest.mark.parametrize("field, value", [("id", ["evt_1"]), ("id", 12345), ("type", {"a": 1}), ("type", 7)])
+def test_a_signed_event_whose_id_or_type_is_not_a_string_is_a_json_400_and_nothing_is_stored(client, field, value):
+    evt = fakes.event("customer.updated", {"id": "cus_1", "object": "customer"})
+    evt[field] = value
+    resp = deliver(client, evt)
+    assert resp.status_code == 400, resp.content
+    assert resp.json()["error"] == "malformed_event"
+    assert not WebhookEvent.objects.exists()
