@@ -19,6 +19,8 @@ from .costs import price_estimate, price_record
 from .create_once import CreateOnce
 from .optouts import opted_out, optout_apply, optout_keyword_apply, refuse_opted_out
 
+MAX_SEGMENTS = 32767  # SmsMessage.segments is a PositiveSmallIntegerField
+
 # GSM-7 basic set and the extension characters that cost two septets.
 _GSM = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
@@ -234,7 +236,7 @@ def sms_inbound_record(*, payload):
         status=status,
         error_message=error_message,
         external_id=sid,
-        segments=int(payload.get("NumSegments") or 1),
+        segments=_segments_reported(payload.get("NumSegments")),
         raw=payload,
     )
     if conversation:
@@ -242,6 +244,18 @@ def sms_inbound_record(*, payload):
     # HELP: Twilio answers it with the account's help text; it is stored like any message.
     optout_keyword_apply(number=sender, text=payload.get("OptOutType") or body)
     return sms
+
+
+def _segments_reported(value):
+    """Twilio's NumSegments of an inbound SMS (1 when it names none), or None when no SMS can have it (0,
+    negative, not a whole number, or past the column's range): the message is stored all the same."""
+    if value in (None, ""):
+        return 1
+    try:
+        segments = int(value)
+    except (TypeError, ValueError):
+        return None
+    return segments if 1 <= segments <= MAX_SEGMENTS else None
 
 
 def sms_unattributed_candidates(*, sms):
