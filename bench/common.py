@@ -410,6 +410,7 @@ def celery_worker(
     """A Celery worker (prefork) on the bench settings; yields .ready_s (seconds until ready) and .pgid.
 
     `nice` > 0 runs it below the web server's CPU priority (acks first, processing catches up).
+    BENCH_CELERY_PREFETCH (a number) runs it with that --prefetch-multiplier instead of the settings' 1.
 
     Ready means the worker stamped its WorkerHeartbeat row (integrations.signals
     does on worker_ready), the hub's own signal that a worker is consuming.
@@ -436,6 +437,11 @@ def celery_worker(
         pool,
         "--without-gossip",
         "--without-mingle",
+        *(
+            ["--prefetch-multiplier", os.environ["BENCH_CELERY_PREFETCH"]]
+            if os.environ.get("BENCH_CELERY_PREFETCH")
+            else []
+        ),
     ]
     with tempfile.TemporaryDirectory(prefix="bench-celery-") as logdir:
         started = time.monotonic()
