@@ -240,3 +240,11 @@ def error_from_http(provider, status, *, headers=None, code=None, message="", re
     if should_retry == "true" or status == 408 or (status is not None and status >= 500):
         return ProviderUnavailable(provider, message or f"HTTP {status}", **kwargs)
     return PermanentError(provider, message or f"HTTP {status}", **kwargs)
+
+
+def proves_nothing_sent(exc):
+    """Whether an attempt's failure proves the provider made nothing: a clean refusal (DomainError, PermanentError)
+    or one that never left the hub (a rate token, the provider's 429, an open breaker). Anything else (a timeout, a
+    reset, a 5xx) leaves the outcome in doubt: the creates that must happen once (mail's MailSend, scheduling's
+    MeetingCreate) look before they try again."""
+    return isinstance(exc, (DomainError, PermanentError, RateLimited, ProviderRateLimited, CircuitOpen))

@@ -42,7 +42,6 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 
 
 _clients = ClientCache(size=8)
-STRIPE_API = "https://api.stripe.com"
 
 
 class _HttpClient(stripe.RequestsClient):

@@ -8,7 +8,7 @@ MailSend. A clean refusal clears it; anything else leaves it in doubt, and only 
 the meeting up by that id, adopting what it finds, before it creates.
 """
 
-from integrations.errors import CircuitOpen, DomainError, PermanentError, ProviderRateLimited, RateLimited
+from integrations.errors import DomainError, proves_nothing_sent
 
 from ..calendars.create_id import create_id
 from ..models import Meeting, MeetingCreate
@@ -34,11 +34,6 @@ def create_record(provider, *, owner, conn, idempotency_key, request):
     return record
 
 
-def _nothing_made(exc):
-    """The attempt's failure proves no meeting was made: refused by the provider, or it never left the hub."""
-    return isinstance(exc, (DomainError, PermanentError, RateLimited, ProviderRateLimited, CircuitOpen))
-
-
 def create_once(record, *, create, find):
     """The provider's meeting for this create: the one an earlier attempt made, if one may have, else a new one.
 
@@ -56,7 +51,7 @@ def create_once(record, *, create, find):
     try:
         return create(record.create_id)
     except Exception as exc:
-        doubt = MeetingCreate.Doubt.NONE if _nothing_made(exc) else MeetingCreate.Doubt.AMBIGUOUS
+        doubt = MeetingCreate.Doubt.NONE if proves_nothing_sent(exc) else MeetingCreate.Doubt.AMBIGUOUS
         MeetingCreate.objects.filter(pk=record.pk).update(doubt=doubt)
         raise
 

@@ -16,7 +16,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from integrations import oauth
-from integrations.errors import CircuitOpen, DomainError, PermanentError, ProviderRateLimited, RateLimited
+from integrations.errors import (
+    DomainError,
+    proves_nothing_sent,
+)
 from integrations.oauth.services import missing_scopes
 
 from .. import mime
@@ -265,11 +268,6 @@ def _keep_draft(row):
     return keep
 
 
-def _nothing_sent(exc):
-    """The attempt's failure proves nothing went out: refused by the provider, or never left the hub."""
-    return isinstance(exc, (DomainError, PermanentError, RateLimited, ProviderRateLimited, CircuitOpen))
-
-
 def message_send(*, owner, connection_id, data, files=(), idempotency_key=""):
     """Send; with an Idempotency-Key, at most once however often the client retries.
 
@@ -298,7 +296,7 @@ def message_send(*, owner, connection_id, data, files=(), idempotency_key=""):
         sent = _adapter(conn).send(conn, message, thread_id=thread_id, attachments=apart, **draft)
     except Exception as exc:
         if row is not None:
-            doubt = MailSend.SendDoubt.NONE if _nothing_sent(exc) else MailSend.SendDoubt.AMBIGUOUS
+            doubt = MailSend.SendDoubt.NONE if proves_nothing_sent(exc) else MailSend.SendDoubt.AMBIGUOUS
             MailSend.objects.filter(pk=row.pk).update(send_doubt=doubt)
         raise
     if row is not None:
