@@ -75,8 +75,9 @@ class MeetingAdmin(admin.ModelAdmin):
 class MeetingCreateAdmin(admin.ModelAdmin):
     """Zoom and Webex creates made with an Idempotency-Key: "ambiguous" means the next retry looks the meeting up.
 
-    View only: the row is what keeps a retry from making a second meeting; staff editing its doubt, id or
-    meeting could make the next retry create again or answer with another meeting. (It goes with its meeting.)
+    View only (no add, change or delete): the row is what keeps a retry from making a second meeting; staff editing
+    or deleting it could make the next retry create again or answer with another meeting. (It goes with its
+    meeting, and with its owner at erasure.)
     """
 
     def has_add_permission(self, request):
@@ -85,7 +86,14 @@ class MeetingCreateAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
-    list_display = ("create_id", "provider", "owner", "doubt", "meeting", "created_at")
+    def has_delete_permission(self, request, obj=None):
+        return False  # deleting it would let the next retry of an ambiguous create make a second meeting
+
+    @admin.display(description="create id", ordering="create_id")
+    def create_id_short(self, obj):
+        return f"{obj.create_id[:12]}…"  # 64 hex characters pushed the list's other columns out of view
+
+    list_display = ("create_id_short", "provider", "owner", "doubt", "meeting", "created_at")
     list_filter = ("provider", "doubt")
     search_fields = ("create_id", "meeting__external_id")
     raw_id_fields = ("owner", "meeting")

@@ -273,5 +273,7 @@ def test_staff_can_view_a_create_record_but_not_add_or_edit_it(admin_client, use
     assert admin_client.get(reverse("admin:scheduling_meetingcreate_changelist")).status_code == 200
     assert admin_client.get(reverse("admin:scheduling_meetingcreate_add")).status_code == 403
     assert admin_client.post(change, {"owner": row.owner_id, "doubt": ""}).status_code == 403
+    delete = reverse("admin:scheduling_meetingcreate_delete", args=[row.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
     row.refresh_from_db()
     assert row.doubt == MeetingCreate.Doubt.AMBIGUOUS
