@@ -1,10 +1,12 @@
 from rest_framework import serializers
 
+from integrations.api.strict import StrictSerializer
+
 from .messages import MessageError, parse_request
 from .providers import PROVIDERS
 
 
-class CompletionRequestSerializer(serializers.Serializer):
+class CompletionRequestSerializer(StrictSerializer):
     """One request shape for every provider; messages and tools in OpenAI's or Anthropic's format."""
 
     messages = serializers.ListField(
@@ -39,19 +41,19 @@ class CompletionRequestSerializer(serializers.Serializer):
         return attrs
 
 
-class ToolCallSerializer(serializers.Serializer):
+class ToolCallSerializer(StrictSerializer):
     id = serializers.CharField()
     name = serializers.CharField()
     arguments = serializers.DictField()
 
 
-class TokenUsageSerializer(serializers.Serializer):
+class TokenUsageSerializer(StrictSerializer):
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
     cached_tokens = serializers.IntegerField()
 
 
-class FallbackSerializer(serializers.Serializer):
+class FallbackSerializer(StrictSerializer):
     provider = serializers.CharField()
     model = serializers.CharField()
     error = serializers.CharField()
@@ -61,7 +63,7 @@ class FallbackSerializer(serializers.Serializer):
     retry_after = serializers.FloatField(required=False)
 
 
-class CompletionSerializer(serializers.Serializer):
+class CompletionSerializer(StrictSerializer):
     provider = serializers.CharField()
     model = serializers.CharField()
     content = serializers.CharField(allow_blank=True)
@@ -73,7 +75,7 @@ class CompletionSerializer(serializers.Serializer):
     fallbacks = FallbackSerializer(many=True)
 
 
-class ModelUsageSerializer(serializers.Serializer):
+class ModelUsageSerializer(StrictSerializer):
     provider = serializers.CharField()
     model = serializers.CharField()
     requests = serializers.IntegerField()
@@ -84,7 +86,7 @@ class ModelUsageSerializer(serializers.Serializer):
     cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
 
 
-class AiUsageSerializer(serializers.Serializer):
+class AiUsageSerializer(StrictSerializer):
     month = serializers.CharField()
     budget_usd = serializers.DecimalField(max_digits=12, decimal_places=2)
     spent_usd = serializers.DecimalField(max_digits=14, decimal_places=6)

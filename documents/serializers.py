@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from integrations.api.strict import StrictModelSerializer, StrictSerializer
+
 from .models import Document, DocumentVersion
 
 
@@ -7,7 +9,7 @@ class UploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="The file, as multipart/form-data. Its type is decided from its content.")
 
 
-class VersionSerializer(serializers.ModelSerializer):
+class VersionSerializer(StrictModelSerializer):
     is_current = serializers.SerializerMethodField()
 
     class Meta:
@@ -31,7 +33,7 @@ class VersionSerializer(serializers.ModelSerializer):
         return obj.document.current_version_id == obj.pk
 
 
-class DocumentSerializer(serializers.ModelSerializer):
+class DocumentSerializer(StrictModelSerializer):
     filename = serializers.CharField(source="current_version.filename", read_only=True, default=None)
     content_type = serializers.CharField(source="current_version.content_type", read_only=True, default=None)
     size = serializers.IntegerField(source="current_version.size", read_only=True, default=None)
@@ -61,7 +63,7 @@ class DocumentSerializer(serializers.ModelSerializer):
         return count if count is not None else obj.versions.count()
 
 
-class DownloadLinkSerializer(serializers.Serializer):
+class DownloadLinkSerializer(StrictSerializer):
     url = serializers.URLField()
     expires_at = serializers.DateTimeField()
     version = serializers.IntegerField()
@@ -70,13 +72,13 @@ class DownloadLinkSerializer(serializers.Serializer):
     size = serializers.IntegerField()
 
 
-class StorageClassUsageSerializer(serializers.Serializer):
+class StorageClassUsageSerializer(StrictSerializer):
     storage_class = serializers.CharField()
     bytes = serializers.IntegerField()
     monthly_cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
 
 
-class DocumentUsageSerializer(serializers.Serializer):
+class DocumentUsageSerializer(StrictSerializer):
     bytes = serializers.IntegerField()
     quota_bytes = serializers.IntegerField(allow_null=True)
     max_upload_bytes = serializers.IntegerField()

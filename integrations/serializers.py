@@ -1,10 +1,11 @@
 from rest_framework import serializers
 
+from .api.strict import StrictModelSerializer, StrictSerializer
 from .models import ProviderCall
 from .units import UNITS
 
 
-class ProviderStatusSerializer(serializers.Serializer):
+class ProviderStatusSerializer(StrictSerializer):
     name = serializers.CharField()
     service = serializers.CharField()
     label = serializers.CharField()
@@ -19,7 +20,7 @@ class StaffProviderStatusSerializer(ProviderStatusSerializer):
     error_rate_24h = serializers.FloatField()
 
 
-class UnitsSerializer(serializers.Serializer):
+class UnitsSerializer(StrictSerializer):
     """Each unit apart (integrations.units): requests, tokens, segments, minutes, bytes and money never add up."""
 
     for _unit in UNITS:
@@ -31,7 +32,7 @@ class UnitsSerializer(serializers.Serializer):
     del _unit
 
 
-class ProviderUsageSerializer(serializers.Serializer):
+class ProviderUsageSerializer(StrictSerializer):
     provider = serializers.CharField()
     calls = serializers.IntegerField()
     errors = serializers.IntegerField()
@@ -39,14 +40,14 @@ class ProviderUsageSerializer(serializers.Serializer):
     cost_usd = serializers.DecimalField(max_digits=16, decimal_places=6)
 
 
-class UsageSerializer(serializers.Serializer):
+class UsageSerializer(StrictSerializer):
     month = serializers.CharField()
     since = serializers.DateTimeField()
     total_cost_usd = serializers.DecimalField(max_digits=16, decimal_places=6)
     providers = ProviderUsageSerializer(many=True)
 
 
-class ProviderCallSerializer(serializers.ModelSerializer):
+class ProviderCallSerializer(StrictModelSerializer):
     class Meta:
         model = ProviderCall
         fields = [

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from integrations.api.strict import StrictModelSerializer, StrictSerializer
+
 from .models import CallLog, SmsMessage
 from .services import E164_RE, MAX_BODY
 
@@ -10,7 +12,7 @@ def _e164(value):
     return value
 
 
-class SmsCreateSerializer(serializers.Serializer):
+class SmsCreateSerializer(StrictSerializer):
     to = serializers.CharField(max_length=20, validators=[_e164])
     body = serializers.CharField(max_length=MAX_BODY, trim_whitespace=False)
 
@@ -20,7 +22,7 @@ class SmsCreateSerializer(serializers.Serializer):
         return value
 
 
-class SmsSerializer(serializers.ModelSerializer):
+class SmsSerializer(StrictModelSerializer):
     sid = serializers.CharField(source="external_id", read_only=True, allow_null=True)
 
     class Meta:
@@ -45,13 +47,13 @@ class SmsSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CallCreateSerializer(serializers.Serializer):
+class CallCreateSerializer(StrictSerializer):
     to = serializers.CharField(max_length=20, validators=[_e164])
     say = serializers.CharField(max_length=1000, help_text="What the call says when answered.")
     record = serializers.BooleanField(default=False)
 
 
-class CallSerializer(serializers.ModelSerializer):
+class CallSerializer(StrictModelSerializer):
     sid = serializers.CharField(source="external_id", read_only=True, allow_null=True)
 
     class Meta:

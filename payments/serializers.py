@@ -1,6 +1,8 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from integrations.api.strict import StrictModelSerializer, StrictSerializer
+
 from . import currencies
 from .models import Invoice, Payment, Refund, Subscription
 
@@ -11,7 +13,7 @@ def _status(model):
     return serializers.ChoiceField(choices=model.Status.choices, read_only=True)
 
 
-class PaymentSerializer(serializers.ModelSerializer):
+class PaymentSerializer(StrictModelSerializer):
     status = _status(Payment)
     method = serializers.CharField(read_only=True, help_text="intent or checkout")
 
@@ -34,7 +36,7 @@ class PaymentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvoiceSerializer(serializers.ModelSerializer):
+class InvoiceSerializer(StrictModelSerializer):
     status = _status(Invoice)
 
     class Meta:
@@ -63,7 +65,7 @@ class StaffInvoiceSerializer(InvoiceSerializer):
         read_only_fields = fields
 
 
-class InvoiceCreateSerializer(serializers.Serializer):
+class InvoiceCreateSerializer(StrictSerializer):
     owner = serializers.PrimaryKeyRelatedField(queryset=get_user_model().objects.all())
     amount = serializers.IntegerField(
         min_value=1,
@@ -90,11 +92,11 @@ class InvoiceCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class PayRequestSerializer(serializers.Serializer):
+class PayRequestSerializer(StrictSerializer):
     method = serializers.ChoiceField(choices=Payment.Method.choices, default=Payment.Method.INTENT)
 
 
-class PayResponseSerializer(serializers.Serializer):
+class PayResponseSerializer(StrictSerializer):
     invoice = serializers.IntegerField()
     payment = serializers.IntegerField()
     method = serializers.CharField()
@@ -108,7 +110,7 @@ class PayResponseSerializer(serializers.Serializer):
     checkout_session_id = serializers.CharField(required=False)
 
 
-class RefundSerializer(serializers.ModelSerializer):
+class RefundSerializer(StrictModelSerializer):
     status = _status(Refund)
 
     class Meta:
@@ -117,7 +119,7 @@ class RefundSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RefundCreateSerializer(serializers.Serializer):
+class RefundCreateSerializer(StrictSerializer):
     amount = serializers.IntegerField(
         min_value=1,
         max_value=currencies.MAXIMUM["idr"],
@@ -129,7 +131,7 @@ class RefundCreateSerializer(serializers.Serializer):
     )
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(StrictModelSerializer):
     status = _status(Subscription)
     pending_operation = serializers.CharField(read_only=True, help_text="The change waiting for Stripe, if any.")
 
@@ -151,14 +153,14 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SubscriptionCreateSerializer(serializers.Serializer):
+class SubscriptionCreateSerializer(StrictSerializer):
     owner = serializers.PrimaryKeyRelatedField(queryset=get_user_model().objects.all())
     price_id = serializers.CharField(max_length=128)
 
 
-class SubscriptionChangePriceSerializer(serializers.Serializer):
+class SubscriptionChangePriceSerializer(StrictSerializer):
     price_id = serializers.CharField(max_length=128)
 
 
-class SubscriptionCancelSerializer(serializers.Serializer):
+class SubscriptionCancelSerializer(StrictSerializer):
     at_period_end = serializers.BooleanField(default=True)

@@ -1,6 +1,8 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from integrations.api.strict import StrictModelSerializer, StrictSerializer
+
 from .models import Erasure, Export
 
 
@@ -17,14 +19,14 @@ class UserLookup:
         return user
 
 
-class ExportRequestSerializer(UserLookup, serializers.Serializer):
+class ExportRequestSerializer(UserLookup, StrictSerializer):
     user = UserIdField(help_text="Staff only: whose data to export.")
     include_all_versions = serializers.BooleanField(
         default=False, help_text="Every stored version of each document, not only the current one."
     )
 
 
-class ExportSerializer(serializers.ModelSerializer):
+class ExportSerializer(StrictModelSerializer):
     user = serializers.IntegerField(source="owner_id", read_only=True)
     download = serializers.SerializerMethodField()
 
@@ -56,7 +58,7 @@ class ExportSerializer(serializers.ModelSerializer):
         return {"url": link["url"], "expires_at": link["expires_at"].isoformat(), "filename": link["filename"]}
 
 
-class EraseRequestSerializer(UserLookup, serializers.Serializer):
+class EraseRequestSerializer(UserLookup, StrictSerializer):
     user = UserIdField(help_text="Staff only: whom to erase.")
     password = serializers.CharField(
         required=False, write_only=True, trim_whitespace=False, help_text="Your password (erasing your own account)."
@@ -64,7 +66,7 @@ class EraseRequestSerializer(UserLookup, serializers.Serializer):
     expedite = serializers.BooleanField(default=False, help_text="Staff only: skip the grace period.")
 
 
-class ErasureSerializer(serializers.ModelSerializer):
+class ErasureSerializer(StrictModelSerializer):
     class Meta:
         model = Erasure
         fields = [
@@ -81,7 +83,7 @@ class ErasureSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class EraseCancelSerializer(UserLookup, serializers.Serializer):
+class EraseCancelSerializer(UserLookup, StrictSerializer):
     user = UserIdField(help_text="Staff only: whose erasure to cancel.")
     username = serializers.CharField(
         required=False, max_length=150, trim_whitespace=False, help_text="Your username (your own erasure)."

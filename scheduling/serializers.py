@@ -1,22 +1,23 @@
 from rest_framework import serializers
 
 from documents.serializers import StorageClassUsageSerializer  # the same shape as a document's storage usage
+from integrations.api.strict import StrictModelSerializer, StrictSerializer
 
 from . import capabilities
 from .models import Meeting, MeetingAttendance, MeetingParticipant, MeetingRecording, SchedulingPreference
 
 
-class ParticipantInSerializer(serializers.Serializer):
+class ParticipantInSerializer(StrictSerializer):
     email = serializers.EmailField()
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
-class BreakoutRoomSerializer(serializers.Serializer):
+class BreakoutRoomSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100)
     participants = serializers.ListField(child=serializers.EmailField(), max_length=200, default=list)
 
 
-class MeetingSettingsSerializer(serializers.Serializer):
+class MeetingSettingsSerializer(StrictSerializer):
     waiting_room = serializers.BooleanField(required=False, allow_null=True, default=None)
     mute_on_entry = serializers.BooleanField(required=False, allow_null=True, default=None)
     auto_recording = serializers.ChoiceField(choices=["none", "local", "cloud"], required=False, default="none")
@@ -25,14 +26,14 @@ class MeetingSettingsSerializer(serializers.Serializer):
     )
 
 
-class CalendarEventRefSerializer(serializers.Serializer):
+class CalendarEventRefSerializer(StrictSerializer):
     connection = serializers.IntegerField(
         min_value=1, max_value=2**63 - 1, help_text="Your Google or Microsoft connection."
     )
     event_id = serializers.CharField(max_length=255, help_text="The event's id at Google Calendar or Graph.")
 
 
-class MeetingCreateSerializer(serializers.Serializer):
+class MeetingCreateSerializer(StrictSerializer):
     provider = serializers.ChoiceField(choices=sorted(capabilities.PROVIDERS))
     topic = serializers.CharField(max_length=200)
     agenda = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
@@ -59,7 +60,7 @@ class MeetingCreateSerializer(serializers.Serializer):
     )
 
 
-class MeetingUpdateSerializer(serializers.Serializer):
+class MeetingUpdateSerializer(StrictSerializer):
     topic = serializers.CharField(max_length=200, required=False)
     agenda = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     start_time = serializers.DateTimeField(required=False)
@@ -68,13 +69,13 @@ class MeetingUpdateSerializer(serializers.Serializer):
     settings = MeetingSettingsSerializer(required=False)
 
 
-class ParticipantSerializer(serializers.ModelSerializer):
+class ParticipantSerializer(StrictModelSerializer):
     class Meta:
         model = MeetingParticipant
         fields = ["email", "name", "registrant_id", "join_url", "breakout_room", "joined_at", "left_at"]
 
 
-class MeetingSerializer(serializers.ModelSerializer):
+class MeetingSerializer(StrictModelSerializer):
     participants = ParticipantSerializer(many=True, read_only=True)
     meeting_id = serializers.CharField(source="external_id", read_only=True)
     settings = serializers.JSONField(source="meeting_settings", read_only=True)
@@ -113,7 +114,7 @@ class MeetingSerializer(serializers.ModelSerializer):
         return None
 
 
-class RecordingSerializer(serializers.ModelSerializer):
+class RecordingSerializer(StrictModelSerializer):
     link = serializers.SerializerMethodField(help_text="A short-lived hub link that streams the file.")
 
     class Meta:
@@ -142,7 +143,7 @@ class RecordingSerializer(serializers.ModelSerializer):
         )
 
 
-class ProviderSerializer(serializers.Serializer):
+class ProviderSerializer(StrictSerializer):
     provider = serializers.CharField()
     connection = serializers.CharField(
         allow_null=True, help_text="The OAuth provider users connect for it (null: the hub's own account)."
@@ -190,7 +191,7 @@ def _time_zone(value):
     return value
 
 
-class WorkingHoursSerializer(serializers.Serializer):
+class WorkingHoursSerializer(StrictSerializer):
     time_zone = serializers.CharField(
         max_length=64, required=False, validators=[_time_zone], help_text="IANA name, e.g. Europe/Berlin."
     )
@@ -205,12 +206,12 @@ class WorkingHoursSerializer(serializers.Serializer):
     end = serializers.TimeField(required=False, help_text="Wall-clock time; at or before start runs past midnight.")
 
 
-class AvailabilityUserSerializer(serializers.Serializer):
+class AvailabilityUserSerializer(StrictSerializer):
     id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     working_hours = WorkingHoursSerializer(required=False, allow_null=True, default=None)
 
 
-class AvailabilityRequestSerializer(serializers.Serializer):
+class AvailabilityRequestSerializer(StrictSerializer):
     users = AvailabilityUserSerializer(many=True, allow_empty=False)
     start = AwareDateTimeField()
     end = AwareDateTimeField()
@@ -254,7 +255,7 @@ class AvailabilityRequestSerializer(serializers.Serializer):
         return attrs
 
 
-class AvailabilityWorkingHoursOutSerializer(serializers.Serializer):
+class AvailabilityWorkingHoursOutSerializer(StrictSerializer):
     time_zone = serializers.CharField()
     days = serializers.ListField(child=serializers.IntegerField())
     start = serializers.CharField()
@@ -262,12 +263,12 @@ class AvailabilityWorkingHoursOutSerializer(serializers.Serializer):
     source = serializers.ChoiceField(choices=["request", "microsoft", "default"])
 
 
-class AvailabilityUserOutSerializer(serializers.Serializer):
+class AvailabilityUserOutSerializer(StrictSerializer):
     id = serializers.IntegerField()
     working_hours = AvailabilityWorkingHoursOutSerializer()
 
 
-class AvailabilitySlotSerializer(serializers.Serializer):
+class AvailabilitySlotSerializer(StrictSerializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     score = serializers.FloatField(help_text="Mean share of the slot inside each participant's working hours (0-1).")
@@ -275,7 +276,7 @@ class AvailabilitySlotSerializer(serializers.Serializer):
     outside_working_hours_of = serializers.ListField(child=serializers.IntegerField())
 
 
-class AvailabilitySerializer(serializers.Serializer):
+class AvailabilitySerializer(StrictSerializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     duration_minutes = serializers.IntegerField()
@@ -288,13 +289,13 @@ class AvailabilitySerializer(serializers.Serializer):
     warnings = serializers.ListField(child=serializers.DictField())
 
 
-class AttendanceSerializer(serializers.ModelSerializer):
+class AttendanceSerializer(StrictModelSerializer):
     class Meta:
         model = MeetingAttendance
         fields = ["participant_key", "email", "name", "joined_at", "left_at"]
 
 
-class PreferenceSerializer(serializers.ModelSerializer):
+class PreferenceSerializer(StrictModelSerializer):
     updated_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Null until first changed.")
 
     class Meta:
@@ -303,13 +304,13 @@ class PreferenceSerializer(serializers.ModelSerializer):
         read_only_fields = ["updated_at"]
 
 
-class PreferenceUpdateSerializer(serializers.Serializer):
+class PreferenceUpdateSerializer(StrictSerializer):
     copy_recordings = serializers.BooleanField(
         help_text="Copy each recording booked from now on to the hub's storage (S3), priced per GB-month."
     )
 
 
-class RecordingUsageSerializer(serializers.Serializer):
+class RecordingUsageSerializer(StrictSerializer):
     bytes = serializers.IntegerField(help_text="Bytes of your recordings the hub holds.")
     monthly_cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
     by_storage_class = StorageClassUsageSerializer(many=True)

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from integrations.api.strict import StrictModelSerializer, StrictSerializer
+
 from . import airports
 from .models import PricePoint, PriceWatch
 
@@ -89,7 +91,7 @@ def _on_sale(day, origin, field="departure_date"):
         raise serializers.ValidationError({field: f"Airlines sell at most {MAX_DAYS_AHEAD} days ahead (until {last})."})
 
 
-class PassengersSerializer(serializers.Serializer):
+class PassengersSerializer(StrictSerializer):
     adults = serializers.IntegerField(min_value=1, max_value=MAX_PASSENGERS, default=1)
     children = serializers.ListField(
         child=serializers.IntegerField(min_value=2, max_value=17),
@@ -112,7 +114,7 @@ class PassengersSerializer(serializers.Serializer):
         return data
 
 
-class SliceSerializer(serializers.Serializer):
+class SliceSerializer(StrictSerializer):
     origin = serializers.CharField(max_length=8)
     destination = serializers.CharField(max_length=8)
     departure_date = serializers.DateField()
@@ -134,7 +136,7 @@ class SliceSerializer(serializers.Serializer):
         return data
 
 
-class _OfferFilters(serializers.Serializer):
+class _OfferFilters(StrictSerializer):
     """Who travels and which offers count: the fields a search and a price watch share."""
 
     passengers = PassengersSerializer(required=False, default=dict)
@@ -192,12 +194,12 @@ class SearchPageQuerySerializer(serializers.Serializer):
     cursor = serializers.CharField(max_length=2000)
 
 
-class _Carrier(serializers.Serializer):
+class _Carrier(StrictSerializer):
     iata_code = serializers.CharField(allow_null=True)
     name = serializers.CharField(allow_null=True)
 
 
-class SegmentSerializer(serializers.Serializer):
+class SegmentSerializer(StrictSerializer):
     carrier = _Carrier()
     operating_carrier = _Carrier()
     flight_number = serializers.CharField()
@@ -213,7 +215,7 @@ class SegmentSerializer(serializers.Serializer):
     baggage = serializers.ListField(child=serializers.DictField())
 
 
-class OfferSliceSerializer(serializers.Serializer):
+class OfferSliceSerializer(StrictSerializer):
     origin = serializers.CharField()
     destination = serializers.CharField()
     duration_minutes = serializers.IntegerField(allow_null=True)
@@ -222,7 +224,7 @@ class OfferSliceSerializer(serializers.Serializer):
     segments = SegmentSerializer(many=True)
 
 
-class OfferSerializer(serializers.Serializer):
+class OfferSerializer(StrictSerializer):
     id = serializers.CharField()
     total_amount = serializers.CharField()
     total_currency = serializers.CharField()
@@ -237,12 +239,12 @@ class OfferSerializer(serializers.Serializer):
     emissions_kg = serializers.CharField(allow_null=True)
 
 
-class _CacheInfo(serializers.Serializer):
+class _CacheInfo(StrictSerializer):
     hit = serializers.BooleanField()
     age_seconds = serializers.FloatField()
 
 
-class SearchResponseSerializer(serializers.Serializer):
+class SearchResponseSerializer(StrictSerializer):
     search_id = serializers.CharField()
     provider = serializers.CharField()
     cache = _CacheInfo()
@@ -255,7 +257,7 @@ class PlacesQuerySerializer(serializers.Serializer):
     q = serializers.CharField(min_length=2, max_length=60, trim_whitespace=True)
 
 
-class PlaceSerializer(serializers.Serializer):
+class PlaceSerializer(StrictSerializer):
     type = serializers.CharField()
     iata_code = serializers.CharField()
     name = serializers.CharField()
@@ -267,7 +269,7 @@ class PlaceSerializer(serializers.Serializer):
     airports = serializers.ListField(child=serializers.CharField())
 
 
-class PlacesResponseSerializer(serializers.Serializer):
+class PlacesResponseSerializer(StrictSerializer):
     places = PlaceSerializer(many=True)
     cache = serializers.DictField()
 
@@ -327,13 +329,13 @@ class WatchCreateSerializer(_OfferFilters):
         return data
 
 
-class PricePointSerializer(serializers.ModelSerializer):
+class PricePointSerializer(StrictModelSerializer):
     class Meta:
         model = PricePoint
         fields = ["checked_at", "departure_date", "price", "currency", "offer_id", "airline", "offer_count", "notified"]
 
 
-class WatchSerializer(serializers.ModelSerializer):
+class WatchSerializer(StrictModelSerializer):
     passengers = serializers.SerializerMethodField()
     notify_on = serializers.SerializerMethodField()
 

@@ -3,8 +3,10 @@ from rest_framework import serializers
 
 from integrations.models import ApiToken
 
+from ..api.strict import StrictModelSerializer, StrictSerializer
 
-class _TokenOptions(serializers.Serializer):
+
+class _TokenOptions(StrictSerializer):
     name = serializers.CharField(max_length=100, required=False, allow_blank=True)
     # A hard ceiling in the schema; API_TOKEN_MAX_TTL_DAYS (at most this) is checked below.
     expires_in_days = serializers.IntegerField(required=False, min_value=1, max_value=3650)
@@ -24,7 +26,7 @@ class TokenCreateSerializer(_TokenOptions):
     pass
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(StrictModelSerializer):
     class Meta:
         model = ApiToken
         fields = ["id", "name", "prefix", "created_at", "expires_at", "last_used_at"]

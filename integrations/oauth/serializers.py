@@ -1,10 +1,11 @@
 from rest_framework import serializers
 
+from ..api.strict import StrictModelSerializer, StrictSerializer
 from ..models import Connection
 from . import config as oauth_config
 
 
-class StartSerializer(serializers.Serializer):
+class StartSerializer(StrictSerializer):
     capabilities = serializers.ListField(
         child=serializers.CharField(max_length=32), min_length=1, max_length=10, help_text="mail, calendar, meetings"
     )
@@ -25,11 +26,11 @@ class CallbackSerializer(serializers.Serializer):
     error_description = serializers.CharField(required=False)
 
 
-class StartResponseSerializer(serializers.Serializer):
+class StartResponseSerializer(StrictSerializer):
     authorization_url = serializers.URLField()
 
 
-class ConnectionSerializer(serializers.ModelSerializer):
+class ConnectionSerializer(StrictModelSerializer):
     """A connection as its owner sees it: never a token value."""
 
     provider = serializers.SerializerMethodField()
@@ -68,6 +69,6 @@ class ConnectionSerializer(serializers.ModelSerializer):
             return []
 
 
-class DeleteResponseSerializer(serializers.Serializer):
+class DeleteResponseSerializer(StrictSerializer):
     revoked = serializers.BooleanField()
     detail = serializers.CharField()

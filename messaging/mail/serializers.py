@@ -1,13 +1,15 @@
 from rest_framework import serializers
 
+from integrations.api.strict import StrictSerializer
 
-class AttachmentInSerializer(serializers.Serializer):
+
+class AttachmentInSerializer(StrictSerializer):
     filename = serializers.CharField(max_length=255)
     content_type = serializers.CharField(max_length=255, required=False, allow_blank=True)
     content_base64 = serializers.CharField(help_text="The file, base64-encoded.")
 
 
-class OutgoingSerializer(serializers.Serializer):
+class OutgoingSerializer(StrictSerializer):
     to = serializers.ListField(
         child=serializers.CharField(max_length=998), required=False, default=list, max_length=500
     )
@@ -26,7 +28,7 @@ class OutgoingSerializer(serializers.Serializer):
     )
 
 
-class OutgoingFormSerializer(serializers.Serializer):
+class OutgoingFormSerializer(StrictSerializer):
     """The multipart form of a message (documentation of the form; the view parses it)."""
 
     message = serializers.CharField(
@@ -35,7 +37,7 @@ class OutgoingFormSerializer(serializers.Serializer):
     attachments = serializers.ListField(child=serializers.FileField(), required=False, help_text="Files to attach.")
 
 
-class ModifySerializer(serializers.Serializer):
+class ModifySerializer(StrictSerializer):
     read = serializers.BooleanField(required=False, allow_null=True, default=None)
     starred = serializers.BooleanField(required=False, allow_null=True, default=None)
     archive = serializers.BooleanField(required=False, default=False)
@@ -62,5 +64,5 @@ class ModifySerializer(serializers.Serializer):
         return data
 
 
-class LabelSerializer(serializers.Serializer):
+class LabelSerializer(StrictSerializer):
     name = serializers.CharField(max_length=225)

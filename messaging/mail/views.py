@@ -5,10 +5,12 @@ import json
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations.api.idempotency import HEADER, idempotent
+from integrations.api.strict import unknown_fields
 from integrations.errors import DomainError
 
 from . import services
@@ -43,6 +45,10 @@ def _outgoing(request):
     body limit, DATA_UPLOAD_MAX_MEMORY_SIZE; uploads spool to disk)."""
     if not (request.content_type or "").startswith("multipart/"):
         return _valid(OutgoingSerializer, request), []
+    # A misnamed part (`attachment`) is an error, not a file left out (DRF's data holds the files too).
+    unknown = unknown_fields(request.data, OutgoingFormSerializer().fields)
+    if unknown:
+        raise ValidationError(unknown)
     try:
         data = json.loads(request.data.get("message") or "{}")
     except (ValueError, RecursionError):

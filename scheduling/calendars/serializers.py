@@ -2,6 +2,8 @@ import datetime as dt
 
 from rest_framework import serializers
 
+from integrations.api.strict import StrictModelSerializer, StrictSerializer
+
 from ..models import Calendar, CalendarEvent
 from . import times
 
@@ -13,7 +15,7 @@ class WallClockDateTimeField(serializers.DateTimeField):
         return value
 
 
-class CalendarSerializer(serializers.ModelSerializer):
+class CalendarSerializer(StrictModelSerializer):
     provider = serializers.CharField(source="kind")
     push = serializers.SerializerMethodField()
 
@@ -36,23 +38,23 @@ class CalendarSerializer(serializers.ModelSerializer):
         return {"active": bool(expires and expires > dt.datetime.now(dt.UTC)), "expires_at": expires}
 
 
-class AttendeeInSerializer(serializers.Serializer):
+class AttendeeInSerializer(StrictSerializer):
     email = serializers.EmailField()
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     optional = serializers.BooleanField(required=False, default=False)
 
 
-class ReminderSerializer(serializers.Serializer):
+class ReminderSerializer(StrictSerializer):
     method = serializers.ChoiceField(choices=["popup", "email"])
     minutes = serializers.IntegerField(min_value=0, max_value=40320)
 
 
-class RemindersSerializer(serializers.Serializer):
+class RemindersSerializer(StrictSerializer):
     use_default = serializers.BooleanField(default=True)
     overrides = ReminderSerializer(many=True, required=False, default=list, max_length=5)
 
 
-class EventInSerializer(serializers.Serializer):
+class EventInSerializer(StrictSerializer):
     """Only the fields given are used: a PATCH changes what it names."""
 
     title = serializers.CharField(max_length=1024, allow_blank=True)
@@ -112,7 +114,7 @@ class WindowSerializer(serializers.Serializer):
         return attrs
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(StrictModelSerializer):
     event_id = serializers.CharField(source="external_id")
     start_local = serializers.SerializerMethodField()
     end_local = serializers.SerializerMethodField()
@@ -157,7 +159,7 @@ class EventSerializer(serializers.ModelSerializer):
         return self._local(row.end, row)
 
 
-class OccurrenceSerializer(serializers.Serializer):
+class OccurrenceSerializer(StrictSerializer):
     """One event or one occurrence of a series in a window (GET .../events/?expand=true)."""
 
     event = serializers.IntegerField(

@@ -310,6 +310,18 @@ class TestLargeMessages:
         assert response.status_code == 400 and response.json()["field"] == "message"
         assert gmail.requests == []
 
+    def test_a_misnamed_form_part_is_a_400_and_nothing_is_sent(self, gmail, user, user_client):
+        conn = google_conn(user)
+        upload = SimpleUploadedFile("note.txt", b"tiny", content_type="text/plain")
+        response = self._form_with(conn, user_client, {"attachment": [upload]})
+        assert response.status_code == 400, response.content
+        assert response.json()["fields"] == {"attachment": ["Unknown field; did you mean `attachments`?"]}
+        assert gmail.requests == []
+
+    def _form_with(self, conn, client, parts):
+        message = json.dumps({"to": ["a@example.com"], "text": "x"})
+        return client.post(url(conn, "messages/send/"), {"message": message, **parts}, format="multipart")
+
     def test_a_form_whose_message_is_nested_too_deeply_is_a_400(self, gmail, user, user_client):
         conn = google_conn(user)
         deep = "[" * 5000 + "]" * 5000

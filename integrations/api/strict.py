@@ -1,0 +1,83 @@
+"""Request bodies name only fields the API reads: an unknown one is a 400 naming it, never dropped in silence.
+
+Without this, DRF ignores a key its serializer does not declare, and a typo
+carries the request out with defaults the client never chose: a token asked
+for with `ttl_days` lives the default 90 days, a search for
+`"passengers": {"adult": 2}` prices one adult, a completion with `top_p` runs
+without it. Like Stripe's API, the hub answers 400 instead, in the one error
+shape, naming each unknown field (with the nearest real name when there is
+one) beside any other invalid field, and does nothing.
+
+A field the serializer knows but does not read (a read-only field such as
+`id`, sent back as the client read it) is still accepted and ignored; so is a
+browser form's CSRF token. Every serializer of the API derives from
+StrictSerializer or StrictModelSerializer; only the query-string ones stay
+lenient (`?format=`, a client's cache-busting parameter), and so does an
+OAuth redirect relayed as it came (the provider adds parameters of its own).
+The OpenAPI schema says the same: request bodies have `additionalProperties:
+false`.
+"""
+
+import difflib
+from collections.abc import Mapping
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from rest_framework import serializers
+from rest_framework.settings import api_settings
+
+# Keys a client does not choose: the browsable API's HTML forms post Django's CSRF token.
+FRAMEWORK_KEYS = frozenset({"csrfmiddlewaretoken"})
+
+
+def unknown_fields(data, known):
+    """{name: [message]} for each key of `data` that is not in `known` (a serializer's fields)."""
+    if not isinstance(data, Mapping):
+        return {}
+    names = sorted(str(k) for k in data if k not in known and k not in FRAMEWORK_KEYS)
+    writable = sorted(name for name, field in known.items() if not getattr(field, "read_only", False))
+    errors = {}
+    for name in names:
+        close = difflib.get_close_matches(name, writable, n=1, cutoff=0.6)
+        if close:
+            errors[name] = [f"Unknown field; did you mean `{close[0]}`?"]
+        else:
+            errors[name] = [f"Unknown field; this object takes: {', '.join(writable) or 'no fields'}."]
+    return errors
+
+
+class RejectUnknownFields:
+    """Mixin for a serializer that validates input: unknown keys are errors, reported with the others."""
+
+    def to_internal_value(self, data):
+        unknown = unknown_fields(data, self.fields)
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not unknown:
+                raise
+            detail = exc.detail if isinstance(exc.detail, dict) else {api_settings.NON_FIELD_ERRORS_KEY: exc.detail}
+            raise serializers.ValidationError({**detail, **unknown}) from None
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+
+class StrictSerializer(RejectUnknownFields, serializers.Serializer):
+    pass
+
+
+class StrictModelSerializer(RejectUnknownFields, serializers.ModelSerializer):
+    pass
+
+
+class StrictSchema(OpenApiSerializerExtension):
+    """drf-spectacular: a strict serializer's request body allows no other properties."""
+
+    target_class = RejectUnknownFields
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
