@@ -71,6 +71,20 @@ class MeetingAdmin(admin.ModelAdmin):
         return False  # meetings are created through the API, on the provider first
 
 
+class CreateProviderFilter(admin.SimpleListFilter):
+    """Only the providers that have create records (Zoom, Webex): Meet and Teams keep their own idempotency."""
+
+    title = "provider"
+    parameter_name = "provider"
+    PROVIDERS = (Meeting.Provider.ZOOM, Meeting.Provider.WEBEX)
+
+    def lookups(self, request, model_admin):
+        return [(p.value, p.label) for p in self.PROVIDERS]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(provider=self.value()) if self.value() else queryset
+
+
 @admin.register(MeetingCreate)
 class MeetingCreateAdmin(admin.ModelAdmin):
     """Zoom and Webex creates made with an Idempotency-Key: "ambiguous" means the next retry looks the meeting up.
@@ -94,7 +108,7 @@ class MeetingCreateAdmin(admin.ModelAdmin):
         return f"{obj.create_id[:12]}…"  # 64 hex characters pushed the list's other columns out of view
 
     list_display = ("create_id_short", "provider", "owner", "doubt", "meeting", "created_at")
-    list_filter = ("provider", "doubt")
+    list_filter = (CreateProviderFilter, "doubt")
     search_fields = ("create_id", "meeting__external_id")
     raw_id_fields = ("owner", "meeting")
     show_full_result_count = False

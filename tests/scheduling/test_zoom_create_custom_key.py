@@ -270,7 +270,13 @@ def test_staff_can_view_a_create_record_but_not_add_or_edit_it(admin_client, use
     assert row.doubt == MeetingCreate.Doubt.AMBIGUOUS
     change = reverse("admin:scheduling_meetingcreate_change", args=[row.pk])
     assert admin_client.get(change).status_code == 200
-    assert admin_client.get(reverse("admin:scheduling_meetingcreate_changelist")).status_code == 200
+    listing = admin_client.get(reverse("admin:scheduling_meetingcreate_changelist"))
+    assert listing.status_code == 200
+    [providers] = [spec for spec in listing.context["cl"].filter_specs if spec.title == "provider"]
+    assert [label for _, label in providers.lookup_choices] == ["Zoom", "Webex"]  # not Meet or Teams: no rows
+    for provider, rows in (("zoom", [row]), ("webex", [])):
+        filtered = admin_client.get(reverse("admin:scheduling_meetingcreate_changelist"), {"provider": provider})
+        assert list(filtered.context["cl"].result_list) == rows
     assert admin_client.get(reverse("admin:scheduling_meetingcreate_add")).status_code == 403
     assert admin_client.post(change, {"owner": row.owner_id, "doubt": ""}).status_code == 403
     delete = reverse("admin:scheduling_meetingcreate_delete", args=[row.pk])
