@@ -224,6 +224,9 @@ CORS_URLS_REGEX = r"^/api/.*$"
 
 # Idempotency-Key records are kept this long (integrations.api.idempotency).
 IDEMPOTENCY_TTL_SECONDS = env.int("IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
+# A key still "in progress" after this long belongs to a request whose process died: a retry takes it over.
+# Longer than any request runs (AI_DEADLINE_SECONDS, an upload to S3); below that, a live request could run twice.
+IDEMPOTENCY_CLAIM_SECONDS = env.int("IDEMPOTENCY_CLAIM_SECONDS", default=600)
 
 # Inbound API limits (django-ratelimit); the cache above counts them.
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)

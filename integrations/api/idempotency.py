@@ -11,13 +11,17 @@ same request returns that response again, marked `Idempotent-Replayed: true`,
 without running the view (so without a second provider side effect). The same
 key with a different method, path or body is a 422; a repeat while the first
 is still running is a 409. Keys are scoped to the user. A 5xx or an exception
-leaves no record, so the client may retry with the same key.
+leaves no record, so the client may retry with the same key; so does a request
+whose process died before it answered (a killed worker, a deploy): once its
+claim is older than IDEMPOTENCY_CLAIM_SECONDS (longer than any request may
+run), the next retry takes the key over instead of a 409 for the rest of the day.
 """
 
 import datetime as dt
 import functools
 import hashlib
 import json
+import logging
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -28,6 +32,8 @@ from integrations.errors import DomainError
 from integrations.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
+
+logger = logging.getLogger(__name__)
 
 
 def _fingerprint(request):
@@ -52,14 +58,35 @@ def _fingerprint(request):
 
 def _claim(owner, key, fingerprint):
     """The stored record for a repeat, or None after claiming the key for this request."""
-    cutoff = timezone.now() - dt.timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
+    now = timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
     IdempotencyRecord.objects.filter(owner=owner, key=key, created_at__lt=cutoff).delete()
     try:
         with transaction.atomic():
             IdempotencyRecord.objects.create(owner=owner, key=key, fingerprint=fingerprint)
         return None
     except IntegrityError:
-        return IdempotencyRecord.objects.get(owner=owner, key=key)
+        existing = IdempotencyRecord.objects.get(owner=owner, key=key)
+    abandoned = now - dt.timedelta(seconds=settings.IDEMPOTENCY_CLAIM_SECONDS)
+    if (
+        existing.status == IdempotencyRecord.Status.IN_PROGRESS
+        and existing.fingerprint == fingerprint
+        and existing.created_at < abandoned
+    ):
+        # Still "running" longer than any request can: its process died (killed, out of memory, a deploy)
+        # before it could record an answer or free the key. This retry takes the key over; of two at once,
+        # the one whose update matches the old claim does, the other sees the new claim (409).
+        taken = IdempotencyRecord.objects.filter(
+            pk=existing.pk, status=IdempotencyRecord.Status.IN_PROGRESS, created_at=existing.created_at
+        ).update(created_at=now)
+        if taken:
+            logger.warning(
+                "Idempotency-Key taken over from a request that died",
+                extra={"owner_id": owner.pk, "claimed_at": existing.created_at.isoformat()},
+            )
+            return None
+        existing.refresh_from_db()
+    return existing
 
 
 def claim(request, key):

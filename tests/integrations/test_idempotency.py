@@ -74,6 +74,63 @@ def test_a_request_still_running_answers_409(user_client):
     assert len(side_effects) == 1
 
 
+def _died_running(minutes_ago):
+    """As a first request leaves its key when its worker is killed after the claim: in progress, no answer."""
+    IdempotencyRecord.objects.update(
+        status="in_progress",
+        response_status=None,
+        response_body=None,
+        created_at=timezone.now() - dt.timedelta(minutes=minutes_ago),
+    )
+
+
+def test_a_key_whose_request_died_is_taken_over_by_a_retry_after_the_claim_time(user_client, settings, caplog):
+    settings.IDEMPOTENCY_CLAIM_SECONDS = 600
+    _post(user_client, {"amount": 100})
+    _died_running(minutes_ago=11)
+    resp = _post(user_client, {"amount": 100})
+    assert resp.status_code == 201 and resp.json() == {"charge": 2} and "Idempotent-Replayed" not in resp
+    record = IdempotencyRecord.objects.get()
+    assert record.status == "done" and record.response_body == {"charge": 2}
+    assert "taken over from a request that died" in caplog.text
+    again = _post(user_client, {"amount": 100})  # from now on, the new answer is the one replayed
+    assert again.json() == {"charge": 2} and again["Idempotent-Replayed"] == "true" and len(side_effects) == 2
+
+
+def test_a_claim_younger_than_the_claim_time_is_still_a_409(user_client, settings):
+    settings.IDEMPOTENCY_CLAIM_SECONDS = 600
+    _post(user_client, {"amount": 100})
+    _died_running(minutes_ago=9)
+    assert _post(user_client, {"amount": 100}).status_code == 409
+    assert len(side_effects) == 1
+
+
+def test_an_abandoned_key_is_not_taken_over_by_a_different_request(user_client, settings):
+    settings.IDEMPOTENCY_CLAIM_SECONDS = 600
+    _post(user_client, {"amount": 100})
+    _died_running(minutes_ago=30)
+    assert _post(user_client, {"amount": 999}).status_code == 422
+    assert IdempotencyRecord.objects.get().status == "in_progress" and len(side_effects) == 1
+
+
+def test_of_two_retries_taking_over_one_key_only_one_runs(user, settings, monkeypatch):
+    """The takeover is a conditional update on the old claim: the second racer, holding the same stale row,
+    matches nothing and answers the new claim (in progress: 409), never running the view twice."""
+    from integrations.api import idempotency
+
+    settings.IDEMPOTENCY_CLAIM_SECONDS = 600
+    IdempotencyRecord.objects.create(owner=user, key="k", fingerprint="f")
+    _died_running(minutes_ago=11)
+    stale = IdempotencyRecord.objects.get()
+    abandoned_at = stale.created_at
+    assert idempotency._claim(user, "k", "f") is None  # the first racer takes the key
+    # The second read the row before the first took it over.
+    monkeypatch.setattr(IdempotencyRecord.objects, "get", lambda **kw: stale)
+    second = idempotency._claim(user, "k", "f")
+    assert second is not None and second.status == "in_progress"
+    assert second.created_at > abandoned_at  # it answers with the winner's claim
+
+
 def test_a_server_error_or_exception_leaves_the_key_free_for_a_retry(user_client):
     assert _post(user_client, {"fail": "server"}).status_code == 502
     assert _post(user_client, {"fail": "raise"}, key="key-2").status_code == 400
