@@ -6,7 +6,9 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.urls import reverse
 
-E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+# [0-9], not \d: \d also matches other scripts' digits ("+1415555０１００"), which E.164 does not allow and
+# which would let a number slip past the opt-out list (kept as Twilio sends numbers: ASCII digits).
+E164_RE = re.compile(r"^\+[1-9][0-9]{1,14}$")
 MAX_BODY = 1600
 
 

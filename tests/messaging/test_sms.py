@@ -124,6 +124,18 @@ class TestValidation:
         )
         assert SmsMessage.objects.count() == 0
 
+    @pytest.mark.parametrize(
+        "to",
+        ["+1500555000\uff16", "+1500555000\u0666", "+1\u0665\u0660\u0660\u0665\u0665\u0665\u0660\u0660\u0660\u0666"],
+    )
+    def test_a_number_with_digits_of_another_script_is_refused(self, twilio, http, user_client, to):
+        # Python's \d matches them: the number, opted out in ASCII digits, would have been queued.
+        OptOut.objects.create(phone_number="+15005550006", active=True, keyword="STOP")
+        response = user_client.post(URL, {"to": to, "body": "hi"}, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["error"] == "invalid" and "to" in response.json()["fields"]
+        assert SmsMessage.objects.count() == 0 and len(http.calls) == 0
+
     def test_a_number_that_sent_stop_cannot_be_messaged(self, twilio, http, user_client):
         OptOut.objects.create(phone_number="+15005550006", active=True, keyword="STOP")
         response = user_client.post(URL, {"to": "+15005550006", "body": "hi"}, format="json")
