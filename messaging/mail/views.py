@@ -3,6 +3,7 @@
 import json
 
 from django.http import HttpResponse
+from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
@@ -127,8 +128,9 @@ class AttachmentView(APIView):
             owner=request.user, connection_id=connection, message_id=message_id, attachment_id=attachment_id
         )
         response = HttpResponse(data, content_type=meta["mime_type"])
-        filename = meta["filename"].replace('"', "").replace("\r", "").replace("\n", "")
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        # The sender chose the name: one outside Latin-1 (Cyrillic, CJK, emoji) made Django MIME-encode the
+        # whole header into something no browser reads as an attachment; this quotes or RFC 5987-encodes it.
+        response["Content-Disposition"] = content_disposition_header(True, meta["filename"])
         response["X-Content-Type-Options"] = "nosniff"
         return response
 

@@ -88,6 +88,33 @@ def test_an_attachment_downloads_with_the_name_and_type_the_list_saw(respx_mock,
     assert response["Content-Disposition"] == 'attachment; filename="plan.pdf"'
 
 
+@pytest.mark.parametrize(
+    ("name", "disposition"),
+    [
+        ("отчёт 2026.pdf", "attachment; filename*=utf-8''%D0%BE%D1%82%D1%87%D1%91%D1%82%202026.pdf"),
+        ("報告🎉.pdf", "attachment; filename*=utf-8''%E5%A0%B1%E5%91%8A%F0%9F%8E%89.pdf"),
+    ],
+)
+def test_an_attachment_name_the_sender_chose_stays_a_valid_attachment_header(
+    respx_mock, graph_settings, user, user_client, name, disposition
+):
+    conn = ms_conn(user)
+    attachment = {"id": "att8", "name": name, "contentType": "text/html", "size": 9}
+    respx_mock.get("/me/messages").mock(
+        return_value=httpx.Response(
+            200, json={"value": [graph_message(5, hasAttachments=True, attachments=[attachment])]}
+        )
+    )
+    respx_mock.get("/me/messages/AAMk0005/attachments/att8/$value").mock(
+        return_value=httpx.Response(200, content=b"<p>hi</p>")
+    )
+    assert user_client.get(url(conn, "messages/")).status_code == 200
+    response = user_client.get(url(conn, "messages/AAMk0005/attachments/att8/"))
+    assert response.status_code == 200
+    # Before, a name outside Latin-1 turned the whole header into "=?utf-8?b?...?=": no longer an attachment.
+    assert response["Content-Disposition"] == disposition
+
+
 def test_drafts_are_created_with_attachments_listed_and_deleted(respx_mock, graph_settings, user, user_client):
     conn = ms_conn(user)
     create = respx_mock.post("/me/messages").mock(
