@@ -34,6 +34,12 @@ def invoice_void(*, invoice):
     with transaction.atomic():
         if invoice.status == Invoice.Status.VOID:
             return invoice
+        if invoice.external_id:
+            # Stripe issued it (a subscription) and keeps collecting it: a void here stops nothing there, and
+            # the invoice.paid that follows could no longer mark it paid (void is final).
+            raise InvalidTransition(
+                f"Invoice {invoice.number} was issued by Stripe, which collects it; void it on Stripe instead."
+            )
         if not transition(Invoice, invoice.pk, Invoice.Status.VOID):
             invoice.refresh_from_db()
             raise InvalidTransition(f"Invoice {invoice.number} is {invoice.status} and cannot be voided.")

@@ -314,6 +314,17 @@ class TestStaffInvoices:
         response = staff_client.post(f"/api/v1/payments/invoices/{invoice.pk}/void/")
         assert response.status_code == 409 and response.json()["error"] == "invalid_state"
 
+    def test_an_invoice_stripe_issued_cannot_be_voided_here(self, staff_client, http, run_on_commit):
+        # Stripe keeps collecting its own (subscription) invoice: a void here would stop nothing, and the
+        # invoice.paid that follows could no longer move a void invoice to paid.
+        invoice = InvoiceFactory(external_id="in_sub_7", status="failed")
+        with run_on_commit():
+            response = staff_client.post(f"/api/v1/payments/invoices/{invoice.pk}/void/")
+        assert response.status_code == 409, response.json()
+        assert response.json()["error"] == "invalid_state"
+        invoice.refresh_from_db()
+        assert invoice.status == "failed" and not http.calls
+
 
 def test_another_users_invoice_is_404_even_when_stripe_is_not_configured(user_client, other_user, settings):
     settings.STRIPE_SECRET_KEY = ""
