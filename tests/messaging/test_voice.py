@@ -211,6 +211,14 @@ class TestOutboundCalls:
         response = user_client.post(self.URL, {"to": "555-0100", "say": "hi"}, format="json")
         assert response.status_code == 400 and "to" in response.json()["fields"]
 
+    @pytest.mark.parametrize("say", ["Line one\x0bLine two", "Alert \x1b[31m now", "&" * 800])
+    def test_what_twiml_cannot_carry_is_refused_before_a_call_is_queued(self, twilio, http, user_client, say):
+        # Control characters make the TwiML malformed XML; 800 "&" are 800 "&amp;", over Twilio's 4000 characters.
+        response = user_client.post(self.URL, {"to": "+15005550006", "say": say}, format="json")
+        assert response.status_code == 400, response.content
+        assert "say" in response.json()["fields"]
+        assert not CallLog.objects.exists() and not http.calls
+
     def test_another_users_call_is_not_found(self, twilio, user_client, other_user):
         theirs = CallFactory(owner=other_user)
         assert user_client.get(f"{self.URL}{theirs.pk}/").status_code == 404
