@@ -12,7 +12,7 @@ from ..providers import stripe as stripe_api
 from ..providers.stripe_objects import StripeRefund, stripe_id
 from .common import adopt, anomaly_alert, money_differs
 from .errors import InvalidTransition, RefundTooLarge
-from .settlement import payment_for_stripe_object
+from .settlement import money_mismatch, payment_for_stripe_object
 
 REFUNDED_STATES = (Invoice.Status.PARTIALLY_REFUNDED, Invoice.Status.REFUNDED)
 
@@ -197,6 +197,14 @@ def charge_refunded_apply(*, charge, occurred_at=None):
         metadata=charge.get("metadata"), payment_intent=stripe_id(charge.get("payment_intent")), charge=charge.get("id")
     )
     if payment is None:
+        return None
+    if money_mismatch(
+        payment=payment,
+        amount=charge.get("amount"),
+        currency=charge.get("currency"),
+        source=f"charge {charge.get('id')}",
+    ):
+        # Our metadata on a charge for other money: its id, refunds and amount_refunded are not this payment's.
         return None
     if charge.get("id"):
         Payment.objects.filter(pk=payment.pk, charge_id="").update(charge_id=charge["id"])

@@ -100,3 +100,27 @@ class TestRefunds:
         refund.refresh_from_db()
         assert refund.status == "succeeded"
         assert _anomaly() is None
+
+    @pytest.mark.parametrize("amount, currency", [(100000, "jpy"), (1, "usd"), (100000, None)])
+    def test_a_charge_refunded_for_other_money_changes_nothing(self, client, user, run_on_commit, amount, currency):
+        # A signed charge.refunded carrying our payment's metadata, for other money: its amount_refunded once
+        # marked the $1,000.00 invoice refunded (and its id was stamped on our payment), with no alert.
+        invoice = InvoiceFactory(owner=user, amount=100000, currency="usd", status="paid")
+        payment = SucceededPaymentFactory(invoice=invoice, amount=100000, currency="usd", payment_intent_id="pi_big")
+        charge = {
+            "id": "ch_other",
+            "object": "charge",
+            "payment_intent": "pi_other",
+            "amount": amount,
+            "currency": currency,
+            "amount_refunded": amount,
+            "refunded": True,
+            "metadata": {"hub_payment_id": str(payment.pk)},
+        }
+        with run_on_commit():
+            assert deliver(client, fakes.event("charge.refunded", charge)).status_code == 200
+        payment.refresh_from_db()
+        invoice.refresh_from_db()
+        assert (payment.amount_refunded, payment.charge_id) == (0, "")
+        assert (invoice.status, invoice.amount_refunded) == ("paid", 0)
+        assert _anomaly() is not None

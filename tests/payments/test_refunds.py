@@ -197,6 +197,7 @@ def test_charge_refunded_webhook_records_a_refund_made_in_the_dashboard(client, 
         "object": "charge",
         "payment_intent": "pi_paid1",
         "amount": 1000,
+        "currency": "usd",
         "amount_refunded": 1000,
         "refunds": {"object": "list", "data": [fakes.refund("re_dash", amount=1000, payment_intent="pi_paid1")]},
     }
