@@ -115,12 +115,12 @@ class DocumentVersionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Scan again (unscanned or failed scans)")
+    @admin.action(description="Scan again (unscanned or failed scans)", permissions=["change"])
     def rescan(self, request, queryset):
         done = each_row(self, request, queryset, lambda version: services.version_rescan(version=version))
         self.message_user(request, f"{done} version(s) queued for scanning.")
 
-    @admin.action(description="Read the storage class back from S3")
+    @admin.action(description="Read the storage class back from S3", permissions=["change"])
     def refresh_storage_class(self, request, queryset):
         done = each_row(
             self,

@@ -6,7 +6,10 @@ ProviderError; here, in one place, either becomes a warning naming the row
 no admin action catches errors itself. A service that answers False found
 nothing to do for that row (not eligible): it is neither counted nor logged.
 
-    @admin.action(description="Void selected invoices")
+An action that changes anything names the permission it needs: Django offers
+an action without `permissions` to every staff member who may only view the list.
+
+    @admin.action(description="Void selected invoices", permissions=["change"])
     def void_invoices(self, request, queryset):
         done = each_row(self, request, queryset, lambda invoice: services.invoice_void(invoice=invoice))
         self.message_user(request, f"{done} invoice(s) voided.")

@@ -63,7 +63,7 @@ class AlertChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def kinds_shown(self, obj):
         return ", ".join(obj.kinds) if obj.kinds else "all"
 
-    @admin.action(description="Send a test alert to selected channels")
+    @admin.action(description="Send a test alert to selected channels", permissions=["change"])
     def send_test(self, request, queryset):
         from .alerting.notify import _deliver
         from .alerts import alert_raise, alert_test_key
@@ -85,7 +85,11 @@ class AlertDeliveryAdmin(AppendOnlyAdmin):
     list_select_related = ["alert"]
     actions = ["resend"]
 
-    @admin.action(description="Send selected failed deliveries again")
+    def has_resend_permission(self, request):
+        # Append-only (no change form), but sending again is a change: not for staff who may only view deliveries.
+        return request.user.has_perm("integrations.change_alertdelivery")
+
+    @admin.action(description="Send selected failed deliveries again", permissions=["resend"])
     def resend(self, request, queryset):
         from .actions import each_row
         from .alerting.notify import delivery_resend

@@ -66,7 +66,11 @@ class SmsMessageAdmin(ReadOnlyAdmin):
         # The admin is read-only (no change form), but giving a message away is a change to it.
         return request.user.has_perm("messaging.change_smsmessage")
 
-    @admin.action(description="Send failed outbound messages again (never sent by Twilio)")
+    def has_requeue_permission(self, request):
+        # Read-only too, and sending again is a change: staff who may only view messages do not get the action.
+        return request.user.has_perm("messaging.change_smsmessage")
+
+    @admin.action(description="Send failed outbound messages again (never sent by Twilio)", permissions=["requeue"])
     def requeue_failed(self, request, queryset):
         never_sent = queryset.filter(direction="outbound", status="failed", external_id__isnull=True)
         done = each_row(self, request, never_sent, lambda sms: services.sms_requeue(sms_id=sms.pk))

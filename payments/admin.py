@@ -57,7 +57,7 @@ class InvoiceAdmin(AuditedAdminMixin, MoneyColumns, admin.ModelAdmin):
         fixed = ["owner", "amount", "currency"] if obj and obj.pk else []
         return [*self.readonly_fields, *fixed]
 
-    @admin.action(description="Void selected invoices (cancels live Stripe payments)")
+    @admin.action(description="Void selected invoices (cancels live Stripe payments)", permissions=["change"])
     def void_invoices(self, request, queryset):
         done = each_row(self, request, queryset, lambda invoice: services.invoice_void(invoice=invoice))
         self.message_user(request, f"{done} invoice(s) voided.")
@@ -99,7 +99,7 @@ class PaymentAdmin(MoneyColumns, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Refund the remaining amount of selected payments (as a task)")
+    @admin.action(description="Refund the remaining amount of selected payments (as a task)", permissions=["change"])
     def refund_in_full(self, request, queryset):
         done = each_row(
             self,
@@ -162,11 +162,11 @@ class SubscriptionAdmin(AuditedAdminMixin, admin.ModelAdmin):
         )
         self.message_user(request, f"{done} cancellation(s) queued; they show pending until Stripe confirms.")
 
-    @admin.action(description="Cancel selected subscriptions now")
+    @admin.action(description="Cancel selected subscriptions now", permissions=["change"])
     def cancel_now(self, request, queryset):
         self._cancel(request, queryset, at_period_end=False)
 
-    @admin.action(description="Cancel selected subscriptions at period end")
+    @admin.action(description="Cancel selected subscriptions at period end", permissions=["change"])
     def cancel_at_period_end(self, request, queryset):
         self._cancel(request, queryset, at_period_end=True)
 

@@ -24,7 +24,7 @@ class ErasureAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Erasure._meta.fields]
     actions = ["run_now"]
 
-    @admin.action(description="Run now (expedite a scheduled erasure, or retry a failed one)")
+    @admin.action(description="Run now (expedite a scheduled erasure, or retry a failed one)", permissions=["change"])
     def run_now(self, request, queryset):
         from integrations.actions import each_row
 

@@ -173,7 +173,7 @@ class MeetingRecordingAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in MeetingRecording._meta.fields]
     actions = ["copy_again"]
 
-    @admin.action(description="Copy selected failed recordings again")
+    @admin.action(description="Copy selected failed recordings again", permissions=["change"])
     def copy_again(self, request, queryset):
         from .recordings import recording_copy_retry
 

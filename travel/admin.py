@@ -60,14 +60,14 @@ class PriceWatchAdmin(admin.ModelAdmin):
         done = each_row(self, request, queryset, lambda watch: services.watch_set_status(watch=watch, to=to))
         self.message_user(request, f"{done} watch(es) {verb}.")
 
-    @admin.action(description="Pause selected watches")
+    @admin.action(description="Pause selected watches", permissions=["change"])
     def pause(self, request, queryset):
         self._move(request, queryset, PriceWatch.Status.PAUSED, "paused")
 
-    @admin.action(description="Resume selected watches")
+    @admin.action(description="Resume selected watches", permissions=["change"])
     def resume(self, request, queryset):
         self._move(request, queryset, PriceWatch.Status.ACTIVE, "resumed")
 
-    @admin.action(description="Cancel selected watches")
+    @admin.action(description="Cancel selected watches", permissions=["change"])
     def cancel(self, request, queryset):
         self._move(request, queryset, PriceWatch.Status.CANCELLED, "cancelled")
