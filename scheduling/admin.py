@@ -1,4 +1,7 @@
+import json
+
 from django.contrib import admin
+from django.utils.html import format_html
 
 from integrations.actions import each_row
 
@@ -59,16 +62,27 @@ class SubscriptionInline(ProviderRecordsInline):
     readonly_fields = fields
 
 
+# Keys of a provider's meeting that let whoever holds them act as its host: Zoom's start URL carries the host's
+# ZAK token, Webex's host key claims the host role. They stay out of every page, as out of every API answer.
+HOST_CREDENTIALS = ("start_url", "hostKey")
+
+
 @admin.register(Meeting)
 class MeetingAdmin(admin.ModelAdmin):
     list_display = ["topic", "provider", "external_id", "status", "start_time", "owner"]
     list_filter = ["provider", "status"]
     search_fields = ["topic", "external_id", "owner__username"]
-    readonly_fields = [f.name for f in Meeting._meta.fields]
+    exclude = ["raw"]
+    readonly_fields = [*(f.name for f in Meeting._meta.fields if f.name != "raw"), "provider_record"]
     inlines = [ParticipantInline, AttendanceInline, RecordingInline, SubscriptionInline]
 
     def has_add_permission(self, request):
         return False  # meetings are created through the API, on the provider first
+
+    @admin.display(description="raw")
+    def provider_record(self, obj):
+        shown = {k: v for k, v in (obj.raw or {}).items() if k not in HOST_CREDENTIALS}
+        return format_html("<pre>{}</pre>", json.dumps(shown, indent=2, sort_keys=True, default=str))
 
 
 class CreateProviderFilter(admin.SimpleListFilter):

@@ -184,3 +184,22 @@ def test_zoom_unreachable_is_a_502_with_retry_after_and_a_failed_call_row(user_c
     assert response.status_code == 502 and response.json()["error"] == "provider_unavailable"
     assert response["Retry-After"] and not Meeting.objects.exists()
     assert ProviderCall.objects.filter(provider="zoom", operation="meeting.create", outcome="error").count() == 1
+
+
+def test_the_hosts_start_url_is_not_on_the_meetings_admin_page_though_the_rest_of_zooms_record_is(
+    user_client, zoom, admin_client
+):
+    user_client.post(URL, body(agenda="Numbers"), format="json")
+    meeting = Meeting.objects.get()
+    assert "zak=secret" in meeting.raw["start_url"]  # kept as Zoom sent it; only never shown
+    page = admin_client.get(f"/admin/scheduling/meeting/{meeting.pk}/change/").content.decode()
+    assert "zak=secret" not in page and "start_url" not in page
+    assert "global_dial_in_numbers" in page and "Numbers" in page
+
+
+def test_a_webex_host_key_is_not_on_the_meetings_admin_page_either(admin_client):
+    from .factories import MeetingFactory
+
+    meeting = MeetingFactory(provider=Meeting.Provider.WEBEX, raw={"hostKey": "873261", "meetingNumber": "2551"})
+    page = admin_client.get(f"/admin/scheduling/meeting/{meeting.pk}/change/").content.decode()
+    assert "873261" not in page and "2551" in page
