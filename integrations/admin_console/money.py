@@ -35,6 +35,8 @@ def _month_bounds(month, now):
     if month:
         try:
             year, number = (int(x) for x in month.split("-"))
+            if not dt.MINYEAR < year < dt.MAXYEAR:  # the page also reads the month before and the one after
+                raise ValueError(month)
             start = current.replace(year=year, month=number)
         except (ValueError, TypeError):
             start = current

@@ -322,6 +322,19 @@ class TestMoney:
         text = _text(staff.get("/admin/integrations/providercall/money/"))
         assert "No spend recorded" in text and "No spend in this period." in text
 
+    @pytest.mark.parametrize("month", ["0001-01", "9999-12", "2026-13", "abc"])
+    def test_a_month_the_page_cannot_show_is_this_month_not_a_500(self, staff, month):
+        resp = staff.get("/admin/integrations/providercall/money/", {"month": month})
+        assert resp.status_code == 200
+        assert resp.context["money"]["month"] == f"{timezone.now():%Y-%m}"
+
+    def test_the_first_and_last_months_that_have_a_neighbour_still_show(self, staff):
+        for month in ("1000-01", "9998-12"):
+            assert (
+                staff.get("/admin/integrations/providercall/money/", {"month": month}).context["money"]["month"]
+                == month
+            )
+
 
 class TestCharts:
     @pytest.mark.parametrize("name", ["calls", "latency", "cost"])
