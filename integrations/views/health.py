@@ -5,7 +5,7 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -60,17 +60,21 @@ CHECKS = {
 
 
 def _is_staff(request):
-    """Staff by session or API token (the view is plain Django, so DRF's authentication is asked directly)."""
-    if request.user.is_authenticated:
-        return request.user.is_staff
+    """Staff by session or API token (the view is plain Django, so DRF's authentication is asked directly).
+
+    Both are looked up in the database: while it is down nobody can be told apart, and the caller gets the
+    anonymous answer (503 naming `database`), never a 500 because it sent a session cookie or a token.
+    """
     from rest_framework.exceptions import AuthenticationFailed
     from rest_framework.request import Request
 
     from integrations.auth.authentication import ApiTokenAuthentication
 
     try:
+        if request.user.is_authenticated:
+            return request.user.is_staff
         found = ApiTokenAuthentication().authenticate(Request(request))
-    except AuthenticationFailed:
+    except (AuthenticationFailed, DatabaseError):
         return False
     return bool(found and found[0].is_staff)
 

@@ -72,6 +72,30 @@ class TestReadyz:
         body = staff_client.get("/readyz").json()
         assert "18899" in body["checks"]["broker"]["error"]
 
+    @pytest.mark.postgres
+    @pytest.mark.parametrize("credential", ["session", "token"])
+    def test_the_database_down_is_a_503_naming_it_for_a_caller_with_a_session_or_a_token_too(
+        self, transactional_db, client, staff_user, monkeypatch, credential
+    ):
+        from django.db import connection
+
+        from integrations.auth.tokens import token_create
+
+        if credential == "session":
+            client.force_login(staff_user)
+        else:
+            _, key = token_create(user=staff_user)
+            client.defaults["HTTP_AUTHORIZATION"] = f"Token {key}"
+        connection.close()
+        monkeypatch.setitem(connection.settings_dict, "HOST", "127.0.0.1")
+        monkeypatch.setitem(connection.settings_dict, "PORT", "18897")
+        try:
+            resp = client.get("/readyz")
+        finally:
+            connection.close()
+        assert resp.status_code == 503
+        assert "database" in resp.json()["failed"] and "checks" not in resp.json()  # staff cannot be told apart
+
 
 def _free_port():
     for port in range(18850, 18899):
