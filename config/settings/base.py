@@ -91,7 +91,9 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------
 
-DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# Empty (`DATABASE_URL=` as .env.example has it) is unset: SQLite under var/, not a start-up KeyError: 'ENGINE'.
+_database_url = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASES = {"default": env.db_url_config(_database_url)}
 # integrations.aio.db_hop's own threads; 0 = Django's one shared thread (SQLite, persistent connections).
 DB_HOP_THREADS = 0
 # integrations.aio.view_hop's threads: with the pool (below), config.asgi_handler serves each request for a

@@ -225,6 +225,15 @@ class TestProjectChecks:
         assert out.returncode != 0
         assert "DJANGO_DEBUG must be true or false" in out.stderr
 
+    def test_an_empty_database_url_as_env_example_has_it_is_sqlite_under_var(self):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "DATABASE_URL": ""}
+        setup = "import django; django.setup(); from django.conf import settings as s; print(s.DATABASES['default'])"
+        out = subprocess.run(
+            [sys.executable, "-c", setup], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert "'django.db.backends.sqlite3'" in out.stdout and "db.sqlite3" in out.stdout
+
     def test_dev_superuser_is_created_once(self, capsys):
         call_command("create_dev_superuser")
         first = capsys.readouterr().out
