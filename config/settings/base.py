@@ -93,6 +93,12 @@ TEMPLATES = [
 
 # Empty (`DATABASE_URL=` as .env.example has it) is unset: SQLite under var/, not a start-up KeyError: 'ENGINE'.
 _database_url = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+if "://" not in _database_url:
+    # django-environ would only warn, printing the parsed URL with its password, and Django then fail on
+    # KeyError: 'ENGINE'. A path or a host without a scheme stops here, the value unsaid.
+    raise ImproperlyConfigured(
+        "DATABASE_URL must be a URL such as postgres://user:password@host:5432/name (or sqlite:////absolute/path)."
+    )
 DATABASES = {"default": env.db_url_config(_database_url)}
 # integrations.aio.db_hop's own threads; 0 = Django's one shared thread (SQLite, persistent connections).
 DB_HOP_THREADS = 0

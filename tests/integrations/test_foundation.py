@@ -234,6 +234,17 @@ class TestProjectChecks:
         assert out.returncode == 0, out.stderr
         assert "'django.db.backends.sqlite3'" in out.stdout and "db.sqlite3" in out.stdout
 
+    @pytest.mark.parametrize("url", ["var/db.sqlite3", "//hub:S3cretPassw0rd@db.internal:5432/hub"])
+    def test_a_database_url_without_a_scheme_stops_start_up_saying_so_and_not_its_password(self, url):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "DATABASE_URL": url}
+        setup = "import django; django.setup()"
+        out = subprocess.run(
+            [sys.executable, "-c", setup], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
+        )
+        assert out.returncode != 0
+        assert "DATABASE_URL must be a URL such as postgres://" in out.stderr
+        assert "S3cretPassw0rd" not in out.stderr
+
     def test_dev_superuser_is_created_once(self, capsys):
         call_command("create_dev_superuser")
         first = capsys.readouterr().out
