@@ -149,6 +149,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache, Redis ---------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    # redis-py refuses it only when first used: start-up passed, then token creation and the limiter raised 500s.
+    raise ImproperlyConfigured(
+        "REDIS_URL must start with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379/0)."
+    )
 CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="hub")
 if REDIS_URL:
     CACHES = {

@@ -245,6 +245,16 @@ class TestProjectChecks:
         assert "DATABASE_URL must be a URL such as postgres://" in out.stderr
         assert "S3cretPassw0rd" not in out.stderr
 
+    @pytest.mark.parametrize("url", ["127.0.0.1:6379", "http://127.0.0.1:6379/0"])
+    def test_a_redis_url_redis_cannot_read_stops_start_up_saying_so(self, url):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "REDIS_URL": url}
+        setup = "import django; django.setup()"
+        out = subprocess.run(
+            [sys.executable, "-c", setup], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
+        )
+        assert out.returncode != 0
+        assert "REDIS_URL must start with redis://, rediss:// or unix://" in out.stderr
+
     def test_dev_superuser_is_created_once(self, capsys):
         call_command("create_dev_superuser")
         first = capsys.readouterr().out
