@@ -1,6 +1,7 @@
 """Operations: /metrics access, Prometheus, Sentry, alert channels and thresholds, the audit archive,
 webhook source checks, retention, and their beat schedule (README "Operations")."""
 
+import ipaddress
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -13,6 +14,14 @@ from ._env import VAR_DIR, env
 # throttling (TRUSTED_PROXY_COUNT), so a proxy on localhost does not open it.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+for _network in METRICS_ALLOWED_NETWORKS:
+    # Checked here, not on each scrape: a typo would otherwise answer every scrape with a 500 and a traceback.
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_NETWORKS: {_network!r} is not an IP address or CIDR network."
+        ) from None
 
 # Every web worker (and every Celery worker on the same host) writes its
 # counters to files in this directory and /metrics adds them up; without it

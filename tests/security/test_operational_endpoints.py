@@ -53,6 +53,14 @@ class TestMetricsAccess:
         resp = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.4, 10.20.0.1")
         assert resp.status_code == 200
 
+    @pytest.mark.parametrize("networks", ["10.0.0.0/33", "10.20.0.0/16,office"])
+    def test_a_network_that_is_not_one_stops_start_up_rather_than_failing_every_scrape(self, networks):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "METRICS_ALLOWED_NETWORKS": networks}
+        setup = "import django; django.setup()"
+        out = subprocess.run([sys.executable, "-c", setup], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert out.returncode != 0
+        assert "METRICS_ALLOWED_NETWORKS: " in out.stderr and "is not an IP address or CIDR network" in out.stderr
+
 
 class TestReadyz:
     @pytest.fixture
