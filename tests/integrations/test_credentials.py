@@ -9,7 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings as django_settings
 from django.core.exceptions import FieldError, ValidationError
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection
 
 from integrations.fields import DecryptionError, encrypted_fields
@@ -99,6 +99,14 @@ class TestRotation:
         # The old key can now be dropped.
         settings.FIELD_ENCRYPTION_KEYS = [NEW_KEY]
         assert sorted(Connection.objects.values_list("access_token", flat=True)) == ["access-0", "access-1", "access-2"]
+
+    @pytest.mark.parametrize("size", ["0", "-1"])
+    def test_a_batch_size_below_one_is_refused_not_reported_done_with_nothing_re_encrypted(self, size):
+        ConnectionFactory(access_token="access")
+        out = StringIO()
+        with pytest.raises(CommandError, match="--batch-size: must be 1 or more"):
+            call_command("rotate_encryption_keys", "--batch-size", size, stdout=out)
+        assert "Done" not in out.getvalue()
 
     def test_rotation_discovers_encrypted_fields_through_the_app_registry(self):
         assert (Connection, ["access_token", "refresh_token"]) in encrypted_fields()

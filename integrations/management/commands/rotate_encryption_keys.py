@@ -5,6 +5,8 @@ then remove the old keys. Models are found through the app registry, so new
 encrypted fields are covered without touching this command.
 """
 
+import argparse
+
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -12,11 +14,19 @@ from integrations.audit.services import audit_record
 from integrations.fields import encrypted_fields
 
 
+def _batch_size(value):
+    # 0 read no row and reported "Done: 0 row(s)": an operator would then drop the old key still in use.
+    size = int(value)
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return size
+
+
 class Command(BaseCommand):
     help = "Re-encrypt all encrypted fields with the first key of FIELD_ENCRYPTION_KEYS."
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument("--batch-size", type=_batch_size, default=500)
 
     def handle(self, *args, batch_size, **options):
         total = 0
