@@ -162,7 +162,9 @@ class ProviderCallAdmin(AppendOnlyAdmin):
         """POST provider=<name>&action=open|close: trip or close a breaker by hand, logged."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not request.user.has_perm("integrations.view_providercall"):
+        # Calls are append-only, so their change permission means this: tripping a breaker stops every call to a
+        # provider (Stripe: every payment), not for staff who may only read the call log.
+        if not request.user.has_perm("integrations.change_providercall"):
             raise Http404
         name, action = request.POST.get("provider"), request.POST.get("action")
         if name not in {p.name for p in all_providers()} or action not in ("open", "close"):

@@ -64,6 +64,7 @@ def console_overview(context):
     return {
         "request": request,
         "csrf_token": context.get("csrf_token"),
+        "can_switch_circuits": request.user.has_perm("integrations.change_providercall"),
         "overview": data,
         "windows": [(key, text) for key, (text, _) in admin_console.WINDOWS.items()],
         "charts": [

@@ -117,6 +117,22 @@ class TestOverview:
         assert LogEntry.objects.filter(user=staff_user).count() == 2
         assert "Circuit acme" in _text(staff.get("/admin/"))  # "Recent actions"
 
+    def test_staff_who_may_only_view_calls_can_neither_open_a_circuit_nor_see_the_buttons(self, fake_provider, client):
+        from django.contrib.auth.models import Permission
+
+        from tests.factories import UserFactory
+
+        reader = UserFactory(is_staff=True)
+        reader.user_permissions.add(Permission.objects.get(codename="view_providercall"))
+        client.force_login(reader)
+        resp = client.post("/admin/integrations/providercall/circuit/", {"provider": "acme", "action": "open"})
+        assert resp.status_code == 404 and breaker.state("acme") == "closed"
+        assert 'value="open"' not in client.get("/admin/").content.decode()
+        reader.user_permissions.add(Permission.objects.get(codename="change_providercall"))
+        assert 'value="open"' in client.get("/admin/").content.decode()
+        client.post("/admin/integrations/providercall/circuit/", {"provider": "acme", "action": "open"})
+        assert breaker.state("acme") == "open"
+
     def test_non_staff_are_sent_to_login(self, user, client):
         client.force_login(user)
         assert client.get("/admin/").status_code == 302
