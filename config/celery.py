@@ -12,8 +12,11 @@ import os
 
 from celery import Celery
 from celery.fixups.django import DjangoFixup, DjangoWorkerFixup
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# filesystem:// (make run without Redis) with messages written whole before a worker can take them.
+TRANSPORT_ALIASES["filesystem"] = "config.kombu_filesystem:Transport"
 
 
 class KeepConnectionsFixup(DjangoWorkerFixup):
