@@ -1,7 +1,10 @@
-"""Admin for operations (issue 14): alert channels and their deliveries, retention runs, audit archives."""
+"""Admin for operations (issue 14): alert channels and their deliveries, retention runs, audit archives; beat's
+schedule (django-celery-beat's admin, its actions for those who may change it)."""
 
 from django import forms
 from django.contrib import admin, messages
+from django_celery_beat import admin as celery_beat_admin
+from django_celery_beat.models import PeriodicTask
 
 from .admin import AppendOnlyAdmin
 from .admin_format import when
@@ -126,3 +129,15 @@ class AuditArchiveAdmin(AppendOnlyAdmin):
     list_display = ["day", "part", "rows", "bytes", "lock_mode", "retain_until", "verified_at", "pruned_at", "key"]
     list_filter = ["lock_mode"]
     date_hierarchy = "day"
+
+
+class PeriodicTaskAdmin(celery_beat_admin.PeriodicTaskAdmin):
+    """django-celery-beat's admin, whose actions (enable, disable, toggle, run now) name no permission: Django offers
+    them to staff who may only view the schedule, who could then switch off the sweepers or run a task at will."""
+
+    def get_actions(self, request):
+        return super().get_actions(request) if self.has_change_permission(request) else {}
+
+
+admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, PeriodicTaskAdmin)
