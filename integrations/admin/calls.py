@@ -5,6 +5,7 @@ served as its views.
 import json
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -183,6 +184,9 @@ class ProviderCallAdmin(AppendOnlyAdmin):
         return HttpResponseRedirect(back if back.startswith("/admin/") else reverse("admin:index"))
 
     def money_view(self, request):
+        # What each owner spent is the call log's data: for staff who may view it (admin_view checks only is_staff).
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         data = admin_console.money(month=request.GET.get("month"))
         cost = admin_console.series_cost("30d")
         context = {
@@ -195,6 +199,8 @@ class ProviderCallAdmin(AppendOnlyAdmin):
         return TemplateResponse(request, "admin/integrations/money.html", context)
 
     def chart_view(self, request, name):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         window = admin_console.chart_window(request.GET.get("window") or ("30d" if name == "cost" else None))
         label = admin_console.WINDOWS[window][0]
         if name == "calls":

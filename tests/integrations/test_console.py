@@ -338,6 +338,20 @@ class TestMoney:
         text = _text(staff.get("/admin/integrations/providercall/money/"))
         assert "No spend recorded" in text and "No spend in this period." in text
 
+    def test_staff_who_may_not_view_the_call_log_see_neither_the_money_page_nor_its_charts(self, client):
+        from django.contrib.auth.models import Permission
+
+        from tests.factories import UserFactory
+
+        staff = UserFactory(is_staff=True)
+        staff.user_permissions.add(Permission.objects.get(codename="view_invoice"))
+        client.force_login(staff)
+        assert client.get("/admin/integrations/providercall/money/").status_code == 403
+        assert client.get("/admin/integrations/providercall/charts/cost.svg").status_code == 403
+        staff.user_permissions.add(Permission.objects.get(codename="view_providercall"))
+        assert client.get("/admin/integrations/providercall/money/").status_code == 200
+        assert client.get("/admin/integrations/providercall/charts/cost.svg").status_code == 200
+
     @pytest.mark.parametrize("month", ["0001-01", "9999-12", "2026-13", "abc"])
     def test_a_month_the_page_cannot_show_is_this_month_not_a_500(self, staff, month):
         resp = staff.get("/admin/integrations/providercall/money/", {"month": month})
