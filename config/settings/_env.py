@@ -46,8 +46,11 @@ def env_bool(name, default):
 
 
 def merged_table(defaults, env_name):
-    """A JSON object from the environment merged over `defaults`, one level deep per key."""
-    overrides = env.json(env_name, default={})
+    """A JSON object from the environment merged over `defaults`, one level deep per key.
+
+    Empty (`NAME=` as .env.example lists it, which compose's env_file passes on) is no override, not invalid JSON.
+    """
+    overrides = env.json(env_name, default={}) if env.str(env_name, default="").strip() else {}
     if not isinstance(overrides, dict):
         raise ImproperlyConfigured(f"{env_name} must be a JSON object")
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in defaults.items()}
