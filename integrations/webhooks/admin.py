@@ -10,6 +10,18 @@ from ..audit.services import audit_record
 from ..models import WebhookEvent
 from .processing import WebhookReplayRefused, webhook_mark_ignored, webhook_replay
 
+# Values in a provider's payload that let whoever reads them act: a PaymentIntent's client_secret confirms it from a
+# browser (Stripe: never for anyone but its customer). The page shows them redacted; the row keeps them for a replay.
+HIDDEN_KEYS = {"client_secret"}
+
+
+def _shown(value):
+    if isinstance(value, dict):
+        return {k: "[redacted]" if k in HIDDEN_KEYS and v else _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return value
+
 
 class WebhookSinceFilter(admin.SimpleListFilter):
     title = "received"
@@ -118,7 +130,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="Payload")
     def pretty_payload(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
+        return format_html("<pre>{}</pre>", json.dumps(_shown(obj.payload), indent=2, sort_keys=True))
 
     @admin.display(description="Headers")
     def pretty_headers(self, obj):

@@ -534,6 +534,14 @@ class TestAdmin:
         assert detail.status_code == 200
         assert b"&quot;amount&quot;: 4200" in detail.content
 
+    def test_a_payment_intents_client_secret_is_not_on_the_events_page_though_the_row_keeps_it(self, admin_client):
+        intent = {"id": "pi_1", "object": "payment_intent", "client_secret": "pi_1_secret_Xq9", "amount": 4200}
+        event = WebhookEventFactory(payload={"id": "evt_pi", "data": {"object": intent}, "list": [intent]})
+        detail = admin_client.get(f"/admin/integrations/webhookevent/{event.pk}/change/").content.decode()
+        assert "pi_1_secret_Xq9" not in detail and "&quot;amount&quot;: 4200" in detail
+        event.refresh_from_db()
+        assert event.payload["data"]["object"]["client_secret"] == "pi_1_secret_Xq9"  # a replay still has it
+
     def test_the_replay_action_queues_events_again(self, admin_client):
         event = WebhookEventFactory(status=Status.FAILED, attempts=8, next_attempt_at=None)
         resp = admin_client.post(
