@@ -25,6 +25,7 @@ import re
 import selectors
 import shlex
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -64,6 +65,8 @@ def dev_environment(host, port):
     env = dict(os.environ)
     env.setdefault("DJANGO_ENV_FILE", ENV_FILE)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # Celery sets its loggers to its --loglevel whatever the settings say: the Procfile passes this one.
+    env.setdefault("LOG_LEVEL", "INFO")
     env.update(
         HOST=host,
         PORT=str(port),
@@ -77,6 +80,11 @@ def dev_environment(host, port):
     quiet = "ignore:You're running the worker with superuser privileges"
     env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), quiet]))
     return env
+
+
+def command_argv(command, env):
+    """A Procfile command's argv, its $NAME / ${NAME} taken from the processes' environment."""
+    return shlex.split(string.Template(command).safe_substitute(env))
 
 
 def prepare():
@@ -156,7 +164,7 @@ class Processes:
 
     def start(self):
         for name, command in self.specs:
-            argv = shlex.split(os.path.expandvars(command))
+            argv = command_argv(command, self.env)
             proc = subprocess.Popen(
                 argv,
                 cwd=ROOT,

@@ -137,6 +137,17 @@ class TestProcfile:
         with pytest.raises(SystemExit, match="web gunicorn"):
             dev_run.parse_procfile(procfile)
 
+    @pytest.mark.parametrize(("level", "expected"), [(None, "INFO"), ("DEBUG", "DEBUG")])
+    def test_worker_and_beat_log_at_log_level_so_debug_shows_the_heartbeat_lines(self, monkeypatch, level, expected):
+        monkeypatch.delenv("LOG_LEVEL", raising=False)
+        if level:
+            monkeypatch.setenv("LOG_LEVEL", level)
+        env = dev_run.dev_environment("127.0.0.1", 8010)
+        commands = dict(dev_run.parse_procfile(ROOT / "Procfile.dev"))
+        for name in ("worker", "beat"):
+            argv = dev_run.command_argv(commands[name], env)
+            assert argv[argv.index("--loglevel") + 1] == expected
+
     def test_the_dev_environment_has_one_web_process_on_the_chosen_port(self, monkeypatch):
         monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
         monkeypatch.delenv("DJANGO_ENV_FILE", raising=False)
