@@ -24,8 +24,26 @@ class AlertChannelForm(forms.ModelForm):
         model = AlertChannel
         fields = ["name", "kind", "target", "secret", "min_severity", "kinds", "enabled"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.kind != AlertChannel.Kind.EMAIL:
+            # A Slack or webhook URL is itself a credential (the list and the audit trail show only its host):
+            # the page does not carry it back either. Blank keeps it; a new URL replaces it.
+            target = self.fields["target"]
+            target.required = False
+            target.widget = forms.TextInput(
+                attrs={"placeholder": f"https://{_where(self.instance.target)}/… (kept)", "size": 60}
+            )
+            target.help_text = "The URL is not shown again. Blank keeps it; type a new URL to replace it."
+            self.initial["target"] = ""
+
     def clean(self):
         data = super().clean()
+        kept = self.instance.pk and self.instance.kind != AlertChannel.Kind.EMAIL
+        if kept and not data.get("target") and data.get("kind") in (AlertChannel.Kind.SLACK, AlertChannel.Kind.WEBHOOK):
+            data["target"] = self.instance.target
+        elif kept and not data.get("target"):
+            self.add_error("target", "An email channel needs its addresses.")
         kind, target = data.get("kind"), data.get("target") or ""
         if kind in (AlertChannel.Kind.SLACK, AlertChannel.Kind.WEBHOOK) and not target.startswith("https://"):
             self.add_error("target", "Use an https:// URL: alerts carry operational detail.")

@@ -170,3 +170,39 @@ def test_rotating_a_slack_channels_url_in_admin_keeps_the_url_out_of_the_audit_t
     event = AuditEvent.objects.get(action="admin.alertchannel.change")
     assert "target" in event.details["changes"]  # the change is still recorded: where it pointed
     assert "SECRET" not in str(event.details)
+
+
+def test_a_slack_channels_url_is_not_put_back_into_its_admin_page_and_blank_keeps_it(staff_user):
+    """The list and the audit trail show only the host of a Slack or webhook URL; the change form printed the
+    whole URL into its input, for any staff member who opened the channel."""
+    from django.test import Client
+
+    from integrations.models import AlertChannel
+
+    url = "https://hooks.slack.com/services/T000/B000/pathSECRETtoken"
+    channel = AlertChannel.objects.create(name="ops", kind="slack", target=url)
+    client = Client()
+    client.force_login(staff_user)
+    page = client.get(f"/admin/integrations/alertchannel/{channel.pk}/change/").content.decode()
+    assert "SECRET" not in page and "hooks.slack.com" in page  # where it goes, not the credential
+    form = {"name": "ops2", "kind": "slack", "target": "", "secret": "", "min_severity": "warning", "enabled": "on"}
+    assert client.post(f"/admin/integrations/alertchannel/{channel.pk}/change/", form).status_code == 302
+    channel.refresh_from_db()
+    assert (channel.name, channel.target) == ("ops2", url)
+    # Turning it into an email channel needs addresses: the URL is not kept as one.
+    emailed = client.post(f"/admin/integrations/alertchannel/{channel.pk}/change/", {**form, "kind": "email"})
+    assert emailed.status_code == 200 and "needs its addresses" in emailed.content.decode()
+    channel.refresh_from_db()
+    assert channel.kind == "slack" and channel.target == url
+
+
+def test_an_email_channels_addresses_stay_on_its_admin_page(staff_user):
+    from django.test import Client
+
+    from integrations.models import AlertChannel
+
+    channel = AlertChannel.objects.create(name="mail", kind="email", target="ops@example.com")
+    client = Client()
+    client.force_login(staff_user)
+    page = client.get(f"/admin/integrations/alertchannel/{channel.pk}/change/").content.decode()
+    assert 'value="ops@example.com"' in page
