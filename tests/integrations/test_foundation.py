@@ -213,45 +213,38 @@ class TestProjectChecks:
         assert out.returncode == 0, out.stdout + out.stderr
         assert "no issues" in out.stdout
 
-    def test_a_malformed_boolean_stops_start_up(self):
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "DJANGO_DEBUG": "ture"}
-        out = subprocess.run(
-            [sys.executable, "-c", "import django; django.setup()"],
+    @staticmethod
+    def _start(code="", **environ):
+        """Django set up in a fresh process with `environ` over the test settings, then `code`."""
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", **environ}
+        return subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
             cwd=settings.BASE_DIR,
             env=env,
             capture_output=True,
             text=True,
         )
+
+    def test_a_malformed_boolean_stops_start_up(self):
+        out = self._start(DJANGO_DEBUG="ture")
         assert out.returncode != 0
         assert "DJANGO_DEBUG must be true or false" in out.stderr
 
     def test_an_empty_database_url_as_env_example_has_it_is_sqlite_under_var(self):
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "DATABASE_URL": ""}
-        setup = "import django; django.setup(); from django.conf import settings as s; print(s.DATABASES['default'])"
-        out = subprocess.run(
-            [sys.executable, "-c", setup], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
-        )
+        out = self._start("from django.conf import settings as s; print(s.DATABASES['default'])", DATABASE_URL="")
         assert out.returncode == 0, out.stderr
         assert "'django.db.backends.sqlite3'" in out.stdout and "db.sqlite3" in out.stdout
 
     @pytest.mark.parametrize("url", ["var/db.sqlite3", "//hub:S3cretPassw0rd@db.internal:5432/hub"])
     def test_a_database_url_without_a_scheme_stops_start_up_saying_so_and_not_its_password(self, url):
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "DATABASE_URL": url}
-        setup = "import django; django.setup()"
-        out = subprocess.run(
-            [sys.executable, "-c", setup], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
-        )
+        out = self._start(DATABASE_URL=url)
         assert out.returncode != 0
         assert "DATABASE_URL must be a URL such as postgres://" in out.stderr
         assert "S3cretPassw0rd" not in out.stderr
 
     @pytest.mark.parametrize("url", ["127.0.0.1:6379", "http://127.0.0.1:6379/0"])
     def test_a_redis_url_redis_cannot_read_stops_start_up_saying_so(self, url):
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "REDIS_URL": url}
-        setup = "import django; django.setup()"
-        out = subprocess.run(
-            [sys.executable, "-c", setup], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True
-        )
+        out = self._start(REDIS_URL=url)
         assert out.returncode != 0
         assert "REDIS_URL must start with redis://, rediss:// or unix://" in out.stderr
 
