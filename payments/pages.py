@@ -27,6 +27,8 @@ def checkout_success(request):
     invoice = payment.invoice
     if invoice.status == Invoice.Status.PAID:
         state = "paid"
+    elif invoice.status in (Invoice.Status.REFUNDED, Invoice.Status.PARTIALLY_REFUNDED):
+        state = "refunded"  # paid, then refunded: final, not a payment still to confirm
     elif payment.status in (Payment.Status.FAILED, Payment.Status.CANCELED) or invoice.status == Invoice.Status.VOID:
         state = "not_paid"
     else:

@@ -44,6 +44,21 @@ def test_before_the_webhook_the_page_says_it_is_confirming_and_looks_again(clien
     assert "Payment received." not in text
 
 
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (Invoice.Status.REFUNDED, "has since been refunded. "),
+        (Invoice.Status.PARTIALLY_REFUNDED, "has since been refunded in part. "),
+    ],
+)
+def test_a_refunded_invoice_says_so_and_stops_looking_again(client, status, said):
+    """It showed "Confirming your payment" and reloaded every 5 s for good: a refund is final, not pending."""
+    _checkout(status, Payment.Status.SUCCEEDED)
+    text = client.get("/payments/checkout/success", {"session_id": "cs_test_abc"}).content.decode()
+    assert "Payment received, then refunded." in text and said in text and "49.00 USD" in text
+    assert "Confirming" not in text and 'http-equiv="refresh"' not in text
+
+
 def test_a_failed_attempt_shows_not_paid(client):
     _checkout(Invoice.Status.OPEN, Payment.Status.FAILED)
     text = client.get("/payments/checkout/success", {"session_id": "cs_test_abc"}).content.decode()
