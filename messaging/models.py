@@ -12,7 +12,8 @@ from django.db import models
 
 from integrations.outbox import OutboxMixin
 
-E164 = RegexValidator(r"^\+[1-9]\d{1,14}$", "Use E.164 format: + then country code and number, e.g. +14155550100.")
+# [0-9], not \d, as the API's check (services.common.E164_RE): \d also matches other scripts' digits.
+E164 = RegexValidator(r"^\+[1-9][0-9]{1,14}$", "Use E.164 format: + then country code and number, e.g. +14155550100.")
 
 
 class Conversation(models.Model):

@@ -46,3 +46,17 @@ def test_staff_can_queue_a_failed_unsent_message_again(client, staff_user, twili
     assert len(callbacks) == 1
     # Recent actions say who sent which message again, for that message only.
     assert list(LogEntry.objects.values_list("object_id", "user_id")) == [(str(failed.pk), staff_user.pk)]
+
+
+@pytest.mark.parametrize("number", ["+1415555０１００", "+1415555٠١٠٠"])
+def test_staff_cannot_add_an_opt_out_written_with_another_scripts_digits(client, staff_user, number):
+    """The opt-out list is compared with numbers as Twilio sends them (ASCII digits): an entry in fullwidth or
+    Arabic-Indic digits would look like an opt-out and match nobody, as the API already refuses such a number."""
+    from messaging.models import OptOut
+
+    client.force_login(staff_user)
+    response = client.post(reverse("admin:messaging_optout_add"), {"phone_number": number, "active": "on"})
+    assert response.status_code == 200 and "Use E.164 format" in response.content.decode()
+    assert not OptOut.objects.exists()
+    client.post(reverse("admin:messaging_optout_add"), {"phone_number": "+14155550100", "active": "on"})
+    assert OptOut.objects.get().phone_number == "+14155550100"
