@@ -53,7 +53,10 @@ timeout = int(_env("GUNICORN_TIMEOUT", "30"))
 # A recycled or restarted worker stops accepting and lets open streams finish:
 # as long as the AI deadline (AI_DEADLINE_SECONDS), so recycling cuts no answer.
 graceful_timeout = int(_env("GUNICORN_GRACEFUL_TIMEOUT", "90"))
-keepalive = 5
+# Seconds an idle keep-alive connection stays open. Behind a load balancer that keeps its own connections to
+# the hub longer (an AWS ALB: 60 s by default), set it above that, so the balancer, not the hub, closes them
+# and never sends a request down a connection the hub is closing (README "Keep-alive behind a proxy").
+keepalive = int(_env("GUNICORN_KEEPALIVE", "5"))
 
 # Gunicorn 23+ opens a control socket at one fixed path per user
 # (~/.gunicorn/gunicorn.ctl): two servers on one machine would fight over it,

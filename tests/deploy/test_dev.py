@@ -172,9 +172,13 @@ class TestGunicornConfig:
         assert conf["workers"] == 3
 
     def test_empty_values_copied_from_env_example_mean_the_defaults(self, monkeypatch):
-        conf = self._load(monkeypatch, HOST="", PORT="", WEB_CONCURRENCY="")
+        conf = self._load(monkeypatch, HOST="", PORT="", WEB_CONCURRENCY="", GUNICORN_KEEPALIVE="")
         assert conf["bind"] == ["127.0.0.1:8000"]
         assert conf["workers"] == 2
+        assert conf["keepalive"] == 5
+
+    def test_the_keep_alive_can_outlast_a_load_balancers_idle_timeout(self, monkeypatch):
+        assert self._load(monkeypatch, GUNICORN_KEEPALIVE="75")["keepalive"] == 75
 
     def test_defaults_are_loopback_and_asgi(self, monkeypatch):
         conf = self._load(monkeypatch)
