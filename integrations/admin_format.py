@@ -7,6 +7,7 @@ shows in the staff member's own time zone, with UTC on hover.
 """
 
 import datetime as dt
+import json
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.utils import timezone
@@ -180,3 +181,17 @@ def clipped(text, *, width=60):
 def error_meaning(provider, code):
     """The vendor's meaning of an error code, or "" when the vendor documents none we know."""
     return ERROR_MEANINGS.get(provider, {}).get(str(code or ""), "")
+
+
+def pretty_json(value, *, hidden=()):
+    """A stored JSON value as an indented block; the values of keys in `hidden` (at any depth) shown as
+    [redacted]: what lets whoever reads the page act (a client_secret, a host's start URL), kept in the row."""
+
+    def shown(v):
+        if isinstance(v, dict):
+            return {k: "[redacted]" if k in hidden and x else shown(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [shown(x) for x in v]
+        return v
+
+    return format_html("<pre>{}</pre>", json.dumps(shown(value), indent=2, sort_keys=True, default=str))

@@ -39,11 +39,11 @@ class AlertChannelForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        kept = self.instance.pk and self.instance.kind != AlertChannel.Kind.EMAIL
-        if kept and not data.get("target") and data.get("kind") in (AlertChannel.Kind.SLACK, AlertChannel.Kind.WEBHOOK):
-            data["target"] = self.instance.target
-        elif kept and not data.get("target"):
-            self.add_error("target", "An email channel needs its addresses.")
+        if not data.get("target") and not self.fields["target"].required:  # a URL left blank: kept (__init__)
+            if data.get("kind") == AlertChannel.Kind.EMAIL:
+                self.add_error("target", "An email channel needs its addresses.")
+            else:
+                data["target"] = self.instance.target
         kind, target = data.get("kind"), data.get("target") or ""
         if kind in (AlertChannel.Kind.SLACK, AlertChannel.Kind.WEBHOOK) and not target.startswith("https://"):
             self.add_error("target", "Use an https:// URL: alerts carry operational detail.")

@@ -12,13 +12,13 @@ Types without a handler are stored and marked ignored by the inbox.
 """
 
 import dataclasses
-import json
 
 from integrations.webhooks import (
     InboundEvent,
     WebhookRejected,
     WebhookVerifier,
     epoch_datetime,
+    json_body,
     safe_headers,
     webhook_batch_preparer,
     webhook_handler,
@@ -61,13 +61,8 @@ class StripeVerifier(WebhookVerifier):
         return stripe_api.webhook_signed_at(signature)
 
     def parse(self, request):
-        try:
-            data = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookRejected(400, "malformed_body", f"The event is not JSON: {exc}.") from None
-        except RecursionError:
-            raise WebhookRejected(400, "malformed_body", "The event's JSON is nested too deeply.") from None
-        if not isinstance(data, dict) or not _text(data.get("id")) or not _text(data.get("type")):
+        data = json_body(request)
+        if not _text(data.get("id")) or not _text(data.get("type")):
             raise WebhookRejected(400, "malformed_event", "A Stripe event needs an id, a type and data.object.")
         if not isinstance((data.get("data") or {}).get("object"), dict):
             raise WebhookRejected(400, "malformed_event", "A Stripe event needs an id, a type and data.object.")

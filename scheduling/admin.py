@@ -1,9 +1,7 @@
-import json
-
 from django.contrib import admin
-from django.utils.html import format_html
 
 from integrations.actions import each_row
+from integrations.admin_format import pretty_json
 
 from .models import (
     Calendar,
@@ -81,8 +79,7 @@ class MeetingAdmin(admin.ModelAdmin):
 
     @admin.display(description="raw")
     def provider_record(self, obj):
-        shown = {k: v for k, v in (obj.raw or {}).items() if k not in HOST_CREDENTIALS}
-        return format_html("<pre>{}</pre>", json.dumps(shown, indent=2, sort_keys=True, default=str))
+        return pretty_json(obj.raw or {}, hidden=HOST_CREDENTIALS)
 
 
 class CreateProviderFilter(admin.SimpleListFilter):

@@ -2,8 +2,6 @@
 served as its views.
 """
 
-import json
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -12,7 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from .. import admin_charts, admin_console, breaker
-from ..admin_format import clipped, error_meaning, latency, usd, when
+from ..admin_format import clipped, error_meaning, latency, pretty_json, usd, when
 from ..audit.services import audit_record
 from ..models import ProviderCall
 from ..registry import all_providers
@@ -132,7 +130,7 @@ class ProviderCallAdmin(AppendOnlyAdmin):
     def units_table(self, obj):
         if not obj.units:
             return "—"
-        return format_html("<pre>{}</pre>", json.dumps(obj.units, indent=2, sort_keys=True))
+        return pretty_json(obj.units)
 
     @admin.display(description="related object")
     def related(self, obj):

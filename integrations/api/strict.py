@@ -34,6 +34,8 @@ def unknown_fields(data, known):
     if not isinstance(data, Mapping):
         return {}
     names = sorted(str(k) for k in data if k not in known and k not in FRAMEWORK_KEYS)
+    if not names:
+        return {}  # every request's path: nothing more to work out
     writable = sorted(name for name, field in known.items() if not getattr(field, "read_only", False))
     errors = {}
     for name in names:

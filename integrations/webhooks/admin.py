@@ -1,11 +1,9 @@
-import json
-
 from django.contrib import admin, messages
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from ..admin_format import clipped, when
+from ..admin_format import clipped, pretty_json, when
 from ..audit.services import audit_record
 from ..models import WebhookEvent
 from .processing import WebhookReplayRefused, webhook_mark_ignored, webhook_replay
@@ -13,14 +11,6 @@ from .processing import WebhookReplayRefused, webhook_mark_ignored, webhook_repl
 # Values in a provider's payload that let whoever reads them act: a PaymentIntent's client_secret confirms it from a
 # browser (Stripe: never for anyone but its customer). The page shows them redacted; the row keeps them for a replay.
 HIDDEN_KEYS = {"client_secret"}
-
-
-def _shown(value):
-    if isinstance(value, dict):
-        return {k: "[redacted]" if k in HIDDEN_KEYS and v else _shown(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_shown(v) for v in value]
-    return value
 
 
 class WebhookSinceFilter(admin.SimpleListFilter):
@@ -130,11 +120,11 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="Payload")
     def pretty_payload(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(_shown(obj.payload), indent=2, sort_keys=True))
+        return pretty_json(obj.payload, hidden=HIDDEN_KEYS)
 
     @admin.display(description="Headers")
     def pretty_headers(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(obj.headers, indent=2, sort_keys=True))
+        return pretty_json(obj.headers)
 
     def _replay(self, request, event):
         from ..admin import log_staff_action

@@ -16,10 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from integrations import oauth
-from integrations.errors import (
-    DomainError,
-    proves_nothing_sent,
-)
+from integrations.errors import DomainError, proves_nothing_sent
 from integrations.oauth.services import missing_scopes
 
 from .. import mime
