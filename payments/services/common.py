@@ -11,13 +11,31 @@ def adopt(model, *, external_id, metadata, meta_key):
 
     Refunds and subscriptions we create carry our id in their metadata, so a
     webhook that arrives before the task stored the Stripe id still finds the row.
+    The metadata is only a hint: a row already bound to another Stripe object
+    (metadata copied in the Dashboard, a second create after the idempotency key
+    expired) is not this object's, so it is not returned, and staff get an alert;
+    the caller then treats the object as one made outside the hub.
     """
     row = model.objects.filter(external_id=external_id).first()
     ref = str((metadata or {}).get(meta_key, ""))
-    if row is None and ref.isdigit():
-        row = model.objects.filter(pk=int(ref)).first()
-        if row is not None:
-            model.objects.filter(pk=row.pk, external_id="").update(external_id=external_id)
+    if row is not None or not ref.isdigit():
+        return row
+    row = model.objects.filter(pk=int(ref)).first()
+    if row is None:
+        return None
+    if not row.external_id:
+        model.objects.filter(pk=row.pk, external_id="").update(external_id=external_id)
+        row.external_id = model.objects.filter(pk=row.pk).values_list("external_id", flat=True).get()
+    if row.external_id != external_id:
+        anomaly_alert(
+            message=(
+                f"Stripe {model._meta.model_name} {external_id} names our {model._meta.verbose_name} {row.pk} "
+                f"in its metadata ({meta_key}), which is Stripe's {row.external_id}: not applied to it. "
+                "Check Stripe for a duplicate."
+            ),
+            dedupe_key=f"payment_anomaly:{model._meta.model_name}:{external_id}",
+        )
+        return None
     return row
 
 

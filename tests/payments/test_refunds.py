@@ -248,3 +248,26 @@ def test_admin_refund_action_queues_a_full_refund(admin_client, payment, http, r
         )
     assert response.status_code == 200
     assert list(Refund.objects.values_list("amount", "status")) == [(1000, "succeeded")]
+
+
+def test_a_refund_event_for_another_stripe_refund_carrying_our_id_does_not_settle_ours(client, payment, run_on_commit):
+    """Our pending refund is Stripe's re_ours; re_other names it in its metadata but is another refund."""
+    from .test_webhooks import deliver
+
+    ours = Refund.objects.create(
+        payment=payment, amount=300, status="pending", external_id="re_ours", idempotency_key="k-ours"
+    )
+    with run_on_commit():
+        deliver(
+            client,
+            fakes.event(
+                "charge.refund.updated",
+                fakes.refund("re_other", amount=500, payment_intent="pi_paid1", hub_refund_id=ours.pk),
+            ),
+        )
+    ours.refresh_from_db()
+    assert (ours.external_id, ours.status, ours.amount) == ("re_ours", "pending", 300)
+    # re_other is a refund Stripe made: recorded on its own (it fits the payment), and staff are told.
+    other = Refund.objects.get(external_id="re_other")
+    assert (other.amount, other.status) == (500, "succeeded")
+    assert "re_ours" in Alert.objects.get(kind="payment_anomaly").message

@@ -189,3 +189,27 @@ def test_admin_cancel_action_queues_a_cancellation(admin_client, http, run_on_co
         )
     sub.refresh_from_db()
     assert sub.cancel_at_period_end is True
+
+
+def test_an_event_for_another_stripe_subscription_carrying_our_id_does_not_change_ours(client, run_on_commit):
+    """Metadata is a hint: our row already bound to sub_first is not Stripe's sub_second (a duplicate at Stripe)."""
+    from integrations.models import Alert
+
+    customer = CustomerFactory(external_id="cus_dup")
+    ours = SubscriptionFactory(owner=customer.user, external_id="sub_first", status="active")
+    with run_on_commit():
+        response = deliver(
+            client,
+            fakes.event(
+                "customer.subscription.updated",
+                fakes.subscription("sub_second", customer="cus_dup", status="past_due", hub_id=ours.pk),
+            ),
+        )
+    assert response.status_code == 200
+    ours.refresh_from_db()
+    assert (ours.external_id, ours.status) == ("sub_first", "active")
+    # Stripe's other subscription is recorded as its own row for the same customer, and staff are told.
+    other = Subscription.objects.get(external_id="sub_second")
+    assert (other.owner, other.status) == (customer.user, "past_due")
+    alert = Alert.objects.get(kind="payment_anomaly")
+    assert "sub_second" in alert.message and "sub_first" in alert.message
