@@ -12,7 +12,7 @@ from integrations.task_base import enqueue_on_commit
 
 from ..models import CallLog
 from ..providers import twilio_rest, twiml
-from .common import StaleEvent, call_by_sid, public_url, row_for_callback
+from .common import StaleEvent, call_by_sid, public_url, refuse_own_number, row_for_callback
 from .costs import price_estimate, price_record
 from .create_once import CreateOnce
 
@@ -27,6 +27,7 @@ def call_create(*, owner, to, say, record=False):
             provider="twilio",
             missing=["TWILIO_PHONE_NUMBER"],
         )
+    refuse_own_number(to)
     from ..tasks import call_place
 
     with transaction.atomic():

@@ -6,10 +6,24 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.urls import reverse
 
+from integrations.errors import DomainError
+
 # [0-9], not \d: \d also matches other scripts' digits ("+1415555０１００"), which E.164 does not allow and
 # which would let a number slip past the opt-out list (kept as Twilio sends numbers: ASCII digits).
 E164_RE = re.compile(r"^\+[1-9][0-9]{1,14}$")
 MAX_BODY = 1600
+
+
+def refuse_own_number(to):
+    """A 400 for a message or call to the hub's own TWILIO_PHONE_NUMBER: Twilio refuses To = From (21266).
+
+    Refused here, before a row or a task exists, instead of by Twilio later. With only a Messaging
+    Service the hub does not know the pool's numbers, so a send to one of those is still Twilio's to refuse.
+    """
+    own = re.sub(r"[^+0-9]", "", settings.TWILIO_PHONE_NUMBER or "")
+    if own and to == own:
+        why = "This is the hub's own number (TWILIO_PHONE_NUMBER); it cannot message or call itself."
+        raise DomainError(400, "invalid", why, fields={"to": [why]})
 
 
 def public_url(name, **query):

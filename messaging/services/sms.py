@@ -14,7 +14,7 @@ from integrations.task_base import enqueue_on_commit
 
 from ..models import Conversation, SmsMessage
 from ..providers import twilio_rest
-from .common import MAX_BODY, StaleEvent, public_url, row_for_callback
+from .common import MAX_BODY, StaleEvent, public_url, refuse_own_number, row_for_callback
 from .costs import price_estimate, price_record
 from .create_once import CreateOnce
 from .optouts import opted_out, optout_apply, optout_keyword_apply, refuse_opted_out
@@ -46,6 +46,7 @@ def sms_create(*, owner, to, body):
     """Queue an SMS; the send task runs after commit."""
     require("twilio")
     refuse_opted_out(to)
+    refuse_own_number(to)
     from ..tasks import sms_send
 
     with transaction.atomic():

@@ -107,6 +107,13 @@ class TestValidation:
         assert response.json()["error"] == "invalid" and "to" in response.json()["fields"]
         assert SmsMessage.objects.count() == 0 and len(http.calls) == 0
 
+    def test_the_hubs_own_number_is_refused_before_anything_is_queued(self, twilio, http, user_client):
+        # Twilio refuses To = From (21266) only after the hub has queued and sent it.
+        response = user_client.post(URL, {"to": HUB_NUMBER, "body": "hi"}, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["error"] == "invalid" and "own number" in response.json()["fields"]["to"][0]
+        assert SmsMessage.objects.count() == 0 and len(http.calls) == 0
+
     def test_a_body_over_1600_characters_is_refused(self, twilio, user_client):
         response = user_client.post(URL, {"to": "+15005550006", "body": "x" * 1601}, format="json")
         assert response.status_code == 400 and "body" in response.json()["fields"]

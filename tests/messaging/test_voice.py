@@ -211,6 +211,12 @@ class TestOutboundCalls:
         response = user_client.post(self.URL, {"to": "555-0100", "say": "hi"}, format="json")
         assert response.status_code == 400 and "to" in response.json()["fields"]
 
+    def test_a_call_to_the_hubs_own_number_is_refused(self, twilio, http, user_client):
+        response = user_client.post(self.URL, {"to": HUB_NUMBER, "say": "hi"}, format="json")
+        assert response.status_code == 400, response.content
+        assert "own number" in response.json()["fields"]["to"][0]
+        assert not CallLog.objects.exists() and not http.calls
+
     @pytest.mark.parametrize("say", ["Line one\x0bLine two", "Alert \x1b[31m now", "&" * 800])
     def test_what_twiml_cannot_carry_is_refused_before_a_call_is_queued(self, twilio, http, user_client, say):
         # Control characters make the TwiML malformed XML; 800 "&" are 800 "&amp;", over Twilio's 4000 characters.
