@@ -50,3 +50,46 @@ def test_a_folder_that_cannot_be_written_is_a_channel_error(channels, tmp_path):
     beat.data_folder_out = str(tmp_path / "missing")
     with pytest.raises(ChannelError):
         beat._put("default", {"body": "task"})
+
+
+def test_a_message_is_taken_through_the_brokers_own_folder_never_the_system_temp_directory(
+    channels, tmp_path, monkeypatch
+):
+    import tempfile
+
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(system_tmp))
+    seen = []
+    real_open = open
+
+    def watching_open(path, *args, **kwargs):
+        seen.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    beat, worker = channels
+    beat._put("default", {"body": "task"})
+    monkeypatch.setattr("builtins.open", watching_open)
+    assert worker._get("default") == {"body": "task"}
+    assert seen and all(path.startswith(str(tmp_path / "processed")) for path in seen)
+    # Read, then gone: nothing left in the processed folder (store_processed is off), nothing in the system's.
+    assert list((tmp_path / "processed").iterdir()) == [] and list(system_tmp.iterdir()) == []
+    with pytest.raises(Empty):
+        worker._get("default")
+
+
+def test_a_message_another_consumer_claimed_first_is_skipped(channels, tmp_path, monkeypatch):
+    import os
+
+    beat, worker = channels
+    beat._put("default", {"body": "task"})
+    real_rename = os.rename
+
+    def rival_claims_it_first(src, dst):
+        real_rename(src, str(tmp_path / "rival.msg"))  # between our listing and our claim
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rival_claims_it_first)
+    with pytest.raises(Empty):
+        worker._get("default")
+    assert (tmp_path / "rival.msg").exists() and list((tmp_path / "processed").iterdir()) == []
