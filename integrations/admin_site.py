@@ -16,12 +16,17 @@ member may only view), on the page and in its inlines, is swapped for the same
 `when()` callable in the fieldsets and the read-only list. The form itself is
 built from the field names as before, and an editable date-time field keeps
 its widget.
+
+Every ModelAdmin also gets `CheckedSelection`: an action posted with a selected
+id that cannot be an id of that model answers the changelist with an error
+message instead of a 500.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.apps import AdminConfig
 from django.contrib.admin.utils import flatten_fieldsets
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models
 
 from .admin_format import when
@@ -113,11 +118,49 @@ class LocalTimes:
         return super().render_change_form(request, context, *args, **kwargs)
 
 
+def _is_key(field, value):
+    """Whether `value`, as posted, can be a value of the primary key `field` (not whether such a row exists)."""
+    try:
+        field.run_validators(field.to_python(value))  # the validators hold the column's range
+    except (ValidationError, ValueError, TypeError):
+        return False
+    # PostgreSQL refuses NUL in any text, so a text key posted with one would fail inside the query.
+    return "\x00" not in str(value)
+
+
+class CheckedSelection:
+    """ModelAdmin mixin: an action on selected ids that cannot be ids of this model changes nothing and says so.
+
+    Django filters `pk__in=<the posted ids>` unchecked: "abc" for an integer
+    key raises inside the ORM (a 500), and an integer beyond the column's range
+    is silently dropped, so the action would run on the rest of a selection
+    that was not what the page offered. A form like that was tampered with or
+    built by hand; the whole action is refused, as Django refuses an empty
+    selection, and staff are back on the changelist with the reason.
+    """
+
+    def response_action(self, request, queryset):
+        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        if not all(_is_key(self.opts.pk, value) for value in selected):
+            message = (
+                f"The selection was not valid: it names {self.opts.verbose_name_plural} that cannot exist. "
+                "Reload the page and select again. No items have been changed."
+            )
+            self.message_user(request, message, messages.ERROR)
+            return None  # changelist_view answers with a redirect back to the changelist
+        return super().response_action(request, queryset)
+
+
 class ConsoleSite(admin.AdminSite):
+    """Every ModelAdmin registered here gets the console's rules mixed in, whoever wrote it."""
+
+    RULES = (LocalTimes, CheckedSelection)
+
     def register(self, model_or_iterable, admin_class=None, **options):
         admin_class = admin_class or admin.ModelAdmin
-        if not issubclass(admin_class, LocalTimes):
-            admin_class = type(admin_class.__name__, (LocalTimes, admin_class), {"__module__": admin_class.__module__})
+        missing = tuple(rule for rule in self.RULES if not issubclass(admin_class, rule))
+        if missing:
+            admin_class = type(admin_class.__name__, (*missing, admin_class), {"__module__": admin_class.__module__})
         return super().register(model_or_iterable, admin_class, **options)
 
 
