@@ -227,10 +227,10 @@ class MeetingSubscription(models.Model):
 
 
 class MeetingCreate(models.Model):
-    """One Zoom or Webex meeting create under an Idempotency-Key: its create id, and whether an attempt's outcome
-    is unknown.
+    """One meeting create under an Idempotency-Key: its create id, whether an attempt's outcome is unknown, and
+    the meeting once made (a retry after the API forgot the key is answered with it: services.create_once).
 
-    Neither API takes an idempotency key or a client-chosen id. Every attempt's meeting carries the create id
+    Zoom and Webex: neither API takes an idempotency key or a client-chosen id. Every attempt's meeting carries the create id
     where the provider keeps a caller's own value (Zoom: a custom key; Webex: an integration tag). This row is
     marked before each POST; a retry that finds an attempt in doubt (it timed out, lost its connection, got a
     5xx, or its process died mid-call) looks the meeting up by that id and adopts it instead of making a second

@@ -1,11 +1,17 @@
-"""A Zoom or Webex meeting create under an Idempotency-Key, made once however often the client retries.
+"""A meeting create under an Idempotency-Key, made once however often the client retries.
 
-Neither API takes an idempotency key or a client-chosen id, and a retry follows a failure that left the API no
+Zoom's and Webex's APIs take no idempotency key or client-chosen id, and a retry follows a failure that left the API no
 answer to replay (a timeout, a reset, a 5xx: integrations.api.idempotency). So every attempt's meeting carries
 the create id (calendars.create_id) where the provider keeps a caller's own value (Zoom: a custom key; Webex: an
 integration tag), and a MeetingCreate row says, before each POST, that one is going out: the contract of mail's
 MailSend. A clean refusal clears it; anything else leaves it in doubt, and only then does the next attempt look
 the meeting up by that id, adopting what it finds, before it creates.
+
+Google Meet and Teams need no lookup (the provider answers a repeated create with what the first one made), but
+their creates are recorded too: once a create has finished, its retry after the API's record of the key is gone
+(24 h, or a failure after the meeting's row was saved) is answered from the row (`made_before`), instead of Graph
+or Google answering with the event the row already holds (a second row for it: a unique-constraint 500) or, when
+the meeting was cancelled through the hub, with a new one.
 """
 
 from integrations.errors import DomainError, proves_nothing_sent
@@ -13,20 +19,15 @@ from integrations.errors import DomainError, proves_nothing_sent
 from ..calendars.create_id import create_id
 from ..models import Meeting, MeetingCreate
 
-# Providers whose creates the hub records: Google Meet and Teams keep the create id themselves (event id,
-# transactionId), and answer a retry with what the lost attempt made.
-RECORDED = ("zoom", "webex")
-
 
 def create_record(provider, *, owner, conn, idempotency_key, request):
-    """The MeetingCreate of this create, made by its first attempt; None without a key, or for a provider that
-    keeps the create id itself.
+    """The MeetingCreate of this create, made by its first attempt; None without a key.
 
     Its create id covers owner, provider and connection, key and the whole `request`: the same key with another
     request (a failed first attempt leaves the API no record to refuse it with) is another create, never answered
     with this one's meeting.
     """
-    if not idempotency_key or provider not in RECORDED:
+    if not idempotency_key:
         return None
     scope = f"{provider}:{conn.pk}" if conn is not None else provider
     made_id = create_id(conn, scope, idempotency_key, request, owner=owner)

@@ -4,7 +4,8 @@ A create under the client's Idempotency-Key is made once however often the clien
 (a timeout, a reset, a 5xx: the API keeps no record of those, integrations.api.idempotency). Google Meet and Teams
 take the create id (calendars.create_id) as the event's id / transactionId and answer a retry with what the lost
 attempt made. Zoom and Webex take no such id: their meetings carry it as a custom key / integration tag, and
-create_once.py tells a retry when to look it up first.
+create_once.py tells a retry when to look it up first. Every provider's finished create is recorded there, so a
+retry once the API's record of the key is gone is answered with the meeting it made (or a 409 if it was cancelled).
 """
 
 import datetime as dt

@@ -207,3 +207,20 @@ def test_a_meet_retry_after_the_meeting_was_deleted_at_google_says_so_and_makes_
 
     assert retry.status_code == 409 and retry.json()["error"] == "meeting_deleted", retry.json()
     assert len(meet_wire.fake.events) == 1 and not Meeting.objects.exists()
+
+
+def test_a_finished_meet_create_retried_after_its_key_expired_is_the_same_meeting(user_client, meet_wire):
+    """Past the API's 24 h record of the key, Google answered the same event id with the event the hub already had
+    a row for: a second row for it was a unique-constraint 500. The finished create is recorded and answers."""
+    from integrations.models import IdempotencyRecord
+
+    request = body("google_meet")
+    first = user_client.post(URL, request, format="json", HTTP_IDEMPOTENCY_KEY="review-3")
+    assert first.status_code == 201, first.json()
+    IdempotencyRecord.objects.all().delete()
+
+    again = user_client.post(URL, request, format="json", HTTP_IDEMPOTENCY_KEY="review-3")
+
+    assert again.status_code == 201, again.json()
+    assert again.json()["id"] == first.json()["id"] and Meeting.objects.count() == 1
+    assert len(_inserts(meet_wire)) == 1
