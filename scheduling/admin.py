@@ -82,23 +82,9 @@ class MeetingAdmin(admin.ModelAdmin):
         return pretty_json(obj.raw or {}, hidden=HOST_CREDENTIALS)
 
 
-class CreateProviderFilter(admin.SimpleListFilter):
-    """Only the providers that have create records (Zoom, Webex): Meet and Teams keep their own idempotency."""
-
-    title = "provider"
-    parameter_name = "provider"
-    PROVIDERS = (Meeting.Provider.ZOOM, Meeting.Provider.WEBEX)
-
-    def lookups(self, request, model_admin):
-        return [(p.value, p.label) for p in self.PROVIDERS]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(provider=self.value()) if self.value() else queryset
-
-
 @admin.register(MeetingCreate)
 class MeetingCreateAdmin(admin.ModelAdmin):
-    """Zoom and Webex creates made with an Idempotency-Key: "ambiguous" means the next retry looks the meeting up.
+    """Meeting creates made with an Idempotency-Key: "ambiguous" (Zoom, Webex) means the next retry looks the meeting up.
 
     View only (no add, change or delete): the row is what keeps a retry from making a second meeting; staff editing
     or deleting it could make the next retry create again or answer with another meeting. (It goes with its
@@ -119,7 +105,7 @@ class MeetingCreateAdmin(admin.ModelAdmin):
         return f"{obj.create_id[:12]}…"  # 64 hex characters pushed the list's other columns out of view
 
     list_display = ("create_id_short", "provider", "owner", "doubt", "meeting", "created_at")
-    list_filter = (CreateProviderFilter, "doubt")
+    list_filter = ("provider", "doubt")
     search_fields = ("create_id", "meeting__external_id")
     raw_id_fields = ("owner", "meeting")
     show_full_result_count = False
