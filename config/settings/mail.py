@@ -25,6 +25,10 @@ GRAPH_MAILBOX_CONCURRENCY = env.int("GRAPH_MAILBOX_CONCURRENCY", default=4)
 MAIL_CACHE_FRESH_SECONDS = env.int("MAIL_CACHE_FRESH_SECONDS", default=600)
 # A full resync (first sync, or Gmail history gone) caches this many newest messages.
 MAIL_FULL_SYNC_MESSAGES = env.int("MAIL_FULL_SYNC_MESSAGES", default=200)
+# Outlook's sendMail (a connection without Mail.ReadWrite) answers no id, and Graph files the sent copy in Sent
+# Items a while after accepting it. A retry of a send whose outcome is unknown that finds no copy within this many
+# seconds of that attempt answers 503 with Retry-After instead of sending a second time (messaging.mail.services).
+OUTLOOK_SENT_COPY_WAIT_SECONDS = env.int("OUTLOOK_SENT_COPY_WAIT_SECONDS", default=120)
 # Attachments per message, in bytes, refused with 413 before anything is uploaded. Gmail: 35 MB for the
 # whole message as sent (files are base64 inside the MIME, so about 25 MB of files). Outlook: 150 MB (a
 # tenant's MaxSendSize may be lower; 35 MB is Exchange Online's default). JSON bodies are capped by

@@ -74,6 +74,8 @@ class MailSend(models.Model):
     # RFC 5322 Message-ID, angle brackets included: the same in every attempt's MIME.
     message_id = models.CharField(max_length=255)
     send_doubt = models.CharField(max_length=16, choices=SendDoubt.choices, default=SendDoubt.NONE, blank=True)
+    # When the last attempt began (it set send_doubt): a sendMail's Sent copy may lag it (services.writing).
+    attempted_at = models.DateTimeField(null=True, blank=True)
     # Outlook with Mail.ReadWrite: the draft the message goes out through, stored before its send, so that a
     # retry asks that draft whether it went out (providers.graph.draft_sent_state) instead of making another.
     draft_id = models.CharField(max_length=255, blank=True)

@@ -8,6 +8,7 @@ import email.utils
 import hashlib
 import io
 import json
+import math
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -229,7 +230,34 @@ def _sent_before(conn, row):
             "not there.",
         )
     found = _adapter(conn).sent_lookup(conn, row.message_id)
-    return _mark_sent(row, found) if found is not None else None
+    if found is not None:
+        return _mark_sent(row, found)
+    _wait_for_sent_copy(conn, row)
+    return None
+
+
+def _wait_for_sent_copy(conn, row):
+    """A 503 with Retry-After while a sendMail's copy may still be on its way to Sent Items.
+
+    Outlook without Mail.ReadWrite sends by sendMail: no draft to ask, no id in the answer, and Graph files the
+    sent copy a while after accepting the message ("the copy of the message is not created until the message
+    successfully sends, which may take time"). Not finding it right after an attempt whose outcome is unknown
+    proves nothing; sending again then delivered the mail twice. So within OUTLOOK_SENT_COPY_WAIT_SECONDS of that
+    attempt the client is told to come back; after it, a missing copy means nothing went out, and the retry sends.
+    """
+    wait = settings.OUTLOOK_SENT_COPY_WAIT_SECONDS if conn.provider == "microsoft_oauth" else 0
+    if not wait or row.attempted_at is None:
+        return
+    left = math.ceil(wait - (timezone.now() - row.attempted_at).total_seconds())
+    if left > 0:
+        raise DomainError(
+            503,
+            "send_outcome_pending",
+            "An earlier attempt with this Idempotency-Key may have sent the message, and Outlook files a sent copy "
+            "only a while after accepting it: retry with the same key after Retry-After seconds.",
+            headers={"Retry-After": str(left)},
+            retry_after=left,
+        )
 
 
 def _draft_sent_before(conn, row):
@@ -286,7 +314,7 @@ def message_send(*, owner, connection_id, data, files=(), idempotency_key=""):
         # A token refresh that fails (busy elsewhere, timed out) fails before anything leaves: here, so that the
         # attempt is not taken for one whose send may have happened.
         oauth.access_token(connection=conn)
-        MailSend.objects.filter(pk=row.pk).update(send_doubt=MailSend.SendDoubt.IN_FLIGHT)
+        MailSend.objects.filter(pk=row.pk).update(send_doubt=MailSend.SendDoubt.IN_FLIGHT, attempted_at=timezone.now())
         draft = {"on_draft": _keep_draft(row), "draft_id": row.draft_id}
         thread_id = row.thread_id or thread_id
     try:
