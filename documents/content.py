@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import filetype
 
 MAX_FILENAME_LENGTH = 200
+DEFAULT_STEM = "document"
 
 OOXML_WORD = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 OOXML_EXCEL = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -67,9 +68,17 @@ def filename_sanitise(raw):
     # which turns "cod.exe" into what looks like "exe.doc"), unassigned, private use.
     name = "".join(ch for ch in name if not unicodedata.category(ch).startswith("C"))
     name = re.sub(r'[<>:"|?*]', "_", name)
-    name = re.sub(r"\s+", " ", name).strip(" .")
-    if not name:
-        return "document"
+    name = re.sub(r"\s+", " ", name).strip().rstrip(" .")
+    bare = name.lstrip(" .")  # no hidden file on the user's disk when they download it
+    if not bare:
+        return DEFAULT_STEM
+    if name.startswith(".") and "." not in bare:
+        # ".pdf" is a name whose stem was deleted, not a dotfile: its extension
+        # stays one, so the type check judges it as it would "report.pdf" and
+        # the download keeps it.
+        name = f"{DEFAULT_STEM}.{bare}"
+    else:
+        name = bare
     stem, ext = os.path.splitext(name)
     if stem.lower() in _WINDOWS_RESERVED:
         stem = f"_{stem}"

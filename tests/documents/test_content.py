@@ -39,7 +39,12 @@ class TestFilenames:
             ("cod\u202eFDP.exe", "codFDP.exe"),  # right-to-left override stripped
             ("..", "document"),
             ("", "document"),
-            ("  .hidden  ", "hidden"),
+            ("  .hidden  ", "document.hidden"),
+            (".pdf", "document.pdf"),
+            ("..PDF.", "document.PDF"),
+            (".tar.gz", "tar.gz"),
+            ("...", "document"),
+            ("  report  ", "report"),
             ('a<b>c:"d|e?f*.txt', "a_b_c__d_e_f_.txt"),
             ("CON.txt", "_CON.txt"),
         ],

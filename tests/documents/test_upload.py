@@ -153,6 +153,28 @@ class TestFilenames:
         assert os.path.realpath(path).startswith(os.path.realpath(settings.MEDIA_ROOT / "documents"))
         assert re.fullmatch(r"documents/[0-9a-f]{2}/[0-9a-f]{32}", os.path.relpath(path, settings.MEDIA_ROOT))
 
+    @pytest.mark.parametrize("name,expected", [(".pdf", "document.pdf"), (" ..PDF ", "document.PDF")])
+    def test_a_name_that_is_only_an_extension_keeps_it_under_a_default_stem(self, user_client, name, expected):
+        resp = post(user_client, name, PDF, "application/pdf")
+        assert resp.status_code == 201, resp.json()
+        assert (resp.json()["filename"], resp.json()["content_type"]) == (expected, "application/pdf")
+        link = user_client.get(f"{URL}{resp.json()['id']}/download/").json()
+        assert link["filename"] == expected
+
+    def test_an_executable_named_only_dot_pdf_is_refused_by_that_extension(self, user_client, settings):
+        resp = post(user_client, ".pdf", EXE)
+        assert resp.status_code == 415
+        assert (resp.json()["error"], resp.json()["extension"]) == ("type_mismatch", "pdf")
+        assert stored_files(settings) == []
+
+    def test_a_bare_unknown_extension_is_judged_like_any_other_extension(self, user_client):
+        # ".hidden" is what "notes.hidden" would be without its stem: refused with the same advice.
+        resp = post(user_client, ".hidden", b"hello\n", "text/plain")
+        assert resp.status_code == 415
+        assert (resp.json()["error"], resp.json()["extension"]) == ("type_mismatch", "hidden")
+        assert "rename it" in resp.json()["detail"]
+        assert post(user_client, "notes.hidden", b"hello\n", "text/plain").json() == resp.json()
+
 
 def test_a_request_without_a_file_is_a_400(user_client):
     resp = user_client.post(URL, {"other": "x"}, format="multipart")
