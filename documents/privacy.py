@@ -9,7 +9,7 @@ from privacy.storage import s3_delete_all_versions
 from privacy.writer import rows, safe_name
 
 from .models import Document, DocumentVersion
-from .providers import backend_for
+from .providers import backend_for, object_missing
 
 VERSION_FIELDS = (
     "id",
@@ -41,12 +41,48 @@ def export_documents(user, out):
     chosen = chosen.exclude(scan_status=DocumentVersion.ScanStatus.INFECTED).order_by("document_id", "number")
     for version in chosen.iterator(chunk_size=200):
         arcname = f"documents/{version.document_id}/v{version.number}-{safe_name(version.filename)}"
-        backend_for(version.backend).read_into(
-            version.storage_key,
-            lambda chunks, arcname=arcname: out.file(arcname, chunks),
-            owner=user,
-        )
+        try:
+            backend_for(version.backend).read_into(
+                version.storage_key,
+                lambda chunks, arcname=arcname: out.file(arcname, chunks),
+                owner=user,
+            )
+        except Exception as exc:
+            reason = _gone_since_listed(version) if object_missing(exc) else None
+            if reason is None:
+                raise  # a refusal, an outage, or a file lost under a live row: the export must not hide it
+            out.omit(
+                arcname,
+                app="documents",
+                reason=reason,
+                note=OMITTED_NOTES[reason],
+                document_id=version.document_id,
+                version=version.number,
+            )
     out.files.append(("documents/", "Your files: documents/<document id>/v<version>-<file name>."))
+
+
+OMITTED_NOTES = {
+    "deleted": "the document was deleted while this export was being written.",
+    "infected": "the scan found malware in it while this export was being written.",
+}
+
+
+def _gone_since_listed(version):
+    """Why a version listed by the export may rightly have no object by the time it is read, or None.
+
+    The purge deletes the objects of a deleted document before its rows, and the quarantine marks a version
+    infected before it moves the object: either way the row says so by the time the object is gone. A row
+    that still says active and clean means the object was lost, which is a fault, not a race.
+    """
+    row = DocumentVersion.objects.filter(pk=version.pk).values("storage_key", "scan_status", "document__state").first()
+    if row is None or row["document__state"] != Document.State.ACTIVE:
+        return "deleted"
+    if row["scan_status"] == DocumentVersion.ScanStatus.INFECTED:
+        return "infected"
+    if row["storage_key"] != version.storage_key:
+        return "deleted"
+    return None
 
 
 def erase_documents(user, report):

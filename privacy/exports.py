@@ -94,7 +94,12 @@ def export_build(*, export_id):
             for n, holder in enumerate(holders):
                 _progress(export, step=holder.app, progress=int(100 * n / (len(holders) + 1)))
                 holder.export(user, out)
-            out.text("README.txt", readme.export_readme(user=user, export=export, files=out.files))
+            out.text(
+                "README.txt",
+                readme.export_readme(
+                    user=user, export=export, files=out.files, omitted=[(n, note) for n, note, _ in out.omitted]
+                ),
+            )
         size = tmp.tell()
         tmp.seek(0)
         digest = hashlib.sha256()
@@ -109,7 +114,11 @@ def export_build(*, export_id):
         # here on deletes this one too, or deletes the row, which the move to `ready` below then notices.
         _progress(export, step="upload", progress=int(100 * len(holders) / (len(holders) + 1)), storage_key=key)
         storage.save(key, tmp, size=size, owner=user)
-    manifest = {"files": [name for name, _ in out.files], "rows": out.counts}
+    manifest = {
+        "files": [name for name, _ in out.files],
+        "rows": out.counts,
+        "omitted": [entry for _, _, entry in out.omitted],
+    }
     erased = _erasure_under_way(user.pk)
     if erased or not transition(
         Export,

@@ -24,7 +24,7 @@ Files
 """
 
 
-def export_readme(*, user, export, files):
+def export_readme(*, user, export, files, omitted=()):
     versions = (
         "Documents: every stored version."
         if export.include_all_versions
@@ -33,6 +33,10 @@ def export_readme(*, user, export, files):
     text = INTRO.format(export_id=export.pk, username=user.get_username(), built=timezone.now(), versions=versions)
     for name, description in files:
         text += f"- {name}: {description}\n"
+    if omitted:
+        text += "\nLeft out\n--------\n"
+        for name, note in omitted:
+            text += f"- {name}: {note}\n"
     text += "\nWhat each part of the hub holds\n-------------------------------\n"
     for h in registry.holders():
         if h.description:

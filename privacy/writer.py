@@ -38,6 +38,7 @@ class ExportWriter:
         self.include_all_versions = include_all_versions
         self.files = []  # (arcname, description) for README.txt
         self.counts = {}  # arcname -> {section: rows}
+        self.omitted = []  # (arcname, note for README.txt, manifest entry)
 
     def _open(self, arcname, compress=True):
         info = zipfile.ZipInfo(arcname)
@@ -82,6 +83,11 @@ class ExportWriter:
             yield fh
         if description:
             self.files.append((arcname, description))
+
+    def omit(self, arcname, *, app, reason, note, **ids):
+        """A file listed for the export but not in it (deleted while the export ran): README.txt names it and
+        says why; the manifest, which holds no personal data, keeps only the app, the ids and the reason."""
+        self.omitted.append((arcname, note, {"app": app, **ids, "reason": reason}))
 
     def text(self, arcname, text):
         with self._open(arcname) as fh:

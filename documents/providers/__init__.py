@@ -14,7 +14,7 @@ Every S3 request goes through the gateway (calls, latency, failures, bytes
 and cost land in the call log). boto3 makes exactly one attempt per request
 (`total_max_attempts=1`): the gateway and Celery are the one retry loop.
 
-common.py     PREFIX, READ_CHUNK, tag_value, SourceReadError
+common.py     PREFIX, READ_CHUNK, tag_value, SourceReadError, object_missing
 s3_client.py  S3Adapter (S3), the cached storage, reset
 s3.py         S3Backend
 local.py      LocalBackend
@@ -22,7 +22,7 @@ backends.py   current_backend, backend_for
 """
 
 from .backends import backend_for, current_backend
-from .common import PREFIX, READ_CHUNK, SourceReadError, tag_value
+from .common import PREFIX, READ_CHUNK, SourceReadError, object_missing, tag_value
 from .local import LocalBackend
 from .s3 import S3Backend
 from .s3_client import S3, S3Adapter, reset
@@ -32,6 +32,7 @@ __all__ = [
     "PREFIX",
     "READ_CHUNK",
     "SourceReadError",
+    "object_missing",
     "tag_value",
     "S3",
     "S3Adapter",
