@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 
@@ -125,3 +126,20 @@ class AiFreeModel(models.Model):
 
     def __str__(self):
         return f"{self.provider}/{self.model} (free)"
+
+
+class CachedAnswer(models.Model):
+    """An answer of the answer cache (ai.services.cache) where there is no Redis: `make run`, one machine.
+
+    Not Django's local-memory cache: that is one per process, and the erasure that must delete a user's
+    answers (they quote what the user asked) runs in the worker, not in the web process that cached them.
+    A table of the hub's own database is seen by every process, and found by owner.
+    """
+
+    key = models.CharField(max_length=128, unique=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    value = models.JSONField(encoder=DjangoJSONEncoder)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"cached AI answer {self.pk} of user {self.owner_id}"

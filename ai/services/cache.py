@@ -1,14 +1,19 @@
-"""The answer cache: deterministic requests (temperature 0, or cache=true) answered from Redis."""
+"""The answer cache: deterministic requests (temperature 0, or cache=true) answered from Redis (without
+REDIS_URL, from a table of the hub's database)."""
 
+import datetime as dt
 import hashlib
 import json
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
 
+from integrations.aio import db_hop
 from integrations.redis import aget_client, get_client
 from integrations.redis import key as redis_key
+
+from ..models import CachedAnswer
 
 
 def use_cache(params):
@@ -41,16 +46,19 @@ def _owner_prefix(owner_id):
     return f"ai:completion:{owner_id}:"
 
 
+def _owner_of(key):
+    return int(key.split(":")[2])  # ai:completion:<owner>:<digest>
+
+
 def cache_clear_owner(*, owner_id):
     """Erasure: delete every cached answer of `owner_id` now (an answer quotes what they asked); how many.
 
-    Only Redis can be searched by prefix. Without REDIS_URL (`make run`, one machine) the answers sit in
-    each process's local memory, out of the erasing worker's reach, and expire after AI_CACHE_TTL_SECONDS.
+    Both stores, whichever is in use: a hub that gained REDIS_URL may still hold answers in the table.
     """
+    deleted = CachedAnswer.objects.filter(owner_id=owner_id).delete()[0]
     client = get_client()
     if client is None:
-        return 0
-    deleted = 0
+        return deleted
     batch = []
     for k in client.scan_iter(match=redis_key(_owner_prefix(owner_id)) + "*", count=500):
         batch.append(k)
@@ -62,10 +70,31 @@ def cache_clear_owner(*, owner_id):
     return deleted
 
 
+# Without Redis (make run) the answers live in a table, not in Django's local-memory cache, which is one
+# per process: the erasure runs in the worker and must reach what the web process cached (CachedAnswer).
+
+
+def _row_get(key):
+    return CachedAnswer.objects.filter(key=key, expires_at__gt=timezone.now()).values_list("value", flat=True).first()
+
+
+def _row_set(key, value):
+    now = timezone.now()
+    CachedAnswer.objects.filter(expires_at__lte=now).delete()  # what expired goes, so the table stays small
+    CachedAnswer.objects.update_or_create(
+        key=key,
+        defaults={
+            "owner_id": _owner_of(key),
+            "value": value,
+            "expires_at": now + dt.timedelta(seconds=settings.AI_CACHE_TTL_SECONDS),
+        },
+    )
+
+
 async def cache_get(key):
     client = aget_client()
     if client is None:
-        return await cache.aget(key)
+        return await db_hop(_row_get, key)
     raw = await client.get(redis_key(key))
     return json.loads(raw) if raw else None
 
@@ -75,7 +104,7 @@ async def cache_set(key, value):
         return  # a TTL of 0 keeps nothing, as with Django's cache
     client = aget_client()
     if client is None:
-        await cache.aset(key, value, settings.AI_CACHE_TTL_SECONDS)
+        await db_hop(_row_set, key, value)
         return
     await client.set(redis_key(key), json.dumps(value, cls=DjangoJSONEncoder), ex=settings.AI_CACHE_TTL_SECONDS)
 

@@ -169,7 +169,9 @@ else:
     # django-ratelimit needs a cache with atomic increments shared by every
     # web process. Without REDIS_URL (make run, a developer's laptop) there is
     # one web process, so a local-memory cache counts correctly; production
-    # always sets REDIS_URL and then these checks stay on.
+    # always sets REDIS_URL and then these checks stay on. This cache is one
+    # per process: what a worker must reach (AI answers, which erasure
+    # deletes) is not kept in it (ai.services.cache).
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # --- Auth, API ------------------------------------------------------------
