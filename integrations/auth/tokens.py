@@ -10,6 +10,10 @@ saving its user (deactivated, staff rights changed) forgets it at once in
 every process (signals, integrations.signals); its expiry is checked on every
 request. Only a bulk UPDATE of users, which sends no signal, waits out the
 cache time.
+
+Without Redis (`make run`) Django's cache is each process's own memory, and a
+token deleted elsewhere (an erasure runs in the worker) would stay usable in
+the web process for TOKEN_CACHE_SECONDS: there every request reads the database.
 """
 
 import datetime as dt
@@ -20,12 +24,13 @@ from django.utils import timezone
 from integrations.errors import DomainError
 from integrations.models.tokens import PREFIX_LENGTH, ApiToken, new_token_key, token_digest
 from integrations.redis import cache_best_effort as _cache
+from integrations.redis import get_client
 
 # last_used_at is written at most this often per token, so an API client does
 # not turn every read into a database write.
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
 MAX_KEY_LENGTH = 200
-TOKEN_CACHE_SECONDS = 60  # without Redis a request authenticates from the database as before
+TOKEN_CACHE_SECONDS = 60  # without Redis a request authenticates from the database (see above)
 
 
 def _cache_key(digest):
@@ -50,11 +55,14 @@ def token_authenticate(*, key):
     """The live token for `key` (its user loaded), or a DomainError 401 (unknown, malformed or expired)."""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise DomainError(401, "authentication_failed", "The token is invalid; get one from POST /api/v1/auth/token/.")
-    digest = token_digest(key)
-    token = _cache("get", _cache_key(digest))
-    if token is None:
-        token = _token_found(key)
-        _cache("set", _cache_key(digest), token, TOKEN_CACHE_SECONDS)
+    if get_client() is None:
+        token = _token_found(key)  # no cache every process shares
+    else:
+        digest = token_digest(key)
+        token = _cache("get", _cache_key(digest))
+        if token is None:
+            token = _token_found(key)
+            _cache("set", _cache_key(digest), token, TOKEN_CACHE_SECONDS)
     if token.expires_at is not None and token.expires_at <= timezone.now():
         raise DomainError(401, "token_expired", "The token has expired; get a new one from POST /api/v1/auth/token/.")
     return token

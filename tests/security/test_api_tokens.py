@@ -115,6 +115,7 @@ class TestOwnTokens:
 class TestCachedTokens:
     """A token is read from the database once, then from the cache; revoking or deactivating acts at once."""
 
+    @pytest.mark.redis
     def test_a_token_in_use_reads_no_database_row_to_authenticate(self, user, django_assert_num_queries):
         key = _login(user)["token"]
         token_authenticate(key=key)
@@ -155,6 +156,16 @@ class TestCachedTokens:
         assert _client(key).get("/api/v1/auth/tokens/").status_code == 200
         token_id = ApiToken.objects.get(user=user).pk
         assert _client(key).delete(f"/api/v1/auth/tokens/{token_id}/").status_code == 204
+
+    def test_without_redis_a_token_deleted_by_another_process_is_refused_at_once(self, user, settings):
+        # make run: Django's cache is each process's own memory, and an erasure deletes tokens in the worker.
+        settings.REDIS_URL = ""
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        key = _login(user)["token"]
+        assert _client(key).get(STATUS_URL).status_code == 200
+        # Deleted without this process's signals, as another process's delete looks from here.
+        ApiToken.objects.filter(user=user)._raw_delete(connection.alias)
+        assert _client(key).get(STATUS_URL).status_code == 401
 
     def test_a_cached_token_still_expires_on_time(self, user):
         body = _login(user, expires_in_days=1)
