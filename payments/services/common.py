@@ -24,8 +24,10 @@ def adopt(model, *, external_id, metadata, meta_key):
     if row is None:
         return None
     if not row.external_id:
-        model.objects.filter(pk=row.pk, external_id="").update(external_id=external_id)
-        row.external_id = model.objects.filter(pk=row.pk).values_list("external_id", flat=True).get()
+        if model.objects.filter(pk=row.pk, external_id="").update(external_id=external_id):
+            row.external_id = external_id
+        else:  # another delivery stamped it first: with which object?
+            row.refresh_from_db(fields=["external_id"])
     if row.external_id != external_id:
         anomaly_alert(
             message=(
