@@ -331,7 +331,7 @@ def decode_cursor(token):
         if filters.get("max_price") is not None:
             float(filters["max_price"])
         return data
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # OverflowError: an integer too large to be a float
         raise DomainError(
             400, "invalid", "The cursor is not one this API gave out; use `next` from a search answer.", field="cursor"
         ) from None
