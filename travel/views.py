@@ -69,7 +69,7 @@ class SearchView(APIView):
 
 
 class SearchPageView(APIView):
-    """A later page of a search, from the cursor in `next` (410 once the search has left the cache)."""
+    """A later page of a search, from the cursor in `next` (410 once the search has left the cache or run again)."""
 
     renderer_classes = SEARCH_RENDERERS
 

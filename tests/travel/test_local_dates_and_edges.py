@@ -116,6 +116,7 @@ def _cursor(data):
         {"o": 0, "l": "ten", "f": {}},
         {"o": 0, "l": 1, "f": {"include_airlines": 5}},
         {"o": 0, "l": 1, "f": {"max_price": 10**400}},  # a JSON integer no float can hold
+        {"o": 0, "l": 1, "f": {}, "c": "yesterday"},
     ],
 )
 def test_a_cursor_of_the_right_shape_with_bad_values_is_a_400(user_client, duffel, data):

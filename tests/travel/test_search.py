@@ -145,6 +145,24 @@ def test_a_later_page_keeps_the_first_pages_filters(user_client, duffel):
     assert [o["id"] for o in r.json()["offers"]] == ["off_0000VS"]
 
 
+def test_a_later_page_of_a_search_run_again_since_its_first_page_is_a_410(user_client, duffel):
+    first = search(user_client, one_way(limit=2)).json()
+    assert [o["id"] for o in first["offers"]] == ["off_0000AA", "off_0000BA"]
+    # Someone runs the same search again (refresh, or a price watch's check): Duffel answers other offers.
+    duffel.offers_for = lambda slices: [
+        make_offer(slices, offer_id=f"off_NEW{i}", total=f"{300 + i}.00", airline="IB") for i in range(4)
+    ]
+    again = search(user_client, one_way(limit=2, refresh=True)).json()
+    assert again["search_id"] == first["search_id"]
+    r = user_client.get(f"/api/v1/travel/searches/{first['search_id']}/", {"cursor": first["next"]})
+    assert r.status_code == 410, [o["id"] for o in r.json().get("offers", [])]
+    assert r.json()["error"] == "search_expired"
+    # The new answer's own cursor still pages through it.
+    r = user_client.get(f"/api/v1/travel/searches/{again['search_id']}/", {"cursor": again["next"]})
+    assert r.status_code == 200
+    assert [o["id"] for o in r.json()["offers"]] == ["off_NEW2", "off_NEW3"]
+
+
 def test_a_made_up_cursor_is_a_400_and_an_unknown_search_a_410(user_client, duffel):
     first = search(user_client, one_way(limit=1)).json()
     r = user_client.get(f"/api/v1/travel/searches/{first['search_id']}/", {"cursor": "not-a-cursor"})

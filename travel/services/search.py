@@ -321,6 +321,8 @@ def decode_cursor(token):
             raise ValueError
         if data.get("l") is not None and not isinstance(data["l"], int):
             raise ValueError
+        if data.get("c") is not None and not isinstance(data["c"], (int, float)):
+            raise ValueError
         filters = data["f"]
         if filters.get("sort", "price") not in SORTS:
             raise ValueError
@@ -357,7 +359,10 @@ def _answer(key, entry, *, from_cache, filters, offset, limit, now):
         "offer_count": len(picked),
         # Each offer's JSON as it was cached, copied into the answer (integrations.api.renderers).
         "offers": [orjson.Fragment(entry["offers"][i]) for i in page],
-        "next": _encode_cursor({"o": nxt, "l": limit, "f": filters}) if nxt < len(picked) else None,
+        # "c" names the answer the offsets count in: a later page of another answer would skip and repeat offers.
+        "next": _encode_cursor({"o": nxt, "l": limit, "f": filters, "c": entry["cached_at"]})
+        if nxt < len(picked)
+        else None,
     }
 
 
@@ -372,7 +377,7 @@ def flight_search(*, user, params):
 
 
 def flight_search_page(*, search_id, cursor):
-    """A later page of a search answer still in the cache (410 once it has expired)."""
+    """A later page of the search answer the cursor came from (410 once it has expired or been replaced)."""
     if not _SEARCH_ID.fullmatch(search_id):
         raise DomainError(404, "not_found", "No such search; use the search_id of a search answer.")
     data = decode_cursor(cursor)
@@ -380,6 +385,15 @@ def flight_search_page(*, search_id, cursor):
     if entry is None:
         raise DomainError(
             410, "search_expired", "This search's offers have expired or left the cache; run the search again."
+        )
+    # The same search run again since (refresh=true, a price watch's check, an expired answer searched anew) is
+    # another list of offers: the cursor's offset means nothing in it. A cursor without "c" was given out before
+    # cursors named their answer (a rolling deploy) and is read as it was then.
+    if data.get("c") is not None and data["c"] != entry["cached_at"]:
+        raise DomainError(
+            410,
+            "search_expired",
+            "This search has been run again since its first page and its offers changed; run the search again.",
         )
     limit = max(1, min(200, int(data.get("l") or settings.TRAVEL_PAGE_SIZE)))
     return _answer(
