@@ -258,6 +258,21 @@ def test_the_history_is_a_chart_ready_series(user_client, user, duffel):
     assert all(p["t"] for p in history["best"])
 
 
+def test_the_best_price_series_leaves_out_dates_that_have_departed(user_client, user, duffel):
+    start = dt.date.today() + dt.timedelta(days=2)
+    watch = WatchFactory(owner=user, departure_date=start, departure_date_to=start + dt.timedelta(days=3))
+    duffel.offers_for = priced("100.00", "400.00", "410.00")
+    check(watch)  # the first date: cheap
+    check(watch, minutes_later=20)  # the second
+    noon_next_day = dt.datetime.combine(start + dt.timedelta(days=1), dt.time(12), tzinfo=dt.UTC)
+    with time_machine.travel(noon_next_day):  # the first date has departed, the second is today
+        assert services.watch_check(watch_id=watch.pk) == "recorded"
+        data = user_client.get(f"/api/v1/travel/watches/{watch.pk}/").json()
+    assert data["last_price"] == "400.00"
+    assert [p["price"] for p in data["history"]["best"]] == ["100.00", "100.00", "400.00"]
+    assert data["history"]["series"][0]["points"][0]["price"] == "100.00"  # its own series keeps it
+
+
 def test_watches_are_private_to_their_owner(user_client, other_user, user, duffel):
     mine, theirs = WatchFactory(owner=user), WatchFactory(owner=other_user)
     assert [w["id"] for w in user_client.get("/api/v1/travel/watches/").json()["results"]] == [mine.pk]

@@ -403,8 +403,10 @@ def watch_history(*, watch):
         key = p.departure_date.isoformat()
         price = str(p.price) if p.price is not None else None
         series.setdefault(key, []).append({"t": p.checked_at.isoformat(), "price": price, "notified": p.notified})
-        running[key] = p.price
-        known = [v for v in running.values() if v is not None]
+        running[p.departure_date] = p.price
+        # As the check saw it (_current_price): a date of the range that had departed by then is no price to have.
+        today = airports.local_today(watch.origin, p.checked_at)
+        known = [v for day, v in running.items() if v is not None and day >= today]
         best.append({"t": p.checked_at.isoformat(), "price": str(min(known)) if known else None})
     return {
         "currency": watch.currency,
