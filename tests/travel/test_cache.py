@@ -51,6 +51,19 @@ def test_a_different_search_is_not_the_same_cache_entry(user_client, duffel):
     assert _posts(duffel) == 4
 
 
+def test_going_live_never_answers_from_the_test_tokens_cache(user_client, duffel, settings):
+    search(user_client, one_way())
+    duffel.token = settings.DUFFEL_ACCESS_TOKEN = "duffel_live_fake_token"
+    duffel.offers_for = lambda slices: [make_offer(slices, offer_id="off_LIVE", total="400.00")]
+    r = search(user_client, one_way())
+    assert r.json()["cache"]["hit"] is False
+    assert [o["id"] for o in r.json()["offers"]] == ["off_LIVE"]
+    assert _posts(duffel) == 2
+    # A rotated token of the same mode searches the same content: the cache still answers.
+    duffel.token = settings.DUFFEL_ACCESS_TOKEN = "duffel_live_rotated_token"
+    assert search(user_client, one_way()).json()["cache"]["hit"] is True
+
+
 def test_refresh_asks_the_provider_again(user_client, duffel):
     search(user_client, one_way())
     r = search(user_client, one_way(refresh=True))

@@ -5,6 +5,9 @@ A provider is a small object with two methods:
     search(query: SearchQuery) -> SearchResult     # one search, every offer normalised
     places(text: str) -> list[Place]               # airport / city suggestions
 
+and `cache_scope()`: what besides the query decides the offers (Duffel: test or
+live content), so the search cache never answers one with the other's offers.
+
 Each runs its HTTP calls inside `integrations.gateway.attempt` and raises the
 hub's own errors (integrations.errors). Duffel is the only one today
 (`travel.providers.duffel`); a second API is one more module here and one entry
@@ -140,6 +143,8 @@ class FlightProvider(Protocol):
     def search(self, query: SearchQuery, *, owner=None) -> SearchResult: ...
 
     def places(self, text: str, *, owner=None) -> list[Place]: ...
+
+    def cache_scope(self) -> str: ...
 
 
 def get_flight_provider(name="duffel") -> FlightProvider:

@@ -397,8 +397,18 @@ def offer_request_body(query: SearchQuery):
     return {"data": data}
 
 
+_TOKEN_MODE = re.compile(r"duffel_(test|live)_")
+
+
 class DuffelProvider:
     name = PROVIDER
+
+    def cache_scope(self):
+        """Test or live: a test token searches Duffel's test content, whose offers cannot be booked live.
+
+        The mode, not the token: a rotated token of the same mode answers the same offers."""
+        mode = _TOKEN_MODE.match(settings.DUFFEL_ACCESS_TOKEN or "")
+        return f"{PROVIDER}:{mode.group(1) if mode else 'other'}"
 
     def search(self, query, *, owner=None):
         page_size = settings.DUFFEL_OFFERS_PAGE_SIZE

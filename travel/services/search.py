@@ -8,7 +8,8 @@ the search was cached and copied into every answer as it is (the travel views
 render with integrations.api.renderers.OrjsonRenderer).
 
 The cache key is the part of the request the provider sees (slices,
-passengers, cabin, max connections: `SearchQuery`). Airline lists, max price
+passengers, cabin, max connections: `SearchQuery`) and the provider's
+`cache_scope` (Duffel's test or live content). Airline lists, max price
 and sort are applied to the cached offers on every answer, so two users who
 filter the same route differently share one provider call.
 
@@ -89,7 +90,11 @@ def query_from_params(params):
 
 
 def search_key(query):
-    blob = json.dumps(query.canonical(), sort_keys=True, separators=(",", ":"))
+    # The provider's content is part of the key: switching DUFFEL_ACCESS_TOKEN from a test token to a live one
+    # must not answer live searches with the test offers still cached (they cannot be booked).
+    blob = json.dumps(
+        {"scope": get_flight_provider().cache_scope(), **query.canonical()}, sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:40]
 
 
