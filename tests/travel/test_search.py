@@ -1,6 +1,8 @@
 """Searching flights through the API: what Duffel is sent, what the client gets back."""
 
+from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from rest_framework.renderers import JSONRenderer
@@ -8,7 +10,7 @@ from rest_framework.renderers import JSONRenderer
 from integrations.models import ProviderCall
 
 from .conftest import day, one_way, search
-from .duffel_fake import error_body, make_offer
+from .duffel_fake import default_offers, error_body, make_offer
 
 pytestmark = pytest.mark.django_db
 
@@ -115,6 +117,41 @@ def test_filters_and_sorts_apply_to_the_offers(user_client, duffel, filters, exp
     data = search(user_client, one_way(**filters)).json()
     assert [o["id"] for o in data["offers"]] == expected
     assert data["offer_count"] == len(expected)
+
+
+def test_an_offer_whose_durations_duffel_sends_as_null_is_timed_by_its_local_clocks_not_sorted_first(
+    user_client, duffel
+):
+    """Duffel's slice and segment `duration` are nullable: the offer still sorts by how long it takes."""
+
+    def without_durations(slices):
+        offers = default_offers(slices)
+        vs = next(o for o in offers if o["id"] == "off_0000VS")  # LHR 06:15 to JFK, 430 minutes
+        leaves = datetime.fromisoformat(f"{day(30)}T06:15:00").replace(tzinfo=ZoneInfo("Europe/London"))
+        lands = (leaves + timedelta(minutes=430)).astimezone(ZoneInfo("America/New_York"))
+        vs["slices"][0]["duration"] = None
+        vs["slices"][0]["segments"][0].update(duration=None, arriving_at=lands.strftime("%Y-%m-%dT%H:%M:%S"))
+        return offers
+
+    duffel.offers_for = without_durations
+    data = search(user_client, one_way(sort="duration")).json()
+    assert [o["id"] for o in data["offers"]] == ["off_0000BA", "off_0000VS", "off_0000AA", "off_0000AF"]
+    vs = data["offers"][1]["slices"][0]
+    assert vs["duration_minutes"] == 430 and vs["segments"][0]["duration_minutes"] == 430
+
+
+def test_an_offer_whose_duration_cannot_be_known_sorts_after_the_rest(user_client, duffel):
+    def unknown(slices):
+        offers = default_offers(slices)
+        offers[1]["slices"][0]["duration"] = None  # BA, the fastest; no time zones to count with either
+        for segment in offers[1]["slices"][0]["segments"]:
+            segment["origin"]["time_zone"] = segment["destination"]["time_zone"] = None
+        return offers
+
+    duffel.offers_for = unknown
+    data = search(user_client, one_way(sort="duration")).json()
+    assert [o["id"] for o in data["offers"]] == ["off_0000VS", "off_0000AA", "off_0000AF", "off_0000BA"]
+    assert data["offers"][-1]["slices"][0]["duration_minutes"] is None
 
 
 def test_an_excluded_airline_also_removes_offers_it_only_operates(user_client, duffel):

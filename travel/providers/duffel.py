@@ -25,6 +25,7 @@ import re
 import time
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import msgspec
@@ -306,10 +307,29 @@ def duration_minutes(value):
     return days * 1440 + hours * 60 + minutes
 
 
+def elapsed_minutes(departing_at, origin_zone, arriving_at, destination_zone):
+    """Minutes from a departure to an arrival, each a local time at its own airport; None when one is unknown.
+
+    Duffel sends a slice's (or a segment's) `duration` as null at times: this is what it would have said."""
+    try:
+        start, end = datetime.fromisoformat(departing_at), datetime.fromisoformat(arriving_at)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=ZoneInfo(origin_zone))
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=ZoneInfo(destination_zone))
+    except (TypeError, ValueError, KeyError):  # no time or zone; ZoneInfoNotFoundError is a KeyError
+        return None
+    minutes = (end - start).total_seconds() // 60
+    return int(minutes) if minutes >= 0 else None
+
+
 def _segment(raw):
     marketing = raw.marketing_carrier or NO_CARRIER
     origin, destination = raw.origin or _NO_PLACE, raw.destination or _NO_PLACE
     passenger = raw.passengers[0] if raw.passengers else None
+    duration = duration_minutes(raw.duration)
+    if duration is None:
+        duration = elapsed_minutes(raw.departing_at, origin.time_zone, raw.arriving_at, destination.time_zone)
     return Segment(
         carrier=marketing,
         operating_carrier=raw.operating_carrier or NO_CARRIER,
@@ -321,7 +341,7 @@ def _segment(raw):
         arriving_at=raw.arriving_at,
         origin_time_zone=origin.time_zone,
         destination_time_zone=destination.time_zone,
-        duration_minutes=duration_minutes(raw.duration),
+        duration_minutes=duration,
         cabin_class=passenger.cabin_class if passenger else None,
         baggage=(passenger.baggages or []) if passenger else [],
     )
@@ -329,12 +349,19 @@ def _segment(raw):
 
 def _slice(raw):
     segments = raw.segments or []
+    normalised = [_segment(s) for s in segments]
+    duration = duration_minutes(raw.duration)
+    if duration is None and normalised:
+        first, last = normalised[0], normalised[-1]
+        duration = elapsed_minutes(
+            first.departing_at, first.origin_time_zone, last.arriving_at, last.destination_time_zone
+        )
     return Slice(
         origin=(raw.origin or _NO_PLACE).iata_code,
         destination=(raw.destination or _NO_PLACE).iata_code,
-        duration_minutes=duration_minutes(raw.duration),
+        duration_minutes=duration,
         stops=max(0, len(segments) - 1) + sum(len(s.stops or ()) for s in segments),
-        segments=[_segment(s) for s in segments],
+        segments=normalised,
         fare_brand=raw.fare_brand_name,
     )
 

@@ -138,7 +138,7 @@ def _facts(offer):
     carriers = {offer.owner.iata_code}
     durations = []
     for s in offer.slices:
-        durations.append(s.duration_minutes or 0)
+        durations.append(s.duration_minutes)
         for seg in s.segments:
             carriers.add(seg.carrier.iata_code)
             carriers.add(seg.operating_carrier.iata_code)
@@ -147,7 +147,8 @@ def _facts(offer):
     return {
         "expires": _ts(offer.expires_at),
         "price": float(price) if price is not None else float("inf"),
-        "duration": sum(durations),
+        # A duration nobody knows sorts after every known one, never as the shortest.
+        "duration": sum(durations) if durations and None not in durations else float("inf"),
         "departure": first or "",
         "owner": offer.owner.iata_code,
         "carriers": sorted(c for c in carriers if c),
