@@ -102,6 +102,20 @@ def test_once_every_cached_offer_has_expired_the_search_runs_again(user_client, 
     assert _posts(duffel) == 2
 
 
+def test_an_answer_without_offers_is_shared_for_a_minute_not_the_whole_cache_time(user_client, duffel, settings):
+    # Duffel answers empty when no airline replied within its supplier timeout: flights may well exist.
+    settings.TRAVEL_CACHE_TTL_SECONDS = 3600
+    duffel.offers_for = lambda slices: []
+    assert search(user_client, one_way()).json()["offer_count"] == 0
+    with time_machine.travel(search_service.time.time() + 30):
+        assert search(user_client, one_way()).json()["cache"]["hit"] is True
+    duffel.offers_for = default_offers
+    with time_machine.travel(search_service.time.time() + 61):
+        r = search(user_client, one_way())
+    assert r.json()["cache"]["hit"] is False and r.json()["offer_count"] > 0
+    assert _posts(duffel) == 2
+
+
 def test_a_cached_answer_copies_in_each_offer_as_it_was_stored(user_client, duffel):
     first = search(user_client, one_way()).json()
     key = search_service._cache_key(first["search_id"])

@@ -65,6 +65,9 @@ _SEARCH_ID = re.compile(r"[0-9a-f]{40}")
 ERROR_SHARE_SECONDS = 3
 # v2: offers are stored as their JSON (bytes), not as dicts.
 KEY_VERSION = "v2"
+# Duffel answers with no offers when no airline replied within its supplier timeout: that is no reason to
+# tell everyone for an hour that the route has no flights. An empty answer is shared this long at most.
+EMPTY_ANSWER_SECONDS = 60
 
 
 def query_from_params(params):
@@ -176,6 +179,8 @@ def offer_at(entry, index):
 def _ttl(entry, now):
     expiries = [f["expires"] for f in entry["facts"] if f["expires"]]
     ttl = settings.TRAVEL_CACHE_TTL_SECONDS
+    if not entry["offers"]:
+        ttl = min(ttl, EMPTY_ANSWER_SECONDS)
     if expiries:
         ttl = min(ttl, max(expiries) - now)
     return max(1, int(ttl))
@@ -189,6 +194,8 @@ def _usable(entry, now, *, not_before=None):
         return None
     if entry["offers"] and not any(f["expires"] is None or f["expires"] > now for f in entry["facts"]):
         return None  # every offer has expired: search again
+    if not entry["offers"] and now - entry["cached_at"] >= EMPTY_ANSWER_SECONDS:
+        return None  # no airline answered in time then: ask again
     return entry
 
 
