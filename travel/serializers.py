@@ -74,11 +74,19 @@ def _price(help_text):
 
 
 def _route(data):
-    """Normalise origin and destination to known IATA codes; they must differ."""
+    """Normalise origin and destination to known IATA codes; they must not share an airport (LON and LHR do)."""
     data["origin"] = _code(data["origin"], "origin")
     data["destination"] = _code(data["destination"], "destination")
     if data["origin"] == data["destination"]:
         raise serializers.ValidationError({"destination": "The destination must differ from the origin."})
+    shared = airports.airports_of(data["origin"]) & airports.airports_of(data["destination"])
+    if shared:
+        raise serializers.ValidationError(
+            {
+                "destination": f"The destination must differ from the origin: {data['origin']} and "
+                f"{data['destination']} share the airport {', '.join(sorted(shared))}."
+            }
+        )
 
 
 def _on_sale(day, origin, field="departure_date"):

@@ -17,6 +17,9 @@ BAD = [
     ({"slices": _slices(("LHR", "XQZ", 30))}, "slices[0].destination", "not a known IATA"),
     ({"slices": _slices(("LONDON", "JFK", 30))}, "slices[0].origin", "3-letter"),
     ({"slices": _slices(("LHR", "LHR", 30))}, "slices[0].destination", "differ"),
+    # A city and one of its own airports: no flight between them, and no search spent to learn it.
+    ({"slices": _slices(("LON", "LHR", 30))}, "slices[0].destination", "share the airport LHR"),
+    ({"slices": _slices(("JFK", "NYC", 30))}, "slices[0].destination", "share the airport JFK"),
     ({"slices": _slices(("LHR", "JFK", -1))}, "slices[0].departure_date", "past"),
     ({"slices": _slices(("LHR", "JFK", 400))}, "slices[0].departure_date", "365 days"),
     ({"slices": _slices(("LHR", "JFK", 30), ("JFK", "LHR", 20))}, "slices[1].departure_date", "travel order"),
