@@ -116,7 +116,9 @@ def _ooxml_from_zip(fileobj):
         fileobj.seek(0)
         with zipfile.ZipFile(fileobj) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+        # NotImplementedError: the directory names a zip version Python cannot read. The bytes are
+        # the client's to choose, so that is a zip we cannot read (a 415), never a 500.
         return None
     finally:
         fileobj.seek(0)

@@ -3,6 +3,7 @@
 import io
 import os
 import re
+import zipfile
 
 import pytest
 from django.core.files.uploadedfile import TemporaryUploadedFile
@@ -135,6 +136,18 @@ class TestSpoofedTypes:
         resp = post(user_client, "cat.png", HTML, "image/png")
         assert resp.status_code == 415
         assert (resp.json()["detected_type"], resp.json()["claimed_type"]) == ("text/html", "image/png")
+
+    def test_a_zip_whose_directory_python_cannot_read_is_a_415_not_a_500(self, user_client, settings):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as archive:
+            archive.writestr("notes.txt", "hello")
+        content = bytearray(buf.getvalue())
+        # "Version needed to extract" in the central directory: 25.5, past what zipfile reads.
+        content[content.find(b"PK\x01\x02") + 6] = 255
+        resp = post(user_client, "report.docx", bytes(content))
+        assert resp.status_code == 415, resp.content
+        assert (resp.json()["error"], resp.json()["detected_type"]) == ("type_mismatch", "application/zip")
+        assert stored_files(settings) == []
 
     def test_a_real_png_is_accepted_and_typed_from_content(self, user_client):
         resp = post(user_client, "cat.png", PNG, "application/octet-stream")
