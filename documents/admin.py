@@ -115,6 +115,12 @@ class DocumentVersionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # Versions are immutable, like in the inline: deleting the current one left its document with no
+        # file (the owner's download answered 500) and its stored object to the orphan sweep. Delete the
+        # document instead.
+        return False
+
     @admin.action(description="Scan again (unscanned or failed scans)", permissions=["change"])
     def rescan(self, request, queryset):
         done = each_row(self, request, queryset, lambda version: services.version_rescan(version=version))
