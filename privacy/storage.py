@@ -82,26 +82,4 @@ def _s3_delete_versions(key, *, exact, owner=None, related=None):
     A plain DeleteObject on a versioned bucket only adds a delete marker: the bytes stay as a noncurrent
     version. Erasure must remove those too. A key already gone counts as done.
     """
-    backend = documents_providers.S3Backend()
-    client = backend._client()
-    deleted = 0
-    while True:
-        with documents_providers.S3.attempt("versions.list", owner=owner, related=related) as call:
-            page = client.list_object_versions(Bucket=settings.S3_BUCKET, Prefix=key, MaxKeys=1000)
-            call.record(http_status=200, units={"requests": 1})
-        items = [
-            {"Key": v["Key"], "VersionId": v["VersionId"]}
-            for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-            if v["Key"] == key or not exact
-        ]
-        if not items:
-            return deleted
-        with documents_providers.S3.attempt("versions.delete", owner=owner, related=related) as call:
-            resp = client.delete_objects(Bucket=settings.S3_BUCKET, Delete={"Objects": items, "Quiet": True})
-            call.record(http_status=200, units={"requests": 1})
-        errors = resp.get("Errors") or []
-        if errors:
-            from integrations.errors import RetryableError
-
-            raise RetryableError("s3", f"{len(errors)} object version(s) could not be deleted: {errors[0].get('Code')}")
-        deleted += len(items)
+    return documents_providers.S3Backend().delete_versions(key, exact=exact, owner=owner, related=related)

@@ -8,6 +8,7 @@ finds files stored before a switch. Both backends offer the same operations:
     save(key, upload, content_type=, size=, ...)  -> storage class
     read_into(key, consume, ...)                  -> consume(iterator of chunks)
     delete(key, ...)   list_objects(prefix)   head_storage_class(key)
+                       (on a versioned bucket S3's delete removes every version of the key)
     quarantine(key, dest, tags=, ...)             -> "moved" | "already" | "missing"
 
 Every S3 request goes through the gateway (calls, latency, failures, bytes

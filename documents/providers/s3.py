@@ -12,6 +12,7 @@ from django.core.files import File
 
 from integrations.errors import (
     PermanentError,
+    RetryableError,
 )
 from integrations.registry import require
 
@@ -69,6 +70,7 @@ class S3Backend:
         return outcome["value"]
 
     def delete(self, key, *, owner=None, related=None):
+        """Delete the object: gone from the bucket, on a versioned one too. Safe to repeat."""
         # S3 answers 204 for a key that is already gone, so a repeat is harmless.
         with _attempt("delete", owner=owner, related=related) as call:
             resp = self._client().delete_object(Bucket=settings.S3_BUCKET, Key=key)
@@ -77,6 +79,40 @@ class S3Backend:
                 request_id=resp["ResponseMetadata"].get("RequestId"),
                 units={"requests": 1},
             )
+        if resp.get("DeleteMarker"):
+            # A versioned bucket (the README asks for one) only hid the bytes behind a delete marker: a
+            # deleted document, or the malware a quarantine moved away, would stay as a noncurrent version,
+            # for good under quarantine/, which the lifecycle rule does not cover. Keys are random and
+            # the hub never reads an old version of one, so every version of this key goes.
+            self.delete_versions(key, owner=owner, related=related)
+
+    def delete_versions(self, key, *, exact=True, owner=None, related=None):
+        """Delete every version and delete marker of exactly `key` (`exact=False`: of every key under it); how many.
+
+        A key already gone counts as done.
+        """
+        client = self._client()
+        deleted = 0
+        while True:
+            with _attempt("versions.list", owner=owner, related=related) as call:
+                page = client.list_object_versions(Bucket=settings.S3_BUCKET, Prefix=key, MaxKeys=1000)
+                call.record(http_status=200, units={"requests": 1})
+            items = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                if v["Key"] == key or not exact
+            ]
+            if not items:
+                return deleted
+            with _attempt("versions.delete", owner=owner, related=related) as call:
+                resp = client.delete_objects(Bucket=settings.S3_BUCKET, Delete={"Objects": items, "Quiet": True})
+                call.record(http_status=200, units={"requests": 1})
+            errors = resp.get("Errors") or []
+            if errors:
+                raise RetryableError(
+                    "s3", f"{len(errors)} object version(s) could not be deleted: {errors[0].get('Code')}"
+                )
+            deleted += len(items)
 
     def list_objects(self, prefix=PREFIX):
         """(key, last modified) for every object under the prefix; one gateway call per page."""

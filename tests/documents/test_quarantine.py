@@ -15,7 +15,7 @@ from integrations.models import ProviderCall
 
 from .conftest import BUCKET, EICAR
 from .helpers import URL, post, post_version
-from .test_s3 import s3_clients, s3_error
+from .test_s3 import object_versions, s3_clients, s3_error
 
 pytestmark = pytest.mark.django_db
 
@@ -158,6 +158,19 @@ class TestOnS3:
             assert user_client.delete(f"{URL}{doc['id']}/").status_code == 204
         assert keys_in(s3) == []
         assert Document.objects.count() == 0
+
+    def test_on_a_versioned_bucket_the_infected_bytes_leave_the_documents_prefix_and_the_purge_leaves_nothing(
+        self, user_client, s3, clamd_server, django_capture_on_commit_callbacks
+    ):
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        doc = upload_infected(user_client, django_capture_on_commit_callbacks)
+        # no noncurrent copy of the malware stays beside the clean files
+        assert object_versions(s3, prefix="documents/") == []
+        assert object_versions(s3) == [(DocumentVersion.objects.get().storage_key, "version")]
+        with django_capture_on_commit_callbacks(execute=True):
+            assert user_client.delete(f"{URL}{doc['id']}/").status_code == 204
+        # the bucket's lifecycle rule covers documents/ only: a version left under quarantine/ would stay for good
+        assert object_versions(s3) == []
 
     def test_the_sweep_keeps_quarantined_objects_with_a_row_and_removes_those_without(
         self, user_client, s3, clamd_server, django_capture_on_commit_callbacks

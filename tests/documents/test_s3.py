@@ -156,6 +156,29 @@ def test_delete_removes_every_object_from_the_bucket(user_client, s3, django_cap
     assert ProviderCall.objects.filter(operation="delete", outcome="ok").count() == 2
 
 
+def object_versions(s3, prefix=""):
+    """Every object version and delete marker in the bucket, as (key, kind)."""
+    listed = s3.list_object_versions(Bucket=BUCKET, Prefix=prefix)
+    return sorted(
+        [(v["Key"], "version") for v in listed.get("Versions", [])]
+        + [(m["Key"], "delete marker") for m in listed.get("DeleteMarkers", [])]
+    )
+
+
+def test_on_a_versioned_bucket_delete_leaves_no_object_version_behind(
+    user_client, s3, django_capture_on_commit_callbacks
+):
+    """The README asks for bucket versioning; a plain DeleteObject there only hides the bytes behind a marker."""
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    doc = post(user_client, "a.txt", b"one\n", "text/plain").json()
+    post_version(user_client, doc["id"], "a.txt", b"two\n", "text/plain")
+    assert [kind for _, kind in object_versions(s3)] == ["version", "version"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert user_client.delete(f"{URL}{doc['id']}/").status_code == 204
+    assert Document.objects.count() == 0
+    assert object_versions(s3) == []
+
+
 def test_a_failed_purge_is_retried_by_celery(user_client, s3, settings, django_capture_on_commit_callbacks):
     settings.PROVIDER_RETRY = {**settings.PROVIDER_RETRY, "s3": {"base": 0.001, "cap": 0.001, "max_retries": 3}}
     doc = post(user_client, "a.txt", b"one\n", "text/plain").json()
