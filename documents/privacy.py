@@ -10,6 +10,7 @@ from privacy.writer import rows, safe_name
 
 from .models import Document, DocumentVersion
 from .providers import backend_for, object_missing
+from .services import quarantine_key_for
 
 VERSION_FIELDS = (
     "id",
@@ -92,16 +93,29 @@ def erase_documents(user, report):
     for version in DocumentVersion.objects.filter(document__owner=user).iterator(chunk_size=200):
         found = version.scan_detail if version.scan_status == DocumentVersion.ScanStatus.INFECTED else "malware"
         alert_keys[f"document_infected:{version.pk}"] = (version.document_id, version.number, found)
+        keys = [version.storage_key]
+        if version.scan_status == DocumentVersion.ScanStatus.INFECTED:
+            # A quarantine move copies the object, deletes the original, then records the new key: a move cut
+            # short leaves the copy under a key the row does not name yet, and one made by a plain delete on a
+            # versioned bucket left the original's bytes as a noncurrent version. Both are the user's file.
+            keys.append(_other_quarantine_key(version.storage_key))
         if version.backend == DocumentVersion.Backend.S3:
-            objects += s3_delete_all_versions(version.storage_key, owner=user)
+            objects += sum(s3_delete_all_versions(key, owner=user) for key in keys)
         else:
-            backend_for(version.backend).delete(version.storage_key, owner=user)
+            for key in keys:
+                backend_for(version.backend).delete(key, owner=user)
             objects += 1
     report.provider("s3.objects_deleted" if settings.S3_BUCKET else "local.files_deleted", objects)
     report.count("integrations.Alert.redacted", _redact_infected_alerts(alert_keys))
     Document.objects.filter(owner=user).update(current_version=None)
     report.count("documents.DocumentVersion", DocumentVersion.objects.filter(document__owner=user).delete()[0])
     report.count("documents.Document", Document.objects.filter(owner=user).delete()[0])
+
+
+def _other_quarantine_key(storage_key):
+    """The quarantined key of an original, or the original of a quarantined key (services.quarantine_key_for)."""
+    prefix = settings.DOCUMENT_QUARANTINE_PREFIX
+    return storage_key[len(prefix) :] if storage_key.startswith(prefix) else quarantine_key_for(storage_key)
 
 
 def _redact_infected_alerts(alert_keys):

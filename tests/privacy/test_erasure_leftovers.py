@@ -1,11 +1,18 @@
-"""Erasure leaves no name behind in push payloads of deleted connections nor in staff's admin history."""
+"""Erasure leaves no name behind in push payloads of deleted connections nor in staff's admin history, and no
+file of the user in the bucket."""
 
 import pytest
 import responses
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
+from documents.models import DocumentVersion
 from integrations.models import Connection, WebhookEvent
 from privacy import erasure as erasure_service
+from tests.documents.conftest import EICAR
 from tests.integrations.factories import ConnectionFactory, WebhookEventFactory
+
+from .conftest import BUCKET
 
 pytestmark = pytest.mark.django_db
 
@@ -63,3 +70,27 @@ def test_erasure_leaves_no_admin_history_naming_the_user(user, staff_user, admin
 
     leftover = list(LogEntry.objects.filter(object_repr__contains=user.username).values_list("object_repr", flat=True))
     assert leftover == []
+
+
+@pytest.mark.parametrize("left", ["copied_not_yet_deleted", "moved_leaving_the_original_as_a_noncurrent_version"])
+def test_erasure_removes_both_keys_of_an_infected_file_in_every_version(user, staff_user, client_for, s3, eager, left):
+    """A quarantine move copies the object under quarantine/ and then deletes the original. Erasure deleted only
+    the key on the row: a run that died after its copy left the copy, and a move on a versioned bucket by a plain
+    delete left the original's bytes as a noncurrent version, both outliving the account."""
+    resp = client_for(user).post("/api/v1/documents/", {"file": SimpleUploadedFile("eicar.txt", EICAR)})
+    assert resp.status_code == 201, resp.content
+    version = DocumentVersion.objects.get()
+    original, dest = version.storage_key, f"quarantine/{version.storage_key}"
+    DocumentVersion.objects.update(
+        scan_status="infected", scan_detail="Eicar-Test-Signature", scanned_at=timezone.now()
+    )
+    s3.copy_object(Bucket=BUCKET, Key=dest, CopySource={"Bucket": BUCKET, "Key": original})
+    if left == "moved_leaving_the_original_as_a_noncurrent_version":
+        s3.delete_object(Bucket=BUCKET, Key=original)
+        DocumentVersion.objects.update(storage_key=dest, quarantined_at=timezone.now())
+
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "done"
+
+    listed = s3.list_object_versions(Bucket=BUCKET)
+    assert [v["Key"] for v in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]] == []
