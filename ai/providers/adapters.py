@@ -30,7 +30,9 @@ def translate(provider, exc):
             message = body.get("message") or exc.message
         headers = dict(exc.response.headers)
         status = exc.status_code
-        if code == "billing_error":  # Anthropic: out of credit, whatever the status
+        if code == "billing_error" or status == 402:
+            # Out of credit: Anthropic's billing_error (whatever the status), OpenRouter's 402 "insufficient
+            # credits". The account's problem, not the request's: the next provider may answer, this one will not.
             return QuotaExceeded(provider, message, code=code, http_status=status, request_id=exc.request_id)
         if status < 400:
             # An error event inside a 200 stream (Anthropic's overloaded_error mid-stream).

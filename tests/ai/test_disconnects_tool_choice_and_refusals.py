@@ -4,6 +4,7 @@ import asyncio
 import threading
 import time
 
+import httpx2
 import pytest
 from asgiref.sync import async_to_sync
 
@@ -126,3 +127,30 @@ def test_a_provider_out_of_quota_or_refusing_its_key_is_not_tried_again_for_anot
     assert body["provider"] == "anthropic"
     assert len(fake_ai.to("openai")) == 1  # the account is out of credit / the key is refused: for every model
     fake_ai.queues["openai"].clear()
+
+
+@pytest.mark.django_db
+def test_openrouter_out_of_credits_402_falls_through_and_is_not_asked_again(fake_ai, complete, settings):
+    # OpenRouter answers an account without credit 402 with a numeric code in its error body.
+    settings.AI_ROUTES = {
+        "simple": [
+            ["openrouter", "meta-llama/llama-3.3-70b-instruct"],
+            ["openrouter", "deepseek/deepseek-r1"],
+            ["anthropic", "claude-haiku-4-5"],
+        ]
+    }
+    out_of_credit = httpx2.Response(
+        402,
+        json={"error": {"code": 402, "message": "Insufficient credits. Add more using https://openrouter.ai/credits"}},
+    )
+    fake_ai.add("openrouter", out_of_credit, openai_chat("should not be asked"))
+    fake_ai.add("anthropic", anthropic_message("ok"))
+    resp = complete()
+    body = resp.json()
+    assert resp.status_code == 200, body
+    assert body["provider"] == "anthropic"
+    assert [(f["provider"], f["error"], f["http_status"]) for f in body["fallbacks"]] == [
+        ("openrouter", "provider_quota_exceeded", 402)
+    ]
+    assert len(fake_ai.to("openrouter")) == 1  # out of credit for every model
+    fake_ai.queues["openrouter"].clear()
