@@ -66,7 +66,11 @@ def _openai_usage(usage):
         return 0, 0, 0
     details = getattr(usage, "prompt_tokens_details", None)
     cached = (getattr(details, "cached_tokens", None) or 0) if details else 0
-    return usage.prompt_tokens or 0, usage.completion_tokens or 0, cached
+    prompt, output = usage.prompt_tokens or 0, usage.completion_tokens or 0
+    # OpenAI counts reasoning tokens inside completion_tokens; xAI (reasoning_tokens) and Gemini (thinking)
+    # count them apart, in total_tokens only, and bill them as output all the same.
+    output = max(output, (usage.total_tokens or 0) - prompt)
+    return prompt, output, cached
 
 
 async def _openai_complete(client, provider, model, req, timeout):

@@ -79,7 +79,9 @@ def openai_chat(
     model="gpt-4o-mini",
     refusal=None,
     request_id="req_openai_1",
+    reasoning_apart=0,
 ):
+    """`reasoning_apart`: reasoning tokens counted outside completion_tokens but in total_tokens (xAI, Gemini)."""
     message = {"role": "assistant", "content": content, "refusal": refusal}
     if tool_calls:
         message["tool_calls"] = [
@@ -98,14 +100,21 @@ def openai_chat(
         "choices": [
             {"index": 0, "message": message, "finish_reason": finish_reason or ("tool_calls" if tool_calls else "stop")}
         ],
-        "usage": {
-            "prompt_tokens": usage[0],
-            "completion_tokens": usage[1],
-            "total_tokens": usage[0] + usage[1],
-            "prompt_tokens_details": {"cached_tokens": usage[2]},
-        },
+        "usage": _openai_usage_body(usage, reasoning_apart),
     }
     return httpx2.Response(200, json=body, headers={"x-request-id": request_id})
+
+
+def _openai_usage_body(usage, reasoning_apart=0):
+    body = {
+        "prompt_tokens": usage[0],
+        "completion_tokens": usage[1],
+        "total_tokens": usage[0] + usage[1] + reasoning_apart,
+        "prompt_tokens_details": {"cached_tokens": usage[2]},
+    }
+    if reasoning_apart:
+        body["completion_tokens_details"] = {"reasoning_tokens": reasoning_apart}
+    return body
 
 
 def anthropic_message(
@@ -168,7 +177,7 @@ class Body(httpx2.AsyncByteStream):
         self.closed = True
 
 
-def openai_sse_chunks(texts, *, usage=(12, 5, 0), model="gpt-4o-mini", tool_calls=None):
+def openai_sse_chunks(texts, *, usage=(12, 5, 0), model="gpt-4o-mini", tool_calls=None, reasoning_apart=0):
     def chunk(delta, finish=None):
         return {
             "id": "c1",
@@ -206,12 +215,7 @@ def openai_sse_chunks(texts, *, usage=(12, 5, 0), model="gpt-4o-mini", tool_call
             "created": 1,
             "model": model,
             "choices": [],
-            "usage": {
-                "prompt_tokens": usage[0],
-                "completion_tokens": usage[1],
-                "total_tokens": usage[0] + usage[1],
-                "prompt_tokens_details": {"cached_tokens": usage[2]},
-            },
+            "usage": _openai_usage_body(usage, reasoning_apart),
         }
     )
     return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
