@@ -7,7 +7,8 @@ adapters render for their vendor:
 
     message   {"role": "system"|"user"|"assistant"|"tool", "content": str,
                "tool_calls": [{"id", "name", "arguments": dict}],   # assistant only
-               "tool_call_id": str}                                 # tool only
+               "tool_call_id": str,                                 # tool only
+               "is_error": True}                                    # tool only, present when the tool failed
     tool      {"name", "description", "parameters": JSON schema}
     tool_choice  None | "auto" | "none" | "required" | {"name": str}
 
@@ -145,9 +146,15 @@ def _from_anthropic_blocks(role, blocks, where):
             call_id = block.get("tool_use_id")
             if not isinstance(call_id, str) or not call_id:
                 raise MessageError(f"{here}: a tool_result needs tool_use_id.")
-            out.append(
-                {"role": "tool", "tool_call_id": call_id, "content": _tool_result_text(block.get("content"), here)}
-            )
+            is_error = block.get("is_error", False)
+            if not isinstance(is_error, bool):
+                raise MessageError(f"{here}: is_error must be true or false.")
+            result = {"role": "tool", "tool_call_id": call_id, "content": _tool_result_text(block.get("content"), here)}
+            if is_error:
+                # The model must hear that the tool failed, not read its error text as an answer (and the
+                # answer cache must not take a failed call for a successful one with the same text).
+                result["is_error"] = True
+            out.append(result)
         else:
             raise MessageError(f"{here}: unsupported content block {kind!r} for a {role} message.")
     if calls:

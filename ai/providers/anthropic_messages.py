@@ -24,7 +24,10 @@ def _anthropic_messages(messages):
             continue
         if m["role"] == "tool":
             role = "user"
-            blocks = [{"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": m["content"]}]
+            block = {"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": m["content"]}
+            if m.get("is_error"):
+                block["is_error"] = True
+            blocks = [block]
         else:
             role = m["role"]
             blocks = [{"type": "text", "text": m["content"]}] if m["content"] else []

@@ -144,6 +144,40 @@ def test_tool_calls_the_hub_returned_can_be_sent_back_as_they_are(fake_ai, compl
     }
 
 
+def _failed_lookup(**result):
+    return [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", **result}]},
+    ]
+
+
+def test_a_tool_result_marked_is_error_reaches_anthropic_still_marked(fake_ai, complete):
+    # Anthropic's tool_result carries is_error: the model is told the tool failed, not that it answered "timeout".
+    fake_ai.add("anthropic", anthropic_message("The weather service is down."), anthropic_message("Sunny."))
+    complete(task="writing", messages=_failed_lookup(content="timeout", is_error=True), tools=[WEATHER_ANTHROPIC])
+    complete(task="writing", messages=_failed_lookup(content="timeout"), tools=[WEATHER_ANTHROPIC])
+    failed, answered = (sent.json["messages"][-1]["content"] for sent in fake_ai.to("anthropic"))
+    assert failed == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "timeout", "is_error": True}]
+    assert answered == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "timeout"}]
+
+
+def test_a_failed_tool_result_is_not_answered_from_the_cache_of_a_successful_one(fake_ai, complete):
+    fake_ai.add("anthropic", anthropic_message("Sunny."), anthropic_message("The weather service is down."))
+    ok = complete(task="writing", temperature=0, messages=_failed_lookup(content="timeout"), tools=[WEATHER_ANTHROPIC])
+    failed = complete(
+        task="writing",
+        temperature=0,
+        messages=_failed_lookup(content="timeout", is_error=True),
+        tools=[WEATHER_ANTHROPIC],
+    )
+    assert ok.json()["content"] == "Sunny."
+    assert (failed.json()["content"], failed.json()["cached"]) == ("The weather service is down.", False)
+
+
 @pytest.mark.parametrize(
     "messages,tools,tool_choice",
     [
@@ -155,6 +189,7 @@ def test_tool_calls_the_hub_returned_can_be_sent_back_as_they_are(fake_ai, compl
             [],
             None,
         ),
+        (_failed_lookup(content="timeout", is_error="yes"), [WEATHER_ANTHROPIC], None),
         # Nested past what the JSON decoder recurses into: a RecursionError, once a 500.
         (
             [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": DEEP}}]}],
