@@ -288,12 +288,19 @@ class Booking:
                 + ". Try again later."
             )
         else:
+            # Nothing could be asked: say what each entry lacks. A configured provider whose model has no
+            # price (usage.priced_chain) needs a price, not the API key staff already set.
             code = "ai_not_configured"
-            detail = (
-                "No AI provider on this route is configured; set the API key of one of: "
-                + ", ".join(sorted({s["provider"] for s in exc.skipped}))
-                + "."
-            )
+            missing_keys = sorted({name for s in exc.skipped for name in s.get("missing", ())})
+            unpriced = [f"{s['provider']}/{s['model']}" for s in exc.skipped if s["error"] == "model_not_priced"]
+            needs = []
+            if missing_keys:
+                needs.append("set one of " + ", ".join(missing_keys))
+            if unpriced:
+                needs.append(
+                    "give one of " + ", ".join(unpriced) + " a price (AI_MODEL_PRICES_JSON) or mark it free in admin"
+                )
+            detail = "No AI provider on this route can be called; " + ", or ".join(needs or ["configure one"]) + "."
         self.failed(error_code=code, tried=exc.tried)
         return DomainError(503, code, detail, headers=headers, tried=exc.tried, skipped=exc.skipped)
 

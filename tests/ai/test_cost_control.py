@@ -52,6 +52,22 @@ def test_an_unpriced_model_on_a_route_is_left_out_and_the_next_one_answers(fake_
     assert fake_ai.to("xai") == []
 
 
+def test_a_route_with_no_priced_model_says_a_price_is_missing_not_an_api_key(fake_ai, complete, settings):
+    settings.AI_ROUTES = {"simple": [["xai", "grok-unpriced"], ["openai", "gpt-4o-mini"]]}
+    settings.OPENAI_API_KEY = ""
+    resp = complete()
+    body = resp.json()
+    assert resp.status_code == 503 and body["error"] == "ai_not_configured"
+    # xai has its key: what it lacks is a price. openai lacks its key.
+    assert "xai/grok-unpriced" in body["detail"] and "price" in body["detail"]
+    assert "OPENAI_API_KEY" in body["detail"] and "XAI_API_KEY" not in body["detail"]
+    assert [(s["provider"], s["error"]) for s in body["skipped"]] == [
+        ("xai", "model_not_priced"),
+        ("openai", "provider_not_configured"),
+    ]
+    assert fake_ai.sent == []
+
+
 def test_max_tokens_above_the_users_cap_is_a_400_and_an_override_raises_it(fake_ai, complete, user, settings):
     settings.AI_USER_MAX_TOKENS = 2000
     resp = complete(max_tokens=2001)
