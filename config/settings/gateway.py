@@ -53,8 +53,14 @@ provider_defaults(
     PROVIDER_TIMEOUTS={
         "default": {"web": 10.0, "task": 30.0},
         "s3": {"web": 30.0, "task": 300.0},
+        # AI answers take tens of seconds (a reasoning model thinks before its first token): every AI provider
+        # gets the same, not the 10 s meant for a quick REST call (which gave up on answers it was billed for).
         "openai": {"web": 60.0, "task": 120.0},
         "anthropic": {"web": 60.0, "task": 120.0},
+        "openrouter": {"web": 60.0, "task": 120.0},
+        "xai": {"web": 60.0, "task": 120.0},
+        "gemini": {"web": 60.0, "task": 120.0},
+        "github_models": {"web": 60.0, "task": 120.0},
     }
 )
 

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 
+import httpx2
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
@@ -338,3 +339,35 @@ def test_the_lifespan_shutdown_waits_for_bookings_still_being_written(server_loo
         return sent
 
     assert async_to_sync(scenario)() == [("lifespan.shutdown.complete", True)]
+
+
+def _thinking_for(seconds, answer):
+    """A provider that needs `seconds` before it answers: a client whose read timeout is shorter gives up first."""
+
+    def respond(request):
+        if request.extensions["timeout"]["read"] < seconds:
+            raise httpx2.ReadTimeout("read timed out", request=request)
+        return answer
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    "provider,model",
+    [
+        ("gemini", "gemini-2.5-pro"),
+        ("xai", "grok-4"),
+        ("openrouter", "deepseek/deepseek-r1"),
+        ("github_models", "openai/gpt-4.1"),
+    ],
+)
+def test_an_openai_compatible_provider_gets_as_long_as_openai_to_answer(fake_ai, complete, settings, provider, model):
+    # Reasoning models on the writing and reasoning routes think for tens of seconds before answering; a
+    # web-tier timeout meant for a quick REST call would give up on them (billed, yet unanswered) and fall through.
+    settings.AI_DEADLINE_SECONDS = 90.0
+    fake_ai.add("openai", _thinking_for(20, openai_chat("from openai")))
+    assert complete(model="gpt-4.1", provider="openai").json()["content"] == "from openai"
+    fake_ai.add(provider, _thinking_for(20, openai_chat("thought it through", model=model)))
+    resp = complete(model=model, provider=provider)
+    assert resp.status_code == 200, resp.json()
+    assert (resp.json()["provider"], resp.json()["content"]) == (provider, "thought it through")
