@@ -95,15 +95,23 @@ async def _anthropic_complete(client, provider, model, req, timeout):
 
 
 class AnthropicStream(_Stream):
+    start_usage = None  # message_start's usage: the input Anthropic bills, known before the first delta
+
+    def input_so_far(self):
+        if self.start_usage is None:
+            return None
+        inp, _, cached = _anthropic_usage(self.start_usage)
+        return inp, cached
+
     async def _events(self):
         calls = {}  # block index -> {"id", "name", "args": [parts]}
-        stop, model, start_usage, out_tokens = None, self.model, None, 0
+        stop, model, out_tokens = None, self.model, 0
         async for event in self._sdk:
             kind = event.type
             if kind == "message_start":
                 model = event.message.model or model
-                start_usage = event.message.usage
-                out_tokens = start_usage.output_tokens or 0
+                self.start_usage = event.message.usage
+                out_tokens = self.start_usage.output_tokens or 0
             elif kind == "content_block_start" and event.content_block.type == "tool_use":
                 calls[event.index] = {"id": event.content_block.id, "name": event.content_block.name, "args": []}
             elif kind == "content_block_delta":
@@ -117,7 +125,7 @@ class AnthropicStream(_Stream):
                 stop = event.delta.stop_reason or stop
                 if event.usage is not None and event.usage.output_tokens is not None:
                     out_tokens = event.usage.output_tokens  # cumulative
-        inp, _, cached = _anthropic_usage(start_usage)
+        inp, _, cached = _anthropic_usage(self.start_usage)
         self.result = Completion(
             provider=self.provider,
             model=model,

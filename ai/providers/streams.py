@@ -28,6 +28,11 @@ class _Stream:
         async for text in self._events():
             yield text
 
+    def input_so_far(self):
+        """(input tokens, cached tokens) as the provider counted them before its answer ended, or None when it
+        tells them only at the end (OpenAI's usage chunk): what a stream cut short is booked with."""
+        return None
+
     async def aclose(self):
         """Stop reading and release the connection: the provider sees the stream closed."""
         await self._sdk.close()

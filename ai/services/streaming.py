@@ -82,17 +82,20 @@ async def _relay(opened, *, booking, tried, key):
                     yield sse("delta", {"content": text})
             except (GeneratorExit, asyncio.CancelledError) as exc:
                 # The client went away: leaving the stack stops the provider.
-                # Book what it produced so far (estimated: its usage never came).
+                # Book what it produced so far: the input as the provider counted it when it
+                # said so up front (Anthropic), else estimated; the answer estimated from its text.
                 closed = exc
                 text = "".join(opened.handle.text)
+                input_tokens, cached_tokens = opened.handle.input_so_far() or (req.estimated_input_tokens(), 0)
                 result = Completion(
                     provider=opened.provider,
                     model=opened.model,
                     content=text,
                     tool_calls=[],
                     finish_reason="client_closed",
-                    input_tokens=req.estimated_input_tokens(),
+                    input_tokens=input_tokens,
                     output_tokens=len(text) // 4,
+                    cached_tokens=cached_tokens,
                 )
             else:
                 result = opened.handle.result

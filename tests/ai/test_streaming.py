@@ -1,4 +1,5 @@
 import asyncio
+from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -119,6 +120,33 @@ def test_a_client_that_disconnects_stops_the_upstream_stream(
     assert (logged.outcome, logged.finish_reason, logged.provider) == ("client_closed", "client_closed", "openai")
     assert logged.input_tokens > 0  # the partial answer is still booked
     assert ProviderCall.objects.get().outcome == "ok"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_gone_from_an_anthropic_stream_is_booked_with_the_input_anthropic_counted(
+    fake_ai, asgi_completion, user
+):
+    # Anthropic's message_start says how many input tokens it bills (here 40,000 of them, 30,000 read from its
+    # cache): the booking of a stream cut short uses them, not the hub's four-characters-a-token guess.
+    chunks = anthropic_sse_chunks(["one ", "two ", "three ", "four"] * 50, usage=(10_000, 5, 30_000))
+    upstream = sse_response(chunks, hold_after=3, gate=None)  # message_start, a block's start, "one "
+
+    async def scenario():
+        upstream.body_stream.gate = asyncio.Event()  # never set: the provider is still "thinking"
+        fake_ai.add("anthropic", upstream)
+        call = asgi_completion({"stream": True, "task": "writing"})
+        await call.got_body.wait()
+        call.disconnect()
+        await call.task
+        await aio.settle(timeout=10)
+
+    async_to_sync(scenario)()
+    logged = AiRequest.objects.get()
+    assert (logged.outcome, logged.provider) == ("client_closed", "anthropic")
+    assert (logged.input_tokens, logged.cached_tokens) == (40_000, 30_000)
+    # claude-sonnet-4-6: (10,000 x 3.00 + 30,000 x 0.30 + 1 x 15.00) / 1M, "one " being a token of answer
+    assert logged.cost_usd == Decimal("0.039015")
+    assert ProviderCall.objects.get().units["input_tokens"] == 40_000
 
 
 def test_a_cached_answer_is_replayed_as_a_stream(fake_ai, complete):
