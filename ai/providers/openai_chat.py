@@ -1,6 +1,7 @@
 """OpenAI chat completions (OpenAI, OpenRouter, xAI, Gemini, GitHub Models): the request, the answer, the stream."""
 
 import json
+import re
 
 from integrations.errors import ProviderUnavailable
 
@@ -33,6 +34,12 @@ def _openai_messages(messages):
     return out
 
 
+# OpenAI's reasoning models (the o-series, gpt-5 but its chat model) take no sampling temperature: one that
+# sets it is refused with 400 unsupported_value, which ends the route (temperature 0 is how callers ask for the
+# answer cache). They are sent without it and answer as they always do.
+_OPENAI_REASONING = re.compile(r"(o\d|gpt-5)(?!.*chat)")
+
+
 def openai_params(provider, model, req):
     params = {"model": model, "messages": _openai_messages(req.messages)}
     if req.tools:
@@ -50,7 +57,7 @@ def openai_params(provider, model, req):
     if req.max_tokens:
         # OpenAI's reasoning models accept only max_completion_tokens; the compatible APIs know max_tokens.
         params["max_completion_tokens" if provider == "openai" else "max_tokens"] = req.max_tokens
-    if req.temperature is not None:
+    if req.temperature is not None and not (provider == "openai" and _OPENAI_REASONING.match(model)):
         params["temperature"] = req.temperature
     return params
 

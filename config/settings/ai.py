@@ -38,7 +38,7 @@ AI_ROUTES = merged_table(
             ["openrouter", "anthropic/claude-sonnet-4.5"],
             ["github_models", "openai/gpt-4.1"],
         ],
-        # Reasoning models accept no temperature: a request that sets one is refused by OpenAI (400).
+        # Reasoning models accept no temperature (OpenAI refuses one with a 400): the hub sends them none.
         "reasoning": [
             ["openai", "gpt-5-mini"],
             ["anthropic", "claude-sonnet-4-6"],

@@ -69,3 +69,17 @@ def test_cache_keys_hold_no_key_material(fake_ai, settings):
     settings.OPENAI_API_KEY = "sk-rotated-key"
     assert services.cache_key(owner_id=1, params=params) == key
     assert not any(secret in key for secret in KEYS.values())
+
+
+def test_an_openai_reasoning_model_is_asked_without_the_temperature_it_refuses(fake_ai, complete, settings):
+    # gpt-5 and the o-series answer 400 unsupported_value to any temperature but their own: temperature 0 (the
+    # way to ask for the cache) on the reasoning route would end the route. Other models still get it.
+    settings.AI_ROUTES = {**settings.AI_ROUTES, "reasoning": [["openai", "gpt-5-mini"]]}
+    fake_ai.add("openai", openai_chat("Thought it through", model="gpt-5-mini"), openai_chat("Hi"))
+    first = complete(task="reasoning", temperature=0)
+    assert first.status_code == 200, first.json()
+    assert "temperature" not in fake_ai.to("openai")[0].json
+    assert complete(task="reasoning", temperature=0).json()["cached"] is True  # still answered from the cache
+    complete(temperature=0)
+    assert fake_ai.to("openai")[1].json["model"] == "gpt-4o-mini"
+    assert fake_ai.to("openai")[1].json["temperature"] == 0
