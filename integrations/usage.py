@@ -23,6 +23,8 @@ def latency_bucket(latency_ms):
 
 
 _OUTCOME_COLUMNS = {o.value: o.value for o in ProviderCall.Outcome}
+# Calls that count in no error figure: answered, or left by their caller (ProviderCall.Outcome.CANCELLED).
+_NOT_FAILED = (ProviderCall.Outcome.OK, ProviderCall.Outcome.CANCELLED)
 _USAGE_SUMS = ["calls", "errors", "cost_usd", "latency_ms_sum", *UNIT_COLUMNS]
 _PROVIDER_SUMS = [
     "calls",
@@ -96,7 +98,7 @@ def _rollup_values(*, outcome, latency_ms, units, cost_usd):
     split = units_split(units)
     usage = {
         "calls": 1,
-        "errors": 0 if outcome == ProviderCall.Outcome.OK else 1,
+        "errors": 0 if outcome in _NOT_FAILED else 1,
         "cost_usd": cost_usd,
         "latency_ms_sum": latency_ms,
         **split,

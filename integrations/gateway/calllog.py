@@ -149,5 +149,9 @@ def call_recorded(att, call, *, checks):
         metrics.provider_cost.labels(att.provider).inc(float(call.cost_usd))
         if checks:
             budget_check(provider=att.provider, owner_id=att.owner_id, now=call.created_at)
-    if checks and call.outcome not in (ProviderCall.Outcome.OK, ProviderCall.Outcome.CIRCUIT_OPEN):
+    if checks and call.outcome not in (
+        ProviderCall.Outcome.OK,
+        ProviderCall.Outcome.CIRCUIT_OPEN,
+        ProviderCall.Outcome.CANCELLED,
+    ):
         failure_rate_check(provider=att.provider, now=call.created_at)

@@ -2,6 +2,7 @@
 while the circuit is open, and a Failure's classification, 429 pause, row, alert and breaker verdict.
 """
 
+import asyncio
 import time
 
 from .. import breaker
@@ -39,6 +40,9 @@ class Failure:
     def __init__(self, att, exc, permit, started):
         self.att = att
         self.latency_ms = (time.perf_counter() - started) * 1000
+        # The caller went away (Django cancels a request's task when its client disconnects; a server shutting
+        # down cancels what runs): the provider did nothing wrong. Recorded as such, the breaker not told.
+        self.cancelled = isinstance(exc, (asyncio.CancelledError, GeneratorExit))
         error = classify(att.provider, exc) if isinstance(exc, Exception) else None
         self.known = error is not None
         self.error = error if self.known else exc
@@ -58,6 +62,9 @@ class Failure:
 
     def log(self):
         att, error = self.att, self.error
+        if self.cancelled:
+            _write(att, outcome=ProviderCall.Outcome.CANCELLED, latency_ms=self.latency_ms, error=error)
+            return
         if not self.known:
             _write(att, outcome=ProviderCall.Outcome.ERROR, latency_ms=self.latency_ms, error=error, retryable=False)
             return

@@ -23,6 +23,9 @@ class ProviderCall(models.Model):
         RATE_LIMITED = "rate_limited"
         CIRCUIT_OPEN = "circuit_open"
         TIMEOUT = "timeout"
+        # The caller went away mid-call (an API client that disconnected, a server shutting down): not the
+        # provider's failure, so not in error rates, failure alerts or the breaker.
+        CANCELLED = "cancelled"
 
     provider = models.CharField(max_length=32)
     operation = models.CharField(max_length=64)
@@ -122,6 +125,7 @@ class ProviderRollup(models.Model):
     rate_limited = models.PositiveBigIntegerField(default=0)
     timeout = models.PositiveBigIntegerField(default=0)
     circuit_open = models.PositiveBigIntegerField(default=0)
+    cancelled = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
     latency_ms_sum = models.FloatField(default=0)
     for _column in UNIT_COLUMNS:

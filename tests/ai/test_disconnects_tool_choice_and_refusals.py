@@ -154,3 +154,36 @@ def test_openrouter_out_of_credits_402_falls_through_and_is_not_asked_again(fake
     ]
     assert len(fake_ai.to("openrouter")) == 1  # out of credit for every model
     fake_ai.queues["openrouter"].clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_gone_while_the_provider_thinks_is_no_provider_failure(fake_ai, asgi_completion, settings):
+    """The client leaves before the answer: the attempt is cancelled, which says nothing about the provider."""
+    from integrations.models import Alert, ProviderCall, ProviderRollup, UsageRollup
+    from tests.ai.fakes import Body
+
+    settings.FAILURE_ALERT_MIN_CALLS = 1  # one failed call this hour would be a critical alert
+    state = {}
+
+    def thinking(request):
+        body = Body([openai_chat("late").content], hold_after=0, gate=state["gate"])
+        state["asked"].set()
+        return httpx2.Response(200, stream=body, headers={"content-type": "application/json"})
+
+    fake_ai.add("openai", thinking)
+
+    async def scenario():
+        state["gate"], state["asked"] = asyncio.Event(), asyncio.Event()
+        call = asgi_completion({})
+        await asyncio.wait_for(state["asked"].wait(), 10)
+        call.disconnect()
+        await call.task
+        await asyncio.sleep(0.3)  # the attempt's row is written in a hop of its own
+
+    async_to_sync(scenario)()
+    row = ProviderCall.objects.get(provider="openai")
+    assert row.outcome == ProviderCall.Outcome.CANCELLED
+    assert not Alert.objects.filter(kind=Alert.Kind.PROVIDER_FAILURE_RATE).exists()
+    assert UsageRollup.objects.get(provider="openai").errors == 0
+    rollup = ProviderRollup.objects.get(provider="openai")
+    assert (rollup.calls, rollup.error, rollup.cancelled) == (1, 0, 1)
