@@ -14,11 +14,26 @@ def reply_headers(original_headers):
     message_id = original_headers.get("message-id", "")
     if not message_id:
         return {}
-    references = (original_headers.get("references", "") + " " + message_id).strip()
+    # The original's headers are the sender's: one line each, or the email package refuses them (breaks_line).
+    message_id = one_line(message_id)
+    references = (one_line(original_headers.get("references", "")) + " " + message_id).strip()
     return {"In-Reply-To": message_id, "References": references}
 
 
+def breaks_line(value):
+    """Whether `value` holds a line break as Python's email package counts them (str.splitlines: CR and LF, but
+    also VT, FF, the file/group/record separators, NEL, U+2028 and U+2029): it refuses such a header value with
+    a ValueError."""
+    return "".join(value.splitlines()) != value
+
+
+def one_line(value):
+    return " ".join(value.splitlines())
+
+
 def reply_subject(subject):
+    # The original's subject is the sender's words, decoded from any encoded-words: it may hold a line break.
+    subject = one_line(subject)
     return subject if subject.lower().startswith("re:") else f"Re: {subject}"
 
 

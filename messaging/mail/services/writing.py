@@ -33,7 +33,7 @@ def _addresses(field, values):
     for n, value in enumerate(values or []):
         name, addr = email.utils.parseaddr(str(value))
         try:
-            if not addr or "\n" in str(value) or "\r" in str(value):
+            if not addr or mime.breaks_line(str(value)):
                 raise ValidationError("empty")
             validate_email(addr)
         except ValidationError:
@@ -46,7 +46,7 @@ def _addresses(field, values):
 
 def _header_text(field, value):
     """A value that goes into a MIME header as it is: a line break would end the header (a 400, not a 500)."""
-    if "\r" in value or "\n" in value:
+    if mime.breaks_line(value):
         raise DomainError(400, "invalid_header", f"{field} must be one line (no line breaks).", field=field)
     return value
 

@@ -117,6 +117,39 @@ class TestSending:
         assert response.json()["field"] == field and f"{field}[1]" in response.json()["detail"]
         assert gmail.requests == []
 
+    @pytest.mark.parametrize(
+        ("field", "body"),
+        [
+            ("subject", {"subject": "Invoice\u2028Bcc: all@example.com"}),
+            ("subject", {"subject": "Invoice\x0bpaid"}),
+            ("to", {"to": ["Ada\x85Lovelace <ada@example.org>"]}),
+            ("attachments", {"attachments": [{"filename": "a\x0cb.pdf", "content_base64": "eA=="}]}),
+        ],
+    )
+    def test_a_line_break_of_any_kind_in_a_header_is_a_400_naming_the_field_and_nothing_is_sent(
+        self, field, body, gmail, user, user_client
+    ):
+        conn = google_conn(user)
+        response = user_client.post(url(conn, "messages/send/"), {"to": ["a@example.com"], **body}, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["field"] == field
+        assert gmail.requests == []
+
+    def test_a_reply_to_a_subject_holding_a_line_separator_goes_out_on_one_line(self, gmail, user, user_client):
+        original = make_message(8, thread="t-sep")
+        # The sender's encoded-word subject decodes to a U+2028; Gmail hands it back decoded.
+        subject = next(h for h in original["payload"]["headers"] if h["name"] == "Subject")
+        subject["value"] = "Quarterly\u2028report"
+        gmail.add(original)
+        conn = google_conn(user)
+        response = user_client.post(
+            url(conn, "messages/send/"),
+            {"to": ["sender8@example.com"], "text": "Got it", "reply_to_message_id": "m00008"},
+            format="json",
+        )
+        assert response.status_code == 202, response.content
+        assert mime.parse(gmail.sent[-1])["Subject"] == "Re: Quarterly report"
+
     def test_an_attachment_over_the_limit_is_a_413_before_any_upload(self, gmail, user, user_client, settings):
         settings.MAIL_MAX_ATTACHMENT_BYTES = {"gmail": 1000, "outlook": 1000}
         conn = google_conn(user)
