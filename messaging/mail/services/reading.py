@@ -64,10 +64,16 @@ def thread_get(*, owner, connection_id, thread_id):
 
 def attachment_get(*, owner, connection_id, message_id, attachment_id):
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
-    data = _adapter(conn).attachment(conn, message_id, attachment_id)
-    meta = {"filename": "attachment", "mime_type": "application/octet-stream"}
+    adapter = _adapter(conn)
+    data = adapter.attachment(conn, message_id, attachment_id)
     row = MailMessage.objects.filter(mailbox__connection=conn, external_id=message_id).first()
-    for a in row.attachments if row else []:
-        if a.get("id") == attachment_id:
-            meta = {"filename": a.get("filename") or "attachment", "mime_type": a.get("mime_type") or meta["mime_type"]}
-    return data, meta
+    known = next((a for a in (row.attachments if row else []) if a.get("id") == attachment_id), None)
+    if known is None:
+        # Not in the cache: the message was never listed, or a sync cached it without its attachments (Graph's
+        # delta query names none): the provider says, where it can.
+        found = adapter.attachment_meta(conn, message_id, attachment_id)
+        known = found.__dict__ if found else {}
+    return data, {
+        "filename": known.get("filename") or "attachment",
+        "mime_type": known.get("mime_type") or "application/octet-stream",
+    }

@@ -88,6 +88,48 @@ def test_an_attachment_downloads_with_the_name_and_type_the_list_saw(respx_mock,
     assert response["Content-Disposition"] == 'attachment; filename="plan.pdf"'
 
 
+def test_an_attachment_keeps_its_name_and_type_after_a_delta_sync_recached_its_message(
+    respx_mock, graph_settings, user, user_client
+):
+    from messaging.mail.models import Mailbox, MailMessage
+    from messaging.mail.tasks import mail_sync
+
+    conn = ms_conn(user)
+    attachment = {"id": "att7", "name": "plan.pdf", "contentType": "application/pdf", "size": 9}
+    respx_mock.get("/me/messages").mock(
+        return_value=httpx.Response(
+            200, json={"value": [graph_message(4, hasAttachments=True, attachments=[attachment])]}
+        )
+    )
+    assert user_client.get(url(conn, "messages/")).status_code == 200
+    # The message is read in Outlook: the inbox delta names it again, without attachments ($expand is not asked).
+    Mailbox.objects.filter(connection=conn).update(delta_link=f"{GRAPH}/me/mailFolders/inbox/messages/delta?t=1")
+    respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "value": [graph_message(4, isRead=True, hasAttachments=True)],
+                "@odata.deltaLink": f"{GRAPH}/me/mailFolders/inbox/messages/delta?t=2",
+            },
+        )
+    )
+    mail_sync(conn.pk)
+    assert MailMessage.objects.get(external_id="AAMk0004").unread is False
+    meta = respx_mock.get("/me/messages/AAMk0004/attachments/att7").mock(
+        return_value=httpx.Response(
+            200, json={"id": "att7", **{k: attachment[k] for k in ("name", "contentType", "size")}}
+        )
+    )
+    respx_mock.get("/me/messages/AAMk0004/attachments/att7/$value").mock(
+        return_value=httpx.Response(200, content=b"%PDF-1.4\n")
+    )
+    response = user_client.get(url(conn, "messages/AAMk0004/attachments/att7/"))
+    assert response.status_code == 200 and response.content == b"%PDF-1.4\n"
+    assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"] == 'attachment; filename="plan.pdf"'
+    assert "contentBytes" not in meta.calls.last.request.url.params["$select"]  # its name, not its bytes twice
+
+
 @pytest.mark.parametrize(
     ("name", "disposition"),
     [

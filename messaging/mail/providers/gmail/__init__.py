@@ -40,7 +40,7 @@ from .client import (  # noqa: F401
     _service,
     translate,
 )
-from .reading import attachment, get, get_many, list_page, thread  # noqa: F401
+from .reading import attachment, attachment_meta, get, get_many, list_page, thread  # noqa: F401
 from .shapes import _decode, _headers, _walk, message_from  # noqa: F401
 from .sync import full_sync, history_sync, stop, watch  # noqa: F401
 from .writing import (  # noqa: F401

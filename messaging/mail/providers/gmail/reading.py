@@ -52,3 +52,9 @@ def attachment(conn, message_id, attachment_id):
         svc.users().messages().attachments().get(userId="me", messageId=message_id, id=attachment_id),
     )
     return _decode(resource.get("data", ""))
+
+
+def attachment_meta(conn, message_id, attachment_id):
+    """None: Gmail answers an attachment's bytes only, and the attachmentId it gives a part can differ between
+    reads of the message, so a fresh read need not find the part by the id the client holds."""
+    return None

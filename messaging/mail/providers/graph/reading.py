@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 from integrations.errors import error_from_http
 
-from ...types import Page
+from ...types import Attachment, Page
 from .client import BATCH_SIZE, EXPAND_ATTACHMENTS, PROVIDER, SELECT, _call, _follow, decode_token, encode_token
 from .shapes import message_from
 
@@ -80,3 +80,16 @@ def thread(conn, thread_id):
 def attachment(conn, message_id, attachment_id):
     url = f"/me/messages/{quote(message_id, safe='')}/attachments/{quote(attachment_id, safe='')}/$value"
     return _call(conn, "messages.attachments.get", "GET", url, expect_json=False).content
+
+
+def attachment_meta(conn, message_id, attachment_id):
+    """An attachment's name, type and size (not its bytes): for a message the cache holds without them, as
+    a delta sync caches it (the delta query asks for no attachments)."""
+    url = f"/me/messages/{quote(message_id, safe='')}/attachments/{quote(attachment_id, safe='')}"
+    a = _call(conn, "messages.attachments.get", "GET", url, params={"$select": "id,name,contentType,size"})
+    return Attachment(
+        id=a.get("id") or attachment_id,
+        filename=a.get("name") or "",
+        mime_type=a.get("contentType") or "",
+        size=a.get("size") or 0,
+    )
