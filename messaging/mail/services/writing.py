@@ -398,7 +398,9 @@ def message_modify(*, owner, connection_id, message_id, changes):
     mailbox = mailbox_for(conn)
     if changes.get("trash") is True:
         cache_delete(mailbox, [message_id])
-    elif result.labels:
+    # Gmail's answer is the message's labels, none at all once it is read and archived (labelIds left out);
+    # Graph's names the folder the message is in.
+    elif conn.provider == "google_oauth" or result.labels:
         if conn.provider == "google_oauth":  # Gmail says read/starred with its UNREAD / STARRED labels
             unread, starred = "UNREAD" in result.labels, "STARRED" in result.labels
         else:  # Outlook's labels are folder ids; the message Graph answered says isRead / flag itself

@@ -131,6 +131,33 @@ class TestGmailCacheHidesSpamAndTrash:
         assert [m["id"] for m in listed["messages"]] == [keep["id"]]
 
 
+def test_archiving_a_gmail_message_read_leaves_the_cached_inbox_without_it(gmail, user, user_client):
+    """Read and archived, a message has no label left: Gmail's answer has no labelIds, and the cache kept
+    INBOX and UNREAD, so the fresh cached inbox listed it, unread, until the next push."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messaging.mail.models import Mailbox
+    from messaging.mail.services import mailbox_sync
+
+    from .fake_gmail import make_message
+
+    gmail.add(make_message(1))
+    gmail.add(make_message(2))
+    conn = google_conn(user)
+    Mailbox.objects.create(connection=conn, watch_expires_at=timezone.now() + timedelta(days=6))
+    mailbox_sync(connection_id=conn.pk)
+    response = user_client.post(url(conn, "messages/m00002/modify/"), {"read": True, "archive": True}, format="json")
+    assert response.status_code == 200 and response.json()["labels"] == []
+
+    listed = user_client.get(url(conn, "messages/"), {"label": "INBOX"}).json()
+    assert listed["source"] == "cache"
+    assert [m["id"] for m in listed["messages"]] == ["m00001"]
+    [archived] = [m for m in user_client.get(url(conn, "messages/")).json()["messages"] if m["id"] == "m00002"]
+    assert archived["labels"] == [] and archived["unread"] is False
+
+
 @pytest.mark.respx(base_url="https://graph.microsoft.test/v1.0", assert_all_called=False)
 def test_marking_an_outlook_message_unread_and_flagged_keeps_the_cached_list_right(
     respx_mock, graph_settings, user, user_client
