@@ -31,7 +31,17 @@ from .cache import cache_delete
 def _addresses(field, values):
     cleaned = []
     for n, value in enumerate(values or []):
-        name, addr = email.utils.parseaddr(str(value))
+        # parseaddr keeps the first of several addresses and drops the rest ("a@x.com, b@y.com" sent to a@x.com
+        # alone, answered 202): each item must be exactly one address.
+        found = [pair for pair in email.utils.getaddresses([str(value)]) if any(pair)]
+        if len(found) > 1:
+            raise DomainError(
+                400,
+                "invalid_address",
+                f"{field}[{n}] holds {len(found)} addresses: give each recipient its own item.",
+                field=field,
+            )
+        name, addr = found[0] if found else ("", "")
         try:
             if not addr or mime.breaks_line(str(value)):
                 raise ValidationError("empty")

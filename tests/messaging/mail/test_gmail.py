@@ -118,6 +118,26 @@ class TestSending:
         assert gmail.requests == []
 
     @pytest.mark.parametrize(
+        "value", ["a@example.com, b@example.com", "a@example.com; b@example.com", "Ada <a@example.com> b@example.com"]
+    )
+    @pytest.mark.parametrize("field", ["to", "cc", "bcc"])
+    def test_two_addresses_in_one_item_are_a_400_not_a_send_to_the_first_alone(
+        self, field, value, gmail, user, user_client
+    ):
+        conn = google_conn(user)
+        body = {"to": ["ok@example.com"], "text": "x", field: ["ok@example.com", value]}
+        response = user_client.post(url(conn, "messages/send/"), body, format="json")
+        assert response.status_code == 400, (response.status_code, gmail.sent and mime.parse(gmail.sent[-1])[field])
+        assert response.json()["field"] == field and f"{field}[1]" in response.json()["detail"]
+        assert gmail.requests == []
+
+    def test_a_name_with_a_quoted_comma_is_one_address(self, gmail, user, user_client):
+        conn = google_conn(user)
+        body = {"to": ['"Lovelace, Ada" <ada@example.org>'], "text": "x"}
+        assert user_client.post(url(conn, "messages/send/"), body, format="json").status_code == 202
+        assert mime.parse(gmail.sent[-1])["To"] == '"Lovelace, Ada" <ada@example.org>'
+
+    @pytest.mark.parametrize(
         ("field", "body"),
         [
             ("subject", {"subject": "Invoice\u2028Bcc: all@example.com"}),
