@@ -33,10 +33,17 @@ def _cached_page(conn, mailbox, label, size=50):
     return page
 
 
+def _cache_holds(conn, label):
+    """Whether push keeps the cache complete for this label: Gmail's history names changes under every label, but
+    Outlook's delta query and subscription follow the inbox alone, so another folder is only what listing it once
+    cached (nothing, or what has changed since): a folder is read from Graph."""
+    return not (label and conn.provider == "microsoft_oauth")
+
+
 def message_list(*, owner, connection_id, q="", label="", page_token="", filter_=""):
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
     mailbox = mailbox_for(conn)
-    if not (q or page_token or filter_) and _fresh(mailbox):
+    if not (q or page_token or filter_) and _cache_holds(conn, label) and _fresh(mailbox):
         rows = _cached_page(conn, mailbox, label)
         return {"messages": [_from_cache(r) for r in rows], "next_page_token": None, "source": "cache"}
     kwargs = {"q": q, "label": label, "page_token": page_token}

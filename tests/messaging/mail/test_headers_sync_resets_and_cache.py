@@ -191,3 +191,46 @@ def test_marking_an_outlook_message_unread_and_flagged_keeps_the_cached_list_rig
     assert listed["source"] == "cache"
     [message] = listed["messages"]
     assert (message["unread"], message["starred"]) == (True, True)
+
+
+@pytest.mark.respx(base_url="https://graph.microsoft.test/v1.0", assert_all_called=False)
+def test_an_outlook_folder_other_than_the_inbox_is_listed_from_graph_while_push_keeps_the_inbox(
+    respx_mock, graph_settings, user, user_client
+):
+    """Outlook's push (subscription and delta) follows the inbox alone, yet the fresh cache answered every
+    `label`: Sent Items, listed while push was on, came back empty."""
+    from datetime import timedelta
+
+    import httpx
+    from django.utils import timezone
+
+    from messaging.mail.models import Mailbox
+    from messaging.mail.tasks import mail_sync
+
+    from .conftest import GRAPH, ms_conn
+    from .test_outlook import graph_message
+
+    conn = ms_conn(user)
+    Mailbox.objects.create(
+        connection=conn, subscription_id="sub-1", subscription_expires_at=timezone.now() + timedelta(days=2)
+    )
+    respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "value": [graph_message(1)],
+                "@odata.deltaLink": f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=1",
+            },
+        )
+    )
+    mail_sync(conn.pk)
+    inbox = user_client.get(url(conn, "messages/")).json()
+    assert inbox["source"] == "cache" and [m["id"] for m in inbox["messages"]] == ["AAMk0001"]
+
+    sent_folder = respx_mock.get("/me/mailFolders/sent-id/messages").mock(
+        return_value=httpx.Response(200, json={"value": [graph_message(9, parentFolderId="sent-id")]})
+    )
+    sent = user_client.get(url(conn, "messages/"), {"label": "sent-id"})
+    assert sent.status_code == 200, sent.content
+    assert [m["id"] for m in sent.json()["messages"]] == ["AAMk0009"]
+    assert sent.json()["source"] == "provider" and sent_folder.called
