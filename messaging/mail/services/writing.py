@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import math
+import re
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -61,6 +62,16 @@ def _header_text(field, value):
     return value
 
 
+# A file's type as RFC 6838 names one: type "/" subtype, no parameters (a `name=` among them would name the file
+# otherwise than its Content-Disposition does) and not multipart/*, which a file's bytes cannot be (no boundary).
+_FILE_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+
+
+def _file_type(value):
+    value = value.strip()
+    return value if _FILE_TYPE.fullmatch(value) and not value.lower().startswith("multipart/") else None
+
+
 def _too_large(provider, limit, what):
     name = MAIL_PROVIDERS[provider]
     return DomainError(
@@ -92,13 +103,21 @@ def outgoing_from(data, *, provider, files=()):
             raise DomainError(
                 400, "invalid_attachment", f"attachments[{n}].content_base64 is not base64.", field="attachments"
             ) from None
+        mime_type = _file_type(item.get("content_type") or "") if item.get("content_type") else ""
+        if mime_type is None:
+            raise DomainError(
+                400,
+                "invalid_attachment",
+                f"attachments[{n}].content_type is not a file's type: give type/subtype alone, e.g. application/pdf.",
+                field="attachments",
+            )
         total += len(content)
         if total > limit:
             raise _too_large(provider, limit, "Attachments add up to")
         attachments.append(
             OutgoingAttachment(
                 filename=_header_text("attachments", item.get("filename") or f"attachment-{n + 1}"),
-                mime_type=_header_text("attachments", item.get("content_type") or ""),
+                mime_type=mime_type,
                 size=len(content),
                 file=io.BytesIO(content),
             )
@@ -107,11 +126,12 @@ def outgoing_from(data, *, provider, files=()):
         total += upload.size
         if total > limit:
             raise _too_large(provider, limit, "Attachments add up to")
-        mime_type = (upload.content_type or "").split(";")[0].strip()
+        # The browser's guess of an uploaded file's type: one that cannot be a file's goes as octet-stream.
+        mime_type = _file_type((upload.content_type or "").split(";")[0])
         attachments.append(
             OutgoingAttachment(
                 filename=_header_text("attachments", (upload.name or f"attachment-{len(attachments) + 1}")[:255]),
-                mime_type=mime_type if "/" in mime_type else "",
+                mime_type=mime_type or "",
                 size=upload.size,
                 file=upload,
             )

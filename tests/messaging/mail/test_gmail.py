@@ -170,6 +170,36 @@ class TestSending:
         assert response.status_code == 202, response.content
         assert mime.parse(gmail.sent[-1])["Subject"] == "Re: Quarterly report"
 
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            "application/pdf; name=invoice.exe",
+            'image/png"; x="y',
+            "multipart/mixed",
+            "pdf",
+            "application/pdf, text/html",
+        ],
+    )
+    def test_an_attachment_type_that_is_not_a_files_type_is_a_400_and_nothing_is_sent(
+        self, content_type, gmail, user, user_client
+    ):
+        conn = google_conn(user)
+        attachment = {"filename": "invoice.pdf", "content_type": content_type, "content_base64": "JVBERg=="}
+        body = {"to": ["a@example.com"], "attachments": [attachment]}
+        response = user_client.post(url(conn, "messages/send/"), body, format="json")
+        assert response.status_code == 400, (response.status_code, gmail.sent and gmail.sent[-1][-400:])
+        assert response.json()["field"] == "attachments" and "attachments[0].content_type" in response.json()["detail"]
+        assert gmail.requests == []
+
+    def test_an_uploaded_files_type_that_cannot_be_a_files_goes_as_octet_stream(self, gmail, user, user_client):
+        conn = google_conn(user)
+        upload = SimpleUploadedFile("notes.bin", b"hello", content_type="multipart/mixed; boundary=x")
+        form = {"message": json.dumps({"to": ["a@example.com"], "text": "x"}), "attachments": [upload]}
+        assert user_client.post(url(conn, "messages/send/"), form, format="multipart").status_code == 202
+        [attachment] = list(mime.parse(gmail.sent[-1]).iter_attachments())
+        assert attachment.get_content_type() == "application/octet-stream"
+        assert attachment.get_content() == b"hello"
+
     def test_an_attachment_over_the_limit_is_a_413_before_any_upload(self, gmail, user, user_client, settings):
         settings.MAIL_MAX_ATTACHMENT_BYTES = {"gmail": 1000, "outlook": 1000}
         conn = google_conn(user)
