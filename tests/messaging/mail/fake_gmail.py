@@ -76,6 +76,16 @@ def make_message(n, *, labels=("INBOX", "UNREAD"), thread=None, attachment=False
     }
 
 
+def metadata_only(message, wanted):
+    """messages.get with format=metadata, as Gmail answers it: "only email message ID, labels, and email
+    headers" (those named in metadataHeaders), no parts, so nothing about attachments."""
+    wanted = {w.lower() for w in ([wanted] if isinstance(wanted, str) else wanted or [])}
+    payload = message.get("payload") or {}
+    headers = [h for h in payload.get("headers", []) if not wanted or h["name"].lower() in wanted]
+    kept = {k: v for k, v in message.items() if k != "payload"}
+    return {**kept, "payload": {"mimeType": payload.get("mimeType", ""), "headers": headers}}
+
+
 class FakeGmail:
     def __init__(self, *, rate=250.0, burst=500.0):
         self.messages = {}
@@ -92,6 +102,7 @@ class FakeGmail:
         self.oldest_history = 4000
         self.requests = []  # (method, path)
         self.batch_parts = []
+        self.batch_queries = []
         self.uploads = {}  # session id -> {"method", "path", "meta", "total", "data", "chunks"}
         self.upload_log = []  # (path, [chunk sizes]) of completed resumable uploads
         self.rejected = 0
@@ -173,6 +184,8 @@ class FakeGmail:
             )
         elif (mm := re.fullmatch(r"messages/([^/]+)", rest)) and method == "GET":
             msg = self.messages.get(mm.group(1))
+            if msg and q.get("format") == "metadata":
+                msg = metadata_only(msg, q.get("metadataHeaders"))
             cost, result = (
                 COST["get"],
                 (200, msg) if msg else (404, {"error": {"code": 404, "message": "Requested entity was not found."}}),
@@ -326,6 +339,7 @@ class FakeGmail:
             method, target, _ = request_line.split(" ", 2)
             url = urlsplit(target)
             self.batch_parts.append((method, url.path))
+            self.batch_queries.append(parse_qs(url.query))
             status, payload = self.route(method, url.path, parse_qs(url.query), None, user)
             cid = part["Content-ID"].strip("<>")
             text = json.dumps(payload) if payload is not None else ""

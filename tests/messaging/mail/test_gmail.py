@@ -45,6 +45,17 @@ class TestReading:
         assert [c.operation for c in calls] == ["messages.list", "messages.get.batch"]
         assert [c.units["quota_units"] for c in calls] == [5, 250]
 
+    def test_listing_asks_for_each_messages_parts_without_their_bodies(self, gmail, user, user_client):
+        """format=metadata has no parts (the fake answers it as Gmail does): attachments need format=full, and
+        the partial response keeps the bodies out of a page of 50."""
+        gmail.add(make_message(1, attachment=True))
+        conn = google_conn(user)
+        [listed] = user_client.get(url(conn, "messages/")).json()["messages"]
+        assert [a["filename"] for a in listed["attachments"]] == ["report.pdf"]
+        [query] = gmail.batch_queries
+        assert query["format"] == ["full"]
+        assert "attachmentId" in query["fields"][0] and "data" not in query["fields"][0]
+
     def test_staff_see_the_raw_provider_payload(self, gmail, staff_user, staff_client):
         gmail.add(make_message(1))
         conn = google_conn(staff_user)

@@ -1,7 +1,7 @@
 """Reading: a page of messages (metadata by batch), one message, a thread, an attachment's bytes."""
 
 from ...types import Page
-from .client import METADATA_HEADERS, UNITS, _batch, _call, _service
+from .client import UNITS, _batch, _call, _service
 from .shapes import _decode, message_from
 
 
@@ -19,14 +19,22 @@ def list_page(conn, *, q="", label="", page_token="", page_size=50):
     return Page(messages=get_many(conn, ids, svc=svc), next_page_token=listed.get("nextPageToken"))
 
 
+def _part_fields(depth):
+    inner = f",parts({_part_fields(depth - 1)})" if depth > 1 else ""
+    return f"partId,mimeType,filename,body(attachmentId,size){inner}"
+
+
+# format=metadata answers "only email message ID, labels, and email headers": no parts, so no attachment was ever
+# listed or cached, and every download was named "attachment" (application/octet-stream). format=full costs the
+# same 5 units; this partial response keeps its part tree (names, types, sizes, attachment ids) without any body.
+LIST_FIELDS = f"id,threadId,labelIds,snippet,historyId,internalDate,payload(headers,{_part_fields(5)})"
+
+
 def get_many(conn, ids, *, svc=None):
-    """Metadata of these messages, in the order given, by batch requests of up to 50."""
+    """Metadata of these messages (headers, labels, attachments), in the order given, by batch requests of up to 50."""
     svc = svc or _service(conn)
     ids = list(dict.fromkeys(ids))  # a batch refuses two parts with one id
-    requests = [
-        (i, svc.users().messages().get(userId="me", id=i, format="metadata", metadataHeaders=METADATA_HEADERS))
-        for i in ids
-    ]
+    requests = [(i, svc.users().messages().get(userId="me", id=i, format="full", fields=LIST_FIELDS)) for i in ids]
     found = _batch(conn, "messages.get", requests, UNITS["messages.get"])
     return [message_from(found[i]) for i in ids if i in found]
 
