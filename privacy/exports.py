@@ -93,7 +93,15 @@ def export_build(*, export_id):
             out = ExportWriter(zf, include_all_versions=export.include_all_versions)
             for n, holder in enumerate(holders):
                 _progress(export, step=holder.app, progress=int(100 * n / (len(holders) + 1)))
-                holder.export(user, out)
+                try:
+                    holder.export(user, out)
+                except Exception:
+                    if not _gone_with_its_owner(export.pk, user.pk):
+                        raise
+                    # The erasure deleted what this holder was reading (a recording copy, a document's
+                    # object): not a fault to retry or alert staff about, an export whose owner is going.
+                    _discard(export.pk, key=None, erased=True)
+                    return None
             out.text(
                 "README.txt",
                 readme.export_readme(
@@ -145,6 +153,11 @@ def _erasure_under_way(owner_id):
     """True once the owner's erasure has started deleting. A scheduled one (the grace period) does not count:
     the user may still cancel it, and its run deletes every export that is ready by then."""
     return Erasure.objects.filter(subject_id=owner_id, status__in=ERASING).exists()
+
+
+def _gone_with_its_owner(export_id, owner_id):
+    """True once the owner's erasure has started deleting, or has deleted this export's row already."""
+    return _erasure_under_way(owner_id) or not Export.objects.filter(pk=export_id).exists()
 
 
 def _discard(export_id, *, key, erased):

@@ -17,18 +17,25 @@ from django.test import Client, TestCase
 from django.utils import timezone
 
 from documents.models import DocumentVersion
+from documents.providers import LocalBackend
 from integrations.models import Alert, AlertChannel
+from integrations.states import transition
 from privacy import erasure as erasure_service
 from privacy import exports, registry, storage
-from privacy.models import Export
+from privacy.models import Erasure, Export
+from scheduling.models import MeetingRecording
+from scheduling.recordings import storage_prefix_for
 from tests.documents.conftest import EICAR, FakeClamd
 from tests.documents.helpers import post as upload
 from tests.factories import UserFactory
 from tests.integrations.factories import ConnectionFactory
+from tests.scheduling.factories import MeetingFactory
 from tests.travel.conftest import BASE as DUFFEL_BASE
 from tests.travel.duffel_fake import FakeDuffel, make_offer
 from tests.travel.factories import WatchFactory
 from travel import services as travel_services
+
+from .conftest import _store
 
 pytestmark = pytest.mark.django_db
 
@@ -219,3 +226,77 @@ def test_an_export_built_during_the_grace_period_is_kept_until_the_erasure_runs(
     assert exports.export_build(export_id=export.pk) == export.pk
 
     assert Export.objects.get(pk=export.pk).status == "ready" and len(_zips(settings)) == 1
+
+
+def _recording_copy_of(user):
+    """A meeting recording the hub keeps a copy of for `user` (on the filesystem); its storage key."""
+    meeting = MeetingFactory(owner=user)
+    key = f"{storage_prefix_for(user.pk)}copy-{user.pk}"
+    MeetingRecording.objects.create(
+        meeting=meeting,
+        external_id=f"rec-copied-{user.pk}",
+        file_type="MP4",
+        copy_status="copied",
+        storage_backend=_store(key, b"meeting recording" * 50),
+        storage_key=key,
+    )
+    return key
+
+
+def _while_reading(monkeypatch, key, then):
+    """Run `then()` just before the export reads the object at `key`, as a second worker would."""
+    read_into = LocalBackend.read_into
+
+    def racing_read_into(self, k, consume, **kwargs):
+        if k == key:
+            then()
+        return read_into(self, k, consume, **kwargs)
+
+    monkeypatch.setattr(LocalBackend, "read_into", racing_read_into)
+
+
+def test_an_export_whose_files_the_erasure_deletes_mid_build_is_shown_discarded_not_failed(
+    user, staff_user, client_for, settings, monkeypatch, eager, django_capture_on_commit_callbacks
+):
+    """Another worker is part-way through the erasure: it has deleted the recording copies and not yet reached
+    the exports. The build that was reading the copy ends as an erased user's export (expired, no zip), not as
+    a failure staff are alerted about and would go looking for a lost file."""
+    key = _recording_copy_of(user)
+    staff = client_for(staff_user)
+
+    def erasure_part_way():
+        erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+        assert transition(Erasure, erasure.pk, Erasure.Status.RUNNING, frm=Erasure.Status.SCHEDULED)
+        report = erasure_service.EraseReport(erasure, pseudonym_user=UserFactory())
+        registry.holder("scheduling").erase(user, report)
+
+    _while_reading(monkeypatch, key, erasure_part_way)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post("/api/v1/privacy/export/", {"user": user.pk}, format="json")
+    assert response.status_code == 202
+
+    shown = staff.get(f"/api/v1/privacy/exports/{response.json()['id']}/").json()
+    assert shown["status"] == "expired", shown
+    assert shown["error"] == exports.ERASED_DETAIL and shown["download"] is None
+    assert not Alert.objects.filter(kind=Alert.Kind.TASK_FAILED).exists()
+    assert _zips(settings) == []
+    admin = Client()
+    admin.force_login(staff_user)
+    listed = admin.get("/admin/privacy/export/", {"status__exact": "expired"})
+    assert listed.status_code == 200 and f">{response.json()['id']}<" in listed.content.decode()
+
+
+def test_an_export_reading_a_file_when_the_whole_erasure_runs_ends_quietly(
+    user, staff_user, client_for, settings, monkeypatch, eager, django_capture_on_commit_callbacks
+):
+    key = _recording_copy_of(user)
+    _while_reading(monkeypatch, key, lambda: _erase(user, staff_user))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(user).post("/api/v1/privacy/export/", {}, format="json")
+    assert response.status_code == 202
+
+    assert not Export.objects.filter(pk=response.json()["id"]).exists()
+    # no staff alert about a task that "gave up" (naming a file of the erased user): nothing failed
+    assert not Alert.objects.filter(kind=Alert.Kind.TASK_FAILED).exists(), _alert_messages()
+    assert _zips(settings) == []
