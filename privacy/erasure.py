@@ -39,9 +39,22 @@ from .models import ErasedReference, Erasure
 logger = logging.getLogger(__name__)
 
 RUNNABLE = (Erasure.Status.SCHEDULED, Erasure.Status.RETRYING)
+# An erasure in these states has started deleting (or stopped part-way): nothing of the user may be stored anew.
+ERASING = (Erasure.Status.RUNNING, Erasure.Status.RETRYING, Erasure.Status.FAILED)
 # Shorter strings would match unrelated payloads; provider ids and emails are longer.
 MIN_REF_LENGTH = 6
 STALE_RUN = dt.timedelta(hours=1)
+
+
+def erasure_under_way(*, user_id):
+    """True once the user's erasure has started deleting. A scheduled one (the grace period) does not count: the
+    user may still cancel it, and its run deletes what was stored by then.
+
+    Work that stores something of a user after reading their rows (an export's zip, a recording copy) asks this
+    once the object is stored: an erasure that started before then may already have passed the place where it
+    would have found the object, so the work deletes it itself.
+    """
+    return Erasure.objects.filter(subject_id=user_id, status__in=ERASING).exists()
 
 
 class EraseReport:

@@ -23,7 +23,8 @@ from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
 from . import readme, registry, storage
-from .models import Erasure, Export
+from .erasure import erasure_under_way
+from .models import Export
 from .writer import ExportWriter
 
 logger = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ LINK_SALT = "privacy.export-download"
 ACTIVE = (Export.Status.QUEUED, Export.Status.BUILDING)
 # An export not finished this long after it was queued (a lost task message, a killed worker) is queued again.
 STALE_AFTER = dt.timedelta(minutes=30)
-# An erasure in these states has started deleting (or stopped part-way): nothing of the user may be stored anew.
-ERASING = (Erasure.Status.RUNNING, Erasure.Status.RETRYING, Erasure.Status.FAILED)
 ERASED_DETAIL = "The account is being erased: this export was discarded and its zip deleted."
 
 
@@ -150,9 +149,7 @@ def export_build(*, export_id):
 
 
 def _erasure_under_way(owner_id):
-    """True once the owner's erasure has started deleting. A scheduled one (the grace period) does not count:
-    the user may still cancel it, and its run deletes every export that is ready by then."""
-    return Erasure.objects.filter(subject_id=owner_id, status__in=ERASING).exists()
+    return erasure_under_way(user_id=owner_id)
 
 
 def _gone_with_its_owner(export_id, owner_id):

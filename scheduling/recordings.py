@@ -9,7 +9,8 @@ RECORDING_PREFIX, never under the documents' prefix (whose orphan sweep would re
     recording_copy_request -> the row moves none/failed -> queued with its storage key chosen first,
                               so a crash mid-copy leaves an object the row names (erasure finds it)
     recording_copy         -> task body: stream from the provider (gateway) into a spool, store it
-                              (an S3 PUT through the gateway, bytes_in booked), stamp `copied`
+                              (an S3 PUT through the gateway, bytes_in booked), stamp `copied`; an owner
+                              whose erasure began meanwhile gets nothing stored (or it is deleted again)
     recordings_storage_usage -> the stored bytes and their monthly cost from PROVIDER_PRICES["s3"]["storage"]
 
 Every provider's files are copyable. Google Meet's are in the organizer's Google Drive: the copy needs the
@@ -30,6 +31,8 @@ from documents.providers import backend_for, current_backend
 from integrations.errors import DomainError, RetryableError
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
+from privacy.erasure import erasure_under_way
+from privacy.storage import s3_delete_all_versions
 
 from .models import MeetingRecording, SchedulingPreference
 
@@ -110,6 +113,8 @@ def recording_copy(*, recording_id):
     if recording is None or recording.copy_status != MeetingRecording.Copy.QUEUED:
         return "skipped"
     owner = recording.meeting.owner
+    if erasure_under_way(user_id=owner.pk):
+        return "skipped"  # the erasure deletes the recording's row; nothing of the owner is stored anew
     try:
         upstream = services.recording_open(recording=recording)
     except DomainError as exc:  # the connection lacks the grant, or the provider cannot hand the file out
@@ -127,14 +132,23 @@ def recording_copy(*, recording_id):
         finally:
             upstream.close()
         spool.seek(0)
-        storage_class = backend_for(recording.storage_backend).save(
-            recording.storage_key,
-            spool,
-            content_type=_content_type(recording),
-            size=size,
-            owner=owner,
-            related=recording,
-        )
+        if _owner_erased(recording):
+            return "skipped"  # erased during the download: nothing of the owner is stored anew
+        try:
+            storage_class = backend_for(recording.storage_backend).save(
+                recording.storage_key,
+                spool,
+                content_type=_content_type(recording),
+                size=size,
+                owner=owner,
+                related=recording,
+            )
+        except Exception:
+            if _copy_orphaned(recording):
+                return "skipped"
+            raise
+    if _copy_orphaned(recording):
+        return "skipped"
     transition(
         MeetingRecording,
         recording.pk,
@@ -146,6 +160,28 @@ def recording_copy(*, recording_id):
         copy_error="",
     )
     return MeetingRecording.Copy.COPIED
+
+
+def _owner_erased(recording):
+    """The owner's erasure has started, or the row is gone (deleted with the meeting or the account)."""
+    return (
+        erasure_under_way(user_id=recording.meeting.owner_id)
+        or not MeetingRecording.objects.filter(pk=recording.pk).exists()
+    )
+
+
+def _copy_orphaned(recording):
+    """After the upload: if the owner is being erased (the erasure may have passed the copies already) or the row
+    is gone, the object just stored would outlive the erasure, named by no row. It goes now, every S3 version of
+    it. True if it did."""
+    if not _owner_erased(recording):
+        return False
+    if recording.storage_backend == "s3":
+        # No owner: the call log must not point at an account being erased.
+        s3_delete_all_versions(recording.storage_key)
+    else:
+        backend_for(recording.storage_backend).delete(recording.storage_key)
+    return True
 
 
 def recording_copy_give_up(*, recording_id, error):

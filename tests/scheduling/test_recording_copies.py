@@ -183,3 +183,66 @@ def test_the_hub_link_serves_the_copy_not_the_providers_file(user_client, api_cl
     assert "X-Amz-Signature=" in location and "X-Amz-Expires=" in location
     # Zoom was asked once, for the copy; the link did not go back to it
     assert ProviderCall.objects.filter(provider="zoom", operation="recording.download").count() == 1
+
+
+def _erase_part_way(user, staff_user):
+    """Another worker is part-way through `user`'s erasure: it has deleted the recording copies (none yet) and
+    the rows, and has more apps to go."""
+    from integrations.states import transition
+    from privacy import erasure as erasure_service
+    from privacy import registry
+    from privacy.models import Erasure
+
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+    assert transition(Erasure, erasure.pk, Erasure.Status.RUNNING, frm=Erasure.Status.SCHEDULED)
+    registry.holder("scheduling").erase(user, erasure_service.EraseReport(erasure, pseudonym_user=UserFactory()))
+
+
+def _erase_whole(user, staff_user):
+    from privacy import erasure as erasure_service
+
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "done"
+
+
+class _ErasedWhileStreaming(httpx.SyncByteStream):
+    """Zoom's file, during whose download `erase` runs (a second worker)."""
+
+    def __init__(self, erase):
+        self.erase = erase
+
+    def __iter__(self):
+        yield b"MP4DATA" * 500
+        self.erase()
+        yield b"MP4DATA" * 500
+
+
+@pytest.mark.parametrize(
+    "erase,when",
+    [(_erase_whole, "download"), (_erase_part_way, "download"), (_erase_part_way, "upload")],
+    ids=["done-during-download", "part-way-during-download", "part-way-during-upload"],
+)
+def test_a_copy_under_way_while_its_owner_is_erased_leaves_nothing_in_storage(
+    user, staff_user, user_client, meeting, completed, s3, zoom, monkeypatch, erase, when
+):
+    """The erasure deletes the copies the rows name and the user's recordings/ folder, then the rows. A copy
+    under way stored its object after that: nothing would ever name it or delete it."""
+    from documents.providers import S3Backend
+
+    _opt_in(user_client)
+    if when == "download":
+        zoom.storage_fail.append(httpx.Response(200, stream=_ErasedWhileStreaming(lambda: erase(user, staff_user))))
+    else:
+        save = S3Backend.save
+
+        def erased_meanwhile(self, key, *args, **kwargs):
+            if key.startswith(f"recordings/{user.pk}/"):
+                erase(user, staff_user)
+            return save(self, key, *args, **kwargs)
+
+        monkeypatch.setattr(S3Backend, "save", erased_meanwhile)
+
+    completed()
+
+    assert not MeetingRecording.objects.filter(meeting__owner_id=user.pk).exists()
+    assert _versions(s3, prefix=f"recordings/{user.pk}/") == []
