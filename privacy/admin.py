@@ -13,6 +13,21 @@ class ExportAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    # The zip goes with its row: the purge finds zips through their rows, so one whose row is gone would stay
+    # in storage for good. (A build still running notices its row is gone and deletes what it uploaded.)
+    def delete_model(self, request, obj):
+        from .exports import export_delete_file
+
+        export_delete_file(obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        from .exports import export_delete_file
+
+        for export in queryset.exclude(storage_key=""):
+            export_delete_file(export)
+        super().delete_queryset(request, queryset)
+
 
 @admin.register(Erasure)
 class ErasureAdmin(admin.ModelAdmin):

@@ -213,3 +213,24 @@ def test_a_few_hundred_megabytes_of_documents_stream_through_bounded_memory(user
     export.refresh_from_db()
     assert export.status == "ready" and export.size > 256 << 20
     assert peak < 50 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("how", ["action", "delete_view"])
+def test_staff_deleting_an_export_in_admin_deletes_its_zip(post, user, client_for, admin_client, eager, how):
+    """The purge finds zips through their rows: a zip whose row staff deleted would stay in storage for good."""
+    post(client_for(user), {})
+    row = Export.objects.get()
+    path = os.path.join(exports.settings.PRIVACY_EXPORT_ROOT, row.storage_key)
+    assert row.status == "ready" and os.path.exists(path)
+
+    if how == "action":
+        response = admin_client.post(
+            "/admin/privacy/export/", {"action": "delete_selected", "_selected_action": [row.pk], "post": "yes"}
+        )
+    else:
+        response = admin_client.post(f"/admin/privacy/export/{row.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Export.objects.filter(pk=row.pk).exists()
+    assert not os.path.exists(path)
+    assert exports.exports_purge(now=timezone.now() + dt.timedelta(days=8)) == 0
