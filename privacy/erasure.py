@@ -173,11 +173,17 @@ def erasure_disconnect(*, erasure_id):
     user = get_user_model().objects.filter(pk=erasure.subject_id).first()
     if user is None:
         return erasure
+    still_scheduled = Erasure.objects.filter(pk=erasure.pk, status=Erasure.Status.SCHEDULED)
     report = EraseReport(erasure, section="disconnect")
     pending = []
     for holder in registry.holders():
         if holder.disconnect is None:
             continue
+        # Checked before each holder: the sweep retries disconnects of erasures it listed a while ago, and the
+        # user may have cancelled since (and signed in again, with a new token a disconnect would delete). A
+        # run that has started deletes everything itself.
+        if not still_scheduled.exists():
+            return erasure
         report.app = holder.app
         try:
             holder.disconnect(user, report)
@@ -188,7 +194,7 @@ def erasure_disconnect(*, erasure_id):
         else:
             report._bucket().pop("error", None)
     erasure.report["disconnect_pending"] = pending
-    _save(erasure)
+    still_scheduled.update(report=erasure.report)  # not over what a cancel or a started run wrote meanwhile
     return erasure
 
 

@@ -135,3 +135,41 @@ def test_once_the_deletion_has_started_it_cannot_be_cancelled(state, user, staff
     assert (response.json()["error"], response.json()["status"]) == ("erasure_under_way", state)
     assert Erasure.objects.get().status == state
     assert not get_user_model().objects.get(pk=user.pk).is_active
+
+
+def test_an_erasure_cancelled_while_the_sweep_retries_disconnects_stays_cancelled(
+    user, other_user, client_for, http, django_capture_on_commit_callbacks
+):
+    """Google was down when both users asked to be erased, so the sweep retries their disconnects. While it
+    is revoking the first user's grant, the second cancels and signs in again: the sweep must leave them be."""
+    from privacy.tasks import sweep
+
+    http.add(responses.POST, GOOGLE_REVOKE, status=503)
+    for u in (other_user, user):  # the sweep takes the newest request first: `user`'s, then `other_user`'s
+        ConnectionFactory(owner=u)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert (
+                client_for(u).post("/api/v1/privacy/erase/", {"password": PASSWORD}, format="json").status_code == 202
+            )
+    assert all(e.report["disconnect_pending"] == ["integrations"] for e in Erasure.objects.all())
+    fresh = {}
+
+    def revoke(request):
+        if not fresh:  # the first user's revoke: meanwhile the second user cancels and signs in
+            assert _cancel({"username": other_user.username, "password": PASSWORD}).status_code == 200
+            login = {"username": other_user.username, "password": PASSWORD}
+            fresh["token"] = APIClient().post("/api/v1/auth/token/", login, format="json").json()["token"]
+        return (200, {}, "")
+
+    http.remove(responses.POST, GOOGLE_REVOKE)
+    http.add_callback(responses.POST, GOOGLE_REVOKE, callback=revoke)
+
+    sweep()
+
+    assert not Connection.objects.filter(owner=user).exists()  # the first user's erasure went on
+    cancelled = Erasure.objects.get(subject_id=other_user.pk)
+    assert cancelled.status == "cancelled" and "cancelled" in cancelled.report
+    signed_in = APIClient()
+    signed_in.credentials(HTTP_AUTHORIZATION=f"Token {fresh['token']}")
+    assert signed_in.get("/api/v1/privacy/exports/").status_code == 200
+    assert Connection.objects.filter(owner=other_user).exists()
