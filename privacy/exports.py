@@ -199,9 +199,10 @@ def export_link(*, export, build_absolute_uri):
     """A download link valid PRIVACY_EXPORT_LINK_TTL_SECONDS (never past the export's own expiry)."""
     if export.status != Export.Status.READY:
         raise DomainError(409, "export_not_ready", f"This export is {export.status}; there is nothing to download.")
-    ttl = settings.PRIVACY_EXPORT_LINK_TTL_SECONDS
     remaining = int((export.expires_at - timezone.now()).total_seconds())
-    ttl = max(1, min(ttl, remaining))
+    if remaining < 1:  # past its expiry, the purge (every few minutes) just has not deleted it yet
+        raise DomainError(410, "export_expired", "This export has expired; ask for a new one.")
+    ttl = min(settings.PRIVACY_EXPORT_LINK_TTL_SECONDS, remaining)
     expires_at = int(time.time()) + ttl
     filename = f"export-{export.pk}-{export.created_at:%Y%m%d}.zip"
     url = storage.signed_url(export.storage_key, filename=filename, ttl=ttl)
@@ -222,7 +223,7 @@ def export_link_resolve(*, token):
         raise DomainError(403, "link_invalid", "This download link is not valid; ask for a new one.") from None
     if time.time() > expires_at:
         raise DomainError(403, "link_expired", "This download link has expired; ask for a new one.")
-    export = Export.objects.filter(pk=export_id, status=Export.Status.READY).first()
+    export = Export.objects.filter(pk=export_id, status=Export.Status.READY, expires_at__gt=timezone.now()).first()
     if export is None or not storage.exists_local(export.storage_key):
         raise DomainError(404, "not_found", "This export no longer exists.")
     return export

@@ -1,5 +1,7 @@
 """Thin views over privacy.exports and privacy.erasure."""
 
+import contextlib
+
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -27,7 +29,9 @@ def _export_context(request, items):
     links = {}
     for export in items:
         if export.status == Export.Status.READY:
-            links[export.pk] = exports.export_link(export=export, build_absolute_uri=request.build_absolute_uri)
+            # Past its expiry, not purged yet (export_expired): no link, as after the purge.
+            with contextlib.suppress(DomainError):
+                links[export.pk] = exports.export_link(export=export, build_absolute_uri=request.build_absolute_uri)
     return {"request": request, "links": links}
 
 

@@ -234,3 +234,17 @@ def test_staff_deleting_an_export_in_admin_deletes_its_zip(post, user, client_fo
     assert not Export.objects.filter(pk=row.pk).exists()
     assert not os.path.exists(path)
     assert exports.exports_purge(now=timezone.now() + dt.timedelta(days=8)) == 0
+
+
+def test_an_export_past_its_expiry_gives_no_link_even_before_the_purge_has_run(post, user, client_for, eager):
+    """The purge runs every few minutes (beat); from the export's expiry on, its zip is not downloadable."""
+    client = client_for(user)
+    export = post(client, {}).json()
+    expires_at = Export.objects.get(pk=export["id"]).expires_at
+
+    with time_machine.travel(expires_at + dt.timedelta(minutes=1), tick=False):
+        body = client.get(f"/api/v1/privacy/exports/{export['id']}/").json()
+        download = body["download"] and client.get(body["download"]["url"].split("testserver", 1)[1])
+
+    assert Export.objects.get(pk=export["id"]).status == "ready"  # the purge has not run yet
+    assert body["download"] is None, download.status_code
