@@ -136,7 +136,12 @@ def erase_request(*, subject, requested_by, password=None, expedite=False, reque
                         requested_by_staff=not own,
                         scheduled_for=scheduled_for,
                         next_attempt_at=scheduled_for,
-                        report={"requested": {"by": "staff" if not own else "self", "expedite": bool(expedite)}},
+                        report={
+                            "requested": {"by": "staff" if not own else "self", "expedite": bool(expedite)},
+                            # Every app, until the immediate part below has run: a process that dies before
+                            # then leaves it to the sweep, not undone for the whole grace period.
+                            "disconnect_pending": [h.app for h in registry.holders() if h.disconnect is not None],
+                        },
                     )
                 created = True
             except IntegrityError:  # a concurrent request created it first

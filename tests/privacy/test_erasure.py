@@ -334,3 +334,44 @@ def test_without_stripe_configured_the_erasure_stops_and_tells_staff(
     assert row.status == "failed" and "STRIPE_SECRET_KEY" in row.last_error
     assert Alert.objects.filter(dedupe_key=f"privacy_erasure:{erasure_id}", resolved_at__isnull=True).exists()
     assert Subscription.objects.get(external_id="sub_nostripe").owner_id == user.pk
+
+
+class _ProcessKilled(BaseException):
+    """The web process dies here (a worker timeout, an OOM kill): nothing after it runs, no handler sees it."""
+
+
+def test_a_request_killed_before_it_disconnected_is_disconnected_by_the_sweep(user, http, monkeypatch):
+    """The erasure is committed and the account deactivated, then the process dies before the immediate part
+    ran: the queued SMS must not go out, nor the grant stay live, for the whole grace period."""
+    import dataclasses
+
+    from privacy import registry
+    from privacy.tasks import sweep
+    from tests.integrations.factories import ConnectionFactory
+    from tests.messaging.factories import SmsFactory
+    from tests.travel.factories import WatchFactory
+
+    http.add(responses.POST, GOOGLE_REVOKE, status=200)
+    queued = SmsFactory(owner=user, body="queued text")
+    ConnectionFactory(owner=user)
+    watch = WatchFactory(owner=user)
+    messaging = registry.holder("messaging")
+
+    def killed(user, report):
+        raise _ProcessKilled
+
+    monkeypatch.setitem(registry._HOLDERS, "messaging", dataclasses.replace(messaging, disconnect=killed))
+    with pytest.raises(_ProcessKilled):
+        erasure_service.erase_request(subject=user, requested_by=user, password=PASSWORD)
+    monkeypatch.setitem(registry._HOLDERS, "messaging", messaging)  # a fresh process
+    user.refresh_from_db()
+    assert not user.is_active and Erasure.objects.get().status == "scheduled"
+
+    sweep()
+
+    queued.refresh_from_db()
+    watch.refresh_from_db()
+    assert queued.status == "canceled"
+    assert watch.status == "cancelled"
+    assert not Connection.objects.filter(owner=user).exists()
+    assert Erasure.objects.get().report["disconnect_pending"] == []
