@@ -1,7 +1,10 @@
 """What messaging holds about a user (privacy registry): SMS, calls, recordings and transcriptions at Twilio."""
 
+import re
+
 from django.utils import timezone
 
+from integrations.models import Alert
 from integrations.states import transition
 from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
@@ -59,9 +62,39 @@ def erase_messaging(user, report):
         CallLog.objects.filter(pk=call.pk).update(
             recording_sid="", recording_url="", transcription_sid="", transcript="", updated_at=timezone.now()
         )
+    report.count("integrations.Alert.redacted", _redact_gave_up_alerts(user))
     report.count("messaging.SmsMessage", SmsMessage.objects.filter(owner=user).delete()[0])
     report.count("messaging.CallLog", CallLog.objects.filter(owner=user).delete()[0])
     report.count("messaging.Conversation", Conversation.objects.filter(owner=user).delete()[0])
+
+
+# The tasks whose first argument is one of this app's rows. Their "gave up" alert (ProviderTask.on_failure) quotes
+# Twilio's refusal, which names the number the user texted or called ("The 'To' number +1... is not valid").
+_TASK_ROWS = {
+    "messaging.sms_send": SmsMessage,
+    "messaging.sms_price_fetch": SmsMessage,
+    "messaging.call_place": CallLog,
+    "messaging.call_price_fetch": CallLog,
+}
+_GAVE_UP = re.compile(r"^([\w.]+)\((\d+)[,)]")
+
+
+def _redact_gave_up_alerts(user):
+    """The alert stays for staff (which task, which row); the provider's words about the user's row go."""
+    mine = {
+        model: set(model.objects.filter(owner=user).values_list("pk", flat=True)) for model in (SmsMessage, CallLog)
+    }
+    redacted = 0
+    alerts = Alert.objects.filter(kind=Alert.Kind.TASK_FAILED, dedupe_key__in=[f"task_failed:{n}" for n in _TASK_ROWS])
+    for pk, message in alerts.values_list("pk", "message"):
+        named = _GAVE_UP.match(message)
+        if named is None or named[1] not in _TASK_ROWS or int(named[2]) not in mine[_TASK_ROWS[named[1]]]:
+            continue
+        # Only if still this message: the open alert of a task takes the text of its latest failure.
+        redacted += Alert.objects.filter(pk=pk, message=message).update(
+            message=f"{named[1]}({named[2]},) gave up; what the provider answered went with the erased user's data."
+        )
+    return redacted
 
 
 def references(user):

@@ -35,6 +35,7 @@ from tests.travel.duffel_fake import FakeDuffel, make_offer
 from tests.travel.factories import WatchFactory
 from travel import services as travel_services
 
+from .conftest import API as TWILIO_API
 from .conftest import _store
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +114,36 @@ def test_a_test_alert_no_longer_names_the_erased_staff_member_who_sent_it(staff_
 
     alert.refresh_from_db()
     assert staff_user.username not in alert.message, alert.message
+
+
+@pytest.mark.parametrize("kind", ["sms", "call"])
+def test_a_failed_send_alert_no_longer_names_the_number_the_erased_user_contacted(
+    user, staff_user, client_for, http, eager, django_capture_on_commit_callbacks, kind
+):
+    """Twilio's refusal quotes the number; the task's "gave up" alert quotes the refusal. The call log's error
+    texts are cleared at erasure; the alert must lose the number too, and still say which task gave up."""
+    number = "+15005550006"
+    path, endpoint, body = {
+        "sms": ("sms", "Messages.json", {"to": number, "body": "Your table is ready."}),
+        "call": ("calls", "Calls.json", {"to": number, "say": "Your table is ready."}),
+    }[kind]
+    http.add(
+        responses.POST,
+        f"{TWILIO_API}/{endpoint}",
+        json={"code": 21211, "message": f"The 'To' number {number} is not a valid phone number.", "status": 400},
+        status=400,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(user).post(f"/api/v1/messaging/{path}/", body, format="json")
+    assert response.status_code == 202, response.content
+    alert = Alert.objects.get(kind=Alert.Kind.TASK_FAILED)
+    assert number in alert.message  # what the erasure must take away
+
+    _erase(user, staff_user)
+
+    alert.refresh_from_db()
+    assert number not in alert.message, alert.message
+    assert alert.message.startswith(f"messaging.{'sms_send' if kind == 'sms' else 'call_place'}(")
 
 
 @pytest.fixture
