@@ -430,6 +430,14 @@ def erasure_retry(*, erasure_id):
     """Staff, after fixing the cause of a failed erasure (or to expedite a scheduled one): run it now."""
     now = timezone.now()
     erasure = Erasure.objects.get(pk=erasure_id)
+    if erasure.status not in (Erasure.Status.FAILED, *RUNNABLE):
+        # Done or cancelled: nothing to run. Running: a worker has it (the sweep runs it again if that worker
+        # died). Saying "queued" would tell staff something happened that did not.
+        raise DomainError(
+            409,
+            "erasure_not_runnable",
+            f"This erasure is {erasure.status}; only a scheduled, retrying or failed one can run now.",
+        )
     if erasure.status == Erasure.Status.FAILED:
         transition(Erasure, erasure.pk, Erasure.Status.RUNNING, frm=Erasure.Status.FAILED)
         transition(Erasure, erasure.pk, Erasure.Status.RETRYING, frm=Erasure.Status.RUNNING, attempts=0)

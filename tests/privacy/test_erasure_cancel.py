@@ -173,3 +173,24 @@ def test_an_erasure_cancelled_while_the_sweep_retries_disconnects_stays_cancelle
     signed_in.credentials(HTTP_AUTHORIZATION=f"Token {fresh['token']}")
     assert signed_in.get("/api/v1/privacy/exports/").status_code == 200
     assert Connection.objects.filter(owner=other_user).exists()
+
+
+@pytest.mark.parametrize("state", ["cancelled", "done", "running"])
+def test_admin_run_now_on_an_erasure_that_cannot_run_says_so(state, user, staff_user):
+    """Run now expedites a scheduled erasure or retries a failed one; on any other it must not report it queued."""
+    from django.contrib.messages import get_messages
+    from django.test import Client
+
+    row = ErasureFactory(subject_id=user.pk, status=state)
+    admin = Client()
+    admin.force_login(staff_user)
+
+    response = admin.post("/admin/privacy/erasure/", {"action": "run_now", "_selected_action": [row.pk]})
+
+    assert response.status_code == 302
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert "0 erasure(s) queued." in shown, shown
+    assert any(f"Erasure {row.pk}: " in m and state in m for m in shown), shown
+    assert AuditEvent.objects.get(action="admin.run_now").outcome == "denied"
+    row.refresh_from_db()
+    assert row.status == state
