@@ -1,6 +1,10 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 
 from .models import Erasure, Export
+
+User = get_user_model()
 
 
 @admin.register(Export)
@@ -53,3 +57,39 @@ class ErasureAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ErasingUserAdmin(UserAdmin):
+    """Django's user admin, except that an account leaves by the erasure, never by deleting its row.
+
+    A plain delete cascades the user's rows and nothing else: their document files, export zips and
+    recording copies stay in storage with no row naming them, their Google grant stays live and their
+    webhook payloads stay unredacted. Staff erase instead (the API's staff erasure, with its grace period).
+    """
+
+    actions = ["erase"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_erase_permission(self, request):
+        return request.user.has_perm(f"{User._meta.app_label}.delete_{User._meta.model_name}")
+
+    @admin.action(description="Erase (deactivate now; delete everything after the grace period)", permissions=["erase"])
+    def erase(self, request, queryset):
+        from integrations.actions import each_row
+
+        from .erasure import erase_request
+
+        done = each_row(
+            self,
+            request,
+            queryset,
+            lambda user: erase_request(subject=user, requested_by=request.user, request=request),
+        )
+        self.message_user(request, f"{done} erasure(s) requested; their progress is under Privacy › Erasures.")
+
+
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+admin.site.register(User, ErasingUserAdmin)
