@@ -10,7 +10,9 @@ fake OpenAI-compatible provider (bench/fake_llm.py, asyncio, one process). In on
    the health URL and an authenticated GET every 0.2 s from its own process (p50 / p99 / max).
 2. Non-streamed: sequential completions through the hub, through LiteLLM and straight to the
    fake provider, interleaved in rounds; added latency = median through a server - median
-   direct; the goal is the hub's at most half LiteLLM's.
+   direct; the goal is the hub's at most half LiteLLM's. Beside them the floor
+   (bench/floor_llm.py: the same SDK call behind a Redis token check, no framework), to show
+   what of the added latency any Python proxy on this machine pays.
 3. With BENCH_AI_PROFILE=1, a py-spy profile of the hub's workers during (2), summarised as
    the parts of a completion and the components where the workers' CPU goes.
 
@@ -445,6 +447,37 @@ def run():
             direct = Target(
                 "direct", f"http://127.0.0.1:{fake_port}", completions="/v1/chat/completions", probe=[], headers={}
             )
+            # The floor (bench/floor_llm.py): the same SDK call behind a token check, nothing else. Non-streamed only.
+            floor_port = next(ports)
+            floor = common.Child(
+                "floor",
+                [
+                    str(common.BIN / "gunicorn"),
+                    "--bind",
+                    f"127.0.0.1:{floor_port}",
+                    "--workers",
+                    "2",
+                    "--worker-class",
+                    "uvicorn_worker.UvicornWorker",
+                    "--chdir",
+                    str(common.ROOT / "bench"),
+                    "floor_llm:app",
+                ],
+                tmp,
+                env={
+                    "FLOOR_PROVIDER": provider_url,
+                    "FLOOR_REDIS": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"),
+                },
+            )
+            children.append(floor)
+            _wait(f"http://127.0.0.1:{floor_port}/healthz", floor)
+            floor_target = Target(
+                "floor",
+                f"http://127.0.0.1:{floor_port}",
+                completions="/v1/chat/completions",
+                probe=[],
+                headers={"Authorization": "Token floor-bench"},
+            )
 
             stream_rows = []
             for t in targets:
@@ -466,7 +499,7 @@ def run():
             profile_dir = tmp / "profile"
             profile_dir.mkdir()
             spies = _profile_start(hub.proc.pid, profile_dir) if os.environ.get("BENCH_AI_PROFILE") else []
-            lat = measure_latency(targets, direct)
+            lat = measure_latency([*targets, floor_target], direct)
             profile = _profile_summary(spies, profile_dir) if spies else ""
         finally:
             for child in reversed(children):
@@ -475,7 +508,7 @@ def run():
                 keep.write_bytes(child.log_path.read_bytes())
 
     base = statistics.median(lat["direct"])
-    added = {t.name: statistics.median(lat[t.name]) - base for t in targets}
+    added = {name: statistics.median(values) - base for name, values in lat.items() if name != "direct"}
     lat_rows = [
         (
             name,
@@ -500,7 +533,13 @@ def run():
         common.table(["path", "median ms", "p99 ms", "added ms"], lat_rows),
     ]
     if "LiteLLM" in added and added["LiteLLM"] > 0:
-        out += ["", f"Hub's added latency / LiteLLM's: **{added['hub'] / added['LiteLLM']:.2f}** (goal <= 0.5)."]
+        out += [
+            "",
+            f"Hub's added latency / LiteLLM's: **{added['hub'] / added['LiteLLM']:.2f}** (goal <= 0.5); "
+            f"the floor's / LiteLLM's: {added['floor'] / added['LiteLLM']:.2f}. The floor (bench/floor_llm.py) is the "
+            "same SDK call behind a Redis token check on the same server, no framework, budget or booking: "
+            "what any Python proxy here pays.",
+        ]
     if profile:
         out += [
             "",
