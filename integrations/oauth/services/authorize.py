@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -152,9 +153,7 @@ def authorization_complete(*, owner, provider_key, params):
         raise DomainError(502, "provider_error", f"{cfg.label} did not say which account was authorized.")
     granted = tokens.scopes if tokens.scopes is not None else list(state.scopes)
     with transaction.atomic():
-        conn = (
-            Connection.objects.select_for_update().filter(owner=owner, provider=cfg.provider, account=account).first()
-        )
+        conn = _same_account(owner=owner, cfg=cfg, account=account, account_id=tokens.account_id)
         if conn is None:
             conn = Connection(owner=owner, provider=cfg.provider, account=account)
             capabilities = list(state.capabilities)
@@ -181,6 +180,28 @@ def authorization_complete(*, owner, provider_key, params):
             conn.status, conn.status_detail = Connection.Status.ACTIVE, ""
             transaction.on_commit(lambda: _reconnected(conn))
     _resolve_reauth_alert(conn)
+    return conn
+
+
+def _same_account(*, owner, cfg, account, account_id):
+    """The owner's connection to this account at the provider (locked), or None: found by its stable id first.
+
+    The address is only the account's current name: Microsoft's preferred_username changes when a mailbox is
+    renamed, a Google account's email when its primary address does. OpenID Connect names the account by `sub`
+    (Microsoft: oid and tid), so matching the address alone connected the same account a second time, with a
+    grant of its own, both syncing its mail and calendars. A renamed account's connection takes the new address,
+    unless another of the owner's connections already holds it.
+    """
+    rows = Connection.objects.select_for_update().filter(owner=owner, provider=cfg.provider).order_by("pk")
+    if not account_id:
+        return rows.filter(account=account).first()
+    found = list(rows.filter(Q(account_id=account_id) | Q(account=account)))
+    same = [c for c in found if c.account_id == account_id]
+    if not same:
+        return found[0] if found else None
+    conn = next((c for c in same if c.account == account), same[0])
+    if conn.account != account and not any(c.account == account for c in found):
+        conn.account = account
     return conn
 
 

@@ -144,6 +144,33 @@ class TestCallback:
         assert conn.capabilities == ["mail", "calendar"]
 
     @responses.activate
+    def test_an_account_whose_email_changed_is_the_same_connection(self, google, user, user_client):
+        """Google names the account by `sub`; its email is only the current primary address."""
+        token_answer(responses)
+        user_client.get(CALLBACK, {"state": query(start(user_client))["state"], "code": "c1"})
+        conn = Connection.objects.get(owner=user)
+        params = query(start(user_client, capabilities=["calendar"], connection=conn.pk))
+        responses.replace(
+            responses.POST,
+            GOOGLE_TOKEN_URL,
+            json={
+                "access_token": "ya29.renamed",
+                "expires_in": 3599,
+                "scope": f"openid {GMAIL}modify https://www.googleapis.com/auth/calendar.events",
+                "token_type": "Bearer",
+                "id_token": google_id_token(email="ada.lovelace@example.com"),  # same sub
+            },
+        )
+        response = user_client.get(CALLBACK, {"state": params["state"], "code": "c2"})
+        assert response.status_code == 200, response.content
+        assert response.json()["id"] == conn.pk
+        assert Connection.objects.filter(owner=user).count() == 1
+        conn.refresh_from_db()
+        assert conn.account == "ada.lovelace@example.com" and conn.account_id == "1098765"
+        assert conn.access_token == "ya29.renamed" and conn.refresh_token == "1//refresh-first"
+        assert conn.capabilities == ["mail", "calendar"]
+
+    @responses.activate
     def test_authorizing_again_moves_a_connection_back_to_active_through_its_state_machine(
         self, google, user, user_client, monkeypatch
     ):

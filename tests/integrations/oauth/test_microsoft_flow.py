@@ -66,6 +66,27 @@ class TestMicrosoftRoundTrip:
             provider="microsoft_oauth", operation="token.exchange", outcome="ok"
         ).exists()
 
+    def test_a_renamed_account_authorized_again_updates_its_connection_instead_of_adding_a_second(
+        self, idp, user, user_client
+    ):
+        connect(idp, user_client)
+        first = Connection.objects.get(owner=user)
+        # The tenant renamed the mailbox: same oid and tid, a new preferred_username.
+        params = start(user_client, capabilities=("calendar",))
+        # Graph's token covers every scope the account consented to, the mail ones from the first time too.
+        granted = "Mail.ReadWrite Mail.Send Calendars.ReadWrite User.Read openid profile offline_access"
+        answer = tokens(params["nonce"], refresh_token="M.R3_after_rename", scope=granted)
+        answer["id_token"] = id_token(
+            {**CLAIMS, "preferred_username": "grace.hopper@contoso.com", "nonce": params["nonce"]}
+        )
+        idp.token_responses = [(200, answer)]
+        response = user_client.get(CALLBACK, {"code": "0.BBB-code", "state": params["state"]})
+        assert response.status_code == 200, response.content
+        assert response.json()["id"] == first.pk
+        conn = Connection.objects.get(owner=user)  # one connection for the one account
+        assert conn.account == "grace.hopper@contoso.com" and conn.account_id == "00000000-aaaa.tenant-1"
+        assert conn.refresh_token == "M.R3_after_rename" and conn.capabilities == ["mail", "calendar"]
+
     def test_a_wrong_state_never_reaches_the_token_endpoint(self, idp, user_client):
         params = start(user_client)
         response = user_client.get(CALLBACK, {"code": "x", "state": params["state"] + "x"})
