@@ -75,15 +75,22 @@ def expiry(seconds):
 
 
 def response_error(provider, session, *, error="", description=""):
-    """The hub's error for a failed token-endpoint response: invalid_grant is InvalidGrant, the rest by HTTP status."""
+    """The hub's error for a failed token-endpoint response: NEEDS_USER is InvalidGrant, the rest by HTTP status."""
     return refusal(provider, last_response(session), error=error, description=description)
+
+
+# Refusals that only the user can clear, by authorizing again. Besides RFC 6749's invalid_grant, Microsoft's token
+# endpoint answers a refresh with OpenID Connect's interaction errors (a new MFA or Conditional Access rule, consent
+# an admin withdrew); msal classes them with invalid_grant as "interaction required". Taken for the provider's
+# trouble they left the connection active, every call a 502 and the refresh retried for good.
+NEEDS_USER = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
 
 
 def refusal(provider, response, *, error="", description=""):
     """response_error for the answer itself (None: no answer was recorded)."""
     status = response.status_code if response is not None else None
     headers = dict(response.headers) if response is not None else {}
-    if error == "invalid_grant":
+    if error in NEEDS_USER:
         return InvalidGrant(provider, description or error, code=error, http_status=status)
     if status is None or status < 400:
         status = 400  # an error body on a 200 is still a refusal

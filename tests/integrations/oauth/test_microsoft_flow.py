@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from integrations import oauth
 from integrations.models import Alert, Connection, ProviderCall
 
 from .conftest import APP_URL, query, s256
@@ -121,8 +122,6 @@ class TestMicrosoftRefresh:
         assert conn.refresh_token == "M.R3_second" and conn.access_token == "eyJ-access-2"
 
     def test_invalid_grant_marks_needs_reauth_raises_one_alert_and_answers_409_with_a_url(self, idp, user, user_client):
-        from integrations import oauth
-
         connect(idp, user_client)
         conn = Connection.objects.get(owner=user)
         Connection.objects.filter(pk=conn.pk).update(expires_at=timezone.now() + timedelta(minutes=2))
@@ -142,3 +141,29 @@ class TestMicrosoftRefresh:
         assert len(idp.token_requests()) == 2  # the exchange, then one refused refresh; the second call asks no one
         alert = Alert.objects.get(kind="connection_reauth")
         assert alert.occurrences == 1
+
+    @pytest.mark.parametrize(
+        "error, description",
+        [
+            ("interaction_required", "AADSTS50076: you must use multi-factor authentication to access this resource."),
+            ("consent_required", "AADSTS65001: The user or administrator has not consented to use the application."),
+        ],
+    )
+    def test_a_refresh_that_needs_the_user_marks_needs_reauth_like_invalid_grant(
+        self, idp, user, user_client, error, description
+    ):
+        from integrations.oauth.tasks import oauth_connection_refresh
+
+        connect(idp, user_client)
+        conn = Connection.objects.get(owner=user)
+        Connection.objects.filter(pk=conn.pk).update(expires_at=timezone.now() + timedelta(minutes=10))
+        idp.token_responses = [(400, {"error": error, "error_description": description, "suberror": "basic_action"})]
+        oauth_connection_refresh.apply(args=[conn.pk]).get()  # the beat's refresh ahead of expiry
+        conn.refresh_from_db()
+        assert conn.status == "needs_reauth" and conn.status_detail.startswith("AADSTS")
+        assert Alert.objects.filter(kind="connection_reauth").count() == 1
+        assert not Alert.objects.filter(kind="task_failed").exists()
+        with pytest.raises(Exception) as info:
+            oauth.connection_for(owner=user, connection_id=conn.pk, capability="mail")
+        assert info.value.status == 409 and info.value.code == "connection_needs_reauth"
+        assert info.value.extra["authorization_url"]
