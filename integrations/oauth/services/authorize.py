@@ -160,9 +160,9 @@ def authorization_complete(*, owner, provider_key, params):
         else:
             capabilities = list(dict.fromkeys([*conn.capabilities, *state.capabilities]))
         conn.account_id = tokens.account_id or conn.account_id
-        conn.capabilities = capabilities
         conn.requested_scopes = list(dict.fromkeys([*conn.requested_scopes, *state.scopes]))
         conn.scopes = [cfg.normalise_scope(s) for s in granted]
+        conn.capabilities = _granted_capabilities(cfg, capabilities, conn.scopes)
         conn.access_token = tokens.access_token
         # Google sends no refresh token when it already issued one (no prompt=consent): keep the one we hold.
         if tokens.refresh_token:
@@ -181,6 +181,17 @@ def authorization_complete(*, owner, provider_key, params):
             transaction.on_commit(lambda: _reconnected(conn))
     _resolve_reauth_alert(conn)
     return conn
+
+
+def _granted_capabilities(cfg, capabilities, scopes):
+    """The capabilities asked for that the grant gives at least one scope of.
+
+    A user can untick scopes on the consent screen. One unticked scope of a capability (Gmail's send) leaves the
+    rest of it usable, and missing_scopes says what is missing; a capability none of whose scopes was granted is
+    not the connection's, or the calendar list, availability and meetings pick the connection up and answer 403.
+    """
+    held = {cfg.normalise_scope(s) for s in scopes}
+    return [c for c in capabilities if any(cfg.normalise_scope(s) in held for s in cfg.capabilities.get(c, ()))]
 
 
 def _same_account(*, owner, cfg, account, account_id):

@@ -117,6 +117,25 @@ class TestCallback:
         assert call.operation == "token.exchange" and call.outcome == "ok" and call.http_status == 200
 
     @responses.activate
+    def test_a_capability_none_of_whose_scopes_was_granted_is_not_the_connections(self, google, user, user_client):
+        """Google lets the user untick every calendar scope: the connection then has mail, not calendar."""
+        params = query(start(user_client, capabilities=["mail", "calendar"]))
+        token_answer(
+            responses,
+            scope=f"openid https://www.googleapis.com/auth/userinfo.email {GMAIL}modify {GMAIL}send {GMAIL}compose",
+        )
+        response = user_client.get(CALLBACK, {"state": params["state"], "code": "c"})
+        assert response.status_code == 200, response.content
+        body = response.json()
+        assert body["capabilities"] == ["mail"]
+        calendar = "https://www.googleapis.com/auth/calendar."
+        assert body["missing_scopes"] == [f"{GMAIL}labels", f"{calendar}events", f"{calendar}readonly"]
+        # The user's calendars are those of connections that can read them: none, not a 403 for this one.
+        listed = user_client.get("/api/v1/calendars/")
+        assert listed.status_code == 200, listed.content
+        assert (listed.json()["results"] if isinstance(listed.json(), dict) else listed.json()) == []
+
+    @responses.activate
     def test_a_second_authorization_of_the_same_account_updates_it(self, google, user, user_client):
         token_answer(responses)
         user_client.get(CALLBACK, {"state": query(start(user_client))["state"], "code": "c1"})
