@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from ..errors import DomainError
 from ..task_base import ProviderTask
 from . import services
 
@@ -19,11 +20,16 @@ def oauth_connection_refresh(self, connection_id):
     if not Connection.objects.filter(pk=connection_id).exists():
         return  # deleted since it was queued
     # A refused grant is recorded on the row and alerted once; it is not a task failure to retry.
-    services.connection_refresh(
-        connection_id=connection_id,
-        margin_seconds=settings.OAUTH_REFRESH_AHEAD_SECONDS,
-        raise_on_reauth=False,
-    )
+    try:
+        services.connection_refresh(
+            connection_id=connection_id,
+            margin_seconds=settings.OAUTH_REFRESH_AHEAD_SECONDS,
+            raise_on_reauth=False,
+        )
+    except DomainError as exc:
+        if exc.status != 404:
+            raise
+        # Disconnected while the refresh ran: nothing left to refresh.
 
 
 @shared_task(name="integrations.oauth_states_purge", ignore_result=True)

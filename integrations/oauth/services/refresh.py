@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from ... import localstate
 from ...alerts import alert_raise
-from ...errors import ProviderUnavailable
+from ...errors import DomainError, ProviderUnavailable
 from ...models import Alert, Connection
 from ...redis import get_client, key
 from ...states import transition
@@ -54,7 +54,9 @@ def connection_refresh(*, connection_id, margin_seconds=None, force=False, raise
     margin = settings.OAUTH_REFRESH_MARGIN_SECONDS if margin_seconds is None else margin_seconds
     with _refresh_lock(connection_id):
         # Re-read under the lock: the worker that held it before may have refreshed already.
-        conn = Connection.objects.select_related("owner").get(pk=connection_id)
+        conn = Connection.objects.select_related("owner").filter(pk=connection_id).first()
+        if conn is None:
+            raise _gone()
         if conn.status == Connection.Status.NEEDS_REAUTH:
             if raise_on_reauth:
                 raise needs_reauth_error(conn)
@@ -84,8 +86,17 @@ def connection_refresh(*, connection_id, margin_seconds=None, force=False, raise
             fields.append("scopes")
         conn.expires_at = tokens.expires_at
         conn.last_refreshed_at = timezone.now()
-        conn.save(update_fields=fields)
+        # The owner may have disconnected while the provider answered: the row is gone, not a database error.
+        conn.updated_at = timezone.now()
+        if not Connection.objects.filter(pk=conn.pk).update(**{f: getattr(conn, f) for f in fields}):
+            raise _gone()
         return conn
+
+
+def _gone():
+    return DomainError(
+        404, "connection_not_found", "This connection was disconnected meanwhile; list yours at /api/v1/connections/."
+    )
 
 
 def _mark_needs_reauth(conn, reason):

@@ -1,5 +1,6 @@
 """Refresh: before calls, by beat, once per connection across threads, rotation, refusal; connection_for's answers."""
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -232,3 +233,35 @@ def test_admin_shows_connections_without_token_values(google, user, staff_client
         assert page.status_code == 200
         assert b"ya29.old" not in page.content and b"google-refresh" not in page.content
         assert b"ada@example.com" in page.content
+
+
+@pytest.mark.django_db
+class TestDisconnectDuringRefresh:
+    """The owner disconnects (DELETE) while Google answers a refresh: the row is gone when the answer is stored."""
+
+    def google_answers_after_a_disconnect(self, conn, user_client):
+        def token_endpoint(request):
+            assert user_client.delete(f"/api/v1/connections/{conn.pk}/").status_code == 200
+            return 200, {}, json.dumps({"access_token": "ya29.new", "expires_in": 3599, "token_type": "Bearer"})
+
+        responses.add_callback(responses.POST, GOOGLE_TOKEN_URL, callback=token_endpoint)
+        responses.add(responses.POST, "https://oauth2.googleapis.com/revoke", status=200, body="")
+
+    @responses.activate
+    def test_a_call_gets_404_connection_not_found(self, google, user, user_client):
+        conn = google_connection(user, expires_in=10)
+        self.google_answers_after_a_disconnect(conn, user_client)
+        with pytest.raises(DomainError) as info:
+            oauth.access_token(connection=conn)
+        assert info.value.status == 404 and info.value.code == "connection_not_found"
+        assert not Connection.objects.filter(pk=conn.pk).exists()
+
+    @responses.activate
+    def test_the_beat_refresh_ends_quietly(self, google, user, user_client):
+        from integrations.oauth.tasks import oauth_connection_refresh
+
+        conn = google_connection(user, expires_in=600)
+        self.google_answers_after_a_disconnect(conn, user_client)
+        oauth_connection_refresh.apply(args=[conn.pk]).get()
+        assert not Connection.objects.filter(pk=conn.pk).exists()
+        assert not Alert.objects.filter(kind="task_failed").exists()
