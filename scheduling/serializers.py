@@ -182,12 +182,10 @@ class AwareDateTimeField(serializers.DateTimeField):
 
 
 def _time_zone(value):
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from .providers.windows_zones import zone_or_none
 
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise serializers.ValidationError(f"Unknown IANA time zone {value!r}.") from None
+    if zone_or_none(value) is None:
+        raise serializers.ValidationError(f"Unknown IANA time zone {value!r}.")
     return value
 
 

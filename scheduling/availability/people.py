@@ -1,13 +1,13 @@
 """Whom a caller may ask about, and each participant's working hours from the request or the provider."""
 
 from datetime import time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from integrations.errors import DomainError
 
+from ..providers.windows_zones import zone_or_none
 from .slots import WorkingHours
 
 
@@ -33,10 +33,10 @@ def _participants(caller, ids):
 
 
 def zone(name, field):
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise DomainError(400, "invalid", f"{field}: unknown IANA time zone {name!r}.", field=field) from None
+    found = zone_or_none(name)
+    if found is None:
+        raise DomainError(400, "invalid", f"{field}: unknown IANA time zone {name!r}.", field=field)
+    return found
 
 
 def _hours_for(asked, stored, default):

@@ -6,23 +6,21 @@ Windows on the way out, which Graph accepts everywhere.
 """
 
 import datetime as dt
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from integrations.errors import DomainError
 
-from ..providers.windows_zones import iana_zone
+from ..providers.windows_zones import iana_zone, zone_or_none
 
 
 def zone(name, field="time_zone"):
     """The ZoneInfo for an IANA name, or a 400 naming the field."""
-    try:
-        if not name or "/" not in name and name != "UTC":
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    found = zone_or_none(name) if name and ("/" in name or name == "UTC") else None
+    if found is None:
         raise DomainError(
             400, "invalid_time_zone", f"{field}: unknown IANA time zone {name!r} (e.g. Europe/Berlin).", field=field
-        ) from None
+        )
+    return found
 
 
 def windows_name(iana):

@@ -28,7 +28,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import google_auth_httplib2
 import httpx
@@ -292,10 +291,3 @@ def graph_client():
     """One AsyncClient for all of a request's Graph calls (its own connection pool, the egress proxy for Graph's host)."""
     limits = httpx.Limits(max_connections=settings.AVAILABILITY_CONCURRENCY)
     return httpx.AsyncClient(transport=egress.async_transport(limits=limits))
-
-
-def zone_or_none(name):
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None

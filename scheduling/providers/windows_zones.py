@@ -18,12 +18,21 @@ def _table():
     return dict(win_tz)
 
 
+def zone_or_none(name):
+    """The ZoneInfo for an IANA name, or None when it names no zone.
+
+    The one place scheduling turns a name into a zone. ZoneInfo refuses an unknown name with
+    ZoneInfoNotFoundError and a malformed one with ValueError, but a name that is a folder of the tz database
+    ("America/Indiana", "Europe") with IsADirectoryError and an overlong one with "File name too long": both
+    OSErrors, which would make a client's bad time zone a 500."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
 def iana_zone(name):
     """The ZoneInfo for a Windows or IANA zone name, or None."""
     if not name:
         return None
-    candidate = _table().get(name, name)
-    try:
-        return ZoneInfo(candidate)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+    return zone_or_none(_table().get(name, name))

@@ -1,13 +1,12 @@
 """Which provider and OAuth connection a meeting is made on, checked before any provider is called."""
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from integrations import oauth, registry
 from integrations.errors import DomainError
 from integrations.models import Connection
 from integrations.oauth.config import by_registry_name
 
 from .. import capabilities
+from ..providers.windows_zones import zone_or_none
 
 
 def _check_provider(provider, data):
@@ -35,10 +34,10 @@ def _check_provider(provider, data):
 
 
 def _zone(name):
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise DomainError(400, "invalid", f"time_zone: unknown IANA time zone {name!r}.", field="time_zone") from None
+    found = zone_or_none(name)
+    if found is None:
+        raise DomainError(400, "invalid", f"time_zone: unknown IANA time zone {name!r}.", field="time_zone")
+    return found
 
 
 def _connection(*, owner, provider, connection_id, capability="meetings"):

@@ -336,6 +336,9 @@ class TestBadInput:
             ({"end": "2027-01-15T00:00:00Z"}, "end"),
             ({"start": "9999-12-31T00:00:00Z", "end": "9999-12-31T23:00:00Z"}, "start"),
             ({"time_zone": "Mars/Olympus"}, "time_zone"),
+            # Folders of the tz database, not zones: ZoneInfo raises IsADirectoryError for them (was a 500).
+            ({"time_zone": "America"}, "time_zone"),
+            ({"time_zone": "America/Indiana"}, "time_zone"),
             ({"duration_minutes": 0}, "duration_minutes"),
             ({"duration_minutes": -30}, "duration_minutes"),
             ({"start": "2026-12-07T00:00:00"}, "start"),
@@ -355,11 +358,13 @@ class TestBadInput:
         assert f"{field}:" in response.json()["detail"]
         assert fb.requests == []
 
-    def test_an_unknown_zone_in_one_users_hours_is_400(self, fb, team, client_for):
+    @pytest.mark.parametrize("name", ["Europe/Atlantis", "Europe", "America/Argentina"])
+    def test_an_unknown_zone_in_one_users_hours_is_400(self, fb, team, client_for, name):
         ada, _ = team
-        response = ask(client_for(ada), [{"id": ada.pk, "working_hours": {"time_zone": "Europe/Atlantis"}}])
+        response = ask(client_for(ada), [{"id": ada.pk, "working_hours": {"time_zone": name}}])
         assert response.status_code == 400
         assert "time_zone" in json.dumps(response.json()["fields"])
+        assert fb.requests == []
 
     def test_too_many_users_is_400(self, fb, team, client_for, settings):
         settings.AVAILABILITY_MAX_USERS = 1

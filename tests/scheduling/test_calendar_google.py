@@ -107,6 +107,8 @@ class TestWrites:
             ({"end": "2026-02-23T08:00:00"}, "invalid_time_range", "end"),
             ({"time_zone": "Mars/Olympus"}, "invalid_time_zone", "time_zone"),
             ({"time_zone": "EST5EDT-ish"}, "invalid_time_zone", "time_zone"),
+            # A folder of the tz database, not a zone: ZoneInfo raises IsADirectoryError for it (was a 500).
+            ({"time_zone": "America/Indiana"}, "invalid_time_zone", "time_zone"),
             ({"recurrence": ["RRULE:FREQ=FORTNIGHTLY"]}, "invalid_recurrence", "recurrence"),
             ({"recurrence": ["RRULE:FREQ=WEEKLY;COUNT=2;UNTIL=20260101"]}, "invalid_recurrence", "recurrence"),
             ({"visibility": "secret"}, "invalid", "visibility"),

@@ -86,6 +86,7 @@ def test_settings_are_sent_in_zooms_names(user_client, zoom):
     "change,field",
     [
         ({"time_zone": "Mars/Olympus"}, "time_zone"),
+        ({"time_zone": "America/Argentina"}, "time_zone"),  # a tz database folder (IsADirectoryError, was a 500)
         ({"start_time": "2001-01-01T10:00:00Z"}, "start_time"),
         ({"breakout_rooms": [{"name": "R", "participants": ["stranger@example.com"]}]}, "breakout_rooms"),
         ({"duration_minutes": 0}, "duration_minutes"),
