@@ -267,3 +267,29 @@ def test_moving_or_cancelling_the_event_through_the_calendar_api_moves_or_cancel
     assert len([r for r in zoom.requests if r.method == "PATCH"]) == patches
     assert user_client.delete(events_url(ada_calendar.pk, row.pk)).status_code == 204
     assert Meeting.objects.get(pk=meeting["id"]).status == "cancelled"
+
+
+def test_an_api_edit_made_while_a_sync_reads_is_not_overwritten_by_the_older_copy(
+    user_client, ada_calendar, gcal, monkeypatch
+):
+    start = dt.datetime(2026, 5, 4, 10, tzinfo=dt.UTC)
+    eid = gcal.add(ADA, **timed(start))
+    gcal.add(ADA, **timed(start + dt.timedelta(days=1)))
+    calendar_sync(calendar_id=ada_calendar.pk)
+    row = CalendarEvent.objects.get(external_id=eid)
+    gcal.edit(ADA, eid, summary="Review (Google UI)")  # the change the next sync reads
+
+    read = gcal._list
+
+    def list_then_the_user_edits(cid, params):
+        answer = read(cid, params)  # the sync's copy, taken before the edit below
+        if "syncToken" in params:
+            response = user_client.patch(events_url(ada_calendar.pk, row.pk), {"title": "Retro"}, format="json")
+            assert response.status_code == 200, response.content
+        return answer
+
+    monkeypatch.setattr(gcal, "_list", list_then_the_user_edits)
+    calendar_sync(calendar_id=ada_calendar.pk)
+    row.refresh_from_db()
+    assert row.title == "Retro"  # what Google has now, not the copy the sync read before the edit
+    assert user_client.get(events_url(ada_calendar.pk, row.pk)).json()["title"] == "Retro"

@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+from django.db import transaction
 from django.utils import timezone
 
 from ... import availability
@@ -12,7 +13,22 @@ from .. import times
 
 def event_store(calendar, data):
     """Upsert the row for the provider's event; returns (row, changed). A cancelled stub keeps the known fields."""
-    row = CalendarEvent.objects.filter(calendar=calendar, external_id=data.external_id).first()
+    with transaction.atomic():
+        row = CalendarEvent.objects.select_for_update().filter(calendar=calendar, external_id=data.external_id).first()
+        if row is not None and _older(data, row):
+            # A sync reads the provider, then stores what it read: an edit through the API stored in between
+            # (or a later sync) holds a newer copy, which the older one must not put back.
+            return row, False
+        return _upsert(calendar, row, data)
+
+
+def _older(data, row):
+    return bool(data.provider_updated_at and row.provider_updated_at) and (
+        data.provider_updated_at < row.provider_updated_at
+    )
+
+
+def _upsert(calendar, row, data):
     if data.status == "cancelled" and data.start is None and data.start_date is None:
         if row is None:
             fields = data.row_fields()
