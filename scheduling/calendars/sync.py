@@ -83,6 +83,16 @@ def calendar_sync(*, calendar_id):
                 row.status = CalendarEvent.Status.CANCELLED
                 row.save(update_fields=["status", "synced_at"])
                 changed.append(row)
+            # A series deleted at the provider ends every occurrence of it, but a sync may hear only of the series
+            # (Google reports the deleted master, not its changed occurrences, which are events of their own): the
+            # rows of its occurrences go with it, as they do when the series is deleted through the hub.
+            ended = [r.external_id for r in changed if r.status == CalendarEvent.Status.CANCELLED and r.recurrence]
+            for row in CalendarEvent.objects.filter(calendar=calendar, recurring_event_id__in=ended).exclude(
+                status=CalendarEvent.Status.CANCELLED
+            ):
+                row.status = CalendarEvent.Status.CANCELLED
+                row.save(update_fields=["status", "synced_at"])
+                changed.append(row)
             now = timezone.now()
             cursor_field = "sync_token" if calendar.kind == Calendar.Kind.GOOGLE else "delta_link"
             fields = {cursor_field: result.cursor, "last_synced_at": now}

@@ -293,3 +293,21 @@ def test_an_api_edit_made_while_a_sync_reads_is_not_overwritten_by_the_older_cop
     row.refresh_from_db()
     assert row.title == "Retro"  # what Google has now, not the copy the sync read before the edit
     assert user_client.get(events_url(ada_calendar.pk, row.pk)).json()["title"] == "Retro"
+
+
+def test_a_series_deleted_in_google_takes_its_changed_occurrences_with_it(user_client, ada_calendar, gcal):
+    from .test_calendar_google import weekly
+
+    master = user_client.post(events_url(ada_calendar.pk), weekly(), format="json").json()
+    url = events_url(ada_calendar.pk, master["id"]) + "?scope=this&original_start=2026-03-16T13:00:00Z"
+    moved = user_client.patch(url, {"title": "Moved standup", "start": "2026-03-16T10:00:00"}, format="json").json()
+    calendar_sync(calendar_id=ada_calendar.pk)
+    assert user_client.get(events_url(ada_calendar.pk, moved["id"])).json()["status"] == "confirmed"
+
+    gcal.remove(ADA, master["event_id"])  # "Delete: all events" in Google Calendar
+    calendar_sync(calendar_id=ada_calendar.pk)
+    assert user_client.get(events_url(ada_calendar.pk, master["id"])).json()["status"] == "cancelled"
+    # The occurrence went with its series: it is no event of the calendar any more.
+    assert user_client.get(events_url(ada_calendar.pk, moved["id"])).json()["status"] == "cancelled"
+    listed = user_client.get(events_url(ada_calendar.pk)).json()["results"]
+    assert [e["status"] for e in listed] == ["cancelled", "cancelled"]
