@@ -25,6 +25,9 @@ from dateutil import rrule as du
 
 from integrations.errors import DomainError
 
+from ..providers.windows_zones import zone_or_none
+from .times import FIRST_YEAR, LAST_YEAR, in_years
+
 DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 GRAPH_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 INDEX = {1: "first", 2: "second", 3: "third", 4: "fourth", -1: "last"}
@@ -89,10 +92,12 @@ def until_value(text):
         if "T" in text:
             if not text.endswith("Z"):
                 raise ValueError(text)
-            return dt.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-        return dt.datetime.strptime(text, "%Y%m%d").date()
+            value = dt.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        else:
+            value = dt.datetime.strptime(text, "%Y%m%d").date()
     except ValueError:
         raise invalid(f"UNTIL {text!r} must be YYYYMMDD or YYYYMMDDTHHMMSSZ (UTC).") from None
+    return value
 
 
 def format_rule(parts):
@@ -132,15 +137,30 @@ def exdate_values(line):
         value = value.strip()
         try:
             if params.get("VALUE") == "DATE" or len(value) == 8:
-                out.append(dt.datetime.strptime(value, "%Y%m%d").date())
+                moment = dt.datetime.strptime(value, "%Y%m%d").date()
             elif value.endswith("Z"):
-                out.append(dt.datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC))
+                moment = dt.datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
             else:
-                local = dt.datetime.strptime(value, "%Y%m%dT%H%M%S").replace(tzinfo=ZoneInfo(tz or "UTC"))
-                out.append(local.astimezone(dt.UTC))
-        except (ValueError, KeyError):
+                zone = zone_or_none(tz or "UTC")
+                if zone is None:
+                    raise ValueError(tz)
+                moment = dt.datetime.strptime(value, "%Y%m%dT%H%M%S").replace(tzinfo=zone).astimezone(dt.UTC)
+        except (ValueError, OverflowError):  # overflow: a wall-clock time in year 1 or 9999 has no UTC instant
             raise invalid(f"EXDATE value {value[:40]!r} is not a date or date-time.") from None
+        out.append(moment)
     return out
+
+
+def years_check(lines):
+    """A client's UNTIL and EXDATEs fall in the years the hub takes (times.FIRST_YEAR..LAST_YEAR): one far off
+    would let a series' expansion leave Python's dates (a 500), or make a series nobody means."""
+    rule, exdates = split(lines)
+    named = [("EXDATE", value) for value in exdates]
+    if rule is not None and "UNTIL" in rule:
+        named.append(("UNTIL", until_value(rule["UNTIL"])))
+    for label, value in named:
+        if not in_years(value):
+            raise invalid(f"{label} {value.isoformat()} must fall between the years {FIRST_YEAR} and {LAST_YEAR}.")
 
 
 def exdate_line(values, tz_name):

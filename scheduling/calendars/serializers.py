@@ -8,6 +8,12 @@ from ..models import Calendar, CalendarEvent
 from . import times
 
 
+def in_years(value):
+    if not times.in_years(value):
+        raise serializers.ValidationError(f"Must fall between the years {times.FIRST_YEAR} and {times.LAST_YEAR}.")
+    return value
+
+
 class WallClockDateTimeField(serializers.DateTimeField):
     """A date-time kept naive when the client gave no offset: it is then wall-clock time in the event's zone."""
 
@@ -60,11 +66,15 @@ class EventInSerializer(StrictSerializer):
     title = serializers.CharField(max_length=1024, allow_blank=True)
     description = serializers.CharField(max_length=8000, allow_blank=True)
     location = serializers.CharField(max_length=1024, allow_blank=True)
-    start = WallClockDateTimeField(help_text="ISO 8601; without an offset it is wall-clock time in time_zone.")
-    end = WallClockDateTimeField()
+    start = WallClockDateTimeField(
+        validators=[in_years], help_text="ISO 8601; without an offset it is wall-clock time in time_zone."
+    )
+    end = WallClockDateTimeField(validators=[in_years])
     all_day = serializers.BooleanField()
-    start_date = serializers.DateField(help_text="All-day events: the first day.")
-    end_date = serializers.DateField(help_text="All-day events: the day after the last (exclusive), as both providers.")
+    start_date = serializers.DateField(validators=[in_years], help_text="All-day events: the first day.")
+    end_date = serializers.DateField(
+        validators=[in_years], help_text="All-day events: the day after the last (exclusive), as both providers."
+    )
     time_zone = serializers.CharField(max_length=64, help_text="IANA name; default the calendar's.")
     attendees = AttendeeInSerializer(many=True, max_length=300)
     reminders = RemindersSerializer()
@@ -92,18 +102,18 @@ class EventQuerySerializer(serializers.Serializer):
             return None
         try:
             if len(value) == 10:
-                return dt.date.fromisoformat(value)
+                return in_years(dt.date.fromisoformat(value))
             moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise serializers.ValidationError("An ISO 8601 date-time with an offset, or a date.") from None
         if moment.tzinfo is None:
             raise serializers.ValidationError("Give the offset (e.g. Z or +01:00).")
-        return moment.astimezone(dt.UTC)
+        return in_years(moment).astimezone(dt.UTC)
 
 
 class WindowSerializer(serializers.Serializer):
-    start = serializers.DateTimeField(required=False, default=None, allow_null=True)
-    end = serializers.DateTimeField(required=False, default=None, allow_null=True)
+    start = serializers.DateTimeField(required=False, default=None, allow_null=True, validators=[in_years])
+    end = serializers.DateTimeField(required=False, default=None, allow_null=True, validators=[in_years])
     expand = serializers.BooleanField(required=False, default=False)
 
     def validate(self, attrs):

@@ -12,6 +12,15 @@ from integrations.errors import DomainError
 
 from ..providers.windows_zones import iana_zone, zone_or_none
 
+# Far enough either way for any real event, near enough that moving a time between zones, adding an event's length
+# or a day, and expanding a series never leave the years 1 to 9999 Python's dates can hold (that was a 500).
+FIRST_YEAR, LAST_YEAR = 1900, 2200
+
+
+def in_years(value):
+    """Whether a client's date or date-time falls in the years the hub takes (FIRST_YEAR..LAST_YEAR)."""
+    return FIRST_YEAR <= value.year <= LAST_YEAR
+
 
 def zone(name, field="time_zone"):
     """The ZoneInfo for an IANA name, or a 400 naming the field."""

@@ -112,6 +112,19 @@ class TestWrites:
             ({"recurrence": ["RRULE:FREQ=FORTNIGHTLY"]}, "invalid_recurrence", "recurrence"),
             ({"recurrence": ["RRULE:FREQ=WEEKLY;COUNT=2;UNTIL=20260101"]}, "invalid_recurrence", "recurrence"),
             ({"visibility": "secret"}, "invalid", "visibility"),
+            # Dates Python cannot move between zones or expand (year 1, year 9999) were 500s.
+            ({"recurrence": ["RRULE:FREQ=WEEKLY;UNTIL=00010101"]}, "invalid_recurrence", "recurrence"),
+            ({"recurrence": ["RRULE:FREQ=WEEKLY", "EXDATE:99991231T000000Z"]}, "invalid_recurrence", "recurrence"),
+            (
+                {"recurrence": ["RRULE:FREQ=WEEKLY", "EXDATE;TZID=Asia/Tokyo:00010101T000000"]},
+                "invalid_recurrence",
+                "recurrence",
+            ),
+            (
+                {"recurrence": ["RRULE:FREQ=WEEKLY", "EXDATE;TZID=America/Indiana:20260302T090000"]},
+                "invalid_recurrence",
+                "recurrence",
+            ),
         ],
     )
     def test_bad_input_is_400_naming_the_field_and_sends_nothing(self, user_client, gcal_conn, gcal, body, code, field):
@@ -121,6 +134,36 @@ class TestWrites:
         assert response.status_code == 400, response.content
         assert response.json()["error"] == code and response.json()["field"] == field
         assert len(gcal.requests) == before and not CalendarEvent.objects.exists()
+
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"start": "9999-12-31T22:00:00", "end": "9999-12-31T23:00:00"}, "start"),
+            ({"start": "0001-01-01T00:10:00", "end": "0001-01-01T00:20:00", "time_zone": "Europe/Berlin"}, "start"),
+            ({"all_day": True, "start_date": "9999-12-31", "end": None, "start": None}, "start_date"),
+        ],
+    )
+    def test_a_date_python_cannot_hold_is_400_not_500(self, user_client, gcal_conn, gcal, body, field):
+        cid = calendar_id(user_client)
+        sent = {k: v for k, v in weekly(recurrence=[], **body).items() if v is not None}
+        response = user_client.post(events_url(cid), sent, format="json")
+        assert response.status_code == 400, response.content
+        assert field in response.json()["fields"] and "1900 and 2200" in response.json()["detail"]
+        assert not CalendarEvent.objects.exists()
+
+    def test_a_window_or_occurrence_python_cannot_hold_is_400_not_500(self, user_client, gcal_conn, gcal):
+        cid = calendar_id(user_client)
+        series = user_client.post(events_url(cid), weekly(), format="json").json()
+        for query in (
+            "?start=2026-01-01T00:00:00Z&end=9999-12-31T12:00:00Z",
+            "?start=9999-12-01T00:00:00Z&end=9999-12-31T12:00:00Z&expand=true",
+        ):
+            response = user_client.get(events_url(cid) + query)
+            assert response.status_code == 400, response.content
+            assert "1900 and 2200" in response.json()["detail"]
+        url = events_url(cid, series["id"]) + "?scope=this&original_start=0001-01-01T00:00:00%2B05:00"
+        response = user_client.patch(url, {"title": "x"}, format="json")
+        assert response.status_code == 400 and "original_start" in response.json()["fields"]
 
     def test_all_day_end_not_after_start_is_400(self, user_client, gcal_conn, gcal):
         cid = calendar_id(user_client)

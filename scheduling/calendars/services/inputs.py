@@ -76,6 +76,6 @@ def event_write(data, *, calendar, existing=None):
                 raise _bad("invalid_time_range", "end must be after start.", "end")
             values.update(all_day=False, start=start, end=end, time_zone=tz_name)
     if "recurrence" in data:
-        recurrence.split(data["recurrence"])
+        recurrence.years_check(data["recurrence"])
         values["recurrence"] = data["recurrence"]
     return EventWrite(**values)
