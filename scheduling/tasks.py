@@ -23,9 +23,11 @@ def calendar_sync_task(self, calendar_id):
 
 
 @shared_task(bind=True, base=ProviderTask, name="scheduling.calendar_watch", ignore_result=True)
-def calendar_watch_task(self, calendar_id):
-    from .calendars.sync import calendar_watch
+def calendar_watch_task(self, calendar_id, renewal=False):
+    from .calendars.sync import calendar_renewal_due, calendar_watch
 
+    if renewal and not calendar_renewal_due(calendar_id=calendar_id):
+        return  # renewed since the beat queued this (a beat repeats a renewal still waiting for a worker)
     if Calendar.objects.filter(pk=calendar_id, connection__status="active").exists():
         calendar_watch(calendar_id=calendar_id)
 

@@ -186,18 +186,32 @@ def calendar_watch(*, calendar_id):
     return Calendar.objects.get(pk=calendar_id)
 
 
-def calendars_renew_due(*, now=None):
-    """Beat: queue the renewal of channels and subscriptions that end within CALENDAR_WATCH_RENEW_BEFORE_HOURS."""
-    from integrations.task_base import enqueue_on_commit
-
-    from ..tasks import calendar_watch_task
-
+def _renewal_due(now=None):
+    """The ids of calendars whose channel or subscription ends within CALENDAR_WATCH_RENEW_BEFORE_HOURS."""
     horizon = (now or timezone.now()) + dt.timedelta(hours=settings.CALENDAR_WATCH_RENEW_BEFORE_HOURS)
     due = Calendar.objects.filter(connection__status="active")
     ids = set(due.filter(channel_expires_at__lt=horizon).exclude(channel_id="").values_list("pk", flat=True))
     ids |= set(due.filter(subscription_expires_at__lt=horizon).exclude(subscription_id="").values_list("pk", flat=True))
+    return ids
+
+
+def calendar_renewal_due(*, calendar_id):
+    """Whether the calendar's push still needs the renewal a beat queued (another run may have renewed it since)."""
+    return calendar_id in _renewal_due()
+
+
+def calendars_renew_due(*, now=None):
+    """Beat: queue the renewal of channels and subscriptions that end within CALENDAR_WATCH_RENEW_BEFORE_HOURS.
+
+    A renewal still waiting for a worker is queued again by the next beat; whichever runs second finds the
+    channel renewed and stops (calendar_watch_task(renewal=True)), or each would open a channel of its own."""
+    from integrations.task_base import enqueue_on_commit
+
+    from ..tasks import calendar_watch_task
+
+    ids = _renewal_due(now)
     for pk in sorted(ids):
-        enqueue_on_commit(calendar_watch_task, pk)
+        enqueue_on_commit(calendar_watch_task, pk, renewal=True)
     return len(ids)
 
 

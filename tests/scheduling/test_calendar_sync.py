@@ -311,3 +311,21 @@ def test_a_series_deleted_in_google_takes_its_changed_occurrences_with_it(user_c
     assert user_client.get(events_url(ada_calendar.pk, moved["id"])).json()["status"] == "cancelled"
     listed = user_client.get(events_url(ada_calendar.pk)).json()["results"]
     assert [e["status"] for e in listed] == ["cancelled", "cancelled"]
+
+
+def test_a_renewal_queued_by_two_beats_opens_one_channel(
+    ada_calendar, gcal, calendars_eager, django_capture_on_commit_callbacks
+):
+    old = calendar_watch(calendar_id=ada_calendar.pk)
+    Calendar.objects.filter(pk=old.pk).update(channel_expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=3))
+    with django_capture_on_commit_callbacks() as queued:
+        assert calendars_renew_due() == 1
+        assert calendars_renew_due() == 1  # the next beat: the first renewal is still waiting for a worker
+    for send in queued:
+        send()
+    renewed = Calendar.objects.get(pk=old.pk)
+    watches = [r for r in gcal.requests if r["path"].endswith("/watch")]
+    assert len(watches) == 2  # the first watch and one renewal
+    assert list(gcal.channels) == [renewed.channel_id] and gcal.stopped == [
+        {"id": old.channel_id, "resourceId": old.channel_resource_id}
+    ]
