@@ -78,7 +78,14 @@ class GoogleCalendarVerifier(WebhookVerifier):
         state = request.headers.get("X-Goog-Resource-State", "")
         number = request.headers.get("X-Goog-Message-Number", "")
         resource_id = request.headers.get("X-Goog-Resource-ID", "")
-        if state not in GOOGLE_STATES or not number.isdigit() or not resource_id or len(channel_id) > 64:
+        # isascii too: "²" or "①" are digits to str.isdigit() but no number to int(), which also refuses more
+        # than 4300 digits (Google's numbers are 64-bit: 20 digits at most).
+        if (
+            state not in GOOGLE_STATES
+            or not (number.isascii() and number.isdigit() and len(number) <= 20)
+            or not resource_id
+            or len(channel_id) > 64
+        ):
             raise WebhookRejected(
                 400,
                 "malformed_event",

@@ -2,9 +2,10 @@
 
 import pytest
 
+from integrations.models import WebhookEvent
 from scheduling.calendars.sync import channel_token
 from scheduling.models import Calendar
-from tests.contracts.webhooks import GraphNotificationContract, WebhookContract
+from tests.contracts.webhooks import NEW_SECRET, GraphNotificationContract, WebhookContract
 
 from ..integrations.factories import ConnectionFactory
 
@@ -30,6 +31,13 @@ class TestGoogleCalendarWebhookContract(WebhookContract):
 
     def malformed(self):
         return {"state": "teleported", "number": 1}
+
+    # Digits to str.isdigit() but no number to int(); and more digits than int() reads.
+    @pytest.mark.parametrize("number", ["\u00b2", "\u2460", "1\u00b3", "9" * 5000])
+    def test_a_message_number_that_is_no_decimal_number_is_400(self, client, number):
+        response = self.post(client, {"state": "exists", "number": number}, secret=NEW_SECRET)
+        assert response.status_code == 400 and response.json()["error"] == "malformed_event"
+        assert not WebhookEvent.objects.exists()
 
     def post(self, client, body, *, secret, timestamp=None, signature=None, content_type=None):
         token = channel_token(self.calendar.channel_id, secret) if signature is None else signature
