@@ -84,7 +84,7 @@ def parse_weekly(spec, name="TWILIO_BUSINESS_HOURS"):
 def _zone(name, setting):
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of the tz database (Europe)
         raise ImproperlyConfigured(f"{setting}: unknown time zone {name!r}") from None
 
 

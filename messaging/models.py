@@ -173,7 +173,7 @@ class BusinessHours(models.Model):
 
         try:
             ZoneInfo(self.time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of the tz database (Europe)
             raise ValidationError({"time_zone": f"Unknown time zone {self.time_zone!r}."}) from None
 
 

@@ -60,3 +60,21 @@ def test_staff_cannot_add_an_opt_out_written_with_another_scripts_digits(client,
     assert not OptOut.objects.exists()
     client.post(reverse("admin:messaging_optout_add"), {"phone_number": "+14155550100", "active": "on"})
     assert OptOut.objects.get().phone_number == "+14155550100"
+
+
+@pytest.mark.parametrize("zone", ["America/Indiana", "Europe", "Mars/Olympus"])
+def test_business_hours_in_a_time_zone_that_is_no_zone_are_a_form_error_not_a_500(client, staff_user, zone):
+    """A folder of the tz database (America/Indiana) makes ZoneInfo raise IsADirectoryError, not the usual error."""
+    import re
+
+    from messaging.models import BusinessHours
+
+    client.force_login(staff_user)
+    url = reverse("admin:messaging_businesshours_add")
+    page = client.get(url).content.decode()
+    data = {"name": "NY office", "time_zone": zone, "is_active": "on"}
+    for prefix in re.findall(r'name="([\w-]+)-TOTAL_FORMS"', page):
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+    response = client.post(url, data)
+    assert response.status_code == 200 and "Unknown time zone" in response.content.decode()
+    assert not BusinessHours.objects.exists()
