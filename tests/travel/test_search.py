@@ -140,12 +140,15 @@ def test_an_offer_whose_durations_duffel_sends_as_null_is_timed_by_its_local_clo
     assert vs["duration_minutes"] == 430 and vs["segments"][0]["duration_minutes"] == 430
 
 
-def test_an_offer_whose_duration_cannot_be_known_sorts_after_the_rest(user_client, duffel):
+# No zone, or one ZoneInfo cannot read: a folder of the tz database raises IsADirectoryError (an OSError).
+@pytest.mark.parametrize("zone", [None, "Europe", "Not/AZone"])
+def test_an_offer_whose_duration_cannot_be_known_sorts_after_the_rest(user_client, duffel, zone):
     def unknown(slices):
         offers = default_offers(slices)
         offers[1]["slices"][0]["duration"] = None  # BA, the fastest; no time zones to count with either
         for segment in offers[1]["slices"][0]["segments"]:
-            segment["origin"]["time_zone"] = segment["destination"]["time_zone"] = None
+            segment["duration"] = None
+            segment["origin"]["time_zone"] = segment["destination"]["time_zone"] = zone
         return offers
 
     duffel.offers_for = unknown

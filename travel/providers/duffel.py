@@ -317,7 +317,8 @@ def elapsed_minutes(departing_at, origin_zone, arriving_at, destination_zone):
             start = start.replace(tzinfo=ZoneInfo(origin_zone))
         if end.tzinfo is None:
             end = end.replace(tzinfo=ZoneInfo(destination_zone))
-    except (TypeError, ValueError, KeyError):  # no time or zone; ZoneInfoNotFoundError is a KeyError
+    # No time or zone; ZoneInfoNotFoundError is a KeyError; a folder of the tz database (Europe) an OSError.
+    except (TypeError, ValueError, KeyError, OSError):
         return None
     minutes = (end - start).total_seconds() // 60
     return int(minutes) if minutes >= 0 else None
