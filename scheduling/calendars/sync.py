@@ -187,17 +187,17 @@ def calendar_watch(*, calendar_id):
 
 
 def _renewal_due(now=None):
-    """The ids of calendars whose channel or subscription ends within CALENDAR_WATCH_RENEW_BEFORE_HOURS."""
+    """Calendars whose channel or subscription ends within CALENDAR_WATCH_RENEW_BEFORE_HOURS."""
     horizon = (now or timezone.now()) + dt.timedelta(hours=settings.CALENDAR_WATCH_RENEW_BEFORE_HOURS)
-    due = Calendar.objects.filter(connection__status="active")
-    ids = set(due.filter(channel_expires_at__lt=horizon).exclude(channel_id="").values_list("pk", flat=True))
-    ids |= set(due.filter(subscription_expires_at__lt=horizon).exclude(subscription_id="").values_list("pk", flat=True))
-    return ids
+    return Calendar.objects.filter(connection__status="active").filter(
+        (Q(channel_expires_at__lt=horizon) & ~Q(channel_id=""))
+        | (Q(subscription_expires_at__lt=horizon) & ~Q(subscription_id=""))
+    )
 
 
 def calendar_renewal_due(*, calendar_id):
     """Whether the calendar's push still needs the renewal a beat queued (another run may have renewed it since)."""
-    return calendar_id in _renewal_due()
+    return _renewal_due().filter(pk=calendar_id).exists()
 
 
 def calendars_renew_due(*, now=None):
@@ -209,8 +209,8 @@ def calendars_renew_due(*, now=None):
 
     from ..tasks import calendar_watch_task
 
-    ids = _renewal_due(now)
-    for pk in sorted(ids):
+    ids = sorted(_renewal_due(now).values_list("pk", flat=True))
+    for pk in ids:
         enqueue_on_commit(calendar_watch_task, pk, renewal=True)
     return len(ids)
 
