@@ -133,7 +133,7 @@ class WatchPauseView(APIView):
 
 
 class WatchResumeView(APIView):
-    """Re-search a paused watch again, from its next slot of the hour."""
+    """Re-search a paused watch again, from its next slot of the interval."""
 
     @extend_schema(request=None, responses=WatchSerializer)
     def post(self, request, pk):

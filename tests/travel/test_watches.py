@@ -95,7 +95,8 @@ def test_creating_a_watch_records_its_first_price_right_away(
         ("JFK", "LHR", day(37)),
     ]
     assert sent["cabin_class"] == "premium_economy" and len(sent["passengers"]) == 2
-    assert watch.next_check_at > timezone.now() + dt.timedelta(minutes=300)
+    # The first check ran at once, off the watch's grid: the next is on it, at least 3/4 of the interval later.
+    assert watch.next_check_at > timezone.now() + dt.timedelta(minutes=270)
     assert mail.outbox == []
 
 
@@ -227,14 +228,30 @@ def test_the_sweeper_enqueues_due_watches_within_the_hourly_budget(
         assert services.watch_check_due() == 2  # the rest wait for the next minute, none is skipped
 
 
-def test_checks_are_spread_over_the_hour():
+def test_checks_are_spread_over_the_interval(settings):
+    settings.TRAVEL_WATCH_INTERVAL_MINUTES = 360
     now = timezone.now()
-    minutes = {next_check_after(pk, now).minute for pk in range(1, 61)}
-    assert len(minutes) >= 35
     assert len({slot_seconds(pk) for pk in range(1, 1001)}) > 900
+    # 60 watches over the whole six hours (in at least 20 of its 24 quarter hours), not within one hour.
+    quarters = {int((next_check_after(pk, now) - now).total_seconds() // 900) % 24 for pk in range(1, 61)}
+    assert len(quarters) >= 20
     for pk in range(1, 50):
         when = next_check_after(pk, now)
-        assert dt.timedelta(minutes=299) <= when - now <= dt.timedelta(minutes=421)
+        assert dt.timedelta(minutes=270) < when - now <= dt.timedelta(minutes=630)
+
+
+@pytest.mark.parametrize("minutes", [30, 90, 360])
+def test_one_watchs_checks_are_one_interval_apart(settings, minutes):
+    """A check's next comes an interval after it, late or not; the slot in the hour rounded 90 and 30 down to 60."""
+    settings.TRAVEL_WATCH_INTERVAL_MINUTES = minutes
+    interval = dt.timedelta(minutes=minutes)
+    for pk in (1, 7, 4242):
+        first = next_check_after(pk, timezone.now())
+        for late in (dt.timedelta(0), dt.timedelta(seconds=50), interval / 5):
+            assert next_check_after(pk, first + late) - first == interval
+        # Resumed: the next slot from now, within one interval, never at once.
+        resumed = next_check_after(pk, first + interval / 4, at_least=dt.timedelta(0))
+        assert resumed == first + interval
 
 
 def test_the_history_is_a_chart_ready_series(user_client, user, duffel):
@@ -414,7 +431,8 @@ def test_the_owner_pauses_and_resumes_a_watch(user_client, user, duffel):
     r = user_client.post(f"/api/v1/travel/watches/{watch.pk}/resume/")
     assert r.status_code == 200 and r.json()["status"] == "active"
     watch.refresh_from_db()
-    assert watch.next_check_at <= timezone.now() + dt.timedelta(hours=1, seconds=5)  # back on its slot, within the hour
+    # Back on its slot, within one interval, not at once.
+    assert timezone.now() < watch.next_check_at <= timezone.now() + dt.timedelta(minutes=360, seconds=5)
     assert duffel.requests == []
 
 

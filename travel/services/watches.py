@@ -2,9 +2,9 @@
 note to the owner when the price drops.
 
 Budget: each active watch is searched once per TRAVEL_WATCH_INTERVAL_MINUTES
-(a date range: one date per check, in turn), at its own second of the hour
-(derived from its id), so a thousand watches spread over the hour instead of
-all firing at :00. The beat sweeper (`watch_check_due`, every minute) enqueues
+(a date range: one date per check, in turn), at its own offset within that
+interval (derived from its id), so a thousand watches spread over the interval
+instead of all firing at once, and one watch's checks are an interval apart. The beat sweeper (`watch_check_due`, every minute) enqueues
 at most TRAVEL_WATCH_MAX_SEARCHES_PER_HOUR / 60 due watches per run; the rest
 wait a minute, they are never skipped. Watches whose last departure date has
 passed become `expired` and are never searched again. Searches go through the
@@ -25,7 +25,7 @@ raised as an Alert, instead of a send inside the check that a mail outage lost.
 
 import logging
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -56,12 +56,19 @@ def slot_seconds(watch_id):
     return (((watch_id * 2654435761) & 0xFFFFFFFF) * 3600) >> 32
 
 
-def next_check_after(watch_id, now):
-    """About one interval from now, moved to the watch's own second of that hour."""
-    target = now + timedelta(minutes=settings.TRAVEL_WATCH_INTERVAL_MINUTES)
-    hour = target.replace(minute=0, second=0, microsecond=0)
-    when = hour + timedelta(seconds=slot_seconds(watch_id))
-    return when if when > now else when + timedelta(hours=1)
+def next_check_after(watch_id, now, *, at_least=None):
+    """The watch's next time on its own grid: every TRAVEL_WATCH_INTERVAL_MINUTES, at its slot scaled to the
+    interval, at least `at_least` after `now`. By default three quarters of an interval: a check that ran up to a
+    quarter of an interval late still has its next one interval after the last, and a check off the grid (the
+    one a new watch makes at once) or one that ran later is never followed by another within 3/4 of an interval.
+
+    Moving the slot within the hour instead, as before, rounded every interval down to whole hours: 90 minutes
+    came hourly and 30 minutes too, spending more searches than the interval allows."""
+    period = settings.TRAVEL_WATCH_INTERVAL_MINUTES * 60
+    offset = slot_seconds(watch_id) * period / 3600
+    earliest = now.timestamp() + (period * 0.75 if at_least is None else at_least.total_seconds())
+    points = math.floor((earliest - offset) / period) + 1
+    return datetime.fromtimestamp(points * period + offset, tz=UTC)
 
 
 def watch_create(*, user, params):
@@ -105,16 +112,14 @@ def watch_set_status(*, watch, to):
     """Pause, resume or cancel a watch (owner through the API, staff through admin).
 
     A move the state machine does not allow (resuming an expired watch) is a 409.
-    Resuming puts the watch back on its own slot of the hour, not at once.
+    Resuming puts the watch back on its own slot of the interval, not at once.
     """
     fields = {}
     if to == Status.ACTIVE:
         if watch.last_departure < airports.local_today(watch.origin, timezone.now()):
             transition(PriceWatch, watch.pk, Status.EXPIRED)
             raise DomainError(409, "watch_expired", "This watch's departure dates have passed; it cannot resume.")
-        fields["next_check_at"] = next_check_after(
-            watch.pk, timezone.now() - timedelta(minutes=settings.TRAVEL_WATCH_INTERVAL_MINUTES)
-        )
+        fields["next_check_at"] = next_check_after(watch.pk, timezone.now(), at_least=timedelta(0))
     try:
         moved = transition(PriceWatch, watch.pk, to, strict=True, **fields)
     except IllegalTransition:
