@@ -56,6 +56,18 @@ class TestReading:
         assert query["format"] == ["full"]
         assert "attachmentId" in query["fields"][0] and "data" not in query["fields"][0]
 
+    def test_a_listed_message_is_cached_with_the_headers_a_list_needs_not_every_header(self, gmail, user, user_client):
+        """format=full has no metadataHeaders: the cache keeps From, To, Subject, ... but not the Received trail."""
+        message = make_message(1)
+        message["payload"]["headers"] += [
+            {"name": "Received", "value": "from mx.example.net (203.0.113.7) by mx.google.com"},
+            {"name": "Authentication-Results", "value": "mx.google.com; spf=pass smtp.mailfrom=example.com"},
+        ]
+        gmail.add(message)
+        user_client.get(url(google_conn(user), "messages/"))
+        names = [h["name"] for h in MailMessage.objects.get().raw["payload"]["headers"]]
+        assert names == ["From", "To", "Subject", "Date", "Message-ID"]
+
     def test_staff_see_the_raw_provider_payload(self, gmail, staff_user, staff_client):
         gmail.add(make_message(1))
         conn = google_conn(staff_user)

@@ -1,7 +1,7 @@
 """Reading: a page of messages (metadata by batch), one message, a thread, an attachment's bytes."""
 
 from ...types import Page
-from .client import UNITS, _batch, _call, _service
+from .client import METADATA_HEADERS, UNITS, _batch, _call, _service
 from .shapes import _decode, message_from
 
 
@@ -30,13 +30,25 @@ def _part_fields(depth):
 LIST_FIELDS = f"id,threadId,labelIds,snippet,historyId,internalDate,payload(headers,{_part_fields(5)})"
 
 
+_KEPT_HEADERS = {h.lower() for h in METADATA_HEADERS}
+
+
+def _listed(resource):
+    """A listed message as the cache keeps it: format=full answers every header (Received lines with the
+    senders' servers and addresses, authentication results, ...), of which a list needs the few that
+    format=metadata asked for."""
+    payload = resource.get("payload") or {}
+    payload["headers"] = [h for h in payload.get("headers") or [] if h.get("name", "").lower() in _KEPT_HEADERS]
+    return resource
+
+
 def get_many(conn, ids, *, svc=None):
     """Metadata of these messages (headers, labels, attachments), in the order given, by batch requests of up to 50."""
     svc = svc or _service(conn)
     ids = list(dict.fromkeys(ids))  # a batch refuses two parts with one id
     requests = [(i, svc.users().messages().get(userId="me", id=i, format="full", fields=LIST_FIELDS)) for i in ids]
     found = _batch(conn, "messages.get", requests, UNITS["messages.get"])
-    return [message_from(found[i]) for i in ids if i in found]
+    return [message_from(_listed(found[i])) for i in ids if i in found]
 
 
 def get(conn, message_id):
