@@ -7,10 +7,12 @@ TWILIO_BUSINESS_* settings. Windows whose close is not after their open
 
 import datetime as dt
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from integrations.timezones import zone_or_none
 
 from .models import BusinessHours, ForwardingRule
 
@@ -82,10 +84,10 @@ def parse_weekly(spec, name="TWILIO_BUSINESS_HOURS"):
 
 
 def _zone(name, setting):
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of the tz database (Europe)
-        raise ImproperlyConfigured(f"{setting}: unknown time zone {name!r}") from None
+    found = zone_or_none(name)
+    if found is None:
+        raise ImproperlyConfigured(f"{setting}: unknown time zone {name!r}")
+    return found
 
 
 def schedule_from_settings():

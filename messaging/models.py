@@ -167,14 +167,12 @@ class BusinessHours(models.Model):
         return f"{self.name} ({self.time_zone})"
 
     def clean(self):
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         from django.core.exceptions import ValidationError
 
-        try:
-            ZoneInfo(self.time_zone)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of the tz database (Europe)
-            raise ValidationError({"time_zone": f"Unknown time zone {self.time_zone!r}."}) from None
+        from integrations.timezones import zone_or_none
+
+        if zone_or_none(self.time_zone) is None:
+            raise ValidationError({"time_zone": f"Unknown time zone {self.time_zone!r}."})
 
 
 class WeeklyHours(models.Model):

@@ -80,7 +80,7 @@ def export_build(*, export_id):
     export = Export.objects.select_related("owner").filter(pk=export_id).first()
     if export is None or export.status not in ACTIVE:
         return None
-    if _erasure_under_way(export.owner_id):
+    if erasure_under_way(user_id=export.owner_id):
         _discard(export.pk, key=None, erased=True)
         return None
     now = timezone.now()
@@ -114,7 +114,7 @@ def export_build(*, export_id):
             digest.update(chunk)
         tmp.seek(0)
         key = export.storage_key or storage.new_key()
-        if _erasure_under_way(user.pk):  # it began while the zip was being written: never upload it
+        if erasure_under_way(user_id=user.pk):  # it began while the zip was being written: never upload it
             _discard(export.pk, key=None, erased=True)
             return None
         # The key is on the row before the upload starts, so an erasure that deletes the row's zip from
@@ -126,7 +126,7 @@ def export_build(*, export_id):
         "rows": out.counts,
         "omitted": [entry for _, _, entry in out.omitted],
     }
-    erased = _erasure_under_way(user.pk)
+    erased = erasure_under_way(user_id=user.pk)
     if erased or not transition(
         Export,
         export.pk,
@@ -148,13 +148,9 @@ def export_build(*, export_id):
     return export.pk
 
 
-def _erasure_under_way(owner_id):
-    return erasure_under_way(user_id=owner_id)
-
-
 def _gone_with_its_owner(export_id, owner_id):
     """True once the owner's erasure has started deleting, or has deleted this export's row already."""
-    return _erasure_under_way(owner_id) or not Export.objects.filter(pk=export_id).exists()
+    return erasure_under_way(user_id=owner_id) or not Export.objects.filter(pk=export_id).exists()
 
 
 def _discard(export_id, *, key, erased):

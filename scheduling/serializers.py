@@ -182,7 +182,7 @@ class AwareDateTimeField(serializers.DateTimeField):
 
 
 def _time_zone(value):
-    from .providers.windows_zones import zone_or_none
+    from integrations.timezones import zone_or_none
 
     if zone_or_none(value) is None:
         raise serializers.ValidationError(f"Unknown IANA time zone {value!r}.")

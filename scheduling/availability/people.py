@@ -6,8 +6,8 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from integrations.errors import DomainError
+from integrations.timezones import zone_or_none
 
-from ..providers.windows_zones import zone_or_none
 from .slots import WorkingHours
 
 

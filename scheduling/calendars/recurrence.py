@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 from dateutil import rrule as du
 
 from integrations.errors import DomainError
+from integrations.timezones import zone_or_none
 
-from ..providers.windows_zones import zone_or_none
 from .times import FIRST_YEAR, LAST_YEAR, in_years
 
 DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")

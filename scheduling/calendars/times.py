@@ -9,8 +9,9 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from integrations.errors import DomainError
+from integrations.timezones import zone_or_none
 
-from ..providers.windows_zones import iana_zone, zone_or_none
+from ..providers.windows_zones import iana_zone
 
 # Far enough either way for any real event, near enough that moving a time between zones, adding an event's length
 # or a day, and expanding a series never leave the years 1 to 9999 Python's dates can hold (that was a 500).

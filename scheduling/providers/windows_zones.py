@@ -6,7 +6,8 @@ is None and the caller falls back to another source.
 """
 
 import functools
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from integrations.timezones import zone_or_none
 
 
 @functools.cache
@@ -16,19 +17,6 @@ def _table():
     except ImportError:  # pragma: no cover - tzlocal is a Celery dependency
         return {}
     return dict(win_tz)
-
-
-def zone_or_none(name):
-    """The ZoneInfo for an IANA name, or None when it names no zone.
-
-    The one place scheduling turns a name into a zone. ZoneInfo refuses an unknown name with
-    ZoneInfoNotFoundError and a malformed one with ValueError, but a name that is a folder of the tz database
-    ("America/Indiana", "Europe") with IsADirectoryError and an overlong one with "File name too long": both
-    OSErrors, which would make a client's bad time zone a 500."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return None
 
 
 def iana_zone(name):

@@ -4,9 +4,9 @@ from integrations import oauth, registry
 from integrations.errors import DomainError
 from integrations.models import Connection
 from integrations.oauth.config import by_registry_name
+from integrations.timezones import zone_or_none
 
 from .. import capabilities
-from ..providers.windows_zones import zone_or_none
 
 
 def _check_provider(provider, data):

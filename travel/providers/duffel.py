@@ -25,7 +25,6 @@ import re
 import time
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import msgspec
@@ -35,6 +34,7 @@ from django.conf import settings
 from integrations import egress, gateway, limiter
 from integrations.errors import PermanentError, ProviderUnavailable, error_from_http, parse_retry_after
 from integrations.providers import HttpxAdapter
+from integrations.timezones import zone_or_none
 
 from . import NO_CARRIER, Baggage, Carrier, Condition, Offer, Place, SearchQuery, SearchResult, Segment, Slice
 
@@ -313,12 +313,11 @@ def elapsed_minutes(departing_at, origin_zone, arriving_at, destination_zone):
     Duffel sends a slice's (or a segment's) `duration` as null at times: this is what it would have said."""
     try:
         start, end = datetime.fromisoformat(departing_at), datetime.fromisoformat(arriving_at)
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=ZoneInfo(origin_zone))
-        if end.tzinfo is None:
-            end = end.replace(tzinfo=ZoneInfo(destination_zone))
-    # No time or zone; ZoneInfoNotFoundError is a KeyError; a folder of the tz database (Europe) an OSError.
-    except (TypeError, ValueError, KeyError, OSError):
+    except (TypeError, ValueError):  # no time, or not one
+        return None
+    start = start if start.tzinfo else start.replace(tzinfo=zone_or_none(origin_zone))
+    end = end if end.tzinfo else end.replace(tzinfo=zone_or_none(destination_zone))
+    if start.tzinfo is None or end.tzinfo is None:  # a zone Duffel did not name, or one that is none
         return None
     minutes = (end - start).total_seconds() // 60
     return int(minutes) if minutes >= 0 else None

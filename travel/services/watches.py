@@ -4,7 +4,8 @@ note to the owner when the price drops.
 Budget: each active watch is searched once per TRAVEL_WATCH_INTERVAL_MINUTES
 (a date range: one date per check, in turn), at its own offset within that
 interval (derived from its id), so a thousand watches spread over the interval
-instead of all firing at once, and one watch's checks are an interval apart. The beat sweeper (`watch_check_due`, every minute) enqueues
+instead of all firing at once, and one watch's checks are an interval apart.
+The beat sweeper (`watch_check_due`, every minute) enqueues
 at most TRAVEL_WATCH_MAX_SEARCHES_PER_HOUR / 60 due watches per run; the rest
 wait a minute, they are never skipped. Watches whose last departure date has
 passed become `expired` and are never searched again. Searches go through the
