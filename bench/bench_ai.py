@@ -16,13 +16,12 @@ served as production serves it, ready once every worker answers /healthz.
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from bench import common
@@ -46,17 +45,7 @@ APP = "config.wsgi" if WORKER_CLASS in ("sync", "gthread") else "config.asgi"
 # --- the fake provider (run in its own process) ------------------------------------
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's pool expects
-
-    def setup(self):
-        super().setup()
-        # Without this, Nagle + delayed ACK stall each small response ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, *args):
-        pass
-
+class FakeOpenAI(common.QuietHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         model = body.get("model", "gpt-4o-mini")

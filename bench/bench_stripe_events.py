@@ -121,16 +121,9 @@ def _intent(pi, amount, status, created, payment_id, error=None):
 
 def serve_stripe(port):
     """GET /v1/payment_intents/<id> (succeeded; the charge expanded when asked) and /v1/account."""
-    import socket
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive; with Nagle off below, no ~40 ms stalls
-
-        def setup(self):
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+    class Handler(common.QuietHandler):
         def do_GET(self):
             path, _, query = self.path.partition("?")
             parts = path.strip("/").split("/")
@@ -153,9 +146,6 @@ def serve_stripe(port):
             self.send_header("Request-Id", f"req_{uuid.uuid4().hex[:12]}")
             self.end_headers()
             self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
 
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()

@@ -25,7 +25,7 @@ import socket
 import statistics
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -57,6 +57,7 @@ TOKEN = "duffel_test_bench_token"
 
 def serve_fake(port, offers):
     sys.path.insert(0, str(ROOT))
+    from bench import common
     from tests.travel.duffel_fake import FakeDuffel, make_offer
 
     built = {}
@@ -81,17 +82,7 @@ def serve_fake(port, offers):
     fake = FakeDuffel(token=TOKEN, rate_limit=10**9)
     fake.offers_for = offers_for
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self):
-            super().setup()
-            # Without this, Nagle + delayed ACK stall each small response ~40 ms.
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def log_message(self, *args):
-            pass
-
+    class Handler(common.QuietHandler):
         def _serve(self, method):
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)

@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -258,6 +259,20 @@ class CpuMeter:
 
 
 _handed_out = set()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A stand-in provider's handler: HTTP/1.1 keep-alive (as the SDKs' pools expect), Nagle off (with delayed
+    ACKs each small answer would stall ~40 ms) and no access log on stderr."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, *args):
+        pass
 
 
 def free_port():
