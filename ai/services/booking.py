@@ -155,9 +155,10 @@ class Booking:
         self._failed()
 
     @transaction.atomic(savepoint=False)  # inside the gateway's savepoint for it: one is enough
-    def answered(self, result, *, cost, tried, payload, outcome=AiRequest.Outcome.OK):
-        """Book an answer the client was given as `payload` (or a stream it closed): roll-up, budget,
-        request log (one commit), and the payload handed to `on_done` (the Idempotency-Key's replay).
+    def answered(self, result, *, cost, tried, payload, outcome=AiRequest.Outcome.OK, error_code=""):
+        """Book an answer the client was given as `payload` (or a stream it closed, or one the provider broke
+        off: `error_code`): roll-up, budget, request log (one commit), and the payload handed to `on_done`
+        (the Idempotency-Key's replay).
 
         If any of it fails, the caller's transaction undoes the settlement too: the hold is marked unsettled
         again, so `abandon()` frees it (it stayed reserved for the rest of the month)."""
@@ -165,7 +166,7 @@ class Booking:
         try:
             usage_record(**self._usage(result, cost))
             self._spent(budget_settle(self.reservation, cost), cost)
-            request_log(**self._log(result, cost, tried, outcome))
+            request_log(**self._log(result, cost, tried, outcome), error_code=error_code)
             if outcome != AiRequest.Outcome.OK:
                 self._failed()
             elif self.on_done:

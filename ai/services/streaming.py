@@ -69,10 +69,29 @@ def _attempt_stream(user, req, idempotency_key):
     return attempt
 
 
+def _so_far(opened, req, *, finish_reason):
+    """A stream cut short, as booked: the input as the provider counted it when it said so up front
+    (Anthropic's message_start), else estimated; the answer estimated from the text it streamed."""
+    text = "".join(opened.handle.text)
+    input_tokens, cached_tokens = opened.handle.input_so_far() or (req.estimated_input_tokens(), 0)
+    return Completion(
+        provider=opened.provider,
+        model=opened.model,
+        content=text,
+        tool_calls=[],
+        finish_reason=finish_reason,
+        input_tokens=input_tokens,
+        output_tokens=len(text) // 4,
+        cached_tokens=cached_tokens,
+        price_model=opened.model,
+    )
+
+
 async def _relay(opened, *, booking, tried, key):
     """SSE bytes from an open provider stream: deltas, then `done` with usage and cost (or `error`)."""
     req = booking.params["request"]
     closed = None  # the GeneratorExit / CancelledError of a client that went away
+    broken = None  # (what was streamed, its cost) when the provider failed mid-answer
     try:
         async with opened.stack:
             try:
@@ -81,22 +100,16 @@ async def _relay(opened, *, booking, tried, key):
                 async for text in opened.events:
                     yield sse("delta", {"content": text})
             except (GeneratorExit, asyncio.CancelledError) as exc:
-                # The client went away: leaving the stack stops the provider.
-                # Book what it produced so far: the input as the provider counted it when it
-                # said so up front (Anthropic), else estimated; the answer estimated from its text.
+                # The client went away: leaving the stack stops the provider. Book what it produced so far.
                 closed = exc
-                text = "".join(opened.handle.text)
-                input_tokens, cached_tokens = opened.handle.input_so_far() or (req.estimated_input_tokens(), 0)
-                result = Completion(
-                    provider=opened.provider,
-                    model=opened.model,
-                    content=text,
-                    tool_calls=[],
-                    finish_reason="client_closed",
-                    input_tokens=input_tokens,
-                    output_tokens=len(text) // 4,
-                    cached_tokens=cached_tokens,
-                )
+                result = _so_far(opened, req, finish_reason="client_closed")
+            except Exception:
+                # The provider failed mid-answer, and bills the input and what it streamed all the same:
+                # priced here, so the attempt's row (written as the error leaves the stack) carries it.
+                result = _so_far(opened, req, finish_reason="error")
+                broken = result, answer_cost(result)
+                opened.call.record(units=result.units(), cost_usd=broken[1])
+                raise
             else:
                 result = opened.handle.result
             result.price_model = opened.model
@@ -135,14 +148,26 @@ async def _relay(opened, *, booking, tried, key):
                 "detail": "The hub failed while streaming; the error is logged.",
                 "provider": opened.provider,
             }
-        await db_hop(
-            booking.failed,
-            error_code=body["error"],
-            tried=tried,
-            provider=opened.provider,
-            model=opened.model,
-            streaming=True,
-        )
+        if broken is not None:
+            result, cost = broken
+            await db_hop(
+                booking.answered,
+                result,
+                cost=cost,
+                tried=tried,
+                payload=None,
+                outcome=AiRequest.Outcome.FAILED,
+                error_code=body["error"],
+            )
+        else:
+            await db_hop(
+                booking.failed,
+                error_code=body["error"],
+                tried=tried,
+                provider=opened.provider,
+                model=opened.model,
+                streaming=True,
+            )
         yield sse("error", body)
         return
     if closed is not None:

@@ -91,6 +91,29 @@ def test_a_failure_after_the_first_byte_ends_the_stream_with_an_error_event_and_
     assert AiRequest.objects.get().outcome == "failed"
 
 
+def test_a_stream_the_provider_breaks_off_is_booked_with_what_it_streamed(fake_ai, complete, user):
+    """The provider billed the input and the answer it streamed before its error: booked as a stream the client
+    left is (the input Anthropic counted in message_start, the answer estimated from its text), not at $0."""
+    from ai.models import AiSpend, AiUsageMonthly
+
+    fake_ai.add(
+        "anthropic", sse_response(anthropic_sse_chunks(["partial ", "answer"], usage=(10_000, 5, 0), error_after=1))
+    )
+    events = _read(complete(task="writing", stream=True))
+    assert events[-1][0] == "error"
+    logged = AiRequest.objects.get()
+    assert (logged.outcome, logged.error_code, logged.finish_reason) == ("failed", "provider_unavailable", "error")
+    assert (logged.input_tokens, logged.output_tokens) == (10_000, 2)  # "partial " is about two tokens
+    # claude-sonnet-4-6: (10,000 x 3.00 + 2 x 15.00) / 1M
+    assert logged.cost_usd == Decimal("0.030030")
+    call = ProviderCall.objects.get()
+    assert (call.outcome, call.cost_usd, call.units["output_tokens"]) == ("error", Decimal("0.030030"), 2)
+    month = AiUsageMonthly.objects.get(owner=user)
+    assert (month.requests, month.input_tokens, month.cost_usd) == (1, 10_000, Decimal("0.030030"))
+    spend = AiSpend.objects.get(owner=user)
+    assert (spend.spent_usd, spend.reserved_usd) == (Decimal("0.030030"), 0)
+
+
 # Outside a test transaction: the ASGI handler sends request_started and
 # request_finished, which close a connection whose autocommit the test's atomic
 # block changed.
