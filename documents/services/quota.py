@@ -3,9 +3,11 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Sum
 
 from ..models import Document, DocumentVersion
+from ..uploads import UploadTooLarge
 
 
 def storage_used(*, owner):
@@ -24,6 +26,23 @@ def upload_limit_for(user):
         if remaining < max_bytes:
             return remaining, "quota"
     return max_bytes, "max_bytes"
+
+
+def quota_recheck_locked(*, owner, size):
+    """Inside the transaction that writes a new version's row: refuse it if it no longer fits the quota.
+
+    The check before storing cannot see an upload being stored at the same moment (its row is written
+    after its object), so two uploads that each fit could together pass the quota. The owner's row lock
+    makes one user's uploads count and write their rows one after another; a refused upload's stored
+    object has no row and is removed by the orphan sweep.
+    """
+    quota = settings.DOCUMENT_USER_QUOTA_BYTES
+    if not quota:
+        return
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    remaining = max(0, quota - storage_used(owner=owner))
+    if size > remaining:
+        raise UploadTooLarge(remaining, "quota")
 
 
 def usage_for_owner(*, owner):

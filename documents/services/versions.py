@@ -16,7 +16,7 @@ from ..models import Document, DocumentVersion
 from ..providers import current_backend
 from ..uploads import UploadTooLarge
 from .common import Scan, _enqueue_scan, _new_storage_key
-from .quota import upload_limit_for
+from .quota import quota_recheck_locked, upload_limit_for
 
 
 def _store(*, owner, upload, sniffed):
@@ -29,7 +29,9 @@ def _store(*, owner, upload, sniffed):
     except ContentRejected as exc:
         raise DomainError(415, exc.code, exc.detail, **exc.extra) from None
     limit, reason = upload_limit_for(owner)
-    if upload.size > limit:  # a concurrent upload may have used the quota meanwhile
+    # A concurrent upload may have used the quota meanwhile. One still being stored is counted only once
+    # its row is written, so the transaction that writes this one's row checks again (quota_recheck_locked).
+    if upload.size > limit:
         raise UploadTooLarge(limit, reason)
 
     backend = current_backend()
@@ -50,6 +52,7 @@ def _store(*, owner, upload, sniffed):
 def document_create(*, owner, upload, sniffed):
     fields = _store(owner=owner, upload=upload, sniffed=sniffed)
     with transaction.atomic():
+        quota_recheck_locked(owner=owner, size=fields["size"])
         document = Document.objects.create(owner=owner)
         version = DocumentVersion.objects.create(document=document, number=1, **fields)
         document.current_version = version
@@ -61,6 +64,7 @@ def document_create(*, owner, upload, sniffed):
 def version_add(*, document, upload, sniffed):
     fields = _store(owner=document.owner, upload=upload, sniffed=sniffed)
     with transaction.atomic():
+        quota_recheck_locked(owner=document.owner, size=fields["size"])  # the owner's lock first, then the document's
         # The lock numbers concurrent versions of one document one after another.
         locked = Document.objects.select_for_update().filter(pk=document.pk, state=Document.State.ACTIVE).first()
         if locked is None:

@@ -3,16 +3,20 @@
 import io
 import os
 import re
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
+from django.db import connections
 from django.http.multipartparser import MultiPartParser
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from documents import services
 from documents.models import Document, DocumentVersion
+from documents.providers import LocalBackend
 from documents.uploads import SizeLimitUploadHandler, UploadTooLarge
 
 from .conftest import EXE, HTML, PDF, PNG, upload_file
@@ -120,6 +124,37 @@ class TestSizeLimit:
         resp = post(user_client, "b.txt", b"b" * (2 * 1024 * 1024), "text/plain")
         assert resp.status_code == 413
         assert "(1 MiB left)" in resp.json()["detail"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_uploads_at_the_same_moment_cannot_together_pass_the_quota(user, client_for, settings, monkeypatch):
+    """600 + 600 bytes against a 1000-byte quota: each upload checks the quota before either is stored and
+    counted, so both pass that check; only one may be kept."""
+    settings.DOCUMENT_USER_QUOTA_BYTES = 1000
+    both_checked = threading.Barrier(2)
+    real_save = LocalBackend.save
+
+    def save_once_both_have_checked(self, key, upload, **kwargs):
+        both_checked.wait(30)  # neither upload's row exists yet, and each has passed the quota check
+        return real_save(self, key, upload, **kwargs)
+
+    monkeypatch.setattr(LocalBackend, "save", save_once_both_have_checked)
+    clients = [client_for(user), client_for(user)]
+
+    def one(i):
+        try:
+            resp = post(clients[i], f"{i}.txt", str(i).encode() * 600, "text/plain")
+            return resp.status_code, resp.json().get("error")
+        finally:
+            connections.close_all()  # this thread's connection, or the test database cannot be dropped
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = sorted(pool.map(one, range(2)))
+
+    assert answers == [(201, None), (413, "storage_quota_exceeded")]
+    assert DocumentVersion.objects.filter(document__owner=user).count() == 1
+    assert services.storage_used(owner=user) == 600
 
 
 class TestSpoofedTypes:
