@@ -54,12 +54,29 @@ class DocumentAdmin(admin.ModelAdmin):
     readonly_fields = ["owner", "current_version", "state", "created_at", "updated_at", "deleted_at"]
     inlines = [VersionInline]
     list_select_related = ["owner", "current_version"]
+    actions = ["delete_documents"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(versions_total=Count("versions"))
 
     def has_add_permission(self, request):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Django's delete would only remove the rows (and is refused anyway, versions being undeletable):
+        # the stored objects would stay until the orphan sweep. Staff delete as the owner does, by the service.
+        return False
+
+    def has_document_delete_permission(self, request):
+        return request.user.has_perm(f"{Document._meta.app_label}.delete_{Document._meta.model_name}")
+
+    @admin.action(
+        description="Delete (gone for the owner now; the files are removed from storage by the purge)",
+        permissions=["document_delete"],
+    )
+    def delete_documents(self, request, queryset):
+        done = each_row(self, request, queryset, lambda document: services.document_delete(document=document))
+        self.message_user(request, f"{done} document(s) deleted; their files are being removed from storage.")
 
     @admin.display(description="file name")
     def filename(self, obj):
@@ -118,7 +135,7 @@ class DocumentVersionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # Versions are immutable, like in the inline: deleting the current one left its document with no
         # file (the owner's download answered 500) and its stored object to the orphan sweep. Delete the
-        # document instead.
+        # document instead (its list's Delete action).
         return False
 
     @admin.action(description="Scan again (unscanned or failed scans)", permissions=["change"])

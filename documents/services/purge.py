@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 def document_delete(*, document):
-    """Gone for the client now; the stored objects are removed by a task with retries."""
+    """Gone for the client now; the stored objects are removed by a task with retries. False: already deleted."""
     from ..tasks import document_purge
 
     updated = Document.objects.filter(pk=document.pk, state=Document.State.ACTIVE).update(
@@ -24,6 +24,7 @@ def document_delete(*, document):
     )
     if updated:
         enqueue_on_commit(document_purge, document.pk)
+    return bool(updated)
 
 
 def document_purge(*, document_id):
