@@ -114,6 +114,21 @@ class S3Backend:
                 )
             deleted += len(items)
 
+    def deleted_keys(self, prefix):
+        """Keys under `prefix` whose latest version is a delete marker: deleted, their bytes kept as noncurrent
+        versions (a versioned bucket). One gateway call per page."""
+        kwargs = {"Bucket": settings.S3_BUCKET, "Prefix": prefix, "MaxKeys": 1000}
+        while True:
+            with _attempt("versions.list") as call:
+                page = self._client().list_object_versions(**kwargs)
+                call.record(http_status=200, units={"requests": 1})
+            for marker in page.get("DeleteMarkers", ()):
+                if marker.get("IsLatest"):
+                    yield marker["Key"]
+            if not page.get("IsTruncated"):
+                return
+            kwargs.update(KeyMarker=page["NextKeyMarker"], VersionIdMarker=page.get("NextVersionIdMarker", ""))
+
     def list_objects(self, prefix=PREFIX):
         """(key, last modified) for every object under the prefix; one gateway call per page."""
         token = None

@@ -1,7 +1,7 @@
 """What the documents app does, by concern:
 
     versions.py   upload a document, add a version, restore an older one
-    purge.py      delete (objects removed by a task), and the orphan sweep
+    purge.py      delete (objects removed by a task), the orphan sweep, and quarantine leftovers on S3
     scanning.py   virus scans with clamd, quarantine of infected objects
     links.py      short-lived download links (S3 presigned or hub-signed)
     lifecycle.py  storage classes and the bucket's lifecycle rules
@@ -18,7 +18,7 @@ sweep removes, never a row without its object.
 from .common import STUCK_PURGE_AFTER, Scan, quarantine_key_for
 from .lifecycle import LifecycleError, bucket_lifecycle_configure, lifecycle_rules, version_refresh_storage_class
 from .links import LINK_SALT, download_link, local_link_resolve
-from .purge import document_delete, document_purge, orphans_sweep
+from .purge import document_delete, document_purge, orphans_sweep, quarantine_leftovers_purge
 from .quota import storage_used, upload_limit_for, usage_for_owner
 from .scanning import version_quarantine, version_rescan, version_scan, version_scan_failed
 from .versions import document_create, version_add, version_restore
@@ -37,6 +37,7 @@ __all__ = [
     "local_link_resolve",
     "orphans_sweep",
     "quarantine_key_for",
+    "quarantine_leftovers_purge",
     "storage_used",
     "upload_limit_for",
     "usage_for_owner",

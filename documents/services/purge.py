@@ -105,3 +105,31 @@ def _remove_unknown(backend, keys):
     for key in gone:
         backend.delete(key)
     return gone
+
+
+def quarantine_leftovers_purge(*, dry_run=False):
+    """Remove the infected bytes that quarantine moves and purges left on a versioned bucket before b1c5280; the keys.
+
+    Those deletes only put a delete marker on the key, so the malware stayed as a noncurrent version: of a
+    quarantined version's original key (until the lifecycle rule's NoncurrentVersionExpiration), and, for a
+    purged quarantined document, of its key under the quarantine prefix, which no lifecycle rule covers. Only
+    keys whose latest version is a delete marker go: a quarantined version's original (its row names the
+    quarantined copy), and a quarantine key no row names. A deleted clean file under documents/ stays to the
+    lifecycle rule: until then versioning is the operator's undo. Safe to repeat.
+    """
+    backend = S3Backend()
+    qprefix = settings.DOCUMENT_QUARANTINE_PREFIX
+    leftovers = []
+    quarantined = DocumentVersion.objects.filter(
+        backend=DocumentVersion.Backend.S3, quarantined_at__isnull=False, storage_key__startswith=qprefix
+    ).values_list("storage_key", flat=True)
+    for storage_key in quarantined.iterator(chunk_size=500):
+        original = storage_key[len(qprefix) :]
+        leftovers += [key for key in backend.deleted_keys(original) if key == original]
+    deleted = list(backend.deleted_keys(qprefix))
+    named = set(DocumentVersion.objects.filter(storage_key__in=deleted).values_list("storage_key", flat=True))
+    leftovers += [key for key in deleted if key not in named]
+    if not dry_run:
+        for key in leftovers:
+            backend.delete_versions(key)
+    return leftovers

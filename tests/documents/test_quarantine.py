@@ -1,12 +1,14 @@
 """Infected objects are moved under DOCUMENT_QUARANTINE_PREFIX, on S3 (moto) and on the filesystem."""
 
 import datetime as dt
+import io
 import os
 from pathlib import Path
 
 import pytest
 import requests
 from botocore.exceptions import ClientError
+from django.core.management import call_command
 from django.utils import timezone
 
 from documents import providers, services, tasks
@@ -171,6 +173,48 @@ class TestOnS3:
             assert user_client.delete(f"{URL}{doc['id']}/").status_code == 204
         # the bucket's lifecycle rule covers documents/ only: a version left under quarantine/ would stay for good
         assert object_versions(s3) == []
+
+    def test_purge_quarantine_leftovers_removes_what_quarantines_and_purges_left_before_b1c5280(
+        self, user_client, s3, clamd_server, django_capture_on_commit_callbacks
+    ):
+        """Before b1c5280 a quarantine move or a purge on a versioned bucket only put a delete marker on the key:
+        the malware stayed as a noncurrent version of its original key (until the lifecycle rule's 30 days) or,
+        for a purged quarantined document, under quarantine/ for good."""
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+        def left_as_before_b1c5280(key, body=EICAR):
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+            s3.delete_object(Bucket=BUCKET, Key=key)  # a plain DeleteObject: a marker over the bytes
+
+        upload_infected(user_client, django_capture_on_commit_callbacks)
+        quarantined = DocumentVersion.objects.get().storage_key
+        original = quarantined[len("quarantine/") :]
+        left_as_before_b1c5280(original)
+        left_as_before_b1c5280("quarantine/documents/ee/purged")  # a purged document's: no row names it
+        # Kept: a quarantined object lost under a live row (its bytes are all there is), and a deleted clean file
+        # under documents/ (the lifecycle rule expires it; versioning is the operator's undo until then).
+        lost = upload_infected(user_client, django_capture_on_commit_callbacks, name="lost.txt")
+        lost_key = DocumentVersion.objects.get(document_id=lost["id"]).storage_key
+        s3.delete_object(Bucket=BUCKET, Key=lost_key)
+        left_as_before_b1c5280("documents/cc/deleted-clean-file", b"fine\n")
+        before = object_versions(s3)
+        version_deletes = ProviderCall.objects.filter(operation="versions.delete", outcome="ok")
+        deletes_before = version_deletes.count()
+
+        out = io.StringIO()
+        call_command("purge_quarantine_leftovers", "--dry-run", stdout=out)
+        assert object_versions(s3) == before
+        assert out.getvalue().splitlines()[:-1] == [original, "quarantine/documents/ee/purged"]
+
+        call_command("purge_quarantine_leftovers", stdout=io.StringIO())
+        assert object_versions(s3) == [
+            ("documents/cc/deleted-clean-file", "delete marker"),
+            ("documents/cc/deleted-clean-file", "version"),
+            (lost_key, "delete marker"),
+            (lost_key, "version"),
+            (quarantined, "version"),
+        ]
+        assert version_deletes.count() == deletes_before + 2  # through the gateway, one request per key
 
     def test_the_sweep_keeps_quarantined_objects_with_a_row_and_removes_those_without(
         self, user_client, s3, clamd_server, django_capture_on_commit_callbacks
