@@ -12,6 +12,7 @@ from integrations.api.strict import StrictModelSerializer, StrictSerializer
 
 from . import airports
 from .models import PricePoint, PriceWatch
+from .providers import DEFAULT_MAX_CONNECTIONS
 
 CABIN_CLASSES = ["economy", "premium_economy", "business", "first"]
 SORTS = ["price", "duration", "departure"]
@@ -149,7 +150,13 @@ class _OfferFilters(StrictSerializer):
 
     passengers = PassengersSerializer(required=False, default=dict)
     cabin_class = serializers.ChoiceField(choices=CABIN_CLASSES, default="economy")
-    max_connections = _optional(serializers.IntegerField, min_value=0, max_value=2)
+    max_connections = _optional(
+        serializers.IntegerField,
+        min_value=0,
+        max_value=2,
+        help_text=f"Connections allowed in each slice: 0 for direct flights only. Omitted or null: "
+        f"{DEFAULT_MAX_CONNECTIONS}, Duffel's own default.",
+    )
     include_airlines = serializers.ListField(
         child=serializers.CharField(max_length=32), required=False, default=list, max_length=50
     )
@@ -160,6 +167,8 @@ class _OfferFilters(StrictSerializer):
     def filters_validate(self, data):
         if "passengers" not in self.initial_data:
             data["passengers"] = {"adults": 1, "children": [], "infants": 0}
+        if data["max_connections"] is None:
+            data["max_connections"] = DEFAULT_MAX_CONNECTIONS
         data["include_airlines"] = _airlines(data["include_airlines"], "include_airlines")
         data["exclude_airlines"] = _airlines(data["exclude_airlines"], "exclude_airlines")
         both = set(data["include_airlines"]) & set(data["exclude_airlines"])

@@ -12,10 +12,12 @@ from django.db import connection
 
 from integrations.cache import RedisCache
 from integrations.models import ProviderCall
+from travel import services
 from travel.services import search as search_service
 
 from .conftest import one_way, search
 from .duffel_fake import default_offers, make_offer
+from .factories import WatchFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +51,26 @@ def test_a_different_search_is_not_the_same_cache_entry(user_client, duffel):
     search(user_client, one_way(passengers={"adults": 2}))
     search(user_client, one_way(days=31))
     assert _posts(duffel) == 4
+
+
+def test_leaving_out_max_connections_is_the_same_search_as_duffels_default_of_one(user_client, duffel):
+    # Duffel's offer request takes max_connections 1 when it is left out: one search, one provider call.
+    search(user_client, one_way())
+    r = search(user_client, one_way(max_connections=1))
+    assert r.json()["cache"]["hit"] is True
+    assert _posts(duffel) == 1
+    # What omitted means is sent, not left to Duffel's default.
+    assert duffel.calls("POST", "/air/offer_requests")[0][3]["data"]["max_connections"] == 1
+    search(user_client, one_way(max_connections=0))
+    search(user_client, one_way(max_connections=2))
+    assert _posts(duffel) == 3
+
+
+def test_a_watch_without_max_connections_shares_the_search_that_sent_one(user_client, user, duffel):
+    search(user_client, one_way(max_connections=1))
+    watch = WatchFactory(owner=user, max_connections=None)  # a watch made before omitted was stored as 1
+    assert services.watch_check(watch_id=watch.pk) == "recorded"
+    assert _posts(duffel) == 1
 
 
 def test_going_live_never_answers_from_the_test_tokens_cache(user_client, duffel, settings):

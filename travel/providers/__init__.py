@@ -35,6 +35,12 @@ class SliceQuery:
     departure_time_to: str | None = None
 
 
+# At most one connection per slice when a search does not say: Duffel's default for an offer request that
+# leaves max_connections out. The hub sends it always, so a search that leaves it out and one that sends 1
+# are one search (one cache entry), and what "left out" means does not move if a provider's default does.
+DEFAULT_MAX_CONNECTIONS = 1
+
+
 @dataclass(frozen=True)
 class SearchQuery:
     """What is sent to the provider: it decides the offers, so it is also the cache key."""
@@ -44,7 +50,7 @@ class SearchQuery:
     child_ages: tuple[int, ...] = ()
     infants: int = 0
     cabin_class: str = "economy"
-    max_connections: int | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def canonical(self):
         return asdict(self)

@@ -88,7 +88,7 @@ def query_from_params(params):
         child_ages=tuple(sorted(passengers.get("children") or ())),
         infants=passengers.get("infants", 0),
         cabin_class=params["cabin_class"],
-        max_connections=params.get("max_connections"),
+        max_connections=params["max_connections"],
     )
 
 

@@ -43,7 +43,7 @@ from integrations.task_base import enqueue_on_commit
 
 from .. import airports
 from ..models import PricePoint, PriceWatch
-from ..providers import SearchQuery, SliceQuery
+from ..providers import DEFAULT_MAX_CONNECTIONS, SearchQuery, SliceQuery
 from .search import _fetch, _select, offer_at, search_key
 
 logger = logging.getLogger(__name__)
@@ -203,7 +203,8 @@ def _query(watch, date):
         child_ages=tuple(sorted(watch.child_ages or ())),
         infants=watch.infants,
         cabin_class=watch.cabin_class,
-        max_connections=watch.max_connections,
+        # A watch made before an omitted max_connections was stored as the default has none.
+        max_connections=watch.max_connections if watch.max_connections is not None else DEFAULT_MAX_CONNECTIONS,
     )
 
 
