@@ -46,6 +46,7 @@ class PriceWatchAdmin(admin.ModelAdmin):
         "status",
         "last_price",
         "reference_price",
+        "reference_point",
         "currency",
         "last_checked_at",
         "last_notified_at",

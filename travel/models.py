@@ -47,6 +47,11 @@ class PriceWatch(models.Model):
     last_price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     # The price the owner was last told about (or the first price seen): drops are measured from it.
     reference_price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    # The check whose price became reference_price: once a date of the range departs, the reference is the
+    # watch's price at that check without the departed dates (a price nobody can buy any more measures nothing).
+    reference_point = models.ForeignKey(
+        "PricePoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     last_notified_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     next_check_at = models.DateTimeField(db_index=True)

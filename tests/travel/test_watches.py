@@ -290,6 +290,85 @@ def test_the_best_price_series_leaves_out_dates_that_have_departed(user_client, 
     assert data["history"]["series"][0]["points"][0]["price"] == "100.00"  # its own series keeps it
 
 
+def by_date(prices):
+    """The fake answers each departure date (ISO) at its price in `prices`, read at each search."""
+
+    def offers(slices):
+        total = prices[slices[0][2]]
+        return [make_offer(slices, offer_id=f"off_{total}", total=total, airline="BA")]
+
+    return offers
+
+
+def _range_from(days, length):
+    start = dt.date.today() + dt.timedelta(days=days)
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range(length)]
+
+
+def _noon_on(iso):
+    """At noon UTC on that day, the day before it has departed at LHR."""
+    return dt.datetime.combine(dt.date.fromisoformat(iso), dt.time(12), tzinfo=dt.UTC)
+
+
+def test_an_any_drop_watch_measures_from_dates_still_ahead_not_one_that_departed(duffel, settings):
+    settings.TRAVEL_WATCH_DROP_PERCENT = 5
+    d0, d1, d2 = _range_from(2, 3)
+    watch = WatchFactory(departure_date=d0, departure_date_to=d2)
+    prices = {d0: "300.00", d1: "400.00", d2: "420.00"}
+    duffel.offers_for = by_date(prices)
+    assert [check(watch, minutes_later=20 * i) for i in range(3)] == ["recorded"] * 3  # baseline 300 (d0)
+    prices[d1] = "370.00"  # d0 has departed; the best date still ahead, d1, falls from 400 to 370 (-7.5 %)
+    with time_machine.travel(_noon_on(d1)), TestCase.captureOnCommitCallbacks(execute=True):
+        assert services.watch_check(watch_id=watch.pk) == "notified"
+    watch.refresh_from_db()
+    assert watch.last_price == Decimal("370.00") and watch.reference_price == Decimal("370.00")
+    (email,) = mail.outbox
+    assert "370.00 GBP" in email.subject
+
+
+def test_the_price_last_told_counts_only_the_dates_still_ahead_once_its_own_date_departs(duffel, settings):
+    settings.TRAVEL_WATCH_DROP_PERCENT = 5
+    d0, d1, d2 = _range_from(2, 3)
+    watch = WatchFactory(departure_date=d0, departure_date_to=d2)
+    prices = {d0: "300.00", d1: "400.00", d2: "420.00"}
+    duffel.offers_for = by_date(prices)
+    assert [check(watch, minutes_later=20 * i) for i in range(3)] == ["recorded"] * 3
+    prices[d0] = "280.00"
+    assert check(watch, minutes_later=60) == "notified"  # told 280 (d0), while d1 was 400 and d2 420
+    # d0 departs, and the next date searched, d2, is at 370: 7.5 % below the best of the dates left when the
+    # owner was told (d1's 400), though above the 280 told for d0.
+    prices[d2] = "370.00"
+    with time_machine.travel(_noon_on(d1)), TestCase.captureOnCommitCallbacks(execute=True):
+        assert services.watch_check(watch_id=watch.pk) == "notified"
+    assert len(mail.outbox) == 2 and "370.00 GBP" in mail.outbox[1].subject
+
+
+def test_an_any_drop_watch_does_not_call_a_new_dates_first_price_a_drop_from_a_departed_one(duffel, settings):
+    settings.TRAVEL_WATCH_DROP_PERCENT = 5
+    d0, d1 = _range_from(2, 2)
+    watch = WatchFactory(departure_date=d0, departure_date_to=d1)
+    duffel.offers_for = by_date({d0: "500.00", d1: "460.00"})
+    assert check(watch) == "recorded"  # baseline 500, the price of d0
+    with time_machine.travel(_noon_on(d1)), TestCase.captureOnCommitCallbacks(execute=True):
+        # d0 has departed: 460 is the first price seen for the dates left, not 8 % down from one.
+        assert services.watch_check(watch_id=watch.pk) == "recorded"
+    watch.refresh_from_db()
+    assert watch.last_price == Decimal("460.00") and watch.reference_price == Decimal("460.00")
+    assert mail.outbox == [] and not Alert.objects.filter(kind=Alert.Kind.PRICE_DROP).exists()
+
+
+def test_a_target_watch_tells_a_price_below_target_of_a_date_ahead_once_the_told_date_departed(duffel):
+    d0, d1 = _range_from(2, 2)
+    watch = WatchFactory(departure_date=d0, departure_date_to=d1, target_price=Decimal("400.00"))
+    duffel.offers_for = by_date({d0: "350.00", d1: "380.00"})
+    assert check(watch) == "notified"  # 350 on d0
+    assert check(watch, minutes_later=20) == "recorded"  # 380 on d1: the watch's price is still 350
+    with time_machine.travel(_noon_on(d1)), TestCase.captureOnCommitCallbacks(execute=True):
+        # d0 has departed: 380 on d1 is below the target and nobody was told about it.
+        assert services.watch_check(watch_id=watch.pk) == "notified"
+    assert len(mail.outbox) == 2 and "380.00 GBP" in mail.outbox[1].subject
+
+
 def test_watches_are_private_to_their_owner(user_client, other_user, user, duffel):
     mine, theirs = WatchFactory(owner=user), WatchFactory(owner=other_user)
     assert [w["id"] for w in user_client.get("/api/v1/travel/watches/").json()["results"]] == [mine.pk]

@@ -17,6 +17,8 @@ Notification, in the offers' currency:
   notifies again);
 - "any drop": when the price is at least drop_percent below the reference (the
   price last told, or the first price seen).
+Both count only the dates still ahead: once a date of a range departs, the
+reference is the watch's price when it was set without that date (`_reference`).
 A rise never notifies. A notification is an info `Alert` for staff and an
 email to the owner, sent by its own task (`travel.watch_notify`) through the
 hub's mail path (`integrations.email.mail_send`): a `ProviderCall` per attempt,
@@ -222,6 +224,28 @@ def _current_price(watch, today, upto=None):
     return min(prices)
 
 
+def _reference(watch, today):
+    """The price drops are measured from, counting only the dates still ahead.
+
+    It is the watch's price at the check that set it (the price last told, or the first seen) without the
+    dates that have departed since: a departed date's price can no longer be bought, and measuring from it
+    misses a drop of the dates left (or calls their first price a drop). When none of the dates left had a
+    price at that check, a target watch has told the owner nothing about them (None: below the target
+    notifies), and an "any drop" watch measures from the first price seen for them after it."""
+    point = watch.reference_point
+    if point is None:
+        return watch.reference_price  # none yet, or set before the reference kept its check
+    ref, _ = _current_price(watch, today, upto=point)
+    if ref is None and watch.target_price is None:
+        first = (
+            watch.points.filter(departure_date__gte=today, price__isnull=False, id__gt=point.pk)
+            .order_by("checked_at", "id")
+            .first()
+        )
+        ref = first.price if first else None
+    return ref
+
+
 def _decide(watch, current):
     """(notify?, new reference price) for the watch's current price; see the module docstring."""
     ref = watch.reference_price
@@ -301,9 +325,15 @@ def watch_check(*, watch_id):
         if current is not None:
             if watch.currency and currency != watch.currency:
                 # The account's selling currency changed: start again from this price.
-                watch.reference_price = None
+                watch.reference_price, watch.reference_point = None, None
+            else:
+                watch.reference_price = _reference(watch, today)
             watch.currency = currency
+            before = watch.reference_price
             notify, watch.reference_price = _decide(watch, current)
+            if watch.reference_price != before:
+                # A new reference is the watch's price at this check.
+                watch.reference_point = point if watch.reference_price is not None else None
         watch.last_price = current
         watch.last_checked_at = now
         watch.last_error = ""
