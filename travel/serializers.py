@@ -158,10 +158,20 @@ class _OfferFilters(StrictSerializer):
         f"{DEFAULT_MAX_CONNECTIONS}, Duffel's own default.",
     )
     include_airlines = serializers.ListField(
-        child=serializers.CharField(max_length=32), required=False, default=list, max_length=50
+        child=serializers.CharField(max_length=32),
+        required=False,
+        default=list,
+        max_length=50,
+        help_text="IATA airline codes: only offers whose every flight is sold by one of them (the offer's owner or "
+        "the flight's marketing carrier) or flown by one (its operating carrier); a codeshare counts for both.",
     )
     exclude_airlines = serializers.ListField(
-        child=serializers.CharField(max_length=32), required=False, default=list, max_length=50
+        child=serializers.CharField(max_length=32),
+        required=False,
+        default=list,
+        max_length=50,
+        help_text="IATA airline codes: no offer with a flight sold by one of them (the offer's owner or the "
+        "flight's marketing carrier) or flown by one (its operating carrier).",
     )
 
     def filters_validate(self, data):

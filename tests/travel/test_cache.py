@@ -161,6 +161,17 @@ def test_an_entry_stored_before_offers_were_json_is_not_read(user_client, duffel
     assert _posts(duffel) == 2
 
 
+def test_an_entry_stored_before_facts_named_each_flights_airlines_is_not_read(user_client, duffel):
+    first = search(user_client, one_way()).json()
+    entry = cache.get(search_service._cache_key(first["search_id"]))
+    cache.delete(search_service._cache_key(first["search_id"]))
+    old = {**entry, "facts": [{k: v for k, v in f.items() if k != "flights"} for f in entry["facts"]]}
+    cache.set(f"travel:search:v2:{first['search_id']}", old, 60)  # left by a server before this one
+    r = search(user_client, one_way(include_airlines=["BA"]))
+    assert r.status_code == 200 and r.json()["cache"]["hit"] is False
+    assert [o["id"] for o in r.json()["offers"]] == ["off_0000BA"]
+
+
 @pytest.mark.redis
 def test_the_cache_entry_lives_no_longer_than_its_latest_offer(user_client, duffel, settings):
     from integrations.redis import get_client

@@ -10,7 +10,7 @@ from rest_framework.renderers import JSONRenderer
 from integrations.models import ProviderCall
 
 from .conftest import day, one_way, search
-from .duffel_fake import default_offers, error_body, make_offer
+from .duffel_fake import carrier, default_offers, error_body, make_offer
 
 pytestmark = pytest.mark.django_db
 
@@ -166,6 +166,46 @@ def test_an_excluded_airline_also_removes_offers_it_only_operates(user_client, d
     duffel.offers_for = codeshare
     data = search(user_client, one_way(exclude_airlines=["AA"])).json()
     assert [o["id"] for o in data["offers"]] == ["off_0000VS"]
+
+
+def _codeshares(slices):
+    """AA sells both; the first's one flight is an AA flight number flown by BA, the second's second flight is AA's."""
+    flown_by_ba = make_offer(slices, offer_id="off_0000CS", total="300", airline="AA")
+    flown_by_ba["slices"][0]["segments"][0]["operating_carrier"] = carrier("BA")
+    partly = make_offer(slices, offer_id="off_0000CX", total="320", airline="AA", via="BOS")
+    partly["slices"][0]["segments"][0]["operating_carrier"] = carrier("BA")
+    return [flown_by_ba, partly, make_offer(slices, offer_id="off_0000VS", total="400", airline="VS")]
+
+
+@pytest.mark.parametrize(
+    "filters,expected",
+    [
+        # Every flight of the first is sold or flown by BA; the second's AA-flown leg is not.
+        ({"include_airlines": ["BA"]}, ["off_0000CS"]),
+        ({"exclude_airlines": ["BA"]}, ["off_0000VS"]),
+        # AA sells both codeshares (the offer's owner and each flight's marketing carrier).
+        ({"include_airlines": ["AA"]}, ["off_0000CS", "off_0000CX"]),
+        ({"exclude_airlines": ["AA"]}, ["off_0000VS"]),
+        ({"include_airlines": ["VS", "BA"]}, ["off_0000CS", "off_0000VS"]),
+    ],
+)
+def test_both_airline_filters_count_the_airline_that_sells_and_the_one_that_flies_each_flight(
+    user_client, duffel, filters, expected
+):
+    duffel.offers_for = _codeshares
+    data = search(user_client, one_way(**filters)).json()
+    assert [o["id"] for o in data["offers"]] == expected
+
+
+def test_a_watch_for_one_airline_prices_a_codeshare_it_flies(user, duffel):
+    from tests.travel.factories import WatchFactory
+    from travel import services
+
+    duffel.offers_for = _codeshares
+    watch = WatchFactory(owner=user, include_airlines=["BA"])
+    assert services.watch_check(watch_id=watch.pk) == "recorded"
+    point = watch.points.get()
+    assert (point.offer_id, point.price, point.offer_count) == ("off_0000CS", Decimal("300.00"), 1)
 
 
 def test_large_answers_are_paginated_with_a_cursor(user_client, duffel):

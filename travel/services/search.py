@@ -63,8 +63,8 @@ WAKE_GRACE_SECONDS = 1.0
 _SEARCH_ID = re.compile(r"[0-9a-f]{40}")
 # How long a failed search is shared with the callers who waited on it.
 ERROR_SHARE_SECONDS = 3
-# v2: offers are stored as their JSON (bytes), not as dicts.
-KEY_VERSION = "v2"
+# v2: offers are stored as their JSON (bytes), not as dicts. v3: the facts name each flight's airlines.
+KEY_VERSION = "v3"
 # Duffel answers with no offers when no airline replied within its supplier timeout: that is no reason to
 # tell everyone for an hour that the route has no flights. An empty answer is shared this long at most.
 EMPTY_ANSWER_SECONDS = 60
@@ -139,12 +139,14 @@ def _decimal(value):
 def _facts(offer):
     """What filters and sorts read, computed once when the answer is stored."""
     carriers = {offer.owner.iata_code}
+    flights = []  # each segment's airlines: the one that sells it (its flight number) and the one that flies it
     durations = []
     for s in offer.slices:
         durations.append(s.duration_minutes)
         for seg in s.segments:
-            carriers.add(seg.carrier.iata_code)
-            carriers.add(seg.operating_carrier.iata_code)
+            flight = {seg.carrier.iata_code, seg.operating_carrier.iata_code}
+            carriers |= flight
+            flights.append(sorted(c for c in flight if c))
     first = offer.slices[0].segments[0].departing_at if offer.slices and offer.slices[0].segments else ""
     price = _decimal(offer.total_amount)
     return {
@@ -155,6 +157,7 @@ def _facts(offer):
         "departure": first or "",
         "owner": offer.owner.iata_code,
         "carriers": sorted(c for c in carriers if c),
+        "flights": flights,
     }
 
 
@@ -301,8 +304,22 @@ SORTS = {
 }
 
 
+def _on_every_flight(facts, airlines):
+    """Whether each flight of the offer is sold or flown by one of `airlines`; the owner sells them all."""
+    if facts["owner"] in airlines:
+        return True
+    flights = facts["flights"]
+    return bool(flights) and all(airlines.intersection(flight) for flight in flights)
+
+
 def _select(entry, *, filters, now):
-    """Indexes of the visible offers, filtered and sorted."""
+    """Indexes of the visible offers, filtered and sorted.
+
+    Both airline filters read an offer's flights (segments) the same way: an airline is on a flight when it
+    sells the offer (Duffel's `owner`), sells the flight under its flight number (`marketing_carrier`) or flies
+    it (`operating_carrier`), so a codeshare is on both its airlines' lists. `include_airlines` keeps the
+    offers whose every flight has a listed airline on it, `exclude_airlines` drops those with a listed airline
+    on any flight."""
     include = set(filters.get("include_airlines") or ())
     exclude = set(filters.get("exclude_airlines") or ())
     max_price = filters.get("max_price")
@@ -311,7 +328,7 @@ def _select(entry, *, filters, now):
     for i, f in enumerate(entry["facts"]):
         if f["expires"] is not None and f["expires"] <= now:
             continue  # never show an offer past its expires_at
-        if include and f["owner"] not in include:
+        if include and not _on_every_flight(f, include):
             continue
         if exclude and exclude.intersection(f["carriers"]):
             continue
