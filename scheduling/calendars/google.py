@@ -317,9 +317,13 @@ def watch(conn, calendar, *, channel_id, token, address, ttl_seconds):
         "params": {"ttl": str(ttl_seconds)},
     }
     answer = _execute(conn, "events.watch", service(conn).events().watch(calendarId=calendar.external_id, body=body))
+    if not answer.get("resourceId"):
+        # Without it the hub can neither tell this channel's deliveries (X-Goog-Resource-ID) from forged ones nor
+        # close it (channels.stop): nothing is stored, the channel lapses at Google, and push is asked for again.
+        raise PermanentError(PROVIDER, "events.watch answered a channel without its resourceId")
     expires = answer.get("expiration")
     when = dt.datetime.fromtimestamp(int(expires) / 1000, tz=dt.UTC) if expires else None
-    return answer.get("resourceId") or "", when
+    return answer["resourceId"], when
 
 
 def channel_stop(conn, *, channel_id, resource_id):

@@ -187,10 +187,11 @@ def calendar_watch(*, calendar_id):
 
 
 def _renewal_due(now=None):
-    """Calendars whose channel or subscription ends within CALENDAR_WATCH_RENEW_BEFORE_HOURS."""
+    """Calendars whose channel or subscription ends within CALENDAR_WATCH_RENEW_BEFORE_HOURS, and channels stored
+    without the resource id Google answered (the webhook refuses every delivery of theirs)."""
     horizon = (now or timezone.now()) + dt.timedelta(hours=settings.CALENDAR_WATCH_RENEW_BEFORE_HOURS)
     return Calendar.objects.filter(connection__status="active").filter(
-        (Q(channel_expires_at__lt=horizon) & ~Q(channel_id=""))
+        ((Q(channel_expires_at__lt=horizon) | Q(channel_resource_id="")) & ~Q(channel_id=""))
         | (Q(subscription_expires_at__lt=horizon) & ~Q(subscription_id=""))
     )
 

@@ -97,7 +97,8 @@ class GoogleCalendarVerifier(WebhookVerifier):
             .only("pk", "channel_resource_id")
             .first()
         )
-        if calendar is None or (calendar.channel_resource_id and calendar.channel_resource_id != resource_id):
+        # A channel stored without its resource id matches no delivery (it is renewed by the next beat).
+        if calendar is None or calendar.channel_resource_id != resource_id:
             raise WebhookRejected(403, "unknown_channel", "This channel is not open at the hub (closed or renewed).")
         return InboundEvent(
             event_id=f"{channel_id}:{number}",

@@ -50,6 +50,7 @@ class FakeGoogleCalendar:
         self.fail_next = []
         self.channels = {}
         self.stopped = []
+        self.watch_leaves_out = ()  # keys a watch answer leaves out (expiration and resourceId are optional fields)
         self._seq = itertools.count(1)
         self._ids = itertools.count(1)
         self.page_size = None
@@ -122,16 +123,14 @@ class FakeGoogleCalendar:
         resource = f"res-{len(self.channels) + 1}"
         expires = int((dt.datetime.now(dt.UTC) + dt.timedelta(seconds=int(data["params"]["ttl"]))).timestamp() * 1000)
         self.channels[data["id"]] = {**data, "calendar": cid, "resourceId": resource, "expiration": expires}
-        return self._answer(
-            200,
-            {
-                "kind": "api#channel",
-                "id": data["id"],
-                "resourceId": resource,
-                "resourceUri": "...",
-                "expiration": str(expires),
-            },
-        )
+        answer = {
+            "kind": "api#channel",
+            "id": data["id"],
+            "resourceId": resource,
+            "resourceUri": "...",
+            "expiration": str(expires),
+        }
+        return self._answer(200, {k: v for k, v in answer.items() if k not in self.watch_leaves_out})
 
     def _insert(self, cid, data):
         eid = data.get("id") or f"ev{next(self._ids)}"

@@ -157,6 +157,32 @@ class TestPush:
         assert response.status_code == 403 and response.json()["error"] == "unknown_channel"
         assert not WebhookEvent.objects.exists()
 
+    def test_a_channel_google_answers_without_its_resource_id_is_not_stored(self, user_client, ada_calendar, gcal):
+        # Without the resource id the hub could neither match deliveries to the channel nor close it.
+        gcal.watch_leaves_out = ("resourceId",)
+        response = user_client.post(f"/api/v1/calendars/{ada_calendar.pk}/watch/")
+        assert response.status_code == 502, response.content
+        row = Calendar.objects.get(pk=ada_calendar.pk)
+        assert (row.channel_id, row.channel_resource_id, row.channel_expires_at) == ("", "", None)
+
+    def test_a_notification_for_a_channel_stored_without_its_resource_id_is_403(self, client, ada_calendar, gcal):
+        calendar = calendar_watch(calendar_id=ada_calendar.pk)
+        Calendar.objects.filter(pk=calendar.pk).update(channel_resource_id="")  # a row stored before it was refused
+        response = notify(client, calendar, 6)  # any X-Goog-Resource-ID: it was accepted
+        assert response.status_code == 403 and response.json()["error"] == "unknown_channel"
+        assert not WebhookEvent.objects.exists()
+
+    def test_the_beat_renews_a_channel_stored_without_its_resource_id(
+        self, client, ada_calendar, gcal, calendars_eager, django_capture_on_commit_callbacks
+    ):
+        old = calendar_watch(calendar_id=ada_calendar.pk)
+        Calendar.objects.filter(pk=old.pk).update(channel_resource_id="")  # its deliveries are refused
+        with django_capture_on_commit_callbacks(execute=True):
+            assert calendars_renew_due() == 1
+        renewed = Calendar.objects.get(pk=old.pk)
+        assert renewed.channel_id != old.channel_id and renewed.channel_resource_id
+        assert notify(client, renewed, 1).status_code == 200
+
     def test_a_lost_sync_message_is_sent_again_by_the_outbox(self, client, ada_calendar, gcal):
         from integrations import outbox
         from scheduling.tasks import calendar_sync_task
