@@ -33,6 +33,7 @@ from .types import CalendarData, EventData, SyncResult
 
 PROVIDER = "google_calendar"
 PAGE_SIZE = 250
+CHANNEL_DEFAULT_TTL_SECONDS = 7 * 24 * 3600  # events.watch params.ttl: "The default is 604800 seconds."
 
 
 class SyncTokenExpired(Exception):
@@ -322,7 +323,12 @@ def watch(conn, calendar, *, channel_id, token, address, ttl_seconds):
         # close it (channels.stop): nothing is stored, the channel lapses at Google, and push is asked for again.
         raise PermanentError(PROVIDER, "events.watch answered a channel without its resourceId")
     expires = answer.get("expiration")
-    when = dt.datetime.fromtimestamp(int(expires) / 1000, tz=dt.UTC) if expires else None
+    if expires:
+        when = dt.datetime.fromtimestamp(int(expires) / 1000, tz=dt.UTC)
+    else:
+        # The answer's expiration is optional, yet every channel ends (params.ttl, documented default a week, which
+        # Google may shorten): the earlier of the two is taken, so the beat renews the channel before it lapses.
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=min(ttl_seconds, CHANNEL_DEFAULT_TTL_SECONDS))
     return answer["resourceId"], when
 
 

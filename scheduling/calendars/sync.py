@@ -188,11 +188,12 @@ def calendar_watch(*, calendar_id):
 
 def _renewal_due(now=None):
     """Calendars whose channel or subscription ends within CALENDAR_WATCH_RENEW_BEFORE_HOURS, and channels stored
-    without the resource id Google answered (the webhook refuses every delivery of theirs)."""
+    without the resource id Google answered (the webhook refuses every delivery of theirs) or without an expiry
+    (it ends all the same, when is unknown)."""
     horizon = (now or timezone.now()) + dt.timedelta(hours=settings.CALENDAR_WATCH_RENEW_BEFORE_HOURS)
+    channel_due = Q(channel_expires_at__lt=horizon) | Q(channel_expires_at__isnull=True) | Q(channel_resource_id="")
     return Calendar.objects.filter(connection__status="active").filter(
-        ((Q(channel_expires_at__lt=horizon) | Q(channel_resource_id="")) & ~Q(channel_id=""))
-        | (Q(subscription_expires_at__lt=horizon) & ~Q(subscription_id=""))
+        (channel_due & ~Q(channel_id="")) | (Q(subscription_expires_at__lt=horizon) & ~Q(subscription_id=""))
     )
 
 

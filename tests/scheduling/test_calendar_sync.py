@@ -3,8 +3,9 @@
 import datetime as dt
 
 import pytest
+import time_machine
 
-from integrations.models import WebhookEvent
+from integrations.models import Connection, WebhookEvent
 from integrations.webhooks.tasks import webhook_process
 from scheduling.calendars.sync import calendar_sync, calendar_watch, calendars_renew_due, channel_token
 from scheduling.models import Calendar, CalendarEvent, Meeting
@@ -182,6 +183,34 @@ class TestPush:
         renewed = Calendar.objects.get(pk=old.pk)
         assert renewed.channel_id != old.channel_id and renewed.channel_resource_id
         assert notify(client, renewed, 1).status_code == 200
+
+    def test_a_channel_google_answers_without_an_expiration_is_renewed_before_the_default_week_ends(
+        self, ada_calendar, gcal, calendars_eager, django_capture_on_commit_callbacks, settings
+    ):
+        # Google's answer names the expiration as optional; the channel still ends (params.ttl, default a week).
+        gcal.watch_leaves_out = ("expiration",)
+        settings.CALENDAR_WATCH_TTL_SECONDS = 30 * 24 * 3600  # more than Google's documented default
+        before = dt.datetime.now(dt.UTC)
+        old = calendar_watch(calendar_id=ada_calendar.pk)
+        assert before + dt.timedelta(days=7) <= old.channel_expires_at <= dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
+        assert calendars_renew_due() == 0
+        with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(days=6, hours=1)):
+            Connection.objects.filter(pk=ada_calendar.connection_id).update(
+                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+            )
+            with django_capture_on_commit_callbacks(execute=True):
+                assert calendars_renew_due() == 1
+        assert Calendar.objects.get(pk=old.pk).channel_id != old.channel_id
+
+    def test_a_channel_stored_without_an_expiration_is_renewed_by_the_next_beat(
+        self, ada_calendar, gcal, calendars_eager, django_capture_on_commit_callbacks
+    ):
+        old = calendar_watch(calendar_id=ada_calendar.pk)
+        Calendar.objects.filter(pk=old.pk).update(channel_expires_at=None)  # a row stored before it was defaulted
+        with django_capture_on_commit_callbacks(execute=True):
+            assert calendars_renew_due() == 1
+        renewed = Calendar.objects.get(pk=old.pk)
+        assert renewed.channel_id != old.channel_id and renewed.channel_expires_at is not None
 
     def test_a_lost_sync_message_is_sent_again_by_the_outbox(self, client, ada_calendar, gcal):
         from integrations import outbox
