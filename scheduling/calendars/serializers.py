@@ -21,6 +21,13 @@ class WallClockDateTimeField(serializers.DateTimeField):
         return value
 
 
+class OffsetKeptDateTimeField(serializers.DateTimeField):
+    """A date-time that keeps the offset the client gave (not moved to UTC): a window's days are the client's."""
+
+    def enforce_timezone(self, value):
+        return value if value.tzinfo is not None else super().enforce_timezone(value)
+
+
 class CalendarSerializer(StrictModelSerializer):
     provider = serializers.CharField(source="kind")
     push = serializers.SerializerMethodField()
@@ -112,8 +119,9 @@ class EventQuerySerializer(serializers.Serializer):
 
 
 class WindowSerializer(serializers.Serializer):
-    start = serializers.DateTimeField(required=False, default=None, allow_null=True, validators=[in_years])
-    end = serializers.DateTimeField(required=False, default=None, allow_null=True, validators=[in_years])
+    # Kept in the client's offset: all-day events count on the dates the window covers there (expand, event_list).
+    start = OffsetKeptDateTimeField(required=False, default=None, allow_null=True, validators=[in_years])
+    end = OffsetKeptDateTimeField(required=False, default=None, allow_null=True, validators=[in_years])
     expand = serializers.BooleanField(required=False, default=False)
 
     def validate(self, attrs):

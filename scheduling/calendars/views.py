@@ -42,7 +42,10 @@ LIST_PARAMS = [
     OpenApiParameter(
         "start",
         OpenApiTypes.DATETIME,
-        description="Window start (ISO 8601 with an offset); with end. Required with expand=true.",
+        description=(
+            "Window start (ISO 8601 with an offset); with end. Required with expand=true. All-day events count on "
+            "the dates the window covers in the offset it is given in."
+        ),
     ),
     OpenApiParameter("end", OpenApiTypes.DATETIME, description="Window end; with start. Required with expand=true."),
     OpenApiParameter(

@@ -167,6 +167,37 @@ def test_a_graph_series_is_expanded_once_with_its_synced_occurrence_rows(user_cl
     assert {o["series"] for o in got} == {master["id"]}
 
 
+class TestAllDayEventsInAWindowGivenWithAnOffset:
+    """An all-day event is its dates, in no zone: a window counts the days of the offset it is given in (what
+    Google's events.list answers when asked with that zone as timeZone). Read in UTC instead, Tokyo's morning of
+    the 10th (still the 9th in UTC) held the 9th and not the 10th."""
+
+    @pytest.fixture
+    def days(self, user_client, google):
+        for title, day in (("Ninth", "2027-01-09"), ("Tenth", "2027-01-10"), ("Eleventh", "2027-01-11")):
+            made = user_client.post(url(google), {"title": title, "all_day": True, "start_date": day}, format="json")
+            assert made.status_code == 201, made.content
+
+    @pytest.mark.parametrize("expand", ["true", "false"])
+    @pytest.mark.parametrize(
+        ("start", "end"),
+        [
+            ("2027-01-10T00:00:00+09:00", "2027-01-10T06:00:00+09:00"),  # Tokyo's morning: the 9th in UTC
+            ("2027-01-10T00:00:00+09:00", "2027-01-11T00:00:00+09:00"),  # Tokyo's day: from 15:00 UTC on the 9th
+            ("2027-01-10T18:00:00-05:00", "2027-01-11T00:00:00-05:00"),  # New York's evening: the 11th in UTC
+            ("2027-01-10T00:00:00Z", "2027-01-11T00:00:00Z"),  # the end is exclusive: not the 11th
+        ],
+    )
+    def test_a_window_within_the_tenth_holds_the_tenth_alone(self, user_client, google, days, expand, start, end):
+        got = user_client.get(url(google), {"start": start, "end": end, "expand": expand})
+        assert got.status_code == 200, got.content
+        assert [e["title"] for e in got.json()["results"]] == ["Tenth"]
+
+    def test_a_window_across_midnight_of_its_offset_holds_both_days(self, user_client, google, days):
+        got = expanded(user_client, google, start="2027-01-10T23:00:00+09:00", end="2027-01-11T01:00:00+09:00")
+        assert [e["title"] for e in got["results"]] == ["Tenth", "Eleventh"]
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [

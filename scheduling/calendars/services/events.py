@@ -19,7 +19,11 @@ SCOPES = ("this", "following", "all")
 
 
 def event_list(*, owner, calendar_id, start=None, end=None):
-    """The calendar's stored events (synced first if never synced), optionally those touching a window."""
+    """The calendar's stored events (synced first if never synced), optionally those touching a window.
+
+    An all-day event has dates, no zone: it touches the window when one of its days is a day the window covers in
+    the window's own offset (a window given at +09:00 holds the all-day events of Tokyo's days), as Google's
+    events.list counts them in the zone it is asked in."""
     calendar = calendar_get(owner=owner, calendar_id=calendar_id)
     if calendar.last_synced_at is None:
         _calendar_conn(calendar, "read")
@@ -30,7 +34,8 @@ def event_list(*, owner, calendar_id, start=None, end=None):
     if start is not None and end is not None:
         # Series masters always (their occurrences may fall in the window), else what overlaps it.
         timed = Q(all_day=False, start__lt=end, end__gt=start)
-        days = Q(all_day=True, start_date__lt=end.date() + dt.timedelta(days=1), end_date__gt=start.date())
+        last_day = (end - dt.timedelta(microseconds=1)).date()  # the end is exclusive: midnight starts no day
+        days = Q(all_day=True, start_date__lte=last_day, end_date__gt=start.date())
         rows = rows.filter(timed | days | ~Q(recurrence=[]))
     return rows.order_by("start", "start_date", "pk")
 
