@@ -133,6 +133,32 @@ class TestOverview:
         client.post("/admin/integrations/providercall/circuit/", {"provider": "acme", "action": "open"})
         assert breaker.state("acme") == "open"
 
+    def test_staff_see_on_the_overview_only_what_their_permissions_let_them_view(self, fake_provider, client):
+        # The call log's figures and cost, alerts and failed webhooks each need the view permission of their records,
+        # as the money page, the charts and the records' own lists do; the overview showed them to any staff.
+        from django.contrib.auth.models import Permission
+
+        from tests.factories import UserFactory
+
+        _calls(None, 4, fail=1)
+        alert_raise(kind=Alert.Kind.WEBHOOK_FAILED, provider="hubtest", message="Webhook hubtest went wrong")
+        WebhookEventFactory(status="failed", attempts=5, type="thing.refused", last_error="boom", next_attempt_at=None)
+        staff = UserFactory(is_staff=True)
+        staff.user_permissions.add(Permission.objects.get(codename="view_refund"))
+        client.force_login(staff)
+        html = client.get("/admin/").content.decode()
+        assert 'data-provider="acme"' not in html and "$0.30" not in html and "console-figure" not in html
+        assert "Webhook hubtest went wrong" not in html and "thing.refused" not in html
+        assert re.findall(r'data-kind="([^"]+)"', html) == ["payments.refund_send"]
+        for codename in ("view_providercall", "view_alert", "view_webhookevent", "view_smsmessage"):
+            staff.user_permissions.add(Permission.objects.get(codename=codename))
+        staff = type(staff).objects.get(pk=staff.pk)  # permissions are cached on the user
+        client.force_login(staff)
+        html = client.get("/admin/").content.decode()
+        assert 'data-provider="acme"' in html and "$0.30" in html and "console-figure" in html
+        assert "Webhook hubtest went wrong" in html and "thing.refused" in html
+        assert re.findall(r'data-kind="([^"]+)"', html) == ["payments.refund_send", "messaging.sms_send"]
+
     def test_non_staff_are_sent_to_login(self, user, client):
         client.force_login(user)
         assert client.get("/admin/").status_code == 302
