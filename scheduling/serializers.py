@@ -7,6 +7,23 @@ from . import capabilities
 from .models import Meeting, MeetingAttendance, MeetingParticipant, MeetingRecording, SchedulingPreference
 
 
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 instant that must carry its offset: a bare local time means nothing across several zones."""
+
+    def to_internal_value(self, value):
+        from django.utils.dateparse import parse_datetime
+
+        try:
+            parsed = parse_datetime(value) if isinstance(value, str) else None
+        except ValueError:
+            parsed = None  # well formatted but not a date (minute 99): the parent's "invalid" message says so
+        if parsed is not None and parsed.tzinfo is None:
+            self.fail("naive")
+        return super().to_internal_value(value)
+
+    default_error_messages = {"naive": "Give an offset or Z, e.g. 2026-12-07T09:00:00+01:00."}
+
+
 class ParticipantInSerializer(StrictSerializer):
     email = serializers.EmailField()
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -37,7 +54,8 @@ class MeetingCreateSerializer(StrictSerializer):
     provider = serializers.ChoiceField(choices=sorted(capabilities.PROVIDERS))
     topic = serializers.CharField(max_length=200)
     agenda = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-    start_time = serializers.DateTimeField(help_text="ISO 8601 with an offset, e.g. 2026-12-10T15:00:00+01:00.")
+    # Without an offset a time would be read in the server's zone (UTC), not `time_zone`: refused, never guessed.
+    start_time = AwareDateTimeField(help_text="ISO 8601 with an offset, e.g. 2026-12-10T15:00:00+01:00.")
     duration_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60)
     time_zone = serializers.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin.")
     participants = ParticipantInSerializer(many=True, required=False, default=list, max_length=300)
@@ -63,7 +81,7 @@ class MeetingCreateSerializer(StrictSerializer):
 class MeetingUpdateSerializer(StrictSerializer):
     topic = serializers.CharField(max_length=200, required=False)
     agenda = serializers.CharField(max_length=2000, required=False, allow_blank=True)
-    start_time = serializers.DateTimeField(required=False)
+    start_time = AwareDateTimeField(required=False, help_text="ISO 8601 with an offset.")
     duration_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60, required=False)
     time_zone = serializers.CharField(max_length=64, required=False)
     settings = MeetingSettingsSerializer(required=False)
@@ -162,23 +180,6 @@ class ProviderSerializer(StrictSerializer):
 
 
 # --- Availability ------------------------------------------------------------------
-
-
-class AwareDateTimeField(serializers.DateTimeField):
-    """An ISO 8601 instant that must carry its offset: a bare local time means nothing across several zones."""
-
-    def to_internal_value(self, value):
-        from django.utils.dateparse import parse_datetime
-
-        try:
-            parsed = parse_datetime(value) if isinstance(value, str) else None
-        except ValueError:
-            parsed = None  # well formatted but not a date (minute 99): the parent's "invalid" message says so
-        if parsed is not None and parsed.tzinfo is None:
-            self.fail("naive")
-        return super().to_internal_value(value)
-
-    default_error_messages = {"naive": "Give an offset or Z, e.g. 2026-12-07T09:00:00+01:00."}
 
 
 def _time_zone(value):

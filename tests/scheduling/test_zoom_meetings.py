@@ -99,6 +99,22 @@ def test_bad_input_is_a_400_naming_the_field_and_nothing_reaches_zoom(user_clien
     assert zoom.requests == [] and not Meeting.objects.exists()
 
 
+def test_a_start_time_without_an_offset_is_a_400_not_read_as_utc(user_client, zoom):
+    # 15:00 with time_zone Europe/Berlin was made at 15:00 UTC, 16:00 in Berlin: an hour off, silently.
+    naive = (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).replace(microsecond=0, tzinfo=None).isoformat()
+    response = user_client.post(URL, body(start_time=naive), format="json")
+    assert response.status_code == 400, response.json()
+    assert "start_time" in response.json()["detail"] and "offset" in response.json()["detail"]
+    assert zoom.requests == [] and not Meeting.objects.exists()
+
+    meeting = user_client.post(URL, body(), format="json").json()
+    before = len(zoom.requests)
+    response = user_client.patch(f"{URL}{meeting['id']}/", {"start_time": naive}, format="json")
+    assert response.status_code == 400 and "start_time" in response.json()["detail"]
+    assert len(zoom.requests) == before
+    assert user_client.get(f"{URL}{meeting['id']}/").json()["start_time"] == meeting["start_time"]
+
+
 def test_a_provider_on_a_users_connection_without_one_is_400_not_a_fake_meeting(user_client, zoom, settings):
     settings.WEBEX_CLIENT_ID = settings.WEBEX_CLIENT_SECRET = "x"
     response = user_client.post(URL, body(provider="webex"), format="json")
