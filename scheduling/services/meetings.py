@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations import webhooks
-from integrations.errors import DomainError, ProviderError
+from integrations.errors import DomainError, PermanentError, ProviderError
 from integrations.states import transition
 
 from .. import teams_lifecycle
@@ -337,7 +337,14 @@ def meeting_update(*, meeting, notify=True, follow_calendar=True, **changes):
     if "start_time" in changes and changes["start_time"] <= timezone.now():
         raise DomainError(400, "invalid", "start_time: a meeting must start in the future.", field="start_time")
     conn = _meeting_connection(meeting)
-    fresh = _update_on_provider(meeting, conn, changes, notify=notify)
+    try:
+        fresh = _update_on_provider(meeting, conn, changes, notify=notify)
+    except PermanentError as exc:
+        if not _gone_at_provider(meeting.provider, exc):
+            raise
+        _deleted_at_provider(meeting)
+    if meeting.provider == "google_meet" and (fresh.raw or {}).get("status") == "cancelled":
+        _deleted_at_provider(meeting)  # Google keeps a deleted event, as cancelled, and answers it
     for name in ("topic", "agenda", "start_time", "duration_minutes", "time_zone"):
         if name in changes:
             setattr(meeting, name, changes[name])
@@ -348,6 +355,25 @@ def meeting_update(*, meeting, notify=True, follow_calendar=True, **changes):
     if follow_calendar and {"start_time", "duration_minutes"} & set(changes):
         _calendar_event_follow(meeting)
     return meeting
+
+
+def _gone_at_provider(provider, exc):
+    """The provider's answer that the meeting no longer exists there: Zoom's 3001, a 404 or 410 elsewhere."""
+    if provider == "zoom":
+        return exc.http_status == 404 and exc.code == str(zoom.MEETING_NOT_FOUND)
+    return exc.http_status in (404, 410)
+
+
+def _deleted_at_provider(meeting):
+    """A change found the meeting deleted at its provider (in the provider's own app, with no webhook to tell the
+    hub): the row is cancelled as the provider's delete webhook would, and the client told so, not sent a 502."""
+    transition(Meeting, meeting.pk, Meeting.Status.CANCELLED)
+    meeting_stop_listening(meeting)
+    raise DomainError(
+        409,
+        "meeting_cancelled",
+        f"This meeting was deleted at {meeting.provider}, so the hub marked it cancelled; create a new one.",
+    )
 
 
 def meeting_cancel(*, meeting, notify=True, follow_calendar=True):

@@ -80,6 +80,18 @@ def test_an_event_already_deleted_at_google_still_cancels(user_client, meet_conn
     assert user_client.delete(f"{URL}{meeting['id']}/?notify=false").json()["status"] == "cancelled"
 
 
+@pytest.mark.parametrize("how", ["gone", "kept_as_cancelled"])
+def test_moving_an_event_deleted_at_google_is_a_409_and_cancels_the_row(user_client, meet_conn, google, how):
+    meeting = user_client.post(URL, body("google_meet"), format="json").json()
+    if how == "gone":
+        google.events.clear()
+    else:  # Google keeps a deleted event for a while, its status cancelled, and answers it
+        google.events[meeting["meeting_id"]]["status"] = "cancelled"
+    response = user_client.patch(f"{URL}{meeting['id']}/", {"topic": "Moved"}, format="json")
+    assert response.status_code == 409 and response.json()["error"] == "meeting_cancelled", response.json()
+    assert Meeting.objects.get().status == "cancelled"
+
+
 def test_a_google_rate_limit_403_is_a_503_with_retry_after(user_client, meet_conn, google):
     error = {"error": {"code": 403, "message": "Rate Limit Exceeded", "errors": [{"reason": "rateLimitExceeded"}]}}
     google.fail_next.append((403, error, {"retry-after": "9"}))

@@ -82,6 +82,14 @@ def test_an_event_already_gone_at_graph_still_cancels(user_client, teams_conn, g
     assert user_client.delete(f"{URL}{meeting['id']}/?notify=false").json()["status"] == "cancelled"
 
 
+def test_moving_an_event_gone_at_graph_is_a_409_and_cancels_the_row(user_client, teams_conn, graph):
+    meeting = user_client.post(URL, body("teams"), format="json").json()
+    graph.events.clear()
+    response = user_client.patch(f"{URL}{meeting['id']}/", {"start_time": later(days=9)}, format="json")
+    assert response.status_code == 409 and response.json()["error"] == "meeting_cancelled", response.json()
+    assert Meeting.objects.get().status == "cancelled"
+
+
 def test_a_graph_429_is_a_503_with_its_retry_after(user_client, teams_conn, graph):
     graph.fail_next.append((429, {"error": {"code": "TooManyRequests", "message": "slow down"}}, {"Retry-After": "7"}))
     response = user_client.post(URL, body("teams"), format="json")

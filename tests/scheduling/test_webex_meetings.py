@@ -83,6 +83,14 @@ def test_a_meeting_already_gone_at_webex_still_cancels(user_client, webex_conn, 
     assert user_client.delete(f"{URL}{meeting['id']}/").json()["status"] == "cancelled"
 
 
+def test_moving_a_meeting_gone_at_webex_is_a_409_and_cancels_the_row(user_client, webex_conn, webex_api):
+    meeting = user_client.post(URL, body("webex"), format="json").json()
+    webex_api.meetings.clear()
+    response = user_client.patch(f"{URL}{meeting['id']}/", {"topic": "Moved"}, format="json")
+    assert response.status_code == 409 and response.json()["error"] == "meeting_cancelled", response.json()
+    assert Meeting.objects.get().status == "cancelled"
+
+
 def test_a_webex_429_is_a_503_with_its_retry_after(user_client, webex_conn, webex_api):
     webex_api.fail_next.append((429, {"message": "Too Many Requests"}, {"Retry-After": "30"}))
     response = user_client.post(URL, body("webex"), format="json")

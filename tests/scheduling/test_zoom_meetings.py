@@ -162,6 +162,17 @@ def test_a_meeting_already_deleted_on_zoom_still_cancels(user_client, zoom):
     assert user_client.delete(f"{URL}{meeting['id']}/").json()["status"] == "cancelled"
 
 
+def test_moving_a_meeting_deleted_in_zooms_own_app_is_a_409_and_cancels_the_row(user_client, zoom):
+    # Deleted at Zoom with no webhook to tell the hub: a move was a 502 "Meeting does not exist" on every try,
+    # and the meeting stayed scheduled here with a join link that leads nowhere.
+    meeting = user_client.post(URL, body(), format="json").json()
+    del zoom.meetings[meeting["meeting_id"]]
+    response = user_client.patch(f"{URL}{meeting['id']}/", {"topic": "Moved"}, format="json")
+    assert response.status_code == 409 and response.json()["error"] == "meeting_cancelled", response.json()
+    assert "deleted at zoom" in response.json()["detail"]
+    assert user_client.get(f"{URL}{meeting['id']}/").json()["status"] == "cancelled"
+
+
 def test_another_users_meeting_is_404(user_client, client_for, zoom):
     meeting = user_client.post(URL, body(), format="json").json()
     other = client_for(UserFactory())
