@@ -18,10 +18,15 @@ def forward(*, number, ring_timeout, action_url, caller_id=None):
     return str(response)
 
 
-def voicemail(*, greeting, recording_url, transcription_url, max_length=120):
+def voicemail(*, greeting, recording_url, transcription_url, done_url, max_length=120):
+    """The greeting, then a recorded message. Twilio requests `done_url` once the message is recorded and ignores
+    the verbs after <Record> (without an action it requests this document again: the greeting over and over);
+    the <Hangup/> is for an empty recording, after which Twilio carries on with the next verb instead."""
     response = VoiceResponse()
     response.say(greeting)
     response.record(
+        action=done_url,
+        method="POST",
         max_length=max_length,
         play_beep=True,
         transcribe=True,

@@ -15,6 +15,7 @@ def _voicemail(call, schedule, routing):
         greeting=schedule.greeting,
         recording_url=public_url("twilio_webhooks:recording"),
         transcription_url=public_url("twilio_webhooks:transcription"),
+        done_url=public_url("twilio_webhooks:voice-dial", stage="voicemail"),
     )
 
 
@@ -52,8 +53,11 @@ ANSWERED = frozenset({"completed", "answered"})
 
 
 def voice_dial_result(*, payload):
-    """After <Dial>: hang up if someone answered, else the rule's fallback number once, then voicemail."""
+    """After <Dial>: hang up if someone answered, else the rule's fallback number once, then voicemail; after the
+    voicemail's <Record> (stage=voicemail): hang up, the message is in (its recording callback books it)."""
     query = payload.get("_query") or {}
+    if query.get("stage") == "voicemail":
+        return twiml.hangup()
     call = CallLog.objects.filter(external_id=payload.get("CallSid", "")).first()
     schedule = business_hours.schedule_current()
     if payload.get("DialCallStatus") in ANSWERED:

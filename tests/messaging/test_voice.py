@@ -252,3 +252,29 @@ def test_a_repeated_voice_webhook_answers_again_and_logs_one_call(twilio, office
     assert call_in().find("Dial/Number").text == "+14155550111"
     assert call_in().find("Dial/Number").text == "+14155550111"
     assert CallLog.objects.count() == 1 and WebhookEvent.objects.count() == 1
+
+
+def _after_the_message(root, current_path):
+    """Where Twilio goes once the caller has left a message: the <Record>'s action, else the current document."""
+    action = root.find("Record").get("action")
+    return action.removeprefix("https://hub.example.com") if action else current_path
+
+
+@pytest.mark.parametrize("route", ["after_hours", "no_answer"])
+def test_once_the_message_is_left_the_call_ends_instead_of_playing_voicemail_again(twilio, office, call_in, route):
+    # Twilio requests <Record>'s action when the recording ends (the current document's URL without one) and ignores
+    # the verbs after it: the caller heard the greeting and the beep again, and left a second, third... message.
+    if route == "after_hours":
+        ForwardingRuleFactory()
+        path, at, extra = "/webhooks/twilio/voice/", WED_NIGHT, {}
+    else:
+        rule = ForwardingRuleFactory(fallback_number="+14155550122")
+        call_in()
+        path, at = f"/webhooks/twilio/voice/dial-status/?rule={rule.pk}&stage=fallback", WED_NOON
+        extra = {"DialCallStatus": "no-answer", "CallStatus": "in-progress"}
+    root = call_in(path=path, at=at, **extra)
+    assert root.find("Record") is not None
+    recorded = {"CallStatus": "in-progress", "RecordingUrl": "https://api.twilio.com/2010-04-01/Recordings/RE1"}
+    after = call_in(path=_after_the_message(root, path), at=at, RecordingSid="RE1", RecordingDuration="7", **recorded)
+    assert [child.tag for child in after] == ["Hangup"]
+    assert CallLog.objects.count() == 1
