@@ -82,11 +82,15 @@ PROVIDERS = {
 # Capabilities that also need settings of the hub's own (beyond the provider's registry entry). Until they are
 # all set the capability is not offered: the providers endpoint lists it under `not_configured` with the settings
 # still missing, so nothing is claimed that cannot work.
+# - Zoom and Webex lifecycle events: every delivery is verified with the webhook secret (POST /webhooks/zoom/ and
+#   /webex/ refuse them all without it, 503), and Webex's per-user webhooks are registered only with it.
 # - Google Meet lifecycle events: a Workspace Events subscription per space pushes through the hub's Pub/Sub topic.
 # - Teams live call events (started/ended, joined/left as they happen) are Graph's meetingCallEvents: application
 #   permission OnlineMeetings.Read.All with admin consent in one tenant, and a certificate Graph encrypts them to.
 #   Without them attendance and the real start and end come from the attendance report after the call.
 NEEDS_SETTINGS = {
+    "zoom": {"lifecycle_webhooks": ("ZOOM_WEBHOOK_SECRET_TOKEN",)},
+    "webex": {"lifecycle_webhooks": ("WEBEX_WEBHOOK_SECRET",)},
     "google_meet": {
         "lifecycle_webhooks": (
             "GOOGLE_MEET_EVENTS_TOPIC",

@@ -138,6 +138,7 @@ class TestSubscribing:
         self, user_client, records_conn, gmeet, inline, settings
     ):
         settings.GOOGLE_MEET_EVENTS_TOPIC = ""
+        settings.ZOOM_WEBHOOK_SECRET_TOKEN = "zoom-webhook-secret"  # Zoom's own lifecycle setting, set
         assert inline(user_client.post, URL, body("google_meet"), format="json").status_code == 201
         assert meet_requests(gmeet) == [] and not MeetingSubscription.objects.exists()
         rows = {r["provider"]: r for r in user_client.get("/api/v1/scheduling/providers/").json()}

@@ -204,6 +204,27 @@ def test_providers_lists_capabilities_and_configuration(user_client, zoom):
     assert rows["google_meet"]["needs_grant"]["cloud_recordings"] == "meeting_records"
 
 
+def test_lifecycle_webhooks_are_not_claimed_without_the_secret_that_verifies_them(
+    user_client, api_client, zoom, settings
+):
+    # Without it every Zoom or Webex delivery is refused (503 webhook_not_configured), yet the list said the hub
+    # follows meetings' starts, ends and attendance.
+    settings.ZOOM_WEBHOOK_SECRET_TOKEN = settings.WEBEX_WEBHOOK_SECRET = ""
+    settings.WEBEX_CLIENT_ID = settings.WEBEX_CLIENT_SECRET = "x"
+    delivery = api_client.post("/webhooks/zoom/", {"event": "meeting.started", "payload": {}}, format="json")
+    assert delivery.status_code == 503 and delivery.json()["error"] == "webhook_not_configured"
+    rows = {r["provider"]: r for r in user_client.get("/api/v1/scheduling/providers/").json()}
+    assert "lifecycle_webhooks" not in rows["zoom"]["capabilities"] and "registrants" in rows["zoom"]["capabilities"]
+    assert rows["zoom"]["not_configured"] == {"lifecycle_webhooks": ["ZOOM_WEBHOOK_SECRET_TOKEN"]}
+    assert "lifecycle_webhooks" not in rows["webex"]["capabilities"]
+    assert rows["webex"]["not_configured"] == {"lifecycle_webhooks": ["WEBEX_WEBHOOK_SECRET"]}
+
+    settings.ZOOM_WEBHOOK_SECRET_TOKEN, settings.WEBEX_WEBHOOK_SECRET = zoom.webhook_secret, "webex-secret"
+    rows = {r["provider"]: r for r in user_client.get("/api/v1/scheduling/providers/").json()}
+    assert "lifecycle_webhooks" in rows["zoom"]["capabilities"] and rows["zoom"]["not_configured"] == {}
+    assert "lifecycle_webhooks" in rows["webex"]["capabilities"] and rows["webex"]["not_configured"] == {}
+
+
 def test_zoom_unreachable_is_a_502_with_retry_after_and_a_failed_call_row(user_client, zoom):
     import httpx
 
