@@ -505,6 +505,7 @@ def run():
             for child in reversed(children):
                 child.stop()
                 keep = common.ROOT / "var" / "bench" / f"ai-serving-{child.name}.log"
+                keep.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone run with BENCH_AI_LITELLM=0 has none
                 keep.write_bytes(child.log_path.read_bytes())
 
     base = statistics.median(lat["direct"])
