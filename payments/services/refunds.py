@@ -177,8 +177,11 @@ def _refunded_totals(*, payment_id, stripe_amount_refunded=None):
     settled = invoice.payments.filter(status=Payment.Status.SUCCEEDED).aggregate(
         paid=Sum("amount"), refunded=Sum("amount_refunded")
     )
-    kept = (settled["paid"] or 0) - (settled["refunded"] or 0)
-    total = min(invoice.amount, max(0, invoice.amount - kept))
+    refunded = settled["refunded"] or 0
+    kept = (settled["paid"] or 0) - refunded
+    # Never more than was given back: an invoice no payment has settled yet (a refund reported before the
+    # payment's success) holds nothing, yet has refunded nothing either.
+    total = min(refunded, invoice.amount, max(0, invoice.amount - kept))
     Invoice.objects.filter(pk=invoice.pk).update(amount_refunded=total)
     if total >= invoice.amount and total > 0:
         transition(Invoice, invoice.pk, Invoice.Status.REFUNDED)

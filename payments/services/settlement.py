@@ -101,6 +101,14 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
         payable = Q(status__in=Invoice.PAYABLE)
         if not transition(Invoice, invoice.pk, Invoice.Status.PAID, paid_at=paid_at, where=payable):
             _alert_money_on_settled_invoice(payment=payment, invoice_id=invoice.pk)
+        else:
+            refunded = Payment.objects.values_list("amount_refunded", flat=True).get(pk=payment.pk)
+            if refunded:
+                # Stripe reported a refund of this payment before its success (events arrive in any order):
+                # the invoice it just paid has already given that money back.
+                from .refunds import _refunded_totals
+
+                _refunded_totals(payment_id=payment.pk, stripe_amount_refunded=refunded)
         from ..tasks import payment_fee_record
 
         enqueue_on_commit(payment_fee_record, payment.pk)

@@ -205,3 +205,47 @@ def test_money_arriving_for_a_refunded_invoice_still_alerts_and_leaves_it_refund
     invoice.refresh_from_db()
     assert invoice.status == "refunded"
     assert Alert.objects.filter(kind="payment_anomaly").exists()
+
+
+def test_a_refund_reported_before_the_payments_success_leaves_the_invoice_refunded(client, user, http, run_on_commit):
+    """Stripe does not deliver events in order: a charge.refunded (a Dashboard refund) can reach the hub
+    before the payment_intent.succeeded of the same payment (its delivery failed and Stripe retries it later).
+
+    The refund was recorded on the payment, but the success then marked the invoice paid: the customer and
+    staff saw a paid invoice whose money had all gone back, and an open invoice meanwhile claimed a refund
+    of money it never received."""
+    import time
+
+    from payments.models import Invoice
+
+    from . import stripe_fakes as fakes
+    from .factories import PaymentFactory
+    from .test_webhooks import deliver
+
+    invoice = InvoiceFactory(owner=user, amount=2500)
+    payment = PaymentFactory(invoice=invoice, payment_intent_id="pi_early")
+    http.get(f"{fakes.API}/v1/payment_intents/pi_early", json=fakes.settled_intent("pi_early", charge_id="ch_early"))
+    charge = {
+        "id": "ch_early",
+        "object": "charge",
+        "payment_intent": "pi_early",
+        "amount": 2500,
+        "currency": "usd",
+        "amount_refunded": 2500,
+        "refunded": True,
+        "metadata": {},
+    }
+    now = int(time.time())
+    with run_on_commit():
+        assert deliver(client, fakes.event("charge.refunded", charge, created=now)).status_code == 200
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_refunded) == ("open", 0)
+
+    succeeded = fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now - 60)
+    with run_on_commit():
+        assert deliver(client, succeeded).status_code == 200
+
+    payment.refresh_from_db()
+    invoice.refresh_from_db()
+    assert (payment.status, payment.amount_refunded) == ("succeeded", 2500)
+    assert (invoice.status, invoice.amount_refunded) == (Invoice.Status.REFUNDED, 2500)
