@@ -80,7 +80,12 @@ def _choose_attempt(*, invoice_id, owner, method):
             same = (
                 payment.method == method and payment.amount == invoice.amount and payment.currency == invoice.currency
             )
-            if reuse is None and same and payment.created_at > fresh_after:
+            # An attempt Stripe refused to create has no object there to resume, and its key would only
+            # replay the refusal (Stripe keeps the answer to a key for 24 h): the next click is a new attempt.
+            refused = payment.status == Payment.Status.FAILED and not (
+                payment.payment_intent_id or payment.checkout_session_id
+            )
+            if reuse is None and same and not refused and payment.created_at > fresh_after:
                 reuse = payment
             else:
                 stale.append(payment)

@@ -255,6 +255,60 @@ def test_a_card_decline_is_permanent_recorded_and_not_retried(user_client, invoi
     assert len([c for c in http.calls if c.request.url == PI_URL]) == 1
 
 
+def test_after_stripe_refused_to_create_the_intent_the_next_click_is_a_new_attempt_with_a_new_key(
+    user_client, invoice, http
+):
+    """Stripe saves the answer to a key once its endpoint ran, a refusal included, and replays it for 24 h.
+
+    The refused attempt (no payment method enabled for the currency, which staff then enable in the
+    Dashboard) was reused with its key, so every later click got Stripe's saved refusal again for a day."""
+    stripe_customer(http)
+    enabled = {"card": False}
+    saved = {}
+
+    def create(request):
+        key = request.headers["Idempotency-Key"]
+        replayed = key in saved
+        if not replayed:
+            if enabled["card"]:
+                body = {
+                    "id": "pi_after_fix",
+                    "object": "payment_intent",
+                    "amount": 2500,
+                    "currency": "usd",
+                    "status": "requires_payment_method",
+                    "client_secret": "pi_after_fix_secret",
+                    "metadata": {},
+                }
+                saved[key] = (200, body)
+            else:
+                error = {
+                    "type": "invalid_request_error",
+                    "code": "payment_intent_invalid_parameter",
+                    "message": "No valid payment method types for this Payment Intent.",
+                }
+                saved[key] = (400, {"error": error})
+        status, body = saved[key]
+        headers = {"Request-Id": "req_pi", **({"Idempotent-Replayed": "true"} if replayed else {})}
+        return (status, headers, json.dumps(body))
+
+    http.add_callback(responses.POST, PI_URL, callback=create)
+    refused = user_client.post(pay_url(invoice), {}, format="json")
+    assert refused.status_code == 502 and refused.json()["error"] == "provider_rejected"
+
+    enabled["card"] = True  # staff fix the account in the Dashboard; the customer clicks again
+    response = user_client.post(pay_url(invoice), {}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["attempt"], response.json()["client_secret"]) == (2, "pi_after_fix_secret")
+    keys = [c.request.headers["Idempotency-Key"] for c in http.calls if c.request.url == PI_URL]
+    assert keys == [f"hub-invoice-{invoice.pk}-attempt-1", f"hub-invoice-{invoice.pk}-attempt-2"]
+    assert list(invoice.payments.order_by("attempt").values_list("attempt", "status")) == [
+        (1, "canceled"),
+        (2, "pending"),
+    ]
+
+
 def test_a_repeated_idempotency_key_replays_the_first_response(user_client, invoice, http):
     stripe_customer(http)
     stripe_intent(http)
