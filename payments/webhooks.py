@@ -193,6 +193,11 @@ def on_subscription(event):
     services.subscription_upsert(data=subscription, occurred_at=event.occurred_at)
 
 
+@webhook_handler(PROVIDER, "customer.deleted")
+def on_customer_deleted(event):
+    services.customer_forget(external_id=_object(event).get("id"))
+
+
 @webhook_handler(PROVIDER, "invoice.paid", "invoice.payment_failed")
 def on_stripe_invoice(event):
     services.stripe_invoice_apply(data=_object(event), paid=event.type == "invoice.paid", occurred_at=event.occurred_at)

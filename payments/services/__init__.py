@@ -18,7 +18,7 @@ decide what to do and write the row first, then the call happens, then the
 result is stamped on the row.
 """
 
-from .customers import customer_ensure
+from .customers import customer_ensure, customer_forget
 from .errors import InvalidTransition, InvoiceNotPayable, OperationPending, PaymentsError, RefundTooLarge
 from .invoices import (
     INTENT_REUSE_WINDOW,
@@ -74,6 +74,7 @@ __all__ = [
     "RefundTooLarge",
     "charge_refunded_apply",
     "customer_ensure",
+    "customer_forget",
     "dispute_record",
     "invoice_create",
     "invoice_pay",

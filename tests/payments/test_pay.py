@@ -309,6 +309,59 @@ def test_after_stripe_refused_to_create_the_intent_the_next_click_is_a_new_attem
     ]
 
 
+def test_after_the_customer_is_deleted_in_the_dashboard_the_next_payment_creates_a_new_one(
+    client, user_client, invoice, http, run_on_commit
+):
+    """Stripe refuses a PaymentIntent for a deleted customer (resource_missing). The hub kept the deleted
+    customer's id, so the user could never pay again (a 502 on every click); and a create with the first
+    customer's Idempotency-Key would only get the deleted customer back from Stripe's 24 h replay."""
+    from .test_webhooks import deliver
+
+    stripe_customer(http)
+    deleted = set()
+
+    def create_intent(request):
+        from urllib.parse import parse_qs
+
+        customer = parse_qs(request.body)["customer"][0]
+        if customer in deleted:
+            error = {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "param": "customer",
+                "message": f"No such customer: '{customer}'",
+            }
+            return (400, {"Request-Id": "req_pi"}, json.dumps({"error": error}))
+        pi_id = f"pi_for_{customer}"
+        body = {
+            "id": pi_id,
+            "object": "payment_intent",
+            "amount": 2500,
+            "currency": "usd",
+            "status": "requires_payment_method",
+            "client_secret": f"{pi_id}_secret",
+            "customer": customer,
+            "metadata": {},
+        }
+        return (200, {"Request-Id": "req_pi"}, json.dumps(body))
+
+    http.add_callback(responses.POST, PI_URL, callback=create_intent)
+    assert user_client.post(pay_url(invoice), {}, format="json").status_code == 200
+    first = Customer.objects.get().external_id
+
+    deleted.add(first)
+    with run_on_commit():
+        gone = {"id": first, "object": "customer", "deleted": True}
+        assert deliver(client, fakes.event("customer.deleted", gone)).status_code == 200
+    other = InvoiceFactory(owner=invoice.owner, amount=2500)
+    response = user_client.post(pay_url(other), {}, format="json")
+
+    assert response.status_code == 200, response.json()
+    now = Customer.objects.get(user=invoice.owner).external_id
+    assert now not in ("", first)
+    assert response.json()["client_secret"] == f"pi_for_{now}_secret"
+
+
 def test_a_repeated_idempotency_key_replays_the_first_response(user_client, invoice, http):
     stripe_customer(http)
     stripe_intent(http)

@@ -147,8 +147,9 @@ def test_a_customer_is_created_once_for_a_user_without_one(staff_client, user, h
         staff_client.post(
             "/api/v1/payments/subscriptions/", {"owner": user.pk, "price_id": "price_basic"}, format="json"
         )
-    assert Customer.objects.get(user=user).external_id == "cus_lazy"
-    assert http.calls[0].request.headers["Idempotency-Key"] == f"hub-customer-user-{user.pk}"
+    customer = Customer.objects.get(user=user)
+    assert customer.external_id == "cus_lazy"
+    assert http.calls[0].request.headers["Idempotency-Key"] == f"hub-customer-user-{user.pk}-{customer.pk}"
     assert Subscription.objects.get().status == "active"
 
 
