@@ -1,10 +1,11 @@
+from django import forms
 from django.contrib import admin
 
 from integrations.actions import each_row
 from integrations.admin_format import minor_units
 from integrations.audit.mixins import AuditedAdminMixin
 
-from . import services
+from . import currencies, services
 from .models import Customer, Invoice, Payment, ReconciliationRun, Refund, Subscription
 
 
@@ -42,8 +43,33 @@ class MoneyColumns:
         return minor_units(obj.amount_refunded, obj.currency) if obj.amount_refunded else "—"
 
 
+class InvoiceAdminForm(forms.ModelForm):
+    """The API's checks for a new invoice (InvoiceCreateSerializer): a currency Stripe takes, in lowercase, and
+    an amount Stripe would charge in it, so staff cannot add an invoice whose customer could never pay it."""
+
+    class Meta:
+        model = Invoice
+        fields = ["owner", "number", "description", "amount", "currency", "due_date", "subscription"]
+
+    def clean_currency(self):
+        code = self.cleaned_data["currency"].lower()
+        if code not in currencies.SUPPORTED:
+            raise forms.ValidationError(f"{code.upper()} is not an ISO 4217 currency that Stripe accepts.")
+        return code
+
+    def clean(self):
+        cleaned = super().clean()
+        amount, currency = cleaned.get("amount"), cleaned.get("currency")
+        if "amount" in self.fields and amount is not None and currency:
+            problem = currencies.amount_problem(amount, currency)
+            if problem:
+                self.add_error("amount", problem)
+        return cleaned
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(AuditedAdminMixin, MoneyColumns, admin.ModelAdmin):
+    form = InvoiceAdminForm
     list_display = ["number", "owner", "money", "status", "due_date", "paid_at", "money_refunded"]
     list_filter = ["status", "currency"]
     search_fields = ["number", "=external_id", "owner__username", "owner__email"]

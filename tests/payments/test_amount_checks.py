@@ -3,7 +3,7 @@
 import pytest
 
 from integrations.models import Alert
-from payments.models import Payment, Refund
+from payments.models import Invoice, Payment, Refund
 
 from . import stripe_fakes as fakes
 from .factories import InvoiceFactory, PaymentFactory, SucceededPaymentFactory
@@ -124,3 +124,42 @@ class TestRefunds:
         assert (payment.amount_refunded, payment.charge_id) == (0, "")
         assert (invoice.status, invoice.amount_refunded) == ("paid", 0)
         assert _anomaly() is not None
+
+
+class TestAdminInvoices:
+    """An invoice staff add in admin is held to what the API's invoice create checks (payments.currencies)."""
+
+    @staticmethod
+    def add(admin_client, user, *, amount, currency):
+        data = {
+            "owner": user.pk,
+            "number": "INV-ADMIN-1",
+            "description": "Set-up fee",
+            "amount": amount,
+            "currency": currency,
+            "payments-TOTAL_FORMS": 0,
+            "payments-INITIAL_FORMS": 0,
+        }
+        return admin_client.post("/admin/payments/invoice/add/", data)
+
+    @pytest.mark.parametrize(
+        ("amount", "currency"),
+        [
+            (10, "jpy"),  # under Stripe's ¥50 minimum
+            (12345, "kwd"),  # three-decimal: must end in 0
+            (150, "isk"),  # whole krónur only
+            (2500, "xyz"),  # not a currency
+        ],
+    )
+    def test_an_amount_stripe_would_refuse_is_a_form_error_not_an_invoice_nobody_can_pay(
+        self, admin_client, user, amount, currency
+    ):
+        response = self.add(admin_client, user, amount=amount, currency=currency)
+        assert response.status_code == 200
+        assert response.context["adminform"].form.errors
+        assert not Invoice.objects.exists()
+
+    def test_an_accepted_currency_is_stored_lowercase_as_stripe_takes_it(self, admin_client, user):
+        response = self.add(admin_client, user, amount=1999, currency="EUR")
+        assert response.status_code == 302, response.context["adminform"].form.errors
+        assert Invoice.objects.values_list("amount", "currency").get() == (1999, "eur")
