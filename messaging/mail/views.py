@@ -69,7 +69,11 @@ OUTGOING_BODY = {"application/json": OutgoingSerializer, "multipart/form-data": 
 class MessageListView(APIView):
     @_doc(
         query=[
-            OpenApiParameter("q", str, description="Gmail search syntax; Outlook $search"),
+            OpenApiParameter(
+                "q",
+                str,
+                description="Gmail search syntax; Outlook KQL, sent as $search (quoted and escaped by the hub)",
+            ),
             OpenApiParameter("filter", str, description="Outlook only: an OData $filter"),
             OpenApiParameter("label", str, description="Gmail label id / Outlook folder id"),
             OpenApiParameter("page_token", str),

@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import re
 
 import httpx
 import pytest
@@ -74,6 +75,32 @@ class TestGraph:
         route = respx_mock.get("/me/messages").mock(return_value=httpx.Response(200, json={"value": []}))
         user_client.get(url(ms_conn(user), "messages/"), {"q": "invoice"})
         assert route.calls[0].request.url.params["$search"] == '"invoice"'
+
+    @pytest.mark.parametrize("q", ['subject:"Q3 plan"', 'say "hi"', "C:\\temp\\", 'a \\" b'])
+    def test_a_search_holding_double_quotes_or_backslashes_reaches_graph_as_typed(
+        self, q, respx_mock, graph_settings, user, user_client
+    ):
+        """Graph's $search is one OData search phrase: inside its double quotes a `"` or `\\` is written `\\"`
+        or `\\\\` (OData ABNF, qchar-no-AMP-DQUOTE), anything else is a syntax error. The hub put q between
+        quotes as it was, so a search for a phrase (subject:"Q3 plan") was a 400 from Graph and a 502 here."""
+        searched = []
+
+        def graph_search(request):
+            value = request.url.params["$search"]
+            phrase = re.fullmatch(r'"((?:[^"\\]|\\["\\])*)"', value)
+            if phrase is None:
+                return httpx.Response(
+                    400,
+                    json={"error": {"code": "BadRequest", "message": f"Syntax error: not valid in '{value}'."}},
+                )
+            searched.append(re.sub(r'\\(["\\])', r"\1", phrase.group(1)))
+            return httpx.Response(200, json={"value": [graph_message(1)]})
+
+        respx_mock.get("/me/messages").mock(side_effect=graph_search)
+        response = user_client.get(url(ms_conn(user), "messages/"), {"q": q})
+        assert response.status_code == 200, response.content
+        assert searched == [q]  # the KQL Graph reads is what the client typed
+        assert [m["id"] for m in response.json()["messages"]] == ["AAMk0001"]
 
     def test_fetching_50_by_id_uses_three_batch_requests(self, respx_mock, graph_settings, user):
         from messaging.mail import services

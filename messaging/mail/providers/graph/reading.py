@@ -10,13 +10,20 @@ from .client import BATCH_SIZE, EXPAND_ATTACHMENTS, PROVIDER, SELECT, _call, _fo
 from .shapes import message_from
 
 
+def _search_phrase(q):
+    """q as Graph's $search value: one OData search phrase, in double quotes, inside which a `"` or a `\\` is
+    escaped by a backslash (OData ABNF, qchar-no-AMP-DQUOTE); Graph reads the KQL within (subject:"Q3 plan")
+    unescaped. Left as typed, a quote or backslash was a syntax error at Graph (400)."""
+    return '"' + q.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def list_page(conn, *, q="", label="", page_token="", page_size=50, filter_=""):
     if page_token:
         page = _call(conn, "messages.list", "GET", _follow(decode_token(page_token)))
     else:
         params = {"$top": page_size, "$select": SELECT, "$expand": EXPAND_ATTACHMENTS}
         if q:
-            params["$search"] = f'"{q}"'  # $search cannot be combined with $orderby
+            params["$search"] = _search_phrase(q)  # $search cannot be combined with $orderby
         else:
             params["$orderby"] = "receivedDateTime desc"
         if filter_:
