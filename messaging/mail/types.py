@@ -10,6 +10,9 @@ class Attachment:
     filename: str
     mime_type: str
     size: int
+    # Gmail: the file's MIME part (partId). Gmail's attachment id changes between reads of a message and lapses;
+    # the part is how the hub finds the file again in a fresh read (providers.gmail.attachment). Not shown.
+    part_id: str = ""
 
 
 @dataclass
@@ -37,6 +40,8 @@ class Message:
     def as_dict(self, *, staff=False):
         data = asdict(self)
         data["date"] = self.date.isoformat() if self.date else None
+        for attachment in data["attachments"]:
+            attachment.pop("part_id", None)
         if not staff:
             data.pop("raw")
         return data

@@ -72,9 +72,9 @@ def thread_get(*, owner, connection_id, thread_id):
 def attachment_get(*, owner, connection_id, message_id, attachment_id):
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
     adapter = _adapter(conn)
-    data = adapter.attachment(conn, message_id, attachment_id)
     row = MailMessage.objects.filter(mailbox__connection=conn, external_id=message_id).first()
     known = next((a for a in (row.attachments if row else []) if a.get("id") == attachment_id), None)
+    data = adapter.attachment(conn, message_id, attachment_id, part_id=(known or {}).get("part_id", ""))
     if known is None:
         # Not in the cache: the message was never listed, or a sync cached it without its attachments (Graph's
         # delta query names none): the provider says, where it can.

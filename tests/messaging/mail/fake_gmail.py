@@ -12,9 +12,14 @@ timeout hides: each messages.send takes the next fault, if any ("accept_then_han
 Gmail keeps the message and answers only after `hang` seconds, when the client
 has given up; "hang": the same without keeping it; "accept_then_drop": kept,
 then the connection is closed without an answer).
+
+With `rotate_attachment_ids`, every read of a message hands out new attachment ids for its files, and only
+the latest id of each part downloads it (an older one is 400 "Invalid attachment token", invalidArgument):
+Gmail's attachment ids are tokens that change between reads of the same message and lapse.
 """
 
 import base64
+import copy
 import email
 import json
 import random
@@ -106,6 +111,9 @@ class FakeGmail:
         self.uploads = {}  # session id -> {"method", "path", "meta", "total", "data", "chunks"}
         self.upload_log = []  # (path, [chunk sizes]) of completed resumable uploads
         self.rejected = 0
+        self.rotate_attachment_ids = False
+        self.attachment_reads = 0
+        self.attachment_tokens = {}  # attachment id -> (message id, partId), the live ones
         self.rate, self.burst = rate, burst
         self.buckets = {}
         self.lock = threading.Lock()
@@ -174,7 +182,7 @@ class FakeGmail:
         elif rest == "stop" and method == "POST":
             cost, result = 50, (204, None)
         elif (mm := re.fullmatch(r"messages/([^/]+)/attachments/([^/]+)", rest)) and method == "GET":
-            cost, result = COST["get"], (200, {"size": 9, "data": b64url(b"%PDF-1.4\n")})
+            cost, result = COST["get"], self._attachment(mm.group(1), mm.group(2))
         elif (mm := re.fullmatch(r"messages/([^/]+)/modify", rest)) and method == "POST":
             cost, result = COST["modify"], self._modify(mm.group(1), body)
         elif (mm := re.fullmatch(r"messages/([^/]+)/trash", rest)) and method == "POST":
@@ -183,7 +191,7 @@ class FakeGmail:
                 self._modify(mm.group(1), {"addLabelIds": ["TRASH"], "removeLabelIds": ["INBOX"]}),
             )
         elif (mm := re.fullmatch(r"messages/([^/]+)", rest)) and method == "GET":
-            msg = self.messages.get(mm.group(1))
+            msg = self._read(self.messages.get(mm.group(1)))
             if msg and q.get("format") == "metadata":
                 msg = metadata_only(msg, q.get("metadataHeaders"))
             cost, result = (
@@ -191,7 +199,7 @@ class FakeGmail:
                 (200, msg) if msg else (404, {"error": {"code": 404, "message": "Requested entity was not found."}}),
             )
         elif (mm := re.fullmatch(r"threads/([^/]+)", rest)) and method == "GET":
-            msgs = [m for m in self.messages.values() if m["threadId"] == mm.group(1)]
+            msgs = [self._read(m) for m in self.messages.values() if m["threadId"] == mm.group(1)]
             cost, result = 10, (200, {"id": mm.group(1), "messages": msgs}) if msgs else (404, {"error": {"code": 404}})
         elif rest == "labels" and method == "GET":
             cost, result = 1, (200, {"labels": list(self.labels.values())})
@@ -266,6 +274,40 @@ class FakeGmail:
         if start + size < len(ids):
             out["nextPageToken"] = str(start + size)
         return 200, out
+
+    def _read(self, message):
+        """The message as this read answers it: with `rotate_attachment_ids`, its files under new ids."""
+        if not message or not self.rotate_attachment_ids:
+            return message
+        message = copy.deepcopy(message)
+        self.attachment_reads += 1
+        stack = [message["payload"]]
+        while stack:
+            part = stack.pop()
+            stack.extend(part.get("parts") or [])
+            if part.get("filename"):
+                for old in [t for t, at in self.attachment_tokens.items() if at == (message["id"], part["partId"])]:
+                    del self.attachment_tokens[old]  # a new id replaces it: the old one lapses
+                token = f"ANGjdJ-{message['id']}-{part['partId']}-r{self.attachment_reads}"
+                self.attachment_tokens[token] = (message["id"], part["partId"])
+                part["body"] = {**part.get("body", {}), "attachmentId": token}
+        return message
+
+    def _attachment(self, mid, attachment_id):
+        if not self.rotate_attachment_ids:
+            return 200, {"size": 9, "data": b64url(b"%PDF-1.4\n")}
+        found = self.attachment_tokens.get(attachment_id)
+        if found is None or found[0] != mid:
+            return 400, {
+                "error": {
+                    "code": 400,
+                    "message": "Invalid attachment token",
+                    "errors": [{"reason": "invalidArgument", "message": "Invalid attachment token"}],
+                    "status": "INVALID_ARGUMENT",
+                }
+            }
+        data = f"%PDF-1.4 {mid} part {found[1]}\n".encode()
+        return 200, {"attachmentId": attachment_id, "size": len(data), "data": b64url(data)}
 
     def _search_message_id(self, q):
         """messages.list with q=rfc822msgid:<id> (brackets optional), labelIds and includeSpamTrash as Gmail reads them."""

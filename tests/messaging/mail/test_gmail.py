@@ -86,6 +86,37 @@ class TestReading:
         assert response["Content-Type"] == "application/pdf"
         assert 'filename="report.pdf"' in response["Content-Disposition"]
 
+    def test_an_attachment_id_gmail_has_replaced_since_the_list_still_downloads_that_file(
+        self, gmail, user, user_client
+    ):
+        """Gmail's attachment ids are tokens that change between reads of a message and lapse: the id a client
+        listed was answered 400 "Invalid attachment token" once the message had been read again (a 502 here).
+        The hub finds the listed file's part in a fresh read and downloads it by the id Gmail gives it now."""
+        gmail.rotate_attachment_ids = True
+        message = make_message(1, attachment=True)
+        message["payload"]["parts"].append(
+            {"partId": "2", "mimeType": "text/csv", "filename": "figures.csv", "body": {"size": 30}}
+        )
+        gmail.add(message)
+        conn = google_conn(user)
+        [listed] = user_client.get(url(conn, "messages/")).json()["messages"]
+        csv = next(a for a in listed["attachments"] if a["filename"] == "figures.csv")
+        assert user_client.get(url(conn, "messages/m00001/")).status_code == 200  # a new id for each file
+
+        response = user_client.get(url(conn, f"messages/m00001/attachments/{csv['id']}/"))
+        assert response.status_code == 200, response.content
+        assert response.content == b"%PDF-1.4 m00001 part 2\n"  # the listed file, not the other one
+        assert response["Content-Type"] == "text/csv"
+        assert 'filename="figures.csv"' in response["Content-Disposition"]
+
+    def test_an_attachment_id_the_hub_never_listed_is_not_guessed(self, gmail, user, user_client):
+        gmail.rotate_attachment_ids = True
+        gmail.add(make_message(1, attachment=True))
+        conn = google_conn(user)
+        response = user_client.get(url(conn, "messages/m00001/attachments/ANGjdJ-forged/"))
+        assert response.status_code == 502 and response.json()["provider_code"] == "invalidArgument"
+        assert [p for _, p in gmail.requests if "attachments" not in p] == []  # no read to look for it
+
     def test_an_unknown_message_is_a_404(self, gmail, user, user_client):
         conn = google_conn(user)
         response = user_client.get(url(conn, "messages/nope/"))

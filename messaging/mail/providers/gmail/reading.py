@@ -1,5 +1,7 @@
 """Reading: a page of messages (metadata by batch), one message, a thread, an attachment's bytes."""
 
+from integrations.errors import PermanentError
+
 from ...types import Page
 from .client import METADATA_HEADERS, UNITS, _batch, _call, _service
 from .shapes import _decode, message_from
@@ -64,14 +66,43 @@ def thread(conn, thread_id):
     return [message_from(m, full=True) for m in resource.get("messages", [])]
 
 
-def attachment(conn, message_id, attachment_id):
+def attachment(conn, message_id, attachment_id, *, part_id=""):
+    """An attachment's bytes. Gmail's attachment id is a token that changes between reads of the message and
+    lapses (attachments.get then answers 400 "Invalid attachment token", or 404): for a file whose part the hub
+    knows (`part_id`, cached when the message was listed) a fresh read of the message gives that part's current
+    id, which is downloaded instead. An id the hub never listed is not guessed at."""
     svc = _service(conn)
+    try:
+        return _attachment_bytes(conn, svc, message_id, attachment_id)
+    except PermanentError as exc:
+        if not part_id or exc.http_status not in (400, 404):
+            raise
+        current = _part_attachment_id(conn, svc, message_id, part_id)
+        if not current or current == attachment_id:
+            raise
+    return _attachment_bytes(conn, svc, message_id, current)
+
+
+def _attachment_bytes(conn, svc, message_id, attachment_id):
     resource = _call(
         conn,
         "messages.attachments.get",
         svc.users().messages().attachments().get(userId="me", messageId=message_id, id=attachment_id),
     )
     return _decode(resource.get("data", ""))
+
+
+def _part_attachment_id(conn, svc, message_id, part_id):
+    """The attachment id Gmail gives the part `part_id` now (a read of the part tree, no bodies), or ""."""
+    fields = f"payload({_part_fields(5)})"
+    request = svc.users().messages().get(userId="me", id=message_id, format="full", fields=fields)
+    stack = [(_call(conn, "messages.get", request).get("payload") or {})]
+    while stack:
+        part = stack.pop()
+        if part.get("partId") == part_id:
+            return (part.get("body") or {}).get("attachmentId", "")
+        stack.extend(part.get("parts") or [])
+    return ""
 
 
 def attachment_meta(conn, message_id, attachment_id):

@@ -25,6 +25,7 @@ def _walk(part, found):
                 filename=part["filename"],
                 mime_type=mime_type,
                 size=int(body.get("size") or 0),
+                part_id=part.get("partId", ""),
             )
         )
     elif mime_type == "text/plain" and found["text"] is None and "data" in body:

@@ -84,7 +84,8 @@ def thread(conn, thread_id):
     return sorted(messages, key=lambda m: m.date or datetime.min.replace(tzinfo=UTC))
 
 
-def attachment(conn, message_id, attachment_id):
+def attachment(conn, message_id, attachment_id, *, part_id=""):
+    """An attachment's bytes (Graph's attachment ids are stable: `part_id` is Gmail's concern)."""
     url = f"/me/messages/{quote(message_id, safe='')}/attachments/{quote(attachment_id, safe='')}/$value"
     return _call(conn, "messages.attachments.get", "GET", url, expect_json=False).content
 
