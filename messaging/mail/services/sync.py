@@ -2,6 +2,7 @@
 fetching the messages a push named.
 """
 
+import contextlib
 import secrets
 from datetime import timedelta
 
@@ -10,19 +11,55 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations.errors import DomainError
+from integrations import localstate
+from integrations.errors import DomainError, ProviderUnavailable
 from integrations.models import Connection
+from integrations.redis import get_client, key
 
 from ..models import Mailbox
 from ..providers import NotFound
 from .access import MAIL_PROVIDERS, _adapter, mail_connection, mailbox_for
 from .cache import cache_delete, cache_upsert
 
+# How long a sync or watch may hold its mailbox (a full sync lists and fetches MAIL_FULL_SYNC_MESSAGES), and how
+# long another run waits for it before it is retried later (a task) or answered 503 with Retry-After (the API).
+LOCK_SECONDS = 300
+LOCK_WAIT_SECONDS = 30
+
+
+@contextlib.contextmanager
+def mailbox_lock(conn):
+    """One sync or watch of a mailbox at a time, across every process (Redis; a file lock without it).
+
+    Each reads the mailbox's cursor and subscription, calls the provider, then writes what it read: two at once
+    (a push's sync and a `POST sync/`, the beat's renewal and a `POST sync/`) stored the older answer over the
+    newer (the cache a change behind, the delta link or historyId set back) or made two Graph subscriptions.
+    The one that waited reads the mailbox again once it holds it, so it goes on from where the other left it."""
+    client = get_client()
+    if client is None:
+        with localstate.locked(f"mail-mailbox:{conn.pk}"):
+            yield
+        return
+    lock = client.lock(key("mail-mailbox", conn.pk), timeout=LOCK_SECONDS, blocking_timeout=LOCK_WAIT_SECONDS)
+    if not lock.acquire():
+        provider = MAIL_PROVIDERS.get(conn.provider, conn.provider)
+        raise ProviderUnavailable(provider, "another sync of this mailbox is running", retry_after=LOCK_WAIT_SECONDS)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # expired under us: the next run re-reads the mailbox anyway
+            lock.release()
+
 
 def mailbox_sync(*, connection_id):
     """Bring the cache up to date: Gmail history since the stored historyId (a full resync when Gmail answers
     404, history gone), Graph delta from the stored delta link. Idempotent; push handlers and tasks call it."""
     conn = Connection.objects.get(pk=connection_id)
+    with mailbox_lock(conn):
+        return _mailbox_sync(conn)
+
+
+def _mailbox_sync(conn):
     mailbox = mailbox_for(conn)
     adapter = _adapter(conn)
     if conn.provider == "google_oauth":
@@ -64,8 +101,14 @@ def push_start(*, owner, connection_id):
 
 
 def mailbox_watch(*, connection_id):
-    """Start or renew push: Gmail users.watch (lapses after 7 days); a Graph subscription (created or extended)."""
+    """Start or renew push: Gmail users.watch (lapses after 7 days); a Graph subscription (created or extended,
+    never a second one: under the mailbox's lock, a run that waited finds the subscription the other made)."""
     conn = Connection.objects.get(pk=connection_id)
+    with mailbox_lock(conn):
+        _mailbox_watch(conn)
+
+
+def _mailbox_watch(conn):
     mailbox = mailbox_for(conn)
     adapter = _adapter(conn)
     if conn.provider == "google_oauth":
