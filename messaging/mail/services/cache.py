@@ -36,9 +36,12 @@ def cache_delete(mailbox, ids):
     MailMessage.objects.filter(mailbox=mailbox, external_id__in=list(ids)).delete()
 
 
-def _from_cache(row):
+def _from_cache(row, adapter):
     from ..types import Attachment
 
+    # Bcc and the Message-ID / References a reply needs have no column: the provider's payload, kept as the list
+    # read it, has them (a cached list answered none where Graph's or Gmail's own list did).
+    listed = adapter.message_from(row.raw) if row.raw else Message(id=row.external_id, thread_id="")
     return Message(
         id=row.external_id,
         thread_id=row.thread_id,
@@ -46,12 +49,14 @@ def _from_cache(row):
         sender=row.sender,
         to=row.to,
         cc=row.cc,
+        bcc=listed.bcc,
         snippet=row.snippet,
         date=row.sent_at,
         labels=row.labels,
         unread=row.unread,
         starred=row.starred,
         attachments=[Attachment(**a) for a in row.attachments],
+        headers=listed.headers,
         raw=row.raw,
     )
 

@@ -45,7 +45,8 @@ def message_list(*, owner, connection_id, q="", label="", page_token="", filter_
     mailbox = mailbox_for(conn)
     if not (q or page_token or filter_) and _cache_holds(conn, label) and _fresh(mailbox):
         rows = _cached_page(conn, mailbox, label)
-        return {"messages": [_from_cache(r) for r in rows], "next_page_token": None, "source": "cache"}
+        adapter = _adapter(conn)
+        return {"messages": [_from_cache(r, adapter) for r in rows], "next_page_token": None, "source": "cache"}
     kwargs = {"q": q, "label": label, "page_token": page_token}
     if filter_:
         if conn.provider != "microsoft_oauth":

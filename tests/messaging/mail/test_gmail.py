@@ -68,6 +68,26 @@ class TestReading:
         names = [h["name"] for h in MailMessage.objects.get().raw["payload"]["headers"]]
         assert names == ["From", "To", "Subject", "Date", "Message-ID"]
 
+    def test_the_list_from_the_cache_reads_as_gmails_own_list(self, gmail, user, user_client):
+        """The cache answered no headers (Message-ID, References, In-Reply-To, which a reply needs): only the
+        list read from Gmail had them."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from messaging.mail.models import Mailbox
+        from messaging.mail.services import mailbox_sync
+
+        gmail.add(make_message(1, attachment=True))
+        conn = google_conn(user)
+        fresh = user_client.get(url(conn, "messages/")).json()
+        Mailbox.objects.filter(connection=conn).update(watch_expires_at=timezone.now() + timedelta(days=6))
+        mailbox_sync(connection_id=conn.pk)
+        cached = user_client.get(url(conn, "messages/")).json()
+        assert (fresh["source"], cached["source"]) == ("provider", "cache")
+        assert cached["messages"] == fresh["messages"]
+        assert cached["messages"][0]["headers"] == {"message-id": "<m00001@mail.example.com>"}
+
     def test_staff_see_the_raw_provider_payload(self, gmail, staff_user, staff_client):
         gmail.add(make_message(1))
         conn = google_conn(staff_user)

@@ -239,3 +239,69 @@ def test_another_users_outlook_connection_is_404_and_graph_is_not_called(
     response = client_for(other_user).get(url(conn, "messages/AAMk0001/"))
     assert response.status_code == 404
     assert not respx_mock.calls
+
+
+def test_the_inbox_listed_from_the_cache_after_a_delta_reads_as_graph_lists_it(
+    respx_mock, graph_settings, user, user_client
+):
+    """The same Outlook message, listed from Graph and then from the cache a push's delta sync kept, came back
+    different: Graph's delta names a message whose read state changed with only id, isRead and parentFolderId
+    (it does not honour $select for such changes), and the sync cached that as a message without subject, sender
+    or date; the delta names no attachments; and the cache kept no Bcc and no Message-ID (headers)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messaging.mail.models import Mailbox
+    from messaging.mail.tasks import mail_sync
+
+    conn = ms_conn(user)
+    Mailbox.objects.create(
+        connection=conn,
+        subscription_id="sub-1",
+        subscription_expires_at=timezone.now() + timedelta(days=2),
+        delta_link=f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=1",
+    )
+    outlook = {"isRead": False}
+
+    def message():
+        return graph_message(
+            4,
+            hasAttachments=True,
+            bccRecipients=[{"emailAddress": {"name": "Audit", "address": "audit@contoso.com"}}],
+            attachments=[{"id": "att7", "name": "plan.pdf", "contentType": "application/pdf", "size": 9}],
+            **outlook,
+        )
+
+    respx_mock.get("/me/messages").mock(side_effect=lambda request: httpx.Response(200, json={"value": [message()]}))
+
+    def batch(request):
+        parts = json.loads(request.content)["requests"]
+        assert all("$expand=attachments" in p["url"] for p in parts)  # as the list asks
+        return httpx.Response(
+            200, json={"responses": [{"id": p["id"], "status": 200, "body": message()} for p in parts]}
+        )
+
+    respx_mock.post("/$batch").mock(side_effect=batch)
+    listed = user_client.get(url(conn, "messages/")).json()  # not synced yet: from Graph
+    assert listed["source"] == "provider"
+
+    outlook["isRead"] = True  # read in Outlook; the delta names it with the changed property alone
+    respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "value": [{"id": "AAMk0004", "isRead": True, "parentFolderId": "inbox-id"}],
+                "@odata.deltaLink": f"{GRAPH}/me/mailFolders/inbox/messages/delta?$deltatoken=2",
+            },
+        )
+    )
+    mail_sync(conn.pk)
+    cached = user_client.get(url(conn, "messages/")).json()
+    assert cached["source"] == "cache"
+    Mailbox.objects.filter(connection=conn).update(last_synced_at=None)
+    fresh = user_client.get(url(conn, "messages/")).json()
+    assert fresh["source"] == "provider"
+    assert cached["messages"] == fresh["messages"]
+    [read] = cached["messages"]
+    assert read["unread"] is False and read["subject"] == "Hello 4" and read["attachments"][0]["id"] == "att7"

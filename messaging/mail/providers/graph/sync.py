@@ -6,11 +6,16 @@ from integrations.errors import PermanentError
 
 from ...types import SyncResult
 from .client import SELECT, _call, _follow
+from .reading import get_many
 from .shapes import _date, message_from
 
 
 def delta_sync(conn, *, delta_link=""):
     """Inbox changes since `delta_link` (all of the inbox without one); returns the next delta link as the cursor.
+
+    A message whose read state or flag changed may come with those properties alone (id, isRead, parentFolderId),
+    whatever $select asked: such a message is read again as the list reads it (get_many), or the cache would
+    keep it without subject, sender or date.
 
     Graph answers 410 Gone (syncStateNotFound / resyncRequired) to a delta link whose sync state it no longer
     keeps (Outlook evicts old ones): the sync starts over without it, a full sync (`full=True`).
@@ -25,7 +30,7 @@ def delta_sync(conn, *, delta_link=""):
 
 
 def _delta(conn, delta_link):
-    upserted, deleted = [], []
+    upserted, deleted, partial = [], [], []
     if delta_link:
         url, params = _follow(delta_link), None
     else:
@@ -35,11 +40,15 @@ def _delta(conn, delta_link):
         for item in page.get("value", []):
             if "@removed" in item:
                 deleted.append(item["id"])
+            elif "receivedDateTime" not in item:  # the changed properties alone
+                partial.append(item["id"])
             else:
                 upserted.append(message_from(item))
         if page.get("@odata.nextLink"):
             url, params = _follow(page["@odata.nextLink"]), None
             continue
+        # One missing now was deleted or moved out of the inbox since: the next delta says so.
+        upserted += get_many(conn, list(dict.fromkeys(partial))) if partial else []
         return SyncResult(
             upserted=upserted, deleted=deleted, cursor=page.get("@odata.deltaLink", ""), full=not delta_link
         )
