@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from ... import localstate
@@ -64,18 +65,13 @@ def connection_refresh(*, connection_id, margin_seconds=None, force=False, raise
         if not force and not _due(conn, margin):
             return conn
         cfg = oauth_config.by_registry_name(conn.provider)
+        read = (conn.refresh_token, conn.last_refreshed_at)
         if not conn.refresh_token:
-            _mark_needs_reauth(conn, "no refresh token is held")
-            if raise_on_reauth:
-                raise needs_reauth_error(conn)
-            return conn
+            return _refused(conn, read, "no refresh token is held", raise_on_reauth=raise_on_reauth)
         try:
             tokens = cfg.client().refresh(cfg, connection=conn)
         except InvalidGrant as exc:
-            _mark_needs_reauth(conn, exc.message)
-            if raise_on_reauth:
-                raise needs_reauth_error(conn) from exc
-            return conn
+            return _refused(conn, read, exc.message, raise_on_reauth=raise_on_reauth, cause=exc)
         conn.access_token = tokens.access_token
         fields = ["access_token", "expires_at", "last_refreshed_at", "updated_at"]
         if tokens.refresh_token and tokens.refresh_token != conn.refresh_token:
@@ -86,11 +82,44 @@ def connection_refresh(*, connection_id, margin_seconds=None, force=False, raise
             fields.append("scopes")
         conn.expires_at = tokens.expires_at
         conn.last_refreshed_at = timezone.now()
-        # The owner may have disconnected while the provider answered: the row is gone, not a database error.
         conn.updated_at = timezone.now()
-        if not Connection.objects.filter(pk=conn.pk).update(**{f: getattr(conn, f) for f in fields}):
-            raise _gone()
+        with transaction.atomic():
+            current = _reauthorized(conn.pk, read)
+            if current is not None:
+                return current
+            Connection.objects.filter(pk=conn.pk).update(**{f: getattr(conn, f) for f in fields})
         return conn
+
+
+def _reauthorized(connection_id, read):
+    """The row, when the owner authorized it again since this refresh read it (else None); locks it until commit.
+
+    authorization_complete stores a new grant under the row's lock, not the refresh lock (the owner's browser
+    does not wait for a worker's refresh), so the provider's answer about the refresh token this refresh spent
+    can arrive after the new grant is stored. Stored, that answer put the old grant's token and scopes back
+    (a capability just added was 403 again) or, refused, sent the connection just repaired to needs_reauth.
+    `read` is (refresh token, last_refreshed_at) as this refresh read them: under the refresh lock only an
+    authorization changes either (Google's incremental one keeps the refresh token), and then the new grant
+    stands. The owner may also have disconnected while the provider answered: the row is gone, which is a 404,
+    not a database error.
+    """
+    current = Connection.objects.select_for_update().filter(pk=connection_id).first()
+    if current is None:
+        raise _gone()
+    return current if (current.refresh_token, current.last_refreshed_at) != read else None
+
+
+def _refused(conn, read, reason, *, raise_on_reauth, cause=None):
+    """needs_reauth for a refresh token the provider refused (or none held), unless a new grant replaced it."""
+    with transaction.atomic():
+        current = _reauthorized(conn.pk, read)
+        if current is not None:
+            return current
+        moved = transition(Connection, conn.pk, Connection.Status.NEEDS_REAUTH, status_detail=str(reason)[:500])
+    _mark_needs_reauth(conn, reason, moved=moved)
+    if raise_on_reauth:
+        raise needs_reauth_error(conn) from cause
+    return conn
 
 
 def _gone():
@@ -99,8 +128,7 @@ def _gone():
     )
 
 
-def _mark_needs_reauth(conn, reason):
-    moved = transition(Connection, conn.pk, Connection.Status.NEEDS_REAUTH, status_detail=str(reason)[:500])
+def _mark_needs_reauth(conn, reason, *, moved):
     conn.status = Connection.Status.NEEDS_REAUTH
     conn.status_detail = str(reason)[:500]
     if moved:
