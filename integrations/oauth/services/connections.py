@@ -4,6 +4,8 @@ waiting for reauthorization), and deleting one with its provider-side grant and 
 
 import logging
 
+from django.db.models import Q
+
 from ...errors import DomainError
 from ...models import Connection
 from ...registry import get_provider
@@ -62,11 +64,13 @@ def connection_delete(*, owner, connection_id):
 
     Returns {"revoked": bool, "detail": ...}. Google's revoke endpoint ends the
     grant; Microsoft has no endpoint that revokes a refresh token, so the hub
-    deletes its copy and says so.
+    deletes its copy and says so. A grant another live connection shares is not
+    revoked (see _grant_shared).
     """
     conn = _owned(owner, connection_id)
     cfg = oauth_config.by_registry_name(conn.provider)
     revoked, configured = False, not get_provider(cfg.provider).missing()
+    shared = bool(cfg.revoke_url) and _grant_shared(conn)
     if conn.refresh_token or conn.access_token:
         for name, hook in list(oauth_config.DISCONNECT_HOOKS.items()):
             try:
@@ -75,18 +79,40 @@ def connection_delete(*, owner, connection_id):
                 logger.exception("disconnect hook failed", extra={"hook": name, "connection": conn.pk})
         # A hub no longer set up for the provider cannot revoke there, but the owner can still take their tokens
         # out of it (a 503 here would keep them against the owner's will).
-        revoked = configured and cfg.client().revoke(cfg, connection=conn)
+        revoked = configured and not shared and cfg.client().revoke(cfg, connection=conn)
     conn.delete()
     if revoked:
         detail = f"Revoked at {cfg.label} and deleted."
     else:
-        reason = (
-            f"{cfg.label} has no endpoint to revoke a refresh token"
-            if configured
-            else f"The hub is not configured for {cfg.label} now, so nothing was revoked there"
-        )
+        if not configured:
+            reason = f"The hub is not configured for {cfg.label} now, so nothing was revoked there"
+        elif shared:
+            reason = (
+                f"Not revoked at {cfg.label}: another connection in the hub uses the same {cfg.label} account, and "
+                f"revoking ends {cfg.label}'s grant for every one of them"
+            )
+        else:
+            reason = f"{cfg.label} has no endpoint to revoke a refresh token"
         detail = (
             f"{reason}; the hub deleted its tokens. "
             "To withdraw the app's access entirely, remove it from the account's app permissions at the provider."
         )
     return {"revoked": revoked, "detail": detail}
+
+
+def _grant_shared(conn):
+    """Whether another active connection (any owner's) is to the same account at the provider.
+
+    Google keeps one grant per account and client: revoking any token of it ends every token of it, so two hub
+    users who connected the same Google account (a shared mailbox, one person with two hub accounts) share one
+    grant, and one of them disconnecting (or being erased) left the other's connection refused at its next
+    refresh. Such a disconnect deletes this connection's tokens only; the last one to go revokes.
+    """
+    same = Q(account=conn.account)
+    if conn.account_id:
+        same = Q(account_id=conn.account_id) | Q(account=conn.account, account_id="")
+    return (
+        Connection.objects.filter(same, provider=conn.provider, status=Connection.Status.ACTIVE)
+        .exclude(pk=conn.pk)
+        .exists()
+    )
