@@ -10,6 +10,7 @@ What other apps use (mail, calendars, meetings):
     token = oauth.access_token(connection=conn)      # fresh: refreshed first if < 5 minutes remain
     creds = oauth.google_credentials(connection=conn)  # google.oauth2 Credentials for googleapiclient
     auth = oauth.bearer_auth(connection=conn)        # httpx.Auth for Microsoft Graph (or any bearer API)
+        # both: a 401 to a token with time left refreshes it once and the request goes again
 
 An app that holds provider-side state for a connection cleans it up before the tokens go:
 
@@ -37,10 +38,17 @@ def access_token(*, connection):
 
 
 def google_credentials(*, connection):
-    """An authorized google.oauth2.credentials.Credentials for googleapiclient, without a refresh token."""
-    from .providers.google import google_credentials as impl
+    """An authorized google.oauth2.credentials.Credentials for googleapiclient, without a refresh token.
 
-    return impl(access_token(connection=connection), scopes=connection.scopes)
+    A 401 from Google refreshes the token once through the hub (providers.google.HubCredentials)."""
+    from .providers.google import google_credentials as impl
+    from .services import access_token_refused
+
+    return impl(
+        access_token(connection=connection),
+        scopes=connection.scopes,
+        on_refused=lambda token: access_token_refused(connection=connection, token=token),
+    )
 
 
 def bearer_auth(*, connection):

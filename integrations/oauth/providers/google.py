@@ -7,8 +7,11 @@ Google issue another one and counts against its 100-per-account limit), and
 what the account already granted. `google_credentials()` hands mail, calendar
 and Meet code an authorized `google.oauth2.credentials.Credentials` without a
 refresh token: googleapiclient then cannot refresh on its own, outside the
-hub's lock and call log.
+hub's lock and call log; when Google answers 401 (a token revoked before its
+expiry), google-auth-httplib2 asks them to refresh, and they ask the hub.
 """
+
+import threading
 
 from google.auth import jwt as google_jwt
 from google.oauth2.credentials import Credentials
@@ -101,6 +104,31 @@ def _id_claims(id_token):
         return {}
 
 
-def google_credentials(access_token, scopes=None):
+class HubCredentials(Credentials):
+    """Credentials that ask the hub for a new token when Google refuses theirs (google-auth-httplib2 calls
+    refresh() on a 401 and sends the request again).
+
+    `on_refused(token)` answers the new token (integrations.oauth.services.access_token_refused). Once per token:
+    a token just obtained that Google refuses too is not refreshed again, and Google's 401 reaches the caller as
+    that API's error. Only on the thread that built them: free/busy runs Google's SDK on a pool that never touches
+    the database, where the 401 is the answer. Without a hook, google-auth raised RefreshError (no refresh token
+    inside), an unclassified 500, for as long as the stored expiry said the token was good.
+    """
+
+    def __init__(self, token, *, scopes=None, on_refused=None):
+        super().__init__(token=token, scopes=scopes)
+        self._on_refused = on_refused
+        self._thread = threading.get_ident()
+        self._renewed = set()
+
+    def refresh(self, request):
+        token = self.token
+        if self._on_refused is None or token in self._renewed or threading.get_ident() != self._thread:
+            return
+        self.token = self._on_refused(token)
+        self._renewed.add(self.token)
+
+
+def google_credentials(access_token, scopes=None, on_refused=None):
     """Authorized Credentials for googleapiclient: the hub's fresh access token, no refresh token (see module doc)."""
-    return Credentials(token=access_token, scopes=scopes)
+    return HubCredentials(access_token, scopes=scopes, on_refused=on_refused)

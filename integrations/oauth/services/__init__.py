@@ -13,13 +13,20 @@ with an authorization URL that repairs it.
 
 authorize.py    authorization_start, authorization_complete, needs_reauth_error, redirect_uri, oauth_states_purge
 connections.py  connection_for, missing_scopes, connection_delete
-refresh.py      connection_refresh, access_token, connections_refresh_due
+refresh.py      connection_refresh, access_token, access_token_refused, connections_refresh_due
 """
 
 from .authorize import _owned as _owned  # views.py reads it as services._owned
 from .authorize import authorization_complete, authorization_start, needs_reauth_error, oauth_states_purge, redirect_uri
 from .connections import connection_delete, connection_for, missing_scopes
-from .refresh import LOCK_SECONDS, LOCK_WAIT_SECONDS, access_token, connection_refresh, connections_refresh_due
+from .refresh import (
+    LOCK_SECONDS,
+    LOCK_WAIT_SECONDS,
+    access_token,
+    access_token_refused,
+    connection_refresh,
+    connections_refresh_due,
+)
 
 __all__ = [
     "authorization_complete",
@@ -33,6 +40,7 @@ __all__ = [
     "LOCK_SECONDS",
     "LOCK_WAIT_SECONDS",
     "access_token",
+    "access_token_refused",
     "connection_refresh",
     "connections_refresh_due",
 ]

@@ -50,8 +50,12 @@ def _due(conn, margin_seconds):
     return conn.expires_at is None or conn.expires_at - timezone.now() < timedelta(seconds=margin_seconds)
 
 
-def connection_refresh(*, connection_id, margin_seconds=None, force=False, raise_on_reauth=True):
-    """Refresh the access token if fewer than `margin_seconds` remain (or `force`); returns the fresh row."""
+def connection_refresh(*, connection_id, margin_seconds=None, force=False, raise_on_reauth=True, refused=None):
+    """Refresh the access token if fewer than `margin_seconds` remain (or `force`); returns the fresh row.
+
+    `refused`: the access token a provider API just answered 401 to; it is refreshed whatever its expiry says,
+    unless the row holds another one by now (a refresh that ran meanwhile).
+    """
     margin = settings.OAUTH_REFRESH_MARGIN_SECONDS if margin_seconds is None else margin_seconds
     with _refresh_lock(connection_id):
         # Re-read under the lock: the worker that held it before may have refreshed already.
@@ -62,6 +66,10 @@ def connection_refresh(*, connection_id, margin_seconds=None, force=False, raise
             if raise_on_reauth:
                 raise needs_reauth_error(conn)
             return conn
+        if refused is not None:
+            if conn.access_token != refused:
+                return conn
+            force = True
         if not force and not _due(conn, margin):
             return conn
         cfg = oauth_config.by_registry_name(conn.provider)
@@ -154,6 +162,25 @@ def access_token(*, connection):
     Connection.objects.filter(pk=conn.pk).update(last_used_at=now)
     conn.last_used_at = now
     return conn.access_token
+
+
+def access_token_refused(*, connection, token):
+    """A new access token for a connection whose provider API answered 401 to `token` before its expiry.
+
+    The stored expiry is only what the provider said at issue: a token can die sooner (the user changed their
+    password or signed out everywhere, an admin revoked sessions, Microsoft's continuous access evaluation).
+    Until the expiry passed, every call failed with the provider's 401 and nothing refreshed it. One refresh
+    (or the token another caller already refreshed to), for the caller to send its request once more; a
+    refused grant is needs_reauth and 409, as for any refresh.
+    """
+    fresh = connection_refresh(connection_id=connection.pk, refused=token)
+    connection.access_token, connection.expires_at, connection.scopes = (
+        fresh.access_token,
+        fresh.expires_at,
+        fresh.scopes,
+    )
+    connection.refresh_token = fresh.refresh_token
+    return connection.access_token
 
 
 def connections_refresh_due():

@@ -47,6 +47,17 @@ COST = {
 }
 
 
+UNAUTHENTICATED = {
+    "error": {
+        "code": 401,
+        "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or "
+        "other valid authentication credential.",
+        "status": "UNAUTHENTICATED",
+    }
+}
+UNAUTHENTICATED_HEADERS = {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'}
+
+
 def b64url(data):
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
@@ -114,6 +125,8 @@ class FakeGmail:
         self.rotate_attachment_ids = False
         self.attachment_reads = 0
         self.attachment_tokens = {}  # attachment id -> (message id, partId), the live ones
+        # Access tokens Google no longer accepts before their expiry (revoked, rotated): 401 UNAUTHENTICATED.
+        self.refused_tokens = set()
         self.rate, self.burst = rate, burst
         self.buckets = {}
         self.lock = threading.Lock()
@@ -411,6 +424,8 @@ def _handler(gmail):
             user = self.headers.get("Authorization", "")
             with gmail.lock:
                 gmail.requests.append((method, url.path))
+            if user.removeprefix("Bearer ") in gmail.refused_tokens:
+                return self._respond(401, json.dumps(UNAUTHENTICATED).encode(), headers=UNAUTHENTICATED_HEADERS)
             if url.path == "/batch/gmail/v1":
                 data, content_type = gmail.batch(raw, self.headers["Content-Type"], user)
                 return self._respond(200, data, content_type)
