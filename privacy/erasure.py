@@ -5,7 +5,8 @@
                       stopped (oauth.on_disconnect hooks), queued SMS / calls / price watches cancelled.
     erasure_run    -> after PRIVACY_ERASE_GRACE_DAYS (or at once when staff expedite): webhook payloads
                       that name the user's provider ids redacted, then every holder's `erase` in order,
-                      the account row last. Rows kept for the law or for accounting go to a pseudonym.
+                      the account row last; the same ids and the user's address are then taken out of
+                      alert texts. Rows kept for the law or for accounting go to a pseudonym.
 
 Each holder's erase is idempotent and recorded as done in `Erasure.report` as soon as it finishes, so a
 retry (a provider down, a worker killed) runs only what is left. Provider deletions that keep failing
@@ -273,6 +274,29 @@ def webhooks_redact(*, refs, pseudonym, batch=50):
     return redacted
 
 
+ERASED = "[erased]"
+
+
+def alerts_redact(*, refs, batch=50):
+    """Take every one of `refs` out of alert texts (any case); the alerts stay for staff, with the rest of the text.
+
+    Alerts quote what a provider answered (a task's "gave up" alert, a failed webhook's error), and providers
+    quote what they were sent: a mail server's refusal names the recipient's address, so the price-drop or
+    payment-failed email task's alert kept the user's address after the erasure.
+    """
+    redacted = 0
+    for i in range(0, len(refs), batch):
+        chunk = refs[i : i + batch]
+        match = Q()
+        for ref in chunk:
+            match |= Q(message__icontains=ref)
+        pattern = re.compile("|".join(re.escape(ref) for ref in chunk), re.IGNORECASE)
+        for pk, message in Alert.objects.filter(match).values_list("pk", "message"):
+            # Only if still this text: an open alert takes the text of each new occurrence.
+            redacted += Alert.objects.filter(pk=pk, message=message).update(message=pattern.sub(ERASED, message))
+    return redacted
+
+
 def _ref_digest(value):
     # Keyed (SECRET_KEY), so the kept digests cannot be checked against guessed addresses by who reads them.
     return salted_hmac("privacy.erased-reference", value, algorithm="sha256").hexdigest()
@@ -395,6 +419,12 @@ def erasure_run(*, erasure_id, now=None):
                 report._bucket().pop("error", None)
                 done.append(holder.app)
             _save(erasure)
+        # After the holders, whose own redactions find an alert by the text they know (the lockout alert by the
+        # address it names); on every run, not once: a task of the user's that gave up meanwhile alerted anew.
+        erasure.report["alerts_redacted"] = erasure.report.get("alerts_redacted", 0) + alerts_redact(
+            refs=erasure.pending_refs
+        )
+        _save(erasure)
     if failures:
         return _failed(erasure, failures)
     erasure.report["finished"] = True

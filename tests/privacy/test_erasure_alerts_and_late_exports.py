@@ -8,6 +8,8 @@ itself stays for staff, only what named the user goes.
 
 import datetime as dt
 import os
+import socketserver
+import threading
 
 import pytest
 import responses
@@ -181,6 +183,71 @@ def test_the_price_drop_alert_no_longer_holds_the_erased_users_trip(user, staff_
 
     alert.refresh_from_db()
     assert not any(part in alert.message for part in trip), alert.message
+
+
+class RefusingSmtp(socketserver.ThreadingTCPServer):
+    """A mail server that knows no recipient: RCPT TO gets 550 quoting the address, as Postfix answers."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _SmtpHandler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+
+class _SmtpHandler(socketserver.StreamRequestHandler):
+    def reply(self, line):
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self):
+        self.reply("220 mx.example.com ESMTP")
+        for raw in self.rfile:
+            command = raw.decode().strip()
+            verb = command.split(" ", 1)[0].upper()
+            if verb == "EHLO":
+                self.reply("250 mx.example.com")
+            elif verb == "RCPT":
+                address = command.split(":", 1)[1].strip().strip("<>")
+                self.reply(f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in local recipient table")
+            elif verb == "QUIT":
+                self.reply("221 2.0.0 Bye")
+                return
+            else:  # HELO, MAIL, RSET, NOOP
+                self.reply("250 2.0.0 Ok")
+
+
+@pytest.fixture
+def refusing_mail_server(settings):
+    server = RefusingSmtp()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = server.server_address
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_failed_email_alert_no_longer_quotes_the_erased_users_address(
+    user, staff_user, duffel, eager, refusing_mail_server
+):
+    """The mail server's refusal quotes the recipient: the price-drop email task's "gave up" alert, quoting the
+    refusal, held the user's email address after the erasure. The alert stays; the address goes."""
+    watch = WatchFactory(owner=user, origin="LHR", destination="JFK", target_price="350.00")
+    duffel.offers_for = lambda slices: [make_offer(slices, offer_id="off_1", total="300.00")]
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert travel_services.watch_check(watch_id=watch.pk) == "notified"
+    alert = Alert.objects.get(kind=Alert.Kind.TASK_FAILED)
+    assert alert.message.startswith("travel.watch_notify(") and user.email in alert.message, alert.message
+    assert "Recipient address rejected" in alert.message
+
+    _erase(user, staff_user)
+
+    alert.refresh_from_db()
+    assert user.email not in alert.message.lower(), alert.message
+    assert alert.message.startswith("travel.watch_notify(") and "Recipient address rejected" in alert.message
 
 
 # --- An export still being built when the erasure runs --------------------------------------------
