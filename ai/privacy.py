@@ -48,7 +48,12 @@ register(
             "ai.AiUsageMonthly": ACCOUNTING,
             "ai.AiSpend": ACCOUNTING,
         },
-        description="AI requests (prompts and answers only when prompt logging is on), monthly usage, your budget.",
+        description=(
+            "AI requests (prompts and answers only when prompt logging is on), monthly usage, your budget. "
+            "Answers to a repeated deterministic request are cached for up to an hour (AI_CACHE_TTL_SECONDS) under "
+            "a digest of the request, without the prompt: a copy of an answer you already received, not in this "
+            "export, deleted at erasure."
+        ),
         retention="prompts per the retention policy; usage for accounting (pseudonymised at erasure).",
     )
 )
