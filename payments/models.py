@@ -137,6 +137,11 @@ class Payment(OutboxMixin, models.Model):
     checkout_session_id = models.CharField(max_length=128, blank=True)
     charge_id = models.CharField(max_length=64, blank=True)
     idempotency_key = models.CharField(max_length=128, help_text="Sent to Stripe as Idempotency-Key; one per attempt.")
+    params_digest = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="SHA-256 of the invoice text and Stripe customer this attempt was created with; blank until sent.",
+    )
     failure_code = models.CharField(max_length=64, blank=True)
     failure_message = models.TextField(blank=True)
     disputed_at = models.DateTimeField(null=True, blank=True)

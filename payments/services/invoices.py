@@ -1,6 +1,8 @@
 """Invoices and paying them: a PaymentIntent or a Checkout Session per attempt, reused while fresh."""
 
 import datetime as dt
+import hashlib
+import json
 
 from django.conf import settings
 from django.db import transaction
@@ -58,6 +60,23 @@ def _payment_key(invoice, attempt):
     return f"hub-invoice-{invoice.pk}-attempt-{attempt}"
 
 
+def _stripe_description(invoice):
+    """The PaymentIntent's description (a Checkout Session's product name): what the customer's receipt shows."""
+    return invoice.description or f"Invoice {invoice.number}"
+
+
+def _params_digest(*, invoice, customer):
+    """What an attempt's create sends Stripe beside its amount and currency, as a digest kept on the attempt.
+
+    Stripe keeps the parameters a key was first used with and refuses the key with any others
+    (idempotency_error), so an attempt is resumed only while the invoice's text (its description, its number in
+    the metadata) and the Stripe customer are still those it was created with. Staff may edit the text in
+    admin, and a customer deleted in the Dashboard is made again under a new id.
+    """
+    sent = json.dumps([_stripe_description(invoice), invoice.number, customer])
+    return hashlib.sha256(sent.encode()).hexdigest()
+
+
 def _choose_attempt(*, invoice_id, owner, method):
     """Under the invoice's row lock: the attempt to (re)use, and live attempts of another kind to cancel."""
     with transaction.atomic():
@@ -75,10 +94,16 @@ def _choose_attempt(*, invoice_id, owner, method):
                 status=invoice.status,
             )
         fresh_after = timezone.now() - INTENT_REUSE_WINDOW
+        customer = Customer.objects.filter(user=owner).values_list("external_id", flat=True).first() or ""
+        # Blank: never sent (the digest is stamped before the create), so its key is still free to use.
+        same_params = ("", _params_digest(invoice=invoice, customer=customer))
         reuse, stale = None, []
         for payment in invoice.payments.filter(status__in=Payment.LIVE).order_by("-attempt"):
             same = (
-                payment.method == method and payment.amount == invoice.amount and payment.currency == invoice.currency
+                payment.method == method
+                and payment.amount == invoice.amount
+                and payment.currency == invoice.currency
+                and payment.params_digest in same_params
             )
             # An attempt Stripe refused to create has no object there to resume, and its key would only
             # replay the refusal (Stripe keeps the answer to a key for 24 h): the next click is a new attempt.
@@ -128,6 +153,10 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
     for old in stale:
         _payment_cancel_on_stripe(old, owner=owner)
     customer = customer_ensure(user=owner)
+    # Only a new attempt's: a resumed one keeps the digest of what its key was first sent with.
+    Payment.objects.filter(pk=payment.pk, params_digest="").update(
+        params_digest=_params_digest(invoice=invoice, customer=customer)
+    )
     metadata = {
         "hub_invoice_id": str(invoice.pk),
         "hub_payment_id": str(payment.pk),
@@ -139,7 +168,7 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
                 amount=payment.amount,
                 currency=payment.currency,
                 customer=customer,
-                product_name=invoice.description or f"Invoice {invoice.number}",
+                product_name=_stripe_description(invoice),
                 metadata=metadata,
                 success_url=settings.STRIPE_CHECKOUT_SUCCESS_URL,
                 cancel_url=settings.STRIPE_CHECKOUT_CANCEL_URL,
@@ -156,7 +185,7 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
                 currency=payment.currency,
                 customer=customer,
                 metadata=metadata,
-                description=invoice.description or f"Invoice {invoice.number}",
+                description=_stripe_description(invoice),
                 idempotency_key=payment.idempotency_key,
                 owner=owner,
                 related=payment,

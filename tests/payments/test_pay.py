@@ -1,6 +1,7 @@
 """Paying an invoice: PaymentIntent or Checkout, through the real stripe SDK with HTTP intercepted."""
 
 import json
+import re
 
 import pytest
 import responses
@@ -493,3 +494,118 @@ class TestInvoiceAmounts:
         )
         assert response.status_code == 201, response.json()
         assert Invoice.objects.get().currency == currency.lower()
+
+
+def stripe_intent_by_key(http):
+    """Like Stripe's idempotency layer: a repeated Idempotency-Key with the same parameters returns the saved
+    intent; with other parameters Stripe refuses it (400 idempotency_error) and creates nothing."""
+    from urllib.parse import parse_qs
+
+    saved = {}
+
+    def callback(request):
+        key = request.headers["Idempotency-Key"]
+        params = parse_qs(request.body)
+        if key in saved and saved[key][0] != params:
+            error = {
+                "type": "idempotency_error",
+                "message": (
+                    "Keys for idempotent requests can only be used with the same parameters they were first used "
+                    f"with. Try using a key other than '{key}' if you meant to execute a different request."
+                ),
+            }
+            return (400, {"Request-Id": "req_idem"}, json.dumps({"error": error}))
+        if key not in saved:
+            pi_id = f"pi_live{len(saved) + 1}"
+            saved[key] = (
+                params,
+                {
+                    "id": pi_id,
+                    "object": "payment_intent",
+                    "amount": int(params["amount"][0]),
+                    "currency": params["currency"][0],
+                    "status": "requires_payment_method",
+                    "client_secret": f"{pi_id}_secret_xyz",
+                    "description": params.get("description", [None])[0],
+                    "metadata": {},
+                },
+            )
+        return (200, {"Request-Id": "req_pi"}, json.dumps(saved[key][1]))
+
+    http.add_callback(responses.POST, PI_URL, callback=callback)
+    http.add_callback(
+        responses.POST,
+        re.compile(rf"{PI_URL}/(pi_live\d+)/cancel"),
+        callback=lambda request: (
+            200,
+            {},
+            json.dumps({"id": request.url.split("/")[-2], "object": "payment_intent", "status": "canceled"}),
+        ),
+    )
+    return saved
+
+
+def test_a_click_after_staff_edit_the_invoice_description_pays_with_a_new_attempt(
+    admin_client, user_client, invoice, http
+):
+    """Stripe refuses an Idempotency-Key sent again with other parameters (idempotency_error). The open pay
+    page's attempt was reused with its key and the invoice's new description: every click failed, and the
+    attempt, failed but holding an intent, was reused again for 23 h. The customer could not pay."""
+    stripe_customer(http)
+    stripe_intent_by_key(http)
+    assert user_client.post(pay_url(invoice), {}, format="json").status_code == 200
+
+    changed = admin_client.post(
+        f"/admin/payments/invoice/{invoice.pk}/change/",
+        {
+            "number": invoice.number,
+            "description": "Consulting, November (corrected)",
+            "payments-TOTAL_FORMS": 1,
+            "payments-INITIAL_FORMS": 1,
+            "payments-0-id": invoice.payments.get().pk,
+            "payments-0-invoice": invoice.pk,
+        },
+    )
+    assert changed.status_code == 302, changed.context["adminform"].form.errors
+    invoice.refresh_from_db()
+    assert invoice.description == "Consulting, November (corrected)"
+
+    response = user_client.post(pay_url(invoice), {}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["attempt"], response.json()["client_secret"]) == (2, "pi_live2_secret_xyz")
+    creates = [c.request for c in http.calls if c.request.url == PI_URL]
+    assert [r.headers["Idempotency-Key"] for r in creates] == [
+        f"hub-invoice-{invoice.pk}-attempt-1",
+        f"hub-invoice-{invoice.pk}-attempt-2",
+    ]
+    assert "corrected" in form(http.calls[-1])["description"]
+    assert [c.request.url for c in http.calls if c.request.url.endswith("/cancel")] == [f"{PI_URL}/pi_live1/cancel"]
+    assert list(invoice.payments.order_by("attempt").values_list("attempt", "status")) == [
+        (1, "canceled"),
+        (2, "pending"),
+    ]
+    # A double click now reuses the new attempt, as before.
+    again = user_client.post(pay_url(invoice), {}, format="json")
+    assert again.status_code == 200 and again.json()["attempt"] == 2
+
+
+def test_a_click_after_the_customer_was_deleted_in_the_dashboard_pays_with_a_new_attempt(
+    client, user_client, invoice, http, run_on_commit
+):
+    """The same refusal when the open attempt's customer is deleted in the Dashboard: the hub makes a new
+    customer, and the attempt's key sent again with it was Stripe's idempotency_error on every click."""
+    from .test_webhooks import deliver
+
+    stripe_customer(http)
+    stripe_intent_by_key(http)
+    assert user_client.post(pay_url(invoice), {}, format="json").status_code == 200
+    with run_on_commit():
+        gone = {"id": "cus_new1", "object": "customer", "deleted": True}
+        assert deliver(client, fakes.event("customer.deleted", gone)).status_code == 200
+
+    response = user_client.post(pay_url(invoice), {}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["attempt"] == 2
+    assert form(http.calls[-1])["customer"] == "cus_new2"
