@@ -173,7 +173,10 @@ def on_charge_refunded(event):
     services.charge_refunded_apply(charge=_object(event), occurred_at=event.occurred_at)
 
 
-@webhook_handler(PROVIDER, "charge.refund.updated")
+# Since API version 2024-10-28.acacia Stripe sends refund.created, refund.updated and refund.failed for every
+# refund, a Dashboard refund included, while a charge no longer lists its refunds (2022-11-15): these events are
+# how a refund made outside the hub becomes a Refund row (by its id), so the totals recomputed from the rows keep it.
+@webhook_handler(PROVIDER, "charge.refund.updated", "refund.created", "refund.updated", "refund.failed")
 def on_refund_updated(event):
     services.refund_upsert(stripe_refund=StripeRefund.from_stripe(_object(event)), occurred_at=event.occurred_at)
 

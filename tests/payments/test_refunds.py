@@ -271,3 +271,95 @@ def test_a_refund_event_for_another_stripe_refund_carrying_our_id_does_not_settl
     other = Refund.objects.get(external_id="re_other")
     assert (other.amount, other.status) == (500, "succeeded")
     assert "re_ours" in Alert.objects.get(kind="payment_anomaly").message
+
+
+def dashboard_refund(client, *, refund_id, amount, refunded_on_charge, status="succeeded", created=None):
+    """A refund made in the Stripe Dashboard as the hub hears of it: the charge.refunded its charge answers
+    (amount_refunded only: since API version 2022-11-15 a charge no longer lists its refunds) and the
+    refund.created Stripe sends for every refund since 2024-10-28.acacia."""
+    from .test_webhooks import deliver
+
+    charge = {
+        "id": "ch_paid1",
+        "object": "charge",
+        "payment_intent": "pi_paid1",
+        "amount": 1000,
+        "currency": "usd",
+        "amount_refunded": refunded_on_charge,
+        "refunded": refunded_on_charge == 1000,
+        "metadata": {},
+    }
+    refund = fakes.refund(refund_id, amount=amount, status=status, payment_intent="pi_paid1")
+    assert deliver(client, fakes.event("charge.refunded", charge, created=created)).status_code == 200
+    assert deliver(client, fakes.event("refund.created", refund, created=created)).status_code == 200
+
+
+def test_a_refund_through_the_hub_keeps_a_dashboard_refund_in_the_totals(
+    client, staff_client, payment, http, run_on_commit
+):
+    """A Dashboard refund was known only as its charge's amount_refunded: the next refund made through the hub
+    recomputed the totals from the hub's own refunds, so 1,000 refunded showed 500 (invoice partially refunded)
+    until another charge.refunded came. Stripe's refund.created records it as a refund like the hub's own."""
+    stripe_refunds(http)
+    with run_on_commit():
+        dashboard_refund(client, refund_id="re_dash", amount=500, refunded_on_charge=500)
+    with run_on_commit():
+        response = staff_client.post(refunds_url(payment), {"amount": 500}, format="json")
+    assert response.status_code == 202, response.json()
+
+    payment.refresh_from_db()
+    payment.invoice.refresh_from_db()
+    assert payment.amount_refunded == 1000
+    assert (payment.invoice.status, payment.invoice.amount_refunded) == ("refunded", 1000)
+    assert sorted(Refund.objects.values_list("external_id", "amount", "status")) == [
+        ("re_1", 500, "succeeded"),
+        ("re_dash", 500, "succeeded"),
+    ]
+    # Nothing remains to refund.
+    assert staff_client.post(refunds_url(payment), {"amount": 1}, format="json").status_code == 400
+
+
+def test_refund_events_record_a_dashboard_refund_once_in_any_order(client, payment, run_on_commit):
+    """Stripe delivers events in any order and more than once: the newer refund.updated (succeeded) first, then
+    the older refund.created (pending) twice. One row, by the refund's id, and the newer status stays."""
+    from .test_webhooks import deliver
+
+    now = int(time.time())
+    updated = fakes.event("refund.updated", fakes.refund("re_dash", amount=400, payment_intent="pi_paid1"), created=now)
+    created = fakes.event(
+        "refund.created",
+        fakes.refund("re_dash", amount=400, status="pending", payment_intent="pi_paid1"),
+        created=now - 5,
+    )
+    for evt in (updated, created, created):
+        with run_on_commit():
+            assert deliver(client, evt).status_code == 200
+
+    assert list(Refund.objects.values_list("external_id", "amount", "status")) == [("re_dash", 400, "succeeded")]
+    payment.refresh_from_db()
+    payment.invoice.refresh_from_db()
+    assert payment.amount_refunded == 400
+    assert (payment.invoice.status, payment.invoice.amount_refunded) == ("partially_refunded", 400)
+
+
+def test_a_dashboard_refund_that_fails_after_it_succeeded_takes_the_invoice_back_to_paid(
+    client, payment, run_on_commit
+):
+    """refund.failed (the card was closed): the money is the merchant's again and the invoice simply paid."""
+    from .test_webhooks import deliver
+
+    now = int(time.time())
+    with run_on_commit():
+        dashboard_refund(client, refund_id="re_dash", amount=1000, refunded_on_charge=1000, created=now - 60)
+    payment.invoice.refresh_from_db()
+    assert (payment.invoice.status, payment.invoice.amount_refunded) == ("refunded", 1000)
+
+    failed = fakes.refund("re_dash", amount=1000, status="failed", payment_intent="pi_paid1", failure_reason="lost")
+    with run_on_commit():
+        assert deliver(client, fakes.event("refund.failed", failed, created=now)).status_code == 200
+
+    assert Refund.objects.get().status == "failed"
+    payment.refresh_from_db()
+    payment.invoice.refresh_from_db()
+    assert payment.amount_refunded == 0
+    assert (payment.invoice.status, payment.invoice.amount_refunded) == ("paid", 0)
