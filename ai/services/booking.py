@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from integrations.aio import db_hop, db_hop_or_undo
+from integrations.aio import db_hop, db_hop_or_undo, in_background
 from integrations.context import get_request_id
 from integrations.errors import DomainError
 
@@ -28,7 +28,7 @@ from ..usage import (
     user_limits,
 )
 from .cache import cache_get, cache_key, use_cache
-from .chain import ChainExhausted, ChainRefused, walk
+from .chain import ChainExhausted, ChainRefused, answer_cost, walk
 
 
 def payload_for(result, *, cost, cached, fallbacks):
@@ -47,6 +47,25 @@ def payload_for(result, *, cost, cached, fallbacks):
         "cached": cached,
         "fallbacks": fallbacks,
     }
+
+
+def cut_short(provider, model, req, *, finish_reason, text="", counted=None):
+    """An answer cut short, as booked: the input as the provider counted it when it said so before its answer
+    ended (`counted`: (input, cached) from Anthropic's message_start), else the hub's estimate; the answer
+    estimated from the text it produced (none: 0). A provider bills the input of a call it was sent, whether
+    or not anybody reads the answer."""
+    input_tokens, cached_tokens = counted or (req.estimated_input_tokens(), 0)
+    return Completion(
+        provider=provider,
+        model=model,
+        content=text,
+        tool_calls=[],
+        finish_reason=finish_reason,
+        input_tokens=input_tokens,
+        output_tokens=len(text) // 4,
+        cached_tokens=cached_tokens,
+        price_model=model,
+    )
 
 
 def request_log(**fields):
@@ -125,6 +144,9 @@ class Booking:
         self.on_done = on_done  # called with the final payload, in the booking's thread hop
         self.on_fail = on_fail
         self.reservation = None
+        # Calls the provider bills that gave no answer (a client gone mid-call, an Anthropic stream failed after
+        # message_start counted its input): (result, cost, tried), booked with the request however it ends.
+        self.unanswered = []
 
     def reserve(self, chain):
         """Cap the answer's length, drop unpriced models, and hold the request's largest cost.
@@ -149,6 +171,41 @@ class Booking:
     def release(self):
         budget_settle(self.reservation, 0)
 
+    def bill(self, call, result, tried):
+        """A call sent that gave no answer (`result`: cut_short): priced on its attempt's row (the gateway's
+        `call`, written as the attempt fails) and kept for the request's booking, whatever answers next."""
+        cost = answer_cost(result)
+        call.record(units=result.units(), cost_usd=cost)
+        self.unanswered.append((result, cost, list(tried)))
+
+    def unfinished(self):
+        """The walk ended without an answer or an error to answer with (the client went away, a bug): book the
+        calls the provider bills, the last one as the request's (client_closed when the client left it), or
+        free the hold; then the Idempotency-Key, since the client got nothing to replay."""
+        if not self.unanswered:
+            self.release()
+            return
+        result, cost, tried = self.unanswered.pop()
+        closed = result.finish_reason == "client_closed"
+        try:
+            self.answered(
+                result,
+                cost=cost,
+                tried=tried,
+                payload=None,
+                outcome=AiRequest.Outcome.CLIENT_CLOSED if closed else AiRequest.Outcome.FAILED,
+                error_code="" if closed else "server_error",
+            )
+        except BaseException:
+            self.abandon()
+            raise
+
+    def _unanswered_booked(self):
+        """The usage of the calls billed without an answer, added here; their total cost."""
+        for result, cost, _ in self.unanswered:
+            usage_record(**self._usage(result, cost))
+        return sum((cost for _, cost, _ in self.unanswered), Decimal(0))
+
     def abandon(self):
         """An answer whose booking failed after it was sent: free the hold and the Idempotency-Key."""
         self.release()
@@ -165,8 +222,9 @@ class Booking:
         held = self.reservation is not None and not self.reservation.settled
         try:
             usage_record(**self._usage(result, cost))
-            self._spent(budget_settle(self.reservation, cost), cost)
-            request_log(**self._log(result, cost, tried, outcome), error_code=error_code)
+            total = cost + self._unanswered_booked()
+            self._spent(budget_settle(self.reservation, total), total)
+            request_log(**self._log(result, total, tried, outcome), error_code=error_code)
             if outcome != AiRequest.Outcome.OK:
                 self._failed()
             elif self.on_done:
@@ -184,17 +242,19 @@ class Booking:
     def answered_at_once(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK):
         """`answered` of a request without hooks (hooks_free) as statements for the call row's one round
         trip (integrations.aio.at_once): ([(sql, params)], after(rows)), `after` run once they are committed."""
+        total = cost + sum((extra for _, extra, _ in self.unanswered), Decimal(0))
         statements = [
             usage_statement(**self._usage(result, cost)),
-            request_log_statement(**self._log(result, cost, tried, outcome)),
+            *(usage_statement(**self._usage(r, c)) for r, c, _ in self.unanswered),
+            request_log_statement(**self._log(result, total, tried, outcome)),
         ]
         held = self.reservation is not None and not self.reservation.settled
         if held:
-            statements.append(settle_statement(self.reservation, cost))
+            statements.append(settle_statement(self.reservation, total))
 
         def after(rows):
             if held:
-                self._spent(settled(self.reservation, rows[-1], cost), cost)
+                self._spent(settled(self.reservation, rows[-1], total), total)
 
         return statements, after
 
@@ -345,5 +405,7 @@ async def walk_booked(booking, chain_and_skipped, attempt_fn):
     except (ChainExhausted, ChainRefused) as exc:
         raise await db_hop(booking.chain_failed, exc) from None
     except BaseException:
-        await db_hop(booking.release)
+        # Handed to the background writer, as a closed stream's booking is: a request cancelled once (its client
+        # went away) may be cancelled again (the server shutting down), and the booking must still be written.
+        await in_background(booking.unfinished)
         raise

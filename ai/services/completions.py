@@ -6,7 +6,7 @@ import functools
 from integrations.aio import db_hop
 
 from .. import providers
-from .booking import begin, payload_for, start, walk_booked
+from .booking import begin, cut_short, payload_for, start, walk_booked
 from .cache import cache_set, cacheable
 from .chain import answer_cost, attempt_timeout, take_tokens, wait_deadline
 
@@ -24,8 +24,13 @@ def _attempt_complete(booking, idempotency_key):
         ) as call:
             # The SDK's timeout bounds each read; this bounds the whole answer by the request's deadline.
             seconds = attempt_timeout(provider, deadline)
-            async with asyncio.timeout(seconds):
-                result = await providers.complete(provider, model, req, timeout=seconds)
+            try:
+                async with asyncio.timeout(seconds):
+                    result = await providers.complete(provider, model, req, timeout=seconds)
+            except asyncio.CancelledError:
+                # The client went away with the request sent: the provider bills its input all the same.
+                booking.bill(call, cut_short(provider, model, req, finish_reason="client_closed"), tried)
+                raise
             result.price_model = model
             cost = answer_cost(result)
             call.record(http_status=200, request_id=result.request_id, units=result.units(), cost_usd=cost)

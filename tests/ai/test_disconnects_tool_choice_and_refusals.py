@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync
 
 from ai import services as ai_services
 from ai.models import AiSpend
+from integrations import aio
 from integrations.models import IdempotencyRecord
 from tests.ai.fakes import anthropic_message, error, openai_chat
 
@@ -187,3 +188,56 @@ def test_a_client_gone_while_the_provider_thinks_is_no_provider_failure(fake_ai,
     assert UsageRollup.objects.get(provider="openai").errors == 0
     rollup = ProviderRollup.objects.get(provider="openai")
     assert (rollup.calls, rollup.error, rollup.cancelled) == (1, 0, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("on_server_loop", [False, True], ids=["booked-inline", "booked-after"])
+def test_a_client_gone_while_the_provider_thinks_is_booked_the_input_it_sent(
+    fake_ai, asgi_completion, user, server_loop, on_server_loop
+):
+    """The request reached the provider, which bills its input though nobody reads the answer: booked as a
+    stream the client left is (the hub's estimate of the input, no answer), on the request log, the call row,
+    the usage page and the budget; the Idempotency-Key is freed, since the client got nothing to replay."""
+    from decimal import Decimal
+
+    from ai.models import AiRequest, AiUsageMonthly
+    from integrations.models import ProviderCall
+    from tests.ai.fakes import Body
+
+    state = {}
+
+    def thinking(request):
+        body = Body([openai_chat("late").content], hold_after=0, gate=state["gate"])
+        state["asked"].set()
+        return httpx2.Response(200, stream=body, headers={"content-type": "application/json"})
+
+    fake_ai.add("openai", thinking)
+    prompt = "x" * 39_965  # the messages' JSON and the tools' ([]) are 40,000 characters: 10,000 tokens by estimate
+
+    async def scenario():
+        if on_server_loop:
+            server_loop()
+        state["gate"], state["asked"] = asyncio.Event(), asyncio.Event()
+        call = asgi_completion({"messages": [{"role": "user", "content": prompt}]}, headers=[("idempotency-key", "k1")])
+        await asyncio.wait_for(state["asked"].wait(), 10)
+        call.disconnect()
+        await call.task
+        await aio.settle(timeout=10)
+
+    async_to_sync(scenario)()
+    cost = Decimal("0.001500")  # gpt-4o-mini: 10,000 x 0.15 / 1M
+    row = ProviderCall.objects.get(provider="openai")
+    assert (row.outcome, row.cost_usd, row.units.get("input_tokens")) == ("cancelled", cost, 10_000)
+    logged = AiRequest.objects.get()
+    assert (logged.outcome, logged.finish_reason, logged.provider, logged.model) == (
+        "client_closed",
+        "client_closed",
+        "openai",
+        "gpt-4o-mini",
+    )
+    assert (logged.input_tokens, logged.output_tokens, logged.cost_usd) == (10_000, 0, cost)
+    month = AiUsageMonthly.objects.get(owner=user)
+    assert (month.requests, month.input_tokens, month.output_tokens, month.cost_usd) == (1, 10_000, 0, cost)
+    spend = AiSpend.objects.get(owner=user)
+    assert (spend.spent_usd, spend.reserved_usd) == (cost, 0)
+    assert not IdempotencyRecord.objects.filter(key="k1").exists()
