@@ -13,9 +13,8 @@ from integrations.aio import db_hop
 from integrations.errors import ProviderError
 
 from .. import providers
-from ..messages import Completion
 from ..models import AiRequest
-from .booking import begin, payload_for, start, walk_booked
+from .booking import begin, cut_short, payload_for, start, walk_booked
 from .cache import cache_set, cacheable
 from .chain import answer_cost, attempt_timeout, take_tokens, wait_deadline
 
@@ -43,26 +42,37 @@ class _OpenStream:
         self.stack = stack
 
 
-def _attempt_stream(user, req, idempotency_key):
+def _attempt_stream(booking, idempotency_key):
+    req = booking.params["request"]
+
     async def attempt(provider, model, deadline, tried):
         await take_tokens(provider, req, deadline)
         async with contextlib.AsyncExitStack() as stack:
             call = await stack.enter_async_context(
                 providers.ADAPTERS[provider].aattempt(
                     "completion.stream",
-                    owner=user,
+                    owner=booking.user,
                     idempotency_key=idempotency_key,
                     deadline=wait_deadline(deadline),
                 )
             )
             seconds = attempt_timeout(provider, deadline)
-            # Up to the first delta the walk may still fall back, so that wait is bounded by the deadline too.
-            async with asyncio.timeout(seconds):
-                handle = await providers.stream(provider, model, req, timeout=seconds)
-                stack.push_async_callback(handle.aclose)
-                events = aiter(handle)
-                stack.push_async_callback(events.aclose)
-                first = await anext(events, None)
+            handle = None
+            try:
+                # Up to the first delta the walk may still fall back, so that wait is bounded by the deadline too.
+                async with asyncio.timeout(seconds):
+                    handle = await providers.stream(provider, model, req, timeout=seconds)
+                    stack.push_async_callback(handle.aclose)
+                    events = aiter(handle)
+                    stack.push_async_callback(events.aclose)
+                    first = await anext(events, None)
+            except asyncio.CancelledError:
+                # The client went away with the request sent, before any text: the provider bills its input.
+                counted = handle.input_so_far() if handle is not None else None
+                booking.bill(
+                    call, cut_short(provider, model, req, finish_reason="client_closed", counted=counted), tried
+                )
+                raise
             # From here the relay owns the upstream and the attempt.
             return _OpenStream(provider, model, call, handle, events, first, stack.pop_all())
 
@@ -70,20 +80,14 @@ def _attempt_stream(user, req, idempotency_key):
 
 
 def _so_far(opened, req, *, finish_reason):
-    """A stream cut short, as booked: the input as the provider counted it when it said so up front
-    (Anthropic's message_start), else estimated; the answer estimated from the text it streamed."""
-    text = "".join(opened.handle.text)
-    input_tokens, cached_tokens = opened.handle.input_so_far() or (req.estimated_input_tokens(), 0)
-    return Completion(
-        provider=opened.provider,
-        model=opened.model,
-        content=text,
-        tool_calls=[],
+    """A stream cut short after its first delta, as booked (booking.cut_short): with the text it streamed."""
+    return cut_short(
+        opened.provider,
+        opened.model,
+        req,
         finish_reason=finish_reason,
-        input_tokens=input_tokens,
-        output_tokens=len(text) // 4,
-        cached_tokens=cached_tokens,
-        price_model=opened.model,
+        text="".join(opened.handle.text),
+        counted=opened.handle.input_so_far(),
     )
 
 
@@ -234,5 +238,5 @@ async def completion_stream(*, user, params, idempotency_key="", on_done=None, o
     booking, chain, key, hit = await start(begun)
     if hit is not None:
         return replay(hit)
-    opened, tried = await walk_booked(booking, chain, _attempt_stream(user, params["request"], idempotency_key))
+    opened, tried = await walk_booked(booking, chain, _attempt_stream(booking, idempotency_key))
     return _Relay(_relay(opened, booking=booking, tried=tried, key=key))

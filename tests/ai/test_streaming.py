@@ -6,7 +6,7 @@ from asgiref.sync import async_to_sync
 
 from ai.models import AiRequest
 from integrations import aio
-from integrations.models import ProviderCall
+from integrations.models import IdempotencyRecord, ProviderCall
 from tests.ai.fakes import anthropic_sse_chunks, error, openai_sse_chunks, parse_sse, sse_response
 
 pytestmark = pytest.mark.django_db
@@ -254,3 +254,75 @@ def test_a_wsgi_server_gets_the_whole_stream_at_once_not_a_broken_one(fake_ai, u
     assert [kind for kind, _ in parse_sse(b"".join(again))] == ["delta", "done"]
     assert list(ProviderCall.objects.values_list("outcome", flat=True)) == ["ok", "ok"]
     assert AiRequest.objects.filter(stream=True).count() == 2
+
+
+class _Noted(asyncio.Event):
+    """A Body's gate that tells when the stream reached it: everything before was read and handled."""
+
+    def __init__(self):
+        super().__init__()
+        self.reached = asyncio.Event()
+
+    async def wait(self):
+        self.reached.set()
+        return await super().wait()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "provider, task, chunks, held_after, input_tokens, cached_tokens, cost",
+    [
+        # The hub's estimate (OpenAI tells the usage at the end only); gpt-4o-mini: 10,000 x 0.15 / 1M.
+        ("openai", "simple", openai_sse_chunks(["late"], usage=(99, 5, 0)), 1, 10_000, 0, "0.001500"),
+        # What Anthropic's message_start counted (10,000 + 30,000 read from its cache), not the estimate;
+        # claude-sonnet-4-6: (10,000 x 3.00 + 30,000 x 0.30) / 1M.
+        ("anthropic", "writing", anthropic_sse_chunks(["late"], usage=(10_000, 5, 30_000)), 2, 40_000, 30_000, "0.039"),
+    ],
+    ids=["openai-estimated", "anthropic-counted"],
+)
+def test_a_client_gone_before_the_first_delta_is_booked_the_input_it_sent(
+    fake_ai, asgi_completion, user, provider, task, chunks, held_after, input_tokens, cached_tokens, cost
+):
+    """The stream opened (the provider answered 200 and, for Anthropic, counted the input) and the client left
+    before any text: booked as a stream the client left after some deltas is, not at $0."""
+    from ai.models import AiSpend, AiUsageMonthly
+
+    upstream = sse_response(chunks, hold_after=held_after, gate=None)
+    prompt = "x" * 39_965  # the messages' JSON and the tools' ([]) are 40,000 characters: 10,000 tokens by estimate
+
+    async def scenario():
+        upstream.body_stream.gate = gate = _Noted()  # never set: the provider is still "thinking"
+        fake_ai.add(provider, upstream)
+        call = asgi_completion(
+            {"stream": True, "task": task, "messages": [{"role": "user", "content": prompt}]},
+            headers=[("idempotency-key", "s1")],
+        )
+        await asyncio.wait_for(gate.reached.wait(), 10)
+        call.disconnect()
+        await call.task
+        await aio.settle(timeout=10)
+        assert call.chunks == []
+
+    async_to_sync(scenario)()
+    cost = Decimal(cost)
+    assert upstream.body_stream.closed
+    logged = AiRequest.objects.get()
+    assert (logged.outcome, logged.finish_reason, logged.provider, logged.stream) == (
+        "client_closed",
+        "client_closed",
+        provider,
+        True,
+    )
+    assert (logged.input_tokens, logged.cached_tokens, logged.output_tokens, logged.cost_usd) == (
+        input_tokens,
+        cached_tokens,
+        0,
+        cost,
+    )
+    call = ProviderCall.objects.get()
+    assert (call.outcome, call.cost_usd, call.units["input_tokens"]) == ("cancelled", cost, input_tokens)
+    month = AiUsageMonthly.objects.get(owner=user)
+    assert (month.requests, month.input_tokens, month.cost_usd) == (1, input_tokens, cost)
+    spend = AiSpend.objects.get(owner=user)
+    assert (spend.spent_usd, spend.reserved_usd) == (cost, 0)
+    assert not IdempotencyRecord.objects.filter(key="s1").exists()
