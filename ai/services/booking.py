@@ -313,18 +313,20 @@ class Booking:
 
     @transaction.atomic
     def failed(self, *, error_code, tried, provider="", model="", streaming=False):
+        cost = self._unanswered_booked()  # what the provider bills for calls that failed after it counted them
         request_log(
             user=self.user,
             params=self.params,
             outcome=AiRequest.Outcome.FAILED,
             started=self.started,
+            cost=cost,
             fallbacks=tried,
             error_code=error_code,
             stream=self.stream,
             provider=provider,
             model=model,
         )
-        self.release()
+        self._spent(budget_settle(self.reservation, cost), cost)
         if streaming:
             self._failed()  # before the stream, the caller sees the exception itself
 

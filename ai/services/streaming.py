@@ -73,6 +73,13 @@ def _attempt_stream(booking, idempotency_key):
                     call, cut_short(provider, model, req, finish_reason="client_closed", counted=counted), tried
                 )
                 raise
+            except Exception:
+                # The provider failed before any text, after counting the input it bills (Anthropic's
+                # message_start): booked with the request, whichever provider answers it next.
+                counted = handle.input_so_far() if handle is not None else None
+                if counted is not None:
+                    booking.bill(call, cut_short(provider, model, req, finish_reason="error", counted=counted), tried)
+                raise
             # From here the relay owns the upstream and the attempt.
             return _OpenStream(provider, model, call, handle, events, first, stack.pop_all())
 

@@ -1,4 +1,5 @@
 import asyncio
+import json
 from decimal import Decimal
 
 import pytest
@@ -326,3 +327,71 @@ def test_a_client_gone_before_the_first_delta_is_booked_the_input_it_sent(
     spend = AiSpend.objects.get(owner=user)
     assert (spend.spent_usd, spend.reserved_usd) == (cost, 0)
     assert not IdempotencyRecord.objects.filter(key="s1").exists()
+
+
+def _anthropic_failing_after_message_start(input_tokens):
+    """message_start (Anthropic counts the input it bills), a text block's start, then an error event: no text."""
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    started = anthropic_sse_chunks([], usage=(input_tokens, 5, 0))[:2]
+    return started + [f"event: error\ndata: {json.dumps(overloaded)}\n\n".encode()]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "headers", [[], [("idempotency-key", "f1")]], ids=["booked-in-one-round-trip", "booked-step-by-step"]
+)
+def test_an_anthropic_stream_failing_after_message_start_is_booked_its_input_with_the_answer_that_followed(
+    fake_ai, asgi_completion, user, server_loop, headers
+):
+    """Anthropic counted (and bills) the input in message_start, then failed before any text: the walk falls back
+    as before, and the request is booked that input as well as the answer the next provider gave."""
+    from ai.models import AiSpend, AiUsageMonthly
+
+    fake_ai.add("anthropic", sse_response(_anthropic_failing_after_message_start(10_000)))
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["fine"], usage=(1000, 3, 0), model="gpt-4.1")))
+
+    async def scenario():
+        server_loop()
+        call = asgi_completion({"stream": True, "task": "writing"}, headers=headers)
+        await call.task
+        await aio.settle(timeout=10)
+        return call
+
+    events = parse_sse(async_to_sync(scenario)().raw)
+    kind, done = events[-1]
+    assert (kind, done["provider"], done["content"]) == ("done", "openai", "fine")
+    assert [(f["provider"], f["error"]) for f in done["fallbacks"]] == [("anthropic", "provider_unavailable")]
+    # claude-sonnet-4-6: 10,000 x 3.00 / 1M; gpt-4.1: (1000 x 2.00 + 3 x 8.00) / 1M
+    lost, answered = Decimal("0.030000"), Decimal("0.002024")
+    assert done["cost_usd"] == str(answered)  # the answer's own usage and cost
+    calls = {c.provider: c for c in ProviderCall.objects.all()}
+    assert (calls["anthropic"].outcome, calls["anthropic"].cost_usd) == ("error", lost)
+    assert calls["anthropic"].units["input_tokens"] == 10_000
+    assert (calls["openai"].outcome, calls["openai"].cost_usd) == ("ok", answered)
+    by_model = {m.provider: m for m in AiUsageMonthly.objects.filter(owner=user)}
+    assert (by_model["anthropic"].input_tokens, by_model["anthropic"].cost_usd) == (10_000, lost)
+    assert by_model["openai"].cost_usd == answered
+    logged = AiRequest.objects.get()
+    assert (logged.outcome, logged.provider, logged.cost_usd) == ("ok", "openai", lost + answered)
+    spend = AiSpend.objects.get(owner=user)
+    assert (spend.spent_usd, spend.reserved_usd) == (lost + answered, 0)
+
+
+def test_an_anthropic_stream_failing_after_message_start_with_no_fallback_is_booked_its_input(
+    fake_ai, complete, user, settings
+):
+    from ai.models import AiSpend, AiUsageMonthly
+
+    settings.AI_ROUTES = {"writing": [["anthropic", "claude-sonnet-4-6"]]}
+    fake_ai.add("anthropic", sse_response(_anthropic_failing_after_message_start(10_000)))
+    resp = complete(task="writing", stream=True)
+    assert resp.status_code == 503 and resp.json()["error"] == "ai_unavailable"
+    lost = Decimal("0.030000")  # claude-sonnet-4-6: 10,000 x 3.00 / 1M
+    call = ProviderCall.objects.get()
+    assert (call.outcome, call.cost_usd, call.units["input_tokens"]) == ("error", lost, 10_000)
+    logged = AiRequest.objects.get()
+    assert (logged.outcome, logged.error_code, logged.cost_usd) == ("failed", "ai_unavailable", lost)
+    month = AiUsageMonthly.objects.get(owner=user)
+    assert (month.provider, month.input_tokens, month.output_tokens, month.cost_usd) == ("anthropic", 10_000, 0, lost)
+    spend = AiSpend.objects.get(owner=user)
+    assert (spend.spent_usd, spend.reserved_usd) == (lost, 0)
