@@ -16,6 +16,9 @@ An app that holds provider-side state for a connection cleans it up before the t
 
     oauth.on_disconnect(fn)          # fn(connection), called by DELETE /api/v1/connections/{id}/
     oauth.on_reconnect(fn)           # fn(connection), after a broken connection was authorized again
+    oauth.connections_sharing_account(connection=conn)
+        # the other active connections to the same provider account: a hook leaves alone what the provider
+        # keeps per account, not per token, while one of them remains (Gmail's one watch per mailbox)
 
 A new provider registers its endpoints and scopes as data:
 
@@ -51,6 +54,13 @@ def google_credentials(*, connection):
     )
 
 
+def connections_sharing_account(*, connection):
+    """The other active connections (any hub user's) to the same account at the provider, as a queryset."""
+    from .services import connections_sharing_account as impl
+
+    return impl(connection)
+
+
 def bearer_auth(*, connection):
     """An httpx.Auth that sends the connection's fresh access token (refreshing it when due) on every request."""
     from .auth import BearerAuth
@@ -63,6 +73,7 @@ __all__ = [
     "access_token",
     "bearer_auth",
     "connection_for",
+    "connections_sharing_account",
     "get",
     "google_credentials",
     "on_disconnect",

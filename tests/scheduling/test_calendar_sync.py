@@ -9,6 +9,7 @@ from integrations.models import Connection, WebhookEvent
 from integrations.webhooks.tasks import webhook_process
 from scheduling.calendars.sync import calendar_sync, calendar_watch, calendars_renew_due, channel_token
 from scheduling.models import Calendar, CalendarEvent, Meeting
+from tests.integrations.factories import ConnectionFactory
 
 from .helpers import URL, body
 from .test_calendar_google import calendar_id, events_url
@@ -119,6 +120,16 @@ class TestPush:
         new = calendar_watch(calendar_id=ada_calendar.pk)
         assert new.channel_id != old.channel_id and list(gcal.channels) == [new.channel_id]
         assert gcal.stopped == [{"id": old.channel_id, "resourceId": old.channel_resource_id}]
+
+    def test_disconnecting_a_connection_whose_google_account_another_user_connected_closes_its_own_channel(
+        self, user_client, ada_calendar, gcal, gcal_conn, other_user
+    ):
+        # The grant (and Gmail's one watch per mailbox) stay for the other connection; a channel is this one's.
+        ConnectionFactory(owner=other_user, provider="google_oauth", account=ADA, capabilities=["calendar"])
+        calendar = calendar_watch(calendar_id=ada_calendar.pk)
+        response = user_client.delete(f"/api/v1/connections/{gcal_conn.pk}/")
+        assert response.status_code == 200 and response.json()["revoked"] is False
+        assert gcal.stopped == [{"id": calendar.channel_id, "resourceId": calendar.channel_resource_id}]
 
     def test_the_beat_renews_channels_that_end_within_a_day(
         self, ada_calendar, gcal, calendars_eager, django_capture_on_commit_callbacks

@@ -12,13 +12,13 @@ needs_reauth, raises one alert, and callers get 409 connection_needs_reauth
 with an authorization URL that repairs it.
 
 authorize.py    authorization_start, authorization_complete, needs_reauth_error, redirect_uri, oauth_states_purge
-connections.py  connection_for, missing_scopes, connection_delete
+connections.py  connection_for, missing_scopes, connection_delete, connections_sharing_account
 refresh.py      connection_refresh, access_token, access_token_refused, connections_refresh_due
 """
 
 from .authorize import _owned as _owned  # views.py reads it as services._owned
 from .authorize import authorization_complete, authorization_start, needs_reauth_error, oauth_states_purge, redirect_uri
-from .connections import connection_delete, connection_for, missing_scopes
+from .connections import connection_delete, connection_for, connections_sharing_account, missing_scopes
 from .refresh import (
     LOCK_SECONDS,
     LOCK_WAIT_SECONDS,
@@ -35,6 +35,7 @@ __all__ = [
     "oauth_states_purge",
     "redirect_uri",
     "connection_delete",
+    "connections_sharing_account",
     "connection_for",
     "missing_scopes",
     "LOCK_SECONDS",

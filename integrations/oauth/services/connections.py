@@ -108,11 +108,16 @@ def _grant_shared(conn):
     grant, and one of them disconnecting (or being erased) left the other's connection refused at its next
     refresh. Such a disconnect deletes this connection's tokens only; the last one to go revokes.
     """
+    return connections_sharing_account(conn).exists()
+
+
+def connections_sharing_account(conn):
+    """The other active connections (any owner's) to the same account at the provider as `conn`.
+
+    What a disconnect must leave alone at the provider: the grant (_grant_shared), and what the provider keeps
+    per account rather than per token (Gmail's one watch per mailbox, which the mail app's hook would stop).
+    """
     same = Q(account=conn.account)
     if conn.account_id:
         same = Q(account_id=conn.account_id) | Q(account=conn.account, account_id="")
-    return (
-        Connection.objects.filter(same, provider=conn.provider, status=Connection.Status.ACTIVE)
-        .exclude(pk=conn.pk)
-        .exists()
-    )
+    return Connection.objects.filter(same, provider=conn.provider, status=Connection.Status.ACTIVE).exclude(pk=conn.pk)

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import localstate
+from integrations import localstate, oauth
 from integrations.errors import DomainError, ProviderUnavailable
 from integrations.models import Connection
 from integrations.redis import get_client, key
@@ -188,8 +188,21 @@ def mailbox_unwatch(conn):
     adapter = _adapter(conn)
     try:
         if conn.provider == "google_oauth" and mailbox.watch_expires_at and mailbox.watch_expires_at > timezone.now():
-            adapter.stop(conn)
+            if not _gmail_watch_shared(conn):
+                adapter.stop(conn)
         elif conn.provider == "microsoft_oauth" and mailbox.subscription_id:
             adapter.subscription_delete(conn, mailbox.subscription_id)
     except NotFound:
         pass  # already gone: what we wanted
+
+
+def _gmail_watch_shared(conn):
+    """Whether another hub user's connection to the same Gmail account has its push on.
+
+    Gmail keeps one watch per mailbox (users.stop names no channel, only the mailbox): stopping it for one
+    connection ended the pushes of every other connection to that account, whose cache then went stale until
+    its watch renewal, days later. The last connection with a watch stops it.
+    """
+    return Mailbox.objects.filter(
+        connection__in=oauth.connections_sharing_account(connection=conn), watch_expires_at__gt=timezone.now()
+    ).exists()

@@ -150,6 +150,43 @@ def test_deleting_a_connection_stops_the_gmail_watch_before_revoking(push, gmail
     assert not Mailbox.objects.exists()
 
 
+def test_disconnecting_one_of_two_connections_to_one_gmail_account_leaves_its_push_to_the_other(
+    push, gmail, user, user_client, other_user, client_for
+):
+    """Gmail keeps one watch per mailbox: users.stop ends the pushes of every hub user who connected it."""
+    from datetime import timedelta
+
+    watch_until = timezone.now() + timedelta(days=3)
+    mine = google_conn(user, refresh_token="1//mine", account_id="1098765")
+    theirs = google_conn(other_user, refresh_token="1//theirs", account_id="1098765")
+    Mailbox.objects.create(connection=mine, watch_expires_at=watch_until)
+    Mailbox.objects.create(connection=theirs, watch_expires_at=watch_until)
+    response = user_client.delete(f"/api/v1/connections/{mine.pk}/")
+    assert response.status_code == 200 and response.json()["revoked"] is False
+    assert ("POST", "/gmail/v1/users/me/stop") not in gmail.requests
+    assert Mailbox.objects.get().connection_id == theirs.pk
+
+    # The last connection to the mailbox stops its watch as before.
+    push.add(responses.POST, "https://oauth2.googleapis.com/revoke", status=200)
+    response = client_for(other_user).delete(f"/api/v1/connections/{theirs.pk}/")
+    assert response.status_code == 200 and response.json()["revoked"] is True
+    assert ("POST", "/gmail/v1/users/me/stop") in gmail.requests
+
+
+def test_a_connection_to_the_same_gmail_account_without_push_does_not_keep_the_watch(
+    push, gmail, user, user_client, other_user
+):
+    from datetime import timedelta
+
+    mine = google_conn(user, account_id="1098765")
+    theirs = google_conn(other_user, account_id="1098765")
+    Mailbox.objects.create(connection=mine, watch_expires_at=timezone.now() + timedelta(days=3))
+    Mailbox.objects.create(connection=theirs)  # synced, never watched: nothing of theirs comes by push
+    response = user_client.delete(f"/api/v1/connections/{mine.pk}/")
+    assert response.status_code == 200 and response.json()["revoked"] is False  # the grant is still theirs
+    assert ("POST", "/gmail/v1/users/me/stop") in gmail.requests
+
+
 @pytest.mark.respx(base_url=GRAPH, assert_all_called=False)
 class TestGraphPush:
     def _mailbox(self, user):
