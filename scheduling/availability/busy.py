@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from integrations import oauth
+from integrations.aio import db_hop
 from integrations.errors import DomainError, ProviderError, ProviderRateLimited, RateLimited
 from integrations.models import Connection
 
@@ -179,10 +180,27 @@ def _prepare(source, caller):
             return oauth.google_credentials(connection=conn)
         return oauth.access_token(connection=conn)
     except DomainError as exc:
-        if exc.status == 409:
-            conn.refresh_from_db(fields=["status", "status_detail"])
-            raise _unusable(source, caller, exc) from exc
-        raise
+        raise _refresh_refused(source, caller, exc) from exc
+
+
+def _refresh_refused(source, caller, error):
+    """A refresh's DomainError as the caller may see it: a refused grant (409) names the connection, and carries
+    the repair URL only for the caller's own (see `_unusable`)."""
+    if error.status != 409:
+        return error
+    source.connection.refresh_from_db(fields=["status", "status_detail"])
+    return _unusable(source, caller, error)
+
+
+def _on_refused(connection):
+    """Graph answered 401 to the connection's token: the new token, refreshed in a thread that may use the
+    database (the event loop's thread may not)."""
+    from integrations.oauth.services import access_token_refused
+
+    async def refreshed(token):
+        return await db_hop(access_token_refused, connection=connection, token=token)
+
+    return refreshed
 
 
 def _worst(errors):
@@ -193,8 +211,9 @@ def _worst(errors):
     return errors[0]
 
 
-def _fetch(jobs, start, end):
-    """[(source, credentials)] -> [Busy], all at once on one event loop; the database stays in this thread."""
+def _fetch(jobs, start, end, caller):
+    """[(source, credentials)] -> [Busy], all at once on one event loop; the database stays in this thread
+    (a Graph token refused meanwhile is refreshed in a db_hop)."""
     deadline = clock.monotonic() + settings.AVAILABILITY_RATE_WAIT_SECONDS
 
     async def run():
@@ -219,17 +238,18 @@ def _fetch(jobs, start, end):
                         start=start,
                         end=end,
                         deadline=deadline,
+                        on_refused=_on_refused(source.connection),
                     )
 
             return await asyncio.gather(*(one(s, c) for s, c in jobs), return_exceptions=True)
 
     results = async_to_sync(run)()
-    errors = [r for r in results if isinstance(r, BaseException)]
+    errors = [(s, r) for (s, _), r in zip(jobs, results, strict=True) if isinstance(r, BaseException)]
     if errors:
-        for error in errors:
+        for _, error in errors:
             if not isinstance(error, ProviderError | DomainError):
                 raise error  # a bug, not a provider's answer
-        raise _worst(errors)
+        raise _worst([_refresh_refused(s, caller, e) if isinstance(e, DomainError) else e for s, e in errors])
     return results
 
 
@@ -255,7 +275,7 @@ def busy_for(sources, *, caller, start, end):
             source.connection = with_tokens.get(source.connection.pk, source.connection)
     jobs = [(source, _prepare(source, caller)) for source in todo]
     if jobs:
-        fresh = _fetch(jobs, fetch_start, fetch_end)
+        fresh = _fetch(jobs, fetch_start, fetch_end, caller)
         cache.set_many(
             {keys[s.connection.pk]: _pack(b) for (s, _), b in zip(jobs, fresh, strict=True)},
             timeout=settings.AVAILABILITY_CACHE_SECONDS,

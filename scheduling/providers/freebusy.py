@@ -14,6 +14,9 @@ pool that never touches the database. The access token is fetched (and
 refreshed if due) before the loop starts, in the request's thread: that is why
 Graph gets a plain Authorization header here instead of
 `oauth.bearer_auth`, whose per-request lookup is synchronous database work.
+A 401 to that token (revoked before its expiry) is still refreshed once and
+getSchedule asked once more, as bearer_auth does: the caller's `on_refused`
+hops to a thread that may use the database (`aio.db_hop`) for the new token.
 
 Errors: 429 (and Google's 403 rateLimitExceeded / userRateLimitExceeded) are
 ProviderRateLimited with Retry-After; 5xx retryable; other 4xx permanent. A
@@ -240,24 +243,33 @@ def _working_hours(info):
     }
 
 
-async def graph_busy(*, connection, token, client, start, end, deadline=None):
-    """Busy time of one Microsoft connection's mailbox: one POST /me/calendar/getSchedule."""
+async def graph_busy(*, connection, token, client, start, end, deadline=None, on_refused=None):
+    """Busy time of one Microsoft connection's mailbox: one POST /me/calendar/getSchedule.
+
+    `on_refused(token)` (awaited) answers a new token when Graph answers 401 to `token`; the request goes once
+    more with it, and a second 401 is Graph's answer. Without it, every availability question that asked this
+    connection was a 502 until the stored expiry passed."""
     body = {
         "schedules": [connection.account],
         "startTime": {"dateTime": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
         "endTime": {"dateTime": end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
         "availabilityViewInterval": GRAPH_VIEW_INTERVAL,
     }
-    headers = {"Authorization": f"Bearer {token}", "Prefer": 'outlook.timezone="UTC"'}
+
+    def ask(token):
+        return client.post(
+            f"{graph_base()}/me/calendar/getSchedule",
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "Prefer": 'outlook.timezone="UTC"'},
+            timeout=gateway.timeout_for(GRAPH),
+        )
+
     async with gateway.aattempt(
         GRAPH, "calendar.getSchedule", owner=connection.owner_id, scope=f"mailbox:{connection.pk}", deadline=deadline
     ) as att:
-        response = await client.post(
-            f"{graph_base()}/me/calendar/getSchedule",
-            json=body,
-            headers=headers,
-            timeout=gateway.timeout_for(GRAPH),
-        )
+        response = await ask(token)
+        if response.status_code == 401 and on_refused is not None:
+            response = await ask(await on_refused(token))
         att.record(
             http_status=response.status_code, request_id=response.headers.get("request-id"), units={"requests": 1}
         )

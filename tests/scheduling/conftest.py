@@ -1,6 +1,7 @@
 import pytest
 import respx
 
+from tests.integrations.oauth.conftest import idp  # noqa: F401 - fixture: Microsoft's token endpoint, for msal
 from tests.privacy.conftest import eager, s3  # noqa: F401 - fixtures: tasks inline; a versioned bucket on moto
 
 from .drive_fake import drive  # noqa: F401 - fixture: Meet's files in Google Drive

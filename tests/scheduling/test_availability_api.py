@@ -435,3 +435,63 @@ class TestProviderTrouble:
         response = ask(client_for(ada), [{"id": bo.pk}])
         assert response.status_code == 503
         assert response.json()["error"] == "provider_not_configured"
+
+
+class TestGraphTokenRefused:
+    """Graph answers 401 to a token its stored expiry still calls good (revoked early, rotated): one refresh
+    through the hub, and getSchedule is asked once more, as every other Graph call does (oauth.bearer_auth)."""
+
+    REFRESHED = {
+        "token_type": "Bearer",
+        "scope": "Calendars.ReadWrite User.Read",
+        "expires_in": 3600,
+        "access_token": "access-1",
+        "refresh_token": "M.R_1",
+    }
+
+    @pytest.fixture
+    def bo_outlook(self, fb, idp, team):
+        _, bo = team
+        Connection.objects.filter(provider="google_oauth", owner=bo).delete()
+        conn = Connection.objects.get(account="bo@contoso.test")
+        conn.access_token, conn.refresh_token = "revoked-early", "M.R_0"  # an hour left, but Graph refuses it
+        conn.save()
+        return conn
+
+    def graph_tokens(self, fb):
+        return [r[3] for r in fb.requests if r[1].endswith("getSchedule")]
+
+    def test_a_401_refreshes_once_and_getschedule_is_asked_again(self, fb, idp, team, bo_outlook, client_for):
+        ada, bo = team
+        idp.token_responses = [(200, self.REFRESHED)]
+        fb.account("access-1", "bo@contoso.test")
+        fb.busy("bo@contoso.test", "2026-12-07T14:00:00Z", "2026-12-07T15:00:00Z")
+        response = ask(client_for(ada), [{"id": bo.pk}], working_hours_policy="any")
+        assert response.status_code == 200, response.content
+        assert "2026-12-07T14:00:00Z" not in starts(response) and "2026-12-07T15:00:00Z" in starts(response)
+        assert self.graph_tokens(fb) == ["revoked-early", "access-1"]
+        assert [f["refresh_token"] for f in idp.token_requests()] == ["M.R_0"]
+        bo_outlook.refresh_from_db()
+        assert (bo_outlook.access_token, bo_outlook.refresh_token, bo_outlook.status) == ("access-1", "M.R_1", "active")
+
+    def test_a_refused_refresh_is_409_naming_the_connection_without_another_users_repair_url(
+        self, fb, idp, team, bo_outlook, client_for
+    ):
+        ada, bo = team
+        idp.token_responses = [(400, {"error": "invalid_grant", "error_description": "AADSTS50173: revoked"})]
+        response = ask(client_for(ada), [{"id": bo.pk}])
+        assert response.status_code == 409, response.content
+        body = response.json()
+        assert body["error"] == "connection_needs_reauth"
+        assert body["connection"] == bo_outlook.pk and body["user"] == bo.pk
+        assert "authorization_url" not in body
+        assert Connection.objects.get(pk=bo_outlook.pk).status == "needs_reauth"
+
+    def test_a_new_token_refused_too_is_graphs_error_after_one_refresh(self, fb, idp, team, bo_outlook, client_for):
+        ada, bo = team
+        idp.token_responses = [(200, self.REFRESHED)]  # access-1 is no account's token at the fake either
+        response = ask(client_for(ada), [{"id": bo.pk}])
+        assert response.status_code == 502, response.content
+        assert self.graph_tokens(fb) == ["revoked-early", "access-1"]
+        assert len(idp.token_requests()) == 1
+        assert Connection.objects.get(pk=bo_outlook.pk).status == "active"
