@@ -193,8 +193,8 @@ def _refresh_refused(source, caller, error):
 
 
 def _on_refused(connection):
-    """Graph answered 401 to the connection's token: the new token, refreshed in a thread that may use the
-    database (the event loop's thread may not)."""
+    """Google or Graph answered 401 to the connection's token: the new token, refreshed in a thread that may use
+    the database (the event loop's thread may not, nor the pool that runs Google's SDK)."""
     from integrations.oauth.services import access_token_refused
 
     async def refreshed(token):
@@ -213,7 +213,7 @@ def _worst(errors):
 
 def _fetch(jobs, start, end, caller):
     """[(source, credentials)] -> [Busy], all at once on one event loop; the database stays in this thread
-    (a Graph token refused meanwhile is refreshed in a db_hop)."""
+    (a token Google or Graph refuses meanwhile is refreshed in a db_hop)."""
     deadline = clock.monotonic() + settings.AVAILABILITY_RATE_WAIT_SECONDS
 
     async def run():
@@ -230,6 +230,7 @@ def _fetch(jobs, start, end, caller):
                             start=start,
                             end=end,
                             deadline=deadline,
+                            on_refused=_on_refused(source.connection),
                         )
                     return await freebusy.graph_busy(
                         connection=source.connection,

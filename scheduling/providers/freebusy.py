@@ -15,8 +15,11 @@ refreshed if due) before the loop starts, in the request's thread: that is why
 Graph gets a plain Authorization header here instead of
 `oauth.bearer_auth`, whose per-request lookup is synchronous database work.
 A 401 to that token (revoked before its expiry) is still refreshed once and
-getSchedule asked once more, as bearer_auth does: the caller's `on_refused`
-hops to a thread that may use the database (`aio.db_hop`) for the new token.
+the question asked once more, as bearer_auth and the hub's Google credentials
+do: the caller's `on_refused` hops to a thread that may use the database
+(`aio.db_hop`) for the new token. For Google that happens here, on the event
+loop, not inside the SDK: google-auth-httplib2 refreshes on the pool's thread,
+where the hub's credentials may not reach the database and refresh nothing.
 
 Errors: 429 (and Google's 403 rateLimitExceeded / userRateLimitExceeded) are
 ProviderRateLimited with Retry-After; 5xx retryable; other 4xx permanent. A
@@ -121,7 +124,11 @@ def google_translate(resp, content):
 
 
 def _google_execute(request, credentials, timeout):
-    http = google_auth_httplib2.AuthorizedHttp(credentials, http=google_http.http(timeout=timeout))
+    # No refresh inside the SDK: on this pool it could only send the refused token again (twice, its default);
+    # google_busy refreshes on the event loop instead.
+    http = google_auth_httplib2.AuthorizedHttp(
+        credentials, http=google_http.http(timeout=timeout), refresh_status_codes=()
+    )
     try:
         return request.execute(http=http, num_retries=0)
     except HttpError as exc:
@@ -130,11 +137,21 @@ def _google_execute(request, credentials, timeout):
         http.close()  # one connection per question: nothing to keep alive for
 
 
-async def google_busy(*, connection, credentials, calendar_ids, start, end, deadline=None):
-    """Busy time of these calendars of one Google connection: one freebusy.query per 50 calendars."""
+async def google_busy(*, connection, credentials, calendar_ids, start, end, deadline=None, on_refused=None):
+    """Busy time of these calendars of one Google connection: one freebusy.query per 50 calendars.
+
+    `on_refused(token)` (awaited) answers a new token when Google answers 401 to the credentials' token; the
+    query goes once more with it, and a 401 to the new token is Google's answer (one refresh per question, not
+    a loop). Without it, every availability question that asked this connection failed until the stored expiry
+    passed."""
     service = _google_service(google_base())
     loop = asyncio.get_running_loop()
     intervals, skipped = [], []
+    renewed = False
+
+    def ask(request):
+        return loop.run_in_executor(_pool(), _google_execute, request, credentials, gateway.timeout_for(GOOGLE))
+
     for first in range(0, len(calendar_ids), GOOGLE_MAX_CALENDARS):
         chunk = calendar_ids[first : first + GOOGLE_MAX_CALENDARS]
         body = {
@@ -147,9 +164,14 @@ async def google_busy(*, connection, credentials, calendar_ids, start, end, dead
         async with gateway.aattempt(
             GOOGLE, "freebusy.query", owner=connection.owner_id, scope=f"user:{connection.pk}", deadline=deadline
         ) as att:
-            answer = await loop.run_in_executor(
-                _pool(), _google_execute, request, credentials, gateway.timeout_for(GOOGLE)
-            )
+            try:
+                answer = await ask(request)
+            except PermanentError as exc:
+                if exc.http_status != 401 or on_refused is None or renewed:
+                    raise
+                renewed = True
+                credentials.token = await on_refused(credentials.token)
+                answer = await ask(request)
             att.record(http_status=200, units={"requests": 1, "calendars": len(chunk)})
             calendars = answer.get("calendars") or {}
             for calendar_id in chunk:

@@ -2,8 +2,10 @@
 
 import json
 from datetime import timedelta
+from urllib.parse import parse_qs
 
 import pytest
+import responses
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
@@ -11,6 +13,7 @@ from integrations.models import Connection, ProviderCall
 from scheduling.availability import busy_cache_invalidate
 from tests.factories import UserFactory
 from tests.integrations.factories import ConnectionFactory
+from tests.integrations.oauth.conftest import GOOGLE_TOKEN_URL
 
 from .factories import CalendarFactory
 from .freebusy_fake import FakeFreeBusy
@@ -495,3 +498,83 @@ class TestGraphTokenRefused:
         assert self.graph_tokens(fb) == ["revoked-early", "access-1"]
         assert len(idp.token_requests()) == 1
         assert Connection.objects.get(pk=bo_outlook.pk).status == "active"
+
+
+class TestGoogleTokenRefused:
+    """Google answers 401 to a token its stored expiry still calls good (revoked early, rotated): one refresh
+    through the hub, on the event loop in a db_hop (Google's SDK runs on a pool that must not use the database),
+    and freebusy.query is asked once more."""
+
+    REFRESHED = {"access_token": "ya29.new", "expires_in": 3599, "token_type": "Bearer"}
+
+    @pytest.fixture
+    def token_endpoint(self):
+        with responses.RequestsMock() as rsps:
+            yield rsps
+
+    @pytest.fixture
+    def bo_gmail(self, fb, team):
+        _, bo = team
+        Connection.objects.filter(provider="microsoft_oauth", owner=bo).delete()
+        conn = Connection.objects.get(account="bo@gmail.test")
+        conn.access_token, conn.refresh_token = "ya29.revoked-early", "1//r0"  # an hour left, but Google refuses it
+        conn.save()
+        return conn
+
+    def google_tokens(self, fb):
+        return [r[3] for r in fb.requests if r[1].endswith("freeBusy")]
+
+    def test_a_401_refreshes_once_and_freebusy_is_asked_again(self, fb, team, bo_gmail, token_endpoint, client_for):
+        ada, bo = team
+        token_endpoint.add(responses.POST, GOOGLE_TOKEN_URL, json=self.REFRESHED)
+        fb.account("ya29.new", "bo@gmail.test")
+        fb.busy("bo@gmail.test", "2026-12-07T14:00:00Z", "2026-12-07T15:00:00Z")
+        response = ask(client_for(ada), [{"id": bo.pk}], working_hours_policy="any")
+        assert response.status_code == 200, response.content
+        assert "2026-12-07T14:00:00Z" not in starts(response) and "2026-12-07T15:00:00Z" in starts(response)
+        assert self.google_tokens(fb) == ["ya29.revoked-early", "ya29.new"]
+        assert [parse_qs(c.request.body)["refresh_token"] for c in token_endpoint.calls] == [["1//r0"]]
+        bo_gmail.refresh_from_db()
+        assert (bo_gmail.access_token, bo_gmail.status) == ("ya29.new", "active")
+        assert bo_gmail.expires_at > timezone.now() + timedelta(minutes=55)
+
+    def test_a_refused_refresh_is_409_naming_the_connection_without_another_users_repair_url(
+        self, fb, team, bo_gmail, token_endpoint, client_for
+    ):
+        ada, bo = team
+        token_endpoint.add(
+            responses.POST,
+            GOOGLE_TOKEN_URL,
+            status=400,
+            json={"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
+        )
+        response = ask(client_for(ada), [{"id": bo.pk}])
+        assert response.status_code == 409, response.content
+        body = response.json()
+        assert body["error"] == "connection_needs_reauth"
+        assert body["connection"] == bo_gmail.pk and body["user"] == bo.pk
+        assert "authorization_url" not in body
+        assert Connection.objects.get(pk=bo_gmail.pk).status == "needs_reauth"
+        assert self.google_tokens(fb) == ["ya29.revoked-early"]
+
+    def test_the_callers_own_refused_refresh_carries_the_repair_url(
+        self, fb, team, bo_gmail, token_endpoint, client_for
+    ):
+        _, bo = team
+        token_endpoint.add(responses.POST, GOOGLE_TOKEN_URL, status=400, json={"error": "invalid_grant"})
+        response = ask(client_for(bo), [{"id": bo.pk}])
+        assert response.status_code == 409, response.content
+        body = response.json()
+        assert body["error"] == "connection_needs_reauth" and body["connection"] == bo_gmail.pk
+        assert body["authorization_url"].startswith("https://accounts.google.com/")
+
+    def test_a_new_token_refused_too_is_googles_error_after_one_refresh(
+        self, fb, team, bo_gmail, token_endpoint, client_for
+    ):
+        ada, bo = team
+        token_endpoint.add(responses.POST, GOOGLE_TOKEN_URL, json=self.REFRESHED)  # ya29.new is no account's token
+        response = ask(client_for(ada), [{"id": bo.pk}])
+        assert response.status_code == 502, response.content
+        assert self.google_tokens(fb) == ["ya29.revoked-early", "ya29.new"]
+        assert len(token_endpoint.calls) == 1
+        assert Connection.objects.get(pk=bo_gmail.pk).status == "active"
