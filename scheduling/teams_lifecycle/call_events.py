@@ -50,9 +50,15 @@ def _participant(entry):
     return str(person.get("id") or entry.get("id") or ""), person.get("displayName") or ""
 
 
-def _within_known_stretch(meeting, key, when):
-    """`when` falls in a stretch already booked for this person (open, or closed after it)."""
+def _already_booked(meeting, key, when, *, left):
+    """Whether this join or leave repeats what a stretch already booked for this person says.
+
+    A join at `when` does if a stretch covers it (open, or closed after it). A leave does only if a stretch was
+    already closed at or after it: an open stretch that began before it is the one the leave closes (that was
+    skipped as a repeat, so a leave that came after its join, Graph's own order, was never booked)."""
     rows = MeetingAttendance.objects.filter(meeting=meeting, participant_key=key[:255])
+    if left:
+        return rows.filter(left_at__gte=when).filter(Q(joined_at__isnull=True) | Q(joined_at__lte=when)).exists()
     return rows.filter(joined_at__lte=when).filter(Q(left_at__isnull=True) | Q(left_at__gte=when)).exists() or (
         rows.filter(left_at=when).exists()
     )
@@ -77,9 +83,9 @@ def call_event_apply(*, meeting, resource):
     elif kind == "rosterUpdated":
         for entry in resource.get("participants@delta") or []:
             key, name = _participant(entry)
-            if not key or entry.get("isInLobby") or _within_known_stretch(meeting, key, when):
-                continue  # waiting in the lobby is not attending; a repeat is not a new stretch
             left = bool(entry.get("removedState"))
+            if not key or entry.get("isInLobby") or _already_booked(meeting, key, when, left=left):
+                continue  # waiting in the lobby is not attending; a repeat is not a new stretch
             lifecycle.attendance_record(
                 meeting=meeting, key=key, name=name, joined_at=None if left else when, left_at=when if left else None
             )

@@ -255,6 +255,17 @@ def test_roster_updates_book_joins_and_leaves_by_identity_twice_and_out_of_order
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
+def test_a_leave_after_its_join_closes_the_stretch_and_its_repeat_changes_nothing(organizer, graph, create, event):
+    meeting = create()
+    ana = ("f3ce5e01-0724-43c7-ae4d-80ca18703a96", "Ana Lima")
+    event(meeting, "rosterUpdated", "2030-01-10T15:02:00Z", [joined(*ana)])
+    event(meeting, "rosterUpdated", "2030-01-10T15:30:00Z", [left(*ana)])  # in the order Graph sends them
+    event(meeting, "rosterUpdated", "2030-01-10T15:30:00Z", [left(*ana)])  # and once more
+    rows = [(a.joined_at.minute, a.left_at and a.left_at.minute) for a in MeetingAttendance.objects.all()]
+    assert rows == [(2, 30)]
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
 def test_call_ended_reads_the_attendance_report_onto_the_live_rows(organizer, graph, create, event):
     meeting = create()
     ana = ("f3ce5e01-0724-43c7-ae4d-80ca18703a96", "Ana Lima")
