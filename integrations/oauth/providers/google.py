@@ -111,7 +111,8 @@ class HubCredentials(Credentials):
     `on_refused(token)` answers the new token (integrations.oauth.services.access_token_refused). Once per token:
     a token just obtained that Google refuses too is not refreshed again, and Google's 401 reaches the caller as
     that API's error. Only on the thread that built them: free/busy runs Google's SDK on a pool that never touches
-    the database, where the 401 is the answer. Without a hook, google-auth raised RefreshError (no refresh token
+    the database, so they refresh nothing there (free/busy refreshes on its event loop instead,
+    scheduling.providers.freebusy.google_busy). Without a hook, google-auth raised RefreshError (no refresh token
     inside), an unclassified 500, for as long as the stored expiry said the token was good.
     """
 
