@@ -112,8 +112,9 @@ class PaymentAdmin(MoneyColumns, admin.ModelAdmin):
         "money_refunded",
         "failure_code",
         "disputed_at",
+        "dispute_status",
     ]
-    list_filter = ["status", "method", "failure_code"]
+    list_filter = ["status", "method", "failure_code", "dispute_status"]
     search_fields = ["=payment_intent_id", "=checkout_session_id", "=charge_id", "invoice__number"]
     list_select_related = ["invoice"]
     inlines = [RefundInline]

@@ -145,6 +145,15 @@ class Payment(OutboxMixin, models.Model):
     failure_code = models.CharField(max_length=64, blank=True)
     failure_message = models.TextField(blank=True)
     disputed_at = models.DateTimeField(null=True, blank=True)
+    # The dispute (chargeback) on this payment's charge as the newest charge.dispute.* event had it; a charge has
+    # one. Kept apart from `status` and `last_event_at`: the payment succeeded whatever the dispute's outcome.
+    dispute_id = models.CharField(max_length=64, blank=True, help_text="Stripe dispute id (du_...).")
+    dispute_status = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Stripe's dispute status: warning_* (an inquiry), needs_response, under_review, then won or lost.",
+    )
+    dispute_event_at = models.DateTimeField(null=True, blank=True)
     fee_recorded = models.BooleanField(default=False)
     # The `created` of the newest Stripe event applied: an older event is stale.
     last_event_at = models.DateTimeField(null=True, blank=True)

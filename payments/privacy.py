@@ -56,10 +56,10 @@ def references(user):
     refs = set(Customer.objects.filter(user=user).exclude(external_id="").values_list("external_id", flat=True))
     refs |= set(Invoice.objects.filter(owner=user).exclude(external_id="").values_list("external_id", flat=True))
     refs |= set(Subscription.objects.filter(owner=user).exclude(external_id="").values_list("external_id", flat=True))
-    for pi, cs, ch in Payment.objects.filter(invoice__owner=user).values_list(
-        "payment_intent_id", "checkout_session_id", "charge_id"
+    for pi, cs, ch, du in Payment.objects.filter(invoice__owner=user).values_list(
+        "payment_intent_id", "checkout_session_id", "charge_id", "dispute_id"
     ):
-        refs |= {pi, cs, ch}
+        refs |= {pi, cs, ch, du}
     refs |= set(Refund.objects.filter(payment__invoice__owner=user).values_list("external_id", flat=True))
     return refs - {""}
 

@@ -181,9 +181,19 @@ def on_refund_updated(event):
     services.refund_upsert(stripe_refund=StripeRefund.from_stripe(_object(event)), occurred_at=event.occurred_at)
 
 
-@webhook_handler(PROVIDER, "charge.dispute.created")
-def on_dispute_created(event):
-    services.dispute_record(dispute=_object(event))
+# Each carries the Dispute as it stood then; the payment keeps the newest status and a closed dispute stays closed.
+@webhook_handler(
+    PROVIDER,
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+    "charge.dispute.closed",
+)
+def on_dispute(event):
+    services.dispute_record(
+        dispute=_object(event), occurred_at=event.occurred_at, opened=event.type == "charge.dispute.created"
+    )
 
 
 @webhook_handler(

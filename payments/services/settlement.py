@@ -1,9 +1,10 @@
 """What Stripe tells us about a payment (webhooks and reconciliation share these): status, fee, disputes."""
 
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from integrations.alerts import alert_raise
+from integrations.alerts import alert_raise, alert_resolve
 from integrations.models import Alert
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
@@ -234,26 +235,88 @@ def payment_fee_record(*, payment_id, payment=None):
     return "recorded"
 
 
-def dispute_record(*, dispute):
-    """A dispute opened on a charge (the event's own payload: disputes reach the hub only by webhook)."""
+# Where a Stripe dispute ends (the Dispute's `status`). An inquiry (warning_needs_response, warning_under_review)
+# takes no money and ends warning_closed unless it becomes a chargeback; a chargeback (needs_response,
+# under_review) withdraws the amount at once and ends won (the money is reinstated) or lost (it is gone for good);
+# prevented is one stopped before it became a chargeback.
+DISPUTE_CLOSED = frozenset({"won", "lost", "warning_closed", "prevented"})
+
+
+def dispute_record(*, dispute, occurred_at=None, opened=False):
+    """Any charge.dispute.* event (its own payload: disputes reach the hub only by webhook); `opened` for .created.
+
+    The payment records the dispute's status from the newest event, and a closed dispute never reopens, so
+    events in any order and more than once leave what Stripe said last. Staff get a critical alert to respond
+    when a dispute opens; when it closes that alert is resolved, and a lost one opens its own critical alert:
+    the invoice still shows paid, but the money went back to the cardholder.
+    """
     payment = payment_for_stripe_object(
         metadata=dispute.get("metadata"),
         payment_intent=stripe_id(dispute.get("payment_intent")),
         charge=stripe_id(dispute.get("charge")),
     )
+    dispute_id = dispute.get("id") or ""
+    status = dispute.get("status") or ""
+    changed = True  # a dispute on a charge the hub does not know: the event's word is all there is
     if payment is not None:
         Payment.objects.filter(pk=payment.pk, disputed_at__isnull=True).update(disputed_at=timezone.now())
-    where = f"invoice {payment.invoice.number}" if payment else f"charge {dispute.get('charge')}"
-    amount = dispute.get("amount")
-    currency = (dispute.get("currency") or "").upper()
-    alert_raise(
-        kind=Alert.Kind.DISPUTE,
-        provider=stripe_api.PROVIDER,
-        severity=Alert.Severity.CRITICAL,
-        message=(
-            f"Stripe dispute {dispute.get('id')} on {where}: {amount} {currency} (minor units), "
-            f"reason {dispute.get('reason') or 'unknown'}. Respond in the Stripe Dashboard before the deadline."
-        ),
-        dedupe_key=f"dispute:{dispute.get('id')}",
-    )
+        if status:
+            status, changed = _dispute_status_write(
+                payment_id=payment.pk, dispute_id=dispute_id, status=status, occurred_at=occurred_at
+            )
+    where = f"invoice {payment.invoice.number}" if payment else f"charge {stripe_id(dispute.get('charge'))}"
+    money = f"{dispute.get('amount')} {(dispute.get('currency') or '').upper()} (minor units)"
+    if status in DISPUTE_CLOSED:
+        if changed:
+            _dispute_closed(dispute_id=dispute_id, status=status, where=where, money=money)
+        return payment
+    if opened:
+        alert_raise(
+            kind=Alert.Kind.DISPUTE,
+            provider=stripe_api.PROVIDER,
+            severity=Alert.Severity.CRITICAL,
+            message=(
+                f"Stripe dispute {dispute_id} on {where}: {money}, "
+                f"reason {dispute.get('reason') or 'unknown'}. Respond in the Stripe Dashboard before the deadline."
+            ),
+            dedupe_key=f"dispute:{dispute_id}",
+        )
     return payment
+
+
+def _dispute_status_write(*, payment_id, dispute_id, status, occurred_at):
+    """Record `status` on the payment unless what it holds is newer; (the status it now holds, whether it changed).
+
+    Newer means closed over open whatever the times (a late created or updated never reopens a decided
+    dispute), else the later event. Read under the row's lock: two workers never decide on the same old status.
+    """
+    with transaction.atomic():
+        row = (
+            Payment.objects.select_for_update().filter(pk=payment_id).values("dispute_status", "dispute_event_at").get()
+        )
+        before, seen_at = row["dispute_status"], row["dispute_event_at"]
+        was_closed, closes = before in DISPUTE_CLOSED, status in DISPUTE_CLOSED
+        older = seen_at is not None and occurred_at is not None and occurred_at < seen_at
+        if (was_closed and not closes) or (was_closed == closes and older):
+            return before, False
+        Payment.objects.filter(pk=payment_id).update(
+            dispute_id=dispute_id, dispute_status=status, dispute_event_at=occurred_at or seen_at
+        )
+        return status, status != before
+
+
+def _dispute_closed(*, dispute_id, status, where, money):
+    """The dispute was decided: the alert asking for a response is over, and a lost one tells staff the money went."""
+    for alert in Alert.objects.filter(dedupe_key=f"dispute:{dispute_id}", resolved_at__isnull=True):
+        alert_resolve(alert=alert)
+    if status == "lost":
+        alert_raise(
+            kind=Alert.Kind.DISPUTE,
+            provider=stripe_api.PROVIDER,
+            severity=Alert.Severity.CRITICAL,
+            message=(
+                f"Stripe dispute {dispute_id} on {where} was lost: {money} went back to the cardholder for good, "
+                "with Stripe's dispute fee. The invoice still shows paid; settle it with the customer or write it off."
+            ),
+            dedupe_key=f"dispute:{dispute_id}:lost",
+        )

@@ -128,3 +128,23 @@ def subscription(
 
 def stripe_list(items, *, url, has_more=False):
     return {"object": "list", "data": items, "has_more": has_more, "url": url}
+
+
+def dispute(dispute_id, *, status="needs_response", amount=2500, charge="ch_d", payment_intent="pi_hook1"):
+    """A Dispute object as Stripe sends it in every charge.dispute.* event (the dispute as it stood then)."""
+    return {
+        "id": dispute_id,
+        "object": "dispute",
+        "amount": amount,
+        "balance_transactions": [],
+        "charge": charge,
+        "created": int(time.time()),
+        "currency": "usd",
+        "evidence_details": {"due_by": int(time.time()) + 7 * 86400, "has_evidence": False, "past_due": False},
+        "is_charge_refundable": False,
+        "livemode": False,
+        "metadata": {},
+        "payment_intent": payment_intent,
+        "reason": "fraudulent",
+        "status": status,
+    }
