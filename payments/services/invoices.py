@@ -77,8 +77,10 @@ def _params_digest(*, invoice, customer):
     return hashlib.sha256(sent.encode()).hexdigest()
 
 
-def _choose_attempt(*, invoice_id, owner, method):
-    """Under the invoice's row lock: the attempt to (re)use, and live attempts of another kind to cancel."""
+def _choose_attempt(*, invoice_id, owner, method, customer):
+    """Under the invoice's row lock: the attempt to (re)use, and live attempts of another kind to cancel.
+
+    `customer`: the Stripe customer this click pays as (customer_ensure, before the lock)."""
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().filter(pk=invoice_id, owner=owner).first()
         if invoice is None:
@@ -94,7 +96,6 @@ def _choose_attempt(*, invoice_id, owner, method):
                 status=invoice.status,
             )
         fresh_after = timezone.now() - INTENT_REUSE_WINDOW
-        customer = Customer.objects.filter(user=owner).values_list("external_id", flat=True).first() or ""
         # Blank: never sent (the digest is stamped before the create), so its key is still free to use.
         same_params = ("", _params_digest(invoice=invoice, customer=customer))
         reuse, stale = None, []
@@ -149,10 +150,15 @@ def invoice_pay(*, invoice_id, owner, method=Payment.Method.INTENT):
     if not Invoice.objects.filter(pk=invoice_id, owner=owner).exists():
         raise _no_such_invoice()  # another user's invoice is 404 whatever the configuration
     require(stripe_api.PROVIDER)
-    invoice, payment, stale = _choose_attempt(invoice_id=invoice_id, owner=owner, method=method)
+    # The customer first, so every click of a burst compares attempts against the same one: read inside the
+    # lock, the first payment's customer was "" for a click that came before the other click stamped its
+    # attempt with the new customer's id, and that click took the attempt for stale, cancelled it and began
+    # another (two live attempts of a double click). An invoice that cannot be paid makes no customer.
+    payable = Invoice.objects.filter(pk=invoice_id, status__in=Invoice.PAYABLE, external_id="").exists()
+    customer = customer_ensure(user=owner) if payable else ""
+    invoice, payment, stale = _choose_attempt(invoice_id=invoice_id, owner=owner, method=method, customer=customer)
     for old in stale:
         _payment_cancel_on_stripe(old, owner=owner)
-    customer = customer_ensure(user=owner)
     # Only a new attempt's: a resumed one keeps the digest of what its key was first sent with.
     Payment.objects.filter(pk=payment.pk, params_digest="").update(
         params_digest=_params_digest(invoice=invoice, customer=customer)
