@@ -18,9 +18,10 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import SimpleNamespace
+
+from tests.local_http import QuietHandler  # noqa: F401 - the stand-in providers' handler (bench_ai, _travel, _stripe_events)
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -259,20 +260,6 @@ class CpuMeter:
 
 
 _handed_out = set()
-
-
-class QuietHandler(BaseHTTPRequestHandler):
-    """A stand-in provider's handler: HTTP/1.1 keep-alive (as the SDKs' pools expect), Nagle off (with delayed
-    ACKs each small answer would stall ~40 ms) and no access log on stderr."""
-
-    protocol_version = "HTTP/1.1"
-
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, *args):
-        pass
 
 
 def free_port():

@@ -271,17 +271,22 @@ def dispute_record(*, dispute, occurred_at=None, opened=False):
             _dispute_closed(dispute_id=dispute_id, status=status, where=where, money=money)
         return payment
     if opened:
-        alert_raise(
-            kind=Alert.Kind.DISPUTE,
-            provider=stripe_api.PROVIDER,
-            severity=Alert.Severity.CRITICAL,
-            message=(
-                f"Stripe dispute {dispute_id} on {where}: {money}, "
-                f"reason {dispute.get('reason') or 'unknown'}. Respond in the Stripe Dashboard before the deadline."
-            ),
+        _dispute_alert(
+            f"Stripe dispute {dispute_id} on {where}: {money}, "
+            f"reason {dispute.get('reason') or 'unknown'}. Respond in the Stripe Dashboard before the deadline.",
             dedupe_key=f"dispute:{dispute_id}",
         )
     return payment
+
+
+def _dispute_alert(message, *, dedupe_key):
+    alert_raise(
+        kind=Alert.Kind.DISPUTE,
+        provider=stripe_api.PROVIDER,
+        severity=Alert.Severity.CRITICAL,
+        message=message,
+        dedupe_key=dedupe_key,
+    )
 
 
 def _dispute_status_write(*, payment_id, dispute_id, status, occurred_at):
@@ -310,13 +315,8 @@ def _dispute_closed(*, dispute_id, status, where, money):
     for alert in Alert.objects.filter(dedupe_key=f"dispute:{dispute_id}", resolved_at__isnull=True):
         alert_resolve(alert=alert)
     if status == "lost":
-        alert_raise(
-            kind=Alert.Kind.DISPUTE,
-            provider=stripe_api.PROVIDER,
-            severity=Alert.Severity.CRITICAL,
-            message=(
-                f"Stripe dispute {dispute_id} on {where} was lost: {money} went back to the cardholder for good, "
-                "with Stripe's dispute fee. The invoice still shows paid; settle it with the customer or write it off."
-            ),
+        _dispute_alert(
+            f"Stripe dispute {dispute_id} on {where} was lost: {money} went back to the cardholder for good, "
+            "with Stripe's dispute fee. The invoice still shows paid; settle it with the customer or write it off.",
             dedupe_key=f"dispute:{dispute_id}:lost",
         )
