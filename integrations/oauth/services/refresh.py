@@ -3,7 +3,6 @@ without Redis) and re-reading the row once the lock is held; a refused grant mov
 needs_reauth with one alert.
 """
 
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -11,11 +10,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ... import localstate
+from ... import locks
 from ...alerts import alert_raise
-from ...errors import DomainError, ProviderUnavailable
+from ...errors import DomainError
 from ...models import Alert, Connection
-from ...redis import get_client, key
 from ...states import transition
 from .. import config as oauth_config
 from ..providers import InvalidGrant
@@ -28,22 +26,17 @@ LOCK_SECONDS = 60
 LOCK_WAIT_SECONDS = 45
 
 
-@contextlib.contextmanager
 def _refresh_lock(connection_id):
     """One refresh per connection at a time across every process (Redis), or across this machine (a file lock)."""
-    client = get_client()
-    if client is None:
-        with localstate.locked(f"oauth-refresh:{connection_id}"):
-            yield
-        return
-    lock = client.lock(key("oauth-refresh", connection_id), timeout=LOCK_SECONDS, blocking_timeout=LOCK_WAIT_SECONDS)
-    if not lock.acquire():
-        raise ProviderUnavailable("oauth", "another worker is refreshing this connection", retry_after=1)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):  # expired under us: the next refresh re-reads the row anyway
-            lock.release()
+    return locks.held(
+        "oauth-refresh",
+        connection_id,
+        seconds=LOCK_SECONDS,
+        wait=LOCK_WAIT_SECONDS,
+        provider="oauth",
+        busy="another worker is refreshing this connection",
+        retry_after=1,
+    )
 
 
 def _due(conn, margin_seconds):

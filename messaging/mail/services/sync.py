@@ -2,7 +2,6 @@
 fetching the messages a push named.
 """
 
-import contextlib
 import secrets
 from datetime import timedelta
 
@@ -11,10 +10,9 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import localstate, oauth
-from integrations.errors import DomainError, ProviderUnavailable
+from integrations import locks, oauth
+from integrations.errors import DomainError
 from integrations.models import Connection
-from integrations.redis import get_client, key
 
 from ..models import Mailbox
 from ..providers import NotFound
@@ -27,7 +25,6 @@ LOCK_SECONDS = 300
 LOCK_WAIT_SECONDS = 30
 
 
-@contextlib.contextmanager
 def mailbox_lock(conn):
     """One sync or watch of a mailbox at a time, across every process (Redis; a file lock without it).
 
@@ -35,20 +32,15 @@ def mailbox_lock(conn):
     (a push's sync and a `POST sync/`, the beat's renewal and a `POST sync/`) stored the older answer over the
     newer (the cache a change behind, the delta link or historyId set back) or made two Graph subscriptions.
     The one that waited reads the mailbox again once it holds it, so it goes on from where the other left it."""
-    client = get_client()
-    if client is None:
-        with localstate.locked(f"mail-mailbox:{conn.pk}"):
-            yield
-        return
-    lock = client.lock(key("mail-mailbox", conn.pk), timeout=LOCK_SECONDS, blocking_timeout=LOCK_WAIT_SECONDS)
-    if not lock.acquire():
-        provider = MAIL_PROVIDERS.get(conn.provider, conn.provider)
-        raise ProviderUnavailable(provider, "another sync of this mailbox is running", retry_after=LOCK_WAIT_SECONDS)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):  # expired under us: the next run re-reads the mailbox anyway
-            lock.release()
+    return locks.held(
+        "mail-mailbox",
+        conn.pk,
+        seconds=LOCK_SECONDS,
+        wait=LOCK_WAIT_SECONDS,
+        provider=MAIL_PROVIDERS.get(conn.provider, conn.provider),
+        busy="another sync of this mailbox is running",
+        retry_after=LOCK_WAIT_SECONDS,
+    )
 
 
 def mailbox_sync(*, connection_id):
