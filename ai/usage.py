@@ -260,8 +260,8 @@ def budget_reserve(owner_id, amount, *, limit=None, now=None):
         _ensure_spend_row(owner_id, month)
         held = _hold(owner_id, month, amount, limit)
     if not held:
-        row = _spend_rows(owner_id, month).values("spent_usd", "reserved_usd").get()
-        _refuse(limit=limit, spent=row["spent_usd"], reserved=row["reserved_usd"], amount=amount)
+        spent, reserved = budget_row(owner_id, month)
+        _refuse(limit=limit, spent=spent, reserved=reserved, amount=amount)
     return Reservation(owner_id=owner_id, month=month, amount=amount, limit=limit)
 
 
@@ -286,6 +286,24 @@ def _hold(owner_id, month, amount, limit):
     with transaction.atomic():
         commit_without_flush_wait()
         return bool(_spend_rows(owner_id, month).filter(**fits).update(reserved_usd=F("reserved_usd") + amount))
+
+
+def budget_extend(reservation, amount):
+    """Hold `amount` more for a request that holds `reservation` (the same month's row, the same conditional
+    UPDATE as budget_reserve); False, with the hold as it was, when the budget has no room for it."""
+    amount = Decimal(amount)
+    if amount <= 0:
+        return True
+    if not _hold(reservation.owner_id, reservation.month, amount, reservation.limit):
+        return False
+    reservation.amount += amount
+    return True
+
+
+def budget_row(owner_id, month):
+    """(spent, reserved) of a user's month, as a refusal reports them."""
+    row = _spend_rows(owner_id, month).values("spent_usd", "reserved_usd").get()
+    return row["spent_usd"], row["reserved_usd"]
 
 
 def _refuse(*, limit, spent, reserved, amount):

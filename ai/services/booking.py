@@ -17,7 +17,9 @@ from ..models import AiRequest
 from ..routing import chain_for
 from ..usage import (
     budget_after,
+    budget_extend,
     budget_reserve,
+    budget_row,
     budget_settle,
     max_cost,
     priced_chain,
@@ -133,6 +135,14 @@ def _request_values(
     )
 
 
+class BudgetSpent(Exception):
+    """The walk stopped before a fallback: the budget has no room for the billed calls and another answer."""
+
+    def __init__(self, error):
+        super().__init__(error.detail)
+        self.error = error
+
+
 class Booking:
     """What a request knows before its answer: who, what, when, and its hold on the budget."""
 
@@ -147,6 +157,7 @@ class Booking:
         # Calls the provider bills that gave no answer (a client gone mid-call, an Anthropic stream failed after
         # message_start counted its input): (result, cost, tried), booked with the request however it ends.
         self.unanswered = []
+        self.covered = Decimal(0)  # how much of their cost the hold has been extended by (cover_billed)
 
     def reserve(self, chain):
         """Cap the answer's length, drop unpriced models, and hold the request's largest cost.
@@ -199,6 +210,41 @@ class Booking:
         except BaseException:
             self.abandon()
             raise
+
+    def uncovered(self):
+        """What the calls billed without an answer cost beyond what the request's hold was extended by."""
+        return sum((cost for _, cost, _ in self.unanswered), Decimal(0)) - self.covered
+
+    def cover_billed(self, tried):
+        """Before the next provider is asked: extend the hold by what the calls billed without an answer cost.
+
+        The hold covers one answer at its largest; a provider that billed the prompt and then failed has spent
+        part of it, so the next answer could take the month past the budget. Without room for both, the walk
+        stops here with 402 `budget_exceeded` (BudgetSpent), the billed calls booked as the request's cost."""
+        extra = self.uncovered()
+        if budget_extend(self.reservation, extra):
+            self.covered += extra
+            return
+        spent, reserved = budget_row(self.reservation.owner_id, self.reservation.month)
+        others = max(Decimal(0), reserved - self.reservation.amount)  # held for the user's other running requests
+        billed = extra + self.covered
+        self.failed(error_code="budget_exceeded", tried=tried)
+        limit = self.reservation.limit
+        raise BudgetSpent(
+            DomainError(
+                402,
+                "budget_exceeded",
+                f"A provider failed after billing ${billed:.4f} for this request; with that, the next provider's "
+                f"answer (up to ${self.reservation.amount:.4f}) could pass your AI budget of ${limit:.2f} for this "
+                f"month (${spent:.4f} spent before this request, ${others:.4f} held for your other running "
+                "requests). Retry with fewer max_tokens or a cheaper model, or ask an administrator to raise it.",
+                limit_usd=str(limit),
+                spent_usd=str(spent.quantize(Decimal("0.000001"))),
+                reserved_usd=str(others.quantize(Decimal("0.000001"))),
+                request_max_usd=str((self.reservation.amount + extra).quantize(Decimal("0.000001"))),
+                tried=list(tried),
+            )
+        )
 
     def _unanswered_booked(self):
         """The usage of the calls billed without an answer, added here; their total cost."""
@@ -402,8 +448,16 @@ async def start(begun):
 async def walk_booked(booking, chain_and_skipped, attempt_fn):
     chain, skipped = chain_and_skipped
     deadline = booking.started + settings.AI_DEADLINE_SECONDS
+
+    async def attempt(provider, model, deadline, tried):
+        if booking.uncovered() > 0:
+            await db_hop(booking.cover_billed, tried)
+        return await attempt_fn(provider, model, deadline, tried)
+
     try:
-        return await walk(chain, attempt_fn, deadline=deadline, skipped=skipped)
+        return await walk(chain, attempt, deadline=deadline, skipped=skipped)
+    except BudgetSpent as exc:
+        raise exc.error from None  # booked as it stopped (cover_billed)
     except (ChainExhausted, ChainRefused) as exc:
         raise await db_hop(booking.chain_failed, exc) from None
     except BaseException:

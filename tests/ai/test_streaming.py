@@ -395,3 +395,49 @@ def test_an_anthropic_stream_failing_after_message_start_with_no_fallback_is_boo
     assert (month.provider, month.input_tokens, month.output_tokens, month.cost_usd) == ("anthropic", 10_000, 0, lost)
     spend = AiSpend.objects.get(owner=user)
     assert (spend.spent_usd, spend.reserved_usd) == (lost, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("room", ["enough", "too_little"])
+def test_a_fallback_after_a_billed_failure_is_asked_only_if_the_budget_holds_both(
+    fake_ai, asgi_completion, user, server_loop, settings, room
+):
+    """The hold covers one answer at its largest. Anthropic billed the prompt (message_start) and failed: the
+    next provider is asked only when the budget has room for that bill and another answer at its largest;
+    otherwise the walk stops with 402 `budget_exceeded`, booked the bill alone, and the month stays within the
+    budget (before, the fallback answered and the month passed it)."""
+    from ai.models import AiSpend
+
+    settings.AI_ROUTES = {**settings.AI_ROUTES, "writing": [["anthropic", "claude-sonnet-4-6"], ["openai", "gpt-4.1"]]}
+    # The hold: claude-sonnet-4-6's 1000 output tokens at $15 / 1M, $0.015, plus the prompt's estimate (a few
+    # tokens). Anthropic bills 2,000 input tokens ($0.006); gpt-4.1's answer costs (1000 x 2 + 1000 x 8) / 1M.
+    settings.AI_USER_MONTHLY_BUDGET_USD = "0.0300" if room == "enough" else "0.0155"
+    fake_ai.add("anthropic", sse_response(_anthropic_failing_after_message_start(2_000)))
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["fine"], usage=(1000, 1000, 0), model="gpt-4.1")))
+
+    async def scenario():
+        server_loop()
+        call = asgi_completion({"stream": True, "task": "writing", "max_tokens": 1000})
+        await call.task
+        await aio.settle(timeout=10)
+        return call
+
+    call = async_to_sync(scenario)()
+    billed, answered = Decimal("0.006000"), Decimal("0.010000")
+    spend = AiSpend.objects.get(owner=user)
+    logged = AiRequest.objects.get()
+    if room == "enough":
+        kind, done = parse_sse(call.raw)[-1]
+        assert (kind, done["provider"]) == ("done", "openai")
+        assert (spend.spent_usd, spend.reserved_usd) == (billed + answered, 0)
+        assert (logged.outcome, logged.cost_usd) == ("ok", billed + answered)
+        return
+    assert call.status == 402
+    body = call.json()
+    assert body["error"] == "budget_exceeded"
+    assert [(t["provider"], t["error"]) for t in body["tried"]] == [("anthropic", "provider_unavailable")]
+    assert fake_ai.to("openai") == []  # never asked
+    assert (spend.spent_usd, spend.reserved_usd) == (billed, 0)
+    assert spend.spent_usd <= Decimal(settings.AI_USER_MONTHLY_BUDGET_USD)
+    assert (logged.outcome, logged.error_code, logged.cost_usd) == ("failed", "budget_exceeded", billed)
+    assert ProviderCall.objects.get().provider == "anthropic"
