@@ -10,6 +10,8 @@ settings or the grant, a Meet meeting simply has no lifecycle events and the pro
     meet_subscription_ensure   task: find the space by its meeting code, create the subscription (an Operation:
                                read again until done; a 409 adopts the existing one), store it
     meet_subscription_renew    task: PATCH ttl=0s (Google's longest) while the meeting may still produce events
+    meet_subscription_suspended  Google suspended it (lifecycle event, or the state a call answered): act on why
+    meet_subscription_reactivate task: resume one Google suspended, once what suspended it is cured
     meet_subscription_close    task: DELETE it once the meeting is cancelled (also on disconnect and erasure,
                                while the tokens still work: `meet_subscriptions_disconnect`)
     meet_subscriptions_due     beat: renew what ends soon, close what a cancel left, subscribe what a lost
@@ -35,7 +37,7 @@ from django.utils import timezone
 from integrations import oauth
 from integrations.errors import DomainError, PermanentError, ProviderError, RetryableError
 from integrations.models import WebhookEvent
-from integrations.oauth import on_disconnect
+from integrations.oauth import on_disconnect, on_reconnect
 from integrations.task_base import enqueue_on_commit
 
 from . import capabilities, lifecycle, services
@@ -101,14 +103,23 @@ def meeting_subscribe_later(meeting):
     return True
 
 
-def _stamp(sub, found):
-    state = found.get("state", "ACTIVE")
+def _stamp(sub, found, **keep):
+    """Store the Subscription Google answered (`keep`: the hub's own notes on it, kept in raw)."""
+    if (sub.raw or {}).get("name") == found.get("name"):
+        keep.setdefault("hub_reactivations", sub.raw.get("hub_reactivations", 0))  # counted per subscription
+    suspended = found.get("state") == "SUSPENDED"
     sub.external_id = found.get("name", "")
     sub.expires_at = services.parse_time(found.get("expireTime"))
-    sub.status = Status.FAILED if state == "SUSPENDED" else Status.ACTIVE
-    sub.last_error = f"Google suspended it: {found.get('suspensionReason', '')}" if state == "SUSPENDED" else ""
-    sub.raw = found
+    sub.status = Status.FAILED if suspended else Status.ACTIVE
+    sub.last_error, sub.raw = "", {**found, **keep}
     sub.save(update_fields=["external_id", "expires_at", "status", "last_error", "raw", "updated_at"])
+    if suspended:
+        meet_subscription_suspended(sub, found)  # reactivated, left to the owner or ended, by Google's reason
+
+
+def _space_gone(sub):
+    """Google suspended it because the meeting's space was deleted: no subscription on that space can work."""
+    return (sub.raw or {}).get("suspensionReason") == SPACE_GONE
 
 
 def _failed(sub, error):
@@ -127,6 +138,8 @@ def meet_subscription_ensure(*, meeting_id):
     sub, _ = MeetingSubscription.objects.get_or_create(meeting=meeting, kind=KIND, defaults={"provider": PROVIDER})
     if sub.status == Status.ACTIVE and sub.external_id and sub.expires_at and sub.expires_at > timezone.now():
         return "active"
+    if _space_gone(sub):
+        return "gone"
     try:
         if not sub.resource:
             code = _meeting_code(meeting)
@@ -173,6 +186,146 @@ def meet_subscription_renew(*, subscription_id):
         return meet_subscription_ensure(meeting_id=sub.meeting_id)
     _stamp(sub, found)
     return "renewed"
+
+
+# --- Suspension: Subscription.suspensionReason (the API's ErrorType) says who can cure it ---------------------
+# https://developers.google.com/workspace/events/guides/reactivate-subscription
+
+# Only the owner (or their Workspace administrator) can: the subscription stays failed, saying why and what to do;
+# the owner's next authorization of Google reactivates it (meet_subscriptions_reauthorized).
+NEEDS_OWNER = {
+    "USER_SCOPE_REVOKED": "the owner withdrew the hub's access to Google Meet",
+    "USER_AUTHORIZATION_FAILURE": "the owner's Google account no longer has access to this meeting's space",
+    "APP_SCOPE_REVOKED": "the owner's Google Workspace administrator withdrew the hub's access to Google Meet",
+    "APP_AUTHORIZATION_FAILURE": "the hub no longer has access to this meeting's space",
+}
+OWNER_TODO = "once that is put right, connect Google again (meeting_records grant) and the hub resumes it"
+# The meeting's space was deleted: nothing more can happen in it, so the subscription ends and nobody is told.
+SPACE_GONE = "RESOURCE_DELETED"
+# Every other reason (ENDPOINT_PERMISSION_DENIED, ENDPOINT_NOT_FOUND, ENDPOINT_RESOURCE_EXHAUSTED, OTHER, none) is
+# on the hub's side of the subscription: its Pub/Sub topic. The hub reactivates it (a task: retried with backoff
+# while Google refuses, as far as the retry policy goes), and at most REACTIVATIONS times per subscription, so
+# a topic that stays broken does not have the hub reactivate what Google suspends again for ever.
+REACTIVATIONS = 3
+HUB_TODO = (
+    "the Pub/Sub topic GOOGLE_MEET_EVENTS_TOPIC must exist, grant meet-api-event-push@system.gserviceaccount.com "
+    "the Pub/Sub Publisher role and have quota"
+)
+
+
+def _reason(found):
+    # The REST resource spells it suspensionReason; the lifecycle event in Google's guide, suspension_reason.
+    return found.get("suspensionReason") or found.get("suspension_reason") or ""
+
+
+def meet_subscription_suspended(sub, found):
+    """Google suspended the subscription (its lifecycle event, or the state a call answered): act on why.
+
+    Returns what the hub does: "ended" (the space is gone), "needs_owner", "reactivating" or "failed".
+    """
+    from .tasks import meet_subscription_reactivate_task
+
+    if sub.status == Status.ENDED:
+        return "ended"  # the hub let it go already (its meeting was cancelled, or it expired)
+    reason = _reason(found)
+    raw = {**(sub.raw or {}), **found, "state": "SUSPENDED", "suspensionReason": reason}
+    raw.pop("suspension_reason", None)
+    subs = MeetingSubscription.objects.filter(pk=sub.pk)
+    said = f"Google suspended it ({reason or 'no reason given'})"
+    if reason == SPACE_GONE:
+        subs.update(status=Status.ENDED, last_error="", raw=raw)
+        return "ended"
+    if reason in NEEDS_OWNER:
+        subs.update(status=Status.FAILED, last_error=f"{said}: {NEEDS_OWNER[reason]}; {OWNER_TODO}.", raw=raw)
+        return "needs_owner"
+    done = raw.get("hub_reactivations", 0)
+    if done >= REACTIVATIONS:
+        error = f"{said} again after the hub reactivated it {done} times, so it stays suspended: {HUB_TODO}."
+        subs.update(status=Status.FAILED, last_error=error, raw=raw)
+        return "failed"
+    subs.update(status=Status.FAILED, last_error=f"{said}; the hub is reactivating it.", raw=raw)
+    enqueue_on_commit(meet_subscription_reactivate_task, sub.pk)
+    return "reactivating"
+
+
+def _suspended_for(sub):
+    """Why Google suspended this failed subscription, or None when it is not one Google suspended."""
+    raw = sub.raw or {}
+    if sub.status != Status.FAILED or not sub.external_id or raw.get("state") != "SUSPENDED":
+        return None
+    return raw.get("suspensionReason", "")
+
+
+def meet_subscription_reactivate(*, subscription_id, owner_cured=False):
+    """Task body: ask Google to resume a subscription it suspended, once what suspended it is cured.
+
+    The hub's own reasons are tried at once; the owner's (`owner_cured`) once the owner authorized Google again.
+    Google refuses while the cause lasts: a refusal is retried with the task's backoff, and the give-up
+    (meet_subscription_reactivate_give_up) leaves it failed, naming the reason.
+    """
+    sub = MeetingSubscription.objects.select_related("meeting__owner").filter(pk=subscription_id).first()
+    reason = _suspended_for(sub) if sub is not None else None
+    if reason is None or reason == SPACE_GONE or (reason in NEEDS_OWNER and not owner_cured):
+        return "skipped"
+    if not _wanted(sub.meeting):
+        MeetingSubscription.objects.filter(pk=sub.pk).update(status=Status.ENDED)
+        return "ended"  # the meeting can no longer produce events: nothing to resume
+    conn = _connection(sub.meeting)
+    if conn is None:
+        error = f"Google suspended it ({reason}) and the meeting's Google connection no longer has the {GRANT} grant."
+        MeetingSubscription.objects.filter(pk=sub.pk).update(last_error=error)
+        return "no_grant"
+    done = (sub.raw or {}).get("hub_reactivations", 0)
+    found = events.subscription_get(conn=conn, name=sub.external_id)
+    if found is None:
+        # Expired and deleted at Google meanwhile: the meeting subscribes anew.
+        MeetingSubscription.objects.filter(pk=sub.pk).update(status=Status.ENDED, external_id="", raw={})
+        return meet_subscription_ensure(meeting_id=sub.meeting_id)
+    if found.get("state") == "SUSPENDED":
+        try:
+            found = events.subscription_reactivate(conn=conn, name=sub.external_id)
+            done += 1
+        except events.OperationPending:
+            # Read again on the retry: subscriptions.get then says whether Google finished.
+            raise RetryableError(PROVIDER, "Google is still reactivating the subscription", retry_after=5) from None
+        except PermanentError as exc:
+            if reason in NEEDS_OWNER:
+                error = f"Google suspended it ({reason}) and would not reactivate it: {exc}. {OWNER_TODO}."
+                MeetingSubscription.objects.filter(pk=sub.pk).update(last_error=error[:2000])
+                return "refused"
+            # "Fix the error before you reactivate": what suspended it lasts. Another attempt later, with backoff.
+            raise RetryableError(
+                PROVIDER, f"Google would not reactivate it: {exc}", code=exc.code, http_status=exc.http_status
+            ) from exc
+    if found.get("state") == "SUSPENDED":
+        raise RetryableError(PROVIDER, "Google still holds the subscription suspended")
+    _stamp(sub, found, hub_reactivations=done)
+    return "reactivated"
+
+
+def meet_subscription_reactivate_give_up(*, subscription_id, error):
+    """The reactivation's last retry failed: the subscription stays failed, saying why and what to do."""
+    sub = MeetingSubscription.objects.filter(pk=subscription_id).first()
+    reason = _suspended_for(sub) if sub is not None else None
+    if reason is None:
+        return
+    todo = OWNER_TODO if reason in NEEDS_OWNER else HUB_TODO
+    error = f"Google suspended it ({reason or 'no reason given'}) and would not reactivate it ({error}): {todo}."
+    MeetingSubscription.objects.filter(pk=sub.pk).update(last_error=error[:2000])
+
+
+@on_reconnect
+def meet_subscriptions_reauthorized(connection):
+    """oauth.on_reconnect: the owner authorized Google again, so what Google suspended for the owner's grant or
+    access is reactivated (Google refuses it if the owner's account still lacks access: it stays failed)."""
+    from .tasks import meet_subscription_reactivate_task
+
+    failed = MeetingSubscription.objects.filter(
+        meeting__connection=connection, provider=PROVIDER, kind=KIND, status=Status.FAILED
+    )
+    for sub in failed.exclude(external_id=""):
+        if _suspended_for(sub) in NEEDS_OWNER:
+            enqueue_on_commit(meet_subscription_reactivate_task, sub.pk, owner_cured=True)
 
 
 def _delete_at_google(sub, conn):
@@ -252,6 +405,7 @@ def meet_subscriptions_due(*, now=None):
         Meeting.objects.filter(provider=PROVIDER, start_time__gte=earliest, connection__status="active")
         .exclude(status=Meeting.Status.CANCELLED)
         .exclude(subscriptions__kind=KIND, subscriptions__status__in=[Status.ACTIVE, Status.FAILED])
+        .exclude(subscriptions__kind=KIND, subscriptions__raw__suspensionReason=SPACE_GONE)
         .select_related("connection")
     )
     for meeting in candidates:

@@ -128,6 +128,26 @@ def meet_subscription_renew_task(self, subscription_id):
     return meet_events.meet_subscription_renew(subscription_id=subscription_id)
 
 
+def _reactivate_give_up(task, exc, subscription_id, **kwargs):
+    from . import meet_events
+
+    meet_events.meet_subscription_reactivate_give_up(subscription_id=subscription_id, error=exc)
+
+
+@shared_task(
+    bind=True,
+    base=ProviderTask,
+    provider="google_meet",
+    give_up=_reactivate_give_up,
+    name="scheduling.meet_subscription_reactivate",
+)
+def meet_subscription_reactivate_task(self, subscription_id, owner_cured=False):
+    """A subscription Google suspended: reactivated, retried with backoff while Google refuses (meet_events)."""
+    from . import meet_events
+
+    return meet_events.meet_subscription_reactivate(subscription_id=subscription_id, owner_cured=owner_cured)
+
+
 @shared_task(bind=True, base=ProviderTask, provider="google_meet", name="scheduling.meet_subscription_close")
 def meet_subscription_close_task(self, subscription_id):
     from . import meet_events

@@ -4,9 +4,9 @@ the Pub/Sub push token check. Speaks through google_meet's adapter (one SDK wrap
 Subscriptions (https://developers.google.com/workspace/events/guides/create-subscription): a Meet space
 is found by its meeting code (`spaces.get` on `spaces/{meetingCode}` answers the space's own name), then
 `POST workspaceevents.googleapis.com/v1/subscriptions` with targetResource `//meet.googleapis.com/spaces/
-{space}`, the event types and the Pub/Sub topic, on the user's token. Create, patch and delete answer a
-long-running Operation: done at once (its `response` is the Subscription), or to be read again with
-`operations.get` until it is. A second create for the same space, events and topic is 409 ALREADY_EXISTS:
+{space}`, the event types and the Pub/Sub topic, on the user's token. Create, patch, reactivate and delete
+answer a long-running Operation: done at once (its `response` is the Subscription), or to be read again
+with `operations.get` until it is. A second create for the same space, events and topic is 409 ALREADY_EXISTS:
 the hub then adopts the existing one from `subscriptions.list` (create has no idempotency key).
 
 Push (https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions): each delivery's OIDC token is
@@ -106,6 +106,24 @@ def subscription_renew(*, conn, name):
         if exc.http_status in (404, 410):
             return None
         raise
+
+
+def subscription_get(*, conn, name):
+    """The Subscription as Google holds it now (its state, suspensionReason, expireTime); None when it is gone."""
+    try:
+        return _execute(conn, "subscriptions.get", events_api(conn).subscriptions().get(name=name))
+    except PermanentError as exc:
+        if exc.http_status in (404, 410):
+            return None
+        raise
+
+
+def subscription_reactivate(*, conn, name):
+    """Resume a suspended subscription (https://developers.google.com/workspace/events/guides/reactivate-
+    subscription): the Subscription, ACTIVE again with its original expiry. Google refuses while what suspended
+    it lasts (a PermanentError) and ignores or refuses a subscription that is not suspended."""
+    request = events_api(conn).subscriptions().reactivate(name=name, body={})
+    return _subscription_of(_execute(conn, "subscriptions.reactivate", request))
 
 
 def subscription_delete(*, conn, name):

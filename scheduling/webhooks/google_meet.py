@@ -17,7 +17,8 @@ published twice, is stored once); without it the Pub/Sub messageId.
 Handlers only queue: the inbox runs them inside its batch transaction, and the Meet REST API reads that
 resolve an event belong outside it (`scheduling.meet_event_apply`, see scheduling.meet_events for the
 ordering guarantees). An event for a space the hub does not hold a subscription for is stored and ignored.
-Subscription lifecycle events renew (expirationReminder), re-create (expired) or flag (suspended) it.
+Subscription lifecycle events renew (expirationReminder) or re-create (expired) it; a suspension is acted on by
+its reason (meet_events.meet_subscription_suspended: reactivated, left to the owner, or ended).
 """
 
 from django.views.decorators.csrf import csrf_exempt
@@ -127,12 +128,9 @@ def on_expired(event):
 
 @webhook_handler(PROVIDER, LIFECYCLE + "suspended")
 def on_suspended(event):
-    sub = _subscription(event)
-    reason = ((event.payload.get("data") or {}).get("subscription") or {}).get("suspensionReason", "")
-    MeetingSubscription.objects.filter(pk=sub.pk).update(
-        status=MeetingSubscription.Status.FAILED,
-        last_error=f"Google suspended it ({reason or 'no reason given'}); the owner must grant Meet access again.",
-    )
+    found = (event.payload.get("data") or {}).get("subscription") or {}
+    # Reactivated (a task), left failed naming what the owner must do, or ended: by Google's suspensionReason.
+    meet_events.meet_subscription_suspended(_subscription(event), found if isinstance(found, dict) else {})
 
 
 @webhook_handler(PROVIDER, "*")

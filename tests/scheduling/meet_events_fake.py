@@ -114,6 +114,8 @@ class FakeMeetEvents(FakeGoogle):
         self.operations = {}
         self.pending_operations = 0  # how many create answers say done: false first
         self.already_exists = False  # the next create is 409 (a subscription for the space exists already)
+        self.while_creating = None  # called before a create is answered (what happens while the call is out)
+        self.refuse_reactivation = 0  # how many reactivations are refused (the cause of the suspension lasts)
         self.expire_time = "2030-01-17T15:00:00Z"
         self._subs = itertools.count(1)
 
@@ -203,8 +205,15 @@ class FakeMeetEvents(FakeGoogle):
         self.operations[name] = done
         return {"name": name, "done": False} if pending else done
 
+    def suspend(self, name, reason):
+        """Google suspends the subscription; the Subscription as its lifecycle event carries it."""
+        self.subscriptions[name].update(state="SUSPENDED", suspensionReason=reason)
+        return dict(self.subscriptions[name])
+
     def _events(self, method, path, params, data):
         if path == "subscriptions" and method == "POST":
+            if self.while_creating is not None:
+                self.while_creating()
             if self.already_exists:
                 self.already_exists = False
                 return self._answer(409, {"error": {"code": 409, "message": "exists", "status": "ALREADY_EXISTS"}})
@@ -220,9 +229,26 @@ class FakeMeetEvents(FakeGoogle):
             return self._answer(200, {"subscriptions": found} if found else {})
         if path.startswith("operations/"):
             return self._answer(200, self.operations[path])
+        if path.endswith(":reactivate") and method == "POST":
+            sub = self.subscriptions.get(path.removesuffix(":reactivate"))
+            if sub is None:
+                return self._answer(404, NOT_FOUND)
+            if sub.get("state") != "SUSPENDED" or self.refuse_reactivation:
+                self.refuse_reactivation = max(0, self.refuse_reactivation - 1)
+                refused = {
+                    "code": 400,
+                    "message": "The subscription cannot be reactivated.",
+                    "status": "FAILED_PRECONDITION",
+                }
+                return self._answer(400, {"error": refused})
+            sub["state"] = "ACTIVE"
+            sub.pop("suspensionReason", None)
+            return self._answer(200, self._operation(sub))
         sub = self.subscriptions.get(path)
         if sub is None:
             return self._answer(404, NOT_FOUND)
+        if method == "GET":
+            return self._answer(200, sub)
         if method == "PATCH":
             sub["expireTime"] = self.expire_time
             sub["renewedWith"] = {"updateMask": params.get("updateMask"), **data}

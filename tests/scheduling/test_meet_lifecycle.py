@@ -10,12 +10,13 @@ import pytest
 import responses
 from django.utils import timezone
 
-from integrations.models import ProviderCall, WebhookEvent
+from integrations.models import Connection, ProviderCall, WebhookEvent
 from scheduling.models import Meeting, MeetingAttendance, MeetingRecording, MeetingSubscription, SchedulingPreference
 from scheduling.services import recording_link_token
 from scheduling.tasks import meet_subscribe, meet_subscriptions_due
 from tests.privacy.conftest import BUCKET
 
+from ..integrations.oauth.conftest import GOOGLE_TOKEN_URL, google_id_token, query
 from .conftest import _connection
 from .drive_fake import DRIVE, DRIVE_MEET_READONLY, MP4, insufficient_scope
 from .helpers import URL, body
@@ -323,13 +324,130 @@ class TestEvents:
         assert push(payload).status_code == 200
         assert ("PATCH", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
 
-    def test_a_suspension_is_recorded_with_googles_reason(self, meeting, gmeet, push):
-        data = {"subscription": {"name": "subscriptions/sub-1", "suspensionReason": "USER_SCOPE_REVOKED"}}
-        payload = delivery("x", data, subject=SOURCE, ce_id="susp")
-        payload["message"]["attributes"]["ce-type"] = "google.workspace.events.subscription.v1.suspended"
-        push(payload)
+
+def suspended(gmeet, reason, *, ce_id="susp"):
+    """Google suspends sub-1 for `reason` and says so in a lifecycle event."""
+    data = {"subscription": gmeet.suspend("subscriptions/sub-1", reason)}
+    payload = delivery("x", data, subject=SOURCE, ce_id=ce_id)
+    payload["message"]["attributes"]["ce-type"] = "google.workspace.events.subscription.v1.suspended"
+    return payload
+
+
+class TestSuspension:
+    """Google suspends a subscription for a reason (Subscription.suspensionReason): the hub reactivates what it can
+    cure, names what only the owner can, and lets go of one whose meeting space is gone."""
+
+    @pytest.fixture
+    def few_retries(self, settings):
+        retry = {"base": 0.01, "cap": 0.01, "max_retries": 2}
+        settings.PROVIDER_RETRY = {**settings.PROVIDER_RETRY, "google_meet": retry}
+
+    @pytest.mark.parametrize(
+        "reason", ["ENDPOINT_PERMISSION_DENIED", "ENDPOINT_NOT_FOUND", "ENDPOINT_RESOURCE_EXHAUSTED", "OTHER"]
+    )
+    def test_a_suspension_the_hub_can_cure_is_reactivated(self, reason, meeting, gmeet, push, user):
+        assert push(suspended(gmeet, reason)).status_code == 200
+        assert meet_requests(gmeet)[-2:] == [
+            ("GET", "/v1/subscriptions/sub-1"),
+            ("POST", "/v1/subscriptions/sub-1:reactivate"),
+        ]
         sub = MeetingSubscription.objects.get()
-        assert sub.status == "failed" and "USER_SCOPE_REVOKED" in sub.last_error
+        assert (sub.status, sub.last_error, sub.external_id) == ("active", "", "subscriptions/sub-1")
+        assert gmeet.subscriptions["subscriptions/sub-1"]["state"] == "ACTIVE"
+        [call] = ProviderCall.objects.filter(provider="google_meet", operation="subscriptions.reactivate")
+        assert (call.owner, call.outcome) == (user, "ok")
+
+    def test_a_reactivation_google_refuses_is_retried_with_backoff_then_left_failed_naming_why(
+        self, meeting, gmeet, push, few_retries
+    ):
+        gmeet.refuse_reactivation = 99  # the topic stays broken
+        push(suspended(gmeet, "ENDPOINT_NOT_FOUND"))
+        reactivations = [r for r in meet_requests(gmeet) if r[1].endswith(":reactivate")]
+        assert len(reactivations) == 3  # the first attempt and the policy's two retries, no more
+        sub = MeetingSubscription.objects.get()
+        assert sub.status == "failed" and "ENDPOINT_NOT_FOUND" in sub.last_error
+        assert "GOOGLE_MEET_EVENTS_TOPIC" in sub.last_error and "reactivate" in sub.last_error
+        calls = ProviderCall.objects.filter(provider="google_meet", operation="subscriptions.reactivate")
+        assert [c.http_status for c in calls] == [400] * 3
+
+    def test_a_refusal_that_passes_is_reactivated_on_a_retry(self, meeting, gmeet, push, few_retries):
+        gmeet.refuse_reactivation = 1
+        push(suspended(gmeet, "ENDPOINT_RESOURCE_EXHAUSTED"))
+        sub = MeetingSubscription.objects.get()
+        assert (sub.status, sub.last_error) == ("active", "")
+        assert len([r for r in meet_requests(gmeet) if r[1].endswith(":reactivate")]) == 2
+
+    def test_a_subscription_google_suspends_again_and_again_is_left_failed(self, meeting, gmeet, push):
+        for n in range(3):
+            push(suspended(gmeet, "OTHER", ce_id=f"susp-{n}"))
+            assert MeetingSubscription.objects.get().status == "active"
+        push(suspended(gmeet, "OTHER", ce_id="susp-3"))
+        sub = MeetingSubscription.objects.get()
+        assert sub.status == "failed" and "OTHER" in sub.last_error and "3 times" in sub.last_error
+        assert len([r for r in meet_requests(gmeet) if r[1].endswith(":reactivate")]) == 3
+
+    @pytest.mark.parametrize(
+        ("reason", "says"),
+        [
+            ("USER_SCOPE_REVOKED", "withdrew the hub's access to Google Meet"),
+            ("USER_AUTHORIZATION_FAILURE", "no longer has access to this meeting's space"),
+        ],
+    )
+    def test_a_suspension_only_the_owner_can_cure_names_the_reason_and_what_to_do(
+        self, reason, says, meeting, gmeet, push
+    ):
+        push(suspended(gmeet, reason))
+        sub = MeetingSubscription.objects.get()
+        assert sub.status == "failed" and reason in sub.last_error and says in sub.last_error
+        assert "connect Google again" in sub.last_error
+        assert not [r for r in meet_requests(gmeet) if r[1].endswith(":reactivate")]
+
+    def test_a_deleted_meeting_space_ends_the_subscription_quietly_for_good(self, meeting, gmeet, push, inline):
+        push(suspended(gmeet, "RESOURCE_DELETED"))
+        sub = MeetingSubscription.objects.get()
+        assert (sub.status, sub.last_error) == ("ended", "")
+        before = len(gmeet.requests)
+        inline(meet_subscriptions_due.delay)  # the sweep does not subscribe the meeting again: its space is gone
+        inline(meet_subscribe.delay, meeting.pk)
+        assert len(gmeet.requests) == before
+        assert MeetingSubscription.objects.get().status == "ended"
+
+    def test_a_suspension_found_on_renewal_is_reactivated(self, meeting, gmeet, inline):
+        gmeet.suspend("subscriptions/sub-1", "ENDPOINT_PERMISSION_DENIED")  # no lifecycle event reached the hub
+        MeetingSubscription.objects.update(expires_at=timezone.now() + dt.timedelta(hours=2))
+        inline(meet_subscriptions_due.delay)
+        assert ("POST", "/v1/subscriptions/sub-1:reactivate") in meet_requests(gmeet)
+        assert MeetingSubscription.objects.get().status == "active"
+
+    def test_authorizing_google_again_reactivates_what_the_owners_grant_suspended(
+        self, meeting, gmeet, push, records_conn, user_client, inline
+    ):
+        push(suspended(gmeet, "USER_SCOPE_REVOKED"))
+        assert MeetingSubscription.objects.get().status == "failed"
+        # Google refused the revoked grant's refresh token: the connection needs authorization.
+        Connection.objects.filter(pk=records_conn.pk).update(status="needs_reauth")
+        started = user_client.post(
+            "/api/v1/connections/google/start/",
+            {"capabilities": ["meetings", "meeting_records"], "connection": records_conn.pk},
+            format="json",
+        )
+        assert started.status_code == 200, started.content
+        gmeet.token = "ya29.granted-again"
+        granted = {
+            "access_token": gmeet.token,
+            "expires_in": 3599,
+            "refresh_token": "1//granted-again",
+            "scope": " ".join(records_conn.scopes),
+            "token_type": "Bearer",
+            "id_token": google_id_token(),
+        }
+        gmeet.http.add(responses.POST, GOOGLE_TOKEN_URL, json=granted)
+        state = query(started.json()["authorization_url"])["state"]
+        answer = inline(user_client.get, "/api/v1/connections/google/callback/", {"state": state, "code": "c2"})
+        assert answer.status_code == 200, answer.content
+        assert ("POST", "/v1/subscriptions/sub-1:reactivate") in meet_requests(gmeet)
+        sub = MeetingSubscription.objects.get()
+        assert (sub.status, sub.last_error) == ("active", "")
 
 
 # --- Recording copies: Meet's files in Google Drive ---------------------------------------------------------
