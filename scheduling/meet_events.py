@@ -31,6 +31,7 @@ import datetime as dt
 import logging
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -164,7 +165,15 @@ def meet_subscription_ensure(*, meeting_id):
     except PermanentError as exc:
         _failed(sub, exc)
         return "failed"
-    _stamp(sub, found)
+    with transaction.atomic():
+        # Under the meeting's row lock: a cancel that ran while Google was making it found nothing to delete
+        # at Google, so what was just made is closed as that cancel would have; a cancel still to come waits
+        # for this lock and then finds the subscription stored.
+        cancelled = Meeting.objects.select_for_update().filter(pk=meeting.pk).values_list("status", flat=True).get()
+        _stamp(sub, found)
+        if cancelled == Meeting.Status.CANCELLED:
+            meeting_unsubscribe_later(meeting)
+            return "cancelled"
     return "created"
 
 

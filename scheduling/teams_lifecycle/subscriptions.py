@@ -166,18 +166,31 @@ def _subscribe_one(meeting, conn, kind, url, now):
         else:
             MeetingSubscription.objects.filter(pk=row.pk).update(updated_at=timezone.now(), **values)
         return "failed"
-    stored = _store(
-        meeting,
-        kind.kind,
-        row,
-        external_id=subscription_id,
-        resource=resource,
-        status=MeetingSubscription.Status.ACTIVE,
-        expires_at=parse_instant(granted_until),
-        client_state=client_state,
-        last_error="",
-        raw={"resource": resource, "changeType": kind.change_type, "notificationUrl": url, "app_only": kind.app_only},
-    )
+    with transaction.atomic():
+        # Under the meeting's row lock: a cancel that ran while Graph was making it found no subscription to
+        # delete, so what was just made is stored and unsubscribed as that cancel would have; a cancel still to
+        # come waits for this lock and then finds it stored.
+        status = Meeting.objects.select_for_update().filter(pk=meeting.pk).values_list("status", flat=True).get()
+        stored = _store(
+            meeting,
+            kind.kind,
+            row,
+            external_id=subscription_id,
+            resource=resource,
+            status=MeetingSubscription.Status.ACTIVE,
+            expires_at=parse_instant(granted_until),
+            client_state=client_state,
+            last_error="",
+            raw={
+                "resource": resource,
+                "changeType": kind.change_type,
+                "notificationUrl": url,
+                "app_only": kind.app_only,
+            },
+        )
+        if stored and status == Meeting.Status.CANCELLED:
+            meeting_cancelled(meeting)
+            return "cancelled"
     if not stored:
         teams.subscription_delete(conn, subscription_id, tenant=tenant)
         return "surplus"
@@ -197,7 +210,12 @@ def meeting_subscribe(*, meeting_id, now=None):
     MeetingSubscription.objects.filter(
         meeting=meeting, status=MeetingSubscription.Status.ACTIVE, expires_at__lt=now
     ).exclude(kind__in=[k.kind for k in kinds]).update(status=MeetingSubscription.Status.ENDED, updated_at=now)
-    return {kind.kind: _subscribe_one(meeting, conn, kind, url, now) for kind in kinds}
+    done = {}
+    for kind in kinds:
+        done[kind.kind] = _subscribe_one(meeting, conn, kind, url, now)
+        if done[kind.kind] == "cancelled":
+            break  # cancelled while Graph made that one: the rest are not made at all
+    return done
 
 
 def meeting_unsubscribe(*, meeting_id):

@@ -40,6 +40,7 @@ class FakeGraph(GraphFakeBase):
         self.fail_next = []
         self.cancelled = []
         self.subscriptions = {}
+        self.while_subscribing = None  # called before a subscription create is answered (while the call is out)
         self.attendance = {}
         self._ids = itertools.count(1)
 
@@ -141,6 +142,8 @@ class FakeGraph(GraphFakeBase):
 
     def _subscriptions(self, request, rest, body):
         if not rest and request.method == "POST":
+            if self.while_subscribing is not None:
+                self.while_subscribing()
             sid = f"sub-{next(self._ids)}"
             self.subscriptions[sid] = {"id": sid, **body, "_endpoint": request.url.path.split("/")[1]}
             return httpx.Response(201, json=self.subscriptions[sid])

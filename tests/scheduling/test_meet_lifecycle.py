@@ -19,7 +19,7 @@ from tests.privacy.conftest import BUCKET
 from ..integrations.oauth.conftest import GOOGLE_TOKEN_URL, google_id_token, query
 from .conftest import _connection
 from .drive_fake import DRIVE, DRIVE_MEET_READONLY, MP4, insufficient_scope
-from .helpers import URL, body
+from .helpers import URL, body, committed_now
 from .meet_events_fake import CERTS_URL, CODE, SOURCE, SPACE, TOPIC, WEBHOOK, delivery, token
 
 pytestmark = pytest.mark.django_db
@@ -179,6 +179,23 @@ class TestSubscribing:
         assert inline(user_client.delete, f"{URL}{meeting.pk}/").json()["status"] == "cancelled"
         assert ("DELETE", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
         assert MeetingSubscription.objects.get().status == "ended" and not gmeet.subscriptions
+
+    def test_a_meeting_cancelled_while_its_subscription_is_made_keeps_none_at_google(
+        self, user_client, records_conn, gmeet, inline
+    ):
+        made = user_client.post(URL, body("google_meet"), format="json")  # its subscribe task is run below
+        meeting = Meeting.objects.get(pk=made.json()["id"])
+
+        def cancel():  # the owner cancels while Google is making the subscription; the close task runs at once
+            gmeet.while_creating = None
+            answer = committed_now(user_client.delete, f"{URL}{meeting.pk}/")
+            assert answer.json()["status"] == "cancelled"
+
+        gmeet.while_creating = cancel
+        inline(meet_subscribe.delay, meeting.pk)
+        assert gmeet.subscriptions == {}
+        assert ("DELETE", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
+        assert MeetingSubscription.objects.get(meeting=meeting).status == "ended"
 
     def test_disconnecting_the_account_deletes_its_subscriptions_while_the_token_works(
         self, meeting, gmeet, records_conn, user_client

@@ -14,7 +14,7 @@ from scheduling.models import Meeting, MeetingAttendance, MeetingRecording, Meet
 from ..factories import UserFactory
 from ..privacy.conftest import BUCKET
 from .fakes import GRAPH
-from .helpers import URL, body
+from .helpers import URL, body, committed_now
 
 pytestmark = pytest.mark.django_db
 HOOK = "/webhooks/teams/"
@@ -217,6 +217,24 @@ def test_cancelling_the_meeting_deletes_its_subscriptions_at_graph(hub, granted,
     assert set(MeetingSubscription.objects.values_list("status", flat=True)) == {"ended"}
     assert _ops("subscription.delete") == ["subscription.delete"] * 2
     assert tasks.teams_subscriptions_renew_due() == {"renew": 0, "new": 0, "ended": 0}
+
+
+def test_a_meeting_cancelled_while_its_subscription_is_made_keeps_none_at_graph(
+    hub, granted, graph, user_client, committed
+):
+    made = user_client.post(URL, body("teams"), format="json")  # its subscribe task is run below
+    meeting = Meeting.objects.get(pk=made.json()["id"])
+
+    def cancel():  # the owner cancels while Graph is making the first subscription
+        graph.while_subscribing = None
+        assert committed_now(user_client.delete, f"{URL}{meeting.pk}/").json()["status"] == "cancelled"
+
+    graph.while_subscribing = cancel
+    with committed():
+        tasks.teams_subscribe_task.delay(meeting.pk)
+    assert graph.subscriptions == {}
+    assert list(MeetingSubscription.objects.values_list("kind", "status")) == [("graph_recordings", "ended")]
+    assert _ops("subscription.create") == ["subscription.create"]  # no more made for a cancelled meeting
 
 
 def test_disconnecting_the_account_deletes_them_while_its_token_works(hub, granted, graph, create, user_client):
