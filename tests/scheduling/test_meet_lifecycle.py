@@ -1,6 +1,7 @@
 """Google Meet lifecycle events (issue 19 point 7): a Workspace Events subscription per Meet space, Pub/Sub
 pushes verified by Google's OIDC token, and the worker applying what each event names to the meeting."""
 
+import base64
 import datetime as dt
 import json
 import time
@@ -428,6 +429,15 @@ class TestSuspension:
         inline(meet_subscribe.delay, meeting.pk)
         assert len(gmeet.requests) == before
         assert MeetingSubscription.objects.get().status == "ended"
+
+    def test_the_reason_is_read_as_googles_lifecycle_guide_spells_it_too(self, meeting, gmeet, push):
+        payload = suspended(gmeet, "USER_AUTHORIZATION_FAILURE")
+        data = {"subscription": {"name": "subscriptions/sub-1", "suspension_reason": "USER_AUTHORIZATION_FAILURE"}}
+        payload["message"]["data"] = base64.b64encode(json.dumps(data).encode()).decode()
+        push(payload)
+        sub = MeetingSubscription.objects.get()
+        assert sub.status == "failed" and "USER_AUTHORIZATION_FAILURE" in sub.last_error
+        assert sub.raw["suspensionReason"] == "USER_AUTHORIZATION_FAILURE"
 
     def test_a_suspension_found_on_renewal_is_reactivated(self, meeting, gmeet, inline):
         gmeet.suspend("subscriptions/sub-1", "ENDPOINT_PERMISSION_DENIED")  # no lifecycle event reached the hub
