@@ -9,7 +9,14 @@ class MailboxAdmin(admin.ModelAdmin):
     raw_id_fields = ("connection",)
     # The Graph clientState is a shared secret: never on a page.
     exclude = ("client_state",)
-    readonly_fields = ("history_id", "delta_link", "subscription_id", "last_synced_at", "full_sync_at")
+    readonly_fields = (
+        "history_id",
+        "delta_link",
+        "inbox_folder_id",
+        "subscription_id",
+        "last_synced_at",
+        "full_sync_at",
+    )
 
 
 @admin.register(MailMessage)

@@ -14,6 +14,9 @@ class Mailbox(models.Model):
     watch_expires_at = models.DateTimeField(null=True, blank=True)
     # Graph: the inbox delta link, and the change-notification subscription with its shared secret.
     delta_link = models.TextField(blank=True)
+    # Graph: the inbox's folder id (the parentFolderId of what its delta names): the cached rows in that folder
+    # are the ones the sync keeps; a listing caches other folders' messages too, and nothing keeps those.
+    inbox_folder_id = models.CharField(max_length=255, blank=True)
     subscription_id = models.CharField(max_length=128, blank=True, db_index=True)
     subscription_expires_at = models.DateTimeField(null=True, blank=True)
     client_state = EncryptedTextField(blank=True)

@@ -111,3 +111,4 @@ class SyncResult:
     deleted: list = field(default_factory=list)  # [external id]
     cursor: str = ""  # Gmail historyId / Graph deltaLink
     full: bool = False
+    folder_id: str = ""  # Graph: the id of the folder the delta follows (the inbox), when an item named it

@@ -75,7 +75,15 @@ class MessageListView(APIView):
                 description="Gmail search syntax; Outlook KQL, sent as $search (quoted and escaped by the hub)",
             ),
             OpenApiParameter("filter", str, description="Outlook only: an OData $filter"),
-            OpenApiParameter("label", str, description="Gmail label id / Outlook folder id"),
+            OpenApiParameter(
+                "label",
+                str,
+                description=(
+                    "Gmail label id / Outlook folder id (or a well-known name: inbox). Omitted: what the provider's "
+                    "own list answers, on Gmail all mail but SPAM and TRASH, on Outlook every folder. `source` says "
+                    "whether the page came from the hub's cache (Outlook: label=inbox only) or the provider."
+                ),
+            ),
             OpenApiParameter("page_token", str),
         ],
         operation_id="mail_messages_list",

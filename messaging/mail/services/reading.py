@@ -14,6 +14,8 @@ GMAIL_LISTED_ONLY_BY_LABEL = frozenset({"SPAM", "TRASH"})
 
 
 def _cached_page(conn, mailbox, label, size=50):
+    if conn.provider == "microsoft_oauth":
+        label = mailbox.inbox_folder_id  # the only folder the cache answers (_cache_holds)
     rows = mailbox.messages.all()
     # SQLite (what `make run` uses) has no JSON `contains`: Django refuses the lookup there, so the rows are
     # matched here instead, a mailbox's cache being small enough to read through for one development page.
@@ -33,17 +35,22 @@ def _cached_page(conn, mailbox, label, size=50):
     return page
 
 
-def _cache_holds(conn, label):
-    """Whether push keeps the cache complete for this label: Gmail's history names changes under every label, but
-    Outlook's delta query and subscription follow the inbox alone, so another folder is only what listing it once
-    cached (nothing, or what has changed since): a folder is read from Graph."""
-    return not (label and conn.provider == "microsoft_oauth")
+def _cache_holds(conn, mailbox, label):
+    """Whether push keeps the cache complete for this label. Gmail's history names changes under every label.
+    Outlook's delta query and subscription follow the inbox alone: only `inbox` (Graph's well-known name) or the
+    inbox's folder id is read from the cache, and only once a sync has named that id (the rows of other folders
+    are what listings cached, nothing keeps them). Every other folder, and a list without `label`, which on
+    Outlook means every folder (Graph's GET /me/messages), is read from Graph."""
+    if conn.provider != "microsoft_oauth":
+        return True
+    inbox = mailbox.inbox_folder_id
+    return bool(inbox) and (label.lower() == "inbox" or label == inbox)
 
 
 def message_list(*, owner, connection_id, q="", label="", page_token="", filter_=""):
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
     mailbox = mailbox_for(conn)
-    if not (q or page_token or filter_) and _cache_holds(conn, label) and _fresh(mailbox):
+    if not (q or page_token or filter_) and _cache_holds(conn, mailbox, label) and _fresh(mailbox):
         rows = _cached_page(conn, mailbox, label)
         adapter = _adapter(conn)
         return {"messages": [_from_cache(r, adapter) for r in rows], "next_page_token": None, "source": "cache"}

@@ -69,11 +69,13 @@ def _mailbox_sync(conn):
         # Without a delta link, delta returns the whole inbox (a full sync) and the link to continue from.
         result = adapter.delta_sync(conn, delta_link=mailbox.delta_link)
         fields = {"delta_link": result.cursor}
+        if result.folder_id:
+            fields["inbox_folder_id"] = result.folder_id
     now = timezone.now()
     with transaction.atomic():
-        # A full sync lists what exists; anything else cached was deleted meanwhile (Gmail, or a Graph delta that
-        # had to start over because Graph no longer kept the link's sync state).
-        if result.full and (conn.provider == "google_oauth" or mailbox.delta_link):
+        # A full sync lists what exists; anything else cached was deleted meanwhile, or (Graph, whose delta follows
+        # the inbox) left the inbox or was never in it: a listing cached it, and no sync would ever name it again.
+        if result.full:
             mailbox.messages.exclude(external_id__in=[m.id for m in result.upserted]).delete()
         cache_upsert(mailbox, result.upserted)
         cache_delete(mailbox, result.deleted)

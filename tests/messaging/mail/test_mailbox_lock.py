@@ -93,7 +93,7 @@ def test_a_push_sync_and_a_sync_request_at_once_keep_the_newer_state_and_delta_l
     mailbox.refresh_from_db()
     assert mailbox.delta_link == delta_link(3)
     assert MailMessage.objects.get(external_id="AAMk0001").unread is True
-    listed = user_client.get(f"/api/v1/mail/{conn.pk}/messages/").json()
+    listed = user_client.get(f"/api/v1/mail/{conn.pk}/messages/", {"label": "inbox"}).json()
     assert listed["source"] == "cache" and [m["unread"] for m in listed["messages"]] == [True]
 
 

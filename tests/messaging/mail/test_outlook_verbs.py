@@ -273,7 +273,9 @@ def test_the_inbox_listed_from_the_cache_after_a_delta_reads_as_graph_lists_it(
             **outlook,
         )
 
-    respx_mock.get("/me/messages").mock(side_effect=lambda request: httpx.Response(200, json={"value": [message()]}))
+    respx_mock.get("/me/mailFolders/inbox/messages").mock(
+        side_effect=lambda request: httpx.Response(200, json={"value": [message()]})
+    )
 
     def batch(request):
         parts = json.loads(request.content)["requests"]
@@ -283,7 +285,7 @@ def test_the_inbox_listed_from_the_cache_after_a_delta_reads_as_graph_lists_it(
         )
 
     respx_mock.post("/$batch").mock(side_effect=batch)
-    listed = user_client.get(url(conn, "messages/")).json()  # not synced yet: from Graph
+    listed = user_client.get(url(conn, "messages/"), {"label": "inbox"}).json()  # not synced yet: from Graph
     assert listed["source"] == "provider"
 
     outlook["isRead"] = True  # read in Outlook; the delta names it with the changed property alone
@@ -297,10 +299,10 @@ def test_the_inbox_listed_from_the_cache_after_a_delta_reads_as_graph_lists_it(
         )
     )
     mail_sync(conn.pk)
-    cached = user_client.get(url(conn, "messages/")).json()
+    cached = user_client.get(url(conn, "messages/"), {"label": "inbox"}).json()
     assert cached["source"] == "cache"
     Mailbox.objects.filter(connection=conn).update(last_synced_at=None)
-    fresh = user_client.get(url(conn, "messages/")).json()
+    fresh = user_client.get(url(conn, "messages/"), {"label": "inbox"}).json()
     assert fresh["source"] == "provider"
     assert cached["messages"] == fresh["messages"]
     [read] = cached["messages"]

@@ -30,7 +30,7 @@ def delta_sync(conn, *, delta_link=""):
 
 
 def _delta(conn, delta_link):
-    upserted, deleted, partial = [], [], []
+    upserted, deleted, partial, folder_id = [], [], [], ""
     if delta_link:
         url, params = _follow(delta_link), None
     else:
@@ -40,7 +40,9 @@ def _delta(conn, delta_link):
         for item in page.get("value", []):
             if "@removed" in item:
                 deleted.append(item["id"])
-            elif "receivedDateTime" not in item:  # the changed properties alone
+                continue
+            folder_id = item.get("parentFolderId") or folder_id  # every message the inbox's delta names is in it
+            if "receivedDateTime" not in item:  # the changed properties alone
                 partial.append(item["id"])
             else:
                 upserted.append(message_from(item))
@@ -50,7 +52,11 @@ def _delta(conn, delta_link):
         # One missing now was deleted or moved out of the inbox since: the next delta says so.
         upserted += get_many(conn, list(dict.fromkeys(partial))) if partial else []
         return SyncResult(
-            upserted=upserted, deleted=deleted, cursor=page.get("@odata.deltaLink", ""), full=not delta_link
+            upserted=upserted,
+            deleted=deleted,
+            cursor=page.get("@odata.deltaLink", ""),
+            full=not delta_link,
+            folder_id=folder_id,
         )
 
 

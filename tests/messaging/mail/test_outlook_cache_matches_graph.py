@@ -1,0 +1,107 @@
+"""Outlook's cached list answers what Graph answers: the folders it covers, the attachments a message has."""
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from messaging.mail.models import Mailbox
+from messaging.mail.tasks import mail_sync
+
+from .conftest import GRAPH, ms_conn
+from .test_outlook import graph_message
+
+pytestmark = [pytest.mark.django_db, pytest.mark.respx(base_url=GRAPH, assert_all_called=False)]
+
+DELTA = "/me/mailFolders/inbox/messages/delta"
+
+
+def url(conn, rest=""):
+    return f"/api/v1/mail/{conn.pk}/{rest}"
+
+
+def listed(client, conn, **params):
+    response = client.get(url(conn, "messages/"), params)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    return body["source"], [m["id"] for m in body["messages"]]
+
+
+def delta_answers(respx_mock, *items):
+    respx_mock.get(DELTA).mock(
+        return_value=httpx.Response(
+            200, json={"value": list(items), "@odata.deltaLink": f"{GRAPH}{DELTA}?$deltatoken=1"}
+        )
+    )
+
+
+def pushed_mailbox(conn):
+    """The mailbox as a `POST sync/` leaves it, push on (the sync itself runs in the test)."""
+    Mailbox.objects.update_or_create(
+        connection=conn,
+        defaults={"subscription_id": "sub-1", "subscription_expires_at": timezone.now() + timedelta(days=2)},
+    )
+
+
+def test_a_list_without_label_is_every_folder_fresh_or_while_push_keeps_the_inbox(
+    respx_mock, graph_settings, user, user_client
+):
+    """Graph's GET /me/messages lists every folder; the fresh cache, which push keeps for the inbox alone,
+    answered the same request with the inbox: a client got one set or the other depending on push."""
+    conn = ms_conn(user)
+    everywhere = [graph_message(1), graph_message(2, parentFolderId="archive-id")]
+    respx_mock.get("/me/messages").mock(return_value=httpx.Response(200, json={"value": everywhere}))
+    assert listed(user_client, conn) == ("provider", ["AAMk0001", "AAMk0002"])
+
+    pushed_mailbox(conn)
+    delta_answers(respx_mock, graph_message(1))
+    mail_sync(conn.pk)
+    assert listed(user_client, conn) == ("provider", ["AAMk0001", "AAMk0002"])
+
+
+def test_the_cached_inbox_holds_what_the_sync_holds_and_no_row_of_another_folder(
+    respx_mock, graph_settings, user, user_client
+):
+    """The cache also holds what listings put there: messages of other folders (never synced again) and an inbox
+    message listed before push began that left the inbox before the first sync (which pruned nothing). The
+    cached list answered them as inbox messages."""
+    conn = ms_conn(user)
+    respx_mock.get("/me/messages").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "value": [
+                    graph_message(1),
+                    graph_message(2, parentFolderId="archive-id"),
+                    graph_message(3),  # moved to the archive before push began
+                ]
+            },
+        )
+    )
+    assert listed(user_client, conn)[1] == ["AAMk0001", "AAMk0002", "AAMk0003"]  # fresh, and cached
+    pushed_mailbox(conn)
+    delta_answers(respx_mock, graph_message(1))
+    mail_sync(conn.pk)
+
+    assert listed(user_client, conn, label="inbox") == ("cache", ["AAMk0001"])
+    assert listed(user_client, conn, label="Inbox") == ("cache", ["AAMk0001"])
+    assert listed(user_client, conn, label="inbox-id") == ("cache", ["AAMk0001"])
+    # What Graph answers for the inbox, once the cache is no longer fresh:
+    respx_mock.get("/me/mailFolders/inbox/messages").mock(
+        return_value=httpx.Response(200, json={"value": [graph_message(1)]})
+    )
+    Mailbox.objects.filter(connection=conn).update(last_synced_at=None)
+    assert listed(user_client, conn, label="inbox") == ("provider", ["AAMk0001"])
+
+
+def test_an_inbox_whose_folder_id_the_sync_never_saw_is_read_from_graph(respx_mock, graph_settings, user, user_client):
+    """An empty inbox names no folder id in its delta: the cache cannot tell the inbox's rows from others."""
+    conn = ms_conn(user)
+    pushed_mailbox(conn)
+    delta_answers(respx_mock)
+    mail_sync(conn.pk)
+    inbox = respx_mock.get("/me/mailFolders/inbox/messages").mock(
+        return_value=httpx.Response(200, json={"value": [graph_message(5)]})
+    )
+    assert listed(user_client, conn, label="inbox") == ("provider", ["AAMk0005"]) and inbox.called
