@@ -84,8 +84,8 @@ def attachment_get(*, owner, connection_id, message_id, attachment_id):
     known = next((a for a in (row.attachments if row else []) if a.get("id") == attachment_id), None)
     data = adapter.attachment(conn, message_id, attachment_id, part_id=(known or {}).get("part_id", ""))
     if known is None:
-        # Not in the cache: the message was never listed, or a sync cached it without its attachments (Graph's
-        # delta query names none): the provider says, where it can.
+        # Not in the cache: the message was never listed or synced (or its files changed since): the provider
+        # says, where it can.
         found = adapter.attachment_meta(conn, message_id, attachment_id)
         known = found.__dict__ if found else {}
     return data, {

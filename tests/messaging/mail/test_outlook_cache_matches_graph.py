@@ -105,3 +105,44 @@ def test_an_inbox_whose_folder_id_the_sync_never_saw_is_read_from_graph(respx_mo
         return_value=httpx.Response(200, json={"value": [graph_message(5)]})
     )
     assert listed(user_client, conn, label="inbox") == ("provider", ["AAMk0005"]) and inbox.called
+
+
+def test_a_complete_delta_item_with_attachments_is_cached_with_them(respx_mock, graph_settings, user, user_client):
+    """Graph's delta names a new message with every property asked for, `hasAttachments` among them, but no
+    attachment list (the delta query expands nothing): the cache kept it with none, so the cached inbox listed the
+    message without its files while Graph's own list (and the download) named them."""
+    import json
+
+    conn = ms_conn(user)
+    pushed_mailbox(conn)
+    files = [{"id": "att1", "name": "plan.pdf", "contentType": "application/pdf", "size": 2048}]
+    with_files = graph_message(1, hasAttachments=True, attachments=files)
+    older = graph_message(2, receivedDateTime="2026-11-30T10:00:00Z")
+    respx_mock.get("/me/mailFolders/inbox/messages").mock(
+        return_value=httpx.Response(200, json={"value": [with_files, older]})
+    )
+
+    def batch(request):
+        parts = json.loads(request.content)["requests"]
+        assert all("$expand=attachments" in p["url"] for p in parts)
+        return httpx.Response(
+            200, json={"responses": [{"id": p["id"], "status": 200, "body": with_files} for p in parts]}
+        )
+
+    reread = respx_mock.post("/$batch").mock(side_effect=batch)
+    delta_answers(respx_mock, graph_message(1, hasAttachments=True), older)
+    mail_sync(conn.pk)
+
+    cached = user_client.get(url(conn, "messages/"), {"label": "inbox"}).json()
+    Mailbox.objects.filter(connection=conn).update(last_synced_at=None)
+    fresh = user_client.get(url(conn, "messages/"), {"label": "inbox"}).json()
+    assert (cached["source"], fresh["source"]) == ("cache", "provider")
+    assert cached["messages"] == fresh["messages"]
+    assert cached["messages"][0]["attachments"] == [
+        {"id": "att1", "filename": "plan.pdf", "mime_type": "application/pdf", "size": 2048}
+    ]
+    # Only the message that has files was read again.
+    assert reread.call_count == 1
+    assert [p["url"].split("?")[0] for p in json.loads(reread.calls[0].request.content)["requests"]] == [
+        "/me/messages/AAMk0001"
+    ]

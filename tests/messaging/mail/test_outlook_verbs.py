@@ -102,7 +102,8 @@ def test_an_attachment_keeps_its_name_and_type_after_a_delta_sync_recached_its_m
         )
     )
     assert user_client.get(url(conn, "messages/")).status_code == 200
-    # The message is read in Outlook: the inbox delta names it again, without attachments ($expand is not asked).
+    # The message is read in Outlook: the inbox delta names it again, without attachments ($expand is not asked),
+    # and the sync reads it again as the list does.
     Mailbox.objects.filter(connection=conn).update(delta_link=f"{GRAPH}/me/mailFolders/inbox/messages/delta?t=1")
     respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
         return_value=httpx.Response(
@@ -113,12 +114,30 @@ def test_an_attachment_keeps_its_name_and_type_after_a_delta_sync_recached_its_m
             },
         )
     )
+    read_again = graph_message(4, isRead=True, hasAttachments=True, attachments=[attachment])
+    respx_mock.post("/$batch").mock(
+        return_value=httpx.Response(200, json={"responses": [{"id": "0", "status": 200, "body": read_again}]})
+    )
     mail_sync(conn.pk)
     assert MailMessage.objects.get(external_id="AAMk0004").unread is False
+    meta = respx_mock.get("/me/messages/AAMk0004/attachments/att7")
+    respx_mock.get("/me/messages/AAMk0004/attachments/att7/$value").mock(
+        return_value=httpx.Response(200, content=b"%PDF-1.4\n")
+    )
+    response = user_client.get(url(conn, "messages/AAMk0004/attachments/att7/"))
+    assert response.status_code == 200 and response.content == b"%PDF-1.4\n"
+    assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"] == 'attachment; filename="plan.pdf"'
+    assert not meta.called  # the cache names the file
+
+
+def test_an_attachment_of_a_message_the_hub_never_cached_is_named_by_graph(
+    respx_mock, graph_settings, user, user_client
+):
+    conn = ms_conn(user)
+    attachment = {"id": "att7", "name": "plan.pdf", "contentType": "application/pdf", "size": 9}
     meta = respx_mock.get("/me/messages/AAMk0004/attachments/att7").mock(
-        return_value=httpx.Response(
-            200, json={"id": "att7", **{k: attachment[k] for k in ("name", "contentType", "size")}}
-        )
+        return_value=httpx.Response(200, json=attachment)
     )
     respx_mock.get("/me/messages/AAMk0004/attachments/att7/$value").mock(
         return_value=httpx.Response(200, content=b"%PDF-1.4\n")

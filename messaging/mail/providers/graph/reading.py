@@ -91,8 +91,7 @@ def attachment(conn, message_id, attachment_id, *, part_id=""):
 
 
 def attachment_meta(conn, message_id, attachment_id):
-    """An attachment's name, type and size (not its bytes): for a message the cache holds without them, as
-    a delta sync caches it (the delta query asks for no attachments)."""
+    """An attachment's name, type and size (not its bytes): for a message the cache does not hold with it."""
     url = f"/me/messages/{quote(message_id, safe='')}/attachments/{quote(attachment_id, safe='')}"
     a = _call(conn, "messages.attachments.get", "GET", url, params={"$select": "id,name,contentType,size"})
     return Attachment(

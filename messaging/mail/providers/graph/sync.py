@@ -15,7 +15,10 @@ def delta_sync(conn, *, delta_link=""):
 
     A message whose read state or flag changed may come with those properties alone (id, isRead, parentFolderId),
     whatever $select asked: such a message is read again as the list reads it (get_many), or the cache would
-    keep it without subject, sender or date.
+    keep it without subject, sender or date. So is a message with `hasAttachments`: the delta query is not asked
+    to expand its attachments (Graph ignores the $select inside such an $expand on a delta, and would answer
+    every file's contentBytes), and cached from the delta item alone it would list no files where Graph's own
+    list names them.
 
     Graph answers 410 Gone (syncStateNotFound / resyncRequired) to a delta link whose sync state it no longer
     keeps (Outlook evicts old ones): the sync starts over without it, a full sync (`full=True`).
@@ -42,8 +45,8 @@ def _delta(conn, delta_link):
                 deleted.append(item["id"])
                 continue
             folder_id = item.get("parentFolderId") or folder_id  # every message the inbox's delta names is in it
-            if "receivedDateTime" not in item:  # the changed properties alone
-                partial.append(item["id"])
+            if "receivedDateTime" not in item or (item.get("hasAttachments") and "attachments" not in item):
+                partial.append(item["id"])  # the changed properties alone, or files not named
             else:
                 upserted.append(message_from(item))
         if page.get("@odata.nextLink"):
