@@ -2,6 +2,7 @@
 fetching the messages a push named.
 """
 
+import contextlib
 import secrets
 from datetime import timedelta
 
@@ -129,6 +130,7 @@ def _mailbox_watch(conn):
             pass  # Graph removed it: create a new one
     client_state = secrets.token_urlsafe(32)
     url = settings.APP_URL + reverse("mail-outlook-webhook")
+    _delete_unrecorded_subscriptions(conn, adapter, url)
     subscription_id, expires = adapter.subscribe(
         conn, notification_url=url, client_state=client_state, expires_at=expires_at
     )
@@ -138,6 +140,22 @@ def _mailbox_watch(conn):
         client_state,
     )
     mailbox.save(update_fields=["subscription_id", "subscription_expires_at", "client_state"])
+
+
+def _delete_unrecorded_subscriptions(conn, adapter, notification_url):
+    """Before a subscription is made: delete this user's mail subscriptions at our URL that no mailbox records.
+
+    Graph's create takes no idempotency key, and one whose answer was lost (a timeout, a dropped connection, a
+    process that died mid-call) may have made the subscription: unrecorded, its notifications were refused
+    (no clientState to check them against) until it lapsed, and the retry made a second one. It cannot be
+    adopted instead: GET /subscriptions answers clientState null, so which attempt's secret it carries is
+    unknown. A subscription another connection to the same account records is left alone."""
+    listed = adapter.subscriptions_to(conn, notification_url)
+    recorded = set(Mailbox.objects.filter(subscription_id__in=listed).values_list("subscription_id", flat=True))
+    for subscription_id in listed:
+        if subscription_id not in recorded:
+            with contextlib.suppress(NotFound):  # already gone
+                adapter.subscription_delete(conn, subscription_id)
 
 
 def mailboxes_renew_due():

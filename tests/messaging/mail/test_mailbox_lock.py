@@ -109,6 +109,9 @@ def test_two_sync_requests_at_once_create_one_graph_subscription(respx_mock, gra
         return httpx.Response(201, json={"id": created[-1], "expirationDateTime": "2026-12-04T10:00:00Z"})
 
     respx_mock.post("/subscriptions").mock(side_effect=subscribe)
+    respx_mock.get("/subscriptions").mock(
+        side_effect=lambda request: httpx.Response(200, json={"value": [{"id": i} for i in created]})
+    )
     renew = respx_mock.patch(url__regex=r".*/subscriptions/[^/]+$").mock(
         return_value=httpx.Response(200, json={"expirationDateTime": "2026-12-04T10:00:00Z"})
     )

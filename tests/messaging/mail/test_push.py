@@ -330,6 +330,7 @@ class TestGraphPush:
         create = respx_mock.post("/subscriptions").mock(
             return_value=httpx.Response(201, json={"id": "sub-2", "expirationDateTime": "2026-12-06T10:00:00Z"})
         )
+        respx_mock.get("/subscriptions").mock(return_value=httpx.Response(200, json={"value": []}))
         respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
             return_value=httpx.Response(
                 200,
@@ -367,6 +368,7 @@ class TestGraphPush:
         create = respx_mock.post("/subscriptions").mock(
             return_value=httpx.Response(201, json={"id": "sub-new", "expirationDateTime": "2026-12-04T10:00:00Z"})
         )
+        respx_mock.get("/subscriptions").mock(return_value=httpx.Response(200, json={"value": []}))
         respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
             return_value=httpx.Response(
                 200,

@@ -70,7 +70,7 @@ from .client import (  # noqa: F401
 )
 from .reading import attachment, attachment_meta, get, get_many, list_page, thread  # noqa: F401
 from .shapes import _address, _date, message_from  # noqa: F401
-from .sync import delta_sync, subscribe, subscription_delete, subscription_renew  # noqa: F401
+from .sync import delta_sync, subscribe, subscription_delete, subscription_renew, subscriptions_to  # noqa: F401
 from .writing import (  # noqa: F401
     _add_attachments,
     _can_write,

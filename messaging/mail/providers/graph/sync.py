@@ -76,6 +76,18 @@ def subscribe(conn, *, notification_url, client_state, expires_at):
     return result["id"], _date(result.get("expirationDateTime"))
 
 
+def subscriptions_to(conn, notification_url):
+    """The ids of the subscriptions this app holds for this user (what GET /subscriptions answers a delegated
+    token) whose notifications go to `notification_url`. Graph leaves their clientState out (null)."""
+    found, url = [], "/subscriptions"
+    while url:
+        page = _call(conn, "subscriptions.list", "GET", url)
+        found += [s["id"] for s in page.get("value", []) if s.get("notificationUrl") == notification_url]
+        link = page.get("@odata.nextLink")
+        url = _follow(link) if link else None
+    return found
+
+
 def subscription_renew(conn, subscription_id, *, expires_at):
     result = _call(
         conn,
