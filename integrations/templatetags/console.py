@@ -49,6 +49,17 @@ def calls_url(**params):
     return url(**params)
 
 
+@register.simple_tag(takes_context=True)
+def may_view(context, label):
+    """Whether the staff member may open the admin list of `label` ("app.model"), as that page asks (admin_view
+    checks only is_staff): its ModelAdmin's view permission, which a superuser and the change permission imply."""
+    from django.apps import apps
+    from django.contrib import admin
+
+    model_admin = admin.site._registry.get(apps.get_model(label))
+    return model_admin is not None and model_admin.has_view_permission(context["request"])
+
+
 @register.inclusion_tag("admin/integrations/overview.html", takes_context=True)
 def console_overview(context):
     """The overview on the admin index: per provider for the chosen window, totals, charts, what needs a look."""

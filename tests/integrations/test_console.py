@@ -160,6 +160,33 @@ class TestOverview:
         # In the outbox registry's order, which is the order the apps registered their kinds in: compared as a set.
         assert sorted(re.findall(r'data-kind="([^"]+)"', html)) == ["messaging.sms_send", "payments.refund_send"]
 
+    def test_the_header_links_only_the_pages_the_staff_member_may_open(self, client, staff_user):
+        # Each page refuses staff without its model's view permission; the header linked every one to any staff.
+        from django.contrib.auth.models import Permission
+
+        from tests.factories import UserFactory
+
+        def nav(user):
+            client.force_login(type(user).objects.get(pk=user.pk))  # permissions are cached on the user
+            html = client.get("/admin/").content.decode()
+            links = re.search(r'<nav class="console-nav"[^>]*>(.*?)</nav>', html, flags=re.S).group(1)
+            shown = dict(re.findall(r'<a href="([^"]*)">([^<]+)</a>', links))
+            for href in shown:  # every link shown opens
+                assert client.get(unescape(href)).status_code == 200, href
+            return sorted(shown.values())
+
+        staff = UserFactory(is_staff=True)
+        staff.user_permissions.add(Permission.objects.get(codename="view_refund"))
+        assert nav(staff) == ["API docs", "Overview"]
+        staff.user_permissions.add(Permission.objects.get(codename="view_alert"))
+        assert nav(staff) == ["API docs", "Open alerts", "Overview"]
+        staff.user_permissions.add(Permission.objects.get(codename="change_webhookevent"))  # change implies view
+        assert nav(staff) == ["API docs", "Failed webhooks", "Open alerts", "Overview"]
+        staff.user_permissions.add(Permission.objects.get(codename="view_providercall"))
+        everything = ["API docs", "Calls", "Failed webhooks", "Failures", "Money", "Open alerts", "Overview"]
+        assert nav(staff) == everything
+        assert nav(staff_user) == everything  # a superuser
+
     def test_non_staff_are_sent_to_login(self, user, client):
         client.force_login(user)
         assert client.get("/admin/").status_code == 302
