@@ -4,7 +4,8 @@ import math
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from integrations.errors import DomainError
@@ -176,8 +177,11 @@ def sms_status_apply(*, payload):
     if target in ("undelivered", "failed"):
         fields["error_code"] = str(payload.get("ErrorCode") or "")[:16]
         fields["error_message"] = payload.get("ErrorMessage", "")
-    if target == "sent":
-        fields["sent_at"] = now
+    if target in ("sent", "delivered", "undelivered"):
+        # Twilio may skip "sent" or send it after a later status: a delivered message (or one the carrier reports
+        # undelivered) left Twilio all the same, at that event's time if it is all the hub knows; an earlier sent
+        # time is kept.
+        fields["sent_at"] = Coalesce(F("sent_at"), Value(now))
     if target == "delivered":
         fields["delivered_at"] = now
     if not transition(SmsMessage, sms.pk, target, frm=sms.status, **fields):

@@ -113,6 +113,46 @@ def test_an_undelivered_message_records_the_error_and_never_moves_back(twilio, h
     assert (sms.status, sms.error_code) == ("undelivered", "30003")
 
 
+def test_a_message_delivered_without_a_sent_callback_has_its_sent_time_and_a_late_sent_moves_nothing(
+    twilio, http, post
+):
+    # Twilio may skip "sent" or send it after "delivered": a delivered message was sent all the same.
+    sms = SmsFactory(external_id="SM4", status="sending")
+    http.get(f"{API}/Messages/SM4.json", json=message_json(sid="SM4", status="delivered", price="-0.00790"))
+    post(STATUS, status_params("SM4", "delivered"))
+    sms.refresh_from_db()
+    assert sms.status == "delivered" and sms.delivered_at is not None
+    assert sms.sent_at == sms.delivered_at  # the delivered event's time: all the hub knows
+    delivered = (sms.sent_at, sms.delivered_at)
+    post(STATUS, status_params("SM4", "sent"))  # late
+    sms.refresh_from_db()
+    assert sms.status == "delivered" and (sms.sent_at, sms.delivered_at) == delivered
+
+
+def test_a_delivered_message_keeps_the_time_it_was_sent(twilio, http, post):
+    sms = SmsFactory(external_id="SM5", status="sending")
+    http.get(f"{API}/Messages/SM5.json", json=message_json(sid="SM5", status="delivered", price="-0.00790"))
+    post(STATUS, status_params("SM5", "sent"))
+    sent_at = SmsMessage.objects.get(pk=sms.pk).sent_at
+    post(STATUS, status_params("SM5", "delivered"))
+    sms.refresh_from_db()
+    assert sms.status == "delivered" and sms.sent_at == sent_at < sms.delivered_at
+
+
+def test_an_undelivered_message_without_a_sent_callback_was_sent_to_the_carrier(twilio, http, post):
+    # Undelivered is the carrier's receipt: the message left Twilio. Failed is not: it was never sent.
+    sms = SmsFactory(external_id="SM6", status="sending")
+    failed = SmsFactory(external_id="SM7", status="sending")
+    http.get(f"{API}/Messages/SM6.json", json=message_json(sid="SM6", status="undelivered", price="-0.00790"))
+    http.get(f"{API}/Messages/SM7.json", json=message_json(sid="SM7", status="failed", price="0"))
+    post(STATUS, status_params("SM6", "undelivered", ErrorCode="30003"))
+    post(STATUS, status_params("SM7", "failed", ErrorCode="30008"))
+    sms.refresh_from_db()
+    failed.refresh_from_db()
+    assert sms.status == "undelivered" and sms.sent_at is not None and sms.delivered_at is None
+    assert failed.status == "failed" and failed.sent_at is None
+
+
 def test_a_callback_that_beats_the_send_task_finds_the_message_by_its_reference(twilio, http, post):
     sms = SmsFactory(status="sending")  # the task has not written the SID yet
     http.get(f"{API}/Messages/SM3.json", json=message_json(sid="SM3", status="sent", price="-0.0079"))
