@@ -102,8 +102,15 @@ class SmsMessage(OutboxMixin, CreateAttempt):
     )
     direction = models.CharField(max_length=8, choices=Direction.choices, default=Direction.OUTBOUND)
     to_number = models.CharField(max_length=20)
-    # The sender: our number, or the messaging service SID that picks one.
-    from_number = models.CharField(max_length=40, blank=True)
+    from_number = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="The sender's number (or sender ID). Sent through a messaging service: empty until Twilio reports "
+        "the number the service chose.",
+    )
+    messaging_service_sid = models.CharField(
+        max_length=34, blank=True, help_text="The Twilio messaging service (MG...) that picks the sender, if any."
+    )
     body = models.TextField(max_length=1600)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     external_id = models.CharField(max_length=64, null=True, blank=True, unique=True, help_text="Twilio MessageSid.")

@@ -40,6 +40,7 @@ class SmsSerializer(StrictModelSerializer):
             "direction",
             "to_number",
             "from_number",
+            "messaging_service_sid",
             "body",
             "status",
             "sid",

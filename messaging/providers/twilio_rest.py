@@ -162,6 +162,8 @@ class MessageResult:
     direction: str = ""
     messaging_service_sid: str = ""
     date_created: datetime | None = None
+    # The sender: none (or the service's id) while a messaging service has not chosen a number.
+    from_number: str = ""
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,7 @@ def _message_result(m):
         direction=m.direction or "",
         messaging_service_sid=m.messaging_service_sid or "",
         date_created=m.date_created,
+        from_number=m.from_ or "",
     )
 
 

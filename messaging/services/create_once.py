@@ -90,7 +90,9 @@ class CreateOnce:
 
 def _addressed(row):
     """To, sender, and whom the ProviderCall is booked to: the same for the create call and the lookup."""
-    return {"to": row.to_number, "sender": row.from_number, "owner": row.owner_id, "related": row}
+    # A message sent through a messaging service is sent and looked up by the service, whatever number it chose.
+    sender = getattr(row, "messaging_service_sid", "") or row.from_number
+    return {"to": row.to_number, "sender": sender, "owner": row.owner_id, "related": row}
 
 
 def _nothing_sent(exc):

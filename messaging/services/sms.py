@@ -40,7 +40,16 @@ def segments_estimate(body):
 
 
 def _sender():
-    return settings.TWILIO_MESSAGING_SERVICE_SID or settings.TWILIO_PHONE_NUMBER
+    """The sender fields of a new message: the messaging service, which picks the number once Twilio has the
+    message (the number is stored when Twilio reports it), else our number."""
+    if settings.TWILIO_MESSAGING_SERVICE_SID:
+        return {"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID, "from_number": ""}
+    return {"from_number": settings.TWILIO_PHONE_NUMBER}
+
+
+def _number_reported(sender):
+    """The number (or sender ID) Twilio says a message went from, or None: empty or a messaging service's id."""
+    return sender[:40] if sender and not sender.startswith("MG") else None
 
 
 def sms_create(*, owner, to, body):
@@ -57,7 +66,7 @@ def sms_create(*, owner, to, body):
             conversation=conversation,
             direction=SmsMessage.Direction.OUTBOUND,
             to_number=to,
-            from_number=_sender(),
+            **_sender(),
             body=body,
             segments=segments_estimate(body),
         )
@@ -100,7 +109,10 @@ class _SmsCreate(CreateOnce):
 
     def stamped_fields(self, sms, result):
         segments = result.segments or sms.segments
-        return {"segments": segments, "price_usd": price_estimate("sms.send", segments=segments)}
+        fields = {"segments": segments, "price_usd": price_estimate("sms.send", segments=segments)}
+        if number := _number_reported(result.from_number):
+            fields["from_number"] = number
+        return fields
 
     def before_create(self, sms):
         if not opted_out(sms.to_number):
@@ -168,6 +180,8 @@ def sms_status_apply(*, payload):
         raise StaleEvent(f"already {sms.status}")
     now = timezone.now()
     fields = {"raw": payload}
+    if sms.direction == SmsMessage.Direction.OUTBOUND and (number := _number_reported(payload.get("From"))):
+        fields["from_number"] = number  # the number a messaging service chose
     if sms.status == "failed":
         # Only a row that failed without Twilio's SID (the send task gave up in doubt, read here before the
         # callback stamped it) is Twilio's to move on; a message Twilio itself failed stays failed.
@@ -208,7 +222,10 @@ def sms_price_record(*, sms_id, final_try=False):
             sms.price_usd or price_estimate("sms.send", segments=result.segments or sms.segments)
         ),
         final_try=final_try,
-        stored=lambda sms, result: {"segments": result.segments or sms.segments},
+        stored=lambda sms, result: {
+            "segments": result.segments or sms.segments,
+            **({"from_number": number} if (number := _number_reported(result.from_number)) else {}),
+        },
     )
 
 

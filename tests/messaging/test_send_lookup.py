@@ -184,7 +184,7 @@ class TestRetryAfterALostAnswer:
             ),
             match=lookup_query(sender=None),
         )
-        sms = SmsFactory(from_number=service)
+        sms = SmsFactory(from_number="", messaging_service_sid=service)
         sms_send.apply(args=[sms.pk])
         assert SmsMessage.objects.get(pk=sms.pk).external_id == "SMmine" and len(posts(http)) == 1
 

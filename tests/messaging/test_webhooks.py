@@ -153,6 +153,27 @@ def test_an_undelivered_message_without_a_sent_callback_was_sent_to_the_carrier(
     assert failed.status == "failed" and failed.sent_at is None
 
 
+def test_a_message_sent_through_a_messaging_service_shows_the_number_twilio_chose_not_the_service(
+    twilio, http, post, user_client, django_capture_on_commit_callbacks
+):
+    # The service picks the number after the create call: Twilio answers "accepted" with no From, and the status
+    # callbacks name the number it chose. The API showed the service's MG id as from_number for good.
+    service = "MG" + "c" * 32
+    twilio.TWILIO_MESSAGING_SERVICE_SID = service
+    chosen = {"from": None, "messaging_service_sid": service}
+    http.post(MESSAGES_URL, json=message_json(sid="SM8", status="accepted", segments="0", **chosen), status=201)
+    http.get(f"{API}/Messages/SM8.json", json=message_json(sid="SM8", status="sent", price="-0.0079", **chosen))
+    with django_capture_on_commit_callbacks(execute=True):
+        created = user_client.post("/api/v1/messaging/sms/", {"to": "+15005550006", "body": "hi"}, format="json")
+    url = f"/api/v1/messaging/sms/{created.json()['id']}/"
+    assert (created.json()["from_number"], created.json()["messaging_service_sid"]) == ("", service)
+    body = user_client.get(url).json()
+    assert (body["status"], body["from_number"], body["messaging_service_sid"]) == ("sending", "", service)
+    post(f"{STATUS}?sms={body['id']}", status_params("SM8", "sent", MessagingServiceSid=service))
+    body = user_client.get(url).json()
+    assert (body["status"], body["from_number"], body["messaging_service_sid"]) == ("sent", HUB_NUMBER, service)
+
+
 def test_a_callback_that_beats_the_send_task_finds_the_message_by_its_reference(twilio, http, post):
     sms = SmsFactory(status="sending")  # the task has not written the SID yet
     http.get(f"{API}/Messages/SM3.json", json=message_json(sid="SM3", status="sent", price="-0.0079"))
@@ -284,3 +305,32 @@ def test_a_callback_without_a_sid_is_deduplicated_on_its_signed_parameters(twili
     assert WebhookEvent.objects.get().event_id.startswith("recording.status:signed:")
     other = post("/webhooks/twilio/voice/recording/", {**params, "RecordingStatus": "failed"})
     assert other.json()["status"] == "received"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_moves_a_messaging_service_id_out_of_from_number():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("messaging", "0007_e164_ascii_digits")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(before)
+    try:
+        Sms = executor.loader.project_state(before).apps.get_model("messaging", "SmsMessage")
+        service = "MG" + "c" * 32
+        called_back = Sms.objects.create(to_number="+15005550006", from_number=service, raw={"From": HUB_NUMBER})
+        not_yet = Sms.objects.create(to_number="+15005550006", from_number=service)
+        numbered = Sms.objects.create(to_number="+15005550006", from_number=HUB_NUMBER)
+        MigrationExecutor(connection).migrate(latest)
+        senders = {
+            sms.pk: (sms.from_number, sms.messaging_service_sid)
+            for sms in SmsMessage.objects.filter(pk__in=[called_back.pk, not_yet.pk, numbered.pk])
+        }
+        assert senders == {
+            called_back.pk: (HUB_NUMBER, service),
+            not_yet.pk: ("", service),
+            numbered.pk: (HUB_NUMBER, ""),
+        }
+    finally:
+        MigrationExecutor(connection).migrate(latest)
