@@ -34,7 +34,7 @@ def quota_recheck_locked(*, owner, size):
     The check before storing cannot see an upload being stored at the same moment (its row is written
     after its object), so two uploads that each fit could together pass the quota. The owner's row lock
     makes one user's uploads count and write their rows one after another; a refused upload's stored
-    object has no row and is removed by the orphan sweep.
+    object has no row and is removed at once (versions._refusal_removes_stored), else by the orphan sweep.
     """
     quota = settings.DOCUMENT_USER_QUOTA_BYTES
     if not quota:

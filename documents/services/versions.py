@@ -2,8 +2,13 @@
 
 The object is stored first and its row written after (never inside
 transaction.atomic()), so a failure in between leaves an orphan object, which
-the sweep removes, never a row without its object.
+the sweep removes, never a row without its object. An upload the row's
+transaction refuses (the quota checked again, the document deleted) has its
+object removed at once, the sweep remaining the backstop.
 """
+
+import logging
+from contextlib import contextmanager
 
 from django.db import transaction
 from django.db.models import Max
@@ -13,10 +18,12 @@ from integrations.errors import DomainError
 
 from ..content import ContentRejected, classify_upload, filename_sanitise
 from ..models import Document, DocumentVersion
-from ..providers import current_backend
+from ..providers import backend_for, current_backend
 from ..uploads import UploadTooLarge
 from .common import Scan, _enqueue_scan, _new_storage_key
 from .quota import quota_recheck_locked, upload_limit_for
+
+logger = logging.getLogger(__name__)
 
 
 def _store(*, owner, upload, sniffed):
@@ -49,9 +56,26 @@ def _store(*, owner, upload, sniffed):
     }
 
 
+@contextmanager
+def _refusal_removes_stored(fields, *, owner):
+    """A refusal raised in the transaction that would write the row (rolled back: no row names the object) removes
+    the object just stored, best effort; the orphan sweep removes what this could not. Only refusals: an error of
+    the commit itself may come after the row was written."""
+    try:
+        yield
+    except (UploadTooLarge, DomainError):
+        try:
+            backend_for(fields["backend"]).delete(fields["storage_key"], owner=owner.pk)
+        except Exception:  # noqa: BLE001 - the client's answer is the refusal; the sweep removes the object later
+            logger.warning(
+                "documents: could not remove refused upload %s; the orphan sweep will", fields["storage_key"]
+            )
+        raise
+
+
 def document_create(*, owner, upload, sniffed):
     fields = _store(owner=owner, upload=upload, sniffed=sniffed)
-    with transaction.atomic():
+    with _refusal_removes_stored(fields, owner=owner), transaction.atomic():
         quota_recheck_locked(owner=owner, size=fields["size"])
         document = Document.objects.create(owner=owner)
         version = DocumentVersion.objects.create(document=document, number=1, **fields)
@@ -63,12 +87,12 @@ def document_create(*, owner, upload, sniffed):
 
 def version_add(*, document, upload, sniffed):
     fields = _store(owner=document.owner, upload=upload, sniffed=sniffed)
-    with transaction.atomic():
+    with _refusal_removes_stored(fields, owner=document.owner), transaction.atomic():
         quota_recheck_locked(owner=document.owner, size=fields["size"])  # the owner's lock first, then the document's
         # The lock numbers concurrent versions of one document one after another.
         locked = Document.objects.select_for_update().filter(pk=document.pk, state=Document.State.ACTIVE).first()
         if locked is None:
-            raise DomainError(404, "not_found", "This document was deleted.")  # its stored object is swept
+            raise DomainError(404, "not_found", "This document was deleted.")
         number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
         version = DocumentVersion.objects.create(document=locked, number=number, **fields)
         locked.current_version = version

@@ -215,6 +215,59 @@ def test_the_orphan_sweep_removes_old_unknown_objects_from_the_bucket(user_clien
     assert keys == {DocumentVersion.objects.get().storage_key, "elsewhere/not-ours"}
 
 
+@pytest.mark.parametrize("adding_a_version", [False, True])
+def test_an_upload_the_quota_recheck_refuses_leaves_no_object_in_the_bucket(
+    user_client, user, s3, settings, monkeypatch, adding_a_version
+):
+    """Another upload of the owner's wrote its row while this one's bytes went up: the recheck under the owner's
+    lock refuses this one, and its object goes at once, not at the orphan sweep (on a versioned bucket too)."""
+    from documents.providers import S3Backend
+
+    from .factories import DocumentVersionFactory
+
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    settings.DOCUMENT_USER_QUOTA_BYTES = 1000
+    doc = post(user_client, "a.txt", b"a", "text/plain").json() if adding_a_version else None
+    kept = object_versions(s3)
+    real_save = S3Backend.save
+
+    def save_while_another_upload_is_counted(self, key, upload, **kwargs):
+        stored = real_save(self, key, upload, **kwargs)
+        DocumentVersionFactory(document__owner=user, size=600, backend="s3", storage_key="documents/zz/other")
+        return stored
+
+    monkeypatch.setattr(S3Backend, "save", save_while_another_upload_is_counted)
+    content = b"b" * 600
+    resp = (
+        post_version(user_client, doc["id"], "b.txt", content, "text/plain")
+        if adding_a_version
+        else post(user_client, "b.txt", content, "text/plain")
+    )
+    assert resp.status_code == 413 and resp.json()["error"] == "storage_quota_exceeded"
+    assert DocumentVersion.objects.filter(size=600).values_list("storage_key", flat=True).get() == "documents/zz/other"
+    assert object_versions(s3) == kept  # the refused upload's bytes are gone, every version of them
+
+
+def test_a_version_whose_document_was_deleted_while_it_went_up_leaves_no_object_in_the_bucket(
+    user_client, s3, monkeypatch
+):
+    from documents.providers import S3Backend
+
+    doc = post(user_client, "a.txt", b"a", "text/plain").json()
+    kept = object_versions(s3)
+    real_save = S3Backend.save
+
+    def save_while_the_document_is_deleted(self, key, upload, **kwargs):
+        stored = real_save(self, key, upload, **kwargs)
+        Document.objects.filter(pk=doc["id"]).update(state=Document.State.DELETING)
+        return stored
+
+    monkeypatch.setattr(S3Backend, "save", save_while_the_document_is_deleted)
+    resp = post_version(user_client, doc["id"], "b.txt", b"b", "text/plain")
+    assert resp.status_code == 404 and resp.json()["error"] == "not_found"
+    assert object_versions(s3) == kept
+
+
 def test_eicar_on_s3_is_streamed_from_the_bucket_and_quarantined(
     user_client, s3, clamd_server, django_capture_on_commit_callbacks
 ):
