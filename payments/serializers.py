@@ -16,6 +16,21 @@ def _status(model):
 class PaymentSerializer(StrictModelSerializer):
     status = _status(Payment)
     method = serializers.CharField(read_only=True, help_text="intent or checkout")
+    # The dispute (chargeback) on the payment's charge, from Stripe's charge.dispute.* events; `status` stays
+    # succeeded whatever its outcome.
+    disputed_at = serializers.DateTimeField(
+        read_only=True, help_text="When the hub learned of a dispute on this payment; null if never disputed."
+    )
+    dispute_id = serializers.CharField(read_only=True, help_text="Stripe's dispute id (du_...); empty if none.")
+    dispute_status = serializers.CharField(
+        read_only=True,
+        help_text="Stripe's dispute status as of its newest event: warning_needs_response, warning_under_review "
+        "(an inquiry), needs_response, under_review, then warning_closed, won, lost or prevented; empty if none. "
+        "Lost: the money went back to the cardholder.",
+    )
+    dispute_event_at = serializers.DateTimeField(
+        read_only=True, help_text="When Stripe created the event dispute_status comes from; null if none."
+    )
 
     class Meta:
         model = Payment
@@ -31,6 +46,10 @@ class PaymentSerializer(StrictModelSerializer):
             "checkout_session_id",
             "failure_code",
             "failure_message",
+            "disputed_at",
+            "dispute_id",
+            "dispute_status",
+            "dispute_event_at",
             "created_at",
         ]
         read_only_fields = fields

@@ -136,3 +136,33 @@ def test_a_lost_dispute_on_a_charge_the_hub_does_not_know_still_alerts(client, r
     (alert,) = open_alerts()
     assert "dp_9" in alert.message and "ch_other" in alert.message
     assert not Payment.objects.exists()
+
+
+def test_the_dispute_is_in_the_payment_api_output_and_its_schema(client, staff_client, payment, run_on_commit):
+    """Recorded on the payment, the dispute was shown only in admin: the API's payments left it out."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    now = int(time.time())
+    send(client, run_on_commit, "created", "needs_response", created=now - 60)
+    send(client, run_on_commit, "closed", "lost", created=now)
+    [shown] = staff_client.get(f"/api/v1/payments/invoices/{payment.invoice.pk}/").json()["payments"]
+    payment.refresh_from_db()
+    assert (shown["dispute_id"], shown["dispute_status"]) == ("dp_1", "lost")
+    assert shown["dispute_event_at"] == payment.dispute_event_at.isoformat().replace("+00:00", "Z")
+    assert shown["disputed_at"] == payment.disputed_at.isoformat().replace("+00:00", "Z")
+    properties = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]["Payment"][
+        "properties"
+    ]
+    for name in ("dispute_id", "dispute_status", "dispute_event_at", "disputed_at"):
+        assert properties[name]["readOnly"] and properties[name]["description"], name
+
+
+def test_a_payment_never_disputed_shows_no_dispute(staff_client, payment):
+    [shown] = staff_client.get(f"/api/v1/payments/invoices/{payment.invoice.pk}/").json()["payments"]
+    # As failure_code: an empty string for no id or status (and null for no time).
+    assert (shown["dispute_id"], shown["dispute_status"], shown["dispute_event_at"], shown["disputed_at"]) == (
+        "",
+        "",
+        None,
+        None,
+    )
