@@ -15,8 +15,12 @@ from .models import Alert
 logger = logging.getLogger(__name__)
 
 
-def alert_raise(*, kind, message, provider="", severity=Alert.Severity.WARNING, dedupe_key=None):
-    """Open an alert, or count one more occurrence of the open alert with the same key."""
+def alert_raise(*, kind, message, provider="", severity=Alert.Severity.WARNING, dedupe_key=None, notify=True):
+    """Open an alert, or count one more occurrence of the open alert with the same key.
+
+    `notify=False` tells no channel that it opened (and so starts no reminder clock): the admin's test alert,
+    whose sender picks the channels it goes to.
+    """
     key = dedupe_key or f"{kind}:{provider}"
     for _ in range(2):
         updated = Alert.objects.filter(dedupe_key=key, resolved_at__isnull=True).update(
@@ -30,7 +34,8 @@ def alert_raise(*, kind, message, provider="", severity=Alert.Severity.WARNING, 
                     kind=kind, severity=severity, provider=provider, message=message, dedupe_key=key
                 )
             logger.warning("alert raised", extra={"alert_kind": kind, "provider": provider, "alert_message": message})
-            _notify("notify_opened", alert)
+            if notify:
+                _notify("notify_opened", alert)
             return alert
         except IntegrityError:
             continue  # another process opened it first; count on it instead

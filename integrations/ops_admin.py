@@ -86,17 +86,27 @@ class AlertChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Send a test alert to selected channels", permissions=["change"])
     def send_test(self, request, queryset):
+        from .actions import each_row
         from .alerting.notify import _deliver
         from .alerts import alert_raise, alert_test_key
 
+        # Only the selected channels hear of it, once per click: not every channel whose floor is info, and no
+        # reminder every ALERT_REMINDER_HOURS after (notify=False starts no reminder clock).
         alert = alert_raise(
             kind=Alert.Kind.OPERATIONS,
             severity=Alert.Severity.INFO,
             message=f"Test alert sent by {request.user} from the admin.",
             dedupe_key=alert_test_key(request.user.pk),
+            notify=False,
         )
-        made = _deliver(alert, [c.key for c in queryset], AlertDelivery.Notice.OPENED, sequence=alert.occurrences)
-        self.message_user(request, f"{len(made)} test notice(s) queued; see Alert deliveries.", messages.SUCCESS)
+        # each_row writes the AuditEvent (admin.send_test) and a LogEntry per channel.
+        done = each_row(
+            self,
+            request,
+            queryset,
+            lambda channel: _deliver(alert, [channel.key], AlertDelivery.Notice.OPENED, sequence=alert.occurrences),
+        )
+        self.message_user(request, f"{done} test notice(s) queued; see Alert deliveries.", messages.SUCCESS)
 
 
 @admin.register(AlertDelivery)

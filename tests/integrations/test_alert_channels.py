@@ -259,3 +259,48 @@ class TestResendFromAdmin:
                 self._resend(admin_client, failed)
         failed.refresh_from_db()
         assert failed.status == Status.FAILED and failed.attempts == 1 and failed.last_error
+
+
+class TestTestAlertFromAdmin:
+    """ "Send a test alert" checks the channels staff selected: only those hear of it, once per click, audited."""
+
+    URL = "/admin/integrations/alertchannel/"
+
+    def test_only_the_selected_channels_get_it_once_and_no_reminder_follows(
+        self, staff_user, settings, django_capture_on_commit_callbacks, run_tasks
+    ):
+        from django.test import Client
+
+        settings.ALERT_EMAIL_TO, settings.ALERT_MIN_SEVERITY = ["ops@example.com"], "info"
+        chosen = AlertChannel.objects.create(
+            name="chosen", kind="email", target="chosen@example.com", min_severity="info"
+        )
+        AlertChannel.objects.create(name="other", kind="email", target="other@example.com", min_severity="info")
+        admin = Client()
+        admin.force_login(staff_user)
+
+        for _ in range(2):
+            with django_capture_on_commit_callbacks(execute=True):
+                admin.post(self.URL, {"action": "send_test", "_selected_action": [chosen.pk]})
+
+        assert [m.to for m in mail.outbox] == [["chosen@example.com"], ["chosen@example.com"]]
+        assert reminders_send(now=timezone.now() + dt.timedelta(hours=settings.ALERT_REMINDER_HOURS + 1)) == 0
+
+    def test_each_channel_tested_is_audited(self, staff_user, run_tasks):
+        from django.contrib.admin.models import LogEntry
+        from django.test import Client
+
+        from integrations.audit.models import AuditEvent
+
+        channel = AlertChannel.objects.create(name="ops", kind="email", target="ops@example.com")
+        admin = Client()
+        admin.force_login(staff_user)
+        admin.post(self.URL, {"action": "send_test", "_selected_action": [channel.pk]})
+
+        event = AuditEvent.objects.get(action="admin.send_test")
+        assert (event.actor, event.target_type, event.target_id) == (
+            staff_user,
+            "integrations.alertchannel",
+            str(channel.pk),
+        )
+        assert LogEntry.objects.filter(object_id=str(channel.pk), user=staff_user).exists()
