@@ -159,12 +159,49 @@ class AuditArchiveAdmin(AppendOnlyAdmin):
     date_hierarchy = "day"
 
 
-class PeriodicTaskAdmin(celery_beat_admin.PeriodicTaskAdmin):
+class PeriodicTaskAdmin(AuditedAdminMixin, celery_beat_admin.PeriodicTaskAdmin):
     """django-celery-beat's admin, whose actions (enable, disable, toggle, run now) name no permission: Django offers
-    them to staff who may only view the schedule, who could then switch off the sweepers or run a task at will."""
+    them to staff who may only view the schedule, who could then switch off the sweepers or run a task at will.
+
+    Its actions and edits write nothing to the audit trail or "Recent actions" either: here each selected task gets
+    an AuditEvent `admin.<action>` and a LogEntry (disabling retention or the alert evaluation is a staff action like
+    any other), and an edit `admin.periodictask.change` with the old and new values."""
 
     def get_actions(self, request):
         return super().get_actions(request) if self.has_change_permission(request) else {}
+
+    def _audited(self, request, queryset, action, refused=""):
+        from .actions import each_row
+        from .errors import DomainError
+
+        rows = list(queryset)
+        action(request, queryset)  # the library's action on all rows at once: one message, one schedule reload
+
+        def record(row):
+            if refused:
+                raise DomainError(404, "task_not_found", refused)
+
+        each_row(self, request, rows, record)
+
+    @admin.action(description="Enable selected tasks", permissions=["change"])
+    def enable_tasks(self, request, queryset):
+        self._audited(request, queryset, super().enable_tasks)
+
+    @admin.action(description="Disable selected tasks", permissions=["change"])
+    def disable_tasks(self, request, queryset):
+        self._audited(request, queryset, super().disable_tasks)
+
+    @admin.action(description="Toggle activity of selected tasks", permissions=["change"])
+    def toggle_tasks(self, request, queryset):
+        self._audited(request, queryset, super().toggle_tasks)
+
+    @admin.action(description="Run selected tasks", permissions=["change"])
+    def run_tasks(self, request, queryset):
+        self.celery_app.loader.import_default_modules()
+        unknown = sorted({row.task for row in queryset if row.task not in self.celery_app.tasks})
+        # The library runs none of the selected tasks when one of them is not registered.
+        refused = f"Task {unknown[0]!r} is not registered: nothing was run." if unknown else ""
+        self._audited(request, queryset, super().run_tasks, refused)
 
 
 admin.site.unregister(PeriodicTask)

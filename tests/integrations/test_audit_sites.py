@@ -85,3 +85,57 @@ def test_audit_ip_honours_only_trusted_proxies(rf, settings, user):
     assert audit_record(action="x", request=request).ip == "10.0.0.1"
     settings.TRUSTED_PROXY_COUNT = 1
     assert audit_record(action="x", request=request).ip == "203.0.113.7"
+
+
+class TestBeatSchedule:
+    """The beat schedule's actions and edits are staff actions like any other: each is audited and in history."""
+
+    URL = "/admin/django_celery_beat/periodictask/"
+
+    @pytest.fixture
+    def task(self):
+        from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+        every = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
+        return PeriodicTask.objects.create(name="alerts", task="integrations.alerts_evaluate", interval=every)
+
+    def test_disabling_a_task_is_audited_and_logged(self, admin, staff_user, task):
+        from django.contrib.admin.models import LogEntry
+
+        admin.post(self.URL, {"action": "disable_tasks", "_selected_action": [task.pk]})
+
+        task.refresh_from_db()
+        assert task.enabled is False
+        event = AuditEvent.objects.get(action="admin.disable_tasks")
+        assert (event.actor, event.target_type, event.target_id, event.outcome, event.ip) == (
+            staff_user,
+            "django_celery_beat.periodictask",
+            str(task.pk),
+            "ok",
+            "203.0.113.5",
+        )
+        assert LogEntry.objects.filter(object_id=str(task.pk), user=staff_user).exists()
+
+    def test_running_a_task_that_is_not_registered_is_audited_as_denied(self, admin, task):
+        task.task = "integrations.no_such_task"
+        task.save()
+        admin.post(self.URL, {"action": "run_tasks", "_selected_action": [task.pk]})
+        event = AuditEvent.objects.get(action="admin.run_tasks")
+        assert (event.outcome, event.details["error"]) == ("denied", "task_not_found")
+
+    def test_an_edit_records_old_and_new_values(self, admin, task):
+        response = admin.post(
+            f"{self.URL}{task.pk}/change/",
+            {
+                "name": "alerts",
+                "regtask": "integrations.alerts_evaluate",
+                "task": "integrations.alerts_evaluate",
+                "interval": task.interval_id,
+                "args": "[]",
+                "kwargs": "{}",
+                "headers": "{}",
+            },
+        )
+        assert response.status_code == 302, response.content[:2000]
+        event = AuditEvent.objects.get(action="admin.periodictask.change")
+        assert event.details["changes"]["enabled"] == [True, False]
