@@ -4,7 +4,8 @@ Each check returns the breaches it sees now; every alert it owns has a
 dedupe key under `threshold:`, so once a figure is back under its threshold
 the evaluation resolves the alert (and the channels get the resolution).
 Budgets at 80 % / 100 % are checked as each priced call is recorded
-(integrations.usage.budget_check); the projection is checked here.
+(integrations.usage.budget_check); the projection is checked here, and so is
+whether a budget alert is back under (`budget_alerts_settle`).
 
 | check                  | figure                                                     | setting                           |
 |------------------------|------------------------------------------------------------|-----------------------------------|
@@ -194,6 +195,13 @@ def _month_bounds(now):
     return start, end
 
 
+def _month_spend(provider, owner_id, now):
+    rows = UsageRollup.objects.filter(provider=provider, hour__gte=_month_bounds(now)[0])
+    if owner_id is not None:
+        rows = rows.filter(owner_id=owner_id)
+    return rows.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
+
+
 def cost_projection(now):
     start, end = _month_bounds(now)
     elapsed = (now - start) / (end - start)
@@ -203,10 +211,7 @@ def cost_projection(now):
         limit = Decimal(budget.monthly_limit_usd)
         if limit <= 0:
             continue
-        rows = UsageRollup.objects.filter(provider=budget.provider, hour__gte=start)
-        if budget.owner_id is not None:
-            rows = rows.filter(owner_id=budget.owner_id)
-        spent = rows.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
+        spent = _month_spend(budget.provider, budget.owner_id, now)
         projected = spent / Decimal(str(elapsed))
         if projected > limit:
             who = f"owner {budget.owner_id}" if budget.owner_id else "all owners"
@@ -229,6 +234,33 @@ OWNS = {
     "heartbeat": ("worker_heartbeat",),
     "cost_projection": ("cost_projection:",),
 }
+
+
+def budget_alerts_settle(now):
+    """Resolve the budget alerts whose figure is back under: raised as calls are recorded
+    (`budget:<provider>:<owner>:<YYYY-MM>:<pct>`, `ai_budget:<owner>:<YYYY-MM>:<pct>`), nothing else closes them.
+
+    An alert of a month that is over is resolved (this month's spend starts again from nothing); a Budget alert
+    of this month, once staff removed the Budget or raised it above the spend. Returns how many were resolved.
+    """
+    month = f"{now:%Y-%m}"
+    open_alerts = Alert.objects.filter(kind=Alert.Kind.BUDGET_THRESHOLD, resolved_at__isnull=True).filter(
+        Q(dedupe_key__startswith="budget:") | Q(dedupe_key__startswith="ai_budget:")
+    )
+    resolved = 0
+    for alert in open_alerts:
+        parts = alert.dedupe_key.split(":")
+        if parts[-2] != month:
+            resolved += bool(alert_resolve(alert=alert).resolved_at)
+            continue
+        if parts[0] != "budget" or len(parts) != 5:
+            continue  # an AI budget is the ai app's: its alert lasts the month
+        provider, owner, pct = parts[1], parts[2], parts[4]
+        owner_id = None if owner == "None" else int(owner)
+        budget = Budget.objects.filter(provider=provider, owner_id=owner_id).first()
+        if budget is None or _month_spend(provider, owner_id, now) < Decimal(budget.monthly_limit_usd) * int(pct) / 100:
+            resolved += bool(alert_resolve(alert=alert).resolved_at)
+    return resolved
 
 
 def thresholds_evaluate(*, now=None, checks=None):
@@ -258,4 +290,8 @@ def thresholds_evaluate(*, now=None, checks=None):
     for alert in Alert.objects.filter(dedupe_key__startswith=PREFIX, resolved_at__isnull=True):
         if alert.dedupe_key not in breached and not (unknown and alert.dedupe_key.startswith(unknown)):
             alert_resolve(alert=alert)
+    try:
+        budget_alerts_settle(now)
+    except Exception:  # noqa: BLE001 - the threshold alerts above are settled already
+        logger.exception("budget alerts not settled")
     return breached

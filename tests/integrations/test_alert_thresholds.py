@@ -164,3 +164,42 @@ def test_one_broken_check_does_not_silence_the_others(settings):
 
     thresholds_evaluate(checks=[broken, thresholds.oauth_refresh])
     assert "threshold:oauth_refresh:google_oauth" in open_alerts()
+
+
+class TestBudgetAlertsSettle:
+    """Budget alerts are raised as priced calls are recorded; the evaluation resolves them once back under."""
+
+    @pytest.fixture
+    def over_80(self, fake_provider, settings):
+        from integrations import gateway
+
+        settings.ALERT_EMAIL_TO = ["ops@example.com"]
+        budget = Budget.objects.create(provider="acme", monthly_limit_usd=Decimal("1.00"))
+        for _ in range(9):  # $0.90 of $1.00: the 80 % alert
+            with gateway.attempt("acme", "send") as call:
+                call.record(cost_usd="0.10")
+        assert list(open_alerts().values()) == [Alert.Kind.BUDGET_THRESHOLD]
+        return budget
+
+    def evaluate(self):
+        from integrations.alerting.tasks import alerts_evaluate
+
+        alerts_evaluate.apply()
+        return Alert.objects.get(kind=Alert.Kind.BUDGET_THRESHOLD)
+
+    def test_last_months_alert_is_resolved_once_the_month_is_over(self, over_80):
+        import time_machine
+
+        from integrations.models import AlertDelivery
+
+        assert self.evaluate().resolved_at is None  # still this month, still over
+        now = timezone.now()
+        with time_machine.travel(thresholds._month_bounds(now)[1] + dt.timedelta(hours=1)):
+            alert = self.evaluate()
+        assert alert.resolved_at is not None
+        assert AlertDelivery.objects.filter(alert=alert, notice=AlertDelivery.Notice.RESOLVED).count() == 1
+
+    def test_a_budget_raised_above_the_spend_resolves_its_alert(self, over_80):
+        over_80.monthly_limit_usd = Decimal("1.20")  # 80 % is $0.96: $0.90 is back under
+        over_80.save()
+        assert self.evaluate().resolved_at is not None
