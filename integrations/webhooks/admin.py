@@ -148,13 +148,20 @@ class WebhookEventAdmin(admin.ModelAdmin):
     @admin.action(description="Mark selected events ignored", permissions=["replay"])
     def mark_ignored(self, request, queryset):
         from ..admin import log_staff_action
+        from ..alerts import webhook_alert_resolve_if_clear
 
         count = 0
+        kinds = set()
         for event in queryset:
             if webhook_mark_ignored(event=event, reason=f"Marked ignored by {request.user}."):
                 log_staff_action(request, "Marked ignored.", event)
                 audit_record(action="webhook.ignore", request=request, target=event, provider=event.provider)
                 count += 1
+                kinds.add((event.provider, event.type))
+        # The webhook_failed alert asks staff to replay its failed events: once the last of its kind is dismissed
+        # instead, nothing is left to replay and it is resolved, as after a replay that succeeds.
+        for provider, event_type in sorted(kinds):
+            webhook_alert_resolve_if_clear(provider=provider, event_type=event_type)
         self.message_user(request, f"{count} event(s) marked ignored (processed events are left as they are).")
 
     def get_urls(self):

@@ -304,3 +304,26 @@ class TestTestAlertFromAdmin:
             str(channel.pk),
         )
         assert LogEntry.objects.filter(object_id=str(channel.pk), user=staff_user).exists()
+
+
+def test_marking_the_last_failed_webhook_of_a_kind_ignored_resolves_its_alert(admin_client):
+    from tests.integrations.factories import WebhookEventFactory
+
+    first, second = WebhookEventFactory.create_batch(2, status="failed", next_attempt_at=None)
+    alert = alert_raise(
+        kind=Alert.Kind.WEBHOOK_FAILED,
+        provider=first.provider,
+        message="2 failed",
+        dedupe_key=f"webhook_failed:{first.provider}:{first.type}",
+    )
+
+    def ignore(event):
+        admin_client.post(
+            "/admin/integrations/webhookevent/", {"action": "mark_ignored", "_selected_action": [event.pk]}
+        )
+        alert.refresh_from_db()
+
+    ignore(first)
+    assert alert.resolved_at is None  # the other one still needs a replay
+    ignore(second)
+    assert alert.resolved_at is not None and alert.resolved_by is None
