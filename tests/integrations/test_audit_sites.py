@@ -139,3 +139,25 @@ class TestBeatSchedule:
         assert response.status_code == 302, response.content[:2000]
         event = AuditEvent.objects.get(action="admin.periodictask.change")
         assert event.details["changes"]["enabled"] == [True, False]
+
+
+def test_the_trail_names_an_alert_by_id_not_by_its_message(admin, settings):
+    """The lockout alert quotes a user name; the trail, kept for years and never redacted, must not copy it."""
+    settings.AXES_FAILURE_LIMIT = 3
+    client = Client(REMOTE_ADDR="203.0.113.9")
+    for _ in range(4):
+        client.post(
+            "/api/v1/auth/token/", {"username": "mallory", "password": "wrong"}, content_type="application/json"
+        )
+    alert = Alert.objects.get(kind=Alert.Kind.SECURITY)
+    assert "mallory" in alert.message
+
+    admin.post(f"/admin/integrations/alert/{alert.pk}/act/", {"action": "acknowledge"})
+    admin.post("/admin/integrations/alert/", {"action": "resolve_selected", "_selected_action": [alert.pk]})
+
+    events = AuditEvent.objects.filter(action__startswith="alert.").order_by("id")
+    assert [e.target_label for e in events if "mallory" in f"{e.target_label} {e.details}"] == []
+    assert [(e.action, e.target_type, e.target_id, e.details) for e in events] == [
+        ("alert.acknowledge", "integrations.alert", str(alert.pk), {"kind": "security"}),
+        ("alert.resolve", "integrations.alert", str(alert.pk), {"kind": "security"}),
+    ]
