@@ -4,6 +4,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from ..admin_format import clipped, pretty_json, when
+from ..audit.models import AuditEvent
 from ..audit.services import audit_record
 from ..models import WebhookEvent
 from .processing import WebhookReplayRefused, webhook_mark_ignored, webhook_replay
@@ -132,6 +133,15 @@ class WebhookEventAdmin(admin.ModelAdmin):
         try:
             webhook_replay(event=event)
         except WebhookReplayRefused as exc:
+            # Refused, as a refund the service refuses: in the trail with outcome denied (README, audit trail).
+            audit_record(
+                action="webhook.replay",
+                request=request,
+                target=event,
+                outcome=AuditEvent.Outcome.DENIED,
+                provider=event.provider,
+                error="replay_refused",
+            )
             self.message_user(request, str(exc), messages.ERROR)
             return False
         log_staff_action(request, "Replayed.", event)

@@ -41,6 +41,18 @@ def test_replaying_a_webhook_is_audited(admin):
     assert actions() == [("webhook.replay", "integrations.webhookevent", str(event.pk))]
 
 
+def test_a_replay_refused_is_audited_as_denied(admin):
+    event = WebhookEventFactory(
+        status="processed", payload={}, headers={}, next_attempt_at=None
+    )  # retention scrubbed it
+    admin.post(f"/admin/integrations/webhookevent/{event.pk}/replay/")
+    admin.post("/admin/integrations/webhookevent/", {"action": "replay", "_selected_action": [event.pk]})
+    refused = AuditEvent.objects.filter(action="webhook.replay")
+    assert [(e.target_id, e.outcome, e.details["error"]) for e in refused] == [
+        (str(event.pk), "denied", "replay_refused")
+    ] * 2
+
+
 def test_resolving_and_acknowledging_an_alert_is_audited(admin):
     alert = Alert.objects.create(kind="security", message="x", dedupe_key="k")
     admin.post(f"/admin/integrations/alert/{alert.pk}/act/", {"action": "acknowledge"})
