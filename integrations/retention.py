@@ -13,10 +13,10 @@ and the web tier never waits on a retention run. Every run of every policy
 leaves a RetentionRun row: the console's "Retention" list shows what each
 policy removed last night. Failed and unfinished rows are never touched.
 
-Another app adds its own policy (the privacy app's exports, say) with:
+Another app adds its own policy with (a days setting of its own; 0 keeps forever):
 
-    @retention_policy("exports", setting="RETENTION_EXPORT_DAYS")
-    def exports_expire(*, cutoff, batch_size):  # -> rows removed in ONE batch (0 when done)
+    @retention_policy("drafts", setting="RETENTION_DRAFT_DAYS")
+    def drafts_expire(*, cutoff, batch_size):  # -> rows removed in ONE batch (0 when done)
         ...
 """
 
