@@ -164,6 +164,9 @@ class MessageResult:
     date_created: datetime | None = None
     # The sender: none (or the service's id) while a messaging service has not chosen a number.
     from_number: str = ""
+    # When Twilio sent it (none before), and when the resource last changed (its latest status, or later).
+    date_sent: datetime | None = None
+    date_updated: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,8 @@ def _message_result(m):
         messaging_service_sid=m.messaging_service_sid or "",
         date_created=m.date_created,
         from_number=m.from_ or "",
+        date_sent=m.date_sent,
+        date_updated=m.date_updated,
     )
 
 

@@ -5,7 +5,7 @@ import math
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from integrations.errors import DomainError
@@ -75,6 +75,11 @@ def sms_create(*, owner, to, body):
     return sms
 
 
+def _earliest(field, when):
+    """Set a time field to `when` unless the row holds an earlier time already (which is never moved)."""
+    return Least(Coalesce(F(field), Value(when)), Value(when))
+
+
 # Twilio MessageStatus -> our status. Twilio's own queue states are all "sending" to us.
 _SMS_STATUS = {
     "accepted": "sending",
@@ -112,7 +117,7 @@ class _SmsCreate(CreateOnce):
         fields = {"segments": segments, "price_usd": price_estimate("sms.send", segments=segments)}
         if number := _number_reported(result.from_number):
             fields["from_number"] = number
-        return fields
+        return fields | _times_reported(result)
 
     def before_create(self, sms):
         if not opted_out(sms.to_number):
@@ -130,6 +135,24 @@ class _SmsCreate(CreateOnce):
     def refused(self, sms, exc):
         if exc.code == twilio_rest.UNSUBSCRIBED_RECIPIENT:
             optout_apply(number=sms.to_number, keyword="21610", opt_out=True)
+
+
+def _times_reported(result):
+    """sent_at and delivered_at of a message Twilio reports past sending (a create answer, a lookup).
+
+    sent_at is Twilio's date_sent, for every status that means the message left Twilio (sent, delivered, read,
+    undelivered). delivered_at (delivered, read) is the resource's date_updated: the Message resource has no
+    delivery time, and its last change is the delivery receipt (or a later read receipt, never earlier). Either is
+    the hub's time only when Twilio gives none, as for a status callback; an earlier time the row holds is kept.
+    """
+    target = _SMS_STATUS.get(result.status)
+    now = timezone.now()
+    times = {}
+    if target in ("sent", "delivered", "undelivered"):
+        times["sent_at"] = _earliest("sent_at", result.date_sent or result.date_updated or now)
+    if target == "delivered":
+        times["delivered_at"] = _earliest("delivered_at", result.date_updated or now)
+    return times
 
 
 SMS = _SmsCreate(SmsMessage, working="sending", done="sent", statuses=_SMS_STATUS)
@@ -195,7 +218,7 @@ def sms_status_apply(*, payload):
         # Twilio may skip "sent" or send it after a later status: a delivered message (or one the carrier reports
         # undelivered) left Twilio all the same, at that event's time if it is all the hub knows; an earlier sent
         # time is kept.
-        fields["sent_at"] = Coalesce(F("sent_at"), Value(now))
+        fields["sent_at"] = _earliest("sent_at", now)
     if target == "delivered":
         fields["delivered_at"] = now
     if not transition(SmsMessage, sms.pk, target, frm=sms.status, **fields):

@@ -283,3 +283,95 @@ class TestRedelivery:
         assert services.sms_send(sms_id=sms.pk) == "sent"
         assert len(posts(http)) == 1 and not gets(http)
         assert seen and 30 < seen[0] <= 35  # the worker timeout plus a margin, from when the call started
+
+
+class TestTimesOfAMessageTwilioAlreadySent:
+    """A message that reaches the hub already past sending (found by the lookup, or a create answer that says so)
+    has the times Twilio's Message resource gives: sent_at from date_sent, delivered_at from date_updated (the
+    resource has no delivery time of its own; its last change is the delivery receipt, or a later read receipt)."""
+
+    def test_a_lost_send_found_delivered_has_its_sent_and_delivered_times(self, twilio, http):
+        sent = (timezone.now() - dt.timedelta(minutes=4)).replace(microsecond=0)
+        delivered = sent + dt.timedelta(seconds=7)
+        long_ago = timezone.now() - dt.timedelta(minutes=5)
+        sms = SmsFactory(status="sending", send_doubt="ambiguous", send_started_at=long_ago, send_attempted_at=long_ago)
+        http.get(
+            MESSAGES_URL,
+            json=page(
+                listed(
+                    "SMfound",
+                    status="delivered",
+                    created=long_ago,
+                    date_sent=rfc2822(sent),
+                    date_updated=rfc2822(delivered),
+                )
+            ),
+        )
+        assert sms_send.apply(args=[sms.pk]).get() == "found"
+        sms.refresh_from_db()
+        assert (sms.status, sms.sent_at, sms.delivered_at) == ("delivered", sent, delivered)
+
+    @pytest.mark.parametrize("status", ["sent", "undelivered"])
+    def test_a_lost_send_found_sent_or_undelivered_has_its_sent_time_only(self, twilio, http, status):
+        sent = (timezone.now() - dt.timedelta(minutes=4)).replace(microsecond=0)
+        long_ago = timezone.now() - dt.timedelta(minutes=5)
+        sms = SmsFactory(status="sending", send_doubt="ambiguous", send_started_at=long_ago, send_attempted_at=long_ago)
+        http.get(
+            MESSAGES_URL,
+            json=page(
+                listed(
+                    "SMfound",
+                    status=status,
+                    created=long_ago,
+                    date_sent=rfc2822(sent),
+                    date_updated=rfc2822(sent + dt.timedelta(seconds=9)),
+                )
+            ),
+        )
+        sms_send.apply(args=[sms.pk])
+        sms.refresh_from_db()
+        assert (sms.status, sms.sent_at, sms.delivered_at) == (status, sent, None)
+
+    def test_a_create_answer_that_says_sent_has_twilios_sent_time(self, twilio, http):
+        sent = timezone.now().replace(microsecond=0)
+        http.post(MESSAGES_URL, json=message_json(sid="SMnow", status="sent", date_sent=rfc2822(sent)), status=201)
+        sms = SmsFactory()
+        assert sms_send.apply(args=[sms.pk]).get() == "sent"
+        sms.refresh_from_db()
+        assert (sms.status, sms.sent_at, sms.delivered_at) == ("sent", sent, None)
+
+    def test_a_queued_message_found_by_the_lookup_has_no_sent_time(self, twilio, http):
+        long_ago = timezone.now() - dt.timedelta(minutes=5)
+        sms = SmsFactory(status="sending", send_doubt="ambiguous", send_started_at=long_ago, send_attempted_at=long_ago)
+        http.get(MESSAGES_URL, json=page(listed("SMq", status="queued", created=long_ago, date_sent=None)))
+        sms_send.apply(args=[sms.pk])
+        sms.refresh_from_db()
+        assert (sms.status, sms.external_id, sms.sent_at, sms.delivered_at) == ("sending", "SMq", None, None)
+
+    def test_an_earlier_sent_time_the_row_has_is_kept(self, twilio, http):
+        # Whatever gave the row its time first, an earlier one is never moved by a later one Twilio reports.
+        earlier = (timezone.now() - dt.timedelta(minutes=4, seconds=30)).replace(microsecond=0)
+        long_ago = timezone.now() - dt.timedelta(minutes=5)
+        sms = SmsFactory(
+            status="sending",
+            send_doubt="ambiguous",
+            send_started_at=long_ago,
+            send_attempted_at=long_ago,
+            sent_at=earlier,
+        )
+        later = earlier + dt.timedelta(seconds=30)
+        http.get(
+            MESSAGES_URL,
+            json=page(
+                listed(
+                    "SMfound",
+                    status="delivered",
+                    created=long_ago,
+                    date_sent=rfc2822(later),
+                    date_updated=rfc2822(later),
+                )
+            ),
+        )
+        sms_send.apply(args=[sms.pk])
+        sms.refresh_from_db()
+        assert (sms.status, sms.sent_at, sms.delivered_at) == ("delivered", earlier, later)
