@@ -221,6 +221,8 @@ def sms_status_apply(*, payload):
         fields["sent_at"] = _earliest("sent_at", now)
     if target == "delivered":
         fields["delivered_at"] = now
+        # A carrier's late receipt after "undelivered": the message reached the handset, its error no longer holds.
+        fields.update(error_code="", error_message="")
     if not transition(SmsMessage, sms.pk, target, frm=sms.status, **fields):
         raise StaleEvent(f"{sms.status} -> {target} is not a forward move")
     # Twilio prices a message once it has left ("sent"); ask then, or at the final status.

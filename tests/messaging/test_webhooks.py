@@ -113,6 +113,19 @@ def test_an_undelivered_message_records_the_error_and_never_moves_back(twilio, h
     assert (sms.status, sms.error_code) == ("undelivered", "30003")
 
 
+def test_a_late_delivery_receipt_after_undelivered_clears_the_error(twilio, http, post, user_client, user):
+    # Twilio may report undelivered (30003) and then the carrier's late receipt says delivered: the message shows
+    # delivered with no error, not delivered with the undelivered error's code.
+    sms = SmsFactory(owner=user, external_id="SM9", status="sending")
+    http.get(f"{API}/Messages/SM9.json", json=message_json(sid="SM9", status="delivered", price="-0.00790"))
+    post(STATUS, status_params("SM9", "undelivered", ErrorCode="30003"))
+    assert SmsMessage.objects.get(pk=sms.pk).error_code == "30003"
+    post(STATUS, status_params("SM9", "delivered"))
+    body = user_client.get(f"/api/v1/messaging/sms/{sms.pk}/").json()
+    assert (body["status"], body["error_code"], body["error_message"]) == ("delivered", "", "")
+    assert body["delivered_at"] is not None
+
+
 def test_a_message_delivered_without_a_sent_callback_has_its_sent_time_and_a_late_sent_moves_nothing(
     twilio, http, post
 ):
