@@ -50,6 +50,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
         "from_number",
         "status",
         "segments",
+        "num_media",
         "price",
         "error_code",
         "owner",

@@ -115,6 +115,9 @@ class SmsMessage(OutboxMixin, CreateAttempt):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     external_id = models.CharField(max_length=64, null=True, blank=True, unique=True, help_text="Twilio MessageSid.")
     segments = models.PositiveSmallIntegerField(null=True, blank=True)
+    num_media = models.PositiveSmallIntegerField(
+        default=0, help_text="Media files (MMS) an inbound message came with; the files stay at Twilio."
+    )
     price_usd = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
     price_final = models.BooleanField(default=False, help_text="Twilio's billed price (else the hub's estimate).")
     cost_recorded = models.BooleanField(default=False, help_text="Its cost is booked on a ProviderCall (once).")

@@ -45,6 +45,7 @@ class SmsSerializer(StrictModelSerializer):
             "status",
             "sid",
             "segments",
+            "num_media",
             "price_usd",
             "price_final",
             "error_code",

@@ -1,6 +1,7 @@
 """SMS: queue, send once, look up a lost send, status callbacks, billed price, inbound messages."""
 
 import math
+import re
 
 from django.conf import settings
 from django.db import transaction
@@ -21,6 +22,8 @@ from .create_once import CreateOnce
 from .optouts import opted_out, optout_apply, optout_keyword_apply, refuse_opted_out
 
 MAX_SEGMENTS = 32767  # SmsMessage.segments is a PositiveSmallIntegerField
+MAX_MEDIA = 32767  # SmsMessage.num_media is a PositiveSmallIntegerField
+_MEDIA_URL = re.compile(r"MediaUrl[0-9]+")
 
 # GSM-7 basic set and the extension characters that cost two septets.
 _GSM = set(
@@ -284,6 +287,7 @@ def sms_inbound_record(*, payload):
         error_message=error_message,
         external_id=sid,
         segments=_segments_reported(payload.get("NumSegments")),
+        num_media=_media_reported(payload),
         raw=payload,
     )
     if conversation:
@@ -303,6 +307,18 @@ def _segments_reported(value):
     except (TypeError, ValueError):
         return None
     return segments if 1 <= segments <= MAX_SEGMENTS else None
+
+
+def _media_reported(payload):
+    """How many media files an inbound message came with: Twilio's NumMedia (0 when it names none), else, when that
+    is no count, the MediaUrl0.. it names."""
+    try:
+        count = int(payload.get("NumMedia") or 0)
+    except (TypeError, ValueError):
+        count = -1
+    if 0 <= count <= MAX_MEDIA:
+        return count
+    return sum(1 for name, value in payload.items() if value and _MEDIA_URL.fullmatch(name))
 
 
 def sms_unattributed_candidates(*, sms):

@@ -224,6 +224,25 @@ class TestInboundSms:
         sms = SmsMessage.objects.get(direction="inbound")
         assert (sms.body, sms.conversation, sms.owner, sms.status) == ("See you at 8", conversation, user, "received")
 
+    def test_an_inbound_mms_counts_its_media_in_the_api(self, twilio, post, user, user_client):
+        # A picture with no text: Twilio sends NumMedia and MediaUrl0.. (the files stay at Twilio). The API showed
+        # an empty message with nothing to tell that media came with it.
+        from messaging.models import Conversation
+
+        Conversation.objects.create(owner=user, remote_number="+15005550006")
+        media = {
+            "NumMedia": "2",
+            "MediaUrl0": f"{API}/Messages/MMin1/Media/ME1",
+            "MediaContentType0": "image/jpeg",
+            "MediaUrl1": f"{API}/Messages/MMin1/Media/ME2",
+            "MediaContentType1": "image/png",
+        }
+        self.inbound(post, "", sid="MMin1", **media)
+        self.inbound(post, "no picture", sid="SMin2", NumMedia="0")
+        listed = {m["sid"]: m for m in user_client.get("/api/v1/messaging/sms/").json()["results"]}
+        assert (listed["MMin1"]["body"], listed["MMin1"]["num_media"]) == ("", 2)
+        assert listed["SMin2"]["num_media"] == 0
+
     def test_a_duplicate_delivery_stores_one_message(self, twilio, post):
         self.inbound(post, "hello")
         self.inbound(post, "hello")
@@ -345,5 +364,30 @@ def test_the_migration_moves_a_messaging_service_id_out_of_from_number():
             not_yet.pk: ("", service),
             numbered.pk: (HUB_NUMBER, ""),
         }
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_counts_the_media_of_inbound_messages_already_received():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("messaging", "0008_sms_messaging_service")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(before)
+    try:
+        Sms = executor.loader.project_state(before).apps.get_model("messaging", "SmsMessage")
+        inbound = {"direction": "inbound", "to_number": HUB_NUMBER, "status": "received"}
+        mms = Sms.objects.create(**inbound, raw={"NumMedia": "3", "MediaUrl0": "https://api.twilio.com/x"})
+        sms = Sms.objects.create(**inbound, raw={"NumMedia": "0"})
+        odd = Sms.objects.create(**inbound, raw={"NumMedia": "many"})
+        outbound = Sms.objects.create(to_number="+15005550006", raw={"NumMedia": "1"})
+        MigrationExecutor(connection).migrate(latest)
+        counted = dict(
+            SmsMessage.objects.filter(pk__in=[mms.pk, sms.pk, odd.pk, outbound.pk]).values_list("pk", "num_media")
+        )
+        assert counted == {mms.pk: 3, sms.pk: 0, odd.pk: 0, outbound.pk: 0}
     finally:
         MigrationExecutor(connection).migrate(latest)
