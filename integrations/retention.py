@@ -5,7 +5,8 @@
 | webhook_payloads  | payload and headers of processed / ignored events      | the row (de-duplication, log) | RETENTION_WEBHOOK_PAYLOAD_DAYS |
 | call_log          | ProviderCall rows (one per attempt)                    | hourly roll-ups (usage, cost) | RETENTION_CALL_LOG_DAYS        |
 | ai_prompts        | AiRequest prompt and answer text                       | the row: model, tokens, cost  | RETENTION_AI_PROMPT_DAYS       |
-| sms_bodies        | SmsMessage body of messages in a final state           | the row: numbers, status, cost| RETENTION_SMS_BODY_DAYS        |
+| sms_bodies        | SmsMessage body (and an inbound one's Body, MediaUrlN  | the row: numbers, status, cost| RETENTION_SMS_BODY_DAYS        |
+|                   | in raw) of messages in a final state                   |                               |                                |
 
 Each batch is one short statement on at most RETENTION_BATCH_SIZE primary keys
 (chosen first, then updated or deleted by key), so no lock is held for long
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 from django.apps import apps
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from .models import ProviderCall, RetentionRun, WebhookEvent
@@ -88,9 +90,15 @@ def sms_bodies(*, cutoff, batch_size):
     if not apps.is_installed("messaging"):
         return 0
     SmsMessage = apps.get_model("messaging", "SmsMessage")
-    stale = SmsMessage.objects.filter(created_at__lt=cutoff, status__in=SmsMessage.FINAL).exclude(body="")
+    # An inbound message's raw is Twilio's webhook payload: its Body and its media's links (MediaUrl0..) go too.
+    with_text = ~Q(body="") | Q(raw__has_key="Body") | Q(raw__has_key="MediaUrl0")
+    stale = SmsMessage.objects.filter(with_text, created_at__lt=cutoff, status__in=SmsMessage.FINAL)
     keys = _keys(stale, batch_size)
-    return SmsMessage.objects.filter(pk__in=keys).update(body="") if keys else 0
+    rows = list(SmsMessage.objects.filter(pk__in=keys).only("pk", "raw"))
+    for sms in rows:
+        sms.body = ""
+        sms.raw = {k: v for k, v in (sms.raw or {}).items() if k != "Body" and not k.startswith("MediaUrl")}
+    return SmsMessage.objects.bulk_update(rows, ["body", "raw"]) if rows else 0
 
 
 def retention_enforce(*, policy, now=None, max_batches=None):

@@ -88,6 +88,25 @@ def test_sms_bodies_of_finished_messages_are_cleared():
     assert (delivered.body, queued.body) == ("", "Your table is ready.")
 
 
+@override_settings(RETENTION_SMS_BODY_DAYS=90, RETENTION_BATCH_SIZE=1)
+def test_the_text_and_media_links_twilio_sent_with_an_inbound_sms_are_cleared_with_its_body():
+    # An inbound message keeps Twilio's webhook payload in raw: the body and the media's links were in it for good.
+    payload = {"MessageSid": "MM1", "From": "+15005550006", "Body": "My card is 4242", "NumMedia": "1"}
+    media = {"MediaUrl0": "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"}
+    inbound = SmsFactory(
+        direction="inbound", status="received", body="My card is 4242", raw={**payload, **media}, num_media=1
+    )
+    picture_only = SmsFactory(direction="inbound", status="received", body="", raw={**payload, "Body": "", **media})
+    aged(type(inbound), [inbound, picture_only], "created_at")
+    assert retention_enforce(policy=POLICIES["sms_bodies"], now=NOW).removed == 2
+    kept = {"MessageSid": "MM1", "From": "+15005550006", "NumMedia": "1"}
+    for sms in (inbound, picture_only):
+        sms.refresh_from_db()
+        assert (sms.body, sms.raw) == ("", kept)
+    assert inbound.num_media == 1
+    assert retention_enforce(policy=POLICIES["sms_bodies"], now=NOW).removed == 0
+
+
 @override_settings(RETENTION_CALL_LOG_DAYS=0)
 def test_zero_days_keeps_forever_and_says_so():
     ProviderCall.objects.create(provider="stripe", operation="x", outcome="ok", created_at=OLD)
