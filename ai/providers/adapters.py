@@ -11,6 +11,12 @@ _TIMEOUTS = (openai.APITimeoutError, anthropic.APITimeoutError)
 _CONNECTION = (openai.APIConnectionError, anthropic.APIConnectionError)
 _SDK_ERRORS = (openai.OpenAIError, anthropic.AnthropicError)
 
+# Anthropic refusals about the account rather than the request. Out of prepaid credit and past the workspace's
+# own usage limit are 400 invalid_request_errors that only their message tells apart; the tier's monthly
+# threshold and a contract's spend limit are 429 rate_limit_errors named by `error.details.error_code`.
+_ANTHROPIC_SPEND_CODES = frozenset({"enforced_spend_limit_reached", "contract_spend_limit_reached"})
+_ANTHROPIC_CREDIT_MESSAGES = ("credit balance is too low", "reached your specified api usage limits")
+
 
 def translate(provider, exc):
     """The hub's error for a vendor SDK exception."""
@@ -22,17 +28,21 @@ def translate(provider, exc):
         return ProviderUnavailable(provider, f"connection failed ({exc.message})")
     if isinstance(exc, _STATUS_ERRORS):
         body = exc.body if isinstance(exc.body, dict) else {}
+        headers = dict(exc.response.headers)
+        status = exc.status_code
         if isinstance(exc, anthropic.APIStatusError):
             code = exc.error_code or exc.type
             message = exc.api_message or exc.message
+            account = code in _ANTHROPIC_SPEND_CODES
+            account = account or (status == 400 and any(m in message.lower() for m in _ANTHROPIC_CREDIT_MESSAGES))
         else:
             code = exc.code or body.get("type")
             message = body.get("message") or exc.message
-        headers = dict(exc.response.headers)
-        status = exc.status_code
-        if code == "billing_error" or status == 402:
-            # Out of credit: Anthropic's billing_error (whatever the status), OpenRouter's 402 "insufficient
-            # credits". The account's problem, not the request's: the next provider may answer, this one will not.
+            account = False
+        if account or code == "billing_error" or status == 402:
+            # Out of credit or spend: Anthropic's billing_error (whatever the status) and the refusals above,
+            # OpenRouter's 402 "insufficient credits". The account's problem, not the request's: the next provider
+            # may answer, this one will not.
             return QuotaExceeded(provider, message, code=code, http_status=status, request_id=exc.request_id)
         if status < 400:
             # An error event inside a 200 stream (Anthropic's overloaded_error mid-stream).

@@ -1,0 +1,73 @@
+"""What each vendor really sends, read the way its documentation (and its bug tracker) says it is sent."""
+
+import httpx2
+import pytest
+
+from tests.ai.fakes import (
+    error,
+    openai_chat,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+# --- Anthropic's account refusals -------------------------------------------------------
+
+
+def _spend_limit(code):
+    body = {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": "Spend limit reached.", "details": {"error_code": code}},
+    }
+    return httpx2.Response(429, json=body, headers={"retry-after": "0.1"})
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        # Out of prepaid credit: a 400 invalid_request_error, not a billing_error (anthropics/claude-code #4684 ...).
+        lambda: error(
+            400,
+            "Your credit balance is too low to access the Anthropic API. "
+            "Please go to Plans & Billing to upgrade or purchase credits.",
+            anthropic=True,
+            type_="invalid_request_error",
+        ),
+        # The workspace's own spend limit: a 400 as well.
+        lambda: error(
+            400,
+            "You have reached your specified API usage limits. You will regain access on 2027-01-01 at 00:00 UTC.",
+            anthropic=True,
+            type_="invalid_request_error",
+        ),
+        # The tier's monthly threshold, or the contract's: 429s whose details.error_code says so (SDK 2.x).
+        lambda: _spend_limit("enforced_spend_limit_reached"),
+        lambda: _spend_limit("contract_spend_limit_reached"),
+    ],
+    ids=["credit-balance-too-low", "usage-limit", "enforced-spend-limit", "contract-spend-limit"],
+)
+def test_an_anthropic_account_out_of_credit_or_spend_falls_through_and_is_not_asked_again(
+    fake_ai, complete, settings, refusal
+):
+    settings.AI_ROUTES = {
+        "writing": [["anthropic", "claude-sonnet-4-6"], ["anthropic", "claude-haiku-4-5"], ["openai", "gpt-4.1"]]
+    }
+    fake_ai.add("anthropic", refusal())
+    fake_ai.add("openai", openai_chat("from openai", model="gpt-4.1"))
+    resp = complete(task="writing")
+    body = resp.json()
+    assert resp.status_code == 200, body
+    assert body["provider"] == "openai"
+    assert [(f["provider"], f["error"]) for f in body["fallbacks"]] == [("anthropic", "provider_quota_exceeded")]
+    assert len(fake_ai.to("anthropic")) == 1  # the account, not the model: claude-haiku-4-5 is not asked
+
+
+def test_an_anthropic_400_about_the_request_still_ends_the_walk(fake_ai, complete):
+    fake_ai.add(
+        "anthropic",
+        error(400, "messages: roles must alternate", anthropic=True, type_="invalid_request_error"),
+    )
+    resp = complete(task="writing")
+    assert resp.status_code == 502
+    assert resp.json()["error"] == "provider_rejected"
+    assert fake_ai.to("openai") == []
