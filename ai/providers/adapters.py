@@ -16,6 +16,19 @@ _SDK_ERRORS = (openai.OpenAIError, anthropic.AnthropicError)
 # threshold and a contract's spend limit are 429 rate_limit_errors named by `error.details.error_code`.
 _ANTHROPIC_SPEND_CODES = frozenset({"enforced_spend_limit_reached", "contract_spend_limit_reached"})
 _ANTHROPIC_CREDIT_MESSAGES = ("credit balance is too low", "reached your specified api usage limits")
+# The HTTP status each Anthropic error type is sent with (docs "Errors"), for an error event in a 200 stream.
+_ANTHROPIC_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
 
 
 def translate(provider, exc):
@@ -45,8 +58,9 @@ def translate(provider, exc):
             # may answer, this one will not.
             return QuotaExceeded(provider, message, code=code, http_status=status, request_id=exc.request_id)
         if status < 400:
-            # An error event inside a 200 stream (Anthropic's overloaded_error mid-stream).
-            status = 529 if code in ("overloaded_error", "api_error") else 400
+            # An error event inside a 200 stream (Anthropic's overloaded_error mid-stream): the status its type
+            # stands for in Anthropic's error table; a type the table does not know is a fault on their side.
+            status = _ANTHROPIC_TYPE_STATUS.get(exc.type, 500)
         return error_from_http(provider, status, headers=headers, code=code, message=message, request_id=exc.request_id)
     if isinstance(exc, _SDK_ERRORS):
         # The provider answered something the SDK could not read: treat it as a provider fault.

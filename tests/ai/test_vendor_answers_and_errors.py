@@ -1,12 +1,11 @@
 """What each vendor really sends, read the way its documentation (and its bug tracker) says it is sent."""
 
+import json
+
 import httpx2
 import pytest
 
-from tests.ai.fakes import (
-    error,
-    openai_chat,
-)
+from tests.ai.fakes import anthropic_sse_chunks, error, openai_chat, openai_sse_chunks, parse_sse, sse_response
 
 pytestmark = pytest.mark.django_db
 
@@ -68,6 +67,41 @@ def test_an_anthropic_400_about_the_request_still_ends_the_walk(fake_ai, complet
         error(400, "messages: roles must alternate", anthropic=True, type_="invalid_request_error"),
     )
     resp = complete(task="writing")
+    assert resp.status_code == 502
+    assert resp.json()["error"] == "provider_rejected"
+    assert fake_ai.to("openai") == []
+
+
+# --- Anthropic's error events inside a 200 stream ------------------------------------------
+
+
+def _anthropic_error_event_after_message_start(error_type):
+    """message_start, a text block's start, then an `error` event: no text yet, so the walk may still fall back."""
+    event = {"type": "error", "error": {"type": error_type, "message": "Stream interrupted."}}
+    return anthropic_sse_chunks([], usage=(100, 5, 0))[:2] + [f"event: error\ndata: {json.dumps(event)}\n\n".encode()]
+
+
+@pytest.mark.parametrize(
+    "error_type, http_status, code",
+    [("rate_limit_error", 429, "provider_rate_limited"), ("timeout_error", 504, "provider_unavailable")],
+)
+def test_an_anthropic_stream_error_event_is_classified_by_its_type(fake_ai, complete, error_type, http_status, code):
+    """The HTTP status was 200, so the event's type is the only status there is (Anthropic's error table): a rate
+    limit or a timeout is worth the next provider, as it is when Anthropic answers it with an HTTP status."""
+    fake_ai.add("anthropic", sse_response(_anthropic_error_event_after_message_start(error_type)))
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["fine"], model="gpt-4.1")))
+    resp = complete(task="writing", stream=True)
+    assert resp.status_code == 200, resp.content
+    kind, done = parse_sse(resp.raw)[-1]
+    assert (kind, done["provider"], done["content"]) == ("done", "openai", "fine")
+    assert [(f["provider"], f["error"], f["http_status"]) for f in done["fallbacks"]] == [
+        ("anthropic", code, http_status)
+    ]
+
+
+def test_an_anthropic_stream_error_event_about_the_request_still_ends_the_walk(fake_ai, complete):
+    fake_ai.add("anthropic", sse_response(_anthropic_error_event_after_message_start("invalid_request_error")))
+    resp = complete(task="writing", stream=True)
     assert resp.status_code == 502
     assert resp.json()["error"] == "provider_rejected"
     assert fake_ai.to("openai") == []
