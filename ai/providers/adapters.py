@@ -3,7 +3,14 @@
 import anthropic
 import openai
 
-from integrations.errors import ProviderError, ProviderTimeout, ProviderUnavailable, QuotaExceeded, error_from_http
+from integrations.errors import (
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    QuotaExceeded,
+    error_from_http,
+    parse_retry_after,
+)
 from integrations.providers import ProviderAdapter
 
 _STATUS_ERRORS = (openai.APIStatusError, anthropic.APIStatusError)
@@ -43,6 +50,11 @@ def translate(provider, exc):
         body = exc.body if isinstance(exc.body, dict) else {}
         headers = dict(exc.response.headers)
         status = exc.status_code
+        wait_ms = parse_retry_after(headers.get("retry-after-ms"))
+        if wait_ms is not None:
+            # OpenAI's (and Azure's) wait in milliseconds, which the SDKs read before the whole seconds of
+            # Retry-After: sometimes the only one sent.
+            headers["retry-after"] = str(wait_ms / 1000)
         if isinstance(exc, anthropic.APIStatusError):
             code = exc.error_code or exc.type
             message = exc.api_message or exc.message

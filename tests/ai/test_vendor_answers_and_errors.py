@@ -105,3 +105,25 @@ def test_an_anthropic_stream_error_event_about_the_request_still_ends_the_walk(f
     assert resp.status_code == 502
     assert resp.json()["error"] == "provider_rejected"
     assert fake_ai.to("openai") == []
+
+
+# --- rate limits ----------------------------------------------------------------------------
+
+
+def test_a_429_with_only_retry_after_ms_is_waited_out_once_within_the_deadline(fake_ai, complete, settings):
+    """OpenAI (and Azure, behind GitHub Models) may say when to come back in milliseconds alone; the SDKs read
+    `retry-after-ms` before `retry-after`."""
+    settings.AI_ROUTES = {"simple": [["openai", "gpt-4o-mini"]]}
+    fake_ai.add("openai", error(429, "slow down", headers={"retry-after-ms": "200"}), openai_chat("finally"))
+    body = complete().json()
+    assert body["content"] == "finally"
+    assert [f["retry_after"] for f in body["fallbacks"]] == [0.2]
+    assert len(fake_ai.to("openai")) == 2
+
+
+def test_retry_after_ms_is_preferred_to_the_rounded_retry_after(fake_ai, complete, settings):
+    settings.AI_ROUTES = {"simple": [["openai", "gpt-4o-mini"]]}
+    fake_ai.add("openai", error(429, "slow down", headers={"retry-after-ms": "150", "retry-after": "1"}))
+    fake_ai.add("openai", openai_chat("finally"))
+    body = complete().json()
+    assert [f["retry_after"] for f in body["fallbacks"]] == [0.15]
