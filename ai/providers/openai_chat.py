@@ -62,9 +62,14 @@ def openai_params(provider, model, req):
     return params
 
 
-def _openai_finish(reason, refusal):
+def _openai_finish(reason, refusal, calls):
     if refusal:
         return "refusal"
+    if calls and reason in (None, "stop"):
+        # An answer holding tool calls says so whatever the vendor wrote: OpenAI ends a call forced by
+        # tool_choice with "stop", Gemini's compatible stream every tool call (its non-streamed answer says
+        # "tool_calls"), where Anthropic's tool_use always reads "tool_calls".
+        return "tool_calls"
     return reason or "stop"
 
 
@@ -98,12 +103,24 @@ async def _openai_complete(client, provider, model, req, timeout):
         model=resp.model or model,
         content=msg.content or refusal or "",
         tool_calls=calls,
-        finish_reason=_openai_finish(choice.finish_reason, refusal),
+        finish_reason=_openai_finish(choice.finish_reason, refusal, calls),
         input_tokens=inp,
         output_tokens=out,
         cached_tokens=cached,
         request_id=getattr(resp, "_request_id", None) or "",
     )
+
+
+def _call_index(calls, tc):
+    """Which call a streamed tool-call delta adds to: its `index`, as OpenAI sends it. Gemini's compatible stream
+    sends none: there a delta with a new id starts the next call, one without an id continues the last."""
+    index = getattr(tc, "index", None)
+    if index is not None:
+        return index
+    last = max(calls, default=None)
+    if last is None or (tc.id and calls[last]["id"] and tc.id != calls[last]["id"]):
+        return 0 if last is None else last + 1
+    return last
 
 
 class OpenAIStream(_Stream):
@@ -123,7 +140,7 @@ class OpenAIStream(_Stream):
                 if getattr(delta, "refusal", None):
                     refusal.append(delta.refusal)
                 for tc in delta.tool_calls or ():
-                    entry = calls.setdefault(tc.index, {"id": "", "name": "", "args": []})
+                    entry = calls.setdefault(_call_index(calls, tc), {"id": "", "name": "", "args": []})
                     if tc.id:
                         entry["id"] = tc.id
                     if tc.function is not None:
@@ -136,15 +153,16 @@ class OpenAIStream(_Stream):
                     yield delta.content
         inp, out, cached = _openai_usage(usage)
         refusal_text = "".join(refusal)
+        tool_calls = [
+            {"id": c["id"], "name": c["name"], "arguments": _arguments("".join(c["args"]))}
+            for _, c in sorted(calls.items())
+        ]
         self.result = Completion(
             provider=self.provider,
             model=model,
             content="".join(self.text) or refusal_text,
-            tool_calls=[
-                {"id": c["id"], "name": c["name"], "arguments": _arguments("".join(c["args"]))}
-                for _, c in sorted(calls.items())
-            ],
-            finish_reason=_openai_finish(finish, refusal_text),
+            tool_calls=tool_calls,
+            finish_reason=_openai_finish(finish, refusal_text, tool_calls),
             input_tokens=inp,
             output_tokens=out,
             cached_tokens=cached,

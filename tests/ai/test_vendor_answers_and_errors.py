@@ -127,3 +127,56 @@ def test_retry_after_ms_is_preferred_to_the_rounded_retry_after(fake_ai, complet
     fake_ai.add("openai", openai_chat("finally"))
     body = complete().json()
     assert [f["retry_after"] for f in body["fallbacks"]] == [0.15]
+
+
+# --- Gemini's OpenAI-compatible stream ------------------------------------------------------
+
+
+def _gemini_chunks(deltas, finish="stop"):
+    def chunk(delta, finish_reason=None):
+        body = {"id": "g1", "object": "chat.completion.chunk", "created": 1, "model": "gemini-2.5-flash-lite"}
+        return {**body, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+    usage = {"prompt_tokens": 20, "completion_tokens": 8, "total_tokens": 28}
+    events = [chunk({"role": "assistant", **d}) for d in deltas] + [{**chunk({}, finish), "usage": usage}]
+    return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+
+
+def _call(call_id, name, arguments):
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def test_gemini_streamed_tool_calls_without_an_index_stay_apart(fake_ai, complete):
+    """Gemini's OpenAI-compatible stream sends each tool call without `index` (openai-python #2806, OpenMAIC
+    #1556) and ends a tool-calling answer with finish_reason "stop" (python-genai #2868), where its non-streamed
+    answer says "tool_calls"."""
+    fake_ai.add(
+        "gemini",
+        sse_response(
+            _gemini_chunks(
+                [
+                    {"tool_calls": [_call("function-call-1", "weather", '{"city": "Paris"}')]},
+                    {"tool_calls": [_call("function-call-2", "weather", '{"city": ')]},
+                    {"tool_calls": [{"function": {"arguments": '"Lyon"}'}}]},  # the rest of call 2
+                ]
+            )
+        ),
+    )
+    resp = complete(provider="gemini", model="gemini-2.5-flash-lite", stream=True, tools=[{"name": "weather"}])
+    kind, done = parse_sse(resp.raw)[-1]
+    assert kind == "done", done
+    assert done["tool_calls"] == [
+        {"id": "function-call-1", "name": "weather", "arguments": {"city": "Paris"}},
+        {"id": "function-call-2", "name": "weather", "arguments": {"city": "Lyon"}},
+    ]
+    assert done["finish_reason"] == "tool_calls"
+
+
+def test_a_forced_tool_call_that_finishes_with_stop_is_reported_as_tool_calls(fake_ai, complete):
+    """OpenAI ends an answer whose tool call was forced by tool_choice with "stop"; the hub's one shape says
+    "tool_calls" whenever the answer holds tool calls, as Anthropic's tool_use always does."""
+    tool = {"id": "call_1", "name": "weather", "arguments": {"city": "Nice"}}
+    fake_ai.add("openai", openai_chat(None, tool_calls=[tool], finish_reason="stop"))
+    body = complete(tools=[{"name": "weather"}], tool_choice={"type": "function", "function": {"name": "weather"}})
+    assert body.status_code == 200, body.json()
+    assert (body.json()["tool_calls"], body.json()["finish_reason"]) == ([tool], "tool_calls")
