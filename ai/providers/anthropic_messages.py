@@ -10,6 +10,7 @@ _ANTHROPIC_FINISH = {
     "stop_sequence": "stop",
     "pause_turn": "stop",
     "max_tokens": "length",
+    "model_context_window_exceeded": "length",  # the answer reached the context window before max_tokens
     "tool_use": "tool_calls",
     "refusal": "refusal",
 }

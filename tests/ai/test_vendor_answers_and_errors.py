@@ -5,7 +5,15 @@ import json
 import httpx2
 import pytest
 
-from tests.ai.fakes import anthropic_sse_chunks, error, openai_chat, openai_sse_chunks, parse_sse, sse_response
+from tests.ai.fakes import (
+    anthropic_message,
+    anthropic_sse_chunks,
+    error,
+    openai_chat,
+    openai_sse_chunks,
+    parse_sse,
+    sse_response,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -180,3 +188,14 @@ def test_a_forced_tool_call_that_finishes_with_stop_is_reported_as_tool_calls(fa
     body = complete(tools=[{"name": "weather"}], tool_choice={"type": "function", "function": {"name": "weather"}})
     assert body.status_code == 200, body.json()
     assert (body.json()["tool_calls"], body.json()["finish_reason"]) == ([tool], "tool_calls")
+
+
+# --- finish reasons ----------------------------------------------------------------------------
+
+
+def test_an_anthropic_answer_cut_by_the_context_window_finishes_with_length(fake_ai, complete):
+    """Anthropic's newer models stop with model_context_window_exceeded when the answer reaches the context
+    window before max_tokens (SDK 2.x StopReason): cut short, as max_tokens is."""
+    fake_ai.add("anthropic", anthropic_message("A long answer that", stop_reason="model_context_window_exceeded"))
+    body = complete(task="writing").json()
+    assert (body["content"], body["finish_reason"]) == ("A long answer that", "length")
