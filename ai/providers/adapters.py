@@ -5,6 +5,7 @@ import openai
 
 from integrations.errors import (
     ProviderError,
+    ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
     QuotaExceeded,
@@ -23,6 +24,8 @@ _SDK_ERRORS = (openai.OpenAIError, anthropic.AnthropicError)
 # threshold and a contract's spend limit are 429 rate_limit_errors named by `error.details.error_code`.
 _ANTHROPIC_SPEND_CODES = frozenset({"enforced_spend_limit_reached", "contract_spend_limit_reached"})
 _ANTHROPIC_CREDIT_MESSAGES = ("credit balance is too low", "reached your specified api usage limits")
+# OpenRouter's 403 for a spent key limit, workspace or guardrail budget names it in error.metadata.limit_source.
+_OPENROUTER_BUDGETS = frozenset({"openrouter_key_limit", "openrouter_workspace_budget", "openrouter_guardrail_budget"})
 # The HTTP status each Anthropic error type is sent with (docs "Errors"), for an error event in a 200 stream.
 _ANTHROPIC_TYPE_STATUS = {
     "invalid_request_error": 400,
@@ -48,7 +51,7 @@ def translate(provider, exc):
         return ProviderUnavailable(provider, f"connection failed ({exc.message})")
     if isinstance(exc, _STATUS_ERRORS):
         body = exc.body if isinstance(exc.body, dict) else {}
-        headers = dict(exc.response.headers)
+        headers = {k.lower(): v for k, v in exc.response.headers.items()}
         status = exc.status_code
         wait_ms = parse_retry_after(headers.get("retry-after-ms"))
         if wait_ms is not None:
@@ -63,7 +66,15 @@ def translate(provider, exc):
         else:
             code = exc.code or body.get("type")
             message = body.get("message") or exc.message
-            account = False
+            metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+            account = status == 403 and metadata.get("limit_source") in _OPENROUTER_BUDGETS
+        wait = parse_retry_after(headers.get("retry-after"))
+        if status == 402 and wait is not None:
+            # OpenRouter's in-flight spending budget (the estimated cost of requests still running, against the
+            # balance): its 402 says when to come back. A 402 without Retry-After is out of credit.
+            return ProviderRateLimited(
+                provider, message, code=code, http_status=status, retry_after=wait, request_id=exc.request_id
+            )
         if account or code == "billing_error" or status == 402:
             # Out of credit or spend: Anthropic's billing_error (whatever the status) and the refusals above,
             # OpenRouter's 402 "insufficient credits". The account's problem, not the request's: the next provider

@@ -199,3 +199,47 @@ def test_an_anthropic_answer_cut_by_the_context_window_finishes_with_length(fake
     fake_ai.add("anthropic", anthropic_message("A long answer that", stop_reason="model_context_window_exceeded"))
     body = complete(task="writing").json()
     assert (body["content"], body["finish_reason"]) == ("A long answer that", "length")
+
+
+# --- OpenRouter's spending limits --------------------------------------------------------------
+
+
+def _openrouter_error(status, message, limit_source, headers=None):
+    body = {"error": {"code": status, "message": message, "metadata": {"limit_source": limit_source}}}
+    return httpx2.Response(status, json=body, headers=headers or {})
+
+
+def test_an_openrouter_402_with_retry_after_is_waited_out_not_taken_for_no_credit(fake_ai, complete, settings):
+    """OpenRouter's in-flight spending budget (running requests' estimated cost against the balance) answers 402
+    with Retry-After: a wait, where a 402 without it is out of credit (OpenRouter docs, "Errors": "A 402 without
+    the header is not a wait-and-retry case")."""
+    settings.AI_ROUTES = {"simple": [["openrouter", "meta-llama/llama-3.3-70b-instruct"]]}
+    busy = _openrouter_error(
+        402, "In-flight budget exhausted", "openrouter_in_flight_budget", headers={"retry-after": "0.2"}
+    )
+    fake_ai.add("openrouter", busy, openai_chat("after the wait", model="meta-llama/llama-3.3-70b-instruct"))
+    resp = complete()
+    body = resp.json()
+    assert resp.status_code == 200, body
+    assert body["content"] == "after the wait"
+    assert [(f["provider"], f["error"], f["http_status"], f["retry_after"]) for f in body["fallbacks"]] == [
+        ("openrouter", "provider_rate_limited", 402, 0.2)
+    ]
+
+
+def test_an_openrouter_key_or_workspace_budget_403_is_not_asked_again_for_another_model(fake_ai, complete, settings):
+    """A spent key limit, workspace or guardrail budget is a 403 naming its limit_source: the account's, so no
+    other OpenRouter model on the route is asked."""
+    settings.AI_ROUTES = {
+        "simple": [
+            ["openrouter", "meta-llama/llama-3.3-70b-instruct"],
+            ["openrouter", "deepseek/deepseek-r1"],
+            ["anthropic", "claude-haiku-4-5"],
+        ]
+    }
+    fake_ai.add("openrouter", _openrouter_error(403, "Key limit exceeded", "openrouter_key_limit"))
+    fake_ai.add("anthropic", anthropic_message("ok"))
+    body = complete().json()
+    assert body["provider"] == "anthropic"
+    assert [(f["provider"], f["error"]) for f in body["fallbacks"]] == [("openrouter", "provider_quota_exceeded")]
+    assert len(fake_ai.to("openrouter")) == 1
