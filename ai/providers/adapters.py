@@ -85,10 +85,26 @@ def translate(provider, exc):
             # stands for in Anthropic's error table; a type the table does not know is a fault on their side.
             status = _ANTHROPIC_TYPE_STATUS.get(exc.type, 500)
         return error_from_http(provider, status, headers=headers, code=code, message=message, request_id=exc.request_id)
+    if isinstance(exc, openai.APIError) and isinstance(exc.body, dict):
+        # The `{"error": ...}` chunk OpenAI and OpenRouter send when an answer fails after its 200.
+        return error_in_answer(provider, exc.body)
     if isinstance(exc, _SDK_ERRORS):
         # The provider answered something the SDK could not read: treat it as a provider fault.
         return ProviderUnavailable(provider, f"unreadable response ({type(exc).__name__})")
     return None
+
+
+def error_in_answer(provider, error):
+    """The hub's error for an `{"error": {"code", "message"}}` inside a 200 answer (OpenRouter: "any error occurred
+    while the LLM is producing the output will be emitted in the response body or as an SSE data event"): a numeric
+    code is the HTTP status it stands for, anything else a fault on the provider's side."""
+    code = error.get("code")
+    message = error.get("message") if isinstance(error.get("message"), str) else "an error inside the answer"
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        if code == 402:
+            return QuotaExceeded(provider, message, code=str(code), http_status=code)
+        return error_from_http(provider, code, code=str(code), message=message)
+    return ProviderUnavailable(provider, message, code=str(code) if code is not None else None)
 
 
 class AIAdapter(ProviderAdapter):

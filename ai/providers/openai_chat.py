@@ -6,6 +6,7 @@ import re
 from integrations.errors import ProviderUnavailable
 
 from ..messages import Completion
+from .adapters import error_in_answer
 from .streams import _arguments, _Stream
 
 
@@ -88,6 +89,9 @@ def _openai_usage(usage):
 async def _openai_complete(client, provider, model, req, timeout):
     resp = await client.chat.completions.create(**openai_params(provider, model, req), timeout=timeout)
     if not resp.choices:
+        error = getattr(resp, "error", None)
+        if isinstance(error, dict):
+            raise error_in_answer(provider, error)  # OpenRouter's failure after the 200, in the body
         raise ProviderUnavailable(provider, "answer without choices")
     choice = resp.choices[0]
     msg = choice.message

@@ -243,3 +243,46 @@ def test_an_openrouter_key_or_workspace_budget_403_is_not_asked_again_for_anothe
     assert body["provider"] == "anthropic"
     assert [(f["provider"], f["error"]) for f in body["fallbacks"]] == [("openrouter", "provider_quota_exceeded")]
     assert len(fake_ai.to("openrouter")) == 1
+
+
+# --- errors inside a 200 answer -------------------------------------------------------------------
+
+
+def test_an_openrouter_error_chunk_mid_stream_ends_the_stream_with_its_message(fake_ai, complete, settings):
+    """OpenRouter (as OpenAI) reports a failure after the 200 as a data chunk with an `error` field; the openai
+    SDK raises it as a bare APIError. The client's error event says what the provider said."""
+    settings.AI_ROUTES = {"simple": [["openrouter", "meta-llama/llama-3.3-70b-instruct"]]}
+    chunks = openai_sse_chunks(["Once upon"], model="meta-llama/llama-3.3-70b-instruct")[:2]
+    broken = {
+        "id": "gen-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "meta-llama/llama-3.3-70b-instruct",
+        "error": {"code": "server_error", "message": "Provider disconnected unexpectedly"},
+        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+    }
+    fake_ai.add("openrouter", sse_response([*chunks, f"data: {json.dumps(broken)}\n\n".encode()]))
+    events = parse_sse(complete(stream=True).raw)
+    assert events[0] == ("delta", {"content": "Once upon"})
+    kind, body = events[-1]
+    assert (kind, body["error"], body["provider"]) == ("error", "provider_unavailable", "openrouter")
+    assert "Provider disconnected unexpectedly" in body["detail"]
+
+
+def test_an_openrouter_error_in_a_200_body_falls_through_with_its_message(fake_ai, complete, settings):
+    """OpenRouter: 'any error occurred while the LLM is producing the output will be emitted in the response
+    body' of a 200 (docs, "Errors"), with no choices."""
+    settings.AI_ROUTES = {
+        "simple": [["openrouter", "meta-llama/llama-3.3-70b-instruct"], ["anthropic", "claude-haiku-4-5"]]
+    }
+    fake_ai.add("openrouter", httpx2.Response(200, json={"error": {"code": 502, "message": "Upstream model is down"}}))
+    fake_ai.add("anthropic", anthropic_message("ok"))
+    body = complete().json()
+    assert body["provider"] == "anthropic"
+    (fallback,) = body["fallbacks"]
+    assert (fallback["provider"], fallback["error"], fallback["http_status"]) == (
+        "openrouter",
+        "provider_unavailable",
+        502,
+    )
+    assert "Upstream model is down" in fallback["detail"]
