@@ -140,6 +140,14 @@ class QuotaExceeded(PermanentError):
     api_code = "provider_quota_exceeded"
 
 
+class ContextTooLong(PermanentError):
+    """The provider refused the prompt as longer than its model's context window: the request's size, not a
+    fault of the provider; another model, with a larger window, may take it."""
+
+    api_status = 400
+    api_code = "context_length_exceeded"
+
+
 class RateLimited(RetryableError):
     """Our own outbound limiter has no token for this scope yet; nothing was sent."""
 

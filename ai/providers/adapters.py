@@ -4,6 +4,7 @@ import anthropic
 import openai
 
 from integrations.errors import (
+    ContextTooLong,
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
@@ -26,6 +27,16 @@ _ANTHROPIC_SPEND_CODES = frozenset({"enforced_spend_limit_reached", "contract_sp
 _ANTHROPIC_CREDIT_MESSAGES = ("credit balance is too low", "reached your specified api usage limits")
 # OpenRouter's 403 for a spent key limit, workspace or guardrail budget names it in error.metadata.limit_source.
 _OPENROUTER_BUDGETS = frozenset({"openrouter_key_limit", "openrouter_workspace_budget", "openrouter_guardrail_budget"})
+# A prompt longer than the model's context window: OpenAI's code, GitHub Models' (Azure's) 413, and the words of
+# Anthropic ("prompt is too long"), Gemini ("The input token count (N) exceeds the maximum number of tokens
+# allowed"), OpenRouter and OpenAI ("maximum context length") and xAI ("maximum prompt length").
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "tokens_limit_reached"})
+_CONTEXT_MESSAGES = (
+    "prompt is too long",
+    "exceeds the maximum number of tokens allowed",
+    "maximum context length",
+    "maximum prompt length",
+)
 # The HTTP status each Anthropic error type is sent with (docs "Errors"), for an error event in a 200 stream.
 _ANTHROPIC_TYPE_STATUS = {
     "invalid_request_error": 400,
@@ -50,7 +61,10 @@ def translate(provider, exc):
     if isinstance(exc, _CONNECTION):
         return ProviderUnavailable(provider, f"connection failed ({exc.message})")
     if isinstance(exc, _STATUS_ERRORS):
-        body = exc.body if isinstance(exc.body, dict) else {}
+        body = exc.body
+        if isinstance(body, list) and body and isinstance(body[0], dict):
+            body = body[0].get("error", body[0])  # Gemini's compatible endpoint answers a list of errors
+        body = body if isinstance(body, dict) else {}
         headers = {k.lower(): v for k, v in exc.response.headers.items()}
         status = exc.status_code
         wait_ms = parse_retry_after(headers.get("retry-after-ms"))
@@ -64,7 +78,7 @@ def translate(provider, exc):
             account = code in _ANTHROPIC_SPEND_CODES
             account = account or (status == 400 and any(m in message.lower() for m in _ANTHROPIC_CREDIT_MESSAGES))
         else:
-            code = exc.code or body.get("type")
+            code = exc.code or body.get("type") or body.get("status")
             message = body.get("message") or exc.message
             metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
             account = status == 403 and metadata.get("limit_source") in _OPENROUTER_BUDGETS
@@ -80,6 +94,8 @@ def translate(provider, exc):
             # OpenRouter's 402 "insufficient credits". The account's problem, not the request's: the next provider
             # may answer, this one will not.
             return QuotaExceeded(provider, message, code=code, http_status=status, request_id=exc.request_id)
+        if status in (400, 413) and (code in _CONTEXT_CODES or any(m in message.lower() for m in _CONTEXT_MESSAGES)):
+            return ContextTooLong(provider, message, code=code, http_status=status, request_id=exc.request_id)
         if status < 400:
             # An error event inside a 200 stream (Anthropic's overloaded_error mid-stream): the status its type
             # stands for in Anthropic's error table; a type the table does not know is a fault on their side.

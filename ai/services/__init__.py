@@ -17,8 +17,11 @@ Both walk the route's chain of (provider, model): unconfigured providers are
 skipped; retryable failures (429, 5xx, timeouts, open circuit, our own
 limiter) fall through to the next entry; quota and auth failures (the
 provider's account, not the request) fall through too and that provider is
-not tried again; any other permanent failure (a bad request) ends the walk,
-since another provider would refuse it the same way. When every entry failed,
+not tried again; a prompt longer than a model's context window falls through
+to the next model (whose window may be larger), and is the client's 400
+`context_length_exceeded` when every model asked refused it; any other
+permanent failure (a bad request) ends the walk, since another provider would
+refuse it the same way. When every entry failed,
 those that named a short Retry-After are tried once more after it, if the
 deadline allows. Every attempt is one gateway attempt (one ProviderCall).
 

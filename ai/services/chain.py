@@ -6,7 +6,7 @@ import time
 from django.conf import settings
 
 from integrations import gateway, limiter
-from integrations.errors import ProviderError, ProviderNotConfigured, QuotaExceeded
+from integrations.errors import ContextTooLong, ProviderError, ProviderNotConfigured, QuotaExceeded
 from integrations.registry import get_provider
 
 from ..usage import price
@@ -42,7 +42,8 @@ def _why(provider, model, exc):
 
 
 def _falls_through(exc):
-    return exc.retryable or isinstance(exc, QuotaExceeded) or exc.http_status in _ACCOUNT_STATUSES
+    # A prompt too long for one model's context window may fit the next model's.
+    return exc.retryable or isinstance(exc, (QuotaExceeded, ContextTooLong)) or exc.http_status in _ACCOUNT_STATUSES
 
 
 def _account_refused(exc):
@@ -63,6 +64,7 @@ async def walk(chain, attempt_fn, *, deadline, skipped=()):
         else:
             candidates.append((provider, model))
     refused = set()  # providers whose account refused: not asked again for another model
+    too_long = None  # the last refusal of the prompt's length
     for pass_no in (1, 2):
         again = []
         for provider, model in candidates:
@@ -88,6 +90,8 @@ async def walk(chain, attempt_fn, *, deadline, skipped=()):
                     raise ChainRefused(exc, tried) from exc
                 if _account_refused(exc):
                     refused.add(provider)
+                if isinstance(exc, ContextTooLong):
+                    too_long = exc
                 if exc.retryable and exc.retry_after and exc.retry_after <= settings.AI_RETRY_WAIT_MAX_SECONDS:
                     again.append((provider, model, exc.retry_after))
         if pass_no == 2 or not again:
@@ -99,6 +103,9 @@ async def walk(chain, attempt_fn, *, deadline, skipped=()):
             break
         await asyncio.sleep(wait)
         candidates = [(p, m) for p, m, _ in again]
+    if too_long is not None and all(t["error"] == ContextTooLong.api_code for t in tried):
+        # Every model asked refused the prompt's length: the request's problem (400), not a passing outage.
+        raise ChainRefused(too_long, tried)
     raise ChainExhausted(tried, skipped)
 
 

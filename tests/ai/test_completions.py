@@ -142,8 +142,8 @@ def test_a_permanent_400_is_not_retried_anywhere(fake_ai, complete):
         "openai",
         error(
             400,
-            "This model's maximum context length is 128000 tokens.",
-            code="context_length_exceeded",
+            "Invalid parameter: messages with role 'tool' must be a response to a preceding message with 'tool_calls'.",
+            code="invalid_parameter",
             type_="invalid_request_error",
         ),
     )
@@ -153,7 +153,7 @@ def test_a_permanent_400_is_not_retried_anywhere(fake_ai, complete):
     assert (body["error"], body["provider"], body["provider_code"]) == (
         "provider_rejected",
         "openai",
-        "context_length_exceeded",
+        "invalid_parameter",
     )
     assert [t["provider"] for t in body["tried"]] == ["openai"]
     assert fake_ai.to("anthropic") == [] and fake_ai.to("gemini") == []

@@ -286,3 +286,106 @@ def test_an_openrouter_error_in_a_200_body_falls_through_with_its_message(fake_a
         502,
     )
     assert "Upstream model is down" in fallback["detail"]
+
+
+# --- a prompt longer than the model's context window --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "provider, refusal",
+    [
+        (
+            "openai",
+            lambda: error(
+                400,
+                "This model's maximum context length is 128000 tokens. However, your messages resulted in "
+                "212000 tokens.",
+                code="context_length_exceeded",
+                type_="invalid_request_error",
+            ),
+        ),
+        (
+            "anthropic",
+            lambda: error(
+                400, "prompt is too long: 205351 tokens > 200000 maximum", anthropic=True, type_="invalid_request_error"
+            ),
+        ),
+        (
+            # Gemini's compatible endpoint answers its errors as a list.
+            "gemini",
+            lambda: httpx2.Response(
+                400,
+                json=[
+                    {
+                        "error": {
+                            "code": 400,
+                            "message": "The input token count (1200293) exceeds the maximum number of tokens "
+                            "allowed (1048576).",
+                            "status": "INVALID_ARGUMENT",
+                        }
+                    }
+                ],
+            ),
+        ),
+        (
+            "openrouter",
+            lambda: httpx2.Response(
+                400,
+                json={
+                    "error": {
+                        "code": 400,
+                        "message": "This endpoint's maximum context length is 131072 tokens. However, you "
+                        "requested about 250000 tokens.",
+                    }
+                },
+            ),
+        ),
+    ],
+    ids=["openai", "anthropic", "gemini", "openrouter"],
+)
+def test_a_prompt_too_long_for_one_model_is_answered_by_the_next_one_on_the_route(
+    fake_ai, complete, settings, provider, refusal
+):
+    """A context window is the model's, not the request's fault: the next model on the route may take the prompt,
+    as OpenRouter's own model fallbacks do ("any error can trigger the use of a fallback model, including context
+    length validation errors")."""
+    models = {
+        "openai": "gpt-4o-mini",
+        "anthropic": "claude-haiku-4-5",
+        "gemini": "gemini-2.5-flash-lite",
+        "openrouter": "meta-llama/llama-3.3-70b-instruct",
+    }
+    settings.AI_ROUTES = {"simple": [[provider, models[provider]], ["xai", "grok-3-mini"]]}
+    fake_ai.add(provider, refusal())
+    fake_ai.add("xai", openai_chat("read it all", model="grok-3-mini"))
+    resp = complete()
+    body = resp.json()
+    assert resp.status_code == 200, body
+    assert (body["provider"], body["content"]) == ("xai", "read it all")
+    assert [(f["provider"], f["error"], f["http_status"]) for f in body["fallbacks"]] == [
+        (provider, "context_length_exceeded", 400)
+    ]
+
+
+def test_a_prompt_too_long_for_every_model_on_the_route_is_the_clients_400(fake_ai, complete, settings):
+    """Not 502 (a client's SDK retries a 5xx, and the provider is not at fault) nor 503 (nothing will change):
+    400, naming the refusals."""
+    settings.AI_ROUTES = {"simple": [["openai", "gpt-4o-mini"], ["anthropic", "claude-haiku-4-5"]]}
+    fake_ai.add(
+        "openai",
+        error(400, "This model's maximum context length is 128000 tokens.", code="context_length_exceeded"),
+    )
+    fake_ai.add(
+        "anthropic",
+        error(400, "prompt is too long: 205351 tokens > 200000 maximum", anthropic=True, type_="invalid_request_error"),
+    )
+    resp = complete()
+    body = resp.json()
+    assert resp.status_code == 400, body
+    assert (body["error"], body["provider"]) == ("context_length_exceeded", "anthropic")
+    assert "prompt is too long" in body["detail"]
+    assert [(t["provider"], t["error"]) for t in body["tried"]] == [
+        ("openai", "context_length_exceeded"),
+        ("anthropic", "context_length_exceeded"),
+    ]
+    assert "Retry-After" not in resp
