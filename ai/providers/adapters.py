@@ -29,13 +29,15 @@ _ANTHROPIC_CREDIT_MESSAGES = ("credit balance is too low", "reached your specifi
 _OPENROUTER_BUDGETS = frozenset({"openrouter_key_limit", "openrouter_workspace_budget", "openrouter_guardrail_budget"})
 # A prompt longer than the model's context window: OpenAI's code, GitHub Models' (Azure's) 413, and the words of
 # Anthropic ("prompt is too long"), Gemini ("The input token count (N) exceeds the maximum number of tokens
-# allowed"), OpenRouter and OpenAI ("maximum context length") and xAI ("maximum prompt length").
+# allowed"), OpenRouter and OpenAI ("maximum context length") and xAI ("maximum prompt length", now
+# "[input_too_large]").
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "tokens_limit_reached"})
 _CONTEXT_MESSAGES = (
     "prompt is too long",
     "exceeds the maximum number of tokens allowed",
     "maximum context length",
     "maximum prompt length",
+    "[input_too_large]",
 )
 # The HTTP status each Anthropic error type is sent with (docs "Errors"), for an error event in a 200 stream.
 _ANTHROPIC_TYPE_STATUS = {
@@ -79,7 +81,8 @@ def translate(provider, exc):
             account = account or (status == 400 and any(m in message.lower() for m in _ANTHROPIC_CREDIT_MESSAGES))
         else:
             code = exc.code or body.get("type") or body.get("status")
-            message = body.get("message") or exc.message
+            # xAI's errors are {"code": <a sentence>, "error": <the message>}: the SDK keeps the string.
+            message = body.get("message") or (exc.body if isinstance(exc.body, str) and exc.body else exc.message)
             metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
             account = status == 403 and metadata.get("limit_source") in _OPENROUTER_BUDGETS
         wait = parse_retry_after(headers.get("retry-after"))

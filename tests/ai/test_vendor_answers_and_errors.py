@@ -389,3 +389,23 @@ def test_a_prompt_too_long_for_every_model_on_the_route_is_the_clients_400(fake_
         ("anthropic", "context_length_exceeded"),
     ]
     assert "Retry-After" not in resp
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "This model's maximum prompt length is 131072 but the request contains 250000 tokens.",
+        "Failed to start sampling: [input_too_large] Current message (1149677 tokens) exceeds budget (975424 tokens)",
+    ],
+    ids=["prompt-length", "input-too-large"],
+)
+def test_an_xai_prompt_too_long_is_read_from_its_own_error_shape(fake_ai, complete, settings, message):
+    """xAI's errors are {"code": <a sentence>, "error": <the message>}: the message is the `error` string."""
+    settings.AI_ROUTES = {"simple": [["xai", "grok-3-mini"], ["openai", "gpt-4o-mini"]]}
+    fake_ai.add("xai", httpx2.Response(400, json={"code": "Client specified an invalid argument", "error": message}))
+    fake_ai.add("openai", openai_chat("read it all"))
+    body = complete().json()
+    assert body["provider"] == "openai"
+    (fallback,) = body["fallbacks"]
+    assert (fallback["provider"], fallback["error"]) == ("xai", "context_length_exceeded")
+    assert message in fallback["detail"]
