@@ -1,4 +1,5 @@
-"""Microsoft Graph change notifications: the checks every Graph subscription shares (mail, calendars).
+"""Microsoft Graph change notifications: the checks every Graph subscription shares (mail, calendars, Teams),
+and the lister of the app's subscriptions each uses before it makes one (subscriptions_to).
 
 A basic Graph notification is not signed. What proves it comes from Graph is
 the `clientState` the hub chose when it created the subscription: a random
@@ -114,6 +115,39 @@ def subscription_body(*, resource, notification_url, client_state, expires_at, c
         "expirationDateTime": expires_at.isoformat(),
         "clientState": client_state,
     }
+
+
+def subscriptions_to(get, notification_url, *, resource=None):
+    """The ids of the subscriptions GET /subscriptions lists whose notifications go to `notification_url` and,
+    given `resource`, that watch it (compared as _resource_key says). `get(link)` answers one page of the list,
+    read with the caller's own client and token: "/subscriptions" first, then each `@odata.nextLink` Graph gave.
+
+    What the list holds depends on the token (Graph's List subscriptions): with a user's delegated token, what
+    this app made for that user; with the app's own token, what it made for itself or for anyone in the tenant.
+    Graph answers their clientState null, so which create made one (and with which secret) cannot be told."""
+    wanted = _resource_key(resource) if resource is not None else None
+    found, link = [], "/subscriptions"
+    while link:
+        page = get(link)
+        found += [
+            s["id"]
+            for s in page.get("value") or []
+            if s.get("notificationUrl") == notification_url
+            and (wanted is None or _resource_key(s.get("resource")) == wanted)
+        ]
+        link = page.get("@odata.nextLink")
+    return found
+
+
+def _resource_key(resource):
+    """A subscription's resource as compared: Graph lists one made on "me/..." as "users/{id}/..." (the user the
+    token is for; a delegated list holds that user's alone), with or without a leading "/", in any case."""
+    parts = (resource or "").strip("/").split("/")
+    if parts[0].lower() == "me":
+        parts = parts[1:]
+    elif parts[0].lower() == "users" and len(parts) > 1:
+        parts = parts[2:]
+    return "/".join(parts).casefold()
 
 
 def encryption_certificate(certificate_pem):

@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from integrations import locks
 from integrations.errors import DomainError
 from integrations.oauth import on_disconnect, on_reconnect
 from integrations.webhooks import hmac_sha256_hex
@@ -36,6 +37,7 @@ from .services import adapter_for, announce, event_store
 
 logger = logging.getLogger(__name__)
 LOCK_SECONDS = 300
+WATCH_WAIT_SECONDS = 30  # how long a watch waits for another of the same calendar (then a retry, or 503)
 
 
 def _lock_key(calendar_id):
@@ -156,6 +158,22 @@ def _google_watch(calendar):
 
 
 def _graph_watch(calendar):
+    """Renew the calendar's subscription, or make one. Under the calendar's lock, as one run's cleanup must not
+    delete the subscription another run has just made and not yet stored; the run that waited reads the calendar
+    again and renews what the other made."""
+    with locks.held(
+        "calendar-watch",
+        calendar.pk,
+        seconds=LOCK_SECONDS,
+        wait=WATCH_WAIT_SECONDS,
+        provider="microsoft_calendar",
+        busy="another watch of this calendar is running",
+        retry_after=WATCH_WAIT_SECONDS,
+    ):
+        _graph_subscribe(Calendar.objects.select_related("connection").get(pk=calendar.pk))
+
+
+def _graph_subscribe(calendar):
     adapter = adapter_for(calendar)
     expires_at = timezone.now() + dt.timedelta(minutes=settings.CALENDAR_GRAPH_SUBSCRIPTION_MINUTES)
     if calendar.subscription_id:
@@ -165,6 +183,7 @@ def _graph_watch(calendar):
             return
     client_state = new_client_state()
     url = settings.APP_URL.rstrip("/") + reverse("outlook-calendar-webhook")
+    _delete_unrecorded_subscriptions(calendar, adapter, url)
     subscription_id, expires = adapter.subscribe(
         calendar.connection, calendar, notification_url=url, client_state=client_state, expires_at=expires_at
     )
@@ -174,6 +193,27 @@ def _graph_watch(calendar):
         client_state,
     )
     calendar.save(update_fields=["subscription_id", "subscription_expires_at", "client_state"])
+
+
+def _delete_unrecorded_subscriptions(calendar, adapter, notification_url):
+    """Before a subscription is made: delete the user's subscriptions on this calendar's events at our URL that no
+    calendar row records (its subscription_id, the id the webhook knows it by; any hub user's row for the same
+    Outlook calendar counts).
+
+    Graph's create takes no idempotency key, and one whose answer was lost (a timeout, a dropped connection, a
+    process that died mid-call) may have made the subscription: unrecorded, its notifications were refused (no
+    clientState to check them against) until it lapsed, and the retry made a second one. It cannot be adopted
+    instead: GET /subscriptions answers clientState null. Only this calendar's resource is looked at: another
+    calendar's watch may be making its own right now."""
+    listed = adapter.subscriptions_to(calendar.connection, calendar, notification_url=notification_url)
+    recorded = set(
+        Calendar.objects.filter(kind=Calendar.Kind.MICROSOFT, subscription_id__in=listed).values_list(
+            "subscription_id", flat=True
+        )
+    )
+    for subscription_id in listed:
+        if subscription_id not in recorded:
+            adapter.subscription_delete(calendar.connection, subscription_id)  # gone already is done
 
 
 def calendar_watch(*, calendar_id):

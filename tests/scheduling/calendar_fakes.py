@@ -25,6 +25,7 @@ from dateutil import rrule
 from .graph_fake_base import GraphFakeBase
 
 GRAPH = "https://graph.microsoft.test/v1.0"
+USER_ID = "5f0c2a7e-6b1d-4e8a-9c3f-2d4b6a8e0c1f"  # the signed-in user's object id, as Graph names it in resources
 
 
 def _utc_stamp(moment):
@@ -534,6 +535,14 @@ class FakeGraphCalendar(GraphFakeBase):
         return httpx.Response(200, json={"value": value, "@odata.deltaLink": link})
 
     def _subscriptions(self, method, rest, body):
+        if method == "GET" and not rest:
+            # This user's, without the clientState each was made with (null), a "/me/..." resource named by the
+            # user's id as Graph lists it.
+            value = [
+                {**s, "clientState": None, "resource": re.sub(r"^/?me/", f"users/{USER_ID}/", s.get("resource", ""))}
+                for s in self.subscriptions.values()
+            ]
+            return httpx.Response(200, json={"value": value})
         if method == "POST" and not rest:
             sid = f"sub-{next(self._ids)}"
             self.subscriptions[sid] = {"id": sid, **body}

@@ -11,6 +11,7 @@ from scheduling.calendars.sync import calendar_sync, calendar_watch
 from scheduling.models import Calendar, CalendarEvent
 
 from ..factories import UserFactory
+from .conftest import _connection
 
 pytestmark = pytest.mark.django_db
 CALS = "/api/v1/calendars/"
@@ -294,6 +295,39 @@ class TestSubscriptions:
         mscal.subscriptions.clear()
         again = calendar_watch(calendar_id=cal.pk)
         assert again.subscription_id != calendar.subscription_id and again.subscription_id in mscal.subscriptions
+
+    def test_a_retry_after_a_create_that_timed_out_leaves_one_subscription_the_hub_knows(self, user_client, cal, mscal):
+        """Graph made the subscription but its answer never came: the hub recorded nothing, and the retry made a
+        second one. The first, unknown to the hub, sent every change of the calendar to it (refused, no
+        clientState to check) until it lapsed."""
+        hook = "https://hub.example.com/webhooks/outlook-calendar/"
+        # Another hub user's connection to the same Outlook calendar: its subscription is recorded and stays.
+        other = UserFactory()
+        other_conn = _connection(other, "microsoft_oauth", "grace@contoso.com", mscal.token, ["Calendars.Read"])
+        Calendar.objects.create(
+            owner=other, connection=other_conn, kind="microsoft", external_id="AAMkCal1", subscription_id="sub-other"
+        )
+        mscal.subscriptions["sub-other"] = {"id": "sub-other", "resource": "/me/calendars/AAMkCal1/events"}
+        # Another calendar's, its watch still waiting for Graph's answer; and the mail's: not this watch's to touch.
+        mscal.subscriptions["sub-cal2"] = {"id": "sub-cal2", "resource": "/me/calendars/AAMkCal2/events"}
+        mscal.subscriptions["sub-mail"] = {"id": "sub-mail", "resource": "me/mailFolders('inbox')/messages"}
+        for sub in mscal.subscriptions.values():
+            sub["notificationUrl"] = hook
+        mscal.subscriptions["sub-mail"]["notificationUrl"] = "https://hub.example.com/webhooks/outlook/"
+        mscal.lose_next = ["POST"]
+
+        first = user_client.post(f"{CALS}{cal.pk}/watch/")
+        assert first.status_code == 504, first.content
+        assert Calendar.objects.get(pk=cal.pk).subscription_id == ""  # the hub cannot know what Graph made
+        [lost] = set(mscal.subscriptions) - {"sub-other", "sub-cal2", "sub-mail"}
+
+        retry = user_client.post(f"{CALS}{cal.pk}/watch/")
+        assert retry.status_code == 200, retry.content
+        calendar = Calendar.objects.get(pk=cal.pk)
+        assert calendar.subscription_id != lost
+        assert sorted(mscal.subscriptions) == sorted(["sub-other", "sub-cal2", "sub-mail", calendar.subscription_id])
+        # What Graph delivers for it verifies: the clientState it was made with is the one the hub holds.
+        assert mscal.subscriptions[calendar.subscription_id]["clientState"] == calendar.client_state
 
     def test_disconnecting_deletes_the_subscription_first(self, user_client, cal, mscal, mscal_conn):
         calendar = calendar_watch(calendar_id=cal.pk)

@@ -49,7 +49,7 @@ from .client import (
     _pages,
     base,
 )
-from .delta import events_sync, subscribe, subscription_delete, subscription_renew
+from .delta import events_sync, subscribe, subscription_delete, subscription_renew, subscriptions_to
 from .events import (
     _exclude,
     _mailbox_zone,
@@ -105,4 +105,5 @@ __all__ = [
     "subscribe",
     "subscription_delete",
     "subscription_renew",
+    "subscriptions_to",
 ]

@@ -6,6 +6,7 @@ from django.conf import settings
 
 from integrations.errors import PermanentError
 from integrations.webhooks.graph import subscription_body
+from integrations.webhooks.graph import subscriptions_to as graph_subscriptions_to
 
 from .. import times
 from ..types import SyncResult
@@ -65,15 +66,27 @@ def events_sync(conn, calendar, *, sync_token=""):
     return SyncResult(events=events, removed=removed, cursor=cursor, full=not sync_token, window=window)
 
 
+def _resource(calendar):
+    return f"/me/calendars/{calendar.external_id}/events"
+
+
 def subscribe(conn, calendar, *, notification_url, client_state, expires_at):
     body = subscription_body(
-        resource=f"/me/calendars/{calendar.external_id}/events",
+        resource=_resource(calendar),
         notification_url=notification_url,
         client_state=client_state,
         expires_at=expires_at,
     )
     answer = _call(conn, "subscription.create", "POST", "/subscriptions", json=body)
     return answer["id"], times.parse_instant(answer["expirationDateTime"])
+
+
+def subscriptions_to(conn, calendar, *, notification_url):
+    """The ids of this app's subscriptions for the user (GET /subscriptions) on this calendar's events that notify
+    `notification_url`; their clientState is not answered."""
+    return graph_subscriptions_to(
+        lambda link: _call(conn, "subscription.list", "GET", link), notification_url, resource=_resource(calendar)
+    )
 
 
 def subscription_renew(conn, subscription_id, *, expires_at):

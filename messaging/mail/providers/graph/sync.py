@@ -3,6 +3,7 @@
 from urllib.parse import quote
 
 from integrations.errors import PermanentError
+from integrations.webhooks.graph import subscriptions_to as graph_subscriptions_to
 
 from ...types import SyncResult
 from .client import SELECT, _call, _follow
@@ -79,13 +80,10 @@ def subscribe(conn, *, notification_url, client_state, expires_at):
 def subscriptions_to(conn, notification_url):
     """The ids of the subscriptions this app holds for this user (what GET /subscriptions answers a delegated
     token) whose notifications go to `notification_url`. Graph leaves their clientState out (null)."""
-    found, url = [], "/subscriptions"
-    while url:
-        page = _call(conn, "subscriptions.list", "GET", url)
-        found += [s["id"] for s in page.get("value", []) if s.get("notificationUrl") == notification_url]
-        link = page.get("@odata.nextLink")
-        url = _follow(link) if link else None
-    return found
+    return graph_subscriptions_to(
+        lambda link: _call(conn, "subscriptions.list", "GET", _follow(link) if "://" in link else link),
+        notification_url,
+    )
 
 
 def subscription_renew(conn, subscription_id, *, expires_at):
