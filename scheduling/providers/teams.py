@@ -32,6 +32,7 @@ from integrations.errors import DomainError, PermanentError, error_from_http
 from integrations.fields import decrypt_str, encrypt_str
 from integrations.oauth.config import by_registry_name
 from integrations.providers import HttpxAdapter, graph_base
+from integrations.webhooks.graph import subscriptions_to as graph_subscriptions_to
 
 from ..calendars.create_id import create_id, graph_transaction_refused
 from .common import ProviderMeeting, RecordingFile
@@ -396,6 +397,22 @@ def subscription_create(conn, *, body, tenant=None):
     """POST /subscriptions (the organizer's token, or the app's in `tenant`); (id, expiry Graph granted)."""
     answer = _json(_subscription_call(conn, tenant, "subscription.create", "POST", "/subscriptions", json=body))
     return answer["id"], answer.get("expirationDateTime") or body["expirationDateTime"]
+
+
+def subscriptions_to(conn, notification_url, *, resource, tenant=None):
+    """The ids of the subscriptions on `resource` that notify `notification_url` among those GET /subscriptions
+    lists: with the organizer's token, what the app made for them; with the app's in `tenant`, what it made for
+    itself or anyone there. Their clientState is not answered."""
+    root = beta_base() if tenant else base()
+
+    def page(link):
+        if "://" in link:
+            if not link.startswith(root + "/"):
+                raise DomainError(502, "provider_error", "Graph gave a paging link outside Microsoft Graph.")
+            link = link[len(root) :]
+        return _json(_subscription_call(conn, tenant, "subscription.list", "GET", link))
+
+    return graph_subscriptions_to(page, notification_url, resource=resource)
 
 
 def subscription_renew(conn, subscription_id, *, expires_at, tenant=None):

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from integrations import locks
 from integrations.errors import PermanentError, ProviderError
 from integrations.oauth import on_disconnect
 from integrations.oauth.services import missing_scopes
@@ -24,6 +25,8 @@ from .call_events import call_events_for, call_events_missing
 logger = logging.getLogger(__name__)
 
 PROVIDER = Meeting.Provider.TEAMS
+LOCK_SECONDS = 300  # a run lists, deletes and makes up to three subscriptions
+LOCK_WAIT_SECONDS = 30  # then the task is retried
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,26 @@ def _subscription_body(meeting, kind, url, client_state, expires_at):
     return body
 
 
+def _delete_unrecorded_subscriptions(conn, resource, url, tenant):
+    """Before a subscription is made: delete those on the same resource at our URL that no MeetingSubscription
+    records (its external_id, what the webhook knows it by, whatever the row's status), listed with the token
+    that makes it (the app's own for call events: then the list spans the tenant, hence the resource).
+
+    Graph's create takes no idempotency key, and one whose answer was lost (a timeout, a dropped connection, a
+    process that died mid-call) may have made the subscription: unrecorded, its notifications were refused (no
+    clientState to check them against) until it lapsed, and the retry made a second one. It cannot be adopted
+    instead: GET /subscriptions answers clientState null."""
+    listed = teams.subscriptions_to(conn, url, resource=resource, tenant=tenant)
+    recorded = set(
+        MeetingSubscription.objects.filter(provider=PROVIDER, external_id__in=listed).values_list(
+            "external_id", flat=True
+        )
+    )
+    for subscription_id in listed:
+        if subscription_id not in recorded:
+            teams.subscription_delete(conn, subscription_id, tenant=tenant)  # gone already is done
+
+
 def _subscribe_one(meeting, conn, kind, url, now):
     row = MeetingSubscription.objects.filter(meeting=meeting, kind=kind.kind).first()
     expires_at = now + dt.timedelta(minutes=settings.TEAMS_SUBSCRIPTION_MINUTES)
@@ -155,9 +178,11 @@ def _subscribe_one(meeting, conn, kind, url, now):
     body = _subscription_body(meeting, kind, url, client_state, expires_at)
     resource = body["resource"]
     try:
+        _delete_unrecorded_subscriptions(conn, resource, url, tenant)
         subscription_id, granted_until = teams.subscription_create(conn, body=body, tenant=tenant)
     except PermanentError as exc:
-        # Graph refused (no Teams licence, no consent, a meeting it no longer has): said on the row, not retried.
+        # Graph refused (no Teams licence, no consent, a meeting it no longer has; the list needs what the create
+        # needs): said on the row, not retried.
         values = {"status": MeetingSubscription.Status.FAILED, "last_error": str(exc)[:2000], "resource": resource}
         if row is None:
             MeetingSubscription.objects.get_or_create(
@@ -211,10 +236,21 @@ def meeting_subscribe(*, meeting_id, now=None):
         meeting=meeting, status=MeetingSubscription.Status.ACTIVE, expires_at__lt=now
     ).exclude(kind__in=[k.kind for k in kinds]).update(status=MeetingSubscription.Status.ENDED, updated_at=now)
     done = {}
-    for kind in kinds:
-        done[kind.kind] = _subscribe_one(meeting, conn, kind, url, now)
-        if done[kind.kind] == "cancelled":
-            break  # cancelled while Graph made that one: the rest are not made at all
+    # One run per meeting at a time: a run's cleanup (_delete_unrecorded_subscriptions) would delete what another
+    # has just made and not yet stored. The one that waited reads the rows again and renews what the other made.
+    with locks.held(
+        "teams-subscribe",
+        meeting.pk,
+        seconds=LOCK_SECONDS,
+        wait=LOCK_WAIT_SECONDS,
+        provider=PROVIDER,
+        busy="another run is subscribing this meeting",
+        retry_after=LOCK_WAIT_SECONDS,
+    ):
+        for kind in kinds:
+            done[kind.kind] = _subscribe_one(meeting, conn, kind, url, now)
+            if done[kind.kind] == "cancelled":
+                break  # cancelled while Graph made that one: the rest are not made at all
     return done
 
 

@@ -141,6 +141,13 @@ class FakeGraph(GraphFakeBase):
         return httpx.Response(404, json={"error": {"code": "NotFound", "message": "/".join(rest)}})
 
     def _subscriptions(self, request, rest, body):
+        if not rest and request.method == "GET":
+            # The organizer's token lists what the app made for them; the app's own, what it made for anyone.
+            # Without the clientState each was made with (null).
+            endpoint = request.url.path.split("/")[1]
+            listed = [s for s in self.subscriptions.values() if endpoint == "beta" or s["_endpoint"] == endpoint]
+            value = [{**{k: v for k, v in s.items() if k != "_endpoint"}, "clientState": None} for s in listed]
+            return httpx.Response(200, json={"value": value})
         if not rest and request.method == "POST":
             if self.while_subscribing is not None:
                 self.while_subscribing()

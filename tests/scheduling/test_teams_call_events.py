@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from integrations.models import ProviderCall, WebhookEvent
 from integrations.webhooks.graph_tokens import PUBLISHER_APP_ID
+from scheduling import tasks
 from scheduling.models import Meeting, MeetingAttendance, MeetingSubscription
 
 from .helpers import URL, body
@@ -221,6 +222,36 @@ def test_the_meeting_subscribes_to_its_call_events_with_the_apps_own_token(organ
         "graph_transcripts",
         "graph_call_events",
     }
+
+
+def test_a_call_events_create_that_timed_out_leaves_one_subscription_the_hub_knows(
+    organizer, graph, user_client, django_capture_on_commit_callbacks
+):
+    """Graph made the call events subscription (the app's own) but its answer never came: the retry deletes it
+    before it makes another. The app's list spans the tenant: other meetings' subscriptions stay."""
+    made = user_client.post(URL, body("teams"), format="json")  # its subscribe task is run below
+    meeting = Meeting.objects.get(pk=made.json()["id"])
+    # Another organizer's meeting in the tenant, its create still out: not this meeting's to touch.
+    graph.subscriptions["sub-elsewhere"] = {
+        "id": "sub-elsewhere",
+        "resource": "communications/onlineMeetings(joinWebUrl='https%3A%2F%2Fother')/meetingCallEvents",
+        "notificationUrl": f"{APP_URL}{HOOK}",
+        "_endpoint": "beta",
+    }
+
+    def lose_the_apps_answer():
+        if graph.requests[-1].url.path.startswith("/beta/"):
+            graph.while_subscribing, graph.lose_next = None, ["POST"]
+
+    graph.while_subscribing = lose_the_apps_answer
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.teams_subscribe_task.delay(meeting.pk)  # timed out, then retried (at once: eager)
+    creates = ProviderCall.objects.filter(operation="subscription.create", scope__startswith="app:").order_by("pk")
+    assert list(creates.values_list("outcome", flat=True)) == ["timeout", "ok"]
+    subs = MeetingSubscription.objects.filter(meeting=meeting)
+    assert sorted(graph.subscriptions) == sorted(["sub-elsewhere", *subs.values_list("external_id", flat=True)])
+    sub = subs.get(kind="graph_call_events")
+    assert graph.subscriptions[sub.external_id]["clientState"] == sub.client_state
 
 
 def test_an_organizer_of_another_tenant_gets_no_call_events(organizer, graph, create):

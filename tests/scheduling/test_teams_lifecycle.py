@@ -237,6 +237,32 @@ def test_a_meeting_cancelled_while_its_subscription_is_made_keeps_none_at_graph(
     assert _ops("subscription.create") == ["subscription.create"]  # no more made for a cancelled meeting
 
 
+def test_a_retry_after_a_create_that_timed_out_leaves_one_subscription_the_hub_knows(
+    hub, granted, graph, user_client, committed
+):
+    """Graph made the recordings subscription but its answer never came: the hub recorded nothing, and the
+    retry made a second one. The first, unknown to the hub, sent every notification to it (refused, no
+    clientState to check) until it lapsed."""
+    made = user_client.post(URL, body("teams"), format="json")  # its subscribe task is run below
+    meeting = Meeting.objects.get(pk=made.json()["id"])
+    # Another meeting's, at the same URL, its create still out: not this meeting's to touch.
+    graph.subscriptions["sub-elsewhere"] = {
+        "id": "sub-elsewhere",
+        "resource": "communications/onlineMeetings/MSoOther/recordings",
+        "notificationUrl": f"{APP_URL}{HOOK}",
+        "_endpoint": "v1.0",
+    }
+    graph.lose_next = ["POST"]
+    with committed():
+        tasks.teams_subscribe_task.delay(meeting.pk)  # timed out, then retried (at once: eager)
+    creates = ProviderCall.objects.filter(operation="subscription.create").order_by("pk")
+    assert list(creates.values_list("outcome", flat=True)) == ["timeout", "ok", "ok"]
+    subs = MeetingSubscription.objects.filter(meeting=meeting)
+    assert sorted(graph.subscriptions) == sorted(["sub-elsewhere", *subs.values_list("external_id", flat=True)])
+    for sub in subs:  # what Graph delivers for each verifies: made with the clientState the hub holds
+        assert graph.subscriptions[sub.external_id]["clientState"] == sub.client_state
+
+
 def test_disconnecting_the_account_deletes_them_while_its_token_works(hub, granted, graph, create, user_client):
     create()
     assert user_client.delete(f"/api/v1/connections/{granted.pk}/").status_code in (200, 204)
