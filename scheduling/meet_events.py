@@ -337,10 +337,16 @@ def meet_subscriptions_reauthorized(connection):
             enqueue_on_commit(meet_subscription_reactivate_task, sub.pk, owner_cured=True)
 
 
+def _end(sub):
+    """Mark it ended if it still holds the subscription read (its name, or none): a create that stored another
+    meanwhile queued its own close, which must find that one open. Whether it was marked."""
+    return bool(MeetingSubscription.objects.filter(pk=sub.pk, external_id=sub.external_id).update(status=Status.ENDED))
+
+
 def _delete_at_google(sub, conn):
     # The answer is an Operation; accepted is enough (Google finishes the deletion itself), gone is done.
     events.subscription_delete(conn=conn, name=sub.external_id)
-    MeetingSubscription.objects.filter(pk=sub.pk).update(status=Status.ENDED)
+    _end(sub)
 
 
 def meet_subscription_close(*, subscription_id):
@@ -350,9 +356,9 @@ def meet_subscription_close(*, subscription_id):
         return "skipped"
     conn = _connection(sub.meeting)
     if not sub.external_id or conn is None:
-        # Nothing at Google, or no token to reach it: the subscription lapses there by itself.
-        MeetingSubscription.objects.filter(pk=sub.pk).update(status=Status.ENDED)
-        return "ended"
+        # Nothing at Google, or no token to reach it: the subscription lapses there by itself. Unless the create
+        # stored its name since this read: then the close that create queued deletes it.
+        return "ended" if _end(sub) else "skipped"
     _delete_at_google(sub, conn)
     return "deleted"
 

@@ -267,10 +267,11 @@ def meeting_unsubscribe(*, meeting_id):
                 teams.subscription_delete(None, row.external_id, tenant=settings.MICROSOFT_APP_TENANT_ID)
         elif row.external_id and _usable(meeting.connection):
             teams.subscription_delete(meeting.connection, row.external_id)
-        MeetingSubscription.objects.filter(pk=row.pk).update(
+        # Conditional on the id read, as _store is: a create that stored another meanwhile (and, the meeting
+        # cancelled, queued its own unsubscribe) keeps its row active, for that unsubscribe to delete.
+        done += MeetingSubscription.objects.filter(pk=row.pk, external_id=row.external_id).update(
             status=MeetingSubscription.Status.ENDED, updated_at=timezone.now()
         )
-        done += 1
     return done
 
 

@@ -41,6 +41,7 @@ class FakeGraph(GraphFakeBase):
         self.cancelled = []
         self.subscriptions = {}
         self.while_subscribing = None  # called before a subscription create is answered (while the call is out)
+        self.while_deleting = None  # called with the id before a subscription delete is answered
         self.attendance = {}
         self._ids = itertools.count(1)
 
@@ -161,6 +162,8 @@ class FakeGraph(GraphFakeBase):
             self.subscriptions[sid].update(body)
             return httpx.Response(200, json=self.subscriptions[sid])
         if request.method == "DELETE":
+            if self.while_deleting is not None:
+                self.while_deleting(sid)
             del self.subscriptions[sid]
             return httpx.Response(204)
         return httpx.Response(405, json={"error": {"code": "MethodNotAllowed", "message": ""}})

@@ -5,6 +5,7 @@ import base64
 import datetime as dt
 import json
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -194,6 +195,37 @@ class TestSubscribing:
 
         gmeet.while_creating = cancel
         inline(meet_subscribe.delay, meeting.pk)
+        assert gmeet.subscriptions == {}
+        assert ("DELETE", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
+        assert MeetingSubscription.objects.get(meeting=meeting).status == "ended"
+
+    def test_a_close_that_read_the_row_before_the_create_stored_it_leaves_it_to_the_close_the_create_queued(
+        self, user_client, records_conn, gmeet, inline, monkeypatch
+    ):
+        """The cancel's close task read the row while Google was still making the subscription (no name yet);
+        the create then stored it and, the meeting cancelled, queued a close of its own. The first close marked
+        the row ended whatever it held, the second found it ended and skipped: the subscription stayed at
+        Google, delivering until it lapsed. That close makes no provider call between its read and its write,
+        so its read is answered here as it was (the one lookup of the row it makes, patched once)."""
+        made = user_client.post(URL, body("google_meet"), format="json")  # its subscribe task is run below
+        meeting = Meeting.objects.get(pk=made.json()["id"])
+        lookup = MeetingSubscription.objects.select_related
+
+        def cancel():  # the owner cancels while Google is making the subscription
+            gmeet.while_creating = None
+            as_read = MeetingSubscription.objects.select_related("meeting__owner").get(meeting=meeting)
+            assert not as_read.external_id
+
+            def close_reads(*fields):
+                assert fields == ("meeting__owner",)
+                monkeypatch.setattr(MeetingSubscription.objects, "select_related", lookup)  # once
+                return SimpleNamespace(filter=lambda pk: SimpleNamespace(first=lambda: as_read))
+
+            monkeypatch.setattr(MeetingSubscription.objects, "select_related", close_reads)
+            assert user_client.delete(f"{URL}{meeting.pk}/").json()["status"] == "cancelled"
+
+        gmeet.while_creating = cancel
+        inline(meet_subscribe.delay, meeting.pk)  # the closes queued run after it, the cancel's first
         assert gmeet.subscriptions == {}
         assert ("DELETE", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
         assert MeetingSubscription.objects.get(meeting=meeting).status == "ended"

@@ -10,6 +10,7 @@ from django.utils import timezone
 from integrations.models import ProviderCall, WebhookEvent
 from scheduling import tasks
 from scheduling.models import Meeting, MeetingAttendance, MeetingRecording, MeetingSubscription
+from scheduling.teams_lifecycle import meeting_cancelled
 
 from ..factories import UserFactory
 from ..privacy.conftest import BUCKET
@@ -235,6 +236,38 @@ def test_a_meeting_cancelled_while_its_subscription_is_made_keeps_none_at_graph(
     assert graph.subscriptions == {}
     assert list(MeetingSubscription.objects.values_list("kind", "status")) == [("graph_recordings", "ended")]
     assert _ops("subscription.create") == ["subscription.create"]  # no more made for a cancelled meeting
+
+
+def test_an_unsubscribe_leaves_what_a_create_stored_meanwhile_to_the_unsubscribe_that_create_queued(
+    hub, granted, graph, create, user_client, committed
+):
+    """A renewal whose subscription Graph had dropped was making a new one when the owner cancelled. The cancel's
+    unsubscribe read the old id; while it deleted that at Graph, the renewal stored the new one on the row (as
+    _store does, conditional on the old id) and, the meeting being cancelled, queued an unsubscribe of its own.
+    The first then marked the row ended whatever it held, the second found nothing active to delete, and the
+    new subscription stayed at Graph, delivering until it lapsed."""
+    meeting = create()
+    row = MeetingSubscription.objects.get(meeting=meeting, kind="graph_recordings")
+
+    def the_renewal_stores_its_own(subscription_id):
+        if subscription_id != row.external_id:
+            return
+        graph.while_deleting = None
+        graph.subscriptions["sub-renewed"] = {**graph.subscriptions[row.external_id], "id": "sub-renewed"}
+        stored = MeetingSubscription.objects.filter(pk=row.pk, external_id=row.external_id).update(
+            external_id="sub-renewed", status="active"
+        )
+        assert stored
+        meeting_cancelled(meeting)  # what the renewal does when it finds the meeting cancelled
+
+    graph.while_deleting = the_renewal_stores_its_own
+    with committed():
+        assert user_client.delete(f"{URL}{meeting.pk}/").json()["status"] == "cancelled"
+    assert graph.subscriptions == {}
+    assert set(MeetingSubscription.objects.values_list("external_id", "status")) == {
+        ("sub-renewed", "ended"),
+        (MeetingSubscription.objects.get(kind="graph_transcripts").external_id, "ended"),
+    }
 
 
 def test_a_retry_after_a_create_that_timed_out_leaves_one_subscription_the_hub_knows(
