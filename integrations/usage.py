@@ -7,7 +7,6 @@ import math
 import time
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -258,21 +257,6 @@ def rollup_record(*, provider, owner_id, at, outcome, latency_ms, units, cost_us
 def month_start(now=None):
     now = now or timezone.now()
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def failure_rate_check(*, provider, now=None):
-    """After a failure: alert when this hour's error rate for the provider crosses the threshold."""
-    now = now or timezone.now()
-    hour = now.replace(minute=0, second=0, microsecond=0)
-    totals = UsageRollup.objects.filter(hour=hour, provider=provider).aggregate(c=Sum("calls"), e=Sum("errors"))
-    calls, errors = totals["c"] or 0, totals["e"] or 0
-    if calls >= settings.FAILURE_ALERT_MIN_CALLS and errors / calls >= settings.FAILURE_ALERT_RATE:
-        alert_raise(
-            kind=Alert.Kind.PROVIDER_FAILURE_RATE,
-            provider=provider,
-            severity=Alert.Severity.CRITICAL,
-            message=f"{provider}: {errors} of {calls} calls failed this hour ({errors / calls:.0%}).",
-        )
 
 
 # provider -> (loaded at, budgets). Kept in process memory, not the shared

@@ -108,6 +108,3 @@ provider_defaults(
     }
 )
 
-# provider_failure_rate alert: at least this many calls in the hour, and this error share.
-FAILURE_ALERT_MIN_CALLS = env.int("FAILURE_ALERT_MIN_CALLS", default=20)
-FAILURE_ALERT_RATE = env.float("FAILURE_ALERT_RATE", default=0.5)

@@ -1,6 +1,6 @@
 """One ProviderCall row per attempt: the Attempt a caller records into, the failure classification
-of exceptions the adapter did not translate, the price table, and the write with its metrics,
-budget and failure-rate checks.
+of exceptions the adapter did not translate, the price table, and the write with its metrics and
+budget checks (failure rates are the threshold evaluation's, integrations.alerting.thresholds).
 """
 
 from decimal import Decimal
@@ -17,7 +17,7 @@ from ..errors import (
 )
 from ..models import ProviderCall
 from ..redaction import redact
-from ..usage import budget_check, call_record, failure_rate_check
+from ..usage import budget_check, call_record
 
 
 def price_estimate(provider, operation, units):
@@ -142,16 +142,10 @@ def call_row(att, *, outcome, latency_ms, error=None, retryable=None, request_id
 
 
 def call_recorded(att, call, *, checks):
-    """Metrics for a recorded call, and (`checks`) its budget and failure-rate alerts."""
+    """Metrics for a recorded call, and (`checks`) its budget alerts (failure rates are the evaluation's: thresholds)."""
     metrics.provider_calls.labels(att.provider, att.operation, call.outcome).inc()
     metrics.provider_latency.labels(att.provider).observe(call.latency_ms / 1000.0)
     if call.cost_usd:
         metrics.provider_cost.labels(att.provider).inc(float(call.cost_usd))
         if checks:
             budget_check(provider=att.provider, owner_id=att.owner_id, now=call.created_at)
-    if checks and call.outcome not in (
-        ProviderCall.Outcome.OK,
-        ProviderCall.Outcome.CIRCUIT_OPEN,
-        ProviderCall.Outcome.CANCELLED,
-    ):
-        failure_rate_check(provider=att.provider, now=call.created_at)

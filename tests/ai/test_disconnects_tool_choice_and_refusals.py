@@ -160,10 +160,13 @@ def test_openrouter_out_of_credits_402_falls_through_and_is_not_asked_again(fake
 @pytest.mark.django_db(transaction=True)
 def test_a_client_gone_while_the_provider_thinks_is_no_provider_failure(fake_ai, asgi_completion, settings):
     """The client leaves before the answer: the attempt is cancelled, which says nothing about the provider."""
+    from django.utils import timezone
+
+    from integrations.alerting.thresholds import call_rates, thresholds_evaluate
     from integrations.models import Alert, ProviderCall, ProviderRollup, UsageRollup
     from tests.ai.fakes import Body
 
-    settings.FAILURE_ALERT_MIN_CALLS = 1  # one failed call this hour would be a critical alert
+    settings.ALERT_MIN_CALLS = 1  # one failed call in the window would be a critical alert
     state = {}
 
     def thinking(request):
@@ -184,6 +187,7 @@ def test_a_client_gone_while_the_provider_thinks_is_no_provider_failure(fake_ai,
     async_to_sync(scenario)()
     row = ProviderCall.objects.get(provider="openai")
     assert row.outcome == ProviderCall.Outcome.CANCELLED
+    thresholds_evaluate(now=timezone.now(), checks=[call_rates])
     assert not Alert.objects.filter(kind=Alert.Kind.PROVIDER_FAILURE_RATE).exists()
     assert UsageRollup.objects.get(provider="openai").errors == 0
     rollup = ProviderRollup.objects.get(provider="openai")

@@ -5,6 +5,7 @@ import pytest
 from django.utils import timezone
 
 from integrations import gateway
+from integrations.alerting.thresholds import call_rates, thresholds_evaluate
 from integrations.alerts import alert_raise
 from integrations.models import Alert, Budget, ProviderCall, UsageRollup
 
@@ -113,16 +114,26 @@ class TestBudgets:
 
 
 class TestFailureRateAlert:
-    def test_it_fires_when_most_calls_this_hour_fail(self, fake_provider, settings):
-        settings.FAILURE_ALERT_MIN_CALLS = 10
+    def test_an_outage_is_one_alert_which_the_evaluation_opens_and_resolves(self, fake_provider, settings):
+        """Failed calls raise no alert of their own as they are recorded (that one, keyed per hour, never resolved
+        itself and doubled the evaluation's for the same outage): the evaluation raises one, and resolves it."""
+        settings.ALERT_MIN_CALLS = 10
         settings.CIRCUIT_BREAKER = {**settings.CIRCUIT_BREAKER, "failure_threshold": 100}
         _calls(None, 12, fail=8)
+        assert not Alert.objects.exists()
+        now = timezone.now()
+        thresholds_evaluate(now=now, checks=[call_rates])
         alert = Alert.objects.get(kind="provider_failure_rate")
-        assert alert.provider == "acme" and alert.severity == "critical"
+        assert (alert.provider, alert.severity, alert.dedupe_key) == ("acme", "critical", "threshold:error_rate:acme")
+        # No failures since, and a full run (a partial one cannot tell what is back under): resolved.
+        thresholds_evaluate(now=now + dt.timedelta(minutes=settings.ALERT_WINDOW_MINUTES + 1))
+        alert.refresh_from_db()
+        assert alert.resolved_at is not None
 
     def test_it_stays_quiet_below_the_threshold(self, fake_provider, settings):
-        settings.FAILURE_ALERT_MIN_CALLS = 10
-        _calls(None, 12, fail=3)
+        settings.ALERT_MIN_CALLS = 10
+        _calls(None, 12, fail=2)
+        thresholds_evaluate(now=timezone.now(), checks=[call_rates])
         assert not Alert.objects.exists()
 
 
