@@ -47,11 +47,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, connections, models, router, transaction
-from django.db.models import Expression, Q
-from django.db.models.sql import UpdateQuery
+from django.db import connection, models, transaction
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
+
+from .compiled_sql import compiled_update
 
 logger = logging.getLogger(__name__)
 
@@ -145,19 +146,7 @@ def _at(seconds, now=None):
 
 # --- the task path's UPDATEs, compiled once ---------------------------------------------------
 
-
-class _Param(Expression):
-    """A value a statement compiled once (`_update`) leaves open, given at each run."""
-
-    def __init__(self, name, field):
-        super().__init__(output_field=field)
-        self.name = name
-
-    def as_sql(self, compiler, connection):
-        return "%s", [self]
-
-
-# (statement, model or kind, database) -> (sql, params with _Param in the open places); cleared by register().
+# (statement, model or kind, database) -> (sql, params with Params in the open places); cleared by register().
 _statements = {}
 
 
@@ -167,27 +156,10 @@ def _update(key, model, build, **values):
     Every task run of an outbox kind writes its row twice (lease, finished) and
     every enqueue once, and building those statements cost the ORM more CPU
     than running them (`finished`'s exclusion of every kind's due rows is a
-    subquery with a join: ~1 ms of a fee look-up's ~7, issue 11). The SQL is
-    the ORM's own, built with placeholders where the pk and time go; each call
-    fills them in, prepared by their fields as the ORM prepares them.
+    subquery with a join: ~1 ms of a fee look-up's ~7, issue 11).
     """
-    using = router.db_for_write(model)
-    conn = connections[using]
-    if not conn.features.update_can_self_select:  # the ORM would run a SELECT first (MySQL): nothing to keep
-        queryset, changes = build(**values)
-        return queryset.update(**changes)
-    compiled = _statements.get((key, using))
-    if compiled is None:
-        fields = {"pk": model._meta.pk, "at": model._meta.get_field("next_attempt_at")}
-        queryset, changes = build(**{name: _Param(name, fields[name]) for name in values})
-        query = queryset.query.chain(UpdateQuery)
-        query.add_update_values(changes)
-        compiled = _statements[(key, using)] = query.get_compiler(using).as_sql()
-    sql, params = compiled
-    params = [p.output_field.get_db_prep_value(values[p.name], conn) if isinstance(p, _Param) else p for p in params]
-    with transaction.mark_for_rollback_on_error(using), conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    fields = {"pk": model._meta.pk, "at": model._meta.get_field("next_attempt_at")}
+    return compiled_update(_statements, key, model, build, fields, **values)
 
 
 def _due_row(kind):

@@ -13,7 +13,10 @@ another run has since put elsewhere); `where` adds conditions of its own
 (`Q(external_id__isnull=True)`: only a row Twilio never saw).
 """
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Q
+
+from .compiled_sql import compiled_update
 
 
 class IllegalTransition(Exception):
@@ -57,13 +60,7 @@ def transition(model, pk, to, *, frm=None, where=None, occurred_at=None, strict=
             if strict:
                 raise IllegalTransition(model, frm, to)
             return False
-        rows = model.objects.filter(pk=pk, **{field: frm})
-        if where is not None:
-            rows = rows.filter(where)
-        if occurred_at is not None:
-            rows = rows.filter(Q(last_event_at__isnull=True) | Q(last_event_at__lte=occurred_at))
-            fields["last_event_at"] = occurred_at
-        if rows.update(**{field: to}, **fields) == 1:
+        if _move(model, pk, field, frm, to, where=where, occurred_at=occurred_at, fields=fields) == 1:
             return True
         if (
             occurred_at is not None
@@ -74,3 +71,51 @@ def transition(model, pk, to, *, frm=None, where=None, occurred_at=None, strict=
             return False  # not in the state the caller read, or not a row the condition allows
         # Someone else moved the row between our read and our update: decide again.
     return False
+
+
+# (model, where, stale check, fields set, database) -> the conditional UPDATE of a move, compiled once
+# (integrations.compiled_sql): a drained webhook batch makes one or two moves per event.
+_statements = {}
+
+
+def _compilable(model, where, fields):
+    """Whether the move's UPDATE can be kept: plain values of plain columns, and a `where` to key it by."""
+    try:
+        hash(where)
+    except TypeError:
+        return False
+    for name, value in fields.items():
+        try:
+            column = model._meta.get_field(name)
+        except FieldDoesNotExist:
+            return False
+        if column.is_relation or not column.concrete or hasattr(value, "resolve_expression"):
+            return False
+    return True
+
+
+def _move(model, pk, field, frm, to, *, where, occurred_at, fields):
+    """UPDATE row `pk` from `frm` to `to` where `where` allows it and no newer event was applied: rows moved."""
+
+    def build(_pk, _frm, _to, _at=None, **changes):
+        rows = model.objects.filter(pk=_pk, **{field: _frm})
+        if where is not None:
+            rows = rows.filter(where)
+        if occurred_at is not None:
+            rows = rows.filter(Q(last_event_at__isnull=True) | Q(last_event_at__lte=_at))
+            changes["last_event_at"] = _at
+        return rows, {field: _to, **changes}
+
+    values = {"_pk": pk, "_frm": frm, "_to": to, **fields}
+    if occurred_at is not None:
+        values["_at"] = occurred_at
+    if not _compilable(model, where, fields):
+        rows, changes = build(**values)
+        return rows.update(**changes)
+    meta = model._meta
+    columns = {"_pk": meta.pk, "_frm": meta.get_field(field), "_to": meta.get_field(field)}
+    if occurred_at is not None:
+        columns["_at"] = meta.get_field("last_event_at")
+    columns.update((name, meta.get_field(name)) for name in fields)
+    key = (model, where, occurred_at is not None, tuple(sorted(fields)))
+    return compiled_update(_statements, key, model, build, columns, **values)
