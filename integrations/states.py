@@ -41,13 +41,14 @@ def transition(model, pk, to, *, frm=None, where=None, occurred_at=None, strict=
     simply leave the row alone. `seen` is the state the caller read a moment
     ago: when it allows the move, the conditional UPDATE is tried from it
     without reading the row first (one query instead of two for a batch of
-    webhook events); every other outcome is decided on a fresh read.
+    webhook events); every other outcome, a stale guess included, is decided on a fresh read.
     """
     field = state_field(model)
     expected = frm
     guess = seen if seen is not None and seen != to and allowed(model, seen, to) else None
     for _ in range(3):
-        if guess is not None:
+        guessed = guess is not None
+        if guessed:
             frm, guess = guess, None
         elif expected is None:
             current = model.objects.filter(pk=pk).values(field).first()
@@ -67,6 +68,8 @@ def transition(model, pk, to, *, frm=None, where=None, occurred_at=None, strict=
             and model.objects.filter(pk=pk, **{field: frm}, last_event_at__gt=occurred_at).exists()
         ):
             return False  # a newer event was already applied: this one is stale
+        if guessed and expected is None:
+            continue  # the caller's guess was stale: decide on a fresh read
         if expected is not None or where is not None:
             return False  # not in the state the caller read, or not a row the condition allows
         # Someone else moved the row between our read and our update: decide again.

@@ -98,9 +98,11 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
     if to == Payment.Status.SUCCEEDED:
         paid_at = occurred_at or timezone.now()
         # Only from a payable state: a refunded invoice may go back to paid (a refund failed), never because
-        # money came in again. Decided on a fresh read (no `seen`): with `where`, a stale guess is not retried.
+        # money came in again. The invoice read with the payment is a guess; a stale one is decided afresh.
         payable = Q(status__in=Invoice.PAYABLE)
-        if not transition(Invoice, invoice.pk, Invoice.Status.PAID, paid_at=paid_at, where=payable):
+        if not transition(
+            Invoice, invoice.pk, Invoice.Status.PAID, paid_at=paid_at, where=payable, seen=invoice.status
+        ):
             _alert_money_on_settled_invoice(payment=payment, invoice_id=invoice.pk)
         else:
             refunded = Payment.objects.values_list("amount_refunded", flat=True).get(pk=payment.pk)

@@ -25,3 +25,46 @@ def test_an_event_older_than_the_last_applied_one_is_stale():
     assert transition(Payment, payment.pk, "failed", occurred_at=older) is False
     payment.refresh_from_db()
     assert (payment.status, payment.last_event_at) == ("processing", newer)
+
+
+def test_a_stale_guess_with_a_condition_is_decided_on_a_fresh_read(django_assert_num_queries):
+    """`seen` is only a first guess, also with `where`: an invoice that failed since it was read is still paid."""
+    from django.db.models import Q
+
+    from .factories import InvoiceFactory
+
+    invoice = InvoiceFactory(status="failed")
+    payable = Q(status__in=Invoice.PAYABLE)
+    assert transition(Invoice, invoice.pk, "paid", where=payable, seen="open") is True
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    # A guess that still holds costs the one UPDATE; a fresh state the condition refuses moves nothing.
+    fresh = InvoiceFactory(status="open")
+    with django_assert_num_queries(1):
+        assert transition(Invoice, fresh.pk, "paid", where=payable, seen="open") is True
+    refunded = InvoiceFactory(status="refunded")
+    assert transition(Invoice, refunded.pk, "paid", where=payable, seen="open") is False
+    refunded.refresh_from_db()
+    assert refunded.status == "refunded"
+
+
+def test_each_move_writes_its_own_row_and_values():
+    """The UPDATE of a move is built once per process (integrations.compiled_sql); every call fills in its own."""
+    import datetime as dt
+
+    first, second = PaymentFactory(status="pending"), PaymentFactory(status="processing")
+    at = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    assert transition(Payment, first.pk, "failed", occurred_at=at, seen="pending", failure_code="card_declined")
+    later = at + dt.timedelta(seconds=9)
+    assert transition(Payment, second.pk, "failed", occurred_at=later, seen="processing", failure_code="expired_card")
+    rows = {p.pk: p for p in Payment.objects.filter(pk__in=[first.pk, second.pk])}
+    assert (rows[first.pk].status, rows[first.pk].failure_code, rows[first.pk].last_event_at) == (
+        "failed",
+        "card_declined",
+        at,
+    )
+    assert (rows[second.pk].status, rows[second.pk].failure_code, rows[second.pk].last_event_at) == (
+        "failed",
+        "expired_card",
+        later,
+    )

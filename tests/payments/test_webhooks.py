@@ -570,6 +570,24 @@ class TestBatchDrain:
         assert len([c for c in callbacks if "payments.payment_fee_record" in repr(c)]) == 1
         assert not Alert.objects.exists()
 
+    def test_an_invoice_an_earlier_event_of_the_batch_moved_is_still_paid_by_a_later_success(self, user):
+        """The invoice read with the batch's Payments is only a guess: one attempt's failure moves it to failed
+        before another attempt's success is applied, which still marks it paid (decided on a fresh read)."""
+        now = int(time.time())
+        invoice = InvoiceFactory(owner=user, amount=2500)
+        declined = PaymentFactory(invoice=invoice, payment_intent_id="pi_try1")
+        paid = PaymentFactory(invoice=invoice, payment_intent_id="pi_try2")
+        failed_evt = fakes.event("payment_intent.payment_failed", fakes.intent(declined, error=fakes.decline_error()))
+        self.store(failed_evt | {"created": now - 5})
+        self.store(fakes.event("payment_intent.succeeded", fakes.intent(paid, status="succeeded"), created=now))
+
+        result, reads = self.drain()
+
+        assert result.counts == {"processed": 2} and len(reads) == 1
+        invoice.refresh_from_db()
+        assert invoice.status == "paid"
+        assert not Alert.objects.exists()
+
     def test_an_intent_whose_metadata_the_batch_cannot_read_fails_alone(self, payment, user):
         other = PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id="pi_other")
         bad = fakes.intent(payment, status="succeeded") | {"metadata": {"hub_payment_id": 12}}
