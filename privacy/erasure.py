@@ -26,6 +26,7 @@ from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.encoding import force_bytes
 
 from integrations.alerts import alert_raise
 from integrations.audit.services import audit_record
@@ -302,6 +303,18 @@ def _ref_digest(value):
     return salted_hmac("privacy.erased-reference", value, algorithm="sha256").hexdigest()
 
 
+def _ref_digester():
+    """_ref_digest with its key derived once, for the thousands of strings of a drained batch's payloads."""
+    keyed = salted_hmac("privacy.erased-reference", b"", algorithm="sha256")
+
+    def digest(value):
+        mac = keyed.copy()
+        mac.update(force_bytes(value))
+        return mac.hexdigest()
+
+    return digest
+
+
 def _remember_references(erasure):
     ErasedReference.objects.bulk_create(
         [ErasedReference(erasure=erasure, digest=_ref_digest(r)) for r in erasure.pending_refs],
@@ -338,10 +351,13 @@ def webhooks_redact_late(events):
     provider's answer to the erasure's own cancel) is processed like any other, so kept rows stay current,
     then redacted here. Matched by the keyed digests the erasure kept (ErasedReference), never the values.
     """
+    if not ErasedReference.objects.exists():
+        return 0  # no erasure within PRIVACY_LATE_WEBHOOK_DAYS: no payload can name one (one query, no hashing)
+    digest_of = _ref_digester()
     by_digest = {}
     for event in events:
         for value in _candidates({"k": event.object_key, "p": event.payload}, set()):
-            by_digest.setdefault(_ref_digest(value), set()).add(event.pk)
+            by_digest.setdefault(digest_of(value), set()).add(event.pk)
     if not by_digest:
         return 0
     named = {}

@@ -87,3 +87,18 @@ def test_the_digests_are_forgotten_after_the_late_webhook_window(user, staff_use
     with time_machine.travel(timezone.now() + timedelta(days=settings.PRIVACY_LATE_WEBHOOK_DAYS, minutes=1)):
         assert sweep()["erased_references_purged"] == 2
     assert not ErasedReference.objects.exists()
+
+
+def test_with_no_erasure_kept_a_drained_batch_costs_the_finisher_one_small_query(user, django_assert_num_queries):
+    """Nothing to match: the drain's finisher neither hashes every payload string nor sends their digests."""
+    payment = PaymentFactory(invoice=InvoiceFactory(owner=user), payment_intent_id="pi_noerasure")
+    obj = stripe_fakes.intent(payment, status="requires_payment_method", error={"message": "Card declined."})
+    event = WebhookEvent.objects.create(
+        provider="stripe",
+        event_id="evt_no_erasure",
+        type="payment_intent.payment_failed",
+        payload=stripe_fakes.event("payment_intent.payment_failed", obj | {"receipt_email": user.email}),
+    )
+    with django_assert_num_queries(1) as queries:
+        assert erasure_service.webhooks_redact_late([event]) == 0
+    assert erasure_service._ref_digest(user.email) not in queries.captured_queries[0]["sql"]
