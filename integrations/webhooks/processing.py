@@ -242,7 +242,23 @@ class FollowUps:
         self.due_at = now + timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
         for event in kept:
             event.follow_ups_due_at = self.due_at
-        WebhookEvent.objects.bulk_update(kept, ["follow_ups", "follow_ups_due_at"])
+        if connection.vendor != "postgresql":
+            WebhookEvent.objects.bulk_update(kept, ["follow_ups", "follow_ups_due_at"])
+            return
+        # One UPDATE from arrays, not bulk_update's CASE of one WHEN per event: building that cost the ORM
+        # ~0.1 ms of CPU per event of the batch (issue 11).
+        column = WebhookEvent._meta.get_field("follow_ups")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {connection.ops.quote_name(WebhookEvent._meta.db_table)} AS e "
+                "SET follow_ups = f.follow_ups, follow_ups_due_at = %s "
+                "FROM unnest(%s::bigint[], %s::jsonb[]) AS f(id, follow_ups) WHERE e.id = f.id",
+                [
+                    self.due_at,
+                    [e.pk for e in kept],
+                    [column.get_db_prep_save(e.follow_ups, connection) for e in kept],
+                ],
+            )
 
     def published(self, pks):
         done = []

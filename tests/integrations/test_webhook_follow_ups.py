@@ -80,6 +80,20 @@ def test_after_a_crash_between_commit_and_publish_the_beat_sends_what_the_succes
     assert ran() == ["evt_ok:kept"]
 
 
+def test_each_event_of_the_batch_keeps_its_own_follow_ups(django_capture_on_commit_callbacks, settings):
+    """The batch writes every event's follow-ups in one statement: each row gets its own, none another's."""
+    for name in ("evt_a", "evt_b", "evt_c"):
+        store(name)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert webhook_drain(provider="hubtest").claimed == 3
+    kept = dict(WebhookEvent.objects.values_list("event_id", "follow_ups"))
+    assert kept == {name: [["tests.webhook_follow_up_note", [f"{name}:kept"], {}]] for name in kept}
+
+    beat_after(settings.OUTBOX_GRACE_SECONDS + 1)
+
+    assert ran() == ["evt_a:kept", "evt_b:kept", "evt_c:kept"]
+
+
 def test_published_follow_ups_are_not_sent_again_beside_the_lost_ones(django_capture_on_commit_callbacks, settings):
     store("evt_sent")
     with eager_tasks(), django_capture_on_commit_callbacks(execute=True):
