@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from integrations.alerts import alert_raise, alert_resolve
 from integrations.models import Alert
-from integrations.states import transition
+from integrations.states import allowed, transition
 from integrations.task_base import enqueue_on_commit
 
 from ..models import Invoice, Payment
@@ -91,7 +91,14 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
     fields = {}
     if to == Payment.Status.FAILED:
         fields = {"failure_code": (failure_code or "")[:64], "failure_message": failure_message or ""}
-    moved = transition(Payment, payment.pk, to, occurred_at=occurred_at, seen=payment.status, **fields)
+    # A success that finds nothing refunded yet (nearly all of them) learns it from its own UPDATE's condition,
+    # checked under the row's lock, instead of reading amount_refunded again after the move (issue 11).
+    unrefunded = False
+    if to == Payment.Status.SUCCEEDED and allowed(Payment, payment.status, to) and not payment.amount_refunded:
+        unrefunded = transition(
+            Payment, payment.pk, to, occurred_at=occurred_at, seen=payment.status, where=Q(amount_refunded=0)
+        )
+    moved = unrefunded or transition(Payment, payment.pk, to, occurred_at=occurred_at, seen=payment.status, **fields)
     if not moved:
         return False
     invoice = payment.invoice
@@ -105,7 +112,7 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
         ):
             _alert_money_on_settled_invoice(payment=payment, invoice_id=invoice.pk)
         else:
-            refunded = Payment.objects.values_list("amount_refunded", flat=True).get(pk=payment.pk)
+            refunded = 0 if unrefunded else Payment.objects.values_list("amount_refunded", flat=True).get(pk=payment.pk)
             if refunded:
                 # Stripe reported a refund of this payment before its success (events arrive in any order):
                 # the invoice it just paid has already given that money back.

@@ -588,6 +588,33 @@ class TestBatchDrain:
         assert invoice.status == "paid"
         assert not Alert.objects.exists()
 
+    def test_a_refund_applied_after_the_batch_read_the_payment_still_refunds_the_invoice_its_success_pays(
+        self, payment
+    ):
+        """The batch read the payment with nothing refunded; an earlier event of the batch then recorded a refund
+        (Stripe delivers in any order): the success must not trust the read, the invoice ends refunded."""
+        now = int(time.time())
+        charge = {
+            "id": "ch_hook1",
+            "object": "charge",
+            "payment_intent": "pi_hook1",
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "amount_refunded": payment.amount,
+            "refunded": True,
+            "metadata": {},
+        }
+        self.store(fakes.event("charge.refunded", charge, created=now - 5))
+        self.store(fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now))
+
+        result, _ = self.drain()
+
+        assert result.counts == {"processed": 2}
+        payment.refresh_from_db()
+        payment.invoice.refresh_from_db()
+        assert (payment.status, payment.amount_refunded) == ("succeeded", payment.amount)
+        assert (payment.invoice.status, payment.invoice.amount_refunded) == ("refunded", payment.amount)
+
     def test_an_intent_whose_metadata_the_batch_cannot_read_fails_alone(self, payment, user):
         other = PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id="pi_other")
         bad = fakes.intent(payment, status="succeeded") | {"metadata": {"hub_payment_id": 12}}
