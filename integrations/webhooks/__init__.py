@@ -7,6 +7,7 @@ Public API for domain apps (see registry.py for a full example):
 - ``@webhook_ordering_key(provider)``: key(payload) -> the object an event is about (per-object ordering)
 - ``@webhook_batch_preparer(provider)``: prepare(events) once per drained batch (e.g. one query for its rows)
 - ``@webhook_batch_finisher(name)``: finish(events) once per drained batch on the events done with their payload
+- ``webhook_handlers_rarely_raise(provider)``: a drained batch runs its handlers in one savepoint, not one each
 - ``receive_webhook(request, *, provider, verify, respond=None)`` / ``webhook_view(...)``: custom routes
 - ``record_webhook(*, provider, inbound) -> (event, created)``: store-and-respond views (Twilio voice)
 - ``webhook_drain(*, provider)``: one batch (the drain task runs it); ``webhook_event_process(*, event_id)``
@@ -33,6 +34,7 @@ from .registry import (
     webhook_batch_finisher,
     webhook_batch_preparer,
     webhook_handler,
+    webhook_handlers_rarely_raise,
     webhook_ordering_key,
     webhook_verifier,
 )
@@ -68,6 +70,7 @@ __all__ = [
     "webhook_drain",
     "webhook_event_process",
     "webhook_handler",
+    "webhook_handlers_rarely_raise",
     "webhook_mark_ignored",
     "webhook_ordering_key",
     "webhook_replay",

@@ -20,6 +20,8 @@ and a worker see the same registry:
 
     @webhook_batch_preparer("stripe")      # optional: once per drained batch, before its handlers
     def prefetch(events): ...              # e.g. one query for the rows the handlers read
+
+    webhook_handlers_rarely_raise("stripe")  # optional: a batch's handlers share one savepoint
 """
 
 from django.core.exceptions import ImproperlyConfigured
@@ -36,6 +38,8 @@ ORDERING_KEYS = {}
 BATCH_PREPARERS = {}
 # name -> finish(events): every provider's events that are done with their payload (see webhook_batch_finisher)
 BATCH_FINISHERS = {}
+# providers whose handlers a drained batch runs together in one savepoint (see webhook_handlers_rarely_raise)
+RARELY_RAISE = set()
 
 
 def _register(table, key, fn, what):
@@ -127,6 +131,21 @@ def webhook_batch_finisher(name):
         return fn
 
     return decorator
+
+
+def webhook_handlers_rarely_raise(provider):
+    """Declare that `provider`'s handlers raise only for an event that is really wrong (no WebhookIgnored in
+    the normal course), so a drained batch runs them together in one savepoint instead of one each.
+
+    A batch in which one of them raises is rolled back to that savepoint and run again with a savepoint per
+    handler, as any other provider's batch runs: the same outcome, paid for by running the handlers before
+    it twice (already within a handler's contract: a worker that dies mid-batch has them run again too).
+    """
+    RARELY_RAISE.add(provider)
+
+
+def handlers_rarely_raise(provider):
+    return provider in RARELY_RAISE
 
 
 def batch_finishers():

@@ -16,13 +16,14 @@ from integrations.models import WebhookEvent
 from integrations.states import IllegalTransition
 from integrations.webhooks import (
     InboundEvent,
+    WebhookIgnored,
     WebhookPermanentError,
     processing,
     record_webhook,
     webhook_drain,
     webhook_replay,
 )
-from integrations.webhooks.registry import BATCH_PREPARERS, HANDLERS, ORDERING_KEYS
+from integrations.webhooks.registry import BATCH_PREPARERS, HANDLERS, ORDERING_KEYS, RARELY_RAISE
 from integrations.webhooks.tasks import webhook_drain_task
 from tests.integrations import webhook_provider as hubtest
 from tests.testapp.models import Shipment
@@ -277,6 +278,64 @@ def register_permanent(monkeypatch):
 
 
 @pytest.fixture
+def together(monkeypatch):
+    """hubtest declares its handlers rarely raise: a batch runs them in one savepoint (processing._handle_together)."""
+    monkeypatch.setattr("integrations.webhooks.registry.RARELY_RAISE", RARELY_RAISE | {"hubtest"})
+
+
+@pytest.mark.django_db
+class TestHandlersInOneSavepoint:
+    """A provider whose handlers rarely raise: same outcomes as a savepoint per handler, without paying for them."""
+
+    def test_a_poisoned_event_fails_alone_and_every_other_event_is_applied_once(self, applied, together):
+        applied.poison.add("a1")
+        store("b1", "pi_B", 5)
+        store("a1", "pi_A", 10)
+        store("b2", "pi_B", 12)
+        store("c1", "", 15)
+        store("a2", "pi_A", 20)
+
+        result = webhook_drain(provider="hubtest")
+
+        assert result.counts == {"processed": 3, "failed": 1, "waiting": 1} and result.retry_in is not None
+        assert statuses() == {"a1": "failed", "a2": "received", "b1": "processed", "b2": "processed", "c1": "processed"}
+        # b1 ran before a1 raised: that run was taken back with a1's, so its write is there once.
+        assert rows_per_event() == {"b1": 1, "b2": 1, "c1": 1}
+        attempts = dict(WebhookEvent.objects.values_list("event_id", "attempts"))
+        assert attempts == {"a1": 1, "a2": 0, "b1": 1, "b2": 1, "c1": 1}
+        assert "cannot apply a1" in WebhookEvent.objects.get(event_id="a1").last_error
+
+    def test_an_event_its_handler_ignores_after_writing_leaves_no_write(self, applied, together, monkeypatch):
+        def ignoring(event):
+            Shipment.objects.create(external_id=event.event_id, state="sent")
+            raise WebhookIgnored("not ours after all")
+
+        monkeypatch.setitem(HANDLERS, ("hubtest", "thing.skipped"), ignoring)
+        store("x1", "pi_X", 1)
+        record_webhook(
+            provider="hubtest",
+            inbound=InboundEvent(event_id="s1", type="thing.skipped", payload={"object": "pi_S"}, occurred_at=T0),
+        )
+        store("x2", "pi_X", 2)
+
+        assert webhook_drain(provider="hubtest").counts == {"processed": 2, "ignored": 1}
+        assert statuses() == {"s1": "ignored", "x1": "processed", "x2": "processed"}
+        assert rows_per_event() == {"x1": 1, "x2": 1}
+
+    def test_a_batch_whose_handlers_do_not_raise_takes_no_savepoint_per_event(self, applied, together):
+        from django.test.utils import CaptureQueriesContext
+
+        def savepoints(count):
+            for i in range(count):
+                store(f"n{count}-{i}", f"pi_{i}", i)
+            with CaptureQueriesContext(connection) as queries:
+                assert webhook_drain(provider="hubtest").counts == {"processed": count}
+            return sum(q["sql"].startswith("SAVEPOINT") for q in queries.captured_queries)
+
+        assert savepoints(2) == savepoints(12)
+
+
+@pytest.fixture
 def celery_eager():
     from config.celery import app
 
@@ -382,8 +441,11 @@ def _drain_until_idle(provider, errors, idle_rounds=5):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_drainers_apply_every_event_once_and_each_object_in_order(applied, monkeypatch):
+@pytest.mark.parametrize("in_one_savepoint", [False, True], ids=["savepoint-per-handler", "one-savepoint"])
+def test_concurrent_drainers_apply_every_event_once_and_each_object_in_order(applied, monkeypatch, in_one_savepoint):
     """Four drainers in threads over 120 events of 12 objects arriving shuffled: SKIP LOCKED splits the work."""
+    if in_one_savepoint:
+        monkeypatch.setattr("integrations.webhooks.registry.RARELY_RAISE", RARELY_RAISE | {"hubtest"})
     original = HANDLERS[("hubtest", "thing.updated")]
 
     def handler(event):
@@ -485,7 +547,10 @@ def _crash_in_the_middle(crash_at):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_dying_mid_batch_loses_no_event_and_applies_none_twice(applied):
+@pytest.mark.parametrize("in_one_savepoint", [False, True], ids=["savepoint-per-handler", "one-savepoint"])
+def test_a_worker_dying_mid_batch_loses_no_event_and_applies_none_twice(applied, monkeypatch, in_one_savepoint):
+    if in_one_savepoint:
+        monkeypatch.setattr("integrations.webhooks.registry.RARELY_RAISE", RARELY_RAISE | {"hubtest"})
     for i in range(10):
         store(f"c{i}", f"pi_{i % 3}", i)
     connection.close()  # the child must not share this connection's socket

@@ -615,6 +615,32 @@ class TestBatchDrain:
         assert (payment.status, payment.amount_refunded) == ("succeeded", payment.amount)
         assert (payment.invoice.status, payment.invoice.amount_refunded) == ("refunded", payment.amount)
 
+    def test_a_poisoned_event_among_successes_leaves_each_success_applied_and_queued_once(
+        self, payment, user, django_capture_on_commit_callbacks
+    ):
+        """Stripe's handlers share one savepoint per batch: the event that raises sends the batch round again
+        with a savepoint each, and the successes handled before it are not applied or queued twice."""
+        now = int(time.time())
+        others = [
+            PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id=f"pi_round{i}")
+            for i in range(3)
+        ]
+        self.store(fakes.event("payment_intent.succeeded", fakes.intent(others[0], status="succeeded"), created=now))
+        bad = fakes.intent(payment, status="succeeded") | {"metadata": {"hub_payment_id": 12}}
+        self.store(fakes.event("payment_intent.succeeded", bad, created=now + 1))
+        for i, other in enumerate(others[1:], start=2):
+            evt = fakes.event("payment_intent.succeeded", fakes.intent(other, status="succeeded"), created=now + i)
+            self.store(evt)
+
+        with django_capture_on_commit_callbacks() as callbacks:
+            result, _ = self.drain()
+
+        assert result.counts == {"processed": 3, "failed": 1}
+        assert {p.status for p in Payment.objects.filter(pk__in=[o.pk for o in others])} == {"succeeded"}
+        assert len([c for c in callbacks if "payments.payment_fee_record" in repr(c)]) == 3
+        assert WebhookEvent.objects.get(payload__data__object__id="pi_hook1").attempts == 1
+        assert set(WebhookEvent.objects.filter(status="processed").values_list("attempts", flat=True)) == {1}
+
     def test_an_intent_whose_metadata_the_batch_cannot_read_fails_alone(self, payment, user):
         other = PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id="pi_other")
         bad = fakes.intent(payment, status="succeeded") | {"metadata": {"hub_payment_id": 12}}
