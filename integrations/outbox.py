@@ -181,6 +181,12 @@ def mark_enqueued(kind, pk):
     )
 
 
+def enqueued_fields():
+    """What mark_enqueued writes, for a caller that UPDATEs the row in the enqueuing transaction anyway: written
+    with that UPDATE (then task_base.enqueue_marked_on_commit), the row costs one UPDATE, not two."""
+    return {"next_attempt_at": _at(settings.OUTBOX_GRACE_SECONDS), "outbox_sweeps": 0}
+
+
 def mark_send_failed(kind, pk):
     """The broker refused the message after commit: due now, so the next sweep sends it."""
     try:

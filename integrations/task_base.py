@@ -478,3 +478,12 @@ def enqueue_on_commit(task, *args, **kwargs):
     # No outbox row keeps this message: a receipt lets whoever does (the webhook drain) hear it went out.
     receipt = Receipt() if kind is None else None
     transaction.on_commit(functools.partial(_send, task, args, kwargs, kind, receipt))
+
+
+def enqueue_marked_on_commit(task, pk):
+    """enqueue_on_commit(task, pk) for an outbox task whose row this transaction already marked: its own UPDATE
+    of the row carried outbox.enqueued_fields() (a drained payment's success, issue 11). Only the message."""
+    kind = outbox.kind_for(task)
+    if kind is None:
+        raise TypeError(f"{task.name} is not an outbox task: use enqueue_on_commit")
+    transaction.on_commit(functools.partial(_send, task, (pk,), {}, kind, None))

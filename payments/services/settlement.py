@@ -4,10 +4,11 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from integrations import outbox
 from integrations.alerts import alert_raise, alert_resolve
 from integrations.models import Alert
 from integrations.states import allowed, transition
-from integrations.task_base import enqueue_on_commit
+from integrations.task_base import enqueue_marked_on_commit
 
 from ..models import Invoice, Payment
 from ..providers import stripe as stripe_api
@@ -91,12 +92,15 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
     fields = {}
     if to == Payment.Status.FAILED:
         fields = {"failure_code": (failure_code or "")[:64], "failure_message": failure_message or ""}
+    if to == Payment.Status.SUCCEEDED:
+        # The fee look-up's outbox mark goes with the move: one UPDATE of the row, not two (issue 11).
+        fields = outbox.enqueued_fields()
     # A success that finds nothing refunded yet (nearly all of them) learns it from its own UPDATE's condition,
     # checked under the row's lock, instead of reading amount_refunded again after the move (issue 11).
     unrefunded = False
     if to == Payment.Status.SUCCEEDED and allowed(Payment, payment.status, to) and not payment.amount_refunded:
         unrefunded = transition(
-            Payment, payment.pk, to, occurred_at=occurred_at, seen=payment.status, where=Q(amount_refunded=0)
+            Payment, payment.pk, to, occurred_at=occurred_at, seen=payment.status, where=Q(amount_refunded=0), **fields
         )
     moved = unrefunded or transition(Payment, payment.pk, to, occurred_at=occurred_at, seen=payment.status, **fields)
     if not moved:
@@ -121,7 +125,7 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
                 _refunded_totals(payment_id=payment.pk, stripe_amount_refunded=refunded)
         from ..tasks import payment_fee_record
 
-        enqueue_on_commit(payment_fee_record, payment.pk)
+        enqueue_marked_on_commit(payment_fee_record, payment.pk)
     elif to == Payment.Status.FAILED:
         transition(Invoice, invoice.pk, Invoice.Status.FAILED, seen=invoice.status)
         payment_failed_notify_later(invoice_id=invoice.pk, reason=failure_message or failure_code)

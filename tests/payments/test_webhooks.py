@@ -1,5 +1,6 @@
 """Stripe webhooks through the inbox: signed like Stripe signs them, de-duplicated, applied in any order."""
 
+import datetime as dt
 import threading
 import time
 
@@ -640,6 +641,23 @@ class TestBatchDrain:
         assert len([c for c in callbacks if "payments.payment_fee_record" in repr(c)]) == 3
         assert WebhookEvent.objects.get(payload__data__object__id="pi_hook1").attempts == 1
         assert set(WebhookEvent.objects.filter(status="processed").values_list("attempts", flat=True)) == {1}
+
+    def test_a_success_whose_fee_message_is_lost_after_commit_is_left_for_the_outbox_sweeper(
+        self, payment, settings, django_capture_on_commit_callbacks
+    ):
+        """The fee look-up's outbox mark is written with the payment's move (one UPDATE): a worker that dies
+        between the batch's commit and its publish leaves the payment due for the sweeper, as before."""
+        from django.utils import timezone
+
+        self.store(fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded")))
+        started = timezone.now()
+        with django_capture_on_commit_callbacks(execute=False):  # committed; the publish never happens
+            result, _ = self.drain()
+
+        assert result.counts == {"processed": 1}
+        payment.refresh_from_db()
+        assert (payment.status, payment.outbox_sweeps) == ("succeeded", 0)
+        assert payment.next_attempt_at >= started + dt.timedelta(seconds=settings.OUTBOX_GRACE_SECONDS)
 
     def test_an_intent_whose_metadata_the_batch_cannot_read_fails_alone(self, payment, user):
         other = PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id="pi_other")
