@@ -5,7 +5,8 @@ event" work. It stores N events as bench_stripe_events sends them (a
 payment_failed and a succeeded per payment, some late, some duplicated)
 through the inbox view, then drains them batch after batch in this process,
 with the Stripe handlers and the bench's handler count, and prints the CPU
-per event (time.process_time) and, with --profile, a cProfile by CPU time.
+per event (time.process_time), the CPU its PostgreSQL backend used per event
+(when the server runs on this machine) and, with --profile, a cProfile by CPU time.
 
     DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/profile_stripe_drain.py [N] [--profile] [--queries]
 
@@ -63,6 +64,8 @@ def main(argv):
         connection.force_debug_cursor = True
         reset_queries()
     profile = cProfile.Profile(time.process_time) if "--profile" in argv else None
+    backend_cpu = _backend_cpu(connection)
+    pg_cpu = backend_cpu()
     cpu, wall = time.process_time(), time.perf_counter()
     batches = 0
     if profile:
@@ -75,11 +78,14 @@ def main(argv):
     if profile:
         profile.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    pg_cpu = backend_cpu() - pg_cpu if pg_cpu is not None else None
     print(
         f"{len(ids)} events in {batches} batches, {client.hlen(COUNT_KEY)} handled, "
         f"{client.llen('payments')} tasks queued; CPU {cpu * 1000 / len(ids):.3f} ms per event "
         f"(wall {wall * 1000 / len(ids):.3f} ms){' with the profiler on' if profile else ''}"
     )
+    if pg_cpu is not None:
+        print(f"PostgreSQL: the drain's backend used {pg_cpu * 1000 / len(ids):.3f} ms of CPU per event")
     client.delete("payments", COUNT_KEY)
     if "--queries" in argv:
         print(f"{len(connection.queries)} queries ({len(connection.queries) / len(ids):.2f} per event); most frequent:")
@@ -90,6 +96,23 @@ def main(argv):
         stats.sort_stats("cumulative").print_stats(50)
         stats.sort_stats("tottime").print_stats(25)
     return 0
+
+
+def _backend_cpu(connection):
+    """() -> CPU seconds used so far by this connection's PostgreSQL backend (/proc: a server on this machine),
+    or () -> None where it cannot be read. Coarse (clock ticks): meaningful over a whole run, not a query."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        stat = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+
+    def read():
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    return read
 
 
 if __name__ == "__main__":
