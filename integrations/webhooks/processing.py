@@ -64,6 +64,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
+from psycopg import pq
 
 from ..metrics import webhook_events
 from ..models import Alert, WebhookEvent
@@ -289,6 +290,18 @@ def _call(handler, event, guarded):
         handler(event)  # the batch's one savepoint (_handle_together) takes its writes back if it raises
     except Exception as exc:
         raise _RunGuarded(f"{type(exc).__name__} from the handler of {event.provider} {event.type}") from exc
+    if _needs_rollback():
+        # It swallowed a database error: only a savepoint of its own may take back its writes alone, as the
+        # batch's would silently take back every handler's.
+        raise _RunGuarded(f"the handler of {event.provider} {event.type} swallowed a database error")
+
+
+def _needs_rollback():
+    """Whether the transaction can no longer go on: Django's flag, or PostgreSQL's aborted state."""
+    if connection.needs_rollback:
+        return True
+    info = getattr(connection.connection, "info", None)  # psycopg 3
+    return info is not None and info.transaction_status == pq.TransactionStatus.INERROR
 
 
 def _run_handler(event, now, follow_ups, *, guarded=True):
@@ -432,7 +445,7 @@ def _handle_together(batch, now, deadline, outside, taken):
     try:
         with transaction.atomic():
             run = _handle(batch, now, deadline, outside, elsewhere, follow_ups, guarded=False)
-    except _RunGuarded as exc:
+    except Exception as exc:  # noqa: BLE001 - _RunGuarded, or the savepoint's release itself (rolled back)
         logger.info("a webhook batch runs again with a savepoint per handler: %s", exc)
         for event, values in saved:
             event.__dict__.update(values)

@@ -1,5 +1,6 @@
 """Batch draining: events claimed in batches, in event-time order per object, each applied exactly once."""
 
+import contextlib
 import multiprocessing
 import os
 import random
@@ -321,6 +322,49 @@ class TestHandlersInOneSavepoint:
         assert webhook_drain(provider="hubtest").counts == {"processed": 2, "ignored": 1}
         assert statuses() == {"s1": "ignored", "x1": "processed", "x2": "processed"}
         assert rows_per_event() == {"x1": 1, "x2": 1}
+
+    def test_a_handler_that_swallows_a_database_error_does_not_take_the_others_writes_with_it(
+        self, applied, together, monkeypatch
+    ):
+        """Django rolls back a block that saw a database error without raising: the batch's one savepoint
+        must not be that block, or every handler's writes would go while their events say processed."""
+        from django.db import DatabaseError
+
+        def swallowing(event):
+            with contextlib.suppress(DatabaseError):
+                Shipment.objects.create(external_id=event.event_id, state="x" * 100)  # too long: DataError
+
+        monkeypatch.setitem(HANDLERS, ("hubtest", "thing.swallowed"), swallowing)
+        store("x1", "pi_X", 1)
+        record_webhook(
+            provider="hubtest",
+            inbound=InboundEvent(
+                event_id="w1", type="thing.swallowed", payload={"object": "pi_W"}, occurred_at=T0 + timedelta(seconds=5)
+            ),
+        )
+
+        assert webhook_drain(provider="hubtest").counts == {"processed": 2}
+        assert rows_per_event() == {"x1": 1}
+
+    def test_a_handler_that_leaves_the_transaction_aborted_fails_alone(self, applied, together, monkeypatch):
+        from django.db import DatabaseError
+
+        def aborting(event):
+            with connection.cursor() as cursor:
+                with contextlib.suppress(DatabaseError):
+                    cursor.execute("SELECT 1 / 0")
+
+        monkeypatch.setitem(HANDLERS, ("hubtest", "thing.aborting"), aborting)
+        store("x1", "pi_X", 1)
+        record_webhook(
+            provider="hubtest",
+            inbound=InboundEvent(
+                event_id="z1", type="thing.aborting", payload={"object": "pi_Z"}, occurred_at=T0 + timedelta(seconds=5)
+            ),
+        )
+
+        assert webhook_drain(provider="hubtest").counts == {"processed": 1, "failed": 1}
+        assert statuses() == {"x1": "processed", "z1": "failed"} and rows_per_event() == {"x1": 1}
 
     def test_a_batch_whose_handlers_do_not_raise_takes_no_savepoint_per_event(self, applied, together):
         from django.test.utils import CaptureQueriesContext
