@@ -408,12 +408,16 @@ def _process(batch, *, deadline=None):
     outside = _held_from_outside(batch)
     taken = _objects_taken_elsewhere(batch)
     _prepare(batch)
-    run = None
+    run, reached = None, -1
     if all(handlers_rarely_raise(provider) for provider in {e.provider for e in batch}):
-        run = _handle_together(batch, now, deadline, outside, taken)
+        run, reached = _handle_together(batch, now, deadline, outside, taken)
     if run is None:
         follow_ups, elsewhere = FollowUps(), set(taken)
-        run = (*_handle(batch, now, deadline, outside, elsewhere, follow_ups, guarded=True), follow_ups, elsewhere)
+        # The events the run in one savepoint reached within the deadline are handled again whatever the
+        # clock says now: else a run that raised near the deadline would leave them all to the next drain,
+        # which would do the same.
+        run = _handle(batch, now, deadline, outside, elsewhere, follow_ups, guarded=True, reached=reached)
+        run = (*run, follow_ups, elsewhere)
     results, touched, final_failures, held, follow_ups, elsewhere = run
     if touched:
         finished_at = timezone.now()
@@ -439,27 +443,33 @@ def _handle_together(batch, now, deadline, outside, taken):
     (issue 11). If any handler raises, the run is rolled back to its savepoint, with the messages its
     handlers queued, the events are put back as they were claimed, and this returns None: the caller runs
     the batch again with a savepoint per handler, so the outcome is the one that run alone would have had.
+    Returns (the run, -1), or (None, the position in the batch the run had reached).
     """
     saved = [(event, {name: getattr(event, name) for name in _RUN_FIELDS}) for event in batch]
-    follow_ups, elsewhere = FollowUps(), set(taken)
+    follow_ups, elsewhere, progress = FollowUps(), set(taken), []
     try:
         with transaction.atomic():
-            run = _handle(batch, now, deadline, outside, elsewhere, follow_ups, guarded=False)
+            run = _handle(batch, now, deadline, outside, elsewhere, follow_ups, guarded=False, progress=progress)
     except Exception as exc:  # noqa: BLE001 - _RunGuarded, or the savepoint's release itself (rolled back)
         logger.info("a webhook batch runs again with a savepoint per handler: %s", exc)
         for event, values in saved:
             event.__dict__.update(values)
             event.__dict__.pop("recovered", None)
-        return None
-    return (*run, follow_ups, elsewhere)
+        return None, len(progress) - 1
+    return (*run, follow_ups, elsewhere), -1
 
 
-def _handle(batch, now, deadline, outside, elsewhere, follow_ups, *, guarded):
-    """Run the handlers of the batch's events in order: (results, touched events, final failures, held objects)."""
+def _handle(batch, now, deadline, outside, elsewhere, follow_ups, *, guarded, reached=-1, progress=None):
+    """Run the handlers of the batch's events in order: (results, touched events, final failures, held objects).
+
+    The deadline defers only the events after position `reached`; `progress` gets one item per event begun.
+    """
     held = set()
     results, touched, final_failures = [], [], []
-    for event in batch:
-        if deadline is not None and time.monotonic() > deadline:
+    for i, event in enumerate(batch):
+        if progress is not None:
+            progress.append(i)
+        if deadline is not None and i > reached and time.monotonic() > deadline:
             results.append(ProcessResult("deferred"))
             continue
         key = (event.provider, event.object_key)

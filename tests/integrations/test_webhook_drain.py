@@ -366,6 +366,31 @@ class TestHandlersInOneSavepoint:
         assert webhook_drain(provider="hubtest").counts == {"processed": 1, "failed": 1}
         assert statuses() == {"x1": "processed", "z1": "failed"} and rows_per_event() == {"x1": 1}
 
+    def test_a_raise_near_the_deadline_still_lets_the_guarded_run_handle_what_the_first_run_reached(
+        self, applied, together, settings, monkeypatch
+    ):
+        """The run in one savepoint used the batch's time up to the raise: the run again with a savepoint per
+        handler still gets through those events (else every drain would end the same way, and none progress)."""
+        clock = [1000.0]
+        monkeypatch.setattr(processing, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+        settings.WEBHOOK_DRAIN_MAX_SECONDS = 5
+        original = HANDLERS[("hubtest", "thing.updated")]
+
+        def slow(event):
+            clock[0] += 2
+            original(event)
+
+        monkeypatch.setitem(HANDLERS, ("hubtest", "thing.updated"), slow)
+        applied.poison.add("s2")
+        for i in range(5):
+            store(f"s{i}", f"pi_{i}", i)
+
+        result = webhook_drain(provider="hubtest")
+
+        assert result.counts == {"processed": 2, "failed": 1, "deferred": 2}
+        assert statuses() == {"s0": "processed", "s1": "processed", "s2": "failed", "s3": "received", "s4": "received"}
+        assert rows_per_event() == {"s0": 1, "s1": 1}
+
     def test_a_batch_whose_handlers_do_not_raise_takes_no_savepoint_per_event(self, applied, together):
         from django.test.utils import CaptureQueriesContext
 
