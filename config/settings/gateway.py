@@ -107,4 +107,3 @@ provider_defaults(
         },
     }
 )
-
