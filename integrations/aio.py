@@ -114,7 +114,8 @@ def commit_without_flush_wait():
     consistent (nothing half-written, nothing reordered); what a PostgreSQL
     crash (not a hub crash) can lose is the last ~0.6 s of such commits
     (3 x wal_writer_delay). Never used for rows a provider relies on after we
-    answer it (the webhook inbox) or for money the hub moves (payments).
+    answer it (the webhook inbox) or for money the hub moves (payments' own
+    rows; the call log of their provider calls is, see usage.call_record).
     """
     connection = connections["default"]
     if connection.vendor == "postgresql" and connection.in_atomic_block:
