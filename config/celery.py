@@ -17,6 +17,8 @@ from kombu.transport import TRANSPORT_ALIASES
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # filesystem:// (make run without Redis) with messages written whole before a worker can take them.
 TRANSPORT_ALIASES["filesystem"] = "config.kombu_filesystem:Transport"
+# redis:// and rediss:// (the default broker) without a new redis-py client object per publish, receive and ack.
+TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = "config.kombu_redis:Transport"
 
 
 class KeepConnectionsFixup(DjangoWorkerFixup):

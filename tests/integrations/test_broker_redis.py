@@ -1,0 +1,91 @@
+"""The Redis broker (config.kombu_redis): kombu's Redis transport with one redis-py client per channel, not one
+per message published, taken and acknowledged; messages still go, come back unacknowledged, and survive a pool
+kombu dropped."""
+
+import uuid
+
+import pytest
+import redis
+from django.conf import settings
+from kombu import Connection
+
+import config.celery  # noqa: F401 - installs the redis:// transport alias
+from config import kombu_redis
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def broker():
+    with Connection(settings.REDIS_URL) as conn:
+        yield conn
+
+
+@pytest.fixture
+def queue_name(broker):
+    name = f"test-broker-{uuid.uuid4().hex}"
+    yield name
+    with broker.channel() as channel:
+        channel.queue_delete(name)
+
+
+@pytest.fixture
+def clients_built(monkeypatch):
+    built = []
+    init = redis.Redis.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counted)
+    return built
+
+
+def test_the_broker_url_gets_the_hubs_transport(broker):
+    assert isinstance(broker.transport, kombu_redis.Transport)
+
+
+def test_messages_are_sent_taken_and_acknowledged_without_a_client_object_each(broker, queue_name, clients_built):
+    with broker.SimpleQueue(queue_name) as queue:
+        for i in range(20):
+            queue.put({"n": i})
+        taken = []
+        for _ in range(20):
+            message = queue.get(timeout=5)  # taken with ack emulation: a copy waits in the unacked hash
+            taken.append(message.payload["n"])
+            message.ack()
+        channel = queue.channel
+        assert taken == list(range(20))
+        assert len(clients_built) <= 3  # kombu built 60 (one per put, per take and per ack)
+        with channel.conn_or_acquire() as client:
+            assert client.hlen(channel.unacked_key) == 0  # every ack removed its copy
+
+
+def test_a_message_taken_and_not_acknowledged_comes_back_when_its_connection_closes(queue_name):
+    with Connection(settings.REDIS_URL) as taker:  # a worker shutting down mid-task
+        queue = taker.SimpleQueue(queue_name)
+        queue.put({"n": 1})
+        assert queue.get(timeout=5).payload == {"n": 1}  # never acked
+    with Connection(settings.REDIS_URL) as other, other.SimpleQueue(queue_name) as queue:
+        message = queue.get(timeout=5)
+        assert message.payload == {"n": 1}
+        message.ack()
+
+
+def test_a_pool_kombu_dropped_gets_a_client_of_its_own(broker, queue_name):
+    with broker.SimpleQueue(queue_name) as queue:
+        queue.put({"n": 1})
+        channel = queue.channel
+        with channel.conn_or_acquire() as before:
+            pass
+        channel._disconnect_pools()  # what kombu does after a connection error
+        queue.put({"n": 2})
+        with channel.conn_or_acquire() as after:
+            assert after is not before and after.connection_pool is channel.pool
+        received = []
+        for _ in range(2):
+            message = queue.get(timeout=5)
+            received.append(message.payload["n"])
+            message.ack()
+        assert sorted(received) == [1, 2]
