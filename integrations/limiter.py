@@ -60,6 +60,14 @@ return {granted, wait}
 
 GRANTED, RESERVED = 1, 2
 
+# A provider's Retry-After: block the scope for ARGV[1] ms unless it is blocked longer already (one step, so two
+# workers' 429s at once never leave the shorter block in place of the longer one).
+_BLOCK_LUA = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+"""
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -158,6 +166,9 @@ def take(provider, scope=None, *, bucket="requests", cost=1, reserve=False, max_
     return Decision(granted == GRANTED, reserved=granted == RESERVED, wait=wait)
 
 
+_block_script = None
+
+
 def block(provider, scope, seconds):
     """Stop calls to this scope for `seconds` (a provider's Retry-After); never shortens a longer block."""
     if not seconds or seconds <= 0:
@@ -166,9 +177,10 @@ def block(provider, scope, seconds):
     client = get_client()
     ms = int(math.ceil(seconds * 1000))
     if client is not None:
-        current = client.pttl(block_key)
-        if current < ms:
-            client.set(block_key, "1", px=ms)
+        global _block_script
+        if _block_script is None:
+            _block_script = client.register_script(_BLOCK_LUA)
+        _block_script(keys=[block_key], args=[ms], client=client)
         return
     with localstate.locked(block_key) as state:
         state["until"] = max(state.get("until", 0), time.time() + seconds)
@@ -248,6 +260,7 @@ class concurrency_slot:
 # fallback runs in a thread, since flock may wait on another process.
 
 _async_scripts = weakref.WeakKeyDictionary()  # client -> registered script
+_async_block_scripts = weakref.WeakKeyDictionary()  # client -> registered _BLOCK_LUA
 
 
 async def _aredis_take(client, keys, limit, cost, reserve, max_wait):
@@ -287,9 +300,10 @@ async def ablock(provider, scope, seconds):
     if not seconds or seconds <= 0:
         return
     _, block_key = _keys(provider, "requests", scope)
-    ms = int(math.ceil(seconds * 1000))
-    if await client.pttl(block_key) < ms:
-        await client.set(block_key, "1", px=ms)
+    script = _async_block_scripts.get(client)
+    if script is None:
+        script = _async_block_scripts[client] = client.register_script(_BLOCK_LUA)
+    await script(keys=[block_key], args=[int(math.ceil(seconds * 1000))], client=client)
 
 
 async def ablocked_for(provider, scope=None):

@@ -1,9 +1,12 @@
 """The outbound token bucket: exact under contention, on Redis and on the one-machine fallback."""
 
+import asyncio
 import threading
 import time
+import uuid
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from integrations import limiter
 
@@ -88,6 +91,37 @@ def test_a_block_stops_the_scope_and_is_never_shortened(backend):
     limiter.block("acme", "b1", 1)
     decision = limiter.take("acme", "b1")
     assert not decision.granted and decision.wait > 4
+
+
+def test_two_429s_at_once_never_leave_the_shorter_block_in_place_of_the_longer(backend):
+    # Two workers get a provider's 429 at the same moment, one with Retry-After 60 s, one with 1 s.
+    shortened, run = [], uuid.uuid4().hex[:8]  # blocks outlive the test: scopes of this run only
+    for trial in range(100):
+        scope = f"race{trial}-{run}"
+        start = threading.Barrier(2)
+
+        def worker(seconds, scope=scope, start=start):
+            start.wait(timeout=10)
+            limiter.block("acme", scope, seconds)
+
+        pool = [threading.Thread(target=worker, args=(seconds,)) for seconds in (60, 1)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        if limiter.blocked_for("acme", scope) < 50:
+            shortened.append(trial)
+    assert shortened == []
+
+
+def test_two_429s_at_once_on_the_async_path_keep_the_longer_block(backend):
+    scope = f"arace-{uuid.uuid4().hex[:8]}"
+
+    async def both():
+        await asyncio.gather(limiter.ablock("acme", scope, 60), limiter.ablock("acme", scope, 1))
+        return await limiter.ablocked_for("acme", scope)
+
+    assert async_to_sync(both)() > 50
 
 
 def test_scope_overrides_give_a_short_code_its_own_rate(settings, backend):
