@@ -16,6 +16,14 @@ from .fake_gmail import FakeGmail, make_message
 
 GMAIL = "https://www.googleapis.com/auth/gmail."
 GRAPH = "https://graph.microsoft.test/v1.0"
+
+
+def graph_expiry(days=2):
+    """A subscription's expirationDateTime as Graph answers it, `days` from now (a fixed date is in the past some
+    day, and a mailbox whose subscription has lapsed is no longer kept by push)."""
+    return (timezone.now() + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 ALL_GMAIL = [f"{GMAIL}modify", f"{GMAIL}send", f"{GMAIL}compose", f"{GMAIL}labels"]
 
 

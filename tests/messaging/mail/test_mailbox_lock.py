@@ -14,7 +14,7 @@ from django.utils import timezone
 from messaging.mail.models import Mailbox, MailMessage
 from messaging.mail.tasks import mail_sync
 
-from .conftest import GRAPH, ms_conn
+from .conftest import GRAPH, graph_expiry, ms_conn
 from .test_outlook import graph_message
 
 pytestmark = [
@@ -77,7 +77,7 @@ def test_a_push_sync_and_a_sync_request_at_once_keep_the_newer_state_and_delta_l
 
     respx_mock.get(DELTA).mock(side_effect=delta)
     respx_mock.patch("/subscriptions/sub-1").mock(
-        return_value=httpx.Response(200, json={"id": "sub-1", "expirationDateTime": "2026-12-05T10:00:00Z"})
+        return_value=httpx.Response(200, json={"id": "sub-1", "expirationDateTime": graph_expiry()})
     )
     errors, answers = [], []
     push = in_thread(lambda: mail_sync(conn.pk), errors)

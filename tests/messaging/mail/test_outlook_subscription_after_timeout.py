@@ -7,7 +7,7 @@ import pytest
 
 from messaging.mail.models import Mailbox
 
-from .conftest import GRAPH, ms_conn
+from .conftest import GRAPH, graph_expiry, ms_conn
 
 pytestmark = [pytest.mark.django_db, pytest.mark.respx(base_url=GRAPH, assert_all_called=False)]
 
@@ -36,7 +36,7 @@ class GraphSubscriptions:
             "resource": body["resource"],
             "changeType": body["changeType"],
             "notificationUrl": body["notificationUrl"],
-            "expirationDateTime": "2026-12-08T10:00:00Z",
+            "expirationDateTime": graph_expiry(3),
             "clientState": None,
         }
         self.secrets[sub_id] = body["clientState"]

@@ -14,7 +14,7 @@ from integrations.models import ProviderCall, WebhookEvent
 from integrations.webhooks.tasks import webhook_process
 from messaging.mail.models import Mailbox, MailMessage
 
-from .conftest import AUDIENCE, CERTS_URL, GRAPH, SERVICE_ACCOUNT, google_conn, ms_conn
+from .conftest import AUDIENCE, CERTS_URL, GRAPH, SERVICE_ACCOUNT, google_conn, graph_expiry, ms_conn
 from .fake_gmail import make_message
 
 pytestmark = pytest.mark.django_db
@@ -277,8 +277,9 @@ class TestGraphPush:
         self, respx_mock, graph_settings, user, client, eager, django_capture_on_commit_callbacks
     ):
         self._mailbox(user)
+        granted = graph_expiry()
         renew = respx_mock.patch("/subscriptions/sub-1").mock(
-            return_value=httpx.Response(200, json={"id": "sub-1", "expirationDateTime": "2026-12-05T10:00:00Z"})
+            return_value=httpx.Response(200, json={"id": "sub-1", "expirationDateTime": granted})
         )
         respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
             return_value=httpx.Response(
@@ -304,7 +305,7 @@ class TestGraphPush:
         event.refresh_from_db()
         assert event.status == "processed", event.last_error
         assert renew.called
-        assert Mailbox.objects.get().subscription_expires_at.isoformat().startswith("2026-12-05")
+        assert Mailbox.objects.get().subscription_expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") == granted
 
     def _lifecycle(self, client, event, django_capture_on_commit_callbacks):
         body = {
@@ -328,7 +329,7 @@ class TestGraphPush:
             return_value=httpx.Response(404, json={"error": {"code": "ResourceNotFound", "message": "gone"}})
         )
         create = respx_mock.post("/subscriptions").mock(
-            return_value=httpx.Response(201, json={"id": "sub-2", "expirationDateTime": "2026-12-06T10:00:00Z"})
+            return_value=httpx.Response(201, json={"id": "sub-2", "expirationDateTime": graph_expiry(3)})
         )
         respx_mock.get("/subscriptions").mock(return_value=httpx.Response(200, json={"value": []}))
         respx_mock.get("/me/mailFolders/inbox/messages/delta").mock(
