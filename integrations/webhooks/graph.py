@@ -139,6 +139,22 @@ def subscriptions_to(get, notification_url, *, resource=None):
     return found
 
 
+def unrecorded_subscriptions_delete(listed, recorded, delete):
+    """Before a subscription is made: delete those of `listed` (subscriptions_to) that no row records.
+
+    Graph's create takes no idempotency key, and one whose answer was lost (a timeout, a dropped connection, a
+    process that died mid-call) may have made the subscription: unrecorded, its notifications were refused (no
+    clientState to check them against) until it lapsed, and the retry made a second one. It cannot be adopted
+    instead: Graph's list answers clientState null, so which attempt's secret it carries is unknown.
+    `recorded` is the ids the caller's rows hold among `listed` (any row: another connection's counts), `delete`
+    deletes one at Graph, a subscription gone already being done. Returns the ids deleted."""
+    known = set(recorded)
+    gone = [subscription_id for subscription_id in listed if subscription_id not in known]
+    for subscription_id in gone:
+        delete(subscription_id)
+    return gone
+
+
 def _resource_key(resource):
     """A subscription's resource as compared: Graph lists one made on "me/..." as "users/{id}/..." (the user the
     token is for; a delegated list holds that user's alone), with or without a leading "/", in any case."""

@@ -30,7 +30,7 @@ from integrations import locks
 from integrations.errors import DomainError
 from integrations.oauth import on_disconnect, on_reconnect
 from integrations.webhooks import hmac_sha256_hex
-from integrations.webhooks.graph import new_client_state
+from integrations.webhooks.graph import new_client_state, unrecorded_subscriptions_delete
 
 from ..models import Calendar, CalendarEvent
 from .services import adapter_for, announce, event_store
@@ -196,24 +196,16 @@ def _graph_subscribe(calendar):
 
 
 def _delete_unrecorded_subscriptions(calendar, adapter, notification_url):
-    """Before a subscription is made: delete the user's subscriptions on this calendar's events at our URL that no
-    calendar row records (its subscription_id, the id the webhook knows it by; any hub user's row for the same
-    Outlook calendar counts).
-
-    Graph's create takes no idempotency key, and one whose answer was lost (a timeout, a dropped connection, a
-    process that died mid-call) may have made the subscription: unrecorded, its notifications were refused (no
-    clientState to check them against) until it lapsed, and the retry made a second one. It cannot be adopted
-    instead: GET /subscriptions answers clientState null. Only this calendar's resource is looked at: another
-    calendar's watch may be making its own right now."""
-    listed = adapter.subscriptions_to(calendar.connection, calendar, notification_url=notification_url)
-    recorded = set(
-        Calendar.objects.filter(kind=Calendar.Kind.MICROSOFT, subscription_id__in=listed).values_list(
-            "subscription_id", flat=True
-        )
+    """The user's subscriptions on this calendar's events at our URL that no calendar row records (its
+    subscription_id, as the webhook knows it; any hub user's row for the same Outlook calendar counts), deleted.
+    Only this calendar's resource is looked at: another calendar's watch may be making its own right now."""
+    conn = calendar.connection
+    listed = adapter.subscriptions_to(conn, calendar, notification_url=notification_url)
+    recorded = Calendar.objects.filter(kind=Calendar.Kind.MICROSOFT, subscription_id__in=listed).values_list(
+        "subscription_id", flat=True
     )
-    for subscription_id in listed:
-        if subscription_id not in recorded:
-            adapter.subscription_delete(calendar.connection, subscription_id)  # gone already is done
+    # subscription_delete: gone already is done.
+    unrecorded_subscriptions_delete(listed, recorded, lambda sid: adapter.subscription_delete(conn, sid))
 
 
 def calendar_watch(*, calendar_id):

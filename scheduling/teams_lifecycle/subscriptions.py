@@ -15,7 +15,12 @@ from integrations.errors import PermanentError, ProviderError
 from integrations.oauth import on_disconnect
 from integrations.oauth.services import missing_scopes
 from integrations.task_base import enqueue_on_commit
-from integrations.webhooks.graph import encryption_certificate, new_client_state, subscription_body
+from integrations.webhooks.graph import (
+    encryption_certificate,
+    new_client_state,
+    subscription_body,
+    unrecorded_subscriptions_delete,
+)
 
 from ..calendars.times import parse_instant
 from ..models import Meeting, MeetingSubscription
@@ -144,23 +149,15 @@ def _subscription_body(meeting, kind, url, client_state, expires_at):
 
 
 def _delete_unrecorded_subscriptions(conn, resource, url, tenant):
-    """Before a subscription is made: delete those on the same resource at our URL that no MeetingSubscription
-    records (its external_id, what the webhook knows it by, whatever the row's status), listed with the token
-    that makes it (the app's own for call events: then the list spans the tenant, hence the resource).
-
-    Graph's create takes no idempotency key, and one whose answer was lost (a timeout, a dropped connection, a
-    process that died mid-call) may have made the subscription: unrecorded, its notifications were refused (no
-    clientState to check them against) until it lapsed, and the retry made a second one. It cannot be adopted
-    instead: GET /subscriptions answers clientState null."""
+    """Those on the same resource at our URL that no MeetingSubscription records (its external_id, as the webhook
+    knows it, whatever the row's status), deleted; listed with the token that makes them (the app's own for call
+    events: then the list spans the tenant, hence the resource)."""
     listed = teams.subscriptions_to(conn, url, resource=resource, tenant=tenant)
-    recorded = set(
-        MeetingSubscription.objects.filter(provider=PROVIDER, external_id__in=listed).values_list(
-            "external_id", flat=True
-        )
+    recorded = MeetingSubscription.objects.filter(provider=PROVIDER, external_id__in=listed).values_list(
+        "external_id", flat=True
     )
-    for subscription_id in listed:
-        if subscription_id not in recorded:
-            teams.subscription_delete(conn, subscription_id, tenant=tenant)  # gone already is done
+    # subscription_delete: gone already is done.
+    unrecorded_subscriptions_delete(listed, recorded, lambda sid: teams.subscription_delete(conn, sid, tenant=tenant))
 
 
 def _subscribe_one(meeting, conn, kind, url, now):

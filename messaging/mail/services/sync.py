@@ -14,6 +14,7 @@ from django.utils import timezone
 from integrations import locks, oauth
 from integrations.errors import DomainError
 from integrations.models import Connection
+from integrations.webhooks.graph import unrecorded_subscriptions_delete
 
 from ..models import Mailbox
 from ..providers import NotFound
@@ -143,19 +144,15 @@ def _mailbox_watch(conn):
 
 
 def _delete_unrecorded_subscriptions(conn, adapter, notification_url):
-    """Before a subscription is made: delete this user's mail subscriptions at our URL that no mailbox records.
+    """This user's mail subscriptions at our URL that no mailbox records, deleted (a create whose answer was lost)."""
 
-    Graph's create takes no idempotency key, and one whose answer was lost (a timeout, a dropped connection, a
-    process that died mid-call) may have made the subscription: unrecorded, its notifications were refused
-    (no clientState to check them against) until it lapsed, and the retry made a second one. It cannot be
-    adopted instead: GET /subscriptions answers clientState null, so which attempt's secret it carries is
-    unknown. A subscription another connection to the same account records is left alone."""
+    def delete(subscription_id):
+        with contextlib.suppress(NotFound):  # already gone
+            adapter.subscription_delete(conn, subscription_id)
+
     listed = adapter.subscriptions_to(conn, notification_url)
-    recorded = set(Mailbox.objects.filter(subscription_id__in=listed).values_list("subscription_id", flat=True))
-    for subscription_id in listed:
-        if subscription_id not in recorded:
-            with contextlib.suppress(NotFound):  # already gone
-                adapter.subscription_delete(conn, subscription_id)
+    recorded = Mailbox.objects.filter(subscription_id__in=listed).values_list("subscription_id", flat=True)
+    unrecorded_subscriptions_delete(listed, recorded, delete)
 
 
 def mailboxes_renew_due():
