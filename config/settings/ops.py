@@ -58,7 +58,8 @@ if ALERT_WEBHOOK_URL and not ALERT_WEBHOOK_SECRET:
 ALERT_MIN_SEVERITY = env.str("ALERT_MIN_SEVERITY", default="warning")
 if ALERT_MIN_SEVERITY not in ("info", "warning", "critical"):
     raise ImproperlyConfigured("ALERT_MIN_SEVERITY must be info, warning or critical.")
-# An alert still open this many hours after the last notice is sent again as a reminder (0: never).
+# An alert still open, and not acknowledged, this many hours after the last notice is sent again as a reminder
+# (0: never).
 ALERT_REMINDER_HOURS = env.float("ALERT_REMINDER_HOURS", default=4.0)
 # Attempts per delivery before it is left failed: the task retries with backoff (PROVIDER_RETRY of
 # "email" / "alert_webhook"), and the evaluation task re-sends a delivery whose task was lost.

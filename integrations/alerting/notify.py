@@ -124,15 +124,19 @@ def notify_resolved(alert_ids):
 
 
 def reminders_send(*, now=None):
-    """Remind the channels of every alert still open ALERT_REMINDER_HOURS after its last notice."""
+    """Remind the channels of every alert still open, and not acknowledged, ALERT_REMINDER_HOURS after its last
+    notice. An acknowledged alert has someone on it (the admin's Acknowledge): paging again is noise; its
+    resolution is still sent."""
     if settings.ALERT_REMINDER_HOURS <= 0:
         return 0
     now = now or timezone.now()
     due = now - dt.timedelta(hours=settings.ALERT_REMINDER_HOURS)
     sent = 0
-    for alert in Alert.objects.filter(resolved_at__isnull=True, notified_at__lt=due):
-        # Claim this reminder: only the process whose UPDATE matched the old clock sends it.
-        claimed = Alert.objects.filter(pk=alert.pk, notified_at=alert.notified_at, resolved_at__isnull=True).update(
+    waiting = Alert.objects.filter(resolved_at__isnull=True, acknowledged_at__isnull=True)
+    for alert in waiting.filter(notified_at__lt=due):
+        # Claim this reminder: only the process whose UPDATE matched the old clock sends it (and not once
+        # someone acknowledged it since it was read).
+        claimed = waiting.filter(pk=alert.pk, notified_at=alert.notified_at).update(
             notified_at=now, reminders_sent=F("reminders_sent") + 1
         )
         if not claimed:

@@ -151,6 +151,26 @@ def test_an_alert_still_open_after_n_hours_is_reminded_once_per_period(settings)
     assert reminders_send(now=now + dt.timedelta(hours=20)) == 0
 
 
+def test_an_acknowledged_alert_is_not_reminded_while_an_unacknowledged_one_is(settings, admin_client):
+    """Acknowledging is how staff say "someone has it": paging them again every few hours is noise."""
+    settings.ALERT_EMAIL_TO = ["ops@example.com"]
+    settings.ALERT_REMINDER_HOURS = 4
+    taken = raise_alert()
+    untaken = alert_raise(
+        kind=Alert.Kind.QUEUE_BACKLOG, severity=Alert.Severity.CRITICAL, message="queue depth", dedupe_key="q"
+    )
+    admin_client.post("/admin/integrations/alert/", {"action": "acknowledge_selected", "_selected_action": [taken.pk]})
+    taken.refresh_from_db()
+    assert taken.acknowledged_at is not None
+
+    assert reminders_send(now=timezone.now() + dt.timedelta(hours=5)) == 1
+    reminded = AlertDelivery.objects.filter(notice=Notice.REMINDER)
+    assert list(reminded.values_list("alert", flat=True)) == [untaken.pk]
+    # Still open, still acknowledged: it is resolved when it is back under (and the channels hear of that).
+    alert_resolve(alert=taken)
+    assert AlertDelivery.objects.filter(alert=taken, notice=Notice.RESOLVED).count() == 1
+
+
 def test_channels_hear_only_the_severities_and_kinds_they_asked_for(settings):
     settings.ALERT_EMAIL_TO = ["ops@example.com"]
     settings.ALERT_MIN_SEVERITY = "critical"
