@@ -12,7 +12,7 @@ import logging
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ..errors import DomainError
@@ -158,16 +158,26 @@ def delivery_send(*, delivery_id):
     if channel is None:
         delivery_fail(delivery_id=delivery.pk, error="The channel was removed or disabled.")
         return delivery
-    AlertDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=F("attempts") + 1, next_attempt_at=timezone.now() + dt.timedelta(seconds=STALL_SECONDS)
+    # Claim the row in one conditional UPDATE: a second run of the same notice (the sweep's, a redelivered or
+    # duplicate task) reading it pending while this one waits on the receiver finds it claimed and leaves it,
+    # so the notice is posted once. The stall clock moves with the claim, so the sweep leaves it too.
+    now = timezone.now()
+    claimed = (
+        AlertDelivery.objects.filter(pk=delivery.pk, status=AlertDelivery.Status.PENDING)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - dt.timedelta(seconds=STALL_SECONDS)))
+        .update(claimed_at=now, attempts=F("attempts") + 1, next_attempt_at=now + dt.timedelta(seconds=STALL_SECONDS))
     )
+    if not claimed:
+        logger.info("alert delivery already being sent", extra={"delivery": delivery.pk})
+        return delivery
     try:
         send(channel, delivery.alert, delivery.notice)
     except Exception as exc:
-        AlertDelivery.objects.filter(pk=delivery.pk).update(last_error=str(exc)[:500])
+        # Released, so this task's retry (or the sweep, once the stall clock runs out) may try again.
+        AlertDelivery.objects.filter(pk=delivery.pk, claimed_at=now).update(last_error=str(exc)[:500], claimed_at=None)
         raise
     AlertDelivery.objects.filter(pk=delivery.pk, status=AlertDelivery.Status.PENDING).update(
-        status=AlertDelivery.Status.SENT, sent_at=timezone.now(), last_error="", next_attempt_at=None
+        status=AlertDelivery.Status.SENT, sent_at=timezone.now(), last_error="", next_attempt_at=None, claimed_at=None
     )
     return delivery
 

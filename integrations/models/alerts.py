@@ -160,6 +160,10 @@ class AlertDelivery(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When a run took it to send, cleared when that send ends: another run (the sweep's, a redelivered task)
+    # leaves a row claimed less than notify.STALL_SECONDS ago, so a notice is posted once. An older claim is a
+    # run that died mid-send.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,11 +2,13 @@
 
 import datetime as dt
 import json
+import threading
 
 import httpx
 import pytest
 import respx
 from django.core import mail
+from django.db import connection
 from django.utils import timezone
 
 from integrations.alerting.channels import SIGNATURE_HEADER, verify_signature
@@ -347,3 +349,48 @@ def test_marking_the_last_failed_webhook_of_a_kind_ignored_resolves_its_alert(ad
     assert alert.resolved_at is None  # the other one still needs a replay
     ignore(second)
     assert alert.resolved_at is not None and alert.resolved_by is None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_sends_of_the_same_notice_at_once_post_it_once():
+    """A backlog: the notice's task is slow to start, the sweep sends it again (or the broker redelivers it), and
+    two workers run delivery_send for the same row while the first is still waiting on the receiver. Only the
+    run that claimed the row may post it; the other leaves it, however the two interleave."""
+    channel = AlertChannel.objects.create(name="hook", kind="webhook", target=HOOK, secret=SECRET)
+    delivery = AlertDelivery.objects.get(alert=raise_alert(), channel_key=channel.key)
+    inside, release = threading.Event(), threading.Event()
+    posts = []
+
+    def receiver(request):
+        posts.append(request)
+        if len(posts) == 1:
+            inside.set()
+            release.wait(10)
+        return httpx.Response(204)
+
+    errors = []
+
+    def run():
+        try:
+            delivery_send(delivery_id=delivery.pk)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with respx.mock() as router:
+        router.post(HOOK).mock(side_effect=receiver)
+        first = threading.Thread(target=run)
+        first.start()
+        assert inside.wait(10)
+        second = threading.Thread(target=run)
+        second.start()
+        second.join(10)
+        release.set()
+        first.join(10)
+
+    assert errors == []
+    assert len(posts) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (Status.SENT, 1)
