@@ -3,6 +3,7 @@
 import datetime as dt
 import gzip
 import json
+import threading
 from unittest import mock
 
 import boto3
@@ -154,3 +155,63 @@ def test_the_trigger_refuses_a_prune_of_rows_no_verified_archive_covers(locked_b
         cur.execute("SET LOCAL hub.audit_prune = 'on'")
         cur.execute("DELETE FROM audit_auditevent WHERE id = %s", [unarchived.pk])
     assert AuditEvent.objects.filter(pk=unarchived.pk).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_event_committed_after_its_day_was_archived_goes_in_the_next_part(locked_bucket, settings):
+    """A transaction takes its event's id (and its time) just before midnight and commits after the night's run,
+    which archived the day's later, higher ids. The next run must archive it as a further part of that day: the
+    trail in S3 is the record kept for years, and an event no part holds is never pruned nor archived."""
+    inside, release = threading.Event(), threading.Event()
+    late = []
+
+    def slow_transaction():
+        try:
+            with transaction.atomic():
+                late.extend(_events_on(DAY1 + dt.timedelta(hours=13, minutes=59), 1))
+                inside.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=slow_transaction)
+    worker.start()
+    assert inside.wait(10)
+    on_time = _events_on(DAY1 + dt.timedelta(hours=13, minutes=59, seconds=30), 2)
+    assert audit_archive_run(now=DAY1 + dt.timedelta(days=1, minutes=15))["archived"] == 1
+    release.set()
+    worker.join(10)
+    assert late[0].pk < on_time[-1].pk
+
+    assert audit_archive_run(now=DAY1 + dt.timedelta(days=2, minutes=15))["archived"] == 1
+
+    parts = AuditArchive.objects.filter(day=DAY1.date()).order_by("part")
+    assert [[line["id"] for line in _read(locked_bucket, p.key)] for p in parts] == [
+        [e.pk for e in on_time],
+        [late[0].pk],
+    ]
+    assert audit_archive_run(now=DAY1 + dt.timedelta(days=3, minutes=15))["archived"] == 0
+
+
+def _event_with_id(pk, moment):
+    """An event with its id chosen: a late commit's lower id, without two connections (bulk_create skips save)."""
+    with time_machine.travel(moment, tick=False):
+        AuditEvent.objects.bulk_create([AuditEvent(id=pk, actor_label="system", action="payment.refund")])
+
+
+def test_a_day_whose_parts_fail_verification_is_left_for_staff_not_archived_again(s3, settings):
+    s3.create_bucket(Bucket=BUCKET)  # no lock, so the object can be overwritten
+    for pk in (1_000_010, 1_000_020):
+        _event_with_id(pk, DAY1)
+    audit_archive_run(now=DAY1 + dt.timedelta(days=1))
+    _event_with_id(1_000_015, DAY1)  # committed after the run, with an id below the part's last
+    _event_with_id(1_000_030, DAY1 + dt.timedelta(days=1))
+    part = AuditArchive.objects.get()
+    s3.put_object(Bucket=BUCKET, Key=part.key, Body=gzip.compress(b'{"id": 1}\n'))
+    AuditArchive.objects.filter(pk=part.pk).update(version_id="")
+
+    assert audit_archive_run(now=DAY1 + dt.timedelta(days=2))["archived"] == 1  # the next day only
+
+    assert list(AuditArchive.objects.values_list("day", flat=True)) == [DAY1.date() + dt.timedelta(days=1), DAY1.date()]
+    assert "failed verification" in Alert.objects.get(dedupe_key="audit_archive:mismatch").message
