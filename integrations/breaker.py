@@ -1,4 +1,5 @@
-"""Circuit breaker per provider, its state shared by every process.
+"""Circuit breaker per provider (or per destination of one, `<provider>:<destination>`), its state shared by
+every process.
 
 closed -> open after `failure_threshold` consecutive failures (timeouts,
 connection errors, 5xx); open fails fast for `cooldown_seconds`; then the
@@ -73,9 +74,11 @@ class Permit:
     failures: int = 0
 
 
-def _conf(provider):
+def _conf(name):
+    # A destination's circuit ("alert_webhook:channel:3", see gateway.attempt's `circuit`) has its provider's.
     conf = dict(settings.CIRCUIT_BREAKER)
-    conf.update(settings.CIRCUIT_BREAKER_OVERRIDES.get(provider, {}))
+    overrides = settings.CIRCUIT_BREAKER_OVERRIDES
+    conf.update(overrides.get(name) or overrides.get(name.split(":", 1)[0], {}))
     return conf
 
 

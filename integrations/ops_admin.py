@@ -69,9 +69,22 @@ def _where(target):
 class AlertChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = AlertChannelForm
     audit_shown = {"target": _where}
-    list_display = ["name", "kind", "target_shown", "min_severity", "kinds_shown", "enabled"]
+    list_display = ["name", "kind", "target_shown", "min_severity", "kinds_shown", "enabled", "circuit"]
     list_filter = ["kind", "enabled"]
     actions = ["send_test"]
+
+    @admin.display(description="circuit")
+    def circuit(self, obj):
+        # Each Slack / webhook channel has its own breaker (alerting.channels.circuit): the console's "Alerts" row
+        # is the provider's, which no channel's failures open.
+        from . import breaker
+        from .admin_console import CIRCUIT_LABELS
+        from .alerting.channels import circuit
+
+        if obj.kind == AlertChannel.Kind.EMAIL:
+            return "—"
+        state = breaker.state(circuit(obj))
+        return CIRCUIT_LABELS.get(state, state)
 
     @admin.display(description="target")
     def target_shown(self, obj):

@@ -1,9 +1,12 @@
 """Sending one notice to one channel: email, a Slack-compatible incoming webhook, or a signed webhook.
 
 Each send is one gateway attempt (a ProviderCall: "email" for mail,
-"alert_webhook" for both webhook kinds), so a channel that fails shows in the
-call log and on the console like any provider; errors leave as the hub's own
-(retryable 5xx / 429 / network, permanent 4xx) and the delivery task retries.
+"alert_webhook" for both webhook kinds, its scope the channel's key), so a
+channel that fails shows in the call log and on the console like any provider;
+errors leave as the hub's own (retryable 5xx / 429 / network, permanent 4xx)
+and the delivery task retries. Each webhook channel has its own circuit
+breaker (`alert_webhook:<channel key>`): one receiver that is down fails fast
+without silencing the others.
 
 The generic webhook is signed as Stripe signs its own: header
 `X-Hub-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, so a
@@ -75,8 +78,17 @@ class AlertHookAdapter(ProviderAdapter):
 HOOKS = AlertHookAdapter()
 
 
-def _post(operation, url, body, headers):
-    with HOOKS.attempt(operation) as call:
+def circuit(channel):
+    """The breaker of one channel (a Channel or an AlertChannel row): each is its own receiver, and one that is
+    down must not silence the others."""
+    return f"{PROVIDER}:{channel.key}"
+
+
+def _post(channel, operation, body, headers):
+    url = channel.target
+    # scope: the call log names the channel, and a receiver's 429 (Retry-After) pauses that channel only (Slack
+    # limits each incoming webhook on its own).
+    with HOOKS.attempt(operation, scope=channel.key, circuit=circuit(channel)) as call:
         with httpx.Client(transport=egress.transport(trust_env=True)) as client:
             response = client.post(url, content=body, headers=headers, timeout=gateway.timeout_for(PROVIDER))
         call.record(http_status=response.status_code)
@@ -120,11 +132,11 @@ def send(channel, alert, notice):
     if channel.kind == "slack":
         text = f"*{headline(alert, notice)}*\n{alert.message}"
         body = json.dumps({"text": text}).encode()
-        _post("slack.post", channel.target, body, {"Content-Type": "application/json"})
+        _post(channel, "slack.post", body, {"Content-Type": "application/json"})
         return
     if channel.kind == "webhook":
         body = json.dumps(payload(alert, notice), sort_keys=True).encode()
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(channel.secret, body)}
-        _post("webhook.post", channel.target, body, headers)
+        _post(channel, "webhook.post", body, headers)
         return
     raise ValueError(f"unknown alert channel kind {channel.kind!r}")

@@ -62,17 +62,19 @@ async def aattempt(
     rate_cost=1,
     attempt_no=1,
     deadline=None,
+    circuit=None,
 ):
     """`attempt` for async callers; a rate token is awaited up to `deadline` (time.monotonic())."""
     require(provider)
+    circuit = circuit or provider
 
     decision = await atake_token(
-        provider, scope, cost=rate_cost, deadline=deadline, breaker_key=breaker.state_key(provider)
+        provider, scope, cost=rate_cost, deadline=deadline, breaker_key=breaker.state_key(circuit)
     )
 
     att = Attempt(provider, operation, owner, scope, idempotency_key, related, attempt_no)
 
-    permit = breaker.closed_permit(decision and decision.breaker) or await breaker.abefore_call(provider)
+    permit = breaker.closed_permit(decision and decision.breaker) or await breaker.abefore_call(circuit)
     if not permit.allowed:
         raise await db_hop(_refused, att, permit)
 
@@ -85,7 +87,7 @@ async def aattempt(
             await limiter.ablock(provider, scope, failure.pause)
         await db_hop(failure.log)
         if failure.healthy is not None:
-            await breaker.aafter_call(provider, healthy=failure.healthy)
+            await breaker.aafter_call(circuit, healthy=failure.healthy)
         if failure.error is exc:
             raise
         raise failure.error from exc
@@ -96,7 +98,7 @@ async def aattempt(
     else:
         await db_hop(_write_ok_then, att, latency_ms=latency_ms)
     if _breaker_waits_on_news(permit):
-        await breaker.aafter_call(provider, healthy=True)
+        await breaker.aafter_call(circuit, healthy=True)
 
 
 def _write_ok_then(att, *, latency_ms):

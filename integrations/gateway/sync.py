@@ -18,7 +18,7 @@ from .outcome import Failure, _breaker_waits_on_news, _refused
 from .runtime import _task_context
 
 
-def _take_token(provider, scope, rate_cost):
+def _take_token(provider, scope, rate_cost, circuit):
     """The granted Decision (with the breaker's state read in the same round trip), or None for a prepaid token."""
     ctx = _task_context.get()
     if ctx is not None and (provider, scope or "") in ctx.prepaid:
@@ -32,7 +32,7 @@ def _take_token(provider, scope, rate_cost):
         ctx.prepaid.discard((provider, scope or ""))
         return None
     decision = limiter.take(
-        provider, scope, cost=rate_cost, reserve=ctx is not None, breaker_key=breaker.state_key(provider)
+        provider, scope, cost=rate_cost, reserve=ctx is not None, breaker_key=breaker.state_key(circuit)
     )
     if decision.granted:
         return decision
@@ -54,6 +54,7 @@ def attempt(
     rate_cost=1,
     attempt_no=None,
     log_after_response=False,
+    circuit=None,
 ):
     """Run one attempt at a provider call; see the module docstring.
 
@@ -64,16 +65,21 @@ def attempt(
     the process's call-log writer, with other requests' rows (batchlog).
     Failures are always written at once, and outside a request the row is
     written before the block returns. The row is not readable through
-    `att.row` until then."""
-    require(provider)
+    `att.row` until then.
 
-    decision = _take_token(provider, scope, rate_cost)
+    `circuit`: the breaker this attempt counts on, the provider's by default. A provider whose destinations
+    fail apart (alert channels: each its own receiver) names one per destination, `<provider>:<destination>`,
+    so one that is down does not fail fast the calls to the others."""
+    require(provider)
+    circuit = circuit or provider
+
+    decision = _take_token(provider, scope, rate_cost, circuit)
 
     ctx = _task_context.get()
     attempt_no = attempt_no or (ctx.attempt if ctx else 1)
     att = Attempt(provider, operation, owner, scope, idempotency_key, related, attempt_no)
 
-    permit = breaker.closed_permit(decision and decision.breaker) or breaker.before_call(provider)
+    permit = breaker.closed_permit(decision and decision.breaker) or breaker.before_call(circuit)
     if not permit.allowed:
         raise _refused(att, permit)
 
@@ -86,7 +92,7 @@ def attempt(
             limiter.block(provider, scope, failure.pause)
         failure.log()
         if failure.healthy is not None:
-            breaker.after_call(provider, healthy=failure.healthy)
+            breaker.after_call(circuit, healthy=failure.healthy)
         if failure.error is exc:
             raise
         raise failure.error from exc
@@ -103,7 +109,7 @@ def attempt(
     else:
         _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
     if _breaker_waits_on_news(permit):
-        breaker.after_call(provider, healthy=True)
+        breaker.after_call(circuit, healthy=True)
 
 
 def call(provider, operation, fn, *, meter=None, **options):

@@ -11,11 +11,12 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
+from integrations import breaker
 from integrations.alerting.channels import SIGNATURE_HEADER, verify_signature
 from integrations.alerting.notify import deliveries_requeue, delivery_send, reminders_send
 from integrations.alerting.tasks import alert_deliver
 from integrations.alerts import alert_raise, alert_resolve
-from integrations.errors import ProviderUnavailable
+from integrations.errors import CircuitOpen, ProviderUnavailable
 from integrations.models import Alert, AlertChannel, AlertDelivery, ProviderCall
 
 pytestmark = pytest.mark.django_db
@@ -125,6 +126,44 @@ def test_a_refusal_is_not_retried_and_the_delivery_is_left_failed(settings, fast
     delivery.refresh_from_db()
     assert route.call_count == 1
     assert delivery.status == Status.FAILED and "no such hook" in delivery.last_error
+
+
+def test_a_dead_receiver_opens_only_its_own_channels_circuit(settings, admin_client):
+    """Each channel is its own receiver: one that is down trips its own breaker, and the others still hear of
+    alerts (one breaker for every Slack and webhook channel let a dead receiver silence the healthy ones)."""
+    settings.CIRCUIT_BREAKER = {"failure_threshold": 2, "cooldown_seconds": 600, "probe_timeout_seconds": 5}
+    dead_url, healthy_url = "https://dead.example/hook", "https://alive.example/hook"
+    dead = AlertChannel.objects.create(name="dead", kind="webhook", target=dead_url, secret=SECRET)
+    healthy = AlertChannel.objects.create(name="alive", kind="slack", target=healthy_url)
+    alert = raise_alert()
+    to_dead = AlertDelivery.objects.get(alert=alert, channel_key=dead.key)
+    to_healthy = AlertDelivery.objects.get(alert=alert, channel_key=healthy.key)
+
+    with respx.mock() as router:
+        router.post(dead_url).mock(return_value=httpx.Response(503))
+        alive = router.post(healthy_url).mock(return_value=httpx.Response(200, text="ok"))
+        for _ in range(2):
+            with pytest.raises(ProviderUnavailable):
+                delivery_send(delivery_id=to_dead.pk)
+        with pytest.raises(CircuitOpen):
+            delivery_send(delivery_id=to_dead.pk)
+        delivery_send(delivery_id=to_healthy.pk)
+
+    assert alive.call_count == 1
+    to_healthy.refresh_from_db()
+    assert to_healthy.status == Status.SENT
+    assert breaker.state(f"alert_webhook:{dead.key}") == "open"
+    assert breaker.state(f"alert_webhook:{healthy.key}") == "closed"
+    # Staff see which channel's breaker is open in the channel list.
+    page = admin_client.get("/admin/integrations/alertchannel/").content.decode()
+    assert page.count('<td class="field-circuit">Open</td>') == 1
+    assert page.count('<td class="field-circuit">Closed</td>') == 1
+    # The call log names the channel each call went to.
+    assert set(ProviderCall.objects.values_list("scope", "outcome")) == {
+        (dead.key, "error"),
+        (dead.key, "circuit_open"),
+        (healthy.key, "ok"),
+    }
 
 
 def test_resolving_tells_the_channels_that_heard_of_it(settings, django_capture_on_commit_callbacks, run_tasks):

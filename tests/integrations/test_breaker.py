@@ -102,3 +102,12 @@ def test_a_closed_circuit_is_read_with_the_rate_token_and_only_an_open_one_asks_
             acme.send({})
         assert asked == ["acme"]  # open: the breaker itself decides (cooldown, the one probe)
         assert len(http.calls) == 4
+
+
+def test_a_destinations_circuit_is_its_own_with_its_providers_settings(backend, settings):
+    """gateway.attempt(circuit="acme:east"): a destination that fails opens its own circuit, under the
+    provider's overrides, and leaves the provider's (and its other destinations') closed."""
+    settings.CIRCUIT_BREAKER_OVERRIDES = {"acme": {"failure_threshold": 1}}
+    breaker.after_call("acme:east", healthy=False)
+    assert breaker.state("acme:east") == "open"
+    assert breaker.states(["acme", "acme:west"]) == {"acme": "closed", "acme:west": "closed"}
