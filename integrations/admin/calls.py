@@ -27,6 +27,18 @@ from .base import (
 )
 
 
+def _circuits(provider):
+    """The breakers a staff member's Open / Close of `provider` acts on: its own, and for the alert webhooks each
+    channel's (they fail apart, alerting.channels.circuit), so the console's switch still stops or frees them all."""
+    from ..alerting.channels import PROVIDER as ALERT_HOOKS
+    from ..alerting.channels import circuit
+    from ..alerting.notify import configured_channels
+
+    if provider != ALERT_HOOKS:
+        return [provider]
+    return [provider, *(circuit(channel) for channel in configured_channels() if channel.kind != "email")]
+
+
 @admin.register(ProviderCall)
 class ProviderCallAdmin(AppendOnlyAdmin):
     list_display = [
@@ -169,12 +181,14 @@ class ProviderCallAdmin(AppendOnlyAdmin):
         if name not in {p.name for p in all_providers()} or action not in ("open", "close"):
             messages.error(request, "Unknown provider or action.")
         elif action == "close":
-            breaker.reset(name)
+            for circuit in _circuits(name):
+                breaker.reset(circuit)
             log_staff_action(request, f"Closed the circuit for {name} by hand.", repr_=f"Circuit {name}")
             audit_record(action="circuit.close", request=request, target=("provider", name))
             messages.success(request, f"Closed the circuit for {name}.")
         else:
-            breaker.trip(name)
+            for circuit in _circuits(name):
+                breaker.trip(circuit)
             log_staff_action(request, f"Opened the circuit for {name} by hand.", repr_=f"Circuit {name}")
             audit_record(action="circuit.open", request=request, target=("provider", name))
             messages.success(request, f"Opened the circuit for {name}: calls to it fail fast until it closes.")

@@ -166,6 +166,26 @@ def test_a_dead_receiver_opens_only_its_own_channels_circuit(settings, admin_cli
     }
 
 
+def test_the_consoles_open_and_close_of_the_alert_webhooks_act_on_every_channel(settings, admin_client):
+    """Each channel has its own breaker, so the console's switch for "alert_webhook" sets every channel's: staff who
+    open it to stop alert posts stop them all, and closing frees them all."""
+    settings.ALERT_SLACK_WEBHOOK_URL = SLACK
+    hook = AlertChannel.objects.create(name="ops hook", kind="webhook", target="https://hook.example/a", secret=SECRET)
+    delivery = AlertDelivery.objects.get(alert=raise_alert(), channel_key=hook.key)
+    circuits = ["alert_webhook", "alert_webhook:settings:slack", f"alert_webhook:{hook.key}"]
+
+    admin_client.post("/admin/integrations/providercall/circuit/", {"provider": "alert_webhook", "action": "open"})
+    assert [breaker.state(name) for name in circuits] == ["open"] * 3
+    with respx.mock(assert_all_called=False) as router:
+        route = router.post("https://hook.example/a").mock(return_value=httpx.Response(200))
+        with pytest.raises(CircuitOpen):
+            delivery_send(delivery_id=delivery.pk)
+        assert not route.called
+
+    admin_client.post("/admin/integrations/providercall/circuit/", {"provider": "alert_webhook", "action": "close"})
+    assert [breaker.state(name) for name in circuits] == ["closed"] * 3
+
+
 def test_resolving_tells_the_channels_that_heard_of_it(settings, django_capture_on_commit_callbacks, run_tasks):
     settings.ALERT_EMAIL_TO = ["ops@example.com"]
     with django_capture_on_commit_callbacks(execute=True):
