@@ -133,8 +133,11 @@ def _mark_needs_reauth(conn, reason, *, moved):
     conn.status = Connection.Status.NEEDS_REAUTH
     conn.status_detail = str(reason)[:500]
     if moved:
+        # info: kept in admin, no channel paged. The user is told (409 with the way back) and one user's revoked
+        # grant is theirs to fix; many at once page staff through the oauth_refresh threshold alert.
         alert_raise(
             kind=Alert.Kind.CONNECTION_REAUTH,
+            severity=Alert.Severity.INFO,
             provider=conn.provider,
             message=f"Connection {conn.pk} ({conn.provider}, user {conn.owner_id}) needs authorizing again: {reason}"[
                 :1000

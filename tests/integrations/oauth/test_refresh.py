@@ -183,6 +183,24 @@ class TestBeat:
         assert not Alert.objects.filter(kind="task_failed").exists()
         assert Alert.objects.filter(kind="connection_reauth").count() == 1
 
+    def test_a_refused_grant_is_kept_in_admin_without_paging_the_channels(
+        self, idp, user, settings, django_capture_on_commit_callbacks
+    ):
+        # The user is told (409 with the way back); one user's revoked grant is not a page for staff.
+        from django.core import mail
+
+        from integrations.models import AlertDelivery
+        from integrations.oauth.tasks import oauth_connection_refresh
+
+        settings.ALERT_EMAIL_TO = ["ops@example.com"]
+        conn = ms_connection(user, expires_in=600, refresh_token="M.R_dead")
+        idp.token_responses = [RotatingTokenEndpoint("M.R_0")]
+        with django_capture_on_commit_callbacks(execute=True):
+            oauth_connection_refresh.apply(args=[conn.pk]).get()
+        alert = Alert.objects.get(kind="connection_reauth")
+        assert alert.severity == "info"
+        assert not AlertDelivery.objects.exists() and not mail.outbox
+
 
 @pytest.mark.django_db
 class TestConnectionFor:
