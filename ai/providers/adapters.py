@@ -74,6 +74,10 @@ def translate(provider, exc):
             # OpenAI's (and Azure's) wait in milliseconds, which the SDKs read before the whole seconds of
             # Retry-After: sometimes the only one sent.
             headers["retry-after"] = str(wait_ms / 1000)
+        delay = _google_retry_delay(body)
+        if delay is not None and "retry-after" not in headers:
+            # Gemini sends no Retry-After: its 429 says when to come back in the body, as google.rpc.RetryInfo.
+            headers["retry-after"] = delay
         if isinstance(exc, anthropic.APIStatusError):
             code = exc.error_code or exc.type
             message = exc.api_message or exc.message
@@ -110,6 +114,22 @@ def translate(provider, exc):
     if isinstance(exc, _SDK_ERRORS):
         # The provider answered something the SDK could not read: treat it as a provider fault.
         return ProviderUnavailable(provider, f"unreadable response ({type(exc).__name__})")
+    return None
+
+
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def _google_retry_delay(body):
+    """The wait in seconds (a string) of a Google error's RetryInfo detail, or None: Gemini's 429 RESOURCE_EXHAUSTED
+    carries `{"@type": ".../google.rpc.RetryInfo", "retryDelay": "17s"}` in `error.details` (a protobuf Duration
+    in JSON: decimal seconds ending in "s")."""
+    details = body.get("details")
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, dict) and detail.get("@type") == _RETRY_INFO:
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s") and parse_retry_after(delay[:-1]) is not None:
+                return delay[:-1]
     return None
 
 

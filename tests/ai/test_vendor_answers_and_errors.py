@@ -5,6 +5,7 @@ import json
 import httpx2
 import pytest
 
+from integrations import limiter
 from tests.ai.fakes import (
     anthropic_message,
     anthropic_sse_chunks,
@@ -135,6 +136,44 @@ def test_retry_after_ms_is_preferred_to_the_rounded_retry_after(fake_ai, complet
     fake_ai.add("openai", openai_chat("finally"))
     body = complete().json()
     assert [f["retry_after"] for f in body["fallbacks"]] == [0.15]
+
+
+def _gemini_resource_exhausted(retry_delay):
+    """Gemini's 429 as its OpenAI-compatible endpoint sends it: a list of Google errors, the wait in a
+    google.rpc.RetryInfo detail and no Retry-After header (continuedev/continue #9570, #11926)."""
+    error = {
+        "code": 429,
+        "message": f"You exceeded your current quota. Please retry in {retry_delay}.",
+        "status": "RESOURCE_EXHAUSTED",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": [{"url": "https://ai.google.dev/"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay},
+        ],
+    }
+    return httpx2.Response(429, json=[{"error": error}])
+
+
+def test_a_gemini_429_is_waited_out_for_its_retry_info_delay(fake_ai, complete, settings):
+    settings.AI_ROUTES = {"simple": [["gemini", "gemini-2.5-flash-lite"], ["anthropic", "claude-haiku-4-5"]]}
+    fake_ai.add("gemini", _gemini_resource_exhausted("17s"))
+    fake_ai.add("anthropic", anthropic_message("from anthropic"), anthropic_message("again"))
+    body = complete().json()
+    assert body["provider"] == "anthropic"
+    assert [(f["provider"], f["error"], f["retry_after"]) for f in body["fallbacks"]] == [
+        ("gemini", "provider_rate_limited", 17.0)
+    ]
+    # The limiter pauses Gemini for that long, as it does for a Retry-After header: not asked again meanwhile.
+    assert 16 < limiter.blocked_for("gemini") <= 17
+    assert complete().json()["fallbacks"][0]["error"] == "rate_limited_outbound"
+    assert len(fake_ai.to("gemini")) == 1
+
+
+def test_a_short_gemini_retry_info_delay_is_waited_out_once(fake_ai, complete, settings):
+    settings.AI_ROUTES = {"simple": [["gemini", "gemini-2.5-flash-lite"]]}
+    fake_ai.add("gemini", _gemini_resource_exhausted("0.2s"), openai_chat("finally", model="gemini-2.5-flash-lite"))
+    body = complete().json()
+    assert body["content"] == "finally"
+    assert [f["retry_after"] for f in body["fallbacks"]] == [0.2]
 
 
 # --- Gemini's OpenAI-compatible stream ------------------------------------------------------
