@@ -18,6 +18,7 @@ the serializer turns into a 400.
 
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 
 class MessageError(ValueError):
@@ -63,6 +64,9 @@ class Completion:
     request_id: str = ""
     # The route's model name, which the price table knows (providers answer with dated versions).
     price_model: str = ""
+    # What the provider says it charged for this answer (OpenRouter's usage.cost), booked instead of the price
+    # table's estimate; None when it does not say.
+    provider_cost_usd: Decimal | None = None
 
     def units(self):
         return {

@@ -1,7 +1,9 @@
 """OpenAI chat completions (OpenAI, OpenRouter, xAI, Gemini, GitHub Models): the request, the answer, the stream."""
 
 import json
+import math
 import re
+from decimal import Decimal
 
 from integrations.errors import ProviderUnavailable
 
@@ -86,6 +88,28 @@ def _openai_usage(usage):
     return prompt, output, cached
 
 
+def _openrouter_cost(provider, usage):
+    """The USD OpenRouter charged for an answer, from its usage (docs, "Usage Accounting": every response's usage
+    has `cost`, in credits, 1 credit = 1 USD; no request parameter is needed any more), or None. With the
+    account's own provider key (BYOK, `is_byok`), `cost` is OpenRouter's fee alone and the provider bills the
+    inference to that key: `cost_details.upstream_inference_cost` is added."""
+    if provider != "openrouter" or usage is None:
+        return None
+    cost = getattr(usage, "cost", None)
+    if not _is_amount(cost):
+        return None
+    total = Decimal(str(cost))
+    details = getattr(usage, "cost_details", None)
+    upstream = details.get("upstream_inference_cost") if isinstance(details, dict) else None
+    if getattr(usage, "is_byok", None) is True and _is_amount(upstream):
+        total += Decimal(str(upstream))
+    return total.quantize(Decimal("0.000001"))
+
+
+def _is_amount(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
 async def _openai_complete(client, provider, model, req, timeout):
     resp = await client.chat.completions.create(**openai_params(provider, model, req), timeout=timeout)
     if not resp.choices:
@@ -112,6 +136,7 @@ async def _openai_complete(client, provider, model, req, timeout):
         output_tokens=out,
         cached_tokens=cached,
         request_id=getattr(resp, "_request_id", None) or "",
+        provider_cost_usd=_openrouter_cost(provider, resp.usage),
     )
 
 
@@ -171,6 +196,7 @@ class OpenAIStream(_Stream):
             output_tokens=out,
             cached_tokens=cached,
             request_id=self.request_id,
+            provider_cost_usd=_openrouter_cost(self.provider, usage),
         )
 
 

@@ -128,6 +128,8 @@ def attempt_timeout(provider, deadline):
 
 
 def answer_cost(result):
+    if result.provider_cost_usd is not None:
+        return result.provider_cost_usd  # what the provider charged, where the price table only estimates it
     return price(
         result.provider,
         result.price_model or result.model,

@@ -80,8 +80,10 @@ def openai_chat(
     refusal=None,
     request_id="req_openai_1",
     reasoning_apart=0,
+    extra_usage=None,
 ):
-    """`reasoning_apart`: reasoning tokens counted outside completion_tokens but in total_tokens (xAI, Gemini)."""
+    """`reasoning_apart`: reasoning tokens counted outside completion_tokens but in total_tokens (xAI, Gemini);
+    `extra_usage`: fields a vendor adds to `usage` (OpenRouter's cost)."""
     message = {"role": "assistant", "content": content, "refusal": refusal}
     if tool_calls:
         message["tool_calls"] = [
@@ -100,7 +102,7 @@ def openai_chat(
         "choices": [
             {"index": 0, "message": message, "finish_reason": finish_reason or ("tool_calls" if tool_calls else "stop")}
         ],
-        "usage": _openai_usage_body(usage, reasoning_apart),
+        "usage": {**_openai_usage_body(usage, reasoning_apart), **(extra_usage or {})},
     }
     return httpx2.Response(200, json=body, headers={"x-request-id": request_id})
 
@@ -177,7 +179,9 @@ class Body(httpx2.AsyncByteStream):
         self.closed = True
 
 
-def openai_sse_chunks(texts, *, usage=(12, 5, 0), model="gpt-4o-mini", tool_calls=None, reasoning_apart=0):
+def openai_sse_chunks(
+    texts, *, usage=(12, 5, 0), model="gpt-4o-mini", tool_calls=None, reasoning_apart=0, extra_usage=None
+):
     def chunk(delta, finish=None):
         return {
             "id": "c1",
@@ -215,7 +219,7 @@ def openai_sse_chunks(texts, *, usage=(12, 5, 0), model="gpt-4o-mini", tool_call
             "created": 1,
             "model": model,
             "choices": [],
-            "usage": _openai_usage_body(usage, reasoning_apart),
+            "usage": {**_openai_usage_body(usage, reasoning_apart), **(extra_usage or {})},
         }
     )
     return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
