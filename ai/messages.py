@@ -61,6 +61,10 @@ class Completion:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    # Input written to the provider's prompt cache (part of input_tokens; Anthropic bills it above the input
+    # price), and the part of it written for an hour rather than five minutes (dearer still).
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     request_id: str = ""
     # The route's model name, which the price table knows (providers answer with dated versions).
     price_model: str = ""

@@ -30,17 +30,33 @@ def price_entry(provider, model):
     return table.get(model) or table.get("*")
 
 
-def price(provider, model, *, input_tokens, output_tokens, cached_tokens):
-    """USD for one answer from the AI_MODEL_PRICES table (per 1M tokens); 0 for a model staff marked free."""
+def price(
+    provider, model, *, input_tokens, output_tokens, cached_tokens, cache_write_tokens=0, cache_write_1h_tokens=0
+):
+    """USD for one answer from the AI_MODEL_PRICES table (per 1M tokens); 0 for a model staff marked free.
+
+    `input_tokens` is all the input; of it, `cached_tokens` were read from the provider's prompt cache and
+    `cache_write_tokens` written to it (`cache_write_1h_tokens` of those for an hour), each at its own rate."""
     entry = price_entry(provider, model)
     if entry is None:
         logger.warning("no AI price for model", extra={"provider": provider, "model": model})
         return Decimal(0)
-    cached = min(cached_tokens, input_tokens)
     input_price = Decimal(str(entry.get("input", 0)))
-    cached_price = Decimal(str(entry.get("cached_input", entry.get("input", 0))))
+    cached_price = Decimal(str(entry.get("cached_input", input_price)))
+    # A cache write without a rate of its own is billed as input (OpenAI and the compatible APIs bill it so).
+    write_price = Decimal(str(entry.get("cache_write", input_price)))
+    write_1h_price = Decimal(str(entry.get("cache_write_1h", write_price)))
     output_price = Decimal(str(entry.get("output", 0)))
-    cost = ((input_tokens - cached) * input_price + cached * cached_price + output_tokens * output_price) / _MILLION
+    cached = min(cached_tokens, input_tokens)
+    written = min(cache_write_tokens, input_tokens - cached)
+    written_1h = min(cache_write_1h_tokens, written)
+    cost = (
+        (input_tokens - cached - written) * input_price
+        + cached * cached_price
+        + (written - written_1h) * write_price
+        + written_1h * write_1h_price
+        + output_tokens * output_price
+    ) / _MILLION
     return cost.quantize(Decimal("0.000001"))
 
 
@@ -205,12 +221,16 @@ def priced_chain(chain, *, named):
 
 
 def max_cost(chain, *, input_tokens, output_tokens):
-    """The dearest this request can be, over every model it may end up on."""
+    """The dearest this request can be, over every model it may end up on: its input billed as plain input or
+    all written to the provider's prompt cache, whichever costs more (Anthropic bills a five-minute cache write
+    at 1.25x its input price). No request asks for an hour-long cache write (only one naming that TTL gets it),
+    so the 1-hour rate only books what a provider reports."""
     return max(
         (
-            price(p, m, input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=0)
+            price(p, m, input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=0, cache_write_tokens=w)
             for p, m in chain
             if price_entry(p, m) is not None
+            for w in (0, input_tokens)
         ),
         default=Decimal(0),
     )

@@ -71,6 +71,22 @@ def _anthropic_usage(usage):
     return (usage.input_tokens or 0) + read + created, usage.output_tokens or 0, read
 
 
+def _anthropic_input(usage):
+    """A Completion's input fields from Anthropic's usage (the answer's, or message_start's): with the input written
+    to the prompt cache (`cache_creation_input_tokens`, billed at 1.25x the input price, 2x for the part written
+    for an hour: `cache_creation.ephemeral_1h_input_tokens`) apart from the plain input."""
+    inp, _, cached = _anthropic_usage(usage)
+    written = (getattr(usage, "cache_creation_input_tokens", None) or 0) if usage is not None else 0
+    ttl = getattr(usage, "cache_creation", None) if usage is not None else None
+    written_1h = (getattr(ttl, "ephemeral_1h_input_tokens", None) or 0) if ttl is not None else 0
+    return {
+        "input_tokens": inp,
+        "cached_tokens": cached,
+        "cache_write_tokens": written,
+        "cache_write_1h_tokens": min(written_1h, written),
+    }
+
+
 async def _anthropic_complete(client, provider, model, req, timeout):
     msg = await client.messages.create(**anthropic_params(model, req), timeout=timeout)
     text, calls = [], []
@@ -81,16 +97,14 @@ async def _anthropic_complete(client, provider, model, req, timeout):
             calls.append(
                 {"id": block.id, "name": block.name, "arguments": block.input if isinstance(block.input, dict) else {}}
             )
-    inp, out, cached = _anthropic_usage(msg.usage)
     return Completion(
         provider=provider,
         model=msg.model or model,
         content="".join(text),
         tool_calls=calls,
         finish_reason=_ANTHROPIC_FINISH.get(msg.stop_reason, msg.stop_reason or "stop"),
-        input_tokens=inp,
-        output_tokens=out,
-        cached_tokens=cached,
+        output_tokens=_anthropic_usage(msg.usage)[1],
+        **_anthropic_input(msg.usage),
         request_id=getattr(msg, "_request_id", None) or "",
     )
 
@@ -101,8 +115,7 @@ class AnthropicStream(_Stream):
     def input_so_far(self):
         if self.start_usage is None:
             return None
-        inp, _, cached = _anthropic_usage(self.start_usage)
-        return inp, cached
+        return _anthropic_input(self.start_usage)
 
     async def _events(self):
         calls = {}  # block index -> {"id", "name", "args": [parts]}
@@ -126,7 +139,6 @@ class AnthropicStream(_Stream):
                 stop = event.delta.stop_reason or stop
                 if event.usage is not None and event.usage.output_tokens is not None:
                     out_tokens = event.usage.output_tokens  # cumulative
-        inp, _, cached = _anthropic_usage(self.start_usage)
         self.result = Completion(
             provider=self.provider,
             model=model,
@@ -136,9 +148,8 @@ class AnthropicStream(_Stream):
                 for _, c in sorted(calls.items())
             ],
             finish_reason=_ANTHROPIC_FINISH.get(stop, stop or "stop"),
-            input_tokens=inp,
             output_tokens=out_tokens,
-            cached_tokens=cached,
+            **_anthropic_input(self.start_usage),
             request_id=self.request_id,
         )
 

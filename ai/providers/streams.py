@@ -29,8 +29,9 @@ class _Stream:
             yield text
 
     def input_so_far(self):
-        """(input tokens, cached tokens) as the provider counted them before its answer ended, or None when it
-        tells them only at the end (OpenAI's usage chunk): what a stream cut short is booked with."""
+        """The input as the provider counted it before its answer ended (a Completion's input fields:
+        input_tokens, cached_tokens, cache_write_tokens...), or None when it tells it only at the end (OpenAI's
+        usage chunk): what a stream cut short is booked with."""
         return None
 
     async def aclose(self):

@@ -53,20 +53,18 @@ def payload_for(result, *, cost, cached, fallbacks):
 
 def cut_short(provider, model, req, *, finish_reason, text="", counted=None):
     """An answer cut short, as booked: the input as the provider counted it when it said so before its answer
-    ended (`counted`: (input, cached) from Anthropic's message_start), else the hub's estimate; the answer
-    estimated from the text it produced (none: 0). A provider bills the input of a call it was sent, whether
-    or not anybody reads the answer."""
-    input_tokens, cached_tokens = counted or (req.estimated_input_tokens(), 0)
+    ended (`counted`: the input fields of Anthropic's message_start, stream.input_so_far), else the hub's
+    estimate; the answer estimated from the text it produced (none: 0). A provider bills the input of a call it
+    was sent, whether or not anybody reads the answer."""
     return Completion(
         provider=provider,
         model=model,
         content=text,
         tool_calls=[],
         finish_reason=finish_reason,
-        input_tokens=input_tokens,
         output_tokens=len(text) // 4,
-        cached_tokens=cached_tokens,
         price_model=model,
+        **(counted or {"input_tokens": req.estimated_input_tokens()}),
     )
 
 

@@ -136,4 +136,6 @@ def answer_cost(result):
         input_tokens=result.input_tokens,
         output_tokens=result.output_tokens,
         cached_tokens=result.cached_tokens,
+        cache_write_tokens=result.cache_write_tokens,
+        cache_write_1h_tokens=result.cache_write_1h_tokens,
     )

@@ -57,7 +57,9 @@ for _task, _chain in AI_ROUTES.items():
 AI_DEFAULT_TASK = env.str("AI_DEFAULT_TASK", default="simple")
 if AI_DEFAULT_TASK not in AI_ROUTES:
     raise ImproperlyConfigured(f"AI_DEFAULT_TASK {AI_DEFAULT_TASK!r} is not a task in AI_ROUTES")
-# USD per 1M tokens: input, output and cached input, per provider and model
+# USD per 1M tokens: input, output, cached input (read from the provider's prompt cache) and, where the
+# provider bills it above the input price, input written to that cache: "cache_write" (Anthropic: 1.25x
+# input, a five-minute cache) and "cache_write_1h" (2x, an hour-long one); per provider and model
 # ("*" prices any other model of that provider). A model without a price is not called (its
 # cost could not be counted against a budget) unless staff mark it free in admin (AI models marked free).
 AI_MODEL_PRICES = merged_table(
@@ -68,8 +70,20 @@ AI_MODEL_PRICES = merged_table(
             "gpt-5-mini": {"input": "0.25", "output": "2.00", "cached_input": "0.025"},
         },
         "anthropic": {
-            "claude-haiku-4-5": {"input": "1.00", "output": "5.00", "cached_input": "0.10"},
-            "claude-sonnet-4-6": {"input": "3.00", "output": "15.00", "cached_input": "0.30"},
+            "claude-haiku-4-5": {
+                "input": "1.00",
+                "output": "5.00",
+                "cached_input": "0.10",
+                "cache_write": "1.25",
+                "cache_write_1h": "2.00",
+            },
+            "claude-sonnet-4-6": {
+                "input": "3.00",
+                "output": "15.00",
+                "cached_input": "0.30",
+                "cache_write": "3.75",
+                "cache_write_1h": "6.00",
+            },
         },
         "gemini": {
             "gemini-2.5-flash-lite": {"input": "0.10", "output": "0.40", "cached_input": "0.025"},
@@ -81,7 +95,12 @@ AI_MODEL_PRICES = merged_table(
         },
         "openrouter": {
             "meta-llama/llama-3.3-70b-instruct": {"input": "0.12", "output": "0.30"},
-            "anthropic/claude-sonnet-4.5": {"input": "3.00", "output": "15.00", "cached_input": "0.30"},
+            "anthropic/claude-sonnet-4.5": {
+                "input": "3.00",
+                "output": "15.00",
+                "cached_input": "0.30",
+                "cache_write": "3.75",
+            },
             "deepseek/deepseek-r1": {"input": "0.55", "output": "2.19"},
         },
         # Free within GitHub's per-account rate limits.

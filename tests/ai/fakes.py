@@ -127,7 +127,9 @@ def anthropic_message(
     usage=(12, 5, 0),
     model="claude-haiku-4-5-20251001",
     request_id="req_ant_1",
+    extra_usage=None,
 ):
+    """`extra_usage`: more of Anthropic's usage fields (its cache writes)."""
     content = [{"type": "text", "text": text}] if text else []
     content += [
         {"type": "tool_use", "id": t["id"], "name": t["name"], "input": t["arguments"]} for t in tool_uses or ()
@@ -140,7 +142,12 @@ def anthropic_message(
         "content": content,
         "stop_reason": stop_reason or ("tool_use" if tool_uses else "end_turn"),
         "stop_sequence": None,
-        "usage": {"input_tokens": usage[0], "output_tokens": usage[1], "cache_read_input_tokens": usage[2]},
+        "usage": {
+            "input_tokens": usage[0],
+            "output_tokens": usage[1],
+            "cache_read_input_tokens": usage[2],
+            **(extra_usage or {}),
+        },
     }
     return httpx2.Response(200, json=body, headers={"request-id": request_id})
 
@@ -226,7 +233,7 @@ def openai_sse_chunks(
 
 
 def anthropic_sse_chunks(
-    texts, *, usage=(12, 5, 0), model="claude-haiku-4-5-20251001", tool_uses=None, error_after=None
+    texts, *, usage=(12, 5, 0), model="claude-haiku-4-5-20251001", tool_uses=None, error_after=None, extra_usage=None
 ):
     events = [
         (
@@ -241,7 +248,12 @@ def anthropic_sse_chunks(
                     "content": [],
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": usage[0], "output_tokens": 1, "cache_read_input_tokens": usage[2]},
+                    "usage": {
+                        "input_tokens": usage[0],
+                        "output_tokens": 1,
+                        "cache_read_input_tokens": usage[2],
+                        **(extra_usage or {}),
+                    },
                 },
             },
         ),

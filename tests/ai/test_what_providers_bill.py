@@ -1,13 +1,21 @@
 """An answer is booked at what its provider bills for it: the provider's own figure when it gives one, else the
 price table's rates for the kinds of tokens it counted."""
 
+import json
 from decimal import Decimal
 
 import pytest
 
-from ai.models import AiRequest, AiSpend, AiUsageMonthly
+from ai.models import AiBudget, AiRequest, AiSpend, AiUsageMonthly
 from integrations.models import ProviderCall
-from tests.ai.fakes import openai_chat, openai_sse_chunks, parse_sse, sse_response
+from tests.ai.fakes import (
+    anthropic_message,
+    anthropic_sse_chunks,
+    openai_chat,
+    openai_sse_chunks,
+    parse_sse,
+    sse_response,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +72,63 @@ def test_a_cost_field_from_another_provider_is_not_taken_for_a_bill(fake_ai, com
     """Only OpenRouter documents `usage.cost`; anything else an OpenAI-compatible vendor adds is not read as one."""
     fake_ai.add("openai", openai_chat(usage=(1000, 200, 0), extra_usage={"cost": 5}))
     assert complete().json()["cost_usd"] == "0.000270"  # (1000 x 0.15 + 200 x 0.60) / 1M
+
+
+# --- Anthropic's prompt cache -------------------------------------------------------------------------------
+
+# Anthropic counts its input apart: plain, read from its prompt cache, written to it (`cache_creation`: how much
+# for five minutes, how much for an hour). It bills a read at 0.1x the input price, a five-minute write at 1.25x
+# and an hour-long one at 2x (docs, "Prompt caching", pricing).
+CACHE_USAGE = dict(
+    usage=(1_000, 500, 20_000),
+    model="claude-sonnet-4-6",
+    extra_usage={
+        "cache_creation_input_tokens": 10_000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 6_000, "ephemeral_1h_input_tokens": 4_000},
+    },
+)
+# claude-sonnet-4-6 ($3 input, $15 output): (1,000 x 3 + 20,000 x 0.30 + 6,000 x 3.75 + 4,000 x 6 + 500 x 15) / 1M;
+# priced as plain input, the writes came to $0.0465.
+CACHE_COST = Decimal("0.063")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
+def test_anthropic_cache_writes_are_booked_at_the_cache_write_rates(fake_ai, complete, user, stream):
+    if stream:
+        fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["Hi"], **CACHE_USAGE)))
+    else:
+        fake_ai.add("anthropic", anthropic_message("Hi", **CACHE_USAGE))
+    resp = complete(task="writing", stream=stream)
+    body = parse_sse(resp.raw)[-1][1] if stream else resp.json()
+    assert body["usage"] == {"input_tokens": 31_000, "output_tokens": 500, "cached_tokens": 20_000}
+    assert Decimal(body["cost_usd"]) == CACHE_COST
+    assert AiRequest.objects.get(owner=user).cost_usd == CACHE_COST
+    assert ProviderCall.objects.get(provider="anthropic").cost_usd == CACHE_COST
+    assert AiSpend.objects.get(owner=user).spent_usd == CACHE_COST
+
+
+def test_an_anthropic_stream_failing_after_message_start_is_booked_its_cache_writes_at_their_rates(
+    fake_ai, complete, user, settings
+):
+    """message_start counts the input Anthropic bills, cache writes included: a stream that fails before any text
+    is booked that input at the rates Anthropic bills it."""
+    settings.AI_ROUTES = {"writing": [["anthropic", "claude-sonnet-4-6"]]}
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    started = anthropic_sse_chunks([], **CACHE_USAGE)[:2]
+    fake_ai.add("anthropic", sse_response([*started, f"event: error\ndata: {json.dumps(overloaded)}\n\n".encode()]))
+    assert complete(task="writing", stream=True).status_code == 503
+    lost = CACHE_COST - Decimal("0.0075")  # the input alone: no answer
+    assert AiRequest.objects.get(owner=user).cost_usd == lost
+    assert AiSpend.objects.get(owner=user).spent_usd == lost
+
+
+def test_the_budget_hold_covers_an_anthropic_prompt_written_to_its_cache(fake_ai, complete, user):
+    """The hold is the request's largest cost: on Anthropic, its whole prompt written to the cache (1.25x the
+    input price), as such an answer is booked; it is refused when that does not fit the budget."""
+    AiBudget.objects.create(owner=user, monthly_limit_usd=Decimal("0.0001"))
+    messages = [{"role": "user", "content": "x" * 39_965}]  # 40,000 characters with the tools: 10,000 tokens
+    resp = complete(task="writing", messages=messages, max_tokens=1000)
+    assert resp.status_code == 402
+    # claude-sonnet-4-6: (10,000 x 3.75 + 1,000 x 15) / 1M, where plain input would hold $0.045.
+    assert resp.json()["request_max_usd"] == "0.052500"
+    assert fake_ai.sent == []
