@@ -74,10 +74,12 @@ def _attempt_stream(booking, idempotency_key):
                 )
                 raise
             except Exception:
-                # The provider failed before any text, after counting the input it bills (Anthropic's
-                # message_start): booked with the request, whichever provider answers it next.
-                counted = handle.input_so_far() if handle is not None else None
-                if counted is not None:
+                # The provider answered 200 and failed before any text: it had the prompt and bills its input
+                # (OpenRouter: a 200 means "the model started processing your request"), as counted when it said
+                # (Anthropic's message_start), else the hub's estimate, as for a client gone at this point. Booked
+                # with the request, whichever provider answers it next.
+                if handle is not None:
+                    counted = handle.input_so_far()
                     booking.bill(call, cut_short(provider, model, req, finish_reason="error", counted=counted), tried)
                 raise
             # From here the relay owns the upstream and the attempt.

@@ -11,6 +11,7 @@ from integrations.models import ProviderCall
 from tests.ai.fakes import (
     anthropic_message,
     anthropic_sse_chunks,
+    error,
     openai_chat,
     openai_sse_chunks,
     parse_sse,
@@ -132,3 +133,71 @@ def test_the_budget_hold_covers_an_anthropic_prompt_written_to_its_cache(fake_ai
     # claude-sonnet-4-6: (10,000 x 3.75 + 1,000 x 15) / 1M, where plain input would hold $0.045.
     assert resp.json()["request_max_usd"] == "0.052500"
     assert fake_ai.sent == []
+
+
+# --- an OpenAI-compatible stream that fails before any text ---------------------------------------------------
+
+PROMPT = [{"role": "user", "content": "x" * 39_965}]  # 40,000 characters with the tools ([]): 10,000 tokens
+
+
+def _failing_before_any_text(model):
+    """A 200 stream: the role chunk, then the `{"error": ...}` chunk OpenAI and OpenRouter send when the answer
+    fails after its 200 (OpenRouter docs, "Errors": a 200 means the model started processing the request)."""
+    role = openai_sse_chunks([], model=model)[:1]
+    broken = {
+        "id": "gen-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "error": {"code": 502, "message": "Upstream provider disconnected"},
+        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+    }
+    return sse_response([*role, f"data: {json.dumps(broken)}\n\n".encode()])
+
+
+def test_an_openai_compatible_stream_failing_before_any_text_is_booked_its_input_with_the_next_answer(
+    fake_ai, complete, user
+):
+    """The provider had the prompt and bills its input, as Anthropic's message_start says of its own: the hub's
+    estimate of it is booked (OpenAI tells its usage only at the end) with the answer the next provider gave."""
+    fake_ai.add("openai", _failing_before_any_text("gpt-4o-mini"))
+    fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["fine"], usage=(10_000, 3, 0))))
+    events = parse_sse(complete(stream=True, messages=PROMPT).raw)
+    kind, done = events[-1]
+    assert (kind, done["provider"]) == ("done", "anthropic")
+    assert [(f["provider"], f["error"]) for f in done["fallbacks"]] == [("openai", "provider_unavailable")]
+    # gpt-4o-mini: 10,000 x 0.15 / 1M; claude-haiku-4-5: (10,000 x 1.00 + 3 x 5.00) / 1M
+    lost, answered = Decimal("0.0015"), Decimal("0.010015")
+    assert Decimal(done["cost_usd"]) == answered
+    calls = {c.provider: c for c in ProviderCall.objects.all()}
+    assert (calls["openai"].outcome, calls["openai"].cost_usd, calls["openai"].units["input_tokens"]) == (
+        "error",
+        lost,
+        10_000,
+    )
+    assert AiUsageMonthly.objects.get(owner=user, provider="openai").cost_usd == lost
+    assert AiRequest.objects.get(owner=user).cost_usd == lost + answered
+    assert AiSpend.objects.get(owner=user).spent_usd == lost + answered
+
+
+def test_an_openrouter_stream_failing_before_any_text_with_no_fallback_is_booked_its_input(
+    fake_ai, complete, user, settings
+):
+    settings.AI_ROUTES = {"simple": [["openrouter", LLAMA]]}
+    fake_ai.add("openrouter", _failing_before_any_text(LLAMA))
+    resp = complete(stream=True, messages=PROMPT)
+    assert resp.status_code == 503 and resp.json()["error"] == "ai_unavailable"
+    lost = Decimal("0.0012")  # 10,000 x 0.12 / 1M
+    logged = AiRequest.objects.get(owner=user)
+    assert (logged.outcome, logged.cost_usd) == ("failed", lost)
+    assert ProviderCall.objects.get().cost_usd == lost
+    assert AiSpend.objects.get(owner=user).spent_usd == lost
+
+
+def test_a_stream_refused_before_its_200_books_nothing(fake_ai, complete, user, settings):
+    """A refusal in the HTTP status (here a 503) is a call the provider did not process: nothing is billed."""
+    settings.AI_ROUTES = {"simple": [["openrouter", LLAMA]]}
+    fake_ai.add("openrouter", error(503, "No provider available"))
+    assert complete(stream=True, messages=PROMPT).status_code == 503
+    assert AiRequest.objects.get(owner=user).cost_usd == 0
+    assert ProviderCall.objects.get().cost_usd in (None, 0)
