@@ -6,7 +6,8 @@ everything is normalised here into one canonical form that the provider
 adapters render for their vendor:
 
     message   {"role": "system"|"user"|"assistant"|"tool", "content": str,
-               "tool_calls": [{"id", "name", "arguments": dict}],   # assistant only
+               "tool_calls": [{"id", "name", "arguments": dict,     # assistant only
+                               "thought_signature": str}],          # present when Gemini gave one
                "tool_call_id": str,                                 # tool only
                "is_error": True}                                    # tool only, present when the tool failed
     tool      {"name", "description", "parameters": JSON schema}
@@ -126,7 +127,23 @@ def _tool_call(raw, where):
     if not isinstance(name, str) or not name or not isinstance(call_id, str) or not call_id:
         raise MessageError(f"{where}: a tool call needs an id and a name.")
     args = fn.get("arguments", fn.get("input"))
-    return {"id": call_id, "name": name, "arguments": parse_arguments(args, where)}
+    call = {"id": call_id, "name": name, "arguments": parse_arguments(args, where)}
+    signature = raw.get("thought_signature", thought_signature(raw.get("extra_content")))
+    if signature is not None:
+        if not isinstance(signature, str) or not signature:
+            raise MessageError(f"{where}: thought_signature must be a non-empty string.")
+        call["thought_signature"] = signature
+    return call
+
+
+def thought_signature(extra_content):
+    """The signature in Gemini's `extra_content` of a tool call ({"google": {"thought_signature": ...}}), or None.
+
+    Gemini 3 signs its reasoning on each function call and refuses (400) a conversation that sends a call back
+    without its signature; its OpenAI-compatible endpoint carries it there, both ways. The hub hands it to the
+    client as the call's `thought_signature`, and takes it back in either shape."""
+    google = extra_content.get("google") if isinstance(extra_content, dict) else None
+    return google.get("thought_signature") if isinstance(google, dict) else None
 
 
 def _tool_result_text(content, where):

@@ -45,6 +45,11 @@ class ToolCallSerializer(StrictSerializer):
     id = serializers.CharField()
     name = serializers.CharField()
     arguments = serializers.DictField()
+    thought_signature = serializers.CharField(
+        required=False,
+        help_text="Gemini's signature of its reasoning behind this call: send the call back with it (Gemini 3 "
+        "refuses a conversation whose function calls lack theirs).",
+    )
 
 
 class TokenUsageSerializer(StrictSerializer):

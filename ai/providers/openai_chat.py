@@ -7,12 +7,12 @@ from decimal import Decimal
 
 from integrations.errors import ProviderUnavailable
 
-from ..messages import Completion
+from ..messages import Completion, thought_signature
 from .adapters import error_in_answer
 from .streams import _arguments, _Stream
 
 
-def _openai_messages(messages):
+def _openai_messages(messages, provider=None):
     out = []
     for m in messages:
         if m["role"] == "tool":
@@ -22,19 +22,33 @@ def _openai_messages(messages):
                 {
                     "role": "assistant",
                     "content": m["content"] or None,
-                    "tool_calls": [
-                        {
-                            "id": c["id"],
-                            "type": "function",
-                            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
-                        }
-                        for c in m["tool_calls"]
-                    ],
+                    "tool_calls": [_openai_tool_call(c, provider) for c in m["tool_calls"]],
                 }
             )
         else:
             out.append({"role": m["role"], "content": m["content"]})
     return out
+
+
+def _openai_tool_call(call, provider):
+    rendered = {
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+    }
+    if provider == "gemini" and call.get("thought_signature"):
+        # Sent back where Gemini's compatible endpoint put it (docs, "Thought signatures": Gemini 3 refuses a
+        # function call without its signature with a 400). Only to Gemini: no other vendor knows the field.
+        rendered["extra_content"] = {"google": {"thought_signature": call["thought_signature"]}}
+    return rendered
+
+
+def _signed(call, extra_content):
+    """A parsed tool call with Gemini's thought signature, when its `extra_content` holds one."""
+    signature = thought_signature(extra_content)
+    if isinstance(signature, str) and signature:
+        call["thought_signature"] = signature
+    return call
 
 
 # OpenAI's reasoning models (the o-series, gpt-5 but its chat model) take no sampling temperature: one that
@@ -44,7 +58,7 @@ _OPENAI_REASONING = re.compile(r"(o\d|gpt-5)(?!.*chat)")
 
 
 def openai_params(provider, model, req):
-    params = {"model": model, "messages": _openai_messages(req.messages)}
+    params = {"model": model, "messages": _openai_messages(req.messages, provider)}
     if req.tools:
         params["tools"] = [
             {
@@ -120,7 +134,10 @@ async def _openai_complete(client, provider, model, req, timeout):
     choice = resp.choices[0]
     msg = choice.message
     calls = [
-        {"id": c.id, "name": c.function.name, "arguments": _arguments(c.function.arguments)}
+        _signed(
+            {"id": c.id, "name": c.function.name, "arguments": _arguments(c.function.arguments)},
+            getattr(c, "extra_content", None),
+        )
         for c in (msg.tool_calls or [])
         if getattr(c, "function", None) is not None
     ]
@@ -169,9 +186,10 @@ class OpenAIStream(_Stream):
                 if getattr(delta, "refusal", None):
                     refusal.append(delta.refusal)
                 for tc in delta.tool_calls or ():
-                    entry = calls.setdefault(_call_index(calls, tc), {"id": "", "name": "", "args": []})
+                    entry = calls.setdefault(_call_index(calls, tc), {"id": "", "name": "", "args": [], "extra": None})
                     if tc.id:
                         entry["id"] = tc.id
+                    entry["extra"] = getattr(tc, "extra_content", None) or entry["extra"]
                     if tc.function is not None:
                         if tc.function.name:
                             entry["name"] += tc.function.name
@@ -183,7 +201,7 @@ class OpenAIStream(_Stream):
         inp, out, cached = _openai_usage(usage)
         refusal_text = "".join(refusal)
         tool_calls = [
-            {"id": c["id"], "name": c["name"], "arguments": _arguments("".join(c["args"]))}
+            _signed({"id": c["id"], "name": c["name"], "arguments": _arguments("".join(c["args"]))}, c["extra"])
             for _, c in sorted(calls.items())
         ]
         self.result = Completion(

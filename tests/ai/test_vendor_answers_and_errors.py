@@ -219,6 +219,81 @@ def test_gemini_streamed_tool_calls_without_an_index_stay_apart(fake_ai, complet
     assert done["finish_reason"] == "tool_calls"
 
 
+GEMINI_3 = "gemini-3-flash-preview"
+SIGNED = {"google": {"thought_signature": "CvMBAY89a1+sig/A=="}}
+
+
+def _gemini_signed_call(call_id, city, extra_content=SIGNED):
+    return {**_call(call_id, "weather", json.dumps({"city": city})), "extra_content": extra_content}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
+def test_gemini_thought_signatures_go_back_with_the_tool_calls_they_signed(fake_ai, complete, settings, stream):
+    """Gemini 3 signs its reasoning on a function call (docs, "Thought signatures"; its OpenAI-compatible endpoint
+    puts the signature in the call's `extra_content.google.thought_signature`) and refuses with a 400 the next
+    turn whose function call comes back without it. The hub hands it to the client with the call and, when the
+    client sends the conversation on, back to Gemini where it came from; another vendor is sent none."""
+    settings.AI_MODEL_PRICES = {**settings.AI_MODEL_PRICES, "gemini": {GEMINI_3: {"input": "0.50", "output": "3.00"}}}
+    signed = _gemini_signed_call("function-call-1", "Paris")
+    unsigned = _gemini_signed_call("function-call-2", "Lyon", extra_content=None)  # parallel calls: the first signs
+    if stream:
+        fake_ai.add("gemini", sse_response(_gemini_chunks([{"tool_calls": [signed]}, {"tool_calls": [unsigned]}])))
+    else:
+        answer = openai_chat(None, model=GEMINI_3, tool_calls=[{"id": "x", "name": "weather", "arguments": {}}])
+        body = json.loads(answer.content)
+        body["choices"][0]["message"]["tool_calls"] = [signed, {k: v for k, v in unsigned.items() if v is not None}]
+        fake_ai.add("gemini", httpx2.Response(200, json=body))
+    first = complete(provider="gemini", model=GEMINI_3, stream=stream, tools=[{"name": "weather"}])
+    answer = parse_sse(first.raw)[-1][1] if stream else first.json()
+    assert answer["tool_calls"] == [
+        {
+            "id": "function-call-1",
+            "name": "weather",
+            "arguments": {"city": "Paris"},
+            "thought_signature": SIGNED["google"]["thought_signature"],
+        },
+        {"id": "function-call-2", "name": "weather", "arguments": {"city": "Lyon"}},
+    ]
+    # The client sends the conversation on with the tool calls as the hub gave them, and the tools' results.
+    conversation = [
+        {"role": "user", "content": "Weather in Paris and Lyon?"},
+        {"role": "assistant", "content": "", "tool_calls": answer["tool_calls"]},
+        {"role": "tool", "tool_call_id": "function-call-1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "function-call-2", "content": "rain"},
+    ]
+    fake_ai.add("gemini", openai_chat("Sunny in Paris, rain in Lyon.", model=GEMINI_3))
+    fake_ai.add("openai", openai_chat("Sunny in Paris, rain in Lyon."))
+    for provider, model in (("gemini", GEMINI_3), ("openai", "gpt-4o-mini")):
+        resp = complete(provider=provider, model=model, messages=conversation, tools=[{"name": "weather"}])
+        assert resp.status_code == 200, resp.json()
+    sent_to_gemini = fake_ai.to("gemini")[-1].json["messages"][1]["tool_calls"]
+    assert [c.get("extra_content") for c in sent_to_gemini] == [SIGNED, None]
+    sent_to_openai = fake_ai.to("openai")[-1].json["messages"][1]["tool_calls"]
+    assert all("extra_content" not in c for c in sent_to_openai)
+
+
+def test_a_thought_signature_is_taken_back_in_geminis_own_shape_too(fake_ai, complete, settings):
+    """A client that keeps Gemini's OpenAI-format tool calls as they came (`extra_content`) sends them back so."""
+    settings.AI_MODEL_PRICES = {**settings.AI_MODEL_PRICES, "gemini": {GEMINI_3: {"input": "0.50", "output": "3.00"}}}
+    conversation = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [_gemini_signed_call("function-call-1", "Paris")]},
+        {"role": "tool", "tool_call_id": "function-call-1", "content": "sunny"},
+    ]
+    fake_ai.add("gemini", openai_chat("Sunny.", model=GEMINI_3))
+    assert complete(provider="gemini", model=GEMINI_3, messages=conversation).status_code == 200
+    assert fake_ai.to("gemini")[0].json["messages"][1]["tool_calls"][0]["extra_content"] == SIGNED
+
+
+def test_a_thought_signature_that_is_not_a_string_is_a_400(fake_ai, complete):
+    call = {"id": "call_1", "name": "weather", "arguments": {}, "thought_signature": 7}
+    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+    resp = complete(messages=conversation)
+    assert resp.status_code == 400
+    assert "thought_signature must be a non-empty string" in json.dumps(resp.json())
+    assert fake_ai.sent == []
+
+
 def test_a_forced_tool_call_that_finishes_with_stop_is_reported_as_tool_calls(fake_ai, complete):
     """OpenAI ends an answer whose tool call was forced by tool_choice with "stop"; the hub's one shape says
     "tool_calls" whenever the answer holds tool calls, as Anthropic's tool_use always does."""
