@@ -20,7 +20,9 @@ GITHUB_MODELS_BASE_URL = env.str("GITHUB_MODELS_BASE_URL", default="https://mode
 
 # AI gateway (ai app). A `task` names an ordered chain of (provider, model):
 # the gateway tries them in order, falling through on retryable errors.
-# Cheap models first for `simple`, as the old review recommended.
+# Cheap models first for `simple`, as the old review recommended. GitHub Models is on no default route:
+# GitHub retired it on 2026-07-30 (github.blog changelog "GitHub Models is now retired"; its inference API
+# answers 410), so a route naming it could only end in that refusal.
 AI_ROUTES = merged_table(
     {
         "simple": [
@@ -29,14 +31,12 @@ AI_ROUTES = merged_table(
             ["anthropic", "claude-haiku-4-5"],
             ["xai", "grok-3-mini"],
             ["openrouter", "meta-llama/llama-3.3-70b-instruct"],
-            ["github_models", "openai/gpt-4o-mini"],
         ],
         "writing": [
             ["anthropic", "claude-sonnet-4-6"],
             ["openai", "gpt-4.1"],
             ["gemini", "gemini-2.5-pro"],
             ["openrouter", "anthropic/claude-sonnet-4.5"],
-            ["github_models", "openai/gpt-4.1"],
         ],
         # Reasoning models accept no temperature (OpenAI refuses one with a 400): the hub sends them none.
         "reasoning": [

@@ -523,3 +523,22 @@ def test_an_xai_prompt_too_long_is_read_from_its_own_error_shape(fake_ai, comple
     (fallback,) = body["fallbacks"]
     assert (fallback["provider"], fallback["error"]) == ("xai", "context_length_exceeded")
     assert message in fallback["detail"]
+
+
+# --- a retired provider -------------------------------------------------------------------------------
+
+
+def test_the_default_routes_do_not_ask_github_models_which_github_retired(fake_ai, complete, settings):
+    """GitHub retired GitHub Models on 2026-07-30 (github.blog changelog; its inference API answers 410
+    `github_models_retirement_brownout`): with its token still set, a default route that every other provider
+    failed must not end in its refusal."""
+    from config.settings import ai as defaults
+
+    settings.AI_ROUTES = defaults.AI_ROUTES
+    for task in ("simple", "writing"):
+        for provider, _ in settings.AI_ROUTES[task]:
+            fake_ai.add(provider, error(503, "overloaded"))
+        resp = complete(task=task)
+        assert (resp.status_code, resp.json()["error"]) == (503, "ai_unavailable")
+        assert "github_models" not in {t["provider"] for t in resp.json()["tried"]}
+    assert fake_ai.to("github_models") == []
