@@ -3,7 +3,9 @@
 Each run reads the mailbox's cursor (delta link, historyId) and subscription, calls the provider, then writes what it
 read; two at once each wrote over the other."""
 
+import itertools
 import threading
+import time
 from datetime import timedelta
 
 import httpx
@@ -25,6 +27,7 @@ pytestmark = [
 ]
 
 DELTA = "/me/mailFolders/inbox/messages/delta"
+HOOK = "https://hub.example.com/webhooks/outlook/"
 
 
 def delta_link(version):
@@ -131,3 +134,53 @@ def test_two_sync_requests_at_once_create_one_graph_subscription(respx_mock, gra
     assert created == ["sub-1"]  # one subscription; the other request renewed it
     assert renew.call_count == 1 and renew.calls[0].request.url.path.endswith("/subscriptions/sub-1")
     assert Mailbox.objects.get(connection=conn).subscription_id == "sub-1"
+
+
+def test_two_connections_to_one_outlook_account_subscribing_at_once_keep_both_subscriptions(
+    respx_mock, graph_settings, user, other_user, client_for
+):
+    """Two hub users' connections to one Outlook account both subscribe the inbox, and Graph lists each one's
+    subscription to the other (one user, one app). The second's cleanup ran while the first's create was in flight:
+    it found the first's subscription made and not yet recorded, and deleted it; the first mailbox then recorded a
+    subscription Graph no longer had, and got no push until its renewal found it gone."""
+    first, second = ms_conn(user), ms_conn(other_user)
+    made, created, listed_meanwhile = {}, threading.Event(), threading.Event()
+    ids = itertools.count(1)
+
+    def subscribe(request):
+        sub_id = f"sub-{next(ids)}"
+        made[sub_id] = {"id": sub_id, "notificationUrl": HOOK, "resource": "me/mailFolders('inbox')/messages"}
+        created.set()
+        # Graph has made it; its answer is still on the way while the other run reaches its mailbox's watch (its
+        # mailbox row made) and lists, or waits: with the account's lock it waits for this create to be recorded.
+        deadline = time.monotonic() + 10
+        while not Mailbox.objects.filter(connection=second).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        listed_meanwhile.wait(1)
+        return httpx.Response(201, json={"id": sub_id, "expirationDateTime": graph_expiry()})
+
+    def subscriptions(request):
+        if created.is_set():
+            listed_meanwhile.set()
+        return httpx.Response(200, json={"value": list(made.values())})
+
+    def delete(request):
+        made.pop(request.url.path.rsplit("/", 1)[1], None)
+        return httpx.Response(204)
+
+    respx_mock.post("/subscriptions").mock(side_effect=subscribe)
+    respx_mock.get("/subscriptions").mock(side_effect=subscriptions)
+    respx_mock.delete(url__regex=r".*/subscriptions/[^/]+$").mock(side_effect=delete)
+    respx_mock.get(DELTA).mock(return_value=httpx.Response(200, json={"value": [], "@odata.deltaLink": delta_link(1)}))
+    errors, answers = [], []
+    threads = [in_thread(lambda: answers.append(client_for(user).post(f"/api/v1/mail/{first.pk}/sync/")), errors)]
+    assert created.wait(10)
+    threads.append(
+        in_thread(lambda: answers.append(client_for(other_user).post(f"/api/v1/mail/{second.pk}/sync/")), errors)
+    )
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == [] and [a.status_code for a in answers] == [200, 200]
+    recorded = [Mailbox.objects.get(connection=c).subscription_id for c in (first, second)]
+    assert sorted(made) == sorted(recorded) == ["sub-1", "sub-2"]
