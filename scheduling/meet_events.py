@@ -379,12 +379,25 @@ def meeting_unsubscribe_later(meeting):
 def meet_subscriptions_disconnect(connection):
     """oauth.on_disconnect (disconnect and erasure): delete the connection's subscriptions while its token works."""
     subs = MeetingSubscription.objects.filter(meeting__connection=connection, provider=PROVIDER, status=Status.ACTIVE)
-    for sub in subs.exclude(external_id=""):
+    # Each row is ended only if it still holds what was read (_end), as the close does: ending every active row
+    # also ended a subscription that a create (or a renewal's re-create) stored while the deletes were out, which
+    # then stayed at Google, delivering the meeting's events until it lapsed. What is still active after one pass
+    # was stored meanwhile: it is read again and deleted too while the token works. What a create stores after
+    # this hook has run lapses at Google.
+    for _ in range(2):
+        for sub in subs.all():  # read afresh each pass
+            _disconnect_one(sub, connection)
+
+
+def _disconnect_one(sub, conn):
+    """Delete it at Google when it has a name there (a failure is logged: it lapses there), and end its row."""
+    if sub.external_id:
         try:
-            _delete_at_google(sub, connection)
+            _delete_at_google(sub, conn)
+            return
         except ProviderError:
             logger.warning("meet subscription delete failed", extra={"subscription": sub.pk}, exc_info=True)
-    subs.update(status=Status.ENDED)
+    _end(sub)
 
 
 def meet_subscriptions_due(*, now=None):

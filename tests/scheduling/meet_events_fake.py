@@ -115,6 +115,7 @@ class FakeMeetEvents(FakeGoogle):
         self.pending_operations = 0  # how many create answers say done: false first
         self.already_exists = False  # the next create is 409 (a subscription for the space exists already)
         self.while_creating = None  # called before a create is answered (what happens while the call is out)
+        self.while_deleting = None  # called with the name before a delete is answered
         self.refuse_reactivation = 0  # how many reactivations are refused (the cause of the suspension lasts)
         self.expire_time = "2030-01-17T15:00:00Z"
         self._subs = itertools.count(1)
@@ -254,6 +255,8 @@ class FakeMeetEvents(FakeGoogle):
             sub["renewedWith"] = {"updateMask": params.get("updateMask"), **data}
             return self._answer(200, self._operation(sub))
         if method == "DELETE":
+            if self.while_deleting is not None:
+                self.while_deleting(path)
             self.subscriptions.pop(path)
             return self._answer(200, {"name": "operations/deleted", "done": True, "response": {}})
         return self._answer(405, {"error": {"code": 405, "message": "no"}})

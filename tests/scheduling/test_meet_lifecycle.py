@@ -239,6 +239,29 @@ class TestSubscribing:
         assert ("DELETE", "/v1/subscriptions/sub-1") in meet_requests(gmeet)
         assert MeetingSubscription.objects.get().status == "ended"
 
+    def test_a_subscription_stored_while_the_disconnect_deletes_another_is_deleted_too_not_just_marked_ended(
+        self, meeting, gmeet, records_conn, user_client
+    ):
+        """The disconnect deleted the first meeting's subscription at Google while a second meeting's subscribe
+        task stored its own; the disconnect then marked every active row ended, that one too: the hub said it
+        let it go, and it stayed at Google, delivering the meeting's events after the account was gone."""
+        second = Meeting.objects.get(pk=user_client.post(URL, body("google_meet"), format="json").json()["id"])
+
+        def subscribe_second(name):
+            gmeet.while_deleting = None
+            assert meet_subscribe(second.pk) == "created"
+
+        gmeet.while_deleting = subscribe_second
+        gmeet.http.add(responses.POST, "https://oauth2.googleapis.com/revoke", status=200)
+        response = user_client.delete(f"/api/v1/connections/{records_conn.pk}/")
+        assert response.status_code == 200, response.content
+        assert gmeet.subscriptions == {}
+        assert [r for r in meet_requests(gmeet) if r[0] == "DELETE"] == [
+            ("DELETE", "/v1/subscriptions/sub-1"),
+            ("DELETE", "/v1/subscriptions/sub-2"),
+        ]
+        assert set(MeetingSubscription.objects.values_list("status", flat=True)) == {"ended"}
+
     def test_erasure_deletes_the_users_subscriptions_at_once(self, meeting, gmeet, user, client_for, inline):
         gmeet.http.add(responses.POST, "https://oauth2.googleapis.com/revoke", status=200)
         erase = {"password": "correct horse battery staple"}
