@@ -115,6 +115,7 @@ class FakeGmail:
         self.hang = 1.5
         self.history = []  # (historyId, record)
         self.history_id = 5000
+        self.watch = None  # the body of the last users.watch
         self.oldest_history = 4000
         self.requests = []  # (method, path)
         self.batch_parts = []
@@ -148,6 +149,18 @@ class FakeGmail:
     def add(self, message):
         self.messages[message["id"]] = message
         self.order.insert(0, message["id"])
+
+    def pushes(self, labels):
+        """Whether Gmail publishes a change to a message with `labels` to the topic of the last users.watch: every
+        change without labelIds; with them, INCLUDE (the default) one under any of them, EXCLUDE one under none."""
+        if self.watch is None:
+            return False
+        wanted = set(self.watch.get("labelIds") or [])
+        if not wanted:
+            return True
+        if self.watch.get("labelFilterBehavior", "INCLUDE").upper() == "EXCLUDE":
+            return not wanted & set(labels)
+        return bool(wanted & set(labels))
 
     def http_requests(self):
         return [r for r in self.requests]
@@ -188,6 +201,7 @@ class FakeGmail:
         elif rest == "history":
             cost, result = COST["history"], self._history(q)
         elif rest == "watch" and method == "POST":
+            self.watch = body
             cost, result = (
                 COST["watch"],
                 (200, {"historyId": str(self.history_id), "expiration": str(int((time.time() + 7 * 86400) * 1000))}),

@@ -137,6 +137,27 @@ class TestGmailPush:
         assert listed["source"] == "cache" and len(listed["messages"]) == 3
         assert len(gmail.requests) == before  # answered from the cache
 
+    def test_a_message_filed_past_the_inbox_is_pushed_and_its_label_read_from_the_cache_has_it(
+        self, push, keys, gmail, user, user_client, client, eager, django_capture_on_commit_callbacks
+    ):
+        """The cache answers every Gmail label while push keeps it fresh, but the watch asked Gmail for changes
+        under INBOX alone: a message a filter filed under a label, skipping the inbox, was never pushed, and that
+        label's cached list left it out until an inbox change or MAIL_CACHE_FRESH_SECONDS later."""
+        gmail.add(make_message(1))
+        conn = google_conn(user)
+        assert user_client.post(f"/api/v1/mail/{conn.pk}/sync/").status_code == 200
+        filed = make_message(2, labels=("Label_9", "UNREAD"))
+        gmail.add(filed)
+        gmail.history_id += 1
+        gmail.history.append((gmail.history_id, {"id": str(gmail.history_id), "messagesAdded": [{"message": filed}]}))
+        if gmail.pushes(filed["labelIds"]):
+            response = post_gmail(client, delivery(history_id=gmail.history_id), token(keys["good"][0]))
+            assert response.status_code == 200, response.content
+            with django_capture_on_commit_callbacks(execute=True):
+                webhook_process(WebhookEvent.objects.get(provider="gmail").pk)
+        listed = user_client.get(f"/api/v1/mail/{conn.pk}/messages/", {"label": "Label_9"}).json()
+        assert listed["source"] == "cache" and [m["id"] for m in listed["messages"]] == ["m00002"]
+
 
 def test_deleting_a_connection_stops_the_gmail_watch_before_revoking(push, gmail, user, user_client):
     from datetime import timedelta

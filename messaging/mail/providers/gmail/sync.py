@@ -49,7 +49,11 @@ def history_sync(conn, *, start_history_id):
 
 def watch(conn, *, topic):
     svc = _service(conn)
-    body = {"topicName": topic, "labelIds": ["INBOX"], "labelFilterBehavior": "INCLUDE"}
+    # No labelIds: Gmail then pushes every change (users.watch). The cache answers every label from the same
+    # history sync (services.reading._cache_holds); a watch on INBOX alone left a change under any other label
+    # (a message sent, filed past the inbox, labelled) out of it until the next inbox push or the cache went
+    # stale (MAIL_CACHE_FRESH_SECONDS).
+    body = {"topicName": topic}
     result = _call(conn, "watch", svc.users().watch(userId="me", body=body))
     expires = datetime.fromtimestamp(int(result["expiration"]) / 1000, tz=UTC) if result.get("expiration") else None
     return str(result.get("historyId", "")), expires
