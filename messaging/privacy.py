@@ -50,8 +50,18 @@ def cancel_pending(user, report):
 
 
 def erase_messaging(user, report):
-    """Recordings and transcriptions deleted at Twilio first (404 = already gone), then the rows."""
+    """Recordings, transcriptions and the media files of MMS deleted at Twilio first (404 = already gone), then
+    the rows. A failing delete fails this holder: the erasure retries it later (privacy.erasure), and what was
+    deleted already is found gone."""
     cancel_pending(user, report)
+    # The files an MMS came with stay at Twilio (num_media: the hub keeps only the count), readable with the
+    # account's credentials until deleted: the user's pictures must not outlive the rows that point at them.
+    with_media = (
+        SmsMessage.objects.filter(owner=user, num_media__gt=0).exclude(external_id=None).exclude(external_id="")
+    )
+    for sms in with_media.iterator(chunk_size=200):
+        deleted = twilio_rest.message_media_delete(sid=sms.external_id, related=sms)
+        report.provider_count("twilio.message_media", "deleted" if deleted else "already_gone")
     for call in CallLog.objects.filter(owner=user).exclude(recording_sid="", transcription_sid=""):
         if call.transcription_sid:
             gone = twilio_rest.transcription_delete(sid=call.transcription_sid, related=call)
@@ -115,9 +125,11 @@ register(
         disconnect=cancel_pending,
         references=references,
         description=(
-            "SMS you sent and received (numbers, bodies), calls (numbers, what was said, recordings and "
-            "transcriptions, which Twilio stores)."
+            "SMS you sent and received (numbers, bodies; the pictures of an MMS, which Twilio stores), calls "
+            "(numbers, what was said, recordings and transcriptions, which Twilio stores)."
         ),
-        retention="until erasure (SMS bodies per the retention policy); recordings at Twilio until erasure.",
+        retention=(
+            "until erasure (SMS bodies per the retention policy); recordings and MMS media at Twilio until erasure."
+        ),
     )
 )

@@ -396,3 +396,30 @@ def recording_delete(*, sid, owner=None, related=None):
 
 def transcription_delete(*, sid, owner=None, related=None):
     return _delete("transcription.delete", _client().transcriptions(sid), owner=owner, related=related)
+
+
+MEDIA_PAGE_SIZE = 50  # one page holds them all: Twilio takes at most 10 media files per message
+
+
+def message_media_delete(*, sid, owner=None, related=None):
+    """Delete the media files Twilio keeps for a message (an MMS's pictures): GET its Media list, then DELETE
+    /Messages/{sid}/Media/{media sid} for each. How many were deleted; a message or a file Twilio no longer has
+    counts as done (0)."""
+    from integrations.errors import PermanentError
+
+    client = _client()
+    try:
+        listed = _list_page(
+            client,
+            client.messages(sid).media,
+            "sms.media_list",
+            {"page_size": MEDIA_PAGE_SIZE},
+            owner=owner,
+            related=related,
+        )
+    except PermanentError as exc:
+        if exc.http_status == 404:
+            return 0
+        raise
+    media = client.messages(sid).media
+    return sum(_delete("sms.media_delete", media(m.sid), owner=owner, related=related) for m in listed.data)

@@ -1,18 +1,24 @@
 """Erasure leaves no name behind in push payloads of deleted connections nor in staff's admin history, and no
 file of the user in the bucket."""
 
+import json
+import re
+
 import pytest
 import responses
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from documents.models import DocumentVersion
-from integrations.models import Connection, WebhookEvent
+from integrations.models import Connection, ProviderCall, WebhookEvent
+from messaging.models import SmsMessage
 from privacy import erasure as erasure_service
+from privacy.models import Erasure
 from tests.documents.conftest import EICAR
 from tests.integrations.factories import ConnectionFactory, WebhookEventFactory
+from tests.messaging.factories import SmsFactory
 
-from .conftest import BUCKET
+from .conftest import API, BUCKET
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +100,43 @@ def test_erasure_removes_both_keys_of_an_infected_file_in_every_version(user, st
 
     listed = s3.list_object_versions(Bucket=BUCKET)
     assert [v["Key"] for v in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]] == []
+
+
+def test_erasure_deletes_the_media_files_of_the_users_mms_at_twilio(user, other_user, staff_user, http, eager):
+    """An inbound MMS's pictures stay at Twilio (the hub keeps only their count): erasure deleted the rows and left
+    the files there, readable with the account's credentials, after the user was gone. The other user's stay."""
+    mine = SmsFactory(
+        owner=user, direction="inbound", status="received", num_media=2, external_id="MM" + "a" * 32, body="photo"
+    )
+    theirs = SmsFactory(
+        owner=other_user, direction="inbound", status="received", num_media=1, external_id="MM" + "b" * 32
+    )
+    gone = SmsFactory(owner=user, direction="inbound", status="received", num_media=1, external_id="MM" + "c" * 32)
+    media = {mine.external_id: ["ME" + "1" * 32, "ME" + "2" * 32], theirs.external_id: ["ME" + "3" * 32]}
+
+    def media_list(request):
+        sid = request.url.split("/Messages/")[1].split("/")[0]
+        if sid not in media:  # Twilio no longer has the message: nothing left to delete
+            return 404, {}, json.dumps({"code": 20404, "message": "not found", "status": 404})
+        listed = [{"sid": m, "parent_sid": sid, "content_type": "image/jpeg"} for m in media[sid]]
+        page = {"media_list": listed, "page": 0, "page_size": 50, "next_page_uri": None, "uri": request.url}
+        return 200, {}, json.dumps(page)
+
+    def media_delete(request):
+        sid, media_sid = re.search(r"/Messages/(\w+)/Media/(\w+)\.json", request.url).groups()
+        media[sid].remove(media_sid)
+        return 204, {}, ""
+
+    http.add_callback(responses.GET, re.compile(rf"{re.escape(API)}/Messages/\w+/Media\.json.*"), callback=media_list)
+    http.add_callback(responses.DELETE, re.compile(rf"{re.escape(API)}/Messages/\w+/Media/\w+\.json"), media_delete)
+
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "done"
+
+    assert media == {mine.external_id: [], theirs.external_id: ["ME" + "3" * 32]}
+    assert Erasure.objects.get(pk=erasure.pk).report["providers"]["twilio.message_media"] == {
+        "deleted": 1,
+        "already_gone": 1,
+    }
+    assert not SmsMessage.objects.filter(pk__in=[mine.pk, gone.pk]).exists()
+    assert ProviderCall.objects.filter(provider="twilio", operation="sms.media_delete", outcome="ok").count() == 2
