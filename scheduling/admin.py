@@ -187,13 +187,26 @@ class MeetingRecordingAdmin(admin.ModelAdmin):
 @admin.register(MeetingSubscription)
 class MeetingSubscriptionAdmin(admin.ModelAdmin):
     """Lifecycle subscriptions the hub holds at Google (Workspace Events) and Microsoft (Graph), read-only: the
-    hourly upkeep renews, re-creates or lets them lapse; a failed one says why in last_error."""
+    hourly upkeep renews, re-creates or lets them lapse; a failed one says why in last_error. A Google Meet one
+    the hub gave up on is tried again by staff, once its cause is put right (meet_subscription_retry)."""
 
     list_display = ["meeting", "provider", "kind", "status", "expires_at", "updated_at"]
     list_filter = ["provider", "kind", "status"]
     search_fields = ["external_id", "meeting__external_id", "meeting__owner__username"]
     exclude = ["client_state"]
     readonly_fields = [f.name for f in MeetingSubscription._meta.fields if f.name != "client_state"]
+    actions = ["retry_subscriptions"]
+
+    @admin.action(description="Retry selected failed Google Meet subscriptions", permissions=["retry"])
+    def retry_subscriptions(self, request, queryset):
+        from .meet_events import meet_subscription_retry
+
+        done = each_row(self, request, queryset, lambda row: meet_subscription_retry(subscription=row))
+        self.message_user(request, f"{done} subscription(s) queued to be tried again.")
+
+    def has_retry_permission(self, request):
+        # The rows stay read-only (has_change_permission): the action is the one change staff may make.
+        return request.user.has_perm("scheduling.change_meetingsubscription")
 
     def has_add_permission(self, request):
         return False

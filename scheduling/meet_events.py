@@ -214,11 +214,13 @@ SPACE_GONE = "RESOURCE_DELETED"
 # Every other reason (ENDPOINT_PERMISSION_DENIED, ENDPOINT_NOT_FOUND, ENDPOINT_RESOURCE_EXHAUSTED, OTHER, none) is
 # on the hub's side of the subscription: its Pub/Sub topic. The hub reactivates it (a task: retried with backoff
 # while Google refuses, as far as the retry policy goes), and at most REACTIVATIONS times per subscription, so
-# a topic that stays broken does not have the hub reactivate what Google suspends again for ever.
+# a topic that stays broken does not have the hub reactivate what Google suspends again for ever. What the hub
+# gave up on waits for staff, who put the topic right and then retry it in admin (meet_subscription_retry): the
+# way back of a failed recording copy too. A periodic retry would reactivate a topic still broken every time.
 REACTIVATIONS = 3
 HUB_TODO = (
     "the Pub/Sub topic GOOGLE_MEET_EVENTS_TOPIC must exist, grant meet-api-event-push@system.gserviceaccount.com "
-    "the Pub/Sub Publisher role and have quota"
+    "the Pub/Sub Publisher role and have quota; then staff retry the subscription in admin"
 )
 
 
@@ -321,6 +323,36 @@ def meet_subscription_reactivate_give_up(*, subscription_id, error):
     todo = OWNER_TODO if reason in NEEDS_OWNER else HUB_TODO
     error = f"Google suspended it ({reason or 'no reason given'}) and would not reactivate it ({error}): {todo}."
     MeetingSubscription.objects.filter(pk=sub.pk).update(last_error=error[:2000])
+
+
+def meet_subscription_retry(*, subscription):
+    """Staff (admin): try again a Meet subscription the hub gave up on, once what failed it is put right.
+
+    One Google suspended is reactivated with a fresh budget of REACTIVATIONS (what spent the last one, a broken
+    topic, is fixed now); Google refuses while the cause lasts, and it stays failed saying so. Any other failed one
+    (a create Google refused) is subscribed again. Returns "reactivating" or "subscribing"."""
+    from .tasks import meet_subscribe, meet_subscription_reactivate_task
+
+    if subscription.provider != PROVIDER or subscription.kind != KIND or subscription.status != Status.FAILED:
+        raise DomainError(
+            409,
+            "subscription_not_failed",
+            f"Only a failed Google Meet subscription can be retried; this one is {subscription.status}.",
+        )
+    if _suspended_for(subscription) is None:
+        enqueue_on_commit(meet_subscribe, subscription.meeting_id)
+        return "subscribing"
+    raw = {**(subscription.raw or {}), "hub_reactivations": 0}
+    # Conditional on what was read: a reactivation or a create that changed it meanwhile is left alone.
+    if not MeetingSubscription.objects.filter(
+        pk=subscription.pk, status=Status.FAILED, external_id=subscription.external_id
+    ).update(
+        raw=raw, last_error="Staff asked to reactivate it; the hub is reactivating it.", updated_at=timezone.now()
+    ):
+        raise DomainError(409, "subscription_changed", "The subscription changed meanwhile; read it again.")
+    # owner_cured: staff retrying one the owner's access suspended vouch it is restored (Google refuses it if not).
+    enqueue_on_commit(meet_subscription_reactivate_task, subscription.pk, owner_cured=True)
+    return "reactivating"
 
 
 @on_reconnect

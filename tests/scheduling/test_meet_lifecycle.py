@@ -459,6 +459,36 @@ class TestSuspension:
         assert sub.status == "failed" and "OTHER" in sub.last_error and "3 times" in sub.last_error
         assert len([r for r in meet_requests(gmeet) if r[1].endswith(":reactivate")]) == 3
 
+    def test_staff_retry_one_the_hub_gave_up_on_once_the_topic_is_put_right(
+        self, meeting, gmeet, push, admin_client, user_client, inline
+    ):
+        """Past its reactivations the subscription stayed failed for good: nothing (no owner reconnect, no sweep,
+        no admin action) ever tried it again, so the meeting had no lifecycle events after the topic was fixed."""
+        for n in range(4):
+            push(suspended(gmeet, "ENDPOINT_PERMISSION_DENIED", ce_id=f"susp-{n}"))
+        sub = MeetingSubscription.objects.get()
+        assert sub.status == "failed" and "retry the subscription in admin" in sub.last_error
+        changelist = "/admin/scheduling/meetingsubscription/"
+        # The owner cannot; staff can, and the subscription is reactivated with a fresh budget.
+        assert (
+            user_client.post(changelist, {"action": "retry_subscriptions", "_selected_action": [sub.pk]}).status_code
+            == 302
+        )
+        assert MeetingSubscription.objects.get().status == "failed"
+        answer = inline(admin_client.post, changelist, {"action": "retry_subscriptions", "_selected_action": [sub.pk]})
+        assert answer.status_code == 302
+        sub.refresh_from_db()
+        assert (sub.status, sub.last_error, sub.raw["hub_reactivations"]) == ("active", "", 1)
+        assert len([r for r in meet_requests(gmeet) if r[1].endswith(":reactivate")]) == 4
+        # Google suspends it again: the hub reactivates it itself again.
+        push(suspended(gmeet, "ENDPOINT_PERMISSION_DENIED", ce_id="susp-after-retry"))
+        assert MeetingSubscription.objects.get().status == "active"
+        # An active one is not retried: staff see why.
+        page = inline(
+            admin_client.post, changelist, {"action": "retry_subscriptions", "_selected_action": [sub.pk]}, follow=True
+        )
+        assert "Only a failed Google Meet subscription can be retried" in page.content.decode()
+
     @pytest.mark.parametrize(
         ("reason", "says"),
         [
