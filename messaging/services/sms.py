@@ -241,8 +241,8 @@ def sms_price_record(*, sms_id, final_try=False):
     return price_record(
         SmsMessage,
         sms_id,
-        fetch=lambda sms, cost: twilio_rest.message_fetch(
-            sid=sms.external_id, owner=sms.owner_id, related=sms, cost=cost
+        fetch=lambda sms, cost: _error_described(
+            sms, twilio_rest.message_fetch(sid=sms.external_id, owner=sms.owner_id, related=sms, cost=cost)
         ),
         # The segments were booked on the send's own ProviderCall.
         units=lambda sms, result: {},
@@ -255,6 +255,18 @@ def sms_price_record(*, sms_id, final_try=False):
             **({"from_number": number} if (number := _number_reported(result.from_number)) else {}),
         },
     )
+
+
+def _error_described(sms, result):
+    """Twilio's status callback names the error by its ErrorCode alone; the Message resource this fetch read
+    also has its description (error_message, when Twilio gives one: it may be null). It is kept on the row only
+    while the row holds that same code and no description yet, so a later status's own error is never mixed
+    with this one. Returns the fetch's result."""
+    if result.error_code and result.error_message:
+        SmsMessage.objects.filter(pk=sms.pk, error_code=result.error_code, error_message="").update(
+            error_message=result.error_message[:2000]
+        )
+    return result
 
 
 def sms_inbound_record(*, payload):

@@ -166,6 +166,30 @@ def test_an_undelivered_message_without_a_sent_callback_was_sent_to_the_carrier(
     assert failed.status == "failed" and failed.sent_at is None
 
 
+def test_a_failed_message_shows_twilios_description_of_its_error_not_the_code_alone(
+    twilio, http, post, user_client, user
+):
+    """The status callback carries ErrorCode without a message: the API showed "30008" and an empty
+    error_message, though the fetch the final status queues (its price) read Twilio's description of it."""
+    sms = SmsFactory(owner=user, external_id="SM8", status="sending")
+    described = message_json(sid="SM8", status="failed", price="0", error_code=30008, error_message="Unknown error")
+    http.get(f"{API}/Messages/SM8.json", json=described)
+    post(STATUS, status_params("SM8", "failed", ErrorCode="30008"))
+    body = user_client.get(f"/api/v1/messaging/sms/{sms.pk}/").json()
+    assert (body["status"], body["error_code"], body["error_message"]) == ("failed", "30008", "Unknown error")
+
+
+def test_a_description_twilio_gives_for_another_error_is_not_kept(twilio, http, post):
+    sms = SmsFactory(external_id="SM10", status="sending")
+    other = message_json(
+        sid="SM10", status="undelivered", price="-0.0079", error_code=30003, error_message="Unreachable"
+    )
+    http.get(f"{API}/Messages/SM10.json", json=other)
+    post(STATUS, status_params("SM10", "failed", ErrorCode="30008"))
+    sms.refresh_from_db()
+    assert (sms.error_code, sms.error_message) == ("30008", "")
+
+
 def test_a_message_sent_through_a_messaging_service_shows_the_number_twilio_chose_not_the_service(
     twilio, http, post, user_client, django_capture_on_commit_callbacks
 ):
