@@ -333,7 +333,13 @@ def meet_subscription_retry(*, subscription):
     (a create Google refused) is subscribed again. Returns "reactivating" or "subscribing"."""
     from .tasks import meet_subscribe, meet_subscription_reactivate_task
 
-    if subscription.provider != PROVIDER or subscription.kind != KIND or subscription.status != Status.FAILED:
+    if subscription.provider != PROVIDER or subscription.kind != KIND:
+        raise DomainError(
+            409,
+            "not_retryable",
+            "Only a Google Meet subscription can be retried here.",
+        )
+    if subscription.status != Status.FAILED:
         raise DomainError(
             409,
             "subscription_not_failed",
