@@ -17,7 +17,10 @@ field names. An `Offer` is the API's offer as it stands: the search cache
 writes it to JSON field by field, in the order declared here. The offer's
 parts are msgspec Structs, so a provider can decode its answer straight into
 the small ones (a carrier, a bag, a fare condition) and the cache encodes a
-whole offer in one C call (`encode_offer`).
+whole offer in one C call (`encode_offer`). They are `gc=False`: an offer is a
+tree of plain values (never a reference cycle, which only the cyclic collector
+could free), and untracked structs do not count towards its next collection,
+which a search's hundreds of offers otherwise bring on in the worker's whole heap.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -56,17 +59,17 @@ class SearchQuery:
         return asdict(self)
 
 
-class Carrier(msgspec.Struct):
+class Carrier(msgspec.Struct, gc=False):
     iata_code: Any = None
     name: Any = None
 
 
-class Baggage(msgspec.Struct):
+class Baggage(msgspec.Struct, gc=False):
     type: Any = None  # "checked", "carry_on"
     quantity: Any = None
 
 
-class Condition(msgspec.Struct):
+class Condition(msgspec.Struct, gc=False):
     """A fare condition (refund or change before departure)."""
 
     allowed: Any = None
@@ -77,7 +80,7 @@ class Condition(msgspec.Struct):
 NO_CARRIER = Carrier()
 
 
-class Segment(msgspec.Struct):
+class Segment(msgspec.Struct, gc=False):
     carrier: Carrier  # the marketing carrier
     operating_carrier: Carrier
     flight_number: str
@@ -93,7 +96,7 @@ class Segment(msgspec.Struct):
     baggage: list[Baggage] = []  # what the first passenger may take
 
 
-class Slice(msgspec.Struct):
+class Slice(msgspec.Struct, gc=False):
     origin: str
     destination: str
     duration_minutes: int | None
@@ -102,7 +105,7 @@ class Slice(msgspec.Struct):
     fare_brand: str | None = None
 
 
-class Offer(msgspec.Struct):
+class Offer(msgspec.Struct, gc=False):
     id: str
     total_amount: str  # decimal string, as the provider prices it
     total_currency: str

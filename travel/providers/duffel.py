@@ -211,23 +211,26 @@ def _request(method, path, *, operation, scope, owner=None, params=None, json=No
 # without building them: a third of the time orjson took to build dicts of it all. Values are
 # `Any` where Duffel's docs give a type the hub only passes on, so a number sent as a string
 # (or the reverse) is carried through rather than refused; a wrong shape is unreadable.
+# gc=False (as the hub's own types in travel.providers): a decoded answer is a tree, never a cycle,
+# and a 100-offer answer otherwise adds ~1,000 objects to the cyclic collector's count, each a
+# step towards a collection that walks the worker's whole heap in the middle of the search.
 
 
-class _Place(msgspec.Struct):
+class _Place(msgspec.Struct, gc=False):
     iata_code: Any = None
     time_zone: Any = None
 
 
-class _Aircraft(msgspec.Struct):
+class _Aircraft(msgspec.Struct, gc=False):
     name: Any = None
 
 
-class _SegmentPassenger(msgspec.Struct):
+class _SegmentPassenger(msgspec.Struct, gc=False):
     cabin_class: Any = None
     baggages: list[Baggage] | None = None
 
 
-class _Segment(msgspec.Struct):
+class _Segment(msgspec.Struct, gc=False):
     marketing_carrier: Carrier | None = None
     operating_carrier: Carrier | None = None
     marketing_carrier_flight_number: Any = None
@@ -241,7 +244,7 @@ class _Segment(msgspec.Struct):
     stops: list[msgspec.Raw] | None = None  # technical stops: only counted
 
 
-class _Slice(msgspec.Struct):
+class _Slice(msgspec.Struct, gc=False):
     origin: _Place | None = None
     destination: _Place | None = None
     duration: Any = None
@@ -249,12 +252,12 @@ class _Slice(msgspec.Struct):
     fare_brand_name: Any = None
 
 
-class _Conditions(msgspec.Struct):
+class _Conditions(msgspec.Struct, gc=False):
     refund_before_departure: Condition | None = None
     change_before_departure: Condition | None = None
 
 
-class _Offer(msgspec.Struct):
+class _Offer(msgspec.Struct, gc=False):
     id: Any
     total_amount: Any
     total_currency: Any
@@ -267,20 +270,20 @@ class _Offer(msgspec.Struct):
     total_emissions_kg: Any = None
 
 
-class _OfferRequest(msgspec.Struct):
+class _OfferRequest(msgspec.Struct, gc=False):
     id: Any
     offers: list[_Offer] | None = None
 
 
-class _OfferRequestAnswer(msgspec.Struct):
+class _OfferRequestAnswer(msgspec.Struct, gc=False):
     data: _OfferRequest
 
 
-class _PageMeta(msgspec.Struct):
+class _PageMeta(msgspec.Struct, gc=False):
     after: Any = None
 
 
-class _OffersPage(msgspec.Struct):
+class _OffersPage(msgspec.Struct, gc=False):
     data: list[_Offer] | None = None
     meta: _PageMeta | None = None
 
