@@ -93,10 +93,14 @@ def answering():
     return scope is not None and scope.open
 
 
-def after_response(fn):
-    """Run `fn()` once the current response has been sent; at once outside a request."""
+def after_response(fn, *, first=False):
+    """Run `fn()` once the current response has been sent; at once outside a request.
+
+    `first`: before the work already left (a lock other requests wait on goes before a log row)."""
     scope = _after_response.get()
     if scope is None or not scope.open:
         fn()
+    elif first:
+        scope.pending.insert(0, fn)
     else:
         scope.pending.append(fn)

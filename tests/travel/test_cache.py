@@ -402,3 +402,81 @@ def test_a_search_left_waiting_past_its_deadline_answers_503_and_frees_its_worke
     duffel.gate.set()
     assert leader.join(60).status_code == 200
     assert _posts(duffel) == 1
+
+
+def _first_page_in_a_request(user, **extra):
+    """A search's first page as the view builds it, inside a request whose answer has not been sent yet:
+    (the answer, the request's scope of work left for after its answer)."""
+    from integrations.context import open_response_scope, reset_response_scope
+    from travel.serializers import SearchRequestSerializer
+
+    serializer = SearchRequestSerializer(data=one_way(**extra))
+    assert serializer.is_valid(), serializer.errors
+    scope, token = open_response_scope()
+    try:
+        answer = services.flight_search(user=user, params=serializer.validated_data)
+    finally:
+        reset_response_scope(token)
+    return answer, scope
+
+
+def test_the_leader_answers_before_it_caches_and_the_lock_stands_until_the_entry_is_written(user, duffel):
+    answer, scope = _first_page_in_a_request(user)
+    key = answer["search_id"]
+    assert answer["cache"]["hit"] is False and len(answer["offers"]) == 4
+    # The client's answer is built; the entry, the lock's release and the wake-up wait for it to be sent.
+    assert cache.get(search_service._cache_key(key)) is None
+    assert cache.get(search_service._lock_key(key)) is not None
+    scope.run()
+    assert cache.get(search_service._lock_key(key)) is None
+    assert len(cache.get(search_service._cache_key(key))["offers"]) == 4
+
+
+def test_a_next_page_asked_for_before_the_leader_cached_its_answer_waits_for_it(user, duffel):
+    answer, scope = _first_page_in_a_request(user, limit=3)
+    got = {}
+
+    def next_page():
+        try:
+            got["page"] = services.flight_search_page(search_id=answer["search_id"], cursor=answer["next"])
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            got["error"] = exc
+
+    asker = threading.Thread(target=next_page)
+    asker.start()
+    time.sleep(0.2)  # the page is asked for while the leader's answer is still on its way out
+    scope.run()
+    asker.join(30)
+    assert "error" not in got, got.get("error")
+    first = [o["id"] for o in orjson.loads(orjson.dumps(answer["offers"]))]
+    later = [o["id"] for o in orjson.loads(orjson.dumps(got["page"]["offers"]))]
+    assert got["page"]["offer_count"] == 4 and len(first) == 3 and len(later) == 1 and later[0] not in first
+    assert _posts(duffel) == 1
+
+
+def test_a_leader_that_cannot_cache_its_answer_still_frees_the_identical_searches(user, duffel, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ConnectionError("the cache is gone")
+
+    monkeypatch.setattr(search_service, "set_and_delete", broken)
+    answer, scope = _first_page_in_a_request(user)
+    assert answer["cache"]["hit"] is False
+    scope.run()  # the failure is logged there; the answer went out before
+    assert cache.get(search_service._lock_key(answer["search_id"])) is None
+
+
+def test_the_identical_searches_are_freed_before_the_call_log_is_written(user, duffel, monkeypatch):
+    # Outside the ASGI server's batch writer the call's log row is also work left for after the answer: the
+    # searches waiting on the lock come first, not after a database write they do not need.
+    rows_when_cached = []
+    real = search_service.set_and_delete
+
+    def watched(*args, **kwargs):
+        rows_when_cached.append(ProviderCall.objects.filter(provider="duffel").count())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_service, "set_and_delete", watched)
+    _, scope = _first_page_in_a_request(user)
+    scope.run()
+    assert rows_when_cached == [0]
+    assert ProviderCall.objects.filter(provider="duffel").count() == 1

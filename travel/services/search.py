@@ -24,7 +24,11 @@ naming its flight and when its provider call must have ended, calls, leaves the
 answer (or the error, for a few seconds, so eight callers do not each spend a
 search to learn the same 429), drops the lock and wakes its flight
 (`integrations.cache.wake`; an answer, the release and the wake-up are one
-Redis round trip). The others (followers) block on that flight
+Redis round trip). A leader answering a web request does that once its own
+client's answer has been sent (`integrations.context.after_response`): until
+then the lock stands, so the others wait for the entry as they waited for the
+provider, and a next page asked for at once waits for it too (`_answer_being_cached`).
+The others (followers) block on that flight
 (`wait_woken`: XREAD BLOCK on Redis, a thread event on the local-memory cache
 of `make run`) and read the answer the moment it is written; nobody sleeps or
 polls in the request. A follower waits at most until its own deadline
@@ -37,6 +41,7 @@ WAKE_GRACE_SECONDS): the lock expires and a follower takes it.
 """
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -52,6 +57,7 @@ from django.core.cache import cache, caches
 
 from integrations import gateway
 from integrations.cache import set_and_delete, wait_woken, wake
+from integrations.context import after_response
 from integrations.errors import DomainError, ProviderError
 from integrations.registry import require
 
@@ -256,10 +262,11 @@ def _fetch(query, key, *, user, refresh, max_age=None):
                 except (ProviderError, DomainError) as exc:
                     cache.set(_error_key(key), {"at": time.time(), **_shared_error(exc)}, ERROR_SHARE_SECONDS)
                     raise
-                now = time.time()
-                entry = _entry(result, now)
-                # The answer, the lock's release and the followers' wake-up in one round trip.
-                set_and_delete(caches["default"], ck, entry, _ttl(entry, now), lock, and_wake=flight)
+                entry = _entry(result, time.time())
+                # The client has its offers now; the cache entry, the lock's release and the followers'
+                # wake-up (one round trip) follow once its answer has been sent. Until then the lock still
+                # stands, so an identical search waits for the entry as it waits for the provider.
+                after_response(functools.partial(_leave_answer, ck, entry, lock, flight), first=True)
                 released = True
                 return entry, False
             finally:
@@ -293,6 +300,17 @@ def _fetch(query, key, *, user, refresh, max_age=None):
         if time.monotonic() >= deadline:
             holder = cache.get(lock)
             raise _busy(holder["until"] - time.time() if isinstance(holder, dict) else 5)
+
+
+def _leave_answer(ck, entry, lock, flight):
+    """Cache the leader's answer, drop its lock and wake its flight (after its own answer was sent)."""
+    try:
+        set_and_delete(caches["default"], ck, entry, _ttl(entry, time.time()), lock, and_wake=flight)
+    except Exception:
+        # Not cached: the followers must not wait out the lock for an entry that will not come.
+        cache.delete(lock)
+        wake(caches["default"], *flight)
+        raise
 
 
 # --- answers -----------------------------------------------------------------------------
@@ -406,12 +424,25 @@ def flight_search(*, user, params):
     return _answer(key, entry, from_cache=from_cache, filters=_filters(params), offset=0, limit=limit, now=time.time())
 
 
+def _answer_being_cached(key):
+    """The entry its leader is writing (it answers first, then caches), once written; None if none comes.
+
+    A client that asks for the next page the moment the first arrives can be faster than that write."""
+    holder = cache.get(_lock_key(key))
+    if not isinstance(holder, dict):
+        return None
+    wait_woken(caches["default"], _flight_key(key, holder["token"]), WAKE_GRACE_SECONDS)
+    return _usable(cache.get(_cache_key(key)), time.time())
+
+
 def flight_search_page(*, search_id, cursor):
     """A later page of the search answer the cursor came from (410 once it has expired or been replaced)."""
     if not _SEARCH_ID.fullmatch(search_id):
         raise DomainError(404, "not_found", "No such search; use the search_id of a search answer.")
     data = decode_cursor(cursor)
     entry = _usable(cache.get(_cache_key(search_id)), time.time())
+    if entry is None or (data.get("c") is not None and data["c"] != entry["cached_at"]):
+        entry = _answer_being_cached(search_id) or entry
     if entry is None:
         raise DomainError(
             410, "search_expired", "This search's offers have expired or left the cache; run the search again."
