@@ -305,7 +305,7 @@ def _goals(results):
 
 
 def _section(offers, results, parts):
-    travel_own = parts["entry"] + parts["cache_set"] + parts["lock"] + parts["render"]
+    travel_own = parts["entry"] + parts["lock"] + parts["render"]
     return f"""**{offers} offers per search** (Duffel's answer {parts["kB"]:.0f} kB; the hub returns the first 50)
 
 | server (gunicorn, {WORKERS} workers) | direct median / p95 ms | fresh median / p95 ms | cached median / p95 / p99 ms | cached p95, median of rounds | added: difference of medians ms | added: median of per-round differences ms | per-round differences ms | Duffel request inside the gateway, median ms |
@@ -324,9 +324,10 @@ normalising the offers {_ms(parts["normalise"])} ms, and the gateway's own work 
 {_ms(parts["adapter"] - parts["provider"] - parts["normalise"])} ms; the ProviderCall row and roll-ups, written once
 the answer has been sent, {_ms(parts["call_log"])} ms (not in the client's time); travel's own work around the call:
 taking the single-flight lock {_ms(parts["lock"])} ms, building the cache entry (each kept offer's JSON, written
-once) {_ms(parts["entry"])} ms, writing it with the lock's release and the followers' wake-up (one round trip)
-{_ms(parts["cache_set"])} ms, rendering the answer (50 offers copied in as JSON) {_ms(parts["render"])} ms —
-together **{_ms(travel_own)} ms**; a cached answer reads the entry in {_ms(parts["read"])} ms.
+once) {_ms(parts["entry"])} ms, rendering the answer (50 offers copied in as JSON) {_ms(parts["render"])} ms —
+together **{_ms(travel_own)} ms** in the client's time; then, once the answer has been sent, writing the entry with
+the lock's release and the followers' wake-up (one round trip) {_ms(parts["cache_set"])} ms; a cached answer reads
+the entry in {_ms(parts["read"])} ms.
 """
 
 
@@ -401,9 +402,9 @@ parse of Duffel's answer, ~0.35 ms for 20 offers and ~2 ms for 100, was counted 
 runs {PER_ROUND} direct and {PER_ROUND} fresh searches interleaved, then {PER_ROUND} cached; "added" is fresh minus direct.
 A fresh search pays, on top of the provider: token auth, the inbound limit and single-flight lock in Redis,
 validation against the airport list, the gateway (limiter Lua, breaker), reading the fields it uses from Duffel's JSON (msgspec) and
-normalising every offer, writing each kept offer's JSON once into the cache entry, then the entry, the lock's
-release and the followers' wake-up in one Redis round trip, and rendering the answer with those offers copied in
-(orjson); the ProviderCall row and its roll-ups (PostgreSQL) are written after the answer has been sent.
+normalising every offer, writing each kept offer's JSON once into the cache entry, and rendering the answer with
+those offers copied in (orjson); the entry's write with the lock's release and the followers' wake-up (one Redis
+round trip), and the ProviderCall row and its roll-ups (PostgreSQL), follow once the answer has been sent.
 Machine load before the run: {load_before}; after: {common.machine_load()} (the machine is shared with other
 engineers' test runs; figures are noisy).
 
