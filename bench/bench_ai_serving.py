@@ -16,6 +16,9 @@ fake OpenAI-compatible provider (bench/fake_llm.py, asyncio, one process). In on
 3. With BENCH_AI_PROFILE=1, a py-spy profile of the hub's workers during (2), summarised as
    the parts of a completion and the components where the workers' CPU goes.
 
+BENCH_AI_SERVING_PARTS=nonstream runs only (2) (and 3), e.g. to A/B a change to the
+non-streamed path in a minute instead of the streams' few; the default, all, runs both.
+
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/hub_bench REDIS_URL=redis://127.0.0.1:6379/9 \\
         BENCH_PORTS=18200-18299 .venv/bin/python bench/run.py ai_serving
 """
@@ -41,6 +44,7 @@ STREAM_SECONDS = float(os.environ.get("BENCH_STREAM_SECONDS", "20"))
 ROUNDS = int(os.environ.get("BENCH_AI_ROUNDS", "5"))
 PER_ROUND = int(os.environ.get("BENCH_AI_PER_ROUND", "40"))
 PROBE_EVERY = 0.2
+PARTS = os.environ.get("BENCH_AI_SERVING_PARTS", "all")  # "nonstream": the non-streamed rounds only
 LITELLM_VERSION = "1.106.12"  # later releases' [proxy] extra needs packages not published on PyPI
 LITELLM_VENV = common.ROOT / "var" / "bench" / "litellm-venv"
 MASTER_KEY = "sk-bench-master-key"
@@ -91,6 +95,22 @@ def _litellm_installed():
         return None, f"LiteLLM {LITELLM_VERSION} could not be installed ({exc}): {detail.decode()[-400:]}"
     marker.touch()
     return cli, None
+
+
+# LiteLLM's CLI, with uvicorn's worker health check allowed 120 s instead of 5: its workers import litellm
+# before they can answer the check (6 s of a loaded 2-core machine), so uvicorn killed and restarted them in a
+# loop and the proxy never came up. Nothing else changes: the same CLI, options and request path.
+_LITELLM_CLI = (
+    "import sys, uvicorn.config\n"
+    "init = uvicorn.config.Config.__init__\n"
+    "def patient(self, *args, **kwargs):\n"
+    "    init(self, *args, **kwargs)\n"
+    "    self.timeout_worker_healthcheck = 120\n"
+    "uvicorn.config.Config.__init__ = patient\n"
+    "from litellm.proxy.proxy_cli import run_server\n"
+    "sys.argv[0] = 'litellm'\n"
+    "run_server()\n"
+)
 
 
 def _litellm_config(path, provider_url):
@@ -417,7 +437,9 @@ def run():
                 lite = common.Child(
                     "litellm",
                     [
-                        str(cli),
+                        str(cli.parent / "python"),
+                        "-c",
+                        _LITELLM_CLI,
                         "--config",
                         str(config),
                         "--host",
@@ -428,7 +450,12 @@ def run():
                         "2",
                     ],
                     tmp,
-                    env={"LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true"},
+                    # The price map bundled with the package: fetching it (no internet here) retried for ~7 s.
+                    env={
+                        "LITELLM_LOG": "ERROR",
+                        "DISABLE_SCHEMA_UPDATE": "true",
+                        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                    },
                     # Its own defaults: no database (keys from the master key), no Redis.
                     unset=("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"),
                 )
@@ -480,7 +507,7 @@ def run():
             )
 
             stream_rows = []
-            for t in targets:
+            for t in targets if PARTS != "nonstream" else ():
                 r = measure_streams(t)
                 stream_rows.append(
                     (
@@ -519,15 +546,19 @@ def run():
         )
         for name, values in lat.items()
     ]
-    out = [
-        f"Streams: {STREAMS} concurrent, each 20 chunks over {STREAM_SECONDS:.0f} s (the ideal time); "
-        f"probe every {PROBE_EVERY} s from a process of its own (not the load generator's). Latencies in ms: p50 / p99 / max.",
-        "",
-        common.table(
-            ["server", "streams done", "median s", "max s", "max / ideal", "health probe ms", "auth GET probe ms"],
-            stream_rows,
-        ),
-        "",
+    out = []
+    if stream_rows:
+        out += [
+            f"Streams: {STREAMS} concurrent, each 20 chunks over {STREAM_SECONDS:.0f} s (the ideal time); "
+            f"probe every {PROBE_EVERY} s from a process of its own (not the load generator's). Latencies in ms: p50 / p99 / max.",
+            "",
+            common.table(
+                ["server", "streams done", "median s", "max s", "max / ideal", "health probe ms", "auth GET probe ms"],
+                stream_rows,
+            ),
+            "",
+        ]
+    out += [
         f"Non-streamed: {ROUNDS} rounds x {PER_ROUND} sequential completions per target, interleaved; "
         "added = median through the server - median straight to the fake provider.",
         "",
