@@ -13,6 +13,7 @@ under a file lock (integrations.localstate) for one machine.
 A provider's 429 with Retry-After blocks the scope (`block`) for that long.
 """
 
+import dataclasses
 import math
 import time
 import weakref
@@ -29,34 +30,47 @@ local block_ms = redis.call('PTTL', KEYS[2])
 if block_ms > 0 then return {0, block_ms} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rate = tonumber(ARGV[1]) / 1000.0
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil then tokens = burst; ts = now end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local granted = 0
-local wait = 0
-if tokens >= cost then
-  tokens = tokens - cost
-  granted = 1
-else
-  wait = math.ceil((cost - tokens) / rate)
-  if ARGV[4] == '1' and wait <= tonumber(ARGV[5]) then
+local function take(bucket, rate, burst, cost)
+  rate = tonumber(rate) / 1000.0
+  burst = tonumber(burst)
+  cost = tonumber(cost)
+  local state = redis.call('HMGET', bucket, 'tokens', 'ts')
+  local tokens = tonumber(state[1])
+  local ts = tonumber(state[2])
+  if tokens == nil then tokens = burst; ts = now end
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local granted = 0
+  local wait = 0
+  if tokens >= cost then
     tokens = tokens - cost
-    granted = 2
+    granted = 1
+  else
+    wait = math.ceil((cost - tokens) / rate)
+    if ARGV[4] == '1' and wait <= tonumber(ARGV[5]) then
+      tokens = tokens - cost
+      granted = 2
+    end
   end
+  redis.call('HSET', bucket, 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', bucket, math.ceil((burst - math.min(tokens, 0)) / rate) + 1000)
+  return granted, wait
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - math.min(tokens, 0)) / rate) + 1000)
-if KEYS[3] then
+local breaker = KEYS[3] and KEYS[3] ~= ''
+if KEYS[4] then
+  local granted, wait = take(KEYS[4], ARGV[6], ARGV[7], ARGV[8])
+  if granted ~= 1 then return {granted, wait, '', 0, 1} end
+end
+local granted, wait = take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if breaker then
   local cb = redis.call('HMGET', KEYS[3], 'state', 'failures')
   return {granted, wait, cb[1] or 'closed', tonumber(cb[2] or 0)}
 end
 return {granted, wait}
 """
+# KEYS: the bucket, its scope's block (429 Retry-After), optionally a circuit breaker's state to read ('' for none),
+# and optionally a bucket taken first (ARGV[6..8]: its rate, burst, cost). When that first bucket has no token at
+# once, the answer is its own ({granted, wait, '', 0, 1}) and the second bucket is left untouched, as if the two
+# had been asked one after the other and the caller had stopped after the first.
 
 GRANTED, RESERVED = 1, 2
 
@@ -77,6 +91,9 @@ class Decision:
     # (state, failures) of the circuit breaker at `breaker_key`, read in the same Redis round trip (the gateway
     # asks, and skips the breaker's own round trip when it is closed); None when not asked or not read.
     breaker: tuple | None = None
+    # With `first` (atake): the first bucket had no token at once, and this is its answer; the bucket asked
+    # for was not touched.
+    first_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,13 +134,18 @@ def _redis_take(client, keys, limit, cost, reserve, max_wait):
 
 
 def _decision(answer):
-    """The Decision in _TAKE_LUA's answer: {granted, wait ms[, breaker state, failures]}."""
+    """The Decision in _TAKE_LUA's answer: {granted, wait ms[, breaker state, failures[, first only]]}."""
     granted, wait_ms, *read = answer
-    if read:
+    first_only = len(read) > 2
+    if read and not first_only:
         state = read[0].decode() if isinstance(read[0], bytes) else read[0]
         read = (state, int(read[1]))
     return Decision(
-        int(granted) == GRANTED, reserved=int(granted) == RESERVED, wait=int(wait_ms) / 1000.0, breaker=read or None
+        int(granted) == GRANTED,
+        reserved=int(granted) == RESERVED,
+        wait=int(wait_ms) / 1000.0,
+        breaker=None if first_only else read or None,
+        first_only=first_only,
     )
 
 
@@ -263,23 +285,41 @@ _async_scripts = weakref.WeakKeyDictionary()  # client -> registered script
 _async_block_scripts = weakref.WeakKeyDictionary()  # client -> registered _BLOCK_LUA
 
 
-async def _aredis_take(client, keys, limit, cost, reserve, max_wait):
+async def _aredis_take(client, keys, limit, cost, reserve, max_wait, first=()):
     script = _async_scripts.get(client)
     if script is None:
         script = _async_scripts[client] = client.register_script(_TAKE_LUA)
     return _decision(
         await script(
             keys=list(keys),
-            args=[limit.rate, limit.burst, cost, "1" if reserve else "0", int(max_wait * 1000)],
+            args=[limit.rate, limit.burst, cost, "1" if reserve else "0", int(max_wait * 1000), *first],
             client=client,
         )
     )
 
 
-async def atake(provider, scope=None, *, bucket="requests", cost=1, reserve=False, max_wait=None, breaker_key=None):
-    """`take` for async callers: same bucket, same answers."""
+async def atake(
+    provider, scope=None, *, bucket="requests", cost=1, reserve=False, max_wait=None, breaker_key=None, first=None
+):
+    """`take` for async callers: same bucket, same answers.
+
+    `first`: (bucket, cost) of another of the scope's buckets to take from before this one, with the same
+    `reserve` and `max_wait`, in the same Redis round trip (an AI completion's tokens per minute, then its
+    request). When that one has no token at once, the answer is its own (Decision.first_only) and this bucket
+    is not touched: the caller waits for (or is refused) that token and then asks for this one on its own."""
     limit = limit_for(provider, bucket, scope)
     client = aget_client()
+    if first is not None:
+        first_limit = limit_for(provider, first[0], scope)
+        if first_limit is not None and (client is None or limit is None):
+            # No one round trip to share (the local fallback, or no limit here): one bucket after the other.
+            taken = await atake(provider, scope, bucket=first[0], cost=first[1], reserve=reserve, max_wait=max_wait)
+            if not taken.granted:
+                return dataclasses.replace(taken, first_only=True)
+        if first_limit is None or client is None or limit is None:
+            return await atake(
+                provider, scope, bucket=bucket, cost=cost, reserve=reserve, max_wait=max_wait, breaker_key=breaker_key
+            )
     if client is None:
         return await sync_to_async(take, thread_sensitive=False)(
             provider, scope, bucket=bucket, cost=cost, reserve=reserve, max_wait=max_wait
@@ -289,7 +329,18 @@ async def atake(provider, scope=None, *, bucket="requests", cost=1, reserve=Fals
         return Decision(False, wait=blocked) if blocked > 0 else Decision(True)
     max_wait = settings.RATE_LIMIT_MAX_RESERVE_SECONDS if max_wait is None else max_wait
     keys = _keys(provider, bucket, scope)
-    return await _aredis_take(client, (*keys, breaker_key) if breaker_key else keys, limit, cost, reserve, max_wait)
+    if first is None:
+        return await _aredis_take(client, (*keys, breaker_key) if breaker_key else keys, limit, cost, reserve, max_wait)
+    first_key, _ = _keys(provider, first[0], scope)
+    return await _aredis_take(
+        client,
+        (*keys, breaker_key or "", first_key),
+        limit,
+        cost,
+        reserve,
+        max_wait,
+        (first_limit.rate, first_limit.burst, first[1]),
+    )
 
 
 async def ablock(provider, scope, seconds):

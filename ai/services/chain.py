@@ -114,13 +114,13 @@ def wait_deadline(deadline):
     return min(deadline, time.monotonic() + settings.AI_RETRY_WAIT_MAX_SECONDS)
 
 
-async def take_tokens(provider, req, deadline):
-    """The provider's tokens-per-minute bucket on the shared limiter (prompt estimate + the answer's cap)."""
+def tokens_first(provider, req):
+    """The provider's tokens-per-minute bucket on the shared limiter (prompt estimate + the answer's cap), as
+    the attempt's `first_token` (taken before its request token, in the same round trip); None: not limited."""
     limit = limiter.limit_for(provider, "tokens")
     if limit is None:
-        return
-    cost = min(limit.burst, req.estimated_input_tokens() + (req.max_tokens or settings.AI_DEFAULT_MAX_TOKENS))
-    await gateway.atake_token(provider, None, bucket="tokens", cost=cost, deadline=wait_deadline(deadline))
+        return None
+    return "tokens", min(limit.burst, req.estimated_input_tokens() + (req.max_tokens or settings.AI_DEFAULT_MAX_TOKENS))
 
 
 def attempt_timeout(provider, deadline):

@@ -8,19 +8,19 @@ from integrations.aio import db_hop
 from .. import providers
 from .booking import begin, cut_short, payload_for, start, walk_booked
 from .cache import cache_set, cacheable
-from .chain import answer_cost, attempt_timeout, take_tokens, wait_deadline
+from .chain import answer_cost, attempt_timeout, tokens_first, wait_deadline
 
 
 def _attempt_complete(booking, idempotency_key):
     req = booking.params["request"]
 
     async def attempt(provider, model, deadline, tried):
-        await take_tokens(provider, req, deadline)
         async with providers.ADAPTERS[provider].aattempt(
             "completion",
             owner=booking.user,
             idempotency_key=idempotency_key,
             deadline=wait_deadline(deadline),
+            first_token=tokens_first(provider, req),
         ) as call:
             # The SDK's timeout bounds each read; this bounds the whole answer by the request's deadline.
             seconds = attempt_timeout(provider, deadline)

@@ -16,7 +16,7 @@ from .. import providers
 from ..models import AiRequest
 from .booking import begin, cut_short, payload_for, start, walk_booked
 from .cache import cache_set, cacheable
-from .chain import answer_cost, attempt_timeout, take_tokens, wait_deadline
+from .chain import answer_cost, attempt_timeout, tokens_first, wait_deadline
 
 logger = logging.getLogger("ai.services")  # the name operators filter on
 
@@ -46,7 +46,6 @@ def _attempt_stream(booking, idempotency_key):
     req = booking.params["request"]
 
     async def attempt(provider, model, deadline, tried):
-        await take_tokens(provider, req, deadline)
         async with contextlib.AsyncExitStack() as stack:
             call = await stack.enter_async_context(
                 providers.ADAPTERS[provider].aattempt(
@@ -54,6 +53,7 @@ def _attempt_stream(booking, idempotency_key):
                     owner=booking.user,
                     idempotency_key=idempotency_key,
                     deadline=wait_deadline(deadline),
+                    first_token=tokens_first(provider, req),
                 )
             )
             seconds = attempt_timeout(provider, deadline)

@@ -29,23 +29,41 @@ from .outcome import Failure, _breaker_waits_on_news, _refused
 logger = logging.getLogger(__name__)
 
 
-async def atake_token(provider, scope=None, *, bucket="requests", cost=1, deadline=None, breaker_key=None):
+async def atake_token(provider, scope=None, *, bucket="requests", cost=1, deadline=None, breaker_key=None, first=None):
     """A token now, or after an await that ends before `deadline` (a time.monotonic() value); else RateLimited.
 
     Returns the Decision when the token was granted at once (with `breaker_key`'s state read in the same round
-    trip), None after a wait (what it read is old by then)."""
+    trip), None after a wait (what it read is old by then). `first`: (bucket, cost) of another bucket of the
+    scope to take from before, by the same rules, in the same round trip when both have a token at once."""
     left = None if deadline is None else deadline - time.monotonic()
     max_wait = min(settings.RATE_LIMIT_MAX_RESERVE_SECONDS, left) if left is not None else 0.0
     decision = await limiter.atake(
-        provider, scope, bucket=bucket, cost=cost, reserve=max_wait > 0, max_wait=max_wait, breaker_key=breaker_key
+        provider,
+        scope,
+        bucket=bucket,
+        cost=cost,
+        reserve=max_wait > 0,
+        max_wait=max_wait,
+        breaker_key=breaker_key,
+        first=first,
     )
+    if decision.first_only:
+        # The first bucket's answer (no token at once there): wait for it or be refused, then this bucket's.
+        await _waited(provider, scope, decision)
+        return await atake_token(provider, scope, bucket=bucket, cost=cost, deadline=deadline, breaker_key=breaker_key)
     if decision.granted:
         return decision
+    await _waited(provider, scope, decision)
+    return None
+
+
+async def _waited(provider, scope, decision):
+    """A token not granted at once: await the one the bucket booked for this call, else RateLimited."""
     if decision.reserved:
         # The bucket booked a future token for this call (so waiters queue in
         # order instead of polling); the wait fits inside the deadline.
         await asyncio.sleep(decision.wait)
-        return None
+        return
     metrics.provider_calls.labels(provider, "-", "deferred").inc()
     raise RateLimited(provider, scope, decision.wait)
 
@@ -63,13 +81,22 @@ async def aattempt(
     attempt_no=1,
     deadline=None,
     circuit=None,
+    first_token=None,
 ):
-    """`attempt` for async callers; a rate token is awaited up to `deadline` (time.monotonic())."""
+    """`attempt` for async callers; a rate token is awaited up to `deadline` (time.monotonic()).
+
+    `first_token`: (bucket, cost) taken before the request's token by the same rules (atake_token's `first`),
+    e.g. an AI completion's tokens per minute: one Redis round trip for both, and the breaker's state."""
     require(provider)
     circuit = circuit or provider
 
     decision = await atake_token(
-        provider, scope, cost=rate_cost, deadline=deadline, breaker_key=breaker.state_key(circuit)
+        provider,
+        scope,
+        cost=rate_cost,
+        deadline=deadline,
+        breaker_key=breaker.state_key(circuit),
+        first=first_token,
     )
 
     att = Attempt(provider, operation, owner, scope, idempotency_key, related, attempt_no)

@@ -50,6 +50,31 @@ def test_a_completion_crosses_to_a_thread_only_for_its_database_work(fake_ai, as
     assert crossings["_hop"] == 2 and sum(crossings.values()) <= 4, crossings
 
 
+@pytest.mark.redis
+def test_a_completion_asks_the_shared_limiter_once_for_its_tokens_its_request_and_the_breaker(
+    fake_ai, complete, settings, monkeypatch
+):
+    """The tokens-per-minute bucket, the request bucket and the circuit breaker's state: one Redis round trip."""
+    import redis.asyncio
+
+    settings.RATE_LIMITS = {
+        **settings.RATE_LIMITS,
+        "openai": {"requests": {"rate": 100, "burst": 100}, "tokens": {"rate": 1000, "burst": 100_000}},
+    }
+    fake_ai.add("openai", openai_chat("hello"))
+    commands = []
+    real = redis.asyncio.Redis.execute_command
+
+    async def counting(self, *args, **options):
+        commands.append(args[0])
+        return await real(self, *args, **options)
+
+    monkeypatch.setattr(redis.asyncio.Redis, "execute_command", counting)
+    resp = complete()
+    assert resp.status_code == 200 and resp.json()["content"] == "hello"
+    assert [c for c in commands if c in ("EVALSHA", "EVAL", "HMGET", "HGETALL", "PTTL")] == ["EVALSHA"], commands
+
+
 class Call(AsgiCall):
     """AsgiCall keeping every Set-Cookie header (its `headers` dict keeps one per name)."""
 

@@ -134,3 +134,33 @@ def test_scope_overrides_give_a_short_code_its_own_rate(settings, backend):
 
 def test_an_unlimited_provider_always_grants(backend):
     assert limiter.take("nobody").granted
+
+
+def test_a_first_bucket_and_the_request_bucket_are_taken_in_one_step(settings, backend):
+    """An AI attempt's tokens per minute, then its request: both taken when both have a token."""
+    settings.RATE_LIMITS = {"slow": {"requests": {"rate": 1, "burst": 10}, "tokens": {"rate": 1, "burst": 10}}}
+    scope = f"pair-{uuid.uuid4().hex[:8]}"
+    decision = async_to_sync(limiter.atake)("slow", scope, first=("tokens", 6))
+    assert decision.granted and not decision.first_only
+    assert not limiter.take("slow", scope, bucket="tokens", cost=5).granted  # 4 left of 10
+    assert [limiter.take("slow", scope).granted for _ in range(10)] == [True] * 9 + [False]  # 1 of 10 taken
+
+
+def test_without_a_first_token_at_once_its_answer_comes_back_and_the_request_bucket_is_untouched(settings, backend):
+    settings.RATE_LIMITS = {"slow": {"requests": {"rate": 1, "burst": 2}, "tokens": {"rate": 1, "burst": 10}}}
+    scope = f"pair-{uuid.uuid4().hex[:8]}"
+    take = async_to_sync(limiter.atake)
+    refused = take("slow", scope, first=("tokens", 12))
+    assert refused.first_only and not refused.granted and not refused.reserved and 1.5 < refused.wait <= 2.001
+    booked = take("slow", scope, first=("tokens", 11), reserve=True, max_wait=5)
+    assert booked.first_only and booked.reserved and 0.5 < booked.wait <= 1.001
+    # The request bucket was not asked either time: its burst of 2 is all there.
+    assert [limiter.take("slow", scope).granted for _ in range(3)] == [True, True, False]
+
+
+def test_a_blocked_scope_refuses_both_buckets(settings, backend):
+    settings.RATE_LIMITS = {"slow": {"requests": {"rate": 1, "burst": 10}, "tokens": {"rate": 1, "burst": 10}}}
+    scope = f"pair-{uuid.uuid4().hex[:8]}"
+    limiter.block("slow", scope, 5)
+    decision = async_to_sync(limiter.atake)("slow", scope, first=("tokens", 1))
+    assert not decision.granted and decision.wait > 4
