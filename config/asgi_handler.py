@@ -34,6 +34,8 @@ views (the AI endpoints) and paths that do not resolve (static files, 404s,
 CommonMiddleware's slash redirects) still take Django's path.
 """
 
+import asyncio
+import contextlib
 import functools
 import io
 import os
@@ -152,16 +154,86 @@ class HubASGIHandler(ASGIHandler):
                 # thread-sensitive calls (request_started's and request_finished's receivers, response.close)
                 # instead of a new thread per request and another to join it: starting each blocked the loop
                 # until the new thread got the GIL, ~2 ms of an AI completion's ~10 (bench/RESULTS.md).
-                async with ThreadSensitiveContext(executor=self._sensitive_thread()):
-                    await self.handle(scope, receive, send)
+                sensitive = self._sensitive_thread()
+                async with ThreadSensitiveContext(executor=sensitive):
+                    if self._async_view(path):
+                        await self.handle_async_view(scope, receive, send, sensitive)
+                    else:
+                        await self.handle(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    async def handle_async_view(self, scope, receive, send, sensitive):
+        """Django's `handle` (the disconnect listener racing the view included) without its two hops to the
+        thread-sensitive thread for the request signals, for an async view with the connection pool on.
+
+        Their receivers (reset_queries, close_old_connections, close_caches, reset_urlconf) tidy the calling
+        thread's connections, and the loop's thread holds none: Django refuses database work on it. So they
+        run here, on the loop, unless the request handed work to `sensitive` (the thread-sensitive thread: a
+        session saved, Django's async ORM): its connection then goes back to the pool as Django does it, with
+        request_finished on that thread. Only a streamed response is always closed there (its iterator may
+        hold what its closers free). A hop cost ~0.6 ms of a completion's ~10 on a busy machine, most of it
+        the loop holding the GIL while the OS switched to the thread it had woken (bench_ai_serving, py-spy)."""
+        try:
+            body_file = await self._read_body_once(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        used = sensitive.used
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            await sync_to_async(error_response.close)()
+            return
+
+        async def process_request(request, send):
+            response = await self.run_get_response(request)
+            with contextlib.suppress(asyncio.CancelledError):  # the client went away during send_response
+                await self.send_response(response, send)
+            return response
+
+        # As Django's handle: a disconnect while the view runs cancels it.
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request(request, send)),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response = tasks[1].result()
+        except asyncio.CancelledError:
+            response = None
+        on_loop = sensitive.used == used and (response is None or not response.streaming)
+        if response is None:
+            if on_loop:
+                signals.request_finished.send(sender=self.__class__)
+            else:
+                await signals.request_finished.asend(sender=self.__class__)
+        elif on_loop:
+            response.close()
+        else:
+            await sync_to_async(response.close)()
+        body_file.close()
 
     def _sensitive_thread(self):
         """One thread per worker process (made after the fork: a preloaded master's thread would not exist)."""
         pid = os.getpid()
         if getattr(self, "_sensitive_pid", None) != pid:
-            self._sensitive = ThreadPoolExecutor(1, thread_name_prefix="asgi-sensitive")
+            self._sensitive = _CountingExecutor(1, thread_name_prefix="asgi-sensitive")
             self._sensitive_pid = pid
         return self._sensitive
 
@@ -190,6 +262,11 @@ class HubASGIHandler(ASGIHandler):
         match = self.resolved(path, settings.ROOT_URLCONF)
         return match is not None and not iscoroutinefunction(match.func)
 
+    def _async_view(self, path):
+        """True when `path` resolves to a coroutine view (the AI endpoints)."""
+        match = self.resolved(path, settings.ROOT_URLCONF)
+        return match is not None and iscoroutinefunction(match.func)
+
     def _webhook_response(self, match, scope, request):
         signals.request_started.send(sender=self.__class__, scope=scope)
         request.resolver_match = match
@@ -212,6 +289,16 @@ class HubASGIHandler(ASGIHandler):
         if message["type"] == "http.request" and not message.get("more_body", False):
             return io.BytesIO(message.get("body", b""))
         return await self.read_body(_replay(message, receive))
+
+
+class _CountingExecutor(ThreadPoolExecutor):
+    """The thread-sensitive thread; `used` counts the work handed to it (handle_async_view)."""
+
+    used = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.used += 1
+        return super().submit(fn, *args, **kwargs)
 
 
 def _replay(first, receive):

@@ -144,6 +144,7 @@ def server_loop(settings):
 
     def mark():
         settings.DB_HOP_THREADS = 2
+        settings.SYNC_VIEW_THREADS = 2  # config.asgi_handler's server path (handle_async_view for the AI views)
         aio.serve_on(asyncio.get_running_loop())
 
     yield mark

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from ai import services as ai_services
+from integrations import aio
 from tests.ai.conftest import AsgiCall
 from tests.ai.fakes import openai_chat
 
@@ -48,6 +49,46 @@ def test_a_completion_crosses_to_a_thread_only_for_its_database_work(fake_ai, as
     # One hop before the provider call (DRF's checks, validation and the budget hold), one for the booking;
     # Django's own: the request_started signal and the response's close.
     assert crossings["_hop"] == 2 and sum(crossings.values()) <= 4, crossings
+
+
+@pytest.mark.postgres  # the web server's configuration: the connection pool
+def test_under_the_web_server_a_completion_hops_only_for_its_request_work_and_its_booking(
+    fake_ai, asgi_completion, crossings, server_loop, settings
+):
+    """Django's request signals run on the loop, not in two more hops: the loop's thread holds no connection."""
+    from django.core.signals import request_finished, request_started
+
+    settings.SYNC_VIEW_THREADS = 2  # as config/gunicorn.conf.py's pool sets it
+    fake_ai.add("openai", openai_chat("warm"), openai_chat("hello"))
+    signals = []
+
+    def seen(sender, **kwargs):
+        signals.append(sender)
+
+    request_started.connect(seen, dispatch_uid="test-hops-started")
+    request_finished.connect(seen, dispatch_uid="test-hops-finished")
+
+    async def two():
+        server_loop()
+        await asgi_completion({}).task  # the first request builds the middleware chain
+        await aio.settle()
+        crossings.clear()
+        signals.clear()
+        call = asgi_completion({})
+        await call.task
+        await aio.settle()  # the booking, written after the answer
+        return call
+
+    try:
+        call = async_to_sync(two)()
+    finally:
+        request_started.disconnect(dispatch_uid="test-hops-started")
+        request_finished.disconnect(dispatch_uid="test-hops-finished")
+    assert call.status == 200 and json.loads(call.raw)["content"] == "hello"
+    assert "x-request-id" in call.headers and call.headers["x-content-type-options"] == "nosniff"
+    # One hop before the provider call (DRF's checks, validation and the budget hold), one for the booking.
+    assert dict(crossings) == {"_hop_on_own_thread": 2}, crossings
+    assert len(signals) == 2, signals  # request_started and request_finished, once each
 
 
 @pytest.mark.redis
