@@ -91,6 +91,37 @@ def test_under_the_web_server_a_completion_hops_only_for_its_request_work_and_it
     assert len(signals) == 2, signals  # request_started and request_finished, once each
 
 
+def test_a_request_that_used_the_thread_sensitive_thread_is_finished_there(
+    fake_ai, asgi_completion, crossings, server_loop, settings, monkeypatch
+):
+    """What ran there (a session saved, Django's async ORM) may hold a pooled connection: request_finished on
+    that thread gives it back, as Django's handler does."""
+    from asgiref.sync import sync_to_async
+
+    from ai.views import CompletionView
+
+    settings.SYNC_VIEW_THREADS = 2
+    fake_ai.add("openai", openai_chat("hello"))
+    real_post = CompletionView.post
+
+    async def post(self, request):
+        await sync_to_async(lambda: None, thread_sensitive=True)()
+        return await real_post(self, request)
+
+    monkeypatch.setattr(CompletionView, "post", post)
+
+    async def one():
+        server_loop()
+        call = asgi_completion({})
+        await call.task
+        await aio.settle()
+        return call
+
+    call = async_to_sync(one)()
+    assert call.status == 200 and json.loads(call.raw)["content"] == "hello"
+    assert crossings["HttpResponseBase.close"] == 1, crossings
+
+
 @pytest.mark.redis
 def test_a_completion_asks_the_shared_limiter_once_for_its_tokens_its_request_and_the_breaker(
     fake_ai, complete, settings, monkeypatch
