@@ -30,8 +30,9 @@ Django's synchronous middleware chain and the view run whole in one hop, as
 under WSGI, on threads of their own (integrations.aio.view_hop), so an API call
 does not queue behind a burst of AI bookings on db_hop's. Django's ASGI path
 cost /healthz 1.8 ms of CPU against 0.8 ms this way (bench/RESULTS.md). Async
-views (the AI endpoints) and paths that do not resolve (static files, 404s,
-CommonMiddleware's slash redirects) still take Django's path.
+views (the AI endpoints) take Django's path with its request signals on the loop
+instead of two hops (handle_async_view); paths that do not resolve (static files,
+404s, CommonMiddleware's slash redirects) take Django's path as it is.
 """
 
 import asyncio
@@ -172,8 +173,9 @@ class HubASGIHandler(ASGIHandler):
         run here, on the loop, unless the request handed work to `sensitive` (the thread-sensitive thread: a
         session saved, Django's async ORM): its connection then goes back to the pool as Django does it, with
         request_finished on that thread. Only a streamed response is always closed there (its iterator may
-        hold what its closers free). A hop cost ~0.6 ms of a completion's ~10 on a busy machine, most of it
-        the loop holding the GIL while the OS switched to the thread it had woken (bench_ai_serving, py-spy)."""
+        hold what its closers free). A receiver must not do I/O (nor be a coroutine: Signal.send cannot await
+        it here, and fails loudly). The two hops cost ~0.2-0.25 ms of the worker's CPU per completion (py-spy
+        of bench_ai_serving's non-streamed rounds), and two thread wake-ups on a busy machine."""
         try:
             body_file = await self._read_body_once(receive)
         except RequestAborted:
