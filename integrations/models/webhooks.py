@@ -1,4 +1,6 @@
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Coalesce
 
 
 class WebhookEvent(models.Model):
@@ -75,6 +77,16 @@ class WebhookEvent(models.Model):
                 fields=["follow_ups_due_at"],
                 condition=models.Q(follow_ups_due_at__isnull=False),
                 name="webhookevent_followups_idx",
+            ),
+            # The drain's claim: a provider's ready events in event-time order, the first hundred. Only pending
+            # rows, in the claim's order, so the claim reads its batch and stops instead of reading every pending
+            # row (payloads included) of the provider to sort them, past every processed row still in the table.
+            models.Index(
+                F("provider"),
+                Coalesce("occurred_at", "received_at"),
+                F("id"),
+                condition=models.Q(status__in=["received", "failed"]),
+                name="webhookevent_ready_idx",
             ),
             models.Index(
                 fields=["provider", "object_key"],

@@ -187,6 +187,27 @@ class TestOneDrain:
         assert result.claimed == 3 and result.more
         assert webhook_drain(provider="hubtest", limit=3).claimed == 2
 
+    @pytest.mark.postgres
+    def test_the_claim_reads_its_batch_from_the_pending_index_in_order_without_sorting_the_backlog(self, applied):
+        """Not every pending row of the provider read (payloads included) and sorted, past every processed row."""
+        from django.test.utils import CaptureQueriesContext
+
+        for i in range(5):
+            store(f"done{i}", f"pi_{i}", i)
+        webhook_drain(provider="hubtest")
+        for i in range(5):
+            store(f"e{i}", f"pi_{i}", 10 + i)
+        with CaptureQueriesContext(connection) as queries:
+            webhook_drain(provider="hubtest", limit=3)
+        (claim,) = [q["sql"] for q in queries.captured_queries if "SKIP LOCKED" in q["sql"]]
+        with connection.cursor() as cursor:
+            # A test table is tiny, where reading it all is cheapest: the question is whether the index answers.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+            cursor.execute(f"EXPLAIN {claim}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "webhookevent_ready_idx" in plan and "Sort" not in plan, plan
+
     def test_the_drain_task_drains_the_whole_backlog_batch_after_batch(self, applied, settings, celery_eager):
         settings.WEBHOOK_DRAIN_BATCH_SIZE = 4
         for i in range(10):
