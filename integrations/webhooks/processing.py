@@ -548,10 +548,13 @@ def webhook_drain(*, provider, limit=None, on_full_batch=None):
     if left_elsewhere:
         # That drainer's own follow-up may look before our commit made them claimable: look again ourselves.
         retries.append(settings.WEBHOOK_HELD_RECHECK_SECONDS)
-    # Events held for another drainer's event are not counted here: that would spin a drain on them until it
-    # commits. It looks again after its commit, and so do we, after retry_in.
-    held = [e.pk for e, r in zip(batch, results, strict=True) if r.status == "waiting"]
-    more = ready_events(now=timezone.now(), provider=provider).exclude(pk__in=held).exists()
+    # More is ready at once only when the claim may have left some: the batch was full, or ran out of time.
+    # Whatever was ready and unlocked at the claim is in the batch, and an event committed since then asked
+    # for a drain of its own (dispatch.py clears the flag before the claim), so no second ready_events query
+    # (it cost each batch as much as its claim). A full batch of events held for another drainer's says
+    # nothing is ready: draining again would spin on them until that drainer commits; it looks again after
+    # its commit, and so do we, after retry_in.
+    more = counts["deferred"] > 0 or (len(batch) == limit and counts["waiting"] < len(batch))
     return DrainResult(len(batch), dict(counts), more, min(retries) if retries else None)
 
 

@@ -187,6 +187,30 @@ class TestOneDrain:
         assert result.claimed == 3 and result.more
         assert webhook_drain(provider="hubtest", limit=3).claimed == 2
 
+    def test_a_batch_that_is_not_full_says_nothing_more_is_ready_without_looking_again(self, applied):
+        """Whatever was ready at the claim is in the batch, and an event stored since asks for its own drain
+        (dispatch.py): the claim is the drain's only read of the provider's ready events."""
+        from django.test.utils import CaptureQueriesContext
+
+        for i in range(3):
+            store(f"e{i}", f"pi_{i}", i)
+        with CaptureQueriesContext(connection) as queries:
+            result = webhook_drain(provider="hubtest", limit=5)
+        assert result.claimed == 3 and not result.more
+        ready_reads = [q["sql"] for q in queries.captured_queries if "NOT EXISTS" in q["sql"].upper()]
+        assert len(ready_reads) == 1  # the claim (FOR UPDATE SKIP LOCKED where the database has it)
+
+    def test_a_full_batch_of_events_held_for_another_drainer_says_nothing_more_is_ready(self, applied, monkeypatch):
+        """Draining again at once would claim the same held events and spin until the other drainer commits."""
+        for i in range(3):
+            store(f"h{i}", f"pi_{i}", i)
+        monkeypatch.setattr(
+            processing, "_objects_taken_elsewhere", lambda batch: {(e.provider, e.object_key) for e in batch}
+        )
+        result = webhook_drain(provider="hubtest", limit=3)
+        assert result.counts == {"waiting": 3} and not result.more
+        assert result.retry_in is not None  # it looks again shortly instead
+
     @pytest.mark.postgres
     def test_the_claim_reads_its_batch_from_the_pending_index_in_order_without_sorting_the_backlog(self, applied):
         """Not every pending row of the provider read (payloads included) and sorted, past every processed row."""
