@@ -11,9 +11,10 @@ from integrations.registry import get_provider
 
 from ..usage import price
 
-# Permanent errors that are about the provider account rather than the
-# request: another provider may well answer, this one will not.
-_ACCOUNT_STATUSES = {401, 403, 404}
+# Permanent errors that are about the provider rather than the request: its account (401, 403), or the model or
+# API it no longer serves (OpenAI's 404 model_not_found for a retired model; 410 Gone, "likely permanent" in HTTP's
+# words, as GitHub Models answers since its retirement). Another provider may well answer, this one will not.
+_ACCOUNT_STATUSES = {401, 403, 404, 410}
 
 
 class ChainExhausted(Exception):

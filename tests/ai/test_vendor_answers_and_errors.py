@@ -542,3 +542,65 @@ def test_the_default_routes_do_not_ask_github_models_which_github_retired(fake_a
         assert (resp.status_code, resp.json()["error"]) == (503, "ai_unavailable")
         assert "github_models" not in {t["provider"] for t in resp.json()["tried"]}
     assert fake_ai.to("github_models") == []
+
+
+# GitHub Models' inference API has answered 410 Gone since its retirement (brownouts first, then for good); OpenAI
+# answers 404 model_not_found for a model it shut down. Either says "this provider no longer serves this model",
+# not "the request is wrong": another provider on the route may well answer it.
+GONE = [
+    (
+        "github_models",
+        "openai/gpt-4.1-mini",
+        lambda: error(
+            410,
+            "GitHub Models is temporarily unavailable as part of a scheduled retirement brownout.",
+            code="github_models_retirement_brownout",
+        ),
+        410,
+    ),
+    (
+        "openai",
+        "gpt-4o-mini",
+        lambda: error(
+            404,
+            "The model `gpt-4o-mini` does not exist or you do not have access to it.",
+            code="model_not_found",
+            type_="invalid_request_error",
+        ),
+        404,
+    ),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
+@pytest.mark.parametrize("provider, model, gone, status", GONE, ids=["github-models-410", "openai-404"])
+def test_a_model_the_provider_no_longer_serves_falls_through_to_the_next_provider(
+    fake_ai, complete, settings, provider, model, gone, status, stream
+):
+    settings.AI_ROUTES = {"simple": [[provider, model], ["anthropic", "claude-haiku-4-5"]]}
+    fake_ai.add(provider, gone())
+    if stream:
+        fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["from anthropic"])))
+    else:
+        fake_ai.add("anthropic", anthropic_message("from anthropic"))
+    resp = complete(stream=stream)
+    assert resp.status_code == 200, resp.content
+    body = parse_sse(resp.raw)[-1][1] if stream else resp.json()
+    assert (body["provider"], body["content"]) == ("anthropic", "from anthropic")
+    assert [(f["provider"], f["error"], f["http_status"]) for f in body["fallbacks"]] == [
+        (provider, "provider_rejected", status)
+    ]
+
+
+def test_a_route_whose_every_provider_no_longer_serves_its_model_is_unavailable_not_rejected(
+    fake_ai, complete, settings
+):
+    """What a route gets when every provider refused for reasons of its own: 503 naming each refusal, not the
+    502 `provider_rejected` of a request the provider found wrong."""
+    settings.AI_ROUTES = {"simple": [[p, m] for p, m, _, _ in GONE]}
+    for provider, _, gone, _ in GONE:
+        fake_ai.add(provider, gone())
+    resp = complete()
+    body = resp.json()
+    assert (resp.status_code, body["error"]) == (503, "ai_unavailable"), body
+    assert [(t["provider"], t["http_status"]) for t in body["tried"]] == [("github_models", 410), ("openai", 404)]
