@@ -61,6 +61,7 @@ class AiUsageMonthlyAdmin(_ReadOnly):
         "input_tokens",
         "output_tokens",
         "cached_tokens",
+        "cache_write_tokens",
         "cost",
     ]
     list_filter = ["month", "provider", "model"]
@@ -70,7 +71,15 @@ class AiUsageMonthlyAdmin(_ReadOnly):
         response = super().changelist_view(request, extra_context)
         cl = getattr(response, "context_data", {}).get("cl")
         if cl is not None:
-            columns = ["requests", "cached_requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd"]
+            columns = [
+                "requests",
+                "cached_requests",
+                "input_tokens",
+                "output_tokens",
+                "cached_tokens",
+                "cache_write_tokens",
+                "cost_usd",
+            ]
             totals = cl.queryset.aggregate(**{c: Sum(c) for c in columns})
             response.context_data["totals"] = {c: totals[c] or 0 for c in columns}
         return response

@@ -57,6 +57,8 @@ class AiUsageMonthly(models.Model):
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     cached_tokens = models.PositiveBigIntegerField(default=0)
+    # Input written to the provider's prompt cache (part of input_tokens, billed above the input price).
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
 
     class Meta:

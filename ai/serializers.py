@@ -53,9 +53,12 @@ class ToolCallSerializer(StrictSerializer):
 
 
 class TokenUsageSerializer(StrictSerializer):
-    input_tokens = serializers.IntegerField()
+    input_tokens = serializers.IntegerField(help_text="All the input, including cached_tokens and cache_write_tokens.")
     output_tokens = serializers.IntegerField()
-    cached_tokens = serializers.IntegerField()
+    cached_tokens = serializers.IntegerField(help_text="Input read from the provider's prompt cache.")
+    cache_write_tokens = serializers.IntegerField(
+        help_text="Input written to the provider's prompt cache (Anthropic bills it above the input price)."
+    )
 
 
 class FallbackSerializer(StrictSerializer):
@@ -88,6 +91,7 @@ class ModelUsageSerializer(StrictSerializer):
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
     cached_tokens = serializers.IntegerField()
+    cache_write_tokens = serializers.IntegerField()
     cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6)
 
 
@@ -100,4 +104,5 @@ class AiUsageSerializer(StrictSerializer):
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
     cached_tokens = serializers.IntegerField()
+    cache_write_tokens = serializers.IntegerField()
     by_model = ModelUsageSerializer(many=True)

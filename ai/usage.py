@@ -65,7 +65,15 @@ def month_of(now=None):
     return now.date().replace(day=1)
 
 
-_USAGE_SUMS = ("requests", "cached_requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd")
+_USAGE_SUMS = (
+    "requests",
+    "cached_requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+)
 
 
 @functools.cache
@@ -87,7 +95,17 @@ def _pg_settle_sql():
 
 
 def usage_record(
-    *, owner_id, provider, model, input_tokens=0, output_tokens=0, cached_tokens=0, cost_usd=0, cached=False, now=None
+    *,
+    owner_id,
+    provider,
+    model,
+    input_tokens=0,
+    output_tokens=0,
+    cached_tokens=0,
+    cache_write_tokens=0,
+    cost_usd=0,
+    cached=False,
+    now=None,
 ):
     """Add one request to its monthly row: one UPDATE, an INSERT only for the month's first.
 
@@ -95,7 +113,12 @@ def usage_record(
     the ORM's compiled UPDATE cost ~2 ms more per request than the statement itself."""
     month = month_of(now)
     if connection.vendor == "postgresql":
-        amounts = dict(input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=cached_tokens)
+        amounts = dict(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            cache_write_tokens=cache_write_tokens,
+        )
         statement = usage_statement(
             owner_id=owner_id, provider=provider, model=model, **amounts, cost_usd=cost_usd, cached=cached, now=now
         )
@@ -108,6 +131,7 @@ def usage_record(
         "input_tokens": F("input_tokens") + input_tokens,
         "output_tokens": F("output_tokens") + output_tokens,
         "cached_tokens": F("cached_tokens") + cached_tokens,
+        "cache_write_tokens": F("cache_write_tokens") + cache_write_tokens,
         "cost_usd": F("cost_usd") + Decimal(cost_usd),
     }
     rows = AiUsageMonthly.objects.filter(owner_id=owner_id, month=month, provider=provider, model=model[:128])
@@ -125,6 +149,7 @@ def usage_record(
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
                 cached_tokens=cached_tokens,
+                cache_write_tokens=cache_write_tokens,
                 cost_usd=Decimal(cost_usd),
             )
     except IntegrityError:
@@ -132,11 +157,21 @@ def usage_record(
 
 
 def usage_statement(
-    *, owner_id, provider, model, input_tokens=0, output_tokens=0, cached_tokens=0, cost_usd=0, cached=False, now=None
+    *,
+    owner_id,
+    provider,
+    model,
+    input_tokens=0,
+    output_tokens=0,
+    cached_tokens=0,
+    cache_write_tokens=0,
+    cost_usd=0,
+    cached=False,
+    now=None,
 ):
     """usage_record's PostgreSQL upsert as (sql, params), for a caller that sends it with others
     (integrations.aio.at_once)."""
-    amounts = [1, 1 if cached else 0, input_tokens, output_tokens, cached_tokens, Decimal(cost_usd)]
+    amounts = [1, 1 if cached else 0, input_tokens, output_tokens, cached_tokens, cache_write_tokens, Decimal(cost_usd)]
     sql = _pg_usage_sql().format(*map(sql_number, amounts))
     return sql, [owner_id, month_of(now), provider, model[:128]]
 
@@ -410,6 +445,7 @@ def usage_for_user(*, owner, now=None):
             "input_tokens",
             "output_tokens",
             "cached_tokens",
+            "cache_write_tokens",
             "cost_usd",
         )
     )
@@ -423,6 +459,7 @@ def usage_for_user(*, owner, now=None):
         "input_tokens": sum(r["input_tokens"] for r in rows),
         "output_tokens": sum(r["output_tokens"] for r in rows),
         "cached_tokens": sum(r["cached_tokens"] for r in rows),
+        "cache_write_tokens": sum(r["cache_write_tokens"] for r in rows),
         "requests": sum(r["requests"] for r in rows),
         "by_model": rows,
     }

@@ -44,6 +44,7 @@ def payload_for(result, *, cost, cached, fallbacks):
             "input_tokens": result.input_tokens,
             "output_tokens": result.output_tokens,
             "cached_tokens": result.cached_tokens,
+            "cache_write_tokens": result.cache_write_tokens,
         },
         "cost_usd": str(Decimal(cost).quantize(Decimal("0.000001"))),
         "cached": cached,
@@ -310,6 +311,7 @@ class Booking:
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
             cached_tokens=result.cached_tokens,
+            cache_write_tokens=result.cache_write_tokens,
             cost_usd=cost,
         )
 

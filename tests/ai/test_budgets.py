@@ -126,10 +126,16 @@ def test_the_monthly_row_is_created_by_the_first_request_and_added_to_by_the_nex
     for model, amounts in [
         (
             "gpt-4o-mini",
-            {"input_tokens": 120, "output_tokens": 30, "cached_tokens": 100, "cost_usd": Decimal("0.000125")},
+            {
+                "input_tokens": 120,
+                "output_tokens": 30,
+                "cached_tokens": 100,
+                "cache_write_tokens": 15,
+                "cost_usd": Decimal("0.000125"),
+            },
         ),
         ("gpt-4o-mini", {"cached": True}),
-        ("gpt-4o-mini", {"input_tokens": 5, "output_tokens": 7, "cost_usd": Decimal("0.5")}),
+        ("gpt-4o-mini", {"input_tokens": 5, "output_tokens": 7, "cache_write_tokens": 4, "cost_usd": Decimal("0.5")}),
     ]:
         usage_record(owner_id=user.pk, provider="openai", model=model, **amounts)
     usage_record(owner_id=user.pk, provider="openai", model="gpt-4o", input_tokens=1)
@@ -141,5 +147,5 @@ def test_the_monthly_row_is_created_by_the_first_request_and_added_to_by_the_nex
         37,
         100,
     )
-    assert row.cost_usd == Decimal("0.500125")
+    assert (row.cache_write_tokens, row.cost_usd) == (19, Decimal("0.500125"))
     assert AiUsageMonthly.objects.filter(owner=user).count() == 2

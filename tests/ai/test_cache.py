@@ -15,7 +15,7 @@ def test_an_identical_temperature_0_request_is_answered_from_the_cache_at_no_cos
     assert first["cached"] is False and first["cost_usd"] != "0.000000"
     assert second["cached"] is True
     assert (second["content"], second["provider"], second["cost_usd"]) == ("Deterministic", "openai", "0.000000")
-    assert second["usage"] == {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0}
+    assert second["usage"] == {"input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "cache_write_tokens": 0}
     assert len(fake_ai.to("openai")) == 1
     assert list(AiRequest.objects.order_by("id").values_list("outcome", flat=True)) == ["ok", "cached"]
     row = AiUsageMonthly.objects.get(owner=user)

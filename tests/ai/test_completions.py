@@ -22,7 +22,7 @@ def test_openai_answers_in_the_one_response_shape(fake_ai, complete, user):
         "content": "Hello there!",
         "tool_calls": [],
         "finish_reason": "stop",
-        "usage": {"input_tokens": 1000, "output_tokens": 200, "cached_tokens": 400},
+        "usage": {"input_tokens": 1000, "output_tokens": 200, "cached_tokens": 400, "cache_write_tokens": 0},
         # (600 x 0.15 + 400 x 0.075 + 200 x 0.60) / 1M
         "cost_usd": "0.000240",
         "cached": False,
@@ -35,7 +35,7 @@ def test_openai_answers_in_the_one_response_shape(fake_ai, complete, user):
     call = ProviderCall.objects.get()
     assert (call.provider, call.operation, call.outcome, call.owner) == ("openai", "completion", "ok", user)
     assert call.provider_request_id == "req_openai_1"
-    assert call.units == {"input_tokens": 1000, "output_tokens": 200, "cached_tokens": 400}
+    assert call.units == {"input_tokens": 1000, "output_tokens": 200, "cached_tokens": 400, "cache_write_tokens": 0}
     assert call.cost_usd == Decimal("0.000240")
     logged = AiRequest.objects.get()
     assert (logged.provider, logged.outcome, logged.output_tokens, logged.prompt) == ("openai", "ok", 200, None)
@@ -55,7 +55,7 @@ def test_anthropic_answers_in_the_same_shape(fake_ai, complete):
         "stop",
     )
     # Anthropic counts cache reads apart from input; the hub's input is the total.
-    assert body["usage"] == {"input_tokens": 150, "output_tokens": 20, "cached_tokens": 50}
+    assert body["usage"] == {"input_tokens": 150, "output_tokens": 20, "cached_tokens": 50, "cache_write_tokens": 0}
     # priced as the route's model claude-sonnet-4-6: (100 x 3 + 50 x 0.30 + 20 x 15) / 1M
     assert body["cost_usd"] == "0.000615"
     sent = fake_ai.to("anthropic")[0].json

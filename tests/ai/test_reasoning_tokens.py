@@ -17,7 +17,7 @@ def test_xai_reasoning_tokens_outside_completion_tokens_are_booked_as_output(fak
     resp = complete(model="grok-3-mini", provider="xai")
     body = resp.json()
     assert resp.status_code == 200, body
-    assert body["usage"] == {"input_tokens": 100, "output_tokens": 300, "cached_tokens": 0}
+    assert body["usage"] == {"input_tokens": 100, "output_tokens": 300, "cached_tokens": 0, "cache_write_tokens": 0}
     assert body["cost_usd"] == "0.000180"  # (100 x 0.30 + 300 x 0.50) / 1M
     assert ProviderCall.objects.get().cost_usd == Decimal("0.000180")
     assert AiUsageMonthly.objects.get().output_tokens == 300

@@ -27,7 +27,7 @@ def test_openai_streams_deltas_then_a_final_event_with_usage_and_cost(fake_ai, c
     kind, done = events[3]
     assert kind == "done" and len(events) == 4
     assert (done["provider"], done["content"], done["finish_reason"]) == ("openai", "Hello!", "stop")
-    assert done["usage"] == {"input_tokens": 1000, "output_tokens": 3, "cached_tokens": 0}
+    assert done["usage"] == {"input_tokens": 1000, "output_tokens": 3, "cached_tokens": 0, "cache_write_tokens": 0}
     assert done["cost_usd"] == "0.000152"  # (1000 x 0.15 + 3 x 0.60) / 1M
     assert fake_ai.to("openai")[0].json["stream_options"] == {"include_usage": True}
     call = ProviderCall.objects.get()
@@ -53,7 +53,7 @@ def test_anthropic_streams_deltas_tool_calls_and_usage(fake_ai, complete):
     assert done["content"] == "Let me look."
     assert done["tool_calls"] == [tool]
     assert done["finish_reason"] == "tool_calls"
-    assert done["usage"] == {"input_tokens": 50, "output_tokens": 9, "cached_tokens": 10}
+    assert done["usage"] == {"input_tokens": 50, "output_tokens": 9, "cached_tokens": 10, "cache_write_tokens": 0}
 
 
 def test_openai_streamed_tool_call_arguments_are_assembled(fake_ai, complete):

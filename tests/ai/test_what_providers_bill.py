@@ -94,18 +94,33 @@ CACHE_COST = Decimal("0.063")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
-def test_anthropic_cache_writes_are_booked_at_the_cache_write_rates(fake_ai, complete, user, stream):
+def test_anthropic_cache_writes_are_booked_at_the_cache_write_rates(fake_ai, complete, user, user_client, stream):
+    """...and counted where the cost is shown: the answer's usage, the call log's units and the monthly usage,
+    so a cost above the input price is explained by the writes it paid for."""
     if stream:
         fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["Hi"], **CACHE_USAGE)))
     else:
         fake_ai.add("anthropic", anthropic_message("Hi", **CACHE_USAGE))
     resp = complete(task="writing", stream=stream)
     body = parse_sse(resp.raw)[-1][1] if stream else resp.json()
-    assert body["usage"] == {"input_tokens": 31_000, "output_tokens": 500, "cached_tokens": 20_000}
+    assert body["usage"] == {
+        "input_tokens": 31_000,
+        "output_tokens": 500,
+        "cached_tokens": 20_000,
+        "cache_write_tokens": 10_000,
+    }
     assert Decimal(body["cost_usd"]) == CACHE_COST
     assert AiRequest.objects.get(owner=user).cost_usd == CACHE_COST
-    assert ProviderCall.objects.get(provider="anthropic").cost_usd == CACHE_COST
+    call = ProviderCall.objects.get(provider="anthropic")
+    assert (call.cost_usd, call.units["cache_write_tokens"]) == (CACHE_COST, 10_000)
     assert AiSpend.objects.get(owner=user).spent_usd == CACHE_COST
+    usage = user_client.get("/api/v1/ai/usage/").json()
+    (by_model,) = usage["by_model"]
+    assert (usage["cache_write_tokens"], by_model["cache_write_tokens"], by_model["cached_tokens"]) == (
+        10_000,
+        10_000,
+        20_000,
+    )
 
 
 def test_an_anthropic_stream_failing_after_message_start_is_booked_its_cache_writes_at_their_rates(
