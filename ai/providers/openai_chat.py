@@ -22,7 +22,7 @@ def _openai_messages(messages, provider=None):
                 {
                     "role": "assistant",
                     "content": m["content"] or None,
-                    "tool_calls": [_openai_tool_call(c, provider) for c in m["tool_calls"]],
+                    "tool_calls": [_openai_tool_call(c, provider, first=i == 0) for i, c in enumerate(m["tool_calls"])],
                 }
             )
         else:
@@ -30,16 +30,25 @@ def _openai_messages(messages, provider=None):
     return out
 
 
-def _openai_tool_call(call, provider):
+# What Gemini documents for a function call it did not sign (docs, "Thought signatures", FAQ: a conversation
+# moved from another model): its validator skips the call.
+UNSIGNED_FOR_GEMINI = "skip_thought_signature_validator"
+
+
+def _openai_tool_call(call, provider, *, first):
     rendered = {
         "id": call["id"],
         "type": "function",
         "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
     }
-    if provider == "gemini" and call.get("thought_signature"):
-        # Sent back where Gemini's compatible endpoint put it (docs, "Thought signatures": Gemini 3 refuses a
-        # function call without its signature with a 400). Only to Gemini: no other vendor knows the field.
-        rendered["extra_content"] = {"google": {"thought_signature": call["thought_signature"]}}
+    if provider != "gemini":
+        return rendered  # no other vendor knows the field
+    # Sent back where Gemini's compatible endpoint put it (docs, "Thought signatures": Gemini 3 refuses with a 400
+    # a step whose first function call lacks its signature; of parallel calls only the first is signed). A step
+    # whose calls another vendor made (a fallback mid-tool-loop) has none: its first call gets the dummy.
+    signature = call.get("thought_signature") or (UNSIGNED_FOR_GEMINI if first else None)
+    if signature:
+        rendered["extra_content"] = {"google": {"thought_signature": signature}}
     return rendered
 
 

@@ -285,6 +285,45 @@ def test_a_thought_signature_is_taken_back_in_geminis_own_shape_too(fake_ai, com
     assert fake_ai.to("gemini")[0].json["messages"][1]["tool_calls"][0]["extra_content"] == SIGNED
 
 
+def test_tool_calls_another_vendor_made_reach_gemini_with_its_documented_dummy_signature(fake_ai, complete, settings):
+    """A tool loop that falls back to Gemini mid-way sends it calls no Gemini model signed: Gemini 3 refuses a step
+    whose first function call has no signature, and documents a dummy for a conversation moved from another model
+    (docs, "Thought signatures", FAQ). The first call of such a step gets it; a parallel call needs none, a call
+    Gemini signed keeps its own, and no other vendor is sent any."""
+    settings.AI_MODEL_PRICES = {**settings.AI_MODEL_PRICES, "gemini": {GEMINI_3: {"input": "0.50", "output": "3.00"}}}
+    settings.AI_ROUTES = {"writing": [["anthropic", "claude-sonnet-4-6"], ["gemini", GEMINI_3]]}
+    tools = [{"name": "weather"}]
+    fake_ai.add(
+        "anthropic",
+        anthropic_message(
+            None,
+            tool_uses=[
+                {"id": "toolu_1", "name": "weather", "arguments": {"city": "Paris"}},
+                {"id": "toolu_2", "name": "weather", "arguments": {"city": "Lyon"}},
+            ],
+        ),
+    )
+    first = complete(task="writing", tools=tools, messages=[{"role": "user", "content": "Paris and Lyon?"}]).json()
+    assert first["provider"] == "anthropic" and len(first["tool_calls"]) == 2
+    conversation = [
+        {"role": "user", "content": "Paris and Lyon?"},
+        {"role": "assistant", "content": "", "tool_calls": first["tool_calls"]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "toolu_2", "content": "rain"},
+        {"role": "assistant", "content": None, "tool_calls": [_gemini_signed_call("function-call-3", "Nice")]},
+        {"role": "tool", "tool_call_id": "function-call-3", "content": "windy"},
+    ]
+    fake_ai.add("anthropic", error(529, "Overloaded", anthropic=True, type_="overloaded_error"))
+    fake_ai.add("gemini", openai_chat("Sunny, rain, windy.", model=GEMINI_3))
+    resp = complete(task="writing", tools=tools, messages=conversation)
+    assert (resp.status_code, resp.json()["provider"]) == (200, "gemini"), resp.json()
+    sent = fake_ai.to("gemini")[0].json["messages"]
+    dummy = {"google": {"thought_signature": "skip_thought_signature_validator"}}
+    assert [c.get("extra_content") for c in sent[1]["tool_calls"]] == [dummy, None]
+    assert [c.get("extra_content") for c in sent[4]["tool_calls"]] == [SIGNED]
+    assert "thought_signature" not in json.dumps(fake_ai.to("anthropic")[1].json)
+
+
 def test_a_thought_signature_that_is_not_a_string_is_a_400(fake_ai, complete):
     call = {"id": "call_1", "name": "weather", "arguments": {}, "thought_signature": 7}
     conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
