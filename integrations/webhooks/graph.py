@@ -1,5 +1,6 @@
 """Microsoft Graph change notifications: the checks every Graph subscription shares (mail, calendars, Teams),
-and the lister of the app's subscriptions each uses before it makes one (subscriptions_to).
+and the lister of the app's subscriptions each uses before it makes one (subscriptions_to), with the cleanup of
+those no row records (unrecorded_subscriptions_delete) and the account's lock it runs under (account_subscribing).
 
 A basic Graph notification is not signed. What proves it comes from Graph is
 the `clientState` the hub chose when it created the subscription: a random
@@ -73,6 +74,7 @@ from dataclasses import dataclass, field
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from .. import locks
 from .graph_tokens import validation_tokens_check
 from .inbox import error_response, receive_webhook
 from .verify import InboundEvent, WebhookRejected, WebhookVerifier, json_body, safe_headers, signatures_match
@@ -153,6 +155,30 @@ def unrecorded_subscriptions_delete(listed, recorded, delete):
     for subscription_id in gone:
         delete(subscription_id)
     return gone
+
+
+def account_subscribing(conn, *, notification_url, scope="", seconds, wait, provider):
+    """Held around a delegated subscription's cleanup (unrecorded_subscriptions_delete), its create and the save of
+    its row: one at a time per Microsoft account and per what that cleanup looks at, whichever hub connection runs it.
+
+    Two hub users' connections to one Outlook account subscribe the same resource (the inbox, a calendar), and
+    Graph's list answers each one's subscription to the other (one user, one app, clientState null): a cleanup run
+    while the other's create was in flight deleted the subscription it was about to record. A lock per row (a
+    mailbox, a calendar) does not see the other row. Keyed by the account's address (what
+    connections_sharing_account compares), case-folded, else the connection (two told apart only by account_id
+    merely wait for each other); by `notification_url`; and by `scope`, what else narrows the cleanup (a
+    calendar's id, case-folded as _resource_key compares resources), so one account's calendars still subscribe
+    at once. Always taken inside the row's own lock, never around it."""
+    ident = "\0".join([conn.provider, conn.account.casefold() or f"#{conn.pk}", notification_url, scope.casefold()])
+    return locks.held(
+        "graph-account-subscribing",
+        hashlib.sha256(ident.encode()).hexdigest()[:32],  # no address in a Redis key
+        seconds=seconds,
+        wait=wait,
+        provider=provider,
+        busy="another connection to this Microsoft account is making the same subscription",
+        retry_after=wait,
+    )
 
 
 def _resource_key(resource):

@@ -30,7 +30,7 @@ from integrations import locks
 from integrations.errors import DomainError
 from integrations.oauth import on_disconnect, on_reconnect
 from integrations.webhooks import hmac_sha256_hex
-from integrations.webhooks.graph import new_client_state, unrecorded_subscriptions_delete
+from integrations.webhooks.graph import account_subscribing, new_client_state, unrecorded_subscriptions_delete
 
 from ..models import Calendar, CalendarEvent
 from .services import adapter_for, announce, event_store
@@ -160,7 +160,8 @@ def _google_watch(calendar):
 def _graph_watch(calendar):
     """Renew the calendar's subscription, or make one. Under the calendar's lock, as one run's cleanup must not
     delete the subscription another run has just made and not yet stored; the run that waited reads the calendar
-    again and renews what the other made."""
+    again and renews what the other made. (Another hub user's row for the same Outlook calendar: the account's
+    lock, in _graph_subscribe.)"""
     with locks.held(
         "calendar-watch",
         calendar.pk,
@@ -183,16 +184,27 @@ def _graph_subscribe(calendar):
             return
     client_state = new_client_state()
     url = settings.APP_URL.rstrip("/") + reverse("outlook-calendar-webhook")
-    _delete_unrecorded_subscriptions(calendar, adapter, url)
-    subscription_id, expires = adapter.subscribe(
-        calendar.connection, calendar, notification_url=url, client_state=client_state, expires_at=expires_at
-    )
-    calendar.subscription_id, calendar.subscription_expires_at, calendar.client_state = (
-        subscription_id,
-        expires,
-        client_state,
-    )
-    calendar.save(update_fields=["subscription_id", "subscription_expires_at", "client_state"])
+    # The cleanup, the create and its row under the account's lock too: another hub user's connection to the same
+    # Outlook account has a row of its own for this calendar, and its cleanup, run while this create was in flight,
+    # deleted the subscription this row was about to record (Graph lists each one's to the other).
+    with account_subscribing(
+        calendar.connection,
+        notification_url=url,
+        scope=calendar.external_id,
+        seconds=LOCK_SECONDS,
+        wait=WATCH_WAIT_SECONDS,
+        provider="microsoft_calendar",
+    ):
+        _delete_unrecorded_subscriptions(calendar, adapter, url)
+        subscription_id, expires = adapter.subscribe(
+            calendar.connection, calendar, notification_url=url, client_state=client_state, expires_at=expires_at
+        )
+        calendar.subscription_id, calendar.subscription_expires_at, calendar.client_state = (
+            subscription_id,
+            expires,
+            client_state,
+        )
+        calendar.save(update_fields=["subscription_id", "subscription_expires_at", "client_state"])
 
 
 def _delete_unrecorded_subscriptions(calendar, adapter, notification_url):

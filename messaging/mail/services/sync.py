@@ -14,7 +14,7 @@ from django.utils import timezone
 from integrations import locks, oauth
 from integrations.errors import DomainError
 from integrations.models import Connection
-from integrations.webhooks.graph import unrecorded_subscriptions_delete
+from integrations.webhooks.graph import account_subscribing, unrecorded_subscriptions_delete
 
 from ..models import Mailbox
 from ..providers import NotFound
@@ -134,7 +134,13 @@ def _mailbox_watch(conn):
     # The cleanup, the create and its row under the account's lock too: another hub user's connection to the
     # same Outlook account subscribes the same resource (the inbox) and Graph lists both; its cleanup, run while
     # this create was in flight, deleted the subscription this mailbox was about to record.
-    with _graph_account_lock(conn):
+    with account_subscribing(
+        conn,
+        notification_url=url,
+        seconds=LOCK_SECONDS,
+        wait=LOCK_WAIT_SECONDS,
+        provider=MAIL_PROVIDERS.get(conn.provider, conn.provider),
+    ):
         _delete_unrecorded_subscriptions(conn, adapter, url)
         subscription_id, expires = adapter.subscribe(
             conn, notification_url=url, client_state=client_state, expires_at=expires_at
@@ -145,22 +151,6 @@ def _mailbox_watch(conn):
             client_state,
         )
         mailbox.save(update_fields=["subscription_id", "subscription_expires_at", "client_state"])
-
-
-def _graph_account_lock(conn):
-    """One Graph mail subscription made at a time per Outlook account, whichever hub connection makes it.
-
-    Keyed by the account's address (what connections_sharing_account compares), case-folded: two connections
-    told apart only by account_id merely wait for each other. Always taken inside mailbox_lock, never around it."""
-    return locks.held(
-        "mail-graph-account",
-        f"{conn.provider}:{conn.account.casefold() or conn.pk}",
-        seconds=LOCK_SECONDS,
-        wait=LOCK_WAIT_SECONDS,
-        provider=MAIL_PROVIDERS.get(conn.provider, conn.provider),
-        busy="another connection to this mail account is subscribing",
-        retry_after=LOCK_WAIT_SECONDS,
-    )
 
 
 def _delete_unrecorded_subscriptions(conn, adapter, notification_url):
