@@ -187,8 +187,9 @@ class MeetingRecordingAdmin(admin.ModelAdmin):
 @admin.register(MeetingSubscription)
 class MeetingSubscriptionAdmin(admin.ModelAdmin):
     """Lifecycle subscriptions the hub holds at Google (Workspace Events) and Microsoft (Graph), read-only: the
-    hourly upkeep renews, re-creates or lets them lapse; a failed one says why in last_error. A Google Meet one
-    the hub gave up on is tried again by staff, once its cause is put right (meet_subscription_retry)."""
+    hourly upkeep renews, re-creates or lets them lapse; a failed one says why in last_error. One the hub gave up
+    on (a Google Meet one past its reactivations, a Teams one Graph refused) is tried again by staff, once its
+    cause is put right (meet_subscription_retry, teams_lifecycle.subscription_retry)."""
 
     list_display = ["meeting", "provider", "kind", "status", "expires_at", "updated_at"]
     list_filter = ["provider", "kind", "status"]
@@ -197,11 +198,17 @@ class MeetingSubscriptionAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in MeetingSubscription._meta.fields if f.name != "client_state"]
     actions = ["retry_subscriptions"]
 
-    @admin.action(description="Retry selected failed Google Meet subscriptions", permissions=["retry"])
+    @admin.action(description="Retry selected failed Google Meet and Teams subscriptions", permissions=["retry"])
     def retry_subscriptions(self, request, queryset):
         from .meet_events import meet_subscription_retry
+        from .teams_lifecycle import subscription_retry as teams_subscription_retry
 
-        done = each_row(self, request, queryset, lambda row: meet_subscription_retry(subscription=row))
+        def retry(row):
+            if row.provider == Meeting.Provider.TEAMS:
+                return teams_subscription_retry(subscription=row)
+            return meet_subscription_retry(subscription=row)
+
+        done = each_row(self, request, queryset, retry)
         self.message_user(request, f"{done} subscription(s) queued to be tried again.")
 
     def has_retry_permission(self, request):

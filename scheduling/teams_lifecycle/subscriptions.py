@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations import locks
-from integrations.errors import PermanentError, ProviderError
+from integrations.errors import DomainError, PermanentError, ProviderError
 from integrations.oauth import on_disconnect
 from integrations.oauth.services import missing_scopes
 from integrations.task_base import enqueue_on_commit
@@ -303,7 +303,8 @@ def subscriptions_renew_due(*, now=None):
 
 def _unsubscribed(now):
     """Meetings that may still produce artifacts but hold no subscription of a kind they could have now (the
-    grant, or the app permission, came after the meeting was made). A refused one (failed) is not retried here."""
+    grant, or the app permission, came after the meeting was made). A refused one (failed) is not retried here:
+    Graph refuses it again until its cause is put right, and then staff retry it (subscription_retry)."""
     if not notification_url():
         return set()
     since = now - dt.timedelta(hours=settings.TEAMS_LISTEN_AFTER_END_HOURS, days=1)
@@ -320,6 +321,48 @@ def _unsubscribed(now):
         if listening(meeting, now) and any(k.kind not in held for k in wanted_kinds(meeting.connection)):
             found.add(meeting.pk)
     return found
+
+
+def subscription_retry(*, subscription):
+    """Staff (admin): make again a subscription Graph refused (failed: no Teams licence, no consent), once what
+    refused it is put right. Nothing else tries it again when every kind of its meeting failed: the beat subscribes
+    only a kind the meeting holds no row of, and renews only active ones. The meeting's subscribe task makes it (and
+    renews the kinds still active). Refused (409) when the task could not: the meeting can no longer produce
+    artifacts, the hub has no HTTPS address, or the kind is not wanted any more (the grant, or the app permission,
+    withdrawn). Returns "subscribing"."""
+    from ..tasks import teams_subscribe_task
+
+    if subscription.provider != PROVIDER or subscription.kind not in KINDS:
+        raise DomainError(409, "not_retryable", "Only a Teams subscription can be retried here.")
+    if subscription.status != MeetingSubscription.Status.FAILED:
+        raise DomainError(
+            409,
+            "subscription_not_failed",
+            f"Only a failed Teams subscription can be retried; this one is {subscription.status}.",
+        )
+    meeting = _meeting(subscription.meeting_id)
+    if meeting is None or not meeting.external_uuid or not listening(meeting):
+        raise DomainError(
+            409,
+            "meeting_not_listening",
+            "Its meeting can produce no more recordings or transcripts: it was cancelled, or it ended more than "
+            "TEAMS_LISTEN_AFTER_END_HOURS ago.",
+        )
+    if not notification_url():
+        raise DomainError(
+            409,
+            "push_unreachable",
+            "Graph delivers notifications to HTTPS URLs only; set APP_URL to one, and MICROSOFT_CLIENT_ID.",
+        )
+    if subscription.kind not in {k.kind for k in wanted_kinds(meeting.connection)}:
+        raise DomainError(
+            409,
+            "not_granted",
+            "The organizer's Microsoft connection is not active or no longer grants what this subscription needs "
+            "(for call events: the hub's application permission); once it does, retry it.",
+        )
+    enqueue_on_commit(teams_subscribe_task, meeting.pk)
+    return "subscribing"
 
 
 def subscriptions_close_for_owner(owner):

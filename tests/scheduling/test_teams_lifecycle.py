@@ -167,6 +167,66 @@ def test_a_refusal_from_graph_is_kept_on_the_row_and_not_retried(hub, granted, g
     assert again.status == "active" and again.external_id in graph.subscriptions and again.last_error == ""
 
 
+REFUSED = (403, {"error": {"code": "Forbidden", "message": "no Teams licence"}}, {})
+SUBSCRIPTIONS_ADMIN = "/admin/scheduling/meetingsubscription/"
+
+
+def _retry(rows):
+    return {"action": "retry_subscriptions", "_selected_action": [row.pk for row in rows]}
+
+
+def test_staff_retry_the_subscriptions_graph_refused_once_the_cause_is_put_right(
+    hub, granted, graph, create, committed, admin_client, user_client
+):
+    """Graph refused every kind of the meeting (no Teams licence yet): the beat subscribes only kinds a meeting holds
+    no row of and renews only active ones, and the admin action retried Google Meet ones alone, so nothing ever
+    made them again: the meeting's recordings and transcripts were never announced."""
+    meeting = create()
+    MeetingSubscription.objects.all().delete()
+    graph.fail_next += [REFUSED, REFUSED]
+    tasks.teams_subscribe_task.delay(meeting.pk)
+    failed = list(MeetingSubscription.objects.filter(meeting=meeting))
+    assert [(s.kind, s.status) for s in failed] == [("graph_recordings", "failed"), ("graph_transcripts", "failed")]
+    with committed():
+        assert tasks.teams_subscriptions_renew_due() == {"renew": 0, "new": 0, "ended": 0}
+    # The licence is assigned. The owner cannot retry (the admin sends them to log in); staff can.
+    assert user_client.post(SUBSCRIPTIONS_ADMIN, _retry(failed)).status_code == 302
+    assert set(MeetingSubscription.objects.values_list("status", flat=True)) == {"failed"}
+    with committed():
+        assert admin_client.post(SUBSCRIPTIONS_ADMIN, _retry(failed)).status_code == 302
+    for sub in MeetingSubscription.objects.filter(meeting=meeting):
+        assert (sub.status, sub.last_error) == ("active", "") and sub.external_id in graph.subscriptions
+        assert graph.subscriptions[sub.external_id]["clientState"] == sub.client_state
+    assert len(graph.subscriptions) == 2
+    # An active one is not retried: staff see why.
+    page = admin_client.post(SUBSCRIPTIONS_ADMIN, _retry(failed[:1]), follow=True)
+    assert "Only a failed Teams subscription can be retried; this one is active." in page.content.decode()
+
+
+def test_staff_are_told_why_a_failed_teams_subscription_cannot_be_retried_and_nothing_is_sent(
+    hub, granted, graph, create, committed, admin_client
+):
+    meeting = create()
+    MeetingSubscription.objects.all().delete()
+    graph.fail_next.append(REFUSED)
+    tasks.teams_subscribe_task.delay(meeting.pk)
+    failed = MeetingSubscription.objects.get(meeting=meeting, kind="graph_recordings")
+    assert failed.status == "failed"
+    before = len(graph.requests)
+
+    def refusal():
+        with committed():
+            page = admin_client.post(SUBSCRIPTIONS_ADMIN, _retry([failed]), follow=True)
+        return page.content.decode()
+
+    granted.scopes.remove("OnlineMeetingRecording.Read.All")  # the owner withdrew the grant
+    granted.save()
+    assert "no longer grants what this subscription needs" in refusal()
+    Meeting.objects.filter(pk=meeting.pk).update(status="cancelled")
+    assert "can produce no more recordings or transcripts" in refusal()
+    assert len(graph.requests) == before and MeetingSubscription.objects.get(pk=failed.pk).status == "failed"
+
+
 def test_the_beat_renews_what_lapses_soon_while_the_meeting_may_still_produce_artifacts(
     hub, granted, graph, create, committed
 ):
