@@ -5,6 +5,7 @@ from django.db.models import Sum
 from integrations.admin_format import latency, usd
 
 from .models import AiBudget, AiFreeModel, AiRequest, AiSpend, AiUsageMonthly
+from .usage import USAGE_SUMS
 
 
 class _ReadOnly(admin.ModelAdmin):
@@ -71,15 +72,7 @@ class AiUsageMonthlyAdmin(_ReadOnly):
         response = super().changelist_view(request, extra_context)
         cl = getattr(response, "context_data", {}).get("cl")
         if cl is not None:
-            columns = [
-                "requests",
-                "cached_requests",
-                "input_tokens",
-                "output_tokens",
-                "cached_tokens",
-                "cache_write_tokens",
-                "cost_usd",
-            ]
+            columns = USAGE_SUMS
             totals = cl.queryset.aggregate(**{c: Sum(c) for c in columns})
             response.context_data["totals"] = {c: totals[c] or 0 for c in columns}
         return response

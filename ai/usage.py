@@ -65,7 +65,8 @@ def month_of(now=None):
     return now.date().replace(day=1)
 
 
-_USAGE_SUMS = (
+# The monthly row's sums: what each request adds (the upsert) and what admin totals.
+USAGE_SUMS = (
     "requests",
     "cached_requests",
     "input_tokens",
@@ -81,7 +82,7 @@ def _pg_usage_sql():
     """The monthly row added to, or created by the month's first request: one upsert (aiusage_unique_key),
     built as the call log's roll-ups are (integrations.usage.upsert_sql: the amounts are number literals)."""
     keys = ["owner_id", "month", "provider", "model"]
-    return upsert_sql(AiUsageMonthly._meta.db_table, keys, _USAGE_SUMS, f"({', '.join(keys)})")
+    return upsert_sql(AiUsageMonthly._meta.db_table, keys, USAGE_SUMS, f"({', '.join(keys)})")
 
 
 @functools.cache
