@@ -124,7 +124,7 @@ class AlertChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 @admin.register(AlertDelivery)
 class AlertDeliveryAdmin(AppendOnlyAdmin):
-    list_display = ["created", "alert", "channel_key", "notice", "status", "attempts", "last_error"]
+    list_display = ["created", "alert", "channel_key", "notice", "status", "attempts", "detail"]
     list_filter = ["status", "notice", "channel_key"]
     list_select_related = ["alert"]
     actions = ["resend"]
@@ -145,6 +145,11 @@ class AlertDeliveryAdmin(AppendOnlyAdmin):
     @admin.display(description="queued", ordering="created_at")
     def created(self, obj):
         return when(obj.created_at)
+
+    @admin.display(description="last error / why not sent")
+    def detail(self, obj):
+        # A skipped reminder keeps why it was not posted where a failed one keeps its error.
+        return obj.last_error
 
 
 @admin.register(RetentionRun)

@@ -154,6 +154,8 @@ def delivery_send(*, delivery_id):
     delivery = AlertDelivery.objects.select_related("alert").filter(pk=delivery_id).first()
     if delivery is None or delivery.status != AlertDelivery.Status.PENDING:
         return delivery
+    if _reminder_withdrawn(delivery):
+        return delivery
     channel = channel_by_key(delivery.channel_key)
     if channel is None:
         delivery_fail(delivery_id=delivery.pk, error="The channel was removed or disabled.")
@@ -180,6 +182,36 @@ def delivery_send(*, delivery_id):
         status=AlertDelivery.Status.SENT, sent_at=timezone.now(), last_error="", next_attempt_at=None, claimed_at=None
     )
     return delivery
+
+
+def _reminder_withdrawn(delivery):
+    """A reminder is queued while its alert is open and nobody has it; by the time it goes out (its task waited
+    in the queue, was retried with backoff, or was lost and swept up) staff may have acknowledged or resolved the
+    alert, and paging them about it then is the noise Acknowledge stops. Such a reminder is left `skipped`, with
+    why in its last_error (admin: Alert deliveries). Opened and resolved notices still go: they are what a channel
+    must hear of each alert, acknowledged or not.
+
+    Read as the send starts (the alert was just loaded with the row): staff acting while the receiver is being
+    called cannot be caught, and such a reminder is posted. A row another run has claimed is left to that run."""
+    alert = delivery.alert
+    if delivery.notice != AlertDelivery.Notice.REMINDER:
+        return False
+    if alert.resolved_at is not None:
+        taken, at = "resolved", alert.resolved_at
+    elif alert.acknowledged_at is not None:
+        taken, at = "acknowledged", alert.acknowledged_at
+    else:
+        return False
+    why = f"Not sent: the alert was {taken} at {at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC, before it went out."
+    stale = timezone.now() - dt.timedelta(seconds=STALL_SECONDS)
+    skipped = (
+        AlertDelivery.objects.filter(pk=delivery.pk, status=AlertDelivery.Status.PENDING)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale))
+        .update(status=AlertDelivery.Status.SKIPPED, last_error=why[:500], next_attempt_at=None, claimed_at=None)
+    )
+    if skipped:
+        logger.info("alert reminder not sent: alert taken", extra={"delivery": delivery.pk})
+    return True
 
 
 def delivery_fail(*, delivery_id, error):

@@ -145,12 +145,16 @@ class AlertDelivery(models.Model):
         PENDING = "pending"
         SENT = "sent"
         FAILED = "failed"
+        # A reminder that was queued while the alert was open and unacknowledged, and found at send time that
+        # staff had since acknowledged or resolved it: not posted (last_error says which, when and by whom).
+        SKIPPED = "skipped", "Skipped (alert taken)"
 
     # A failed notice goes back to pending only when staff send it again (after fixing the channel).
     TRANSITIONS = {
-        "pending": {"sent", "failed"},
+        "pending": {"sent", "failed", "skipped"},
         "sent": set(),
         "failed": {"pending"},
+        "skipped": set(),
     }
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")

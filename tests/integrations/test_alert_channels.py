@@ -232,6 +232,89 @@ def test_an_acknowledged_alert_is_not_reminded_while_an_unacknowledged_one_is(se
     assert AlertDelivery.objects.filter(alert=taken, notice=Notice.RESOLVED).count() == 1
 
 
+def _subjects():
+    return [m.subject.split("] ")[1] for m in mail.outbox]
+
+
+def test_a_reminder_queued_before_staff_acknowledge_is_not_sent(
+    settings, admin_client, django_capture_on_commit_callbacks, run_tasks
+):
+    """The reminder was queued while nobody had the alert; its task runs after staff acknowledged it (the queue
+    was slow, the first try failed, the sweep picked it up): paging them then is the noise Acknowledge stops."""
+    settings.ALERT_EMAIL_TO = ["ops@example.com"]
+    settings.ALERT_REMINDER_HOURS = 4
+    with django_capture_on_commit_callbacks(execute=True):
+        taken = raise_alert()
+        untaken = alert_raise(
+            kind=Alert.Kind.QUEUE_BACKLOG, severity=Alert.Severity.CRITICAL, message="queue depth", dedupe_key="q"
+        )
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks() as queued:
+        assert reminders_send(now=timezone.now() + dt.timedelta(hours=5)) == 2
+    admin_client.post("/admin/integrations/alert/", {"action": "acknowledge_selected", "_selected_action": [taken.pk]})
+
+    for callback in queued:
+        callback()
+
+    assert _subjects() == ["STILL OPEN critical: queue_backlog"]
+    skipped = AlertDelivery.objects.get(alert=taken, notice=Notice.REMINDER)
+    assert skipped.status == Status.SKIPPED and skipped.sent_at is None and skipped.next_attempt_at is None
+    assert skipped.last_error.startswith("Not sent: the alert was acknowledged at ")
+    assert AlertDelivery.objects.get(alert=untaken, notice=Notice.REMINDER).status == Status.SENT
+    # Staff see it, and why, in the deliveries list; the sweep leaves it alone.
+    page = admin_client.get("/admin/integrations/alertdelivery/", {"status__exact": "skipped"}).content.decode()
+    assert "Skipped (alert taken)" in page and "the alert was acknowledged at" in page
+    assert deliveries_requeue(now=timezone.now() + dt.timedelta(hours=1)) == 0
+    # Its resolution still reaches the channel.
+    with django_capture_on_commit_callbacks(execute=True):
+        alert_resolve(alert=taken)
+    assert _subjects()[-1] == "RESOLVED critical stripe: provider_failure_rate"
+
+
+def test_a_reminder_whose_alert_resolved_before_it_went_out_is_not_sent(
+    settings, django_capture_on_commit_callbacks, run_tasks
+):
+    settings.ALERT_EMAIL_TO = ["ops@example.com"]
+    settings.ALERT_REMINDER_HOURS = 4
+    with django_capture_on_commit_callbacks(execute=True):
+        alert = raise_alert()
+    with django_capture_on_commit_callbacks() as queued:
+        assert reminders_send(now=timezone.now() + dt.timedelta(hours=5)) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        alert_resolve(alert=alert)  # back under its threshold: the hub resolves it itself
+
+    for callback in queued:
+        callback()
+
+    assert _subjects() == [
+        "ALERT critical stripe: provider_failure_rate",
+        "RESOLVED critical stripe: provider_failure_rate",
+    ]
+    reminder = AlertDelivery.objects.get(alert=alert, notice=Notice.REMINDER)
+    assert reminder.status == Status.SKIPPED and "the alert was resolved at " in reminder.last_error
+
+
+def test_a_reminder_another_run_is_posting_is_left_to_that_run(settings):
+    """Skipping it under that run would mark a reminder "not sent" that the receiver got."""
+    from tests.integrations.factories import AlertDeliveryFactory
+
+    settings.ALERT_EMAIL_TO = ["ops@example.com"]
+    posting = AlertDeliveryFactory(notice=Notice.REMINDER, sequence=1, claimed_at=timezone.now())
+    Alert.objects.filter(pk=posting.alert_id).update(acknowledged_at=timezone.now())
+    delivery_send(delivery_id=posting.pk)
+    posting.refresh_from_db()
+    assert (posting.status, posting.last_error) == (Status.PENDING, "") and mail.outbox == []
+
+
+def test_an_acknowledged_alerts_opening_notice_still_goes_out(settings, admin_client, run_tasks):
+    """Acknowledge stops reminders only: a channel still hears of each alert opening (and later of its end)."""
+    settings.ALERT_EMAIL_TO = ["ops@example.com"]
+    alert = raise_alert()  # its notice's task has not run yet
+    admin_client.post("/admin/integrations/alert/", {"action": "acknowledge_selected", "_selected_action": [alert.pk]})
+    alert_deliver.delay(AlertDelivery.objects.get(alert=alert).pk)
+    assert _subjects() == ["ALERT critical stripe: provider_failure_rate"]
+
+
 def test_channels_hear_only_the_severities_and_kinds_they_asked_for(settings):
     settings.ALERT_EMAIL_TO = ["ops@example.com"]
     settings.ALERT_MIN_SEVERITY = "critical"
