@@ -3,8 +3,8 @@
     s3://AUDIT_ARCHIVE_BUCKET/AUDIT_ARCHIVE_PREFIX/date=2026-12-01/events-2026-12-01-part001.jsonl.gz
 
 One gzip JSON-lines object per day (a further part if events of that day
-turn up later), written from a spooled temporary file so a busy day is never
-held in memory, uploaded with its SHA-256 (`ChecksumSHA256`, which S3
+turn up later: the ids no part holds yet are kept in AuditArchiveGap),
+written from a spooled temporary file so a busy day is never held in memory, uploaded with its SHA-256 (`ChecksumSHA256`, which S3
 verifies on receipt) and, where the bucket has Object Lock enabled, with a
 retention of AUDIT_ARCHIVE_RETENTION_DAYS in AUDIT_ARCHIVE_LOCK_MODE
 (GOVERNANCE by default: see config/settings/ops.py for why). A bucket without
@@ -40,17 +40,13 @@ from django.utils import timezone
 from .. import egress
 from ..errors import error_from_http
 from ..providers import ClientCache, ProviderAdapter, credentials_key
-from .models import AuditArchive, AuditEvent
+from .models import AuditArchive, AuditArchiveGap, AuditEvent
 
 logger = logging.getLogger(__name__)
 
 PROVIDER = "audit_archive"
 SPOOL_BYTES = 8 * 1024 * 1024
 PRUNE_BATCH = 1000
-# How many whole days each run looks at again for events committed after their day was archived: an event's
-# `at` and id are taken when it is written, but the run sees it only once its transaction commits, which can be
-# after the night's run. A day in the window costs one count unless it did get such an event.
-RECHECK_DAYS = 7
 
 
 class ArchiveAdapter(ProviderAdapter):
@@ -164,8 +160,13 @@ def _write_object(rows, spool):
     return digest.hexdigest(), size, count, first_id, last_id
 
 
+class _DayUnverified(Exception):
+    """The day's parts failed verification: what they hold is unknown, the day is left to staff."""
+
+
 def _not_archived(day, events):
-    """(the day's events that may be in no part yet, ids among them that a part holds).
+    """(the day's events that may be in no part yet, ids among them that a part holds); _DayUnverified when the
+    day's parts do not read back intact.
 
     Not "ids above the last archived": a transaction that took its id before a run and committed after it has a
     lower id than that part's last. Usually every id up to the day's last archived one is archived (as many
@@ -185,13 +186,20 @@ def _not_archived(day, events):
     except ArchiveMismatch as exc:
         # What the day's parts hold is unknown: archiving "the rest" could copy events twice. Staff look first.
         _warn("audit_archive:mismatch", f"Audit archive of {day} failed verification; day not archived: {exc}")
-        return events.none(), frozenset()
+        raise _DayUnverified(day) from exc
     return events, held
 
 
 def archive_day(*, day, lock=None, now=None):
     """Archive the events of `day` that no part of it holds yet as the day's next part; the AuditArchive row,
-    or None when there are none."""
+    or None when there are none (or the day's parts fail verification: a warning alert says so)."""
+    try:
+        return _archive_day(day, lock=lock, now=now)
+    except _DayUnverified:
+        return None
+
+
+def _archive_day(day, *, lock, now):
     now = now or timezone.now()
     start, end = _day_bounds(day)
     fields = [f.attname for f in AuditEvent._meta.concrete_fields]
@@ -322,7 +330,8 @@ def _warn(key, message, severity="warning"):
 
 
 def audit_archive_run(*, now=None):
-    """The nightly task: archive every whole day not archived yet (up to yesterday), then prune. A summary."""
+    """The nightly task: archive every whole day (up to yesterday) with an event no part holds yet, then prune.
+    A summary."""
     from ..registry import require
 
     if not settings.AUDIT_ARCHIVE_BUCKET:
@@ -338,12 +347,115 @@ def audit_archive_run(*, now=None):
             f"The audit archive bucket {settings.AUDIT_ARCHIVE_BUCKET} has no Object Lock: archived days are "
             f"written, but can be deleted or overwritten. Use a bucket created with Object Lock enabled.",
         )
-    # The days with events above every archived id (new days, or all of them on the first run), and the last
-    # RECHECK_DAYS again: an event committed after its day's run is in no part of it (archive_day finds it).
-    high_water = AuditArchive.objects.aggregate(m=Max("last_id"))["m"] or 0
-    new = AuditEvent.objects.filter(id__gt=high_water, at__lt=today_start)
-    recent = AuditEvent.objects.filter(at__gte=today_start - dt.timedelta(days=RECHECK_DAYS), at__lt=today_start)
-    days = sorted({at.date() for rows in (new, recent) for at in rows.datetimes("at", "day", tzinfo=dt.UTC)})
-    archived = [archive_day(day=day, lock=lock, now=now) for day in days]
+    archived = _archive_gaps(today_start, lock=lock, now=now)
     pruned = audit_prune(now=now)
     return {"archived": len([a for a in archived if a]), "pruned": pruned, "configured": True, "object_lock": lock}
+
+
+def _archive_gaps(today_start, *, lock, now):
+    """Archive the whole days that have an event in a gap (an id no run has seen yet, whatever its `at`), then
+    record what is still missing; the AuditArchive rows made.
+
+    Not "the days after the last archived one, and the last few again": a transaction can take its event's id
+    and time, then commit after any number of nightly runs. Selecting by id gaps, an event is archived by the
+    first run after it commits, however late. A run that fails part-way records nothing: the next one reads the
+    same gaps, and each day's parts say what they already hold."""
+    gaps = [(g.first_id, g.last_id, g.found_at) for g in AuditArchiveGap.objects.order_by("first_id")]
+    if not gaps:
+        gaps = [(1, None, None)]  # the first run: every event in the database (days already archived included)
+    in_gap = Q()
+    for first, last, _ in gaps:
+        in_gap |= Q(id__gte=first) if last is None else Q(id__range=(first, last))
+    # The ids seen, as runs of consecutive ids per day: a day whose parts fail verification keeps its ids missing.
+    seen, top = {}, None
+    candidates = AuditEvent.objects.filter(in_gap, at__lt=today_start).order_by("id").values_list("id", "at")
+    for pk, at in candidates.iterator(chunk_size=5000):
+        runs = seen.setdefault(at.astimezone(dt.UTC).date(), [])
+        if runs and runs[-1][1] == pk - 1:
+            runs[-1][1] = pk
+        else:
+            runs.append([pk, pk])
+        top = pk
+    found_at = _database_now()  # after the read: a transaction it could not see began before this
+    made, covered = [], []
+    for day in sorted(seen):
+        try:
+            made.append(_archive_day(day, lock=lock, now=now))
+        except _DayUnverified:
+            continue
+        covered += seen[day]
+    open_before = {}  # found_at -> whether a transaction that began before it is still open (one query each)
+    left = [gap for gap in _gaps_left(gaps, top, covered, found_at) if not _gap_closed(*gap, open_before)]
+    with transaction.atomic():
+        AuditArchiveGap.objects.all().delete()
+        AuditArchiveGap.objects.bulk_create(
+            AuditArchiveGap(first_id=first, last_id=last, found_at=when) for first, last, when in left
+        )
+    return [a for a in made if a]
+
+
+def _gaps_left(gaps, top, covered, found_at):
+    """The gaps minus the ids archived (`covered`, runs of ids), the open-ended one closed at the highest id
+    read (`top`, ids below it are taken by transactions that began before the read) with a new open one above."""
+    closed, open_from = [], None
+    for first, last, when in gaps:
+        if last is not None:
+            closed.append((first, last, when))
+        elif top is not None and top >= first:
+            closed.append((first, top, found_at))
+            open_from = top + 1
+        else:
+            open_from = first
+    covered = sorted(covered)
+    left = []
+    for first, last, when in closed:
+        start = first
+        for a, b in covered:
+            if b < start:
+                continue
+            if a > last:
+                break
+            if a > start:
+                left.append((start, a - 1, when))
+            start = b + 1
+        if start <= last:
+            left.append((start, last, when))
+    return [*left, (open_from, None, found_at)]
+
+
+def _database_now():
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def _gap_closed(first, last, found_at, open_before):
+    """Whether a gap can be forgotten: it holds no event and none ever will. On PostgreSQL, once every
+    transaction that began before it was found has ended (a transaction that took one of its ids began before
+    that, so it was rolled back; sessions of a role we may not see count as open). Elsewhere (SQLite, one
+    writer at a time) it stays: a few primary-key range reads a night."""
+    if last is None or connection.vendor != "postgresql":
+        return False
+    if found_at not in open_before:
+        open_before[found_at] = _transaction_open_since(found_at)
+    if open_before[found_at]:
+        return False
+    return not AuditEvent.objects.filter(id__range=(first, last)).exists()
+
+
+def _transaction_open_since(moment):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid()
+                  AND (backend_type = 'client backend' OR backend_type IS NULL)
+                  AND (xact_start <= %s OR state IS NULL)
+            ) OR EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE database = current_database() AND prepared <= %s)
+            """,
+            [moment, moment],
+        )
+        return cursor.fetchone()[0]

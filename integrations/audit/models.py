@@ -82,3 +82,25 @@ class AuditArchive(models.Model):
 
     def __str__(self):
         return f"{self.day} part {self.part}: {self.rows} events in s3://{self.bucket}/{self.key}"
+
+
+class AuditArchiveGap(models.Model):
+    """Event ids the archive has not seen in any part: each nightly run archives the events it finds in them
+    first (whatever their `at`), then records what is still missing.
+
+    An id is taken when its event is written, an event is seen when its transaction commits: a run can pass
+    over an id whose transaction is still open and that commits days later with its old `at` and id. The last
+    gap is open-ended (`last_id` empty): every id above the highest one a run has seen. A closed gap goes once it
+    holds no event and, on PostgreSQL, no transaction that began before `found_at` is still open (its ids were
+    rolled back); until then it is looked at again every night, a primary-key range read.
+    """
+
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField(null=True, blank=True, help_text="Empty: every id from first_id up.")
+    found_at = models.DateTimeField(help_text="Database time just after the run that found it read the trail.")
+
+    class Meta:
+        ordering = ["first_id"]
+
+    def __str__(self):
+        return f"audit ids {self.first_id}–{self.last_id or '…'} in no archive part"

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from integrations.audit import archive as archive_mod
 from integrations.audit.archive import ArchiveMismatch, archive_read_ids, audit_archive_run, audit_prune
-from integrations.audit.models import AuditArchive, AuditEvent
+from integrations.audit.models import AuditArchive, AuditArchiveGap, AuditEvent
 from integrations.audit.services import audit_record
 from integrations.models import Alert, ProviderCall
 from tests.factories import UserFactory
@@ -157,56 +157,131 @@ def test_the_trigger_refuses_a_prune_of_rows_no_verified_archive_covers(locked_b
     assert AuditEvent.objects.filter(pk=unarchived.pk).exists()
 
 
+class _LateCommit:
+    """A transaction on its own connection that writes an event (its id and `at` taken now) and commits only
+    when told: what a slow request, a stuck worker or a long migration does to the trail."""
+
+    def __init__(self, moment, *, write=True, commit=True):
+        self.event, self._release = None, threading.Event()
+        inside = threading.Event()
+
+        def run():
+            try:
+                with transaction.atomic():
+                    if write:
+                        self.event = _events_on(moment, 1)[0]
+                    else:
+                        AuditEvent.objects.exists()  # a transaction that has begun, and holds no id
+                    inside.set()
+                    self._release.wait(20)
+                    if not commit:
+                        transaction.set_rollback(True)
+            finally:
+                connection.close()
+
+        self._thread = threading.Thread(target=run)
+        self._thread.start()
+        assert inside.wait(10)
+
+    def end(self):
+        self._release.set()
+        self._thread.join(10)
+        return self.event
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_an_event_committed_after_its_day_was_archived_goes_in_the_next_part(locked_bucket, settings):
     """A transaction takes its event's id (and its time) just before midnight and commits after the night's run,
     which archived the day's later, higher ids. The next run must archive it as a further part of that day: the
     trail in S3 is the record kept for years, and an event no part holds is never pruned nor archived."""
-    inside, release = threading.Event(), threading.Event()
-    late = []
-
-    def slow_transaction():
-        try:
-            with transaction.atomic():
-                late.extend(_events_on(DAY1 + dt.timedelta(hours=13, minutes=59), 1))
-                inside.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=slow_transaction)
-    worker.start()
-    assert inside.wait(10)
+    slow = _LateCommit(DAY1 + dt.timedelta(hours=13, minutes=59))
     on_time = _events_on(DAY1 + dt.timedelta(hours=13, minutes=59, seconds=30), 2)
     assert audit_archive_run(now=DAY1 + dt.timedelta(days=1, minutes=15))["archived"] == 1
-    release.set()
-    worker.join(10)
-    assert late[0].pk < on_time[-1].pk
+    late = slow.end()
+    assert late.pk < on_time[-1].pk
 
     assert audit_archive_run(now=DAY1 + dt.timedelta(days=2, minutes=15))["archived"] == 1
 
     parts = AuditArchive.objects.filter(day=DAY1.date()).order_by("part")
     assert [[line["id"] for line in _read(locked_bucket, p.key)] for p in parts] == [
         [e.pk for e in on_time],
-        [late[0].pk],
+        [late.pk],
     ]
     assert audit_archive_run(now=DAY1 + dt.timedelta(days=3, minutes=15))["archived"] == 0
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_event_committed_weeks_after_its_day_is_archived_by_the_first_run_after(locked_bucket, settings):
+    """However many nightly runs pass over it while its transaction is open (each archiving the days after),
+    the event goes into its day's next part the night after it commits: the runs look for ids they have not seen
+    in any part, not at a window of recent days."""
+    slow = _LateCommit(DAY1 + dt.timedelta(hours=13, minutes=59))  # 23:59 UTC
+    on_time = _events_on(DAY1 + dt.timedelta(hours=13, minutes=59, seconds=30), 1)
+    for night in range(1, 12):
+        # 00:15 UTC: the day before is archived (one event a day), 11 nights while the transaction is open.
+        assert audit_archive_run(now=DAY1 + dt.timedelta(days=night, hours=14, minutes=15))["archived"] == 1
+        _events_on(DAY1 + dt.timedelta(days=night), 1)
+    late = slow.end()
+    assert late.pk < on_time[0].pk
+
+    assert audit_archive_run(now=DAY1 + dt.timedelta(days=12, hours=14, minutes=15))["archived"] == 2  # + day 11
+
+    parts = AuditArchive.objects.filter(day=DAY1.date()).order_by("part")
+    assert [[line["id"] for line in _read(locked_bucket, p.key)] for p in parts] == [[on_time[0].pk], [late.pk]]
+    assert audit_archive_run(now=DAY1 + dt.timedelta(days=13, minutes=15))["archived"] == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_id_rolled_back_is_forgotten_once_no_older_transaction_is_open(locked_bucket, settings):
+    """The ids a run has not seen are looked at again each night; one that was rolled back can never turn up,
+    which PostgreSQL shows once every transaction that began before the run has ended."""
+    older = _LateCommit(DAY1, write=False)  # began before the run, and is still open during it
+    _LateCommit(DAY1 + dt.timedelta(hours=1), commit=False).end()  # took an id, then rolled back
+    kept = _events_on(DAY1 + dt.timedelta(hours=2), 1)[0]
+    audit_archive_run(now=DAY1 + dt.timedelta(days=1))
+    waiting = AuditArchiveGap.objects.filter(last_id__isnull=False)
+    assert waiting.filter(first_id__lte=kept.pk - 1, last_id__gte=kept.pk - 1).exists()
+
+    older.end()
+    audit_archive_run(now=DAY1 + dt.timedelta(days=2))
+
+    assert list(AuditArchiveGap.objects.values_list("first_id", "last_id")) == [(kept.pk + 1, None)]
+
+
+def test_an_event_of_the_day_the_run_was_in_is_archived_the_next_night(locked_bucket, settings):
+    """Its id is below one the run archived (yesterday's last event took its time before midnight and its id
+    after): it is in no part, and the run after archives it with its own day."""
+    with time_machine.travel(DAY1 + dt.timedelta(days=1, seconds=1), tick=False):
+        today = AuditEvent.objects.create(actor_label="system", action="payment.refund")
+    _event_with_id(today.pk + 1, DAY1 + dt.timedelta(hours=13, minutes=59))
+
+    assert audit_archive_run(now=DAY1 + dt.timedelta(days=1, minutes=15))["archived"] == 1
+    assert audit_archive_run(now=DAY1 + dt.timedelta(days=2, minutes=15))["archived"] == 1
+
+    assert [(a.day, a.first_id) for a in AuditArchive.objects.order_by("day")] == [
+        (DAY1.date(), today.pk + 1),
+        (DAY1.date() + dt.timedelta(days=1), today.pk),
+    ]
+
+
 def _event_with_id(pk, moment):
-    """An event with its id chosen: a late commit's lower id, without two connections (bulk_create skips save)."""
+    """An event with its id chosen (bulk_create skips save)."""
     with time_machine.travel(moment, tick=False):
         AuditEvent.objects.bulk_create([AuditEvent(id=pk, actor_label="system", action="payment.refund")])
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_a_day_whose_parts_fail_verification_is_left_for_staff_not_archived_again(s3, settings):
     s3.create_bucket(Bucket=BUCKET)  # no lock, so the object can be overwritten
-    for pk in (1_000_010, 1_000_020):
-        _event_with_id(pk, DAY1)
+    slow = _LateCommit(DAY1)  # committed after the run, with an id below the part's last
+    _events_on(DAY1, 1)
     audit_archive_run(now=DAY1 + dt.timedelta(days=1))
-    _event_with_id(1_000_015, DAY1)  # committed after the run, with an id below the part's last
-    _event_with_id(1_000_030, DAY1 + dt.timedelta(days=1))
+    slow.end()
+    _events_on(DAY1 + dt.timedelta(days=1), 1)
     part = AuditArchive.objects.get()
     s3.put_object(Bucket=BUCKET, Key=part.key, Body=gzip.compress(b'{"id": 1}\n'))
     AuditArchive.objects.filter(pk=part.pk).update(version_id="")
