@@ -48,8 +48,12 @@ def _falls_through(exc):
 
 
 def _account_refused(exc):
-    """Out of credit, or the key refused: so is every other model of this provider on the route."""
-    return isinstance(exc, QuotaExceeded) or exc.http_status == 401
+    """Out of credit, the key refused, or the API gone: so is every other model of this provider on the route.
+
+    410 Gone is about the API (GitHub Models answers it to every request since GitHub retired the service);
+    vendors say a model they do not serve with a 404 (OpenAI's model_not_found, Anthropic's not_found_error),
+    after which another of their models may well answer."""
+    return isinstance(exc, QuotaExceeded) or exc.http_status in (401, 410)
 
 
 async def walk(chain, attempt_fn, *, deadline, skipped=()):

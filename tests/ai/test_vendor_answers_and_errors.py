@@ -643,3 +643,38 @@ def test_a_route_whose_every_provider_no_longer_serves_its_model_is_unavailable_
     body = resp.json()
     assert (resp.status_code, body["error"]) == (503, "ai_unavailable"), body
     assert [(t["provider"], t["http_status"]) for t in body["tried"]] == [("github_models", 410), ("openai", 404)]
+
+
+def test_after_a_410_the_walk_asks_none_of_that_providers_other_models(fake_ai, complete, settings):
+    """410 is GitHub Models' answer to every request since its retirement: its other models are gone too."""
+    settings.AI_ROUTES = {
+        "simple": [
+            ["github_models", "openai/gpt-4.1-mini"],
+            ["github_models", "openai/gpt-4.1"],
+            ["anthropic", "claude-haiku-4-5"],
+        ]
+    }
+    fake_ai.add("github_models", GONE[0][2]())
+    fake_ai.add("github_models", openai_chat("from a retired API", model="openai/gpt-4.1"))
+    fake_ai.add("anthropic", anthropic_message("from anthropic"))
+    resp = complete()
+    body = resp.json()
+    assert (resp.status_code, body["provider"]) == (200, "anthropic"), body
+    assert [(f["provider"], f["model"], f["http_status"]) for f in body["fallbacks"]] == [
+        ("github_models", "openai/gpt-4.1-mini", 410)
+    ]
+    assert len(fake_ai.to("github_models")) == 1
+
+
+def test_after_a_404_for_one_model_the_walk_asks_that_providers_next_model(fake_ai, complete, settings):
+    """A 404 names one model the provider does not serve (a retired one): its next model on the route may answer."""
+    settings.AI_ROUTES = {
+        "simple": [["openai", "gpt-4o-mini"], ["openai", "gpt-4.1"], ["anthropic", "claude-haiku-4-5"]]
+    }
+    fake_ai.add("openai", GONE[1][2]())
+    fake_ai.add("openai", openai_chat("from gpt-4.1", model="gpt-4.1"))
+    resp = complete()
+    body = resp.json()
+    assert (resp.status_code, body["provider"], body["model"]) == (200, "openai", "gpt-4.1"), body
+    assert [(f["model"], f["http_status"]) for f in body["fallbacks"]] == [("gpt-4o-mini", 404)]
+    assert fake_ai.to("anthropic") == []
