@@ -31,6 +31,8 @@ class AiRequestAdmin(_ReadOnly):
         "stream",
         "input_tokens",
         "output_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
         "cost",
         "latency",
     ]

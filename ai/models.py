@@ -25,6 +25,8 @@ class AiRequest(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0)
+    # Input written to the provider's prompt cache (part of input_tokens, billed above the input price).
+    cache_write_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     latency_ms = models.FloatField(default=0)
     fallbacks = models.JSONField(default=list, blank=True)

@@ -5,7 +5,8 @@ Adapters report a call's units as a dict (`{"segments": 2}`, `{"input_tokens": 8
 Each unit below is kept in its own roll-up column and never added to another:
 a request, a token, an SMS segment, a minute, a byte and a dollar moved do not
 add up to anything. Cached tokens are the part of the input tokens the provider
-served from its cache (a subset, never added to them).
+served from its cache, cache-write tokens the part it wrote to its cache (billed
+above the input price by Anthropic): subsets, never added to them.
 
 A key an adapter reports that no unit claims stays in the call log's `units`
 and is not rolled up (e.g. Stripe's `amount_minor` in a currency other than USD:
@@ -29,6 +30,7 @@ UNITS = (
     Unit("input_tokens", "Input tokens", ("input_tokens",)),
     Unit("output_tokens", "Output tokens", ("output_tokens",)),
     Unit("cached_tokens", "Cached input tokens", ("cached_tokens",)),
+    Unit("cache_write_tokens", "Cache-write input tokens", ("cache_write_tokens",)),
     Unit("sms_segments", "SMS segments", ("segments",)),
     Unit("call_minutes", "Call minutes", ("minutes",)),
     Unit("bytes_in", "Bytes uploaded", ("bytes_in",)),

@@ -126,6 +126,7 @@ def _request_values(
         input_tokens=result.input_tokens if counted else 0,
         output_tokens=result.output_tokens if counted else 0,
         cached_tokens=result.cached_tokens if counted else 0,
+        cache_write_tokens=result.cache_write_tokens if counted else 0,
         cost_usd=cost,
         latency_ms=round((time.monotonic() - started) * 1000, 3),
         fallbacks=list(fallbacks),

@@ -123,6 +123,30 @@ def test_anthropic_cache_writes_are_booked_at_the_cache_write_rates(fake_ai, com
     )
 
 
+def test_anthropic_cache_writes_are_in_the_request_log_and_the_hourly_rollups_as_in_the_monthly_usage(
+    fake_ai, complete, user, user_client, admin_client
+):
+    """Every place that counts an answer's tokens counts its cache writes, and they agree: the request's row (admin:
+    AI requests), the hourly roll-ups behind integrations/usage/ and the console, and the monthly ai/usage/."""
+    from integrations.models import ProviderRollup
+
+    fake_ai.add("anthropic", anthropic_message("Hi", **CACHE_USAGE))
+    assert complete(task="writing").status_code == 200
+    row = AiRequest.objects.get(owner=user)
+    assert (row.cached_tokens, row.cache_write_tokens) == (20_000, 10_000)
+
+    monthly = user_client.get("/api/v1/ai/usage/").json()
+    (hourly,) = [
+        p for p in user_client.get("/api/v1/integrations/usage/").json()["providers"] if p["provider"] == "anthropic"
+    ]
+    assert hourly["units"]["cache_write_tokens"] == monthly["cache_write_tokens"] == 10_000
+    assert hourly["units"]["cached_tokens"] == monthly["cached_tokens"] == 20_000
+    assert ProviderRollup.objects.get(provider="anthropic").cache_write_tokens == 10_000
+
+    page = admin_client.get("/admin/ai/airequest/").content.decode()
+    assert "Cache write tokens" in page and "10000" in page.replace(",", "")
+
+
 def test_an_anthropic_stream_failing_after_message_start_is_booked_its_cache_writes_at_their_rates(
     fake_ai, complete, user, settings
 ):
