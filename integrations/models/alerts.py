@@ -146,7 +146,7 @@ class AlertDelivery(models.Model):
         SENT = "sent"
         FAILED = "failed"
         # A reminder that was queued while the alert was open and unacknowledged, and found at send time that
-        # staff had since acknowledged or resolved it: not posted (last_error says which, when and by whom).
+        # staff had since acknowledged or resolved it: not posted (last_error says which and when).
         SKIPPED = "skipped", "Skipped (alert taken)"
 
     # A failed notice goes back to pending only when staff send it again (after fixing the channel).
