@@ -13,6 +13,7 @@ class MailboxAdmin(admin.ModelAdmin):
         "history_id",
         "delta_link",
         "inbox_folder_id",
+        "left_out_folder_ids",
         "subscription_id",
         "last_synced_at",
         "full_sync_at",

@@ -17,6 +17,9 @@ class Mailbox(models.Model):
     # Graph: the inbox's folder id (the parentFolderId of what its delta names): the cached rows in that folder
     # are the ones the sync keeps; a listing caches other folders' messages too, and nothing keeps those.
     inbox_folder_id = models.CharField(max_length=255, blank=True)
+    # Graph: the ids of Deleted Items and Junk Email, which a list without a folder leaves out (as Gmail's leaves out
+    # TRASH and SPAM); asked of Graph by their well-known names once, then kept. None: not asked yet.
+    left_out_folder_ids = models.JSONField(null=True, blank=True)
     subscription_id = models.CharField(max_length=128, blank=True, db_index=True)
     subscription_expires_at = models.DateTimeField(null=True, blank=True)
     client_state = EncryptedTextField(blank=True)

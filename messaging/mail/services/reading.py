@@ -4,13 +4,16 @@ from django.db import connection
 
 from integrations.errors import DomainError
 
-from ..models import MailMessage
+from ..models import Mailbox, MailMessage
 from .access import _adapter, mail_connection, mailbox_for
 from .cache import _fresh, _from_cache, cache_upsert
 
 # Gmail's messages.list leaves these out unless asked for by label (includeSpamTrash=false); the cache holds
 # them too (history sync sees every change, a listing by label caches them), so its answer leaves them out alike.
 GMAIL_LISTED_ONLY_BY_LABEL = frozenset({"SPAM", "TRASH"})
+# Their Outlook counterparts, by Graph's well-known folder names: Graph's GET /me/messages lists every folder, so a
+# list without `label` leaves these out itself, and a client gets the same mail from either provider's list.
+OUTLOOK_LISTED_ONLY_BY_LABEL = ("deleteditems", "junkemail")
 
 
 def _cached_page(conn, mailbox, label, size=50):
@@ -59,9 +62,20 @@ def message_list(*, owner, connection_id, q="", label="", page_token="", filter_
         if conn.provider != "microsoft_oauth":
             raise DomainError(400, "invalid_filter", "filter ($filter) is for Outlook; use q with Gmail search syntax.")
         kwargs["filter_"] = filter_
+    if conn.provider == "microsoft_oauth" and not label:
+        kwargs["leave_out_folders"] = _left_out_folder_ids(conn, mailbox)
     page = _adapter(conn).list_page(conn, **kwargs)
     cache_upsert(mailbox, page.messages)
     return {"messages": page.messages, "next_page_token": page.next_page_token, "source": "provider"}
+
+
+def _left_out_folder_ids(conn, mailbox):
+    """Deleted Items' and Junk Email's ids: asked of Graph on the mailbox's first list without a folder, then kept
+    (a well-known folder keeps its id)."""
+    if mailbox.left_out_folder_ids is None:
+        mailbox.left_out_folder_ids = _adapter(conn).folder_ids(conn, OUTLOOK_LISTED_ONLY_BY_LABEL)
+        Mailbox.objects.filter(pk=mailbox.pk).update(left_out_folder_ids=mailbox.left_out_folder_ids)
+    return mailbox.left_out_folder_ids
 
 
 def message_get(*, owner, connection_id, message_id):

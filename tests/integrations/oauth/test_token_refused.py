@@ -49,11 +49,14 @@ def graph_accepting(graph, token):
 
     def answer(request):
         seen.append(request.headers["Authorization"])
-        if request.headers["Authorization"] == f"Bearer {token}":
-            return httpx.Response(200, json={"value": []})
-        return httpx.Response(401, json=INVALID_TOKEN)
+        if request.headers["Authorization"] != f"Bearer {token}":
+            return httpx.Response(401, json=INVALID_TOKEN)
+        if "/mailFolders/" in request.url.path:  # the folders a list without label leaves out, asked for first
+            return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[1] + "-id"})
+        return httpx.Response(200, json={"value": []})
 
     graph.get(f"{GRAPH}/me/messages").mock(side_effect=answer)
+    graph.get(url__regex=rf"{GRAPH}/me/mailFolders/(deleteditems|junkemail)(\?.*)?$").mock(side_effect=answer)
     return seen
 
 
@@ -64,7 +67,8 @@ class TestGraph:
         seen = graph_accepting(graph, "access-1")
         response = user_client.get(messages(conn))
         assert response.status_code == 200, response.content
-        assert seen == ["Bearer old-access", "Bearer access-1"]
+        # The first request (a folder's id) refused, then it and the two after it with the new token.
+        assert seen == ["Bearer old-access", "Bearer access-1", "Bearer access-1", "Bearer access-1"]
         assert refreshes("microsoft_oauth") == 1
         conn.refresh_from_db()
         assert conn.access_token == "access-1" and conn.refresh_token == "M.R_1" and conn.status == "active"

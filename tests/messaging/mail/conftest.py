@@ -1,6 +1,7 @@
 import datetime
 from datetime import timedelta
 
+import httpx
 import pytest
 import responses
 from cryptography import x509
@@ -22,6 +23,15 @@ def graph_expiry(days=2):
     """A subscription's expirationDateTime as Graph answers it, `days` from now (a fixed date is in the past some
     day, and a mailbox whose subscription has lapsed is no longer kept by push)."""
     return (timezone.now() + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def graph_left_out_folders(router):
+    """Graph's answers for the folders an Outlook list without `label` leaves out (Deleted Items, Junk Email), which
+    the hub asks for by their well-known names on a mailbox's first such list."""
+    for name, folder_id in {"deleteditems": "AQMkDeletedItems=", "junkemail": "AQMkJunkEmail="}.items():
+        router.get(url__regex=rf".*/me/mailFolders/{name}(\?.*)?$").mock(
+            return_value=httpx.Response(200, json={"id": folder_id})
+        )
 
 
 ALL_GMAIL = [f"{GMAIL}modify", f"{GMAIL}send", f"{GMAIL}compose", f"{GMAIL}labels"]

@@ -6,7 +6,7 @@ import httpx
 import pytest
 import respx
 
-from .conftest import google_conn, ms_conn
+from .conftest import google_conn, graph_left_out_folders, ms_conn
 from .fake_gmail import make_message
 from .test_outlook import graph_message
 
@@ -15,6 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def test_outlook_over_graph(settings, served, user, user_client, egress_route):
     router = respx.Router(assert_all_called=False)
+    graph_left_out_folders(router)
     router.get(path="/v1.0/me/messages").mock(return_value=httpx.Response(200, json={"value": [graph_message(1)]}))
     graph = served(router.handler, "https://graph.microsoft.test")
     settings.MICROSOFT_CLIENT_ID, settings.MICROSOFT_CLIENT_SECRET = "ms-client-id", "ms-client-secret"

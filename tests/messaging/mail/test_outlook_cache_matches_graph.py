@@ -9,7 +9,7 @@ from django.utils import timezone
 from messaging.mail.models import Mailbox
 from messaging.mail.tasks import mail_sync
 
-from .conftest import GRAPH, ms_conn
+from .conftest import GRAPH, graph_left_out_folders, ms_conn
 from .test_outlook import graph_message
 
 pytestmark = [pytest.mark.django_db, pytest.mark.respx(base_url=GRAPH, assert_all_called=False)]
@@ -51,6 +51,7 @@ def test_a_list_without_label_is_every_folder_fresh_or_while_push_keeps_the_inbo
     answered the same request with the inbox: a client got one set or the other depending on push."""
     conn = ms_conn(user)
     everywhere = [graph_message(1), graph_message(2, parentFolderId="archive-id")]
+    graph_left_out_folders(respx_mock)
     respx_mock.get("/me/messages").mock(return_value=httpx.Response(200, json={"value": everywhere}))
     assert listed(user_client, conn) == ("provider", ["AAMk0001", "AAMk0002"])
 
@@ -67,6 +68,7 @@ def test_the_cached_inbox_holds_what_the_sync_holds_and_no_row_of_another_folder
     message listed before push began that left the inbox before the first sync (which pruned nothing). The
     cached list answered them as inbox messages."""
     conn = ms_conn(user)
+    graph_left_out_folders(respx_mock)
     respx_mock.get("/me/messages").mock(
         return_value=httpx.Response(
             200,

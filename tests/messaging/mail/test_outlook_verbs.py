@@ -9,7 +9,7 @@ import pytest
 
 from messaging.mail import mime
 
-from .conftest import GRAPH, ms_conn
+from .conftest import GRAPH, graph_left_out_folders, ms_conn
 from .test_outlook import graph_message, url
 
 pytestmark = [pytest.mark.django_db, pytest.mark.respx(base_url=GRAPH, assert_all_called=False)]
@@ -63,6 +63,7 @@ def test_a_thread_is_the_conversation_oldest_first_even_with_an_undated_draft(
 
 def test_an_attachment_downloads_with_the_name_and_type_the_list_saw(respx_mock, graph_settings, user, user_client):
     conn = ms_conn(user)
+    graph_left_out_folders(respx_mock)
     respx_mock.get("/me/messages").mock(
         return_value=httpx.Response(
             200,
@@ -96,6 +97,7 @@ def test_an_attachment_keeps_its_name_and_type_after_a_delta_sync_recached_its_m
 
     conn = ms_conn(user)
     attachment = {"id": "att7", "name": "plan.pdf", "contentType": "application/pdf", "size": 9}
+    graph_left_out_folders(respx_mock)
     respx_mock.get("/me/messages").mock(
         return_value=httpx.Response(
             200, json={"value": [graph_message(4, hasAttachments=True, attachments=[attachment])]}
@@ -161,6 +163,7 @@ def test_an_attachment_name_the_sender_chose_stays_a_valid_attachment_header(
 ):
     conn = ms_conn(user)
     attachment = {"id": "att8", "name": name, "contentType": "text/html", "size": 9}
+    graph_left_out_folders(respx_mock)
     respx_mock.get("/me/messages").mock(
         return_value=httpx.Response(
             200, json={"value": [graph_message(5, hasAttachments=True, attachments=[attachment])]}

@@ -68,7 +68,7 @@ from .client import (  # noqa: F401
     encode_token,
     translate,
 )
-from .reading import attachment, attachment_meta, get, get_many, list_page, thread  # noqa: F401
+from .reading import attachment, attachment_meta, folder_ids, get, get_many, list_page, thread  # noqa: F401
 from .shapes import _address, _date, message_from  # noqa: F401
 from .sync import delta_sync, subscribe, subscription_delete, subscription_renew, subscriptions_to  # noqa: F401
 from .writing import (  # noqa: F401

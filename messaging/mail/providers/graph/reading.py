@@ -1,13 +1,18 @@
 """Reading: list, fetch by ids ($batch), one message, a thread, an attachment's bytes."""
 
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from integrations.errors import error_from_http
 
 from ...types import Attachment, Page
+from .. import NotFound
 from .client import BATCH_SIZE, EXPAND_ATTACHMENTS, PROVIDER, SELECT, _call, _follow, decode_token, encode_token
 from .shapes import message_from
+
+# Graph refuses a $filter beside $orderby (InefficientFilter) unless each ordered property also leads the filter
+# (Microsoft's "Update to filtering and sorting"): this clause, true of every message, puts receivedDateTime first.
+ORDERED_FIRST = "receivedDateTime ge 1900-01-01T00:00:00Z"
 
 
 def _search_phrase(q):
@@ -17,23 +22,56 @@ def _search_phrase(q):
     return '"' + q.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def list_page(conn, *, q="", label="", page_token="", page_size=50, filter_=""):
+def _odata_string(value):
+    return "'" + value.replace("'", "''") + "'"
+
+
+def list_page(conn, *, q="", label="", page_token="", page_size=50, filter_="", leave_out_folders=()):
+    """A page of one folder (`label`) or of every folder but `leave_out_folders` (GET /me/messages).
+
+    The folders are left out by $filter where Graph takes one; $search takes neither $filter nor $orderby, so a
+    search's pages (and a link followed from before the filter) drop their messages here instead, a page then
+    holding fewer than `page_size`."""
     if page_token:
-        page = _call(conn, "messages.list", "GET", _follow(decode_token(page_token)))
+        link = _follow(decode_token(page_token))
+        everywhere = urlsplit(link).path == "/me/messages"
+        page = _call(conn, "messages.list", "GET", link)
     else:
+        everywhere = not label
         params = {"$top": page_size, "$select": SELECT, "$expand": EXPAND_ATTACHMENTS}
         if q:
             params["$search"] = _search_phrase(q)  # $search cannot be combined with $orderby
+            if filter_:
+                params["$filter"] = filter_
         else:
             params["$orderby"] = "receivedDateTime desc"
-        if filter_:
-            params["$filter"] = filter_
+            clauses = [f"({filter_})"] if filter_ else []
+            if everywhere:
+                clauses += [f"parentFolderId ne {_odata_string(f)}" for f in leave_out_folders]
+            if clauses:
+                params["$filter"] = " and ".join([ORDERED_FIRST, *clauses])
         url = f"/me/mailFolders/{quote(label, safe='')}/messages" if label else "/me/messages"
         page = _call(conn, "messages.list", "GET", url, params=params)
+    left_out = set(leave_out_folders) if everywhere else set()
     return Page(
-        messages=[message_from(m) for m in page.get("value", [])],
+        messages=[message_from(m) for m in page.get("value", []) if m.get("parentFolderId") not in left_out],
         next_page_token=encode_token(page.get("@odata.nextLink", "")),
     )
+
+
+def folder_ids(conn, names):
+    """The ids of these folders, by Graph's well-known names (deleteditems, junkemail): a message names its folder
+    by id (parentFolderId), never by that name. A folder this mailbox does not have (404) is left out."""
+    found = []
+    for name in names:
+        try:
+            folder = _call(
+                conn, "folders.get", "GET", f"/me/mailFolders/{quote(name, safe='')}", params={"$select": "id"}
+            )
+        except NotFound:
+            continue
+        found.append(folder["id"])
+    return found
 
 
 def get_many(conn, ids):
