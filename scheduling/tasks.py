@@ -70,10 +70,10 @@ outbox.register(MeetingRecording, recording_copy, due_states=(MeetingRecording.C
 
 
 @shared_task(bind=True, base=ProviderTask, provider="teams", name="scheduling.teams_subscribe", ignore_result=True)
-def teams_subscribe_task(self, meeting_id):
+def teams_subscribe_task(self, meeting_id, retry=()):
     from .teams_lifecycle import meeting_subscribe
 
-    meeting_subscribe(meeting_id=meeting_id)
+    meeting_subscribe(meeting_id=meeting_id, retry=tuple(retry))
 
 
 @shared_task(bind=True, base=ProviderTask, provider="teams", name="scheduling.teams_unsubscribe", ignore_result=True)

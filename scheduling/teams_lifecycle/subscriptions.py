@@ -160,8 +160,14 @@ def _delete_unrecorded_subscriptions(conn, resource, url, tenant):
     unrecorded_subscriptions_delete(listed, recorded, lambda sid: teams.subscription_delete(conn, sid, tenant=tenant))
 
 
-def _subscribe_one(meeting, conn, kind, url, now):
+def _subscribe_one(meeting, conn, kind, url, now, *, retry):
     row = MeetingSubscription.objects.filter(meeting=meeting, kind=kind.kind).first()
+    if row is not None and row.status == MeetingSubscription.Status.FAILED and kind.kind not in retry:
+        # Graph refused it (a PermanentError: no Teams licence, no consent) and refuses it again until its cause is
+        # put right, which the hub cannot see: staff retry it then (subscription_retry). Not tried again by a run
+        # that came for another reason (a sibling's renewal, a lifecycle notification), so a refused kind waits
+        # for staff whether or not its siblings are active, as a Google Meet subscription the hub gave up on does.
+        return "failed"
     expires_at = now + dt.timedelta(minutes=settings.TEAMS_SUBSCRIPTION_MINUTES)
     tenant = settings.MICROSOFT_APP_TENANT_ID if kind.app_only else None
     if row is not None and row.external_id and row.status == MeetingSubscription.Status.ACTIVE:
@@ -219,8 +225,9 @@ def _subscribe_one(meeting, conn, kind, url, now):
     return "created"
 
 
-def meeting_subscribe(*, meeting_id, now=None):
-    """Task body: make (or renew) the meeting's artifact subscriptions. {kind: outcome}."""
+def meeting_subscribe(*, meeting_id, now=None, retry=()):
+    """Task body: make (or renew) the meeting's artifact subscriptions; a kind Graph refused only when named in
+    `retry` (staff's subscription_retry). {kind: outcome}."""
     meeting = _meeting(meeting_id)
     url = notification_url()
     now = now or timezone.now()
@@ -245,7 +252,7 @@ def meeting_subscribe(*, meeting_id, now=None):
         retry_after=LOCK_WAIT_SECONDS,
     ):
         for kind in kinds:
-            done[kind.kind] = _subscribe_one(meeting, conn, kind, url, now)
+            done[kind.kind] = _subscribe_one(meeting, conn, kind, url, now, retry=retry)
             if done[kind.kind] == "cancelled":
                 break  # cancelled while Graph made that one: the rest are not made at all
     return done
@@ -325,11 +332,12 @@ def _unsubscribed(now):
 
 def subscription_retry(*, subscription):
     """Staff (admin): make again a subscription Graph refused (failed: no Teams licence, no consent), once what
-    refused it is put right. Nothing else tries it again when every kind of its meeting failed: the beat subscribes
-    only a kind the meeting holds no row of, and renews only active ones. The meeting's subscribe task makes it (and
-    renews the kinds still active). Refused (409) when the task could not: the meeting can no longer produce
-    artifacts, the hub has no HTTPS address, or the kind is not wanted any more (the grant, or the app permission,
-    withdrawn). Returns "subscribing"."""
+    refused it is put right. Nothing else tries it again: the beat subscribes only a kind the meeting holds no row
+    of, and a subscribe run for any other reason (the renewal of an active sibling, a lifecycle notification) leaves
+    a failed kind alone. The meeting's subscribe task, told to retry this kind, makes it (and renews the kinds still
+    active). Refused (409) when the task could not: the meeting can no longer produce artifacts, the hub has no
+    HTTPS address, or the kind is not wanted any more (the grant, or the app permission, withdrawn). Returns
+    "subscribing"."""
     from ..tasks import teams_subscribe_task
 
     if subscription.provider != PROVIDER or subscription.kind not in KINDS:
@@ -361,7 +369,7 @@ def subscription_retry(*, subscription):
             "The organizer's Microsoft connection is not active or no longer grants what this subscription needs "
             "(for call events: the hub's application permission); once it does, retry it.",
         )
-    enqueue_on_commit(teams_subscribe_task, meeting.pk)
+    enqueue_on_commit(teams_subscribe_task, meeting.pk, retry=[subscription.kind])
     return "subscribing"
 
 

@@ -153,16 +153,31 @@ def test_without_a_public_https_address_nothing_is_subscribed(hub, granted, grap
     assert not MeetingSubscription.objects.exists() and graph.subscriptions == {}
 
 
-def test_a_refusal_from_graph_is_kept_on_the_row_and_not_retried(hub, granted, graph, create):
+def test_a_refusal_from_graph_is_kept_on_the_row_and_not_retried(hub, granted, graph, create, committed, admin_client):
+    """A refused kind waits for staff whatever became of its siblings. It was made again by every run of its
+    meeting's subscribe task (the beat's renewal of an active sibling, a lifecycle notification) while a sibling was
+    active, and never when every kind had failed: one rule for both, the one Google Meet's have."""
     meeting = create()
     MeetingSubscription.objects.all().delete()
     graph.fail_next.append((403, {"error": {"code": "Forbidden", "message": "no Teams licence"}}, {}))
     tasks.teams_subscribe_task.delay(meeting.pk)
     failed = MeetingSubscription.objects.get(meeting=meeting, kind="graph_recordings")
     assert failed.status == "failed" and "no Teams licence" in failed.last_error and not failed.external_id
-    assert MeetingSubscription.objects.get(meeting=meeting, kind="graph_transcripts").status == "active"
-    # the next run (the beat, a lifecycle notification) makes it
+    sibling = MeetingSubscription.objects.get(meeting=meeting, kind="graph_transcripts")
+    assert sibling.status == "active"
+    # The sibling's renewal (the beat) and a lifecycle notification renew the sibling and leave the refused one.
+    MeetingSubscription.objects.filter(pk=sibling.pk).update(expires_at=timezone.now() + dt.timedelta(hours=2))
+    with committed():
+        assert tasks.teams_subscriptions_renew_due() == {"renew": 1, "new": 0, "ended": 0}
     tasks.teams_subscribe_task.delay(meeting.pk)
+    # Two made with the meeting, the sibling made again (Graph refused the other's run at its first request), then
+    # two renewals, and no create of the refused kind.
+    assert _ops("subscription.create", "subscription.renew") == ["subscription.create"] * 3 + ["subscription.renew"] * 2
+    assert MeetingSubscription.objects.get(pk=failed.pk).status == "failed"
+    assert MeetingSubscription.objects.get(pk=sibling.pk).expires_at > timezone.now() + dt.timedelta(hours=24)
+    # Staff retry it once the licence is assigned; that run makes it (and renews the sibling).
+    with committed():
+        assert admin_client.post(SUBSCRIPTIONS_ADMIN, _retry([failed])).status_code == 302
     again = MeetingSubscription.objects.get(pk=failed.pk)
     assert again.status == "active" and again.external_id in graph.subscriptions and again.last_error == ""
 
