@@ -58,6 +58,11 @@ def sms_price_fetch(self, sms_id):
     return _price_poll(self, lambda final_try: services.sms_price_record(sms_id=sms_id, final_try=final_try))
 
 
+@shared_task(bind=True, base=ProviderTask, provider="twilio", name="messaging.sms_error_describe", ignore_result=True)
+def sms_error_describe(self, sms_id):
+    return services.sms_error_describe(sms_id=sms_id)
+
+
 @shared_task(bind=True, base=ProviderTask, provider="twilio", give_up=_call_give_up, name="messaging.call_place")
 def call_place(self, call_id):
     return _create_once(self, lambda: services.call_place_run(call_id=call_id))

@@ -263,9 +263,9 @@ def _fetch(operation, resource, to_result, *, owner=None, related=None, cost=Non
     return result
 
 
-def message_fetch(*, sid, owner=None, related=None, cost=None):
-    """Fetch a message: its status and billed price."""
-    return _fetch("sms.price", _client().messages(sid), _message_result, owner=owner, related=related, cost=cost)
+def message_fetch(*, sid, owner=None, related=None, cost=None, operation="sms.price"):
+    """Fetch a message: its status, billed price and error's description (`operation` names why, in the call log)."""
+    return _fetch(operation, _client().messages(sid), _message_result, owner=owner, related=related, cost=cost)
 
 
 def _call_result(c):

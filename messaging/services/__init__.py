@@ -32,6 +32,7 @@ from .optouts import HELP_WORDS, START_WORDS, STOP_WORDS, opted_out, optout_appl
 from .sms import (
     segments_estimate,
     sms_create,
+    sms_error_describe,
     sms_give_up,
     sms_inbound_record,
     sms_lookup,
@@ -71,6 +72,7 @@ __all__ = [
     "recording_attach",
     "segments_estimate",
     "sms_create",
+    "sms_error_describe",
     "sms_give_up",
     "sms_inbound_record",
     "sms_lookup",

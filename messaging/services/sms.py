@@ -233,12 +233,17 @@ def sms_status_apply(*, payload):
         from ..tasks import sms_price_fetch
 
         enqueue_on_commit(sms_price_fetch, sms.pk)
+    elif fields.get("error_code") and not fields.get("error_message"):
+        from ..tasks import sms_error_describe
+
+        # Its cost was booked at "sent", so no price fetch comes after the failure to read its description.
+        enqueue_on_commit(sms_error_describe, sms.pk)
     return target
 
 
 def sms_price_record(*, sms_id, final_try=False):
     """Fetch Twilio's billed price and book it, once, on the fetch's ProviderCall (see costs.price_record)."""
-    return price_record(
+    outcome = price_record(
         SmsMessage,
         sms_id,
         fetch=lambda sms, cost: _error_described(
@@ -255,6 +260,11 @@ def sms_price_record(*, sms_id, final_try=False):
             **({"from_number": number} if (number := _number_reported(result.from_number)) else {}),
         },
     )
+    if outcome == "skipped":
+        # Booked already: by the fetch "sent" queued, which may have read the message before it failed (the
+        # failure's callback, seeing no cost booked yet, queued this fetch rather than sms_error_describe).
+        sms_error_describe(sms_id=sms_id)
+    return outcome
 
 
 def _error_described(sms, result):
@@ -267,6 +277,25 @@ def _error_described(sms, result):
             error_message=result.error_message[:2000]
         )
     return result
+
+
+def sms_error_describe(*, sms_id):
+    """Read Twilio's description of a failed message's error when no price fetch will: its cost was booked at
+    "sent". One fetch of the Message resource, which books nothing (the price is booked once, by then). Nothing is
+    fetched for a row that has its description, or no Twilio error to describe."""
+    sms = (
+        SmsMessage.objects.filter(pk=sms_id, status__in=["failed", "undelivered"], error_message="")
+        .exclude(error_code="")
+        .exclude(external_id__isnull=True)
+        .exclude(external_id="")
+        .first()
+    )
+    if sms is None:
+        return "skipped"
+    _error_described(
+        sms, twilio_rest.message_fetch(sid=sms.external_id, owner=sms.owner_id, related=sms, operation="sms.fetch")
+    )
+    return "fetched"
 
 
 def sms_inbound_record(*, payload):

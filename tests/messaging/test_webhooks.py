@@ -190,6 +190,63 @@ def test_a_description_twilio_gives_for_another_error_is_not_kept(twilio, http, 
     assert (sms.error_code, sms.error_message) == ("30008", "")
 
 
+def _twilio_costs(sms):
+    return sum(c.cost_usd or 0 for c in ProviderCall.objects.filter(provider="twilio", related_id=str(sms.pk)))
+
+
+def test_an_undelivered_message_whose_cost_was_booked_at_sent_shows_twilios_description_of_its_error(
+    twilio, http, post, user_client, user
+):
+    """The description was read only by the price fetch, which the failure's callback no longer queues once the
+    cost was booked at "sent": the message showed its ErrorCode alone. One more fetch reads it, and books nothing."""
+    sms = SmsFactory(owner=user, external_id="SM11", status="sending")
+    http.get(f"{API}/Messages/SM11.json", json=message_json(sid="SM11", status="sent", price="-0.0079"))
+    post(STATUS, status_params("SM11", "sent"))
+    sms.refresh_from_db()
+    assert sms.cost_recorded and _twilio_costs(sms) == Decimal("0.0079")
+    http.get(
+        f"{API}/Messages/SM11.json",
+        json=message_json(
+            sid="SM11",
+            status="undelivered",
+            price="-0.0079",
+            error_code=30003,
+            error_message="Unreachable destination handset",
+        ),
+    )
+    post(STATUS, status_params("SM11", "undelivered", ErrorCode="30003"))
+    body = user_client.get(f"/api/v1/messaging/sms/{sms.pk}/").json()
+    assert (body["status"], body["error_code"], body["error_message"]) == (
+        "undelivered",
+        "30003",
+        "Unreachable destination handset",
+    )
+    assert _twilio_costs(sms) == Decimal("0.0079")  # booked once
+    assert list(ProviderCall.objects.filter(provider="twilio").order_by("pk").values_list("operation", flat=True)) == [
+        "sms.price",
+        "sms.fetch",
+    ]
+
+
+def test_a_failure_whose_price_fetch_finds_the_cost_booked_meanwhile_still_reads_its_description(twilio, http, eager):
+    """The failure's callback saw no cost booked and queued a price fetch; the fetch "sent" had queued booked the
+    cost meanwhile, having read the message before it failed. The callback's fetch has nothing to book: it still
+    reads the description."""
+    from messaging import tasks
+
+    sms = SmsFactory(external_id="SM12", status="failed", error_code="30008", cost_recorded=True)
+    http.get(
+        f"{API}/Messages/SM12.json",
+        json=message_json(
+            sid="SM12", status="failed", price="-0.0079", error_code=30008, error_message="Unknown error"
+        ),
+    )
+    tasks.sms_price_fetch.delay(sms.pk)
+    sms.refresh_from_db()
+    assert (sms.status, sms.error_code, sms.error_message) == ("failed", "30008", "Unknown error")
+    assert _twilio_costs(sms) == 0
+
+
 def test_a_message_sent_through_a_messaging_service_shows_the_number_twilio_chose_not_the_service(
     twilio, http, post, user_client, django_capture_on_commit_callbacks
 ):
