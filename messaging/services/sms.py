@@ -246,7 +246,7 @@ def sms_price_record(*, sms_id, final_try=False):
     outcome = price_record(
         SmsMessage,
         sms_id,
-        fetch=lambda sms, cost: _error_described(
+        fetch=lambda sms, cost: _fetched(
             sms, twilio_rest.message_fetch(sid=sms.external_id, owner=sms.owner_id, related=sms, cost=cost)
         ),
         # The segments were booked on the send's own ProviderCall.
@@ -265,6 +265,16 @@ def sms_price_record(*, sms_id, final_try=False):
         # failure's callback, seeing no cost booked yet, queued this fetch rather than sms_error_describe).
         sms_error_describe(sms_id=sms_id)
     return outcome
+
+
+def _fetched(sms, result):
+    """What a fetch of the Message resource tells beyond its price: Twilio's time of sending and the description
+    of its error. Returns the fetch's result."""
+    if result.date_sent:
+        # The status callback's time is when the hub processed it (the webhook drain may be behind, Twilio may
+        # send "sent" late or never); Twilio's date_sent is when it sent. Only ever moved earlier.
+        SmsMessage.objects.filter(pk=sms.pk, sent_at__gt=result.date_sent).update(sent_at=result.date_sent)
+    return _error_described(sms, result)
 
 
 def _error_described(sms, result):
@@ -292,7 +302,7 @@ def sms_error_describe(*, sms_id):
     )
     if sms is None:
         return "skipped"
-    _error_described(
+    _fetched(
         sms, twilio_rest.message_fetch(sid=sms.external_id, owner=sms.owner_id, related=sms, operation="sms.fetch")
     )
     return "fetched"

@@ -1,10 +1,14 @@
 """Twilio callbacks through the inbox: signatures, de-duplication, forward-only status, inbound SMS."""
 
+import datetime as dt
 from decimal import Decimal
+from email.utils import format_datetime
 
 import pytest
+from django.utils import timezone
 
 from integrations.models import ProviderCall, WebhookEvent
+from messaging import tasks
 from messaging.models import OptOut, SmsMessage
 from messaging.services import CALL_STATUS
 
@@ -232,8 +236,6 @@ def test_a_failure_whose_price_fetch_finds_the_cost_booked_meanwhile_still_reads
     """The failure's callback saw no cost booked and queued a price fetch; the fetch "sent" had queued booked the
     cost meanwhile, having read the message before it failed. The callback's fetch has nothing to book: it still
     reads the description."""
-    from messaging import tasks
-
     sms = SmsFactory(external_id="SM12", status="failed", error_code="30008", cost_recorded=True)
     http.get(
         f"{API}/Messages/SM12.json",
@@ -245,6 +247,31 @@ def test_a_failure_whose_price_fetch_finds_the_cost_booked_meanwhile_still_reads
     sms.refresh_from_db()
     assert (sms.status, sms.error_code, sms.error_message) == ("failed", "30008", "Unknown error")
     assert _twilio_costs(sms) == 0
+
+
+def test_the_price_fetch_gives_a_message_twilios_time_of_sending_not_when_the_hub_read_the_callback(
+    twilio, http, post, user_client, user
+):
+    """A status callback's time is when the hub processed it: the webhook drain was behind, or Twilio sent "sent"
+    late. The price fetch that callback queues reads Twilio's date_sent, and left sent_at at the processing time."""
+    sent = (timezone.now() - dt.timedelta(minutes=20)).replace(microsecond=0)
+    sms = SmsFactory(owner=user, external_id="SM13", status="sending")
+    http.get(
+        f"{API}/Messages/SM13.json",
+        json=message_json(sid="SM13", status="sent", price="-0.0079", date_sent=format_datetime(sent, usegmt=True)),
+    )
+    post(STATUS, status_params("SM13", "sent"))
+    body = user_client.get(f"/api/v1/messaging/sms/{sms.pk}/").json()
+    assert dt.datetime.fromisoformat(body["sent_at"]) == sent
+    # A time the row holds that is earlier than Twilio's is kept (only ever moved earlier).
+    earlier = SmsFactory(external_id="SM14", status="sent", sent_at=sent - dt.timedelta(minutes=1))
+    http.get(
+        f"{API}/Messages/SM14.json",
+        json=message_json(sid="SM14", status="sent", price="-0.0079", date_sent=format_datetime(sent, usegmt=True)),
+    )
+    tasks.sms_price_fetch.delay(earlier.pk)
+    earlier.refresh_from_db()
+    assert earlier.sent_at == sent - dt.timedelta(minutes=1) and earlier.cost_recorded
 
 
 def test_a_message_sent_through_a_messaging_service_shows_the_number_twilio_chose_not_the_service(
