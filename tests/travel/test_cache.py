@@ -454,6 +454,22 @@ def test_a_next_page_asked_for_before_the_leader_cached_its_answer_waits_for_it(
     assert _posts(duffel) == 1
 
 
+def test_the_leader_writes_only_its_pages_offers_before_its_answer_and_caches_every_offers_json(
+    user, duffel, monkeypatch
+):
+    written = []
+    encode = search_service.encode_offer
+    monkeypatch.setattr(search_service, "encode_offer", lambda offer: written.append(offer.id) or encode(offer))
+    answer, scope = _first_page_in_a_request(user, limit=3)
+    assert written == ["off_0000AA", "off_0000BA", "off_0000VS"]  # the client waits for its own page only
+    scope.run()
+    assert written[3:] == ["off_0000AF"]  # the rest once the answer is out, each offer written once
+    entry = cache.get(search_service._cache_key(answer["search_id"]))
+    assert all(isinstance(offer, bytes) for offer in entry["offers"])  # the cache holds JSON, never structs
+    later = services.flight_search_page(search_id=answer["search_id"], cursor=answer["next"])
+    assert [o["id"] for o in orjson.loads(orjson.dumps(later["offers"]))] == ["off_0000AF"]
+
+
 def test_a_leader_that_cannot_cache_its_answer_still_frees_the_identical_searches(user, duffel, monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionError("the cache is gone")

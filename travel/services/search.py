@@ -178,21 +178,39 @@ def _facts(offer):
 
 
 def _entry(result, now):
-    """The cached answer: each kept offer as its JSON (written once, here) beside the facts about it."""
+    """The cached answer: each kept offer beside the facts about it.
+
+    Each offer becomes its JSON (written once, then copied into every answer) when an answer first shows it
+    (`_offer_json`) or before the entry is cached (`_all_json`): a leader's client waits only for its own
+    page's offers to be written, not for every offer kept (TRAVEL_MAX_OFFERS, up to 1,000; 50 a page)."""
     facts = [_facts(o) for o in result.offers]
     order = sorted(range(len(facts)), key=lambda i: facts[i]["price"])[: settings.TRAVEL_MAX_OFFERS]
     return {
         "cached_at": now,
         "provider": result.provider,
         "provider_search_id": result.search_id,
-        "offers": [encode_offer(result.offers[i]) for i in order],
+        "offers": [result.offers[i] for i in order],
         "facts": [facts[i] for i in order],
     }
 
 
+def _offer_json(entry, index):
+    """One offer's JSON, written now if the entry still holds the offer itself (its leader's answer)."""
+    offer = entry["offers"][index]
+    if not isinstance(offer, bytes):
+        offer = entry["offers"][index] = encode_offer(offer)
+    return offer
+
+
+def _all_json(entry):
+    """The entry with every offer as its JSON, as it is cached."""
+    entry["offers"] = [o if isinstance(o, bytes) else encode_offer(o) for o in entry["offers"]]
+    return entry
+
+
 def offer_at(entry, index):
     """One cached offer as data (the API's offer shape)."""
-    return orjson.loads(entry["offers"][index])
+    return orjson.loads(_offer_json(entry, index))
 
 
 def _ttl(entry, now):
@@ -315,7 +333,7 @@ def _fetch(query, key, *, user, refresh, max_age=None):
 def _leave_answer(ck, entry, lock, flight):
     """Cache the leader's answer, drop its lock and wake its flight (after its own answer was sent)."""
     try:
-        set_and_delete(caches["default"], ck, entry, _ttl(entry, time.time()), lock, and_wake=flight)
+        set_and_delete(caches["default"], ck, _all_json(entry), _ttl(entry, time.time()), lock, and_wake=flight)
     except Exception:
         # Not cached: the followers must not wait out the lock for an entry that will not come.
         cache.delete(lock)
@@ -416,7 +434,7 @@ def _answer(key, entry, *, from_cache, filters, offset, limit, now):
         "cache": {"hit": from_cache, "age_seconds": round(max(0.0, now - entry["cached_at"]), 3)},
         "offer_count": len(picked),
         # Each offer's JSON as it was cached, copied into the answer (integrations.api.renderers).
-        "offers": [orjson.Fragment(entry["offers"][i]) for i in page],
+        "offers": [orjson.Fragment(_offer_json(entry, i)) for i in page],
         # "c" names the answer the offsets count in: a later page of another answer would skip and repeat offers.
         "next": _encode_cursor({"o": nxt, "l": limit, "f": filters, "c": entry["cached_at"]})
         if nxt < len(picked)
