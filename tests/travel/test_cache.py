@@ -496,3 +496,24 @@ def test_the_identical_searches_are_freed_before_the_call_log_is_written(user, d
     scope.run()
     assert rows_when_cached == [0]
     assert ProviderCall.objects.filter(provider="duffel").count() == 1
+
+
+def test_a_searchs_cache_key_is_the_json_of_every_field_of_its_query_as_before():
+    # The key is the JSON of the query's fields (dataclasses.asdict's, until canonical() built the same dict
+    # itself): a key that moved would miss every cached search once after a deploy, a field left out would
+    # answer one search with another's offers.
+    import dataclasses
+    import json
+
+    from travel.providers import SearchQuery, SliceQuery
+
+    query = SearchQuery(
+        slices=(SliceQuery("LHR", "JFK", "2027-03-01", "07:30", None), SliceQuery("JFK", "CDG", "2027-03-09")),
+        adults=2,
+        child_ages=(4, 9),
+        infants=1,
+        cabin_class="business",
+        max_connections=0,
+    )
+    assert json.dumps(query.canonical(), sort_keys=True) == json.dumps(dataclasses.asdict(query), sort_keys=True)
+    assert set(query.canonical()) == {f.name for f in dataclasses.fields(SearchQuery)}

@@ -56,7 +56,16 @@ class SearchQuery:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def canonical(self):
-        return asdict(self)
+        """The query as plain data (the search cache's key is its JSON): asdict's values, without its
+        recursive deep copy (~35 us of every search's path; the values are strings and numbers)."""
+        return {
+            "slices": [dict(vars(s)) for s in self.slices],
+            "adults": self.adults,
+            "child_ages": list(self.child_ages),
+            "infants": self.infants,
+            "cabin_class": self.cabin_class,
+            "max_connections": self.max_connections,
+        }
 
 
 class Carrier(msgspec.Struct, gc=False):
