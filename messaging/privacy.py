@@ -50,8 +50,8 @@ def cancel_pending(user, report):
 
 
 def erase_messaging(user, report):
-    """Recordings, transcriptions and the media files of MMS deleted at Twilio first (404 = already gone), then
-    the rows. A failing delete fails this holder: the erasure retries it later (privacy.erasure), and what was
+    """Recordings, transcriptions and the media files of MMS deleted at Twilio first, and the bodies of the
+    user's messages redacted there (404 = already gone), then the rows. A failing delete fails this holder: the erasure retries it later (privacy.erasure), and what was
     deleted already is found gone."""
     cancel_pending(user, report)
     # The files an MMS came with stay at Twilio (num_media: the hub keeps only the count), readable with the
@@ -62,6 +62,14 @@ def erase_messaging(user, report):
     for sms in with_media.iterator(chunk_size=200):
         deleted = twilio_rest.message_media_delete(sid=sms.external_id, related=sms)
         report.provider_count("twilio.message_media", "deleted" if deleted else "already_gone")
+    # Twilio keeps every message's text in its Message record (Console, API, its support staff) whatever the hub
+    # deletes. Redacted rather than deleted: Twilio documents an empty Body as removing the text while the record
+    # stays, with the status and price Twilio bills on and the hub's cost booking and reconciliation read (a
+    # deleted record also refuses while Twilio still processes it, 20009). Inbound and outbound alike.
+    sent = SmsMessage.objects.filter(owner=user).exclude(external_id=None).exclude(external_id="").order_by("pk")
+    for sms in sent.iterator(chunk_size=200):
+        redacted = twilio_rest.message_redact(sid=sms.external_id, related=sms)
+        report.provider_count("twilio.message_bodies", "redacted" if redacted else "already_gone")
     for call in CallLog.objects.filter(owner=user).exclude(recording_sid="", transcription_sid=""):
         if call.transcription_sid:
             gone = twilio_rest.transcription_delete(sid=call.transcription_sid, related=call)
@@ -125,11 +133,12 @@ register(
         disconnect=cancel_pending,
         references=references,
         description=(
-            "SMS you sent and received (numbers, bodies; the pictures of an MMS, which Twilio stores), calls "
+            "SMS you sent and received (numbers, bodies, which Twilio also stores; the pictures of an MMS), calls "
             "(numbers, what was said, recordings and transcriptions, which Twilio stores)."
         ),
         retention=(
-            "until erasure (SMS bodies per the retention policy); recordings and MMS media at Twilio until erasure."
+            "until erasure (SMS bodies per the retention policy); recordings, MMS media and SMS bodies at Twilio until "
+            "erasure."
         ),
     )
 )

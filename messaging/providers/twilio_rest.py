@@ -423,3 +423,23 @@ def message_media_delete(*, sid, owner=None, related=None):
         raise
     media = client.messages(sid).media
     return sum(_delete("sms.media_delete", media(m.sid), owner=owner, related=related) for m in listed.data)
+
+
+def message_redact(*, sid, owner=None, related=None):
+    """Redact a message's body at Twilio: POST the Message with an empty Body, which Twilio documents as the way
+    to remove the text while keeping the record (status, price, segments: what Twilio bills and the hub's cost
+    reconciliation read). True when redacted, False when Twilio no longer has the message (404: nothing to
+    redact). Repeating it is harmless: an empty body redacted again stays empty."""
+    from integrations.errors import PermanentError
+
+    client = _client()
+    try:
+        with TWILIO.attempt("sms.redact", owner=owner, scope="rest", related=related) as call:
+            response = client.messages(sid).update_with_http_info(body="")
+            # Twilio charges nothing for an update.
+            call.record(http_status=response.status_code, request_id=_request_id(response.headers), cost_usd=0)
+    except PermanentError as exc:
+        if exc.http_status == 404:
+            return False
+        raise
+    return True

@@ -2,7 +2,10 @@
 
 import datetime as dt
 import hashlib
+import json
+import re
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs
 
 import boto3
 import pytest
@@ -106,6 +109,7 @@ class Holdings:
     user: object
     files: dict = field(default_factory=dict)  # storage_key -> bytes
     recordings: list = field(default_factory=list)  # (recording sid, transcription sid, media bytes)
+    messages: dict = field(default_factory=dict)  # Twilio's Message records of the user's SMS: sid -> body
     markers: set = field(default_factory=set)
     events: list = field(default_factory=list)
     subscriptions: list = field(default_factory=list)  # live Stripe subscription ids
@@ -162,9 +166,10 @@ def populate(user, *, tag):
         doc.save()
     # messaging
     conv = Conversation.objects.create(owner=user, remote_number="+15005550199")
-    SmsFactory(
+    sms = SmsFactory(
         owner=user, conversation=conv, status="delivered", body=f"sms body {tag}", external_id=f"SM{tag:0>32}"[:34]
     )
+    h.messages[sms.external_id] = sms.body
     SmsFactory(owner=user, body=f"queued sms {tag}")  # still queued: erasure cancels it at once
     rec_sid, tr_sid = f"RE{tag:0>32}"[:34], f"TR{tag:0>32}"[:34]
     CallFactory(
@@ -331,6 +336,22 @@ def stripe_cancels(http, holdings, status=200):
 def twilio_media(http, holdings):
     for rec_sid, _, media in holdings.recordings:
         http.add(responses.GET, f"{API}/Recordings/{rec_sid}.mp3", body=media, content_type="audio/mpeg")
+
+
+def twilio_messages(http, bodies):
+    """Twilio's Message records (sid -> body): POST with an empty Body redacts; an unknown sid answers 404."""
+
+    def update(request):
+        sid = re.search(r"/Messages/(\w+)\.json", request.url)[1]
+        if sid not in bodies:
+            return 404, {}, json.dumps({"code": 20404, "message": "not found", "status": 404})
+        form = parse_qs(request.body or "", keep_blank_values=True)
+        assert form == {"Body": [""]}, form  # a redaction only: nothing else changes on the record
+        bodies[sid] = ""
+        record = {"sid": sid, "body": "", "status": "delivered", "price": "-0.00790", "price_unit": "USD"}
+        return 200, {}, json.dumps(record)
+
+    http.add_callback(responses.POST, re.compile(rf"{re.escape(API)}/Messages/\w+\.json"), callback=update)
 
 
 def version_keys(user):

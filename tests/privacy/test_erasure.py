@@ -23,7 +23,7 @@ from privacy.models import Erasure
 from scheduling.models import Calendar, CalendarEvent, MeetingCreate, MeetingSubscription
 from travel.models import PriceWatch
 
-from .conftest import API, BUCKET, populate, stripe_cancels, twilio_media
+from .conftest import API, BUCKET, populate, stripe_cancels, twilio_media, twilio_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +43,7 @@ def post(django_capture_on_commit_callbacks):
 
 
 def _twilio_deletes(http, holdings, status=204):
+    twilio_messages(http, holdings.messages)
     for rec_sid, tr_sid, _ in holdings.recordings:
         http.add(responses.DELETE, f"{API}/Recordings/{rec_sid}.json", status=status)
         http.add(responses.DELETE, f"{API}/Transcriptions/{tr_sid}.json", status=status)
@@ -179,6 +180,9 @@ def test_nothing_of_the_user_remains_after_the_grace_period_and_totals_are_uncha
     deleted = {c.request.url for c in http.calls if c.request.method == "DELETE"}
     rec_sid, tr_sid, _ = mine.recordings[0]
     assert {f"{API}/Recordings/{rec_sid}.json", f"{API}/Transcriptions/{tr_sid}.json"} <= deleted
+    # ... and the text of the user's messages redacted in Twilio's records (the other user's untouched)
+    assert set(mine.messages.values()) == {""}
+    assert row.report["providers"]["twilio.message_bodies"] == {"redacted": 1}
     # Stripe: the subscription cancelled there (not only minimised here); the other user's still bills
     assert "https://api.stripe.com/v1/subscriptions/sub_gone" in deleted
     assert Subscription.objects.get(external_id="sub_gone").status == "canceled"

@@ -18,7 +18,7 @@ from tests.documents.conftest import EICAR
 from tests.integrations.factories import ConnectionFactory, WebhookEventFactory
 from tests.messaging.factories import SmsFactory
 
-from .conftest import API, BUCKET
+from .conftest import API, BUCKET, twilio_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -129,6 +129,7 @@ def test_erasure_deletes_the_media_files_of_the_users_mms_at_twilio(user, other_
 
     http.add_callback(responses.GET, re.compile(rf"{re.escape(API)}/Messages/\w+/Media\.json.*"), callback=media_list)
     http.add_callback(responses.DELETE, re.compile(rf"{re.escape(API)}/Messages/\w+/Media/\w+\.json"), media_delete)
+    twilio_messages(http, {mine.external_id: mine.body})
 
     erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
     assert erasure_service.erasure_run(erasure_id=erasure.pk) == "done"
@@ -140,3 +141,54 @@ def test_erasure_deletes_the_media_files_of_the_users_mms_at_twilio(user, other_
     }
     assert not SmsMessage.objects.filter(pk__in=[mine.pk, gone.pk]).exists()
     assert ProviderCall.objects.filter(provider="twilio", operation="sms.media_delete", outcome="ok").count() == 2
+
+
+def test_erasure_redacts_the_bodies_of_the_users_messages_at_twilio(user, other_user, staff_user, http, eager):
+    """Twilio keeps the text of every message it sent or received in its Message record: erasure deleted the
+    hub's rows and left the user's words readable at Twilio. Each is redacted (an empty Body, the record with
+    its price kept); one Twilio no longer has counts as gone; one never sent (no sid) asks nothing; the other
+    user's stay."""
+    sent = SmsFactory(owner=user, status="delivered", external_id="SM" + "a" * 32, body="my secret text")
+    received = SmsFactory(
+        owner=user, direction="inbound", status="received", external_id="SM" + "b" * 32, body="their reply"
+    )
+    gone = SmsFactory(owner=user, status="delivered", external_id="SM" + "c" * 32)
+    SmsFactory(owner=user, status="failed", external_id=None)  # refused before Twilio made a record
+    theirs = SmsFactory(owner=other_user, status="delivered", external_id="SM" + "d" * 32, body="not erased")
+    bodies = {sms.external_id: sms.body for sms in (sent, received, theirs)}
+    twilio_messages(http, bodies)
+
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "done"
+
+    assert bodies == {sent.external_id: "", received.external_id: "", theirs.external_id: "not erased"}
+    assert Erasure.objects.get(pk=erasure.pk).report["providers"]["twilio.message_bodies"] == {
+        "redacted": 2,
+        "already_gone": 1,
+    }
+    assert not SmsMessage.objects.filter(owner=user).exists()
+    redactions = ProviderCall.objects.filter(provider="twilio", operation="sms.redact")
+    assert sorted(redactions.values_list("outcome", "http_status")) == [("error", 404), ("ok", 200), ("ok", 200)]
+    assert {c.request.url for c in http.calls} == {
+        f"{API}/Messages/{s.external_id}.json" for s in (sent, received, gone)
+    }
+
+
+def test_a_redaction_twilio_fails_is_retried_and_the_rows_wait_for_it(user, staff_user, http, eager):
+    """The rows go only after Twilio redacted: a 503 fails the messaging holder (the erasure retries later), the
+    user's messages are still there to find, and the next run redacts them."""
+    sent = SmsFactory(owner=user, status="delivered", external_id="SM" + "e" * 32, body="my secret text")
+    http.add(responses.POST, f"{API}/Messages/{sent.external_id}.json", status=503)
+
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "retrying"
+    row = Erasure.objects.get(pk=erasure.pk)
+    assert "messaging" in row.last_error
+    assert SmsMessage.objects.filter(pk=sent.pk).exists()
+
+    bodies = {sent.external_id: sent.body}
+    http.remove(responses.POST, f"{API}/Messages/{sent.external_id}.json")
+    twilio_messages(http, bodies)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk, now=row.next_attempt_at) == "done"
+    assert bodies == {sent.external_id: ""}
+    assert not SmsMessage.objects.filter(pk=sent.pk).exists()
