@@ -7,7 +7,7 @@ accepts an Idempotency-Key header.
 """
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
@@ -89,7 +89,19 @@ class InvoicePayView(APIView):
     PaymentIntent); a paid or void invoice answers 409.
     """
 
-    @extend_schema(request=PayRequestSerializer, responses={200: PayResponseSerializer})
+    @extend_schema(
+        request=PayRequestSerializer,
+        responses={
+            200: PayResponseSerializer,
+            402: OpenApiResponse(
+                description="`card_declined`: Stripe declined the card. `decline_code` (Stripe's, or "
+                "`generic_decline` where Stripe asks not to tell the customer more) and `detail` (Stripe's sentence "
+                "for the customer). Nothing was charged; the invoice stays payable and the next call is a new "
+                "attempt. A provider failure is 502/503/504 instead (retry later)."
+            ),
+            409: OpenApiResponse(description="`invoice_not_payable`: the invoice is paid or void."),
+        },
+    )
     @ratelimit(group="payments.pay", rate="5/m", key="user")
     @idempotent
     def post(self, request, pk):

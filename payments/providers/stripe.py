@@ -24,7 +24,7 @@ import stripe
 from django.conf import settings
 
 from integrations import egress, gateway
-from integrations.errors import ProviderTimeout, ProviderUnavailable, error_from_http
+from integrations.errors import CardDeclined, ProviderTimeout, ProviderUnavailable, error_from_http
 from integrations.providers import ClientCache, ProviderAdapter, credentials_key, record_cost
 
 from .stripe_objects import (
@@ -79,6 +79,11 @@ def client():
     return _clients.get(credentials_key(api_key, api_base, timeout), build)
 
 
+# Stripe's decline codes that must not be reported to the customer as they are ("present as a generic
+# decline": telling whoever holds a stolen card that it was reported stolen helps no one but them).
+MASKED_DECLINE_CODES = frozenset({"fraudulent", "lost_card", "stolen_card", "pickup_card", "merchant_blacklist"})
+
+
 def _translate(exc):
     """A Stripe exception as the hub's error type (retryable or permanent)."""
     if isinstance(exc, stripe.APIConnectionError):
@@ -91,6 +96,17 @@ def _translate(exc):
     if isinstance(exc, stripe.CardError):
         decline = getattr(exc.error, "decline_code", None) if exc.error else None
         code = decline or code or "card_error"
+        # The card's holder is told (402 card_declined), not asked to retry later as after a provider failure.
+        masked = code in MASKED_DECLINE_CODES
+        return CardDeclined(
+            PROVIDER,
+            exc.user_message or "",
+            code=code,
+            http_status=exc.http_status or 402,
+            request_id=exc.request_id,
+            shown_code="generic_decline" if masked else code,
+            shown_message="Your card was declined." if masked else (exc.user_message or ""),
+        )
     return error_from_http(
         PROVIDER,
         exc.http_status or 0,

@@ -238,14 +238,38 @@ def test_a_stripe_500_answers_502_and_the_clients_retry_reuses_the_idempotency_k
     assert Payment.objects.count() == 1
 
 
-def test_a_card_decline_is_permanent_recorded_and_not_retried(user_client, invoice, http):
+@pytest.mark.parametrize(
+    ("decline_code", "message", "shown_code", "shown_message"),
+    [
+        ("generic_decline", "Your card was declined.", "generic_decline", "Your card was declined."),
+        ("insufficient_funds", "Your card has insufficient funds.", "insufficient_funds", "insufficient funds"),
+        # Stripe: a card reported stolen is presented to the customer as a generic decline
+        ("stolen_card", "Your card was declined.", "generic_decline", "Your card was declined."),
+    ],
+)
+def test_a_card_decline_is_402_card_declined_for_the_customer_recorded_and_not_retried(
+    user_client, invoice, http, decline_code, message, shown_code, shown_message
+):
+    """A decline is the customer's to act on (another card), not a provider failure to retry later: it was
+    answered 502 `provider_rejected`, like Stripe refusing a malformed request, so a client could not tell the
+    user their card was declined. Nothing is charged or left half-made: the attempt is failed with the exact
+    reason for staff, the invoice stays payable, and the next click is a new attempt."""
     stripe_customer(http)
-    http.post(PI_URL, json=fakes.card_error_body(), status=402, headers={"Request-Id": "req_decl"})
+    http.post(
+        PI_URL,
+        json=fakes.card_error_body(message=message, decline_code=decline_code),
+        status=402,
+        headers={"Request-Id": "req_decl"},
+    )
     response = user_client.post(pay_url(invoice), {}, format="json")
-    assert response.status_code == 502
-    assert response.json()["error"] == "provider_rejected" and response.json()["provider_code"] == "generic_decline"
+    assert response.status_code == 402, response.json()
+    body = response.json()
+    assert (body["error"], body["decline_code"], body["provider"]) == ("card_declined", shown_code, "stripe")
+    assert shown_message in body["detail"] and "Retry-After" not in response
+    assert decline_code == shown_code or decline_code not in json.dumps(body)
     payment = Payment.objects.get()
-    assert (payment.status, payment.failure_code) == ("failed", "generic_decline")
+    assert (payment.status, payment.failure_code, payment.failure_message) == ("failed", decline_code, message)
+    assert Invoice.objects.get(pk=invoice.pk).status == "open"
     call = ProviderCall.objects.get(operation="payment_intent.create")
     assert (call.outcome, call.http_status, call.retryable, call.provider_request_id) == (
         "error",
@@ -254,6 +278,11 @@ def test_a_card_decline_is_permanent_recorded_and_not_retried(user_client, invoi
         "req_decl",
     )
     assert len([c for c in http.calls if c.request.url == PI_URL]) == 1
+
+    http.remove(responses.POST, PI_URL)
+    stripe_intent(http)  # the customer tries again (another card, in Stripe.js): a new attempt, a new key
+    again = user_client.post(pay_url(invoice), {}, format="json")
+    assert again.status_code == 200 and again.json()["attempt"] == 2, again.json()
 
 
 def test_after_stripe_refused_to_create_the_intent_the_next_click_is_a_new_attempt_with_a_new_key(
@@ -609,3 +638,11 @@ def test_a_click_after_the_customer_was_deleted_in_the_dashboard_pays_with_a_new
     assert response.status_code == 200, response.json()
     assert response.json()["attempt"] == 2
     assert form(http.calls[-1])["customer"] == "cus_new2"
+
+
+def test_the_schema_says_a_declined_card_is_402_card_declined():
+    from drf_spectacular.generators import SchemaGenerator
+
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    responses_ = paths["/api/v1/payments/invoices/{id}/pay/"]["post"]["responses"]
+    assert "card_declined" in responses_["402"]["description"]
