@@ -31,7 +31,10 @@ def _openai_messages(messages, provider=None):
 
 
 # What Gemini documents for a function call it did not sign (docs, "Thought signatures", FAQ: a conversation
-# moved from another model): its validator skips the call.
+# moved from another model): its validator skips the call. The same page's "Signatures for OpenAI compatibility"
+# puts the signature field of this endpoint in tool_calls[].extra_content.google.thought_signature (the OpenAI
+# compatibility page sends there for thought signatures), and the FAQ's dummy goes "in the thought signature
+# field": that field here, not an assumption carried over from the native API.
 UNSIGNED_FOR_GEMINI = "skip_thought_signature_validator"
 
 
