@@ -50,6 +50,16 @@ logger = logging.getLogger(__name__)
 # Message header naming the (provider, scope) tokens a deferred run booked.
 PREPAID_HEADER = "hub_prepaid"
 
+# The message priority of bookkeeping that may wait while a burst of work is taken in (a payment's fee look-up):
+# `@shared_task(..., priority=BACKGROUND_PRIORITY)`. On the Redis broker a worker asks for every queue's
+# messages of priority 0 (every task without one: webhook drains, sends, notices) before any of priority 9,
+# whatever the queue (kombu's BRPOP lists the queues' keys by priority first), so a burst of webhook
+# events is applied before the follow-ups it queued, not behind them (issue 11); such a message still runs
+# as soon as nothing of higher priority is waiting. Lower is sooner on Redis, the hub's broker (RabbitMQ
+# would read it the other way, and only on queues declared with x-max-priority); the filesystem broker of
+# `make run` ignores it.
+BACKGROUND_PRIORITY = 9
+
 
 def retry_policy(provider):
     conf = dict(settings.PROVIDER_RETRY["default"])

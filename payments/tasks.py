@@ -14,7 +14,7 @@ from django.db.models import Q
 from integrations import outbox
 from integrations.email import mail_connection
 from integrations.registry import get_provider
-from integrations.task_base import ProviderTask, batch_sends
+from integrations.task_base import BACKGROUND_PRIORITY, ProviderTask, batch_sends
 
 from . import services
 from .models import Invoice, Payment, Refund, Subscription
@@ -47,12 +47,20 @@ def payment_cancel(self, payment_id):
     return services.payment_cancel(payment_id=payment_id)
 
 
-@shared_task(bind=True, base=ProviderTask, provider="stripe", name="payments.payment_fee_record")
+# A fee look-up is bookkeeping (the fee on the payment's `charge` ProviderCall, for the cost reports): nothing
+# waits for it, so it yields to the webhook drains and sends of a burst (BACKGROUND_PRIORITY). A success queues
+# one, an outbound Stripe call each: at the same priority they took a fifth of the machine's CPU while a burst
+# of events was still being applied (issue 11, bench_stripe_events).
+@shared_task(
+    bind=True, base=ProviderTask, provider="stripe", priority=BACKGROUND_PRIORITY, name="payments.payment_fee_record"
+)
 def payment_fee_record(self, payment_id):
     return services.payment_fee_record(payment_id=payment_id)
 
 
-@shared_task(bind=True, base=ProviderTask, provider="stripe", name="payments.payment_fees_record")
+@shared_task(
+    bind=True, base=ProviderTask, provider="stripe", priority=BACKGROUND_PRIORITY, name="payments.payment_fees_record"
+)
 def payment_fees_record(self, payment_ids):
     """payment_fee_record for the successes of one drained webhook batch: one message, one read of the payments."""
 

@@ -1,5 +1,6 @@
 """Stripe webhooks through the inbox: signed like Stripe signs them, de-duplicated, applied in any order."""
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -673,6 +674,54 @@ class TestBatchDrain:
         assert WebhookEvent.objects.get(payload__data__object__id="pi_hook1").status == "failed"
 
 
+class _BrokerQueues(dict):
+    """Celery's queues of these names on the Redis broker (REDIS_URL), as a worker consumes them."""
+
+    def __init__(self, connection, names):
+        from kombu import Exchange, Queue
+
+        super().__init__(
+            (name, connection.SimpleQueue(Queue(name, Exchange(name), routing_key=name))) for name in names
+        )
+        self.connection = connection
+
+    def take_in_order(self, names, *, count):
+        """The task names of the next `count` messages one consumer of `names` (in that order) takes, acked."""
+        from kombu import Consumer
+
+        taken = []
+
+        def got(body, message):
+            taken.append(message.headers["task"])
+            message.ack()
+
+        with Consumer(self.connection, [self[name].queue for name in names], callbacks=[got], accept=["json"]):
+            while len(taken) < count:
+                self.connection.drain_events(timeout=5)
+        return taken
+
+
+@contextlib.contextmanager
+def broker_queues(*names):
+    """_BrokerQueues of `names`, emptied (every priority) before and after."""
+    import os
+
+    from kombu import Connection
+
+    import config.celery  # noqa: F401 - installs the redis:// transport alias
+
+    with Connection(os.environ["REDIS_URL"]) as connection:
+        queues = _BrokerQueues(connection, names)
+        for queue in queues.values():
+            queue.clear()
+        try:
+            yield queues
+        finally:
+            for queue in queues.values():
+                queue.clear()
+                queue.close()
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 class TestBatchDrainSends:
@@ -694,8 +743,6 @@ class TestBatchDrainSends:
     ):
         import os
 
-        import redis
-
         from integrations.webhooks import webhook_drain
         from payments.tasks import payment_fee_record, payment_fees_record
         from tests.integrations.outbox_kit import broker_at
@@ -709,17 +756,31 @@ class TestBatchDrainSends:
                     sent.append((task.name, kwargs.get("args"), kwargs.get("producer"))) or original(*args, **kwargs)
                 ),
             )
-        broker = redis.Redis.from_url(os.environ["REDIS_URL"])
-        broker.delete("payments")
-        try:
+        with broker_queues("payments") as queues:
             with broker_at(os.environ["REDIS_URL"]):
                 assert webhook_drain(provider="stripe").counts == {"processed": 3}
-            assert broker.llen("payments") == 1
-        finally:
-            broker.delete("payments")
+            assert queues["payments"].qsize() == 1
         [(name, args, producer)] = sent
         assert name == "payments.payment_fees_record" and producer is not None
         assert sorted(args[0]) == sorted(p.pk for p in succeeded_events)
+
+    @pytest.mark.redis
+    def test_a_worker_takes_the_drains_of_a_burst_before_the_fee_look_ups_queued_earlier(self, succeeded_events):
+        """Fee look-ups are bookkeeping (BACKGROUND_PRIORITY): a worker that has both waiting takes webhook
+        drains (any task without a priority) first, whatever the queues' order, so a burst of events is
+        applied before the fee look-ups it queued, not behind them."""
+        import os
+
+        from integrations.webhooks import webhook_drain
+        from integrations.webhooks.dispatch import request_drain
+        from tests.integrations.outbox_kit import broker_at
+
+        with broker_queues("payments", "default") as queues, broker_at(os.environ["REDIS_URL"]):
+            assert webhook_drain(provider="stripe").counts == {"processed": 3}  # queues the fee look-ups
+            assert request_drain("stripe", force=True)  # then more events arrive: a drain is queued
+            # The worker's queues with payments first: without priorities it would take the fee look-ups first.
+            taken = queues.take_in_order(["payments", "default"], count=2)
+        assert taken == ["integrations.webhook_drain", "payments.payment_fees_record"]
 
     def test_a_broker_that_refuses_them_leaves_the_batch_applied_and_the_sweeper_sends_them(self, succeeded_events):
         from django.utils import timezone
