@@ -117,13 +117,16 @@ INTENT_EVENTS = {
 def prefetch_payments(events):
     """The Payments of a batch's payment_intent.* events in one query, instead of one per event.
 
-    Each Payment is left on the first event of the batch about it
-    (`event.prefetched_payment`); a later event of the same payment in the
-    batch reads it afresh, so it sees what the earlier one changed. A row that
-    another kind of event of the batch moved first (a Checkout Session's) is
-    safe too: transitions update from the state they find, the one read here
-    is only their first guess. An event whose payload cannot be read here is
-    left to its handler (which fails it alone, as without the batch).
+    Each Payment is left on every event of the batch about it
+    (`event.prefetched_payment`), the same object: what an earlier event's
+    handler moved it to (services.payment_apply keeps its status and its
+    invoice's) is the next one's guess, so a payment's failure and success
+    in one batch read it once (a burst's pairs mostly are). A row that
+    another kind of event of the batch moved first (a Checkout Session's),
+    or a write of a handler whose savepoint was rolled back, is safe too:
+    transitions update from the state they find, the one held here is only
+    their first guess. An event whose payload cannot be read here is left to
+    its handler (which fails it alone, as without the batch).
     """
     intents = {}
     for event in events:
@@ -133,11 +136,9 @@ def prefetch_payments(events):
             except Exception:  # noqa: BLE001 - its handler meets the same payload and fails that event alone
                 continue
     found = services.payments_for_intents(intents.values())
-    taken = set()
     for event, intent in intents.items():
         payment = found.get(intent.id)
-        if payment is not None and payment.pk not in taken:
-            taken.add(payment.pk)
+        if payment is not None:
             event.prefetched_payment = payment
 
 

@@ -105,6 +105,11 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
     moved = unrefunded or transition(Payment, payment.pk, to, occurred_at=occurred_at, seen=payment.status, **fields)
     if not moved:
         return False
+    # The states just written become the next guesses of whoever applies another event to this same object (a
+    # drained batch hands it to each of its events about the payment, payments.webhooks.prefetch_payments).
+    # Only guesses: every transition checks the row's state in its UPDATE and decides afresh when it is wrong,
+    # so a write rolled back later (a handler's savepoint) costs a query, never a move.
+    payment.status = to
     invoice = payment.invoice
     if to == Payment.Status.SUCCEEDED:
         paid_at = occurred_at or timezone.now()
@@ -116,6 +121,7 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
         ):
             _alert_money_on_settled_invoice(payment=payment, invoice_id=invoice.pk)
         else:
+            invoice.status = Invoice.Status.PAID
             refunded = 0 if unrefunded else Payment.objects.values_list("amount_refunded", flat=True).get(pk=payment.pk)
             if refunded:
                 # Stripe reported a refund of this payment before its success (events arrive in any order):
@@ -127,7 +133,8 @@ def payment_apply(*, payment, to, occurred_at=None, failure_code="", failure_mes
 
         enqueue_marked_on_commit(payment_fee_record, payment.pk)
     elif to == Payment.Status.FAILED:
-        transition(Invoice, invoice.pk, Invoice.Status.FAILED, seen=invoice.status)
+        if transition(Invoice, invoice.pk, Invoice.Status.FAILED, seen=invoice.status):
+            invoice.status = Invoice.Status.FAILED
         payment_failed_notify_later(invoice_id=invoice.pk, reason=failure_message or failure_code)
     return True
 
