@@ -20,12 +20,18 @@ def invoices_for_notice(*, invoice_ids):
 
 
 def payment_failed_notify(*, invoice_id, reason, invoice=None, connection=None):
-    """Tell the invoice's owner the payment failed and why (Django's email backend; console in development).
+    """Tell the invoice's owner the payment failed and why (Django's email backend; console in development),
+    unless the invoice can no longer be paid by the time this runs (then False, nothing sent).
 
     `invoice`: the row when the caller read it for this run (invoices_for_notice, for a batch); else read here.
     `connection`: the batch's mail connection (integrations.email.mail_connection)."""
     invoice = invoice or Invoice.objects.select_related("owner").filter(pk=invoice_id).first()
     if invoice is None or not invoice.owner.email:
+        return False
+    if invoice.status not in Invoice.PAYABLE:
+        # Paid since (a declined card retried with success: Stripe sends both events within seconds, and a
+        # drained batch applies them together), refunded or void: "the invoice is still open, please try
+        # again" would be false, and could make the owner pay twice.
         return False
     amount = format_amount(invoice.amount, invoice.currency)
     mail_send(

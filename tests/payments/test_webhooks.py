@@ -374,12 +374,40 @@ class TestStripeInvoices:
         now = int(time.time())
         with run_on_commit():
             deliver(client, fakes.event("invoice.payment_failed", stripe_invoice, created=now - 10))
+        with run_on_commit():
             deliver(client, fakes.event("invoice.paid", stripe_invoice, created=now))
             deliver(
                 client, fakes.event("invoice.payment_failed", stripe_invoice, created=now - 5)
             )  # a late retry notice
         assert Invoice.objects.get(external_id="in_2").status == "paid"
         assert [m.to for m in mail.outbox] == [[customer.user.email]]
+
+    def test_a_failure_whose_invoice_is_paid_before_its_notice_goes_mails_nothing(
+        self, client, payment, fee_lookup, run_on_commit
+    ):
+        """A declined card retried with success: both events are drained together, and by the time the
+        failure's notice runs the invoice is paid. "Please try again, the invoice is still open" would be false
+        (and could make the owner pay twice), so nothing is mailed."""
+        now = int(time.time())
+        with run_on_commit():
+            deliver(
+                client,
+                fakes.event(
+                    "payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now - 5
+                ),
+            )
+            deliver(
+                client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now)
+            )
+        payment.refresh_from_db()
+        payment.invoice.refresh_from_db()
+        assert (payment.failure_code, payment.status, payment.invoice.status) == (
+            "insufficient_funds",
+            "succeeded",
+            "paid",
+        )
+        assert mail.outbox == []
+        assert not ProviderCall.objects.filter(provider="email").exists()
 
 
 @pytest.mark.postgres
