@@ -309,8 +309,12 @@ def _hub_reset():
     Invoice.objects.filter(number__startswith="BS-").delete()
     ProviderCall.objects.filter(provider="stripe").delete()
     Alert.objects.all().delete()
+    from integrations.task_base import redis_queue_lists
+
     client = _redis()
-    client.delete(COUNT_KEY, "default", "payments")  # the count and Celery queues a run aborted earlier left
+    # The count, and the Celery queues (every priority's list: a run's fee look-ups may still wait at
+    # BACKGROUND_PRIORITY when its worker stops) that an earlier run left.
+    client.delete(COUNT_KEY, *redis_queue_lists("default"), *redis_queue_lists("payments"))
 
 
 def _hub_side(run, stripe_port):

@@ -229,7 +229,10 @@ def _measure_worker(argv, count):
                 f"worker CPU {cpu * 1000 / n:.3f} ms per {per} (wall {wall * 1000 / n:.3f} ms)"
             )
         _wait(lambda: not Payment.objects.filter(pk__in=paid, fee_recorded=False).exists())  # the last row's UPDATE
-    print(f"every fee recorded; left in the queue: {get_client().llen('payments')}")
+    from integrations.task_base import redis_queue_lists
+
+    left = sum(get_client().llen(key) for key in redis_queue_lists("payments"))
+    print(f"every fee recorded; left in the queue: {left}")
     return 0
 
 

@@ -61,6 +61,14 @@ PREPAID_HEADER = "hub_prepaid"
 BACKGROUND_PRIORITY = 9
 
 
+def redis_queue_lists(queue):
+    """The Redis lists kombu keeps a queue's messages in: the queue's own name (priority 0) and one per other
+    priority step (BACKGROUND_PRIORITY's among them). Whatever reads or empties a queue on the broker reads all."""
+    from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+    return [queue] + [f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS if step]
+
+
 def retry_policy(provider):
     conf = dict(settings.PROVIDER_RETRY["default"])
     conf.update(settings.PROVIDER_RETRY.get(provider or "", {}))

@@ -131,21 +131,29 @@ def queue_figures(now):
         return {}
     import redis
 
+    from ..task_base import redis_queue_lists
+
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     figures = {}
     try:
         for queue in settings.CELERY_TASK_QUEUES_NAMES:
-            depth = client.llen(queue)
-            age = None
-            if depth:
+            depth, ages = 0, []
+            # A queue is one list per priority step (kombu's Redis transport; task_base.BACKGROUND_PRIORITY):
+            # a backlog of low-priority work waits in its own list and must count too.
+            for key in redis_queue_lists(queue):
+                waiting = client.llen(key)
+                if not waiting:
+                    continue
+                depth += waiting
                 # kombu LPUSHes and BRPOPs: the oldest message is the list's last element.
-                raw = client.lindex(queue, -1)
+                raw = client.lindex(key, -1)
                 try:
                     stamped = json.loads(raw)["headers"].get(ENQUEUED_AT_HEADER)
-                    age = max(0.0, now.timestamp() - float(stamped)) if stamped else None
+                    if stamped:
+                        ages.append(max(0.0, now.timestamp() - float(stamped)))
                 except (TypeError, ValueError, KeyError):
-                    age = None
-            figures[queue] = (depth, age)
+                    pass
+            figures[queue] = (depth, max(ages) if ages else None)
     finally:
         client.close()
     return figures

@@ -146,6 +146,34 @@ def test_queue_depth_and_the_age_of_the_oldest_task_alert(settings):
         client.delete("hubtest-queue")
 
 
+@pytest.mark.redis
+def test_a_backlog_of_low_priority_tasks_counts_toward_its_queues_depth_and_age(settings):
+    """Fee look-ups wait at BACKGROUND_PRIORITY in a list of their own: a backlog there must still alert."""
+    from kombu import Connection
+
+    from config.celery import app
+    from payments.tasks import payment_fee_record
+    from tests.integrations.outbox_kit import broker_at
+
+    settings.CELERY_BROKER_URL = settings.REDIS_URL
+    settings.CELERY_TASK_QUEUES_NAMES = ["payments"]
+    settings.ALERT_QUEUE_DEPTH, settings.ALERT_QUEUE_AGE_SECONDS = 3, 300
+    with Connection(settings.REDIS_URL) as connection, connection.SimpleQueue("payments") as queue:
+        queue.clear()
+        try:
+            with broker_at(settings.REDIS_URL):
+                for pk in range(3):
+                    payment_fee_record.apply_async((pk,))
+            assert app.conf.task_always_eager is False and queue.qsize() == 3
+            run(thresholds.queues, now=timezone.now() + dt.timedelta(seconds=600))  # ten minutes later
+        finally:
+            queue.clear()
+    assert open_alerts() == {
+        "threshold:queue_depth:payments": "queue_backlog",
+        "threshold:queue_age:payments": "queue_backlog",
+    }
+
+
 def test_every_published_task_is_stamped_with_its_enqueue_time():
     from integrations.signals import add_request_id_header
 
