@@ -49,8 +49,8 @@ def payment_cancel(self, payment_id):
 
 # A fee look-up is bookkeeping (the fee on the payment's `charge` ProviderCall, for the cost reports): nothing
 # waits for it, so it yields to the webhook drains and sends of a burst (BACKGROUND_PRIORITY). A success queues
-# one, an outbound Stripe call each: at the same priority they took a fifth of the machine's CPU while a burst
-# of events was still being applied (issue 11, bench_stripe_events).
+# one, an outbound Stripe call each: at the same priority they took about a fifth of the Celery worker's CPU
+# while a burst of events was still being applied (issue 11, bench_stripe_events).
 @shared_task(
     bind=True, base=ProviderTask, provider="stripe", priority=BACKGROUND_PRIORITY, name="payments.payment_fee_record"
 )
