@@ -329,10 +329,15 @@ def _claim(kind, now, limit):
 
 
 def _send(kind, pks, now):
-    """Send the claimed rows' tasks; on a broker error, the rest stay due for the next sweep. Rows sent."""
+    """Send the claimed rows' tasks; on a broker error, the rest stay due for the next sweep. Rows sent.
+
+    At the broker's default priority, whatever the task's own: a background task (BACKGROUND_PRIORITY, a fee
+    look-up) yields to other work only until it is overdue. Under a load that never lets up, its first message
+    could wait in the queue for as long as the load lasts; the sweep's copy runs beside the rest (the row's
+    lease makes the two runs one), so such bookkeeping waits at most about a grace and a sweep interval."""
     for i, pk in enumerate(pks):
         try:
-            kind.task.apply_async((pk,))
+            kind.task.apply_async((pk,), priority=0)
         except BrokerError:
             logger.exception(
                 "outbox: the broker refused %s; %d row(s) left for the next sweep", kind.name, len(pks) - i

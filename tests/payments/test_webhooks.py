@@ -840,6 +840,30 @@ class TestBatchDrainSends:
             taken = queues.take_in_order(["payments", "default"], count=2)
         assert taken == ["integrations.webhook_drain", "payments.payment_fees_record"]
 
+    @pytest.mark.redis
+    def test_the_sweeper_sends_an_overdue_fee_look_up_at_the_default_priority(self, succeeded_events):
+        """A fee look-up yields to drains only until it is overdue: under a load that never lets up its first
+        message could wait for as long as the load lasts; the sweep's copy goes in the priority-0 list."""
+        import os
+
+        from django.utils import timezone
+
+        from integrations import outbox
+        from integrations.redis import get_client
+        from integrations.task_base import redis_queue_lists
+        from integrations.webhooks import webhook_drain
+        from tests.integrations.outbox_kit import broker_at, broker_down
+
+        with broker_down():
+            assert webhook_drain(provider="stripe").counts == {"processed": 3}
+        Payment.objects.filter(pk__in=[p.pk for p in succeeded_events]).update(next_attempt_at=timezone.now())
+        with broker_queues("payments"), broker_at(os.environ["REDIS_URL"]):
+            assert outbox.outbox_sweep()["sent"] == {"payments.payment_fee_record": 3}
+            redis = get_client()
+            default, *lower = redis_queue_lists("payments")
+            assert redis.llen(default) == 3
+            assert sum(redis.llen(name) for name in lower) == 0
+
     def test_a_broker_that_refuses_them_leaves_the_batch_applied_and_the_sweeper_sends_them(self, succeeded_events):
         from django.utils import timezone
 
