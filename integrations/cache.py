@@ -1,11 +1,13 @@
 """Django's Redis cache with fewer round trips on the request path.
 
-Every API request with an inbound limit counts itself (django-ratelimit:
-`cache.add`, then `cache.incr`), and Django's `incr` asks Redis twice (EXISTS,
-then INCRBY): here it is one script, so a limited request pays one round trip
-fewer. Django also builds a new `redis.Redis` object for every operation; one
-per connection pool is enough (the client is thread-safe, the pool holds the
-connections). Behaviour is Django's: a missing key is a ValueError.
+Every API request with an inbound limit counts itself: django-ratelimit does
+`cache.add`, then `cache.incr` (and Django's `incr` asks Redis twice, EXISTS
+then INCRBY; here `incr` is one script). `RedisCache.count(key, timeout)` is
+that add-then-increment in one script, one round trip per limited request
+(integrations.api.ratelimit). Django also builds a new `redis.Redis` object for
+every operation; one per connection pool is enough (the client is thread-safe,
+the pool holds the connections). Behaviour is Django's: a missing key is a
+ValueError.
 
 One connection pool per process and server, shared by every instance of the
 backend: Django keeps a cache instance per async context, so under ASGI (the
@@ -45,9 +47,16 @@ end
 return false
 """
 
+# django-ratelimit's count (cache.add(key, 1, timeout), then cache.incr(key) when the add found the key) in
+# one step: the same values, the same expiry (set by the first request of the window, kept by the others).
+_COUNT = """
+redis.call('set', KEYS[1], 0, 'NX', 'EX', ARGV[1])
+return redis.call('incr', KEYS[1])
+"""
+
 
 _shared_lock = threading.Lock()
-# (server URL, pool class, pool options) -> (pool, client, INCR script); entries live as long as the process.
+# (server URL, pool class, pool options) -> (pool, client, {name: script}); entries live as long as the process.
 _shared = {}
 
 
@@ -59,7 +68,11 @@ def _shared_entry(url, pool_class, options, client_class):
             entry = _shared.get(key)
             if entry is None:
                 client = client_class(connection_pool=pool_class.from_url(url, **options))
-                entry = _shared[key] = (client.connection_pool, client, client.register_script(_INCR_IF_EXISTS))
+                scripts = {
+                    "incr": client.register_script(_INCR_IF_EXISTS),
+                    "count": client.register_script(_COUNT),
+                }
+                entry = _shared[key] = (client.connection_pool, client, scripts)
     return entry
 
 
@@ -84,10 +97,13 @@ class RedisCacheClient(django_redis.RedisCacheClient):
         return self._pooled(write)[1]
 
     def incr(self, key, delta):
-        value = self._pooled(True)[2](keys=[key], args=[delta])
+        value = self._pooled(True)[2]["incr"](keys=[key], args=[delta])
         if value is None:
             raise ValueError(f"Key '{key}' not found.")
         return value
+
+    def count(self, key, timeout):
+        return self._pooled(True)[2]["count"](keys=[key], args=[timeout])
 
     def set_and_delete(self, key, value, timeout, delete, and_wake=None):
         pipe = self.get_client(key, write=True).pipeline(transaction=False)
@@ -127,6 +143,9 @@ class RedisCache(django_redis.RedisCache):
         if and_wake is not None:
             and_wake = (self.make_and_validate_key(and_wake[0], version=version), max(1, int(and_wake[1])))
         self._cache.set_and_delete(key, value, self.get_backend_timeout(timeout), delete, and_wake)
+
+    def count(self, key, timeout, version=None):
+        return self._cache.count(self.make_and_validate_key(key, version=version), max(1, int(timeout)))
 
     def wake(self, key, ttl, version=None):
         self._cache.wake(self.make_and_validate_key(key, version=version), max(1, int(ttl)))

@@ -247,3 +247,36 @@ def crossings(monkeypatch):
 
     monkeypatch.setattr(asgiref.sync.SyncToAsync, "__init__", counting_init)
     return seen
+
+
+def _command_names(blob):
+    """The name of each command in RESP bytes: `*<n>\\r\\n` then n bulk strings `$<len>\\r\\n<bytes>\\r\\n`."""
+    names, at = [], 0
+    while at < len(blob):
+        end = blob.index(b"\r\n", at)
+        n, at = int(blob[at + 1 : end]), end + 2
+        for i in range(n):
+            end = blob.index(b"\r\n", at)
+            size, at = int(blob[at + 1 : end]), end + 2
+            if i == 0:
+                names.append(blob[at : at + size].decode().upper())
+            at += size + 2
+    return names
+
+
+@pytest.fixture
+def redis_round_trips(monkeypatch):
+    """What this process sends Redis, one entry per round trip (a pipeline or a script is one), each the
+    list of its commands' names (`[["GET"], ["EVALSHA"], ["SET", "DEL", "XADD", "EXPIRE"]]`)."""
+    import redis.connection
+
+    sent = []
+    real_send = redis.connection.AbstractConnection.send_packed_command
+
+    def recording_send(self, command, check_health=True):
+        blob = b"".join(command) if isinstance(command, (list, tuple)) else bytes(command)
+        sent.append(_command_names(blob))
+        return real_send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", recording_send)
+    return sent
