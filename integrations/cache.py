@@ -21,6 +21,11 @@ one key, drops another and (optionally) wakes a third in one round trip here (a
 single-flight answer, its lock and the callers waiting on it), in separate
 calls on any other backend.
 
+`get_or_add(cache, key, add_key, add_value, timeout)` reads one key and, when it
+is missing, adds another (a single-flight lock) in the same atomic step: one
+round trip for a search that is not cached, where a read, the lock and a read
+again were three.
+
 `wake(cache, key, ttl)` / `wait_woken(cache, key, timeout)`: a waiter blocks
 until someone wakes `key`, instead of polling for what they leave. On Redis the
 key is a stream: `wake` adds an entry, `wait_woken` is `XREAD BLOCK` from the
@@ -54,6 +59,19 @@ redis.call('set', KEYS[1], 0, 'NX', 'EX', ARGV[1])
 return redis.call('incr', KEYS[1])
 """
 
+# The value of KEYS[1]; when there is none, SET KEYS[2] NX (1 if taken, 0 if someone holds it). Atomic, so a
+# lock taken here was taken while KEYS[1] was missing: nobody left an answer between the read and the lock.
+_GET_OR_ADD = """
+local value = redis.call('get', KEYS[1])
+if value then
+    return value
+end
+if redis.call('set', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then
+    return 1
+end
+return 0
+"""
+
 
 _shared_lock = threading.Lock()
 # (server URL, pool class, pool options) -> (pool, client, {name: script}); entries live as long as the process.
@@ -71,6 +89,7 @@ def _shared_entry(url, pool_class, options, client_class):
                 scripts = {
                     "incr": client.register_script(_INCR_IF_EXISTS),
                     "count": client.register_script(_COUNT),
+                    "get_or_add": client.register_script(_GET_OR_ADD),
                 }
                 entry = _shared[key] = (client.connection_pool, client, scripts)
     return entry
@@ -104,6 +123,14 @@ class RedisCacheClient(django_redis.RedisCacheClient):
 
     def count(self, key, timeout):
         return self._pooled(True)[2]["count"](keys=[key], args=[timeout])
+
+    def get_or_add(self, key, add_key, add_value, timeout):
+        got = self._pooled(True)[2]["get_or_add"](
+            keys=[key, add_key], args=[self._serializer.dumps(add_value), timeout]
+        )
+        if isinstance(got, bytes):
+            return self._serializer.loads(got), False
+        return None, got == 1
 
     def set_and_delete(self, key, value, timeout, delete, and_wake=None):
         pipe = self.get_client(key, write=True).pipeline(transaction=False)
@@ -146,6 +173,11 @@ class RedisCache(django_redis.RedisCache):
 
     def count(self, key, timeout, version=None):
         return self._cache.count(self.make_and_validate_key(key, version=version), max(1, int(timeout)))
+
+    def get_or_add(self, key, add_key, add_value, timeout, version=None):
+        key = self.make_and_validate_key(key, version=version)
+        add_key = self.make_and_validate_key(add_key, version=version)
+        return self._cache.get_or_add(key, add_key, add_value, max(1, int(timeout)))
 
     def wake(self, key, ttl, version=None):
         self._cache.wake(self.make_and_validate_key(key, version=version), max(1, int(ttl)))
@@ -206,3 +238,23 @@ def set_and_delete(cache, key, value, timeout, delete, *, and_wake=None):
     cache.delete(delete)
     if and_wake is not None:
         wake(cache, *and_wake)
+
+
+def get_or_add(cache, key, add_key, add_value, timeout):
+    """(value of `key`, False) when it is there; else (None, whether `add_key` was added, as `cache.add`).
+
+    One atomic round trip on Redis. Elsewhere a read, the add and, once added, a read again (a value left
+    between the first read and the add is returned, and the add undone), so that on every backend an add
+    reported here was made while `key` was missing."""
+    if isinstance(cache, RedisCache):
+        return cache.get_or_add(key, add_key, add_value, timeout)
+    value = cache.get(key)
+    if value is not None:
+        return value, False
+    if not cache.add(add_key, add_value, timeout):
+        return None, False
+    value = cache.get(key)
+    if value is not None:
+        cache.delete(add_key)
+        return value, False
+    return None, True

@@ -6,7 +6,7 @@ from unittest import mock
 import pytest
 from django.core.cache import cache, caches
 
-from integrations.cache import RedisCache, set_and_delete, wait_woken, wake
+from integrations.cache import RedisCache, get_or_add, set_and_delete, wait_woken, wake
 
 pytestmark = pytest.mark.redis
 
@@ -121,3 +121,45 @@ def test_a_fresh_worker_opens_the_shared_redis_connection_before_its_first_reque
     pool = redis_cache._cache.get_client(write=False).connection_pool
     assert len(pool._available_connections) == 1
     redis_cache._cache._entries.clear()  # the next test's lookups go back to the process's pool
+
+
+def test_get_or_add_answers_a_value_that_is_there_and_leaves_the_other_key_alone(any_cache):
+    any_cache.clear()  # the local-memory cache outlives a test
+    any_cache.set("t:answer", {"offers": [1]}, 60)
+    assert get_or_add(any_cache, "t:answer", "t:lock", {"token": "a"}, 30) == ({"offers": [1]}, False)
+    assert any_cache.get("t:lock") is None
+
+
+def test_get_or_add_takes_the_other_key_when_the_value_is_missing_and_nobody_holds_it(any_cache):
+    any_cache.clear()
+    assert get_or_add(any_cache, "t:answer", "t:lock", {"token": "a"}, 30) == (None, True)
+    assert any_cache.get("t:lock") == {"token": "a"}
+    # Held now: the next caller is told so, and the holder's value stays.
+    assert get_or_add(any_cache, "t:answer", "t:lock", {"token": "b"}, 30) == (None, False)
+    assert any_cache.get("t:lock") == {"token": "a"}
+
+
+def test_get_or_add_on_redis_is_one_round_trip_and_the_key_it_adds_expires(redis_cache, redis_round_trips):
+    get_or_add(redis_cache, "t:answer", "t:warm", 1, 30)  # the script is loaded on first use
+    redis_round_trips.clear()
+    assert get_or_add(redis_cache, "t:answer", "t:lock", {"token": "a"}, 30) == (None, True)
+    assert redis_round_trips == [["EVALSHA"]]
+    key = redis_cache.make_and_validate_key("t:lock")
+    assert 0 < redis_cache._cache.get_client(key).ttl(key) <= 30
+
+
+def test_get_or_add_elsewhere_returns_a_value_left_between_its_read_and_its_add(settings):
+    # Not one atomic step there: an answer left just before the lock is taken is read, and the lock dropped,
+    # so an add it reports was always made while the value was missing.
+    settings.CACHES = {**settings.CACHES, "other": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    other = caches["other"]
+    other.clear()
+    real_add = other.add
+
+    def add_after_an_answer(key, value, timeout):
+        other.set("answer", "left by the holder before", 60)
+        return real_add(key, value, timeout)
+
+    with mock.patch.object(other, "add", add_after_an_answer):
+        assert get_or_add(other, "answer", "lock", {"token": "a"}, 30) == ("left by the holder before", False)
+    assert other.get("lock") is None

@@ -517,3 +517,18 @@ def test_a_searchs_cache_key_is_the_json_of_every_field_of_its_query_as_before()
     )
     assert json.dumps(query.canonical(), sort_keys=True) == json.dumps(dataclasses.asdict(query), sort_keys=True)
     assert set(query.canonical()) == {f.name for f in dataclasses.fields(SearchQuery)}
+
+
+@pytest.mark.redis
+def test_a_search_not_in_the_cache_reads_it_and_takes_its_lock_in_one_round_trip(
+    user_client, duffel, redis_round_trips
+):
+    search(user_client, one_way(days=40))  # the scripts are loaded on first use
+    redis_round_trips.clear()
+    assert search(user_client, one_way()).status_code == 200
+    # The token's user, the inbound limit's count, the cache read and the lock (one script), Duffel's
+    # outbound limit, then the answer cached with the lock dropped and the flight woken: five round trips.
+    assert redis_round_trips == [["GET"], ["EVALSHA"], ["EVALSHA"], ["EVALSHA"], ["SET", "DEL", "XADD", "EXPIRE"]]
+    redis_round_trips.clear()
+    assert search(user_client, one_way()).json()["cache"]["hit"] is True
+    assert redis_round_trips == [["GET"], ["EVALSHA"], ["EVALSHA"]]  # a cached answer: three

@@ -18,26 +18,26 @@ latest-expiring offer, and each answer drops offers whose `expires_at` has
 passed; when every cached offer has expired, the search runs again.
 `refresh=true` skips the cache.
 
-Single flight: identical searches that arrive together make one provider
-call. The first (the leader) takes a lock (`cache.add`, atomic SET NX on Redis)
-naming its flight and when its provider call must have ended, calls, leaves the
-answer (or the error, for a few seconds, so eight callers do not each spend a
-search to learn the same 429), drops the lock and wakes its flight
-(`integrations.cache.wake`; an answer, the release and the wake-up are one
-Redis round trip). A leader answering a web request does that once its own
-client's answer has been sent (`integrations.context.after_response`): until
-then the lock stands, so the others wait for the entry as they waited for the
-provider, and a next page asked for at once waits for it too (`_answer_being_cached`).
-The others (followers) block on that flight
-(`wait_woken`: XREAD BLOCK on Redis, a thread event on the local-memory cache
-of `make run`) and read the answer the moment it is written; nobody sleeps or
-polls in the request. A follower waits at most until its own deadline
-(TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS after it arrived), even when the leader's
-worst case is longer (a price watch's check in a worker may take a minute; Duffel
-usually answers in seconds); if the leader has not answered by then, it answers
-503 with a Retry-After of the leader's time left. A leader that died
-without waking anyone is noticed when its call's time is up (plus
-WAKE_GRACE_SECONDS): the lock expires and a follower takes it.
+Single flight: identical searches that arrive together make one provider call.
+The first (the leader) takes a lock (atomic SET NX on Redis, in the same script
+as its read of the cache: `integrations.cache.get_or_add`) naming its flight
+and when its provider call must have ended, calls, leaves the answer (or the
+error, for a few seconds, so eight callers do not each spend a search to learn
+the same 429), drops the lock and wakes its flight (`integrations.cache.wake`;
+an answer, the release and the wake-up are one Redis round trip). A leader
+answering a web request does that once its own client's answer has been sent
+(`integrations.context.after_response`): until then the lock stands, so the
+others wait for the entry as they waited for the provider, and a next page
+asked for at once waits for it too (`_answer_being_cached`). The others
+(followers) block on that flight (`wait_woken`: XREAD BLOCK on Redis, a thread
+event on the local-memory cache of `make run`) and read the answer the moment
+it is written; nobody sleeps or polls in the request. A follower waits at most
+until its own deadline (TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS after it arrived),
+even when the leader's worst case is longer (a price watch's check in a worker
+may take a minute; Duffel usually answers in seconds); if the leader has not
+answered by then, it answers 503 with a Retry-After of the leader's time left.
+A leader that died without waking anyone is noticed when its call's time is up
+(plus WAKE_GRACE_SECONDS): the lock expires and a follower takes it.
 """
 
 import base64
@@ -55,7 +55,7 @@ from django.conf import settings
 from django.core.cache import cache, caches
 
 from integrations import gateway
-from integrations.cache import set_and_delete, wait_woken, wake
+from integrations.cache import get_or_add, set_and_delete, wait_woken, wake
 from integrations.context import after_response
 from integrations.errors import DomainError, ProviderError
 from integrations.registry import require
@@ -267,20 +267,30 @@ def _fetch(query, key, *, user, refresh, max_age=None):
     started = time.time()
     ck = _cache_key(key)
     not_before = started if refresh else (started - max_age if max_age is not None else None)
-    if not refresh:
-        entry = _usable(cache.get(ck), started, not_before=not_before)
-        if entry:
-            return entry, True
     lock, token = _lock_key(key), uuid.uuid4().hex
     flight = (_flight_key(key, token), ERROR_SHARE_SECONDS + WAKE_GRACE_SECONDS)  # what the leader wakes
     call_seconds = gateway.timeout_for("duffel")
     lock_ttl = int(max(settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS, call_seconds)) + 5
     deadline = time.monotonic() + settings.TRAVEL_SINGLE_FLIGHT_WAIT_SECONDS
+    # A search not in the cache reads it and takes the lock in one round trip (one atomic script on Redis),
+    # not three (read, lock, read again). `took`: the lock was taken while no answer was cached; `tried`:
+    # the lock was tried already (it is held: wait for its holder without asking for it again first).
+    took = tried = False
+    if not refresh:
+        found, took = get_or_add(
+            caches["default"], ck, lock, {"token": token, "until": started + call_seconds}, timeout=lock_ttl
+        )
+        entry = _usable(found, started, not_before=not_before)
+        if entry:
+            return entry, True
+        tried = found is None  # the script asks for the lock only when nothing is cached
     while True:
-        if cache.add(lock, {"token": token, "until": time.time() + call_seconds}, timeout=lock_ttl):
+        if took or (
+            not tried and cache.add(lock, {"token": token, "until": time.time() + call_seconds}, timeout=lock_ttl)
+        ):
             released = False
             try:
-                if not refresh:
+                if not refresh and not took:
                     # The caller before us may have answered between our read and the lock.
                     entry = _usable(cache.get(ck), time.time(), not_before=not_before or started)
                     if entry:
@@ -304,6 +314,7 @@ def _fetch(query, key, *, user, refresh, max_age=None):
                     cache.delete(lock)
                     # The error left (or nothing, if we failed otherwise): the followers look now.
                     wake(caches["default"], *flight)
+        tried = False  # from now on, each look ends in another try for the lock
         # Someone else is asking the provider: block until they wake us, within our deadline.
         holder = cache.get(lock)
         if holder is not None:
