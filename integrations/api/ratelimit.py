@@ -8,7 +8,7 @@ Counts per authenticated user (or client IP when anonymous) in the default
 cache (Redis in production). The DRF request is passed so that token-auth
 users are seen, not only session ones.
 
-On Redis a request is counted in one round trip (integrations.cache.count):
+On Redis a request is counted in one round trip (`RedisCache.count`, one script):
 django-ratelimit's own count is two (`cache.add`, then `cache.incr`), on every
 limited request, a flight search's included. The window, the cache key and the
 stored count are django-ratelimit's (its fixed window per key, jittered by the
