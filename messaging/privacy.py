@@ -51,25 +51,21 @@ def cancel_pending(user, report):
 
 def erase_messaging(user, report):
     """Recordings, transcriptions and the media files of MMS deleted at Twilio first, and the bodies of the
-    user's messages redacted there (404 = already gone), then the rows. A failing delete fails this holder: the erasure retries it later (privacy.erasure), and what was
-    deleted already is found gone."""
+    user's messages redacted there (404 = already gone), then the rows. A failing call fails this holder: the
+    erasure retries it later (privacy.erasure). A message is erased at Twilio and deleted in the hub one at a
+    time, so a retry asks Twilio only about the messages a run has not finished."""
     cancel_pending(user, report)
-    # The files an MMS came with stay at Twilio (num_media: the hub keeps only the count), readable with the
-    # account's credentials until deleted: the user's pictures must not outlive the rows that point at them.
-    with_media = (
-        SmsMessage.objects.filter(owner=user, num_media__gt=0).exclude(external_id=None).exclude(external_id="")
-    )
-    for sms in with_media.iterator(chunk_size=200):
-        deleted = twilio_rest.message_media_delete(sid=sms.external_id, related=sms)
-        report.provider_count("twilio.message_media", "deleted" if deleted else "already_gone")
-    # Twilio keeps every message's text in its Message record (Console, API, its support staff) whatever the hub
-    # deletes. Redacted rather than deleted: Twilio documents an empty Body as removing the text while the record
-    # stays, with the status and price Twilio bills on and the hub's cost booking and reconciliation read (a
-    # deleted record also refuses while Twilio still processes it, 20009). Inbound and outbound alike.
-    sent = SmsMessage.objects.filter(owner=user).exclude(external_id=None).exclude(external_id="").order_by("pk")
-    for sms in sent.iterator(chunk_size=200):
-        redacted = twilio_rest.message_redact(sid=sms.external_id, related=sms)
-        report.provider_count("twilio.message_bodies", "redacted" if redacted else "already_gone")
+    # Before any row goes: the alerts are found by the ids of the user's rows.
+    report.count("integrations.Alert.redacted", _redact_gave_up_alerts(user))
+    at_twilio = SmsMessage.objects.filter(owner=user).exclude(external_id=None).exclude(external_id="")
+    last_pk = 0
+    while batch := list(at_twilio.filter(pk__gt=last_pk).order_by("pk").only("pk", "external_id", "num_media")[:200]):
+        for sms in batch:
+            _erase_message_at_twilio(sms, report)
+            # Its media and text are gone at Twilio: the row goes now, so a retry after a later message's failure
+            # does not list, redact and count this one again (a call per message per retry otherwise).
+            report.count("messaging.SmsMessage", SmsMessage.objects.filter(pk=sms.pk).delete()[0])
+        last_pk = batch[-1].pk
     for call in CallLog.objects.filter(owner=user).exclude(recording_sid="", transcription_sid=""):
         if call.transcription_sid:
             gone = twilio_rest.transcription_delete(sid=call.transcription_sid, related=call)
@@ -80,10 +76,24 @@ def erase_messaging(user, report):
         CallLog.objects.filter(pk=call.pk).update(
             recording_sid="", recording_url="", transcription_sid="", transcript="", updated_at=timezone.now()
         )
-    report.count("integrations.Alert.redacted", _redact_gave_up_alerts(user))
+    report.count("integrations.Alert.redacted", _redact_gave_up_alerts(user))  # a task that gave up meanwhile
     report.count("messaging.SmsMessage", SmsMessage.objects.filter(owner=user).delete()[0])
     report.count("messaging.CallLog", CallLog.objects.filter(owner=user).delete()[0])
     report.count("messaging.Conversation", Conversation.objects.filter(owner=user).delete()[0])
+
+
+def _erase_message_at_twilio(sms, report):
+    # The files an MMS came with stay at Twilio (num_media: the hub keeps only the count), readable with the
+    # account's credentials until deleted: the user's pictures must not outlive the rows that point at them.
+    if sms.num_media:
+        deleted = twilio_rest.message_media_delete(sid=sms.external_id, related=sms)
+        report.provider_count("twilio.message_media", "deleted" if deleted else "already_gone")
+    # Twilio keeps every message's text in its Message record (Console, API, its support staff) whatever the hub
+    # deletes. Redacted rather than deleted: Twilio documents an empty Body as removing the text while the record
+    # stays, with the status and price Twilio bills on and the hub's cost booking and reconciliation read (a
+    # deleted record also refuses while Twilio still processes it, 20009). Inbound and outbound alike.
+    redacted = twilio_rest.message_redact(sid=sms.external_id, related=sms)
+    report.provider_count("twilio.message_bodies", "redacted" if redacted else "already_gone")
 
 
 # The tasks whose first argument is one of this app's rows. Their "gave up" alert (ProviderTask.on_failure) quotes
@@ -108,10 +118,11 @@ def _redact_gave_up_alerts(user):
         named = _GAVE_UP.match(message)
         if named is None or named[1] not in _TASK_ROWS or int(named[2]) not in mine[_TASK_ROWS[named[1]]]:
             continue
+        plain = f"{named[1]}({named[2]},) gave up; what the provider answered went with the erased user's data."
+        if message == plain:
+            continue  # redacted by an earlier pass (this one's start, or a run the erasure retried)
         # Only if still this message: the open alert of a task takes the text of its latest failure.
-        redacted += Alert.objects.filter(pk=pk, message=message).update(
-            message=f"{named[1]}({named[2]},) gave up; what the provider answered went with the erased user's data."
-        )
+        redacted += Alert.objects.filter(pk=pk, message=message).update(message=plain)
     return redacted
 
 

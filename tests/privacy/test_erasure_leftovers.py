@@ -10,7 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from documents.models import DocumentVersion
-from integrations.models import Connection, ProviderCall, WebhookEvent
+from integrations.alerts import alert_raise
+from integrations.models import Alert, Connection, ProviderCall, WebhookEvent
 from messaging.models import SmsMessage
 from privacy import erasure as erasure_service
 from privacy.models import Erasure
@@ -192,3 +193,70 @@ def test_a_redaction_twilio_fails_is_retried_and_the_rows_wait_for_it(user, staf
     assert erasure_service.erasure_run(erasure_id=erasure.pk, now=row.next_attempt_at) == "done"
     assert bodies == {sent.external_id: ""}
     assert not SmsMessage.objects.filter(pk=sent.pk).exists()
+
+
+def test_a_retried_erasure_asks_twilio_only_about_the_messages_it_has_not_erased_yet(user, staff_user, http, eager):
+    """A retry used to redact every message of the user again, and list an MMS's media again, after one 503 on
+    the last of them: a call per message per retry, and a report counting each message once per run. A message
+    whose media and text are gone at Twilio leaves the hub at once, so the retry asks only about the rest."""
+    first = SmsFactory(owner=user, status="delivered", external_id="SM" + "f" * 32, body="one")
+    mms = SmsFactory(
+        owner=user, direction="inbound", status="received", num_media=1, external_id="MM" + "f" * 32, body="pic"
+    )
+    last = SmsFactory(owner=user, status="delivered", external_id="SM" + "g" * 32, body="three")
+    bodies = {sms.external_id: sms.body for sms in (first, mms, last)}
+    media = {mms.external_id: ["ME" + "f" * 32]}
+    refuse = {last.external_id}  # Twilio answers 503 for it until the test says otherwise
+    asked = []
+
+    def redact(request):
+        sid = re.search(r"/Messages/(\w+)\.json", request.url)[1]
+        asked.append(("redact", sid))
+        if sid in refuse:
+            return 503, {}, json.dumps({"code": 20503, "message": "unavailable", "status": 503})
+        bodies[sid] = ""
+        return 200, {}, json.dumps({"sid": sid, "body": "", "status": "delivered"})
+
+    def media_list(request):
+        sid = request.url.split("/Messages/")[1].split("/")[0]
+        asked.append(("media_list", sid))
+        listed = [{"sid": m, "parent_sid": sid, "content_type": "image/jpeg"} for m in media.get(sid, [])]
+        page = {"media_list": listed, "page": 0, "page_size": 50, "next_page_uri": None, "uri": request.url}
+        return 200, {}, json.dumps(page)
+
+    def media_delete(request):
+        sid, media_sid = re.search(r"/Messages/(\w+)/Media/(\w+)\.json", request.url).groups()
+        media[sid].remove(media_sid)
+        return 204, {}, ""
+
+    http.add_callback(responses.POST, re.compile(rf"{re.escape(API)}/Messages/\w+\.json"), callback=redact)
+    http.add_callback(responses.GET, re.compile(rf"{re.escape(API)}/Messages/\w+/Media\.json.*"), callback=media_list)
+    http.add_callback(responses.DELETE, re.compile(rf"{re.escape(API)}/Messages/\w+/Media/\w+\.json"), media_delete)
+    # A task of the first message's that gave up, quoting Twilio: found by the row's id, so before the row goes.
+    alert = alert_raise(
+        kind=Alert.Kind.TASK_FAILED,
+        message=f"messaging.sms_price_fetch({first.pk},) gave up: The 'To' number +15005550006 is not valid",
+        dedupe_key="task_failed:messaging.sms_price_fetch",
+    )
+
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "retrying"
+    assert bodies == {first.external_id: "", mms.external_id: "", last.external_id: "three"}
+    assert media == {mms.external_id: []}
+    assert list(SmsMessage.objects.filter(owner=user).values_list("pk", flat=True)) == [last.pk]  # still to do
+
+    asked.clear()
+    refuse.clear()
+    row = Erasure.objects.get(pk=erasure.pk)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk, now=row.next_attempt_at) == "done"
+
+    assert asked == [("redact", last.external_id)]
+    assert bodies[last.external_id] == ""
+    report = Erasure.objects.get(pk=erasure.pk).report
+    assert report["providers"]["twilio.message_bodies"] == {"redacted": 3}
+    assert report["providers"]["twilio.message_media"] == {"deleted": 1}
+    assert report["apps"]["messaging"]["counts"]["messaging.SmsMessage"] == 3
+    alert.refresh_from_db()
+    assert "+15005550006" not in alert.message
+    assert report["apps"]["messaging"]["counts"]["integrations.Alert.redacted"] == 1
+    assert not SmsMessage.objects.filter(owner=user).exists()
