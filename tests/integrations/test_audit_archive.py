@@ -290,3 +290,27 @@ def test_a_day_whose_parts_fail_verification_is_left_for_staff_not_archived_agai
 
     assert list(AuditArchive.objects.values_list("day", flat=True)) == [DAY1.date() + dt.timedelta(days=1), DAY1.date()]
     assert "failed verification" in Alert.objects.get(dedupe_key="audit_archive:mismatch").message
+
+
+def test_staff_see_the_id_ranges_still_waiting_for_the_archive_and_cannot_change_them(admin_client):
+    """A gap the run keeps open night after night (a transaction left open since, or an id rolled back while an
+    older one is open) was visible nowhere: the gaps are listed, read-only, beside the archive's parts."""
+    found = dt.datetime(2026, 11, 3, 0, 30, tzinfo=dt.UTC)
+    held = AuditArchiveGap.objects.create(first_id=1041, last_id=1043, found_at=found)
+    AuditArchiveGap.objects.create(first_id=2000, last_id=None, found_at=found + dt.timedelta(days=11))
+    url = "/admin/audit/auditarchivegap/"
+
+    with time_machine.travel(found + dt.timedelta(days=11, hours=1), tick=False):
+        page = admin_client.get(url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "1041–1043" in text and "2000 and up" in text and "every new event" in text
+    assert "11 days" in text  # how long the held one has waited
+
+    assert admin_client.get(f"{url}add/").status_code == 403
+    assert admin_client.post(f"{url}{held.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client.post(f"{url}{held.pk}/change/", {"first_id": 1, "found_at": found}).status_code == 403
+    assert admin_client.post(url, {"action": "delete_selected", "_selected_action": [held.pk]}).status_code != 302
+    held.refresh_from_db()
+    assert (held.first_id, held.last_id) == (1041, 1043)
+    assert AuditArchiveGap.objects.count() == 2
