@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from integrations import locks
 from integrations.errors import DomainError, PermanentError, ProviderError
-from integrations.oauth import on_disconnect
+from integrations.oauth import on_disconnect, on_reconnect
 from integrations.oauth.services import missing_scopes
 from integrations.task_base import enqueue_on_commit
 from integrations.webhooks.graph import (
@@ -59,6 +59,11 @@ KINDS = {
     )
 }
 ARTIFACT_KINDS = ("graph_recordings", "graph_transcripts")
+REFUSED = "hub_refused_status"  # in a failed row's raw: the HTTP status of Graph's refusal
+# Graph's refusals of a delegated subscription that the organizer's own grant can cure: the token no longer
+# accepted (401), or consent withdrawn or the permission not granted for this account (403; also Graph's answer
+# for a missing Teams licence, which a reconnect does not cure: retried once then, and refused again).
+OWNER_CURABLE = frozenset({401, 403})
 
 
 def notification_url():
@@ -187,6 +192,9 @@ def _subscribe_one(meeting, conn, kind, url, now, *, retry):
         # Graph refused (no Teams licence, no consent, a meeting it no longer has; the list needs what the create
         # needs): said on the row, not retried.
         values = {"status": MeetingSubscription.Status.FAILED, "last_error": str(exc)[:2000], "resource": resource}
+        # Why Graph refused, for teams_subscriptions_reauthorized: one the owner's grant may cure is retried when
+        # they authorize Microsoft again.
+        values["raw"] = {**((row.raw or {}) if row is not None else {}), REFUSED: exc.http_status}
         if row is None:
             MeetingSubscription.objects.get_or_create(
                 meeting=meeting, kind=kind.kind, defaults={"provider": PROVIDER, **values}
@@ -384,6 +392,32 @@ def subscriptions_close_for_owner(owner):
         .distinct()
     )
     return sum(meeting_unsubscribe(meeting_id=meeting_id) for meeting_id in list(ids))
+
+
+@on_reconnect
+def teams_subscriptions_reauthorized(connection):
+    """oauth.on_reconnect: the organizer authorized Microsoft again (needs_reauth, expired, error or revoked ->
+    active), so a kind Graph refused for want of their grant or consent is made again, as Google Meet's
+    subscriptions the owner's grant suspended are reactivated. One subscribe run per meeting still listening,
+    told to retry only those kinds (it renews the active ones as any run does); Graph refuses again if the cause
+    was something else, and the row stays failed for staff. A refusal the owner cannot cure (the meeting gone,
+    a bad request) and the app-only call events (the hub's own permission) still wait for staff."""
+    from ..tasks import teams_subscribe_task
+
+    delegated = [k.kind for k in KINDS.values() if not k.app_only]
+    failed = MeetingSubscription.objects.filter(
+        meeting__connection=connection,
+        provider=PROVIDER,
+        kind__in=delegated,
+        status=MeetingSubscription.Status.FAILED,
+    ).select_related("meeting")
+    retry = {}
+    now = timezone.now()
+    for sub in failed.order_by("meeting_id", "kind"):
+        if (sub.raw or {}).get(REFUSED) in OWNER_CURABLE and listening(sub.meeting, now):
+            retry.setdefault(sub.meeting_id, []).append(sub.kind)
+    for meeting_id, kinds in retry.items():
+        enqueue_on_commit(teams_subscribe_task, meeting_id, retry=kinds)
 
 
 @on_disconnect

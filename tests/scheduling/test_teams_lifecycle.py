@@ -553,3 +553,43 @@ def test_the_providers_endpoint_tells_what_teams_can_and_cannot_do(user_client, 
         "TEAMS_CALL_EVENTS_CERTIFICATE",
         "TEAMS_CALL_EVENTS_PRIVATE_KEY",
     ]
+
+
+def test_authorizing_microsoft_again_retries_the_kinds_graph_refused_for_the_owners_grant(
+    hub, granted, graph, idp, create, user_client, django_capture_on_commit_callbacks
+):
+    """A kind Graph refused for the organizer's consent waited for staff even after the organizer authorized
+    Microsoft again; Google Meet's subscriptions the owner's grant suspended are reactivated then. Now the
+    reconnect makes the consent refusal again; one refused for another cause (a bad request) waits for staff."""
+    from integrations.models import Connection
+
+    from ..integrations.oauth.test_microsoft_flow import CALLBACK, start, tokens
+
+    meeting = create()
+    MeetingSubscription.objects.all().delete()
+    graph.fail_next += [
+        (403, {"error": {"code": "Forbidden", "message": "consent withdrawn for this app"}}, {}),
+        (400, {"error": {"code": "BadRequest", "message": "resource not supported"}}, {}),
+    ]
+    tasks.teams_subscribe_task.delay(meeting.pk)
+    consent = MeetingSubscription.objects.get(meeting=meeting, kind="graph_recordings")
+    other = MeetingSubscription.objects.get(meeting=meeting, kind="graph_transcripts")
+    assert (consent.status, other.status) == ("failed", "failed")
+    # The withdrawn consent also refused the refresh token: the connection needs authorization.
+    Connection.objects.filter(pk=granted.pk).update(status=Connection.Status.NEEDS_REAUTH)
+    creates = len(_ops("subscription.create"))
+
+    params = start(user_client, capabilities=granted.capabilities)
+    answer = tokens(params["nonce"], scope=" ".join([*granted.scopes, "openid", "profile", "offline_access"]))
+    graph.token = answer["access_token"]
+    idp.token_responses = [(200, answer)]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = user_client.get(CALLBACK, {"code": "0.CCC-code", "state": params["state"]})
+    assert response.status_code == 200, response.content
+    assert Connection.objects.get(pk=granted.pk).status == Connection.Status.ACTIVE
+
+    consent.refresh_from_db()
+    assert consent.status == "active" and consent.external_id in graph.subscriptions and consent.last_error == ""
+    other.refresh_from_db()
+    assert other.status == "failed" and "resource not supported" in other.last_error
+    assert len(_ops("subscription.create")) == creates + 1  # the consent refusal's kind only
