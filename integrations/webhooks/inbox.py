@@ -75,10 +75,39 @@ def _insert_once(event):
     """
     fields, sql = _insert_statement(connection.vendor)
     values = [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in fields]
-    with connection.cursor() as cursor:
+    with _insert_cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+def _insert_cursor():
+    """A cursor for _insert_once: on PostgreSQL one that sends the values beside the statement.
+
+    Django's default psycopg cursor binds client-side: it quotes every value into the SQL text in Python,
+    about a third of the CPU of running this INSERT (17 values, two of them a JSON document each). Sent
+    as parameters (the extended protocol), psycopg's C transformer dumps them instead: ~40 us less per
+    delivery. The statement is never prepared on the server (an unnamed one, parsed each time): that
+    costs the client less again and works the same behind pgbouncer in transaction pooling mode.
+    The cursor is wrapped as connection.cursor() wraps its own (query logging, execute_wrapper hooks).
+    """
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_unprepared_cursor_class()(connection.connection))
+
+
+@functools.cache
+def _unprepared_cursor_class():
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class UnpreparedServerBindingCursor(ServerBindingCursor):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=False, binary=binary)
+
+    return UnpreparedServerBindingCursor
 
 
 @functools.cache
