@@ -9,7 +9,7 @@ import logging
 
 import orjson
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -73,15 +73,18 @@ def _insert_once(event):
     and create() + IntegrityError makes PostgreSQL log an error for every
     duplicate delivery. Works on PostgreSQL and SQLite >= 3.35.
     """
-    fields, sql = _insert_statement(connection.vendor)
-    values = [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in fields]
-    with _insert_cursor() as cursor:
+    # The connection itself, not the `connection` proxy: every attribute read through the proxy looks the
+    # connection up again in its context-local storage, and preparing the 16 values reads ~30 (~13 us).
+    conn = connections[DEFAULT_DB_ALIAS]
+    fields, sql = _insert_statement(conn.vendor)
+    values = [f.get_db_prep_save(f.pre_save(event, add=True), conn) for f in fields]
+    with _insert_cursor(conn) as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()
     return row[0] if row else None
 
 
-def _insert_cursor():
+def _insert_cursor(conn):
     """A cursor for _insert_once: on PostgreSQL one that sends the values beside the statement.
 
     Django's default psycopg cursor binds client-side: it quotes every value into the SQL text in Python,
@@ -91,12 +94,12 @@ def _insert_cursor():
     costs the client less again and works the same behind pgbouncer in transaction pooling mode.
     The cursor is wrapped as connection.cursor() wraps its own (query logging, execute_wrapper hooks).
     """
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        return connection._prepare_cursor(_unprepared_cursor_class()(connection.connection))
+    if conn.vendor != "postgresql":
+        return conn.cursor()
+    conn.close_if_health_check_failed()
+    conn.ensure_connection()
+    with conn.wrap_database_errors:
+        return conn._prepare_cursor(_unprepared_cursor_class()(conn.connection))
 
 
 @functools.cache
