@@ -62,6 +62,7 @@ class PriceWatch(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name_plural = "price watches"
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["next_check_at"], condition=Q(status="active"), name="travel_watch_due_idx"),

@@ -173,6 +173,7 @@ class AlertDelivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name_plural = "alert deliveries"
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["alert", "channel_key", "notice", "sequence"], name="alert_delivery_once")

@@ -26,6 +26,9 @@ class Mailbox(models.Model):
     last_synced_at = models.DateTimeField(null=True, blank=True)
     full_sync_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        verbose_name_plural = "mailboxes"
+
     def __str__(self):
         return f"mailbox of connection {self.connection_id}"
 
