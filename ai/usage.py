@@ -113,45 +113,19 @@ def usage_record(
     On PostgreSQL both are one upsert, written once per process: every AI answer books here, and
     the ORM's compiled UPDATE cost ~2 ms more per request than the statement itself."""
     month = month_of(now)
+    amounts = _amounts(input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_usd, cached)
     if connection.vendor == "postgresql":
-        amounts = dict(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cached_tokens=cached_tokens,
-            cache_write_tokens=cache_write_tokens,
-        )
-        statement = usage_statement(
-            owner_id=owner_id, provider=provider, model=model, **amounts, cost_usd=cost_usd, cached=cached, now=now
-        )
         with connection.cursor() as cursor:
-            cursor.execute(*statement)
+            cursor.execute(*_statement(amounts, owner_id, month, provider, model))
         return
-    changes = {
-        "requests": F("requests") + 1,
-        "cached_requests": F("cached_requests") + (1 if cached else 0),
-        "input_tokens": F("input_tokens") + input_tokens,
-        "output_tokens": F("output_tokens") + output_tokens,
-        "cached_tokens": F("cached_tokens") + cached_tokens,
-        "cache_write_tokens": F("cache_write_tokens") + cache_write_tokens,
-        "cost_usd": F("cost_usd") + Decimal(cost_usd),
-    }
+    changes = {name: F(name) + amount for name, amount in amounts.items()}
     rows = AiUsageMonthly.objects.filter(owner_id=owner_id, month=month, provider=provider, model=model[:128])
     if rows.update(**changes):
         return
     try:
         with transaction.atomic():
             AiUsageMonthly.objects.create(
-                owner_id=owner_id,
-                month=month,
-                provider=provider,
-                model=model[:128],
-                requests=1,
-                cached_requests=1 if cached else 0,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cached_tokens=cached_tokens,
-                cache_write_tokens=cache_write_tokens,
-                cost_usd=Decimal(cost_usd),
+                owner_id=owner_id, month=month, provider=provider, model=model[:128], **amounts
             )
     except IntegrityError:
         rows.update(**changes)  # another request created the month's row first
@@ -172,9 +146,23 @@ def usage_statement(
 ):
     """usage_record's PostgreSQL upsert as (sql, params), for a caller that sends it with others
     (integrations.aio.at_once)."""
-    amounts = [1, 1 if cached else 0, input_tokens, output_tokens, cached_tokens, cache_write_tokens, Decimal(cost_usd)]
-    sql = _pg_usage_sql().format(*map(sql_number, amounts))
-    return sql, [owner_id, month_of(now), provider, model[:128]]
+    amounts = _amounts(input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_usd, cached)
+    return _statement(amounts, owner_id, month_of(now), provider, model)
+
+
+def _amounts(input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_usd, cached):
+    """What one request adds to its monthly row, by USAGE_SUMS column (in that order)."""
+    return dict(
+        zip(
+            USAGE_SUMS,
+            (1, 1 if cached else 0, input_tokens, output_tokens, cached_tokens, cache_write_tokens, Decimal(cost_usd)),
+            strict=True,
+        )
+    )
+
+
+def _statement(amounts, owner_id, month, provider, model):
+    return _pg_usage_sql().format(*map(sql_number, amounts.values())), [owner_id, month, provider, model[:128]]
 
 
 def month_spent(owner_id, now=None):
