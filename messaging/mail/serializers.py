@@ -66,3 +66,15 @@ class ModifySerializer(StrictSerializer):
 
 class LabelSerializer(StrictSerializer):
     name = serializers.CharField(max_length=225)
+
+
+class ThreadQuerySerializer(serializers.Serializer):
+    include_spam_trash = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "true: every message of the conversation, those in the bin and spam too (Gmail's TRASH and SPAM, "
+            "Outlook's Deleted Items and Junk Email), which the thread leaves out otherwise, as the list without "
+            "`label` does"
+        ),
+    )

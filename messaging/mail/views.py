@@ -15,7 +15,13 @@ from integrations.api.strict import unknown_fields
 from integrations.errors import DomainError
 
 from . import services
-from .serializers import LabelSerializer, ModifySerializer, OutgoingFormSerializer, OutgoingSerializer
+from .serializers import (
+    LabelSerializer,
+    ModifySerializer,
+    OutgoingFormSerializer,
+    OutgoingSerializer,
+    ThreadQuerySerializer,
+)
 
 CONNECTION = OpenApiParameter("connection", int, OpenApiParameter.PATH, description="A mail connection's id")
 
@@ -80,7 +86,8 @@ class MessageListView(APIView):
                 str,
                 description=(
                     "Gmail label id / Outlook folder id (or a well-known name: inbox). Omitted: what the provider's "
-                    "own list answers, on Gmail all mail but SPAM and TRASH, on Outlook every folder. `source` says "
+                    "own list answers, on Gmail all mail but SPAM and TRASH, on Outlook every folder but Deleted Items "
+                    "and Junk Email. `source` says "
                     "whether the page came from the hub's cache (Outlook: label=inbox only) or the provider."
                 ),
             ),
@@ -147,10 +154,24 @@ class AttachmentView(APIView):
         return response
 
 
+THREAD_INCLUDE_SPAM_TRASH = OpenApiParameter(
+    "include_spam_trash",
+    bool,
+    description=ThreadQuerySerializer().fields["include_spam_trash"].help_text,
+)
+
+
 class ThreadView(APIView):
-    @_doc("thread_id")
+    @_doc("thread_id", query=[THREAD_INCLUDE_SPAM_TRASH])
     def get(self, request, connection, thread_id):
-        messages = services.thread_get(owner=request.user, connection_id=connection, thread_id=thread_id)
+        query = ThreadQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        messages = services.thread_get(
+            owner=request.user,
+            connection_id=connection,
+            thread_id=thread_id,
+            include_spam_trash=query.validated_data["include_spam_trash"],
+        )
         return Response({"id": thread_id, "messages": [_out(request, m) for m in messages]})
 
 

@@ -20,6 +20,7 @@ LENIENT = {
     "travel.serializers.PlacesQuerySerializer": "query string",
     "scheduling.calendars.serializers.EventQuerySerializer": "query string",
     "scheduling.calendars.serializers.WindowSerializer": "query string",
+    "messaging.mail.serializers.ThreadQuerySerializer": "query string",
     "integrations.oauth.serializers.CallbackSerializer": "the provider's redirect, relayed as it came",
     "documents.serializers.UploadSerializer": "documentation of the upload form only; the view reads the file",
 }

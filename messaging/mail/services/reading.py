@@ -83,12 +83,34 @@ def message_get(*, owner, connection_id, message_id):
     return _adapter(conn).get(conn, message_id)
 
 
-def thread_get(*, owner, connection_id, thread_id):
+def thread_get(*, owner, connection_id, thread_id, include_spam_trash=False):
+    """A conversation's messages but those in the bin or spam, which the list without `label` leaves out too:
+    neither Gmail's threads.get nor Graph's conversation read leaves them out, so a message the list no longer
+    showed (trashed, or moved to junk) came back in its thread. `include_spam_trash` asks for every message."""
     conn = mail_connection(owner=owner, connection_id=connection_id, verb="read")
     messages = _adapter(conn).thread(conn, thread_id)
     if not messages:
         raise DomainError(404, "not_found", "No such thread.")
-    return messages
+    if include_spam_trash:
+        return messages
+    hidden = _listed_only_by_label(conn, mailbox_for(conn))
+    # A Graph message's labels are its folder's id, then its categories (names, never a folder's id).
+    shown = [m for m in messages if not hidden.intersection(m.labels)]
+    if not shown:
+        raise DomainError(
+            404,
+            "not_found",
+            "No such thread outside the bin and spam; include_spam_trash=true shows the messages there.",
+        )
+    return shown
+
+
+def _listed_only_by_label(conn, mailbox):
+    """What a list without `label` leaves out: Gmail's SPAM and TRASH labels, Outlook's Deleted Items and Junk
+    Email folders (by id)."""
+    if conn.provider == "microsoft_oauth":
+        return frozenset(_left_out_folder_ids(conn, mailbox))
+    return GMAIL_LISTED_ONLY_BY_LABEL
 
 
 def attachment_get(*, owner, connection_id, message_id, attachment_id):

@@ -37,10 +37,11 @@ class FakeGraphFolders:
         respx_mock.get(url__regex=r".*/me/mailFolders/(?P<name>[^/?]+)/messages(\?.*)?$").mock(side_effect=self._in)
         respx_mock.get(url__regex=r".*/me/mailFolders/(?P<name>[^/?]+)(\?.*)?$").mock(side_effect=self._folder)
 
-    def add(self, n, folder, *, subject=None, day=1, read=False):
+    def add(self, n, folder, *, subject=None, day=1, read=False, conversation=None):
         self.messages.append(
             graph_message(
                 n,
+                conversationId=conversation or f"conv{n}",
                 parentFolderId=self.folders[folder],
                 subject=subject or f"Hello {n}",
                 receivedDateTime=f"2026-11-{day:02d}T10:00:00Z",
@@ -76,7 +77,9 @@ class FakeGraphFolders:
         for clause in (filter_ or "").split(" and ") if filter_ else []:
             if re.fullmatch(r"receivedDateTime ge 1900-01-01T00:00:00Z", clause):
                 continue
-            if match := re.fullmatch(r"parentFolderId ne '([^']*)'", clause):
+            if match := re.fullmatch(r"conversationId eq '([^']*)'", clause):
+                found = [m for m in found if m["conversationId"] == match.group(1)]
+            elif match := re.fullmatch(r"parentFolderId ne '([^']*)'", clause):
                 found = [m for m in found if m["parentFolderId"] != match.group(1)]
             elif match := re.fullmatch(r"\(isRead eq (true|false)\)", clause):
                 found = [m for m in found if m["isRead"] == (match.group(1) == "true")]

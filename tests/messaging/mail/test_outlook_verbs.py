@@ -49,6 +49,7 @@ def test_a_thread_is_the_conversation_oldest_first_even_with_an_undated_draft(
         later = graph_message(2, conversationId="conv1", receivedDateTime="2026-12-02T09:00:00Z")
         earlier = graph_message(1, conversationId="conv1", receivedDateTime="2026-12-01T09:00:00Z")
         draft = graph_message(9, conversationId="conv1", receivedDateTime=None)
+        graph_left_out_folders(respx_mock)
         route = respx_mock.get("/me/messages").mock(
             return_value=httpx.Response(200, json={"value": [later, draft, earlier]})
         )
