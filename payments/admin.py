@@ -23,6 +23,7 @@ class PaymentInline(admin.TabularInline):
         "payment_intent_id",
         "failure_code",
         "failure_message",
+        "dispute_status",
     ]
     readonly_fields = fields
     show_change_link = True
@@ -41,6 +42,12 @@ class MoneyColumns:
     @admin.display(description="refunded", ordering="amount_refunded")
     def money_refunded(self, obj):
         return minor_units(obj.amount_refunded, obj.currency) if obj.amount_refunded else "—"
+
+
+class InvoiceMoneyColumns(MoneyColumns):
+    @admin.display(description="charged back", ordering="amount_charged_back")
+    def money_charged_back(self, obj):
+        return minor_units(obj.amount_charged_back, obj.currency) if obj.amount_charged_back else "—"
 
 
 class InvoiceAdminForm(forms.ModelForm):
@@ -68,13 +75,30 @@ class InvoiceAdminForm(forms.ModelForm):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(AuditedAdminMixin, MoneyColumns, admin.ModelAdmin):
+class InvoiceAdmin(AuditedAdminMixin, InvoiceMoneyColumns, admin.ModelAdmin):
     form = InvoiceAdminForm
-    list_display = ["number", "owner", "money", "status", "due_date", "paid_at", "money_refunded"]
+    list_display = [
+        "number",
+        "owner",
+        "money",
+        "status",
+        "due_date",
+        "paid_at",
+        "money_refunded",
+        "money_charged_back",
+    ]
     list_filter = ["status", "currency"]
     search_fields = ["number", "=external_id", "owner__username", "owner__email"]
     raw_id_fields = ["owner", "subscription"]
-    readonly_fields = ["status", "paid_at", "amount_refunded", "external_id", "created_at", "updated_at"]
+    readonly_fields = [
+        "status",
+        "paid_at",
+        "amount_refunded",
+        "amount_charged_back",
+        "external_id",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [PaymentInline]
     actions = ["void_invoices"]
 

@@ -48,6 +48,8 @@ class Invoice(models.Model):
         REFUNDED = "refunded"
         FAILED = "failed"
         VOID = "void"
+        # Paid, then the money was taken back for good: a dispute (chargeback) on its payment was lost.
+        CHARGED_BACK = "charged_back"
 
     # A failed invoice can still be paid (the customer retries); paid never
     # goes back to open or failed, whatever arrives late.
@@ -55,12 +57,15 @@ class Invoice(models.Model):
         "draft": {"open", "void"},
         "open": {"paid", "failed", "void"},
         "failed": {"paid", "void", "open"},
-        "paid": {"partially_refunded", "refunded"},
+        "paid": {"partially_refunded", "refunded", "charged_back"},
         # Back down when Stripe reports a refund failed after it succeeded (the card was closed): the invoice
         # follows what is really refunded (payments.services.refunds), never a payment's event.
-        "partially_refunded": {"refunded", "paid"},
+        "partially_refunded": {"refunded", "paid", "charged_back"},
+        # A fully refunded charge has nothing left for a dispute to take (Stripe withdraws no more).
         "refunded": {"partially_refunded", "paid"},
         "void": set(),
+        # Final: Stripe never changes a lost dispute's outcome, so no later event (a late `won`) takes it back.
+        "charged_back": set(),
     }
     PAYABLE = frozenset({"open", "failed"})
 
@@ -73,6 +78,9 @@ class Invoice(models.Model):
     due_date = models.DateField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     amount_refunded = models.PositiveBigIntegerField(default=0)
+    amount_charged_back = models.PositiveBigIntegerField(
+        default=0, help_text="Minor units lost disputes took back for good (with status charged_back)."
+    )
     # Set for invoices Stripe issued itself (subscriptions); blank for the hub's own.
     external_id = models.CharField(
         max_length=64, blank=True, help_text="Stripe invoice id (in_...), if Stripe issued it."
@@ -152,6 +160,9 @@ class Payment(OutboxMixin, models.Model):
         max_length=32,
         blank=True,
         help_text="Stripe's dispute status: warning_* (an inquiry), needs_response, under_review, then won or lost.",
+    )
+    dispute_amount = models.PositiveBigIntegerField(
+        default=0, help_text="The disputed amount (minor units, the charge's currency) as the newest event had it."
     )
     dispute_event_at = models.DateTimeField(null=True, blank=True)
     fee_recorded = models.BooleanField(default=False)

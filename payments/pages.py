@@ -29,6 +29,8 @@ def checkout_success(request):
         state = "paid"
     elif invoice.status in (Invoice.Status.REFUNDED, Invoice.Status.PARTIALLY_REFUNDED):
         state = "refunded"  # paid, then refunded: final, not a payment still to confirm
+    elif invoice.status == Invoice.Status.CHARGED_BACK:
+        state = "charged_back"  # paid, then taken back through the card issuer: not a payment still to confirm
     elif payment.status in (Payment.Status.FAILED, Payment.Status.CANCELED) or invoice.status == Invoice.Status.VOID:
         state = "not_paid"
     else:

@@ -28,6 +28,9 @@ class PaymentSerializer(StrictModelSerializer):
         "(an inquiry), needs_response, under_review, then warning_closed, won, lost or prevented; empty if none. "
         "Lost: the money went back to the cardholder.",
     )
+    dispute_amount = serializers.IntegerField(
+        read_only=True, help_text="The disputed amount in minor units (the payment's currency); 0 if none."
+    )
     dispute_event_at = serializers.DateTimeField(
         read_only=True, help_text="When Stripe created the event dispute_status comes from; null if none."
     )
@@ -49,6 +52,7 @@ class PaymentSerializer(StrictModelSerializer):
             "disputed_at",
             "dispute_id",
             "dispute_status",
+            "dispute_amount",
             "dispute_event_at",
             "created_at",
         ]
@@ -57,6 +61,12 @@ class PaymentSerializer(StrictModelSerializer):
 
 class InvoiceSerializer(StrictModelSerializer):
     status = _status(Invoice)
+    amount_charged_back = serializers.IntegerField(
+        read_only=True,
+        help_text="Minor units that lost disputes (chargebacks) took back for good; the status is then "
+        "charged_back. 0 otherwise: an open dispute leaves the invoice paid, since Stripe reinstates the money "
+        "if it is won.",
+    )
 
     class Meta:
         model = Invoice
@@ -70,6 +80,7 @@ class InvoiceSerializer(StrictModelSerializer):
             "due_date",
             "paid_at",
             "amount_refunded",
+            "amount_charged_back",
             "created_at",
         ]
         read_only_fields = fields

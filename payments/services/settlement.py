@@ -257,18 +257,21 @@ def payment_fee_record(*, payment_id, payment=None):
 
 # Where a Stripe dispute ends (the Dispute's `status`). An inquiry (warning_needs_response, warning_under_review)
 # takes no money and ends warning_closed unless it becomes a chargeback; a chargeback (needs_response,
-# under_review) withdraws the amount at once and ends won (the money is reinstated) or lost (it is gone for good);
-# prevented is one stopped before it became a chargeback.
+# under_review) withdraws the amount at once (charge.dispute.funds_withdrawn) and ends won (the money is reinstated,
+# charge.dispute.funds_reinstated) or lost (it is gone for good); prevented is one stopped before it became a
+# chargeback. Until a chargeback is decided the hub's invoice stays paid: Stripe gives the money back if it is won.
 DISPUTE_CLOSED = frozenset({"won", "lost", "warning_closed", "prevented"})
+DISPUTE_LOST = "lost"
 
 
 def dispute_record(*, dispute, occurred_at=None, opened=False):
     """Any charge.dispute.* event (its own payload: disputes reach the hub only by webhook); `opened` for .created.
 
-    The payment records the dispute's status from the newest event, and a closed dispute never reopens, so
-    events in any order and more than once leave what Stripe said last. Staff get a critical alert to respond
-    when a dispute opens; when it closes that alert is resolved, and a lost one opens its own critical alert:
-    the invoice still shows paid, but the money went back to the cardholder.
+    The payment records the dispute's status and amount from the newest event, a closed dispute never reopens and
+    a lost one never changes (Stripe's outcome is final: a `won` after it is not believed), so events in any order
+    and more than once leave what Stripe decided. Staff get a critical alert to respond when a dispute opens; when
+    it closes that alert is resolved. A lost one takes the money back from the invoice (status charged_back,
+    amount_charged_back) and opens its own critical alert.
     """
     payment = payment_for_stripe_object(
         metadata=dispute.get("metadata"),
@@ -277,18 +280,26 @@ def dispute_record(*, dispute, occurred_at=None, opened=False):
     )
     dispute_id = dispute.get("id") or ""
     status = dispute.get("status") or ""
+    amount = dispute.get("amount")
+    amount = amount if isinstance(amount, int) and not isinstance(amount, bool) and amount > 0 else 0
     changed = True  # a dispute on a charge the hub does not know: the event's word is all there is
+    invoice_status = None
     if payment is not None:
         Payment.objects.filter(pk=payment.pk, disputed_at__isnull=True).update(disputed_at=timezone.now())
         if status:
             status, changed = _dispute_status_write(
-                payment_id=payment.pk, dispute_id=dispute_id, status=status, occurred_at=occurred_at
+                payment_id=payment.pk, dispute_id=dispute_id, status=status, amount=amount, occurred_at=occurred_at
             )
+        if status == DISPUTE_LOST:
+            # Every time, not only when the status changed: the same totals again change nothing.
+            invoice_status = _charged_back_totals(invoice_id=payment.invoice_id)
     where = f"invoice {payment.invoice.number}" if payment else f"charge {stripe_id(dispute.get('charge'))}"
     money = f"{dispute.get('amount')} {(dispute.get('currency') or '').upper()} (minor units)"
     if status in DISPUTE_CLOSED:
         if changed:
-            _dispute_closed(dispute_id=dispute_id, status=status, where=where, money=money)
+            _dispute_closed(
+                dispute_id=dispute_id, status=status, where=where, money=money, invoice_status=invoice_status
+            )
         return payment
     if opened:
         _dispute_alert(
@@ -309,11 +320,13 @@ def _dispute_alert(message, *, dedupe_key):
     )
 
 
-def _dispute_status_write(*, payment_id, dispute_id, status, occurred_at):
+def _dispute_status_write(*, payment_id, dispute_id, status, amount, occurred_at):
     """Record `status` on the payment unless what it holds is newer; (the status it now holds, whether it changed).
 
-    Newer means closed over open whatever the times (a late created or updated never reopens a decided
-    dispute), else the later event. Read under the row's lock: two workers never decide on the same old status.
+    Lost is final: nothing but a newer `lost` is written over it, and it is written over anything (Stripe never
+    changes a lost dispute's outcome, so a `won` after it, whenever created, is not believed). Otherwise newer
+    means closed over open whatever the times (a late created or updated never reopens a decided dispute), else
+    the later event. Read under the row's lock: two workers never decide on the same old status.
     """
     with transaction.atomic():
         row = (
@@ -322,21 +335,64 @@ def _dispute_status_write(*, payment_id, dispute_id, status, occurred_at):
         before, seen_at = row["dispute_status"], row["dispute_event_at"]
         was_closed, closes = before in DISPUTE_CLOSED, status in DISPUTE_CLOSED
         older = seen_at is not None and occurred_at is not None and occurred_at < seen_at
-        if (was_closed and not closes) or (was_closed == closes and older):
+        if before == DISPUTE_LOST:
+            stale = status != DISPUTE_LOST or older
+        elif status == DISPUTE_LOST:
+            stale = False
+        else:
+            stale = (was_closed and not closes) or (was_closed == closes and older)
+        if stale:
             return before, False
         Payment.objects.filter(pk=payment_id).update(
-            dispute_id=dispute_id, dispute_status=status, dispute_event_at=occurred_at or seen_at
+            dispute_id=dispute_id, dispute_status=status, dispute_amount=amount, dispute_event_at=occurred_at or seen_at
         )
         return status, status != before
 
 
-def _dispute_closed(*, dispute_id, status, where, money):
+def _charged_back_totals(*, invoice_id):
+    """Record what lost disputes took of the invoice's own money, and move it to charged_back if they took any;
+    the invoice's status after.
+
+    A payment loses at most what it still holds (Stripe withdraws nothing more from a refunded charge), and the
+    invoice only what it held of its amount: a lost dispute on an extra payment (an invoice paid twice, which the
+    payment_anomaly alert already asks staff to refund) takes that payment's money, and the invoice stays paid.
+    Under the invoice's lock, so disputes on two of its payments decide one after the other.
+    """
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().only("amount", "amount_refunded", "status").get(pk=invoice_id)
+        held = lost = 0
+        settled = Payment.objects.filter(invoice_id=invoice_id, status=Payment.Status.SUCCEEDED)
+        for row in settled.values("amount", "amount_refunded", "dispute_status", "dispute_amount"):
+            kept = max(0, row["amount"] - row["amount_refunded"])
+            held += kept
+            if row["dispute_status"] == DISPUTE_LOST:
+                lost += min(row["dispute_amount"], kept)
+        owed = max(0, invoice.amount - invoice.amount_refunded)  # what the invoice should hold of its amount
+        taken = min(lost, owed, max(0, owed - (held - lost)))
+        Invoice.objects.filter(pk=invoice_id).exclude(amount_charged_back=taken).update(amount_charged_back=taken)
+        if not taken:
+            return invoice.status
+        transition(Invoice, invoice_id, Invoice.Status.CHARGED_BACK, seen=invoice.status)
+        return Invoice.objects.values_list("status", flat=True).get(pk=invoice_id)
+
+
+def _dispute_closed(*, dispute_id, status, where, money, invoice_status):
     """The dispute was decided: the alert asking for a response is over, and a lost one tells staff the money went."""
     for alert in Alert.objects.filter(dedupe_key=f"dispute:{dispute_id}", resolved_at__isnull=True):
         alert_resolve(alert=alert)
-    if status == "lost":
-        _dispute_alert(
-            f"Stripe dispute {dispute_id} on {where} was lost: {money} went back to the cardholder for good, "
-            "with Stripe's dispute fee. The invoice still shows paid; settle it with the customer or write it off.",
-            dedupe_key=f"dispute:{dispute_id}:lost",
+    if status != DISPUTE_LOST:
+        return
+    if invoice_status == Invoice.Status.CHARGED_BACK:
+        after = "The invoice now shows charged_back; settle it with the customer or write it off."
+    elif invoice_status is None:
+        after = "No invoice of the hub's was paid by this charge; find it in Stripe."
+    else:
+        after = (
+            f"The invoice stays {invoice_status}: it holds its amount from another payment or a refund gave this "
+            "one back already; check the payments in admin."
         )
+    _dispute_alert(
+        f"Stripe dispute {dispute_id} on {where} was lost: {money} went back to the cardholder for good, "
+        f"with Stripe's dispute fee. {after}",
+        dedupe_key=f"dispute:{dispute_id}:lost",
+    )
