@@ -33,6 +33,9 @@ class CompletionRequest:
     tool_choice: object = None
     max_tokens: int | None = None
     temperature: float | None = None
+    # Anthropic's prompt cache TTL the client asked for ("5m", "1h"), or None. Not in canonical(): it changes
+    # what a write costs, not the answer.
+    cache_ttl: str | None = None
 
     def canonical(self):
         """A JSON-able form of everything that decides the answer (the cache key's input)."""
@@ -282,4 +285,5 @@ def parse_request(data):
         tool_choice=parse_tool_choice(data.get("tool_choice"), tools),
         max_tokens=data.get("max_tokens"),
         temperature=data.get("temperature"),
+        cache_ttl=(data.get("cache_control") or {}).get("ttl"),
     )

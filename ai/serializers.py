@@ -6,6 +6,17 @@ from .messages import MessageError, parse_request
 from .providers import PROVIDERS
 
 
+class PromptCacheSerializer(StrictSerializer):
+    """Anthropic's cache_control, as its SDK takes it (CacheControlEphemeralParam)."""
+
+    type = serializers.ChoiceField(choices=["ephemeral"])
+    ttl = serializers.ChoiceField(
+        choices=["5m", "1h"],
+        default="5m",
+        help_text="How long the prompt stays cached: 5m (a write bills 1.25x the input price) or 1h (2x).",
+    )
+
+
 class CompletionRequestSerializer(StrictSerializer):
     """One request shape for every provider; messages and tools in OpenAI's or Anthropic's format."""
 
@@ -31,6 +42,12 @@ class CompletionRequestSerializer(StrictSerializer):
         allow_null=True,
         default=None,
         help_text="true: answer from the cache when possible; false: never; absent: only when temperature is 0.",
+    )
+    cache_control = PromptCacheSerializer(
+        required=False,
+        help_text="Anthropic's prompt cache: sent as the request's top-level cache_control (a cache point after the "
+        "last cacheable block). Its writes are held and booked at the TTL's rate. Other providers cache prompts "
+        "on their own and are not sent it.",
     )
 
     def validate(self, attrs):

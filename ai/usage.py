@@ -244,17 +244,28 @@ def priced_chain(chain, *, named):
     return [e for e in chain if e not in refused], skipped
 
 
-def max_cost(chain, *, input_tokens, output_tokens):
+def max_cost(chain, *, input_tokens, output_tokens, cache_ttl=None):
     """The dearest this request can be, over every model it may end up on: its input billed as plain input or
     all written to the provider's prompt cache, whichever costs more (Anthropic bills a five-minute cache write
-    at 1.25x its input price). No request asks for an hour-long cache write (only one naming that TTL gets it),
-    so the 1-hour rate only books what a provider reports."""
+    at 1.25x its input price), or, for a request that asked for the hour-long cache (`cache_ttl` "1h"), all
+    written for an hour (2x), as such an answer is booked."""
+    writes = [(0, 0), (input_tokens, 0)]
+    if cache_ttl == "1h":
+        writes.append((input_tokens, input_tokens))
     return max(
         (
-            price(p, m, input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=0, cache_write_tokens=w)
+            price(
+                p,
+                m,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cached_tokens=0,
+                cache_write_tokens=w,
+                cache_write_1h_tokens=w_1h,
+            )
             for p, m in chain
             if price_entry(p, m) is not None
-            for w in (0, input_tokens)
+            for w, w_1h in writes
         ),
         default=Decimal(0),
     )

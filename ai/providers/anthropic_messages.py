@@ -58,6 +58,8 @@ def anthropic_params(model, req):
         params["tool_choice"] = {"type": "tool", "name": req.tool_choice["name"]}
     elif req.tool_choice:
         params["tool_choice"] = {"type": {"required": "any"}.get(req.tool_choice, req.tool_choice)}
+    if req.cache_ttl:
+        params["cache_control"] = {"type": "ephemeral", "ttl": req.cache_ttl}
     # No temperature: the Messages API (SDK 2.x) has no sampling parameters any more.
     return params
 
@@ -71,14 +73,21 @@ def _anthropic_usage(usage):
     return (usage.input_tokens or 0) + read + created, usage.output_tokens or 0, read
 
 
-def _anthropic_input(usage):
+def _anthropic_input(usage, cache_ttl=None):
     """A Completion's input fields from Anthropic's usage (the answer's, or message_start's): with the input written
     to the prompt cache (`cache_creation_input_tokens`, billed at 1.25x the input price, 2x for the part written
-    for an hour: `cache_creation.ephemeral_1h_input_tokens`) apart from the plain input."""
+    for an hour: `cache_creation.ephemeral_1h_input_tokens`) apart from the plain input.
+
+    A usage without that breakdown (`cache_creation` is optional in the SDK's Usage) of a request that asked for
+    the hour-long cache (`cache_ttl` "1h", every write then an hour's) counts all its writes at the hour's rate,
+    not as five-minute ones it was not billed for."""
     inp, _, cached = _anthropic_usage(usage)
     written = (getattr(usage, "cache_creation_input_tokens", None) or 0) if usage is not None else 0
     ttl = getattr(usage, "cache_creation", None) if usage is not None else None
-    written_1h = (getattr(ttl, "ephemeral_1h_input_tokens", None) or 0) if ttl is not None else 0
+    if ttl is not None:
+        written_1h = getattr(ttl, "ephemeral_1h_input_tokens", None) or 0
+    else:
+        written_1h = written if cache_ttl == "1h" else 0
     return {
         "input_tokens": inp,
         "cached_tokens": cached,
@@ -104,18 +113,19 @@ async def _anthropic_complete(client, provider, model, req, timeout):
         tool_calls=calls,
         finish_reason=_ANTHROPIC_FINISH.get(msg.stop_reason, msg.stop_reason or "stop"),
         output_tokens=_anthropic_usage(msg.usage)[1],
-        **_anthropic_input(msg.usage),
+        **_anthropic_input(msg.usage, req.cache_ttl),
         request_id=getattr(msg, "_request_id", None) or "",
     )
 
 
 class AnthropicStream(_Stream):
     start_usage = None  # message_start's usage: the input Anthropic bills, known before the first delta
+    cache_ttl = None  # the prompt cache TTL the request asked for (_anthropic_input)
 
     def input_so_far(self):
         if self.start_usage is None:
             return None
-        return _anthropic_input(self.start_usage)
+        return _anthropic_input(self.start_usage, self.cache_ttl)
 
     async def _events(self):
         calls = {}  # block index -> {"id", "name", "args": [parts]}
@@ -149,11 +159,13 @@ class AnthropicStream(_Stream):
             ],
             finish_reason=_ANTHROPIC_FINISH.get(stop, stop or "stop"),
             output_tokens=out_tokens,
-            **_anthropic_input(self.start_usage),
+            **_anthropic_input(self.start_usage, self.cache_ttl),
             request_id=self.request_id,
         )
 
 
 async def _anthropic_stream(client, provider, model, req, timeout):
     sdk_stream = await client.messages.create(**anthropic_params(model, req), stream=True, timeout=timeout)
-    return AnthropicStream(provider, model, sdk_stream)
+    stream = AnthropicStream(provider, model, sdk_stream)
+    stream.cache_ttl = req.cache_ttl
+    return stream

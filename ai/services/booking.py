@@ -175,7 +175,9 @@ class Booking:
         # Every provider gets a cap, so the largest possible cost is known.
         req.max_tokens = req.max_tokens or min(settings.AI_DEFAULT_MAX_TOKENS, cap)
         chain, skipped = priced_chain(chain, named=bool(self.params.get("model")))
-        amount = max_cost(chain, input_tokens=req.estimated_input_tokens(), output_tokens=req.max_tokens)
+        amount = max_cost(
+            chain, input_tokens=req.estimated_input_tokens(), output_tokens=req.max_tokens, cache_ttl=req.cache_ttl
+        )
         self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
         return chain, skipped
 

@@ -174,6 +174,75 @@ def test_the_budget_hold_covers_an_anthropic_prompt_written_to_its_cache(fake_ai
     assert fake_ai.sent == []
 
 
+# A request may ask for Anthropic's hour-long prompt cache (cache_control, as its SDK's CacheControlEphemeralParam):
+# an hour's write bills 2x the input price, not the five-minute write's 1.25x.
+HOUR = {"type": "ephemeral", "ttl": "1h"}
+
+
+def test_a_request_asking_for_the_hour_long_cache_is_held_at_the_hour_rate(fake_ai, complete, user):
+    AiBudget.objects.create(owner=user, monthly_limit_usd=Decimal("0.0001"))
+    messages = [{"role": "user", "content": "x" * 39_965}]  # 10,000 tokens, as above
+    resp = complete(task="writing", messages=messages, max_tokens=1000, cache_control=HOUR)
+    assert resp.status_code == 402
+    # claude-sonnet-4-6: (10,000 x 6.00 + 1,000 x 15) / 1M, where a five-minute write would hold $0.0525.
+    assert resp.json()["request_max_usd"] == "0.075000"
+    five = complete(task="writing", messages=messages, max_tokens=1000, cache_control={"type": "ephemeral"})
+    assert five.json()["request_max_usd"] == "0.052500"
+    assert fake_ai.sent == []
+
+
+# Anthropic's usage without its `cache_creation` breakdown (optional in the SDK's Usage): 10,000 tokens written.
+UNSPLIT_USAGE = dict(
+    usage=(1_000, 500, 20_000), model="claude-sonnet-4-6", extra_usage={"cache_creation_input_tokens": 10_000}
+)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
+def test_the_hour_long_cache_is_sent_to_anthropic_and_its_writes_booked_at_the_hour_rate(
+    fake_ai, complete, user, settings, stream
+):
+    settings.AI_ROUTES = {"writing": [["anthropic", "claude-sonnet-4-6"]]}
+    if stream:
+        fake_ai.add("anthropic", sse_response(anthropic_sse_chunks(["Hi"], **UNSPLIT_USAGE)))
+    else:
+        fake_ai.add("anthropic", anthropic_message("Hi", **UNSPLIT_USAGE))
+    resp = complete(task="writing", stream=stream, cache_control=HOUR)
+    body = parse_sse(resp.raw)[-1][1] if stream else resp.json()
+    (sent,) = fake_ai.to("anthropic")
+    assert sent.json["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    # (1,000 x 3 + 20,000 x 0.30 + 10,000 x 6.00 + 500 x 15) / 1M; at the five-minute rate it was $0.054.
+    cost = Decimal("0.0765")
+    assert Decimal(body["cost_usd"]) == cost
+    assert AiRequest.objects.get(owner=user).cost_usd == cost
+    assert AiSpend.objects.get(owner=user).spent_usd == cost
+
+
+def test_anthropic_s_own_split_of_the_writes_is_booked_as_it_says(fake_ai, complete, user, settings):
+    """With `cache_creation` in the usage, its split is what Anthropic billed, whatever TTL was asked for."""
+    settings.AI_ROUTES = {"writing": [["anthropic", "claude-sonnet-4-6"]]}
+    fake_ai.add("anthropic", anthropic_message("Hi", **CACHE_USAGE))
+    assert Decimal(complete(task="writing", cache_control=HOUR).json()["cost_usd"]) == CACHE_COST
+
+
+def test_without_cache_control_anthropic_is_sent_none_and_writes_are_five_minute_ones(
+    fake_ai, complete, user, settings
+):
+    settings.AI_ROUTES = {"writing": [["anthropic", "claude-sonnet-4-6"]]}
+    fake_ai.add("anthropic", anthropic_message("Hi", **UNSPLIT_USAGE))
+    assert Decimal(complete(task="writing").json()["cost_usd"]) == Decimal("0.054")
+    assert "cache_control" not in fake_ai.to("anthropic")[0].json
+
+
+@pytest.mark.parametrize(
+    "cache_control",
+    [{"type": "ephemeral", "ttl": "2h"}, {"type": "persistent"}, {"ttl": "1h"}, {"type": "ephemeral", "size": 1}],
+)
+def test_a_cache_control_anthropic_would_not_take_is_a_400(fake_ai, complete, user, cache_control):
+    resp = complete(task="writing", cache_control=cache_control)
+    assert resp.status_code == 400 and "cache_control" in resp.content.decode()
+    assert fake_ai.sent == []
+
+
 # --- an OpenAI-compatible stream that fails before any text ---------------------------------------------------
 
 PROMPT = [{"role": "user", "content": "x" * 39_965}]  # 40,000 characters with the tools ([]): 10,000 tokens
