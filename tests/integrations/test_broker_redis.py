@@ -1,7 +1,8 @@
 """The Redis broker (config.kombu_redis): kombu's Redis transport with one redis-py client per channel, not one
-per message published, taken and acknowledged; messages still go, come back unacknowledged, and survive a pool
-kombu dropped."""
+per message published, taken and acknowledged, and a taken message's unacked copy kept and dropped by one script
+each; messages still go, come back unacknowledged, and survive a pool kombu dropped."""
 
+import json
 import uuid
 
 import pytest
@@ -89,3 +90,51 @@ def test_a_pool_kombu_dropped_gets_a_client_of_its_own(broker, queue_name):
             received.append(message.payload["n"])
             message.ack()
         assert sorted(received) == [1, 2]
+
+
+def test_a_taken_message_is_kept_unacked_and_dropped_by_one_script_each(broker, queue_name, redis_round_trips):
+    with broker.SimpleQueue(queue_name) as queue:
+        queue.put({"n": 1})
+        channel = queue.channel
+        redis_round_trips.clear()
+        message = queue.get(timeout=5)
+        assert ["EVALSHA"] in redis_round_trips and ["MULTI", "ZADD", "HSET", "EXEC"] not in redis_round_trips
+        tag = message.delivery_tag
+        with channel.conn_or_acquire() as client:
+            # What kombu's own restore reads (QoS.restore_by_tag, restore_visible): the raw message, exchange,
+            # routing key, and the time it was taken.
+            raw, exchange, routing_key = json.loads(client.hget(channel.unacked_key, tag))
+            assert raw["properties"]["delivery_tag"] == tag
+            assert (exchange, routing_key) == (queue_name, queue_name)
+            assert client.zscore(channel.unacked_index_key, tag) is not None
+        redis_round_trips.clear()
+        message.ack()
+        assert redis_round_trips == [["EVALSHA"]]  # kombu: MULTI, ZREM, HDEL, EXEC
+        with channel.conn_or_acquire() as client:
+            assert client.hget(channel.unacked_key, tag) is None
+            assert client.zscore(channel.unacked_index_key, tag) is None
+
+
+def test_an_unacked_copy_kept_by_the_script_is_restored_by_kombu(broker, queue_name):
+    with broker.SimpleQueue(queue_name) as queue:
+        queue.put({"n": 7})
+        channel = queue.channel
+        message = queue.get(timeout=5)
+        channel.qos.restore_by_tag(message.delivery_tag)  # what kombu does for a message whose worker was lost
+        with channel.conn_or_acquire() as client:
+            assert client.hget(channel.unacked_key, message.delivery_tag) is None
+        again = queue.get(timeout=5)
+        assert again.payload == {"n": 7}
+        again.ack()
+
+
+def test_the_scripts_are_loaded_again_when_redis_forgot_them(broker, queue_name):
+    with broker.SimpleQueue(queue_name) as queue:
+        queue.put({"n": 1})
+        channel = queue.channel
+        with channel.conn_or_acquire() as client:
+            client.script_flush()  # a Redis restart, or a failover to a replica that never saw them
+        message = queue.get(timeout=5)
+        message.ack()
+        with channel.conn_or_acquire() as client:
+            assert client.hlen(channel.unacked_key) == 0
