@@ -138,7 +138,16 @@ class PaymentRefundsView(APIView):
         payment = get_object_or_404(Payment, pk=pk)
         return Response(RefundSerializer(payment.refunds.all(), many=True).data)
 
-    @extend_schema(request=RefundCreateSerializer, responses={202: RefundSerializer})
+    @extend_schema(
+        request=RefundCreateSerializer,
+        responses={
+            202: RefundSerializer,
+            409: OpenApiResponse(
+                description="`payment_charged_back`: a lost dispute took the money back; `payment_disputed`: a "
+                "chargeback is open (accept it in the Stripe Dashboard instead); `invalid_state`: not succeeded."
+            ),
+        },
+    )
     @idempotent
     def post(self, request, pk):
         get_object_or_404(Payment, pk=pk)

@@ -31,3 +31,17 @@ class RefundTooLarge(PaymentsError):
 class OperationPending(PaymentsError):
     status = 409
     code = "operation_pending"
+
+
+class PaymentChargedBack(PaymentsError):
+    """A lost dispute took the money back: Stripe refuses a refund on a charged-back charge."""
+
+    status = 409
+    code = "payment_charged_back"
+
+
+class PaymentDisputed(PaymentsError):
+    """A chargeback is open on the charge: Stripe takes no refund of it until the dispute is decided."""
+
+    status = 409
+    code = "payment_disputed"

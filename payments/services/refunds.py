@@ -11,8 +11,8 @@ from ..models import Invoice, Payment, Refund
 from ..providers import stripe as stripe_api
 from ..providers.stripe_objects import StripeRefund, stripe_id
 from .common import adopt, anomaly_alert, money_differs
-from .errors import InvalidTransition, RefundTooLarge
-from .settlement import money_mismatch, payment_for_stripe_object
+from .errors import InvalidTransition, PaymentChargedBack, PaymentDisputed, RefundTooLarge
+from .settlement import DISPUTE_LOST, DISPUTE_OPEN, money_mismatch, payment_for_stripe_object
 
 REFUNDED_STATES = (Invoice.Status.PARTIALLY_REFUNDED, Invoice.Status.REFUNDED)
 
@@ -41,6 +41,7 @@ def refund_request(*, payment_id, amount=None, reason="", requested_by=None):
             raise InvalidTransition(
                 f"Payment {payment.pk} is {payment.status}; only a succeeded payment can be refunded."
             )
+        _refuse_disputed(payment)
         taken = payment.refunds.filter(status__in=Refund.COUNTED).aggregate(s=Sum("amount"))["s"] or 0
         # Refunds Stripe reported on the charge (charge.refunded's amount_refunded) that have no row of ours
         # yet: a Dashboard refund, whose charge event no longer embeds the refunds list. They count too.
@@ -61,6 +62,35 @@ def refund_request(*, payment_id, amount=None, reason="", requested_by=None):
         refund.idempotency_key = f"hub-refund-{refund.pk}"
         enqueue_on_commit(refund_send, refund.pk)
     return refund
+
+
+def _refuse_disputed(payment):
+    """Refuse, before anything is written or sent, a refund Stripe would refuse because of a chargeback.
+
+    Stripe takes the disputed amount from the balance when a chargeback opens and gives it to the cardholder for
+    good when it is lost: a refund of a lost one is refused (charge_disputed), and so is one while the chargeback
+    is open (the Dispute's is_charge_refundable is false then); the way to give the money back is to accept the
+    dispute in the Dashboard. An inquiry (warning_*) takes no money and may be settled by refunding, and a won
+    dispute left the charge whole, so both may be refunded. A charged_back invoice is final: no refund of any of
+    its payments can be accounted for on it.
+    """
+    invoice = payment.invoice
+    if payment.dispute_status == DISPUTE_LOST or invoice.status == Invoice.Status.CHARGED_BACK:
+        raise PaymentChargedBack(
+            f"Payment {payment.pk} was charged back: a lost dispute already gave the money back to the cardholder "
+            f"(invoice {invoice.number} is {invoice.status}), and Stripe refunds no charged-back charge. "
+            "Nothing was refunded; settle any difference with the customer outside Stripe's refunds.",
+            dispute_status=payment.dispute_status,
+            invoice_status=invoice.status,
+        )
+    if payment.dispute_status in DISPUTE_OPEN:
+        raise PaymentDisputed(
+            f"Payment {payment.pk} has an open chargeback (dispute {payment.dispute_id or 'unknown'} is "
+            f"{payment.dispute_status}): Stripe refunds no disputed charge, and the disputed amount is already "
+            "withdrawn. To give the money back, accept the dispute in the Stripe Dashboard; to keep it, counter "
+            "with evidence. Nothing was refunded.",
+            dispute_status=payment.dispute_status,
+        )
 
 
 def refund_send(*, refund_id):

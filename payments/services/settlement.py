@@ -261,6 +261,8 @@ def payment_fee_record(*, payment_id, payment=None):
 # charge.dispute.funds_reinstated) or lost (it is gone for good); prevented is one stopped before it became a
 # chargeback. Until a chargeback is decided the hub's invoice stays paid: Stripe gives the money back if it is won.
 DISPUTE_CLOSED = frozenset({"won", "lost", "warning_closed", "prevented"})
+# A chargeback not yet decided: its amount is withdrawn, and Stripe refunds no charge in this state.
+DISPUTE_OPEN = frozenset({"needs_response", "under_review"})
 DISPUTE_LOST = "lost"
 
 
