@@ -181,19 +181,29 @@ class CardDeclined(PermanentError):
     Not a provider failure (502, retry later) but an answer for the customer: 402 `card_declined` with the
     decline code and the provider's sentence, which Stripe writes to be shown to the customer. `code` keeps
     the exact reason for the hub's rows and staff; `shown_code` / `shown_message` are what the customer may
-    see (Stripe asks that a few reasons, a card reported stolen, be presented as a generic decline)."""
+    see (Stripe asks that a few reasons, a card reported stolen, be presented as a generic decline).
+    `provider_code` is the provider's error code (Stripe's `code`: card_declined, expired_card, ...), carried as
+    `provider_code` like every other provider error answer, beside the decline code."""
 
     api_status = 402
     api_code = "card_declined"
 
-    def __init__(self, provider, message="", *, shown_code="", shown_message="", **kwargs):
+    def __init__(self, provider, message="", *, shown_code="", shown_message="", provider_code="", **kwargs):
         super().__init__(provider, message, **kwargs)
         self.shown_code = shown_code or "generic_decline"
         self.shown_message = shown_message or "Your card was declined."
+        self.provider_code = provider_code or "card_declined"
 
     def as_api_error(self):
         detail = f"{self.shown_message} Nothing was charged; try another card, or ask the card's issuer."
-        return DomainError(self.api_status, self.api_code, detail, provider=self.provider, decline_code=self.shown_code)
+        return DomainError(
+            self.api_status,
+            self.api_code,
+            detail,
+            provider=self.provider,
+            provider_code=self.provider_code,
+            decline_code=self.shown_code,
+        )
 
 
 class ProviderNotConfigured(PermanentError):

@@ -94,7 +94,8 @@ class InvoicePayView(APIView):
         responses={
             200: PayResponseSerializer,
             402: OpenApiResponse(
-                description="`card_declined`: Stripe declined the card. `decline_code` (Stripe's, or "
+                description="`card_declined`: Stripe declined the card. `provider_code` (Stripe's error code, "
+                "as on every provider error: `card_declined`, `expired_card`, ...), `decline_code` (Stripe's, or "
                 "`generic_decline` where Stripe asks not to tell the customer more) and `detail` (Stripe's sentence "
                 "for the customer). Nothing was charged; the invoice stays payable and the next call is a new "
                 "attempt. A provider failure is 502/503/504 instead (retry later)."

@@ -95,6 +95,7 @@ def _translate(exc):
     code = exc.code
     if isinstance(exc, stripe.CardError):
         decline = getattr(exc.error, "decline_code", None) if exc.error else None
+        error_code = code
         code = decline or code or "card_error"
         # The card's holder is told (402 card_declined), not asked to retry later as after a provider failure.
         masked = code in MASKED_DECLINE_CODES
@@ -102,6 +103,8 @@ def _translate(exc):
             PROVIDER,
             exc.user_message or "",
             code=code,
+            # Stripe's error code (card_declined, expired_card, ...), masked as the decline code is.
+            provider_code="" if error_code in MASKED_DECLINE_CODES else (error_code or ""),
             http_status=exc.http_status or 402,
             request_id=exc.request_id,
             shown_code="generic_decline" if masked else code,

@@ -77,8 +77,8 @@ def decline_error(code="card_declined", decline_code="insufficient_funds", messa
     return {"type": "card_error", "code": code, "decline_code": decline_code, "message": message}
 
 
-def card_error_body(message="Your card was declined.", decline_code="generic_decline"):
-    return {"error": {"type": "card_error", "code": "card_declined", "decline_code": decline_code, "message": message}}
+def card_error_body(message="Your card was declined.", decline_code="generic_decline", code="card_declined"):
+    return {"error": {"type": "card_error", "code": code, "decline_code": decline_code, "message": message}}
 
 
 def refund(refund_id, *, amount, status="succeeded", payment_intent="pi_x", hub_refund_id=None, failure_reason=None):

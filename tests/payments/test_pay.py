@@ -265,6 +265,8 @@ def test_a_card_decline_is_402_card_declined_for_the_customer_recorded_and_not_r
     assert response.status_code == 402, response.json()
     body = response.json()
     assert (body["error"], body["decline_code"], body["provider"]) == ("card_declined", shown_code, "stripe")
+    # Stripe's error code, as every other provider error answer carries it (the decline code stays beside it).
+    assert body["provider_code"] == "card_declined"
     assert shown_message in body["detail"] and "Retry-After" not in response
     assert decline_code == shown_code or decline_code not in json.dumps(body)
     payment = Payment.objects.get()
@@ -283,6 +285,27 @@ def test_a_card_decline_is_402_card_declined_for_the_customer_recorded_and_not_r
     stripe_intent(http)  # the customer tries again (another card, in Stripe.js): a new attempt, a new key
     again = user_client.post(pay_url(invoice), {}, format="json")
     assert again.status_code == 200 and again.json()["attempt"] == 2, again.json()
+
+
+def test_a_card_error_without_a_decline_code_carries_stripes_error_code_as_provider_and_decline_code(
+    user_client, invoice, http
+):
+    """Stripe's expired_card has no decline_code: the answer names it in both, as a client reading either expects."""
+    stripe_customer(http)
+    http.post(
+        PI_URL,
+        json=fakes.card_error_body(message="Your card has expired.", decline_code=None, code="expired_card"),
+        status=402,
+    )
+    response = user_client.post(pay_url(invoice), {}, format="json")
+    assert response.status_code == 402, response.json()
+    body = response.json()
+    assert (body["error"], body["provider_code"], body["decline_code"]) == (
+        "card_declined",
+        "expired_card",
+        "expired_card",
+    )
+    assert Payment.objects.get().failure_code == "expired_card"
 
 
 def test_after_stripe_refused_to_create_the_intent_the_next_click_is_a_new_attempt_with_a_new_key(
