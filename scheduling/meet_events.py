@@ -38,7 +38,7 @@ from django.utils import timezone
 from integrations import oauth
 from integrations.errors import DomainError, PermanentError, ProviderError, RetryableError
 from integrations.models import WebhookEvent
-from integrations.oauth import on_disconnect, on_reconnect
+from integrations.oauth import on_disconnect, on_reauthorize
 from integrations.task_base import enqueue_on_commit
 
 from . import capabilities, lifecycle, services
@@ -361,10 +361,12 @@ def meet_subscription_retry(*, subscription):
     return "reactivating"
 
 
-@on_reconnect
+@on_reauthorize
 def meet_subscriptions_reauthorized(connection):
-    """oauth.on_reconnect: the owner authorized Google again, so what Google suspended for the owner's grant or
-    access is reactivated (Google refuses it if the owner's account still lacks access: it stays failed)."""
+    """oauth.on_reauthorize: the owner authorized Google again (a broken connection reconnected, or a re-consent
+    of an active one: a withdrawn scope granted again, access to the space given back), so what Google suspended
+    for the owner's grant or access is reactivated (Google refuses it if the owner's account still lacks access:
+    it stays failed)."""
     from .tasks import meet_subscription_reactivate_task
 
     failed = MeetingSubscription.objects.filter(

@@ -16,6 +16,7 @@ An app that holds provider-side state for a connection cleans it up before the t
 
     oauth.on_disconnect(fn)          # fn(connection), called by DELETE /api/v1/connections/{id}/
     oauth.on_reconnect(fn)           # fn(connection), after a broken connection was authorized again
+    oauth.on_reauthorize(fn)         # fn(connection), after any consent of an existing connection, active or broken
     oauth.connections_sharing_account(connection=conn)
         # the other active connections to the same provider account: a hook leaves alone what the provider
         # keeps per account, not per token, while one of them remains (Gmail's one watch per mailbox)
@@ -25,7 +26,7 @@ A new provider registers its endpoints and scopes as data:
     oauth.register(oauth.OAuthProvider(key=..., provider=..., ...))   # see integrations/oauth/config.py
 """
 
-from .config import OAuthProvider, get, on_disconnect, on_reconnect, register
+from .config import OAuthProvider, get, on_disconnect, on_reauthorize, on_reconnect, register
 
 
 def connection_for(**kwargs):
@@ -77,6 +78,7 @@ __all__ = [
     "get",
     "google_credentials",
     "on_disconnect",
+    "on_reauthorize",
     "on_reconnect",
     "register",
 ]

@@ -191,3 +191,16 @@ RECONNECT_HOOKS = {}
 def on_reconnect(fn):
     RECONNECT_HOOKS[f"{fn.__module__}.{fn.__qualname__}"] = fn
     return fn
+
+
+# Called with the Connection after any completed consent of a connection that already existed, after commit:
+# the reconnects above and a re-consent of a connection that stayed active. What the provider refused for the
+# owner's grant, consent or licence while the tokens kept working (a Teams licence assigned since, a Google grant
+# widened) is tried again when the owner authorizes again; the connection's status never changed, so a reconnect
+# hook would not run.
+REAUTHORIZE_HOOKS = {}
+
+
+def on_reauthorize(fn):
+    REAUTHORIZE_HOOKS[f"{fn.__module__}.{fn.__qualname__}"] = fn
+    return fn

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from integrations import locks
 from integrations.errors import DomainError, PermanentError, ProviderError
-from integrations.oauth import on_disconnect, on_reconnect
+from integrations.oauth import on_disconnect, on_reauthorize
 from integrations.oauth.services import missing_scopes
 from integrations.task_base import enqueue_on_commit
 from integrations.webhooks.graph import (
@@ -62,7 +62,8 @@ ARTIFACT_KINDS = ("graph_recordings", "graph_transcripts")
 REFUSED = "hub_refused_status"  # in a failed row's raw: the HTTP status of Graph's refusal
 # Graph's refusals of a delegated subscription that the organizer's own grant can cure: the token no longer
 # accepted (401), or consent withdrawn or the permission not granted for this account (403; also Graph's answer
-# for a missing Teams licence, which a reconnect does not cure: retried once then, and refused again).
+# for a missing Teams licence: once one is assigned, the organizer's next consent, even of a connection still
+# active, makes the kind; before that it is refused again and stays failed).
 OWNER_CURABLE = frozenset({401, 403})
 
 
@@ -394,11 +395,12 @@ def subscriptions_close_for_owner(owner):
     return sum(meeting_unsubscribe(meeting_id=meeting_id) for meeting_id in list(ids))
 
 
-@on_reconnect
+@on_reauthorize
 def teams_subscriptions_reauthorized(connection):
-    """oauth.on_reconnect: the organizer authorized Microsoft again (needs_reauth, expired, error or revoked ->
-    active), so a kind Graph refused for want of their grant or consent is made again, as Google Meet's
-    subscriptions the owner's grant suspended are reactivated. One subscribe run per meeting still listening,
+    """oauth.on_reauthorize: the organizer authorized Microsoft again (a broken connection reconnected, or a
+    re-consent of an active one, whose tokens never stopped working: consent given again, a Teams licence
+    assigned since), so a kind Graph refused for want of their grant, consent or licence is made again, as
+    Google Meet's subscriptions the owner's grant suspended are reactivated. One subscribe run per meeting still listening,
     told to retry only those kinds (it renews the active ones as any run does); Graph refuses again if the cause
     was something else, and the row stays failed for staff. A refusal the owner cannot cure (the meeting gone,
     a bad request) and the app-only call events (the hub's own permission) still wait for staff."""

@@ -531,13 +531,22 @@ class TestSuspension:
         assert ("POST", "/v1/subscriptions/sub-1:reactivate") in meet_requests(gmeet)
         assert MeetingSubscription.objects.get().status == "active"
 
+    @pytest.mark.parametrize(
+        ("reason", "before"),
+        [
+            # Google refused the revoked grant's refresh token: the connection needs authorization.
+            ("USER_SCOPE_REVOKED", "needs_reauth"),
+            # The owner lost access to the space; their tokens kept working, so the connection stayed active and
+            # only a re-consent (start and callback, as any authorization) says the access is back.
+            ("USER_AUTHORIZATION_FAILURE", "active"),
+        ],
+    )
     def test_authorizing_google_again_reactivates_what_the_owners_grant_suspended(
-        self, meeting, gmeet, push, records_conn, user_client, inline
+        self, meeting, gmeet, push, records_conn, user_client, inline, reason, before
     ):
-        push(suspended(gmeet, "USER_SCOPE_REVOKED"))
+        push(suspended(gmeet, reason))
         assert MeetingSubscription.objects.get().status == "failed"
-        # Google refused the revoked grant's refresh token: the connection needs authorization.
-        Connection.objects.filter(pk=records_conn.pk).update(status="needs_reauth")
+        Connection.objects.filter(pk=records_conn.pk).update(status=before)
         started = user_client.post(
             "/api/v1/connections/google/start/",
             {"capabilities": ["meetings", "meeting_records"], "connection": records_conn.pk},

@@ -555,12 +555,24 @@ def test_the_providers_endpoint_tells_what_teams_can_and_cannot_do(user_client, 
     ]
 
 
+@pytest.mark.parametrize(
+    ("before", "refusal"),
+    [
+        # The withdrawn consent also refused the refresh token: the connection needs authorization.
+        ("needs_reauth", "consent withdrawn for this app"),
+        # No Teams licence: the tokens keep working, so the connection stays active. Once an admin assigns one,
+        # the organizer consents again (start and callback, as any authorization) and the kind is made.
+        ("active", "The user does not have a valid Teams license"),
+    ],
+)
 def test_authorizing_microsoft_again_retries_the_kinds_graph_refused_for_the_owners_grant(
-    hub, granted, graph, idp, create, user_client, django_capture_on_commit_callbacks
+    hub, granted, graph, idp, create, user_client, django_capture_on_commit_callbacks, before, refusal
 ):
     """A kind Graph refused for the organizer's consent waited for staff even after the organizer authorized
     Microsoft again; Google Meet's subscriptions the owner's grant suspended are reactivated then. Now the
-    reconnect makes the consent refusal again; one refused for another cause (a bad request) waits for staff."""
+    reconnect makes the consent refusal again; one refused for another cause (a bad request) waits for staff.
+    A re-consent of a connection that stayed active (a licence refusal never broke the tokens) did not: only a
+    broken connection's return to active ran the retry."""
     from integrations.models import Connection
 
     from ..integrations.oauth.test_microsoft_flow import CALLBACK, start, tokens
@@ -568,15 +580,14 @@ def test_authorizing_microsoft_again_retries_the_kinds_graph_refused_for_the_own
     meeting = create()
     MeetingSubscription.objects.all().delete()
     graph.fail_next += [
-        (403, {"error": {"code": "Forbidden", "message": "consent withdrawn for this app"}}, {}),
+        (403, {"error": {"code": "Forbidden", "message": refusal}}, {}),
         (400, {"error": {"code": "BadRequest", "message": "resource not supported"}}, {}),
     ]
     tasks.teams_subscribe_task.delay(meeting.pk)
     consent = MeetingSubscription.objects.get(meeting=meeting, kind="graph_recordings")
     other = MeetingSubscription.objects.get(meeting=meeting, kind="graph_transcripts")
     assert (consent.status, other.status) == ("failed", "failed")
-    # The withdrawn consent also refused the refresh token: the connection needs authorization.
-    Connection.objects.filter(pk=granted.pk).update(status=Connection.Status.NEEDS_REAUTH)
+    Connection.objects.filter(pk=granted.pk).update(status=before)
     creates = len(_ops("subscription.create"))
 
     params = start(user_client, capabilities=granted.capabilities)

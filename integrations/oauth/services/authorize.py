@@ -154,6 +154,7 @@ def authorization_complete(*, owner, provider_key, params):
     granted = tokens.scopes if tokens.scopes is not None else list(state.scopes)
     with transaction.atomic():
         conn = _same_account(owner=owner, cfg=cfg, account=account, account_id=tokens.account_id)
+        existed = conn is not None
         if conn is None:
             conn = Connection(owner=owner, provider=cfg.provider, account=account)
             capabilities = list(state.capabilities)
@@ -178,7 +179,10 @@ def authorization_complete(*, owner, provider_key, params):
             conn.save()
             transition(Connection, conn.pk, Connection.Status.ACTIVE, frm=conn.status, strict=True, status_detail="")
             conn.status, conn.status_detail = Connection.Status.ACTIVE, ""
-            transaction.on_commit(lambda: _reconnected(conn))
+            transaction.on_commit(lambda: _run_hooks(oauth_config.RECONNECT_HOOKS, conn, "reconnect"))
+        if existed:
+            # Also a re-consent of an active connection: what the provider refused for the owner's grant is retried.
+            transaction.on_commit(lambda: _run_hooks(oauth_config.REAUTHORIZE_HOOKS, conn, "reauthorize"))
     _resolve_reauth_alert(conn)
     return conn
 
@@ -216,12 +220,12 @@ def _same_account(*, owner, cfg, account, account_id):
     return conn
 
 
-def _reconnected(conn):
-    for name, hook in list(oauth_config.RECONNECT_HOOKS.items()):
+def _run_hooks(hooks, conn, kind):
+    for name, hook in list(hooks.items()):
         try:
             hook(conn)
         except Exception:  # noqa: BLE001 - one app's catch-up must not fail the authorization that already happened
-            logger.exception("reconnect hook failed", extra={"hook": name, "connection": conn.pk})
+            logger.exception("%s hook failed", kind, extra={"hook": name, "connection": conn.pk})
 
 
 def needs_reauth_error(conn):
