@@ -75,11 +75,21 @@ def _refuse_disputed(payment):
     its payments can be accounted for on it.
     """
     invoice = payment.invoice
-    if payment.dispute_status == DISPUTE_LOST or invoice.status == Invoice.Status.CHARGED_BACK:
-        raise PaymentChargedBack(
+    if payment.dispute_status == DISPUTE_LOST:
+        why = (
             f"Payment {payment.pk} was charged back: a lost dispute already gave the money back to the cardholder "
-            f"(invoice {invoice.number} is {invoice.status}), and Stripe refunds no charged-back charge. "
-            "Nothing was refunded; settle any difference with the customer outside Stripe's refunds.",
+            f"(invoice {invoice.number} is {invoice.status}), and Stripe refunds no charged-back charge."
+        )
+    elif invoice.status == Invoice.Status.CHARGED_BACK:
+        why = (
+            f"Invoice {invoice.number} was charged back (a lost dispute on another of its payments took its money "
+            "back), and a charged-back invoice is final: no refund can be recorded on it."
+        )
+    else:
+        why = ""
+    if why:
+        raise PaymentChargedBack(
+            f"{why} Nothing was refunded; settle any difference with the customer outside Stripe's refunds.",
             dispute_status=payment.dispute_status,
             invoice_status=invoice.status,
         )

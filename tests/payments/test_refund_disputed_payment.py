@@ -123,3 +123,30 @@ def test_the_admin_refund_action_says_why_a_charged_back_payment_was_not_refunde
     assert Invoice.objects.get(pk=charged_back.pk).status == "charged_back"
     denied = AuditEvent.objects.get(action="admin.refund_in_full", outcome="denied")
     assert denied.details["error"] == "payment_charged_back"
+
+
+def test_a_refund_of_another_payment_of_a_charged_back_invoice_is_refused_naming_the_invoice(
+    client, user, staff_client, http, run_on_commit
+):
+    """Paid twice, the extra payment partly refunded: a lost dispute on the first takes the invoice's own money
+    (charged_back, final). The other payment's charge is not disputed, but no refund of it can be recorded."""
+    invoice = paid_invoice(user, intents=("pi_hook1", "pi_hook2"))
+    Payment.objects.filter(payment_intent_id="pi_hook2").update(amount_refunded=1000)
+    send(client, run_on_commit, "closed", "lost", created=int(time.time()))
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_charged_back) == ("charged_back", 1000)
+    stripe_refunds(http)
+    other = Payment.objects.get(payment_intent_id="pi_hook2")
+
+    with run_on_commit():
+        response = staff_client.post(f"/api/v1/payments/payments/{other.pk}/refunds/", {}, format="json")
+
+    assert response.status_code == 409
+    body = response.json()
+    assert (body["error"], body["dispute_status"], body["invoice_status"]) == (
+        "payment_charged_back",
+        "",
+        "charged_back",
+    )
+    assert f"Invoice {invoice.number} was charged back" in body["detail"]
+    assert not Refund.objects.exists() and not http.calls and not ProviderCall.objects.exists()
