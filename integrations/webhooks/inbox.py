@@ -4,8 +4,10 @@ Nothing slow happens in the request: providers time out (Stripe after ~10 s,
 Twilio after 15 s) and retry, so all real work waits for the Celery task.
 """
 
+import contextlib
 import functools
 import logging
+import threading
 
 import orjson
 from django.conf import settings
@@ -67,21 +69,142 @@ def _storable(payload):
 
 
 def _insert_once(event):
-    """INSERT ... ON CONFLICT (provider, event_id) DO NOTHING RETURNING id: the new id, or None for a duplicate.
+    """INSERT ... ON CONFLICT (provider, event_id) DO NOTHING RETURNING id: (the new id, or None for a duplicate;
+    whether the event's drain was requested already).
 
     The ORM's bulk_create(ignore_conflicts=True) cannot say whether it inserted,
     and create() + IntegrityError makes PostgreSQL log an error for every
     duplicate delivery. Works on PostgreSQL and SQLite >= 3.35.
+
+    On PostgreSQL in autocommit, deliveries that reach this point at the same
+    time in one process are stored by one statement (_GroupInsert).
     """
     # The connection itself, not the `connection` proxy: every attribute read through the proxy looks the
     # connection up again in its context-local storage, and preparing the 16 values reads ~30 (~13 us).
     conn = connections[DEFAULT_DB_ALIAS]
     fields, sql = _insert_statement(conn.vendor)
     values = [f.get_db_prep_save(f.pre_save(event, add=True), conn) for f in fields]
+    if conn.vendor == "postgresql" and not conn.in_atomic_block:
+        return _group_insert.insert(conn, (event.provider, event.event_id), values)
+    return _insert_row(conn, sql, values), False
+
+
+def _insert_row(conn, sql, values):
     with _insert_cursor(conn) as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+class _Slot:
+    __slots__ = ("key", "values", "ready", "pk", "failed", "lead", "drain_requested")
+
+    def __init__(self, key, values):
+        self.key, self.values = key, values
+        self.ready = threading.Event()
+        self.pk = None
+        self.failed = False  # the group's statement raised: this delivery is stored by a statement of its own
+        self.lead = False  # woken to store the deliveries that arrived meanwhile
+        self.drain_requested = False
+
+
+class _GroupInsert:
+    """Group commit for the ack path: deliveries that arrive while an INSERT is running go in the next one.
+
+    Each delivery stored alone costs a statement and a commit (a WAL flush it waits for) of its own, and a
+    pooled connection checked out for it. Here the first delivery is inserted at once, by its own thread;
+    deliveries of other threads of the process that reach the INSERT meanwhile wait, and when it is done
+    the first of them stores all of them with one multi-row INSERT ... ON CONFLICT DO NOTHING on its own
+    connection, in autocommit, and so on: nothing waits for a batch to fill, a delivery that finds no
+    INSERT running goes at once (as does one that waited GROUP_WAIT_SECONDS without being taken), and each
+    delivery is answered only once its row is committed, exactly as alone. A duplicate in the same statement is inserted once (the first in it, which is answered as
+    created). If the statement fails, each of its deliveries is inserted again by its own thread, alone:
+    the outcome each would have had without the group (a database error is that delivery's 500).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._waiting = []
+        self._running = False
+
+    def insert(self, conn, key, values):
+        slot = _Slot(key, values)
+        with self._lock:
+            if self._running:
+                self._waiting.append(slot)
+            else:
+                self._running = slot.lead = True
+        if not slot.lead and not slot.ready.wait(GROUP_WAIT_SECONDS):
+            # The INSERT running is slow (a lock wait): not yet taken into the next group, store this one alone.
+            with self._lock:
+                alone = slot in self._waiting
+                if alone:
+                    self._waiting.remove(slot)
+            if alone:
+                return _insert_row(conn, _insert_statement(conn.vendor)[1], values), False
+            slot.ready.wait()
+        if slot.lead:
+            self._lead(conn, slot)
+        if slot.failed:
+            return _insert_row(conn, _insert_statement(conn.vendor)[1], values), False
+        return slot.pk, slot.drain_requested
+
+    def _lead(self, conn, slot):
+        """Store `slot`'s group: itself and the deliveries waiting when it began (at most GROUP_MAX)."""
+        with self._lock:
+            group = [slot, *self._waiting[: GROUP_MAX - 1]]
+            del self._waiting[: GROUP_MAX - 1]
+        try:
+            if len(group) == 1:
+                slot.pk = _insert_row(conn, _insert_statement(conn.vendor)[1], slot.values)  # raises as alone
+            else:
+                for each in group:
+                    each.failed = True  # until the statement has answered for it
+                with contextlib.suppress(Exception):  # each delivery is then inserted alone (insert())
+                    self._store(conn, group)
+                # Committed (autocommit): one drain request per provider for the new events of the group,
+                # not one per event, each a Redis round trip (dispatch.py).
+                for provider in {each.key[0] for each in group if each.pk is not None and not each.failed}:
+                    request_drain_on_commit(provider)
+                for each in group:
+                    each.drain_requested = True
+        finally:
+            with self._lock:
+                following = self._waiting.pop(0) if self._waiting else None
+                if following is None:
+                    self._running = False
+                else:
+                    following.lead = True
+            if following is not None:
+                following.ready.set()
+            for each in group[1:]:
+                each.ready.set()
+
+    @staticmethod
+    def _store(conn, group):
+        with _insert_cursor(conn) as cursor:
+            cursor.execute(_group_statement(len(group)), [v for each in group for v in each.values])
+            created = {(provider, event_id): pk for pk, provider, event_id in cursor.fetchall()}
+        for each in group:
+            each.pk = created.pop(each.key, None)  # of two in one statement, the first was inserted
+            each.failed = False
+
+
+# Deliveries stored by one statement at most (each takes 16 parameters; PostgreSQL allows 65,535), and how
+# long a delivery waits for the INSERT running before it is stored alone (that one is stuck on a lock).
+GROUP_MAX = 64
+GROUP_WAIT_SECONDS = 1.0
+_group_insert = _GroupInsert()
+
+
+@functools.cache
+def _group_statement(rows):
+    fields, sql = _insert_statement("postgresql")
+    row = f"({', '.join(['%s'] * len(fields))})"
+    head, _, tail = sql.partition(f"VALUES {row} ")
+    qn = connection.ops.quote_name
+    returning = f"RETURNING {qn(WebhookEvent._meta.pk.column)}, {qn('provider')}, {qn('event_id')}"
+    return f"{head}VALUES {', '.join([row] * rows)} {tail.rpartition('RETURNING')[0]}{returning}"
 
 
 def _insert_cursor(conn):
@@ -173,14 +296,16 @@ def _store(provider, inbound):
     )
     # One statement, so no transaction of our own: in autocommit it commits by itself (no BEGIN and
     # COMMIT round trips on the ack path), inside a caller's transaction it is part of it, and either
-    # way the drain is requested once the row is committed.
-    pk = _insert_once(event)
+    # way the drain is requested once the row is committed (for a group of deliveries stored together,
+    # once by the thread that stored them: _GroupInsert).
+    pk, drain_requested = _insert_once(event)
     created = pk is not None
     if created:
         event.pk = pk
         event._state.adding = False
         event._state.db = connection.alias
-        enqueue_processing(event)
+        if not drain_requested:
+            enqueue_processing(event)
     webhook_events.labels(provider, "received" if created else "duplicate").inc()
     # A new event is recorded by its row, the metric and the access log line; a log line of its own
     # costs every delivery ~5 % of its CPU, so only duplicates (a provider retrying) are logged at INFO.

@@ -613,3 +613,110 @@ def test_fifty_concurrent_deliveries_store_one_event_and_run_the_handler_once(re
     event = WebhookEvent.objects.get(event_id="evt_storm")
     assert event.status == Status.PROCESSED and event.attempts == 1
     assert set(outcomes) <= {"processed", "skipped"}
+
+
+def _deliver_while_the_first_insert_runs(bodies, fail_the_group=False, release_when_the_others_are_answered=False):
+    """Post `bodies[0]`, hold its INSERT until every other body's delivery waits for it, then let it go.
+
+    Returns (each delivery's JSON answer in `bodies` order, the rows of each INSERT of the inbox in order).
+    """
+    from integrations.webhooks import inbox as inbox_module
+
+    held, release, lock = threading.Event(), threading.Event(), threading.Lock()
+    statements, answers, errors = [], [None] * len(bodies), []
+
+    def watch(execute, sql, params, many, context):
+        if sql.startswith('INSERT INTO "integrations_webhookevent"'):
+            rows = sql.count("), (") + 1
+            with lock:
+                statements.append(rows)
+                first = len(statements) == 1
+            if first:
+                held.set()
+                assert release.wait(20)
+            if fail_the_group and rows > 1:
+                from django.db import OperationalError
+
+                raise OperationalError("the group's statement failed")
+        return execute(sql, params, many, context)
+
+    def deliver(i):
+        try:
+            with connection.execute_wrapper(watch):
+                resp = post(Client(), bodies[i], hubtest.sign(bodies[i]))
+            answers[i] = (resp.status_code, resp.json())
+        except Exception as exc:  # surfaced by the caller's assertion
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    Client().get("/healthz")  # the middleware chain built once, not by racing threads
+    first = threading.Thread(target=deliver, args=(0,))
+    first.start()
+    assert held.wait(20)
+    others = [threading.Thread(target=deliver, args=(i,)) for i in range(1, len(bodies))]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 5
+    group = getattr(inbox_module, "_group_insert", None)
+    if release_when_the_others_are_answered:
+        while not all(answers[1:]) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    else:
+        while (group is None or len(group._waiting) < len(others)) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    release.set()
+    for t in [first, *others]:
+        t.join(timeout=30)
+    assert errors == []
+    return answers, statements
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("hubtest_provider")
+def test_deliveries_that_arrive_while_an_insert_runs_are_stored_by_one_statement_each_answered_as_alone(monkeypatch):
+    """Group commit on the ack path: one statement, one commit and one drain request for the deliveries that
+    waited, a duplicate among them stored once and answered as a duplicate."""
+    from integrations.webhooks import dispatch
+
+    drains = []
+    monkeypatch.setattr(dispatch, "request_drain", lambda provider, **kw: drains.append(provider))
+    bodies = [hubtest.event_body(f"evt_group_{i}") for i in range(4)]
+    bodies.append(bodies[2])  # a provider's retry, arriving beside the first delivery
+    answers, statements = _deliver_while_the_first_insert_runs(bodies)
+
+    assert statements == [1, 4]
+    assert all(code == 200 for code, _ in answers)
+    statuses = [answer["status"] for _, answer in answers]
+    assert statuses[:2] == ["received", "received"] and statuses[3] == "received"
+    assert sorted(statuses[2::2]) == ["duplicate", "received"]  # the two deliveries of evt_group_2
+    assert sorted(WebhookEvent.objects.values_list("event_id", flat=True)) == [f"evt_group_{i}" for i in range(4)]
+    assert drains == ["hubtest", "hubtest"]  # the first delivery's, then the group's
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("hubtest_provider")
+def test_when_a_group_statement_fails_each_delivery_is_stored_alone():
+    bodies = [hubtest.event_body(f"evt_alone_{i}") for i in range(3)]
+    answers, statements = _deliver_while_the_first_insert_runs(bodies, fail_the_group=True)
+
+    assert statements == [1, 2, 1, 1]
+    assert [answer for _, answer in answers] == [{"status": "received", "event_id": f"evt_alone_{i}"} for i in range(3)]
+    assert WebhookEvent.objects.filter(event_id__startswith="evt_alone_").count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("hubtest_provider")
+def test_a_delivery_stuck_behind_a_slow_insert_is_stored_alone(monkeypatch):
+    from integrations.webhooks import inbox as inbox_module
+
+    monkeypatch.setattr(inbox_module, "GROUP_WAIT_SECONDS", 0.1)
+    bodies = [hubtest.event_body(f"evt_stuck_{i}") for i in range(3)]
+    answers, statements = _deliver_while_the_first_insert_runs(bodies, release_when_the_others_are_answered=True)
+
+    # Both answered while the first INSERT was still held, each by a statement of its own.
+    assert statements == [1, 1, 1]
+    assert [answer for _, answer in answers] == [{"status": "received", "event_id": f"evt_stuck_{i}"} for i in range(3)]
