@@ -31,7 +31,8 @@ under WSGI, on threads of their own (integrations.aio.view_hop), so an API call
 does not queue behind a burst of AI bookings on db_hop's. Django's ASGI path
 cost /healthz 1.8 ms of CPU against 0.8 ms this way (bench/RESULTS.md). Async
 views (the AI endpoints) take Django's path with its request signals on the loop
-instead of two hops (handle_async_view); paths that do not resolve (static files,
+instead of two hops (handle_async_view), an API client's completion through the AI fast
+path's short chain instead of the full one (get_response_async, ai.fastpath); paths that do not resolve (static files,
 404s, CommonMiddleware's slash redirects) take Django's path as it is.
 """
 
@@ -48,12 +49,14 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
-from django.urls import set_script_prefix
+from django.urls import set_script_prefix, set_urlconf
+from django.utils.log import log_response
 
 from integrations.aio import db_hop, view_hop, webhook_hop
 from integrations.context import nothing_left_after
 
 FAST_PATH = "integrations.webhooks.fastpath.WebhookFastPathMiddleware"
+AI_FAST_PATH = "ai.fastpath.AiFastPathMiddleware"
 
 
 def _no_io_classes():
@@ -120,12 +123,16 @@ class HubASGIHandler(ASGIHandler):
         SessionMiddleware.__acall__ = _session_acall
         super().load_middleware(is_async=is_async)
         # Imported now, after django.setup() (the webhooks package loads models), not per request.
+        from ai import fastpath as ai_fastpath
         from integrations.webhooks.fastpath import resolved, short_chain, webhook_route
 
         # Only where the chain itself takes the fast path: with it switched off, webhooks go the full way.
         self.webhook_chain = short_chain() if FAST_PATH in settings.MIDDLEWARE else None
         self.webhook_route = webhook_route
         self.resolved = resolved
+        # An AI completion with an API token: AI_MIDDLEWARE around its view (get_response_async), not the full chain.
+        self.ai_chain = ai_fastpath.short_chain() if is_async and AI_FAST_PATH in settings.MIDDLEWARE else None
+        self.ai_route = ai_fastpath.ai_route
         # Every other sync view: Django's synchronous chain (as under WSGI), run whole in one hop on the
         # sync views' own threads (__call__ takes it only with the connection pool: SYNC_VIEW_THREADS).
         self.sync_chain = BaseHandler()
@@ -230,6 +237,19 @@ class HubASGIHandler(ASGIHandler):
         else:
             await sync_to_async(response.close)()
         body_file.close()
+
+    async def get_response_async(self, request):
+        """Django's, with the AI fast path's short chain (ai.fastpath) for the requests it takes."""
+        if self.ai_chain is None or self.ai_route(request) is None:
+            return await super().get_response_async(request)
+        set_urlconf(settings.ROOT_URLCONF)
+        response = await self.ai_chain(request)
+        response._resource_closers.append(request.close)
+        if response.status_code >= 400:
+            await sync_to_async(log_response, thread_sensitive=False)(
+                "%s: %s", response.reason_phrase, request.path, response=response, request=request
+            )
+        return response
 
     def _sensitive_thread(self):
         """One thread per worker process (made after the fork: a preloaded master's thread would not exist)."""

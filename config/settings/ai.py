@@ -125,6 +125,9 @@ AI_LOG_PROMPTS = env_bool("AI_LOG_PROMPTS", False)
 AI_USER_RATE = env.str("AI_USER_RATE", default="30/m")
 # A completion walks its chain for at most this long; a provider's Retry-After
 # is waited out (once) only when it is below AI_RETRY_WAIT_MAX_SECONDS and fits.
+# POST /api/v1/ai/completions/ with `Authorization: Token ...` skips the middleware it does not need (AI_MIDDLEWARE,
+# ai.fastpath); off: the full chain, as every other API request.
+AI_FAST_PATH = env_bool("AI_FAST_PATH", True)
 AI_DEADLINE_SECONDS = env.float("AI_DEADLINE_SECONDS", default=90.0)
 AI_RETRY_WAIT_MAX_SECONDS = env.float("AI_RETRY_WAIT_MAX_SECONDS", default=2.0)
 # The answer's length cap sent when the client gives none (every provider gets one,

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: provider callbacks under /webhooks/ run through WEBHOOK_MIDDLEWARE only (the lean ack path).
     "integrations.webhooks.fastpath.WebhookFastPathMiddleware",
+    # An API client's AI completion runs through AI_MIDDLEWARE only (ai.fastpath, AI_FAST_PATH).
+    "ai.fastpath.AiFastPathMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "integrations.middleware.RequestIdMiddleware",
     # With DEBUG on (make run), /api/ and /webhooks/ still answer errors as JSON, not Django's debug page.
@@ -68,6 +70,22 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, so a login lockout flagged anywhere inside becomes the 429 answer.
     "axes.middleware.AxesMiddleware",
+]
+# What an AI completion with an API token needs of the chain above (ai.fastpath), in the same order: request
+# id and access log, metrics, JSON errors, security headers, CORS, Django's host check, the query-string guard.
+# Left out: static files, sessions, CSRF (DRF checks it only for session authentication), Django's user,
+# messages and login lockout.
+AI_MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "integrations.middleware.RequestIdMiddleware",
+    "integrations.api.errors.JsonErrorsUnderDebugMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "integrations.api.guards.QueryStringGuardMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
