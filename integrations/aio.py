@@ -197,9 +197,15 @@ def _finished(task):
 
 
 async def settle(timeout=None):
-    """Wait (up to `timeout` seconds) for the background work started on this loop; returns how many are left."""
+    """Wait (up to `timeout` seconds) for the background work started on this loop, then for the bookings
+    handed to this process's writer (gateway.bookings); returns how many tasks are left."""
+    from integrations.gateway import bookings  # the gateway builds on this module
+
     loop = asyncio.get_running_loop()
     mine = [task for task in _pending if task.get_loop() is loop]
     if mine:
         await asyncio.wait(mine, timeout=timeout)
+    writer = bookings.writer()
+    if writer is not None:
+        await loop.run_in_executor(None, writer.drain, 10 if timeout is None else timeout)
     return sum(1 for task in mine if not task.done())

@@ -102,6 +102,7 @@ def _request_values(
     params,
     outcome,
     started,
+    finished=None,
     result=None,
     cost=0,
     fallbacks=(),
@@ -128,7 +129,7 @@ def _request_values(
         cached_tokens=result.cached_tokens if counted else 0,
         cache_write_tokens=result.cache_write_tokens if counted else 0,
         cost_usd=cost,
-        latency_ms=round((time.monotonic() - started) * 1000, 3),
+        latency_ms=round(((finished or time.monotonic()) - started) * 1000, 3),
         fallbacks=list(fallbacks),
         prompt=params["request"].canonical() if log_prompts else None,
         response_text=(result.content if result else "") if log_prompts else "",
@@ -287,14 +288,16 @@ class Booking:
         """No Idempotency-Key hooks: its replay is stored with the booking in one transaction, step by step."""
         return self.on_done is None and self.on_fail is None
 
-    def answered_at_once(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK):
+    def answered_at_once(self, result, *, cost, tried, outcome=AiRequest.Outcome.OK, finished=None):
         """`answered` of a request without hooks (hooks_free) as statements for the call row's one round
-        trip (integrations.aio.at_once): ([(sql, params)], after(rows)), `after` run once they are committed."""
+        trip (integrations.aio.at_once): ([(sql, params)], after(rows)), `after` run once they are committed.
+        `finished`: when the answer was ready (time.monotonic()), the end of the request's logged latency
+        however long its booking waits for a batch (gateway.bookings)."""
         total = cost + sum((extra for _, extra, _ in self.unanswered), Decimal(0))
         statements = [
             usage_statement(**self._usage(result, cost)),
             *(usage_statement(**self._usage(r, c)) for r, c, _ in self.unanswered),
-            request_log_statement(**self._log(result, total, tried, outcome)),
+            request_log_statement(**self._log(result, total, tried, outcome), finished=finished),
         ]
         held = self.reservation is not None and not self.reservation.settled
         if held:

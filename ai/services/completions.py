@@ -2,6 +2,7 @@
 
 import asyncio
 import functools
+import time
 
 from integrations.aio import db_hop
 
@@ -35,12 +36,14 @@ def _attempt_complete(booking, idempotency_key):
             cost = answer_cost(result)
             call.record(http_status=200, request_id=result.request_id, units=result.units(), cost_usd=cost)
             payload = payload_for(result, cost=cost, cached=False, fallbacks=list(tried))
-            # Booked with the call's row (one thread hop, one commit) while the answer goes out:
-            # the client does not wait on the database (integrations.aio.in_background).
+            # Booked with the call's row (one round trip, one commit) while the answer goes out: the client does
+            # not wait on the database (the worker's batch writer, gateway.bookings; else aio.in_background).
             call.then = functools.partial(booking.answered, result, cost=cost, tried=list(tried), payload=payload)
             call.then_failed = booking.abandon
             if booking.hooks_free:
-                call.then_at_once = functools.partial(booking.answered_at_once, result, cost=cost, tried=list(tried))
+                call.then_at_once = functools.partial(
+                    booking.answered_at_once, result, cost=cost, tried=list(tried), finished=time.monotonic()
+                )
             call.book_later = True
         return payload
 

@@ -5,6 +5,7 @@ import contextlib
 import functools
 import json
 import logging
+import time
 
 from django.core.serializers.json import DjangoJSONEncoder
 
@@ -138,7 +139,7 @@ async def _relay(opened, *, booking, tried, key):
             opened.call.then_failed = booking.abandon
             if booking.hooks_free:
                 opened.call.then_at_once = functools.partial(
-                    booking.answered_at_once, result, cost=cost, tried=tried, outcome=outcome
+                    booking.answered_at_once, result, cost=cost, tried=tried, outcome=outcome, finished=time.monotonic()
                 )
             opened.call.book_later = True
     except Exception as exc:  # noqa: BLE001 - after the first byte the only way to tell the client is an event

@@ -23,6 +23,7 @@ from ..errors import (
 from ..models import ProviderCall
 from ..registry import require
 from ..usage import call_record_statement, call_recorded_as
+from . import bookings
 from .calllog import Attempt, _write, call_recorded, call_row
 from .outcome import Failure, _breaker_waits_on_news, _refused
 
@@ -119,7 +120,11 @@ async def aattempt(
             raise
         raise failure.error from exc
     latency_ms = (time.perf_counter() - started) * 1000
-    if att.book_later:
+    writer = bookings.writer() if att.book_later and att.then_at_once is not None else None
+    if writer is not None:
+        # The caller answers from what it holds; the row and its booking go with the worker's next batch.
+        writer.put(att, latency_ms)
+    elif att.book_later:
         # The caller answers from what it holds; the row and its booking are written meanwhile.
         await in_background(_write_ok_then, att, latency_ms=latency_ms)
     else:

@@ -4,10 +4,12 @@ import json
 import httpx2
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
 from django.test import AsyncClient
 
 from ai import providers
 from integrations import aio
+from integrations.gateway import bookings
 from tests.ai.fakes import BASE_URLS, KEYS, FakeAI
 
 URL = "/api/v1/ai/completions/"
@@ -146,6 +148,9 @@ def server_loop(settings):
         settings.DB_HOP_THREADS = 2
         settings.SYNC_VIEW_THREADS = 2  # config.asgi_handler's server path (handle_async_view for the AI views)
         aio.serve_on(asyncio.get_running_loop())
+        if connection.vendor == "postgresql":  # the pool's: answered calls' bookings go to the batch writer
+            bookings.start()
 
     yield mark
     aio.serve_on(None)
+    bookings.stop()

@@ -269,7 +269,7 @@ def test_an_answers_booking_is_one_round_trip_that_writes_it_all(
     fake_ai, asgi_completion, server_loop, monkeypatch, settings, stream, log_prompts
 ):
     from ai.models import AiUsageMonthly
-    from integrations.gateway import asynchronous
+    from integrations.gateway import asynchronous, bookings
 
     settings.AI_LOG_PROMPTS = log_prompts
 
@@ -284,7 +284,8 @@ def test_an_answers_booking_is_one_round_trip_that_writes_it_all(
         sent.append(len(statements))
         return aio.at_once(statements)
 
-    monkeypatch.setattr(asynchronous, "at_once", counted)
+    monkeypatch.setattr(asynchronous, "at_once", counted)  # on its own
+    monkeypatch.setattr(bookings, "at_once", counted)  # in the worker's batch (gateway.bookings)
 
     async def scenario():
         server_loop()
