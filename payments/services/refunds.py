@@ -3,6 +3,7 @@
 from django.db import transaction
 from django.db.models import Q, Sum
 
+from integrations.models import ProviderCall
 from integrations.registry import require
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
@@ -41,7 +42,9 @@ def refund_request(*, payment_id, amount=None, reason="", requested_by=None):
             raise InvalidTransition(
                 f"Payment {payment.pk} is {payment.status}; only a succeeded payment can be refunded."
             )
-        _refuse_disputed(payment)
+        refusal = _dispute_refusal(payment)
+        if refusal is not None:
+            raise refusal
         taken = payment.refunds.filter(status__in=Refund.COUNTED).aggregate(s=Sum("amount"))["s"] or 0
         # Refunds Stripe reported on the charge (charge.refunded's amount_refunded) that have no row of ours
         # yet: a Dashboard refund, whose charge event no longer embeds the refunds list. They count too.
@@ -64,8 +67,10 @@ def refund_request(*, payment_id, amount=None, reason="", requested_by=None):
     return refund
 
 
-def _refuse_disputed(payment):
-    """Refuse, before anything is written or sent, a refund Stripe would refuse because of a chargeback.
+def _dispute_refusal(payment):
+    """The refusal (PaymentChargedBack or PaymentDisputed, else None) of a refund Stripe would refuse because of
+    a chargeback: raised when one is requested, before anything is written, and the reason a queued one fails
+    when a chargeback opened or was lost before it was sent (refund_send).
 
     Stripe takes the disputed amount from the balance when a chargeback opens and gives it to the cardholder for
     good when it is lost: a refund of a lost one is refused (charge_disputed), and so is one while the chargeback
@@ -88,27 +93,46 @@ def _refuse_disputed(payment):
     else:
         why = ""
     if why:
-        raise PaymentChargedBack(
+        return PaymentChargedBack(
             f"{why} Nothing was refunded; settle any difference with the customer outside Stripe's refunds.",
             dispute_status=payment.dispute_status,
             invoice_status=invoice.status,
         )
     if payment.dispute_status in DISPUTE_OPEN:
-        raise PaymentDisputed(
+        return PaymentDisputed(
             f"Payment {payment.pk} has an open chargeback (dispute {payment.dispute_id or 'unknown'} is "
             f"{payment.dispute_status}): Stripe refunds no disputed charge, and the disputed amount is already "
             "withdrawn. To give the money back, accept the dispute in the Stripe Dashboard; to keep it, counter "
             "with evidence. Nothing was refunded.",
             dispute_status=payment.dispute_status,
         )
+    return None
 
 
 def refund_send(*, refund_id):
-    """Task body: create the refund on Stripe. Safe to run twice: the same Idempotency-Key returns the same refund."""
+    """Task body: create the refund on Stripe. Safe to run twice: the same Idempotency-Key returns the same refund.
+
+    A refund a chargeback made unrefundable since it was requested fails here (failure_reason `<code>: <detail>`,
+    the code the request's 409 would carry), without asking Stripe, unless an earlier attempt may have reached it.
+    """
     refund = Refund.objects.select_related("payment__invoice").filter(pk=refund_id).first()
     if refund is None or refund.external_id or refund.status != Refund.Status.PENDING:
         return "skipped"
     payment = refund.payment
+    refusal = _dispute_refusal(payment)
+    if refusal is not None and not _maybe_sent(refund):
+        # Queued before the chargeback opened or was lost: Stripe would refuse it (charge_disputed), so it is not
+        # asked. Failed as a refund Stripe refused is, without that refusal's task_failed alert: the dispute has
+        # its own critical alert already, and nothing here needs a person the dispute's alert does not.
+        failed = transition(
+            Refund,
+            refund.pk,
+            Refund.Status.FAILED,
+            frm=Refund.Status.PENDING,
+            where=Q(external_id=""),
+            failure_reason=f"{refusal.code}: {refusal.detail}"[:2000],
+        )
+        return "refused" if failed else "skipped"
     created = stripe_api.refund_create(
         payment_intent=payment.payment_intent_id,
         amount=refund.amount,
@@ -121,6 +145,15 @@ def refund_send(*, refund_id):
     Refund.objects.filter(pk=refund.pk, external_id="").update(external_id=created.id)
     refund_apply(refund=refund, stripe_refund=created)
     return "sent"
+
+
+def _maybe_sent(refund):
+    """Whether an earlier attempt at this refund may have reached Stripe (a call is logged for it, whatever its
+    outcome). Such a refund may exist there; only Stripe can say (the same Idempotency-Key returns it, or its
+    refusal fails it), so it is sent as before rather than failed here, which would free money already refunded."""
+    return ProviderCall.objects.filter(
+        related_type=Refund._meta.label_lower, related_id=str(refund.pk), operation="refund.create"
+    ).exists()
 
 
 def refund_give_up(*, refund_id, error):

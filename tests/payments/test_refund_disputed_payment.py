@@ -3,7 +3,8 @@
 Stripe withdraws the disputed amount when a chargeback opens and gives it to the cardholder for good when the
 dispute is lost; it refunds neither a charged-back charge nor one whose chargeback is still open (the Dispute's
 is_charge_refundable is false: accepting the dispute is how the money goes back). An inquiry takes no money and
-may be settled by a refund, and a won dispute leaves the charge whole.
+may be settled by a refund, and a won dispute leaves the charge whole. A refund queued before the chargeback
+opened or was lost fails in its task instead, without asking Stripe.
 """
 
 import time
@@ -11,9 +12,10 @@ import time
 import pytest
 
 from integrations.audit.models import AuditEvent
-from integrations.models import ProviderCall
+from integrations.models import Alert, ProviderCall
 from payments.models import Invoice, Payment, Refund
 
+from . import stripe_fakes as fakes
 from .test_dispute_lost_invoice import paid_invoice, send
 from .test_refunds import stripe_refunds
 
@@ -150,3 +152,70 @@ def test_a_refund_of_another_payment_of_a_charged_back_invoice_is_refused_naming
     )
     assert f"Invoice {invoice.number} was charged back" in body["detail"]
     assert not Refund.objects.exists() and not http.calls and not ProviderCall.objects.exists()
+
+
+def queued_refund(staff_client, invoice, amount):
+    """A refund requested while the payment was refundable, its send task not run yet (its row pending)."""
+    response = staff_client.post(refunds_url(invoice), {"amount": amount}, format="json")
+    assert response.status_code == 202, response.json()
+    return Refund.objects.get(pk=response.json()["id"])
+
+
+@pytest.mark.parametrize(
+    "events, code, invoice_status",
+    [
+        ([("created", "needs_response")], "payment_disputed", "paid"),
+        ([("created", "needs_response"), ("closed", "lost")], "payment_charged_back", "charged_back"),
+    ],
+)
+def test_a_refund_queued_before_a_chargeback_fails_without_asking_stripe(
+    client, user, staff_client, http, run_on_commit, events, code, invoice_status
+):
+    from payments.tasks import refund_send
+
+    invoice = paid_invoice(user)
+    refund = queued_refund(staff_client, invoice, 500)
+    now = int(time.time())
+    for n, (kind, status) in enumerate(events):
+        send(client, run_on_commit, kind, status, created=now + n)
+    stripe_refunds(http)
+    alerts_before = set(Alert.objects.values_list("pk", flat=True))
+
+    assert refund_send.apply(args=[refund.pk]).get() == "refused"
+
+    assert not http.calls and not ProviderCall.objects.exists()
+    refund.refresh_from_db()
+    assert refund.status == "failed" and refund.next_attempt_at is None  # out of the outbox: never re-sent
+    assert refund.failure_reason.startswith(f"{code}: ") and "Nothing was refunded" in refund.failure_reason
+    shown = staff_client.get(refunds_url(invoice)).json()
+    assert [(r["status"], r["failure_reason"]) for r in shown] == [("failed", refund.failure_reason)]
+    # The dispute's own alert says what to do; the refund adds no task_failed alert beside it.
+    assert not Alert.objects.exclude(pk__in=alerts_before).exists()
+    invoice.refresh_from_db()
+    payment = invoice.payments.get()
+    assert (invoice.status, invoice.amount_refunded, payment.amount_refunded) == (invoice_status, 0, 0)
+    # A failed refund no longer counts against the remainder (once the dispute is won, all of it is refundable).
+    assert not payment.refunds.filter(status__in=Refund.COUNTED).exists()
+
+
+def test_a_queued_refund_an_earlier_attempt_may_have_made_is_still_asked_of_stripe_after_a_chargeback(
+    client, user, staff_client, http, run_on_commit
+):
+    """Stripe may have made it before it stopped answering: only Stripe can say, by the same Idempotency-Key."""
+    from payments.tasks import refund_send
+
+    invoice = paid_invoice(user)
+    refund = queued_refund(staff_client, invoice, 500)
+    http.post(f"{fakes.API}/v1/refunds", json={"error": {"type": "api_error", "message": "boom"}}, status=503)
+    refund_send.apply(args=[refund.pk], retries=3)  # its last attempt: Stripe never confirmed it
+    refund.refresh_from_db()
+    assert (refund.status, refund.external_id) == ("pending", "")
+    send(client, run_on_commit, "created", "needs_response", created=int(time.time()))
+    http.reset()
+    made = stripe_refunds(http)
+
+    assert refund_send.apply(args=[refund.pk]).get() == "sent"
+
+    assert [c.request.headers["Idempotency-Key"] for c in http.calls] == [f"hub-refund-{refund.pk}"]
+    refund.refresh_from_db()
+    assert (refund.status, refund.external_id) == ("succeeded", made[f"hub-refund-{refund.pk}"])
