@@ -1,8 +1,10 @@
 """Answered completions are booked by the web worker's batch writer (integrations.gateway.bookings)."""
 
+import asyncio
 import logging
 import threading
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -141,3 +143,21 @@ def test_a_workers_shutdown_writes_the_bookings_still_waiting(fake_ai, asgi_comp
     assert sent == ["lifespan.shutdown.complete"] and bookings.writer() is None
     assert AiRequest.objects.count() == 2 and ProviderCall.objects.count() == 2
     assert AiSpend.objects.get().reserved_usd == 0
+
+
+def test_a_booking_put_after_the_writers_thread_stopped_is_written_by_a_round_of_its_own(monkeypatch):
+    """A request that took the writer before the worker's shutdown and answers after its last round: the
+    writer's thread is gone, so the round it hands over runs on the loop's default executor instead."""
+    written = []
+    monkeypatch.setattr(bookings, "_write_group", lambda group: written.extend(att for att, _, _ in group))
+    writer = bookings.BookingWriter()
+    writer.stop()  # the shutdown: its thread ended, what was waiting written
+    att = SimpleNamespace(provider="openai", owner_id=1)
+
+    async def answered_after_the_shutdown():
+        writer.put(att, 12.5)
+        await asyncio.sleep(0)  # the loop's next step hands the round over
+
+    asyncio.run(answered_after_the_shutdown())  # which also waits for the default executor's rounds
+
+    assert writer.drain(timeout=1) and written == [att]
