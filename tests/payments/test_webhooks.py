@@ -29,6 +29,17 @@ def deliver(client, evt, *, signature=None, secret=fakes.WEBHOOK_SECRET, timesta
     return client.post(URL, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sig)
 
 
+def declined_then_paid(payment):
+    """The card declined, then paid on a retry five seconds later: the two events, in Stripe's order."""
+    now = int(time.time())
+    return (
+        fakes.event(
+            "payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now - 5
+        ),
+        fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now),
+    )
+
+
 @pytest.fixture
 def payment(user):
     return PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id="pi_hook1")
@@ -242,17 +253,9 @@ class TestPaymentFlow:
         assert page.status_code == 200 and payment.invoice.number in page.content.decode()
 
     def test_a_failed_invoice_can_still_be_paid_afterwards(self, client, payment, fee_lookup, run_on_commit):
-        now = int(time.time())
         with run_on_commit():
-            deliver(
-                client,
-                fakes.event(
-                    "payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now - 5
-                ),
-            )
-            deliver(
-                client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now)
-            )
+            for evt in declined_then_paid(payment):
+                deliver(client, evt)
         payment.invoice.refresh_from_db()
         assert payment.invoice.status == "paid"
 
@@ -388,17 +391,9 @@ class TestStripeInvoices:
         """A declined card retried with success: both events are drained together, and by the time the
         failure's notice runs the invoice is paid. "Please try again, the invoice is still open" would be false
         (and could make the owner pay twice), so nothing is mailed."""
-        now = int(time.time())
         with run_on_commit():
-            deliver(
-                client,
-                fakes.event(
-                    "payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now - 5
-                ),
-            )
-            deliver(
-                client, fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now)
-            )
+            for evt in declined_then_paid(payment):
+                deliver(client, evt)
         payment.refresh_from_db()
         payment.invoice.refresh_from_db()
         assert (payment.failure_code, payment.status, payment.invoice.status) == (
@@ -553,13 +548,8 @@ class TestBatchDrain:
     def test_a_payments_failure_and_success_in_one_batch_read_it_once(self, payment):
         """The batch's read serves every event of the payment: what the failure moved it to is the success's
         guess (a burst's pairs mostly share a batch; the second read was a fifth of the drain's statements)."""
-        now = int(time.time())
-        self.store(
-            fakes.event(
-                "payment_intent.payment_failed", fakes.intent(payment, error=fakes.decline_error()), created=now - 5
-            )
-        )
-        self.store(fakes.event("payment_intent.succeeded", fakes.intent(payment, status="succeeded"), created=now))
+        for evt in declined_then_paid(payment):
+            self.store(evt)
 
         result, reads = self.drain()
 

@@ -354,5 +354,28 @@ def twilio_messages(http, bodies):
     http.add_callback(responses.POST, re.compile(rf"{re.escape(API)}/Messages/\w+\.json"), callback=update)
 
 
+def twilio_mms_media(http, media, asked=None):
+    """Twilio's MMS media (message sid -> media sids): list and DELETE; a message Twilio no longer has answers 404.
+    Each list is recorded in `asked` as ("media_list", sid) when given."""
+
+    def media_list(request):
+        sid = request.url.split("/Messages/")[1].split("/")[0]
+        if asked is not None:
+            asked.append(("media_list", sid))
+        if sid not in media:
+            return 404, {}, json.dumps({"code": 20404, "message": "not found", "status": 404})
+        listed = [{"sid": m, "parent_sid": sid, "content_type": "image/jpeg"} for m in media[sid]]
+        page = {"media_list": listed, "page": 0, "page_size": 50, "next_page_uri": None, "uri": request.url}
+        return 200, {}, json.dumps(page)
+
+    def media_delete(request):
+        sid, media_sid = re.search(r"/Messages/(\w+)/Media/(\w+)\.json", request.url).groups()
+        media[sid].remove(media_sid)
+        return 204, {}, ""
+
+    http.add_callback(responses.GET, re.compile(rf"{re.escape(API)}/Messages/\w+/Media\.json.*"), callback=media_list)
+    http.add_callback(responses.DELETE, re.compile(rf"{re.escape(API)}/Messages/\w+/Media/\w+\.json"), media_delete)
+
+
 def version_keys(user):
     return set(DocumentVersion.objects.filter(document__owner=user).values_list("storage_key", flat=True))

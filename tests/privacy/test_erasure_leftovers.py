@@ -19,7 +19,7 @@ from tests.documents.conftest import EICAR
 from tests.integrations.factories import ConnectionFactory, WebhookEventFactory
 from tests.messaging.factories import SmsFactory
 
-from .conftest import API, BUCKET, twilio_messages
+from .conftest import API, BUCKET, twilio_messages, twilio_mms_media
 
 pytestmark = pytest.mark.django_db
 
@@ -115,21 +115,7 @@ def test_erasure_deletes_the_media_files_of_the_users_mms_at_twilio(user, other_
     gone = SmsFactory(owner=user, direction="inbound", status="received", num_media=1, external_id="MM" + "c" * 32)
     media = {mine.external_id: ["ME" + "1" * 32, "ME" + "2" * 32], theirs.external_id: ["ME" + "3" * 32]}
 
-    def media_list(request):
-        sid = request.url.split("/Messages/")[1].split("/")[0]
-        if sid not in media:  # Twilio no longer has the message: nothing left to delete
-            return 404, {}, json.dumps({"code": 20404, "message": "not found", "status": 404})
-        listed = [{"sid": m, "parent_sid": sid, "content_type": "image/jpeg"} for m in media[sid]]
-        page = {"media_list": listed, "page": 0, "page_size": 50, "next_page_uri": None, "uri": request.url}
-        return 200, {}, json.dumps(page)
-
-    def media_delete(request):
-        sid, media_sid = re.search(r"/Messages/(\w+)/Media/(\w+)\.json", request.url).groups()
-        media[sid].remove(media_sid)
-        return 204, {}, ""
-
-    http.add_callback(responses.GET, re.compile(rf"{re.escape(API)}/Messages/\w+/Media\.json.*"), callback=media_list)
-    http.add_callback(responses.DELETE, re.compile(rf"{re.escape(API)}/Messages/\w+/Media/\w+\.json"), media_delete)
+    twilio_mms_media(http, media)  # `gone` is no longer at Twilio: nothing left to delete
     twilio_messages(http, {mine.external_id: mine.body})
 
     erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user, expedite=True)
@@ -217,21 +203,8 @@ def test_a_retried_erasure_asks_twilio_only_about_the_messages_it_has_not_erased
         bodies[sid] = ""
         return 200, {}, json.dumps({"sid": sid, "body": "", "status": "delivered"})
 
-    def media_list(request):
-        sid = request.url.split("/Messages/")[1].split("/")[0]
-        asked.append(("media_list", sid))
-        listed = [{"sid": m, "parent_sid": sid, "content_type": "image/jpeg"} for m in media.get(sid, [])]
-        page = {"media_list": listed, "page": 0, "page_size": 50, "next_page_uri": None, "uri": request.url}
-        return 200, {}, json.dumps(page)
-
-    def media_delete(request):
-        sid, media_sid = re.search(r"/Messages/(\w+)/Media/(\w+)\.json", request.url).groups()
-        media[sid].remove(media_sid)
-        return 204, {}, ""
-
     http.add_callback(responses.POST, re.compile(rf"{re.escape(API)}/Messages/\w+\.json"), callback=redact)
-    http.add_callback(responses.GET, re.compile(rf"{re.escape(API)}/Messages/\w+/Media\.json.*"), callback=media_list)
-    http.add_callback(responses.DELETE, re.compile(rf"{re.escape(API)}/Messages/\w+/Media/\w+\.json"), media_delete)
+    twilio_mms_media(http, media, asked)
     # A task of the first message's that gave up, quoting Twilio: found by the row's id, so before the row goes.
     alert = alert_raise(
         kind=Alert.Kind.TASK_FAILED,
