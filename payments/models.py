@@ -64,8 +64,10 @@ class Invoice(models.Model):
         # A fully refunded charge has nothing left for a dispute to take (Stripe withdraws no more).
         "refunded": {"partially_refunded", "paid"},
         "void": set(),
-        # Final: Stripe never changes a lost dispute's outcome, so no later event (a late `won`) takes it back.
-        "charged_back": set(),
+        # Stripe never changes a lost dispute's outcome, so no later event (a late `won`) takes it back. Only a
+        # refund reported after the loss can (payments.services.settlement.charged_back_totals): a refunded charge
+        # loses nothing more, so a loss that, counted with that refund, took nothing leaves the invoice refunded.
+        "charged_back": {"partially_refunded", "refunded"},
     }
     PAYABLE = frozenset({"open", "failed"})
 

@@ -1,7 +1,7 @@
 """Refunds: requested here, created on Stripe by a task, settled by webhooks or reconciliation."""
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 
 from integrations.models import ProviderCall
 from integrations.registry import require
@@ -13,7 +13,7 @@ from ..providers import stripe as stripe_api
 from ..providers.stripe_objects import StripeRefund, stripe_id
 from .common import adopt, anomaly_alert, money_differs
 from .errors import InvalidTransition, PaymentChargedBack, PaymentDisputed, RefundTooLarge
-from .settlement import DISPUTE_LOST, DISPUTE_OPEN, money_mismatch, payment_for_stripe_object
+from .settlement import DISPUTE_LOST, DISPUTE_OPEN, charged_back_totals, money_mismatch, payment_for_stripe_object
 
 REFUNDED_STATES = (Invoice.Status.PARTIALLY_REFUNDED, Invoice.Status.REFUNDED)
 
@@ -248,7 +248,7 @@ def _refunded_totals(*, payment_id, stripe_amount_refunded=None):
     # What the invoice has given back is what it no longer holds of its amount: a refund of an extra payment
     # (an invoice paid twice, which the payment_anomaly alert asks staff to refund) leaves it paid.
     settled = invoice.payments.filter(status=Payment.Status.SUCCEEDED).aggregate(
-        paid=Sum("amount"), refunded=Sum("amount_refunded")
+        paid=Sum("amount"), refunded=Sum("amount_refunded"), lost=Count("pk", filter=Q(dispute_status=DISPUTE_LOST))
     )
     refunded = settled["refunded"] or 0
     kept = (settled["paid"] or 0) - refunded
@@ -256,10 +256,15 @@ def _refunded_totals(*, payment_id, stripe_amount_refunded=None):
     # payment's success) holds nothing, yet has refunded nothing either.
     total = min(refunded, invoice.amount, max(0, invoice.amount - kept))
     Invoice.objects.filter(pk=invoice.pk).update(amount_refunded=total)
+    # A lost dispute took at most what its payment still held: a refund reported after the loss (made before it,
+    # events arrive in any order) lowers what the loss took, and the invoice stays charged_back only if it took any.
+    if settled["lost"] and charged_back_totals(invoice_id=invoice.pk) == Invoice.Status.CHARGED_BACK:
+        return
+    not_charged_back = ~Q(status=Invoice.Status.CHARGED_BACK)  # only charged_back_totals decides to leave it
     if total >= invoice.amount and total > 0:
-        transition(Invoice, invoice.pk, Invoice.Status.REFUNDED)
+        transition(Invoice, invoice.pk, Invoice.Status.REFUNDED, where=not_charged_back)
     elif total > 0:
-        transition(Invoice, invoice.pk, Invoice.Status.PARTIALLY_REFUNDED)
+        transition(Invoice, invoice.pk, Invoice.Status.PARTIALLY_REFUNDED, where=not_charged_back)
     else:  # every refund failed after all: the invoice is simply paid again
         transition(Invoice, invoice.pk, Invoice.Status.PAID, where=Q(status__in=REFUNDED_STATES))
 

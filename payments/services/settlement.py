@@ -294,7 +294,7 @@ def dispute_record(*, dispute, occurred_at=None, opened=False):
             )
         if status == DISPUTE_LOST:
             # Every time, not only when the status changed: the same totals again change nothing.
-            invoice_status = _charged_back_totals(invoice_id=payment.invoice_id)
+            invoice_status = charged_back_totals(invoice_id=payment.invoice_id)
     where = f"invoice {payment.invoice.number}" if payment else f"charge {stripe_id(dispute.get('charge'))}"
     money = f"{dispute.get('amount')} {(dispute.get('currency') or '').upper()} (minor units)"
     if status in DISPUTE_CLOSED:
@@ -351,9 +351,9 @@ def _dispute_status_write(*, payment_id, dispute_id, status, amount, occurred_at
         return status, status != before
 
 
-def _charged_back_totals(*, invoice_id):
+def charged_back_totals(*, invoice_id):
     """Record what lost disputes took of the invoice's own money, and move it to charged_back if they took any;
-    the invoice's status after.
+    the invoice's status after. Run again when a refund is recorded (refunds._refunded_totals), which may lower it.
 
     A payment loses at most what it still holds (Stripe withdraws nothing more from a refunded charge), and the
     invoice only what it held of its amount: a lost dispute on an extra payment (an invoice paid twice, which the
@@ -373,6 +373,12 @@ def _charged_back_totals(*, invoice_id):
         taken = min(lost, owed, max(0, owed - (held - lost)))
         Invoice.objects.filter(pk=invoice_id).exclude(amount_charged_back=taken).update(amount_charged_back=taken)
         if not taken:
+            if invoice.status == Invoice.Status.CHARGED_BACK and invoice.amount_refunded:
+                # A refund reported after the loss was made before it: counted with it, the loss took nothing.
+                refunded = invoice.amount_refunded >= invoice.amount
+                to = Invoice.Status.REFUNDED if refunded else Invoice.Status.PARTIALLY_REFUNDED
+                transition(Invoice, invoice_id, to, frm=Invoice.Status.CHARGED_BACK)
+                return to
             return invoice.status
         transition(Invoice, invoice_id, Invoice.Status.CHARGED_BACK, seen=invoice.status)
         return Invoice.objects.values_list("status", flat=True).get(pk=invoice_id)

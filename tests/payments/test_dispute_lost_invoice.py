@@ -157,3 +157,33 @@ def test_a_fully_refunded_invoice_has_nothing_left_to_lose(client, user, run_on_
     send(client, run_on_commit, "closed", "lost", created=int(time.time()))
     invoice.refresh_from_db()
     assert (invoice.status, invoice.amount_charged_back) == ("refunded", 0)
+
+
+def refunded(client, run_on_commit, *, amount, created, intent="pi_hook1", refund_id="re_late"):
+    """Stripe's refund.updated for a refund of `amount` on the payment, delivered through the endpoint."""
+    evt = fakes.event("refund.updated", fakes.refund(refund_id, amount=amount, payment_intent=intent), created=created)
+    with run_on_commit():
+        assert deliver(client, evt).status_code == 200
+
+
+def test_a_refund_reported_after_the_loss_leaves_what_the_other_order_leaves(client, user, run_on_commit):
+    """Stripe withdraws for a dispute no more than the charge still holds (a refunded charge loses nothing more):
+    a partial refund made before the loss, reported after it, lowers what the loss took, as it did reported first.
+    Before, the invoice showed 1000 refunded and 2500 charged back, more than its 2500 was ever paid."""
+    invoice = paid_invoice(user)
+    now = int(time.time())
+    send(client, run_on_commit, "closed", "lost", created=now)
+    refunded(client, run_on_commit, amount=1000, created=now - 60)
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_refunded, invoice.amount_charged_back) == ("charged_back", 1000, 1500)
+
+
+def test_a_full_refund_reported_after_the_loss_shows_the_invoice_refunded(client, user, run_on_commit):
+    """A fully refunded charge can no longer be charged back (Stripe's docs): the loss took nothing, and the invoice
+    ends refunded, as test_a_fully_refunded_invoice_has_nothing_left_to_lose has it when the refund comes first."""
+    invoice = paid_invoice(user)
+    now = int(time.time())
+    send(client, run_on_commit, "closed", "lost", created=now)
+    refunded(client, run_on_commit, amount=2500, created=now - 60)
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_refunded, invoice.amount_charged_back) == ("refunded", 2500, 0)
