@@ -187,3 +187,65 @@ def test_a_full_refund_reported_after_the_loss_shows_the_invoice_refunded(client
     refunded(client, run_on_commit, amount=2500, created=now - 60)
     invoice.refresh_from_db()
     assert (invoice.status, invoice.amount_refunded, invoice.amount_charged_back) == ("refunded", 2500, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_charges_back_the_invoices_of_disputes_lost_before_it_where_stripe_s_amount_is_stored(user):
+    """Before 0005 a lost dispute kept no amount. Its invoice is charged back when the hub still holds Stripe's
+    word for the amount: the newest stored event saying lost (not an earlier one), else the lost dispute's alert
+    (retention empties payloads after 30 days; alerts stay). Without either, nothing is guessed."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("payments", "0005_invoice_charged_back")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state([node for node in latest if node[0] != "payments"] + before).apps
+        OldInvoice, OldPayment = old.get_model("payments", "Invoice"), old.get_model("payments", "Payment")
+        OldEvent, OldAlert = old.get_model("integrations", "WebhookEvent"), old.get_model("integrations", "Alert")
+
+        def lost_before_0005(name):
+            invoice = OldInvoice.objects.create(owner_id=user.pk, number=f"INV-{name}", amount=2500, status="paid")
+            OldPayment.objects.create(
+                invoice=invoice, attempt=1, amount=2500, currency="usd", status="succeeded", idempotency_key=name,
+                payment_intent_id=f"pi_{name}", dispute_id=f"du_{name}", dispute_status="lost",
+            )  # fmt: skip
+            return invoice.pk
+
+        def stored(name, type, status, amount, created):
+            evt = fakes.event(type, fakes.dispute(f"du_{name}", status=status, amount=amount), created=created)
+            OldEvent.objects.create(provider="stripe", event_id=evt["id"], type=type, payload=evt, status="processed")
+
+        now = int(time.time())
+        by_event = lost_before_0005("a")
+        stored("a", "charge.dispute.created", "needs_response", 2500, now - 60)
+        stored("a", "charge.dispute.closed", "lost", 1500, now)
+        by_alert = lost_before_0005("b")
+        OldEvent.objects.create(provider="stripe", event_id="evt_b", type="charge.dispute.closed", payload={})
+        OldAlert.objects.create(
+            kind="dispute",
+            dedupe_key="dispute:du_b:lost",
+            message="Stripe dispute du_b on invoice INV-b was lost: 900 USD (minor units) went back to the "
+            "cardholder for good, with Stripe's dispute fee. The invoice still shows paid; settle it with the "
+            "customer or write it off.",
+        )
+        unproven = lost_before_0005("c")
+
+        MigrationExecutor(connection).migrate(latest)
+
+        shown = {
+            pk: (status, amount)
+            for pk, status, amount in Invoice.objects.filter(pk__in=[by_event, by_alert, unproven]).values_list(
+                "pk", "status", "amount_charged_back"
+            )
+        }
+        assert shown == {by_event: ("charged_back", 1500), by_alert: ("charged_back", 900), unproven: ("paid", 0)}
+        assert dict(Payment.objects.values_list("dispute_id", "dispute_amount")) == {
+            "du_a": 1500,
+            "du_b": 900,
+            "du_c": 0,
+        }
+    finally:
+        MigrationExecutor(connection).migrate(latest)
