@@ -1,11 +1,9 @@
 """What messaging holds about a user (privacy registry): SMS, calls, recordings and transcriptions at Twilio."""
 
-import re
-
 from django.utils import timezone
 
-from integrations.models import Alert
 from integrations.states import transition
+from privacy.erasure import gave_up_alerts_redact
 from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
 
@@ -104,26 +102,13 @@ _TASK_ROWS = {
     "messaging.call_place": CallLog,
     "messaging.call_price_fetch": CallLog,
 }
-_GAVE_UP = re.compile(r"^([\w.]+)\((\d+)[,)]")
 
 
 def _redact_gave_up_alerts(user):
-    """The alert stays for staff (which task, which row); the provider's words about the user's row go."""
     mine = {
         model: set(model.objects.filter(owner=user).values_list("pk", flat=True)) for model in (SmsMessage, CallLog)
     }
-    redacted = 0
-    alerts = Alert.objects.filter(kind=Alert.Kind.TASK_FAILED, dedupe_key__in=[f"task_failed:{n}" for n in _TASK_ROWS])
-    for pk, message in alerts.values_list("pk", "message"):
-        named = _GAVE_UP.match(message)
-        if named is None or named[1] not in _TASK_ROWS or int(named[2]) not in mine[_TASK_ROWS[named[1]]]:
-            continue
-        plain = f"{named[1]}({named[2]},) gave up; what the provider answered went with the erased user's data."
-        if message == plain:
-            continue  # redacted by an earlier pass (this one's start, or a run the erasure retried)
-        # Only if still this message: the open alert of a task takes the text of its latest failure.
-        redacted += Alert.objects.filter(pk=pk, message=message).update(message=plain)
-    return redacted
+    return gave_up_alerts_redact(rows={name: mine[model] for name, model in _TASK_ROWS.items()})
 
 
 def references(user):

@@ -1,5 +1,6 @@
 """What payments holds about a user (privacy registry). Invoices and what paid them are kept, minimised."""
 
+from privacy.erasure import gave_up_alerts_redact
 from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
 
@@ -32,6 +33,12 @@ def erase_payments(user, report):
         for _ in range(n):
             report.provider_count("stripe.subscriptions", outcome)
     pseudonym = report.pseudonym_user
+    # While the invoices are still the user's: the failure notice's "gave up" alert quotes Stripe's decline message
+    # (its argument), the text cleared from the payments below.
+    invoices = set(Invoice.objects.filter(owner=user).values_list("pk", flat=True))
+    report.count(
+        "integrations.Alert.redacted", gave_up_alerts_redact(rows={"payments.payment_failed_notify": invoices})
+    )
     report.count("payments.Customer", Customer.objects.filter(user=user).delete()[0])
     report.count(
         "payments.Payment.minimised",

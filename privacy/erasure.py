@@ -298,6 +298,31 @@ def alerts_redact(*, refs, batch=50):
     return redacted
 
 
+# ProviderTask.on_failure's alert: "<task name>(<its arguments>) gave up after <n> attempt(s): <the error>".
+_GAVE_UP = re.compile(r"^([\w.]+)\((\d+)[,)]")
+
+
+def gave_up_alerts_redact(*, rows):
+    """`rows`: {task name: ids of the erased user's rows that such a task takes as its first argument}.
+
+    A task's "gave up" alert quotes its arguments and what the provider answered, which say things of the user that
+    are not among their references: the number they texted (Twilio's refusal names it), why their card was declined
+    (the payment notice's argument). The alert stays for staff (which task, which row); the rest goes.
+    """
+    redacted = 0
+    alerts = Alert.objects.filter(kind=Alert.Kind.TASK_FAILED, dedupe_key__in=[f"task_failed:{n}" for n in rows])
+    for pk, message in alerts.values_list("pk", "message"):
+        named = _GAVE_UP.match(message)
+        if named is None or named[1] not in rows or int(named[2]) not in rows[named[1]]:
+            continue
+        plain = f"{named[1]}({named[2]},) gave up; what the provider answered went with the erased user's data."
+        if message == plain:
+            continue  # redacted by an earlier pass (this one's start, or a run the erasure retried)
+        # Only if still this message: the open alert of a task takes the text of its latest failure.
+        redacted += Alert.objects.filter(pk=pk, message=message).update(message=plain)
+    return redacted
+
+
 def _ref_digest(value):
     # Keyed (SECRET_KEY), so the kept digests cannot be checked against guessed addresses by who reads them.
     return salted_hmac("privacy.erased-reference", value, algorithm="sha256").hexdigest()

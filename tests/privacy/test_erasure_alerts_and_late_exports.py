@@ -31,6 +31,9 @@ from tests.documents.conftest import EICAR, FakeClamd
 from tests.documents.helpers import post as upload
 from tests.factories import UserFactory
 from tests.integrations.factories import ConnectionFactory
+from tests.payments import stripe_fakes
+from tests.payments.factories import InvoiceFactory, PaymentFactory
+from tests.payments.test_webhooks import deliver
 from tests.scheduling.factories import MeetingFactory
 from tests.travel.conftest import BASE as DUFFEL_BASE
 from tests.travel.duffel_fake import FakeDuffel, make_offer
@@ -248,6 +251,31 @@ def test_a_failed_email_alert_no_longer_quotes_the_erased_users_address(
     alert.refresh_from_db()
     assert user.email not in alert.message.lower(), alert.message
     assert alert.message.startswith("travel.watch_notify(") and "Recipient address rejected" in alert.message
+
+
+def test_a_failed_payment_notice_alert_no_longer_quotes_the_erased_users_decline_reason(
+    client, user, staff_user, settings, eager, refusing_mail_server, django_capture_on_commit_callbacks
+):
+    """The notice task takes Stripe's decline message as its argument, so its "gave up" alert quoted why the
+    user's card was declined. The erasure clears that text on the payment (kept for accounting); the alert kept
+    it. The alert stays (which task, which invoice); the reason goes."""
+    settings.STRIPE_WEBHOOK_SECRET = stripe_fakes.WEBHOOK_SECRET
+    payment = PaymentFactory(invoice=InvoiceFactory(owner=user), payment_intent_id="pi_declined")
+    reason = "Your card has insufficient funds."
+    failed = stripe_fakes.event(
+        "payment_intent.payment_failed", stripe_fakes.intent(payment, error=stripe_fakes.decline_error(message=reason))
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert deliver(client, failed).status_code == 200
+    alert = Alert.objects.get(kind=Alert.Kind.TASK_FAILED)
+    assert alert.message.startswith(f"payments.payment_failed_notify({payment.invoice_id},"), alert.message
+    assert reason in alert.message
+
+    _erase(user, staff_user)
+
+    alert.refresh_from_db()
+    assert reason not in alert.message and user.email not in alert.message.lower(), alert.message
+    assert alert.message.startswith(f"payments.payment_failed_notify({payment.invoice_id},"), alert.message
 
 
 # --- An export still being built when the erasure runs --------------------------------------------
