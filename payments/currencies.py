@@ -186,6 +186,12 @@ def amount_problem(amount, currency):
         return f"Stripe's smallest charge in {currency.upper()} is {minimum} ({unit}); got {amount}."
     if amount > maximum:
         return f"Stripe's largest charge in {currency.upper()} is {maximum:,} ({unit}); got {amount:,}."
+    return step_problem(amount, currency)
+
+
+def step_problem(amount, currency):
+    """A sentence if `amount` is not in the steps Stripe takes in `currency`, or None. Refunds too: Stripe refuses
+    a three-decimal refund whose last digit is not 0, and an ISK refund of a fraction of a króna."""
     if currency in THREE_DECIMAL and amount % 10:
         return f"{currency.upper()} amounts must end in 0 (Stripe takes three-decimal currencies in steps of 10)."
     if currency == "isk" and amount % 100:

@@ -143,6 +143,11 @@ class PaymentRefundsView(APIView):
         request=RefundCreateSerializer,
         responses={
             202: RefundSerializer,
+            400: OpenApiResponse(
+                description="`refund_exceeds_remaining`: more than remains refundable; `refund_amount_invalid`: an "
+                "amount Stripe refuses in the payment's currency (three-decimal ones in steps of 10, ISK in whole "
+                "krónur). Both carry `remaining`."
+            ),
             409: OpenApiResponse(
                 description="`payment_charged_back`: a lost dispute took the money back; `payment_disputed`: a "
                 "chargeback is open (accept it in the Stripe Dashboard instead); `invalid_state`: not succeeded."

@@ -28,6 +28,11 @@ class RefundTooLarge(PaymentsError):
     code = "refund_exceeds_remaining"
 
 
+class RefundAmountInvalid(PaymentsError):
+    status = 400
+    code = "refund_amount_invalid"
+
+
 class OperationPending(PaymentsError):
     status = 409
     code = "operation_pending"

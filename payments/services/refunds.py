@@ -8,11 +8,12 @@ from integrations.registry import require
 from integrations.states import transition
 from integrations.task_base import enqueue_on_commit
 
+from ..currencies import step_problem
 from ..models import Invoice, Payment, Refund
 from ..providers import stripe as stripe_api
 from ..providers.stripe_objects import StripeRefund, stripe_id
 from .common import adopt, anomaly_alert, money_differs
-from .errors import InvalidTransition, PaymentChargedBack, PaymentDisputed, RefundTooLarge
+from .errors import InvalidTransition, PaymentChargedBack, PaymentDisputed, RefundAmountInvalid, RefundTooLarge
 from .settlement import DISPUTE_LOST, DISPUTE_OPEN, charged_back_totals, money_mismatch, payment_for_stripe_object
 
 REFUNDED_STATES = (Invoice.Status.PARTIALLY_REFUNDED, Invoice.Status.REFUNDED)
@@ -58,6 +59,10 @@ def refund_request(*, payment_id, amount=None, reason="", requested_by=None):
                 f"At most {remaining} ({payment.currency.upper()} minor units) remains refundable on this payment.",
                 remaining=remaining,
             )
+        problem = step_problem(amount, payment.currency.lower())
+        if problem:
+            # Stripe refuses it (a 400 the task would give up on, with a staff alert): refused here, nothing written.
+            raise RefundAmountInvalid(f"{problem} Nothing was refunded.", remaining=remaining)
         refund = Refund.objects.create(
             payment=payment, amount=amount, reason=reason, requested_by=requested_by, idempotency_key=""
         )

@@ -89,6 +89,27 @@ def test_a_refund_larger_than_what_remains_is_400(staff_client, payment, http):
     assert staff_client.post(refunds_url(payment), {"amount": 200}, format="json").status_code == 202
 
 
+@pytest.mark.parametrize(("currency", "refused", "taken"), [("kwd", 1005, 1010), ("isk", 150, 200)])
+def test_a_refund_in_a_step_stripe_refuses_for_its_currency_is_400_before_anything_is_sent(
+    staff_client, user, http, run_on_commit, currency, refused, taken
+):
+    """Stripe takes three-decimal currencies in steps of 10 and ISK in whole krónur, refunds as charges: such a
+    refund was accepted (202), then refused by Stripe, failed, and alerted staff."""
+    payment = SucceededPaymentFactory(
+        invoice__owner=user, invoice__amount=5000, invoice__currency=currency, payment_intent_id="pi_paid1"
+    )
+    stripe_refunds(http)
+    with run_on_commit():
+        response = staff_client.post(refunds_url(payment), {"amount": refused}, format="json")
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"] == "refund_amount_invalid" and response.json()["remaining"] == 5000
+    assert not Refund.objects.exists() and not http.calls
+    with run_on_commit():
+        assert staff_client.post(refunds_url(payment), {"amount": taken}, format="json").status_code == 202
+    [sent] = [c.request for c in http.calls]
+    assert f"amount={taken}" in sent.body and Refund.objects.get().amount == taken
+
+
 def test_a_failed_refund_no_longer_counts_against_the_remainder(staff_client, payment):
     Refund.objects.create(payment=payment, amount=1000, status="failed", idempotency_key="k")
     assert staff_client.post(refunds_url(payment), {"amount": 1000}, format="json").status_code == 202
