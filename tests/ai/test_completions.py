@@ -1,12 +1,15 @@
+import json
 from decimal import Decimal
 
 import httpx2
+import openai
 import pytest
+from asgiref.sync import async_to_sync
 
 from ai.models import AiRequest, AiSpend
 from integrations import limiter
 from integrations.models import IdempotencyRecord, ProviderCall
-from tests.ai.fakes import KEYS, anthropic_message, error, openai_chat
+from tests.ai.fakes import BASE_URLS, KEYS, anthropic_message, error, openai_chat
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +42,57 @@ def test_openai_answers_in_the_one_response_shape(fake_ai, complete, user):
     assert call.cost_usd == Decimal("0.000240")
     logged = AiRequest.objects.get()
     assert (logged.provider, logged.outcome, logged.output_tokens, logged.prompt) == ("openai", "ok", 200, None)
+
+
+def test_openai_is_sent_what_its_sdks_typed_create_sends(fake_ai, complete):
+    """The answer is asked for with the client's `post` (ai.providers.openai_chat._openai_complete), skipping
+    `chat.completions.create`'s type-driven transform of the body: the same JSON and headers reach the provider."""
+    fake_ai.add("openai", openai_chat(tool_calls=[{"id": "call_2", "name": "lookup", "arguments": {"q": "b"}}]))
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "call_1", "name": "lookup", "arguments": {"q": "a"}}],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    tools = [{"name": "lookup", "description": "Look up.", "parameters": {"type": "object", "properties": {}}}]
+    resp = complete(
+        messages=messages,
+        tools=tools,
+        tool_choice={"type": "function", "function": {"name": "lookup"}},
+        max_tokens=64,
+        temperature=0.3,
+    )
+    assert resp.status_code == 200, resp.json()
+    (hub,) = fake_ai.to("openai")
+
+    sdk_sent = []
+
+    def handler(request):
+        sdk_sent.append(request)
+        return openai_chat()
+
+    async def typed_create():
+        client = openai.AsyncOpenAI(
+            api_key=KEYS["OPENAI_API_KEY"],
+            base_url=BASE_URLS["OPENAI_BASE_URL"],
+            max_retries=0,
+            http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+        )
+        await client.chat.completions.create(**hub.json, timeout=30)
+
+    async_to_sync(typed_create)()
+    (sdk,) = sdk_sent
+    assert hub.json == json.loads(sdk.content)
+    assert hub.json["tools"][0]["function"]["name"] == "lookup" and hub.json["tool_choice"]["function"]
+    assert (hub.request.method, str(hub.request.url)) == (sdk.method, str(sdk.url))
+    volatile = {"x-stainless-read-timeout", "content-length"}
+    assert {k: v for k, v in hub.headers.items() if k not in volatile} == {
+        k: v for k, v in sdk.headers.items() if k not in volatile
+    }
 
 
 def test_anthropic_answers_in_the_same_shape(fake_ai, complete):

@@ -441,6 +441,25 @@ def test_an_openrouter_error_in_a_200_body_falls_through_with_its_message(fake_a
     assert "Upstream model is down" in fallback["detail"]
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx2.Response(200, text="<html>Bad gateway</html>", headers={"content-type": "text/html"}),
+        httpx2.Response(200, json=["not", "an", "object"]),
+    ],
+    ids=["html", "json-array"],
+)
+def test_an_openai_compatible_200_that_is_not_a_json_object_falls_through(fake_ai, complete, answer):
+    """A proxy's HTML page or a broken body under a 200 is the provider's fault, not a crash of the walk (the
+    answer is read as plain JSON: ai.providers.openai_chat._openai_complete)."""
+    fake_ai.add("openai", answer)
+    fake_ai.add("anthropic", anthropic_message("ok"))
+    body = complete().json()
+    assert body["provider"] == "anthropic"
+    (fallback,) = body["fallbacks"]
+    assert (fallback["provider"], fallback["error"]) == ("openai", "provider_unavailable")
+
+
 # --- a prompt longer than the model's context window --------------------------------------------------
 
 
