@@ -169,7 +169,9 @@ async def _openai_complete(client, provider, model, req, timeout):
             raise error_in_answer(provider, error)  # OpenRouter's failure after the 200, in the body
         raise ProviderUnavailable(provider, "answer without choices")
     choice = choices[0]
-    msg = choice.get("message") or {}
+    msg = choice.get("message")
+    if not isinstance(msg, dict):
+        raise ProviderUnavailable(provider, "an answer whose message is not a JSON object")
     calls = [
         _signed(
             {

@@ -446,8 +446,9 @@ def test_an_openrouter_error_in_a_200_body_falls_through_with_its_message(fake_a
     [
         httpx2.Response(200, text="<html>Bad gateway</html>", headers={"content-type": "text/html"}),
         httpx2.Response(200, json=["not", "an", "object"]),
+        httpx2.Response(200, json={"choices": [{"index": 0, "message": "Hello", "finish_reason": "stop"}]}),
     ],
-    ids=["html", "json-array"],
+    ids=["html", "json-array", "message-not-an-object"],
 )
 def test_an_openai_compatible_200_that_is_not_a_json_object_falls_through(fake_ai, complete, answer):
     """A proxy's HTML page or a broken body under a 200 is the provider's fault, not a crash of the walk (the
