@@ -2,7 +2,15 @@
 
 import time
 
-from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 from django.db.models.signals import post_delete, post_save
 
 from .context import get_request_id, new_request_id, reset_request_id, set_request_id
@@ -37,6 +45,23 @@ def stamp_heartbeat_on_start(sender=None, **kwargs):
     from .services import heartbeat_stamp
 
     heartbeat_stamp(hostname=sender.hostname)
+
+
+@worker_init.connect
+def call_log_handoff_on(**kwargs):
+    """A worker's successful provider calls hand their rows off through Redis (gateway.handoff)."""
+    from .gateway import handoff
+
+    handoff.enable()
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def call_log_handoff_stop(**kwargs):
+    """A prefork child's exit, or a solo/threads worker's shutdown: its drainer writes what is left."""
+    from .gateway import handoff
+
+    handoff.stop()
 
 
 def _connect_budget_signals():

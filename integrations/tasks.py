@@ -26,6 +26,15 @@ def outbox_sweep():
     return {"sent": result["sent"], "cleared": result["cleared"], "stuck": result["stuck"]}
 
 
+@shared_task(name="integrations.call_log_handoff_sweep", ignore_result=True)
+def call_log_handoff_sweep():
+    """Beat, every CALL_LOG_HANDOFF_SWEEP_SECONDS: call-log rows of stopped workers' drainers back to the
+    queue, and what waits there written (integrations.gateway.handoff)."""
+    from .gateway.handoff import sweep_and_drain
+
+    return sweep_and_drain()
+
+
 # The webhook inbox's tasks live beside it; importing them here registers them with Celery.
 from .alerting.tasks import alert_deliver, alerts_evaluate  # noqa: E402,F401
 from .oauth.tasks import oauth_connection_refresh, oauth_refresh_due, oauth_states_purge  # noqa: E402,F401

@@ -175,35 +175,93 @@ def calls_record(calls):
         for call in calls:
             call_record(call)
         return calls
+    insert, params = _calls_insert(calls)
+    rollups, rollup_params, sums = _rollup_upserts(calls)
+    statements = [insert, *rollups]
+    *first, last = statements
+    sql = "WITH " + ", ".join(f"s{i} AS ({stmt})" for i, stmt in enumerate(first)) + " " + last
+    with connection.cursor() as cursor:
+        cursor.execute(sql.format(*map(sql_number, sums)), params + rollup_params)
+    return calls
+
+
+def calls_record_once(calls):
+    """calls_record for rows that may be written twice (gateway.handoff: a batch retried after a crash that
+    came after its commit): each call carries a unique `handoff_id`; a row already in the log is not
+    inserted again and only the rows inserted here are added to the roll-ups, in the same transaction, so
+    rows and roll-ups count each call once however often its batch is written. Returns the calls inserted.
+    Inside the caller's transaction (its atomic block), which must hold both statements."""
+    if connection.vendor != "postgresql":
+        seen = set(
+            ProviderCall.objects.filter(handoff_id__in=[c.handoff_id for c in calls]).values_list(
+                "handoff_id", flat=True
+            )
+        )
+        new = [c for c in calls if c.handoff_id not in seen]
+        for call in new:
+            call.save(force_insert=True)
+            rollup_record_call(call)
+        return new
+    insert, params = _calls_insert(calls, as_given=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{insert} ON CONFLICT (handoff_id) WHERE handoff_id IS NOT NULL DO NOTHING RETURNING id, handoff_id",
+            params,
+        )
+        ids = {handoff_id: pk for pk, handoff_id in cursor.fetchall()}
+        new = [c for c in calls if c.handoff_id in ids]
+        if not new:
+            return new
+        rollups, rollup_params, sums = _rollup_upserts(new)
+        *first, last = rollups
+        sql = ("WITH " + ", ".join(f"s{i} AS ({stmt})" for i, stmt in enumerate(first)) + " " if first else "") + last
+        cursor.execute(sql.format(*map(sql_number, sums)), rollup_params)
+    for call in new:
+        call_recorded_as(call, (ids[call.handoff_id],))
+    return new
+
+
+def _calls_insert(calls, *, as_given=False):
+    """One INSERT of the call-log rows of `calls`, as (sql, params). `as_given`: each row's values as they
+    are, its created_at the call's, not the INSERT's time (auto_now_add): a handed-off row is written later."""
     qn = connection.ops.quote_name
     call_fields = [f for f in ProviderCall._meta.concrete_fields if not f.primary_key]
+    params = []
+    for call in calls:
+        if as_given:
+            params += [f.get_db_prep_save(getattr(call, f.attname), connection) for f in call_fields]
+        else:
+            params += [f.get_db_prep_save(f.pre_save(call, add=True), connection) for f in call_fields]
+    one = f"({', '.join(['%s'] * len(call_fields))})"
+    sql = (
+        f"INSERT INTO {qn(ProviderCall._meta.db_table)} ({', '.join(qn(f.column) for f in call_fields)}) "
+        f"VALUES {', '.join([one] * len(calls))}"
+    )
+    return sql, params
+
+
+def _rollup_upserts(calls):
+    """The roll-up upserts adding up `calls`, as (statements, params, sums): each roll-up row they touch is
+    added to once; the sums are sql_number literals for the statements' `{}` slots, in order."""
     per_provider, per_owner = {}, {}
     params, sums = [], []
     for call in calls:
-        params += [f.get_db_prep_save(f.pre_save(call, add=True), connection) for f in call_fields]
         hour = call.created_at.replace(minute=0, second=0, microsecond=0)
         usage, provider = _rollup_values(
             outcome=call.outcome, latency_ms=call.latency_ms, units=call.units, cost_usd=call.cost_usd
         )
         _sum_into(per_provider.setdefault((hour, call.provider), {}), provider)
         _sum_into(per_owner.setdefault((hour, call.provider, call.owner_id), {}), usage)
-    one = f"({', '.join(['%s'] * len(call_fields))})"
-    statements = [
-        f"INSERT INTO {qn(ProviderCall._meta.db_table)} ({', '.join(qn(f.column) for f in call_fields)}) "
-        f"VALUES {', '.join([one] * len(calls))}"
-    ]
     table = ProviderRollup._meta.db_table
     added = _nonzero_in_any(per_provider.values(), _PROVIDER_SUMS)
-    statements.append(
-        upsert_sql(table, ["hour", "provider"], _PROVIDER_SUMS, "(hour, provider)", len(per_provider), added)
-    )
+    statements = [upsert_sql(table, ["hour", "provider"], _PROVIDER_SUMS, "(hour, provider)", len(per_provider), added)]
     for (hour, provider), row in per_provider.items():
         params += [hour, provider]
         sums += [row[c] for c in _PROVIDER_SUMS]
     # An owner's rows and the no-owner rows conflict on different unique indexes: one upsert each.
     table = UsageRollup._meta.db_table
     for with_owner in (True, False):
-        rows = [(key, sums) for key, sums in per_owner.items() if (key[2] is not None) == with_owner]
+        rows = [(key, amounts) for key, amounts in per_owner.items() if (key[2] is not None) == with_owner]
         if not rows:
             continue
         conflict = "(hour, provider, owner_id)" if with_owner else "(hour, provider) WHERE owner_id IS NULL"
@@ -212,11 +270,7 @@ def calls_record(calls):
         for key, row in rows:
             params += key
             sums += [row[c] for c in _USAGE_SUMS]
-    *first, last = statements
-    sql = "WITH " + ", ".join(f"s{i} AS ({stmt})" for i, stmt in enumerate(first)) + " " + last
-    with connection.cursor() as cursor:
-        cursor.execute(sql.format(*map(sql_number, sums)), params)
-    return calls
+    return statements, params, sums
 
 
 def _nonzero(amounts, columns):

@@ -298,7 +298,12 @@ LOGGING = {
         # Beat's frequent housekeeping (heartbeat, sweepers) logs at DEBUG, not INFO.
         "routine_tasks": {
             "()": "config.log_filters.RoutineTasksAtDebug",
-            "tasks": ["integrations.ping", "integrations.webhook_requeue_stale", "integrations.outbox_sweep"],
+            "tasks": [
+                "integrations.ping",
+                "integrations.webhook_requeue_stale",
+                "integrations.outbox_sweep",
+                "integrations.call_log_handoff_sweep",
+            ],
         },
     },
     "formatters": {

@@ -1,6 +1,6 @@
 """Celery (broker, queues, beat) and the webhook inbox's processing settings."""
 
-from ._env import VAR_DIR, env
+from ._env import VAR_DIR, env, env_bool
 from .base import REDIS_URL
 
 # --- Celery ---------------------------------------------------------------
@@ -119,4 +119,15 @@ OUTBOX_ALERT_AFTER_SWEEPS = env.int("OUTBOX_ALERT_AFTER_SWEEPS", default=5)
 CELERY_BEAT_SCHEDULE["integrations.outbox_sweep"] = {
     "task": "integrations.outbox_sweep",
     "schedule": float(OUTBOX_SWEEP_INTERVAL_SECONDS),
+}
+
+# --- Call log of Celery jobs (integrations.gateway.handoff) -----------------------
+# A worker's successful provider calls hand their ProviderCall rows to Redis (one RPUSH) and a drainer
+# thread per worker process writes them in batches, exactly once; off, each job writes its row itself.
+CALL_LOG_HANDOFF = env_bool("CALL_LOG_HANDOFF", True)
+# Beat: batches of stopped drainers back to the queue, and the queue written when no worker drains it.
+CALL_LOG_HANDOFF_SWEEP_SECONDS = env.int("CALL_LOG_HANDOFF_SWEEP_SECONDS", default=60)
+CELERY_BEAT_SCHEDULE["integrations.call_log_handoff_sweep"] = {
+    "task": "integrations.call_log_handoff_sweep",
+    "schedule": float(CALL_LOG_HANDOFF_SWEEP_SECONDS),
 }

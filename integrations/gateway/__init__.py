@@ -26,6 +26,7 @@ runtime.py       task_context, current_task_context, in_task, timeout_for
 calllog.py       Attempt, classify, price_estimate and the ProviderCall write
 outcome.py       Failure: what a failed attempt means (shared by both paths)
 sync.py          attempt, call
+handoff.py       a Celery worker's call-log rows: through Redis, written in batches
 asynchronous.py  aattempt, atake_token
 """
 

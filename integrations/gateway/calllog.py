@@ -18,6 +18,7 @@ from ..errors import (
 from ..models import ProviderCall
 from ..redaction import redact
 from ..usage import budget_check, call_record
+from . import handoff
 
 
 def price_estimate(provider, operation, units):
@@ -102,10 +103,15 @@ def _related(related):
     return (related._meta.label_lower, str(related.pk))
 
 
-def _write(att, *, outcome, latency_ms, error=None, retryable=None, request_id=None):
+def _write(att, *, outcome, latency_ms, error=None, retryable=None, request_id=None, hand_off=False):
+    """Write the attempt's row (`att.row`), or with `hand_off` in a Celery worker hand it to the worker's
+    drainer (gateway.handoff: durable in Redis now, in PostgreSQL a moment later, budget checks then)."""
     call = call_row(
         att, outcome=outcome, latency_ms=latency_ms, error=error, retryable=retryable, request_id=request_id
     )
+    if hand_off and handoff.hand_off(call):
+        call_recorded(att, call, checks=False)
+        return
     att.row = call_record(call)
     call_recorded(att, call, checks=True)
 

@@ -64,8 +64,10 @@ def attempt(
     waiting on the provider already); in a web worker under the ASGI server by
     the process's call-log writer, with other requests' rows (batchlog).
     Failures are always written at once, and outside a request the row is
-    written before the block returns. The row is not readable through
-    `att.row` until then.
+    written before the block returns, except in a Celery worker process,
+    where a successful call's row is handed off through Redis and written
+    with others' a moment later (gateway.handoff). The row is not readable
+    through `att.row` until then (never for a handed-off one).
 
     `circuit`: the breaker this attempt counts on, the provider's by default. A provider whose destinations
     fail apart (alert channels: each its own receiver) names one per destination, `<provider>:<destination>`,
@@ -106,8 +108,8 @@ def attempt(
             after_response(
                 lambda: _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms, request_id=request_id)
             )
-    else:
-        _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms)
+    else:  # in a Celery worker, handed to its drainer (gateway.handoff); elsewhere written now
+        _write(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms, hand_off=True)
     if _breaker_waits_on_news(permit):
         breaker.after_call(circuit, healthy=True)
 

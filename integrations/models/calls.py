@@ -55,9 +55,17 @@ class ProviderCall(models.Model):
     related_id = models.CharField(max_length=64, blank=True)
     request_id = models.CharField(max_length=128, blank=True, help_text="The hub's request id (X-Request-ID).")
     created_at = models.DateTimeField(auto_now_add=True, db_index=False)
+    # Set only on rows a Celery worker handed off through Redis (integrations.gateway.handoff): the row's own
+    # id, so a batch written twice inserts each row once. NULL elsewhere, and NULLs are not in the index.
+    handoff_id = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["handoff_id"], condition=models.Q(handoff_id__isnull=False), name="pcall_handoff_once"
+            ),
+        ]
         indexes = [
             # "last 24 h per provider" (dashboard, admin filter) and "per owner this month" (usage, calls API)
             models.Index(fields=["provider", "-created_at"], name="pcall_provider_created"),

@@ -7,6 +7,7 @@ import pytest
 import responses
 from celery.contrib.testing.worker import start_worker
 from django.db import connection
+from django.test import override_settings
 
 from config.celery import app
 from integrations.models import ProviderCall
@@ -24,7 +25,9 @@ def _running_worker(django_db_blocker):
     conf = connection.settings_dict
     max_age, conf["CONN_MAX_AGE"] = conf["CONN_MAX_AGE"], 0
     try:
-        with django_db_blocker.unblock():
+        # These tests read a job's call rows as soon as its domain row is done: written by the task itself,
+        # not handed off to be written a moment later (gateway.handoff, tested in test_call_log_handoff.py).
+        with django_db_blocker.unblock(), override_settings(CALL_LOG_HANDOFF=False):
             with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10):
                 yield
     finally:
