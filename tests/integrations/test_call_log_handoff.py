@@ -64,6 +64,10 @@ def sent(user, operation="send", segments=1):
     return att
 
 
+def parked():
+    return get_client().lrange(handoff._keys()["failed"], 0, -1)
+
+
 def totals():
     usage = UsageRollup.objects.filter(provider="acme").aggregate(**{f"t_{c}": Sum(c) for c in ROLLUP_TOTALS})
     per_provider = ProviderRollup.objects.filter(provider="acme").aggregate(
@@ -110,15 +114,15 @@ def test_a_batch_written_twice_counts_each_call_once(drainer, fake_provider, mon
     alice, bob = UserFactory(), UserFactory()
     three_calls(alice, bob)
     # The drainer dies after its commit, before its in-flight list is deleted: the batch stays in flight.
-    monkeypatch.setattr(redis.Redis, "delete", lambda self, *keys: 0)
-    drainer.drain_once()
+    with monkeypatch.context() as m:
+        m.setattr(redis.Redis, "delete", lambda self, *keys: 0)
+        drainer.drain_once()
     once = totals()
     assert in_flight(drainer) == 3
-    monkeypatch.undo()
-    monkeypatch.setattr(handoff, "_enabled", True)
     assert drainer.drain_once() == 3  # its next round takes the same batch again, before anything new
     assert ProviderCall.objects.count() == 3 and totals() == once
     assert once[2] == {alice.pk: 2, bob.pk: 1} and in_flight(drainer) == 0
+    assert parked() == []  # not refused as duplicates either: simply not inserted again
 
 
 def test_a_drainer_killed_mid_batch_is_swept_and_its_rows_written_once_by_another(drainer, fake_provider):
@@ -138,13 +142,18 @@ def test_a_drainer_killed_after_its_commit_is_swept_and_nothing_is_counted_twice
     alice, bob = UserFactory(), UserFactory()
     three_calls(alice, bob)
     dead = handoff.Drainer(interval=3600)
-    monkeypatch.setattr(redis.Redis, "delete", lambda self, *keys: 0)  # killed between its commit and its delete
-    dead.drain_once()
-    monkeypatch.undo()
-    once = totals()
+    with monkeypatch.context() as m:
+        m.setattr(redis.Redis, "delete", lambda self, *keys: 0)  # killed between its commit and its delete
+        dead.drain_once()
+    assert totals()[2] == {alice.pk: 2, bob.pk: 1}
+    sent(alice, segments=2)  # two more calls queued meanwhile: the next batch holds old rows and new ones
+    sent(bob)
     get_client().delete(handoff._keys()["alive"] + dead.id)
-    assert handoff.sweep_and_drain() == 3  # the beat task: back to the queue, written again
-    assert ProviderCall.objects.count() == 3 and totals() == once and queued() == 0
+    assert handoff.sweep_and_drain() == 5  # the beat task: the dead batch back to the queue, all written
+    assert ProviderCall.objects.count() == 5 and queued() == 0 and parked() == []
+    usage, per_provider, by_owner = totals()
+    assert by_owner == {alice.pk: 3, bob.pk: 2} and per_provider["t_calls"] == per_provider["t_ok"] == 5
+    assert usage["t_sms_segments"] == 1 + 3 + 1 + 2 + 1 and usage["t_cost_usd"] == Decimal("0.05") + Decimal("0.04")
 
 
 def test_a_failed_call_is_written_at_once_not_handed_off(drainer, fake_provider):
@@ -172,8 +181,7 @@ def test_a_row_that_fails_alone_is_kept_aside_and_the_others_written(drainer, fa
     assert drainer.drain_once() == 3
     assert set(ProviderCall.objects.values_list("operation", flat=True)) == {"good.one", "good.two"}
     assert UsageRollup.objects.get(provider="acme", owner=user).calls == 2
-    parked = get_client().lrange(handoff._keys()["failed"], 0, -1)
-    assert [handoff.load(p).operation for p in parked] == ["bad\x00row"]
+    assert [handoff.load(p).operation for p in parked()] == ["bad\x00row"]
     assert in_flight(drainer) == 0 and "acme bad" in caplog.text
 
 
