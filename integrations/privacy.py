@@ -3,6 +3,7 @@ log and its roll-ups, budgets, idempotency records, OAuth states, alerts a staff
 
 import logging
 
+from django.conf import settings
 from django.db.models import Q
 
 from privacy.registry import PrivacyHolder, register
@@ -92,12 +93,27 @@ def revoke_access(user, report):
         raise failed[0]
 
 
+def _handed_off_rows_written():
+    """The queue of handed-off call-log rows (gateway.handoff) written now, if this hub hands rows off. A batch
+    a live drainer holds is committed within moments; one of a dead drainer is swept back and written here."""
+    if not (settings.CALL_LOG_HANDOFF and settings.REDIS_URL):
+        return
+    from .gateway import handoff
+
+    try:
+        handoff.sweep_and_drain()
+    except Exception:  # noqa: BLE001 - Redis or the database down: the erasure goes on; the beat sweep writes them
+        logger.exception("erasure: writing handed-off call-log rows first failed")
+
+
 def erase_integrations(user, report):
     revoke_access(user, report)
     report.count("integrations.IdempotencyRecord", IdempotencyRecord.objects.filter(owner=user).delete()[0])
     report.count("integrations.Budget", Budget.objects.filter(owner=user).delete()[0])
     # The call log and its hourly roll-ups stay for accounting, handed to the pseudonym; error texts can
-    # quote what the user sent (a phone number, a file name), so they go.
+    # quote what the user sent (a phone number, a file name), so they go. Rows the user's last jobs handed off
+    # and no drainer has written yet are written first: arriving after the account is gone, they would fail.
+    _handed_off_rows_written()
     report.count(
         "integrations.ProviderCall.pseudonymised",
         ProviderCall.objects.filter(owner=user).update(owner=report.pseudonym_user, error_message=""),

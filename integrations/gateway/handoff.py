@@ -361,9 +361,19 @@ def drainer():
         return _drainer
 
 
+# Successful calls whose row a later attempt reads back to decide what to do: payments' refund retry asks
+# whether an earlier attempt may have created the refund at Stripe (payments.services.refunds._maybe_sent), and
+# a retry after a worker died must find that row, not one still waiting in a dead drainer's batch. Written at once;
+# they are few, so the hand-off's gain is not theirs to give.
+WRITTEN_AT_ONCE = frozenset({"refund.create"})
+
+
 def hand_off(call):
     """Queue a successful call's row for this process's drainer; False (nothing queued) where rows are
-    written directly or Redis cannot be reached: the caller writes it then."""
+    written directly, for an operation in WRITTEN_AT_ONCE, or when Redis cannot be reached: the caller
+    writes it then."""
+    if call.operation in WRITTEN_AT_ONCE:
+        return False
     current = drainer()
     if current is None:
         return False

@@ -164,6 +164,28 @@ def test_a_failed_call_is_written_at_once_not_handed_off(drainer, fake_provider)
     assert ProviderCall.objects.get().outcome == "error"  # the next attempt (a refund's retry) reads it
 
 
+def test_a_call_a_later_attempt_reads_back_is_written_at_once_not_handed_off(drainer, fake_provider):
+    # A refund's retry asks whether an earlier attempt created it at Stripe (payments.services.refunds._maybe_sent).
+    sent(UserFactory(), operation="refund.create")
+    assert queued() == 0
+    assert ProviderCall.objects.get().operation == "refund.create"
+
+
+def test_an_erasure_writes_the_users_handed_off_rows_first_and_hands_them_to_the_pseudonym(drainer, fake_provider):
+    from privacy import erasure as erasure_service
+
+    user, other = UserFactory(), UserFactory()
+    sent(user)
+    sent(other)
+    assert queued() == 2
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=UserFactory(is_staff=True), expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "done"
+    assert queued() == 0
+    calls = ProviderCall.objects.filter(provider="acme")
+    assert calls.count() == 2 and not calls.filter(owner_id=user.pk).exists()
+    assert calls.filter(owner__username=erasure.pseudonym).count() == 1
+
+
 def test_while_redis_is_down_the_row_is_written_directly(drainer, fake_provider, monkeypatch, caplog):
     unreachable = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     monkeypatch.setattr(handoff, "get_client", lambda: unreachable)
