@@ -161,3 +161,13 @@ def test_a_booking_put_after_the_writers_thread_stopped_is_written_by_a_round_of
     asyncio.run(answered_after_the_shutdown())  # which also waits for the default executor's rounds
 
     assert writer.drain(timeout=1) and written == [att]
+
+
+def test_a_started_writer_has_its_thread_running_before_the_first_answer():
+    """Started on the first hand-over instead, the thread held a fresh worker's event loop 3-10 ms right after
+    its first answer, as the client's next request came in."""
+    writer = bookings.start()
+    try:
+        assert [thread.is_alive() for thread in writer._thread._threads] == [True]
+    finally:
+        bookings.stop()
