@@ -14,6 +14,7 @@ by every worker.
 import asyncio
 import gc
 import importlib
+import json
 import logging
 import threading
 import time
@@ -69,12 +70,48 @@ def warm():
     logger.info("warm: modules imported in %.2f s", time.perf_counter() - started)
 
 
+# What the dry runs' requests are answered with: the smallest answer each SDK parses.
+OPENAI_ANSWER = {
+    "id": "warm",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "warm",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+}
+ANTHROPIC_ANSWER = {
+    "id": "warm",
+    "type": "message",
+    "role": "assistant",
+    "model": "warm",
+    "content": [{"type": "text", "text": ""}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 0, "output_tokens": 0},
+}
+
+
+def _answer_for(path):
+    return ANTHROPIC_ANSWER if path.endswith("/messages") else OPENAI_ANSWER
+
+
+async def _dry_run(http, base_url):
+    """One completion through each AI SDK over `http` (an httpx2.AsyncClient), answered by whatever
+    listens at `base_url`: the SDK builds and sends its request and parses the answer."""
+    import anthropic
+    import openai
+
+    messages = [{"role": "user", "content": "warm"}]
+    client = openai.AsyncOpenAI(api_key="warm-up", base_url=f"{base_url}/v1", http_client=http, max_retries=0)
+    await client.chat.completions.create(model="warm", messages=messages, max_completion_tokens=1)
+    client = anthropic.AsyncAnthropic(api_key="warm-up", base_url=base_url, http_client=http, max_retries=0)
+    await client.messages.create(model="warm", messages=messages, max_tokens=1)
+
+
 def _sdk_resources():
     """What the AI SDKs load on first use: each API resource (~1 s of pydantic models), the
     request transformers' type hints, the response models' validators, anyio's asyncio
     backend and the shared TLS context. A dry run of each SDK against an in-process
     transport walks all of it; nothing leaves the process."""
-    import anthropic
     import httpx2
     import openai
 
@@ -82,37 +119,13 @@ def _sdk_resources():
 
     tls_context()
     openai.DefaultAsyncHttpxClient(verify=tls_context())  # imports the real transport (httpcore2, h11)
-    openai_answer = {
-        "id": "warm",
-        "object": "chat.completion",
-        "created": 0,
-        "model": "warm",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
-    anthropic_answer = {
-        "id": "warm",
-        "type": "message",
-        "role": "assistant",
-        "model": "warm",
-        "content": [{"type": "text", "text": ""}],
-        "stop_reason": "end_turn",
-        "usage": {"input_tokens": 0, "output_tokens": 0},
-    }
 
     def answer(request):
-        if request.url.path.endswith("/messages"):
-            return httpx2.Response(200, json=anthropic_answer)
-        return httpx2.Response(200, json=openai_answer)
+        return httpx2.Response(200, json=_answer_for(request.url.path))
 
     async def dry_run():
-        transport = httpx2.MockTransport(answer)
-        messages = [{"role": "user", "content": "warm"}]
-        async with httpx2.AsyncClient(transport=transport) as http:
-            client = openai.AsyncOpenAI(api_key="warm-up", base_url="http://warm.invalid/v1", http_client=http)
-            await client.chat.completions.create(model="warm", messages=messages, max_completion_tokens=1)
-            client = anthropic.AsyncAnthropic(api_key="warm-up", base_url="http://warm.invalid", http_client=http)
-            await client.messages.create(model="warm", messages=messages, max_tokens=1)
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as http:
+            await _dry_run(http, "http://warm.invalid")
         # Stream parsing is lazy too: its event models are built on first use.
         from anthropic.types import RawMessageStreamEvent  # noqa: F401
         from openai.types.chat import ChatCompletionChunk
@@ -179,9 +192,19 @@ async def warm_loop(app):
     """At ASGI lifespan startup, on the worker's own event loop: the database pool, the
     asyncio Redis connection, and passes through the middleware, DRF and the async
     view (anonymous, and with an unknown token through the AI fast path; answered 401),
-    so the first client is not the one who pays for them. A failure here is logged, never
+    then what an answer runs past them: the SDK dry run over the real transport
+    (_sdk_on_this_loop), db_hop's threads (_hop_threads) and the request's pure parts, so
+    the first client is not the one who pays for them. A failure here is logged, never
     fatal: the worker still serves. Either way the worker then collects garbage less often
-    (collect_less)."""
+    (collect_less).
+
+    Paid after the fork because a worker's first request paid it there even with everything
+    warmed in the master: it wrote to ~1,500 of the master's pages (reference counts), each
+    copied on that write, and ran code the interpreter had not specialised yet. Per-phase
+    timer in fresh servers (tests/serving/test_warm_start.py's setup, medians of ten): the
+    first completion's own CPU (its steps on the loop and its thread hop) 11.7 ms against
+    4.3 for later ones, ~1,480 page faults against ~10; with these steps 7.6 against 4.6,
+    ~290 faults."""
     from django.conf import settings
 
     from integrations.aio import db_hop
@@ -212,6 +235,10 @@ async def warm_loop(app):
                 await _self_request(app, method, path, host, headers)
         finally:
             request_log.setLevel(previous)
+        # What an answered completion runs past those 401s, as far as it can run without a provider or a user.
+        await _sdk_on_this_loop()
+        await _hop_threads()
+        _ai_request_path()
     except Exception:  # noqa: BLE001 - warming is an optimisation; the worker must start regardless
         logger.warning("warm: event-loop warm-up failed", exc_info=True)
         return
@@ -233,6 +260,94 @@ YOUNG_COLLECTION_THRESHOLD = 10_000
 def collect_less():
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
+
+
+# How often the worker's dry run goes through each SDK: the interpreter specialises a function's code only
+# after its first calls (eight, in Python 3.11). Ten passes left the first answer's SDK call ~0.3 ms of CPU
+# less than one pass did (three fresh workers each); they take ~50 ms of the worker's start.
+WORKER_DRY_RUNS = 10
+
+
+async def _sdk_on_this_loop(passes=WORKER_DRY_RUNS):
+    """The SDK dry run again, in this worker, on its event loop and over the SDKs' real transport: a
+    client as the hub's own SDK clients get (providers._sdk_client), sending to a listener of this
+    worker's own on a loopback port (_answer_http), so nothing leaves the process.
+
+    The master's dry run (_sdk_resources) leaves the SDKs' caches built, but a forked worker still
+    copies every page its first request writes to (reference counts), and that request also opened the
+    first connection through httpcore2, h11 and anyio on this loop and started the loop's default
+    executor thread (each SDK client looks its platform up there once). Without this pass the first
+    completion's SDK call took 6.6 ms of CPU against 2.0 for later ones (800 page faults, 400 of them
+    in the transport's first connection; per-phase timer in ten fresh workers); with it 3.3 (~20)."""
+    import openai
+
+    from ai.providers import tls_context
+
+    answering = []
+
+    async def answer(reader, writer):
+        answering.append(asyncio.current_task())
+        await _answer_http(reader, writer)
+
+    listener = await asyncio.start_server(answer, "127.0.0.1", 0)
+    host, port = listener.sockets[0].getsockname()[:2]
+    try:
+        async with openai.DefaultAsyncHttpxClient(verify=tls_context(), trust_env=False) as http:
+            for _ in range(passes):
+                await _dry_run(http, f"http://{host}:{port}")
+    finally:
+        listener.close()
+        # The client has closed its connection: its answerer ends on that, not cancelled with a loop that ends.
+        await asyncio.gather(*answering, return_exceptions=True)
+        await listener.wait_closed()
+
+
+async def _answer_http(reader, writer):
+    """The loopback listener of _sdk_on_this_loop: each HTTP/1.1 request on a connection is answered with
+    the smallest answer its SDK parses (_answer_for its path), until the client closes the connection."""
+    try:
+        while True:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            request_line, *fields = head.split("\r\n")
+            length = next(
+                (int(v) for k, _, v in (f.partition(":") for f in fields) if k.lower() == "content-length"), 0
+            )
+            await reader.readexactly(length)
+            body = json.dumps(_answer_for(request_line.split(" ")[1])).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body))
+            writer.write(body)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass  # the client closed its connection
+    finally:
+        writer.close()
+
+
+async def _hop_threads():
+    """Each of db_hop's threads (a thread pool starts them on first use) with what a request's hop
+    finds there: its own cache backend and database wrapper (Django keeps both per thread), and a
+    pooled connection on which PostgreSQL has already read the budget hold's table (a fresh server
+    process loads a table's catalog entries on its first statement there: ~0.5 ms of the hold).
+    All at once, so each runs on a thread and a connection of its own."""
+    from django.conf import settings
+
+    from integrations.aio import db_hop
+
+    together = threading.Barrier(settings.DB_HOP_THREADS or 1, timeout=10)  # 0: Django's one shared thread
+    await asyncio.gather(*(db_hop(_hop_thread_ready, together) for _ in range(together.parties)))
+
+
+def _hop_thread_ready(together):
+    from django.core.cache import cache
+
+    from ai.models import AiSpend
+    from ai.usage import month_of
+
+    try:
+        cache.get("warm-up")
+        AiSpend.objects.filter(owner_id=0, month=month_of()).exists()  # a read that finds nothing
+    finally:
+        together.wait()  # this thread keeps its connection until every other hop holds one of its own
 
 
 def _ai_clients():
