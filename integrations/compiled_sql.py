@@ -6,8 +6,11 @@ thousands of times, and building them cost the ORM several times what running
 them costs PostgreSQL: ~0.2 ms of Python per UPDATE against ~0.05 ms for
 executing it. The SQL here is the ORM's own, built once with placeholders
 (`Param`) where the values go; each call fills them in, prepared by their
-fields as the ORM prepares values it saves.
+fields as the ORM prepares values it saves, and sent beside the statement
+(parameter_cursor), not quoted into it.
 """
+
+import functools
 
 from django.db import connections, router, transaction
 from django.db.models import Expression
@@ -49,6 +52,35 @@ def compiled_update(statements, key, model, build, fields, **values):
             statements[(key, using)] = compiled
     sql, params = compiled
     params = [p.output_field.get_db_prep_save(values[p.name], conn) if isinstance(p, Param) else p for p in params]
-    with transaction.mark_for_rollback_on_error(using), conn.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(using), parameter_cursor(conn) as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def parameter_cursor(conn):
+    """A cursor that sends the values beside the statement on PostgreSQL (elsewhere, the connection's own).
+
+    Django's default psycopg cursor binds client-side: it quotes every value into the SQL text in Python,
+    about a third of the CPU of running the inbox's INSERT (17 values, two JSON documents), ~7 us of the
+    ~110 of a state transition (a drained event makes two). Sent as parameters (the extended protocol),
+    psycopg's C transformer dumps them instead. The statement is never prepared on the server (an unnamed one, parsed each time): that
+    costs the client less again and works the same behind pgbouncer in transaction pooling mode.
+    The cursor is wrapped as connection.cursor() wraps its own (query logging, execute_wrapper hooks).
+    """
+    if conn.vendor != "postgresql":
+        return conn.cursor()
+    conn.close_if_health_check_failed()
+    conn.ensure_connection()
+    with conn.wrap_database_errors:
+        return conn._prepare_cursor(_unprepared_cursor_class()(conn.connection))
+
+
+@functools.cache
+def _unprepared_cursor_class():
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class UnpreparedServerBindingCursor(ServerBindingCursor):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=False, binary=binary)
+
+    return UnpreparedServerBindingCursor
