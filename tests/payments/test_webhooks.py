@@ -536,6 +536,16 @@ class TestBatchDrain:
         assert [(p.status, p.invoice.status) for p in rows] == [("failed", "failed"), ("succeeded", "paid")] * 3
         assert [p.failure_code for p in rows][::2] == ["insufficient_funds"] * 3
 
+    def test_a_batch_reads_its_payments_with_their_invoices_but_not_their_owners(self, payment):
+        """No handler of a payment's event reads the invoice's owner: a user row per payment built for nothing."""
+        failed, paid = declined_then_paid(payment)
+        self.store(failed)
+        self.store(paid)
+        result, (read,) = self.drain()
+        payment.refresh_from_db()
+        assert result.counts == {"processed": 2} and (payment.status, payment.invoice.status) == ("succeeded", "paid")
+        assert '"payments_invoice"' in read and '"auth_user"' not in read
+
     def test_a_payment_found_by_its_intent_id_without_our_metadata_is_read_with_the_batch(self, user):
         payment = PaymentFactory(invoice=InvoiceFactory(owner=user, amount=2500), payment_intent_id="pi_nometa")
         self.store(
