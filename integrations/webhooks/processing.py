@@ -66,6 +66,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from psycopg import pq
 
+from ..compiled_sql import compiled_select
 from ..metrics import webhook_events
 from ..models import Alert, WebhookEvent
 from ..states import IllegalTransition, allowed, transition
@@ -150,6 +151,30 @@ def ready_events(*, now, provider=None):
         .annotate(t=_event_time())
         .filter(Q(object_key="") | ~Exists(retrying_earlier))
     )
+
+
+# (batch size, database) -> the drain's claim, compiled once (integrations.compiled_sql).
+_claims = {}
+
+
+def _claim(*, provider, now, limit):
+    """The drain's batch: up to `limit` of `provider`'s ready events in event-time order, locked (SKIP LOCKED).
+
+    Its SQL is the ORM's, built once per process: building and compiling ready_events' subquery, annotation
+    and lock cost ~2 ms of CPU per batch, as much as the handlers of ten events (issue 11: a drain asked for
+    as events arrive takes batches of tens of events, so each batch's fixed cost counts).
+    """
+
+    def build(_provider, _now):
+        return (
+            ready_events(now=_now, provider=_provider).select_for_update(skip_locked=True).order_by("t", "pk")[:limit]
+        )
+
+    fields = {
+        "_provider": WebhookEvent._meta.get_field("provider"),
+        "_now": WebhookEvent._meta.get_field("next_attempt_at"),
+    }
+    return compiled_select(_claims, limit, WebhookEvent, build, fields, _provider=provider, _now=now)
 
 
 def retry_delay(attempts):
@@ -532,11 +557,7 @@ def webhook_drain(*, provider, limit=None, on_full_batch=None):
     deadline = time.monotonic() + settings.WEBHOOK_DRAIN_MAX_SECONDS
     # The tasks the handlers queue (after the batch commits) go to the broker in one write, not one per event.
     with sends_batched(), transaction.atomic():
-        batch = list(
-            ready_events(now=timezone.now(), provider=provider)
-            .select_for_update(skip_locked=True)
-            .order_by("t", "pk")[:limit]
-        )
+        batch = _claim(provider=provider, now=timezone.now(), limit=limit)
         if not batch:
             # Nothing, or all of it locked by other drainers, whose own follow-up covers what remains.
             return DrainResult(0)
