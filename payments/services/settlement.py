@@ -379,11 +379,29 @@ def charged_back_totals(*, invoice_id):
                 # A refund reported after the loss was made before it: counted with it, the loss took nothing.
                 refunded = invoice.amount_refunded >= invoice.amount
                 to = Invoice.Status.REFUNDED if refunded else Invoice.Status.PARTIALLY_REFUNDED
-                transition(Invoice, invoice_id, to, frm=Invoice.Status.CHARGED_BACK)
+                if transition(Invoice, invoice_id, to, frm=Invoice.Status.CHARGED_BACK):
+                    _lost_alerts_restate(invoice_id=invoice_id, status=to)
                 return to
             return invoice.status
         transition(Invoice, invoice_id, Invoice.Status.CHARGED_BACK, seen=invoice.status)
         return Invoice.objects.values_list("status", flat=True).get(pk=invoice_id)
+
+
+CHARGED_BACK_AFTER = "The invoice now shows charged_back; settle it with the customer or write it off."
+
+
+def _lost_alerts_restate(*, invoice_id, status):
+    """The open alerts of the invoice's lost disputes said it shows charged_back; a refund made before the loss and
+    reported after it took that back (charged_back_totals): they say what it shows now."""
+    disputes = Payment.objects.filter(invoice_id=invoice_id, dispute_status=DISPUTE_LOST).exclude(dispute_id="")
+    keys = [f"dispute:{d}:lost" for d in disputes.values_list("dispute_id", flat=True)]
+    restated = (
+        f"A refund made before the loss was reported after it: counted with it, the loss took nothing of the "
+        f"invoice's money, which now shows {status}."
+    )
+    for pk, message in Alert.objects.filter(dedupe_key__in=keys, resolved_at__isnull=True).values_list("pk", "message"):
+        if CHARGED_BACK_AFTER in message:
+            Alert.objects.filter(pk=pk, message=message).update(message=message.replace(CHARGED_BACK_AFTER, restated))
 
 
 def _dispute_closed(*, dispute_id, status, where, money, invoice_status):
@@ -393,7 +411,7 @@ def _dispute_closed(*, dispute_id, status, where, money, invoice_status):
     if status != DISPUTE_LOST:
         return
     if invoice_status == Invoice.Status.CHARGED_BACK:
-        after = "The invoice now shows charged_back; settle it with the customer or write it off."
+        after = CHARGED_BACK_AFTER
     elif invoice_status is None:
         after = "No invoice of the hub's was paid by this charge; find it in Stripe."
     else:

@@ -184,9 +184,13 @@ def test_a_full_refund_reported_after_the_loss_shows_the_invoice_refunded(client
     invoice = paid_invoice(user)
     now = int(time.time())
     send(client, run_on_commit, "closed", "lost", created=now)
+    assert "now shows charged_back" in Alert.objects.get(kind=Alert.Kind.DISPUTE, resolved_at__isnull=True).message
     refunded(client, run_on_commit, amount=2500, created=now - 60)
     invoice.refresh_from_db()
     assert (invoice.status, invoice.amount_refunded, invoice.amount_charged_back) == ("refunded", 2500, 0)
+    # Staff's open alert no longer tells them to chase a charged-back invoice.
+    message = Alert.objects.get(kind=Alert.Kind.DISPUTE, resolved_at__isnull=True).message
+    assert "charged_back" not in message and "now shows refunded" in message
 
 
 @pytest.mark.django_db(transaction=True)
