@@ -67,16 +67,30 @@ def compiled_select(statements, key, model, build, fields, **values):
     select_related, values() or only()), whose SQL depends on nothing but `key` besides `values`.
     """
     using = router.db_for_write(model)  # where the ORM sends a locking read (select_for_update)
+    conn = connections[using]
     compiled = statements.get((key, using))
     if compiled is None:
         queryset = build(**{name: Param(name, fields[name]) for name in values})
-        compiled = queryset.query.get_compiler(using).as_sql()
+        compiler = queryset.query.get_compiler(using)
+        # raw() converts the model's own columns, not the annotations: their converters are applied below
+        # (SQLite returns a datetime annotation as text; PostgreSQL's driver converts it itself).
+        annotations = [
+            (name, expr, expr.get_db_converters(conn) + conn.ops.get_db_converters(expr))
+            for name, expr in queryset.query.annotation_select.items()
+        ]
+        compiled = (*compiler.as_sql(), [a for a in annotations if a[2]])
         if len(statements) < MAX_STATEMENTS:
             statements[(key, using)] = compiled
-    sql, params = compiled
-    conn = connections[using]
+    sql, params, converted = compiled
     params = tuple(p.output_field.get_db_prep_save(values[p.name], conn) if isinstance(p, Param) else p for p in params)
-    return list(model.objects.raw(sql, params, using=using))
+    rows = list(model.objects.raw(sql, params, using=using))
+    for row in rows:
+        for name, expr, converters in converted:
+            value = getattr(row, name)
+            for converter in converters:
+                value = converter(value, expr, conn)
+            setattr(row, name, value)
+    return rows
 
 
 def parameter_cursor(conn):
