@@ -410,3 +410,22 @@ def sweep_and_drain(seconds=STOP_SECONDS):
         return helper.drain(seconds)
     finally:
         helper.sweep(release=True)
+        _set_aside_alert()
+
+
+def _set_aside_alert():
+    """Staff are told while rows wait in the FAILED list: nothing writes them again by itself (each failed alone,
+    so retrying blindly would fail again); the worker log names each one's provider, operation and request id."""
+    from ..alerts import alert_raise
+    from ..models import Alert
+
+    keys = _keys()
+    waiting = get_client().llen(keys["failed"])
+    if waiting:
+        alert_raise(
+            kind=Alert.Kind.OPERATIONS,
+            dedupe_key="calllog:failed",
+            message=f"{waiting} call-log rows could not be written to PostgreSQL and are kept in Redis list "
+            f"{keys['failed']} (the worker log says why). Once the cause is fixed, move them back onto "
+            f"{keys['queue']} (LMOVE) and the drainers write them, exactly once.",
+        )

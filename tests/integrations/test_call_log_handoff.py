@@ -20,8 +20,9 @@ from config.celery import app
 from integrations import gateway
 from integrations.errors import ProviderUnavailable
 from integrations.gateway import handoff
-from integrations.models import ProviderCall, ProviderRollup, UsageRollup
+from integrations.models import Alert, ProviderCall, ProviderRollup, UsageRollup
 from integrations.redis import get_client
+from integrations.tasks import call_log_handoff_sweep
 from tests.factories import UserFactory
 from tests.integrations import acme
 from tests.testapp.models import Shipment
@@ -205,6 +206,11 @@ def test_a_row_that_fails_alone_is_kept_aside_and_the_others_written(drainer, fa
     assert UsageRollup.objects.get(provider="acme", owner=user).calls == 2
     assert [handoff.load(p).operation for p in parked()] == ["bad\x00row"]
     assert in_flight(drainer) == 0 and "acme bad" in caplog.text
+    # Beat's sweep tells staff, every round, while rows wait there.
+    assert not Alert.objects.filter(dedupe_key="calllog:failed").exists()
+    call_log_handoff_sweep()
+    alert = Alert.objects.get(dedupe_key="calllog:failed", resolved_at__isnull=True)
+    assert alert.kind == "operations" and alert.message.startswith("1 call-log rows")
 
 
 def test_a_graceful_stop_writes_what_is_left(fake_provider, monkeypatch):
