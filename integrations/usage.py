@@ -348,6 +348,17 @@ def budgets_forget(**kwargs):
     _budget_cache.clear()
 
 
+def budget_checks(calls):
+    """budget_check once per provider and owner that spent among `calls` (rows written in one batch, after its
+    commit), at the latest such call's time."""
+    spent = {}
+    for call in calls:
+        if call.cost_usd:
+            spent[(call.provider, call.owner_id)] = call.created_at
+    for (provider, owner_id), at in spent.items():
+        budget_check(provider=provider, owner_id=owner_id, now=at)
+
+
 def budget_check(*, provider, owner_id, now=None):
     """After a call that cost money: alert at 80 % and 100 % of the month's budget."""
     now = now or timezone.now()

@@ -24,7 +24,7 @@ import threading
 from django.db import InterfaceError, OperationalError, connections, transaction
 
 from ..models import ProviderCall
-from ..usage import budget_check, calls_record
+from ..usage import budget_checks, calls_record
 from .calllog import _write, call_recorded, call_row
 
 logger = logging.getLogger(__name__)
@@ -160,13 +160,9 @@ def _write_rows(rows):
 
 def _checks(written):
     """Metrics for each call; the budget alerts once per provider and owner that spent (after the commit)."""
-    spent = {}
     for att, call in written:
         call_recorded(att, call, checks=False)
-        if call.cost_usd:
-            spent[(att.provider, att.owner_id)] = call.created_at
-    for (provider, owner_id), at in spent.items():
-        budget_check(provider=provider, owner_id=owner_id, now=at)
+    budget_checks([call for _, call in written])
 
 
 def start():

@@ -59,7 +59,7 @@ from django.db import InterfaceError, OperationalError, connections, transaction
 
 from ..models import ProviderCall
 from ..redis import get_client, key
-from ..usage import budget_check, calls_record_once
+from ..usage import budget_checks, calls_record_once
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class Drainer:
         written = self._write(client, raw)
         client.delete(_keys()["inflight"] + self.id)
         try:
-            _checks(written)
+            budget_checks(written)
         except Exception:  # noqa: BLE001 - the rows are committed; a failed alert check must not stop the drainer
             logger.exception("call log hand-off: budget checks after a batch failed")
         return len(raw)
@@ -320,16 +320,6 @@ def _park(client, entries, error, call=None):
         _keys()["failed"],
         exc_info=error,
     )
-
-
-def _checks(written):
-    """The budget alerts once per provider and owner that spent (after the commit; metrics were counted at the call)."""
-    spent = {}
-    for call in written:
-        if call.cost_usd:
-            spent[(call.provider, call.owner_id)] = call.created_at
-    for (provider, owner_id), at in spent.items():
-        budget_check(provider=provider, owner_id=owner_id, now=at)
 
 
 # --- this process's drainer ---------------------------------------------------------------------------

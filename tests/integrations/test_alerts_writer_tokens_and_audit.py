@@ -66,12 +66,12 @@ def test_the_call_log_writer_survives_a_failing_budget_check(monkeypatch, fake_p
 
     from django.db import OperationalError
 
-    from integrations import gateway
+    from integrations import gateway, usage
     from integrations.context import open_response_scope, reset_response_scope
     from integrations.gateway import batchlog
     from tests.factories import UserFactory
 
-    real, failed = batchlog.budget_check, []
+    real, failed = usage.budget_check, []
 
     def budget_check(**kwargs):
         if not failed:
@@ -79,7 +79,7 @@ def test_the_call_log_writer_survives_a_failing_budget_check(monkeypatch, fake_p
             raise OperationalError("server closed the connection unexpectedly")
         return real(**kwargs)
 
-    monkeypatch.setattr(batchlog, "budget_check", budget_check)
+    monkeypatch.setattr(usage, "budget_check", budget_check)  # what the writer's budget_checks calls
     w = batchlog.CallLogWriter(interval=0.02).start()
     monkeypatch.setattr(batchlog, "_writer", w)
     user = UserFactory()
