@@ -140,8 +140,10 @@ def _first_and_median(tmp_path, provider, key, later=20):
 
 
 def test_the_first_request_to_a_fresh_server_costs_what_later_ones_do(tmp_path, provider):
-    """Two fresh servers, the better of the two: on a shared machine the scheduler can stall
-    any one request, while a cold worker (seconds of imports) is slow on every start."""
+    """Three fresh servers, the best of them: on a shared machine the scheduler can stall
+    any one request (a best of two was estimated to fail about 4 % of runs that way,
+    with the rest of the suite running beside it), while a cold worker (seconds of imports)
+    is slow on every start."""
     user = UserFactory()
     _, key = token_create(user=user, name="warm", expires_in_days=1)
     # A user's first completion ever writes what their later ones read, whichever worker serves it:
@@ -154,7 +156,7 @@ def test_the_first_request_to_a_fresh_server_costs_what_later_ones_do(tmp_path, 
     # dry run builds what the master's warm() built once): the master must have warmed before forking.
     assert _warmed_before_fork(primer), "config.warmup.warm() did not run in gunicorn's master (preload_app)"
     seen = []
-    for attempt in range(2):
+    for attempt in range(3):
         run_dir = tmp_path / f"run{attempt}"
         run_dir.mkdir()
         first, median = _first_and_median(run_dir, provider, key)
