@@ -1,10 +1,12 @@
 """What the shared machinery holds about a user (privacy registry): connections, API tokens, the call
 log and its roll-ups, budgets, idempotency records, OAuth states, alerts a staff user handled."""
 
+import copy
 import logging
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q
 
 from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
@@ -94,8 +96,9 @@ def revoke_access(user, report):
 
 
 def _handed_off_rows_written():
-    """The queue of handed-off call-log rows (gateway.handoff) written now, if this hub hands rows off. A batch
-    a live drainer holds is committed within moments; one of a dead drainer is swept back and written here."""
+    """The queue of handed-off call-log rows (gateway.handoff) written now, if this hub hands rows off (they are
+    written for the pseudonym: calls_of_erased_owners_pseudonymised), and a dead drainer's batch swept back and
+    written with them. A live drainer's batch is waited for in erase_integrations."""
     if not (settings.CALL_LOG_HANDOFF and settings.REDIS_URL):
         return
     from .gateway import handoff
@@ -106,22 +109,82 @@ def _handed_off_rows_written():
         logger.exception("erasure: writing handed-off call-log rows first failed")
 
 
+def _pseudonymised(pseudonym_id):
+    """What the erasure changes on a call-log row of the user: the owner (accounting keeps the row), and the error
+    text, which can quote what the user sent (a phone number, a file name)."""
+    return {"owner_id": pseudonym_id, "error_message": ""}
+
+
+def calls_of_erased_owners_pseudonymised(calls):
+    """`calls` (ProviderCall rows not yet written), those of users whose erasure has started deleting replaced by
+    copies pseudonymised as the erasure pseudonymises the call log. For rows written after the erasure may have
+    passed the call log: the hand-off's drainer writes a job's row moments (or, while PostgreSQL is down, hours)
+    after the call, and sets aside a row it cannot write."""
+    owner_ids = {call.owner_id for call in calls if call.owner_id is not None}
+    if not owner_ids:
+        return calls
+    from privacy.erasure import erased_pseudonyms
+
+    pseudonyms = erased_pseudonyms(user_ids=owner_ids)
+    if not pseudonyms:
+        return calls
+    out = []
+    for call in calls:
+        if call.owner_id in pseudonyms:
+            call = copy.copy(call)  # the caller's own is written as it was if this transaction rolls back
+            for name, value in _pseudonymised(pseudonyms[call.owner_id]).items():
+                setattr(call, name, value)
+        out.append(call)
+    return out
+
+
+def _rollups_handed_to(user, pseudonym):
+    """The user's hourly roll-ups re-pointed at the pseudonym. An hour the pseudonym already has (a drainer wrote
+    a row of the user's for it once the erasure had started, or an earlier run of this erasure re-pointed it) is
+    added to the pseudonym's row instead: the roll-ups are unique per hour, provider and owner."""
+    mine = UsageRollup.objects.filter(owner=user)
+    theirs = UsageRollup.objects.filter(owner=pseudonym, hour=OuterRef("hour"), provider=OuterRef("provider"))
+    moved = mine.exclude(Exists(theirs)).update(owner=pseudonym)
+    sums = [
+        f.attname
+        for f in UsageRollup._meta.concrete_fields
+        if not f.primary_key and f.name not in ("hour", "provider", "owner")
+    ]
+    for row in mine.select_for_update():
+        UsageRollup.objects.filter(owner=pseudonym, hour=row.hour, provider=row.provider).update(
+            **{name: F(name) + getattr(row, name) for name in sums}
+        )
+        row.delete()
+        moved += 1
+    return moved
+
+
 def erase_integrations(user, report):
+    from .gateway import handoff
+
     revoke_access(user, report)
     report.count("integrations.IdempotencyRecord", IdempotencyRecord.objects.filter(owner=user).delete()[0])
     report.count("integrations.Budget", Budget.objects.filter(owner=user).delete()[0])
-    # The call log and its hourly roll-ups stay for accounting, handed to the pseudonym; error texts can
-    # quote what the user sent (a phone number, a file name), so they go. Rows the user's last jobs handed off
-    # and no drainer has written yet are written first: arriving after the account is gone, they would fail.
+    # The call log and its hourly roll-ups stay for accounting, handed to the pseudonym; error texts go. Rows the
+    # user's last jobs handed off and no drainer has written yet are written first.
     _handed_off_rows_written()
-    report.count(
-        "integrations.ProviderCall.pseudonymised",
-        ProviderCall.objects.filter(owner=user).update(owner=report.pseudonym_user, error_message=""),
-    )
-    report.count(
-        "integrations.UsageRollup.pseudonymised",
-        UsageRollup.objects.filter(owner=user).update(owner=report.pseudonym_user),
-    )
+    with transaction.atomic():
+        # A drainer writes (or sets aside) a batch holding the user's rows under the owner's lock, shared, and reads
+        # whether the user is being erased once it holds it. Taken exclusively here, after this erasure started:
+        # a batch that read "no" before is committed by then and re-pointed below; any later one finds the erasure
+        # and writes its rows for the pseudonym (calls_of_erased_owners_pseudonymised).
+        handoff.owner_lock(user.pk, exclusive=True)
+        report.count(
+            "integrations.ProviderCall.pseudonymised",
+            ProviderCall.objects.filter(owner=user).update(**_pseudonymised(report.pseudonym_user.pk)),
+        )
+        report.count("integrations.UsageRollup.pseudonymised", _rollups_handed_to(user, report.pseudonym_user))
+        if settings.CALL_LOG_HANDOFF and settings.REDIS_URL:
+            # Rows set aside (a row that failed alone) are not written by anyone until staff put them back.
+            report.count(
+                "integrations.ProviderCall.set_aside_pseudonymised",
+                handoff.set_aside_rewritten(user.pk, _pseudonymised(report.pseudonym_user.pk)),
+            )
     Alert.objects.filter(acknowledged_by=user).update(acknowledged_by=None)
     Alert.objects.filter(resolved_by=user).update(resolved_by=None)
     report.count("integrations.Alert.redacted", _redact_alerts(user))

@@ -405,10 +405,26 @@ def erased_references_purge(*, now=None):
 
 
 def _pseudonym_user(erasure):
-    user, _ = get_user_model().objects.get_or_create(
-        username=erasure.pseudonym, defaults={"is_active": False, "password": "!"}
-    )
+    return _pseudonym_account(erasure.pseudonym)
+
+
+def _pseudonym_account(name):
+    user, _ = get_user_model().objects.get_or_create(username=name, defaults={"is_active": False, "password": "!"})
     return user
+
+
+def erased_pseudonyms(*, user_ids):
+    """{user id: id of the erasure's pseudonym account} for those of `user_ids` whose erasure has started deleting
+    (or is done): what is written for them from now on belongs to the pseudonym (the call-log hand-off's drainer
+    writes rows of the users' last jobs after the erasure re-pointed the call log, or after the account is gone).
+
+    The pseudonym account is created here if the run that just started has not created it yet."""
+    names = dict(
+        Erasure.objects.filter(subject_id__in=user_ids, status__in=(*ERASING, Erasure.Status.DONE)).values_list(
+            "subject_id", "pseudonym"
+        )
+    )
+    return {user_id: _pseudonym_account(name).pk for user_id, name in names.items()}
 
 
 def _retry_delay(attempts):

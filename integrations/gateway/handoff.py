@@ -40,6 +40,14 @@ attempts are not handed off: their rows are written at once, because the next at
 (payments' refund retry asks whether an earlier attempt logged a refund.create; the breaker and the
 failure-rate alerts read failures).
 
+Erasures (privacy; integrations.privacy.erase_integrations re-points the user's call log at a pseudonym): a batch
+is written, and a row that fails alone set aside, under a lock per owner held shared (owner_lock), and only then
+does the drainer read which of the batch's owners are being erased: their rows are written (or set aside) for the
+erasure's pseudonym, as the erasure would have left them. The erasure takes the owner's lock exclusively once it has
+started (status running): a batch that read its marker before is committed by then and re-pointed with the rest,
+and every later one (a batch held while the erasure ran, a job that finished after it, a row set aside) finds it.
+The rows already set aside are rewritten by the erasure under the same lock.
+
 Anywhere else (web workers, eager tasks in tests, management commands, `make run` without Redis) or
 with CALL_LOG_HANDOFF off, no drainer runs and the gateway writes the row directly, so anything that
 reads it right after the call still finds it. Tests drive a Drainer explicitly.
@@ -55,7 +63,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import InterfaceError, OperationalError, connection, connections, transaction
 
 from ..models import ProviderCall
 from ..redis import get_client, key
@@ -219,7 +227,7 @@ class Drainer:
             return []
         try:
             with transaction.atomic():
-                return calls_record_once(calls)
+                return calls_record_once(_as_owned_now(calls))
         except (OperationalError, InterfaceError):
             raise  # the database, not a row: the whole batch waits in flight for the next round
         except Exception:  # noqa: BLE001 - one bad row must not take the batch: each on its own
@@ -230,11 +238,14 @@ class Drainer:
         for call in calls:
             try:
                 with transaction.atomic():
-                    written += calls_record_once([call])
+                    written += calls_record_once(_as_owned_now([call]))
             except (OperationalError, InterfaceError):
                 raise
             except Exception as exc:  # noqa: BLE001 - this row alone fails: kept aside and reported
-                _park(client, [dump(call)], exc, call)
+                # Set aside as it would have been written, under its owner's lock: an erasure rewrites the set-aside
+                # rows of its user under its own, so none of them is left there un-pseudonymised.
+                with transaction.atomic():
+                    _park(client, [dump(c) for c in _as_owned_now([call])], exc, call)
         return written
 
     def sweep(self, release=False):
@@ -303,6 +314,69 @@ class Drainer:
                 self.sweep(release=True)
             except Exception:  # noqa: BLE001 - Redis is down: the sweep of a live drainer returns it later
                 logger.exception("call log hand-off: giving back the unfinished batch failed")
+
+
+# --- erasures (integrations.privacy) -------------------------------------------------------------------
+
+
+def owner_lock(*owner_ids, exclusive=False):
+    """In the caller's transaction, until it ends: the lock of each owner's handed-off rows. A drainer holds it
+    shared while it reads whether an owner is being erased and writes (or sets aside) the owner's rows; an erasure
+    takes it exclusively, so it waits for a batch that read "no" to be committed, and every later batch finds the
+    erasure. PostgreSQL: one advisory lock per owner, taken in one order by every drainer (shared locks of several
+    owners, never a cycle with an erasure waiting for one). SQLite: nothing to do; its transactions here begin
+    IMMEDIATE (settings), so writers already run one at a time."""
+    if connection.vendor != "postgresql" or not owner_ids:
+        return
+    take = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count({take}(hashtextextended(name, 0))) FROM unnest(%s::text[]) AS name",
+            [sorted(f"calllog.owner:{owner_id}" for owner_id in set(owner_ids))],
+        )
+
+
+def _as_owned_now(calls):
+    """`calls` as they are written now, in the caller's transaction: their owners' locks held (owner_lock), the rows
+    of a user whose erasure has started handed to its pseudonym as the erasure hands the call log."""
+    from ..privacy import calls_of_erased_owners_pseudonymised
+
+    owner_lock(*{call.owner_id for call in calls if call.owner_id is not None})
+    return calls_of_erased_owners_pseudonymised(calls)
+
+
+# KEYS: the FAILED list; ARGV: pairs of an entry and what it becomes. Each pair rewrites one occurrence, in place.
+_REWRITE = """
+local n = 0
+for i = 1, #ARGV, 2 do
+  local at = redis.call('LPOS', KEYS[1], ARGV[i])
+  if at then
+    redis.call('LSET', KEYS[1], at, ARGV[i + 1])
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+def set_aside_rewritten(owner_id, values):
+    """The rows of `owner_id` waiting in the FAILED list given `values` (column names: values) in place (an erasure:
+    no drainer writes them until staff put them back). Returns how many were rewritten."""
+    client = get_client()
+    failed = _keys()["failed"]
+    pairs = []
+    for entry in client.lrange(failed, 0, -1):
+        try:
+            row = json.loads(entry)
+        except ValueError:
+            continue  # unreadable: nothing tells whose it is (the worker log reported it)
+        if not isinstance(row, dict) or row.get("owner_id") != owner_id:
+            continue
+        row.update(values)
+        pairs += [entry, json.dumps(row, default=_default, separators=(",", ":"))]
+    if not pairs:
+        return 0
+    return client.register_script(_REWRITE)(keys=[failed], args=pairs)
 
 
 def _release_connections():
