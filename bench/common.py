@@ -296,14 +296,15 @@ def wait_port(port, timeout=30, what=None):
 class Child:
     """A child process in its own process group, its output in a log file; stop() ends the group."""
 
-    def __init__(self, name, argv, logdir, *, env=None, unset=()):
-        """`env`: variables set on top of the bench environment (e.g. a provider's base URL); `unset`: removed."""
+    def __init__(self, name, argv, logdir, *, env=None, unset=(), cwd=ROOT):
+        """`env`: variables set on top of the bench environment (e.g. a provider's base URL); `unset`: removed;
+        `cwd`: where it runs (another checkout's server, bench/ab_ai_serving.py)."""
         self.name = name
         self.log_path = Path(logdir) / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             argv,
-            cwd=ROOT,
+            cwd=cwd,
             env={k: v for k, v in {**_env(), **(env or {})}.items() if k not in unset},
             stdout=self._log,
             stderr=subprocess.STDOUT,
