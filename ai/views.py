@@ -14,7 +14,7 @@ from integrations.api.ratelimit import ratelimit_check
 from integrations.models import IdempotencyRecord
 
 from . import services
-from .serializers import AiUsageSerializer, CompletionRequestSerializer, CompletionSerializer
+from .serializers import AiUsageSerializer, CompletionRequestSerializer, CompletionSerializer, completion_params
 from .usage import usage_for_user
 
 
@@ -108,9 +108,7 @@ class CompletionView(AsyncAPIView):
         if request.method != "POST":
             return  # a 405 from dispatch: nothing to claim or hold
         ratelimit_check(request, group="ai.completions", rate=_user_rate)
-        serializer = CompletionRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        self.params = serializer.validated_data
+        self.params = completion_params(request.data)
         self.idempotency_key = request.headers.get(idempotency.HEADER, "")
         self.replayed = self.begun = None
         if self.idempotency_key:
