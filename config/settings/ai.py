@@ -130,6 +130,11 @@ AI_USER_RATE = env.str("AI_USER_RATE", default="30/m")
 AI_FAST_PATH = env_bool("AI_FAST_PATH", True)
 AI_DEADLINE_SECONDS = env.float("AI_DEADLINE_SECONDS", default=90.0)
 AI_RETRY_WAIT_MAX_SECONDS = env.float("AI_RETRY_WAIT_MAX_SECONDS", default=2.0)
+# A web worker books answered completions in rounds (integrations.gateway.bookings): a round starts this long
+# after the first answer it books, so the answers of that window share one round trip and most requests run
+# beside no round. Longer: fewer rounds, but a killed worker loses the bookings of that long (their holds stay
+# reserved to the month's end: the user is refused early, never let past the budget). 0: a round after each answer.
+AI_BOOKING_ROUND_MS = env.int("AI_BOOKING_ROUND_MS", default=25)
 # The answer's length cap sent when the client gives none (every provider gets one,
 # so that a request's largest possible cost is known and can be reserved).
 AI_DEFAULT_MAX_TOKENS = env.int("AI_DEFAULT_MAX_TOKENS", default=1024)

@@ -12,6 +12,14 @@ quiet worker books each answer right after it as before, and a busy one books
 whatever came in while the previous round was being written, in one round trip
 (as a group commit does) instead of one hop and commit each.
 
+A round starts AI_BOOKING_ROUND_MS after the first booking it writes came in (at once when MAX_BOOKINGS
+are waiting, or with the setting 0): started right after each answer, the round ran while the same
+client's next request was being served, and the two threads' turns at the GIL added ~2 ms to a
+sequential client's every completion (bench/profile_ai_request.py: the token's Redis read 0.09 ms alone,
+0.4 ms beside a round; bench/ab_ai_serving.py: hub added latency 8.3 -> 6.2 ms with 50 ms). Now the
+answers of the window share one round: most requests run beside none, and a round costs its CPU once
+for them all.
+
 Money stays exact: each booking is the same statements as on its own (the
 call's row and roll-ups, the usage roll-up, the request log, the settlement of
 the request's budget hold: `att.then_at_once()`), built in the request's own
@@ -24,7 +32,7 @@ If a batch fails, each booking is written on its own, step by step as before
 `att.then_failed()` frees the hold and the Idempotency-Key).
 
 What a killed worker loses: the bookings waiting for the writer and the round
-it is writing (uncommitted), the answers of the last few milliseconds, as a
+it is writing (uncommitted), the answers of the last AI_BOOKING_ROUND_MS and a few more, as a
 task that had not run its hop yet was lost before: their call rows, usage and
 request logs; their holds stay reserved until the month ends, so the user is
 refused early rather than let past the budget. A graceful stop (the lifespan's
@@ -42,6 +50,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
 from django.db import DatabaseError, connections
 
 from ..aio import at_once
@@ -62,8 +71,9 @@ def writer():
 
 
 class BookingWriter:
-    def __init__(self, max_bookings=None):
+    def __init__(self, max_bookings=None, delay_ms=None):
         self.max_bookings = max_bookings or MAX_BOOKINGS
+        self.delay = (settings.AI_BOOKING_ROUND_MS if delay_ms is None else delay_ms) / 1000
         self._waiting = []  # (attempt, latency_ms, the request's context)
         self._lock = threading.Lock()
         self._scheduled = False
@@ -74,18 +84,22 @@ class BookingWriter:
     def put(self, att, latency_ms):
         """Book `att` (its `then_at_once` given); called on the event loop, so it only queues.
 
-        The writer's thread is handed a round once the loop is next free, unless one is already waiting to
+        The writer's thread is handed a round `delay` after the first booking it will write (once the loop is
+        next free when there is no delay, or MAX_BOOKINGS are waiting), unless one is already waiting to
         start: what is put meanwhile goes in that round. Handed over at once, the thread took the GIL from
-        the loop while it still sent this answer; started on a timer, while a later request ran (a
-        sequential client's latency 4.5 ms became 8-9 ms in-process)."""
+        the loop while it still sent this answer."""
         with self._lock:
             self._waiting.append((att, latency_ms, contextvars.copy_context()))
             self._queued += 1
-            if self._scheduled:
+            full = len(self._waiting) >= self.max_bookings
+            if self._scheduled and not full:
                 return
             self._scheduled = True
         loop = asyncio.get_running_loop()
-        loop.call_soon(self._hand_over, loop)  # after this task's step: the answer is sent by then
+        if self.delay and not full:
+            loop.call_later(self.delay, self._hand_over, loop)
+        else:
+            loop.call_soon(self._hand_over, loop)  # after this task's step: the answer is sent by then
 
     def _hand_over(self, loop):
         try:

@@ -21,6 +21,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 @pytest.fixture
+def no_window(settings):
+    """A round right after each answer (AI_BOOKING_ROUND_MS 0): the tests of a busy writer hold its first round."""
+    settings.AI_BOOKING_ROUND_MS = 0
+
+
+@pytest.fixture
 def round_trips(monkeypatch):
     sent = []
 
@@ -69,7 +75,7 @@ def _answers(asgi_completion, server_loop, n, gate):
 
 
 def test_answers_that_come_while_the_writer_is_busy_are_booked_in_one_round_trip(
-    fake_ai, asgi_completion, server_loop, round_trips, first_round_held
+    fake_ai, asgi_completion, server_loop, round_trips, first_round_held, no_window
 ):
     fake_ai.add("openai", *(openai_chat("hello", usage=(1000, 100, 0)) for _ in range(4)))
     calls = _answers(asgi_completion, server_loop, 4, first_round_held)
@@ -87,7 +93,7 @@ def test_answers_that_come_while_the_writer_is_busy_are_booked_in_one_round_trip
 
 
 def test_a_booking_the_database_refuses_does_not_take_the_others_in_its_batch(
-    fake_ai, asgi_completion, server_loop, monkeypatch, round_trips, first_round_held, caplog
+    fake_ai, asgi_completion, server_loop, monkeypatch, round_trips, first_round_held, caplog, no_window
 ):
     fake_ai.add("openai", *(openai_chat("hello") for _ in range(4)))
     real = Booking.answered_at_once
@@ -145,7 +151,7 @@ def test_a_workers_shutdown_writes_the_bookings_still_waiting(fake_ai, asgi_comp
     assert AiSpend.objects.get().reserved_usd == 0
 
 
-def test_a_booking_put_after_the_writers_thread_stopped_is_written_by_a_round_of_its_own(monkeypatch):
+def test_a_booking_put_after_the_writers_thread_stopped_is_written_by_a_round_of_its_own(monkeypatch, no_window):
     """A request that took the writer before the worker's shutdown and answers after its last round: the
     writer's thread is gone, so the round it hands over runs on the loop's default executor instead."""
     written = []
@@ -161,6 +167,52 @@ def test_a_booking_put_after_the_writers_thread_stopped_is_written_by_a_round_of
     asyncio.run(answered_after_the_shutdown())  # which also waits for the default executor's rounds
 
     assert writer.drain(timeout=1) and written == [att]
+
+
+def test_the_answers_of_a_window_are_booked_together_after_it(
+    fake_ai, asgi_completion, server_loop, round_trips, settings
+):
+    """A round starts AI_BOOKING_ROUND_MS after the first answer it books: answers within that window are
+    sent before anything is written, then booked in one round trip, money and all."""
+    settings.AI_BOOKING_ROUND_MS = 2000
+    fake_ai.add("openai", *(openai_chat("hello", usage=(1000, 100, 0)) for _ in range(3)))
+
+    async def scenario():
+        server_loop()
+        calls = []
+        for _ in range(3):
+            call = asgi_completion({})
+            await call.task
+            calls.append(call)
+        before = (list(round_trips), await aio.db_hop(AiRequest.objects.count))
+        await aio.settle(timeout=10)
+        return calls, before
+
+    calls, (trips_before, booked_before) = async_to_sync(scenario)()
+    assert [call.status for call in calls] == [200] * 3
+    assert trips_before == [] and booked_before == 0  # three answers out, nothing written yet
+    assert round_trips == [12]  # then each one's call row, usage, request log and settlement, in one round trip
+    costs = [Decimal(call.json()["cost_usd"]) for call in calls]
+    assert sorted(r.cost_usd for r in AiRequest.objects.all()) == sorted(costs)
+    assert ProviderCall.objects.filter(outcome="ok").count() == 3
+    spend = AiSpend.objects.get()
+    assert (spend.spent_usd, spend.reserved_usd) == (sum(costs), 0)
+
+
+def test_a_full_batch_is_written_without_waiting_out_the_window(monkeypatch):
+    written = []
+    monkeypatch.setattr(bookings, "_write_group", lambda group: written.extend(att for att, _, _ in group))
+    writer = bookings.BookingWriter(max_bookings=2, delay_ms=600_000)
+    first, second = (SimpleNamespace(provider="openai", owner_id=n) for n in (1, 2))
+
+    async def two_answers():
+        writer.put(first, 1.0)
+        writer.put(second, 1.0)  # MAX_BOOKINGS waiting: handed over at once
+        done = await asyncio.get_running_loop().run_in_executor(None, writer.drain, 10)
+        writer._thread.shutdown(wait=True)
+        return done
+
+    assert asyncio.run(two_answers()) and written == [first, second]
 
 
 def test_a_started_writer_has_its_thread_running_before_the_first_answer():
