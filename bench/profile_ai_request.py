@@ -111,6 +111,16 @@ def instrument():
 
     timed(authentication, "token_authenticate", "token_authenticate")
     timed(tokens, "_cache", "token cache get")
+    from django.core.cache import CacheHandler
+
+    timed(CacheHandler, "create_connection", "new cache client")
+    import redis.client
+
+    from integrations.cache import RedisCacheClient
+
+    timed(RedisCacheClient, "get", "client.get")
+    timed(redis.client.Redis, "execute_command", "redis cmd")
+    timed(redis.client.Redis, "parse_response", "redis parse")
     from django.conf import settings
     from django.utils.module_loading import import_string
 
@@ -139,6 +149,16 @@ def instrument():
     timed(completions, "walk_booked", "walk_booked")
     timed(asynchronous, "atake_token", "rate token")
     timed(providers, "complete", "SDK call")
+    import httpx2
+    import openai._base_client as base
+
+    timed(base.AsyncAPIClient, "_build_request", "sdk build")
+    timed(base.AsyncAPIClient, "_prepare_options", "sdk prepare options")
+    timed(base.AsyncAPIClient, "_process_response", "sdk process")
+    timed(httpx2.AsyncClient, "send", "httpx send")
+    import httpcore
+
+    timed(httpcore.AsyncConnectionPool, "handle_async_request", "httpcore")
     timed(bookings.BookingWriter, "put", "writer.put")
     timed(bookings.BookingWriter, "flush", "writer.flush")
 
