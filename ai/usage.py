@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from integrations.aio import at_once, can_send_at_once, commit_without_flush_wait
 from integrations.alerts import alert_raise
+from integrations.auth.tokens import NOT_READ, read_along
 from integrations.errors import DomainError
 from integrations.models import Alert
 from integrations.redis import cache_best_effort
@@ -179,8 +180,15 @@ def _limits_key(owner_id):
     return f"ai:limits:{owner_id}"
 
 
+def limits_keys(owner_id):
+    """The cache keys user_limits reads (read with an API token's own, tokens.token_authenticate's `along`)."""
+    return [_limits_key(owner_id)]
+
+
 def _override(owner_id):
-    override = cache_best_effort("get", _limits_key(owner_id))
+    override = read_along(_limits_key(owner_id))
+    if override is NOT_READ:
+        override = cache_best_effort("get", _limits_key(owner_id))
     if override is None:
         override = AiBudget.objects.filter(owner_id=owner_id).values("monthly_limit_usd", "max_tokens").first() or {}
         cache_best_effort("set", _limits_key(owner_id), override, LIMITS_CACHE_SECONDS)

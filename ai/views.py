@@ -15,7 +15,7 @@ from integrations.models import IdempotencyRecord
 
 from . import services
 from .serializers import AiUsageSerializer, CompletionRequestSerializer, CompletionSerializer, completion_params
-from .usage import usage_for_user
+from .usage import limits_keys, usage_for_user
 
 
 class EventStreamRenderer(BaseRenderer):
@@ -101,6 +101,8 @@ class CompletionView(AsyncAPIView):
     """
 
     renderer_classes = [JSONRenderer, EventStreamRenderer]
+    # The user's budget override, read with the API token in one round trip (the budget hold reads it next).
+    token_reads_along = staticmethod(limits_keys)
 
     def prepare(self, request, *args, **kwargs):
         """Auth, the per-user rate, validation, the Idempotency-Key claim and the budget hold: one thread hop."""

@@ -16,6 +16,7 @@ token deleted elsewhere (an erasure runs in the worker) would stay usable in
 the web process for TOKEN_CACHE_SECONDS: there every request reads the database.
 """
 
+import contextvars
 import datetime as dt
 
 from django.conf import settings
@@ -51,21 +52,56 @@ def token_create(*, user, name="", expires_in_days=None):
     return token, key
 
 
-def token_authenticate(*, key):
-    """The live token for `key` (its user loaded), or a DomainError 401 (unknown, malformed or expired)."""
+# Whose each token digest is, as this process last authenticated it (a token's user never changes): lets a view
+# read cache keys of the user in the token's own round trip (token_authenticate's `along`).
+_owners = {}
+_OWNERS_KEPT = 10_000
+# What those keys held, read with the token in this context: {cache key: value or None (absent)}.
+_read_along = contextvars.ContextVar("token_read_along", default=None)
+NOT_READ = object()
+
+
+def token_authenticate(*, key, along=None):
+    """The live token for `key` (its user loaded), or a DomainError 401 (unknown, malformed or expired).
+
+    `along(user_id)`: cache keys of the token's user that the caller reads next (an AI completion: the user's
+    budget override). When this process knows whose the token is, they are read in the token's own round trip
+    (one MGET instead of two GETs: ~0.2 ms of a completion's request hop, bench/profile_ai_request.py), and
+    `read_along(key)` then answers for each, once. The token is read as before, so revoking or deactivating
+    still acts at once."""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise DomainError(401, "authentication_failed", "The token is invalid; get one from POST /api/v1/auth/token/.")
     if get_client() is None:
         token = _token_found(key)  # no cache every process shares
     else:
         digest = token_digest(key)
-        token = _cache("get", _cache_key(digest))
+        owner = _owners.get(digest) if along is not None else None
+        if owner is None:
+            token = _cache("get", _cache_key(digest))
+        else:
+            extra = list(along(owner))
+            found = _cache("get_many", [_cache_key(digest), *extra])
+            token = None if found is None else found.get(_cache_key(digest))
+            if token is not None and token.user_id == owner:
+                _read_along.set({name: found.get(name) for name in extra})
         if token is None:
             token = _token_found(key)
             _cache("set", _cache_key(digest), token, TOKEN_CACHE_SECONDS)
+        if along is not None and owner is None:
+            if len(_owners) >= _OWNERS_KEPT:
+                _owners.clear()
+            _owners[digest] = token.user_id
     if token.expires_at is not None and token.expires_at <= timezone.now():
         raise DomainError(401, "token_expired", "The token has expired; get a new one from POST /api/v1/auth/token/.")
     return token
+
+
+def read_along(name):
+    """What cache key `name` held when it was read with this request's token (None: absent), once; else NOT_READ."""
+    values = _read_along.get()
+    if values is None or name not in values:
+        return NOT_READ
+    return values.pop(name)
 
 
 def _token_found(key):
