@@ -213,6 +213,57 @@ def test_a_row_that_fails_alone_is_kept_aside_and_the_others_written(drainer, fa
     assert alert.kind == "operations" and alert.message.startswith("1 call-log rows")
 
 
+def test_a_batch_writes_each_column_as_the_direct_path_does(drainer, fake_provider):
+    """The batch's INSERT takes one array per column (usage._calls_insert): NULLs, JSON units, amounts and
+    times land as the direct path's single-row INSERT writes them."""
+    alice = UserFactory()
+
+    def calls():
+        sent(alice, segments=3)
+        with gateway.attempt("acme", "send", owner=None, idempotency_key="k-1", related=("shipment", "7")) as att:
+            att.record(http_status=None, units={})
+        with pytest.raises(ProviderUnavailable), gateway.attempt("acme", "send", owner=alice) as att:
+            raise ProviderUnavailable("down", code="unavailable")
+
+    def rows():  # every column but the id, the hand-off id and the times taken and made, in a stable order
+        skip = ("id", "handoff_id", "created_at", "latency_ms")
+        names = [f.attname for f in ProviderCall._meta.concrete_fields if f.attname not in skip]
+        return sorted(ProviderCall.objects.values_list(*names), key=repr)
+
+    calls()
+    assert drainer.drain_once() == 2  # the failed attempt was written at once
+    handed_off = rows()
+    ProviderCall.objects.all().delete()
+    handoff._enabled = False
+    calls()
+    assert rows() == handed_off and len(handed_off) == 3
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut_short(drainer, fake_provider):
+    user = UserFactory()
+    sent(user, "good.one")
+    sent(user, "long")
+    client, queue = get_client(), handoff._keys()["queue"]
+    long = handoff.load(client.rpop(queue))
+    long.operation = "x" * 65  # operation is varchar(64) (the gateway cuts it; a row from elsewhere may not)
+    client.rpush(queue, handoff.dump(long))
+    assert drainer.drain_once() == 2
+    assert list(ProviderCall.objects.values_list("operation", flat=True)) == ["good.one"]
+    assert [handoff.load(p).operation for p in parked()] == ["x" * 65]
+
+
+def test_the_batch_insert_has_one_text_for_any_number_of_rows(fake_provider):
+    """psycopg keeps the split of a short statement's text and split a batch's VALUES list anew every time."""
+    from integrations.usage import _calls_insert
+
+    def call():
+        return ProviderCall(provider="acme", operation="send", outcome="ok", latency_ms=1.0, units={}, cost_usd=0)
+
+    one, params = _calls_insert([call()])
+    many, _ = _calls_insert([call() for _ in range(30)])
+    assert one == many and len(one) < 4096 and len(params) < 50
+
+
 def test_a_graceful_stop_writes_what_is_left(fake_provider, monkeypatch):
     d = handoff.Drainer(interval=3600).start()  # would not write for an hour on its own
     monkeypatch.setattr(handoff, "_enabled", True)
