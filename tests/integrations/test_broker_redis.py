@@ -3,7 +3,9 @@ per message published, taken and acknowledged, and a taken message's unacked cop
 each; messages still go, come back unacknowledged, and survive a pool kombu dropped."""
 
 import json
+import threading
 import uuid
+from queue import Empty
 
 import pytest
 import redis
@@ -92,13 +94,15 @@ def test_a_pool_kombu_dropped_gets_a_client_of_its_own(broker, queue_name):
         assert sorted(received) == [1, 2]
 
 
-def test_a_taken_message_is_kept_unacked_and_dropped_by_one_script_each(broker, queue_name, redis_round_trips):
+def test_a_waiting_message_is_taken_and_kept_unacked_in_one_round_trip_and_dropped_by_one_script(
+    broker, queue_name, redis_round_trips
+):
     with broker.SimpleQueue(queue_name) as queue:
         queue.put({"n": 1})
         channel = queue.channel
         redis_round_trips.clear()
         message = queue.get(timeout=5)
-        assert ["EVALSHA"] in redis_round_trips and ["MULTI", "ZADD", "HSET", "EXEC"] not in redis_round_trips
+        assert redis_round_trips == [["EVAL"]]  # kombu: BRPOP, then MULTI, ZADD, HSET, EXEC
         tag = message.delivery_tag
         with channel.conn_or_acquire() as client:
             # What kombu's own restore reads (QoS.restore_by_tag, restore_visible): the raw message, exchange,
@@ -138,3 +142,59 @@ def test_the_scripts_are_loaded_again_when_redis_forgot_them(broker, queue_name)
         message.ack()
         with channel.conn_or_acquire() as client:
             assert client.hlen(channel.unacked_key) == 0
+
+
+def test_an_empty_queue_is_waited_on_and_a_message_that_comes_meanwhile_is_kept_unacked(
+    broker, queue_name, redis_round_trips
+):
+    with broker.SimpleQueue(queue_name) as queue:
+        channel = queue.channel
+        redis_round_trips.clear()
+        with pytest.raises(Empty):
+            queue.get(timeout=0.3)  # the take found nothing: the next one blocks on BRPOP
+        sender = threading.Timer(0.3, lambda: Connection(settings.REDIS_URL).SimpleQueue(queue_name).put({"n": 2}))
+        sender.start()
+        message = queue.get(timeout=5)
+        sender.join()
+        assert message.payload == {"n": 2}
+        assert ["BRPOP"] in redis_round_trips and ["EVALSHA"] in redis_round_trips  # kept as kombu keeps it
+        with channel.conn_or_acquire() as client:
+            raw, _, _ = json.loads(client.hget(channel.unacked_key, message.delivery_tag))
+            assert raw["properties"]["delivery_tag"] == message.delivery_tag
+            assert client.zscore(channel.unacked_index_key, message.delivery_tag) is not None
+        message.ack()
+        queue.put({"n": 3})  # and the take after that tries the one-round-trip script again
+        redis_round_trips.clear()
+        again = queue.get(timeout=5)
+        assert again.payload == {"n": 3} and redis_round_trips == [["EVAL"]]
+        again.ack()
+        with channel.conn_or_acquire() as client:
+            assert client.hlen(channel.unacked_key) == 0
+
+
+def test_the_take_reads_the_queues_priorities_in_brpops_order(broker, queue_name):
+    with broker.SimpleQueue(queue_name) as queue:
+        queue.put({"n": "later"}, priority=9)
+        queue.put({"n": "first"}, priority=0)
+        taken = []
+        for _ in range(2):
+            message = queue.get(timeout=5)
+            taken.append(message.payload["n"])
+            message.ack()
+        assert taken == ["first", "later"]
+
+
+def test_a_message_whose_worker_died_after_the_take_comes_back_after_the_visibility_timeout(queue_name):
+    taker = Connection(settings.REDIS_URL)
+    queue = taker.SimpleQueue(queue_name)
+    queue.put({"n": 5})
+    assert queue.get(timeout=5).payload == {"n": 5}  # taken by the script; then the process is killed: no ack
+    try:
+        with Connection(settings.REDIS_URL, transport_options={"visibility_timeout": 0}) as other:
+            other.default_channel.qos.restore_visible(num=1)  # what a live worker's kombu does every so often
+            with other.SimpleQueue(queue_name) as again:
+                message = again.get(timeout=5)
+                assert message.payload == {"n": 5}
+                message.ack()
+    finally:
+        taker.release()
