@@ -1,5 +1,6 @@
 """kombu's Redis transport (the default broker) with one redis-py client per channel, not one per operation,
-and a message's unacked copy written and removed by one Lua script each instead of a MULTI/EXEC pipeline.
+a message's unacked copy written and removed by one Lua script each instead of a MULTI/EXEC pipeline, and
+while messages wait, the take and the copy in one script (Channel).
 
 kombu's Redis channel builds a new `redis.Redis` object whenever it sends a command outside its
 consuming connection (`Channel.conn_or_acquire`): for every message published, every message a
