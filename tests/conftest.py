@@ -280,3 +280,30 @@ def redis_round_trips(monkeypatch):
 
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", recording_send)
     return sent
+
+
+# --- the Celery call-log hand-off (integrations.gateway.handoff) -----------------------------------------
+
+
+@pytest.fixture
+def handoff_keys_empty():
+    """The hand-off's Redis lists (queue, in-flight, set aside) empty before and after the test."""
+    from integrations.gateway import handoff
+    from integrations.redis import get_client
+
+    client = get_client()
+    pattern = handoff._keys()["queue"].rsplit(":", 1)[0] + ":*"
+    client.delete(*client.keys(pattern) or ["-"])
+    yield
+    client.delete(*client.keys(pattern) or ["-"])
+
+
+@pytest.fixture
+def drainer(monkeypatch):
+    """This process as a worker's: calls hand their rows to a drainer whose batches the test writes (drain_once)."""
+    from integrations.gateway import handoff
+
+    d = handoff.Drainer(interval=3600)
+    monkeypatch.setattr(handoff, "_enabled", True)
+    monkeypatch.setattr(handoff, "_drainer", d)
+    return d

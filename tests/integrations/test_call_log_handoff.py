@@ -28,27 +28,15 @@ from tests.integrations import acme
 from tests.testapp.models import Shipment
 from tests.testapp.tasks import shipment_send
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [
+    pytest.mark.usefixtures("handoff_keys_empty"),
+    pytest.mark.django_db,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+]
 
 ROLLUP_TOTALS = ("calls", "errors", "cost_usd", "sms_segments")
 PROVIDER_TOTALS = ("calls", "ok", "error", "cost_usd", "sms_segments")
-
-
-@pytest.fixture(autouse=True)
-def _empty_handoff_keys():
-    client = get_client()
-    client.delete(*client.keys(handoff._keys()["queue"].rsplit(":", 1)[0] + ":*") or ["-"])
-    yield
-    client.delete(*client.keys(handoff._keys()["queue"].rsplit(":", 1)[0] + ":*") or ["-"])
-
-
-@pytest.fixture
-def drainer(monkeypatch):
-    """This process as a worker's: calls hand their rows to a drainer whose batches the test writes (drain_once)."""
-    d = handoff.Drainer(interval=3600)
-    monkeypatch.setattr(handoff, "_enabled", True)
-    monkeypatch.setattr(handoff, "_drainer", d)
-    return d
 
 
 def queued():

@@ -27,26 +27,9 @@ from tests.messaging.factories import SmsFactory
 
 from .conftest import API as TWILIO_API
 
-pytestmark = [pytest.mark.django_db, pytest.mark.redis]
+pytestmark = [pytest.mark.usefixtures("handoff_keys_empty"), pytest.mark.django_db, pytest.mark.redis]
 
 GOOGLE_REVOKE = "https://oauth2.googleapis.com/revoke"
-
-
-@pytest.fixture(autouse=True)
-def _empty_handoff_keys():
-    client = get_client()
-    client.delete(*client.keys(handoff._keys()["queue"].rsplit(":", 1)[0] + ":*") or ["-"])
-    yield
-    client.delete(*client.keys(handoff._keys()["queue"].rsplit(":", 1)[0] + ":*") or ["-"])
-
-
-@pytest.fixture
-def drainer(monkeypatch):
-    """This process as a worker's: calls hand their rows to a drainer whose batches the test writes (drain_once)."""
-    d = handoff.Drainer(interval=3600)
-    monkeypatch.setattr(handoff, "_enabled", True)
-    monkeypatch.setattr(handoff, "_drainer", d)
-    return d
 
 
 @pytest.fixture
