@@ -105,10 +105,22 @@ class Channel(redis.Channel):
 
     def __init__(self, *args, **kwargs):
         self._kept_by_take = set()  # delivery tags whose unacked copy the take wrote
+        self._no_ack_queues = set()  # consumed without acks: kombu keeps no copy, so the take must not
         super().__init__(*args, **kwargs)
 
+    def basic_consume(self, queue, no_ack, *args, **kwargs):
+        # A consumer without acks (Celery's control replies, `celery inspect`) is taken from by kombu's own
+        # path: a copy the take kept would never be dropped, and kombu would put it back later.
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _basic_cancel(self, consumer_tag):
+        self._no_ack_queues.discard(self._tag_to_queue.get(consumer_tag))
+        return super()._basic_cancel(consumer_tag)
+
     def _brpop_start(self, timeout=None):
-        if self._block_next or self.global_keyprefix:
+        if self._block_next or self.global_keyprefix or self._no_ack_queues:
             self._block_next = False
             return super()._brpop_start(timeout)
         queues = self._queue_cycle.consume(len(self.active_queues))

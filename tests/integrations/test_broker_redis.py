@@ -10,7 +10,7 @@ from queue import Empty
 import pytest
 import redis
 from django.conf import settings
-from kombu import Connection
+from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 import config.celery  # noqa: F401 - installs the redis:// transport alias
 from config import kombu_redis
@@ -198,3 +198,19 @@ def test_a_message_whose_worker_died_after_the_take_comes_back_after_the_visibil
                 message.ack()
     finally:
         taker.release()
+
+
+def test_a_consumer_that_does_not_acknowledge_gets_no_unacked_copy(broker, queue_name):
+    """Celery's control replies (`celery -A config inspect ...`) are consumed without acks: kombu keeps no copy
+    for them, and one kept by the take would never be dropped, so kombu would put the reply back after the
+    visibility timeout into a queue nobody reads."""
+    queue = Queue(queue_name, Exchange(queue_name), routing_key=queue_name)
+    with broker.channel() as channel:
+        Producer(channel).publish({"n": 1}, exchange=queue.exchange, routing_key=queue_name, declare=[queue])
+        taken = []
+        with Consumer(channel, [queue], no_ack=True, callbacks=[lambda body, message: taken.append(message)]):
+            broker.drain_events(timeout=5)
+        assert [message.payload for message in taken] == [{"n": 1}]
+        with channel.conn_or_acquire() as client:
+            assert client.hget(channel.unacked_key, taken[0].delivery_tag) is None
+            assert client.zscore(channel.unacked_index_key, taken[0].delivery_tag) is None
