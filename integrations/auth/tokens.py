@@ -69,6 +69,9 @@ def token_authenticate(*, key, along=None):
     (one MGET instead of two GETs: ~0.2 ms of a completion's request hop, bench/profile_ai_request.py), and
     `read_along(key)` then answers for each, once. The token is read as before, so revoking or deactivating
     still acts at once."""
+    # Nothing an earlier request read along (and never used) answers for this one: under a sync server a
+    # thread's context outlives its request.
+    _read_along.set(None)
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise DomainError(401, "authentication_failed", "The token is invalid; get one from POST /api/v1/auth/token/.")
     if get_client() is None:

@@ -42,3 +42,24 @@ def test_a_revoked_token_is_refused_at_once_though_this_process_knows_whose_it_w
     assert complete().status_code == 200
     ApiToken.objects.filter(user=user).delete()
     assert complete().status_code == 401
+
+
+def test_what_an_earlier_request_read_along_is_not_handed_to_a_later_one(user):
+    """Under a sync server a thread's context outlives its request: values read along by one request that never
+    used them (refused before its budget hold) must not answer for a later request that read nothing along."""
+    from django.core.cache import cache
+
+    from integrations.auth import tokens
+
+    _, key = tokens.token_create(user=user, name="along")
+
+    def along(owner_id):
+        return [f"test:along:{owner_id}"]
+
+    cache.set(f"test:along:{user.pk}", {"max_tokens": 50})
+    tokens.token_authenticate(key=key, along=along)  # this process learns whose the token is
+    tokens.token_authenticate(key=key, along=along)  # read along in the token's MGET, never used
+    cache.set(f"test:along:{user.pk}", {"max_tokens": 10})
+    cache.delete(tokens._cache_key(tokens.token_digest(key)))  # the next request reads its token from the database
+    tokens.token_authenticate(key=key, along=along)
+    assert tokens.read_along(f"test:along:{user.pk}") is tokens.NOT_READ
