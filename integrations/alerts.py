@@ -11,6 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from .models import Alert
+from .redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +20,10 @@ def alert_raise(*, kind, message, provider="", severity=Alert.Severity.WARNING, 
     """Open an alert, or count one more occurrence of the open alert with the same key.
 
     `notify=False` tells no channel that it opened (and so starts no reminder clock): the admin's test alert,
-    whose sender picks the channels it goes to.
+    whose sender picks the channels it goes to. The message is redacted (it goes to Slack, email and webhooks,
+    and often quotes a provider's or a handler's error).
     """
+    message = redact(message)
     key = dedupe_key or f"{kind}:{provider}"
     for _ in range(2):
         updated = Alert.objects.filter(dedupe_key=key, resolved_at__isnull=True).update(

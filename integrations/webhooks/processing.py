@@ -69,6 +69,7 @@ from psycopg import pq
 from ..compiled_sql import compiled_select
 from ..metrics import webhook_events
 from ..models import Alert, WebhookEvent
+from ..redaction import redact
 from ..states import IllegalTransition, allowed, transition
 from ..task_base import sends_batched, unkept_sends
 from . import dispatch
@@ -184,7 +185,8 @@ def retry_delay(attempts):
 
 
 def _error_text(exc):
-    return f"{type(exc).__name__}: {exc}"[:2000]
+    # Staff read it in admin and its alert quotes it: a handler's error may quote a key or a bearer token.
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
 def _held_from_outside(batch):
@@ -353,7 +355,7 @@ def _run_handler(event, now, follow_ups, *, guarded=True):
         raise
     except WebhookIgnored as exc:
         event.status = Status.IGNORED
-        event.last_error = str(exc)[:2000]
+        event.last_error = redact(str(exc))
         event.processed_at = now
         event.next_attempt_at = None
         return ProcessResult("ignored"), False

@@ -398,6 +398,34 @@ class TestProcessing:
         assert result.status == "failed" and result.retry_in is None
         assert Alert.objects.filter(kind=Alert.Kind.WEBHOOK_FAILED).count() == 1
 
+    def test_a_handler_error_quoting_a_secret_is_kept_and_alerted_redacted(self, register, settings):
+        """The event's error is shown in admin and its alert goes to Slack, email and webhooks: no secret in either."""
+        settings.STRIPE_SECRET_KEY = "sk_live_51HandlerLeakedKey000"
+        leaked = "Bearer abcdefghijklmnop1234"
+
+        def handler(event):
+            raise WebhookPermanentError(f"upstream refused {settings.STRIPE_SECRET_KEY} with header {leaked}")
+
+        register("thing.updated", handler)
+        event = WebhookEventFactory()
+        webhook_event_process(event_id=event.pk)
+
+        event.refresh_from_db()
+        alert = Alert.objects.get(kind=Alert.Kind.WEBHOOK_FAILED)
+        for text in (event.last_error, alert.message):
+            assert "upstream refused [redacted]" in text
+            assert settings.STRIPE_SECRET_KEY not in text and "abcdefghijklmnop1234" not in text
+
+    def test_an_alert_message_is_stored_without_secrets(self, settings):
+        from integrations.alerts import alert_raise
+
+        settings.TWILIO_AUTH_TOKEN = "twilio-token-value-123456"
+        alert = alert_raise(kind=Alert.Kind.OPERATIONS, message="refused: token twilio-token-value-123456")
+        alert_raise(kind=Alert.Kind.OPERATIONS, message="again: api_key=abcdef123456")  # counted on the open one
+        alert.refresh_from_db()
+        assert alert.occurrences == 2 and alert.message == "again: api_key=[redacted]"
+        assert "twilio-token-value-123456" not in Alert.objects.get().message
+
     def test_a_failed_event_that_is_retried_and_succeeds_is_processed(self, register):
         outcomes = iter([RuntimeError("once"), None])
 
