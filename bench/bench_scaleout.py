@@ -11,6 +11,7 @@ ROUNDS rounds. A last row runs N=2 over RabbitMQ (CELERY_BROKER_URL=amqp://...) 
     BENCH_SCALEOUT_JOBS=2000 BENCH_SCALEOUT_ROUNDS=3 python bench/run.py scaleout
 """
 
+import multiprocessing
 import os
 import subprocess
 import time
@@ -35,6 +36,38 @@ with outbound_job.app.producer_or_acquire() as producer:
         outbound_job.apply_async((i,), producer=producer)
 print(time.perf_counter() - t)
 """
+
+
+def _spin(start, results):
+    """bench/run.py's reference loop, five times over: pure Python, no I/O, no lock shared with anyone."""
+    start.wait()
+    started = time.perf_counter()
+    for _ in range(5):
+        total, seen = 0, {}
+        for i in range(1_000_000):
+            total += i
+            seen[i & 1023] = total
+    results.put(time.perf_counter() - started)
+
+
+def _cpu_ceiling(pairs=3):
+    """What two processes of pure CPU work do on this machine just now, against one: the most any 2-process
+    layout can give over one on these cores, whatever the work. A pair is the loops of one process alone, then of
+    two at once (started together); the loops per second of the two over the one's, median of `pairs`."""
+    ctx = multiprocessing.get_context("fork")
+
+    def rate(n):
+        start, results = ctx.Event(), ctx.Queue()
+        children = [ctx.Process(target=_spin, args=(start, results)) for _ in range(n)]
+        for child in children:
+            child.start()
+        start.set()
+        done = sum(1 / results.get() for _ in children)
+        for child in children:
+            child.join()
+        return done
+
+    return common.median([rate(2) / rate(1) for _ in range(pairs)])
 
 
 def _rabbit_up():
@@ -105,9 +138,11 @@ def run():
 
     redis_broker = settings.CELERY_BROKER_URL
     results = {n: [] for n in PROCESSES}
+    ceilings = []
     for r in range(ROUNDS):
         order = PROCESSES if r % 2 == 0 else tuple(reversed(PROCESSES))
         for n in order:
+            ceilings.append(_cpu_ceiling())  # beside each measurement, as the machine is just then
             results[n].append(_one(n, redis_broker))
     rabbit = _one(2, RABBITMQ_URL) if _rabbit_up() else None
 
@@ -150,6 +185,11 @@ def run():
         "",
         f"Target: 2 processes >= {TARGET}x one: **{'met' if two >= TARGET else 'missed'}** ({two:.2f}x). With 2 cores, "
         "4 processes cannot add CPU; they show what waiting on PostgreSQL and Redis round trips leaves on the table.",
+        "",
+        f"The machine's own ceiling, measured before each measurement above: two processes of pure CPU work (bench/run.py's "
+        f"reference loop, no I/O, nothing shared) do **{common.median(ceilings):.2f}x** one process's work (median; each: "
+        f"{', '.join(f'{c:.2f}' for c in ceilings)}). No 2-process layout of any work can beat that ratio on these cores "
+        f"just then; the hub's 2 processes reach {two / common.median(ceilings):.0%} of it.",
         "",
         common.table(
             [
