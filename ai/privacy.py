@@ -1,10 +1,15 @@
 """What the AI gateway holds about a user (privacy registry): requests (prompts and answers when logged), usage."""
 
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
+
+from integrations.erasing import owner_lock
 from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
 
 from .models import AiBudget, AiRequest, AiSpend, AiUsageMonthly
 from .services.cache import cache_clear_owner
+from .usage import USAGE_SUMS
 
 ACCOUNTING = "accounting: tokens and cost per month, owner replaced by a pseudonym"
 
@@ -22,14 +27,41 @@ def export_ai(user, out):
     )
 
 
+def _handed_to(model, keys, sums, user, pseudonym):
+    """The user's monthly rows of `model` re-pointed at the pseudonym. A month the pseudonym already has (an answer
+    of the user's booked for it once the erasure had started, before a retry of this erasure re-pointed the rest)
+    is added to the pseudonym's row instead: the rows are unique per owner and `keys`."""
+    mine = model.objects.filter(owner=user)
+    theirs = model.objects.filter(owner=pseudonym, **{name: OuterRef(name) for name in keys})
+    moved = mine.exclude(Exists(theirs)).update(owner=pseudonym)
+    for row in mine.select_for_update():
+        model.objects.filter(owner=pseudonym, **{name: getattr(row, name) for name in keys}).update(
+            **{name: F(name) + getattr(row, name) for name in sums}
+        )
+        row.delete()
+        moved += 1
+    return moved
+
+
 def erase_ai(user, report):
     pseudonym = report.pseudonym_user
-    report.count(
-        "ai.AiRequest.prompts_deleted",
-        AiRequest.objects.filter(owner=user).update(prompt=None, response_text="", owner=pseudonym),
-    )
-    report.count("ai.AiUsageMonthly.pseudonymised", AiUsageMonthly.objects.filter(owner=user).update(owner=pseudonym))
-    report.count("ai.AiSpend.pseudonymised", AiSpend.objects.filter(owner=user).update(owner=pseudonym))
+    with transaction.atomic():
+        # An answer's booking writes the user's rows holding the user's lock, shared, and reads whether they are
+        # being erased once it holds it (integrations.erasing). Taken exclusively here, after this erasure started:
+        # a booking that read "no" is committed by then and re-pointed below; a later one is booked for the
+        # pseudonym (Booking.owned_now, or the guard of the answer's one round trip).
+        owner_lock(user.pk, exclusive=True)
+        report.count(
+            "ai.AiRequest.prompts_deleted",
+            AiRequest.objects.filter(owner=user).update(prompt=None, response_text="", owner=pseudonym),
+        )
+        report.count(
+            "ai.AiUsageMonthly.pseudonymised",
+            _handed_to(AiUsageMonthly, ("month", "provider", "model"), USAGE_SUMS, user, pseudonym),
+        )
+        report.count(
+            "ai.AiSpend.pseudonymised", _handed_to(AiSpend, ("month",), ("spent_usd", "reserved_usd"), user, pseudonym)
+        )
     report.count("ai.AiBudget", AiBudget.objects.filter(owner=user).delete()[0])
     # Cached answers expire within AI_CACHE_TTL_SECONDS, long before a grace period ends; an expedited
     # erasure runs well within it. In Redis, or without it (make run) in a table every process sees: the

@@ -97,7 +97,7 @@ def revoke_access(user, report):
 
 def _handed_off_rows_written():
     """The queue of handed-off call-log rows (gateway.handoff) written now, if this hub hands rows off (they are
-    written for the pseudonym: calls_of_erased_owners_pseudonymised), and a dead drainer's batch swept back and
+    written for the pseudonym: calls_as_owned_now), and a dead drainer's batch swept back and
     written with them. A live drainer's batch is waited for in erase_integrations."""
     if not (settings.CALL_LOG_HANDOFF and settings.REDIS_URL):
         return
@@ -115,17 +115,15 @@ def _pseudonymised(pseudonym_id):
     return {"owner_id": pseudonym_id, "error_message": ""}
 
 
-def calls_of_erased_owners_pseudonymised(calls):
-    """`calls` (ProviderCall rows not yet written), those of users whose erasure has started deleting replaced by
-    copies pseudonymised as the erasure pseudonymises the call log. For rows written after the erasure may have
-    passed the call log: the hand-off's drainer writes a job's row moments (or, while PostgreSQL is down, hours)
-    after the call, and sets aside a row it cannot write."""
-    owner_ids = {call.owner_id for call in calls if call.owner_id is not None}
-    if not owner_ids:
-        return calls
-    from privacy.erasure import erased_pseudonyms
+def calls_as_owned_now(calls):
+    """`calls` (ProviderCall rows not yet written) as the caller's transaction writes them now: their owners' locks
+    held shared (integrations.erasing), those of users whose erasure has started replaced by copies pseudonymised
+    as the erasure pseudonymises the call log. For every writer of the call log: a row may be written after the
+    erasure passed the call log (a failed attempt of the user's last job, a web batch, the hand-off's drainer,
+    which writes a job's row moments, or while PostgreSQL is down hours, after the call)."""
+    from .erasing import pseudonyms_now
 
-    pseudonyms = erased_pseudonyms(user_ids=owner_ids)
+    pseudonyms = pseudonyms_now(call.owner_id for call in calls)
     if not pseudonyms:
         return calls
     out = []
@@ -160,6 +158,7 @@ def _rollups_handed_to(user, pseudonym):
 
 
 def erase_integrations(user, report):
+    from .erasing import owner_lock
     from .gateway import handoff
 
     revoke_access(user, report)
@@ -169,11 +168,11 @@ def erase_integrations(user, report):
     # user's last jobs handed off and no drainer has written yet are written first.
     _handed_off_rows_written()
     with transaction.atomic():
-        # A drainer writes (or sets aside) a batch holding the user's rows under the owner's lock, shared, and reads
-        # whether the user is being erased once it holds it. Taken exclusively here, after this erasure started:
-        # a batch that read "no" before is committed by then and re-pointed below; any later one finds the erasure
-        # and writes its rows for the pseudonym (calls_of_erased_owners_pseudonymised).
-        handoff.owner_lock(user.pk, exclusive=True)
+        # Every writer of the call log (a drainer's batch or a row it sets aside, a web batch, a row written at
+        # once) holds the owner's lock, shared, and reads whether the user is being erased once it holds it.
+        # Taken exclusively here, after this erasure started: a row that read "no" before is committed by then and
+        # re-pointed below; any later one finds the erasure and is written for the pseudonym (integrations.erasing).
+        owner_lock(user.pk, exclusive=True)
         report.count(
             "integrations.ProviderCall.pseudonymised",
             ProviderCall.objects.filter(owner=user).update(**_pseudonymised(report.pseudonym_user.pk)),

@@ -8,12 +8,13 @@ import re
 import time
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from .aio import at_once, can_send_at_once
+from .aio import at_once, can_send_at_once, commit_without_flush_wait
 from .alerts import alert_raise
+from .erasing import guard_statements
 from .models import LATENCY_BOUNDS_MS, Alert, Budget, ProviderCall, ProviderRollup, UsageRollup
 from .units import UNIT_COLUMNS, units_split
 
@@ -133,13 +134,43 @@ def call_record(call):
     crash) can lose is the last ~0.6 s of them, and a synchronous commit after
     it (the domain row a task then updates: a payment's, an SMS's) flushes it
     with its own. Inside the caller's transaction its commit decides.
+
+    A row of a user whose erasure has started is written for the erasure's pseudonym, without its error text
+    (integrations.erasing), and returned as written (a copy of `call`).
     """
     if connection.vendor != "postgresql":
-        call.save(force_insert=True)
-        rollup_record_call(call)
+        with transaction.atomic():
+            call = _owned_now(call)
+            call.save(force_insert=True)
+            rollup_record_call(call)
         return call
     if can_send_at_once():
-        return call_recorded_as(call, at_once([call_record_statement(call)])[0])
+        # The owner's lock and the check that no erasure of theirs has started go in the same round trip
+        # (integrations.erasing). If one has (or the row failed otherwise), nothing was written: the row is
+        # written again below, for the pseudonym, or fails again with its own error.
+        guard = guard_statements([call.owner_id])
+        try:
+            return call_recorded_as(call, at_once([*guard, call_record_statement(call)])[-1])
+        except DatabaseError:
+            if not guard:
+                raise
+        with transaction.atomic():
+            commit_without_flush_wait()
+            return _call_record_here(_owned_now(call))
+    return _call_record_here(_owned_now(call))
+
+
+def _owned_now(call):
+    """The row as it is written now in the caller's transaction (integrations.privacy.calls_as_owned_now)."""
+    if call.owner_id is None:
+        return call
+    from .privacy import calls_as_owned_now
+
+    return calls_as_owned_now([call])[0]
+
+
+def _call_record_here(call):
+    """call_record's statement in the caller's transaction (PostgreSQL)."""
     with connection.cursor() as cursor:
         cursor.execute(*call_record_statement(call))
         return call_recorded_as(call, cursor.fetchone())
@@ -171,10 +202,16 @@ def call_recorded_as(call, row):
 
 def calls_record(calls):
     """call_record for several calls in one statement (PostgreSQL): their rows, and each roll-up row they
-    touch added to once with their sums. For the batch writer of answered web requests (gateway.batchlog)."""
-    if connection.vendor != "postgresql" or len(calls) < 2:
+    touch added to once with their sums. For the batch writer of answered web requests (gateway.batchlog), in its
+    transaction, with the rows as it has them (their owners' erasures are its to check: calls_as_owned_now)."""
+    if connection.vendor != "postgresql":
         for call in calls:
-            call_record(call)
+            call.save(force_insert=True)
+            rollup_record_call(call)
+        return calls
+    if len(calls) < 2:
+        for call in calls:
+            _call_record_here(call)
         return calls
     insert, params = _calls_insert(calls)
     rollups, rollup_params, sums = _rollup_upserts(calls)

@@ -424,6 +424,12 @@ def erased_pseudonyms(*, user_ids):
             "subject_id", "pseudonym"
         )
     )
+    return pseudonym_accounts(names)
+
+
+def pseudonym_accounts(names):
+    """{user id: id of the pseudonym account} for {user id: pseudonym} (erasures that have started), each account
+    created here if the run that just started has not created it yet."""
     return {user_id: _pseudonym_account(name).pk for user_id, name in names.items()}
 
 

@@ -13,7 +13,7 @@ from integrations.context import get_request_id
 from integrations.errors import DomainError
 
 from ..messages import Completion
-from ..models import AiRequest
+from ..models import AiRequest, AiSpend
 from ..routing import chain_for
 from ..usage import (
     budget_after,
@@ -99,6 +99,7 @@ def request_log_statement(**fields):
 def _request_values(
     *,
     user,
+    owner_id=None,
     params,
     outcome,
     started,
@@ -111,10 +112,12 @@ def _request_values(
     provider="",
     model="",
 ):
-    log_prompts = settings.AI_LOG_PROMPTS
+    # Another owner than the user: the pseudonym of the user's erasure (Booking.owned_now), which keeps no prompt.
+    owner_id = user.pk if owner_id is None else owner_id
+    log_prompts = settings.AI_LOG_PROMPTS and owner_id == user.pk
     counted = result is not None and outcome != AiRequest.Outcome.CACHED
     return dict(
-        owner_id=user.pk,
+        owner_id=owner_id,
         request_id=(get_request_id() or "")[:128],
         task=params.get("task") or "",
         requested_model=(params.get("model") or "")[:128],
@@ -149,6 +152,9 @@ class Booking:
 
     def __init__(self, *, user, params, started, stream, on_done=None, on_fail=None):
         self.user = user
+        # Whom the request's rows are written for: the user, or their erasure's pseudonym once it has started
+        # (owned_now, in each booking's transaction).
+        self.owner_id = user.pk
         self.params = params
         self.started = started
         self.stream = stream
@@ -249,6 +255,24 @@ class Booking:
             )
         )
 
+    def owned_now(self):
+        """In the booking's transaction, before it writes: the user's lock held shared and their erasure read
+        (integrations.erasing). An answer that comes back once the user's erasure has started (a stream that
+        outlived the grace period, an expedited erasure) is booked for the pseudonym, its prompt and answer not
+        kept, and settled on the spend row that holds its hold: the user's until the erasure hands it on."""
+        from integrations.erasing import pseudonyms_now
+
+        self.owner_id = pseudonyms_now([self.user.pk]).get(self.user.pk, self.user.pk)
+        held = self.reservation
+        # The hold is on the user's row until the erasure hands it (with the user's AI rows) to the pseudonym.
+        if (
+            self.owner_id != self.user.pk
+            and held is not None
+            and held.owner_id == self.user.pk
+            and not AiSpend.objects.filter(owner_id=self.user.pk, month=held.month).exists()
+        ):
+            held.owner_id = self.owner_id
+
     def _unanswered_booked(self):
         """The usage of the calls billed without an answer, added here; their total cost."""
         for result, cost, _ in self.unanswered:
@@ -270,6 +294,7 @@ class Booking:
         again, so `abandon()` frees it (it stayed reserved for the rest of the month)."""
         held = self.reservation is not None and not self.reservation.settled
         try:
+            self.owned_now()
             usage_record(**self._usage(result, cost))
             total = cost + self._unanswered_booked()
             self._spent(budget_settle(self.reservation, total), total)
@@ -311,7 +336,7 @@ class Booking:
 
     def _usage(self, result, cost):
         return dict(
-            owner_id=self.user.pk,
+            owner_id=self.owner_id,
             provider=result.provider,
             model=result.model,
             input_tokens=result.input_tokens,
@@ -324,6 +349,7 @@ class Booking:
     def _log(self, result, cost, tried, outcome):
         return dict(
             user=self.user,
+            owner_id=self.owner_id,
             params=self.params,
             outcome=outcome,
             started=self.started,
@@ -348,9 +374,11 @@ class Booking:
             tool_calls=hit["tool_calls"],
             finish_reason=hit["finish_reason"],
         )
-        usage_record(owner_id=self.user.pk, provider=result.provider, model=result.model, cached=True)
+        self.owned_now()
+        usage_record(owner_id=self.owner_id, provider=result.provider, model=result.model, cached=True)
         request_log(
             user=self.user,
+            owner_id=self.owner_id,
             params=self.params,
             outcome=AiRequest.Outcome.CACHED,
             started=self.started,
@@ -365,9 +393,11 @@ class Booking:
 
     @transaction.atomic
     def failed(self, *, error_code, tried, provider="", model="", streaming=False):
+        self.owned_now()
         cost = self._unanswered_booked()  # what the provider bills for calls that failed after it counted them
         request_log(
             user=self.user,
+            owner_id=self.owner_id,
             params=self.params,
             outcome=AiRequest.Outcome.FAILED,
             started=self.started,

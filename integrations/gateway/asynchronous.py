@@ -17,6 +17,7 @@ from django.db import DatabaseError, transaction
 
 from .. import breaker, limiter, metrics
 from ..aio import at_once, can_send_at_once, commit_without_flush_wait, db_hop, in_background
+from ..erasing import guard_statements
 from ..errors import (
     RateLimited,
 )
@@ -176,8 +177,11 @@ def _write_ok_at_once(att, latency_ms):
         statements = [call_record_statement(call), *statements]
     except Exception as exc:  # noqa: BLE001 - nothing is written yet: the steps (and their then_failed) follow
         return _step_by_step(att, exc)
+    # The owner's lock and the check that no erasure of theirs has started, in the same round trip: if one has,
+    # nothing is written and the steps below write the row and the booking for the pseudonym (integrations.erasing).
+    guard = guard_statements([call.owner_id])
     try:
-        rows = at_once(statements)
+        rows = at_once([*guard, *statements])[len(guard) :]
     except DatabaseError as exc:
         return _step_by_step(att, exc)
     att.row = call_recorded_as(call, rows[0])

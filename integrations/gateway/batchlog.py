@@ -24,6 +24,7 @@ import threading
 from django.db import InterfaceError, OperationalError, connections, transaction
 
 from ..models import ProviderCall
+from ..privacy import calls_as_owned_now
 from ..usage import budget_checks, calls_record
 from .calllog import _write, call_recorded, call_row
 
@@ -149,13 +150,20 @@ def _write_row(row):
 
 
 def _write_rows(rows):
-    """All the rows in one statement (usage.calls_record); [(attempt, call)]."""
-    written = [
-        (att, call_row(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms, request_id=request_id))
-        for att, latency_ms, request_id, _ in rows
-    ]
-    calls_record([call for _, call in written])
-    return written
+    """All the rows in one statement (usage.calls_record), in the caller's transaction; [(attempt, call)].
+
+    Their owners' locks are taken and their erasures read once for the batch, as the hand-off's drainer does: a
+    row of a user whose erasure has started is written for its pseudonym (integrations.privacy.calls_as_owned_now).
+    """
+    atts = [att for att, _, _, _ in rows]
+    calls = calls_as_owned_now(
+        [
+            call_row(att, outcome=ProviderCall.Outcome.OK, latency_ms=latency_ms, request_id=request_id)
+            for att, latency_ms, request_id, _ in rows
+        ]
+    )
+    calls_record(calls)
+    return list(zip(atts, calls, strict=True))
 
 
 def _checks(written):

@@ -54,6 +54,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 
 from ..aio import at_once
+from ..erasing import guard_statements
 from ..models import ProviderCall
 from ..usage import call_record_statement, call_recorded_as
 from .calllog import call_recorded, call_row
@@ -182,14 +183,18 @@ def _write_group(group):
             _alone(entry)
     if not built:
         return
+    # The owners' locks and the check that none of them is being erased, once for the batch, in its round trip: a
+    # batch with an answer of a user whose erasure has started is written booking by booking, each for its owner
+    # as of then (the pseudonym's, integrations.erasing).
+    guard = guard_statements(att.owner_id for (att, _, _), _ in built)
     try:
-        rows = at_once([statement for _, (_, statements, _) in built for statement in statements])
+        rows = at_once([*guard, *(statement for _, (_, statements, _) in built for statement in statements)])
     except DatabaseError as exc:
         logger.warning("bookings: a batch of %d failed, writing each on its own: %r", len(built), exc)
         for entry, _ in built:
             _alone(entry)
         return
-    start = 0
+    start = len(guard)
     for (att, _, context), (call, statements, after) in built:
         mine, start = rows[start : start + len(statements)], start + len(statements)
         try:

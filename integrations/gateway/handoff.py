@@ -41,10 +41,10 @@ attempts are not handed off: their rows are written at once, because the next at
 failure-rate alerts read failures).
 
 Erasures (privacy; integrations.privacy.erase_integrations re-points the user's call log at a pseudonym): a batch
-is written, and a row that fails alone set aside, under a lock per owner held shared (owner_lock), and only then
-does the drainer read which of the batch's owners are being erased: their rows are written (or set aside) for the
-erasure's pseudonym, as the erasure would have left them. The erasure takes the owner's lock exclusively once it has
-started (status running): a batch that read its marker before is committed by then and re-pointed with the rest,
+is written, and a row that fails alone set aside, under a lock per owner held shared (integrations.erasing, the
+protocol of every writer of the call log), and only then does the drainer read which of the batch's owners are
+being erased: their rows are written (or set aside) for the erasure's pseudonym, as the erasure would have left them.
+The erasure takes the owner's lock exclusively once it has started (status running): a batch that read its marker before is committed by then and re-pointed with the rest,
 and every later one (a batch held while the erasure ran, a job that finished after it, a row set aside) finds it.
 The rows already set aside are rewritten by the erasure under the same lock.
 
@@ -63,7 +63,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 
 from ..models import ProviderCall
 from ..redis import get_client, key
@@ -319,30 +319,12 @@ class Drainer:
 # --- erasures (integrations.privacy) -------------------------------------------------------------------
 
 
-def owner_lock(*owner_ids, exclusive=False):
-    """In the caller's transaction, until it ends: the lock of each owner's handed-off rows. A drainer holds it
-    shared while it reads whether an owner is being erased and writes (or sets aside) the owner's rows; an erasure
-    takes it exclusively, so it waits for a batch that read "no" to be committed, and every later batch finds the
-    erasure. PostgreSQL: one advisory lock per owner, taken in one order by every drainer (shared locks of several
-    owners, never a cycle with an erasure waiting for one). SQLite: nothing to do; its transactions here begin
-    IMMEDIATE (settings), so writers already run one at a time."""
-    if connection.vendor != "postgresql" or not owner_ids:
-        return
-    take = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT count({take}(hashtextextended(name, 0))) FROM unnest(%s::text[]) AS name",
-            [sorted(f"calllog.owner:{owner_id}" for owner_id in set(owner_ids))],
-        )
-
-
 def _as_owned_now(calls):
-    """`calls` as they are written now, in the caller's transaction: their owners' locks held (owner_lock), the rows
-    of a user whose erasure has started handed to its pseudonym as the erasure hands the call log."""
-    from ..privacy import calls_of_erased_owners_pseudonymised
+    """`calls` as they are written now, in the caller's transaction: their owners' locks held (integrations.erasing),
+    the rows of a user whose erasure has started handed to its pseudonym as the erasure hands the call log."""
+    from ..privacy import calls_as_owned_now
 
-    owner_lock(*{call.owner_id for call in calls if call.owner_id is not None})
-    return calls_of_erased_owners_pseudonymised(calls)
+    return calls_as_owned_now(calls)
 
 
 # KEYS: the FAILED list; ARGV: pairs of an entry and what it becomes. Each pair rewrites one occurrence, in place.

@@ -299,7 +299,9 @@ def test_an_answers_booking_is_one_round_trip_that_writes_it_all(
     answer = parse_sse(call.raw)[-1][1] if stream else call.json()
     assert answer["content"] == "hello"
     cost = answer["cost_usd"]
-    assert sent == [4]  # the call row with its roll-ups, the month's usage, the request log, the budget's settlement
+    # The owner's lock and erasure check (integrations.erasing), the call row with its roll-ups, the month's usage,
+    # the request log, the budget's settlement.
+    assert sent == [2 + 4]
     row = ProviderCall.objects.get()
     assert (row.outcome, str(row.cost_usd), row.units["input_tokens"]) == ("ok", cost, 1000)
     logged = AiRequest.objects.get()

@@ -80,8 +80,9 @@ def test_answers_that_come_while_the_writer_is_busy_are_booked_in_one_round_trip
     fake_ai.add("openai", *(openai_chat("hello", usage=(1000, 100, 0)) for _ in range(4)))
     calls = _answers(asgi_completion, server_loop, 4, first_round_held)
     assert [call.status for call in calls] == [200] * 4
-    # The first answer's call row, usage, request log and settlement; then the next three's in one query string.
-    assert first_round_held.rounds == [1, 3] and round_trips == [4, 12]
+    # The first answer's call row, usage, request log and settlement; then the next three's in one query string;
+    # each string led by the owners' lock and the check that none is being erased (integrations.erasing).
+    assert first_round_held.rounds == [1, 3] and round_trips == [2 + 4, 2 + 12]
     costs = [Decimal(call.json()["cost_usd"]) for call in calls]
     assert ProviderCall.objects.filter(outcome="ok").count() == 4
     assert sorted(r.cost_usd for r in AiRequest.objects.all()) == sorted(costs)
@@ -112,7 +113,7 @@ def test_a_booking_the_database_refuses_does_not_take_the_others_in_its_batch(
     assert [call.status for call in calls] == [200] * 4
     assert "a batch of 3 failed" in caplog.text
     # The batch; then each booking on its own (_write_ok_then: the refused one step by step).
-    assert round_trips == [4, 13]
+    assert round_trips == [2 + 4, 2 + 13]  # each led by the owners' lock and erasure check
     assert AiRequest.objects.count() == 4 and ProviderCall.objects.count() == 4
     spend = AiSpend.objects.get()
     assert spend.reserved_usd == 0 and spend.spent_usd == sum(r.cost_usd for r in AiRequest.objects.all())
@@ -191,7 +192,9 @@ def test_the_answers_of_a_window_are_booked_together_after_it(
     calls, (trips_before, booked_before) = async_to_sync(scenario)()
     assert [call.status for call in calls] == [200] * 3
     assert trips_before == [] and booked_before == 0  # three answers out, nothing written yet
-    assert round_trips == [12]  # then each one's call row, usage, request log and settlement, in one round trip
+    # Then each one's call row, usage, request log and settlement, in one round trip, led by the owner's lock and
+    # erasure check (integrations.erasing).
+    assert round_trips == [2 + 12]
     costs = [Decimal(call.json()["cost_usd"]) for call in calls]
     assert sorted(r.cost_usd for r in AiRequest.objects.all()) == sorted(costs)
     assert ProviderCall.objects.filter(outcome="ok").count() == 3

@@ -1,0 +1,339 @@
+"""Erasure and the call-log rows written without the hand-off: a failed attempt, an operation written at once
+(`refund.create`), a row written directly while Redis is down, a web worker's batch (gateway.batchlog), an AI
+answer's booking (gateway.bookings, or its own round trip). Each row of the user's written once the erasure has
+started belongs to the pseudonym, without its error text, as the rows the erasure re-pointed; other users' rows are
+written as ever."""
+
+import re
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+import responses
+from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+from django.db import connection, connections
+
+from ai.models import AiRequest, AiSpend, AiUsageMonthly
+from integrations import aio, gateway
+from integrations.gateway import batchlog
+from integrations.models import ProviderCall, UsageRollup
+from integrations.states import transition
+from privacy import erasure as erasure_service
+from privacy.models import Erasure
+from tests.ai.conftest import (  # noqa: F401 - the AI tests' fixtures
+    apost,
+    asgi_completion,
+    auth_headers,
+    fake_ai,
+    server_loop,
+)
+from tests.ai.fakes import openai_chat
+from tests.factories import UserFactory
+from tests.integrations import acme
+from tests.messaging.factories import SmsFactory
+
+from .conftest import API as TWILIO_API
+
+pytestmark = [pytest.mark.django_db]
+
+
+def twilio_cannot_redact(user, http):
+    """Twilio cannot redact the user's SMS yet: their erasure re-points the call log and the AI rows, then waits to
+    retry, and the account stays until then (so a row written for the user then would stay theirs)."""
+    SmsFactory(owner=user, status="delivered", external_id="SM" + "7" * 32)
+    http.add(responses.POST, re.compile(rf"{re.escape(TWILIO_API)}/Messages/\w+\.json"), status=503)
+
+
+def erasure_left_retrying(user, staff, http):
+    """The user's erasure run once and left retrying (twilio_cannot_redact)."""
+    twilio_cannot_redact(user, http)
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff, expedite=True)
+    assert erasure_service.erasure_run(erasure_id=erasure.pk) == "retrying"
+    erasure.refresh_from_db()
+    assert {"integrations", "ai"} <= set(erasure.report["done"]) and "messaging" not in erasure.report["done"]
+    assert get_user_model().objects.filter(pk=user.pk).exists()
+    return get_user_model().objects.get(username=erasure.pseudonym)
+
+
+def calls_of(provider="acme"):
+    return sorted(ProviderCall.objects.filter(provider=provider).values_list("owner_id", "operation", "error_message"))
+
+
+def rollup_owners(provider="acme"):
+    return dict(UsageRollup.objects.filter(provider=provider).values_list("owner_id", "calls"))
+
+
+def sent(user, operation="send"):
+    with gateway.attempt("acme", operation, owner=user) as att:
+        att.record(http_status=200, units={"segments": 1})
+    return att
+
+
+def answered(owner):
+    """A search the client was answered, its row left to the web worker's writer (attempt's log_after_response)."""
+    att = gateway.Attempt("acme", "search", owner, None, None, None, 1)
+    att.record(http_status=200)
+    return att
+
+
+@pytest.fixture
+def http():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def refused_acme(http):
+    """Acme refuses a message to a number, and says which (as Twilio's 400 does)."""
+    http.add(
+        responses.POST,
+        acme.URL,
+        status=400,
+        json={"code": "invalid_to", "message": "The 'To' number +15550001234 is not a valid phone number."},
+    )
+
+
+def test_a_failed_attempt_after_the_erasure_started_is_logged_for_the_pseudonym_without_its_error_text(
+    fake_provider, refused_acme, http, staff_user
+):
+    user, other = UserFactory(), UserFactory()
+    pseudonym = erasure_left_retrying(user, staff_user, http)
+
+    for owner in (user, other):
+        with pytest.raises(Exception, match="not a valid phone number"):  # the caller still hears why
+            acme.send({"to": "+15550001234"}, owner=owner)
+
+    quoted = "The 'To' number +15550001234 is not a valid phone number."
+    assert calls_of() == sorted([(pseudonym.pk, "send", ""), (other.pk, "send", quoted)])
+    assert rollup_owners() == {pseudonym.pk: 1, other.pk: 1}
+
+
+@pytest.mark.redis
+def test_a_row_written_at_once_in_a_worker_after_the_erasure_started_belongs_to_the_pseudonym(
+    fake_provider, drainer, handoff_keys_empty, http, staff_user
+):
+    """refund.create is written at once, not handed off (handoff.WRITTEN_AT_ONCE): a retry reads it back."""
+    user, other = UserFactory(), UserFactory()
+    pseudonym = erasure_left_retrying(user, staff_user, http)
+
+    sent(user, "refund.create")
+    sent(other, "refund.create")
+
+    assert calls_of() == sorted([(pseudonym.pk, "refund.create", ""), (other.pk, "refund.create", "")])
+    assert rollup_owners() == {pseudonym.pk: 1, other.pk: 1}
+    assert drainer.drain_once() == 0  # nothing was handed off
+
+
+@pytest.mark.redis
+def test_a_row_written_directly_while_redis_is_down_belongs_to_the_pseudonym(
+    fake_provider, drainer, handoff_keys_empty, http, staff_user, monkeypatch
+):
+    user = UserFactory()
+    pseudonym = erasure_left_retrying(user, staff_user, http)
+
+    def redis_down(call):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(drainer, "put", redis_down)
+    sent(user)
+
+    assert calls_of() == [(pseudonym.pk, "send", "")]
+    assert rollup_owners() == {pseudonym.pk: 1}
+
+
+def test_a_web_workers_batch_holding_a_row_of_the_user_writes_it_for_the_pseudonym(fake_provider, http, staff_user):
+    user, other = UserFactory(), UserFactory()
+    writer = batchlog.CallLogWriter(interval=3600)
+    pseudonym = erasure_left_retrying(user, staff_user, http)
+
+    for owner in (user, other, user):
+        writer.put(answered(owner), 12.5, "req-1")
+    writer.flush()
+
+    assert calls_of() == sorted([(pseudonym.pk, "search", "")] * 2 + [(other.pk, "search", "")])
+    assert rollup_owners() == {pseudonym.pk: 2, other.pk: 1}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the web writer and the erasure each write with a connection of their own
+def test_an_erasure_waits_for_a_web_batch_being_committed_and_pseudonymises_it(fake_provider, http, monkeypatch):
+    user, other, staff = UserFactory(), UserFactory(), UserFactory(is_staff=True)
+    twilio_cannot_redact(user, http)
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff)  # its run is started below
+    writer = batchlog.CallLogWriter(interval=3600)
+    for owner in (user, other):
+        writer.put(answered(owner), 12.5, "req-1")
+
+    inside, go = threading.Event(), threading.Event()
+    written = batchlog.calls_record
+
+    def held_before_its_commit(calls):
+        rows = written(calls)
+        inside.set()
+        go.wait(30)
+        return rows
+
+    monkeypatch.setattr(batchlog, "calls_record", held_before_its_commit)
+    outcome = {}
+
+    def in_a_thread(name, work):
+        def run():
+            try:
+                outcome[name] = work()
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    writer_thread = in_a_thread("flushed", writer.flush)
+    assert inside.wait(30)  # the batch is inserted, not yet committed
+    erasure_thread = in_a_thread(
+        "erasure", lambda: erasure_service.erasure_run(erasure_id=erasure.pk, now=erasure.scheduled_for)
+    )
+    deadline = time.monotonic() + 30
+    while erasure_thread.is_alive() and time.monotonic() < deadline and not _waiting_for_an_advisory_lock():
+        time.sleep(0.01)
+    go.set()
+    writer_thread.join(30)
+    erasure_thread.join(30)
+
+    assert outcome == {"flushed": None, "erasure": "retrying"}
+    pseudonym = get_user_model().objects.get(username=Erasure.objects.get(pk=erasure.pk).pseudonym)
+    assert calls_of() == sorted([(pseudonym.pk, "search", ""), (other.pk, "search", "")])
+    assert rollup_owners() == {pseudonym.pk: 1, other.pk: 1}
+    connections.close_all()
+
+
+def _waiting_for_an_advisory_lock():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+# --- AI answers -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["on its own", "in the web worker's batch"])
+def answered_while_erased(request, fake_ai, http, client_for, settings, asgi_completion, server_loop):  # noqa: F811
+    """A completion whose provider answers while the user's erasure runs (and is left retrying): the request was
+    authenticated before the erasure deactivated the account. Its answer is booked in a round trip of its own
+    (aio.in_background) or with others by the web worker's writer (gateway.bookings). (user, pseudonym, answer)."""
+    settings.AI_LOG_PROMPTS = True
+    user, staff = UserFactory(), UserFactory(is_staff=True)
+    twilio_cannot_redact(user, http)
+    client = client_for(user)
+    done = {}
+
+    def answer_once_the_erasure_ran(request):
+        def run():
+            try:
+                erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff)
+                done["erasure"] = erasure_service.erasure_run(erasure_id=erasure.pk, now=erasure.scheduled_for)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(30)
+        return openai_chat("Hello, Ada", usage=(1000, 100, 0))
+
+    fake_ai.add("openai", answer_once_the_erasure_ran)
+    body = {"messages": [{"role": "user", "content": "Hi, I am Ada"}]}
+
+    async def scenario():
+        if request.param == "on its own":
+            resp = await apost(None, body, auth_headers(client))
+            await aio.settle(timeout=10)
+            return resp.status_code, resp.json()
+        server_loop()
+        call = asgi_completion(body, client=client)
+        await call.task
+        await aio.settle(timeout=10)
+        return call.status, call.json()
+
+    status, answer = async_to_sync(scenario)()
+    assert done == {"erasure": "retrying"}
+    assert status == 200 and answer["content"] == "Hello, Ada"
+    pseudonym = get_user_model().objects.get(username=Erasure.objects.get(subject_id=user.pk).pseudonym)
+    return user, pseudonym
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the erasure runs beside the request, with a connection of its own
+def test_an_ai_answer_booked_after_the_erasure_ran_is_the_pseudonyms_without_its_prompt(answered_while_erased):
+    user, pseudonym = answered_while_erased
+
+    calls = ProviderCall.objects.filter(provider="openai")
+    assert list(calls.values_list("owner_id", "error_message")) == [(pseudonym.pk, "")]
+    assert list(AiRequest.objects.values_list("owner_id", "prompt", "response_text")) == [(pseudonym.pk, None, "")]
+    assert list(AiUsageMonthly.objects.values_list("owner_id", "requests")) == [(pseudonym.pk, 1)]
+    assert list(UsageRollup.objects.filter(provider="openai").values_list("owner_id", "calls")) == [(pseudonym.pk, 1)]
+    connections.close_all()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_booked_for_the_pseudonym_before_the_erasure_hands_on_the_users_month_is_added_to_it(
+    fake_ai,  # noqa: F811
+    http,
+    client_for,
+):
+    """The erasure has started but not reached the AI rows (its worker died): the answer is booked for the
+    pseudonym; the run that then hands on the user's month adds it to the pseudonym's row of that month."""
+    user, staff = UserFactory(), UserFactory(is_staff=True)
+    twilio_cannot_redact(user, http)
+    client = client_for(user)
+    fake_ai.add("openai", openai_chat("Hello", usage=(1000, 100, 0)))
+    body = {"messages": [{"role": "user", "content": "Hi, I am Ada"}]}
+
+    async def ask():
+        resp = await apost(None, body, auth_headers(client))
+        await aio.settle(timeout=10)
+        return resp
+
+    first = async_to_sync(ask)()
+    assert first.status_code == 200
+
+    def answer_once_the_run_started(request):
+        thread = threading.Thread(target=_erasure_started_then_its_worker_died, args=(user, staff))
+        thread.start()
+        thread.join(30)
+        return openai_chat("Hello again", usage=(2000, 200, 0))
+
+    fake_ai.add("openai", answer_once_the_run_started)
+    second = async_to_sync(ask)()
+    assert second.status_code == 200
+    erasure = Erasure.objects.get(subject_id=user.pk)
+    pseudonym = get_user_model().objects.get(username=erasure.pseudonym)
+    assert sorted(AiUsageMonthly.objects.values_list("owner_id", "requests")) == sorted(
+        [(user.pk, 1), (pseudonym.pk, 1)]
+    )
+
+    assert erasure_service.erasure_run(erasure_id=erasure.pk, now=erasure.scheduled_for) == "retrying"
+
+    cost = Decimal(first.json()["cost_usd"]) + Decimal(second.json()["cost_usd"])
+    month = AiUsageMonthly.objects.get()
+    assert (month.owner_id, month.requests, month.input_tokens, month.cost_usd) == (pseudonym.pk, 2, 3000, cost)
+    spend = AiSpend.objects.get()
+    assert (spend.owner_id, spend.spent_usd, spend.reserved_usd) == (pseudonym.pk, cost, 0)
+    assert sorted(AiRequest.objects.values_list("owner_id", flat=True)) == [pseudonym.pk, pseudonym.pk]
+    assert list(ProviderCall.objects.filter(provider="openai").values_list("owner_id", flat=True)) == [pseudonym.pk] * 2
+    connections.close_all()
+
+
+def _erasure_started_then_its_worker_died(user, staff):
+    """The user's erasure requested, and its run started and lost before it reached any app (the beat sweep then
+    hands it back as retrying)."""
+    try:
+        erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff)
+        assert transition(Erasure, erasure.pk, Erasure.Status.RUNNING, frm=Erasure.Status.SCHEDULED)
+        assert transition(Erasure, erasure.pk, Erasure.Status.RETRYING, frm=Erasure.Status.RUNNING)
+    finally:
+        connection.close()
