@@ -4,12 +4,12 @@ behind it (privacy.erasure; integrations.privacy and ai.privacy re-point such ro
 Every writer of a row that names its owner for accounting (the call log and its hourly roll-ups, an AI answer's
 request log, monthly usage and budget settlement) follows one protocol with the erasure, per owner:
 
-- the writer holds the owner's lock shared (`owner_lock`) in the transaction that writes the row, and reads
-  whether the owner's erasure has started only once it holds it;
-- the erasure takes the same lock exclusively, in the transaction that re-points the owner's rows, once its
-  status says it has started: a writer that read "not started" is committed by then and its row is re-pointed;
-  every later writer finds the erasure and writes its row as the erasure leaves one (the pseudonym as owner, the
-  texts that could quote the user cleared).
+- the writer holds the owner's lock shared in the transaction that writes the row, and reads whether the owner's
+  erasure has started only once it holds it (`pseudonyms_now`, `guard_statements`);
+- the erasure takes the same lock exclusively (`owner_lock`), in the transaction that re-points the owner's rows,
+  once its status says it has started: a writer that read "not started" is committed by then and its row is
+  re-pointed; every later writer finds the erasure and writes its row as the erasure leaves one (the pseudonym as
+  owner, the texts that could quote the user cleared).
 
 PostgreSQL: one advisory lock per owner, taken in one order (of the owners' lock names) by every writer, so a
 writer holding several owners' shared locks never waits in a cycle with an erasure. SQLite: no lock; its
@@ -20,9 +20,9 @@ The hot paths (a provider call's row, an AI answer's booking, a batch of them) s
 head of the query string that writes the rows (`guard_statements`), in the same round trip: the check fails the
 whole string when an owner's erasure has started, nothing is written, and the caller writes the rows again the
 slow way (`pseudonyms_now` in a transaction of its own), which happens only for the rows of a user being erased.
+On PostgreSQL both are one call of a PL/pgSQL function (migration privacy 0003), whose read is planned once per
+session and takes its snapshot once the locks are held.
 """
-
-import functools
 
 from django.db import connection
 
@@ -31,42 +31,30 @@ from django.db import connection
 LOCK_NAME = "calllog.owner:{}"
 
 
-def _names(owner_ids):
-    return sorted(LOCK_NAME.format(owner_id) for owner_id in set(owner_ids))
-
-
-def _take(exclusive=False):
+def _lock_statement(owner_ids, exclusive=False):
+    """The owners' locks as (sql, params); one owner's with a scalar parameter (most writes: cheaper to bind)."""
     take = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    return f"SELECT count({take}(hashtextextended(name, 0))) FROM unnest(%s::text[]) AS name"
+    names = sorted(LOCK_NAME.format(owner_id) for owner_id in owner_ids)
+    if len(names) == 1:
+        return f"SELECT {take}(hashtextextended(%s, 0))", names
+    return f"SELECT count({take}(hashtextextended(name, 0))) FROM unnest(%s::text[]) AS name", [names]
 
 
 def owner_lock(*owner_ids, exclusive=False):
     """In the caller's transaction, until it ends: the lock of each owner's accounting rows (shared for a writer,
     exclusive for an erasure). PostgreSQL only; nothing to do elsewhere (see the module docstring)."""
-    owner_ids = [owner_id for owner_id in owner_ids if owner_id is not None]
+    owner_ids = {owner_id for owner_id in owner_ids if owner_id is not None}
     if connection.vendor != "postgresql" or not owner_ids:
         return
     with connection.cursor() as cursor:
-        cursor.execute(_take(exclusive), [_names(owner_ids)])
-
-
-@functools.cache
-def _erasing_sql():
-    from privacy.erasure import ERASING
-    from privacy.models import Erasure
-
-    qn = connection.ops.quote_name
-    statuses = ", ".join(f"'{Erasure.Status(status).value}'" for status in (*ERASING, Erasure.Status.DONE))
-    return (
-        f"SELECT {qn('subject_id')}, {qn('pseudonym')} FROM {qn(Erasure._meta.db_table)} "
-        f"WHERE {qn('subject_id')} = ANY(%s) AND {qn('status')} IN ({statuses})"
-    )
+        cursor.execute(*_lock_statement(owner_ids, exclusive))
 
 
 def pseudonyms_now(owner_ids):
     """In the caller's transaction: {owner id: the pseudonym account's id} for those of `owner_ids` whose erasure has
-    started (or is done), their locks held shared until the transaction ends. On PostgreSQL one round trip: the lock
-    statement, then the read, whose snapshot is taken once the locks are held."""
+    started (or is done), their locks held shared until the transaction ends. On PostgreSQL one statement
+    (privacy_owner_erasures, migration privacy 0003): the locks, then the read, whose snapshot is taken once the
+    locks are held."""
     from privacy.erasure import pseudonym_accounts
 
     owner_ids = sorted({owner_id for owner_id in owner_ids if owner_id is not None})
@@ -77,23 +65,24 @@ def pseudonyms_now(owner_ids):
 
         return erased_pseudonyms(user_ids=owner_ids)
     with connection.cursor() as cursor:
-        cursor.execute(f"{_take()}; {_erasing_sql()}", [_names(owner_ids), owner_ids])
-        cursor.nextset()
+        cursor.execute(
+            f"SELECT erased, pseudonym_name FROM privacy_owner_erasures({_placeholders(owner_ids)})", owner_ids
+        )
         names = dict(cursor.fetchall())
     return pseudonym_accounts(names) if names else {}
 
 
 def guard_statements(owner_ids):
     """[(sql, params)] to put first in a query string that writes rows of `owner_ids` as they are (aio.at_once:
-    one transaction): their locks taken shared, then a read that fails the whole string (nothing written) if one
-    of them is being erased. Empty where there is no owner (or SQLite, where at_once is not used). Each statement
-    of a query string reads with a snapshot of its own, taken when it starts, so the read sees an erasure that
-    started while the string waited for a lock."""
+    one transaction): their locks taken shared, then their erasures read, failing the whole string (nothing
+    written) if one of them has started (privacy_owner_rows_guard, migration privacy 0003). Empty where there is no
+    owner (or SQLite, where at_once is not used)."""
     owner_ids = sorted({owner_id for owner_id in owner_ids if owner_id is not None})
     if not owner_ids or connection.vendor != "postgresql":
         return []
-    return [
-        (_take(), [_names(owner_ids)]),
-        # NULL (no erasure) casts to NULL; a name does not cast, and the error names what happened in the log.
-        (f"SELECT CAST('erasure started: ' || min(e.pseudonym) AS integer) FROM ({_erasing_sql()}) AS e", [owner_ids]),
-    ]
+    return [(f"SELECT privacy_owner_rows_guard({_placeholders(owner_ids)})", owner_ids)]
+
+
+def _placeholders(owner_ids):
+    # One scalar parameter per owner (VARIADIC): an array parameter cost ~20 us more to bind client-side.
+    return ", ".join(["%s"] * len(owner_ids))

@@ -82,7 +82,7 @@ def test_answers_that_come_while_the_writer_is_busy_are_booked_in_one_round_trip
     assert [call.status for call in calls] == [200] * 4
     # The first answer's call row, usage, request log and settlement; then the next three's in one query string;
     # each string led by the owners' lock and the check that none is being erased (integrations.erasing).
-    assert first_round_held.rounds == [1, 3] and round_trips == [2 + 4, 2 + 12]
+    assert first_round_held.rounds == [1, 3] and round_trips == [1 + 4, 1 + 12]
     costs = [Decimal(call.json()["cost_usd"]) for call in calls]
     assert ProviderCall.objects.filter(outcome="ok").count() == 4
     assert sorted(r.cost_usd for r in AiRequest.objects.all()) == sorted(costs)
@@ -113,7 +113,7 @@ def test_a_booking_the_database_refuses_does_not_take_the_others_in_its_batch(
     assert [call.status for call in calls] == [200] * 4
     assert "a batch of 3 failed" in caplog.text
     # The batch; then each booking on its own (_write_ok_then: the refused one step by step).
-    assert round_trips == [2 + 4, 2 + 13]  # each led by the owners' lock and erasure check
+    assert round_trips == [1 + 4, 1 + 13]  # each led by the owners' lock and erasure check
     assert AiRequest.objects.count() == 4 and ProviderCall.objects.count() == 4
     spend = AiSpend.objects.get()
     assert spend.reserved_usd == 0 and spend.spent_usd == sum(r.cost_usd for r in AiRequest.objects.all())
@@ -194,7 +194,7 @@ def test_the_answers_of_a_window_are_booked_together_after_it(
     assert trips_before == [] and booked_before == 0  # three answers out, nothing written yet
     # Then each one's call row, usage, request log and settlement, in one round trip, led by the owner's lock and
     # erasure check (integrations.erasing).
-    assert round_trips == [2 + 12]
+    assert round_trips == [1 + 12]
     costs = [Decimal(call.json()["cost_usd"]) for call in calls]
     assert sorted(r.cost_usd for r in AiRequest.objects.all()) == sorted(costs)
     assert ProviderCall.objects.filter(outcome="ok").count() == 3

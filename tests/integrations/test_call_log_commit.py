@@ -37,7 +37,9 @@ def test_a_call_is_one_round_trip_whose_commit_does_not_wait_for_the_flush(fake_
         _send(user, latency_units=3)
     sent = _call_log_queries(queries)
     # The owner's lock and the check that no erasure of theirs has started go first (integrations.erasing).
-    assert len(sent) == 1 and sent[0].startswith("SET LOCAL synchronous_commit TO OFF; SELECT count(pg_advisory")
+    assert len(sent) == 1 and sent[0].startswith(
+        "SET LOCAL synchronous_commit TO OFF; SELECT privacy_owner_rows_guard("
+    )
     assert "; WITH c AS (INSERT INTO" in sent[0]
     row = ProviderCall.objects.get()
     assert (row.outcome, row.owner_id, row.units, row.cost_usd) == ("ok", user.pk, {"segments": 3}, Decimal("0.01"))

@@ -13,10 +13,10 @@ import pytest
 import responses
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections, transaction
 
 from ai.models import AiRequest, AiSpend, AiUsageMonthly
-from integrations import aio, gateway
+from integrations import aio, erasing, gateway
 from integrations.gateway import batchlog
 from integrations.models import ProviderCall, UsageRollup
 from integrations.states import transition
@@ -93,6 +93,33 @@ def refused_acme(http):
         status=400,
         json={"code": "invalid_to", "message": "The 'To' number +15550001234 is not a valid phone number."},
     )
+
+
+@pytest.mark.parametrize("status", Erasure.Status.values)
+def test_the_writers_hand_a_users_rows_to_the_pseudonym_once_the_erasure_has_started_not_before(status, staff_user):
+    """The writers' check (integrations.erasing; on PostgreSQL the functions of migration privacy 0003, whose
+    statuses are written out in SQL) agrees with the erasure on when it has started."""
+    user = UserFactory()
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff_user)
+    Erasure.objects.filter(pk=erasure.pk).update(status=status)
+    started = status in (*erasure_service.ERASING, Erasure.Status.DONE)
+
+    with transaction.atomic():
+        pseudonyms = erasing.pseudonyms_now([user.pk])
+    assert (user.pk in pseudonyms) == started
+    if started:
+        assert get_user_model().objects.get(pk=pseudonyms[user.pk]).username == erasure.pseudonym
+    if connection.vendor == "postgresql":
+        guarded = erasing.guard_statements([user.pk])
+        with transaction.atomic(), connection.cursor() as cursor:
+            try:
+                with transaction.atomic():
+                    for sql, params in guarded:
+                        cursor.execute(sql, params)
+            except DatabaseError as exc:
+                assert started and f"erasure started: {erasure.pseudonym}" in str(exc)
+            else:
+                assert not started
 
 
 def test_a_failed_attempt_after_the_erasure_started_is_logged_for_the_pseudonym_without_its_error_text(
