@@ -14,6 +14,7 @@ A provider's 429 with Retry-After blocks the scope (`block`) for that long.
 """
 
 import dataclasses
+import logging
 import math
 import time
 import weakref
@@ -24,6 +25,8 @@ from django.conf import settings
 
 from . import localstate
 from .redis import aget_client, get_client, key
+
+logger = logging.getLogger(__name__)
 
 _TAKE_LUA = """
 local block_ms = redis.call('PTTL', KEYS[2])
@@ -121,11 +124,8 @@ _script = None
 
 
 def _redis_take(client, keys, limit, cost, reserve, max_wait):
-    global _script
-    if _script is None:
-        _script = client.register_script(_TAKE_LUA)
     return _decision(
-        _script(
+        _sync_script(client)(
             keys=list(keys),
             args=[limit.rate, limit.burst, cost, "1" if reserve else "0", int(max_wait * 1000)],
             client=client,
@@ -274,6 +274,146 @@ class concurrency_slot:
                     held.pop(0)
                 state["held"] = held
         return False
+
+
+# --- a take sent ahead of its call, and given back when the call is not made -----------
+#
+# An AI request takes its first provider's tokens while its budget hold runs in PostgreSQL: the script is sent
+# on a connection of the blocking client, the hold's statement goes out, and the script's answer (there by then)
+# is read after it. The two waits overlap instead of following each other (ai.services.booking, Booking.reserve).
+# A request that then makes no call to that provider (the hold refused it, the deadline passed) gives back what
+# the script took, so a refusal does not spend the provider's rate.
+
+_REFUND_LUA = """
+for i = 1, #KEYS do
+  local tokens = tonumber(redis.call('HGET', KEYS[i], 'tokens'))
+  if tokens then
+    redis.call('HSET', KEYS[i], 'tokens', tostring(math.min(tonumber(ARGV[2 * i - 1]), tokens + tonumber(ARGV[2 * i]))))
+  end
+end
+"""
+# KEYS: the buckets to give back to; ARGV: each one's burst and the cost to give back. A bucket whose key has
+# expired is full already. Its timestamp is left alone: the refill from there on is what it would have been.
+
+_refund_script = None
+
+
+class Taken:
+    """Tokens taken ahead of the call they are for: that call's Decision (as `atake` answers it), and what to
+    give back (`give_back`) when the call is not made after all. Give back at most once."""
+
+    def __init__(self, decision, refunds):
+        self.decision = decision
+        self._refunds = refunds  # [(bucket key, burst, cost)] the script took from
+
+    def give_back(self):
+        """Return the tokens to their buckets (the blocking client)."""
+        global _refund_script
+        from redis.exceptions import RedisError
+
+        refunds, self._refunds = self._refunds, []
+        client = get_client()
+        if not refunds or client is None:
+            return
+        if _refund_script is None:
+            _refund_script = client.register_script(_REFUND_LUA)
+        try:
+            _refund_script(
+                keys=[k for k, _, _ in refunds],
+                args=[v for _, burst, cost in refunds for v in (burst, cost)],
+                client=client,
+            )
+        except (RedisError, OSError) as exc:
+            # Best effort: the request goes on (or is refused) all the same; the bucket refills as it would.
+            logger.warning("rate tokens taken ahead could not be given back: %r", exc)
+
+
+class SentTake:
+    """`atake`'s script sent on the blocking client and not yet read: `answer()` reads it (a Taken, or None
+    when Redis could not be asked, the caller then takes as usual) and frees the connection."""
+
+    def __init__(self, client, connection, keys, args, refunds):
+        self._client, self._connection = client, connection
+        self._keys, self._args, self._refunds = keys, args, refunds
+
+    def answer(self):
+        from redis.exceptions import NoScriptError, RedisError
+
+        client, connection, self._connection = self._client, self._connection, None
+        if connection is None:
+            raise RuntimeError("a sent take is read once")
+        try:
+            raw = connection.read_response()  # disconnects on a connection error: not handed back half-read
+        except NoScriptError:
+            raw = None  # Redis restarted or flushed its scripts: nothing ran; run it the usual way below
+        except (RedisError, OSError) as exc:
+            logger.warning("rate token taken ahead: no answer from Redis: %r", exc)
+            return None
+        finally:
+            client.connection_pool.release(connection)
+        if raw is None:
+            raw = _sync_script(client)(keys=self._keys, args=self._args, client=client)
+        return Taken(_decision(raw), _took(raw, self._refunds))
+
+
+def _took(answer, refunds):
+    """What _TAKE_LUA's `answer` took, of `refunds` ([(key, burst, cost)]: the request's bucket, then the first
+    bucket if any), asked with a breaker key so that its answer's length says which case it is."""
+    granted = int(answer[0])
+    if len(answer) == 2:
+        return []  # the scope is blocked (a 429's Retry-After): nothing was taken
+    if len(answer) == 5:
+        return refunds[1:] if granted == RESERVED else []  # the first bucket answered alone
+    return [*(refunds[:1] if granted in (GRANTED, RESERVED) else []), *refunds[1:]]
+
+
+def _sync_script(client):
+    global _script
+    if _script is None:
+        _script = client.register_script(_TAKE_LUA)
+    return _script
+
+
+def send_take(provider, scope=None, *, bucket="requests", cost=1, reserve, max_wait, breaker_key, first=None):
+    """`atake`'s one round trip (same arguments, `breaker_key` required) sent now and read later: a SentTake,
+    or None when it cannot go as one script (no Redis, a bucket not limited) or Redis cannot be reached; the
+    call then takes its tokens itself, as before."""
+    from redis.exceptions import RedisError
+
+    if not breaker_key:
+        raise ValueError("send_take needs a breaker key: its answer's length tells what the script took")
+    client = get_client()
+    limit = limit_for(provider, bucket, scope)
+    first_limit = limit_for(provider, first[0], scope) if first is not None else None
+    if client is None or limit is None or (first is not None and first_limit is None):
+        return None
+    request_key, block_key = _keys(provider, bucket, scope)
+    keys = [request_key, block_key, breaker_key]
+    args = [limit.rate, limit.burst, cost, "1" if reserve else "0", int(max_wait * 1000)]
+    refunds = [(request_key, limit.burst, cost)]
+    if first is not None:
+        first_key, _ = _keys(provider, first[0], scope)
+        keys.append(first_key)
+        args.extend([first_limit.rate, first_limit.burst, first[1]])
+        refunds.append((first_key, first_limit.burst, first[1]))
+    script = _sync_script(client)
+    try:
+        connection = client.connection_pool.get_connection()
+    except (RedisError, OSError) as exc:
+        logger.warning("rate token taken ahead: Redis cannot be reached: %r", exc)
+        return None
+    try:
+        connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    except (RedisError, OSError) as exc:
+        connection.disconnect()
+        client.connection_pool.release(connection)
+        logger.warning("rate token taken ahead: Redis cannot be reached: %r", exc)
+        return None
+    except BaseException:
+        connection.disconnect()
+        client.connection_pool.release(connection)
+        raise
+    return SentTake(client, connection, keys, args, refunds)
 
 
 # --- the same bucket from async code (the AI request path) -------------------------

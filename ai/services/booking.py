@@ -8,9 +8,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from integrations import gateway
 from integrations.aio import db_hop, db_hop_or_undo, in_background
 from integrations.context import get_request_id
 from integrations.errors import DomainError
+from integrations.registry import get_provider
 
 from ..messages import Completion
 from ..models import AiRequest, AiSpend
@@ -30,7 +32,7 @@ from ..usage import (
     user_limits,
 )
 from .cache import cache_get, cache_key, use_cache
-from .chain import ChainExhausted, ChainRefused, answer_cost, walk
+from .chain import ChainExhausted, ChainRefused, answer_cost, tokens_first, wait_deadline, walk
 
 
 def payload_for(result, *, cost, cached, fallbacks):
@@ -165,9 +167,11 @@ class Booking:
         # message_start counted its input): (result, cost, tried), booked with the request however it ends.
         self.unanswered = []
         self.covered = Decimal(0)  # how much of their cost the hold has been extended by (cover_billed)
+        self.taken = None  # (provider, limiter.Taken): its first provider's tokens, taken beside the hold
 
     def reserve(self, chain):
-        """Cap the answer's length, drop unpriced models, and hold the request's largest cost.
+        """Cap the answer's length, drop unpriced models, and hold the request's largest cost; meanwhile take
+        the rate tokens of the first provider the walk will call (`token_for`).
 
         Returns the chain to walk and the entries left out of it."""
         limit, cap = user_limits(self.user.pk)
@@ -185,10 +189,46 @@ class Booking:
         amount = max_cost(
             chain, input_tokens=req.estimated_input_tokens(), output_tokens=req.max_tokens, cache_ttl=req.cache_ttl
         )
-        self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
+        # The tokens' round trip to Redis is sent before the hold's to PostgreSQL and read after it: the request
+        # waits for the two at once, not one after the other as when its first attempt took them.
+        first, sent = self._send_first_token(chain)
+        try:
+            self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
+        finally:
+            taken = sent.answer() if sent is not None else None
+            if taken is not None:
+                self.taken = (first, taken)
+                if self.reservation is None:
+                    self.give_back_token()  # refused (402): no provider is called, so none of its rate is spent
         return chain, skipped
 
+    def _send_first_token(self, chain):
+        """(provider, gateway.send_token_ahead(...)) for the walk's first attempt, as it will ask (chain.walk:
+        the first configured entry), or (None, None)."""
+        first = next((p for p, _ in chain if not get_provider(p).missing()), None)
+        if first is None:
+            return None, None
+        deadline = wait_deadline(self.started + settings.AI_DEADLINE_SECONDS)
+        first_token = tokens_first(first, self.params["request"])
+        return first, gateway.send_token_ahead(first, deadline=deadline, first_token=first_token)
+
+    def token_for(self, provider):
+        """The tokens taken beside the hold, for the attempt about to call `provider` if they are its (they
+        are then that attempt's to use or give back: gateway.aattempt's `taken`), else None."""
+        if self.taken is None or self.taken[0] != provider:
+            return None
+        taken, self.taken = self.taken[1], None
+        return taken
+
+    def give_back_token(self):
+        """The tokens taken beside the hold and not used by an attempt, back to the provider's buckets."""
+        if self.taken is not None:
+            taken, self.taken = self.taken[1], None
+            taken.give_back()
+
     def release(self):
+        """Free the hold (nothing was answered), and the first provider's tokens if no attempt used them."""
+        self.give_back_token()
         budget_settle(self.reservation, 0)
 
     def bill(self, call, result, tried):
@@ -501,3 +541,7 @@ async def walk_booked(booking, chain_and_skipped, attempt_fn):
         # went away) may be cancelled again (the server shutting down), and the booking must still be written.
         await in_background(booking.unfinished)
         raise
+    finally:
+        if booking.taken is not None:
+            # The walk never asked the provider they were taken for (the deadline passed first, say).
+            await in_background(booking.give_back_token)

@@ -22,6 +22,7 @@ def _attempt_complete(booking, idempotency_key):
             idempotency_key=idempotency_key,
             deadline=wait_deadline(deadline),
             first_token=tokens_first(provider, req),
+            taken=booking.token_for(provider),
         ) as call:
             # The SDK's timeout bounds each read; this bounds the whole answer by the request's deadline.
             seconds = attempt_timeout(provider, deadline)

@@ -55,6 +55,7 @@ def _attempt_stream(booking, idempotency_key):
                     idempotency_key=idempotency_key,
                     deadline=wait_deadline(deadline),
                     first_token=tokens_first(provider, req),
+                    taken=booking.token_for(provider),
                 )
             )
             seconds = attempt_timeout(provider, deadline)

@@ -27,10 +27,10 @@ calllog.py       Attempt, classify, price_estimate and the ProviderCall write
 outcome.py       Failure: what a failed attempt means (shared by both paths)
 sync.py          attempt, call
 handoff.py       a Celery worker's call-log rows: through Redis, written in batches
-asynchronous.py  aattempt, atake_token
+asynchronous.py  aattempt, atake_token, send_token_ahead
 """
 
-from .asynchronous import aattempt, atake_token
+from .asynchronous import aattempt, atake_token, send_token_ahead
 from .calllog import Attempt, classify, price_estimate
 from .outcome import Failure
 from .runtime import TaskContext, current_task_context, in_task, task_context, timeout_for
@@ -50,4 +50,5 @@ __all__ = [
     "call",
     "aattempt",
     "atake_token",
+    "send_token_ahead",
 ]

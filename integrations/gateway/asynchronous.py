@@ -31,24 +31,33 @@ from .outcome import Failure, _breaker_waits_on_news, _refused
 logger = logging.getLogger(__name__)
 
 
-async def atake_token(provider, scope=None, *, bucket="requests", cost=1, deadline=None, breaker_key=None, first=None):
+def _max_wait(deadline):
+    left = None if deadline is None else deadline - time.monotonic()
+    return min(settings.RATE_LIMIT_MAX_RESERVE_SECONDS, left) if left is not None else 0.0
+
+
+async def atake_token(
+    provider, scope=None, *, bucket="requests", cost=1, deadline=None, breaker_key=None, first=None, taken=None
+):
     """A token now, or after an await that ends before `deadline` (a time.monotonic() value); else RateLimited.
 
     Returns the Decision when the token was granted at once (with `breaker_key`'s state read in the same round
     trip), None after a wait (what it read is old by then). `first`: (bucket, cost) of another bucket of the
-    scope to take from before, by the same rules, in the same round trip when both have a token at once."""
-    left = None if deadline is None else deadline - time.monotonic()
-    max_wait = min(settings.RATE_LIMIT_MAX_RESERVE_SECONDS, left) if left is not None else 0.0
-    decision = await limiter.atake(
-        provider,
-        scope,
-        bucket=bucket,
-        cost=cost,
-        reserve=max_wait > 0,
-        max_wait=max_wait,
-        breaker_key=breaker_key,
-        first=first,
-    )
+    scope to take from before, by the same rules, in the same round trip when both have a token at once.
+    `taken`: the Decision of that same round trip made ahead (send_token_ahead), used instead of asking again."""
+    max_wait = _max_wait(deadline)
+    decision = taken
+    if decision is None:
+        decision = await limiter.atake(
+            provider,
+            scope,
+            bucket=bucket,
+            cost=cost,
+            reserve=max_wait > 0,
+            max_wait=max_wait,
+            breaker_key=breaker_key,
+            first=first,
+        )
     if decision.first_only:
         # The first bucket's answer (no token at once there): wait for it or be refused, then this bucket's.
         await _waited(provider, scope, decision)
@@ -70,6 +79,24 @@ async def _waited(provider, scope, decision):
     raise RateLimited(provider, scope, decision.wait)
 
 
+def send_token_ahead(provider, scope=None, *, rate_cost=1, deadline=None, circuit=None, first_token=None):
+    """The Redis round trip that `aattempt` with these arguments starts with (its tokens and its breaker's
+    state), sent now from a thread, to be read after other work there (limiter.SentTake.answer) and handed to
+    that attempt as `taken`. None: it cannot be sent ahead (no Redis, not limited); the attempt takes its own.
+
+    Rate tokens waited for are waited for after the work, never before the bucket allows: only later."""
+    max_wait = _max_wait(deadline)
+    return limiter.send_take(
+        provider,
+        scope,
+        cost=rate_cost,
+        reserve=max_wait > 0,
+        max_wait=max_wait,
+        breaker_key=breaker.state_key(circuit or provider),
+        first=first_token,
+    )
+
+
 @contextlib.asynccontextmanager
 async def aattempt(
     provider,
@@ -84,12 +111,20 @@ async def aattempt(
     deadline=None,
     circuit=None,
     first_token=None,
+    taken=None,
 ):
     """`attempt` for async callers; a rate token is awaited up to `deadline` (time.monotonic()).
 
     `first_token`: (bucket, cost) taken before the request's token by the same rules (atake_token's `first`),
-    e.g. an AI completion's tokens per minute: one Redis round trip for both, and the breaker's state."""
-    require(provider)
+    e.g. an AI completion's tokens per minute: one Redis round trip for both, and the breaker's state.
+    `taken`: those tokens and that state, taken ahead for this attempt (send_token_ahead, a limiter.Taken): used
+    instead of the round trip, and given back if the attempt stops before it would have taken them."""
+    try:
+        require(provider)
+    except BaseException:
+        if taken is not None:
+            await in_background(taken.give_back)
+        raise
     circuit = circuit or provider
 
     decision = await atake_token(
@@ -99,6 +134,7 @@ async def aattempt(
         deadline=deadline,
         breaker_key=breaker.state_key(circuit),
         first=first_token,
+        taken=None if taken is None else taken.decision,
     )
 
     att = Attempt(provider, operation, owner, scope, idempotency_key, related, attempt_no)

@@ -38,6 +38,29 @@ def test_it_refuses_an_unconfigured_provider_and_records_nothing(fake_provider, 
     assert len(http.calls) == 0
 
 
+@pytest.mark.redis
+def test_tokens_taken_ahead_for_an_attempt_that_cannot_start_are_given_back(fake_provider, settings):
+    """An AI request takes its first provider's tokens beside its budget hold (gateway.send_token_ahead); if that
+    provider turns out not to be configured when the attempt starts, the attempt gives them back."""
+    from asgiref.sync import async_to_sync
+
+    from integrations import gateway
+
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "acme": {"requests": {"rate": 0.01, "burst": 1}}}
+    taken = gateway.send_token_ahead("acme").answer()
+    assert taken.decision.granted
+    settings.ACME_API_KEY = ""
+
+    async def attempt():
+        async with gateway.aattempt("acme", "send", taken=taken):
+            raise AssertionError("an unconfigured provider is not called")
+
+    with pytest.raises(ProviderNotConfigured):
+        async_to_sync(attempt)()
+    assert limiter.take("acme").granted  # the bucket's one token is back
+    assert ProviderCall.objects.count() == 0
+
+
 def test_a_successful_call_is_logged_with_units_cost_and_request_id(fake_provider, http, user):
     http.post(acme.URL, json={"id": "m1", "units": {"segments": 2}}, headers={"Request-Id": "req_abc"})
     acme.send({"to": "x"}, owner=user, related=("messaging.sms", "42"))

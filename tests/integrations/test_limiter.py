@@ -164,3 +164,92 @@ def test_a_blocked_scope_refuses_both_buckets(settings, backend):
     limiter.block("slow", scope, 5)
     decision = async_to_sync(limiter.atake)("slow", scope, first=("tokens", 1))
     assert not decision.granted and decision.wait > 4
+
+
+# --- a take sent ahead of its call (an AI request's first provider, beside its budget hold) --------------------
+
+FROZEN = {"requests": {"rate": 0.01, "burst": 2}, "tokens": {"rate": 0.01, "burst": 10}}  # no refill mid-test
+
+
+def _left(scope, bucket="requests"):
+    """How many tokens of 1 the bucket gives now (taking them)."""
+    return sum(limiter.take("frozen", scope, bucket=bucket).granted for _ in range(20))
+
+
+def _ahead(scope, *, first=4, reserve=False):
+    sent = limiter.send_take(
+        "frozen", scope, reserve=reserve, max_wait=1000, breaker_key=f"cb-{scope}", first=("tokens", first)
+    )
+    return sent.answer()
+
+
+def test_without_redis_no_take_is_sent_ahead(settings):
+    """The one-machine fallback has no round trip to overlap: the call takes its tokens itself, as before."""
+    settings.REDIS_URL = ""
+    settings.RATE_LIMITS = {"frozen": FROZEN}
+    assert limiter.send_take("frozen", reserve=False, max_wait=0, breaker_key="cb", first=("tokens", 1)) is None
+
+
+@pytest.mark.redis
+def test_a_take_sent_ahead_answers_as_atake_and_takes_from_both_buckets_once(settings):
+    settings.RATE_LIMITS = {"frozen": FROZEN}
+    scope = f"ahead-{uuid.uuid4().hex[:8]}"
+    taken = _ahead(scope)
+    assert taken.decision.granted and taken.decision.breaker == ("closed", 0)
+    assert (_left(scope), _left(scope, "tokens")) == (1, 6)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    "case",
+    ["both granted", "first reserved alone", "first refused", "request reserved", "request refused", "blocked"],
+)
+def test_giving_back_returns_exactly_what_the_take_took(settings, case):
+    settings.RATE_LIMITS = {"frozen": FROZEN}
+    scope = f"back-{case.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
+    # Buckets part spent before, so that giving back too much would show: requests 1 of 2, tokens 5 of 10.
+    assert limiter.take("frozen", scope).granted and limiter.take("frozen", scope, bucket="tokens", cost=5).granted
+    expected = (1, 5)
+    if case == "both granted":
+        taken = _ahead(scope)
+        assert taken.decision.granted
+    elif case == "first reserved alone":
+        taken = _ahead(scope, first=7, reserve=True)
+        assert taken.decision.first_only and taken.decision.reserved
+    elif case == "first refused":
+        taken = _ahead(scope, first=7)
+        assert taken.decision.first_only and not taken.decision.granted
+    elif case == "request reserved":
+        assert limiter.take("frozen", scope).granted  # the request bucket is empty now
+        taken = _ahead(scope, reserve=True)
+        assert taken.decision.reserved and not taken.decision.first_only
+        expected = (0, 5)
+    elif case == "request refused":
+        assert limiter.take("frozen", scope).granted
+        taken = _ahead(scope)
+        assert not taken.decision.granted and not taken.decision.reserved and not taken.decision.first_only
+        expected = (0, 5)
+    else:
+        limiter.block("frozen", scope, 0.2)
+        taken = _ahead(scope)
+        assert not taken.decision.granted and not taken.decision.first_only
+        time.sleep(0.25)  # the block is over: the buckets can be counted
+    taken.give_back()
+    taken.give_back()  # at most once
+    if case == "request reserved":
+        # The booked future token is freed: the next booking waits for one token's refill (100 s), not two.
+        assert 99 < limiter.take("frozen", scope, reserve=True, max_wait=1000).wait <= 100
+        expected = (0, 5)
+    assert (_left(scope), _left(scope, "tokens")) == expected
+
+
+@pytest.mark.redis
+def test_a_take_sent_ahead_after_redis_forgot_its_scripts_still_takes_once(settings):
+    from integrations.redis import get_client
+
+    settings.RATE_LIMITS = {"frozen": FROZEN}
+    scope = f"noscript-{uuid.uuid4().hex[:8]}"
+    get_client().script_flush()
+    taken = _ahead(scope)
+    assert taken.decision.granted
+    assert (_left(scope), _left(scope, "tokens")) == (1, 6)
