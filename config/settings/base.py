@@ -66,7 +66,8 @@ MIDDLEWARE = [
     # A NUL in an /api/ query string is a JSON 400 before any filter sees it.
     "integrations.api.guards.QueryStringGuardMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # django-csp's, its policy built once for the responses that have no nonce (every API answer).
+    "integrations.middleware.CSPMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, so a login lockout flagged anywhere inside becomes the 429 answer.
     "axes.middleware.AxesMiddleware",
@@ -84,7 +85,7 @@ AI_MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "integrations.api.guards.QueryStringGuardMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "integrations.middleware.CSPMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
