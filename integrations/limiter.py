@@ -337,22 +337,27 @@ class SentTake:
         self._keys, self._args, self._refunds = keys, args, refunds
 
     def answer(self):
+        """Never raises for Redis: the caller has just taken a budget hold that an exception would leave held."""
         from redis.exceptions import NoScriptError, RedisError
 
         client, connection, self._connection = self._client, self._connection, None
         if connection is None:
             raise RuntimeError("a sent take is read once")
         try:
-            raw = connection.read_response()  # disconnects on a connection error: not handed back half-read
-        except NoScriptError:
-            raw = None  # Redis restarted or flushed its scripts: nothing ran; run it the usual way below
+            try:
+                raw = connection.read_response()
+            except NoScriptError:
+                raw = None  # Redis restarted or flushed its scripts: nothing ran; run it the usual way below
+            except BaseException:
+                connection.disconnect()  # its answer unread: never back in the pool as it is
+                raise
+            finally:
+                client.connection_pool.release(connection)
+            if raw is None:
+                raw = _sync_script(client)(keys=self._keys, args=self._args, client=client)
         except (RedisError, OSError) as exc:
             logger.warning("rate token taken ahead: no answer from Redis: %r", exc)
             return None
-        finally:
-            client.connection_pool.release(connection)
-        if raw is None:
-            raw = _sync_script(client)(keys=self._keys, args=self._args, client=client)
         return Taken(_decision(raw), _took(raw, self._refunds))
 
 

@@ -253,3 +253,34 @@ def test_a_take_sent_ahead_after_redis_forgot_its_scripts_still_takes_once(setti
     taken = _ahead(scope)
     assert taken.decision.granted
     assert (_left(scope), _left(scope, "tokens")) == (1, 6)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("fails", ["reading the answer", "running the script again after NOSCRIPT"])
+def test_a_take_sent_ahead_that_redis_cannot_answer_is_no_error(settings, monkeypatch, fails):
+    """The caller reads the answer just after taking a budget hold: an exception there would leave it held.
+    No answer is None, and the attempt takes its own tokens as before."""
+    import redis
+    import redis.commands.core
+    import redis.connection
+
+    from integrations.redis import get_client
+
+    def broken(*args, **kwargs):
+        raise redis.ConnectionError("Connection reset by peer")
+
+    settings.RATE_LIMITS = {"frozen": FROZEN}
+    scope = f"broken-{uuid.uuid4().hex[:8]}"
+    if fails == "reading the answer":
+        sent = limiter.send_take("frozen", scope, reserve=False, max_wait=0, breaker_key=f"cb-{scope}")
+        monkeypatch.setattr(redis.connection.AbstractConnection, "read_response", broken)
+        assert sent.answer() is None
+        monkeypatch.undo()
+        # The connection whose answer was never read is not handed to the next command.
+        assert get_client().set(f"after-{scope}", "1") and get_client().get(f"after-{scope}") == b"1"
+        return
+    else:
+        get_client().script_flush()
+        sent = limiter.send_take("frozen", scope, reserve=False, max_wait=0, breaker_key=f"cb-{scope}")
+        monkeypatch.setattr(redis.commands.core.Script, "__call__", broken)
+    assert sent.answer() is None
