@@ -174,11 +174,14 @@ def _model_metadata():
 
 
 def warm_worker():
-    """After the fork, in each worker: open its database pool and the shared cache's Redis connection
-    (integrations.cache: one pool per process), so the first request waits for neither. The first
+    """After the fork, in each worker: open its database pool, the shared cache's Redis connection
+    (integrations.cache: one pool per process) and the limiter's blocking one (an AI request's hold hop sends
+    its rate tokens on it, Booking.reserve), so the first request waits for none of them. The first
     authenticated request spent ~3 ms of its ~8 connecting to Redis for its token lookup."""
     from django.core.cache import cache
     from django.db import connections
+
+    from integrations.redis import get_client
 
     for conn in connections.all():
         if conn.settings_dict.get("OPTIONS", {}).get("pool"):
@@ -186,6 +189,9 @@ def warm_worker():
             conn.close()  # back to the pool, which keeps it (and min_size others) open
     # Last: with Redis down this raises (warm_loop logs it and the worker serves), the pool is open by then.
     cache.get("warm-up")  # a miss; what matters is the connection it leaves in the pool
+    client = get_client()
+    if client is not None:
+        client.ping()
 
 
 async def warm_loop(app):

@@ -32,3 +32,19 @@ def test_every_db_hop_thread_is_started_before_the_first_request(settings):
     async_to_sync(warmup._hop_threads)()
 
     assert len(threads._threads) == 3 and all(thread.is_alive() for thread in threads._threads)
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_the_limiters_blocking_redis_client_is_connected_before_the_first_request(settings, redis_round_trips):
+    """An AI request sends its first provider's rate tokens on it from its hold hop: no connection set-up then."""
+    from integrations import limiter
+    from integrations import redis as hub_redis
+
+    settings.RATE_LIMITS = {"warm": {"requests": {"rate": 1, "burst": 10}}}
+    limiter.send_take("warm", reserve=False, max_wait=0, breaker_key="warm-cb").answer()  # Redis knows the script
+    hub_redis._client.cache_clear()  # this worker's pool as after the fork: nothing opened yet
+    warmup.warm_worker()
+    redis_round_trips.clear()
+    limiter.send_take("warm", reserve=False, max_wait=0, breaker_key="warm-cb").answer()
+    assert redis_round_trips == [["EVALSHA"]]
