@@ -6,6 +6,7 @@ on timing.
 """
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -74,7 +75,13 @@ def test_no_callback_blocks_the_event_loop_for_100_ms(fake_ai, asgi_completion, 
     slow_callback_duration; a sync database, Redis or SDK call on the loop, or
     a time.sleep, would show up here (and time.sleep is refused outright)."""
     fake_ai.add("openai", openai_chat("warm"))  # the first request imports lazily-loaded SDK modules
-    fake_ai.add("openai", openai_chat("plain"), sse_response(openai_sse_chunks(["str", "eamed"])))
+    answers = {False: openai_chat("plain"), True: sse_response(openai_sse_chunks(["str", "eamed"]))}
+
+    def answer(request):
+        # The two requests run at once: whichever reaches the provider first gets the answer it asked for.
+        return answers[json.loads(request.content).get("stream", False)]
+
+    fake_ai.add("openai", answer, answer)
     loop_threads = set()
     real_sleep = time.sleep
 
