@@ -6,7 +6,6 @@ written as ever."""
 
 import re
 import threading
-import time
 from decimal import Decimal
 
 import pytest
@@ -33,6 +32,7 @@ from tests.ai.fakes import openai_chat
 from tests.factories import UserFactory
 from tests.integrations import acme
 from tests.messaging.factories import SmsFactory
+from tests.privacy.interleave import commit_held_through_an_erasure
 
 from .conftest import API as TWILIO_API
 
@@ -193,55 +193,13 @@ def test_an_erasure_waits_for_a_web_batch_being_committed_and_pseudonymises_it(f
     for owner in (user, other):
         writer.put(answered(owner), 12.5, "req-1")
 
-    inside, go = threading.Event(), threading.Event()
-    written = batchlog.calls_record
+    outcome = commit_held_through_an_erasure(monkeypatch, batchlog, "calls_record", writer.flush, erasure)
 
-    def held_before_its_commit(calls):
-        rows = written(calls)
-        inside.set()
-        go.wait(30)
-        return rows
-
-    monkeypatch.setattr(batchlog, "calls_record", held_before_its_commit)
-    outcome = {}
-
-    def in_a_thread(name, work):
-        def run():
-            try:
-                outcome[name] = work()
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
-    writer_thread = in_a_thread("flushed", writer.flush)
-    assert inside.wait(30)  # the batch is inserted, not yet committed
-    erasure_thread = in_a_thread(
-        "erasure", lambda: erasure_service.erasure_run(erasure_id=erasure.pk, now=erasure.scheduled_for)
-    )
-    deadline = time.monotonic() + 30
-    while erasure_thread.is_alive() and time.monotonic() < deadline and not _waiting_for_an_advisory_lock():
-        time.sleep(0.01)
-    go.set()
-    writer_thread.join(30)
-    erasure_thread.join(30)
-
-    assert outcome == {"flushed": None, "erasure": "retrying"}
+    assert outcome == {"write": None, "erasure": "retrying"}
     pseudonym = get_user_model().objects.get(username=Erasure.objects.get(pk=erasure.pk).pseudonym)
     assert calls_of() == sorted([(pseudonym.pk, "search", ""), (other.pk, "search", "")])
     assert rollup_owners() == {pseudonym.pk: 1, other.pk: 1}
     connections.close_all()
-
-
-def _waiting_for_an_advisory_lock():
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        )
-        return cursor.fetchone()[0] > 0
 
 
 # --- AI answers -----------------------------------------------------------------------------------------------

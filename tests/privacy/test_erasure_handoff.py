@@ -5,14 +5,12 @@ written once, as ever."""
 
 import json
 import re
-import threading
-import time
 
 import pytest
 import responses
 import time_machine
 from django.contrib.auth import get_user_model
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from integrations import gateway
@@ -24,6 +22,7 @@ from privacy.models import Erasure
 from tests.factories import UserFactory
 from tests.integrations.factories import ConnectionFactory
 from tests.messaging.factories import SmsFactory
+from tests.privacy.interleave import commit_held_through_an_erasure
 
 from .conftest import API as TWILIO_API
 
@@ -184,43 +183,9 @@ def test_an_erasure_waits_for_a_batch_a_drainer_is_committing_and_pseudonymises_
     sent(other)
     erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff)  # its run is started below
 
-    inside, go = threading.Event(), threading.Event()
-    written = handoff.calls_record_once
+    outcome = commit_held_through_an_erasure(monkeypatch, handoff, "calls_record_once", drainer.drain_once, erasure)
 
-    def held_before_its_commit(calls):
-        rows = written(calls)
-        inside.set()
-        go.wait(30)
-        return rows
-
-    monkeypatch.setattr(handoff, "calls_record_once", held_before_its_commit)
-    outcome = {}
-
-    def in_a_thread(name, work):
-        def run():
-            try:
-                outcome[name] = work()
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
-    drainer_thread = in_a_thread("drained", drainer.drain_once)
-    assert inside.wait(30)  # the batch is inserted, not yet committed
-    erasure_thread = in_a_thread(
-        "erasure", lambda: erasure_service.erasure_run(erasure_id=erasure.pk, now=erasure.scheduled_for)
-    )
-    # Let the drainer commit once the erasure waits for it (or has returned without waiting, as it did before).
-    deadline = time.monotonic() + 30
-    while erasure_thread.is_alive() and time.monotonic() < deadline and not _waiting_for_an_advisory_lock():
-        time.sleep(0.01)
-    go.set()
-    drainer_thread.join(30)
-    erasure_thread.join(30)
-
-    assert outcome == {"drained": 2, "erasure": "retrying"}
+    assert outcome == {"write": 2, "erasure": "retrying"}
     erasure.refresh_from_db()
     assert "integrations" in erasure.report["done"] and "messaging" not in erasure.report["done"]
     pseudonym = pseudonym_of(erasure.pk)
@@ -228,15 +193,6 @@ def test_an_erasure_waits_for_a_batch_a_drainer_is_committing_and_pseudonymises_
     assert rollup_calls_by_owner() == {pseudonym.pk: 1, other.pk: 1}
     assert parked() == []
     connections.close_all()
-
-
-def _waiting_for_an_advisory_lock():
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        )
-        return cursor.fetchone()[0] > 0
 
 
 def test_the_erasure_is_noticed_once_it_has_started_not_while_it_can_be_cancelled(drainer, fake_provider, staff_user):
