@@ -1,9 +1,8 @@
 """What the AI gateway holds about a user (privacy registry): requests (prompts and answers when logged), usage."""
 
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
 
-from integrations.erasing import owner_lock
+from integrations.erasing import owner_lock, owner_rows_handed_to
 from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
 
@@ -27,22 +26,6 @@ def export_ai(user, out):
     )
 
 
-def _handed_to(model, keys, sums, user, pseudonym):
-    """The user's monthly rows of `model` re-pointed at the pseudonym. A month the pseudonym already has (an answer
-    of the user's booked for it once the erasure had started, before a retry of this erasure re-pointed the rest)
-    is added to the pseudonym's row instead: the rows are unique per owner and `keys`."""
-    mine = model.objects.filter(owner=user)
-    theirs = model.objects.filter(owner=pseudonym, **{name: OuterRef(name) for name in keys})
-    moved = mine.exclude(Exists(theirs)).update(owner=pseudonym)
-    for row in mine.select_for_update():
-        model.objects.filter(owner=pseudonym, **{name: getattr(row, name) for name in keys}).update(
-            **{name: F(name) + getattr(row, name) for name in sums}
-        )
-        row.delete()
-        moved += 1
-    return moved
-
-
 def erase_ai(user, report):
     pseudonym = report.pseudonym_user
     with transaction.atomic():
@@ -57,10 +40,11 @@ def erase_ai(user, report):
         )
         report.count(
             "ai.AiUsageMonthly.pseudonymised",
-            _handed_to(AiUsageMonthly, ("month", "provider", "model"), USAGE_SUMS, user, pseudonym),
+            owner_rows_handed_to(AiUsageMonthly, ("month", "provider", "model"), USAGE_SUMS, user, pseudonym),
         )
         report.count(
-            "ai.AiSpend.pseudonymised", _handed_to(AiSpend, ("month",), ("spent_usd", "reserved_usd"), user, pseudonym)
+            "ai.AiSpend.pseudonymised",
+            owner_rows_handed_to(AiSpend, ("month",), ("spent_usd", "reserved_usd"), user, pseudonym),
         )
     report.count("ai.AiBudget", AiBudget.objects.filter(owner=user).delete()[0])
     # Cached answers expire within AI_CACHE_TTL_SECONDS, long before a grace period ends; an expedited

@@ -25,6 +25,7 @@ session and takes its snapshot once the locks are held.
 """
 
 from django.db import connection
+from django.db.models import Exists, F, OuterRef
 
 # The handed-off call log's drainer took this lock first (gateway.handoff), under this name: kept, so drainers of a
 # hub still running the previous release and erasures of this one exclude each other during a deploy.
@@ -86,3 +87,20 @@ def guard_statements(owner_ids):
 def _placeholders(owner_ids):
     # One scalar parameter per owner (VARIADIC): an array parameter cost ~20 us more to bind client-side.
     return ", ".join(["%s"] * len(owner_ids))
+
+
+def owner_rows_handed_to(model, keys, sums, user, pseudonym):
+    """In the erasure's transaction: the user's rows of `model` (unique per owner and `keys`: an hour, a month)
+    re-pointed at the pseudonym. A row whose `keys` the pseudonym already has (a writer booked it for the
+    pseudonym once the erasure had started, or an earlier run of this erasure re-pointed it) is added into the
+    pseudonym's row (`sums`) instead. Returns how many of the user's rows were handed on."""
+    mine = model.objects.filter(owner=user)
+    theirs = model.objects.filter(owner=pseudonym, **{name: OuterRef(name) for name in keys})
+    moved = mine.exclude(Exists(theirs)).update(owner=pseudonym)
+    for row in mine.select_for_update():
+        model.objects.filter(owner=pseudonym, **{name: getattr(row, name) for name in keys}).update(
+            **{name: F(name) + getattr(row, name) for name in sums}
+        )
+        row.delete()
+        moved += 1
+    return moved

@@ -6,7 +6,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Q
 
 from privacy.registry import PrivacyHolder, register
 from privacy.writer import rows
@@ -137,24 +137,15 @@ def calls_as_owned_now(calls):
 
 
 def _rollups_handed_to(user, pseudonym):
-    """The user's hourly roll-ups re-pointed at the pseudonym. An hour the pseudonym already has (a drainer wrote
-    a row of the user's for it once the erasure had started, or an earlier run of this erasure re-pointed it) is
-    added to the pseudonym's row instead: the roll-ups are unique per hour, provider and owner."""
-    mine = UsageRollup.objects.filter(owner=user)
-    theirs = UsageRollup.objects.filter(owner=pseudonym, hour=OuterRef("hour"), provider=OuterRef("provider"))
-    moved = mine.exclude(Exists(theirs)).update(owner=pseudonym)
+    """The user's hourly roll-ups handed to the pseudonym, added into an hour the pseudonym already has (a drainer
+    wrote a row of the user's for it once the erasure had started, or an earlier run of this erasure)."""
+    from .erasing import owner_rows_handed_to
+
+    keys = ("hour", "provider")
     sums = [
-        f.attname
-        for f in UsageRollup._meta.concrete_fields
-        if not f.primary_key and f.name not in ("hour", "provider", "owner")
+        f.attname for f in UsageRollup._meta.concrete_fields if not f.primary_key and f.name not in (*keys, "owner")
     ]
-    for row in mine.select_for_update():
-        UsageRollup.objects.filter(owner=pseudonym, hour=row.hour, provider=row.provider).update(
-            **{name: F(name) + getattr(row, name) for name in sums}
-        )
-        row.delete()
-        moved += 1
-    return moved
+    return owner_rows_handed_to(UsageRollup, keys, sums, user, pseudonym)
 
 
 def erase_integrations(user, report):
