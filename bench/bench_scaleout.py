@@ -24,16 +24,25 @@ JOBS = int(os.environ.get("BENCH_SCALEOUT_JOBS", "1500"))
 ROUNDS = int(os.environ.get("BENCH_SCALEOUT_ROUNDS", "2"))
 PROCESSES = (1, 2, 4)
 TARGET = 1.8
+# The control jobs' CPU in ms: the first about what an outbound job costs in its pool child (task and call-log
+# drainer threads, bench/profile_scaleout_split.py), so its worker does the same work per job but for what the hub
+# shares (PostgreSQL, the limiter's Redis); the second ten times that, where Celery's own cost per message is small.
+CONTROL_MS = tuple(float(x) for x in os.environ.get("BENCH_SCALEOUT_CONTROL_MS", "0.8,8").split(","))
+CONTROL_PROCESSES = (1, 2)
 RABBITMQ_URL = os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 PUBLISH = """
 import django, sys, time
 django.setup()
-from bench.hookapp.tasks import outbound_job
+from bench.hookapp.tasks import control_job, outbound_job
+cpu_ms = float(sys.argv[2]) if len(sys.argv) > 2 else None
 t = time.perf_counter()
 with outbound_job.app.producer_or_acquire() as producer:
     for i in range(int(sys.argv[1])):
-        outbound_job.apply_async((i,), producer=producer)
+        if cpu_ms is None:
+            outbound_job.apply_async((i,), producer=producer)
+        else:
+            control_job.apply_async((i, cpu_ms), producer=producer)
 print(time.perf_counter() - t)
 """
 
@@ -92,7 +101,7 @@ def _purge(broker_url):
             pass
 
 
-def _one(processes, broker_url):
+def _one(processes, broker_url, control_ms=None, jobs=JOBS):
     from bench.hookapp.tasks import DONE_KEY
     from integrations.models import ProviderCall
     from integrations.redis import get_client
@@ -103,7 +112,12 @@ def _one(processes, broker_url):
     _purge(broker_url)
     env = {**common._env(), "CELERY_BROKER_URL": broker_url}
     publish = subprocess.run(
-        [common.PYTHON, "-c", PUBLISH, str(JOBS)], cwd=common.ROOT, env=env, capture_output=True, text=True, check=True
+        [common.PYTHON, "-c", PUBLISH, str(jobs), *([str(control_ms)] if control_ms else [])],
+        cwd=common.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     os.environ["CELERY_BROKER_URL"] = broker_url  # the worker child inherits it
     try:
@@ -111,7 +125,7 @@ def _one(processes, broker_url):
             meter = common.CpuMeter({"Celery worker": worker.pgid}).start()
             started = time.monotonic()
             deadline = started + 300
-            while redis.hlen(DONE_KEY) < JOBS and time.monotonic() < deadline:
+            while redis.hlen(DONE_KEY) < jobs and time.monotonic() < deadline:
                 time.sleep(0.02)
             elapsed = time.monotonic() - started
             cpu = meter.stop()
@@ -124,10 +138,24 @@ def _one(processes, broker_url):
         "rate": done / elapsed,
         "done": done,
         "twice": twice,
-        "publish_per_s": JOBS / float(publish.stdout.strip().splitlines()[-1]),
+        "publish_per_s": jobs / float(publish.stdout.strip().splitlines()[-1]),
         "cpu_ms": {k: v * 1000 / max(done, 1) for k, v in cpu.items()},
         "load": common.machine_load(),
     }
+
+
+def _row(label, runs, base):
+    rate = common.median([x["rate"] for x in runs])
+    cpu = runs[-1]["cpu_ms"]
+    return [
+        label,
+        f"**{rate:.0f}**",
+        f"{rate / base:.2f}x",
+        ", ".join(f"{x['rate']:.0f}" for x in runs),
+        ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()) if v >= 0.01),
+        f"{sum(x['done'] for x in runs)} / {sum(x['twice'] for x in runs)}",
+        runs[-1]["load"],
+    ]
 
 
 def run():
@@ -138,44 +166,31 @@ def run():
 
     redis_broker = settings.CELERY_BROKER_URL
     results = {n: [] for n in PROCESSES}
+    controls = {(ms, n): [] for ms in CONTROL_MS for n in CONTROL_PROCESSES}
     ceilings = []
     for r in range(ROUNDS):
         order = PROCESSES if r % 2 == 0 else tuple(reversed(PROCESSES))
         for n in order:
             ceilings.append(_cpu_ceiling())  # beside each measurement, as the machine is just then
             results[n].append(_one(n, redis_broker))
+            for ms in CONTROL_MS if n in CONTROL_PROCESSES else ():
+                # As many jobs as take about as long as the hub's (at least 200).
+                jobs = max(200, int(JOBS * min(1.0, CONTROL_MS[0] / ms)))
+                controls[ms, n].append(_one(n, redis_broker, control_ms=ms, jobs=jobs))
     rabbit = _one(2, RABBITMQ_URL) if _rabbit_up() else None
 
-    base = common.median([x["rate"] for x in results[1]])
-    rows = []
-    for n in PROCESSES:
-        runs = results[n]
-        rate = common.median([x["rate"] for x in runs])
-        cpu = runs[-1]["cpu_ms"]
-        rows.append(
-            [
-                f"{n} process{'es' if n > 1 else ''}, Redis broker",
-                f"**{rate:.0f}**",
-                f"{rate / base:.2f}x",
-                ", ".join(f"{x['rate']:.0f}" for x in runs),
-                ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()) if v >= 0.01),
-                f"{sum(x['done'] for x in runs)} / {sum(x['twice'] for x in runs)}",
-                runs[-1]["load"],
-            ]
-        )
+    def rate(runs):
+        return common.median([x["rate"] for x in runs])
+
+    base = rate(results[1])
+    rows = [_row(f"{n} process{'es' if n > 1 else ''}, Redis broker", results[n], base) for n in PROCESSES]
     if rabbit:
-        rows.append(
-            [
-                "2 processes, RabbitMQ broker",
-                f"**{rabbit['rate']:.0f}**",
-                f"{rabbit['rate'] / base:.2f}x",
-                f"{rabbit['rate']:.0f}",
-                ", ".join(f"{k} {v:.2f}" for k, v in sorted(rabbit["cpu_ms"].items()) if v >= 0.01),
-                f"{rabbit['done']} / {rabbit['twice']}",
-                rabbit["load"],
-            ]
-        )
-    two = common.median([x["rate"] for x in results[2]]) / base
+        rows.append(_row("2 processes, RabbitMQ broker", [rabbit], base))
+    for (ms, n), runs in controls.items():
+        label = f"{n} process{'es' if n > 1 else ''}, control job ({ms:g} ms of CPU, nothing shared)"
+        rows.append(_row(label, runs, rate(controls[ms, 1])))
+    two = rate(results[2]) / base
+    control_two = {ms: rate(controls[ms, 2]) / rate(controls[ms, 1]) for ms in CONTROL_MS}
     lines = [
         f"{JOBS} queued outbound jobs per measurement (one gateway call each to an in-process instant fake: "
         f"Celery task, limiter + breaker in Redis, ProviderCall row + usage roll-up in PostgreSQL), one worker node "
@@ -190,6 +205,12 @@ def run():
         f"reference loop, no I/O, nothing shared) do **{common.median(ceilings):.2f}x** one process's work (median; each: "
         f"{', '.join(f'{c:.2f}' for c in ceilings)}). No 2-process layout of any work can beat that ratio on these cores "
         f"just then; the hub's 2 processes reach {two / common.median(ceilings):.0%} of it.",
+        "",
+        "The controls (same rounds, each beside the hub's job): the same task class, message and count, with "
+        "pure CPU work in place of the gateway call, so nothing is shared but Celery's broker. 2 processes do "
+        + ", ".join(f"**{control_two[ms]:.2f}x** one for a job of {ms:g} ms" for ms in CONTROL_MS)
+        + f" (the first about an outbound job's CPU in its pool child). What Celery's prefork pool gives a job "
+        f"of that size on these cores, beside the hub's {two:.2f}x.",
         "",
         common.table(
             [

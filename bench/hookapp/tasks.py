@@ -5,6 +5,8 @@ itself an in-process fake that answers at once, so jobs/s measures the hub's per
 the limiter and breaker in Redis, the ProviderCall row and usage roll-up in PostgreSQL), not a network.
 """
 
+import time
+
 from celery import shared_task
 
 from integrations.gateway import call
@@ -25,4 +27,15 @@ def _meter(result):
 @shared_task(bind=True, base=ProviderTask, provider="stripe", name="bench.outbound_job", ignore_result=True)
 def outbound_job(self, job_id):
     call("stripe", "charge", _instant_provider, meter=_meter, owner=None)
+    get_client().hincrby(DONE_KEY, str(job_id), 1)
+
+
+@shared_task(bind=True, base=ProviderTask, provider="stripe", name="bench.control_job", ignore_result=True)
+def control_job(self, job_id, cpu_ms):
+    """The scale-out bench's control: the same task class, message and count as outbound_job, but in place of the
+    gateway call `cpu_ms` of pure CPU work (this thread's CPU clock), touching nothing shared. What Celery and the
+    broker give a job of that size on these cores, against which the hub's own job is measured."""
+    end = time.thread_time() + cpu_ms / 1000
+    while time.thread_time() < end:
+        pass
     get_client().hincrby(DONE_KEY, str(job_id), 1)
