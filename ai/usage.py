@@ -13,6 +13,7 @@ from django.utils import timezone
 from integrations.aio import at_once, can_send_at_once, commit_without_flush_wait
 from integrations.alerts import alert_raise
 from integrations.auth.tokens import NOT_READ, read_along
+from integrations.erasing import pseudonyms_now
 from integrations.errors import DomainError
 from integrations.models import Alert
 from integrations.redis import cache_best_effort
@@ -296,7 +297,8 @@ def _spend_rows(owner_id, month):
 
 
 def _ensure_spend_row(owner_id, month):
-    """The month's ledger row, started from the roll-up (a month's first request, or spend from before it)."""
+    """In the caller's transaction: the month's ledger row, started from the roll-up (a month's first request, or
+    spend from before it)."""
     if _spend_rows(owner_id, month).exists():
         return
     try:
@@ -311,21 +313,44 @@ def budget_reserve(owner_id, amount, *, limit=None, now=None):
 
     One conditional UPDATE: it succeeds only while spent + reserved + amount is
     within the limit, so concurrent requests cannot each spend the same remainder
-    (PostgreSQL re-checks the condition on the row it waited for). The row is
-    read back only to explain a refusal. The client waits on the hold's commit,
-    so it does not wait for the disk flush: a hold lost in a PostgreSQL crash
-    only frees budget (integrations.aio.commit_without_flush_wait)."""
+    (PostgreSQL re-checks the condition on the row it waited for). The client
+    waits on the hold's commit, so it does not wait for the disk flush: a hold
+    lost in a PostgreSQL crash only frees budget
+    (integrations.aio.commit_without_flush_wait). When it holds nothing (the
+    month has no row yet, or no room) the slow way follows (_hold_slowly),
+    which reads the row back only to explain a refusal."""
     limit = budget_limit(owner_id) if limit is None else limit
     month = month_of(now)
     amount = Decimal(amount)
-    held = _hold(owner_id, month, amount, limit)
-    if not held:
-        _ensure_spend_row(owner_id, month)
-        held = _hold(owner_id, month, amount, limit)
-    if not held:
-        spent, reserved = budget_row(owner_id, month)
-        _refuse(limit=limit, spent=spent, reserved=reserved, amount=amount)
+    if not _hold(owner_id, month, amount, limit):
+        _hold_slowly(owner_id, month, amount, limit)
     return Reservation(owner_id=owner_id, month=month, amount=amount, limit=limit)
+
+
+# A request of a user whose erasure has started: what authentication answers it once the erasure has
+# deactivated the account and deleted its tokens (integrations.auth, integrations.api.errors).
+ERASED_DETAIL = "The credentials are invalid; get a token from POST /api/v1/auth/token/."
+
+
+def _hold_slowly(owner_id, month, amount, limit):
+    """The hold of a month the user may have no row for yet, or a refusal: in one transaction, the user's lock held
+    shared and their erasure read (integrations.erasing), the month's row started if missing, the hold, and what
+    a refusal reports.
+
+    A user whose erasure has started gets no row: its AI part may have handed their months to the pseudonym
+    already, and a row started now would be theirs after it (the request was authenticated just before the
+    erasure deactivated the account). Refused as the request would be a moment later, when its token is gone.
+    The hot path needs no check: a hold on a row the erasure has not handed on yet is handed on with it, and
+    once it has, the UPDATE finds no row of the user's and comes here."""
+    with transaction.atomic():
+        commit_without_flush_wait()
+        if pseudonyms_now([owner_id]):
+            raise DomainError(401, "authentication_failed", ERASED_DETAIL, headers={"WWW-Authenticate": "Token"})
+        _ensure_spend_row(owner_id, month)
+        if _held_here(owner_id, month, amount, limit):
+            return
+        spent, reserved = budget_row(owner_id, month)
+    _refuse(limit=limit, spent=spent, reserved=reserved, amount=amount)
 
 
 @functools.cache
@@ -345,10 +370,15 @@ def _hold(owner_id, month, amount, limit):
     query building."""
     if can_send_at_once():
         return at_once([(_pg_hold_sql(), [amount, owner_id, month, limit, limit - amount])])[0] is not None
-    fits = dict(spent_usd__lt=limit, spent_usd__lte=Value(limit - amount) - F("reserved_usd"))
     with transaction.atomic():
         commit_without_flush_wait()
-        return bool(_spend_rows(owner_id, month).filter(**fits).update(reserved_usd=F("reserved_usd") + amount))
+        return _held_here(owner_id, month, amount, limit)
+
+
+def _held_here(owner_id, month, amount, limit):
+    """The conditional UPDATE in the caller's transaction; True when it held."""
+    fits = dict(spent_usd__lt=limit, spent_usd__lte=Value(limit - amount) - F("reserved_usd"))
+    return bool(_spend_rows(owner_id, month).filter(**fits).update(reserved_usd=F("reserved_usd") + amount))
 
 
 def budget_extend(reservation, amount):

@@ -11,7 +11,9 @@ from privacy import erasure as erasure_service
 def commit_held_through_an_erasure(monkeypatch, module, name, write, erasure):
     """Run `write()` in a thread with `module.<name>` (what inserts the rows, in the writer's transaction) held after
     it returns and before the commit; start `erasure`'s run in another thread; let the writer commit once the
-    erasure waits on an advisory lock (or has returned without waiting, as it did before the lock).
+    erasure waits on an advisory lock (or has returned without waiting, as it did before the lock). `erasure`: the
+    Erasure to run, or a function that gives it once the rows are inserted (one requested during `write()`, after
+    the request it makes was authenticated).
 
     Returns {"write": what write() returned, "erasure": the run's status}."""
     inside, go = threading.Event(), threading.Event()
@@ -39,9 +41,8 @@ def commit_held_through_an_erasure(monkeypatch, module, name, write, erasure):
 
     writer = in_a_thread("write", write)
     assert inside.wait(30)  # the rows are inserted, not yet committed
-    eraser = in_a_thread(
-        "erasure", lambda: erasure_service.erasure_run(erasure_id=erasure.pk, now=erasure.scheduled_for)
-    )
+    due = erasure() if callable(erasure) else erasure
+    eraser = in_a_thread("erasure", lambda: erasure_service.erasure_run(erasure_id=due.pk, now=due.scheduled_for))
     deadline = time.monotonic() + 30
     while eraser.is_alive() and time.monotonic() < deadline and not _waiting_for_an_advisory_lock():
         time.sleep(0.01)

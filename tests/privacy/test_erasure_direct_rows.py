@@ -14,6 +14,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, connections, transaction
 
+from ai import usage
 from ai.models import AiRequest, AiSpend, AiUsageMonthly
 from integrations import aio, erasing, gateway
 from integrations.gateway import batchlog
@@ -322,3 +323,116 @@ def _erasure_started_then_its_worker_died(user, staff):
         assert transition(Erasure, erasure.pk, Erasure.Status.RETRYING, frm=Erasure.Status.RUNNING)
     finally:
         connection.close()
+
+
+# --- the budget hold of a month the user has no row for yet ---------------------------------------------------------
+
+
+def _aside(work):
+    """`work()` in a thread with a connection of its own (another process's request or worker), waited for."""
+    done = {}
+
+    def run():
+        try:
+            done["result"] = work()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    return done.get("result")
+
+
+def _erasure_run_at_once(user, staff):
+    erasure, _ = erasure_service.erase_request(subject=user, requested_by=staff)
+    return erasure_service.erasure_run(erasure_id=erasure.pk, now=erasure.scheduled_for)
+
+
+@pytest.mark.parametrize("when", ["before the hold", "once the hold found no row"])
+@pytest.mark.django_db(transaction=True)  # the erasure runs beside the request, with a connection of its own
+def test_a_first_hold_of_the_month_after_the_erasure_ran_is_refused_and_writes_nothing(
+    when,
+    fake_ai,  # noqa: F811
+    http,
+    client_for,
+    monkeypatch,
+):
+    """The request was authenticated just before an expedited erasure deactivated the account, and the erasure's AI
+    part commits before the request holds budget of a month it has no row for (or between the hold finding none and
+    the row being started): no row is started for the user after the erasure handed theirs on. The request is refused
+    as it would be a moment later, without its token, and no provider is called."""
+    user, staff = UserFactory(), UserFactory(is_staff=True)
+    twilio_cannot_redact(user, http)
+    client = client_for(user)
+    fake_ai.add("openai", openai_chat("Hello, Ada", usage=(1000, 100, 0)))
+    hold, ran = usage._hold, []
+
+    def erased_around_the_hold(*args):
+        if when == "before the hold" and not ran:
+            ran.append(_aside(lambda: _erasure_run_at_once(user, staff)))
+        held = hold(*args)
+        if when == "once the hold found no row" and not ran:
+            ran.append(_aside(lambda: _erasure_run_at_once(user, staff)))
+        return held
+
+    monkeypatch.setattr(usage, "_hold", erased_around_the_hold)
+    body = {"messages": [{"role": "user", "content": "Hi, I am Ada"}]}
+
+    async def ask():
+        resp = await apost(None, body, auth_headers(client))
+        await aio.settle(timeout=10)
+        return resp
+
+    resp = async_to_sync(ask)()
+
+    assert ran == ["retrying"]
+    assert (resp.status_code, resp.json().get("error")) == (401, "authentication_failed")
+    assert fake_ai.sent == []
+    assert not AiSpend.objects.exists() and not AiUsageMonthly.objects.exists() and not AiRequest.objects.exists()
+    assert not ProviderCall.objects.filter(provider="openai").exists()
+    connections.close_all()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_waits_for_a_first_hold_of_the_month_being_committed_and_hands_it_on(
+    fake_ai,  # noqa: F811
+    http,
+    client_for,
+    monkeypatch,
+):
+    """The erasure is requested as the request reaches its hold, and its run starts while the request starts the
+    month's row: the run waits for the hold's commit, then hands the row on with the hold, which the answer settles
+    for the pseudonym."""
+    user, staff = UserFactory(), UserFactory(is_staff=True)
+    twilio_cannot_redact(user, http)
+    client = client_for(user)
+    fake_ai.add("openai", openai_chat("Hello, Ada", usage=(1000, 100, 0)))
+    hold, requested = usage._hold, []
+
+    def requested_before_the_hold(*args):
+        if not requested:
+            requested.append(_aside(lambda: erasure_service.erase_request(subject=user, requested_by=staff)[0]))
+        return hold(*args)
+
+    monkeypatch.setattr(usage, "_hold", requested_before_the_hold)
+    body = {"messages": [{"role": "user", "content": "Hi, I am Ada"}]}
+
+    async def ask():
+        resp = await apost(None, body, auth_headers(client))
+        await aio.settle(timeout=10)
+        return resp.status_code, resp.json()
+
+    outcome = commit_held_through_an_erasure(
+        monkeypatch, usage, "_ensure_spend_row", lambda: async_to_sync(ask)(), lambda: requested[0]
+    )
+
+    (status, answer), erased = outcome["write"], outcome["erasure"]
+    assert (status, answer["content"], erased) == (200, "Hello, Ada", "retrying")
+    pseudonym = get_user_model().objects.get(username=Erasure.objects.get(subject_id=user.pk).pseudonym)
+    spend = AiSpend.objects.get()
+    assert (spend.owner_id, spend.spent_usd, spend.reserved_usd) == (pseudonym.pk, Decimal(answer["cost_usd"]), 0)
+    assert list(AiUsageMonthly.objects.values_list("owner_id", "requests")) == [(pseudonym.pk, 1)]
+    assert list(AiRequest.objects.values_list("owner_id", "prompt")) == [(pseudonym.pk, None)]
+    connections.close_all()
