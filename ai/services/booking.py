@@ -295,14 +295,19 @@ class Booking:
             )
         )
 
-    def owned_now(self):
+    def owned_now(self, owner_id=None):
         """In the booking's transaction, before it writes: the user's lock held shared and their erasure read
         (integrations.erasing). An answer that comes back once the user's erasure has started (a stream that
         outlived the grace period, an expedited erasure) is booked for the pseudonym, its prompt and answer not
-        kept, and settled on the spend row that holds its hold: the user's until the erasure hands it on."""
+        kept, and settled on the spend row that holds its hold: the user's until the erasure hands it on.
+
+        `owner_id`: whom this transaction has already found the user's rows belong to, holding the lock (the
+        provider call's row, written just before the booking): the lock and the read are not repeated."""
         from integrations.erasing import pseudonyms_now
 
-        self.owner_id = pseudonyms_now([self.user.pk]).get(self.user.pk, self.user.pk)
+        if owner_id is None:
+            owner_id = pseudonyms_now([self.user.pk]).get(self.user.pk, self.user.pk)
+        self.owner_id = owner_id
         held = self.reservation
         # The hold is on the user's row until the erasure hands it (with the user's AI rows) to the pseudonym.
         if (
@@ -325,16 +330,17 @@ class Booking:
         self._failed()
 
     @transaction.atomic(savepoint=False)  # inside the gateway's savepoint for it: one is enough
-    def answered(self, result, *, cost, tried, payload, outcome=AiRequest.Outcome.OK, error_code=""):
+    def answered(self, result, *, cost, tried, payload, outcome=AiRequest.Outcome.OK, error_code="", call=None):
         """Book an answer the client was given as `payload` (or a stream it closed, or one the provider broke
         off: `error_code`): roll-up, budget, request log (one commit), and the payload handed to `on_done`
-        (the Idempotency-Key's replay).
+        (the Idempotency-Key's replay). `call`: the provider call whose row this transaction has written first
+        (the gateway's `then`): its owner says whether the user's erasure has started, as its writer read it.
 
         If any of it fails, the caller's transaction undoes the settlement too: the hold is marked unsettled
         again, so `abandon()` frees it (it stayed reserved for the rest of the month)."""
         held = self.reservation is not None and not self.reservation.settled
         try:
-            self.owned_now()
+            self.owned_now(call.row.owner_id if call is not None and call.row is not None else None)
             usage_record(**self._usage(result, cost))
             total = cost + self._unanswered_booked()
             self._spent(budget_settle(self.reservation, total), total)

@@ -39,7 +39,9 @@ def _attempt_complete(booking, idempotency_key):
             payload = payload_for(result, cost=cost, cached=False, fallbacks=list(tried))
             # Booked with the call's row (one round trip, one commit) while the answer goes out: the client does
             # not wait on the database (the worker's batch writer, gateway.bookings; else aio.in_background).
-            call.then = functools.partial(booking.answered, result, cost=cost, tried=list(tried), payload=payload)
+            call.then = functools.partial(
+                booking.answered, result, cost=cost, tried=list(tried), payload=payload, call=call
+            )
             call.then_failed = booking.abandon
             if booking.hooks_free:
                 call.then_at_once = functools.partial(

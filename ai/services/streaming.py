@@ -135,7 +135,7 @@ async def _relay(opened, *, booking, tried, key):
             # Booked with the call's row when the stack closes the attempt (one hop, one commit), while
             # the `done` event goes out: the stream's end does not wait on the database.
             opened.call.then = functools.partial(
-                booking.answered, result, cost=cost, tried=tried, outcome=outcome, payload=payload
+                booking.answered, result, cost=cost, tried=tried, outcome=outcome, payload=payload, call=opened.call
             )
             opened.call.then_failed = booking.abandon
             if booking.hooks_free:

@@ -18,7 +18,7 @@ from ai import usage
 from ai.models import AiRequest, AiSpend, AiUsageMonthly
 from integrations import aio, erasing, gateway
 from integrations.gateway import batchlog
-from integrations.models import ProviderCall, UsageRollup
+from integrations.models import IdempotencyRecord, ProviderCall, UsageRollup
 from integrations.states import transition
 from privacy import erasure as erasure_service
 from privacy.models import Erasure
@@ -29,7 +29,7 @@ from tests.ai.conftest import (  # noqa: F401 - the AI tests' fixtures
     fake_ai,
     server_loop,
 )
-from tests.ai.fakes import openai_chat
+from tests.ai.fakes import openai_chat, openai_sse_chunks, sse_response
 from tests.factories import UserFactory
 from tests.integrations import acme
 from tests.messaging.factories import SmsFactory
@@ -206,11 +206,12 @@ def test_an_erasure_waits_for_a_web_batch_being_committed_and_pseudonymises_it(f
 # --- AI answers -----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["on its own", "in the web worker's batch"])
+@pytest.fixture(params=["on its own", "in the web worker's batch", "step by step, with an Idempotency-Key"])
 def answered_while_erased(request, fake_ai, http, client_for, settings, asgi_completion, server_loop):  # noqa: F811
     """A completion whose provider answers while the user's erasure runs (and is left retrying): the request was
     authenticated before the erasure deactivated the account. Its answer is booked in a round trip of its own
-    (aio.in_background) or with others by the web worker's writer (gateway.bookings). (user, pseudonym, answer)."""
+    (aio.in_background), with others by the web worker's writer (gateway.bookings), or step by step with the call's
+    row when the key's replay is stored with it. (user, pseudonym, answer)."""
     settings.AI_LOG_PROMPTS = True
     user, staff = UserFactory(), UserFactory(is_staff=True)
     twilio_cannot_redact(user, http)
@@ -234,8 +235,9 @@ def answered_while_erased(request, fake_ai, http, client_for, settings, asgi_com
     body = {"messages": [{"role": "user", "content": "Hi, I am Ada"}]}
 
     async def scenario():
-        if request.param == "on its own":
-            resp = await apost(None, body, auth_headers(client))
+        if request.param != "in the web worker's batch":
+            key = {"Idempotency-Key": "ada-1"} if "Idempotency-Key" in request.param else {}
+            resp = await apost(None, body, {**auth_headers(client), **key})
             await aio.settle(timeout=10)
             return resp.status_code, resp.json()
         server_loop()
@@ -436,3 +438,38 @@ def test_an_erasure_waits_for_a_first_hold_of_the_month_being_committed_and_hand
     assert list(AiUsageMonthly.objects.values_list("owner_id", "requests")) == [(pseudonym.pk, 1)]
     assert list(AiRequest.objects.values_list("owner_id", "prompt")) == [(pseudonym.pk, None)]
     connections.close_all()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_with_an_idempotency_key_reads_the_users_erasure_once_with_its_call_row(
+    stream,
+    fake_ai,  # noqa: F811
+    client_for,
+    monkeypatch,
+):
+    """Its replay is stored with the booking, step by step in the call row's transaction: the row's writer takes the
+    user's lock and reads their erasure, and the booking goes by the owner it found (an answer booked once the
+    erasure has started: answered_while_erased) instead of a second round trip for the same answer."""
+    user = UserFactory()
+    client = client_for(user)
+    answer = sse_response(openai_sse_chunks(["Hel", "lo"], usage=(1000, 3, 0))) if stream else openai_chat("Hello")
+    fake_ai.add("openai", answer)
+    checks, check = [], erasing.pseudonyms_now
+
+    def counted(owner_ids):
+        owner_ids = list(owner_ids)
+        checks.append(owner_ids)
+        return check(owner_ids)
+
+    monkeypatch.setattr(erasing, "pseudonyms_now", counted)
+    body = {"messages": [{"role": "user", "content": "Say hello"}], "stream": stream}
+
+    async def ask():
+        resp = await apost(None, body, {**auth_headers(client), "Idempotency-Key": "hello-1"})
+        await aio.settle(timeout=10)
+        return resp
+
+    assert async_to_sync(ask)().status_code == 200
+    assert checks == [[user.pk]]
+    assert list(AiRequest.objects.values_list("owner_id", flat=True)) == [user.pk]
+    assert IdempotencyRecord.objects.get(owner=user, key="hello-1").status == "done"
