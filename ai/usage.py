@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from integrations.aio import at_once, can_send_at_once, commit_without_flush_wait
 from integrations.alerts import alert_raise
+from integrations.api.errors import AUTHENTICATION_FAILED
 from integrations.auth.tokens import NOT_READ, read_along
 from integrations.erasing import pseudonyms_now
 from integrations.errors import DomainError
@@ -327,11 +328,6 @@ def budget_reserve(owner_id, amount, *, limit=None, now=None):
     return Reservation(owner_id=owner_id, month=month, amount=amount, limit=limit)
 
 
-# A request of a user whose erasure has started: what authentication answers it once the erasure has
-# deactivated the account and deleted its tokens (integrations.auth, integrations.api.errors).
-ERASED_DETAIL = "The credentials are invalid; get a token from POST /api/v1/auth/token/."
-
-
 def _hold_slowly(owner_id, month, amount, limit):
     """The hold of a month the user may have no row for yet, or a refusal: in one transaction, the user's lock held
     shared and their erasure read (integrations.erasing), the month's row started if missing, the hold, and what
@@ -345,7 +341,9 @@ def _hold_slowly(owner_id, month, amount, limit):
     with transaction.atomic():
         commit_without_flush_wait()
         if pseudonyms_now([owner_id]):
-            raise DomainError(401, "authentication_failed", ERASED_DETAIL, headers={"WWW-Authenticate": "Token"})
+            raise DomainError(
+                401, "authentication_failed", AUTHENTICATION_FAILED, headers={"WWW-Authenticate": "Token"}
+            )
         _ensure_spend_row(owner_id, month)
         if _held_here(owner_id, month, amount, limit):
             return

@@ -28,9 +28,12 @@ from integrations.errors import DomainError, ProviderError
 
 logger = logging.getLogger(__name__)
 
+# What a request with a token that is no longer valid is told (also a request of a user whose erasure has started
+# that reaches the AI budget: ai.usage).
+AUTHENTICATION_FAILED = "The credentials are invalid; get a token from POST /api/v1/auth/token/."
 _DEFAULT_DETAILS = {
     "not_authenticated": "Authentication credentials were not provided; send `Authorization: Token <token>`.",
-    "authentication_failed": "The credentials are invalid; get a token from POST /api/v1/auth/token/.",
+    "authentication_failed": AUTHENTICATION_FAILED,
     "permission_denied": "You do not have permission to do this.",
     "not_found": "Nothing here; check the URL and that the object is yours.",
 }
