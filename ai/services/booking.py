@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from integrations import gateway
 from integrations.aio import db_hop, db_hop_or_undo, in_background
+from integrations.api.errors import AUTHENTICATION_FAILED
 from integrations.context import get_request_id
 from integrations.errors import DomainError
 from integrations.registry import get_provider
@@ -142,7 +143,8 @@ def _request_values(
 
 
 class BudgetSpent(Exception):
-    """The walk stopped before a fallback: the budget has no room for the billed calls and another answer."""
+    """The walk stopped before a fallback: the budget has no room for the billed calls and another answer (or the
+    user's erasure took it)."""
 
     def __init__(self, error):
         super().__init__(error.detail)
@@ -269,12 +271,22 @@ class Booking:
 
         The hold covers one answer at its largest; a provider that billed the prompt and then failed has spent
         part of it, so the next answer could take the month past the budget. Without room for both, the walk
-        stops here with 402 `budget_exceeded` (BudgetSpent), the billed calls booked as the request's cost."""
+        stops here with 402 `budget_exceeded` (BudgetSpent), the billed calls booked as the request's cost; if the
+        user's erasure has taken the month's row meanwhile, with 401."""
         extra = self.uncovered()
         if budget_extend(self.reservation, extra):
             self.covered += extra
             return
-        spent, reserved = budget_row(self.reservation.owner_id, self.reservation.month)
+        try:
+            spent, reserved = budget_row(self.reservation.owner_id, self.reservation.month)
+        except AiSpend.DoesNotExist:
+            # The user's erasure handed their month, this hold with it, to the pseudonym while the request ran
+            # (it was authenticated just before): no provider more. The billed calls are booked as the erasure
+            # leaves them (owned_now), and the client is refused as without its token a moment later.
+            self.failed(error_code="authentication_failed", tried=tried)
+            raise BudgetSpent(
+                DomainError(401, "authentication_failed", AUTHENTICATION_FAILED, headers={"WWW-Authenticate": "Token"})
+            ) from None
         others = max(Decimal(0), reserved - self.reservation.amount)  # held for the user's other running requests
         billed = extra + self.covered
         self.failed(error_code="budget_exceeded", tried=tried)

@@ -473,3 +473,54 @@ def test_an_answer_with_an_idempotency_key_reads_the_users_erasure_once_with_its
     assert checks == [[user.pk]]
     assert list(AiRequest.objects.values_list("owner_id", flat=True)) == [user.pk]
     assert IdempotencyRecord.objects.get(owner=user, key="hello-1").status == "done"
+
+
+@pytest.mark.django_db(transaction=True)  # the erasure runs beside the request, with a connection of its own
+def test_a_fallback_after_a_billed_failure_is_not_asked_once_the_erasure_took_the_month(
+    fake_ai,  # noqa: F811
+    asgi_completion,  # noqa: F811
+    user,
+    http,
+    server_loop,  # noqa: F811
+    settings,
+    monkeypatch,
+):
+    """Anthropic billed the prompt and failed; before the fallback is asked the hold must cover that bill, but the
+    user's erasure (requested and run meanwhile: the request was authenticated just before) has handed their month
+    and the hold to the pseudonym. The walk stops with 401, as without the token a moment later; the bill is the
+    pseudonym's (before, the look-up of the user's row failed: a 500)."""
+    from ai.services import booking as booking_module
+    from tests.ai.test_streaming import _anthropic_failing_after_message_start
+
+    staff = UserFactory(is_staff=True)
+    twilio_cannot_redact(user, http)
+    settings.AI_ROUTES = {**settings.AI_ROUTES, "writing": [["anthropic", "claude-sonnet-4-6"], ["openai", "gpt-4.1"]]}
+    fake_ai.add("anthropic", sse_response(_anthropic_failing_after_message_start(2_000)))
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["fine"], usage=(1000, 1000, 0), model="gpt-4.1")))
+    extend, ran = booking_module.budget_extend, []
+
+    def erased_first(*args):
+        ran.append(_aside(lambda: _erasure_run_at_once(user, staff)))
+        return extend(*args)
+
+    monkeypatch.setattr(booking_module, "budget_extend", erased_first)
+
+    async def scenario():
+        server_loop()
+        call = asgi_completion({"stream": True, "task": "writing", "max_tokens": 1000})
+        await call.task
+        await aio.settle(timeout=10)
+        return call
+
+    call = async_to_sync(scenario)()
+
+    assert ran == ["retrying"]
+    assert (call.status, call.json()["error"]) == (401, "authentication_failed")
+    assert fake_ai.to("openai") == []  # never asked
+    pseudonym = get_user_model().objects.get(username=Erasure.objects.get(subject_id=user.pk).pseudonym)
+    billed = Decimal("0.006000")  # claude-sonnet-4-6: 2,000 input tokens x 3.00 / 1M
+    assert list(AiSpend.objects.values_list("owner_id", "spent_usd", "reserved_usd")) == [(pseudonym.pk, billed, 0)]
+    assert list(AiRequest.objects.values_list("owner_id", "error_code", "cost_usd")) == [
+        (pseudonym.pk, "authentication_failed", billed)
+    ]
+    connections.close_all()
