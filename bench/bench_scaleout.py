@@ -194,12 +194,9 @@ def run():
         rows.append(_row(label, runs, rate(controls[ms, 1])))
     two = rate(results[2]) / base
     control_two = {ms: rate(controls[ms, 2]) / rate(controls[ms, 1]) for ms in CONTROL_MS}
-    cores = os.cpu_count()
 
-    def most(runs):
-        """The most 2 processes can give over the one whose `runs` these are: the cores there are over those it
-        kept busy (its node's main process and child take turns, and PostgreSQL and Redis serve it meanwhile)."""
-        return cores / common.median([x["cores"] for x in runs])
+    def busy(runs):
+        return common.median([x["cores"] for x in runs])
 
     lines = [
         f"{JOBS} queued outbound jobs per measurement (one gateway call each to an in-process instant fake: "
@@ -222,12 +219,12 @@ def run():
         + f" (the first about an outbound job's CPU in its pool child). What Celery's prefork pool gives a job "
         f"of that size on these cores, beside the hub's {two:.2f}x.",
         "",
-        "Why: one process already keeps more than one core busy (its node's main process takes, hands over and acks "
-        "each message, the child runs it, and PostgreSQL and Redis serve both, on the same cores), so on "
-        f"{cores} cores two processes can give at most {cores} / (the cores one keeps busy): "
-        f"**{most(results[1]):.2f}x** for the hub's job, "
-        + ", ".join(f"{most(controls[ms, 1]):.2f}x for the {ms:g} ms control" for ms in CONTROL_MS)
-        + " (each from the 1-process rows' cores busy).",
+        f"Cores kept busy (the worker node's processes, PostgreSQL and Redis), 1 / 2 processes: hub "
+        f"**{busy(results[1]):.2f} / {busy(results[2]):.2f}**, "
+        + ", ".join(f"{ms:g} ms control {busy(controls[ms, 1]):.2f} / {busy(controls[ms, 2]):.2f}" for ms in CONTROL_MS)
+        + ". Between two jobs a pool child waits for its node's main process (it acks the job, takes the next "
+        "message and hands it over); the shorter the job, the more of the child's time that is, so two processes "
+        "leave part of the second core idle however little the job itself shares.",
         "",
         common.table(
             [
