@@ -72,6 +72,17 @@ def sent(user, operation="send"):
     return att
 
 
+def asked(client, body, headers=None):
+    """The completion `body` posted with `client`'s token (and `headers`), returned once its booking is written."""
+
+    async def ask():
+        resp = await apost(None, body, {**auth_headers(client), **(headers or {})})
+        await aio.settle(timeout=10)
+        return resp
+
+    return async_to_sync(ask)()
+
+
 def answered(owner):
     """A search the client was answered, its row left to the web worker's writer (attempt's log_after_response)."""
     att = gateway.Attempt("acme", "search", owner, None, None, None, 1)
@@ -281,12 +292,7 @@ def test_an_answer_booked_for_the_pseudonym_before_the_erasure_hands_on_the_user
     fake_ai.add("openai", openai_chat("Hello", usage=(1000, 100, 0)))
     body = {"messages": [{"role": "user", "content": "Hi, I am Ada"}]}
 
-    async def ask():
-        resp = await apost(None, body, auth_headers(client))
-        await aio.settle(timeout=10)
-        return resp
-
-    first = async_to_sync(ask)()
+    first = asked(client, body)
     assert first.status_code == 200
 
     def answer_once_the_run_started(request):
@@ -296,7 +302,7 @@ def test_an_answer_booked_for_the_pseudonym_before_the_erasure_hands_on_the_user
         return openai_chat("Hello again", usage=(2000, 200, 0))
 
     fake_ai.add("openai", answer_once_the_run_started)
-    second = async_to_sync(ask)()
+    second = asked(client, body)
     assert second.status_code == 200
     erasure = Erasure.objects.get(subject_id=user.pk)
     pseudonym = get_user_model().objects.get(username=erasure.pseudonym)
@@ -381,12 +387,7 @@ def test_a_first_hold_of_the_month_after_the_erasure_ran_is_refused_and_writes_n
     monkeypatch.setattr(usage, "_hold", erased_around_the_hold)
     body = {"messages": [{"role": "user", "content": "Hi, I am Ada"}]}
 
-    async def ask():
-        resp = await apost(None, body, auth_headers(client))
-        await aio.settle(timeout=10)
-        return resp
-
-    resp = async_to_sync(ask)()
+    resp = asked(client, body)
 
     assert ran == ["retrying"]
     assert (resp.status_code, resp.json().get("error")) == (401, "authentication_failed")
@@ -421,14 +422,11 @@ def test_an_erasure_waits_for_a_first_hold_of_the_month_being_committed_and_hand
     monkeypatch.setattr(usage, "_hold", requested_before_the_hold)
     body = {"messages": [{"role": "user", "content": "Hi, I am Ada"}]}
 
-    async def ask():
-        resp = await apost(None, body, auth_headers(client))
-        await aio.settle(timeout=10)
+    def ask():
+        resp = asked(client, body)
         return resp.status_code, resp.json()
 
-    outcome = commit_held_through_an_erasure(
-        monkeypatch, usage, "_ensure_spend_row", lambda: async_to_sync(ask)(), lambda: requested[0]
-    )
+    outcome = commit_held_through_an_erasure(monkeypatch, usage, "_ensure_spend_row", ask, lambda: requested[0])
 
     (status, answer), erased = outcome["write"], outcome["erasure"]
     assert (status, answer["content"], erased) == (200, "Hello, Ada", "retrying")
@@ -464,12 +462,7 @@ def test_an_answer_with_an_idempotency_key_reads_the_users_erasure_once_with_its
     monkeypatch.setattr(erasing, "pseudonyms_now", counted)
     body = {"messages": [{"role": "user", "content": "Say hello"}], "stream": stream}
 
-    async def ask():
-        resp = await apost(None, body, {**auth_headers(client), "Idempotency-Key": "hello-1"})
-        await aio.settle(timeout=10)
-        return resp
-
-    assert async_to_sync(ask)().status_code == 200
+    assert asked(client, body, {"Idempotency-Key": "hello-1"}).status_code == 200
     assert checks == [[user.pk]]
     assert list(AiRequest.objects.values_list("owner_id", flat=True)) == [user.pk]
     assert IdempotencyRecord.objects.get(owner=user, key="hello-1").status == "done"
