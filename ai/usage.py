@@ -12,10 +12,9 @@ from django.utils import timezone
 
 from integrations.aio import at_once, can_send_at_once, commit_without_flush_wait
 from integrations.alerts import alert_raise
-from integrations.api.errors import AUTHENTICATION_FAILED
 from integrations.auth.tokens import NOT_READ, read_along
 from integrations.erasing import pseudonyms_now
-from integrations.errors import DomainError
+from integrations.errors import AUTHENTICATION_FAILED, DomainError
 from integrations.models import Alert
 from integrations.redis import cache_best_effort
 from integrations.usage import sql_number, upsert_sql

@@ -10,9 +10,8 @@ from django.utils import timezone
 
 from integrations import gateway
 from integrations.aio import db_hop, db_hop_or_undo, in_background
-from integrations.api.errors import AUTHENTICATION_FAILED
 from integrations.context import get_request_id
-from integrations.errors import DomainError
+from integrations.errors import AUTHENTICATION_FAILED, DomainError
 from integrations.registry import get_provider
 
 from ..messages import Completion

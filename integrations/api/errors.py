@@ -24,13 +24,10 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from integrations.errors import DomainError, ProviderError
+from integrations.errors import AUTHENTICATION_FAILED, DomainError, ProviderError
 
 logger = logging.getLogger(__name__)
 
-# What a request with a token that is no longer valid is told (also a request of a user whose erasure has started
-# that reaches the AI budget: ai.usage).
-AUTHENTICATION_FAILED = "The credentials are invalid; get a token from POST /api/v1/auth/token/."
 _DEFAULT_DETAILS = {
     "not_authenticated": "Authentication credentials were not provided; send `Authorization: Token <token>`.",
     "authentication_failed": AUTHENTICATION_FAILED,
