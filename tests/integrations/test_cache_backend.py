@@ -78,7 +78,7 @@ def test_set_and_delete_works_on_any_backend(settings):
     assert wait_woken(other, "flight", 0.001) is True
 
 
-def test_the_inbound_limit_still_counts_on_it(user_client, settings):
+def test_the_inbound_limit_still_counts_on_it(user_client, settings, still_clock):
     settings.TRAVEL_SEARCH_USER_RATE = "2/m"
     # Counted before validation: two refused bodies, then the limit.
     answers = [user_client.post("/api/v1/travel/searches/", {}, format="json").status_code for _ in range(3)]

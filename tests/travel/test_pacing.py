@@ -94,7 +94,7 @@ def test_pacing_is_per_endpoint(user_client, duffel):
     assert r.status_code == 200
 
 
-def test_each_user_has_an_inbound_search_limit(user_client, client_for, other_user, duffel, settings):
+def test_each_user_has_an_inbound_search_limit(user_client, client_for, other_user, duffel, settings, still_clock):
     settings.TRAVEL_SEARCH_USER_RATE = "3/m"
     codes = [search(user_client, one_way()).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
