@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from integrations.aio import at_once, can_send_at_once, commit_without_flush_wait
 from integrations.alerts import alert_raise
-from integrations.auth.tokens import NOT_READ, read_along
+from integrations.auth.tokens import NOT_READ, read_along, token_refused
 from integrations.erasing import pseudonyms_now
-from integrations.errors import AUTHENTICATION_FAILED, DomainError
+from integrations.errors import DomainError
 from integrations.models import Alert
 from integrations.redis import cache_best_effort
 from integrations.usage import sql_number, upsert_sql
@@ -340,9 +340,7 @@ def _hold_slowly(owner_id, month, amount, limit):
     with transaction.atomic():
         commit_without_flush_wait()
         if pseudonyms_now([owner_id]):
-            raise DomainError(
-                401, "authentication_failed", AUTHENTICATION_FAILED, headers={"WWW-Authenticate": "Token"}
-            )
+            raise token_refused()
         _ensure_spend_row(owner_id, month)
         if _held_here(owner_id, month, amount, limit):
             return

@@ -20,11 +20,6 @@ def _unpickled(cls, args, fields):
     return exc
 
 
-# What a request with a token that is no longer valid is told (integrations.api.errors), and a request of a user whose
-# erasure has started that reaches the AI budget (ai.usage, ai.services.booking), as it would be a moment later.
-AUTHENTICATION_FAILED = "The credentials are invalid; get a token from POST /api/v1/auth/token/."
-
-
 class DomainError(Exception):
     """What a service raises when the caller must be told no: one HTTP status, a stable code, a sentence.
 

@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from integrations import gateway
 from integrations.aio import db_hop, db_hop_or_undo, in_background
+from integrations.auth.tokens import token_refused
 from integrations.context import get_request_id
-from integrations.errors import AUTHENTICATION_FAILED, DomainError
+from integrations.errors import DomainError
 from integrations.registry import get_provider
 
 from ..messages import Completion
@@ -283,9 +284,7 @@ class Booking:
             # (it was authenticated just before): no provider more. The billed calls are booked as the erasure
             # leaves them (owned_now), and the client is refused as without its token a moment later.
             self.failed(error_code="authentication_failed", tried=tried)
-            raise BudgetSpent(
-                DomainError(401, "authentication_failed", AUTHENTICATION_FAILED, headers={"WWW-Authenticate": "Token"})
-            ) from None
+            raise BudgetSpent(token_refused()) from None
         others = max(Decimal(0), reserved - self.reservation.amount)  # held for the user's other running requests
         billed = extra + self.covered
         self.failed(error_code="budget_exceeded", tried=tried)

@@ -24,13 +24,13 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from integrations.errors import AUTHENTICATION_FAILED, DomainError, ProviderError
+from integrations.errors import DomainError, ProviderError
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_DETAILS = {
     "not_authenticated": "Authentication credentials were not provided; send `Authorization: Token <token>`.",
-    "authentication_failed": AUTHENTICATION_FAILED,
+    "authentication_failed": "The credentials are invalid; get a token from POST /api/v1/auth/token/.",
     "permission_denied": "You do not have permission to do this.",
     "not_found": "Nothing here; check the URL and that the object is yours.",
 }

@@ -61,6 +61,18 @@ _read_along = contextvars.ContextVar("token_read_along", default=None)
 NOT_READ = object()
 
 
+def token_refused():
+    """The 401 for a token that is unknown, malformed or no longer valid (its user deactivated). Also what a request
+    of a user whose erasure has started gets once it reaches the AI budget (ai.usage, ai.services.booking): what it
+    would get a moment later, the erasure having deleted the user's tokens."""
+    return DomainError(
+        401,
+        "authentication_failed",
+        "The token is invalid; get one from POST /api/v1/auth/token/.",
+        headers={"WWW-Authenticate": "Token"},
+    )
+
+
 def token_authenticate(*, key, along=None):
     """The live token for `key` (its user loaded), or a DomainError 401 (unknown, malformed or expired).
 
@@ -73,7 +85,7 @@ def token_authenticate(*, key, along=None):
     # thread's context outlives its request.
     _read_along.set(None)
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise DomainError(401, "authentication_failed", "The token is invalid; get one from POST /api/v1/auth/token/.")
+        raise token_refused()
     if get_client() is None:
         token = _token_found(key)  # no cache every process shares
     else:
@@ -112,7 +124,7 @@ def _token_found(key):
     candidates = ApiToken.objects.select_related("user").filter(prefix=key[:PREFIX_LENGTH])
     token = next((t for t in candidates if t.matches(key)), None)
     if token is None or not token.user.is_active:
-        raise DomainError(401, "authentication_failed", "The token is invalid; get one from POST /api/v1/auth/token/.")
+        raise token_refused()
     now = timezone.now()
     # Written when the token is read from the database: at most once per LAST_USED_RESOLUTION
     # (the cache time is no longer), so an API client does not turn every read into a write.

@@ -83,6 +83,14 @@ def asked(client, body, headers=None):
     return async_to_sync(ask)()
 
 
+def bad_token_answer():
+    """What the completion endpoint answers a token that no longer exists (an erasure deletes the user's)."""
+    body = {"messages": [{"role": "user", "content": "Hi"}]}
+    resp = async_to_sync(apost)(None, body, {"Authorization": "Token hub_deleted"})
+    assert resp.status_code == 401
+    return resp
+
+
 def answered(owner):
     """A search the client was answered, its row left to the web worker's writer (attempt's log_after_response)."""
     att = gateway.Attempt("acme", "search", owner, None, None, None, 1)
@@ -390,7 +398,8 @@ def test_a_first_hold_of_the_month_after_the_erasure_ran_is_refused_and_writes_n
     resp = asked(client, body)
 
     assert ran == ["retrying"]
-    assert (resp.status_code, resp.json().get("error")) == (401, "authentication_failed")
+    refused = bad_token_answer()  # what the request would have been told a moment later, its token gone
+    assert (resp.status_code, resp.json(), resp["WWW-Authenticate"]) == (401, refused.json(), "Token")
     assert fake_ai.sent == []
     assert not AiSpend.objects.exists() and not AiUsageMonthly.objects.exists() and not AiRequest.objects.exists()
     assert not ProviderCall.objects.filter(provider="openai").exists()
@@ -508,7 +517,7 @@ def test_a_fallback_after_a_billed_failure_is_not_asked_once_the_erasure_took_th
     call = async_to_sync(scenario)()
 
     assert ran == ["retrying"]
-    assert (call.status, call.json()["error"]) == (401, "authentication_failed")
+    assert (call.status, call.json()) == (401, bad_token_answer().json())
     assert fake_ai.to("openai") == []  # never asked
     pseudonym = get_user_model().objects.get(username=Erasure.objects.get(subject_id=user.pk).pseudonym)
     billed = Decimal("0.006000")  # claude-sonnet-4-6: 2,000 input tokens x 3.00 / 1M
