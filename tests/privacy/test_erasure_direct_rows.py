@@ -99,12 +99,6 @@ def answered(owner):
 
 
 @pytest.fixture
-def http():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
-
-
-@pytest.fixture
 def refused_acme(http):
     """Acme refuses a message to a number, and says which (as Twilio's 400 does)."""
     http.add(
