@@ -6,9 +6,12 @@ breaker in Redis, ProviderCall row and usage roll-up in PostgreSQL), then starts
 --concurrency N (N prefork processes, prefetch 1, late acks) and times it from ready until every job
 ran (each job counts itself in Redis). Process counts alternate within each round; medians over
 ROUNDS rounds. A last row runs N=2 over RabbitMQ (CELERY_BROKER_URL=amqp://...) when one answers at
-127.0.0.1:5672, to show the broker is a setting, not a code change.
+127.0.0.1:5672, to show the broker is a setting, not a code change. Beside each 1- and 2-process
+measurement run the controls (bench.hookapp.tasks.control_job: the same task class and message, pure CPU
+work of BENCH_SCALEOUT_CONTROL_MS milliseconds in place of the gateway call, nothing shared), what Celery's
+prefork pool gives a job of that size on these cores; and before each, the machine's own 2-process ceiling.
 
-    BENCH_SCALEOUT_JOBS=2000 BENCH_SCALEOUT_ROUNDS=3 python bench/run.py scaleout
+    BENCH_SCALEOUT_JOBS=2000 BENCH_SCALEOUT_ROUNDS=3 BENCH_SCALEOUT_CONTROL_MS=0.8,8 python bench/run.py scaleout
 """
 
 import multiprocessing
