@@ -19,6 +19,7 @@ from integrations.models import Alert
 from integrations.redis import cache_best_effort
 from integrations.usage import sql_number, upsert_sql
 
+from . import leases
 from .models import AiBudget, AiFreeModel, AiSpend, AiUsageMonthly
 
 logger = logging.getLogger(__name__)
@@ -284,11 +285,12 @@ def max_cost(chain, *, input_tokens, output_tokens, cache_ttl=None):
 
 
 class Reservation:
-    def __init__(self, *, owner_id, month, amount, limit):
+    def __init__(self, *, owner_id, month, amount, limit, lease=None):
         self.owner_id = owner_id
         self.month = month
         self.amount = amount
         self.limit = limit
+        self.lease = lease  # the web worker's slice of the budget the hold is from (ai.leases), or None
         self.settled = False
 
 
@@ -318,10 +320,17 @@ def budget_reserve(owner_id, amount, *, limit=None, now=None):
     lost in a PostgreSQL crash only frees budget
     (integrations.aio.commit_without_flush_wait). When it holds nothing (the
     month has no row yet, or no room) the slow way follows (_hold_slowly),
-    which reads the row back only to explain a refusal."""
+    which reads the row back only to explain a refusal.
+
+    In a web worker that lends (ai.leases) the hold comes from the worker's slice of the user's budget when it
+    has room, in memory; the slice is held (or grown) by the same conditional UPDATE."""
     limit = budget_limit(owner_id) if limit is None else limit
     month = month_of(now)
     amount = Decimal(amount)
+    if leases.running():
+        lease = leases.take(owner_id, month, amount, limit, lambda slice_: _hold(owner_id, month, slice_, limit))
+        if lease is not None:
+            return Reservation(owner_id=owner_id, month=month, amount=amount, limit=limit, lease=lease)
     if not _hold(owner_id, month, amount, limit):
         _hold_slowly(owner_id, month, amount, limit)
     return Reservation(owner_id=owner_id, month=month, amount=amount, limit=limit)
@@ -382,7 +391,11 @@ def budget_extend(reservation, amount):
     amount = Decimal(amount)
     if amount <= 0:
         return True
-    if not _hold(reservation.owner_id, reservation.month, amount, reservation.limit):
+
+    def hold(more):
+        return _hold(reservation.owner_id, reservation.month, more, reservation.limit)
+
+    if not (leases.extend(reservation.lease, amount, hold) if reservation.lease is not None else hold(amount)):
         return False
     reservation.amount += amount
     return True
@@ -407,9 +420,12 @@ def _refuse(*, limit, spent, reserved, amount):
             "it renews on the first of next month, or ask an administrator to raise it."
         )
     else:
+        held = "held for your requests still running"
+        if leases.running():
+            held += " (and set aside by the hub's web workers for your next ones for a few seconds)"
         detail = (
-            f"This request could cost up to ${amount:.4f}; with ${spent:.4f} spent and ${reserved:.4f} held for "
-            f"your requests still running, that would pass your AI budget of ${limit:.2f} for this month. "
+            f"This request could cost up to ${amount:.4f}; with ${spent:.4f} spent and ${reserved:.4f} {held}, "
+            f"that would pass your AI budget of ${limit:.2f} for this month. "
             "Ask for fewer max_tokens, use a cheaper model, or retry when your running requests finish."
         )
     raise DomainError(402, "budget_exceeded", detail, **extra)
@@ -428,22 +444,49 @@ def budget_settle(reservation, cost=0):
             return settled(reservation, cursor.fetchone(), cost)
     rows = _spend_rows(reservation.owner_id, reservation.month)
     rows.update(
-        reserved_usd=Greatest(F("reserved_usd") - reservation.amount, Value(Decimal(0))),
+        reserved_usd=Greatest(F("reserved_usd") - _released(reservation, cost), Value(Decimal(0))),
         spent_usd=F("spent_usd") + Decimal(cost),
     )
-    reservation.settled = True  # once written; a caller whose transaction then rolls back unmarks it (Booking.answered)
+    settled(reservation, None, cost)
     return rows.values_list("spent_usd", flat=True).first() if cost > 0 else None
+
+
+def _released(reservation, cost):
+    """What settling takes off the row's reserved_usd: the request's hold, or (from a lease) its cost, the lease
+    keeping the rest for the user's next requests."""
+    return Decimal(cost) if reservation.lease is not None else reservation.amount
 
 
 def settle_statement(reservation, cost):
     """budget_settle's PostgreSQL statement as (sql, params); `settled` takes its result row."""
-    return _pg_settle_sql(), [reservation.amount, Decimal(cost), reservation.owner_id, reservation.month]
+    return _pg_settle_sql(), [_released(reservation, cost), Decimal(cost), reservation.owner_id, reservation.month]
 
 
 def settled(reservation, row, cost):
-    """The hold as settled by settle_statement's result `row`: budget_settle's answer."""
+    """The hold as settled by settle_statement's result `row`: budget_settle's answer.
+
+    Marked settled at once (a caller whose transaction then rolls back unmarks it: Booking.answered); a
+    lease's own accounting follows the commit (ai.leases.settled), so a rolled-back settlement, settled again
+    later (Booking.abandon), frees the lease's share once."""
     reservation.settled = True
+    if reservation.lease is not None:
+        transaction.on_commit(functools.partial(leases.settled, reservation.lease, reservation.amount, Decimal(cost)))
     return row[0] if row is not None and cost > 0 else None
+
+
+def give_back_statement(owner_id, month, amount):
+    """A lease given back (ai.leases.give_back): `amount` off the row's reserved_usd."""
+    return _pg_give_back_sql(), [amount, owner_id, month]
+
+
+@functools.cache
+def _pg_give_back_sql():
+    qn = connection.ops.quote_name
+    reserved = qn("reserved_usd")
+    return (
+        f"UPDATE {qn(AiSpend._meta.db_table)} SET {reserved} = GREATEST({reserved} - %s, 0) "
+        f"WHERE {qn('owner_id')} = %s AND {qn('month')} = %s"
+    )
 
 
 def budget_after(owner_id, *, limit, before, cost, now=None):

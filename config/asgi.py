@@ -22,6 +22,7 @@ django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
 
+from ai import leases  # noqa: E402
 from config.warmup import warm, warm_loop  # noqa: E402 - needs the apps loaded above
 from integrations.aio import serve_on, settle  # noqa: E402
 from integrations.gateway import batchlog, bookings  # noqa: E402
@@ -37,12 +38,14 @@ async def _lifespan(receive, send):
             if settings.SYNC_VIEW_THREADS:  # with the pool: call-log rows of answered requests in batches
                 batchlog.start()
                 bookings.start()  # and answered AI calls' bookings
+                leases.start()  # and slices of active users' AI budgets, given back when idle
             await warm_loop(django_application)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             # Bookings of answers already sent (integrations.aio.in_background) are written before the worker exits.
             await settle(timeout=settings.AI_DEADLINE_SECONDS)
             await sync_to_async(bookings.stop, thread_sensitive=False)()
+            await sync_to_async(leases.stop, thread_sensitive=False)()  # every answer booked: give them all back
             await sync_to_async(batchlog.stop, thread_sensitive=False)()
             await send({"type": "lifespan.shutdown.complete"})
             return

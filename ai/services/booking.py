@@ -285,7 +285,9 @@ class Booking:
             # leaves them (owned_now), and the client is refused as without its token a moment later.
             self.failed(error_code="authentication_failed", tried=tried)
             raise BudgetSpent(token_refused()) from None
-        others = max(Decimal(0), reserved - self.reservation.amount)  # held for the user's other running requests
+        # Held for the user's other running requests (not this one's hold, nor what its lease has free for later).
+        lease = self.reservation.lease
+        others = max(Decimal(0), reserved - self.reservation.amount - (lease.available if lease is not None else 0))
         billed = extra + self.covered
         self.failed(error_code="budget_exceeded", tried=tried)
         limit = self.reservation.limit

@@ -135,6 +135,13 @@ AI_RETRY_WAIT_MAX_SECONDS = env.float("AI_RETRY_WAIT_MAX_SECONDS", default=2.0)
 # beside no round. Longer: fewer rounds, but a killed worker loses the bookings of that long (their holds stay
 # reserved to the month's end: the user is refused early, never let past the budget). 0: a round after each answer.
 AI_BOOKING_ROUND_MS = env.int("AI_BOOKING_ROUND_MS", default=25)
+# A web worker holds a slice of an active user's monthly budget ahead (ai.leases): the user's next completions in
+# that worker hold theirs from it in memory instead of a round trip to PostgreSQL each. A slice is this many holds
+# like the request that opens it (0: no leases, every request holds its own), at most this percent of the user's
+# limit, and is given back after this many idle seconds (and at the worker's shutdown).
+AI_BUDGET_LEASE_REQUESTS = env.int("AI_BUDGET_LEASE_REQUESTS", default=20)
+AI_BUDGET_LEASE_SHARE_PERCENT = env.float("AI_BUDGET_LEASE_SHARE_PERCENT", default=1.0)
+AI_BUDGET_LEASE_IDLE_SECONDS = env.float("AI_BUDGET_LEASE_IDLE_SECONDS", default=5.0)
 # The answer's length cap sent when the client gives none (every provider gets one,
 # so that a request's largest possible cost is known and can be reserved).
 AI_DEFAULT_MAX_TOKENS = env.int("AI_DEFAULT_MAX_TOKENS", default=1024)

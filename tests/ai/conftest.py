@@ -7,7 +7,7 @@ from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test import AsyncClient
 
-from ai import providers
+from ai import leases, providers
 from integrations import aio
 from integrations.gateway import bookings
 from tests.ai.fakes import BASE_URLS, KEYS, FakeAI
@@ -150,7 +150,9 @@ def server_loop(settings):
         aio.serve_on(asyncio.get_running_loop())
         if connection.vendor == "postgresql":  # the pool's: answered calls' bookings go to the batch writer
             bookings.start()
+            leases.start()  # and budget holds come from the worker's slices of users' budgets
 
     yield mark
     aio.serve_on(None)
     bookings.stop()
+    leases.stop()
