@@ -36,7 +36,7 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError, connection, connections
+from django.db import DatabaseError, connection, connections, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def take(owner_id, month, amount, limit, hold):
     if slice_ is None or _no_room.get(key, 0) > time.monotonic():
         return None
     if not hold(slice_):
-        _no_room[key] = time.monotonic() + settings.AI_BUDGET_LEASE_IDLE_SECONDS
+        with _lock:
+            _no_room[key] = time.monotonic() + settings.AI_BUDGET_LEASE_IDLE_SECONDS
         return None
     with _lock:
         lease = _leases.get(key)
@@ -136,7 +137,7 @@ def settled(lease, amount, cost):
 
 def give_back(*, idle_seconds=None):
     """Give the leases idle for `idle_seconds` (default AI_BUDGET_LEASE_IDLE_SECONDS; 0: every lease no request
-    is running on) back to their rows (one UPDATE each); returns how many were given back."""
+    is running on) back to their rows, in one transaction; returns how many were given back."""
     idle = settings.AI_BUDGET_LEASE_IDLE_SECONDS if idle_seconds is None else idle_seconds
     now = time.monotonic()
     with _lock:
@@ -145,13 +146,15 @@ def give_back(*, idle_seconds=None):
         _unreturned.clear()
         for key in [k for k, until in _no_room.items() if until <= now]:
             del _no_room[key]
-    leaving = [lease for lease in leaving if lease.size > 0]
+    # By owner, as the bookings writer locks rows (integrations.gateway.bookings): two workers' sweeps never deadlock.
+    leaving = sorted((lease for lease in leaving if lease.size > 0), key=lambda lease: (lease.owner_id, lease.month))
     if not leaving:
         return 0
     from .usage import give_back_statement
 
     try:
-        with connection.cursor() as cursor:
+        # All or none: a lease given back twice would free what another request holds.
+        with transaction.atomic(), connection.cursor() as cursor:
             for lease in leaving:
                 cursor.execute(*give_back_statement(lease.owner_id, lease.month, lease.size))
     except DatabaseError as exc:
@@ -175,9 +178,7 @@ class _Sweeper(threading.Thread):
             except Exception:  # noqa: BLE001 - logged; the next sweep tries again
                 logger.exception("AI budget leases: a sweep failed")
             finally:
-                for conn in connections.all(initialized_only=True):
-                    if not conn.in_atomic_block:
-                        conn.close()  # back to the pool between sweeps
+                _close_connections()  # back to the pool between sweeps
 
 
 def start():
@@ -198,6 +199,11 @@ def stop():
     try:
         give_back(idle_seconds=0)
     finally:
-        for conn in connections.all(initialized_only=True):
-            if not conn.in_atomic_block:
-                conn.close()
+        _close_connections()
+
+
+def _close_connections():
+    """This thread's connections: back to the pool (or closed, without one: a test's database)."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()

@@ -222,3 +222,35 @@ def test_the_row_always_counts_every_slice_and_hold_and_the_budget_is_never_pass
         leases.stop()
     row = AiSpend.objects.get(owner=user)
     assert row.reserved_usd == 0 and row.spent_usd <= limit
+
+
+def test_slices_that_could_not_be_given_back_are_given_back_once_at_the_next_sweep(user, monkeypatch):
+    """All or none: of two slices, the second's UPDATE fails; neither is taken off the row (the first's would be
+    again at the next sweep, freeing what another request holds), and the next sweep gives both back."""
+    other = type(user).objects.create(username="other-leaser")
+    for owner in (user, other):
+        AiSpend.objects.create(owner=owner, month=usage.month_of(), spent_usd=0)
+    leases.start()
+    try:
+        for owner in (user, other):
+            held = usage.budget_reserve(owner.pk, Decimal("0.001"), limit=Decimal("10"))
+            assert held.lease is not None
+            usage.budget_settle(held, Decimal("0.0005"))
+        real, calls = usage.give_back_statement, []
+
+        def second_fails(owner_id, month, amount):
+            calls.append(owner_id)
+            if len(calls) == 2:
+                return "UPDATE ai_table_that_is_gone SET n = 1", []
+            return real(owner_id, month, amount)
+
+        monkeypatch.setattr(usage, "give_back_statement", second_fails)
+        assert leases.give_back(idle_seconds=0) == 0
+        assert sorted(AiSpend.objects.values_list("reserved_usd", flat=True)) == [Decimal("0.0195")] * 2
+        monkeypatch.setattr(usage, "give_back_statement", real)
+        assert leases.give_back(idle_seconds=0) == 2
+        assert leases.give_back(idle_seconds=0) == 0
+        rows = AiSpend.objects.values_list("spent_usd", "reserved_usd")
+        assert sorted(rows) == [(Decimal("0.0005"), 0)] * 2
+    finally:
+        leases.stop()
