@@ -22,9 +22,14 @@ own amount, as without leases. A changed limit (an override, AI_USER_MONTHLY_BUD
 request: leases are per limit, and the old one is given back when idle.
 
 A slice that could not be held (no room, or the month's first request, whose row does not exist yet) is not
-tried again for that user for AI_BUDGET_LEASE_IDLE_SECONDS: their requests meanwhile hold their own amounts. A
-user's erasure hands their month's row to the pseudonym with what it holds; a slice given back after that finds
-no row of the user's, and stays reserved on the pseudonym's row, which no request spends from.
+tried again for that user for AI_BUDGET_LEASE_IDLE_SECONDS: their requests meanwhile hold their own amounts.
+
+Erasure: a user's erasure deletes their tokens first, so no request of theirs is authenticated after it starts.
+One authenticated just before may hold from a slice even once the erasure has handed the user's month (the slice
+with it) to the pseudonym, where a hold of its own would have found no row and been refused (usage._hold_slowly);
+as for any request in flight at an erasure, its booking is then the pseudonym's (Booking.owned_now), settled on
+the pseudonym's row, and no row of the user's is written. A slice given back after the hand-over is taken off
+the pseudonym's row.
 
 Only where something gives leases back: started by the ASGI lifespan (config.asgi, with the connection pool);
 anywhere else (Celery workers, tests that do not start it, SQLite) every request holds its own amount.
@@ -150,13 +155,20 @@ def give_back(*, idle_seconds=None):
     leaving = sorted((lease for lease in leaving if lease.size > 0), key=lambda lease: (lease.owner_id, lease.month))
     if not leaving:
         return 0
+    from integrations.erasing import pseudonyms_now
+
     from .usage import give_back_statement
 
     try:
         # All or none: a lease given back twice would free what another request holds.
         with transaction.atomic(), connection.cursor() as cursor:
+            # The owners' locks held shared, as a booking holds them (integrations.erasing): a user's erasure hands
+            # their month, the slice in it, to the pseudonym, whose row then gets the slice back.
+            pseudonyms = pseudonyms_now([lease.owner_id for lease in leaving])
             for lease in leaving:
                 cursor.execute(*give_back_statement(lease.owner_id, lease.month, lease.size))
+                if cursor.rowcount == 0 and lease.owner_id in pseudonyms:
+                    cursor.execute(*give_back_statement(pseudonyms[lease.owner_id], lease.month, lease.size))
     except DatabaseError as exc:
         logger.warning("AI budget leases: %d not given back yet: %r", len(leaving), exc)
         with _lock:

@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, connections, transaction
 
-from ai import usage
+from ai import leases, usage
 from ai.models import AiRequest, AiSpend, AiUsageMonthly
 from integrations import aio, erasing, gateway
 from integrations.gateway import batchlog
@@ -397,6 +397,52 @@ def test_a_first_hold_of_the_month_after_the_erasure_ran_is_refused_and_writes_n
     assert fake_ai.sent == []
     assert not AiSpend.objects.exists() and not AiUsageMonthly.objects.exists() and not AiRequest.objects.exists()
     assert not ProviderCall.objects.filter(provider="openai").exists()
+    connections.close_all()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the erasure runs beside the request, with a connection of its own
+def test_a_hold_from_the_workers_slice_after_the_erasure_handed_the_month_on_is_the_pseudonyms(
+    fake_ai,  # noqa: F811
+    http,
+    client_for,
+    monkeypatch,
+):
+    """Budget leases (ai.leases): the request was authenticated just before an expedited erasure ran, and holds from
+    the web worker's slice of the user's budget, which the erasure handed on with the user's month. It is booked for
+    the pseudonym and settled on the pseudonym's row, no row of the user's is written, and the slice given back
+    afterwards is taken off the pseudonym's row."""
+    user, staff = UserFactory(), UserFactory(is_staff=True)
+    twilio_cannot_redact(user, http)
+    client = client_for(user)
+    AiSpend.objects.create(owner=user, month=usage.month_of(), spent_usd=0)
+    fake_ai.add("openai", openai_chat("Hello", usage=(1000, 100, 0)), openai_chat("Hello, Ada", usage=(1000, 100, 0)))
+    body = {"messages": [{"role": "user", "content": "Hi, I am Ada"}]}
+    leases.start()
+    try:
+        first = asked(client, body)
+        assert first.status_code == 200 and len(leases._leases) == 1  # the slice, held by the user's first request
+        take, ran = leases.take, []
+
+        def erased_first(*args):
+            if not ran:
+                ran.append(_aside(lambda: _erasure_run_at_once(user, staff)))
+            return take(*args)
+
+        monkeypatch.setattr(leases, "take", erased_first)
+        resp = asked(client, body)
+        assert ran == ["retrying"]
+        assert (resp.status_code, resp.json()["content"]) == (200, "Hello, Ada")
+        pseudonym = get_user_model().objects.get(username=Erasure.objects.get(subject_id=user.pk).pseudonym)
+        (lease,) = leases._leases.values()
+        spend = AiSpend.objects.get()
+        cost = Decimal(first.json()["cost_usd"]) + Decimal(resp.json()["cost_usd"])
+        assert (spend.owner_id, spend.spent_usd, spend.reserved_usd) == (pseudonym.pk, cost, lease.size)
+        assert list(AiRequest.objects.values_list("owner_id", "prompt")) == [(pseudonym.pk, None)] * 2
+        assert leases.give_back(idle_seconds=0) == 1
+        assert list(AiSpend.objects.values_list("owner_id", "spent_usd", "reserved_usd")) == [(pseudonym.pk, cost, 0)]
+    finally:
+        leases.stop()
     connections.close_all()
 
 
