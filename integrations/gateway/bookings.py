@@ -158,8 +158,10 @@ def _built(att, latency_ms):
 
 def _recorded(att, call, rows, after):
     att.row = call_recorded_as(call, rows[0])
-    call_recorded(att, call, checks=True)
+    # The caller's first (its budget settlement's own accounting: an AI budget lease's, ai.leases): a metric or
+    # alert check that fails after it must not leave that undone.
     after(rows[1:])
+    call_recorded(att, call, checks=True)
 
 
 def _alone(entry):

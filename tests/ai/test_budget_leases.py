@@ -254,3 +254,23 @@ def test_slices_that_could_not_be_given_back_are_given_back_once_at_the_next_swe
         assert sorted(rows) == [(Decimal("0.0005"), 0)] * 2
     finally:
         leases.stop()
+
+
+def test_a_check_that_fails_after_a_batched_booking_leaves_the_slices_accounting_done(
+    fake_ai, asgi_completion, server_loop, month_row, monkeypatch
+):
+    """The web worker's writer commits the booking, then runs its call-log checks: one that fails (a metric, an
+    alert) is logged, and the slice has the request's share back all the same, so it can be given back."""
+    from integrations.gateway import bookings
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("a metric check failed")
+
+    monkeypatch.setattr(bookings, "call_recorded", failing)
+    fake_ai.add("openai", openai_chat("hello"))
+    (cost,) = _costs(_completions(asgi_completion, server_loop, 1))
+    (lease,) = leases._leases.values()
+    assert (lease.running, lease.available) == (0, lease.size)
+    assert leases.give_back(idle_seconds=0) == 1
+    month_row.refresh_from_db()
+    assert (month_row.spent_usd, month_row.reserved_usd) == (cost, 0)
