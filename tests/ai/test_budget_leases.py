@@ -274,3 +274,34 @@ def test_a_check_that_fails_after_a_batched_booking_leaves_the_slices_accounting
     assert leases.give_back(idle_seconds=0) == 1
     month_row.refresh_from_db()
     assert (month_row.spent_usd, month_row.reserved_usd) == (cost, 0)
+
+
+def test_a_provider_that_billed_and_failed_extends_the_hold_from_the_slice(
+    fake_ai, asgi_completion, server_loop, month_row, holds
+):
+    """Anthropic billed the input, then failed; before the next provider the hold is extended by that bill
+    (Booking.cover_billed), from the slice; the request is booked both, and the slice's accounting closes."""
+    from tests.ai.fakes import openai_sse_chunks, parse_sse, sse_response
+    from tests.ai.test_streaming import _anthropic_failing_after_message_start
+
+    fake_ai.add("anthropic", sse_response(_anthropic_failing_after_message_start(10_000)))
+    fake_ai.add("openai", sse_response(openai_sse_chunks(["fine"], usage=(1000, 3, 0), model="gpt-4.1")))
+
+    async def scenario():
+        server_loop()
+        call = asgi_completion({"stream": True, "task": "writing"})
+        await call.task
+        await aio.settle(timeout=10)
+        return call
+
+    kind, done = parse_sse(async_to_sync(scenario)().raw)[-1]
+    assert (kind, done["provider"], done["content"]) == ("done", "openai", "fine")
+    lost, answered = Decimal("0.030000"), Decimal("0.002024")  # as tests/ai/test_streaming.py prices them
+    (lease,) = leases._leases.values()
+    assert (len(holds), lease.running, lease.available) == (1, 0, lease.size)  # one UPDATE: the slice
+    assert lease.size == holds[0] - lost - answered
+    month_row.refresh_from_db()
+    assert (month_row.spent_usd, month_row.reserved_usd) == (lost + answered, lease.size)
+    leases.give_back(idle_seconds=0)
+    month_row.refresh_from_db()
+    assert (month_row.spent_usd, month_row.reserved_usd) == (lost + answered, 0)
