@@ -41,7 +41,9 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
+
+from integrations.aio import close_connections
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +192,7 @@ class _Sweeper(threading.Thread):
             except Exception:  # noqa: BLE001 - logged; the next sweep tries again
                 logger.exception("AI budget leases: a sweep failed")
             finally:
-                _close_connections()  # back to the pool between sweeps
+                close_connections()  # back to the pool between sweeps
 
 
 def start():
@@ -211,11 +213,4 @@ def stop():
     try:
         give_back(idle_seconds=0)
     finally:
-        _close_connections()
-
-
-def _close_connections():
-    """This thread's connections: back to the pool (or closed, without one: a test's database)."""
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close()
+        close_connections()

@@ -422,7 +422,8 @@ def _refuse(*, limit, spent, reserved, amount):
     else:
         held = "held for your requests still running"
         if leases.running():
-            held += " (and set aside by the hub's web workers for your next ones for a few seconds)"
+            idle = settings.AI_BUDGET_LEASE_IDLE_SECONDS
+            held += f" (and set aside by the hub's web workers for your next ones, until idle for {idle:g} s)"
         detail = (
             f"This request could cost up to ${amount:.4f}; with ${spent:.4f} spent and ${reserved:.4f} {held}, "
             f"that would pass your AI budget of ${limit:.2f} for this month. "

@@ -39,14 +39,19 @@ def _hop(fn, args, kwargs):
         release_connections()
 
 
+def close_connections():
+    """This thread's connections outside a transaction: back to the pool, or closed without one. For threads of the
+    hub's own (hops, the batch writers, the lease sweeper), which no request_finished reaches."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
+
+
 def _hop_on_own_thread(fn, args, kwargs):
     try:
         return fn(*args, **kwargs)
     finally:
-        # No request_finished reaches these threads: a connection outside a pool is closed here.
-        for conn in connections.all(initialized_only=True):
-            if not conn.in_atomic_block:
-                conn.close()
+        close_connections()
 
 
 @functools.cache

@@ -21,8 +21,9 @@ and `writer()` is None: the gateway writes as before.
 import logging
 import threading
 
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import InterfaceError, OperationalError, transaction
 
+from ..aio import close_connections
 from ..models import ProviderCall
 from ..privacy import calls_as_owned_now
 from ..usage import budget_checks, calls_record
@@ -92,9 +93,7 @@ class CallLogWriter:
                 except Exception:  # noqa: BLE001 - the rows are committed; a failed alert check must not stop the writer
                     logger.exception("call log: budget checks after a batch failed")
         finally:
-            for conn in connections.all(initialized_only=True):
-                if not conn.in_atomic_block:
-                    conn.close()  # back to the pool between rounds
+            close_connections()  # back to the pool between rounds
 
     def _one_by_one(self, rows):
         failed, error = [], None

@@ -51,9 +51,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 
-from ..aio import at_once
+from ..aio import at_once, close_connections
 from ..erasing import guard_statements
 from ..models import ProviderCall
 from ..usage import call_record_statement, call_recorded_as
@@ -136,9 +136,7 @@ class BookingWriter:
                 for at in range(0, len(group), self.max_bookings):
                     _write_group(group[at : at + self.max_bookings])
         finally:
-            for conn in connections.all(initialized_only=True):
-                if not conn.in_atomic_block:
-                    conn.close()  # back to the pool between rounds
+            close_connections()  # back to the pool between rounds
             with self._done:
                 self._handled += len(waiting)
                 self._done.notify_all()

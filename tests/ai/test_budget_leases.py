@@ -40,17 +40,17 @@ def holds(monkeypatch):
     return seen
 
 
-def _completions(asgi_completion, server_loop, n, then=None):
+def _completions(asgi_completion, server_loop, n, body=None):
+    """`n` completions (of `body`) one after another on the server's loop, their bookings then written."""
+
     async def scenario():
         server_loop()
         calls = []
         for _ in range(n):
-            call = asgi_completion({})
+            call = asgi_completion(dict(body or {}))
             await call.task
             calls.append(call)
         await aio.settle(timeout=10)
-        if then is not None:
-            await aio.db_hop(then)
         return calls
 
     return async_to_sync(scenario)()
@@ -140,6 +140,7 @@ def test_near_the_limit_a_request_holds_exactly_its_own_and_is_refused_as_before
     assert holds == [slice_, amount]
     answer = json.loads(refused.raw)
     assert (refused.status, answer["error"], Decimal(answer["reserved_usd"])) == (402, "budget_exceeded", 0)
+    assert "set aside by the hub's web workers for your next ones, until idle for 5 s" in answer["detail"]
     month_row.refresh_from_db()
     assert (month_row.spent_usd, month_row.reserved_usd) == (limit - amount / 2, 0)
 
@@ -287,14 +288,8 @@ def test_a_provider_that_billed_and_failed_extends_the_hold_from_the_slice(
     fake_ai.add("anthropic", sse_response(_anthropic_failing_after_message_start(10_000)))
     fake_ai.add("openai", sse_response(openai_sse_chunks(["fine"], usage=(1000, 3, 0), model="gpt-4.1")))
 
-    async def scenario():
-        server_loop()
-        call = asgi_completion({"stream": True, "task": "writing"})
-        await call.task
-        await aio.settle(timeout=10)
-        return call
-
-    kind, done = parse_sse(async_to_sync(scenario)().raw)[-1]
+    (call,) = _completions(asgi_completion, server_loop, 1, {"stream": True, "task": "writing"})
+    kind, done = parse_sse(call.raw)[-1]
     assert (kind, done["provider"], done["content"]) == ("done", "openai", "fine")
     lost, answered = Decimal("0.030000"), Decimal("0.002024")  # as tests/ai/test_streaming.py prices them
     (lease,) = leases._leases.values()
