@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from integrations.aio import at_once, can_send_at_once, commit_without_flush_wait
 from integrations.alerts import alert_raise
-from integrations.auth.tokens import NOT_READ, read_along, token_refused
+from integrations.auth.tokens import NOT_READ, read_along
 from integrations.erasing import pseudonyms_now
 from integrations.errors import DomainError
 from integrations.models import Alert
@@ -284,6 +284,11 @@ def max_cost(chain, *, input_tokens, output_tokens, cache_ttl=None):
 # --- budget reservations ---------------------------------------------------------------
 
 
+class ErasureStarted(Exception):
+    """The user's erasure has started (their account was deactivated after the request was authenticated): the
+    caller refuses the request as it would be a moment later, signed out (integrations.auth.tokens.signed_out)."""
+
+
 class Reservation:
     def __init__(self, *, owner_id, month, amount, limit, lease=None):
         self.owner_id = owner_id
@@ -311,7 +316,8 @@ def _ensure_spend_row(owner_id, month):
 
 
 def budget_reserve(owner_id, amount, *, limit=None, now=None):
-    """Hold `amount` of the user's monthly budget for a request, or refuse it with 402.
+    """Hold `amount` of the user's monthly budget for a request, or refuse it with 402 (ErasureStarted for a user
+    whose erasure has started).
 
     One conditional UPDATE: it succeeds only while spent + reserved + amount is
     within the limit, so concurrent requests cannot each spend the same remainder
@@ -343,13 +349,13 @@ def _hold_slowly(owner_id, month, amount, limit):
 
     A user whose erasure has started gets no row: its AI part may have handed their months to the pseudonym
     already, and a row started now would be theirs after it (the request was authenticated just before the
-    erasure deactivated the account). Refused as the request would be a moment later, when its token is gone.
+    erasure deactivated the account): ErasureStarted, for the caller to refuse it as it would be a moment later.
     The hot path needs no check: a hold on a row the erasure has not handed on yet is handed on with it, and
     once it has, the UPDATE finds no row of the user's and comes here."""
     with transaction.atomic():
         commit_without_flush_wait()
         if pseudonyms_now([owner_id]):
-            raise token_refused()
+            raise ErasureStarted
         _ensure_spend_row(owner_id, month)
         if _held_here(owner_id, month, amount, limit):
             return

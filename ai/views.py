@@ -122,7 +122,9 @@ class CompletionView(AsyncAPIView):
                 return
         hooks = {"on_done": self._store, "on_fail": self._release} if self.idempotency_key else {}
         try:
-            self.begun = services.begin(request.user, self.params, stream=self.params["stream"], **hooks)
+            self.begun = services.begin(
+                request.user, self.params, stream=self.params["stream"], by_token=request.auth is not None, **hooks
+            )
         except BaseException:
             if self.idempotency_key:
                 self._release()  # refused before any provider call: the key may be used again

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from integrations import gateway
 from integrations.aio import db_hop, db_hop_or_undo, in_background
-from integrations.auth.tokens import token_refused
+from integrations.auth.tokens import signed_out
 from integrations.context import get_request_id
 from integrations.errors import DomainError
 from integrations.registry import get_provider
@@ -19,6 +19,7 @@ from ..messages import Completion
 from ..models import AiRequest, AiSpend
 from ..routing import chain_for
 from ..usage import (
+    ErasureStarted,
     budget_after,
     budget_extend,
     budget_reserve,
@@ -154,8 +155,9 @@ class BudgetSpent(Exception):
 class Booking:
     """What a request knows before its answer: who, what, when, and its hold on the budget."""
 
-    def __init__(self, *, user, params, started, stream, on_done=None, on_fail=None):
+    def __init__(self, *, user, params, started, stream, on_done=None, on_fail=None, by_token=True):
         self.user = user
+        self.by_token = by_token  # authenticated by an API token, not a browser's session (signed_out)
         # Whom the request's rows are written for: the user, or their erasure's pseudonym once it has started
         # (owned_now, in each booking's transaction).
         self.owner_id = user.pk
@@ -196,6 +198,8 @@ class Booking:
         first, sent = self._send_first_token(chain)
         try:
             self.reservation = budget_reserve(self.user.pk, amount, limit=limit)
+        except ErasureStarted:
+            raise signed_out(by_token=self.by_token) from None
         finally:
             taken = sent.answer() if sent is not None else None
             if taken is not None:
@@ -282,9 +286,10 @@ class Booking:
         except AiSpend.DoesNotExist:
             # The user's erasure handed their month, this hold with it, to the pseudonym while the request ran
             # (it was authenticated just before): no provider more. The billed calls are booked as the erasure
-            # leaves them (owned_now), and the client is refused as without its token a moment later.
-            self.failed(error_code="authentication_failed", tried=tried)
-            raise BudgetSpent(token_refused()) from None
+            # leaves them (owned_now), and the client is refused as signed out a moment later.
+            refused = signed_out(by_token=self.by_token)
+            self.failed(error_code=refused.code, tried=tried)
+            raise BudgetSpent(refused) from None
         # Held for the user's other running requests (not this one's hold, nor what its lease has free for later).
         lease = self.reservation.lease
         others = max(Decimal(0), reserved - self.reservation.amount - (lease.available if lease is not None else 0))
@@ -518,12 +523,15 @@ class Begun:
         self.held = held  # (chain, skipped) once the budget hold is taken
 
 
-def begin(user, params, *, stream, on_done=None, on_fail=None):
+def begin(user, params, *, stream, on_done=None, on_fail=None, by_token=True):
     """Synchronous, in the caller's thread hop (the view's checks): the booking, and the budget hold
-    of a request the answer cache cannot serve, so its provider call needs no hop of its own first."""
+    of a request the answer cache cannot serve, so its provider call needs no hop of its own first.
+    `by_token`: the request was authenticated by an API token (False: a browser's session)."""
     started = time.monotonic()
     chain = chain_for(task=params.get("task"), model=params.get("model"), provider=params.get("provider"))
-    booking = Booking(user=user, params=params, started=started, stream=stream, on_done=on_done, on_fail=on_fail)
+    booking = Booking(
+        user=user, params=params, started=started, stream=stream, on_done=on_done, on_fail=on_fail, by_token=by_token
+    )
     key = cache_key(owner_id=user.pk, params=params) if use_cache(params) else None
     # A cacheable request looks in the cache first (a hit holds nothing): its hold waits for start().
     return Begun(booking, chain, key, None if key else booking.reserve(chain))

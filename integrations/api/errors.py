@@ -36,6 +36,11 @@ _DEFAULT_DETAILS = {
 }
 
 
+def default_detail(code):
+    """The sentence the API answers `code` (not_authenticated, ...) with when nothing more particular is said."""
+    return _DEFAULT_DETAILS[code]
+
+
 def _first_message(detail):
     if isinstance(detail, dict):
         for key, value in detail.items():

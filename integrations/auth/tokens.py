@@ -32,6 +32,8 @@ from integrations.redis import get_client
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
 MAX_KEY_LENGTH = 200
 TOKEN_CACHE_SECONDS = 60  # without Redis a request authenticates from the database (see above)
+# What a 401 asks for (ApiTokenAuthentication.authenticate_header: token authentication comes first).
+TOKEN_CHALLENGE = {"WWW-Authenticate": "Token"}
 
 
 def _cache_key(digest):
@@ -62,15 +64,25 @@ NOT_READ = object()
 
 
 def token_refused():
-    """The 401 for a token that is unknown, malformed or no longer valid (its user deactivated). Also what a request
-    of a user whose erasure has started gets once it reaches the AI budget (ai.usage, ai.services.booking): what it
-    would get a moment later, the erasure having deleted the user's tokens."""
+    """The 401 for a token that is unknown, malformed or no longer valid (its user deactivated); see signed_out."""
     return DomainError(
         401,
         "authentication_failed",
         "The token is invalid; get one from POST /api/v1/auth/token/.",
-        headers={"WWW-Authenticate": "Token"},
+        headers=TOKEN_CHALLENGE,
     )
+
+
+def signed_out(*, by_token=True):
+    """The 401 a request of a user whose erasure has started gets where it reaches their data (ai.usage,
+    ai.services.booking): what it would get a moment later, the erasure having deleted the user's tokens
+    (token_refused) or, for a browser's session (`by_token` False), ended their sessions: a request with no
+    credentials, 401 `not_authenticated` with the token challenge, as IsAuthenticated answers it."""
+    if by_token:
+        return token_refused()
+    from integrations.api.errors import default_detail  # DRF's views, which import this module's authentication
+
+    return DomainError(401, "not_authenticated", default_detail("not_authenticated"), headers=TOKEN_CHALLENGE)
 
 
 def token_authenticate(*, key, along=None):

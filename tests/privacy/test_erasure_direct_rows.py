@@ -4,6 +4,7 @@ answer's booking (gateway.bookings, or its own round trip). Each row of the user
 started belongs to the pseudonym, without its error text, as the rows the erasure re-pointed; other users' rows are
 written as ever."""
 
+import json
 import re
 import threading
 from decimal import Decimal
@@ -11,8 +12,10 @@ from decimal import Decimal
 import pytest
 import responses
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, connections, transaction
+from django.test import AsyncClient, Client
 
 from ai import leases, usage
 from ai.models import AiRequest, AiSpend, AiUsageMonthly
@@ -23,6 +26,8 @@ from integrations.states import transition
 from privacy import erasure as erasure_service
 from privacy.models import Erasure
 from tests.ai.conftest import (  # noqa: F401 - the AI tests' fixtures
+    URL,
+    AsgiCall,
     apost,
     asgi_completion,
     auth_headers,
@@ -81,14 +86,6 @@ def asked(client, body, headers=None):
         return resp
 
     return async_to_sync(ask)()
-
-
-def bad_token_answer():
-    """What the completion endpoint answers a token that no longer exists (an erasure deletes the user's)."""
-    body = {"messages": [{"role": "user", "content": "Hi"}]}
-    resp = async_to_sync(apost)(None, body, {"Authorization": "Token hub_deleted"})
-    assert resp.status_code == 401
-    return resp
 
 
 def answered(owner):
@@ -359,10 +356,23 @@ def _erasure_run_at_once(user, staff):
     return erasure_service.erasure_run(erasure_id=erasure.pk, now=erasure.scheduled_for)
 
 
+def asked_in_session(client, body):
+    """The completion `body` posted by a browser signed in to `client`'s session (no token), once booked."""
+
+    async def ask():
+        resp = await client.post(URL, body, content_type="application/json")
+        await aio.settle(timeout=10)
+        return resp
+
+    return async_to_sync(ask)()
+
+
+@pytest.mark.parametrize("signed_in", ["token", "session"])
 @pytest.mark.parametrize("when", ["before the hold", "once the hold found no row"])
 @pytest.mark.django_db(transaction=True)  # the erasure runs beside the request, with a connection of its own
 def test_a_first_hold_of_the_month_after_the_erasure_ran_is_refused_and_writes_nothing(
     when,
+    signed_in,
     fake_ai,  # noqa: F811
     http,
     client_for,
@@ -371,10 +381,17 @@ def test_a_first_hold_of_the_month_after_the_erasure_ran_is_refused_and_writes_n
     """The request was authenticated just before an expedited erasure deactivated the account, and the erasure's AI
     part commits before the request holds budget of a month it has no row for (or between the hold finding none and
     the row being started): no row is started for the user after the erasure handed theirs on. The request is refused
-    as it would be a moment later, without its token, and no provider is called."""
+    as it would be a moment later, signed out (an API client's token deleted, a browser's session ended: each gets
+    its own 401), and no provider is called."""
     user, staff = UserFactory(), UserFactory(is_staff=True)
     twilio_cannot_redact(user, http)
-    client = client_for(user)
+    if signed_in == "token":
+        client = client_for(user)
+        ask = asked
+    else:
+        client = AsyncClient()
+        client.force_login(user)
+        ask = asked_in_session
     fake_ai.add("openai", openai_chat("Hello, Ada", usage=(1000, 100, 0)))
     hold, ran = usage._hold, []
 
@@ -389,11 +406,13 @@ def test_a_first_hold_of_the_month_after_the_erasure_ran_is_refused_and_writes_n
     monkeypatch.setattr(usage, "_hold", erased_around_the_hold)
     body = {"messages": [{"role": "user", "content": "Hi, I am Ada"}]}
 
-    resp = asked(client, body)
+    resp = ask(client, body)
 
     assert ran == ["retrying"]
-    refused = bad_token_answer()  # what the request would have been told a moment later, its token gone
-    assert (resp.status_code, resp.json(), resp["WWW-Authenticate"]) == (401, refused.json(), "Token")
+    later = ask(client, body)  # what the request would have been told a moment later, signed out
+    code = {"token": "authentication_failed", "session": "not_authenticated"}[signed_in]
+    assert (later.status_code, later.json()["error"]) == (401, code)
+    assert (resp.status_code, resp.json(), resp["WWW-Authenticate"]) == (401, later.json(), "Token")
     assert fake_ai.sent == []
     assert not AiSpend.objects.exists() and not AiUsageMonthly.objects.exists() and not AiRequest.objects.exists()
     assert not ProviderCall.objects.filter(provider="openai").exists()
@@ -517,11 +536,22 @@ def test_an_answer_with_an_idempotency_key_reads_the_users_erasure_once_with_its
     assert IdempotencyRecord.objects.get(owner=user, key="hello-1").status == "done"
 
 
+def session_headers(user):
+    """The headers of a browser signed in as `user`: its session cookie, and the CSRF token DRF asks of a POST."""
+    client = Client()
+    client.force_login(user)
+    csrf = "c" * 32
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}; csrftoken={csrf}"
+    return [("cookie", cookie), ("x-csrftoken", csrf)]
+
+
+@pytest.mark.parametrize("signed_in", ["token", "session"])
 @pytest.mark.django_db(transaction=True)  # the erasure runs beside the request, with a connection of its own
 def test_a_fallback_after_a_billed_failure_is_not_asked_once_the_erasure_took_the_month(
+    signed_in,
     fake_ai,  # noqa: F811
-    asgi_completion,  # noqa: F811
     user,
+    user_client,
     http,
     server_loop,  # noqa: F811
     settings,
@@ -529,8 +559,8 @@ def test_a_fallback_after_a_billed_failure_is_not_asked_once_the_erasure_took_th
 ):
     """Anthropic billed the prompt and failed; before the fallback is asked the hold must cover that bill, but the
     user's erasure (requested and run meanwhile: the request was authenticated just before) has handed their month
-    and the hold to the pseudonym. The walk stops with 401, as without the token a moment later; the bill is the
-    pseudonym's (before, the look-up of the user's row failed: a 500)."""
+    and the hold to the pseudonym. The walk stops with 401, as signed out a moment later (without the token, or
+    the session); the bill is the pseudonym's (before, the look-up of the user's row failed: a 500)."""
     from ai.services import booking as booking_module
     from tests.ai.test_streaming import _anthropic_failing_after_message_start
 
@@ -547,22 +577,32 @@ def test_a_fallback_after_a_billed_failure_is_not_asked_once_the_erasure_took_th
 
     monkeypatch.setattr(booking_module, "budget_extend", erased_first)
 
-    async def scenario():
-        server_loop()
-        call = asgi_completion({"stream": True, "task": "writing", "max_tokens": 1000})
-        await call.task
+    if signed_in == "token":
+        signed = [("authorization", auth_headers(user_client)["Authorization"])]
+    else:
+        signed = session_headers(user)
+    body = {"messages": [{"role": "user", "content": "Hi"}], "stream": True, "task": "writing", "max_tokens": 1000}
+
+    async def ask():
+        headers = [("content-type", "application/json"), *signed]
+        call = AsgiCall("POST", URL, body=json.dumps(body).encode(), headers=headers)
+        await call.start().task
         await aio.settle(timeout=10)
         return call
+
+    async def scenario():
+        server_loop()
+        return await ask()
 
     call = async_to_sync(scenario)()
 
     assert ran == ["retrying"]
-    assert (call.status, call.json()) == (401, bad_token_answer().json())
+    later = async_to_sync(ask)()  # what the request would have been told a moment later, signed out
+    code = {"token": "authentication_failed", "session": "not_authenticated"}[signed_in]
+    assert (call.status, call.json(), later.status, later.json()["error"]) == (401, later.json(), 401, code)
     assert fake_ai.to("openai") == []  # never asked
     pseudonym = get_user_model().objects.get(username=Erasure.objects.get(subject_id=user.pk).pseudonym)
     billed = Decimal("0.006000")  # claude-sonnet-4-6: 2,000 input tokens x 3.00 / 1M
     assert list(AiSpend.objects.values_list("owner_id", "spent_usd", "reserved_usd")) == [(pseudonym.pk, billed, 0)]
-    assert list(AiRequest.objects.values_list("owner_id", "error_code", "cost_usd")) == [
-        (pseudonym.pk, "authentication_failed", billed)
-    ]
+    assert list(AiRequest.objects.values_list("owner_id", "error_code", "cost_usd")) == [(pseudonym.pk, code, billed)]
     connections.close_all()
