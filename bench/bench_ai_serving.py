@@ -415,15 +415,31 @@ def run():
             hub_url = f"http://127.0.0.1:{hub_port}"
             _wait(hub_url + "/healthz", hub)
             _, token = common.api_token("bench-ai-serving")
-            targets = [
-                Target(
-                    "hub",
-                    hub_url,
+
+            def hub_target(name, url):
+                return Target(
+                    name,
+                    url,
                     completions="/api/v1/ai/completions/",
                     probe=[("health", "/healthz"), ("auth GET", "/api/v1/ai/usage/")],
                     headers={"Authorization": f"Token {token}"},
                 )
-            ]
+
+            targets = [hub_target("hub", hub_url)]
+            if (common.BIN / "granian").exists() and os.environ.get("BENCH_AI_GRANIAN", "1") != "0":
+                # The same hub on the other ASGI server issue 11 named (a bench tool, requirements-dev.txt), with
+                # what config/gunicorn.conf.py gives the production one: 2 workers, uvloop, the psycopg pool.
+                granian_port = next(ports)
+                granian = common.Child(
+                    "hub-granian",
+                    common.granian_argv(granian_port),
+                    tmp,
+                    env={**_hub_env(provider_url), "DATABASE_POOL": "true"},
+                )
+                children.append(granian)
+                granian_url = f"http://127.0.0.1:{granian_port}"
+                _wait(granian_url + "/healthz", granian)
+                targets.append(hub_target("hub on granian", granian_url))
             if os.environ.get("BENCH_AI_LITELLM", "1") == "0":
                 cli, why_not = None, "BENCH_AI_LITELLM=0"
             else:
@@ -568,7 +584,12 @@ def run():
         out += [
             "",
             f"Hub's added latency / LiteLLM's: **{added['hub'] / added['LiteLLM']:.2f}** (goal <= 0.5); "
-            f"the floor's / LiteLLM's: {added['floor'] / added['LiteLLM']:.2f}. The floor (bench/floor_llm.py) is the "
+            + (
+                f"the hub on granian's / LiteLLM's: {added['hub on granian'] / added['LiteLLM']:.2f}; "
+                if "hub on granian" in added
+                else ""
+            )
+            + f"the floor's / LiteLLM's: {added['floor'] / added['LiteLLM']:.2f}. The floor (bench/floor_llm.py) is the "
             "same SDK call behind a Redis token check on the same server, no framework, budget or booking: "
             "what any Python proxy here pays.",
         ]

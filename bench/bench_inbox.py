@@ -1,4 +1,4 @@
-"""Webhook ack throughput: signed deliveries POSTed to a gunicorn-served inbox.
+"""Webhook ack throughput: signed deliveries POSTed to the inbox, as production serves it and on other servers.
 
 The provider is bench.hookapp's `benchhook` (HMAC-SHA256 in Stripe's scheme,
 installed by bench.settings only). An asyncio load generator (a minimal HTTP/1.1 client; httpx for comparison) sends
@@ -47,6 +47,7 @@ TARGET_P99_MS = 100
 HALF_RATE = TARGET_ACKS // 2
 PATH = "/webhooks/benchhook/"
 ASGI = "uvicorn_worker.UvicornWorker"  # what config/gunicorn.conf.py runs in production (config.asgi)
+GRANIAN = "granian"  # the other ASGI server issue 11 named, measured against it (bench.common.granian)
 # (label, worker class, workers, threads, Celery worker running during the load, load generator client, env)
 CONFIGS = [
     # DATABASE_POOL as config/gunicorn.conf.py sets it: under ASGI each request runs in a thread of its own.
@@ -63,6 +64,7 @@ CONFIGS = [
     ),
     ("sync, 3 workers", "sync", 3, 1, False, "raw", {}),
     ("ASGI: uvicorn workers x 2 + Celery worker running", ASGI, 2, 1, True, "raw", {"DATABASE_POOL": "true"}),
+    ("ASGI: granian x 2", GRANIAN, 2, 1, False, "raw", {"DATABASE_POOL": "true"}),
 ]
 
 
@@ -288,18 +290,19 @@ def _one_config(label, worker_class, workers, threads, worker_during_load, clien
     unique_ids = sorted({d[0] for d in warm + saturation + half + paced})
     result = {"label": label, "unique": len(unique_ids)}
     worker_cm = common.celery_worker(concurrency=2) if worker_during_load else None
-    app = "config.asgi:application" if worker_class == ASGI else "config.wsgi:application"
-    with (
-        common.environ(env),  # the server's processes read it at start
-        common.gunicorn(workers=workers, worker_class=worker_class, threads=threads, app=app) as server,
-    ):
-        groups = {"gunicorn": server.pgid}
+    if worker_class == GRANIAN:
+        server_cm = common.granian(workers=workers)
+    else:
+        app = "config.asgi:application" if worker_class == ASGI else "config.wsgi:application"
+        server_cm = common.gunicorn(workers=workers, worker_class=worker_class, threads=threads, app=app)
+    with common.environ(env), server_cm as server:  # the server's processes read the environment at start
+        groups = {"web server": server.pgid}
         if worker_cm is not None:
             worker = worker_cm.__enter__()
             result["worker_ready_s"] = worker.ready_s
             groups["Celery worker"] = worker.pgid
         try:
-            asyncio.run(_saturate(server.url, warm, 8))  # every gunicorn worker has its DB and Redis connections
+            asyncio.run(_saturate(server.url, warm, 8))  # every server worker has its DB and Redis connections
             result["load"] = common.machine_load()
             started = time.monotonic()
             for phase, fn, data, arg in [
@@ -342,9 +345,11 @@ def _configs():
 
     picked = os.environ.get("BENCH_INBOX_CONFIGS", "")
     configs = [CONFIGS[int(n) - 1] for n in picked.split(",")] if picked else CONFIGS
+    if not (common.BIN / "granian").exists():  # a bench tool (requirements-dev.txt): not in a production venv
+        configs = [c for c in configs if c[1] != GRANIAN]
     if importlib.util.find_spec("psycopg_pool") is not None:
         return configs
-    return [c for c in configs if c[1] != ASGI]
+    return [c for c in configs if c[1] not in (ASGI, GRANIAN)]
 
 
 def run():
@@ -395,7 +400,7 @@ def run():
                 verdict,
             ]
         )
-    cpu_labels = ["gunicorn", "PostgreSQL", "Redis", "load generator", "Celery worker", "rest of the machine"]
+    cpu_labels = ["web server", "PostgreSQL", "Redis", "load generator", "Celery worker", "rest of the machine"]
     cpu_rows = []
     for r in results:
         s = r["saturation"]
@@ -425,10 +430,11 @@ def run():
         f"shuffled in. The load generator is a minimal asyncio HTTP/1.1 client with keep-alive (bench_inbox.RawHTTP; "
         f"gunicorn's sync workers close each connection). "
         f"gunicorn serves config.asgi with uvicorn workers (the production server, config/gunicorn.conf.py) or "
-        f"config.wsgi (gthread, sync) on 127.0.0.1 with the bench settings (DEBUG off, INFO JSON logging as in "
+        f"config.wsgi (gthread, sync), or granian serves config.asgi (measured against the production server), "
+        f"on 127.0.0.1 with the bench settings (DEBUG off, INFO JSON logging as in "
         f"production); {where}. Celery worker: prefork, concurrency 2, INFO logging; it drains in batches.",
         "",
-        f"**The machine has {os.cpu_count()} cores, shared by gunicorn, the Celery worker (where running), the load "
+        f"**The machine has {os.cpu_count()} cores, shared by the web server, the Celery worker (where running), the load "
         "generator (same machine, its CPU is part of the figure), PostgreSQL and Redis**, and on this shared "
         "machine by whatever else ran at the time: see the last column.",
         "",
@@ -472,7 +478,7 @@ def run():
             checks,
         ),
         "",
-        "Where the CPU went during the saturation phase, in ms of CPU per delivery (from /proc: gunicorn's and "
+        "Where the CPU went during the saturation phase, in ms of CPU per delivery (from /proc: the web server's and "
         "the worker's process groups, every `postgres` and `redis-server` process, this process as the load "
         "generator, and the rest of the machine's busy time, which on a shared machine includes other people's "
         "work); the last column is how many of the cores were busy on average:" + drain_note,

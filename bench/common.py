@@ -388,6 +388,43 @@ def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=120, po
             child.stop()
 
 
+def granian_argv(port, *, workers=2, app="config.asgi:application"):
+    """The granian command for `app` on 127.0.0.1:`port`: ASGI, `workers` processes, uvloop (as uvicorn's)."""
+    return [
+        str(BIN / "granian"),
+        "--interface",
+        "asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--log-level",
+        "warning",
+        app,
+    ]
+
+
+@contextlib.contextmanager
+def granian(*, workers=2, ready_timeout=120, port=None, app="config.asgi:application"):
+    """Serve `app` over ASGI with granian (a Rust HTTP server; a bench tool, requirements-dev.txt) as gunicorn()
+    does with uvicorn workers: `workers` processes, uvloop, the same bench settings; yields .url and .pgid.
+
+    For measuring the server against the production one (config/gunicorn.conf.py), not a way the hub is served."""
+    port = port or free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-granian-") as logdir:
+        child = Child("granian", granian_argv(port, workers=workers, app=app), logdir)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_http(child, url + "/healthz", ready_timeout, hits=workers * 4)
+            yield SimpleNamespace(url=url, pgid=child.proc.pid)
+        finally:
+            child.stop()
+
+
 def _wait_http(child, url, timeout, hits=1):
     """Wait until `url` answers 200 `hits` times in a row (so every worker has imported the app)."""
     deadline = time.monotonic() + timeout

@@ -11,8 +11,15 @@ all run exactly that command; only the environment differs between them:
 Gunicorn is the process manager (signals, restarts, max_requests); each worker
 runs uvicorn (uvloop + httptools), so the web tier speaks ASGI and an AI
 stream that lasts a minute holds a coroutine, not a process (DESIGN.md, "One
-path for every outbound call"). Chosen against granian by measurement:
-bench/bench_serving.py, figures in bench/RESULTS.md.
+path for every outbound call"). Measured against granian, the other ASGI server
+issue 11 named, serving the same config.asgi (bench_ai_serving's "hub on granian"
+row, bench_inbox's "ASGI: granian x 2"; bench/RESULTS.md): neither is ahead on the
+AI path (added latency, 256 streams, probes); granian acks more webhooks a second
+at saturation but spends about the same CPU on each, so work bound by the cores
+(the Stripe drain beside it) gains little. The hub stays on this one, whose
+master imports and freezes the app once for every worker (preload, below),
+recycles workers by request count, and trusts proxies' forwarded headers only
+from FORWARDED_ALLOW_IPS.
 """
 
 import os
