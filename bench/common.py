@@ -378,8 +378,15 @@ def gunicorn(*, workers=2, worker_class="sync", threads=1, ready_timeout=120, po
         "--log-level",
         "warning",
     ]
-    with tempfile.TemporaryDirectory(prefix="bench-gunicorn-") as logdir:
-        child = Child("gunicorn", argv, logdir)
+    with _serving("gunicorn", argv, port, workers, ready_timeout) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serving(name, argv, port, workers, ready_timeout):
+    """Run a web server's `argv` on `port` until every one of its `workers` answers /healthz; yield .url, .pgid."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as logdir:
+        child = Child(name, argv, logdir)
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_http(child, url + "/healthz", ready_timeout, hits=workers * 4)
@@ -415,14 +422,8 @@ def granian(*, workers=2, ready_timeout=120, port=None, app="config.asgi:applica
 
     For measuring the server against the production one (config/gunicorn.conf.py), not a way the hub is served."""
     port = port or free_port()
-    with tempfile.TemporaryDirectory(prefix="bench-granian-") as logdir:
-        child = Child("granian", granian_argv(port, workers=workers, app=app), logdir)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_http(child, url + "/healthz", ready_timeout, hits=workers * 4)
-            yield SimpleNamespace(url=url, pgid=child.proc.pid)
-        finally:
-            child.stop()
+    with _serving("granian", granian_argv(port, workers=workers, app=app), port, workers, ready_timeout) as server:
+        yield server
 
 
 def _wait_http(child, url, timeout, hits=1):
