@@ -15,11 +15,10 @@ path for every outbound call"). Measured against granian, the other ASGI server
 issue 11 named, serving the same config.asgi (bench_ai_serving's "hub on granian"
 row, bench_inbox's "ASGI: granian x 2"; bench/RESULTS.md): neither is ahead on the
 AI path (added latency, 256 streams, probes); granian acks more webhooks a second
-at saturation but spends about the same CPU on each, so work bound by the cores
-(the Stripe drain beside it) gains little. The hub stays on this one, whose
-master imports and freezes the app once for every worker (preload, below),
-recycles workers by request count, and trusts proxies' forwarded headers only
-from FORWARDED_ALLOW_IPS.
+at saturation, with 6-15 % less CPU for each on 2026-12-06, within the swing
+between runs. The hub stays on this one, whose master imports and freezes the
+app once for every worker (preload, below), recycles workers by request count,
+and trusts proxies' forwarded headers only from FORWARDED_ALLOW_IPS.
 """
 
 import os
