@@ -13,12 +13,12 @@ runs uvicorn (uvloop + httptools), so the web tier speaks ASGI and an AI
 stream that lasts a minute holds a coroutine, not a process (DESIGN.md, "One
 path for every outbound call"). Measured against granian, the other ASGI server
 issue 11 named, serving the same config.asgi (bench_ai_serving's "hub on granian"
-row, bench_inbox's "ASGI: granian x 2"; bench/RESULTS.md): neither is ahead on the
-AI path (added latency, 256 streams, probes); granian acks more webhooks a second
-at saturation, with 6-15 % less CPU for each on 2026-12-06, within the swing
-between runs. The hub stays on this one, whose master imports and freezes the
-app once for every worker (preload, below), recycles workers by request count,
-and trusts proxies' forwarded headers only from FORWARDED_ALLOW_IPS.
+row, bench_inbox's "ASGI: granian x 2"; bench/RESULTS.md): neither is ahead, on
+the AI path (added latency, 256 streams, probes) or on webhook acks (CPU per
+delivery), by more than runs swing. The hub stays on this one, whose master
+imports and freezes the app once for every worker (preload, below), recycles
+workers by request count, and trusts proxies' forwarded headers only from
+FORWARDED_ALLOW_IPS.
 """
 
 import os
