@@ -76,12 +76,7 @@ def _clean_shared_state(settings, tmp_path):
     from ai import leases
 
     # A test that started lending without stopping (its rows gone with it): no slices of it lend to the next test.
-    if leases._sweeper is not None:
-        leases._sweeper.stopping.set()
-        leases._sweeper = None
-    leases._leases.clear()
-    leases._no_room.clear()
-    leases._unreturned.clear()
+    leases.forget()
 
 
 @pytest.fixture
