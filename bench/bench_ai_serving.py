@@ -16,6 +16,9 @@ fake OpenAI-compatible provider (bench/fake_llm.py, asyncio, one process). In on
 3. With BENCH_AI_PROFILE=1, a py-spy profile of the hub's workers during (2), summarised as
    the parts of a completion and the components where the workers' CPU goes.
 
+Where granian is installed (requirements-dev.txt) the hub also runs on it, as the target "hub on granian" beside
+the production server (issue 11: measure the ASGI servers and choose); BENCH_AI_GRANIAN=0 leaves it out.
+
 BENCH_AI_SERVING_PARTS=nonstream runs only (2) (and 3), e.g. to A/B a change to the
 non-streamed path in a minute instead of the streams' few; the default, all, runs both.
 
